@@ -1,0 +1,250 @@
+//! Events: the append-only record of every state change.
+//!
+//! Each event belongs to one entity (a task or an execution) and carries two sequence numbers:
+//! `seq`, global across the whole log, and `entity_seq`, counting that entity's own events from 1.
+//! A reader that remembers the last `seq` it saw can resume from there at any time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Execution, ExecutionKind, ExecutionState, Task, TaskId, TaskState, Timestamp, Usage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EntityKind {
+    Task,
+    Execution,
+}
+
+impl EntityKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Task => "task",
+            EntityKind::Execution => "execution",
+        }
+    }
+}
+
+/// One recorded change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Event {
+    /// Global position in the log, from 1, without gaps.
+    pub seq: u64,
+    pub at: Timestamp,
+    pub entity: EntityKind,
+    pub entity_id: i64,
+    /// Position among this entity's events, from 1.
+    pub entity_seq: u64,
+    /// Who caused it: `cli`, `engine`, `agent:<name>`, `execution:<id>`.
+    pub actor: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What changed. The `type` tag is the stable name used in `agentgrid events` and the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    TaskCreated {
+        task: Task,
+    },
+    TaskEdited {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        labels: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<i32>,
+        /// `Some(None)` clears the assignment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<Option<String>>,
+    },
+    TaskStateChanged {
+        from: TaskState,
+        to: TaskState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    TaskDependencyAdded {
+        blocked_by: TaskId,
+    },
+    TaskDependencyRemoved {
+        blocked_by: TaskId,
+    },
+    TaskNudged {
+        by: String,
+    },
+    TaskCommented {
+        author: String,
+        text: String,
+    },
+    /// The scheduler's bookkeeping on a task: backoff, attempt and continuation counters.
+    TaskScheduled {
+        not_before: Option<Timestamp>,
+        attempts: u32,
+        continuations: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    TaskBranchSet {
+        branch: String,
+    },
+    /// The agent said the task is complete. A claim only: validators decide.
+    TaskCompletionClaimed {
+        summary: String,
+    },
+    ExecutionCreated {
+        execution: Execution,
+    },
+    ExecutionStateChanged {
+        from: ExecutionState,
+        to: ExecutionState,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    ExecutionProcessStarted {
+        pid: i32,
+        iteration: u32,
+    },
+    ExecutionProcessExited {
+        iteration: u32,
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+    },
+    ExecutionValidated {
+        iteration: u32,
+        score: f64,
+        passed: bool,
+        /// Each validator's name, score and pass flag.
+        results: Vec<ValidatorResult>,
+    },
+    ExecutionCommitted {
+        branch: String,
+        commit: String,
+    },
+    ExecutionFinished {
+        kind: ExecutionKind,
+        state: ExecutionState,
+        usage: Usage,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        summary: Option<String>,
+    },
+}
+
+impl EventKind {
+    /// The stable `type` name of this event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::TaskCreated { .. } => "task_created",
+            EventKind::TaskEdited { .. } => "task_edited",
+            EventKind::TaskStateChanged { .. } => "task_state_changed",
+            EventKind::TaskDependencyAdded { .. } => "task_dependency_added",
+            EventKind::TaskDependencyRemoved { .. } => "task_dependency_removed",
+            EventKind::TaskNudged { .. } => "task_nudged",
+            EventKind::TaskCommented { .. } => "task_commented",
+            EventKind::TaskScheduled { .. } => "task_scheduled",
+            EventKind::TaskBranchSet { .. } => "task_branch_set",
+            EventKind::TaskCompletionClaimed { .. } => "task_completion_claimed",
+            EventKind::ExecutionCreated { .. } => "execution_created",
+            EventKind::ExecutionStateChanged { .. } => "execution_state_changed",
+            EventKind::ExecutionProcessStarted { .. } => "execution_process_started",
+            EventKind::ExecutionProcessExited { .. } => "execution_process_exited",
+            EventKind::ExecutionValidated { .. } => "execution_validated",
+            EventKind::ExecutionCommitted { .. } => "execution_committed",
+            EventKind::ExecutionFinished { .. } => "execution_finished",
+        }
+    }
+
+    /// One human line describing the change, for `agentgrid events` and progress output.
+    pub fn describe(&self) -> String {
+        match self {
+            EventKind::TaskCreated { task } => match task.parent {
+                Some(p) => format!("created \"{}\" under #{p}", task.title),
+                None => format!("created \"{}\"", task.title),
+            },
+            EventKind::TaskEdited { .. } => "edited".into(),
+            EventKind::TaskStateChanged { from, to, reason } => match reason {
+                Some(r) => format!("{from} → {to}: {r}"),
+                None => format!("{from} → {to}"),
+            },
+            EventKind::TaskDependencyAdded { blocked_by } => format!("now blocked by #{blocked_by}"),
+            EventKind::TaskDependencyRemoved { blocked_by } => {
+                format!("no longer blocked by #{blocked_by}")
+            }
+            EventKind::TaskNudged { by } => format!("nudged by {by}"),
+            EventKind::TaskCommented { author, text } => format!("{author}: {text}"),
+            EventKind::TaskScheduled { not_before, attempts, reason, .. } => {
+                let when = not_before.map(|t| format!(" not before {t}")).unwrap_or_default();
+                let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                format!("scheduled{when}, {attempts} failed attempts{why}")
+            }
+            EventKind::TaskBranchSet { branch } => format!("works on branch {branch}"),
+            EventKind::TaskCompletionClaimed { summary } => format!("agent claims done: {summary}"),
+            EventKind::ExecutionCreated { execution } => format!(
+                "{} execution of #{} by {} (attempt {})",
+                execution.kind, execution.task_id, execution.agent, execution.attempt
+            ),
+            EventKind::ExecutionStateChanged { from, to, reason } => match reason {
+                Some(r) => format!("{from} → {to}: {r}"),
+                None => format!("{from} → {to}"),
+            },
+            EventKind::ExecutionProcessStarted { pid, iteration } => {
+                format!("iteration {iteration} started, pid {pid}")
+            }
+            EventKind::ExecutionProcessExited { iteration, exit_code, signal } => {
+                match (exit_code, signal) {
+                    (Some(c), _) => format!("iteration {iteration} exited with {c}"),
+                    (None, Some(s)) => format!("iteration {iteration} killed by signal {s}"),
+                    (None, None) => format!("iteration {iteration} ended"),
+                }
+            }
+            EventKind::ExecutionValidated { iteration, score, passed, .. } => format!(
+                "iteration {iteration} validation {} (score {score:.2})",
+                if *passed { "passed" } else { "failed" }
+            ),
+            EventKind::ExecutionCommitted { branch, commit } => {
+                format!("committed {} on {branch}", &commit[..commit.len().min(10)])
+            }
+            EventKind::ExecutionFinished { state, summary, .. } => match summary {
+                Some(s) => format!("finished {state}: {s}"),
+                None => format!("finished {state}"),
+            },
+        }
+    }
+}
+
+/// One validator's verdict on one iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ValidatorResult {
+    pub name: String,
+    pub score: f64,
+    pub passed: bool,
+    pub weight: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialise_with_a_flat_type_tag() {
+        let event = Event {
+            seq: 7,
+            at: Timestamp(1000),
+            entity: EntityKind::Task,
+            entity_id: 3,
+            entity_seq: 2,
+            actor: "cli".into(),
+            kind: EventKind::TaskNudged { by: "cli".into() },
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "task_nudged");
+        assert_eq!(json["seq"], 7);
+        assert_eq!(json["by"], "cli");
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+        assert_eq!(event.kind.name(), "task_nudged");
+    }
+}

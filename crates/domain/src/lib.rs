@@ -1,0 +1,49 @@
+//! The vocabulary of agentgrid: tasks, executions, their state machines, and the events that
+//! record every change to them.
+//!
+//! Everything else in the system speaks these types. The crate is pure data and pure functions:
+//! no IO, no clock reads, no randomness. Time enters as a [`Timestamp`] value handed in by the
+//! caller (through a [`Clock`] the engine owns), which is what lets the scheduler and the state
+//! machines be tested without sleeping.
+//!
+//! The principal types:
+//! - [`Task`]: a unit of work in the tracker. Tasks form a tree (`parent`) and a dependency graph
+//!   (`blocked_by`). Their lifecycle is [`TaskState`], with transitions listed as data in
+//!   [`task::TRANSITIONS`].
+//! - [`Execution`]: one short-lived run of an agent on a task, of kind [`ExecutionKind::Work`] or
+//!   [`ExecutionKind::Resume`]. Its lifecycle is [`ExecutionState`], listed in
+//!   [`execution::TRANSITIONS`].
+//! - [`Event`]: an append-only record of one state change. The store writes each event in the
+//!   same transaction as the projection it changes, so the log and the tables never disagree.
+//!
+//! The key decision: transitions are tables, not `match` arms scattered through the engine.
+//! `TaskState::can_transition(from, to)` is the one place that says what may happen, and every
+//! allowed and forbidden pair is tested.
+//!
+//! ```
+//! use domain::{TaskState, ExecutionState};
+//! assert!(TaskState::Open.can_transition_to(TaskState::Running));
+//! assert!(!TaskState::Done.can_transition_to(TaskState::Running));
+//! assert!(ExecutionState::Running.can_transition_to(ExecutionState::Validating));
+//! ```
+
+pub mod event;
+pub mod execution;
+pub mod ids;
+pub mod task;
+pub mod time;
+
+pub use event::{EntityKind, Event, EventKind};
+pub use execution::{Execution, ExecutionKind, ExecutionState, Usage};
+pub use ids::{ExecutionId, TaskId};
+pub use task::{NewTask, Task, TaskState};
+pub use time::{Clock, Duration, ManualClock, SystemClock, Timestamp};
+
+/// A transition that the state machine does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{entity} cannot go from {from} to {to}")]
+pub struct TransitionError {
+    pub entity: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+}
