@@ -1,1 +1,43 @@
-//! scheduler (being written).
+//! The scheduler: all policy about *what runs next*, as pure functions.
+//!
+//! [`decide`] takes a [`Snapshot`] of tasks and active executions, the [`Config`] and the current
+//! time, and returns a [`Decision`]: the [`Action`]s to take (dispatch, kill, fail a task, close
+//! a parent) and when to look again. [`after_execution`] says what becomes of a task when an
+//! execution ends (done, split, retried with backoff, continued, blocked, failed).
+//! [`guards::check_new_child`] refuses sub-tasks that would make a tree too deep or too wide.
+//!
+//! Architecture invariant: this crate never does IO, never reads a clock and never draws a random
+//! number. The engine owns every effect; here the same inputs always give the same answer, so the
+//! rules are tested with plain unit and property tests and no process, file or sleep.
+//!
+//! The rules, in brief:
+//! - An open task is ready when every task it is blocked by is done and its backoff has passed
+//!   (a nudge skips the backoff). A waiting task is due for a resume when its sub-tasks have all
+//!   ended, when its resume timer fires, or when nudged.
+//! - Ready tasks go in order of priority, then nudged first, then age.
+//! - Caps: global, per agent, per label. Guards: depth, executions per task and per tree, new
+//!   executions per minute. A capped task waits; a task past a guard fails with the reason.
+//!
+//! ```
+//! use domain::{NewTask, Task, TaskId, Timestamp};
+//! use scheduler::{decide, Action, AgentPolicy, Config, Snapshot};
+//!
+//! let config = Config { agents: vec![AgentPolicy::new("worker")], ..Config::default() };
+//! let mut snapshot = Snapshot::default();
+//! snapshot.insert(Task::new(TaskId(1), NewTask::titled("Add CSV export"), TaskId(1), 0, Timestamp(0)));
+//! let decision = decide(&snapshot, &config, Timestamp(0));
+//! assert!(matches!(&decision.actions[0], Action::Dispatch { agent, .. } if agent == "worker"));
+//! ```
+
+mod config;
+mod decide;
+pub mod guards;
+mod outcome;
+pub mod routing;
+mod snapshot;
+
+pub use config::{AgentPolicy, Completion, Config, Guards, RetryPolicy};
+pub use decide::decide;
+pub use outcome::{ExecutionEnd, TaskPlan, after_execution};
+pub use routing::route;
+pub use snapshot::{Action, ActiveExecution, Decision, KillReason, Snapshot};

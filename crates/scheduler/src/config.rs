@@ -1,0 +1,169 @@
+//! The policy knobs the scheduler obeys: caps, retries, timers, guards and the agents it routes to.
+//!
+//! This is plain data. The `manifest` crate reads it from YAML and converts; the scheduler never
+//! sees a file.
+
+use std::collections::BTreeMap;
+
+use domain::{Duration, ExecutionKind};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Most executions active at once across the whole node.
+    pub global_concurrency: u32,
+    /// Most executions active at once among tasks carrying a label.
+    pub per_label: BTreeMap<String, u32>,
+    pub retry: RetryPolicy,
+    /// Delay before running a task again after a clean exit that did not finish it.
+    pub continuation_delay: Duration,
+    /// Clean exits in a row that may leave a task unfinished before it counts as a failed attempt.
+    pub max_continuations: u32,
+    /// While sub-tasks run, their parent is resumed this often.
+    pub resume_interval: Duration,
+    pub guards: Guards,
+    /// In the order they were declared; ties in routing go to the earlier one.
+    pub agents: Vec<AgentPolicy>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            global_concurrency: 2,
+            per_label: BTreeMap::new(),
+            retry: RetryPolicy::default(),
+            continuation_delay: Duration::from_secs(1),
+            max_continuations: 3,
+            resume_interval: Duration::from_mins(10),
+            guards: Guards::default(),
+            agents: Vec::new(),
+        }
+    }
+}
+
+/// Capped exponential backoff: `base * 2^(attempt-1)`, at most `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_mins(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next try after `failed_attempts` failures (1 = the first failure).
+    pub fn backoff(&self, failed_attempts: u32) -> Duration {
+        let exponent = failed_attempts.saturating_sub(1).min(32);
+        let delay = self.base_delay.saturating_mul(1u64 << exponent);
+        delay.min(self.max_delay)
+    }
+}
+
+/// Limits that stop a runaway tree of agents: too deep, too wide, too many runs, too fast.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Guards {
+    /// Deepest allowed sub-task (a top-level task has depth 0).
+    pub max_depth: u32,
+    /// Most sub-tasks one task may have.
+    pub max_children: u32,
+    pub max_executions_per_task: u32,
+    /// Executions summed over a whole tree (a top-level task and all below it).
+    pub max_executions_per_tree: u32,
+    /// New executions started in any 60-second window.
+    pub max_new_executions_per_minute: u32,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Guards {
+            max_depth: 3,
+            max_children: 20,
+            max_executions_per_task: 20,
+            max_executions_per_tree: 200,
+            max_new_executions_per_minute: 120,
+        }
+    }
+}
+
+/// How an agent says it has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Completion {
+    /// A clean exit whose validators pass finishes the task.
+    #[default]
+    Exit,
+    /// The agent must also call `agentgrid ctl complete`; a clean exit without it is a
+    /// continuation (the agent runs again shortly), as agent CLIs that work in turns need.
+    Claim,
+}
+
+/// What the scheduler needs to know about one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentPolicy {
+    pub name: String,
+    /// Takes tasks having at least one of these labels (empty: no label requirement).
+    pub labels: Vec<String>,
+    /// A task labelled `needs:X` goes only to an agent with capability X.
+    pub capabilities: Vec<String>,
+    /// Takes tasks no other agent matches.
+    pub default: bool,
+    pub kinds: Vec<ExecutionKind>,
+    pub concurrency: Option<u32>,
+    pub max_attempts: u32,
+    /// Wall time allowed for one iteration of the agent process.
+    pub timeout: Duration,
+    /// Silence (no output, no control call) allowed before the execution counts as stalled.
+    pub stall_timeout: Duration,
+    pub completion: Completion,
+}
+
+impl AgentPolicy {
+    /// An agent that takes any task, of either kind, with the default limits.
+    pub fn new(name: impl Into<String>) -> AgentPolicy {
+        AgentPolicy {
+            name: name.into(),
+            labels: Vec::new(),
+            capabilities: Vec::new(),
+            default: false,
+            kinds: vec![ExecutionKind::Work, ExecutionKind::Resume],
+            concurrency: None,
+            max_attempts: 3,
+            timeout: Duration::from_mins(30),
+            stall_timeout: Duration::from_mins(5),
+            completion: Completion::Exit,
+        }
+    }
+}
+
+impl Config {
+    pub fn agent(&self, name: &str) -> Option<&AgentPolicy> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let retry = RetryPolicy {
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(60),
+        };
+        let delays: Vec<u64> = (1..=6)
+            .map(|n| retry.backoff(n).as_millis() / 1000)
+            .collect();
+        assert_eq!(delays, vec![10, 20, 40, 60, 60, 60]);
+        assert_eq!(
+            retry.backoff(1000),
+            Duration::from_secs(60),
+            "huge counts do not overflow"
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! Properties that hold in any world: random tasks, agents and caps, driven through a simulated
+//! run in which executions end with random outcomes and time moves in random steps.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use domain::{
+    Duration, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId, TaskState,
+    Timestamp,
+};
+use proptest::prelude::*;
+use scheduler::{
+    Action, ActiveExecution, AgentPolicy, Config, ExecutionEnd, Guards, Snapshot, after_execution,
+    decide,
+};
+
+const LABELS: [&str; 3] = ["a", "b", "c"];
+
+#[derive(Debug, Clone)]
+struct World {
+    config: Config,
+    tasks: Vec<Task>,
+    /// Per step: which active executions end (by index parity) and whether they succeed.
+    outcomes: Vec<(bool, u8)>,
+}
+
+fn arb_world() -> impl Strategy<Value = World> {
+    let agents = prop::collection::vec(
+        (
+            prop::collection::vec(0..3usize, 0..2),
+            prop::option::of(1..3u32),
+            1..4u32,
+        ),
+        1..4,
+    );
+    let tasks = prop::collection::vec(
+        (
+            prop::collection::vec(0..3usize, 0..3),
+            0..5i32,
+            prop::option::of(0..40usize),
+            prop::collection::vec(0..40usize, 0..2),
+        ),
+        1..40,
+    );
+    let caps = (
+        1..5u32,
+        prop::collection::vec((0..3usize, 1..3u32), 0..2),
+        2..30u32,
+        1..4u32,
+    );
+    let outcomes = prop::collection::vec((any::<bool>(), any::<u8>()), 200);
+    (agents, tasks, caps, outcomes).prop_map(
+        |(agents, tasks, (global, label_caps, rate, depth), outcomes)| {
+            let agents: Vec<AgentPolicy> = agents
+                .into_iter()
+                .enumerate()
+                .map(|(i, (labels, concurrency, attempts))| {
+                    let mut a = AgentPolicy::new(format!("agent{i}"));
+                    a.labels = labels.into_iter().map(|l| LABELS[l].to_string()).collect();
+                    a.default = i == 0;
+                    a.concurrency = concurrency;
+                    a.max_attempts = attempts;
+                    a
+                })
+                .collect();
+            let per_label: BTreeMap<String, u32> = label_caps
+                .into_iter()
+                .map(|(l, n)| (LABELS[l].to_string(), n))
+                .collect();
+            let config = Config {
+                global_concurrency: global,
+                agents,
+                per_label,
+                guards: Guards {
+                    max_depth: depth,
+                    max_new_executions_per_minute: rate,
+                    max_executions_per_task: 6,
+                    max_executions_per_tree: 40,
+                    ..Guards::default()
+                },
+                retry: scheduler::RetryPolicy {
+                    base_delay: Duration::from_secs(5),
+                    max_delay: Duration::from_secs(40),
+                },
+                ..Config::default()
+            };
+            let mut built: Vec<Task> = Vec::new();
+            for (i, (labels, priority, parent, deps)) in tasks.into_iter().enumerate() {
+                let id = TaskId(i as i64 + 1);
+                let mut new = NewTask::titled(format!("t{}", id));
+                new.labels = labels.into_iter().map(|l| LABELS[l].to_string()).collect();
+                new.priority = priority;
+                // Parents and dependencies point only at earlier tasks, so the graphs have no cycles.
+                let parent = parent.filter(|p| *p < i).map(|p| built[p].clone());
+                new.parent = parent.as_ref().map(|p| p.id);
+                new.blocked_by = deps
+                    .into_iter()
+                    .filter(|d| *d < i)
+                    .map(|d| TaskId(d as i64 + 1))
+                    .collect();
+                new.blocked_by.dedup();
+                let (root, depth) = parent.as_ref().map_or((id, 0), |p| (p.root, p.depth + 1));
+                built.push(Task::new(id, new, root, depth, Timestamp(i as i64)));
+            }
+            // A task with sub-tasks starts out split, waiting for them.
+            let parents: HashSet<TaskId> = built.iter().filter_map(|t| t.parent).collect();
+            for t in &mut built {
+                if parents.contains(&t.id) {
+                    t.state = TaskState::Waiting;
+                }
+            }
+            World {
+                config,
+                tasks: built,
+                outcomes,
+            }
+        },
+    )
+}
+
+/// Runs the world until it is quiet, checking every decision against the invariants. Returns
+/// the final snapshot.
+fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
+    let config = &world.config;
+    let mut s = Snapshot::default();
+    for t in &world.tasks {
+        s.insert(t.clone());
+    }
+    let mut now = Timestamp(10_000_000);
+    let mut next_exec = 1;
+    let mut all_dispatches: Vec<Timestamp> = Vec::new();
+    let mut step = 0usize;
+    let mut quiet_rounds = 0;
+    while quiet_rounds < 3 {
+        prop_assert!(step < 5000, "the simulation did not settle");
+        s.recent_dispatches
+            .retain(|t| now.since(*t) < Duration::from_secs(60));
+        let decision = decide(&s, config, now);
+        check_decision(&s, config, &decision, now)?;
+        let acted = !decision.actions.is_empty();
+        for action in &decision.actions {
+            match action {
+                Action::Dispatch {
+                    task, agent, kind, ..
+                } => {
+                    let t = s.tasks.get_mut(task).unwrap();
+                    t.state = TaskState::Running;
+                    t.executions += 1;
+                    t.nudged_at = None;
+                    s.active.push(ActiveExecution {
+                        id: ExecutionId(next_exec),
+                        task: *task,
+                        agent: agent.clone(),
+                        kind: *kind,
+                        iteration_started_at: Some(now),
+                        last_activity_at: now,
+                        kill_requested: false,
+                    });
+                    next_exec += 1;
+                    s.recent_dispatches.push(now);
+                    all_dispatches.push(now);
+                }
+                Action::FailTask { task, .. } => {
+                    s.tasks.get_mut(task).unwrap().state = TaskState::Failed
+                }
+                Action::CloseParent { task, to, .. } => s.tasks.get_mut(task).unwrap().state = *to,
+                Action::Kill { .. } => {}
+            }
+        }
+        // End some executions. Late in the run everything succeeds, so the world must settle.
+        let (coin, pick) = world.outcomes[step % world.outcomes.len()];
+        let ending: Vec<usize> = (0..s.active.len())
+            .filter(|i| (*i as u8 ^ pick) % 2 == 0)
+            .collect();
+        for i in ending.into_iter().rev() {
+            let exec = s.active.remove(i);
+            let state = if coin || step > 300 {
+                ExecutionState::Succeeded
+            } else {
+                ExecutionState::Failed
+            };
+            let task = s.tasks[&exec.task].clone();
+            let kids: Vec<&Task> = s
+                .tasks
+                .values()
+                .filter(|k| k.parent == Some(task.id))
+                .collect();
+            let end = ExecutionEnd {
+                kind: exec.kind,
+                agent: exec.agent.clone(),
+                state,
+                claimed_complete: None,
+                blocked: None,
+                failure: None,
+            };
+            let plan = after_execution(&task, &kids, &end, config, now);
+            prop_assert!(
+                TaskState::Running.can_transition_to(plan.to),
+                "after_execution planned running -> {}",
+                plan.to
+            );
+            let t = s.tasks.get_mut(&exec.task).unwrap();
+            t.state = plan.to;
+            t.not_before = plan.not_before;
+            t.attempts = plan.attempts;
+            t.continuations = plan.continuations;
+        }
+        let moved = decision
+            .next_wakeup
+            .map_or(Duration::from_secs(1), |w| w.since(now))
+            .min(Duration::from_secs(30));
+        now = now.plus(moved.max(Duration::from_millis(1)));
+        quiet_rounds = if acted || !s.active.is_empty() || decision.next_wakeup.is_some() {
+            0
+        } else {
+            quiet_rounds + 1
+        };
+        step += 1;
+    }
+    // The rate guard held over the whole run, in every 60-second window.
+    for (i, start) in all_dispatches.iter().enumerate() {
+        let in_window = all_dispatches[i..]
+            .iter()
+            .take_while(|t| t.since(*start) < Duration::from_secs(60))
+            .count();
+        prop_assert!(in_window as u32 <= config.guards.max_new_executions_per_minute);
+    }
+    Ok(s)
+}
+
+fn check_decision(
+    s: &Snapshot,
+    config: &Config,
+    decision: &scheduler::Decision,
+    now: Timestamp,
+) -> Result<(), TestCaseError> {
+    let mut seen = HashSet::new();
+    let mut per_agent: HashMap<String, u32> = HashMap::new();
+    let mut per_label: HashMap<String, u32> = HashMap::new();
+    let busy: HashSet<TaskId> = s.active.iter().map(|e| e.task).collect();
+    let count_labels = |task: &Task, per_label: &mut HashMap<String, u32>| {
+        let distinct: HashSet<&String> = task.labels.iter().collect();
+        for l in distinct {
+            if config.per_label.contains_key(l) {
+                *per_label.entry(l.clone()).or_default() += 1;
+            }
+        }
+    };
+    for e in &s.active {
+        *per_agent.entry(e.agent.clone()).or_default() += 1;
+        count_labels(&s.tasks[&e.task], &mut per_label);
+    }
+    let mut total = s.active.len() as u32;
+    for (task_id, agent, kind) in decision.dispatches() {
+        prop_assert!(
+            seen.insert(task_id),
+            "task {task_id} dispatched twice in one decision"
+        );
+        prop_assert!(
+            !busy.contains(&task_id),
+            "task {task_id} already has an active execution"
+        );
+        let task = &s.tasks[&task_id];
+        match kind {
+            ExecutionKind::Work => {
+                prop_assert_eq!(task.state, TaskState::Open);
+                prop_assert!(
+                    s.dependencies_done(task),
+                    "task {} dispatched before its dependencies",
+                    task_id
+                );
+                prop_assert!(task.nudged_at.is_some() || task.not_before.is_none_or(|t| t <= now));
+            }
+            ExecutionKind::Resume => prop_assert_eq!(task.state, TaskState::Waiting),
+        }
+        prop_assert!(task.depth <= config.guards.max_depth);
+        prop_assert!(task.executions < config.guards.max_executions_per_task);
+        total += 1;
+        *per_agent.entry(agent.to_string()).or_default() += 1;
+        count_labels(task, &mut per_label);
+    }
+    prop_assert!(total <= config.global_concurrency.max(s.active.len() as u32));
+    for (agent, n) in per_agent {
+        if let Some(cap) = config.agent(&agent).and_then(|a| a.concurrency) {
+            prop_assert!(
+                n <= cap,
+                "agent {agent} would run {n} executions, cap {cap}"
+            );
+        }
+    }
+    for (label, n) in per_label {
+        let cap = config.per_label[&label];
+        prop_assert!(
+            n <= cap,
+            "label {label} would have {n} executions, cap {cap}"
+        );
+    }
+    let trees: HashMap<TaskId, u32> = s.tasks.values().fold(HashMap::new(), |mut m, t| {
+        *m.entry(t.root).or_default() += t.executions;
+        m
+    });
+    for (root, n) in trees {
+        prop_assert!(
+            n <= config.guards.max_executions_per_tree,
+            "tree {root} ran {n} executions"
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Caps, claims and guards hold at every step, and when the world settles no task is left
+    /// that could run: every ready task was eventually dispatched.
+    #[test]
+    fn invariants_hold_and_every_ready_task_is_eventually_dispatched(world in arb_world()) {
+        let end = simulate(&world)?;
+        for task in end.tasks.values() {
+            let stuck = match task.state {
+                TaskState::Open => end.dependencies_done(task),
+                TaskState::Waiting => end.children_of(task.id).all(|k| k.state.is_terminal()),
+                TaskState::Running => true,
+                _ => false,
+            };
+            prop_assert!(!stuck, "task {} ended {} although it could run: {:?}", task.id, task.state, task);
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! One test per scheduling rule.
+
+use domain::{Duration, ExecutionId, ExecutionKind, ExecutionState, TaskId, TaskState, Timestamp};
+use scheduler::{
+    Action, AgentPolicy, Completion, Config, ExecutionEnd, Guards, KillReason, after_execution,
+    decide,
+};
+
+use crate::world::*;
+
+fn dispatched(s: &scheduler::Snapshot, c: &Config, now: Timestamp) -> Vec<i64> {
+    decide(s, c, now)
+        .dispatches()
+        .map(|(t, _, _)| t.0)
+        .collect()
+}
+
+#[test]
+fn an_open_task_runs_once_its_dependencies_are_done() {
+    let mut blocked = task(2);
+    blocked.blocked_by = vec![TaskId(1)];
+    let c = config(vec![worker()]);
+    let s = world(vec![task(1), blocked.clone()]);
+    assert_eq!(dispatched(&s, &c, T0), vec![1]);
+    let s = world(vec![in_state(task(1), TaskState::Failed), blocked.clone()]);
+    assert_eq!(
+        dispatched(&s, &c, T0),
+        Vec::<i64>::new(),
+        "a failed blocker keeps it waiting"
+    );
+    let s = world(vec![in_state(task(1), TaskState::Done), blocked]);
+    assert_eq!(dispatched(&s, &c, T0), vec![2]);
+}
+
+#[test]
+fn backoff_delays_a_task_and_sets_the_wakeup_and_a_nudge_skips_it() {
+    let mut t = task(1);
+    t.not_before = Some(T0.plus(Duration::from_secs(30)));
+    let c = config(vec![worker()]);
+    let s = world(vec![t.clone()]);
+    let d = decide(&s, &c, T0);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next_wakeup, t.not_before);
+    assert_eq!(
+        dispatched(&s, &c, T0.plus(Duration::from_secs(30))),
+        vec![1]
+    );
+    t.nudged_at = Some(T0);
+    assert_eq!(dispatched(&world(vec![t]), &c, T0), vec![1]);
+}
+
+#[test]
+fn order_is_priority_then_nudged_then_age() {
+    let mut urgent = task(5);
+    urgent.priority = 0;
+    let mut nudged = task(4);
+    nudged.nudged_at = Some(T0);
+    let c = Config {
+        global_concurrency: 10,
+        ..config(vec![worker()])
+    };
+    let s = world(vec![task(1), task(2), task(3), nudged, urgent]);
+    assert_eq!(dispatched(&s, &c, T0), vec![5, 4, 1, 2, 3]);
+}
+
+#[test]
+fn the_global_cap_counts_running_executions() {
+    let c = Config {
+        global_concurrency: 2,
+        ..config(vec![worker()])
+    };
+    let mut s = world((1..=5).map(task).collect());
+    assert_eq!(dispatched(&s, &c, T0), vec![1, 2]);
+    run(&mut s, 1, 1, "worker", T0);
+    assert_eq!(dispatched(&s, &c, T0), vec![2]);
+    run(&mut s, 2, 2, "worker", T0);
+    assert!(dispatched(&s, &c, T0).is_empty());
+}
+
+#[test]
+fn an_agent_cap_holds_its_tasks_back_but_not_others() {
+    let mut slow = AgentPolicy::new("slow");
+    slow.labels = vec!["db".into()];
+    slow.concurrency = Some(1);
+    let c = Config {
+        global_concurrency: 10,
+        ..config(vec![slow, worker()])
+    };
+    let s = world(vec![
+        labelled(task(1), &["db"]),
+        labelled(task(2), &["db"]),
+        task(3),
+    ]);
+    assert_eq!(dispatched(&s, &c, T0), vec![1, 3]);
+}
+
+#[test]
+fn a_label_cap_limits_tasks_carrying_the_label() {
+    let mut c = Config {
+        global_concurrency: 10,
+        ..config(vec![worker()])
+    };
+    c.per_label.insert("migration".into(), 1);
+    let mut s = world(vec![
+        labelled(task(1), &["migration"]),
+        labelled(task(2), &["migration", "x"]),
+        task(3),
+    ]);
+    assert_eq!(dispatched(&s, &c, T0), vec![1, 3]);
+    run(&mut s, 9, 1, "worker", T0);
+    assert_eq!(dispatched(&s, &c, T0), vec![3]);
+}
+
+#[test]
+fn a_task_with_an_active_execution_is_never_dispatched_again() {
+    let c = config(vec![worker()]);
+    let mut s = world(vec![task(1)]);
+    run(&mut s, 1, 1, "worker", T0);
+    // Even if its state were stale, the active execution holds the claim.
+    s.tasks.get_mut(&TaskId(1)).unwrap().state = TaskState::Open;
+    assert!(dispatched(&s, &c, T0).is_empty());
+}
+
+#[test]
+fn an_unroutable_task_waits() {
+    let mut picky = AgentPolicy::new("picky");
+    picky.labels = vec!["frontend".into()];
+    let s = world(vec![labelled(task(1), &["backend"])]);
+    assert!(decide(&s, &config(vec![picky]), T0).actions.is_empty());
+}
+
+#[test]
+fn timeouts_and_stalls_are_killed_once_and_otherwise_woken_for() {
+    let mut agent = worker();
+    agent.timeout = Duration::from_secs(100);
+    agent.stall_timeout = Duration::from_secs(10);
+    let c = config(vec![agent]);
+    let mut s = world(vec![task(1)]);
+    run(&mut s, 7, 1, "worker", T0);
+    let d = decide(&s, &c, T0.plus(Duration::from_secs(5)));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next_wakeup, Some(T0.plus(Duration::from_secs(10))));
+
+    let d = decide(&s, &c, T0.plus(Duration::from_secs(10)));
+    assert_eq!(
+        d.actions,
+        vec![Action::Kill {
+            execution: ExecutionId(7),
+            reason: KillReason::Stalled
+        }]
+    );
+
+    s.active[0].last_activity_at = T0.plus(Duration::from_secs(95));
+    let d = decide(&s, &c, T0.plus(Duration::from_secs(100)));
+    assert_eq!(
+        d.actions,
+        vec![Action::Kill {
+            execution: ExecutionId(7),
+            reason: KillReason::TimedOut
+        }]
+    );
+
+    s.active[0].kill_requested = true;
+    assert!(
+        decide(&s, &c, T0.plus(Duration::from_secs(200)))
+            .actions
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_waiting_parent_is_resumed_when_its_children_end() {
+    let parent = in_state(task(1), TaskState::Waiting);
+    let kid_a = in_state(child(2, &parent), TaskState::Done);
+    let kid_b = in_state(child(3, &parent), TaskState::Running);
+    let c = config(vec![worker()]);
+    let s = world(vec![parent.clone(), kid_a.clone(), kid_b.clone()]);
+    assert!(dispatched(&s, &c, T0).is_empty(), "a child still runs");
+    let s = world(vec![
+        parent.clone(),
+        kid_a,
+        in_state(kid_b, TaskState::Done),
+    ]);
+    let d = decide(&s, &c, T0);
+    assert_eq!(
+        d.dispatches().collect::<Vec<_>>(),
+        vec![(TaskId(1), "worker", ExecutionKind::Resume)]
+    );
+}
+
+#[test]
+fn a_waiting_parent_is_also_resumed_on_its_timer() {
+    let mut parent = in_state(task(1), TaskState::Waiting);
+    parent.not_before = Some(T0.plus(Duration::from_mins(10)));
+    let kid = in_state(child(2, &parent), TaskState::Running);
+    let c = config(vec![worker()]);
+    let s = world(vec![parent.clone(), kid]);
+    let d = decide(&s, &c, T0);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next_wakeup, parent.not_before);
+    assert_eq!(
+        dispatched(&s, &c, T0.plus(Duration::from_mins(10))),
+        vec![1]
+    );
+}
+
+#[test]
+fn without_a_resume_agent_the_children_close_the_parent() {
+    let mut only_work = worker();
+    only_work.kinds = vec![ExecutionKind::Work];
+    let c = config(vec![only_work]);
+    let parent = in_state(task(1), TaskState::Waiting);
+    let done = in_state(child(2, &parent), TaskState::Done);
+    let failed = in_state(child(3, &parent), TaskState::Failed);
+    let d = decide(&world(vec![parent.clone(), done.clone()]), &c, T0);
+    assert!(matches!(
+        &d.actions[..],
+        [Action::CloseParent {
+            to: TaskState::Done,
+            ..
+        }]
+    ));
+    let d = decide(&world(vec![parent, done, failed]), &c, T0);
+    match &d.actions[..] {
+        [
+            Action::CloseParent {
+                to: TaskState::Failed,
+                reason,
+                ..
+            },
+        ] => assert!(reason.contains("#3 failed")),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn guards_fail_tasks_that_ran_too_often_or_sit_too_deep() {
+    let guards = Guards {
+        max_depth: 1,
+        max_executions_per_task: 3,
+        max_executions_per_tree: 5,
+        ..Guards::default()
+    };
+    let c = Config {
+        guards,
+        global_concurrency: 10,
+        ..config(vec![worker()])
+    };
+    let mut tired = task(1);
+    tired.executions = 3;
+    let root = in_state(task(2), TaskState::Waiting);
+    let deep_parent = child(3, &root);
+    let too_deep = child(4, &deep_parent);
+    let d = decide(&world(vec![tired, too_deep]), &c, T0);
+    let failed: Vec<(i64, String)> = d
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::FailTask { task, reason } => Some((task.0, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[0].1.contains("max_executions_per_task"));
+    assert!(failed[1].1.contains("max_depth"));
+
+    let mut busy_root = in_state(task(10), TaskState::Waiting);
+    busy_root.executions = 4;
+    let mut sibling = child(11, &busy_root);
+    sibling.executions = 1;
+    let fresh = child(12, &busy_root);
+    let d = decide(&world(vec![busy_root, sibling, fresh]), &c, T0);
+    assert!(d.actions.iter().any(
+        |a| matches!(a, Action::FailTask { task, reason } if task.0 == 12 && reason.contains("max_executions_per_tree"))
+    ));
+}
+
+#[test]
+fn the_rate_guard_holds_new_executions_and_wakes_when_the_window_moves() {
+    let guards = Guards {
+        max_new_executions_per_minute: 3,
+        ..Guards::default()
+    };
+    let c = Config {
+        guards,
+        global_concurrency: 10,
+        ..config(vec![worker()])
+    };
+    let mut s = world((1..=5).map(task).collect());
+    s.recent_dispatches = vec![T0, T0.plus(Duration::from_secs(10))];
+    let d = decide(&s, &c, T0.plus(Duration::from_secs(20)));
+    assert_eq!(d.dispatches().count(), 1);
+    assert_eq!(d.next_wakeup, Some(T0.plus(Duration::from_secs(60))));
+    // A minute after the first dispatch it has dropped out of the window.
+    assert_eq!(
+        decide(&s, &c, T0.plus(Duration::from_secs(61)))
+            .dispatches()
+            .count(),
+        2
+    );
+}
+
+fn end(kind: ExecutionKind, state: ExecutionState) -> ExecutionEnd {
+    ExecutionEnd {
+        kind,
+        agent: "worker".into(),
+        state,
+        claimed_complete: None,
+        blocked: None,
+        failure: None,
+    }
+}
+
+#[test]
+fn a_clean_validated_exit_finishes_the_task() {
+    let c = config(vec![worker()]);
+    let plan = after_execution(
+        &task(1),
+        &[],
+        &end(ExecutionKind::Work, ExecutionState::Succeeded),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Done);
+}
+
+#[test]
+fn failures_back_off_exponentially_then_fail_the_task() {
+    let mut agent = worker();
+    agent.max_attempts = 3;
+    let c = Config {
+        retry: scheduler::RetryPolicy {
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_mins(5),
+        },
+        ..config(vec![agent])
+    };
+    let mut t = task(1);
+    let e = end(ExecutionKind::Work, ExecutionState::Failed);
+    let first = after_execution(&t, &[], &e, &c, T0);
+    assert_eq!((first.to, first.attempts), (TaskState::Open, 1));
+    assert_eq!(first.not_before, Some(T0.plus(Duration::from_secs(10))));
+    t.attempts = 1;
+    let second = after_execution(&t, &[], &e, &c, T0);
+    assert_eq!(second.not_before, Some(T0.plus(Duration::from_secs(20))));
+    t.attempts = 2;
+    let last = after_execution(
+        &t,
+        &[],
+        &end(ExecutionKind::Work, ExecutionState::TimedOut),
+        &c,
+        T0,
+    );
+    assert_eq!((last.to, last.attempts), (TaskState::Failed, 3));
+    assert!(
+        last.reason.contains("timed_out (attempt 3 of 3)"),
+        "{}",
+        last.reason
+    );
+}
+
+#[test]
+fn interruptions_run_again_at_once_without_costing_an_attempt() {
+    let c = config(vec![worker()]);
+    let mut t = task(1);
+    t.attempts = 1;
+    for state in [ExecutionState::Lost, ExecutionState::Cancelled] {
+        let plan = after_execution(&t, &[], &end(ExecutionKind::Work, state), &c, T0);
+        assert_eq!(
+            (plan.to, plan.attempts, plan.not_before),
+            (TaskState::Open, 1, None)
+        );
+    }
+}
+
+#[test]
+fn blocking_and_budget_need_a_person() {
+    let c = config(vec![worker()]);
+    let mut e = end(ExecutionKind::Work, ExecutionState::Failed);
+    e.blocked = Some("which database?".into());
+    let plan = after_execution(&task(1), &[], &e, &c, T0);
+    assert_eq!(plan.to, TaskState::Blocked);
+    assert!(plan.reason.contains("which database?"));
+    let plan = after_execution(
+        &task(1),
+        &[],
+        &end(ExecutionKind::Work, ExecutionState::BudgetExceeded),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Blocked);
+}
+
+#[test]
+fn a_split_task_waits_with_its_resume_timer() {
+    let c = Config {
+        resume_interval: Duration::from_mins(10),
+        ..config(vec![worker()])
+    };
+    let parent = in_state(task(1), TaskState::Running);
+    let kids = [child(2, &parent), child(3, &parent)];
+    let refs: Vec<_> = kids.iter().collect();
+    let plan = after_execution(
+        &parent,
+        &refs,
+        &end(ExecutionKind::Work, ExecutionState::Succeeded),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Waiting);
+    assert_eq!(plan.not_before, Some(T0.plus(Duration::from_mins(10))));
+    assert!(plan.reason.contains("split into 2"));
+}
+
+#[test]
+fn a_resume_closes_the_parent_from_its_children() {
+    let c = config(vec![worker()]);
+    let parent = in_state(task(1), TaskState::Running);
+    let done = in_state(child(2, &parent), TaskState::Done);
+    let failed = in_state(child(3, &parent), TaskState::Failed);
+    let ok = after_execution(
+        &parent,
+        &[&done],
+        &end(ExecutionKind::Resume, ExecutionState::Succeeded),
+        &c,
+        T0,
+    );
+    assert_eq!(ok.to, TaskState::Done);
+    let mut claim = end(ExecutionKind::Resume, ExecutionState::Succeeded);
+    claim.claimed_complete = Some("looks fine".into());
+    let bad = after_execution(&parent, &[&done, &failed], &claim, &c, T0);
+    assert_eq!(
+        bad.to,
+        TaskState::Failed,
+        "a claim does not outweigh a failed sub-task"
+    );
+    let retry = after_execution(
+        &parent,
+        &[&done],
+        &end(ExecutionKind::Resume, ExecutionState::Failed),
+        &c,
+        T0,
+    );
+    assert_eq!((retry.to, retry.attempts), (TaskState::Waiting, 1));
+}
+
+#[test]
+fn claim_mode_continues_after_clean_exits_then_counts_a_failure() {
+    let mut agent = worker();
+    agent.completion = Completion::Claim;
+    let c = Config {
+        max_continuations: 2,
+        continuation_delay: Duration::from_secs(1),
+        ..config(vec![agent])
+    };
+    let mut t = task(1);
+    let e = end(ExecutionKind::Work, ExecutionState::Succeeded);
+    let plan = after_execution(&t, &[], &e, &c, T0);
+    assert_eq!((plan.to, plan.continuations), (TaskState::Open, 1));
+    assert_eq!(plan.not_before, Some(T0.plus(Duration::from_secs(1))));
+    t.continuations = 2;
+    let plan = after_execution(&t, &[], &e, &c, T0);
+    assert_eq!(
+        (plan.to, plan.attempts, plan.continuations),
+        (TaskState::Open, 1, 0)
+    );
+    assert!(plan.reason.contains("without claiming completion"));
+    let mut claimed = e.clone();
+    claimed.claimed_complete = Some("done".into());
+    assert_eq!(
+        after_execution(&task(1), &[], &claimed, &c, T0).to,
+        TaskState::Done
+    );
+}
