@@ -1,1 +1,55 @@
-//! control (being written).
+//! The agent control channel: how an agent inside an execution talks to the engine.
+//!
+//! Each execution gets its own Unix socket and a random token. The agent runs
+//! `agentgrid ctl …`, which connects to `$AGENTGRID_CONTROL_SOCKET`, sends one JSON line
+//! ([`Request`]: the token and an [`Op`]) and reads one JSON line back ([`Response`]).
+//!
+//! [`ControlServer`] accepts connections on an execution's socket, checks the token, and hands
+//! each call to the engine as a [`ControlCall`] over a channel; the engine validates it against
+//! the store, records it as events, and answers. The server never touches the store itself, so
+//! every rule about what an agent may do lives in the engine.
+//!
+//! The key decision: one socket per execution, removed when the execution ends. A token copied
+//! out of a finished execution has nothing left to talk to, and the engine refuses calls for
+//! executions that are no longer active even if a connection is somehow still open.
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), control::Error> {
+//! let answer = control::call(
+//!     std::path::Path::new("/tmp/ctl.sock"),
+//!     "token",
+//!     &control::Op::Comment { text: "halfway there".into() },
+//! )?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod protocol;
+mod server;
+
+pub use client::call;
+pub use protocol::{Op, Request, Response};
+pub use server::{ControlCall, ControlServer};
+
+/// Largest request accepted, in bytes. Bodies of sub-tasks fit comfortably; anything larger is
+/// refused rather than buffered.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot reach the control socket {path}: {source}. `agentgrid ctl` works only inside a \
+         running execution, which sets AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN"
+    )]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the control channel failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the engine answered with something that is not a control response: {0}")]
+    BadResponse(String),
+    /// The engine refused the call; the message says why.
+    #[error("{0}")]
+    Refused(String),
+}

@@ -1,0 +1,86 @@
+//! The wire format: one JSON object per line in each direction.
+
+use domain::TaskId;
+use serde::{Deserialize, Serialize};
+
+/// What the agent asks for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    /// Create a sub-task of the execution's task.
+    SubtaskCreate {
+        title: String,
+        #[serde(default)]
+        body: String,
+        #[serde(default)]
+        labels: Vec<String>,
+        #[serde(default)]
+        blocked_by: Vec<TaskId>,
+        #[serde(default)]
+        priority: Option<i32>,
+    },
+    /// Claim the task is complete (validators still decide).
+    Complete {
+        summary: String,
+    },
+    /// Say the task cannot go on without a person.
+    Block {
+        reason: String,
+    },
+    Comment {
+        text: String,
+    },
+    /// Ask that a task run sooner.
+    Nudge {
+        task: TaskId,
+    },
+    /// The execution's task, its parent and its sub-tasks.
+    Status,
+}
+
+impl Op {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::SubtaskCreate { .. } => "subtask_create",
+            Op::Complete { .. } => "complete",
+            Op::Block { .. } => "block",
+            Op::Comment { .. } => "comment",
+            Op::Nudge { .. } => "nudge",
+            Op::Status => "status",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub token: String,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    pub fn ok(data: serde_json::Value) -> Response {
+        Response {
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            data: None,
+            error: Some(message.into()),
+        }
+    }
+}
