@@ -169,15 +169,27 @@ impl EventKind {
                 Some(r) => format!("{from} → {to}: {r}"),
                 None => format!("{from} → {to}"),
             },
-            EventKind::TaskDependencyAdded { blocked_by } => format!("now blocked by #{blocked_by}"),
+            EventKind::TaskDependencyAdded { blocked_by } => {
+                format!("now blocked by #{blocked_by}")
+            }
             EventKind::TaskDependencyRemoved { blocked_by } => {
                 format!("no longer blocked by #{blocked_by}")
             }
             EventKind::TaskNudged { by } => format!("nudged by {by}"),
             EventKind::TaskCommented { author, text } => format!("{author}: {text}"),
-            EventKind::TaskScheduled { not_before, attempts, reason, .. } => {
-                let when = not_before.map(|t| format!(" not before {t}")).unwrap_or_default();
-                let why = reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            EventKind::TaskScheduled {
+                not_before,
+                attempts,
+                reason,
+                ..
+            } => {
+                let when = not_before
+                    .map(|t| format!(" not before {t}"))
+                    .unwrap_or_default();
+                let why = reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default();
                 format!("scheduled{when}, {attempts} failed attempts{why}")
             }
             EventKind::TaskBranchSet { branch } => format!("works on branch {branch}"),
@@ -193,14 +205,21 @@ impl EventKind {
             EventKind::ExecutionProcessStarted { pid, iteration } => {
                 format!("iteration {iteration} started, pid {pid}")
             }
-            EventKind::ExecutionProcessExited { iteration, exit_code, signal } => {
-                match (exit_code, signal) {
-                    (Some(c), _) => format!("iteration {iteration} exited with {c}"),
-                    (None, Some(s)) => format!("iteration {iteration} killed by signal {s}"),
-                    (None, None) => format!("iteration {iteration} ended"),
-                }
-            }
-            EventKind::ExecutionValidated { iteration, score, passed, .. } => format!(
+            EventKind::ExecutionProcessExited {
+                iteration,
+                exit_code,
+                signal,
+            } => match (exit_code, signal) {
+                (Some(c), _) => format!("iteration {iteration} exited with {c}"),
+                (None, Some(s)) => format!("iteration {iteration} killed by signal {s}"),
+                (None, None) => format!("iteration {iteration} ended"),
+            },
+            EventKind::ExecutionValidated {
+                iteration,
+                score,
+                passed,
+                ..
+            } => format!(
                 "iteration {iteration} validation {} (score {score:.2})",
                 if *passed { "passed" } else { "failed" }
             ),

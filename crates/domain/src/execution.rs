@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ExecutionId, TaskId, Timestamp, TransitionError};
 
 /// Why an execution was started.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionKind {
     /// Do the task, or split it into sub-tasks.
@@ -41,14 +39,26 @@ impl FromStr for ExecutionKind {
         match s {
             "work" => Ok(ExecutionKind::Work),
             "resume" => Ok(ExecutionKind::Resume),
-            _ => Err(format!("`{s}` is not an execution kind: expected work or resume")),
+            _ => Err(format!(
+                "`{s}` is not an execution kind: expected work or resume"
+            )),
         }
     }
 }
 
 /// The lifecycle of an execution.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionState {
@@ -157,7 +167,11 @@ impl ExecutionState {
         if self.can_transition_to(to) {
             Ok(())
         } else {
-            Err(TransitionError { entity: "execution", from: self.as_str(), to: to.as_str() })
+            Err(TransitionError {
+                entity: "execution",
+                from: self.as_str(),
+                to: to.as_str(),
+            })
         }
     }
 }
@@ -172,17 +186,22 @@ impl FromStr for ExecutionState {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ExecutionState::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            format!(
-                "`{s}` is not an execution state: expected one of {}",
-                ExecutionState::ALL.map(|s| s.as_str()).join(", ")
-            )
-        })
+        ExecutionState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not an execution state: expected one of {}",
+                    ExecutionState::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
     }
 }
 
 /// Resources an execution used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Usage {
     pub wall_ms: u64,
     /// User plus system CPU time of the agent's processes.
@@ -281,7 +300,11 @@ mod tests {
             for to in ExecutionState::ALL {
                 let expected = allowed.contains(&(from, to));
                 assert_eq!(from.can_transition_to(to), expected, "{from} -> {to}");
-                assert_eq!(from.check_transition(to).is_ok(), expected, "{from} -> {to}");
+                assert_eq!(
+                    from.check_transition(to).is_ok(),
+                    expected,
+                    "{from} -> {to}"
+                );
             }
         }
     }

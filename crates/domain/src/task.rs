@@ -13,7 +13,17 @@ use crate::{TaskId, Timestamp, TransitionError};
 /// is not ready yet. `Waiting` means the task was split into sub-tasks and waits for them; when
 /// they finish, a resume execution decides what comes next.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
@@ -37,13 +47,22 @@ pub const TRANSITIONS: &[(TaskState, TaskState, &str)] = {
         (Open, Running, "an execution was dispatched"),
         (Open, Failed, "a runaway guard stopped it"),
         (Open, Cancelled, "cancelled"),
-        (Running, Open, "the execution ended without finishing; it will run again"),
+        (
+            Running,
+            Open,
+            "the execution ended without finishing; it will run again",
+        ),
         (Running, Waiting, "the agent split it into sub-tasks"),
         (Running, Blocked, "the agent asked for a person"),
         (Running, Done, "validated as done"),
         (Running, Failed, "out of attempts"),
         (Running, Cancelled, "cancelled"),
         (Waiting, Running, "a resume execution was dispatched"),
+        (
+            Waiting,
+            Done,
+            "closed from its sub-tasks, which are all done",
+        ),
         (Waiting, Failed, "a runaway guard stopped it"),
         (Waiting, Cancelled, "cancelled"),
         (Blocked, Open, "reopened by a person"),
@@ -78,7 +97,10 @@ impl TaskState {
 
     /// Done, failed or cancelled: nothing more will happen unless a person reopens it.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Done | TaskState::Failed | TaskState::Cancelled)
+        matches!(
+            self,
+            TaskState::Done | TaskState::Failed | TaskState::Cancelled
+        )
     }
 
     pub fn can_transition_to(self, to: TaskState) -> bool {
@@ -89,7 +111,11 @@ impl TaskState {
         if self.can_transition_to(to) {
             Ok(())
         } else {
-            Err(TransitionError { entity: "task", from: self.as_str(), to: to.as_str() })
+            Err(TransitionError {
+                entity: "task",
+                from: self.as_str(),
+                to: to.as_str(),
+            })
         }
     }
 }
@@ -104,12 +130,15 @@ impl FromStr for TaskState {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        TaskState::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-            format!(
-                "`{s}` is not a task state: expected one of {}",
-                TaskState::ALL.map(|s| s.as_str()).join(", ")
-            )
-        })
+        TaskState::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a task state: expected one of {}",
+                    TaskState::ALL.map(|s| s.as_str()).join(", ")
+                )
+            })
     }
 }
 
@@ -242,7 +271,9 @@ impl NewTask {
 pub fn check_label(label: &str) -> Result<(), String> {
     let ok = !label.is_empty()
         && label.len() <= 64
-        && label.chars().all(|c| c.is_alphanumeric() || "-_:./".contains(c));
+        && label
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_:./".contains(c));
     if ok {
         Ok(())
     } else {
@@ -272,6 +303,7 @@ mod tests {
             (Running, Failed),
             (Running, Cancelled),
             (Waiting, Running),
+            (Waiting, Done),
             (Waiting, Failed),
             (Waiting, Cancelled),
             (Blocked, Open),
@@ -283,7 +315,11 @@ mod tests {
             for to in TaskState::ALL {
                 let expected = allowed.contains(&(from, to));
                 assert_eq!(from.can_transition_to(to), expected, "{from} -> {to}");
-                assert_eq!(from.check_transition(to).is_ok(), expected, "{from} -> {to}");
+                assert_eq!(
+                    from.check_transition(to).is_ok(),
+                    expected,
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -293,7 +329,10 @@ mod tests {
         for to in TaskState::ALL {
             assert!(!Done.can_transition_to(to));
         }
-        let terminal: Vec<_> = TaskState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
+        let terminal: Vec<_> = TaskState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
         assert_eq!(terminal, vec![Done, Failed, Cancelled]);
     }
 
@@ -303,13 +342,23 @@ mod tests {
             assert_eq!(s.as_str().parse::<TaskState>(), Ok(s));
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
-        assert!("finished".parse::<TaskState>().unwrap_err().contains("expected one of open"));
+        assert!(
+            "finished"
+                .parse::<TaskState>()
+                .unwrap_err()
+                .contains("expected one of open")
+        );
     }
 
     #[test]
     fn new_task_checks_title_priority_and_labels() {
         assert!(NewTask::titled("Add CSV export").check().is_ok());
-        assert!(NewTask::titled("  ").check().unwrap_err().contains("needs a title"));
+        assert!(
+            NewTask::titled("  ")
+                .check()
+                .unwrap_err()
+                .contains("needs a title")
+        );
         let mut t = NewTask::titled("x");
         t.priority = 9;
         assert!(t.check().unwrap_err().contains("out of range"));

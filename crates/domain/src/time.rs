@@ -113,7 +113,13 @@ impl fmt::Display for Duration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")];
+        let units = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1000, "s"),
+            (1, "ms"),
+        ];
         let mut rest = ms;
         for (size, name) in units {
             if rest >= size {
@@ -130,7 +136,9 @@ impl FromStr for Duration {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || {
-            format!("`{s}` is not a duration: write a number with a unit, such as 500ms, 30s, 10m, 2h or 1d")
+            format!(
+                "`{s}` is not a duration: write a number with a unit, such as 500ms, 30s, 10m, 2h or 1d"
+            )
         };
         let text = s.trim();
         if text.is_empty() {
@@ -139,13 +147,17 @@ impl FromStr for Duration {
         let mut total: u64 = 0;
         let mut rest = text;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(err());
             }
             let n: u64 = rest[..digits].parse().map_err(|_| err())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let factor = match &rest[..unit_len] {
                 "ms" => 1,
                 "s" => 1000,
@@ -261,8 +273,14 @@ mod tests {
     #[test]
     fn timestamps_format_as_rfc3339() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(Timestamp(1_795_000_000_123).to_rfc3339(), "2026-11-18T11:06:40.123Z");
-        assert_eq!(Timestamp(951_782_400_000).to_rfc3339(), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            Timestamp(1_795_000_000_123).to_rfc3339(),
+            "2026-11-18T11:06:40.123Z"
+        );
+        assert_eq!(
+            Timestamp(951_782_400_000).to_rfc3339(),
+            "2000-02-29T00:00:00.000Z"
+        );
     }
 
     #[test]

@@ -1,1 +1,42 @@
-//! engine (being written).
+//! The engine: the one service loop that turns scheduler decisions into effects.
+//!
+//! [`Engine::run`] loads the tasks, reconciles what a previous engine left behind, then loops:
+//! it asks [`scheduler::decide`] what to do, performs the actions (start executions, kill them,
+//! fail or close tasks), and waits for the next thing to happen — an [`executor::Update`] from a
+//! running execution, a call on an execution's control socket, a change another process wrote
+//! to the store (a `task add` from the CLI), the scheduler's next wake-up, or shutdown. Every
+//! change it makes goes through [`store::Store::apply`], so it is an event first.
+//!
+//! Architecture invariant: the engine holds no policy. Which task runs, when, with which agent,
+//! and what an ended execution means for its task are answered by the `scheduler` crate; the
+//! engine only keeps the in-memory [`scheduler::Snapshot`] true and carries out the answers.
+//!
+//! Crash rule (see ARCHITECTURE.md): one engine per project, held by a lock file. On start, every
+//! execution the store still calls active belongs to a dead engine. Its process group, if still
+//! alive and verifiably that execution's (by `AGENTGRID_EXECUTION_ID` in its environment), is
+//! terminated first; then, in one transaction, the execution is finished as `lost` and its task
+//! re-queued without losing an attempt. Whatever the agent left in the worktree is committed to
+//! the task branch. So nothing is lost, and no claim ever runs twice at the same time.
+
+mod engine;
+mod lock;
+mod setup;
+
+pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
+pub use lock::EngineLock;
+pub use setup::{Setup, setup_from_project};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(
+        "another agentgrid engine is running in this project (pid {pid}); stop it first or wait \
+         for it to finish"
+    )]
+    Locked { pid: String },
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Setup(String),
+}

@@ -1,1 +1,29 @@
-//! executor (being written).
+//! The local executor: runs one execution from workspace to verdict.
+//!
+//! [`run_execution`] takes an [`ExecutionJob`] (the task, the agent's runtime and validators, the
+//! paths to use) and does, in order: make or reuse the task's git worktree and run its hooks;
+//! open the execution's control socket; then for each iteration render the prompt, start the
+//! agent through the launch API with a clean environment plus `AGENTGRID_*` variables, stream
+//! its output to the log, commit what it left, and run the validators. A failed validation feeds
+//! the tail of the validators' output into the next iteration's prompt. It reports each step to
+//! the engine as an [`Update`] and ends with [`Update::Finished`].
+//!
+//! The executor never writes the store and never decides a task's fate: it reports facts, the
+//! engine records them and the scheduler judges. The engine stops an execution through the
+//! [`StopReason`] watch channel; the executor then winds the process group down.
+
+mod run;
+mod validate;
+
+pub use run::{
+    AgentRun, ExecutionJob, ExecutionShared, Runtime, StdinMode, StopReason, Update, run_execution,
+};
+pub use validate::{ScoreRule, Validation, Validator, Verdict, run_validators, score};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("agent configuration: {0}")]
+    Config(String),
+    #[error("validator `{name}` could not run: {message}")]
+    Validator { name: String, message: String },
+}

@@ -1,0 +1,220 @@
+//! The command-line grammar, with the help text users read.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use domain::{ExecutionId, TaskId, TaskState};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentgrid",
+    version,
+    about = "Run coding agents on your issues: they plan, work in isolated git worktrees, prove their work with validators, and hand off — under one durable scheduler.",
+    after_help = "Start here:\n  agentgrid init                      # in a git repository\n  agentgrid task add \"Add CSV export\"\n  agentgrid run                       # until there is nothing left to do\n\nOr see it all work offline:  agentgrid demo"
+)]
+pub struct Cli {
+    /// The project directory (default: the nearest directory upwards that has .agentgrid/).
+    #[arg(long, global = true, env = "AGENTGRID_PROJECT", value_name = "DIR")]
+    pub project: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set up agentgrid in the current git repository: config, an example agent, the database.
+    /// Safe to run again: existing files are kept.
+    Init {
+        /// Where to set up (default: the current directory's git repository).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Create, list, inspect and change tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Run the engine in the foreground until nothing is left to do (or forever).
+    Run {
+        /// Keep running and wait for new tasks instead of stopping when idle.
+        #[arg(long)]
+        forever: bool,
+        /// Print only the closing summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Show tasks by state, running executions and anything stuck.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the event log, optionally from a position and following new events.
+    Events {
+        /// Start after this sequence number (0 = from the beginning).
+        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        from: u64,
+        /// Keep printing new events as they are recorded (Ctrl-C to stop).
+        #[arg(long, short)]
+        follow: bool,
+        /// Only events of this task.
+        #[arg(long, value_name = "ID")]
+        task: Option<TaskId>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an execution's output log.
+    Logs {
+        execution: ExecutionId,
+        /// Keep printing as the execution writes, until it ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Check the config and agent manifests; every problem is reported as file:line:col.
+    Validate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the manifests (for editors and CI).
+    Schema,
+    /// Build a small project with real tests and issues, and run it end to end offline.
+    Demo {
+        /// Build the demo here and keep it for inspection (default: a temporary directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
+    #[command(subcommand)]
+    Ctl(CtlCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Add a task.
+    Add(TaskAdd),
+    /// List tasks.
+    List {
+        /// Only tasks in this state (repeatable).
+        #[arg(long, value_name = "STATE")]
+        state: Vec<TaskState>,
+        #[arg(long, value_name = "LABEL")]
+        label: Option<String>,
+        /// Only sub-tasks of this task.
+        #[arg(long, value_name = "ID")]
+        parent: Option<TaskId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task with its sub-tasks, executions and history.
+    Show {
+        id: TaskId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a task's title, body, labels, priority or agent.
+    Edit(TaskEditArgs),
+    /// Cancel a task and its open sub-tasks; a running execution is stopped.
+    Cancel {
+        id: TaskId,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put a failed, cancelled or blocked task back to open.
+    Reopen { id: TaskId },
+    /// Ask that a task run sooner (a hint: caps and guards still apply).
+    Nudge { id: TaskId },
+    /// Add a comment to a task.
+    Comment { id: TaskId, text: String },
+    /// Manage blocked-by dependencies.
+    #[command(subcommand)]
+    Dep(DepCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct TaskAdd {
+    /// A short sentence saying what should be done.
+    pub title: String,
+    #[arg(long, default_value = "")]
+    pub body: String,
+    /// A label (repeatable). `needs:X` asks for an agent with capability X.
+    #[arg(long = "label", short = 'l', value_name = "LABEL")]
+    pub labels: Vec<String>,
+    /// 0 (urgent) to 4 (someday).
+    #[arg(long, short, default_value_t = 2)]
+    pub priority: i32,
+    /// Make it a sub-task of this task.
+    #[arg(long, value_name = "ID")]
+    pub parent: Option<TaskId>,
+    /// It waits until this task is done (repeatable).
+    #[arg(long = "blocked-by", value_name = "ID")]
+    pub blocked_by: Vec<TaskId>,
+    /// Run it with this agent instead of routing by labels.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TaskEditArgs {
+    pub id: TaskId,
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub body: Option<String>,
+    #[arg(long = "add-label", value_name = "LABEL")]
+    pub add_labels: Vec<String>,
+    #[arg(long = "remove-label", value_name = "LABEL")]
+    pub remove_labels: Vec<String>,
+    #[arg(long)]
+    pub priority: Option<i32>,
+    /// Assign an agent; `--agent ''` routes by labels again.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DepCommand {
+    /// TASK waits until BLOCKER is done.
+    Add { task: TaskId, blocker: TaskId },
+    /// Remove a dependency.
+    Rm { task: TaskId, blocker: TaskId },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Create a sub-task of the current task; prints its id.
+    #[command(subcommand)]
+    Subtask(CtlSubtask),
+    /// Claim the task is complete (the validators still decide).
+    Complete {
+        #[arg(long)]
+        summary: String,
+    },
+    /// Say the task cannot go on without a person, and why.
+    Block {
+        #[arg(long)]
+        reason: String,
+    },
+    /// Comment on the current task.
+    Comment { text: String },
+    /// Ask that a task run sooner.
+    Nudge { task: TaskId },
+    /// Print the current task, its parent and sub-tasks as JSON.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlSubtask {
+    Create {
+        title: String,
+        #[arg(long, default_value = "")]
+        body: String,
+        #[arg(long = "label", short = 'l')]
+        labels: Vec<String>,
+        #[arg(long = "blocked-by", value_name = "ID")]
+        blocked_by: Vec<TaskId>,
+        #[arg(long, short)]
+        priority: Option<i32>,
+    },
+}

@@ -1,0 +1,52 @@
+//! `agentgrid ctl …`: an agent's requests to the engine over its execution's control socket.
+
+use std::path::PathBuf;
+
+use control::Op;
+
+use crate::cli::{CtlCommand, CtlSubtask};
+use crate::user_error;
+
+pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
+    let socket = std::env::var_os("AGENTGRID_CONTROL_SOCKET").map(PathBuf::from);
+    let token = std::env::var("AGENTGRID_TOKEN").ok();
+    let (Some(socket), Some(token)) = (socket, token) else {
+        return Err(user_error(
+            "`agentgrid ctl` works only inside an execution: AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN are not set",
+        ));
+    };
+    let op = match cmd {
+        CtlCommand::Subtask(CtlSubtask::Create {
+            title,
+            body,
+            labels,
+            blocked_by,
+            priority,
+        }) => Op::SubtaskCreate {
+            title,
+            body,
+            labels,
+            blocked_by,
+            priority,
+        },
+        CtlCommand::Complete { summary } => Op::Complete { summary },
+        CtlCommand::Block { reason } => Op::Block { reason },
+        CtlCommand::Comment { text } => Op::Comment { text },
+        CtlCommand::Nudge { task } => Op::Nudge { task },
+        CtlCommand::Status => Op::Status,
+    };
+    let is_create = matches!(op, Op::SubtaskCreate { .. });
+    match control::call(&socket, &token, &op) {
+        Ok(answer) => {
+            if is_create {
+                // Scripts capture the id: `id=$(agentgrid ctl subtask create …)`.
+                println!("{}", answer["id"]);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+            }
+            Ok(crate::exit::OK)
+        }
+        Err(control::Error::Refused(reason)) => Err(user_error(reason)),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,375 @@
+//! `agentgrid demo`: a small real project with real tests and issues, run end to end offline by
+//! scripted agents — a planner that splits a big issue, workers that write code (one fails its
+//! tests first and is fed back), and a resume that closes the parent.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use domain::{NewTask, TaskState};
+use engine::RunMode;
+use store::Change;
+
+use super::init::CONFIG_YAML;
+use crate::project::{DATABASE, Project, STATE_DIR};
+use crate::user_error;
+
+const RUN_TESTS: &str = r#""""Runs the test suite and prints the summary line validators read: `N passed, M failed`."""
+import sys
+import unittest
+
+suite = unittest.defaultTestLoader.discover("tests")
+result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+failed = len(result.failures) + len(result.errors)
+print(f"{result.testsRun - failed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+"#;
+
+const TEXTKIT_INIT: &str = r#""""textkit: small text utilities."""
+
+
+def slugify(text):
+    """Turns a title into a URL slug."""
+    return "-".join(text.split())
+"#;
+
+const TEST_SLUGIFY: &str = r#"import unittest
+
+from textkit import slugify
+
+
+class SlugifyTest(unittest.TestCase):
+    def test_spaces_become_dashes(self):
+        self.assertEqual(slugify("a b  c"), "a-b-c")
+"#;
+
+/// The scripted worker: writes the code for the task's label. For `demo:slugify` its first
+/// iteration gets the fix wrong on purpose, so validation fails and feeds back.
+const WORKER_SH: &str = r#"#!/bin/sh
+set -eu
+labels="$1"
+echo "worker: task $AGENTGRID_TASK_ID iteration $AGENTGRID_ITERATION labels [$labels]"
+case "$labels" in
+*demo:wordcount*)
+  cat > textkit/wordcount.py <<'EOF'
+def word_count(text):
+    """Counts whitespace-separated words."""
+    return len(text.split())
+EOF
+  cat > tests/test_wordcount.py <<'EOF'
+import unittest
+
+from textkit.wordcount import word_count
+
+
+class WordCountTest(unittest.TestCase):
+    def test_counts_words(self):
+        self.assertEqual(word_count("one two  three"), 3)
+
+    def test_empty_text_has_no_words(self):
+        self.assertEqual(word_count(""), 0)
+EOF
+  ;;
+*demo:linecount*)
+  cat > textkit/linecount.py <<'EOF'
+def line_count(text):
+    """Counts lines; a trailing newline does not start a new one."""
+    return len(text.splitlines())
+EOF
+  cat > tests/test_linecount.py <<'EOF'
+import unittest
+
+from textkit.linecount import line_count
+
+
+class LineCountTest(unittest.TestCase):
+    def test_counts_lines(self):
+        self.assertEqual(line_count("a\nb\nc\n"), 3)
+EOF
+  ;;
+*demo:report*)
+  cat > textkit/report.py <<'EOF'
+from textkit.linecount import line_count
+
+
+def report(text):
+    """A one-line summary of a text."""
+    return f"{line_count(text)} lines, {len(text)} characters"
+EOF
+  cat > tests/test_report.py <<'EOF'
+import unittest
+
+from textkit.report import report
+
+
+class ReportTest(unittest.TestCase):
+    def test_reports_lines_and_characters(self):
+        self.assertEqual(report("ab\ncd\n"), "2 lines, 6 characters")
+EOF
+  ;;
+*demo:slugify*)
+  cat > tests/test_slugify_case.py <<'EOF'
+import unittest
+
+from textkit import slugify
+
+
+class SlugifyCaseTest(unittest.TestCase):
+    def test_slugs_are_lowercase(self):
+        self.assertEqual(slugify("Hello Big World"), "hello-big-world")
+EOF
+  if [ "$AGENTGRID_ITERATION" = 1 ]; then
+    echo "worker: first try lowercases only the first letter"
+    python3 - <<'EOF'
+import re
+path = "textkit/__init__.py"
+src = open(path).read()
+src = src.replace('return "-".join(text.split())', 'return "-".join(text.split())[:1].lower() + "-".join(text.split())[1:]')
+open(path, "w").write(src)
+EOF
+  else
+    echo "worker: feedback received, fixing properly"
+    grep -q "slugs_are_lowercase" "$AGENTGRID_PROMPT_FILE" && echo "worker: the prompt carried the failing test"
+    cat > textkit/__init__.py <<'EOF'
+"""textkit: small text utilities."""
+
+
+def slugify(text):
+    """Turns a title into a lowercase URL slug."""
+    return "-".join(text.lower().split())
+EOF
+  fi
+  ;;
+*)
+  echo "worker: nothing scripted for [$labels]" >&2
+  exit 1
+  ;;
+esac
+agentgrid ctl complete --summary "implemented [$labels]" >/dev/null
+"#;
+
+/// The scripted planner: splits an epic into two sub-tasks (the second waits for the first);
+/// on resume, checks the sub-tasks and closes the parent.
+const PLANNER_SH: &str = r#"#!/bin/sh
+set -eu
+if [ "$AGENTGRID_EXECUTION_KIND" = "work" ]; then
+  echo "planner: task $AGENTGRID_TASK_ID is too big for one execution; splitting it"
+  first=$(agentgrid ctl subtask create "Add line count" --label demo:linecount --body "textkit.linecount.line_count(text)")
+  second=$(agentgrid ctl subtask create "Add report()" --label demo:report --blocked-by "$first" --body "textkit.report.report(text) using line_count")
+  echo "planner: created sub-tasks #$first and #$second"
+else
+  echo "planner: resuming task $AGENTGRID_TASK_ID"
+  agentgrid ctl status | python3 -c '
+import json, sys
+status = json.load(sys.stdin)
+states = [c["state"] for c in status["children"]]
+print("planner: sub-task states:", ", ".join(states))
+sys.exit(0 if all(s == "done" for s in states) else 1)
+'
+  python3 run_tests.py > /dev/null
+  agentgrid ctl complete --summary "both sub-tasks are done and the merged branch passes its tests" >/dev/null
+  echo "planner: closed the parent"
+fi
+"#;
+
+fn worker_yaml(script: &Path) -> String {
+    format!(
+        r#"apiVersion: agentgrid.dev/v1
+kind: Agent
+metadata:
+  name: worker
+spec:
+  description: Scripted worker that writes code for demo tasks.
+  runtime:
+    type: command
+    command: ["sh", "{script}", "{{{{ task.labels | join(',') }}}}"]
+  prompt: |
+    Task #{{{{ task.id }}}}: {{{{ task.title }}}}
+    {{% if feedback %}}The last iteration failed validation:
+    {{{{ feedback }}}}{{% endif %}}
+  routing:
+    default: true
+  limits:
+    timeout: 2m
+    stall_timeout: 1m
+    max_iterations: 3
+    max_attempts: 2
+  validation:
+    threshold: 1.0
+    validators:
+      - name: tests
+        run: "python3 run_tests.py 2>&1"
+        score: passed-failed
+        timeout: 1m
+"#,
+        script = script.display()
+    )
+}
+
+fn planner_yaml(script: &Path) -> String {
+    format!(
+        r#"apiVersion: agentgrid.dev/v1
+kind: Agent
+metadata:
+  name: planner
+spec:
+  description: Scripted planner that splits epics and closes them when their sub-tasks are done.
+  runtime:
+    type: command
+    command: ["sh", "{script}"]
+  prompt: "Plan task #{{{{ task.id }}}}: {{{{ task.title }}}}"
+  routing:
+    labels: [epic]
+  limits:
+    timeout: 2m
+    stall_timeout: 1m
+"#,
+        script = script.display()
+    )
+}
+
+pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let (root, _temp) = match dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
+                return Err(user_error(format!(
+                    "{} is not empty: give `agentgrid demo --dir` a new or empty directory",
+                    d.display()
+                )));
+            }
+            std::fs::create_dir_all(&d)?;
+            (d.canonicalize()?, None)
+        }
+        None => {
+            let t = std::env::temp_dir().join(format!("agentgrid-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&t)?;
+            (t.clone(), Some(TempDir(t)))
+        }
+    };
+    println!("demo project: {}", root.display());
+    build_project(&root).await?;
+    let project = Project {
+        root: root.clone(),
+        state_dir: root.join(STATE_DIR),
+    };
+    let store = project.store().await?;
+    let now = domain::Clock::now(&domain::SystemClock);
+    let task = |title: &str, body: &str, labels: &[&str]| {
+        let mut t = NewTask::titled(title);
+        t.body = body.into();
+        t.labels = labels.iter().map(|l| l.to_string()).collect();
+        Change::CreateTask(t)
+    };
+    store
+        .apply(
+            "demo",
+            now,
+            vec![
+                task(
+                    "Add word count",
+                    "textkit.wordcount.word_count(text) with tests",
+                    &["demo:wordcount"],
+                ),
+                task(
+                    "Slugs must be lowercase",
+                    "slugify(\"Hello World\") should give hello-world",
+                    &["demo:slugify"],
+                ),
+                task(
+                    "Text report",
+                    "Line count plus a report() that uses it. Too big for one go.",
+                    &["epic"],
+                ),
+            ],
+        )
+        .await?;
+    println!("3 issues filed; running the agents\n");
+    let summary = super::run::run_engine(&project, RunMode::UntilIdle, true).await?;
+    let code = super::status::print_summary(&project, &summary).await?;
+    let tasks = store.tasks(&store::TaskFilter::default()).await?;
+    let all_done = tasks.iter().all(|t| t.state == TaskState::Done);
+    println!(
+        "\ndemo finished in {:.1}s: {}",
+        started.elapsed().as_secs_f64(),
+        if all_done {
+            "every issue is done, each proven by its tests"
+        } else {
+            "some issues did not finish (see above)"
+        }
+    );
+    if _temp.is_none() {
+        println!(
+            "inspect it: cd {} && agentgrid task list && git branch --list 'agentgrid/*'",
+            root.display()
+        );
+    }
+    Ok(if all_done && code == crate::exit::OK {
+        crate::exit::OK
+    } else {
+        crate::exit::FAILED
+    })
+}
+
+/// Removes the temporary demo directory when the demo ends.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn build_project(root: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root.join("textkit"))?;
+    std::fs::create_dir_all(root.join("tests"))?;
+    std::fs::write(root.join("run_tests.py"), RUN_TESTS)?;
+    std::fs::write(root.join("textkit/__init__.py"), TEXTKIT_INIT)?;
+    std::fs::write(root.join("tests/__init__.py"), "")?;
+    std::fs::write(root.join("tests/test_slugify.py"), TEST_SLUGIFY)?;
+    std::fs::write(root.join(".gitignore"), "__pycache__/\n")?;
+    std::fs::write(
+        root.join("README.md"),
+        "# textkit\n\nA tiny library the agentgrid demo works on. Tests: `python3 run_tests.py`.\n",
+    )?;
+    git(root, &["init", "-q", "-b", "main"]).await?;
+    git(root, &["add", "-A"]).await?;
+    git(root, &["commit", "-q", "-m", "textkit: first version"]).await?;
+
+    let state = root.join(STATE_DIR);
+    let scripts = state.join("scripts");
+    std::fs::create_dir_all(state.join("agents"))?;
+    std::fs::create_dir_all(&scripts)?;
+    std::fs::write(state.join(".gitignore"), "*\n")?;
+    let config = CONFIG_YAML
+        .replace("base_delay: 10s", "base_delay: 1s")
+        .replace("delay: 1s\n    max: 3", "delay: 200ms\n    max: 3");
+    std::fs::write(state.join("config.yaml"), config)?;
+    std::fs::write(scripts.join("worker.sh"), WORKER_SH)?;
+    std::fs::write(scripts.join("planner.sh"), PLANNER_SH)?;
+    std::fs::write(
+        state.join("agents/worker.yaml"),
+        worker_yaml(&scripts.join("worker.sh")),
+    )?;
+    std::fs::write(
+        state.join("agents/planner.yaml"),
+        planner_yaml(&scripts.join("planner.sh")),
+    )?;
+    store::SqliteStore::open(&state.join(DATABASE))?;
+    manifest::load_project(&state)
+        .map_err(|d| anyhow::anyhow!("the demo's own manifests are invalid:\n{d}"))?;
+    Ok(())
+}
+
+async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let spec = launch::LaunchSpec::new("git", dir)
+        .args(args.iter().copied())
+        .with_env("GIT_AUTHOR_NAME", "agentgrid demo")
+        .with_env("GIT_AUTHOR_EMAIL", "demo@agentgrid.invalid")
+        .with_env("GIT_COMMITTER_NAME", "agentgrid demo")
+        .with_env("GIT_COMMITTER_EMAIL", "demo@agentgrid.invalid");
+    let out = launch::run(spec, Duration::from_secs(60), 64 * 1024).await?;
+    if !out.success() {
+        anyhow::bail!("git {} failed: {}", args.join(" "), out.combined());
+    }
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! `agentgrid events` and `agentgrid logs`: reading the event log and execution output.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::Duration;
+
+use domain::{EntityKind, ExecutionId, TaskId};
+
+use crate::project::Project;
+use crate::user_error;
+
+pub async fn events(
+    project: &Project,
+    from: u64,
+    follow: bool,
+    task: Option<TaskId>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let store = project.store().await?;
+    let mut seq = from;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let batch = store.events_after(seq, 1000).await?;
+        for event in &batch {
+            seq = event.seq;
+            if let Some(t) = task
+                && !(event.entity == EntityKind::Task && event.entity_id == t.0)
+            {
+                continue;
+            }
+            let line = if json {
+                serde_json::to_string(event)?
+            } else {
+                format!(
+                    "{:>6}  {}  {} {:<5} {:<24} {}",
+                    event.seq,
+                    event.at,
+                    event.entity.as_str(),
+                    event.entity_id,
+                    event.actor,
+                    event.kind.describe()
+                )
+            };
+            if writeln!(stdout, "{line}").is_err() {
+                return Ok(crate::exit::OK);
+            }
+        }
+        let _ = stdout.flush();
+        if batch.len() < 1000 {
+            if !follow {
+                return Ok(crate::exit::OK);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> anyhow::Result<u8> {
+    let store = project.store().await?;
+    let exec = store.execution(execution).await?.ok_or_else(|| {
+        user_error(format!(
+            "execution {execution} does not exist: see `agentgrid status`"
+        ))
+    })?;
+    let path = exec
+        .log_path
+        .clone()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            project
+                .state_dir
+                .join("logs")
+                .join(format!("{execution}.log"))
+        });
+    let mut offset = 0u64;
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        // Checked before reading, so the last read after the end sees everything it wrote.
+        let running = follow
+            && store
+                .execution(execution)
+                .await?
+                .is_some_and(|e| e.state.is_active());
+        if let Ok(mut file) = std::fs::File::open(&path) {
+            file.seek(SeekFrom::Start(offset))?;
+            // Copy in chunks so a huge log never sits in memory whole.
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                offset += n as u64;
+                if stdout.write_all(&buf[..n]).is_err() {
+                    return Ok(crate::exit::OK);
+                }
+            }
+            let _ = stdout.flush();
+        } else if !follow {
+            return Err(user_error(format!(
+                "execution {execution} has no output log yet ({})",
+                path.display()
+            )));
+        }
+        if !running {
+            return Ok(crate::exit::OK);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,42 @@
+//! One module per command; `run` dispatches.
+
+mod ctl;
+mod demo;
+mod events;
+mod init;
+mod run;
+mod status;
+mod task;
+mod validate;
+
+use crate::cli::{Cli, Command};
+use crate::project::Project;
+
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let project = cli.project.as_deref();
+    match cli.command {
+        Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
+        Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
+        Command::Run { forever, quiet } => run::run(&Project::find(project)?, forever, quiet).await,
+        Command::Status { json } => status::status(&Project::find(project)?, json).await,
+        Command::Events {
+            from,
+            follow,
+            task,
+            json,
+        } => events::events(&Project::find(project)?, from, follow, task, json).await,
+        Command::Logs { execution, follow } => {
+            events::logs(&Project::find(project)?, execution, follow).await
+        }
+        Command::Validate { json } => validate::validate(&Project::find(project)?, json),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&manifest::json_schema())?
+            );
+            Ok(crate::exit::OK)
+        }
+        Command::Demo { dir } => demo::demo(dir).await,
+        Command::Ctl(cmd) => ctl::ctl(cmd),
+    }
+}

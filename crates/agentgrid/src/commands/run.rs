@@ -1,0 +1,121 @@
+//! `agentgrid run`: the engine in the foreground, with progress lines.
+
+use std::sync::Arc;
+
+use domain::{Event, EventKind, SystemClock, TaskState};
+use engine::{Engine, EngineLock, EngineOptions, RunMode, RunSummary};
+use tokio::sync::mpsc;
+
+use crate::project::Project;
+
+pub async fn run(project: &Project, forever: bool, quiet: bool) -> anyhow::Result<u8> {
+    let summary = run_engine(
+        project,
+        if forever {
+            RunMode::Forever
+        } else {
+            RunMode::UntilIdle
+        },
+        !quiet,
+    )
+    .await?;
+    let code = super::status::print_summary(project, &summary).await?;
+    Ok(code)
+}
+
+/// Runs the engine on `project` until idle or a signal, printing progress when asked.
+pub async fn run_engine(
+    project: &Project,
+    mode: RunMode,
+    progress: bool,
+) -> anyhow::Result<RunSummary> {
+    let manifests = project.manifests()?;
+    if manifests.agents.is_empty() {
+        return Err(crate::user_error(format!(
+            "no agents are defined: add one under {}/agents/ (see `agentgrid init`)",
+            project.state_dir.display()
+        )));
+    }
+    let setup = engine::setup_from_project(&manifests, &project.root)?;
+    let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;
+    let store = project.store().await?;
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let printer = tokio::spawn(async move {
+        while let Some(event) = events_rx.recv().await {
+            if progress && let Some(line) = progress_line(&event) {
+                println!("{line}");
+            }
+        }
+    });
+    let options = EngineOptions {
+        project_dir: project.root.clone(),
+        state_dir: project.state_dir.clone(),
+        agentgrid_bin: std::env::current_exe()?,
+        mode,
+        events: Some(events_tx),
+    };
+    let engine = Engine::new(store, Arc::new(SystemClock), setup, options);
+    let summary = engine.run(shutdown_signal()).await?;
+    let _ = printer.await;
+    Ok(summary)
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("stopping: no new executions; running ones get their grace period");
+}
+
+/// The events worth a line while the engine runs.
+fn progress_line(event: &Event) -> Option<String> {
+    let id = event.entity_id;
+    match &event.kind {
+        EventKind::TaskCreated { task } => Some(match task.parent {
+            Some(p) => format!("  + #{id} {} (sub-task of #{p})", task.title),
+            None => format!("  + #{id} {}", task.title),
+        }),
+        EventKind::TaskStateChanged { to, reason, .. } if *to != TaskState::Running => {
+            let mark = match to {
+                TaskState::Done => "✓",
+                TaskState::Failed => "✗",
+                _ => "·",
+            };
+            Some(format!(
+                "{mark} #{id} {to}{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ))
+        }
+        EventKind::ExecutionCreated { execution } => Some(format!(
+            "▶ #{} {} execution {} by {} (attempt {})",
+            execution.task_id, execution.kind, execution.id, execution.agent, execution.attempt
+        )),
+        EventKind::ExecutionValidated {
+            iteration,
+            score,
+            passed,
+            ..
+        } => Some(format!(
+            "  execution {id} iteration {iteration}: validation {} (score {score:.2})",
+            if *passed {
+                "passed"
+            } else {
+                "failed, feeding back"
+            }
+        )),
+        EventKind::ExecutionFinished { state, .. } => Some(format!("  execution {id} {state}")),
+        _ => None,
+    }
+}

@@ -1,0 +1,137 @@
+//! `agentgrid status` and the closing summary of a run.
+
+use std::collections::BTreeMap;
+
+use domain::TaskState;
+use engine::RunSummary;
+use store::{ExecutionFilter, TaskFilter};
+
+use crate::output::{clip, json, table};
+use crate::project::Project;
+
+pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
+    let store = project.store().await?;
+    let tasks = store.tasks(&TaskFilter::default()).await?;
+    let active = store
+        .executions(&ExecutionFilter {
+            active_only: true,
+            ..Default::default()
+        })
+        .await?;
+    let mut counts: BTreeMap<String, usize> =
+        TaskState::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+    for t in &tasks {
+        *counts.entry(t.state.to_string()).or_default() += 1;
+    }
+    let recent = store.executions(&ExecutionFilter::default()).await?;
+    if as_json {
+        json(&serde_json::json!({
+            "tasks": counts,
+            "active_executions": active,
+            "executions": recent,
+        }))?;
+        return Ok(crate::exit::OK);
+    }
+    let line: Vec<String> = counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    println!(
+        "tasks: {}",
+        if line.is_empty() {
+            "none".to_string()
+        } else {
+            line.join(", ")
+        }
+    );
+    if active.is_empty() {
+        println!("no execution is running");
+    } else {
+        println!("running:");
+        let rows: Vec<Vec<String>> = active
+            .iter()
+            .map(|e| {
+                vec![
+                    e.id.to_string(),
+                    format!("#{}", e.task_id),
+                    e.agent.clone(),
+                    e.state.to_string(),
+                    e.iteration.to_string(),
+                ]
+            })
+            .collect();
+        table(&["EXEC", "TASK", "AGENT", "STATE", "ITER"], &rows);
+    }
+    let attention: Vec<Vec<String>> = tasks
+        .iter()
+        .filter(|t| matches!(t.state, TaskState::Blocked | TaskState::Failed))
+        .map(|t| {
+            vec![
+                format!("#{}", t.id),
+                t.state.to_string(),
+                clip(t.summary.as_deref().unwrap_or(""), 70),
+            ]
+        })
+        .collect();
+    if !attention.is_empty() {
+        println!("needs a person:");
+        table(&["TASK", "STATE", "WHY"], &attention);
+    }
+    Ok(crate::exit::OK)
+}
+
+/// The table printed when a run ends. Exits 1 when a task failed.
+pub async fn print_summary(project: &Project, summary: &RunSummary) -> anyhow::Result<u8> {
+    let store = project.store().await?;
+    let tasks = store.tasks(&TaskFilter::default()).await?;
+    let executions = store.executions(&ExecutionFilter::default()).await?;
+    println!();
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            let runs: Vec<_> = executions.iter().filter(|e| e.task_id == t.id).collect();
+            let iterations: u32 = runs.iter().map(|e| e.iteration).sum();
+            vec![
+                format!("#{}", t.id),
+                t.parent
+                    .map(|p| format!("#{p}"))
+                    .unwrap_or_else(|| "-".into()),
+                t.state.to_string(),
+                runs.len().to_string(),
+                iterations.to_string(),
+                t.branch.clone().unwrap_or_else(|| "-".into()),
+                clip(&t.title, 44),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TASK", "PARENT", "STATE", "EXECS", "ITERS", "BRANCH", "TITLE",
+        ],
+        &rows,
+    );
+    println!(
+        "\n{} execution(s) started{}{}",
+        summary.executions_started,
+        if summary.recovered > 0 {
+            format!(", {} recovered after a crash", summary.recovered)
+        } else {
+            String::new()
+        },
+        if summary.interrupted {
+            ", interrupted"
+        } else {
+            ""
+        }
+    );
+    for (task, why) in &summary.stuck {
+        println!("#{task} cannot run: {why}");
+    }
+    let failed = tasks.iter().any(|t| t.state == TaskState::Failed);
+    Ok(if failed {
+        crate::exit::FAILED
+    } else {
+        crate::exit::OK
+    })
+}

@@ -1,0 +1,65 @@
+//! Finding the project on disk and opening its store and manifests.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use store::{SqliteStore, Store};
+
+use crate::user_error;
+
+pub const STATE_DIR: &str = ".agentgrid";
+pub const DATABASE: &str = "agentgrid.db";
+
+/// An initialised project: a git repository with `.agentgrid/` in it.
+pub struct Project {
+    pub root: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Project {
+    /// The project at `explicit`, or the nearest one at or above the current directory.
+    pub fn find(explicit: Option<&Path>) -> anyhow::Result<Project> {
+        let start = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => std::env::current_dir().context("cannot read the current directory")?,
+        };
+        let start = start
+            .canonicalize()
+            .map_err(|e| user_error(format!("{}: {e}", start.display())))?;
+        let mut dir = start.as_path();
+        loop {
+            let state_dir = dir.join(STATE_DIR);
+            if state_dir.join("config.yaml").exists() || state_dir.join(DATABASE).exists() {
+                return Ok(Project {
+                    root: dir.to_path_buf(),
+                    state_dir,
+                });
+            }
+            match dir.parent() {
+                Some(parent) if explicit.is_none() => dir = parent,
+                _ => break,
+            }
+        }
+        Err(user_error(format!(
+            "no agentgrid project at {}: run `agentgrid init` in a git repository first",
+            start.display()
+        )))
+    }
+
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let path = self.state_dir.join(DATABASE);
+        let store = SqliteStore::open(&path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        Ok(Arc::new(store))
+    }
+
+    /// The manifests, or every problem in them as file:line:col lines.
+    pub fn manifests(&self) -> anyhow::Result<manifest::Project> {
+        manifest::load_project(&self.state_dir).map_err(|diagnostics| {
+            anyhow::Error::new(crate::UserError(format!(
+                "the manifests have problems:\n{diagnostics}\nfix them, then check with `agentgrid validate`"
+            )))
+        })
+    }
+}

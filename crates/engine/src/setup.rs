@@ -1,0 +1,135 @@
+//! From the project's manifests to what the engine runs with: the scheduler's policy, each
+//! agent's runtime and validators, and the workspace settings.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use executor::{AgentRun, Runtime, ScoreRule, StdinMode, Validator};
+use manifest::{Project, ScoreMethod};
+use scheduler::{AgentPolicy, Completion, Config, Guards, RetryPolicy};
+use workspace::{Hooks, WorkspaceConfig};
+
+use crate::Error;
+
+/// Everything the engine needs from configuration, already checked and converted.
+#[derive(Clone)]
+pub struct Setup {
+    pub config: Config,
+    pub agents: HashMap<String, Arc<AgentRun>>,
+    /// `None` when workspaces are disabled: agents run in the project directory.
+    pub workspace: Option<WorkspaceConfig>,
+    pub grace: StdDuration,
+}
+
+/// Converts a loaded project. `repo_root` is the git repository the worktrees come from.
+pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, Error> {
+    let spec = &project.config;
+    let mut agents = HashMap::new();
+    let mut policies = Vec::new();
+    for agent in &project.agents {
+        let m = &agent.manifest;
+        let s = &m.spec;
+        policies.push(AgentPolicy {
+            name: m.metadata.name.clone(),
+            labels: s.routing.labels.clone(),
+            capabilities: s.routing.capabilities.clone(),
+            default: s.routing.default,
+            kinds: s.routing.kinds.clone(),
+            concurrency: s.limits.concurrency,
+            max_attempts: s.limits.max_attempts,
+            timeout: s.limits.timeout,
+            stall_timeout: s.limits.stall_timeout,
+            completion: Completion::Exit,
+        });
+        let mut validators = Vec::new();
+        for v in &s.validation.validators {
+            let rule = match &v.score {
+                ScoreMethod::Exit => ScoreRule::Exit,
+                ScoreMethod::PassedFailed => ScoreRule::PassedFailed,
+                ScoreMethod::Regex(pattern) => {
+                    ScoreRule::Regex(regex::Regex::new(pattern).map_err(|e| {
+                        Error::Setup(format!(
+                            "agent `{}`, validator `{}`: bad regex: {e}",
+                            m.metadata.name, v.name
+                        ))
+                    })?)
+                }
+            };
+            validators.push(Validator {
+                name: v.name.clone(),
+                argv: v.argv(),
+                timeout: v.timeout.as_std(),
+                weight: v.weight,
+                rule,
+            });
+        }
+        let run = AgentRun {
+            name: m.metadata.name.clone(),
+            runtime: Runtime {
+                argv: s.runtime.command.clone(),
+                env: s
+                    .runtime
+                    .env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                stdin: match s.runtime.stdin {
+                    manifest::StdinMode::Prompt => StdinMode::Prompt,
+                    _ => StdinMode::None,
+                },
+            },
+            prompt: s.prompt.clone(),
+            validators,
+            threshold: s.validation.threshold,
+            max_iterations: s.limits.max_iterations,
+        };
+        agents.insert(run.name.clone(), Arc::new(run));
+    }
+    let config = Config {
+        global_concurrency: spec.concurrency.global.max(1),
+        per_label: spec.concurrency.per_label.clone(),
+        retry: RetryPolicy {
+            base_delay: spec.retry.base_delay,
+            max_delay: spec.retry.max_delay,
+        },
+        continuation_delay: spec.continuation.delay,
+        max_continuations: spec.continuation.max,
+        resume_interval: spec.resume.interval,
+        guards: Guards {
+            max_depth: spec.guards.max_depth,
+            max_children: spec.guards.max_children,
+            max_executions_per_task: spec.guards.max_executions_per_task,
+            max_executions_per_tree: spec.guards.max_executions_per_tree,
+            max_new_executions_per_minute: spec.guards.max_new_executions_per_minute,
+        },
+        agents: policies,
+    };
+    let ws = &spec.workspace;
+    let workspace = ws.enabled.then(|| {
+        let root = if ws.root.is_absolute() {
+            ws.root.clone()
+        } else {
+            repo_root.join(&ws.root)
+        };
+        WorkspaceConfig {
+            repo_root: repo_root.to_path_buf(),
+            root,
+            base: ws.base.clone(),
+            hooks: Hooks {
+                after_create: ws.hooks.after_create.clone(),
+                before_run: ws.hooks.before_run.clone(),
+                after_run: ws.hooks.after_run.clone(),
+                before_remove: ws.hooks.before_remove.clone(),
+            },
+            hook_timeout: ws.hooks.timeout.as_std(),
+        }
+    });
+    Ok(Setup {
+        config,
+        agents,
+        workspace,
+        grace: spec.shutdown_grace.as_std(),
+    })
+}

@@ -1,0 +1,521 @@
+//! One execution from start to verdict: workspace, control socket, iterations, validation.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use control::{ControlCall, ControlServer};
+use domain::event::ValidatorResult;
+use domain::{Clock, ExecutionId, ExecutionKind, ExecutionState, TaskId, Timestamp, Usage};
+use tokio::sync::{mpsc, watch};
+use workspace::{HookKind, Workspace, Workspaces};
+
+use crate::validate::{Validator, run_validators};
+
+/// How the agent receives its prompt besides the `AGENTGRID_PROMPT_FILE` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StdinMode {
+    #[default]
+    None,
+    /// The rendered prompt is written to the agent's standard input.
+    Prompt,
+}
+
+/// The `command` runtime: an argv and extra environment, each element a template.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub stdin: StdinMode,
+}
+
+/// Everything about the agent that running it needs.
+#[derive(Debug, Clone)]
+pub struct AgentRun {
+    pub name: String,
+    pub runtime: Runtime,
+    pub prompt: String,
+    pub validators: Vec<Validator>,
+    pub threshold: f64,
+    pub max_iterations: u32,
+}
+
+/// One execution to run.
+pub struct ExecutionJob {
+    pub id: ExecutionId,
+    pub task: TaskId,
+    pub kind: ExecutionKind,
+    pub attempt: u32,
+    pub agent: Arc<AgentRun>,
+    /// What the prompt template sees; the executor fills in the iteration and feedback.
+    pub context: manifest::PromptContext,
+    /// The task's worktree manager and the branch a new worktree starts from; `None` runs the
+    /// agent in `project_dir` with no worktree.
+    pub workspace: Option<(Arc<Workspaces>, Option<String>)>,
+    pub project_dir: PathBuf,
+    pub log_path: PathBuf,
+    /// Where the control socket and prompt files go.
+    pub run_dir: PathBuf,
+    /// The `agentgrid` binary, put first on the agent's PATH for `agentgrid ctl`.
+    pub agentgrid_bin: PathBuf,
+    /// How long a stopped agent gets between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Why the engine stops an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    TimedOut,
+    Stalled,
+    Cancelled,
+}
+
+impl StopReason {
+    fn state(self) -> ExecutionState {
+        match self {
+            StopReason::TimedOut => ExecutionState::TimedOut,
+            StopReason::Stalled => ExecutionState::Stalled,
+            StopReason::Cancelled => ExecutionState::Cancelled,
+        }
+    }
+}
+
+/// What the agent said through the control channel during this execution.
+#[derive(Debug, Clone, Default)]
+pub struct ControlFlags {
+    pub claimed: Option<String>,
+    pub blocked: Option<String>,
+    pub children_created: u32,
+}
+
+/// State the executor and the engine both see while an execution runs.
+#[derive(Debug, Default)]
+pub struct ExecutionShared {
+    /// Milliseconds timestamp of the last output line or control call.
+    last_activity: AtomicI64,
+    /// When the current iteration's process started; 0 while none runs.
+    iteration_started: AtomicI64,
+    flags: Mutex<ControlFlags>,
+}
+
+impl ExecutionShared {
+    pub fn touch(&self, now: Timestamp) {
+        self.last_activity.fetch_max(now.0, Ordering::Relaxed);
+    }
+
+    pub fn last_activity(&self) -> Timestamp {
+        Timestamp(self.last_activity.load(Ordering::Relaxed))
+    }
+
+    pub fn iteration_started(&self) -> Option<Timestamp> {
+        match self.iteration_started.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Timestamp(t)),
+        }
+    }
+
+    pub fn flags(&self) -> ControlFlags {
+        self.flags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn update_flags(&self, f: impl FnOnce(&mut ControlFlags)) {
+        f(&mut self.flags.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+/// A fact the executor reports to the engine, in the order it happened.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Preparing {
+        id: ExecutionId,
+    },
+    Workspace {
+        id: ExecutionId,
+        task: TaskId,
+        branch: String,
+        path: PathBuf,
+    },
+    ProcessStarted {
+        id: ExecutionId,
+        pid: i32,
+        iteration: u32,
+        log_path: String,
+    },
+    ProcessExited {
+        id: ExecutionId,
+        iteration: u32,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    Validating {
+        id: ExecutionId,
+        iteration: u32,
+    },
+    Validated {
+        id: ExecutionId,
+        iteration: u32,
+        score: f64,
+        passed: bool,
+        results: Vec<ValidatorResult>,
+    },
+    /// A failed validation sends the agent round again.
+    NextIteration {
+        id: ExecutionId,
+    },
+    Committed {
+        id: ExecutionId,
+        branch: String,
+        commit: String,
+    },
+    Finished {
+        id: ExecutionId,
+        state: ExecutionState,
+        exit_code: Option<i32>,
+        usage: Usage,
+        summary: Option<String>,
+    },
+}
+
+/// Runs `job` to its end, reporting to `updates`. Control calls go to `calls` for the engine.
+pub async fn run_execution(
+    job: ExecutionJob,
+    shared: Arc<ExecutionShared>,
+    stop: watch::Receiver<Option<StopReason>>,
+    updates: mpsc::UnboundedSender<Update>,
+    calls: mpsc::Sender<ControlCall>,
+) {
+    let id = job.id;
+    let (state, exit_code, usage, summary) =
+        match execute(&job, &shared, stop, &updates, calls).await {
+            Ok(end) => end,
+            Err((state, message)) => (state, None, Usage::default(), Some(message)),
+        };
+    let _ = updates.send(Update::Finished {
+        id,
+        state,
+        exit_code,
+        usage,
+        summary,
+    });
+}
+
+type End = (ExecutionState, Option<i32>, Usage, Option<String>);
+
+async fn execute(
+    job: &ExecutionJob,
+    shared: &ExecutionShared,
+    mut stop: watch::Receiver<Option<StopReason>>,
+    updates: &mpsc::UnboundedSender<Update>,
+    calls: mpsc::Sender<ControlCall>,
+) -> Result<End, (ExecutionState, String)> {
+    let id = job.id;
+    let send = |u: Update| {
+        let _ = updates.send(u);
+    };
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| (ExecutionState::Failed, format!("{what}: {e}"));
+    send(Update::Preparing { id });
+
+    let ws: Option<(&Workspaces, Workspace)> = match &job.workspace {
+        Some((manager, start_from)) => {
+            let ws = manager
+                .ensure(job.task, start_from.as_deref())
+                .await
+                .map_err(|e| fail("preparing the workspace", &e))?;
+            send(Update::Workspace {
+                id,
+                task: job.task,
+                branch: ws.branch.clone(),
+                path: ws.path.clone(),
+            });
+            Some((manager.as_ref(), ws))
+        }
+        None => None,
+    };
+    let cwd = ws
+        .as_ref()
+        .map_or(job.project_dir.clone(), |(_, w)| w.path.clone());
+
+    std::fs::create_dir_all(&job.run_dir).map_err(|e| fail("creating the run directory", &e))?;
+    let socket = socket_path(&job.run_dir, id);
+    let token = new_token();
+    let server = ControlServer::bind(&socket, id, token.clone(), calls)
+        .map_err(|e| fail("opening the control socket", &e))?;
+    let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
+    let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
+
+    if let Some((manager, w)) = &ws {
+        manager
+            .run_hook(w, HookKind::BeforeRun, &base)
+            .await
+            .map_err(|e| fail("the before_run hook failed", &e))?;
+    }
+
+    let agent = &job.agent;
+    let max_iterations = agent.max_iterations.max(1);
+    let mut context = job.context.clone();
+    let mut usage = Usage::default();
+    let mut exit_code = None;
+    let mut end = (ExecutionState::Failed, Some("no iteration ran".to_string()));
+    for iteration in 1..=max_iterations {
+        context.iteration = iteration;
+        let prompt = manifest::render_prompt(&agent.prompt, &context)
+            .map_err(|e| fail("rendering the prompt", &e))?;
+        std::fs::write(&prompt_file, &prompt).map_err(|e| fail("writing the prompt file", &e))?;
+        let spec = launch_spec(agent, &context, &prompt, &cwd, &base, iteration)
+            .map_err(|e| (ExecutionState::Failed, e))?;
+
+        let (line_tx, mut line_rx) = mpsc::channel(256);
+        let process = launch::spawn(
+            spec,
+            launch::OutputSpec {
+                log_file: Some(job.log_path.clone()),
+                line_tx: Some(line_tx),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| fail("starting the agent", &e))?;
+        let pid = process.pid;
+        let started = job.clock.now();
+        shared.touch(started);
+        shared.iteration_started.store(started.0, Ordering::Relaxed);
+        send(Update::ProcessStarted {
+            id,
+            pid,
+            iteration,
+            log_path: job.log_path.display().to_string(),
+        });
+        let wait = process.wait();
+        tokio::pin!(wait);
+        let mut stopped: Option<StopReason> = None;
+        let mut lines_open = true;
+        let exit = loop {
+            tokio::select! {
+                exit = &mut wait => break exit,
+                line = line_rx.recv(), if lines_open => match line {
+                    Some(_) => shared.touch(job.clock.now()),
+                    None => lines_open = false,
+                },
+                changed = stop.changed(), if stopped.is_none() => {
+                    stopped = if changed.is_err() { Some(StopReason::Cancelled) } else { *stop.borrow() };
+                    if stopped.is_some() {
+                        launch::terminate_group(pid, job.grace).await;
+                    }
+                }
+            }
+        };
+        shared.iteration_started.store(0, Ordering::Relaxed);
+        let exit = exit.map_err(|e| fail("waiting for the agent", &e))?;
+        usage.wall_ms += exit.wall_ms;
+        usage.cpu_ms += exit.cpu_ms;
+        exit_code = exit.code;
+        send(Update::ProcessExited {
+            id,
+            iteration,
+            exit_code: exit.code,
+            signal: exit.signal,
+        });
+
+        if let Some((manager, w)) = &ws {
+            let message = format!(
+                "agentgrid: task #{} execution #{id} iteration {iteration}",
+                job.task
+            );
+            match manager.commit_all(w, &message).await {
+                Ok(Some(commit)) => send(Update::Committed {
+                    id,
+                    branch: w.branch.clone(),
+                    commit,
+                }),
+                Ok(None) => {}
+                Err(e) => return Err(fail("committing the agent's work", &e)),
+            }
+        }
+        if let Some(reason) = stopped {
+            end = (
+                reason.state(),
+                Some(format!(
+                    "stopped ({}) after {}",
+                    reason.state(),
+                    exit.describe()
+                )),
+            );
+            break;
+        }
+        if !exit.success() {
+            let last = exit
+                .tail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            let last = if last.len() > 200 {
+                &last[..last.floor_char_boundary(200)]
+            } else {
+                last
+            };
+            end = (
+                ExecutionState::Failed,
+                Some(format!("agent {}; last output: {last}", exit.describe())),
+            );
+            break;
+        }
+        let flags = shared.flags();
+        if flags.blocked.is_some() || flags.children_created > 0 || agent.validators.is_empty() {
+            // A block or a split is its own result; with no validators the clean exit is the
+            // only evidence there is.
+            let summary = flags
+                .claimed
+                .or(flags.blocked)
+                .unwrap_or_else(|| "agent exited cleanly".into());
+            end = (ExecutionState::Succeeded, Some(summary));
+            break;
+        }
+        send(Update::Validating { id, iteration });
+        let validation = run_validators(&agent.validators, agent.threshold, &cwd, &base)
+            .await
+            .map_err(|e| fail("validation", &e))?;
+        send(Update::Validated {
+            id,
+            iteration,
+            score: validation.score,
+            passed: validation.passed,
+            results: validation
+                .verdicts
+                .iter()
+                .map(|v| v.result.clone())
+                .collect(),
+        });
+        if validation.passed {
+            end = (
+                ExecutionState::Succeeded,
+                Some(format!("validation passed (score {:.2})", validation.score)),
+            );
+            break;
+        }
+        if iteration == max_iterations {
+            end = (
+                ExecutionState::Failed,
+                Some(format!(
+                    "validation failed after {max_iterations} iterations (score {:.2}, threshold {:.2})",
+                    validation.score, agent.threshold
+                )),
+            );
+            break;
+        }
+        context.feedback = Some(validation.feedback());
+        send(Update::NextIteration { id });
+    }
+
+    if let Some((manager, w)) = &ws
+        && let Err(e) = manager.run_hook(w, HookKind::AfterRun, &base).await
+    {
+        // after_run is best effort: the work is already committed and judged.
+        tracing::warn!(execution = %id, "after_run hook failed: {e}");
+    }
+    drop(server);
+    let _ = std::fs::remove_file(&prompt_file);
+    Ok((end.0, exit_code, usage, end.1))
+}
+
+/// The environment every process of the execution sees (agent, hooks, validators).
+fn base_environment(
+    job: &ExecutionJob,
+    cwd: &Path,
+    socket: &Path,
+    token: &str,
+    prompt_file: &Path,
+) -> Vec<(String, String)> {
+    let mut env = launch::base_env();
+    let bin_dir = job
+        .agentgrid_bin
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let path = if path.is_empty() {
+        bin_dir
+    } else {
+        format!("{bin_dir}:{path}")
+    };
+    launch::set_var(&mut env, "PATH".into(), path);
+    let vars = [
+        ("AGENTGRID_TASK_ID", job.task.to_string()),
+        ("AGENTGRID_EXECUTION_ID", job.id.to_string()),
+        ("AGENTGRID_EXECUTION_KIND", job.kind.to_string()),
+        ("AGENTGRID_ATTEMPT", job.attempt.to_string()),
+        ("AGENTGRID_AGENT", job.agent.name.clone()),
+        ("AGENTGRID_WORKSPACE", cwd.display().to_string()),
+        ("AGENTGRID_CONTROL_SOCKET", socket.display().to_string()),
+        ("AGENTGRID_TOKEN", token.to_string()),
+        ("AGENTGRID_PROMPT_FILE", prompt_file.display().to_string()),
+    ];
+    for (k, v) in vars {
+        launch::set_var(&mut env, k.into(), v);
+    }
+    env
+}
+
+fn launch_spec(
+    agent: &AgentRun,
+    context: &manifest::PromptContext,
+    prompt: &str,
+    cwd: &Path,
+    base: &[(String, String)],
+    iteration: u32,
+) -> Result<launch::LaunchSpec, String> {
+    let render = |t: &str| {
+        manifest::render_arg(t, context, prompt).map_err(|e| format!("rendering the command: {e}"))
+    };
+    let argv: Vec<String> = agent
+        .runtime
+        .argv
+        .iter()
+        .map(|a| render(a))
+        .collect::<Result<_, _>>()?;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(format!("agent `{}` has an empty command", agent.name));
+    };
+    let mut env = base.to_vec();
+    for (k, v) in &agent.runtime.env {
+        launch::set_var(&mut env, k.clone(), render(v)?);
+    }
+    launch::set_var(
+        &mut env,
+        "AGENTGRID_ITERATION".into(),
+        iteration.to_string(),
+    );
+    let mut spec = launch::LaunchSpec::new(program.clone(), cwd)
+        .args(args.iter().cloned())
+        .with_env_exactly(env);
+    if agent.runtime.stdin == StdinMode::Prompt {
+        spec = spec.with_stdin(prompt.as_bytes().to_vec());
+    }
+    Ok(spec)
+}
+
+/// Unix socket paths are limited to 108 bytes; a deep project path falls back to the temp dir.
+fn socket_path(run_dir: &Path, id: ExecutionId) -> PathBuf {
+    let preferred = run_dir.join(format!("{id}.sock"));
+    if preferred.as_os_str().len() < 100 {
+        preferred
+    } else {
+        std::env::temp_dir().join(format!("agentgrid-{}-{id}.sock", std::process::id()))
+    }
+}
+
+fn new_token() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
