@@ -489,13 +489,16 @@ impl Engine {
                 to: plan.to,
                 reason: Some(plan.reason.clone()),
             });
-            changes.push(Change::ScheduleTask {
-                id: task_id,
-                not_before: plan.not_before,
-                attempts: plan.attempts,
-                continuations: plan.continuations,
-                reason: None,
-            });
+            let bookkeeping = (plan.not_before, plan.attempts, plan.continuations);
+            if bookkeeping != (task.not_before, task.attempts, task.continuations) {
+                changes.push(Change::ScheduleTask {
+                    id: task_id,
+                    not_before: plan.not_before,
+                    attempts: plan.attempts,
+                    continuations: plan.continuations,
+                    reason: None,
+                });
+            }
         }
         self.apply("engine", changes).await?;
         if ended
@@ -665,12 +668,14 @@ impl Engine {
                 ..ExecutionFilter::default()
             })
             .await?;
+        // The dead engine may not have recorded every pid it started, so find the orphans by
+        // what every agent process carries: this project and its execution id.
+        let ids: Vec<ExecutionId> = orphans.iter().map(|e| e.id).collect();
+        let groups = orphan_groups(&self.options.project_dir, &ids);
+        for pgid in &groups {
+            launch::terminate_group(*pgid, self.setup.grace.min(StdDuration::from_secs(5))).await;
+        }
         for execution in orphans {
-            if let Some(pid) = execution.pid
-                && belongs_to(pid, execution.id)
-            {
-                launch::terminate_group(pid, self.setup.grace.min(StdDuration::from_secs(5))).await;
-            }
             if let (Some(manager), Some(task)) = (
                 &self.workspaces,
                 self.snapshot.tasks.get(&execution.task_id),
@@ -913,14 +918,49 @@ fn view(task: &Task) -> TaskView {
     }
 }
 
-/// True when `pid` is still a process of execution `id` (and not a reused pid): its environment
-/// names the execution.
-fn belongs_to(pid: i32, id: ExecutionId) -> bool {
-    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-        return false;
+/// Process groups of live processes that belong to one of `ids` in this project, found by the
+/// `AGENTGRID_PROJECT` and `AGENTGRID_EXECUTION_ID` every execution's processes carry. Matching
+/// both means a reused pid or another project's agent is never touched.
+fn orphan_groups(project: &std::path::Path, ids: &[ExecutionId]) -> BTreeSet<i32> {
+    let mut groups = BTreeSet::new();
+    if ids.is_empty() {
+        return groups;
+    }
+    let project_var = format!("AGENTGRID_PROJECT={}", project.display());
+    let id_vars: Vec<String> = ids
+        .iter()
+        .map(|id| format!("AGENTGRID_EXECUTION_ID={id}"))
+        .collect();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return groups;
     };
-    let wanted = format!("AGENTGRID_EXECUTION_ID={id}");
-    environ
-        .split(|b| *b == 0)
-        .any(|var| var == wanted.as_bytes())
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        let ours = vars.contains(&project_var.as_bytes())
+            && id_vars.iter().any(|v| vars.contains(&v.as_bytes()));
+        if !ours {
+            continue;
+        }
+        // Field 5 of /proc/<pid>/stat is the process group; the name before it may hold spaces.
+        let pgid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<i32>().ok())
+            });
+        if let Some(pgid) = pgid.filter(|g| *g > 1) {
+            groups.insert(pgid);
+        }
+    }
+    groups
 }

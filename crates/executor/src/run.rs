@@ -450,6 +450,9 @@ fn base_environment(
     };
     launch::set_var(&mut env, "PATH".into(), path);
     let vars = [
+        // Lets `agentgrid` find the project from anywhere, and lets a restarted engine find
+        // this execution's processes if the engine running it dies.
+        ("AGENTGRID_PROJECT", job.project_dir.display().to_string()),
         ("AGENTGRID_TASK_ID", job.task.to_string()),
         ("AGENTGRID_EXECUTION_ID", job.id.to_string()),
         ("AGENTGRID_EXECUTION_KIND", job.kind.to_string()),

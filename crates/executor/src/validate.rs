@@ -151,10 +151,8 @@ pub fn score(rule: &ScoreRule, output: &str, exit_ok: bool) -> f64 {
                 .captures_iter(output)
                 .last()
                 .and_then(|c| c.name("score").map(|m| m.as_str().to_string()));
-            match value.and_then(|v| parse_score(&v)) {
-                Some(s) => s,
-                None => 0.0,
-            }
+            // No match scores zero: a validator that printed no score proved nothing.
+            value.and_then(|v| parse_score(&v)).unwrap_or(0.0)
         }
     }
 }

@@ -1,1 +1,52 @@
-//! launch (being written).
+//! The one way agentgrid starts a child process.
+//!
+//! Agents, git, hooks and validators all run through this crate, so the rules every child must
+//! follow live in one place: it gets exactly the environment it was given (nothing of ours leaks
+//! through), it leads a process group of its own, and nothing it starts outlives it. Later the
+//! sandbox (namespaces, Landlock, seccomp) will be applied in the same place, just before exec.
+//!
+//! The principal types and functions:
+//! - [`LaunchSpec`]: program, arguments, working directory, complete environment ([`base_env`]
+//!   is the safe starting point) and standard input ([`StdinSpec`]).
+//! - [`spawn`] with an [`OutputSpec`] starts a long-running child and returns a [`Process`]:
+//!   its output goes line by line ([`OutputLine`]) to a log file and a live channel, with memory
+//!   bounded however much it prints. [`Process::wait`] gives an [`Exit`] with the exit status,
+//!   CPU and wall time and the tail of the output.
+//! - [`run`] runs a short command to its end under a timeout and returns its captured
+//!   [`Output`].
+//! - [`kill_group`], [`terminate_group`], [`group_alive`] and [`process_start_time`] act on
+//!   process groups and pids, also ones recorded before a restart.
+//!
+//! The key decision: the child is reaped by a thread of ours with `waitid(WNOWAIT)` followed by
+//! `wait4`, not by tokio. Waiting without reaping first keeps the child's pid, and so its group
+//! id, reserved while the rest of the group is killed, so the kill can never hit a stranger that
+//! reused the number; `wait4` then reports the CPU time of the child and every descendant it
+//! waited for. Because the whole group dies when the direct child exits, the output pipes always
+//! reach end of file and the readers finish.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), launch::Error> {
+//! use std::time::Duration;
+//! let spec = launch::LaunchSpec::new("git", "/tmp").args(["--version"]);
+//! let out = launch::run(spec, Duration::from_secs(10), 64 * 1024).await?;
+//! assert!(out.success() && out.stdout.starts_with("git version"));
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod group;
+mod output;
+mod process;
+mod run;
+mod spec;
+mod start;
+
+pub use error::Error;
+pub use group::{
+    group_alive, group_members, kill_group, process_alive, process_start_time, terminate_group,
+};
+pub use nix::sys::signal::Signal;
+pub use output::{OutputLine, Stream};
+pub use process::{Exit, OutputSpec, Process, spawn};
+pub use run::{Output, run};
+pub use spec::{LaunchSpec, StdinSpec, base_env, set_var};

@@ -1,1 +1,52 @@
-//! workspace (being written).
+//! Git worktrees for tasks: one checkout and one branch per task, with hooks and a cleanup that
+//! never loses work.
+//!
+//! Every task works in its own worktree at `<root>/task-<id>`, on its own branch
+//! `agentgrid/task-<id>`. A sub-task's branch starts from its parent's branch, so the parent can
+//! later merge the children's work back. All git commands run through the launch crate with a
+//! clean environment ([`git_env`]): a fixed identity, no prompts, nothing of the caller's.
+//!
+//! The principal types:
+//! - [`Workspaces`], built from a [`WorkspaceConfig`]: [`Workspaces::ensure`] makes or finds a
+//!   task's worktree, [`Workspaces::run_hook`] runs the configured [`Hooks`] in it,
+//!   [`Workspaces::commit_all`] records the agent's work, [`Workspaces::merge_branch`] brings a
+//!   sub-task's branch in ([`MergeOutcome`]), and [`Workspaces::remove`] cleans up
+//!   ([`RemoveOutcome`]).
+//! - [`Workspace`]: one task's worktree, path and branch.
+//!
+//! The key decision: removal is conservative and branches are permanent. A worktree is only
+//! removed when no process has its working directory or an open file inside it and nothing is
+//! uncommitted, and removing it never deletes its branch, so every commit an agent made stays
+//! reachable, and a later [`Workspaces::ensure`] checks the branch out again.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), workspace::Error> {
+//! use std::time::Duration;
+//! use domain::TaskId;
+//! use workspace::{Hooks, WorkspaceConfig, Workspaces};
+//!
+//! let workspaces = Workspaces::new(WorkspaceConfig {
+//!     repo_root: "/src/project".into(),
+//!     root: ".agentgrid/workspaces".into(),
+//!     base: "HEAD".into(),
+//!     hooks: Hooks { after_create: Some("npm ci".into()), ..Hooks::default() },
+//!     hook_timeout: Duration::from_secs(600),
+//! });
+//! let ws = workspaces.ensure(TaskId(7), None).await?;
+//! assert_eq!(ws.branch, "agentgrid/task-7");
+//! // ... the agent works in ws.path ...
+//! let commit = workspaces.commit_all(&ws, "task 7: add CSV export").await?;
+//! # Ok(()) }
+//! ```
+
+mod busy;
+mod config;
+mod error;
+mod git;
+mod workspaces;
+
+pub use busy::processes_using;
+pub use config::{HookKind, Hooks, WorkspaceConfig};
+pub use error::Error;
+pub use git::git_env;
+pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};

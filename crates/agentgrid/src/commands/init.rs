@@ -120,7 +120,7 @@ kind: Agent
 metadata:
   name: {name}
 spec:
-  description: {description}
+  description: "{description}"
   runtime:
     type: command
     # Each element is a template; `{{{{ prompt }}}}` is the rendered prompt. The prompt is also in

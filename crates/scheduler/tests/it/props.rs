@@ -169,7 +169,7 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
         // End some executions. Late in the run everything succeeds, so the world must settle.
         let (coin, pick) = world.outcomes[step % world.outcomes.len()];
         let ending: Vec<usize> = (0..s.active.len())
-            .filter(|i| (*i as u8 ^ pick) % 2 == 0)
+            .filter(|i| (*i as u8 ^ pick).is_multiple_of(2))
             .collect();
         for i in ending.into_iter().rev() {
             let exec = s.active.remove(i);

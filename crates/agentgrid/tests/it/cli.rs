@@ -1,0 +1,227 @@
+//! The command line as a new user meets it: init, the tracker, validation, mistakes.
+
+use crate::support::*;
+
+#[test]
+fn init_refuses_outside_a_git_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(bin())
+        .arg("init")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not inside a git repository"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !dir.path().join(".agentgrid").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
+fn init_creates_the_project_and_is_idempotent() {
+    let repo = Repo::new();
+    let first = repo.ok(&["init"]);
+    assert!(first.contains("created .agentgrid/config.yaml"), "{first}");
+    assert!(repo.path().join(".agentgrid/agentgrid.db").exists());
+    let agents: Vec<_> = std::fs::read_dir(repo.path().join(".agentgrid/agents"))
+        .unwrap()
+        .collect();
+    assert_eq!(agents.len(), 1, "one example agent");
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec: {}\n",
+    )
+    .unwrap();
+    let second = repo.ok(&["init"]);
+    assert!(
+        second.contains("kept    .agentgrid/config.yaml"),
+        "{second}"
+    );
+    let config = std::fs::read_to_string(repo.path().join(".agentgrid/config.yaml")).unwrap();
+    assert_eq!(
+        config, "apiVersion: agentgrid.dev/v1\nkind: Config\nspec: {}\n",
+        "init never overwrites"
+    );
+    repo.ok(&["validate"]);
+}
+
+#[test]
+fn commands_outside_a_project_say_to_run_init() {
+    let repo = Repo::new();
+    let out = repo.run(&["task", "list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("run `agentgrid init`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn tasks_are_added_listed_shown_edited_and_linked() {
+    let repo = Repo::new();
+    repo.ok(&["init"]);
+    repo.ok(&[
+        "task",
+        "add",
+        "Build the exporter",
+        "--label",
+        "backend",
+        "--priority",
+        "1",
+    ]);
+    let child = repo.json(&["task", "add", "Write CSV rows", "--parent", "1", "--json"]);
+    assert_eq!(child["parent"], 1);
+    assert_eq!(child["depth"], 1);
+    repo.ok(&["task", "add", "Document it", "--blocked-by", "2"]);
+
+    let tasks = repo.tasks();
+    assert_eq!(tasks.len(), 3);
+    for field in ["id", "title", "state", "parent", "labels"] {
+        assert!(
+            tasks[0].get(field).is_some(),
+            "task list --json has {field}"
+        );
+    }
+    assert_eq!(tasks[0]["labels"], serde_json::json!(["backend"]));
+    assert_eq!(tasks[2]["blocked_by"], serde_json::json!([2]));
+    assert_eq!(tasks[0]["state"], "open");
+
+    repo.ok(&[
+        "task",
+        "edit",
+        "1",
+        "--title",
+        "Build the CSV exporter",
+        "--add-label",
+        "csv",
+        "--remove-label",
+        "backend",
+    ]);
+    let shown = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(shown["task"]["title"], "Build the CSV exporter");
+    assert_eq!(shown["task"]["labels"], serde_json::json!(["csv"]));
+    assert_eq!(shown["children"].as_array().unwrap().len(), 1);
+
+    let cycle = repo.run(&["task", "dep", "add", "2", "3"]);
+    assert_eq!(cycle.status.code(), Some(2), "a cycle is refused");
+    assert!(stderr(&cycle).contains("cycle"), "{}", stderr(&cycle));
+
+    repo.ok(&["task", "cancel", "1"]);
+    assert_eq!(repo.task_state(1), "cancelled");
+    assert_eq!(
+        repo.task_state(2),
+        "cancelled",
+        "cancel reaches open sub-tasks"
+    );
+    repo.ok(&["task", "reopen", "1"]);
+    assert_eq!(repo.task_state(1), "open");
+}
+
+#[test]
+fn mistakes_get_clear_errors_and_change_nothing() {
+    let repo = Repo::new();
+    repo.ok(&["init"]);
+    let before = repo.ok(&["events", "--json"]);
+    for (args, expect) in [
+        (vec!["task", "show", "99"], "task #99 does not exist"),
+        (vec!["task", "add", "  "], "needs a title"),
+        (vec!["task", "add", "x", "--priority", "7"], "out of range"),
+        (
+            vec!["task", "add", "x", "--label", "has space"],
+            "not allowed",
+        ),
+        (vec!["task", "add", "x", "--parent", "42"], "#42"),
+        (vec!["task", "show", "abc"], "is not a task id"),
+        (
+            vec!["task", "list", "--state", "finished"],
+            "expected one of",
+        ),
+        (vec!["task", "edit", "1"], "does not exist"),
+        (vec!["task", "nudge", "5"], "#5"),
+        (vec!["logs", "3"], "execution 3 does not exist"),
+        (vec!["task", "frobnicate"], "unrecognized subcommand"),
+        (vec!["run", "--fast"], "unexpected argument"),
+    ] {
+        let out = repo.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expect),
+            "{args:?}: expected {expect:?} in {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        repo.ok(&["events", "--json"]),
+        before,
+        "no event was recorded"
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_place() {
+    let broken = "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: Bad Name\nspec:\n  runtime:\n    type: command\n    command: []\n  prompt: \"{{ task.nope }}\"\n  limits:\n    timeout: soon\n";
+    let repo = Repo::with_agents(&[("bad", broken)]);
+    let out = repo.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert!(text.contains("bad.yaml:4:"), "the name's line: {text}");
+    assert!(text.contains("bad.yaml:11:"), "the timeout's line: {text}");
+    let out = repo.run(&["validate", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(json["problems"].as_array().unwrap().len() >= 3, "{json}");
+    let run = repo.run(&["run"]);
+    assert_eq!(run.status.code(), Some(2), "run refuses invalid manifests");
+    assert!(
+        stderr(&run).contains("agentgrid validate"),
+        "{}",
+        stderr(&run)
+    );
+}
+
+#[test]
+fn the_demo_runs_offline_to_a_clean_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("demo");
+    let out = command(bin())
+        .args(["demo", "--dir", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("every issue is done"), "{text}");
+    assert!(
+        text.contains("validation failed, feeding back"),
+        "one worker fails first: {text}"
+    );
+    assert!(
+        text.contains("resume execution"),
+        "the parent is resumed: {text}"
+    );
+    // The project stays usable with the normal CLI.
+    let list = command(bin())
+        .args(["task", "list", "--json"])
+        .current_dir(&target)
+        .output()
+        .unwrap();
+    let tasks: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(tasks.len(), 5);
+    assert!(tasks.iter().all(|t| t["state"] == "done"));
+    let log = command("git")
+        .args(["log", "--oneline", "agentgrid/task-3"])
+        .current_dir(&target)
+        .output()
+        .unwrap();
+    let log = stdout(&log);
+    assert!(
+        log.contains("merge #4") && log.contains("merge #5"),
+        "children merged into the parent branch: {log}"
+    );
+}

@@ -1,0 +1,156 @@
+//! The control channel from inside real executions.
+
+use crate::support::*;
+
+#[test]
+fn an_agent_splits_its_task_and_a_resume_closes_it() {
+    let planner = "if [ $AGENTGRID_EXECUTION_KIND = work ]; then a=$(agentgrid ctl subtask create 'part one' -l part); agentgrid ctl subtask create 'part two' -l part --blocked-by $a; else agentgrid ctl complete --summary 'parts done'; fi";
+    let repo = Repo::with_agents(&[
+        (
+            "planner",
+            &agent("planner", planner, "  routing: {labels: [big]}\n"),
+        ),
+        (
+            "worker",
+            &agent(
+                "worker",
+                "echo $AGENTGRID_TASK_ID > part.txt",
+                "  routing: {labels: [part]}\n",
+            ),
+        ),
+    ]);
+    repo.ok(&["task", "add", "Big job", "--label", "big"]);
+    repo.ok(&["run"]);
+    let tasks = repo.tasks();
+    assert_eq!(tasks.len(), 3);
+    assert!(tasks.iter().all(|t| t["state"] == "done"), "{tasks:?}");
+    assert_eq!(tasks[2]["blocked_by"], serde_json::json!([2]));
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    let kinds: Vec<&str> = show["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["work", "resume"]);
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:part.txt"]).trim(),
+        "3",
+        "sub-task work merged into the parent branch"
+    );
+}
+
+#[test]
+fn invalid_calls_are_refused_with_a_reason_and_change_nothing() {
+    // Every call below is wrong; the agent records each refusal and its exit code.
+    let script = "for args in 'subtask create x --blocked-by 999' 'nudge 999' 'subtask create \"\"' 'complete --summary \"\"'; do eval agentgrid ctl $args >> \"$OUT\" 2>&1; echo \"exit=$?\" >> \"$OUT\"; done";
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let manifest = agent("picky", script, "  routing: {default: true}\n").replace(
+        "    command:",
+        &format!(
+            "    env: {{OUT: \"{}\"}}\n    command:",
+            out_file.path().display()
+        ),
+    );
+    let repo = Repo::with_agents(&[("picky", &manifest)]);
+    repo.ok(&["task", "add", "Make mistakes"]);
+    let before: Vec<_> = repo.tasks();
+    repo.ok(&["run"]);
+    let log = std::fs::read_to_string(out_file.path()).unwrap();
+    assert_eq!(log.matches("exit=2").count(), 4, "{log}");
+    assert!(log.contains("#999"), "{log}");
+    assert!(log.contains("needs a title"), "{log}");
+    assert!(log.contains("must not be empty"), "{log}");
+    assert_eq!(repo.tasks().len(), before.len(), "no task was created");
+}
+
+#[test]
+fn guards_refuse_sub_tasks_past_the_limits() {
+    let script = "for i in 1 2 3; do agentgrid ctl subtask create \"child $i\" -l leaf || echo refused; done";
+    let repo = Repo::with_agents(&[
+        (
+            "splitter",
+            &agent("splitter", script, "  routing: {labels: [root]}\n"),
+        ),
+        (
+            "leaf",
+            &agent("leaf", "true", "  routing: {labels: [leaf]}\n"),
+        ),
+    ]);
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  guards: {max_children: 2}\n",
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Split me", "--label", "root"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.tasks().len(), 3, "two children, the third refused");
+    let log = repo.ok(&["logs", "1"]);
+    assert!(log.contains("guards.max_children"), "{log}");
+}
+
+#[test]
+fn a_token_is_useless_once_its_execution_has_ended() {
+    let saved = tempfile::NamedTempFile::new().unwrap();
+    let script = "echo \"$AGENTGRID_CONTROL_SOCKET $AGENTGRID_TOKEN\" > \"$SAVE\"; agentgrid ctl comment 'still here'";
+    let manifest = agent("leaky", script, "  routing: {default: true}\n").replace(
+        "    command:",
+        &format!(
+            "    env: {{SAVE: \"{}\"}}\n    command:",
+            saved.path().display()
+        ),
+    );
+    let repo = Repo::with_agents(&[("leaky", &manifest)]);
+    repo.ok(&["task", "add", "Leak the token"]);
+    repo.ok(&["run"]);
+    let text = std::fs::read_to_string(saved.path()).unwrap();
+    let (socket, token) = text.trim().split_once(' ').unwrap();
+    let out = repo
+        .cmd(&["ctl", "comment", "from beyond"])
+        .env("AGENTGRID_CONTROL_SOCKET", socket)
+        .env("AGENTGRID_TOKEN", token)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("works only inside a running execution"),
+        "{}",
+        stderr(&out)
+    );
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    let comments: Vec<_> = show["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "task_commented")
+        .collect();
+    assert_eq!(
+        comments.len(),
+        1,
+        "only the comment made during the execution"
+    );
+    let outside = repo.run(&["ctl", "status"]);
+    assert_eq!(outside.status.code(), Some(2));
+    assert!(stderr(&outside).contains("works only inside an execution"));
+}
+
+#[test]
+fn a_blocked_task_waits_for_a_person() {
+    let repo = Repo::with_agents(&[(
+        "asker",
+        &agent(
+            "asker",
+            "agentgrid ctl block --reason 'which database should I use?'",
+            "  routing: {default: true}\n",
+        ),
+    )]);
+    repo.ok(&["task", "add", "Pick storage"]);
+    let out = repo.ok(&["run"]);
+    assert!(
+        out.contains("#1 cannot run: blocked: which database should I use?"),
+        "{out}"
+    );
+    assert_eq!(repo.task_state(1), "blocked");
+    let status = repo.ok(&["status"]);
+    assert!(status.contains("needs a person"), "{status}");
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
+
+mod cli;
+mod control;
+mod crash;
+mod run;
+mod support;

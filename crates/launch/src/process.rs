@@ -1,0 +1,333 @@
+//! Long-running children: [`spawn`] with live output to a log file and a channel, and the
+//! [`Process`] handle to watch, signal and wait for them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use domain::{Clock, SystemClock, Timestamp, Usage};
+use nix::sys::signal::Signal;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::group::wait_gone;
+use crate::output::{Tail, read_lines, render_line};
+use crate::start::{RawExit, start};
+use crate::{Error, LaunchSpec, OutputLine, Stream};
+
+/// How long [`Process::wait`] waits for the output readers after the group was killed. They
+/// normally end at once; only a descendant that left the group can hold a pipe open longer.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`Process::wait`] and [`crate::run`] wait for the killed group to vanish.
+pub(crate) const SETTLE_GRACE: Duration = Duration::from_secs(5);
+
+/// Where a spawned child's output goes.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// Every line, stdout and stderr merged in arrival order, is appended here.
+    pub log_file: Option<PathBuf>,
+    /// Every line, tagged with its stream, as long as the receiver keeps up. Lines that find the
+    /// channel full are dropped (and counted), never the log file's.
+    pub line_tx: Option<mpsc::Sender<OutputLine>>,
+    /// Longer lines are cut to this many bytes and end in a marker, in the log and the channel.
+    pub max_line_bytes: usize,
+    /// How many bytes of the latest output to keep in memory for [`Exit::tail`].
+    pub tail_bytes: usize,
+}
+
+impl Default for OutputSpec {
+    fn default() -> OutputSpec {
+        OutputSpec {
+            log_file: None,
+            line_tx: None,
+            max_line_bytes: 64 * 1024,
+            tail_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The exit code, if it exited by itself.
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// User plus system CPU time of the child and of the descendants it waited for.
+    pub cpu_ms: u64,
+    /// From spawn to exit.
+    pub wall_ms: u64,
+    /// The last `tail_bytes` of its output.
+    pub tail: String,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    pub fn usage(&self) -> Usage {
+        Usage {
+            wall_ms: self.wall_ms,
+            cpu_ms: self.cpu_ms,
+        }
+    }
+
+    /// "exited with 3", "killed by SIGTERM".
+    pub fn describe(&self) -> String {
+        describe_status(self.code, self.signal)
+    }
+}
+
+pub(crate) fn describe_status(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => format!("exited with {c}"),
+        (None, Some(s)) => match Signal::try_from(s) {
+            Ok(sig) => format!("killed by {sig}"),
+            Err(_) => format!("killed by signal {s}"),
+        },
+        (None, None) => "ended".into(),
+    }
+}
+
+/// What the readers of one child share.
+struct Shared {
+    started: Instant,
+    /// Milliseconds from `started` to the latest line, and the wall clock at that moment.
+    last_output_ms: AtomicU64,
+    last_output_at: AtomicU64,
+    dropped_lines: AtomicU64,
+    sink: Mutex<Sink>,
+}
+
+struct Sink {
+    log: Option<(PathBuf, File)>,
+    tail: Tail,
+    line_tx: Option<mpsc::Sender<OutputLine>>,
+}
+
+impl Shared {
+    fn line(&self, stream: Stream, bytes: &[u8], cut: usize) {
+        let (text, cut_bytes) = render_line(bytes, cut);
+        self.last_output_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_output_at
+            .store(SystemClock.now().0.max(0) as u64, Ordering::Relaxed);
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut record = Vec::with_capacity(text.len() + 1);
+        record.extend_from_slice(text.as_bytes());
+        record.push(b'\n');
+        if let Some((path, file)) = &mut sink.log
+            && let Err(e) = file.write_all(&record)
+        {
+            // A full disk must not kill the child; the log stops and says why, once.
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the output log; further output goes unlogged");
+            sink.log = None;
+        }
+        sink.tail.push(&record);
+        if let Some(tx) = &sink.line_tx {
+            match tx.try_send(OutputLine {
+                stream,
+                text,
+                cut_bytes,
+            }) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.dropped_lines.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => sink.line_tx = None,
+            }
+        }
+    }
+}
+
+/// A running child, leader of its own process group (its pgid is its pid).
+///
+/// Dropping a `Process` neither kills nor leaks it: a background thread reaps the child and
+/// kills the rest of its group whenever it exits.
+pub struct Process {
+    pub pid: i32,
+    shared: Arc<Shared>,
+    exit: oneshot::Receiver<Result<RawExit, String>>,
+    readers: Vec<oneshot::Receiver<()>>,
+    finished: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("exited", &self.has_exited())
+            .finish()
+    }
+}
+
+/// Starts `spec` and streams its output as `output` says. Returns once the child runs.
+pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
+    let log = match output.log_file {
+        Some(path) => match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(file) => Some((path, file)),
+            Err(source) => return Err(Error::LogFile { path, source }),
+        },
+        None => None,
+    };
+    let child = start(spec)?;
+    let pid = child.pid;
+    let shared = Arc::new(Shared {
+        started: child.started,
+        last_output_ms: AtomicU64::new(0),
+        last_output_at: AtomicU64::new(SystemClock.now().0.max(0) as u64),
+        dropped_lines: AtomicU64::new(0),
+        sink: Mutex::new(Sink {
+            log,
+            tail: Tail::new(output.tail_bytes),
+            line_tx: output.line_tx,
+        }),
+    });
+    let max = output.max_line_bytes;
+    let mut readers = Vec::with_capacity(2);
+    let pipes: [(Stream, Box<dyn Read + Send>); 2] = [
+        (Stream::Stdout, Box::new(child.stdout)),
+        (Stream::Stderr, Box::new(child.stderr)),
+    ];
+    for (stream, pipe) in pipes {
+        let (done_tx, done) = oneshot::channel();
+        let shared = shared.clone();
+        let reader = thread::Builder::new()
+            .name(format!("{}-{pid}", stream.as_str()))
+            .spawn(move || {
+                read_lines(pipe, max, |bytes, cut| shared.line(stream, bytes, cut));
+                let _ = done_tx.send(());
+            });
+        if let Err(source) = reader {
+            // Without a reader the child could block on a full pipe forever.
+            let _ = crate::kill_group(pid, Signal::SIGKILL);
+            return Err(Error::Thread {
+                what: "output reader",
+                pid,
+                source,
+            });
+        }
+        readers.push(done);
+    }
+    Ok(Process {
+        pid,
+        shared,
+        exit: child.exit,
+        readers,
+        finished: child.finished,
+    })
+}
+
+impl Process {
+    /// The process group id, equal to the pid.
+    pub fn pgid(&self) -> i32 {
+        self.pid
+    }
+
+    /// When the child was started.
+    pub fn started_at(&self) -> Instant {
+        self.shared.started
+    }
+
+    /// When the child last printed a line (its start time if it never did), for stall detection.
+    pub fn last_output_at(&self) -> Instant {
+        self.shared.started
+            + Duration::from_millis(self.shared.last_output_ms.load(Ordering::Relaxed))
+    }
+
+    /// The wall-clock time of the last line (or of the start), for records and display.
+    pub fn last_output_timestamp(&self) -> Timestamp {
+        Timestamp(self.shared.last_output_at.load(Ordering::Relaxed) as i64)
+    }
+
+    /// How long the child has been silent.
+    pub fn silent_for(&self) -> Duration {
+        self.last_output_at().elapsed()
+    }
+
+    /// Lines the live channel missed because it was full.
+    pub fn dropped_lines(&self) -> u64 {
+        self.shared.dropped_lines.load(Ordering::Relaxed)
+    }
+
+    /// The latest output so far, at most `tail_bytes` long.
+    pub fn tail(&self) -> String {
+        self.shared
+            .sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tail
+            .text()
+    }
+
+    /// Whether the direct child has exited (its group is then killed too).
+    pub fn has_exited(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// Sends `signal` to the child's whole group. Does nothing once the child has exited, since
+    /// its pid may then belong to someone else.
+    pub fn kill_group(&self, signal: Signal) -> Result<(), Error> {
+        if self.has_exited() {
+            return Ok(());
+        }
+        crate::kill_group(self.pid, signal)
+    }
+
+    /// Waits for the child to exit and its output to be read to the end.
+    pub async fn wait(self) -> Result<Exit, Error> {
+        let Process {
+            pid,
+            shared,
+            exit,
+            readers,
+            ..
+        } = self;
+        let raw = match exit.await {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(reason)) => return Err(Error::Wait { pid, reason }),
+            Err(_) => {
+                return Err(Error::Wait {
+                    pid,
+                    reason: "the reaper thread ended early".into(),
+                });
+            }
+        };
+        // The reaper has sent SIGKILL to the rest of the group; let it take effect, so that when
+        // wait() returns no descendant still runs (or holds files in the working directory).
+        if !wait_gone(pid, SETTLE_GRACE).await {
+            tracing::warn!(pid, "processes of the group are still alive after SIGKILL");
+        }
+        let drain = async {
+            for reader in readers {
+                let _ = reader.await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_GRACE, drain).await.is_err() {
+            // Only a descendant that escaped the group can still hold the pipes; its output is
+            // no longer this process's business.
+            tracing::warn!(
+                pid,
+                "output pipes still open after the process group died; not waiting for them"
+            );
+        }
+        let tail = shared
+            .sink
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tail
+            .text();
+        Ok(Exit {
+            code: raw.code,
+            signal: raw.signal,
+            cpu_ms: raw.cpu_ms,
+            wall_ms: raw.wall_ms,
+            tail,
+        })
+    }
+}

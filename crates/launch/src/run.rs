@@ -1,0 +1,167 @@
+//! Short commands (git, hooks, validators): run to the end under a timeout and capture what they
+//! printed.
+
+use std::io::{ErrorKind, Read};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::oneshot;
+
+use crate::group::wait_gone;
+use crate::output::Tail;
+use crate::process::{SETTLE_GRACE, describe_status};
+use crate::start::start;
+use crate::{Error, LaunchSpec};
+
+/// How long a timed-out command gets between SIGTERM and SIGKILL: long enough for git to drop
+/// its lock files, short enough not to matter.
+const TERM_GRACE: Duration = Duration::from_secs(1);
+/// How long to wait for the pipes to close once the group is dead.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// What a short command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The last `capture_limit` bytes of standard output.
+    pub stdout: String,
+    /// The last `capture_limit` bytes of standard error.
+    pub stderr: String,
+    /// Whether earlier output was left out of `stdout` / `stderr` to respect the limit.
+    pub stdout_cut: bool,
+    pub stderr_cut: bool,
+    /// The command ran out of time and its group was killed.
+    pub timed_out: bool,
+    pub wall_ms: u64,
+    pub cpu_ms: u64,
+}
+
+impl Output {
+    /// Exited with 0 in time.
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+
+    /// "exited with 1", "killed by SIGKILL", "timed out and was killed".
+    pub fn describe(&self) -> String {
+        if self.timed_out {
+            "timed out and was killed".into()
+        } else {
+            describe_status(self.code, self.signal)
+        }
+    }
+
+    /// Standard output and standard error together, for error messages.
+    pub fn combined(&self) -> String {
+        match (self.stdout.trim_end(), self.stderr.trim_end()) {
+            ("", err) => err.to_string(),
+            (out, "") => out.to_string(),
+            (out, err) => format!("{out}\n{err}"),
+        }
+    }
+}
+
+/// Runs `spec` to its end, keeping the last `capture_limit` bytes of each of its output streams.
+/// After `timeout` the whole group is terminated (SIGTERM, then SIGKILL) and `timed_out` is set.
+pub async fn run(
+    spec: LaunchSpec,
+    timeout: Duration,
+    capture_limit: usize,
+) -> Result<Output, Error> {
+    let mut child = start(spec)?;
+    let pid = child.pid;
+    let mut stdout = capture(child.stdout, capture_limit, pid)?;
+    let mut stderr = capture(child.stderr, capture_limit, pid)?;
+
+    let (raw, timed_out) = match tokio::time::timeout(timeout, &mut child.exit).await {
+        Ok(result) => (result, false),
+        Err(_) => {
+            if !child.finished.load(std::sync::atomic::Ordering::SeqCst) {
+                crate::terminate_group(pid, TERM_GRACE).await;
+            }
+            (child.exit.await, true)
+        }
+    };
+    let raw = match raw {
+        Ok(Ok(raw)) => raw,
+        Ok(Err(reason)) => return Err(Error::Wait { pid, reason }),
+        Err(_) => {
+            return Err(Error::Wait {
+                pid,
+                reason: "the reaper thread ended early".into(),
+            });
+        }
+    };
+    if !wait_gone(pid, SETTLE_GRACE).await {
+        tracing::warn!(pid, "processes of the group are still alive after SIGKILL");
+    }
+    let drained = tokio::time::timeout(DRAIN_GRACE, async {
+        let _ = (&mut stdout.1).await;
+        let _ = (&mut stderr.1).await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            pid,
+            "output pipes still open after the process group died; not waiting for them"
+        );
+    }
+    let take = |tail: &Arc<Mutex<Tail>>| {
+        let tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+        (tail.text(), tail.dropped())
+    };
+    let (out, stdout_cut) = take(&stdout.0);
+    let (err, stderr_cut) = take(&stderr.0);
+    Ok(Output {
+        code: raw.code,
+        signal: raw.signal,
+        stdout: out,
+        stderr: err,
+        stdout_cut,
+        stderr_cut,
+        timed_out,
+        wall_ms: raw.wall_ms,
+        cpu_ms: raw.cpu_ms,
+    })
+}
+
+type Capture = (Arc<Mutex<Tail>>, oneshot::Receiver<()>);
+
+/// Reads `pipe` to its end on a thread of its own, keeping its last `limit` bytes.
+fn capture(mut pipe: impl Read + Send + 'static, limit: usize, pid: i32) -> Result<Capture, Error> {
+    let tail = Arc::new(Mutex::new(Tail::new(limit)));
+    let (done_tx, done) = oneshot::channel();
+    let sink = tail.clone();
+    let reader = thread::Builder::new()
+        .name(format!("capture-{pid}"))
+        .spawn(move || {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            let _ = done_tx.send(());
+        });
+    match reader {
+        Ok(_) => Ok((tail, done)),
+        Err(source) => {
+            // Without a reader the child could block on a full pipe forever.
+            let _ = crate::kill_group(pid, Signal::SIGKILL);
+            Err(Error::Thread {
+                what: "output capture",
+                pid,
+                source,
+            })
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! What to start: the program, its arguments, working directory, environment and standard input.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// What the child reads on its standard input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StdinSpec {
+    /// `/dev/null`: the child sees end of input at once.
+    #[default]
+    Null,
+    /// These bytes, then end of input.
+    Bytes(Vec<u8>),
+}
+
+/// Everything needed to start one child process.
+///
+/// `env` is the complete environment: the child gets exactly these variables and nothing of the
+/// parent's. Start from [`base_env`] to pass on the few variables that are safe to inherit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchSpec {
+    /// A path (if it contains a `/`, relative paths are taken from `cwd`) or a name looked up in
+    /// the `PATH` of `env`.
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub stdin: StdinSpec,
+}
+
+impl LaunchSpec {
+    /// A spec with no arguments, [`base_env`] as its environment and no standard input.
+    pub fn new(program: impl Into<String>, cwd: impl Into<PathBuf>) -> LaunchSpec {
+        LaunchSpec {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: cwd.into(),
+            env: base_env(),
+            stdin: StdinSpec::Null,
+        }
+    }
+
+    pub fn arg(mut self, arg: impl Into<String>) -> LaunchSpec {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> LaunchSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets one variable, replacing an earlier value of the same name.
+    pub fn with_env(mut self, key: impl Into<String>, value: impl Into<String>) -> LaunchSpec {
+        set_var(&mut self.env, key.into(), value.into());
+        self
+    }
+
+    /// Replaces the whole environment.
+    pub fn with_env_exactly(mut self, env: Vec<(String, String)>) -> LaunchSpec {
+        self.env = env;
+        self
+    }
+
+    pub fn with_stdin(mut self, bytes: impl Into<Vec<u8>>) -> LaunchSpec {
+        self.stdin = StdinSpec::Bytes(bytes.into());
+        self
+    }
+
+    /// The value this spec gives to a variable, if any.
+    pub fn env_value(&self, key: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Where the program is: the path itself if it holds a `/`, otherwise the first executable
+    /// of that name in the `PATH` of this spec's environment (never the parent's `PATH`, so what
+    /// runs is what the spec says).
+    pub fn resolve_program(&self) -> Result<PathBuf, Error> {
+        if self.program.contains('/') {
+            let path = Path::new(&self.program);
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                self.cwd.join(path)
+            };
+            return if is_executable(&path) {
+                Ok(path)
+            } else {
+                Err(Error::NotExecutable { path })
+            };
+        }
+        let search = self.env_value("PATH").unwrap_or("");
+        // Empty PATH entries traditionally mean the current directory; skipping them keeps a
+        // stray `::` from running whatever happens to lie in the workspace.
+        search
+            .split(':')
+            .filter(|dir| !dir.is_empty())
+            .map(|dir| Path::new(dir).join(&self.program))
+            .find(|candidate| is_executable(candidate))
+            .ok_or_else(|| Error::ProgramNotFound {
+                program: self.program.clone(),
+                path: search.to_string(),
+            })
+    }
+}
+
+/// Variables passed on from this process when set: what a program needs to find its tools, its
+/// home, its language and its temporary directory. Nothing else leaks into children. Without a
+/// `PATH` in this process, a conventional one is used so that standard tools can still be found.
+pub fn base_env() -> Vec<(String, String)> {
+    const INHERITED: [&str; 8] = [
+        "PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "TMPDIR", "TZ",
+    ];
+    let mut env: Vec<(String, String)> = INHERITED
+        .iter()
+        .filter_map(|key| {
+            std::env::var(key)
+                .ok()
+                .map(|value| (key.to_string(), value))
+        })
+        .collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.insert(0, ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()));
+    }
+    env
+}
+
+/// Sets `key` in an environment list, replacing any earlier value.
+pub fn set_var(env: &mut Vec<(String, String)>, key: String, value: String) {
+    env.retain(|(k, _)| *k != key);
+    env.push((key, value));
+}
+
+fn is_executable(path: &Path) -> bool {
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn with_env_replaces_an_earlier_value() {
+        let spec = LaunchSpec::new("true", "/")
+            .with_env_exactly(vec![])
+            .with_env("A", "1");
+        let spec = spec.with_env("B", "2").with_env("A", "3");
+        assert_eq!(
+            spec.env,
+            vec![("B".into(), "2".into()), ("A".into(), "3".into())]
+        );
+        assert_eq!(spec.env_value("A"), Some("3"));
+    }
+
+    #[test]
+    fn programs_are_found_only_in_the_spec_path() {
+        let spec =
+            LaunchSpec::new("sh", "/").with_env_exactly(vec![("PATH".into(), "/bin".into())]);
+        assert!(spec.resolve_program().unwrap().ends_with("sh"));
+        let spec = spec.with_env_exactly(vec![("PATH".into(), "/nonexistent".into())]);
+        let err = spec.resolve_program().unwrap_err().to_string();
+        assert!(
+            err.contains("`sh`") && err.contains("/nonexistent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn base_env_holds_only_known_variables_and_always_a_path() {
+        let env = base_env();
+        assert!(env.iter().any(|(k, _)| k == "PATH"));
+        let known = [
+            "PATH", "HOME", "USER", "LANG", "LC_ALL", "TERM", "TMPDIR", "TZ",
+        ];
+        assert!(
+            env.iter().all(|(k, _)| known.contains(&k.as_str())),
+            "{env:?}"
+        );
+    }
+}

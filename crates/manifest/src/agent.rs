@@ -1,0 +1,829 @@
+//! The Agent manifest: its types, their defaults, and the decoder that checks a document.
+
+use std::collections::BTreeMap;
+
+use domain::{Duration, ExecutionKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::decode::{Cx, Decode, Fields, join};
+use crate::template::Names;
+use crate::yaml::{Node, Value};
+
+/// The only manifest API version so far.
+pub const API_VERSION: &str = "agentgrid.dev/v1";
+
+/// The prompt used when an agent's manifest has none.
+pub const DEFAULT_PROMPT: &str = "\
+You are the agent `{{ agent }}`, working on task #{{ task.id }}: {{ task.title }}
+
+{{ task.body }}
+{% if parent %}
+This task is part of #{{ parent.id }}: {{ parent.title }}
+{% endif %}{% if children %}
+Its sub-tasks so far:
+{% for child in children %}- #{{ child.id }} {{ child.title }} ({{ child.state }}){% if child.summary %}: {{ child.summary }}{% endif %}
+{% endfor %}{% endif %}{% if feedback %}
+The previous iteration did not pass validation:
+{{ feedback }}
+{% endif %}";
+
+/// An agent: a command that works on tasks, how tasks reach it, and how its work is judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Agent manifest")]
+pub struct AgentManifest {
+    /// Always `agentgrid.dev/v1`.
+    #[serde(rename = "apiVersion")]
+    #[schemars(extend("const" = "agentgrid.dev/v1"))]
+    pub api_version: String,
+    /// Always `Agent`.
+    #[schemars(extend("const" = "Agent"))]
+    pub kind: String,
+    pub metadata: AgentMetadata,
+    pub spec: AgentSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentMetadata {
+    /// Unique across the project: lowercase letters, digits and dashes, at most 63.
+    #[schemars(pattern(r"^[a-z0-9][a-z0-9-]{0,62}$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSpec {
+    /// One line for people choosing an agent.
+    #[serde(default)]
+    pub description: String,
+    pub runtime: Runtime,
+    /// A minijinja template for the prompt; see `PromptContext` for the names it can use.
+    #[serde(default = "default_prompt")]
+    pub prompt: String,
+    #[serde(default)]
+    pub routing: Routing,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub validation: Validation,
+}
+
+fn default_prompt() -> String {
+    DEFAULT_PROMPT.to_string()
+}
+
+/// How the agent process is started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    #[serde(rename = "type", default)]
+    pub kind: RuntimeKind,
+    /// The program and its arguments; each element is a template that also sees `prompt`.
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// Extra environment; values are templates. Names starting with AGENTGRID_ are reserved.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub stdin: StdinMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// Run `command` as a child process.
+    #[default]
+    Command,
+}
+
+/// What the agent process reads on its standard input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StdinMode {
+    /// Nothing: stdin is closed.
+    #[default]
+    None,
+    /// The rendered prompt.
+    Prompt,
+}
+
+/// Which tasks the agent takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Routing {
+    /// The agent takes tasks having at least one of these labels (empty: no label requirement).
+    pub labels: Vec<String>,
+    /// A task label `needs:X` requires capability X.
+    pub capabilities: Vec<String>,
+    /// Takes tasks no other agent matches.
+    pub default: bool,
+    /// Which execution kinds the agent runs.
+    pub kinds: Vec<ExecutionKind>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing {
+            labels: Vec::new(),
+            capabilities: Vec::new(),
+            default: false,
+            kinds: vec![ExecutionKind::Work, ExecutionKind::Resume],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Wall time per iteration of the agent process.
+    pub timeout: Duration,
+    /// No output for this long means the agent stalled.
+    pub stall_timeout: Duration,
+    /// A cap on simultaneous executions of this agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Generate → validate passes in one execution. When omitted: 1 without validators, 3 with.
+    pub max_iterations: u32,
+    /// Executions after failures before the task fails.
+    pub max_attempts: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_mins(30),
+            stall_timeout: Duration::from_mins(5),
+            concurrency: None,
+            max_iterations: 1,
+            max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Validation {
+    /// The weighted score needed to pass, from 0 to 1.
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub threshold: f64,
+    pub validators: Vec<Validator>,
+}
+
+impl Default for Validation {
+    fn default() -> Self {
+        Validation {
+            threshold: 1.0,
+            validators: Vec::new(),
+        }
+    }
+}
+
+/// One check of the agent's work. Give either `command` or `run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Validator {
+    pub name: String,
+    /// The program and its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// A shell line, run with `sh -c`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    #[serde(default = "default_validator_timeout")]
+    pub timeout: Duration,
+    /// This validator's share of the score; 0 or more.
+    #[serde(default = "default_weight")]
+    #[schemars(range(min = 0.0))]
+    pub weight: f64,
+    #[serde(default)]
+    pub score: ScoreMethod,
+}
+
+impl Validator {
+    /// The argv to run: `command`, or `sh -c <run>`.
+    pub fn argv(&self) -> Vec<String> {
+        match &self.run {
+            Some(line) => vec!["sh".into(), "-c".into(), line.clone()],
+            None => self.command.clone(),
+        }
+    }
+}
+
+fn default_validator_timeout() -> Duration {
+    Duration::from_mins(5)
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// How a validator's run becomes a score from 0 to 1.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreMethod {
+    /// 1 if the exit code is 0, else 0.
+    #[default]
+    Exit,
+    /// Passed / (passed + failed), counted from the output.
+    PassedFailed,
+    /// A regular expression whose `score` group captures the score in the output.
+    Regex(String),
+}
+
+pub(crate) const MANIFEST_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+pub(crate) const METADATA_FIELDS: &[&str] = &["name", "labels"];
+pub(crate) const SPEC_FIELDS: &[&str] = &[
+    "description",
+    "runtime",
+    "prompt",
+    "routing",
+    "limits",
+    "validation",
+];
+pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin"];
+pub(crate) const ROUTING_FIELDS: &[&str] = &["labels", "capabilities", "default", "kinds"];
+pub(crate) const LIMITS_FIELDS: &[&str] = &[
+    "timeout",
+    "stall_timeout",
+    "concurrency",
+    "max_iterations",
+    "max_attempts",
+];
+pub(crate) const VALIDATION_FIELDS: &[&str] = &["threshold", "validators"];
+pub(crate) const VALIDATOR_FIELDS: &[&str] =
+    &["name", "command", "run", "timeout", "weight", "score"];
+
+/// What decoding one Agent document gave: the name (with its position, for the duplicate check
+/// across files) even when the rest has problems, and the manifest when it could be built.
+pub(crate) struct AgentDocument {
+    pub name: Option<(String, usize, usize)>,
+    pub manifest: Option<AgentManifest>,
+}
+
+pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
+    let mut doc = AgentDocument {
+        name: None,
+        manifest: None,
+    };
+    let Some(f) = cx.fields(node, "", MANIFEST_FIELDS) else {
+        return doc;
+    };
+    let header = check_header(
+        cx,
+        &f,
+        "Agent",
+        "agent files hold `kind: Agent`; project settings (`kind: Config`) go in .agentgrid/config.yaml",
+    );
+    let metadata = match f.value("metadata") {
+        Some(m) => decode_agent_metadata(cx, m, "metadata", &mut doc),
+        None => {
+            f.missing(cx, "metadata", "metadata: {name: worker}");
+            None
+        }
+    };
+    // A document of another kind is not an agent: its spec would only produce noise.
+    if !header {
+        return doc;
+    }
+    let spec = match f.value("spec") {
+        Some(s) => decode_spec(cx, s, "spec"),
+        None => {
+            f.missing(cx, "spec", "spec: {runtime: {command: [my-agent]}}");
+            None
+        }
+    };
+    if let (Some(metadata), Some(spec)) = (metadata, spec) {
+        doc.manifest = Some(AgentManifest {
+            api_version: API_VERSION.into(),
+            kind: "Agent".into(),
+            metadata,
+            spec,
+        });
+    }
+    doc
+}
+
+/// Checks `apiVersion` and `kind`. Returns false when the document is of another kind.
+pub(crate) fn check_header(cx: &mut Cx, f: &Fields, kind: &str, other_kind_hint: &str) -> bool {
+    match f.value("apiVersion") {
+        None => f.missing(cx, "apiVersion", &format!("apiVersion: {API_VERSION}")),
+        Some(node) => {
+            if let Some(v) = String::decode(cx, node, "apiVersion")
+                && v != API_VERSION
+            {
+                cx.error(
+                    node,
+                    "apiVersion",
+                    format!("expected `{API_VERSION}`, found `{v}`"),
+                );
+            }
+        }
+    }
+    match f.value("kind") {
+        None => {
+            f.missing(cx, "kind", &format!("kind: {kind}"));
+            true
+        }
+        Some(node) => match String::decode(cx, node, "kind") {
+            Some(k) if k == kind => true,
+            Some(k) => {
+                cx.error(
+                    node,
+                    "kind",
+                    format!("expected `{kind}`, found `{k}`; {other_kind_hint}"),
+                );
+                false
+            }
+            None => false,
+        },
+    }
+}
+
+/// `[a-z0-9][a-z0-9-]{0,62}`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn decode_agent_metadata(
+    cx: &mut Cx,
+    node: &Node,
+    path: &str,
+    doc: &mut AgentDocument,
+) -> Option<AgentMetadata> {
+    let f = cx.fields(node, path, METADATA_FIELDS)?;
+    let labels = f.or(cx, "labels", BTreeMap::new());
+    let name_node = f.value("name");
+    let name: String = f.required(cx, "name", "name: worker")?;
+    let name_node = name_node?;
+    if !valid_name(&name) {
+        cx.error(
+            name_node,
+            &f.path("name"),
+            format!(
+                "`{name}` is not a valid agent name: use lowercase letters, digits and dashes \
+                 (at most 63, not starting with a dash), such as `worker`"
+            ),
+        );
+        return None;
+    }
+    doc.name = Some((name.clone(), name_node.line, name_node.column));
+    Some(AgentMetadata { name, labels })
+}
+
+fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
+    let f = cx.fields(node, path, SPEC_FIELDS)?;
+    let description = f.or(cx, "description", String::new());
+    let runtime = match f.value("runtime") {
+        Some(n) => decode_runtime(cx, n, &f.path("runtime")),
+        None => {
+            f.missing(cx, "runtime", "runtime: {command: [my-agent]}");
+            None
+        }
+    };
+    let prompt = match f.value("prompt") {
+        Some(n) => {
+            let text = String::decode(cx, n, &f.path("prompt"));
+            if let Some(text) = &text {
+                cx.check_template(n, &f.path("prompt"), text, Names::Prompt);
+            }
+            text.unwrap_or_default()
+        }
+        None => DEFAULT_PROMPT.to_string(),
+    };
+    let routing = f
+        .value("routing")
+        .and_then(|n| decode_routing(cx, n, &f.path("routing")));
+    let validation = f
+        .value("validation")
+        .and_then(|n| decode_validation(cx, n, &f.path("validation")));
+    let validation = validation.unwrap_or_default();
+    let has_validators = !validation.validators.is_empty();
+    let limits = match f.value("limits") {
+        Some(n) => decode_limits(cx, n, &f.path("limits"), has_validators),
+        None => Some(default_limits(has_validators)),
+    };
+    Some(AgentSpec {
+        description,
+        runtime: runtime?,
+        prompt,
+        routing: routing.unwrap_or_default(),
+        limits: limits.unwrap_or_else(|| default_limits(has_validators)),
+        validation,
+    })
+}
+
+fn default_limits(has_validators: bool) -> Limits {
+    Limits {
+        max_iterations: if has_validators { 3 } else { 1 },
+        ..Limits::default()
+    }
+}
+
+fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
+    let f = cx.fields(node, path, RUNTIME_FIELDS)?;
+    if let Some(n) = f.value("type")
+        && let Some(kind) = String::decode(cx, n, &f.path("type"))
+        && kind != "command"
+    {
+        cx.error(
+            n,
+            &f.path("type"),
+            format!("expected `command` (the only runtime type), found `{kind}`"),
+        );
+    }
+    let stdin = match f.value("stdin") {
+        None => StdinMode::None,
+        Some(n) => match String::decode(cx, n, &f.path("stdin")).as_deref() {
+            Some("none") | None => StdinMode::None,
+            Some("prompt") => StdinMode::Prompt,
+            Some(other) => {
+                cx.error(
+                    n,
+                    &f.path("stdin"),
+                    format!("expected `none` or `prompt`, found `{other}`"),
+                );
+                StdinMode::None
+            }
+        },
+    };
+    let env = f
+        .value("env")
+        .and_then(|n| decode_env(cx, n, &f.path("env")))
+        .unwrap_or_default();
+
+    let example = r#"command: ["my-agent", "--prompt-file", "$AGENTGRID_PROMPT_FILE"]"#;
+    let command_path = f.path("command");
+    let Some(command_node) = f.value("command") else {
+        f.missing(cx, "command", example);
+        return None;
+    };
+    let command: Vec<String> = Vec::decode(cx, command_node, &command_path)?;
+    if command.is_empty() {
+        cx.error(
+            command_node,
+            &command_path,
+            format!(
+                "the command is empty; give the program and its arguments, for example `{example}`"
+            ),
+        );
+        return None;
+    }
+    if let Value::Seq(items) = &command_node.value {
+        if let Some(first) = items.first()
+            && let Value::Str(program) = &first.value
+            && program.trim().is_empty()
+        {
+            cx.error(
+                first,
+                &format!("{command_path}[0]"),
+                "the program name is empty; name the program to run",
+            );
+        }
+        for (i, item) in items.iter().enumerate() {
+            if let Value::Str(text) = &item.value {
+                cx.check_template(item, &format!("{command_path}[{i}]"), text, Names::Arg);
+            }
+        }
+    }
+    Some(Runtime {
+        kind: RuntimeKind::Command,
+        command,
+        env,
+        stdin,
+    })
+}
+
+fn decode_env(cx: &mut Cx, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+    let env: BTreeMap<String, String> = BTreeMap::decode(cx, node, path)?;
+    let Value::Map(entries) = &node.value else {
+        return Some(env);
+    };
+    for (key, value) in entries {
+        let Some(name) = key.scalar_text(cx.source) else {
+            continue;
+        };
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            cx.error(key, path, format!("`{name}` is not a valid variable name: use capital letters, digits and _, not starting with a digit (such as MY_VAR)"));
+        } else if name.starts_with("AGENTGRID_") {
+            cx.error(key, path, format!("`{name}` is reserved: agentgrid sets the AGENTGRID_* variables itself; pick another name"));
+        }
+        if let Value::Str(text) = &value.value {
+            cx.check_template(value, &join(path, &name), text, Names::Arg);
+        }
+    }
+    Some(env)
+}
+
+fn decode_routing(cx: &mut Cx, node: &Node, path: &str) -> Option<Routing> {
+    let f = cx.fields(node, path, ROUTING_FIELDS)?;
+    let d = Routing::default();
+    let labels = checked_labels(cx, &f, "labels", "label");
+    let capabilities = checked_labels(cx, &f, "capabilities", "capability");
+    let default = f.or(cx, "default", d.default);
+    let kinds = match f.value("kinds") {
+        None => d.kinds,
+        Some(n) => {
+            let kinds: Vec<ExecutionKind> = Vec::decode(cx, n, &f.path("kinds")).unwrap_or(d.kinds);
+            if kinds.is_empty() {
+                cx.error(n, &f.path("kinds"), "no execution kinds listed, so the agent would never run; list work, resume or both");
+            }
+            kinds
+        }
+    };
+    Some(Routing {
+        labels,
+        capabilities,
+        default,
+        kinds,
+    })
+}
+
+/// A list of task labels (or capabilities, which appear in labels as `needs:X`).
+fn checked_labels(cx: &mut Cx, f: &Fields, name: &str, what: &str) -> Vec<String> {
+    let Some(n) = f.value(name) else {
+        return Vec::new();
+    };
+    let path = f.path(name);
+    let labels: Vec<String> = Vec::decode(cx, n, &path).unwrap_or_default();
+    if let Value::Seq(items) = &n.value {
+        for (i, item) in items.iter().enumerate() {
+            if let Value::Str(label) = &item.value
+                && let Err(message) = domain::task::check_label(label)
+            {
+                cx.error(
+                    item,
+                    &format!("{path}[{i}]"),
+                    message.replacen("label", what, 1),
+                );
+            }
+        }
+    }
+    labels
+}
+
+fn decode_limits(cx: &mut Cx, node: &Node, path: &str, has_validators: bool) -> Option<Limits> {
+    let f = cx.fields(node, path, LIMITS_FIELDS)?;
+    let d = default_limits(has_validators);
+    let timeout = positive_duration(cx, &f, "timeout", d.timeout);
+    let stall_timeout = positive_duration(cx, &f, "stall_timeout", d.stall_timeout);
+    let concurrency = at_least_one(
+        cx,
+        &f,
+        "concurrency",
+        "run at most this many executions of the agent at once",
+    );
+    let max_iterations = at_least_one(
+        cx,
+        &f,
+        "max_iterations",
+        "the agent needs at least one pass",
+    )
+    .unwrap_or(d.max_iterations);
+    let max_attempts = at_least_one(cx, &f, "max_attempts", "a task needs at least one attempt")
+        .unwrap_or(d.max_attempts);
+    Some(Limits {
+        timeout,
+        stall_timeout,
+        concurrency,
+        max_iterations,
+        max_attempts,
+    })
+}
+
+pub(crate) fn positive_duration(
+    cx: &mut Cx,
+    f: &Fields,
+    name: &str,
+    default: Duration,
+) -> Duration {
+    let Some(d) = f.get::<Duration>(cx, name) else {
+        return default;
+    };
+    if d == Duration::ZERO {
+        if let Some(n) = f.value(name) {
+            cx.error(n, &f.path(name), "must be longer than 0s");
+        }
+        return default;
+    }
+    d
+}
+
+pub(crate) fn at_least_one(cx: &mut Cx, f: &Fields, name: &str, why: &str) -> Option<u32> {
+    let n = f.get::<u32>(cx, name)?;
+    if n == 0 {
+        if let Some(node) = f.value(name) {
+            cx.error(node, &f.path(name), format!("must be 1 or more: {why}"));
+        }
+        return None;
+    }
+    Some(n)
+}
+
+fn decode_validation(cx: &mut Cx, node: &Node, path: &str) -> Option<Validation> {
+    let f = cx.fields(node, path, VALIDATION_FIELDS)?;
+    let mut threshold = f.get::<f64>(cx, "threshold").unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&threshold) {
+        if let Some(n) = f.value("threshold") {
+            cx.error(n, &f.path("threshold"), format!("{threshold} is outside 0..1; give the score needed to pass, from 0 to 1 (1.0 = every validator must pass)"));
+        }
+        threshold = 1.0;
+    }
+    let mut validators = Vec::new();
+    if let Some(list) = f.value("validators") {
+        let list_path = f.path("validators");
+        match &list.value {
+            Value::Seq(items) => {
+                let mut seen: Vec<String> = Vec::new();
+                for (i, item) in items.iter().enumerate() {
+                    let item_path = format!("{list_path}[{i}]");
+                    let Some(v) = decode_validator(cx, item, &item_path) else {
+                        continue;
+                    };
+                    if seen.contains(&v.name) {
+                        cx.error(item, &item_path, format!("a validator named `{}` is already listed; give each validator its own name", v.name));
+                    }
+                    seen.push(v.name.clone());
+                    validators.push(v);
+                }
+                if !validators.is_empty() && validators.iter().all(|v| v.weight == 0.0) {
+                    let at = f.key("validators").unwrap_or(list);
+                    cx.error(at, &list_path, "every validator has weight 0, so no score can be computed; give at least one a positive weight");
+                }
+            }
+            _ => cx.expected(list, &list_path, "a list of validators"),
+        }
+    }
+    Some(Validation {
+        threshold,
+        validators,
+    })
+}
+
+fn decode_validator(cx: &mut Cx, node: &Node, path: &str) -> Option<Validator> {
+    let f = cx.fields(node, path, VALIDATOR_FIELDS)?;
+    let name: Option<String> = f.required(cx, "name", "name: tests");
+    if let (Some(n), Some(name)) = (f.value("name"), &name)
+        && name.trim().is_empty()
+    {
+        cx.error(
+            n,
+            &f.path("name"),
+            "the name is empty; name the validator, such as `tests`",
+        );
+    }
+    let command: Option<Vec<String>> = f.get(cx, "command");
+    let run: Option<String> = f.get(cx, "run");
+    match (f.value("command"), f.value("run")) {
+        (Some(_), Some(run_node)) => {
+            cx.error(run_node, path, "give either `command` or `run`, not both");
+        }
+        (None, None) => {
+            cx.error(node, path, r#"missing the check to run; add `command: ["pytest", "-q"]` or `run: "pytest -q"`"#);
+        }
+        (Some(n), None) if command.as_ref().is_some_and(Vec::is_empty) => {
+            cx.error(
+                n,
+                &f.path("command"),
+                "the command is empty; give the program and its arguments",
+            );
+        }
+        (None, Some(n)) if run.as_ref().is_some_and(|r| r.trim().is_empty()) => {
+            cx.error(
+                n,
+                &f.path("run"),
+                "the shell line is empty; give the command to run",
+            );
+        }
+        _ => {}
+    }
+    let timeout = positive_duration(cx, &f, "timeout", default_validator_timeout());
+    let mut weight = f.get::<f64>(cx, "weight").unwrap_or(1.0);
+    if weight < 0.0 {
+        if let Some(n) = f.value("weight") {
+            cx.error(
+                n,
+                &f.path("weight"),
+                format!("{weight} is negative; give a weight of 0 or more"),
+            );
+        }
+        weight = 1.0;
+    }
+    let score = f
+        .value("score")
+        .and_then(|n| decode_score(cx, n, &f.path("score")))
+        .unwrap_or_default();
+    Some(Validator {
+        name: name?,
+        command: command.unwrap_or_default(),
+        run,
+        timeout,
+        weight,
+        score,
+    })
+}
+
+fn decode_score(cx: &mut Cx, node: &Node, path: &str) -> Option<ScoreMethod> {
+    let expected = r#"`exit`, `passed-failed` or `{regex: "score=(?P<score>[0-9.]+)"}`"#;
+    match &node.value {
+        Value::Str(s) if s == "exit" => Some(ScoreMethod::Exit),
+        Value::Str(s) if s == "passed-failed" => Some(ScoreMethod::PassedFailed),
+        Value::Map(_) => {
+            let f = cx.fields(node, path, &["regex"])?;
+            let pattern: String =
+                f.required(cx, "regex", r#"regex: "score=(?P<score>[0-9.]+)""#)?;
+            let at = f.value("regex")?;
+            match regex::Regex::new(&pattern) {
+                Err(err) => {
+                    cx.error(
+                        at,
+                        &f.path("regex"),
+                        format!(
+                            "`{pattern}` is not a valid regular expression: {}",
+                            regex_reason(&err)
+                        ),
+                    );
+                    None
+                }
+                Ok(re) if !re.capture_names().any(|n| n == Some("score")) => {
+                    cx.error(at, &f.path("regex"), format!("`{pattern}` has no group named `score`; capture the number with (?P<score>[0-9.]+)"));
+                    None
+                }
+                Ok(_) => Some(ScoreMethod::Regex(pattern)),
+            }
+        }
+        _ => {
+            cx.expected(node, path, expected);
+            None
+        }
+    }
+}
+
+/// The one-line reason from a regex error; its display draws a multi-line caret diagram.
+fn regex_reason(err: &regex::Error) -> String {
+    let text = err.to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_string)
+        .unwrap_or_else(|| text.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_pattern() {
+        for good in ["worker", "a", "0", "code-review-2", &"a".repeat(63)] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "-x", "Worker", "my_agent", "a b", &"a".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_prompt_is_a_valid_template() {
+        assert_eq!(
+            crate::template::check_template(DEFAULT_PROMPT, Names::Prompt),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn regex_reasons_fit_on_one_line() {
+        // Built at run time: a literal bad pattern would (rightly) fail clippy's regex lint.
+        let pattern = ["(", "unclosed"].concat();
+        let err = regex::Regex::new(&pattern).unwrap_err();
+        assert_eq!(regex_reason(&err), "unclosed group");
+    }
+
+    #[test]
+    fn run_lines_become_sh_c() {
+        let v = Validator {
+            name: "t".into(),
+            command: vec![],
+            run: Some("make test".into()),
+            timeout: default_validator_timeout(),
+            weight: 1.0,
+            score: ScoreMethod::Exit,
+        };
+        assert_eq!(v.argv(), ["sh", "-c", "make test"]);
+    }
+}

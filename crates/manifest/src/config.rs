@@ -1,0 +1,391 @@
+//! The project Config manifest (`.agentgrid/config.yaml`): types, defaults and decoder.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use domain::Duration;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{API_VERSION, at_least_one, check_header, positive_duration};
+use crate::decode::{Cx, Decode};
+use crate::yaml::{Node, Value};
+
+/// Project-wide settings. Every field has a default, and so does the whole file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "Config manifest")]
+pub struct ConfigManifest {
+    /// Always `agentgrid.dev/v1`.
+    #[serde(rename = "apiVersion")]
+    #[schemars(extend("const" = "agentgrid.dev/v1"))]
+    pub api_version: String,
+    /// Always `Config`.
+    #[schemars(extend("const" = "Config"))]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: ConfigMetadata,
+    #[serde(default)]
+    pub spec: ConfigSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigMetadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigSpec {
+    pub concurrency: Concurrency,
+    pub retry: Retry,
+    pub continuation: Continuation,
+    pub resume: Resume,
+    pub guards: Guards,
+    pub workspace: WorkspaceConfig,
+    /// How long running agents get to stop after a shutdown request before they are killed.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConfigSpec {
+    fn default() -> Self {
+        ConfigSpec {
+            concurrency: Concurrency::default(),
+            retry: Retry::default(),
+            continuation: Continuation::default(),
+            resume: Resume::default(),
+            guards: Guards::default(),
+            workspace: WorkspaceConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How many executions run at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Concurrency {
+    /// Across the whole project.
+    pub global: u32,
+    /// Per task label: at most this many running tasks carrying the label.
+    pub per_label: BTreeMap<String, u32>,
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Concurrency {
+            global: 2,
+            per_label: BTreeMap::new(),
+        }
+    }
+}
+
+/// Backoff after a failed attempt: doubling from `base_delay`, capped at `max_delay`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retry {
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_mins(5),
+        }
+    }
+}
+
+/// What happens when an agent exits cleanly but leaves its task open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Continuation {
+    /// Wait this long before running the task again.
+    pub delay: Duration,
+    /// At most this many clean exits in a row before the task counts as failed.
+    pub max: u32,
+}
+
+impl Default for Continuation {
+    fn default() -> Self {
+        Continuation {
+            delay: Duration::from_secs(1),
+            max: 3,
+        }
+    }
+}
+
+/// Resume executions of waiting tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Resume {
+    /// Look at a waiting task again at least this often, even if no sub-task finished.
+    pub interval: Duration,
+}
+
+impl Default for Resume {
+    fn default() -> Self {
+        Resume {
+            interval: Duration::from_mins(10),
+        }
+    }
+}
+
+/// Limits that stop runaway task trees.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Guards {
+    pub max_depth: u32,
+    pub max_children: u32,
+    pub max_executions_per_task: u32,
+    pub max_executions_per_tree: u32,
+    pub max_new_executions_per_minute: u32,
+}
+
+impl Default for Guards {
+    fn default() -> Self {
+        Guards {
+            max_depth: 3,
+            max_children: 20,
+            max_executions_per_task: 20,
+            max_executions_per_tree: 200,
+            max_new_executions_per_minute: 120,
+        }
+    }
+}
+
+/// Git worktrees for executions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkspaceConfig {
+    pub enabled: bool,
+    /// Where workspaces are made, relative to the repository root (the parent of .agentgrid).
+    pub root: PathBuf,
+    /// The revision new task branches start from.
+    pub base: String,
+    pub hooks: Hooks,
+}
+
+impl Default for WorkspaceConfig {
+    fn default() -> Self {
+        WorkspaceConfig {
+            enabled: true,
+            root: PathBuf::from(".agentgrid/workspaces"),
+            base: "HEAD".into(),
+            hooks: Hooks::default(),
+        }
+    }
+}
+
+/// Shell lines run around a workspace's life, each optional. An empty line counts as none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_create: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_run: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_remove: Option<String>,
+    /// Wall time allowed for each hook.
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            after_create: None,
+            before_run: None,
+            after_run: None,
+            before_remove: None,
+            timeout: Duration::from_mins(2),
+        }
+    }
+}
+
+pub(crate) const MANIFEST_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+pub(crate) const METADATA_FIELDS: &[&str] = &["name", "labels"];
+pub(crate) const SPEC_FIELDS: &[&str] = &[
+    "concurrency",
+    "retry",
+    "continuation",
+    "resume",
+    "guards",
+    "workspace",
+    "shutdown_grace",
+];
+pub(crate) const CONCURRENCY_FIELDS: &[&str] = &["global", "per_label"];
+pub(crate) const RETRY_FIELDS: &[&str] = &["base_delay", "max_delay"];
+pub(crate) const CONTINUATION_FIELDS: &[&str] = &["delay", "max"];
+pub(crate) const RESUME_FIELDS: &[&str] = &["interval"];
+pub(crate) const GUARDS_FIELDS: &[&str] = &[
+    "max_depth",
+    "max_children",
+    "max_executions_per_task",
+    "max_executions_per_tree",
+    "max_new_executions_per_minute",
+];
+pub(crate) const WORKSPACE_FIELDS: &[&str] = &["enabled", "root", "base", "hooks"];
+pub(crate) const HOOKS_FIELDS: &[&str] = &[
+    "after_create",
+    "before_run",
+    "after_run",
+    "before_remove",
+    "timeout",
+];
+
+/// Decodes a Config document. Problems are left in `cx`; the spec returned has defaults in their
+/// place.
+pub(crate) fn decode_config(cx: &mut Cx, node: &Node) -> ConfigManifest {
+    let mut manifest = ConfigManifest {
+        api_version: API_VERSION.into(),
+        kind: "Config".into(),
+        metadata: ConfigMetadata::default(),
+        spec: ConfigSpec::default(),
+    };
+    let Some(f) = cx.fields(node, "", MANIFEST_FIELDS) else {
+        return manifest;
+    };
+    let is_config = check_header(
+        cx,
+        &f,
+        "Config",
+        "config.yaml holds the project settings (`kind: Config`); agents go in .agentgrid/agents/",
+    );
+    if let Some(m) = f.value("metadata")
+        && let Some(mf) = cx.fields(m, "metadata", METADATA_FIELDS)
+    {
+        manifest.metadata.name = mf.get(cx, "name");
+        manifest.metadata.labels = mf.or(cx, "labels", BTreeMap::new());
+    }
+    if is_config && let Some(s) = f.value("spec") {
+        manifest.spec = decode_spec(cx, s, "spec").unwrap_or_default();
+    }
+    manifest
+}
+
+fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
+    let f = cx.fields(node, path, SPEC_FIELDS)?;
+    let mut spec = ConfigSpec::default();
+
+    if let Some(n) = f.value("concurrency")
+        && let Some(c) = cx.fields(n, &f.path("concurrency"), CONCURRENCY_FIELDS)
+    {
+        spec.concurrency.global = at_least_one(cx, &c, "global", "nothing would ever run")
+            .unwrap_or(spec.concurrency.global);
+        if let Some(per) = c.value("per_label") {
+            let path = c.path("per_label");
+            spec.concurrency.per_label = BTreeMap::decode(cx, per, &path).unwrap_or_default();
+            if let Value::Map(entries) = &per.value {
+                for (key, value) in entries {
+                    let label = key.scalar_text(cx.source).unwrap_or_default();
+                    if let Err(message) = domain::task::check_label(&label) {
+                        cx.error(key, &path, message);
+                    }
+                    if value.value == Value::Int(0) {
+                        cx.error(value, &format!("{path}.{label}"), "must be 1 or more: tasks with this label would never run; remove the label's limit instead");
+                        spec.concurrency.per_label.remove(&label);
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(n) = f.value("retry")
+        && let Some(r) = cx.fields(n, &f.path("retry"), RETRY_FIELDS)
+    {
+        let d = Retry::default();
+        spec.retry.base_delay = r.or(cx, "base_delay", d.base_delay);
+        spec.retry.max_delay = r.or(cx, "max_delay", d.max_delay);
+        if spec.retry.base_delay > spec.retry.max_delay {
+            let at = r.value("base_delay").or(r.value("max_delay")).unwrap_or(n);
+            cx.error(at, &r.path("base_delay"), format!(
+                    "{} is longer than max_delay {}; the first retry delay must not exceed the largest",
+                    spec.retry.base_delay, spec.retry.max_delay
+                ));
+        }
+    }
+
+    if let Some(n) = f.value("continuation")
+        && let Some(c) = cx.fields(n, &f.path("continuation"), CONTINUATION_FIELDS)
+    {
+        let d = Continuation::default();
+        spec.continuation.delay = c.or(cx, "delay", d.delay);
+        spec.continuation.max = c.or(cx, "max", d.max);
+    }
+
+    if let Some(n) = f.value("resume")
+        && let Some(r) = cx.fields(n, &f.path("resume"), RESUME_FIELDS)
+    {
+        spec.resume.interval = positive_duration(cx, &r, "interval", Resume::default().interval);
+    }
+
+    if let Some(n) = f.value("guards")
+        && let Some(g) = cx.fields(n, &f.path("guards"), GUARDS_FIELDS)
+    {
+        let d = Guards::default();
+        spec.guards = Guards {
+            max_depth: g.or(cx, "max_depth", d.max_depth),
+            max_children: g.or(cx, "max_children", d.max_children),
+            max_executions_per_task: g.or(cx, "max_executions_per_task", d.max_executions_per_task),
+            max_executions_per_tree: g.or(cx, "max_executions_per_tree", d.max_executions_per_tree),
+            max_new_executions_per_minute: g.or(
+                cx,
+                "max_new_executions_per_minute",
+                d.max_new_executions_per_minute,
+            ),
+        };
+    }
+
+    if let Some(n) = f.value("workspace")
+        && let Some(w) = cx.fields(n, &f.path("workspace"), WORKSPACE_FIELDS)
+    {
+        let d = WorkspaceConfig::default();
+        spec.workspace.enabled = w.or(cx, "enabled", d.enabled);
+        spec.workspace.root = non_empty(cx, &w, "root")
+            .map(PathBuf::from)
+            .unwrap_or(d.root);
+        spec.workspace.base = non_empty(cx, &w, "base").unwrap_or(d.base);
+        if let Some(h) = w.value("hooks")
+            && let Some(h) = cx.fields(h, &w.path("hooks"), HOOKS_FIELDS)
+        {
+            let line = |cx: &mut Cx, name: &str| {
+                h.get::<String>(cx, name).filter(|s| !s.trim().is_empty())
+            };
+            spec.workspace.hooks = Hooks {
+                after_create: line(cx, "after_create"),
+                before_run: line(cx, "before_run"),
+                after_run: line(cx, "after_run"),
+                before_remove: line(cx, "before_remove"),
+                timeout: positive_duration(cx, &h, "timeout", Hooks::default().timeout),
+            };
+        }
+    }
+
+    if let Some(grace) = f.get::<Duration>(cx, "shutdown_grace") {
+        spec.shutdown_grace = grace;
+    }
+    Some(spec)
+}
+
+fn non_empty(cx: &mut Cx, f: &crate::decode::Fields, name: &str) -> Option<String> {
+    let value: String = f.get(cx, name)?;
+    if value.trim().is_empty() {
+        if let Some(n) = f.value(name) {
+            cx.error(
+                n,
+                &f.path(name),
+                "is empty; remove the field to use the default or give a value",
+            );
+        }
+        return None;
+    }
+    Some(value)
+}

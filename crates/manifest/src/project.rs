@@ -1,0 +1,249 @@
+//! Loading a project's manifests from its `.agentgrid` directory.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use crate::agent::{AgentDocument, AgentManifest, AgentSpec, decode_agent};
+use crate::config::{ConfigSpec, decode_config};
+use crate::decode::Cx;
+use crate::yaml::parse_documents;
+use crate::{Diagnostic, Diagnostics};
+
+/// Everything the manifests of one project say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    /// The settings from `config.yaml`, or the defaults when there is none.
+    pub config: ConfigSpec,
+    /// Every agent, ordered by file name and then by position in the file.
+    pub agents: Vec<Agent>,
+    /// The `.agentgrid` directory.
+    pub root: PathBuf,
+}
+
+impl Project {
+    pub fn agent(&self, name: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// The repository the project lives in: the parent of the `.agentgrid` directory.
+    pub fn repo_root(&self) -> &Path {
+        self.root.parent().unwrap_or(Path::new("."))
+    }
+
+    /// `workspace.root` from the config, resolved against the repository root.
+    pub fn workspace_root(&self) -> PathBuf {
+        self.repo_root().join(&self.config.workspace.root)
+    }
+}
+
+/// One agent and the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub name: String,
+    pub source: PathBuf,
+    pub manifest: AgentManifest,
+}
+
+impl Agent {
+    pub fn spec(&self) -> &AgentSpec {
+        &self.manifest.spec
+    }
+}
+
+/// Reads `config.yaml` and `agents/*.yaml` (and `*.yml`) under `agentgrid_dir`, checks all of
+/// them, and returns the project or every problem found in any file.
+///
+/// A missing `config.yaml` means the defaults; a missing or empty `agents` directory means a
+/// project without agents, which loads fine (the caller decides whether that is a problem).
+pub fn load_project(agentgrid_dir: &Path) -> Result<Project, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    if !agentgrid_dir.is_dir() {
+        return Err(Diagnostics(vec![Diagnostic::whole_file(
+            agentgrid_dir,
+            "no such directory; run `agentgrid init` in the repository to create it",
+        )]));
+    }
+
+    let config_file = agentgrid_dir.join("config.yaml");
+    let config = match std::fs::read_to_string(&config_file) {
+        Ok(source) => config_from(&source, &config_file, &mut diagnostics),
+        Err(err) if err.kind() == ErrorKind::NotFound => ConfigSpec::default(),
+        Err(err) => {
+            diagnostics.push(Diagnostic::whole_file(
+                &config_file,
+                format!("cannot read the file: {err}"),
+            ));
+            ConfigSpec::default()
+        }
+    };
+
+    let mut documents = Vec::new();
+    for file in agent_files(&agentgrid_dir.join("agents"), &mut diagnostics) {
+        match std::fs::read_to_string(&file) {
+            Ok(source) => {
+                let docs = agents_from(&source, &file, &mut diagnostics);
+                documents.extend(docs.into_iter().map(|d| (file.clone(), d)));
+            }
+            Err(err) => {
+                diagnostics.push(Diagnostic::whole_file(
+                    &file,
+                    format!("cannot read the file: {err}"),
+                ));
+            }
+        }
+    }
+    check_unique_names(&documents, &mut diagnostics);
+
+    if !diagnostics.is_empty() {
+        return Err(Diagnostics::sorted(diagnostics));
+    }
+    let agents = documents
+        .into_iter()
+        .filter_map(|(source, doc)| {
+            let manifest = doc.manifest?;
+            Some(Agent {
+                name: manifest.metadata.name.clone(),
+                source,
+                manifest,
+            })
+        })
+        .collect();
+    Ok(Project {
+        config,
+        agents,
+        root: agentgrid_dir.to_path_buf(),
+    })
+}
+
+/// Checks the text of a config file; `file` is only used in the diagnostics. An empty text
+/// gives the defaults.
+pub fn parse_config(source: &str, file: &Path) -> Result<ConfigSpec, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    let config = config_from(source, file, &mut diagnostics);
+    if diagnostics.is_empty() {
+        Ok(config)
+    } else {
+        Err(Diagnostics::sorted(diagnostics))
+    }
+}
+
+/// Checks the text of one agent file (one or more `---`-separated documents); `file` is used in
+/// the diagnostics and as each agent's `source`.
+pub fn parse_agents(source: &str, file: &Path) -> Result<Vec<Agent>, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    let documents: Vec<_> = agents_from(source, file, &mut diagnostics)
+        .into_iter()
+        .map(|d| (file.to_path_buf(), d))
+        .collect();
+    check_unique_names(&documents, &mut diagnostics);
+    if !diagnostics.is_empty() {
+        return Err(Diagnostics::sorted(diagnostics));
+    }
+    Ok(documents
+        .into_iter()
+        .filter_map(|(source, doc)| {
+            let manifest = doc.manifest?;
+            Some(Agent {
+                name: manifest.metadata.name.clone(),
+                source,
+                manifest,
+            })
+        })
+        .collect())
+}
+
+fn config_from(source: &str, file: &Path, diagnostics: &mut Vec<Diagnostic>) -> ConfigSpec {
+    let docs = match parse_documents(source) {
+        Ok(docs) => docs,
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                file,
+                e.line,
+                e.column,
+                format!("YAML syntax error: {}", e.message),
+            ));
+            return ConfigSpec::default();
+        }
+    };
+    let Some(first) = docs.first() else {
+        return ConfigSpec::default();
+    };
+    let mut cx = Cx::new(file, source);
+    let manifest = decode_config(&mut cx, first);
+    for extra in &docs[1..] {
+        cx.error(
+            extra,
+            "",
+            "config.yaml holds a single document (`kind: Config`); remove this extra one",
+        );
+    }
+    diagnostics.extend(cx.diagnostics);
+    manifest.spec
+}
+
+fn agents_from(source: &str, file: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<AgentDocument> {
+    let docs = match parse_documents(source) {
+        Ok(docs) => docs,
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                file,
+                e.line,
+                e.column,
+                format!("YAML syntax error: {}", e.message),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut cx = Cx::new(file, source);
+    let out = docs.iter().map(|doc| decode_agent(&mut cx, doc)).collect();
+    diagnostics.extend(cx.diagnostics);
+    out
+}
+
+/// The YAML files of the agents directory, sorted by name.
+fn agent_files(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Vec::new(),
+        Err(err) => {
+            diagnostics.push(Diagnostic::whole_file(
+                dir,
+                format!("cannot list the directory: {err}"),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Agent names are unique across the project; each repeat is reported where it appears, with
+/// the place of the first.
+fn check_unique_names(documents: &[(PathBuf, AgentDocument)], diagnostics: &mut Vec<Diagnostic>) {
+    let mut seen: Vec<(&str, &Path, usize, usize)> = Vec::new();
+    for (file, doc) in documents {
+        let Some((name, line, column)) = &doc.name else {
+            continue;
+        };
+        if let Some((_, first_file, first_line, first_column)) =
+            seen.iter().find(|(n, ..)| n == name)
+        {
+            diagnostics.push(Diagnostic::new(
+                file,
+                *line,
+                *column,
+                format!(
+                    "metadata.name: the agent name `{name}` is already used at {}:{first_line}:{first_column}; agent names must be unique across the project",
+                    first_file.display()
+                ),
+            ));
+        } else {
+            seen.push((name, file, *line, *column));
+        }
+    }
+}

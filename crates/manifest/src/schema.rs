@@ -1,0 +1,94 @@
+//! The JSON Schema of the manifests, generated from the types, for editors and `agentgrid`'s docs.
+
+use schemars::generate::SchemaSettings;
+
+use crate::{AgentManifest, ConfigManifest};
+
+/// One schema accepting either manifest kind, with a definition for each.
+pub fn json_schema() -> serde_json::Value {
+    let mut generator = SchemaSettings::draft2020_12().into_generator();
+    let agent = generator.subschema_for::<AgentManifest>();
+    let config = generator.subschema_for::<ConfigManifest>();
+    let definitions = generator.take_definitions(true);
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://agentgrid.dev/schema/agentgrid.schema.json",
+        "title": "agentgrid manifest",
+        "description": "An agent (.agentgrid/agents/*.yaml, kind Agent) or the project settings (.agentgrid/config.yaml, kind Config).",
+        "oneOf": [agent, config],
+        "$defs": definitions,
+    })
+}
+
+/// The definition names used in the schema, with the fields the decoders accept for each; a test
+/// holds the two in step.
+#[cfg(test)]
+pub(crate) fn decoder_fields() -> Vec<(String, &'static [&'static str])> {
+    use crate::{agent, config};
+    use schemars::JsonSchema;
+    fn name<T: JsonSchema>() -> String {
+        T::schema_name().into_owned()
+    }
+    vec![
+        (name::<AgentManifest>(), agent::MANIFEST_FIELDS),
+        (name::<crate::AgentMetadata>(), agent::METADATA_FIELDS),
+        (name::<crate::AgentSpec>(), agent::SPEC_FIELDS),
+        (name::<crate::Runtime>(), agent::RUNTIME_FIELDS),
+        (name::<crate::Routing>(), agent::ROUTING_FIELDS),
+        (name::<crate::Limits>(), agent::LIMITS_FIELDS),
+        (name::<crate::Validation>(), agent::VALIDATION_FIELDS),
+        (name::<crate::Validator>(), agent::VALIDATOR_FIELDS),
+        (name::<ConfigManifest>(), config::MANIFEST_FIELDS),
+        (name::<crate::ConfigMetadata>(), config::METADATA_FIELDS),
+        (name::<crate::ConfigSpec>(), config::SPEC_FIELDS),
+        (name::<crate::Concurrency>(), config::CONCURRENCY_FIELDS),
+        (name::<crate::Retry>(), config::RETRY_FIELDS),
+        (name::<crate::Continuation>(), config::CONTINUATION_FIELDS),
+        (name::<crate::Resume>(), config::RESUME_FIELDS),
+        (name::<crate::Guards>(), config::GUARDS_FIELDS),
+        (name::<crate::WorkspaceConfig>(), config::WORKSPACE_FIELDS),
+        (name::<crate::Hooks>(), config::HOOKS_FIELDS),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decoders list allowed fields by hand; they must be exactly the fields of the types.
+    #[test]
+    fn decoder_field_lists_match_the_schema() {
+        let schema = json_schema();
+        for (name, fields) in decoder_fields() {
+            let props = schema["$defs"][&name]["properties"]
+                .as_object()
+                .unwrap_or_else(|| panic!("no definition {name} in the schema"));
+            let mut in_schema: Vec<&str> = props.keys().map(String::as_str).collect();
+            let mut in_decoder = fields.to_vec();
+            in_schema.sort();
+            in_decoder.sort();
+            assert_eq!(in_schema, in_decoder, "fields of {name}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_constants_appear_in_the_schema() {
+        let schema = json_schema();
+        let defs = &schema["$defs"];
+        assert_eq!(
+            defs["AgentManifest"]["properties"]["apiVersion"]["const"],
+            "agentgrid.dev/v1"
+        );
+        assert_eq!(
+            defs["ConfigManifest"]["properties"]["kind"]["const"],
+            "Config"
+        );
+        assert_eq!(defs["Limits"]["properties"]["timeout"]["default"], "30m");
+        assert_eq!(
+            defs["Guards"]["properties"]["max_executions_per_tree"]["default"],
+            200
+        );
+        let required = defs["Runtime"]["required"].as_array().unwrap();
+        assert_eq!(required, &vec![serde_json::json!("command")]);
+    }
+}

@@ -1,0 +1,401 @@
+//! Broken manifests: each yields a diagnostic at the right line and column that says what is
+//! expected, and independent mistakes are all reported.
+
+use std::path::Path;
+
+use manifest::{Diagnostics, parse_agents, parse_config};
+
+const AGENT_FILE: &str = "agents/worker.yaml";
+const CONFIG_FILE: &str = "config.yaml";
+
+/// A valid agent; each case below breaks one line of it.
+const AGENT: &str = r#"apiVersion: agentgrid.dev/v1
+kind: Agent
+metadata:
+  name: worker
+spec:
+  runtime:
+    command: [my-agent, "{{ task.id }}"]
+  limits:
+    timeout: 30m
+  validation:
+    validators:
+      - name: tests
+        run: make test
+"#;
+
+/// A valid config; the config cases break it.
+const CONFIG: &str = "apiVersion: agentgrid.dev/v1
+kind: Config
+spec:
+  concurrency: {global: 2}
+  retry: {base_delay: 10s, max_delay: 5m}
+";
+
+/// `AGENT` with one line replaced (an empty `new` removes it; `new` may span several lines).
+fn agent(old: &str, new: &str) -> String {
+    replace(AGENT, old, new)
+}
+
+fn config(old: &str, new: &str) -> String {
+    replace(CONFIG, old, new)
+}
+
+fn replace(base: &str, old: &str, new: &str) -> String {
+    assert!(base.contains(old), "the base manifest has no `{old}`");
+    base.replacen(old, new, 1)
+}
+
+fn diagnostics(file: &str, input: &str) -> Diagnostics {
+    let path = Path::new(file);
+    let result = if file == CONFIG_FILE {
+        parse_config(input, path).map(|_| ())
+    } else {
+        parse_agents(input, path).map(|_| ())
+    };
+    match result {
+        Ok(()) => panic!("expected problems in {file}, but it loaded:\n{input}"),
+        Err(d) => d,
+    }
+}
+
+/// Checks that `input`, read as `file`, yields a diagnostic `file:<expected…>`, where `expected`
+/// starts with `line:col: `.
+fn check(file: &str, input: &str, expected: &str) {
+    let all = diagnostics(file, input);
+    let wanted = format!("{file}:{expected}");
+    assert!(
+        all.iter().any(|d| d.to_string().contains(&wanted)),
+        "no diagnostic containing\n  {wanted}\namong\n{all}\nfor\n{input}"
+    );
+}
+
+#[test]
+fn the_bases_are_valid() {
+    parse_agents(AGENT, Path::new(AGENT_FILE)).unwrap();
+    parse_config(CONFIG, Path::new(CONFIG_FILE)).unwrap();
+}
+
+#[test]
+fn broken_agents_point_at_the_problem() {
+    let cases: Vec<(String, &str)> = vec![
+        // YAML syntax.
+        (
+            agent(
+                "[my-agent, \"{{ task.id }}\"]",
+                "[my-agent, \"{{ task.id }}\"",
+            ),
+            "8:9: YAML syntax error: illegal placement of ':' indicator",
+        ),
+        (
+            agent("  name: worker", "  name: worker\n   bad: indent"),
+            "5:7: YAML syntax error: ",
+        ),
+        // The header.
+        (
+            agent("agentgrid.dev/v1", "agentgrid.dev/v2"),
+            "1:13: apiVersion: expected `agentgrid.dev/v1`, found `agentgrid.dev/v2`",
+        ),
+        (
+            agent("kind: Agent", "kind: Config"),
+            "2:7: kind: expected `Agent`, found `Config`; agent files hold `kind: Agent`",
+        ),
+        (
+            agent("kind: Agent\n", ""),
+            "1:1: missing field `kind`; add it, for example `kind: Agent`",
+        ),
+        (
+            "- just\n- a list\n".into(),
+            "1:1: expected a mapping with the fields apiVersion, kind, metadata, spec, found a list",
+        ),
+        // Unknown fields, with the allowed ones.
+        (
+            agent("    command:", "    comand:"),
+            "7:5: spec.runtime: unknown field `comand` (did you mean `command`?); allowed fields here: type, command, env, stdin",
+        ),
+        (
+            agent("  limits:", "  limit:"),
+            "8:3: spec: unknown field `limit` (did you mean `limits`?); allowed fields here: description, runtime, prompt, routing, limits, validation",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        retries: 2",
+            ),
+            "14:9: spec.validation.validators[0]: unknown field `retries`; allowed fields here: name, command, run, timeout, weight, score",
+        ),
+        // Bad types and values.
+        (
+            agent("    timeout: 30m", "    max_attempts: three"),
+            "9:19: spec.limits.max_attempts: expected a whole number, 0 or more, found the text `three`",
+        ),
+        (
+            agent("    timeout: 30m", "    max_attempts: 0"),
+            "9:19: spec.limits.max_attempts: must be 1 or more",
+        ),
+        (
+            agent("    timeout: 30m", "    timeout: 10 minutes"),
+            "9:14: spec.limits.timeout: `10 minutes` is not a duration: write a number with a unit, such as 500ms, 30s, 10m, 2h or 1d",
+        ),
+        (
+            agent("    timeout: 30m", "    timeout: 0s"),
+            "9:14: spec.limits.timeout: must be longer than 0s",
+        ),
+        (
+            agent("    timeout: 30m", "    timeout: [30m]"),
+            "9:14: spec.limits.timeout: expected a duration such as 30s, 10m or 2h, found a list",
+        ),
+        (
+            agent("  name: worker", "  name: Worker"),
+            "4:9: metadata.name: `Worker` is not a valid agent name: use lowercase letters, digits and dashes",
+        ),
+        (
+            agent("  name: worker", "  labels: {team: core}"),
+            "4:3: metadata: missing field `name`; add it, for example `name: worker`",
+        ),
+        (
+            agent(
+                "    command: [my-agent, \"{{ task.id }}\"]",
+                "    command: []",
+            ),
+            "7:14: spec.runtime.command: the command is empty; give the program and its arguments",
+        ),
+        (
+            agent(
+                "    command: [my-agent, \"{{ task.id }}\"]",
+                "    stdin: prompt",
+            ),
+            "7:5: spec.runtime: missing field `command`; add it, for example `command: [\"my-agent\"",
+        ),
+        (
+            agent(
+                "    command: [my-agent, \"{{ task.id }}\"]",
+                "    command: my-agent",
+            ),
+            "7:14: spec.runtime.command: expected a list such as [a, b], found the text `my-agent`",
+        ),
+        (
+            agent("[my-agent,", "[\" \","),
+            "7:15: spec.runtime.command[0]: the program name is empty; name the program to run",
+        ),
+        (
+            agent("    command:", "    stdin: file\n    command:"),
+            "7:12: spec.runtime.stdin: expected `none` or `prompt`, found `file`",
+        ),
+        (
+            agent("    command:", "    type: docker\n    command:"),
+            "7:11: spec.runtime.type: expected `command` (the only runtime type), found `docker`",
+        ),
+        // Validation.
+        (
+            agent("  validation:", "  validation:\n    threshold: 1.5"),
+            "11:16: spec.validation.threshold: 1.5 is outside 0..1; give the score needed to pass, from 0 to 1",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        weight: -1",
+            ),
+            "14:17: spec.validation.validators[0].weight: -1 is negative; give a weight of 0 or more",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        score: {regex: \"score=(?P<score>[0-9.]+\"}",
+            ),
+            "14:24: spec.validation.validators[0].score.regex: `score=(?P<score>[0-9.]+` is not a valid regular expression: unclosed group",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        score: {regex: \"([0-9]+)\"}",
+            ),
+            "14:24: spec.validation.validators[0].score.regex: `([0-9]+)` has no group named `score`; capture the number with (?P<score>[0-9.]+)",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        score: percent",
+            ),
+            "14:16: spec.validation.validators[0].score: expected `exit`, `passed-failed` or `{regex: ",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        command: [make, test]",
+            ),
+            "13:14: spec.validation.validators[0]: give either `command` or `run`, not both",
+        ),
+        (
+            agent("        run: make test", "        timeout: 1m"),
+            "12:9: spec.validation.validators[0]: missing the check to run; add `command: [\"pytest\", \"-q\"]` or `run: \"pytest -q\"`",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n      - name: tests\n        run: make check",
+            ),
+            "14:9: spec.validation.validators[1]: a validator named `tests` is already listed",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        weight: 0",
+            ),
+            "11:5: spec.validation.validators: every validator has weight 0",
+        ),
+        // Environment.
+        (
+            agent("    command:", "    env: {my-var: x}\n    command:"),
+            "7:11: spec.runtime.env: `my-var` is not a valid variable name: use capital letters, digits and _",
+        ),
+        (
+            agent("    command:", "    env: {AGENTGRID_TASK: x}\n    command:"),
+            "7:11: spec.runtime.env: `AGENTGRID_TASK` is reserved: agentgrid sets the AGENTGRID_* variables itself",
+        ),
+        // Routing.
+        (
+            agent("  limits:", "  routing: {kinds: [work, sleep]}\n  limits:"),
+            "8:27: spec.routing.kinds[1]: `sleep` is not an execution kind: expected work or resume",
+        ),
+        (
+            agent("  limits:", "  routing: {kinds: []}\n  limits:"),
+            "8:20: spec.routing.kinds: no execution kinds listed, so the agent would never run",
+        ),
+        (
+            agent(
+                "  limits:",
+                "  routing: {labels: [\"has space\"]}\n  limits:",
+            ),
+            "8:22: spec.routing.labels[0]: label `has space` is not allowed",
+        ),
+        (
+            agent("  limits:", "  routing: {default: maybe}\n  limits:"),
+            "8:22: spec.routing.default: expected true or false, found the text `maybe`",
+        ),
+        // Templates: syntax, unknown names, and names that are empty for some tasks.
+        (
+            agent("\"{{ task.id }}\"", "\"{{ task.id }\""),
+            "7:25: spec.runtime.command[1]: template syntax error: unexpected `}`",
+        ),
+        (
+            agent("\"{{ task.id }}\"", "\"{{ task.titel }}\""),
+            "7:25: spec.runtime.command[1]: the template uses `task.titel`, which is not defined; `task` has id, title, body, labels, priority, state, branch, summary",
+        ),
+        (
+            agent(
+                "  limits:",
+                "  prompt: |\n    Task {{ task.id }}\n    Fix {{ bug }}\n  limits:",
+            ),
+            "10:5: spec.prompt: the template uses `bug`, which is not defined; the template can use task, parent, children, attempt, iteration, feedback, execution, agent",
+        ),
+        (
+            agent("  limits:", "  prompt: \"Here: {{ prompt }}\"\n  limits:"),
+            "8:11: spec.prompt: the template uses `prompt`, which is not defined",
+        ),
+        (
+            agent(
+                "  limits:",
+                "  prompt: \"Part of {{ parent.title }}\"\n  limits:",
+            ),
+            "8:11: spec.prompt: the template uses `parent.title`, which is empty when the task has no parent, sub-tasks, feedback or branch; guard it with {% if … %}",
+        ),
+        (
+            agent(
+                "  limits:",
+                "  prompt: |\n    {% for c in children %}{{ c.name }}{% endfor %}\n  limits:",
+            ),
+            "9:5: spec.prompt: the template uses `c.name`, which is not defined",
+        ),
+        (
+            agent(
+                "    command:",
+                "    env: {X: \"{{ execution.pid }}\"}\n    command:",
+            ),
+            "7:14: spec.runtime.env.X: the template uses `execution.pid`, which is not defined; `execution` has id, kind",
+        ),
+    ];
+    for (input, expected) in &cases {
+        check(AGENT_FILE, input, expected);
+    }
+}
+
+#[test]
+fn broken_configs_point_at_the_problem() {
+    let cases: Vec<(String, &str)> = vec![
+        (
+            config("{global: 2}", "{global: 0}"),
+            "4:25: spec.concurrency.global: must be 1 or more: nothing would ever run",
+        ),
+        (
+            config("  concurrency:", "  concurency:"),
+            "4:3: spec: unknown field `concurency` (did you mean `concurrency`?); allowed fields here: concurrency, retry, continuation, resume, guards, workspace, shutdown_grace",
+        ),
+        (
+            config("base_delay: 10s", "base_delay: 10m"),
+            "5:23: spec.retry.base_delay: 10m is longer than max_delay 5m",
+        ),
+        (
+            config("kind: Config", "kind: Agent"),
+            "2:7: kind: expected `Config`, found `Agent`; config.yaml holds the project settings",
+        ),
+        (
+            config("{global: 2}", "{global: 2, per_label: {\"a b\": 1}}"),
+            "4:40: spec.concurrency.per_label: label `a b` is not allowed",
+        ),
+        (
+            config("{global: 2}", "{global: 2, per_label: {db: 0}}"),
+            "4:44: spec.concurrency.per_label.db: must be 1 or more",
+        ),
+        (
+            format!("{CONFIG}  shutdown_grace: soon\n"),
+            "6:19: spec.shutdown_grace: `soon` is not a duration",
+        ),
+        (
+            format!("{CONFIG}  workspace: {{root: \"\"}}\n"),
+            "6:21: spec.workspace.root: is empty; remove the field to use the default",
+        ),
+        (
+            format!("{CONFIG}  workspace: {{hooks: {{after_create: [make]}}}}\n"),
+            "6:37: spec.workspace.hooks.after_create: expected text, found a list",
+        ),
+        (
+            format!("{CONFIG}---\nkind: Config\n"),
+            "7:1: config.yaml holds a single document (`kind: Config`); remove this extra one",
+        ),
+    ];
+    for (input, expected) in &cases {
+        check(CONFIG_FILE, input, expected);
+    }
+}
+
+#[test]
+fn three_independent_mistakes_give_three_diagnostics() {
+    let input = agent("  name: worker", "  name: Worker");
+    let input = replace(&input, "    timeout: 30m", "    timeout: 10 minutes");
+    let input = replace(&input, "  validation:", "  validation:\n    threshold: 2");
+    let all = diagnostics(AGENT_FILE, &input);
+    let positions: Vec<_> = all.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(positions, [(4, 9), (9, 14), (11, 16)], "{all}");
+    assert_eq!(all.to_string().lines().count(), 3);
+}
+
+#[test]
+fn every_document_of_a_file_is_checked() {
+    let second = replace(AGENT, "  name: worker", "  name: other");
+    let second = replace(&second, "    timeout: 30m", "    timeout: soon");
+    let input = format!("{}---\n{second}", agent("agentgrid.dev/v1", "v9"));
+    let all = diagnostics(AGENT_FILE, &input);
+    let positions: Vec<_> = all.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(positions, [(1, 13), (23, 14)], "{all}");
+}
+
+#[test]
+fn duplicate_names_in_one_file_point_at_the_second() {
+    let input = format!("{AGENT}---\n{AGENT}");
+    check(
+        AGENT_FILE,
+        &input,
+        "18:9: metadata.name: the agent name `worker` is already used at agents/worker.yaml:4:9",
+    );
+}

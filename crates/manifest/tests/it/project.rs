@@ -1,0 +1,156 @@
+//! Whole projects on disk: `.agentgrid/config.yaml` and `.agentgrid/agents/*.yaml`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use domain::Duration;
+use manifest::{ConfigSpec, load_project};
+
+use crate::{FULL_AGENT, FULL_CONFIG, MINIMAL_AGENT};
+
+/// A temporary repository with an `.agentgrid` directory holding `files` (relative paths).
+fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path().join(".agentgrid");
+    fs::create_dir_all(&root).unwrap();
+    for (path, text) in files {
+        let path = root.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+    (repo, root)
+}
+
+#[test]
+fn a_project_loads_its_config_and_every_agent() {
+    let reviewer = MINIMAL_AGENT.replace("name: minimal", "name: reviewer");
+    let pair = format!(
+        "{}---\n{}",
+        MINIMAL_AGENT.replace("name: minimal", "name: b-one"),
+        MINIMAL_AGENT.replace("name: minimal", "name: b-two")
+    );
+    let config = FULL_CONFIG.replace("global: 2", "global: 4");
+    let (_repo, root) = project(&[
+        ("config.yaml", &config),
+        ("agents/worker.yaml", FULL_AGENT),
+        ("agents/reviewer.yml", &reviewer),
+        ("agents/b.yaml", &pair),
+        ("agents/README.md", "not an agent: ignored"),
+    ]);
+    let p = load_project(&root).unwrap();
+    assert_eq!(p.config.concurrency.global, 4);
+    let names: Vec<_> = p.agents.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["b-one", "b-two", "reviewer", "worker"],
+        "sorted by file, then by document"
+    );
+    assert_eq!(p.agents[3].source, root.join("agents/worker.yaml"));
+    assert_eq!(
+        p.agent("worker").unwrap().spec().limits.concurrency,
+        Some(2)
+    );
+    assert!(p.agent("nobody").is_none());
+    assert_eq!(p.root, root);
+    assert_eq!(
+        p.workspace_root(),
+        root.parent().unwrap().join(".agentgrid/workspaces")
+    );
+}
+
+#[test]
+fn without_config_or_agents_the_defaults_apply() {
+    let (_repo, root) = project(&[]);
+    let p = load_project(&root).unwrap();
+    assert_eq!(p.config, ConfigSpec::default());
+    assert_eq!(p.config.shutdown_grace, Duration::from_secs(10));
+    assert!(p.agents.is_empty());
+
+    let (_repo, root) = project(&[("agents/.keep", "")]);
+    assert!(load_project(&root).unwrap().agents.is_empty());
+}
+
+#[test]
+fn duplicate_names_across_files_point_at_the_second() {
+    let (_repo, root) = project(&[("agents/a.yaml", FULL_AGENT), ("agents/b.yaml", FULL_AGENT)]);
+    let err = load_project(&root).unwrap_err();
+    assert_eq!(err.len(), 1, "{err}");
+    let d = &err.0[0];
+    assert_eq!(d.file, root.join("agents/b.yaml"));
+    assert_eq!((d.line, d.column), (4, 9));
+    let first = root.join("agents/a.yaml");
+    assert!(
+        d.message.contains(&format!(
+            "`worker` is already used at {}:4:9",
+            first.display()
+        )),
+        "{}",
+        d.message
+    );
+}
+
+#[test]
+fn problems_in_every_file_are_reported_together() {
+    let bad_agent = MINIMAL_AGENT.replace("[my-agent]", "[]");
+    let bad_config =
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec: {retry: {base_delay: soon}}\n";
+    let (_repo, root) = project(&[
+        ("config.yaml", bad_config),
+        ("agents/bad.yaml", &bad_agent),
+        ("agents/broken.yaml", "kind: Agent\nspec: [\n"),
+        ("agents/good.yaml", FULL_AGENT),
+    ]);
+    let err = load_project(&root).unwrap_err();
+    let text = err.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let at = |file: &str, rest: &str| format!("{}:{rest}", root.join(file).display());
+    assert!(
+        lines[0].starts_with(&at(
+            "agents/bad.yaml",
+            "7:14: spec.runtime.command: the command is empty"
+        )),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(&at("agents/broken.yaml", ""))
+            && lines[1].contains("YAML syntax error"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with(&at(
+            "config.yaml",
+            "3:28: spec.retry.base_delay: `soon` is not a duration"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_agentgrid_directory_is_reported() {
+    let repo = tempfile::tempdir().unwrap();
+    let err = load_project(&repo.path().join(".agentgrid")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no such directory; run `agentgrid init`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreadable_file_is_reported_as_a_whole() {
+    let (_repo, root) = project(&[]);
+    fs::create_dir_all(root.join("agents")).unwrap();
+    fs::write(root.join("agents/bin.yaml"), [0xff, 0xfe, 0x00]).unwrap();
+    let err = load_project(&root).unwrap_err();
+    let d = &err.0[0];
+    assert_eq!(d.file, root.join("agents/bin.yaml"));
+    assert_eq!(d.line, 0);
+    assert!(
+        d.to_string().starts_with(&format!(
+            "{}: cannot read the file",
+            Path::new(&d.file).display()
+        )),
+        "{d}"
+    );
+}

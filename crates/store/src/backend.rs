@@ -1,0 +1,50 @@
+//! The `Store` trait: the one interface the rest of agentgrid uses to record and read state.
+
+use async_trait::async_trait;
+use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, Timestamp};
+
+use crate::{Applied, Change, Error, ExecutionFilter, TaskFilter};
+
+/// A durable event log with projections of tasks, dependencies and executions.
+///
+/// Implementations must apply each batch of changes atomically and write every event in the same
+/// transaction as the projection rows it describes, so the log and the tables never disagree.
+/// The trait is object safe and is meant to be shared as `Arc<dyn Store>`; nothing in it names a
+/// database driver, so a PostgreSQL backend can implement it later.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks and applies `changes` in order, in one transaction, on behalf of `actor` at `now`.
+    /// When any change is refused, nothing from the batch is written and the error names the
+    /// change by its index in `changes`.
+    async fn apply(
+        &self,
+        actor: &str,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Result<Applied, Error>;
+
+    /// One task, with its `blocked_by` list, or `None` when no task has this id.
+    async fn task(&self, id: TaskId) -> Result<Option<Task>, Error>;
+
+    /// The tasks matching `filter`, ordered by id.
+    async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error>;
+
+    /// The direct sub-tasks of `id`, ordered by id.
+    async fn children(&self, id: TaskId) -> Result<Vec<Task>, Error>;
+
+    /// One execution, or `None` when no execution has this id.
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, Error>;
+
+    /// The executions matching `filter`, ordered by id.
+    async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, Error>;
+
+    /// At most `limit` events with a global `seq` greater than `seq`, in ascending order. Pass
+    /// the last `seq` seen to resume reading the log; pass 0 to read from the start.
+    async fn events_after(&self, seq: u64, limit: u32) -> Result<Vec<Event>, Error>;
+
+    /// Every event of one task or execution, in its own order (`entity_seq` from 1).
+    async fn entity_events(&self, entity: EntityKind, id: i64) -> Result<Vec<Event>, Error>;
+
+    /// The global `seq` of the newest event, 0 for an empty log.
+    async fn last_seq(&self) -> Result<u64, Error>;
+}

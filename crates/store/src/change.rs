@@ -1,0 +1,191 @@
+//! The write vocabulary: the changes a caller asks for and what applying them produced.
+
+use domain::event::ValidatorResult;
+use domain::{
+    Event, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId, TaskState,
+    Timestamp, Usage,
+};
+
+/// One requested change to the tracker. A batch of them is applied atomically by
+/// [`Store::apply`](crate::Store::apply); each is checked against the state left by the changes
+/// before it in the same batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Create a task (state Open) with its dependencies.
+    CreateTask(NewTask),
+    /// Change the fields a person may edit.
+    EditTask {
+        id: TaskId,
+        edit: TaskEdit,
+    },
+    /// Move a task through its state machine. A `reason` given when entering Blocked or a
+    /// terminal state becomes the task's summary.
+    SetTaskState {
+        id: TaskId,
+        to: TaskState,
+        reason: Option<String>,
+    },
+    /// `id` cannot start before `blocked_by` is done.
+    AddDependency {
+        id: TaskId,
+        blocked_by: TaskId,
+    },
+    RemoveDependency {
+        id: TaskId,
+        blocked_by: TaskId,
+    },
+    /// Ask the scheduler to look at the task soon.
+    Nudge {
+        id: TaskId,
+    },
+    /// A note on the task by the batch's actor.
+    Comment {
+        id: TaskId,
+        text: String,
+    },
+    /// The scheduler's bookkeeping: backoff and counters.
+    ScheduleTask {
+        id: TaskId,
+        not_before: Option<Timestamp>,
+        attempts: u32,
+        continuations: u32,
+        reason: Option<String>,
+    },
+    SetBranch {
+        id: TaskId,
+        branch: String,
+    },
+    /// The agent says the task is complete; becomes the task's summary.
+    ClaimCompletion {
+        id: TaskId,
+        summary: String,
+    },
+    /// Claim the task for a new execution: the task goes to Running, the execution is Queued.
+    CreateExecution {
+        task_id: TaskId,
+        kind: ExecutionKind,
+        agent: String,
+        attempt: u32,
+    },
+    /// Move an execution between active states. Terminal states go through `FinishExecution`.
+    SetExecutionState {
+        id: ExecutionId,
+        to: ExecutionState,
+        reason: Option<String>,
+    },
+    ProcessStarted {
+        id: ExecutionId,
+        pid: i32,
+        iteration: u32,
+        log_path: Option<String>,
+    },
+    ProcessExited {
+        id: ExecutionId,
+        iteration: u32,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    Validated {
+        id: ExecutionId,
+        iteration: u32,
+        score: f64,
+        passed: bool,
+        results: Vec<ValidatorResult>,
+    },
+    Committed {
+        id: ExecutionId,
+        branch: String,
+        commit: String,
+    },
+    /// Record the outcome of an execution, once.
+    FinishExecution {
+        id: ExecutionId,
+        state: ExecutionState,
+        exit_code: Option<i32>,
+        usage: Usage,
+        summary: Option<String>,
+    },
+}
+
+impl Change {
+    /// The stable snake_case name used in error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::CreateTask(_) => "create_task",
+            Change::EditTask { .. } => "edit_task",
+            Change::SetTaskState { .. } => "set_task_state",
+            Change::AddDependency { .. } => "add_dependency",
+            Change::RemoveDependency { .. } => "remove_dependency",
+            Change::Nudge { .. } => "nudge",
+            Change::Comment { .. } => "comment",
+            Change::ScheduleTask { .. } => "schedule_task",
+            Change::SetBranch { .. } => "set_branch",
+            Change::ClaimCompletion { .. } => "claim_completion",
+            Change::CreateExecution { .. } => "create_execution",
+            Change::SetExecutionState { .. } => "set_execution_state",
+            Change::ProcessStarted { .. } => "process_started",
+            Change::ProcessExited { .. } => "process_exited",
+            Change::Validated { .. } => "validated",
+            Change::Committed { .. } => "committed",
+            Change::FinishExecution { .. } => "finish_execution",
+        }
+    }
+}
+
+/// The editable fields of a task; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskEdit {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub priority: Option<i32>,
+    /// `Some(None)` clears the assignment.
+    pub agent: Option<Option<String>>,
+}
+
+impl TaskEdit {
+    /// True when the edit would change no field at all.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.body.is_none()
+            && self.labels.is_none()
+            && self.priority.is_none()
+            && self.agent.is_none()
+    }
+}
+
+/// What one successful batch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The events appended, in log order.
+    pub events: Vec<Event>,
+    /// The final state of every task the batch touched, in the order first touched. Created
+    /// tasks appear here, which is how a caller learns their ids.
+    pub tasks: Vec<Task>,
+    /// The final state of every execution the batch touched, in the order first touched.
+    pub executions: Vec<Execution>,
+}
+
+/// Which tasks [`Store::tasks`](crate::Store::tasks) returns. The default selects all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only tasks in one of these states; empty means every state.
+    pub states: Vec<TaskState>,
+    /// `Some(None)`: only top-level tasks; `Some(Some(p))`: only children of `p`.
+    pub parent: Option<Option<TaskId>>,
+    /// Only tasks carrying this label.
+    pub label: Option<String>,
+    /// Only tasks in the tree under this root (the root included).
+    pub root: Option<TaskId>,
+}
+
+/// Which executions [`Store::executions`](crate::Store::executions) returns. The default
+/// selects all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFilter {
+    pub task: Option<TaskId>,
+    /// Only executions in an active state (queued, preparing, running, validating).
+    pub active_only: bool,
+    /// At most this many: the most recent ones, still returned in ascending id order.
+    pub limit: Option<u32>,
+}

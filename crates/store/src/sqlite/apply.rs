@@ -1,0 +1,669 @@
+//! The rules of each [`Change`], applied to the projections inside one write transaction.
+//!
+//! Every change follows the same shape: load the rows it concerns, check the rule against what
+//! is there now (including the effect of earlier changes in the same batch), write the new
+//! rows, append the events. Returning an error leaves the transaction to be rolled back by the
+//! caller, so a refused change never leaves half a batch behind.
+
+use std::collections::{HashMap, VecDeque};
+
+use domain::{
+    EntityKind, Event, EventKind, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask,
+    Task, TaskId, TaskState, Timestamp,
+};
+use rusqlite::Connection;
+
+use super::rows::{self, Fail, refused};
+use crate::{Change, TaskEdit};
+
+/// The state of one batch while its changes are applied.
+pub(crate) struct Batch<'c> {
+    conn: &'c Connection,
+    actor: &'c str,
+    now: Timestamp,
+    pub(crate) events: Vec<Event>,
+    pub(crate) tasks: Vec<TaskId>,
+    pub(crate) executions: Vec<ExecutionId>,
+}
+
+impl<'c> Batch<'c> {
+    pub(crate) fn new(conn: &'c Connection, actor: &'c str, now: Timestamp) -> Batch<'c> {
+        Batch {
+            conn,
+            actor,
+            now,
+            events: Vec::new(),
+            tasks: Vec::new(),
+            executions: Vec::new(),
+        }
+    }
+
+    pub(crate) fn apply(&mut self, change: Change) -> Result<(), Fail> {
+        match change {
+            Change::CreateTask(new) => self.create_task(new),
+            Change::EditTask { id, edit } => self.edit_task(id, edit),
+            Change::SetTaskState { id, to, reason } => self.set_task_state(id, to, reason),
+            Change::AddDependency { id, blocked_by } => self.add_dependency(id, blocked_by),
+            Change::RemoveDependency { id, blocked_by } => self.remove_dependency(id, blocked_by),
+            Change::Nudge { id } => self.nudge(id),
+            Change::Comment { id, text } => self.comment(id, text),
+            Change::ScheduleTask {
+                id,
+                not_before,
+                attempts,
+                continuations,
+                reason,
+            } => {
+                let mut task = self.task(id)?;
+                task.not_before = not_before;
+                task.attempts = attempts;
+                task.continuations = continuations;
+                let kind = EventKind::TaskScheduled {
+                    not_before,
+                    attempts,
+                    continuations,
+                    reason,
+                };
+                self.save_task(&mut task, vec![kind])
+            }
+            Change::SetBranch { id, branch } => {
+                if branch.trim().is_empty() {
+                    return refused("a branch name cannot be empty");
+                }
+                let mut task = self.task(id)?;
+                task.branch = Some(branch.clone());
+                self.save_task(&mut task, vec![EventKind::TaskBranchSet { branch }])
+            }
+            Change::ClaimCompletion { id, summary } => {
+                if summary.trim().is_empty() {
+                    return refused("a completion claim needs a summary of what was done");
+                }
+                let mut task = self.task(id)?;
+                task.summary = Some(summary.clone());
+                self.save_task(
+                    &mut task,
+                    vec![EventKind::TaskCompletionClaimed { summary }],
+                )
+            }
+            Change::CreateExecution {
+                task_id,
+                kind,
+                agent,
+                attempt,
+            } => self.create_execution(task_id, kind, agent, attempt),
+            Change::SetExecutionState { id, to, reason } => {
+                self.set_execution_state(id, to, reason)
+            }
+            Change::ProcessStarted {
+                id,
+                pid,
+                iteration,
+                log_path,
+            } => {
+                let mut e = self.active_execution(id, "a process start")?;
+                if iteration == 0 || iteration < e.iteration {
+                    return refused(format!(
+                        "execution #{id} is on iteration {}, so a process cannot start iteration \
+                         {iteration}: iterations count from 1 and never go back",
+                        e.iteration
+                    ));
+                }
+                e.pid = Some(pid);
+                e.iteration = iteration;
+                if log_path.is_some() {
+                    e.log_path = log_path;
+                }
+                self.save_execution(
+                    &e,
+                    vec![EventKind::ExecutionProcessStarted { pid, iteration }],
+                )
+            }
+            Change::ProcessExited {
+                id,
+                iteration,
+                exit_code,
+                signal,
+            } => {
+                let mut e = self.active_execution(id, "a process exit")?;
+                self.check_iteration(&e, iteration, "exit")?;
+                e.exit_code = exit_code;
+                // The pid is forgotten as soon as the process is gone: the system may hand the
+                // same number to an unrelated process, which recovery must never signal.
+                e.pid = None;
+                let kind = EventKind::ExecutionProcessExited {
+                    iteration,
+                    exit_code,
+                    signal,
+                };
+                self.save_execution(&e, vec![kind])
+            }
+            Change::Validated {
+                id,
+                iteration,
+                score,
+                passed,
+                results,
+            } => {
+                let mut e = self.active_execution(id, "a validation")?;
+                self.check_iteration(&e, iteration, "validation")?;
+                if !(0.0..=1.0).contains(&score) {
+                    return refused(format!(
+                        "the validation score {score} is out of range: scores go from 0 to 1"
+                    ));
+                }
+                e.score = Some(score);
+                let kind = EventKind::ExecutionValidated {
+                    iteration,
+                    score,
+                    passed,
+                    results,
+                };
+                self.save_execution(&e, vec![kind])
+            }
+            Change::Committed { id, branch, commit } => {
+                if branch.trim().is_empty() || commit.trim().is_empty() {
+                    return refused("a commit needs both a branch name and a commit id");
+                }
+                let e = self.active_execution(id, "a commit")?;
+                self.save_execution(&e, vec![EventKind::ExecutionCommitted { branch, commit }])
+            }
+            Change::FinishExecution {
+                id,
+                state,
+                exit_code,
+                usage,
+                summary,
+            } => {
+                let mut e = self.execution(id)?;
+                if e.state.is_terminal() {
+                    return Err(Fail::AlreadyFinished {
+                        execution: id,
+                        state: e.state,
+                    });
+                }
+                if state.is_active() {
+                    return refused(format!(
+                        "execution #{id} cannot finish as {state}: that state is not an outcome; \
+                         finish with one of {}",
+                        terminal_execution_states()
+                    ));
+                }
+                check_execution_transition(&e, state)?;
+                let from = e.state;
+                e.state = state;
+                rows::save_execution_state(self.conn, id, state)?;
+                e.ended_at = Some(self.now);
+                // An exit code already recorded by `ProcessExited` is kept when the finish
+                // itself has none to report.
+                e.exit_code = exit_code.or(e.exit_code);
+                e.usage = usage;
+                e.summary = summary.clone();
+                e.pid = None;
+                let events = vec![
+                    EventKind::ExecutionStateChanged {
+                        from,
+                        to: state,
+                        reason: None,
+                    },
+                    EventKind::ExecutionFinished {
+                        kind: e.kind,
+                        state,
+                        usage,
+                        summary,
+                    },
+                ];
+                self.save_execution(&e, events)
+            }
+        }
+    }
+
+    fn touch_task(&mut self, id: TaskId) {
+        if !self.tasks.contains(&id) {
+            self.tasks.push(id);
+        }
+    }
+
+    fn touch_execution(&mut self, id: ExecutionId) {
+        if !self.executions.contains(&id) {
+            self.executions.push(id);
+        }
+    }
+
+    fn emit(&mut self, entity: EntityKind, id: i64, kind: EventKind) -> Result<(), Fail> {
+        let event = rows::append_event(self.conn, self.actor, self.now, entity, id, kind)?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    fn task(&self, id: TaskId) -> Result<Task, Fail> {
+        match rows::load_task(self.conn, id)? {
+            Some(task) => Ok(task),
+            None => refused(format!("task #{id} does not exist")),
+        }
+    }
+
+    fn execution(&self, id: ExecutionId) -> Result<Execution, Fail> {
+        match rows::load_execution(self.conn, id)? {
+            Some(e) => Ok(e),
+            None => refused(format!("execution #{id} does not exist")),
+        }
+    }
+
+    /// The execution, which must still be active for `what` to be recorded on it.
+    fn active_execution(&self, id: ExecutionId, what: &str) -> Result<Execution, Fail> {
+        let e = self.execution(id)?;
+        if e.state.is_terminal() {
+            return refused(format!(
+                "execution #{id} already finished as {}, so {what} cannot be recorded on it",
+                e.state
+            ));
+        }
+        Ok(e)
+    }
+
+    fn check_iteration(&self, e: &Execution, iteration: u32, what: &str) -> Result<(), Fail> {
+        if iteration != e.iteration {
+            return refused(format!(
+                "execution #{} is on iteration {}, but the {what} reported is for iteration \
+                 {iteration}",
+                e.id, e.iteration
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the task with `updated_at` moved to now and appends its events.
+    fn save_task(&mut self, task: &mut Task, events: Vec<EventKind>) -> Result<(), Fail> {
+        task.updated_at = self.now;
+        rows::save_task(self.conn, task)?;
+        self.touch_task(task.id);
+        for kind in events {
+            self.emit(EntityKind::Task, task.id.0, kind)?;
+        }
+        Ok(())
+    }
+
+    fn save_execution(&mut self, e: &Execution, events: Vec<EventKind>) -> Result<(), Fail> {
+        rows::save_execution(self.conn, e)?;
+        self.touch_execution(e.id);
+        for kind in events {
+            self.emit(EntityKind::Execution, e.id.0, kind)?;
+        }
+        Ok(())
+    }
+
+    fn create_task(&mut self, mut new: NewTask) -> Result<(), Fail> {
+        new.check().or_else(refused)?;
+        check_agent_name(new.agent.as_deref())?;
+        let (root, depth) = match new.parent {
+            Some(parent_id) => {
+                let parent = match rows::load_task(self.conn, parent_id)? {
+                    Some(p) => p,
+                    None => return refused(format!("the parent task #{parent_id} does not exist")),
+                };
+                if parent.state.is_terminal() {
+                    return refused(format!(
+                        "the parent task #{parent_id} is {}, so no sub-task can be added under \
+                         it",
+                        parent.state
+                    ));
+                }
+                (parent.root, parent.depth + 1)
+            }
+            // A top-level task is its own root; the id is known only after the insert.
+            None => (TaskId(0), 0),
+        };
+        new.blocked_by.sort();
+        new.blocked_by.dedup();
+        for &dep in &new.blocked_by {
+            if rows::load_task(self.conn, dep)?.is_none() {
+                return refused(format!("task #{dep}, named in blocked_by, does not exist"));
+            }
+        }
+        let mut task = Task::new(TaskId(0), new, root, depth, self.now);
+        task.id = rows::insert_task(self.conn, &task)?;
+        if task.parent.is_none() {
+            task.root = task.id;
+            rows::make_own_root(self.conn, task.id)?;
+        }
+        // A new task has no dependents yet, so its dependencies cannot close a cycle.
+        for &dep in &task.blocked_by {
+            rows::insert_dependency(self.conn, task.id, dep)?;
+        }
+        self.touch_task(task.id);
+        let id = task.id.0;
+        self.emit(EntityKind::Task, id, EventKind::TaskCreated { task })
+    }
+
+    fn edit_task(&mut self, id: TaskId, edit: TaskEdit) -> Result<(), Fail> {
+        if edit.is_empty() {
+            return refused(
+                "the edit changes nothing: give a new title, body, labels, priority or agent",
+            );
+        }
+        let mut task = self.task(id)?;
+        if let Some(title) = &edit.title {
+            task.title.clone_from(title);
+        }
+        if let Some(body) = &edit.body {
+            task.body.clone_from(body);
+        }
+        if let Some(labels) = &edit.labels {
+            task.labels.clone_from(labels);
+        }
+        if let Some(priority) = edit.priority {
+            task.priority = priority;
+        }
+        if let Some(agent) = &edit.agent {
+            check_agent_name(agent.as_deref())?;
+            task.agent.clone_from(agent);
+        }
+        // The edited task must pass the same checks as a new one.
+        let as_new = NewTask {
+            title: task.title.clone(),
+            body: String::new(),
+            labels: task.labels.clone(),
+            priority: task.priority,
+            parent: None,
+            blocked_by: Vec::new(),
+            agent: None,
+        };
+        as_new.check().or_else(refused)?;
+        let TaskEdit {
+            title,
+            body,
+            labels,
+            priority,
+            agent,
+        } = edit;
+        let kind = EventKind::TaskEdited {
+            title,
+            body,
+            labels,
+            priority,
+            agent,
+        };
+        self.save_task(&mut task, vec![kind])
+    }
+
+    fn set_task_state(
+        &mut self,
+        id: TaskId,
+        to: TaskState,
+        reason: Option<String>,
+    ) -> Result<(), Fail> {
+        let mut task = self.task(id)?;
+        let from = task.state;
+        if !from.can_transition_to(to) {
+            let next: Vec<&str> = TaskState::ALL
+                .into_iter()
+                .filter(|s| from.can_transition_to(*s))
+                .map(|s| s.as_str())
+                .collect();
+            let options = if next.is_empty() {
+                format!("{from} is final")
+            } else {
+                format!("from {from} it can go to {}", next.join(", "))
+            };
+            return refused(format!(
+                "task #{id} cannot go from {from} to {to}; {options}"
+            ));
+        }
+        task.state = to;
+        rows::save_task_state(self.conn, id, to)?;
+        // A person reopening a stopped task gives it a fresh start: the retry and continuation
+        // limits count from zero again.
+        if to == TaskState::Open
+            && matches!(
+                from,
+                TaskState::Failed | TaskState::Cancelled | TaskState::Blocked
+            )
+        {
+            task.attempts = 0;
+            task.continuations = 0;
+        }
+        if (to.is_terminal() || to == TaskState::Blocked) && reason.is_some() {
+            task.summary.clone_from(&reason);
+        }
+        self.save_task(
+            &mut task,
+            vec![EventKind::TaskStateChanged { from, to, reason }],
+        )
+    }
+
+    fn add_dependency(&mut self, id: TaskId, blocked_by: TaskId) -> Result<(), Fail> {
+        let mut task = self.task(id)?;
+        self.task(blocked_by)?;
+        if id == blocked_by {
+            return refused(format!("task #{id} cannot be blocked by itself"));
+        }
+        if rows::has_dependency(self.conn, id, blocked_by)? {
+            return refused(format!("task #{id} is already blocked by #{blocked_by}"));
+        }
+        if let Some(path) = self.dependency_path(blocked_by, id)? {
+            let mut cycle = vec![format!("#{id}")];
+            cycle.extend(path.iter().map(|t| format!("#{t}")));
+            return refused(format!(
+                "task #{id} cannot be blocked by #{blocked_by}: that would make a dependency \
+                 cycle {} (each waits for the next), and none of them could ever start",
+                cycle.join(" → ")
+            ));
+        }
+        rows::insert_dependency(self.conn, id, blocked_by)?;
+        task.blocked_by.push(blocked_by);
+        task.blocked_by.sort();
+        self.save_task(
+            &mut task,
+            vec![EventKind::TaskDependencyAdded { blocked_by }],
+        )
+    }
+
+    /// The chain of `blocked_by` edges leading from `from` to `to`, both included, if any.
+    /// Breadth-first, so the cycle named in an error is a shortest one.
+    fn dependency_path(&self, from: TaskId, to: TaskId) -> Result<Option<Vec<TaskId>>, Fail> {
+        let mut came_from: HashMap<TaskId, TaskId> = HashMap::new();
+        let mut queue = VecDeque::from([from]);
+        while let Some(current) = queue.pop_front() {
+            if current == to {
+                let mut path = vec![to];
+                let mut at = to;
+                while at != from {
+                    at = came_from[&at];
+                    path.push(at);
+                }
+                path.reverse();
+                return Ok(Some(path));
+            }
+            for next in rows::dependencies(self.conn, current)? {
+                if next != from && !came_from.contains_key(&next) {
+                    came_from.insert(next, current);
+                    queue.push_back(next);
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn remove_dependency(&mut self, id: TaskId, blocked_by: TaskId) -> Result<(), Fail> {
+        let mut task = self.task(id)?;
+        if !rows::has_dependency(self.conn, id, blocked_by)? {
+            return refused(format!(
+                "task #{id} is not blocked by #{blocked_by}, so there is nothing to remove"
+            ));
+        }
+        rows::delete_dependency(self.conn, id, blocked_by)?;
+        task.blocked_by.retain(|t| *t != blocked_by);
+        self.save_task(
+            &mut task,
+            vec![EventKind::TaskDependencyRemoved { blocked_by }],
+        )
+    }
+
+    fn nudge(&mut self, id: TaskId) -> Result<(), Fail> {
+        let mut task = self.task(id)?;
+        if task.state.is_terminal() {
+            return refused(format!(
+                "task #{id} is {}, so there is nothing to nudge",
+                task.state
+            ));
+        }
+        task.nudged_at = Some(self.now);
+        let by = self.actor.to_owned();
+        self.save_task(&mut task, vec![EventKind::TaskNudged { by }])
+    }
+
+    fn comment(&mut self, id: TaskId, text: String) -> Result<(), Fail> {
+        if text.trim().is_empty() {
+            return refused("a comment needs some text");
+        }
+        let mut task = self.task(id)?;
+        let author = self.actor.to_owned();
+        self.save_task(&mut task, vec![EventKind::TaskCommented { author, text }])
+    }
+
+    fn create_execution(
+        &mut self,
+        task_id: TaskId,
+        kind: ExecutionKind,
+        agent: String,
+        attempt: u32,
+    ) -> Result<(), Fail> {
+        if agent.trim().is_empty() {
+            return refused("an execution needs the name of the agent that runs it");
+        }
+        if attempt == 0 {
+            return refused("attempts count from 1: the first try of a task is attempt 1");
+        }
+        let mut task = self.task(task_id)?;
+        // The active execution is reported first: it is the real reason a second claim fails,
+        // while the task state (running) would only be a symptom of it.
+        if let Some(execution) = rows::active_execution_of(self.conn, task_id)? {
+            return Err(Fail::AlreadyActive {
+                task: task_id,
+                execution,
+            });
+        }
+        let needed = match kind {
+            ExecutionKind::Work => TaskState::Open,
+            ExecutionKind::Resume => TaskState::Waiting,
+        };
+        if task.state != needed {
+            return refused(format!(
+                "a {kind} execution needs task #{task_id} to be {needed}, but it is {}",
+                task.state
+            ));
+        }
+        let mut execution =
+            Execution::queued(ExecutionId(0), task_id, kind, agent, attempt, self.now);
+        execution.id = match rows::insert_execution(self.conn, &execution) {
+            Ok(id) => id,
+            // The partial unique index is the last line of defence against a second claim.
+            Err(e) if is_unique_violation(&e) => {
+                let active = rows::active_execution_of(self.conn, task_id)?;
+                return Err(match active {
+                    Some(execution) => Fail::AlreadyActive {
+                        task: task_id,
+                        execution,
+                    },
+                    None => Fail::Sql(e),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let from = task.state;
+        task.state = TaskState::Running;
+        rows::save_task_state(self.conn, task_id, TaskState::Running)?;
+        task.executions += 1;
+        task.nudged_at = None;
+        task.not_before = None;
+        let reason = Some(format!("{kind} execution #{} queued", execution.id));
+        self.save_task(
+            &mut task,
+            vec![EventKind::TaskStateChanged {
+                from,
+                to: TaskState::Running,
+                reason,
+            }],
+        )?;
+        let id = execution.id;
+        self.touch_execution(id);
+        self.emit(
+            EntityKind::Execution,
+            id.0,
+            EventKind::ExecutionCreated { execution },
+        )
+    }
+
+    fn set_execution_state(
+        &mut self,
+        id: ExecutionId,
+        to: ExecutionState,
+        reason: Option<String>,
+    ) -> Result<(), Fail> {
+        let mut e = self.execution(id)?;
+        if to.is_terminal() && e.state.is_active() {
+            return refused(format!(
+                "execution #{id} can only become {to} through finish_execution, which also \
+                 records its usage and outcome"
+            ));
+        }
+        check_execution_transition(&e, to)?;
+        let from = e.state;
+        e.state = to;
+        rows::save_execution_state(self.conn, id, to)?;
+        if to == ExecutionState::Running && e.started_at.is_none() {
+            e.started_at = Some(self.now);
+        }
+        self.save_execution(
+            &e,
+            vec![EventKind::ExecutionStateChanged { from, to, reason }],
+        )
+    }
+}
+
+fn check_execution_transition(e: &Execution, to: ExecutionState) -> Result<(), Fail> {
+    if e.state.can_transition_to(to) {
+        return Ok(());
+    }
+    let from = e.state;
+    let next: Vec<&str> = ExecutionState::ALL
+        .into_iter()
+        .filter(|s| from.can_transition_to(*s))
+        .map(|s| s.as_str())
+        .collect();
+    let options = if next.is_empty() {
+        format!("{from} is final")
+    } else {
+        format!("from {from} it can go to {}", next.join(", "))
+    };
+    refused(format!(
+        "execution #{} cannot go from {from} to {to}; {options}",
+        e.id
+    ))
+}
+
+fn terminal_execution_states() -> String {
+    ExecutionState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_agent_name(agent: Option<&str>) -> Result<(), Fail> {
+    match agent {
+        Some(name) if name.trim().is_empty() => {
+            refused("an agent name cannot be empty: name an agent, or leave the task unassigned")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}

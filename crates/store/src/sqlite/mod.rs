@@ -1,0 +1,405 @@
+//! `SqliteStore`: the [`Store`] on one SQLite file, shared by the engine and CLI processes.
+
+mod apply;
+mod migrate;
+mod rows;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, Timestamp};
+use rusqlite::config::DbConfig;
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, TransactionBehavior, params_from_iter};
+
+use crate::{Applied, Change, Error, ExecutionFilter, Store, TaskFilter};
+use rows::{ACTIVE_STATES_SQL, EXECUTION_COLUMNS, Fail, TASK_COLUMNS};
+
+/// How long a writer waits for another process's write transaction before giving up, unless
+/// [`OpenOptions`] say otherwise.
+pub const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Pages written to the WAL before a commit copies them back into the database file. Each
+/// checkpoint costs two fsyncs, which dominate the time of small transactions; SQLite's default
+/// of 1000 pages made `apply` about twice as slow. 10000 pages bound the WAL to about 40 MB.
+const WAL_AUTOCHECKPOINT: i64 = 10_000;
+
+/// Enough room for every statement the store prepares, including a few shapes of task filter.
+const STATEMENT_CACHE: usize = 64;
+
+/// The SQLite implementation of [`Store`].
+///
+/// It holds one connection behind a mutex and runs each statement synchronously inside the
+/// async methods. That is deliberate: the statements take well under a millisecond and the
+/// engine is the single main writer, so a blocking call is cheaper than any hand-off. rusqlite
+/// was chosen over sqlx for the same reason: its transactions are synchronous and cheap, while
+/// sqlx's SQLite driver moves every query to a worker thread and back.
+///
+/// Several processes open the same file at once (the engine and CLI commands). The file is in
+/// WAL mode so readers never block the writer, and every write transaction starts with
+/// `BEGIN IMMEDIATE`, taking the write lock up front: a transaction that read first and asked
+/// for the lock later could fail with a busy error that waiting cannot cure.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    place: Place,
+}
+
+/// How to open a [`SqliteStore`]. `OpenOptions::default()` is what [`SqliteStore::open`] uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// How long a write waits for another process to release the write lock before it fails
+    /// with [`Error::Busy`].
+    pub busy_timeout: std::time::Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            busy_timeout: DEFAULT_BUSY_TIMEOUT,
+        }
+    }
+}
+
+/// Where the store lives and how long it waits: what every error message needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    path: PathBuf,
+    busy_timeout: std::time::Duration,
+}
+
+impl Place {
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Turns an internal failure that is not tied to one change of a batch into an [`Error`].
+    pub(crate) fn error(&self, action: &'static str, fail: Fail) -> Error {
+        let path = self.path.clone();
+        match fail {
+            Fail::Sql(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                let waited_ms = u64::try_from(self.busy_timeout.as_millis()).unwrap_or(u64::MAX);
+                Error::Busy {
+                    path,
+                    action,
+                    waited_ms,
+                }
+            }
+            Fail::Sql(e) => Error::Database {
+                path,
+                action,
+                source: Box::new(e),
+            },
+            Fail::Corrupt(detail) => Error::Corrupt { path, detail },
+            // Refusals arise only while applying a batch, where `SqliteStore::change_fail` maps
+            // them with the change's index before they could reach here; index 0 is the only
+            // sensible fallback.
+            Fail::Refused(reason) => Error::Refused {
+                index: 0,
+                change: "unknown",
+                reason,
+            },
+            Fail::AlreadyActive { task, execution } => Error::AlreadyActive {
+                index: 0,
+                task,
+                execution,
+            },
+            Fail::AlreadyFinished { execution, state } => Error::AlreadyFinished {
+                index: 0,
+                execution,
+                state,
+            },
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.place.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path` with the default [`OpenOptions`], creating the file when it
+    /// is missing, and brings its schema up to date. Fails with [`Error::TooNew`] on a file
+    /// written by a newer build.
+    pub fn open(path: &Path) -> Result<SqliteStore, Error> {
+        SqliteStore::open_with(path, &OpenOptions::default())
+    }
+
+    /// Like [`SqliteStore::open`], with explicit options.
+    pub fn open_with(path: &Path, options: &OpenOptions) -> Result<SqliteStore, Error> {
+        let place = Place {
+            path: path.to_owned(),
+            busy_timeout: options.busy_timeout,
+        };
+        let db = |action: &'static str| {
+            let place = &place;
+            move |e: rusqlite::Error| place.error(action, e.into())
+        };
+        let mut conn = Connection::open(path).map_err(db("opening the file"))?;
+        // The timeout comes first so that switching to WAL waits for other openers too.
+        conn.busy_timeout(options.busy_timeout)
+            .map_err(db("setting the busy timeout"))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(db("switching to WAL mode"))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Database {
+                path: path.to_owned(),
+                action: "switching to WAL mode",
+                source: format!(
+                    "SQLite kept journal mode `{mode}`; the file must be on a local file system \
+                     that supports WAL"
+                )
+                .into(),
+            });
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db("setting synchronous"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db("enabling foreign keys"))?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT)
+            .map_err(db("setting the checkpoint interval"))?;
+        // With the query planner stability guarantee on, SQLite no longer re-compiles a
+        // statement each time a new id is bound to it, which it otherwise does for every query
+        // that could use the partial index on executions: a large cost on the hot path.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(db("configuring the query planner"))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        migrate::run(&mut conn, &place)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            place,
+        })
+    }
+
+    /// The file this store was opened on.
+    pub fn path(&self) -> &Path {
+        self.place.path()
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, Error> {
+        let conn = self.lock();
+        migrate::current_version(&conn).map_err(|e| self.fail(e, "reading the schema version"))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held cannot leave a transaction half-done: a dropped
+        // transaction rolls back. So the connection is still sound and the poison is ignored.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fail(&self, fail: Fail, action: &'static str) -> Error {
+        self.place.error(action, fail)
+    }
+
+    /// Adds the position and name of the change that failed.
+    fn change_fail(&self, fail: Fail, index: usize, change: &'static str) -> Error {
+        match fail {
+            Fail::Refused(reason) => Error::Refused {
+                index,
+                change,
+                reason,
+            },
+            Fail::AlreadyActive { task, execution } => Error::AlreadyActive {
+                index,
+                task,
+                execution,
+            },
+            Fail::AlreadyFinished { execution, state } => Error::AlreadyFinished {
+                index,
+                execution,
+                state,
+            },
+            other => self.fail(other, "applying changes"),
+        }
+    }
+
+    fn read<T>(
+        &self,
+        action: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, Fail>,
+    ) -> Result<T, Error> {
+        let conn = self.lock();
+        f(&conn).map_err(|e| self.fail(e, action))
+    }
+
+    fn apply_sync(
+        &self,
+        actor: &str,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Result<Applied, Error> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| self.fail(e.into(), "starting a write transaction"))?;
+        let mut batch = apply::Batch::new(&tx, actor, now);
+        for (index, change) in changes.into_iter().enumerate() {
+            let name = change.name();
+            // On error the transaction is dropped unfinished, which rolls the whole batch back.
+            batch
+                .apply(change)
+                .map_err(|e| self.change_fail(e, index, name))?;
+        }
+        let read_back = |batch: &apply::Batch<'_>| -> Result<Applied, Fail> {
+            let mut tasks = Vec::with_capacity(batch.tasks.len());
+            for &id in &batch.tasks {
+                tasks.extend(rows::load_task(&tx, id)?);
+            }
+            let mut executions = Vec::with_capacity(batch.executions.len());
+            for &id in &batch.executions {
+                executions.extend(rows::load_execution(&tx, id)?);
+            }
+            Ok(Applied {
+                events: Vec::new(),
+                tasks,
+                executions,
+            })
+        };
+        let mut applied = read_back(&batch).map_err(|e| self.fail(e, "applying changes"))?;
+        applied.events = std::mem::take(&mut batch.events);
+        tx.commit()
+            .map_err(|e| self.fail(e.into(), "committing changes"))?;
+        Ok(applied)
+    }
+}
+
+/// Builds the query for a task filter. Values are bound, never spliced into the SQL.
+fn task_query(filter: &TaskFilter) -> (String, Vec<Value>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if !filter.states.is_empty() {
+        let marks = vec!["?"; filter.states.len()].join(", ");
+        clauses.push(format!("state IN ({marks})"));
+        values.extend(
+            filter
+                .states
+                .iter()
+                .map(|s| Value::Text(s.as_str().to_owned())),
+        );
+    }
+    match filter.parent {
+        None => {}
+        Some(None) => clauses.push("parent IS NULL".into()),
+        Some(Some(parent)) => {
+            clauses.push("parent = ?".into());
+            values.push(Value::Integer(parent.0));
+        }
+    }
+    if let Some(label) = &filter.label {
+        clauses.push("EXISTS (SELECT 1 FROM json_each(tasks.labels) l WHERE l.value = ?)".into());
+        values.push(Value::Text(label.clone()));
+    }
+    if let Some(root) = filter.root {
+        clauses.push("root = ?".into());
+        values.push(Value::Integer(root.0));
+    }
+    let condition = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (
+        format!("SELECT {TASK_COLUMNS} FROM tasks{condition} ORDER BY id"),
+        values,
+    )
+}
+
+fn execution_query(filter: &ExecutionFilter) -> (String, Vec<Value>) {
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(task) = filter.task {
+        clauses.push("task_id = ?".into());
+        values.push(Value::Integer(task.0));
+    }
+    if filter.active_only {
+        clauses.push(format!("state IN {ACTIVE_STATES_SQL}"));
+    }
+    let condition = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    let sql = match filter.limit {
+        // The most recent `limit` executions, handed back oldest first like every other list.
+        Some(limit) => {
+            values.push(Value::Integer(i64::from(limit)));
+            format!(
+                "SELECT * FROM (SELECT {EXECUTION_COLUMNS} FROM executions{condition} \
+                 ORDER BY id DESC LIMIT ?) ORDER BY id"
+            )
+        }
+        None => format!("SELECT {EXECUTION_COLUMNS} FROM executions{condition} ORDER BY id"),
+    };
+    (sql, values)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn apply(
+        &self,
+        actor: &str,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Result<Applied, Error> {
+        self.apply_sync(actor, now, changes)
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<Task>, Error> {
+        self.read("reading a task", |c| rows::load_task(c, id))
+    }
+
+    async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error> {
+        let (sql, values) = task_query(filter);
+        self.read("listing tasks", |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    async fn children(&self, id: TaskId) -> Result<Vec<Task>, Error> {
+        self.tasks(&TaskFilter {
+            parent: Some(Some(id)),
+            ..TaskFilter::default()
+        })
+        .await
+    }
+
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, Error> {
+        self.read("reading an execution", |c| rows::load_execution(c, id))
+    }
+
+    async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, Error> {
+        let (sql, values) = execution_query(filter);
+        self.read("listing executions", |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(values), rows::execution_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
+    async fn events_after(&self, seq: u64, limit: u32) -> Result<Vec<Event>, Error> {
+        self.read("reading events", |c| rows::events_after(c, seq, limit))
+    }
+
+    async fn entity_events(&self, entity: EntityKind, id: i64) -> Result<Vec<Event>, Error> {
+        self.read("reading events", |c| rows::entity_events(c, entity, id))
+    }
+
+    async fn last_seq(&self) -> Result<u64, Error> {
+        self.read("reading the last event number", rows::last_seq)
+    }
+}

@@ -1,0 +1,452 @@
+//! Reading and writing single rows of the SQLite tables, and the internal failure type.
+//!
+//! Every statement goes through `prepare_cached`, so after the first use of a statement the
+//! store only binds and steps it; `apply` does no per-call schema or parsing work.
+
+use std::str::FromStr;
+
+use domain::{
+    EntityKind, Event, EventKind, Execution, ExecutionId, ExecutionState, Task, TaskId, TaskState,
+    Timestamp, Usage,
+};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+/// Why an internal step failed, before the store adds the database path and the change index.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// The driver failed.
+    Sql(rusqlite::Error),
+    /// A stored value could not be read back.
+    Corrupt(String),
+    /// The change broke a rule; the text explains it to a person.
+    Refused(String),
+    AlreadyActive {
+        task: TaskId,
+        execution: ExecutionId,
+    },
+    AlreadyFinished {
+        execution: ExecutionId,
+        state: ExecutionState,
+    },
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            // Conversion failures mean a stored value is not what this build wrote, which is
+            // a different problem for the user than a failing disk.
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::InvalidColumnType(..) => Fail::Corrupt(e.to_string()),
+            other => Fail::Sql(other),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Fail {
+    fn from(e: serde_json::Error) -> Self {
+        Fail::Corrupt(format!("bad JSON: {e}"))
+    }
+}
+
+pub(crate) fn refused<T>(reason: impl Into<String>) -> Result<T, Fail> {
+    Err(Fail::Refused(reason.into()))
+}
+
+/// The columns of a task row, in the order [`task_from_row`] reads them. The last column
+/// gathers the task's dependencies so one statement reads a consistent task.
+pub(crate) const TASK_COLUMNS: &str = "id, title, body, labels, priority, state, parent, root, \
+     depth, agent, created_at, updated_at, nudged_at, not_before, attempts, continuations, \
+     executions, summary, branch, \
+     (SELECT json_group_array(d.blocked_by) FROM task_deps d WHERE d.task_id = tasks.id)";
+
+/// The columns of an execution row, in the order [`execution_from_row`] reads them.
+pub(crate) const EXECUTION_COLUMNS: &str = "id, task_id, kind, agent, attempt, iteration, state, \
+     queued_at, started_at, ended_at, pid, exit_code, score, wall_ms, cpu_ms, summary, log_path";
+
+const EVENT_COLUMNS: &str = "seq, at, entity, entity_id, entity_seq, actor, data";
+
+/// The SQL list of active execution states, matching the partial unique index.
+pub(crate) const ACTIVE_STATES_SQL: &str = "('queued', 'preparing', 'running', 'validating')";
+
+fn parsed<T: FromStr<Err = String>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    text.parse()
+        .map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, e.into()))
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, e.into()))
+}
+
+fn timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(row.get::<_, Option<i64>>(idx)?.map(Timestamp))
+}
+
+fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(idx)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, value))
+}
+
+/// Stores a `u64` counter in SQLite's signed integer; values past `i64::MAX` cannot occur for
+/// milliseconds or sequence numbers, so they saturate instead of failing a write.
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
+    let mut blocked_by: Vec<TaskId> = json(row, 19)?;
+    blocked_by.sort();
+    Ok(Task {
+        id: TaskId(row.get(0)?),
+        title: row.get(1)?,
+        body: row.get(2)?,
+        labels: json(row, 3)?,
+        priority: row.get(4)?,
+        state: parsed(row, 5)?,
+        parent: row.get::<_, Option<i64>>(6)?.map(TaskId),
+        root: TaskId(row.get(7)?),
+        depth: row.get(8)?,
+        blocked_by,
+        agent: row.get(9)?,
+        created_at: Timestamp(row.get(10)?),
+        updated_at: Timestamp(row.get(11)?),
+        nudged_at: timestamp(row, 12)?,
+        not_before: timestamp(row, 13)?,
+        attempts: row.get(14)?,
+        continuations: row.get(15)?,
+        executions: row.get(16)?,
+        summary: row.get(17)?,
+        branch: row.get(18)?,
+    })
+}
+
+pub(crate) fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
+    Ok(Execution {
+        id: ExecutionId(row.get(0)?),
+        task_id: TaskId(row.get(1)?),
+        kind: parsed(row, 2)?,
+        agent: row.get(3)?,
+        attempt: row.get(4)?,
+        iteration: row.get(5)?,
+        state: parsed(row, 6)?,
+        queued_at: Timestamp(row.get(7)?),
+        started_at: timestamp(row, 8)?,
+        ended_at: timestamp(row, 9)?,
+        pid: row.get(10)?,
+        exit_code: row.get(11)?,
+        score: row.get(12)?,
+        usage: Usage {
+            wall_ms: unsigned(row, 13)?,
+            cpu_ms: unsigned(row, 14)?,
+        },
+        summary: row.get(15)?,
+        log_path: row.get(16)?,
+    })
+}
+
+fn entity_from_str(idx: usize, text: &str) -> rusqlite::Result<EntityKind> {
+    match text {
+        "task" => Ok(EntityKind::Task),
+        "execution" => Ok(EntityKind::Execution),
+        other => Err(rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            Type::Text,
+            format!("`{other}` is not an entity kind").into(),
+        )),
+    }
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    let entity: String = row.get(2)?;
+    Ok(Event {
+        seq: unsigned(row, 0)?,
+        at: Timestamp(row.get(1)?),
+        entity: entity_from_str(2, &entity)?,
+        entity_id: row.get(3)?,
+        entity_seq: unsigned(row, 4)?,
+        actor: row.get(5)?,
+        kind: json(row, 6)?,
+    })
+}
+
+pub(crate) fn load_task(conn: &Connection, id: TaskId) -> Result<Option<Task>, Fail> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt.query_row([id.0], task_from_row).optional()?)
+}
+
+pub(crate) fn load_execution(
+    conn: &Connection,
+    id: ExecutionId,
+) -> Result<Option<Execution>, Fail> {
+    let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt.query_row([id.0], execution_from_row).optional()?)
+}
+
+/// The task's execution in an active state, if any.
+pub(crate) fn active_execution_of(
+    conn: &Connection,
+    task: TaskId,
+) -> Result<Option<ExecutionId>, Fail> {
+    let sql = format!(
+        "SELECT id FROM executions WHERE task_id = ?1 AND state IN {ACTIVE_STATES_SQL} \
+         ORDER BY id LIMIT 1"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    Ok(stmt
+        .query_row([task.0], |r| r.get(0))
+        .optional()?
+        .map(ExecutionId))
+}
+
+/// Inserts a new task row and returns its id. The caller fixes `root` for a top-level task,
+/// whose root is its own id and so is not known before the insert.
+pub(crate) fn insert_task(conn: &Connection, task: &Task) -> Result<TaskId, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO tasks (title, body, labels, priority, state, parent, root, depth, agent, \
+         created_at, updated_at, nudged_at, not_before, attempts, continuations, executions, \
+         summary, branch) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+    )?;
+    stmt.execute(params![
+        task.title,
+        task.body,
+        serde_json::to_string(&task.labels)?,
+        task.priority,
+        task.state.as_str(),
+        task.parent.map(|p| p.0),
+        task.root.0,
+        task.depth,
+        task.agent,
+        task.created_at.0,
+        task.updated_at.0,
+        task.nudged_at.map(|t| t.0),
+        task.not_before.map(|t| t.0),
+        task.attempts,
+        task.continuations,
+        task.executions,
+        task.summary,
+        task.branch,
+    ])?;
+    Ok(TaskId(conn.last_insert_rowid()))
+}
+
+/// Writes the columns of a task row that change over its life, except `state`.
+///
+/// Columns that never change (`parent`, `root`, `depth`, `created_at`) and `state` are left out
+/// on purpose: SQLite rewrites the entry of every index whose column is named in an UPDATE,
+/// even when the value stays the same, and each rewritten index page is one more page to write
+/// to the log at commit. State changes go through [`save_task_state`].
+pub(crate) fn save_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE tasks SET title = ?2, body = ?3, labels = ?4, priority = ?5, agent = ?6, \
+         updated_at = ?7, nudged_at = ?8, not_before = ?9, attempts = ?10, continuations = ?11, \
+         executions = ?12, summary = ?13, branch = ?14 WHERE id = ?1",
+    )?;
+    stmt.execute(params![
+        task.id.0,
+        task.title,
+        task.body,
+        serde_json::to_string(&task.labels)?,
+        task.priority,
+        task.agent,
+        task.updated_at.0,
+        task.nudged_at.map(|t| t.0),
+        task.not_before.map(|t| t.0),
+        task.attempts,
+        task.continuations,
+        task.executions,
+        task.summary,
+        task.branch,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn save_task_state(conn: &Connection, id: TaskId, state: TaskState) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached("UPDATE tasks SET state = ?2 WHERE id = ?1")?;
+    stmt.execute(params![id.0, state.as_str()])?;
+    Ok(())
+}
+
+/// Makes a new top-level task its own root, which needs its id and so follows the insert.
+pub(crate) fn make_own_root(conn: &Connection, id: TaskId) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached("UPDATE tasks SET root = id WHERE id = ?1")?;
+    stmt.execute([id.0])?;
+    Ok(())
+}
+
+pub(crate) fn has_dependency(
+    conn: &Connection,
+    task: TaskId,
+    blocked_by: TaskId,
+) -> Result<bool, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM task_deps WHERE task_id = ?1 AND blocked_by = ?2)",
+    )?;
+    Ok(stmt.query_row([task.0, blocked_by.0], |r| r.get(0))?)
+}
+
+/// The tasks `task` is directly blocked by.
+pub(crate) fn dependencies(conn: &Connection, task: TaskId) -> Result<Vec<TaskId>, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT blocked_by FROM task_deps WHERE task_id = ?1 ORDER BY blocked_by",
+    )?;
+    let rows = stmt.query_map([task.0], |r| r.get(0))?;
+    Ok(rows.map(|r| r.map(TaskId)).collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn insert_dependency(
+    conn: &Connection,
+    task: TaskId,
+    blocked_by: TaskId,
+) -> Result<(), Fail> {
+    let mut stmt =
+        conn.prepare_cached("INSERT INTO task_deps (task_id, blocked_by) VALUES (?1, ?2)")?;
+    stmt.execute([task.0, blocked_by.0])?;
+    Ok(())
+}
+
+pub(crate) fn delete_dependency(
+    conn: &Connection,
+    task: TaskId,
+    blocked_by: TaskId,
+) -> Result<(), Fail> {
+    let mut stmt =
+        conn.prepare_cached("DELETE FROM task_deps WHERE task_id = ?1 AND blocked_by = ?2")?;
+    stmt.execute([task.0, blocked_by.0])?;
+    Ok(())
+}
+
+/// Inserts a new execution row and returns its id.
+pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Result<ExecutionId> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO executions (task_id, kind, agent, attempt, iteration, state, queued_at, \
+         started_at, ended_at, pid, exit_code, score, wall_ms, cpu_ms, summary, log_path) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+    )?;
+    stmt.execute(params![
+        e.task_id.0,
+        e.kind.as_str(),
+        e.agent,
+        e.attempt,
+        e.iteration,
+        e.state.as_str(),
+        e.queued_at.0,
+        e.started_at.map(|t| t.0),
+        e.ended_at.map(|t| t.0),
+        e.pid,
+        e.exit_code,
+        e.score,
+        signed(e.usage.wall_ms),
+        signed(e.usage.cpu_ms),
+        e.summary,
+        e.log_path,
+    ])?;
+    Ok(ExecutionId(conn.last_insert_rowid()))
+}
+
+/// Writes the columns of an execution row that change over its life, except `state`, for the
+/// reason given at [`save_task`]. State changes go through [`save_execution_state`].
+pub(crate) fn save_execution(conn: &Connection, e: &Execution) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE executions SET iteration = ?2, started_at = ?3, ended_at = ?4, pid = ?5, \
+         exit_code = ?6, score = ?7, wall_ms = ?8, cpu_ms = ?9, summary = ?10, log_path = ?11 \
+         WHERE id = ?1",
+    )?;
+    stmt.execute(params![
+        e.id.0,
+        e.iteration,
+        e.started_at.map(|t| t.0),
+        e.ended_at.map(|t| t.0),
+        e.pid,
+        e.exit_code,
+        e.score,
+        signed(e.usage.wall_ms),
+        signed(e.usage.cpu_ms),
+        e.summary,
+        e.log_path,
+    ])?;
+    Ok(())
+}
+
+pub(crate) fn save_execution_state(
+    conn: &Connection,
+    id: ExecutionId,
+    state: ExecutionState,
+) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached("UPDATE executions SET state = ?2 WHERE id = ?1")?;
+    stmt.execute(params![id.0, state.as_str()])?;
+    Ok(())
+}
+
+/// Appends one event with the next global `seq` and the entity's next `entity_seq`.
+pub(crate) fn append_event(
+    conn: &Connection,
+    actor: &str,
+    at: Timestamp,
+    entity: EntityKind,
+    entity_id: i64,
+    kind: EventKind,
+) -> Result<Event, Fail> {
+    let entity_seq: i64 = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT COALESCE(MAX(entity_seq), 0) + 1 FROM events \
+             WHERE entity = ?1 AND entity_id = ?2",
+        )?;
+        stmt.query_row(params![entity.as_str(), entity_id], |r| r.get(0))?
+    };
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (at, entity, entity_id, entity_seq, actor, type, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    stmt.execute(params![
+        at.0,
+        entity.as_str(),
+        entity_id,
+        entity_seq,
+        actor,
+        kind.name(),
+        serde_json::to_string(&kind)?,
+    ])?;
+    Ok(Event {
+        seq: conn.last_insert_rowid() as u64,
+        at,
+        entity,
+        entity_id,
+        entity_seq: entity_seq as u64,
+        actor: actor.to_owned(),
+        kind,
+    })
+}
+
+pub(crate) fn events_after(conn: &Connection, seq: u64, limit: u32) -> Result<Vec<Event>, Fail> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![signed(seq), limit], event_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn entity_events(
+    conn: &Connection,
+    entity: EntityKind,
+    id: i64,
+) -> Result<Vec<Event>, Fail> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE entity = ?1 AND entity_id = ?2 \
+         ORDER BY entity_seq"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![entity.as_str(), id], event_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn last_seq(conn: &Connection) -> Result<u64, Fail> {
+    let mut stmt = conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events")?;
+    let seq: i64 = stmt.query_row([], |r| r.get(0))?;
+    Ok(seq.max(0) as u64)
+}

@@ -1,0 +1,47 @@
+//! Integration tests of the store against real SQLite files in temporary directories.
+
+mod durability;
+mod events;
+mod executions;
+mod tasks;
+
+use std::path::PathBuf;
+
+use domain::{NewTask, Task, TaskId, Timestamp};
+use store::{Change, SqliteStore, Store};
+use tempfile::TempDir;
+
+/// The time the tests pretend it is; each test moves it explicitly where time matters.
+pub const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+/// A fresh store in its own temporary directory. The directory must outlive the store.
+pub fn fresh() -> (TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(&db_path(&dir)).expect("a fresh database opens");
+    (dir, store)
+}
+
+pub fn db_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("agentgrid.db")
+}
+
+/// Creates one task and returns it as stored.
+pub async fn create(store: &SqliteStore, new: NewTask) -> Task {
+    let applied = store
+        .apply("cli", T0, vec![Change::CreateTask(new)])
+        .await
+        .expect("task created");
+    assert_eq!(applied.tasks.len(), 1);
+    applied.tasks[0].clone()
+}
+
+pub async fn create_titled(store: &SqliteStore, title: &str) -> TaskId {
+    create(store, NewTask::titled(title)).await.id
+}
+
+pub fn sub_task(title: &str, parent: TaskId) -> NewTask {
+    NewTask {
+        parent: Some(parent),
+        ..NewTask::titled(title)
+    }
+}

@@ -1,0 +1,77 @@
+//! How workspaces are laid out and which hooks run in them.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the repository and its task worktrees live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceConfig {
+    /// The top of the main checkout.
+    pub repo_root: PathBuf,
+    /// The directory holding one worktree per task, such as `<repo>/.agentgrid/workspaces`.
+    /// A relative path is taken from `repo_root`.
+    pub root: PathBuf,
+    /// What a top-level task's branch starts from: `HEAD` or a branch name.
+    pub base: String,
+    pub hooks: Hooks,
+    /// How long one hook may run before its process group is killed.
+    pub hook_timeout: Duration,
+}
+
+/// Shell lines run with `sh -c` inside a workspace at fixed moments of its life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hooks {
+    /// Once, right after the worktree was checked out (install dependencies, say).
+    pub after_create: Option<String>,
+    /// Before each agent run.
+    pub before_run: Option<String>,
+    /// After each agent run.
+    pub after_run: Option<String>,
+    /// Before the worktree is removed; a failure keeps it.
+    pub before_remove: Option<String>,
+}
+
+impl Hooks {
+    pub fn get(&self, kind: HookKind) -> Option<&str> {
+        match kind {
+            HookKind::AfterCreate => self.after_create.as_deref(),
+            HookKind::BeforeRun => self.before_run.as_deref(),
+            HookKind::AfterRun => self.after_run.as_deref(),
+            HookKind::BeforeRemove => self.before_remove.as_deref(),
+        }
+    }
+}
+
+/// Which hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookKind {
+    AfterCreate,
+    BeforeRun,
+    AfterRun,
+    BeforeRemove,
+}
+
+impl HookKind {
+    pub const ALL: [HookKind; 4] = [
+        HookKind::AfterCreate,
+        HookKind::BeforeRun,
+        HookKind::AfterRun,
+        HookKind::BeforeRemove,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookKind::AfterCreate => "after_create",
+            HookKind::BeforeRun => "before_run",
+            HookKind::AfterRun => "after_run",
+            HookKind::BeforeRemove => "before_remove",
+        }
+    }
+}
+
+impl fmt::Display for HookKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,84 @@
+//! The one error type of the workspace crate.
+
+use std::io;
+use std::path::PathBuf;
+
+use domain::TaskId;
+
+use crate::HookKind;
+
+/// Everything that can go wrong while making, using or removing a task's workspace.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// git or a hook could not be started at all.
+    #[error(transparent)]
+    Launch(#[from] launch::Error),
+
+    #[error("`{command}` in `{dir}` {status}: {output}")]
+    Git {
+        command: String,
+        dir: PathBuf,
+        status: String,
+        output: String,
+    },
+
+    #[error(
+        "`{repo}` is not a git repository ({output}); point repo_root at the top of a git checkout"
+    )]
+    NotARepository { repo: PathBuf, output: String },
+
+    #[error("the repository `{repo}` has no commits: make a first commit, then try again")]
+    NoCommits { repo: PathBuf },
+
+    #[error(
+        "cannot start the branch of task {task} from `{start}`: no such commit, branch or tag in \
+         `{repo}`; check the configured base branch or the parent task's branch"
+    )]
+    UnknownStartPoint {
+        task: TaskId,
+        start: String,
+        repo: PathBuf,
+    },
+
+    #[error(
+        "cannot make the workspace of task {task} at `{path}`: something that is not its git \
+         worktree is already there; move it away or delete it, then try again"
+    )]
+    PathTaken { task: TaskId, path: PathBuf },
+
+    #[error(
+        "the worktree at `{path}` has `{found}` checked out, not `{expected}`; remove that \
+         worktree (git worktree remove) so the task's own branch can be checked out there"
+    )]
+    WrongBranch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+
+    #[error("the {hook} hook failed in `{path}` ({status}); its last output:\n{output}")]
+    Hook {
+        hook: HookKind,
+        path: PathBuf,
+        status: String,
+        output: String,
+    },
+
+    #[error(
+        "refusing to {action} `{path}`: it has uncommitted changes ({}); commit them first",
+        files.join(", ")
+    )]
+    Uncommitted {
+        action: &'static str,
+        path: PathBuf,
+        files: Vec<String>,
+    },
+
+    #[error("cannot {action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,593 @@
+//! [`Workspaces`]: making, hooking, committing, merging and removing task worktrees.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::Duration;
+
+use domain::TaskId;
+use launch::LaunchSpec;
+
+use crate::busy::processes_using;
+use crate::git::{WorktreeEntry, failure, git, git_ok, parse_worktree_list, split_z, transient};
+use crate::{Error, HookKind, WorkspaceConfig};
+
+/// How much of a hook's output is kept for its error message.
+const HOOK_CAPTURE: usize = 16 * 1024;
+/// How many characters of a failing hook's output its error shows.
+const HOOK_TAIL_CHARS: usize = 4000;
+/// The pause before the one retry after losing a lock race; spread by task so that two losers
+/// do not collide again.
+const LOCK_RETRY_BASE: Duration = Duration::from_millis(150);
+
+/// A task's checked-out worktree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    pub task: TaskId,
+    pub path: PathBuf,
+    pub branch: String,
+    /// Whether this call checked it out (and ran `after_create`), rather than finding it.
+    pub created: bool,
+}
+
+/// What [`Workspaces::merge_branch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeOutcome {
+    /// A merge commit was made.
+    Merged { commit: String },
+    /// The branch held nothing new.
+    UpToDate,
+    /// The branches conflict in these files; the merge was aborted and nothing changed.
+    Conflict { files: Vec<String> },
+}
+
+/// What [`Workspaces::remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    /// The worktree is gone; its branch, with every commit, remains.
+    Removed,
+    /// There was no worktree directory to remove (stale records were pruned).
+    AlreadyGone,
+    /// These processes still work inside it, so it was left alone. Try again once they ended.
+    Busy { pids: Vec<i32> },
+}
+
+/// One lock per repository for the commands that change or read git's worktree records (add,
+/// prune, remove, list). git reads every worktree's record while adding one, and fails on a
+/// record another `git worktree add` is still writing; taking turns inside this process avoids
+/// that, and a retry covers other processes.
+static WORKTREE_ADMIN: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The worktrees of one repository, one per task, under one root directory.
+pub struct Workspaces {
+    cfg: WorkspaceConfig,
+    root: PathBuf,
+    admin: Arc<tokio::sync::Mutex<()>>,
+    /// One lock per task, so that two calls for the same task inside this process take turns.
+    task_locks: Mutex<HashMap<TaskId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Workspaces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workspaces")
+            .field("cfg", &self.cfg)
+            .finish()
+    }
+}
+
+impl Workspaces {
+    pub fn new(cfg: WorkspaceConfig) -> Workspaces {
+        let root = if cfg.root.is_absolute() {
+            cfg.root.clone()
+        } else {
+            cfg.repo_root.join(&cfg.root)
+        };
+        let key = cfg
+            .repo_root
+            .canonicalize()
+            .unwrap_or_else(|_| cfg.repo_root.clone());
+        let admin = WORKTREE_ADMIN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_default()
+            .clone();
+        Workspaces {
+            cfg,
+            root,
+            admin,
+            task_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &WorkspaceConfig {
+        &self.cfg
+    }
+
+    /// The branch holding a task's work: `agentgrid/task-<id>`.
+    pub fn branch_name(task: TaskId) -> String {
+        format!("agentgrid/task-{}", task.0)
+    }
+
+    /// Where a task's worktree lives: `<root>/task-<id>`.
+    pub fn path_of(&self, task: TaskId) -> PathBuf {
+        self.root.join(format!("task-{}", task.0))
+    }
+
+    /// Returns the task's worktree, checking it out first if needed. The branch is created from
+    /// `start_from` (a parent task's branch) or the configured base the first time; later calls
+    /// reuse the worktree, or check the existing branch out again if its directory was deleted.
+    /// `after_create` runs on every fresh checkout; if it fails, the checkout is undone (the
+    /// branch stays) so that the next call tries again.
+    pub async fn ensure(&self, task: TaskId, start_from: Option<&str>) -> Result<Workspace, Error> {
+        let lock = self.task_lock(task);
+        let _turn = lock.lock().await;
+        let repo = self.cfg.repo_root.as_path();
+        let path = self.path_of(task);
+        let branch = Self::branch_name(task);
+        self.check_repository().await?;
+
+        let mut admin = self.admin.lock().await;
+        let worktrees = self.worktrees_unlocked().await?;
+        if let Some(entry) = worktrees.iter().find(|e| same_path(&e.path, &path))
+            && !entry.prunable
+            && path.is_dir()
+        {
+            return match &entry.branch {
+                Some(found) if *found == branch => Ok(Workspace {
+                    task,
+                    path,
+                    branch,
+                    created: false,
+                }),
+                other => Err(Error::WrongBranch {
+                    path,
+                    expected: branch,
+                    found: other.clone().unwrap_or_else(|| "a detached HEAD".into()),
+                }),
+            };
+        }
+        if path.exists() {
+            return Err(Error::PathTaken { task, path });
+        }
+        std::fs::create_dir_all(&self.root).map_err(|source| Error::Io {
+            action: "create the workspace root",
+            path: self.root.clone(),
+            source,
+        })?;
+        self.exclude_root_from_repo();
+
+        let path_arg = path.to_string_lossy().into_owned();
+        for attempt in 0..2 {
+            // Forget worktrees whose directories were deleted by hand, this task's included, so
+            // that its branch may be checked out again.
+            git_ok(repo, &["worktree", "prune"]).await?;
+            let args: Vec<String> = if self.branch_exists(&branch).await? {
+                vec![
+                    "worktree".into(),
+                    "add".into(),
+                    path_arg.clone(),
+                    branch.clone(),
+                ]
+            } else {
+                let start = self.start_point(task, start_from).await?;
+                vec![
+                    "worktree".into(),
+                    "add".into(),
+                    "-b".into(),
+                    branch.clone(),
+                    path_arg.clone(),
+                    start,
+                ]
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = git(repo, &args).await?;
+            if out.success() {
+                break;
+            }
+            if attempt == 0 && transient(&out) {
+                tracing::debug!(%task, output = %out.combined(), "lost a race with another git process; retrying once");
+                // The pause is taken without the admin lock, so other tasks are not held up by it.
+                drop(admin);
+                tokio::time::sleep(LOCK_RETRY_BASE * (1 + (task.0.unsigned_abs() % 5) as u32))
+                    .await;
+                admin = self.admin.lock().await;
+                continue;
+            }
+            return Err(failure(repo, &args, &out));
+        }
+        drop(admin);
+
+        let ws = Workspace {
+            task,
+            path,
+            branch,
+            created: true,
+        };
+        if let Err(e) = self.run_hook(&ws, HookKind::AfterCreate, &[]).await {
+            let path_arg = ws.path.to_string_lossy().into_owned();
+            let _admin = self.admin.lock().await;
+            if let Err(undo) = git_ok(repo, &["worktree", "remove", "--force", &path_arg]).await {
+                tracing::warn!(error = %undo, "cannot undo the checkout after a failed after_create hook");
+            }
+            return Err(e);
+        }
+        Ok(ws)
+    }
+
+    /// Runs one hook with `sh -c` inside the workspace. Besides `env`, it sees
+    /// `AGENTGRID_HOOK`, `AGENTGRID_TASK_ID`, `AGENTGRID_WORKSPACE` and `AGENTGRID_BRANCH`.
+    /// A hook that is not configured does nothing; one that fails or runs out of time is an error
+    /// carrying the tail of its output.
+    pub async fn run_hook(
+        &self,
+        ws: &Workspace,
+        hook: HookKind,
+        env: &[(String, String)],
+    ) -> Result<(), Error> {
+        let Some(script) = self.cfg.hooks.get(hook) else {
+            return Ok(());
+        };
+        let mut spec = LaunchSpec::new("sh", &ws.path)
+            .args(["-c", script])
+            .with_env("AGENTGRID_HOOK", hook.as_str())
+            .with_env("AGENTGRID_TASK_ID", ws.task.to_string())
+            .with_env("AGENTGRID_WORKSPACE", ws.path.to_string_lossy())
+            .with_env("AGENTGRID_BRANCH", ws.branch.as_str());
+        for (key, value) in env {
+            spec = spec.with_env(key.as_str(), value.as_str());
+        }
+        let out = launch::run(spec, self.cfg.hook_timeout, HOOK_CAPTURE).await?;
+        if out.success() {
+            return Ok(());
+        }
+        Err(Error::Hook {
+            hook,
+            path: ws.path.clone(),
+            status: out.describe(),
+            output: last_chars(&out.combined(), HOOK_TAIL_CHARS),
+        })
+    }
+
+    /// Commits everything in the workspace, untracked files included (ignored ones excepted).
+    /// Returns the new HEAD, or `None` when there was nothing to commit.
+    pub async fn commit_all(&self, ws: &Workspace, message: &str) -> Result<Option<String>, Error> {
+        git_ok(&ws.path, &["add", "-A"]).await?;
+        let staged = git(&ws.path, &["diff", "--cached", "--quiet"]).await?;
+        match staged.code {
+            Some(0) => return Ok(None),
+            Some(1) => {}
+            _ => return Err(failure(&ws.path, &["diff", "--cached", "--quiet"], &staged)),
+        }
+        // Signing would need a key and repository hooks could veto the commit; neither belongs
+        // to an automatic commit whose content the validators judge.
+        git_ok(
+            &ws.path,
+            &[
+                "-c",
+                "commit.gpgsign=false",
+                "commit",
+                "--quiet",
+                "--no-verify",
+                "-m",
+                message,
+            ],
+        )
+        .await?;
+        self.head(ws).await.map(Some)
+    }
+
+    /// Merges `branch` into the workspace with a merge commit (`--no-ff`). On a conflict the
+    /// merge is aborted, leaving the workspace as it was, and the conflicting files are returned.
+    pub async fn merge_branch(
+        &self,
+        into: &Workspace,
+        branch: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, Error> {
+        let dirty = status_files(
+            &git_ok(
+                &into.path,
+                &["status", "--porcelain", "-z", "--untracked-files=no"],
+            )
+            .await?,
+        );
+        if !dirty.is_empty() {
+            return Err(Error::Uncommitted {
+                action: "merge into",
+                path: into.path.clone(),
+                files: dirty,
+            });
+        }
+        let before = self.head(into).await?;
+        let args = [
+            "-c",
+            "commit.gpgsign=false",
+            "merge",
+            "--no-ff",
+            "--no-verify",
+            "-m",
+            message,
+            // A branch name can never be mistaken for an option.
+            "--end-of-options",
+            branch,
+        ];
+        let out = git(&into.path, &args).await?;
+        if out.success() {
+            let after = self.head(into).await?;
+            return Ok(if after == before {
+                MergeOutcome::UpToDate
+            } else {
+                MergeOutcome::Merged { commit: after }
+            });
+        }
+        let files = split_z(
+            &git_ok(
+                &into.path,
+                &["diff", "--name-only", "--diff-filter=U", "-z"],
+            )
+            .await?,
+        );
+        if files.is_empty() {
+            return Err(failure(&into.path, &args, &out));
+        }
+        git_ok(&into.path, &["merge", "--abort"]).await?;
+        Ok(MergeOutcome::Conflict { files })
+    }
+
+    /// Removes the worktree, keeping its branch so that no commit is ever lost. Leaves it alone
+    /// while any process works inside it ([`RemoveOutcome::Busy`]), and refuses with an error if
+    /// it holds uncommitted changes. Runs `before_remove` first; a failing hook keeps it too.
+    pub async fn remove(&self, ws: &Workspace) -> Result<RemoveOutcome, Error> {
+        let lock = self.task_lock(ws.task);
+        let _turn = lock.lock().await;
+        let repo = self.cfg.repo_root.as_path();
+        if !ws.path.exists() {
+            let _admin = self.admin.lock().await;
+            git_ok(repo, &["worktree", "prune"]).await?;
+            return Ok(RemoveOutcome::AlreadyGone);
+        }
+        let pids = processes_using(&ws.path);
+        if !pids.is_empty() {
+            return Ok(RemoveOutcome::Busy { pids });
+        }
+        let dirty = status_files(&git_ok(&ws.path, &["status", "--porcelain", "-z"]).await?);
+        if !dirty.is_empty() {
+            return Err(Error::Uncommitted {
+                action: "remove",
+                path: ws.path.clone(),
+                files: dirty,
+            });
+        }
+        self.run_hook(ws, HookKind::BeforeRemove, &[]).await?;
+        // The hook may have started something that still runs there.
+        let pids = processes_using(&ws.path);
+        if !pids.is_empty() {
+            return Ok(RemoveOutcome::Busy { pids });
+        }
+        // No --force: should anything have changed since the check, git refuses rather than
+        // throwing work away.
+        let path_arg = ws.path.to_string_lossy().into_owned();
+        let _admin = self.admin.lock().await;
+        git_ok(repo, &["worktree", "remove", &path_arg]).await?;
+        Ok(RemoveOutcome::Removed)
+    }
+
+    /// agentgrid's worktrees: those checked out under the root as `task-<id>`.
+    pub async fn list(&self) -> Result<Vec<Workspace>, Error> {
+        let mut found: Vec<Workspace> = self
+            .worktrees()
+            .await?
+            .into_iter()
+            .filter(|e| !e.prunable && e.path.is_dir())
+            .filter_map(|e| {
+                let task = e
+                    .path
+                    .file_name()?
+                    .to_str()?
+                    .strip_prefix("task-")?
+                    .parse::<i64>()
+                    .ok()?;
+                let task = TaskId(task);
+                let path = self.path_of(task);
+                same_path(&e.path, &path).then(|| Workspace {
+                    task,
+                    path,
+                    branch: e.branch.unwrap_or_else(|| Self::branch_name(task)),
+                    created: false,
+                })
+            })
+            .collect();
+        found.sort_by_key(|ws| ws.task);
+        Ok(found)
+    }
+
+    /// The commit checked out in the workspace.
+    pub async fn head(&self, ws: &Workspace) -> Result<String, Error> {
+        Ok(git_ok(&ws.path, &["rev-parse", "HEAD"])
+            .await?
+            .trim()
+            .to_string())
+    }
+
+    fn task_lock(&self, task: TaskId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .task_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        locks.entry(task).or_default().clone()
+    }
+
+    async fn check_repository(&self) -> Result<(), Error> {
+        let repo = &self.cfg.repo_root;
+        if !repo.is_dir() {
+            return Err(Error::NotARepository {
+                repo: repo.clone(),
+                output: "no such directory".into(),
+            });
+        }
+        let out = git(repo, &["rev-parse", "--git-dir"]).await?;
+        if !out.success() {
+            return Err(Error::NotARepository {
+                repo: repo.clone(),
+                output: out.combined(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn worktrees(&self) -> Result<Vec<WorktreeEntry>, Error> {
+        let _admin = self.admin.lock().await;
+        self.worktrees_unlocked().await
+    }
+
+    /// The worktree records, for a caller that holds the admin lock.
+    async fn worktrees_unlocked(&self) -> Result<Vec<WorktreeEntry>, Error> {
+        let text = git_ok(&self.cfg.repo_root, &["worktree", "list", "--porcelain"]).await?;
+        Ok(parse_worktree_list(&text))
+    }
+
+    async fn branch_exists(&self, branch: &str) -> Result<bool, Error> {
+        let reference = format!("refs/heads/{branch}");
+        let out = git(
+            &self.cfg.repo_root,
+            &["rev-parse", "--verify", "--quiet", &reference],
+        )
+        .await?;
+        Ok(out.success())
+    }
+
+    /// The commit a new branch starts from, checked so that the error says what is wrong.
+    async fn start_point(&self, task: TaskId, start_from: Option<&str>) -> Result<String, Error> {
+        let repo = &self.cfg.repo_root;
+        let start = start_from.unwrap_or(&self.cfg.base);
+        let spec = format!("{start}^{{commit}}");
+        let out = git(
+            repo,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &spec,
+            ],
+        )
+        .await?;
+        if out.success() {
+            return Ok(out.stdout.trim().to_string());
+        }
+        let head = git(repo, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).await?;
+        if head.success() {
+            Err(Error::UnknownStartPoint {
+                task,
+                start: start.to_string(),
+                repo: repo.clone(),
+            })
+        } else {
+            Err(Error::NoCommits { repo: repo.clone() })
+        }
+    }
+
+    /// Keeps the main checkout from seeing the worktrees as untracked files (and `git add -A`
+    /// there from recording them as embedded repositories) when the root lies inside it. The
+    /// exclude file is local to the clone, so nothing is committed.
+    fn exclude_root_from_repo(&self) {
+        let (Ok(repo), Ok(root)) = (self.cfg.repo_root.canonicalize(), self.root.canonicalize())
+        else {
+            return;
+        };
+        let Ok(relative) = root.strip_prefix(&repo) else {
+            return;
+        };
+        let git_dir = repo.join(".git");
+        if !git_dir.is_dir() || relative.as_os_str().is_empty() {
+            return;
+        }
+        let pattern = format!("/{}/", relative.to_string_lossy());
+        let exclude = git_dir.join("info").join("exclude");
+        let current = std::fs::read_to_string(&exclude).unwrap_or_default();
+        if current.lines().any(|line| line.trim() == pattern) {
+            return;
+        }
+        let appended = std::fs::create_dir_all(git_dir.join("info")).and_then(|()| {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&exclude)?;
+            let separator = if current.is_empty() || current.ends_with('\n') {
+                ""
+            } else {
+                "\n"
+            };
+            file.write_all(format!("{separator}{pattern}\n").as_bytes())
+        });
+        if let Err(e) = appended {
+            tracing::warn!(path = %exclude.display(), error = %e, "cannot add the workspace root to the exclude file");
+        }
+    }
+}
+
+/// Whether two paths name the same place, resolving symbolic links where they exist.
+fn same_path(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    a == b || canon(a) == canon(b)
+}
+
+/// The file names in `git status --porcelain -z` output. A rename or copy is followed by its
+/// old name as an entry of its own, which is skipped.
+fn status_files(text: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut entries = text.split('\0').filter(|e| !e.is_empty());
+    while let Some(entry) = entries.next() {
+        files.push(entry.get(3..).unwrap_or(entry).to_string());
+        if entry.starts_with(['R', 'C']) {
+            entries.next();
+        }
+    }
+    files
+}
+
+/// The last `n` characters of `text`.
+fn last_chars(text: &str, n: usize) -> String {
+    let count = text.chars().count();
+    if count <= n {
+        return text.to_string();
+    }
+    let tail: String = text.chars().skip(count - n).collect();
+    format!("…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_files_skip_the_old_name_of_a_rename() {
+        let text = " M src/lib.rs\0R  new.rs\0old.rs\0?? notes.txt\0";
+        assert_eq!(status_files(text), ["src/lib.rs", "new.rs", "notes.txt"]);
+    }
+
+    #[test]
+    fn last_chars_marks_what_was_left_out() {
+        assert_eq!(last_chars("abc", 5), "abc");
+        assert_eq!(last_chars("abcdef", 3), "…def");
+    }
+
+    #[test]
+    fn names_and_paths_follow_the_task_id() {
+        let ws = Workspaces::new(WorkspaceConfig {
+            repo_root: PathBuf::from("/repo"),
+            root: PathBuf::from(".agentgrid/workspaces"),
+            base: "HEAD".into(),
+            hooks: Default::default(),
+            hook_timeout: Duration::from_secs(1),
+        });
+        assert_eq!(Workspaces::branch_name(TaskId(12)), "agentgrid/task-12");
+        assert_eq!(
+            ws.path_of(TaskId(12)),
+            PathBuf::from("/repo/.agentgrid/workspaces/task-12")
+        );
+    }
+}
