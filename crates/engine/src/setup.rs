@@ -41,7 +41,10 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             max_attempts: s.limits.max_attempts,
             timeout: s.limits.timeout,
             stall_timeout: s.limits.stall_timeout,
-            completion: Completion::Exit,
+            completion: match s.completion {
+                manifest::CompletionMode::Exit => Completion::Exit,
+                manifest::CompletionMode::Claim => Completion::Claim,
+            },
         });
         let mut validators = Vec::new();
         for v in &s.validation.validators {

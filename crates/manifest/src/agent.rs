@@ -70,6 +70,21 @@ pub struct AgentSpec {
     pub limits: Limits,
     #[serde(default)]
     pub validation: Validation,
+    /// How the agent says it is finished.
+    #[serde(default)]
+    pub completion: CompletionMode,
+}
+
+/// How an agent says it has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CompletionMode {
+    /// A clean exit whose validators pass finishes the task.
+    #[default]
+    Exit,
+    /// The agent must also run `agentgrid ctl complete`; a clean exit without it runs the agent
+    /// again shortly (a continuation), as CLIs that work in turns need.
+    Claim,
 }
 
 fn default_prompt() -> String {
@@ -243,6 +258,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "routing",
     "limits",
     "validation",
+    "completion",
 ];
 pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin"];
 pub(crate) const ROUTING_FIELDS: &[&str] = &["labels", "capabilities", "default", "kinds"];
@@ -412,7 +428,23 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
         Some(n) => decode_limits(cx, n, &f.path("limits"), has_validators),
         None => Some(default_limits(has_validators)),
     };
+    let completion = match f.value("completion") {
+        None => CompletionMode::Exit,
+        Some(n) => match String::decode(cx, n, &f.path("completion")).as_deref() {
+            Some("exit") | None => CompletionMode::Exit,
+            Some("claim") => CompletionMode::Claim,
+            Some(other) => {
+                cx.error(
+                    n,
+                    &f.path("completion"),
+                    format!("expected `exit` or `claim`, found `{other}`"),
+                );
+                CompletionMode::Exit
+            }
+        },
+    };
     Some(AgentSpec {
+        completion,
         description,
         runtime: runtime?,
         prompt,

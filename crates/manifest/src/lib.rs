@@ -49,8 +49,8 @@ mod template;
 mod yaml;
 
 pub use agent::{
-    API_VERSION, AgentManifest, AgentMetadata, AgentSpec, DEFAULT_PROMPT, Limits, Routing, Runtime,
-    RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
+    API_VERSION, AgentManifest, AgentMetadata, AgentSpec, CompletionMode, DEFAULT_PROMPT, Limits,
+    Routing, Runtime, RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
 };
 pub use config::{
     Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, Guards, Hooks, Resume,

@@ -269,3 +269,39 @@ fn run_reports_tasks_nothing_can_run() {
         "{out}"
     );
 }
+
+#[test]
+fn claim_mode_continues_until_the_agent_claims_completion() {
+    // The agent needs three turns; it claims completion only on the third.
+    let script = "n=$(cat \"$COUNT\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$COUNT\"; if [ $n -ge 3 ]; then agentgrid ctl complete --summary \"finished in $n turns\"; fi";
+    let count = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(count.path(), "0").unwrap();
+    let manifest = agent(
+        "turns",
+        script,
+        "  routing: {default: true}\n  completion: claim\n",
+    )
+    .replace(
+        "    command:",
+        &format!(
+            "    env: {{COUNT: \"{}\"}}\n    command:",
+            count.path().display()
+        ),
+    );
+    let repo = Repo::with_agents(&[("turns", &manifest)]);
+    fast(&repo);
+    repo.ok(&["task", "add", "Takes three turns"]);
+    repo.ok(&["run"]);
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["task"]["state"], "done");
+    assert_eq!(show["task"]["summary"], "finished in 3 turns");
+    assert_eq!(
+        show["executions"].as_array().unwrap().len(),
+        3,
+        "two continuations, then the claim"
+    );
+    assert_eq!(
+        show["task"]["attempts"], 0,
+        "continuations are not failures"
+    );
+}

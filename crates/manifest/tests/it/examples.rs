@@ -59,6 +59,7 @@ fn expected_full_agent() -> AgentManifest {
                     score: ScoreMethod::Exit,
                 }],
             },
+            completion: manifest::CompletionMode::Exit,
         },
     }
 }
