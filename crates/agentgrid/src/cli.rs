@@ -90,6 +90,19 @@ pub enum Command {
 pub enum TaskCommand {
     /// Add a task.
     Add(TaskAdd),
+    /// Add many tasks at once from JSON lines, all or nothing.
+    ///
+    /// Each non-empty line is one task: {"title": "…", "body": "…", "labels": ["…"],
+    /// "priority": 2, "parent": 1, "blocked_by": [1], "agent": "…"}; only the title is required.
+    /// Every line is checked first; if any is wrong, nothing is created.
+    Import {
+        /// The file to read; `-` (the default) reads standard input.
+        #[arg(default_value = "-", value_name = "FILE|-")]
+        file: PathBuf,
+        /// Print the created tasks as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// List tasks.
     List {
         /// Only tasks in this state (repeatable).

@@ -103,7 +103,13 @@ const KNOWN_CLIS: &[KnownCli] = &[
     },
 ];
 
-fn agent_yaml(name: &str, description: &str, command: &str, stdin: &str) -> String {
+fn agent_yaml(
+    name: &str,
+    description: &str,
+    command: &str,
+    stdin: &str,
+    max_attempts: u32,
+) -> String {
     let prompt: String = PROMPT
         .lines()
         .map(|l| {
@@ -133,7 +139,7 @@ spec:
   limits:
     timeout: 30m
     stall_timeout: 10m
-    max_attempts: 3
+    max_attempts: {max_attempts}
   # Success comes from evidence: add validators that prove the work, for example
   # validation:
   #   threshold: 1.0
@@ -182,6 +188,7 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
                     &format!("Runs the {} CLI found on PATH.", cli.binary),
                     cli.command,
                     cli.stdin,
+                    3,
                 ),
             )?,
             None => write(
@@ -191,6 +198,9 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
                     "A template: replace the command with your agent CLI (claude, codex, aider, …).",
                     r#"["sh", "-c", "echo 'edit .agentgrid/agents/worker.yaml: set runtime.command to your agent CLI' >&2; exit 1"]"#,
                     "none",
+                    // The template cannot succeed; one attempt shows its message without waiting
+                    // through retries.
+                    1,
                 ),
             )?,
         }

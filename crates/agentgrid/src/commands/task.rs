@@ -45,6 +45,39 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 println!("created task #{}: {}", task.id, task.title);
             }
         }
+        TaskCommand::Import {
+            file,
+            json: as_json,
+        } => {
+            let (source, text) = read_input(&file)?;
+            let lines = parse_import(&source, &text).map_err(user_error)?;
+            if lines.is_empty() {
+                println!("no tasks to import: {source} has no task lines");
+                return Ok(exit::OK);
+            }
+            let (numbers, changes): (Vec<usize>, Vec<Change>) = lines
+                .into_iter()
+                .map(|(n, task)| (n, Change::CreateTask(task)))
+                .unzip();
+            // One transaction: either every line becomes a task or none does.
+            let applied = store
+                .apply(ACTOR, now, changes)
+                .await
+                .map_err(|e| import_refused(&source, &numbers, e))?;
+            if as_json {
+                json(&applied.tasks)?;
+            } else {
+                let first = applied.tasks.first().map(|t| t.id);
+                let last = applied.tasks.last().map(|t| t.id);
+                match (first, last) {
+                    (Some(a), Some(b)) if a != b => {
+                        println!("imported {} tasks: #{a} to #{b}", applied.tasks.len())
+                    }
+                    (Some(a), _) => println!("imported 1 task: #{a}"),
+                    _ => println!("imported no tasks"),
+                }
+            }
+        }
         TaskCommand::List {
             state,
             label,
@@ -241,6 +274,110 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// The fields a task line may carry: those of [`NewTask`].
+const IMPORT_FIELDS: &[&str] = &[
+    "title",
+    "body",
+    "labels",
+    "priority",
+    "parent",
+    "blocked_by",
+    "agent",
+];
+
+/// At most this many bad lines are listed; a file that is wrong throughout needs no more.
+const IMPORT_ERRORS_SHOWN: usize = 20;
+
+/// The text to import and a name for it in messages.
+fn read_input(file: &std::path::Path) -> anyhow::Result<(String, String)> {
+    use std::io::Read;
+    if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| user_error(format!("cannot read standard input: {e}")))?;
+        Ok(("standard input".into(), text))
+    } else {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            user_error(format!(
+                "cannot read {}: {e}; give a file of JSON lines, or `-` for standard input",
+                file.display()
+            ))
+        })?;
+        Ok((file.display().to_string(), text))
+    }
+}
+
+/// Parses and checks every line before anything is written. Blank lines are skipped; each other
+/// line must be one JSON object with the fields of a task. Returns the tasks with their line
+/// numbers (from 1), or one message listing every bad line.
+pub fn parse_import(source: &str, text: &str) -> Result<Vec<(usize, NewTask)>, String> {
+    let mut tasks = Vec::new();
+    let mut problems = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_task_line(line) {
+            Ok(task) => tasks.push((number, task)),
+            Err(why) => problems.push(format!("{source}:{number}: {why}")),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(tasks);
+    }
+    let count = problems.len();
+    let mut message =
+        format!("{count} line(s) of {source} are not valid tasks, so nothing was imported:\n");
+    for problem in problems.iter().take(IMPORT_ERRORS_SHOWN) {
+        message.push_str("  ");
+        message.push_str(problem);
+        message.push('\n');
+    }
+    if count > IMPORT_ERRORS_SHOWN {
+        message.push_str(&format!("  … and {} more\n", count - IMPORT_ERRORS_SHOWN));
+    }
+    message.push_str(
+        "each line must be a JSON object like {\"title\": \"Add CSV export\", \"labels\": [\"backend\"]}",
+    );
+    Err(message)
+}
+
+fn parse_task_line(line: &str) -> Result<NewTask, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
+    let Some(object) = value.as_object() else {
+        return Err("expected a JSON object with at least a \"title\"".into());
+    };
+    // serde would ignore a misspelt field silently; a task quietly missing its labels is worse
+    // than an error.
+    if let Some(unknown) = object.keys().find(|k| !IMPORT_FIELDS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown field `{unknown}`: a task line may have {}",
+            IMPORT_FIELDS.join(", ")
+        ));
+    }
+    let task: NewTask = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    task.check()?;
+    if task.agent.as_deref().is_some_and(|a| a.trim().is_empty()) {
+        return Err("`agent` is empty: name an agent or leave the field out".into());
+    }
+    Ok(task)
+}
+
+/// A batch the store refused names the change by its index; the user knows it by its line.
+fn import_refused(source: &str, numbers: &[usize], error: store::Error) -> anyhow::Error {
+    let line = error.change_index().and_then(|i| numbers.get(i));
+    match (line, &error) {
+        (Some(line), store::Error::Refused { reason, .. }) => {
+            user_error(format!("{source}:{line}: {reason}; nothing was imported"))
+        }
+        (Some(line), _) => user_error(format!("{source}:{line}: {error}; nothing was imported")),
+        (None, _) => anyhow::Error::new(error).context("nothing was imported"),
+    }
 }
 
 async fn find(store: &dyn Store, id: TaskId) -> anyhow::Result<Task> {

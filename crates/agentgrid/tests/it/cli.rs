@@ -225,3 +225,53 @@ fn the_demo_runs_offline_to_a_clean_summary() {
         "children merged into the parent branch: {log}"
     );
 }
+
+#[test]
+fn init_writes_an_agent_for_a_cli_it_finds_on_path() {
+    let repo = Repo::new();
+    let bin_dir = tempfile::tempdir().unwrap();
+    let fake = bin_dir.path().join("aider");
+    std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&fake).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:/usr/bin:/bin", bin_dir.path().display());
+    let out = repo.cmd(&["init"]).env("PATH", &path).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest =
+        std::fs::read_to_string(repo.path().join(".agentgrid/agents/aider.yaml")).unwrap();
+    assert!(manifest.contains("aider --yes-always"), "{manifest}");
+    repo.ok(&["validate"]);
+}
+
+#[test]
+fn events_resume_from_any_position() {
+    let repo = Repo::new();
+    repo.ok(&["init"]);
+    repo.ok(&["task", "add", "one"]);
+    repo.ok(&["task", "add", "two"]);
+    repo.ok(&["task", "nudge", "1"]);
+    let all: Vec<serde_json::Value> = repo
+        .ok(&["events", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(all.len(), 3);
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    let after: Vec<serde_json::Value> = repo
+        .ok(&["events", "--json", "--from", "1"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(after, all[1..].to_vec());
+    let text = repo.ok(&["events", "--task", "1"]);
+    assert!(
+        text.contains("created \"one\"")
+            && text.contains("nudged by cli")
+            && !text.contains("\"two\""),
+        "{text}"
+    );
+}

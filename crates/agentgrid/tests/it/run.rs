@@ -305,3 +305,56 @@ fn claim_mode_continues_until_the_agent_claims_completion() {
         "continuations are not failures"
     );
 }
+
+#[test]
+fn cancelling_a_running_task_stops_its_agent() {
+    let repo = Repo::with_agents(&[(
+        "long",
+        &agent(
+            "long",
+            "echo started; touch \"$MARK\"; sleep 300",
+            "  routing: {default: true}\n",
+        )
+        .replace(
+            "    command:",
+            "    env: {MARK: \"{{ task.body }}\"}\n    command:",
+        ),
+    )]);
+    fast(&repo);
+    let mark = repo.path().join(".agentgrid/mark");
+    repo.ok(&["task", "add", "Long job", "--body", mark.to_str().unwrap()]);
+    let mut engine = repo
+        .cmd(&["run", "--forever"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the agent to start", || {
+        mark.exists()
+    });
+    let follow = repo
+        .cmd(&["logs", "1", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    repo.ok(&["task", "cancel", "1", "--reason", "not needed after all"]);
+    wait_for(Duration::from_secs(20), "the execution to end", || {
+        repo.json(&["status", "--json"])["active_executions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(engine.wait().unwrap().success());
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["task"]["state"], "cancelled");
+    assert_eq!(show["executions"][0]["state"], "cancelled");
+    let follow = follow.wait_with_output().unwrap();
+    assert!(
+        stdout(&follow).contains("started"),
+        "logs --follow printed the output and ended with the execution"
+    );
+}
