@@ -30,12 +30,14 @@
 pub mod event;
 pub mod execution;
 pub mod ids;
+pub mod size;
 pub mod task;
 pub mod time;
 
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, Usage};
 pub use ids::{ExecutionId, TaskId};
+pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};
 pub use time::{Clock, Duration, ManualClock, SystemClock, Timestamp};
 

@@ -73,6 +73,9 @@ pub struct AgentSpec {
     /// How the agent says it is finished.
     #[serde(default)]
     pub completion: CompletionMode,
+    /// What the agent's processes may see, write, reach and use.
+    #[serde(default)]
+    pub sandbox: crate::sandbox::SandboxProfile,
 }
 
 /// How an agent says it has finished.
@@ -259,6 +262,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "limits",
     "validation",
     "completion",
+    "sandbox",
 ];
 pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin"];
 pub(crate) const ROUTING_FIELDS: &[&str] = &["labels", "capabilities", "default", "kinds"];
@@ -443,7 +447,12 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
             }
         },
     };
+    let sandbox = f
+        .value("sandbox")
+        .and_then(|n| crate::sandbox::decode_sandbox(cx, n, &f.path("sandbox")))
+        .unwrap_or_default();
     Some(AgentSpec {
+        sandbox,
         completion,
         description,
         runtime: runtime?,

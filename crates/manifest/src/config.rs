@@ -49,6 +49,10 @@ pub struct ConfigSpec {
     pub workspace: WorkspaceConfig,
     /// How long running agents get to stop after a shutdown request before they are killed.
     pub shutdown_grace: Duration,
+    /// Model providers, aliases and prices for the model gateway.
+    pub models: crate::models::Models,
+    /// Limits on model use.
+    pub budgets: crate::models::Budgets,
 }
 
 impl Default for ConfigSpec {
@@ -61,6 +65,8 @@ impl Default for ConfigSpec {
             guards: Guards::default(),
             workspace: WorkspaceConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            models: crate::models::Models::default(),
+            budgets: crate::models::Budgets::default(),
         }
     }
 }
@@ -220,6 +226,8 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "guards",
     "workspace",
     "shutdown_grace",
+    "models",
+    "budgets",
 ];
 pub(crate) const CONCURRENCY_FIELDS: &[&str] = &["global", "per_label"];
 pub(crate) const RETRY_FIELDS: &[&str] = &["base_delay", "max_delay"];
@@ -371,6 +379,12 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
 
     if let Some(grace) = f.get::<Duration>(cx, "shutdown_grace") {
         spec.shutdown_grace = grace;
+    }
+    if let Some(n) = f.value("models") {
+        spec.models = crate::models::decode_models(cx, n, &f.path("models")).unwrap_or_default();
+    }
+    if let Some(n) = f.value("budgets") {
+        spec.budgets = crate::models::decode_budgets(cx, n, &f.path("budgets")).unwrap_or_default();
     }
     Some(spec)
 }

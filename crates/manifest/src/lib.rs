@@ -43,7 +43,9 @@ mod config;
 mod decode;
 mod diagnostic;
 mod error;
+mod models;
 mod project;
+mod sandbox;
 mod schema;
 mod template;
 mod yaml;
@@ -58,7 +60,9 @@ pub use config::{
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::Error;
+pub use models::{Budget, Budgets, ModelAlias, ModelRetry, Models, Prices, Provider, ProviderKind};
 pub use project::{Agent, Project, load_project, parse_agents, parse_config};
+pub use sandbox::{FilesystemMode, NetworkMode, ResourceLimits, SandboxProfile};
 pub use schema::json_schema;
 pub use template::{
     CONTEXT_NAMES, EXECUTION_FIELDS, ExecutionView, PromptContext, TASK_FIELDS, TaskView,

@@ -48,6 +48,24 @@ pub(crate) fn decoder_fields() -> Vec<(String, &'static [&'static str])> {
         (name::<crate::Guards>(), config::GUARDS_FIELDS),
         (name::<crate::WorkspaceConfig>(), config::WORKSPACE_FIELDS),
         (name::<crate::Hooks>(), config::HOOKS_FIELDS),
+        (
+            name::<crate::SandboxProfile>(),
+            crate::sandbox::SANDBOX_FIELDS,
+        ),
+        (
+            name::<crate::ResourceLimits>(),
+            crate::sandbox::SANDBOX_LIMITS_FIELDS,
+        ),
+        (name::<crate::Models>(), crate::models::MODELS_FIELDS),
+        (name::<crate::Provider>(), crate::models::PROVIDER_FIELDS),
+        (name::<crate::ModelAlias>(), crate::models::ALIAS_FIELDS),
+        (name::<crate::Prices>(), crate::models::PRICES_FIELDS),
+        (
+            name::<crate::ModelRetry>(),
+            crate::models::MODEL_RETRY_FIELDS,
+        ),
+        (name::<crate::Budgets>(), crate::models::BUDGETS_FIELDS),
+        (name::<crate::Budget>(), crate::models::BUDGET_FIELDS),
     ]
 }
 

@@ -399,3 +399,131 @@ fn duplicate_names_in_one_file_point_at_the_second() {
         "18:9: metadata.name: the agent name `worker` is already used at agents/worker.yaml:4:9",
     );
 }
+
+#[test]
+fn broken_sandbox_profiles_point_at_the_problem() {
+    let with = |sandbox: &str| {
+        agent(
+            "  limits:\n    timeout: 30m\n",
+            &format!("  limits:\n    timeout: 30m\n  sandbox:\n{sandbox}"),
+        )
+    };
+    check(
+        AGENT_FILE,
+        &with("    filesystem: everything\n"),
+        "11:17: spec.sandbox.filesystem: expected one of `workspace-write`, `read-only`, `none`, found `everything`",
+    );
+    check(
+        AGENT_FILE,
+        &with("    network: internet\n"),
+        "11:14: spec.sandbox.network: expected one of `none`, `gateway`, `host`",
+    );
+    check(
+        AGENT_FILE,
+        &with("    limits: {memory: lots}\n"),
+        "11:22: spec.sandbox.limits.memory: `lots` is not a size",
+    );
+    check(
+        AGENT_FILE,
+        &with("    limits: {processes: 0}\n"),
+        "11:25: spec.sandbox.limits.processes: must be 1 or more",
+    );
+    check(
+        AGENT_FILE,
+        &with("    limits: {cpu: 1m}\n"),
+        "11:14: spec.sandbox.limits: unknown field `cpu`",
+    );
+}
+
+#[test]
+fn sandbox_profiles_parse_with_defaults_and_name_their_relaxations() {
+    let input = agent(
+        "  limits:\n    timeout: 30m\n",
+        "  limits:\n    timeout: 30m\n  sandbox:\n    network: host\n    limits: {memory: 512MiB, cpu_time: 2m}\n",
+    );
+    let agents = parse_agents(&input, Path::new(AGENT_FILE)).unwrap();
+    let sandbox = &agents[0].manifest.spec.sandbox;
+    assert_eq!(sandbox.filesystem, manifest::FilesystemMode::WorkspaceWrite);
+    assert_eq!(sandbox.network, manifest::NetworkMode::Host);
+    assert_eq!(sandbox.limits.memory, domain::ByteSize(512 << 20));
+    assert_eq!(sandbox.limits.cpu_time, domain::Duration::from_mins(2));
+    assert_eq!(
+        sandbox.limits.processes, 1024,
+        "unset limits keep their defaults"
+    );
+    assert_eq!(
+        sandbox.relaxations(),
+        vec!["network: host (full network access)"]
+    );
+}
+
+const MODELS: &str = "  models:
+    providers:
+      anthropic: {kind: anthropic, base_url: https://api.anthropic.com, api_key_env: ANTHROPIC_API_KEY}
+    aliases:
+      default: {provider: anthropic, model: claude-sonnet-4-5, prices: {input: 3, output: 15, cached_input: 0.3}}
+  budgets:
+    per_execution: {tokens: 2000000, cost: 5}
+    per_tree: {cost: 20.5}
+";
+
+#[test]
+fn models_and_budgets_parse() {
+    let input = format!("{CONFIG}{MODELS}");
+    let spec = parse_config(&input, Path::new(CONFIG_FILE)).unwrap();
+    let provider = &spec.models.providers["anthropic"];
+    assert_eq!(provider.kind, manifest::ProviderKind::Anthropic);
+    assert_eq!(provider.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+    let alias = &spec.models.aliases["default"];
+    assert_eq!(
+        (alias.provider.as_str(), alias.model.as_str()),
+        ("anthropic", "claude-sonnet-4-5")
+    );
+    assert_eq!(alias.prices.output, 15.0);
+    assert_eq!(spec.budgets.per_execution.tokens, Some(2_000_000));
+    assert_eq!(spec.budgets.per_tree.cost, Some(20.5));
+    assert_eq!(spec.budgets.per_agent_per_day, manifest::Budget::default());
+}
+
+#[test]
+fn broken_models_point_at_the_problem() {
+    let with = |old: &str, new: &str| format!("{CONFIG}{}", MODELS.replacen(old, new, 1));
+    check(
+        CONFIG_FILE,
+        &with("kind: anthropic,", "kind: claude,"),
+        "8:25: spec.models.providers.anthropic.kind: expected one of `openai`, `anthropic`, `openai-compatible`, found `claude`",
+    );
+    check(
+        CONFIG_FILE,
+        &with("https://api.anthropic.com", "api.anthropic.com"),
+        "8:46: spec.models.providers.anthropic.base_url: `api.anthropic.com` is not an http(s) URL",
+    );
+    check(
+        CONFIG_FILE,
+        &with("api_key_env: ANTHROPIC_API_KEY", "api_key_env: sk-ant-123"),
+        "8:86: spec.models.providers.anthropic.api_key_env: is not an environment variable name",
+    );
+    let leaked = diagnostics(
+        CONFIG_FILE,
+        &with("api_key_env: ANTHROPIC_API_KEY", "api_key_env: sk-ant-123"),
+    );
+    assert!(
+        !leaked.to_string().contains("sk-ant-123"),
+        "a pasted key is never echoed"
+    );
+    check(
+        CONFIG_FILE,
+        &with("{provider: anthropic,", "{provider: openai,"),
+        "10:27: spec.models.aliases.default.provider: no provider `openai` under spec.models.providers (known: anthropic)",
+    );
+    check(
+        CONFIG_FILE,
+        &with("output: 15", "output: -1"),
+        "10:91: spec.models.aliases.default.prices.output: must be 0 or more",
+    );
+    check(
+        CONFIG_FILE,
+        &with("per_tree: {cost: 20.5}", "per_tree: {dollars: 20.5}"),
+        "13:16: spec.budgets.per_tree: unknown field `dollars`; allowed fields here: tokens, cost",
+    );
+}

@@ -60,6 +60,7 @@ fn expected_full_agent() -> AgentManifest {
                 }],
             },
             completion: manifest::CompletionMode::Exit,
+            sandbox: manifest::SandboxProfile::default(),
         },
     }
 }
@@ -123,6 +124,8 @@ fn the_full_config_example_parses_to_its_values() {
             },
         },
         shutdown_grace: Duration::from_secs(10),
+        models: manifest::Models::default(),
+        budgets: manifest::Budgets::default(),
     };
     assert_eq!(config, expected);
     // Apart from the per-label limit, the example spells out the defaults.

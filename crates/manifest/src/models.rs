@@ -1,0 +1,301 @@
+//! The node's model settings: providers with their keys, model aliases with prices, the
+//! gateway's retry policy, and budgets.
+
+use std::collections::BTreeMap;
+
+use domain::Duration;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{at_least_one, positive_duration};
+use crate::decode::{Cx, Decode};
+use crate::yaml::{Node, Value};
+
+/// Which wire format a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    Openai,
+    Anthropic,
+    /// Any server speaking OpenAI's formats (Ollama, vLLM, LiteLLM …).
+    OpenaiCompatible,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub kind: ProviderKind,
+    /// Where the provider's API lives, e.g. https://api.anthropic.com.
+    pub base_url: String,
+    /// The name of the engine's environment variable holding the key. The key itself never
+    /// appears in a manifest, and never reaches an agent.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// US dollars per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prices {
+    pub input: f64,
+    pub output: f64,
+    pub cached_input: f64,
+}
+
+/// A name agents use for a model, mapped to a provider's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelAlias {
+    pub provider: String,
+    /// The provider's own name for the model.
+    pub model: String,
+    #[serde(default)]
+    pub prices: Prices,
+}
+
+/// How the gateway rides out upstream rate limits and overload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelRetry {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for ModelRetry {
+    fn default() -> Self {
+        ModelRetry {
+            max_attempts: 6,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Models {
+    pub providers: BTreeMap<String, Provider>,
+    pub aliases: BTreeMap<String, ModelAlias>,
+    pub retry: ModelRetry,
+}
+
+/// A limit on model use; an absent field is no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budget {
+    /// Input plus output tokens.
+    pub tokens: Option<u64>,
+    /// US dollars.
+    pub cost: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Budgets {
+    pub per_execution: Budget,
+    /// A top-level task and everything below it.
+    pub per_tree: Budget,
+    /// One agent, per UTC day.
+    pub per_agent_per_day: Budget,
+}
+
+pub(crate) const MODELS_FIELDS: &[&str] = &["providers", "aliases", "retry"];
+pub(crate) const PROVIDER_FIELDS: &[&str] = &["kind", "base_url", "api_key_env"];
+pub(crate) const ALIAS_FIELDS: &[&str] = &["provider", "model", "prices"];
+pub(crate) const PRICES_FIELDS: &[&str] = &["input", "output", "cached_input"];
+pub(crate) const MODEL_RETRY_FIELDS: &[&str] = &["max_attempts", "base_delay", "max_delay"];
+pub(crate) const BUDGETS_FIELDS: &[&str] = &["per_execution", "per_tree", "per_agent_per_day"];
+pub(crate) const BUDGET_FIELDS: &[&str] = &["tokens", "cost"];
+
+impl Decode for u64 {
+    fn decode(cx: &mut Cx, node: &Node, path: &str) -> Option<Self> {
+        match node.value {
+            Value::Int(n) if (0..=i128::from(u64::MAX)).contains(&n) => Some(n as u64),
+            _ => {
+                cx.expected(node, path, "a whole number, 0 or more");
+                None
+            }
+        }
+    }
+}
+
+fn non_negative(cx: &mut Cx, f: &crate::decode::Fields, name: &str) -> Option<f64> {
+    let value: f64 = f.get(cx, name)?;
+    if value < 0.0 {
+        if let Some(n) = f.value(name) {
+            cx.error(n, &f.path(name), "must be 0 or more");
+        }
+        return None;
+    }
+    Some(value)
+}
+
+pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Models> {
+    let f = cx.fields(node, path, MODELS_FIELDS)?;
+    let mut models = Models::default();
+    // Names declared even if their settings are broken, so an alias naming one is not reported
+    // a second time.
+    let mut declared = Vec::new();
+    if let Some(n) = f.value("providers")
+        && let Value::Map(entries) = &n.value
+    {
+        for (key, value) in entries {
+            let Some(name) = key.scalar_text(cx.source) else {
+                continue;
+            };
+            declared.push(name.clone());
+            let p = format!("{}.{name}", f.path("providers"));
+            let Some(pf) = cx.fields(value, &p, PROVIDER_FIELDS) else {
+                continue;
+            };
+            let kind = match pf.value("kind") {
+                Some(k) => match String::decode(cx, k, &pf.path("kind")).as_deref() {
+                    Some("openai") => Some(ProviderKind::Openai),
+                    Some("anthropic") => Some(ProviderKind::Anthropic),
+                    Some("openai-compatible") => Some(ProviderKind::OpenaiCompatible),
+                    Some(other) => {
+                        cx.error(k, &pf.path("kind"), format!("expected one of `openai`, `anthropic`, `openai-compatible`, found `{other}`"));
+                        None
+                    }
+                    None => None,
+                },
+                None => {
+                    pf.missing(cx, "kind", "kind: anthropic");
+                    None
+                }
+            };
+            let base_url: Option<String> =
+                pf.required(cx, "base_url", "base_url: https://api.anthropic.com");
+            if let (Some(url), Some(n)) = (&base_url, pf.value("base_url"))
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                cx.error(
+                    n,
+                    &pf.path("base_url"),
+                    format!("`{url}` is not an http(s) URL"),
+                );
+            }
+            let api_key_env: Option<String> = pf.get(cx, "api_key_env");
+            if let (Some(var), Some(n)) = (&api_key_env, pf.value("api_key_env"))
+                && (var.is_empty()
+                    || !var
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            {
+                // The value is not echoed: someone may have pasted the key itself here.
+                cx.error(n, &pf.path("api_key_env"), "is not an environment variable name: give the name of the variable that holds the key (A-Z, 0-9 and _, such as ANTHROPIC_API_KEY), never the key itself");
+            }
+            if let (Some(kind), Some(base_url)) = (kind, base_url) {
+                models.providers.insert(
+                    name,
+                    Provider {
+                        kind,
+                        base_url,
+                        api_key_env,
+                    },
+                );
+            }
+        }
+    } else if let Some(n) = f.value("providers") {
+        cx.expected(
+            n,
+            &f.path("providers"),
+            "a mapping of provider names to settings",
+        );
+    }
+    if let Some(n) = f.value("aliases")
+        && let Value::Map(entries) = &n.value
+    {
+        for (key, value) in entries {
+            let Some(name) = key.scalar_text(cx.source) else {
+                continue;
+            };
+            let p = format!("{}.{name}", f.path("aliases"));
+            let Some(af) = cx.fields(value, &p, ALIAS_FIELDS) else {
+                continue;
+            };
+            let provider: Option<String> = af.required(cx, "provider", "provider: anthropic");
+            if let (Some(prov), Some(n)) = (&provider, af.value("provider"))
+                && !declared.contains(prov)
+            {
+                let known: Vec<&str> = declared.iter().map(String::as_str).collect();
+                cx.error(
+                    n,
+                    &af.path("provider"),
+                    format!(
+                        "no provider `{prov}` under spec.models.providers (known: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+            let model: Option<String> = af.required(cx, "model", "model: claude-sonnet-4-5");
+            let mut prices = Prices::default();
+            if let Some(pn) = af.value("prices")
+                && let Some(pf) = cx.fields(pn, &af.path("prices"), PRICES_FIELDS)
+            {
+                prices.input = non_negative(cx, &pf, "input").unwrap_or(0.0);
+                prices.output = non_negative(cx, &pf, "output").unwrap_or(0.0);
+                prices.cached_input = non_negative(cx, &pf, "cached_input").unwrap_or(0.0);
+            }
+            if let (Some(provider), Some(model)) = (provider, model) {
+                models.aliases.insert(
+                    name,
+                    ModelAlias {
+                        provider,
+                        model,
+                        prices,
+                    },
+                );
+            }
+        }
+    } else if let Some(n) = f.value("aliases") {
+        cx.expected(
+            n,
+            &f.path("aliases"),
+            "a mapping of alias names to {provider, model, prices}",
+        );
+    }
+    if let Some(n) = f.value("retry")
+        && let Some(rf) = cx.fields(n, &f.path("retry"), MODEL_RETRY_FIELDS)
+    {
+        let d = ModelRetry::default();
+        models.retry = ModelRetry {
+            max_attempts: at_least_one(cx, &rf, "max_attempts", "a request needs one try")
+                .unwrap_or(d.max_attempts),
+            base_delay: positive_duration(cx, &rf, "base_delay", d.base_delay),
+            max_delay: positive_duration(cx, &rf, "max_delay", d.max_delay),
+        };
+    }
+    Some(models)
+}
+
+fn decode_budget(cx: &mut Cx, node: &Node, path: &str) -> Budget {
+    let Some(f) = cx.fields(node, path, BUDGET_FIELDS) else {
+        return Budget::default();
+    };
+    Budget {
+        tokens: f.get(cx, "tokens"),
+        cost: non_negative(cx, &f, "cost"),
+    }
+}
+
+pub(crate) fn decode_budgets(cx: &mut Cx, node: &Node, path: &str) -> Option<Budgets> {
+    let f = cx.fields(node, path, BUDGETS_FIELDS)?;
+    let mut budgets = Budgets::default();
+    for name in BUDGETS_FIELDS {
+        if let Some(n) = f.value(name) {
+            let b = decode_budget(cx, n, &f.path(name));
+            match *name {
+                "per_execution" => budgets.per_execution = b,
+                "per_tree" => budgets.per_tree = b,
+                _ => budgets.per_agent_per_day = b,
+            }
+        }
+    }
+    Some(budgets)
+}

@@ -1,0 +1,161 @@
+//! The agent's sandbox profile: what it may see and write, what it may reach, what it may use.
+
+use domain::{ByteSize, Duration};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::agent::at_least_one;
+use crate::decode::{Cx, Decode};
+use crate::yaml::Node;
+
+/// Where an execution may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilesystemMode {
+    /// The workspace is writable; the rest of the system is read-only and private files are hidden.
+    #[default]
+    WorkspaceWrite,
+    /// Nothing is writable but a private /tmp.
+    ReadOnly,
+    /// No filesystem isolation at all. Must be chosen explicitly; shown in `agentgrid status`.
+    None,
+}
+
+/// What an execution may reach over the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// No network at all.
+    #[default]
+    None,
+    /// Only agentgrid's own gateways, through a relay on loopback.
+    Gateway,
+    /// The host's network. Must be chosen explicitly; shown in `agentgrid status`.
+    Host,
+}
+
+/// Resource limits of one execution's processes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// Address space of each process.
+    pub memory: ByteSize,
+    /// Processes and threads the execution may have at once.
+    pub processes: u32,
+    pub open_files: u32,
+    /// Largest file a process may write.
+    pub file_size: ByteSize,
+    /// CPU time of each process.
+    pub cpu_time: Duration,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            memory: ByteSize(8 << 30),
+            processes: 1024,
+            open_files: 4096,
+            file_size: ByteSize(8 << 30),
+            cpu_time: Duration::from_mins(60),
+        }
+    }
+}
+
+/// The `sandbox` section of an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxProfile {
+    pub filesystem: FilesystemMode,
+    pub network: NetworkMode,
+    pub limits: ResourceLimits,
+}
+
+impl SandboxProfile {
+    /// The profile's opt-outs of isolation, in words for `status` and warnings.
+    pub fn relaxations(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        if self.filesystem == FilesystemMode::None {
+            out.push("filesystem: none (no filesystem isolation)");
+        }
+        if self.network == NetworkMode::Host {
+            out.push("network: host (full network access)");
+        }
+        out
+    }
+}
+
+pub(crate) const SANDBOX_FIELDS: &[&str] = &["filesystem", "network", "limits"];
+pub(crate) const SANDBOX_LIMITS_FIELDS: &[&str] =
+    &["memory", "processes", "open_files", "file_size", "cpu_time"];
+
+impl Decode for ByteSize {
+    fn decode(cx: &mut Cx, node: &Node, path: &str) -> Option<Self> {
+        let Some(text) = node.scalar_text(cx.source) else {
+            cx.expected(node, path, "a size such as 512MiB or 1GiB");
+            return None;
+        };
+        match text.parse::<ByteSize>() {
+            Ok(ByteSize(0)) => {
+                cx.error(node, path, "must be more than 0 bytes");
+                None
+            }
+            Ok(size) => Some(size),
+            Err(message) => {
+                cx.error(node, path, message);
+                None
+            }
+        }
+    }
+}
+
+fn choice<T: Copy>(cx: &mut Cx, node: &Node, path: &str, options: &[(&str, T)]) -> Option<T> {
+    let text = String::decode(cx, node, path)?;
+    match options.iter().find(|(name, _)| *name == text) {
+        Some((_, value)) => Some(*value),
+        None => {
+            let names: Vec<String> = options.iter().map(|(n, _)| format!("`{n}`")).collect();
+            cx.error(
+                node,
+                path,
+                format!("expected one of {}, found `{text}`", names.join(", ")),
+            );
+            None
+        }
+    }
+}
+
+pub(crate) fn decode_sandbox(cx: &mut Cx, node: &Node, path: &str) -> Option<SandboxProfile> {
+    let f = cx.fields(node, path, SANDBOX_FIELDS)?;
+    let mut profile = SandboxProfile::default();
+    if let Some(n) = f.value("filesystem") {
+        let options = [
+            ("workspace-write", FilesystemMode::WorkspaceWrite),
+            ("read-only", FilesystemMode::ReadOnly),
+            ("none", FilesystemMode::None),
+        ];
+        profile.filesystem = choice(cx, n, &f.path("filesystem"), &options).unwrap_or_default();
+    }
+    if let Some(n) = f.value("network") {
+        let options = [
+            ("none", NetworkMode::None),
+            ("gateway", NetworkMode::Gateway),
+            ("host", NetworkMode::Host),
+        ];
+        profile.network = choice(cx, n, &f.path("network"), &options).unwrap_or_default();
+    }
+    if let Some(n) = f.value("limits")
+        && let Some(l) = cx.fields(n, &f.path("limits"), SANDBOX_LIMITS_FIELDS)
+    {
+        let d = ResourceLimits::default();
+        profile.limits = ResourceLimits {
+            memory: l.get(cx, "memory").unwrap_or(d.memory),
+            processes: at_least_one(cx, &l, "processes", "the agent itself is a process")
+                .unwrap_or(d.processes),
+            open_files: at_least_one(cx, &l, "open_files", "a process needs its standard streams")
+                .unwrap_or(d.open_files),
+            file_size: l.get(cx, "file_size").unwrap_or(d.file_size),
+            cpu_time: crate::agent::positive_duration(cx, &l, "cpu_time", d.cpu_time),
+        };
+    }
+    Some(profile)
+}
