@@ -24,13 +24,35 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         *counts.entry(t.state.to_string()).or_default() += 1;
     }
     let recent = store.executions(&ExecutionFilter::default()).await?;
+    // Agents that run with less isolation than the default, chosen explicitly in their manifest.
+    let relaxed: Vec<(String, Vec<&'static str>)> = match manifest::load_project(&project.state_dir)
+    {
+        Ok(loaded) => loaded
+            .agents
+            .iter()
+            .map(|a| (a.name.clone(), a.manifest.spec.sandbox.relaxations()))
+            .filter(|(_, r)| !r.is_empty())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     if as_json {
+        let unsandboxed: serde_json::Map<String, serde_json::Value> = relaxed
+            .iter()
+            .map(|(name, r)| (name.clone(), serde_json::json!(r)))
+            .collect();
         json(&serde_json::json!({
             "tasks": counts,
             "active_executions": active,
             "executions": recent,
+            "sandbox_relaxations": unsandboxed,
         }))?;
         return Ok(crate::exit::OK);
+    }
+    for (name, relaxations) in &relaxed {
+        println!(
+            "warning: agent {name} runs with {}",
+            relaxations.join(" and ")
+        );
     }
     let line: Vec<String> = counts
         .iter()

@@ -275,3 +275,28 @@ fn events_resume_from_any_position() {
         "{text}"
     );
 }
+
+#[test]
+fn status_names_agents_that_opted_out_of_isolation() {
+    let open = agent(
+        "open",
+        "true",
+        "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
+    );
+    let tight = agent("tight", "true", "  routing: {labels: [x]}\n");
+    let repo = Repo::with_agents(&[("open", &open), ("tight", &tight)]);
+    let text = repo.ok(&["status"]);
+    assert!(
+        text.contains("warning: agent open runs with filesystem: none (no filesystem isolation) and network: host (full network access)"),
+        "{text}"
+    );
+    assert!(!text.contains("agent tight"), "{text}");
+    let json = repo.json(&["status", "--json"]);
+    assert_eq!(
+        json["sandbox_relaxations"]["open"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
