@@ -1,1 +1,46 @@
-fn main() {}
+//! Developer automation for the agentgrid workspace, run as `cargo xtask <command>`.
+//!
+//! It is a program rather than shell scripts so that it runs the same everywhere cargo does.
+//! Commands:
+//! - `bench`: times agentgrid's dispatch of no-op executions against the same commands run by
+//!   `xargs -P2` (see `bench.rs` and BENCHMARKS.md).
+
+// xtask is development automation outside the product: it builds agentgrid and drives it,
+// git and xargs as a user would, so it starts processes directly instead of through the
+// launch crate.
+#![allow(clippy::disallowed_methods)]
+
+mod bench;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  bench [options]   time agentgrid against the same commands run by `xargs -P2`
+      --quick         fewer tasks and one run, for a smoke test
+      --runs N        runs of each side per scenario; the median counts (default 3)
+      --dir DIR       make the temporary projects under DIR (default: the system temp dir)
+      --check         exit with 1 when scenario A misses its target
+      --agentgrid BIN measure this binary instead of building the workspace's
+  help              print this text";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
+        Some("help" | "--help" | "-h") | None => {
+            println!("{USAGE}");
+            Ok(true)
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -84,6 +84,15 @@ pub enum Command {
     /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
     #[command(subcommand)]
     Ctl(CtlCommand),
+    /// Show what this host supports for sandboxed executions, and try one.
+    ///
+    /// Lists each isolation mechanism (namespaces, Landlock, seccomp, cgroups) as available or
+    /// missing and why, which sandbox profiles can run here, and runs `true` in the default
+    /// sandbox. Exits 1 when the default profile cannot run.
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

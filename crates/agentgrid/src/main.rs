@@ -38,6 +38,12 @@ pub fn user_error(message: impl Into<String>) -> anyhow::Error {
 }
 
 fn main() -> ExitCode {
+    // `agentgrid __sandbox` is the sandbox helper the launch crate starts in an agent's place.
+    // It must run before anything else starts a thread (the async runtime, logging), since
+    // only a single-threaded process may create the sandbox's user namespace.
+    if launch::sandbox::is_helper_invocation() {
+        launch::sandbox::helper_main();
+    }
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -131,6 +131,29 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<String>,
     },
+    /// One model request the execution's agent made through the model gateway: the tokens it
+    /// used and what they cost by the node's price table.
+    ExecutionModelUsage {
+        /// The model alias the agent asked for.
+        model: String,
+        /// Every input token, the cached ones included.
+        input_tokens: u64,
+        output_tokens: u64,
+        /// The part of `input_tokens` read from the provider's prompt cache.
+        cached_tokens: u64,
+        /// Millionths of a dollar.
+        cost_micros: u64,
+    },
+    /// The model gateway got a rate-limit or overload answer for the execution's agent and
+    /// waits before trying again, instead of failing the request.
+    ExecutionModelWaiting {
+        model: String,
+        /// The attempt that was refused, from 1.
+        attempt: u32,
+        delay_ms: u64,
+        /// The upstream HTTP status: 429, 503 or 529.
+        status: u16,
+    },
 }
 
 impl EventKind {
@@ -154,6 +177,8 @@ impl EventKind {
             EventKind::ExecutionValidated { .. } => "execution_validated",
             EventKind::ExecutionCommitted { .. } => "execution_committed",
             EventKind::ExecutionFinished { .. } => "execution_finished",
+            EventKind::ExecutionModelUsage { .. } => "execution_model_usage",
+            EventKind::ExecutionModelWaiting { .. } => "execution_model_waiting",
         }
     }
 
@@ -230,8 +255,39 @@ impl EventKind {
                 Some(s) => format!("finished {state}: {s}"),
                 None => format!("finished {state}"),
             },
+            EventKind::ExecutionModelUsage {
+                model,
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+                cost_micros,
+            } => format!(
+                "model {model}: {input_tokens} tokens in ({cached_tokens} cached), \
+                 {output_tokens} out, {}",
+                dollars(*cost_micros)
+            ),
+            EventKind::ExecutionModelWaiting {
+                model,
+                attempt,
+                delay_ms,
+                status,
+            } => format!(
+                "model {model} answered {status} on attempt {attempt}; retrying in {}",
+                crate::Duration(*delay_ms)
+            ),
         }
     }
+}
+
+/// Millionths of a dollar written as dollars with four decimals, such as `$0.0123`.
+pub fn dollars(micros: u64) -> String {
+    // Rounded to the nearest hundredth of a cent by integer arithmetic, so large sums stay exact.
+    let hundredths_of_cents = micros.saturating_add(50) / 100;
+    format!(
+        "${}.{:04}",
+        hundredths_of_cents / 10_000,
+        hundredths_of_cents % 10_000
+    )
 }
 
 /// One validator's verdict on one iteration.
@@ -265,5 +321,44 @@ mod tests {
         let back: Event = serde_json::from_value(json).unwrap();
         assert_eq!(back, event);
         assert_eq!(event.kind.name(), "task_nudged");
+    }
+
+    #[test]
+    fn model_usage_and_waiting_events_round_trip_and_read_well() {
+        let usage = EventKind::ExecutionModelUsage {
+            model: "sonnet".into(),
+            input_tokens: 1200,
+            output_tokens: 300,
+            cached_tokens: 800,
+            cost_micros: 12_345,
+        };
+        let json = serde_json::to_value(&usage).unwrap();
+        assert_eq!(json["type"], "execution_model_usage");
+        assert_eq!(json["cost_micros"], 12_345);
+        assert_eq!(serde_json::from_value::<EventKind>(json).unwrap(), usage);
+        assert_eq!(
+            usage.describe(),
+            "model sonnet: 1200 tokens in (800 cached), 300 out, $0.0123"
+        );
+        let waiting = EventKind::ExecutionModelWaiting {
+            model: "sonnet".into(),
+            attempt: 2,
+            delay_ms: 1500,
+            status: 429,
+        };
+        assert_eq!(waiting.name(), "execution_model_waiting");
+        assert_eq!(
+            waiting.describe(),
+            "model sonnet answered 429 on attempt 2; retrying in 1s500ms"
+        );
+    }
+
+    #[test]
+    fn dollars_round_to_a_hundredth_of_a_cent() {
+        assert_eq!(dollars(0), "$0.0000");
+        assert_eq!(dollars(49), "$0.0000");
+        assert_eq!(dollars(50), "$0.0001");
+        assert_eq!(dollars(1_234_567), "$1.2346");
+        assert_eq!(dollars(u64::MAX), "$18446744073709.5516");
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use control::{ControlCall, Op};
 use domain::{
@@ -54,9 +54,23 @@ struct Active {
     shared: Arc<ExecutionShared>,
     stop: watch::Sender<Option<StopReason>>,
     kill_requested: bool,
+    /// The execution's token, registered with the model gateway while it runs.
+    token: String,
+}
+
+/// The model gateway the engine owns while it runs, and how agents reach it.
+struct ModelGateway {
+    registry: gateway::Registry,
+    /// Kept so the listeners live as long as the engine.
+    _servers: Vec<gateway::Server>,
+    /// The Unix socket relayed into sandboxes with network `gateway`.
+    socket: PathBuf,
+    /// The loopback port agents reach the gateway on (inside a sandbox, through the relay).
+    port: u16,
 }
 
 pub struct Engine {
+    gateway: Option<ModelGateway>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     setup: Setup,
@@ -69,10 +83,28 @@ pub struct Engine {
     /// Events the engine wrote itself after `followed_seq`, so following skips them.
     own_seqs: BTreeSet<u64>,
     summary: RunSummary,
+    /// Something the scheduler looks at changed since it last decided. Deciding walks every
+    /// task, so the loop decides only when this is set or the scheduler's wake-up is due.
+    dirty: bool,
+    /// Executor updates reported but not yet written: see [`WRITE_BEHIND`].
+    pending: Vec<Change>,
+    /// When `pending` must be written at the latest.
+    flush_at: Option<Instant>,
+    /// When the scheduler must look again at the latest, for a process that started since it
+    /// last decided: see `record_updates`.
+    recheck_at: Option<Instant>,
 }
 
 /// How often changes written by other processes (the CLI) are picked up.
 const FOLLOW_INTERVAL: StdDuration = StdDuration::from_millis(250);
+
+/// How long an execution's progress updates (preparing, running, process started and exited,
+/// validated) may wait before they are written. They are written together with the execution's
+/// end when it comes sooner, which makes a short execution cost one transaction instead of four
+/// or five. Nothing depends on them being written sooner: the engine keeps the live state in
+/// memory, a crash finds the execution active either way, and every change still becomes an
+/// event in the same transaction as its projection.
+const WRITE_BEHIND: StdDuration = StdDuration::from_millis(50);
 
 impl Engine {
     pub fn new(
@@ -86,6 +118,7 @@ impl Engine {
             .clone()
             .map(|cfg| Arc::new(Workspaces::new(cfg)));
         Engine {
+            gateway: None,
             store,
             clock,
             setup,
@@ -96,12 +129,46 @@ impl Engine {
             followed_seq: 0,
             own_seqs: BTreeSet::new(),
             summary: RunSummary::default(),
+            dirty: true,
+            pending: Vec::new(),
+            flush_at: None,
+            recheck_at: None,
         }
     }
 
     /// Runs until idle (or forever) or until `shutdown` resolves; then stops dispatching, asks
     /// running executions to stop, and waits for them to wind down.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, Error> {
+    ///
+    /// The loop itself runs as a task of the runtime rather than in the caller's future. The
+    /// caller is typically `block_on`, which is not one of the runtime's worker threads, and
+    /// every message between the loop and the executions it starts would then cross threads
+    /// and wake one up. As a task, the loop and the executions it spawns share workers.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, Error> {
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut serving = tokio::spawn(self.serve(async move {
+            // A dropped sender means the caller is gone: stop as for a shutdown.
+            let _ = stop_rx.await;
+        }));
+        tokio::pin!(shutdown);
+        let joined = tokio::select! {
+            joined = &mut serving => joined,
+            _ = &mut shutdown => {
+                let _ = stop_tx.send(());
+                serving.await
+            }
+        };
+        match joined {
+            Ok(result) => result,
+            // A panic in the loop is the caller's panic, as it was before the loop became a task.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(Error::Io(format!("the engine loop was stopped: {e}"))),
+        }
+    }
+
+    async fn serve(
+        mut self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunSummary, Error> {
         std::fs::create_dir_all(self.options.state_dir.join("logs"))
             .and_then(|_| std::fs::create_dir_all(self.options.state_dir.join("run")))
             .map_err(|e| {
@@ -115,19 +182,25 @@ impl Engine {
             self.snapshot.insert(task);
         }
         self.recover().await?;
+        let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<gateway::Notice>();
+        self.start_gateway(notice_tx).await?;
 
         let (update_tx, mut update_rx) = mpsc::unbounded_channel::<Update>();
         let (call_tx, mut call_rx) = mpsc::channel::<ControlCall>(64);
         tokio::pin!(shutdown);
         let mut stopping = false;
-        let mut last_follow = std::time::Instant::now();
+        let mut last_follow = Instant::now();
+        // The scheduler's last requested wake-up.
+        let mut wakeup: Option<Timestamp> = None;
+        // One timer for the whole loop, moved as needed, rather than a new one on every turn.
+        let nap = tokio::time::sleep(FOLLOW_INTERVAL);
+        tokio::pin!(nap);
         loop {
             let now = self.clock.now();
-            let wakeup = if stopping {
-                None
-            } else {
-                self.decide_and_act(now, &update_tx, &call_tx).await?
-            };
+            let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
+            if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
+                wakeup = self.decide_and_act(now, &update_tx, &call_tx).await?;
+            }
             if stopping && self.active.is_empty() {
                 break;
             }
@@ -136,17 +209,28 @@ impl Engine {
                 && self.active.is_empty()
                 && wakeup.is_none()
             {
+                self.flush().await?;
                 self.follow().await?;
                 if self.decide_is_idle(self.clock.now()) {
                     self.summary.stuck = self.stuck_tasks();
                     break;
                 }
+                self.dirty = true;
                 continue;
             }
+            // While stopping nothing is decided, so neither the scheduler's wake-up nor a
+            // recheck may cut the nap short.
             let until_wakeup = wakeup
+                .filter(|_| !stopping)
                 .map(|w| w.since(now).as_std())
                 .unwrap_or(FOLLOW_INTERVAL);
-            let nap = until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
+            let mut deadline = Instant::now()
+                + until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
+            let recheck = self.recheck_at.filter(|_| !stopping);
+            for at in [self.flush_at, recheck].into_iter().flatten() {
+                deadline = deadline.min(at);
+            }
+            nap.as_mut().reset(deadline.into());
             tokio::select! {
                 Some(update) = update_rx.recv() => {
                     let mut batch = vec![update];
@@ -155,8 +239,15 @@ impl Engine {
                     }
                     self.record_updates(batch).await?;
                 }
-                Some(call) = call_rx.recv() => self.answer_call(call).await,
-                _ = tokio::time::sleep(nap) => {}
+                Some(call) = call_rx.recv() => self.answer_call(call).await?,
+                Some(notice) = notice_rx.recv() => {
+                    let mut batch = vec![notice];
+                    while let Ok(more) = notice_rx.try_recv() {
+                        batch.push(more);
+                    }
+                    self.record_notices(batch).await?;
+                }
+                _ = &mut nap => {}
                 _ = &mut shutdown, if !stopping => {
                     stopping = true;
                     self.summary.interrupted = true;
@@ -165,11 +256,15 @@ impl Engine {
                     }
                 }
             }
+            if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+                self.flush().await?;
+            }
             if last_follow.elapsed() >= FOLLOW_INTERVAL {
                 self.follow().await?;
-                last_follow = std::time::Instant::now();
+                last_follow = Instant::now();
             }
         }
+        self.flush().await?;
         Ok(self.summary)
     }
 
@@ -189,7 +284,12 @@ impl Engine {
             .recent_dispatches
             .retain(|t| now.since(*t) < domain::Duration::from_secs(60));
         self.refresh_active_view();
+        self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.setup.config, now);
+        // A decision that only dispatched has already counted its dispatches; anything else it
+        // did (a dispatch refused, a task failed or closed) can make other tasks ready, so the
+        // scheduler looks again on the next turn.
+        let mut again = false;
         for action in decision.actions {
             match action {
                 Action::Dispatch {
@@ -198,10 +298,13 @@ impl Engine {
                     kind,
                     attempt,
                 } => {
-                    self.dispatch(task, &agent, kind, attempt, now, update_tx, call_tx)
+                    let started = self
+                        .dispatch(task, &agent, kind, attempt, now, update_tx, call_tx)
                         .await?;
+                    again |= !started;
                 }
                 Action::Kill { execution, reason } => {
+                    again = true;
                     if let Some(active) = self.active.get_mut(&execution) {
                         active.kill_requested = true;
                         let reason = match reason {
@@ -212,6 +315,7 @@ impl Engine {
                     }
                 }
                 Action::FailTask { task, reason } => {
+                    again = true;
                     self.apply(
                         "engine",
                         vec![Change::SetTaskState {
@@ -223,6 +327,7 @@ impl Engine {
                     .await?;
                 }
                 Action::CloseParent { task, to, reason } => {
+                    again = true;
                     self.apply(
                         "engine",
                         vec![Change::SetTaskState {
@@ -236,7 +341,146 @@ impl Engine {
                 }
             }
         }
+        self.dirty = again;
         Ok(decision.next_wakeup)
+    }
+
+    /// Starts the model gateway when the node configures models: on a Unix socket in the run
+    /// directory (relayed into sandboxes) and on a loopback port (for agents that opted out of
+    /// network isolation).
+    async fn start_gateway(
+        &mut self,
+        notices: mpsc::UnboundedSender<gateway::Notice>,
+    ) -> Result<(), Error> {
+        let Some(options) = self.setup.gateway.clone() else {
+            return Ok(());
+        };
+        let registry = gateway::Registry::new(self.clock.clone());
+        let gw = gateway::Gateway::new(options, registry.clone(), notices)
+            .map_err(|e| Error::Setup(format!("the model gateway: {e}")))?;
+        let socket = self.options.state_dir.join("run").join("gateway.sock");
+        let unix = gw
+            .serve(gateway::Listen::Unix(socket.clone()))
+            .await
+            .map_err(|e| {
+                Error::Setup(format!(
+                    "the model gateway cannot listen on {}: {e}",
+                    socket.display()
+                ))
+            })?;
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let tcp = gw
+            .serve(gateway::Listen::Tcp(loopback))
+            .await
+            .map_err(|e| {
+                Error::Setup(format!("the model gateway cannot listen on loopback: {e}"))
+            })?;
+        let port = match tcp.local() {
+            gateway::Local::Tcp(addr) => addr.port(),
+            gateway::Local::Unix(_) => 0,
+        };
+        self.gateway = Some(ModelGateway {
+            registry,
+            _servers: vec![unix, tcp],
+            socket,
+            port,
+        });
+        Ok(())
+    }
+
+    /// What the gateway must know of an execution: who it is and what it has already spent
+    /// (its tree's and its agent's usage today, from the store).
+    async fn gateway_identity(
+        &self,
+        execution: &Execution,
+        task: &Task,
+    ) -> Result<gateway::Identity, Error> {
+        let (from, until) = gateway::day_bounds(self.clock.now());
+        let tree = self
+            .store
+            .model_usage(&store::UsageScope::Tree(task.root))
+            .await?;
+        let agent_day = self
+            .store
+            .model_usage(&store::UsageScope::Agent {
+                agent: execution.agent.clone(),
+                from,
+                until,
+            })
+            .await?;
+        let totals = |u: store::ModelUsage| gateway::Totals {
+            requests: u.requests,
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cached_tokens: u.cached_tokens,
+            cost_micros: u.cost_micros,
+        };
+        Ok(gateway::Identity {
+            execution: execution.id,
+            task: task.id,
+            root: task.root,
+            agent: execution.agent.clone(),
+            budgets: self.setup.budgets,
+            models: None,
+            baseline: gateway::Baseline {
+                tree: totals(tree),
+                agent_day: totals(agent_day),
+            },
+        })
+    }
+
+    /// The variables that point an agent's model clients at the gateway, with the execution
+    /// token as the API key. Empty when no models are configured.
+    fn model_env(&self, token: &str) -> Vec<(String, String)> {
+        let Some(gateway) = &self.gateway else {
+            return Vec::new();
+        };
+        let origin = format!("http://127.0.0.1:{}", gateway.port);
+        vec![
+            ("OPENAI_BASE_URL".into(), format!("{origin}/v1")),
+            ("OPENAI_API_KEY".into(), token.to_string()),
+            ("ANTHROPIC_BASE_URL".into(), origin),
+            ("ANTHROPIC_API_KEY".into(), token.to_string()),
+        ]
+    }
+
+    /// Records what the gateway reports: usage and waits become events; a budget running out
+    /// stops the execution as `budget_exceeded`.
+    async fn record_notices(&mut self, notices: Vec<gateway::Notice>) -> Result<(), Error> {
+        let mut changes = Vec::new();
+        for notice in notices {
+            match notice {
+                gateway::Notice::Usage(u) => changes.push(Change::RecordModelUsage {
+                    id: u.execution,
+                    model: u.model,
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                    cached_tokens: u.cached_tokens,
+                    cost_micros: u.cost_micros,
+                }),
+                gateway::Notice::Waiting(w) => {
+                    if let Some(active) = self.active.get(&w.execution) {
+                        // Waiting out a rate limit is not a stall.
+                        active.shared.touch(self.clock.now());
+                    }
+                    changes.push(Change::RecordModelWaiting {
+                        id: w.execution,
+                        model: w.model,
+                        attempt: w.attempt,
+                        delay_ms: w.delay.as_millis(),
+                        status: w.status,
+                    });
+                }
+                gateway::Notice::BudgetExceeded(b) => {
+                    if let Some(active) = self.active.get_mut(&b.execution) {
+                        active.kill_requested = true;
+                        active.shared.set_stop_summary(b.reason.clone());
+                        let _ = active.stop.send(Some(StopReason::BudgetExceeded));
+                    }
+                }
+            }
+        }
+        self.apply_tolerant(changes).await
     }
 
     /// Keeps the snapshot's active list (which the scheduler reads) in step with live state.
@@ -265,9 +509,9 @@ impl Engine {
         now: Timestamp,
         update_tx: &mpsc::UnboundedSender<Update>,
         call_tx: &mpsc::Sender<ControlCall>,
-    ) -> Result<(), Error> {
+    ) -> Result<bool, Error> {
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
-            return Ok(());
+            return Ok(false);
         };
         let change = Change::CreateExecution {
             task_id,
@@ -283,12 +527,12 @@ impl Engine {
                 if let Some(task) = self.store.task(task_id).await? {
                     self.snapshot.insert(task);
                 }
-                return Ok(());
+                return Ok(false);
             }
         };
         self.absorb(&applied);
         let Some(execution) = applied.executions.first().cloned() else {
-            return Ok(());
+            return Ok(false);
         };
         self.snapshot.recent_dispatches.push(now);
         self.summary.executions_started += 1;
@@ -317,6 +561,11 @@ impl Engine {
             .workspaces
             .as_ref()
             .map(|w| (w.clone(), parent.as_ref().and_then(|p| p.branch.clone())));
+        let token = executor::new_token();
+        if let Some(gateway) = &self.gateway {
+            let identity = self.gateway_identity(&execution, &task).await?;
+            gateway.registry.register(token.clone(), identity);
+        }
         let shared = Arc::new(ExecutionShared::default());
         shared.touch(now);
         let (stop_tx, stop_rx) = watch::channel(None);
@@ -338,6 +587,9 @@ impl Engine {
             agentgrid_bin: self.options.agentgrid_bin.clone(),
             grace: self.setup.grace,
             clock: self.clock.clone(),
+            gateway: self.gateway.as_ref().map(|g| (g.socket.clone(), g.port)),
+            model_env: self.model_env(&token),
+            token: token.clone(),
         };
         tokio::spawn(executor::run_execution(
             job,
@@ -353,17 +605,20 @@ impl Engine {
                 shared,
                 stop: stop_tx,
                 kill_requested: false,
+                token,
             },
         );
-        Ok(())
+        Ok(true)
     }
 
-    /// Records a batch of executor updates, in one transaction when possible.
+    /// Takes in a batch of executor updates. Progress is held back for at most [`WRITE_BEHIND`];
+    /// an execution's end is written at once, together with everything held back.
     async fn record_updates(&mut self, batch: Vec<Update>) -> Result<(), Error> {
-        let mut changes = Vec::new();
         for update in batch {
             match update {
-                Update::Preparing { id } => changes.push(set_state(id, ExecutionState::Preparing)),
+                Update::Preparing { id } => {
+                    self.pending.push(set_state(id, ExecutionState::Preparing))
+                }
                 Update::Workspace {
                     id: _,
                     task,
@@ -376,7 +631,7 @@ impl Engine {
                         .get(&task)
                         .is_some_and(|t| t.branch.as_deref() != Some(&branch))
                     {
-                        changes.push(Change::SetBranch { id: task, branch });
+                        self.pending.push(Change::SetBranch { id: task, branch });
                     }
                 }
                 Update::ProcessStarted {
@@ -386,14 +641,19 @@ impl Engine {
                     log_path,
                 } => {
                     if iteration == 1 {
-                        changes.push(set_state(id, ExecutionState::Running));
+                        self.pending.push(set_state(id, ExecutionState::Running));
                     }
-                    changes.push(Change::ProcessStarted {
+                    self.pending.push(Change::ProcessStarted {
                         id,
                         pid,
                         iteration,
                         log_path: Some(log_path),
                     });
+                    // A process now runs against its timeout and stall limits, so the scheduler
+                    // must plan when to look at it; but not at once. Most short processes end
+                    // within WRITE_BEHIND, and their end makes the scheduler look anyway, so
+                    // deciding now would be wasted. At worst a kill comes WRITE_BEHIND late.
+                    self.recheck_at.get_or_insert(Instant::now() + WRITE_BEHIND);
                 }
                 Update::ProcessExited {
                     id,
@@ -401,7 +661,7 @@ impl Engine {
                     exit_code,
                     signal,
                 } => {
-                    changes.push(Change::ProcessExited {
+                    self.pending.push(Change::ProcessExited {
                         id,
                         iteration,
                         exit_code,
@@ -409,7 +669,7 @@ impl Engine {
                     });
                 }
                 Update::Validating { id, .. } => {
-                    changes.push(set_state(id, ExecutionState::Validating))
+                    self.pending.push(set_state(id, ExecutionState::Validating))
                 }
                 Update::Validated {
                     id,
@@ -418,7 +678,7 @@ impl Engine {
                     passed,
                     results,
                 } => {
-                    changes.push(Change::Validated {
+                    self.pending.push(Change::Validated {
                         id,
                         iteration,
                         score,
@@ -427,10 +687,10 @@ impl Engine {
                     });
                 }
                 Update::NextIteration { id } => {
-                    changes.push(set_state(id, ExecutionState::Running))
+                    self.pending.push(set_state(id, ExecutionState::Running))
                 }
                 Update::Committed { id, branch, commit } => {
-                    changes.push(Change::Committed { id, branch, commit })
+                    self.pending.push(Change::Committed { id, branch, commit })
                 }
                 Update::Finished {
                     id,
@@ -439,16 +699,25 @@ impl Engine {
                     usage,
                     summary,
                 } => {
-                    // Everything reported before the end goes in first, in order.
-                    self.apply_tolerant(std::mem::take(&mut changes)).await?;
                     self.finish(id, state, exit_code, usage, summary).await?;
                 }
             }
         }
+        if !self.pending.is_empty() && self.flush_at.is_none() {
+            self.flush_at = Some(Instant::now() + WRITE_BEHIND);
+        }
+        Ok(())
+    }
+
+    /// Writes the progress updates held back so far.
+    async fn flush(&mut self) -> Result<(), Error> {
+        self.flush_at = None;
+        let changes = std::mem::take(&mut self.pending);
         self.apply_tolerant(changes).await
     }
 
-    /// Finishes an execution and settles its task, in one transaction.
+    /// Finishes an execution and settles its task, in one transaction together with the
+    /// progress updates still held back.
     async fn finish(
         &mut self,
         id: ExecutionId,
@@ -460,6 +729,10 @@ impl Engine {
         let Some(active) = self.active.remove(&id) else {
             return Ok(());
         };
+        if let Some(gateway) = &self.gateway {
+            // From here on the token opens nothing: not the control socket, not the models.
+            gateway.registry.revoke(&active.token);
+        }
         let now = self.clock.now();
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;
@@ -500,7 +773,22 @@ impl Engine {
                 });
             }
         }
-        self.apply("engine", changes).await?;
+        self.dirty = true;
+        let held = std::mem::take(&mut self.pending);
+        self.flush_at = None;
+        if held.is_empty() {
+            self.apply("engine", changes).await?;
+        } else {
+            let mut all = held.clone();
+            all.extend(changes.iter().cloned());
+            if let Err(e) = self.apply("engine", all).await {
+                // Everything reported before the end goes in first, in order, each change on
+                // its own if need be, so that one stale change cannot hide the others.
+                tracing::debug!("recording progress with the end of execution {id} failed: {e}");
+                self.apply_tolerant(held).await?;
+                self.apply("engine", changes).await?;
+            }
+        }
         if ended
             || self
                 .snapshot
@@ -605,6 +893,9 @@ impl Engine {
 
     /// Takes what the store now says about the touched tasks into the snapshot.
     fn absorb(&mut self, applied: &store::Applied) {
+        if !applied.tasks.is_empty() {
+            self.dirty = true;
+        }
         for task in &applied.tasks {
             self.snapshot.insert(task.clone());
         }
@@ -614,7 +905,11 @@ impl Engine {
             }
         }
         for event in &applied.events {
-            if event.seq > self.followed_seq {
+            if event.seq == self.followed_seq + 1 && self.own_seqs.is_empty() {
+                // Nobody else wrote in between, so there is nothing to follow up to here: the
+                // log need not be read back just to skip the engine's own events.
+                self.followed_seq = event.seq;
+            } else if event.seq > self.followed_seq {
                 self.own_seqs.insert(event.seq);
             }
             if let Some(tx) = &self.options.events {
@@ -646,6 +941,7 @@ impl Engine {
             self.own_seqs = self.own_seqs.split_off(&(self.followed_seq + 1));
             for id in touched {
                 if let Some(task) = self.store.task(id).await? {
+                    self.dirty = true;
                     let cancelled = task.state == TaskState::Cancelled;
                     self.snapshot.insert(task);
                     if cancelled {
@@ -739,13 +1035,39 @@ impl Engine {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+        // A task can end just before a crash, leaving its worktree (and perhaps the merge into
+        // its parent) undone. Finish that now: merging is idempotent, and removal keeps the branch.
+        if let Some(manager) = self.workspaces.clone() {
+            let worktrees = manager.list().await.unwrap_or_default();
+            for ws in worktrees {
+                let ended = self
+                    .snapshot
+                    .tasks
+                    .get(&ws.task)
+                    .is_some_and(|t| t.state.is_terminal());
+                if !ended {
+                    continue;
+                }
+                let message = format!("agentgrid: work left in the workspace of #{}", ws.task);
+                if let Err(e) = manager.commit_all(&ws, &message).await {
+                    tracing::warn!(task = %ws.task, "could not commit what was left in a finished task's workspace: {e}");
+                    continue;
+                }
+                self.after_task_ended(ws.task).await;
+            }
+        }
         Ok(())
     }
 
     /// Answers one call from an agent on its control socket.
-    async fn answer_call(&mut self, call: ControlCall) {
+    /// Held-back progress is written first, so that the agent and the store agree on where
+    /// the execution stands.
+    async fn answer_call(&mut self, call: ControlCall) -> Result<(), Error> {
+        self.flush().await?;
+        self.dirty = true;
         let result = self.handle_call(call.execution, call.op).await;
         let _ = call.reply.send(result);
+        Ok(())
     }
 
     async fn handle_call(

@@ -21,6 +21,10 @@ pub struct Setup {
     /// `None` when workspaces are disabled: agents run in the project directory.
     pub workspace: Option<WorkspaceConfig>,
     pub grace: StdDuration,
+    /// The model gateway's settings, when the node configures any model alias.
+    pub gateway: Option<gateway::Options>,
+    /// Model budgets, applied to every execution.
+    pub budgets: gateway::Budgets,
 }
 
 /// Converts a loaded project. `repo_root` is the git repository the worktrees come from.
@@ -87,6 +91,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             validators,
             threshold: s.validation.threshold,
             max_iterations: s.limits.max_iterations,
+            sandbox: s.sandbox.clone(),
         };
         agents.insert(run.name.clone(), Arc::new(run));
     }
@@ -129,10 +134,83 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             hook_timeout: ws.hooks.timeout.as_std(),
         }
     });
+    let gateway = gateway_options(&spec.models)?;
+    let limit = |b: &manifest::Budget| gateway::Limit {
+        max_tokens: b.tokens,
+        max_cost_micros: b.cost.map(dollars_to_micros),
+    };
+    let budgets = gateway::Budgets {
+        execution: limit(&spec.budgets.per_execution),
+        tree: limit(&spec.budgets.per_tree),
+        agent_day: limit(&spec.budgets.per_agent_per_day),
+    };
     Ok(Setup {
         config,
         agents,
         workspace,
         grace: spec.shutdown_grace.as_std(),
+        gateway,
+        budgets,
     })
+}
+
+fn dollars_to_micros(dollars: f64) -> u64 {
+    (dollars * 1_000_000.0).round().max(0.0) as u64
+}
+
+/// The gateway's options from the node's `models` section. Keys are read from the engine's
+/// environment here, once, so a missing key stops `run` before any agent starts.
+fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>, Error> {
+    if models.aliases.is_empty() {
+        return Ok(None);
+    }
+    let mut providers = Vec::new();
+    for (name, p) in &models.providers {
+        let api_key = match &p.api_key_env {
+            Some(var) => Some(gateway::ApiKey::from_env(var).map_err(|_| {
+                Error::Setup(format!(
+                    "model provider `{name}` takes its key from the environment variable {var}, \
+                     which is not set: export it before `agentgrid run`"
+                ))
+            })?),
+            None => None,
+        };
+        let base = p.base_url.trim_end_matches('/');
+        let base_url = if base.ends_with("/v1") {
+            base.to_string()
+        } else {
+            format!("{base}/v1")
+        };
+        providers.push(gateway::Provider {
+            name: name.clone(),
+            kind: match p.kind {
+                manifest::ProviderKind::Openai => gateway::ProviderKind::OpenAi,
+                manifest::ProviderKind::Anthropic => gateway::ProviderKind::Anthropic,
+                manifest::ProviderKind::OpenaiCompatible => gateway::ProviderKind::OpenAiCompatible,
+            },
+            base_url,
+            api_key,
+        });
+    }
+    let routes = models
+        .aliases
+        .iter()
+        .map(|(alias, a)| gateway::ModelRoute {
+            alias: alias.clone(),
+            provider: a.provider.clone(),
+            upstream_model: a.model.clone(),
+            prices: gateway::Prices {
+                input: dollars_to_micros(a.prices.input),
+                output: dollars_to_micros(a.prices.output),
+                cached: dollars_to_micros(a.prices.cached_input),
+            },
+        })
+        .collect();
+    let mut options = gateway::Options::new(providers, routes);
+    options.retry = gateway::RetryPolicy {
+        max_attempts: models.retry.max_attempts,
+        initial_delay: models.retry.base_delay,
+        max_delay: models.retry.max_delay,
+    };
+    Ok(Some(options))
 }

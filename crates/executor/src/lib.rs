@@ -16,7 +16,8 @@ mod run;
 mod validate;
 
 pub use run::{
-    AgentRun, ExecutionJob, ExecutionShared, Runtime, StdinMode, StopReason, Update, run_execution,
+    AgentRun, ExecutionJob, ExecutionShared, Runtime, StdinMode, StopReason, Update, new_token,
+    run_execution,
 };
 pub use validate::{ScoreRule, Validation, Validator, Verdict, run_validators, score};
 

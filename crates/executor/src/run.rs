@@ -39,6 +39,8 @@ pub struct AgentRun {
     pub validators: Vec<Validator>,
     pub threshold: f64,
     pub max_iterations: u32,
+    /// How the agent's and its validators' processes are confined.
+    pub sandbox: manifest::SandboxProfile,
 }
 
 /// One execution to run.
@@ -62,6 +64,14 @@ pub struct ExecutionJob {
     /// How long a stopped agent gets between SIGTERM and SIGKILL.
     pub grace: Duration,
     pub clock: Arc<dyn Clock>,
+    /// The model gateway's Unix socket, relayed into sandboxes whose network mode is `gateway`,
+    /// and the loopback port agents reach it on.
+    pub gateway: Option<(PathBuf, u16)>,
+    /// Extra environment for the agent: the model gateway's base URLs and the execution token as
+    /// the API key.
+    pub model_env: Vec<(String, String)>,
+    /// The execution's token: authenticates its control calls and its model requests.
+    pub token: String,
 }
 
 /// Why the engine stops an execution.
@@ -70,6 +80,8 @@ pub enum StopReason {
     TimedOut,
     Stalled,
     Cancelled,
+    /// The model gateway refused a request over budget.
+    BudgetExceeded,
 }
 
 impl StopReason {
@@ -78,6 +90,7 @@ impl StopReason {
             StopReason::TimedOut => ExecutionState::TimedOut,
             StopReason::Stalled => ExecutionState::Stalled,
             StopReason::Cancelled => ExecutionState::Cancelled,
+            StopReason::BudgetExceeded => ExecutionState::BudgetExceeded,
         }
     }
 }
@@ -98,6 +111,8 @@ pub struct ExecutionShared {
     /// When the current iteration's process started; 0 while none runs.
     iteration_started: AtomicI64,
     flags: Mutex<ControlFlags>,
+    /// Why the engine stopped the execution, when it has more to say than the stop reason.
+    stop_summary: Mutex<Option<String>>,
 }
 
 impl ExecutionShared {
@@ -118,6 +133,20 @@ impl ExecutionShared {
 
     pub fn flags(&self) -> ControlFlags {
         self.flags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn set_stop_summary(&self, summary: String) {
+        *self
+            .stop_summary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(summary);
+    }
+
+    fn stop_summary(&self) -> Option<String> {
+        self.stop_summary
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -243,11 +272,20 @@ async fn execute(
 
     std::fs::create_dir_all(&job.run_dir).map_err(|e| fail("creating the run directory", &e))?;
     let socket = socket_path(&job.run_dir, id);
-    let token = new_token();
+    let token = job.token.clone();
     let server = ControlServer::bind(&socket, id, token.clone(), calls)
         .map_err(|e| fail("opening the control socket", &e))?;
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
+    let sandbox = sandbox_spec(
+        job,
+        &cwd,
+        &[
+            socket.clone(),
+            prompt_file.clone(),
+            job.agentgrid_bin.clone(),
+        ],
+    );
 
     if let Some((manager, w)) = &ws {
         manager
@@ -268,7 +306,8 @@ async fn execute(
             .map_err(|e| fail("rendering the prompt", &e))?;
         std::fs::write(&prompt_file, &prompt).map_err(|e| fail("writing the prompt file", &e))?;
         let spec = launch_spec(agent, &context, &prompt, &cwd, &base, iteration)
-            .map_err(|e| (ExecutionState::Failed, e))?;
+            .map_err(|e| (ExecutionState::Failed, e))?
+            .with_sandbox(sandbox.clone());
 
         let (line_tx, mut line_rx) = mpsc::channel(256);
         let process = launch::spawn(
@@ -337,13 +376,12 @@ async fn execute(
             }
         }
         if let Some(reason) = stopped {
+            let why = shared
+                .stop_summary()
+                .unwrap_or_else(|| format!("stopped ({})", reason.state()));
             end = (
                 reason.state(),
-                Some(format!(
-                    "stopped ({}) after {}",
-                    reason.state(),
-                    exit.describe()
-                )),
+                Some(format!("{why}; the agent {}", exit.describe())),
             );
             break;
         }
@@ -378,9 +416,16 @@ async fn execute(
             break;
         }
         send(Update::Validating { id, iteration });
-        let validation = run_validators(&agent.validators, agent.threshold, &cwd, &base)
-            .await
-            .map_err(|e| fail("validation", &e))?;
+        // Validators run the code the agent wrote, so they are confined the same way.
+        let validation = run_validators(
+            &agent.validators,
+            agent.threshold,
+            &cwd,
+            &base,
+            Some(&sandbox),
+        )
+        .await
+        .map_err(|e| fail("validation", &e))?;
         send(Update::Validated {
             id,
             iteration,
@@ -466,6 +511,9 @@ fn base_environment(
     for (k, v) in vars {
         launch::set_var(&mut env, k.into(), v);
     }
+    for (k, v) in &job.model_env {
+        launch::set_var(&mut env, k.clone(), v.clone());
+    }
     env
 }
 
@@ -517,8 +565,67 @@ fn socket_path(run_dir: &Path, id: ExecutionId) -> PathBuf {
     }
 }
 
-fn new_token() -> String {
+/// A fresh execution token: 32 random bytes, hex.
+pub fn new_token() -> String {
     use rand::Rng;
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The sandbox for the execution's processes, from the agent's profile. Hidden besides the
+/// homes, `/run` and `/tmp` that every sandbox hides: the engine's database, logs, run files
+/// and the other tasks' worktrees. `expose` names what must stay reachable inside hidden places.
+fn sandbox_spec(
+    job: &ExecutionJob,
+    cwd: &Path,
+    expose: &[PathBuf],
+) -> launch::sandbox::SandboxSpec {
+    use launch::sandbox as sb;
+    let profile = &job.agent.sandbox;
+    let mut spec = sb::SandboxSpec::new(cwd);
+    spec.filesystem = match profile.filesystem {
+        manifest::FilesystemMode::WorkspaceWrite => sb::FilesystemMode::WorkspaceWrite,
+        manifest::FilesystemMode::ReadOnly => sb::FilesystemMode::ReadOnly,
+        manifest::FilesystemMode::None => sb::FilesystemMode::None,
+    };
+    spec.network = match profile.network {
+        manifest::NetworkMode::None => sb::NetworkMode::None,
+        manifest::NetworkMode::Gateway => sb::NetworkMode::Gateway,
+        manifest::NetworkMode::Host => sb::NetworkMode::Host,
+    };
+    if spec.network == sb::NetworkMode::Gateway
+        && let Some((socket, port)) = &job.gateway
+    {
+        spec.gateway = Some(sb::GatewayRelay {
+            socket: socket.clone(),
+            port: *port,
+        });
+    }
+    if let Some(state_dir) = job.run_dir.parent() {
+        for name in [
+            "agentgrid.db",
+            "agentgrid.db-wal",
+            "agentgrid.db-shm",
+            "engine.lock",
+            "logs",
+            "run",
+        ] {
+            spec.hide.push(state_dir.join(name));
+        }
+    }
+    if let Some((manager, _)) = &job.workspace {
+        spec.hide.push(manager.config().root.clone());
+    }
+    spec.expose = expose.to_vec();
+    spec.limits = sb::Limits {
+        memory: Some(profile.limits.memory),
+        processes: Some(u64::from(profile.limits.processes)),
+        open_files: Some(u64::from(profile.limits.open_files)),
+        file_size: Some(profile.limits.file_size),
+        cpu_time: Some(profile.limits.cpu_time),
+        // The engine enforces the wall time (limits.timeout) with a group kill.
+        wall_time: None,
+    };
+    spec.helper = Some(job.agentgrid_bin.clone());
+    spec
 }

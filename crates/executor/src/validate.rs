@@ -76,6 +76,7 @@ pub async fn run_validators(
     threshold: f64,
     cwd: &Path,
     env: &[(String, String)],
+    sandbox: Option<&launch::sandbox::SandboxSpec>,
 ) -> Result<Validation, Error> {
     let mut verdicts = Vec::with_capacity(validators.len());
     for v in validators {
@@ -85,9 +86,12 @@ pub async fn run_validators(
                 v.name
             )));
         };
-        let spec = launch::LaunchSpec::new(program.clone(), cwd)
+        let mut spec = launch::LaunchSpec::new(program.clone(), cwd)
             .args(args.iter().cloned())
             .with_env_exactly(env.to_vec());
+        if let Some(sandbox) = sandbox {
+            spec = spec.with_sandbox(sandbox.clone());
+        }
         let out = launch::run(spec, v.timeout, 256 * 1024)
             .await
             .map_err(|e| Error::Validator {

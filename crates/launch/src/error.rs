@@ -69,4 +69,11 @@ pub enum Error {
 
     #[error("waiting for process {pid} failed: {reason}")]
     Wait { pid: i32, reason: String },
+
+    #[error("cannot start `{program}` in its sandbox: {source}")]
+    Sandbox {
+        program: String,
+        #[source]
+        source: sandbox::Error,
+    },
 }

@@ -2,8 +2,11 @@
 //!
 //! Agents, git, hooks and validators all run through this crate, so the rules every child must
 //! follow live in one place: it gets exactly the environment it was given (nothing of ours leaks
-//! through), it leads a process group of its own, and nothing it starts outlives it. Later the
-//! sandbox (namespaces, Landlock, seccomp) will be applied in the same place, just before exec.
+//! through), it leads a process group of its own, and nothing it starts outlives it. A
+//! [`LaunchSpec`] with a sandbox ([`sandbox::SandboxSpec`], re-exported as [`sandbox`]) starts
+//! the agentgrid binary as the sandbox helper, which isolates the program (namespaces, Landlock,
+//! seccomp, limits) in its own process before it executes it; output, process group and exit
+//! stay the program's.
 //!
 //! The principal types and functions:
 //! - [`LaunchSpec`]: program, arguments, working directory, complete environment ([`base_env`]
@@ -17,12 +20,13 @@
 //! - [`kill_group`], [`terminate_group`], [`group_alive`] and [`process_start_time`] act on
 //!   process groups and pids, also ones recorded before a restart.
 //!
-//! The key decision: the child is reaped by a thread of ours with `waitid(WNOWAIT)` followed by
-//! `wait4`, not by tokio. Waiting without reaping first keeps the child's pid, and so its group
-//! id, reserved while the rest of the group is killed, so the kill can never hit a stranger that
-//! reused the number; `wait4` then reports the CPU time of the child and every descendant it
-//! waited for. Because the whole group dies when the direct child exits, the output pipes always
-//! reach end of file and the readers finish.
+//! The key decision: the child is reaped by us with `waitid(WNOWAIT)` followed by `wait4`, not by
+//! tokio. Waiting without reaping first keeps the child's pid, and so its group id, reserved
+//! while the rest of the group is killed, so the kill can never hit a stranger that reused the
+//! number; `wait4` then reports the CPU time of the child and every descendant it waited for.
+//! Because the whole group dies when the direct child exits, the output pipes always reach end
+//! of file and the reading finishes. One watcher per child reads both pipes and notices the exit
+//! through a pidfd: a task of the caller's tokio runtime, or one thread outside a runtime.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), launch::Error> {
@@ -38,6 +42,7 @@ mod group;
 mod output;
 mod process;
 mod run;
+mod sandboxed;
 mod spec;
 mod start;
 
@@ -49,4 +54,5 @@ pub use nix::sys::signal::Signal;
 pub use output::{OutputLine, Stream};
 pub use process::{Exit, OutputSpec, Process, spawn};
 pub use run::{Output, run};
+pub use sandbox;
 pub use spec::{LaunchSpec, StdinSpec, base_env, set_var};

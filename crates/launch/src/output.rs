@@ -2,6 +2,7 @@
 //! keeps only the last bytes.
 
 use std::collections::VecDeque;
+#[cfg(test)]
 use std::io::{ErrorKind, Read};
 
 /// Which pipe a line came from.
@@ -76,23 +77,63 @@ impl Tail {
     }
 }
 
+/// Splits bytes, as they arrive, into lines with bounded memory: a line longer than
+/// `max_line_bytes` keeps its first `max_line_bytes` and counts the rest as cut.
+pub(crate) struct Lines {
+    max: usize,
+    line: Vec<u8>,
+    cut: usize,
+}
+
+impl Lines {
+    pub fn new(max_line_bytes: usize) -> Lines {
+        let max = max_line_bytes.max(1);
+        Lines {
+            max,
+            line: Vec::with_capacity(max.min(8 * 1024)),
+            cut: 0,
+        }
+    }
+
+    /// Calls `emit` with each line (without its newline) completed by `chunk`, and how many
+    /// bytes of it were cut off.
+    pub fn feed(&mut self, mut chunk: &[u8], emit: &mut impl FnMut(&[u8], usize)) {
+        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+            self.append(&chunk[..end]);
+            emit(&self.line, self.cut);
+            self.line.clear();
+            self.cut = 0;
+            chunk = &chunk[end + 1..];
+        }
+        self.append(chunk);
+    }
+
+    /// At end of input: emits a last line that had no newline.
+    pub fn finish(&mut self, emit: &mut impl FnMut(&[u8], usize)) {
+        if !self.line.is_empty() || self.cut > 0 {
+            emit(&self.line, self.cut);
+            self.line.clear();
+            self.cut = 0;
+        }
+    }
+
+    fn append(&mut self, part: &[u8]) {
+        let take = (self.max - self.line.len()).min(part.len());
+        self.line.extend_from_slice(&part[..take]);
+        self.cut += part.len() - take;
+    }
+}
+
 /// Reads `reader` to its end and calls `emit` with each line (without its newline) and how many
-/// bytes of it were cut off beyond `max_line_bytes`. Memory use is bounded by `max_line_bytes`
-/// plus a fixed read buffer, however long the lines are.
+/// bytes of it were cut off beyond `max_line_bytes`.
+#[cfg(test)]
 pub(crate) fn read_lines(
     mut reader: impl Read,
     max_line_bytes: usize,
     mut emit: impl FnMut(&[u8], usize),
 ) {
-    let max = max_line_bytes.max(1);
+    let mut lines = Lines::new(max_line_bytes);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut line: Vec<u8> = Vec::with_capacity(max.min(8 * 1024));
-    let mut cut = 0usize;
-    let append = |line: &mut Vec<u8>, cut: &mut usize, part: &[u8]| {
-        let take = (max - line.len()).min(part.len());
-        line.extend_from_slice(&part[..take]);
-        *cut += part.len() - take;
-    };
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -100,19 +141,9 @@ pub(crate) fn read_lines(
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        let mut chunk = &buf[..n];
-        while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
-            append(&mut line, &mut cut, &chunk[..end]);
-            emit(&line, cut);
-            line.clear();
-            cut = 0;
-            chunk = &chunk[end + 1..];
-        }
-        append(&mut line, &mut cut, chunk);
+        lines.feed(&buf[..n], &mut emit);
     }
-    if !line.is_empty() || cut > 0 {
-        emit(&line, cut);
-    }
+    lines.finish(&mut emit);
 }
 
 /// The text of a line that may have been cut: a character split by the cut is dropped whole, and
@@ -136,6 +167,22 @@ pub(crate) fn render_line(bytes: &[u8], cut: usize) -> (String, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_split_the_same_however_the_bytes_arrive() {
+        let input = b"one\ntwo long line\n\nlast";
+        let whole = lines(input, 5);
+        for size in 1..input.len() {
+            let mut splitter = Lines::new(5);
+            let mut got = Vec::new();
+            let mut emit = |l: &[u8], cut: usize| got.push(render_line(l, cut));
+            for chunk in input.chunks(size) {
+                splitter.feed(chunk, &mut emit);
+            }
+            splitter.finish(&mut emit);
+            assert_eq!(got, whole, "chunks of {size}");
+        }
+    }
 
     fn lines(input: &[u8], max: usize) -> Vec<(String, usize)> {
         let mut out = Vec::new();

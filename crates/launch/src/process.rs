@@ -2,11 +2,10 @@
 //! [`Process`] handle to watch, signal and wait for them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use domain::{Clock, SystemClock, Timestamp, Usage};
@@ -14,8 +13,8 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::group::wait_gone;
-use crate::output::{Tail, read_lines, render_line};
-use crate::start::{RawExit, start};
+use crate::output::{Lines, Tail, render_line};
+use crate::start::{OutputSink, RawExit, start, watch};
 use crate::{Error, LaunchSpec, OutputLine, Stream};
 
 /// How long [`Process::wait`] waits for the output readers after the group was killed. They
@@ -28,7 +27,9 @@ pub(crate) const SETTLE_GRACE: Duration = Duration::from_secs(5);
 /// Where a spawned child's output goes.
 #[derive(Debug, Clone)]
 pub struct OutputSpec {
-    /// Every line, stdout and stderr merged in arrival order, is appended here.
+    /// Every line, stdout and stderr merged in arrival order, is appended here. The file is
+    /// created with the first line, so a child that prints nothing leaves no empty file behind;
+    /// whether it can be created is checked before the child starts.
     pub log_file: Option<PathBuf>,
     /// Every line, tagged with its stream, as long as the receiver keeps up. Lines that find the
     /// channel full are dropped (and counted), never the log file's.
@@ -105,9 +106,16 @@ struct Shared {
 }
 
 struct Sink {
-    log: Option<(PathBuf, File)>,
+    log: Log,
     tail: Tail,
     line_tx: Option<mpsc::Sender<OutputLine>>,
+}
+
+/// The log file, opened when the first line comes.
+enum Log {
+    None,
+    Pending(PathBuf),
+    Open(PathBuf, File),
 }
 
 impl Shared {
@@ -121,12 +129,21 @@ impl Shared {
         let mut record = Vec::with_capacity(text.len() + 1);
         record.extend_from_slice(text.as_bytes());
         record.push(b'\n');
-        if let Some((path, file)) = &mut sink.log
+        if let Log::Pending(path) = &sink.log {
+            sink.log = match open_log(path) {
+                Ok(file) => Log::Open(path.clone(), file),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot create the output log; the output goes unlogged");
+                    Log::None
+                }
+            };
+        }
+        if let Log::Open(path, file) = &mut sink.log
             && let Err(e) = file.write_all(&record)
         {
             // A full disk must not kill the child; the log stops and says why, once.
             tracing::warn!(path = %path.display(), error = %e, "cannot write the output log; further output goes unlogged");
-            sink.log = None;
+            sink.log = Log::None;
         }
         sink.tail.push(&record);
         if let Some(tx) = &sink.line_tx {
@@ -147,13 +164,15 @@ impl Shared {
 
 /// A running child, leader of its own process group (its pgid is its pid).
 ///
-/// Dropping a `Process` neither kills nor leaks it: a background thread reaps the child and
-/// kills the rest of its group whenever it exits.
+/// Dropping a `Process` neither kills nor leaks it: its watcher (a task of the runtime, or a
+/// thread outside one) reaps the child and kills the rest of its group whenever it exits, as
+/// long as the runtime runs.
 pub struct Process {
     pub pid: i32,
     shared: Arc<Shared>,
     exit: oneshot::Receiver<Result<RawExit, String>>,
-    readers: Vec<oneshot::Receiver<()>>,
+    /// Resolves once both pipes were read to their end.
+    drained: oneshot::Receiver<()>,
     finished: Arc<AtomicBool>,
 }
 
@@ -169,11 +188,12 @@ impl std::fmt::Debug for Process {
 /// Starts `spec` and streams its output as `output` says. Returns once the child runs.
 pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
     let log = match output.log_file {
-        Some(path) => match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(file) => Some((path, file)),
+        Some(path) => match check_log(&path) {
+            Ok(Some(file)) => Log::Open(path, file),
+            Ok(None) => Log::Pending(path),
             Err(source) => return Err(Error::LogFile { path, source }),
         },
-        None => None,
+        None => Log::None,
     };
     let child = start(spec)?;
     let pid = child.pid;
@@ -188,39 +208,75 @@ pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
             line_tx: output.line_tx,
         }),
     });
-    let max = output.max_line_bytes;
-    let mut readers = Vec::with_capacity(2);
-    let pipes: [(Stream, Box<dyn Read + Send>); 2] = [
-        (Stream::Stdout, Box::new(child.stdout)),
-        (Stream::Stderr, Box::new(child.stderr)),
-    ];
-    for (stream, pipe) in pipes {
-        let (done_tx, done) = oneshot::channel();
-        let shared = shared.clone();
-        let reader = thread::Builder::new()
-            .name(format!("{}-{pid}", stream.as_str()))
-            .spawn(move || {
-                read_lines(pipe, max, |bytes, cut| shared.line(stream, bytes, cut));
-                let _ = done_tx.send(());
-            });
-        if let Err(source) = reader {
-            // Without a reader the child could block on a full pipe forever.
-            let _ = crate::kill_group(pid, Signal::SIGKILL);
-            return Err(Error::Thread {
-                what: "output reader",
-                pid,
-                source,
-            });
-        }
-        readers.push(done);
-    }
+    let finished = child.finished.clone();
+    let sink = LineSink {
+        shared: shared.clone(),
+        stdout: Lines::new(output.max_line_bytes),
+        stderr: Lines::new(output.max_line_bytes),
+    };
+    let watched = watch(child, sink)?;
     Ok(Process {
         pid,
         shared,
-        exit: child.exit,
-        readers,
-        finished: child.finished,
+        exit: watched.exit,
+        drained: watched.drained,
+        finished,
     })
+}
+
+/// An existing log file is opened at once (that creates nothing); a new one is only checked
+/// for: its directory must exist and be writable.
+fn check_log(path: &Path) -> std::io::Result<Option<File>> {
+    if path.exists() {
+        return open_log(path).map(Some);
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the directory {} does not exist", dir.display()),
+        ));
+    }
+    nix::unistd::access(
+        dir,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(std::io::Error::from)?;
+    Ok(None)
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// Cuts each pipe's bytes into lines for [`Shared::line`].
+struct LineSink {
+    shared: Arc<Shared>,
+    stdout: Lines,
+    stderr: Lines,
+}
+
+impl OutputSink for LineSink {
+    fn data(&mut self, stream: Stream, bytes: &[u8]) {
+        let shared = &self.shared;
+        let lines = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        lines.feed(bytes, &mut |line, cut| shared.line(stream, line, cut));
+    }
+
+    fn closed(&mut self, stream: Stream) {
+        let shared = &self.shared;
+        let lines = match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        };
+        lines.finish(&mut |line, cut| shared.line(stream, line, cut));
+    }
 }
 
 impl Process {
@@ -285,7 +341,7 @@ impl Process {
             pid,
             shared,
             exit,
-            readers,
+            drained,
             ..
         } = self;
         let raw = match exit.await {
@@ -294,7 +350,7 @@ impl Process {
             Err(_) => {
                 return Err(Error::Wait {
                     pid,
-                    reason: "the reaper thread ended early".into(),
+                    reason: "the watcher of the child ended early".into(),
                 });
             }
         };
@@ -303,12 +359,7 @@ impl Process {
         if !wait_gone(pid, SETTLE_GRACE).await {
             tracing::warn!(pid, "processes of the group are still alive after SIGKILL");
         }
-        let drain = async {
-            for reader in readers {
-                let _ = reader.await;
-            }
-        };
-        if tokio::time::timeout(DRAIN_GRACE, drain).await.is_err() {
+        if tokio::time::timeout(DRAIN_GRACE, drained).await.is_err() {
             // Only a descendant that escaped the group can still hold the pipes; its output is
             // no longer this process's business.
             tracing::warn!(

@@ -1,19 +1,14 @@
 //! Short commands (git, hooks, validators): run to the end under a timeout and capture what they
 //! printed.
 
-use std::io::{ErrorKind, Read};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::Duration;
-
-use nix::sys::signal::Signal;
-use tokio::sync::oneshot;
 
 use crate::group::wait_gone;
 use crate::output::Tail;
 use crate::process::{SETTLE_GRACE, describe_status};
-use crate::start::start;
-use crate::{Error, LaunchSpec};
+use crate::start::{OutputSink, start, watch};
+use crate::{Error, LaunchSpec, Stream};
 
 /// How long a timed-out command gets between SIGTERM and SIGKILL: long enough for git to drop
 /// its lock files, short enough not to matter.
@@ -71,18 +66,26 @@ pub async fn run(
     timeout: Duration,
     capture_limit: usize,
 ) -> Result<Output, Error> {
-    let mut child = start(spec)?;
+    let child = start(spec)?;
     let pid = child.pid;
-    let mut stdout = capture(child.stdout, capture_limit, pid)?;
-    let mut stderr = capture(child.stderr, capture_limit, pid)?;
+    let finished = child.finished.clone();
+    let stdout = Arc::new(Mutex::new(Tail::new(capture_limit)));
+    let stderr = Arc::new(Mutex::new(Tail::new(capture_limit)));
+    let mut watched = watch(
+        child,
+        Capture {
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+        },
+    )?;
 
-    let (raw, timed_out) = match tokio::time::timeout(timeout, &mut child.exit).await {
+    let (raw, timed_out) = match tokio::time::timeout(timeout, &mut watched.exit).await {
         Ok(result) => (result, false),
         Err(_) => {
-            if !child.finished.load(std::sync::atomic::Ordering::SeqCst) {
+            if !finished.load(std::sync::atomic::Ordering::SeqCst) {
                 crate::terminate_group(pid, TERM_GRACE).await;
             }
-            (child.exit.await, true)
+            (watched.exit.await, true)
         }
     };
     let raw = match raw {
@@ -91,19 +94,17 @@ pub async fn run(
         Err(_) => {
             return Err(Error::Wait {
                 pid,
-                reason: "the reaper thread ended early".into(),
+                reason: "the watcher of the child ended early".into(),
             });
         }
     };
     if !wait_gone(pid, SETTLE_GRACE).await {
         tracing::warn!(pid, "processes of the group are still alive after SIGKILL");
     }
-    let drained = tokio::time::timeout(DRAIN_GRACE, async {
-        let _ = (&mut stdout.1).await;
-        let _ = (&mut stderr.1).await;
-    })
-    .await;
-    if drained.is_err() {
+    if tokio::time::timeout(DRAIN_GRACE, watched.drained)
+        .await
+        .is_err()
+    {
         tracing::warn!(
             pid,
             "output pipes still open after the process group died; not waiting for them"
@@ -113,8 +114,8 @@ pub async fn run(
         let tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
         (tail.text(), tail.dropped())
     };
-    let (out, stdout_cut) = take(&stdout.0);
-    let (err, stderr_cut) = take(&stderr.0);
+    let (out, stdout_cut) = take(&stdout);
+    let (err, stderr_cut) = take(&stderr);
     Ok(Output {
         code: raw.code,
         signal: raw.signal,
@@ -128,40 +129,22 @@ pub async fn run(
     })
 }
 
-type Capture = (Arc<Mutex<Tail>>, oneshot::Receiver<()>);
+/// Keeps the last `capture_limit` bytes of each stream.
+struct Capture {
+    stdout: Arc<Mutex<Tail>>,
+    stderr: Arc<Mutex<Tail>>,
+}
 
-/// Reads `pipe` to its end on a thread of its own, keeping its last `limit` bytes.
-fn capture(mut pipe: impl Read + Send + 'static, limit: usize, pid: i32) -> Result<Capture, Error> {
-    let tail = Arc::new(Mutex::new(Tail::new(limit)));
-    let (done_tx, done) = oneshot::channel();
-    let sink = tail.clone();
-    let reader = thread::Builder::new()
-        .name(format!("capture-{pid}"))
-        .spawn(move || {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match pipe.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => sink
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(&buf[..n]),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(_) => break,
-                }
-            }
-            let _ = done_tx.send(());
-        });
-    match reader {
-        Ok(_) => Ok((tail, done)),
-        Err(source) => {
-            // Without a reader the child could block on a full pipe forever.
-            let _ = crate::kill_group(pid, Signal::SIGKILL);
-            Err(Error::Thread {
-                what: "output capture",
-                pid,
-                source,
-            })
-        }
+impl OutputSink for Capture {
+    fn data(&mut self, stream: Stream, bytes: &[u8]) {
+        let tail = match stream {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        };
+        tail.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(bytes);
     }
+
+    fn closed(&mut self, _stream: Stream) {}
 }

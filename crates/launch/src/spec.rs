@@ -28,6 +28,10 @@ pub struct LaunchSpec {
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
     pub stdin: StdinSpec,
+    /// When set, the child runs inside this sandbox (see the sandbox crate): the agentgrid
+    /// binary starts first as the sandbox helper and becomes the program once the sandbox
+    /// stands. Its output, process group and exit are the program's.
+    pub sandbox: Option<sandbox::SandboxSpec>,
 }
 
 impl LaunchSpec {
@@ -39,7 +43,14 @@ impl LaunchSpec {
             cwd: cwd.into(),
             env: base_env(),
             stdin: StdinSpec::Null,
+            sandbox: None,
         }
+    }
+
+    /// Runs the child inside `sandbox`.
+    pub fn with_sandbox(mut self, sandbox: sandbox::SandboxSpec) -> LaunchSpec {
+        self.sandbox = Some(sandbox);
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> LaunchSpec {

@@ -1,10 +1,15 @@
-//! The one place where a child process starts, and the thread that reaps it.
+//! The one place where a child process starts, and the thread that watches it.
 //!
 //! Both [`crate::spawn`] and [`crate::run`] come through [`start`], so whatever must hold for
-//! every child (a clean environment, its own process group, and later the sandbox) is applied
-//! here once.
+//! every child (a clean environment, its own process group, and the sandbox) is applied
+//! here once. [`watch`] then reads both of the child's pipes and reaps it, waiting on the two
+//! pipes and on a pidfd of the child at once: as a task of the caller's tokio runtime, or else
+//! on one thread, instead of three threads (two blocking readers and a blocking reaper).
+//! Starting and ending threads, and waking one another, is a large part of what a short child
+//! costs.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{ChildStderr, ChildStdout, Stdio};
 use std::sync::Arc;
@@ -16,9 +21,11 @@ use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
+use tokio::io::Interest;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyMutGuard};
 use tokio::sync::oneshot;
 
-use crate::{Error, LaunchSpec, StdinSpec};
+use crate::{Error, LaunchSpec, StdinSpec, Stream};
 
 /// How the direct child ended, as the reaper saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,20 +36,19 @@ pub(crate) struct RawExit {
     pub wall_ms: u64,
 }
 
-/// A child that was just started: its pipes and the promise of its exit.
+/// A child that was just started, before [`watch`] takes its pipes.
 pub(crate) struct Started {
     pub pid: i32,
     pub started: Instant,
-    pub stdout: ChildStdout,
-    pub stderr: ChildStderr,
-    pub exit: oneshot::Receiver<Result<RawExit, String>>,
+    stdout: ChildStdout,
+    stderr: ChildStderr,
     /// Set once the direct child has exited and its group was killed, just before the child is
     /// reaped. After that its pid may be reused, so nothing may signal the group any more.
     pub finished: Arc<AtomicBool>,
 }
 
-/// Starts `spec` in its own process group with exactly its environment, and a thread that
-/// reaps it with `wait4` (which, unlike tokio's reaper, reports the CPU time it used).
+/// Starts `spec` in its own process group with exactly its environment. Nothing reads its
+/// output or reaps it until [`watch`] is called, which the caller does at once.
 #[allow(clippy::disallowed_methods)] // This is the one function allowed to create a Command.
 pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
     if !spec.cwd.is_dir() {
@@ -52,13 +58,25 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
         });
     }
     let program = spec.resolve_program()?;
-    let mut command = std::process::Command::new(&program);
+    // With a sandbox, the helper starts in the program's place and becomes it.
+    let helper = crate::sandboxed::helper(&spec, &program)?;
+    let mut command = match &helper {
+        Some(h) => {
+            let mut command = std::process::Command::new(&h.helper);
+            command.args(&h.args);
+            command
+        }
+        None => {
+            let mut command = std::process::Command::new(&program);
+            command.arg0(&spec.program).args(&spec.args);
+            command
+        }
+    };
     command
-        .arg0(&spec.program)
-        .args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .envs(helper.iter().map(|h| (h.env.0.as_str(), h.env.1.as_str())))
         .stdin(match spec.stdin {
             StdinSpec::Null => Stdio::null(),
             StdinSpec::Bytes(_) => Stdio::piped(),
@@ -78,30 +96,12 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
     let pid = child.id() as i32;
     let stdin = child.stdin.take();
     let pipes = child.stdout.take().zip(child.stderr.take());
-    // The Child handle is dropped without waiting: the reaper thread below owns the waiting, and
+    // The Child handle is dropped without waiting: the thread of [`watch`] owns the waiting, and
     // dropping a std Child neither kills nor reaps it.
     drop(child);
 
-    let finished = Arc::new(AtomicBool::new(false));
-    let (exit_tx, exit) = oneshot::channel();
-    let flag = finished.clone();
-    let reaper = thread::Builder::new()
-        .name(format!("reap-{pid}"))
-        .spawn(move || {
-            // The receiver may be gone if nobody waits; the child is reaped all the same.
-            let _ = exit_tx.send(reap(pid, started, &flag));
-        });
-    if let Err(source) = reaper {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-        return Err(Error::Thread {
-            what: "reaper",
-            pid,
-            source,
-        });
-    }
-
     let Some((stdout, stderr)) = pipes else {
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        abandon(pid);
         return Err(spawn_error(io::Error::other(
             "the output pipes were not created",
         )));
@@ -115,7 +115,7 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
                 let _ = input.write_all(&bytes);
             });
         if let Err(source) = writer {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            abandon(pid);
             return Err(Error::Thread {
                 what: "stdin writer",
                 pid,
@@ -128,9 +128,382 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
         started,
         stdout,
         stderr,
-        exit,
-        finished,
+        finished: Arc::new(AtomicBool::new(false)),
     })
+}
+
+/// Receives a watched child's output as the watcher reads it.
+pub(crate) trait OutputSink: Send + 'static {
+    /// Bytes just read from one of the pipes.
+    fn data(&mut self, stream: Stream, bytes: &[u8]);
+    /// The pipe reached end of file (or failed): nothing more comes from it.
+    fn closed(&mut self, stream: Stream);
+}
+
+/// What [`watch`] promises.
+pub(crate) struct Watch {
+    /// How the direct child ended; sent as soon as it was reaped.
+    pub exit: oneshot::Receiver<Result<RawExit, String>>,
+    /// Resolves once both pipes reached end of file.
+    pub drained: oneshot::Receiver<()>,
+}
+
+/// Reads the child's pipes into `sink` and reaps the child with `wait4` (which, unlike tokio's
+/// reaper, reports the CPU time it used).
+///
+/// Inside a tokio runtime this is a task of that runtime, woken by the runtime's own epoll when
+/// a pipe has data or the child's pidfd says it exited: no thread is started at all. Outside a
+/// runtime it is one thread waiting in `poll` on the same three descriptors. Where the kernel
+/// offers no pidfd (before Linux 5.3) the reaping gets a thread of its own.
+pub(crate) fn watch(child: Started, sink: impl OutputSink) -> Result<Watch, Error> {
+    let Started {
+        pid,
+        started,
+        stdout,
+        stderr,
+        finished,
+    } = child;
+    let (exit_tx, exit) = oneshot::channel();
+    let (drained_tx, drained) = oneshot::channel();
+    let mut pidfd = pidfd_open(pid);
+    let (mut stdout, mut stderr) = (stdout, stderr);
+    if let Some(fd) = pidfd.take() {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => match AsyncWatch::register(&handle, fd, stdout, stderr) {
+                Ok(watch) => {
+                    let reaped = Reaped {
+                        pid,
+                        started,
+                        finished,
+                        exit_tx,
+                    };
+                    handle.spawn(watch.run(reaped, drained_tx, sink));
+                    return Ok(Watch { exit, drained });
+                }
+                Err((fd, out, err)) => {
+                    pidfd = Some(fd);
+                    stdout = out;
+                    stderr = err;
+                }
+            },
+            Err(_) => pidfd = Some(fd),
+        }
+    }
+    let mut reaper = None;
+    if pidfd.is_none() {
+        let flag = finished.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("reap-{pid}"))
+            .spawn(move || {
+                // The receiver may be gone if nobody waits; the child is reaped all the same.
+                let _ = exit_tx.send(reap(pid, started, &flag));
+            });
+        if let Err(source) = spawned {
+            abandon(pid);
+            return Err(Error::Thread {
+                what: "reaper",
+                pid,
+                source,
+            });
+        }
+    } else {
+        reaper = Some(exit_tx);
+    }
+    let watcher = Watcher {
+        pid,
+        started,
+        finished,
+        pidfd,
+        exit_tx: reaper,
+        drained_tx: Some(drained_tx),
+        stdout: Some(stdout),
+        stderr: Some(stderr),
+    };
+    let spawned = thread::Builder::new()
+        .name(format!("watch-{pid}"))
+        .spawn(move || watcher.run(sink));
+    if let Err(source) = spawned {
+        // Without a reader the child could block on a full pipe forever.
+        abandon(pid);
+        return Err(Error::Thread {
+            what: "output watcher",
+            pid,
+            source,
+        });
+    }
+    Ok(Watch { exit, drained })
+}
+
+/// What reaping a child needs, and where its exit goes.
+struct Reaped {
+    pid: i32,
+    started: Instant,
+    finished: Arc<AtomicBool>,
+    exit_tx: oneshot::Sender<Result<RawExit, String>>,
+}
+
+/// The watcher as a task: the child's pidfd and pipes, registered with the runtime.
+struct AsyncWatch {
+    pidfd: Option<AsyncFd<OwnedFd>>,
+    stdout: Option<AsyncFd<ChildStdout>>,
+    stderr: Option<AsyncFd<ChildStderr>>,
+}
+
+type Unregistered = (OwnedFd, ChildStdout, ChildStderr);
+
+impl AsyncWatch {
+    /// Registers the three descriptors with the runtime's reactor, or hands them back when it
+    /// cannot (a runtime built without I/O, say), so that a thread can watch them instead.
+    fn register(
+        handle: &tokio::runtime::Handle,
+        pidfd: OwnedFd,
+        stdout: ChildStdout,
+        stderr: ChildStderr,
+    ) -> Result<AsyncWatch, Unregistered> {
+        let _entered = handle.enter();
+        // SAFETY (all three registrations): each object owns its descriptor, which stays open and
+        // the same until the AsyncFd is dropped or unwrapped; `get_mut` is only used to read.
+        let pidfd = match unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(e) => return Err((e.into_parts().0, stdout, stderr)),
+        };
+        let stdout = match unsafe { AsyncFd::register_with_interest(stdout, Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(e) => return Err((pidfd.into_inner(), e.into_parts().0, stderr)),
+        };
+        let stderr = match unsafe { AsyncFd::register_with_interest(stderr, Interest::READABLE) } {
+            Ok(fd) => fd,
+            Err(e) => return Err((pidfd.into_inner(), stdout.into_inner(), e.into_parts().0)),
+        };
+        // Reads must report "nothing yet" instead of blocking a worker of the runtime.
+        if set_nonblocking(stdout.as_raw_fd()).is_err()
+            || set_nonblocking(stderr.as_raw_fd()).is_err()
+        {
+            return Err((pidfd.into_inner(), stdout.into_inner(), stderr.into_inner()));
+        }
+        Ok(AsyncWatch {
+            pidfd: Some(pidfd),
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        })
+    }
+
+    async fn run(
+        mut self,
+        reaped: Reaped,
+        drained_tx: oneshot::Sender<()>,
+        mut sink: impl OutputSink,
+    ) {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut reaped = Some(reaped);
+        let mut drained_tx = Some(drained_tx);
+        while self.pidfd.is_some() || self.stdout.is_some() || self.stderr.is_some() {
+            tokio::select! {
+                ready = readable(&mut self.stdout) => {
+                    let closed = match ready {
+                        Ok(mut guard) => read_ready(&mut guard, Stream::Stdout, &mut sink, &mut buf),
+                        Err(_) => true,
+                    };
+                    if closed {
+                        self.stdout = None;
+                        sink.closed(Stream::Stdout);
+                    }
+                }
+                ready = readable(&mut self.stderr) => {
+                    let closed = match ready {
+                        Ok(mut guard) => read_ready(&mut guard, Stream::Stderr, &mut sink, &mut buf),
+                        Err(_) => true,
+                    };
+                    if closed {
+                        self.stderr = None;
+                        sink.closed(Stream::Stderr);
+                    }
+                }
+                // A pidfd becomes readable once its process has exited, and stays so.
+                _ = readable(&mut self.pidfd) => {
+                    self.pidfd = None;
+                    if let Some(r) = reaped.take() {
+                        // The receiver may be gone if nobody waits; the child is reaped all the same.
+                        let _ = r.exit_tx.send(reap(r.pid, r.started, &r.finished));
+                    }
+                }
+            }
+            if self.stdout.is_none()
+                && self.stderr.is_none()
+                && let Some(tx) = drained_tx.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// Waits until `fd` is readable; never, once it is gone.
+async fn readable<T: AsRawFd>(
+    fd: &mut Option<AsyncFd<T>>,
+) -> io::Result<AsyncFdReadyMutGuard<'_, T>> {
+    match fd {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads what a ready pipe holds into `sink`; true once it reached end of file or failed. A
+/// child that writes without pause gets a few reads per turn, so the other pipe and its exit
+/// are still looked at.
+fn read_ready<T: Read + AsRawFd>(
+    guard: &mut AsyncFdReadyMutGuard<'_, T>,
+    stream: Stream,
+    sink: &mut impl OutputSink,
+    buf: &mut [u8],
+) -> bool {
+    for _ in 0..16 {
+        match guard.try_io(|inner| inner.get_mut().read(buf)) {
+            Ok(Ok(0)) => return true,
+            Ok(Ok(n)) => sink.data(stream, &buf[..n]),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return true,
+            // Drained for now: the reactor says when more comes.
+            Err(_would_block) => return false,
+        }
+    }
+    false
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process owns, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The state of the one thread that watches a child outside a runtime.
+struct Watcher {
+    pid: i32,
+    started: Instant,
+    finished: Arc<AtomicBool>,
+    /// Readable once the child has exited; `None` when a separate reaper thread waits instead.
+    pidfd: Option<OwnedFd>,
+    exit_tx: Option<oneshot::Sender<Result<RawExit, String>>>,
+    drained_tx: Option<oneshot::Sender<()>>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+}
+
+impl Watcher {
+    fn run(mut self, mut sink: impl OutputSink) {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
+            let mut watch = |fd: RawFd| {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+            };
+            // Each fd is at a fixed slot, or -1, which poll ignores.
+            watch(self.stdout.as_ref().map_or(-1, AsRawFd::as_raw_fd));
+            watch(self.stderr.as_ref().map_or(-1, AsRawFd::as_raw_fd));
+            let waiting_for_exit = self.exit_tx.is_some();
+            watch(match (&self.pidfd, waiting_for_exit) {
+                (Some(fd), true) => fd.as_raw_fd(),
+                _ => -1,
+            });
+            if fds.iter().all(|p| p.fd < 0) {
+                return;
+            }
+            // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structures.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if rc < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                // poll cannot fail on valid descriptors; if it does, fall back to blocking on
+                // each in turn, which is what separate threads would have done.
+                self.finish_blocking(&mut sink, &mut buf);
+                return;
+            }
+            if fds[0].revents != 0 {
+                self.read_some(Stream::Stdout, &mut sink, &mut buf);
+            }
+            if fds[1].revents != 0 {
+                self.read_some(Stream::Stderr, &mut sink, &mut buf);
+            }
+            if fds[2].revents != 0
+                && let Some(tx) = self.exit_tx.take()
+            {
+                let _ = tx.send(reap(self.pid, self.started, &self.finished));
+            }
+        }
+    }
+
+    /// One read from a pipe that poll said is ready: data, or end of file.
+    fn read_some(&mut self, stream: Stream, sink: &mut impl OutputSink, buf: &mut [u8]) {
+        let result = match stream {
+            Stream::Stdout => self.stdout.as_mut().map(|p| p.read(buf)),
+            Stream::Stderr => self.stderr.as_mut().map(|p| p.read(buf)),
+        };
+        match result {
+            None => {}
+            Some(Ok(0)) => self.close(stream, sink),
+            Some(Ok(n)) => sink.data(stream, &buf[..n]),
+            Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Some(Err(_)) => self.close(stream, sink),
+        }
+    }
+
+    fn close(&mut self, stream: Stream, sink: &mut impl OutputSink) {
+        match stream {
+            Stream::Stdout => self.stdout = None,
+            Stream::Stderr => self.stderr = None,
+        }
+        sink.closed(stream);
+        if self.stdout.is_none()
+            && self.stderr.is_none()
+            && let Some(tx) = self.drained_tx.take()
+        {
+            let _ = tx.send(());
+        }
+    }
+
+    fn finish_blocking(&mut self, sink: &mut impl OutputSink, buf: &mut [u8]) {
+        if let Some(tx) = self.exit_tx.take() {
+            let _ = tx.send(reap(self.pid, self.started, &self.finished));
+        }
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            while match stream {
+                Stream::Stdout => self.stdout.is_some(),
+                Stream::Stderr => self.stderr.is_some(),
+            } {
+                self.read_some(stream, sink, buf);
+            }
+        }
+    }
+}
+
+/// Kills the group of a child that cannot be watched, and reaps the child so that it does not
+/// stay a zombie.
+fn abandon(pid: i32) {
+    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = reap(pid, Instant::now(), &AtomicBool::new(false));
+}
+
+/// A pidfd for `pid`, or `None` where the kernel has none (before Linux 5.3).
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the descriptor was just returned by the kernel and is owned by nobody else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Waits for `pid` to exit, kills the rest of its group, then reaps it with its resource usage.

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, Timestamp};
 
-use crate::{Applied, Change, Error, ExecutionFilter, TaskFilter};
+use crate::{Applied, Change, Error, ExecutionFilter, ModelUsage, TaskFilter, UsageScope};
 
 /// A durable event log with projections of tasks, dependencies and executions.
 ///
@@ -47,4 +47,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The global `seq` of the newest event, 0 for an empty log.
     async fn last_seq(&self) -> Result<u64, Error>;
+
+    /// The sums of the model requests recorded by [`Change::RecordModelUsage`] in `scope`;
+    /// all zero when there are none.
+    async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error>;
+
+    /// Like [`Store::model_usage`], split by model alias, ordered by alias.
+    async fn model_usage_by_model(
+        &self,
+        scope: &UsageScope,
+    ) -> Result<Vec<(String, ModelUsage)>, Error>;
 }

@@ -105,6 +105,32 @@ pub enum Change {
         usage: Usage,
         summary: Option<String>,
     },
+    /// One model request of the execution's agent, as the model gateway measured it. Accepted
+    /// on a finished execution too, since a stream may end after its execution did and the
+    /// tokens were spent all the same.
+    RecordModelUsage {
+        id: ExecutionId,
+        /// The model alias the agent asked for.
+        model: String,
+        /// Every input token, the cached ones included.
+        input_tokens: u64,
+        output_tokens: u64,
+        /// The part of `input_tokens` read from the provider's cache.
+        cached_tokens: u64,
+        /// Millionths of a dollar.
+        cost_micros: u64,
+    },
+    /// The model gateway waits before retrying a request of the execution's agent that the
+    /// provider refused as rate limited or overloaded. An event only; no projection changes.
+    RecordModelWaiting {
+        id: ExecutionId,
+        model: String,
+        /// The refused attempt, from 1.
+        attempt: u32,
+        delay_ms: u64,
+        /// The provider's HTTP status.
+        status: u16,
+    },
 }
 
 impl Change {
@@ -128,6 +154,8 @@ impl Change {
             Change::Validated { .. } => "validated",
             Change::Committed { .. } => "committed",
             Change::FinishExecution { .. } => "finish_execution",
+            Change::RecordModelUsage { .. } => "record_model_usage",
+            Change::RecordModelWaiting { .. } => "record_model_waiting",
         }
     }
 }

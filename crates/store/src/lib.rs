@@ -7,7 +7,8 @@
 //! machine transition, a dependency cycle, a second claim on a task), updates the projection
 //! and appends one or more [`domain::Event`]s, all in one transaction. The reading side,
 //! [`Store::task`], [`Store::tasks`], [`Store::events_after`] and friends, returns the domain
-//! types.
+//! types; [`Store::model_usage`] sums the tokens and cost the model gateway recorded per
+//! execution, task tree or agent.
 //!
 //! The principal types:
 //! - [`Store`]: the object-safe trait everyone holds as `Arc<dyn Store>`. It names no database
@@ -43,8 +44,10 @@ mod backend;
 mod change;
 mod error;
 mod sqlite;
+mod usage;
 
 pub use backend::Store;
 pub use change::{Applied, Change, ExecutionFilter, TaskEdit, TaskFilter};
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
+pub use usage::{ModelUsage, UsageScope};

@@ -171,7 +171,11 @@ sys.exit(0 if all(s == "done" for s in states) else 1)
 fi
 "#;
 
-fn worker_yaml(script: &Path) -> String {
+/// The scripted agents live in the demo repository itself, as a project's own agent tooling
+/// would, so every worktree has them and the sandbox needs no exception to reach them.
+const SCRIPTS_DIR: &str = "agent-scripts";
+
+fn worker_yaml(script: &str) -> String {
     format!(
         r#"apiVersion: agentgrid.dev/v1
 kind: Agent
@@ -201,11 +205,10 @@ spec:
         score: passed-failed
         timeout: 1m
 "#,
-        script = script.display()
     )
 }
 
-fn planner_yaml(script: &Path) -> String {
+fn planner_yaml(script: &str) -> String {
     format!(
         r#"apiVersion: agentgrid.dev/v1
 kind: Agent
@@ -223,7 +226,6 @@ spec:
     timeout: 2m
     stall_timeout: 1m
 "#,
-        script = script.display()
     )
 }
 
@@ -331,28 +333,27 @@ async fn build_project(root: &Path) -> anyhow::Result<()> {
         root.join("README.md"),
         "# textkit\n\nA tiny library the agentgrid demo works on. Tests: `python3 run_tests.py`.\n",
     )?;
+    std::fs::create_dir_all(root.join(SCRIPTS_DIR))?;
+    std::fs::write(root.join(SCRIPTS_DIR).join("worker.sh"), WORKER_SH)?;
+    std::fs::write(root.join(SCRIPTS_DIR).join("planner.sh"), PLANNER_SH)?;
     git(root, &["init", "-q", "-b", "main"]).await?;
     git(root, &["add", "-A"]).await?;
     git(root, &["commit", "-q", "-m", "textkit: first version"]).await?;
 
     let state = root.join(STATE_DIR);
-    let scripts = state.join("scripts");
     std::fs::create_dir_all(state.join("agents"))?;
-    std::fs::create_dir_all(&scripts)?;
     std::fs::write(state.join(".gitignore"), "*\n")?;
     let config = CONFIG_YAML
         .replace("base_delay: 10s", "base_delay: 1s")
         .replace("delay: 1s\n    max: 3", "delay: 200ms\n    max: 3");
     std::fs::write(state.join("config.yaml"), config)?;
-    std::fs::write(scripts.join("worker.sh"), WORKER_SH)?;
-    std::fs::write(scripts.join("planner.sh"), PLANNER_SH)?;
     std::fs::write(
         state.join("agents/worker.yaml"),
-        worker_yaml(&scripts.join("worker.sh")),
+        worker_yaml(&format!("{SCRIPTS_DIR}/worker.sh")),
     )?;
     std::fs::write(
         state.join("agents/planner.yaml"),
-        planner_yaml(&scripts.join("planner.sh")),
+        planner_yaml(&format!("{SCRIPTS_DIR}/planner.sh")),
     )?;
     store::SqliteStore::open(&state.join(DATABASE))?;
     manifest::load_project(&state)

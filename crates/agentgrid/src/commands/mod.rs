@@ -2,6 +2,7 @@
 
 mod ctl;
 mod demo;
+mod doctor;
 mod events;
 mod init;
 mod run;
@@ -38,5 +39,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
+        Command::Doctor { json } => doctor::doctor(json).await,
     }
 }

@@ -300,3 +300,145 @@ fn status_names_agents_that_opted_out_of_isolation() {
         2
     );
 }
+
+#[test]
+fn tasks_are_imported_from_json_lines_all_or_nothing() {
+    let repo = Repo::new();
+    repo.ok(&["init"]);
+    let good = repo.path().join("tasks.jsonl");
+    std::fs::write(
+        &good,
+        "{\"title\": \"Parse the CSV\", \"labels\": [\"backend\"], \"priority\": 1}\n\
+         \n\
+         {\"title\": \"Write the docs\", \"body\": \"For users.\", \"blocked_by\": [1]}\n\
+         {\"title\": \"Ask the reviewer\", \"agent\": \"reviewer\"}\n",
+    )
+    .unwrap();
+    let out = repo.ok(&["task", "import", good.to_str().unwrap()]);
+    assert!(out.contains("imported 3 tasks: #1 to #3"), "{out}");
+    let tasks = repo.tasks();
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(tasks[0]["labels"], serde_json::json!(["backend"]));
+    assert_eq!(tasks[0]["priority"], 1);
+    assert_eq!(tasks[1]["body"], "For users.");
+    assert_eq!(tasks[1]["blocked_by"], serde_json::json!([1]));
+    assert_eq!(tasks[2]["agent"], "reviewer");
+    assert!(tasks.iter().all(|t| t["state"] == "open"));
+
+    // One transaction for the whole file: the three tasks are three events in a row.
+    let events: Vec<serde_json::Value> = repo
+        .ok(&["events", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3);
+    assert!(events.iter().all(|e| e["type"] == "task_created"));
+
+    // Standard input, with the created tasks as JSON.
+    let mut cmd = repo.cmd(&["task", "import", "--json"]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"title\": \"From stdin\", \"parent\": 1}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created[0]["id"], 4);
+    assert_eq!(created[0]["parent"], 1);
+
+    // A file with bad lines creates nothing and names every bad line.
+    let bad = repo.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"title\": \"Fine on its own\"}\n\
+         {\"titel\": \"misspelt\"}\n\
+         not json\n\
+         {\"title\": \"Too urgent\", \"priority\": 9}\n",
+    )
+    .unwrap();
+    let out = repo.run(&["task", "import", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(err.contains("nothing was imported"), "{err}");
+    assert!(err.contains("bad.jsonl:2: unknown field `titel`"), "{err}");
+    assert!(err.contains("bad.jsonl:3: not valid JSON"), "{err}");
+    assert!(
+        err.contains("bad.jsonl:4: priority 9 is out of range"),
+        "{err}"
+    );
+    assert!(!err.contains("bad.jsonl:1:"), "{err}");
+
+    // A line the store refuses (its parent does not exist) also stops the whole file.
+    std::fs::write(
+        &bad,
+        "{\"title\": \"Fine on its own\"}\n{\"title\": \"Orphan\", \"parent\": 99}\n",
+    )
+    .unwrap();
+    let out = repo.run(&["task", "import", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bad.jsonl:2: the parent task #99 does not exist"),
+        "{err}"
+    );
+    assert_eq!(
+        repo.tasks().len(),
+        4,
+        "nothing from the bad files was created"
+    );
+}
+
+#[test]
+fn a_run_records_every_step_of_an_execution_as_an_event_in_order() {
+    let repo = Repo::with_agents(&[(
+        "noop",
+        &agent("noop", "true", "  routing: {default: true}\n"),
+    )]);
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  workspace: {enabled: false}\n",
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "one"]);
+    repo.ok(&["task", "add", "two"]);
+    repo.ok(&["run", "--quiet"]);
+    let events: Vec<serde_json::Value> = repo
+        .ok(&["events", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for execution in [1, 2] {
+        let steps: Vec<String> = events
+            .iter()
+            .filter(|e| e["entity"] == "execution" && e["entity_id"] == execution)
+            .map(|e| match e["type"].as_str().unwrap() {
+                "execution_state_changed" => format!("-> {}", e["to"].as_str().unwrap()),
+                other => other.to_string(),
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                "execution_created",
+                "-> preparing",
+                "-> running",
+                "execution_process_started",
+                "execution_process_exited",
+                "-> succeeded",
+                "execution_finished",
+            ],
+            "execution {execution}"
+        );
+    }
+    // The log numbers every event once, in order, however the engine batched its writes.
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(repo.task_state(2), "done");
+}

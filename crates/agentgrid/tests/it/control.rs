@@ -1,4 +1,7 @@
 //! The control channel from inside real executions.
+//!
+//! Agents here that share a file with the test through /tmp or .agentgrid opt out of the
+//! sandbox explicitly (`filesystem: none`); the sandbox itself is tested by `escape.rs`.
 
 use crate::support::*;
 
@@ -45,7 +48,12 @@ fn invalid_calls_are_refused_with_a_reason_and_change_nothing() {
     // Every call below is wrong; the agent records each refusal and its exit code.
     let script = "for args in 'subtask create x --blocked-by 999' 'nudge 999' 'subtask create \"\"' 'complete --summary \"\"'; do eval agentgrid ctl $args >> \"$OUT\" 2>&1; echo \"exit=$?\" >> \"$OUT\"; done";
     let out_file = tempfile::NamedTempFile::new().unwrap();
-    let manifest = agent("picky", script, "  routing: {default: true}\n").replace(
+    let manifest = agent(
+        "picky",
+        script,
+        "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
+    )
+    .replace(
         "    command:",
         &format!(
             "    env: {{OUT: \"{}\"}}\n    command:",
@@ -93,7 +101,12 @@ fn guards_refuse_sub_tasks_past_the_limits() {
 fn a_token_is_useless_once_its_execution_has_ended() {
     let saved = tempfile::NamedTempFile::new().unwrap();
     let script = "echo \"$AGENTGRID_CONTROL_SOCKET $AGENTGRID_TOKEN\" > \"$SAVE\"; agentgrid ctl comment 'still here'";
-    let manifest = agent("leaky", script, "  routing: {default: true}\n").replace(
+    let manifest = agent(
+        "leaky",
+        script,
+        "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
+    )
+    .replace(
         "    command:",
         &format!(
             "    env: {{SAVE: \"{}\"}}\n    command:",

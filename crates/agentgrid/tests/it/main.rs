@@ -3,5 +3,6 @@
 mod cli;
 mod control;
 mod crash;
+mod escape;
 mod run;
 mod support;

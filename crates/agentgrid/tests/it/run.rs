@@ -1,4 +1,7 @@
 //! `agentgrid run` with command-runtime agents: work, validation, retries, limits, signals.
+//!
+//! Agents here that share a file with the test through /tmp or .agentgrid opt out of the
+//! sandbox explicitly (`filesystem: none`); the sandbox itself is tested by `escape.rs`.
 
 use std::time::Duration;
 
@@ -137,7 +140,7 @@ fn a_task_waits_for_its_dependencies() {
         &agent(
             "w",
             "echo $AGENTGRID_TASK_ID >> \"$ORDER\"",
-            "  routing: {default: true}\n",
+            "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
         )
         .replace(
             "    command:",
@@ -165,7 +168,7 @@ fn timeouts_and_stalls_kill_the_whole_process_group() {
             &agent(
                 "slow",
                 &sleeper,
-                "  routing: {labels: [slow]}\n  limits: {timeout: 1s, max_attempts: 1}\n",
+                "  routing: {labels: [slow]}\n  limits: {timeout: 1s, max_attempts: 1}\n  sandbox: {filesystem: none, network: host}\n",
             ),
         ),
         (
@@ -212,7 +215,7 @@ fn sigterm_winds_down_and_the_task_runs_again_later() {
         &agent(
             "long",
             "if [ -e \"$MARK\" ]; then exit 0; fi; touch \"$MARK\"; echo working; sleep 300",
-            "  routing: {default: true}\n",
+            "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
         )
         .replace(
             "    command:",
@@ -279,7 +282,7 @@ fn claim_mode_continues_until_the_agent_claims_completion() {
     let manifest = agent(
         "turns",
         script,
-        "  routing: {default: true}\n  completion: claim\n",
+        "  routing: {default: true}\n  completion: claim\n  sandbox: {filesystem: none, network: host}\n",
     )
     .replace(
         "    command:",
@@ -313,7 +316,7 @@ fn cancelling_a_running_task_stops_its_agent() {
         &agent(
             "long",
             "echo started; touch \"$MARK\"; sleep 300",
-            "  routing: {default: true}\n",
+            "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
         )
         .replace(
             "    command:",

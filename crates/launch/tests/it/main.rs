@@ -1,5 +1,7 @@
 //! Integration tests of the launch crate, with real processes.
 
+mod sandboxed;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -461,4 +463,65 @@ async fn terminate_group_on_a_polite_group_needs_only_sigterm() {
         .unwrap();
     // `sh -c` with a single command may exec it directly, so the signal is seen either way.
     assert_eq!(exit.signal, Some(Signal::SIGTERM as i32));
+}
+
+#[tokio::test]
+async fn a_silent_child_leaves_no_log_file_and_the_first_line_creates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("quiet.log");
+    let output = || OutputSpec {
+        log_file: Some(log.clone()),
+        ..OutputSpec::default()
+    };
+    let exit = spawn(LaunchSpec::new("true", dir.path()), output())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(exit.success());
+    assert!(!log.exists(), "nothing was printed, so no file was made");
+
+    let exit = spawn(sh("echo first; echo second >&2", dir.path()), output())
+        .unwrap()
+        .wait()
+        .await
+        .unwrap();
+    assert!(exit.success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let mut lines: Vec<&str> = logged.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["first", "second"]);
+}
+
+#[test]
+fn a_child_started_outside_a_runtime_is_watched_by_a_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let output = OutputSpec {
+        line_tx: Some(tx),
+        ..OutputSpec::default()
+    };
+    // No runtime here: the output and the exit are watched by a thread of the crate.
+    let process = spawn(sh("echo out; echo err >&2; exit 3", dir.path()), output).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let exit = runtime
+        .block_on(async { tokio::time::timeout(DEADLINE, process.wait()).await })
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code, Some(3));
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.try_recv() {
+        lines.push((line.stream, line.text));
+    }
+    lines.sort_by_key(|(stream, _)| stream.as_str());
+    assert_eq!(
+        lines,
+        [
+            (Stream::Stderr, "err".to_string()),
+            (Stream::Stdout, "out".to_string())
+        ]
+    );
 }

@@ -14,6 +14,7 @@ use domain::{
 use rusqlite::Connection;
 
 use super::rows::{self, Fail, refused};
+use super::usage;
 use crate::{Change, TaskEdit};
 
 /// The state of one batch while its changes are applied.
@@ -213,6 +214,51 @@ impl<'c> Batch<'c> {
                     },
                 ];
                 self.save_execution(&e, events)
+            }
+            Change::RecordModelUsage {
+                id,
+                model,
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+                cost_micros,
+            } => {
+                let usage = usage::NewUsage {
+                    execution: id,
+                    model,
+                    input_tokens,
+                    output_tokens,
+                    cached_tokens,
+                    cost_micros,
+                };
+                usage::check(&usage)?;
+                usage::insert(self.conn, &usage, self.now)?;
+                self.touch_execution(id);
+                let kind = EventKind::ExecutionModelUsage {
+                    model: usage.model,
+                    input_tokens,
+                    output_tokens,
+                    cached_tokens,
+                    cost_micros,
+                };
+                self.emit(EntityKind::Execution, id.0, kind)
+            }
+            Change::RecordModelWaiting {
+                id,
+                model,
+                attempt,
+                delay_ms,
+                status,
+            } => {
+                usage::check_execution(self.conn, id)?;
+                self.touch_execution(id);
+                let kind = EventKind::ExecutionModelWaiting {
+                    model,
+                    attempt,
+                    delay_ms,
+                    status,
+                };
+                self.emit(EntityKind::Execution, id.0, kind)
             }
         }
     }

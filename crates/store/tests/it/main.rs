@@ -4,6 +4,7 @@ mod durability;
 mod events;
 mod executions;
 mod tasks;
+mod usage;
 
 use std::path::PathBuf;
 

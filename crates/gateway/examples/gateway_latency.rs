@@ -1,0 +1,249 @@
+//! Measures the latency the model gateway adds to a request: the same requests go to the
+//! scripted model server directly and through the gateway, interleaved, in one run, and the
+//! p50 and p99 of both are compared. The target is under 1 ms added at p99.
+//!
+//! Run with `cargo run -p gateway --release --example gateway_latency -- [--requests N]`.
+//! The last line of output is one JSON object for `cargo xtask bench` to read.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gateway::{
+    ApiKey, Baseline, Budgets, Gateway, Identity, Listen, ModelRoute, Options, Prices, Provider,
+    ProviderKind, Registry,
+};
+use modelfixture::{FixtureOptions, Script, Step};
+use serde_json::{Value, json};
+
+const KEY: &str = "sk-bench-provider-key";
+const TOKEN: &str = "agx-bench-token";
+
+/// What one kind of request measured, in microseconds.
+struct Measured {
+    direct: Vec<u64>,
+    through: Vec<u64>,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+impl Measured {
+    fn summary(mut self) -> Value {
+        self.direct.sort_unstable();
+        self.through.sort_unstable();
+        let (d50, d99) = (
+            percentile(&self.direct, 0.5),
+            percentile(&self.direct, 0.99),
+        );
+        let (g50, g99) = (
+            percentile(&self.through, 0.5),
+            percentile(&self.through, 0.99),
+        );
+        json!({
+            "direct_p50_us": d50,
+            "direct_p99_us": d99,
+            "gateway_p50_us": g50,
+            "gateway_p99_us": g99,
+            "added_p50_us": g50.saturating_sub(d50),
+            "added_p99_us": g99.saturating_sub(d99),
+        })
+    }
+}
+
+async fn timed(request: reqwest::RequestBuilder) -> u64 {
+    let started = Instant::now();
+    let response = request.send().await.expect("the request is answered");
+    assert!(response.status().is_success(), "{}", response.status());
+    // The whole body, streamed or not, is part of the request's time.
+    let body = response.bytes().await.expect("the body arrives");
+    assert!(!body.is_empty());
+    started.elapsed().as_micros() as u64
+}
+
+#[tokio::main]
+async fn main() {
+    let requests: usize = std::env::args()
+        .skip_while(|a| a != "--requests")
+        .nth(1)
+        .map(|n| n.parse().expect("--requests takes a number"))
+        .unwrap_or(2000);
+    let warmup = (requests / 10).max(50);
+
+    let reply = Step::reply(
+        "Here is a short answer from the scripted model, split into words.",
+        1200,
+        40,
+        800,
+    );
+    let fixture = modelfixture::spawn_with(
+        Script {
+            steps: vec![reply],
+            repeat: true,
+        },
+        FixtureOptions {
+            api_key: Some(KEY.into()),
+            port: 0,
+        },
+    )
+    .await
+    .expect("the fixture starts");
+    let provider = |name: &str, kind| Provider {
+        name: name.into(),
+        kind,
+        base_url: fixture.base_url(),
+        api_key: Some(ApiKey::new(KEY)),
+    };
+    let prices = Prices {
+        input: 3_000_000,
+        output: 15_000_000,
+        cached: 300_000,
+    };
+    let options = Options::new(
+        vec![
+            provider("openai", ProviderKind::OpenAi),
+            provider("anthropic", ProviderKind::Anthropic),
+        ],
+        vec![
+            ModelRoute {
+                alias: "gpt".into(),
+                provider: "openai".into(),
+                upstream_model: "fixture-model".into(),
+                prices,
+            },
+            ModelRoute {
+                alias: "sonnet".into(),
+                provider: "anthropic".into(),
+                upstream_model: "fixture-model".into(),
+                prices,
+            },
+        ],
+    );
+    let registry = Registry::new(Arc::new(domain::SystemClock));
+    registry.register(
+        TOKEN,
+        Identity {
+            execution: domain::ExecutionId(1),
+            task: domain::TaskId(1),
+            root: domain::TaskId(1),
+            agent: "bench".into(),
+            budgets: Budgets::default(),
+            models: None,
+            baseline: Baseline::default(),
+        },
+    );
+    let (notices, mut receive) = tokio::sync::mpsc::unbounded_channel();
+    // The engine drains notices as they come; so does the benchmark.
+    tokio::spawn(async move { while receive.recv().await.is_some() {} });
+    let gateway = Gateway::new(options, registry, notices).expect("the gateway configures");
+    let server = gateway
+        .serve(Listen::Tcp("127.0.0.1:0".parse().unwrap()))
+        .await
+        .expect("the gateway listens");
+    let gateway_url = server.base_url().expect("a TCP listener has a URL");
+
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .expect("a client");
+    let conversation: Vec<Value> = (0..20)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" },
+                        "content": format!("Message {i} of a conversation about the code base, long enough to look like one. ").repeat(8)}))
+        .collect();
+    let chat = json!({"model": "gpt", "messages": conversation}).to_string();
+    let chat_direct = json!({"model": "fixture-model", "messages": conversation}).to_string();
+    let stream =
+        json!({"model": "sonnet", "max_tokens": 512, "stream": true, "messages": conversation})
+            .to_string();
+    let stream_direct = json!({"model": "fixture-model", "max_tokens": 512, "stream": true, "messages": conversation}).to_string();
+
+    let direct_chat = || {
+        client
+            .post(format!("{}/chat/completions", fixture.base_url()))
+            .bearer_auth(KEY)
+            .header("content-type", "application/json")
+            .body(chat_direct.clone())
+    };
+    let through_chat = || {
+        client
+            .post(format!("{gateway_url}/chat/completions"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(chat.clone())
+    };
+    let direct_stream = || {
+        client
+            .post(format!("{}/messages", fixture.base_url()))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+            .body(stream_direct.clone())
+    };
+    let through_stream = || {
+        client
+            .post(format!("{gateway_url}/messages"))
+            .header("x-api-key", TOKEN)
+            .header("anthropic-version", "2023-06-01")
+            .body(stream.clone())
+    };
+
+    for _ in 0..warmup {
+        timed(direct_chat()).await;
+        timed(through_chat()).await;
+        timed(direct_stream()).await;
+        timed(through_stream()).await;
+    }
+    let mut chat_times = Measured {
+        direct: Vec::with_capacity(requests),
+        through: Vec::with_capacity(requests),
+    };
+    let mut stream_times = Measured {
+        direct: Vec::with_capacity(requests),
+        through: Vec::with_capacity(requests),
+    };
+    // Interleaved, so that noise from other work on the machine hits both sides alike.
+    for _ in 0..requests {
+        chat_times.direct.push(timed(direct_chat()).await);
+        chat_times.through.push(timed(through_chat()).await);
+        stream_times.direct.push(timed(direct_stream()).await);
+        stream_times.through.push(timed(through_stream()).await);
+    }
+    let chat = chat_times.summary();
+    let stream = stream_times.summary();
+    println!(
+        "chat completions ({} bytes a request): direct p50 {} µs p99 {} µs; through the \
+         gateway p50 {} µs p99 {} µs; added p50 {} µs p99 {} µs",
+        chat_direct.len(),
+        chat["direct_p50_us"],
+        chat["direct_p99_us"],
+        chat["gateway_p50_us"],
+        chat["gateway_p99_us"],
+        chat["added_p50_us"],
+        chat["added_p99_us"]
+    );
+    println!(
+        "messages stream: direct p50 {} µs p99 {} µs; through the gateway p50 {} µs p99 {} µs; \
+         added p50 {} µs p99 {} µs",
+        stream["direct_p50_us"],
+        stream["direct_p99_us"],
+        stream["gateway_p50_us"],
+        stream["gateway_p99_us"],
+        stream["added_p50_us"],
+        stream["added_p99_us"]
+    );
+    let target_met =
+        chat["added_p99_us"].as_u64() < Some(1000) && stream["added_p99_us"].as_u64() < Some(1000);
+    println!(
+        "{}",
+        json!({
+            "bench": "gateway_latency",
+            "requests": requests,
+            "chat_completions": chat,
+            "messages_stream": stream,
+            "target_p99_added_us": 1000,
+            "target_met": target_met,
+        })
+    );
+    server.shutdown().await;
+}

@@ -1,0 +1,70 @@
+//! The model gateway: an HTTP server owned by the engine that agents use as their model API.
+//!
+//! Agents get a base URL and an "API key" that is really their execution's token. The gateway
+//! speaks the wire formats agent CLIs use (OpenAI Chat Completions and Responses, Anthropic
+//! Messages and `count_tokens`, streaming or not), checks the token, maps the requested model
+//! alias to a configured provider and model, injects the real provider key, and streams the
+//! answer back as it arrives. On the way it reads the token usage, prices it, keeps running
+//! totals per execution, task tree and agent-day, and refuses requests once a budget is used
+//! up. When a provider answers 429, 503 or 529 it waits (honouring `retry-after`) and tries
+//! again, telling the engine about each wait.
+//!
+//! The principal types:
+//! - [`Gateway`]: built from [`Options`] (providers, model routes with [`Prices`], a
+//!   [`RetryPolicy`]), a [`Registry`] and a notice channel; [`Gateway::serve`] listens on a
+//!   loopback TCP port or a Unix socket ([`Listen`]), [`app`] gives the bare axum router.
+//! - [`Registry`]: the engine registers an [`Identity`] (execution, task, tree root, agent,
+//!   [`Budgets`]) under the execution's token when it starts, and revokes it when it ends.
+//! - [`Notice`]: what the engine hears: a [`UsageRecord`] per request, a [`Waiting`] per
+//!   rate-limit wait, a [`BudgetExceeded`] once per execution that hit a budget.
+//!
+//! The key design decision: the gateway never holds a whole response. Bodies go through
+//! chunk by chunk; usage is read from each complete stream line as it passes (a cheap byte
+//! search skips lines without usage), and a request body is rewritten by copying its top-level
+//! fields as raw JSON, parsing only `model`, `stream` and `stream_options`. So the added latency
+//! stays well under a millisecond and does not grow with the size of a conversation.
+//! Provider keys live only in [`ApiKey`], whose `Debug` is redacted, and go only into the
+//! upstream request headers, marked sensitive.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use gateway::{ApiKey, Gateway, Listen, ModelRoute, Options, Prices, Provider, ProviderKind,
+//!               Registry};
+//!
+//! let provider = Provider {
+//!     name: "anthropic".into(),
+//!     kind: ProviderKind::Anthropic,
+//!     base_url: "https://api.anthropic.com/v1".into(),
+//!     api_key: Some(ApiKey::new("sk-ant-example")),
+//! };
+//! let sonnet = ModelRoute {
+//!     alias: "sonnet".into(),
+//!     provider: "anthropic".into(),
+//!     upstream_model: "claude-sonnet-4-5".into(),
+//!     prices: Prices { input: 3_000_000, output: 15_000_000, cached: 300_000 },
+//! };
+//! let registry = Registry::new(Arc::new(domain::SystemClock));
+//! let (notices, _receive) = tokio::sync::mpsc::unbounded_channel();
+//! let gateway = Gateway::new(Options::new(vec![provider], vec![sonnet]), registry, notices)
+//!     .unwrap();
+//! let server = gateway.serve(Listen::Tcp("127.0.0.1:0".parse().unwrap())).await.unwrap();
+//! assert!(server.base_url().unwrap().starts_with("http://127.0.0.1:"));
+//! server.shutdown().await;
+//! # });
+//! ```
+
+mod config;
+mod error;
+mod meter;
+mod notice;
+mod registry;
+mod retry;
+mod server;
+mod wire;
+
+pub use config::{ApiKey, ModelRoute, Options, Prices, Provider, ProviderKind, RetryPolicy};
+pub use error::Error;
+pub use notice::{BudgetExceeded, BudgetScope, Notice, UsageRecord, Waiting};
+pub use registry::{Baseline, Budgets, Identity, Limit, Registry, Totals, day_bounds};
+pub use server::{Gateway, Listen, Local, Server, app};

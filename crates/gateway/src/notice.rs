@@ -1,0 +1,81 @@
+//! What the gateway tells the engine: usage per request, waits on rate limits, and refusals
+//! for budget.
+
+use domain::{Duration, ExecutionId, TaskId};
+
+/// One message from the gateway to the engine, on the channel given to
+/// [`Gateway::new`](crate::Gateway::new).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A request finished (or its stream was cut) and used these tokens.
+    Usage(UsageRecord),
+    /// A provider refused a request as rate limited or overloaded; the gateway waits and tries
+    /// again.
+    Waiting(Waiting),
+    /// A request was refused because a budget is used up. Sent once per execution; the engine
+    /// should end the execution as `budget_exceeded`.
+    BudgetExceeded(BudgetExceeded),
+}
+
+/// The tokens and cost of one model request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub execution: ExecutionId,
+    pub task: TaskId,
+    pub root: TaskId,
+    pub agent: String,
+    /// The alias the agent asked for.
+    pub model: String,
+    /// Every input token, the cached ones included.
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The part of `input_tokens` read from the provider's cache.
+    pub cached_tokens: u64,
+    /// Millionths of a dollar, by the alias's prices.
+    pub cost_micros: u64,
+    /// False when the response ended before the provider's final usage report (the agent hung
+    /// up mid-stream, or the provider cut it): the counts are what had been reported by then.
+    pub complete: bool,
+}
+
+/// The gateway waits `delay` before attempt `attempt + 1` of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub execution: ExecutionId,
+    pub model: String,
+    /// The attempt that was refused, from 1.
+    pub attempt: u32,
+    pub delay: Duration,
+    /// The provider's status: 429, 503 or 529.
+    pub status: u16,
+}
+
+/// Which budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BudgetScope {
+    Execution,
+    /// All executions in the task tree.
+    Tree,
+    /// All executions of the agent on this UTC day.
+    AgentDay,
+}
+
+impl BudgetScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetScope::Execution => "execution",
+            BudgetScope::Tree => "task tree",
+            BudgetScope::AgentDay => "agent's daily",
+        }
+    }
+}
+
+/// A request refused for budget, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetExceeded {
+    pub execution: ExecutionId,
+    pub scope: BudgetScope,
+    /// One sentence naming the budget and what was used, such as "the task tree budget of
+    /// 100000 tokens is used up (100512 used)".
+    pub reason: String,
+}

@@ -1,0 +1,796 @@
+//! The gateway itself: the axum router, the request path (authenticate, route, check budgets,
+//! forward with retries, meter the answer) and the listeners.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::{ApiKey, ModelRoute, Options, ProviderKind, RetryPolicy};
+use crate::meter::{Meter, Metered};
+use crate::notice::{Notice, Waiting};
+use crate::registry::{Identity, Registry};
+use crate::retry;
+use crate::wire::{Api, Refusal, Request, Shape};
+use crate::{Error, Provider};
+
+/// The Anthropic API version sent when the agent names none.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Request headers passed on to the provider. Everything else, the agent's credentials first
+/// of all, stays behind.
+const FORWARDED: &[&str] = &[
+    "accept",
+    "anthropic-version",
+    "anthropic-beta",
+    "openai-beta",
+    "user-agent",
+];
+
+/// Response headers not passed back: they describe the connection to the provider, not the
+/// answer, or the body is re-framed on the way.
+const NOT_RETURNED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "content-length",
+    "upgrade",
+    "proxy-authenticate",
+    "trailer",
+    "te",
+    "set-cookie",
+];
+
+/// Longest upstream error body the gateway reads to scrub it.
+const MAX_ERROR_BODY: usize = 1024 * 1024;
+
+/// A provider with everything needed to call it.
+struct Upstream {
+    name: String,
+    kind: ProviderKind,
+    base_url: String,
+    key: Option<ApiKey>,
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub(crate) registry: Registry,
+    notices: mpsc::UnboundedSender<Notice>,
+    notices_lost: AtomicBool,
+    client: reqwest::Client,
+    providers: Vec<Upstream>,
+    /// Alias → (route, index into `providers`).
+    models: HashMap<String, (ModelRoute, usize)>,
+    retry: RetryPolicy,
+    max_request_bytes: usize,
+}
+
+impl Shared {
+    pub(crate) fn notify(&self, notice: Notice) {
+        if self.notices.send(notice).is_err() && !self.notices_lost.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the model gateway's notice channel is closed; usage is no longer recorded"
+            );
+        }
+    }
+}
+
+/// The model gateway. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut aliases: Vec<&String> = self.shared.models.keys().collect();
+        aliases.sort();
+        f.debug_struct("Gateway")
+            .field("models", &aliases)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_options(options: &Options) -> Result<(), Error> {
+    let config = |msg: String| Err(Error::Config(msg));
+    let mut names = std::collections::HashSet::new();
+    for p in &options.providers {
+        if p.name.trim().is_empty() {
+            return config("a provider has an empty name; give every provider a name".into());
+        }
+        if !names.insert(p.name.as_str()) {
+            return config(format!(
+                "the provider name `{}` is used twice; provider names must be unique",
+                p.name
+            ));
+        }
+        match reqwest::Url::parse(&p.base_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return config(format!(
+                    "provider `{}` has the base URL `{}`, which is not an http or https URL; \
+                     write it with its version prefix, such as https://api.openai.com/v1",
+                    p.name, p.base_url
+                ));
+            }
+        }
+        if p.kind != ProviderKind::OpenAiCompatible && p.api_key.is_none() {
+            return config(format!(
+                "provider `{}` ({}) has no API key; only openai_compatible providers may go \
+                 without one",
+                p.name,
+                p.kind.as_str()
+            ));
+        }
+    }
+    let mut aliases = std::collections::HashSet::new();
+    for m in &options.models {
+        if m.alias.trim().is_empty() || m.upstream_model.trim().is_empty() {
+            return config(format!(
+                "the model route `{}` → `{}` needs both an alias and an upstream model name",
+                m.alias, m.upstream_model
+            ));
+        }
+        if !aliases.insert(m.alias.as_str()) {
+            return config(format!(
+                "the model alias `{}` is defined twice; aliases must be unique",
+                m.alias
+            ));
+        }
+        if !names.contains(m.provider.as_str()) {
+            let mut known: Vec<&str> = names.iter().copied().collect();
+            known.sort();
+            return config(format!(
+                "the model alias `{}` names the provider `{}`, which is not configured; the \
+                 providers are: {}",
+                m.alias,
+                m.provider,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ));
+        }
+    }
+    if options.retry.max_attempts == 0 {
+        return config("the retry policy needs at least 1 attempt".into());
+    }
+    Ok(())
+}
+
+impl Gateway {
+    /// Checks the configuration and builds the HTTP client. Usage, waits and budget refusals
+    /// are sent on `notices`; the engine must keep reading it.
+    pub fn new(
+        options: Options,
+        registry: Registry,
+        notices: mpsc::UnboundedSender<Notice>,
+    ) -> Result<Gateway, Error> {
+        check_options(&options)?;
+        // reqwest is built without a default TLS provider so that exactly one, ring, is
+        // compiled in. Installing it fails harmlessly when this process already chose one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout.as_std())
+            .tcp_nodelay(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Client(e.to_string()))?;
+        let providers: Vec<Upstream> = options
+            .providers
+            .into_iter()
+            .map(|p: Provider| Upstream {
+                name: p.name,
+                kind: p.kind,
+                base_url: p.base_url.trim_end_matches('/').to_owned(),
+                key: p.api_key,
+            })
+            .collect();
+        let models = options
+            .models
+            .into_iter()
+            .map(|m| {
+                let index = providers
+                    .iter()
+                    .position(|p| p.name == m.provider)
+                    .unwrap_or_default();
+                (m.alias.clone(), (m, index))
+            })
+            .collect();
+        Ok(Gateway {
+            shared: Arc::new(Shared {
+                registry,
+                notices,
+                notices_lost: AtomicBool::new(false),
+                client,
+                providers,
+                models,
+                retry: options.retry,
+                max_request_bytes: options.max_request_bytes,
+            }),
+        })
+    }
+
+    /// The registry this gateway authenticates against.
+    pub fn registry(&self) -> &Registry {
+        &self.shared.registry
+    }
+
+    /// The HTTP routes, for serving or for calling in tests with `tower::ServiceExt::oneshot`.
+    pub fn router(&self) -> Router {
+        app(self.clone())
+    }
+
+    /// Starts serving on a loopback TCP address or a Unix socket. Call it twice to serve on
+    /// both; the servers share everything.
+    pub async fn serve(&self, listen: Listen) -> Result<Server, Error> {
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let stop = async move {
+            let _ = stop.await;
+        };
+        let app = self.router();
+        match listen {
+            Listen::Tcp(addr) => {
+                if !addr.ip().is_loopback() {
+                    return Err(Error::NotLoopback { addr });
+                }
+                let bind = |source| Error::BindTcp { addr, source };
+                let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+                let local = listener.local_addr().map_err(bind)?;
+                // Stream events are small; Nagle's algorithm would hold them back.
+                let listener = listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                let task = tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                    {
+                        tracing::error!("the model gateway on {local} stopped: {e}");
+                    }
+                });
+                Ok(Server::new(Local::Tcp(local), shutdown, task))
+            }
+            Listen::Unix(path) => {
+                let bind = |source| Error::BindUnix {
+                    path: path.clone(),
+                    source,
+                };
+                remove_stale_socket(&path).map_err(bind)?;
+                let listener = tokio::net::UnixListener::bind(&path).map_err(bind)?;
+                let shown = path.display().to_string();
+                let task = tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(stop)
+                        .await
+                    {
+                        tracing::error!("the model gateway on {shown} stopped: {e}");
+                    }
+                });
+                Ok(Server::new(Local::Unix(path), shutdown, task))
+            }
+        }
+    }
+}
+
+/// A socket left by an earlier run is removed; any other file is left alone and reported.
+fn remove_stale_socket(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "a file that is not a socket is in the way",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    /// A loopback address; port 0 picks a free port.
+    Tcp(SocketAddr),
+    /// A Unix socket at this path; a stale socket there is replaced.
+    Unix(PathBuf),
+}
+
+/// Where a [`Server`] listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+/// A running listener. Dropping it stops it at once; [`Server::shutdown`] lets requests under
+/// way finish first.
+#[derive(Debug)]
+pub struct Server {
+    local: Local,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn new(local: Local, shutdown: oneshot::Sender<()>, task: JoinHandle<()>) -> Server {
+        Server {
+            local,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn local(&self) -> &Local {
+        &self.local
+    }
+
+    /// For a TCP listener, the base URL to give agents, such as `http://127.0.0.1:4100/v1`.
+    /// Anthropic clients want it without the `/v1` ([`Server::origin`]).
+    pub fn base_url(&self) -> Option<String> {
+        self.origin().map(|o| format!("{o}/v1"))
+    }
+
+    /// For a TCP listener, `http://host:port`.
+    pub fn origin(&self) -> Option<String> {
+        match &self.local {
+            Local::Tcp(addr) => Some(format!("http://{addr}")),
+            Local::Unix(_) => None,
+        }
+    }
+
+    /// Stops accepting connections and waits for the requests under way to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.remove_socket();
+    }
+
+    fn remove_socket(&self) {
+        if let Local::Unix(path) = &self.local {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            self.remove_socket();
+        }
+    }
+}
+
+/// The gateway's HTTP routes.
+pub fn app(gateway: Gateway) -> Router {
+    Router::new()
+        .route(
+            "/v1/chat/completions",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| call(s.0, Api::Chat, h, b)),
+        )
+        .route(
+            "/v1/responses",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| call(s.0, Api::Responses, h, b)),
+        )
+        .route(
+            "/v1/messages",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| call(s.0, Api::Messages, h, b)),
+        )
+        .route(
+            "/v1/messages/count_tokens",
+            post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| call(s.0, Api::CountTokens, h, b)),
+        )
+        .route("/v1/models", get(list_models))
+        .fallback(not_found)
+        // The body is read with its own limit below, to answer in the provider's shape.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(Arc::clone(&gateway.shared))
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn refuse(shape: Shape, refusal: Refusal, message: &str) -> Response {
+    json_response(refusal.status(shape), &refusal.body(shape, message))
+}
+
+/// The token an agent presents: `Authorization: Bearer …` (OpenAI clients) or `x-api-key`
+/// (Anthropic clients).
+fn token_of(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    bearer
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .filter(|t| !t.is_empty())
+}
+
+/// The identity behind the request's token, or why there is none.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Arc<Identity>, &'static str> {
+    let Some(token) = token_of(headers) else {
+        return Err(
+            "no API key was given: send the execution's token as `Authorization: Bearer …` or \
+             `x-api-key`",
+        );
+    };
+    shared.registry.identity(token).ok_or(
+        "the API key is not valid here: it belongs to no running execution (it may have ended)",
+    )
+}
+
+async fn read_body(body: Body, limit: usize, shape: Shape) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        refuse(
+            shape,
+            Refusal::TooLarge,
+            &format!("the request body is larger than the gateway's limit of {limit} bytes"),
+        )
+    })
+}
+
+async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> Response {
+    let shape = api.shape();
+    let identity = match authenticate(&shared, &headers) {
+        Ok(identity) => identity,
+        Err(message) => return refuse(shape, Refusal::Unauthenticated, message),
+    };
+    let body = match read_body(body, shared.max_request_bytes, shape).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let request = match Request::parse(&body) {
+        Ok(request) => request,
+        Err(message) => return refuse(shape, Refusal::BadRequest, &message),
+    };
+    let route = shared
+        .models
+        .get(&request.model)
+        .filter(|_| identity.allows(&request.model));
+    let Some((route, provider_index)) = route else {
+        let mut visible: Vec<&str> = shared
+            .models
+            .keys()
+            .map(String::as_str)
+            .filter(|alias| identity.allows(alias))
+            .collect();
+        visible.sort_unstable();
+        return refuse(
+            shape,
+            Refusal::UnknownModel,
+            &format!(
+                "the model `{}` is not available through this gateway; the models are: {}",
+                request.model,
+                visible.join(", ")
+            ),
+        );
+    };
+    let upstream = &shared.providers[*provider_index];
+    if !speaks(upstream.kind, api) {
+        return refuse(
+            shape,
+            Refusal::BadRequest,
+            &format!(
+                "the model `{}` is served by the {} provider `{}`, which does not speak the {}; \
+                 call it through {}",
+                route.alias,
+                upstream.kind.as_str(),
+                upstream.name,
+                api.describe(),
+                match upstream.kind {
+                    ProviderKind::Anthropic => "/v1/messages",
+                    _ => "/v1/chat/completions or /v1/responses",
+                }
+            ),
+        );
+    }
+    if api != Api::CountTokens
+        && let Err((over, first)) = shared.registry.check(&identity)
+    {
+        let message = format!(
+            "{}; this execution may make no more model requests",
+            over.reason
+        );
+        if first {
+            shared.notify(Notice::BudgetExceeded(over));
+        }
+        return refuse(shape, Refusal::Budget, &message);
+    }
+    let ask_usage = api == Api::Chat && request.stream;
+    let upstream_body = Bytes::from(request.rewrite(&route.upstream_model, ask_usage));
+    let outgoing = upstream_headers(upstream, &headers);
+    let url = format!("{}{}", upstream.base_url, api.upstream_path());
+
+    let response = match forward(
+        &shared,
+        &identity,
+        &route.alias,
+        &url,
+        outgoing,
+        upstream_body,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(message) => {
+            return refuse(
+                shape,
+                Refusal::Upstream,
+                &format!(
+                    "the provider `{}` could not be reached: {message}",
+                    upstream.name
+                ),
+            );
+        }
+    };
+    let status = response.status();
+    if matches!(status.as_u16(), 401 | 403) {
+        // The provider refused the node's own key. That is the operator's problem, and the
+        // provider's message may quote part of the key, so it is not passed on.
+        tracing::error!(
+            provider = %upstream.name,
+            status = status.as_u16(),
+            "the provider refused the node's API key; fix the key in the node configuration"
+        );
+        return refuse(
+            shape,
+            Refusal::Upstream,
+            &format!(
+                "the provider `{}` refused the node's API key (HTTP {}); this is a problem of \
+                 the node's configuration, not of the request",
+                upstream.name,
+                status.as_u16()
+            ),
+        );
+    }
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = status;
+    for (name, value) in response.headers() {
+        if !NOT_RETURNED.contains(&name.as_str()) {
+            out.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    if !status.is_success() {
+        *out.body_mut() = Body::from(scrub(response, upstream.key.as_ref()).await);
+        return out;
+    }
+    if api == Api::CountTokens {
+        *out.body_mut() = Body::from_stream(response.bytes_stream());
+        return out;
+    }
+    let events = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let meter = Meter::new(
+        api,
+        events,
+        Arc::clone(&shared),
+        identity,
+        route.alias.clone(),
+        route.prices,
+    );
+    *out.body_mut() = Body::from_stream(Metered::new(response.bytes_stream(), meter));
+    out
+}
+
+fn speaks(kind: ProviderKind, api: Api) -> bool {
+    match kind {
+        ProviderKind::Anthropic => matches!(api, Api::Messages | Api::CountTokens),
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            matches!(api, Api::Chat | Api::Responses)
+        }
+    }
+}
+
+fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in FORWARDED {
+        if let Some(value) = incoming.get(*name) {
+            out.insert(HeaderName::from_static(name), value.clone());
+        }
+    }
+    out.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let key = upstream
+        .key
+        .as_ref()
+        .and_then(|k| HeaderValue::from_str(k.expose()).ok());
+    match upstream.kind {
+        ProviderKind::Anthropic => {
+            if !out.contains_key("anthropic-version") {
+                out.insert(
+                    "anthropic-version",
+                    HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+                );
+            }
+            if let Some(mut key) = key {
+                // Marked sensitive so that no Debug output of the request ever shows it.
+                key.set_sensitive(true);
+                out.insert("x-api-key", key);
+            }
+        }
+        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
+            let bearer = upstream
+                .key
+                .as_ref()
+                .and_then(|k| HeaderValue::from_str(&format!("Bearer {}", k.expose())).ok());
+            if let Some(mut bearer) = bearer {
+                bearer.set_sensitive(true);
+                out.insert(header::AUTHORIZATION, bearer);
+            }
+        }
+    }
+    out
+}
+
+/// Sends the request, waiting and retrying while the provider answers 429, 503 or 529. The
+/// error is a sentence about the connection; it never holds a header.
+async fn forward(
+    shared: &Shared,
+    identity: &Identity,
+    alias: &str,
+    url: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<reqwest::Response, String> {
+    let mut attempt = 1u32;
+    loop {
+        let response = shared
+            .client
+            .post(url)
+            .headers(headers.clone())
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|e| describe_send_error(&e))?;
+        let status = response.status().as_u16();
+        if !retry::retryable(status) || attempt >= shared.retry.max_attempts {
+            return Ok(response);
+        }
+        let delay = retry::delay(response.headers(), attempt, &shared.retry);
+        shared.notify(Notice::Waiting(Waiting {
+            execution: identity.execution,
+            model: alias.to_owned(),
+            attempt,
+            delay,
+            status,
+        }));
+        tracing::info!(
+            execution = %identity.execution,
+            model = alias,
+            status,
+            attempt,
+            delay = %delay,
+            "the provider is busy; waiting before retrying"
+        );
+        // Reading the short error body lets the connection go back to the pool.
+        let _ = response.bytes().await;
+        tokio::time::sleep(delay.as_std()).await;
+        attempt += 1;
+    }
+}
+
+fn describe_send_error(e: &reqwest::Error) -> String {
+    let what = if e.is_connect() {
+        "the connection failed"
+    } else if e.is_timeout() {
+        "it timed out"
+    } else {
+        "the request failed"
+    };
+    // reqwest's message names the URL and the cause, never the headers.
+    let mut text = format!("{what} ({e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text.push(')');
+    text
+}
+
+/// An upstream error body with every occurrence of the key replaced, in case a provider
+/// echoes it.
+async fn scrub(response: reqwest::Response, key: Option<&ApiKey>) -> Bytes {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    use futures::StreamExt;
+    while let Some(Ok(chunk)) = stream.next().await {
+        if body.len() + chunk.len() > MAX_ERROR_BODY {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let Some(key) = key.map(ApiKey::expose).filter(|k| !k.is_empty()) else {
+        return Bytes::from(body);
+    };
+    let text = String::from_utf8_lossy(&body);
+    if !text.contains(key) {
+        return Bytes::from(body);
+    }
+    Bytes::from(text.replace(key, "<redacted>"))
+}
+
+async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    // Anthropic clients send `anthropic-version`; they get Anthropic's list shape.
+    let shape = if headers.contains_key("anthropic-version") {
+        Shape::Anthropic
+    } else {
+        Shape::OpenAi
+    };
+    let identity = match authenticate(&shared, &headers) {
+        Ok(identity) => identity,
+        Err(message) => return refuse(shape, Refusal::Unauthenticated, message),
+    };
+    let mut aliases: Vec<&String> = shared
+        .models
+        .keys()
+        .filter(|alias| identity.allows(alias))
+        .collect();
+    aliases.sort();
+    let body = match shape {
+        Shape::OpenAi => json!({
+            "object": "list",
+            "data": aliases.iter().map(|a| json!({
+                "id": a, "object": "model", "created": 0, "owned_by": "agentgrid"
+            })).collect::<Vec<_>>()
+        }),
+        Shape::Anthropic => json!({
+            "data": aliases.iter().map(|a| json!({
+                "type": "model", "id": a, "display_name": a,
+                "created_at": "1970-01-01T00:00:00Z"
+            })).collect::<Vec<_>>(),
+            "has_more": false,
+            "first_id": aliases.first(),
+            "last_id": aliases.last()
+        }),
+    };
+    json_response(200, &body)
+}
+
+async fn not_found(headers: HeaderMap) -> Response {
+    let shape = if headers.contains_key("anthropic-version") {
+        Shape::Anthropic
+    } else {
+        Shape::OpenAi
+    };
+    refuse(
+        shape,
+        Refusal::UnknownModel,
+        "the model gateway serves /v1/chat/completions, /v1/responses, /v1/messages, \
+         /v1/messages/count_tokens and /v1/models only",
+    )
+}

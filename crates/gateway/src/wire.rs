@@ -1,0 +1,591 @@
+//! The providers' wire formats as far as the gateway needs them: reading `model` and `stream`
+//! from a request and rewriting it for upstream, error bodies in each provider's shape, and
+//! reading token usage from JSON bodies and stream events.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{MapAccess, Visitor};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+/// The API a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// OpenAI Chat Completions.
+    Chat,
+    /// OpenAI Responses.
+    Responses,
+    /// Anthropic Messages.
+    Messages,
+    /// Anthropic `count_tokens`: free, so neither metered nor checked against budgets.
+    CountTokens,
+}
+
+impl Api {
+    /// The path under the provider's base URL.
+    pub fn upstream_path(self) -> &'static str {
+        match self {
+            Api::Chat => "/chat/completions",
+            Api::Responses => "/responses",
+            Api::Messages => "/messages",
+            Api::CountTokens => "/messages/count_tokens",
+        }
+    }
+
+    pub fn shape(self) -> Shape {
+        match self {
+            Api::Chat | Api::Responses => Shape::OpenAi,
+            Api::Messages | Api::CountTokens => Shape::Anthropic,
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Api::Chat => "OpenAI Chat Completions API (/v1/chat/completions)",
+            Api::Responses => "OpenAI Responses API (/v1/responses)",
+            Api::Messages => "Anthropic Messages API (/v1/messages)",
+            Api::CountTokens => "Anthropic token counting API (/v1/messages/count_tokens)",
+        }
+    }
+}
+
+/// Whose error shape an answer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    OpenAi,
+    Anthropic,
+}
+
+/// Why the gateway itself refuses a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No token, or one that is unknown or revoked.
+    Unauthenticated,
+    /// A budget is used up.
+    Budget,
+    /// The alias is unknown, or not allowed for this execution.
+    UnknownModel,
+    /// The body is not what the API expects.
+    BadRequest,
+    /// The body is larger than the gateway accepts.
+    TooLarge,
+    /// The provider could not be reached, or refused the node's own key.
+    Upstream,
+}
+
+impl Refusal {
+    pub fn status(self, shape: Shape) -> u16 {
+        match (self, shape) {
+            (Refusal::Unauthenticated, _) => 401,
+            // OpenAI reports an exhausted quota as 429 `insufficient_quota`; Anthropic's
+            // nearest match, `billing_error`, is 402, which its clients do not retry.
+            (Refusal::Budget, Shape::OpenAi) => 429,
+            (Refusal::Budget, Shape::Anthropic) => 402,
+            (Refusal::UnknownModel, _) => 404,
+            (Refusal::BadRequest, _) => 400,
+            (Refusal::TooLarge, _) => 413,
+            (Refusal::Upstream, _) => 502,
+        }
+    }
+
+    /// The error body, in the provider's own shape and with its own type names.
+    pub fn body(self, shape: Shape, message: &str) -> Value {
+        match shape {
+            Shape::OpenAi => {
+                let (kind, code) = match self {
+                    Refusal::Unauthenticated => ("invalid_request_error", json!("invalid_api_key")),
+                    Refusal::Budget => ("insufficient_quota", json!("insufficient_quota")),
+                    Refusal::UnknownModel => ("invalid_request_error", json!("model_not_found")),
+                    Refusal::BadRequest | Refusal::TooLarge => {
+                        ("invalid_request_error", Value::Null)
+                    }
+                    Refusal::Upstream => ("server_error", Value::Null),
+                };
+                json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
+            }
+            Shape::Anthropic => {
+                let kind = match self {
+                    Refusal::Unauthenticated => "authentication_error",
+                    Refusal::Budget => "billing_error",
+                    Refusal::UnknownModel => "not_found_error",
+                    Refusal::BadRequest => "invalid_request_error",
+                    Refusal::TooLarge => "request_too_large",
+                    Refusal::Upstream => "api_error",
+                };
+                json!({"type": "error", "error": {"type": kind, "message": message}})
+            }
+        }
+    }
+}
+
+/// The top-level fields of a request body, each kept as the raw JSON text it arrived as, in
+/// order. Only `model`, `stream` and `stream_options` are ever parsed; the rest (the whole
+/// conversation, usually) is copied through untouched, which keeps the gateway's cost per
+/// request small and independent of what the fields hold.
+#[derive(Debug)]
+pub struct Request<'a> {
+    fields: Vec<(String, &'a RawValue)>,
+    pub model: String,
+    pub stream: bool,
+}
+
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+            type Value = Fields<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'a>, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((key, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push((key, value));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Request<'a> {
+    /// Reads the body's top level. The error is a sentence for the agent.
+    pub fn parse(body: &'a [u8]) -> Result<Request<'a>, String> {
+        let Fields(fields) = serde_json::from_slice(body)
+            .map_err(|e| format!("the request body is not a JSON object: {e}"))?;
+        let raw = |name: &str| {
+            fields
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| *v)
+        };
+        let model = match raw("model") {
+            Some(v) => serde_json::from_str::<String>(v.get())
+                .map_err(|_| "the request's `model` must be a string".to_owned())?,
+            None => return Err("the request names no `model`".to_owned()),
+        };
+        let stream = match raw("stream") {
+            Some(v) => serde_json::from_str::<Option<bool>>(v.get())
+                .map_err(|_| "the request's `stream` must be true or false".to_owned())?
+                .unwrap_or(false),
+            None => false,
+        };
+        Ok(Request {
+            fields,
+            model,
+            stream,
+        })
+    }
+
+    /// The body to send upstream: `model` replaced by the provider's name for it and, when
+    /// `ask_usage` is set, `stream_options.include_usage` turned on so a Chat Completions
+    /// stream ends with the usage the gateway must record.
+    pub fn rewrite(&self, upstream_model: &str, ask_usage: bool) -> Vec<u8> {
+        let size = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(size + upstream_model.len() + 48);
+        out.push(b'{');
+        let mut first = true;
+        let mut comma = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+        };
+        let mut saw_options = false;
+        for (key, value) in &self.fields {
+            comma(&mut out);
+            write_json_string(&mut out, key);
+            out.push(b':');
+            match key.as_str() {
+                "model" => write_json_string(&mut out, upstream_model),
+                "stream_options" if ask_usage => {
+                    saw_options = true;
+                    let mut options =
+                        serde_json::from_str::<serde_json::Map<String, Value>>(value.get())
+                            .unwrap_or_default();
+                    options.insert("include_usage".into(), Value::Bool(true));
+                    out.extend_from_slice(Value::Object(options).to_string().as_bytes());
+                }
+                _ => out.extend_from_slice(value.get().as_bytes()),
+            }
+        }
+        if ask_usage && !saw_options {
+            comma(&mut out);
+            out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    // Serialising a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Token counts in the gateway's convention: `input` counts every input token, `cached` is the
+/// part of it read from the provider's cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub input: u64,
+    pub output: u64,
+    pub cached: u64,
+}
+
+#[derive(Deserialize)]
+struct OpenAiUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<CachedDetails>,
+}
+
+#[derive(Deserialize)]
+struct CachedDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ChatShape {
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<CachedDetails>,
+}
+
+#[derive(Deserialize)]
+struct ResponseObject {
+    #[serde(default)]
+    usage: Option<ResponsesUsage>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesEvent {
+    #[serde(default)]
+    response: Option<ResponseObject>,
+}
+
+#[derive(Deserialize, Default)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage {
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicEvent {
+    #[serde(default)]
+    message: Option<AnthropicMessage>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+/// Usage gathered from one response, JSON body or stream, as it passes.
+#[derive(Debug, Default)]
+pub struct UsageReader {
+    /// Anthropic reports uncached input, cache reads and cache writes apart, and repeats
+    /// cumulative counts in later events; the latest value of each wins.
+    anthropic: [Option<u64>; 4],
+    openai: Option<Counts>,
+    /// Whether the provider's final report (the last usage of the response) arrived.
+    pub complete: bool,
+}
+
+const A_INPUT: usize = 0;
+const A_OUTPUT: usize = 1;
+const A_CACHE_READ: usize = 2;
+const A_CACHE_WRITE: usize = 3;
+
+impl UsageReader {
+    fn anthropic_usage(&mut self, usage: AnthropicUsage) {
+        let fields = [
+            (A_INPUT, usage.input_tokens),
+            (A_OUTPUT, usage.output_tokens),
+            (A_CACHE_READ, usage.cache_read_input_tokens),
+            (A_CACHE_WRITE, usage.cache_creation_input_tokens),
+        ];
+        for (slot, value) in fields {
+            if value.is_some() {
+                self.anthropic[slot] = value;
+            }
+        }
+    }
+
+    fn openai_usage(&mut self, usage: OpenAiUsage) {
+        self.openai = Some(Counts {
+            input: usage.prompt_tokens,
+            output: usage.completion_tokens,
+            cached: usage
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+        });
+        self.complete = true;
+    }
+
+    fn responses_usage(&mut self, usage: ResponsesUsage) {
+        self.openai = Some(Counts {
+            input: usage.input_tokens,
+            output: usage.output_tokens,
+            cached: usage
+                .input_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+        });
+        self.complete = true;
+    }
+
+    /// Reads a complete, non-streamed response body.
+    pub fn read_body(&mut self, api: Api, body: &[u8]) {
+        match api {
+            Api::Chat => {
+                if let Ok(ChatShape { usage: Some(u) }) = serde_json::from_slice(body) {
+                    self.openai_usage(u);
+                }
+            }
+            Api::Responses => {
+                if let Ok(ResponseObject { usage: Some(u) }) = serde_json::from_slice(body) {
+                    self.responses_usage(u);
+                }
+            }
+            Api::Messages => {
+                if let Ok(AnthropicMessage { usage: Some(u) }) = serde_json::from_slice(body) {
+                    self.anthropic_usage(u);
+                    self.complete = true;
+                }
+            }
+            Api::CountTokens => {}
+        }
+    }
+
+    /// Reads the `data` of one stream event. Events without usage are skipped after a cheap
+    /// search for the word, so text deltas cost almost nothing.
+    pub fn read_event(&mut self, api: Api, data: &[u8]) {
+        if !contains(data, b"usage") {
+            return;
+        }
+        match api {
+            Api::Chat => {
+                if let Ok(ChatShape { usage: Some(u) }) = serde_json::from_slice(data) {
+                    self.openai_usage(u);
+                }
+            }
+            Api::Responses => {
+                // `response.completed`, `response.incomplete` and `response.failed` carry the
+                // final usage; earlier events carry `usage: null`.
+                if let Ok(ResponsesEvent {
+                    response: Some(ResponseObject { usage: Some(u) }),
+                }) = serde_json::from_slice(data)
+                {
+                    self.responses_usage(u);
+                }
+            }
+            Api::Messages => {
+                if let Ok(event) = serde_json::from_slice::<AnthropicEvent>(data) {
+                    if let Some(u) = event.message.and_then(|m| m.usage) {
+                        self.anthropic_usage(u);
+                    }
+                    // `message_delta` carries the final, cumulative output count.
+                    if let Some(u) = event.usage {
+                        self.anthropic_usage(u);
+                        self.complete = true;
+                    }
+                }
+            }
+            Api::CountTokens => {}
+        }
+    }
+
+    /// The counts seen so far, or `None` when the response reported no usage at all.
+    pub fn counts(&self) -> Option<Counts> {
+        if let Some(counts) = self.openai {
+            return Some(counts);
+        }
+        if self.anthropic.iter().all(Option::is_none) {
+            return None;
+        }
+        let get = |slot: usize| self.anthropic[slot].unwrap_or(0);
+        let cached = get(A_CACHE_READ);
+        Some(Counts {
+            input: get(A_INPUT)
+                .saturating_add(cached)
+                .saturating_add(get(A_CACHE_WRITE)),
+            output: get(A_OUTPUT),
+            cached,
+        })
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_rewritten_with_the_upstream_model_and_nothing_else_changed() {
+        let body = br#"{"model":"sonnet","messages":[{"role":"user","content":"hi \"there\""}],"max_tokens":5}"#;
+        let request = Request::parse(body).unwrap();
+        assert_eq!(request.model, "sonnet");
+        assert!(!request.stream);
+        let out = request.rewrite("claude-sonnet-4-5", false);
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        let mut expected: Value = serde_json::from_slice(body).unwrap();
+        expected["model"] = json!("claude-sonnet-4-5");
+        assert_eq!(value, expected);
+    }
+
+    #[test]
+    fn a_chat_stream_is_made_to_report_usage() {
+        let plain = Request::parse(br#"{"model":"gpt","stream":true,"messages":[]}"#).unwrap();
+        assert!(plain.stream);
+        let out: Value = serde_json::from_slice(&plain.rewrite("gpt-5", true)).unwrap();
+        assert_eq!(out["stream_options"], json!({"include_usage": true}));
+        let with_options = Request::parse(
+            br#"{"model":"gpt","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+        )
+        .unwrap();
+        let out: Value = serde_json::from_slice(&with_options.rewrite("gpt-5", true)).unwrap();
+        assert_eq!(
+            out["stream_options"],
+            json!({"include_usage": true, "x": 1})
+        );
+    }
+
+    #[test]
+    fn bad_requests_say_what_is_wrong() {
+        assert!(
+            Request::parse(b"[1]")
+                .unwrap_err()
+                .contains("not a JSON object")
+        );
+        assert!(Request::parse(b"{}").unwrap_err().contains("no `model`"));
+        assert!(
+            Request::parse(br#"{"model":3}"#)
+                .unwrap_err()
+                .contains("must be a string")
+        );
+        assert!(
+            Request::parse(br#"{"model":"m","stream":"yes"}"#)
+                .unwrap_err()
+                .contains("`stream`")
+        );
+        assert!(
+            !Request::parse(br#"{"model":"m","stream":null}"#)
+                .unwrap()
+                .stream
+        );
+    }
+
+    #[test]
+    fn anthropic_stream_usage_adds_cache_reads_to_input_and_takes_the_last_output() {
+        let mut reader = UsageReader::default();
+        reader.read_event(
+            Api::Messages,
+            br#"{"type":"message_start","message":{"usage":{"input_tokens":40,"cache_creation_input_tokens":10,"cache_read_input_tokens":60,"output_tokens":1}}}"#,
+        );
+        assert!(!reader.complete);
+        reader.read_event(
+            Api::Messages,
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+        );
+        reader.read_event(
+            Api::Messages,
+            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":25}}"#,
+        );
+        assert!(reader.complete);
+        assert_eq!(
+            reader.counts(),
+            Some(Counts {
+                input: 110,
+                output: 25,
+                cached: 60
+            })
+        );
+    }
+
+    #[test]
+    fn openai_usage_is_read_from_bodies_and_final_events() {
+        let mut chat = UsageReader::default();
+        chat.read_event(
+            Api::Chat,
+            br#"{"choices":[{"delta":{"content":"x"}}],"usage":null}"#,
+        );
+        assert_eq!(chat.counts(), None);
+        chat.read_event(
+            Api::Chat,
+            br#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":4,"prompt_tokens_details":{"cached_tokens":3}}}"#,
+        );
+        assert_eq!(
+            chat.counts(),
+            Some(Counts {
+                input: 9,
+                output: 4,
+                cached: 3
+            })
+        );
+        let mut responses = UsageReader::default();
+        responses.read_event(
+            Api::Responses,
+            br#"{"type":"response.created","response":{"usage":null}}"#,
+        );
+        assert_eq!(responses.counts(), None);
+        responses.read_body(
+            Api::Responses,
+            br#"{"object":"response","usage":{"input_tokens":7,"output_tokens":2,"input_tokens_details":{"cached_tokens":5}}}"#,
+        );
+        assert_eq!(
+            responses.counts(),
+            Some(Counts {
+                input: 7,
+                output: 2,
+                cached: 5
+            })
+        );
+        assert!(responses.complete);
+    }
+
+    #[test]
+    fn refusals_take_each_providers_shape() {
+        let openai = Refusal::Budget.body(Shape::OpenAi, "over");
+        assert_eq!(openai["error"]["type"], "insufficient_quota");
+        assert_eq!(openai["error"]["code"], "insufficient_quota");
+        assert_eq!(Refusal::Budget.status(Shape::OpenAi), 429);
+        let anthropic = Refusal::Unauthenticated.body(Shape::Anthropic, "who?");
+        assert_eq!(anthropic["type"], "error");
+        assert_eq!(anthropic["error"]["type"], "authentication_error");
+        assert_eq!(anthropic["error"]["message"], "who?");
+    }
+}

@@ -1,0 +1,41 @@
+//! The read side of model usage: which requests to sum, and the sums.
+
+use domain::{ExecutionId, TaskId, Timestamp};
+
+/// Which model requests [`Store::model_usage`](crate::Store::model_usage) adds up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageScope {
+    /// The requests of one execution.
+    Execution(ExecutionId),
+    /// The requests of every execution on any task of the tree whose root task is this one.
+    /// Pass the tree's root (`Task::root`); a task inside the tree selects nothing of its own.
+    Tree(TaskId),
+    /// The requests of every execution of one agent recorded at or after `from` and before
+    /// `until`, for example one UTC day.
+    Agent {
+        agent: String,
+        from: Timestamp,
+        until: Timestamp,
+    },
+}
+
+/// Sums over a set of model requests. Token counts follow the gateway's convention:
+/// `input_tokens` counts every input token and `cached_tokens` is the part of them read from
+/// the provider's cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelUsage {
+    /// How many requests were recorded.
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    /// Millionths of a dollar.
+    pub cost_micros: u64,
+}
+
+impl ModelUsage {
+    /// Input and output tokens together: what a token budget counts.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+}

@@ -1,0 +1,320 @@
+//! Model usage: the gateway's per-request records, their events and the sums per execution,
+//! task tree and agent.
+
+use domain::{
+    EntityKind, EventKind, ExecutionId, ExecutionKind, ExecutionState, TaskId, Timestamp, Usage,
+};
+use store::{Change, Error, ModelUsage, SqliteStore, Store, UsageScope};
+
+use crate::{T0, create, create_titled, db_path, fresh, sub_task};
+
+const DAY_MS: i64 = 86_400_000;
+
+async fn start(store: &SqliteStore, task_id: TaskId, agent: &str) -> ExecutionId {
+    store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::CreateExecution {
+                task_id,
+                kind: ExecutionKind::Work,
+                agent: agent.into(),
+                attempt: 1,
+            }],
+        )
+        .await
+        .unwrap()
+        .executions[0]
+        .id
+}
+
+fn used(id: ExecutionId, model: &str, input: u64, output: u64, cached: u64, cost: u64) -> Change {
+    Change::RecordModelUsage {
+        id,
+        model: model.into(),
+        input_tokens: input,
+        output_tokens: output,
+        cached_tokens: cached,
+        cost_micros: cost,
+    }
+}
+
+async fn record(store: &SqliteStore, at: Timestamp, change: Change) {
+    store.apply("gateway", at, vec![change]).await.unwrap();
+}
+
+fn sums(requests: u64, input: u64, output: u64, cached: u64, cost: u64) -> ModelUsage {
+    ModelUsage {
+        requests,
+        input_tokens: input,
+        output_tokens: output,
+        cached_tokens: cached,
+        cost_micros: cost,
+    }
+}
+
+#[tokio::test]
+async fn a_usage_record_appends_an_event_on_the_execution() {
+    let (_dir, store) = fresh();
+    let task = create_titled(&store, "Add CSV export").await;
+    let exec = start(&store, task, "claude").await;
+    let applied = store
+        .apply(
+            "engine",
+            T0,
+            vec![used(exec, "sonnet", 1200, 300, 800, 12_345)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.events.len(), 1);
+    let event = &applied.events[0];
+    assert_eq!(event.entity, EntityKind::Execution);
+    assert_eq!(event.entity_id, exec.0);
+    assert_eq!(
+        event.kind,
+        EventKind::ExecutionModelUsage {
+            model: "sonnet".into(),
+            input_tokens: 1200,
+            output_tokens: 300,
+            cached_tokens: 800,
+            cost_micros: 12_345,
+        }
+    );
+    assert_eq!(
+        applied.executions[0].id, exec,
+        "the execution counts as touched"
+    );
+    let stored = store
+        .entity_events(EntityKind::Execution, exec.0)
+        .await
+        .unwrap();
+    assert_eq!(stored.last().unwrap(), event);
+}
+
+#[tokio::test]
+async fn sums_per_execution_tree_and_agent_day_add_up_the_right_rows() {
+    let (_dir, store) = fresh();
+    let root = create_titled(&store, "Ship the importer").await;
+    let child = create(&store, sub_task("Parse the header", root)).await.id;
+    let grandchild = create(&store, sub_task("Handle quotes", child)).await.id;
+    let other_root = create_titled(&store, "Unrelated work").await;
+
+    let on_child = start(&store, child, "claude").await;
+    let on_grandchild = start(&store, grandchild, "codex").await;
+    let elsewhere = start(&store, other_root, "claude").await;
+
+    let day = Timestamp(T0.0 - T0.0.rem_euclid(DAY_MS));
+    record(&store, T0, used(on_child, "sonnet", 100, 10, 40, 1_000)).await;
+    record(&store, T0, used(on_child, "haiku", 50, 5, 0, 100)).await;
+    record(&store, T0, used(on_grandchild, "gpt", 200, 20, 100, 2_000)).await;
+    record(&store, T0, used(elsewhere, "sonnet", 7, 3, 0, 70)).await;
+    // The same agent on the next day does not count towards today.
+    let tomorrow = Timestamp(day.0 + DAY_MS);
+    record(
+        &store,
+        tomorrow,
+        used(elsewhere, "sonnet", 1000, 1000, 0, 99_000),
+    )
+    .await;
+
+    let total = |scope| {
+        let store = &store;
+        async move { store.model_usage(&scope).await.unwrap() }
+    };
+    assert_eq!(
+        total(UsageScope::Execution(on_child)).await,
+        sums(2, 150, 15, 40, 1_100)
+    );
+    assert_eq!(
+        total(UsageScope::Tree(root)).await,
+        sums(3, 350, 35, 140, 3_100),
+        "the tree holds the child's and the grandchild's requests"
+    );
+    assert_eq!(
+        total(UsageScope::Tree(child)).await,
+        ModelUsage::default(),
+        "only a tree's root names the tree"
+    );
+    assert_eq!(
+        total(UsageScope::Tree(other_root)).await,
+        sums(2, 1007, 1003, 0, 99_070)
+    );
+    assert_eq!(
+        total(UsageScope::Agent {
+            agent: "claude".into(),
+            from: day,
+            until: tomorrow,
+        })
+        .await,
+        sums(3, 157, 18, 40, 1_170)
+    );
+    assert_eq!(
+        total(UsageScope::Agent {
+            agent: "claude".into(),
+            from: tomorrow,
+            until: Timestamp(tomorrow.0 + DAY_MS),
+        })
+        .await,
+        sums(1, 1000, 1000, 0, 99_000)
+    );
+    assert_eq!(
+        total(UsageScope::Execution(ExecutionId(999))).await,
+        ModelUsage::default()
+    );
+
+    let by_model = store
+        .model_usage_by_model(&UsageScope::Tree(root))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_model,
+        vec![
+            ("gpt".to_string(), sums(1, 200, 20, 100, 2_000)),
+            ("haiku".to_string(), sums(1, 50, 5, 0, 100)),
+            ("sonnet".to_string(), sums(1, 100, 10, 40, 1_000)),
+        ]
+    );
+    assert_eq!(sums(1, 200, 20, 100, 2_000).tokens(), 220);
+}
+
+#[tokio::test]
+async fn usage_is_recorded_on_a_finished_execution_too() {
+    let (_dir, store) = fresh();
+    let task = create_titled(&store, "a").await;
+    let exec = start(&store, task, "claude").await;
+    store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::FinishExecution {
+                id: exec,
+                state: ExecutionState::Cancelled,
+                exit_code: None,
+                usage: Usage::default(),
+                summary: Some("cancelled mid-stream".into()),
+            }],
+        )
+        .await
+        .unwrap();
+    record(&store, T0, used(exec, "sonnet", 10, 1, 0, 5)).await;
+    assert_eq!(
+        store
+            .model_usage(&UsageScope::Execution(exec))
+            .await
+            .unwrap()
+            .requests,
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_usage_records_are_refused_and_write_nothing() {
+    let (_dir, store) = fresh();
+    let task = create_titled(&store, "a").await;
+    let exec = start(&store, task, "claude").await;
+    let before = store.last_seq().await.unwrap();
+
+    let cases = [
+        (
+            used(ExecutionId(42), "sonnet", 1, 1, 0, 1),
+            "execution #42 does not exist",
+        ),
+        (used(exec, " ", 1, 1, 0, 1), "needs the model alias"),
+        (
+            used(exec, "sonnet", 10, 1, 11, 1),
+            "cached tokens are a part of the input",
+        ),
+    ];
+    for (change, expected) in cases {
+        // A good record first in the batch shows that the refusal rolls the whole batch back.
+        let batch = vec![used(exec, "sonnet", 1, 1, 0, 1), change];
+        let err = store.apply("gateway", T0, batch).await.unwrap_err();
+        match &err {
+            Error::Refused { index, change, .. } => {
+                assert_eq!(*index, 1);
+                assert_eq!(*change, "record_model_usage");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    assert_eq!(store.last_seq().await.unwrap(), before);
+    assert_eq!(
+        store
+            .model_usage(&UsageScope::Execution(exec))
+            .await
+            .unwrap(),
+        ModelUsage::default()
+    );
+}
+
+#[tokio::test]
+async fn a_wait_is_an_event_on_the_execution() {
+    let (_dir, store) = fresh();
+    let task = create_titled(&store, "a").await;
+    let exec = start(&store, task, "claude").await;
+    let wait = Change::RecordModelWaiting {
+        id: exec,
+        model: "sonnet".into(),
+        attempt: 1,
+        delay_ms: 2000,
+        status: 429,
+    };
+    let applied = store.apply("gateway", T0, vec![wait]).await.unwrap();
+    assert_eq!(
+        applied.events[0].kind,
+        EventKind::ExecutionModelWaiting {
+            model: "sonnet".into(),
+            attempt: 1,
+            delay_ms: 2000,
+            status: 429,
+        }
+    );
+    assert_eq!(
+        applied.events[0].kind.describe(),
+        "model sonnet answered 429 on attempt 1; retrying in 2s"
+    );
+    let err = store
+        .apply(
+            "gateway",
+            T0,
+            vec![Change::RecordModelWaiting {
+                id: ExecutionId(77),
+                model: "sonnet".into(),
+                attempt: 1,
+                delay_ms: 1,
+                status: 529,
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("execution #77 does not exist"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_version_1_database_gains_the_usage_table_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let task = {
+        let store = SqliteStore::open(&path).unwrap();
+        create_titled(&store, "made before the upgrade").await
+    };
+    // Turn the file back into what the first release wrote.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch("DROP TABLE model_usage; DELETE FROM schema_migrations WHERE version = 2;")
+        .unwrap();
+    drop(raw);
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert!(store.task(task).await.unwrap().is_some());
+    let exec = start(&store, task, "claude").await;
+    record(&store, T0, used(exec, "sonnet", 3, 2, 1, 9)).await;
+    assert_eq!(
+        store.model_usage(&UsageScope::Tree(task)).await.unwrap(),
+        sums(1, 3, 2, 1, 9)
+    );
+}
