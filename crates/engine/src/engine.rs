@@ -56,6 +56,8 @@ struct Active {
     kill_requested: bool,
     /// The execution's token, registered with the model gateway while it runs.
     token: String,
+    /// Set when the model gateway refused a request over budget, with its reason.
+    budget_exceeded: Option<String>,
 }
 
 /// The model gateway the engine owns while it runs, and how agents reach it.
@@ -474,6 +476,7 @@ impl Engine {
                 gateway::Notice::BudgetExceeded(b) => {
                     if let Some(active) = self.active.get_mut(&b.execution) {
                         active.kill_requested = true;
+                        active.budget_exceeded = Some(b.reason.clone());
                         active.shared.set_stop_summary(b.reason.clone());
                         let _ = active.stop.send(Some(StopReason::BudgetExceeded));
                     }
@@ -606,6 +609,7 @@ impl Engine {
                 stop: stop_tx,
                 kill_requested: false,
                 token,
+                budget_exceeded: None,
             },
         );
         Ok(true)
@@ -733,6 +737,14 @@ impl Engine {
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
         }
+        // An agent that gives up on its own when a request is refused over budget failed
+        // because of the budget, whoever noticed first.
+        let (state, summary) = match (&active.budget_exceeded, state) {
+            (Some(reason), ExecutionState::Failed) => {
+                (ExecutionState::BudgetExceeded, Some(reason.clone()))
+            }
+            _ => (state, summary),
+        };
         let now = self.clock.now();
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;

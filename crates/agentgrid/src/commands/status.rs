@@ -36,6 +36,23 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         Err(_) => Vec::new(),
     };
     if as_json {
+        // Each execution with its model use, so scripts see cost per execution at a glance.
+        let mut executions = Vec::with_capacity(recent.len());
+        for e in &recent {
+            let usage = store
+                .model_usage(&store::UsageScope::Execution(e.id))
+                .await?;
+            let mut value = serde_json::to_value(e)?;
+            value["model_usage"] = serde_json::json!({
+                "requests": usage.requests,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_tokens": usage.cached_tokens,
+                "cost_micros": usage.cost_micros,
+                "cost": domain::event::dollars(usage.cost_micros),
+            });
+            executions.push(value);
+        }
         let unsandboxed: serde_json::Map<String, serde_json::Value> = relaxed
             .iter()
             .map(|(name, r)| (name.clone(), serde_json::json!(r)))
@@ -43,7 +60,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         json(&serde_json::json!({
             "tasks": counts,
             "active_executions": active,
-            "executions": recent,
+            "executions": executions,
             "sandbox_relaxations": unsandboxed,
         }))?;
         return Ok(crate::exit::OK);

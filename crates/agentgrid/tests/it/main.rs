@@ -4,5 +4,6 @@ mod cli;
 mod control;
 mod crash;
 mod escape;
+mod gateway;
 mod run;
 mod support;
