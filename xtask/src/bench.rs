@@ -1,17 +1,27 @@
 //! `cargo xtask bench`: the time agentgrid takes to run no-op executions, against the time
-//! `xargs -P2` takes to run the same commands, measured in the same run on the same machine.
+//! `xargs -P2` takes to run the same commands, measured in the same run on the same machine;
+//! and the latency the model gateway adds to a request.
 //!
-//! Two scenarios, each with fresh temporary projects for every run:
-//! - A: 1,000 tasks for an agent whose command is `true`, workspaces off. The baseline is
-//!   `xargs -P2` running `true` 1,000 times. What is left is agentgrid's own cost per execution:
-//!   the scheduler, the durable store, the control socket, process setup and reaping.
+//! Three scenarios, each with fresh temporary projects for every run:
+//! - A: 1,000 tasks for an agent whose command is `true`, workspaces off, sandbox opted out
+//!   (`filesystem: none`, `network: host`). The baseline is `xargs -P2` running `true` 1,000
+//!   times. What is left is agentgrid's own cost per execution: the scheduler, the durable
+//!   store, the control socket, process setup and reaping (and the sandbox helper, which runs
+//!   even for an opted-out agent, to apply its limits).
 //! - B: 200 such tasks with a git worktree each. The baseline runs, per task, what agentgrid's
 //!   worktree path amounts to in git terms: `git worktree add -b`, `true` inside, `git add -A`
 //!   and a commit if anything changed, `git worktree remove`.
+//! - C: 300 tasks for the same agent in the default sandbox (`workspace-write`, network
+//!   `none`, default limits), workspaces off. The baseline is `xargs -P2` making, per task, the
+//!   sandbox helper invocation agentgrid makes (`agentgrid __sandbox` with the same request; see
+//!   `sandboxed.rs`), so the difference is agentgrid's orchestration alone.
 //!
 //! Each side runs `--runs` times, alternating, and the median counts. Timing covers the whole
 //! `agentgrid run --quiet` process (start-up, recovery, the closing summary) and the whole
 //! `xargs` process; setting up the project and checking the result afterwards are not timed.
+//!
+//! The gateway's added latency comes from the gateway crate's `gateway_latency` example (see
+//! `gateway.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -19,10 +29,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
+use crate::gateway::{self, Latency};
+use crate::sandboxed::{self, Baseline};
+
 /// Executions at once, on both sides.
 const CONCURRENCY: u32 = 2;
-/// Scenario A passes when agentgrid takes at most this many times the xargs time.
-const TARGET_RATIO: f64 = 1.5;
 
 /// The bench's command-line options.
 #[derive(Debug)]
@@ -33,7 +44,13 @@ pub struct Options {
     check: bool,
     /// A binary to measure instead of building the workspace's, e.g. an older build.
     agentgrid: Option<PathBuf>,
+    /// The parts to run: `a`, `b`, `c`, `gateway`. Empty means all.
+    only: Vec<String>,
+    /// Measured requests per kind and side in the gateway measurement.
+    requests: usize,
 }
+
+const PARTS: [&str; 4] = ["a", "b", "c", "gateway"];
 
 impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -43,21 +60,24 @@ impl Options {
             dir: None,
             check: false,
             agentgrid: None,
+            only: Vec::new(),
+            requests: 0,
+        };
+        let number = |flag: &str, value: Option<&String>| -> anyhow::Result<usize> {
+            let value = value.with_context(|| format!("{flag} needs a number, e.g. {flag} 5"))?;
+            value
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("{flag} {value}: give a whole number above 0"))
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => options.quick = true,
                 "--check" => options.check = true,
-                "--runs" => {
-                    let value = args
-                        .next()
-                        .context("--runs needs a number, e.g. --runs 5")?;
-                    options.runs =
-                        value.parse().ok().filter(|n| *n > 0).with_context(|| {
-                            format!("--runs {value}: give a whole number above 0")
-                        })?;
-                }
+                "--runs" => options.runs = number("--runs", args.next())?,
+                "--requests" => options.requests = number("--requests", args.next())?,
                 "--dir" => {
                     let value = args.next().context("--dir needs a directory")?;
                     options.dir = Some(PathBuf::from(value));
@@ -68,31 +88,69 @@ impl Options {
                         .context("--agentgrid needs the path of a binary")?;
                     options.agentgrid = Some(PathBuf::from(value));
                 }
+                "--only" => {
+                    let value = args
+                        .next()
+                        .context("--only needs a list of parts, e.g. --only a,c")?;
+                    for part in value.split(',').map(str::trim) {
+                        ensure!(
+                            PARTS.contains(&part),
+                            "--only {value}: `{part}` is not a part; give some of {}",
+                            PARTS.join(", ")
+                        );
+                        options.only.push(part.to_string());
+                    }
+                }
                 other => bail!("unknown bench option `{other}`: see `cargo xtask help`"),
             }
         }
         if options.runs == 0 {
             options.runs = if options.quick { 1 } else { 3 };
         }
+        if options.requests == 0 {
+            options.requests = if options.quick { 200 } else { 2000 };
+        }
         Ok(options)
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Scenario {
-    /// A: no workspace.
+    /// A: no workspace, sandbox opted out.
     Plain,
-    /// B: a git worktree per task.
+    /// B: a git worktree per task, sandbox opted out.
     Worktrees,
+    /// C: no workspace, the default sandbox.
+    Sandboxed,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 2] = [Scenario::Plain, Scenario::Worktrees];
+    const ALL: [Scenario; 3] = [Scenario::Plain, Scenario::Worktrees, Scenario::Sandboxed];
+
+    fn part(self) -> &'static str {
+        match self {
+            Scenario::Plain => "a",
+            Scenario::Worktrees => "b",
+            Scenario::Sandboxed => "c",
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
             Scenario::Plain => "A  no-op, no workspace",
             Scenario::Worktrees => "B  no-op, git worktree",
+            Scenario::Sandboxed => "C  no-op, default sandbox",
+        }
+    }
+
+    fn baseline(self) -> &'static str {
+        match self {
+            Scenario::Plain | Scenario::Worktrees => "xargs -P2",
+            Scenario::Sandboxed => "xargs -P2 + helper",
         }
     }
 
@@ -100,13 +158,28 @@ impl Scenario {
         match (self, quick) {
             (Scenario::Plain, false) => 1000,
             (Scenario::Worktrees, false) => 200,
+            (Scenario::Sandboxed, false) => 300,
             (Scenario::Plain, true) => 100,
             (Scenario::Worktrees, true) => 20,
+            (Scenario::Sandboxed, true) => 50,
+        }
+    }
+
+    /// The ratio agentgrid's time may reach against the baseline's, where there is a target.
+    fn target(self) -> Option<f64> {
+        match self {
+            Scenario::Plain => Some(1.5),
+            Scenario::Worktrees => None,
+            Scenario::Sandboxed => Some(1.2),
         }
     }
 
     fn workspaces(self) -> bool {
         self == Scenario::Worktrees
+    }
+
+    fn sandboxed(self) -> bool {
+        self == Scenario::Sandboxed
     }
 }
 
@@ -124,8 +197,33 @@ impl Row {
     }
 }
 
-/// Runs the bench; returns false when `--check` was given and scenario A missed its target.
+/// Runs the bench; returns false when `--check` was given and a target was missed.
 pub fn run(options: Options) -> anyhow::Result<bool> {
+    let scenarios: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|s| options.wants(s.part()))
+        .collect();
+    let mut all_met = true;
+    if !scenarios.is_empty() {
+        all_met &= run_scenarios(&options, &scenarios)?;
+    }
+    if options.wants("gateway") {
+        if !scenarios.is_empty() {
+            println!();
+        }
+        let latency = gateway::measure(options.requests)?;
+        println!();
+        print_latency(&latency);
+        all_met &= latency.met();
+    }
+    if options.quick {
+        println!("(--quick: too few tasks and requests for numbers worth recording)");
+    }
+    Ok(all_met || !options.check)
+}
+
+/// Times agentgrid against its baseline in each scenario; returns whether every target was met.
+fn run_scenarios(options: &Options, scenarios: &[Scenario]) -> anyhow::Result<bool> {
     for tool in ["git", "xargs", "sh", "true"] {
         which(tool).with_context(|| format!("the bench needs `{tool}` on PATH"))?;
     }
@@ -156,7 +254,7 @@ pub fn run(options: Options) -> anyhow::Result<bool> {
     // creating a file gets slower for a while after many were deleted, and one run's clean-up
     // must not slow down the next run.
     let mut keep = Vec::new();
-    for scenario in Scenario::ALL {
+    for &scenario in scenarios {
         let tasks = scenario.tasks(options.quick);
         let mut row = Row {
             scenario,
@@ -168,13 +266,14 @@ pub fn run(options: Options) -> anyhow::Result<bool> {
             // Alternating the sides spreads whatever else the machine does over both.
             let (ours, dir) = time_agentgrid(&bin, &base, scenario, tasks)?;
             keep.push(dir);
-            let (theirs, dir) = time_xargs(&base, scenario, tasks)?;
+            let (theirs, dir) = time_xargs(&bin, &base, scenario, tasks)?;
             keep.push(dir);
             println!(
-                "{}  run {run}/{}: agentgrid {}, xargs -P{CONCURRENCY} {}",
+                "{}  run {run}/{}: agentgrid {}, {} {}",
                 scenario.name(),
                 options.runs,
                 seconds(ours),
+                scenario.baseline(),
                 seconds(theirs)
             );
             row.ours.push(ours);
@@ -186,25 +285,29 @@ pub fn run(options: Options) -> anyhow::Result<bool> {
     drop(keep);
     println!();
     print_table(&rows);
-    let a = &rows[0];
-    let met = a.ratio() <= TARGET_RATIO;
     println!();
-    if met {
-        println!(
-            "target met: scenario A takes {:.2}x the xargs time (target: at most {TARGET_RATIO:.1}x)",
-            a.ratio()
-        );
-    } else {
-        println!(
-            "target MISSED: scenario A takes {:.2}x the xargs time (target: at most {TARGET_RATIO:.1}x), {:.0}% over",
-            a.ratio(),
-            (a.ratio() / TARGET_RATIO - 1.0) * 100.0
-        );
+    let mut all_met = true;
+    for row in &rows {
+        let Some(target) = row.scenario.target() else {
+            continue;
+        };
+        let ratio = row.ratio();
+        let letter = &row.scenario.name()[..1];
+        if ratio <= target {
+            println!(
+                "target met: scenario {letter} takes {ratio:.2}x the baseline time (target: at \
+                 most {target:.1}x)"
+            );
+        } else {
+            all_met = false;
+            println!(
+                "target MISSED: scenario {letter} takes {ratio:.2}x the baseline time (target: \
+                 at most {target:.1}x), {:.0}% over",
+                (ratio / target - 1.0) * 100.0
+            );
+        }
     }
-    if options.quick {
-        println!("(--quick: too few tasks for numbers worth recording)");
-    }
-    Ok(met || !options.check)
+    Ok(all_met)
 }
 
 fn print_table(rows: &[Row]) {
@@ -212,10 +315,11 @@ fn print_table(rows: &[Row]) {
         "scenario",
         "tasks",
         "agentgrid",
-        "xargs -P2",
+        "baseline",
         "ratio",
-        "per task (agentgrid - xargs)",
-    ];
+        "per task (agentgrid - baseline)",
+    ]
+    .map(String::from);
     let body: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
@@ -226,32 +330,87 @@ fn print_table(rows: &[Row]) {
                 r.scenario.name().to_string(),
                 r.tasks.to_string(),
                 seconds(ours),
-                seconds(theirs),
+                format!("{} ({})", seconds(theirs), r.scenario.baseline()),
                 format!("{:.2}x", r.ratio()),
                 format!("{:+.2} ms", extra * 1000.0 / r.tasks as f64),
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &body {
+    print_columns(&header, &body);
+}
+
+fn print_latency(latency: &Latency) {
+    let header = [
+        "request (gateway)",
+        "direct p50",
+        "gateway p50",
+        "added p50",
+        "direct p99",
+        "gateway p99",
+        "added p99",
+    ]
+    .map(String::from);
+    let us = |v: u64| format!("{v} µs");
+    let body: Vec<[String; 7]> = latency
+        .kinds
+        .iter()
+        .map(|(name, p)| {
+            [
+                name.to_string(),
+                us(p.direct_p50),
+                us(p.gateway_p50),
+                us(p.added_p50),
+                us(p.direct_p99),
+                us(p.gateway_p99),
+                us(p.added_p99),
+            ]
+        })
+        .collect();
+    println!("{} requests of each kind on each side", latency.requests);
+    print_columns(&header, &body);
+    println!();
+    let worst = latency.worst_added_p99();
+    let target = gateway::TARGET_P99_US;
+    if latency.met() {
+        println!(
+            "target met: the gateway adds at most {worst} µs at p99 (target: under {target} µs)"
+        );
+    } else {
+        println!(
+            "target MISSED: the gateway adds up to {worst} µs at p99 (target: under {target} \
+             µs), {:.0}% over",
+            (worst as f64 / target as f64 - 1.0) * 100.0
+        );
+    }
+}
+
+/// Prints a table: the first column left-aligned, the others right-aligned.
+fn print_columns<const N: usize>(header: &[String; N], body: &[[String; N]]) {
+    let mut widths = header.each_ref().map(|h| h.chars().count());
+    for row in body {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: [&str; 6]| {
+    let line = |cells: &[String; N]| {
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            // Padding by characters, not bytes: `µ` is two bytes.
+            let pad = " ".repeat(w - cell.chars().count());
             if i == 0 {
-                out.push_str(&format!("{cell:<w$}"));
+                out.push_str(cell);
+                out.push_str(&pad);
             } else {
-                out.push_str(&format!("  {cell:>w$}"));
+                out.push_str("  ");
+                out.push_str(&pad);
+                out.push_str(cell);
             }
         }
-        println!("{out}");
+        println!("{}", out.trim_end());
     };
     line(header);
-    for row in &body {
-        line(row.each_ref().map(String::as_str));
+    for row in body {
+        line(row);
     }
 }
 
@@ -291,7 +450,7 @@ fn build_agentgrid() -> anyhow::Result<PathBuf> {
     bail!("cargo built agentgrid but did not say where the binary is")
 }
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -325,16 +484,7 @@ fn time_agentgrid(
     tasks: usize,
 ) -> anyhow::Result<(Duration, tempfile::TempDir)> {
     let (dir, repo) = fresh_repo(base)?;
-    ok(
-        command(bin).arg("init").current_dir(&repo),
-        "agentgrid init",
-    )?;
-    let state = repo.join(".agentgrid");
-    for entry in std::fs::read_dir(state.join("agents"))? {
-        std::fs::remove_file(entry?.path())?;
-    }
-    std::fs::write(state.join("config.yaml"), config_yaml(scenario))?;
-    std::fs::write(state.join("agents/noop.yaml"), AGENT_YAML)?;
+    init_project(bin, &repo, scenario)?;
     let lines: String = (1..=tasks)
         .map(|i| format!("{{\"title\": \"no-op {i}\"}}\n"))
         .collect();
@@ -383,8 +533,24 @@ fn time_agentgrid(
     Ok((elapsed, dir))
 }
 
+/// `agentgrid init` in `repo`, then the bench's configuration and its one agent.
+fn init_project(bin: &Path, repo: &Path, scenario: Scenario) -> anyhow::Result<()> {
+    ok(command(bin).arg("init").current_dir(repo), "agentgrid init")?;
+    let state = repo.join(".agentgrid");
+    for entry in std::fs::read_dir(state.join("agents"))? {
+        std::fs::remove_file(entry?.path())?;
+    }
+    std::fs::write(state.join("config.yaml"), config_yaml(scenario))?;
+    std::fs::write(
+        state.join(format!("agents/{}.yaml", sandboxed::AGENT)),
+        agent_yaml(scenario),
+    )?;
+    Ok(())
+}
+
 /// Times `xargs -P2` running, per task, what agentgrid runs for it.
 fn time_xargs(
+    bin: &Path,
     base: &Path,
     scenario: Scenario,
     tasks: usize,
@@ -395,9 +561,23 @@ fn time_xargs(
     std::fs::write(&input, lines)?;
     let mut xargs = command("xargs");
     xargs.arg(format!("-P{CONCURRENCY}")).args(["-I{}"]);
-    match scenario {
+    // Held until the timing ends: it owns the control socket the sandbox exposes.
+    let _baseline = match scenario {
         Scenario::Plain => {
             xargs.arg("true");
+            None
+        }
+        Scenario::Sandboxed => {
+            // The same project as agentgrid's side, so that the sandbox sees the same files.
+            init_project(bin, &repo, scenario)?;
+            let baseline = Baseline::prepare(bin, &repo)?;
+            baseline.check_confined()?;
+            xargs
+                .arg(&baseline.helper)
+                .args(&baseline.args)
+                .env_clear()
+                .envs(baseline.env.iter().map(|(k, v)| (k, v)));
+            Some(baseline)
         }
         Scenario::Worktrees => {
             // agentgrid keeps its worktrees inside the repository and excludes them from it.
@@ -405,8 +585,9 @@ fn time_xargs(
             let script = dir.path().join("task.sh");
             std::fs::write(&script, WORKTREE_SCRIPT)?;
             xargs.arg("sh").arg(&script).arg("{}");
+            None
         }
-    }
+    };
     let started = Instant::now();
     let out = xargs
         .current_dir(&repo)
@@ -472,19 +653,45 @@ spec:
     )
 }
 
-const AGENT_YAML: &str = r#"apiVersion: agentgrid.dev/v1
+/// The no-op agent. Scenarios A and B measure dispatch and workspaces, as they did before
+/// executions were sandboxed, so their agent opts out of filesystem and network isolation
+/// explicitly; scenario C's agent has the default sandbox.
+fn agent_yaml(scenario: Scenario) -> String {
+    let (description, sandbox) = if scenario.sandboxed() {
+        ("Does nothing and succeeds, in the default sandbox.", "")
+    } else {
+        (
+            "Does nothing and succeeds: measures dispatch overhead.",
+            "  sandbox:\n    filesystem: none\n    network: host\n",
+        )
+    };
+    format!(
+        r#"apiVersion: agentgrid.dev/v1
 kind: Agent
 metadata:
-  name: noop
+  name: {agent}
 spec:
-  description: "Does nothing and succeeds: measures dispatch overhead."
+  description: "{description}"
   runtime:
     type: command
     command: ["true"]
-  prompt: "Task {{ task.id }}: {{ task.title }}"
+  prompt: "Task {{{{ task.id }}}}: {{{{ task.title }}}}"
   routing:
     default: true
-"#;
+{sandbox}"#,
+        agent = sandboxed::AGENT
+    )
+}
+
+/// The agent manifest of the sandboxed scenario (`true`) or of the others, for tests elsewhere.
+#[cfg(test)]
+pub fn agent_yaml_for_tests(sandboxed: bool) -> String {
+    agent_yaml(if sandboxed {
+        Scenario::Sandboxed
+    } else {
+        Scenario::Plain
+    })
+}
 
 /// One task of scenario B's baseline, given its number: agentgrid's worktree path in git
 /// terms. Two `git worktree add` runs at once can, rarely, trip over each other's records;
@@ -634,5 +841,33 @@ mod tests {
         assert_eq!(parse(&["--quick", "--runs", "4"]).unwrap().runs, 4);
         assert!(parse(&["--runs", "0"]).is_err());
         assert!(parse(&["--fast"]).is_err());
+    }
+
+    #[test]
+    fn only_selects_parts_and_refuses_unknown_ones() {
+        let parse =
+            |args: &[&str]| Options::parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let all = parse(&[]).unwrap();
+        assert!(PARTS.iter().all(|p| all.wants(p)));
+        let some = parse(&["--only", "c,gateway"]).unwrap();
+        assert!(some.wants("c") && some.wants("gateway"));
+        assert!(!some.wants("a") && !some.wants("b"));
+        assert!(parse(&["--only", "a,d"]).is_err());
+        assert_eq!(all.requests, 2000);
+        assert_eq!(parse(&["--quick"]).unwrap().requests, 200);
+        assert_eq!(parse(&["--requests", "50"]).unwrap().requests, 50);
+    }
+
+    #[test]
+    fn only_scenario_c_keeps_the_default_sandbox() {
+        for scenario in Scenario::ALL {
+            let yaml = agent_yaml(scenario);
+            assert!(yaml.contains("{{ task.id }}"), "{yaml}");
+            assert_eq!(
+                yaml.contains("filesystem: none") && yaml.contains("network: host"),
+                !scenario.sandboxed(),
+                "{yaml}"
+            );
+        }
     }
 }

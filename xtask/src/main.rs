@@ -2,8 +2,9 @@
 //!
 //! It is a program rather than shell scripts so that it runs the same everywhere cargo does.
 //! Commands:
-//! - `bench`: times agentgrid's dispatch of no-op executions against the same commands run by
-//!   `xargs -P2` (see `bench.rs` and BENCHMARKS.md).
+//! - `bench`: times agentgrid's dispatch of no-op executions, plain, in git worktrees and in the
+//!   default sandbox, against the same commands run by `xargs -P2`, and measures the latency
+//!   the model gateway adds (see `bench.rs` and BENCHMARKS.md).
 
 // xtask is development automation outside the product: it builds agentgrid and drives it,
 // git and xargs as a user would, so it starts processes directly instead of through the
@@ -11,17 +12,22 @@
 #![allow(clippy::disallowed_methods)]
 
 mod bench;
+mod gateway;
+mod sandboxed;
 
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
-  bench [options]   time agentgrid against the same commands run by `xargs -P2`
-      --quick         fewer tasks and one run, for a smoke test
+  bench [options]   time agentgrid against the same commands run by `xargs -P2`, and the
+                    latency the model gateway adds
+      --quick         fewer tasks and requests and one run, for a smoke test
       --runs N        runs of each side per scenario; the median counts (default 3)
+      --only LIST     run only these parts, comma-separated: a, b, c, gateway (default all)
+      --requests N    measured requests per kind in the gateway part (default 2000)
       --dir DIR       make the temporary projects under DIR (default: the system temp dir)
-      --check         exit with 1 when scenario A misses its target
+      --check         exit with 1 when a target (scenario A, scenario C, gateway) is missed
       --agentgrid BIN measure this binary instead of building the workspace's
   help              print this text";
 

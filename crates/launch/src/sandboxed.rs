@@ -16,6 +16,11 @@ pub(crate) fn helper(
     let Some(sandbox_spec) = &spec.sandbox else {
         return Ok(None);
     };
+    if !sandbox_spec.uses_namespaces() {
+        // No filesystem and no network isolation asked for: only the limits remain, and those
+        // are set in the child directly (see `start`), without the helper's cost.
+        return Ok(None);
+    }
     let fail = |source| Error::Sandbox {
         program: spec.program.clone(),
         source,

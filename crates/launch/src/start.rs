@@ -86,6 +86,25 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
         // A group of its own lets the whole tree be signalled at once, so nothing the child
         // starts can outlive it unnoticed.
         .process_group(0);
+    if let Some(limits) = spec
+        .sandbox
+        .as_ref()
+        .filter(|s| !s.uses_namespaces())
+        .map(|s| &s.limits)
+    {
+        let table = sandbox::rlimit_table(limits);
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe, over a table built before the fork; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                for (resource, soft, hard) in &table {
+                    nix::sys::resource::setrlimit(*resource, *soft, *hard)
+                        .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+    }
     let spawn_error = |source| Error::Spawn {
         program: spec.program.clone(),
         cwd: spec.cwd.clone(),

@@ -18,40 +18,37 @@ use seccompiler::{
 use crate::spec::{Limits, NetworkMode};
 use crate::sys;
 
-/// Sets the per-process resource limits. Core dumps are always off: a dump could fill the
+/// The per-process resource limits as `(resource, soft, hard)`, worked out before any fork so
+/// that applying them needs no allocation. Core dumps are always off: a dump could fill the
 /// workspace and would carry the program's memory out of its lifetime.
-pub(crate) fn rlimits(limits: &Limits) -> Result<(), String> {
-    let set = |resource: Resource, name: &str, soft: u64, hard: u64| {
-        setrlimit(resource, soft, hard).map_err(|e| format!("setting {name} to {soft}: {e}"))
-    };
-    set(Resource::RLIMIT_CORE, "RLIMIT_CORE", 0, 0)?;
+pub fn rlimit_table(limits: &Limits) -> Vec<(Resource, u64, u64)> {
+    let mut table = vec![(Resource::RLIMIT_CORE, 0, 0)];
     if let Some(memory) = limits.memory {
-        set(
-            Resource::RLIMIT_DATA,
-            "RLIMIT_DATA",
-            memory.bytes(),
-            memory.bytes(),
-        )?;
+        table.push((Resource::RLIMIT_DATA, memory.bytes(), memory.bytes()));
     }
     if let Some(n) = limits.processes {
-        set(Resource::RLIMIT_NPROC, "RLIMIT_NPROC", n, n)?;
+        table.push((Resource::RLIMIT_NPROC, n, n));
     }
     if let Some(n) = limits.open_files {
-        set(Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE", n, n)?;
+        table.push((Resource::RLIMIT_NOFILE, n, n));
     }
     if let Some(size) = limits.file_size {
-        set(
-            Resource::RLIMIT_FSIZE,
-            "RLIMIT_FSIZE",
-            size.bytes(),
-            size.bytes(),
-        )?;
+        table.push((Resource::RLIMIT_FSIZE, size.bytes(), size.bytes()));
     }
     if let Some(cpu) = limits.cpu_time {
         // At the soft limit the kernel sends SIGXCPU (which a program may catch to clean up);
         // a second later, at the hard limit, SIGKILL.
         let secs = cpu.as_millis().div_ceil(1000).max(1);
-        set(Resource::RLIMIT_CPU, "RLIMIT_CPU", secs, secs + 1)?;
+        table.push((Resource::RLIMIT_CPU, secs, secs + 1));
+    }
+    table
+}
+
+/// Sets the per-process resource limits of [`rlimit_table`].
+pub(crate) fn rlimits(limits: &Limits) -> Result<(), String> {
+    for (resource, soft, hard) in rlimit_table(limits) {
+        setrlimit(resource, soft, hard)
+            .map_err(|e| format!("setting {resource:?} to {soft}: {e}"))?;
     }
     Ok(())
 }

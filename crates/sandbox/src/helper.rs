@@ -170,7 +170,11 @@ fn helper() -> Result<Infallible, String> {
         .map_err(|e| format!("the sandbox invocation cannot be read: {e}"))?;
     let spec = &inv.spec;
     spec.validate().map_err(|e| e.to_string())?;
-    probe::check(spec, probe::host_support()).map_err(|e| e.to_string())?;
+    let support = match &inv.support {
+        Some(support) => support.clone(),
+        None => probe::probe(),
+    };
+    probe::check(spec, &support).map_err(|e| e.to_string())?;
 
     let mut env: Vec<(OsString, OsString)> =
         std::env::vars_os().filter(|(k, _)| k != SPEC_VAR).collect();
@@ -194,7 +198,6 @@ fn helper() -> Result<Infallible, String> {
     let filters = confine::seccomp_filters(spec.network)?;
 
     let mut wanted = Vec::new();
-    let support = probe::host_support();
     if let Some(memory) = spec.limits.memory
         && support.available(probe::Mechanism::MemoryCgroup)
     {

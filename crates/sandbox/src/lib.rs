@@ -56,6 +56,7 @@ mod spec;
 mod sys;
 mod view;
 
+pub use confine::rlimit_table;
 pub use error::Error;
 pub use git::GitMetadata;
 pub use helper::{CANNOT_EXECUTE, NOT_FOUND, SETUP_FAILED, helper_main, is_helper_invocation};

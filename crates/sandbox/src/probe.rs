@@ -8,14 +8,14 @@
 
 use std::sync::OnceLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, Controller};
 use crate::spec::{FilesystemMode, NetworkMode, SandboxSpec};
 use crate::{Error, sys};
 
 /// One isolation mechanism the sandbox can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mechanism {
     UserNamespaces,
@@ -68,7 +68,7 @@ impl Mechanism {
 }
 
 /// Whether one mechanism works here, and the details (what was found, or why not).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MechanismSupport {
     pub mechanism: Mechanism,
     pub available: bool,
@@ -76,7 +76,7 @@ pub struct MechanismSupport {
 }
 
 /// Everything [`probe`] found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostSupport {
     pub mechanisms: Vec<MechanismSupport>,
     /// The kernel's Landlock ABI version, when it has Landlock.

@@ -205,6 +205,10 @@ pub struct Invocation {
     pub args: Vec<String>,
     /// The working directory, the same path inside and outside.
     pub cwd: PathBuf,
+    /// What the starting process found the host supports. The helper uses it instead of
+    /// probing again: probing starts throwaway namespaces, a cost every execution would pay.
+    #[serde(default)]
+    pub support: Option<crate::probe::HostSupport>,
 }
 
 /// How to start the helper for one program: run `helper` with `args`, in the program's working
@@ -235,6 +239,7 @@ pub fn helper_command(
         arg0: arg0.to_string(),
         args: args.to_vec(),
         cwd: cwd.to_path_buf(),
+        support: Some(crate::probe::host_support().clone()),
     };
     let json = serde_json::to_string(&invocation).map_err(|source| Error::Encode { source })?;
     Ok(HelperCommand {

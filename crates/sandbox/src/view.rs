@@ -173,8 +173,10 @@ impl Plan {
             if real == Path::new("/") || !seen.insert(real.clone()) {
                 continue;
             }
-            // Hiding the workspace itself, or a directory inside it, would hide the work.
-            if real.starts_with(&workspace) {
+            // Hiding the workspace itself would hide the work. A path inside it (the engine's
+            // state directory when the project itself is the workspace) stays hidden: hides and
+            // binds are applied shallowest first, so it is hidden after the workspace is bound.
+            if real == workspace {
                 continue;
             }
             hides.push(Hide {
@@ -183,16 +185,22 @@ impl Plan {
                 is_dir: meta.is_dir(),
             });
         }
-        // A path hidden inside a directory that is already hidden needs no mount of its own.
+        // A path hidden inside a directory that is already hidden needs no mount of its own,
+        // unless something visible lies in between (the workspace, shown again inside a hidden
+        // /tmp, with the state directory inside it).
         let hidden_dirs: Vec<PathBuf> = hides
             .iter()
             .filter(|h| h.is_dir)
             .map(|h| h.path.clone())
             .collect();
         hides.retain(|h| {
-            !hidden_dirs
-                .iter()
-                .any(|d| h.path != *d && h.path.starts_with(d))
+            !hidden_dirs.iter().any(|d| {
+                h.path != *d
+                    && h.path.starts_with(d)
+                    && !binds
+                        .iter()
+                        .any(|b| h.path.starts_with(&b.path) && b.path.starts_with(d))
+            })
         });
         hides.sort_by_key(|h| h.path.components().count());
 
@@ -380,44 +388,27 @@ pub(crate) fn build(plan: &Plan) -> Result<(), String> {
     .map_err(to_io("mounting a fresh /proc"))?;
     build_dev(plan)?;
 
-    // 3. Hidden paths.
+    // 3. Hidden paths and what stays visible, shallowest first, so a path hidden inside a
+    //    visible one (the state directory inside a project used as the workspace) and a path
+    //    shown inside a hidden one (a worktree under a hidden directory) both come out right.
+    //    At the same depth a hide goes first and the bind of the same path wins.
+    let mut steps: Vec<(usize, u8, Step)> = plan
+        .hides
+        .iter()
+        .map(|h| (h.path.components().count(), 0, Step::Hide(h)))
+        .chain(
+            plan.binds
+                .iter()
+                .map(|b| (b.path.components().count(), 1, Step::Bind(b))),
+        )
+        .collect();
+    steps.sort_by_key(|(depth, order, _)| (*depth, *order));
     let mut read_only = Vec::new();
-    for hide in &plan.hides {
-        let target = new(&hide.path);
-        // An earlier hide may already cover this path.
-        if !target.exists() {
-            continue;
+    for (_, _, step) in steps {
+        match step {
+            Step::Hide(hide) => hide_path(hide, plan, &mut read_only)?,
+            Step::Bind(b) => bind_path(b)?,
         }
-        if hide.is_dir {
-            if hide.writable {
-                let shared = PRIVATE_WRITABLE.iter().any(|p| hide.path == Path::new(p));
-                let mode = if shared { "1777" } else { "0700" };
-                tmpfs(&target, mode, plan.tmp_bytes)?;
-            } else {
-                tmpfs(&target, "0755", 1 << 20)?;
-                read_only.push(target);
-            }
-        } else {
-            fs::write("/empty", b"").map_err(|e| err("creating an empty file".into(), e))?;
-            bind(Path::new("/empty"), &target)?;
-            setattr(&target, sys::MOUNT_ATTR_RDONLY, false)?;
-        }
-    }
-
-    // 4. What stays visible, shallowest first.
-    for b in &plan.binds {
-        let source = old(&b.path);
-        let target = new(&b.path);
-        let is_dir = fs::metadata(&source)
-            .map(|m| m.is_dir())
-            .map_err(|e| err(format!("looking at {}", b.path.display()), e))?;
-        mount_point(&target, is_dir)?;
-        bind(&source, &target)?;
-        let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
-        if !b.writable {
-            attrs |= sys::MOUNT_ATTR_RDONLY;
-        }
-        setattr(&target, attrs, true)?;
     }
     for target in read_only {
         setattr(&target, sys::MOUNT_ATTR_RDONLY, false)?;
@@ -430,6 +421,49 @@ pub(crate) fn build(plan: &Plan) -> Result<(), String> {
     umount2(".", MntFlags::MNT_DETACH).map_err(to_io("detaching the scratch root"))?;
     nix::unistd::chdir("/").map_err(to_io("entering the new root"))?;
     Ok(())
+}
+
+enum Step<'p> {
+    Hide(&'p Hide),
+    Bind(&'p Bind),
+}
+
+fn hide_path(hide: &Hide, plan: &Plan, read_only: &mut Vec<PathBuf>) -> Result<(), String> {
+    let target = new(&hide.path);
+    // An earlier hide may already cover this path.
+    if !target.exists() {
+        return Ok(());
+    }
+    if hide.is_dir {
+        if hide.writable {
+            let shared = PRIVATE_WRITABLE.iter().any(|p| hide.path == Path::new(p));
+            let mode = if shared { "1777" } else { "0700" };
+            tmpfs(&target, mode, plan.tmp_bytes)?;
+        } else {
+            tmpfs(&target, "0755", 1 << 20)?;
+            read_only.push(target);
+        }
+    } else {
+        fs::write("/empty", b"").map_err(|e| err("creating an empty file".into(), e))?;
+        bind(Path::new("/empty"), &target)?;
+        setattr(&target, sys::MOUNT_ATTR_RDONLY, false)?;
+    }
+    Ok(())
+}
+
+fn bind_path(b: &Bind) -> Result<(), String> {
+    let source = old(&b.path);
+    let target = new(&b.path);
+    let is_dir = fs::metadata(&source)
+        .map(|m| m.is_dir())
+        .map_err(|e| err(format!("looking at {}", b.path.display()), e))?;
+    mount_point(&target, is_dir)?;
+    bind(&source, &target)?;
+    let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+    if !b.writable {
+        attrs |= sys::MOUNT_ATTR_RDONLY;
+    }
+    setattr(&target, attrs, true)
 }
 
 fn build_dev(plan: &Plan) -> Result<(), String> {
@@ -511,6 +545,7 @@ mod tests {
             program: "/bin/sh".into(),
             arg0: "sh".into(),
             args: vec![],
+            support: None,
         }
     }
 
@@ -573,7 +608,7 @@ mod tests {
     }
 
     #[test]
-    fn read_only_mode_binds_the_workspace_read_only_and_hides_never_cover_it() {
+    fn read_only_mode_binds_the_workspace_read_only_and_hides_inside_it_stay_hidden() {
         let root = tempfile::tempdir().unwrap();
         let ws = root.path().canonicalize().unwrap().join("ws");
         fs::create_dir_all(ws.join("sub")).unwrap();
@@ -583,7 +618,14 @@ mod tests {
         let plan = Plan::new(&invocation(spec), None, None).unwrap();
         let bind = plan.binds.iter().find(|b| b.path == ws).unwrap();
         assert!(!bind.writable);
-        assert!(!plan.hides.iter().any(|h| h.path.starts_with(&ws)));
+        assert!(
+            plan.hides.iter().any(|h| h.path == ws.join("sub")),
+            "a path inside the workspace stays hidden"
+        );
+        assert!(
+            !plan.hides.iter().any(|h| h.path == ws),
+            "the workspace itself is never hidden"
+        );
     }
 
     #[test]

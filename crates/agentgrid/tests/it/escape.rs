@@ -352,3 +352,58 @@ fn sleeps_with(marker: &str) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+#[test]
+fn without_worktrees_the_state_directory_stays_hidden_inside_the_project() {
+    state_directory_stays_hidden(outside_tmp());
+    // Under /tmp the project is inside a hidden directory and shown again as the workspace;
+    // its state directory must be hidden once more inside it.
+    state_directory_stays_hidden(tempfile::tempdir().unwrap());
+}
+
+fn state_directory_stays_hidden(dir: tempfile::TempDir) {
+    // With workspaces off the agent works in the project itself, which holds `.agentgrid`.
+    let probe = |name: &str, command: &str| {
+        format!(
+            "if ( {command} ) >/dev/null 2>&1; then echo '{name}: escaped'; else echo '{name}: blocked'; fi; "
+        )
+    };
+    let mut script = String::from("echo legit > work.txt && echo 'legit-work: done'; ");
+    script.push_str(&probe(
+        "read-database",
+        "head -c 16 .agentgrid/agentgrid.db | grep -q SQLite",
+    ));
+    script.push_str(&probe(
+        "write-database",
+        "echo x >> .agentgrid/agentgrid.db",
+    ));
+    script.push_str(&probe("list-logs", "[ -n \"$(ls .agentgrid/logs)\" ]"));
+    let repo = setup(
+        dir,
+        &[("inplace", &sandboxed("inplace", &script, "max_attempts: 1"))],
+    );
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        format!("{CONFIG}  workspace: {{enabled: false}}\n"),
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Work in place"]);
+    repo.ok(&["run"]);
+    let log = repo.ok(&["logs", "1"]);
+    assert!(log.contains("legit-work: done"), "{log}");
+    for name in ["read-database", "write-database", "list-logs"] {
+        assert!(
+            log.contains(&format!("{name}: blocked")),
+            "{name} was not blocked:\n{log}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("work.txt")).unwrap(),
+        "legit\n"
+    );
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "the engine's database is intact"
+    );
+}

@@ -273,3 +273,27 @@ async fn a_missing_helper_binary_is_a_start_error() {
     .unwrap_err();
     assert!(matches!(err, Error::Spawn { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn with_no_isolation_asked_for_the_limits_apply_without_the_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = SandboxSpec::new(dir.path().canonicalize().unwrap());
+    spec.filesystem = launch::sandbox::FilesystemMode::None;
+    spec.network = NetworkMode::Host;
+    spec.limits.open_files = Some(77);
+    // A helper that does not exist proves it is not used.
+    spec.helper = Some("/nonexistent/agentgrid".into());
+    let ours = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let launch = LaunchSpec::new("sh", dir.path())
+        .args(["-c", "ulimit -n; readlink /proc/self/ns/pid"])
+        .with_sandbox(spec);
+    let out = run(launch, DEADLINE, 4096).await.unwrap();
+    assert!(out.success(), "{}", out.combined());
+    let mut lines = out.stdout.lines();
+    assert_eq!(lines.next(), Some("77"), "the open-files limit was set");
+    assert_eq!(
+        lines.next(),
+        Some(ours.to_str().unwrap()),
+        "no PID namespace: no helper"
+    );
+}
