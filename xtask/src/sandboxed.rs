@@ -66,7 +66,7 @@ impl Baseline {
         );
 
         // The per-execution files the executor exposes to the sandbox, at the same places.
-        let run_dir = state.join("run");
+        let run_dir = engine::runtime_dir(&state);
         std::fs::create_dir_all(&run_dir)?;
         let socket_path = run_dir.join("1.sock");
         let socket = UnixListener::bind(&socket_path)
@@ -76,13 +76,20 @@ impl Baseline {
 
         let env = execution_env(bin, &repo, &socket_path, &prompt);
         let program = find_program(&command[0], &env)?;
-        let spec = sandbox_spec(
-            &agent.spec().sandbox,
-            &repo,
-            &state,
-            &[socket_path, prompt, bin.to_path_buf()],
-            bin,
-        )?;
+        if agent.spec().sandbox.network == manifest::NetworkMode::Gateway {
+            // The relay needs a running gateway, which the baseline does not have.
+            bail!("the sandboxed baseline does not support network `gateway`");
+        }
+        let places = executor::SandboxPlaces {
+            workspace: repo.clone(),
+            state_dir: state.clone(),
+            run_dir: run_dir.clone(),
+            worktrees: None,
+            expose: vec![socket_path, prompt, bin.to_path_buf()],
+            helper: bin.to_path_buf(),
+            gateway: None,
+        };
+        let spec = executor::sandbox_for(&agent.spec().sandbox, &places);
         let invocation = sandbox::helper_command(&spec, &program, &command[0], &[], &repo)?;
         let mut env = env;
         env.push(invocation.env);
@@ -182,53 +189,6 @@ fn find_program(name: &str, env: &[(String, String)]) -> anyhow::Result<PathBuf>
         .with_context(|| format!("`{name}` is not on PATH ({path})"))
 }
 
-/// The executor's sandbox for an execution with workspaces off (`sandbox_spec` in
-/// `crates/executor/src/run.rs`), from the agent's profile.
-fn sandbox_spec(
-    profile: &manifest::SandboxProfile,
-    workspace: &Path,
-    state_dir: &Path,
-    expose: &[PathBuf],
-    helper: &Path,
-) -> anyhow::Result<sandbox::SandboxSpec> {
-    let mut spec = sandbox::SandboxSpec::new(workspace);
-    spec.filesystem = match profile.filesystem {
-        manifest::FilesystemMode::WorkspaceWrite => sandbox::FilesystemMode::WorkspaceWrite,
-        manifest::FilesystemMode::ReadOnly => sandbox::FilesystemMode::ReadOnly,
-        manifest::FilesystemMode::None => sandbox::FilesystemMode::None,
-    };
-    spec.network = match profile.network {
-        manifest::NetworkMode::None => sandbox::NetworkMode::None,
-        manifest::NetworkMode::Host => sandbox::NetworkMode::Host,
-        // The relay needs a running gateway, which the baseline does not have.
-        manifest::NetworkMode::Gateway => {
-            bail!("the sandboxed baseline does not support network `gateway`")
-        }
-    };
-    for name in [
-        "agentgrid.db",
-        "agentgrid.db-wal",
-        "agentgrid.db-shm",
-        "engine.lock",
-        "logs",
-        "run",
-    ] {
-        spec.hide.push(state_dir.join(name));
-    }
-    spec.expose = expose.to_vec();
-    spec.limits = sandbox::Limits {
-        memory: Some(profile.limits.memory),
-        processes: Some(u64::from(profile.limits.processes)),
-        open_files: Some(u64::from(profile.limits.open_files)),
-        file_size: Some(profile.limits.file_size),
-        cpu_time: Some(profile.limits.cpu_time),
-        // agentgrid enforces the wall time from outside, with a group kill.
-        wall_time: None,
-    };
-    spec.helper = Some(helper.to_path_buf());
-    Ok(spec)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +220,7 @@ mod tests {
             .expect("the sandbox request is in the environment");
         let request: serde_json::Value = serde_json::from_str(request).unwrap();
         let show = |p: &Path| p.display().to_string();
-        let run = state.join("run");
+        let run = engine::runtime_dir(&state);
         let hidden = [
             "agentgrid.db",
             "agentgrid.db-wal",
@@ -269,7 +229,10 @@ mod tests {
             "logs",
             "run",
         ]
-        .map(|n| show(&state.join(n)));
+        .map(|n| show(&state.join(n)))
+        .into_iter()
+        .chain([show(&run)])
+        .collect::<Vec<_>>();
         assert_eq!(
             request["spec"],
             serde_json::json!({

@@ -31,8 +31,10 @@ pub enum RunMode {
 
 pub struct EngineOptions {
     pub project_dir: PathBuf,
-    /// `.agentgrid`: logs and run files go under it.
+    /// `.agentgrid`: logs go under it.
     pub state_dir: PathBuf,
+    /// Control sockets, prompt files and the gateway socket (see [`crate::runtime_dir`]).
+    pub run_dir: PathBuf,
     pub agentgrid_bin: PathBuf,
     pub mode: RunMode,
     /// Receives every event the engine records, for progress output.
@@ -172,7 +174,7 @@ impl Engine {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<RunSummary, Error> {
         std::fs::create_dir_all(self.options.state_dir.join("logs"))
-            .and_then(|_| std::fs::create_dir_all(self.options.state_dir.join("run")))
+            .and_then(|_| std::fs::create_dir_all(&self.options.run_dir))
             .map_err(|e| {
                 Error::Io(format!(
                     "cannot create {}: {e}",
@@ -267,6 +269,10 @@ impl Engine {
             }
         }
         self.flush().await?;
+        // Stop the gateway before its socket goes, then leave no empty run directory behind.
+        self.gateway = None;
+        let _ = std::fs::remove_file(self.options.run_dir.join("gateway.sock"));
+        let _ = std::fs::remove_dir(&self.options.run_dir);
         Ok(self.summary)
     }
 
@@ -360,7 +366,7 @@ impl Engine {
         let registry = gateway::Registry::new(self.clock.clone());
         let gw = gateway::Gateway::new(options, registry.clone(), notices)
             .map_err(|e| Error::Setup(format!("the model gateway: {e}")))?;
-        let socket = self.options.state_dir.join("run").join("gateway.sock");
+        let socket = self.options.run_dir.join("gateway.sock");
         let unix = gw
             .serve(gateway::Listen::Unix(socket.clone()))
             .await
@@ -586,7 +592,8 @@ impl Engine {
                 .state_dir
                 .join("logs")
                 .join(format!("{}.log", execution.id)),
-            run_dir: self.options.state_dir.join("run"),
+            run_dir: self.options.run_dir.clone(),
+            state_dir: self.options.state_dir.clone(),
             agentgrid_bin: self.options.agentgrid_bin.clone(),
             grace: self.setup.grace,
             clock: self.clock.clone(),
@@ -1042,7 +1049,7 @@ impl Engine {
             self.summary.recovered += 1;
         }
         // Sockets of executions that no longer exist.
-        if let Ok(entries) = std::fs::read_dir(self.options.state_dir.join("run")) {
+        if let Ok(entries) = std::fs::read_dir(&self.options.run_dir) {
             for entry in entries.flatten() {
                 let _ = std::fs::remove_file(entry.path());
             }

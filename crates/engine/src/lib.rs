@@ -20,10 +20,12 @@
 
 mod engine;
 mod lock;
+mod runtime_dir;
 mod setup;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use lock::EngineLock;
+pub use runtime_dir::runtime_dir;
 pub use setup::{Setup, setup_from_project};
 
 #[derive(Debug, thiserror::Error)]

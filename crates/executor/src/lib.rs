@@ -16,8 +16,8 @@ mod run;
 mod validate;
 
 pub use run::{
-    AgentRun, ExecutionJob, ExecutionShared, Runtime, StdinMode, StopReason, Update, new_token,
-    run_execution,
+    AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, StdinMode, StopReason, Update,
+    new_token, run_execution, sandbox_for,
 };
 pub use validate::{ScoreRule, Validation, Validator, Verdict, run_validators, score};
 

@@ -59,6 +59,8 @@ pub struct ExecutionJob {
     pub log_path: PathBuf,
     /// Where the control socket and prompt files go.
     pub run_dir: PathBuf,
+    /// The project's `.agentgrid` directory, whose database, logs and run files the sandbox hides.
+    pub state_dir: PathBuf,
     /// The `agentgrid` binary, put first on the agent's PATH for `agentgrid ctl`.
     pub agentgrid_bin: PathBuf,
     /// How long a stopped agent gets between SIGTERM and SIGKILL.
@@ -572,17 +574,35 @@ pub fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The sandbox for the execution's processes, from the agent's profile. Hidden besides the
-/// homes, `/run` and `/tmp` that every sandbox hides: the engine's database, logs, run files
-/// and the other tasks' worktrees. `expose` names what must stay reachable inside hidden places.
-fn sandbox_spec(
-    job: &ExecutionJob,
-    cwd: &Path,
-    expose: &[PathBuf],
+/// Where an execution's sandbox sits: the paths [`sandbox_for`] needs besides the profile.
+#[derive(Debug, Clone)]
+pub struct SandboxPlaces {
+    /// The directory the agent works in.
+    pub workspace: PathBuf,
+    /// The project's `.agentgrid` directory.
+    pub state_dir: PathBuf,
+    /// The engine's run directory (sockets, prompt files).
+    pub run_dir: PathBuf,
+    /// Where the other tasks' worktrees live, when workspaces are on.
+    pub worktrees: Option<PathBuf>,
+    /// What must stay reachable inside hidden places: the control socket, the prompt file, the
+    /// agentgrid binary.
+    pub expose: Vec<PathBuf>,
+    /// The agentgrid binary, which becomes the sandbox helper.
+    pub helper: PathBuf,
+    /// The model gateway's socket and the loopback port to relay it to.
+    pub gateway: Option<(PathBuf, u16)>,
+}
+
+/// The sandbox for an execution's processes, from the agent's profile. Hidden besides the homes,
+/// `/run` and `/tmp` that every sandbox hides: the engine's database, logs and run files and the
+/// other tasks' worktrees; `expose` is shown again inside them.
+pub fn sandbox_for(
+    profile: &manifest::SandboxProfile,
+    places: &SandboxPlaces,
 ) -> launch::sandbox::SandboxSpec {
     use launch::sandbox as sb;
-    let profile = &job.agent.sandbox;
-    let mut spec = sb::SandboxSpec::new(cwd);
+    let mut spec = sb::SandboxSpec::new(&places.workspace);
     spec.filesystem = match profile.filesystem {
         manifest::FilesystemMode::WorkspaceWrite => sb::FilesystemMode::WorkspaceWrite,
         manifest::FilesystemMode::ReadOnly => sb::FilesystemMode::ReadOnly,
@@ -594,29 +614,28 @@ fn sandbox_spec(
         manifest::NetworkMode::Host => sb::NetworkMode::Host,
     };
     if spec.network == sb::NetworkMode::Gateway
-        && let Some((socket, port)) = &job.gateway
+        && let Some((socket, port)) = &places.gateway
     {
         spec.gateway = Some(sb::GatewayRelay {
             socket: socket.clone(),
             port: *port,
         });
     }
-    if let Some(state_dir) = job.run_dir.parent() {
-        for name in [
-            "agentgrid.db",
-            "agentgrid.db-wal",
-            "agentgrid.db-shm",
-            "engine.lock",
-            "logs",
-            "run",
-        ] {
-            spec.hide.push(state_dir.join(name));
-        }
+    for name in [
+        "agentgrid.db",
+        "agentgrid.db-wal",
+        "agentgrid.db-shm",
+        "engine.lock",
+        "logs",
+        "run",
+    ] {
+        spec.hide.push(places.state_dir.join(name));
     }
-    if let Some((manager, _)) = &job.workspace {
-        spec.hide.push(manager.config().root.clone());
+    spec.hide.push(places.run_dir.clone());
+    if let Some(worktrees) = &places.worktrees {
+        spec.hide.push(worktrees.clone());
     }
-    spec.expose = expose.to_vec();
+    spec.expose = places.expose.clone();
     spec.limits = sb::Limits {
         memory: Some(profile.limits.memory),
         processes: Some(u64::from(profile.limits.processes)),
@@ -626,6 +645,26 @@ fn sandbox_spec(
         // The engine enforces the wall time (limits.timeout) with a group kill.
         wall_time: None,
     };
-    spec.helper = Some(job.agentgrid_bin.clone());
+    spec.helper = Some(places.helper.clone());
     spec
+}
+
+fn sandbox_spec(
+    job: &ExecutionJob,
+    cwd: &Path,
+    expose: &[PathBuf],
+) -> launch::sandbox::SandboxSpec {
+    let places = SandboxPlaces {
+        workspace: cwd.to_path_buf(),
+        state_dir: job.state_dir.clone(),
+        run_dir: job.run_dir.clone(),
+        worktrees: job
+            .workspace
+            .as_ref()
+            .map(|(manager, _)| manager.config().root.clone()),
+        expose: expose.to_vec(),
+        helper: job.agentgrid_bin.clone(),
+        gateway: job.gateway.clone(),
+    };
+    sandbox_for(&job.agent.sandbox, &places)
 }

@@ -232,9 +232,43 @@ fn environment() -> Environment<'static> {
 }
 
 fn render(template: &str, ctx: Value, names: Names) -> Result<String, Error> {
-    let env = environment();
-    env.render_str(template, ctx)
-        .map_err(|err| convert(&err, names))
+    // Most command arguments are plain words; they need no template engine at all.
+    if !template.contains("{{") && !template.contains("{%") && !template.contains("{#") {
+        return Ok(template.to_string());
+    }
+    let env = compiled(template).map_err(|err| convert(&err, names))?;
+    let result = env.get_template(CACHED_NAME).and_then(|t| t.render(ctx));
+    result.map_err(|err| convert(&err, names))
+}
+
+const CACHED_NAME: &str = "template";
+
+/// An environment holding `template` compiled, kept for the life of the process: the engine
+/// renders the same few templates for every execution, and compiling them each time was a
+/// measurable part of starting one.
+fn compiled(template: &str) -> Result<std::sync::Arc<Environment<'static>>, minijinja::Error> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<Environment<'static>>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(env) = cache
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(template)
+    {
+        return Ok(env.clone());
+    }
+    let mut env = environment();
+    env.add_template_owned(CACHED_NAME, template.to_string())?;
+    let env = Arc::new(env);
+    let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    // Templates come from manifests, so the set is small; the bound only guards a process that
+    // reloads manifests for a very long time.
+    if map.len() >= 256 {
+        map.clear();
+    }
+    map.insert(template.to_string(), env.clone());
+    Ok(env)
 }
 
 fn convert(err: &minijinja::Error, names: Names) -> Error {

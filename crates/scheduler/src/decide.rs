@@ -1,6 +1,7 @@
 //! `decide`: from a snapshot and the clock, the actions to take now.
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 use domain::{Duration, ExecutionKind, Task, TaskId, TaskState, Timestamp};
 
@@ -9,6 +10,9 @@ use crate::snapshot::{Action, Decision, KillReason, Snapshot};
 use crate::{AgentPolicy, Config};
 
 const RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// Priority, not nudged, age, id: smaller runs first. The last field points at the candidate.
+type OrderKey = (i32, bool, Timestamp, TaskId, usize);
 
 /// Decides what should happen now. Pure: the same inputs always give the same actions.
 ///
@@ -21,7 +25,8 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
     plan_kills(snapshot, config, now, &mut decision);
 
     let mut counts = Counts::from_snapshot(snapshot, config, now);
-    let children = children_index(snapshot);
+    // Built only when a waiting task needs it: most decisions have none.
+    let mut children: Option<HashMap<TaskId, Vec<&Task>>> = None;
     let mut candidates = Vec::new();
     for task in snapshot.tasks.values() {
         if counts.busy_tasks.contains(&task.id) {
@@ -42,7 +47,8 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
                 candidates.push((task, ExecutionKind::Work));
             }
             TaskState::Waiting => {
-                let kids = children.get(&task.id).map(Vec::as_slice).unwrap_or(&[]);
+                let index = children.get_or_insert_with(|| children_index(snapshot));
+                let kids = index.get(&task.id).map(Vec::as_slice).unwrap_or(&[]);
                 let all_ended = kids.iter().all(|k| k.state.is_terminal());
                 let timer_due = task.not_before.is_some_and(|at| at <= now);
                 let backoff_over = task.attempts == 0 || task.not_before.is_none_or(|at| at <= now);
@@ -67,8 +73,15 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         }
     }
 
-    candidates.sort_by_key(|(t, _)| (t.priority, t.nudged_at.is_none(), t.created_at, t.id));
-    for (task, kind) in candidates {
+    // A heap rather than a sort: the caps usually stop the walk after a few tasks, and building
+    // the heap is linear where sorting every ready task on every decision is not.
+    let mut queue: BinaryHeap<Reverse<OrderKey>> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| Reverse((t.priority, t.nudged_at.is_none(), t.created_at, t.id, i)))
+        .collect();
+    while let Some(Reverse((.., i))) = queue.pop() {
+        let (task, kind) = candidates[i];
         if let Some(reason) = guard_violation(task, &counts, config) {
             decision.actions.push(Action::FailTask {
                 task: task.id,

@@ -50,6 +50,7 @@ pub async fn run_engine(
     let options = EngineOptions {
         project_dir: project.root.clone(),
         state_dir: project.state_dir.clone(),
+        run_dir: engine::runtime_dir(&project.state_dir),
         agentgrid_bin: std::env::current_exe()?,
         mode,
         events: Some(events_tx),
