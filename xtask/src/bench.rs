@@ -3,8 +3,8 @@
 //! and the latency the model gateway adds to a request.
 //!
 //! Three scenarios, each with fresh temporary projects for every run:
-//! - A: 1,000 tasks for an agent whose command is `true`, workspaces off, sandbox opted out
-//!   (`filesystem: none`, `network: host`). The baseline is `xargs -P2` running `true` 1,000
+//! - A: 1,000 tasks for an agent whose command is `true`, workspaces off, no sandbox at all
+//!   (`sandbox: {enabled: false}`). The baseline is `xargs -P2` running `true` 1,000
 //!   times. What is left is agentgrid's own cost per execution: the scheduler, the durable
 //!   store, the control socket, process setup and reaping (and the sandbox helper, which runs
 //!   even for an opted-out agent, to apply its limits).
@@ -662,7 +662,7 @@ fn agent_yaml(scenario: Scenario) -> String {
     } else {
         (
             "Does nothing and succeeds: measures dispatch overhead.",
-            "  sandbox:\n    filesystem: none\n    network: host\n",
+            "  sandbox:\n    enabled: false\n",
         )
     };
     format!(

@@ -279,15 +279,15 @@ async fn execute(
         .map_err(|e| fail("opening the control socket", &e))?;
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
-    let sandbox = sandbox_spec(
-        job,
-        &cwd,
-        &[
+    // An agent whose manifest says `sandbox: {enabled: false}` runs with nothing at all.
+    let sandbox = job.agent.sandbox.enabled.then(|| {
+        let expose = [
             socket.clone(),
             prompt_file.clone(),
             job.agentgrid_bin.clone(),
-        ],
-    );
+        ];
+        sandbox_spec(job, &cwd, &expose)
+    });
 
     if let Some((manager, w)) = &ws {
         manager
@@ -308,8 +308,11 @@ async fn execute(
             .map_err(|e| fail("rendering the prompt", &e))?;
         std::fs::write(&prompt_file, &prompt).map_err(|e| fail("writing the prompt file", &e))?;
         let spec = launch_spec(agent, &context, &prompt, &cwd, &base, iteration)
-            .map_err(|e| (ExecutionState::Failed, e))?
-            .with_sandbox(sandbox.clone());
+            .map_err(|e| (ExecutionState::Failed, e))?;
+        let spec = match &sandbox {
+            Some(sandbox) => spec.with_sandbox(sandbox.clone()),
+            None => spec,
+        };
 
         let (line_tx, mut line_rx) = mpsc::channel(256);
         let process = launch::spawn(
@@ -424,7 +427,7 @@ async fn execute(
             agent.threshold,
             &cwd,
             &base,
-            Some(&sandbox),
+            sandbox.as_ref(),
         )
         .await
         .map_err(|e| fail("validation", &e))?;

@@ -86,6 +86,29 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
         // A group of its own lets the whole tree be signalled at once, so nothing the child
         // starts can outlive it unnoticed.
         .process_group(0);
+    if let Some(limits) = spec
+        .sandbox
+        .as_ref()
+        .filter(|s| !s.uses_namespaces())
+        .map(|s| &s.limits)
+    {
+        // No isolation was asked for, so no helper runs; the limits are set in the child before
+        // it executes the program. A pre-exec hook makes the spawn a full fork of this process,
+        // which costs more than the fast path; a profile that wants neither isolation nor limits
+        // says `sandbox: {enabled: false}` and has no sandbox spec at all.
+        let table = sandbox::rlimit_table(limits);
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe, over a table built before the fork; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                for (resource, soft, hard) in &table {
+                    nix::sys::resource::setrlimit(*resource, *soft, *hard)
+                        .map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
+        }
+    }
     let spawn_error = |source| Error::Spawn {
         program: spec.program.clone(),
         cwd: spec.cwd.clone(),
@@ -94,29 +117,6 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
     let mut child = command.spawn().map_err(spawn_error)?;
     let started = Instant::now();
     let pid = child.id() as i32;
-    if let Some(limits) = spec
-        .sandbox
-        .as_ref()
-        .filter(|s| !s.uses_namespaces())
-        .map(|s| &s.limits)
-    {
-        // No isolation was asked for, so no helper runs; the limits are set on the child right
-        // after it starts. Doing it here rather than in a pre-exec hook keeps the fast spawn
-        // path (a pre-exec hook forces a full fork of the engine); the child may run for a few
-        // microseconds before its limits apply, which an unisolated profile accepts.
-        for (resource, soft, hard) in sandbox::rlimit_table(limits) {
-            if let Err(e) = prlimit(pid, resource, soft, hard) {
-                let _ = crate::group::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
-                return Err(Error::Spawn {
-                    program: spec.program.clone(),
-                    cwd: spec.cwd.clone(),
-                    source: std::io::Error::other(format!(
-                        "setting {resource:?} on the child: {e}"
-                    )),
-                });
-            }
-        }
-    }
     let stdin = child.stdin.take();
     let pipes = child.stdout.take().zip(child.stderr.take());
     // The Child handle is dropped without waiting: the thread of [`watch`] owns the waiting, and
@@ -575,32 +575,4 @@ fn reap(pid: i32, started: Instant, finished: &AtomicBool) -> Result<RawExit, St
 
 fn millis(tv: libc::timeval) -> u64 {
     (tv.tv_sec.max(0) as u64) * 1000 + (tv.tv_usec.max(0) as u64) / 1000
-}
-
-/// `prlimit(2)` on another process.
-fn prlimit(
-    pid: i32,
-    resource: nix::sys::resource::Resource,
-    soft: u64,
-    hard: u64,
-) -> std::io::Result<()> {
-    let limit = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: hard,
-    };
-    // SAFETY: plain system call with a valid pointer to a local struct; a null old-limit pointer
-    // is allowed.
-    let rc = unsafe {
-        libc::prlimit(
-            pid,
-            resource as libc::__rlimit_resource_t,
-            &limit,
-            std::ptr::null_mut(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }

@@ -62,17 +62,34 @@ impl Default for ResourceLimits {
 }
 
 /// The `sandbox` section of an agent.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SandboxProfile {
+    /// `false` runs the agent with no isolation and no limits at all. Must be chosen explicitly;
+    /// shown in `agentgrid status`.
+    pub enabled: bool,
     pub filesystem: FilesystemMode,
     pub network: NetworkMode,
     pub limits: ResourceLimits,
 }
 
+impl Default for SandboxProfile {
+    fn default() -> Self {
+        SandboxProfile {
+            enabled: true,
+            filesystem: FilesystemMode::default(),
+            network: NetworkMode::default(),
+            limits: ResourceLimits::default(),
+        }
+    }
+}
+
 impl SandboxProfile {
     /// The profile's opt-outs of isolation, in words for `status` and warnings.
     pub fn relaxations(&self) -> Vec<&'static str> {
+        if !self.enabled {
+            return vec!["no sandbox at all (no isolation and no limits)"];
+        }
         let mut out = Vec::new();
         if self.filesystem == FilesystemMode::None {
             out.push("filesystem: none (no filesystem isolation)");
@@ -84,7 +101,7 @@ impl SandboxProfile {
     }
 }
 
-pub(crate) const SANDBOX_FIELDS: &[&str] = &["filesystem", "network", "limits"];
+pub(crate) const SANDBOX_FIELDS: &[&str] = &["enabled", "filesystem", "network", "limits"];
 pub(crate) const SANDBOX_LIMITS_FIELDS: &[&str] =
     &["memory", "processes", "open_files", "file_size", "cpu_time"];
 
@@ -126,7 +143,10 @@ fn choice<T: Copy>(cx: &mut Cx, node: &Node, path: &str, options: &[(&str, T)]) 
 
 pub(crate) fn decode_sandbox(cx: &mut Cx, node: &Node, path: &str) -> Option<SandboxProfile> {
     let f = cx.fields(node, path, SANDBOX_FIELDS)?;
-    let mut profile = SandboxProfile::default();
+    let mut profile = SandboxProfile {
+        enabled: f.or(cx, "enabled", true),
+        ..SandboxProfile::default()
+    };
     if let Some(n) = f.value("filesystem") {
         let options = [
             ("workspace-write", FilesystemMode::WorkspaceWrite),

@@ -527,3 +527,31 @@ fn broken_models_point_at_the_problem() {
         "13:16: spec.budgets.per_tree: unknown field `dollars`; allowed fields here: tokens, cost",
     );
 }
+
+#[test]
+fn a_sandbox_can_be_turned_off_only_explicitly_and_says_so() {
+    let input = agent(
+        "  limits:\n    timeout: 30m\n",
+        "  limits:\n    timeout: 30m\n  sandbox: {enabled: false}\n",
+    );
+    let agents = parse_agents(&input, Path::new(AGENT_FILE)).unwrap();
+    let sandbox = &agents[0].manifest.spec.sandbox;
+    assert!(!sandbox.enabled);
+    assert_eq!(
+        sandbox.relaxations(),
+        vec!["no sandbox at all (no isolation and no limits)"]
+    );
+    let default = parse_agents(AGENT, Path::new(AGENT_FILE)).unwrap();
+    assert!(
+        default[0].manifest.spec.sandbox.enabled,
+        "sandboxed unless the manifest says otherwise"
+    );
+    check(
+        AGENT_FILE,
+        &agent(
+            "  limits:\n    timeout: 30m\n",
+            "  limits:\n    timeout: 30m\n  sandbox: {enabled: nope}\n",
+        ),
+        "10:22: spec.sandbox.enabled: expected true or false",
+    );
+}
