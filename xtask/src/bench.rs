@@ -864,7 +864,7 @@ mod tests {
             let yaml = agent_yaml(scenario);
             assert!(yaml.contains("{{ task.id }}"), "{yaml}");
             assert_eq!(
-                yaml.contains("filesystem: none") && yaml.contains("network: host"),
+                yaml.contains("enabled: false"),
                 !scenario.sandboxed(),
                 "{yaml}"
             );

@@ -270,11 +270,12 @@ mod tests {
         let repo = dir.path().canonicalize().unwrap();
         let state = repo.join(".agentgrid");
         std::fs::create_dir_all(state.join("agents")).unwrap();
-        std::fs::write(
-            state.join("agents/noop.yaml"),
-            crate::bench::agent_yaml_for_tests(false),
-        )
-        .unwrap();
+        let opted_out = crate::bench::agent_yaml_for_tests(true).replace(
+            "spec:\n",
+            "spec:\n  sandbox: {filesystem: none, network: host}\n",
+        );
+        assert!(opted_out.contains("filesystem: none"), "{opted_out}");
+        std::fs::write(state.join("agents/noop.yaml"), opted_out).unwrap();
         let baseline = Baseline::build(&std::env::current_exe().unwrap(), &repo).unwrap();
         assert_eq!(baseline.spec.filesystem, sandbox::FilesystemMode::None);
         assert_eq!(baseline.spec.network, sandbox::NetworkMode::Host);
