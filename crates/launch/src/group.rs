@@ -82,6 +82,9 @@ pub async fn terminate_group(pgid: i32, grace: Duration) -> bool {
 /// Waits up to `within` for every live member of group `pgid` to vanish; true if they did.
 pub(crate) async fn wait_gone(pgid: i32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
+    // A killed group is usually gone within a millisecond (a sandbox's init finishing its
+    // exit): look again soon at first, then back off to the usual poll.
+    let mut pause = Duration::from_micros(250);
     loop {
         if !group_alive(pgid) {
             return true;
@@ -89,7 +92,8 @@ pub(crate) async fn wait_gone(pgid: i32, within: Duration) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(POLL);
     }
 }
 
