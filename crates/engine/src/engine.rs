@@ -554,9 +554,9 @@ impl Engine {
         let mut children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
         children.sort_by_key(|c| c.id);
         let context = PromptContext {
-            task: view(&task),
-            parent: parent.as_ref().map(view),
-            children: children.into_iter().map(view).collect(),
+            task: TaskView::from(&task),
+            parent: parent.as_ref().map(TaskView::from),
+            children: children.into_iter().map(TaskView::from).collect(),
             attempt,
             iteration: 1,
             feedback: None,
@@ -762,36 +762,16 @@ impl Engine {
             usage,
             summary: summary.clone(),
         }];
-        let task = self.snapshot.tasks.get(&task_id).cloned();
-        let mut ended = false;
-        if let Some(task) = task.filter(|t| t.state == TaskState::Running) {
-            let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-            let end = ExecutionEnd {
-                kind: active.execution.kind,
-                agent: active.execution.agent.clone(),
-                state,
-                claimed_complete: flags.claimed.clone(),
-                blocked: flags.blocked.clone(),
-                failure: summary,
-            };
-            let plan = scheduler::after_execution(&task, &children, &end, &self.setup.config, now);
-            ended = plan.to.is_terminal();
-            changes.push(Change::SetTaskState {
-                id: task_id,
-                to: plan.to,
-                reason: Some(plan.reason.clone()),
-            });
-            let bookkeeping = (plan.not_before, plan.attempts, plan.continuations);
-            if bookkeeping != (task.not_before, task.attempts, task.continuations) {
-                changes.push(Change::ScheduleTask {
-                    id: task_id,
-                    not_before: plan.not_before,
-                    attempts: plan.attempts,
-                    continuations: plan.continuations,
-                    reason: None,
-                });
-            }
-        }
+        let end = ExecutionEnd {
+            kind: active.execution.kind,
+            agent: active.execution.agent.clone(),
+            state,
+            claimed_complete: flags.claimed.clone(),
+            blocked: flags.blocked.clone(),
+            failure: summary,
+        };
+        let (settle, ended) = self.settle(task_id, &end, now);
+        changes.extend(settle);
         self.dirty = true;
         let held = std::mem::take(&mut self.pending);
         self.flush_at = None;
@@ -818,6 +798,39 @@ impl Engine {
             self.after_task_ended(task_id).await;
         }
         Ok(())
+    }
+
+    /// What becomes of a running task when its execution ends, as changes to record with the
+    /// execution's end (the scheduler decides; see `after_execution`), and whether the task ended.
+    /// A task that is no longer running (cancelled meanwhile) is left as it is.
+    fn settle(&self, task_id: TaskId, end: &ExecutionEnd, now: Timestamp) -> (Vec<Change>, bool) {
+        let Some(task) = self
+            .snapshot
+            .tasks
+            .get(&task_id)
+            .filter(|t| t.state == TaskState::Running)
+        else {
+            return (Vec::new(), false);
+        };
+        let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
+        let plan = scheduler::after_execution(task, &children, end, &self.setup.config, now);
+        let mut changes = vec![Change::SetTaskState {
+            id: task_id,
+            to: plan.to,
+            reason: Some(plan.reason.clone()),
+        }];
+        if (plan.not_before, plan.attempts, plan.continuations)
+            != (task.not_before, task.attempts, task.continuations)
+        {
+            changes.push(Change::ScheduleTask {
+                id: task_id,
+                not_before: plan.not_before,
+                attempts: plan.attempts,
+                continuations: plan.continuations,
+                reason: None,
+            });
+        }
+        (changes, plan.to.is_terminal())
     }
 
     /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
@@ -1017,34 +1030,15 @@ impl Engine {
                 usage: execution.usage,
                 summary: Some("the engine running it stopped; it was wound down on restart".into()),
             }];
-            if let Some(task) = self
-                .snapshot
-                .tasks
-                .get(&execution.task_id)
-                .filter(|t| t.state == TaskState::Running)
-            {
-                let children: Vec<&Task> = self.snapshot.children_of(task.id).collect();
-                let end = ExecutionEnd {
-                    kind: execution.kind,
-                    agent: execution.agent.clone(),
-                    state: ExecutionState::Lost,
-                    claimed_complete: None,
-                    blocked: None,
-                    failure: None,
-                };
-                let plan = scheduler::after_execution(
-                    task,
-                    &children,
-                    &end,
-                    &self.setup.config,
-                    self.clock.now(),
-                );
-                changes.push(Change::SetTaskState {
-                    id: task.id,
-                    to: plan.to,
-                    reason: Some(plan.reason),
-                });
-            }
+            let end = ExecutionEnd {
+                kind: execution.kind,
+                agent: execution.agent.clone(),
+                state: ExecutionState::Lost,
+                claimed_complete: None,
+                blocked: None,
+                failure: None,
+            };
+            changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;
             self.summary.recovered += 1;
         }
@@ -1243,19 +1237,6 @@ fn set_state(id: ExecutionId, to: ExecutionState) -> Change {
         id,
         to,
         reason: None,
-    }
-}
-
-fn view(task: &Task) -> TaskView {
-    TaskView {
-        id: task.id,
-        title: task.title.clone(),
-        body: task.body.clone(),
-        labels: task.labels.clone(),
-        priority: task.priority,
-        state: task.state,
-        branch: task.branch.clone(),
-        summary: task.summary.clone(),
     }
 }
 
