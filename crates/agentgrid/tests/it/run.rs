@@ -210,29 +210,9 @@ fn timeouts_and_stalls_kill_the_whole_process_group() {
 
 #[test]
 fn sigterm_winds_down_and_the_task_runs_again_later() {
-    let repo = Repo::with_agents(&[(
-        "long",
-        &agent(
-            "long",
-            "if [ -e \"$MARK\" ]; then exit 0; fi; touch \"$MARK\"; echo working; sleep 300",
-            "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
-        )
-        .replace(
-            "    command:",
-            "    env: {MARK: \"{{ task.body }}\"}\n    command:",
-        ),
-    )]);
-    fast(&repo);
-    let mark = repo.path().join(".agentgrid/mark");
-    repo.ok(&["task", "add", "Long job", "--body", mark.to_str().unwrap()]);
-    let mut child = repo
-        .cmd(&["run", "--forever"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), "the agent to start", || {
-        mark.exists()
-    });
+    let (repo, mut child) = engine_running_a_long_task(
+        "if [ -e \"$MARK\" ]; then exit 0; fi; touch \"$MARK\"; echo working; sleep 300",
+    );
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -311,29 +291,7 @@ fn claim_mode_continues_until_the_agent_claims_completion() {
 
 #[test]
 fn cancelling_a_running_task_stops_its_agent() {
-    let repo = Repo::with_agents(&[(
-        "long",
-        &agent(
-            "long",
-            "echo started; touch \"$MARK\"; sleep 300",
-            "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
-        )
-        .replace(
-            "    command:",
-            "    env: {MARK: \"{{ task.body }}\"}\n    command:",
-        ),
-    )]);
-    fast(&repo);
-    let mark = repo.path().join(".agentgrid/mark");
-    repo.ok(&["task", "add", "Long job", "--body", mark.to_str().unwrap()]);
-    let mut engine = repo
-        .cmd(&["run", "--forever"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), "the agent to start", || {
-        mark.exists()
-    });
+    let (repo, mut engine) = engine_running_a_long_task("echo started; touch \"$MARK\"; sleep 300");
     let follow = repo
         .cmd(&["logs", "1", "--follow"])
         .stdout(std::process::Stdio::piped())
@@ -360,4 +318,33 @@ fn cancelling_a_running_task_stops_its_agent() {
         stdout(&follow).contains("started"),
         "logs --follow printed the output and ended with the execution"
     );
+}
+
+/// A project whose one task runs `script` (which touches `$MARK` once it has started) under
+/// `agentgrid run --forever`, returned once the agent has started.
+fn engine_running_a_long_task(script: &str) -> (Repo, std::process::Child) {
+    let repo = Repo::with_agents(&[(
+        "long",
+        &agent(
+            "long",
+            script,
+            "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
+        )
+        .replace(
+            "    command:",
+            "    env: {MARK: \"{{ task.body }}\"}\n    command:",
+        ),
+    )]);
+    fast(&repo);
+    let mark = repo.path().join(".agentgrid/mark");
+    repo.ok(&["task", "add", "Long job", "--body", mark.to_str().unwrap()]);
+    let engine = repo
+        .cmd(&["run", "--forever"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), "the agent to start", || {
+        mark.exists()
+    });
+    (repo, engine)
 }
