@@ -96,9 +96,14 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
             }
             let _ = stdout.flush();
         } else if !follow {
+            // The log is created at the first line of output: an execution that printed nothing
+            // has none, which is not an error.
+            if exec.state.is_terminal() {
+                eprintln!("execution {execution} printed nothing");
+                return Ok(crate::exit::OK);
+            }
             return Err(user_error(format!(
-                "execution {execution} has no output log yet ({})",
-                path.display()
+                "execution {execution} has printed nothing yet; use --follow to wait for its output"
             )));
         }
         if !running {

@@ -348,3 +348,21 @@ fn engine_running_a_long_task(script: &str) -> (Repo, std::process::Child) {
     });
     (repo, engine)
 }
+
+#[test]
+fn logs_of_a_silent_execution_say_so_and_succeed() {
+    let repo = Repo::with_agents(&[(
+        "quiet",
+        &agent("quiet", "true", "  routing: {default: true}\n"),
+    )]);
+    repo.ok(&["task", "add", "Say nothing"]);
+    repo.ok(&["run"]);
+    let out = repo.run(&["logs", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).is_empty());
+    assert!(
+        stderr(&out).contains("execution 1 printed nothing"),
+        "{}",
+        stderr(&out)
+    );
+}
