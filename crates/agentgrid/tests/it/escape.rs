@@ -19,9 +19,26 @@ const CONFIG: &str = "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry
 /// The sandbox section every escape agent runs under.
 const SANDBOX: &str = "  sandbox:\n    filesystem: workspace-write\n    network: none\n    limits: {memory: 256MiB, processes: 64, open_files: 1024, file_size: 10MiB, cpu_time: 1m}\n";
 
-/// A directory outside /tmp.
+/// A directory outside /tmp and the other places every sandbox hides: the build's scratch
+/// directory, or one under /var/lib when the repository itself was cloned into /tmp.
 fn outside_tmp() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    const HIDDEN: [&str; 5] = ["/tmp", "/var/tmp", "/run", "/home", "/root"];
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .canonicalize()
+        .unwrap();
+    let root = if HIDDEN.iter().any(|h| target.starts_with(h)) {
+        let fallback = PathBuf::from("/var/lib/agentgrid-escape-tests");
+        std::fs::create_dir_all(&fallback).unwrap_or_else(|e| {
+            panic!(
+                "cannot make {} ({e}): run the escape suite from a clone outside /tmp",
+                fallback.display()
+            )
+        });
+        fallback
+    } else {
+        target
+    };
+    tempfile::tempdir_in(root).unwrap()
 }
 
 /// Like `Repo::with_agents`, in a directory outside /tmp, with fast retries.

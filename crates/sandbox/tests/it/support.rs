@@ -27,10 +27,30 @@ impl Run {
     }
 }
 
-/// A directory outside /tmp (which every sandbox hides), so that tests can place files the
-/// sandbox sees read-only.
+/// A directory outside the places every sandbox hides (homes, /tmp, /var/tmp, /run), so that
+/// tests can place files the sandbox sees read-only. The build's own scratch directory serves
+/// unless the repository itself lies in a hidden place (a clone under /tmp); then a directory
+/// under /var/lib does.
 pub fn scratch() -> tempfile::TempDir {
-    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+    tempfile::tempdir_in(scratch_root()).unwrap()
+}
+
+fn scratch_root() -> PathBuf {
+    const HIDDEN: [&str; 5] = ["/tmp", "/var/tmp", "/run", "/home", "/root"];
+    let target = canonical(Path::new(env!("CARGO_TARGET_TMPDIR")));
+    if !HIDDEN.iter().any(|h| target.starts_with(h)) {
+        return target;
+    }
+    let fallback = PathBuf::from("/var/lib/agentgrid-sandbox-tests");
+    std::fs::create_dir_all(&fallback).unwrap_or_else(|e| {
+        panic!(
+            "the build directory {} lies where every sandbox hides files, and {} cannot be \
+             made ({e}): run these tests from a clone outside /tmp and home directories",
+            target.display(),
+            fallback.display()
+        )
+    });
+    fallback
 }
 
 pub fn canonical(p: &Path) -> PathBuf {
