@@ -260,7 +260,11 @@ impl Engine {
                     }
                 }
             }
-            if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+            // A decision is due at the top of the loop when something changed: it writes what
+            // is held back together with the claims it makes, so flushing now would cost a
+            // transaction of its own.
+            let deciding_next = self.dirty && !stopping;
+            if !deciding_next && self.flush_at.is_some_and(|at| Instant::now() >= at) {
                 self.flush().await?;
             }
             if last_follow.elapsed() >= FOLLOW_INTERVAL {
@@ -324,6 +328,8 @@ impl Engine {
                 }
                 Action::FailTask { task, reason } => {
                     again = true;
+                    // Ends held back come first in the log: this decision was made on them.
+                    self.flush().await?;
                     self.apply(
                         "engine",
                         vec![Change::SetTaskState {
@@ -336,6 +342,7 @@ impl Engine {
                 }
                 Action::CloseParent { task, to, reason } => {
                     again = true;
+                    self.flush().await?;
                     self.apply(
                         "engine",
                         vec![Change::SetTaskState {
@@ -350,6 +357,11 @@ impl Engine {
             }
         }
         self.dirty = again;
+        // Ends the decision did not take along with a claim are written now: an ended
+        // execution waits for no more than the decision that follows it.
+        if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+            self.flush().await?;
+        }
         Ok(decision.next_wakeup)
     }
 
@@ -522,13 +534,26 @@ impl Engine {
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
             return Ok(false);
         };
-        let change = Change::CreateExecution {
+        let claim = Change::CreateExecution {
             task_id,
             kind,
             agent: agent_name.to_string(),
             attempt,
         };
-        let applied = match self.store.apply("engine", now, vec![change]).await {
+        // What is held back (progress, and the ends of executions that made room for this one)
+        // goes into the claim's transaction, before the claim: one commit instead of two.
+        let held = std::mem::take(&mut self.pending);
+        self.flush_at = None;
+        let mut batch = held.clone();
+        batch.push(claim.clone());
+        let mut result = self.store.apply("engine", now, batch).await;
+        if result.is_err() && !held.is_empty() {
+            // Either part may be what failed: record the held changes on their own (each one
+            // alone if need be), then try the claim alone.
+            self.apply_tolerant(held).await?;
+            result = self.store.apply("engine", now, vec![claim]).await;
+        }
+        let applied = match result {
             Ok(applied) => applied,
             Err(e) => {
                 // Someone else changed the task first (a cancel from the CLI): take the store's word.
@@ -540,7 +565,14 @@ impl Engine {
             }
         };
         self.absorb(&applied);
-        let Some(execution) = applied.executions.first().cloned() else {
+        // The batch may have touched ended executions too; the claim is the task's active one.
+        let Some(execution) = applied
+            .executions
+            .iter()
+            .rev()
+            .find(|e| e.task_id == task_id && e.state.is_active())
+            .cloned()
+        else {
             return Ok(false);
         };
         self.snapshot.recent_dispatches.push(now);
@@ -773,6 +805,20 @@ impl Engine {
         let (settle, ended) = self.settle(task_id, &end, now);
         changes.extend(settle);
         self.dirty = true;
+        let task_ended = ended
+            || self
+                .snapshot
+                .tasks
+                .get(&task_id)
+                .is_some_and(|t| t.state.is_terminal());
+        if !(task_ended && self.workspaces.is_some()) {
+            // Nothing has to happen between this end and the next decision, so the end waits
+            // for it (see `dispatch`).
+            self.hold(changes);
+            return Ok(());
+        }
+        // An ended task's branch is merged and its worktree removed before anything else is
+        // decided (a parent's resume must find the merge done), so its end is written now.
         let held = std::mem::take(&mut self.pending);
         self.flush_at = None;
         if held.is_empty() {
@@ -788,16 +834,39 @@ impl Engine {
                 self.apply("engine", changes).await?;
             }
         }
-        if ended
-            || self
-                .snapshot
-                .tasks
-                .get(&task_id)
-                .is_some_and(|t| t.state.is_terminal())
-        {
-            self.after_task_ended(task_id).await;
-        }
+        self.after_task_ended(task_id).await;
         Ok(())
+    }
+
+    /// Holds an execution's end back for the decision that follows at once, with the task's
+    /// new state and schedule already in the snapshot that decision looks at. The store's
+    /// rows replace them when the changes are written.
+    fn hold(&mut self, changes: Vec<Change>) {
+        for change in &changes {
+            match change {
+                Change::SetTaskState { id, to, .. } => {
+                    if let Some(task) = self.snapshot.tasks.get_mut(id) {
+                        task.state = *to;
+                    }
+                }
+                Change::ScheduleTask {
+                    id,
+                    not_before,
+                    attempts,
+                    continuations,
+                    ..
+                } => {
+                    if let Some(task) = self.snapshot.tasks.get_mut(id) {
+                        task.not_before = *not_before;
+                        task.attempts = *attempts;
+                        task.continuations = *continuations;
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.pending.extend(changes);
+        self.flush_at = Some(Instant::now());
     }
 
     /// What becomes of a running task when its execution ends, as changes to record with the

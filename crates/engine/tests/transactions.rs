@@ -1,0 +1,179 @@
+//! How the engine groups its changes into store transactions. Each transaction is a commit, the
+//! largest share of what a short execution costs, so the engine writes an execution's end
+//! together with the claim of the execution that takes its place.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use domain::{
+    EntityKind, Event, EventKind, Execution, ExecutionId, NewTask, SystemClock, Task, TaskId,
+    TaskState, Timestamp,
+};
+use engine::{Engine, EngineOptions, RunMode};
+use store::{
+    Applied, Change, Error, ExecutionFilter, ModelUsage, SqliteStore, Store, TaskFilter, UsageScope,
+};
+
+/// A SQLite store that remembers the names of the changes of every batch applied to it.
+struct Recording {
+    inner: SqliteStore,
+    batches: Mutex<Vec<Vec<&'static str>>>,
+}
+
+#[async_trait]
+impl Store for Recording {
+    async fn apply(
+        &self,
+        actor: &str,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Result<Applied, Error> {
+        let names: Vec<&'static str> = changes.iter().map(Change::name).collect();
+        let applied = self.inner.apply(actor, now, changes).await?;
+        self.batches.lock().unwrap().push(names);
+        Ok(applied)
+    }
+    async fn task(&self, id: TaskId) -> Result<Option<Task>, Error> {
+        self.inner.task(id).await
+    }
+    async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error> {
+        self.inner.tasks(filter).await
+    }
+    async fn children(&self, id: TaskId) -> Result<Vec<Task>, Error> {
+        self.inner.children(id).await
+    }
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, Error> {
+        self.inner.execution(id).await
+    }
+    async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, Error> {
+        self.inner.executions(filter).await
+    }
+    async fn events_after(&self, seq: u64, limit: u32) -> Result<Vec<Event>, Error> {
+        self.inner.events_after(seq, limit).await
+    }
+    async fn entity_events(&self, entity: EntityKind, id: i64) -> Result<Vec<Event>, Error> {
+        self.inner.entity_events(entity, id).await
+    }
+    async fn last_seq(&self) -> Result<u64, Error> {
+        self.inner.last_seq().await
+    }
+    async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error> {
+        self.inner.model_usage(scope).await
+    }
+    async fn model_usage_by_model(
+        &self,
+        scope: &UsageScope,
+    ) -> Result<Vec<(String, ModelUsage)>, Error> {
+        self.inner.model_usage_by_model(scope).await
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A project without worktrees whose one agent runs `command`, one execution at a time.
+fn project(dir: &Path, command: &str) -> engine::Setup {
+    let state = dir.join(".agentgrid");
+    write(
+        &state.join("config.yaml"),
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  concurrency:\n    global: 1\n  \
+         workspace:\n    enabled: false\n  retry:\n    base_delay: 20ms\n    max_delay: 40ms\n",
+    );
+    write(
+        &state.join("agents/noop.yaml"),
+        &format!(
+            "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: noop\nspec:\n  \
+             runtime:\n    type: command\n    command: [{command}]\n  prompt: \"Task {{{{ task.id }}}}\"\n  \
+             routing:\n    default: true\n  sandbox:\n    enabled: false\n"
+        ),
+    );
+    let loaded = manifest::load_project(&state).unwrap_or_else(|d| panic!("{d}"));
+    engine::setup_from_project(&loaded, dir).unwrap()
+}
+
+async fn run(dir: &Path, setup: engine::Setup, tasks: usize) -> (Arc<Recording>, Vec<Task>) {
+    let state = dir.join(".agentgrid");
+    let store = Arc::new(Recording {
+        inner: SqliteStore::open(&state.join("agentgrid.db")).unwrap(),
+        batches: Mutex::new(Vec::new()),
+    });
+    let new = (1..=tasks)
+        .map(|i| Change::CreateTask(NewTask::titled(format!("task {i}"))))
+        .collect();
+    store.inner.apply("test", Timestamp(1), new).await.unwrap();
+    let options = EngineOptions {
+        project_dir: dir.to_path_buf(),
+        state_dir: state.clone(),
+        run_dir: dir.join("run"),
+        agentgrid_bin: "/bin/false".into(),
+        mode: RunMode::UntilIdle,
+        events: None,
+    };
+    let engine = Engine::new(store.clone(), Arc::new(SystemClock), setup, options);
+    engine.run(std::future::pending()).await.unwrap();
+    let all = store.tasks(&TaskFilter::default()).await.unwrap();
+    (store, all)
+}
+
+#[tokio::test]
+async fn an_execution_end_shares_its_transaction_with_the_next_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = project(dir.path(), "\"true\"");
+    let (store, tasks) = run(dir.path(), setup, 4).await;
+    assert!(
+        tasks.iter().all(|t| t.state == TaskState::Done),
+        "{tasks:#?}"
+    );
+    let batches = store.batches.lock().unwrap().clone();
+    let ends: Vec<&Vec<&str>> = batches
+        .iter()
+        .filter(|b| b.contains(&"finish_execution"))
+        .collect();
+    assert_eq!(ends.len(), 4, "one end per task: {batches:?}");
+    // With one execution at a time, each end but the last makes room for the next claim.
+    for batch in &ends[..3] {
+        let end = batch.iter().position(|c| *c == "finish_execution").unwrap();
+        let claim = batch.iter().position(|c| *c == "create_execution");
+        assert!(
+            claim.is_some_and(|claim| claim > end),
+            "the end should come first, then the next claim, in one batch: {batches:?}"
+        );
+    }
+    assert!(
+        !ends[3].contains(&"create_execution"),
+        "nothing was left to claim: {batches:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_execution_is_retried_after_its_end_is_recorded() {
+    // A failure re-opens the task with a backoff: the end goes in at once, on its own, and the
+    // retry is claimed later in its own transaction, after the end in the log.
+    let dir = tempfile::tempdir().unwrap();
+    let setup = project(dir.path(), "\"false\"");
+    let (store, tasks) = run(dir.path(), setup, 1).await;
+    assert_eq!(tasks[0].state, TaskState::Failed, "{tasks:#?}");
+    let batches = store.batches.lock().unwrap().clone();
+    let claims = batches
+        .iter()
+        .flatten()
+        .filter(|c| **c == "create_execution")
+        .count();
+    assert!(claims >= 2, "the task was retried: {batches:?}");
+    let events = store.events_after(0, 10_000).await.unwrap();
+    let mut open_claims = 0i32;
+    for event in &events {
+        match event.kind {
+            EventKind::ExecutionCreated { .. } => open_claims += 1,
+            EventKind::ExecutionFinished { .. } => open_claims -= 1,
+            _ => {}
+        }
+        assert!(
+            (0..=1).contains(&open_claims),
+            "at most one claim at a time, each ended before the next: {events:#?}"
+        );
+    }
+}
