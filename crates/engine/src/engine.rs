@@ -578,13 +578,13 @@ impl Engine {
         self.snapshot.recent_dispatches.push(now);
         self.summary.executions_started += 1;
 
-        let task = self.snapshot.tasks[&task_id].clone();
-        let parent = task
-            .parent
-            .and_then(|p| self.snapshot.tasks.get(&p))
-            .cloned();
-        let mut children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-        children.sort_by_key(|c| c.id);
+        let task = self
+            .snapshot
+            .task(task_id)
+            .expect("a claimed task is in the snapshot")
+            .clone();
+        let parent = task.parent.and_then(|p| self.snapshot.task(p)).cloned();
+        let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
         let context = PromptContext {
             task: TaskView::from(&task),
             parent: parent.as_ref().map(TaskView::from),
@@ -670,8 +670,7 @@ impl Engine {
                 } => {
                     if self
                         .snapshot
-                        .tasks
-                        .get(&task)
+                        .task(task)
                         .is_some_and(|t| t.branch.as_deref() != Some(&branch))
                     {
                         self.pending.push(Change::SetBranch { id: task, branch });
@@ -808,8 +807,7 @@ impl Engine {
         let task_ended = ended
             || self
                 .snapshot
-                .tasks
-                .get(&task_id)
+                .task(task_id)
                 .is_some_and(|t| t.state.is_terminal());
         if !(task_ended && self.workspaces.is_some()) {
             // Nothing has to happen between this end and the next decision, so the end waits
@@ -845,9 +843,7 @@ impl Engine {
         for change in &changes {
             match change {
                 Change::SetTaskState { id, to, .. } => {
-                    if let Some(task) = self.snapshot.tasks.get_mut(id) {
-                        task.state = *to;
-                    }
+                    self.snapshot.update(*id, |task| task.state = *to);
                 }
                 Change::ScheduleTask {
                     id,
@@ -856,11 +852,11 @@ impl Engine {
                     continuations,
                     ..
                 } => {
-                    if let Some(task) = self.snapshot.tasks.get_mut(id) {
+                    self.snapshot.update(*id, |task| {
                         task.not_before = *not_before;
                         task.attempts = *attempts;
                         task.continuations = *continuations;
-                    }
+                    });
                 }
                 _ => {}
             }
@@ -875,8 +871,7 @@ impl Engine {
     fn settle(&self, task_id: TaskId, end: &ExecutionEnd, now: Timestamp) -> (Vec<Change>, bool) {
         let Some(task) = self
             .snapshot
-            .tasks
-            .get(&task_id)
+            .task(task_id)
             .filter(|t| t.state == TaskState::Running)
         else {
             return (Vec::new(), false);
@@ -908,17 +903,14 @@ impl Engine {
         let Some(manager) = self.workspaces.clone() else {
             return;
         };
-        let Some(task) = self.snapshot.tasks.get(&task_id).cloned() else {
+        let Some(task) = self.snapshot.task(task_id).cloned() else {
             return;
         };
         let Some(branch) = task.branch.clone() else {
             return;
         };
         if task.state == TaskState::Done
-            && let Some(parent) = task
-                .parent
-                .and_then(|p| self.snapshot.tasks.get(&p))
-                .cloned()
+            && let Some(parent) = task.parent.and_then(|p| self.snapshot.task(p)).cloned()
             && parent.branch.is_some()
             && !self
                 .active
@@ -1073,10 +1065,9 @@ impl Engine {
             launch::terminate_group(*pgid, self.setup.grace.min(StdDuration::from_secs(5))).await;
         }
         for execution in orphans {
-            if let (Some(manager), Some(task)) = (
-                &self.workspaces,
-                self.snapshot.tasks.get(&execution.task_id),
-            ) {
+            if let (Some(manager), Some(task)) =
+                (&self.workspaces, self.snapshot.task(execution.task_id))
+            {
                 let path = manager.path_of(task.id);
                 if let Some(branch) = task.branch.clone().filter(|_| path.exists()) {
                     let ws = workspace::Workspace {
@@ -1124,8 +1115,7 @@ impl Engine {
             for ws in worktrees {
                 let ended = self
                     .snapshot
-                    .tasks
-                    .get(&ws.task)
+                    .task(ws.task)
                     .is_some_and(|t| t.state.is_terminal());
                 if !ended {
                     continue;
@@ -1168,8 +1158,7 @@ impl Engine {
         shared.touch(self.clock.now());
         let task = self
             .snapshot
-            .tasks
-            .get(&task_id)
+            .task(task_id)
             .cloned()
             .ok_or("the execution's task is gone")?;
         match op {
@@ -1251,9 +1240,8 @@ impl Engine {
                 Ok(serde_json::json!({ "nudged": task }))
             }
             Op::Status => {
-                let parent = task.parent.and_then(|p| self.snapshot.tasks.get(&p));
-                let mut children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-                children.sort_by_key(|c| c.id);
+                let parent = task.parent.and_then(|p| self.snapshot.task(p));
+                let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
                 Ok(serde_json::json!({
                     "task": task,
                     "parent": parent,
@@ -1267,7 +1255,7 @@ impl Engine {
     /// Open tasks that nothing will run, with the reason, for the end-of-run report.
     fn stuck_tasks(&self) -> Vec<(TaskId, String)> {
         let mut stuck = Vec::new();
-        let mut tasks: Vec<&Task> = self.snapshot.tasks.values().collect();
+        let mut tasks: Vec<&Task> = self.snapshot.tasks().collect();
         tasks.sort_by_key(|t| t.id);
         for task in tasks {
             match task.state {
@@ -1275,7 +1263,7 @@ impl Engine {
                     let blockers: Vec<String> = task
                         .blocked_by
                         .iter()
-                        .filter_map(|d| self.snapshot.tasks.get(d))
+                        .filter_map(|d| self.snapshot.task(*d))
                         .filter(|d| d.state != TaskState::Done)
                         .map(|d| format!("#{} ({})", d.id, d.state))
                         .collect();

@@ -1,18 +1,14 @@
 //! `decide`: from a snapshot and the clock, the actions to take now.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use domain::{Duration, ExecutionKind, Task, TaskId, TaskState, Timestamp};
 
 use crate::routing::route;
-use crate::snapshot::{Action, Decision, KillReason, Snapshot};
+use crate::snapshot::{Action, Decision, KillReason, RunOrder, Snapshot};
 use crate::{AgentPolicy, Config};
 
 const RATE_WINDOW: Duration = Duration::from_secs(60);
-
-/// Priority, not nudged, age, id: smaller runs first. The last field points at the candidate.
-type OrderKey = (i32, bool, Timestamp, TaskId, usize);
 
 /// Decides what should happen now. Pure: the same inputs always give the same actions.
 ///
@@ -20,69 +16,72 @@ type OrderKey = (i32, bool, Timestamp, TaskId, usize);
 /// timeout; then walks the tasks that could run (open tasks whose dependencies are done and whose
 /// backoff has passed, and waiting tasks due for a resume) in priority order, applies the runaway
 /// guards, routes each to an agent, and dispatches while the caps allow.
+///
+/// The walk stops when the global cap or the rate guard is reached: nothing further could start
+/// before an execution ends or the rate window moves, and either makes the engine decide again.
+/// So a decision costs in proportion to the tasks ahead of the cap, not to all open tasks.
 pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision {
     let mut decision = Decision::default();
     plan_kills(snapshot, config, now, &mut decision);
 
     let mut counts = Counts::from_snapshot(snapshot, config, now);
-    // Built only when a waiting task needs it: most decisions have none.
-    let mut children: Option<HashMap<TaskId, Vec<&Task>>> = None;
-    let mut candidates = Vec::new();
-    for task in snapshot.tasks.values() {
+    // Waiting tasks are few (parents of running sub-tasks), so all of them are looked at; the
+    // due ones join the walk over open tasks in run order.
+    let mut resumes: Vec<(RunOrder, &Task)> = Vec::new();
+    for task in snapshot.waiting() {
         if counts.busy_tasks.contains(&task.id) {
             continue;
         }
-        match task.state {
-            TaskState::Open => {
-                if !snapshot.dependencies_done(task) {
-                    continue;
-                }
-                if let Some(at) = task.not_before
-                    && at > now
-                    && task.nudged_at.is_none()
-                {
-                    decision.wake_at(at);
-                    continue;
-                }
-                candidates.push((task, ExecutionKind::Work));
+        let kids: Vec<&Task> = snapshot.children_of(task.id).collect();
+        let all_ended = kids.iter().all(|k| k.state.is_terminal());
+        let timer_due = task.not_before.is_some_and(|at| at <= now);
+        let backoff_over = task.attempts == 0 || task.not_before.is_none_or(|at| at <= now);
+        let due = task.nudged_at.is_some() || timer_due || (all_ended && backoff_over);
+        if !due {
+            if let Some(at) = task.not_before {
+                decision.wake_at(at);
             }
-            TaskState::Waiting => {
-                let index = children.get_or_insert_with(|| children_index(snapshot));
-                let kids = index.get(&task.id).map(Vec::as_slice).unwrap_or(&[]);
-                let all_ended = kids.iter().all(|k| k.state.is_terminal());
-                let timer_due = task.not_before.is_some_and(|at| at <= now);
-                let backoff_over = task.attempts == 0 || task.not_before.is_none_or(|at| at <= now);
-                let due = task.nudged_at.is_some() || timer_due || (all_ended && backoff_over);
-                if !due {
-                    if let Some(at) = task.not_before {
-                        decision.wake_at(at);
-                    }
-                    continue;
-                }
-                if route(task, ExecutionKind::Resume, config).is_err() {
-                    // No agent resumes this task: once the sub-tasks have ended, the evidence
-                    // alone closes it.
-                    if all_ended {
-                        decision.actions.push(close_from_children(task, kids));
-                    }
-                    continue;
-                }
-                candidates.push((task, ExecutionKind::Resume));
-            }
-            _ => {}
+            continue;
         }
+        if route(task, ExecutionKind::Resume, config).is_err() {
+            // No agent resumes this task: once the sub-tasks have ended, the evidence alone
+            // closes it.
+            if all_ended {
+                decision.actions.push(close_from_children(task, &kids));
+            }
+            continue;
+        }
+        resumes.push((RunOrder::of(task), task));
     }
+    resumes.sort_by_key(|(order, _)| *order);
+    let mut resumes = resumes.into_iter().peekable();
+    let mut open = snapshot.open_in_order().peekable();
 
-    // A heap rather than a sort: the caps usually stop the walk after a few tasks, and building
-    // the heap is linear where sorting every ready task on every decision is not.
-    let mut queue: BinaryHeap<Reverse<OrderKey>> = candidates
-        .iter()
-        .enumerate()
-        .map(|(i, (t, _))| Reverse((t.priority, t.nudged_at.is_none(), t.created_at, t.id, i)))
-        .collect();
-    while let Some(Reverse((.., i))) = queue.pop() {
-        let (task, kind) = candidates[i];
-        if let Some(reason) = guard_violation(task, &counts, config) {
+    loop {
+        let resume_first = match (open.peek(), resumes.peek()) {
+            (Some(o), Some((r, _))) => *r < RunOrder::of(o),
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (None, None) => break,
+        };
+        let (task, kind) = if resume_first {
+            let (_, task) = resumes.next().expect("peeked");
+            (task, ExecutionKind::Resume)
+        } else {
+            let task = open.next().expect("peeked");
+            if counts.busy_tasks.contains(&task.id) || !snapshot.dependencies_done(task) {
+                continue;
+            }
+            if let Some(at) = task.not_before
+                && at > now
+                && task.nudged_at.is_none()
+            {
+                decision.wake_at(at);
+                continue;
+            }
+            (task, ExecutionKind::Work)
+        };
+        if let Some(reason) = guard_violation(task, snapshot, &counts, config) {
             decision.actions.push(Action::FailTask {
                 task: task.id,
                 reason,
@@ -146,7 +145,12 @@ fn plan_kills(snapshot: &Snapshot, config: &Config, now: Timestamp, decision: &m
 }
 
 /// A runaway guard that stops this task from running again, if any.
-fn guard_violation(task: &Task, counts: &Counts, config: &Config) -> Option<String> {
+fn guard_violation(
+    task: &Task,
+    snapshot: &Snapshot,
+    counts: &Counts,
+    config: &Config,
+) -> Option<String> {
     let guards = &config.guards;
     if task.depth > guards.max_depth {
         return Some(format!(
@@ -160,7 +164,8 @@ fn guard_violation(task: &Task, counts: &Counts, config: &Config) -> Option<Stri
             task.executions
         ));
     }
-    let tree = counts.tree_executions.get(&task.root).copied().unwrap_or(0);
+    let tree = snapshot.tree_executions(task.root)
+        + counts.tree_dispatched.get(&task.root).copied().unwrap_or(0);
     if tree >= guards.max_executions_per_tree {
         return Some(format!(
             "its tree (#{}) already ran {tree} executions, the limit of guards.max_executions_per_tree",
@@ -191,23 +196,14 @@ fn close_from_children(task: &Task, kids: &[&Task]) -> Action {
     }
 }
 
-fn children_index(snapshot: &Snapshot) -> HashMap<TaskId, Vec<&Task>> {
-    let mut index: HashMap<TaskId, Vec<&Task>> = HashMap::new();
-    for task in snapshot.tasks.values() {
-        if let Some(parent) = task.parent {
-            index.entry(parent).or_default().push(task);
-        }
-    }
-    index
-}
-
 /// Running totals the caps and guards are checked against, updated as the decision dispatches.
 struct Counts<'a> {
     active: u32,
     busy_tasks: HashSet<TaskId>,
     per_agent: HashMap<&'a str, u32>,
     per_label: HashMap<&'a str, u32>,
-    tree_executions: HashMap<TaskId, u32>,
+    /// Executions this decision dispatched, per tree root (the snapshot counts the earlier ones).
+    tree_dispatched: HashMap<TaskId, u32>,
     recent_dispatches: Vec<Timestamp>,
 }
 
@@ -218,7 +214,7 @@ impl<'a> Counts<'a> {
             busy_tasks: snapshot.active.iter().map(|e| e.task).collect(),
             per_agent: HashMap::new(),
             per_label: HashMap::new(),
-            tree_executions: HashMap::new(),
+            tree_dispatched: HashMap::new(),
             recent_dispatches: snapshot
                 .recent_dispatches
                 .iter()
@@ -228,12 +224,9 @@ impl<'a> Counts<'a> {
         };
         for exec in &snapshot.active {
             *counts.per_agent.entry(exec.agent.as_str()).or_default() += 1;
-            if let Some(task) = snapshot.tasks.get(&exec.task) {
+            if let Some(task) = snapshot.task(exec.task) {
                 counts.count_labels(task, config);
             }
-        }
-        for task in snapshot.tasks.values() {
-            *counts.tree_executions.entry(task.root).or_default() += task.executions;
         }
         counts
     }
@@ -273,7 +266,7 @@ impl<'a> Counts<'a> {
         self.busy_tasks.insert(task.id);
         *self.per_agent.entry(agent.name.as_str()).or_default() += 1;
         self.count_labels(task, config);
-        *self.tree_executions.entry(task.root).or_default() += 1;
+        *self.tree_dispatched.entry(task.root).or_default() += 1;
         self.recent_dispatches.push(now);
     }
 }

@@ -1,6 +1,6 @@
 //! The scheduler's view of the world at one instant, and the actions it answers with.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use domain::{ExecutionId, ExecutionKind, Task, TaskId, TaskState, Timestamp};
 
@@ -21,22 +21,112 @@ pub struct ActiveExecution {
 }
 
 /// Everything `decide` looks at. The engine keeps it up to date in memory.
+///
+/// Besides the tasks it keeps three indexes, updated on every [`Snapshot::insert`] and
+/// [`Snapshot::update`], so that a decision costs in proportion to what could run rather than to
+/// every task ever created: the open tasks in the order they run, the waiting ones, and each
+/// task's children. Done tasks stay (dependencies point at them) but are never walked.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// All tasks the engine knows, terminal ones included (dependencies point at them).
-    pub tasks: HashMap<TaskId, Task>,
+    /// All tasks the engine knows, terminal ones included.
+    tasks: HashMap<TaskId, Task>,
+    /// Open tasks, first to run first.
+    open: BTreeSet<RunOrder>,
+    /// Tasks waiting for their sub-tasks.
+    waiting: BTreeSet<TaskId>,
+    /// Sub-tasks by parent, in id order.
+    children: HashMap<TaskId, BTreeSet<TaskId>>,
+    /// Executions ever started per task tree, by root.
+    tree_executions: HashMap<TaskId, u32>,
     pub active: Vec<ActiveExecution>,
     /// Start times of executions dispatched within the last minute, for the rate guard.
     pub recent_dispatches: Vec<Timestamp>,
 }
 
+/// The order in which ready tasks run: priority (smaller first), nudged before not nudged, then
+/// age, then id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RunOrder {
+    pub priority: i32,
+    pub not_nudged: bool,
+    pub created_at: Timestamp,
+    pub id: TaskId,
+}
+
+impl RunOrder {
+    pub(crate) fn of(task: &Task) -> RunOrder {
+        RunOrder {
+            priority: task.priority,
+            not_nudged: task.nudged_at.is_none(),
+            created_at: task.created_at,
+            id: task.id,
+        }
+    }
+}
+
 impl Snapshot {
+    /// Adds a task or replaces the one with its id.
     pub fn insert(&mut self, task: Task) {
+        if let Some(old) = self.tasks.remove(&task.id) {
+            self.unindex(&old);
+        }
+        self.index(&task);
         self.tasks.insert(task.id, task);
     }
 
+    /// Changes a task in place; false when there is no task with this id.
+    pub fn update(&mut self, id: TaskId, change: impl FnOnce(&mut Task)) -> bool {
+        let Some(mut task) = self.tasks.remove(&id) else {
+            return false;
+        };
+        self.unindex(&task);
+        change(&mut task);
+        // The id is the key: a change cannot move the task elsewhere.
+        task.id = id;
+        self.index(&task);
+        self.tasks.insert(id, task);
+        true
+    }
+
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        self.tasks.get(&id)
+    }
+
+    /// Every task, in no particular order.
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// The sub-tasks of `id`, in id order.
     pub fn children_of(&self, id: TaskId) -> impl Iterator<Item = &Task> {
-        self.tasks.values().filter(move |t| t.parent == Some(id))
+        self.children
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|child| self.tasks.get(child))
+    }
+
+    /// Executions ever started in the tree under `root`, the root's own included.
+    pub fn tree_executions(&self, root: TaskId) -> u32 {
+        self.tree_executions.get(&root).copied().unwrap_or(0)
+    }
+
+    /// Open tasks, first to run first.
+    pub(crate) fn open_in_order(&self) -> impl Iterator<Item = &Task> {
+        self.open.iter().filter_map(|key| self.tasks.get(&key.id))
+    }
+
+    /// Tasks waiting for their sub-tasks, in id order.
+    pub(crate) fn waiting(&self) -> impl Iterator<Item = &Task> {
+        self.waiting.iter().filter_map(|id| self.tasks.get(id))
     }
 
     /// True when every task this one is blocked by is done.
@@ -46,6 +136,41 @@ impl Snapshot {
                 .get(dep)
                 .is_some_and(|d| d.state == TaskState::Done)
         })
+    }
+
+    fn index(&mut self, task: &Task) {
+        match task.state {
+            TaskState::Open => {
+                self.open.insert(RunOrder::of(task));
+            }
+            TaskState::Waiting => {
+                self.waiting.insert(task.id);
+            }
+            _ => {}
+        }
+        if let Some(parent) = task.parent {
+            self.children.entry(parent).or_default().insert(task.id);
+        }
+        *self.tree_executions.entry(task.root).or_default() += task.executions;
+    }
+
+    fn unindex(&mut self, task: &Task) {
+        self.open.remove(&RunOrder::of(task));
+        self.waiting.remove(&task.id);
+        if let Some(parent) = task.parent
+            && let Some(siblings) = self.children.get_mut(&parent)
+        {
+            siblings.remove(&task.id);
+            if siblings.is_empty() {
+                self.children.remove(&parent);
+            }
+        }
+        if let Some(count) = self.tree_executions.get_mut(&task.root) {
+            *count = count.saturating_sub(task.executions);
+            if *count == 0 {
+                self.tree_executions.remove(&task.root);
+            }
+        }
     }
 }
 

@@ -136,16 +136,18 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
             .retain(|t| now.since(*t) < Duration::from_secs(60));
         let decision = decide(&s, config, now);
         check_decision(&s, config, &decision, now)?;
+        check_indexes(&s, config, &decision, now)?;
         let acted = !decision.actions.is_empty();
         for action in &decision.actions {
             match action {
                 Action::Dispatch {
                     task, agent, kind, ..
                 } => {
-                    let t = s.tasks.get_mut(task).unwrap();
-                    t.state = TaskState::Running;
-                    t.executions += 1;
-                    t.nudged_at = None;
+                    s.update(*task, |t| {
+                        t.state = TaskState::Running;
+                        t.executions += 1;
+                        t.nudged_at = None;
+                    });
                     s.active.push(ActiveExecution {
                         id: ExecutionId(next_exec),
                         task: *task,
@@ -160,9 +162,11 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
                     all_dispatches.push(now);
                 }
                 Action::FailTask { task, .. } => {
-                    s.tasks.get_mut(task).unwrap().state = TaskState::Failed
+                    s.update(*task, |t| t.state = TaskState::Failed);
                 }
-                Action::CloseParent { task, to, .. } => s.tasks.get_mut(task).unwrap().state = *to,
+                Action::CloseParent { task, to, .. } => {
+                    s.update(*task, |t| t.state = *to);
+                }
                 Action::Kill { .. } => {}
             }
         }
@@ -178,12 +182,9 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
             } else {
                 ExecutionState::Failed
             };
-            let task = s.tasks[&exec.task].clone();
-            let kids: Vec<&Task> = s
-                .tasks
-                .values()
-                .filter(|k| k.parent == Some(task.id))
-                .collect();
+            let task = s.task(exec.task).unwrap().clone();
+            // Found by a walk over every task, not by the snapshot's own index.
+            let kids: Vec<&Task> = s.tasks().filter(|k| k.parent == Some(task.id)).collect();
             let end = ExecutionEnd {
                 kind: exec.kind,
                 agent: exec.agent.clone(),
@@ -198,11 +199,12 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
                 "after_execution planned running -> {}",
                 plan.to
             );
-            let t = s.tasks.get_mut(&exec.task).unwrap();
-            t.state = plan.to;
-            t.not_before = plan.not_before;
-            t.attempts = plan.attempts;
-            t.continuations = plan.continuations;
+            s.update(exec.task, |t| {
+                t.state = plan.to;
+                t.not_before = plan.not_before;
+                t.attempts = plan.attempts;
+                t.continuations = plan.continuations;
+            });
         }
         let moved = decision
             .next_wakeup
@@ -227,6 +229,46 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
     Ok(s)
 }
 
+/// The snapshot's indexes, kept up to date through every insert and update of the run, agree
+/// with the tasks themselves: a snapshot built afresh from the same tasks decides the same, and
+/// children and tree counts match a walk over all tasks.
+fn check_indexes(
+    s: &Snapshot,
+    config: &Config,
+    decision: &scheduler::Decision,
+    now: Timestamp,
+) -> Result<(), TestCaseError> {
+    let mut fresh = Snapshot::default();
+    for t in s.tasks() {
+        fresh.insert(t.clone());
+    }
+    fresh.active = s.active.clone();
+    fresh.recent_dispatches = s.recent_dispatches.clone();
+    prop_assert_eq!(&decide(&fresh, config, now), decision);
+    for task in s.tasks() {
+        let mut walked: Vec<TaskId> = s
+            .tasks()
+            .filter(|k| k.parent == Some(task.id))
+            .map(|k| k.id)
+            .collect();
+        walked.sort();
+        let indexed: Vec<TaskId> = s.children_of(task.id).map(|k| k.id).collect();
+        prop_assert_eq!(indexed, walked, "children of {}", task.id);
+        let tree: u32 = s
+            .tasks()
+            .filter(|k| k.root == task.id)
+            .map(|k| k.executions)
+            .sum();
+        prop_assert_eq!(
+            s.tree_executions(task.id),
+            tree,
+            "executions in tree {}",
+            task.id
+        );
+    }
+    Ok(())
+}
+
 fn check_decision(
     s: &Snapshot,
     config: &Config,
@@ -247,7 +289,7 @@ fn check_decision(
     };
     for e in &s.active {
         *per_agent.entry(e.agent.clone()).or_default() += 1;
-        count_labels(&s.tasks[&e.task], &mut per_label);
+        count_labels(s.task(e.task).unwrap(), &mut per_label);
     }
     let mut total = s.active.len() as u32;
     for (task_id, agent, kind) in decision.dispatches() {
@@ -259,7 +301,7 @@ fn check_decision(
             !busy.contains(&task_id),
             "task {task_id} already has an active execution"
         );
-        let task = &s.tasks[&task_id];
+        let task = s.task(task_id).unwrap();
         match kind {
             ExecutionKind::Work => {
                 prop_assert_eq!(task.state, TaskState::Open);
@@ -294,7 +336,7 @@ fn check_decision(
             "label {label} would have {n} executions, cap {cap}"
         );
     }
-    let trees: HashMap<TaskId, u32> = s.tasks.values().fold(HashMap::new(), |mut m, t| {
+    let trees: HashMap<TaskId, u32> = s.tasks().fold(HashMap::new(), |mut m, t| {
         *m.entry(t.root).or_default() += t.executions;
         m
     });
@@ -315,10 +357,13 @@ proptest! {
     #[test]
     fn invariants_hold_and_every_ready_task_is_eventually_dispatched(world in arb_world()) {
         let end = simulate(&world)?;
-        for task in end.tasks.values() {
+        for task in end.tasks() {
             let stuck = match task.state {
                 TaskState::Open => end.dependencies_done(task),
-                TaskState::Waiting => end.children_of(task.id).all(|k| k.state.is_terminal()),
+                TaskState::Waiting => end
+                    .tasks()
+                    .filter(|k| k.parent == Some(task.id))
+                    .all(|k| k.state.is_terminal()),
                 TaskState::Running => true,
                 _ => false,
             };

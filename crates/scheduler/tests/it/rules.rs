@@ -117,7 +117,7 @@ fn a_task_with_an_active_execution_is_never_dispatched_again() {
     let mut s = world(vec![task(1)]);
     run(&mut s, 1, 1, "worker", T0);
     // Even if its state were stale, the active execution holds the claim.
-    s.tasks.get_mut(&TaskId(1)).unwrap().state = TaskState::Open;
+    assert!(s.update(TaskId(1), |t| t.state = TaskState::Open));
     assert!(dispatched(&s, &c, T0).is_empty());
 }
 

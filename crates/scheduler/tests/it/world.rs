@@ -58,9 +58,11 @@ pub fn world(tasks: Vec<Task>) -> Snapshot {
 
 /// Marks `task` running with an active execution of `agent`.
 pub fn run(s: &mut Snapshot, exec: i64, task: i64, agent: &str, started: Timestamp) {
-    let t = s.tasks.get_mut(&TaskId(task)).expect("task exists");
-    t.state = TaskState::Running;
-    t.executions += 1;
+    let found = s.update(TaskId(task), |t| {
+        t.state = TaskState::Running;
+        t.executions += 1;
+    });
+    assert!(found, "task {task} exists");
     s.active.push(ActiveExecution {
         id: ExecutionId(exec),
         task: TaskId(task),
