@@ -18,6 +18,13 @@ use super::usage;
 use crate::{Change, TaskEdit};
 
 /// The state of one batch while its changes are applied.
+///
+/// Task and execution rows are written back once per batch rather than once per change: a
+/// batch that records an execution's progress and end changes the same row five or six times,
+/// and every UPDATE costs index maintenance and log pages. Changed rows wait in `dirty_*` (read
+/// through [`Batch::task`] and [`Batch::execution`]) and go to the database in
+/// [`Batch::write_back`], which runs before any query that reads those tables directly and at
+/// the end of the batch. Events are appended at once, in change order.
 pub(crate) struct Batch<'c> {
     conn: &'c Connection,
     actor: &'c str,
@@ -25,6 +32,14 @@ pub(crate) struct Batch<'c> {
     pub(crate) events: Vec<Event>,
     pub(crate) tasks: Vec<TaskId>,
     pub(crate) executions: Vec<ExecutionId>,
+    dirty_tasks: HashMap<TaskId, Task>,
+    dirty_executions: HashMap<ExecutionId, Execution>,
+    /// The state each loaded row has in the database, so that write-back rewrites the state
+    /// column (and the indexes on it) only when it changed.
+    stored_task_states: HashMap<TaskId, TaskState>,
+    stored_execution_states: HashMap<ExecutionId, ExecutionState>,
+    /// The last `entity_seq` used per entity in this batch.
+    entity_seqs: HashMap<(EntityKind, i64), u64>,
 }
 
 impl<'c> Batch<'c> {
@@ -36,7 +51,37 @@ impl<'c> Batch<'c> {
             events: Vec::new(),
             tasks: Vec::new(),
             executions: Vec::new(),
+            dirty_tasks: HashMap::new(),
+            dirty_executions: HashMap::new(),
+            stored_task_states: HashMap::new(),
+            stored_execution_states: HashMap::new(),
+            entity_seqs: HashMap::new(),
         }
+    }
+
+    /// Writes every changed task and execution row to the database.
+    pub(crate) fn write_back(&mut self) -> Result<(), Fail> {
+        // In id order, so that every batch takes row locks and pages in a predictable order.
+        let mut tasks: Vec<Task> = self.dirty_tasks.drain().map(|(_, t)| t).collect();
+        tasks.sort_by_key(|t| t.id);
+        for task in tasks {
+            if self.stored_task_states.get(&task.id) != Some(&task.state) {
+                rows::save_task_state(self.conn, task.id, task.state)?;
+                self.stored_task_states.insert(task.id, task.state);
+            }
+            rows::save_task(self.conn, &task)?;
+        }
+        let mut executions: Vec<Execution> =
+            self.dirty_executions.drain().map(|(_, e)| e).collect();
+        executions.sort_by_key(|e| e.id);
+        for e in executions {
+            if self.stored_execution_states.get(&e.id) != Some(&e.state) {
+                rows::save_execution_state(self.conn, e.id, e.state)?;
+                self.stored_execution_states.insert(e.id, e.state);
+            }
+            rows::save_execution(self.conn, &e)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn apply(&mut self, change: Change) -> Result<(), Fail> {
@@ -192,7 +237,6 @@ impl<'c> Batch<'c> {
                 check_execution_transition(&e, state)?;
                 let from = e.state;
                 e.state = state;
-                rows::save_execution_state(self.conn, id, state)?;
                 e.ended_at = Some(self.now);
                 // An exit code already recorded by `ProcessExited` is kept when the finish
                 // itself has none to report.
@@ -232,6 +276,7 @@ impl<'c> Batch<'c> {
                     cost_micros,
                 };
                 usage::check(&usage)?;
+                self.write_back()?;
                 usage::insert(self.conn, &usage, self.now)?;
                 self.touch_execution(id);
                 let kind = EventKind::ExecutionModelUsage {
@@ -250,7 +295,7 @@ impl<'c> Batch<'c> {
                 delay_ms,
                 status,
             } => {
-                usage::check_execution(self.conn, id)?;
+                self.execution(id)?;
                 self.touch_execution(id);
                 let kind = EventKind::ExecutionModelWaiting {
                     model,
@@ -276,27 +321,46 @@ impl<'c> Batch<'c> {
     }
 
     fn emit(&mut self, entity: EntityKind, id: i64, kind: EventKind) -> Result<(), Fail> {
-        let event = rows::append_event(self.conn, self.actor, self.now, entity, id, kind)?;
+        let next = match self.entity_seqs.get(&(entity, id)) {
+            Some(last) => last + 1,
+            None => rows::next_entity_seq(self.conn, entity, id)?,
+        };
+        let event = rows::append_event(self.conn, self.actor, self.now, entity, id, next, kind)?;
+        self.entity_seqs.insert((entity, id), next);
         self.events.push(event);
         Ok(())
     }
 
-    fn task(&self, id: TaskId) -> Result<Task, Fail> {
+    /// The task as this batch has left it so far.
+    fn task(&mut self, id: TaskId) -> Result<Task, Fail> {
+        if let Some(task) = self.dirty_tasks.get(&id) {
+            return Ok(task.clone());
+        }
         match rows::load_task(self.conn, id)? {
-            Some(task) => Ok(task),
+            Some(task) => {
+                self.stored_task_states.entry(id).or_insert(task.state);
+                Ok(task)
+            }
             None => refused(format!("task #{id} does not exist")),
         }
     }
 
-    fn execution(&self, id: ExecutionId) -> Result<Execution, Fail> {
+    /// The execution as this batch has left it so far.
+    fn execution(&mut self, id: ExecutionId) -> Result<Execution, Fail> {
+        if let Some(e) = self.dirty_executions.get(&id) {
+            return Ok(e.clone());
+        }
         match rows::load_execution(self.conn, id)? {
-            Some(e) => Ok(e),
+            Some(e) => {
+                self.stored_execution_states.entry(id).or_insert(e.state);
+                Ok(e)
+            }
             None => refused(format!("execution #{id} does not exist")),
         }
     }
 
     /// The execution, which must still be active for `what` to be recorded on it.
-    fn active_execution(&self, id: ExecutionId, what: &str) -> Result<Execution, Fail> {
+    fn active_execution(&mut self, id: ExecutionId, what: &str) -> Result<Execution, Fail> {
         let e = self.execution(id)?;
         if e.state.is_terminal() {
             return refused(format!(
@@ -321,7 +385,7 @@ impl<'c> Batch<'c> {
     /// Writes the task with `updated_at` moved to now and appends its events.
     fn save_task(&mut self, task: &mut Task, events: Vec<EventKind>) -> Result<(), Fail> {
         task.updated_at = self.now;
-        rows::save_task(self.conn, task)?;
+        self.dirty_tasks.insert(task.id, task.clone());
         self.touch_task(task.id);
         for kind in events {
             self.emit(EntityKind::Task, task.id.0, kind)?;
@@ -330,7 +394,7 @@ impl<'c> Batch<'c> {
     }
 
     fn save_execution(&mut self, e: &Execution, events: Vec<EventKind>) -> Result<(), Fail> {
-        rows::save_execution(self.conn, e)?;
+        self.dirty_executions.insert(e.id, e.clone());
         self.touch_execution(e.id);
         for kind in events {
             self.emit(EntityKind::Execution, e.id.0, kind)?;
@@ -343,9 +407,8 @@ impl<'c> Batch<'c> {
         check_agent_name(new.agent.as_deref())?;
         let (root, depth) = match new.parent {
             Some(parent_id) => {
-                let parent = match rows::load_task(self.conn, parent_id)? {
-                    Some(p) => p,
-                    None => return refused(format!("the parent task #{parent_id} does not exist")),
+                let Ok(parent) = self.task(parent_id) else {
+                    return refused(format!("the parent task #{parent_id} does not exist"));
                 };
                 if parent.state.is_terminal() {
                     return refused(format!(
@@ -362,7 +425,7 @@ impl<'c> Batch<'c> {
         new.blocked_by.sort();
         new.blocked_by.dedup();
         for &dep in &new.blocked_by {
-            if rows::load_task(self.conn, dep)?.is_none() {
+            if self.task(dep).is_err() {
                 return refused(format!("task #{dep}, named in blocked_by, does not exist"));
             }
         }
@@ -456,7 +519,6 @@ impl<'c> Batch<'c> {
             ));
         }
         task.state = to;
-        rows::save_task_state(self.conn, id, to)?;
         // A person reopening a stopped task gives it a fresh start: the retry and continuation
         // limits count from zero again.
         if to == TaskState::Open
@@ -581,6 +643,9 @@ impl<'c> Batch<'c> {
             return refused("attempts count from 1: the first try of a task is attempt 1");
         }
         let mut task = self.task(task_id)?;
+        // The query and the insert below see the executions table, so earlier changes of this
+        // batch (the end of the task's previous execution) must be in it.
+        self.write_back()?;
         // The active execution is reported first: it is the real reason a second claim fails,
         // while the task state (running) would only be a symptom of it.
         if let Some(execution) = rows::active_execution_of(self.conn, task_id)? {
@@ -618,7 +683,6 @@ impl<'c> Batch<'c> {
         };
         let from = task.state;
         task.state = TaskState::Running;
-        rows::save_task_state(self.conn, task_id, TaskState::Running)?;
         task.executions += 1;
         task.nudged_at = None;
         task.not_before = None;
@@ -632,6 +696,7 @@ impl<'c> Batch<'c> {
             }],
         )?;
         let id = execution.id;
+        self.stored_execution_states.insert(id, execution.state);
         self.touch_execution(id);
         self.emit(
             EntityKind::Execution,
@@ -656,7 +721,6 @@ impl<'c> Batch<'c> {
         check_execution_transition(&e, to)?;
         let from = e.state;
         e.state = to;
-        rows::save_execution_state(self.conn, id, to)?;
         if to == ExecutionState::Running && e.started_at.is_none() {
             e.started_at = Some(self.now);
         }

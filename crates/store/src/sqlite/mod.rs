@@ -289,6 +289,9 @@ impl SqliteStore {
                 .apply(change)
                 .map_err(|e| self.change_fail(e, index, name))?;
         }
+        batch
+            .write_back()
+            .map_err(|e| self.fail(e, "applying changes"))?;
         let read_back = |batch: &apply::Batch<'_>| -> Result<Applied, Fail> {
             let mut tasks = Vec::with_capacity(batch.tasks.len());
             for &id in &batch.tasks {

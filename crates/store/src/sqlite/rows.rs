@@ -384,22 +384,31 @@ pub(crate) fn save_execution_state(
     Ok(())
 }
 
-/// Appends one event with the next global `seq` and the entity's next `entity_seq`.
+/// The `entity_seq` the next event of this entity gets.
+pub(crate) fn next_entity_seq(
+    conn: &Connection,
+    entity: EntityKind,
+    entity_id: i64,
+) -> Result<u64, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT COALESCE(MAX(entity_seq), 0) + 1 FROM events \
+         WHERE entity = ?1 AND entity_id = ?2",
+    )?;
+    let next: i64 = stmt.query_row(params![entity.as_str(), entity_id], |r| r.get(0))?;
+    Ok(next as u64)
+}
+
+/// Appends one event with the next global `seq` and the given `entity_seq` (see
+/// [`next_entity_seq`]).
 pub(crate) fn append_event(
     conn: &Connection,
     actor: &str,
     at: Timestamp,
     entity: EntityKind,
     entity_id: i64,
+    entity_seq: u64,
     kind: EventKind,
 ) -> Result<Event, Fail> {
-    let entity_seq: i64 = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT COALESCE(MAX(entity_seq), 0) + 1 FROM events \
-             WHERE entity = ?1 AND entity_id = ?2",
-        )?;
-        stmt.query_row(params![entity.as_str(), entity_id], |r| r.get(0))?
-    };
     let mut stmt = conn.prepare_cached(
         "INSERT INTO events (at, entity, entity_id, entity_seq, actor, type, data) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -408,7 +417,7 @@ pub(crate) fn append_event(
         at.0,
         entity.as_str(),
         entity_id,
-        entity_seq,
+        signed(entity_seq),
         actor,
         kind.name(),
         serde_json::to_string(&kind)?,
@@ -418,7 +427,7 @@ pub(crate) fn append_event(
         at,
         entity,
         entity_id,
-        entity_seq: entity_seq as u64,
+        entity_seq,
         actor: actor.to_owned(),
         kind,
     })

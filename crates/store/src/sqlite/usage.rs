@@ -4,7 +4,7 @@ use domain::ExecutionId;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::rows::{self, Fail, refused, signed};
+use super::rows::{Fail, refused, signed};
 use crate::{ModelUsage, UsageScope};
 
 /// What [`crate::Change::RecordModelUsage`] asks for, checked and ready to insert.
@@ -75,14 +75,6 @@ pub(crate) fn insert(
         signed(usage.cost_micros),
     ])?;
     Ok(())
-}
-
-/// The execution must exist for a wait to be recorded on it; it may have finished.
-pub(crate) fn check_execution(conn: &Connection, id: ExecutionId) -> Result<(), Fail> {
-    match rows::load_execution(conn, id)? {
-        Some(_) => Ok(()),
-        None => refused(format!("execution #{id} does not exist")),
-    }
 }
 
 const SUMS: &str = "COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), \

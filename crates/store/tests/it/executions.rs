@@ -741,3 +741,150 @@ async fn the_store_works_behind_a_shared_trait_object() {
         .unwrap();
     assert_eq!(read.map(|t| t.title), Some("through dyn".to_string()));
 }
+
+/// What the engine writes for one execution: its progress, its end, the task's settling, and
+/// the next claim on the same task (a retry).
+fn lifecycle_then_retry(task_id: TaskId, first: ExecutionId) -> Vec<Change> {
+    let state = |to| Change::SetExecutionState {
+        id: first,
+        to,
+        reason: None,
+    };
+    vec![
+        state(ExecutionState::Preparing),
+        state(ExecutionState::Running),
+        Change::ProcessStarted {
+            id: first,
+            pid: 4242,
+            iteration: 1,
+            log_path: Some("logs/1.log".into()),
+        },
+        Change::ProcessExited {
+            id: first,
+            iteration: 1,
+            exit_code: Some(1),
+            signal: None,
+        },
+        state(ExecutionState::Validating),
+        Change::Validated {
+            id: first,
+            iteration: 1,
+            score: 0.5,
+            passed: false,
+            results: Vec::new(),
+        },
+        Change::Committed {
+            id: first,
+            branch: "agentgrid/task-1".into(),
+            commit: "abc123".into(),
+        },
+        finish(first, ExecutionState::Failed),
+        Change::SetTaskState {
+            id: task_id,
+            to: TaskState::Open,
+            reason: Some("attempt 1 failed".into()),
+        },
+        Change::ScheduleTask {
+            id: task_id,
+            not_before: None,
+            attempts: 1,
+            continuations: 0,
+            reason: None,
+        },
+        Change::CreateExecution {
+            task_id,
+            kind: ExecutionKind::Work,
+            agent: "claude".into(),
+            attempt: 2,
+        },
+    ]
+}
+
+#[tokio::test]
+async fn one_batch_leaves_the_same_rows_and_events_as_one_change_per_batch() {
+    // The store writes each row once per batch; what it leaves must not depend on how the
+    // changes were grouped.
+    let (_a, together) = fresh();
+    let (_b, one_by_one) = fresh();
+    for store in [&together, &one_by_one] {
+        let task = create_titled(store, "retried").await;
+        let first = start(store, task).await;
+        let changes = lifecycle_then_retry(task, first);
+        if std::ptr::eq(store, &together) {
+            store.apply("engine", T0, changes).await.unwrap();
+        } else {
+            for change in changes {
+                store.apply("engine", T0, vec![change]).await.unwrap();
+            }
+        }
+    }
+    let task = TaskId(1);
+    assert_eq!(
+        together.task(task).await.unwrap(),
+        one_by_one.task(task).await.unwrap()
+    );
+    let all = ExecutionFilter::default();
+    let executions = together.executions(&all).await.unwrap();
+    assert_eq!(executions, one_by_one.executions(&all).await.unwrap());
+    assert_eq!(executions.len(), 2);
+    assert_eq!(executions[0].state, ExecutionState::Failed);
+    assert_eq!(executions[0].exit_code, Some(1));
+    assert_eq!(executions[1].state, ExecutionState::Queued);
+    let events = together.events_after(0, 1000).await.unwrap();
+    assert_eq!(events, one_by_one.events_after(0, 1000).await.unwrap());
+    for (kind, id) in [(EntityKind::Task, 1), (EntityKind::Execution, 1)] {
+        let seqs: Vec<u64> = together
+            .entity_events(kind, id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.entity_seq)
+            .collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    }
+    // Only the new claim is active, and the unique index agrees.
+    let active = together
+        .executions(&ExecutionFilter {
+            active_only: true,
+            ..ExecutionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].attempt, 2);
+}
+
+#[tokio::test]
+async fn a_claim_after_an_unfinished_execution_in_the_same_batch_is_refused() {
+    // The progress of the running execution is still held in the batch when the second claim
+    // comes; the claim must see it as active all the same, and the batch leaves nothing.
+    let (_dir, store) = fresh();
+    let task = create_titled(&store, "busy").await;
+    let first = start(&store, task).await;
+    let err = store
+        .apply(
+            "engine",
+            T0,
+            vec![
+                Change::SetExecutionState {
+                    id: first,
+                    to: ExecutionState::Preparing,
+                    reason: None,
+                },
+                Change::SetTaskState {
+                    id: task,
+                    to: TaskState::Open,
+                    reason: None,
+                },
+                work(task),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyActive { index: 2, execution, .. } if execution == first),
+        "{err}"
+    );
+    let e = store.execution(first).await.unwrap().unwrap();
+    assert_eq!(e.state, ExecutionState::Queued, "the batch was rolled back");
+}
