@@ -17,6 +17,10 @@ use crate::Error;
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_model_usage.sql")),
+    (
+        3,
+        include_str!("../../migrations/0003_checks_without_lists.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
@@ -46,10 +50,22 @@ pub(crate) fn run(conn: &mut Connection, place: &Place) -> Result<(), Error> {
             known: LATEST,
         });
     }
-    for &(version, script) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-        apply_one(conn, version, script).map_err(fail("migrating the schema"))?;
+    let pending: Vec<_> = MIGRATIONS.iter().filter(|(v, _)| *v > found).collect();
+    if pending.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    // A script that rebuilds a table drops the old one, which foreign keys would refuse while
+    // other tables point at it. They are switched off while scripts run (SQLite ignores the
+    // switch inside a transaction) and every script must leave them intact: it is checked
+    // before its transaction commits.
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(|e| fail("switching foreign keys off to migrate")(e.into()))?;
+    let migrated = pending
+        .into_iter()
+        .try_for_each(|&(version, script)| apply_one(conn, version, script));
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| fail("switching foreign keys back on")(e.into()))?;
+    migrated.map_err(fail("migrating the schema"))
 }
 
 fn apply_one(conn: &mut Connection, version: i64, script: &str) -> Result<(), Fail> {
@@ -58,7 +74,25 @@ fn apply_one(conn: &mut Connection, version: i64, script: &str) -> Result<(), Fa
     if current_version(&tx)? >= version {
         return Ok(());
     }
+    // Rows that already point nowhere (written with foreign keys off by some other tool) are
+    // not the script's doing and must not block the upgrade; new ones must not appear.
+    let dangling = |tx: &Connection| -> Result<i64, Fail> {
+        Ok(
+            tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                r.get(0)
+            })?,
+        )
+    };
+    let before = dangling(&tx)?;
     tx.execute_batch(script)?;
+    let after = dangling(&tx)?;
+    if after > before {
+        return Err(Fail::Refused(format!(
+            "schema version {version} would leave {} more row(s) pointing at rows that do not \
+             exist; the database was left as it was",
+            after - before
+        )));
+    }
     tx.execute(
         "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
         (version, SystemClock.now().0),

@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params_from_iter};
 
 use crate::{Applied, Change, Error, ExecutionFilter, ModelUsage, Store, TaskFilter, UsageScope};
-use rows::{ACTIVE_STATES_SQL, EXECUTION_COLUMNS, Fail, TASK_COLUMNS};
+use rows::{ACTIVE_SQL, EXECUTION_COLUMNS, Fail, TASK_COLUMNS};
 
 /// How long a writer waits for another process's write transaction before giving up, unless
 /// [`OpenOptions`] say otherwise.
@@ -32,9 +32,9 @@ const STATEMENT_CACHE: usize = 64;
 /// Turns off SQLite's initial bulk allocation for page caches, once per process, before the
 /// first connection is opened.
 ///
-/// SQLite checks a constant `IN (...)` list of more than two values, as in the schema's CHECK
-/// constraints and in the partial index that guards the one active execution per task, with a
-/// temporary b-tree built for the statement. Each temporary b-tree starts a page cache of its
+/// SQLite checks a constant `IN (...)` list of more than two values (as the CHECK constraints
+/// and the partial index of schema versions 1 and 2 did, and task filters by state still do)
+/// with a temporary b-tree built for the statement. Each temporary b-tree starts a page cache of its
 /// own with a bulk allocation of 20 pages (about 85 KB) and frees it when the statement ends;
 /// glibc hands that memory back to the kernel and takes it again at the next statement, page
 /// fault by page fault. Every state change runs three such checks, so this churn was most of
@@ -61,6 +61,28 @@ fn configure_sqlite_once() {
             )
         };
     });
+}
+
+/// Puts the file in WAL mode (a no-op when it already is) and returns the mode it is in.
+///
+/// On a fresh file the switch needs the file to itself. When several processes open the same
+/// fresh file at once, SQLite answers the ones that would otherwise wait on each other with
+/// `SQLITE_BUSY` at once, without calling the busy handler, so the switch is retried here
+/// until `timeout`.
+fn switch_to_wal(conn: &Connection, timeout: std::time::Duration) -> rusqlite::Result<String> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < timeout =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// The SQLite implementation of [`Store`].
@@ -184,9 +206,8 @@ impl SqliteStore {
         // The timeout comes first so that switching to WAL waits for other openers too.
         conn.busy_timeout(options.busy_timeout)
             .map_err(db("setting the busy timeout"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(db("switching to WAL mode"))?;
+        let mode =
+            switch_to_wal(&conn, options.busy_timeout).map_err(db("switching to WAL mode"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(Error::Database {
                 path: path.to_owned(),
@@ -364,7 +385,7 @@ fn execution_query(filter: &ExecutionFilter) -> (String, Vec<Value>) {
         values.push(Value::Integer(task.0));
     }
     if filter.active_only {
-        clauses.push(format!("state IN {ACTIVE_STATES_SQL}"));
+        clauses.push(ACTIVE_SQL.to_string());
     }
     let condition = if clauses.is_empty() {
         String::new()

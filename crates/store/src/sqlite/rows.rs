@@ -67,8 +67,11 @@ pub(crate) const EXECUTION_COLUMNS: &str = "id, task_id, kind, agent, attempt, i
 
 const EVENT_COLUMNS: &str = "seq, at, entity, entity_id, entity_seq, actor, data";
 
-/// The SQL list of active execution states, matching the partial unique index.
-pub(crate) const ACTIVE_STATES_SQL: &str = "('queued', 'preparing', 'running', 'validating')";
+/// The condition that an execution is active, written exactly as in the WHERE clause of the
+/// partial unique index (migration 3) so that SQLite uses the index for queries with it. A list
+/// (`state IN (...)`) would mean the same but build a temporary b-tree at every run.
+pub(crate) const ACTIVE_SQL: &str =
+    "(state = 'queued' OR state = 'preparing' OR state = 'running' OR state = 'validating')";
 
 fn parsed<T: FromStr<Err = String>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
@@ -194,7 +197,7 @@ pub(crate) fn active_execution_of(
     task: TaskId,
 ) -> Result<Option<ExecutionId>, Fail> {
     let sql = format!(
-        "SELECT id FROM executions WHERE task_id = ?1 AND state IN {ACTIVE_STATES_SQL} \
+        "SELECT id FROM executions WHERE task_id = ?1 AND {ACTIVE_SQL} \
          ORDER BY id LIMIT 1"
     );
     let mut stmt = conn.prepare_cached(&sql)?;

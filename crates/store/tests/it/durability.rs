@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use domain::{NewTask, TaskState};
-use store::{Change, Error, OpenOptions, SqliteStore, Store, TaskFilter};
+use store::{Change, Error, ExecutionFilter, OpenOptions, SqliteStore, Store, TaskFilter};
 
 use crate::{T0, create_titled, db_path};
 
@@ -14,7 +14,7 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path).unwrap();
     assert!(path.exists(), "open creates the file");
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     let id = create_titled(&store, "persist me").await;
     let failed = store
         .apply(
@@ -39,7 +39,7 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.tasks(&TaskFilter::default()).await.unwrap(), tasks);
         assert_eq!(store.events_after(0, 100).await.unwrap(), events);
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
     }
 
     let raw = rusqlite::Connection::open(&path).unwrap();
@@ -47,7 +47,7 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        applied, 2,
+        applied, 3,
         "each migration is recorded once, however often the file is opened"
     );
     let mode: String = raw
@@ -75,7 +75,7 @@ fn a_database_from_a_newer_build_is_refused() {
             err,
             Error::TooNew {
                 found: 999,
-                known: 2,
+                known: 3,
                 ..
             }
         ),
@@ -110,13 +110,13 @@ fn several_stores_open_a_fresh_file_at_once() {
         })
         .collect();
     for opener in openers {
-        assert_eq!(opener.join().unwrap().unwrap().unwrap(), 2);
+        assert_eq!(opener.join().unwrap().unwrap().unwrap(), 3);
     }
     let raw = rusqlite::Connection::open(&path).unwrap();
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(applied, 2);
+    assert_eq!(applied, 3);
 }
 
 #[tokio::test]
@@ -148,4 +148,134 @@ async fn a_writer_held_up_by_another_process_gives_up_with_a_clear_error() {
 
     holder.execute_batch("COMMIT").unwrap();
     store.apply("cli", T0, comment()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_2_database_is_rebuilt_keeping_its_rows_ids_and_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = crate::file_at_version(&dir, 2);
+    raw.execute_batch(
+        "INSERT INTO tasks (id, title, body, labels, priority, state, parent, root, depth, \
+             created_at, updated_at, attempts, executions, summary)
+         VALUES (1, 'epic', 'the body', '[\"big\"]', 1, 'waiting', NULL, 1, 0, 5, 6, 0, 1, NULL),
+                (2, 'part', '', '[]', 2, 'running', 1, 1, 1, 7, 8, 1, 1, NULL),
+                (3, 'done before', '', '[]', 3, 'done', NULL, 3, 0, 9, 9, 1, 1, 'ok');
+         INSERT INTO task_deps (task_id, blocked_by) VALUES (2, 3);
+         INSERT INTO executions (id, task_id, kind, agent, attempt, iteration, state, queued_at,
+             ended_at, exit_code, wall_ms, cpu_ms)
+         VALUES (1, 3, 'work', 'claude', 1, 1, 'succeeded', 9, 10, 0, 12, 3),
+                (2, 1, 'work', 'planner', 1, 1, 'succeeded', 5, 6, 0, 1, 1),
+                (3, 2, 'work', 'claude', 1, 1, 'running', 8, NULL, NULL, 0, 0);
+         INSERT INTO model_usage (execution_id, task_id, root, agent, model, at, input_tokens,
+             output_tokens, cached_tokens, cost_micros)
+         VALUES (1, 3, 3, 'claude', 'sonnet', 10, 100, 20, 0, 7);
+         -- As if later rows had been written and rolled back by hand: ids are not reused.
+         UPDATE sqlite_sequence SET seq = 10 WHERE name = 'tasks';",
+    )
+    .unwrap();
+    drop(raw);
+
+    let store = SqliteStore::open(&db_path(&dir)).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let tasks = store.tasks(&TaskFilter::default()).await.unwrap();
+    let summary: Vec<_> = tasks
+        .iter()
+        .map(|t| {
+            (
+                t.id.0,
+                t.title.as_str(),
+                t.state,
+                t.parent.map(|p| p.0),
+                t.blocked_by.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "epic", TaskState::Waiting, None, vec![]),
+            (
+                2,
+                "part",
+                TaskState::Running,
+                Some(1),
+                vec![domain::TaskId(3)]
+            ),
+            (3, "done before", TaskState::Done, None, vec![]),
+        ]
+    );
+    assert_eq!(tasks[0].labels, vec!["big".to_string()]);
+    assert_eq!(tasks[2].summary.as_deref(), Some("ok"));
+    let executions = store.executions(&ExecutionFilter::default()).await.unwrap();
+    assert_eq!(executions.len(), 3);
+    assert_eq!(executions[0].usage.wall_ms, 12);
+    assert_eq!(
+        store
+            .model_usage(&store::UsageScope::Execution(executions[0].id))
+            .await
+            .unwrap()
+            .cost_micros,
+        7
+    );
+
+    // The claim on task 2 still holds, through the rebuilt partial index too.
+    let second = store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::CreateExecution {
+                task_id: domain::TaskId(2),
+                kind: domain::ExecutionKind::Work,
+                agent: "claude".into(),
+                attempt: 2,
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(second, Error::AlreadyActive { .. }), "{second}");
+    let raw = rusqlite::Connection::open(db_path(&dir)).unwrap();
+    let raw_claim = raw.execute(
+        "INSERT INTO executions (task_id, kind, agent, attempt, iteration, state, queued_at) \
+         VALUES (2, 'work', 'claude', 2, 1, 'queued', 11)",
+        [],
+    );
+    assert!(
+        raw_claim.is_err(),
+        "the unique index refuses a second active execution"
+    );
+    let bad_state = raw.execute("UPDATE tasks SET state = 'sleeping' WHERE id = 3", []);
+    assert!(bad_state.is_err(), "the state check still holds");
+
+    // New rows continue the old sequences.
+    let new = create_titled(&store, "after the upgrade").await;
+    assert_eq!(new.0, 11);
+    let applied = store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::CreateExecution {
+                task_id: new,
+                kind: domain::ExecutionKind::Work,
+                agent: "claude".into(),
+                attempt: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.executions[0].id.0, 4);
+
+    let dangling: i64 = raw
+        .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(dangling, 0);
+    let leftovers: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_schema WHERE name LIKE '%_v3' OR name = 'tasks_state'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -26,6 +26,32 @@ pub fn db_path(dir: &TempDir) -> PathBuf {
     dir.path().join("agentgrid.db")
 }
 
+/// The schema scripts as released, oldest first.
+const RELEASED: &[&str] = &[
+    include_str!("../../migrations/0001_init.sql"),
+    include_str!("../../migrations/0002_model_usage.sql"),
+];
+
+/// Writes a database file exactly as a build with schema `version` left it, with no rows, and
+/// returns a raw connection to it for the test to fill.
+pub fn file_at_version(dir: &TempDir, version: usize) -> rusqlite::Connection {
+    let raw = rusqlite::Connection::open(db_path(dir)).unwrap();
+    raw.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);",
+    )
+    .unwrap();
+    for (i, script) in RELEASED[..version].iter().enumerate() {
+        raw.execute_batch(script).unwrap();
+        raw.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+            [i as i64 + 1],
+        )
+        .unwrap();
+    }
+    raw
+}
+
 /// Creates one task and returns it as stored.
 pub async fn create(store: &SqliteStore, new: NewTask) -> Task {
     let applied = store

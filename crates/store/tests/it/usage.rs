@@ -297,24 +297,22 @@ async fn a_wait_is_an_event_on_the_execution() {
 #[tokio::test]
 async fn a_version_1_database_gains_the_usage_table_and_keeps_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
-    let task = {
-        let store = SqliteStore::open(&path).unwrap();
-        create_titled(&store, "made before the upgrade").await
-    };
-    // Turn the file back into what the first release wrote.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    raw.execute_batch("DROP TABLE model_usage; DELETE FROM schema_migrations WHERE version = 2;")
-        .unwrap();
+    let raw = crate::file_at_version(&dir, 1);
+    raw.execute_batch(
+        "INSERT INTO tasks (title, body, labels, priority, state, root, depth, created_at, \
+         updated_at) VALUES ('made before the upgrade', '', '[]', 2, 'open', 1, 0, 0, 0);",
+    )
+    .unwrap();
     drop(raw);
 
-    let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
-    assert!(store.task(task).await.unwrap().is_some());
-    let exec = start(&store, task, "claude").await;
+    let store = SqliteStore::open(&db_path(&dir)).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let task = store.task(TaskId(1)).await.unwrap().expect("the old task");
+    assert_eq!(task.title, "made before the upgrade");
+    let exec = start(&store, task.id, "claude").await;
     record(&store, T0, used(exec, "sonnet", 3, 2, 1, 9)).await;
     assert_eq!(
-        store.model_usage(&UsageScope::Tree(task)).await.unwrap(),
+        store.model_usage(&UsageScope::Tree(task.id)).await.unwrap(),
         sums(1, 3, 2, 1, 9)
     );
 }
