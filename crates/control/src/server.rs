@@ -32,9 +32,24 @@ impl ControlServer {
         token: String,
         calls: mpsc::Sender<ControlCall>,
     ) -> Result<ControlServer, Error> {
-        // A socket file left by a crashed engine would make bind fail; it is ours to replace.
-        let _ = std::fs::remove_file(path);
-        let listener = UnixListener::bind(path)?;
+        // Tried first as is: a new execution's socket path is free and its directory exists,
+        // and each extra system call is paid on every execution.
+        let listener = match UnixListener::bind(path) {
+            Ok(listener) => listener,
+            // A socket file left by a crashed engine: it is ours to replace.
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                std::fs::remove_file(path)?;
+                UnixListener::bind(path)?
+            }
+            // The run directory went away (a tmpfs cleaned up under a long-running engine).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                UnixListener::bind(path)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let token = token.clone();

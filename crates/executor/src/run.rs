@@ -272,7 +272,7 @@ async fn execute(
         .as_ref()
         .map_or(job.project_dir.clone(), |(_, w)| w.path.clone());
 
-    std::fs::create_dir_all(&job.run_dir).map_err(|e| fail("creating the run directory", &e))?;
+    // Binding the socket creates the run directory if it is missing.
     let socket = socket_path(&job.run_dir, id);
     let token = job.token.clone();
     let server = ControlServer::bind(&socket, id, token.clone(), calls)

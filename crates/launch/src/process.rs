@@ -227,25 +227,26 @@ pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
 /// An existing log file is opened at once (that creates nothing); a new one is only checked
 /// for: its directory must exist and be writable.
 fn check_log(path: &Path) -> std::io::Result<Option<File>> {
-    if path.exists() {
-        return open_log(path).map(Some);
+    match OpenOptions::new().append(true).open(path) {
+        Ok(file) => return Ok(Some(file)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
     }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    if !dir.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            format!("the directory {} does not exist", dir.display()),
-        ));
-    }
-    nix::unistd::access(
+    match nix::unistd::access(
         dir,
         nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-    )
-    .map_err(std::io::Error::from)?;
-    Ok(None)
+    ) {
+        Ok(()) => Ok(None),
+        Err(nix::errno::Errno::ENOENT) => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the directory {} does not exist", dir.display()),
+        )),
+        Err(e) => Err(std::io::Error::from(e)),
+    }
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {

@@ -1,7 +1,10 @@
 //! What to start: the program, its arguments, working directory, environment and standard input.
 
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::Error;
 
@@ -111,9 +114,12 @@ impl LaunchSpec {
             };
         }
         let search = self.env_value("PATH").unwrap_or("");
+        if let Some(found) = recently_found(search, &self.program) {
+            return Ok(found);
+        }
         // Empty PATH entries traditionally mean the current directory; skipping them keeps a
         // stray `::` from running whatever happens to lie in the workspace.
-        search
+        let found = search
             .split(':')
             .filter(|dir| !dir.is_empty())
             .map(|dir| Path::new(dir).join(&self.program))
@@ -121,8 +127,40 @@ impl LaunchSpec {
             .ok_or_else(|| Error::ProgramNotFound {
                 program: self.program.clone(),
                 path: search.to_string(),
-            })
+            })?;
+        remember_found(search, &self.program, &found);
+        Ok(found)
     }
+}
+
+/// Where a program name was last found on a `PATH`, and when. Looking a name up costs one
+/// failed `stat` per `PATH` entry before the one that holds it (a dozen on a typical developer
+/// machine), paid on every execution of the same agent otherwise. An entry is trusted for
+/// [`FOUND_FOR`], and only while the file is still an executable, so a program installed
+/// earlier on the `PATH` is picked up soon after.
+type FoundKey = (String, String);
+static FOUND: LazyLock<Mutex<HashMap<FoundKey, (PathBuf, Instant)>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+const FOUND_FOR: Duration = Duration::from_secs(1);
+/// Past this many names the memory is simply cleared: it only saves system calls.
+const FOUND_MAX: usize = 256;
+
+fn recently_found(search: &str, program: &str) -> Option<PathBuf> {
+    let found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    let key = (search.to_string(), program.to_string());
+    let (path, at) = found.get(&key)?;
+    (at.elapsed() < FOUND_FOR && is_executable(path)).then(|| path.clone())
+}
+
+fn remember_found(search: &str, program: &str, path: &Path) {
+    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    if found.len() >= FOUND_MAX {
+        found.clear();
+    }
+    found.insert(
+        (search.to_string(), program.to_string()),
+        (path.to_path_buf(), Instant::now()),
+    );
 }
 
 /// Variables passed on from this process when set: what a program needs to find its tools, its
@@ -186,6 +224,28 @@ mod tests {
             err.contains("`sh`") && err.contains("/nonexistent"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_program_found_before_is_not_run_once_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("agentgrid-test-tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        let spec = LaunchSpec::new("agentgrid-test-tool", "/")
+            .with_env_exactly(vec![("PATH".into(), path)]);
+        assert_eq!(spec.resolve_program().unwrap(), tool);
+        // Found again from memory, then not at all once the file is gone.
+        assert_eq!(spec.resolve_program().unwrap(), tool);
+        std::fs::remove_file(&tool).unwrap();
+        assert!(matches!(
+            spec.resolve_program(),
+            Err(Error::ProgramNotFound { .. })
+        ));
+        // Another PATH is looked up on its own.
+        let other = spec.with_env_exactly(vec![("PATH".into(), "/nonexistent".into())]);
+        assert!(other.resolve_program().is_err());
     }
 
     #[test]

@@ -103,3 +103,22 @@ async fn malformed_requests_get_a_clear_error_and_the_connection_survives() {
         serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
     assert!(third.ok, "{third:?}");
 }
+
+#[tokio::test]
+async fn a_socket_left_by_a_dead_engine_is_replaced_and_a_missing_directory_made() {
+    let dir = tempfile::tempdir().unwrap();
+    // A socket file nobody listens on any more, as a killed engine leaves it.
+    let stale = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let (tx, rx) = mpsc::channel(8);
+    echo_engine(rx);
+    let _server = ControlServer::bind(&stale, ExecutionId(3), "t".into(), tx.clone()).unwrap();
+    let answer = blocking_call(stale.clone(), "t", Op::Status).await.unwrap();
+    assert_eq!(answer["execution"], 3);
+
+    let nested = dir.path().join("run/gone/ctl.sock");
+    let _server = ControlServer::bind(&nested, ExecutionId(4), "u".into(), tx).unwrap();
+    let answer = blocking_call(nested, "u", Op::Status).await.unwrap();
+    assert_eq!(answer["execution"], 4);
+}
