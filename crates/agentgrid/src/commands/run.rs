@@ -53,7 +53,8 @@ pub async fn run_engine(
         run_dir: engine::runtime_dir(&project.state_dir),
         agentgrid_bin: std::env::current_exe()?,
         mode,
-        events: Some(events_tx),
+        // Without progress lines nobody reads the events, and each one would be copied.
+        events: progress.then_some(events_tx),
     };
     let engine = Engine::new(store, Arc::new(SystemClock), setup, options);
     let summary = engine.run(shutdown_signal()).await?;
