@@ -1,17 +1,20 @@
 //! The agent control channel: how an agent inside an execution talks to the engine.
 //!
-//! Each execution gets its own Unix socket and a random token. The agent runs
+//! Each execution gets its own Unix socket path and a random token. The agent runs
 //! `agentgrid ctl …`, which connects to `$AGENTGRID_CONTROL_SOCKET`, sends one JSON line
 //! ([`Request`]: the token and an [`Op`]) and reads one JSON line back ([`Response`]).
 //!
-//! [`ControlServer`] accepts connections on an execution's socket, checks the token, and hands
-//! each call to the engine as a [`ControlCall`] over a channel; the engine validates it against
-//! the store, records it as events, and answers. The server never touches the store itself, so
-//! every rule about what an agent may do lives in the engine.
+//! [`ControlHub`] is the engine's one listening socket; [`ControlHub::open`] gives each
+//! execution a path of its own (a hard link to that socket) and registers its token. Each call
+//! is checked against the tokens of the running executions and handed to the engine as a
+//! [`ControlCall`] of the execution it belongs to, over a channel; the engine validates it
+//! against the store, records it as events, and answers. The server never touches the store
+//! itself, so every rule about what an agent may do lives in the engine.
 //!
-//! The key decision: one socket per execution, removed when the execution ends. A token copied
-//! out of a finished execution has nothing left to talk to, and the engine refuses calls for
-//! executions that are no longer active even if a connection is somehow still open.
+//! The key decision: a socket path per execution, removed when the execution ends, and a token
+//! that is forgotten at the same moment. A token copied out of a finished execution opens
+//! nothing, and the engine refuses calls for executions that are no longer active even if a
+//! connection is somehow still open. Sandboxes expose only their execution's path.
 //!
 //! ```no_run
 //! # fn demo() -> Result<(), control::Error> {
@@ -29,7 +32,7 @@ mod server;
 
 pub use client::call;
 pub use protocol::{Op, Request, Response};
-pub use server::{ControlCall, ControlServer};
+pub use server::{ControlCall, ControlEndpoint, ControlHub};
 
 /// Largest request accepted, in bytes. Bodies of sub-tasks fit comfortably; anything larger is
 /// refused rather than buffered.

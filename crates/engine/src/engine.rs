@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use control::{ControlCall, Op};
+use control::{ControlCall, ControlHub, Op};
 use domain::{
     Clock, EntityKind, Event, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task,
     TaskId, TaskState, Timestamp,
@@ -191,6 +191,14 @@ impl Engine {
 
         let (update_tx, mut update_rx) = mpsc::unbounded_channel::<Update>();
         let (call_tx, mut call_rx) = mpsc::channel::<ControlCall>(64);
+        let control = Arc::new(
+            ControlHub::bind(&self.options.run_dir.join("control.sock"), call_tx).map_err(|e| {
+                Error::Io(format!(
+                    "cannot open the control socket in {}: {e}",
+                    self.options.run_dir.display()
+                ))
+            })?,
+        );
         tokio::pin!(shutdown);
         let mut stopping = false;
         let mut last_follow = Instant::now();
@@ -203,7 +211,7 @@ impl Engine {
             let now = self.clock.now();
             let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
             if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
-                wakeup = self.decide_and_act(now, &update_tx, &call_tx).await?;
+                wakeup = self.decide_and_act(now, &update_tx, &control).await?;
             }
             if stopping && self.active.is_empty() {
                 break;
@@ -273,7 +281,9 @@ impl Engine {
             }
         }
         self.flush().await?;
-        // Stop the gateway before its socket goes, then leave no empty run directory behind.
+        // Stop the gateway and the control socket before their files go, then leave no empty
+        // run directory behind.
+        control.close();
         self.gateway = None;
         let _ = std::fs::remove_file(self.options.run_dir.join("gateway.sock"));
         let _ = std::fs::remove_dir(&self.options.run_dir);
@@ -290,7 +300,7 @@ impl Engine {
         &mut self,
         now: Timestamp,
         update_tx: &mpsc::UnboundedSender<Update>,
-        call_tx: &mpsc::Sender<ControlCall>,
+        control: &Arc<ControlHub>,
     ) -> Result<Option<Timestamp>, Error> {
         self.snapshot
             .recent_dispatches
@@ -311,7 +321,7 @@ impl Engine {
                     attempt,
                 } => {
                     let started = self
-                        .dispatch(task, &agent, kind, attempt, now, update_tx, call_tx)
+                        .dispatch(task, &agent, kind, attempt, now, update_tx, control)
                         .await?;
                     again |= !started;
                 }
@@ -529,7 +539,7 @@ impl Engine {
         attempt: u32,
         now: Timestamp,
         update_tx: &mpsc::UnboundedSender<Update>,
-        call_tx: &mpsc::Sender<ControlCall>,
+        control: &Arc<ControlHub>,
     ) -> Result<bool, Error> {
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
             return Ok(false);
@@ -632,13 +642,13 @@ impl Engine {
             gateway: self.gateway.as_ref().map(|g| (g.socket.clone(), g.port)),
             model_env: self.model_env(&token),
             token: token.clone(),
+            control: control.clone(),
         };
         tokio::spawn(executor::run_execution(
             job,
             shared.clone(),
             stop_rx,
             update_tx.clone(),
-            call_tx.clone(),
         ));
         self.active.insert(
             execution.id,

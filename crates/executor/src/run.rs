@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use control::{ControlCall, ControlServer};
+use control::ControlHub;
 use domain::event::ValidatorResult;
 use domain::{Clock, ExecutionId, ExecutionKind, ExecutionState, TaskId, Timestamp, Usage};
 use tokio::sync::{mpsc, watch};
@@ -74,6 +74,8 @@ pub struct ExecutionJob {
     pub model_env: Vec<(String, String)>,
     /// The execution's token: authenticates its control calls and its model requests.
     pub token: String,
+    /// The engine's control socket, on which the execution gets a path of its own.
+    pub control: Arc<ControlHub>,
 }
 
 /// Why the engine stops an execution.
@@ -212,20 +214,19 @@ pub enum Update {
     },
 }
 
-/// Runs `job` to its end, reporting to `updates`. Control calls go to `calls` for the engine.
+/// Runs `job` to its end, reporting to `updates`. Control calls reach the engine through
+/// `job.control`.
 pub async fn run_execution(
     job: ExecutionJob,
     shared: Arc<ExecutionShared>,
     stop: watch::Receiver<Option<StopReason>>,
     updates: mpsc::UnboundedSender<Update>,
-    calls: mpsc::Sender<ControlCall>,
 ) {
     let id = job.id;
-    let (state, exit_code, usage, summary) =
-        match execute(&job, &shared, stop, &updates, calls).await {
-            Ok(end) => end,
-            Err((state, message)) => (state, None, Usage::default(), Some(message)),
-        };
+    let (state, exit_code, usage, summary) = match execute(&job, &shared, stop, &updates).await {
+        Ok(end) => end,
+        Err((state, message)) => (state, None, Usage::default(), Some(message)),
+    };
     let _ = updates.send(Update::Finished {
         id,
         state,
@@ -242,7 +243,6 @@ async fn execute(
     shared: &ExecutionShared,
     mut stop: watch::Receiver<Option<StopReason>>,
     updates: &mpsc::UnboundedSender<Update>,
-    calls: mpsc::Sender<ControlCall>,
 ) -> Result<End, (ExecutionState, String)> {
     let id = job.id;
     let send = |u: Update| {
@@ -272,10 +272,11 @@ async fn execute(
         .as_ref()
         .map_or(job.project_dir.clone(), |(_, w)| w.path.clone());
 
-    // Binding the socket creates the run directory if it is missing.
     let socket = socket_path(&job.run_dir, id);
     let token = job.token.clone();
-    let server = ControlServer::bind(&socket, id, token.clone(), calls)
+    let server = job
+        .control
+        .open(&socket, id, token.clone())
         .map_err(|e| fail("opening the control socket", &e))?;
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);

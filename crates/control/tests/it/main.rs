@@ -2,14 +2,17 @@
 
 use std::path::PathBuf;
 
-use control::{ControlServer, Op};
+use control::{ControlHub, Op};
 use domain::{ExecutionId, TaskId};
 use tokio::sync::mpsc;
 
-fn socket() -> (tempfile::TempDir, PathBuf) {
+/// A hub listening in a fresh directory, with an engine stand-in answering its calls.
+fn hub() -> (tempfile::TempDir, ControlHub) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ctl.sock");
-    (dir, path)
+    let (tx, rx) = mpsc::channel(8);
+    echo_engine(rx);
+    let hub = ControlHub::bind(&dir.path().join("control.sock"), tx).unwrap();
+    (dir, hub)
 }
 
 /// An engine stand-in that answers every call by echoing its op name and execution.
@@ -38,10 +41,9 @@ async fn blocking_call(
 
 #[tokio::test]
 async fn calls_with_the_right_token_reach_the_engine_and_others_do_not() {
-    let (_dir, path) = socket();
-    let (tx, rx) = mpsc::channel(8);
-    echo_engine(rx);
-    let server = ControlServer::bind(&path, ExecutionId(7), "secret".into(), tx).unwrap();
+    let (dir, hub) = hub();
+    let path = dir.path().join("7.sock");
+    let endpoint = hub.open(&path, ExecutionId(7), "secret".into()).unwrap();
 
     let ok = blocking_call(path.clone(), "secret", Op::Status)
         .await
@@ -61,8 +63,8 @@ async fn calls_with_the_right_token_reach_the_engine_and_others_do_not() {
         .unwrap_err();
     assert_eq!(engine_says_no.to_string(), "task #404 does not exist");
 
-    server.close();
-    assert!(!path.exists(), "closing removes the socket file");
+    endpoint.close();
+    assert!(!path.exists(), "closing removes the execution's path");
     let gone = blocking_call(path.clone(), "secret", Op::Status)
         .await
         .unwrap_err();
@@ -74,12 +76,48 @@ async fn calls_with_the_right_token_reach_the_engine_and_others_do_not() {
 }
 
 #[tokio::test]
+async fn a_call_counts_for_the_execution_of_its_token_and_an_ended_token_opens_nothing() {
+    let (dir, hub) = hub();
+    let seven = dir.path().join("7.sock");
+    let eight = dir.path().join("8.sock");
+    let first = hub.open(&seven, ExecutionId(7), "seven".into()).unwrap();
+    let _second = hub.open(&eight, ExecutionId(8), "eight".into()).unwrap();
+    for (path, token, execution) in [
+        (&seven, "seven", 7),
+        (&eight, "eight", 8),
+        (&eight, "seven", 7),
+    ] {
+        let answer = blocking_call(path.clone(), token, Op::Status)
+            .await
+            .unwrap();
+        assert_eq!(
+            answer["execution"],
+            execution,
+            "{token} through {}",
+            path.display()
+        );
+    }
+    // Execution 7 ends: its token is refused through any path still open.
+    drop(first);
+    let refused = blocking_call(eight.clone(), "seven", Op::Status)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("token is not valid"),
+        "{refused}"
+    );
+    let answer = blocking_call(eight, "eight", Op::Status).await.unwrap();
+    assert_eq!(answer["execution"], 8);
+    hub.close();
+    assert!(!hub.path().exists(), "closing the hub removes its socket");
+}
+
+#[tokio::test]
 async fn malformed_requests_get_a_clear_error_and_the_connection_survives() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let (_dir, path) = socket();
-    let (tx, rx) = mpsc::channel(8);
-    echo_engine(rx);
-    let _server = ControlServer::bind(&path, ExecutionId(1), "t".into(), tx).unwrap();
+    let (dir, hub) = hub();
+    let path = dir.path().join("1.sock");
+    let _endpoint = hub.open(&path, ExecutionId(1), "t".into()).unwrap();
     let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -105,20 +143,26 @@ async fn malformed_requests_get_a_clear_error_and_the_connection_survives() {
 }
 
 #[tokio::test]
-async fn a_socket_left_by_a_dead_engine_is_replaced_and_a_missing_directory_made() {
+async fn files_left_by_a_dead_engine_are_replaced_and_a_missing_directory_made() {
     let dir = tempfile::tempdir().unwrap();
-    // A socket file nobody listens on any more, as a killed engine leaves it.
-    let stale = dir.path().join("stale.sock");
+    // A socket file nobody listens on any more, as a killed engine leaves it, where the hub
+    // goes and where an execution's path goes.
+    let stale = dir.path().join("run/control.sock");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
-    assert!(stale.exists());
+    let left = dir.path().join("run/3.sock");
+    std::fs::hard_link(&stale, &left).unwrap();
     let (tx, rx) = mpsc::channel(8);
     echo_engine(rx);
-    let _server = ControlServer::bind(&stale, ExecutionId(3), "t".into(), tx.clone()).unwrap();
-    let answer = blocking_call(stale.clone(), "t", Op::Status).await.unwrap();
+    let hub = ControlHub::bind(&stale, tx.clone()).unwrap();
+    let _endpoint = hub.open(&left, ExecutionId(3), "t".into()).unwrap();
+    let answer = blocking_call(left, "t", Op::Status).await.unwrap();
     assert_eq!(answer["execution"], 3);
 
-    let nested = dir.path().join("run/gone/ctl.sock");
-    let _server = ControlServer::bind(&nested, ExecutionId(4), "u".into(), tx).unwrap();
-    let answer = blocking_call(nested, "u", Op::Status).await.unwrap();
+    let nested = dir.path().join("gone/twice/control.sock");
+    let hub = ControlHub::bind(&nested, tx).unwrap();
+    let path = nested.with_file_name("4.sock");
+    let _endpoint = hub.open(&path, ExecutionId(4), "u".into()).unwrap();
+    let answer = blocking_call(path, "u", Op::Status).await.unwrap();
     assert_eq!(answer["execution"], 4);
 }
