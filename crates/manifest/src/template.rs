@@ -360,6 +360,13 @@ pub(crate) fn check_template(source: &str, names: Names) -> Vec<Problem> {
                 }
             }
             Error::UndefinedVariable { name, .. } if !reported.insert(name.clone()) => continue,
+            // An undefined attribute (`task.nope`) fails the render without a name; the names
+            // found above already say which one it is.
+            Error::Render { .. }
+                if err.kind() == minijinja::ErrorKind::UndefinedError && !reported.is_empty() =>
+            {
+                continue;
+            }
             other => problem(&other),
         };
         if !problems.contains(&p) {

@@ -321,6 +321,19 @@ fn broken_agents_point_at_the_problem() {
 }
 
 #[test]
+fn an_unknown_attribute_is_reported_once() {
+    // The render fails too, without naming the attribute; only the named problem is shown.
+    let input = agent("  limits:", "  prompt: \"{{ task.nope }}\"\n  limits:");
+    let all = diagnostics(AGENT_FILE, &input);
+    let messages: Vec<String> = all.iter().map(|d| d.to_string()).collect();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(
+        messages[0].contains("uses `task.nope`, which is not defined"),
+        "{messages:#?}"
+    );
+}
+
+#[test]
 fn broken_configs_point_at_the_problem() {
     let cases: Vec<(String, &str)> = vec![
         (
