@@ -60,6 +60,9 @@ struct Active {
     token: String,
     /// Set when the model gateway refused a request over budget, with its reason.
     budget_exceeded: Option<String>,
+    /// When an execution over budget is stopped if it has not ended by itself: see
+    /// [`BUDGET_GRACE`].
+    budget_stop_at: Option<Instant>,
 }
 
 /// The model gateway the engine owns while it runs, and how agents reach it.
@@ -109,6 +112,13 @@ const FOLLOW_INTERVAL: StdDuration = StdDuration::from_millis(250);
 /// memory, a crash finds the execution active either way, and every change still becomes an
 /// event in the same transaction as its projection.
 const WRITE_BEHIND: StdDuration = StdDuration::from_millis(50);
+
+/// How long an agent whose model request was refused over budget has to end by itself before
+/// it is stopped. The refusal reaches the agent in its provider's error shape at the same moment
+/// the engine hears of it; an agent CLI prints the error and exits, and stopping it at once would
+/// race that and lose its last words. It can make no more model requests meanwhile: the gateway
+/// refuses every one.
+const BUDGET_GRACE: StdDuration = StdDuration::from_secs(2);
 
 impl Engine {
     pub fn new(
@@ -239,7 +249,8 @@ impl Engine {
             let mut deadline = Instant::now()
                 + until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
             let recheck = self.recheck_at.filter(|_| !stopping);
-            for at in [self.flush_at, recheck].into_iter().flatten() {
+            let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
+            for at in [self.flush_at, recheck, budget_stop].into_iter().flatten() {
                 deadline = deadline.min(at);
             }
             nap.as_mut().reset(deadline.into());
@@ -264,10 +275,16 @@ impl Engine {
                     stopping = true;
                     self.summary.interrupted = true;
                     for active in self.active.values() {
-                        let _ = active.stop.send(Some(StopReason::Cancelled));
+                        // One already over budget ends as such, grace or not.
+                        let reason = match active.budget_exceeded {
+                            Some(_) => StopReason::BudgetExceeded,
+                            None => StopReason::Cancelled,
+                        };
+                        let _ = active.stop.send(Some(reason));
                     }
                 }
             }
+            self.stop_over_budget();
             // A decision is due at the top of the loop when something changed: it writes what
             // is held back together with the claims it makes, so flushing now would cost a
             // transaction of its own.
@@ -475,7 +492,7 @@ impl Engine {
     }
 
     /// Records what the gateway reports: usage and waits become events; a budget running out
-    /// stops the execution as `budget_exceeded`.
+    /// ends the execution as `budget_exceeded`, after [`BUDGET_GRACE`] at the latest.
     async fn record_notices(&mut self, notices: Vec<gateway::Notice>) -> Result<(), Error> {
         let mut changes = Vec::new();
         for notice in notices {
@@ -503,15 +520,27 @@ impl Engine {
                 }
                 gateway::Notice::BudgetExceeded(b) => {
                     if let Some(active) = self.active.get_mut(&b.execution) {
+                        // No timeout or stall kill either: this execution ends as over budget.
                         active.kill_requested = true;
                         active.budget_exceeded = Some(b.reason.clone());
                         active.shared.set_stop_summary(b.reason.clone());
-                        let _ = active.stop.send(Some(StopReason::BudgetExceeded));
+                        active.budget_stop_at = Some(Instant::now() + BUDGET_GRACE);
                     }
                 }
             }
         }
         self.apply_tolerant(changes).await
+    }
+
+    /// Stops the executions over budget whose grace has run out.
+    fn stop_over_budget(&mut self) {
+        let now = Instant::now();
+        for active in self.active.values_mut() {
+            if active.budget_stop_at.is_some_and(|at| at <= now) {
+                active.budget_stop_at = None;
+                let _ = active.stop.send(Some(StopReason::BudgetExceeded));
+            }
+        }
     }
 
     /// Keeps the snapshot's active list (which the scheduler reads) in step with live state.
@@ -659,6 +688,7 @@ impl Engine {
                 kill_requested: false,
                 token,
                 budget_exceeded: None,
+                budget_stop_at: None,
             },
         );
         Ok(true)
@@ -785,10 +815,10 @@ impl Engine {
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
         }
-        // An agent that gives up on its own when a request is refused over budget failed
-        // because of the budget, whoever noticed first.
+        // An agent that ends on its own after a request was refused over budget ended because
+        // of the budget, however it exited; only a cancel says otherwise.
         let (state, summary) = match (&active.budget_exceeded, state) {
-            (Some(reason), ExecutionState::Failed) => {
+            (Some(reason), state) if state != ExecutionState::Cancelled => {
                 (ExecutionState::BudgetExceeded, Some(reason.clone()))
             }
             _ => (state, summary),

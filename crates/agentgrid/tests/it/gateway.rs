@@ -36,6 +36,9 @@ for url, body, headers in calls[: int(sys.argv[1])]:
     except urllib.error.HTTPError as e:
         out.append(f"HTTP {e.code}: {e.read().decode()}")
         open("transcript.txt", "w").write("\n".join(out))
+        if sys.argv[2:] == ["linger"]:
+            import time
+            time.sleep(60)
         sys.exit(1)
 open("transcript.txt", "w").write("\n".join(out))
 "#;
@@ -54,6 +57,16 @@ fn setup(
     script: Script,
     budgets: &str,
 ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
+    setup_with(&calls.to_string(), script, budgets)
+}
+
+/// Like [`setup`], with the agent's arguments: the number of calls, then `linger` for an agent
+/// that keeps running after a refusal.
+fn setup_with(
+    args: &str,
+    script: Script,
+    budgets: &str,
+) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fixture = runtime
         .block_on(modelfixture::spawn_with(
@@ -66,7 +79,7 @@ fn setup(
         .unwrap();
     let caller = agent(
         "caller",
-        &format!("python3 agent.py {calls}"),
+        &format!("python3 agent.py {args}"),
         "  routing: {default: true}\n  sandbox: {network: gateway}\n  limits: {max_attempts: 1}\n",
     );
     let repo = Repo::with_agents(&[("caller", &caller)]);
@@ -194,6 +207,32 @@ fn a_budget_stops_the_execution_with_the_providers_error() {
         "the refused request never went upstream"
     );
     assert_no_key_anywhere(&repo);
+}
+
+#[test]
+fn an_agent_that_keeps_running_over_budget_is_stopped() {
+    let script = Script::new(vec![
+        Step::reply("first answer", 40, 20, 0),
+        Step::reply("never sent", 1, 1, 0),
+    ]);
+    let (_rt, _fixture, repo) = setup_with(
+        "3 linger",
+        script,
+        "  budgets:\n    per_execution: {tokens: 50}\n",
+    );
+    let started = std::time::Instant::now();
+    let out = run_with_key(&repo);
+    // The agent would sleep a minute; the engine stops it after a short grace.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the agent was not stopped: {}",
+        stdout(&out)
+    );
+    assert_eq!(repo.task_state(1), "blocked", "{}", stdout(&out));
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["executions"][0]["state"], "budget_exceeded");
+    let transcript = repo.git(&["show", "agentgrid/task-1:transcript.txt"]);
+    assert!(transcript.contains("HTTP 429"), "{transcript}");
 }
 
 /// Searches the database, the logs, the run files and every commit of every branch.
