@@ -1,7 +1,9 @@
 //! The engine's side: one listener, reached by a path per execution, that checks each call's
 //! token and forwards the call as that execution's.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use domain::ExecutionId;
@@ -25,73 +27,131 @@ pub struct ControlCall {
 /// own per execution cost six (socket, bind, listen, the poller's registration and removal,
 /// close) and a task. The token of each call says which execution it comes from.
 pub struct ControlHub {
+    /// The socket; the executions' links sit beside it (a link cannot cross file systems).
     path: PathBuf,
     tokens: Tokens,
-    task: tokio::task::JoinHandle<()>,
+    calls: mpsc::Sender<ControlCall>,
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    closed: AtomicBool,
+    /// The directory is the hub's own (the fallback for deep paths) and goes with it.
+    own_dir: bool,
 }
 
 /// The tokens of the executions that are running, with their ids. Few (one per running
 /// execution), so a call's token is compared with every one of them in constant time.
 type Tokens = Arc<Mutex<Vec<(String, ExecutionId)>>>;
 
+/// Unix socket paths hold at most 107 bytes. The hub's directory must leave room for the
+/// longest name put in it (`control.sock`, or an execution id and `.sock`).
+const MAX_DIR_LEN: usize = 107 - 1 - 25;
+
 impl ControlHub {
-    /// Listens on `path`, forwarding every authenticated call to `calls`. A socket file left
-    /// at `path` by a dead engine is replaced, and a missing directory made.
-    pub fn bind(path: &Path, calls: mpsc::Sender<ControlCall>) -> Result<ControlHub, Error> {
-        let listener = match UnixListener::bind(path) {
+    /// Listens in `dir`, forwarding every authenticated call to `calls`. When `dir` is too deep
+    /// for a socket path, a directory of this process's own under the temporary directory is
+    /// used instead. A socket file left by a dead engine is replaced, and a missing directory
+    /// made.
+    pub fn bind(dir: &Path, calls: mpsc::Sender<ControlCall>) -> Result<ControlHub, Error> {
+        let own_dir = dir.as_os_str().len() > MAX_DIR_LEN;
+        let dir = if own_dir {
+            std::env::temp_dir().join(format!("agentgrid-control-{}", std::process::id()))
+        } else {
+            dir.to_path_buf()
+        };
+        let hub = ControlHub {
+            path: dir.join("control.sock"),
+            tokens: Arc::default(),
+            calls,
+            listener: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            own_dir,
+        };
+        hub.listen()?;
+        Ok(hub)
+    }
+
+    /// Binds the socket and starts accepting, replacing an earlier listener.
+    fn listen(&self) -> Result<(), Error> {
+        let listener = match UnixListener::bind(&self.path) {
             Ok(listener) => listener,
+            // A socket file left by a crashed engine: it is ours to replace.
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                std::fs::remove_file(path)?;
-                UnixListener::bind(path)?
+                std::fs::remove_file(&self.path)?;
+                UnixListener::bind(&self.path)?
             }
+            // The directory is missing: never made, or removed under a long-running engine
+            // (a runtime directory cleaned up at logout).
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir)?;
+                if let Some(dir) = self.path.parent() {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)?;
                 }
-                UnixListener::bind(path)?
+                UnixListener::bind(&self.path)?
             }
             Err(e) => return Err(e.into()),
         };
-        let tokens: Tokens = Arc::default();
-        let known = tokens.clone();
+        let tokens = self.tokens.clone();
+        let calls = self.calls.clone();
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let tokens = known.clone();
-                let calls = calls.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = serve(stream, &tokens, calls).await {
-                        tracing::debug!("control connection ended: {err}");
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let tokens = tokens.clone();
+                        let calls = calls.clone();
+                        tokio::spawn(async move {
+                            if let Err(err) = serve(stream, &tokens, calls).await {
+                                tracing::debug!("control connection ended: {err}");
+                            }
+                        });
                     }
-                });
+                    // Out of file descriptors, say: the other connections and every later
+                    // one must not lose their channel over it.
+                    Err(err) => {
+                        tracing::warn!("the control socket could not accept a connection: {err}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
             }
         });
-        Ok(ControlHub {
-            path: path.to_path_buf(),
-            tokens,
-            task,
-        })
+        let mut slot = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = slot.replace(task) {
+            old.abort();
+        }
+        Ok(())
     }
 
-    /// Opens the channel of `execution` at `path`, accepting `token`. Until the returned
-    /// endpoint is dropped, calls with the token reach the engine as this execution's.
-    pub fn open(
-        &self,
-        path: &Path,
-        execution: ExecutionId,
-        token: String,
-    ) -> Result<ControlEndpoint, Error> {
-        match std::fs::hard_link(&self.path, path) {
+    /// Opens the channel of `execution`, accepting `token`, at a path of its own beside the
+    /// socket (see [`ControlEndpoint::path`]). Until the endpoint is dropped, calls with the
+    /// token reach the engine as this execution's.
+    pub fn open(&self, execution: ExecutionId, token: String) -> Result<ControlEndpoint, Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Io(std::io::Error::other(
+                "the engine's control socket is closed",
+            )));
+        }
+        let path = self.path.with_file_name(format!("{execution}.sock"));
+        match std::fs::hard_link(&self.path, &path) {
             Ok(()) => {}
             // A link left by a dead engine: ours to replace.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                std::fs::remove_file(path)?;
-                std::fs::hard_link(&self.path, path)?;
+                std::fs::remove_file(&path)?;
+                std::fs::hard_link(&self.path, &path)?;
+            }
+            // The socket file or its directory went away: listen again, then link.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    "the control socket {} was gone; listening again",
+                    self.path.display()
+                );
+                self.listen()?;
+                std::fs::hard_link(&self.path, &path)?;
             }
             Err(e) => return Err(e.into()),
         }
         lock(&self.tokens).push((token, execution));
         Ok(ControlEndpoint {
-            path: path.to_path_buf(),
+            path,
             execution,
             tokens: self.tokens.clone(),
         })
@@ -102,9 +162,27 @@ impl ControlHub {
     }
 
     /// Stops listening and removes the socket file, even while executions still hold the hub.
+    /// Only the first call does anything, so a hub dropped late never removes a socket that a
+    /// later engine made at the same path.
     pub fn close(&self) {
-        self.task.abort();
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(task) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
         let _ = std::fs::remove_file(&self.path);
+        if self.own_dir
+            && let Some(dir) = self.path.parent()
+        {
+            // Only once empty: links of executions still running stay reachable.
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -123,6 +201,7 @@ pub struct ControlEndpoint {
 }
 
 impl ControlEndpoint {
+    /// The execution's socket path, for `AGENTGRID_CONTROL_SOCKET`.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -95,7 +95,10 @@ pub struct Engine {
     dirty: bool,
     /// Executor updates reported but not yet written: see [`WRITE_BEHIND`].
     pending: Vec<Change>,
-    /// When `pending` must be written at the latest.
+    /// Ended executions not yet written, each with what its end makes of its task: see
+    /// [`Engine::hold`]. Written before anything else the engine writes.
+    ends: Vec<Vec<Change>>,
+    /// When `pending` and `ends` must be written at the latest.
     flush_at: Option<Instant>,
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
@@ -145,6 +148,7 @@ impl Engine {
             summary: RunSummary::default(),
             dirty: true,
             pending: Vec::new(),
+            ends: Vec::new(),
             flush_at: None,
             recheck_at: None,
         }
@@ -202,7 +206,7 @@ impl Engine {
         let (update_tx, mut update_rx) = mpsc::unbounded_channel::<Update>();
         let (call_tx, mut call_rx) = mpsc::channel::<ControlCall>(64);
         let control = Arc::new(
-            ControlHub::bind(&self.options.run_dir.join("control.sock"), call_tx).map_err(|e| {
+            ControlHub::bind(&self.options.run_dir, call_tx).map_err(|e| {
                 Error::Io(format!(
                     "cannot open the control socket in {}: {e}",
                     self.options.run_dir.display()
@@ -217,93 +221,102 @@ impl Engine {
         // One timer for the whole loop, moved as needed, rather than a new one on every turn.
         let nap = tokio::time::sleep(FOLLOW_INTERVAL);
         tokio::pin!(nap);
-        loop {
-            let now = self.clock.now();
-            let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
-            if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
-                wakeup = self.decide_and_act(now, &update_tx, &control).await?;
-            }
-            if stopping && self.active.is_empty() {
-                break;
-            }
-            if !stopping
-                && self.options.mode == RunMode::UntilIdle
-                && self.active.is_empty()
-                && wakeup.is_none()
-            {
-                self.flush().await?;
-                self.follow().await?;
-                if self.decide_is_idle(self.clock.now()) {
-                    self.summary.stuck = self.stuck_tasks();
+        let served = async {
+            loop {
+                let now = self.clock.now();
+                let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
+                if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
+                    wakeup = self.decide_and_act(now, &update_tx, &control).await?;
+                }
+                if stopping && self.active.is_empty() {
                     break;
                 }
-                self.dirty = true;
-                continue;
-            }
-            // While stopping nothing is decided, so neither the scheduler's wake-up nor a
-            // recheck may cut the nap short.
-            let until_wakeup = wakeup
-                .filter(|_| !stopping)
-                .map(|w| w.since(now).as_std())
-                .unwrap_or(FOLLOW_INTERVAL);
-            let mut deadline = Instant::now()
-                + until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
-            let recheck = self.recheck_at.filter(|_| !stopping);
-            let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
-            for at in [self.flush_at, recheck, budget_stop].into_iter().flatten() {
-                deadline = deadline.min(at);
-            }
-            nap.as_mut().reset(deadline.into());
-            tokio::select! {
-                Some(update) = update_rx.recv() => {
-                    let mut batch = vec![update];
-                    while let Ok(more) = update_rx.try_recv() {
-                        batch.push(more);
+                if !stopping
+                    && self.options.mode == RunMode::UntilIdle
+                    && self.active.is_empty()
+                    && wakeup.is_none()
+                {
+                    self.flush().await?;
+                    self.follow().await?;
+                    if self.decide_is_idle(self.clock.now()) {
+                        self.summary.stuck = self.stuck_tasks();
+                        break;
                     }
-                    self.record_updates(batch).await?;
+                    self.dirty = true;
+                    continue;
                 }
-                Some(call) = call_rx.recv() => self.answer_call(call).await?,
-                Some(notice) = notice_rx.recv() => {
-                    let mut batch = vec![notice];
-                    while let Ok(more) = notice_rx.try_recv() {
-                        batch.push(more);
+                // While stopping nothing is decided, so neither the scheduler's wake-up nor a
+                // recheck may cut the nap short.
+                let until_wakeup = wakeup
+                    .filter(|_| !stopping)
+                    .map(|w| w.since(now).as_std())
+                    .unwrap_or(FOLLOW_INTERVAL);
+                let mut deadline = Instant::now()
+                    + until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
+                let recheck = self.recheck_at.filter(|_| !stopping);
+                let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
+                for at in [self.flush_at, recheck, budget_stop].into_iter().flatten() {
+                    deadline = deadline.min(at);
+                }
+                nap.as_mut().reset(deadline.into());
+                tokio::select! {
+                    Some(update) = update_rx.recv() => {
+                        let mut batch = vec![update];
+                        while let Ok(more) = update_rx.try_recv() {
+                            batch.push(more);
+                        }
+                        self.record_updates(batch).await?;
                     }
-                    self.record_notices(batch).await?;
-                }
-                _ = &mut nap => {}
-                _ = &mut shutdown, if !stopping => {
-                    stopping = true;
-                    self.summary.interrupted = true;
-                    for active in self.active.values() {
-                        // One already over budget ends as such, grace or not.
-                        let reason = match active.budget_exceeded {
-                            Some(_) => StopReason::BudgetExceeded,
-                            None => StopReason::Cancelled,
-                        };
-                        let _ = active.stop.send(Some(reason));
+                    Some(call) = call_rx.recv() => self.answer_call(call).await?,
+                    Some(notice) = notice_rx.recv() => {
+                        let mut batch = vec![notice];
+                        while let Ok(more) = notice_rx.try_recv() {
+                            batch.push(more);
+                        }
+                        self.record_notices(batch).await?;
+                    }
+                    _ = &mut nap => {}
+                    _ = &mut shutdown, if !stopping => {
+                        stopping = true;
+                        self.summary.interrupted = true;
+                        for active in self.active.values() {
+                            // One already over budget ends as such, grace or not.
+                            let reason = match active.budget_exceeded {
+                                Some(_) => StopReason::BudgetExceeded,
+                                None => StopReason::Cancelled,
+                            };
+                            let _ = active.stop.send(Some(reason));
+                        }
                     }
                 }
+                self.stop_over_budget();
+                // A decision is due at the top of the loop when something changed: it writes what
+                // is held back together with the claims it makes, so flushing now would cost a
+                // transaction of its own.
+                let deciding_next = self.dirty && !stopping;
+                if !deciding_next && self.flush_at.is_some_and(|at| Instant::now() >= at) {
+                    self.flush().await?;
+                }
+                if last_follow.elapsed() >= FOLLOW_INTERVAL {
+                    self.follow().await?;
+                    last_follow = Instant::now();
+                }
             }
-            self.stop_over_budget();
-            // A decision is due at the top of the loop when something changed: it writes what
-            // is held back together with the claims it makes, so flushing now would cost a
-            // transaction of its own.
-            let deciding_next = self.dirty && !stopping;
-            if !deciding_next && self.flush_at.is_some_and(|at| Instant::now() >= at) {
-                self.flush().await?;
-            }
-            if last_follow.elapsed() >= FOLLOW_INTERVAL {
-                self.follow().await?;
-                last_follow = Instant::now();
-            }
+            Ok::<(), Error>(())
         }
-        self.flush().await?;
+        .await;
+        // What is held back is written even when the loop failed: an execution that ended must
+        // not be taken for lost at the next start. (If the store is what failed, this fails too,
+        // and recovery winds those executions down as lost.)
+        let flushed = self.flush().await;
         // Stop the gateway and the control socket before their files go, then leave no empty
         // run directory behind.
         control.close();
         self.gateway = None;
         let _ = std::fs::remove_file(self.options.run_dir.join("gateway.sock"));
         let _ = std::fs::remove_dir(&self.options.run_dir);
+        served?;
+        flushed?;
         Ok(self.summary)
     }
 
@@ -581,15 +594,15 @@ impl Engine {
         };
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
-        let held = std::mem::take(&mut self.pending);
-        self.flush_at = None;
-        let mut batch = held.clone();
+        let (progress, ends) = self.take_held();
+        let mut batch = progress.clone();
+        batch.extend(ends.iter().flatten().cloned());
         batch.push(claim.clone());
         let mut result = self.store.apply("engine", now, batch).await;
-        if result.is_err() && !held.is_empty() {
-            // Either part may be what failed: record the held changes on their own (each one
-            // alone if need be), then try the claim alone.
-            self.apply_tolerant(held).await?;
+        if result.is_err() && !(progress.is_empty() && ends.is_empty()) {
+            // Any part may be what failed: record the held changes on their own first, then
+            // try the claim alone.
+            self.write_held(progress, ends).await?;
             result = self.store.apply("engine", now, vec![claim]).await;
         }
         let applied = match result {
@@ -791,11 +804,58 @@ impl Engine {
         Ok(())
     }
 
-    /// Writes the progress updates held back so far.
+    /// Writes everything held back so far: progress, then ends.
     async fn flush(&mut self) -> Result<(), Error> {
+        let (progress, ends) = self.take_held();
+        self.write_held(progress, ends).await
+    }
+
+    fn take_held(&mut self) -> (Vec<Change>, Vec<Vec<Change>>) {
         self.flush_at = None;
-        let changes = std::mem::take(&mut self.pending);
-        self.apply_tolerant(changes).await
+        (
+            std::mem::take(&mut self.pending),
+            std::mem::take(&mut self.ends),
+        )
+    }
+
+    /// Writes held progress and ends, in one transaction when it can. Otherwise progress goes
+    /// change by change (a stale update must not hide the others), and each end on its own; an
+    /// end whose task changed meanwhile (a cancel from the CLI) is recorded without what it
+    /// would have made of the task, which is reloaded from the store. An end that cannot be
+    /// recorded at all is an error: the engine must not go on as if the execution ran.
+    async fn write_held(
+        &mut self,
+        progress: Vec<Change>,
+        ends: Vec<Vec<Change>>,
+    ) -> Result<(), Error> {
+        if progress.is_empty() && ends.is_empty() {
+            return Ok(());
+        }
+        let mut all = progress.clone();
+        all.extend(ends.iter().flatten().cloned());
+        match self.apply("engine", all).await {
+            Ok(_) => return Ok(()),
+            Err(e) => tracing::debug!("writing held changes together failed: {e}"),
+        }
+        self.apply_tolerant(progress).await?;
+        for end in ends {
+            if self.apply("engine", end.clone()).await.is_ok() {
+                continue;
+            }
+            let (finish, settle): (Vec<Change>, Vec<Change>) = end
+                .into_iter()
+                .partition(|c| matches!(c, Change::FinishExecution { .. }));
+            self.apply("engine", finish).await?;
+            for change in settle {
+                if let Change::SettleTask { id, .. } = change
+                    && let Some(task) = self.store.task(id).await?
+                {
+                    tracing::debug!(task = %id, "the task changed as its execution ended; left as it is");
+                    self.snapshot.insert(task);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Finishes an execution and settles its task, in one transaction together with the
@@ -857,21 +917,8 @@ impl Engine {
         }
         // An ended task's branch is merged and its worktree removed before anything else is
         // decided (a parent's resume must find the merge done), so its end is written now.
-        let held = std::mem::take(&mut self.pending);
-        self.flush_at = None;
-        if held.is_empty() {
-            self.apply("engine", changes).await?;
-        } else {
-            let mut all = held.clone();
-            all.extend(changes.iter().cloned());
-            if let Err(e) = self.apply("engine", all).await {
-                // Everything reported before the end goes in first, in order, each change on
-                // its own if need be, so that one stale change cannot hide the others.
-                tracing::debug!("recording progress with the end of execution {id} failed: {e}");
-                self.apply_tolerant(held).await?;
-                self.apply("engine", changes).await?;
-            }
-        }
+        self.ends.push(changes);
+        self.flush().await?;
         self.after_task_ended(task_id).await;
         Ok(())
     }
@@ -882,7 +929,7 @@ impl Engine {
     fn hold(&mut self, changes: Vec<Change>) {
         for change in &changes {
             match change {
-                Change::SetTaskState { id, to, .. } => {
+                Change::SettleTask { id, to, .. } => {
                     self.snapshot.update(*id, |task| task.state = *to);
                 }
                 Change::ScheduleTask {
@@ -901,7 +948,7 @@ impl Engine {
                 _ => {}
             }
         }
-        self.pending.extend(changes);
+        self.ends.push(changes);
         self.flush_at = Some(Instant::now());
     }
 
@@ -918,7 +965,7 @@ impl Engine {
         };
         let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
         let plan = scheduler::after_execution(task, &children, end, &self.setup.config, now);
-        let mut changes = vec![Change::SetTaskState {
+        let mut changes = vec![Change::SettleTask {
             id: task_id,
             to: plan.to,
             reason: Some(plan.reason.clone()),

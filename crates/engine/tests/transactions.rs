@@ -19,6 +19,9 @@ use store::{
 struct Recording {
     inner: SqliteStore,
     batches: Mutex<Vec<Vec<&'static str>>>,
+    /// A task that "someone else" cancels just before the first end of an execution is
+    /// written, as `agentgrid task cancel` can do at any moment.
+    cancel_before_end: Mutex<Option<TaskId>>,
 }
 
 #[async_trait]
@@ -30,6 +33,18 @@ impl Store for Recording {
         changes: Vec<Change>,
     ) -> Result<Applied, Error> {
         let names: Vec<&'static str> = changes.iter().map(Change::name).collect();
+        let cancel = names
+            .contains(&"finish_execution")
+            .then(|| self.cancel_before_end.lock().unwrap().take())
+            .flatten();
+        if let Some(task) = cancel {
+            let cancel = Change::SetTaskState {
+                id: task,
+                to: TaskState::Cancelled,
+                reason: Some("cancelled from the CLI".into()),
+            };
+            self.inner.apply("cli", now, vec![cancel]).await.unwrap();
+        }
         let applied = self.inner.apply(actor, now, changes).await?;
         self.batches.lock().unwrap().push(names);
         Ok(applied)
@@ -95,10 +110,20 @@ fn project(dir: &Path, command: &str) -> engine::Setup {
 }
 
 async fn run(dir: &Path, setup: engine::Setup, tasks: usize) -> (Arc<Recording>, Vec<Task>) {
+    run_cancelling(dir, setup, tasks, None).await
+}
+
+async fn run_cancelling(
+    dir: &Path,
+    setup: engine::Setup,
+    tasks: usize,
+    cancel_before_end: Option<TaskId>,
+) -> (Arc<Recording>, Vec<Task>) {
     let state = dir.join(".agentgrid");
     let store = Arc::new(Recording {
         inner: SqliteStore::open(&state.join("agentgrid.db")).unwrap(),
         batches: Mutex::new(Vec::new()),
+        cancel_before_end: Mutex::new(cancel_before_end),
     });
     let new = (1..=tasks)
         .map(|i| Change::CreateTask(NewTask::titled(format!("task {i}"))))
@@ -176,4 +201,30 @@ async fn a_failed_execution_is_retried_after_its_end_is_recorded() {
             "at most one claim at a time, each ended before the next: {events:#?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_task_cancelled_while_its_execution_ends_stays_cancelled() {
+    // The end was computed while the task was running (a failure: retry later); by the time
+    // it is written the task is cancelled. The execution's end is recorded, the task is not
+    // reopened for the retry, and the run goes on with the other tasks.
+    let dir = tempfile::tempdir().unwrap();
+    let setup = project(dir.path(), "\"false\"");
+    let (store, tasks) = run_cancelling(dir.path(), setup, 3, Some(TaskId(1))).await;
+    let states: Vec<TaskState> = tasks.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        vec![TaskState::Cancelled, TaskState::Failed, TaskState::Failed],
+        "{tasks:#?}"
+    );
+    let first = store
+        .executions(&ExecutionFilter {
+            task: Some(TaskId(1)),
+            ..ExecutionFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1, "task 1 ran once: {first:#?}");
+    assert_eq!(first[0].state, domain::ExecutionState::Failed);
+    assert!(first[0].ended_at.is_some());
 }

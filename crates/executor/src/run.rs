@@ -272,12 +272,12 @@ async fn execute(
         .as_ref()
         .map_or(job.project_dir.clone(), |(_, w)| w.path.clone());
 
-    let socket = socket_path(&job.run_dir, id);
     let token = job.token.clone();
     let server = job
         .control
-        .open(&socket, id, token.clone())
+        .open(id, token.clone())
         .map_err(|e| fail("opening the control socket", &e))?;
+    let socket = server.path().to_path_buf();
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
     // An agent whose manifest says `sandbox: {enabled: false}` runs with nothing at all.
@@ -559,16 +559,6 @@ fn launch_spec(
         spec = spec.with_stdin(prompt.as_bytes().to_vec());
     }
     Ok(spec)
-}
-
-/// Unix socket paths are limited to 108 bytes; a deep project path falls back to the temp dir.
-fn socket_path(run_dir: &Path, id: ExecutionId) -> PathBuf {
-    let preferred = run_dir.join(format!("{id}.sock"));
-    if preferred.as_os_str().len() < 100 {
-        preferred
-    } else {
-        std::env::temp_dir().join(format!("agentgrid-{}-{id}.sock", std::process::id()))
-    }
 }
 
 /// A fresh execution token: 32 random bytes, hex.

@@ -25,6 +25,14 @@ pub enum Change {
         to: TaskState,
         reason: Option<String>,
     },
+    /// What an execution's end makes of its task: like [`Change::SetTaskState`], but only
+    /// while the task is still running. Refused when it is not (cancelled by a person while the
+    /// execution ended, say): the end must not undo what happened to the task meanwhile.
+    SettleTask {
+        id: TaskId,
+        to: TaskState,
+        reason: Option<String>,
+    },
     /// `id` cannot start before `blocked_by` is done.
     AddDependency {
         id: TaskId,
@@ -140,6 +148,7 @@ impl Change {
             Change::CreateTask(_) => "create_task",
             Change::EditTask { .. } => "edit_task",
             Change::SetTaskState { .. } => "set_task_state",
+            Change::SettleTask { .. } => "settle_task",
             Change::AddDependency { .. } => "add_dependency",
             Change::RemoveDependency { .. } => "remove_dependency",
             Change::Nudge { .. } => "nudge",

@@ -11,7 +11,7 @@ fn hub() -> (tempfile::TempDir, ControlHub) {
     let dir = tempfile::tempdir().unwrap();
     let (tx, rx) = mpsc::channel(8);
     echo_engine(rx);
-    let hub = ControlHub::bind(&dir.path().join("control.sock"), tx).unwrap();
+    let hub = ControlHub::bind(dir.path(), tx).unwrap();
     (dir, hub)
 }
 
@@ -41,9 +41,10 @@ async fn blocking_call(
 
 #[tokio::test]
 async fn calls_with_the_right_token_reach_the_engine_and_others_do_not() {
-    let (dir, hub) = hub();
-    let path = dir.path().join("7.sock");
-    let endpoint = hub.open(&path, ExecutionId(7), "secret".into()).unwrap();
+    let (_dir, hub) = hub();
+    let endpoint = hub.open(ExecutionId(7), "secret".into()).unwrap();
+    let path = endpoint.path().to_path_buf();
+    assert_eq!(path, hub.path().with_file_name("7.sock"));
 
     let ok = blocking_call(path.clone(), "secret", Op::Status)
         .await
@@ -77,11 +78,10 @@ async fn calls_with_the_right_token_reach_the_engine_and_others_do_not() {
 
 #[tokio::test]
 async fn a_call_counts_for_the_execution_of_its_token_and_an_ended_token_opens_nothing() {
-    let (dir, hub) = hub();
-    let seven = dir.path().join("7.sock");
-    let eight = dir.path().join("8.sock");
-    let first = hub.open(&seven, ExecutionId(7), "seven".into()).unwrap();
-    let _second = hub.open(&eight, ExecutionId(8), "eight".into()).unwrap();
+    let (_dir, hub) = hub();
+    let first = hub.open(ExecutionId(7), "seven".into()).unwrap();
+    let second = hub.open(ExecutionId(8), "eight".into()).unwrap();
+    let (seven, eight) = (first.path().to_path_buf(), second.path().to_path_buf());
     for (path, token, execution) in [
         (&seven, "seven", 7),
         (&eight, "eight", 8),
@@ -115,9 +115,9 @@ async fn a_call_counts_for_the_execution_of_its_token_and_an_ended_token_opens_n
 #[tokio::test]
 async fn malformed_requests_get_a_clear_error_and_the_connection_survives() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-    let (dir, hub) = hub();
-    let path = dir.path().join("1.sock");
-    let _endpoint = hub.open(&path, ExecutionId(1), "t".into()).unwrap();
+    let (_dir, hub) = hub();
+    let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
+    let path = endpoint.path();
     let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
@@ -147,22 +147,77 @@ async fn files_left_by_a_dead_engine_are_replaced_and_a_missing_directory_made()
     let dir = tempfile::tempdir().unwrap();
     // A socket file nobody listens on any more, as a killed engine leaves it, where the hub
     // goes and where an execution's path goes.
-    let stale = dir.path().join("run/control.sock");
-    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
-    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
-    let left = dir.path().join("run/3.sock");
-    std::fs::hard_link(&stale, &left).unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(run.join("control.sock")).unwrap());
+    std::fs::hard_link(run.join("control.sock"), run.join("3.sock")).unwrap();
     let (tx, rx) = mpsc::channel(8);
     echo_engine(rx);
-    let hub = ControlHub::bind(&stale, tx.clone()).unwrap();
-    let _endpoint = hub.open(&left, ExecutionId(3), "t".into()).unwrap();
-    let answer = blocking_call(left, "t", Op::Status).await.unwrap();
+    let hub = ControlHub::bind(&run, tx.clone()).unwrap();
+    let endpoint = hub.open(ExecutionId(3), "t".into()).unwrap();
+    let answer = blocking_call(endpoint.path().to_path_buf(), "t", Op::Status)
+        .await
+        .unwrap();
     assert_eq!(answer["execution"], 3);
 
-    let nested = dir.path().join("gone/twice/control.sock");
-    let hub = ControlHub::bind(&nested, tx).unwrap();
-    let path = nested.with_file_name("4.sock");
-    let _endpoint = hub.open(&path, ExecutionId(4), "u".into()).unwrap();
-    let answer = blocking_call(path, "u", Op::Status).await.unwrap();
+    // The directory is removed under the running hub (a runtime directory cleaned up at
+    // logout): the next execution's channel works all the same.
+    std::fs::remove_dir_all(&run).unwrap();
+    let endpoint = hub.open(ExecutionId(4), "u".into()).unwrap();
+    let answer = blocking_call(endpoint.path().to_path_buf(), "u", Op::Status)
+        .await
+        .unwrap();
     assert_eq!(answer["execution"], 4);
+
+    let nested = dir.path().join("gone/twice");
+    let hub = ControlHub::bind(&nested, tx).unwrap();
+    let endpoint = hub.open(ExecutionId(5), "v".into()).unwrap();
+    let answer = blocking_call(endpoint.path().to_path_buf(), "v", Op::Status)
+        .await
+        .unwrap();
+    assert_eq!(answer["execution"], 5);
+}
+
+#[tokio::test]
+async fn a_directory_too_deep_for_a_socket_path_falls_back_to_the_temporary_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+    let (tx, rx) = mpsc::channel(8);
+    echo_engine(rx);
+    let hub = ControlHub::bind(&deep, tx).unwrap();
+    assert!(
+        hub.path().as_os_str().len() < 108,
+        "{}",
+        hub.path().display()
+    );
+    let endpoint = hub.open(ExecutionId(9), "w".into()).unwrap();
+    let answer = blocking_call(endpoint.path().to_path_buf(), "w", Op::Status)
+        .await
+        .unwrap();
+    assert_eq!(answer["execution"], 9);
+    let place = hub.path().to_path_buf();
+    drop(endpoint);
+    drop(hub);
+    assert!(!place.exists(), "the socket goes with the hub");
+    assert!(
+        !place.parent().unwrap().exists(),
+        "and so does its own directory"
+    );
+}
+
+#[tokio::test]
+async fn a_hub_closed_early_and_dropped_late_leaves_a_new_socket_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    echo_engine(rx);
+    let old = ControlHub::bind(dir.path(), tx.clone()).unwrap();
+    old.close();
+    let new = ControlHub::bind(dir.path(), tx).unwrap();
+    drop(old);
+    assert!(new.path().exists(), "the new hub's socket is still there");
+    let endpoint = new.open(ExecutionId(1), "x".into()).unwrap();
+    let answer = blocking_call(endpoint.path().to_path_buf(), "x", Op::Status)
+        .await
+        .unwrap();
+    assert_eq!(answer["execution"], 1);
 }

@@ -89,6 +89,16 @@ impl<'c> Batch<'c> {
             Change::CreateTask(new) => self.create_task(new),
             Change::EditTask { id, edit } => self.edit_task(id, edit),
             Change::SetTaskState { id, to, reason } => self.set_task_state(id, to, reason),
+            Change::SettleTask { id, to, reason } => {
+                let state = self.task(id)?.state;
+                if state != TaskState::Running {
+                    return refused(format!(
+                        "task #{id} is {state}, no longer running, so the end of its execution \
+                         leaves it as it is"
+                    ));
+                }
+                self.set_task_state(id, to, reason)
+            }
             Change::AddDependency { id, blocked_by } => self.add_dependency(id, blocked_by),
             Change::RemoveDependency { id, blocked_by } => self.remove_dependency(id, blocked_by),
             Change::Nudge { id } => self.nudge(id),

@@ -888,3 +888,77 @@ async fn a_claim_after_an_unfinished_execution_in_the_same_batch_is_refused() {
     let e = store.execution(first).await.unwrap().unwrap();
     assert_eq!(e.state, ExecutionState::Queued, "the batch was rolled back");
 }
+
+#[tokio::test]
+async fn settling_applies_only_to_a_task_that_is_still_running() {
+    let (_dir, store) = fresh();
+    let task = create_titled(&store, "settled").await;
+    let first = start(&store, task).await;
+    let settle = |to| Change::SettleTask {
+        id: task,
+        to,
+        reason: Some("attempt 1 failed".into()),
+    };
+    // Cancelled from the CLI while the execution ended: the end is recorded, the settle is not.
+    store
+        .apply(
+            "cli",
+            T0,
+            vec![Change::SetTaskState {
+                id: task,
+                to: TaskState::Cancelled,
+                reason: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let err = store
+        .apply(
+            "engine",
+            T0,
+            vec![
+                finish(first, ExecutionState::Cancelled),
+                settle(TaskState::Open),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no longer running") && err.to_string().contains("cancelled"),
+        "{err}"
+    );
+    assert_eq!(
+        store.task(task).await.unwrap().unwrap().state,
+        TaskState::Cancelled
+    );
+
+    let other = create_titled(&store, "running").await;
+    let second = start(&store, other).await;
+    let applied = store
+        .apply(
+            "engine",
+            T0,
+            vec![
+                Change::SetExecutionState {
+                    id: second,
+                    to: ExecutionState::Preparing,
+                    reason: None,
+                },
+                Change::SetExecutionState {
+                    id: second,
+                    to: ExecutionState::Running,
+                    reason: None,
+                },
+                finish(second, ExecutionState::Succeeded),
+                Change::SettleTask {
+                    id: other,
+                    to: TaskState::Done,
+                    reason: Some("validated".into()),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.tasks[0].state, TaskState::Done);
+    assert_eq!(applied.tasks[0].summary.as_deref(), Some("validated"));
+}
