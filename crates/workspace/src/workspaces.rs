@@ -67,6 +67,9 @@ pub struct Workspaces {
     admin: Arc<tokio::sync::Mutex<()>>,
     /// One lock per task, so that two calls for the same task inside this process take turns.
     task_locks: Mutex<HashMap<TaskId, Arc<tokio::sync::Mutex<()>>>>,
+    /// The repository was found to be one: asked once, not before every checkout (a git
+    /// process each time). Should it stop being one, the next git command fails and says so.
+    repository_checked: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Workspaces {
@@ -99,6 +102,7 @@ impl Workspaces {
             root,
             admin,
             task_locks: Mutex::new(HashMap::new()),
+            repository_checked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -160,10 +164,13 @@ impl Workspaces {
         self.exclude_root_from_repo();
 
         let path_arg = path.to_string_lossy().into_owned();
+        let stale = worktrees.iter().any(|e| e.prunable);
         for attempt in 0..2 {
             // Forget worktrees whose directories were deleted by hand, this task's included, so
-            // that its branch may be checked out again.
-            git_ok(repo, &["worktree", "prune"]).await?;
+            // that its branch may be checked out again; when there are any, or after a failure.
+            if stale || attempt > 0 {
+                git_ok(repo, &["worktree", "prune"]).await?;
+            }
             let args: Vec<String> = if self.branch_exists(&branch).await? {
                 vec![
                     "worktree".into(),
@@ -254,6 +261,11 @@ impl Workspaces {
     /// Commits everything in the workspace, untracked files included (ignored ones excepted).
     /// Returns the new HEAD, or `None` when there was nothing to commit.
     pub async fn commit_all(&self, ws: &Workspace, message: &str) -> Result<Option<String>, Error> {
+        // Most executions of a read-only agent leave nothing: one git process tells.
+        let status = git_ok(&ws.path, &["status", "--porcelain", "-z"]).await?;
+        if status_files(&status).is_empty() {
+            return Ok(None);
+        }
         git_ok(&ws.path, &["add", "-A"]).await?;
         let staged = git(&ws.path, &["diff", "--cached", "--quiet"]).await?;
         match staged.code {
@@ -361,11 +373,14 @@ impl Workspaces {
                 files: dirty,
             });
         }
-        self.run_hook(ws, HookKind::BeforeRemove, &[]).await?;
-        // The hook may have started something that still runs there.
-        let pids = processes_using(&ws.path);
-        if !pids.is_empty() {
-            return Ok(RemoveOutcome::Busy { pids });
+        if self.cfg.hooks.get(HookKind::BeforeRemove).is_some() {
+            self.run_hook(ws, HookKind::BeforeRemove, &[]).await?;
+            // The hook may have started something that still runs there. (Without a hook the
+            // scan above stands: it reads every process's links in /proc, not a cheap look.)
+            let pids = processes_using(&ws.path);
+            if !pids.is_empty() {
+                return Ok(RemoveOutcome::Busy { pids });
+            }
         }
         // No --force: should anything have changed since the check, git refuses rather than
         // throwing work away.
@@ -421,6 +436,10 @@ impl Workspaces {
     }
 
     async fn check_repository(&self) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        if self.repository_checked.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let repo = &self.cfg.repo_root;
         if !repo.is_dir() {
             return Err(Error::NotARepository {
@@ -435,6 +454,7 @@ impl Workspaces {
                 output: out.combined(),
             });
         }
+        self.repository_checked.store(true, Ordering::Release);
         Ok(())
     }
 
