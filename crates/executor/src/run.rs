@@ -142,6 +142,8 @@ impl ExecutionShared {
             .clone()
     }
 
+    /// Says why the engine is ending this execution (it ran over its budget). From then on no
+    /// validator and no further iteration starts; the agent may still end by itself.
     pub fn set_stop_summary(&self, summary: String) {
         *self
             .stop_summary
@@ -387,6 +389,15 @@ async fn execute(
                 .unwrap_or_else(|| format!("stopped ({})", reason.state()));
             end = (
                 reason.state(),
+                Some(format!("{why}; the agent {}", exit.describe())),
+            );
+            break;
+        }
+        if let Some(why) = shared.stop_summary() {
+            // The engine has ended this execution (over budget) and only gave the agent time
+            // to end by itself: no validator and no further iteration runs.
+            end = (
+                ExecutionState::Failed,
                 Some(format!("{why}; the agent {}", exit.describe())),
             );
             break;

@@ -39,7 +39,7 @@ for url, body, headers in calls[: int(sys.argv[1])]:
         if sys.argv[2:] == ["linger"]:
             import time
             time.sleep(60)
-        sys.exit(1)
+        sys.exit(0 if sys.argv[2:] == ["shrug"] else 1)
 open("transcript.txt", "w").write("\n".join(out))
 "#;
 
@@ -57,15 +57,17 @@ fn setup(
     script: Script,
     budgets: &str,
 ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
-    setup_with(&calls.to_string(), script, budgets)
+    setup_with(&calls.to_string(), script, budgets, "")
 }
 
-/// Like [`setup`], with the agent's arguments: the number of calls, then `linger` for an agent
-/// that keeps running after a refusal.
+/// Like [`setup`], with the agent's arguments (the number of calls, then `linger` for an agent
+/// that keeps running after a refusal, or `shrug` for one that exits 0 after it) and more of
+/// its manifest.
 fn setup_with(
     args: &str,
     script: Script,
     budgets: &str,
+    extra_spec: &str,
 ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fixture = runtime
@@ -80,7 +82,9 @@ fn setup_with(
     let caller = agent(
         "caller",
         &format!("python3 agent.py {args}"),
-        "  routing: {default: true}\n  sandbox: {network: gateway}\n  limits: {max_attempts: 1}\n",
+        &format!(
+            "  routing: {{default: true}}\n  sandbox: {{network: gateway}}\n  limits: {{max_attempts: 1}}\n{extra_spec}"
+        ),
     );
     let repo = Repo::with_agents(&[("caller", &caller)]);
     std::fs::write(repo.path().join("agent.py"), AGENT_PY).unwrap();
@@ -219,6 +223,7 @@ fn an_agent_that_keeps_running_over_budget_is_stopped() {
         "3 linger",
         script,
         "  budgets:\n    per_execution: {tokens: 50}\n",
+        "",
     );
     let started = std::time::Instant::now();
     let out = run_with_key(&repo);
@@ -233,6 +238,37 @@ fn an_agent_that_keeps_running_over_budget_is_stopped() {
     assert_eq!(show["executions"][0]["state"], "budget_exceeded");
     let transcript = repo.git(&["show", "agentgrid/task-1:transcript.txt"]);
     assert!(transcript.contains("HTTP 429"), "{transcript}");
+}
+
+#[test]
+fn nothing_is_validated_after_a_refusal_over_budget() {
+    // The agent shrugs the refusal off and exits 0; its work is not judged, and no second
+    // iteration starts: the execution is over.
+    let script = Script::new(vec![
+        Step::reply("first answer", 40, 20, 0),
+        Step::reply("never sent", 1, 1, 0),
+    ]);
+    let (_rt, _fixture, repo) = setup_with(
+        "3 shrug",
+        script,
+        "  budgets:\n    per_execution: {tokens: 50}\n",
+        "  validation:\n    validators:\n      - {name: fine, run: \"true\"}\n",
+    );
+    let out = run_with_key(&repo);
+    assert_eq!(repo.task_state(1), "blocked", "{}", stdout(&out));
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["executions"][0]["state"], "budget_exceeded");
+    let events: Vec<serde_json::Value> = repo
+        .ok(&["events", "--json"])
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.contains(&"execution_finished"), "{kinds:?}");
+    assert!(
+        !kinds.contains(&"execution_validated"),
+        "validators ran after the refusal: {kinds:?}"
+    );
 }
 
 /// Searches the database, the logs, the run files and every commit of every branch.
