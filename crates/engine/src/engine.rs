@@ -595,8 +595,7 @@ impl Engine {
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
         let (progress, ends) = self.take_held();
-        let mut batch = progress.clone();
-        batch.extend(ends.iter().flatten().cloned());
+        let mut batch = joined(&progress, &ends);
         batch.push(claim.clone());
         let mut result = self.store.apply("engine", now, batch).await;
         if result.is_err() && !(progress.is_empty() && ends.is_empty()) {
@@ -831,9 +830,7 @@ impl Engine {
         if progress.is_empty() && ends.is_empty() {
             return Ok(());
         }
-        let mut all = progress.clone();
-        all.extend(ends.iter().flatten().cloned());
-        match self.apply("engine", all).await {
+        match self.apply("engine", joined(&progress, &ends)).await {
             Ok(_) => return Ok(()),
             Err(e) => tracing::debug!("writing held changes together failed: {e}"),
         }
@@ -858,8 +855,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Finishes an execution and settles its task, in one transaction together with the
-    /// progress updates still held back.
+    /// Finishes an execution and settles its task. The end is held for the decision that
+    /// follows (see [`Engine::hold`]) unless workspace work must follow it, in which case it is
+    /// written at once with whatever else is held back.
     async fn finish(
         &mut self,
         id: ExecutionId,
@@ -1374,6 +1372,15 @@ impl Engine {
         }
         stuck
     }
+}
+
+/// Held progress, then held ends, as one batch.
+fn joined(progress: &[Change], ends: &[Vec<Change>]) -> Vec<Change> {
+    progress
+        .iter()
+        .chain(ends.iter().flatten())
+        .cloned()
+        .collect()
 }
 
 fn set_state(id: ExecutionId, to: ExecutionState) -> Change {

@@ -57,7 +57,7 @@ pub struct ExecutionJob {
     pub workspace: Option<(Arc<Workspaces>, Option<String>)>,
     pub project_dir: PathBuf,
     pub log_path: PathBuf,
-    /// Where the control socket and prompt files go.
+    /// Where the prompt files go (the control socket's links sit beside the engine's socket).
     pub run_dir: PathBuf,
     /// The project's `.agentgrid` directory, whose database, logs and run files the sandbox hides.
     pub state_dir: PathBuf,
@@ -275,11 +275,11 @@ async fn execute(
         .map_or(job.project_dir.clone(), |(_, w)| w.path.clone());
 
     let token = job.token.clone();
-    let server = job
+    let channel = job
         .control
         .open(id, token.clone())
         .map_err(|e| fail("opening the control socket", &e))?;
-    let socket = server.path().to_path_buf();
+    let socket = channel.path().to_path_buf();
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
     // An agent whose manifest says `sandbox: {enabled: false}` runs with nothing at all.
@@ -481,7 +481,7 @@ async fn execute(
         // after_run is best effort: the work is already committed and judged.
         tracing::warn!(execution = %id, "after_run hook failed: {e}");
     }
-    drop(server);
+    drop(channel);
     let _ = std::fs::remove_file(&prompt_file);
     Ok((end.0, exit_code, usage, end.1))
 }

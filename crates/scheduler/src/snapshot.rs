@@ -97,14 +97,6 @@ impl Snapshot {
         self.tasks.values()
     }
 
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
     /// The sub-tasks of `id`, in id order.
     pub fn children_of(&self, id: TaskId) -> impl Iterator<Item = &Task> {
         self.children
