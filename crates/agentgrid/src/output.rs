@@ -2,10 +2,17 @@
 
 use serde::Serialize;
 
-/// Prints rows as left-aligned columns under a header.
+pub use domain::text::{multi_line, one_line};
+
+/// Prints rows as left-aligned columns under a header. Every cell is shown with its control
+/// characters escaped: cells hold titles and reasons that agents wrote.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| one_line(c).into_owned()).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (i, cell) in row.iter().enumerate() {
             if i < widths.len() {
                 widths[i] = widths[i].max(cell.chars().count());
@@ -24,8 +31,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         println!("{}", out.trim_end());
     };
     line(header.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints text someone else wrote (a body, a comment) as a block: control characters escaped and
+/// every line indented, so that no line of it passes for a line of agentgrid's own output.
+pub fn block(text: &str, indent: &str) {
+    for line in multi_line(text).lines() {
+        println!("{indent}{line}");
     }
 }
 

@@ -32,6 +32,7 @@ pub mod execution;
 pub mod ids;
 pub mod size;
 pub mod task;
+pub mod text;
 pub mod time;
 
 pub use event::{EntityKind, Event, EventKind};

@@ -245,15 +245,8 @@ impl NewTask {
 
     /// Checks what can be checked without the store: a title, sane labels and priority.
     pub fn check(&self) -> Result<(), String> {
-        if self.title.trim().is_empty() {
-            return Err("a task needs a title: pass a short, non-empty sentence".into());
-        }
-        if self.title.len() > 500 {
-            return Err(format!(
-                "the title is {} characters long; keep it under 500 and put details in the body",
-                self.title.len()
-            ));
-        }
+        crate::text::check_title(&self.title)?;
+        crate::text::check_size("body", &self.body, crate::text::MAX_BODY_BYTES)?;
         if !(0..=4).contains(&self.priority) {
             return Err(format!(
                 "priority {} is out of range: use 0 (urgent) to 4 (someday), 2 is normal",

@@ -36,8 +36,8 @@ pub async fn events(
                     event.at,
                     event.entity.as_str(),
                     event.entity_id,
-                    event.actor,
-                    event.kind.describe()
+                    domain::text::one_line(&event.actor),
+                    domain::text::one_line(&event.kind.describe())
                 )
             };
             if writeln!(stdout, "{line}").is_err() {
@@ -73,6 +73,9 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
         });
     let mut offset = 0u64;
     let mut stdout = std::io::stdout().lock();
+    // An agent's output may hold escapes meant for the operator's terminal: on a terminal they
+    // are shown, not obeyed. Into a pipe or a file the log goes byte for byte.
+    let mut escaper = std::io::IsTerminal::is_terminal(&stdout).then(TerminalEscaper::default);
     loop {
         // Checked before reading, so the last read after the end sees everything it wrote.
         let running = follow
@@ -90,7 +93,11 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
                     break;
                 }
                 offset += n as u64;
-                if stdout.write_all(&buf[..n]).is_err() {
+                let shown = match escaper.as_mut() {
+                    Some(escaper) => std::borrow::Cow::Owned(escaper.escape(&buf[..n])),
+                    None => std::borrow::Cow::Borrowed(&buf[..n]),
+                };
+                if stdout.write_all(&shown).is_err() {
                     return Ok(crate::exit::OK);
                 }
             }
@@ -110,5 +117,53 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
             return Ok(crate::exit::OK);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Escapes the bytes of a log that a terminal would act on: C0 controls but line breaks and
+/// tabs, DEL, and the C1 controls as UTF-8 encodes them (`0xC2 0x80..=0x9F`). It works chunk by
+/// chunk, holding back a `0xC2` that ends one chunk until the next shows what follows it.
+#[derive(Debug, Default)]
+struct TerminalEscaper {
+    pending_c2: bool,
+}
+
+impl TerminalEscaper {
+    fn escape(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len());
+        for &byte in chunk {
+            if std::mem::take(&mut self.pending_c2) {
+                if (0x80..=0x9f).contains(&byte) {
+                    out.extend_from_slice(format!("\\x{byte:02x}").as_bytes());
+                    continue;
+                }
+                out.push(0xc2);
+            }
+            match byte {
+                0xc2 => self.pending_c2 = true,
+                b'\n' | b'\t' => out.push(byte),
+                0..=0x1f | 0x7f => out.extend_from_slice(format!("\\x{byte:02x}").as_bytes()),
+                _ => out.push(byte),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TerminalEscaper;
+
+    #[test]
+    fn terminal_escapes_are_shown_not_obeyed() {
+        let mut e = TerminalEscaper::default();
+        assert_eq!(e.escape(b"ok\n\x1b[2Jgone\r"), b"ok\n\\x1b[2Jgone\\x0d");
+        // A C1 control split across two chunks is still caught; other UTF-8 passes.
+        let mut e = TerminalEscaper::default();
+        let mut shown = e.escape(&[b'a', 0xc2]);
+        shown.extend(e.escape(&[0x9b, b'b']));
+        assert_eq!(shown, b"a\\x9bb");
+        let mut e = TerminalEscaper::default();
+        assert_eq!(e.escape("£".as_bytes()), "£".as_bytes());
     }
 }

@@ -43,7 +43,8 @@ pub async fn run_engine(
     let printer = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
             if progress && let Some(line) = progress_line(&event) {
-                println!("{line}");
+                // Titles and reasons in it come from agents.
+                println!("{}", domain::text::one_line(&line));
             }
         }
     });

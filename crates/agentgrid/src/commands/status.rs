@@ -165,7 +165,7 @@ pub async fn print_summary(project: &Project, summary: &RunSummary) -> anyhow::R
         }
     );
     for (task, why) in &summary.stuck {
-        println!("#{task} cannot run: {why}");
+        println!("#{task} cannot run: {}", crate::output::one_line(why));
     }
     let failed = tasks.iter().any(|t| t.state == TaskState::Failed);
     Ok(if failed {

@@ -4,7 +4,7 @@ use domain::{EntityKind, NewTask, Task, TaskId, TaskState};
 use store::{Change, ExecutionFilter, Store, TaskEdit, TaskFilter};
 
 use crate::cli::{DepCommand, TaskCommand};
-use crate::output::{clip, json, table};
+use crate::output::{block, clip, json, one_line, table};
 use crate::project::Project;
 use crate::{exit, user_error};
 
@@ -42,7 +42,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             if args.json {
                 json(task)?;
             } else {
-                println!("created task #{}: {}", task.id, task.title);
+                println!("created task #{}: {}", task.id, one_line(&task.title));
             }
         }
         TaskCommand::Import {
@@ -149,8 +149,8 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                         "  {:>6}  {}  {}  {}",
                         e.seq,
                         e.at,
-                        e.actor,
-                        e.kind.describe()
+                        one_line(&e.actor),
+                        one_line(&e.kind.describe())
                     );
                 }
             }
@@ -408,33 +408,34 @@ pub fn print_tasks(tasks: &[Task]) {
 }
 
 fn print_task(t: &Task) {
-    println!("#{} {}", t.id, t.title);
+    println!("#{} {}", t.id, one_line(&t.title));
     println!("  state:     {}", t.state);
     println!("  priority:  {}", t.priority);
     if let Some(p) = t.parent {
         println!("  parent:    #{p}");
     }
     if !t.labels.is_empty() {
-        println!("  labels:    {}", t.labels.join(", "));
+        println!("  labels:    {}", one_line(&t.labels.join(", ")));
     }
     if !t.blocked_by.is_empty() {
         let ids: Vec<String> = t.blocked_by.iter().map(|d| format!("#{d}")).collect();
         println!("  blocked by: {}", ids.join(", "));
     }
     if let Some(a) = &t.agent {
-        println!("  agent:     {a}");
+        println!("  agent:     {}", one_line(a));
     }
     if let Some(b) = &t.branch {
-        println!("  branch:    {b}");
+        println!("  branch:    {}", one_line(b));
     }
     println!(
         "  attempts:  {} failed, {} executions",
         t.attempts, t.executions
     );
     if let Some(s) = &t.summary {
-        println!("  last word: {s}");
+        println!("  last word: {}", one_line(s));
     }
     if !t.body.is_empty() {
-        println!("\n{}", t.body);
+        println!();
+        block(&t.body, "  ");
     }
 }

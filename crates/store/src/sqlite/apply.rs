@@ -634,6 +634,8 @@ impl<'c> Batch<'c> {
         if text.trim().is_empty() {
             return refused("a comment needs some text");
         }
+        domain::text::check_size("comment", &text, domain::text::MAX_COMMENT_BYTES)
+            .or_else(refused)?;
         let mut task = self.task(id)?;
         let author = self.actor.to_owned();
         self.save_task(&mut task, vec![EventKind::TaskCommented { author, text }])
