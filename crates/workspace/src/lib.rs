@@ -43,10 +43,12 @@ mod busy;
 mod config;
 mod error;
 mod git;
+mod quota;
 mod workspaces;
 
 pub use busy::processes_using;
 pub use config::{HookKind, Hooks, WorkspaceConfig};
 pub use error::Error;
 pub use git::git_env;
+pub use quota::{Measured, OverQuota, Quota, measure};
 pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};
