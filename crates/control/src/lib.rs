@@ -27,16 +27,14 @@
 //! ```
 
 mod client;
+mod limits;
 mod protocol;
 mod server;
 
 pub use client::call;
+pub use limits::{Limits, MAX_REQUEST_BYTES};
 pub use protocol::{Op, Request, Response};
 pub use server::{ControlCall, ControlEndpoint, ControlHub};
-
-/// Largest request accepted, in bytes. Bodies of sub-tasks fit comfortably; anything larger is
-/// refused rather than buffered.
-pub const MAX_REQUEST_BYTES: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -1,17 +1,27 @@
 //! The engine's side: one listener, reached by a path per execution, that checks each call's
 //! token and forwards the call as that execution's.
+//!
+//! Everything an agent can make the server hold is bounded ([`Limits`]): connections in
+//! total and per execution, the time a connection may stay silent, the size of a request and
+//! of each of its fields, and the number of calls of each execution. A flood of connections
+//! costs the engine at most `max_connections` descriptors, and when the process runs out of
+//! descriptors anyway, accepting backs off instead of spinning.
 
+use std::collections::VecDeque;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use domain::ExecutionId;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Error, MAX_REQUEST_BYTES, Op, Request, Response};
+use crate::limits::MAX_REQUEST_BYTES;
+use crate::{Error, Limits, Op, Request, Response};
 
 /// One authenticated call for the engine to answer.
 #[derive(Debug)]
@@ -29,7 +39,7 @@ pub struct ControlCall {
 pub struct ControlHub {
     /// The socket; the executions' links sit beside it (a link cannot cross file systems).
     path: PathBuf,
-    tokens: Tokens,
+    shared: Arc<Shared>,
     calls: mpsc::Sender<ControlCall>,
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     closed: AtomicBool,
@@ -37,9 +47,34 @@ pub struct ControlHub {
     own_dir: bool,
 }
 
-/// The tokens of the executions that are running, with their ids. Few (one per running
-/// execution), so a call's token is compared with every one of them in constant time.
-type Tokens = Arc<Mutex<Vec<(String, ExecutionId)>>>;
+/// What the listener, the connections and the endpoints share.
+struct Shared {
+    limits: Limits,
+    /// The running executions. Few (one per running execution), so a call's token is compared
+    /// with every one of them in constant time.
+    executions: Mutex<Vec<Entry>>,
+    connections: Mutex<Connections>,
+}
+
+/// A running execution: its token and what it has used of its limits.
+struct Entry {
+    token: String,
+    id: ExecutionId,
+    calls: u32,
+    comments: u32,
+    subtasks: u32,
+    connections: u32,
+}
+
+/// The open connections. Those that have not yet sent a valid token are queued oldest first,
+/// each with a way to close it, so that a flood of silent connections makes room for new ones
+/// instead of locking everyone out.
+#[derive(Default)]
+struct Connections {
+    open: usize,
+    next_id: u64,
+    anonymous: VecDeque<(u64, oneshot::Sender<()>)>,
+}
 
 /// Unix socket paths hold at most 107 bytes. The hub's directory must leave room for the
 /// longest name put in it (`control.sock`, or an execution id and `.sock`).
@@ -51,6 +86,20 @@ impl ControlHub {
     /// used instead. A socket file left by a dead engine is replaced, and a missing directory
     /// made.
     pub fn bind(dir: &Path, calls: mpsc::Sender<ControlCall>) -> Result<ControlHub, Error> {
+        ControlHub::bind_with(dir, calls, Limits::default())
+    }
+
+    /// Like [`ControlHub::bind`], with `limits` instead of the default ones. The connection cap
+    /// is lowered to a quarter of the process's descriptor limit when that is smaller, so that
+    /// connections can never take the descriptors the engine needs for its own work.
+    pub fn bind_with(
+        dir: &Path,
+        calls: mpsc::Sender<ControlCall>,
+        mut limits: Limits,
+    ) -> Result<ControlHub, Error> {
+        if let Some(soft) = descriptor_limit() {
+            limits.max_connections = limits.max_connections.min((soft / 4).max(8));
+        }
         let own_dir = dir.as_os_str().len() > MAX_DIR_LEN;
         let dir = if own_dir {
             std::env::temp_dir().join(format!("agentgrid-control-{}", std::process::id()))
@@ -59,7 +108,11 @@ impl ControlHub {
         };
         let hub = ControlHub {
             path: dir.join("control.sock"),
-            tokens: Arc::default(),
+            shared: Arc::new(Shared {
+                limits,
+                executions: Mutex::default(),
+                connections: Mutex::default(),
+            }),
             calls,
             listener: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -91,29 +144,9 @@ impl ControlHub {
             }
             Err(e) => return Err(e.into()),
         };
-        let tokens = self.tokens.clone();
+        let shared = self.shared.clone();
         let calls = self.calls.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let tokens = tokens.clone();
-                        let calls = calls.clone();
-                        tokio::spawn(async move {
-                            if let Err(err) = serve(stream, &tokens, calls).await {
-                                tracing::debug!("control connection ended: {err}");
-                            }
-                        });
-                    }
-                    // Out of file descriptors, say: the other connections and every later
-                    // one must not lose their channel over it.
-                    Err(err) => {
-                        tracing::warn!("the control socket could not accept a connection: {err}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                }
-            }
-        });
+        let task = tokio::spawn(accept_loop(listener, shared, calls));
         let mut slot = self.listener.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = slot.replace(task) {
             old.abort();
@@ -149,16 +182,28 @@ impl ControlHub {
             }
             Err(e) => return Err(e.into()),
         }
-        lock(&self.tokens).push((token, execution));
+        lock(&self.shared.executions).push(Entry {
+            token,
+            id: execution,
+            calls: 0,
+            comments: 0,
+            subtasks: 0,
+            connections: 0,
+        });
         Ok(ControlEndpoint {
             path,
             execution,
-            tokens: self.tokens.clone(),
+            shared: self.shared.clone(),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The limits in force (the connection cap as lowered for this process).
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
     }
 
     /// Stops listening and removes the socket file, even while executions still hold the hub.
@@ -197,7 +242,7 @@ impl Drop for ControlHub {
 pub struct ControlEndpoint {
     path: PathBuf,
     execution: ExecutionId,
-    tokens: Tokens,
+    shared: Arc<Shared>,
 }
 
 impl ControlEndpoint {
@@ -211,65 +256,266 @@ impl ControlEndpoint {
 
 impl Drop for ControlEndpoint {
     fn drop(&mut self) {
-        lock(&self.tokens).retain(|(_, id)| *id != self.execution);
+        lock(&self.shared.executions).retain(|e| e.id != self.execution);
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn lock(tokens: &Tokens) -> std::sync::MutexGuard<'_, Vec<(String, ExecutionId)>> {
-    // The list stays sound whatever panicked while it was held: a push or a retain.
-    tokens
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The lists stay sound whatever panicked while they were held: a push, a retain, a count.
+    mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The execution whose token this is, comparing with every running one in constant time.
-fn execution_of(tokens: &Tokens, token: &str) -> Option<ExecutionId> {
-    lock(tokens).iter().fold(None, |found, (known, id)| {
-        if constant_time_eq(known.as_bytes(), token.as_bytes()) {
-            Some(*id)
-        } else {
-            found
-        }
-    })
+/// The soft limit on this process's open descriptors, if it can be read.
+fn descriptor_limit() -> Option<usize> {
+    // SAFETY: getrlimit writes one plain struct that lives on this stack frame.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the pointer is valid for the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    usize::try_from(limit.rlim_cur).ok()
 }
 
-async fn serve(
-    stream: UnixStream,
-    tokens: &Tokens,
+/// How long accepting pauses after a failure, at first and at most.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+async fn accept_loop(
+    listener: UnixListener,
+    shared: Arc<Shared>,
     calls: mpsc::Sender<ControlCall>,
-) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    let mut line = String::new();
+) {
+    // One descriptor held back for the moment the process has none left: closing it lets the
+    // waiting connection be accepted and closed at once, so that it leaves the queue instead
+    // of making every later accept fail the same way (and this loop spin).
+    let mut reserve = std::fs::File::open("/dev/null").ok();
+    let mut backoff = ACCEPT_BACKOFF.0;
     loop {
-        line.clear();
-        if (&mut reader)
-            .take(MAX_REQUEST_BYTES as u64 + 1)
-            .read_line(&mut line)
-            .await?
-            == 0
-        {
-            return Ok(());
-        }
-        let response = if line.len() > MAX_REQUEST_BYTES {
-            Response::error(format!(
-                "request larger than {MAX_REQUEST_BYTES} bytes; send less"
-            ))
-        } else {
-            answer(&line, tokens, &calls).await
-        };
-        let mut out = serde_json::to_vec(&response).unwrap_or_default();
-        out.push(b'\n');
-        write.write_all(&out).await?;
-        if line.len() > MAX_REQUEST_BYTES {
-            return Ok(());
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff = ACCEPT_BACKOFF.0;
+                let Some(connection) = Connection::admit(&shared) else {
+                    // Full of connections that all belong to executions: refuse this one.
+                    drop(stream);
+                    continue;
+                };
+                let shared = shared.clone();
+                let calls = calls.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = serve(stream, &shared, calls, connection).await {
+                        tracing::debug!("control connection ended: {err}");
+                    }
+                });
+            }
+            Err(err) => {
+                let exhausted = matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                if exhausted && reserve.take().is_some() {
+                    if let Ok(Ok((stream, _))) =
+                        tokio::time::timeout(Duration::ZERO, listener.accept()).await
+                    {
+                        drop(stream);
+                    }
+                    reserve = std::fs::File::open("/dev/null").ok();
+                }
+                tracing::warn!(
+                    "the control socket could not accept a connection: {err}; trying again in \
+                     {backoff:?}"
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
+            }
         }
     }
 }
 
-async fn answer(line: &str, tokens: &Tokens, calls: &mpsc::Sender<ControlCall>) -> Response {
-    let request: Request = match serde_json::from_str(line.trim_end()) {
+/// One open connection's share of the limits; given back when it is dropped.
+struct Connection {
+    id: u64,
+    shared: Arc<Shared>,
+    /// Fires when the connection is closed to make room, until it says whose it is.
+    evicted: Option<oneshot::Receiver<()>>,
+    /// The execution whose token it sent first; it serves no other.
+    execution: Option<ExecutionId>,
+}
+
+impl Connection {
+    /// Counts a new connection in, closing the oldest anonymous one when the cap is reached.
+    /// `None` when every open connection belongs to an execution, or too many closings are
+    /// still under way.
+    fn admit(shared: &Arc<Shared>) -> Option<Connection> {
+        let max = shared.limits.max_connections;
+        let mut connections = lock(&shared.connections);
+        if connections.open >= max {
+            // Closing is asynchronous: allow a few closings in flight, never more.
+            if connections.open > max + max / 4 {
+                return None;
+            }
+            let (_, evict) = connections.anonymous.pop_front()?;
+            let _ = evict.send(());
+        }
+        connections.open += 1;
+        connections.next_id += 1;
+        let id = connections.next_id;
+        let (evict, evicted) = oneshot::channel();
+        connections.anonymous.push_back((id, evict));
+        Some(Connection {
+            id,
+            shared: shared.clone(),
+            evicted: Some(evicted),
+            execution: None,
+        })
+    }
+
+    /// Binds the connection to the execution whose token it sent, within that execution's cap.
+    fn claim(&mut self, entry: &mut Entry) -> Result<(), String> {
+        match self.execution {
+            Some(id) if id == entry.id => return Ok(()),
+            Some(_) => {
+                return Err(
+                    "this connection already serves another execution; connect again".into(),
+                );
+            }
+            None => {}
+        }
+        let max = self.shared.limits.max_connections_per_execution;
+        if entry.connections >= max {
+            return Err(format!(
+                "execution #{} already holds {max} control connections, the most allowed; \
+                 close one before opening another",
+                entry.id
+            ));
+        }
+        entry.connections += 1;
+        self.execution = Some(entry.id);
+        self.evicted = None;
+        lock(&self.shared.connections)
+            .anonymous
+            .retain(|(id, _)| *id != self.id);
+        Ok(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        {
+            let mut connections = lock(&self.shared.connections);
+            connections.open -= 1;
+            if self.evicted.is_some() {
+                connections.anonymous.retain(|(id, _)| *id != self.id);
+            }
+        }
+        if let Some(execution) = self.execution {
+            for entry in lock(&self.shared.executions).iter_mut() {
+                if entry.id == execution {
+                    entry.connections = entry.connections.saturating_sub(1);
+                }
+            }
+        }
+    }
+}
+
+/// What reading one request line gave.
+enum Read {
+    Line,
+    TooLong,
+    End,
+}
+
+/// Reads one line into `line` (without its newline), keeping at most `max` bytes: the rest of
+/// a longer line is read and thrown away, so that the connection can go on.
+async fn read_request(
+    reader: &mut BufReader<OwnedReadHalf>,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Read> {
+    let mut too_long = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(match (too_long, line.is_empty()) {
+                (true, _) => Read::TooLong,
+                (false, true) => Read::End,
+                (false, false) => Read::Line,
+            });
+        }
+        let (part, used, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        if !too_long {
+            if line.len() + part.len() > max {
+                too_long = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(part);
+            }
+        }
+        reader.consume(used);
+        if done {
+            return Ok(if too_long { Read::TooLong } else { Read::Line });
+        }
+    }
+}
+
+async fn serve(
+    stream: UnixStream,
+    shared: &Shared,
+    calls: mpsc::Sender<ControlCall>,
+    mut connection: Connection,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    let limits = &shared.limits;
+    loop {
+        line.clear();
+        let wait = match connection.execution {
+            None => limits.first_request_timeout,
+            Some(_) => limits.idle_timeout,
+        };
+        let request = tokio::time::timeout(
+            wait,
+            read_request(&mut reader, &mut line, MAX_REQUEST_BYTES),
+        );
+        let read = match connection.evicted.as_mut() {
+            Some(evicted) => tokio::select! {
+                read = request => read,
+                _ = evicted => return Ok(()),
+            },
+            None => request.await,
+        };
+        // Silent for too long: the connection goes, and with it its descriptor.
+        let Ok(read) = read else { return Ok(()) };
+        let response = match read? {
+            Read::End => return Ok(()),
+            Read::TooLong => Response::error(format!(
+                "request larger than {} KiB: no valid call is that large (a comment holds at \
+                 most {} KiB, a body {} KiB); send less",
+                MAX_REQUEST_BYTES / 1024,
+                limits.max_text_bytes / 1024,
+                limits.max_body_bytes / 1024
+            )),
+            Read::Line => answer(&line, shared, &calls, &mut connection).await,
+        };
+        let mut out = serde_json::to_vec(&response).unwrap_or_default();
+        out.push(b'\n');
+        // A client that never reads its answers must not hold the connection for ever.
+        match tokio::time::timeout(limits.idle_timeout, write.write_all(&out)).await {
+            Ok(written) => written?,
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
+async fn answer(
+    line: &[u8],
+    shared: &Shared,
+    calls: &mpsc::Sender<ControlCall>,
+    connection: &mut Connection,
+) -> Response {
+    let request: Request = match serde_json::from_slice(line.trim_ascii_end()) {
         Ok(r) => r,
         Err(e) => {
             return Response::error(format!(
@@ -278,10 +524,9 @@ async fn answer(line: &str, tokens: &Tokens, calls: &mpsc::Sender<ControlCall>) 
             ));
         }
     };
-    let Some(execution) = execution_of(tokens, &request.token) else {
-        return Response::error(
-            "the execution token is not valid: it belongs to no running execution",
-        );
+    let execution = match admit_call(shared, connection, &request) {
+        Ok(execution) => execution,
+        Err(message) => return Response::error(message),
     };
     let (reply, answer) = oneshot::channel();
     if calls
@@ -300,6 +545,68 @@ async fn answer(line: &str, tokens: &Tokens, calls: &mpsc::Sender<ControlCall>) 
         Ok(Err(message)) => Response::error(message),
         Err(_) => Response::error("the engine dropped the call; try again"),
     }
+}
+
+/// Checks a request's token, its fields and its execution's counts, and counts it. Only a call
+/// that passes reaches the engine.
+fn admit_call(
+    shared: &Shared,
+    connection: &mut Connection,
+    request: &Request,
+) -> Result<ExecutionId, String> {
+    let limits = &shared.limits;
+    let mut executions = lock(&shared.executions);
+    let entry = entry_of(&mut executions, &request.token)
+        .ok_or("the execution token is not valid: it belongs to no running execution")?;
+    connection.claim(entry)?;
+    if entry.calls >= limits.max_calls_per_execution {
+        return Err(format!(
+            "execution #{} has made {} control calls, the most allowed per execution; no more \
+             are answered",
+            entry.id, limits.max_calls_per_execution
+        ));
+    }
+    entry.calls += 1;
+    limits.check(&request.op)?;
+    match request.op {
+        Op::Comment { .. } | Op::Block { .. } => {
+            if entry.comments >= limits.max_comments_per_execution {
+                return Err(format!(
+                    "execution #{} has made {} comments, the most allowed ({} comments per \
+                     execution); put the rest in the task's files",
+                    entry.id, entry.comments, limits.max_comments_per_execution
+                ));
+            }
+            entry.comments += 1;
+        }
+        Op::SubtaskCreate { .. } => {
+            if entry.subtasks >= limits.max_subtasks_per_execution {
+                return Err(format!(
+                    "execution #{} has created {} sub-tasks, the most allowed ({} sub-tasks per \
+                     execution)",
+                    entry.id, entry.subtasks, limits.max_subtasks_per_execution
+                ));
+            }
+            entry.subtasks += 1;
+        }
+        Op::Complete { .. } | Op::Nudge { .. } | Op::Status => {}
+    }
+    Ok(entry.id)
+}
+
+/// The entry whose token this is, comparing with every running one in constant time.
+fn entry_of<'a>(executions: &'a mut [Entry], token: &str) -> Option<&'a mut Entry> {
+    let found = executions
+        .iter()
+        .enumerate()
+        .fold(None, |found, (i, entry)| {
+            if constant_time_eq(entry.token.as_bytes(), token.as_bytes()) {
+                Some(i)
+            } else {
+                found
+            }
+        })?;
+    executions.get_mut(found)
 }
 
 /// Compares without stopping at the first difference, so timing reveals nothing of the token.

@@ -32,6 +32,10 @@ pub fn kill_group(pgid: i32, signal: Signal) -> Result<(), Error> {
 
 /// Whether any process of group `pgid` still runs. Zombies do not count: they run nothing and
 /// vanish when their parent (possibly an init that never reaps) gets to them.
+///
+/// When the kernel says the group exists but /proc cannot tell which of its members live (out
+/// of descriptors, say, or /proc unreadable), the group counts as alive: every kill path acts
+/// on this answer, and taking a group for gone when it is not would let it outlive its kill.
 pub fn group_alive(pgid: i32) -> bool {
     if pgid <= 1 {
         return false;
@@ -39,20 +43,43 @@ pub fn group_alive(pgid: i32) -> bool {
     if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
         return false;
     }
-    !group_members(pgid).is_empty()
+    live_members(pgid).is_none_or(|members| !members.is_empty())
 }
 
-/// The live (not zombie) processes of group `pgid`, from /proc.
+/// The live (not zombie) processes of group `pgid`, from /proc; empty when /proc cannot be
+/// read.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            stat_fields(pid).is_some_and(|f| f.pgrp == pgid && !matches!(f.state, 'Z' | 'X'))
-        })
-        .collect()
+    live_members(pgid).unwrap_or_default()
+}
+
+/// The live members of group `pgid`, or `None` when /proc could not say: the directory or a
+/// process's stat could not be read for another reason than the process being gone.
+fn live_members(pgid: i32) -> Option<Vec<i32>> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let mut members = Vec::new();
+    for entry in entries {
+        let entry = entry.ok()?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(text) => {
+                if parse_stat(&text)
+                    .is_some_and(|f| f.pgrp == pgid && !matches!(f.state, 'Z' | 'X'))
+                {
+                    members.push(pid);
+                }
+            }
+            // It ended between the listing and the read.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(members)
 }
 
 /// Whether `pid` names a live process (not a zombie).
@@ -68,7 +95,9 @@ pub async fn terminate_group(pgid: i32, grace: Duration) -> bool {
         return true;
     }
     if kill_group(pgid, Signal::SIGTERM).is_err() {
-        return !group_alive(pgid);
+        // Asking failed for a reason other than the group being gone: do not ask, end it.
+        let _ = kill_group(pgid, Signal::SIGKILL);
+        return wait_gone(pgid, KILL_GRACE).await;
     }
     let _ = kill_group(pgid, Signal::SIGCONT);
     if wait_gone(pgid, grace).await {

@@ -52,7 +52,7 @@ pub use group::{
 };
 pub use nix::sys::signal::Signal;
 pub use output::{OutputLine, Stream};
-pub use process::{Exit, OutputSpec, Process, spawn};
+pub use process::{Exit, LOG_TAIL_BYTES, MAX_LOG_BYTES, OutputSpec, Process, spawn};
 pub use run::{Output, run};
 pub use sandbox;
 pub use spec::{LaunchSpec, StdinSpec, base_env, set_var};

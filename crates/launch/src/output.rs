@@ -77,6 +77,73 @@ impl Tail {
     }
 }
 
+/// The last `capacity` bytes written to it, in a buffer allocated at the first write and then
+/// filled by plain copies: it takes whatever a child prints past its log cap, as fast as the
+/// child prints it.
+#[derive(Debug, Default)]
+pub(crate) struct Ring {
+    buf: Vec<u8>,
+    capacity: usize,
+    start: usize,
+    len: usize,
+    /// Every byte ever pushed, kept or not.
+    pub total: u64,
+}
+
+impl Ring {
+    pub fn new(capacity: usize) -> Ring {
+        Ring {
+            capacity,
+            ..Ring::default()
+        }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.total += data.len() as u64;
+        let cap = self.capacity;
+        if cap == 0 {
+            return;
+        }
+        if self.buf.is_empty() {
+            self.buf = vec![0; cap];
+        }
+        if data.len() >= cap {
+            self.buf.copy_from_slice(&data[data.len() - cap..]);
+            self.start = 0;
+            self.len = cap;
+            return;
+        }
+        let end = (self.start + self.len) % cap;
+        let first = (cap - end).min(data.len());
+        self.buf[end..end + first].copy_from_slice(&data[..first]);
+        self.buf[..data.len() - first].copy_from_slice(&data[first..]);
+        let len = self.len + data.len();
+        if len > cap {
+            self.start = (self.start + len - cap) % cap;
+            self.len = cap;
+        } else {
+            self.len = len;
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The bytes kept, oldest first.
+    pub fn bytes(&self) -> Vec<u8> {
+        let cap = self.capacity;
+        let mut out = Vec::with_capacity(self.len);
+        if self.start + self.len <= cap {
+            out.extend_from_slice(&self.buf[self.start..self.start + self.len]);
+        } else {
+            out.extend_from_slice(&self.buf[self.start..]);
+            out.extend_from_slice(&self.buf[..self.start + self.len - cap]);
+        }
+        out
+    }
+}
+
 /// Splits bytes, as they arrive, into lines with bounded memory: a line longer than
 /// `max_line_bytes` keeps its first `max_line_bytes` and counts the rest as cut.
 pub(crate) struct Lines {
@@ -115,6 +182,12 @@ impl Lines {
             self.line.clear();
             self.cut = 0;
         }
+    }
+
+    /// Takes the line begun but not ended, for a caller that stops splitting lines.
+    pub fn take_partial(&mut self) -> Vec<u8> {
+        self.cut = 0;
+        std::mem::take(&mut self.line)
     }
 
     fn append(&mut self, part: &[u8]) {
@@ -203,6 +276,22 @@ mod tests {
         assert_eq!(got[0], ("abc [… 3 bytes cut]".to_string(), 3));
         // "éé" is four bytes; three would split the second character, so only one is kept.
         assert_eq!(got[1], ("é [… 2 bytes cut]".to_string(), 2));
+    }
+
+    #[test]
+    fn ring_keeps_the_last_bytes_however_they_arrive() {
+        let input: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for size in [1, 3, 7, 10, 11, 64, 999, 1000] {
+            let mut ring = Ring::new(10);
+            for chunk in input.chunks(size) {
+                ring.push(chunk);
+            }
+            assert_eq!(ring.bytes(), input[990..], "chunks of {size}");
+            assert_eq!(ring.total, 1000);
+        }
+        let mut short = Ring::new(10);
+        short.push(b"abc");
+        assert_eq!(short.bytes(), b"abc");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::group::wait_gone;
-use crate::output::{Lines, Tail, render_line};
+use crate::output::{Lines, Ring, Tail, render_line};
 use crate::start::{OutputSink, RawExit, start, watch};
 use crate::{Error, LaunchSpec, OutputLine, Stream};
 
@@ -38,7 +38,19 @@ pub struct OutputSpec {
     pub max_line_bytes: usize,
     /// How many bytes of the latest output to keep in memory for [`Exit::tail`].
     pub tail_bytes: usize,
+    /// The most the log file may hold, counting what it held before (earlier iterations of
+    /// the same execution append to it). Past this, the log keeps the head it has and the last
+    /// `log_tail_bytes` of the output, written when the child ends with a note that counts
+    /// what was dropped. Output past the cap reaches neither `line_tx` nor
+    /// [`Process::last_output_at`]: it is not a sign of life.
+    pub max_log_bytes: u64,
+    /// How much of the output past the cap is kept in memory for the log's end.
+    pub log_tail_bytes: usize,
 }
+
+/// The default cap on an execution's log, and the part of it kept for the tail.
+pub const MAX_LOG_BYTES: u64 = 16 << 20;
+pub const LOG_TAIL_BYTES: usize = 1 << 20;
 
 impl Default for OutputSpec {
     fn default() -> OutputSpec {
@@ -47,6 +59,8 @@ impl Default for OutputSpec {
             line_tx: None,
             max_line_bytes: 64 * 1024,
             tail_bytes: 16 * 1024,
+            max_log_bytes: MAX_LOG_BYTES,
+            log_tail_bytes: LOG_TAIL_BYTES,
         }
     }
 }
@@ -102,11 +116,25 @@ struct Shared {
     last_output_ms: AtomicU64,
     last_output_at: AtomicU64,
     dropped_lines: AtomicU64,
+    /// Set once the log cap was reached: from then on output is only counted and its last
+    /// bytes kept, without being cut into lines.
+    capped: AtomicBool,
     sink: Mutex<Sink>,
 }
 
 struct Sink {
     log: Log,
+    /// Records waiting to be written, so that the log gets one write per read of a pipe
+    /// rather than one per line.
+    pending: Vec<u8>,
+    /// What the log may still take before it is capped.
+    head_left: u64,
+    /// The cap, for the notes.
+    max_log_bytes: u64,
+    /// Output past the cap; its last bytes go to the end of the log.
+    over: Ring,
+    /// The closing note and the tail were written.
+    finished: bool,
     tail: Tail,
     line_tx: Option<mpsc::Sender<OutputLine>>,
 }
@@ -121,30 +149,31 @@ enum Log {
 impl Shared {
     fn line(&self, stream: Stream, bytes: &[u8], cut: usize) {
         let (text, cut_bytes) = render_line(bytes, cut);
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        let record_len = text.len() as u64 + 1;
+        if self.capped.load(Ordering::Relaxed) || record_len > sink.head_left {
+            if !self.capped.swap(true, Ordering::Relaxed) {
+                let note = format!(
+                    "[agentgrid: the log is full ({} per execution): later output is logged only \
+                     as its last {} bytes, when the process ends]\n",
+                    human_bytes(sink.max_log_bytes),
+                    sink.over.capacity()
+                );
+                sink.pending.extend_from_slice(note.as_bytes());
+            }
+            sink.over.push(text.as_bytes());
+            sink.over.push(b"\n");
+            return;
+        }
+        sink.head_left -= record_len;
         self.last_output_ms
             .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.last_output_at
             .store(SystemClock.now().0.max(0) as u64, Ordering::Relaxed);
-        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut record = Vec::with_capacity(text.len() + 1);
-        record.extend_from_slice(text.as_bytes());
-        record.push(b'\n');
-        if let Log::Pending(path) = &sink.log {
-            sink.log = match open_log(path) {
-                Ok(file) => Log::Open(path.clone(), file),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot create the output log; the output goes unlogged");
-                    Log::None
-                }
-            };
-        }
-        if let Log::Open(path, file) = &mut sink.log
-            && let Err(e) = file.write_all(&record)
-        {
-            // A full disk must not kill the child; the log stops and says why, once.
-            tracing::warn!(path = %path.display(), error = %e, "cannot write the output log; further output goes unlogged");
-            sink.log = Log::None;
-        }
+        sink.pending.extend_from_slice(text.as_bytes());
+        sink.pending.push(b'\n');
+        let start = sink.pending.len() - record_len as usize;
+        let record = sink.pending[start..].to_vec();
         sink.tail.push(&record);
         if let Some(tx) = &sink.line_tx {
             match tx.try_send(OutputLine {
@@ -159,6 +188,85 @@ impl Shared {
                 Err(mpsc::error::TrySendError::Closed(_)) => sink.line_tx = None,
             }
         }
+    }
+
+    /// Output past the cap, as it came: counted, its last bytes kept.
+    fn over_cap(&self, bytes: &[u8]) {
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        sink.over.push(bytes);
+    }
+
+    /// Writes what is pending to the log.
+    fn flush(&self) {
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        sink.flush();
+    }
+
+    /// Once the output has ended: the note on what the cap dropped, and the tail it kept.
+    fn finish(&self) {
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
+        if std::mem::replace(&mut sink.finished, true) {
+            return;
+        }
+        if self.capped.load(Ordering::Relaxed) {
+            let mut kept = sink.over.bytes();
+            // The kept part starts where the ring cut it; a line begun before is dropped whole.
+            if sink.over.total > kept.len() as u64
+                && let Some(newline) = kept.iter().position(|&b| b == b'\n')
+            {
+                kept.drain(..=newline);
+            }
+            let dropped = sink.over.total - kept.len() as u64;
+            let note = format!(
+                "[agentgrid: {dropped} bytes of output not logged: past the cap of {} the log \
+                 keeps only the last {} bytes]\n",
+                human_bytes(sink.max_log_bytes),
+                kept.len()
+            );
+            sink.pending.extend_from_slice(note.as_bytes());
+            sink.pending.extend_from_slice(&kept);
+            if !kept.ends_with(b"\n") && !kept.is_empty() {
+                sink.pending.push(b'\n');
+            }
+            sink.tail.push(&kept);
+        }
+        sink.flush();
+    }
+}
+
+impl Sink {
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if let Log::Pending(path) = &self.log {
+            self.log = match open_log(path) {
+                Ok(file) => Log::Open(path.clone(), file),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot create the output log; the output goes unlogged");
+                    Log::None
+                }
+            };
+        }
+        if let Log::Open(path, file) = &mut self.log
+            && let Err(e) = file.write_all(&self.pending)
+        {
+            // A full disk must not kill the child; the log stops and says why, once.
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the output log; further output goes unlogged");
+            self.log = Log::None;
+        }
+        self.pending.clear();
+    }
+}
+
+/// "16 MiB", "300 bytes".
+fn human_bytes(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -187,14 +295,19 @@ impl std::fmt::Debug for Process {
 
 /// Starts `spec` and streams its output as `output` says. Returns once the child runs.
 pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
-    let log = match output.log_file {
+    let (log, logged) = match output.log_file {
         Some(path) => match check_log(&path) {
-            Ok(Some(file)) => Log::Open(path, file),
-            Ok(None) => Log::Pending(path),
+            Ok(Some(file)) => {
+                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+                (Log::Open(path, file), len)
+            }
+            Ok(None) => (Log::Pending(path), 0),
             Err(source) => return Err(Error::LogFile { path, source }),
         },
-        None => Log::None,
+        None => (Log::None, 0),
     };
+    let room = output.max_log_bytes.saturating_sub(logged);
+    let tail_room = (output.log_tail_bytes as u64).min(room / 2);
     let child = start(spec)?;
     let pid = child.pid;
     let shared = Arc::new(Shared {
@@ -202,8 +315,14 @@ pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
         last_output_ms: AtomicU64::new(0),
         last_output_at: AtomicU64::new(SystemClock.now().0.max(0) as u64),
         dropped_lines: AtomicU64::new(0),
+        capped: AtomicBool::new(false),
         sink: Mutex::new(Sink {
             log,
+            pending: Vec::new(),
+            head_left: room - tail_room,
+            max_log_bytes: output.max_log_bytes,
+            over: Ring::new(tail_room as usize),
+            finished: false,
             tail: Tail::new(output.tail_bytes),
             line_tx: output.line_tx,
         }),
@@ -213,6 +332,9 @@ pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
         shared: shared.clone(),
         stdout: Lines::new(output.max_line_bytes),
         stderr: Lines::new(output.max_line_bytes),
+        stdout_open: true,
+        stderr_open: true,
+        mid_line: (false, false),
     };
     let watched = watch(child, sink)?;
     Ok(Process {
@@ -258,25 +380,71 @@ struct LineSink {
     shared: Arc<Shared>,
     stdout: Lines,
     stderr: Lines,
+    stdout_open: bool,
+    stderr_open: bool,
+    mid_line: (bool, bool),
+}
+
+impl LineSink {
+    fn lines(&mut self, stream: Stream) -> &mut Lines {
+        match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        }
+    }
+
+    /// Whether the bytes taken from `stream` past the cap end inside a line.
+    fn mid_line(&mut self, stream: Stream) -> &mut bool {
+        match stream {
+            Stream::Stdout => &mut self.mid_line.0,
+            Stream::Stderr => &mut self.mid_line.1,
+        }
+    }
 }
 
 impl OutputSink for LineSink {
     fn data(&mut self, stream: Stream, bytes: &[u8]) {
-        let shared = &self.shared;
-        let lines = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
-        lines.feed(bytes, &mut |line, cut| shared.line(stream, line, cut));
+        let shared = self.shared.clone();
+        if shared.capped.load(Ordering::Relaxed) {
+            // Past the cap nothing is cut into lines: the bytes are only counted and kept, at
+            // the cost of a copy, however fast the child prints.
+            let partial = self.lines(stream).take_partial();
+            shared.over_cap(&partial);
+            shared.over_cap(bytes);
+            if let Some(&last) = bytes.last() {
+                *self.mid_line(stream) = last != b'\n';
+            } else if !partial.is_empty() {
+                *self.mid_line(stream) = true;
+            }
+        } else {
+            self.lines(stream)
+                .feed(bytes, &mut |line, cut| shared.line(stream, line, cut));
+        }
+        shared.flush();
     }
 
     fn closed(&mut self, stream: Stream) {
-        let shared = &self.shared;
-        let lines = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
-        lines.finish(&mut |line, cut| shared.line(stream, line, cut));
+        let shared = self.shared.clone();
+        if shared.capped.load(Ordering::Relaxed) {
+            let partial = self.lines(stream).take_partial();
+            shared.over_cap(&partial);
+            // A last line without a newline ends here, as it does below the cap.
+            if !partial.is_empty() || *self.mid_line(stream) {
+                shared.over_cap(b"\n");
+            }
+        } else {
+            self.lines(stream)
+                .finish(&mut |line, cut| shared.line(stream, line, cut));
+        }
+        match stream {
+            Stream::Stdout => self.stdout_open = false,
+            Stream::Stderr => self.stderr_open = false,
+        }
+        if self.stdout_open || self.stderr_open {
+            shared.flush();
+        } else {
+            shared.finish();
+        }
     }
 }
 
@@ -368,6 +536,8 @@ impl Process {
                 "output pipes still open after the process group died; not waiting for them"
             );
         }
+        // Normally done when both pipes closed; here for the case above.
+        shared.finish();
         let tail = shared
             .sink
             .lock()

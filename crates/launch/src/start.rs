@@ -317,7 +317,7 @@ impl AsyncWatch {
         drained_tx: oneshot::Sender<()>,
         mut sink: impl OutputSink,
     ) {
-        let mut buf = vec![0u8; 16 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         let mut reaped = Some(reaped);
         let mut drained_tx = Some(drained_tx);
         while self.pidfd.is_some() || self.stdout.is_some() || self.stderr.is_some() {
@@ -421,7 +421,7 @@ struct Watcher {
 
 impl Watcher {
     fn run(mut self, mut sink: impl OutputSink) {
-        let mut buf = [0u8; 16 * 1024];
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
             let mut watch = |fd: RawFd| {

@@ -198,6 +198,7 @@ async fn a_ten_megabyte_burst_keeps_memory_bounded_and_the_log_complete() {
         line_tx: Some(tx),
         max_line_bytes: 1024,
         tail_bytes: 4096,
+        ..OutputSpec::default()
     };
     let line = "x".repeat(99);
     let script = format!("yes {line} | head -n 100000");
@@ -219,6 +220,76 @@ async fn a_ten_megabyte_burst_keeps_memory_bounded_and_the_log_complete() {
         10_000_000,
         "the log has every line"
     );
+}
+
+#[tokio::test]
+async fn past_the_log_cap_only_the_tail_is_kept_and_the_rest_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("capped.log");
+    // An earlier iteration already used part of the cap.
+    std::fs::write(&log, "earlier\n").unwrap();
+    let (tx, mut rx) = mpsc::channel(100_000);
+    let output = OutputSpec {
+        log_file: Some(log.clone()),
+        line_tx: Some(tx),
+        max_log_bytes: 10_000,
+        log_tail_bytes: 1000,
+        ..OutputSpec::default()
+    };
+    // Stderr and stdout both, and a last line without a newline.
+    let script = "seq 1 100000; echo on-stderr >&2; printf last";
+    let process = spawn(sh(script, dir.path()), output).unwrap();
+    let exit = tokio::time::timeout(DEADLINE, process.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.len() <= 10_000 + 400, "{} bytes", logged.len());
+    assert!(logged.starts_with("earlier\n1\n2\n"), "{logged}");
+    assert!(logged.contains("[agentgrid: the log is full (10000 bytes per execution)"));
+    // The two pipes are read in no set order, but each line stays whole.
+    let mut ending: Vec<&str> = logged.lines().rev().take(2).collect();
+    ending.sort();
+    assert_eq!(ending, ["last", "on-stderr"], "{logged}");
+    assert!(logged.ends_with('\n'));
+    assert!(
+        exit.tail.ends_with(&logged[logged.len() - 10..]),
+        "{}",
+        exit.tail
+    );
+    let note = logged
+        .lines()
+        .find(|l| l.contains("bytes of output not logged"))
+        .expect("a note counts what was dropped");
+    let dropped: u64 = note["[agentgrid: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Everything printed is in the log or counted as dropped, but for the notes.
+    let printed: u64 = (1..=100_000u64)
+        .map(|n| n.to_string().len() as u64 + 1)
+        .sum::<u64>()
+        + "on-stderr\n".len() as u64
+        + "last".len() as u64;
+    let body: u64 = logged
+        .lines()
+        .filter(|l| !l.starts_with("[agentgrid:") && *l != "earlier")
+        .map(|l| l.len() as u64 + 1)
+        .sum();
+    assert_eq!(
+        body + dropped,
+        printed + 1,
+        "the added newline after `last`"
+    );
+    // Lines past the cap are no sign of life: the channel got only the logged head.
+    let mut received = 0;
+    while rx.try_recv().is_ok() {
+        received += 1;
+    }
+    assert!(received < 3000, "{received} lines reached the channel");
 }
 
 #[tokio::test]
@@ -255,6 +326,7 @@ async fn long_lines_are_cut_with_a_marker() {
         line_tx: Some(tx),
         max_line_bytes: 100,
         tail_bytes: 4096,
+        ..OutputSpec::default()
     };
     let script = "head -c 10000 /dev/zero | tr '\\0' a; echo; echo short";
     let process = spawn(sh(script, dir.path()), output).unwrap();

@@ -1,0 +1,209 @@
+//! What one execution may ask of the control channel: the size of each field, the number of
+//! calls, and the connections it may hold open.
+//!
+//! The agent is an adversary, and every byte it sends is held by the engine (a connection, a
+//! buffer) or written to the store for good (a comment, a sub-task). So each is bounded here,
+//! before the call reaches the engine, and a refusal names the limit.
+
+use std::time::Duration;
+
+use crate::Op;
+
+/// The bounds the control channel enforces. [`Limits::default`] is what the engine uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// A task title: one line of at most this many characters, without control characters.
+    pub max_title_chars: usize,
+    /// A sub-task's body, in bytes.
+    pub max_body_bytes: usize,
+    /// A comment, a completion summary or a block reason, in bytes.
+    pub max_text_bytes: usize,
+    /// Labels of one sub-task, and the characters of each.
+    pub max_labels: usize,
+    pub max_label_chars: usize,
+    /// Tasks one sub-task may be blocked by.
+    pub max_blocked_by: usize,
+    /// Calls of one execution, whatever they are.
+    pub max_calls_per_execution: u32,
+    /// Comments (and block reasons, which are recorded as comments) of one execution.
+    pub max_comments_per_execution: u32,
+    /// Sub-tasks one execution may create (the guards may refuse sooner).
+    pub max_subtasks_per_execution: u32,
+    /// Connections one execution may hold open at once.
+    pub max_connections_per_execution: u32,
+    /// Connections open at once over all executions, counting those that have not yet said
+    /// whose they are. When full, the oldest of those is closed to make room.
+    pub max_connections: usize,
+    /// A new connection must send its first request within this time.
+    pub first_request_timeout: Duration,
+    /// An open connection must send its next request (and read each answer) within this time.
+    pub idle_timeout: Duration,
+}
+
+/// The largest request line read, in bytes: more than the largest fields allow together, so
+/// that a request over it is one no valid call could be.
+pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_title_chars: 200,
+            max_body_bytes: 64 * 1024,
+            max_text_bytes: 16 * 1024,
+            max_labels: 16,
+            max_label_chars: 64,
+            max_blocked_by: 64,
+            max_calls_per_execution: 2000,
+            max_comments_per_execution: 200,
+            max_subtasks_per_execution: 100,
+            max_connections_per_execution: 16,
+            max_connections: 256,
+            first_request_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `bytes` as people read sizes: "16 KiB", "300 bytes".
+fn size(bytes: usize) -> String {
+    if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+impl Limits {
+    /// Refuses a call whose fields are over their limits, saying which and by how much.
+    pub fn check(&self, op: &Op) -> Result<(), String> {
+        match op {
+            Op::SubtaskCreate {
+                title,
+                body,
+                labels,
+                blocked_by,
+                ..
+            } => {
+                self.check_title(title)?;
+                self.check_text("the body", "--body", body, self.max_body_bytes)?;
+                if labels.len() > self.max_labels {
+                    return Err(format!(
+                        "a sub-task has {} labels; at most {} are allowed",
+                        labels.len(),
+                        self.max_labels
+                    ));
+                }
+                for label in labels {
+                    if label.chars().count() > self.max_label_chars
+                        || label.chars().any(char::is_control)
+                    {
+                        return Err(format!(
+                            "the label {:?} is not allowed: a label is at most {} characters \
+                             without control characters",
+                            label.chars().take(40).collect::<String>(),
+                            self.max_label_chars
+                        ));
+                    }
+                }
+                if blocked_by.len() > self.max_blocked_by {
+                    return Err(format!(
+                        "a sub-task is blocked by {} tasks; at most {} are allowed",
+                        blocked_by.len(),
+                        self.max_blocked_by
+                    ));
+                }
+                Ok(())
+            }
+            Op::Complete { summary } => {
+                self.check_text("the summary", "--summary", summary, self.max_text_bytes)
+            }
+            Op::Block { reason } => {
+                self.check_text("the reason", "--reason", reason, self.max_text_bytes)
+            }
+            Op::Comment { text } => {
+                self.check_text("the comment", "its text", text, self.max_text_bytes)
+            }
+            Op::Nudge { .. } | Op::Status => Ok(()),
+        }
+    }
+
+    fn check_title(&self, title: &str) -> Result<(), String> {
+        if title.contains(['\n', '\r']) {
+            return Err("the title must be one line: put the details in the body (--body)".into());
+        }
+        if let Some(c) = title.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "the title holds the control character {:?}: a title is plain text on one line",
+                c
+            ));
+        }
+        let chars = title.chars().count();
+        if chars > self.max_title_chars {
+            return Err(format!(
+                "the title is {chars} characters long; at most {} characters are allowed: put \
+                 the details in the body (--body)",
+                self.max_title_chars
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_text(&self, what: &str, flag: &str, text: &str, max: usize) -> Result<(), String> {
+        if text.len() > max {
+            return Err(format!(
+                "{what} is {} bytes long; at most {} are allowed: shorten {flag}",
+                text.len(),
+                size(max)
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comment(text: &str) -> Op {
+        Op::Comment { text: text.into() }
+    }
+
+    fn titled(title: &str) -> Op {
+        Op::SubtaskCreate {
+            title: title.into(),
+            body: String::new(),
+            labels: vec![],
+            blocked_by: vec![],
+            priority: None,
+        }
+    }
+
+    #[test]
+    fn fields_within_their_limits_pass_and_larger_ones_name_the_limit() {
+        let limits = Limits::default();
+        assert_eq!(limits.check(&comment(&"x".repeat(16 * 1024))), Ok(()));
+        let err = limits
+            .check(&comment(&"x".repeat(16 * 1024 + 1)))
+            .unwrap_err();
+        assert!(err.contains("16 KiB"), "{err}");
+        assert_eq!(limits.check(&titled(&"t".repeat(200))), Ok(()));
+        let err = limits.check(&titled(&"t".repeat(201))).unwrap_err();
+        assert!(err.contains("200 characters"), "{err}");
+        // Characters, not bytes: a title in another script is not cut shorter.
+        assert_eq!(limits.check(&titled(&"é".repeat(200))), Ok(()));
+    }
+
+    #[test]
+    fn titles_are_one_line_of_plain_text() {
+        let limits = Limits::default();
+        let err = limits.check(&titled("two\nlines")).unwrap_err();
+        assert!(err.contains("one line"), "{err}");
+        let err = limits.check(&titled("\u{1b}[31mred")).unwrap_err();
+        assert!(err.contains("control character"), "{err}");
+        let err = limits.check(&titled("bell\u{7}")).unwrap_err();
+        assert!(err.contains("control character"), "{err}");
+        // C1 controls (CSI as one character) too.
+        let err = limits.check(&titled("\u{9b}31m")).unwrap_err();
+        assert!(err.contains("control character"), "{err}");
+    }
+}
