@@ -7,3 +7,4 @@ mod escape;
 mod gateway;
 mod run;
 mod support;
+mod verdict;
