@@ -243,11 +243,18 @@ impl EventKind {
                 iteration,
                 score,
                 passed,
-                ..
-            } => format!(
-                "iteration {iteration} validation {} (score {score:.2})",
-                if *passed { "passed" } else { "failed" }
-            ),
+                results,
+            } => {
+                let mut line = format!(
+                    "iteration {iteration} validation {} (score {score:.2})",
+                    if *passed { "passed" } else { "failed" }
+                );
+                // The failing validators and why, so that the log says more than a number.
+                for r in results.iter().filter(|r| !r.passed) {
+                    line.push_str(&format!("; {}", r.describe()));
+                }
+                line
+            }
             EventKind::ExecutionCommitted { branch, commit } => {
                 format!("committed {} on {branch}", &commit[..commit.len().min(10)])
             }
@@ -290,13 +297,103 @@ pub fn dollars(micros: u64) -> String {
     )
 }
 
-/// One validator's verdict on one iteration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+/// One validator's verdict on one iteration, with the evidence it rests on.
+///
+/// Events written before the evidence was kept hold only the first four fields; the rest
+/// decode to their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ValidatorResult {
     pub name: String,
     pub score: f64,
     pub passed: bool,
     pub weight: f64,
+    /// The command as it was run, its words joined with spaces.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// It ran out of time and was killed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub timed_out: bool,
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// The test counts read from the runner's summary, where the rule reads one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<TestCounts>,
+    /// Why it failed; `None` when it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Only its score counts: it does not fail the iteration by itself.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub score_only: bool,
+    /// The last few KiB of its output, stdout then stderr.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub output_tail: String,
+}
+
+impl ValidatorResult {
+    /// One human line: name, verdict, score, counts and the reason.
+    pub fn describe(&self) -> String {
+        let verdict = if self.passed { "passed" } else { "failed" };
+        let mut line = format!("{} {verdict} (score {:.2}", self.name, self.score);
+        if let Some(c) = &self.counts {
+            line.push_str(&format!(", {c}"));
+        }
+        if self.duration_ms > 0 {
+            line.push_str(&format!(", {}", crate::Duration(self.duration_ms)));
+        }
+        line.push(')');
+        if self.score_only {
+            line.push_str(" [score only]");
+        }
+        if let Some(r) = &self.reason {
+            line.push_str(&format!(": {r}"));
+        }
+        line
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// What a test runner's summary says. `errors` are tests (or collection, setup and teardown)
+/// that broke rather than failed an assertion; every runner that reports them apart counts them
+/// here, and both failures and errors fail a validator.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct TestCounts {
+    pub passed: u64,
+    pub failed: u64,
+    #[serde(default)]
+    pub errors: u64,
+    #[serde(default)]
+    pub skipped: u64,
+}
+
+impl TestCounts {
+    /// Passed over passed, failed and errors; `None` when nothing ran.
+    pub fn ratio(&self) -> Option<f64> {
+        let total = self.passed + self.failed + self.errors;
+        (total > 0).then(|| self.passed as f64 / total as f64)
+    }
+}
+
+impl std::fmt::Display for TestCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} passed, {} failed", self.passed, self.failed)?;
+        if self.errors > 0 {
+            write!(f, ", {} errors", self.errors)?;
+        }
+        if self.skipped > 0 {
+            write!(f, ", {} skipped", self.skipped)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -350,6 +447,54 @@ mod tests {
         assert_eq!(
             waiting.describe(),
             "model sonnet answered 429 on attempt 2; retrying in 1s500ms"
+        );
+    }
+
+    #[test]
+    fn validation_events_written_before_evidence_was_kept_still_decode() {
+        let old = serde_json::json!({
+            "type": "execution_validated", "iteration": 1, "score": 0.5, "passed": false,
+            "results": [{"name": "tests", "score": 0.5, "passed": false, "weight": 1.0}],
+        });
+        let kind: EventKind = serde_json::from_value(old).unwrap();
+        let EventKind::ExecutionValidated { results, .. } = &kind else {
+            panic!("{kind:?}");
+        };
+        assert_eq!(results[0].counts, None);
+        assert_eq!(results[0].reason, None);
+        assert_eq!(
+            kind.describe(),
+            "iteration 1 validation failed (score 0.50); tests failed (score 0.50)"
+        );
+        let new = EventKind::ExecutionValidated {
+            iteration: 2,
+            score: 0.99,
+            passed: false,
+            results: vec![ValidatorResult {
+                name: "tests".into(),
+                score: 0.99,
+                weight: 1.0,
+                command: "pytest -q".into(),
+                exit_code: Some(1),
+                duration_ms: 1500,
+                counts: Some(TestCounts {
+                    passed: 280,
+                    failed: 0,
+                    errors: 1,
+                    skipped: 39,
+                }),
+                reason: Some("exited with 1; pytest reported 1 error".into()),
+                output_tail: "E   fixture broke".into(),
+                ..Default::default()
+            }],
+        };
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["results"][0]["counts"]["errors"], 1);
+        assert_eq!(serde_json::from_value::<EventKind>(json).unwrap(), new);
+        assert_eq!(
+            new.describe(),
+            "iteration 2 validation failed (score 0.99); tests failed (score 0.99, 280 passed, \
+             0 failed, 1 errors, 39 skipped, 1s500ms): exited with 1; pytest reported 1 error"
         );
     }
 

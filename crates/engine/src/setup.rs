@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use executor::{AgentRun, Runtime, ScoreRule, StdinMode, Validator};
+use executor::{AgentRun, Runner, Runtime, ScoreRule, StdinMode, Validator};
 use manifest::{Project, ScoreMethod};
 use scheduler::{AgentPolicy, Completion, Config, Guards, RetryPolicy};
 use workspace::{Hooks, WorkspaceConfig};
@@ -55,6 +55,25 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             let rule = match &v.score {
                 ScoreMethod::Exit => ScoreRule::Exit,
                 ScoreMethod::PassedFailed => ScoreRule::PassedFailed,
+                ScoreMethod::Pytest => ScoreRule::Runner(Runner::Pytest),
+                ScoreMethod::Unittest => ScoreRule::Runner(Runner::Unittest),
+                ScoreMethod::CargoTest => ScoreRule::Runner(Runner::CargoTest),
+                ScoreMethod::Nextest => ScoreRule::Runner(Runner::Nextest),
+                ScoreMethod::GoTest => ScoreRule::Runner(Runner::GoTest),
+                ScoreMethod::Jest => ScoreRule::Runner(Runner::Jest),
+                ScoreMethod::Vitest => ScoreRule::Runner(Runner::Vitest),
+                ScoreMethod::Mocha => ScoreRule::Runner(Runner::Mocha),
+                ScoreMethod::Junit => ScoreRule::Junit(
+                    v.report
+                        .as_deref()
+                        .map(std::path::PathBuf::from)
+                        .ok_or_else(|| {
+                            Error::Setup(format!(
+                                "agent `{}`, validator `{}`: `score: junit` needs a `report` path",
+                                m.metadata.name, v.name
+                            ))
+                        })?,
+                ),
                 ScoreMethod::Regex(pattern) => {
                     ScoreRule::Regex(regex::Regex::new(pattern).map_err(|e| {
                         Error::Setup(format!(
@@ -70,6 +89,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
                 timeout: v.timeout.as_std(),
                 weight: v.weight,
                 rule,
+                score_only: v.score_only,
             });
         }
         let run = AgentRun {

@@ -4,22 +4,31 @@
 //! paths to use) and does, in order: make or reuse the task's git worktree and run its hooks;
 //! open the execution's control socket; then for each iteration render the prompt, start the
 //! agent through the launch API with a clean environment plus `AGENTGRID_*` variables, stream
-//! its output to the log, commit what it left, and run the validators. A failed validation feeds
-//! the tail of the validators' output into the next iteration's prompt. It reports each step to
+//! its output to the log, commit what it left, and run the validators — with an environment of
+//! their own that holds no token, no control socket and no gateway, in a sandbox without the
+//! gateway — then remove the files they produced, so that only the agent's work is ever
+//! committed. A failed validation feeds the tail of the validators' output into the next
+//! iteration's prompt. It reports each step to
 //! the engine as an [`Update`] and ends with [`Update::Finished`].
 //!
 //! The executor never writes the store and never decides a task's fate: it reports facts, the
 //! engine records them and the scheduler judges. The engine stops an execution through the
 //! [`StopReason`] watch channel; the executor then winds the process group down.
 
+mod byproducts;
+mod parsers;
 mod run;
 mod validate;
 
+pub use parsers::{Runner, Summary, junit};
 pub use run::{
     AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, StdinMode, StopReason, Update,
     new_token, run_execution, sandbox_for,
 };
-pub use validate::{ScoreRule, Validation, Validator, Verdict, run_validators, score};
+pub use validate::{
+    Judgement, OUTPUT_TAIL_BYTES, RunFacts, ScoreRule, Validation, Validator, Verdict, judge,
+    output_tail, run_validators, weigh,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -11,6 +11,7 @@ use domain::{Clock, ExecutionId, ExecutionKind, ExecutionState, TaskId, Timestam
 use tokio::sync::{mpsc, watch};
 use workspace::{HookKind, Workspace, Workspaces};
 
+use crate::byproducts;
 use crate::validate::{Validator, run_validators};
 
 /// How the agent receives its prompt besides the `AGENTGRID_PROMPT_FILE` file.
@@ -291,6 +292,17 @@ async fn execute(
         ];
         sandbox_spec(job, &cwd, &expose)
     });
+    // Validators judge the agent's work, so they get none of its powers: no token, no control
+    // socket, no prompt file, no model gateway, and a PATH with nothing from the workspace.
+    let validator_env = validator_environment(job, &cwd);
+    let validator_sandbox = job.agent.sandbox.enabled.then(|| {
+        let mut spec = sandbox_spec(job, &cwd, &[]);
+        if spec.network == launch::sandbox::NetworkMode::Gateway {
+            spec.network = launch::sandbox::NetworkMode::None;
+        }
+        spec.gateway = None;
+        spec
+    });
 
     if let Some((manager, w)) = &ws {
         manager
@@ -433,16 +445,27 @@ async fn execute(
             break;
         }
         send(Update::Validating { id, iteration });
+        // What the validators leave (caches, coverage data, reports) is not the agent's work:
+        // everything that appears in the worktree while they run is removed afterwards, so
+        // that it is never committed. Without a worktree the agent works in the project
+        // itself, where the engine's own files come and go; nothing is removed there.
+        let listing = ws.as_ref().map(|_| byproducts::Listing::take(&cwd));
         // Validators run the code the agent wrote, so they are confined the same way.
         let validation = run_validators(
             &agent.validators,
             agent.threshold,
             &cwd,
-            &base,
-            sandbox.as_ref(),
+            &validator_env,
+            validator_sandbox.as_ref(),
         )
-        .await
-        .map_err(|e| fail("validation", &e))?;
+        .await;
+        if let Some(listing) = listing {
+            let removed = listing.remove_new();
+            if !removed.is_empty() {
+                tracing::debug!(execution = %id, ?removed, "removed the validators' byproducts");
+            }
+        }
+        let validation = validation.map_err(|e| fail("validation", &e))?;
         send(Update::Validated {
             id,
             iteration,
@@ -465,8 +488,10 @@ async fn execute(
             end = (
                 ExecutionState::Failed,
                 Some(format!(
-                    "validation failed after {max_iterations} iterations (score {:.2}, threshold {:.2})",
-                    validation.score, agent.threshold
+                    "validation failed after {max_iterations} iterations (score {:.2}, threshold {:.2}): {}",
+                    validation.score,
+                    agent.threshold,
+                    validation.reason.as_deref().unwrap_or("no reason given")
                 )),
             );
             break;
@@ -530,6 +555,55 @@ fn base_environment(
     }
     for (k, v) in &job.model_env {
         launch::set_var(&mut env, k.clone(), v.clone());
+    }
+    env
+}
+
+/// The environment validators see: the clean base, a PATH without the agentgrid binary's
+/// directory, relative entries or entries inside the workspace, and of agentgrid's variables
+/// only those that say whose processes these are (so that a restarted engine finds and stops
+/// them as it does the agent's). No token, no control socket, no prompt file, no model
+/// variables; nothing from the agent's runtime environment (`PYTHONPATH`, `NODE_PATH`, …).
+fn validator_environment(job: &ExecutionJob, cwd: &Path) -> Vec<(String, String)> {
+    let mut env = launch::base_env();
+    let bin_dir = job.agentgrid_bin.parent().map(Path::to_path_buf);
+    let path = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let roots: Vec<PathBuf> = [Some(cwd.to_path_buf()), Some(job.project_dir.clone())]
+        .into_iter()
+        .flatten()
+        .flat_map(|p| {
+            let real = p.canonicalize().ok();
+            [Some(p), real]
+        })
+        .flatten()
+        .collect();
+    let kept: Vec<&str> = path
+        .split(':')
+        .filter(|entry| {
+            let p = Path::new(entry);
+            // A relative entry (`.`, `node_modules/.bin`) resolves inside the workspace.
+            p.is_absolute()
+                && bin_dir.as_deref() != Some(p)
+                && !roots.iter().any(|root| p.starts_with(root))
+        })
+        .collect();
+    let path = if kept.is_empty() {
+        "/usr/local/bin:/usr/bin:/bin".to_string()
+    } else {
+        kept.join(":")
+    };
+    launch::set_var(&mut env, "PATH".into(), path);
+    let vars = [
+        ("AGENTGRID_PROJECT", job.project_dir.display().to_string()),
+        ("AGENTGRID_TASK_ID", job.task.to_string()),
+        ("AGENTGRID_EXECUTION_ID", job.id.to_string()),
+    ];
+    for (k, v) in vars {
+        launch::set_var(&mut env, k.into(), v);
     }
     env
 }

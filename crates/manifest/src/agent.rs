@@ -219,6 +219,13 @@ pub struct Validator {
     pub weight: f64,
     #[serde(default)]
     pub score: ScoreMethod,
+    /// For `score: junit`: the JUnit XML report the command writes, relative to the workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+    /// Only this validator's score counts: its failure (a non-zero exit, failing tests, no
+    /// summary) does not fail the iteration by itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub score_only: bool,
 }
 
 impl Validator {
@@ -239,17 +246,55 @@ fn default_weight() -> f64 {
     1.0
 }
 
-/// How a validator's run becomes a score from 0 to 1.
+/// How a validator's run becomes a verdict and a score from 0 to 1. Whatever the method, a
+/// validator fails when its command exits non-zero, is killed or times out.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScoreMethod {
     /// 1 if the exit code is 0, else 0.
     #[default]
     Exit,
-    /// Passed / (passed + failed), counted from the output.
+    /// Passed / (passed + failed + errors), counted from the last line that has them; any
+    /// failure or error fails the validator.
     PassedFailed,
-    /// A regular expression whose `score` group captures the score in the output.
+    /// pytest's closing summary line; errors, failures and "no tests ran" fail.
+    Pytest,
+    /// unittest's `Ran N tests` and the `OK` / `FAILED (…)` line after it.
+    Unittest,
+    /// The `test result:` line of every test binary, summed.
+    CargoTest,
+    /// cargo-nextest's `Summary […] N tests run:` line.
+    Nextest,
+    /// go test's package lines, and with `-v` its `--- PASS/FAIL/SKIP` lines.
+    GoTest,
+    /// jest's `Test Suites:` and `Tests:` lines.
+    Jest,
+    /// vitest's `Test Files`, `Tests` and `Errors` lines.
+    Vitest,
+    /// mocha's `N passing`, `pending` and `failing` lines.
+    Mocha,
+    /// The JUnit XML report named by `report`: its test cases are counted.
+    Junit,
+    /// A regular expression whose `score` group captures the score in the output; no match
+    /// fails the validator.
     Regex(String),
+}
+
+impl ScoreMethod {
+    /// The method's name as the manifest spells it, for the ones that are plain words.
+    pub const WORDS: &[(&str, ScoreMethod)] = &[
+        ("exit", ScoreMethod::Exit),
+        ("passed-failed", ScoreMethod::PassedFailed),
+        ("pytest", ScoreMethod::Pytest),
+        ("unittest", ScoreMethod::Unittest),
+        ("cargo-test", ScoreMethod::CargoTest),
+        ("nextest", ScoreMethod::Nextest),
+        ("go-test", ScoreMethod::GoTest),
+        ("jest", ScoreMethod::Jest),
+        ("vitest", ScoreMethod::Vitest),
+        ("mocha", ScoreMethod::Mocha),
+        ("junit", ScoreMethod::Junit),
+    ];
 }
 
 pub(crate) const MANIFEST_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
@@ -274,8 +319,16 @@ pub(crate) const LIMITS_FIELDS: &[&str] = &[
     "max_attempts",
 ];
 pub(crate) const VALIDATION_FIELDS: &[&str] = &["threshold", "validators"];
-pub(crate) const VALIDATOR_FIELDS: &[&str] =
-    &["name", "command", "run", "timeout", "weight", "score"];
+pub(crate) const VALIDATOR_FIELDS: &[&str] = &[
+    "name",
+    "command",
+    "run",
+    "timeout",
+    "weight",
+    "score",
+    "report",
+    "score_only",
+];
 
 /// What decoding one Agent document gave: the name (with its position, for the duplicate check
 /// across files) even when the rest has problems, and the manifest when it could be built.
@@ -770,6 +823,27 @@ fn decode_validator(cx: &mut Cx, node: &Node, path: &str) -> Option<Validator> {
         .value("score")
         .and_then(|n| decode_score(cx, n, &f.path("score")))
         .unwrap_or_default();
+    let score_only = f.get::<bool>(cx, "score_only").unwrap_or(false);
+    let report: Option<String> = f.get(cx, "report");
+    match (&score, f.value("report"), &report) {
+        (ScoreMethod::Junit, None, _) => {
+            let at = f.value("score").unwrap_or(node);
+            cx.error(at, &f.path("score"), "`score: junit` reads a report; add `report: path/to/junit.xml` (relative to the workspace)");
+        }
+        (ScoreMethod::Junit, Some(n), Some(path)) => {
+            if let Some(why) = report_path_problem(path) {
+                cx.error(n, &f.path("report"), why);
+            }
+        }
+        (_, Some(n), _) if score != ScoreMethod::Junit => {
+            cx.error(
+                n,
+                &f.path("report"),
+                "only `score: junit` reads a report; add `score: junit` or remove `report`",
+            );
+        }
+        _ => {}
+    }
     Some(Validator {
         name: name?,
         command: command.unwrap_or_default(),
@@ -777,14 +851,39 @@ fn decode_validator(cx: &mut Cx, node: &Node, path: &str) -> Option<Validator> {
         timeout,
         weight,
         score,
+        report,
+        score_only,
     })
 }
 
+/// Why a report path cannot be used: it must name a file inside the workspace.
+fn report_path_problem(path: &str) -> Option<String> {
+    let p = std::path::Path::new(path);
+    if path.trim().is_empty() {
+        return Some("the report path is empty; give the file the command writes, such as `reports/junit.xml`".into());
+    }
+    if p.is_absolute() {
+        return Some(format!(
+            "`{path}` is absolute; give a path relative to the workspace, such as `reports/junit.xml`"
+        ));
+    }
+    if p.components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Some(format!(
+            "`{path}` leaves the workspace or names a directory; give a file path inside it without `..`, such as `reports/junit.xml`"
+        ));
+    }
+    None
+}
+
 fn decode_score(cx: &mut Cx, node: &Node, path: &str) -> Option<ScoreMethod> {
-    let expected = r#"`exit`, `passed-failed` or `{regex: "score=(?P<score>[0-9.]+)"}`"#;
+    let expected = r#"`exit`, `passed-failed`, `pytest`, `unittest`, `cargo-test`, `nextest`, `go-test`, `jest`, `vitest`, `mocha`, `junit` or `{regex: "score=(?P<score>[0-9.]+)"}`"#;
     match &node.value {
-        Value::Str(s) if s == "exit" => Some(ScoreMethod::Exit),
-        Value::Str(s) if s == "passed-failed" => Some(ScoreMethod::PassedFailed),
+        Value::Str(s) if ScoreMethod::WORDS.iter().any(|(w, _)| w == s) => ScoreMethod::WORDS
+            .iter()
+            .find(|(w, _)| w == s)
+            .map(|(_, m)| m.clone()),
         Value::Map(_) => {
             let f = cx.fields(node, path, &["regex"])?;
             let pattern: String =
@@ -864,6 +963,8 @@ mod tests {
             timeout: default_validator_timeout(),
             weight: 1.0,
             score: ScoreMethod::Exit,
+            report: None,
+            score_only: false,
         };
         assert_eq!(v.argv(), ["sh", "-c", "make test"]);
     }

@@ -107,6 +107,8 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
             // has none, which is not an error.
             if exec.state.is_terminal() {
                 eprintln!("execution {execution} printed nothing");
+                drop(stdout);
+                print_validations(&*store, &exec).await?;
                 return Ok(crate::exit::OK);
             }
             return Err(user_error(format!(
@@ -114,10 +116,29 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
             )));
         }
         if !running {
-            return Ok(crate::exit::OK);
+            break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    drop(stdout);
+    // The agent's log holds the agent's output; what judged it is in the events.
+    print_validations(&*store, &exec).await?;
+    Ok(crate::exit::OK)
+}
+
+async fn print_validations(
+    store: &dyn store::Store,
+    exec: &domain::Execution,
+) -> anyhow::Result<()> {
+    let validations = super::verdicts::of_execution(store, exec).await?;
+    if validations.is_empty() {
+        return Ok(());
+    }
+    println!("\n--- validators ---");
+    for v in &validations {
+        super::verdicts::print(v, "", 40);
+    }
+    Ok(())
 }
 
 /// Escapes the bytes of a log that a terminal would act on: C0 controls but line breaks and

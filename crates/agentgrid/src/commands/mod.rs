@@ -9,6 +9,7 @@ mod run;
 mod status;
 mod task;
 mod validate;
+mod verdicts;
 
 use crate::cli::{Cli, Command};
 use crate::project::Project;

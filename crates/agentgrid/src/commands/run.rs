@@ -109,15 +109,21 @@ fn progress_line(event: &Event) -> Option<String> {
             iteration,
             score,
             passed,
-            ..
-        } => Some(format!(
-            "  execution {id} iteration {iteration}: validation {} (score {score:.2})",
-            if *passed {
-                "passed"
-            } else {
-                "failed, feeding back"
+            results,
+        } => {
+            let mut line = format!(
+                "  execution {id} iteration {iteration}: validation {} (score {score:.2})",
+                if *passed { "passed" } else { "failed" }
+            );
+            for r in results.iter().filter(|r| !r.passed) {
+                line.push_str(&format!(
+                    "; {}: {}",
+                    r.name,
+                    r.reason.as_deref().unwrap_or("failed")
+                ));
             }
-        )),
+            Some(line)
+        }
         EventKind::ExecutionFinished { state, .. } => Some(format!("  execution {id} {state}")),
         _ => None,
     }

@@ -117,6 +117,19 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         println!("needs a person:");
         table(&["TASK", "STATE", "WHY"], &attention);
     }
+    if let Some((v, r)) = super::verdicts::last_failure(&*store, &recent).await? {
+        println!(
+            "last failed validator: `{}` on task #{} (execution {}, iteration {}): {}",
+            super::verdicts::printable(&r.name),
+            v.task,
+            v.execution,
+            v.iteration,
+            super::verdicts::printable(&clip(
+                r.reason.as_deref().unwrap_or("no reason recorded"),
+                160
+            ))
+        );
+    }
     Ok(crate::exit::OK)
 }
 

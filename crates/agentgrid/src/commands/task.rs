@@ -109,9 +109,13 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 })
                 .await?;
             let events = store.entity_events(EntityKind::Task, id.0).await?;
+            let mut validations = Vec::new();
+            for e in &executions {
+                validations.extend(super::verdicts::of_execution(&*store, e).await?);
+            }
             if as_json {
                 json(
-                    &serde_json::json!({"task": task, "children": children, "executions": executions, "events": events}),
+                    &serde_json::json!({"task": task, "children": children, "executions": executions, "validations": validations, "events": events}),
                 )?;
             } else {
                 print_task(&task);
@@ -142,6 +146,12 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                         ],
                         &rows,
                     );
+                }
+                if !validations.is_empty() {
+                    println!("\nvalidation:");
+                    for v in &validations {
+                        super::verdicts::print(v, "  ", 12);
+                    }
                 }
                 println!("\nhistory:");
                 for e in events {

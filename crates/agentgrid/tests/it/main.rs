@@ -9,3 +9,4 @@ mod gateway;
 mod run;
 mod support;
 mod text;
+mod verdict;

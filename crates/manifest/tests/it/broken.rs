@@ -217,7 +217,42 @@ fn broken_agents_point_at_the_problem() {
                 "        run: make test",
                 "        run: make test\n        score: percent",
             ),
-            "14:16: spec.validation.validators[0].score: expected `exit`, `passed-failed` or `{regex: ",
+            "14:16: spec.validation.validators[0].score: expected `exit`, `passed-failed`, `pytest`, `unittest`, `cargo-test`, `nextest`, `go-test`, `jest`, `vitest`, `mocha`, `junit` or `{regex: ",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        score: junit",
+            ),
+            "14:16: spec.validation.validators[0].score: `score: junit` reads a report; add `report: path/to/junit.xml`",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        score: junit\n        report: ../elsewhere.xml",
+            ),
+            "15:17: spec.validation.validators[0].report: `../elsewhere.xml` leaves the workspace",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        score: junit\n        report: /tmp/junit.xml",
+            ),
+            "15:17: spec.validation.validators[0].report: `/tmp/junit.xml` is absolute",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        report: junit.xml",
+            ),
+            "14:17: spec.validation.validators[0].report: only `score: junit` reads a report",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n        score_only: maybe",
+            ),
+            "14:21: spec.validation.validators[0].score_only: expected",
         ),
         (
             agent(

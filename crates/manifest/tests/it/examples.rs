@@ -56,7 +56,9 @@ fn expected_full_agent() -> AgentManifest {
                     run: None,
                     timeout: Duration::from_mins(5),
                     weight: 1.0,
-                    score: ScoreMethod::Exit,
+                    score: ScoreMethod::Unittest,
+                    report: None,
+                    score_only: false,
                 }],
             },
             completion: manifest::CompletionMode::Exit,
@@ -190,6 +192,14 @@ fn score_methods_parse() {
     for (text, expected) in [
         ("exit", ScoreMethod::Exit),
         ("passed-failed", ScoreMethod::PassedFailed),
+        ("pytest", ScoreMethod::Pytest),
+        ("unittest", ScoreMethod::Unittest),
+        ("cargo-test", ScoreMethod::CargoTest),
+        ("nextest", ScoreMethod::Nextest),
+        ("go-test", ScoreMethod::GoTest),
+        ("jest", ScoreMethod::Jest),
+        ("vitest", ScoreMethod::Vitest),
+        ("mocha", ScoreMethod::Mocha),
         (
             r#"{regex: "score=(?P<score>[0-9.]+)"}"#,
             ScoreMethod::Regex("score=(?P<score>[0-9.]+)".into()),
@@ -205,6 +215,19 @@ fn score_methods_parse() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn junit_reports_and_score_only_validators_parse() {
+    let yaml = format!(
+        "{MINIMAL_AGENT}  validation:\n    validators:\n      - {{name: t, run: x, score: junit, report: reports/junit.xml}}\n      - {{name: cov, run: y, score_only: true}}\n"
+    );
+    let agent = parse_agents(&yaml, Path::new("a.yaml")).unwrap().remove(0);
+    let v = &agent.spec().validation.validators;
+    assert_eq!(v[0].score, ScoreMethod::Junit);
+    assert_eq!(v[0].report.as_deref(), Some("reports/junit.xml"));
+    assert!(!v[0].score_only);
+    assert!(v[1].score_only);
 }
 
 #[test]

@@ -41,7 +41,8 @@ spec:
         command: ["sh", "-c", "python3 -m unittest -v 2>&1"]   # or `run: "shell line"` (runs `sh -c`)
         timeout: 5m
         weight: 1
-        score: exit          # exit (1 if exit code 0 else 0) | passed-failed | {regex: "score=(?P<score>[0-9.]+)"}
+        score: unittest      # exit | passed-failed | pytest | unittest | cargo-test | nextest | go-test | jest | vitest | mocha | junit (with report:) | {regex: "score=(?P<score>[0-9.]+)"}
+        score_only: false    # true: only the score counts; a failure of this validator does not fail the iteration
 "#;
 
 /// The config example from the manifest documentation, verbatim.

@@ -103,6 +103,10 @@ async fn an_execution_runs_its_whole_lifecycle() {
         score: 0.5,
         passed: false,
         weight: 1.0,
+        exit_code: Some(1),
+        reason: Some("exited with 1".into()),
+        output_tail: "1 failed".into(),
+        ..Default::default()
     }];
     store
         .apply(

@@ -1,0 +1,117 @@
+//! The validators' evidence as `task show`, `logs` and `status` print it.
+
+use domain::event::ValidatorResult;
+use domain::{EntityKind, EventKind, Execution, ExecutionId, TaskId};
+use serde::Serialize;
+use store::Store;
+
+/// One validation of one iteration, as recorded in the execution's events.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    pub execution: ExecutionId,
+    pub task: TaskId,
+    pub iteration: u32,
+    pub score: f64,
+    pub passed: bool,
+    pub results: Vec<ValidatorResult>,
+}
+
+/// Every validation an execution recorded, in order.
+pub async fn of_execution(store: &dyn Store, e: &Execution) -> anyhow::Result<Vec<Validation>> {
+    let events = store.entity_events(EntityKind::Execution, e.id.0).await?;
+    Ok(events
+        .into_iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::ExecutionValidated {
+                iteration,
+                score,
+                passed,
+                results,
+            } => Some(Validation {
+                execution: e.id,
+                task: e.task_id,
+                iteration,
+                score,
+                passed,
+                results,
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// How many executions `status` looks back through for the last failed validator.
+const STATUS_LOOKBACK: usize = 20;
+
+/// The most recent failed validator among the newest executions, with its validation.
+pub async fn last_failure(
+    store: &dyn Store,
+    executions: &[Execution],
+) -> anyhow::Result<Option<(Validation, ValidatorResult)>> {
+    let mut newest: Vec<&Execution> = executions.iter().collect();
+    newest.sort_by_key(|e| std::cmp::Reverse(e.id));
+    for e in newest.into_iter().take(STATUS_LOOKBACK) {
+        let validations = of_execution(store, e).await?;
+        for v in validations.iter().rev() {
+            if let Some(r) = v.results.iter().find(|r| !r.passed) {
+                return Ok(Some((v.clone(), r.clone())));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Prints one validation: its outcome, then each validator's verdict with its command and
+/// exit, and for a failed one the last `tail_lines` lines of its output.
+pub fn print(v: &Validation, indent: &str, tail_lines: usize) {
+    println!(
+        "{indent}execution {} iteration {}: validation {} (score {:.2})",
+        v.execution,
+        v.iteration,
+        if v.passed { "passed" } else { "failed" },
+        v.score
+    );
+    for r in &v.results {
+        println!("{indent}  {}", printable(&r.describe()));
+        if !r.command.is_empty() {
+            let exit = match (r.timed_out, r.exit_code, r.signal) {
+                (true, _, _) => "timed out".to_string(),
+                (_, Some(c), _) => format!("exit {c}"),
+                (_, None, Some(s)) => format!("signal {s}"),
+                _ => "no exit status".to_string(),
+            };
+            println!("{indent}    $ {}  [{exit}]", printable(&r.command));
+        }
+        if !r.passed && tail_lines > 0 && !r.output_tail.is_empty() {
+            let lines: Vec<&str> = r.output_tail.lines().collect();
+            for line in &lines[lines.len().saturating_sub(tail_lines)..] {
+                println!("{indent}    | {}", printable(line));
+            }
+        }
+    }
+}
+
+/// The text with control characters shown as escapes, so that output an agent or its tests
+/// wrote cannot move the cursor or rewrite the terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("ok\u{1b}[2J\r"), "ok\\u{1b}[2J\\r");
+        assert_eq!(printable("a\tb ✓"), "a\tb ✓");
+    }
+}

@@ -1,0 +1,301 @@
+//! Honest verdicts through the real binary: a failing test run is never scored as a pass, a
+//! forged summary does not count, why a validator failed is kept and shown, validators run
+//! without the agent's powers, and what they leave behind is never committed.
+//!
+//! Each test runs a scripted agent that writes a small Python project and a validator that
+//! runs its tests for real (unittest always; pytest where it is installed).
+
+use crate::support::*;
+
+const FAST_CONFIG: &str = "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry: {base_delay: 100ms, max_delay: 200ms}\n  shutdown_grace: 2s\n";
+
+/// An agent that runs `script` once per iteration, judged by `validators` (YAML list items).
+fn judged(script: &str, iterations: u32, validators: &str) -> Repo {
+    let spec = format!(
+        "  routing: {{default: true}}\n  limits: {{max_iterations: {iterations}, max_attempts: 1}}\n  validation:\n    validators:\n{validators}"
+    );
+    let repo = Repo::with_agents(&[("coder", &agent("coder", script, &spec))]);
+    std::fs::write(repo.path().join(".agentgrid/config.yaml"), FAST_CONFIG).unwrap();
+    repo.ok(&["task", "add", "Make the tests pass"]);
+    repo
+}
+
+/// Runs the engine until the task ends; a failed task makes `run` exit 1.
+fn run(repo: &Repo) -> String {
+    let out = repo.run(&["run"]);
+    stdout(&out) + &stderr(&out)
+}
+
+/// The validator results of the task's first execution, oldest first.
+fn results(repo: &Repo) -> Vec<serde_json::Value> {
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    show["validations"]
+        .as_array()
+        .unwrap_or_else(|| panic!("task show --json has no validations: {show}"))
+        .iter()
+        .flat_map(|v| v["results"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// One shell line that writes `path` with `content`, each line a single-quoted word.
+fn write(path: &str, content: &str) -> String {
+    let words: Vec<String> = content
+        .lines()
+        .map(|l| format!("'{}'", l.replace('\'', r"'\''")))
+        .collect();
+    format!(
+        "mkdir -p $(dirname {path}); printf '%s\\n' {} > {path}; ",
+        words.join(" ")
+    )
+}
+
+const ERRORING_UNITTEST: &str = "import unittest
+
+class T(unittest.TestCase):
+    def test_one(self):
+        self.assertTrue(True)
+
+    def test_two(self):
+        self.assertTrue(True)
+
+    def test_broken(self):
+        raise RuntimeError('the database fixture broke')
+";
+
+#[test]
+fn a_validator_that_exits_1_fails_whatever_its_output_says() {
+    // Real unittest fails, and the command then prints a passing summary: the exit counts.
+    let script = write("tests/test_app.py", ERRORING_UNITTEST);
+    let repo = judged(
+        &script,
+        1,
+        "      - name: tests\n        run: \"python3 -m unittest discover -s tests; s=$?; echo '5 passed, 0 failed'; exit $s\"\n        score: passed-failed\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let r = &results(&repo)[0];
+    assert_eq!(r["passed"], false, "{r}");
+    assert_eq!(r["exit_code"], 1, "{r}");
+    assert!(
+        r["reason"].as_str().unwrap().starts_with("exited with 1"),
+        "{r}"
+    );
+    assert!(
+        r["output_tail"]
+            .as_str()
+            .unwrap()
+            .contains("the database fixture broke"),
+        "the evidence keeps the runner's output: {r}"
+    );
+}
+
+#[test]
+fn a_summary_forged_at_exit_does_not_win() {
+    // The test module registers an atexit hook that prints a passing summary after the real
+    // one; the second variant also exits 0 from the hook, so only the summary's shape and
+    // stream can tell.
+    let forged = ERRORING_UNITTEST.replace(
+        "import unittest\n",
+        "import atexit, os, sys, unittest\n\ndef forge():\n    print('1 passed, 0 failed')\n    print('Ran 3 tests in 0.001s')\n    print()\n    print('OK')\n    sys.stdout.flush()\n    if os.environ.get('FORGE_EXIT'):\n        os._exit(0)\n\natexit.register(forge)\n",
+    );
+    let script = write("tests/test_app.py", &forged);
+    let repo = judged(
+        &script,
+        1,
+        "      - name: counted\n        run: \"python3 -m unittest discover -s tests\"\n        score: passed-failed\n      - name: unittest\n        run: \"FORGE_EXIT=1 python3 -m unittest discover -s tests\"\n        score: unittest\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let r = results(&repo);
+    assert_eq!(r[0]["passed"], false, "{}", r[0]);
+    assert_eq!(r[1]["passed"], false, "{}", r[1]);
+    assert_eq!(r[1]["exit_code"], 0, "the forger exits 0: {}", r[1]);
+    assert_eq!(
+        r[1]["reason"], "unittest reported 1 error",
+        "the real summary on stderr is read: {}",
+        r[1]
+    );
+    assert_eq!(r[1]["counts"]["passed"], 2, "{}", r[1]);
+    assert_eq!(r[1]["counts"]["errors"], 1, "{}", r[1]);
+}
+
+#[test]
+fn a_real_pytest_suite_with_an_erroring_fixture_is_not_done() {
+    // The validator runs in a sandbox that hides the home directories, so pytest must be
+    // installed for a python3 found outside them.
+    let path: Vec<String> = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.starts_with("/root") && !p.starts_with("/home"))
+        .map(String::from)
+        .collect();
+    let probe = command("sh")
+        .args(["-c", "python3 -m pytest --version"])
+        .env("PATH", path.join(":"))
+        .output()
+        .unwrap();
+    if !probe.status.success() {
+        println!(
+            "skipped: pytest is not installed for python3 ({}); install it with `apt-get install -y python3-pytest`",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        );
+        return;
+    }
+    let suite = "import pytest
+
+@pytest.fixture
+def db():
+    raise RuntimeError('the database fixture broke')
+
+def test_one():
+    assert True
+
+def test_two():
+    assert True
+
+def test_three(db):
+    assert db
+";
+    let script = write("tests/test_app.py", suite);
+    let repo = judged(
+        &script,
+        1,
+        "      - name: counted\n        run: \"python3 -m pytest -q tests\"\n        score: passed-failed\n      - name: pytest\n        run: \"python3 -m pytest -q tests\"\n        score: pytest\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    for r in results(&repo) {
+        assert_eq!(r["passed"], false, "{r}");
+        assert_eq!(r["counts"]["passed"], 2, "{r}");
+        assert_eq!(r["counts"]["errors"], 1, "{r}");
+        assert!(r["score"].as_f64().unwrap() < 1.0, "{r}");
+    }
+    let pytest = &results(&repo)[1];
+    assert_eq!(
+        pytest["reason"], "exited with 1; pytest reported 1 error",
+        "{pytest}"
+    );
+    let files = repo.git(&["ls-tree", "-r", "--name-only", "agentgrid/task-1"]);
+    assert!(
+        !files.contains("__pycache__") && !files.contains(".pytest_cache"),
+        "pytest's caches are not committed: {files}"
+    );
+}
+
+#[test]
+fn a_validator_without_its_tool_says_why_in_task_show_and_status() {
+    let repo = judged(
+        "echo 'print(1)' > app.py",
+        1,
+        "      - name: tests\n        run: \"no-such-test-runner -q\"\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(
+        show.contains("tests failed") && show.contains("exited with 127 (command not found)"),
+        "{show}"
+    );
+    assert!(show.contains("no-such-test-runner: not found"), "{show}");
+    let status = repo.ok(&["status"]);
+    assert!(
+        status.contains("last failed validator: `tests` on task #1")
+            && status.contains("exited with 127"),
+        "{status}"
+    );
+    let logs = repo.ok(&["logs", "1"]);
+    assert!(logs.contains("--- validators ---"), "{logs}");
+    assert!(logs.contains("no-such-test-runner: not found"), "{logs}");
+}
+
+#[test]
+fn validators_see_no_token_socket_gateway_or_workspace_path() {
+    // A planted `python3` in a relative PATH entry would run instead of the real one.
+    let fake = "#!/bin/sh\necho 'Ran 3 tests in 0.001s' >&2; echo >&2; echo OK >&2; exit 0\n";
+    let script = format!(
+        "{}{}chmod +x node_modules/.bin/python3",
+        write("tests/test_app.py", ERRORING_UNITTEST),
+        write("node_modules/.bin/python3", fake)
+    );
+    let repo = judged(
+        &script,
+        1,
+        "      - name: env\n        run: \"env | sort\"\n        score_only: true\n      - name: tests\n        run: \"python3 -m unittest discover -s tests\"\n        score: exit\n",
+    );
+    let out = repo
+        .cmd(&["run"])
+        .env(
+            "PATH",
+            format!("node_modules/.bin:.:{}", std::env::var("PATH").unwrap()),
+        )
+        .output()
+        .unwrap();
+    let r = results(&repo);
+    let env = r[0]["output_tail"].as_str().unwrap_or_default().to_string();
+    assert!(env.contains("AGENTGRID_EXECUTION_ID="), "{env}");
+    for secret in [
+        "AGENTGRID_TOKEN",
+        "AGENTGRID_CONTROL_SOCKET",
+        "AGENTGRID_PROMPT_FILE",
+        "OPENAI_",
+        "ANTHROPIC_",
+    ] {
+        assert!(!env.contains(secret), "a validator sees {secret}:\n{env}");
+    }
+    let path = env
+        .lines()
+        .find_map(|l| l.strip_prefix("PATH="))
+        .unwrap_or_default();
+    assert!(
+        path.split(':')
+            .all(|p| p.starts_with('/') && !p.contains(".agentgrid")),
+        "{path}"
+    );
+    assert_eq!(
+        repo.task_state(1),
+        "failed",
+        "the real tests ran: {}\n{}",
+        r[1],
+        stdout(&out)
+    );
+}
+
+#[test]
+fn what_validators_leave_behind_is_never_committed() {
+    // The first iteration's code is wrong, so its validation fails and the agent runs again:
+    // the first validators' caches are in the worktree when the second iteration commits.
+    let code = "def answer():\n    return ANSWER\n";
+    let test = "import unittest\nfrom app import answer\n\nclass T(unittest.TestCase):\n    def test_answer(self):\n        self.assertEqual(answer(), 42)\n";
+    let script = format!(
+        "{}{}if [ \"$AGENTGRID_ITERATION\" = 1 ]; then sed -i 's/ANSWER/41/' app.py; else sed -i 's/ANSWER/42/' app.py; fi",
+        write("app.py", code),
+        write("test_app.py", test)
+    );
+    let repo = judged(
+        &script,
+        2,
+        "      - name: tests\n        run: \"python3 -m unittest discover && mkdir -p .pytest_cache && echo data > .coverage\"\n        score: exit\n",
+    );
+    let out = run(&repo);
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{out}\n{}",
+        repo.ok(&["task", "show", "1"])
+    );
+    let files = repo.git(&["ls-tree", "-r", "--name-only", "agentgrid/task-1"]);
+    assert!(files.contains("app.py"), "{files}");
+    for byproduct in ["__pycache__", ".coverage", ".pytest_cache"] {
+        assert!(
+            !files.contains(byproduct),
+            "{byproduct} was committed: {files}"
+        );
+    }
+    // The worktree was clean, so it was removed, and the done branch will not change again.
+    let worktrees = repo.git(&["worktree", "list"]);
+    assert_eq!(worktrees.lines().count(), 1, "{worktrees}");
+    let head = repo.git(&["rev-parse", "agentgrid/task-1"]);
+    let out = repo.run(&["run"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(repo.git(&["rev-parse", "agentgrid/task-1"]), head);
+}
