@@ -17,7 +17,7 @@ mod validate;
 
 pub use run::{
     AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, StdinMode, StopReason, Update,
-    new_token, run_execution, sandbox_for,
+    hook_sandbox_for, new_token, run_execution, sandbox_for,
 };
 pub use validate::{ScoreRule, Validation, Validator, Verdict, run_validators, score};
 
