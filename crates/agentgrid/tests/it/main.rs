@@ -5,5 +5,6 @@ mod control;
 mod crash;
 mod escape;
 mod gateway;
+mod git_escape;
 mod run;
 mod support;
