@@ -1006,7 +1006,8 @@ impl Engine {
                 "agentgrid: merge #{} {} into #{}",
                 task.id, task.title, parent.id
             );
-            let outcome = match manager.ensure(parent.id, None).await {
+            let hook_sandbox = self.hook_sandbox(parent.id, &manager).await;
+            let outcome = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
                 Ok(parent_ws) => manager
                     .merge_branch(&parent_ws, &branch, &message)
                     .await
@@ -1040,10 +1041,46 @@ impl Engine {
                 branch,
                 created: false,
             };
-            if let Err(e) = manager.remove(&ws).await {
+            let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
+            if let Err(e) = manager.remove(&ws, hook_sandbox.as_ref()).await {
                 tracing::warn!(task = %task_id, "workspace kept: {e}");
             }
         }
+    }
+
+    /// The sandbox for a hook the engine runs outside any execution (`before_remove`, and
+    /// `after_create` when a merge checks a parent's worktree out again): the profile of the
+    /// agent that ran the task last, which is what its workspace's code ran under. When that
+    /// agent is not known (no execution, or its manifest is gone), the default profile.
+    async fn hook_sandbox(
+        &self,
+        task_id: TaskId,
+        manager: &Workspaces,
+    ) -> Option<launch::sandbox::SandboxSpec> {
+        let last = self
+            .store
+            .executions(&ExecutionFilter {
+                task: Some(task_id),
+                active_only: false,
+                limit: Some(1),
+            })
+            .await
+            .ok()
+            .and_then(|mut executions| executions.pop());
+        let default = manifest::SandboxProfile::default();
+        let profile = last
+            .and_then(|e| self.setup.agents.get(&e.agent))
+            .map_or(&default, |agent| &agent.sandbox);
+        let places = executor::SandboxPlaces {
+            workspace: manager.path_of(task_id),
+            state_dir: self.options.state_dir.clone(),
+            run_dir: self.options.run_dir.clone(),
+            worktrees: Some(manager.config().root.clone()),
+            expose: Vec::new(),
+            helper: self.options.agentgrid_bin.clone(),
+            gateway: None,
+        };
+        executor::hook_sandbox_for(profile, &places)
     }
 
     /// Applies changes the engine itself produced; if the batch fails as a whole, applies them

@@ -146,10 +146,10 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             root,
             base: ws.base.clone(),
             hooks: Hooks {
-                after_create: ws.hooks.after_create.clone(),
-                before_run: ws.hooks.before_run.clone(),
-                after_run: ws.hooks.after_run.clone(),
-                before_remove: ws.hooks.before_remove.clone(),
+                after_create: ws.hooks.after_create.as_ref().map(hook),
+                before_run: ws.hooks.before_run.as_ref().map(hook),
+                after_run: ws.hooks.after_run.as_ref().map(hook),
+                before_remove: ws.hooks.before_remove.as_ref().map(hook),
             },
             hook_timeout: ws.hooks.timeout.as_std(),
         }
@@ -172,6 +172,13 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         gateway,
         budgets,
     })
+}
+
+fn hook(h: &manifest::Hook) -> workspace::Hook {
+    workspace::Hook {
+        command: h.command().to_string(),
+        host: h.host(),
+    }
 }
 
 fn dollars_to_micros(dollars: f64) -> u64 {

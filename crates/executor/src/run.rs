@@ -255,10 +255,16 @@ async fn execute(
         |what: &str, e: &dyn std::fmt::Display| (ExecutionState::Failed, format!("{what}: {e}"));
     send(Update::Preparing { id });
 
+    // Hooks run the workspace's code (the agent's Makefile, say), so they are confined like the
+    // agent, but they are not the agent: no token, no control socket, no model gateway.
+    let hook_sandbox = job.workspace.as_ref().and_then(|(manager, _)| {
+        let places = sandbox_places(job, &manager.path_of(job.task), &[]);
+        hook_sandbox_for(&job.agent.sandbox, &places)
+    });
     let ws: Option<(&Workspaces, Workspace)> = match &job.workspace {
         Some((manager, start_from)) => {
             let ws = manager
-                .ensure(job.task, start_from.as_deref())
+                .ensure(job.task, start_from.as_deref(), hook_sandbox.as_ref())
                 .await
                 .map_err(|e| fail("preparing the workspace", &e))?;
             send(Update::Workspace {
@@ -283,6 +289,7 @@ async fn execute(
     let socket = channel.path().to_path_buf();
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
+    let hook_env = hook_environment(job, &base);
     // An agent whose manifest says `sandbox: {enabled: false}` runs with nothing at all.
     let sandbox = job.agent.sandbox.enabled.then(|| {
         let expose = [
@@ -306,7 +313,7 @@ async fn execute(
 
     if let Some((manager, w)) = &ws {
         manager
-            .run_hook(w, HookKind::BeforeRun, &base)
+            .run_hook(w, HookKind::BeforeRun, &hook_env, hook_sandbox.as_ref())
             .await
             .map_err(|e| fail("the before_run hook failed", &e))?;
     }
@@ -501,7 +508,9 @@ async fn execute(
     }
 
     if let Some((manager, w)) = &ws
-        && let Err(e) = manager.run_hook(w, HookKind::AfterRun, &base).await
+        && let Err(e) = manager
+            .run_hook(w, HookKind::AfterRun, &hook_env, hook_sandbox.as_ref())
+            .await
     {
         // after_run is best effort: the work is already committed and judged.
         tracing::warn!(execution = %id, "after_run hook failed: {e}");
@@ -606,6 +615,19 @@ fn validator_environment(job: &ExecutionJob, cwd: &Path) -> Vec<(String, String)
         launch::set_var(&mut env, k.into(), v);
     }
     env
+}
+
+/// The environment of the execution's hooks: the agent's, without the token and the model
+/// gateway's variables, which would let the workspace's code act as the agent.
+fn hook_environment(job: &ExecutionJob, base: &[(String, String)]) -> Vec<(String, String)> {
+    base.iter()
+        .filter(|(key, _)| {
+            key != "AGENTGRID_TOKEN"
+                && key != "AGENTGRID_CONTROL_SOCKET"
+                && !job.model_env.iter().any(|(model_key, _)| model_key == key)
+        })
+        .cloned()
+        .collect()
 }
 
 fn launch_spec(
@@ -728,12 +750,39 @@ pub fn sandbox_for(
     spec
 }
 
+/// The sandbox a workspace hook runs in: the agent's profile (`None` when the agent's manifest
+/// turns the sandbox off), showing nothing back inside the hidden places but the agentgrid
+/// binary, and with no model gateway relay, since a hook has no token to use it with.
+pub fn hook_sandbox_for(
+    profile: &manifest::SandboxProfile,
+    places: &SandboxPlaces,
+) -> Option<launch::sandbox::SandboxSpec> {
+    use launch::sandbox as sb;
+    if !profile.enabled {
+        return None;
+    }
+    let places = SandboxPlaces {
+        expose: vec![places.helper.clone()],
+        gateway: None,
+        ..places.clone()
+    };
+    let mut spec = sandbox_for(profile, &places);
+    if spec.network == sb::NetworkMode::Gateway {
+        spec.network = sb::NetworkMode::None;
+    }
+    Some(spec)
+}
+
 fn sandbox_spec(
     job: &ExecutionJob,
     cwd: &Path,
     expose: &[PathBuf],
 ) -> launch::sandbox::SandboxSpec {
-    let places = SandboxPlaces {
+    sandbox_for(&job.agent.sandbox, &sandbox_places(job, cwd, expose))
+}
+
+fn sandbox_places(job: &ExecutionJob, cwd: &Path, expose: &[PathBuf]) -> SandboxPlaces {
+    SandboxPlaces {
         workspace: cwd.to_path_buf(),
         state_dir: job.state_dir.clone(),
         run_dir: job.run_dir.clone(),
@@ -744,6 +793,5 @@ fn sandbox_spec(
         expose: expose.to_vec(),
         helper: job.agentgrid_bin.clone(),
         gateway: job.gateway.clone(),
-    };
-    sandbox_for(&job.agent.sandbox, &places)
+    }
 }

@@ -189,17 +189,19 @@ impl Default for WorkspaceConfig {
 }
 
 /// Shell lines run around a workspace's life, each optional. An empty line counts as none.
+/// Each runs in the sandbox of the agent whose workspace it is, without the execution's token;
+/// `{run: ..., host: true}` runs one on the host instead, which `agentgrid status` warns about.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Hooks {
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after_create: Option<String>,
+    pub after_create: Option<Hook>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub before_run: Option<String>,
+    pub before_run: Option<Hook>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub after_run: Option<String>,
+    pub after_run: Option<Hook>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub before_remove: Option<String>,
+    pub before_remove: Option<Hook>,
     /// Wall time allowed for each hook.
     pub timeout: Duration,
 }
@@ -213,6 +215,56 @@ impl Default for Hooks {
             before_remove: None,
             timeout: Duration::from_mins(2),
         }
+    }
+}
+
+impl Hooks {
+    /// The names of the hooks that opt out of the sandbox with `host: true`.
+    pub fn on_host(&self) -> Vec<&'static str> {
+        [
+            ("after_create", &self.after_create),
+            ("before_run", &self.before_run),
+            ("after_run", &self.after_run),
+            ("before_remove", &self.before_remove),
+        ]
+        .into_iter()
+        .filter(|(_, hook)| hook.as_ref().is_some_and(Hook::host))
+        .map(|(name, _)| name)
+        .collect()
+    }
+}
+
+/// One hook: a shell line run in the sandbox, or a mapping saying where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Hook {
+    Line(String),
+    Command(HookCommand),
+}
+
+/// A hook written as a mapping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookCommand {
+    /// The shell line.
+    pub run: String,
+    /// Run it on the host, outside every sandbox, as the engine's user. The hook runs the
+    /// workspace's code (an agent can rewrite a Makefile), so only for hooks that must reach
+    /// what the sandbox hides.
+    #[serde(default)]
+    pub host: bool,
+}
+
+impl Hook {
+    pub fn command(&self) -> &str {
+        match self {
+            Hook::Line(line) => line,
+            Hook::Command(c) => &c.run,
+        }
+    }
+
+    pub fn host(&self) -> bool {
+        matches!(self, Hook::Command(HookCommand { host: true, .. }))
     }
 }
 
@@ -248,6 +300,7 @@ pub(crate) const HOOKS_FIELDS: &[&str] = &[
     "before_remove",
     "timeout",
 ];
+pub(crate) const HOOK_FIELDS: &[&str] = &["run", "host"];
 
 /// Decodes a Config document. Problems are left in `cx`; the spec returned has defaults in their
 /// place.
@@ -364,9 +417,7 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
         if let Some(h) = w.value("hooks")
             && let Some(h) = cx.fields(h, &w.path("hooks"), HOOKS_FIELDS)
         {
-            let line = |cx: &mut Cx, name: &str| {
-                h.get::<String>(cx, name).filter(|s| !s.trim().is_empty())
-            };
+            let line = |cx: &mut Cx, name: &str| decode_hook(cx, &h, name);
             spec.workspace.hooks = Hooks {
                 after_create: line(cx, "after_create"),
                 before_run: line(cx, "before_run"),
@@ -387,6 +438,26 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
         spec.budgets = crate::models::decode_budgets(cx, n, &f.path("budgets")).unwrap_or_default();
     }
     Some(spec)
+}
+
+/// A hook: a shell line, or `{run, host}`. An empty line counts as no hook.
+fn decode_hook(cx: &mut Cx, h: &crate::decode::Fields, name: &str) -> Option<Hook> {
+    let node = h.value(name)?;
+    let path = h.path(name);
+    if !matches!(node.value, Value::Map(_)) {
+        let line: String = h.get(cx, name)?;
+        return (!line.trim().is_empty()).then_some(Hook::Line(line));
+    }
+    let f = cx.fields(node, &path, HOOK_FIELDS)?;
+    let run: String = f.required(cx, "run", "run: make fmt")?;
+    let host = f.or(cx, "host", false);
+    if run.trim().is_empty() {
+        if let Some(n) = f.value("run") {
+            cx.error(n, &f.path("run"), "is empty; give the shell line to run");
+        }
+        return None;
+    }
+    Some(Hook::Command(HookCommand { run, host }))
 }
 
 fn non_empty(cx: &mut Cx, f: &crate::decode::Fields, name: &str) -> Option<String> {

@@ -55,8 +55,8 @@ pub use agent::{
     Routing, Runtime, RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
 };
 pub use config::{
-    Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, Guards, Hooks, Resume,
-    Retry, WorkspaceConfig,
+    Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, Guards, Hook,
+    HookCommand, Hooks, Resume, Retry, WorkspaceConfig,
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::Error;

@@ -48,6 +48,7 @@ pub(crate) fn decoder_fields() -> Vec<(String, &'static [&'static str])> {
         (name::<crate::Guards>(), config::GUARDS_FIELDS),
         (name::<crate::WorkspaceConfig>(), config::WORKSPACE_FIELDS),
         (name::<crate::Hooks>(), config::HOOKS_FIELDS),
+        (name::<crate::HookCommand>(), config::HOOK_FIELDS),
         (
             name::<crate::SandboxProfile>(),
             crate::sandbox::SANDBOX_FIELDS,

@@ -23,22 +23,52 @@ pub struct WorkspaceConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hooks {
     /// Once, right after the worktree was checked out (install dependencies, say).
-    pub after_create: Option<String>,
+    pub after_create: Option<Hook>,
     /// Before each agent run.
-    pub before_run: Option<String>,
+    pub before_run: Option<Hook>,
     /// After each agent run.
-    pub after_run: Option<String>,
+    pub after_run: Option<Hook>,
     /// Before the worktree is removed; a failure keeps it.
-    pub before_remove: Option<String>,
+    pub before_remove: Option<Hook>,
 }
 
 impl Hooks {
-    pub fn get(&self, kind: HookKind) -> Option<&str> {
+    pub fn get(&self, kind: HookKind) -> Option<&Hook> {
         match kind {
-            HookKind::AfterCreate => self.after_create.as_deref(),
-            HookKind::BeforeRun => self.before_run.as_deref(),
-            HookKind::AfterRun => self.after_run.as_deref(),
-            HookKind::BeforeRemove => self.before_remove.as_deref(),
+            HookKind::AfterCreate => self.after_create.as_ref(),
+            HookKind::BeforeRun => self.before_run.as_ref(),
+            HookKind::AfterRun => self.after_run.as_ref(),
+            HookKind::BeforeRemove => self.before_remove.as_ref(),
+        }
+    }
+}
+
+/// One hook: a shell line, and where it runs.
+///
+/// A hook runs code from the workspace (`make fmt` runs the agent's Makefile), so by default it
+/// runs in the sandbox of the execution it belongs to (see [`crate::Workspaces::run_hook`]).
+/// `host` is the explicit opt-out for a hook that must reach what a sandbox hides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub command: String,
+    /// Runs on the host, unconfined, as the engine's user.
+    pub host: bool,
+}
+
+impl From<&str> for Hook {
+    fn from(command: &str) -> Hook {
+        Hook {
+            command: command.to_string(),
+            host: false,
+        }
+    }
+}
+
+impl From<String> for Hook {
+    fn from(command: String) -> Hook {
+        Hook {
+            command,
+            host: false,
         }
     }
 }

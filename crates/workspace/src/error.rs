@@ -56,6 +56,28 @@ pub enum Error {
         found: String,
     },
 
+    #[error(
+        "refusing to use the git directory `{path}` of task {task}: {reason}; remove the task's \
+         worktree (git worktree remove --force) and let agentgrid check it out again"
+    )]
+    UntrustedGitDir {
+        task: TaskId,
+        path: PathBuf,
+        reason: String,
+    },
+
+    #[error(
+        "refusing to {action} in `{path}`: its HEAD is `{found}`, not the task's branch \
+         `{expected}`, so something in the workspace moved it; nothing was committed. Check the \
+         branches, then point HEAD back (git symbolic-ref HEAD refs/heads/{expected})"
+    )]
+    HeadMoved {
+        action: &'static str,
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+
     #[error("the {hook} hook failed in `{path}` ({status}); its last output:\n{output}")]
     Hook {
         hook: HookKind,

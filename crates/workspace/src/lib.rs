@@ -4,7 +4,9 @@
 //! Every task works in its own worktree at `<root>/task-<id>`, on its own branch
 //! `agentgrid/task-<id>`. A sub-task's branch starts from its parent's branch, so the parent can
 //! later merge the children's work back. All git commands run through the launch crate with a
-//! clean environment ([`git_env`]): a fixed identity, no prompts, nothing of the caller's.
+//! clean environment ([`git_env`]): a fixed identity, no prompts, nothing of the caller's, and
+//! on directories the engine names itself (`--git-dir`, `--work-tree`), never on what the
+//! worktree's own `.git` file says: everything in a worktree is the agent's to write.
 //!
 //! The principal types:
 //! - [`Workspaces`], built from a [`WorkspaceConfig`]: [`Workspaces::ensure`] makes or finds a
@@ -32,7 +34,7 @@
 //!     hooks: Hooks { after_create: Some("npm ci".into()), ..Hooks::default() },
 //!     hook_timeout: Duration::from_secs(600),
 //! });
-//! let ws = workspaces.ensure(TaskId(7), None).await?;
+//! let ws = workspaces.ensure(TaskId(7), None, None).await?;
 //! assert_eq!(ws.branch, "agentgrid/task-7");
 //! // ... the agent works in ws.path ...
 //! let commit = workspaces.commit_all(&ws, "task 7: add CSV export").await?;
@@ -43,11 +45,12 @@ mod busy;
 mod config;
 mod error;
 mod git;
+mod guard;
 mod quota;
 mod workspaces;
 
 pub use busy::processes_using;
-pub use config::{HookKind, Hooks, WorkspaceConfig};
+pub use config::{Hook, HookKind, Hooks, WorkspaceConfig};
 pub use error::Error;
 pub use git::git_env;
 pub use quota::{Measured, OverQuota, Quota, measure};

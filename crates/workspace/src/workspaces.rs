@@ -8,9 +8,14 @@ use std::time::Duration;
 
 use domain::TaskId;
 use launch::LaunchSpec;
+use launch::sandbox::SandboxSpec;
 
 use crate::busy::processes_using;
-use crate::git::{WorktreeEntry, failure, git, git_ok, parse_worktree_list, split_z, transient};
+use crate::git::{
+    WorktreeEntry, discover_common_dir, failure, git, git_ok, parse_worktree_list, split_z,
+    transient,
+};
+use crate::guard::{Head, Repository, TaskGit};
 use crate::{Error, HookKind, WorkspaceConfig};
 
 /// How much of a hook's output is kept for its error message.
@@ -67,9 +72,10 @@ pub struct Workspaces {
     admin: Arc<tokio::sync::Mutex<()>>,
     /// One lock per task, so that two calls for the same task inside this process take turns.
     task_locks: Mutex<HashMap<TaskId, Arc<tokio::sync::Mutex<()>>>>,
-    /// The repository was found to be one: asked once, not before every checkout (a git
-    /// process each time). Should it stop being one, the next git command fails and says so.
-    repository_checked: std::sync::atomic::AtomicBool,
+    /// The repository's common git directory, asked of git once (not before every checkout)
+    /// and named explicitly to every git command after. Should it stop being a repository, the
+    /// next git command fails and says so.
+    repository: tokio::sync::OnceCell<Repository>,
 }
 
 impl std::fmt::Debug for Workspaces {
@@ -102,7 +108,7 @@ impl Workspaces {
             root,
             admin,
             task_locks: Mutex::new(HashMap::new()),
-            repository_checked: std::sync::atomic::AtomicBool::new(false),
+            repository: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -123,15 +129,21 @@ impl Workspaces {
     /// Returns the task's worktree, checking it out first if needed. The branch is created from
     /// `start_from` (a parent task's branch) or the configured base the first time; later calls
     /// reuse the worktree, or check the existing branch out again if its directory was deleted.
-    /// `after_create` runs on every fresh checkout; if it fails, the checkout is undone (the
-    /// branch stays) so that the next call tries again.
-    pub async fn ensure(&self, task: TaskId, start_from: Option<&str>) -> Result<Workspace, Error> {
+    /// `after_create` runs on every fresh checkout, in `sandbox` (see [`Workspaces::run_hook`]);
+    /// if it fails, the checkout is undone (the branch stays) so that the next call tries again.
+    /// A worktree found in place gets its `.git` pointer checked and put back.
+    pub async fn ensure(
+        &self,
+        task: TaskId,
+        start_from: Option<&str>,
+        sandbox: Option<&SandboxSpec>,
+    ) -> Result<Workspace, Error> {
         let lock = self.task_lock(task);
         let _turn = lock.lock().await;
-        let repo = self.cfg.repo_root.as_path();
         let path = self.path_of(task);
         let branch = Self::branch_name(task);
-        self.check_repository().await?;
+        let repository = self.repository().await?;
+        let repo = repository.target(&self.cfg.repo_root);
 
         let mut admin = self.admin.lock().await;
         let worktrees = self.worktrees_unlocked().await?;
@@ -140,12 +152,15 @@ impl Workspaces {
             && path.is_dir()
         {
             return match &entry.branch {
-                Some(found) if *found == branch => Ok(Workspace {
-                    task,
-                    path,
-                    branch,
-                    created: false,
-                }),
+                Some(found) if *found == branch => {
+                    repository.task_git(task, &path)?;
+                    Ok(Workspace {
+                        task,
+                        path,
+                        branch,
+                        created: false,
+                    })
+                }
                 other => Err(Error::WrongBranch {
                     path,
                     expected: branch,
@@ -213,7 +228,17 @@ impl Workspaces {
             branch,
             created: true,
         };
-        if let Err(e) = self.run_hook(&ws, HookKind::AfterCreate, &[]).await {
+        // git names a worktree's directory after the last component of its path, adding a
+        // number when that name is taken; the engine only ever uses `worktrees/task-<id>`.
+        let checked = repository.task_git(task, &ws.path).map(|_| ());
+        let hooked = match checked {
+            Ok(()) => self
+                .run_hook(&ws, HookKind::AfterCreate, &[], sandbox)
+                .await
+                .and_then(|()| repository.task_git(task, &ws.path).map(|_| ())),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = hooked {
             let path_arg = ws.path.to_string_lossy().into_owned();
             let _admin = self.admin.lock().await;
             if let Err(undo) = git_ok(repo, &["worktree", "remove", "--force", &path_arg]).await {
@@ -228,23 +253,35 @@ impl Workspaces {
     /// `AGENTGRID_HOOK`, `AGENTGRID_TASK_ID`, `AGENTGRID_WORKSPACE` and `AGENTGRID_BRANCH`.
     /// A hook that is not configured does nothing; one that fails or runs out of time is an error
     /// carrying the tail of its output.
+    ///
+    /// A hook runs code the agent could have written (its Makefile, its `package.json`), so it
+    /// runs in `sandbox`, the sandbox of the execution it belongs to, unless its configuration
+    /// says `host`. `None` means the execution itself runs unconfined (its agent's manifest opts
+    /// out), and the hook runs on the host like the agent. `env` is the caller's to choose: a
+    /// hook is not the agent and gets no execution token.
     pub async fn run_hook(
         &self,
         ws: &Workspace,
         hook: HookKind,
         env: &[(String, String)],
+        sandbox: Option<&SandboxSpec>,
     ) -> Result<(), Error> {
-        let Some(script) = self.cfg.hooks.get(hook) else {
+        let Some(configured) = self.cfg.hooks.get(hook) else {
             return Ok(());
         };
         let mut spec = LaunchSpec::new("sh", &ws.path)
-            .args(["-c", script])
+            .args(["-c", configured.command.as_str()])
             .with_env("AGENTGRID_HOOK", hook.as_str())
             .with_env("AGENTGRID_TASK_ID", ws.task.to_string())
             .with_env("AGENTGRID_WORKSPACE", ws.path.to_string_lossy())
             .with_env("AGENTGRID_BRANCH", ws.branch.as_str());
         for (key, value) in env {
             spec = spec.with_env(key.as_str(), value.as_str());
+        }
+        if let Some(sandbox) = sandbox.filter(|_| !configured.host) {
+            let mut sandbox = sandbox.clone();
+            sandbox.workspace = ws.path.clone();
+            spec = spec.with_sandbox(sandbox);
         }
         let out = launch::run(spec, self.cfg.hook_timeout, HOOK_CAPTURE).await?;
         if out.success() {
@@ -260,35 +297,41 @@ impl Workspaces {
 
     /// Commits everything in the workspace, untracked files included (ignored ones excepted).
     /// Returns the new HEAD, or `None` when there was nothing to commit.
+    ///
+    /// The commit goes onto the task's own branch or nowhere: `HEAD` of the task's git directory
+    /// must name `agentgrid/task-<id>` ([`Error::HeadMoved`] otherwise), and the `.git` pointer is
+    /// put back to the engine's git directory first.
     pub async fn commit_all(&self, ws: &Workspace, message: &str) -> Result<Option<String>, Error> {
+        let git_dir = self.task_git(ws).await?;
+        let t = git_dir.target();
         // Most executions of a read-only agent leave nothing: one git process tells.
-        let status = git_ok(&ws.path, &["status", "--porcelain", "-z"]).await?;
+        let status = git_ok(
+            t,
+            &["status", "--porcelain", "-z", "--ignore-submodules=all"],
+        )
+        .await?;
         if status_files(&status).is_empty() {
             return Ok(None);
         }
-        git_ok(&ws.path, &["add", "-A"]).await?;
-        let staged = git(&ws.path, &["diff", "--cached", "--quiet"]).await?;
+        self.check_head(&git_dir, "commit").await?;
+        git_ok(t, &["add", "-A"]).await?;
+        let diff = [
+            "diff",
+            "--cached",
+            "--quiet",
+            "--no-ext-diff",
+            "--no-textconv",
+        ];
+        let staged = git(t, &diff).await?;
         match staged.code {
             Some(0) => return Ok(None),
             Some(1) => {}
-            _ => return Err(failure(&ws.path, &["diff", "--cached", "--quiet"], &staged)),
+            _ => return Err(failure(t, &diff, &staged)),
         }
         // Signing would need a key and repository hooks could veto the commit; neither belongs
         // to an automatic commit whose content the validators judge.
-        git_ok(
-            &ws.path,
-            &[
-                "-c",
-                "commit.gpgsign=false",
-                "commit",
-                "--quiet",
-                "--no-verify",
-                "-m",
-                message,
-            ],
-        )
-        .await?;
-        self.head(ws).await.map(Some)
+        git_ok(t, &["commit", "--quiet", "--no-verify", "-m", message]).await?;
+        Ok(Some(head_of(&git_dir).await?))
     }
 
     /// Merges `branch` into the workspace with a merge commit (`--no-ff`). On a conflict the
@@ -299,10 +342,18 @@ impl Workspaces {
         branch: &str,
         message: &str,
     ) -> Result<MergeOutcome, Error> {
+        let git_dir = self.task_git(into).await?;
+        let t = git_dir.target();
         let dirty = status_files(
             &git_ok(
-                &into.path,
-                &["status", "--porcelain", "-z", "--untracked-files=no"],
+                t,
+                &[
+                    "status",
+                    "--porcelain",
+                    "-z",
+                    "--untracked-files=no",
+                    "--ignore-submodules=all",
+                ],
             )
             .await?,
         );
@@ -313,22 +364,23 @@ impl Workspaces {
                 files: dirty,
             });
         }
-        let before = self.head(into).await?;
+        self.check_head(&git_dir, "merge").await?;
+        let before = head_of(&git_dir).await?;
         let args = [
-            "-c",
-            "commit.gpgsign=false",
             "merge",
             "--no-ff",
             "--no-verify",
+            "--no-edit",
+            "--no-stat",
             "-m",
             message,
             // A branch name can never be mistaken for an option.
             "--end-of-options",
             branch,
         ];
-        let out = git(&into.path, &args).await?;
+        let out = git(t, &args).await?;
         if out.success() {
-            let after = self.head(into).await?;
+            let after = head_of(&git_dir).await?;
             return Ok(if after == before {
                 MergeOutcome::UpToDate
             } else {
@@ -337,25 +389,38 @@ impl Workspaces {
         }
         let files = split_z(
             &git_ok(
-                &into.path,
-                &["diff", "--name-only", "--diff-filter=U", "-z"],
+                t,
+                &[
+                    "diff",
+                    "--name-only",
+                    "--diff-filter=U",
+                    "-z",
+                    "--no-ext-diff",
+                    "--no-textconv",
+                ],
             )
             .await?,
         );
         if files.is_empty() {
-            return Err(failure(&into.path, &args, &out));
+            return Err(failure(t, &args, &out));
         }
-        git_ok(&into.path, &["merge", "--abort"]).await?;
+        git_ok(t, &["merge", "--abort"]).await?;
         Ok(MergeOutcome::Conflict { files })
     }
 
     /// Removes the worktree, keeping its branch so that no commit is ever lost. Leaves it alone
     /// while any process works inside it ([`RemoveOutcome::Busy`]), and refuses with an error if
-    /// it holds uncommitted changes. Runs `before_remove` first; a failing hook keeps it too.
-    pub async fn remove(&self, ws: &Workspace) -> Result<RemoveOutcome, Error> {
+    /// it holds uncommitted changes. Runs `before_remove` first, in `sandbox` (see
+    /// [`Workspaces::run_hook`]); a failing hook keeps it too.
+    pub async fn remove(
+        &self,
+        ws: &Workspace,
+        sandbox: Option<&SandboxSpec>,
+    ) -> Result<RemoveOutcome, Error> {
         let lock = self.task_lock(ws.task);
         let _turn = lock.lock().await;
-        let repo = self.cfg.repo_root.as_path();
+        let repository = self.repository().await?;
+        let repo = repository.target(&self.cfg.repo_root);
         if !ws.path.exists() {
             let _admin = self.admin.lock().await;
             git_ok(repo, &["worktree", "prune"]).await?;
@@ -365,7 +430,14 @@ impl Workspaces {
         if !pids.is_empty() {
             return Ok(RemoveOutcome::Busy { pids });
         }
-        let dirty = status_files(&git_ok(&ws.path, &["status", "--porcelain", "-z"]).await?);
+        let git_dir = repository.task_git(ws.task, &ws.path)?;
+        let dirty = status_files(
+            &git_ok(
+                git_dir.target(),
+                &["status", "--porcelain", "-z", "--ignore-submodules=all"],
+            )
+            .await?,
+        );
         if !dirty.is_empty() {
             return Err(Error::Uncommitted {
                 action: "remove",
@@ -374,7 +446,8 @@ impl Workspaces {
             });
         }
         if self.cfg.hooks.get(HookKind::BeforeRemove).is_some() {
-            self.run_hook(ws, HookKind::BeforeRemove, &[]).await?;
+            self.run_hook(ws, HookKind::BeforeRemove, &[], sandbox)
+                .await?;
             // The hook may have started something that still runs there. (Without a hook the
             // scan above stands: it reads every process's links in /proc, not a cheap look.)
             let pids = processes_using(&ws.path);
@@ -382,6 +455,9 @@ impl Workspaces {
                 return Ok(RemoveOutcome::Busy { pids });
             }
         }
+        // `git worktree remove` checks the worktree is clean with a `git status` that finds its
+        // repository through the worktree's `.git`, which the hook may have changed.
+        repository.task_git(ws.task, &ws.path)?;
         // No --force: should anything have changed since the check, git refuses rather than
         // throwing work away.
         let path_arg = ws.path.to_string_lossy().into_owned();
@@ -421,10 +497,44 @@ impl Workspaces {
 
     /// The commit checked out in the workspace.
     pub async fn head(&self, ws: &Workspace) -> Result<String, Error> {
-        Ok(git_ok(&ws.path, &["rev-parse", "HEAD"])
-            .await?
-            .trim()
-            .to_string())
+        head_of(&self.task_git(ws).await?).await
+    }
+
+    /// The task's git directory, checked, with its pointers put back (see [`Repository::task_git`]).
+    async fn task_git(&self, ws: &Workspace) -> Result<TaskGit, Error> {
+        self.repository().await?.task_git(ws.task, &ws.path)
+    }
+
+    /// Refuses unless the task's HEAD names the task's own branch, directly.
+    async fn check_head(&self, git_dir: &TaskGit, action: &'static str) -> Result<(), Error> {
+        let expected = Self::branch_name(git_dir.task);
+        let wanted = format!("refs/heads/{expected}");
+        let found = match git_dir.head_file()? {
+            Head::Symbolic(name) => name,
+            Head::Other(text) => text,
+            Head::Reftable => {
+                let out = git(git_dir.target(), &["symbolic-ref", "--quiet", "HEAD"]).await?;
+                if out.success() {
+                    out.stdout.trim().to_string()
+                } else {
+                    "a detached HEAD".to_string()
+                }
+            }
+        };
+        let found = if found == wanted && git_dir.branch_is_indirect(&expected)? {
+            format!("{found}, which is itself a link to another ref")
+        } else {
+            found
+        };
+        if found == wanted {
+            return Ok(());
+        }
+        Err(Error::HeadMoved {
+            action,
+            path: git_dir.work_tree.clone(),
+            expected,
+            found,
+        })
     }
 
     fn task_lock(&self, task: TaskId) -> Arc<tokio::sync::Mutex<()>> {
@@ -435,27 +545,31 @@ impl Workspaces {
         locks.entry(task).or_default().clone()
     }
 
-    async fn check_repository(&self) -> Result<(), Error> {
-        use std::sync::atomic::Ordering;
-        if self.repository_checked.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let repo = &self.cfg.repo_root;
-        if !repo.is_dir() {
-            return Err(Error::NotARepository {
-                repo: repo.clone(),
-                output: "no such directory".into(),
-            });
-        }
-        let out = git(repo, &["rev-parse", "--git-dir"]).await?;
-        if !out.success() {
-            return Err(Error::NotARepository {
-                repo: repo.clone(),
-                output: out.combined(),
-            });
-        }
-        self.repository_checked.store(true, Ordering::Release);
-        Ok(())
+    /// The repository, found the first time it is needed.
+    async fn repository(&self) -> Result<&Repository, Error> {
+        self.repository
+            .get_or_try_init(|| async {
+                let repo = &self.cfg.repo_root;
+                if !repo.is_dir() {
+                    return Err(Error::NotARepository {
+                        repo: repo.clone(),
+                        output: "no such directory".into(),
+                    });
+                }
+                let out = discover_common_dir(repo).await?;
+                let found = PathBuf::from(out.stdout.trim());
+                let common_dir = match found.canonicalize() {
+                    Ok(dir) if out.success() && dir.is_dir() => dir,
+                    _ => {
+                        return Err(Error::NotARepository {
+                            repo: repo.clone(),
+                            output: out.combined(),
+                        });
+                    }
+                };
+                Ok(Repository { common_dir })
+            })
+            .await
     }
 
     async fn worktrees(&self) -> Result<Vec<WorktreeEntry>, Error> {
@@ -465,14 +579,20 @@ impl Workspaces {
 
     /// The worktree records, for a caller that holds the admin lock.
     async fn worktrees_unlocked(&self) -> Result<Vec<WorktreeEntry>, Error> {
-        let text = git_ok(&self.cfg.repo_root, &["worktree", "list", "--porcelain"]).await?;
+        let repository = self.repository().await?;
+        let text = git_ok(
+            repository.target(&self.cfg.repo_root),
+            &["worktree", "list", "--porcelain"],
+        )
+        .await?;
         Ok(parse_worktree_list(&text))
     }
 
     async fn branch_exists(&self, branch: &str) -> Result<bool, Error> {
         let reference = format!("refs/heads/{branch}");
+        let repository = self.repository().await?;
         let out = git(
-            &self.cfg.repo_root,
+            repository.target(&self.cfg.repo_root),
             &["rev-parse", "--verify", "--quiet", &reference],
         )
         .await?;
@@ -482,10 +602,11 @@ impl Workspaces {
     /// The commit a new branch starts from, checked so that the error says what is wrong.
     async fn start_point(&self, task: TaskId, start_from: Option<&str>) -> Result<String, Error> {
         let repo = &self.cfg.repo_root;
+        let target = self.repository().await?.target(repo);
         let start = start_from.unwrap_or(&self.cfg.base);
         let spec = format!("{start}^{{commit}}");
         let out = git(
-            repo,
+            target,
             &[
                 "rev-parse",
                 "--verify",
@@ -498,7 +619,11 @@ impl Workspaces {
         if out.success() {
             return Ok(out.stdout.trim().to_string());
         }
-        let head = git(repo, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).await?;
+        let head = git(
+            target,
+            &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"],
+        )
+        .await?;
         if head.success() {
             Err(Error::UnknownStartPoint {
                 task,
@@ -547,6 +672,14 @@ impl Workspaces {
             tracing::warn!(path = %exclude.display(), error = %e, "cannot add the workspace root to the exclude file");
         }
     }
+}
+
+/// The commit checked out in a task's worktree.
+async fn head_of(git_dir: &TaskGit) -> Result<String, Error> {
+    Ok(git_ok(git_dir.target(), &["rev-parse", "HEAD"])
+        .await?
+        .trim()
+        .to_string())
 }
 
 /// Whether two paths name the same place, resolving symbolic links where they exist.

@@ -25,16 +25,21 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     }
     let recent = store.executions(&ExecutionFilter::default()).await?;
     // Agents that run with less isolation than the default, chosen explicitly in their manifest.
-    let relaxed: Vec<(String, Vec<&'static str>)> = match manifest::load_project(&project.state_dir)
-    {
-        Ok(loaded) => loaded
+    let loaded = manifest::load_project(&project.state_dir).ok();
+    let relaxed: Vec<(String, Vec<&'static str>)> = match &loaded {
+        Some(loaded) => loaded
             .agents
             .iter()
             .map(|a| (a.name.clone(), a.manifest.spec.sandbox.relaxations()))
             .filter(|(_, r)| !r.is_empty())
             .collect(),
-        Err(_) => Vec::new(),
+        None => Vec::new(),
     };
+    // Workspace hooks that run on the host instead of in their agent's sandbox (`host: true`).
+    let host_hooks: Vec<&'static str> = loaded
+        .as_ref()
+        .map(|loaded| loaded.config.workspace.hooks.on_host())
+        .unwrap_or_default();
     if as_json {
         // Each execution with its model use, so scripts see cost per execution at a glance.
         let mut executions = Vec::with_capacity(recent.len());
@@ -62,6 +67,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             "active_executions": active,
             "executions": executions,
             "sandbox_relaxations": unsandboxed,
+            "host_hooks": host_hooks,
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -70,6 +76,9 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             "warning: agent {name} runs with {}",
             relaxations.join(" and ")
         );
+    }
+    for hook in &host_hooks {
+        println!("warning: the {hook} hook runs on the host, outside the sandbox (host: true)");
     }
     let line: Vec<String> = counts
         .iter()

@@ -14,14 +14,14 @@ use std::time::Duration;
 
 use crate::support::*;
 
-const CONFIG: &str = "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry: {base_delay: 100ms, max_delay: 200ms}\n  shutdown_grace: 2s\n";
+pub(crate) const CONFIG: &str = "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry: {base_delay: 100ms, max_delay: 200ms}\n  shutdown_grace: 2s\n";
 
 /// The sandbox section every escape agent runs under.
 const SANDBOX: &str = "  sandbox:\n    filesystem: workspace-write\n    network: none\n    limits: {memory: 256MiB, processes: 64, open_files: 1024, file_size: 10MiB, cpu_time: 1m}\n";
 
 /// A directory outside /tmp and the other places every sandbox hides: the build's scratch
 /// directory, or one under /var/lib when the repository itself was cloned into /tmp.
-fn outside_tmp() -> tempfile::TempDir {
+pub(crate) fn outside_tmp() -> tempfile::TempDir {
     const HIDDEN: [&str; 5] = ["/tmp", "/var/tmp", "/run", "/home", "/root"];
     let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .canonicalize()
@@ -47,7 +47,7 @@ fn repo(agents: &[(&str, &str)]) -> Repo {
 }
 
 /// Sets up a project with `agents` in `dir`.
-fn setup(dir: tempfile::TempDir, agents: &[(&str, &str)]) -> Repo {
+pub(crate) fn setup(dir: tempfile::TempDir, agents: &[(&str, &str)]) -> Repo {
     let repo = Repo { dir };
     repo.git(&["init", "-q", "-b", "main"]);
     std::fs::write(repo.path().join("README.md"), "# test project\n").unwrap();
@@ -66,7 +66,7 @@ fn setup(dir: tempfile::TempDir, agents: &[(&str, &str)]) -> Repo {
 }
 
 /// A sandboxed agent running `script`, with `limits` as its agent limits.
-fn sandboxed(name: &str, script: &str, limits: &str) -> String {
+pub(crate) fn sandboxed(name: &str, script: &str, limits: &str) -> String {
     agent(
         name,
         script,

@@ -6,6 +6,7 @@ mod control;
 mod crash;
 mod escape;
 mod gateway;
+mod git_escape;
 mod run;
 mod support;
 mod text;

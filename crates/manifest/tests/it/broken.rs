@@ -408,6 +408,20 @@ fn broken_configs_point_at_the_problem() {
             "6:37: spec.workspace.hooks.after_create: expected text, found a list",
         ),
         (
+            format!(
+                "{CONFIG}  workspace: {{hooks: {{after_run: {{run: make fmt, host: maybe}}}}}}\n"
+            ),
+            "6:56: spec.workspace.hooks.after_run.host: expected true or false",
+        ),
+        (
+            format!("{CONFIG}  workspace: {{hooks: {{after_run: {{host: true}}}}}}\n"),
+            "6:34: spec.workspace.hooks.after_run: missing field `run`",
+        ),
+        (
+            format!("{CONFIG}  workspace: {{hooks: {{after_run: {{run: x, hots: true}}}}}}\n"),
+            "6:43: spec.workspace.hooks.after_run: unknown field `hots` (did you mean `host`?)",
+        ),
+        (
             format!("{CONFIG}---\nkind: Config\n"),
             "7:1: config.yaml holds a single document (`kind: Config`); remove this extra one",
         ),

@@ -247,10 +247,23 @@ fn a_config_without_spec_or_an_empty_file_means_defaults() {
     let config = parse_config(&partial, Path::new("c.yaml")).unwrap();
     assert_eq!(config.concurrency.global, 5);
     assert!(config.concurrency.per_label.is_empty());
-    assert_eq!(
-        config.workspace.hooks.after_create.as_deref(),
-        Some("make deps")
+    let hook = config.workspace.hooks.after_create.as_ref().unwrap();
+    assert_eq!(hook.command(), "make deps");
+    assert!(
+        !hook.host(),
+        "a hook runs sandboxed unless it says otherwise"
     );
+    assert!(config.workspace.hooks.on_host().is_empty());
+
+    let on_host = format!(
+        "{header}spec:\n  workspace:\n    hooks:\n      before_run: make deps\n      after_run: {{run: make fmt, host: true}}\n"
+    );
+    let config = parse_config(&on_host, Path::new("c.yaml")).unwrap();
+    let hooks = &config.workspace.hooks;
+    assert_eq!(hooks.after_run.as_ref().unwrap().command(), "make fmt");
+    assert!(hooks.after_run.as_ref().unwrap().host());
+    assert!(!hooks.before_run.as_ref().unwrap().host());
+    assert_eq!(hooks.on_host(), ["after_run"]);
     assert_eq!(config.workspace.hooks.timeout, Duration::from_mins(2));
     assert_eq!(config.retry, Retry::default());
 }

@@ -70,7 +70,7 @@ async fn branch_exists(repo: &Path, branch: &str) -> bool {
 async fn ensure_creates_the_branch_and_directory_and_is_idempotent() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let first = ws.ensure(TaskId(1), None).await.unwrap();
+    let first = ws.ensure(TaskId(1), None, None).await.unwrap();
     assert!(first.created);
     assert_eq!(first.branch, "agentgrid/task-1");
     assert_eq!(first.path, repo.path().join(".agentgrid/workspaces/task-1"));
@@ -88,7 +88,7 @@ async fn ensure_creates_the_branch_and_directory_and_is_idempotent() {
         "agentgrid/task-1"
     );
 
-    let again = ws.ensure(TaskId(1), None).await.unwrap();
+    let again = ws.ensure(TaskId(1), None, None).await.unwrap();
     assert!(!again.created);
     assert_eq!(again.path, first.path);
     assert_eq!(again.branch, first.branch);
@@ -105,11 +105,14 @@ async fn ensure_creates_the_branch_and_directory_and_is_idempotent() {
 async fn a_sub_task_branch_starts_from_its_parent_branch() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let parent = ws.ensure(TaskId(1), None).await.unwrap();
+    let parent = ws.ensure(TaskId(1), None, None).await.unwrap();
     std::fs::write(parent.path.join("plan.md"), "the plan\n").unwrap();
     let parent_head = ws.commit_all(&parent, "plan").await.unwrap().unwrap();
 
-    let child = ws.ensure(TaskId(2), Some(&parent.branch)).await.unwrap();
+    let child = ws
+        .ensure(TaskId(2), Some(&parent.branch), None)
+        .await
+        .unwrap();
     assert!(child.created);
     assert_eq!(ws.head(&child).await.unwrap(), parent_head);
     assert_eq!(
@@ -118,7 +121,7 @@ async fn a_sub_task_branch_starts_from_its_parent_branch() {
     );
 
     // A top-level task still starts from the base, without the parent's work.
-    let other = ws.ensure(TaskId(3), None).await.unwrap();
+    let other = ws.ensure(TaskId(3), None, None).await.unwrap();
     assert!(!other.path.join("plan.md").exists());
 }
 
@@ -134,18 +137,22 @@ async fn hooks_run_in_order_in_the_workspace_with_their_environment() {
         )
     };
     let hooks = Hooks {
-        after_create: Some(line("created")),
-        before_run: Some(format!("{} $EXTRA", line("before"))),
-        after_run: Some(line("after")),
-        before_remove: Some(line("removing")),
+        after_create: Some(line("created").into()),
+        before_run: Some(format!("{} $EXTRA", line("before")).into()),
+        after_run: Some(line("after").into()),
+        before_remove: Some(line("removing").into()),
     };
     let ws = workspaces(repo.path(), hooks);
-    let w = ws.ensure(TaskId(4), None).await.unwrap();
-    ws.ensure(TaskId(4), None).await.unwrap();
+    let w = ws.ensure(TaskId(4), None, None).await.unwrap();
+    ws.ensure(TaskId(4), None, None).await.unwrap();
     let extra = vec![("EXTRA".to_string(), "extra-value".to_string())];
-    ws.run_hook(&w, HookKind::BeforeRun, &extra).await.unwrap();
-    ws.run_hook(&w, HookKind::AfterRun, &[]).await.unwrap();
-    assert_eq!(ws.remove(&w).await.unwrap(), RemoveOutcome::Removed);
+    ws.run_hook(&w, HookKind::BeforeRun, &extra, None)
+        .await
+        .unwrap();
+    ws.run_hook(&w, HookKind::AfterRun, &[], None)
+        .await
+        .unwrap();
+    assert_eq!(ws.remove(&w, None).await.unwrap(), RemoveOutcome::Removed);
 
     let logged = std::fs::read_to_string(&log).unwrap();
     let path = w.path.display();
@@ -168,8 +175,11 @@ async fn a_failing_hook_is_an_error_with_its_output() {
         ..Hooks::default()
     };
     let mut ws = workspaces(repo.path(), hooks.clone());
-    let w = ws.ensure(TaskId(1), None).await.unwrap();
-    let err = ws.run_hook(&w, HookKind::BeforeRun, &[]).await.unwrap_err();
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let err = ws
+        .run_hook(&w, HookKind::BeforeRun, &[], None)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -195,7 +205,10 @@ async fn a_failing_hook_is_an_error_with_its_output() {
         ..ws.config().clone()
     });
     let started = std::time::Instant::now();
-    let err = ws.run_hook(&w, HookKind::AfterRun, &[]).await.unwrap_err();
+    let err = ws
+        .run_hook(&w, HookKind::AfterRun, &[], None)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(15));
 }
@@ -213,16 +226,16 @@ async fn a_failed_after_create_hook_undoes_the_checkout_so_the_next_ensure_retri
     let ws = workspaces(
         repo.path(),
         Hooks {
-            after_create: Some(script),
+            after_create: Some(script.into()),
             ..Hooks::default()
         },
     );
-    let err = ws.ensure(TaskId(1), None).await.unwrap_err();
+    let err = ws.ensure(TaskId(1), None, None).await.unwrap_err();
     assert!(err.to_string().contains("first try fails"), "{err}");
     assert!(!ws.path_of(TaskId(1)).exists());
     assert!(branch_exists(repo.path(), "agentgrid/task-1").await);
 
-    let w = ws.ensure(TaskId(1), None).await.unwrap();
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
     assert!(w.created);
     assert!(w.path.join("README.md").exists());
 }
@@ -231,7 +244,7 @@ async fn a_failed_after_create_hook_undoes_the_checkout_so_the_next_ensure_retri
 async fn commit_all_commits_tracked_and_untracked_changes_and_nothing_when_clean() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let w = ws.ensure(TaskId(1), None).await.unwrap();
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
     assert_eq!(ws.commit_all(&w, "nothing").await.unwrap(), None);
 
     std::fs::write(w.path.join("README.md"), "changed\n").unwrap();
@@ -264,8 +277,11 @@ async fn commit_all_commits_tracked_and_untracked_changes_and_nothing_when_clean
 async fn merging_a_branch_makes_a_merge_commit() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let parent = ws.ensure(TaskId(1), None).await.unwrap();
-    let child = ws.ensure(TaskId(2), Some(&parent.branch)).await.unwrap();
+    let parent = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let child = ws
+        .ensure(TaskId(2), Some(&parent.branch), None)
+        .await
+        .unwrap();
     std::fs::write(child.path.join("feature.txt"), "feature\n").unwrap();
     ws.commit_all(&child, "feature").await.unwrap().unwrap();
     let before = ws.head(&parent).await.unwrap();
@@ -302,8 +318,8 @@ async fn merging_a_branch_makes_a_merge_commit() {
 async fn a_conflicting_merge_is_aborted_and_names_the_files() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let a = ws.ensure(TaskId(1), None).await.unwrap();
-    let b = ws.ensure(TaskId(2), None).await.unwrap();
+    let a = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let b = ws.ensure(TaskId(2), None, None).await.unwrap();
     std::fs::write(a.path.join("README.md"), "from a\n").unwrap();
     std::fs::write(b.path.join("README.md"), "from b\n").unwrap();
     ws.commit_all(&a, "a").await.unwrap().unwrap();
@@ -339,8 +355,8 @@ async fn a_conflicting_merge_is_aborted_and_names_the_files() {
 async fn merging_into_a_dirty_workspace_is_refused() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let a = ws.ensure(TaskId(1), None).await.unwrap();
-    let b = ws.ensure(TaskId(2), None).await.unwrap();
+    let a = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let b = ws.ensure(TaskId(2), None, None).await.unwrap();
     std::fs::write(b.path.join("b.txt"), "b\n").unwrap();
     ws.commit_all(&b, "b").await.unwrap().unwrap();
     std::fs::write(a.path.join("README.md"), "unsaved\n").unwrap();
@@ -353,7 +369,7 @@ async fn merging_into_a_dirty_workspace_is_refused() {
 async fn remove_waits_for_processes_inside_and_keeps_the_branch() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let w = ws.ensure(TaskId(1), None).await.unwrap();
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
     std::fs::write(w.path.join("work.txt"), "work\n").unwrap();
     let sha = ws.commit_all(&w, "work").await.unwrap().unwrap();
 
@@ -362,7 +378,7 @@ async fn remove_waits_for_processes_inside_and_keeps_the_branch() {
         OutputSpec::default(),
     )
     .unwrap();
-    let outcome = ws.remove(&w).await.unwrap();
+    let outcome = ws.remove(&w, None).await.unwrap();
     let RemoveOutcome::Busy { pids } = outcome else {
         panic!("removed while busy: {outcome:?}")
     };
@@ -378,23 +394,26 @@ async fn remove_waits_for_processes_inside_and_keeps_the_branch() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(ws.remove(&w).await.unwrap(), RemoveOutcome::Removed);
+    assert_eq!(ws.remove(&w, None).await.unwrap(), RemoveOutcome::Removed);
     assert!(!w.path.exists());
     assert!(ws.list().await.unwrap().is_empty());
     assert_eq!(
         git(repo.path(), &["rev-parse", "agentgrid/task-1"]).await,
         sha
     );
-    assert_eq!(ws.remove(&w).await.unwrap(), RemoveOutcome::AlreadyGone);
+    assert_eq!(
+        ws.remove(&w, None).await.unwrap(),
+        RemoveOutcome::AlreadyGone
+    );
 }
 
 #[tokio::test]
 async fn remove_refuses_uncommitted_changes() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let w = ws.ensure(TaskId(1), None).await.unwrap();
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
     std::fs::write(w.path.join("draft.txt"), "draft\n").unwrap();
-    let err = ws.remove(&w).await.unwrap_err();
+    let err = ws.remove(&w, None).await.unwrap_err();
     assert!(matches!(err, Error::Uncommitted { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
@@ -404,14 +423,14 @@ async fn remove_refuses_uncommitted_changes() {
     assert!(w.path.join("draft.txt").exists());
 
     let sha = ws.commit_all(&w, "draft").await.unwrap().unwrap();
-    assert_eq!(ws.remove(&w).await.unwrap(), RemoveOutcome::Removed);
+    assert_eq!(ws.remove(&w, None).await.unwrap(), RemoveOutcome::Removed);
     assert_eq!(
         git(repo.path(), &["rev-parse", "agentgrid/task-1"]).await,
         sha
     );
 
     // The branch is checked out again, with its commits, on the next ensure.
-    let back = ws.ensure(TaskId(1), None).await.unwrap();
+    let back = ws.ensure(TaskId(1), None, None).await.unwrap();
     assert!(back.created);
     assert_eq!(ws.head(&back).await.unwrap(), sha);
     assert!(back.path.join("draft.txt").exists());
@@ -427,8 +446,8 @@ async fn a_failing_before_remove_hook_keeps_the_workspace() {
             ..Hooks::default()
         },
     );
-    let w = ws.ensure(TaskId(1), None).await.unwrap();
-    let err = ws.remove(&w).await.unwrap_err();
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let err = ws.remove(&w, None).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -446,12 +465,12 @@ async fn a_failing_before_remove_hook_keeps_the_workspace() {
 async fn ensure_reattaches_the_branch_after_the_directory_was_deleted_by_hand() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    let w = ws.ensure(TaskId(1), None).await.unwrap();
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
     std::fs::write(w.path.join("kept.txt"), "kept\n").unwrap();
     let sha = ws.commit_all(&w, "kept").await.unwrap().unwrap();
     std::fs::remove_dir_all(&w.path).unwrap();
 
-    let back = ws.ensure(TaskId(1), None).await.unwrap();
+    let back = ws.ensure(TaskId(1), None, None).await.unwrap();
     assert!(back.created);
     assert_eq!(back.path, w.path);
     assert_eq!(ws.head(&back).await.unwrap(), sha);
@@ -467,7 +486,7 @@ async fn a_repository_without_commits_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     git(dir.path(), &["init", "-q", "-b", "main"]).await;
     let ws = workspaces(dir.path(), Hooks::default());
-    let err = ws.ensure(TaskId(1), None).await.unwrap_err();
+    let err = ws.ensure(TaskId(1), None, None).await.unwrap_err();
     assert!(matches!(err, Error::NoCommits { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -481,7 +500,7 @@ async fn bad_start_points_and_non_repositories_are_reported() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
     let err = ws
-        .ensure(TaskId(5), Some("agentgrid/task-404"))
+        .ensure(TaskId(5), Some("agentgrid/task-404"), None)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::UnknownStartPoint { .. }), "{err:?}");
@@ -489,7 +508,7 @@ async fn bad_start_points_and_non_repositories_are_reported() {
 
     let plain = tempfile::tempdir().unwrap();
     let ws = workspaces(plain.path(), Hooks::default());
-    let err = ws.ensure(TaskId(1), None).await.unwrap_err();
+    let err = ws.ensure(TaskId(1), None, None).await.unwrap_err();
     assert!(matches!(err, Error::NotARepository { .. }), "{err:?}");
 }
 
@@ -500,7 +519,7 @@ async fn a_foreign_directory_in_the_way_is_not_taken_over() {
     let path = ws.path_of(TaskId(9));
     std::fs::create_dir_all(&path).unwrap();
     std::fs::write(path.join("mine.txt"), "not yours\n").unwrap();
-    let err = ws.ensure(TaskId(9), None).await.unwrap_err();
+    let err = ws.ensure(TaskId(9), None, None).await.unwrap_err();
     assert!(matches!(err, Error::PathTaken { .. }), "{err:?}");
     assert!(path.join("mine.txt").exists());
 }
@@ -509,8 +528,8 @@ async fn a_foreign_directory_in_the_way_is_not_taken_over() {
 async fn list_shows_only_task_worktrees_under_the_root() {
     let repo = repo().await;
     let ws = workspaces(repo.path(), Hooks::default());
-    ws.ensure(TaskId(3), None).await.unwrap();
-    ws.ensure(TaskId(1), None).await.unwrap();
+    ws.ensure(TaskId(3), None, None).await.unwrap();
+    ws.ensure(TaskId(1), None, None).await.unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let other = elsewhere.path().join("other");
     git(
@@ -536,7 +555,7 @@ async fn concurrent_ensures_on_different_tasks_all_succeed() {
     let handles: Vec<_> = (1..=12)
         .map(|n| {
             let ws = ws.clone();
-            tokio::spawn(async move { ws.ensure(TaskId(n), None).await })
+            tokio::spawn(async move { ws.ensure(TaskId(n), None, None).await })
         })
         .collect();
     for handle in handles {
