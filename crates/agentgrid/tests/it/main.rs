@@ -6,4 +6,5 @@ mod crash;
 mod escape;
 mod gateway;
 mod run;
+mod splits;
 mod support;
