@@ -63,6 +63,8 @@ struct Active {
     /// When an execution over budget is stopped if it has not ended by itself: see
     /// [`BUDGET_GRACE`].
     budget_stop_at: Option<Instant>,
+    /// The last validation of the execution passed.
+    validated: bool,
 }
 
 /// The model gateway the engine owns while it runs, and how agents reach it.
@@ -103,6 +105,9 @@ pub struct Engine {
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
     recheck_at: Option<Instant>,
+    /// Sub-tasks that were done while their parent had an execution running in its worktree,
+    /// by parent: merged when that execution ends, before anything else is decided.
+    unmerged: HashMap<TaskId, Vec<TaskId>>,
 }
 
 /// How often changes written by other processes (the CLI) are picked up.
@@ -151,6 +156,7 @@ impl Engine {
             ends: Vec::new(),
             flush_at: None,
             recheck_at: None,
+            unmerged: HashMap::new(),
         }
     }
 
@@ -223,6 +229,7 @@ impl Engine {
         tokio::pin!(nap);
         let served = async {
             loop {
+                self.sync_open_children();
                 let now = self.clock.now();
                 let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
                 if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
@@ -349,10 +356,16 @@ impl Engine {
                     agent,
                     kind,
                     attempt,
+                    reason,
                 } => {
-                    let started = self
-                        .dispatch(task, &agent, kind, attempt, now, update_tx, control)
-                        .await?;
+                    let claim = Claim {
+                        task,
+                        agent,
+                        kind,
+                        attempt,
+                        reason,
+                    };
+                    let started = self.dispatch(claim, now, update_tx, control).await?;
                     again |= !started;
                 }
                 Action::Kill { execution, reason } => {
@@ -572,37 +585,46 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         &mut self,
-        task_id: TaskId,
-        agent_name: &str,
-        kind: ExecutionKind,
-        attempt: u32,
+        claim: Claim,
         now: Timestamp,
         update_tx: &mpsc::UnboundedSender<Update>,
         control: &Arc<ControlHub>,
     ) -> Result<bool, Error> {
+        let Claim {
+            task: task_id,
+            agent: agent_name,
+            kind,
+            attempt,
+            reason,
+        } = claim;
+        let agent_name = agent_name.as_str();
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
             return Ok(false);
         };
-        let claim = Change::CreateExecution {
+        // Why the scheduler runs it now, when it said, goes on the task just before the claim.
+        let mut claim: Vec<Change> = reason
+            .map(|text| Change::Comment { id: task_id, text })
+            .into_iter()
+            .collect();
+        claim.push(Change::CreateExecution {
             task_id,
             kind,
             agent: agent_name.to_string(),
             attempt,
-        };
+        });
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
         let (progress, ends) = self.take_held();
         let mut batch = joined(&progress, &ends);
-        batch.push(claim.clone());
+        batch.extend(claim.iter().cloned());
         let mut result = self.store.apply("engine", now, batch).await;
         if result.is_err() && !(progress.is_empty() && ends.is_empty()) {
             // Any part may be what failed: record the held changes on their own first, then
             // try the claim alone.
             self.write_held(progress, ends).await?;
-            result = self.store.apply("engine", now, vec![claim]).await;
+            result = self.store.apply("engine", now, claim).await;
         }
         let applied = match result {
             Ok(applied) => applied,
@@ -701,8 +723,10 @@ impl Engine {
                 token,
                 budget_exceeded: None,
                 budget_stop_at: None,
+                validated: false,
             },
         );
+        self.sync_open_children();
         Ok(true)
     }
 
@@ -772,6 +796,9 @@ impl Engine {
                     passed,
                     results,
                 } => {
+                    if let Some(active) = self.active.get_mut(&id) {
+                        active.validated = passed;
+                    }
                     self.pending.push(Change::Validated {
                         id,
                         iteration,
@@ -891,10 +918,14 @@ impl Engine {
             usage,
             summary: summary.clone(),
         }];
+        // Sub-tasks that were done while this execution ran are merged only now, so its
+        // validators did not judge the tree the task now has.
+        let unmerged = self.unmerged.remove(&task_id).unwrap_or_default();
         let end = ExecutionEnd {
             kind: active.execution.kind,
             agent: active.execution.agent.clone(),
             state,
+            validated: active.validated && unmerged.is_empty(),
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
             failure: summary,
@@ -907,17 +938,24 @@ impl Engine {
                 .snapshot
                 .task(task_id)
                 .is_some_and(|t| t.state.is_terminal());
-        if !(task_ended && self.workspaces.is_some()) {
+        let workspace_work = self.workspaces.is_some() && (task_ended || !unmerged.is_empty());
+        if !workspace_work {
             // Nothing has to happen between this end and the next decision, so the end waits
             // for it (see `dispatch`).
             self.hold(changes);
             return Ok(());
         }
-        // An ended task's branch is merged and its worktree removed before anything else is
-        // decided (a parent's resume must find the merge done), so its end is written now.
+        // Sub-task branches are merged, and an ended task's branch is merged and its worktree
+        // removed, before anything else is decided (a parent's resume must find the merges
+        // done), so the end is written now.
         self.ends.push(changes);
         self.flush().await?;
-        self.after_task_ended(task_id).await;
+        for child in unmerged {
+            self.merge_into_parent(child).await;
+        }
+        if task_ended {
+            self.after_task_ended(task_id).await;
+        }
         Ok(())
     }
 
@@ -994,45 +1032,7 @@ impl Engine {
         let Some(branch) = task.branch.clone() else {
             return;
         };
-        if task.state == TaskState::Done
-            && let Some(parent) = task.parent.and_then(|p| self.snapshot.task(p)).cloned()
-            && parent.branch.is_some()
-            && !self
-                .active
-                .values()
-                .any(|a| a.execution.task_id == parent.id)
-        {
-            let message = format!(
-                "agentgrid: merge #{} {} into #{}",
-                task.id, task.title, parent.id
-            );
-            let hook_sandbox = self.hook_sandbox(parent.id, &manager).await;
-            let outcome = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
-                Ok(parent_ws) => manager
-                    .merge_branch(&parent_ws, &branch, &message)
-                    .await
-                    .map(|o| format!("{o:?}")),
-                Err(e) => Err(e),
-            };
-            let note = match outcome {
-                Ok(o) if o.starts_with("Conflict") => Some(format!(
-                    "merging {branch} into this task's branch conflicted ({o}); it was left unmerged"
-                )),
-                Ok(_) => None,
-                Err(e) => Some(format!("merging {branch} failed: {e}")),
-            };
-            if let Some(text) = note {
-                let _ = self
-                    .apply(
-                        "engine",
-                        vec![Change::Comment {
-                            id: parent.id,
-                            text,
-                        }],
-                    )
-                    .await;
-            }
-        }
+        self.merge_into_parent(task_id).await;
         let ws_path = manager.path_of(task_id);
         if ws_path.exists() {
             let ws = workspace::Workspace {
@@ -1081,6 +1081,86 @@ impl Engine {
             gateway: None,
         };
         executor::hook_sandbox_for(profile, &places)
+    }
+
+    /// Brings a done sub-task's branch into its parent's. While the parent has an execution
+    /// running in its worktree the merge waits for that execution's end (see `finish`), so no
+    /// git command runs under an agent at work.
+    async fn merge_into_parent(&mut self, task_id: TaskId) {
+        let Some(manager) = self.workspaces.clone() else {
+            return;
+        };
+        let Some(task) = self.snapshot.task(task_id).cloned() else {
+            return;
+        };
+        let Some(branch) = task.branch.clone() else {
+            return;
+        };
+        if task.state != TaskState::Done {
+            return;
+        }
+        let Some(parent) = task.parent.and_then(|p| self.snapshot.task(p)).cloned() else {
+            return;
+        };
+        // A parent that has ended keeps its branch as it ended: a done task's branch never
+        // changes again, and a failed or cancelled one is a person's to look at.
+        if parent.branch.is_none() || parent.state.is_terminal() {
+            return;
+        }
+        if self
+            .active
+            .values()
+            .any(|a| a.execution.task_id == parent.id)
+        {
+            let waiting = self.unmerged.entry(parent.id).or_default();
+            if !waiting.contains(&task_id) {
+                waiting.push(task_id);
+            }
+            return;
+        }
+        let message = format!(
+            "agentgrid: merge #{} {} into #{}",
+            task.id, task.title, parent.id
+        );
+        let hook_sandbox = self.hook_sandbox(parent.id, &manager).await;
+        let outcome = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
+            Ok(parent_ws) => manager
+                .merge_branch(&parent_ws, &branch, &message)
+                .await
+                .map(|o| format!("{o:?}")),
+            Err(e) => Err(e),
+        };
+        let note = match outcome {
+            Ok(o) if o.starts_with("Conflict") => Some(format!(
+                "merging {branch} into this task's branch conflicted ({o}); it was left unmerged"
+            )),
+            Ok(_) => None,
+            Err(e) => Some(format!("merging {branch} failed: {e}")),
+        };
+        if let Some(text) = note {
+            let _ = self
+                .apply(
+                    "engine",
+                    vec![Change::Comment {
+                        id: parent.id,
+                        text,
+                    }],
+                )
+                .await;
+        }
+    }
+
+    /// Tells each running execution how many sub-tasks of its task are open, which is what
+    /// makes its clean exit a split or not (see the executor).
+    fn sync_open_children(&self) {
+        for active in self.active.values() {
+            let open = self
+                .snapshot
+                .children_of(active.execution.task_id)
+                .filter(|c| !c.state.is_terminal())
+                .count();
+            active.shared.set_open_children(open as u32);
+        }
     }
 
     /// Applies changes the engine itself produced; if the batch fails as a whole, applies them
@@ -1216,6 +1296,7 @@ impl Engine {
                 kind: execution.kind,
                 agent: execution.agent.clone(),
                 state: ExecutionState::Lost,
+                validated: false,
                 claimed_complete: None,
                 blocked: None,
                 failure: None,
@@ -1259,7 +1340,10 @@ impl Engine {
     async fn answer_call(&mut self, call: ControlCall) -> Result<(), Error> {
         self.flush().await?;
         self.dirty = true;
+        self.sync_open_children();
         let result = self.handle_call(call.execution, call.op).await;
+        // A sub-task just created must count as open before the agent hears of it.
+        self.sync_open_children();
         let _ = call.reply.send(result);
         Ok(())
     }
@@ -1409,6 +1493,15 @@ impl Engine {
         }
         stuck
     }
+}
+
+/// A dispatch the scheduler asked for.
+struct Claim {
+    task: TaskId,
+    agent: String,
+    kind: ExecutionKind,
+    attempt: u32,
+    reason: Option<String>,
 }
 
 /// Held progress, then held ends, as one batch.

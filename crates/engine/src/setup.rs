@@ -49,6 +49,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
                 manifest::CompletionMode::Exit => Completion::Exit,
                 manifest::CompletionMode::Claim => Completion::Claim,
             },
+            validators: !s.validation.validators.is_empty(),
         });
         let mut validators = Vec::new();
         for v in &s.validation.validators {

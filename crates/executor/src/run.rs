@@ -1,7 +1,7 @@
 //! One execution from start to verdict: workspace, control socket, iterations, validation.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -116,6 +116,8 @@ pub struct ExecutionShared {
     /// When the current iteration's process started; 0 while none runs.
     iteration_started: AtomicI64,
     flags: Mutex<ControlFlags>,
+    /// How many sub-tasks of the execution's task are still open, kept current by the engine.
+    open_children: AtomicU32,
     /// Why the engine stopped the execution, when it has more to say than the stop reason.
     stop_summary: Mutex<Option<String>>,
 }
@@ -157,6 +159,16 @@ impl ExecutionShared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Says how many sub-tasks of the task are open now. The engine calls it whenever that may
+    /// have changed, before it answers the agent's next control call.
+    pub fn set_open_children(&self, open: u32) {
+        self.open_children.store(open, Ordering::Relaxed);
+    }
+
+    pub fn open_children(&self) -> u32 {
+        self.open_children.load(Ordering::Relaxed)
     }
 
     pub fn update_flags(&self, f: impl FnOnce(&mut ControlFlags)) {
@@ -441,9 +453,11 @@ async fn execute(
             break;
         }
         let flags = shared.flags();
-        if flags.blocked.is_some() || flags.children_created > 0 || agent.validators.is_empty() {
-            // A block or a split is its own result; with no validators the clean exit is the
-            // only evidence there is.
+        if flags.blocked.is_some() || shared.open_children() > 0 || agent.validators.is_empty() {
+            // A block is its own result, and so is a split: sub-tasks still open when the agent
+            // exits, which the tree is not finished without. Sub-tasks the agent waited for
+            // until they ended split nothing: the work goes on to its validators. With no
+            // validators the clean exit is the only evidence there is.
             let summary = flags
                 .claimed
                 .or(flags.blocked)

@@ -120,6 +120,9 @@ pub struct AgentPolicy {
     /// Silence (no output, no control call) allowed before the execution counts as stalled.
     pub stall_timeout: Duration,
     pub completion: Completion,
+    /// The agent has validators, so its clean exit proves nothing by itself: its work is done
+    /// only when they pass. A parent routed to it is judged by them on the merged tree.
+    pub validators: bool,
 }
 
 impl AgentPolicy {
@@ -136,6 +139,7 @@ impl AgentPolicy {
             timeout: Duration::from_mins(30),
             stall_timeout: Duration::from_mins(5),
             completion: Completion::Exit,
+            validators: false,
         }
     }
 }

@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use domain::{Duration, ExecutionKind, Task, TaskId, TaskState, Timestamp};
 
+use crate::outcome::unfinished_children;
 use crate::routing::route;
 use crate::snapshot::{Action, Decision, KillReason, RunOrder, Snapshot};
 use crate::{AgentPolicy, Config};
@@ -27,46 +28,90 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
     let mut counts = Counts::from_snapshot(snapshot, config, now);
     // Waiting tasks are few (parents of running sub-tasks), so all of them are looked at; the
     // due ones join the walk over open tasks in run order.
-    let mut resumes: Vec<(RunOrder, &Task)> = Vec::new();
+    let mut resumes: Vec<Resume> = Vec::new();
     for task in snapshot.waiting() {
         if counts.busy_tasks.contains(&task.id) {
             continue;
         }
         let kids: Vec<&Task> = snapshot.children_of(task.id).collect();
         let all_ended = kids.iter().all(|k| k.state.is_terminal());
+        // A failed or cancelled sub-task means the task cannot be done as split: that is news
+        // for its resume now, not at the next timer.
+        let unfinished = unfinished_children(&kids);
         let timer_due = task.not_before.is_some_and(|at| at <= now);
         let backoff_over = task.attempts == 0 || task.not_before.is_none_or(|at| at <= now);
-        let due = task.nudged_at.is_some() || timer_due || (all_ended && backoff_over);
+        let due = task.nudged_at.is_some()
+            || timer_due
+            || ((all_ended || unfinished.is_some()) && backoff_over);
         if !due {
             if let Some(at) = task.not_before {
                 decision.wake_at(at);
             }
             continue;
         }
-        if route(task, ExecutionKind::Resume, config).is_err() {
-            // No agent resumes this task: once the sub-tasks have ended, the evidence alone
-            // closes it.
-            if all_ended {
-                decision.actions.push(close_from_children(task, &kids));
+        let (agent, reason) = match route(task, ExecutionKind::Resume, config) {
+            Ok(agent) => (
+                agent,
+                unfinished.map(|why| format!("resumed at once: {why}")),
+            ),
+            Err(_) => {
+                // No agent resumes this task, so the evidence decides: a sub-task that failed
+                // fails it at once (the open ones are left to run).
+                if let Some(why) = unfinished {
+                    decision.actions.push(Action::CloseParent {
+                        task: task.id,
+                        to: TaskState::Failed,
+                        reason: why,
+                    });
+                    continue;
+                }
+                if !all_ended {
+                    continue;
+                }
+                // Every sub-task is done. An agent with validators must see them pass on the
+                // merged tree first, so the agent that works on the task runs once more, as a
+                // resume; without validators the sub-tasks' evidence is all there is.
+                match route(task, ExecutionKind::Work, config) {
+                    Ok(agent) if agent.validators => (
+                        agent,
+                        Some(format!(
+                            "all {} sub-tasks are done; {}'s validators judge the merged tree",
+                            kids.len(),
+                            agent.name
+                        )),
+                    ),
+                    _ => {
+                        decision.actions.push(Action::CloseParent {
+                            task: task.id,
+                            to: TaskState::Done,
+                            reason: format!("all {} sub-tasks are done", kids.len()),
+                        });
+                        continue;
+                    }
+                }
             }
-            continue;
-        }
-        resumes.push((RunOrder::of(task), task));
+        };
+        resumes.push(Resume {
+            order: RunOrder::of(task),
+            task,
+            agent,
+            reason,
+        });
     }
-    resumes.sort_by_key(|(order, _)| *order);
+    resumes.sort_by_key(|r| r.order);
     let mut resumes = resumes.into_iter().peekable();
     let mut open = snapshot.open_in_order().peekable();
 
     loop {
         let resume_first = match (open.peek(), resumes.peek()) {
-            (Some(o), Some((r, _))) => *r < RunOrder::of(o),
+            (Some(o), Some(r)) => r.order < RunOrder::of(o),
             (None, Some(_)) => true,
             (Some(_), None) => false,
             (None, None) => break,
         };
-        let (task, kind) = if resume_first {
-            let (_, task) = resumes.next().expect("peeked");
-            (task, ExecutionKind::Resume)
+        let (task, kind, routed, reason) = if resume_first {
+            let r = resumes.next().expect("peeked");
+            (r.task, ExecutionKind::Resume, Some(r.agent), r.reason)
         } else {
             let task = open.next().expect("peeked");
             if counts.busy_tasks.contains(&task.id) || !snapshot.dependencies_done(task) {
@@ -79,7 +124,7 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
                 decision.wake_at(at);
                 continue;
             }
-            (task, ExecutionKind::Work)
+            (task, ExecutionKind::Work, None, None)
         };
         if let Some(reason) = guard_violation(task, snapshot, &counts, config) {
             decision.actions.push(Action::FailTask {
@@ -88,7 +133,7 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             });
             continue;
         }
-        let Ok(agent) = route(task, kind, config) else {
+        let Some(agent) = routed.or_else(|| route(task, kind, config).ok()) else {
             continue;
         };
         if counts.recent_dispatches.len() as u32 >= config.guards.max_new_executions_per_minute {
@@ -109,9 +154,19 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             agent: agent.name.clone(),
             kind,
             attempt: task.attempts + 1,
+            reason,
         });
     }
     decision
+}
+
+/// A waiting task due for a resume, with the agent that runs it and why it runs now, when
+/// that is worth saying.
+struct Resume<'a> {
+    order: RunOrder,
+    task: &'a Task,
+    agent: &'a AgentPolicy,
+    reason: Option<String>,
 }
 
 fn plan_kills(snapshot: &Snapshot, config: &Config, now: Timestamp, decision: &mut Decision) {
@@ -173,27 +228,6 @@ fn guard_violation(
         ));
     }
     None
-}
-
-fn close_from_children(task: &Task, kids: &[&Task]) -> Action {
-    let unfinished: Vec<String> = kids
-        .iter()
-        .filter(|k| k.state != TaskState::Done)
-        .map(|k| format!("#{} {}", k.id, k.state))
-        .collect();
-    if unfinished.is_empty() {
-        Action::CloseParent {
-            task: task.id,
-            to: TaskState::Done,
-            reason: format!("all {} sub-tasks are done", kids.len()),
-        }
-    } else {
-        Action::CloseParent {
-            task: task.id,
-            to: TaskState::Failed,
-            reason: format!("sub-tasks did not finish: {}", unfinished.join(", ")),
-        }
-    }
 }
 
 /// Running totals the caps and guards are checked against, updated as the decision dispatches.

@@ -9,8 +9,13 @@ use crate::{Completion, Config};
 pub struct ExecutionEnd {
     pub kind: ExecutionKind,
     pub agent: String,
-    /// The execution's terminal state. `Succeeded` means a clean exit whose validators passed.
+    /// The execution's terminal state. `Succeeded` means a clean exit, and for an agent with
+    /// validators that they passed; see `validated`.
     pub state: ExecutionState,
+    /// The agent's validators ran in this execution and passed, on the task's tree as it stands
+    /// now: with every sub-task that ended meanwhile merged in. False when they did not run (a
+    /// split, a block, an agent without validators) or judged a tree that has changed since.
+    pub validated: bool,
     /// The agent's `ctl complete` summary, if it called it.
     pub claimed_complete: Option<String>,
     /// The agent's `ctl block` reason, if it called it.
@@ -31,6 +36,12 @@ pub struct TaskPlan {
 
 /// Decides the task's fate after `end`. `children` are the task's sub-tasks as they stand now,
 /// including any the execution just created.
+///
+/// Sub-tasks decide first. While some are open the task waits for them (a split), whatever the
+/// execution was. Once they have all ended, the task is done only when every one of them is
+/// done and, when its agent has validators, they passed on the merged tree; a failed or
+/// cancelled sub-task fails the task. An execution whose validators did not run never makes
+/// its task done: for an agent without validators a clean exit is the evidence.
 pub fn after_execution(
     task: &Task,
     children: &[&Task],
@@ -85,6 +96,16 @@ pub fn after_execution(
         _ => return failure(task, end, back_to, config, now),
     }
 
+    let unfinished = unfinished_children(children);
+    if end.kind == ExecutionKind::Resume
+        && let Some(reason) = unfinished.clone()
+    {
+        // A failed or cancelled sub-task woke this resume, and it neither blocked nor failed:
+        // the task cannot be done while that sub-task stands, so it fails now rather than
+        // waiting on, and being woken again, for the same failure. Any sub-task still open is
+        // left to run; the reason names it.
+        return plan(TaskState::Failed, None, task.attempts, 0, reason);
+    }
     if running_children > 0 {
         let reason = match end.kind {
             ExecutionKind::Work => format!("split into {} sub-tasks", running_children),
@@ -98,32 +119,48 @@ pub fn after_execution(
             reason,
         );
     }
-    if end.kind == ExecutionKind::Resume && !children.is_empty() {
-        let unfinished: Vec<String> = children
-            .iter()
-            .filter(|c| c.state != TaskState::Done)
-            .map(|c| format!("#{} {}", c.id, c.state))
-            .collect();
-        if !unfinished.is_empty() {
+    if let Some(reason) = unfinished {
+        return plan(TaskState::Failed, None, task.attempts, 0, reason);
+    }
+    let agent = config.agent(&end.agent);
+    // An agent the configuration no longer knows is held to the stricter rule.
+    let needs_validators = agent.is_none_or(|a| a.validators);
+    if needs_validators && !end.validated {
+        if !children.is_empty() {
+            // The sub-tasks ended while the execution ran, so what its validators saw (if they
+            // ran at all) is not the merged tree. The task waits, the engine merges, and the
+            // resume that follows at once judges the whole.
             return plan(
-                TaskState::Failed,
+                TaskState::Waiting,
                 None,
                 task.attempts,
-                0,
-                format!("sub-tasks did not finish: {}", unfinished.join(", ")),
+                task.continuations,
+                format!(
+                    "all {} sub-tasks are done; the merged tree is judged next",
+                    children.len()
+                ),
             );
         }
+        let end = ExecutionEnd {
+            failure: Some("exited cleanly, but its validators did not pass".into()),
+            ..end.clone()
+        };
+        return failure(task, &end, back_to, config, now);
     }
-    let completion = config
-        .agent(&end.agent)
-        .map(|a| a.completion)
-        .unwrap_or_default();
+    let completion = agent.map(|a| a.completion).unwrap_or_default();
     match (&end.claimed_complete, completion) {
         (Some(summary), _) => plan(TaskState::Done, None, task.attempts, 0, summary.clone()),
         (None, Completion::Exit) => {
-            let reason = match end.kind {
-                ExecutionKind::Work => "validated".to_string(),
-                ExecutionKind::Resume => format!("all {} sub-tasks are done", children.len()),
+            let reason = match (end.kind, end.validated) {
+                (ExecutionKind::Resume, true) => format!(
+                    "all {} sub-tasks are done and the merged tree is validated",
+                    children.len()
+                ),
+                (ExecutionKind::Resume, false) => {
+                    format!("all {} sub-tasks are done", children.len())
+                }
+                (ExecutionKind::Work, true) => "validated".to_string(),
+                (ExecutionKind::Work, false) => "exited cleanly (no validators)".to_string(),
             };
             plan(TaskState::Done, None, task.attempts, 0, reason)
         }
@@ -144,6 +181,49 @@ pub fn after_execution(
             };
             failure(task, &end, back_to, config, now)
         }
+    }
+}
+
+/// Why a task whose sub-tasks have ended cannot be done: the ones that failed or were
+/// cancelled, each with its own reason. `None` when every sub-task is done.
+pub(crate) fn unfinished_children(children: &[&Task]) -> Option<String> {
+    let unfinished: Vec<String> = children
+        .iter()
+        .filter(|c| c.state.is_terminal() && c.state != TaskState::Done)
+        .map(|c| {
+            let why = c
+                .summary
+                .as_deref()
+                .map(|s| format!(" ({})", clip(s, 120)))
+                .unwrap_or_default();
+            format!("sub-task #{} {}{why}", c.id, c.state)
+        })
+        .collect();
+    if unfinished.is_empty() {
+        return None;
+    }
+    let open: Vec<String> = children
+        .iter()
+        .filter(|c| !c.state.is_terminal())
+        .map(|c| format!("#{}", c.id))
+        .collect();
+    let mut reason = unfinished.join("; ");
+    match open.len() {
+        0 => {}
+        1 => reason.push_str(&format!("; {} is left open", open[0])),
+        _ => reason.push_str(&format!("; {} are left open", open.join(", "))),
+    }
+    Some(reason)
+}
+
+/// At most `max` characters of one line of `text`.
+fn clip(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() <= max {
+        line.to_string()
+    } else {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
     }
 }
 

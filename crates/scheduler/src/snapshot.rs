@@ -182,6 +182,9 @@ pub enum Action {
         agent: String,
         kind: ExecutionKind,
         attempt: u32,
+        /// Why it runs now, when that is news: a resume woken by a failed sub-task, or a run
+        /// that validates a parent's merged tree. Recorded on the task.
+        reason: Option<String>,
     },
     /// Stop an execution's process group.
     Kill {
@@ -190,8 +193,9 @@ pub enum Action {
     },
     /// A runaway guard tripped: fail the task with this reason.
     FailTask { task: TaskId, reason: String },
-    /// A waiting task whose sub-tasks all ended and that no agent resumes: close it from the
-    /// evidence (done when every sub-task is done, failed otherwise).
+    /// A waiting task that no agent resumes, closed from the evidence: failed as soon as a
+    /// sub-task failed or was cancelled, done once every sub-task is done (when the agent that
+    /// works on it has no validators; otherwise a resume runs them on the merged tree first).
     CloseParent {
         task: TaskId,
         to: TaskState,

@@ -101,6 +101,10 @@ fn progress_line(event: &Event) -> Option<String> {
                     .unwrap_or_default()
             ))
         }
+        // The engine's own notes: why a parent runs now, a merge that did not go in.
+        EventKind::TaskCommented { author, text } if author == "engine" => {
+            Some(format!("· #{id} {text}"))
+        }
         EventKind::ExecutionCreated { execution } => Some(format!(
             "▶ #{} {} execution {} by {} (attempt {})",
             execution.task_id, execution.kind, execution.id, execution.agent, execution.attempt

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use domain::TaskState;
+use domain::{EntityKind, EventKind, ExecutionKind, TaskId, TaskState};
 use engine::RunSummary;
 use store::{ExecutionFilter, TaskFilter};
 
@@ -97,19 +97,26 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         println!("no execution is running");
     } else {
         println!("running:");
-        let rows: Vec<Vec<String>> = active
-            .iter()
-            .map(|e| {
-                vec![
-                    e.id.to_string(),
-                    format!("#{}", e.task_id),
-                    e.agent.clone(),
-                    e.state.to_string(),
-                    e.iteration.to_string(),
-                ]
-            })
-            .collect();
-        table(&["EXEC", "TASK", "AGENT", "STATE", "ITER"], &rows);
+        let mut rows: Vec<Vec<String>> = Vec::with_capacity(active.len());
+        for e in &active {
+            let why = match e.kind {
+                ExecutionKind::Resume => wake_reason(store.as_ref(), e.task_id).await?,
+                ExecutionKind::Work => None,
+            };
+            rows.push(vec![
+                e.id.to_string(),
+                format!("#{}", e.task_id),
+                e.kind.to_string(),
+                e.agent.clone(),
+                e.state.to_string(),
+                e.iteration.to_string(),
+                clip(why.as_deref().unwrap_or(""), 100),
+            ]);
+        }
+        table(
+            &["EXEC", "TASK", "KIND", "AGENT", "STATE", "ITER", "WHY"],
+            &rows,
+        );
     }
     let attention: Vec<Vec<String>> = tasks
         .iter()
@@ -118,7 +125,9 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             vec![
                 format!("#{}", t.id),
                 t.state.to_string(),
-                clip(t.summary.as_deref().unwrap_or(""), 70),
+                // A parent's reason names its failed sub-tasks, their own reasons and the ones
+                // left open, so it gets more room than a title.
+                clip(t.summary.as_deref().unwrap_or(""), 240),
             ]
         })
         .collect();
@@ -140,6 +149,28 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// Why the scheduler started a task's current execution, when it said: the engine's note
+/// recorded just before the claim (a resume woken by a failed sub-task, a run that validates a
+/// parent's merged tree).
+async fn wake_reason(store: &dyn store::Store, task: TaskId) -> anyhow::Result<Option<String>> {
+    let events = store.entity_events(EntityKind::Task, task.0).await?;
+    let Some(claimed) = events.iter().rposition(|e| {
+        matches!(
+            e.kind,
+            EventKind::TaskStateChanged {
+                to: TaskState::Running,
+                ..
+            }
+        )
+    }) else {
+        return Ok(None);
+    };
+    Ok(claimed.checked_sub(1).and_then(|i| match &events[i].kind {
+        EventKind::TaskCommented { author, text } if author == "engine" => Some(text.clone()),
+        _ => None,
+    }))
 }
 
 /// The table printed when a run ends. Exits 1 when a task failed.

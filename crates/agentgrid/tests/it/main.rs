@@ -8,6 +8,7 @@ mod escape;
 mod gateway;
 mod git_escape;
 mod run;
+mod splits;
 mod support;
 mod text;
 mod verdict;

@@ -29,6 +29,7 @@ fn arb_world() -> impl Strategy<Value = World> {
             prop::collection::vec(0..3usize, 0..2),
             prop::option::of(1..3u32),
             1..4u32,
+            any::<bool>(),
         ),
         1..4,
     );
@@ -53,8 +54,9 @@ fn arb_world() -> impl Strategy<Value = World> {
             let agents: Vec<AgentPolicy> = agents
                 .into_iter()
                 .enumerate()
-                .map(|(i, (labels, concurrency, attempts))| {
+                .map(|(i, (labels, concurrency, attempts, validators))| {
                     let mut a = AgentPolicy::new(format!("agent{i}"));
+                    a.validators = validators;
                     a.labels = labels.into_iter().map(|l| LABELS[l].to_string()).collect();
                     a.default = i == 0;
                     a.concurrency = concurrency;
@@ -117,9 +119,27 @@ fn arb_world() -> impl Strategy<Value = World> {
     )
 }
 
+/// The same worlds with room for everything: no cap and no rate guard holds a task back, so
+/// whatever is due must be acted on in the same decision.
+fn arb_roomy_world() -> impl Strategy<Value = World> {
+    (arb_world(), prop::collection::vec(any::<bool>(), 4)).prop_map(|(mut world, no_resume)| {
+        world.config.global_concurrency = 1000;
+        world.config.per_label.clear();
+        world.config.guards.max_new_executions_per_minute = 100_000;
+        for (agent, no_resume) in world.config.agents.iter_mut().zip(no_resume) {
+            agent.concurrency = None;
+            // Some agents take no resume executions, so the evidence closes their parents.
+            if no_resume {
+                agent.kinds = vec![ExecutionKind::Work];
+            }
+        }
+        world
+    })
+}
+
 /// Runs the world until it is quiet, checking every decision against the invariants. Returns
 /// the final snapshot.
-fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
+fn simulate(world: &World, roomy: bool) -> Result<Snapshot, TestCaseError> {
     let config = &world.config;
     let mut s = Snapshot::default();
     for t in &world.tasks {
@@ -137,6 +157,7 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
         let decision = decide(&s, config, now);
         check_decision(&s, config, &decision, now)?;
         check_indexes(&s, config, &decision, now)?;
+        check_parents(&s, config, &decision, now, roomy)?;
         let acted = !decision.actions.is_empty();
         for action in &decision.actions {
             match action {
@@ -182,6 +203,10 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
             } else {
                 ExecutionState::Failed
             };
+            // Validators, where the agent has them, pass on most clean exits and always late.
+            let validated = state == ExecutionState::Succeeded
+                && (!pick.is_multiple_of(3) || step > 300)
+                && config.agent(&exec.agent).is_some_and(|a| a.validators);
             let task = s.task(exec.task).unwrap().clone();
             // Found by a walk over every task, not by the snapshot's own index.
             let kids: Vec<&Task> = s.tasks().filter(|k| k.parent == Some(task.id)).collect();
@@ -189,6 +214,7 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
                 kind: exec.kind,
                 agent: exec.agent.clone(),
                 state,
+                validated,
                 claimed_complete: None,
                 blocked: None,
                 failure: None,
@@ -199,6 +225,19 @@ fn simulate(world: &World) -> Result<Snapshot, TestCaseError> {
                 "after_execution planned running -> {}",
                 plan.to
             );
+            if plan.to == TaskState::Done {
+                let judged = config.agent(&exec.agent).is_none_or(|a| a.validators);
+                prop_assert!(
+                    validated || !judged,
+                    "task {} done without its validators passing",
+                    task.id
+                );
+                prop_assert!(
+                    kids.iter().all(|k| k.state == TaskState::Done),
+                    "task {} done with a sub-task not done",
+                    task.id
+                );
+            }
             s.update(exec.task, |t| {
                 t.state = plan.to;
                 t.not_before = plan.not_before;
@@ -264,6 +303,76 @@ fn check_indexes(
             tree,
             "executions in tree {}",
             task.id
+        );
+    }
+    Ok(())
+}
+
+/// The rules for parents: a task is done only when every sub-task is done (and, closed from the
+/// evidence, only when the agent working on it has no validators to run on the merged tree);
+/// and in a world with room, a parent whose sub-task failed is acted on at once.
+fn check_parents(
+    s: &Snapshot,
+    config: &Config,
+    decision: &scheduler::Decision,
+    now: Timestamp,
+    roomy: bool,
+) -> Result<(), TestCaseError> {
+    let kids_of =
+        |id: TaskId| -> Vec<&Task> { s.tasks().filter(|k| k.parent == Some(id)).collect() };
+    for task in s.tasks().filter(|t| t.state == TaskState::Done) {
+        for kid in kids_of(task.id) {
+            prop_assert_eq!(
+                kid.state,
+                TaskState::Done,
+                "task {} is done while its sub-task {} is not",
+                task.id,
+                kid.id
+            );
+        }
+    }
+    for action in &decision.actions {
+        if let Action::CloseParent {
+            task,
+            to: TaskState::Done,
+            ..
+        } = action
+        {
+            let kids = kids_of(*task);
+            prop_assert!(kids.iter().all(|k| k.state == TaskState::Done));
+            let t = s.task(*task).unwrap();
+            let judged =
+                scheduler::route(t, ExecutionKind::Work, config).is_ok_and(|a| a.validators);
+            prop_assert!(
+                !judged,
+                "task {} closed from the evidence although its agent has validators",
+                task
+            );
+        }
+    }
+    if !roomy {
+        return Ok(());
+    }
+    let busy: HashSet<TaskId> = s.active.iter().map(|e| e.task).collect();
+    for task in s.tasks().filter(|t| t.state == TaskState::Waiting) {
+        let failed_kid = kids_of(task.id)
+            .iter()
+            .any(|k| matches!(k.state, TaskState::Failed | TaskState::Cancelled));
+        let backoff_over = task.attempts == 0 || task.not_before.is_none_or(|at| at <= now);
+        if !failed_kid || !backoff_over || busy.contains(&task.id) {
+            continue;
+        }
+        let acted = decision.actions.iter().any(|a| match a {
+            Action::Dispatch { task: t, .. }
+            | Action::FailTask { task: t, .. }
+            | Action::CloseParent { task: t, .. } => *t == task.id,
+            Action::Kill { .. } => false,
+        });
+        prop_assert!(
+            acted,
+            "task {} has a failed sub-task and was left waiting: {:?}",
+            task.id,
+            decision.actions
         );
     }
     Ok(())
@@ -356,18 +465,35 @@ proptest! {
     /// that could run: every ready task was eventually dispatched.
     #[test]
     fn invariants_hold_and_every_ready_task_is_eventually_dispatched(world in arb_world()) {
-        let end = simulate(&world)?;
+        let end = simulate(&world, false)?;
         for task in end.tasks() {
             let stuck = match task.state {
                 TaskState::Open => end.dependencies_done(task),
-                TaskState::Waiting => end
-                    .tasks()
-                    .filter(|k| k.parent == Some(task.id))
-                    .all(|k| k.state.is_terminal()),
+                TaskState::Waiting => {
+                    let kids: Vec<&Task> =
+                        end.tasks().filter(|k| k.parent == Some(task.id)).collect();
+                    // A failed sub-task must have woken its parent: it is never left waiting.
+                    kids.iter().all(|k| k.state.is_terminal())
+                        || kids
+                            .iter()
+                            .any(|k| matches!(k.state, TaskState::Failed | TaskState::Cancelled))
+                }
                 TaskState::Running => true,
                 _ => false,
             };
             prop_assert!(!stuck, "task {} ended {} although it could run: {:?}", task.id, task.state, task);
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// With room for everything, a parent whose sub-task failed or was cancelled is resumed,
+    /// failed or closed in the very decision that sees it, never left for its resume timer;
+    /// and the rules for parents hold at every step.
+    #[test]
+    fn a_failed_sub_task_is_acted_on_at_once(world in arb_roomy_world()) {
+        simulate(&world, true)?;
     }
 }

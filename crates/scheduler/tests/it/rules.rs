@@ -305,9 +305,25 @@ fn end(kind: ExecutionKind, state: ExecutionState) -> ExecutionEnd {
         kind,
         agent: "worker".into(),
         state,
+        validated: false,
         claimed_complete: None,
         blocked: None,
         failure: None,
+    }
+}
+
+/// An agent with validators, so that only their passing finishes its tasks.
+fn judged(name: &str) -> AgentPolicy {
+    let mut agent = AgentPolicy::new(name);
+    agent.validators = true;
+    agent
+}
+
+fn validated(kind: ExecutionKind, agent: &str) -> ExecutionEnd {
+    ExecutionEnd {
+        agent: agent.into(),
+        validated: true,
+        ..end(kind, ExecutionState::Succeeded)
     }
 }
 
@@ -470,5 +486,265 @@ fn claim_mode_continues_after_clean_exits_then_counts_a_failure() {
     assert_eq!(
         after_execution(&task(1), &[], &claimed, &c, T0).to,
         TaskState::Done
+    );
+}
+
+#[test]
+fn sub_tasks_that_ended_before_the_exit_are_not_a_split() {
+    let c = config(vec![judged("worker")]);
+    let parent = in_state(task(1), TaskState::Running);
+    let failed = in_state(child(2, &parent), TaskState::Failed);
+    let done = in_state(child(3, &parent), TaskState::Done);
+    // The agent waited for its sub-task to fail, and its own validators passed: still not done.
+    let plan = after_execution(
+        &parent,
+        &[&failed],
+        &validated(ExecutionKind::Work, "worker"),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Failed);
+    assert!(
+        plan.reason.contains("sub-task #2 failed"),
+        "{}",
+        plan.reason
+    );
+    // Its sub-task is done and merged only after the exit: the merged tree is judged next, at
+    // once, not at the resume timer.
+    let plan = after_execution(
+        &parent,
+        &[&done],
+        &end(ExecutionKind::Work, ExecutionState::Succeeded)
+            .clone_with(|e| e.agent = "worker".into()),
+        &c,
+        T0,
+    );
+    assert_eq!((plan.to, plan.not_before), (TaskState::Waiting, None));
+    assert!(plan.reason.contains("merged tree"), "{}", plan.reason);
+    let plan = after_execution(
+        &parent,
+        &[&done],
+        &validated(ExecutionKind::Work, "worker"),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Done);
+}
+
+trait CloneWith: Clone {
+    fn clone_with(&self, f: impl FnOnce(&mut Self)) -> Self {
+        let mut copy = self.clone();
+        f(&mut copy);
+        copy
+    }
+}
+
+impl CloneWith for ExecutionEnd {}
+
+#[test]
+fn an_execution_that_was_not_validated_never_finishes_a_task_with_validators() {
+    let c = config(vec![judged("judged"), worker()]);
+    let unproven = end(ExecutionKind::Work, ExecutionState::Succeeded)
+        .clone_with(|e| e.agent = "judged".into());
+    let plan = after_execution(&task(1), &[], &unproven, &c, T0);
+    assert_ne!(plan.to, TaskState::Done);
+    assert!(
+        plan.reason.contains("validators did not pass"),
+        "{}",
+        plan.reason
+    );
+    let plan = after_execution(
+        &task(1),
+        &[],
+        &validated(ExecutionKind::Work, "judged"),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Done);
+    // Without validators a clean exit is the evidence.
+    let plan = after_execution(
+        &task(1),
+        &[],
+        &end(ExecutionKind::Work, ExecutionState::Succeeded),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Done);
+    // An agent the configuration does not know is held to the stricter rule.
+    let stranger = unproven.clone_with(|e| e.agent = "gone".into());
+    assert_ne!(
+        after_execution(&task(1), &[], &stranger, &c, T0).to,
+        TaskState::Done
+    );
+}
+
+#[test]
+fn a_failed_sub_task_wakes_the_resume_at_once_and_says_why() {
+    let c = config(vec![worker()]);
+    let mut parent = in_state(task(1), TaskState::Waiting);
+    parent.not_before = Some(T0.plus(Duration::from_mins(10)));
+    let mut failed = in_state(child(2, &parent), TaskState::Failed);
+    failed.summary = Some("agent exited with status 3".into());
+    let mut blocked = child(3, &parent);
+    blocked.blocked_by = vec![TaskId(2)];
+    let d = decide(
+        &world(vec![parent.clone(), failed.clone(), blocked.clone()]),
+        &c,
+        T0,
+    );
+    match &d.actions[..] {
+        [
+            Action::Dispatch {
+                task,
+                kind: ExecutionKind::Resume,
+                reason: Some(reason),
+                ..
+            },
+        ] => {
+            assert_eq!(*task, TaskId(1));
+            assert!(
+                reason.starts_with(
+                    "resumed at once: sub-task #2 failed (agent exited with status 3)"
+                ),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let cancelled = in_state(child(2, &parent), TaskState::Cancelled);
+    let d = decide(
+        &world(vec![parent.clone(), cancelled, blocked.clone()]),
+        &c,
+        T0,
+    );
+    assert_eq!(
+        d.dispatches().count(),
+        1,
+        "a cancelled sub-task wakes it too"
+    );
+    // A resume that failed waits out its backoff, failed sub-task or not.
+    parent.attempts = 1;
+    parent.not_before = Some(T0.plus(Duration::from_secs(10)));
+    let d = decide(&world(vec![parent.clone(), failed, blocked]), &c, T0);
+    assert!(d.actions.is_empty());
+    assert_eq!(d.next_wakeup, parent.not_before);
+}
+
+#[test]
+fn a_resume_that_leaves_a_failed_sub_task_standing_fails_the_parent() {
+    let c = config(vec![worker()]);
+    let parent = in_state(task(1), TaskState::Running);
+    let failed = in_state(child(2, &parent), TaskState::Failed);
+    let open = child(3, &parent);
+    let plan = after_execution(
+        &parent,
+        &[&failed, &open],
+        &end(ExecutionKind::Resume, ExecutionState::Succeeded),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Failed, "not waiting to be woken again");
+    assert!(
+        plan.reason.contains("sub-task #2 failed"),
+        "{}",
+        plan.reason
+    );
+    assert!(plan.reason.contains("#3 is left open"), "{}", plan.reason);
+    // A block asks a person instead.
+    let mut block = end(ExecutionKind::Resume, ExecutionState::Succeeded);
+    block.blocked = Some("reopen #2 or cancel me".into());
+    let plan = after_execution(&parent, &[&failed, &open], &block, &c, T0);
+    assert_eq!(plan.to, TaskState::Blocked);
+    // A work execution that split with one part already failed waits: its resume decides.
+    let plan = after_execution(
+        &parent,
+        &[&failed, &open],
+        &end(ExecutionKind::Work, ExecutionState::Succeeded),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Waiting);
+}
+
+#[test]
+fn without_a_resume_a_failed_sub_task_fails_the_parent_at_once() {
+    let mut only_work = worker();
+    only_work.kinds = vec![ExecutionKind::Work];
+    let c = config(vec![only_work]);
+    let mut parent = in_state(task(1), TaskState::Waiting);
+    parent.not_before = Some(T0.plus(Duration::from_mins(10)));
+    let failed = in_state(child(2, &parent), TaskState::Failed);
+    let mut open = child(3, &parent);
+    open.blocked_by = vec![TaskId(2)];
+    let running = in_state(child(4, &parent), TaskState::Running);
+    let d = decide(&world(vec![parent, failed, open, running]), &c, T0);
+    match &d.actions[..] {
+        [
+            Action::CloseParent {
+                task,
+                to: TaskState::Failed,
+                reason,
+            },
+        ] => {
+            assert_eq!(*task, TaskId(1));
+            assert!(reason.starts_with("sub-task #2 failed"), "{reason}");
+            assert!(reason.ends_with("#3, #4 are left open"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_parent_whose_agent_has_validators_is_judged_on_the_merged_tree_before_it_is_done() {
+    let mut only_work = judged("worker");
+    only_work.kinds = vec![ExecutionKind::Work];
+    let c = config(vec![only_work]);
+    let parent = in_state(task(1), TaskState::Waiting);
+    let done = in_state(child(2, &parent), TaskState::Done);
+    let d = decide(&world(vec![parent.clone(), done.clone()]), &c, T0);
+    match &d.actions[..] {
+        [
+            Action::Dispatch {
+                task,
+                agent,
+                kind: ExecutionKind::Resume,
+                reason: Some(reason),
+                ..
+            },
+        ] => {
+            assert_eq!((*task, agent.as_str()), (TaskId(1), "worker"));
+            assert!(
+                reason.contains("validators judge the merged tree"),
+                "{reason}"
+            );
+        }
+        other => panic!("instead of closing from the evidence alone: {other:?}"),
+    }
+    let running = in_state(parent, TaskState::Running);
+    let plan = after_execution(
+        &running,
+        &[&done],
+        &validated(ExecutionKind::Resume, "worker"),
+        &c,
+        T0,
+    );
+    assert_eq!(plan.to, TaskState::Done);
+    assert!(
+        plan.reason.contains("merged tree is validated"),
+        "{}",
+        plan.reason
+    );
+    let plan = after_execution(
+        &running,
+        &[&done],
+        &end(ExecutionKind::Resume, ExecutionState::Failed)
+            .clone_with(|e| e.agent = "worker".into()),
+        &c,
+        T0,
+    );
+    assert_eq!(
+        (plan.to, plan.attempts),
+        (TaskState::Waiting, 1),
+        "its failure is retried"
     );
 }
