@@ -17,6 +17,8 @@ pub struct Options {
     pub max_request_bytes: usize,
     /// How long to wait for a connection to a provider before answering 502.
     pub connect_timeout: Duration,
+    /// Concurrency, timeouts and output caps for each request.
+    pub limits: Limits,
 }
 
 impl Options {
@@ -28,6 +30,38 @@ impl Options {
             retry: RetryPolicy::default(),
             max_request_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// How much one execution may have under way at once, and how long a response may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Model requests of one execution under way at once; further ones wait for a free place.
+    pub concurrent_requests: usize,
+    /// The longest silence between two pieces of a response body (and before its headers)
+    /// before the gateway cuts it, tells the agent in the provider's error shape, and charges
+    /// the request conservatively.
+    pub idle_timeout: Duration,
+    /// The longest a whole request may take, from admission to the end of its body.
+    pub total_timeout: Duration,
+    /// After an agent hangs up mid-response, how long the gateway keeps reading the provider's
+    /// answer to learn what it really cost.
+    pub drain_timeout: Duration,
+    /// The output cap set on a request that names none while a budget applies (the budget's
+    /// room lowers it further).
+    pub max_output_tokens: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            concurrent_requests: 4,
+            idle_timeout: Duration::from_secs(300),
+            total_timeout: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(60),
+            max_output_tokens: 16_384,
         }
     }
 }

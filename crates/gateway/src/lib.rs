@@ -4,23 +4,30 @@
 //! speaks the wire formats agent CLIs use (OpenAI Chat Completions and Responses, Anthropic
 //! Messages and `count_tokens`, streaming or not), checks the token, maps the requested model
 //! alias to a configured provider and model, injects the real provider key, and streams the
-//! answer back as it arrives. On the way it reads the token usage, prices it, keeps running
-//! totals per execution, task tree and agent-day, and refuses requests once a budget is used
-//! up. When a provider answers 429, 503 or 529 it waits (honouring `retry-after`) and tries
+//! answer back as it arrives. Budgets hold while requests are under way: at admission each
+//! request reserves its estimated input (a token per three bytes of body) plus its output cap
+//! against the execution's, the tree's and the agent's daily budget at once, and the cap is set
+//! or lowered to what the tightest of them has room for; the reservation is settled to the
+//! provider's own usage when the answer ends, or conservatively when that never comes. An
+//! execution has a bounded number of requests under way; answers have idle and total timeouts.
+//! When a provider answers 429, 503 or 529 it waits (honouring `retry-after`) and tries
 //! again, telling the engine about each wait.
 //!
 //! The principal types:
 //! - [`Gateway`]: built from [`Options`] (providers, model routes with [`Prices`], a
-//!   [`RetryPolicy`]), a [`Registry`] and a notice channel; [`Gateway::serve`] listens on a
+//!   [`RetryPolicy`], [`Limits`]), a [`Registry`] and a notice channel; [`Gateway::serve`] listens on a
 //!   loopback TCP port or a Unix socket ([`Listen`]), [`app`] gives the bare axum router.
 //! - [`Registry`]: the engine registers an [`Identity`] (execution, task, tree root, agent,
 //!   [`Budgets`]) under the execution's token when it starts, and revokes it when it ends.
 //! - [`Notice`]: what the engine hears: a [`UsageRecord`] per request, a [`Waiting`] per
 //!   rate-limit wait, a [`BudgetExceeded`] once per execution that hit a budget.
 //!
-//! The key design decision: the gateway never holds a whole response. Bodies go through
+//! The key design decision: the gateway never holds a whole response, and the upstream side of
+//! a request runs on its own task, so an agent that hangs up does not stop the gateway reading
+//! the answer to its end (within a drain timeout) to learn what it really cost. Bodies go through
 //! chunk by chunk; usage is read from each complete stream line as it passes (a cheap byte
-//! search skips lines without usage), and a request body is rewritten by copying its top-level
+//! search skips lines without usage; a stream's reservation is settled before its final usage
+//! event goes on, so the agent never sees an answer its budget does not yet count), and a request body is rewritten by copying its top-level
 //! fields as raw JSON, parsing only `model`, `stream` and `stream_options`. So the added latency
 //! stays well under a millisecond and does not grow with the size of a conversation.
 //! Provider keys live only in [`ApiKey`], whose `Debug` is redacted, and go only into the
@@ -63,8 +70,13 @@ mod retry;
 mod server;
 mod wire;
 
-pub use config::{ApiKey, ModelRoute, Options, Prices, Provider, ProviderKind, RetryPolicy};
+pub use config::{
+    ApiKey, Limits, ModelRoute, Options, Prices, Provider, ProviderKind, RetryPolicy,
+};
 pub use error::Error;
 pub use notice::{BudgetExceeded, BudgetScope, Notice, UsageRecord, Waiting};
-pub use registry::{Baseline, Budgets, Identity, Limit, Registry, Totals, day_bounds};
+pub use registry::{
+    Baseline, Budgets, Identity, Limit, MIN_OUTPUT_TOKENS, Registry, Totals, day_bounds,
+};
 pub use server::{Gateway, Listen, Local, Server, app};
+pub use wire::{BYTES_PER_TOKEN, estimate_input_tokens};

@@ -1,19 +1,15 @@
 //! Metering a response as it passes through: the body goes on to the agent chunk by chunk,
-//! untouched, while usage is read from it on the way. When the body ends, or the agent hangs
-//! up, the usage is recorded once.
+//! untouched, while usage is read from it on the way. The request's reservation is settled
+//! once: to the provider's own figures when they arrive, and conservatively (the reservation,
+//! or what was counted, whichever is more) when they never do.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use futures::Stream;
 
 use crate::config::Prices;
 use crate::notice::{Notice, UsageRecord};
-use crate::registry::{Identity, Totals};
+use crate::registry::{Identity, Reservation, Totals};
 use crate::server::Shared;
-use crate::wire::{Api, UsageReader};
+use crate::wire::{Api, UsageReader, estimate_input_tokens};
 
 /// The longest stream line or JSON body kept for reading usage. A longer one still passes
 /// through to the agent whole; only its usage cannot be read.
@@ -37,6 +33,9 @@ pub(crate) struct Meter {
     identity: Arc<Identity>,
     alias: String,
     prices: Prices,
+    reservation: Reservation,
+    /// Body bytes seen, for an output estimate when neither usage nor a cap is known.
+    bytes: usize,
     finished: bool,
 }
 
@@ -48,6 +47,7 @@ impl Meter {
         identity: Arc<Identity>,
         alias: String,
         prices: Prices,
+        reservation: Reservation,
     ) -> Meter {
         let mode = if events {
             Mode::Events {
@@ -68,12 +68,20 @@ impl Meter {
             identity,
             alias,
             prices,
+            reservation,
+            bytes: 0,
             finished: false,
         }
     }
 
-    fn feed(&mut self, chunk: &[u8]) {
+    /// Whether the provider's final usage report has been read.
+    pub(crate) fn complete(&self) -> bool {
+        self.reader.complete
+    }
+
+    pub(crate) fn feed(&mut self, chunk: &[u8]) {
         let api = self.api;
+        self.bytes = self.bytes.saturating_add(chunk.len());
         match &mut self.mode {
             Mode::Json { body, overflow } => {
                 if body.len() + chunk.len() > MAX_KEPT {
@@ -112,14 +120,17 @@ impl Meter {
         }
     }
 
-    /// Records the usage, once: at the end of the body, or when the body is dropped early.
-    fn finish(&mut self) {
+    /// Settles the reservation, once. `cut` says why the response ended before its end, if it
+    /// did; then, unless the provider's final usage had already arrived, the charge is the
+    /// larger of what was counted and what was reserved (output estimated from the body's size
+    /// when the request had no cap).
+    pub(crate) fn finish(&mut self, cut: Option<&str>) {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
         match &mut self.mode {
             Mode::Json { body, overflow } => {
-                if !*overflow {
+                if !*overflow && cut.is_none() {
                     self.reader.read_body(self.api, body);
                 }
             }
@@ -130,25 +141,36 @@ impl Meter {
                 }
             }
         }
-        let Some(counts) = self.reader.counts() else {
+        let counted = self.reader.counts().unwrap_or_default();
+        let complete = self.reader.complete && self.reader.counts().is_some();
+        let (input, output) = if complete {
+            (counted.input, counted.output)
+        } else {
+            let output_guess = self
+                .reservation
+                .output_tokens
+                .unwrap_or_else(|| estimate_input_tokens(self.bytes));
             tracing::warn!(
                 execution = %self.identity.execution,
                 model = %self.alias,
-                "a model response ended without reporting token usage; nothing was recorded"
+                why = cut.unwrap_or("the response reported no usage"),
+                "a model response ended without its final usage; it is charged conservatively"
             );
-            return;
+            (
+                counted.input.max(self.reservation.input_tokens),
+                counted.output.max(output_guess),
+            )
         };
-        let cost_micros = self
-            .prices
-            .cost_micros(counts.input, counts.output, counts.cached);
+        let cached = counted.cached.min(input);
+        let cost_micros = self.prices.cost_micros(input, output, cached);
         let totals = Totals {
             requests: 1,
-            input_tokens: counts.input,
-            output_tokens: counts.output,
-            cached_tokens: counts.cached.min(counts.input),
+            input_tokens: input,
+            output_tokens: output,
+            cached_tokens: cached,
             cost_micros,
         };
-        self.shared.registry.record(&self.identity, &totals);
+        self.shared.registry.settle(&mut self.reservation, &totals);
         self.shared.notify(Notice::Usage(UsageRecord {
             execution: self.identity.execution,
             task: self.identity.task,
@@ -159,14 +181,15 @@ impl Meter {
             output_tokens: totals.output_tokens,
             cached_tokens: totals.cached_tokens,
             cost_micros,
-            complete: self.reader.complete,
+            complete,
         }));
     }
 }
 
 impl Drop for Meter {
     fn drop(&mut self) {
-        self.finish();
+        // Dropped before the end (the gateway is stopping): what was not read is charged.
+        self.finish(Some("the gateway stopped reading the response"));
     }
 }
 
@@ -175,39 +198,5 @@ fn read_line(reader: &mut UsageReader, api: Api, line: &[u8]) {
     if let Some(data) = line.strip_prefix(b"data:") {
         let data = data.strip_prefix(b" ").unwrap_or(data);
         reader.read_event(api, data);
-    }
-}
-
-/// The upstream body with a [`Meter`] watching it.
-pub(crate) struct Metered<S> {
-    inner: S,
-    meter: Meter,
-}
-
-impl<S> Metered<S> {
-    pub(crate) fn new(inner: S, meter: Meter) -> Metered<S> {
-        Metered { inner, meter }
-    }
-}
-
-impl<S, E> Stream for Metered<S>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    type Item = Result<Bytes, E>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                this.meter.feed(&chunk);
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            Poll::Ready(None) => {
-                this.meter.finish();
-                Poll::Ready(None)
-            }
-            other => other,
-        }
     }
 }

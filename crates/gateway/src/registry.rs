@@ -4,7 +4,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use domain::{Clock, ExecutionId, TaskId, Timestamp};
+use tokio::sync::Notify;
 
+use crate::config::Prices;
 use crate::notice::{BudgetExceeded, BudgetScope};
 
 const DAY_MS: i64 = 86_400_000;
@@ -64,6 +66,54 @@ pub struct Limit {
 }
 
 impl Limit {
+    /// Whether this limit caps nothing.
+    pub fn is_unlimited(&self) -> bool {
+        self.max_tokens.is_none() && self.max_cost_micros.is_none()
+    }
+
+    /// Why `used` has gone over this limit (more than it, not merely all of it), or `None`.
+    fn exceeded(&self, used: &Totals) -> Option<String> {
+        if let Some(max) = self.max_tokens
+            && used.tokens() > max
+        {
+            return Some(format!(
+                "{max} tokens was exceeded ({} used)",
+                used.tokens()
+            ));
+        }
+        if let Some(max) = self.max_cost_micros
+            && used.cost_micros > max
+        {
+            return Some(format!(
+                "{} was exceeded ({} spent)",
+                domain::event::dollars(max),
+                domain::event::dollars(used.cost_micros)
+            ));
+        }
+        None
+    }
+
+    /// Why a request of `input` estimated input tokens cannot be admitted under this limit.
+    fn short_of(&self, used: &Totals, input: u64) -> String {
+        if let Some(why) = self.reached(used) {
+            return why;
+        }
+        let what = match self.max_tokens {
+            Some(max) if used.tokens().saturating_add(input + MIN_OUTPUT_TOKENS) > max => {
+                format!("{max} tokens is nearly used up ({} used)", used.tokens())
+            }
+            _ => format!(
+                "{} is nearly used up ({} spent)",
+                domain::event::dollars(self.max_cost_micros.unwrap_or_default()),
+                domain::event::dollars(used.cost_micros)
+            ),
+        };
+        format!(
+            "{what}: too little is left for this request's estimated {input} input tokens and \
+             {MIN_OUTPUT_TOKENS} output tokens"
+        )
+    }
+
     /// Why `used` has reached this limit, or `None` while there is room left.
     fn reached(&self, used: &Totals) -> Option<String> {
         if let Some(max) = self.max_tokens
@@ -125,14 +175,110 @@ impl Identity {
     }
 }
 
+/// What a budget scope has used, and what the requests under way in it have reserved.
+#[derive(Debug, Default, Clone, Copy)]
+struct Account {
+    used: Totals,
+    /// Tokens and cost reserved by admitted requests that have not been settled yet.
+    reserved_tokens: u64,
+    reserved_cost: u64,
+    /// How many requests hold those reservations.
+    holders: u64,
+}
+
+impl Account {
+    fn hold(&mut self, tokens: u64, cost: u64) {
+        self.reserved_tokens = self.reserved_tokens.saturating_add(tokens);
+        self.reserved_cost = self.reserved_cost.saturating_add(cost);
+        self.holders += 1;
+    }
+
+    fn release(&mut self, tokens: u64, cost: u64) {
+        self.reserved_tokens = self.reserved_tokens.saturating_sub(tokens);
+        self.reserved_cost = self.reserved_cost.saturating_sub(cost);
+        self.holders = self.holders.saturating_sub(1);
+    }
+
+    /// The most output tokens a request with `input` estimated input tokens may be given
+    /// within `limit`, counting what is used and reserved. `u64::MAX` when the limit caps
+    /// nothing.
+    fn room_for_output(&self, limit: &Limit, input: u64, prices: &Prices) -> u64 {
+        let mut room = u64::MAX;
+        if let Some(max) = limit.max_tokens {
+            let committed = self.used.tokens().saturating_add(self.reserved_tokens);
+            room = room.min(max.saturating_sub(committed).saturating_sub(input));
+        }
+        if let Some(max) = limit.max_cost_micros {
+            let committed = self.used.cost_micros.saturating_add(self.reserved_cost);
+            let left = max
+                .saturating_sub(committed)
+                .saturating_sub(prices.cost_micros(input, 0, 0));
+            if prices.output > 0 {
+                // Rounded down, and a token less, so that the rounding in `cost_micros` can
+                // never take the reservation over the limit.
+                let tokens = u128::from(left) * 1_000_000 / u128::from(prices.output);
+                room = room.min(u64::try_from(tokens).unwrap_or(u64::MAX).saturating_sub(1));
+            } else if left == 0 && committed >= max {
+                room = 0;
+            }
+        }
+        room
+    }
+}
+
+/// The fewest output tokens a request is admitted with: below this the budget counts as used
+/// up (some APIs refuse smaller caps, and an answer of a few tokens is of no use).
+pub const MIN_OUTPUT_TOKENS: u64 = 16;
+
+/// What a request asks for, as the gateway estimates it before sending it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Estimate {
+    /// Input tokens counted from the request body.
+    pub input_tokens: u64,
+    /// The output cap the request names, if any.
+    pub requested_output: Option<u64>,
+    /// The cap to set when the request names none and a budget applies.
+    pub default_output: u64,
+    pub prices: Prices,
+}
+
+/// An admitted request's hold on its budgets, released when it is settled.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    identity: Arc<Identity>,
+    day: i64,
+    tokens: u64,
+    cost: u64,
+    /// The input tokens the reservation was made for.
+    pub input_tokens: u64,
+    /// The output tokens it was made for, when the request has a cap.
+    pub output_tokens: Option<u64>,
+    /// The cap the gateway must set on the request: the budget leaves less room than the
+    /// request asked for, or it named none while a budget applies.
+    pub set_cap: Option<u64>,
+    settled: bool,
+}
+
+/// What admission decides.
+pub(crate) enum Admission {
+    Granted(Reservation),
+    /// No room now, but requests under way hold reservations in the scope that is short:
+    /// ask again when one settles.
+    Wait,
+    /// The budget is used up; the flag says whether this is the execution's first refusal.
+    Refused(BudgetExceeded, bool),
+}
+
 #[derive(Default)]
 struct State {
     tokens: HashMap<String, Arc<Identity>>,
-    executions: HashMap<ExecutionId, Totals>,
-    trees: HashMap<TaskId, Totals>,
-    agent_days: HashMap<(String, i64), Totals>,
+    executions: HashMap<ExecutionId, Account>,
+    trees: HashMap<TaskId, Account>,
+    agent_days: HashMap<(String, i64), Account>,
     /// Executions already reported as over budget, so the engine hears it once.
     exceeded: HashSet<ExecutionId>,
+    /// Reservations not yet settled, over every execution.
+    outstanding: u64,
 }
 
 /// The table of live execution tokens and the running totals budgets are checked against.
@@ -143,6 +289,8 @@ struct State {
 pub struct Registry {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
+    /// Woken whenever a reservation is settled.
+    settled: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -162,6 +310,7 @@ impl Registry {
         Registry {
             state: Arc::new(Mutex::new(State::default())),
             clock,
+            settled: Arc::new(Notify::new()),
         }
     }
 
@@ -180,14 +329,18 @@ impl Registry {
             .trees
             .entry(identity.root)
             .or_default()
+            .used
             .raise_to(&identity.baseline.tree);
         state
             .agent_days
             .entry((identity.agent.clone(), today))
             .or_default()
+            .used
             .raise_to(&identity.baseline.agent_day);
         // Days before today can no longer be charged; forgetting them keeps the table small.
-        state.agent_days.retain(|(_, day), _| *day >= today);
+        state
+            .agent_days
+            .retain(|(_, day), account| *day >= today || account.holders > 0);
         state.executions.entry(identity.execution).or_default();
         state.tokens.insert(token.into(), Arc::new(identity));
     }
@@ -206,7 +359,11 @@ impl Registry {
             state.exceeded.remove(&identity.execution);
         }
         let root_used = state.tokens.values().any(|i| i.root == identity.root);
-        if !root_used {
+        let root_held = state
+            .trees
+            .get(&identity.root)
+            .is_some_and(|a| a.holders > 0);
+        if !root_used && !root_held {
             state.trees.remove(&identity.root);
         }
         Some(Arc::unwrap_or_clone(identity))
@@ -221,14 +378,18 @@ impl Registry {
         self.lock()
             .executions
             .get(&execution)
-            .copied()
+            .map(|a| a.used)
             .unwrap_or_default()
     }
 
     /// What the tree used, as far as this registry knows (baselines included), while any of
     /// its executions is registered.
     pub fn tree_totals(&self, root: TaskId) -> Totals {
-        self.lock().trees.get(&root).copied().unwrap_or_default()
+        self.lock()
+            .trees
+            .get(&root)
+            .map(|a| a.used)
+            .unwrap_or_default()
     }
 
     /// What the agent used today (UTC), baselines included.
@@ -237,37 +398,192 @@ impl Registry {
         self.lock()
             .agent_days
             .get(&(agent.to_owned(), today))
-            .copied()
+            .map(|a| a.used)
             .unwrap_or_default()
     }
 
     /// Adds one request's usage to the execution's, the tree's and the agent's day totals.
+    #[cfg(test)]
     pub(crate) fn record(&self, identity: &Identity, used: &Totals) {
         let today = day_of(self.clock.now());
         let mut state = self.lock();
-        if let Some(totals) = state.executions.get_mut(&identity.execution) {
-            totals.add(used);
-        }
-        state.trees.entry(identity.root).or_default().add(used);
-        state
-            .agent_days
-            .entry((identity.agent.clone(), today))
-            .or_default()
-            .add(used);
+        add_usage(&mut state, identity, today, used);
     }
 
-    /// Checks the identity's three budgets. On a refusal, the second value says whether this
-    /// is the first refusal for the execution, which is when the engine must hear of it.
-    pub(crate) fn check(&self, identity: &Identity) -> Result<(), (BudgetExceeded, bool)> {
+    /// How many admitted requests have not been settled yet, over every execution.
+    pub fn requests_under_way(&self) -> u64 {
+        self.lock().outstanding
+    }
+
+    /// Waits until no admitted request is left unsettled, or `timeout` has passed; true when
+    /// none is left. The engine calls it before it stops so that late usage is recorded.
+    pub async fn settle_all(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.settled.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.requests_under_way() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.requests_under_way() == 0;
+            }
+        }
+    }
+
+    /// A future that completes at the next settlement; create it before [`Registry::admit`]
+    /// so that a settlement in between is not missed.
+    pub(crate) fn next_settlement(&self) -> tokio::sync::futures::OwnedNotified {
+        Arc::clone(&self.settled).notified_owned()
+    }
+
+    /// Admits a request against every budget that applies to `identity`, in one step under
+    /// one lock: all three scopes are reserved, or none. The output cap is the request's own,
+    /// or `default_output` when it names none and a budget applies, lowered to what every
+    /// scope has room for.
+    pub(crate) fn admit(&self, identity: &Arc<Identity>, estimate: &Estimate) -> Admission {
         let today = day_of(self.clock.now());
         let mut state = self.lock();
-        let zero = Totals::default();
-        let checks = [
+        let zero = Account::default();
+        let day_key = (identity.agent.clone(), today);
+        let scopes = [
             (
                 BudgetScope::Execution,
                 &identity.budgets.execution,
-                state.executions.get(&identity.execution).unwrap_or(&zero),
+                *state.executions.get(&identity.execution).unwrap_or(&zero),
             ),
+            (
+                BudgetScope::Tree,
+                &identity.budgets.tree,
+                *state.trees.get(&identity.root).unwrap_or(&zero),
+            ),
+            (
+                BudgetScope::AgentDay,
+                &identity.budgets.agent_day,
+                *state.agent_days.get(&day_key).unwrap_or(&zero),
+            ),
+        ];
+        let limited = scopes.iter().any(|(_, limit, _)| !limit.is_unlimited());
+        let input = estimate.input_tokens;
+        let mut cap = estimate.requested_output;
+        let mut set_cap = None;
+        if limited {
+            let wanted = estimate.requested_output.unwrap_or(estimate.default_output);
+            // A request that asks for fewer tokens than the floor needs only those.
+            let floor = wanted.clamp(1, MIN_OUTPUT_TOKENS);
+            let mut granted = wanted;
+            let mut short = Vec::new();
+            for (scope, limit, account) in &scopes {
+                let room = account.room_for_output(limit, input, &estimate.prices);
+                if room < floor {
+                    short.push((*scope, **limit, *account));
+                }
+                granted = granted.min(room);
+            }
+            // Waiting helps only when every scope that is short has reservations that may
+            // give room back when they settle.
+            if let Some((scope, limit, account)) =
+                short.iter().find(|(_, _, account)| account.holders == 0)
+            {
+                let reason = format!(
+                    "the {} budget of {}",
+                    scope.as_str(),
+                    limit.short_of(&account.used, input)
+                );
+                let first = state.exceeded.insert(identity.execution);
+                return Admission::Refused(
+                    BudgetExceeded {
+                        execution: identity.execution,
+                        scope: *scope,
+                        reason,
+                    },
+                    first,
+                );
+            }
+            if !short.is_empty() {
+                return Admission::Wait;
+            }
+            if estimate.requested_output != Some(granted) {
+                set_cap = Some(granted);
+            }
+            cap = Some(granted);
+        }
+        let tokens = input.saturating_add(cap.unwrap_or(0));
+        let cost = estimate.prices.cost_micros(input, cap.unwrap_or(0), 0);
+        state
+            .executions
+            .entry(identity.execution)
+            .or_default()
+            .hold(tokens, cost);
+        state
+            .trees
+            .entry(identity.root)
+            .or_default()
+            .hold(tokens, cost);
+        state
+            .agent_days
+            .entry(day_key)
+            .or_default()
+            .hold(tokens, cost);
+        state.outstanding += 1;
+        Admission::Granted(Reservation {
+            identity: Arc::clone(identity),
+            day: today,
+            tokens,
+            cost,
+            input_tokens: input,
+            output_tokens: cap,
+            set_cap,
+            settled: false,
+        })
+    }
+
+    /// Replaces a reservation by what the request really used, once; later calls do nothing.
+    pub(crate) fn settle(&self, reservation: &mut Reservation, used: &Totals) {
+        self.release(reservation, Some(used));
+    }
+
+    fn release(&self, reservation: &mut Reservation, used: Option<&Totals>) {
+        if std::mem::replace(&mut reservation.settled, true) {
+            return;
+        }
+        let today = day_of(self.clock.now());
+        let identity = Arc::clone(&reservation.identity);
+        {
+            let mut state = self.lock();
+            let (tokens, cost) = (reservation.tokens, reservation.cost);
+            if let Some(account) = state.executions.get_mut(&identity.execution) {
+                account.release(tokens, cost);
+            }
+            if let Some(account) = state.trees.get_mut(&identity.root) {
+                account.release(tokens, cost);
+            }
+            if let Some(account) = state
+                .agent_days
+                .get_mut(&(identity.agent.clone(), reservation.day))
+            {
+                account.release(tokens, cost);
+            }
+            if let Some(used) = used {
+                add_usage(&mut state, &identity, today, used);
+            }
+            state.outstanding = state.outstanding.saturating_sub(1);
+        }
+        self.settled.notify_waiters();
+    }
+
+    /// The first budget that `token`'s execution has gone over (used more than its limit, not
+    /// merely reached it), for the engine to check when the execution ends. Tree and daily
+    /// budgets count only when the execution made a request of its own.
+    pub fn over_budget(&self, token: &str) -> Option<BudgetExceeded> {
+        let today = day_of(self.clock.now());
+        let state = self.lock();
+        let identity = state.tokens.get(token)?;
+        let own = state.executions.get(&identity.execution)?;
+        let zero = Account::default();
+        let scopes = [
+            (BudgetScope::Execution, &identity.budgets.execution, own),
             (
                 BudgetScope::Tree,
                 &identity.budgets.tree,
@@ -282,23 +598,51 @@ impl Registry {
                     .unwrap_or(&zero),
             ),
         ];
-        let Some((scope, why)) = checks
+        let made_requests = own.used.requests > 0;
+        scopes
             .iter()
-            .find_map(|(scope, limit, used)| limit.reached(used).map(|why| (*scope, why)))
-        else {
-            return Ok(());
-        };
-        let reason = format!("the {} budget of {why}", scope.as_str());
-        let first = state.exceeded.insert(identity.execution);
-        Err((
-            BudgetExceeded {
-                execution: identity.execution,
-                scope,
-                reason,
-            },
-            first,
-        ))
+            .filter(|(scope, _, _)| *scope == BudgetScope::Execution || made_requests)
+            .find_map(|(scope, limit, account)| {
+                limit.exceeded(&account.used).map(|why| BudgetExceeded {
+                    execution: identity.execution,
+                    scope: *scope,
+                    reason: format!("the {} budget of {why}", scope.as_str()),
+                })
+            })
     }
+
+    /// Checks the identity's three budgets as an empty request would. On a refusal, the
+    /// second value says whether this is the first refusal for the execution.
+    #[cfg(test)]
+    pub(crate) fn check(&self, identity: &Identity) -> Result<(), (BudgetExceeded, bool)> {
+        let estimate = Estimate {
+            input_tokens: 0,
+            requested_output: Some(0),
+            default_output: 0,
+            prices: Prices::default(),
+        };
+        match self.admit(&Arc::new(identity.clone()), &estimate) {
+            Admission::Granted(mut reservation) => {
+                self.release(&mut reservation, None);
+                Ok(())
+            }
+            Admission::Wait => Ok(()),
+            Admission::Refused(over, first) => Err((over, first)),
+        }
+    }
+}
+
+fn add_usage(state: &mut State, identity: &Identity, today: i64, used: &Totals) {
+    if let Some(account) = state.executions.get_mut(&identity.execution) {
+        account.used.add(used);
+    }
+    state.trees.entry(identity.root).or_default().used.add(used);
+    state
+        .agent_days
+        .entry((identity.agent.clone(), today))
+        .or_default()
+        .used
+        .add(used);
 }
 
 #[cfg(test)]
@@ -467,5 +811,99 @@ mod tests {
         assert_eq!(registry.agent_day_totals("claude").requests, 2);
         let shown = format!("{registry:?}");
         assert!(!shown.contains("tok-a"), "{shown}");
+    }
+
+    fn estimate(input: u64, output: Option<u64>) -> Estimate {
+        Estimate {
+            input_tokens: input,
+            requested_output: output,
+            default_output: 1_000,
+            prices: Prices {
+                input: 1_000_000,
+                output: 2_000_000,
+                cached: 0,
+            },
+        }
+    }
+
+    fn granted(admission: Admission) -> Reservation {
+        match admission {
+            Admission::Granted(reservation) => reservation,
+            Admission::Wait => panic!("expected a grant, got a wait"),
+            Admission::Refused(over, _) => panic!("expected a grant, got {over:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reservation_holds_every_scope_at_once_and_fits_the_tightest() {
+        let registry = Registry::new(Arc::new(ManualClock::new(T0)));
+        let budgets = Budgets {
+            execution: Limit {
+                max_tokens: Some(1_000),
+                max_cost_micros: None,
+            },
+            // $1/M in, $2/M out: 100 in + 200 out is 500 micros.
+            tree: Limit {
+                max_tokens: None,
+                max_cost_micros: Some(500),
+            },
+            agent_day: Limit::default(),
+        };
+        let a = Arc::new(identity(1, 10, "claude", budgets));
+        registry.register("tok-a", (*a).clone());
+        let mut first = granted(registry.admit(&a, &estimate(100, Some(900))));
+        // The tree's cost budget leaves room for 199 output tokens (one kept for rounding).
+        assert_eq!(first.set_cap, Some(199));
+        assert_eq!(first.output_tokens, Some(199));
+        // Everything is held now: a second request waits for the first to settle.
+        assert!(matches!(
+            registry.admit(&a, &estimate(10, None)),
+            Admission::Wait
+        ));
+        assert_eq!(registry.requests_under_way(), 1);
+        registry.settle(&mut first, &used(100, 150));
+        registry.settle(&mut first, &used(100, 150));
+        assert_eq!(registry.requests_under_way(), 0);
+        assert_eq!(registry.execution_totals(ExecutionId(1)).tokens(), 100);
+        // 350 micros left: 10 in costs 10, leaving 170 output tokens minus one.
+        let second = granted(registry.admit(&a, &estimate(10, None)));
+        assert_eq!(second.set_cap, Some(169));
+        let b = Arc::new(identity(2, 10, "claude", budgets));
+        registry.register("tok-b", (*b).clone());
+        // The tree is shared: another execution of it waits too, and nothing was reserved
+        // against its own execution budget by the refusal.
+        assert!(matches!(
+            registry.admit(&b, &estimate(200, None)),
+            Admission::Wait
+        ));
+        assert_eq!(registry.lock().executions[&ExecutionId(2)].holders, 0);
+    }
+
+    #[test]
+    fn an_execution_is_over_budget_only_once_it_used_more_than_its_limit() {
+        let registry = Registry::new(Arc::new(ManualClock::new(T0)));
+        let a = identity(
+            1,
+            10,
+            "claude",
+            Budgets {
+                execution: Limit {
+                    max_tokens: Some(100),
+                    max_cost_micros: None,
+                },
+                ..Budgets::default()
+            },
+        );
+        registry.register("tok-a", a.clone());
+        registry.record(&a, &used(100, 0));
+        assert_eq!(registry.over_budget("tok-a"), None, "all of it, not more");
+        registry.record(&a, &used(1, 0));
+        let over = registry.over_budget("tok-a").unwrap();
+        assert_eq!(over.scope, BudgetScope::Execution);
+        assert_eq!(
+            over.reason,
+            "the execution budget of 100 tokens was exceeded (101 used)"
+        );
+        assert_eq!(registry.over_budget("tok-unknown"), None);
     }
 }

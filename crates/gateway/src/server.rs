@@ -18,12 +18,12 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{ApiKey, ModelRoute, Options, ProviderKind, RetryPolicy};
-use crate::meter::{Meter, Metered};
+use crate::config::{ApiKey, Limits, ModelRoute, Options, ProviderKind, RetryPolicy};
+use crate::meter::Meter;
 use crate::notice::{Notice, Waiting};
-use crate::registry::{Identity, Registry};
+use crate::registry::{Admission, Estimate, Identity, Registry, Reservation, Totals};
 use crate::retry;
-use crate::wire::{Api, Refusal, Request, Shape};
+use crate::wire::{Api, OutputCap, Refusal, Request, Shape, estimate_input_tokens, stream_error};
 use crate::{Error, Provider};
 
 /// The Anthropic API version sent when the agent names none.
@@ -75,9 +75,27 @@ pub(crate) struct Shared {
     models: HashMap<String, (ModelRoute, usize)>,
     retry: RetryPolicy,
     max_request_bytes: usize,
+    limits: Limits,
+    /// Places for requests under way, per execution: see [`Limits::concurrent_requests`].
+    slots: std::sync::Mutex<HashMap<domain::ExecutionId, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl Shared {
+    /// The semaphore that bounds the execution's requests under way. Entries of executions no
+    /// longer registered are dropped once nothing holds them.
+    fn slot(&self, identity: &Identity) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get(&identity.execution) {
+            return Arc::clone(slot);
+        }
+        if slots.len() >= 64 {
+            slots.retain(|_, s| Arc::strong_count(s) > 1);
+        }
+        let slot = Arc::new(tokio::sync::Semaphore::new(self.limits.concurrent_requests));
+        slots.insert(identity.execution, Arc::clone(&slot));
+        slot
+    }
+
     pub(crate) fn notify(&self, notice: Notice) {
         if self.notices.send(notice).is_err() && !self.notices_lost.swap(true, Ordering::Relaxed) {
             tracing::warn!(
@@ -168,6 +186,9 @@ fn check_options(options: &Options) -> Result<(), Error> {
     if options.retry.max_attempts == 0 {
         return config("the retry policy needs at least 1 attempt".into());
     }
+    if options.limits.concurrent_requests == 0 {
+        return config("an execution needs room for at least 1 model request at once".into());
+    }
     Ok(())
 }
 
@@ -220,6 +241,8 @@ impl Gateway {
                 models,
                 retry: options.retry,
                 max_request_bytes: options.max_request_bytes,
+                limits: options.limits,
+                slots: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -513,45 +536,134 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
             ),
         );
     }
-    if api != Api::CountTokens
-        && let Err((over, first)) = shared.registry.check(&identity)
-    {
-        let message = format!(
-            "{}; this execution may make no more model requests",
-            over.reason
-        );
-        if first {
-            shared.notify(Notice::BudgetExceeded(over));
-        }
-        return refuse(shape, Refusal::Budget, &message);
-    }
     let ask_usage = api == Api::Chat && request.stream;
-    let upstream_body = Bytes::from(request.rewrite(&route.upstream_model, ask_usage));
     let outgoing = upstream_headers(upstream, &headers);
     let url = format!("{}{}", upstream.base_url, api.upstream_path());
+    if api == Api::CountTokens {
+        // Free: neither reserved nor metered.
+        let body = Bytes::from(request.rewrite(&route.upstream_model, false, None));
+        let response =
+            match forward(&shared, &identity, &route.alias, &url, outgoing, body, None).await {
+                Ok(response) => response,
+                Err(message) => return unreachable_provider(shape, upstream, &message),
+            };
+        let (mut out, response) = match answer_head(shape, upstream, response).await {
+            Ok(head) => head,
+            Err(refused) => return refused,
+        };
+        *out.body_mut() = Body::from_stream(response.bytes_stream());
+        return out;
+    }
 
-    let response = match forward(
-        &shared,
-        &identity,
-        &route.alias,
-        &url,
-        outgoing,
-        upstream_body,
-    )
-    .await
-    {
-        Ok(response) => response,
-        Err(message) => {
+    let deadline = tokio::time::Instant::now() + shared.limits.total_timeout.as_std();
+    // A place among the execution's requests under way first, then the reservation, so that
+    // the reservation sees what the requests before it really used.
+    let slot = shared.slot(&identity);
+    let permit = match tokio::time::timeout_at(deadline, slot.acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
             return refuse(
                 shape,
-                Refusal::Upstream,
+                Refusal::Busy,
                 &format!(
-                    "the provider `{}` could not be reached: {message}",
-                    upstream.name
+                    "this execution already has {} model requests under way and no place came \
+                     free in time; send fewer requests at once",
+                    shared.limits.concurrent_requests
                 ),
             );
         }
     };
+    let estimate = Estimate {
+        input_tokens: estimate_input_tokens(body.len()),
+        requested_output: request.output_cap(api.cap_fields()),
+        default_output: shared.limits.max_output_tokens,
+        prices: route.prices,
+    };
+    let reservation = loop {
+        let settled = shared.registry.next_settlement();
+        tokio::pin!(settled);
+        settled.as_mut().enable();
+        match shared.registry.admit(&identity, &estimate) {
+            Admission::Granted(reservation) => break reservation,
+            Admission::Wait => {
+                if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                    return refuse(
+                        shape,
+                        Refusal::Busy,
+                        "the budget's remaining room is held by requests still under way; \
+                         try again when they end",
+                    );
+                }
+            }
+            Admission::Refused(over, first) => {
+                let message = format!(
+                    "{}; this execution may make no more model requests",
+                    over.reason
+                );
+                if first {
+                    shared.notify(Notice::BudgetExceeded(over));
+                }
+                return refuse(shape, Refusal::Budget, &message);
+            }
+        }
+    };
+    let cap = reservation.set_cap.map(|tokens| OutputCap {
+        tokens,
+        fields: api.cap_fields(),
+        add_as: match (api, upstream.kind) {
+            (Api::Chat, ProviderKind::OpenAi) => "max_completion_tokens",
+            (Api::Responses, _) => "max_output_tokens",
+            _ => "max_tokens",
+        },
+    });
+    let upstream_body = Bytes::from(request.rewrite(&route.upstream_model, ask_usage, cap));
+    let job = Job {
+        shared: Arc::clone(&shared),
+        identity,
+        api,
+        shape,
+        provider: *provider_index,
+        alias: route.alias.clone(),
+        prices: route.prices,
+        url,
+        headers: outgoing,
+        body: upstream_body,
+        reservation,
+        deadline,
+    };
+    // The upstream side runs on its own, so that an agent hanging up does not stop it: the
+    // gateway reads the answer to its end to learn what it cost.
+    let (head_tx, head_rx) = oneshot::channel();
+    tokio::spawn(job.run(head_tx, permit));
+    match head_rx.await {
+        Ok(response) => response,
+        Err(_) => refuse(
+            shape,
+            Refusal::Upstream,
+            "the model gateway lost this request; try again",
+        ),
+    }
+}
+
+/// A refusal for a provider that could not be reached.
+fn unreachable_provider(shape: Shape, upstream: &Upstream, message: &str) -> Response {
+    refuse(
+        shape,
+        Refusal::Upstream,
+        &format!(
+            "the provider `{}` could not be reached: {message}",
+            upstream.name
+        ),
+    )
+}
+
+/// The answer's status and headers, or the whole answer when it is an error: a refused node
+/// key is reported without the provider's words, other errors are passed on scrubbed.
+async fn answer_head(
+    shape: Shape,
+    upstream: &Upstream,
+    response: reqwest::Response,
+) -> Result<(Response, reqwest::Response), Response> {
     let status = response.status();
     if matches!(status.as_u16(), 401 | 403) {
         // The provider refused the node's own key. That is the operator's problem, and the
@@ -561,7 +673,7 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
             status = status.as_u16(),
             "the provider refused the node's API key; fix the key in the node configuration"
         );
-        return refuse(
+        return Err(refuse(
             shape,
             Refusal::Upstream,
             &format!(
@@ -570,7 +682,7 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
                 upstream.name,
                 status.as_u16()
             ),
-        );
+        ));
     }
     let mut out = Response::new(Body::empty());
     *out.status_mut() = status;
@@ -581,27 +693,249 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
     }
     if !status.is_success() {
         *out.body_mut() = Body::from(scrub(response, upstream.key.as_ref()).await);
-        return out;
+        return Err(out);
     }
-    if api == Api::CountTokens {
-        *out.body_mut() = Body::from_stream(response.bytes_stream());
-        return out;
+    Ok((out, response))
+}
+
+/// One admitted request on its way upstream and back.
+struct Job {
+    shared: Arc<Shared>,
+    identity: Arc<Identity>,
+    api: Api,
+    shape: Shape,
+    provider: usize,
+    alias: String,
+    prices: crate::config::Prices,
+    url: String,
+    headers: HeaderMap,
+    body: Bytes,
+    reservation: Reservation,
+    deadline: tokio::time::Instant,
+}
+
+type Chunk = Result<Bytes, std::io::Error>;
+
+impl Job {
+    /// Sends the request, hands the answer's head to the agent's side through `head`, then
+    /// passes the body on while metering it, under the idle and total timeouts. The place among
+    /// the execution's requests is held until the reservation is settled.
+    async fn run(
+        mut self,
+        head: oneshot::Sender<Response>,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        let upstream = &shared.providers[self.provider];
+        let sent = tokio::time::timeout_at(
+            self.deadline,
+            forward(
+                &shared,
+                &self.identity,
+                &self.alias,
+                &self.url,
+                std::mem::take(&mut self.headers),
+                std::mem::take(&mut self.body),
+                Some(&head),
+            ),
+        )
+        .await;
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(message)) => {
+                // Nothing reached the provider, or it answered nothing: nothing to charge.
+                shared
+                    .registry
+                    .settle(&mut self.reservation, &Totals::default());
+                let _ = head.send(unreachable_provider(self.shape, upstream, &message));
+                return;
+            }
+            Err(_) => {
+                // The provider may be working on it: charged as reserved.
+                let input = self.reservation.input_tokens;
+                let output = self.reservation.output_tokens.unwrap_or(0);
+                self.charge_unread(input, output);
+                let _ = head.send(refuse(
+                    self.shape,
+                    Refusal::Upstream,
+                    &format!(
+                        "the provider `{}` did not answer within the gateway's total timeout \
+                         of {}",
+                        upstream.name, shared.limits.total_timeout
+                    ),
+                ));
+                return;
+            }
+        };
+        let (mut out, response) = match answer_head(self.shape, upstream, response).await {
+            Ok(head) => head,
+            Err(refused) => {
+                // Providers do not bill refused requests.
+                shared
+                    .registry
+                    .settle(&mut self.reservation, &Totals::default());
+                let _ = head.send(refused);
+                return;
+            }
+        };
+        let events = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let (tx, rx) = mpsc::channel::<Chunk>(16);
+        *out.body_mut() = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
+        let gone = head.send(out).is_err();
+        let meter = Meter::new(
+            self.api,
+            events,
+            Arc::clone(&shared),
+            Arc::clone(&self.identity),
+            self.alias.clone(),
+            self.prices,
+            self.reservation,
+        );
+        pump(
+            &shared.limits,
+            self.api,
+            events,
+            self.deadline,
+            response,
+            meter,
+            tx,
+            gone,
+        )
+        .await;
     }
-    let events = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
-    let meter = Meter::new(
-        api,
-        events,
-        Arc::clone(&shared),
-        identity,
-        route.alias.clone(),
-        route.prices,
-    );
-    *out.body_mut() = Body::from_stream(Metered::new(response.bytes_stream(), meter));
-    out
+
+    /// Settles a reservation whose answer was never read, at these counts.
+    fn charge_unread(&mut self, input: u64, output: u64) {
+        let cost_micros = self.prices.cost_micros(input, output, 0);
+        let totals = Totals {
+            requests: 1,
+            input_tokens: input,
+            output_tokens: output,
+            cached_tokens: 0,
+            cost_micros,
+        };
+        self.shared.registry.settle(&mut self.reservation, &totals);
+        self.shared
+            .notify(Notice::Usage(crate::notice::UsageRecord {
+                execution: self.identity.execution,
+                task: self.identity.task,
+                root: self.identity.root,
+                agent: self.identity.agent.clone(),
+                model: self.alias.clone(),
+                input_tokens: input,
+                output_tokens: output,
+                cached_tokens: 0,
+                cost_micros,
+                complete: false,
+            }));
+    }
+}
+
+/// Passes the body on chunk by chunk while metering it. A stream's reservation is settled the
+/// moment its final usage is read, before that event goes on, and a JSON body's last chunk is
+/// held back until the body is complete and settled: so by the time the agent has its answer,
+/// the budget counts it. When the agent hangs up, reading goes on for at most the drain
+/// timeout, to learn the real figure. Idle and total timeouts cut the answer with an error
+/// event in the API's shape.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    limits: &Limits,
+    api: Api,
+    events: bool,
+    deadline: tokio::time::Instant,
+    response: reqwest::Response,
+    mut meter: Meter,
+    tx: mpsc::Sender<Chunk>,
+    mut gone: bool,
+) {
+    use futures::StreamExt;
+    use tokio::time::Instant;
+    let mut body = response.bytes_stream();
+    let mut held: Option<Bytes> = None;
+    let drain = limits.drain_timeout.as_std();
+    let mut drain_until = gone.then(|| Instant::now() + drain);
+    let send = |tx: &mpsc::Sender<Chunk>, chunk: Chunk| {
+        let tx = tx.clone();
+        async move {
+            matches!(
+                tokio::time::timeout_at(deadline, tx.send(chunk)).await,
+                Ok(Ok(()))
+            )
+        }
+    };
+    let cut = loop {
+        let idle_at = Instant::now() + limits.idle_timeout.as_std();
+        let mut until = deadline.min(idle_at);
+        if let Some(at) = drain_until {
+            until = until.min(at);
+        }
+        match tokio::time::timeout_at(until, body.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                meter.feed(&chunk);
+                if events && meter.complete() {
+                    meter.finish(None);
+                }
+                if gone {
+                    continue;
+                }
+                let out = if events {
+                    Some(chunk)
+                } else {
+                    held.replace(chunk)
+                };
+                if let Some(out) = out
+                    && !send(&tx, Ok(out)).await
+                {
+                    gone = true;
+                    drain_until = Some(Instant::now() + drain);
+                }
+            }
+            Ok(None) => {
+                meter.finish(None);
+                if let Some(last) = held.take()
+                    && !gone
+                {
+                    send(&tx, Ok(last)).await;
+                }
+                return;
+            }
+            Ok(Some(Err(e))) => {
+                break format!("the provider's answer broke off ({e})");
+            }
+            Err(_) => {
+                let now = Instant::now();
+                if drain_until.is_some_and(|at| now >= at) {
+                    break "the agent hung up and the provider's answer did not end in time".into();
+                }
+                if now >= deadline {
+                    break format!(
+                        "the answer took longer than the gateway's total timeout of {}",
+                        limits.total_timeout
+                    );
+                }
+                break format!(
+                    "the provider sent nothing for {}, the gateway's idle timeout",
+                    limits.idle_timeout
+                );
+            }
+        }
+    };
+    meter.finish(Some(&cut));
+    if gone {
+        return;
+    }
+    let message = format!("the model gateway cut this response: {cut}");
+    if events {
+        let _ = send(&tx, Ok(Bytes::from(stream_error(api, "timeout", &message)))).await;
+    } else {
+        let _ = send(&tx, Err(std::io::Error::other(message))).await;
+    }
 }
 
 fn speaks(kind: ProviderKind, api: Api) -> bool {
@@ -665,6 +999,7 @@ async fn forward(
     url: &str,
     headers: HeaderMap,
     body: Bytes,
+    head: Option<&oneshot::Sender<Response>>,
 ) -> Result<reqwest::Response, String> {
     let mut attempt = 1u32;
     loop {
@@ -677,7 +1012,9 @@ async fn forward(
             .await
             .map_err(|e| describe_send_error(&e))?;
         let status = response.status().as_u16();
-        if !retry::retryable(status) || attempt >= shared.retry.max_attempts {
+        // An agent that hung up during a wait needs no more attempts.
+        let agent_left = head.is_some_and(|h| h.is_closed());
+        if !retry::retryable(status) || attempt >= shared.retry.max_attempts || agent_left {
             return Ok(response);
         }
         let delay = retry::delay(response.headers(), attempt, &shared.retry);

@@ -40,6 +40,16 @@ impl Api {
         }
     }
 
+    /// The request fields that cap the output tokens in this API.
+    pub fn cap_fields(self) -> &'static [&'static str] {
+        match self {
+            Api::Chat => &["max_completion_tokens", "max_tokens"],
+            Api::Responses => &["max_output_tokens"],
+            Api::Messages => &["max_tokens"],
+            Api::CountTokens => &[],
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Api::Chat => "OpenAI Chat Completions API (/v1/chat/completions)",
@@ -72,6 +82,8 @@ pub enum Refusal {
     TooLarge,
     /// The provider could not be reached, or refused the node's own key.
     Upstream,
+    /// The execution has too much under way to admit the request in time.
+    Busy,
 }
 
 impl Refusal {
@@ -86,6 +98,7 @@ impl Refusal {
             (Refusal::BadRequest, _) => 400,
             (Refusal::TooLarge, _) => 413,
             (Refusal::Upstream, _) => 502,
+            (Refusal::Busy, _) => 429,
         }
     }
 
@@ -101,6 +114,7 @@ impl Refusal {
                         ("invalid_request_error", Value::Null)
                     }
                     Refusal::Upstream => ("server_error", Value::Null),
+                    Refusal::Busy => ("rate_limit_error", json!("rate_limit_exceeded")),
                 };
                 json!({"error": {"message": message, "type": kind, "param": null, "code": code}})
             }
@@ -112,11 +126,33 @@ impl Refusal {
                     Refusal::BadRequest => "invalid_request_error",
                     Refusal::TooLarge => "request_too_large",
                     Refusal::Upstream => "api_error",
+                    Refusal::Busy => "rate_limit_error",
                 };
                 json!({"type": "error", "error": {"type": kind, "message": message}})
             }
         }
     }
+}
+
+/// One token per this many bytes of request body: the input estimate a reservation is made
+/// with. Tokenizers average about four bytes of English or code per token and the JSON around
+/// the messages adds bytes but few tokens, so the estimate is seldom below the real count; when
+/// it is (dense non-Latin text), the settlement charges the real count and the difference is the
+/// only slack a budget has.
+pub const BYTES_PER_TOKEN: u64 = 3;
+
+/// The estimated input tokens of a request body of `bytes` bytes.
+pub fn estimate_input_tokens(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(BYTES_PER_TOKEN)
+}
+
+/// An output cap the gateway sets on a request: every cap field of the API the request has is
+/// set to `tokens`, and when it has none, `add_as` is added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputCap {
+    pub tokens: u64,
+    pub fields: &'static [&'static str],
+    pub add_as: &'static str,
 }
 
 /// The top-level fields of a request body, each kept as the raw JSON text it arrived as, in
@@ -182,10 +218,26 @@ impl<'a> Request<'a> {
         })
     }
 
-    /// The body to send upstream: `model` replaced by the provider's name for it and, when
+    /// The smallest output cap among `fields` the request names, if any. A cap that is not a
+    /// whole number is left for the provider to refuse.
+    pub fn output_cap(&self, fields: &[&str]) -> Option<u64> {
+        self.fields
+            .iter()
+            .filter(|(k, _)| fields.contains(&k.as_str()))
+            .filter_map(|(_, v)| serde_json::from_str::<u64>(v.get()).ok())
+            .min()
+    }
+
+    /// The body to send upstream: `model` replaced by the provider's name for it; when
     /// `ask_usage` is set, `stream_options.include_usage` turned on so a Chat Completions
-    /// stream ends with the usage the gateway must record.
-    pub fn rewrite(&self, upstream_model: &str, ask_usage: bool) -> Vec<u8> {
+    /// stream ends with the usage the gateway must record; and with a `cap`, the output cap
+    /// set to what the budget leaves room for.
+    pub fn rewrite(
+        &self,
+        upstream_model: &str,
+        ask_usage: bool,
+        cap: Option<OutputCap>,
+    ) -> Vec<u8> {
         let size = self
             .fields
             .iter()
@@ -200,12 +252,18 @@ impl<'a> Request<'a> {
             }
         };
         let mut saw_options = false;
+        let mut saw_cap = false;
         for (key, value) in &self.fields {
             comma(&mut out);
             write_json_string(&mut out, key);
             out.push(b':');
             match key.as_str() {
                 "model" => write_json_string(&mut out, upstream_model),
+                name if cap.is_some_and(|c| c.fields.contains(&name)) => {
+                    saw_cap = true;
+                    let tokens = cap.map(|c| c.tokens).unwrap_or_default();
+                    out.extend_from_slice(tokens.to_string().as_bytes());
+                }
                 "stream_options" if ask_usage => {
                     saw_options = true;
                     let mut options =
@@ -221,9 +279,40 @@ impl<'a> Request<'a> {
             comma(&mut out);
             out.extend_from_slice(br#""stream_options":{"include_usage":true}"#);
         }
+        if let Some(cap) = cap.filter(|_| !saw_cap) {
+            comma(&mut out);
+            write_json_string(&mut out, cap.add_as);
+            out.push(b':');
+            out.extend_from_slice(cap.tokens.to_string().as_bytes());
+        }
         out.push(b'}');
         out
     }
+}
+
+/// A stream event telling the agent that the gateway cut its response, in the API's own error
+/// event shape, so its client reports an error instead of taking the text for complete.
+pub fn stream_error(api: Api, code: &str, message: &str) -> Vec<u8> {
+    let (event, data) = match api {
+        Api::Chat => (
+            None,
+            json!({"error": {"message": message, "type": "server_error", "param": null, "code": code}}),
+        ),
+        Api::Responses => (
+            Some("error"),
+            json!({"type": "error", "code": code, "message": message, "param": null}),
+        ),
+        Api::Messages | Api::CountTokens => (
+            Some("error"),
+            json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+        ),
+    };
+    let mut out = Vec::new();
+    if let Some(event) = event {
+        out.extend_from_slice(format!("event: {event}\n").as_bytes());
+    }
+    out.extend_from_slice(format!("data: {data}\n\n").as_bytes());
+    out
 }
 
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -460,7 +549,7 @@ mod tests {
         let request = Request::parse(body).unwrap();
         assert_eq!(request.model, "sonnet");
         assert!(!request.stream);
-        let out = request.rewrite("claude-sonnet-4-5", false);
+        let out = request.rewrite("claude-sonnet-4-5", false, None);
         let value: Value = serde_json::from_slice(&out).unwrap();
         let mut expected: Value = serde_json::from_slice(body).unwrap();
         expected["model"] = json!("claude-sonnet-4-5");
@@ -471,13 +560,14 @@ mod tests {
     fn a_chat_stream_is_made_to_report_usage() {
         let plain = Request::parse(br#"{"model":"gpt","stream":true,"messages":[]}"#).unwrap();
         assert!(plain.stream);
-        let out: Value = serde_json::from_slice(&plain.rewrite("gpt-5", true)).unwrap();
+        let out: Value = serde_json::from_slice(&plain.rewrite("gpt-5", true, None)).unwrap();
         assert_eq!(out["stream_options"], json!({"include_usage": true}));
         let with_options = Request::parse(
             br#"{"model":"gpt","stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
         )
         .unwrap();
-        let out: Value = serde_json::from_slice(&with_options.rewrite("gpt-5", true)).unwrap();
+        let out: Value =
+            serde_json::from_slice(&with_options.rewrite("gpt-5", true, None)).unwrap();
         assert_eq!(
             out["stream_options"],
             json!({"include_usage": true, "x": 1})
@@ -575,6 +665,60 @@ mod tests {
             })
         );
         assert!(responses.complete);
+    }
+
+    #[test]
+    fn an_output_cap_replaces_every_cap_field_or_is_added() {
+        let body = br#"{"model":"gpt","max_tokens":900,"max_completion_tokens":700,"messages":[]}"#;
+        let request = Request::parse(body).unwrap();
+        assert_eq!(request.output_cap(Api::Chat.cap_fields()), Some(700));
+        assert_eq!(request.output_cap(Api::Responses.cap_fields()), None);
+        let cap = OutputCap {
+            tokens: 50,
+            fields: Api::Chat.cap_fields(),
+            add_as: "max_completion_tokens",
+        };
+        let out: Value = serde_json::from_slice(&request.rewrite("g", false, Some(cap))).unwrap();
+        assert_eq!(out["max_tokens"], 50);
+        assert_eq!(out["max_completion_tokens"], 50);
+        let bare = Request::parse(br#"{"model":"gpt","input":"hi"}"#).unwrap();
+        let cap = OutputCap {
+            tokens: 64,
+            fields: Api::Responses.cap_fields(),
+            add_as: "max_output_tokens",
+        };
+        let out: Value = serde_json::from_slice(&bare.rewrite("g", false, Some(cap))).unwrap();
+        assert_eq!(
+            out,
+            json!({"model": "g", "input": "hi", "max_output_tokens": 64})
+        );
+        assert_eq!(estimate_input_tokens(10), 4);
+    }
+
+    #[test]
+    fn a_cut_stream_ends_with_an_error_event_in_the_apis_shape() {
+        let anthropic = String::from_utf8(stream_error(Api::Messages, "timeout", "cut")).unwrap();
+        assert!(
+            anthropic.starts_with("event: error\ndata: {"),
+            "{anthropic}"
+        );
+        assert!(anthropic.ends_with("\n\n"));
+        let data: Value = serde_json::from_str(
+            anthropic
+                .lines()
+                .nth(1)
+                .unwrap()
+                .strip_prefix("data: ")
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(data["error"]["message"], "cut");
+        let chat = String::from_utf8(stream_error(Api::Chat, "timeout", "cut")).unwrap();
+        let data: Value =
+            serde_json::from_str(chat.trim().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["error"]["code"], "timeout");
+        let responses = String::from_utf8(stream_error(Api::Responses, "timeout", "cut")).unwrap();
+        assert!(responses.contains(r#""type":"error""#), "{responses}");
     }
 
     #[test]

@@ -93,6 +93,27 @@ struct Shared {
     gate: Semaphore,
     api_key: Option<String>,
     replies: AtomicU64,
+    /// Model calls being answered now, and the most there ever were at once.
+    under_way: AtomicU64,
+    most_under_way: AtomicU64,
+}
+
+/// Counts a model call as under way from its arrival until its answer has been sent whole or
+/// abandoned.
+struct UnderWay(Arc<Shared>);
+
+impl UnderWay {
+    fn new(shared: &Arc<Shared>) -> UnderWay {
+        let now = shared.under_way.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.most_under_way.fetch_max(now, Ordering::SeqCst);
+        UnderWay(Arc::clone(shared))
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        self.0.under_way.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Locks a mutex, ignoring poison: the data behind these locks stays consistent between
@@ -146,6 +167,8 @@ pub async fn spawn_with(script: Script, options: FixtureOptions) -> Result<Fixtu
         gate: Semaphore::new(0),
         api_key: options.api_key,
         replies: AtomicU64::new(0),
+        under_way: AtomicU64::new(0),
+        most_under_way: AtomicU64::new(0),
     });
     let (shutdown, stop) = oneshot::channel::<()>();
     let app = router(shared.clone());
@@ -183,6 +206,12 @@ impl Fixture {
     /// How many script steps have been used so far.
     pub fn steps_used(&self) -> u64 {
         self.shared.replies.load(Ordering::SeqCst)
+    }
+
+    /// The most model calls that were being answered at the same moment (a stream counts until
+    /// its last event is sent).
+    pub fn most_under_way(&self) -> u64 {
+        self.shared.most_under_way.load(Ordering::SeqCst)
     }
 
     /// Lets one stream held by a `gate` step continue.
@@ -310,6 +339,7 @@ async fn model_call(
     body: Bytes,
 ) -> Response {
     record(&shared, &method, &uri, &headers, &body);
+    let under_way = UnderWay::new(&shared);
     if !authorized(&shared, &headers) {
         return error(api, 401, "invalid api key");
     }
@@ -325,7 +355,12 @@ async fn model_call(
     let include_usage = request["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
-    let Some((id, step)) = next_step(&shared) else {
+    // Like a provider, the fixture never reports more output than the request allowed.
+    let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .filter_map(|field| request[field].as_u64())
+        .min();
+    let Some((id, mut step)) = next_step(&shared) else {
         let count = lock(&shared.requests).len();
         return error(
             api,
@@ -333,6 +368,9 @@ async fn model_call(
             &format!("the fixture's script has no step left for request {count}"),
         );
     };
+    if let Some(cap) = cap {
+        step.output_tokens = step.output_tokens.min(cap);
+    }
     if step.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(step.delay_ms)).await;
     }
@@ -363,6 +401,7 @@ async fn model_call(
     let pause = std::time::Duration::from_millis(step.pause_ms);
     let gate_owner = shared.clone();
     tokio::spawn(async move {
+        let _under_way = under_way;
         let mut deltas = parts.deltas.into_iter();
         let mut first: Vec<Bytes> = parts.head;
         first.extend(deltas.next());

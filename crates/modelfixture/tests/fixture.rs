@@ -98,6 +98,47 @@ async fn a_repeating_script_starts_over_and_messages_errors_take_anthropics_shap
 }
 
 #[tokio::test]
+async fn reported_output_never_exceeds_the_requests_cap() {
+    let script = Script::new(vec![
+        Step::reply("long", 10, 500, 0),
+        Step::reply("long", 10, 500, 0),
+        Step::reply("short", 10, 3, 0),
+    ]);
+    let fixture = modelfixture::spawn(script).await.unwrap();
+    let base = fixture.base_url();
+    let capped = json(
+        post(
+            &format!("{base}/messages"),
+            None,
+            &json!({"model": "m", "max_tokens": 40, "messages": []}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(capped["usage"]["output_tokens"], 40, "{capped}");
+    let capped = json(
+        post(
+            &format!("{base}/responses"),
+            None,
+            &json!({"model": "m", "max_output_tokens": 25, "input": "hi"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(capped["usage"]["output_tokens"], 25, "{capped}");
+    let under = json(
+        post(
+            &format!("{base}/chat/completions"),
+            None,
+            &json!({"model": "m", "max_completion_tokens": 25, "messages": []}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(under["usage"]["completion_tokens"], 3, "{under}");
+}
+
+#[tokio::test]
 async fn the_binary_serves_a_script_file() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("script.json");

@@ -235,16 +235,16 @@ async fn a_stream_the_agent_abandons_is_still_counted() {
         seen.push_str(std::str::from_utf8(&chunk).unwrap());
     }
     drop(response);
-    // Anthropic reports the input in `message_start`, so the input is known; the output count
-    // so far is the provisional one from the same event.
+    s.no_notice();
+    // The gateway reads on after the agent left, and so records the provider's own figures.
+    s.fixture.open_gate();
     let usage = usage_of(s.notice().await);
-    assert!(!usage.complete);
+    assert!(usage.complete, "{usage:?}");
     assert_eq!(
         (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
-        (120, 1, 20)
+        (120, 7, 20)
     );
-    assert_eq!(usage.cost_micros, PRICES.cost_micros(120, 1, 20));
-    s.fixture.open_gate();
+    assert_eq!(usage.cost_micros, PRICES.cost_micros(120, 7, 20));
 }
 
 #[tokio::test]

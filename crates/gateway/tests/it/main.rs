@@ -4,6 +4,7 @@
 mod apis;
 mod auth;
 mod budgets;
+mod reservations;
 mod retries;
 mod routing;
 
@@ -101,6 +102,24 @@ impl Setup {
     /// Like [`Setup::new`], with the gateway holding `key` (the fixture always wants
     /// [`REAL_KEY`]).
     pub async fn with_key(steps: Vec<Step>, budgets: Budgets, key: &str) -> Setup {
+        Setup::build(steps, budgets, key, |_| {}).await
+    }
+
+    /// Like [`Setup::new`], with the gateway's options changed by `change` first.
+    pub async fn with_options(
+        steps: Vec<Step>,
+        budgets: Budgets,
+        change: impl FnOnce(&mut Options),
+    ) -> Setup {
+        Setup::build(steps, budgets, REAL_KEY, change).await
+    }
+
+    async fn build(
+        steps: Vec<Step>,
+        budgets: Budgets,
+        key: &str,
+        change: impl FnOnce(&mut Options),
+    ) -> Setup {
         let fixture = modelfixture::spawn_with(
             Script::new(steps),
             FixtureOptions {
@@ -114,7 +133,9 @@ impl Setup {
         let registry = Registry::new(clock.clone());
         registry.register(TOKEN, identity(1, 1, "claude", budgets));
         let (tx, notices) = mpsc::unbounded_channel();
-        let gateway = Gateway::new(options(&fixture.base_url(), key), registry, tx).unwrap();
+        let mut options = options(&fixture.base_url(), key);
+        change(&mut options);
+        let gateway = Gateway::new(options, registry, tx).unwrap();
         let server = gateway
             .serve(Listen::Tcp("127.0.0.1:0".parse().unwrap()))
             .await
