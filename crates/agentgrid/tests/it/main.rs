@@ -6,4 +6,5 @@ mod crash;
 mod escape;
 mod gateway;
 mod run;
+mod sandbox_escape;
 mod support;
