@@ -1075,10 +1075,17 @@ impl Engine {
             workspace: manager.path_of(task_id),
             state_dir: self.options.state_dir.clone(),
             run_dir: self.options.run_dir.clone(),
+            main_checkout: Some(manager.config().repo_root.clone()),
             worktrees: Some(manager.config().root.clone()),
+            git: executor::worktree_git(&manager.config().repo_root, &manager.path_of(task_id)),
             expose: Vec::new(),
             helper: self.options.agentgrid_bin.clone(),
             gateway: None,
+            // The hook's own timeout stops it; this holds should the engine be gone.
+            wall_time: Some(domain::Duration::from_millis(
+                (manager.config().hook_timeout + std::time::Duration::from_secs(60)).as_millis()
+                    as u64,
+            )),
         };
         executor::hook_sandbox_for(profile, &places)
     }

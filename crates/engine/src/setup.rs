@@ -112,6 +112,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             validators,
             threshold: s.validation.threshold,
             max_iterations: s.limits.max_iterations,
+            timeout: s.limits.timeout,
             sandbox: s.sandbox.clone(),
         };
         agents.insert(run.name.clone(), Arc::new(run));

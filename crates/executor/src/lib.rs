@@ -23,7 +23,7 @@ mod validate;
 pub use parsers::{Runner, Summary, junit};
 pub use run::{
     AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, StdinMode, StopReason, Update,
-    hook_sandbox_for, new_token, run_execution, sandbox_for,
+    hook_sandbox_for, new_token, run_execution, sandbox_for, worktree_git,
 };
 pub use validate::{
     Judgement, OUTPUT_TAIL_BYTES, RunFacts, ScoreRule, Validation, Validator, Verdict, judge,

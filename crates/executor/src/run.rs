@@ -40,6 +40,9 @@ pub struct AgentRun {
     pub validators: Vec<Validator>,
     pub threshold: f64,
     pub max_iterations: u32,
+    /// How long one iteration of the agent may run; the engine kills it then, and its sandbox
+    /// carries a wall-time limit a little longer, in case the engine cannot.
+    pub timeout: domain::Duration,
     /// How the agent's and its validators' processes are confined.
     pub sandbox: manifest::SandboxProfile,
 }
@@ -694,12 +697,19 @@ pub fn new_token() -> String {
 pub struct SandboxPlaces {
     /// The directory the agent works in.
     pub workspace: PathBuf,
-    /// The project's `.agentgrid` directory.
+    /// The project's `.agentgrid` directory, hidden as a whole: whatever is added to it later
+    /// is hidden without anyone listing it.
     pub state_dir: PathBuf,
     /// The engine's run directory (sockets, prompt files).
     pub run_dir: PathBuf,
+    /// The main checkout, when the agent works in a worktree of its own: hidden, so that its
+    /// working tree (untracked files such as `.env` included) never reaches an agent.
+    pub main_checkout: Option<PathBuf>,
     /// Where the other tasks' worktrees live, when workspaces are on.
     pub worktrees: Option<PathBuf>,
+    /// The workspace's git metadata, as the engine that made the worktree knows it (never
+    /// read from the worktree's `.git` file, which is the agent's).
+    pub git: Option<launch::sandbox::GitMetadata>,
     /// What must stay reachable inside hidden places: the control socket, the prompt file, the
     /// agentgrid binary.
     pub expose: Vec<PathBuf>,
@@ -707,11 +717,15 @@ pub struct SandboxPlaces {
     pub helper: PathBuf,
     /// The model gateway's socket and the loopback port to relay it to.
     pub gateway: Option<(PathBuf, u16)>,
+    /// The sandbox's own wall-time limit, which holds even when the engine cannot kill.
+    pub wall_time: Option<domain::Duration>,
 }
 
-/// The sandbox for an execution's processes, from the agent's profile. Hidden besides the homes,
-/// `/run` and `/tmp` that every sandbox hides: the engine's database, logs and run files and the
-/// other tasks' worktrees; `expose` is shown again inside them.
+/// The sandbox for an execution's processes, from the agent's profile. Hidden besides what
+/// every sandbox leaves out (everything outside the system trees and the named paths): the
+/// main checkout, the project's whole state directory, the run directory and the other tasks'
+/// worktrees, in case any of them lies inside a visible tree; `expose` is shown again inside
+/// them.
 pub fn sandbox_for(
     profile: &manifest::SandboxProfile,
     places: &SandboxPlaces,
@@ -736,20 +750,11 @@ pub fn sandbox_for(
             port: *port,
         });
     }
-    for name in [
-        "agentgrid.db",
-        "agentgrid.db-wal",
-        "agentgrid.db-shm",
-        "engine.lock",
-        "logs",
-        "run",
-    ] {
-        spec.hide.push(places.state_dir.join(name));
-    }
+    spec.hide.extend(places.main_checkout.clone());
+    spec.hide.push(places.state_dir.clone());
     spec.hide.push(places.run_dir.clone());
-    if let Some(worktrees) = &places.worktrees {
-        spec.hide.push(worktrees.clone());
-    }
+    spec.hide.extend(places.worktrees.clone());
+    spec.git = places.git.clone();
     spec.expose = places.expose.clone();
     spec.limits = sb::Limits {
         memory: Some(profile.limits.memory),
@@ -757,8 +762,7 @@ pub fn sandbox_for(
         open_files: Some(u64::from(profile.limits.open_files)),
         file_size: Some(profile.limits.file_size),
         cpu_time: Some(profile.limits.cpu_time),
-        // The engine enforces the wall time (limits.timeout) with a group kill.
-        wall_time: None,
+        wall_time: places.wall_time,
     };
     spec.helper = Some(places.helper.clone());
     spec
@@ -787,6 +791,11 @@ pub fn hook_sandbox_for(
     Some(spec)
 }
 
+/// How much longer than the engine's own deadline a sandbox may live: the engine stops an
+/// agent at its timeout with a grace period, and the sandbox's limit is only for when the
+/// engine cannot.
+const WALL_TIME_MARGIN: Duration = Duration::from_secs(60);
+
 fn sandbox_spec(
     job: &ExecutionJob,
     cwd: &Path,
@@ -796,16 +805,49 @@ fn sandbox_spec(
 }
 
 fn sandbox_places(job: &ExecutionJob, cwd: &Path, expose: &[PathBuf]) -> SandboxPlaces {
+    let manager = job.workspace.as_ref().map(|(manager, _)| manager);
+    let repo_root = manager.map(|m| m.config().repo_root.clone());
+    // The spec travels with one sandbox for the agent and its validators alike, so its limit
+    // is the longest either may run.
+    let longest = job
+        .agent
+        .validators
+        .iter()
+        .map(|v| v.timeout)
+        .chain([job.agent.timeout.as_std()])
+        .max()
+        .unwrap_or_default();
     SandboxPlaces {
         workspace: cwd.to_path_buf(),
         state_dir: job.state_dir.clone(),
         run_dir: job.run_dir.clone(),
-        worktrees: job
-            .workspace
-            .as_ref()
-            .map(|(manager, _)| manager.config().root.clone()),
+        main_checkout: repo_root.clone(),
+        worktrees: manager.map(|m| m.config().root.clone()),
+        git: repo_root
+            .as_deref()
+            .and_then(|root| worktree_git(root, cwd)),
         expose: expose.to_vec(),
         helper: job.agentgrid_bin.clone(),
         gateway: job.gateway.clone(),
+        wall_time: Some(domain::Duration::from_millis(
+            (longest + job.grace + WALL_TIME_MARGIN).as_millis() as u64,
+        )),
     }
+}
+
+/// The git metadata of the worktree at `workspace`, from what the engine knows: the main
+/// checkout's git directory and the name `git worktree add` gives a worktree (its directory's
+/// name). Nothing in the worktree is read. `None` when the main checkout's `.git` is not a
+/// directory (then git inside the sandbox has no metadata and says so).
+pub fn worktree_git(repo_root: &Path, workspace: &Path) -> Option<launch::sandbox::GitMetadata> {
+    let common = repo_root.join(".git").canonicalize().ok()?;
+    if !std::fs::symlink_metadata(&common).ok()?.is_dir() {
+        return None;
+    }
+    let name = workspace.file_name()?.to_str()?;
+    let meta = launch::sandbox::GitMetadata::linked(&common, name);
+    std::fs::symlink_metadata(&meta.git_dir)
+        .ok()?
+        .is_dir()
+        .then_some(meta)
 }

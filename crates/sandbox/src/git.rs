@@ -2,8 +2,9 @@
 //!
 //! An agentgrid workspace is a linked worktree: its `.git` is a file pointing at
 //! `<repo>/.git/worktrees/<name>`, which in turn names the repository's common git directory.
-//! Reading (`status`, `diff`, `log`) needs both directories readable; the sandbox makes them
-//! visible read-only on its own.
+//! Reading (`status`, `diff`, `log`) needs both directories readable; the sandbox makes the
+//! directories the spec names ([`crate::SandboxSpec::git`]) visible read-only. It never reads
+//! the `.git` file to find them: that file is the agent's.
 //!
 //! Writing is a separate decision. agentgrid commits the agent's work itself, from outside the
 //! sandbox, after the agent exits, so by default the agent cannot write git metadata at all:
@@ -22,59 +23,34 @@
 //! Writable `objects` and `refs` let the agent change any branch of the repository, not only
 //! its own; that is the price of committing from inside.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::Error;
+use serde::{Deserialize, Serialize};
 
-/// Where a worktree's git metadata lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a worktree's git metadata lives, as the engine knows it.
+///
+/// The engine that created the worktree names these paths in the [`crate::SandboxSpec`]; the
+/// sandbox never finds them by reading the workspace's `.git` file or a `commondir` file,
+/// because those are the agent's to rewrite: a pointer aimed at a home directory, `/run` or
+/// another task's worktree would otherwise be bound into the next sandbox of that workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GitMetadata {
-    /// The worktree's own git directory (`<common>/worktrees/<name>`, or `<workspace>/.git` for
-    /// a main worktree).
+    /// The worktree's own git directory (`<common>/worktrees/<name>`, or the common directory
+    /// itself for a main worktree).
     pub git_dir: PathBuf,
     /// The git directory shared by all worktrees of the repository.
     pub common_dir: PathBuf,
 }
 
 impl GitMetadata {
-    /// Reads `<workspace>/.git`. `None` when the workspace is not a git worktree at all.
-    pub fn read(workspace: &Path) -> Result<Option<GitMetadata>, Error> {
-        let dot_git = workspace.join(".git");
-        let meta = match fs::symlink_metadata(&dot_git) {
-            Ok(meta) => meta,
-            Err(_) => return Ok(None),
-        };
-        let bad = |reason: String| Error::GitMetadata {
-            path: workspace.to_path_buf(),
-            reason,
-        };
-        if meta.is_dir() {
-            return Ok(Some(GitMetadata {
-                git_dir: dot_git.clone(),
-                common_dir: dot_git,
-            }));
+    /// The metadata of the linked worktree `name` (the last component of its path, as `git
+    /// worktree add` names it) of the repository whose common git directory is `common_dir`.
+    pub fn linked(common_dir: &Path, name: &str) -> GitMetadata {
+        GitMetadata {
+            git_dir: common_dir.join("worktrees").join(name),
+            common_dir: common_dir.to_path_buf(),
         }
-        let text = fs::read_to_string(&dot_git)
-            .map_err(|e| bad(format!("cannot read {}: {e}", dot_git.display())))?;
-        let pointer = text
-            .trim()
-            .strip_prefix("gitdir:")
-            .ok_or_else(|| bad(format!("{} has no `gitdir:` line", dot_git.display())))?
-            .trim();
-        let git_dir = workspace.join(pointer);
-        let common_dir = match fs::read_to_string(git_dir.join("commondir")) {
-            Ok(common) => git_dir.join(common.trim()),
-            Err(_) => git_dir.clone(),
-        };
-        let canonical = |p: &Path| {
-            p.canonicalize()
-                .map_err(|e| bad(format!("cannot resolve {}: {e}", p.display())))
-        };
-        Ok(Some(GitMetadata {
-            git_dir: canonical(&git_dir)?,
-            common_dir: canonical(&common_dir)?,
-        }))
     }
 
     /// What must be writable for `git add` and `git commit` inside the worktree (see the module
@@ -104,26 +80,14 @@ impl GitMetadata {
 mod tests {
     use super::*;
 
-    /// The layout `git worktree add` leaves, made by hand.
-    fn linked_worktree(root: &Path) -> (PathBuf, PathBuf) {
-        let common = root.join("repo/.git");
-        let git_dir = common.join("worktrees/task-1");
-        let ws = root.join("repo/.agentgrid/workspaces/task-1");
-        for dir in [&git_dir, &common.join("objects"), &common.join("refs"), &ws] {
-            fs::create_dir_all(dir).unwrap();
-        }
-        fs::write(git_dir.join("commondir"), "../..\n").unwrap();
-        fs::write(ws.join(".git"), format!("gitdir: {}\n", git_dir.display())).unwrap();
-        (ws, common)
-    }
-
     #[test]
     fn a_linked_worktree_names_its_own_and_the_common_git_directory() {
         let root = tempfile::tempdir().unwrap();
-        let root_path = root.path().canonicalize().unwrap();
-        let (ws, common) = linked_worktree(&root_path);
-        let meta = GitMetadata::read(&ws).unwrap().unwrap();
-        assert_eq!(meta.common_dir, common);
+        let common = root.path().canonicalize().unwrap().join("repo/.git");
+        for dir in ["worktrees/task-1", "objects", "refs"] {
+            std::fs::create_dir_all(common.join(dir)).unwrap();
+        }
+        let meta = GitMetadata::linked(&common, "task-1");
         assert_eq!(meta.git_dir, common.join("worktrees/task-1"));
         // `logs` and `reftable` do not exist here, so they are not listed.
         assert_eq!(
@@ -135,25 +99,5 @@ mod tests {
             ]
         );
         assert_eq!(meta.read_paths(), vec![common]);
-    }
-
-    #[test]
-    fn a_main_worktree_and_a_plain_directory() {
-        let root = tempfile::tempdir().unwrap();
-        assert_eq!(GitMetadata::read(root.path()).unwrap(), None);
-        fs::create_dir(root.path().join(".git")).unwrap();
-        let meta = GitMetadata::read(root.path()).unwrap().unwrap();
-        assert_eq!(meta.git_dir, meta.common_dir);
-    }
-
-    #[test]
-    fn a_broken_pointer_is_an_error_naming_the_workspace() {
-        let root = tempfile::tempdir().unwrap();
-        fs::write(root.path().join(".git"), "not a pointer\n").unwrap();
-        let err = GitMetadata::read(root.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("gitdir:") && err.contains(&root.path().display().to_string()),
-            "{err}"
-        );
     }
 }

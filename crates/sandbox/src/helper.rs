@@ -175,6 +175,7 @@ fn helper() -> Result<Infallible, String> {
         None => probe::probe(),
     };
     probe::check(spec, &support).map_err(|e| e.to_string())?;
+    let engine = inv.engine_pid.map(watch_engine).transpose()?.flatten();
 
     let mut env: Vec<(OsString, OsString)> =
         std::env::vars_os().filter(|(k, _)| k != SPEC_VAR).collect();
@@ -269,8 +270,11 @@ fn helper() -> Result<Infallible, String> {
             drop(status_w);
             drop(alive_r);
             let end = if uses_namespaces {
-                supervise_init(child, status_r)
+                supervise_init(child, status_r, engine)
             } else {
+                if let Some(engine) = engine {
+                    end_with_engine(engine, child);
+                }
                 supervise_program(child, &inv.spec.limits)
             };
             // Kept open until here: init treats its end as the helper's death.
@@ -281,6 +285,71 @@ fn helper() -> Result<Infallible, String> {
             finish(end)
         }
     }
+}
+
+/// Opens a pidfd of the engine that started the helper, so that the sandbox can end with it.
+/// `None` where the kernel has no pidfds (before Linux 5.3); the parent-death signal then does
+/// the job, less well (it follows the engine's thread that started the helper, not the engine).
+fn watch_engine(engine: u32) -> Result<Option<OwnedFd>, String> {
+    let gone = || {
+        format!("the engine (pid {engine}) that started this sandbox is gone; nothing is started")
+    };
+    // SAFETY: pidfd_open takes plain integers and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, engine as libc::pid_t, 0) };
+    if fd < 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return Err(gone());
+        }
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+        if nix::unistd::getppid().as_raw() as u32 != engine {
+            return Err(gone());
+        }
+        return Ok(None);
+    }
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    // The pidfd names whichever process has that pid now; it is the engine only if the engine
+    // is still our parent, which no other process can become.
+    if nix::unistd::getppid().as_raw() as u32 != engine {
+        return Err(gone());
+    }
+    Ok(Some(fd))
+}
+
+/// Kills the sandbox: `child` first (init, whose end takes every process of the PID namespace
+/// with it, or the program), then the helper's process group, which holds the helper itself.
+fn kill_sandbox(child: Pid) {
+    let _ = kill(child, Signal::SIGKILL);
+    let _ = killpg(Pid::from_raw(0), Signal::SIGKILL);
+}
+
+/// Without namespaces: a thread that kills the sandbox when the engine ends, whatever way it
+/// ends (SIGKILL included). With namespaces the helper cannot start threads (it has unshared
+/// its PID namespace), so [`supervise_init`] watches the engine itself.
+fn end_with_engine(engine: OwnedFd, child: Pid) {
+    let _ = thread::Builder::new()
+        .name("engine-watch".into())
+        .spawn(move || {
+            let mut fds = [libc::pollfd {
+                fd: engine.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            loop {
+                // SAFETY: one live pollfd, waiting without a timeout.
+                let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+                if rc > 0 {
+                    break;
+                }
+                if rc < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    // Nothing to watch with: end rather than outlive the engine unseen.
+                    break;
+                }
+            }
+            // Nothing is said: whoever read the sandbox's output went with the engine.
+            kill_sandbox(child);
+        });
 }
 
 /// Maps our own uid and gid (as they were before the new user namespace, where they read as
@@ -313,10 +382,44 @@ fn wait_for(pid: Pid) -> Option<End> {
     }
 }
 
-/// Waits for init and reads the program's end from it.
-fn supervise_init(init: Pid, status: OwnedFd) -> End {
-    let mut report = String::new();
-    let _ = fs::File::from(status).read_to_string(&mut report);
+/// Waits for init and reads the program's end from it; kills the sandbox if the engine ends
+/// first.
+fn supervise_init(init: Pid, status: OwnedFd, engine: Option<OwnedFd>) -> End {
+    let mut report = Vec::new();
+    let mut status = fs::File::from(status);
+    loop {
+        let mut fds = vec![libc::pollfd {
+            fd: status.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if let Some(engine) = &engine {
+            fds.push(libc::pollfd {
+                fd: engine.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // SAFETY: live pollfds, as many as we pass, waiting without a timeout.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if rc < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            break;
+        }
+        if fds.get(1).is_some_and(|f| f.revents != 0) {
+            kill_sandbox(init);
+        }
+        if fds[0].revents != 0 {
+            let mut chunk = [0u8; 64];
+            match status.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => report.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+    let report = String::from_utf8_lossy(&report);
     let init_end = wait_for(init);
     match End::decode(&report) {
         Some(end) => end,

@@ -7,6 +7,7 @@ use domain::{ByteSize, Duration};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::git::GitMetadata;
 
 /// The environment variable that carries the [`Invocation`] to the helper as JSON. The helper
 /// reads it and never passes it on to the program it starts.
@@ -87,11 +88,15 @@ pub struct SandboxSpec {
     pub filesystem: FilesystemMode,
     pub network: NetworkMode,
     /// The directory the agent works in: writable under [`FilesystemMode::WorkspaceWrite`],
-    /// read-only under [`FilesystemMode::ReadOnly`]. When it is a linked git worktree, its git
-    /// metadata (the repository's git directory) is made visible read-only, even inside a
-    /// hidden directory, so that `git status`, `diff` and `log` work. See [`crate::git`] for
-    /// what committing from inside needs.
+    /// read-only under [`FilesystemMode::ReadOnly`].
     pub workspace: PathBuf,
+    /// The workspace's git metadata when it is a linked worktree, as the engine that made the
+    /// worktree knows it. Made visible read-only, even inside a hidden directory, so that `git
+    /// status`, `diff` and `log` work. The sandbox never looks for it in the workspace itself
+    /// (its `.git` file is the agent's to rewrite). See [`crate::git`] for what committing from
+    /// inside needs.
+    #[serde(default)]
+    pub git: Option<GitMetadata>,
     /// More paths (directories or files) that are writable inside, at the same place.
     #[serde(default)]
     pub writable: Vec<PathBuf>,
@@ -122,6 +127,7 @@ impl SandboxSpec {
             filesystem: FilesystemMode::default(),
             network: NetworkMode::default(),
             workspace: workspace.into(),
+            git: None,
             writable: Vec::new(),
             expose: Vec::new(),
             hide: Vec::new(),
@@ -144,7 +150,8 @@ impl SandboxSpec {
             .chain(&self.writable)
             .chain(&self.expose)
             .chain(&self.hide)
-            .chain(self.gateway.iter().map(|g| &g.socket));
+            .chain(self.gateway.iter().map(|g| &g.socket))
+            .chain(self.git.iter().flat_map(|g| [&g.git_dir, &g.common_dir]));
         for path in all {
             if !path.is_absolute() {
                 return invalid(format!(
@@ -209,6 +216,10 @@ pub struct Invocation {
     /// probing again: probing starts throwaway namespaces, a cost every execution would pay.
     #[serde(default)]
     pub support: Option<crate::probe::HostSupport>,
+    /// The process that starts the helper (the engine). The sandbox ends as soon as that
+    /// process does, so nothing an agent started outlives the engine.
+    #[serde(default)]
+    pub engine_pid: Option<u32>,
 }
 
 /// How to start the helper for one program: run `helper` with `args`, in the program's working
@@ -240,6 +251,7 @@ pub fn helper_command(
         args: args.to_vec(),
         cwd: cwd.to_path_buf(),
         support: Some(crate::probe::host_support().clone()),
+        engine_pid: Some(std::process::id()),
     };
     let json = serde_json::to_string(&invocation).map_err(|source| Error::Encode { source })?;
     Ok(HelperCommand {

@@ -1,22 +1,34 @@
 //! The filesystem the sandboxed program sees, planned on the host and built in the new mount
 //! namespace.
 //!
+//! The view is an allow-list. Its root is an empty tmpfs; into it go, read-only, the trees
+//! where the system keeps its programs, libraries and configuration ([`SYSTEM`]), and then
+//! exactly the paths the spec names: the workspace, the writable and exposed paths, the git
+//! metadata, the gateway socket, the program and the helper. Nothing else of the host is
+//! there: not the main checkout, not the engine's state directory, not other projects, not
+//! `/run`, `/tmp`, `/var` or the homes, and so none of the Unix sockets that live in such
+//! places (a kernel whose Landlock predates ABI 9 cannot refuse `connect` on a visible one).
+//!
+//! Every path comes from the engine's facts. The planner never reads a file the program could
+//! have written to decide what to bind (a workspace's `.git` file is the agent's), and it
+//! refuses to bind a named path whose real location, through a link, lies inside a hidden
+//! place the engine did not name.
+//!
 //! The view is built the way container runtimes do it, so that every source stays reachable
 //! while the view is assembled: a scratch tmpfs becomes the root for a moment, with the host's
 //! root under `/oldroot`; the new root is then assembled at `/newroot` from `/oldroot`, and
 //! finally becomes the root itself while the scratch tmpfs and the host's root are detached.
 //!
 //! What `/newroot` holds, in order:
-//! 1. the host's whole tree, recursively bound and made read-only, nosuid and nodev;
+//! 1. an empty tmpfs (read-only once done) with the [`SYSTEM`] trees bound read-only, nosuid
+//!    and nodev (or, for the ones that are symlinks on the host, the same symlinks);
 //! 2. a fresh `/proc` (of the new PID namespace) and a minimal `/dev`;
-//! 3. empty tmpfs over the hidden paths: home directories, `/run`, `/tmp`, `/var/tmp`, the
-//!    spec's `hide` list (read-only once done), and a private writable `/tmp`, `/var/tmp` and
-//!    `$HOME`;
-//! 4. bind mounts of the paths that must stay visible (workspace, writable paths, exposed
-//!    files, git metadata, the gateway socket), shallowest first, so that a path inside a hidden
-//!    directory gets a mount point in the empty tmpfs and reappears.
+//! 3. a private writable `/tmp`, `/var/tmp` and `$HOME`, and empty tmpfs (or empty files) over
+//!    the hidden paths that lie inside something visible (`/etc/shadow`, the state directory
+//!    inside a project used as the workspace);
+//! 4. bind mounts of the named paths, shallowest first, so that a path inside a hidden
+//!    directory gets a mount point in an empty tmpfs and reappears.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -24,12 +36,19 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
-use crate::git::GitMetadata;
 use crate::spec::{FilesystemMode, Invocation, NetworkMode};
 use crate::sys;
 
-/// Paths hidden in every sandbox with filesystem isolation: other users' homes, runtime
-/// sockets, shared temporary directories and password hashes.
+/// The host trees every view shows, read-only: programs, libraries, configuration, toolchains
+/// installed under `/opt` or `/nix`, and `/sys` (read by runtimes for CPU and memory limits).
+pub const SYSTEM: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix", "/sys",
+];
+
+/// Places that are hidden in every sandbox with filesystem isolation: other users' homes,
+/// runtime sockets, shared temporary directories and password hashes. Outside the [`SYSTEM`]
+/// trees they are absent anyway; naming them here makes a path that leads into them through
+/// a link refused, and hides the ones inside a visible tree.
 const ALWAYS_HIDDEN: &[&str] = &[
     "/home",
     "/root",
@@ -66,9 +85,19 @@ pub(crate) struct Hide {
     pub is_dir: bool,
 }
 
+/// One [`SYSTEM`] tree as it is on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum System {
+    /// A directory, bound read-only at the same path.
+    Dir(PathBuf),
+    /// A symlink into another system tree (`/bin -> usr/bin`), made again as it is.
+    Link { path: PathBuf, target: PathBuf },
+}
+
 /// The view of one sandbox, with every path resolved on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Plan {
+    pub system: Vec<System>,
     pub hides: Vec<Hide>,
     pub binds: Vec<Bind>,
     /// Every path asked to be visible read-only, whether or not it needs a mount of its own.
@@ -80,6 +109,56 @@ pub(crate) struct Plan {
 /// A problem found while planning, before any namespace exists.
 pub(crate) type PlanError = String;
 
+/// What a path lies in, for deciding whether it needs a mount of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Region {
+    /// A system tree: visible, read-only.
+    System,
+    /// A named path: visible, writable or not.
+    Bind { writable: bool },
+    /// A hidden path or a private tmpfs: what lies below it is not the host's.
+    Hidden,
+}
+
+/// The deepest of `regions` strictly above `path`, if any.
+fn enclosing(path: &Path, regions: &[(PathBuf, Region)]) -> Option<Region> {
+    regions
+        .iter()
+        .filter(|(r, _)| path != r && path.starts_with(r))
+        .max_by_key(|(r, _)| r.components().count())
+        .map(|(_, region)| *region)
+}
+
+/// The [`SYSTEM`] trees of this host.
+pub(crate) fn system_trees() -> Vec<System> {
+    let mut trees = Vec::new();
+    for name in SYSTEM {
+        let path = Path::new(name);
+        let Ok(meta) = fs::symlink_metadata(path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            let (Ok(target), Ok(real)) = (fs::read_link(path), path.canonicalize()) else {
+                continue;
+            };
+            // A link into another system tree is made again as it is; a link elsewhere shows
+            // what it leads to at its own name.
+            let inside_system = SYSTEM.iter().any(|s| *s != *name && real.starts_with(s));
+            if inside_system {
+                trees.push(System::Link {
+                    path: path.to_path_buf(),
+                    target,
+                });
+            } else if real.is_dir() {
+                trees.push(System::Dir(path.to_path_buf()));
+            }
+        } else if meta.is_dir() {
+            trees.push(System::Dir(path.to_path_buf()));
+        }
+    }
+    trees
+}
+
 impl Plan {
     /// Plans the view for `inv`. `home` is the program's `$HOME`, `helper` the running binary
     /// (kept visible so that `agentgrid ctl` works inside).
@@ -89,48 +168,102 @@ impl Plan {
         helper: Option<&Path>,
     ) -> Result<Plan, PlanError> {
         let spec = &inv.spec;
-        let resolve = |path: &Path, what: &str| {
-            path.canonicalize().map_err(|e| {
+        let home = home
+            .filter(|h| h.is_absolute() && *h != Path::new("/"))
+            .and_then(|h| h.canonicalize().ok());
+        // Every hidden place, as named and where it really is.
+        let mut hidden: Vec<PathBuf> = Vec::new();
+        for path in ALWAYS_HIDDEN
+            .iter()
+            .map(PathBuf::from)
+            .chain(home.clone())
+            .chain(spec.hide.iter().cloned())
+        {
+            if let Ok(real) = path.canonicalize()
+                && !hidden.contains(&real)
+            {
+                hidden.push(real);
+            }
+            if !hidden.contains(&path) {
+                hidden.push(path);
+            }
+        }
+        // A named path is bound where it really is; when that is, through a link, inside a
+        // hidden place, the engine did not name that place and nothing is bound.
+        let named = |path: &Path, what: &str| -> Result<PathBuf, PlanError> {
+            let real = path.canonicalize().map_err(|e| {
                 format!(
                     "the {what} `{}` cannot be made visible in the sandbox: {e}",
                     path.display()
                 )
-            })
+            })?;
+            if real != path
+                && let Some(place) = hidden.iter().find(|h| real.starts_with(h))
+            {
+                return Err(format!(
+                    "the {what} `{}` leads to `{}`, inside the hidden `{}`; the sandbox binds \
+                     only the paths it is given, not where their links lead",
+                    path.display(),
+                    real.display(),
+                    place.display()
+                ));
+            }
+            Ok(real)
         };
-        let workspace = resolve(&spec.workspace, "workspace")?;
+        let workspace = named(&spec.workspace, "workspace")?;
         let mut binds = vec![Bind {
             path: workspace.clone(),
             writable: spec.filesystem == FilesystemMode::WorkspaceWrite,
         }];
         for path in &spec.writable {
             binds.push(Bind {
-                path: resolve(path, "writable path")?,
+                path: named(path, "writable path")?,
                 writable: true,
             });
         }
         for path in &spec.expose {
             binds.push(Bind {
-                path: resolve(path, "exposed path")?,
+                path: named(path, "exposed path")?,
                 writable: false,
             });
         }
         if let Some(gateway) = &spec.gateway {
             binds.push(Bind {
-                path: resolve(&gateway.socket, "gateway socket")?,
+                path: named(&gateway.socket, "gateway socket")?,
                 writable: false,
             });
         }
-        if let Some(git) = GitMetadata::read(&workspace).map_err(|e| e.to_string())? {
+        if let Some(git) = &spec.git {
+            for (path, what) in [
+                (&git.git_dir, "worktree's git directory"),
+                (&git.common_dir, "repository's git directory"),
+            ] {
+                // Looked at without following links: the engine names real directories.
+                let meta = fs::symlink_metadata(path).map_err(|e| {
+                    format!(
+                        "the {what} `{}` cannot be made visible in the sandbox: {e}",
+                        path.display()
+                    )
+                })?;
+                if !meta.is_dir() {
+                    return Err(format!(
+                        "the {what} `{}` is not a directory; the engine names the git \
+                         metadata of the worktrees it made",
+                        path.display()
+                    ));
+                }
+                named(path, what)?;
+            }
             for path in git.read_paths() {
                 binds.push(Bind {
-                    path,
+                    path: named(&path, "git directory")?,
                     writable: false,
                 });
             }
         }
-        // The program and the helper are host files the program needs even when they live in
-        // a hidden directory (an agent installed under a home directory, say). With the host's
-        // network, so is the resolver configuration, which often links into /run.
+        // The program and the helper are host files the program needs even when they live
+        // outside the system trees (an agent installed under a home directory, say). With the
+        // host's network, so is the resolver configuration, which often links into /run.
         let resolver = (spec.network == NetworkMode::Host).then_some(Path::new("/etc/resolv.conf"));
         for path in [Some(inv.program.as_path()), helper, resolver]
             .into_iter()
@@ -147,63 +280,10 @@ impl Plan {
             && !binds.iter().any(|b| cwd.starts_with(&b.path))
         {
             binds.push(Bind {
-                path: cwd,
+                path: named(&inv.cwd, "working directory")?,
                 writable: false,
             });
         }
-
-        let mut hides = Vec::new();
-        let mut seen = BTreeSet::new();
-        let home = home
-            .filter(|h| h.is_absolute() && *h != Path::new("/"))
-            .and_then(|h| h.canonicalize().ok());
-        let requested = ALWAYS_HIDDEN
-            .iter()
-            .map(|p| (PathBuf::from(p), PRIVATE_WRITABLE.contains(p)))
-            .chain(home.map(|h| (h, true)))
-            .chain(spec.hide.iter().map(|p| (p.clone(), false)));
-        for (path, writable) in requested {
-            // A symlink such as /var/run -> /run is hidden through its target.
-            let Ok(real) = path.canonicalize() else {
-                continue;
-            };
-            let Ok(meta) = fs::metadata(&real) else {
-                continue;
-            };
-            if real == Path::new("/") || !seen.insert(real.clone()) {
-                continue;
-            }
-            // Hiding the workspace itself would hide the work. A path inside it (the engine's
-            // state directory when the project itself is the workspace) stays hidden: hides and
-            // binds are applied shallowest first, so it is hidden after the workspace is bound.
-            if real == workspace {
-                continue;
-            }
-            hides.push(Hide {
-                path: real,
-                writable,
-                is_dir: meta.is_dir(),
-            });
-        }
-        // A path hidden inside a directory that is already hidden needs no mount of its own,
-        // unless something visible lies in between (the workspace, shown again inside a hidden
-        // /tmp, with the state directory inside it).
-        let hidden_dirs: Vec<PathBuf> = hides
-            .iter()
-            .filter(|h| h.is_dir)
-            .map(|h| h.path.clone())
-            .collect();
-        hides.retain(|h| {
-            !hidden_dirs.iter().any(|d| {
-                h.path != *d
-                    && h.path.starts_with(d)
-                    && !binds
-                        .iter()
-                        .any(|b| h.path.starts_with(&b.path) && b.path.starts_with(d))
-            })
-        });
-        hides.sort_by_key(|h| h.path.components().count());
-
         binds.sort_by(|a, b| {
             (a.path.components().count(), &a.path).cmp(&(b.path.components().count(), &b.path))
         });
@@ -216,33 +296,92 @@ impl Plan {
                 false
             }
         });
-        // A read-only path outside every hidden directory is already visible, read-only, as
-        // part of the host's tree. Otherwise a path needs its own mount unless it lies in a
-        // visible path with the same access and no hidden directory in between.
-        let all = binds.clone();
-        let exposed = all
+
+        let system = system_trees();
+        let mut hides: Vec<Hide> = Vec::new();
+        let private = PRIVATE_WRITABLE
+            .iter()
+            .map(PathBuf::from)
+            .chain(home.clone());
+        for path in private {
+            let real = path.canonicalize().unwrap_or(path);
+            if !hides.iter().any(|h| h.path == real) && !binds.iter().any(|b| b.path == real) {
+                hides.push(Hide {
+                    path: real,
+                    writable: true,
+                    is_dir: true,
+                });
+            }
+        }
+        for path in ALWAYS_HIDDEN
+            .iter()
+            .map(PathBuf::from)
+            .chain(spec.hide.clone())
+        {
+            // A symlink such as /var/run -> /run is hidden through its target.
+            let Ok(real) = path.canonicalize() else {
+                continue;
+            };
+            let Ok(meta) = fs::metadata(&real) else {
+                continue;
+            };
+            // Hiding a named path would hide what the engine asked to show (the workspace
+            // itself); a path inside it (the engine's state directory when the project itself
+            // is the workspace) stays hidden, since hides and binds are applied shallowest
+            // first.
+            if real == Path::new("/")
+                || hides.iter().any(|h| h.path == real)
+                || binds.iter().any(|b| b.path == real)
+            {
+                continue;
+            }
+            hides.push(Hide {
+                path: real,
+                writable: false,
+                is_dir: meta.is_dir(),
+            });
+        }
+
+        // Which regions are visible, for deciding what needs a mount of its own: a hidden
+        // path only where something visible lies right above it, a named path unless it lies
+        // in a visible region with the same access.
+        let mut regions: Vec<(PathBuf, Region)> = system
+            .iter()
+            .filter_map(|s| match s {
+                System::Dir(path) => Some((path.clone(), Region::System)),
+                System::Link { .. } => None,
+            })
+            .collect();
+        regions.extend(binds.iter().map(|b| {
+            (
+                b.path.clone(),
+                Region::Bind {
+                    writable: b.writable,
+                },
+            )
+        }));
+        regions.extend(hides.iter().map(|h| (h.path.clone(), Region::Hidden)));
+        hides.retain(|h| {
+            h.writable
+                || matches!(
+                    enclosing(&h.path, &regions),
+                    Some(Region::System | Region::Bind { .. })
+                )
+        });
+        hides.sort_by_key(|h| h.path.components().count());
+        let exposed = binds
             .iter()
             .filter(|b| !b.writable)
             .map(|b| b.path.clone())
             .collect();
-        binds.retain(|b| {
-            let hidden = |outer: Option<&Path>| {
-                hides.iter().any(|h| {
-                    b.path.starts_with(&h.path) && outer.is_none_or(|o| h.path.starts_with(o))
-                })
-            };
-            if !b.writable && !hidden(None) {
-                return false;
-            }
-            !all.iter().any(|outer| {
-                outer.path != b.path
-                    && b.path.starts_with(&outer.path)
-                    && outer.writable == b.writable
-                    && !hidden(Some(&outer.path))
-            })
+        binds.retain(|b| match enclosing(&b.path, &regions) {
+            Some(Region::System) => b.writable,
+            Some(Region::Bind { writable }) => writable != b.writable,
+            Some(Region::Hidden) | None => true,
         });
         let tmp_bytes = spec.limits.memory.map_or(1 << 30, |m| m.bytes());
         Ok(Plan {
+            system,
             hides,
             binds,
             exposed,
@@ -369,15 +508,33 @@ pub(crate) fn build(plan: &Plan) -> Result<(), String> {
         .map_err(to_io("pivoting to the scratch root"))?;
     nix::unistd::chdir("/").map_err(to_io("entering the scratch root"))?;
 
-    // 1. The host, read-only.
-    bind(Path::new("/oldroot"), Path::new("/newroot"))?;
-    setattr(
-        Path::new("/newroot"),
-        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
-        true,
-    )?;
+    // 1. An empty root with the system trees, read-only.
+    let root = Path::new("/newroot");
+    tmpfs(root, "0755", 1 << 20)?;
+    for tree in &plan.system {
+        match tree {
+            System::Dir(path) => {
+                let target = new(path);
+                fs::create_dir_all(&target)
+                    .map_err(|e| err(format!("creating {}", target.display()), e))?;
+                bind(&old(path), &target)?;
+                setattr(
+                    &target,
+                    sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+                    true,
+                )?;
+            }
+            System::Link { path, target } => {
+                std::os::unix::fs::symlink(target, new(path))
+                    .map_err(|e| err(format!("creating the link {}", path.display()), e))?;
+            }
+        }
+    }
 
     // 2. /proc of the new PID namespace and a minimal /dev.
+    for dir in ["/newroot/proc", "/newroot/dev"] {
+        fs::create_dir_all(dir).map_err(|e| err(format!("creating {dir}"), e))?;
+    }
     mount(
         Some("proc"),
         "/newroot/proc",
@@ -413,6 +570,8 @@ pub(crate) fn build(plan: &Plan) -> Result<(), String> {
     for target in read_only {
         setattr(&target, sys::MOUNT_ATTR_RDONLY, false)?;
     }
+    // Every mount point exists now; the root itself becomes read-only.
+    setattr(root, sys::MOUNT_ATTR_RDONLY, false)?;
 
     // The host's root and the scratch root go away; /newroot becomes /.
     umount2("/oldroot", MntFlags::MNT_DETACH).map_err(to_io("detaching the host's root"))?;
@@ -430,8 +589,11 @@ enum Step<'p> {
 
 fn hide_path(hide: &Hide, plan: &Plan, read_only: &mut Vec<PathBuf>) -> Result<(), String> {
     let target = new(&hide.path);
-    // An earlier hide may already cover this path.
-    if !target.exists() {
+    if hide.writable {
+        // A private directory is there whether or not the host has it (`/var/tmp`, `$HOME`).
+        mount_point(&target, true)?;
+    } else if !target.exists() {
+        // An earlier hide already covers this path.
         return Ok(());
     }
     if hide.is_dir {
@@ -536,6 +698,7 @@ pub(crate) fn private_proc_only() -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::GitMetadata;
     use crate::spec::SandboxSpec;
 
     fn invocation(spec: SandboxSpec) -> Invocation {
@@ -546,56 +709,83 @@ mod tests {
             arg0: "sh".into(),
             args: vec![],
             support: None,
+            engine_pid: None,
         }
     }
 
-    #[test]
-    fn a_workspace_inside_a_hidden_directory_reappears_with_its_git_metadata() {
+    /// A project with a worktree under its state directory, laid out by hand.
+    struct Layout {
+        _root: tempfile::TempDir,
+        project: PathBuf,
+        state: PathBuf,
+        ws: PathBuf,
+        common: PathBuf,
+    }
+
+    fn layout() -> Layout {
         let root = tempfile::tempdir().unwrap();
-        let root_path = root.path().canonicalize().unwrap();
-        let state = root_path.join("project/.agentgrid");
+        let project = root.path().canonicalize().unwrap().join("project");
+        let state = project.join(".agentgrid");
         let ws = state.join("workspaces/task-1");
-        let common = root_path.join("project/.git");
-        fs::create_dir_all(common.join("worktrees/task-1")).unwrap();
-        fs::create_dir_all(common.join("objects")).unwrap();
-        fs::write(common.join("worktrees/task-1/commondir"), "../..\n").unwrap();
-        fs::create_dir_all(&ws).unwrap();
-        fs::write(
-            ws.join(".git"),
-            format!("gitdir: {}\n", common.join("worktrees/task-1").display()),
-        )
-        .unwrap();
-        fs::create_dir_all(state.join("run")).unwrap();
-        let socket = state.join("run/7.sock");
+        let common = project.join(".git");
+        for dir in [
+            &common.join("worktrees/task-1"),
+            &common.join("objects"),
+            &ws,
+        ] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        Layout {
+            _root: root,
+            project,
+            state,
+            ws,
+            common,
+        }
+    }
+
+    fn visible(plan: &Plan) -> Vec<(&Path, bool)> {
+        plan.binds
+            .iter()
+            .map(|b| (b.path.as_path(), b.writable))
+            .collect()
+    }
+
+    #[test]
+    fn a_workspace_inside_a_hidden_directory_reappears_with_the_git_metadata_it_is_given() {
+        let l = layout();
+        fs::create_dir_all(l.state.join("run")).unwrap();
+        let socket = l.state.join("run/7.sock");
         fs::write(&socket, "").unwrap();
 
-        let mut spec = SandboxSpec::new(&ws);
-        spec.hide = vec![state.clone(), root_path.join("does-not-exist")];
+        let mut spec = SandboxSpec::new(&l.ws);
+        spec.hide = vec![l.state.clone(), l.project.join("does-not-exist")];
         spec.expose = vec![socket.clone()];
+        spec.git = Some(GitMetadata::linked(&l.common, "task-1"));
         let plan = Plan::new(&invocation(spec), Some(Path::new("/nonexistent")), None).unwrap();
 
         let hidden: Vec<&Path> = plan.hides.iter().map(|h| h.path.as_path()).collect();
-        assert!(hidden.iter().any(|h| state.starts_with(h)), "{hidden:?}");
         assert!(
-            !hidden.iter().any(|h| h != &state && h.starts_with(&state)),
-            "nothing is hidden twice: {hidden:?}"
-        );
-        assert!(
-            !hidden.iter().any(|h| h.ends_with("does-not-exist")),
-            "missing paths need no hiding: {hidden:?}"
+            !hidden.iter().any(|h| h.starts_with(&l.project)),
+            "what is not visible needs no hiding: {hidden:?}"
         );
         assert!(
             !plan.binds.iter().any(|b| b.path.ends_with("sh")),
-            "a program outside hidden directories is visible without a mount of its own"
+            "a program in a system tree is visible without a mount of its own"
         );
-        let visible: Vec<(&Path, bool)> = plan
-            .binds
-            .iter()
-            .map(|b| (b.path.as_path(), b.writable))
-            .collect();
-        assert!(visible.contains(&(ws.as_path(), true)), "{visible:?}");
+        let visible = visible(&plan);
+        assert!(visible.contains(&(l.ws.as_path(), true)), "{visible:?}");
         assert!(visible.contains(&(socket.as_path(), false)), "{visible:?}");
-        assert!(visible.contains(&(common.as_path(), false)), "{visible:?}");
+        assert!(
+            visible.contains(&(l.common.as_path(), false)),
+            "{visible:?}"
+        );
+        assert!(
+            !visible
+                .iter()
+                .any(|(p, _)| *p == l.project || *p == l.state),
+            "the main checkout and the state directory stay out: {visible:?}"
+        );
         // Shallowest first, so that nested mounts land on top.
         let depths: Vec<usize> = plan
             .binds
@@ -603,8 +793,69 @@ mod tests {
             .map(|b| b.path.components().count())
             .collect();
         assert!(depths.windows(2).all(|w| w[0] <= w[1]), "{depths:?}");
-        assert!(plan.writable_paths().contains(&ws));
+        assert!(plan.writable_paths().contains(&l.ws));
         assert!(plan.writable_paths().contains(&PathBuf::from("/tmp")));
+        assert!(plan.system.contains(&System::Dir("/usr".into())));
+    }
+
+    #[test]
+    fn the_workspace_git_file_is_never_read() {
+        let l = layout();
+        let secret = l.project.join("secret-dir");
+        fs::create_dir_all(&secret).unwrap();
+        fs::write(l.ws.join(".git"), format!("gitdir: {}\n", secret.display())).unwrap();
+        let plan = Plan::new(&invocation(SandboxSpec::new(&l.ws)), None, None).unwrap();
+        assert_eq!(visible(&plan), vec![(l.ws.as_path(), true)]);
+        // Not even a FIFO or an endless file as `.git` is opened.
+        fs::remove_file(l.ws.join(".git")).unwrap();
+        nix::unistd::mkfifo(&l.ws.join(".git"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        Plan::new(&invocation(SandboxSpec::new(&l.ws)), None, None).unwrap();
+    }
+
+    #[test]
+    fn git_metadata_must_be_real_directories() {
+        let l = layout();
+        let elsewhere = l.project.join("elsewhere");
+        fs::create_dir_all(&elsewhere).unwrap();
+        let link = l.common.join("worktrees/task-2");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        let mut spec = SandboxSpec::new(&l.ws);
+        spec.git = Some(GitMetadata::linked(&l.common, "task-2"));
+        let err = Plan::new(&invocation(spec.clone()), None, None).unwrap_err();
+        assert!(err.contains("is not a directory"), "{err}");
+        spec.git = Some(GitMetadata::linked(&l.common, "task-3"));
+        let err = Plan::new(&invocation(spec), None, None).unwrap_err();
+        assert!(err.contains("task-3"), "{err}");
+    }
+
+    #[test]
+    fn a_named_path_that_leads_into_a_hidden_place_is_refused() {
+        let l = layout();
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path().canonicalize().unwrap();
+        let link = l.project.join("to-home");
+        std::os::unix::fs::symlink(&home, &link).unwrap();
+        let mut spec = SandboxSpec::new(&l.ws);
+        spec.expose = vec![link];
+        let err = Plan::new(&invocation(spec), Some(&home), None).unwrap_err();
+        assert!(err.contains("inside the hidden"), "{err}");
+    }
+
+    #[test]
+    fn a_project_used_as_the_workspace_keeps_its_state_directory_hidden() {
+        let l = layout();
+        let mut spec = SandboxSpec::new(&l.project);
+        spec.hide = vec![l.state.clone()];
+        let plan = Plan::new(&invocation(spec), None, None).unwrap();
+        assert!(
+            plan.hides.iter().any(|h| h.path == l.state && !h.writable),
+            "{:?}",
+            plan.hides
+        );
+        assert!(
+            !plan.hides.iter().any(|h| h.path == l.project),
+            "the workspace itself is never hidden"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod escape;
 mod gateway;
 mod git_escape;
 mod run;
+mod sandbox_escape;
 mod splits;
 mod support;
 mod text;

@@ -8,17 +8,24 @@ use sandbox::FilesystemMode;
 use crate::support::*;
 
 #[test]
-fn the_workspace_is_writable_and_the_rest_of_the_system_is_not() {
+fn the_workspace_is_writable_the_system_read_only_and_the_rest_absent() {
     let ws = scratch();
     let outside = scratch();
-    fs::write(outside.path().join("visible.txt"), "public\n").unwrap();
-    let spec = spec(ws.path());
+    let exposed = scratch();
+    fs::write(outside.path().join("private.txt"), "not for the agent\n").unwrap();
+    fs::write(exposed.path().join("visible.txt"), "public\n").unwrap();
+    let mut spec = spec(ws.path());
+    spec.expose = vec![canonical(&exposed.path().join("visible.txt"))];
     let script = format!(
-        "echo work > out.txt && cat {out}/visible.txt && \
-         if echo x > {out}/escape.txt; then echo WROTE-OUTSIDE; fi; \
-         if echo x >> {out}/visible.txt; then echo APPENDED-OUTSIDE; fi; \
-         if touch /usr/escape; then echo WROTE-USR; fi",
-        out = outside.path().display()
+        "echo work > out.txt && cat {exp}/visible.txt && head -c 0 /etc/passwd && echo SYSTEM-READ; \
+         if cat {out}/private.txt; then echo READ-OUTSIDE; fi; \
+         if ls {out}; then echo LISTED-OUTSIDE; fi; \
+         if echo x > {exp}/escape.txt; then echo WROTE-OUTSIDE; fi; \
+         if echo x >> {exp}/visible.txt; then echo APPENDED-OUTSIDE; fi; \
+         if touch /usr/escape; then echo WROTE-USR; fi; \
+         if touch /escape; then echo WROTE-ROOT; fi",
+        out = outside.path().display(),
+        exp = exposed.path().display()
     );
     let run = run(&spec, &script, &[]);
     assert!(run.ok(), "{run:#?}");
@@ -27,17 +34,23 @@ fn the_workspace_is_writable_and_the_rest_of_the_system_is_not() {
         "work\n"
     );
     assert!(
-        run.stdout.contains("public"),
-        "the system stays readable: {run:#?}"
+        run.stdout.contains("public") && run.stdout.contains("SYSTEM-READ"),
+        "the system and the exposed file stay readable: {run:#?}"
+    );
+    assert!(
+        !run.stdout.contains("READ-OUTSIDE")
+            && !run.stdout.contains("LISTED-OUTSIDE")
+            && !run.stdout.contains("not for the agent"),
+        "what the spec does not name is absent: {run:#?}"
     );
     assert!(
         !run.stdout.contains("WROTE") && !run.stdout.contains("APPENDED"),
         "{run:#?}"
     );
     assert!(run.stderr.contains("Read-only file system"), "{run:#?}");
-    assert!(!outside.path().join("escape.txt").exists());
+    assert!(!exposed.path().join("escape.txt").exists());
     assert_eq!(
-        fs::read_to_string(outside.path().join("visible.txt")).unwrap(),
+        fs::read_to_string(exposed.path().join("visible.txt")).unwrap(),
         "public\n"
     );
 }
@@ -89,6 +102,7 @@ fn symlinks_lead_nowhere_the_sandbox_cannot_go() {
     std::os::unix::fs::symlink(public.path().join("file"), ws.path().join("to-public")).unwrap();
     let mut spec = spec(ws.path());
     spec.hide = vec![canonical(secret_dir.path())];
+    spec.expose = vec![canonical(&public.path().join("file"))];
     let script = "cat to-secret; cat to-public; echo changed > to-public; \
                   ln -s /etc/hostname made-here && cat made-here >/dev/null && echo LINK-OK";
     let run = run(&spec, script, &[]);

@@ -44,6 +44,7 @@ fn an_agent_reads_git_metadata_but_cannot_write_it_by_default() {
     let before = branch_head(&repo);
     let mut spec = spec(&ws);
     spec.hide = vec![repo.join(".agentgrid")];
+    spec.git = Some(GitMetadata::linked(&repo.join(".git"), "task-1"));
     let run = run(&spec, COMMIT, &[]);
     assert!(run.stdout.contains('1'), "git log works inside: {run:#?}");
     assert!(!run.stdout.contains("COMMITTED"), "{run:#?}");
@@ -58,12 +59,11 @@ fn an_agent_reads_git_metadata_but_cannot_write_it_by_default() {
 fn with_the_commit_paths_writable_an_agent_commits_on_its_branch() {
     let (_dir, repo, ws) = repo();
     let before = branch_head(&repo);
-    let meta = GitMetadata::read(&ws).unwrap().unwrap();
-    assert_eq!(meta.common_dir, repo.join(".git"));
-    assert_eq!(meta.git_dir, repo.join(".git/worktrees/task-1"));
+    let meta = GitMetadata::linked(&repo.join(".git"), "task-1");
     let mut spec = spec(&ws);
     spec.hide = vec![repo.join(".agentgrid")];
     spec.writable = meta.commit_paths();
+    spec.git = Some(meta);
     let run = run(&spec, COMMIT, &[]);
     assert!(run.stdout.contains("COMMITTED"), "{run:#?}");
     assert_ne!(branch_head(&repo), before);
