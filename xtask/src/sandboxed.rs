@@ -84,10 +84,13 @@ impl Baseline {
             workspace: repo.clone(),
             state_dir: state.clone(),
             run_dir: run_dir.clone(),
+            main_checkout: None,
             worktrees: None,
+            git: None,
             expose: vec![socket_path, prompt, bin.to_path_buf()],
             helper: bin.to_path_buf(),
             gateway: None,
+            wall_time: None,
         };
         let spec = executor::sandbox_for(&agent.spec().sandbox, &places);
         let invocation = sandbox::helper_command(&spec, &program, &command[0], &[], &repo)?;

@@ -198,7 +198,7 @@ fn the_demo_runs_offline_to_a_clean_summary() {
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("every issue is done"), "{text}");
     assert!(
-        text.contains("validation failed, feeding back"),
+        text.contains("iteration 1: validation failed"),
         "one worker fails first: {text}"
     );
     assert!(
