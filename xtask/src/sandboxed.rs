@@ -224,18 +224,8 @@ mod tests {
         let request: serde_json::Value = serde_json::from_str(request).unwrap();
         let show = |p: &Path| p.display().to_string();
         let run = engine::runtime_dir(&state);
-        let hidden = [
-            "agentgrid.db",
-            "agentgrid.db-wal",
-            "agentgrid.db-shm",
-            "engine.lock",
-            "logs",
-            "run",
-        ]
-        .map(|n| show(&state.join(n)))
-        .into_iter()
-        .chain([show(&run)])
-        .collect::<Vec<_>>();
+        // The state directory is hidden as a whole, and the run directory beside it.
+        let hidden = vec![show(&state), show(&run)];
         assert_eq!(
             request["spec"],
             serde_json::json!({
@@ -246,6 +236,7 @@ mod tests {
                 "expose": [show(&run.join("1.sock")), show(&run.join("1-prompt.md")), show(&bin)],
                 "hide": hidden,
                 "gateway": null,
+                "git": null,
                 "limits": {"memory": "8GiB", "processes": 1024, "open_files": 4096,
                            "file_size": "8GiB", "cpu_time": "1h", "wall_time": null},
             })
