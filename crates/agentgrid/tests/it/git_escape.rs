@@ -69,7 +69,8 @@ impl Places {
 
     /// Shell lines that make `evil/` a git directory of the agent's own, sharing the
     /// repository's objects and refs (so that git writing through it moves the real branches)
-    /// but configured by `payload/config`, with `payload/hooks/*` as its hooks, and point the
+    /// but configured by `payload/config`, with `payload/hooks/*` as its hooks and itself
+    /// excluded from the work tree (so that git through it sees a clean checkout), and point the
     /// worktree's `.git` at it.
     fn own_git_dir(&self, head: &str) -> String {
         format!(
@@ -77,6 +78,7 @@ impl Places {
              echo 'ref: refs/heads/{head}' > evil/HEAD && \
              ln -s {c}/objects evil/objects && ln -s {c}/refs evil/refs && \
              if [ -d payload/hooks ]; then cp payload/hooks/* evil/hooks/; fi && \
+             mkdir evil/info && echo /evil/ > evil/info/exclude && \
              echo \"gitdir: $PWD/evil\" > .git; ",
             c = self.common.display()
         )
@@ -317,7 +319,7 @@ fn a_merge_driver_set_up_in_the_parents_worktree_does_not_run() {
     );
     let wait = |condition: &str| {
         format!(
-            "i=0; until {condition}; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done; "
+            "i=0; until {condition}; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; "
         )
     };
     let script = format!(
