@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::escape::{CONFIG, outside_tmp, sandboxed, setup};
+use crate::escape::{CONFIG, SANDBOX, outside_tmp, sandboxed, setup};
 use crate::support::*;
 
 /// A project in `dir` whose `main` also holds `payload` (path, content, executable), with one
@@ -425,4 +425,28 @@ fn a_hook_marked_host_runs_on_the_host_and_status_says_so() {
     );
     let json = repo.json(&["status", "--json"]);
     assert_eq!(json["host_hooks"], serde_json::json!(["after_run"]));
+}
+
+#[test]
+fn a_pointer_rewritten_by_a_validator_is_put_back_before_the_next_iteration() {
+    // Validators run the agent's code too. This one points `.git` nowhere and fails, so that
+    // the agent goes round again and records what its next iteration sees.
+    let dir = outside_tmp();
+    let places = Places::of(&dir);
+    let script = "if [ $AGENTGRID_ITERATION = 1 ]; then \
+                  printf 'echo gitdir: /nowhere > .git; exit 1\\n' > check.sh; \
+                  else cat .git > seen.txt; echo 'exit 0' > check.sh; fi";
+    let spec = format!(
+        "  routing: {{default: true}}\n  limits: {{max_attempts: 1, max_iterations: 2, timeout: 60s}}\n{SANDBOX}\
+         \x20 validation:\n    validators:\n      - {{name: check, run: \"sh check.sh\"}}\n"
+    );
+    let repo = setup(dir, &[("attacker", &agent("attacker", script, &spec))]);
+    repo.ok(&["task", "add", "Rewrite the pointer from a validator"]);
+    repo.run(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:seen.txt"]),
+        format!("gitdir: {}\n", places.task_git_dir(1).display()),
+        "the second iteration saw the engine's git directory"
+    );
 }
