@@ -450,3 +450,32 @@ fn a_pointer_rewritten_by_a_validator_is_put_back_before_the_next_iteration() {
         "the second iteration saw the engine's git directory"
     );
 }
+
+#[test]
+fn an_agent_that_commits_by_itself_keeps_its_commits_on_its_branch() {
+    // Legitimate work the checks must not get in the way of: an agent allowed to use git
+    // itself (here, with its sandbox turned off) commits, and leaves more for the engine.
+    let script = "echo mine > mine.txt && git add mine.txt && \
+                  git -c user.name=agent -c user.email=agent@localhost commit -q -m 'by the agent' && \
+                  echo more > more.txt";
+    let spec =
+        "  routing: {default: true}\n  limits: {max_attempts: 1}\n  sandbox: {enabled: false}\n";
+    let repo = setup(
+        outside_tmp(),
+        &[("committer", &agent("committer", script, spec))],
+    );
+    let main = rev(&repo, "main");
+    repo.ok(&["task", "add", "Commit by yourself"]);
+    repo.run(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(rev(&repo, "main"), main);
+    let log = repo.git(&["log", "--format=%s", "main..agentgrid/task-1"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    assert_eq!(subjects.len(), 2, "{log}");
+    assert!(subjects[0].starts_with("agentgrid: task #1"), "{log}");
+    assert_eq!(subjects[1], "by the agent");
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:more.txt"]).trim(),
+        "more"
+    );
+}
