@@ -344,6 +344,12 @@ async fn execute(
         let prompt = manifest::render_prompt(&agent.prompt, &context)
             .map_err(|e| fail("rendering the prompt", &e))?;
         std::fs::write(&prompt_file, &prompt).map_err(|e| fail("writing the prompt file", &e))?;
+        if let Some((manager, w)) = &ws {
+            manager
+                .check_git(w)
+                .await
+                .map_err(|e| fail("checking the workspace's git metadata", &e))?;
+        }
         let spec = launch_spec(agent, &context, &prompt, &cwd, &base, iteration)
             .map_err(|e| (ExecutionState::Failed, e))?;
         let spec = match &sandbox {

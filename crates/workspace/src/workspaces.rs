@@ -500,6 +500,14 @@ impl Workspaces {
         head_of(&self.task_git(ws).await?).await
     }
 
+    /// Checks the task's git directory and puts the worktree's `.git` pointer (and the git
+    /// directory's pointer back to it) as git wrote them. Code that ran in the workspace since
+    /// the last host operation (validators, say) may have rewritten them; the sandbox of the
+    /// next process in the workspace and the user must see the engine's git directory.
+    pub async fn check_git(&self, ws: &Workspace) -> Result<(), Error> {
+        self.task_git(ws).await.map(|_| ())
+    }
+
     /// The task's git directory, checked, with its pointers put back (see [`Repository::task_git`]).
     async fn task_git(&self, ws: &Workspace) -> Result<TaskGit, Error> {
         self.repository().await?.task_git(ws.task, &ws.path)

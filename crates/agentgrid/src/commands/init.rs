@@ -31,7 +31,8 @@ spec:
     enabled: true        # each task works in its own git worktree on branch agentgrid/task-<id>
     root: .agentgrid/workspaces
     base: HEAD
-    hooks:               # shell lines run inside the worktree
+    hooks:               # shell lines run inside the worktree, in the agent's sandbox
+                         # ({run: "make fmt", host: true} runs one on the host)
       after_create: ""
       before_run: ""
       after_run: ""

@@ -17,7 +17,7 @@ use crate::support::*;
 pub(crate) const CONFIG: &str = "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry: {base_delay: 100ms, max_delay: 200ms}\n  shutdown_grace: 2s\n";
 
 /// The sandbox section every escape agent runs under.
-const SANDBOX: &str = "  sandbox:\n    filesystem: workspace-write\n    network: none\n    limits: {memory: 256MiB, processes: 64, open_files: 1024, file_size: 10MiB, cpu_time: 1m}\n";
+pub(crate) const SANDBOX: &str = "  sandbox:\n    filesystem: workspace-write\n    network: none\n    limits: {memory: 256MiB, processes: 64, open_files: 1024, file_size: 10MiB, cpu_time: 1m}\n";
 
 /// A directory outside /tmp and the other places every sandbox hides: the build's scratch
 /// directory, or one under /var/lib when the repository itself was cloned into /tmp.

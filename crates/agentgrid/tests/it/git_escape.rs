@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::escape::{CONFIG, outside_tmp, sandboxed, setup};
+use crate::escape::{CONFIG, SANDBOX, outside_tmp, sandboxed, setup};
 use crate::support::*;
 
 /// A project in `dir` whose `main` also holds `payload` (path, content, executable), with one
@@ -69,7 +69,8 @@ impl Places {
 
     /// Shell lines that make `evil/` a git directory of the agent's own, sharing the
     /// repository's objects and refs (so that git writing through it moves the real branches)
-    /// but configured by `payload/config`, with `payload/hooks/*` as its hooks, and point the
+    /// but configured by `payload/config`, with `payload/hooks/*` as its hooks and itself
+    /// excluded from the work tree (so that git through it sees a clean checkout), and point the
     /// worktree's `.git` at it.
     fn own_git_dir(&self, head: &str) -> String {
         format!(
@@ -77,6 +78,7 @@ impl Places {
              echo 'ref: refs/heads/{head}' > evil/HEAD && \
              ln -s {c}/objects evil/objects && ln -s {c}/refs evil/refs && \
              if [ -d payload/hooks ]; then cp payload/hooks/* evil/hooks/; fi && \
+             mkdir evil/info && echo /evil/ > evil/info/exclude && \
              echo \"gitdir: $PWD/evil\" > .git; ",
             c = self.common.display()
         )
@@ -317,7 +319,7 @@ fn a_merge_driver_set_up_in_the_parents_worktree_does_not_run() {
     );
     let wait = |condition: &str| {
         format!(
-            "i=0; until {condition}; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.1; done; "
+            "i=0; until {condition}; do i=$((i+1)); [ $i -gt 300 ] && exit 1; sleep 0.1; done; "
         )
     };
     let script = format!(
@@ -423,4 +425,57 @@ fn a_hook_marked_host_runs_on_the_host_and_status_says_so() {
     );
     let json = repo.json(&["status", "--json"]);
     assert_eq!(json["host_hooks"], serde_json::json!(["after_run"]));
+}
+
+#[test]
+fn a_pointer_rewritten_by_a_validator_is_put_back_before_the_next_iteration() {
+    // Validators run the agent's code too. This one points `.git` nowhere and fails, so that
+    // the agent goes round again and records what its next iteration sees.
+    let dir = outside_tmp();
+    let places = Places::of(&dir);
+    let script = "if [ $AGENTGRID_ITERATION = 1 ]; then \
+                  printf 'echo gitdir: /nowhere > .git; exit 1\\n' > check.sh; \
+                  else cat .git > seen.txt; echo 'exit 0' > check.sh; fi";
+    let spec = format!(
+        "  routing: {{default: true}}\n  limits: {{max_attempts: 1, max_iterations: 2, timeout: 60s}}\n{SANDBOX}\
+         \x20 validation:\n    validators:\n      - {{name: check, run: \"sh check.sh\"}}\n"
+    );
+    let repo = setup(dir, &[("attacker", &agent("attacker", script, &spec))]);
+    repo.ok(&["task", "add", "Rewrite the pointer from a validator"]);
+    repo.run(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:seen.txt"]),
+        format!("gitdir: {}\n", places.task_git_dir(1).display()),
+        "the second iteration saw the engine's git directory"
+    );
+}
+
+#[test]
+fn an_agent_that_commits_by_itself_keeps_its_commits_on_its_branch() {
+    // Legitimate work the checks must not get in the way of: an agent allowed to use git
+    // itself (here, with its sandbox turned off) commits, and leaves more for the engine.
+    let script = "echo mine > mine.txt && git add mine.txt && \
+                  git -c user.name=agent -c user.email=agent@localhost commit -q -m 'by the agent' && \
+                  echo more > more.txt";
+    let spec =
+        "  routing: {default: true}\n  limits: {max_attempts: 1}\n  sandbox: {enabled: false}\n";
+    let repo = setup(
+        outside_tmp(),
+        &[("committer", &agent("committer", script, spec))],
+    );
+    let main = rev(&repo, "main");
+    repo.ok(&["task", "add", "Commit by yourself"]);
+    repo.run(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(rev(&repo, "main"), main);
+    let log = repo.git(&["log", "--format=%s", "main..agentgrid/task-1"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    assert_eq!(subjects.len(), 2, "{log}");
+    assert!(subjects[0].starts_with("agentgrid: task #1"), "{log}");
+    assert_eq!(subjects[1], "by the agent");
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:more.txt"]).trim(),
+        "more"
+    );
 }

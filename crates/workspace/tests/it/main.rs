@@ -565,3 +565,122 @@ async fn concurrent_ensures_on_different_tasks_all_succeed() {
     }
     assert_eq!(ws.list().await.unwrap().len(), 12);
 }
+
+/// What git in a worktree whose `.git` names a git directory of the agent's own would run: the
+/// directory shares the repository's objects and refs, so git through it moves real branches.
+fn hijack_git_pointer(repo: &Path, ws: &Path, config: &str) {
+    let evil = ws.join("evil");
+    let common = repo.join(".git").canonicalize().unwrap();
+    std::fs::create_dir_all(evil.join("info")).unwrap();
+    std::fs::write(evil.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(evil.join("config"), config).unwrap();
+    std::fs::write(evil.join("info/exclude"), "/evil/\n").unwrap();
+    std::os::unix::fs::symlink(common.join("objects"), evil.join("objects")).unwrap();
+    std::os::unix::fs::symlink(common.join("refs"), evil.join("refs")).unwrap();
+    std::fs::write(ws.join(".git"), format!("gitdir: {}\n", evil.display())).unwrap();
+}
+
+#[tokio::test]
+async fn a_rewritten_git_pointer_is_put_back_and_the_agents_config_never_read() {
+    let repo = repo().await;
+    let marks = tempfile::tempdir().unwrap();
+    let ws = workspaces(repo.path(), Hooks::default());
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let pointer = std::fs::read_to_string(w.path.join(".git")).unwrap();
+    let main = git(repo.path(), &["rev-parse", "main"]).await;
+    let config = format!(
+        "[core]\n\trepositoryformatversion = 0\n\tfsmonitor = \"touch {m}/fsmonitor; false\"\n\
+         \thooksPath = {m}\n[filter \"x\"]\n\tclean = \"touch {m}/filter; cat\"\n",
+        m = marks.path().display()
+    );
+    hijack_git_pointer(repo.path(), &w.path, &config);
+    std::fs::write(w.path.join(".gitattributes"), "*.txt filter=x\n").unwrap();
+    std::fs::write(w.path.join("work.txt"), "work\n").unwrap();
+
+    let sha = ws.commit_all(&w, "work").await.unwrap().expect("a commit");
+    assert_eq!(
+        std::fs::read_dir(marks.path()).unwrap().count(),
+        0,
+        "nothing of the agent's config ran"
+    );
+    assert_eq!(git(repo.path(), &["rev-parse", "main"]).await, main);
+    assert_eq!(
+        git(repo.path(), &["rev-parse", "agentgrid/task-1"]).await,
+        sha
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.path.join(".git")).unwrap(),
+        pointer
+    );
+}
+
+#[tokio::test]
+async fn a_head_moved_to_another_branch_is_refused_and_nothing_is_committed() {
+    let repo = repo().await;
+    let ws = workspaces(repo.path(), Hooks::default());
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let main = git(repo.path(), &["rev-parse", "main"]).await;
+    let git_dir = repo.path().join(".git/worktrees/task-1");
+    std::fs::write(git_dir.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+    std::fs::write(w.path.join("work.txt"), "work\n").unwrap();
+
+    let err = ws.commit_all(&w, "work").await.unwrap_err();
+    assert!(matches!(err, Error::HeadMoved { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("refs/heads/main") && text.contains("agentgrid/task-1"),
+        "{text}"
+    );
+    assert_eq!(git(repo.path(), &["rev-parse", "main"]).await, main);
+
+    // A branch that is itself a link to another ref is refused the same way.
+    std::fs::write(git_dir.join("HEAD"), "ref: refs/heads/agentgrid/task-1\n").unwrap();
+    std::fs::write(
+        repo.path().join(".git/refs/heads/agentgrid/task-1"),
+        "ref: refs/heads/main\n",
+    )
+    .unwrap();
+    let err = ws.commit_all(&w, "work").await.unwrap_err();
+    assert!(matches!(err, Error::HeadMoved { .. }), "{err:?}");
+    assert_eq!(git(repo.path(), &["rev-parse", "main"]).await, main);
+}
+
+#[tokio::test]
+async fn a_merge_into_a_parent_with_a_rewritten_pointer_uses_the_engines_git_directory() {
+    let repo = repo().await;
+    let marks = tempfile::tempdir().unwrap();
+    let ws = workspaces(repo.path(), Hooks::default());
+    let parent = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let child = ws
+        .ensure(TaskId(2), Some(&parent.branch), None)
+        .await
+        .unwrap();
+    std::fs::write(child.path.join("feature.txt"), "feature\n").unwrap();
+    ws.commit_all(&child, "feature").await.unwrap().unwrap();
+    let config = format!(
+        "[core]\n\trepositoryformatversion = 0\n\tfsmonitor = \"touch {m}/fsmonitor; false\"\n",
+        m = marks.path().display()
+    );
+    hijack_git_pointer(repo.path(), &parent.path, &config);
+    let main = git(repo.path(), &["rev-parse", "main"]).await;
+
+    let outcome = ws
+        .merge_branch(&parent, &child.branch, "merge")
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, MergeOutcome::Merged { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(std::fs::read_dir(marks.path()).unwrap().count(), 0);
+    assert_eq!(
+        git(repo.path(), &["rev-parse", "main"]).await,
+        main,
+        "the merge went onto the parent's branch, not onto the branch the pointer named"
+    );
+    assert!(
+        git(repo.path(), &["show", "agentgrid/task-1:feature.txt"])
+            .await
+            .contains("feature")
+    );
+}
