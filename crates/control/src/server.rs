@@ -71,7 +71,10 @@ struct Entry {
 /// instead of locking everyone out.
 #[derive(Default)]
 struct Connections {
+    /// Connections being served, not counting those closed to make room.
     open: usize,
+    /// Connections closed to make room whose tasks have not yet ended.
+    closing: usize,
     next_id: u64,
     anonymous: VecDeque<(u64, oneshot::Sender<()>)>,
 }
@@ -348,12 +351,15 @@ impl Connection {
         let max = shared.limits.max_connections;
         let mut connections = lock(&shared.connections);
         if connections.open >= max {
-            // Closing is asynchronous: allow a few closings in flight, never more.
-            if connections.open > max + max / 4 {
+            // A closed connection gives its descriptor back when its task next runs: allow
+            // only so many of those in flight.
+            if connections.closing >= 2 * max {
                 return None;
             }
             let (_, evict) = connections.anonymous.pop_front()?;
             let _ = evict.send(());
+            connections.open -= 1;
+            connections.closing += 1;
         }
         connections.open += 1;
         connections.next_id += 1;
@@ -387,12 +393,21 @@ impl Connection {
                 entry.id
             ));
         }
+        {
+            let mut connections = lock(&self.shared.connections);
+            let Some(at) = connections
+                .anonymous
+                .iter()
+                .position(|(id, _)| *id == self.id)
+            else {
+                // Closed to make room just as its first request came.
+                return Err("the engine had too many control connections; connect again".into());
+            };
+            connections.anonymous.remove(at);
+        }
         entry.connections += 1;
         self.execution = Some(entry.id);
         self.evicted = None;
-        lock(&self.shared.connections)
-            .anonymous
-            .retain(|(id, _)| *id != self.id);
         Ok(())
     }
 }
@@ -401,9 +416,18 @@ impl Drop for Connection {
     fn drop(&mut self) {
         {
             let mut connections = lock(&self.shared.connections);
-            connections.open -= 1;
-            if self.evicted.is_some() {
-                connections.anonymous.retain(|(id, _)| *id != self.id);
+            let queued = connections
+                .anonymous
+                .iter()
+                .position(|(id, _)| *id == self.id);
+            match (self.execution, queued) {
+                // Closed to make room: already counted as closing.
+                (None, None) => connections.closing = connections.closing.saturating_sub(1),
+                (_, Some(at)) => {
+                    connections.anonymous.remove(at);
+                    connections.open = connections.open.saturating_sub(1);
+                }
+                (Some(_), None) => connections.open = connections.open.saturating_sub(1),
             }
         }
         if let Some(execution) = self.execution {
