@@ -64,6 +64,9 @@ struct Entry {
     comments: u32,
     subtasks: u32,
     connections: u32,
+    /// Calls it may still make at once before they are paced, and when that was reckoned.
+    allowance: f64,
+    reckoned: std::time::Instant,
 }
 
 /// The open connections. Those that have not yet sent a valid token are queued oldest first,
@@ -192,6 +195,8 @@ impl ControlHub {
             comments: 0,
             subtasks: 0,
             connections: 0,
+            allowance: f64::from(self.shared.limits.call_burst),
+            reckoned: std::time::Instant::now(),
         });
         Ok(ControlEndpoint {
             path,
@@ -548,10 +553,13 @@ async fn answer(
             ));
         }
     };
-    let execution = match admit_call(shared, connection, &request) {
-        Ok(execution) => execution,
+    let (execution, pause) = match admit_call(shared, connection, &request) {
+        Ok(admitted) => admitted,
         Err(message) => return Response::error(message),
     };
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
     let (reply, answer) = oneshot::channel();
     if calls
         .send(ControlCall {
@@ -572,12 +580,13 @@ async fn answer(
 }
 
 /// Checks a request's token, its fields and its execution's counts, and counts it. Only a call
-/// that passes reaches the engine.
+/// that passes reaches the engine, after the pause returned (none while the execution keeps
+/// within its rate).
 fn admit_call(
     shared: &Shared,
     connection: &mut Connection,
     request: &Request,
-) -> Result<ExecutionId, String> {
+) -> Result<(ExecutionId, Duration), String> {
     let limits = &shared.limits;
     let mut executions = lock(&shared.executions);
     let entry = entry_of(&mut executions, &request.token)
@@ -615,7 +624,24 @@ fn admit_call(
         }
         Op::Complete { .. } | Op::Nudge { .. } | Op::Status => {}
     }
-    Ok(entry.id)
+    Ok((entry.id, pace(entry, limits)))
+}
+
+/// Takes one call from the execution's allowance, which refills at `calls_per_second` up to
+/// `call_burst`, and says how long the call must wait for its turn. Calls made at once on
+/// several connections each wait for their own turn, since the allowance goes below zero.
+fn pace(entry: &mut Entry, limits: &Limits) -> Duration {
+    let rate = f64::from(limits.calls_per_second.max(1));
+    let now = std::time::Instant::now();
+    let refill = now.duration_since(entry.reckoned).as_secs_f64() * rate;
+    entry.allowance = (entry.allowance + refill).min(f64::from(limits.call_burst.max(1)));
+    entry.reckoned = now;
+    entry.allowance -= 1.0;
+    if entry.allowance >= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(-entry.allowance / rate)
+    }
 }
 
 /// The entry whose token this is, comparing with every running one in constant time.

@@ -398,6 +398,31 @@ async fn calls_past_an_executions_limits_are_refused_with_the_limit() {
 }
 
 #[tokio::test]
+async fn calls_past_the_burst_are_paced_not_refused() {
+    let (_dir, hub) = hub_with(control::Limits {
+        calls_per_second: 20,
+        call_burst: 5,
+        ..control::Limits::default()
+    });
+    let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
+    let mut conn = Conn::open(endpoint.path()).await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert!(conn.call("t", Op::Status).await.ok);
+    }
+    let burst = started.elapsed();
+    for _ in 0..10 {
+        assert!(conn.call("t", Op::Status).await.ok);
+    }
+    // Ten calls past the burst at twenty a second take at least about half a second.
+    let paced = started.elapsed() - burst;
+    assert!(
+        paced >= std::time::Duration::from_millis(400),
+        "{paced:?} for ten paced calls"
+    );
+}
+
+#[tokio::test]
 async fn an_oversized_request_is_refused_and_the_connection_goes_on() {
     let (_dir, hub) = hub();
     let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
