@@ -29,6 +29,11 @@ pub struct Limits {
     pub max_comments_per_execution: u32,
     /// Sub-tasks one execution may create (the guards may refuse sooner).
     pub max_subtasks_per_execution: u32,
+    /// Calls of one execution that reach the engine, per second, after a first burst of
+    /// `call_burst`: faster calls are answered later, not refused, so that one agent cannot
+    /// keep the engine busy at the others' expense.
+    pub calls_per_second: u32,
+    pub call_burst: u32,
     /// Connections one execution may hold open at once.
     pub max_connections_per_execution: u32,
     /// Connections open at once over all executions, counting those that have not yet said
@@ -56,6 +61,8 @@ impl Default for Limits {
             max_calls_per_execution: 2000,
             max_comments_per_execution: 200,
             max_subtasks_per_execution: 100,
+            calls_per_second: 50,
+            call_burst: 100,
             max_connections_per_execution: 16,
             max_connections: 256,
             first_request_timeout: Duration::from_secs(5),

@@ -64,6 +64,9 @@ struct Entry {
     comments: u32,
     subtasks: u32,
     connections: u32,
+    /// Calls it may still make at once before they are paced, and when that was reckoned.
+    allowance: f64,
+    reckoned: std::time::Instant,
 }
 
 /// The open connections. Those that have not yet sent a valid token are queued oldest first,
@@ -71,7 +74,10 @@ struct Entry {
 /// instead of locking everyone out.
 #[derive(Default)]
 struct Connections {
+    /// Connections being served, not counting those closed to make room.
     open: usize,
+    /// Connections closed to make room whose tasks have not yet ended.
+    closing: usize,
     next_id: u64,
     anonymous: VecDeque<(u64, oneshot::Sender<()>)>,
 }
@@ -189,6 +195,8 @@ impl ControlHub {
             comments: 0,
             subtasks: 0,
             connections: 0,
+            allowance: f64::from(self.shared.limits.call_burst),
+            reckoned: std::time::Instant::now(),
         });
         Ok(ControlEndpoint {
             path,
@@ -348,12 +356,15 @@ impl Connection {
         let max = shared.limits.max_connections;
         let mut connections = lock(&shared.connections);
         if connections.open >= max {
-            // Closing is asynchronous: allow a few closings in flight, never more.
-            if connections.open > max + max / 4 {
+            // A closed connection gives its descriptor back when its task next runs: allow
+            // only so many of those in flight.
+            if connections.closing >= 2 * max {
                 return None;
             }
             let (_, evict) = connections.anonymous.pop_front()?;
             let _ = evict.send(());
+            connections.open -= 1;
+            connections.closing += 1;
         }
         connections.open += 1;
         connections.next_id += 1;
@@ -387,12 +398,21 @@ impl Connection {
                 entry.id
             ));
         }
+        {
+            let mut connections = lock(&self.shared.connections);
+            let Some(at) = connections
+                .anonymous
+                .iter()
+                .position(|(id, _)| *id == self.id)
+            else {
+                // Closed to make room just as its first request came.
+                return Err("the engine had too many control connections; connect again".into());
+            };
+            connections.anonymous.remove(at);
+        }
         entry.connections += 1;
         self.execution = Some(entry.id);
         self.evicted = None;
-        lock(&self.shared.connections)
-            .anonymous
-            .retain(|(id, _)| *id != self.id);
         Ok(())
     }
 }
@@ -401,9 +421,18 @@ impl Drop for Connection {
     fn drop(&mut self) {
         {
             let mut connections = lock(&self.shared.connections);
-            connections.open -= 1;
-            if self.evicted.is_some() {
-                connections.anonymous.retain(|(id, _)| *id != self.id);
+            let queued = connections
+                .anonymous
+                .iter()
+                .position(|(id, _)| *id == self.id);
+            match (self.execution, queued) {
+                // Closed to make room: already counted as closing.
+                (None, None) => connections.closing = connections.closing.saturating_sub(1),
+                (_, Some(at)) => {
+                    connections.anonymous.remove(at);
+                    connections.open = connections.open.saturating_sub(1);
+                }
+                (Some(_), None) => connections.open = connections.open.saturating_sub(1),
             }
         }
         if let Some(execution) = self.execution {
@@ -524,10 +553,13 @@ async fn answer(
             ));
         }
     };
-    let execution = match admit_call(shared, connection, &request) {
-        Ok(execution) => execution,
+    let (execution, pause) = match admit_call(shared, connection, &request) {
+        Ok(admitted) => admitted,
         Err(message) => return Response::error(message),
     };
+    if !pause.is_zero() {
+        tokio::time::sleep(pause).await;
+    }
     let (reply, answer) = oneshot::channel();
     if calls
         .send(ControlCall {
@@ -548,12 +580,13 @@ async fn answer(
 }
 
 /// Checks a request's token, its fields and its execution's counts, and counts it. Only a call
-/// that passes reaches the engine.
+/// that passes reaches the engine, after the pause returned (none while the execution keeps
+/// within its rate).
 fn admit_call(
     shared: &Shared,
     connection: &mut Connection,
     request: &Request,
-) -> Result<ExecutionId, String> {
+) -> Result<(ExecutionId, Duration), String> {
     let limits = &shared.limits;
     let mut executions = lock(&shared.executions);
     let entry = entry_of(&mut executions, &request.token)
@@ -591,7 +624,24 @@ fn admit_call(
         }
         Op::Complete { .. } | Op::Nudge { .. } | Op::Status => {}
     }
-    Ok(entry.id)
+    Ok((entry.id, pace(entry, limits)))
+}
+
+/// Takes one call from the execution's allowance, which refills at `calls_per_second` up to
+/// `call_burst`, and says how long the call must wait for its turn. Calls made at once on
+/// several connections each wait for their own turn, since the allowance goes below zero.
+fn pace(entry: &mut Entry, limits: &Limits) -> Duration {
+    let rate = f64::from(limits.calls_per_second.max(1));
+    let now = std::time::Instant::now();
+    let refill = now.duration_since(entry.reckoned).as_secs_f64() * rate;
+    entry.allowance = (entry.allowance + refill).min(f64::from(limits.call_burst.max(1)));
+    entry.reckoned = now;
+    entry.allowance -= 1.0;
+    if entry.allowance >= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(-entry.allowance / rate)
+    }
 }
 
 /// The entry whose token this is, comparing with every running one in constant time.

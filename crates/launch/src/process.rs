@@ -190,10 +190,13 @@ impl Shared {
         }
     }
 
-    /// Output past the cap, as it came: counted, its last bytes kept.
-    fn over_cap(&self, bytes: &[u8]) {
+    /// Output past the cap: counted, its last bytes kept. The parts go in together, so that
+    /// the other pipe's output cannot come between them.
+    fn over_cap(&self, parts: &[&[u8]]) {
         let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
-        sink.over.push(bytes);
+        for part in parts {
+            sink.over.push(part);
+        }
     }
 
     /// Writes what is pending to the log.
@@ -334,7 +337,8 @@ pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
         stderr: Lines::new(output.max_line_bytes),
         stdout_open: true,
         stderr_open: true,
-        mid_line: (false, false),
+        max_line_bytes: output.max_line_bytes,
+        held: (Held::default(), Held::default()),
     };
     let watched = watch(child, sink)?;
     Ok(Process {
@@ -382,7 +386,8 @@ struct LineSink {
     stderr: Lines,
     stdout_open: bool,
     stderr_open: bool,
-    mid_line: (bool, bool),
+    max_line_bytes: usize,
+    held: (Held, Held),
 }
 
 impl LineSink {
@@ -393,29 +398,54 @@ impl LineSink {
         }
     }
 
-    /// Whether the bytes taken from `stream` past the cap end inside a line.
-    fn mid_line(&mut self, stream: Stream) -> &mut bool {
+    fn held(&mut self, stream: Stream) -> &mut Held {
         match stream {
-            Stream::Stdout => &mut self.mid_line.0,
-            Stream::Stderr => &mut self.mid_line.1,
+            Stream::Stdout => &mut self.held.0,
+            Stream::Stderr => &mut self.held.1,
         }
     }
+
+    /// Past the cap nothing is cut into lines: the bytes are only counted and kept, at the
+    /// cost of a copy, however fast the child prints. Each pipe's bytes still go in whole
+    /// lines (up to `max_line_bytes` held back), so that the two pipes do not mix mid-line.
+    fn over_cap(&mut self, stream: Stream, bytes: &[u8]) {
+        let max = self.max_line_bytes;
+        let shared = self.shared.clone();
+        let before = self.lines(stream).take_partial();
+        let held = self.held(stream);
+        held.bytes.extend_from_slice(&before);
+        match bytes.iter().rposition(|&b| b == b'\n') {
+            Some(newline) => {
+                shared.over_cap(&[&held.bytes, &bytes[..=newline]]);
+                held.bytes.clear();
+                held.bytes.extend_from_slice(&bytes[newline + 1..]);
+                held.mid_line = false;
+            }
+            None => {
+                held.bytes.extend_from_slice(bytes);
+                if held.bytes.len() > max {
+                    shared.over_cap(&[&held.bytes]);
+                    held.bytes.clear();
+                    held.mid_line = true;
+                }
+            }
+        }
+    }
+}
+
+/// A pipe's bytes past the cap that do not end a line yet.
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    /// Part of the line was already kept.
+    mid_line: bool,
 }
 
 impl OutputSink for LineSink {
     fn data(&mut self, stream: Stream, bytes: &[u8]) {
         let shared = self.shared.clone();
         if shared.capped.load(Ordering::Relaxed) {
-            // Past the cap nothing is cut into lines: the bytes are only counted and kept, at
-            // the cost of a copy, however fast the child prints.
-            let partial = self.lines(stream).take_partial();
-            shared.over_cap(&partial);
-            shared.over_cap(bytes);
-            if let Some(&last) = bytes.last() {
-                *self.mid_line(stream) = last != b'\n';
-            } else if !partial.is_empty() {
-                *self.mid_line(stream) = true;
-            }
+            self.over_cap(stream, bytes);
         } else {
             self.lines(stream)
                 .feed(bytes, &mut |line, cut| shared.line(stream, line, cut));
@@ -426,11 +456,11 @@ impl OutputSink for LineSink {
     fn closed(&mut self, stream: Stream) {
         let shared = self.shared.clone();
         if shared.capped.load(Ordering::Relaxed) {
-            let partial = self.lines(stream).take_partial();
-            shared.over_cap(&partial);
+            self.over_cap(stream, &[]);
+            let held = std::mem::take(self.held(stream));
             // A last line without a newline ends here, as it does below the cap.
-            if !partial.is_empty() || *self.mid_line(stream) {
-                shared.over_cap(b"\n");
+            if !held.bytes.is_empty() || held.mid_line {
+                shared.over_cap(&[&held.bytes, b"\n"]);
             }
         } else {
             self.lines(stream)

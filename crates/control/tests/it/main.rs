@@ -221,3 +221,217 @@ async fn a_hub_closed_early_and_dropped_late_leaves_a_new_socket_alone() {
         .unwrap();
     assert_eq!(answer["execution"], 1);
 }
+
+/// A hub with `limits`, and an engine stand-in.
+fn hub_with(limits: control::Limits) -> (tempfile::TempDir, ControlHub) {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    echo_engine(rx);
+    let hub = ControlHub::bind_with(dir.path(), tx, limits).unwrap();
+    (dir, hub)
+}
+
+/// One connection speaking the wire format line by line.
+struct Conn {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>>,
+    write: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Conn {
+    async fn open(path: &std::path::Path) -> Conn {
+        use tokio::io::AsyncBufReadExt;
+        let (read, write) = tokio::net::UnixStream::connect(path)
+            .await
+            .unwrap()
+            .into_split();
+        Conn {
+            lines: tokio::io::BufReader::new(read).lines(),
+            write,
+        }
+    }
+
+    async fn send(&mut self, line: &[u8]) -> control::Response {
+        use tokio::io::AsyncWriteExt;
+        self.write.write_all(line).await.unwrap();
+        self.write.write_all(b"\n").await.unwrap();
+        let line = tokio::time::timeout(DEADLINE, self.lines.next_line())
+            .await
+            .expect("an answer in time")
+            .unwrap()
+            .expect("an answer, not the end");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    async fn call(&mut self, token: &str, op: Op) -> control::Response {
+        let request = control::Request {
+            token: token.into(),
+            op,
+        };
+        self.send(&serde_json::to_vec(&request).unwrap()).await
+    }
+
+    /// Whether the server closed the connection within the deadline.
+    async fn closed(&mut self) -> bool {
+        matches!(
+            tokio::time::timeout(DEADLINE, self.lines.next_line()).await,
+            Ok(Ok(None) | Err(_))
+        )
+    }
+}
+
+const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn comment(text: &str) -> Op {
+    Op::Comment { text: text.into() }
+}
+
+#[tokio::test]
+async fn silent_connections_make_room_and_an_agent_still_gets_through() {
+    let (_dir, hub) = hub_with(control::Limits {
+        max_connections: 8,
+        first_request_timeout: std::time::Duration::from_secs(600),
+        ..control::Limits::default()
+    });
+    let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..50 {
+        flood.push(Conn::open(endpoint.path()).await);
+        // Let the server take each one as it comes.
+        tokio::task::yield_now().await;
+    }
+    let mut agent = Conn::open(endpoint.path()).await;
+    assert!(agent.call("t", Op::Status).await.ok);
+    // The oldest were closed to make room, and with them their descriptors.
+    for (i, conn) in flood[..42].iter_mut().enumerate() {
+        assert!(
+            conn.closed().await,
+            "connection {i} of the flood is still open"
+        );
+    }
+    // The agent's connection, which said whose it is, stays.
+    assert!(agent.call("t", Op::Status).await.ok);
+}
+
+#[tokio::test]
+async fn a_connection_silent_past_its_timeout_is_closed() {
+    let (_dir, hub) = hub_with(control::Limits {
+        first_request_timeout: std::time::Duration::from_millis(50),
+        ..control::Limits::default()
+    });
+    let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
+    let mut silent = Conn::open(endpoint.path()).await;
+    assert!(silent.closed().await);
+}
+
+#[tokio::test]
+async fn an_execution_holds_at_most_its_share_of_connections() {
+    let (_dir, hub) = hub_with(control::Limits {
+        max_connections_per_execution: 2,
+        ..control::Limits::default()
+    });
+    let endpoint = hub.open(ExecutionId(3), "t".into()).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = Conn::open(endpoint.path()).await;
+        assert!(conn.call("t", Op::Status).await.ok);
+        held.push(conn);
+    }
+    let mut third = Conn::open(endpoint.path()).await;
+    let refused = third.call("t", Op::Status).await;
+    let error = refused.error.unwrap();
+    assert!(
+        error.contains("already holds 2 control connections"),
+        "{error}"
+    );
+    drop(held.pop());
+    // The server sees the end of the dropped one soon, not at once: try until it did.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut again = Conn::open(endpoint.path()).await;
+        if again.call("t", Op::Status).await.ok {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "a place was freed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn calls_past_an_executions_limits_are_refused_with_the_limit() {
+    let (_dir, hub) = hub_with(control::Limits {
+        max_comments_per_execution: 3,
+        max_calls_per_execution: 10,
+        ..control::Limits::default()
+    });
+    let endpoint = hub.open(ExecutionId(5), "t".into()).unwrap();
+    let mut conn = Conn::open(endpoint.path()).await;
+    for i in 0..3 {
+        assert!(conn.call("t", comment(&format!("c{i}"))).await.ok);
+    }
+    let refused = conn.call("t", comment("one more")).await.error.unwrap();
+    assert!(refused.contains("3 comments per execution"), "{refused}");
+    let big = conn
+        .call("t", comment(&"x".repeat(17 * 1024)))
+        .await
+        .error
+        .unwrap();
+    assert!(big.contains("16 KiB"), "{big}");
+    let title = Op::SubtaskCreate {
+        title: "a\u{1b}]0;owned\u{7}".into(),
+        body: String::new(),
+        labels: vec![],
+        blocked_by: vec![],
+        priority: None,
+    };
+    let forged = conn.call("t", title).await.error.unwrap();
+    assert!(forged.contains("control character"), "{forged}");
+    // Every call counts toward the total, refused or not: 6 so far.
+    for _ in 0..4 {
+        assert!(conn.call("t", Op::Status).await.ok);
+    }
+    let over = conn.call("t", Op::Status).await.error.unwrap();
+    assert!(over.contains("10 control calls"), "{over}");
+    // Another execution's counts are its own.
+    let other = hub.open(ExecutionId(6), "u".into()).unwrap();
+    let mut conn = Conn::open(other.path()).await;
+    assert!(conn.call("u", comment("mine")).await.ok);
+}
+
+#[tokio::test]
+async fn calls_past_the_burst_are_paced_not_refused() {
+    let (_dir, hub) = hub_with(control::Limits {
+        calls_per_second: 20,
+        call_burst: 5,
+        ..control::Limits::default()
+    });
+    let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
+    let mut conn = Conn::open(endpoint.path()).await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert!(conn.call("t", Op::Status).await.ok);
+    }
+    let burst = started.elapsed();
+    for _ in 0..10 {
+        assert!(conn.call("t", Op::Status).await.ok);
+    }
+    // Ten calls past the burst at twenty a second take at least about half a second.
+    let paced = started.elapsed() - burst;
+    assert!(
+        paced >= std::time::Duration::from_millis(400),
+        "{paced:?} for ten paced calls"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_request_is_refused_and_the_connection_goes_on() {
+    let (_dir, hub) = hub();
+    let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
+    let mut conn = Conn::open(endpoint.path()).await;
+    let huge = format!(
+        "{{\"token\":\"t\",\"op\":\"comment\",\"text\":\"{}\"}}",
+        "x".repeat(control::MAX_REQUEST_BYTES)
+    );
+    let refused = conn.send(huge.as_bytes()).await.error.unwrap();
+    assert!(refused.contains("larger than 256 KiB"), "{refused}");
+    assert!(conn.call("t", comment("short")).await.ok);
+}
