@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
 
+mod budget;
 mod cli;
 mod control;
 mod crash;
