@@ -3,8 +3,9 @@
 //!
 //! The example sends the same requests to a scripted model server directly and through the
 //! gateway, interleaved, and reports the p50 and p99 of both for two kinds of request (a chat
-//! completion, and a streamed Messages call). "Added" is the gateway's percentile minus the
-//! direct one.
+//! completion, and a streamed Messages call), each through the gateway both as an execution
+//! with budgets (every request reserved and settled) and as one without. "Added" is the
+//! gateway's percentile minus the direct one; the target counts the runs with budgets.
 
 use std::process::{Command, Stdio};
 
@@ -22,6 +23,8 @@ pub struct Percentiles {
     pub gateway_p99: u64,
     pub added_p50: u64,
     pub added_p99: u64,
+    /// Through the gateway over direct, at p99.
+    pub ratio_p99: f64,
 }
 
 impl Percentiles {
@@ -38,6 +41,7 @@ impl Percentiles {
             gateway_p99: field("gateway_p99_us")?,
             added_p50: field("added_p50_us")?,
             added_p99: field("added_p99_us")?,
+            ratio_p99: value["ratio_p99"].as_f64().unwrap_or(0.0),
         })
     }
 }
@@ -45,8 +49,10 @@ impl Percentiles {
 /// What one run of the example measured.
 pub struct Latency {
     pub requests: u64,
-    /// `(name, percentiles)` per kind of request.
+    /// `(name, percentiles)` per kind of request, with budgets: what the target counts.
     pub kinds: Vec<(&'static str, Percentiles)>,
+    /// The same kinds from an execution without budgets, for comparison, when measured.
+    pub unbudgeted: Vec<(&'static str, Percentiles)>,
 }
 
 impl Latency {
@@ -104,18 +110,28 @@ pub fn measure(requests: usize) -> anyhow::Result<Latency> {
 fn parse(line: &str) -> anyhow::Result<Latency> {
     let report: Value = serde_json::from_str(line)
         .with_context(|| format!("the last line of gateway_latency is not JSON: {line}"))?;
+    let mut unbudgeted = Vec::new();
+    for (name, field) in [
+        ("chat completion, no budget", "chat_completions_no_budget"),
+        ("messages, streamed, no budget", "messages_stream_no_budget"),
+    ] {
+        if report.get(field).is_some() {
+            unbudgeted.push((name, Percentiles::read(&report[field], field)?));
+        }
+    }
     Ok(Latency {
         requests: report["requests"].as_u64().unwrap_or(0),
         kinds: vec![
             (
-                "chat completion",
+                "chat completion, budgets",
                 Percentiles::read(&report["chat_completions"], "chat_completions")?,
             ),
             (
-                "messages, streamed",
+                "messages, streamed, budgets",
                 Percentiles::read(&report["messages_stream"], "messages_stream")?,
             ),
         ],
+        unbudgeted,
     })
 }
 
@@ -141,6 +157,7 @@ mod tests {
         assert_eq!(latency.kinds[0].1.added_p99, 300);
         assert_eq!(latency.kinds[1].1.gateway_p99, 2100);
         assert_eq!(latency.worst_added_p99(), 1200);
+        assert!(latency.unbudgeted.is_empty());
         assert!(!latency.met(), "1.2 ms added at p99 misses the target");
         assert!(parse(r#"{"requests":10}"#).is_err());
     }

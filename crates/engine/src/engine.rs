@@ -121,6 +121,10 @@ const FOLLOW_INTERVAL: StdDuration = StdDuration::from_millis(250);
 /// event in the same transaction as its projection.
 const WRITE_BEHIND: StdDuration = StdDuration::from_millis(50);
 
+/// The longest the engine waits, when it stops, for the gateway to settle answers it is still
+/// reading after their agents left.
+const GATEWAY_SETTLE: StdDuration = StdDuration::from_secs(10);
+
 /// How long an agent whose model request was refused over budget has to end by itself before
 /// it is stopped. The refusal reaches the agent in its provider's error shape at the same moment
 /// the engine hears of it; an agent CLI prints the error and exits, and stopping it at once would
@@ -316,6 +320,25 @@ impl Engine {
         // not be taken for lost at the next start. (If the store is what failed, this fails too,
         // and recovery winds those executions down as lost.)
         let flushed = self.flush().await;
+        // Answers still being read after their agents left are settled before the gateway
+        // stops, within their drain timeout, so that what they cost is recorded.
+        if let Some(gateway) = &self.gateway {
+            let wait = self
+                .setup
+                .gateway
+                .as_ref()
+                .map(|o| o.limits.drain_timeout.as_std())
+                .unwrap_or_default()
+                .min(GATEWAY_SETTLE);
+            gateway.registry.settle_all(wait).await;
+            let mut late = Vec::new();
+            while let Ok(notice) = notice_rx.try_recv() {
+                late.push(notice);
+            }
+            if let Err(e) = self.record_notices(late).await {
+                tracing::warn!("could not record the last model usage: {e}");
+            }
+        }
         // Stop the gateway and the control socket before their files go, then leave no empty
         // run directory behind.
         control.close();
@@ -896,13 +919,24 @@ impl Engine {
         let Some(active) = self.active.remove(&id) else {
             return Ok(());
         };
+        // An execution whose requests used more than a budget ended over budget even if it
+        // made no request after that (the gateway refuses only the next one). Its requests'
+        // reservations were settled before their answers reached the agent, so the totals
+        // already count every answer it saw.
+        let mut over = active.budget_exceeded.clone();
         if let Some(gateway) = &self.gateway {
+            if over.is_none() {
+                over = gateway
+                    .registry
+                    .over_budget(&active.token)
+                    .map(|b| b.reason);
+            }
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
         }
         // An agent that ends on its own after a request was refused over budget ended because
         // of the budget, however it exited; only a cancel says otherwise.
-        let (state, summary) = match (&active.budget_exceeded, state) {
+        let (state, summary) = match (&over, state) {
             (Some(reason), state) if state != ExecutionState::Cancelled => {
                 (ExecutionState::BudgetExceeded, Some(reason.clone()))
             }

@@ -241,5 +241,13 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
         initial_delay: models.retry.base_delay,
         max_delay: models.retry.max_delay,
     };
+    let limits = &models.limits;
+    options.limits = gateway::Limits {
+        concurrent_requests: limits.concurrent_requests as usize,
+        idle_timeout: limits.idle_timeout,
+        total_timeout: limits.total_timeout,
+        drain_timeout: limits.drain_timeout,
+        max_output_tokens: limits.max_output_tokens,
+    };
     Ok(Some(options))
 }

@@ -1,6 +1,9 @@
 //! Measures the latency the model gateway adds to a request: the same requests go to the
 //! scripted model server directly and through the gateway, interleaved, in one run, and the
-//! p50 and p99 of both are compared. The target is under 1 ms added at p99.
+//! p50 and p99 of both are compared. Through the gateway they go twice: as an execution with
+//! budgets in every scope (so each request is reserved against all three, gets an output cap
+//! set to fit, and is settled when its answer ends) and as one without any budget. The target
+//! is under 1 ms added at p99 with budgets.
 //!
 //! Run with `cargo run -p gateway --release --example gateway_latency -- [--requests N]`.
 //! The last line of output is one JSON object for `cargo xtask bench` to read.
@@ -9,19 +12,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gateway::{
-    ApiKey, Baseline, Budgets, Gateway, Identity, Listen, ModelRoute, Options, Prices, Provider,
-    ProviderKind, Registry,
+    ApiKey, Baseline, Budgets, Gateway, Identity, Limit, Listen, ModelRoute, Options, Prices,
+    Provider, ProviderKind, Registry,
 };
 use modelfixture::{FixtureOptions, Script, Step};
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-bench-provider-key";
 const TOKEN: &str = "agx-bench-token";
+const TOKEN_NO_BUDGET: &str = "agx-bench-token-without-budget";
 
 /// What one kind of request measured, in microseconds.
 struct Measured {
     direct: Vec<u64>,
     through: Vec<u64>,
+}
+
+impl Measured {
+    fn new(capacity: usize) -> Measured {
+        Measured {
+            direct: Vec::with_capacity(capacity),
+            through: Vec::with_capacity(capacity),
+        }
+    }
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -48,6 +61,7 @@ impl Measured {
             "gateway_p99_us": g99,
             "added_p50_us": g50.saturating_sub(d50),
             "added_p99_us": g99.saturating_sub(d99),
+            "ratio_p99": (g99 as f64 / d99.max(1) as f64 * 100.0).round() / 100.0,
         })
     }
 }
@@ -121,18 +135,37 @@ async fn main() {
         ],
     );
     let registry = Registry::new(Arc::new(domain::SystemClock));
-    registry.register(
-        TOKEN,
-        Identity {
-            execution: domain::ExecutionId(1),
-            task: domain::TaskId(1),
-            root: domain::TaskId(1),
-            agent: "bench".into(),
-            budgets: Budgets::default(),
-            models: None,
-            baseline: Baseline::default(),
-        },
-    );
+    // Budgets in every scope, large enough never to run out, so that every request takes the
+    // whole reservation path: estimate, admit against three scopes, cap, settle.
+    let ample = Limit {
+        max_tokens: Some(u64::MAX / 4),
+        max_cost_micros: Some(u64::MAX / 4),
+    };
+    for (token, execution, budgets) in [
+        (
+            TOKEN,
+            1,
+            Budgets {
+                execution: ample,
+                tree: ample,
+                agent_day: ample,
+            },
+        ),
+        (TOKEN_NO_BUDGET, 2, Budgets::default()),
+    ] {
+        registry.register(
+            token,
+            Identity {
+                execution: domain::ExecutionId(execution),
+                task: domain::TaskId(execution),
+                root: domain::TaskId(execution),
+                agent: "bench".into(),
+                budgets,
+                models: None,
+                baseline: Baseline::default(),
+            },
+        );
+    }
     let (notices, mut receive) = tokio::sync::mpsc::unbounded_channel();
     // The engine drains notices as they come; so does the benchmark.
     tokio::spawn(async move { while receive.recv().await.is_some() {} });
@@ -166,10 +199,10 @@ async fn main() {
             .header("content-type", "application/json")
             .body(chat_direct.clone())
     };
-    let through_chat = || {
+    let through_chat = |token: &str| {
         client
             .post(format!("{gateway_url}/chat/completions"))
-            .bearer_auth(TOKEN)
+            .bearer_auth(token)
             .header("content-type", "application/json")
             .body(chat.clone())
     };
@@ -180,58 +213,73 @@ async fn main() {
             .header("anthropic-version", "2023-06-01")
             .body(stream_direct.clone())
     };
-    let through_stream = || {
+    let through_stream = |token: &str| {
         client
             .post(format!("{gateway_url}/messages"))
-            .header("x-api-key", TOKEN)
+            .header("x-api-key", token)
             .header("anthropic-version", "2023-06-01")
             .body(stream.clone())
     };
 
     for _ in 0..warmup {
         timed(direct_chat()).await;
-        timed(through_chat()).await;
+        timed(through_chat(TOKEN)).await;
+        timed(through_chat(TOKEN_NO_BUDGET)).await;
         timed(direct_stream()).await;
-        timed(through_stream()).await;
+        timed(through_stream(TOKEN)).await;
+        timed(through_stream(TOKEN_NO_BUDGET)).await;
     }
-    let mut chat_times = Measured {
-        direct: Vec::with_capacity(requests),
-        through: Vec::with_capacity(requests),
-    };
-    let mut stream_times = Measured {
-        direct: Vec::with_capacity(requests),
-        through: Vec::with_capacity(requests),
-    };
-    // Interleaved, so that noise from other work on the machine hits both sides alike.
+    let mut chat_times = Measured::new(requests);
+    let mut stream_times = Measured::new(requests);
+    let mut chat_plain = Measured::new(requests);
+    let mut stream_plain = Measured::new(requests);
+    // Interleaved, so that noise from other work on the machine hits every side alike. The
+    // runs without budgets share the direct times of the same round.
     for _ in 0..requests {
-        chat_times.direct.push(timed(direct_chat()).await);
-        chat_times.through.push(timed(through_chat()).await);
-        stream_times.direct.push(timed(direct_stream()).await);
-        stream_times.through.push(timed(through_stream()).await);
+        let direct = timed(direct_chat()).await;
+        chat_times.direct.push(direct);
+        chat_plain.direct.push(direct);
+        chat_times.through.push(timed(through_chat(TOKEN)).await);
+        chat_plain
+            .through
+            .push(timed(through_chat(TOKEN_NO_BUDGET)).await);
+        let direct = timed(direct_stream()).await;
+        stream_times.direct.push(direct);
+        stream_plain.direct.push(direct);
+        stream_times
+            .through
+            .push(timed(through_stream(TOKEN)).await);
+        stream_plain
+            .through
+            .push(timed(through_stream(TOKEN_NO_BUDGET)).await);
     }
     let chat = chat_times.summary();
     let stream = stream_times.summary();
-    println!(
-        "chat completions ({} bytes a request): direct p50 {} µs p99 {} µs; through the \
-         gateway p50 {} µs p99 {} µs; added p50 {} µs p99 {} µs",
-        chat_direct.len(),
-        chat["direct_p50_us"],
-        chat["direct_p99_us"],
-        chat["gateway_p50_us"],
-        chat["gateway_p99_us"],
-        chat["added_p50_us"],
-        chat["added_p99_us"]
-    );
-    println!(
-        "messages stream: direct p50 {} µs p99 {} µs; through the gateway p50 {} µs p99 {} µs; \
-         added p50 {} µs p99 {} µs",
-        stream["direct_p50_us"],
-        stream["direct_p99_us"],
-        stream["gateway_p50_us"],
-        stream["gateway_p99_us"],
-        stream["added_p50_us"],
-        stream["added_p99_us"]
-    );
+    let chat_plain = chat_plain.summary();
+    let stream_plain = stream_plain.summary();
+    for (what, m) in [
+        (
+            format!(
+                "chat completions ({} bytes a request), with budgets",
+                chat_direct.len()
+            ),
+            &chat,
+        ),
+        ("chat completions, no budget".to_owned(), &chat_plain),
+        ("messages stream, with budgets".to_owned(), &stream),
+        ("messages stream, no budget".to_owned(), &stream_plain),
+    ] {
+        println!(
+            "{what}: direct p50 {} µs p99 {} µs; through the gateway p50 {} µs p99 {} µs; \
+             added p50 {} µs p99 {} µs",
+            m["direct_p50_us"],
+            m["direct_p99_us"],
+            m["gateway_p50_us"],
+            m["gateway_p99_us"],
+            m["added_p50_us"],
+            m["added_p99_us"]
+        );
+    }
     let target_met =
         chat["added_p99_us"].as_u64() < Some(1000) && stream["added_p99_us"].as_u64() < Some(1000);
     println!(
@@ -241,6 +289,8 @@ async fn main() {
             "requests": requests,
             "chat_completions": chat,
             "messages_stream": stream,
+            "chat_completions_no_budget": chat_plain,
+            "messages_stream_no_budget": stream_plain,
             "target_p99_added_us": 1000,
             "target_met": target_met,
         })

@@ -15,8 +15,9 @@
 //!
 //! The principal types:
 //! - [`Gateway`]: built from [`Options`] (providers, model routes with [`Prices`], a
-//!   [`RetryPolicy`], [`Limits`]), a [`Registry`] and a notice channel; [`Gateway::serve`] listens on a
-//!   loopback TCP port or a Unix socket ([`Listen`]), [`app`] gives the bare axum router.
+//!   [`RetryPolicy`], [`Limits`]), a [`Registry`] and a notice channel; [`Gateway::serve`]
+//!   listens on a loopback TCP port or a Unix socket ([`Listen`]), [`app`] gives the bare axum
+//!   router.
 //! - [`Registry`]: the engine registers an [`Identity`] (execution, task, tree root, agent,
 //!   [`Budgets`]) under the execution's token when it starts, and revokes it when it ends.
 //! - [`Notice`]: what the engine hears: a [`UsageRecord`] per request, a [`Waiting`] per
@@ -24,11 +25,12 @@
 //!
 //! The key design decision: the gateway never holds a whole response, and the upstream side of
 //! a request runs on its own task, so an agent that hangs up does not stop the gateway reading
-//! the answer to its end (within a drain timeout) to learn what it really cost. Bodies go through
-//! chunk by chunk; usage is read from each complete stream line as it passes (a cheap byte
-//! search skips lines without usage; a stream's reservation is settled before its final usage
-//! event goes on, so the agent never sees an answer its budget does not yet count), and a request body is rewritten by copying its top-level
-//! fields as raw JSON, parsing only `model`, `stream` and `stream_options`. So the added latency
+//! the answer to its end (within a drain timeout) to learn what it really cost. Bodies go
+//! through chunk by chunk; usage is read from each complete stream line as it passes (a cheap
+//! byte search skips lines without usage; a stream's reservation is settled before its final
+//! usage event goes on, so an agent never holds an answer its budget does not yet count), and a
+//! request body is rewritten by copying its top-level fields as raw JSON, parsing only `model`,
+//! `stream`, `stream_options` and the output cap. So the added latency
 //! stays well under a millisecond and does not grow with the size of a conversation.
 //! Provider keys live only in [`ApiKey`], whose `Debug` is redacted, and go only into the
 //! upstream request headers, marked sensitive.

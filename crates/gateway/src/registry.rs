@@ -209,17 +209,16 @@ impl Account {
             room = room.min(max.saturating_sub(committed).saturating_sub(input));
         }
         if let Some(max) = limit.max_cost_micros {
-            let committed = self.used.cost_micros.saturating_add(self.reserved_cost);
-            let left = max
-                .saturating_sub(committed)
-                .saturating_sub(prices.cost_micros(input, 0, 0));
-            if prices.output > 0 {
+            let held = self.used.cost_micros.saturating_add(self.reserved_cost);
+            let committed = held.saturating_add(prices.cost_micros(input, 0, 0));
+            // A budget spent to the last millionth is used up, even for a free request.
+            if held >= max || committed > max {
+                room = 0;
+            } else if prices.output > 0 {
                 // Rounded down, and a token less, so that the rounding in `cost_micros` can
                 // never take the reservation over the limit.
-                let tokens = u128::from(left) * 1_000_000 / u128::from(prices.output);
+                let tokens = u128::from(max - committed) * 1_000_000 / u128::from(prices.output);
                 room = room.min(u64::try_from(tokens).unwrap_or(u64::MAX).saturating_sub(1));
-            } else if left == 0 && committed >= max {
-                room = 0;
             }
         }
         room
@@ -253,8 +252,8 @@ pub(crate) struct Reservation {
     pub input_tokens: u64,
     /// The output tokens it was made for, when the request has a cap.
     pub output_tokens: Option<u64>,
-    /// The cap the gateway must set on the request: the budget leaves less room than the
-    /// request asked for, or it named none while a budget applies.
+    /// The cap the gateway must set on the request whenever a budget applies: the request's
+    /// own, or less when the budget leaves less room.
     pub set_cap: Option<u64>,
     settled: bool,
 }
@@ -504,9 +503,9 @@ impl Registry {
             if !short.is_empty() {
                 return Admission::Wait;
             }
-            if estimate.requested_output != Some(granted) {
-                set_cap = Some(granted);
-            }
+            // Set even when it equals the request's own: every cap field is rewritten, so a
+            // request that names one twice cannot have the provider read a larger one.
+            set_cap = Some(granted);
             cap = Some(granted);
         }
         let tokens = input.saturating_add(cap.unwrap_or(0));

@@ -349,6 +349,10 @@ struct CachedDetails {
 struct ChatShape {
     #[serde(default)]
     usage: Option<OpenAiUsage>,
+    /// In a stream, the final usage comes in a chunk without choices; some compatible servers
+    /// can be asked for running usage in every chunk, which is not the final figure.
+    #[serde(default)]
+    choices: Option<Vec<serde::de::IgnoredAny>>,
 }
 
 #[derive(Deserialize)]
@@ -458,7 +462,7 @@ impl UsageReader {
     pub fn read_body(&mut self, api: Api, body: &[u8]) {
         match api {
             Api::Chat => {
-                if let Ok(ChatShape { usage: Some(u) }) = serde_json::from_slice(body) {
+                if let Ok(ChatShape { usage: Some(u), .. }) = serde_json::from_slice(body) {
                     self.openai_usage(u);
                 }
             }
@@ -485,8 +489,14 @@ impl UsageReader {
         }
         match api {
             Api::Chat => {
-                if let Ok(ChatShape { usage: Some(u) }) = serde_json::from_slice(data) {
+                if let Ok(ChatShape {
+                    usage: Some(u),
+                    choices,
+                }) = serde_json::from_slice(data)
+                {
                     self.openai_usage(u);
+                    // Running usage beside a choice is not the last word.
+                    self.complete = choices.is_none_or(|c| c.is_empty());
                 }
             }
             Api::Responses => {
@@ -693,6 +703,23 @@ mod tests {
             json!({"model": "g", "input": "hi", "max_output_tokens": 64})
         );
         assert_eq!(estimate_input_tokens(10), 4);
+    }
+
+    #[test]
+    fn running_usage_beside_a_choice_is_not_the_final_report() {
+        let mut reader = UsageReader::default();
+        reader.read_event(
+            Api::Chat,
+            br#"{"choices":[{"delta":{"content":"x"}}],"usage":{"prompt_tokens":9,"completion_tokens":1}}"#,
+        );
+        assert!(!reader.complete);
+        assert_eq!(reader.counts().map(|c| c.output), Some(1));
+        reader.read_event(
+            Api::Chat,
+            br#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":30}}"#,
+        );
+        assert!(reader.complete);
+        assert_eq!(reader.counts().map(|c| c.output), Some(30));
     }
 
     #[test]

@@ -60,7 +60,9 @@ pub use config::{
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::Error;
-pub use models::{Budget, Budgets, ModelAlias, ModelRetry, Models, Prices, Provider, ProviderKind};
+pub use models::{
+    Budget, Budgets, ModelAlias, ModelLimits, ModelRetry, Models, Prices, Provider, ProviderKind,
+};
 pub use project::{Agent, Project, load_project, parse_agents, parse_config};
 pub use sandbox::{FilesystemMode, NetworkMode, ResourceLimits, SandboxProfile};
 pub use schema::json_schema;

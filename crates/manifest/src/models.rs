@@ -72,12 +72,41 @@ impl Default for ModelRetry {
     }
 }
 
+/// How much one execution may have under way at the gateway, and how long an answer may take.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelLimits {
+    /// Model requests of one execution under way at once; more wait for a free place.
+    pub concurrent_requests: u32,
+    /// The longest silence in an answer before the gateway cuts it.
+    pub idle_timeout: Duration,
+    /// The longest one request may take, from admission to the end of its answer.
+    pub total_timeout: Duration,
+    /// How long the gateway reads on after an agent hangs up, to learn what the answer cost.
+    pub drain_timeout: Duration,
+    /// The output cap set on a request that names none while a budget applies.
+    pub max_output_tokens: u64,
+}
+
+impl Default for ModelLimits {
+    fn default() -> Self {
+        ModelLimits {
+            concurrent_requests: 4,
+            idle_timeout: Duration::from_secs(300),
+            total_timeout: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(60),
+            max_output_tokens: 16_384,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Models {
     pub providers: BTreeMap<String, Provider>,
     pub aliases: BTreeMap<String, ModelAlias>,
     pub retry: ModelRetry,
+    pub limits: ModelLimits,
 }
 
 /// A limit on model use; an absent field is no limit.
@@ -100,7 +129,14 @@ pub struct Budgets {
     pub per_agent_per_day: Budget,
 }
 
-pub(crate) const MODELS_FIELDS: &[&str] = &["providers", "aliases", "retry"];
+pub(crate) const MODELS_FIELDS: &[&str] = &["providers", "aliases", "retry", "limits"];
+pub(crate) const MODEL_LIMITS_FIELDS: &[&str] = &[
+    "concurrent_requests",
+    "idle_timeout",
+    "total_timeout",
+    "drain_timeout",
+    "max_output_tokens",
+];
 pub(crate) const PROVIDER_FIELDS: &[&str] = &["kind", "base_url", "api_key_env"];
 pub(crate) const ALIAS_FIELDS: &[&str] = &["provider", "model", "prices"];
 pub(crate) const PRICES_FIELDS: &[&str] = &["input", "output", "cached_input"];
@@ -269,6 +305,34 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                 .unwrap_or(d.max_attempts),
             base_delay: positive_duration(cx, &rf, "base_delay", d.base_delay),
             max_delay: positive_duration(cx, &rf, "max_delay", d.max_delay),
+        };
+    }
+    if let Some(n) = f.value("limits")
+        && let Some(lf) = cx.fields(n, &f.path("limits"), MODEL_LIMITS_FIELDS)
+    {
+        let d = ModelLimits::default();
+        let max_output_tokens = match lf.get::<u64>(cx, "max_output_tokens") {
+            Some(0) => {
+                if let Some(n) = lf.value("max_output_tokens") {
+                    cx.error(n, &lf.path("max_output_tokens"), "must be 1 or more");
+                }
+                d.max_output_tokens
+            }
+            Some(n) => n,
+            None => d.max_output_tokens,
+        };
+        models.limits = ModelLimits {
+            concurrent_requests: at_least_one(
+                cx,
+                &lf,
+                "concurrent_requests",
+                "an execution needs room for one request",
+            )
+            .unwrap_or(d.concurrent_requests),
+            idle_timeout: positive_duration(cx, &lf, "idle_timeout", d.idle_timeout),
+            total_timeout: positive_duration(cx, &lf, "total_timeout", d.total_timeout),
+            drain_timeout: positive_duration(cx, &lf, "drain_timeout", d.drain_timeout),
+            max_output_tokens,
         };
     }
     Some(models)

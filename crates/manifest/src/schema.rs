@@ -65,6 +65,10 @@ pub(crate) fn decoder_fields() -> Vec<(String, &'static [&'static str])> {
             name::<crate::ModelRetry>(),
             crate::models::MODEL_RETRY_FIELDS,
         ),
+        (
+            name::<crate::ModelLimits>(),
+            crate::models::MODEL_LIMITS_FIELDS,
+        ),
         (name::<crate::Budgets>(), crate::models::BUDGETS_FIELDS),
         (name::<crate::Budget>(), crate::models::BUDGET_FIELDS),
     ]

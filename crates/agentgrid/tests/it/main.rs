@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
 
 mod bounds;
+mod budget;
 mod cli;
 mod control;
 mod crash;

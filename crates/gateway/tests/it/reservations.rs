@@ -150,6 +150,28 @@ async fn a_request_gets_an_output_cap_that_fits_in_each_wire_format() {
 }
 
 #[tokio::test]
+async fn a_cap_named_twice_is_rewritten_wherever_it_appears() {
+    let s = Setup::new(vec![Step::reply("ok", 5, 5, 0)], tokens(1_000)).await;
+    // A JSON parser upstream takes the last of two equal keys; the gateway must not reserve
+    // for the first.
+    let body = r#"{"model":"sonnet","max_tokens":20,"max_tokens":900000,"messages":[{"role":"user","content":"hi"}]}"#;
+    let response = s
+        .client
+        .post(s.url("/messages"))
+        .header("x-api-key", TOKEN)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = String::from_utf8(s.fixture.requests()[0].body.to_vec()).unwrap();
+    assert!(!sent.contains("900000"), "{sent}");
+    assert_eq!(sent.matches(r#""max_tokens":20"#).count(), 2, "{sent}");
+}
+
+#[tokio::test]
 async fn a_request_waits_for_room_held_by_one_under_way_then_gets_what_is_left() {
     let gated = Step {
         gate: true,
