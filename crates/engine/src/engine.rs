@@ -918,9 +918,13 @@ impl Engine {
             usage,
             summary: summary.clone(),
         }];
-        // Sub-tasks that were done while this execution ran are merged only now, so its
-        // validators did not judge the tree the task now has.
+        // Sub-tasks that were done while this execution ran are merged only now that its
+        // processes are gone, so its validators did not judge the tree the task now has. The
+        // merges come before the task is settled, which may end it.
         let unmerged = self.unmerged.remove(&task_id).unwrap_or_default();
+        for child in &unmerged {
+            self.merge_into_parent(*child).await;
+        }
         let end = ExecutionEnd {
             kind: active.execution.kind,
             agent: active.execution.agent.clone(),
@@ -938,24 +942,17 @@ impl Engine {
                 .snapshot
                 .task(task_id)
                 .is_some_and(|t| t.state.is_terminal());
-        let workspace_work = self.workspaces.is_some() && (task_ended || !unmerged.is_empty());
-        if !workspace_work {
+        if !(task_ended && self.workspaces.is_some()) {
             // Nothing has to happen between this end and the next decision, so the end waits
             // for it (see `dispatch`).
             self.hold(changes);
             return Ok(());
         }
-        // Sub-task branches are merged, and an ended task's branch is merged and its worktree
-        // removed, before anything else is decided (a parent's resume must find the merges
-        // done), so the end is written now.
+        // An ended task's branch is merged and its worktree removed before anything else is
+        // decided (a parent's resume must find the merge done), so its end is written now.
         self.ends.push(changes);
         self.flush().await?;
-        for child in unmerged {
-            self.merge_into_parent(child).await;
-        }
-        if task_ended {
-            self.after_task_ended(task_id).await;
-        }
+        self.after_task_ended(task_id).await;
         Ok(())
     }
 
@@ -1267,6 +1264,18 @@ impl Engine {
             changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;
             self.summary.recovered += 1;
+            // Sub-tasks done while the lost execution ran waited for its end to be merged, and
+            // the engine that kept that list is gone: merge every done one again (a merge that
+            // is already in changes nothing).
+            let done: Vec<TaskId> = self
+                .snapshot
+                .children_of(execution.task_id)
+                .filter(|c| c.state == TaskState::Done)
+                .map(|c| c.id)
+                .collect();
+            for child in done {
+                self.merge_into_parent(child).await;
+            }
         }
         // Sockets of executions that no longer exist.
         if let Ok(entries) = std::fs::read_dir(&self.options.run_dir) {
