@@ -1063,9 +1063,9 @@ impl Engine {
         let Some(parent) = task.parent.and_then(|p| self.snapshot.task(p)).cloned() else {
             return;
         };
-        // A parent that has ended keeps its branch as it ended: a done task's branch never
-        // changes again, and a failed or cancelled one is a person's to look at.
-        if parent.branch.is_none() || parent.state.is_terminal() {
+        // A done task's branch never changes again. A failed or cancelled parent still gets
+        // the work, so that a person who reopens it finds it there.
+        if parent.branch.is_none() || parent.state == TaskState::Done {
             return;
         }
         if self
@@ -1084,10 +1084,19 @@ impl Engine {
             task.id, task.title, parent.id
         );
         let outcome = match manager.ensure(parent.id, None).await {
-            Ok(parent_ws) => manager
-                .merge_branch(&parent_ws, &branch, &message)
-                .await
-                .map(|o| format!("{o:?}")),
+            Ok(parent_ws) => {
+                let merged = manager
+                    .merge_branch(&parent_ws, &branch, &message)
+                    .await
+                    .map(|o| format!("{o:?}"));
+                // A parent that has ended keeps no worktree: the merge is on its branch.
+                if parent.state.is_terminal()
+                    && let Err(e) = manager.remove(&parent_ws).await
+                {
+                    tracing::warn!(task = %parent.id, "workspace kept: {e}");
+                }
+                merged
+            }
             Err(e) => Err(e),
         };
         let note = match outcome {

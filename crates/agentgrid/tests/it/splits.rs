@@ -203,7 +203,9 @@ fn a_failed_sub_task_wakes_the_parents_resume_at_once() {
 
 #[test]
 fn without_a_resume_a_failed_sub_task_fails_the_parent_at_once_with_the_reason() {
-    let splitter = "a=$(agentgrid ctl subtask create 'first part' -l leaf); agentgrid ctl subtask create 'second part' -l leaf --blocked-by $a >/dev/null";
+    // The third part is independent of the failed one; it ends only after the parent failed.
+    let splitter = "a=$(agentgrid ctl subtask create 'first part' -l leaf); agentgrid ctl subtask create 'second part' -l leaf --blocked-by $a >/dev/null; agentgrid ctl subtask create 'third part' -l late >/dev/null";
+    let late = "until agentgrid ctl status | python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)[\"parent\"][\"state\"] == \"failed\" else 1)'; do sleep 0.05; done; echo late > late.txt";
     let (leaf, leaf_yaml) = failing_leaf();
     let repo = project(&[
         (
@@ -215,6 +217,10 @@ fn without_a_resume_a_failed_sub_task_fails_the_parent_at_once_with_the_reason()
             ),
         ),
         (leaf, &leaf_yaml),
+        (
+            "late",
+            &agent("late", late, "  routing: {labels: [late]}\n"),
+        ),
     ]);
     repo.ok(&["task", "add", "Big job", "--label", "big"]);
     let mut run = Running::start(&repo);
@@ -224,9 +230,18 @@ fn without_a_resume_a_failed_sub_task_fails_the_parent_at_once_with_the_reason()
     let status = repo.ok(&["status"]);
     assert!(status.contains("sub-task #2 failed"), "{status}");
     assert!(
-        status.contains("#3 is left open"),
-        "the parent says what became of the open sibling: {status}"
+        status.contains("#3, #4 are left open"),
+        "the parent says what became of the open siblings: {status}"
     );
+    // The sibling left open ran to its end, and its work is on the failed parent's branch for
+    // whoever reopens it; no worktree is left behind.
+    assert_eq!(repo.task_state(4), "done", "{out}");
+    assert!(
+        has_file(repo.path(), "agentgrid/task-1", "late.txt"),
+        "{out}"
+    );
+    let worktrees = repo.git(&["worktree", "list"]);
+    assert_eq!(worktrees.lines().count(), 1, "{worktrees}");
 }
 
 #[test]
