@@ -952,9 +952,13 @@ impl Engine {
             usage,
             summary: summary.clone(),
         }];
-        // Sub-tasks that were done while this execution ran are merged only now, so its
-        // validators did not judge the tree the task now has.
+        // Sub-tasks that were done while this execution ran are merged only now that its
+        // processes are gone, so its validators did not judge the tree the task now has. The
+        // merges come before the task is settled, which may end it.
         let unmerged = self.unmerged.remove(&task_id).unwrap_or_default();
+        for child in &unmerged {
+            self.merge_into_parent(*child).await;
+        }
         let end = ExecutionEnd {
             kind: active.execution.kind,
             agent: active.execution.agent.clone(),
@@ -972,24 +976,17 @@ impl Engine {
                 .snapshot
                 .task(task_id)
                 .is_some_and(|t| t.state.is_terminal());
-        let workspace_work = self.workspaces.is_some() && (task_ended || !unmerged.is_empty());
-        if !workspace_work {
+        if !(task_ended && self.workspaces.is_some()) {
             // Nothing has to happen between this end and the next decision, so the end waits
             // for it (see `dispatch`).
             self.hold(changes);
             return Ok(());
         }
-        // Sub-task branches are merged, and an ended task's branch is merged and its worktree
-        // removed, before anything else is decided (a parent's resume must find the merges
-        // done), so the end is written now.
+        // An ended task's branch is merged and its worktree removed before anything else is
+        // decided (a parent's resume must find the merge done), so its end is written now.
         self.ends.push(changes);
         self.flush().await?;
-        for child in unmerged {
-            self.merge_into_parent(child).await;
-        }
-        if task_ended {
-            self.after_task_ended(task_id).await;
-        }
+        self.after_task_ended(task_id).await;
         Ok(())
     }
 
@@ -1143,9 +1140,9 @@ impl Engine {
         let Some(parent) = task.parent.and_then(|p| self.snapshot.task(p)).cloned() else {
             return;
         };
-        // A parent that has ended keeps its branch as it ended: a done task's branch never
-        // changes again, and a failed or cancelled one is a person's to look at.
-        if parent.branch.is_none() || parent.state.is_terminal() {
+        // A done task's branch never changes again. A failed or cancelled parent still gets
+        // the work, so that a person who reopens it finds it there.
+        if parent.branch.is_none() || parent.state == TaskState::Done {
             return;
         }
         if self
@@ -1165,10 +1162,19 @@ impl Engine {
         );
         let hook_sandbox = self.hook_sandbox(parent.id, &manager).await;
         let outcome = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
-            Ok(parent_ws) => manager
-                .merge_branch(&parent_ws, &branch, &message)
-                .await
-                .map(|o| format!("{o:?}")),
+            Ok(parent_ws) => {
+                let merged = manager
+                    .merge_branch(&parent_ws, &branch, &message)
+                    .await
+                    .map(|o| format!("{o:?}"));
+                // A parent that has ended keeps no worktree: the merge is on its branch.
+                if parent.state.is_terminal()
+                    && let Err(e) = manager.remove(&parent_ws, hook_sandbox.as_ref()).await
+                {
+                    tracing::warn!(task = %parent.id, "workspace kept: {e}");
+                }
+                merged
+            }
             Err(e) => Err(e),
         };
         let note = match outcome {
@@ -1345,6 +1351,18 @@ impl Engine {
             changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;
             self.summary.recovered += 1;
+            // Sub-tasks done while the lost execution ran waited for its end to be merged, and
+            // the engine that kept that list is gone: merge every done one again (a merge that
+            // is already in changes nothing).
+            let done: Vec<TaskId> = self
+                .snapshot
+                .children_of(execution.task_id)
+                .filter(|c| c.state == TaskState::Done)
+                .map(|c| c.id)
+                .collect();
+            for child in done {
+                self.merge_into_parent(child).await;
+            }
         }
         // Sockets of executions that no longer exist.
         if let Ok(entries) = std::fs::read_dir(&self.options.run_dir) {

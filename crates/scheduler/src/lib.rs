@@ -13,7 +13,11 @@
 //! The rules, in brief:
 //! - An open task is ready when every task it is blocked by is done and its backoff has passed
 //!   (a nudge skips the backoff). A waiting task is due for a resume when its sub-tasks have all
-//!   ended, when its resume timer fires, or when nudged.
+//!   ended, as soon as one failed or was cancelled, when its resume timer fires, or when nudged.
+//! - A clean exit with sub-tasks open is a split. A task is done only when every sub-task is
+//!   done and, for an agent with validators, they passed on the merged tree; a parent that no
+//!   agent resumes is closed from the evidence, or run once more by its work agent as a resume
+//!   when that agent has validators.
 //! - Ready tasks go in order of priority, then nudged first, then age.
 //! - Caps: global, per agent, per label. Guards: depth, executions per task and per tree, new
 //!   executions per minute. A capped task waits; a task past a guard fails with the reason.

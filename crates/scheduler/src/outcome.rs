@@ -93,7 +93,23 @@ pub fn after_execution(
             );
         }
         ExecutionState::Succeeded => {}
-        _ => return failure(task, end, back_to, config, now),
+        _ => {
+            // A resume woken by a failed sub-task that fails itself decided nothing, and the task
+            // cannot be done while that sub-task stands: trying it again would only fail again.
+            if end.kind == ExecutionKind::Resume
+                && let Some(reason) = unfinished_children(children)
+            {
+                let what = end.failure.clone().unwrap_or_else(|| end.state.to_string());
+                return plan(
+                    TaskState::Failed,
+                    None,
+                    task.attempts + 1,
+                    0,
+                    format!("{reason}; its resume {what}"),
+                );
+            }
+            return failure(task, end, back_to, config, now);
+        }
     }
 
     let unfinished = unfinished_children(children);

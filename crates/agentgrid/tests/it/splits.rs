@@ -147,7 +147,8 @@ fn waiting_for_a_sub_task_to_fail_is_not_a_split_and_the_validators_still_judge(
 fn a_failed_sub_task_wakes_the_parents_resume_at_once() {
     // The parent splits into a part that fails and a part that waits for it. The resume timer is
     // ten minutes; the resume must come within seconds of the failure.
-    let planner = "if [ \"$AGENTGRID_EXECUTION_KIND\" = work ]; then a=$(agentgrid ctl subtask create 'first part' -l leaf); agentgrid ctl subtask create 'second part' -l leaf --blocked-by $a >/dev/null; else agentgrid ctl comment 'resume saw the failure'; fi";
+    // The resume holds on until the test has looked at `status`, then lets go.
+    let planner = "if [ \"$AGENTGRID_EXECUTION_KIND\" = work ]; then a=$(agentgrid ctl subtask create 'first part' -l leaf); agentgrid ctl subtask create 'second part' -l leaf --blocked-by $a >/dev/null; else agentgrid ctl comment 'resume saw the failure'; until [ -e release ]; do sleep 0.05; done; rm release; fi";
     let (leaf, leaf_yaml) = failing_leaf();
     let repo = project(&[
         (
@@ -164,10 +165,22 @@ fn a_failed_sub_task_wakes_the_parents_resume_at_once() {
         || {
             executions(&repo, 1)
                 .iter()
-                .any(|e| e["kind"] == "resume" && e["state"] == "succeeded")
+                .any(|e| e["kind"] == "resume" && e["state"] == "running")
         },
     );
+    let status = repo.ok(&["status"]);
+    assert!(
+        status.contains("resume") && status.contains("resumed at once: sub-task #2 failed"),
+        "status says why the parent runs: {status}"
+    );
+    std::fs::write(repo.path().join(".agentgrid/workspaces/task-1/release"), "").unwrap();
     let out = run.finish(Duration::from_secs(30), "the run to end");
+    assert!(
+        executions(&repo, 1)
+            .iter()
+            .any(|e| e["kind"] == "resume" && e["state"] == "succeeded"),
+        "{out}"
+    );
     assert_eq!(repo.task_state(2), "failed");
     assert!(
         out.contains("#1 resumed at once: sub-task #2 failed"),
@@ -190,7 +203,9 @@ fn a_failed_sub_task_wakes_the_parents_resume_at_once() {
 
 #[test]
 fn without_a_resume_a_failed_sub_task_fails_the_parent_at_once_with_the_reason() {
-    let splitter = "a=$(agentgrid ctl subtask create 'first part' -l leaf); agentgrid ctl subtask create 'second part' -l leaf --blocked-by $a >/dev/null";
+    // The third part is independent of the failed one; it ends only after the parent failed.
+    let splitter = "a=$(agentgrid ctl subtask create 'first part' -l leaf); agentgrid ctl subtask create 'second part' -l leaf --blocked-by $a >/dev/null; agentgrid ctl subtask create 'third part' -l late >/dev/null";
+    let late = "until agentgrid ctl status | python3 -c 'import json, sys; sys.exit(0 if json.load(sys.stdin)[\"parent\"][\"state\"] == \"failed\" else 1)'; do sleep 0.05; done; echo late > late.txt";
     let (leaf, leaf_yaml) = failing_leaf();
     let repo = project(&[
         (
@@ -202,6 +217,10 @@ fn without_a_resume_a_failed_sub_task_fails_the_parent_at_once_with_the_reason()
             ),
         ),
         (leaf, &leaf_yaml),
+        (
+            "late",
+            &agent("late", late, "  routing: {labels: [late]}\n"),
+        ),
     ]);
     repo.ok(&["task", "add", "Big job", "--label", "big"]);
     let mut run = Running::start(&repo);
@@ -211,9 +230,18 @@ fn without_a_resume_a_failed_sub_task_fails_the_parent_at_once_with_the_reason()
     let status = repo.ok(&["status"]);
     assert!(status.contains("sub-task #2 failed"), "{status}");
     assert!(
-        status.contains("#3 is left open"),
-        "the parent says what became of the open sibling: {status}"
+        status.contains("#3, #4 are left open"),
+        "the parent says what became of the open siblings: {status}"
     );
+    // The sibling left open ran to its end, and its work is on the failed parent's branch for
+    // whoever reopens it; no worktree is left behind.
+    assert_eq!(repo.task_state(4), "done", "{out}");
+    assert!(
+        has_file(repo.path(), "agentgrid/task-1", "late.txt"),
+        "{out}"
+    );
+    let worktrees = repo.git(&["worktree", "list"]);
+    assert_eq!(worktrees.lines().count(), 1, "{worktrees}");
 }
 
 #[test]
@@ -281,4 +309,51 @@ fn a_parent_whose_validator_fails_on_the_merged_tree_is_not_done() {
     let out = run.finish(Duration::from_secs(60), "the run to end");
     assert_eq!(passing.task_state(1), "done", "{out}");
     assert!(has_file(passing.path(), "agentgrid/task-1", "part.txt"));
+}
+
+#[test]
+fn waiting_for_sub_tasks_that_are_done_gives_a_done_parent_with_their_work_merged() {
+    // The agent waits for its sub-task to be done before it exits: no split. Its validators
+    // judge its own work at the exit; the sub-task's work is merged only then, so with
+    // validators a resume judges the merged tree as well. Without validators the clean exit is
+    // the evidence, and the merge still lands before the parent ends.
+    let waiter = "if [ \"$AGENTGRID_EXECUTION_KIND\" = work ]; then echo mine > own.txt; agentgrid ctl subtask create 'the part' -l part >/dev/null && sh scripts/wait-for-children.sh; fi";
+    let part = (
+        "part",
+        agent(
+            "part",
+            "echo ok > part.txt",
+            "  routing: {labels: [part]}\n",
+        ),
+    );
+    for validators in [
+        "  validation:\n    validators:\n      - {name: whole, run: \"test -f own.txt\"}\n",
+        "",
+    ] {
+        let spec = format!(
+            "  routing: {{labels: [root]}}\n  limits: {{max_iterations: 1, max_attempts: 1}}\n{validators}"
+        );
+        let repo = project(&[
+            ("waiter", &agent("waiter", waiter, &spec)),
+            (part.0, &part.1),
+        ]);
+        repo.ok(&["task", "add", "Wait for a part", "--label", "root"]);
+        let mut run = Running::start(&repo);
+        let out = run.finish(Duration::from_secs(60), "the run to end");
+        assert_eq!(repo.task_state(1), "done", "{out}");
+        assert!(
+            has_file(repo.path(), "agentgrid/task-1", "part.txt"),
+            "the sub-task's work is on the parent's branch: {out}"
+        );
+        let kinds: Vec<String> = executions(&repo, 1)
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_string())
+            .collect();
+        let expected: &[&str] = if validators.is_empty() {
+            &["work"]
+        } else {
+            &["work", "resume"]
+        };
+        assert_eq!(kinds, expected, "{out}");
+    }
 }

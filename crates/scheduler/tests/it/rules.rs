@@ -650,6 +650,17 @@ fn a_resume_that_leaves_a_failed_sub_task_standing_fails_the_parent() {
         plan.reason
     );
     assert!(plan.reason.contains("#3 is left open"), "{}", plan.reason);
+    // A resume that fails itself decided nothing, and trying again cannot help.
+    let mut crashed = end(ExecutionKind::Resume, ExecutionState::Failed);
+    crashed.failure = Some("agent exited with status 1".into());
+    let plan = after_execution(&parent, &[&failed, &open], &crashed, &c, T0);
+    assert_eq!(plan.to, TaskState::Failed);
+    assert!(
+        plan.reason
+            .ends_with("its resume agent exited with status 1"),
+        "{}",
+        plan.reason
+    );
     // A block asks a person instead.
     let mut block = end(ExecutionKind::Resume, ExecutionState::Succeeded);
     block.blocked = Some("reopen #2 or cancel me".into());
