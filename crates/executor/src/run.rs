@@ -339,6 +339,9 @@ async fn execute(
     let mut usage = Usage::default();
     let mut exit_code = None;
     let mut end = (ExecutionState::Failed, Some("no iteration ran".to_string()));
+    // The last failed validation: its reason and what identifies the failure, so that an
+    // execution that makes no progress stops instead of burning its remaining iterations.
+    let mut last_failure: Option<(String, String)> = None;
     for iteration in 1..=max_iterations {
         context.iteration = iteration;
         let prompt = manifest::render_prompt(&agent.prompt, &context)
@@ -408,17 +411,21 @@ async fn execute(
             signal: exit.signal,
         });
 
+        let mut changed = false;
         if let Some((manager, w)) = &ws {
             let message = format!(
                 "agentgrid: task #{} execution #{id} iteration {iteration}",
                 job.task
             );
             match manager.commit_all(w, &message).await {
-                Ok(Some(commit)) => send(Update::Committed {
-                    id,
-                    branch: w.branch.clone(),
-                    commit,
-                }),
+                Ok(Some(commit)) => {
+                    changed = true;
+                    send(Update::Committed {
+                        id,
+                        branch: w.branch.clone(),
+                        commit,
+                    })
+                }
                 Ok(None) => {}
                 Err(e) => return Err(fail("committing the agent's work", &e)),
             }
@@ -474,6 +481,20 @@ async fn execute(
             end = (ExecutionState::Succeeded, Some(summary));
             break;
         }
+        if ws.is_some()
+            && !changed
+            && iteration < max_iterations
+            && let Some((reason, _)) = &last_failure
+        {
+            // The validators would judge the very tree they failed.
+            end = (
+                ExecutionState::Failed,
+                Some(format!(
+                    "no progress: iteration {iteration} changed nothing after validation failed ({reason})"
+                )),
+            );
+            break;
+        }
         send(Update::Validating { id, iteration });
         // What the validators leave (caches, coverage data, reports) is not the agent's work:
         // everything that appears in the worktree while they run is removed afterwards, so
@@ -526,6 +547,22 @@ async fn execute(
             );
             break;
         }
+        let reason = validation
+            .reason
+            .clone()
+            .unwrap_or_else(|| "no reason given".into());
+        let signature = validation.failure_signature();
+        if last_failure.as_ref().is_some_and(|(_, s)| *s == signature) {
+            end = (
+                ExecutionState::Failed,
+                Some(format!(
+                    "no progress: iterations {} and {iteration} failed validation the same way ({reason})",
+                    iteration - 1
+                )),
+            );
+            break;
+        }
+        last_failure = Some((reason, signature));
         context.feedback = Some(validation.feedback());
         send(Update::NextIteration { id });
     }

@@ -89,6 +89,32 @@ impl Validation {
     }
 }
 
+impl Validation {
+    /// What identifies how this validation failed: each failing validator's name, reason,
+    /// counts and output with its digits left out (durations, addresses and process ids change
+    /// from run to run; the failing tests and their messages do not).
+    pub fn failure_signature(&self) -> String {
+        let mut signature = String::new();
+        for r in self
+            .verdicts
+            .iter()
+            .map(|v| &v.result)
+            .filter(|r| !r.passed)
+        {
+            let tail: String = r
+                .output_tail
+                .chars()
+                .filter(|c| !c.is_ascii_digit())
+                .collect();
+            signature.push_str(&format!(
+                "{}\0{:?}\0{:?}\0{tail}\0",
+                r.name, r.reason, r.counts
+            ));
+        }
+        signature
+    }
+}
+
 /// What a validator's process did, as the rules see it.
 #[derive(Debug, Clone, Default)]
 pub struct RunFacts {
@@ -643,6 +669,23 @@ mod tests {
             "{feedback}"
         );
         assert!(!feedback.contains("lint"));
+    }
+
+    #[test]
+    fn the_same_failure_has_the_same_signature_whatever_the_timings() {
+        let failing = |tail: &str| {
+            let mut v = verdict("tests", 0.0, false, false);
+            v.result.output_tail = tail.into();
+            weigh(vec![v], 1.0)
+        };
+        assert_eq!(
+            failing("FAIL test_a in 0.13s pid 4121").failure_signature(),
+            failing("FAIL test_a in 0.27s pid 977").failure_signature()
+        );
+        assert_ne!(
+            failing("FAIL test_a").failure_signature(),
+            failing("FAIL test_b").failure_signature()
+        );
     }
 
     #[test]

@@ -117,7 +117,11 @@ fn progress_line(event: &Event) -> Option<String> {
         } => {
             let mut line = format!(
                 "  execution {id} iteration {iteration}: validation {} (score {score:.2})",
-                if *passed { "passed" } else { "failed" }
+                if *passed {
+                    "passed"
+                } else {
+                    "failed, feeding back"
+                }
             );
             for r in results.iter().filter(|r| !r.passed) {
                 line.push_str(&format!(

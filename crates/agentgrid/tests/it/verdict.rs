@@ -267,7 +267,7 @@ fn what_validators_leave_behind_is_never_committed() {
     let code = "def answer():\n    return ANSWER\n";
     let test = "import unittest\nfrom app import answer\n\nclass T(unittest.TestCase):\n    def test_answer(self):\n        self.assertEqual(answer(), 42)\n";
     let script = format!(
-        "{}{}if [ \"$AGENTGRID_ITERATION\" = 1 ]; then sed -i 's/ANSWER/41/' app.py; else sed -i 's/ANSWER/42/' app.py; fi",
+        "{}{}if [ \"$AGENTGRID_ITERATION\" = 1 ]; then sed -i 's/ANSWER/41/' app.py; else sed -i 's/ANSWER/6 * 7/' app.py; fi",
         write("app.py", code),
         write("test_app.py", test)
     );
@@ -298,4 +298,55 @@ fn what_validators_leave_behind_is_never_committed() {
     let out = repo.run(&["run"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(repo.git(&["rev-parse", "agentgrid/task-1"]), head);
+}
+
+/// The first execution's iteration count and summary.
+fn first_execution(repo: &Repo) -> (u64, String) {
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    let exec = &show["executions"][0];
+    (
+        exec["iteration"].as_u64().unwrap(),
+        exec["summary"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn the_same_failure_twice_in_a_row_stops_the_execution() {
+    // The agent changes a file every time but never the code the test judges.
+    let script = format!(
+        "{}echo \"attempt $AGENTGRID_ITERATION\" >> notes.txt",
+        write("tests/test_app.py", ERRORING_UNITTEST)
+    );
+    let repo = judged(
+        &script,
+        5,
+        "      - name: tests\n        run: \"python3 -m unittest discover -s tests\"\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let (iterations, summary) = first_execution(&repo);
+    assert_eq!(iterations, 2, "{summary}");
+    assert!(
+        summary.starts_with("no progress: iterations 1 and 2 failed validation the same way"),
+        "{summary}"
+    );
+}
+
+#[test]
+fn an_iteration_that_changes_nothing_stops_the_execution() {
+    // The agent writes its answer once and then does nothing; the validator's output differs
+    // every run, so only the unchanged tree shows that nothing moved.
+    let repo = judged(
+        "test -f answer || echo 41 > answer",
+        5,
+        "      - name: answer\n        run: \"head -c 24 /dev/urandom | base64; test $(cat answer) = 42\"\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let (iterations, summary) = first_execution(&repo);
+    assert_eq!(iterations, 2, "{summary}");
+    assert!(
+        summary.starts_with("no progress: iteration 2 changed nothing after validation failed"),
+        "{summary}"
+    );
 }
