@@ -87,8 +87,10 @@ pub enum Command {
     /// Show what this host supports for sandboxed executions, and try one.
     ///
     /// Lists each isolation mechanism (namespaces, Landlock, seccomp, cgroups) as available or
-    /// missing and why, which sandbox profiles can run here, and runs `true` in the default
-    /// sandbox. Exits 1 when the default profile cannot run.
+    /// missing and why, which sandbox profiles can run here and which mechanism keeps host
+    /// Unix sockets out of reach, and runs the sandbox's self-test in the default sandbox
+    /// (home and state hidden, no host socket, no IP socket, private /proc, the agent's uid).
+    /// Exits 1 when the default profile cannot run or the boundary leaks.
     Doctor {
         #[arg(long)]
         json: bool,

@@ -44,6 +44,10 @@ fn main() -> ExitCode {
     if launch::sandbox::is_helper_invocation() {
         launch::sandbox::helper_main();
     }
+    // The inside half of the sandbox's self-test (see `agentgrid doctor`).
+    if launch::sandbox::is_selftest_invocation() {
+        launch::sandbox::selftest_main();
+    }
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -17,7 +17,9 @@
 //! - [`probe`] / [`host_support`] find out what the host supports ([`HostSupport`], one
 //!   [`MechanismSupport`] per [`Mechanism`]); [`check`] refuses a spec the host cannot honour,
 //!   naming each missing mechanism and the manifest setting that opts out of it knowingly.
-//! - [`GitMetadata`] finds a worktree's git directories and what a commit from inside writes.
+//! - [`GitMetadata`] names a worktree's git directories (the engine knows them; the sandbox
+//!   never reads the workspace's `.git` file) and what a commit from inside writes.
+//! - [`SelfTest`] and [`selftest_main`]: the boundary checking itself from inside a sandbox.
 //!
 //! The key design decision: isolation is applied by re-executing the agentgrid binary as a
 //! small helper (`agentgrid __sandbox`), never on the engine's own threads. The helper starts
@@ -52,6 +54,7 @@ mod error;
 pub mod git;
 pub mod helper;
 mod probe;
+pub mod selftest;
 mod spec;
 mod sys;
 mod view;
@@ -62,8 +65,11 @@ pub use git::GitMetadata;
 pub use helper::{CANNOT_EXECUTE, NOT_FOUND, SETUP_FAILED, helper_main, is_helper_invocation};
 pub use probe::{
     HostSupport, Mechanism, MechanismSupport, Missing, check, host_support, probe, requirements,
+    sockets_in_system_trees, unix_socket_defence,
 };
+pub use selftest::{SELFTEST_ARG, SelfTest, is_selftest_invocation, selftest_main};
 pub use spec::{
     FilesystemMode, GatewayRelay, HELPER_ARG, HelperCommand, Invocation, Limits, NetworkMode,
     SPEC_VAR, SandboxSpec, helper_command,
 };
+pub use view::SYSTEM;

@@ -284,6 +284,62 @@ fn cgroup_support(controller: Controller) -> Result<String, String> {
     Ok(format!("{version}, under {}", location.dir.display()))
 }
 
+/// The first Landlock ABI that can refuse `connect` on a pathname Unix socket.
+const LANDLOCK_UNIX_SOCKETS_ABI: u32 = 9;
+
+/// Which mechanism keeps the host's pathname Unix sockets out of a sandbox's reach on this
+/// host, in words for `doctor` and `run`.
+pub fn unix_socket_defence(support: &HostSupport) -> String {
+    let view = format!(
+        "the allow-list view shows only the system trees ({}) and the paths the engine names, \
+         so sockets elsewhere (/run, /tmp, homes, projects) are absent",
+        crate::view::SYSTEM.join(", ")
+    );
+    match support.landlock_abi {
+        Some(abi) if abi >= LANDLOCK_UNIX_SOCKETS_ABI => {
+            format!("Landlock ABI {abi} refuses connect outside the exposed paths, and {view}")
+        }
+        Some(abi) => format!(
+            "Landlock ABI {abi} cannot refuse connect on pathname sockets (that needs ABI \
+             {LANDLOCK_UNIX_SOCKETS_ABI}); {view}"
+        ),
+        None => format!("without Landlock, {view}"),
+    }
+}
+
+/// Unix sockets inside the system trees every sandbox shows (which only Landlock ABI 9 could
+/// keep out of reach), at most `limit` of them. `/sys` holds none and is not walked.
+pub fn sockets_in_system_trees(limit: usize) -> Vec<std::path::PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut found = Vec::new();
+    let mut stack: Vec<std::path::PathBuf> = crate::view::system_trees()
+        .into_iter()
+        .filter_map(|t| match t {
+            crate::view::System::Dir(path) if path != std::path::Path::new("/sys") => Some(path),
+            _ => None,
+        })
+        .collect();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_socket() {
+                found.push(entry.path());
+                if found.len() >= limit {
+                    return found;
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The mechanisms `spec` needs, each with the setting that opts out of it.
 pub fn requirements(spec: &SandboxSpec) -> Vec<(Mechanism, &'static str)> {
     const NO_NAMESPACES: &str = "set `sandbox.filesystem: none` and `sandbox.network: host` in \

@@ -130,7 +130,7 @@ fn enclosing(path: &Path, regions: &[(PathBuf, Region)]) -> Option<Region> {
 }
 
 /// The [`SYSTEM`] trees of this host.
-pub(crate) fn system_trees() -> Vec<System> {
+pub fn system_trees() -> Vec<System> {
     let mut trees = Vec::new();
     for name in SYSTEM {
         let path = Path::new(name);

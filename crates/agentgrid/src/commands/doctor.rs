@@ -1,7 +1,5 @@
-//! `agentgrid doctor`: what this host offers for sandboxed executions, and a sandboxed run of
-//! `true` to prove it works end to end.
-
-use std::time::{Duration, Instant};
+//! `agentgrid doctor`: what this host offers for sandboxed executions, and the boundary's
+//! self-test (see [`super::boundary`]) to prove the isolation holds end to end.
 
 use launch::sandbox::{self, FilesystemMode, HostSupport, Mechanism, NetworkMode, SandboxSpec};
 use serde::Serialize;
@@ -19,6 +17,17 @@ struct Profile {
 struct SmokeTest {
     ok: bool,
     detail: String,
+    /// What the self-test found, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boundary: Option<super::boundary::Boundary>,
+}
+
+/// Pathname Unix sockets the host keeps in a tree every sandbox shows.
+#[derive(Debug, Serialize)]
+struct Sockets {
+    ok: bool,
+    mechanism: String,
+    visible: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -26,6 +35,7 @@ struct Report<'a> {
     #[serde(flatten)]
     support: &'a HostSupport,
     profiles: Vec<Profile>,
+    unix_sockets: Sockets,
     smoke_test: SmokeTest,
 }
 
@@ -38,12 +48,20 @@ pub async fn doctor(json: bool) -> anyhow::Result<u8> {
         SmokeTest {
             ok: false,
             detail: "not tried: the default profile cannot run here".into(),
+            boundary: None,
         }
     };
-    let healthy = profiles[0].ok && smoke_test.ok;
+    let visible = sandbox::sockets_in_system_trees(20);
+    let unix_sockets = Sockets {
+        ok: visible.is_empty() || support.landlock_abi.is_some_and(|abi| abi >= 9),
+        mechanism: sandbox::unix_socket_defence(&support),
+        visible,
+    };
+    let healthy = profiles[0].ok && smoke_test.ok && unix_sockets.ok;
     let report = Report {
         support: &support,
         profiles,
+        unix_sockets,
         smoke_test,
     };
     if json {
@@ -86,40 +104,35 @@ fn profiles(support: &HostSupport) -> Vec<Profile> {
     ]
 }
 
-/// Runs `true` in the default sandbox around a fresh temporary directory.
+/// Runs the boundary's self-test in the default sandbox, with its bait under the current
+/// directory (a place no sandbox hides by name), or the temporary directory.
 async fn smoke_test() -> SmokeTest {
-    let dir = std::env::temp_dir().join(format!("agentgrid-doctor-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return SmokeTest {
-            ok: false,
-            detail: format!("cannot create {}: {e}", dir.display()),
-        };
-    }
-    let mut spec = SandboxSpec::new(&dir);
-    spec.limits.wall_time = Some(domain::Duration::from_secs(20));
-    let started = Instant::now();
-    let result = launch::run(
-        launch::LaunchSpec::new("true", &dir).with_sandbox(spec),
-        Duration::from_secs(30),
-        16 * 1024,
-    )
-    .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    match result {
-        Ok(out) if out.success() => SmokeTest {
-            ok: true,
-            detail: format!(
-                "a sandboxed `true` ran in {} ms",
-                started.elapsed().as_millis()
-            ),
-        },
-        Ok(out) => SmokeTest {
-            ok: false,
-            detail: format!("a sandboxed `true` {}: {}", out.describe(), out.combined()),
+    let base = std::env::current_dir()
+        .ok()
+        .filter(|d| {
+            let probe = d.join(format!(".agentgrid-doctor-{}", std::process::id()));
+            let writable = std::fs::create_dir(&probe).is_ok();
+            let _ = std::fs::remove_dir(&probe);
+            writable
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    match super::boundary::self_test(&base).await {
+        Ok(boundary) => SmokeTest {
+            ok: boundary.holds(),
+            detail: if boundary.holds() {
+                format!(
+                    "the sandbox's self-test held every check in {} ms",
+                    boundary.elapsed_ms
+                )
+            } else {
+                format!("the sandbox boundary leaks:\n{}", boundary.leaks())
+            },
+            boundary: Some(boundary),
         },
         Err(e) => SmokeTest {
             ok: false,
-            detail: e.to_string(),
+            detail: e,
+            boundary: None,
         },
     }
 }
@@ -153,11 +166,36 @@ fn print_report(report: &Report) {
         }
     }
     println!();
+    let sockets = &report.unix_sockets;
+    println!("Unix sockets: {} {}", mark(sockets.ok), sockets.mechanism);
+    if sockets.visible.is_empty() {
+        println!("      no socket lies inside the system trees (all of them walked)");
+    } else {
+        println!("      sockets inside the system trees, visible in every sandbox:");
+        for path in &sockets.visible {
+            println!("        {}", path.display());
+        }
+    }
+    println!();
     println!(
         "End to end: {} {}",
         mark(report.smoke_test.ok),
         report.smoke_test.detail
     );
+    if let Some(boundary) = &report.smoke_test.boundary {
+        for check in &boundary.checks {
+            println!("  {} {}: {}", mark(check.ok), check.name, check.detail);
+        }
+        match boundary.uid {
+            Some(0) => println!(
+                "  ! the agent runs as uid 0 of its user namespace, mapped to the engine's \
+                 own uid: files in the system trees that only that uid may read are readable \
+                 to it"
+            ),
+            Some(uid) => println!("  the agent runs as uid {uid}, mapped to the engine's own uid"),
+            None => println!("  ! the self-test did not say which uid it ran as"),
+        }
+    }
     if !report.support.available(Mechanism::MemoryCgroup)
         || !report.support.available(Mechanism::PidsCgroup)
     {

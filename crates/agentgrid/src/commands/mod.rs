@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+mod boundary;
 mod ctl;
 mod demo;
 mod doctor;

@@ -38,6 +38,7 @@ pub async fn run_engine(
     }
     let setup = engine::setup_from_project(&manifests, &project.root)?;
     let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;
+    check_boundary(project, &setup, progress).await?;
     let store = project.store().await?;
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let printer = tokio::spawn(async move {
@@ -61,6 +62,56 @@ pub async fn run_engine(
     let summary = engine.run(shutdown_signal()).await?;
     let _ = printer.await;
     Ok(summary)
+}
+
+/// Before any agent runs in a sandbox: the boundary's self-test, once. A boundary that leaks,
+/// or that cannot be tested, refuses the run; a host that cannot build the default sandbox at
+/// all is left to each execution, which is refused with the setting that opts out knowingly.
+async fn check_boundary(
+    project: &Project,
+    setup: &engine::Setup,
+    progress: bool,
+) -> anyhow::Result<()> {
+    use launch::sandbox;
+    let sandboxed = setup
+        .agents
+        .values()
+        .any(|a| a.sandbox.enabled && a.sandbox.filesystem != manifest::FilesystemMode::None);
+    if !sandboxed
+        || sandbox::check(
+            &sandbox::SandboxSpec::new(&project.state_dir),
+            sandbox::host_support(),
+        )
+        .is_err()
+    {
+        return Ok(());
+    }
+    let boundary = super::boundary::self_test(&project.state_dir)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the sandbox's self-test could not run, so no sandboxed agent runs: {e}\n\
+                 `agentgrid doctor` shows what this host supports"
+            )
+        })?;
+    if !boundary.holds() {
+        return Err(anyhow::anyhow!(
+            "the sandbox boundary leaks on this host, so no sandboxed agent runs:\n{}\n\
+             `agentgrid doctor` shows the details",
+            boundary.leaks()
+        ));
+    }
+    if progress {
+        eprintln!(
+            "sandbox: self-test held ({} checks, agent uid {}); unix sockets: {}",
+            boundary.checks.len(),
+            boundary
+                .uid
+                .map_or_else(|| "unknown".to_string(), |u| u.to_string()),
+            boundary.unix_sockets
+        );
+    }
+    Ok(())
 }
 
 /// Resolves on the first SIGINT or SIGTERM.

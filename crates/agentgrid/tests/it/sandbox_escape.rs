@@ -345,3 +345,43 @@ fn a_sandboxed_agent_dies_with_a_killed_engine() {
         "the agent outlived the engine: pids {left:?}"
     );
 }
+
+#[test]
+fn doctor_proves_the_boundary_and_names_the_socket_defence() {
+    let dir = outside_tmp();
+    let out = command(bin())
+        .args(["doctor", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checks = report["smoke_test"]["boundary"]["checks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the self-test ran: {report}"));
+    let names: Vec<&str> = checks.iter().filter_map(|c| c["name"].as_str()).collect();
+    for name in [
+        "home-hidden",
+        "state-hidden",
+        "host-socket",
+        "no-ip-socket",
+        "private-proc",
+    ] {
+        assert!(names.contains(&name), "{name} was checked: {report}");
+    }
+    assert!(
+        checks.iter().all(|c| c["ok"] == true),
+        "the boundary held: {report}"
+    );
+    assert!(report["smoke_test"]["boundary"]["uid"].is_u64(), "{report}");
+    let mechanism = report["unix_sockets"]["mechanism"].as_str().unwrap();
+    assert!(
+        mechanism.contains("allow-list view") && mechanism.contains("Landlock"),
+        "{mechanism}"
+    );
+    assert!(out.status.success(), "{report}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "the self-test leaves nothing behind"
+    );
+}
