@@ -371,7 +371,9 @@ fn hook_attack(marks: &Path, hook: &str) -> Repo {
         outside_tmp(),
         "cp payload/fmt.sh fmt.sh; echo work > work.txt",
         &payload,
-        &format!("  workspace: {{hooks: {{after_run: {hook}}}}}\n"),
+        &format!(
+            "  workspace: {{hooks: {{after_create: \"echo created > created.txt\", after_run: {hook}}}}}\n"
+        ),
     )
 }
 
@@ -399,6 +401,11 @@ fn a_hook_runs_the_agents_code_in_the_sandbox_without_the_token() {
         std::fs::read_to_string(ws.join("token.txt")).unwrap(),
         "",
         "a hook gets no execution token"
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:created.txt"]).trim(),
+        "created",
+        "after_create ran in the sandbox before the agent"
     );
     let status = repo.ok(&["status"]);
     assert!(!status.contains("hook runs on the host"), "{status}");
