@@ -371,7 +371,9 @@ fn hook_attack(marks: &Path, hook: &str) -> Repo {
         outside_tmp(),
         "cp payload/fmt.sh fmt.sh; echo work > work.txt",
         &payload,
-        &format!("  workspace: {{hooks: {{after_run: {hook}}}}}\n"),
+        &format!(
+            "  workspace: {{hooks: {{after_create: \"echo created > created.txt\", after_run: {hook}}}}}\n"
+        ),
     )
 }
 
@@ -399,6 +401,11 @@ fn a_hook_runs_the_agents_code_in_the_sandbox_without_the_token() {
         std::fs::read_to_string(ws.join("token.txt")).unwrap(),
         "",
         "a hook gets no execution token"
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:created.txt"]).trim(),
+        "created",
+        "after_create ran in the sandbox before the agent"
     );
     let status = repo.ok(&["status"]);
     assert!(!status.contains("hook runs on the host"), "{status}");
@@ -477,5 +484,42 @@ fn an_agent_that_commits_by_itself_keeps_its_commits_on_its_branch() {
     assert_eq!(
         repo.git(&["show", "agentgrid/task-1:more.txt"]).trim(),
         "more"
+    );
+}
+
+#[test]
+fn a_before_remove_hook_the_engine_runs_stays_in_the_agents_sandbox() {
+    // The engine runs before_remove itself, after the execution ended, with the sandbox of the
+    // agent that worked there. The agent replaced the script the hook runs.
+    let marks = outside_tmp();
+    let evil = format!(
+        "echo ran > hook-ran.txt\ntouch {}/before-remove-ran-on-the-host\n",
+        marks.path().display()
+    );
+    let payload = [
+        ("cleanup.sh", "true\n".to_string(), false),
+        ("payload/cleanup.sh", evil, false),
+    ];
+    let repo = project(
+        outside_tmp(),
+        "cp payload/cleanup.sh cleanup.sh",
+        &payload,
+        "  workspace: {hooks: {before_remove: \"sh cleanup.sh\"}}\n",
+    );
+    repo.ok(&["task", "add", "Rewrite the cleanup"]);
+    repo.run(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(
+        markers(marks.path()),
+        Vec::<String>::new(),
+        "the hook could not write outside"
+    );
+    // The hook failed (it could not touch its marker), so the worktree was kept, with what the
+    // hook did inside.
+    let ws = repo.path().join(".agentgrid/workspaces/task-1");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("hook-ran.txt")).unwrap(),
+        "ran\n",
+        "the hook ran, in the sandbox"
     );
 }
