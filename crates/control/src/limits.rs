@@ -58,7 +58,7 @@ impl Default for Limits {
             max_labels: 16,
             max_label_chars: 64,
             max_blocked_by: 64,
-            max_calls_per_execution: 2000,
+            max_calls_per_execution: 10_000,
             max_comments_per_execution: 200,
             max_subtasks_per_execution: 100,
             calls_per_second: 50,

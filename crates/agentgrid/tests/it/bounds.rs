@@ -394,3 +394,53 @@ fn oversized_forged_and_endless_control_calls_are_refused_and_store_nothing() {
         "no oversized comment was stored"
     );
 }
+
+#[test]
+fn an_engine_told_to_stop_while_its_agent_floods_its_output_stops_promptly() {
+    let repo = project(
+        &[(
+            "babbler",
+            &agent(
+                "babbler",
+                "echo started > started; exec yes 'still talking'",
+                &format!(
+                    "  routing: {{labels: [talk]}}\n  limits: {{max_attempts: 1, timeout: 10m}}\n{SANDBOX}"
+                ),
+            ),
+        )],
+        &[],
+    );
+    let errors = tempfile::NamedTempFile::new().unwrap();
+    let mut engine = Engine(
+        repo.cmd(&["run", "--forever"])
+            .stdout(Stdio::null())
+            .stderr(errors.reopen().unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    repo.ok(&["task", "add", "Babble", "--label", "talk"]);
+    wait_for(Duration::from_secs(30), "the agent to start", || {
+        workspace(&repo, 1).join("started").exists()
+    });
+    // Up to the log cap, so that the flood is in full swing.
+    wait_for(Duration::from_secs(60), "the log to fill", || {
+        std::fs::metadata(repo.path().join(".agentgrid/logs/1.log"))
+            .is_ok_and(|m| m.len() >= 15 << 20)
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let stopped = Instant::now();
+    wait_for(Duration::from_secs(20), "the engine to stop", || {
+        engine.0.try_wait().unwrap().is_some()
+    });
+    assert!(
+        stopped.elapsed() < Duration::from_secs(10),
+        "stopping took {:?}",
+        stopped.elapsed()
+    );
+    let errors = std::fs::read_to_string(errors.path()).unwrap();
+    assert!(errors.contains("stopping:"), "{errors}");
+}
