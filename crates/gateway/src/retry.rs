@@ -11,6 +11,20 @@ pub(crate) fn retryable(status: u16) -> bool {
     matches!(status, 429 | 503 | 529)
 }
 
+/// Whether an error body says the account's quota or credit is used up (OpenAI's
+/// `insufficient_quota` 429, Anthropic's `billing_error`): no wait makes that pass, so it is
+/// never retried.
+pub(crate) fn is_quota(body: &[u8]) -> bool {
+    const CODES: [&[u8]; 3] = [
+        b"insufficient_quota",
+        b"billing_hard_limit_reached",
+        b"billing_error",
+    ];
+    CODES
+        .iter()
+        .any(|code| body.windows(code.len()).any(|w| w == *code))
+}
+
 /// The wait before the attempt after `attempt` (from 1): what the provider asked for in
 /// `retry-after-ms` or `retry-after` (seconds), else exponential backoff from the policy's
 /// initial delay; never longer than the policy's maximum.
@@ -38,6 +52,19 @@ fn header_ms(headers: &HeaderMap, name: &str, scale: f64) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
+
+    #[test]
+    fn quota_errors_are_told_from_rate_limits() {
+        assert!(super::is_quota(
+            br#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#
+        ));
+        assert!(super::is_quota(
+            br#"{"type":"error","error":{"type":"billing_error"}}"#
+        ));
+        assert!(!super::is_quota(
+            br#"{"error":{"type":"requests","code":"rate_limit_exceeded"}}"#
+        ));
+    }
 
     use super::*;
 

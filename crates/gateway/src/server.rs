@@ -1018,6 +1018,23 @@ async fn forward(
             return Ok(response);
         }
         let delay = retry::delay(response.headers(), attempt, &shared.retry);
+        // Reading the short error body tells a used-up quota from a passing limit, and lets
+        // the connection go back to the pool.
+        let status_code = response.status();
+        let response_headers = response.headers().clone();
+        let error_body = response.bytes().await.unwrap_or_default();
+        if retry::is_quota(&error_body) {
+            tracing::warn!(
+                execution = %identity.execution,
+                model = alias,
+                status,
+                "the provider says the account's quota or credit is used up; not retrying"
+            );
+            let mut again = axum::http::Response::new(error_body);
+            *again.status_mut() = status_code;
+            *again.headers_mut() = response_headers;
+            return Ok(reqwest::Response::from(again));
+        }
         shared.notify(Notice::Waiting(Waiting {
             execution: identity.execution,
             model: alias.to_owned(),
@@ -1033,8 +1050,6 @@ async fn forward(
             delay = %delay,
             "the provider is busy; waiting before retrying"
         );
-        // Reading the short error body lets the connection go back to the pool.
-        let _ = response.bytes().await;
         tokio::time::sleep(delay.as_std()).await;
         attempt += 1;
     }

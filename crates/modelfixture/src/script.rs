@@ -49,6 +49,11 @@ pub struct Step {
     /// With an error status: send only `retry-after`, in whole seconds.
     #[serde(default)]
     pub retry_after_secs: Option<u64>,
+    /// With an error status: the provider's own error code, such as `insufficient_quota`
+    /// (OpenAI's `type` and `code`) or `billing_error` (Anthropic's `type`), instead of the one
+    /// the status usually carries.
+    #[serde(default)]
+    pub error_code: Option<String>,
     /// Wait this long before answering at all.
     #[serde(default)]
     pub delay_ms: u64,

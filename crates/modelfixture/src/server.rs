@@ -376,7 +376,14 @@ async fn model_call(
     }
     if step.is_error() {
         let status = step.status.unwrap_or(500);
-        let mut response = error(api, status, &format!("scripted error {status}"));
+        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = wire::error_body_with(
+            api,
+            status,
+            &format!("scripted error {status}"),
+            step.error_code.as_deref(),
+        );
+        let mut response = json_response(code, &body);
         let headers = response.headers_mut();
         if let Some(ms) = step.retry_after_ms {
             headers.insert("retry-after-ms", HeaderValue::from(ms));

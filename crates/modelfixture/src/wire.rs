@@ -340,6 +340,25 @@ fn named(kind: &str, data: &Value) -> Bytes {
 
 /// An error body in the shape of the route's provider, with the provider's type names.
 pub fn error_body(api: Api, status: u16, message: &str) -> Value {
+    error_body_with(api, status, message, None)
+}
+
+/// [`error_body`] with the provider's own error code in place of the status's usual one.
+pub fn error_body_with(api: Api, status: u16, message: &str, code: Option<&str>) -> Value {
+    let mut body = plain_error_body(api, status, message);
+    if let Some(code) = code {
+        match api {
+            Api::Chat | Api::Responses => {
+                body["error"]["type"] = json!(code);
+                body["error"]["code"] = json!(code);
+            }
+            Api::Messages => body["error"]["type"] = json!(code),
+        }
+    }
+    body
+}
+
+fn plain_error_body(api: Api, status: u16, message: &str) -> Value {
     match api {
         Api::Chat | Api::Responses => {
             let (kind, code) = match status {

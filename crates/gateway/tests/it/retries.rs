@@ -105,3 +105,42 @@ async fn other_errors_pass_through_at_once() {
     s.no_notice();
     assert_eq!(s.fixture.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn a_used_up_quota_is_not_retried_and_reaches_the_agent_as_it_came() {
+    let quota = |code: &str, status| Step {
+        error_code: Some(code.into()),
+        retry_after_secs: Some(0),
+        ..Step::status(status)
+    };
+    let mut s = Setup::new(
+        vec![
+            quota("insufficient_quota", 429),
+            quota("billing_error", 529),
+            Step::reply("never sent", 1, 1, 0),
+        ],
+        Budgets::default(),
+    )
+    .await;
+    let refused = s
+        .post("/chat/completions", Some(TOKEN), &chat_body("gpt", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let error = json_of(refused).await;
+    assert_eq!(error["error"]["code"], "insufficient_quota", "{error}");
+    let refused = s
+        .post("/messages", Some(TOKEN), &messages_body("sonnet", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 529);
+    assert_eq!(json_of(refused).await["error"]["type"], "billing_error");
+    assert_eq!(
+        s.fixture.requests().len(),
+        2,
+        "one attempt each, no retries"
+    );
+    s.no_notice();
+}

@@ -591,6 +591,34 @@ fn broken_models_point_at_the_problem() {
 }
 
 #[test]
+fn model_limits_parse_and_bad_ones_are_named() {
+    let limits =
+        "    limits: {concurrent_requests: 2, idle_timeout: 30s, max_output_tokens: 4096}\n";
+    let input = format!(
+        "{CONFIG}{}",
+        MODELS.replacen("  budgets:", &format!("{limits}  budgets:"), 1)
+    );
+    let spec = parse_config(&input, Path::new(CONFIG_FILE)).unwrap();
+    let got = &spec.models.limits;
+    assert_eq!(got.concurrent_requests, 2);
+    assert_eq!(got.idle_timeout, domain::Duration::from_secs(30));
+    assert_eq!(got.max_output_tokens, 4096);
+    assert_eq!(
+        got.total_timeout,
+        manifest::ModelLimits::default().total_timeout
+    );
+    let broken = input.replacen("concurrent_requests: 2", "concurrent_requests: 0", 1);
+    let text = diagnostics(CONFIG_FILE, &broken).to_string();
+    assert!(
+        text.contains("spec.models.limits.concurrent_requests: must be 1 or more"),
+        "{text}"
+    );
+    let broken = input.replacen("idle_timeout: 30s", "idle_time: 30s", 1);
+    let text = diagnostics(CONFIG_FILE, &broken).to_string();
+    assert!(text.contains("unknown field `idle_time`"), "{text}");
+}
+
+#[test]
 fn a_sandbox_can_be_turned_off_only_explicitly_and_says_so() {
     let input = agent(
         "  limits:\n    timeout: 30m\n",
