@@ -388,3 +388,17 @@ fn a_junit_report_counts_only_when_this_run_wrote_it() {
     let files = repo.git(&["ls-tree", "-r", "--name-only", "agentgrid/task-1"]);
     assert!(!files.contains("out/junit.xml"), "{files}");
 }
+
+#[test]
+fn a_regex_validator_that_is_killed_fails_whatever_score_it_printed() {
+    let repo = judged(
+        "echo done > work.txt",
+        1,
+        "      - name: score\n        run: \"echo score=1.0; kill -9 $$\"\n        score: {regex: \"score=(?P<score>[0-9.]+)\"}\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let r = &results(&repo)[0];
+    assert_eq!(r["reason"], "killed by signal 9", "{r}");
+    assert_eq!(r["score"], 0.0, "{r}");
+}
