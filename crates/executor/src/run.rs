@@ -318,7 +318,9 @@ async fn execute(
     // socket, no prompt file, no model gateway, and a PATH with nothing from the workspace.
     let validator_env = validator_environment(job, &cwd);
     let validator_sandbox = job.agent.sandbox.enabled.then(|| {
-        let mut spec = sandbox_spec(job, &cwd, &[]);
+        // The binary stays visible (it is the sandbox helper); without a token and a socket
+        // it can do nothing for a validator.
+        let mut spec = sandbox_spec(job, &cwd, std::slice::from_ref(&job.agentgrid_bin));
         if spec.network == launch::sandbox::NetworkMode::Gateway {
             spec.network = launch::sandbox::NetworkMode::None;
         }

@@ -304,7 +304,7 @@ async fn run_one(
         facts.report = Some(read_report(cwd, report));
     }
     if let Some(stash) = stashed {
-        stash.restore();
+        stash.restore(cwd);
     }
     let judgement = judge(&v.rule, &facts);
     Ok(Verdict {
@@ -336,6 +336,14 @@ struct Stash {
 impl Stash {
     fn take(cwd: &Path, report: &Path) -> Stash {
         let path = cwd.join(report);
+        // A directory on the way may be the agent's link out of the workspace: then nothing is
+        // touched here (and the report is refused when it is read).
+        if !parent_inside(cwd, &path) {
+            return Stash {
+                path,
+                content: None,
+            };
+        }
         let content = match std::fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() <= REPORT_LIMIT => std::fs::read(&path).ok(),
             _ => None,
@@ -347,11 +355,25 @@ impl Stash {
         Stash { path, content }
     }
 
-    fn restore(self) {
-        if let Some(content) = self.content {
+    fn restore(self, cwd: &Path) {
+        if let Some(content) = self.content
+            && parent_inside(cwd, &self.path)
+        {
             let _ = std::fs::remove_file(&self.path);
             let _ = std::fs::write(&self.path, content);
         }
+    }
+}
+
+/// Whether the directory holding `path` resolves inside `root`.
+fn parent_inside(root: &Path, path: &Path) -> bool {
+    let Some(parent) = path.parent() else {
+        return false;
+    };
+    match (parent.canonicalize(), root.canonicalize()) {
+        (Ok(p), Ok(root)) => p.starts_with(root),
+        // A directory that does not exist yet holds nothing to set aside.
+        _ => false,
     }
 }
 

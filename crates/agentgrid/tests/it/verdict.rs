@@ -350,3 +350,55 @@ fn an_iteration_that_changes_nothing_stops_the_execution() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_junit_report_counts_only_when_this_run_wrote_it() {
+    // The agent commits a report in which everything passed; the first validator writes none,
+    // the second writes a real one with a failure and exits 0.
+    let planted = "<testsuite tests=\"3\" failures=\"0\"><testcase name=\"a\"/><testcase name=\"b\"/><testcase name=\"c\"/></testsuite>\n";
+    let real = "<testsuites><testsuite name=\"s\" tests=\"2\" failures=\"0\"><testcase name=\"a\"/><testcase name=\"b\"><failure message=\"boom\"/></testcase></testsuite></testsuites>";
+    // Quoted for the YAML double-quoted string the validator's shell line sits in.
+    let real = real.replace('"', "\\\"");
+    let repo = judged(
+        &write("reports/junit.xml", planted),
+        1,
+        &format!(
+            "      - name: stale\n        run: \"true\"\n        score: junit\n        report: reports/junit.xml\n      - name: fresh\n        run: \"mkdir -p out; echo '{real}' > out/junit.xml\"\n        score: junit\n        report: out/junit.xml\n"
+        ),
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let r = results(&repo);
+    assert_eq!(
+        r[0]["reason"], "the JUnit report reports/junit.xml was not written",
+        "{}",
+        r[0]
+    );
+    assert_eq!(
+        r[1]["reason"], "the JUnit report reported 1 failure",
+        "{}",
+        r[1]
+    );
+    assert_eq!(r[1]["counts"]["passed"], 1, "{}", r[1]);
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:reports/junit.xml"]),
+        planted,
+        "the agent's own file is put back as it was"
+    );
+    let files = repo.git(&["ls-tree", "-r", "--name-only", "agentgrid/task-1"]);
+    assert!(!files.contains("out/junit.xml"), "{files}");
+}
+
+#[test]
+fn a_regex_validator_that_is_killed_fails_whatever_score_it_printed() {
+    let repo = judged(
+        "echo done > work.txt",
+        1,
+        "      - name: score\n        run: \"echo score=1.0; kill -9 $$\"\n        score: {regex: \"score=(?P<score>[0-9.]+)\"}\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let r = &results(&repo)[0];
+    assert_eq!(r["reason"], "killed by signal 9", "{r}");
+    assert_eq!(r["score"], 0.0, "{r}");
+}
