@@ -45,6 +45,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2};
 
 use crate::cgroup::{Controller, Counters, SandboxCgroups};
 use crate::confine::{self, LandlockPaths};
+use crate::identity::Identity;
 use crate::spec::{FilesystemMode, HELPER_ARG, Invocation, Limits, NetworkMode, SPEC_VAR};
 use crate::view::{self, Plan};
 use crate::{probe, sys};
@@ -196,6 +197,22 @@ fn helper() -> Result<Infallible, String> {
         Some(Plan::new(&inv, home.as_deref(), helper.as_deref())?)
     };
     let program = Program::new(&inv, &env)?;
+    // Under a root engine the program runs as an unprivileged identity, and what the engine
+    // named is shown to it through idmapped trees made now, while the helper is still the
+    // host's root. Should any tree fail, the program keeps the engine's uid, as elsewhere.
+    let mut identity = plan.as_ref().and_then(|_| Identity::prepare());
+    let mut trees: Vec<Option<OwnedFd>> = Vec::new();
+    if let (Some(id), Some(plan)) = (&identity, &plan) {
+        match plan
+            .binds
+            .iter()
+            .map(|b| id.idmapped_tree(&b.path).map(Some))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(made) => trees = made,
+            Err(_) => identity = None,
+        }
+    }
     let filters = confine::seccomp_filters(spec.network)?;
 
     let mut wanted = Vec::new();
@@ -238,6 +255,13 @@ fn helper() -> Result<Infallible, String> {
         if spec.network != NetworkMode::Host {
             flags |= CloneFlags::CLONE_NEWNET;
         }
+        let mapper = match &identity {
+            Some(id) => Some(
+                crate::identity::Mapper::start(id.map())
+                    .map_err(|e| format!("cannot start the id mapper: {e}"))?,
+            ),
+            None => None,
+        };
         unshare(flags).map_err(|e| {
             format!(
                 "cannot create the sandbox's namespaces: {e}{}",
@@ -248,7 +272,10 @@ fn helper() -> Result<Infallible, String> {
                 }
             )
         })?;
-        write_id_maps(uid, gid)?;
+        match mapper {
+            Some(mapper) => mapper.map()?,
+            None => write_id_maps(uid, gid)?,
+        }
     }
 
     let (status_r, status_w) =
@@ -261,9 +288,18 @@ fn helper() -> Result<Infallible, String> {
             drop(status_r);
             drop(alive_w);
             if uses_namespaces {
-                init(&inv, plan.as_ref(), &program, &filters, status_w, alive_r)
+                let agent = identity.as_ref().map(|_| crate::identity::AGENT_ID);
+                init(
+                    &inv,
+                    plan.as_ref(),
+                    (&trees, agent),
+                    &program,
+                    &filters,
+                    status_w,
+                    alive_r,
+                )
             } else {
-                run_program(&inv.spec.limits, None, &program, &filters)
+                run_program(&inv.spec.limits, None, false, &program, &filters)
             }
         }
         ForkResult::Parent { child } => {
@@ -509,6 +545,7 @@ fn finish(end: End) -> ! {
 fn init(
     inv: &Invocation,
     plan: Option<&Plan>,
+    (trees, agent): (&[Option<OwnedFd>], Option<u32>),
     program: &Program,
     filters: &[seccompiler::BpfProgram],
     status: OwnedFd,
@@ -535,7 +572,7 @@ fn init(
         fail(format!("cannot create the sandbox's mount namespace: {e}"));
     }
     let built = match plan {
-        Some(plan) => view::build(plan),
+        Some(plan) => view::build(plan, trees, agent),
         None => view::private_proc_only(),
     };
     if let Err(e) = built {
@@ -564,7 +601,13 @@ fn init(
                 writable: p.writable_paths(),
                 exposed: p.exposed_paths(),
             });
-            run_program(&inv.spec.limits, paths.as_ref(), program, filters)
+            run_program(
+                &inv.spec.limits,
+                paths.as_ref(),
+                agent.is_some(),
+                program,
+                filters,
+            )
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => fail(format!("cannot fork the program: {e}")),
@@ -669,6 +712,7 @@ fn splice(tcp: TcpStream, unix: UnixStream) {
 fn run_program(
     limits: &Limits,
     landlock: Option<&LandlockPaths>,
+    as_agent: bool,
     program: &Program,
     filters: &[seccompiler::BpfProgram],
 ) -> ! {
@@ -684,6 +728,10 @@ fn run_program(
         confine::rlimits(limits).map_err(setup)?;
         if let Some(paths) = landlock {
             confine::landlock(paths).map_err(setup)?;
+        }
+        if as_agent {
+            sys::drop_bounding_set();
+            crate::identity::become_agent().map_err(setup)?;
         }
         confine::drop_privileges().map_err(setup)?;
         sys::close_from_3();

@@ -53,6 +53,7 @@ mod confine;
 mod error;
 pub mod git;
 pub mod helper;
+mod identity;
 mod probe;
 pub mod selftest;
 mod spec;

@@ -98,6 +98,12 @@ pub fn selftest_main() -> ! {
     std::process::exit(0)
 }
 
+/// The effective uid of this process (the engine's, outside any sandbox).
+pub fn engine_uid() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// One check's outcome.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Check {

@@ -243,6 +243,25 @@ pub(crate) fn drop_capabilities() -> io::Result<()> {
     check(rc).map(drop)
 }
 
+/// Empties the bounding and ambient capability sets, while this process still has
+/// `CAP_SETPCAP`: before it changes its uid, which clears the rest of its capabilities.
+pub(crate) fn drop_bounding_set() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        for cap in 0..64 {
+            // EINVAL past the last capability the kernel knows.
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+}
+
 /// Brings the loopback interface of the current network namespace up.
 pub(crate) fn loopback_up() -> io::Result<()> {
     // SAFETY: a plain socket call.

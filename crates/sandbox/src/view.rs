@@ -31,6 +31,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -488,7 +489,15 @@ fn setattr(target: &Path, attrs: u64, recursive: bool) -> Result<(), String> {
 
 /// Builds the view in the current (new, private) mount namespace and makes it the root.
 /// Runs in the sandbox's PID 1, which has every capability inside its user namespace.
-pub(crate) fn build(plan: &Plan) -> Result<(), String> {
+///
+/// `trees` holds, for each of the plan's binds in order, an idmapped tree to attach instead of
+/// a plain bind (see [`crate::identity`]); `agent` is the program's uid when it runs as an
+/// unprivileged identity, which then owns its private home.
+pub(crate) fn build(
+    plan: &Plan,
+    trees: &[Option<OwnedFd>],
+    agent: Option<u32>,
+) -> Result<(), String> {
     let to_io = |what: &'static str| move |e: nix::Error| err(what.to_string(), io::Error::from(e));
     // Nothing done here may propagate back to the host.
     mount(
@@ -553,18 +562,20 @@ pub(crate) fn build(plan: &Plan) -> Result<(), String> {
         .hides
         .iter()
         .map(|h| (h.path.components().count(), 0, Step::Hide(h)))
-        .chain(
-            plan.binds
-                .iter()
-                .map(|b| (b.path.components().count(), 1, Step::Bind(b))),
-        )
+        .chain(plan.binds.iter().enumerate().map(|(i, b)| {
+            (
+                b.path.components().count(),
+                1,
+                Step::Bind(b, trees.get(i).and_then(Option::as_ref)),
+            )
+        }))
         .collect();
     steps.sort_by_key(|(depth, order, _)| (*depth, *order));
     let mut read_only = Vec::new();
     for (_, _, step) in steps {
         match step {
-            Step::Hide(hide) => hide_path(hide, plan, &mut read_only)?,
-            Step::Bind(b) => bind_path(b)?,
+            Step::Hide(hide) => hide_path(hide, plan, agent, &mut read_only)?,
+            Step::Bind(b, tree) => bind_path(b, tree)?,
         }
     }
     for target in read_only {
@@ -584,10 +595,15 @@ pub(crate) fn build(plan: &Plan) -> Result<(), String> {
 
 enum Step<'p> {
     Hide(&'p Hide),
-    Bind(&'p Bind),
+    Bind(&'p Bind, Option<&'p OwnedFd>),
 }
 
-fn hide_path(hide: &Hide, plan: &Plan, read_only: &mut Vec<PathBuf>) -> Result<(), String> {
+fn hide_path(
+    hide: &Hide,
+    plan: &Plan,
+    agent: Option<u32>,
+    read_only: &mut Vec<PathBuf>,
+) -> Result<(), String> {
     let target = new(&hide.path);
     if hide.writable {
         // A private directory is there whether or not the host has it (`/var/tmp`, `$HOME`).
@@ -599,8 +615,12 @@ fn hide_path(hide: &Hide, plan: &Plan, read_only: &mut Vec<PathBuf>) -> Result<(
     if hide.is_dir {
         if hide.writable {
             let shared = PRIVATE_WRITABLE.iter().any(|p| hide.path == Path::new(p));
-            let mode = if shared { "1777" } else { "0700" };
-            tmpfs(&target, mode, plan.tmp_bytes)?;
+            let mode = match (shared, agent) {
+                (true, _) => "1777".to_string(),
+                (false, None) => "0700".to_string(),
+                (false, Some(id)) => format!("0700,uid={id},gid={id}"),
+            };
+            tmpfs(&target, &mode, plan.tmp_bytes)?;
         } else {
             tmpfs(&target, "0755", 1 << 20)?;
             read_only.push(target);
@@ -613,14 +633,26 @@ fn hide_path(hide: &Hide, plan: &Plan, read_only: &mut Vec<PathBuf>) -> Result<(
     Ok(())
 }
 
-fn bind_path(b: &Bind) -> Result<(), String> {
+fn bind_path(b: &Bind, tree: Option<&OwnedFd>) -> Result<(), String> {
     let source = old(&b.path);
     let target = new(&b.path);
     let is_dir = fs::metadata(&source)
         .map(|m| m.is_dir())
         .map_err(|e| err(format!("looking at {}", b.path.display()), e))?;
     mount_point(&target, is_dir)?;
-    bind(&source, &target)?;
+    match tree {
+        Some(tree) => crate::identity::attach(tree, &target).map_err(|e| {
+            err(
+                format!(
+                    "attaching the idmapped {} to {}",
+                    b.path.display(),
+                    target.display()
+                ),
+                e,
+            )
+        })?,
+        None => bind(&source, &target)?,
+    }
     let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
     if !b.writable {
         attrs |= sys::MOUNT_ATTR_RDONLY;

@@ -186,13 +186,21 @@ fn print_report(report: &Report) {
         for check in &boundary.checks {
             println!("  {} {}: {}", mark(check.ok), check.name, check.detail);
         }
+        let engine_uid = sandbox::selftest::engine_uid();
         match boundary.uid {
             Some(0) => println!(
                 "  ! the agent runs as uid 0 of its user namespace, mapped to the engine's \
-                 own uid: files in the system trees that only that uid may read are readable \
-                 to it"
+                 own uid {engine_uid}: files in the system trees that only that uid may read \
+                 are readable to it"
             ),
-            Some(uid) => println!("  the agent runs as uid {uid}, mapped to the engine's own uid"),
+            Some(uid) if engine_uid == 0 => println!(
+                "  ✓ the agent runs as uid {uid} of its user namespace, mapped to a host uid \
+                 no account uses, with no groups: root-only files are unreadable to it; its \
+                 workspace is shown as its own through an idmapped mount"
+            ),
+            Some(uid) => println!(
+                "  the agent runs as uid {uid}, mapped to the engine's own uid {engine_uid}"
+            ),
             None => println!("  ! the self-test did not say which uid it ran as"),
         }
     }

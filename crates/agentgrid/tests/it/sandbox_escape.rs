@@ -385,3 +385,56 @@ fn doctor_proves_the_boundary_and_names_the_socket_defence() {
         "the self-test leaves nothing behind"
     );
 }
+
+#[test]
+fn under_a_root_engine_root_only_files_are_unreadable() {
+    if sandbox_selftest_uid() != 0 {
+        eprintln!("skipped: only a root engine gives its agents an identity of their own");
+        return;
+    }
+    // A root-only file in a tree every sandbox shows, and one the agent's group could read.
+    let secret = Path::new("/opt").join(format!(".agentgrid-root-only-{}", std::process::id()));
+    std::fs::write(&secret, "ROOT-ONLY\n").unwrap();
+    let set_mode = |mode| {
+        std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap()
+    };
+    set_mode(0o600);
+    let mut script = String::from("id -u > uid.txt; echo legit > work.txt; ");
+    script.push_str(&attempt(
+        "read-root-only",
+        &format!("grep -q ROOT-ONLY {}", secret.display()),
+    ));
+    script.push_str(&works("git-status", "git status --short"));
+    let repo = project(outside_tmp(), &script, "max_attempts: 1");
+    repo.ok(&["task", "add", "Read root's files"]);
+    repo.ok(&["run"]);
+    let _ = std::fs::remove_file(&secret);
+    let log = all_logs(&repo);
+    assert_blocked(&log, &["read-root-only"]);
+    assert!(log.contains("git-status: works"), "{log}");
+    assert_ne!(
+        repo.git(&["show", "agentgrid/task-1:uid.txt"]).trim(),
+        "0",
+        "the agent is not root"
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:work.txt"]).trim(),
+        "legit"
+    );
+}
+
+/// The uid this test process runs as (the engine's, when it starts one).
+fn sandbox_selftest_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Uid:")?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        })
+        .unwrap()
+}

@@ -197,3 +197,44 @@ fn filesystem_none_sees_the_host_but_not_its_processes() {
     let processes: u32 = run.stdout.trim().parse().unwrap();
     assert!(processes <= 5, "only the sandbox's own processes: {run:#?}");
 }
+
+#[test]
+fn under_root_the_agent_is_unprivileged_but_owns_its_workspace() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only a root engine gives the agent an identity of its own");
+        return;
+    }
+    // A root-only file in a tree every sandbox shows.
+    let secret = Path::new("/opt").join(format!(".agentgrid-root-only-{}", std::process::id()));
+    fs::write(&secret, "root only\n").unwrap();
+    fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let ws = scratch();
+    fs::write(ws.path().join("existing.txt"), "old\n").unwrap();
+    let spec = spec(ws.path());
+    let script = format!(
+        "id -u; cat {secret} || echo ROOT-ONLY-REFUSED; echo more >> existing.txt && \
+         mkdir -p sub && echo new > sub/new.txt && echo WROTE; echo mine > $HOME/x && echo HOME-OK",
+        secret = secret.display()
+    );
+    let run = run(&spec, &script, &[("HOME", "/root")]);
+    let _ = fs::remove_file(&secret);
+    assert!(run.ok(), "{run:#?}");
+    assert!(!run.stdout.contains("root only"), "{run:#?}");
+    assert!(run.stdout.contains("ROOT-ONLY-REFUSED"), "{run:#?}");
+    assert!(run.stdout.starts_with("1000\n"), "{run:#?}");
+    assert!(
+        run.stdout.contains("WROTE") && run.stdout.contains("HOME-OK"),
+        "{run:#?}"
+    );
+    // On disk, what the agent wrote belongs to root like the rest of the workspace.
+    use std::os::unix::fs::MetadataExt;
+    for path in ["existing.txt", "sub", "sub/new.txt"] {
+        let meta = fs::metadata(ws.path().join(path)).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "{path}");
+    }
+    assert_eq!(
+        fs::read_to_string(ws.path().join("existing.txt")).unwrap(),
+        "old\nmore\n"
+    );
+}

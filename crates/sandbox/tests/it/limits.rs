@@ -69,12 +69,9 @@ fn the_process_limit_stops_a_fork_bomb() {
         "at most the limit (and the sandbox's own tasks): {run:#?}"
     );
     assert!(failed >= 60 - 24, "{run:#?}");
-    if sandbox::probe().available(Mechanism::PidsCgroup) {
-        assert!(
-            run.stderr.contains("the process limit of 16 was reached"),
-            "{run:#?}"
-        );
-    }
+    // The agent never runs as root of its namespace with the host's root behind it (under a
+    // root engine it gets an unprivileged identity), so RLIMIT_NPROC refuses the forks before
+    // the pids cgroup, whose limit leaves room for the sandbox's own processes.
 }
 
 #[test]
