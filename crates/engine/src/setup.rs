@@ -154,6 +154,10 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
                 before_remove: ws.hooks.before_remove.as_ref().map(hook),
             },
             hook_timeout: ws.hooks.timeout.as_std(),
+            quota: workspace::Quota {
+                bytes: ws.quota.bytes.0,
+                files: u64::from(ws.quota.files),
+            },
         }
     });
     let gateway = gateway_options(&spec.models)?;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use domain::Duration;
+use domain::{ByteSize, Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +175,27 @@ pub struct WorkspaceConfig {
     /// The revision new task branches start from.
     pub base: String,
     pub hooks: Hooks,
+    /// The most a commit of a worktree may add; over it, nothing is committed.
+    pub quota: WorkspaceQuota,
+}
+
+/// The most one commit of an agent's work may add to the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkspaceQuota {
+    /// Bytes of new or changed files.
+    pub bytes: ByteSize,
+    /// New or changed files.
+    pub files: u32,
+}
+
+impl Default for WorkspaceQuota {
+    fn default() -> Self {
+        WorkspaceQuota {
+            bytes: ByteSize(2 << 30),
+            files: 200_000,
+        }
+    }
 }
 
 impl Default for WorkspaceConfig {
@@ -184,6 +205,7 @@ impl Default for WorkspaceConfig {
             root: PathBuf::from(".agentgrid/workspaces"),
             base: "HEAD".into(),
             hooks: Hooks::default(),
+            quota: WorkspaceQuota::default(),
         }
     }
 }
@@ -292,7 +314,8 @@ pub(crate) const GUARDS_FIELDS: &[&str] = &[
     "max_executions_per_tree",
     "max_new_executions_per_minute",
 ];
-pub(crate) const WORKSPACE_FIELDS: &[&str] = &["enabled", "root", "base", "hooks"];
+pub(crate) const WORKSPACE_FIELDS: &[&str] = &["enabled", "root", "base", "hooks", "quota"];
+pub(crate) const QUOTA_FIELDS: &[&str] = &["bytes", "files"];
 pub(crate) const HOOKS_FIELDS: &[&str] = &[
     "after_create",
     "before_run",
@@ -414,6 +437,15 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
             .map(PathBuf::from)
             .unwrap_or(d.root);
         spec.workspace.base = non_empty(cx, &w, "base").unwrap_or(d.base);
+        if let Some(q) = w.value("quota")
+            && let Some(q) = cx.fields(q, &w.path("quota"), QUOTA_FIELDS)
+        {
+            let d = WorkspaceQuota::default();
+            spec.workspace.quota = WorkspaceQuota {
+                bytes: q.get(cx, "bytes").unwrap_or(d.bytes),
+                files: at_least_one(cx, &q, "files", "a commit holds files").unwrap_or(d.files),
+            };
+        }
         if let Some(h) = w.value("hooks")
             && let Some(h) = cx.fields(h, &w.path("hooks"), HOOKS_FIELDS)
         {

@@ -56,7 +56,7 @@ pub use agent::{
 };
 pub use config::{
     Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, Guards, Hook,
-    HookCommand, Hooks, Resume, Retry, WorkspaceConfig,
+    HookCommand, Hooks, Resume, Retry, WorkspaceConfig, WorkspaceQuota,
 };
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use error::Error;

@@ -17,6 +17,8 @@ pub struct WorkspaceConfig {
     pub hooks: Hooks,
     /// How long one hook may run before its process group is killed.
     pub hook_timeout: Duration,
+    /// The most one commit of the agent's work may add.
+    pub quota: crate::Quota,
 }
 
 /// Shell lines run with `sh -c` inside a workspace at fixed moments of its life.

@@ -10,6 +10,10 @@ use crate::HookKind;
 /// Everything that can go wrong while making, using or removing a task's workspace.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The worktree holds more than a commit may add.
+    #[error(transparent)]
+    OverQuota(crate::OverQuota),
+
     /// git or a hook could not be started at all.
     #[error(transparent)]
     Launch(#[from] launch::Error),

@@ -33,6 +33,7 @@
 //!     base: "HEAD".into(),
 //!     hooks: Hooks { after_create: Some("npm ci".into()), ..Hooks::default() },
 //!     hook_timeout: Duration::from_secs(600),
+//!     quota: Default::default(),
 //! });
 //! let ws = workspaces.ensure(TaskId(7), None, None).await?;
 //! assert_eq!(ws.branch, "agentgrid/task-7");

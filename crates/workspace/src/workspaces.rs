@@ -314,6 +314,28 @@ impl Workspaces {
             return Ok(None);
         }
         self.check_head(&git_dir, "commit").await?;
+        // What the commit would add, file by file (untracked directories listed whole), is
+        // measured before anything enters the object store.
+        let listing = [
+            "status",
+            "--porcelain",
+            "-z",
+            "--ignore-submodules=all",
+            "--untracked-files=all",
+        ];
+        let out = git(t, &listing).await?;
+        if !out.success() {
+            return Err(failure(t, &listing, &out));
+        }
+        if out.stdout_cut {
+            // A listing past git's capture is itself more files than any quota allows.
+            return Err(Error::OverQuota(crate::OverQuota {
+                path: ws.path.clone(),
+                limit: format!("{} files", self.cfg.quota.files),
+            }));
+        }
+        crate::measure(&ws.path, &status_files(&out.stdout), self.cfg.quota)
+            .map_err(Error::OverQuota)?;
         git_ok(t, &["add", "-A"]).await?;
         let diff = [
             "diff",
@@ -744,6 +766,7 @@ mod tests {
             base: "HEAD".into(),
             hooks: Default::default(),
             hook_timeout: Duration::from_secs(1),
+            quota: Default::default(),
         });
         assert_eq!(Workspaces::branch_name(TaskId(12)), "agentgrid/task-12");
         assert_eq!(

@@ -444,3 +444,50 @@ fn an_engine_told_to_stop_while_its_agent_floods_its_output_stops_promptly() {
     let errors = std::fs::read_to_string(errors.path()).unwrap();
     assert!(errors.contains("stopping:"), "{errors}");
 }
+
+#[test]
+fn a_workspace_over_its_quota_is_not_committed_and_says_why() {
+    // The agent floods its worktree with files; none of them may enter the object store.
+    let repo = Repo::with_agents(&[(
+        "flood",
+        &agent(
+            "flood",
+            "mkdir -p junk && for i in $(seq 1 50); do echo $i > junk/$i.txt; done",
+            "  routing: {default: true}\n  limits: {max_attempts: 1}\n",
+        ),
+    )]);
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  workspace:\n    quota: {files: 20}\n",
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Make a mess"]);
+    let run = repo.run(&["run"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
+    assert_eq!(repo.task_state(1), "failed");
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    let summary = show["executions"][0]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        summary.contains("over its quota") && summary.contains("20 files"),
+        "{summary}"
+    );
+    let tree = repo.git(&["ls-tree", "-r", "--name-only", "agentgrid/task-1"]);
+    assert!(!tree.contains("junk/"), "{tree}");
+
+    // A quota that makes no sense is a manifest error naming its place.
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  workspace:\n    quota: {files: 0, bytes: lots}\n",
+    )
+    .unwrap();
+    let out = repo.run(&["validate"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_ne!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("config.yaml:5:") && text.contains("quota.files"),
+        "{text}"
+    );
+    assert!(text.contains("quota.bytes"), "{text}");
+}

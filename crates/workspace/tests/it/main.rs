@@ -49,6 +49,7 @@ fn workspaces(repo: &Path, hooks: Hooks) -> Workspaces {
         base: "HEAD".into(),
         hooks,
         hook_timeout: Duration::from_secs(20),
+        quota: Default::default(),
     })
 }
 
@@ -683,4 +684,40 @@ async fn a_merge_into_a_parent_with_a_rewritten_pointer_uses_the_engines_git_dir
             .await
             .contains("feature")
     );
+}
+
+#[tokio::test]
+async fn a_worktree_over_its_quota_is_not_committed() {
+    let repo = repo().await;
+    let ws = Workspaces::new(WorkspaceConfig {
+        quota: workspace::Quota {
+            bytes: 10_000,
+            files: 5,
+        },
+        ..workspaces(repo.path(), Hooks::default()).config().clone()
+    });
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
+    // Many small files in an untracked directory: git lists the directory as one entry unless
+    // asked for every file, which is what counts.
+    std::fs::create_dir(w.path.join("many")).unwrap();
+    for i in 0..6 {
+        std::fs::write(w.path.join(format!("many/{i}.txt")), "x").unwrap();
+    }
+    let err = ws.commit_all(&w, "too many").await.unwrap_err();
+    assert!(err.to_string().contains("5 files"), "{err}");
+    std::fs::remove_dir_all(w.path.join("many")).unwrap();
+    std::fs::write(w.path.join("big.bin"), vec![0u8; 20_000]).unwrap();
+    let err = ws.commit_all(&w, "too big").await.unwrap_err();
+    assert!(
+        err.to_string().contains("10000 bytes")
+            && err.to_string().contains("nothing was committed"),
+        "{err}"
+    );
+    assert_eq!(
+        git(&w.path, &["rev-list", "--count", "HEAD"]).await.trim(),
+        "1",
+        "no commit was made"
+    );
+    std::fs::write(w.path.join("big.bin"), vec![0u8; 2_000]).unwrap();
+    assert!(ws.commit_all(&w, "fits").await.unwrap().is_some());
 }
