@@ -187,7 +187,9 @@ pub fn probe() -> HostSupport {
         Mechanism::ProcessRlimit,
         if uid == 0 {
             Err(
-                "agentgrid runs as root, and the kernel never enforces RLIMIT_NPROC for root"
+                "agentgrid runs as root: the kernel enforces RLIMIT_NPROC for the unprivileged \
+                 identity agents get inside namespaced sandboxes, never for an agent that runs \
+                 as root without namespaces"
                     .into(),
             )
         } else {
