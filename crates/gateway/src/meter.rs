@@ -74,6 +74,11 @@ impl Meter {
         }
     }
 
+    /// Whether the reservation has been settled already.
+    pub(crate) fn settled(&self) -> bool {
+        self.finished
+    }
+
     /// Whether the provider's final usage report has been read.
     pub(crate) fn complete(&self) -> bool {
         self.reader.complete
