@@ -823,7 +823,7 @@ impl Job {
             cached_tokens: 0,
             cost_micros,
         };
-        self.shared.registry.settle(&mut self.reservation, &totals);
+        // Heard before the settlement wakes a waiter, as in the meter.
         self.shared
             .notify(Notice::Usage(crate::notice::UsageRecord {
                 execution: self.identity.execution,
@@ -837,6 +837,7 @@ impl Job {
                 cost_micros,
                 complete: false,
             }));
+        self.shared.registry.settle(&mut self.reservation, &totals);
     }
 }
 
