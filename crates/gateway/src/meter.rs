@@ -74,6 +74,11 @@ impl Meter {
         }
     }
 
+    /// Whether the reservation has been settled already.
+    pub(crate) fn settled(&self) -> bool {
+        self.finished
+    }
+
     /// Whether the provider's final usage report has been read.
     pub(crate) fn complete(&self) -> bool {
         self.reader.complete
@@ -170,7 +175,8 @@ impl Meter {
             cached_tokens: cached,
             cost_micros,
         };
-        self.shared.registry.settle(&mut self.reservation, &totals);
+        // The engine hears of the usage before the settlement wakes anyone waiting for it, so
+        // that an engine waiting for the last settlements before it stops finds the notice.
         self.shared.notify(Notice::Usage(UsageRecord {
             execution: self.identity.execution,
             task: self.identity.task,
@@ -183,6 +189,7 @@ impl Meter {
             cost_micros,
             complete,
         }));
+        self.shared.registry.settle(&mut self.reservation, &totals);
     }
 }
 

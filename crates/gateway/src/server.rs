@@ -723,7 +723,7 @@ impl Job {
     async fn run(
         mut self,
         head: oneshot::Sender<Response>,
-        _permit: tokio::sync::OwnedSemaphorePermit,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let shared = Arc::clone(&self.shared);
         let upstream = &shared.providers[self.provider];
@@ -783,11 +783,6 @@ impl Job {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
-        let (tx, rx) = mpsc::channel::<Chunk>(16);
-        *out.body_mut() = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|chunk| (chunk, rx))
-        }));
-        let gone = head.send(out).is_err();
         let meter = Meter::new(
             self.api,
             events,
@@ -797,17 +792,25 @@ impl Job {
             self.prices,
             self.reservation,
         );
-        pump(
-            &shared.limits,
-            self.api,
+        let relay = Relay {
+            body: Box::pin(response.bytes_stream()),
+            meter: Some(meter),
+            permit: Some(permit),
+            api: self.api,
             events,
-            self.deadline,
-            response,
-            meter,
-            tx,
-            gone,
-        )
-        .await;
+            limits: shared.limits,
+            deadline: self.deadline,
+            last_piece: tokio::time::Instant::now(),
+            timer: Box::pin(tokio::time::sleep_until(
+                self.deadline
+                    .min(tokio::time::Instant::now() + shared.limits.idle_timeout.as_std()),
+            )),
+            held: None,
+            done: false,
+        };
+        *out.body_mut() = Body::from_stream(relay);
+        // An agent gone before the head arrived drops the relay here, which reads on.
+        let _ = head.send(out);
     }
 
     /// Settles a reservation whose answer was never read, at these counts.
@@ -820,7 +823,7 @@ impl Job {
             cached_tokens: 0,
             cost_micros,
         };
-        self.shared.registry.settle(&mut self.reservation, &totals);
+        // Heard before the settlement wakes a waiter, as in the meter.
         self.shared
             .notify(Notice::Usage(crate::notice::UsageRecord {
                 execution: self.identity.execution,
@@ -834,107 +837,161 @@ impl Job {
                 cost_micros,
                 complete: false,
             }));
+        self.shared.registry.settle(&mut self.reservation, &totals);
     }
 }
 
-/// Passes the body on chunk by chunk while metering it. A stream's reservation is settled the
-/// moment its final usage is read, before that event goes on, and a JSON body's last chunk is
-/// held back until the body is complete and settled: so by the time the agent has its answer,
-/// the budget counts it. When the agent hangs up, reading goes on for at most the drain
-/// timeout, to learn the real figure. Idle and total timeouts cut the answer with an error
-/// event in the API's shape.
-#[allow(clippy::too_many_arguments)]
-async fn pump(
-    limits: &Limits,
+type UpstreamBody = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// The answer's body on its way to the agent, metered as it passes, polled by the agent's
+/// connection itself so that a piece costs no hop between tasks. A stream's reservation is
+/// settled the moment its final usage is read, before that event goes on, and a JSON body's
+/// last piece is held back until the body is complete and settled: so by the time the agent has
+/// its answer, the budget counts it. Idle and total timeouts cut the answer with an error event
+/// in the API's shape. When the agent hangs up (the relay is dropped unfinished), a task reads
+/// on for at most the drain timeout, to learn the real figure.
+struct Relay {
+    body: UpstreamBody,
+    meter: Option<Meter>,
+    /// The execution's place, held until the answer has been read to its end.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
     api: Api,
     events: bool,
+    limits: Limits,
     deadline: tokio::time::Instant,
-    response: reqwest::Response,
-    mut meter: Meter,
-    tx: mpsc::Sender<Chunk>,
-    mut gone: bool,
-) {
-    use futures::StreamExt;
-    use tokio::time::Instant;
-    let mut body = response.bytes_stream();
-    let mut held: Option<Bytes> = None;
-    let drain = limits.drain_timeout.as_std();
-    let mut drain_until = gone.then(|| Instant::now() + drain);
-    let send = |tx: &mpsc::Sender<Chunk>, chunk: Chunk| {
-        let tx = tx.clone();
-        async move {
-            matches!(
-                tokio::time::timeout_at(deadline, tx.send(chunk)).await,
-                Ok(Ok(()))
-            )
+    last_piece: tokio::time::Instant,
+    /// Fires at the idle or total deadline; moved on lazily when pieces came meanwhile.
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    held: Option<Bytes>,
+    done: bool,
+}
+
+impl Relay {
+    /// Ends the answer early: settles conservatively and gives the agent the reason.
+    fn cut(&mut self, why: String) -> Option<Chunk> {
+        self.done = true;
+        self.permit = None;
+        if let Some(mut meter) = self.meter.take() {
+            meter.finish(Some(&why));
         }
-    };
-    let cut = loop {
-        let idle_at = Instant::now() + limits.idle_timeout.as_std();
-        let mut until = deadline.min(idle_at);
-        if let Some(at) = drain_until {
-            until = until.min(at);
-        }
-        match tokio::time::timeout_at(until, body.next()).await {
-            Ok(Some(Ok(chunk))) => {
-                meter.feed(&chunk);
-                if events && meter.complete() {
-                    meter.finish(None);
-                }
-                if gone {
-                    continue;
-                }
-                let out = if events {
-                    Some(chunk)
-                } else {
-                    held.replace(chunk)
-                };
-                if let Some(out) = out
-                    && !send(&tx, Ok(out)).await
-                {
-                    gone = true;
-                    drain_until = Some(Instant::now() + drain);
-                }
-            }
-            Ok(None) => {
-                meter.finish(None);
-                if let Some(last) = held.take()
-                    && !gone
-                {
-                    send(&tx, Ok(last)).await;
-                }
-                return;
-            }
-            Ok(Some(Err(e))) => {
-                break format!("the provider's answer broke off ({e})");
-            }
-            Err(_) => {
-                let now = Instant::now();
-                if drain_until.is_some_and(|at| now >= at) {
-                    break "the agent hung up and the provider's answer did not end in time".into();
-                }
-                if now >= deadline {
-                    break format!(
-                        "the answer took longer than the gateway's total timeout of {}",
-                        limits.total_timeout
-                    );
-                }
-                break format!(
-                    "the provider sent nothing for {}, the gateway's idle timeout",
-                    limits.idle_timeout
-                );
-            }
-        }
-    };
-    meter.finish(Some(&cut));
-    if gone {
-        return;
+        let message = format!("the model gateway cut this response: {why}");
+        Some(if self.events {
+            Ok(Bytes::from(stream_error(self.api, "timeout", &message)))
+        } else {
+            Err(std::io::Error::other(message))
+        })
     }
-    let message = format!("the model gateway cut this response: {cut}");
-    if events {
-        let _ = send(&tx, Ok(Bytes::from(stream_error(api, "timeout", &message)))).await;
-    } else {
-        let _ = send(&tx, Err(std::io::Error::other(message))).await;
+}
+
+impl futures::Stream for Relay {
+    type Item = Chunk;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Chunk>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(this.held.take().map(Ok));
+            }
+            match this.body.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    this.last_piece = tokio::time::Instant::now();
+                    if let Some(meter) = this.meter.as_mut() {
+                        meter.feed(&chunk);
+                        if this.events && meter.complete() {
+                            meter.finish(None);
+                        }
+                    }
+                    if this.events {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    this.permit = None;
+                    if let Some(mut meter) = this.meter.take() {
+                        meter.finish(None);
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.held = None;
+                    return Poll::Ready(this.cut(format!("the provider's answer broke off ({e})")));
+                }
+                Poll::Pending => {
+                    if this.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let now = tokio::time::Instant::now();
+                    let idle_at = this.last_piece + this.limits.idle_timeout.as_std();
+                    if now >= this.deadline {
+                        this.held = None;
+                        let why = format!(
+                            "the answer took longer than the gateway's total timeout of {}",
+                            this.limits.total_timeout
+                        );
+                        return Poll::Ready(this.cut(why));
+                    }
+                    if now >= idle_at {
+                        this.held = None;
+                        let why = format!(
+                            "the provider sent nothing for {}, the gateway's idle timeout",
+                            this.limits.idle_timeout
+                        );
+                        return Poll::Ready(this.cut(why));
+                    }
+                    // Pieces came since the timer was set: move it on and wait again.
+                    this.timer.as_mut().reset(idle_at.min(this.deadline));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let Some(mut meter) = self.meter.take().filter(|m| !m.settled()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // The agent hung up: read on, to settle at the provider's own figures.
+        let mut body = std::mem::replace(&mut self.body, Box::pin(futures::stream::empty()));
+        let permit = self.permit.take();
+        let events = self.events;
+        let until = self
+            .deadline
+            .min(tokio::time::Instant::now() + self.limits.drain_timeout.as_std());
+        runtime.spawn(async move {
+            use futures::StreamExt;
+            let _permit = permit;
+            loop {
+                match tokio::time::timeout_at(until, body.next()).await {
+                    Ok(Some(Ok(chunk))) => {
+                        meter.feed(&chunk);
+                        if events && meter.complete() {
+                            meter.finish(None);
+                            return;
+                        }
+                    }
+                    Ok(None) => return meter.finish(None),
+                    Ok(Some(Err(_))) => {
+                        return meter.finish(Some("the provider's answer broke off"));
+                    }
+                    Err(_) => {
+                        return meter.finish(Some(
+                            "the agent hung up and the provider's answer did not end in time",
+                        ));
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -201,7 +201,13 @@ fn an_agent_that_hangs_up_mid_stream_is_still_charged() {
     assert_eq!(fixture.requests().len(), 1);
     let transcript = repo.git(&["show", "agentgrid/task-1:transcript.txt"]);
     assert!(transcript.contains("data:"), "{transcript}");
-    assert_eq!(usage(&repo), (1, 30, 12), "{}", stdout(&out));
+    assert_eq!(
+        usage(&repo),
+        (1, 30, 12),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }
 
 #[test]
