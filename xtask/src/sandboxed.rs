@@ -95,7 +95,7 @@ impl Baseline {
         let spec = executor::sandbox_for(&agent.spec().sandbox, &places);
         let invocation = sandbox::helper_command(&spec, &program, &command[0], &[], &repo)?;
         let mut env = env;
-        env.push(invocation.env);
+        env.push(without_engine(invocation.env)?);
         Ok(Baseline {
             helper: invocation.helper,
             args: invocation.args,
@@ -190,6 +190,16 @@ fn find_program(name: &str, env: &[(String, String)]) -> anyhow::Result<PathBuf>
         .map(|dir| Path::new(dir).join(name))
         .find(|p| p.is_file())
         .with_context(|| format!("`{name}` is not on PATH ({path})"))
+}
+
+/// The helper request with no engine to watch: under `xargs` the helper's parent is `xargs`,
+/// not the process that built the request, and a helper refuses to start for an engine that is
+/// not its parent. Watching costs agentgrid's side one `pidfd_open` and a poll per sandbox.
+fn without_engine((key, value): (String, String)) -> anyhow::Result<(String, String)> {
+    let mut request: serde_json::Value =
+        serde_json::from_str(&value).context("the helper request is not JSON")?;
+    request["engine_pid"] = serde_json::Value::Null;
+    Ok((key, request.to_string()))
 }
 
 #[cfg(test)]
