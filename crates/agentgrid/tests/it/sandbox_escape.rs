@@ -10,49 +10,12 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::escape::{SANDBOX, outside_tmp, sandboxed, setup};
 use crate::support::*;
-
-const CONFIG: &str = "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry: {base_delay: 100ms, max_delay: 200ms}\n  shutdown_grace: 2s\n";
-
-const SANDBOX: &str = "  sandbox:\n    filesystem: workspace-write\n    network: none\n    limits: {memory: 256MiB, processes: 64, open_files: 1024, file_size: 10MiB, cpu_time: 1m}\n";
-
-/// A directory outside /tmp and the other places every sandbox hides: the build's scratch
-/// directory, or one under /var/lib when the repository itself was cloned into /tmp.
-fn outside_tmp() -> tempfile::TempDir {
-    const HIDDEN: [&str; 5] = ["/tmp", "/var/tmp", "/run", "/home", "/root"];
-    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .canonicalize()
-        .unwrap();
-    let root = if HIDDEN.iter().any(|h| target.starts_with(h)) {
-        let fallback = PathBuf::from("/var/lib/agentgrid-escape-tests");
-        std::fs::create_dir_all(&fallback).unwrap();
-        fallback
-    } else {
-        target
-    };
-    tempfile::tempdir_in(root).unwrap()
-}
 
 /// A project in `dir` with one sandboxed agent running `script`.
 fn project(dir: tempfile::TempDir, script: &str, limits: &str) -> Repo {
-    let repo = Repo { dir };
-    repo.git(&["init", "-q", "-b", "main"]);
-    std::fs::write(repo.path().join("README.md"), "# test project\n").unwrap();
-    repo.git(&["add", "-A"]);
-    repo.git(&["commit", "-q", "-m", "first"]);
-    repo.ok(&["init"]);
-    let agents = repo.path().join(".agentgrid/agents");
-    for entry in std::fs::read_dir(&agents).unwrap() {
-        std::fs::remove_file(entry.unwrap().path()).unwrap();
-    }
-    let manifest = agent(
-        "attacker",
-        script,
-        &format!("  routing: {{default: true}}\n  limits: {{{limits}}}\n{SANDBOX}"),
-    );
-    std::fs::write(agents.join("attacker.yaml"), manifest).unwrap();
-    std::fs::write(repo.path().join(".agentgrid/config.yaml"), CONFIG).unwrap();
-    repo
+    setup(dir, &[("attacker", &sandboxed("attacker", script, limits))])
 }
 
 /// Shell lines that print `name: escaped` when `command` succeeds, `name: blocked` otherwise.
