@@ -3,7 +3,7 @@
 //! that ends over budget without asking again, an agent that hangs up mid-stream, and a
 //! stalled stream cut by the idle timeout.
 
-use modelfixture::{FixtureOptions, Script, Step};
+use modelfixture::{Script, Step};
 
 use crate::support::*;
 
@@ -71,32 +71,15 @@ fn setup(
     script: Script,
     extra: &str,
 ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let fixture = runtime
-        .block_on(modelfixture::spawn_with(
-            script,
-            FixtureOptions {
-                api_key: Some(REAL_KEY.into()),
-                port: 0,
-            },
-        ))
-        .unwrap();
-    let caller = agent(
-        "caller",
-        &format!("python3 agent.py {mode}"),
-        "  routing: {default: true}\n  sandbox: {network: gateway}\n  limits: {max_attempts: 1}\n",
-    );
-    let repo = Repo::with_agents(&[("caller", &caller)]);
-    std::fs::write(repo.path().join("agent.py"), AGENT_PY).unwrap();
-    repo.git(&["add", "agent.py"]);
-    repo.git(&["commit", "-q", "-m", "add the model-calling agent"]);
-    std::fs::write(
-        repo.path().join(".agentgrid/config.yaml"),
-        config(&fixture.base_url(), extra),
-    )
-    .unwrap();
-    repo.ok(&["task", "add", "Call the model"]);
-    (runtime, fixture, repo)
+    ModelProject {
+        agent_py: AGENT_PY,
+        args: mode,
+        extra_spec: "",
+        config: &|url| config(url, extra),
+        key: REAL_KEY,
+        task: "Call the model",
+    }
+    .build(script)
 }
 
 fn run(repo: &Repo) -> std::process::Output {

@@ -2,7 +2,7 @@
 //! scripted model server: all three wire formats streaming, usage and cost per execution,
 //! budgets, a rate limit ridden out, and the real key nowhere the agent or the logs could see.
 
-use modelfixture::{FixtureOptions, Script, Step};
+use modelfixture::{Script, Step};
 
 use crate::support::*;
 
@@ -69,34 +69,15 @@ fn setup_with(
     budgets: &str,
     extra_spec: &str,
 ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let fixture = runtime
-        .block_on(modelfixture::spawn_with(
-            script,
-            FixtureOptions {
-                api_key: Some(REAL_KEY.into()),
-                port: 0,
-            },
-        ))
-        .unwrap();
-    let caller = agent(
-        "caller",
-        &format!("python3 agent.py {args}"),
-        &format!(
-            "  routing: {{default: true}}\n  sandbox: {{network: gateway}}\n  limits: {{max_attempts: 1}}\n{extra_spec}"
-        ),
-    );
-    let repo = Repo::with_agents(&[("caller", &caller)]);
-    std::fs::write(repo.path().join("agent.py"), AGENT_PY).unwrap();
-    repo.git(&["add", "agent.py"]);
-    repo.git(&["commit", "-q", "-m", "add the model-calling agent"]);
-    std::fs::write(
-        repo.path().join(".agentgrid/config.yaml"),
-        models_config(&fixture.base_url(), budgets),
-    )
-    .unwrap();
-    repo.ok(&["task", "add", "Call the models"]);
-    (runtime, fixture, repo)
+    ModelProject {
+        agent_py: AGENT_PY,
+        args,
+        extra_spec,
+        config: &|url| models_config(url, budgets),
+        key: REAL_KEY,
+        task: "Call the models",
+    }
+    .build(script)
 }
 
 fn run_with_key(repo: &Repo) -> std::process::Output {

@@ -142,3 +142,55 @@ pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     Command::new(program)
 }
+
+/// What a model-calling test needs: the runtime the fixture runs on, the scripted model server
+/// (answering with `key` as the real key) and a project whose one agent, `caller`, runs
+/// `python3 agent.py ARGS` in a sandbox with the gateway, with one task.
+pub struct ModelProject<'a> {
+    /// The agent's script, committed as `agent.py`.
+    pub agent_py: &'a str,
+    pub args: &'a str,
+    /// More of the agent's manifest spec.
+    pub extra_spec: &'a str,
+    /// The node config, given the fixture's base URL.
+    pub config: &'a dyn Fn(&str) -> String,
+    pub key: &'a str,
+    pub task: &'a str,
+}
+
+impl ModelProject<'_> {
+    pub fn build(
+        &self,
+        script: modelfixture::Script,
+    ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let fixture = runtime
+            .block_on(modelfixture::spawn_with(
+                script,
+                modelfixture::FixtureOptions {
+                    api_key: Some(self.key.into()),
+                    port: 0,
+                },
+            ))
+            .unwrap();
+        let caller = agent(
+            "caller",
+            &format!("python3 agent.py {}", self.args),
+            &format!(
+                "  routing: {{default: true}}\n  sandbox: {{network: gateway}}\n  limits: {{max_attempts: 1}}\n{}",
+                self.extra_spec
+            ),
+        );
+        let repo = Repo::with_agents(&[("caller", &caller)]);
+        std::fs::write(repo.path().join("agent.py"), self.agent_py).unwrap();
+        repo.git(&["add", "agent.py"]);
+        repo.git(&["commit", "-q", "-m", "add the model-calling agent"]);
+        std::fs::write(
+            repo.path().join(".agentgrid/config.yaml"),
+            (self.config)(&fixture.base_url()),
+        )
+        .unwrap();
+        repo.ok(&["task", "add", self.task]);
+        (runtime, fixture, repo)
+    }
+}
