@@ -135,15 +135,6 @@ impl Limits {
     }
 
     fn check_title(&self, title: &str) -> Result<(), String> {
-        if title.contains(['\n', '\r']) {
-            return Err("the title must be one line: put the details in the body (--body)".into());
-        }
-        if let Some(c) = title.chars().find(|c| c.is_control()) {
-            return Err(format!(
-                "the title holds the control character {:?}: a title is plain text on one line",
-                c
-            ));
-        }
         let chars = title.chars().count();
         if chars > self.max_title_chars {
             return Err(format!(
@@ -152,7 +143,9 @@ impl Limits {
                 self.max_title_chars
             ));
         }
-        Ok(())
+        // What a title may hold is the domain's rule, shared with every other way in; an agent's
+        // titles are only held to a shorter length on top of it.
+        domain::text::check_title(title)
     }
 
     fn check_text(&self, what: &str, flag: &str, text: &str, max: usize) -> Result<(), String> {
