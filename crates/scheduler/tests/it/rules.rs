@@ -410,7 +410,11 @@ fn no_progress_is_a_failed_attempt_retried_with_backoff() {
     t.attempts = 0;
     let bare = end(ExecutionKind::Work, ExecutionState::NoProgress);
     let plan = after_execution(&t, &[], &bare, &c, T0);
-    assert!(plan.reason.starts_with("no_progress; retry"), "{}", plan.reason);
+    assert!(
+        plan.reason.starts_with("no_progress; retry"),
+        "{}",
+        plan.reason
+    );
 }
 
 #[test]

@@ -375,7 +375,11 @@ async fn a_version_3_database_learns_no_progress_keeping_its_rows_ids_and_claims
         )
         .await
         .unwrap();
-    let ended = store.execution(domain::ExecutionId(3)).await.unwrap().unwrap();
+    let ended = store
+        .execution(domain::ExecutionId(3))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(ended.state, domain::ExecutionState::NoProgress);
     let new = create_titled(&store, "after the upgrade").await;
     let applied = store
