@@ -440,6 +440,27 @@ fn a_junit_report_counts_only_when_this_run_wrote_it() {
 }
 
 #[test]
+fn a_validator_that_runs_out_of_time_says_so_with_its_limit() {
+    // It prints a failing test summary first: a run cut short must not read like that failure.
+    let repo = judged(
+        "echo done > work.txt",
+        1,
+        "      - name: slow\n        run: \"echo '1 passed, 1 failed'; exec sleep 30\"\n        timeout: 1s\n        score: passed-failed\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let r = &results(&repo)[0];
+    assert_eq!(r["reason"], "timed out after 1s and was killed", "{r}");
+    assert_eq!(r["timed_out"], true, "{r}");
+    assert_eq!(r["score"], 0.0, "{r}");
+    let summary = repo.json(&["task", "show", "1", "--json"])["task"]["summary"].to_string();
+    assert!(
+        summary.contains("validator `slow` failed: timed out after 1s"),
+        "{summary}"
+    );
+}
+
+#[test]
 fn a_regex_validator_that_is_killed_fails_whatever_score_it_printed() {
     let repo = judged(
         "echo done > work.txt",
