@@ -76,6 +76,9 @@ pub enum ExecutionState {
     Stalled,
     Cancelled,
     BudgetExceeded,
+    /// Stopped early because the evidence says it is stuck: two iterations in a row failed
+    /// validation the same way, or an iteration after a failed validation changed nothing.
+    NoProgress,
     /// The engine that ran it died; found on restart and wound down.
     Lost,
 }
@@ -99,6 +102,8 @@ pub const TRANSITIONS: &[(ExecutionState, ExecutionState)] = {
         (Running, Stalled),
         (Running, Cancelled),
         (Running, BudgetExceeded),
+        // An iteration after a failed validation left the tree as it was: it is not judged again.
+        (Running, NoProgress),
         (Running, Lost),
         // A failed validation with iterations left runs the agent again with feedback.
         (Validating, Running),
@@ -107,12 +112,13 @@ pub const TRANSITIONS: &[(ExecutionState, ExecutionState)] = {
         (Validating, TimedOut),
         (Validating, Cancelled),
         (Validating, BudgetExceeded),
+        (Validating, NoProgress),
         (Validating, Lost),
     ]
 };
 
 impl ExecutionState {
-    pub const ALL: [ExecutionState; 11] = [
+    pub const ALL: [ExecutionState; 12] = [
         ExecutionState::Queued,
         ExecutionState::Preparing,
         ExecutionState::Running,
@@ -123,6 +129,7 @@ impl ExecutionState {
         ExecutionState::Stalled,
         ExecutionState::Cancelled,
         ExecutionState::BudgetExceeded,
+        ExecutionState::NoProgress,
         ExecutionState::Lost,
     ];
 
@@ -147,6 +154,7 @@ impl ExecutionState {
             ExecutionState::Stalled => "stalled",
             ExecutionState::Cancelled => "cancelled",
             ExecutionState::BudgetExceeded => "budget_exceeded",
+            ExecutionState::NoProgress => "no_progress",
             ExecutionState::Lost => "lost",
         }
     }
@@ -287,6 +295,7 @@ mod tests {
             (Running, Stalled),
             (Running, Cancelled),
             (Running, BudgetExceeded),
+            (Running, NoProgress),
             (Running, Lost),
             (Validating, Running),
             (Validating, Succeeded),
@@ -294,6 +303,7 @@ mod tests {
             (Validating, TimedOut),
             (Validating, Cancelled),
             (Validating, BudgetExceeded),
+            (Validating, NoProgress),
             (Validating, Lost),
         ];
         for from in ExecutionState::ALL {
@@ -316,6 +326,21 @@ mod tests {
                 assert!(!from.can_transition_to(to), "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn no_progress_ends_only_an_execution_that_ran_and_is_final() {
+        let into: Vec<ExecutionState> = ExecutionState::ALL
+            .into_iter()
+            .filter(|from| from.can_transition_to(NoProgress))
+            .collect();
+        assert_eq!(into, vec![Running, Validating]);
+        assert!(NoProgress.is_terminal());
+        assert!(!ExecutionState::ACTIVE.contains(&NoProgress));
+        assert_eq!(NoProgress.as_str(), "no_progress");
+        assert_eq!("no_progress".parse::<ExecutionState>(), Ok(NoProgress));
+        let err = Queued.check_transition(NoProgress).unwrap_err();
+        assert_eq!((err.from, err.to), ("queued", "no_progress"));
     }
 
     #[test]

@@ -490,7 +490,7 @@ async fn execute(
         {
             // The validators would judge the very tree they failed.
             end = (
-                ExecutionState::Failed,
+                ExecutionState::NoProgress,
                 Some(format!(
                     "no progress: iteration {iteration} changed nothing after validation failed ({reason})"
                 )),
@@ -556,7 +556,7 @@ async fn execute(
         let signature = validation.failure_signature();
         if last_failure.as_ref().is_some_and(|(_, s)| *s == signature) {
             end = (
-                ExecutionState::Failed,
+                ExecutionState::NoProgress,
                 Some(format!(
                     "no progress: iterations {} and {iteration} failed validation the same way ({reason})",
                     iteration - 1

@@ -47,7 +47,7 @@ pub struct Validator {
 #[derive(Debug, Clone)]
 pub struct Verdict {
     pub result: ValidatorResult,
-    /// "exited with 1", "timed out and was killed".
+    /// "exited with 1", "timed out and was killed" (as the process ended, without the limit).
     pub status: String,
 }
 
@@ -123,6 +123,8 @@ pub struct RunFacts {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub timed_out: bool,
+    /// The time the run was allowed, named when it ran out.
+    pub timeout: Option<Duration>,
     /// The JUnit report's text, or why it could not be read; only for [`ScoreRule::Junit`].
     pub report: Option<Result<String, String>>,
 }
@@ -131,7 +133,13 @@ impl RunFacts {
     /// Why the process itself failed: a non-zero exit, a signal, a timeout.
     fn exit_problem(&self) -> Option<String> {
         if self.timed_out {
-            return Some("timed out and was killed".into());
+            return Some(match self.timeout {
+                Some(limit) => format!(
+                    "timed out after {} and was killed",
+                    domain::Duration::from_millis(limit.as_millis() as u64)
+                ),
+                None => "timed out and was killed".into(),
+            });
         }
         match (self.exit_code, self.signal) {
             (Some(0), _) => None,
@@ -189,6 +197,9 @@ pub fn judge(rule: &ScoreRule, facts: &RunFacts) -> Judgement {
         score
     };
     let failure = match (exit_problem, problem) {
+        // What a run that was cut short printed is no finding; joined to the timeout it would
+        // read like a test failure.
+        (Some(a), Some(_)) if facts.timed_out => Some(a),
         (Some(a), Some(b)) => Some(format!("{a}; {b}")),
         (a, b) => a.or(b),
     };
@@ -284,6 +295,7 @@ async fn run_one(
                 exit_code: out.code,
                 signal: out.signal,
                 timed_out: out.timed_out,
+                timeout: Some(v.timeout),
                 report: None,
             };
             (facts, status, out.wall_ms)
@@ -548,6 +560,35 @@ mod tests {
             },
         );
         assert_eq!(slow.failure.as_deref(), Some("timed out and was killed"));
+    }
+
+    #[test]
+    fn a_timeout_names_its_limit_and_nothing_the_run_printed_before() {
+        let facts = RunFacts {
+            stdout: "Ran 3 tests\n\nFAILED (failures=1)\n".into(),
+            timed_out: true,
+            timeout: Some(Duration::from_secs(30)),
+            signal: Some(9),
+            ..Default::default()
+        };
+        for rule in [
+            ScoreRule::Exit,
+            ScoreRule::PassedFailed,
+            ScoreRule::Runner(Runner::Unittest),
+        ] {
+            let j = judge(&rule, &facts);
+            assert_eq!(
+                (j.score, j.failure.as_deref()),
+                (0.0, Some("timed out after 30s and was killed")),
+                "{rule:?}"
+            );
+        }
+        // A run that was not cut short keeps both reasons.
+        let j = judge(&ScoreRule::PassedFailed, &ran("1 passed, 1 failed", 1));
+        assert_eq!(
+            j.failure.as_deref(),
+            Some("exited with 1; the summary says 1 passed, 1 failed")
+        );
     }
 
     #[test]

@@ -93,6 +93,10 @@ pub fn after_execution(
             );
         }
         ExecutionState::Succeeded => {}
+        // `no_progress` is one of these: a failed attempt, retried after the backoff while
+        // attempts are left. What was stuck was the agent's course within one execution, whose
+        // every iteration carried the context of the ones before; a new execution starts the
+        // agent afresh on the committed tree, so it may take another way.
         _ => {
             // A resume woken by a failed sub-task that fails itself decided nothing, and the task
             // cannot be done while that sub-task stands: trying it again would only fail again.

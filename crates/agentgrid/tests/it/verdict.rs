@@ -11,8 +11,12 @@ const FAST_CONFIG: &str = "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  
 
 /// An agent that runs `script` once per iteration, judged by `validators` (YAML list items).
 fn judged(script: &str, iterations: u32, validators: &str) -> Repo {
+    judged_with_attempts(script, iterations, 1, validators)
+}
+
+fn judged_with_attempts(script: &str, iterations: u32, attempts: u32, validators: &str) -> Repo {
     let spec = format!(
-        "  routing: {{default: true}}\n  limits: {{max_iterations: {iterations}, max_attempts: 1}}\n  validation:\n    validators:\n{validators}"
+        "  routing: {{default: true}}\n  limits: {{max_iterations: {iterations}, max_attempts: {attempts}}}\n  validation:\n    validators:\n{validators}"
     );
     let repo = Repo::with_agents(&[("coder", &agent("coder", script, &spec))]);
     std::fs::write(repo.path().join(".agentgrid/config.yaml"), FAST_CONFIG).unwrap();
@@ -310,6 +314,19 @@ fn first_execution(repo: &Repo) -> (u64, String) {
     )
 }
 
+/// The state of the task's only execution, as `task show --json` and `status --json` give it;
+/// the two must agree.
+fn only_execution_state(repo: &Repo) -> String {
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    let shown = show["executions"].as_array().unwrap();
+    assert_eq!(shown.len(), 1, "{show}");
+    let status = repo.json(&["status", "--json"]);
+    let listed = status["executions"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{status}");
+    assert_eq!(shown[0]["state"], listed[0]["state"], "{show}\n{status}");
+    shown[0]["state"].as_str().unwrap().to_string()
+}
+
 #[test]
 fn the_same_failure_twice_in_a_row_stops_the_execution() {
     // The agent changes a file every time but never the code the test judges.
@@ -330,6 +347,7 @@ fn the_same_failure_twice_in_a_row_stops_the_execution() {
         summary.starts_with("no progress: iterations 1 and 2 failed validation the same way"),
         "{summary}"
     );
+    assert_eq!(only_execution_state(&repo), "no_progress");
 }
 
 #[test]
@@ -349,6 +367,38 @@ fn an_iteration_that_changes_nothing_stops_the_execution() {
         summary.starts_with("no progress: iteration 2 changed nothing after validation failed"),
         "{summary}"
     );
+    assert_eq!(only_execution_state(&repo), "no_progress");
+}
+
+#[test]
+fn a_stuck_execution_costs_an_attempt_and_the_task_runs_again() {
+    let repo = judged_with_attempts(
+        "test -f answer || echo 41 > answer",
+        5,
+        2,
+        "      - name: answer\n        run: \"test $(cat answer) = 42\"\n",
+    );
+    let out = run(&repo);
+    assert_eq!(repo.task_state(1), "failed", "{out}");
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    let executions = show["executions"].as_array().unwrap();
+    let states: Vec<(u64, &str)> = executions
+        .iter()
+        .map(|e| (e["attempt"].as_u64().unwrap(), e["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        states,
+        vec![(1, "no_progress"), (2, "no_progress")],
+        "{show}"
+    );
+    let reason = show["task"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("no progress: iteration 2 changed nothing")
+            && reason.ends_with("(attempt 2 of 2)"),
+        "{show}"
+    );
+    assert!(out.contains("execution 1 no_progress"), "{out}");
+    assert!(out.contains("retry 2 of 2"), "{out}");
 }
 
 #[test]
@@ -387,6 +437,27 @@ fn a_junit_report_counts_only_when_this_run_wrote_it() {
     );
     let files = repo.git(&["ls-tree", "-r", "--name-only", "agentgrid/task-1"]);
     assert!(!files.contains("out/junit.xml"), "{files}");
+}
+
+#[test]
+fn a_validator_that_runs_out_of_time_says_so_with_its_limit() {
+    // It prints a failing test summary first: a run cut short must not read like that failure.
+    let repo = judged(
+        "echo done > work.txt",
+        1,
+        "      - name: slow\n        run: \"echo '1 passed, 1 failed'; exec sleep 30\"\n        timeout: 1s\n        score: passed-failed\n",
+    );
+    run(&repo);
+    assert_eq!(repo.task_state(1), "failed");
+    let r = &results(&repo)[0];
+    assert_eq!(r["reason"], "timed out after 1s and was killed", "{r}");
+    assert_eq!(r["timed_out"], true, "{r}");
+    assert_eq!(r["score"], 0.0, "{r}");
+    let summary = repo.json(&["task", "show", "1", "--json"])["task"]["summary"].to_string();
+    assert!(
+        summary.contains("validator `slow` failed: timed out after 1s"),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -376,6 +376,48 @@ fn failures_back_off_exponentially_then_fail_the_task() {
 }
 
 #[test]
+fn no_progress_is_a_failed_attempt_retried_with_backoff() {
+    let mut agent = worker();
+    agent.max_attempts = 2;
+    let c = Config {
+        retry: scheduler::RetryPolicy {
+            base_delay: Duration::from_secs(10),
+            max_delay: Duration::from_mins(5),
+        },
+        ..config(vec![agent])
+    };
+    let mut t = task(1);
+    let e = ExecutionEnd {
+        failure: Some("no progress: iterations 1 and 2 failed validation the same way".into()),
+        ..end(ExecutionKind::Work, ExecutionState::NoProgress)
+    };
+    let first = after_execution(&t, &[], &e, &c, T0);
+    assert_eq!(
+        (first.to, first.attempts, first.not_before),
+        (TaskState::Open, 1, Some(T0.plus(Duration::from_secs(10))))
+    );
+    assert!(
+        first.reason.starts_with("no progress: iterations 1 and 2")
+            && first.reason.contains("retry 2 of 2"),
+        "{}",
+        first.reason
+    );
+    t.attempts = 1;
+    let last = after_execution(&t, &[], &e, &c, T0);
+    assert_eq!((last.to, last.attempts), (TaskState::Failed, 2));
+    assert!(last.reason.contains("(attempt 2 of 2)"), "{}", last.reason);
+    // Without a recorded reason the state itself names the outcome.
+    t.attempts = 0;
+    let bare = end(ExecutionKind::Work, ExecutionState::NoProgress);
+    let plan = after_execution(&t, &[], &bare, &c, T0);
+    assert!(
+        plan.reason.starts_with("no_progress; retry"),
+        "{}",
+        plan.reason
+    );
+}
+
+#[test]
 fn interruptions_run_again_at_once_without_costing_an_attempt() {
     let c = config(vec![worker()]);
     let mut t = task(1);

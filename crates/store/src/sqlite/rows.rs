@@ -68,7 +68,7 @@ pub(crate) const EXECUTION_COLUMNS: &str = "id, task_id, kind, agent, attempt, i
 const EVENT_COLUMNS: &str = "seq, at, entity, entity_id, entity_seq, actor, data";
 
 /// The condition that an execution is active, written exactly as in the WHERE clause of the
-/// partial unique index (migration 3) so that SQLite uses the index for queries with it. A list
+/// partial unique index (migrations 3 and 4) so that SQLite uses the index for queries with it. A list
 /// (`state IN (...)`) would mean the same but build a temporary b-tree at every run.
 pub(crate) const ACTIVE_SQL: &str =
     "(state = 'queued' OR state = 'preparing' OR state = 'running' OR state = 'validating')";

@@ -14,7 +14,7 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path).unwrap();
     assert!(path.exists(), "open creates the file");
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let id = create_titled(&store, "persist me").await;
     let failed = store
         .apply(
@@ -39,7 +39,7 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.tasks(&TaskFilter::default()).await.unwrap(), tasks);
         assert_eq!(store.events_after(0, 100).await.unwrap(), events);
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), 4);
     }
 
     let raw = rusqlite::Connection::open(&path).unwrap();
@@ -47,7 +47,7 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        applied, 3,
+        applied, 4,
         "each migration is recorded once, however often the file is opened"
     );
     let mode: String = raw
@@ -75,7 +75,7 @@ fn a_database_from_a_newer_build_is_refused() {
             err,
             Error::TooNew {
                 found: 999,
-                known: 3,
+                known: 4,
                 ..
             }
         ),
@@ -110,13 +110,13 @@ fn several_stores_open_a_fresh_file_at_once() {
         })
         .collect();
     for opener in openers {
-        assert_eq!(opener.join().unwrap().unwrap().unwrap(), 3);
+        assert_eq!(opener.join().unwrap().unwrap().unwrap(), 4);
     }
     let raw = rusqlite::Connection::open(&path).unwrap();
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(applied, 3);
+    assert_eq!(applied, 4);
 }
 
 #[tokio::test]
@@ -176,7 +176,7 @@ async fn a_version_2_database_is_rebuilt_keeping_its_rows_ids_and_claims() {
     drop(raw);
 
     let store = SqliteStore::open(&db_path(&dir)).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let tasks = store.tasks(&TaskFilter::default()).await.unwrap();
     let summary: Vec<_> = tasks
         .iter()
@@ -271,7 +271,143 @@ async fn a_version_2_database_is_rebuilt_keeping_its_rows_ids_and_claims() {
         .unwrap();
     assert_eq!(dangling, 0);
     let leftovers: Vec<String> = raw
-        .prepare("SELECT name FROM sqlite_schema WHERE name LIKE '%_v3' OR name = 'tasks_state'")
+        .prepare("SELECT name FROM sqlite_schema WHERE name LIKE '%_v3' OR name LIKE '%_v4' OR name = 'tasks_state'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn a_version_3_database_learns_no_progress_keeping_its_rows_ids_and_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = crate::file_at_version(&dir, 3);
+    raw.execute_batch(
+        "INSERT INTO tasks (id, title, body, labels, priority, state, parent, root, depth, \
+             created_at, updated_at, attempts, executions, summary)
+         VALUES (1, 'stuck', '', '[]', 1, 'running', NULL, 1, 0, 5, 6, 0, 2, NULL),
+                (2, 'done before', '', '[]', 2, 'done', NULL, 2, 0, 7, 8, 1, 1, 'ok');
+         INSERT INTO executions (id, task_id, kind, agent, attempt, iteration, state, queued_at,
+             ended_at, exit_code, wall_ms, cpu_ms, summary)
+         VALUES (1, 2, 'work', 'claude', 1, 1, 'succeeded', 7, 8, 0, 12, 3, 'validated'),
+                (2, 1, 'work', 'claude', 1, 2, 'failed', 5, 6, 1, 4, 2, 'no progress: old'),
+                (3, 1, 'work', 'claude', 2, 1, 'running', 6, NULL, NULL, 0, 0, NULL);
+         INSERT INTO model_usage (execution_id, task_id, root, agent, model, at, input_tokens,
+             output_tokens, cached_tokens, cost_micros)
+         VALUES (3, 1, 1, 'claude', 'sonnet', 6, 100, 20, 0, 7);
+         UPDATE sqlite_sequence SET seq = 9 WHERE name = 'executions';",
+    )
+    .unwrap();
+    // The schema this build replaces refuses the new state, so the upgrade is what admits it.
+    let before = raw.execute(
+        "UPDATE executions SET state = 'no_progress' WHERE id = 2",
+        [],
+    );
+    assert!(before.is_err(), "version 3 already knew no_progress");
+    drop(raw);
+
+    let store = SqliteStore::open(&db_path(&dir)).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 4);
+    let executions = store.executions(&ExecutionFilter::default()).await.unwrap();
+    let rows: Vec<_> = executions
+        .iter()
+        .map(|e| (e.id.0, e.task_id.0, e.state, e.summary.clone()))
+        .collect();
+    let mut rows = rows;
+    rows.sort_by_key(|r| r.0);
+    assert_eq!(
+        rows,
+        vec![
+            (
+                1,
+                2,
+                domain::ExecutionState::Succeeded,
+                Some("validated".into())
+            ),
+            (
+                2,
+                1,
+                domain::ExecutionState::Failed,
+                Some("no progress: old".into())
+            ),
+            (3, 1, domain::ExecutionState::Running, None),
+        ]
+    );
+    assert_eq!(
+        store
+            .model_usage(&store::UsageScope::Execution(domain::ExecutionId(3)))
+            .await
+            .unwrap()
+            .cost_micros,
+        7
+    );
+
+    // The claim on task 1 still holds, through the rebuilt partial index too.
+    let second = store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::CreateExecution {
+                task_id: domain::TaskId(1),
+                kind: domain::ExecutionKind::Work,
+                agent: "claude".into(),
+                attempt: 3,
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(second, Error::AlreadyActive { .. }), "{second}");
+
+    // The running execution can now end as no progress, and a new one continues the sequence.
+    store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::FinishExecution {
+                id: domain::ExecutionId(3),
+                state: domain::ExecutionState::NoProgress,
+                exit_code: Some(0),
+                usage: domain::Usage::default(),
+                summary: Some("no progress: iterations 1 and 2 failed the same way".into()),
+            }],
+        )
+        .await
+        .unwrap();
+    let ended = store
+        .execution(domain::ExecutionId(3))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.state, domain::ExecutionState::NoProgress);
+    let new = create_titled(&store, "after the upgrade").await;
+    let applied = store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::CreateExecution {
+                task_id: new,
+                kind: domain::ExecutionKind::Work,
+                agent: "claude".into(),
+                attempt: 1,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.executions[0].id.0, 10);
+
+    let raw = rusqlite::Connection::open(db_path(&dir)).unwrap();
+    let bad_state = raw.execute("UPDATE executions SET state = 'stuck' WHERE id = 1", []);
+    assert!(bad_state.is_err(), "the state check still holds");
+    let dangling: i64 = raw
+        .query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(dangling, 0);
+    let leftovers: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_schema WHERE name LIKE '%_v4'")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()

@@ -966,3 +966,41 @@ async fn settling_applies_only_to_a_task_that_is_still_running() {
     assert_eq!(applied.tasks[0].state, TaskState::Done);
     assert_eq!(applied.tasks[0].summary.as_deref(), Some("validated"));
 }
+
+#[tokio::test]
+async fn every_end_an_execution_can_reach_is_stored_and_read_back() {
+    let (_dir, store) = fresh();
+    let ends: Vec<ExecutionState> = ExecutionState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .filter(|s| {
+            ExecutionState::Running.can_transition_to(*s)
+                || ExecutionState::Validating.can_transition_to(*s)
+        })
+        .collect();
+    assert!(ends.contains(&ExecutionState::NoProgress), "{ends:?}");
+    for state in ends {
+        let task = create_titled(&store, &format!("ends {state}")).await;
+        let id = start(&store, task).await;
+        let mut path = vec![ExecutionState::Preparing, ExecutionState::Running];
+        if !ExecutionState::Running.can_transition_to(state) {
+            path.push(ExecutionState::Validating);
+        }
+        let mut changes: Vec<Change> = path
+            .into_iter()
+            .map(|to| Change::SetExecutionState {
+                id,
+                to,
+                reason: None,
+            })
+            .collect();
+        changes.push(finish(id, state));
+        store
+            .apply("engine", T0, changes)
+            .await
+            .unwrap_or_else(|e| panic!("finishing as {state}: {e}"));
+        let stored = store.execution(id).await.unwrap().unwrap();
+        assert_eq!(stored.state, state);
+        assert!(stored.ended_at.is_some(), "{state}");
+    }
+}
