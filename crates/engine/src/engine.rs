@@ -49,6 +49,9 @@ pub struct RunSummary {
     /// Tasks left open that nothing could run, with the reason.
     pub stuck: Vec<(TaskId, String)>,
     pub interrupted: bool,
+    /// Every task this run's engine wrote a change to (claims, ends, state changes, notes), so
+    /// the closing summary shows what this run did without reading every task ever made.
+    pub touched: BTreeSet<TaskId>,
 }
 
 struct Active {
@@ -1239,6 +1242,7 @@ impl Engine {
             self.dirty = true;
         }
         for task in &applied.tasks {
+            self.summary.touched.insert(task.id);
             self.snapshot.insert(task.clone());
         }
         for execution in &applied.executions {
