@@ -99,10 +99,7 @@ mod tests {
             waited_ms: 5,
         }));
         assert_eq!(exit_code(&in_engine), exit::TRY_AGAIN);
-        assert_eq!(
-            exit_code(&user_error("bad").context("outer")),
-            exit::USAGE
-        );
+        assert_eq!(exit_code(&user_error("bad").context("outer")), exit::USAGE);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), exit::FAILED);
     }
 
@@ -114,6 +111,9 @@ mod tests {
         // As the store's database errors do: the message quotes its source.
         let quoted = anyhow::Error::new(std::io::Error::other("disk full"))
             .context("the database failed while writing: disk full");
-        assert_eq!(describe(&quoted), "the database failed while writing: disk full");
+        assert_eq!(
+            describe(&quoted),
+            "the database failed while writing: disk full"
+        );
     }
 }

@@ -198,9 +198,9 @@ fn print_report(report: &Report) {
                  no account uses, with no groups: root-only files are unreadable to it; its \
                  workspace is shown as its own through an idmapped mount"
             ),
-            Some(uid) => outln!(
-                "  the agent runs as uid {uid}, mapped to the engine's own uid {engine_uid}"
-            ),
+            Some(uid) => {
+                outln!("  the agent runs as uid {uid}, mapped to the engine's own uid {engine_uid}")
+            }
             None => outln!("  ! the self-test did not say which uid it ran as"),
         }
     }

@@ -139,7 +139,7 @@ spec:
     default: true        # takes every task no other agent matches
   limits:
     timeout: 30m
-    stall_timeout: 10m
+    stall_timeout: 5m
     max_attempts: {max_attempts}
   # Success comes from evidence: add validators that prove the work, for example
   # validation:

@@ -44,9 +44,13 @@ pub async fn print_summary(
             tasks.push(task);
         }
     }
-    let needs_a_person = |t: &domain::Task| matches!(t.state, TaskState::Failed | TaskState::Blocked);
+    let needs_a_person =
+        |t: &domain::Task| matches!(t.state, TaskState::Failed | TaskState::Blocked);
     tasks.sort_by_key(|t| (!needs_a_person(t), t.id));
-    let failed = tasks.iter().filter(|t| t.state == TaskState::Failed).count();
+    let failed = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Failed)
+        .count();
     let done = tasks.iter().filter(|t| t.state == TaskState::Done).count();
     if !quiet && !tasks.is_empty() {
         let mut rows = Vec::with_capacity(tasks.len().min(SUMMARY_LINES));

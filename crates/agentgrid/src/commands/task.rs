@@ -441,7 +441,8 @@ fn print_task(t: &Task) {
     }
     outln!(
         "  attempts:  {} failed, {} executions",
-        t.attempts, t.executions
+        t.attempts,
+        t.executions
     );
     if let Some(s) = &t.summary {
         outln!("  last word: {}", one_line(s));
