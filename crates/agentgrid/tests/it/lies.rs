@@ -303,3 +303,67 @@ fn init_writes_the_defaults_it_says_it_writes() {
     };
     assert_eq!(spec, &expected);
 }
+
+#[test]
+fn a_worktree_busy_when_its_task_ended_is_removed_once_it_is_free() {
+    let marks = tempfile::tempdir().unwrap();
+    let ended = marks.path().join("holder-ended");
+    let holder = marks.path().join("holder.py");
+    std::fs::write(
+        &holder,
+        "import os, sys, time\n\
+         if os.fork():\n    sys.exit(0)\n\
+         os.setsid()\n\
+         time.sleep(3)\n\
+         open(sys.argv[1], 'w').close()\n",
+    )
+    .unwrap();
+    // Task 1 leaves a process behind in its worktree, outside its process group, for a few
+    // seconds; task 2 keeps the run going meanwhile.
+    let script = format!(
+        "case $AGENTGRID_TASK_ID in \
+         1) python3 {} {} </dev/null >/dev/null 2>&1 ;; \
+         *) sleep 7 ;; esac",
+        holder.display(),
+        ended.display()
+    );
+    let repo = Repo::with_agents(&[(
+        "worker",
+        &agent(
+            "worker",
+            &script,
+            "  routing: {default: true}\n  sandbox: {enabled: false}\n",
+        ),
+    )]);
+    repo.ok(&["task", "add", "leaves a process behind"]);
+    repo.ok(&["task", "add", "takes its time"]);
+    let worktree = repo.path().join(".agentgrid/workspaces/task-1");
+    let mut run = repo
+        .cmd(&["run"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::support::wait_for(Duration::from_secs(30), "task 1 to end", || {
+        repo.task_state(1) == "done"
+    });
+    assert!(
+        ended.exists() || worktree.exists(),
+        "the worktree stays while a process works in it"
+    );
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        ended.exists(),
+        "the process left behind ended during the run: {}",
+        stdout(&out)
+    );
+    assert!(
+        !worktree.exists(),
+        "the busy worktree is removed once free, in the same run"
+    );
+    assert!(
+        repo.git(&["branch", "--list", "agentgrid/task-1"])
+            .contains("task-1")
+    );
+}
