@@ -80,7 +80,6 @@ pub fn describe(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
 
     #[test]
     fn kinds_survive_context_and_busy_is_not_a_usage_error() {

@@ -338,7 +338,7 @@ fn a_worktree_busy_when_its_task_ended_is_removed_once_it_is_free() {
     repo.ok(&["task", "add", "leaves a process behind"]);
     repo.ok(&["task", "add", "takes its time"]);
     let worktree = repo.path().join(".agentgrid/workspaces/task-1");
-    let mut run = repo
+    let run = repo
         .cmd(&["run"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
