@@ -5,6 +5,8 @@
 //! - `bench`: times agentgrid's dispatch of no-op executions, plain, in git worktrees and in the
 //!   default sandbox, against the same commands run by `xargs -P2`, and measures the latency
 //!   the model gateway adds (see `bench.rs` and BENCHMARKS.md).
+//! - `layers`: checks the crates' dependencies against the layering table of ARCHITECTURE.md
+//!   (see `layers.rs`).
 
 // xtask is development automation outside the product: it builds agentgrid and drives it,
 // git and xargs as a user would, so it starts processes directly instead of through the
@@ -13,6 +15,7 @@
 
 mod bench;
 mod gateway;
+mod layers;
 mod sandboxed;
 
 use std::process::ExitCode;
@@ -29,12 +32,15 @@ commands:
       --dir DIR       make the temporary projects under DIR (default: the system temp dir)
       --check         exit with 1 when a target (scenario A, scenario C, gateway) is missed
       --agentgrid BIN measure this binary instead of building the workspace's
+  layers            check that every crate depends only on crates the layering table of
+                    ARCHITECTURE.md allows
   help              print this text";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bench") => bench::Options::parse(&args[1..]).and_then(bench::run),
+        Some("layers") => layers::run(),
         Some("help" | "--help" | "-h") | None => {
             println!("{USAGE}");
             Ok(true)

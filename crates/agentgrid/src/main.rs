@@ -1,9 +1,15 @@
 //! `agentgrid`: the command line. Parses arguments, runs one command, maps errors to an exit
 //! code and one clear line.
 
+// Output goes through `output`, which ends quietly when its reader has gone.
+#![deny(clippy::print_stdout)]
+
+// First, so that its macros are known in the modules below.
+#[macro_use]
+mod output;
 mod cli;
 mod commands;
-mod output;
+mod error;
 mod project;
 
 use std::process::ExitCode;
@@ -16,26 +22,15 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// It ran but the outcome is a failure (a task failed, a manifest is invalid).
     pub const FAILED: u8 = 1;
-    /// The request itself was wrong: bad arguments, unknown ids, no project. Nothing changed.
+    /// The request itself was wrong: bad arguments, unknown ids, no project, another engine
+    /// already running. Nothing changed.
     pub const USAGE: u8 = 2;
+    /// Nothing changed, for a reason outside the request: the database was locked by another
+    /// process, or the host refused a write. The same request may succeed later (`EX_TEMPFAIL`).
+    pub const TRY_AGAIN: u8 = 75;
 }
 
-/// An error that carries its exit code; anything else exits with [`exit::FAILED`].
-#[derive(Debug)]
-pub struct UserError(pub String);
-
-impl std::fmt::Display for UserError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UserError {}
-
-/// Shorthand for a usage error with a message.
-pub fn user_error(message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UserError(message.into()))
-}
+pub use error::{UserError, user_error};
 
 fn main() -> ExitCode {
     // `agentgrid __sandbox` is the sandbox helper the launch crate starts in an agent's place.
@@ -67,16 +62,17 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    let result = runtime.block_on(commands::run(args));
+    // Output cut short by anything but a reader that left makes an incomplete answer.
+    if let Some(failure) = output::finish() {
+        eprintln!("error: {failure}");
+        return ExitCode::from(exit::FAILED);
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            let code = if err.downcast_ref::<UserError>().is_some() {
-                exit::USAGE
-            } else {
-                exit::FAILED
-            };
-            eprintln!("error: {err:#}");
-            ExitCode::from(code)
+            eprintln!("error: {}", error::describe(&err));
+            ExitCode::from(error::exit_code(&err))
         }
     }
 }

@@ -1,6 +1,85 @@
-//! Plain-text tables and JSON printing for command output.
+//! Everything agentgrid prints on standard output goes through here: plain-text tables, JSON,
+//! blocks of text written by others, and raw log bytes.
+//!
+//! A reader may go away before the output ends (`agentgrid task list | head`). Rust's
+//! `println!` panics when a write fails, so output is written with [`outln!`] and [`bytes`]
+//! instead: once standard output is closed (`EPIPE`) the rest is dropped quietly, and the
+//! command finishes with its own exit status. Commands that could go on for ever (`--follow`)
+//! ask [`closed`] and stop. clippy's `print_stdout` keeps `println!` out of the crate.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
+
+/// Prints a line on standard output; see the module's documentation.
+macro_rules! outln {
+    () => {
+        $crate::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// Set once a write to standard output failed: nothing more is written.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// A write that failed for another reason than a reader gone (a full disk under a redirect):
+/// reported when the command ends, since its output is incomplete.
+static FAILURE: Mutex<Option<String>> = Mutex::new(None);
+
+#[doc(hidden)]
+pub fn write_out(args: std::fmt::Arguments<'_>) {
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let result = std::io::stdout().lock().write_fmt(args);
+    if let Err(e) = result {
+        wrote_nothing_more(e);
+    }
+}
+
+/// Writes bytes as they are on standard output; false once it is closed.
+pub fn bytes(data: &[u8]) -> bool {
+    if CLOSED.load(Ordering::Relaxed) {
+        return false;
+    }
+    let mut out = std::io::stdout().lock();
+    match out.write_all(data).and_then(|()| out.flush()) {
+        Ok(()) => true,
+        Err(e) => {
+            wrote_nothing_more(e);
+            false
+        }
+    }
+}
+
+fn wrote_nothing_more(e: std::io::Error) {
+    CLOSED.store(true, Ordering::Relaxed);
+    if e.kind() != std::io::ErrorKind::BrokenPipe
+        && let Ok(mut failure) = FAILURE.lock()
+    {
+        failure.get_or_insert_with(|| format!("cannot write to standard output: {e}"));
+    }
+}
+
+/// Whether standard output is gone, so that a command printing as things happen can stop.
+pub fn closed() -> bool {
+    CLOSED.load(Ordering::Relaxed)
+}
+
+/// Writes out what is still buffered, and tells why output was cut short if not because its
+/// reader left.
+pub fn finish() -> Option<String> {
+    if !closed()
+        && let Err(e) = std::io::stdout().lock().flush()
+    {
+        wrote_nothing_more(e);
+    }
+    FAILURE.lock().ok().and_then(|mut f| f.take())
+}
 
 pub use domain::text::{multi_line, one_line};
 
@@ -28,7 +107,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
             }
         }
-        println!("{}", out.trim_end());
+        outln!("{}", out.trim_end());
     };
     line(header.to_vec());
     for row in &rows {
@@ -40,12 +119,12 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
 /// every line indented, so that no line of it passes for a line of agentgrid's own output.
 pub fn block(text: &str, indent: &str) {
     for line in multi_line(text).lines() {
-        println!("{indent}{line}");
+        outln!("{indent}{line}");
     }
 }
 
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -49,6 +49,9 @@ pub struct RunSummary {
     /// Tasks left open that nothing could run, with the reason.
     pub stuck: Vec<(TaskId, String)>,
     pub interrupted: bool,
+    /// Every task this run's engine wrote a change to (claims, ends, state changes, notes), so
+    /// the closing summary shows what this run did without reading every task ever made.
+    pub touched: BTreeSet<TaskId>,
 }
 
 struct Active {
@@ -108,7 +111,14 @@ pub struct Engine {
     /// Sub-tasks that were done while their parent had an execution running in its worktree,
     /// by parent: merged when that execution ends, before anything else is decided.
     unmerged: HashMap<TaskId, Vec<TaskId>>,
+    /// Ended tasks whose worktree could not be removed because a process worked in it.
+    busy_worktrees: BTreeSet<TaskId>,
+    /// When removing them was last tried.
+    removals_tried: Option<Instant>,
 }
+
+/// How often the worktrees that were busy are tried again.
+const REMOVAL_RETRY: StdDuration = StdDuration::from_secs(1);
 
 /// How often changes written by other processes (the CLI) are picked up.
 const FOLLOW_INTERVAL: StdDuration = StdDuration::from_millis(250);
@@ -161,6 +171,8 @@ impl Engine {
             flush_at: None,
             recheck_at: None,
             unmerged: HashMap::new(),
+            busy_worktrees: BTreeSet::new(),
+            removals_tried: None,
         }
     }
 
@@ -311,6 +323,7 @@ impl Engine {
                 if last_follow.elapsed() >= FOLLOW_INTERVAL {
                     self.follow().await?;
                     last_follow = Instant::now();
+                    self.retry_removals().await;
                 }
             }
             Ok::<(), Error>(())
@@ -1073,9 +1086,67 @@ impl Engine {
                 created: false,
             };
             let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
-            if let Err(e) = manager.remove(&ws, hook_sandbox.as_ref()).await {
-                tracing::warn!(task = %task_id, "workspace kept: {e}");
+            self.remove_worktree(&manager, &ws, hook_sandbox.as_ref())
+                .await;
+        }
+    }
+
+    /// Removes an ended task's worktree. One that a process still works in is remembered and
+    /// tried again on later turns (see [`Engine::retry_removals`]); should this engine stop
+    /// first, the next one finds the worktree of an ended task at its start and removes it.
+    async fn remove_worktree(
+        &mut self,
+        manager: &Workspaces,
+        ws: &workspace::Workspace,
+        sandbox: Option<&launch::sandbox::SandboxSpec>,
+    ) {
+        match manager.remove(ws, sandbox).await {
+            Ok(workspace::RemoveOutcome::Busy { pids }) => {
+                tracing::debug!(task = %ws.task, ?pids, "workspace busy; removal retried later");
+                self.busy_worktrees.insert(ws.task);
             }
+            Ok(workspace::RemoveOutcome::Removed | workspace::RemoveOutcome::AlreadyGone) => {
+                self.busy_worktrees.remove(&ws.task);
+            }
+            Err(e) => {
+                // Uncommitted work or a failing hook: left for a person, not retried.
+                self.busy_worktrees.remove(&ws.task);
+                tracing::warn!(task = %ws.task, "workspace kept: {e}");
+            }
+        }
+    }
+
+    /// Tries again to remove the worktrees that were busy, at most once per
+    /// [`REMOVAL_RETRY`]: each try reads every process's links in /proc.
+    async fn retry_removals(&mut self) {
+        if self.busy_worktrees.is_empty()
+            || self
+                .removals_tried
+                .is_some_and(|at| at.elapsed() < REMOVAL_RETRY)
+        {
+            return;
+        }
+        self.removals_tried = Some(Instant::now());
+        let Some(manager) = self.workspaces.clone() else {
+            return;
+        };
+        for task_id in std::mem::take(&mut self.busy_worktrees) {
+            // A task reopened meanwhile works in its worktree again.
+            let Some(task) = self.snapshot.task(task_id).cloned() else {
+                continue;
+            };
+            let Some(branch) = task.branch.clone().filter(|_| task.state.is_terminal()) else {
+                continue;
+            };
+            let ws = workspace::Workspace {
+                task: task_id,
+                path: manager.path_of(task_id),
+                branch,
+                created: false,
+            };
+            let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
+            self.remove_worktree(&manager, &ws, hook_sandbox.as_ref())
+                .await;
         }
     }
 
@@ -1163,25 +1234,22 @@ impl Engine {
         let hook_sandbox = self.hook_sandbox(parent.id, &manager).await;
         let outcome = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
             Ok(parent_ws) => {
-                let merged = manager
-                    .merge_branch(&parent_ws, &branch, &message)
-                    .await
-                    .map(|o| format!("{o:?}"));
+                let merged = manager.merge_branch(&parent_ws, &branch, &message).await;
                 // A parent that has ended keeps no worktree: the merge is on its branch.
-                if parent.state.is_terminal()
-                    && let Err(e) = manager.remove(&parent_ws, hook_sandbox.as_ref()).await
-                {
-                    tracing::warn!(task = %parent.id, "workspace kept: {e}");
+                if parent.state.is_terminal() {
+                    self.remove_worktree(&manager, &parent_ws, hook_sandbox.as_ref())
+                        .await;
                 }
                 merged
             }
             Err(e) => Err(e),
         };
         let note = match outcome {
-            Ok(o) if o.starts_with("Conflict") => Some(format!(
-                "merging {branch} into this task's branch conflicted ({o}); it was left unmerged"
+            Ok(workspace::MergeOutcome::Conflict { files }) => Some(format!(
+                "merging {branch} into this task's branch conflicted in {}; it was left unmerged",
+                files.join(", ")
             )),
-            Ok(_) => None,
+            Ok(workspace::MergeOutcome::Merged { .. } | workspace::MergeOutcome::UpToDate) => None,
             Err(e) => Some(format!("merging {branch} failed: {e}")),
         };
         if let Some(text) = note {
@@ -1239,6 +1307,7 @@ impl Engine {
             self.dirty = true;
         }
         for task in &applied.tasks {
+            self.summary.touched.insert(task.id);
             self.snapshot.insert(task.clone());
         }
         for execution in &applied.executions {

@@ -40,9 +40,9 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         Ok(answer) => {
             if is_create {
                 // Scripts capture the id: `id=$(agentgrid ctl subtask create …)`.
-                println!("{}", answer["id"]);
+                outln!("{}", answer["id"]);
             } else {
-                println!("{}", serde_json::to_string_pretty(&answer)?);
+                outln!("{}", serde_json::to_string_pretty(&answer)?);
             }
             Ok(crate::exit::OK)
         }

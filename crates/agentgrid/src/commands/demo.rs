@@ -248,7 +248,7 @@ pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
             (t.clone(), Some(TempDir(t)))
         }
     };
-    println!("demo project: {}", root.display());
+    outln!("demo project: {}", root.display());
     build_project(&root).await?;
     let project = Project {
         root: root.clone(),
@@ -285,12 +285,12 @@ pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
             ],
         )
         .await?;
-    println!("3 issues filed; running the agents\n");
+    outln!("3 issues filed; running the agents\n");
     let summary = super::run::run_engine(&project, RunMode::UntilIdle, true).await?;
-    let code = super::status::print_summary(&project, &summary).await?;
+    let code = super::run::print_summary(&project, &summary, false).await?;
     let tasks = store.tasks(&store::TaskFilter::default()).await?;
     let all_done = tasks.iter().all(|t| t.state == TaskState::Done);
-    println!(
+    outln!(
         "\ndemo finished in {:.1}s: {}",
         started.elapsed().as_secs_f64(),
         if all_done {
@@ -300,7 +300,7 @@ pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
         }
     );
     if _temp.is_none() {
-        println!(
+        outln!(
             "inspect it: cd {} && agentgrid task list && git branch --list 'agentgrid/*'",
             root.display()
         );

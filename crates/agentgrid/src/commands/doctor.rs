@@ -142,7 +142,7 @@ fn mark(ok: bool) -> &'static str {
 }
 
 fn print_report(report: &Report) {
-    println!("Sandbox mechanisms on this host:");
+    outln!("Sandbox mechanisms on this host:");
     let rows: Vec<Vec<String>> = Mechanism::ALL
         .iter()
         .filter_map(|&m| report.support.get(m))
@@ -155,60 +155,60 @@ fn print_report(report: &Report) {
         })
         .collect();
     crate::output::table(&["", "mechanism", "detail"], &rows);
-    println!();
-    println!("Profiles:");
+    outln!();
+    outln!("Profiles:");
     for p in &report.profiles {
-        println!("  {} {}", mark(p.ok), p.name);
+        outln!("  {} {}", mark(p.ok), p.name);
         if let Some(problem) = &p.problem {
             for line in problem.lines().skip(1) {
-                println!("      {}", line.trim_start_matches("  - "));
+                outln!("      {}", line.trim_start_matches("  - "));
             }
         }
     }
-    println!();
+    outln!();
     let sockets = &report.unix_sockets;
-    println!("Unix sockets: {} {}", mark(sockets.ok), sockets.mechanism);
+    outln!("Unix sockets: {} {}", mark(sockets.ok), sockets.mechanism);
     if sockets.visible.is_empty() {
-        println!("      no socket lies inside the system trees (all of them walked)");
+        outln!("      no socket lies inside the system trees (all of them walked)");
     } else {
-        println!("      sockets inside the system trees, visible in every sandbox:");
+        outln!("      sockets inside the system trees, visible in every sandbox:");
         for path in &sockets.visible {
-            println!("        {}", path.display());
+            outln!("        {}", path.display());
         }
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "End to end: {} {}",
         mark(report.smoke_test.ok),
         report.smoke_test.detail
     );
     if let Some(boundary) = &report.smoke_test.boundary {
         for check in &boundary.checks {
-            println!("  {} {}: {}", mark(check.ok), check.name, check.detail);
+            outln!("  {} {}: {}", mark(check.ok), check.name, check.detail);
         }
         let engine_uid = sandbox::selftest::engine_uid();
         match boundary.uid {
-            Some(0) => println!(
+            Some(0) => outln!(
                 "  ! the agent runs as uid 0 of its user namespace, mapped to the engine's \
                  own uid {engine_uid}: files in the system trees that only that uid may read \
                  are readable to it"
             ),
-            Some(uid) if engine_uid == 0 => println!(
+            Some(uid) if engine_uid == 0 => outln!(
                 "  ✓ the agent runs as uid {uid} of its user namespace, mapped to a host uid \
                  no account uses, with no groups: root-only files are unreadable to it; its \
                  workspace is shown as its own through an idmapped mount"
             ),
-            Some(uid) => println!(
-                "  the agent runs as uid {uid}, mapped to the engine's own uid {engine_uid}"
-            ),
-            None => println!("  ! the self-test did not say which uid it ran as"),
+            Some(uid) => {
+                outln!("  the agent runs as uid {uid}, mapped to the engine's own uid {engine_uid}")
+            }
+            None => outln!("  ! the self-test did not say which uid it ran as"),
         }
     }
     if !report.support.available(Mechanism::MemoryCgroup)
         || !report.support.available(Mechanism::PidsCgroup)
     {
-        println!();
-        println!(
+        outln!();
+        outln!(
             "Without a writable cgroup, limits fall back to per-process rlimits: memory is the \
              data segment of each process, and the process limit is RLIMIT_NPROC (not enforced \
              for root)."

@@ -1,6 +1,6 @@
 //! `agentgrid events` and `agentgrid logs`: reading the event log and execution output.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
 use domain::{EntityKind, ExecutionId, TaskId};
@@ -17,7 +17,6 @@ pub async fn events(
 ) -> anyhow::Result<u8> {
     let store = project.store().await?;
     let mut seq = from;
-    let mut stdout = std::io::stdout().lock();
     loop {
         let batch = store.events_after(seq, 1000).await?;
         for event in &batch {
@@ -40,11 +39,11 @@ pub async fn events(
                     domain::text::one_line(&event.kind.describe())
                 )
             };
-            if writeln!(stdout, "{line}").is_err() {
+            outln!("{line}");
+            if crate::output::closed() {
                 return Ok(crate::exit::OK);
             }
         }
-        let _ = stdout.flush();
         if batch.len() < 1000 {
             if !follow {
                 return Ok(crate::exit::OK);
@@ -72,10 +71,10 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
                 .join(format!("{execution}.log"))
         });
     let mut offset = 0u64;
-    let mut stdout = std::io::stdout().lock();
     // An agent's output may hold escapes meant for the operator's terminal: on a terminal they
     // are shown, not obeyed. Into a pipe or a file the log goes byte for byte.
-    let mut escaper = std::io::IsTerminal::is_terminal(&stdout).then(TerminalEscaper::default);
+    let mut escaper =
+        std::io::IsTerminal::is_terminal(&std::io::stdout()).then(TerminalEscaper::default);
     loop {
         // Checked before reading, so the last read after the end sees everything it wrote.
         let running = follow
@@ -97,17 +96,15 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
                     Some(escaper) => std::borrow::Cow::Owned(escaper.escape(&buf[..n])),
                     None => std::borrow::Cow::Borrowed(&buf[..n]),
                 };
-                if stdout.write_all(&shown).is_err() {
+                if !crate::output::bytes(&shown) {
                     return Ok(crate::exit::OK);
                 }
             }
-            let _ = stdout.flush();
         } else if !follow {
             // The log is created at the first line of output: an execution that printed nothing
             // has none, which is not an error.
             if exec.state.is_terminal() {
                 eprintln!("execution {execution} printed nothing");
-                drop(stdout);
                 print_validations(&*store, &exec).await?;
                 return Ok(crate::exit::OK);
             }
@@ -120,7 +117,6 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    drop(stdout);
     // The agent's log holds the agent's output; what judged it is in the events.
     print_validations(&*store, &exec).await?;
     Ok(crate::exit::OK)
@@ -134,7 +130,7 @@ async fn print_validations(
     if validations.is_empty() {
         return Ok(());
     }
-    println!("\n--- validators ---");
+    outln!("\n--- validators ---");
     for v in &validations {
         super::verdicts::print(v, "", 40);
     }

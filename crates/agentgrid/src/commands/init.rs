@@ -139,7 +139,7 @@ spec:
     default: true        # takes every task no other agent matches
   limits:
     timeout: 30m
-    stall_timeout: 10m
+    stall_timeout: 5m
     max_attempts: {max_attempts}
   # Success comes from evidence: add validators that prove the work, for example
   # validation:
@@ -210,21 +210,21 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
     let db = state.join(DATABASE);
     store::SqliteStore::open(&db)?;
     for p in &made {
-        println!("created {}", p.strip_prefix(&root).unwrap_or(p).display());
+        outln!("created {}", p.strip_prefix(&root).unwrap_or(p).display());
     }
     for p in &kept {
-        println!("kept    {}", p.strip_prefix(&root).unwrap_or(p).display());
+        outln!("kept    {}", p.strip_prefix(&root).unwrap_or(p).display());
     }
-    println!(
+    outln!(
         "database {}",
         db.strip_prefix(&root).unwrap_or(&db).display()
     );
     if !has_agents && found.is_none() {
-        println!(
+        outln!(
             "\nNo agent CLI (claude, codex, aider, gemini, opencode) is on PATH: edit .agentgrid/agents/worker.yaml."
         );
     }
-    println!("\nNext: agentgrid task add \"…\" && agentgrid run");
+    outln!("\nNext: agentgrid task add \"…\" && agentgrid run");
     Ok(crate::exit::OK)
 }
 

@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Validate { json } => validate::validate(&Project::find(project)?, json),
         Command::Schema => {
-            println!(
+            outln!(
                 "{}",
                 serde_json::to_string_pretty(&manifest::json_schema())?
             );

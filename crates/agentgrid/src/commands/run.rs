@@ -6,6 +6,7 @@ use domain::{Event, EventKind, SystemClock, TaskState};
 use engine::{Engine, EngineLock, EngineOptions, RunMode, RunSummary};
 use tokio::sync::mpsc;
 
+use crate::output::{clip, one_line, table};
 use crate::project::Project;
 
 pub async fn run(project: &Project, forever: bool, quiet: bool) -> anyhow::Result<u8> {
@@ -19,8 +20,115 @@ pub async fn run(project: &Project, forever: bool, quiet: bool) -> anyhow::Resul
         !quiet,
     )
     .await?;
-    let code = super::status::print_summary(project, &summary).await?;
-    Ok(code)
+    print_summary(project, &summary, quiet).await
+}
+
+/// At most this many tasks are listed when a run ends, and at most this many that cannot run.
+const SUMMARY_LINES: usize = 20;
+
+/// What a run did, printed when it ends: the tasks this run touched (failures and tasks that
+/// need a person first), bounded, and one line of counts, which is all `quiet` prints. Exits 1
+/// when a task this run touched ended failed; failures left by earlier runs are not its own.
+///
+/// Built from what the run recorded, so it costs the same on a store of a hundred thousand
+/// tasks as on an empty one.
+pub async fn print_summary(
+    project: &Project,
+    summary: &RunSummary,
+    quiet: bool,
+) -> anyhow::Result<u8> {
+    let store = project.store().await?;
+    let mut tasks = Vec::with_capacity(summary.touched.len());
+    for id in &summary.touched {
+        if let Some(task) = store.task(*id).await? {
+            tasks.push(task);
+        }
+    }
+    let needs_a_person =
+        |t: &domain::Task| matches!(t.state, TaskState::Failed | TaskState::Blocked);
+    tasks.sort_by_key(|t| (!needs_a_person(t), t.id));
+    let failed = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Failed)
+        .count();
+    let done = tasks.iter().filter(|t| t.state == TaskState::Done).count();
+    if !quiet && !tasks.is_empty() {
+        let mut rows = Vec::with_capacity(tasks.len().min(SUMMARY_LINES));
+        for t in tasks.iter().take(SUMMARY_LINES) {
+            let runs = store
+                .executions(&store::ExecutionFilter {
+                    task: Some(t.id),
+                    ..Default::default()
+                })
+                .await?;
+            let iterations: u32 = runs.iter().map(|e| e.iteration).sum();
+            rows.push(vec![
+                format!("#{}", t.id),
+                t.parent.map_or_else(|| "-".into(), |p| format!("#{p}")),
+                t.state.to_string(),
+                runs.len().to_string(),
+                iterations.to_string(),
+                t.branch.clone().unwrap_or_else(|| "-".into()),
+                clip(&t.title, 44),
+            ]);
+        }
+        outln!();
+        table(
+            &[
+                "TASK", "PARENT", "STATE", "EXECS", "ITERS", "BRANCH", "TITLE",
+            ],
+            &rows,
+        );
+        if tasks.len() > SUMMARY_LINES {
+            let hidden_failed = tasks[SUMMARY_LINES..]
+                .iter()
+                .any(|t| t.state == TaskState::Failed);
+            outln!(
+                "… and {} more (agentgrid task list{})",
+                tasks.len() - SUMMARY_LINES,
+                if hidden_failed { " --state failed" } else { "" }
+            );
+        }
+    }
+    if !quiet {
+        outln!();
+    }
+    outln!(
+        "{} execution(s) started{}{}; {} task(s) touched: {done} done, {failed} failed{}",
+        summary.executions_started,
+        if summary.recovered > 0 {
+            format!(", {} recovered after a crash", summary.recovered)
+        } else {
+            String::new()
+        },
+        if summary.interrupted {
+            ", interrupted"
+        } else {
+            ""
+        },
+        tasks.len(),
+        if summary.stuck.is_empty() {
+            String::new()
+        } else {
+            format!(", {} cannot run", summary.stuck.len())
+        }
+    );
+    if !quiet {
+        for (task, why) in summary.stuck.iter().take(SUMMARY_LINES) {
+            outln!("#{task} cannot run: {}", one_line(why));
+        }
+        if summary.stuck.len() > SUMMARY_LINES {
+            outln!(
+                "… and {} more that cannot run (agentgrid status)",
+                summary.stuck.len() - SUMMARY_LINES
+            );
+        }
+    }
+    Ok(if failed > 0 {
+        crate::exit::FAILED
+    } else {
+        crate::exit::OK
+    })
 }
 
 /// Runs the engine on `project` until idle or a signal, printing progress when asked.
@@ -45,7 +153,7 @@ pub async fn run_engine(
         while let Some(event) = events_rx.recv().await {
             if progress && let Some(line) = progress_line(&event) {
                 // Titles and reasons in it come from agents.
-                println!("{}", domain::text::one_line(&line));
+                outln!("{}", domain::text::one_line(&line));
             }
         }
     });

@@ -1,9 +1,8 @@
-//! `agentgrid status` and the closing summary of a run.
+//! `agentgrid status`.
 
 use std::collections::BTreeMap;
 
 use domain::{EntityKind, EventKind, ExecutionKind, TaskId, TaskState};
-use engine::RunSummary;
 use store::{ExecutionFilter, TaskFilter};
 
 use crate::output::{clip, json, table};
@@ -72,20 +71,20 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         return Ok(crate::exit::OK);
     }
     for (name, relaxations) in &relaxed {
-        println!(
+        outln!(
             "warning: agent {name} runs with {}",
             relaxations.join(" and ")
         );
     }
     for hook in &host_hooks {
-        println!("warning: the {hook} hook runs on the host, outside the sandbox (host: true)");
+        outln!("warning: the {hook} hook runs on the host, outside the sandbox (host: true)");
     }
     let line: Vec<String> = counts
         .iter()
         .filter(|(_, n)| **n > 0)
         .map(|(s, n)| format!("{n} {s}"))
         .collect();
-    println!(
+    outln!(
         "tasks: {}",
         if line.is_empty() {
             "none".to_string()
@@ -94,9 +93,9 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         }
     );
     if active.is_empty() {
-        println!("no execution is running");
+        outln!("no execution is running");
     } else {
-        println!("running:");
+        outln!("running:");
         let mut rows: Vec<Vec<String>> = Vec::with_capacity(active.len());
         for e in &active {
             let why = match e.kind {
@@ -132,11 +131,11 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         })
         .collect();
     if !attention.is_empty() {
-        println!("needs a person:");
+        outln!("needs a person:");
         table(&["TASK", "STATE", "WHY"], &attention);
     }
     if let Some((v, r)) = super::verdicts::last_failure(&*store, &recent).await? {
-        println!(
+        outln!(
             "last failed validator: `{}` on task #{} (execution {}, iteration {}): {}",
             super::verdicts::printable(&r.name),
             v.task,
@@ -171,59 +170,4 @@ async fn wake_reason(store: &dyn store::Store, task: TaskId) -> anyhow::Result<O
         EventKind::TaskCommented { author, text } if author == "engine" => Some(text.clone()),
         _ => None,
     }))
-}
-
-/// The table printed when a run ends. Exits 1 when a task failed.
-pub async fn print_summary(project: &Project, summary: &RunSummary) -> anyhow::Result<u8> {
-    let store = project.store().await?;
-    let tasks = store.tasks(&TaskFilter::default()).await?;
-    let executions = store.executions(&ExecutionFilter::default()).await?;
-    println!();
-    let rows: Vec<Vec<String>> = tasks
-        .iter()
-        .map(|t| {
-            let runs: Vec<_> = executions.iter().filter(|e| e.task_id == t.id).collect();
-            let iterations: u32 = runs.iter().map(|e| e.iteration).sum();
-            vec![
-                format!("#{}", t.id),
-                t.parent
-                    .map(|p| format!("#{p}"))
-                    .unwrap_or_else(|| "-".into()),
-                t.state.to_string(),
-                runs.len().to_string(),
-                iterations.to_string(),
-                t.branch.clone().unwrap_or_else(|| "-".into()),
-                clip(&t.title, 44),
-            ]
-        })
-        .collect();
-    table(
-        &[
-            "TASK", "PARENT", "STATE", "EXECS", "ITERS", "BRANCH", "TITLE",
-        ],
-        &rows,
-    );
-    println!(
-        "\n{} execution(s) started{}{}",
-        summary.executions_started,
-        if summary.recovered > 0 {
-            format!(", {} recovered after a crash", summary.recovered)
-        } else {
-            String::new()
-        },
-        if summary.interrupted {
-            ", interrupted"
-        } else {
-            ""
-        }
-    );
-    for (task, why) in &summary.stuck {
-        println!("#{task} cannot run: {}", crate::output::one_line(why));
-    }
-    let failed = tasks.iter().any(|t| t.state == TaskState::Failed);
-    Ok(if failed {
-        crate::exit::FAILED
-    } else {
-        crate::exit::OK
-    })
 }

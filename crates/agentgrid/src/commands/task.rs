@@ -19,7 +19,9 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             store
                 .apply(ACTOR, now, changes)
                 .await
-                .map_err(|e| user_error(e.to_string()))
+                // Kept whole: its kind decides the exit status (a busy database is no wrong
+                // request), and its sources are shown.
+                .map_err(anyhow::Error::new)
         }
     };
     match cmd {
@@ -42,7 +44,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             if args.json {
                 json(task)?;
             } else {
-                println!("created task #{}: {}", task.id, one_line(&task.title));
+                outln!("created task #{}: {}", task.id, one_line(&task.title));
             }
         }
         TaskCommand::Import {
@@ -52,7 +54,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             let (source, text) = read_input(&file)?;
             let lines = parse_import(&source, &text).map_err(user_error)?;
             if lines.is_empty() {
-                println!("no tasks to import: {source} has no task lines");
+                outln!("no tasks to import: {source} has no task lines");
                 return Ok(exit::OK);
             }
             let (numbers, changes): (Vec<usize>, Vec<Change>) = lines
@@ -71,10 +73,10 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 let last = applied.tasks.last().map(|t| t.id);
                 match (first, last) {
                     (Some(a), Some(b)) if a != b => {
-                        println!("imported {} tasks: #{a} to #{b}", applied.tasks.len())
+                        outln!("imported {} tasks: #{a} to #{b}", applied.tasks.len())
                     }
-                    (Some(a), _) => println!("imported 1 task: #{a}"),
-                    _ => println!("imported no tasks"),
+                    (Some(a), _) => outln!("imported 1 task: #{a}"),
+                    _ => outln!("imported no tasks"),
                 }
             }
         }
@@ -94,7 +96,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             if as_json {
                 json(&tasks)?;
             } else if tasks.is_empty() {
-                println!("no tasks: add one with `agentgrid task add \"…\"`");
+                outln!("no tasks: add one with `agentgrid task add \"…\"`");
             } else {
                 print_tasks(&tasks);
             }
@@ -120,11 +122,11 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             } else {
                 print_task(&task);
                 if !children.is_empty() {
-                    println!("\nsub-tasks:");
+                    outln!("\nsub-tasks:");
                     print_tasks(&children);
                 }
                 if !executions.is_empty() {
-                    println!("\nexecutions:");
+                    outln!("\nexecutions:");
                     let rows: Vec<Vec<String>> = executions
                         .iter()
                         .map(|e| {
@@ -148,14 +150,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                     );
                 }
                 if !validations.is_empty() {
-                    println!("\nvalidation:");
+                    outln!("\nvalidation:");
                     for v in &validations {
                         super::verdicts::print(v, "  ", 12);
                     }
                 }
-                println!("\nhistory:");
+                outln!("\nhistory:");
                 for e in events {
-                    println!(
+                    outln!(
                         "  {:>6}  {}  {}  {}",
                         e.seq,
                         e.at,
@@ -202,7 +204,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             if args.json {
                 json(&task)?;
             } else {
-                println!("updated task #{}", task.id);
+                outln!("updated task #{}", task.id);
             }
         }
         TaskCommand::Cancel { id, reason } => {
@@ -233,7 +235,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             }
             let n = changes.len();
             apply(changes).await?;
-            println!(
+            outln!(
                 "cancelled task #{id}{}",
                 if n > 1 {
                     format!(" and {} sub-task(s)", n - 1)
@@ -256,15 +258,15 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 reason: Some("reopened".into()),
             }])
             .await?;
-            println!("reopened task #{id}");
+            outln!("reopened task #{id}");
         }
         TaskCommand::Nudge { id } => {
             apply(vec![Change::Nudge { id }]).await?;
-            println!("nudged task #{id}: it runs as soon as caps and guards allow");
+            outln!("nudged task #{id}: it runs as soon as caps and guards allow");
         }
         TaskCommand::Comment { id, text } => {
             apply(vec![Change::Comment { id, text }]).await?;
-            println!("commented on task #{id}");
+            outln!("commented on task #{id}");
         }
         TaskCommand::Dep(DepCommand::Add { task, blocker }) => {
             apply(vec![Change::AddDependency {
@@ -272,7 +274,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 blocked_by: blocker,
             }])
             .await?;
-            println!("task #{task} now waits for #{blocker}");
+            outln!("task #{task} now waits for #{blocker}");
         }
         TaskCommand::Dep(DepCommand::Rm { task, blocker }) => {
             apply(vec![Change::RemoveDependency {
@@ -280,7 +282,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 blocked_by: blocker,
             }])
             .await?;
-            println!("task #{task} no longer waits for #{blocker}");
+            outln!("task #{task} no longer waits for #{blocker}");
         }
     }
     Ok(exit::OK)
@@ -418,34 +420,35 @@ pub fn print_tasks(tasks: &[Task]) {
 }
 
 fn print_task(t: &Task) {
-    println!("#{} {}", t.id, one_line(&t.title));
-    println!("  state:     {}", t.state);
-    println!("  priority:  {}", t.priority);
+    outln!("#{} {}", t.id, one_line(&t.title));
+    outln!("  state:     {}", t.state);
+    outln!("  priority:  {}", t.priority);
     if let Some(p) = t.parent {
-        println!("  parent:    #{p}");
+        outln!("  parent:    #{p}");
     }
     if !t.labels.is_empty() {
-        println!("  labels:    {}", one_line(&t.labels.join(", ")));
+        outln!("  labels:    {}", one_line(&t.labels.join(", ")));
     }
     if !t.blocked_by.is_empty() {
         let ids: Vec<String> = t.blocked_by.iter().map(|d| format!("#{d}")).collect();
-        println!("  blocked by: {}", ids.join(", "));
+        outln!("  blocked by: {}", ids.join(", "));
     }
     if let Some(a) = &t.agent {
-        println!("  agent:     {}", one_line(a));
+        outln!("  agent:     {}", one_line(a));
     }
     if let Some(b) = &t.branch {
-        println!("  branch:    {}", one_line(b));
+        outln!("  branch:    {}", one_line(b));
     }
-    println!(
+    outln!(
         "  attempts:  {} failed, {} executions",
-        t.attempts, t.executions
+        t.attempts,
+        t.executions
     );
     if let Some(s) = &t.summary {
-        println!("  last word: {}", one_line(s));
+        outln!("  last word: {}", one_line(s));
     }
     if !t.body.is_empty() {
-        println!();
+        outln!();
         block(&t.body, "  ");
     }
 }

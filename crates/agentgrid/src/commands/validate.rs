@@ -12,13 +12,13 @@ pub fn validate(project: &Project, json: bool) -> anyhow::Result<u8> {
                     "problems": [],
                 }))?;
             } else if loaded.agents.is_empty() {
-                println!(
+                outln!(
                     "config is valid, but no agents are defined: add one under {}/agents/",
                     project.state_dir.display()
                 );
                 return Ok(crate::exit::FAILED);
             } else {
-                println!("ok: config and {} agent(s) are valid", loaded.agents.len());
+                outln!("ok: config and {} agent(s) are valid", loaded.agents.len());
             }
             Ok(crate::exit::OK)
         }

@@ -64,7 +64,7 @@ pub async fn last_failure(
 /// Prints one validation: its outcome, then each validator's verdict with its command and
 /// exit, and for a failed one the last `tail_lines` lines of its output.
 pub fn print(v: &Validation, indent: &str, tail_lines: usize) {
-    println!(
+    outln!(
         "{indent}execution {} iteration {}: validation {} (score {:.2})",
         v.execution,
         v.iteration,
@@ -72,7 +72,7 @@ pub fn print(v: &Validation, indent: &str, tail_lines: usize) {
         v.score
     );
     for r in &v.results {
-        println!("{indent}  {}", printable(&r.describe()));
+        outln!("{indent}  {}", printable(&r.describe()));
         if !r.command.is_empty() {
             let exit = match (r.timed_out, r.exit_code, r.signal) {
                 (true, _, _) => "timed out".to_string(),
@@ -80,12 +80,12 @@ pub fn print(v: &Validation, indent: &str, tail_lines: usize) {
                 (_, None, Some(s)) => format!("signal {s}"),
                 _ => "no exit status".to_string(),
             };
-            println!("{indent}    $ {}  [{exit}]", printable(&r.command));
+            outln!("{indent}    $ {}  [{exit}]", printable(&r.command));
         }
         if !r.passed && tail_lines > 0 && !r.output_tail.is_empty() {
             let lines: Vec<&str> = r.output_tail.lines().collect();
             for line in &lines[lines.len().saturating_sub(tail_lines)..] {
-                println!("{indent}    | {}", printable(line));
+                outln!("{indent}    | {}", printable(line));
             }
         }
     }

@@ -357,3 +357,26 @@ fn waiting_for_sub_tasks_that_are_done_gives_a_done_parent_with_their_work_merge
         assert_eq!(kinds, expected, "{out}");
     }
 }
+
+#[test]
+fn a_conflicting_sub_task_is_reported_by_the_files_it_conflicts_in() {
+    // The parent writes the same new file as its sub-task after the sub-task ended, so the
+    // merge at the parent's end conflicts.
+    let waiter = "if [ \"$AGENTGRID_EXECUTION_KIND\" = work ]; then agentgrid ctl subtask create 'the part' -l part >/dev/null && sh scripts/wait-for-children.sh && echo parent > shared.txt; fi";
+    let part = agent(
+        "part",
+        "echo child > shared.txt",
+        "  routing: {labels: [part]}\n",
+    );
+    let spec = "  routing: {labels: [root]}\n  limits: {max_iterations: 1, max_attempts: 1}\n";
+    let repo = project(&[("waiter", &agent("waiter", waiter, spec)), ("part", &part)]);
+    repo.ok(&["task", "add", "Wait for a part", "--label", "root"]);
+    let mut run = Running::start(&repo);
+    let out = run.finish(Duration::from_secs(60), "the run to end");
+    assert!(
+        out.contains(
+            "merging agentgrid/task-2 into this task's branch conflicted in shared.txt; it was left unmerged"
+        ),
+        "{out}"
+    );
+}
