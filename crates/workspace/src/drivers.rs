@@ -95,8 +95,19 @@ pub async fn trusted_drivers(names: &[String], repo_root: &Path) -> Result<Trust
         });
     }
     let pattern = format!(r"^({})\.({})\.", SECTIONS.join("|"), names.join("|"));
-    // System first, so that global settings win, as in git.
-    let system = user_config(repo_root, "--system", &pattern).await?;
+    // System first, so that global settings win, as in git; and only when the user's own git
+    // reads it (`git config --system` reads it even then).
+    let no_system = std::env::var("GIT_CONFIG_NOSYSTEM").is_ok_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
+            "" | "0" | "false" | "no" | "off"
+        )
+    });
+    let system = if no_system {
+        Vec::new()
+    } else {
+        user_config(repo_root, "--system", &pattern).await?
+    };
     let global = user_config(repo_root, "--global", &pattern).await?;
     let repository = repository_config(repo_root, &pattern).await?;
     for name in names {
