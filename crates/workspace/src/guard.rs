@@ -99,15 +99,23 @@ impl Repository {
             if found == *wanted {
                 continue;
             }
-            match wanted {
-                None => remove_any(&path).map_err(io(&path))?,
-                Some(content) => restore_bytes(&path, content).map_err(io(&path))?,
-            }
-            tracing::warn!(path = %path.display(), "put back object alternates the engine did not write");
+            let undone = match wanted {
+                None => {
+                    remove_any(&path).map_err(io(&path))?;
+                    "it was removed"
+                }
+                Some(content) => {
+                    restore_bytes(&path, content).map_err(io(&path))?;
+                    "it was put back as it was"
+                }
+            };
+            tracing::warn!(path = %path.display(), "undid a change to the object alternates");
             return Err(self.tampered(
                 &path,
-                "it was changed since agentgrid started, so git would read objects from the \
-                 places it names; it was put back as it was",
+                &format!(
+                    "it was changed since agentgrid started, so git would read objects from the \
+                     places it names; {undone}"
+                ),
             ));
         }
         Ok(())
