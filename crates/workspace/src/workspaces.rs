@@ -259,7 +259,9 @@ impl Workspaces {
         };
         // git names a worktree's directory after the last component of its path, adding a
         // number when that name is taken; the engine only ever uses `worktrees/task-<id>`.
-        let checked = repository.task_git(task, &ws.path).map(|_| ());
+        let checked = repository
+            .task_git(task, &ws.path)
+            .map(|git_dir| self.record_index(&git_dir));
         let hooked = match checked {
             Ok(()) => self
                 .run_hook(&ws, HookKind::AfterCreate, &[], sandbox)
