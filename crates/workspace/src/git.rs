@@ -6,8 +6,9 @@
 //! commit by itself) the files of its own worktree git directory. So git never finds the
 //! repository on its own: every command names `--git-dir` (and, for a worktree, `--work-tree`
 //! and `GIT_COMMON_DIR`) from the paths the engine computed, reads no system or global
-//! configuration, and gets [`HARDENING`] on its command line, which outranks every
-//! configuration file: no hooks, no fsmonitor, no automatic maintenance, no transports.
+//! configuration (only the trusted drivers' definitions, taken from it by name at setup, see
+//! [`crate::trusted_drivers`]), and gets [`HARDENING`] on its command line, which outranks
+//! every configuration file: no hooks, no fsmonitor, no automatic maintenance, no transports.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

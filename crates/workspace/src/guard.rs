@@ -5,8 +5,9 @@
 //! `commondir` and `gitdir` files and `HEAD` are all files an agent can write (the `.git` file
 //! always; the others when its manifest lets it commit by itself). So the git directory is
 //! computed (`<common>/worktrees/task-<id>`) and checked to be a real directory under
-//! `<common>/worktrees`, the pointer files are put back to what git wrote, and before a commit
-//! `HEAD` must name the task's own branch.
+//! `<common>/worktrees`, the pointer files are put back to what git wrote, the object store's
+//! alternates must be what the repository had when it was found, and before a commit `HEAD`
+//! must name the task's own branch.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -84,9 +85,11 @@ impl Repository {
             // A link here would make every name below it lead elsewhere.
             remove_any(&info).map_err(io(&info))?;
             fs::create_dir(&info).map_err(io(&info))?;
+            // Puts back what the user had in it.
+            let _ = self.check_objects();
             return Err(self.tampered(
                 &info,
-                "it was replaced by something that is not a directory",
+                "it was replaced by something that is not a directory; it was made again",
             ));
         }
         for (name, wanted) in ALTERNATES.iter().zip(&self.alternates) {
@@ -423,6 +426,51 @@ mod tests {
             1,
             "no temporary file is left"
         );
+    }
+
+    #[test]
+    fn alternates_are_held_to_what_the_repository_had_when_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = dir.path().join(".git");
+        let info = common.join("objects/info");
+        fs::create_dir_all(&info).unwrap();
+        fs::write(info.join("alternates"), "/the/users/store\n").unwrap();
+        let repo = Repository::new(common.clone(), Vec::new()).unwrap();
+        repo.check_objects().unwrap();
+
+        fs::write(info.join("http-alternates"), "http://example.invalid/\n").unwrap();
+        let refused = repo.check_objects().unwrap_err().to_string();
+        assert!(refused.contains("http-alternates"), "{refused}");
+        assert!(refused.contains("it was removed"), "{refused}");
+        assert!(!info.join("http-alternates").exists());
+
+        fs::write(info.join("alternates"), "/somewhere/else\n").unwrap();
+        let refused = repo.check_objects().unwrap_err().to_string();
+        assert!(refused.contains("put back"), "{refused}");
+        assert_eq!(
+            fs::read_to_string(info.join("alternates")).unwrap(),
+            "/the/users/store\n"
+        );
+        repo.check_objects().unwrap();
+
+        // A link in place of the directory leads every name below it elsewhere.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("alternates"), "/somewhere/else\n").unwrap();
+        fs::remove_dir_all(&info).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &info).unwrap();
+        assert!(repo.check_objects().is_err());
+        assert!(fs::symlink_metadata(&info).unwrap().is_dir());
+        assert!(
+            elsewhere.join("alternates").exists(),
+            "nothing behind the link was touched"
+        );
+        assert_eq!(
+            fs::read_to_string(info.join("alternates")).unwrap(),
+            "/the/users/store\n",
+            "the user's alternates are back in the directory made again"
+        );
+        repo.check_objects().unwrap();
     }
 
     #[test]
