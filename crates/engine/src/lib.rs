@@ -26,7 +26,7 @@ mod setup;
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use lock::EngineLock;
 pub use runtime_dir::runtime_dir;
-pub use setup::{Setup, setup_from_project};
+pub use setup::{Setup, resolve_git_drivers, setup_from_project};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

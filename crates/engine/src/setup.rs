@@ -158,6 +158,8 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
                 bytes: ws.quota.bytes.0,
                 files: u64::from(ws.quota.files),
             },
+            // Filled in by `resolve_git_drivers`, which has to ask git.
+            drivers: workspace::TrustedDrivers::default(),
         }
     });
     let gateway = gateway_options(&spec.models)?;
@@ -254,4 +256,39 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
         max_output_tokens: limits.max_output_tokens,
     };
     Ok(Some(options))
+}
+
+/// Reads the definitions of the git drivers the project trusts (`workspace.git.drivers`) from
+/// the user's global and system git configuration, once, and gives them to the workspace
+/// settings. A name defined nowhere is an error at the place the manifest names it.
+pub async fn resolve_git_drivers(
+    project: &Project,
+    repo_root: &Path,
+    setup: &mut Setup,
+) -> Result<(), Error> {
+    let Some(ws) = setup.workspace.as_mut() else {
+        return Ok(());
+    };
+    let named = &project.config.workspace.git.drivers;
+    let names: Vec<String> = named.iter().map(|d| d.name.clone()).collect();
+    match workspace::trusted_drivers(&names, repo_root).await {
+        Ok(drivers) => {
+            ws.drivers = drivers;
+            Ok(())
+        }
+        Err(workspace::Error::UndefinedDriver { name, reason }) => {
+            let message = format!("spec.workspace.git.drivers: `{name}`: {reason}");
+            let place = named
+                .iter()
+                .find(|d| d.name == name)
+                .and_then(|d| d.place.as_ref());
+            Err(Error::Setup(match place {
+                Some(place) => place.diagnostic(message).to_string(),
+                None => message,
+            }))
+        }
+        Err(e) => Err(Error::Setup(format!(
+            "cannot read the trusted git drivers' definitions: {e}"
+        ))),
+    }
 }

@@ -177,6 +177,46 @@ pub struct WorkspaceConfig {
     pub hooks: Hooks,
     /// The most a commit of a worktree may add; over it, nothing is committed.
     pub quota: WorkspaceQuota,
+    /// How the engine's own git commands treat the repository.
+    pub git: WorkspaceGit,
+}
+
+/// Host-side git: what the engine's git commands may run besides git itself.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkspaceGit {
+    /// Filter, diff and merge drivers (`lfs`, say) whose definitions the engine takes from the
+    /// user's global and system git configuration and gives to every git command it runs. A
+    /// `.gitattributes` can select only these (or drivers the repository's own config defines);
+    /// any other name falls back to git's built-in behaviour.
+    pub drivers: Vec<GitDriver>,
+}
+
+/// A trusted git driver's name, and where the manifest wrote it (for errors found later, when
+/// the engine looks for its definition).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct GitDriver {
+    pub name: String,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub place: Option<crate::Place>,
+}
+
+impl GitDriver {
+    pub fn new(name: impl Into<String>) -> GitDriver {
+        GitDriver {
+            name: name.into(),
+            place: None,
+        }
+    }
+}
+
+/// Two drivers are the same setting whichever line names them.
+impl PartialEq for GitDriver {
+    fn eq(&self, other: &GitDriver) -> bool {
+        self.name == other.name
+    }
 }
 
 /// The most one commit of an agent's work may add to the repository.
@@ -206,6 +246,7 @@ impl Default for WorkspaceConfig {
             base: "HEAD".into(),
             hooks: Hooks::default(),
             quota: WorkspaceQuota::default(),
+            git: WorkspaceGit::default(),
         }
     }
 }
@@ -314,7 +355,8 @@ pub(crate) const GUARDS_FIELDS: &[&str] = &[
     "max_executions_per_tree",
     "max_new_executions_per_minute",
 ];
-pub(crate) const WORKSPACE_FIELDS: &[&str] = &["enabled", "root", "base", "hooks", "quota"];
+pub(crate) const WORKSPACE_FIELDS: &[&str] = &["enabled", "root", "base", "hooks", "quota", "git"];
+pub(crate) const WORKSPACE_GIT_FIELDS: &[&str] = &["drivers"];
 pub(crate) const QUOTA_FIELDS: &[&str] = &["bytes", "files"];
 pub(crate) const HOOKS_FIELDS: &[&str] = &[
     "after_create",
@@ -446,6 +488,11 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
                 files: at_least_one(cx, &q, "files", "a commit holds files").unwrap_or(d.files),
             };
         }
+        if let Some(g) = w.value("git")
+            && let Some(g) = cx.fields(g, &w.path("git"), WORKSPACE_GIT_FIELDS)
+        {
+            spec.workspace.git.drivers = decode_drivers(cx, &g);
+        }
         if let Some(h) = w.value("hooks")
             && let Some(h) = cx.fields(h, &w.path("hooks"), HOOKS_FIELDS)
         {
@@ -470,6 +517,54 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
         spec.budgets = crate::models::decode_budgets(cx, n, &f.path("budgets")).unwrap_or_default();
     }
     Some(spec)
+}
+
+/// The trusted driver names: each a plain name (it becomes part of git configuration keys such
+/// as `filter.<name>.clean`), each once.
+fn decode_drivers(cx: &mut Cx, g: &crate::decode::Fields) -> Vec<GitDriver> {
+    let Some(node) = g.value("drivers") else {
+        return Vec::new();
+    };
+    let path = g.path("drivers");
+    let Value::Seq(items) = &node.value else {
+        cx.expected(node, &path, "a list of driver names such as [lfs]");
+        return Vec::new();
+    };
+    let mut drivers: Vec<GitDriver> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let Some(name) = String::decode(cx, item, &at) else {
+            continue;
+        };
+        let plain = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !plain {
+            cx.error(
+                item,
+                &at,
+                format!(
+                    "`{name}` is not a driver name; give the name `.gitattributes` uses, such as \
+                     `lfs` (letters, digits, `-` and `_`)"
+                ),
+            );
+            continue;
+        }
+        if drivers.iter().any(|d| d.name == name) {
+            cx.error(item, &at, format!("`{name}` is listed twice; remove one"));
+            continue;
+        }
+        drivers.push(GitDriver {
+            name,
+            place: Some(crate::Place {
+                file: cx.file.to_path_buf(),
+                line: item.line,
+                column: item.column,
+            }),
+        });
+    }
+    drivers
 }
 
 /// A hook: a shell line, or `{run, host}`. An empty line counts as no hook.

@@ -53,6 +53,22 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Where a setting was written, kept beside a decoded value whose problems can only be found
+/// after loading (a name the host must know, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Place {
+    /// A problem with the setting written here.
+    pub fn diagnostic(&self, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(&self.file, self.line, self.column, message)
+    }
+}
+
 /// Every problem found, sorted by file and position. Displays one diagnostic per line.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Diagnostics(pub Vec<Diagnostic>);

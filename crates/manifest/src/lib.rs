@@ -55,10 +55,10 @@ pub use agent::{
     Routing, Runtime, RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
 };
 pub use config::{
-    Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, Guards, Hook,
-    HookCommand, Hooks, Resume, Retry, WorkspaceConfig, WorkspaceQuota,
+    Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, GitDriver, Guards, Hook,
+    HookCommand, Hooks, Resume, Retry, WorkspaceConfig, WorkspaceGit, WorkspaceQuota,
 };
-pub use diagnostic::{Diagnostic, Diagnostics};
+pub use diagnostic::{Diagnostic, Diagnostics, Place};
 pub use error::Error;
 pub use models::{
     Budget, Budgets, ModelAlias, ModelLimits, ModelRetry, Models, Prices, Provider, ProviderKind,

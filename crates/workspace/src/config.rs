@@ -19,6 +19,9 @@ pub struct WorkspaceConfig {
     pub hook_timeout: Duration,
     /// The most one commit of the agent's work may add.
     pub quota: crate::Quota,
+    /// The filter, diff and merge drivers every git command is given (see
+    /// [`crate::trusted_drivers`]).
+    pub drivers: crate::TrustedDrivers,
 }
 
 /// Shell lines run with `sh -c` inside a workspace at fixed moments of its life.

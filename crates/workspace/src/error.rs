@@ -82,6 +82,15 @@ pub enum Error {
         found: String,
     },
 
+    #[error("the trusted git driver `{name}` cannot be used: {reason}")]
+    UndefinedDriver { name: String, reason: String },
+
+    #[error(
+        "refusing to run git on the repository `{path}`: {reason}; nothing was committed. If \
+         you made that change yourself, restart agentgrid so that it is taken as the repository's"
+    )]
+    TamperedRepository { path: PathBuf, reason: String },
+
     #[error("the {hook} hook failed in `{path}` ({status}); its last output:\n{output}")]
     Hook {
         hook: HookKind,

@@ -6,8 +6,9 @@
 //! commit by itself) the files of its own worktree git directory. So git never finds the
 //! repository on its own: every command names `--git-dir` (and, for a worktree, `--work-tree`
 //! and `GIT_COMMON_DIR`) from the paths the engine computed, reads no system or global
-//! configuration, and gets [`HARDENING`] on its command line, which outranks every
-//! configuration file: no hooks, no fsmonitor, no automatic maintenance, no transports.
+//! configuration (only the trusted drivers' definitions, taken from it by name at setup, see
+//! [`crate::trusted_drivers`]), and gets [`HARDENING`] on its command line, which outranks
+//! every configuration file: no hooks, no fsmonitor, no automatic maintenance, no transports.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -104,7 +105,11 @@ pub fn git_env() -> Vec<(String, String)> {
 pub(crate) enum Target<'a> {
     /// Only the repository's common git directory: worktree bookkeeping, refs, objects. Runs in
     /// `cwd` (the main checkout), which git does not look at.
-    Repository { common_dir: &'a Path, cwd: &'a Path },
+    Repository {
+        common_dir: &'a Path,
+        cwd: &'a Path,
+        drivers: &'a [String],
+    },
     /// A task's worktree: its git directory (`<common>/worktrees/task-<id>`), the common git
     /// directory (given in `GIT_COMMON_DIR`, so the worktree's `commondir` file is never read)
     /// and the checkout itself.
@@ -112,6 +117,7 @@ pub(crate) enum Target<'a> {
         git_dir: &'a Path,
         common_dir: &'a Path,
         work_tree: &'a Path,
+        drivers: &'a [String],
     },
 }
 
@@ -126,13 +132,18 @@ impl Target<'_> {
 
     fn spec(&self, args: &[&str]) -> LaunchSpec {
         let mut env = git_env();
-        let (git_dir, common_dir, work_tree, cwd) = match *self {
-            Target::Repository { common_dir, cwd } => (common_dir, common_dir, None, cwd),
+        let (git_dir, common_dir, work_tree, cwd, drivers) = match *self {
+            Target::Repository {
+                common_dir,
+                cwd,
+                drivers,
+            } => (common_dir, common_dir, None, cwd, drivers),
             Target::Worktree {
                 git_dir,
                 common_dir,
                 work_tree,
-            } => (git_dir, common_dir, Some(work_tree), work_tree),
+                drivers,
+            } => (git_dir, common_dir, Some(work_tree), work_tree, drivers),
         };
         launch::set_var(
             &mut env,
@@ -143,6 +154,9 @@ impl Target<'_> {
         if let Some(work_tree) = work_tree {
             full.push(format!("--work-tree={}", work_tree.display()));
         }
+        // The trusted drivers' definitions come first, so that nothing in them can loosen the
+        // hardening that follows.
+        full.extend(drivers.iter().cloned());
         full.extend(HARDENING.iter().map(|s| s.to_string()));
         full.extend(args.iter().map(|s| s.to_string()));
         LaunchSpec::new("git", cwd).args(full).with_env_exactly(env)

@@ -5,8 +5,9 @@
 //! `commondir` and `gitdir` files and `HEAD` are all files an agent can write (the `.git` file
 //! always; the others when its manifest lets it commit by itself). So the git directory is
 //! computed (`<common>/worktrees/task-<id>`) and checked to be a real directory under
-//! `<common>/worktrees`, the pointer files are put back to what git wrote, and before a commit
-//! `HEAD` must name the task's own branch.
+//! `<common>/worktrees`, the pointer files are put back to what git wrote, the object store's
+//! alternates must be what the repository had when it was found, and before a commit `HEAD`
+//! must name the task's own branch.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -21,18 +22,112 @@ use crate::git::Target;
 /// Larger than any pointer or ref file git writes; more is not read.
 const SMALL_FILE: u64 = 4096;
 
+/// The files under `<common>/objects/info` that make git read objects from other places (a
+/// path on the host, a URL). Writable `objects` would let an agent that commits by itself add
+/// one, and every later host git command would then read objects from wherever it names.
+const ALTERNATES: [&str; 2] = ["alternates", "http-alternates"];
+
 /// The repository's git directories, found once from the main checkout.
 #[derive(Debug, Clone)]
 pub(crate) struct Repository {
     /// The common git directory, resolved (`<repo>/.git` for an ordinary checkout).
     pub common_dir: PathBuf,
+    /// `-c` settings of the trusted drivers, given to every git command.
+    pub drivers: Vec<String>,
+    /// What each of [`ALTERNATES`] held when the repository was found (`None`: absent), which
+    /// is what the user set up.
+    pub alternates: Vec<Option<Vec<u8>>>,
 }
 
 impl Repository {
+    pub fn new(common_dir: PathBuf, drivers: Vec<String>) -> Result<Repository, Error> {
+        let mut alternates = Vec::new();
+        for name in ALTERNATES {
+            let path = common_dir.join("objects/info").join(name);
+            alternates.push(read_alternates(&path).map_err(|source| Error::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })?);
+        }
+        Ok(Repository {
+            common_dir,
+            drivers,
+            alternates,
+        })
+    }
+
     pub fn target<'a>(&'a self, cwd: &'a Path) -> Target<'a> {
         Target::Repository {
             common_dir: &self.common_dir,
             cwd,
+            drivers: &self.drivers,
+        }
+    }
+
+    /// Refuses, once, when the object store's alternates differ from what they were when the
+    /// repository was found, and puts them back: git would otherwise read objects from
+    /// wherever the new file points. The refusal is what the caller reports; the next command
+    /// finds the store as the user left it.
+    pub fn check_objects(&self) -> Result<(), Error> {
+        let info = self.common_dir.join("objects/info");
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io {
+                action: "restore",
+                path,
+                source,
+            }
+        };
+        if let Ok(meta) = fs::symlink_metadata(&info)
+            && !meta.file_type().is_dir()
+        {
+            // A link here would make every name below it lead elsewhere.
+            remove_any(&info).map_err(io(&info))?;
+            fs::create_dir(&info).map_err(io(&info))?;
+            // Puts back what the user had in it.
+            let _ = self.check_objects();
+            return Err(self.tampered(
+                &info,
+                "it was replaced by something that is not a directory; it was made again",
+            ));
+        }
+        for (name, wanted) in ALTERNATES.iter().zip(&self.alternates) {
+            let path = info.join(name);
+            let found = match read_alternates(&path) {
+                Ok(found) => found,
+                // Something unreadable in its place counts as changed.
+                Err(_) => Some(Vec::new()),
+            };
+            if found == *wanted {
+                continue;
+            }
+            let undone = match wanted {
+                None => {
+                    remove_any(&path).map_err(io(&path))?;
+                    "it was removed"
+                }
+                Some(content) => {
+                    restore_bytes(&path, content).map_err(io(&path))?;
+                    "it was put back as it was"
+                }
+            };
+            tracing::warn!(path = %path.display(), "undid a change to the object alternates");
+            return Err(self.tampered(
+                &path,
+                &format!(
+                    "it was changed since agentgrid started, so git would read objects from the \
+                     places it names; {undone}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn tampered(&self, path: &Path, reason: &str) -> Error {
+        Error::TamperedRepository {
+            path: self.common_dir.clone(),
+            reason: format!("{}: {reason}", path.display()),
         }
     }
 
@@ -50,6 +145,7 @@ impl Repository {
     /// directory is missing, is not a plain directory under `<common>/worktrees`, or cannot be
     /// repaired.
     pub fn task_git(&self, task: TaskId, work_tree: &Path) -> Result<TaskGit, Error> {
+        self.check_objects()?;
         let git_dir = self.task_git_dir(task);
         let untrusted = |reason: String| Error::UntrustedGitDir {
             task,
@@ -85,6 +181,7 @@ impl Repository {
             git_dir: resolved,
             common_dir: self.common_dir.clone(),
             work_tree: work_tree.to_path_buf(),
+            drivers: self.drivers.clone(),
         };
         // What `git worktree add` wrote: the worktree's `.git` names the git directory, and the
         // git directory's `gitdir` names the worktree's `.git` (git worktree list and prune read
@@ -122,6 +219,7 @@ pub(crate) struct TaskGit {
     pub git_dir: PathBuf,
     pub common_dir: PathBuf,
     pub work_tree: PathBuf,
+    pub drivers: Vec<String>,
 }
 
 /// What a worktree's `HEAD` says.
@@ -141,7 +239,13 @@ impl TaskGit {
             git_dir: &self.git_dir,
             common_dir: &self.common_dir,
             work_tree: &self.work_tree,
+            drivers: &self.drivers,
         }
+    }
+
+    /// The worktree's index file.
+    pub fn index(&self) -> PathBuf {
+        self.git_dir.join("index")
     }
 
     /// Reads `HEAD` of the engine's git directory without following links.
@@ -200,6 +304,49 @@ fn read_small(path: &Path) -> std::io::Result<Option<String>> {
     Ok(Some(text))
 }
 
+/// What an alternates file holds, read without following a link; `None` when absent. A link,
+/// directory or other non-file counts as a file with content no engine writes.
+fn read_alternates(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+        Ok(meta) if !meta.file_type().is_file() => {
+            return Ok(Some(format!("<{:?}>", meta.file_type()).into_bytes()));
+        }
+        Ok(_) => {}
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let mut content = Vec::new();
+    file.take(1 << 20).read_to_end(&mut content)?;
+    Ok(Some(content))
+}
+
+/// Writes `content` into `path` beside it and renames it over whatever is there.
+fn restore_bytes(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    if let Ok(meta) = fs::symlink_metadata(path)
+        && meta.file_type().is_dir()
+    {
+        fs::remove_dir_all(path)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = path.with_file_name(format!(".{name}.agentgrid-{}", std::process::id()));
+    let _ = remove_any(&temporary);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&temporary)?;
+    file.write_all(content)?;
+    drop(file);
+    fs::rename(&temporary, path)
+}
+
 /// Makes `path` a regular file holding exactly `content`, whatever is there now (a changed
 /// file, a link, a directory the agent made). The new file is written beside it and renamed
 /// over it, so that nobody sees it half written.
@@ -239,7 +386,7 @@ fn restore(path: &Path, content: &str, task: TaskId) -> Result<(), Error> {
 }
 
 /// Removes a file, link or directory tree (never following a link).
-fn remove_any(path: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_any(path: &Path) -> std::io::Result<()> {
     if fs::symlink_metadata(path)?.file_type().is_dir() {
         fs::remove_dir_all(path)
     } else {
@@ -279,6 +426,51 @@ mod tests {
             1,
             "no temporary file is left"
         );
+    }
+
+    #[test]
+    fn alternates_are_held_to_what_the_repository_had_when_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let common = dir.path().join(".git");
+        let info = common.join("objects/info");
+        fs::create_dir_all(&info).unwrap();
+        fs::write(info.join("alternates"), "/the/users/store\n").unwrap();
+        let repo = Repository::new(common.clone(), Vec::new()).unwrap();
+        repo.check_objects().unwrap();
+
+        fs::write(info.join("http-alternates"), "http://example.invalid/\n").unwrap();
+        let refused = repo.check_objects().unwrap_err().to_string();
+        assert!(refused.contains("http-alternates"), "{refused}");
+        assert!(refused.contains("it was removed"), "{refused}");
+        assert!(!info.join("http-alternates").exists());
+
+        fs::write(info.join("alternates"), "/somewhere/else\n").unwrap();
+        let refused = repo.check_objects().unwrap_err().to_string();
+        assert!(refused.contains("put back"), "{refused}");
+        assert_eq!(
+            fs::read_to_string(info.join("alternates")).unwrap(),
+            "/the/users/store\n"
+        );
+        repo.check_objects().unwrap();
+
+        // A link in place of the directory leads every name below it elsewhere.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("alternates"), "/somewhere/else\n").unwrap();
+        fs::remove_dir_all(&info).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &info).unwrap();
+        assert!(repo.check_objects().is_err());
+        assert!(fs::symlink_metadata(&info).unwrap().is_dir());
+        assert!(
+            elsewhere.join("alternates").exists(),
+            "nothing behind the link was touched"
+        );
+        assert_eq!(
+            fs::read_to_string(info.join("alternates")).unwrap(),
+            "/the/users/store\n",
+            "the user's alternates are back in the directory made again"
+        );
+        repo.check_objects().unwrap();
     }
 
     #[test]

@@ -34,6 +34,7 @@
 //!     hooks: Hooks { after_create: Some("npm ci".into()), ..Hooks::default() },
 //!     hook_timeout: Duration::from_secs(600),
 //!     quota: Default::default(),
+//!     drivers: Default::default(),
 //! });
 //! let ws = workspaces.ensure(TaskId(7), None, None).await?;
 //! assert_eq!(ws.branch, "agentgrid/task-7");
@@ -44,6 +45,7 @@
 
 mod busy;
 mod config;
+mod drivers;
 mod error;
 mod git;
 mod guard;
@@ -52,6 +54,7 @@ mod workspaces;
 
 pub use busy::processes_using;
 pub use config::{Hook, HookKind, Hooks, WorkspaceConfig};
+pub use drivers::{Driver, DriverSource, TrustedDrivers, trusted_drivers, valid_driver_name};
 pub use error::Error;
 pub use git::git_env;
 pub use quota::{Measured, OverQuota, Quota, measure};

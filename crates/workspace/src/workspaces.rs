@@ -76,6 +76,34 @@ pub struct Workspaces {
     /// and named explicitly to every git command after. Should it stop being a repository, the
     /// next git command fails and says so.
     repository: tokio::sync::OnceCell<Repository>,
+    /// The index file each task's git directory had after the engine's last git command on it.
+    index_stamps: Mutex<HashMap<TaskId, IndexStamp>>,
+}
+
+/// Which file an index is and when it last changed, as the kernel says: a file renamed into
+/// place has another inode, and a write moves its change time, which no process can set back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IndexStamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl IndexStamp {
+    /// `None` when there is no regular file there.
+    fn of(path: &Path) -> Option<IndexStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        meta.file_type().is_file().then(|| IndexStamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
 }
 
 impl std::fmt::Debug for Workspaces {
@@ -109,6 +137,7 @@ impl Workspaces {
             admin,
             task_locks: Mutex::new(HashMap::new()),
             repository: tokio::sync::OnceCell::new(),
+            index_stamps: Mutex::new(HashMap::new()),
         }
     }
 
@@ -230,7 +259,9 @@ impl Workspaces {
         };
         // git names a worktree's directory after the last component of its path, adding a
         // number when that name is taken; the engine only ever uses `worktrees/task-<id>`.
-        let checked = repository.task_git(task, &ws.path).map(|_| ());
+        let checked = repository
+            .task_git(task, &ws.path)
+            .map(|git_dir| self.record_index(&git_dir));
         let hooked = match checked {
             Ok(()) => self
                 .run_hook(&ws, HookKind::AfterCreate, &[], sandbox)
@@ -303,6 +334,18 @@ impl Workspaces {
     /// put back to the engine's git directory first.
     pub async fn commit_all(&self, ws: &Workspace, message: &str) -> Result<Option<String>, Error> {
         let git_dir = self.task_git(ws).await?;
+        self.trust_index(&git_dir).await?;
+        let committed = self.commit_checked(ws, &git_dir, message).await;
+        self.record_index(&git_dir);
+        committed
+    }
+
+    async fn commit_checked(
+        &self,
+        ws: &Workspace,
+        git_dir: &TaskGit,
+        message: &str,
+    ) -> Result<Option<String>, Error> {
         let t = git_dir.target();
         // Most executions of a read-only agent leave nothing: one git process tells.
         let status = git_ok(
@@ -313,7 +356,7 @@ impl Workspaces {
         if status_files(&status).is_empty() {
             return Ok(None);
         }
-        self.check_head(&git_dir, "commit").await?;
+        self.check_head(git_dir, "commit").await?;
         // What the commit would add, file by file (untracked directories listed whole), is
         // measured before anything enters the object store.
         let listing = [
@@ -353,7 +396,7 @@ impl Workspaces {
         // Signing would need a key and repository hooks could veto the commit; neither belongs
         // to an automatic commit whose content the validators judge.
         git_ok(t, &["commit", "--quiet", "--no-verify", "-m", message]).await?;
-        Ok(Some(head_of(&git_dir).await?))
+        Ok(Some(head_of(git_dir).await?))
     }
 
     /// Merges `branch` into the workspace with a merge commit (`--no-ff`). On a conflict the
@@ -365,6 +408,19 @@ impl Workspaces {
         message: &str,
     ) -> Result<MergeOutcome, Error> {
         let git_dir = self.task_git(into).await?;
+        self.trust_index(&git_dir).await?;
+        let merged = self.merge_checked(into, &git_dir, branch, message).await;
+        self.record_index(&git_dir);
+        merged
+    }
+
+    async fn merge_checked(
+        &self,
+        into: &Workspace,
+        git_dir: &TaskGit,
+        branch: &str,
+        message: &str,
+    ) -> Result<MergeOutcome, Error> {
         let t = git_dir.target();
         let dirty = status_files(
             &git_ok(
@@ -386,8 +442,8 @@ impl Workspaces {
                 files: dirty,
             });
         }
-        self.check_head(&git_dir, "merge").await?;
-        let before = head_of(&git_dir).await?;
+        self.check_head(git_dir, "merge").await?;
+        let before = head_of(git_dir).await?;
         let args = [
             "merge",
             "--no-ff",
@@ -402,7 +458,7 @@ impl Workspaces {
         ];
         let out = git(t, &args).await?;
         if out.success() {
-            let after = head_of(&git_dir).await?;
+            let after = head_of(git_dir).await?;
             return Ok(if after == before {
                 MergeOutcome::UpToDate
             } else {
@@ -530,6 +586,48 @@ impl Workspaces {
         self.task_git(ws).await.map(|_| ())
     }
 
+    /// Makes sure the index of the task's git directory is one host git wrote: when it is not
+    /// the file the engine's last git command left (an agent that commits by itself writes it,
+    /// and an index can hold entries, flags and extensions no checkout would make), it is
+    /// removed and built again from `HEAD`, without reading it. The next `add -A` stages the
+    /// worktree as it stands, so legitimate staging loses nothing.
+    async fn trust_index(&self, git_dir: &TaskGit) -> Result<(), Error> {
+        let index = git_dir.index();
+        let current = IndexStamp::of(&index);
+        let known = self
+            .index_stamps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&git_dir.task)
+            .cloned();
+        if current.is_some() && current == known {
+            return Ok(());
+        }
+        if current.is_some() || std::fs::symlink_metadata(&index).is_ok() {
+            tracing::debug!(task = %git_dir.task, "rebuilding an index the engine did not write");
+            crate::guard::remove_any(&index).map_err(|source| Error::Io {
+                action: "remove",
+                path: index.clone(),
+                source,
+            })?;
+        }
+        git_ok(git_dir.target(), &["read-tree", "HEAD"]).await?;
+        Ok(())
+    }
+
+    /// Remembers the index host git just left in the task's git directory.
+    fn record_index(&self, git_dir: &TaskGit) {
+        let stamp = IndexStamp::of(&git_dir.index());
+        let mut stamps = self
+            .index_stamps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match stamp {
+            Some(stamp) => stamps.insert(git_dir.task, stamp),
+            None => stamps.remove(&git_dir.task),
+        };
+    }
+
     /// The task's git directory, checked, with its pointers put back (see [`Repository::task_git`]).
     async fn task_git(&self, ws: &Workspace) -> Result<TaskGit, Error> {
         self.repository().await?.task_git(ws.task, &ws.path)
@@ -597,7 +695,7 @@ impl Workspaces {
                         });
                     }
                 };
-                Ok(Repository { common_dir })
+                Repository::new(common_dir, self.cfg.drivers.args())
             })
             .await
     }
@@ -767,6 +865,7 @@ mod tests {
             hooks: Default::default(),
             hook_timeout: Duration::from_secs(1),
             quota: Default::default(),
+            drivers: Default::default(),
         });
         assert_eq!(Workspaces::branch_name(TaskId(12)), "agentgrid/task-12");
         assert_eq!(

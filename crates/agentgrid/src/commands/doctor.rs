@@ -30,6 +30,20 @@ struct Sockets {
     visible: Vec<std::path::PathBuf>,
 }
 
+/// One git driver the project trusts (`workspace.git.drivers`) and whether host git will have
+/// it.
+#[derive(Debug, Serialize)]
+struct GitDriver {
+    name: String,
+    ok: bool,
+    /// Where its definition comes from (`system`, `global`, `repository`).
+    sources: Vec<&'static str>,
+    /// The settings host git is given.
+    settings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 struct Report<'a> {
     #[serde(flatten)]
@@ -37,9 +51,49 @@ struct Report<'a> {
     profiles: Vec<Profile>,
     unix_sockets: Sockets,
     smoke_test: SmokeTest,
+    /// Only inside a project whose manifests load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    git_drivers: Option<Vec<GitDriver>>,
 }
 
-pub async fn doctor(json: bool) -> anyhow::Result<u8> {
+/// The project's trusted git drivers, each looked up as `agentgrid run` does at setup.
+async fn git_drivers(project: &crate::project::Project) -> Option<Vec<GitDriver>> {
+    let manifests = project.manifests().ok()?;
+    let mut found = Vec::new();
+    for driver in &manifests.config.workspace.git.drivers {
+        let name = driver.name.clone();
+        found.push(
+            match workspace::trusted_drivers(std::slice::from_ref(&name), &project.root).await {
+                Ok(resolved) => {
+                    let d = resolved.drivers.into_iter().next();
+                    GitDriver {
+                        name,
+                        ok: true,
+                        sources: d
+                            .iter()
+                            .flat_map(|d| d.sources.iter().map(|s| s.as_str()))
+                            .collect(),
+                        settings: d
+                            .iter()
+                            .flat_map(|d| d.settings.iter().map(|(k, v)| format!("{k}={v}")))
+                            .collect(),
+                        problem: None,
+                    }
+                }
+                Err(e) => GitDriver {
+                    name,
+                    ok: false,
+                    sources: Vec::new(),
+                    settings: Vec::new(),
+                    problem: Some(e.to_string()),
+                },
+            },
+        );
+    }
+    Some(found)
+}
+
+pub async fn doctor(json: bool, project: Option<crate::project::Project>) -> anyhow::Result<u8> {
     let support = sandbox::probe();
     let profiles = profiles(&support);
     let smoke_test = if profiles[0].ok {
@@ -57,12 +111,18 @@ pub async fn doctor(json: bool) -> anyhow::Result<u8> {
         mechanism: sandbox::unix_socket_defence(&support),
         visible,
     };
-    let healthy = profiles[0].ok && smoke_test.ok && unix_sockets.ok;
+    let git_drivers = match &project {
+        Some(project) => git_drivers(project).await,
+        None => None,
+    };
+    let drivers_ok = git_drivers.iter().flatten().all(|d| d.ok);
+    let healthy = profiles[0].ok && smoke_test.ok && unix_sockets.ok && drivers_ok;
     let report = Report {
         support: &support,
         profiles,
         unix_sockets,
         smoke_test,
+        git_drivers,
     };
     if json {
         crate::output::json(&report)?;
@@ -202,6 +262,33 @@ fn print_report(report: &Report) {
                 outln!("  the agent runs as uid {uid}, mapped to the engine's own uid {engine_uid}")
             }
             None => outln!("  ! the self-test did not say which uid it ran as"),
+        }
+    }
+    if let Some(drivers) = &report.git_drivers {
+        println!();
+        if drivers.is_empty() {
+            println!(
+                "Git drivers: none trusted; host git runs no filter, diff or merge driver but \
+                 those the repository's own config defines (workspace.git.drivers adds some)"
+            );
+        }
+        for driver in drivers {
+            match &driver.problem {
+                None => println!(
+                    "Git driver `{}`: {} trusted, defined in the {} configuration ({})",
+                    driver.name,
+                    mark(true),
+                    driver.sources.join(" and "),
+                    if driver.settings.is_empty() {
+                        "read by git from the repository".to_string()
+                    } else {
+                        driver.settings.join(", ")
+                    }
+                ),
+                Some(problem) => {
+                    println!("Git driver `{}`: {} {problem}", driver.name, mark(false))
+                }
+            }
         }
     }
     if !report.support.available(Mechanism::MemoryCgroup)

@@ -38,6 +38,9 @@ spec:
       after_run: ""
       before_remove: ""
       timeout: 2m
+    git:
+      drivers: []        # filter/diff/merge drivers host git may run, as your ~/.gitconfig
+                         # defines them: [lfs] for a repository that uses git-lfs
   shutdown_grace: 10s
 "#;
 

@@ -41,6 +41,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
-        Command::Doctor { json } => doctor::doctor(json).await,
+        Command::Doctor { json } => doctor::doctor(json, Project::find(project).ok()).await,
     }
 }

@@ -144,7 +144,8 @@ pub async fn run_engine(
             project.state_dir.display()
         )));
     }
-    let setup = engine::setup_from_project(&manifests, &project.root)?;
+    let mut setup = engine::setup_from_project(&manifests, &project.root)?;
+    engine::resolve_git_drivers(&manifests, &project.root, &mut setup).await?;
     let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;
     check_boundary(project, &setup, progress).await?;
     let store = project.store().await?;

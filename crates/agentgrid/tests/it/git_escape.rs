@@ -523,3 +523,91 @@ fn a_before_remove_hook_the_engine_runs_stays_in_the_agents_sandbox() {
         "the hook ran, in the sandbox"
     );
 }
+
+/// An agent that may use git by itself (its sandbox turned off, the one way a manifest gives
+/// it writable git metadata today), running `script`.
+fn committer(script: &str) -> Repo {
+    let spec =
+        "  routing: {default: true}\n  limits: {max_attempts: 1}\n  sandbox: {enabled: false}\n";
+    setup(
+        outside_tmp(),
+        &[("committer", &agent("committer", script, spec))],
+    )
+}
+
+#[test]
+fn an_index_the_agent_crafted_is_not_what_the_engine_commits() {
+    // The agent stages content its worktree does not hold and hides the difference with
+    // skip-worktree, so that `git add -A` would leave the entry alone: the commit would then
+    // hold what nobody saw in the worktree. The engine builds the index again from HEAD.
+    let script = "echo good > app.txt && \
+                  blob=$(echo evil | git hash-object -w --stdin) && \
+                  git update-index --add --cacheinfo 100644,$blob,app.txt && \
+                  git update-index --skip-worktree app.txt";
+    let repo = committer(script);
+    repo.ok(&["task", "add", "Stage something else"]);
+    repo.run(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:app.txt"]),
+        "good\n",
+        "the commit holds the worktree's content"
+    );
+}
+
+#[test]
+fn object_alternates_the_agent_added_are_removed_and_nothing_is_committed() {
+    // The agent points the object store at a host directory of objects: every later host git
+    // command would read objects from there.
+    let elsewhere = outside_tmp();
+    let store = elsewhere.path().join("objects");
+    std::fs::create_dir_all(&store).unwrap();
+    let script = format!(
+        "echo work > work.txt && \
+         echo {} > \"$(git rev-parse --git-common-dir)/objects/info/alternates\"",
+        store.display()
+    );
+    let repo = committer(&script);
+    let alternates = repo.path().join(".git/objects/info/alternates");
+    let main = rev(&repo, "main");
+    repo.ok(&["task", "add", "Borrow objects"]);
+    let out = repo.run(&["run"]);
+    assert!(
+        !alternates.exists(),
+        "the alternates file was removed: {}",
+        stderr(&out)
+    );
+    assert_eq!(repo.task_state(1), "failed");
+    let shown = repo.json(&["task", "show", "1", "--json"]);
+    let summary = shown["executions"][0]["summary"].to_string();
+    assert!(
+        summary.contains("objects/info/alternates: it was changed since agentgrid started")
+            && summary.contains("it was removed"),
+        "{shown:#}"
+    );
+    assert_eq!(rev(&repo, "main"), main);
+    assert_eq!(
+        repo.git(&["rev-parse", "agentgrid/task-1"]).trim(),
+        main,
+        "nothing was committed through the borrowed store"
+    );
+}
+
+#[test]
+fn object_alternates_the_user_set_up_stay() {
+    // Alternates that were there when the engine found the repository are the user's.
+    let elsewhere = outside_tmp();
+    let store = elsewhere.path().join("objects");
+    std::fs::create_dir_all(&store).unwrap();
+    let repo = committer("echo work > work.txt");
+    let alternates = repo.path().join(".git/objects/info/alternates");
+    std::fs::create_dir_all(alternates.parent().unwrap()).unwrap();
+    std::fs::write(&alternates, format!("{}\n", store.display())).unwrap();
+    repo.ok(&["task", "add", "Ordinary work"]);
+    repo.run(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(
+        std::fs::read_to_string(&alternates).unwrap(),
+        format!("{}\n", store.display())
+    );
+}

@@ -7,6 +7,7 @@ mod control;
 mod crash;
 mod escape;
 mod gateway;
+mod git_drivers;
 mod git_escape;
 mod lies;
 mod run;

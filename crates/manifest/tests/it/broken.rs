@@ -422,6 +422,22 @@ fn broken_configs_point_at_the_problem() {
             "6:43: spec.workspace.hooks.after_run: unknown field `hots` (did you mean `host`?)",
         ),
         (
+            format!("{CONFIG}  workspace: {{git: {{drivers: lfs}}}}\n"),
+            "6:30: spec.workspace.git.drivers: expected a list of driver names such as [lfs]",
+        ),
+        (
+            format!("{CONFIG}  workspace: {{git: {{drivers: [lfs, \"a.b\"]}}}}\n"),
+            "6:36: spec.workspace.git.drivers[1]: `a.b` is not a driver name",
+        ),
+        (
+            format!("{CONFIG}  workspace: {{git: {{drivers: [lfs, lfs]}}}}\n"),
+            "6:36: spec.workspace.git.drivers[1]: `lfs` is listed twice",
+        ),
+        (
+            format!("{CONFIG}  workspace: {{git: {{filters: [lfs]}}}}\n"),
+            "6:21: spec.workspace.git: unknown field `filters`",
+        ),
+        (
             format!("{CONFIG}---\nkind: Config\n"),
             "7:1: config.yaml holds a single document (`kind: Config`); remove this extra one",
         ),
@@ -643,5 +659,19 @@ fn a_sandbox_can_be_turned_off_only_explicitly_and_says_so() {
             "  limits:\n    timeout: 30m\n  sandbox: {enabled: nope}\n",
         ),
         "10:22: spec.sandbox.enabled: expected true or false",
+    );
+}
+
+#[test]
+fn trusted_git_drivers_parse_and_remember_where_they_were_named() {
+    let input = format!("{CONFIG}  workspace:\n    git: {{drivers: [lfs, my_diff]}}\n");
+    let spec = parse_config(&input, Path::new(CONFIG_FILE)).unwrap();
+    let drivers = &spec.workspace.git.drivers;
+    let names: Vec<&str> = drivers.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["lfs", "my_diff"]);
+    let place = drivers[1].place.as_ref().unwrap();
+    assert_eq!(
+        place.diagnostic("not defined").to_string(),
+        "config.yaml:7:26: not defined"
     );
 }

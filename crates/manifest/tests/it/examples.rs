@@ -125,6 +125,7 @@ fn the_full_config_example_parses_to_its_values() {
                 timeout: Duration::from_mins(2),
             },
             quota: manifest::WorkspaceQuota::default(),
+            git: manifest::WorkspaceGit::default(),
         },
         shutdown_grace: Duration::from_secs(10),
         models: manifest::Models::default(),

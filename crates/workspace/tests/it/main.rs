@@ -50,6 +50,7 @@ fn workspaces(repo: &Path, hooks: Hooks) -> Workspaces {
         hooks,
         hook_timeout: Duration::from_secs(20),
         quota: Default::default(),
+        drivers: Default::default(),
     })
 }
 
