@@ -113,6 +113,13 @@ pub(crate) enum Target<'a> {
         common_dir: &'a Path,
         work_tree: &'a Path,
     },
+    /// A tree the engine checks commits out into for judging: the common git directory, an
+    /// engine-owned index file (in `GIT_INDEX_FILE`, outside the tree) and the tree itself.
+    Judge {
+        common_dir: &'a Path,
+        index: &'a Path,
+        work_tree: &'a Path,
+    },
 }
 
 impl Target<'_> {
@@ -120,7 +127,7 @@ impl Target<'_> {
     fn dir(&self) -> &Path {
         match self {
             Target::Repository { cwd, .. } => cwd,
-            Target::Worktree { work_tree, .. } => work_tree,
+            Target::Worktree { work_tree, .. } | Target::Judge { work_tree, .. } => work_tree,
         }
     }
 
@@ -133,6 +140,18 @@ impl Target<'_> {
                 common_dir,
                 work_tree,
             } => (git_dir, common_dir, Some(work_tree), work_tree),
+            Target::Judge {
+                common_dir,
+                index,
+                work_tree,
+            } => {
+                launch::set_var(
+                    &mut env,
+                    "GIT_INDEX_FILE".into(),
+                    index.to_string_lossy().into_owned(),
+                );
+                (common_dir, common_dir, Some(work_tree), work_tree)
+            }
         };
         launch::set_var(
             &mut env,

@@ -47,6 +47,7 @@ mod config;
 mod error;
 mod git;
 mod guard;
+mod judge;
 mod quota;
 mod workspaces;
 
@@ -54,5 +55,6 @@ pub use busy::processes_using;
 pub use config::{Hook, HookKind, Hooks, WorkspaceConfig};
 pub use error::Error;
 pub use git::git_env;
+pub use judge::{Change, ChangeKind, JudgeTree};
 pub use quota::{Measured, OverQuota, Quota, measure};
 pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};
