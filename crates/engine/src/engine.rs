@@ -1073,9 +1073,25 @@ impl Engine {
                 created: false,
             };
             let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
-            if let Err(e) = manager.remove(&ws, hook_sandbox.as_ref()).await {
-                tracing::warn!(task = %task_id, "workspace kept: {e}");
+            match manager.remove(&ws, hook_sandbox.as_ref()).await {
+                Ok(workspace::RemoveOutcome::Removed | workspace::RemoveOutcome::AlreadyGone) => {
+                    self.remove_judge_tree(task_id)
+                }
+                Ok(workspace::RemoveOutcome::Busy { .. }) => {}
+                Err(e) => tracing::warn!(task = %task_id, "workspace kept: {e}"),
             }
+        } else {
+            self.remove_judge_tree(task_id);
+        }
+    }
+
+    /// The tree the task's validators judged goes with its worktree; the base commit recorded
+    /// beside it stays, for a task that is reopened.
+    fn remove_judge_tree(&self, task_id: TaskId) {
+        let judge =
+            workspace::JudgeTree::new(executor::judge_dir(&self.options.state_dir, task_id));
+        if let Err(e) = judge.remove() {
+            tracing::warn!(task = %task_id, "judge tree kept: {e}");
         }
     }
 

@@ -91,9 +91,10 @@ pub(crate) async fn judge_branch(
     let protection = Protection::new(&argvs, agent.protect.clone());
     let mut findings = protect::protected_changes(&protection, &changes);
     if protection.covers_pytest_tables() {
-        for change in changes.iter().filter(|c| {
-            c.path == "pyproject.toml" || c.path.ends_with("/pyproject.toml")
-        }) {
+        for change in changes
+            .iter()
+            .filter(|c| c.path == "pyproject.toml" || c.path.ends_with("/pyproject.toml"))
+        {
             let read = |at: String| async move {
                 manager
                     .file_at(&at, &change.path)

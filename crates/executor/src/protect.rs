@@ -82,7 +82,7 @@ impl Protection {
     pub fn new(validator_argvs: &[Vec<String>], globs: Option<Vec<String>>) -> Protection {
         let mut validator_files: Vec<String> = Vec::new();
         for argv in validator_argvs {
-            for word in command_words(argv) {
+            for word in validator_words(argv) {
                 if let Some(path) = path_like(&word)
                     && !validator_files.contains(&path)
                 {
@@ -203,7 +203,11 @@ pub fn planted_files(changes: &[Change], is_package: impl Fn(&str) -> bool) -> V
         {
             Some(format!(
                 "{name} shadows the standard library's `{stem}` for whatever runs from {}",
-                if dir.is_empty() { "the top of the repository" } else { dir }
+                if dir.is_empty() {
+                    "the top of the repository"
+                } else {
+                    dir
+                }
             ))
         } else if RUNNER_CONFIG.iter().any(|g| glob_match(g, path)) {
             Some("new test-runner configuration can change what the tests run".into())
@@ -237,28 +241,109 @@ fn pytest_tables(text: &str) -> Vec<String> {
     tables
 }
 
-/// The words of a validator's command: for `sh -c <line>`, the line split at blanks and shell
-/// operators, with quotes taken off.
-fn command_words(argv: &[String]) -> Vec<String> {
-    let line = match argv {
-        [sh, flag, line, ..] if (sh == "sh" || sh.ends_with("/sh")) && flag == "-c" => line.clone(),
-        _ => return argv.to_vec(),
+/// The files a validator's command runs: for each simple command (of `sh -c <line>`, split at
+/// `;`, `&&`, `||`, `|` and parentheses), the program when it is a path (`./scripts/check.sh`,
+/// `node_modules/.bin/jest`), or the script an interpreter is given (`python3 run_tests.py`).
+/// Files a command only writes (`> report.txt`) are outputs, not the validator's own.
+fn validator_words(argv: &[String]) -> Vec<String> {
+    let commands = match argv {
+        [sh, flag, line, ..] if (sh == "sh" || sh.ends_with("/sh")) && flag == "-c" => {
+            simple_commands(line)
+        }
+        _ => vec![argv.to_vec()],
     };
-    line.split(|c: char| c.is_whitespace() || ";|&()<>`".contains(c))
-        .map(|w| w.trim_matches(|c| c == '"' || c == '\''))
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut found = Vec::new();
+    for words in commands {
+        let mut words = words
+            .into_iter()
+            .skip_while(|w| w.contains('=') && !w.starts_with('='));
+        let Some(program) = words.next() else {
+            continue;
+        };
+        if program.contains('/') {
+            found.push(program.clone());
+        }
+        let name = program.rsplit('/').next().unwrap_or(&program);
+        let interpreter = ["sh", "bash", "dash", "node", "ruby", "perl", "php"].contains(&name)
+            || name.starts_with("python");
+        if interpreter {
+            for word in words {
+                // The code is given inline or is a module, not a file.
+                let inline = match name {
+                    "node" | "ruby" | "perl" | "php" => word == "-e" || word == "-r",
+                    _ => word == "-c" || word == "-m",
+                };
+                if inline {
+                    break;
+                }
+                if !word.starts_with('-') {
+                    found.push(word);
+                    break;
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The words of each simple command of a shell line, with quotes taken off and redirections
+/// (and their targets) left out. A rough reading, enough to find what a validator runs.
+fn simple_commands(line: &str) -> Vec<Vec<String>> {
+    let mut commands = vec![Vec::new()];
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut redirect = false;
+    let mut chars = line.chars().peekable();
+    let end_word = |word: &mut String, redirect: &mut bool, commands: &mut Vec<Vec<String>>| {
+        if !word.is_empty() {
+            if *redirect {
+                *redirect = false;
+            } else if let Some(current) = commands.last_mut() {
+                current.push(std::mem::take(word));
+            }
+            word.clear();
+        }
+    };
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (None, c) if c.is_whitespace() => end_word(&mut word, &mut redirect, &mut commands),
+            (None, '<' | '>') => {
+                // A descriptor number before the operator (`2>`) belongs to it.
+                if word.chars().all(|d| d.is_ascii_digit()) {
+                    word.clear();
+                }
+                end_word(&mut word, &mut redirect, &mut commands);
+                while chars.peek().is_some_and(|n| matches!(n, '<' | '>' | '&')) {
+                    chars.next();
+                }
+                redirect = true;
+            }
+            (None, ';' | '|' | '&' | '(' | ')' | '`') => {
+                end_word(&mut word, &mut redirect, &mut commands);
+                commands.push(Vec::new());
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    end_word(&mut word, &mut redirect, &mut commands);
+    commands.retain(|c| !c.is_empty());
+    commands
 }
 
 /// A word that names a file inside the repository, as a clean relative path.
 fn path_like(word: &str) -> Option<String> {
-    if word.starts_with('-') || word.starts_with('/') || word.contains('=') || word.contains('$') {
+    if word.starts_with('/') || word.contains('$') || word.contains('*') {
         return None;
     }
     let word = word.trim_start_matches("./");
-    let looks_like_file = word.contains('/') || word.rsplit_once('.').is_some_and(|(stem, ext)| !stem.is_empty() && !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric()));
-    if !looks_like_file || word.split('/').any(|c| c == ".." || c.is_empty() || c == ".") {
+    if word.is_empty()
+        || word
+            .split('/')
+            .any(|c| c == ".." || c.is_empty() || c == ".")
+    {
         return None;
     }
     Some(word.to_string())
@@ -269,7 +354,9 @@ fn path_like(word: &str) -> Option<String> {
 pub fn glob_match(glob: &str, path: &str) -> bool {
     let path: Vec<&str> = path.split('/').collect();
     if !glob.contains('/') {
-        return path.last().is_some_and(|name| component_match(glob.as_bytes(), name.as_bytes()));
+        return path
+            .last()
+            .is_some_and(|name| component_match(glob.as_bytes(), name.as_bytes()));
     }
     let glob: Vec<&str> = glob.split('/').collect();
     components_match(&glob, &path)
@@ -281,7 +368,8 @@ fn components_match(glob: &[&str], path: &[&str]) -> bool {
         Some((&"**", rest)) => (0..=path.len()).any(|skip| components_match(rest, &path[skip..])),
         Some((first, rest)) => match path.split_first() {
             Some((name, path_rest)) => {
-                component_match(first.as_bytes(), name.as_bytes()) && components_match(rest, path_rest)
+                component_match(first.as_bytes(), name.as_bytes())
+                    && components_match(rest, path_rest)
             }
             None => false,
         },
@@ -300,45 +388,311 @@ fn component_match(glob: &[u8], name: &[u8]) -> bool {
 /// Python 3.11's `sys.stdlib_module_names`, sorted: a top-level module a planted file of the
 /// same name would shadow.
 const STDLIB_MODULES: &[&str] = &[
-    "__future__", "_abc", "_aix_support", "_ast", "_asyncio", "_bisect", "_blake2",
-    "_bootsubprocess", "_bz2", "_codecs", "_codecs_cn", "_codecs_hk", "_codecs_iso2022",
-    "_codecs_jp", "_codecs_kr", "_codecs_tw", "_collections", "_collections_abc",
-    "_compat_pickle", "_compression", "_contextvars", "_crypt", "_csv", "_ctypes", "_curses",
-    "_curses_panel", "_datetime", "_dbm", "_decimal", "_elementtree", "_frozen_importlib",
-    "_frozen_importlib_external", "_functools", "_gdbm", "_hashlib", "_heapq", "_imp", "_io",
-    "_json", "_locale", "_lsprof", "_lzma", "_markupbase", "_md5", "_msi", "_multibytecodec",
-    "_multiprocessing", "_opcode", "_operator", "_osx_support", "_overlapped", "_pickle",
-    "_posixshmem", "_posixsubprocess", "_py_abc", "_pydecimal", "_pyio", "_queue", "_random",
-    "_scproxy", "_sha1", "_sha256", "_sha3", "_sha512", "_signal", "_sitebuiltins", "_socket",
-    "_sqlite3", "_sre", "_ssl", "_stat", "_statistics", "_string", "_strptime", "_struct",
-    "_symtable", "_thread", "_threading_local", "_tkinter", "_tokenize", "_tracemalloc",
-    "_typing", "_uuid", "_warnings", "_weakref", "_weakrefset", "_winapi", "_zoneinfo", "abc",
-    "aifc", "antigravity", "argparse", "array", "ast", "asynchat", "asyncio", "asyncore",
-    "atexit", "audioop", "base64", "bdb", "binascii", "bisect", "builtins", "bz2", "cProfile",
-    "calendar", "cgi", "cgitb", "chunk", "cmath", "cmd", "code", "codecs", "codeop",
-    "collections", "colorsys", "compileall", "concurrent", "configparser", "contextlib",
-    "contextvars", "copy", "copyreg", "crypt", "csv", "ctypes", "curses", "dataclasses",
-    "datetime", "dbm", "decimal", "difflib", "dis", "distutils", "doctest", "email", "encodings",
-    "ensurepip", "enum", "errno", "faulthandler", "fcntl", "filecmp", "fileinput", "fnmatch",
-    "fractions", "ftplib", "functools", "gc", "genericpath", "getopt", "getpass", "gettext",
-    "glob", "graphlib", "grp", "gzip", "hashlib", "heapq", "hmac", "html", "http", "idlelib",
-    "imaplib", "imghdr", "imp", "importlib", "inspect", "io", "ipaddress", "itertools", "json",
-    "keyword", "lib2to3", "linecache", "locale", "logging", "lzma", "mailbox", "mailcap",
-    "marshal", "math", "mimetypes", "mmap", "modulefinder", "msilib", "msvcrt", "multiprocessing",
-    "netrc", "nis", "nntplib", "nt", "ntpath", "nturl2path", "numbers", "opcode", "operator",
-    "optparse", "os", "ossaudiodev", "pathlib", "pdb", "pickle", "pickletools", "pipes",
-    "pkgutil", "platform", "plistlib", "poplib", "posix", "posixpath", "pprint", "profile",
-    "pstats", "pty", "pwd", "py_compile", "pyclbr", "pydoc", "pydoc_data", "pyexpat", "queue",
-    "quopri", "random", "re", "readline", "reprlib", "resource", "rlcompleter", "runpy", "sched",
-    "secrets", "select", "selectors", "shelve", "shlex", "shutil", "signal", "site", "smtpd",
-    "smtplib", "sndhdr", "socket", "socketserver", "spwd", "sqlite3", "sre_compile",
-    "sre_constants", "sre_parse", "ssl", "stat", "statistics", "string", "stringprep", "struct",
-    "subprocess", "sunau", "symtable", "sys", "sysconfig", "syslog", "tabnanny", "tarfile",
-    "telnetlib", "tempfile", "termios", "textwrap", "this", "threading", "time", "timeit",
-    "tkinter", "token", "tokenize", "tomllib", "trace", "traceback", "tracemalloc", "tty",
-    "turtle", "turtledemo", "types", "typing", "unicodedata", "unittest", "urllib", "uu", "uuid",
-    "venv", "warnings", "wave", "weakref", "webbrowser", "winreg", "winsound", "wsgiref",
-    "xdrlib", "xml", "xmlrpc", "zipapp", "zipfile", "zipimport", "zlib", "zoneinfo",
+    "__future__",
+    "_abc",
+    "_aix_support",
+    "_ast",
+    "_asyncio",
+    "_bisect",
+    "_blake2",
+    "_bootsubprocess",
+    "_bz2",
+    "_codecs",
+    "_codecs_cn",
+    "_codecs_hk",
+    "_codecs_iso2022",
+    "_codecs_jp",
+    "_codecs_kr",
+    "_codecs_tw",
+    "_collections",
+    "_collections_abc",
+    "_compat_pickle",
+    "_compression",
+    "_contextvars",
+    "_crypt",
+    "_csv",
+    "_ctypes",
+    "_curses",
+    "_curses_panel",
+    "_datetime",
+    "_dbm",
+    "_decimal",
+    "_elementtree",
+    "_frozen_importlib",
+    "_frozen_importlib_external",
+    "_functools",
+    "_gdbm",
+    "_hashlib",
+    "_heapq",
+    "_imp",
+    "_io",
+    "_json",
+    "_locale",
+    "_lsprof",
+    "_lzma",
+    "_markupbase",
+    "_md5",
+    "_msi",
+    "_multibytecodec",
+    "_multiprocessing",
+    "_opcode",
+    "_operator",
+    "_osx_support",
+    "_overlapped",
+    "_pickle",
+    "_posixshmem",
+    "_posixsubprocess",
+    "_py_abc",
+    "_pydecimal",
+    "_pyio",
+    "_queue",
+    "_random",
+    "_scproxy",
+    "_sha1",
+    "_sha256",
+    "_sha3",
+    "_sha512",
+    "_signal",
+    "_sitebuiltins",
+    "_socket",
+    "_sqlite3",
+    "_sre",
+    "_ssl",
+    "_stat",
+    "_statistics",
+    "_string",
+    "_strptime",
+    "_struct",
+    "_symtable",
+    "_thread",
+    "_threading_local",
+    "_tkinter",
+    "_tokenize",
+    "_tracemalloc",
+    "_typing",
+    "_uuid",
+    "_warnings",
+    "_weakref",
+    "_weakrefset",
+    "_winapi",
+    "_zoneinfo",
+    "abc",
+    "aifc",
+    "antigravity",
+    "argparse",
+    "array",
+    "ast",
+    "asynchat",
+    "asyncio",
+    "asyncore",
+    "atexit",
+    "audioop",
+    "base64",
+    "bdb",
+    "binascii",
+    "bisect",
+    "builtins",
+    "bz2",
+    "cProfile",
+    "calendar",
+    "cgi",
+    "cgitb",
+    "chunk",
+    "cmath",
+    "cmd",
+    "code",
+    "codecs",
+    "codeop",
+    "collections",
+    "colorsys",
+    "compileall",
+    "concurrent",
+    "configparser",
+    "contextlib",
+    "contextvars",
+    "copy",
+    "copyreg",
+    "crypt",
+    "csv",
+    "ctypes",
+    "curses",
+    "dataclasses",
+    "datetime",
+    "dbm",
+    "decimal",
+    "difflib",
+    "dis",
+    "distutils",
+    "doctest",
+    "email",
+    "encodings",
+    "ensurepip",
+    "enum",
+    "errno",
+    "faulthandler",
+    "fcntl",
+    "filecmp",
+    "fileinput",
+    "fnmatch",
+    "fractions",
+    "ftplib",
+    "functools",
+    "gc",
+    "genericpath",
+    "getopt",
+    "getpass",
+    "gettext",
+    "glob",
+    "graphlib",
+    "grp",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "http",
+    "idlelib",
+    "imaplib",
+    "imghdr",
+    "imp",
+    "importlib",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "json",
+    "keyword",
+    "lib2to3",
+    "linecache",
+    "locale",
+    "logging",
+    "lzma",
+    "mailbox",
+    "mailcap",
+    "marshal",
+    "math",
+    "mimetypes",
+    "mmap",
+    "modulefinder",
+    "msilib",
+    "msvcrt",
+    "multiprocessing",
+    "netrc",
+    "nis",
+    "nntplib",
+    "nt",
+    "ntpath",
+    "nturl2path",
+    "numbers",
+    "opcode",
+    "operator",
+    "optparse",
+    "os",
+    "ossaudiodev",
+    "pathlib",
+    "pdb",
+    "pickle",
+    "pickletools",
+    "pipes",
+    "pkgutil",
+    "platform",
+    "plistlib",
+    "poplib",
+    "posix",
+    "posixpath",
+    "pprint",
+    "profile",
+    "pstats",
+    "pty",
+    "pwd",
+    "py_compile",
+    "pyclbr",
+    "pydoc",
+    "pydoc_data",
+    "pyexpat",
+    "queue",
+    "quopri",
+    "random",
+    "re",
+    "readline",
+    "reprlib",
+    "resource",
+    "rlcompleter",
+    "runpy",
+    "sched",
+    "secrets",
+    "select",
+    "selectors",
+    "shelve",
+    "shlex",
+    "shutil",
+    "signal",
+    "site",
+    "smtpd",
+    "smtplib",
+    "sndhdr",
+    "socket",
+    "socketserver",
+    "spwd",
+    "sqlite3",
+    "sre_compile",
+    "sre_constants",
+    "sre_parse",
+    "ssl",
+    "stat",
+    "statistics",
+    "string",
+    "stringprep",
+    "struct",
+    "subprocess",
+    "sunau",
+    "symtable",
+    "sys",
+    "sysconfig",
+    "syslog",
+    "tabnanny",
+    "tarfile",
+    "telnetlib",
+    "tempfile",
+    "termios",
+    "textwrap",
+    "this",
+    "threading",
+    "time",
+    "timeit",
+    "tkinter",
+    "token",
+    "tokenize",
+    "tomllib",
+    "trace",
+    "traceback",
+    "tracemalloc",
+    "tty",
+    "turtle",
+    "turtledemo",
+    "types",
+    "typing",
+    "unicodedata",
+    "unittest",
+    "urllib",
+    "uu",
+    "uuid",
+    "venv",
+    "warnings",
+    "wave",
+    "weakref",
+    "webbrowser",
+    "winreg",
+    "winsound",
+    "wsgiref",
+    "xdrlib",
+    "xml",
+    "xmlrpc",
+    "zipapp",
+    "zipfile",
+    "zipimport",
+    "zlib",
+    "zoneinfo",
 ];
 
 #[cfg(test)]
@@ -389,12 +743,24 @@ mod tests {
                 sh("./scripts/check.sh --fast && make lint"),
                 vec!["node_modules/.bin/jest".into(), "--ci".into()],
                 sh("python3 -m unittest -v"),
+                sh("CI=1 bash -e 'ci/run checks.sh' > out.txt; python3 -c 'import x' x.py"),
+                sh("echo done >> calc.py | tee log.py"),
             ],
             None,
         );
         assert_eq!(
             p.validator_files,
-            ["run_tests.py", "scripts/check.sh", "node_modules/.bin/jest"]
+            [
+                "run_tests.py",
+                "scripts/check.sh",
+                "node_modules/.bin/jest",
+                "ci/run checks.sh"
+            ]
+        );
+        assert_eq!(
+            p.why("calc.py"),
+            None,
+            "what a validator writes is not its own"
         );
         assert_eq!(p.why("run_tests.py"), Some("a validator runs it"));
         assert_eq!(p.why("scripts/check.sh"), Some("a validator runs it"));
@@ -431,7 +797,11 @@ mod tests {
             found[0].message,
             "tests/test_core.py is protected (existing tests) and was changed: restore it; the validators judge with the base commit's version"
         );
-        assert!(found[1].message.contains("was deleted"), "{}", found[1].message);
+        assert!(
+            found[1].message.contains("was deleted"),
+            "{}",
+            found[1].message
+        );
     }
 
     #[test]
@@ -456,11 +826,19 @@ mod tests {
     fn only_the_pytest_tables_of_pyproject_count() {
         let base = "[project]\nname = \"x\"\ndependencies = []\n\n[tool.pytest.ini_options]\naddopts = \"-q\"\n";
         let more_deps = base.replace("dependencies = []", "dependencies = [\"requests\"]");
-        assert_eq!(pytest_tables_changed("pyproject.toml", base, &more_deps), None);
+        assert_eq!(
+            pytest_tables_changed("pyproject.toml", base, &more_deps),
+            None
+        );
         let deselect = base.replace("-q", "-q --deselect tests/test_core.py::test_fails");
         let found = pytest_tables_changed("pyproject.toml", base, &deselect).unwrap();
-        assert!(found.message.contains("[tool.pytest] section"), "{}", found.message);
-        let added = "[project]\nname = \"x\"\n[tool.pytest.ini_options]\naddopts = \"-k nothing\"\n";
+        assert!(
+            found.message.contains("[tool.pytest] section"),
+            "{}",
+            found.message
+        );
+        let added =
+            "[project]\nname = \"x\"\n[tool.pytest.ini_options]\naddopts = \"-k nothing\"\n";
         assert_eq!(
             pytest_tables_changed("pyproject.toml", "[project]\nname = \"x\"\n", added)
                 .map(|f| f.path),
@@ -512,6 +890,8 @@ mod tests {
             "unittest.py may not be added (unittest.py shadows the standard library's `unittest` for whatever runs from the top of the repository): remove it"
         );
         // A modified file is the protection's business, not this one's.
-        assert!(planted_files(&[change(ChangeKind::Modified, "conftest.py")], |_| false).is_empty());
+        assert!(
+            planted_files(&[change(ChangeKind::Modified, "conftest.py")], |_| false).is_empty()
+        );
     }
 }

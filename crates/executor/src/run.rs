@@ -858,11 +858,7 @@ fn sandbox_spec(
     sandbox_for(&job.agent.sandbox, &sandbox_places(job, cwd, expose))
 }
 
-pub(crate) fn sandbox_places(
-    job: &ExecutionJob,
-    cwd: &Path,
-    expose: &[PathBuf],
-) -> SandboxPlaces {
+pub(crate) fn sandbox_places(job: &ExecutionJob, cwd: &Path, expose: &[PathBuf]) -> SandboxPlaces {
     let manager = job.workspace.as_ref().map(|(manager, _)| manager);
     let repo_root = manager.map(|m| m.config().repo_root.clone());
     // The spec travels with one sandbox for the agent and its validators alike, so its limit

@@ -822,7 +822,11 @@ fn bad_share(entry: &str) -> Option<&'static str> {
     {
         return Some("must not contain `.`, `..` or a root");
     }
-    if entry == ".agentgrid" || entry.starts_with(".agentgrid/") || entry == ".git" || entry.starts_with(".git/") {
+    if entry == ".agentgrid"
+        || entry.starts_with(".agentgrid/")
+        || entry == ".git"
+        || entry.starts_with(".git/")
+    {
         return Some("is the engine's own");
     }
     None

@@ -87,7 +87,11 @@ impl Workspaces {
     /// Where the task's branch left what it started from (`start_from`, a parent's branch, or
     /// the configured base): their merge base. Asked right after the branch is made, that is
     /// the commit it was made from.
-    pub async fn fork_point(&self, task: TaskId, start_from: Option<&str>) -> Result<String, Error> {
+    pub async fn fork_point(
+        &self,
+        task: TaskId,
+        start_from: Option<&str>,
+    ) -> Result<String, Error> {
         let repository = self.repository().await?;
         let target = repository.target(&self.config().repo_root);
         let branch = format!("refs/heads/{}", Self::branch_name(task));
@@ -137,7 +141,11 @@ impl Workspaces {
     }
 
     /// Makes `judge`'s tree hold exactly `commit`: its files as committed, nothing else.
-    pub async fn check_out_for_judging(&self, judge: &JudgeTree, commit: &str) -> Result<(), Error> {
+    pub async fn check_out_for_judging(
+        &self,
+        judge: &JudgeTree,
+        commit: &str,
+    ) -> Result<(), Error> {
         let repository = self.repository().await?;
         let tree = judge.tree();
         let index = judge.index();
