@@ -170,15 +170,23 @@ fn share(job: &ExecutionJob, manager: &Workspaces, tree: &Path) -> Result<Vec<Pa
             tracing::warn!(path = %source.display(), "validation.share names a path the main checkout does not have");
             continue;
         };
-        let place = tree.join(entry);
         let io = |e: std::io::Error| format!("sharing {entry} into the judge tree: {e}");
-        match std::fs::symlink_metadata(&place) {
-            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&place).map_err(io)?,
-            Ok(_) => std::fs::remove_file(&place).map_err(io)?,
-            Err(_) => {}
-        }
-        if let Some(parent) = place.parent() {
-            std::fs::create_dir_all(parent).map_err(io)?;
+        // Every directory on the way is made a real one: a link the commit holds in its place
+        // (`node_modules -> /somewhere`) would lead the engine's own writes out of the tree.
+        let mut place = tree.to_path_buf();
+        let components: Vec<_> = Path::new(entry).components().collect();
+        for (i, component) in components.iter().enumerate() {
+            place.push(component);
+            let last = i + 1 == components.len();
+            match std::fs::symlink_metadata(&place) {
+                Ok(meta) if meta.is_dir() && !last => continue,
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&place).map_err(io)?,
+                Ok(_) => std::fs::remove_file(&place).map_err(io)?,
+                Err(_) => {}
+            }
+            if !last {
+                std::fs::create_dir(&place).map_err(io)?;
+            }
         }
         std::os::unix::fs::symlink(&source, &place).map_err(io)?;
         shown.push(source);

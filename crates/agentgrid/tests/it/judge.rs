@@ -315,3 +315,36 @@ class MoreTest(unittest.TestCase):
         assert_eq!(log.lines().count(), 1, "only the agent's commit: {log}");
     }
 }
+
+#[test]
+fn a_committed_link_cannot_lead_a_share_out_of_the_judge_tree() {
+    // The agent commits `deps` as a link to a directory elsewhere; sharing `deps/venv` must
+    // neither remove nor replace what lies there.
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(victim.path().join("venv")).unwrap();
+    std::fs::write(victim.path().join("venv/keep.txt"), "keep").unwrap();
+    let script = format!(
+        "ln -s {} deps; {}",
+        victim.path().display(),
+        write("calc.py", "def add(a, b):\n    return a + b\n")
+    );
+    let repo = project(
+        &script,
+        "      - name: deps\n        run: \"test -f deps/venv/owner.txt && python3 run_tests.py\"\n",
+        "    share: [deps/venv]\n",
+        "",
+    );
+    std::fs::write(repo.path().join(".gitignore"), "__pycache__/\ndeps/\n").unwrap();
+    repo.git(&["commit", "-q", "-am", "ignore the installed dependencies"]);
+    std::fs::create_dir_all(repo.path().join("deps/venv")).unwrap();
+    std::fs::write(repo.path().join("deps/venv/owner.txt"), "owner").unwrap();
+    let output = run_task(&repo, "Fix add");
+    assert_eq!(repo.task_state(1), "done", "{output}");
+    assert!(
+        victim.path().join("venv/keep.txt").is_file()
+            && std::fs::symlink_metadata(victim.path().join("venv"))
+                .unwrap()
+                .is_dir(),
+        "the linked directory is untouched"
+    );
+}
