@@ -348,3 +348,41 @@ fn a_committed_link_cannot_lead_a_share_out_of_the_judge_tree() {
         "the linked directory is untouched"
     );
 }
+
+#[test]
+fn an_engine_killed_while_validators_run_commits_nothing_of_theirs() {
+    // The first execution's validator writes a byproduct and then waits to be killed with the
+    // engine; the recovered task runs again and passes.
+    let script = write("calc.py", "def add(a, b):\n    return a + b\n");
+    let repo = project(
+        &script,
+        "      - name: tests\n        run: \"echo junk > byproduct.txt; if [ $AGENTGRID_EXECUTION_ID = 1 ]; then sleep 60; fi; python3 run_tests.py\"\n",
+        "",
+        "",
+    );
+    repo.ok(&["task", "add", "Fix add"]);
+    let mut engine = repo
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let byproduct = repo
+        .path()
+        .join(".agentgrid/judges/task-1/tree/byproduct.txt");
+    wait_for(
+        std::time::Duration::from_secs(60),
+        "the validator to write its byproduct",
+        || byproduct.exists(),
+    );
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+
+    let out = repo.ok(&["run"]);
+    assert!(out.contains("recovered after a crash"), "{out}");
+    assert_eq!(repo.task_state(1), "done", "{out}");
+    let files = repo.git(&["ls-tree", "-r", "--name-only", "agentgrid/task-1"]);
+    assert!(!files.contains("byproduct.txt"), "{files}");
+    let log = repo.git(&["log", "--format=%s", "main..agentgrid/task-1"]);
+    assert_eq!(log.lines().count(), 1, "only the agent's commit: {log}");
+}
