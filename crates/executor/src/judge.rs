@@ -46,6 +46,15 @@ pub(crate) async fn base_commit(
     manager: &Workspaces,
     start_from: Option<&str>,
 ) -> Result<String, String> {
+    // The judge trees lie inside the main checkout's `.agentgrid`; they ignore themselves, so
+    // that the owner's `git status` and `git add -A` never see them, in projects made before
+    // they existed too.
+    let ignore = judges_dir(job).join(".gitignore");
+    if !ignore.exists() {
+        std::fs::create_dir_all(judges_dir(job))
+            .and_then(|()| std::fs::write(&ignore, "*\n"))
+            .map_err(|e| format!("preparing {}: {e}", judges_dir(job).display()))?;
+    }
     let file = base_file(job);
     if let Ok(text) = std::fs::read_to_string(&file) {
         let text = text.trim();
@@ -57,8 +66,7 @@ pub(crate) async fn base_commit(
         .fork_point(job.task, start_from)
         .await
         .map_err(|e| format!("finding the task's base commit: {e}"))?;
-    std::fs::create_dir_all(judges_dir(job))
-        .and_then(|()| std::fs::write(&file, format!("{base}\n")))
+    std::fs::write(&file, format!("{base}\n"))
         .map_err(|e| format!("recording the base commit in {}: {e}", file.display()))?;
     Ok(base)
 }

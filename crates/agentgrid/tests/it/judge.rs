@@ -313,6 +313,15 @@ class MoreTest(unittest.TestCase):
         assert_eq!(calc, "def add(a, b):\n    return a + b\n");
         let log = repo.git(&["log", "--format=%s", "main..agentgrid/task-1"]);
         assert_eq!(log.lines().count(), 1, "only the agent's commit: {log}");
+        let status = repo.git(&["status", "--porcelain", "--untracked-files=all"]);
+        assert!(
+            !status.contains("judges"),
+            "the judge trees stay out of the owner's checkout: {status}"
+        );
+        assert!(
+            !repo.path().join(".agentgrid/judges/task-1").exists(),
+            "the judge tree goes with the done task's worktree"
+        );
     }
 }
 
