@@ -1088,6 +1088,8 @@ impl Engine {
             let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
             self.remove_worktree(&manager, &ws, hook_sandbox.as_ref())
                 .await;
+        } else {
+            self.remove_judge_tree(task_id);
         }
     }
 
@@ -1107,6 +1109,7 @@ impl Engine {
             }
             Ok(workspace::RemoveOutcome::Removed | workspace::RemoveOutcome::AlreadyGone) => {
                 self.busy_worktrees.remove(&ws.task);
+                self.remove_judge_tree(ws.task);
             }
             Err(e) => {
                 // Uncommitted work or a failing hook: left for a person, not retried.
@@ -1147,6 +1150,16 @@ impl Engine {
             let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
             self.remove_worktree(&manager, &ws, hook_sandbox.as_ref())
                 .await;
+        }
+    }
+
+    /// The tree the task's validators judged goes with its worktree; the base commit recorded
+    /// beside it stays, for a task that is reopened.
+    fn remove_judge_tree(&self, task_id: TaskId) {
+        let judge =
+            workspace::JudgeTree::new(executor::judge_dir(&self.options.state_dir, task_id));
+        if let Err(e) = judge.remove() {
+            tracing::warn!(task = %task_id, "judge tree kept: {e}");
         }
     }
 

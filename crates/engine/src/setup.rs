@@ -114,6 +114,8 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             max_iterations: s.limits.max_iterations,
             timeout: s.limits.timeout,
             sandbox: s.sandbox.clone(),
+            share: s.validation.share.clone(),
+            protect: s.validation.protect.clone(),
         };
         agents.insert(run.name.clone(), Arc::new(run));
     }

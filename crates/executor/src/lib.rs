@@ -6,8 +6,9 @@
 //! agent through the launch API with a clean environment plus `AGENTGRID_*` variables, stream
 //! its output to the log, commit what it left, and run the validators — with an environment of
 //! their own that holds no token, no control socket and no gateway, in a sandbox without the
-//! gateway — then remove the files they produced, so that only the agent's work is ever
-//! committed. A failed validation feeds the tail of the validators' output into the next
+//! gateway, on a checkout of the commit the engine made for them (never the agent's worktree),
+//! after refusing changes to protected files and planted files that would run inside a test
+//! runner. A failed validation feeds the tail of the validators' output into the next
 //! iteration's prompt. It reports each step to
 //! the engine as an [`Update`] and ends with [`Update::Finished`].
 //!
@@ -15,11 +16,13 @@
 //! engine records them and the scheduler judges. The engine stops an execution through the
 //! [`StopReason`] watch channel; the executor then winds the process group down.
 
-mod byproducts;
+mod judge;
 mod parsers;
+mod protect;
 mod run;
 mod validate;
 
+pub use judge::{CHECK_NAME, judge_dir};
 pub use parsers::{Runner, Summary, junit};
 pub use run::{
     AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, StdinMode, StopReason, Update,

@@ -11,7 +11,7 @@ use domain::{Clock, ExecutionId, ExecutionKind, ExecutionState, TaskId, Timestam
 use tokio::sync::{mpsc, watch};
 use workspace::{HookKind, Workspace, Workspaces};
 
-use crate::byproducts;
+use crate::judge;
 use crate::validate::{Validator, run_validators};
 
 /// How the agent receives its prompt besides the `AGENTGRID_PROMPT_FILE` file.
@@ -45,6 +45,10 @@ pub struct AgentRun {
     pub timeout: domain::Duration,
     /// How the agent's and its validators' processes are confined.
     pub sandbox: manifest::SandboxProfile,
+    /// Paths of the main checkout the validators see read-only (`validation.share`).
+    pub share: Vec<String>,
+    /// `validation.protect`: `None` for the default protection.
+    pub protect: Option<Vec<String>>,
 }
 
 /// One execution to run.
@@ -288,6 +292,12 @@ async fn execute(
                 branch: ws.branch.clone(),
                 path: ws.path.clone(),
             });
+            if !job.agent.validators.is_empty() {
+                // Recorded before the agent first runs, so nothing it does can move it.
+                judge::base_commit(job, manager, start_from.as_deref())
+                    .await
+                    .map_err(|e| (ExecutionState::Failed, e))?;
+            }
             Some((manager.as_ref(), ws))
         }
         None => None,
@@ -313,19 +323,6 @@ async fn execute(
             job.agentgrid_bin.clone(),
         ];
         sandbox_spec(job, &cwd, &expose)
-    });
-    // Validators judge the agent's work, so they get none of its powers: no token, no control
-    // socket, no prompt file, no model gateway, and a PATH with nothing from the workspace.
-    let validator_env = validator_environment(job, &cwd);
-    let validator_sandbox = job.agent.sandbox.enabled.then(|| {
-        // The binary stays visible (it is the sandbox helper); without a token and a socket
-        // it can do nothing for a validator.
-        let mut spec = sandbox_spec(job, &cwd, std::slice::from_ref(&job.agentgrid_bin));
-        if spec.network == launch::sandbox::NetworkMode::Gateway {
-            spec.network = launch::sandbox::NetworkMode::None;
-        }
-        spec.gateway = None;
-        spec
     });
 
     if let Some((manager, w)) = &ws {
@@ -498,27 +495,39 @@ async fn execute(
             break;
         }
         send(Update::Validating { id, iteration });
-        // What the validators leave (caches, coverage data, reports) is not the agent's work:
-        // everything that appears in the worktree while they run is removed afterwards, so
-        // that it is never committed. Without a worktree the agent works in the project
-        // itself, where the engine's own files come and go; nothing is removed there.
-        let listing = ws.as_ref().map(|_| byproducts::Listing::take(&cwd));
-        // Validators run the code the agent wrote, so they are confined the same way.
-        let validation = run_validators(
-            &agent.validators,
-            agent.threshold,
-            &cwd,
-            &validator_env,
-            validator_sandbox.as_ref(),
-        )
-        .await;
-        if let Some(listing) = listing {
-            let removed = listing.remove_new();
-            if !removed.is_empty() {
-                tracing::debug!(execution = %id, ?removed, "removed the validators' byproducts");
+        // Validators judge the agent's work, so they get none of its powers (no token, control
+        // socket, prompt file or model gateway) and never its worktree: the commit is checked
+        // out for them into a tree of the engine's (see `judge`), so that what they write is
+        // never committed. Without a worktree the agent works in the project itself, and so do
+        // they.
+        let validation = match &ws {
+            Some((manager, w)) => {
+                let start_from = job.workspace.as_ref().and_then(|(_, s)| s.as_deref());
+                judge::judge_branch(job, manager, w, start_from)
+                    .await
+                    .map_err(|e| (ExecutionState::Failed, e))?
             }
-        }
-        let validation = validation.map_err(|e| fail("validation", &e))?;
+            None => {
+                let validator_sandbox = job.agent.sandbox.enabled.then(|| {
+                    let mut spec =
+                        sandbox_spec(job, &cwd, std::slice::from_ref(&job.agentgrid_bin));
+                    if spec.network == launch::sandbox::NetworkMode::Gateway {
+                        spec.network = launch::sandbox::NetworkMode::None;
+                    }
+                    spec.gateway = None;
+                    spec
+                });
+                run_validators(
+                    &agent.validators,
+                    agent.threshold,
+                    &cwd,
+                    &validator_environment(job, &cwd),
+                    validator_sandbox.as_ref(),
+                )
+                .await
+                .map_err(|e| fail("validation", &e))?
+            }
+        };
         send(Update::Validated {
             id,
             iteration,
@@ -635,7 +644,7 @@ fn base_environment(
 /// only those that say whose processes these are (so that a restarted engine finds and stops
 /// them as it does the agent's). No token, no control socket, no prompt file, no model
 /// variables; nothing from the agent's runtime environment (`PYTHONPATH`, `NODE_PATH`, …).
-fn validator_environment(job: &ExecutionJob, cwd: &Path) -> Vec<(String, String)> {
+pub(crate) fn validator_environment(job: &ExecutionJob, cwd: &Path) -> Vec<(String, String)> {
     let mut env = launch::base_env();
     let bin_dir = job.agentgrid_bin.parent().map(Path::to_path_buf);
     let path = env
@@ -849,7 +858,7 @@ fn sandbox_spec(
     sandbox_for(&job.agent.sandbox, &sandbox_places(job, cwd, expose))
 }
 
-fn sandbox_places(job: &ExecutionJob, cwd: &Path, expose: &[PathBuf]) -> SandboxPlaces {
+pub(crate) fn sandbox_places(job: &ExecutionJob, cwd: &Path, expose: &[PathBuf]) -> SandboxPlaces {
     let manager = job.workspace.as_ref().map(|(manager, _)| manager);
     let repo_root = manager.map(|m| m.config().repo_root.clone());
     // The spec travels with one sandbox for the agent and its validators alike, so its limit

@@ -189,6 +189,16 @@ pub struct Validation {
     #[schemars(range(min = 0.0, max = 1.0))]
     pub threshold: f64,
     pub validators: Vec<Validator>,
+    /// Paths of the main checkout that validators see, read-only, in the tree they judge:
+    /// dependencies the owner installed and never committed (`node_modules`, `.venv`). The
+    /// agent's copies of them are never used.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub share: Vec<String>,
+    /// Globs of files the agent may not change: existing ones that differ from the task's base
+    /// commit fail the iteration before any validator runs. When omitted: the validators' own
+    /// files, existing tests and the test runners' configuration; `[]` protects nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protect: Option<Vec<String>>,
 }
 
 impl Default for Validation {
@@ -196,6 +206,8 @@ impl Default for Validation {
         Validation {
             threshold: 1.0,
             validators: Vec::new(),
+            share: Vec::new(),
+            protect: None,
         }
     }
 }
@@ -318,7 +330,7 @@ pub(crate) const LIMITS_FIELDS: &[&str] = &[
     "max_iterations",
     "max_attempts",
 ];
-pub(crate) const VALIDATION_FIELDS: &[&str] = &["threshold", "validators"];
+pub(crate) const VALIDATION_FIELDS: &[&str] = &["threshold", "validators", "share", "protect"];
 pub(crate) const VALIDATOR_FIELDS: &[&str] = &[
     "name",
     "command",
@@ -764,10 +776,60 @@ fn decode_validation(cx: &mut Cx, node: &Node, path: &str) -> Option<Validation>
             _ => cx.expected(list, &list_path, "a list of validators"),
         }
     }
+    let share = match f.value("share") {
+        None => Vec::new(),
+        Some(n) => {
+            let share_path = f.path("share");
+            let share: Vec<String> = Vec::decode(cx, n, &share_path).unwrap_or_default();
+            for entry in &share {
+                if let Some(why) = bad_share(entry) {
+                    cx.error(n, &share_path, format!("`{entry}` {why}; name a directory of the main checkout relative to its top, such as `node_modules` or `.venv`"));
+                }
+            }
+            share
+        }
+    };
+    let protect = match f.value("protect") {
+        None => None,
+        Some(n) => {
+            let protect_path = f.path("protect");
+            let globs: Vec<String> = Vec::decode(cx, n, &protect_path).unwrap_or_default();
+            for glob in &globs {
+                if glob.is_empty() || glob.starts_with('/') || glob.split('/').any(|c| c == "..") {
+                    cx.error(n, &protect_path, format!("`{glob}` is not a relative glob; give paths from the top of the repository, such as `tests/**` or `**/conftest.py`"));
+                }
+            }
+            Some(globs)
+        }
+    };
     Some(Validation {
         threshold,
         validators,
+        share,
+        protect,
     })
+}
+
+/// Why a `share` entry cannot be used, if it cannot.
+fn bad_share(entry: &str) -> Option<&'static str> {
+    let path = std::path::Path::new(entry);
+    if entry.is_empty() || path.is_absolute() {
+        return Some("is not a relative path");
+    }
+    if path
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Some("must not contain `.`, `..` or a root");
+    }
+    if entry == ".agentgrid"
+        || entry.starts_with(".agentgrid/")
+        || entry == ".git"
+        || entry.starts_with(".git/")
+    {
+        return Some("is the engine's own");
+    }
+    None
 }
 
 fn decode_validator(cx: &mut Cx, node: &Node, path: &str) -> Option<Validator> {

@@ -119,6 +119,14 @@ pub(crate) enum Target<'a> {
         work_tree: &'a Path,
         drivers: &'a [String],
     },
+    /// A tree the engine checks commits out into for judging: the common git directory, an
+    /// engine-owned index file (in `GIT_INDEX_FILE`, outside the tree) and the tree itself.
+    Judge {
+        common_dir: &'a Path,
+        index: &'a Path,
+        work_tree: &'a Path,
+        drivers: &'a [String],
+    },
 }
 
 impl Target<'_> {
@@ -126,7 +134,7 @@ impl Target<'_> {
     fn dir(&self) -> &Path {
         match self {
             Target::Repository { cwd, .. } => cwd,
-            Target::Worktree { work_tree, .. } => work_tree,
+            Target::Worktree { work_tree, .. } | Target::Judge { work_tree, .. } => work_tree,
         }
     }
 
@@ -144,6 +152,19 @@ impl Target<'_> {
                 work_tree,
                 drivers,
             } => (git_dir, common_dir, Some(work_tree), work_tree, drivers),
+            Target::Judge {
+                common_dir,
+                index,
+                work_tree,
+                drivers,
+            } => {
+                launch::set_var(
+                    &mut env,
+                    "GIT_INDEX_FILE".into(),
+                    index.to_string_lossy().into_owned(),
+                );
+                (common_dir, common_dir, Some(work_tree), work_tree, drivers)
+            }
         };
         launch::set_var(
             &mut env,

@@ -49,6 +49,7 @@ mod drivers;
 mod error;
 mod git;
 mod guard;
+mod judge;
 mod quota;
 mod workspaces;
 
@@ -57,5 +58,6 @@ pub use config::{Hook, HookKind, Hooks, WorkspaceConfig};
 pub use drivers::{Driver, DriverSource, TrustedDrivers, trusted_drivers, valid_driver_name};
 pub use error::Error;
 pub use git::git_env;
+pub use judge::{Change, ChangeKind, JudgeTree};
 pub use quota::{Measured, OverQuota, Quota, measure};
 pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};

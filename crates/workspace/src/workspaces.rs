@@ -674,7 +674,7 @@ impl Workspaces {
     }
 
     /// The repository, found the first time it is needed.
-    async fn repository(&self) -> Result<&Repository, Error> {
+    pub(crate) async fn repository(&self) -> Result<&Repository, Error> {
         self.repository
             .get_or_try_init(|| async {
                 let repo = &self.cfg.repo_root;

@@ -9,6 +9,7 @@ mod escape;
 mod gateway;
 mod git_drivers;
 mod git_escape;
+mod judge;
 mod lies;
 mod run;
 mod sandbox_escape;

@@ -217,9 +217,9 @@ fn validators_see_no_token_socket_gateway_or_workspace_path() {
     // A planted `python3` in a relative PATH entry would run instead of the real one.
     let fake = "#!/bin/sh\necho 'Ran 3 tests in 0.001s' >&2; echo >&2; echo OK >&2; exit 0\n";
     let script = format!(
-        "{}{}chmod +x node_modules/.bin/python3",
+        "{}{}chmod +x tools/bin/python3",
         write("tests/test_app.py", ERRORING_UNITTEST),
-        write("node_modules/.bin/python3", fake)
+        write("tools/bin/python3", fake)
     );
     let repo = judged(
         &script,
@@ -230,7 +230,7 @@ fn validators_see_no_token_socket_gateway_or_workspace_path() {
         .cmd(&["run"])
         .env(
             "PATH",
-            format!("node_modules/.bin:.:{}", std::env::var("PATH").unwrap()),
+            format!("tools/bin:.:{}", std::env::var("PATH").unwrap()),
         )
         .output()
         .unwrap();

@@ -279,6 +279,27 @@ fn broken_agents_point_at_the_problem() {
             ),
             "11:5: spec.validation.validators: every validator has weight 0",
         ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n    share: [../elsewhere]",
+            ),
+            "14:12: spec.validation.share: `../elsewhere` must not contain `.`, `..` or a root",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n    share: [/opt/deps]",
+            ),
+            "14:12: spec.validation.share: `/opt/deps` is not a relative path",
+        ),
+        (
+            agent(
+                "        run: make test",
+                "        run: make test\n    protect: [/etc/passwd]",
+            ),
+            "14:14: spec.validation.protect: `/etc/passwd` is not a relative glob",
+        ),
         // Environment.
         (
             agent("    command:", "    env: {my-var: x}\n    command:"),

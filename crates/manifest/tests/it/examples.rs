@@ -60,6 +60,8 @@ fn expected_full_agent() -> AgentManifest {
                     report: None,
                     score_only: false,
                 }],
+                share: Vec::new(),
+                protect: None,
             },
             completion: manifest::CompletionMode::Exit,
             sandbox: manifest::SandboxProfile::default(),
@@ -187,6 +189,27 @@ fn validators_bring_three_iterations_and_their_own_defaults() {
     );
     let agent = parse_agents(&yaml, Path::new("a.yaml")).unwrap().remove(0);
     assert_eq!(agent.spec().limits.max_iterations, 5);
+}
+
+#[test]
+fn validation_shares_and_protects_what_it_is_told() {
+    let yaml = format!(
+        "{MINIMAL_AGENT}  validation:\n    validators:\n      - name: lint\n        run: make lint\n    share: [node_modules, .venv]\n    protect: ['tests/**']\n"
+    );
+    let agent = parse_agents(&yaml, Path::new("a.yaml")).unwrap().remove(0);
+    let v = &agent.spec().validation;
+    assert_eq!(v.share, ["node_modules", ".venv"]);
+    assert_eq!(v.protect.as_deref(), Some(&["tests/**".to_string()][..]));
+
+    let yaml = format!(
+        "{MINIMAL_AGENT}  validation:\n    validators:\n      - name: lint\n        run: make lint\n    protect: []\n"
+    );
+    let agent = parse_agents(&yaml, Path::new("a.yaml")).unwrap().remove(0);
+    assert_eq!(
+        agent.spec().validation.protect.as_deref(),
+        Some(&[][..]),
+        "an empty list turns protection off, unlike an absent one"
+    );
 }
 
 #[test]

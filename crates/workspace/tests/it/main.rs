@@ -722,3 +722,85 @@ async fn a_worktree_over_its_quota_is_not_committed() {
     std::fs::write(w.path.join("big.bin"), vec![0u8; 2_000]).unwrap();
     assert!(ws.commit_all(&w, "fits").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn a_judge_tree_holds_exactly_the_commit_whatever_was_done_to_it() {
+    let repo = repo().await;
+    let ws = workspaces(repo.path(), Hooks::default());
+    let w = ws.ensure(TaskId(1), None, None).await.unwrap();
+    let base = ws.fork_point(TaskId(1), None).await.unwrap();
+    assert_eq!(base, git(repo.path(), &["rev-parse", "main"]).await);
+
+    std::fs::write(w.path.join("README.md"), "changed\n").unwrap();
+    std::fs::write(w.path.join(".gitignore"), "*.log\n").unwrap();
+    std::fs::create_dir(w.path.join("src")).unwrap();
+    std::fs::write(w.path.join("src/a.py"), "x = 1\n").unwrap();
+    std::fs::write(w.path.join("planted.log"), "ignored, never committed\n").unwrap();
+    let commit = ws.commit_all(&w, "work").await.unwrap().expect("a commit");
+    assert_eq!(ws.branch_commit(TaskId(1)).await.unwrap(), commit);
+
+    let mut changes: Vec<(workspace::ChangeKind, String)> = ws
+        .changes(&base, &commit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.kind, c.path))
+        .collect();
+    changes.sort_by(|a, b| a.1.cmp(&b.1));
+    use workspace::ChangeKind::{Added, Modified};
+    assert_eq!(
+        changes,
+        [
+            (Added, ".gitignore".to_string()),
+            (Modified, "README.md".to_string()),
+            (Added, "src/a.py".to_string()),
+        ]
+    );
+    assert_eq!(
+        ws.file_at(&base, "README.md").await.unwrap().as_deref(),
+        Some("hello\n")
+    );
+    assert_eq!(ws.file_at(&commit, "nope.txt").await.unwrap(), None);
+
+    let place = tempfile::tempdir().unwrap();
+    let judge = workspace::JudgeTree::new(place.path().join("task-1"));
+    ws.check_out_for_judging(&judge, &commit).await.unwrap();
+    let tree = judge.tree();
+    let listing = |tree: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(tree)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(listing(&tree), [".gitignore", "README.md", "src"]);
+    assert_eq!(
+        std::fs::read_to_string(tree.join("README.md")).unwrap(),
+        "changed\n"
+    );
+
+    // What validators leave: a rewritten tracked file, new files, ignored ones, directories.
+    std::fs::write(tree.join("README.md"), "tampered\n").unwrap();
+    std::fs::write(tree.join("new.txt"), "byproduct\n").unwrap();
+    std::fs::write(tree.join("report.log"), "ignored byproduct\n").unwrap();
+    std::fs::create_dir_all(tree.join("cache/deep")).unwrap();
+    std::fs::write(tree.join("cache/deep/f"), "x").unwrap();
+    std::fs::remove_file(tree.join("src/a.py")).unwrap();
+    // A file beside the tree shows that the tree was brought back in place, not made anew.
+    std::fs::write(judge.dir.join("marker"), "").unwrap();
+    ws.check_out_for_judging(&judge, &commit).await.unwrap();
+    assert_eq!(listing(&tree), [".gitignore", "README.md", "src"]);
+    assert_eq!(
+        std::fs::read_to_string(tree.join("README.md")).unwrap(),
+        "changed\n"
+    );
+    assert!(tree.join("src/a.py").is_file());
+    assert!(judge.dir.join("marker").exists(), "incremental");
+
+    // The base commit checks out just as well, and the tree can be removed.
+    ws.check_out_for_judging(&judge, &base).await.unwrap();
+    assert_eq!(listing(&tree), ["README.md"]);
+    judge.remove().unwrap();
+    assert!(!judge.dir.exists());
+}

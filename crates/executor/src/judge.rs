@@ -1,0 +1,245 @@
+//! Judging a commit: validators run on a tree the engine checked out, never in the agent's
+//! worktree, after the changes since the task's base commit were checked.
+//!
+//! Per task, under the project's state directory (hidden from every sandbox):
+//! - `judges/task-<id>.base`: the commit the task's branch was made from, recorded before the
+//!   agent's first iteration ever runs, so that nothing the agent does can move it (a ref could
+//!   be moved by an agent that commits by itself);
+//! - `judges/task-<id>/tree` and its index beside it: the commit under judgement, and nothing
+//!   else. Untracked and ignored files of the worktree never reach it; what validators write in
+//!   it never reaches the branch; it is reused from one iteration to the next.
+//!
+//! Before any validator runs, [`crate::protect`] reads the changes since base; a protected file
+//! changed or a planted file added fails the iteration with the reason fed back, as a failed
+//! validator would. Dependencies the owner installed but never committed (`validation.share`)
+//! appear in the tree as links to the main checkout's copies, shown read-only in the sandbox.
+
+use std::path::{Path, PathBuf};
+
+use domain::event::ValidatorResult;
+use workspace::{ChangeKind, JudgeTree, Workspace, Workspaces};
+
+use crate::protect::{self, Finding, Protection};
+use crate::run::{ExecutionJob, sandbox_for, sandbox_places, validator_environment};
+use crate::validate::{OUTPUT_TAIL_BYTES, Validation, Verdict, output_tail, run_validators};
+
+/// The name the refusal goes under in the evidence, beside the validators' own names.
+pub const CHECK_NAME: &str = "judged files";
+
+fn judges_dir(job: &ExecutionJob) -> PathBuf {
+    job.state_dir.join("judges")
+}
+
+/// Where the task's judge tree lives.
+pub fn judge_dir(state_dir: &Path, task: domain::TaskId) -> PathBuf {
+    state_dir.join("judges").join(format!("task-{task}"))
+}
+
+fn base_file(job: &ExecutionJob) -> PathBuf {
+    judges_dir(job).join(format!("task-{}.base", job.task))
+}
+
+/// The task's base commit: the one recorded, or, the first time, where its branch forked from
+/// what it started from, recorded now.
+pub(crate) async fn base_commit(
+    job: &ExecutionJob,
+    manager: &Workspaces,
+    start_from: Option<&str>,
+) -> Result<String, String> {
+    // The judge trees lie inside the main checkout's `.agentgrid`; they ignore themselves, so
+    // that the owner's `git status` and `git add -A` never see them, in projects made before
+    // they existed too.
+    let ignore = judges_dir(job).join(".gitignore");
+    if !ignore.exists() {
+        std::fs::create_dir_all(judges_dir(job))
+            .and_then(|()| std::fs::write(&ignore, "*\n"))
+            .map_err(|e| format!("preparing {}: {e}", judges_dir(job).display()))?;
+    }
+    let file = base_file(job);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let text = text.trim();
+        if text.len() >= 40 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(text.to_string());
+        }
+    }
+    let base = manager
+        .fork_point(job.task, start_from)
+        .await
+        .map_err(|e| format!("finding the task's base commit: {e}"))?;
+    std::fs::write(&file, format!("{base}\n"))
+        .map_err(|e| format!("recording the base commit in {}: {e}", file.display()))?;
+    Ok(base)
+}
+
+/// Checks and validates what the task's branch holds now.
+pub(crate) async fn judge_branch(
+    job: &ExecutionJob,
+    manager: &Workspaces,
+    ws: &Workspace,
+    start_from: Option<&str>,
+) -> Result<Validation, String> {
+    let agent = &job.agent;
+    let base = base_commit(job, manager, start_from).await?;
+    let commit = manager
+        .branch_commit(ws.task)
+        .await
+        .map_err(|e| format!("reading the task's branch: {e}"))?;
+    let judge = JudgeTree::new(judge_dir(&job.state_dir, job.task));
+    manager
+        .check_out_for_judging(&judge, &commit)
+        .await
+        .map_err(|e| format!("checking the commit out for the validators: {e}"))?;
+    let tree = judge.tree();
+
+    let changes = manager
+        .changes(&base, &commit)
+        .await
+        .map_err(|e| format!("listing the changes since the base commit: {e}"))?;
+    let argvs: Vec<Vec<String>> = agent.validators.iter().map(|v| v.argv.clone()).collect();
+    let protection = Protection::new(&argvs, agent.protect.clone());
+    let mut findings = protect::protected_changes(&protection, &changes);
+    if protection.covers_pytest_tables() {
+        for change in changes
+            .iter()
+            .filter(|c| c.path == "pyproject.toml" || c.path.ends_with("/pyproject.toml"))
+        {
+            let read = |at: String| async move {
+                manager
+                    .file_at(&at, &change.path)
+                    .await
+                    .map_err(|e| format!("reading {}: {e}", change.path))
+            };
+            let now = read(commit.clone()).await?.unwrap_or_default();
+            let found = match change.kind {
+                ChangeKind::Added => protect::pytest_tables_added(&change.path, &now),
+                _ => {
+                    let then = read(base.clone()).await?.unwrap_or_default();
+                    protect::pytest_tables_changed(&change.path, &then, &now)
+                }
+            };
+            findings.extend(found);
+        }
+    }
+    findings.extend(protect::planted_files(&changes, |dir| {
+        std::fs::symlink_metadata(tree.join(dir).join("__init__.py")).is_ok_and(|m| m.is_file())
+    }));
+    if !findings.is_empty() {
+        return Ok(refusal(&findings, &base));
+    }
+
+    let shared = share(job, manager, &tree)?;
+    let mut env = validator_environment(job, &tree);
+    // Bytecode is neither written nor read from the tree: a planted `__pycache__/*.pyc` would
+    // otherwise be imported in place of its source. The prefix is a directory nobody writes.
+    for (key, value) in [
+        ("PYTHONNOUSERSITE", "1".to_string()),
+        ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
+        (
+            "PYTHONPYCACHEPREFIX",
+            judges_dir(job).join("no-pycache").display().to_string(),
+        ),
+    ] {
+        launch::set_var(&mut env, key.into(), value);
+    }
+    let sandbox = agent.sandbox.enabled.then(|| {
+        // The binary stays visible (it is the sandbox helper); without a token and a socket
+        // it can do nothing for a validator. The agent's worktree is hidden with every other.
+        let mut expose = vec![job.agentgrid_bin.clone()];
+        expose.extend(shared);
+        let mut places = sandbox_places(job, &tree, &expose);
+        places.git = None;
+        places.gateway = None;
+        let mut spec = sandbox_for(&agent.sandbox, &places);
+        if spec.network == launch::sandbox::NetworkMode::Gateway {
+            spec.network = launch::sandbox::NetworkMode::None;
+        }
+        spec.gateway = None;
+        spec
+    });
+    run_validators(
+        &agent.validators,
+        agent.threshold,
+        &tree,
+        &env,
+        sandbox.as_ref(),
+    )
+    .await
+    .map_err(|e| format!("validation: {e}"))
+}
+
+/// Puts a link to each shared path of the main checkout into the tree, in place of whatever
+/// the commit has there, and returns the main checkout's paths (to be shown read-only).
+fn share(job: &ExecutionJob, manager: &Workspaces, tree: &Path) -> Result<Vec<PathBuf>, String> {
+    let repo_root = &manager.config().repo_root;
+    let mut shown = Vec::new();
+    for entry in &job.agent.share {
+        let source = repo_root.join(entry);
+        let Ok(source) = source.canonicalize() else {
+            tracing::warn!(path = %source.display(), "validation.share names a path the main checkout does not have");
+            continue;
+        };
+        let io = |e: std::io::Error| format!("sharing {entry} into the judge tree: {e}");
+        // Every directory on the way is made a real one: a link the commit holds in its place
+        // (`node_modules -> /somewhere`) would lead the engine's own writes out of the tree.
+        let mut place = tree.to_path_buf();
+        let components: Vec<_> = Path::new(entry).components().collect();
+        for (i, component) in components.iter().enumerate() {
+            place.push(component);
+            let last = i + 1 == components.len();
+            match std::fs::symlink_metadata(&place) {
+                Ok(meta) if meta.is_dir() && !last => continue,
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&place).map_err(io)?,
+                Ok(_) => std::fs::remove_file(&place).map_err(io)?,
+                Err(_) => {}
+            }
+            if !last {
+                std::fs::create_dir(&place).map_err(io)?;
+            }
+        }
+        std::os::unix::fs::symlink(&source, &place).map_err(io)?;
+        shown.push(source);
+    }
+    Ok(shown)
+}
+
+/// The failed validation of a tree that cannot be judged.
+fn refusal(findings: &[Finding], base: &str) -> Validation {
+    let mut text = String::new();
+    for f in findings {
+        text.push_str(&f.message);
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "(compared with the task's base commit {})\n",
+        &base[..base.len().min(12)]
+    ));
+    let first = &findings[0].message;
+    let reason = match findings.len() {
+        1 => first.clone(),
+        n => format!("{first} (and {} more)", n - 1),
+    };
+    let result = ValidatorResult {
+        name: CHECK_NAME.into(),
+        score: 0.0,
+        passed: false,
+        weight: 0.0,
+        command: String::new(),
+        exit_code: None,
+        signal: None,
+        timed_out: false,
+        duration_ms: 0,
+        counts: None,
+        reason: Some(reason.clone()),
+        score_only: false,
+        output_tail: output_tail(&text, "", OUTPUT_TAIL_BYTES),
+    };
+    Validation {
+        score: 0.0,
+        passed: false,
+        verdicts: vec![Verdict {
+            result,
+            status: "refused before the validators ran".into(),
+        }],
+        reason: Some(reason),
+    }
+}
