@@ -444,6 +444,9 @@ fn print_task(t: &Task) {
     if let Some(s) = &t.summary {
         println!("  last word: {}", one_line(s));
     }
+    if let Some(m) = &t.merge_failed {
+        println!("  merge failed: {}", one_line(m));
+    }
     if !t.body.is_empty() {
         println!();
         block(&t.body, "  ");

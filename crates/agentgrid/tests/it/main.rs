@@ -8,6 +8,8 @@ mod crash;
 mod escape;
 mod gateway;
 mod git_escape;
+mod idempotent;
+mod merges;
 mod run;
 mod sandbox_escape;
 mod splits;

@@ -282,7 +282,10 @@ impl Conn {
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn comment(text: &str) -> Op {
-    Op::Comment { text: text.into() }
+    Op::Comment {
+        text: text.into(),
+        key: None,
+    }
 }
 
 #[tokio::test]
@@ -382,6 +385,7 @@ async fn calls_past_an_executions_limits_are_refused_with_the_limit() {
         labels: vec![],
         blocked_by: vec![],
         priority: None,
+        key: None,
     };
     let forged = conn.call("t", title).await.error.unwrap();
     assert!(forged.contains("control character"), "{forged}");
