@@ -955,7 +955,7 @@ impl Engine {
         // processes are gone (and merges that failed before are tried again), so its
         // validators did not judge the tree the task now has. The merges come before the task
         // is settled, which may end it.
-        let merged = self.run_merges(task_id).await;
+        let merged = self.run_merges(task_id, true).await;
         let end = ExecutionEnd {
             kind: active.execution.kind,
             agent: active.execution.agent.clone(),
@@ -1058,7 +1058,7 @@ impl Engine {
             return;
         };
         if let Some(parent) = task.parent {
-            self.run_merges(parent).await;
+            self.run_merges(parent, false).await;
         }
         let Some(branch) = task.branch.clone() else {
             return;
@@ -1281,7 +1281,7 @@ impl Engine {
         // Merges recorded as due (into parents whose execution was lost, or cut short by the
         // crash) are made now that no execution runs.
         for parent in merges_due {
-            self.run_merges(parent).await;
+            self.run_merges(parent, false).await;
         }
         // Sockets of executions that no longer exist.
         if let Ok(entries) = std::fs::read_dir(&self.options.run_dir) {

@@ -5,7 +5,9 @@
 //! at once when no execution of the parent runs, otherwise when that execution ends (no git
 //! command runs under an agent at work). The outcome is recorded as `task_merged` or
 //! `task_merge_failed`; a failed merge stands on the parent (`Task::merge_failed`), which keeps
-//! it from being done, and is tried again after each execution of the parent and at every start.
+//! it from being done, and is tried again after each execution of the parent (a person who
+//! merged by hand and reopened the parent, or a resume that changed the tree, may have made it
+//! possible). Nothing else retries it: a merge that conflicts conflicts again until then.
 //!
 //! A crash between the record and the outcome leaves the step due. On start, a half-done merge
 //! in the worktree of a parent with a merge due (`MERGE_HEAD` present) is undone before anything
@@ -22,10 +24,10 @@ use super::Engine;
 use crate::Error;
 
 impl Engine {
-    /// Carries out the merges due into `parent` (those never tried and those that failed),
+    /// Carries out the merges due into `parent` (with `retry_failed`, those that failed too),
     /// unless an execution of the parent runs: its end does them. Returns how many changed
     /// the parent's tree.
-    pub(super) async fn run_merges(&mut self, parent: TaskId) -> u32 {
+    pub(super) async fn run_merges(&mut self, parent: TaskId, retry_failed: bool) -> u32 {
         let Some(manager) = self.workspaces.clone() else {
             return 0;
         };
@@ -40,7 +42,10 @@ impl Engine {
             }
         };
         let mut changed = 0;
-        for merge in due {
+        for merge in due
+            .into_iter()
+            .filter(|m| retry_failed || m.failed.is_none())
+        {
             let (outcome, tree_changed) = self.merge_child(&manager, merge.child).await;
             changed += u32::from(tree_changed);
             let change = Change::FinishMerge {
@@ -122,12 +127,15 @@ impl Engine {
 
     /// On start, before anything commits in a worktree: undoes the merges a dead engine left
     /// half done in the worktrees of parents with a merge due, and returns those parents.
+    /// (A merge that failed was undone by git when it failed, so only those never finished can
+    /// have been cut short.)
     pub(super) async fn undo_interrupted_merges(&mut self) -> Result<BTreeSet<TaskId>, Error> {
         let parents: BTreeSet<TaskId> = self
             .store
             .unfinished_merges(None)
             .await?
             .into_iter()
+            .filter(|m| m.failed.is_none())
             .map(|m| m.parent)
             .collect();
         let Some(manager) = self.workspaces.clone() else {
