@@ -221,7 +221,13 @@ pub enum CtlCommand {
         reason: String,
     },
     /// Comment on the current task.
-    Comment { text: String },
+    Comment {
+        text: String,
+        /// Record the comment once: a second comment under the same key on this task is
+        /// dropped (an agent run again repeats its steps without repeating its comments).
+        #[arg(long)]
+        key: Option<String>,
+    },
     /// Ask that a task run sooner.
     Nudge { task: TaskId },
     /// Print the current task, its parent and sub-tasks as JSON.
@@ -240,5 +246,11 @@ pub enum CtlSubtask {
         blocked_by: Vec<TaskId>,
         #[arg(long, short)]
         priority: Option<i32>,
+        /// Create the sub-task once: a second create under the same key prints the id of the
+        /// sub-task the first made and changes nothing. Without it the key is the title, body
+        /// and labels, so an agent run again finds the sub-tasks it made before; give distinct
+        /// keys to make two sub-tasks alike on purpose.
+        #[arg(long)]
+        key: Option<String>,
     },
 }

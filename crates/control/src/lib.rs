@@ -21,7 +21,7 @@
 //! let answer = control::call(
 //!     std::path::Path::new("/tmp/ctl.sock"),
 //!     "token",
-//!     &control::Op::Comment { text: "halfway there".into() },
+//!     &control::Op::Comment { text: "halfway there".into(), key: None },
 //! )?;
 //! # Ok(()) }
 //! ```

@@ -72,6 +72,29 @@ impl Default for Limits {
 }
 
 /// `bytes` as people read sizes: "16 KiB", "300 bytes".
+/// The longest idempotency key a call may carry, in bytes.
+pub const MAX_KEY_BYTES: usize = 200;
+
+/// A key is a short line of printable text.
+fn check_key(key: Option<&str>) -> Result<(), String> {
+    let Some(key) = key else {
+        return Ok(());
+    };
+    if key.trim().is_empty() {
+        return Err("the key (--key) is empty: give a short name, or leave --key out".into());
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "the key (--key) is {} bytes long; at most {MAX_KEY_BYTES} are allowed",
+            key.len()
+        ));
+    }
+    if key.chars().any(char::is_control) {
+        return Err("the key (--key) holds a control character; use printable text".into());
+    }
+    Ok(())
+}
+
 fn size(bytes: usize) -> String {
     if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
@@ -89,8 +112,10 @@ impl Limits {
                 body,
                 labels,
                 blocked_by,
+                key,
                 ..
             } => {
+                check_key(key.as_deref())?;
                 self.check_title(title)?;
                 self.check_text("the body", "--body", body, self.max_body_bytes)?;
                 if labels.len() > self.max_labels {
@@ -127,7 +152,8 @@ impl Limits {
             Op::Block { reason } => {
                 self.check_text("the reason", "--reason", reason, self.max_text_bytes)
             }
-            Op::Comment { text } => {
+            Op::Comment { text, key } => {
+                check_key(key.as_deref())?;
                 self.check_text("the comment", "its text", text, self.max_text_bytes)
             }
             Op::Nudge { .. } | Op::Status => Ok(()),
@@ -165,7 +191,10 @@ mod tests {
     use super::*;
 
     fn comment(text: &str) -> Op {
-        Op::Comment { text: text.into() }
+        Op::Comment {
+            text: text.into(),
+            key: None,
+        }
     }
 
     fn titled(title: &str) -> Op {
@@ -175,6 +204,7 @@ mod tests {
             labels: vec![],
             blocked_by: vec![],
             priority: None,
+            key: None,
         }
     }
 

@@ -18,22 +18,25 @@ pub enum Op {
         blocked_by: Vec<TaskId>,
         #[serde(default)]
         priority: Option<i32>,
+        /// The idempotency key: a second create under the same key (by this task) answers with
+        /// the sub-task the first made and changes nothing. Without one, the engine derives it
+        /// from the title, body and labels.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Claim the task is complete (validators still decide).
-    Complete {
-        summary: String,
-    },
+    Complete { summary: String },
     /// Say the task cannot go on without a person.
-    Block {
-        reason: String,
-    },
+    Block { reason: String },
     Comment {
         text: String,
+        /// The idempotency key: a second comment under the same key on this task changes
+        /// nothing. Without one, every comment is recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Ask that a task run sooner.
-    Nudge {
-        task: TaskId,
-    },
+    Nudge { task: TaskId },
     /// The execution's task, its parent and its sub-tasks.
     Status,
 }

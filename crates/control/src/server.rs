@@ -560,6 +560,11 @@ async fn answer(
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
     }
+    let counted = match request.op {
+        Op::SubtaskCreate { .. } => Some(Counted::Subtask),
+        Op::Comment { .. } | Op::Block { .. } => Some(Counted::Comment),
+        _ => None,
+    };
     let (reply, answer) = oneshot::channel();
     if calls
         .send(ControlCall {
@@ -573,9 +578,35 @@ async fn answer(
         return Response::error("the engine is shutting down; try again later");
     }
     match answer.await {
-        Ok(Ok(data)) => Response::ok(data),
+        Ok(Ok(data)) => {
+            // A call under a key already used made nothing, so it takes nothing from the
+            // execution's allowance of sub-tasks or comments.
+            if data.get("existed").and_then(|v| v.as_bool()) == Some(true)
+                && let Some(counted) = counted
+            {
+                refund(shared, execution, counted);
+            }
+            Response::ok(data)
+        }
         Ok(Err(message)) => Response::error(message),
         Err(_) => Response::error("the engine dropped the call; try again"),
+    }
+}
+
+/// The per-execution counts a call can take from.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Subtask,
+    Comment,
+}
+
+fn refund(shared: &Shared, execution: ExecutionId, counted: Counted) {
+    let mut executions = lock(&shared.executions);
+    if let Some(entry) = executions.iter_mut().find(|e| e.id == execution) {
+        match counted {
+            Counted::Subtask => entry.subtasks = entry.subtasks.saturating_sub(1),
+            Counted::Comment => entry.comments = entry.comments.saturating_sub(1),
+        }
     }
 }
 

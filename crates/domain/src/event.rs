@@ -94,6 +94,25 @@ pub enum EventKind {
     TaskCompletionClaimed {
         summary: String,
     },
+    /// On a parent: its sub-task `child` is done, and the child's branch is due to be merged
+    /// into the parent's. Written in the transaction that makes the child done, so a crash
+    /// before the merge leaves the record of what is still to do.
+    TaskMergePending {
+        child: TaskId,
+    },
+    /// On a parent: the branch of its sub-task `child` is merged in (`commit` is the merge
+    /// commit; none when there was nothing new or nothing to merge).
+    TaskMerged {
+        child: TaskId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        commit: Option<String>,
+    },
+    /// On a parent: merging the branch of its sub-task `child` failed (a conflict, say). The
+    /// parent cannot be done until a later merge of it succeeds.
+    TaskMergeFailed {
+        child: TaskId,
+        reason: String,
+    },
     ExecutionCreated {
         execution: Execution,
     },
@@ -170,6 +189,9 @@ impl EventKind {
             EventKind::TaskScheduled { .. } => "task_scheduled",
             EventKind::TaskBranchSet { .. } => "task_branch_set",
             EventKind::TaskCompletionClaimed { .. } => "task_completion_claimed",
+            EventKind::TaskMergePending { .. } => "task_merge_pending",
+            EventKind::TaskMerged { .. } => "task_merged",
+            EventKind::TaskMergeFailed { .. } => "task_merge_failed",
             EventKind::ExecutionCreated { .. } => "execution_created",
             EventKind::ExecutionStateChanged { .. } => "execution_state_changed",
             EventKind::ExecutionProcessStarted { .. } => "execution_process_started",
@@ -219,6 +241,14 @@ impl EventKind {
             }
             EventKind::TaskBranchSet { branch } => format!("works on branch {branch}"),
             EventKind::TaskCompletionClaimed { summary } => format!("agent claims done: {summary}"),
+            EventKind::TaskMergePending { child } => format!("merge of #{child} pending"),
+            EventKind::TaskMerged { child, commit } => match commit {
+                Some(c) => format!("merged #{child} ({})", &c[..c.len().min(10)]),
+                None => format!("merged #{child} (nothing new)"),
+            },
+            EventKind::TaskMergeFailed { child, reason } => {
+                format!("merge of #{child} failed: {reason}")
+            }
             EventKind::ExecutionCreated { execution } => format!(
                 "{} execution of #{} by {} (attempt {})",
                 execution.kind, execution.task_id, execution.agent, execution.attempt

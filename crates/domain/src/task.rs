@@ -176,6 +176,11 @@ pub struct Task {
     pub summary: Option<String>,
     /// The git branch holding this task's work, once a workspace was made.
     pub branch: Option<String>,
+    /// Why the branch of one or more done sub-tasks could not be merged into this task's. A
+    /// task with a failed merge is never done; the merge is tried again after each of its
+    /// executions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_failed: Option<String>,
 }
 
 impl Task {
@@ -202,6 +207,7 @@ impl Task {
             executions: 0,
             summary: None,
             branch: None,
+            merge_failed: None,
         }
     }
 }

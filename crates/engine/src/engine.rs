@@ -1,5 +1,8 @@
 //! The service loop: decide, act, record, wait.
 
+mod calls;
+mod merges;
+
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
@@ -8,8 +11,8 @@ use std::time::{Duration as StdDuration, Instant};
 
 use control::{ControlCall, ControlHub, Op};
 use domain::{
-    Clock, EntityKind, Event, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task,
-    TaskId, TaskState, Timestamp,
+    Clock, EntityKind, Event, Execution, ExecutionId, ExecutionKind, ExecutionState, Task, TaskId,
+    TaskState, Timestamp,
 };
 use executor::{ExecutionJob, ExecutionShared, StopReason, Update};
 use manifest::{ExecutionView, PromptContext, TaskView};
@@ -108,9 +111,6 @@ pub struct Engine {
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
     recheck_at: Option<Instant>,
-    /// Sub-tasks that were done while their parent had an execution running in its worktree,
-    /// by parent: merged when that execution ends, before anything else is decided.
-    unmerged: HashMap<TaskId, Vec<TaskId>>,
     /// Ended tasks whose worktree could not be removed because a process worked in it.
     busy_worktrees: BTreeSet<TaskId>,
     /// When removing them was last tried.
@@ -170,7 +170,6 @@ impl Engine {
             ends: Vec::new(),
             flush_at: None,
             recheck_at: None,
-            unmerged: HashMap::new(),
             busy_worktrees: BTreeSet::new(),
             removals_tried: None,
         }
@@ -966,17 +965,15 @@ impl Engine {
             summary: summary.clone(),
         }];
         // Sub-tasks that were done while this execution ran are merged only now that its
-        // processes are gone, so its validators did not judge the tree the task now has. The
-        // merges come before the task is settled, which may end it.
-        let unmerged = self.unmerged.remove(&task_id).unwrap_or_default();
-        for child in &unmerged {
-            self.merge_into_parent(*child).await;
-        }
+        // processes are gone (and merges that failed before are tried again), so its
+        // validators did not judge the tree the task now has. The merges come before the task
+        // is settled, which may end it.
+        let merged = self.run_merges(task_id, true).await;
         let end = ExecutionEnd {
             kind: active.execution.kind,
             agent: active.execution.agent.clone(),
             state,
-            validated: active.validated && unmerged.is_empty(),
+            validated: active.validated && merged == 0,
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
             failure: summary,
@@ -1073,10 +1070,12 @@ impl Engine {
         let Some(task) = self.snapshot.task(task_id).cloned() else {
             return;
         };
+        if let Some(parent) = task.parent {
+            self.run_merges(parent, false).await;
+        }
         let Some(branch) = task.branch.clone() else {
             return;
         };
-        self.merge_into_parent(task_id).await;
         let ws_path = manager.path_of(task_id);
         if ws_path.exists() {
             let ws = workspace::Workspace {
@@ -1205,79 +1204,6 @@ impl Engine {
         executor::hook_sandbox_for(profile, &places)
     }
 
-    /// Brings a done sub-task's branch into its parent's. While the parent has an execution
-    /// running in its worktree the merge waits for that execution's end (see `finish`), so no
-    /// git command runs under an agent at work.
-    async fn merge_into_parent(&mut self, task_id: TaskId) {
-        let Some(manager) = self.workspaces.clone() else {
-            return;
-        };
-        let Some(task) = self.snapshot.task(task_id).cloned() else {
-            return;
-        };
-        let Some(branch) = task.branch.clone() else {
-            return;
-        };
-        if task.state != TaskState::Done {
-            return;
-        }
-        let Some(parent) = task.parent.and_then(|p| self.snapshot.task(p)).cloned() else {
-            return;
-        };
-        // A done task's branch never changes again. A failed or cancelled parent still gets
-        // the work, so that a person who reopens it finds it there.
-        if parent.branch.is_none() || parent.state == TaskState::Done {
-            return;
-        }
-        if self
-            .active
-            .values()
-            .any(|a| a.execution.task_id == parent.id)
-        {
-            let waiting = self.unmerged.entry(parent.id).or_default();
-            if !waiting.contains(&task_id) {
-                waiting.push(task_id);
-            }
-            return;
-        }
-        let message = format!(
-            "agentgrid: merge #{} {} into #{}",
-            task.id, task.title, parent.id
-        );
-        let hook_sandbox = self.hook_sandbox(parent.id, &manager).await;
-        let outcome = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
-            Ok(parent_ws) => {
-                let merged = manager.merge_branch(&parent_ws, &branch, &message).await;
-                // A parent that has ended keeps no worktree: the merge is on its branch.
-                if parent.state.is_terminal() {
-                    self.remove_worktree(&manager, &parent_ws, hook_sandbox.as_ref())
-                        .await;
-                }
-                merged
-            }
-            Err(e) => Err(e),
-        };
-        let note = match outcome {
-            Ok(workspace::MergeOutcome::Conflict { files }) => Some(format!(
-                "merging {branch} into this task's branch conflicted in {}; it was left unmerged",
-                files.join(", ")
-            )),
-            Ok(workspace::MergeOutcome::Merged { .. } | workspace::MergeOutcome::UpToDate) => None,
-            Err(e) => Some(format!("merging {branch} failed: {e}")),
-        };
-        if let Some(text) = note {
-            let _ = self
-                .apply(
-                    "engine",
-                    vec![Change::Comment {
-                        id: parent.id,
-                        text,
-                    }],
-                )
-                .await;
-        }
-    }
-
     /// Tells each running execution how many sub-tasks of its task are open, which is what
     /// makes its clean exit a split or not (see the executor).
     fn sync_open_children(&self) {
@@ -1395,6 +1321,9 @@ impl Engine {
         for pgid in &groups {
             launch::terminate_group(*pgid, self.setup.grace.min(StdDuration::from_secs(5))).await;
         }
+        // A merge cut short leaves conflict markers and a half-merged index in the parent's
+        // worktree, which the commits below would take for work: it is undone first.
+        let merges_due = self.undo_interrupted_merges().await?;
         for execution in orphans {
             if let (Some(manager), Some(task)) =
                 (&self.workspaces, self.snapshot.task(execution.task_id))
@@ -1433,18 +1362,11 @@ impl Engine {
             changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;
             self.summary.recovered += 1;
-            // Sub-tasks done while the lost execution ran waited for its end to be merged, and
-            // the engine that kept that list is gone: merge every done one again (a merge that
-            // is already in changes nothing).
-            let done: Vec<TaskId> = self
-                .snapshot
-                .children_of(execution.task_id)
-                .filter(|c| c.state == TaskState::Done)
-                .map(|c| c.id)
-                .collect();
-            for child in done {
-                self.merge_into_parent(child).await;
-            }
+        }
+        // Merges recorded as due (into parents whose execution was lost, or cut short by the
+        // crash) are made now that no execution runs.
+        for parent in merges_due {
+            self.run_merges(parent, false).await;
         }
         // Sockets of executions that no longer exist.
         if let Ok(entries) = std::fs::read_dir(&self.options.run_dir) {
@@ -1515,30 +1437,17 @@ impl Engine {
                 labels,
                 blocked_by,
                 priority,
+                key,
             } => {
-                let existing = self.snapshot.children_of(task_id).count() as u32;
-                scheduler::guards::check_new_child(&task, existing, &self.setup.config)?;
-                let new = NewTask {
+                let call = calls::SubtaskCall {
                     title,
                     body,
                     labels,
-                    priority: priority.unwrap_or(task.priority),
-                    parent: Some(task_id),
                     blocked_by,
-                    agent: None,
+                    priority,
+                    key,
                 };
-                new.check()?;
-                let applied = self
-                    .apply(&actor, vec![Change::CreateTask(new)])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                shared.update_flags(|f| f.children_created += 1);
-                let created = applied
-                    .tasks
-                    .iter()
-                    .find(|t| t.parent == Some(task_id))
-                    .ok_or("no task created")?;
-                Ok(serde_json::json!({ "id": created.id, "title": created.title }))
+                self.create_subtask(&task, &actor, &shared, call).await
             }
             Op::Complete { summary } => {
                 if summary.trim().is_empty() {
@@ -1574,12 +1483,7 @@ impl Engine {
                 shared.update_flags(|f| f.blocked = Some(reason));
                 Ok(serde_json::json!({ "blocked": true }))
             }
-            Op::Comment { text } => {
-                self.apply(&actor, vec![Change::Comment { id: task_id, text }])
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(serde_json::json!({ "commented": true }))
-            }
+            Op::Comment { text, key } => self.comment(task_id, &actor, text, key).await,
             Op::Nudge { task } => {
                 self.apply(&actor, vec![Change::Nudge { id: task }])
                     .await
@@ -1621,6 +1525,14 @@ impl Engine {
                         scheduler::route(task, ExecutionKind::Work, &self.setup.config)
                     {
                         stuck.push((task.id, why));
+                    }
+                }
+                TaskState::Waiting => {
+                    if let Some(why) = &task.merge_failed {
+                        stuck.push((
+                            task.id,
+                            format!("its sub-tasks' work is not all merged: {why}"),
+                        ));
                     }
                 }
                 TaskState::Blocked => {

@@ -16,7 +16,8 @@
 //! alive and verifiably that execution's (by `AGENTGRID_EXECUTION_ID` in its environment), is
 //! terminated first; then, in one transaction, the execution is finished as `lost` and its task
 //! re-queued without losing an attempt. Whatever the agent left in the worktree is committed to
-//! the task branch. So nothing is lost, and no claim ever runs twice at the same time.
+//! the task branch, after a merge into it that the crash cut short is undone; merges recorded as
+//! due are then made. So nothing is lost, and no claim ever runs twice at the same time.
 
 mod engine;
 mod lock;

@@ -12,7 +12,8 @@ use domain::{
 };
 use engine::{Engine, EngineOptions, RunMode};
 use store::{
-    Applied, Change, Error, ExecutionFilter, ModelUsage, SqliteStore, Store, TaskFilter, UsageScope,
+    Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, SqliteStore, Store,
+    TaskFilter, UsageScope,
 };
 
 /// A SQLite store that remembers the names of the changes of every batch applied to it.
@@ -81,6 +82,17 @@ impl Store for Recording {
         scope: &UsageScope,
     ) -> Result<Vec<(String, ModelUsage)>, Error> {
         self.inner.model_usage_by_model(scope).await
+    }
+    async fn call_key(
+        &self,
+        task: TaskId,
+        op: &str,
+        key: &str,
+    ) -> Result<Option<KeyedCall>, Error> {
+        self.inner.call_key(task, op, key).await
+    }
+    async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error> {
+        self.inner.unfinished_merges(parent).await
     }
 }
 

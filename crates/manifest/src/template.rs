@@ -24,6 +24,8 @@ pub struct TaskView {
     pub state: TaskState,
     pub branch: Option<String>,
     pub summary: Option<String>,
+    /// Why the work of some done sub-tasks could not be merged into this task's branch.
+    pub merge_failed: Option<String>,
 }
 
 impl From<&Task> for TaskView {
@@ -37,6 +39,7 @@ impl From<&Task> for TaskView {
             state: task.state,
             branch: task.branch.clone(),
             summary: task.summary.clone(),
+            merge_failed: task.merge_failed.clone(),
         }
     }
 }
@@ -88,8 +91,16 @@ pub const CONTEXT_NAMES: [&str; 8] = [
     "agent",
 ];
 /// The fields of a [`TaskView`].
-pub const TASK_FIELDS: [&str; 8] = [
-    "id", "title", "body", "labels", "priority", "state", "branch", "summary",
+pub const TASK_FIELDS: [&str; 9] = [
+    "id",
+    "title",
+    "body",
+    "labels",
+    "priority",
+    "state",
+    "branch",
+    "summary",
+    "merge_failed",
 ];
 /// The fields of an [`ExecutionView`].
 pub const EXECUTION_FIELDS: [&str; 2] = ["id", "kind"];
@@ -107,6 +118,7 @@ impl PromptContext {
             state,
             branch: Some(format!("agentgrid/{id}")),
             summary: Some(format!("Finished \"{title}\".")),
+            merge_failed: None,
         };
         PromptContext {
             task: task(42, "Add CSV export", TaskState::Running),

@@ -80,6 +80,9 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
                             agent.name
                         )),
                     ),
+                    // A sub-task's work that could not be merged keeps the task from being
+                    // done; it waits for a person, and `run` reports it as stuck.
+                    _ if task.merge_failed.is_some() => continue,
                     _ => {
                         decision.actions.push(Action::CloseParent {
                             task: task.id,

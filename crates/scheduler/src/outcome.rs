@@ -42,7 +42,40 @@ pub struct TaskPlan {
 /// done and, when its agent has validators, they passed on the merged tree; a failed or
 /// cancelled sub-task fails the task. An execution whose validators did not run never makes
 /// its task done: for an agent without validators a clean exit is the evidence.
+///
+/// Nor is a task done while the branch of a done sub-task could not be merged into its own
+/// (`Task::merge_failed`): what would have been done is blocked instead, for a person to merge
+/// by hand and reopen it (the engine tries the merge again after each execution of the task).
 pub fn after_execution(
+    task: &Task,
+    children: &[&Task],
+    end: &ExecutionEnd,
+    config: &Config,
+    now: Timestamp,
+) -> TaskPlan {
+    let mut plan = plan_after(task, children, end, config, now);
+    if plan.to == TaskState::Done
+        && let Some(why) = &task.merge_failed
+    {
+        plan.to = TaskState::Blocked;
+        plan.not_before = None;
+        plan.reason = unmerged_reason(task, why);
+    }
+    plan
+}
+
+/// Why a task whose sub-tasks' work is not all merged cannot be done, and what a person does.
+pub(crate) fn unmerged_reason(task: &Task, why: &str) -> String {
+    let branch = task.branch.as_deref().unwrap_or("this task's branch");
+    format!(
+        "the work of its sub-tasks is not all merged ({}): merge their branches into {branch} \
+         by hand, then reopen #{}",
+        clip(why, 300),
+        task.id
+    )
+}
+
+fn plan_after(
     task: &Task,
     children: &[&Task],
     end: &ExecutionEnd,

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, Timestamp};
 
-use crate::{Applied, Change, Error, ExecutionFilter, ModelUsage, TaskFilter, UsageScope};
+use crate::{
+    Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, TaskFilter, UsageScope,
+};
 
 /// A durable event log with projections of tasks, dependencies and executions.
 ///
@@ -57,4 +59,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         scope: &UsageScope,
     ) -> Result<Vec<(String, ModelUsage)>, Error>;
+
+    /// The call `op` that `task`'s agents made under `key`, if any (see
+    /// [`Change::CreateKeyedTask`] and [`Change::KeyedComment`]).
+    async fn call_key(&self, task: TaskId, op: &str, key: &str)
+    -> Result<Option<KeyedCall>, Error>;
+
+    /// Merges of done sub-tasks that have not succeeded yet (never tried, or failed), into
+    /// `parent` or, with `None`, into any task; ordered by child.
+    async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error>;
 }

@@ -13,6 +13,14 @@ use domain::{
 pub enum Change {
     /// Create a task (state Open) with its dependencies.
     CreateTask(NewTask),
+    /// Create a sub-task under an idempotency key of its parent (`new.parent`). Refused when
+    /// the parent already made a sub-task under this key: [`Store::call_key`] says which one.
+    ///
+    /// [`Store::call_key`]: crate::Store::call_key
+    CreateKeyedTask {
+        new: NewTask,
+        key: String,
+    },
     /// Change the fields a person may edit.
     EditTask {
         id: TaskId,
@@ -50,6 +58,20 @@ pub enum Change {
     Comment {
         id: TaskId,
         text: String,
+    },
+    /// A comment under an idempotency key of the task; refused when the task already has a
+    /// comment under this key.
+    KeyedComment {
+        id: TaskId,
+        text: String,
+        key: String,
+    },
+    /// The merge of a done sub-task's branch into its parent's, due since the child was done,
+    /// was carried out: merged (or nothing to merge), or failed. A failure is recorded on the
+    /// parent (`Task::merge_failed`) until a later merge of the same child succeeds.
+    FinishMerge {
+        child: TaskId,
+        outcome: MergeResult,
     },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
@@ -146,6 +168,9 @@ impl Change {
     pub fn name(&self) -> &'static str {
         match self {
             Change::CreateTask(_) => "create_task",
+            Change::CreateKeyedTask { .. } => "create_keyed_task",
+            Change::KeyedComment { .. } => "keyed_comment",
+            Change::FinishMerge { .. } => "finish_merge",
             Change::EditTask { .. } => "edit_task",
             Change::SetTaskState { .. } => "set_task_state",
             Change::SettleTask { .. } => "settle_task",
@@ -167,6 +192,36 @@ impl Change {
             Change::RecordModelWaiting { .. } => "record_model_waiting",
         }
     }
+}
+
+/// How the merge of a sub-task's branch into its parent's ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeResult {
+    /// The merge commit, or none when there was nothing new (or nothing to merge).
+    Merged {
+        commit: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// A call an agent made under an idempotency key, as [`Store::call_key`] finds it.
+///
+/// [`Store::call_key`]: crate::Store::call_key
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedCall {
+    /// The sub-task a `subtask_create` made.
+    pub result: Option<TaskId>,
+}
+
+/// A merge of a done sub-task into its parent that has not succeeded yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merge {
+    pub child: TaskId,
+    pub parent: TaskId,
+    /// Why the last try failed; `None` while it was never tried.
+    pub failed: Option<String>,
 }
 
 /// The editable fields of a task; `None` leaves a field as it is.

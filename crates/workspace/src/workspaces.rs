@@ -486,6 +486,33 @@ impl Workspaces {
         Ok(MergeOutcome::Conflict { files })
     }
 
+    /// Undoes a merge left half done in the workspace: one whose process was stopped before it
+    /// committed or aborted, which leaves `MERGE_HEAD` in the task's git directory, conflict
+    /// markers in the work tree and unmerged entries in the index. The index and the merged
+    /// files go back to the branch's last commit (`merge --abort`, or `reset --merge` when git
+    /// cannot abort); changes the merge did not touch stay. Says whether there was one.
+    pub async fn abort_interrupted_merge(&self, ws: &Workspace) -> Result<bool, Error> {
+        let git_dir = self.task_git(ws).await?;
+        let merge_head = git_dir.git_dir.join("MERGE_HEAD");
+        if std::fs::symlink_metadata(&merge_head).is_err() {
+            return Ok(false);
+        }
+        let t = git_dir.target();
+        let aborted = git(t, &["merge", "--abort"]).await?;
+        if !aborted.success() {
+            git_ok(t, &["reset", "--merge"]).await?;
+        }
+        // A MERGE_HEAD git did not take for a merge of its own is not left for the next one.
+        if std::fs::symlink_metadata(&merge_head).is_ok() {
+            std::fs::remove_file(&merge_head).map_err(|source| Error::Io {
+                action: "remove",
+                path: merge_head.clone(),
+                source,
+            })?;
+        }
+        Ok(true)
+    }
+
     /// Removes the worktree, keeping its branch so that no commit is ever lost. Leaves it alone
     /// while any process works inside it ([`RemoveOutcome::Busy`]), and refuses with an error if
     /// it holds uncommitted changes. Runs `before_remove` first, in `sandbox` (see

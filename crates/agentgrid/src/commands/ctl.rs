@@ -22,16 +22,18 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
             labels,
             blocked_by,
             priority,
+            key,
         }) => Op::SubtaskCreate {
             title,
             body,
             labels,
             blocked_by,
             priority,
+            key,
         },
         CtlCommand::Complete { summary } => Op::Complete { summary },
         CtlCommand::Block { reason } => Op::Block { reason },
-        CtlCommand::Comment { text } => Op::Comment { text },
+        CtlCommand::Comment { text, key } => Op::Comment { text, key },
         CtlCommand::Nudge { task } => Op::Nudge { task },
         CtlCommand::Status => Op::Status,
     };
@@ -41,6 +43,12 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
             if is_create {
                 // Scripts capture the id: `id=$(agentgrid ctl subtask create …)`.
                 outln!("{}", answer["id"]);
+                if answer["existed"].as_bool() == Some(true) {
+                    eprintln!(
+                        "sub-task #{} existed already under this key; nothing was created",
+                        answer["id"]
+                    );
+                }
             } else {
                 outln!("{}", serde_json::to_string_pretty(&answer)?);
             }

@@ -67,6 +67,10 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             "executions": executions,
             "sandbox_relaxations": unsandboxed,
             "host_hooks": host_hooks,
+            "merge_failed": tasks
+                .iter()
+                .filter_map(|t| Some(serde_json::json!({ "task": t.id, "reason": t.merge_failed.as_deref()? })))
+                .collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -133,6 +137,21 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     if !attention.is_empty() {
         outln!("needs a person:");
         table(&["TASK", "STATE", "WHY"], &attention);
+    }
+    let unmerged: Vec<Vec<String>> = tasks
+        .iter()
+        .filter_map(|t| {
+            let why = t.merge_failed.as_deref()?;
+            Some(vec![
+                format!("#{}", t.id),
+                t.state.to_string(),
+                clip(why, 240),
+            ])
+        })
+        .collect();
+    if !unmerged.is_empty() {
+        println!("merge failed (the task cannot be done until its sub-tasks' work is merged):");
+        table(&["TASK", "STATE", "WHY"], &unmerged);
     }
     if let Some((v, r)) = super::verdicts::last_failure(&*store, &recent).await? {
         outln!(

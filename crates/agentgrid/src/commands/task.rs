@@ -447,6 +447,9 @@ fn print_task(t: &Task) {
     if let Some(s) = &t.summary {
         outln!("  last word: {}", one_line(s));
     }
+    if let Some(m) = &t.merge_failed {
+        println!("  merge failed: {}", one_line(m));
+    }
     if !t.body.is_empty() {
         outln!();
         block(&t.body, "  ");

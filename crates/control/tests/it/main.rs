@@ -282,7 +282,10 @@ impl Conn {
 const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn comment(text: &str) -> Op {
-    Op::Comment { text: text.into() }
+    Op::Comment {
+        text: text.into(),
+        key: None,
+    }
 }
 
 #[tokio::test]
@@ -382,6 +385,7 @@ async fn calls_past_an_executions_limits_are_refused_with_the_limit() {
         labels: vec![],
         blocked_by: vec![],
         priority: None,
+        key: None,
     };
     let forged = conn.call("t", title).await.error.unwrap();
     assert!(forged.contains("control character"), "{forged}");
@@ -434,4 +438,50 @@ async fn an_oversized_request_is_refused_and_the_connection_goes_on() {
     let refused = conn.send(huge.as_bytes()).await.error.unwrap();
     assert!(refused.contains("larger than 256 KiB"), "{refused}");
     assert!(conn.call("t", comment("short")).await.ok);
+}
+
+/// An engine stand-in that answers a sub-task created under the key `seen` as one that
+/// existed, and every other as new.
+fn keyed_engine(mut calls: mpsc::Receiver<control::ControlCall>) {
+    tokio::spawn(async move {
+        while let Some(call) = calls.recv().await {
+            let existed = matches!(&call.op, Op::SubtaskCreate { key: Some(k), .. } if k == "seen");
+            let _ = call
+                .reply
+                .send(Ok(serde_json::json!({"id": 1, "existed": existed})));
+        }
+    });
+}
+
+#[tokio::test]
+async fn a_create_that_found_its_sub_task_takes_nothing_from_the_allowance() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    keyed_engine(rx);
+    let limits = control::Limits {
+        max_subtasks_per_execution: 1,
+        ..control::Limits::default()
+    };
+    let hub = ControlHub::bind_with(dir.path(), tx, limits).unwrap();
+    let endpoint = hub.open(ExecutionId(1), "t".into()).unwrap();
+    let mut conn = Conn::open(endpoint.path()).await;
+    let create = |key: &str| Op::SubtaskCreate {
+        title: "a part".into(),
+        body: String::new(),
+        labels: vec![],
+        blocked_by: vec![],
+        priority: None,
+        key: Some(key.into()),
+    };
+    for _ in 0..3 {
+        assert!(conn.call("t", create("seen")).await.ok);
+    }
+    assert!(conn.call("t", create("new")).await.ok, "the one allowed");
+    let refused = conn.call("t", create("newer")).await;
+    assert!(
+        refused.error.unwrap().contains("the most allowed"),
+        "a second new sub-task is over the limit"
+    );
+    let bad = conn.call("t", create("two\nlines")).await;
+    assert!(bad.error.unwrap().contains("control character"));
 }

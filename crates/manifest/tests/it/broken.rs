@@ -336,7 +336,7 @@ fn broken_agents_point_at_the_problem() {
         ),
         (
             agent("\"{{ task.id }}\"", "\"{{ task.titel }}\""),
-            "7:25: spec.runtime.command[1]: the template uses `task.titel`, which is not defined; `task` has id, title, body, labels, priority, state, branch, summary",
+            "7:25: spec.runtime.command[1]: the template uses `task.titel`, which is not defined; `task` has id, title, body, labels, priority, state, branch, summary, merge_failed",
         ),
         (
             agent(

@@ -13,6 +13,7 @@ fn task(id: i64, title: &str) -> TaskView {
         state: TaskState::Open,
         branch: None,
         summary: None,
+        merge_failed: None,
     }
 }
 

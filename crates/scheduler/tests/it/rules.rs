@@ -801,3 +801,40 @@ fn a_parent_whose_agent_has_validators_is_judged_on_the_merged_tree_before_it_is
         "its failure is retried"
     );
 }
+
+#[test]
+fn a_failed_merge_keeps_a_task_from_being_done() {
+    let c = config(vec![worker()]);
+    let mut parent = in_state(task(1), TaskState::Running);
+    parent.branch = Some("agentgrid/task-1".into());
+    parent.merge_failed = Some("sub-task #2: merging agentgrid/task-2 conflicts in a.txt".into());
+    let done = in_state(child(2, &parent), TaskState::Done);
+    let clean = end(ExecutionKind::Work, ExecutionState::Succeeded);
+    let plan = after_execution(&parent, &[&done], &clean, &c, T0);
+    assert_eq!(plan.to, TaskState::Blocked, "{plan:?}");
+    assert!(
+        plan.reason.contains("a.txt") && plan.reason.contains("agentgrid/task-1"),
+        "the reason says what to merge by hand: {}",
+        plan.reason
+    );
+    // Whatever else the end means is left as it is: a split still waits.
+    let open = child(3, &parent);
+    let plan = after_execution(&parent, &[&done, &open], &clean, &c, T0);
+    assert_eq!(plan.to, TaskState::Waiting);
+    // Once merged, the same end makes it done.
+    parent.merge_failed = None;
+    let plan = after_execution(&parent, &[&done], &clean, &c, T0);
+    assert_eq!(plan.to, TaskState::Done);
+}
+
+#[test]
+fn a_waiting_parent_with_a_failed_merge_is_not_closed_as_done() {
+    let mut only_work = worker();
+    only_work.kinds = vec![ExecutionKind::Work];
+    let c = config(vec![only_work]);
+    let mut parent = in_state(task(1), TaskState::Waiting);
+    parent.merge_failed = Some("sub-task #2: conflicts".into());
+    let done = in_state(child(2, &parent), TaskState::Done);
+    let d = decide(&world(vec![parent, done]), &c, T0);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+}

@@ -14,8 +14,8 @@ use domain::{
 use rusqlite::Connection;
 
 use super::rows::{self, Fail, refused};
-use super::usage;
-use crate::{Change, TaskEdit};
+use super::{steps, usage};
+use crate::{Change, MergeResult, TaskEdit};
 
 /// The state of one batch while its changes are applied.
 ///
@@ -86,7 +86,30 @@ impl<'c> Batch<'c> {
 
     pub(crate) fn apply(&mut self, change: Change) -> Result<(), Fail> {
         match change {
-            Change::CreateTask(new) => self.create_task(new),
+            Change::CreateTask(new) => self.create_task(new).map(|_| ()),
+            Change::CreateKeyedTask { new, key } => {
+                let Some(parent) = new.parent else {
+                    return refused(
+                        "a task created under a key must be a sub-task: name its parent",
+                    );
+                };
+                self.check_key_unused(parent, "subtask_create", &key)?;
+                let id = self.create_task(new)?;
+                steps::insert_call_key(
+                    self.conn,
+                    parent,
+                    "subtask_create",
+                    &key,
+                    Some(id),
+                    self.now,
+                )
+            }
+            Change::KeyedComment { id, text, key } => {
+                self.check_key_unused(id, "comment", &key)?;
+                self.comment(id, text)?;
+                steps::insert_call_key(self.conn, id, "comment", &key, None, self.now)
+            }
+            Change::FinishMerge { child, outcome } => self.finish_merge(child, outcome),
             Change::EditTask { id, edit } => self.edit_task(id, edit),
             Change::SetTaskState { id, to, reason } => self.set_task_state(id, to, reason),
             Change::SettleTask { id, to, reason } => {
@@ -412,7 +435,46 @@ impl<'c> Batch<'c> {
         Ok(())
     }
 
-    fn create_task(&mut self, mut new: NewTask) -> Result<(), Fail> {
+    fn check_key_unused(&self, task: TaskId, op: &str, key: &str) -> Result<(), Fail> {
+        if key.trim().is_empty() {
+            return refused("an idempotency key cannot be empty");
+        }
+        if steps::call_key(self.conn, task, op, key)?.is_some() {
+            return refused(format!(
+                "task #{task} already made a {op} call under the key {key:?}; a call under a \
+                 used key changes nothing"
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish_merge(&mut self, child: TaskId, outcome: MergeResult) -> Result<(), Fail> {
+        let Some(merge) = steps::unfinished_merge(self.conn, child)? else {
+            return refused(format!(
+                "no merge of sub-task #{child} is due: it is not done, or it is merged already"
+            ));
+        };
+        let (failed, kind) = match outcome {
+            MergeResult::Merged { commit } => (None, EventKind::TaskMerged { child, commit }),
+            MergeResult::Failed { reason } => {
+                if reason.trim().is_empty() {
+                    return refused("a failed merge needs a reason");
+                }
+                let failed = Some(reason.clone());
+                (failed, EventKind::TaskMergeFailed { child, reason })
+            }
+        };
+        steps::finish_merge(self.conn, child, failed.as_deref(), self.now)?;
+        let mut parent = self.task(merge.parent)?;
+        let still_failed: Vec<String> = steps::unfinished_merges(self.conn, Some(parent.id))?
+            .into_iter()
+            .filter_map(|m| m.failed.map(|why| format!("sub-task #{}: {why}", m.child)))
+            .collect();
+        parent.merge_failed = (!still_failed.is_empty()).then(|| still_failed.join("; "));
+        self.save_task(&mut parent, vec![kind])
+    }
+
+    fn create_task(&mut self, mut new: NewTask) -> Result<TaskId, Fail> {
         new.check().or_else(refused)?;
         check_agent_name(new.agent.as_deref())?;
         let (root, depth) = match new.parent {
@@ -450,8 +512,9 @@ impl<'c> Batch<'c> {
             rows::insert_dependency(self.conn, task.id, dep)?;
         }
         self.touch_task(task.id);
-        let id = task.id.0;
-        self.emit(EntityKind::Task, id, EventKind::TaskCreated { task })
+        let id = task.id;
+        self.emit(EntityKind::Task, id.0, EventKind::TaskCreated { task })?;
+        Ok(id)
     }
 
     fn edit_task(&mut self, id: TaskId, edit: TaskEdit) -> Result<(), Fail> {
@@ -546,7 +609,21 @@ impl<'c> Batch<'c> {
         self.save_task(
             &mut task,
             vec![EventKind::TaskStateChanged { from, to, reason }],
-        )
+        )?;
+        // A done sub-task's branch is due to be merged into its parent's. The step is recorded
+        // with the state that makes it due, so no crash can lose it.
+        if to == TaskState::Done
+            && let Some(parent) = task.parent
+        {
+            steps::insert_merge(self.conn, id, parent, self.now)?;
+            self.touch_task(parent);
+            self.emit(
+                EntityKind::Task,
+                parent.0,
+                EventKind::TaskMergePending { child: id },
+            )?;
+        }
+        Ok(())
     }
 
     fn add_dependency(&mut self, id: TaskId, blocked_by: TaskId) -> Result<(), Fail> {

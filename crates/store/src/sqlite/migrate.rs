@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/0003_checks_without_lists.sql"),
     ),
     (4, include_str!("../../migrations/0004_no_progress.sql")),
+    (5, include_str!("../../migrations/0005_keys_and_merges.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -3,6 +3,7 @@
 mod apply;
 mod migrate;
 mod rows;
+mod steps;
 mod usage;
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,10 @@ use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params_from_iter};
 
-use crate::{Applied, Change, Error, ExecutionFilter, ModelUsage, Store, TaskFilter, UsageScope};
+use crate::{
+    Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, Store, TaskFilter,
+    UsageScope,
+};
 use rows::{ACTIVE_SQL, EXECUTION_COLUMNS, Fail, TASK_COLUMNS};
 
 /// How long a writer waits for another process's write transaction before giving up, unless
@@ -472,5 +476,18 @@ impl Store for SqliteStore {
         scope: &UsageScope,
     ) -> Result<Vec<(String, ModelUsage)>, Error> {
         self.read("summing model usage", |c| usage::by_model(c, scope))
+    }
+
+    async fn call_key(
+        &self,
+        task: TaskId,
+        op: &str,
+        key: &str,
+    ) -> Result<Option<KeyedCall>, Error> {
+        self.read("reading a call key", |c| steps::call_key(c, task, op, key))
+    }
+
+    async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error> {
+        self.read("listing merges", |c| steps::unfinished_merges(c, parent))
     }
 }

@@ -58,7 +58,7 @@ pub(crate) fn refused<T>(reason: impl Into<String>) -> Result<T, Fail> {
 /// gathers the task's dependencies so one statement reads a consistent task.
 pub(crate) const TASK_COLUMNS: &str = "id, title, body, labels, priority, state, parent, root, \
      depth, agent, created_at, updated_at, nudged_at, not_before, attempts, continuations, \
-     executions, summary, branch, \
+     executions, summary, branch, merge_failed, \
      (SELECT json_group_array(d.blocked_by) FROM task_deps d WHERE d.task_id = tasks.id)";
 
 /// The columns of an execution row, in the order [`execution_from_row`] reads them.
@@ -101,7 +101,7 @@ pub(crate) fn signed(value: u64) -> i64 {
 }
 
 pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
-    let mut blocked_by: Vec<TaskId> = json(row, 19)?;
+    let mut blocked_by: Vec<TaskId> = json(row, 20)?;
     blocked_by.sort();
     Ok(Task {
         id: TaskId(row.get(0)?),
@@ -124,6 +124,7 @@ pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         executions: row.get(16)?,
         summary: row.get(17)?,
         branch: row.get(18)?,
+        merge_failed: row.get(19)?,
     })
 }
 
@@ -249,7 +250,7 @@ pub(crate) fn save_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
     let mut stmt = conn.prepare_cached(
         "UPDATE tasks SET title = ?2, body = ?3, labels = ?4, priority = ?5, agent = ?6, \
          updated_at = ?7, nudged_at = ?8, not_before = ?9, attempts = ?10, continuations = ?11, \
-         executions = ?12, summary = ?13, branch = ?14 WHERE id = ?1",
+         executions = ?12, summary = ?13, branch = ?14, merge_failed = ?15 WHERE id = ?1",
     )?;
     stmt.execute(params![
         task.id.0,
@@ -266,6 +267,7 @@ pub(crate) fn save_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
         task.executions,
         task.summary,
         task.branch,
+        task.merge_failed,
     ])?;
     Ok(())
 }

@@ -31,6 +31,7 @@ const RELEASED: &[&str] = &[
     include_str!("../../migrations/0001_init.sql"),
     include_str!("../../migrations/0002_model_usage.sql"),
     include_str!("../../migrations/0003_checks_without_lists.sql"),
+    include_str!("../../migrations/0004_no_progress.sql"),
 ];
 
 /// Writes a database file exactly as a build with schema `version` left it, with no rows, and

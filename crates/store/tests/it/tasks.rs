@@ -657,3 +657,123 @@ async fn a_change_sees_the_effects_of_earlier_changes_in_its_batch() {
     assert_eq!(applied.tasks[0].state, TaskState::Running);
     assert_eq!(applied.executions.len(), 1);
 }
+
+#[tokio::test]
+async fn a_keyed_sub_task_is_made_once_per_key_and_parent() {
+    let (_dir, store) = fresh();
+    let parent = create_titled(&store, "Big job").await;
+    let new = NewTask {
+        parent: Some(parent),
+        ..NewTask::titled("A part")
+    };
+    let keyed = |key: &str| Change::CreateKeyedTask {
+        new: new.clone(),
+        key: key.into(),
+    };
+    let applied = store.apply("agent", T0, vec![keyed("k")]).await.unwrap();
+    let made = applied
+        .tasks
+        .iter()
+        .find(|t| t.parent == Some(parent))
+        .unwrap()
+        .id;
+    let found = store.call_key(parent, "subtask_create", "k").await.unwrap();
+    assert_eq!(found.and_then(|c| c.result), Some(made));
+    assert_eq!(
+        store
+            .call_key(parent, "subtask_create", "other")
+            .await
+            .unwrap(),
+        None
+    );
+    let err = store
+        .apply("agent", T0, vec![keyed("k")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already made"), "{err}");
+    assert_eq!(
+        store.children(parent).await.unwrap().len(),
+        1,
+        "nothing was made twice"
+    );
+    // Another key makes another sub-task, alike or not.
+    store.apply("agent", T0, vec![keyed("k2")]).await.unwrap();
+    assert_eq!(store.children(parent).await.unwrap().len(), 2);
+    // Keyed comments are per task and key.
+    let comment = |key: &str| Change::KeyedComment {
+        id: parent,
+        text: "planned".into(),
+        key: key.into(),
+    };
+    store.apply("agent", T0, vec![comment("c")]).await.unwrap();
+    assert!(store.apply("agent", T0, vec![comment("c")]).await.is_err());
+    let comments = store
+        .entity_events(EntityKind::Task, parent.0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| matches!(e.kind, EventKind::TaskCommented { .. }))
+        .count();
+    assert_eq!(comments, 1);
+}
+
+#[tokio::test]
+async fn a_done_sub_task_is_due_for_a_merge_until_one_succeeds() {
+    let (_dir, store) = fresh();
+    let parent = create_titled(&store, "Big job").await;
+    let part = create(&store, sub_task("A part", parent)).await.id;
+    for to in [TaskState::Running, TaskState::Done] {
+        let change = Change::SetTaskState {
+            id: part,
+            to,
+            reason: None,
+        };
+        store.apply("engine", T0, vec![change]).await.unwrap();
+    }
+    let due = store.unfinished_merges(Some(parent)).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].child, due[0].failed.clone()), (part, None));
+    let events = store
+        .entity_events(EntityKind::Task, parent.0)
+        .await
+        .unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::TaskMergePending { child: part }),
+        "the merge is recorded as due on the parent"
+    );
+
+    let failed = Change::FinishMerge {
+        child: part,
+        outcome: store::MergeResult::Failed {
+            reason: "conflicts in a.txt".into(),
+        },
+    };
+    let applied = store.apply("engine", T0, vec![failed]).await.unwrap();
+    let p = applied.tasks.iter().find(|t| t.id == parent).unwrap();
+    assert_eq!(
+        p.merge_failed.as_deref(),
+        Some("sub-task #2: conflicts in a.txt")
+    );
+    let due = store.unfinished_merges(None).await.unwrap();
+    assert_eq!(due[0].failed.as_deref(), Some("conflicts in a.txt"));
+
+    let merged = Change::FinishMerge {
+        child: part,
+        outcome: store::MergeResult::Merged {
+            commit: Some("abc".into()),
+        },
+    };
+    store
+        .apply("engine", T0, vec![merged.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.task(parent).await.unwrap().unwrap().merge_failed,
+        None
+    );
+    assert!(store.unfinished_merges(None).await.unwrap().is_empty());
+    // A merge is recorded as done once.
+    assert!(store.apply("engine", T0, vec![merged]).await.is_err());
+}

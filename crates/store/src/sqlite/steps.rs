@@ -1,0 +1,113 @@
+//! Rows of recorded steps: the idempotency keys of agents' calls and the merges of done
+//! sub-tasks into their parents.
+
+use domain::{TaskId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rows::Fail;
+use crate::{KeyedCall, Merge};
+
+pub(crate) fn call_key(
+    conn: &Connection,
+    task: TaskId,
+    op: &str,
+    key: &str,
+) -> Result<Option<KeyedCall>, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT result FROM call_keys WHERE task_id = ?1 AND op = ?2 AND key = ?3",
+    )?;
+    let found = stmt
+        .query_row(params![task.0, op, key], |r| r.get::<_, Option<i64>>(0))
+        .optional()?;
+    Ok(found.map(|result| KeyedCall {
+        result: result.map(TaskId),
+    }))
+}
+
+pub(crate) fn insert_call_key(
+    conn: &Connection,
+    task: TaskId,
+    op: &str,
+    key: &str,
+    result: Option<TaskId>,
+    now: Timestamp,
+) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO call_keys (task_id, op, key, result, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    stmt.execute(params![task.0, op, key, result.map(|r| r.0), now.0])?;
+    Ok(())
+}
+
+/// Records that `child`'s branch is due to be merged into `parent`'s. A child is done once, so
+/// there is one row per child; a second insert leaves the first as it is.
+pub(crate) fn insert_merge(
+    conn: &Connection,
+    child: TaskId,
+    parent: TaskId,
+    now: Timestamp,
+) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO merges (child, parent, state, updated_at) \
+         VALUES (?1, ?2, 'pending', ?3)",
+    )?;
+    stmt.execute(params![child.0, parent.0, now.0])?;
+    Ok(())
+}
+
+/// The merge of `child` that has not succeeded yet, if there is one.
+pub(crate) fn unfinished_merge(conn: &Connection, child: TaskId) -> Result<Option<Merge>, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT child, parent, state, reason FROM merges WHERE child = ?1 AND state <> 'done'",
+    )?;
+    Ok(stmt.query_row([child.0], merge_from_row).optional()?)
+}
+
+pub(crate) fn finish_merge(
+    conn: &Connection,
+    child: TaskId,
+    failed: Option<&str>,
+    now: Timestamp,
+) -> Result<(), Fail> {
+    let state = if failed.is_some() { "failed" } else { "done" };
+    let mut stmt = conn.prepare_cached(
+        "UPDATE merges SET state = ?2, reason = ?3, updated_at = ?4 WHERE child = ?1",
+    )?;
+    stmt.execute(params![child.0, state, failed, now.0])?;
+    Ok(())
+}
+
+pub(crate) fn unfinished_merges(
+    conn: &Connection,
+    parent: Option<TaskId>,
+) -> Result<Vec<Merge>, Fail> {
+    let merges = match parent {
+        Some(parent) => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT child, parent, state, reason FROM merges \
+                 WHERE parent = ?1 AND state <> 'done' ORDER BY child",
+            )?;
+            stmt.query_map([parent.0], merge_from_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(
+                "SELECT child, parent, state, reason FROM merges \
+                 WHERE state <> 'done' ORDER BY child",
+            )?;
+            stmt.query_map([], merge_from_row)?
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    Ok(merges)
+}
+
+fn merge_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Merge> {
+    let state: String = row.get(2)?;
+    let reason: Option<String> = row.get(3)?;
+    Ok(Merge {
+        child: TaskId(row.get(0)?),
+        parent: TaskId(row.get(1)?),
+        failed: (state == "failed").then(|| reason.unwrap_or_default()),
+    })
+}
