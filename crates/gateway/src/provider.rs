@@ -189,7 +189,11 @@ mod tests {
         drop(places);
         assert_eq!(state.succeeded(t(40), &policy()), None, "not quiet yet");
         assert_eq!(state.succeeded(t(61), &policy()), Some(Some(5)));
-        assert_eq!(state.succeeded(t(62), &policy()), None, "once per quiet period");
+        assert_eq!(
+            state.succeeded(t(62), &policy()),
+            None,
+            "once per quiet period"
+        );
         assert_eq!(state.succeeded(t(92), &policy()), Some(Some(6)));
         assert_eq!(state.succeeded(t(122), &policy()), Some(Some(7)));
         assert_eq!(state.succeeded(t(152), &policy()), Some(None), "lifted");

@@ -60,10 +60,7 @@ pub(crate) fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Refused
         }
         Err(_) => QUOTA_CODES
             .iter()
-            .find(|code| {
-                body.windows(code.len())
-                    .any(|w| w == code.as_bytes())
-            })
+            .find(|code| body.windows(code.len()).any(|w| w == code.as_bytes()))
             .map(|c| (*c).to_owned()),
     };
     match quota {
@@ -153,7 +150,9 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     let mut rest = &text[19..];
     let mut millis = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
-        let end = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let end = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
         let digits = &frac[..end];
         let padded: String = digits.chars().chain("000".chars()).take(3).collect();
         millis = padded.parse().ok()?;
@@ -234,15 +233,28 @@ mod tests {
             429,
             br#"{"error":{"type":"insufficient_quota","code":"insufficient_quota"}}"#
         ));
-        assert!(quota(429, br#"{"error":{"type":"requests","code":"billing_hard_limit_reached"}}"#));
-        assert!(quota(529, br#"{"type":"error","error":{"type":"billing_error"}}"#));
+        assert!(quota(
+            429,
+            br#"{"error":{"type":"requests","code":"billing_hard_limit_reached"}}"#
+        ));
+        assert!(quota(
+            529,
+            br#"{"type":"error","error":{"type":"billing_error"}}"#
+        ));
         assert!(quota(
             400,
             br#"{"type":"error","error":{"type":"invalid_request_error","message":"Your credit balance is too low to access the Anthropic API."}}"#
         ));
-        assert!(quota(429, b"<html>insufficient_quota</html>"), "not JSON: by bytes");
+        assert!(
+            quota(429, b"<html>insufficient_quota</html>"),
+            "not JSON: by bytes"
+        );
         assert_eq!(
-            super::classify(429, &none, br#"{"error":{"type":"requests","code":"rate_limit_exceeded"}}"#),
+            super::classify(
+                429,
+                &none,
+                br#"{"error":{"type":"requests","code":"rate_limit_exceeded"}}"#
+            ),
             Refused::Busy
         );
         // A message that merely mentions a code is not the code.
@@ -250,15 +262,24 @@ mod tests {
             super::classify(429, &none, br#"{"error":{"type":"requests","code":"rate_limit_exceeded","message":"not insufficient_quota"}}"#),
             Refused::Busy
         );
-        assert_eq!(super::classify(400, &none, br#"{"error":{"type":"invalid_request_error"}}"#), Refused::Other);
-        assert_eq!(super::classify(500, &none, br#"{"error":{"type":"insufficient_quota"}}"#), Refused::Other);
+        assert_eq!(
+            super::classify(400, &none, br#"{"error":{"type":"invalid_request_error"}}"#),
+            Refused::Other
+        );
+        assert_eq!(
+            super::classify(500, &none, br#"{"error":{"type":"insufficient_quota"}}"#),
+            Refused::Other
+        );
     }
 
     #[test]
     fn the_reset_comes_from_the_latest_header_given() {
         assert_eq!(reset_after(&HeaderMap::new()), None);
         assert_eq!(
-            reset_after(&headers(&[("x-ratelimit-reset-requests", "1m30s"), ("x-ratelimit-reset-tokens", "20ms")])),
+            reset_after(&headers(&[
+                ("x-ratelimit-reset-requests", "1m30s"),
+                ("x-ratelimit-reset-tokens", "20ms")
+            ])),
             Some(Duration::from_secs(90))
         );
         assert_eq!(
@@ -269,7 +290,10 @@ mod tests {
             reset_after(&headers(&[
                 ("date", "Wed, 21 Oct 2015 07:28:00 GMT"),
                 ("anthropic-ratelimit-tokens-reset", "2015-10-21T08:28:00Z"),
-                ("anthropic-ratelimit-requests-reset", "2015-10-21T07:28:30.5+00:00"),
+                (
+                    "anthropic-ratelimit-requests-reset",
+                    "2015-10-21T07:28:30.5+00:00"
+                ),
             ])),
             Some(Duration::from_secs(3600))
         );

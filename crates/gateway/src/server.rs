@@ -599,13 +599,21 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
         let url = format!("{}{}", upstream.base_url, api.upstream_path());
         // Free: neither reserved nor metered.
         let body = Bytes::from(request.rewrite(&route.upstream_model, false, None));
-        let response =
-            match forward(&shared, &identity, provider_index, &route.alias, &url, outgoing, body, None)
-                .await
-            {
-                Ok(sent) => sent.response,
-                Err(message) => return unreachable_provider(shape, upstream, &message),
-            };
+        let response = match forward(
+            &shared,
+            &identity,
+            provider_index,
+            &route.alias,
+            &url,
+            outgoing,
+            body,
+            None,
+        )
+        .await
+        {
+            Ok(sent) => sent.response,
+            Err(message) => return unreachable_provider(shape, upstream, &message),
+        };
         let (mut out, response) = match answer_head(shape, upstream, response).await {
             Ok(head) => head,
             Err(refused) => return refused,
@@ -725,7 +733,10 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
         tokio::spawn(job.run(head_tx, permit));
         match head_rx.await {
             Ok(JobEnd::Answer(response)) => return response,
-            Ok(JobEnd::OutOfQuota { permit: back, reason }) => {
+            Ok(JobEnd::OutOfQuota {
+                permit: back,
+                reason,
+            }) => {
                 // Not retried on the same provider: its fallback takes it at once, re-admitted
                 // at the fallback's prices.
                 let Some((next, index)) = shared.fallback_for(route, &identity, api) else {
@@ -1240,7 +1251,9 @@ async fn forward(
             .map_err(|e| describe_send_error(&e))?;
         let status = response.status().as_u16();
         if response.status().is_success() {
-            if let Some(limit) = upstream.state.succeeded(shared.registry.now(), &shared.throttle)
+            if let Some(limit) = upstream
+                .state
+                .succeeded(shared.registry.now(), &shared.throttle)
             {
                 notify_throttled(shared, identity, upstream, limit);
             }
@@ -1305,7 +1318,6 @@ async fn forward(
             }
             retry::Refused::Busy => {}
         }
-        drop(place);
         if status == 429
             && let Some(limit) = upstream
                 .state
@@ -1313,6 +1325,8 @@ async fn forward(
         {
             notify_throttled(shared, identity, upstream, Some(limit));
         }
+        // Given back during the wait, so that others may go while this one waits.
+        drop(place);
         // An agent that hung up during a wait needs no more attempts.
         let agent_left = head.is_some_and(|h| h.is_closed());
         if attempt >= shared.retry.max_attempts || agent_left {
