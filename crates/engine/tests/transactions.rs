@@ -82,6 +82,10 @@ impl Store for Recording {
     ) -> Result<Vec<(String, ModelUsage)>, Error> {
         self.inner.model_usage_by_model(scope).await
     }
+
+    async fn providers(&self) -> Result<Vec<store::ProviderStanding>, Error> {
+        self.inner.providers().await
+    }
 }
 
 fn write(path: &Path, text: &str) {

@@ -47,7 +47,7 @@ mod sqlite;
 mod usage;
 
 pub use backend::Store;
-pub use change::{Applied, Change, ExecutionFilter, TaskEdit, TaskFilter};
+pub use change::{Applied, Change, ExecutionFilter, ProviderStanding, TaskEdit, TaskFilter};
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
 pub use usage::{ModelUsage, UsageScope};

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../migrations/0003_checks_without_lists.sql"),
     ),
+    (4, include_str!("../../migrations/0004_providers.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -467,6 +467,25 @@ impl Store for SqliteStore {
         self.read("summing model usage", |c| usage::total(c, scope))
     }
 
+    async fn providers(&self) -> Result<Vec<crate::ProviderStanding>, Error> {
+        self.read("reading providers", |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, paused_until, pause_reason, concurrency, updated_at
+                 FROM providers ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(crate::ProviderStanding {
+                    name: r.get(0)?,
+                    paused_until: r.get::<_, Option<i64>>(1)?.map(Timestamp),
+                    pause_reason: r.get(2)?,
+                    concurrency: r.get(3)?,
+                    updated_at: Timestamp(r.get(4)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     async fn model_usage_by_model(
         &self,
         scope: &UsageScope,
