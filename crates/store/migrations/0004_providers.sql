@@ -7,6 +7,8 @@ CREATE TABLE providers (
     -- NULL when not paused; a time already past is a pause that ended without the engine there.
     paused_until INTEGER,
     pause_reason TEXT,
+    -- The execution whose request started the pause; its end is recorded there.
+    paused_by    INTEGER REFERENCES executions (id),
     -- NULL when no burst of rate limits lowered it.
     concurrency  INTEGER CHECK (concurrency >= 1),
     updated_at   INTEGER NOT NULL

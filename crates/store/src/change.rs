@@ -175,6 +175,8 @@ pub struct ProviderStanding {
     /// When its pause ends; a time already past is a pause that has ended.
     pub paused_until: Option<Timestamp>,
     pub pause_reason: Option<String>,
+    /// The execution whose request started the pause.
+    pub paused_by: Option<ExecutionId>,
     /// Its lowered limit on requests under way, if any.
     pub concurrency: Option<u32>,
     pub updated_at: Timestamp,

@@ -40,6 +40,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         .as_ref()
         .map(|loaded| loaded.config.workspace.hooks.on_host())
         .unwrap_or_default();
+    let providers = provider_standing(store.as_ref()).await?;
     if as_json {
         // Each execution with its model use, so scripts see cost per execution at a glance.
         let mut executions = Vec::with_capacity(recent.len());
@@ -68,6 +69,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             "executions": executions,
             "sandbox_relaxations": unsandboxed,
             "host_hooks": host_hooks,
+            "providers": providers.iter().map(ProviderLine::json).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -93,6 +95,9 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             line.join(", ")
         }
     );
+    for p in &providers {
+        println!("{}", p.human());
+    }
     if active.is_empty() {
         println!("no execution is running");
     } else {
@@ -149,6 +154,59 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// A model provider that is paused or throttled now.
+struct ProviderLine {
+    name: String,
+    paused: Option<(domain::Timestamp, String)>,
+    concurrency: Option<u32>,
+}
+
+impl ProviderLine {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "paused_until": self.paused.as_ref().map(|(until, _)| until.to_rfc3339()),
+            "pause_reason": self.paused.as_ref().map(|(_, why)| why),
+            "concurrency": self.concurrency,
+        })
+    }
+
+    fn human(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((until, why)) = &self.paused {
+            parts.push(format!(
+                "paused until {until} ({}); its agents get no tasks meanwhile",
+                crate::output::one_line(why)
+            ));
+        }
+        if let Some(n) = self.concurrency {
+            parts.push(format!(
+                "rate limited: at most {n} requests under way for a while"
+            ));
+        }
+        format!("provider {}: {}", self.name, parts.join("; "))
+    }
+}
+
+/// The providers paused (a pause not yet over by the system clock) or throttled now.
+async fn provider_standing(store: &dyn store::Store) -> anyhow::Result<Vec<ProviderLine>> {
+    let now = domain::Clock::now(&domain::SystemClock);
+    Ok(store
+        .providers()
+        .await?
+        .into_iter()
+        .map(|p| ProviderLine {
+            paused: p
+                .paused_until
+                .filter(|until| *until > now)
+                .map(|until| (until, p.pause_reason.unwrap_or_default())),
+            concurrency: p.concurrency,
+            name: p.name,
+        })
+        .filter(|p| p.paused.is_some() || p.concurrency.is_some())
+        .collect())
 }
 
 /// Why the scheduler started a task's current execution, when it said: the engine's note

@@ -340,12 +340,15 @@ impl<'c> Batch<'c> {
                 self.touch_execution(id);
                 self.conn
                     .prepare_cached(
-                        "INSERT INTO providers (name, paused_until, pause_reason, updated_at)
-                         VALUES (?1, ?2, ?3, ?4)
+                        "INSERT INTO providers (name, paused_until, pause_reason, paused_by,
+                             updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
                          ON CONFLICT (name) DO UPDATE SET paused_until = ?2, pause_reason = ?3,
-                             updated_at = ?4",
+                             paused_by = ?4, updated_at = ?5",
                     )?
-                    .execute(rusqlite::params![provider, until.0, reason, self.now.0])?;
+                    .execute(rusqlite::params![
+                        provider, until.0, reason, id.0, self.now.0
+                    ])?;
                 let kind = EventKind::ProviderPaused {
                     provider,
                     until,
@@ -359,7 +362,7 @@ impl<'c> Batch<'c> {
                 self.conn
                     .prepare_cached(
                         "UPDATE providers SET paused_until = NULL, pause_reason = NULL,
-                             updated_at = ?2
+                             paused_by = NULL, updated_at = ?2
                          WHERE name = ?1",
                     )?
                     .execute(rusqlite::params![provider, self.now.0])?;

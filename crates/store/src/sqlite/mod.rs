@@ -470,7 +470,7 @@ impl Store for SqliteStore {
     async fn providers(&self) -> Result<Vec<crate::ProviderStanding>, Error> {
         self.read("reading providers", |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT name, paused_until, pause_reason, concurrency, updated_at
+                "SELECT name, paused_until, pause_reason, paused_by, concurrency, updated_at
                  FROM providers ORDER BY name",
             )?;
             let rows = stmt.query_map([], |r| {
@@ -478,8 +478,9 @@ impl Store for SqliteStore {
                     name: r.get(0)?,
                     paused_until: r.get::<_, Option<i64>>(1)?.map(Timestamp),
                     pause_reason: r.get(2)?,
-                    concurrency: r.get(3)?,
-                    updated_at: Timestamp(r.get(4)?),
+                    paused_by: r.get::<_, Option<i64>>(3)?.map(ExecutionId),
+                    concurrency: r.get(4)?,
+                    updated_at: Timestamp(r.get(5)?),
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

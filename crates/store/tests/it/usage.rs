@@ -372,6 +372,7 @@ async fn provider_pauses_and_throttles_are_events_and_a_standing() {
     assert_eq!(standing[0].name, "anthropic");
     assert_eq!(standing[0].concurrency, Some(2));
     assert_eq!(standing[1].paused_until, Some(until));
+    assert_eq!(standing[1].paused_by, Some(exec));
     assert_eq!(
         standing[1].pause_reason.as_deref(),
         Some("quota: insufficient_quota")
