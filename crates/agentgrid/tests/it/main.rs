@@ -8,6 +8,7 @@ mod crash;
 mod escape;
 mod gateway;
 mod git_escape;
+mod quota;
 mod run;
 mod sandbox_escape;
 mod splits;
