@@ -897,8 +897,19 @@ impl Job {
             }
             Ok(Ok(sent)) => {
                 if let Some(paused) = sent.quota {
+                    let refused_key = matches!(sent.response.status().as_u16(), 401 | 403);
+                    let message = paused.describe();
                     // The agent gets the provider's error: the engine must know why.
                     shared.notify(Notice::PausedRefusal(paused));
+                    if refused_key {
+                        // A 403 body is never passed on (it may quote the key), and the
+                        // generic refused-key answer would mislead: the pause is named instead.
+                        shared
+                            .registry
+                            .settle(&mut self.reservation, &Totals::default());
+                        let _ = head.send(answer(quota_refusal(self.shape, &message)));
+                        return;
+                    }
                 }
                 (sent.response, sent.place)
             }

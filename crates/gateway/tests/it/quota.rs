@@ -273,3 +273,43 @@ async fn a_burst_of_429s_lowers_the_providers_concurrency_and_every_request_succ
     }
     assert!(lifted, "the limit is lifted after the quiet period");
 }
+
+#[tokio::test]
+async fn anthropics_credit_balance_message_is_a_quota_too() {
+    let credit = Step {
+        error_message: Some(
+            "Your credit balance is too low to access the Anthropic API. Please go to Plans & \
+             Billing to upgrade or purchase credits."
+                .into(),
+        ),
+        ..Step::status(400)
+    };
+    let mut s = Setup::new(vec![credit], Budgets::default()).await;
+    let refused = s
+        .post(
+            "/messages",
+            Some(TOKEN),
+            &crate::messages_body("sonnet", false),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400, "the provider's own answer");
+    assert_eq!(refused.headers().get("x-should-retry").unwrap(), "false");
+    let error = json_of(refused).await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credit balance"),
+        "{error}"
+    );
+    let Notice::ProviderPaused(paused) = s.notice().await else {
+        panic!("a pause")
+    };
+    assert_eq!(paused.provider, "anthropic");
+    // No reset given: the configured pause.
+    assert_eq!(paused.until, T0.plus(gateway::DEFAULT_QUOTA_PAUSE));
+    assert!(matches!(s.notice().await, Notice::PausedRefusal(_)));
+    assert_eq!(s.fixture.requests().len(), 1);
+}
