@@ -24,7 +24,10 @@
 //! - [`Registry`]: the engine registers an [`Identity`] (execution, task, tree root, agent,
 //!   [`Budgets`]) under the execution's token when it starts, and revokes it when it ends.
 //! - [`Notice`]: what the engine hears: a [`UsageRecord`] per request, a [`Waiting`] per
-//!   rate-limit wait, a [`BudgetExceeded`] once per execution that hit a budget.
+//!   rate-limit wait, a [`BudgetExceeded`] once per execution that hit a budget, a
+//!   [`ProviderPaused`] when a used-up quota pauses a provider (and per refusal it causes), a
+//!   [`Fallback`] per request another alias answered, a [`ProviderThrottled`] per change of a
+//!   provider's limit on requests under way.
 //!
 //! The key design decision: the gateway never holds a whole response, and the upstream side of
 //! a request runs on its own task, so an agent that hangs up does not stop the gateway reading
