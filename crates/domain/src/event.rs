@@ -173,6 +173,32 @@ pub enum EventKind {
         /// The upstream HTTP status: 429, 503 or 529.
         status: u16,
     },
+    /// A request of the execution's agent for `model` was answered by its `fallback` alias,
+    /// because `model`'s provider is out of quota.
+    ExecutionModelFallback {
+        model: String,
+        fallback: String,
+        reason: String,
+    },
+    /// A provider said the account's quota is used up, answering this execution's request:
+    /// it gets no requests, and agents that use only paused providers get no tasks, until
+    /// `until`.
+    ProviderPaused {
+        provider: String,
+        until: Timestamp,
+        reason: String,
+    },
+    /// The pause of a provider ended; recorded on the execution whose request started it.
+    ProviderResumed {
+        provider: String,
+    },
+    /// Bursts of 429s lowered a provider's limit on requests under way, or quiet raised it;
+    /// `None` when the limit is lifted. Recorded on the execution whose request changed it.
+    ProviderThrottled {
+        provider: String,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
 }
 
 impl EventKind {
@@ -201,6 +227,10 @@ impl EventKind {
             EventKind::ExecutionFinished { .. } => "execution_finished",
             EventKind::ExecutionModelUsage { .. } => "execution_model_usage",
             EventKind::ExecutionModelWaiting { .. } => "execution_model_waiting",
+            EventKind::ExecutionModelFallback { .. } => "execution_model_fallback",
+            EventKind::ProviderPaused { .. } => "provider_paused",
+            EventKind::ProviderResumed { .. } => "provider_resumed",
+            EventKind::ProviderThrottled { .. } => "provider_throttled",
         }
     }
 
@@ -312,6 +342,23 @@ impl EventKind {
                 "model {model} answered {status} on attempt {attempt}; retrying in {}",
                 crate::Duration(*delay_ms)
             ),
+            EventKind::ExecutionModelFallback {
+                model,
+                fallback,
+                reason,
+            } => format!("model {model} answered by its fallback {fallback}: {reason}"),
+            EventKind::ProviderPaused {
+                provider,
+                until,
+                reason,
+            } => format!("provider {provider} paused until {until} ({reason})"),
+            EventKind::ProviderResumed { provider } => format!("provider {provider} resumed"),
+            EventKind::ProviderThrottled { provider, limit } => match limit {
+                Some(n) => format!(
+                    "provider {provider} rate limited: at most {n} requests under way for a while"
+                ),
+                None => format!("provider {provider} no longer throttled"),
+            },
         }
     }
 }

@@ -71,11 +71,15 @@ struct Active {
     budget_stop_at: Option<Instant>,
     /// The last validation of the execution passed.
     validated: bool,
+    /// Set when the gateway refused a request of the execution because its provider is
+    /// paused: the pause's description and end.
+    provider_paused: Option<(String, Timestamp)>,
 }
 
 /// The model gateway the engine owns while it runs, and how agents reach it.
 struct ModelGateway {
     registry: gateway::Registry,
+    handle: gateway::Gateway,
     /// Kept so the listeners live as long as the engine.
     _servers: Vec<gateway::Server>,
     /// The Unix socket relayed into sandboxes with network `gateway`.
@@ -115,6 +119,9 @@ pub struct Engine {
     busy_worktrees: BTreeSet<TaskId>,
     /// When removing them was last tried.
     removals_tried: Option<Instant>,
+    /// For each paused provider, the execution whose request started the pause: its end is
+    /// recorded there.
+    paused_by: HashMap<String, ExecutionId>,
 }
 
 /// How often the worktrees that were busy are tried again.
@@ -172,6 +179,7 @@ impl Engine {
             recheck_at: None,
             busy_worktrees: BTreeSet::new(),
             removals_tried: None,
+            paused_by: HashMap::new(),
         }
     }
 
@@ -223,6 +231,7 @@ impl Engine {
         self.recover().await?;
         let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<gateway::Notice>();
         self.start_gateway(notice_tx).await?;
+        self.restore_pauses().await?;
 
         let (update_tx, mut update_rx) = mpsc::unbounded_channel::<Update>();
         let (call_tx, mut call_rx) = mpsc::channel::<ControlCall>(64);
@@ -377,6 +386,7 @@ impl Engine {
         self.snapshot
             .recent_dispatches
             .retain(|t| now.since(*t) < domain::Duration::from_secs(60));
+        self.end_pauses(now).await?;
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.setup.config, now);
@@ -489,6 +499,7 @@ impl Engine {
         };
         self.gateway = Some(ModelGateway {
             registry,
+            handle: gw,
             _servers: vec![unix, tcp],
             socket,
             port,
@@ -579,6 +590,35 @@ impl Engine {
                         status: w.status,
                     });
                 }
+                gateway::Notice::ProviderPaused(p) => {
+                    self.snapshot
+                        .paused_providers
+                        .insert(p.provider.clone(), p.until);
+                    self.paused_by.insert(p.provider.clone(), p.execution);
+                    self.dirty = true;
+                    changes.push(Change::PauseProvider {
+                        id: p.execution,
+                        provider: p.provider,
+                        until: p.until,
+                        reason: p.reason,
+                    });
+                }
+                gateway::Notice::PausedRefusal(p) => {
+                    if let Some(active) = self.active.get_mut(&p.execution) {
+                        active.provider_paused = Some((p.describe(), p.until));
+                    }
+                }
+                gateway::Notice::Fallback(f) => changes.push(Change::RecordModelFallback {
+                    id: f.execution,
+                    model: f.model,
+                    fallback: f.fallback,
+                    reason: f.reason,
+                }),
+                gateway::Notice::ProviderThrottled(t) => changes.push(Change::ThrottleProvider {
+                    id: t.execution,
+                    provider: t.provider,
+                    limit: t.limit,
+                }),
                 gateway::Notice::BudgetExceeded(b) => {
                     if let Some(active) = self.active.get_mut(&b.execution) {
                         // No timeout or stall kill either: this execution ends as over budget.
@@ -591,6 +631,52 @@ impl Engine {
             }
         }
         self.apply_tolerant(changes).await
+    }
+
+    /// Records the end of every provider pause that is over by `now`; the gateway lets the
+    /// provider's requests through again by the same clock.
+    async fn end_pauses(&mut self, now: Timestamp) -> Result<(), Error> {
+        let ended: Vec<String> = self
+            .snapshot
+            .paused_providers
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut changes = Vec::new();
+        for provider in ended {
+            self.snapshot.paused_providers.remove(&provider);
+            if let Some(id) = self.paused_by.remove(&provider) {
+                changes.push(Change::ResumeProvider { id, provider });
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.apply_tolerant(changes).await
+    }
+
+    /// Pauses recorded by an engine that stopped before they ended hold on: in the
+    /// scheduler's view and at the gateway.
+    async fn restore_pauses(&mut self) -> Result<(), Error> {
+        for standing in self.store.providers().await? {
+            let (Some(until), Some(id)) = (standing.paused_until, standing.paused_by) else {
+                continue;
+            };
+            if let Some(gateway) = &self.gateway {
+                gateway.handle.pause_provider(
+                    &standing.name,
+                    until,
+                    standing.pause_reason.as_deref().unwrap_or("quota"),
+                );
+            }
+            self.snapshot
+                .paused_providers
+                .insert(standing.name.clone(), until);
+            // One already over is recorded as ended at the first decision.
+            self.paused_by.insert(standing.name, id);
+        }
+        Ok(())
     }
 
     /// Stops the executions over budget whose grace has run out.
@@ -759,6 +845,7 @@ impl Engine {
                 budget_exceeded: None,
                 budget_stop_at: None,
                 validated: false,
+                provider_paused: None,
             },
         );
         self.sync_open_children();
@@ -954,6 +1041,17 @@ impl Engine {
             }
             _ => (state, summary),
         };
+        // A failure after a request was refused for a paused provider is the provider's: the
+        // pause is named first, and the attempt does not count (see `ExecutionEnd`).
+        let paused = active
+            .provider_paused
+            .clone()
+            .filter(|_| !matches!(state, ExecutionState::Succeeded | ExecutionState::Cancelled));
+        let summary = match (&paused, summary) {
+            (Some((why, _)), Some(s)) => Some(format!("{why}; {s}")),
+            (Some((why, _)), None) => Some(why.clone()),
+            (None, s) => s,
+        };
         let now = self.clock.now();
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;
@@ -977,6 +1075,7 @@ impl Engine {
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
             failure: summary,
+            provider_paused: paused.map(|(_, until)| until),
         };
         let (settle, ended) = self.settle(task_id, &end, now);
         changes.extend(settle);
@@ -1358,6 +1457,7 @@ impl Engine {
                 claimed_complete: None,
                 blocked: None,
                 failure: None,
+                provider_paused: None,
             };
             changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;

@@ -50,6 +50,9 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
                 manifest::CompletionMode::Claim => Completion::Claim,
             },
             validators: !s.validation.validators.is_empty(),
+            // An agent may ask for any alias, so it is held back only while every provider
+            // serving one is paused.
+            providers: model_providers(&spec.models),
         });
         let mut validators = Vec::new();
         for v in &s.validation.validators {
@@ -191,6 +194,18 @@ fn hook(h: &manifest::Hook) -> workspace::Hook {
     }
 }
 
+/// The providers that serve at least one model alias, by name.
+fn model_providers(models: &manifest::Models) -> Vec<String> {
+    let mut providers: Vec<String> = models
+        .aliases
+        .values()
+        .map(|a| a.provider.clone())
+        .collect();
+    providers.sort();
+    providers.dedup();
+    providers
+}
+
 fn dollars_to_micros(dollars: f64) -> u64 {
     (dollars * 1_000_000.0).round().max(0.0) as u64
 }
@@ -227,6 +242,7 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
             },
             base_url,
             api_key,
+            quota_pause: p.quota_pause,
         });
     }
     let routes = models
@@ -241,6 +257,7 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
                 output: dollars_to_micros(a.prices.output),
                 cached: dollars_to_micros(a.prices.cached_input),
             },
+            fallback: a.fallback.clone(),
         })
         .collect();
     let mut options = gateway::Options::new(providers, routes);

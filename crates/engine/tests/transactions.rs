@@ -94,6 +94,10 @@ impl Store for Recording {
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error> {
         self.inner.unfinished_merges(parent).await
     }
+
+    async fn providers(&self) -> Result<Vec<store::ProviderStanding>, Error> {
+        self.inner.providers().await
+    }
 }
 
 fn write(path: &Path, text: &str) {

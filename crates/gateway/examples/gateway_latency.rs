@@ -108,6 +108,7 @@ async fn main() {
         kind,
         base_url: fixture.base_url(),
         api_key: Some(ApiKey::new(KEY)),
+        quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
     };
     let prices = Prices {
         input: 3_000_000,
@@ -125,12 +126,14 @@ async fn main() {
                 provider: "openai".into(),
                 upstream_model: "fixture-model".into(),
                 prices,
+                fallback: None,
             },
             ModelRoute {
                 alias: "sonnet".into(),
                 provider: "anthropic".into(),
                 upstream_model: "fixture-model".into(),
                 prices,
+                fallback: None,
             },
         ],
     );

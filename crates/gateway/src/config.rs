@@ -19,6 +19,8 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Concurrency, timeouts and output caps for each request.
     pub limits: Limits,
+    /// How a provider's concurrency is lowered on bursts of 429s and raised again.
+    pub throttle: Throttle,
 }
 
 impl Options {
@@ -31,6 +33,28 @@ impl Options {
             max_request_bytes: 64 * 1024 * 1024,
             connect_timeout: Duration::from_secs(10),
             limits: Limits::default(),
+            throttle: Throttle::default(),
+        }
+    }
+}
+
+/// The adaptive limit on a provider's requests under way: `burst` 429s within `window` halve
+/// it (down to 1; the first burst halves the number under way then), and after `quiet`
+/// without a 429 each success raises it by one, once per `quiet`, until it is back where it
+/// was before it was first lowered, when the limit is lifted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub burst: u32,
+    pub window: Duration,
+    pub quiet: Duration,
+}
+
+impl Default for Throttle {
+    fn default() -> Throttle {
+        Throttle {
+            burst: 3,
+            window: Duration::from_secs(10),
+            quiet: Duration::from_secs(30),
         }
     }
 }
@@ -99,7 +123,13 @@ pub struct Provider {
     pub base_url: String,
     /// The real key, sent only upstream. `None` for local endpoints that need none.
     pub api_key: Option<ApiKey>,
+    /// How long the provider is paused after it says the account's quota is used up, when it
+    /// gives no reset time of its own.
+    pub quota_pause: Duration,
 }
+
+/// The pause after a used-up quota when neither the provider nor the configuration says more.
+pub const DEFAULT_QUOTA_PAUSE: Duration = Duration::from_secs(3600);
 
 /// A model alias the agents ask for, and where it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +141,9 @@ pub struct ModelRoute {
     /// The provider's own model name, such as `claude-sonnet-4-5`.
     pub upstream_model: String,
     pub prices: Prices,
+    /// The alias a request goes to, at once, when this alias's provider says its quota is used
+    /// up or is paused for it.
+    pub fallback: Option<String>,
 }
 
 /// Prices in millionths of a dollar per million tokens: `3_000_000` means $3 per million.
@@ -238,6 +271,7 @@ mod tests {
             kind: ProviderKind::OpenAi,
             base_url: "https://api.openai.com/v1".into(),
             api_key: Some(key.clone()),
+            quota_pause: DEFAULT_QUOTA_PAUSE,
         };
         let shown = format!("{provider:?} {key:?}");
         assert!(!shown.contains("very-secret"), "{shown}");

@@ -11,7 +11,10 @@
 //! provider's own usage when the answer ends, or conservatively when that never comes. An
 //! execution has a bounded number of requests under way; answers have idle and total timeouts.
 //! When a provider answers 429, 503 or 529 it waits (honouring `retry-after`) and tries
-//! again, telling the engine about each wait.
+//! again, telling the engine about each wait; bursts of 429s lower the provider's limit on
+//! requests under way instead. A used-up quota is never retried: the request goes to the
+//! alias's `fallback` at once, or the provider is paused until its reset and its requests are
+//! refused without an upstream call meanwhile.
 //!
 //! The principal types:
 //! - [`Gateway`]: built from [`Options`] (providers, model routes with [`Prices`], a
@@ -21,7 +24,10 @@
 //! - [`Registry`]: the engine registers an [`Identity`] (execution, task, tree root, agent,
 //!   [`Budgets`]) under the execution's token when it starts, and revokes it when it ends.
 //! - [`Notice`]: what the engine hears: a [`UsageRecord`] per request, a [`Waiting`] per
-//!   rate-limit wait, a [`BudgetExceeded`] once per execution that hit a budget.
+//!   rate-limit wait, a [`BudgetExceeded`] once per execution that hit a budget, a
+//!   [`ProviderPaused`] when a used-up quota pauses a provider (and per refusal it causes), a
+//!   [`Fallback`] per request another alias answered, a [`ProviderThrottled`] per change of a
+//!   provider's limit on requests under way.
 //!
 //! The key design decision: the gateway never holds a whole response, and the upstream side of
 //! a request runs on its own task, so an agent that hangs up does not stop the gateway reading
@@ -46,12 +52,14 @@
 //!     kind: ProviderKind::Anthropic,
 //!     base_url: "https://api.anthropic.com/v1".into(),
 //!     api_key: Some(ApiKey::new("sk-ant-example")),
+//!     quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
 //! };
 //! let sonnet = ModelRoute {
 //!     alias: "sonnet".into(),
 //!     provider: "anthropic".into(),
 //!     upstream_model: "claude-sonnet-4-5".into(),
 //!     prices: Prices { input: 3_000_000, output: 15_000_000, cached: 300_000 },
+//!     fallback: None,
 //! };
 //! let registry = Registry::new(Arc::new(domain::SystemClock));
 //! let (notices, _receive) = tokio::sync::mpsc::unbounded_channel();
@@ -67,16 +75,21 @@ mod config;
 mod error;
 mod meter;
 mod notice;
+mod provider;
 mod registry;
 mod retry;
 mod server;
 mod wire;
 
 pub use config::{
-    ApiKey, Limits, ModelRoute, Options, Prices, Provider, ProviderKind, RetryPolicy,
+    ApiKey, DEFAULT_QUOTA_PAUSE, Limits, ModelRoute, Options, Prices, Provider, ProviderKind,
+    RetryPolicy, Throttle,
 };
 pub use error::Error;
-pub use notice::{BudgetExceeded, BudgetScope, Notice, UsageRecord, Waiting};
+pub use notice::{
+    BudgetExceeded, BudgetScope, Fallback, Notice, ProviderPaused, ProviderThrottled, UsageRecord,
+    Waiting,
+};
 pub use registry::{
     Baseline, Budgets, Identity, Limit, MIN_OUTPUT_TOKENS, Registry, Totals, day_bounds,
 };

@@ -1,7 +1,7 @@
 //! What the gateway tells the engine: usage per request, waits on rate limits, and refusals
 //! for budget.
 
-use domain::{Duration, ExecutionId, TaskId};
+use domain::{Duration, ExecutionId, TaskId, Timestamp};
 
 /// One message from the gateway to the engine, on the channel given to
 /// [`Gateway::new`](crate::Gateway::new).
@@ -15,6 +15,57 @@ pub enum Notice {
     /// A request was refused because a budget is used up. Sent once per execution; the engine
     /// should end the execution as `budget_exceeded`.
     BudgetExceeded(BudgetExceeded),
+    /// A provider said the account's quota is used up: it gets no requests until `until`.
+    /// Sent when a pause starts or its end moves later.
+    ProviderPaused(ProviderPaused),
+    /// A request of this execution was refused without reaching the provider, because the
+    /// provider is paused and no fallback could take it.
+    PausedRefusal(ProviderPaused),
+    /// A request went to its alias's fallback because the alias's provider is out of quota;
+    /// the agent got the fallback's answer.
+    Fallback(Fallback),
+    /// Bursts of 429s lowered a provider's limit on requests under way, or quiet raised it.
+    ProviderThrottled(ProviderThrottled),
+}
+
+/// A provider's pause, and the execution whose request met it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderPaused {
+    pub execution: ExecutionId,
+    pub provider: String,
+    pub until: Timestamp,
+    /// Why, such as `quota: insufficient_quota`.
+    pub reason: String,
+}
+
+impl ProviderPaused {
+    /// The sentence an agent and a task are given: `provider openai paused until … (quota: …)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "provider {} paused until {} ({})",
+            self.provider, self.until, self.reason
+        )
+    }
+}
+
+/// A request answered by `fallback` instead of `model`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    pub execution: ExecutionId,
+    pub model: String,
+    pub fallback: String,
+    /// Why the alias's own provider could not answer.
+    pub reason: String,
+}
+
+/// A provider's new limit on requests under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderThrottled {
+    /// The execution whose request changed it.
+    pub execution: ExecutionId,
+    pub provider: String,
+    /// `None` when the limit is lifted.
+    pub limit: Option<u32>,
 }
 
 /// The tokens and cost of one model request.

@@ -313,6 +313,11 @@ impl Registry {
         }
     }
 
+    /// The time on the registry's clock: what pauses and the throttle are measured by.
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every update below is complete between statements, so a poisoned lock holds
         // consistent data.

@@ -18,9 +18,10 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{ApiKey, Limits, ModelRoute, Options, ProviderKind, RetryPolicy};
+use crate::config::{ApiKey, Limits, ModelRoute, Options, ProviderKind, RetryPolicy, Throttle};
 use crate::meter::Meter;
-use crate::notice::{Notice, Waiting};
+use crate::notice::{Fallback, Notice, ProviderPaused, ProviderThrottled, Waiting};
+use crate::provider::{Place, ProviderState};
 use crate::registry::{Admission, Estimate, Identity, Registry, Reservation, Totals};
 use crate::retry;
 use crate::wire::{Api, OutputCap, Refusal, Request, Shape, estimate_input_tokens, stream_error};
@@ -62,6 +63,9 @@ struct Upstream {
     kind: ProviderKind,
     base_url: String,
     key: Option<ApiKey>,
+    quota_pause: domain::Duration,
+    /// Its pause and its limit on requests under way, shared by every request.
+    state: Arc<ProviderState>,
 }
 
 /// What every request handler shares.
@@ -74,6 +78,7 @@ pub(crate) struct Shared {
     /// Alias → (route, index into `providers`).
     models: HashMap<String, (ModelRoute, usize)>,
     retry: RetryPolicy,
+    throttle: Throttle,
     max_request_bytes: usize,
     limits: Limits,
     /// Places for requests under way, per execution: see [`Limits::concurrent_requests`].
@@ -94,6 +99,32 @@ impl Shared {
         let slot = Arc::new(tokio::sync::Semaphore::new(self.limits.concurrent_requests));
         slots.insert(identity.execution, Arc::clone(&slot));
         slot
+    }
+
+    /// The route a request for `route` goes to instead when its provider is out of quota: its
+    /// fallback, or the fallback's, the first whose provider is not paused and that this
+    /// execution may use over this API.
+    fn fallback_for(
+        &self,
+        route: &ModelRoute,
+        identity: &Identity,
+        api: Api,
+    ) -> Option<(&ModelRoute, usize)> {
+        let now = self.registry.now();
+        let mut next = route.fallback.as_deref();
+        // Bounded, in case the configuration has a cycle the manifest did not catch.
+        for _ in 0..self.models.len() {
+            let (candidate, index) = self.models.get(next?)?;
+            let upstream = &self.providers[*index];
+            if identity.allows(&candidate.alias)
+                && speaks(upstream.kind, api)
+                && upstream.state.paused(now).is_none()
+            {
+                return Some((candidate, *index));
+            }
+            next = candidate.fallback.as_deref();
+        }
+        None
     }
 
     pub(crate) fn notify(&self, notice: Notice) {
@@ -183,6 +214,16 @@ fn check_options(options: &Options) -> Result<(), Error> {
             ));
         }
     }
+    for m in &options.models {
+        if let Some(fallback) = &m.fallback
+            && !aliases.contains(fallback.as_str())
+        {
+            return config(format!(
+                "the model alias `{}` falls back to `{fallback}`, which is not a configured alias",
+                m.alias
+            ));
+        }
+    }
     if options.retry.max_attempts == 0 {
         return config("the retry policy needs at least 1 attempt".into());
     }
@@ -218,6 +259,8 @@ impl Gateway {
                 kind: p.kind,
                 base_url: p.base_url.trim_end_matches('/').to_owned(),
                 key: p.api_key,
+                quota_pause: p.quota_pause,
+                state: Arc::new(ProviderState::new()),
             })
             .collect();
         let models = options
@@ -240,11 +283,24 @@ impl Gateway {
                 providers,
                 models,
                 retry: options.retry,
+                throttle: options.throttle,
                 max_request_bytes: options.max_request_bytes,
                 limits: options.limits,
                 slots: std::sync::Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Pauses `provider` until `until`, as after a used-up quota: how the engine restores a
+    /// pause it recorded before it restarted. False when no provider has that name.
+    pub fn pause_provider(&self, provider: &str, until: domain::Timestamp, reason: &str) -> bool {
+        let Some(upstream) = self.shared.providers.iter().find(|p| p.name == provider) else {
+            return false;
+        };
+        upstream
+            .state
+            .pause(self.shared.registry.now(), until, reason);
+        true
     }
 
     /// The registry this gateway authenticates against.
@@ -517,7 +573,8 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
             ),
         );
     };
-    let upstream = &shared.providers[*provider_index];
+    let (mut route, mut provider_index) = (route, *provider_index);
+    let upstream = &shared.providers[provider_index];
     if !speaks(upstream.kind, api) {
         return refuse(
             shape,
@@ -537,16 +594,26 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
         );
     }
     let ask_usage = api == Api::Chat && request.stream;
-    let outgoing = upstream_headers(upstream, &headers);
-    let url = format!("{}{}", upstream.base_url, api.upstream_path());
     if api == Api::CountTokens {
+        let outgoing = upstream_headers(upstream, &headers);
+        let url = format!("{}{}", upstream.base_url, api.upstream_path());
         // Free: neither reserved nor metered.
         let body = Bytes::from(request.rewrite(&route.upstream_model, false, None));
-        let response =
-            match forward(&shared, &identity, &route.alias, &url, outgoing, body, None).await {
-                Ok(response) => response,
-                Err(message) => return unreachable_provider(shape, upstream, &message),
-            };
+        let response = match forward(
+            &shared,
+            &identity,
+            provider_index,
+            &route.alias,
+            &url,
+            outgoing,
+            body,
+            None,
+        )
+        .await
+        {
+            Ok(sent) => sent.response,
+            Err(message) => return unreachable_provider(shape, upstream, &message),
+        };
         let (mut out, response) = match answer_head(shape, upstream, response).await {
             Ok(head) => head,
             Err(refused) => return refused,
@@ -555,11 +622,37 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
         return out;
     }
 
+    // A paused provider gets no request: its fallback takes it, or the agent is told at once.
+    if let Some(pause) = upstream.state.paused(shared.registry.now()) {
+        let paused = ProviderPaused {
+            execution: identity.execution,
+            provider: upstream.name.clone(),
+            until: pause.until,
+            reason: pause.reason,
+        };
+        match shared.fallback_for(route, &identity, api) {
+            Some((next, index)) => {
+                shared.notify(Notice::Fallback(Fallback {
+                    execution: identity.execution,
+                    model: route.alias.clone(),
+                    fallback: next.alias.clone(),
+                    reason: paused.describe(),
+                }));
+                (route, provider_index) = (next, index);
+            }
+            None => {
+                let message = paused.describe();
+                shared.notify(Notice::PausedRefusal(paused));
+                return quota_refusal(shape, &message);
+            }
+        }
+    }
+
     let deadline = tokio::time::Instant::now() + shared.limits.total_timeout.as_std();
     // A place among the execution's requests under way first, then the reservation, so that
     // the reservation sees what the requests before it really used.
     let slot = shared.slot(&identity);
-    let permit = match tokio::time::timeout_at(deadline, slot.acquire_owned()).await {
+    let mut permit = match tokio::time::timeout_at(deadline, slot.acquire_owned()).await {
         Ok(Ok(permit)) => permit,
         _ => {
             return refuse(
@@ -573,76 +666,109 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
             );
         }
     };
-    let estimate = Estimate {
-        input_tokens: estimate_input_tokens(body.len()),
-        requested_output: request.output_cap(api.cap_fields()),
-        default_output: shared.limits.max_output_tokens,
-        prices: route.prices,
-    };
-    let reservation = loop {
-        let settled = shared.registry.next_settlement();
-        tokio::pin!(settled);
-        settled.as_mut().enable();
-        match shared.registry.admit(&identity, &estimate) {
-            Admission::Granted(reservation) => break reservation,
-            Admission::Wait => {
-                if tokio::time::timeout_at(deadline, settled).await.is_err() {
-                    return refuse(
-                        shape,
-                        Refusal::Busy,
-                        "the budget's remaining room is held by requests still under way; \
-                         try again when they end",
+    loop {
+        let upstream = &shared.providers[provider_index];
+        let estimate = Estimate {
+            input_tokens: estimate_input_tokens(body.len()),
+            requested_output: request.output_cap(api.cap_fields()),
+            default_output: shared.limits.max_output_tokens,
+            prices: route.prices,
+        };
+        let reservation = loop {
+            let settled = shared.registry.next_settlement();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            match shared.registry.admit(&identity, &estimate) {
+                Admission::Granted(reservation) => break reservation,
+                Admission::Wait => {
+                    if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                        return refuse(
+                            shape,
+                            Refusal::Busy,
+                            "the budget's remaining room is held by requests still under way; \
+                             try again when they end",
+                        );
+                    }
+                }
+                Admission::Refused(over, first) => {
+                    let message = format!(
+                        "{}; this execution may make no more model requests",
+                        over.reason
                     );
+                    if first {
+                        shared.notify(Notice::BudgetExceeded(over));
+                    }
+                    return refuse(shape, Refusal::Budget, &message);
                 }
             }
-            Admission::Refused(over, first) => {
-                let message = format!(
-                    "{}; this execution may make no more model requests",
-                    over.reason
+        };
+        let cap = reservation.set_cap.map(|tokens| OutputCap {
+            tokens,
+            fields: api.cap_fields(),
+            add_as: match (api, upstream.kind) {
+                (Api::Chat, ProviderKind::OpenAi) => "max_completion_tokens",
+                (Api::Responses, _) => "max_output_tokens",
+                _ => "max_tokens",
+            },
+        });
+        let upstream_body = Bytes::from(request.rewrite(&route.upstream_model, ask_usage, cap));
+        let job = Job {
+            shared: Arc::clone(&shared),
+            identity: Arc::clone(&identity),
+            api,
+            shape,
+            provider: provider_index,
+            alias: route.alias.clone(),
+            prices: route.prices,
+            url: format!("{}{}", upstream.base_url, api.upstream_path()),
+            headers: upstream_headers(upstream, &headers),
+            body: upstream_body,
+            reservation,
+            deadline,
+            fallback: shared.fallback_for(route, &identity, api).is_some(),
+        };
+        // The upstream side runs on its own, so that an agent hanging up does not stop it: the
+        // gateway reads the answer to its end to learn what it cost.
+        let (head_tx, head_rx) = oneshot::channel();
+        tokio::spawn(job.run(head_tx, permit));
+        match head_rx.await {
+            Ok(JobEnd::Answer(response)) => return response,
+            Ok(JobEnd::OutOfQuota {
+                permit: back,
+                reason,
+            }) => {
+                // Not retried on the same provider: its fallback takes it at once, re-admitted
+                // at the fallback's prices.
+                let Some((next, index)) = shared.fallback_for(route, &identity, api) else {
+                    return quota_refusal(shape, &reason);
+                };
+                shared.notify(Notice::Fallback(Fallback {
+                    execution: identity.execution,
+                    model: route.alias.clone(),
+                    fallback: next.alias.clone(),
+                    reason,
+                }));
+                (route, provider_index, permit) = (next, index, back);
+            }
+            Err(_) => {
+                return refuse(
+                    shape,
+                    Refusal::Upstream,
+                    "the model gateway lost this request; try again",
                 );
-                if first {
-                    shared.notify(Notice::BudgetExceeded(over));
-                }
-                return refuse(shape, Refusal::Budget, &message);
             }
         }
-    };
-    let cap = reservation.set_cap.map(|tokens| OutputCap {
-        tokens,
-        fields: api.cap_fields(),
-        add_as: match (api, upstream.kind) {
-            (Api::Chat, ProviderKind::OpenAi) => "max_completion_tokens",
-            (Api::Responses, _) => "max_output_tokens",
-            _ => "max_tokens",
-        },
-    });
-    let upstream_body = Bytes::from(request.rewrite(&route.upstream_model, ask_usage, cap));
-    let job = Job {
-        shared: Arc::clone(&shared),
-        identity,
-        api,
-        shape,
-        provider: *provider_index,
-        alias: route.alias.clone(),
-        prices: route.prices,
-        url,
-        headers: outgoing,
-        body: upstream_body,
-        reservation,
-        deadline,
-    };
-    // The upstream side runs on its own, so that an agent hanging up does not stop it: the
-    // gateway reads the answer to its end to learn what it cost.
-    let (head_tx, head_rx) = oneshot::channel();
-    tokio::spawn(job.run(head_tx, permit));
-    match head_rx.await {
-        Ok(response) => response,
-        Err(_) => refuse(
-            shape,
-            Refusal::Upstream,
-            "the model gateway lost this request; try again",
-        ),
     }
+}
+
+/// What a used-up quota looks like to the agent when no fallback takes the request: the
+/// provider's own quota error, marked for SDKs not to retry it.
+fn quota_refusal(shape: Shape, message: &str) -> Response {
+    let mut response = refuse(shape, Refusal::Paused, message);
+    response
+        .headers_mut()
+        .insert("x-should-retry", HeaderValue::from_static("false"));
+    response
 }
 
 /// A refusal for a provider that could not be reached.
@@ -712,6 +838,20 @@ struct Job {
     body: Bytes,
     reservation: Reservation,
     deadline: tokio::time::Instant,
+    /// The alias has a fallback to go to when the provider says its quota is used up.
+    fallback: bool,
+}
+
+/// What a job hands back to the agent's side.
+enum JobEnd {
+    /// The answer, or the error, for the agent.
+    Answer(Response),
+    /// The provider's quota is used up and the alias has a fallback: the request, refused and
+    /// not charged, goes there with the execution's place.
+    OutOfQuota {
+        permit: tokio::sync::OwnedSemaphorePermit,
+        reason: String,
+    },
 }
 
 type Chunk = Result<Bytes, std::io::Error>;
@@ -722,7 +862,7 @@ impl Job {
     /// the execution's requests is held until the reservation is settled.
     async fn run(
         mut self,
-        head: oneshot::Sender<Response>,
+        head: oneshot::Sender<JobEnd>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
         let shared = Arc::clone(&self.shared);
@@ -732,6 +872,7 @@ impl Job {
             forward(
                 &shared,
                 &self.identity,
+                self.provider,
                 &self.alias,
                 &self.url,
                 std::mem::take(&mut self.headers),
@@ -740,14 +881,44 @@ impl Job {
             ),
         )
         .await;
-        let response = match sent {
-            Ok(Ok(response)) => response,
+        let answer = |response| JobEnd::Answer(response);
+        let (response, place) = match sent {
+            Ok(Ok(Forwarded {
+                quota: Some(paused),
+                ..
+            })) if self.fallback => {
+                // Providers do not bill refused requests.
+                shared
+                    .registry
+                    .settle(&mut self.reservation, &Totals::default());
+                let reason = paused.describe();
+                let _ = head.send(JobEnd::OutOfQuota { permit, reason });
+                return;
+            }
+            Ok(Ok(sent)) => {
+                if let Some(paused) = sent.quota {
+                    let refused_key = matches!(sent.response.status().as_u16(), 401 | 403);
+                    let message = paused.describe();
+                    // The agent gets the provider's error: the engine must know why.
+                    shared.notify(Notice::PausedRefusal(paused));
+                    if refused_key {
+                        // A 403 body is never passed on (it may quote the key), and the
+                        // generic refused-key answer would mislead: the pause is named instead.
+                        shared
+                            .registry
+                            .settle(&mut self.reservation, &Totals::default());
+                        let _ = head.send(answer(quota_refusal(self.shape, &message)));
+                        return;
+                    }
+                }
+                (sent.response, sent.place)
+            }
             Ok(Err(message)) => {
                 // Nothing reached the provider, or it answered nothing: nothing to charge.
                 shared
                     .registry
                     .settle(&mut self.reservation, &Totals::default());
-                let _ = head.send(unreachable_provider(self.shape, upstream, &message));
+                let _ = head.send(answer(unreachable_provider(self.shape, upstream, &message)));
                 return;
             }
             Err(_) => {
@@ -755,7 +926,7 @@ impl Job {
                 let input = self.reservation.input_tokens;
                 let output = self.reservation.output_tokens.unwrap_or(0);
                 self.charge_unread(input, output);
-                let _ = head.send(refuse(
+                let _ = head.send(answer(refuse(
                     self.shape,
                     Refusal::Upstream,
                     &format!(
@@ -763,7 +934,7 @@ impl Job {
                          of {}",
                         upstream.name, shared.limits.total_timeout
                     ),
-                ));
+                )));
                 return;
             }
         };
@@ -774,7 +945,7 @@ impl Job {
                 shared
                     .registry
                     .settle(&mut self.reservation, &Totals::default());
-                let _ = head.send(refused);
+                let _ = head.send(answer(refused));
                 return;
             }
         };
@@ -796,6 +967,7 @@ impl Job {
             body: Box::pin(response.bytes_stream()),
             meter: Some(meter),
             permit: Some(permit),
+            place,
             api: self.api,
             events,
             limits: shared.limits,
@@ -810,7 +982,7 @@ impl Job {
         };
         *out.body_mut() = Body::from_stream(relay);
         // An agent gone before the head arrived drops the relay here, which reads on.
-        let _ = head.send(out);
+        let _ = head.send(answer(out));
     }
 
     /// Settles a reservation whose answer was never read, at these counts.
@@ -855,6 +1027,8 @@ struct Relay {
     meter: Option<Meter>,
     /// The execution's place, held until the answer has been read to its end.
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The place among the provider's requests under way, held as long.
+    place: Option<Place>,
     api: Api,
     events: bool,
     limits: Limits,
@@ -871,6 +1045,7 @@ impl Relay {
     fn cut(&mut self, why: String) -> Option<Chunk> {
         self.done = true;
         self.permit = None;
+        self.place = None;
         if let Some(mut meter) = self.meter.take() {
             meter.finish(Some(&why));
         }
@@ -915,6 +1090,7 @@ impl futures::Stream for Relay {
                 Poll::Ready(None) => {
                     this.done = true;
                     this.permit = None;
+                    this.place = None;
                     if let Some(mut meter) = this.meter.take() {
                         meter.finish(None);
                     }
@@ -964,13 +1140,14 @@ impl Drop for Relay {
         // The agent hung up: read on, to settle at the provider's own figures.
         let mut body = std::mem::replace(&mut self.body, Box::pin(futures::stream::empty()));
         let permit = self.permit.take();
+        let place = self.place.take();
         let events = self.events;
         let until = self
             .deadline
             .min(tokio::time::Instant::now() + self.limits.drain_timeout.as_std());
         runtime.spawn(async move {
             use futures::StreamExt;
-            let _permit = permit;
+            let _held = (permit, place);
             loop {
                 match tokio::time::timeout_at(until, body.next()).await {
                     Ok(Some(Ok(chunk))) => {
@@ -1047,19 +1224,34 @@ fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// Sends the request, waiting and retrying while the provider answers 429, 503 or 529. The
-/// error is a sentence about the connection; it never holds a header.
+/// What came back from the provider, with the place among its requests under way that the
+/// answer holds while it is read.
+struct Forwarded {
+    response: reqwest::Response,
+    place: Option<Place>,
+    /// Set when the provider said the account's quota is used up: the pause it started.
+    quota: Option<ProviderPaused>,
+}
+
+/// Sends the request, waiting and retrying while the provider answers 429, 503 or 529, each
+/// attempt within the provider's limit on requests under way. A used-up quota is never
+/// retried: the provider is paused until its reset. The error is a sentence about the
+/// connection; it never holds a header.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     shared: &Shared,
     identity: &Identity,
+    provider: usize,
     alias: &str,
     url: &str,
     headers: HeaderMap,
     body: Bytes,
-    head: Option<&oneshot::Sender<Response>>,
-) -> Result<reqwest::Response, String> {
+    head: Option<&oneshot::Sender<JobEnd>>,
+) -> Result<Forwarded, String> {
+    let upstream = &shared.providers[provider];
     let mut attempt = 1u32;
     loop {
+        let place = upstream.state.acquire().await;
         let response = shared
             .client
             .post(url)
@@ -1069,29 +1261,93 @@ async fn forward(
             .await
             .map_err(|e| describe_send_error(&e))?;
         let status = response.status().as_u16();
-        // An agent that hung up during a wait needs no more attempts.
-        let agent_left = head.is_some_and(|h| h.is_closed());
-        if !retry::retryable(status) || attempt >= shared.retry.max_attempts || agent_left {
-            return Ok(response);
+        if response.status().is_success() {
+            if let Some(limit) = upstream
+                .state
+                .succeeded(shared.registry.now(), &shared.throttle)
+            {
+                notify_throttled(shared, identity, upstream, limit);
+            }
+            return Ok(Forwarded {
+                response,
+                place: Some(place),
+                quota: None,
+            });
         }
-        let delay = retry::delay(response.headers(), attempt, &shared.retry);
+        if !matches!(status, 400 | 402 | 403 | 429 | 503 | 529) {
+            return Ok(Forwarded {
+                response,
+                place: Some(place),
+                quota: None,
+            });
+        }
         // Reading the short error body tells a used-up quota from a passing limit, and lets
         // the connection go back to the pool.
         let status_code = response.status();
-        let response_headers = response.headers().clone();
-        let error_body = response.bytes().await.unwrap_or_default();
-        if retry::is_quota(&error_body) {
-            tracing::warn!(
-                execution = %identity.execution,
-                model = alias,
-                status,
-                "the provider says the account's quota or credit is used up; not retrying"
-            );
-            let mut again = axum::http::Response::new(error_body);
+        let mut response_headers = response.headers().clone();
+        let error_body = read_capped(response).await;
+        let again = |headers: HeaderMap| {
+            let mut again = axum::http::Response::new(error_body.clone());
             *again.status_mut() = status_code;
-            *again.headers_mut() = response_headers;
-            return Ok(reqwest::Response::from(again));
+            *again.headers_mut() = headers;
+            reqwest::Response::from(again)
+        };
+        match retry::classify(status, &response_headers, &error_body) {
+            retry::Refused::Quota { reason, reset } => {
+                let now = shared.registry.now();
+                let until = now.plus(reset.unwrap_or(upstream.quota_pause));
+                let paused = ProviderPaused {
+                    execution: identity.execution,
+                    provider: upstream.name.clone(),
+                    until,
+                    reason,
+                };
+                tracing::warn!(
+                    execution = %identity.execution,
+                    model = alias,
+                    status,
+                    "{}; not retrying",
+                    paused.describe()
+                );
+                if upstream.state.pause(now, until, &paused.reason) {
+                    shared.notify(Notice::ProviderPaused(paused.clone()));
+                }
+                // SDKs retry 429s by themselves unless told not to.
+                response_headers.insert("x-should-retry", HeaderValue::from_static("false"));
+                return Ok(Forwarded {
+                    response: again(response_headers),
+                    place: None,
+                    quota: Some(paused),
+                });
+            }
+            retry::Refused::Other => {
+                return Ok(Forwarded {
+                    response: again(response_headers),
+                    place: None,
+                    quota: None,
+                });
+            }
+            retry::Refused::Busy => {}
         }
+        if status == 429
+            && let Some(limit) = upstream
+                .state
+                .rate_limited(shared.registry.now(), &shared.throttle)
+        {
+            notify_throttled(shared, identity, upstream, Some(limit));
+        }
+        // Given back during the wait, so that others may go while this one waits.
+        drop(place);
+        // An agent that hung up during a wait needs no more attempts.
+        let agent_left = head.is_some_and(|h| h.is_closed());
+        if attempt >= shared.retry.max_attempts || agent_left {
+            return Ok(Forwarded {
+                response: again(response_headers),
+                place: None,
+                quota: None,
+            });
+        }
+        let delay = retry::delay(&response_headers, attempt, &shared.retry);
         shared.notify(Notice::Waiting(Waiting {
             execution: identity.execution,
             model: alias.to_owned(),
@@ -1110,6 +1366,38 @@ async fn forward(
         tokio::time::sleep(delay.as_std()).await;
         attempt += 1;
     }
+}
+
+fn notify_throttled(
+    shared: &Shared,
+    identity: &Identity,
+    upstream: &Upstream,
+    limit: Option<usize>,
+) {
+    tracing::info!(
+        provider = %upstream.name,
+        limit = ?limit,
+        "the provider's limit on requests under way changed"
+    );
+    shared.notify(Notice::ProviderThrottled(ProviderThrottled {
+        execution: identity.execution,
+        provider: upstream.name.clone(),
+        limit: limit.map(|l| u32::try_from(l).unwrap_or(u32::MAX)),
+    }));
+}
+
+/// An error body, read up to [`MAX_ERROR_BODY`].
+async fn read_capped(response: reqwest::Response) -> Bytes {
+    use futures::StreamExt;
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        if body.len() + chunk.len() > MAX_ERROR_BODY {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Bytes::from(body)
 }
 
 fn describe_send_error(e: &reqwest::Error) -> String {

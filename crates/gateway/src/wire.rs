@@ -84,6 +84,8 @@ pub enum Refusal {
     Upstream,
     /// The execution has too much under way to admit the request in time.
     Busy,
+    /// The alias's provider is paused after a used-up quota, and no fallback can take it.
+    Paused,
 }
 
 impl Refusal {
@@ -92,8 +94,8 @@ impl Refusal {
             (Refusal::Unauthenticated, _) => 401,
             // OpenAI reports an exhausted quota as 429 `insufficient_quota`; Anthropic's
             // nearest match, `billing_error`, is 402, which its clients do not retry.
-            (Refusal::Budget, Shape::OpenAi) => 429,
-            (Refusal::Budget, Shape::Anthropic) => 402,
+            (Refusal::Budget | Refusal::Paused, Shape::OpenAi) => 429,
+            (Refusal::Budget | Refusal::Paused, Shape::Anthropic) => 402,
             (Refusal::UnknownModel, _) => 404,
             (Refusal::BadRequest, _) => 400,
             (Refusal::TooLarge, _) => 413,
@@ -108,7 +110,9 @@ impl Refusal {
             Shape::OpenAi => {
                 let (kind, code) = match self {
                     Refusal::Unauthenticated => ("invalid_request_error", json!("invalid_api_key")),
-                    Refusal::Budget => ("insufficient_quota", json!("insufficient_quota")),
+                    Refusal::Budget | Refusal::Paused => {
+                        ("insufficient_quota", json!("insufficient_quota"))
+                    }
                     Refusal::UnknownModel => ("invalid_request_error", json!("model_not_found")),
                     Refusal::BadRequest | Refusal::TooLarge => {
                         ("invalid_request_error", Value::Null)
@@ -121,7 +125,7 @@ impl Refusal {
             Shape::Anthropic => {
                 let kind = match self {
                     Refusal::Unauthenticated => "authentication_error",
-                    Refusal::Budget => "billing_error",
+                    Refusal::Budget | Refusal::Paused => "billing_error",
                     Refusal::UnknownModel => "not_found_error",
                     Refusal::BadRequest => "invalid_request_error",
                     Refusal::TooLarge => "request_too_large",

@@ -31,6 +31,14 @@ pub struct Provider {
     /// appears in a manifest, and never reaches an agent.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// How long the provider gets no requests after it says the account's quota or credit is
+    /// used up, when it gives no reset time of its own.
+    #[serde(default = "default_quota_pause")]
+    pub quota_pause: Duration,
+}
+
+fn default_quota_pause() -> Duration {
+    Duration::from_secs(3600)
 }
 
 /// US dollars per million tokens.
@@ -51,6 +59,10 @@ pub struct ModelAlias {
     pub model: String,
     #[serde(default)]
     pub prices: Prices,
+    /// Another alias that takes this alias's requests, at once, when its provider's quota is
+    /// used up (its own prices and budgets apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// How the gateway rides out upstream rate limits and overload.
@@ -137,8 +149,8 @@ pub(crate) const MODEL_LIMITS_FIELDS: &[&str] = &[
     "drain_timeout",
     "max_output_tokens",
 ];
-pub(crate) const PROVIDER_FIELDS: &[&str] = &["kind", "base_url", "api_key_env"];
-pub(crate) const ALIAS_FIELDS: &[&str] = &["provider", "model", "prices"];
+pub(crate) const PROVIDER_FIELDS: &[&str] = &["kind", "base_url", "api_key_env", "quota_pause"];
+pub(crate) const ALIAS_FIELDS: &[&str] = &["provider", "model", "prices", "fallback"];
 pub(crate) const PRICES_FIELDS: &[&str] = &["input", "output", "cached_input"];
 pub(crate) const MODEL_RETRY_FIELDS: &[&str] = &["max_attempts", "base_delay", "max_delay"];
 pub(crate) const BUDGETS_FIELDS: &[&str] = &["per_execution", "per_tree", "per_agent_per_day"];
@@ -222,6 +234,7 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                 // The value is not echoed: someone may have pasted the key itself here.
                 cx.error(n, &pf.path("api_key_env"), "is not an environment variable name: give the name of the variable that holds the key (A-Z, 0-9 and _, such as ANTHROPIC_API_KEY), never the key itself");
             }
+            let quota_pause = positive_duration(cx, &pf, "quota_pause", default_quota_pause());
             if let (Some(kind), Some(base_url)) = (kind, base_url) {
                 models.providers.insert(
                     name,
@@ -229,6 +242,7 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                         kind,
                         base_url,
                         api_key_env,
+                        quota_pause,
                     },
                 );
             }
@@ -240,6 +254,9 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
             "a mapping of provider names to settings",
         );
     }
+    // Each alias's `fallback` node, checked once every alias is known.
+    let mut fallbacks: Vec<(String, &Node, String)> = Vec::new();
+    let mut alias_names = Vec::new();
     if let Some(n) = f.value("aliases")
         && let Value::Map(entries) = &n.value
     {
@@ -269,7 +286,12 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                     ),
                 );
             }
+            alias_names.push(name.clone());
             let model: Option<String> = af.required(cx, "model", "model: claude-sonnet-4-5");
+            let fallback: Option<String> = af.get(cx, "fallback");
+            if let (Some(target), Some(n)) = (&fallback, af.value("fallback")) {
+                fallbacks.push((name.clone(), n, target.clone()));
+            }
             let mut prices = Prices::default();
             if let Some(pn) = af.value("prices")
                 && let Some(pf) = cx.fields(pn, &af.path("prices"), PRICES_FIELDS)
@@ -285,6 +307,7 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                         provider,
                         model,
                         prices,
+                        fallback,
                     },
                 );
             }
@@ -296,6 +319,7 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
             "a mapping of alias names to {provider, model, prices}",
         );
     }
+    check_fallbacks(cx, &f.path("aliases"), &alias_names, &fallbacks, &models);
     if let Some(n) = f.value("retry")
         && let Some(rf) = cx.fields(n, &f.path("retry"), MODEL_RETRY_FIELDS)
     {
@@ -336,6 +360,56 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
         };
     }
     Some(models)
+}
+
+/// Every `fallback` names another declared alias, and following them never comes back.
+fn check_fallbacks(
+    cx: &mut Cx,
+    aliases_path: &str,
+    names: &[String],
+    fallbacks: &[(String, &Node, String)],
+    models: &Models,
+) {
+    for (alias, node, target) in fallbacks {
+        let path = format!("{aliases_path}.{alias}.fallback");
+        if target == alias {
+            cx.error(node, &path, "an alias cannot fall back to itself");
+            continue;
+        }
+        if !names.contains(target) {
+            cx.error(
+                node,
+                &path,
+                format!(
+                    "no alias `{target}` under {aliases_path} (known: {})",
+                    names.join(", ")
+                ),
+            );
+            continue;
+        }
+        let mut seen = vec![alias.as_str()];
+        let mut next = Some(target.as_str());
+        while let Some(current) = next {
+            if seen.contains(&current) {
+                seen.push(current);
+                cx.error(
+                    node,
+                    &path,
+                    format!(
+                        "the fallbacks go round in a circle ({}); end the chain at an alias \
+                         without `fallback`",
+                        seen.join(" → ")
+                    ),
+                );
+                break;
+            }
+            seen.push(current);
+            next = models
+                .aliases
+                .get(current)
+                .and_then(|a| a.fallback.as_deref());
+        }
+    }
 }
 
 fn decode_budget(cx: &mut Cx, node: &Node, path: &str) -> Budget {

@@ -54,6 +54,14 @@ pub struct Step {
     /// the status usually carries.
     #[serde(default)]
     pub error_code: Option<String>,
+    /// With an error status: the error's message instead of `scripted error <status>`, such as
+    /// Anthropic's "Your credit balance is too low …".
+    #[serde(default)]
+    pub error_message: Option<String>,
+    /// With an error status: more response headers, such as `x-ratelimit-reset-requests` or
+    /// `anthropic-ratelimit-tokens-reset`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
     /// Wait this long before answering at all.
     #[serde(default)]
     pub delay_ms: u64,
@@ -117,6 +125,19 @@ impl Script {
             serde_json::from_str::<Script>(text).map_err(invalid)?
         };
         for (index, step) in script.steps.iter().enumerate() {
+            for (name, value) in &step.headers {
+                if axum::http::HeaderName::try_from(name.as_str()).is_err()
+                    || axum::http::HeaderValue::try_from(value.as_str()).is_err()
+                {
+                    return Err(Error::Script {
+                        origin: origin.to_owned(),
+                        detail: format!(
+                            "step {index} has the header `{name}: {value}`, which is not a valid \
+                             HTTP header; use a lower-case name of letters, digits and `-`"
+                        ),
+                    });
+                }
+            }
             if step.cached_tokens > step.input_tokens {
                 return Err(Error::Script {
                     origin: origin.to_owned(),

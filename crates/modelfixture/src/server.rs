@@ -377,14 +377,22 @@ async fn model_call(
     if step.is_error() {
         let status = step.status.unwrap_or(500);
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = wire::error_body_with(
-            api,
-            status,
-            &format!("scripted error {status}"),
-            step.error_code.as_deref(),
-        );
+        let message = step
+            .error_message
+            .clone()
+            .unwrap_or_else(|| format!("scripted error {status}"));
+        let body = wire::error_body_with(api, status, &message, step.error_code.as_deref());
         let mut response = json_response(code, &body);
         let headers = response.headers_mut();
+        for (name, value) in &step.headers {
+            // Checked when the script was read; a step built in code is trusted the same way.
+            if let (Ok(name), Ok(value)) = (
+                axum::http::HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                headers.insert(name, value);
+            }
+        }
         if let Some(ms) = step.retry_after_ms {
             headers.insert("retry-after-ms", HeaderValue::from(ms));
             headers.insert("retry-after", HeaderValue::from(ms.div_ceil(1000)));

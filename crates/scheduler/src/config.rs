@@ -123,6 +123,10 @@ pub struct AgentPolicy {
     /// The agent has validators, so its clean exit proves nothing by itself: its work is done
     /// only when they pass. A parent routed to it is judged by them on the merged tree.
     pub validators: bool,
+    /// The model providers the agent's models go through. While every one of them is paused
+    /// (a used-up quota, [`Snapshot::paused_providers`](crate::Snapshot)) the agent is given no
+    /// task. Empty: the agent uses no models, and no pause holds it.
+    pub providers: Vec<String>,
 }
 
 impl AgentPolicy {
@@ -140,6 +144,7 @@ impl AgentPolicy {
             stall_timeout: Duration::from_mins(5),
             completion: Completion::Exit,
             validators: false,
+            providers: Vec::new(),
         }
     }
 }

@@ -139,6 +139,11 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         let Some(agent) = routed.or_else(|| route(task, kind, config).ok()) else {
             continue;
         };
+        if let Some(until) = paused_until(agent, snapshot, now) {
+            // Its models would only be refused: it waits for the first provider to come back.
+            decision.wake_at(until);
+            continue;
+        }
         if counts.recent_dispatches.len() as u32 >= config.guards.max_new_executions_per_minute {
             if let Some(oldest) = counts.recent_dispatches.iter().min() {
                 decision.wake_at(oldest.plus(RATE_WINDOW));
@@ -161,6 +166,23 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         });
     }
     decision
+}
+
+/// When the first of the agent's providers comes back, while every one of them is paused.
+fn paused_until(agent: &AgentPolicy, snapshot: &Snapshot, now: Timestamp) -> Option<Timestamp> {
+    if agent.providers.is_empty() {
+        return None;
+    }
+    let mut first_back: Option<Timestamp> = None;
+    for provider in &agent.providers {
+        let until = snapshot
+            .paused_providers
+            .get(provider)
+            .copied()
+            .filter(|until| *until > now)?;
+        first_back = Some(first_back.map_or(until, |t| t.min(until)));
+    }
+    first_back
 }
 
 /// A waiting task due for a resume, with the agent that runs it and why it runs now, when

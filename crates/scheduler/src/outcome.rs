@@ -22,6 +22,10 @@ pub struct ExecutionEnd {
     pub blocked: Option<String>,
     /// A one-line reason for a failure, shown on the task.
     pub failure: Option<String>,
+    /// A model request of the execution was refused because its provider is paused (a used-up
+    /// quota) until this time: a failure then is the provider's, not the agent's, so it costs
+    /// no attempt and the task runs again after the pause. `failure` says why.
+    pub provider_paused: Option<Timestamp>,
 }
 
 /// The task's next state and scheduling bookkeeping.
@@ -126,6 +130,16 @@ fn plan_after(
             );
         }
         ExecutionState::Succeeded => {}
+        _ if end.provider_paused.is_some() => {
+            let why = end.failure.clone().unwrap_or_else(|| end.state.to_string());
+            return plan(
+                back_to,
+                end.provider_paused,
+                task.attempts,
+                task.continuations,
+                format!("{why}; runs again then, without counting an attempt"),
+            );
+        }
         // `no_progress` is one of these: a failed attempt, retried after the backoff while
         // attempts are left. What was stuck was the agent's course within one execution, whose
         // every iteration carried the context of the ones before; a new execution starts the

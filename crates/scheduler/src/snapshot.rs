@@ -41,6 +41,8 @@ pub struct Snapshot {
     pub active: Vec<ActiveExecution>,
     /// Start times of executions dispatched within the last minute, for the rate guard.
     pub recent_dispatches: Vec<Timestamp>,
+    /// Model providers paused after a used-up quota, with when each pause ends.
+    pub paused_providers: std::collections::BTreeMap<String, Timestamp>,
 }
 
 /// The order in which ready tasks run: priority (smaller first), nudged before not nudged, then

@@ -54,6 +54,9 @@ pub trait Store: Send + Sync + 'static {
     /// all zero when there are none.
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error>;
 
+    /// Every provider the engine ever paused or throttled, by name.
+    async fn providers(&self) -> Result<Vec<crate::ProviderStanding>, Error>;
+
     /// Like [`Store::model_usage`], split by model alias, ordered by alias.
     async fn model_usage_by_model(
         &self,

@@ -161,6 +161,47 @@ pub enum Change {
         /// The provider's HTTP status.
         status: u16,
     },
+    /// A request of the execution's agent was answered by the alias's fallback. An event only.
+    RecordModelFallback {
+        id: ExecutionId,
+        model: String,
+        fallback: String,
+        reason: String,
+    },
+    /// A provider refused the execution's request for a used-up quota and is paused until
+    /// `until`. Accepted on a finished execution too, like usage.
+    PauseProvider {
+        id: ExecutionId,
+        provider: String,
+        until: Timestamp,
+        reason: String,
+    },
+    /// The pause a request of the execution started has ended.
+    ResumeProvider {
+        id: ExecutionId,
+        provider: String,
+    },
+    /// A provider's limit on requests under way changed; `None` lifts it.
+    ThrottleProvider {
+        id: ExecutionId,
+        provider: String,
+        limit: Option<u32>,
+    },
+}
+
+/// A provider's standing as last recorded: see [`Change::PauseProvider`] and
+/// [`Change::ThrottleProvider`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderStanding {
+    pub name: String,
+    /// When its pause ends; a time already past is a pause that has ended.
+    pub paused_until: Option<Timestamp>,
+    pub pause_reason: Option<String>,
+    /// The execution whose request started the pause.
+    pub paused_by: Option<ExecutionId>,
+    /// Its lowered limit on requests under way, if any.
+    pub concurrency: Option<u32>,
+    pub updated_at: Timestamp,
 }
 
 impl Change {
@@ -190,6 +231,10 @@ impl Change {
             Change::FinishExecution { .. } => "finish_execution",
             Change::RecordModelUsage { .. } => "record_model_usage",
             Change::RecordModelWaiting { .. } => "record_model_waiting",
+            Change::RecordModelFallback { .. } => "record_model_fallback",
+            Change::PauseProvider { .. } => "pause_provider",
+            Change::ResumeProvider { .. } => "resume_provider",
+            Change::ThrottleProvider { .. } => "throttle_provider",
         }
     }
 }

@@ -48,7 +48,8 @@ mod usage;
 
 pub use backend::Store;
 pub use change::{
-    Applied, Change, ExecutionFilter, KeyedCall, Merge, MergeResult, TaskEdit, TaskFilter,
+    Applied, Change, ExecutionFilter, KeyedCall, Merge, MergeResult, ProviderStanding, TaskEdit,
+    TaskFilter,
 };
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};

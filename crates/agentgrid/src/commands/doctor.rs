@@ -265,16 +265,16 @@ fn print_report(report: &Report) {
         }
     }
     if let Some(drivers) = &report.git_drivers {
-        println!();
+        outln!();
         if drivers.is_empty() {
-            println!(
+            outln!(
                 "Git drivers: none trusted; host git runs no filter, diff or merge driver but \
                  those the repository's own config defines (workspace.git.drivers adds some)"
             );
         }
         for driver in drivers {
             match &driver.problem {
-                None => println!(
+                None => outln!(
                     "Git driver `{}`: {} trusted, defined in the {} configuration ({})",
                     driver.name,
                     mark(true),
@@ -286,7 +286,7 @@ fn print_report(report: &Report) {
                     }
                 ),
                 Some(problem) => {
-                    println!("Git driver `{}`: {} {problem}", driver.name, mark(false))
+                    outln!("Git driver `{}`: {} {problem}", driver.name, mark(false))
                 }
             }
         }

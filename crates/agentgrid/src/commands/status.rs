@@ -39,6 +39,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         .as_ref()
         .map(|loaded| loaded.config.workspace.hooks.on_host())
         .unwrap_or_default();
+    let providers = provider_standing(store.as_ref()).await?;
     if as_json {
         // Each execution with its model use, so scripts see cost per execution at a glance.
         let mut executions = Vec::with_capacity(recent.len());
@@ -71,6 +72,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 .iter()
                 .filter_map(|t| Some(serde_json::json!({ "task": t.id, "reason": t.merge_failed.as_deref()? })))
                 .collect::<Vec<_>>(),
+            "providers": providers.iter().map(ProviderLine::json).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -96,6 +98,9 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             line.join(", ")
         }
     );
+    for p in &providers {
+        outln!("{}", p.human());
+    }
     if active.is_empty() {
         outln!("no execution is running");
     } else {
@@ -150,7 +155,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         })
         .collect();
     if !unmerged.is_empty() {
-        println!("merge failed (the task cannot be done until its sub-tasks' work is merged):");
+        outln!("merge failed (the task cannot be done until its sub-tasks' work is merged):");
         table(&["TASK", "STATE", "WHY"], &unmerged);
     }
     if let Some((v, r)) = super::verdicts::last_failure(&*store, &recent).await? {
@@ -167,6 +172,59 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// A model provider that is paused or throttled now.
+struct ProviderLine {
+    name: String,
+    paused: Option<(domain::Timestamp, String)>,
+    concurrency: Option<u32>,
+}
+
+impl ProviderLine {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "paused_until": self.paused.as_ref().map(|(until, _)| until.to_rfc3339()),
+            "pause_reason": self.paused.as_ref().map(|(_, why)| why),
+            "concurrency": self.concurrency,
+        })
+    }
+
+    fn human(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some((until, why)) = &self.paused {
+            parts.push(format!(
+                "paused until {until} ({}); its agents get no tasks meanwhile",
+                crate::output::one_line(why)
+            ));
+        }
+        if let Some(n) = self.concurrency {
+            parts.push(format!(
+                "rate limited: at most {n} requests under way for a while"
+            ));
+        }
+        format!("provider {}: {}", self.name, parts.join("; "))
+    }
+}
+
+/// The providers paused (a pause not yet over by the system clock) or throttled now.
+async fn provider_standing(store: &dyn store::Store) -> anyhow::Result<Vec<ProviderLine>> {
+    let now = domain::Clock::now(&domain::SystemClock);
+    Ok(store
+        .providers()
+        .await?
+        .into_iter()
+        .map(|p| ProviderLine {
+            paused: p
+                .paused_until
+                .filter(|until| *until > now)
+                .map(|until| (until, p.pause_reason.unwrap_or_default())),
+            concurrency: p.concurrency,
+            name: p.name,
+        })
+        .filter(|p| p.paused.is_some() || p.concurrency.is_some())
+        .collect())
 }
 
 /// Why the scheduler started a task's current execution, when it said: the engine's note

@@ -448,7 +448,7 @@ fn print_task(t: &Task) {
         outln!("  last word: {}", one_line(s));
     }
     if let Some(m) = &t.merge_failed {
-        println!("  merge failed: {}", one_line(m));
+        outln!("  merge failed: {}", one_line(m));
     }
     if !t.body.is_empty() {
         outln!();

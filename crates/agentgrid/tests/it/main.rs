@@ -13,6 +13,7 @@ mod idempotent;
 mod judge;
 mod lies;
 mod merges;
+mod quota;
 mod run;
 mod sandbox_escape;
 mod splits;

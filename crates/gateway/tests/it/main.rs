@@ -4,6 +4,7 @@
 mod apis;
 mod auth;
 mod budgets;
+mod quota;
 mod reservations;
 mod retries;
 mod routing;
@@ -62,12 +63,14 @@ pub fn options(fixture_url: &str, key: &str) -> Options {
         kind,
         base_url: fixture_url.to_owned(),
         api_key: Some(ApiKey::new(key)),
+        quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
     };
     let route = |alias: &str, provider: &str, upstream: &str| ModelRoute {
         alias: alias.into(),
         provider: provider.into(),
         upstream_model: upstream.into(),
         prices: PRICES,
+        fallback: None,
     };
     let mut options = Options::new(
         vec![

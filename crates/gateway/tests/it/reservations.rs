@@ -43,7 +43,7 @@ async fn drain_notices(s: &mut Setup) -> (Vec<gateway::UsageRecord>, usize) {
         match notice {
             Notice::Usage(record) => usage.push(record),
             Notice::BudgetExceeded(_) => refusals += 1,
-            Notice::Waiting(_) => {}
+            other => panic!("unexpected notice {other:?}"),
         }
     }
     (usage, refusals)

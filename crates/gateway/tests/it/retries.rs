@@ -75,7 +75,8 @@ async fn a_rate_limit_with_retry_after_is_waited_out_and_the_request_succeeds() 
 #[tokio::test]
 async fn after_the_last_attempt_the_providers_answer_goes_to_the_agent() {
     let steps = vec![Step::status(429); 4];
-    let mut s = Setup::new(steps, Budgets::default()).await;
+    // Throttling on the burst is tested on its own.
+    let mut s = Setup::with_options(steps, Budgets::default(), |o| o.throttle.burst = 10).await;
     let response = s
         .post("/chat/completions", Some(TOKEN), &chat_body("gpt", false))
         .send()
@@ -142,5 +143,13 @@ async fn a_used_up_quota_is_not_retried_and_reaches_the_agent_as_it_came() {
         2,
         "one attempt each, no retries"
     );
+    // Each provider is paused, and the refused execution is named; no wait was reported.
+    for provider in ["openai", "anthropic"] {
+        let Notice::ProviderPaused(paused) = s.notice().await else {
+            panic!("a pause of {provider}")
+        };
+        assert_eq!(paused.provider, provider);
+        assert!(matches!(s.notice().await, Notice::PausedRefusal(_)));
+    }
     s.no_notice();
 }

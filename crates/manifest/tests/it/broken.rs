@@ -696,3 +696,63 @@ fn trusted_git_drivers_parse_and_remember_where_they_were_named() {
         "config.yaml:7:26: not defined"
     );
 }
+
+#[test]
+fn model_fallbacks_and_quota_pauses_parse_and_bad_ones_are_named() {
+    let with_aliases = |extra: &str| {
+        let models = MODELS
+            .replacen(
+                "api_key_env: ANTHROPIC_API_KEY}",
+                "api_key_env: ANTHROPIC_API_KEY, quota_pause: 15m}",
+                1,
+            )
+            .replacen("  budgets:", &format!("{extra}  budgets:"), 1);
+        format!("{CONFIG}{models}")
+    };
+    let good = with_aliases(
+        "      backup: {provider: anthropic, model: claude-haiku-4-5, fallback: last}\n      \
+         last: {provider: anthropic, model: claude-3-haiku}\n",
+    );
+    let good = good.replacen(
+        "model: claude-sonnet-4-5,",
+        "model: claude-sonnet-4-5, fallback: backup,",
+        1,
+    );
+    let spec = parse_config(&good, Path::new(CONFIG_FILE)).unwrap();
+    assert_eq!(
+        spec.models.aliases["default"].fallback.as_deref(),
+        Some("backup")
+    );
+    assert_eq!(spec.models.aliases["last"].fallback, None);
+    assert_eq!(
+        spec.models.providers["anthropic"].quota_pause,
+        domain::Duration::from_mins(15)
+    );
+
+    check(
+        CONFIG_FILE,
+        &with_aliases("      backup: {provider: anthropic, model: m, fallback: nowhere}\n"),
+        "11:57: spec.models.aliases.backup.fallback: no alias `nowhere` under spec.models.aliases (known: default, backup)",
+    );
+    check(
+        CONFIG_FILE,
+        &with_aliases("      backup: {provider: anthropic, model: m, fallback: backup}\n"),
+        "11:57: spec.models.aliases.backup.fallback: an alias cannot fall back to itself",
+    );
+    let circle = with_aliases("      backup: {provider: anthropic, model: m, fallback: default}\n")
+        .replacen(
+            "model: claude-sonnet-4-5,",
+            "model: claude-sonnet-4-5, fallback: backup,",
+            1,
+        );
+    check(
+        CONFIG_FILE,
+        &circle,
+        "11:57: spec.models.aliases.backup.fallback: the fallbacks go round in a circle (backup → default → backup)",
+    );
+    check(
+        CONFIG_FILE,
+        &with_aliases("").replacen("quota_pause: 15m", "quota_pause: soon", 1),
+        "8:118: spec.models.providers.anthropic.quota_pause: `soon` is not a duration",
+    );
+}

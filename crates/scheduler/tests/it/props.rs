@@ -218,6 +218,7 @@ fn simulate(world: &World, roomy: bool) -> Result<Snapshot, TestCaseError> {
                 claimed_complete: None,
                 blocked: None,
                 failure: None,
+                provider_paused: None,
             };
             let plan = after_execution(&task, &kids, &end, config, now);
             prop_assert!(

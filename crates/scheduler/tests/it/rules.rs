@@ -309,6 +309,7 @@ fn end(kind: ExecutionKind, state: ExecutionState) -> ExecutionEnd {
         claimed_complete: None,
         blocked: None,
         failure: None,
+        provider_paused: None,
     }
 }
 
@@ -837,4 +838,57 @@ fn a_waiting_parent_with_a_failed_merge_is_not_closed_as_done() {
     let done = in_state(child(2, &parent), TaskState::Done);
     let d = decide(&world(vec![parent, done]), &c, T0);
     assert!(d.actions.is_empty(), "{:?}", d.actions);
+}
+
+#[test]
+fn an_agent_whose_providers_are_all_paused_gets_no_task_until_one_is_back() {
+    let mut modelled = AgentPolicy::new("modelled");
+    modelled.providers = vec!["openai".into(), "anthropic".into()];
+    let c = config(vec![modelled]);
+    let mut s = world(vec![task(1)]);
+    let back = T0.plus(Duration::from_secs(60));
+    s.paused_providers.insert("openai".into(), back);
+    assert_eq!(dispatched(&s, &c, T0), vec![1], "one provider is left");
+    s.paused_providers
+        .insert("anthropic".into(), T0.plus(Duration::from_secs(90)));
+    let d = decide(&s, &c, T0);
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(d.next_wakeup, Some(back), "woken when the first is back");
+    assert_eq!(
+        dispatched(&s, &c, back),
+        vec![1],
+        "a pause that ended holds nothing"
+    );
+    // An agent without models is never held.
+    let c = config(vec![worker()]);
+    assert_eq!(dispatched(&s, &c, T0), vec![1]);
+}
+
+#[test]
+fn a_failure_under_a_provider_pause_costs_no_attempt_and_runs_after_it() {
+    let c = config(vec![worker()]);
+    let mut t = task(1);
+    t.state = TaskState::Running;
+    t.attempts = 2;
+    let until = T0.plus(Duration::from_secs(30));
+    let end = ExecutionEnd {
+        failure: Some("provider openai paused until then (quota: insufficient_quota)".into()),
+        provider_paused: Some(until),
+        ..end(ExecutionKind::Work, ExecutionState::Failed)
+    };
+    let plan = after_execution(&t, &[], &end, &c, T0);
+    assert_eq!(plan.to, TaskState::Open);
+    assert_eq!(plan.attempts, 2, "not counted");
+    assert_eq!(plan.not_before, Some(until));
+    assert!(
+        plan.reason.contains("provider openai paused"),
+        "{}",
+        plan.reason
+    );
+    // Without the pause the same failure counts.
+    let plain = ExecutionEnd {
+        provider_paused: None,
+        ..end
+    };
+    assert_eq!(after_execution(&t, &[], &plain, &c, T0).attempts, 3);
 }

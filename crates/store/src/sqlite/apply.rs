@@ -338,6 +338,82 @@ impl<'c> Batch<'c> {
                 };
                 self.emit(EntityKind::Execution, id.0, kind)
             }
+            Change::RecordModelFallback {
+                id,
+                model,
+                fallback,
+                reason,
+            } => {
+                self.execution(id)?;
+                self.touch_execution(id);
+                let kind = EventKind::ExecutionModelFallback {
+                    model,
+                    fallback,
+                    reason,
+                };
+                self.emit(EntityKind::Execution, id.0, kind)
+            }
+            Change::PauseProvider {
+                id,
+                provider,
+                until,
+                reason,
+            } => {
+                self.execution(id)?;
+                self.touch_execution(id);
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO providers (name, paused_until, pause_reason, paused_by,
+                             updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (name) DO UPDATE SET paused_until = ?2, pause_reason = ?3,
+                             paused_by = ?4, updated_at = ?5",
+                    )?
+                    .execute(rusqlite::params![
+                        provider, until.0, reason, id.0, self.now.0
+                    ])?;
+                let kind = EventKind::ProviderPaused {
+                    provider,
+                    until,
+                    reason,
+                };
+                self.emit(EntityKind::Execution, id.0, kind)
+            }
+            Change::ResumeProvider { id, provider } => {
+                self.execution(id)?;
+                self.touch_execution(id);
+                self.conn
+                    .prepare_cached(
+                        "UPDATE providers SET paused_until = NULL, pause_reason = NULL,
+                             paused_by = NULL, updated_at = ?2
+                         WHERE name = ?1",
+                    )?
+                    .execute(rusqlite::params![provider, self.now.0])?;
+                self.emit(
+                    EntityKind::Execution,
+                    id.0,
+                    EventKind::ProviderResumed { provider },
+                )
+            }
+            Change::ThrottleProvider {
+                id,
+                provider,
+                limit,
+            } => {
+                self.execution(id)?;
+                self.touch_execution(id);
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO providers (name, concurrency, updated_at) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name) DO UPDATE SET concurrency = ?2, updated_at = ?3",
+                    )?
+                    .execute(rusqlite::params![provider, limit, self.now.0])?;
+                self.emit(
+                    EntityKind::Execution,
+                    id.0,
+                    EventKind::ProviderThrottled { provider, limit },
+                )
+            }
         }
     }
 

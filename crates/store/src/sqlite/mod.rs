@@ -471,6 +471,26 @@ impl Store for SqliteStore {
         self.read("summing model usage", |c| usage::total(c, scope))
     }
 
+    async fn providers(&self) -> Result<Vec<crate::ProviderStanding>, Error> {
+        self.read("reading providers", |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, paused_until, pause_reason, paused_by, concurrency, updated_at
+                 FROM providers ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(crate::ProviderStanding {
+                    name: r.get(0)?,
+                    paused_until: r.get::<_, Option<i64>>(1)?.map(Timestamp),
+                    pause_reason: r.get(2)?,
+                    paused_by: r.get::<_, Option<i64>>(3)?.map(ExecutionId),
+                    concurrency: r.get(4)?,
+                    updated_at: Timestamp(r.get(5)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     async fn model_usage_by_model(
         &self,
         scope: &UsageScope,

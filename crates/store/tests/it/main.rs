@@ -32,6 +32,7 @@ const RELEASED: &[&str] = &[
     include_str!("../../migrations/0002_model_usage.sql"),
     include_str!("../../migrations/0003_checks_without_lists.sql"),
     include_str!("../../migrations/0004_no_progress.sql"),
+    include_str!("../../migrations/0005_keys_and_merges.sql"),
 ];
 
 /// Writes a database file exactly as a build with schema `version` left it, with no rows, and

@@ -306,7 +306,7 @@ async fn a_version_1_database_gains_the_usage_table_and_keeps_its_data() {
     drop(raw);
 
     let store = SqliteStore::open(&db_path(&dir)).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(store.schema_version().unwrap(), 6);
     let task = store.task(TaskId(1)).await.unwrap().expect("the old task");
     assert_eq!(task.title, "made before the upgrade");
     let exec = start(&store, task.id, "claude").await;
@@ -315,4 +315,103 @@ async fn a_version_1_database_gains_the_usage_table_and_keeps_its_data() {
         store.model_usage(&UsageScope::Tree(task.id)).await.unwrap(),
         sums(1, 3, 2, 1, 9)
     );
+}
+
+#[tokio::test]
+async fn provider_pauses_and_throttles_are_events_and_a_standing() {
+    let (_dir, store) = fresh();
+    let task = create_titled(&store, "Use the model").await;
+    let exec = start(&store, task, "claude").await;
+    assert!(store.providers().await.unwrap().is_empty());
+    let until = Timestamp(T0.0 + 60_000);
+    let applied = store
+        .apply(
+            "engine",
+            T0,
+            vec![
+                Change::PauseProvider {
+                    id: exec,
+                    provider: "openai".into(),
+                    until,
+                    reason: "quota: insufficient_quota".into(),
+                },
+                Change::ThrottleProvider {
+                    id: exec,
+                    provider: "anthropic".into(),
+                    limit: Some(2),
+                },
+                Change::RecordModelFallback {
+                    id: exec,
+                    model: "gpt".into(),
+                    fallback: "sonnet".into(),
+                    reason: "provider openai paused".into(),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let names: Vec<&str> = applied.events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "provider_paused",
+            "provider_throttled",
+            "execution_model_fallback"
+        ]
+    );
+    assert!(
+        applied.events[0]
+            .kind
+            .describe()
+            .starts_with("provider openai paused until"),
+        "{}",
+        applied.events[0].kind.describe()
+    );
+    let standing = store.providers().await.unwrap();
+    assert_eq!(standing.len(), 2);
+    assert_eq!(standing[0].name, "anthropic");
+    assert_eq!(standing[0].concurrency, Some(2));
+    assert_eq!(standing[1].paused_until, Some(until));
+    assert_eq!(standing[1].paused_by, Some(exec));
+    assert_eq!(
+        standing[1].pause_reason.as_deref(),
+        Some("quota: insufficient_quota")
+    );
+    store
+        .apply(
+            "engine",
+            until,
+            vec![
+                Change::ResumeProvider {
+                    id: exec,
+                    provider: "openai".into(),
+                },
+                Change::ThrottleProvider {
+                    id: exec,
+                    provider: "anthropic".into(),
+                    limit: None,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let standing = store.providers().await.unwrap();
+    assert_eq!(standing[0].concurrency, None);
+    assert_eq!(standing[1].paused_until, None);
+    // An unknown execution changes nothing.
+    let err = store
+        .apply(
+            "engine",
+            until,
+            vec![Change::PauseProvider {
+                id: ExecutionId(77),
+                provider: "openai".into(),
+                until,
+                reason: "quota".into(),
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pause_provider"), "{err}");
+    assert_eq!(store.providers().await.unwrap()[1].paused_until, None);
 }
