@@ -19,7 +19,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             store
                 .apply(ACTOR, now, changes)
                 .await
-                .map_err(|e| user_error(e.to_string()))
+                .map_err(|e| match e.change_index() {
+                    // A refused change is a wrong request.
+                    Some(_) => user_error(e.to_string()),
+                    // A database that failed or stayed locked is not: the error keeps its kind
+                    // (`store::Error::Busy` is transient, the same command may simply be run
+                    // again).
+                    None => anyhow::Error::new(e),
+                })
         }
     };
     match cmd {

@@ -11,6 +11,7 @@ mod git_escape;
 mod run;
 mod sandbox_escape;
 mod splits;
+mod store_lock;
 mod support;
 mod text;
 mod verdict;
