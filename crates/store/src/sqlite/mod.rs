@@ -103,7 +103,7 @@ fn switch_to_wal(conn: &Connection, timeout: std::time::Duration) -> rusqlite::R
 /// `BEGIN IMMEDIATE`, taking the write lock up front: a transaction that read first and asked
 /// for the lock later could fail with a busy error that waiting cannot cure. A write that waits
 /// longer than the busy timeout fails with [`Error::Busy`], which writes nothing; trying again
-/// is always safe.
+/// is always safe. A call whose future is dropped before its answer still runs to its end.
 pub struct SqliteStore {
     /// Jobs for the thread that owns the connection; `None` only while the store is dropped.
     jobs: Option<mpsc::Sender<Job>>,
@@ -143,8 +143,8 @@ impl Place {
         &self.path
     }
 
-    /// The answer to a call whose job never answered: the connection's thread is gone, which
-    /// happens only when a job panicked before it could reply.
+    /// The answer to a call whose job never answered: it panicked on the connection's thread
+    /// (which carries on with the next job).
     fn stopped(&self, action: &'static str) -> Error {
         Error::Database {
             path: self.path.clone(),
