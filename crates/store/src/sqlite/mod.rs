@@ -95,8 +95,9 @@ fn switch_to_wal(conn: &Connection, timeout: std::time::Duration) -> rusqlite::R
 /// worker, and with it every task scheduled there; on its own thread it stalls nothing but the
 /// store's callers, which await it. One thread serves reads and writes in order, so a read sent
 /// after a write sees it. The hand-off wakes two threads per call, which on a small virtual
-/// machine costs a few tens of microseconds (see the `store_latency` example). rusqlite was chosen over sqlx for SQLite because its transactions are synchronous and
-/// cheap: a batch is one job, while sqlx's driver hops threads for every statement.
+/// machine costs a few tens of microseconds (see the `store_latency` example). rusqlite was
+/// chosen over sqlx for SQLite because its transactions are synchronous and cheap: a batch is
+/// one job, while sqlx's driver hops threads for every statement.
 ///
 /// Several processes open the same file at once (the engine and CLI commands). The file is in
 /// WAL mode so readers never block the writer, and every write transaction starts with
