@@ -740,12 +740,12 @@ impl Engine {
         let (progress, ends) = self.take_held();
         let mut batch = joined(&progress, &ends);
         batch.extend(claim.iter().cloned());
-        let mut result = self.store.apply("engine", now, batch).await;
+        let mut result = apply_waiting(&*self.store, "engine", || now, batch).await;
         if result.is_err() && !(progress.is_empty() && ends.is_empty()) {
             // Any part may be what failed: record the held changes on their own first, then
             // try the claim alone.
             self.write_held(progress, ends).await?;
-            result = self.store.apply("engine", now, claim).await;
+            result = apply_waiting(&*self.store, "engine", || now, claim).await;
         }
         let applied = match result {
             Ok(applied) => applied,
@@ -1334,7 +1334,8 @@ impl Engine {
     }
 
     async fn apply(&mut self, actor: &str, changes: Vec<Change>) -> Result<store::Applied, Error> {
-        let applied = self.store.apply(actor, self.clock.now(), changes).await?;
+        let clock = &self.clock;
+        let applied = apply_waiting(&*self.store, actor, || clock.now(), changes).await?;
         self.absorb(&applied);
         Ok(applied)
     }
@@ -1655,6 +1656,49 @@ struct Claim {
     kind: ExecutionKind,
     attempt: u32,
     reason: Option<String>,
+}
+
+/// Applies `changes`, waiting out another process's hold on the write lock for as long as it
+/// lasts. A busy store wrote nothing, so the same batch is simply sent again, stamped with the
+/// time it is finally written. Giving up instead would lose what the engine knows (an
+/// execution's end cannot wait for a restart) or stop the engine. Everything else it waits for
+/// in the meantime (agents' calls, executors' updates) queues up and is answered late, by at
+/// most as long as the lock was held. One warning per stall says why.
+async fn apply_waiting(
+    store: &dyn Store,
+    actor: &str,
+    now: impl Fn() -> Timestamp,
+    changes: Vec<Change>,
+) -> Result<store::Applied, store::Error> {
+    /// The pause between attempts after SQLite's own busy wait gave up: short, since that wait
+    /// already lasted the busy timeout.
+    const PAUSE: StdDuration = StdDuration::from_millis(100);
+    let mut stalled: Option<Instant> = None;
+    loop {
+        // The store takes the batch, and a retry needs it again: a copy of a few changes costs
+        // far less than the transaction.
+        match store.apply(actor, now(), changes.clone()).await {
+            Err(e) if e.is_busy() => {
+                if stalled.is_none() {
+                    tracing::warn!(
+                        "the database is locked by another process; waiting for it to be \
+                         released ({e})"
+                    );
+                    stalled = Some(Instant::now());
+                }
+                tokio::time::sleep(PAUSE).await;
+            }
+            result => {
+                if let Some(since) = stalled {
+                    tracing::warn!(
+                        "the database is writable again after {:.1} s; carrying on",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                return result;
+            }
+        }
+    }
 }
 
 /// Held progress, then held ends, as one batch.

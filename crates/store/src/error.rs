@@ -60,10 +60,12 @@ pub enum Error {
     Corrupt { path: PathBuf, detail: String },
 
     /// Another process held the database's write lock for longer than the store waits.
+    /// Nothing was written, and the problem is transient: the same call may simply be retried.
     #[error(
-        "the database {path} stayed locked by another process for more than {waited_ms} ms \
-         while {action}; try again, and if it persists, look for a stuck agentgrid process \
-         using that file"
+        "the database is locked by another process: {path} stayed locked for more than \
+         {waited_ms} ms while {action}; try again, and if it persists, look for a process \
+         holding that file open in a transaction (a long `agentgrid task import`, a database \
+         browser)"
     )]
     Busy {
         path: PathBuf,
@@ -85,6 +87,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// The failure is transient (another process holds the write lock) and nothing was
+    /// written: the same call can be made again.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Error::Busy { .. })
+    }
+
     /// For a refused change, the position of that change in its batch.
     pub fn change_index(&self) -> Option<usize> {
         match self {

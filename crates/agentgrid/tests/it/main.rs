@@ -17,6 +17,7 @@ mod quota;
 mod run;
 mod sandbox_escape;
 mod splits;
+mod store_lock;
 mod support;
 mod text;
 mod verdict;

@@ -6,8 +6,9 @@ mod rows;
 mod steps;
 mod usage;
 
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, mpsc};
 
 use async_trait::async_trait;
 use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, Timestamp};
@@ -91,20 +92,33 @@ fn switch_to_wal(conn: &Connection, timeout: std::time::Duration) -> rusqlite::R
 
 /// The SQLite implementation of [`Store`].
 ///
-/// It holds one connection behind a mutex and runs each statement synchronously inside the
-/// async methods. That is deliberate: the statements take well under a millisecond and the
-/// engine is the single main writer, so a blocking call is cheaper than any hand-off. rusqlite
-/// was chosen over sqlx for the same reason: its transactions are synchronous and cheap, while
-/// sqlx's SQLite driver moves every query to a worker thread and back.
+/// The connection belongs to a thread of its own, and every call is a job sent to that thread,
+/// whose answer the async method awaits. SQLite calls block: for well under a millisecond
+/// usually, but for as long as the busy timeout when another process holds the write lock (a
+/// long `task import`, a database browser). On the caller's thread that would stall an async
+/// worker, and with it every task scheduled there; on its own thread it stalls nothing but the
+/// store's callers, which await it. One thread serves reads and writes in order, so a read sent
+/// after a write sees it. The hand-off wakes two threads per call, which on a small virtual
+/// machine costs a few tens of microseconds (see the `store_latency` example). rusqlite was
+/// chosen over sqlx for SQLite because its transactions are synchronous and cheap: a batch is
+/// one job, while sqlx's driver hops threads for every statement.
 ///
 /// Several processes open the same file at once (the engine and CLI commands). The file is in
 /// WAL mode so readers never block the writer, and every write transaction starts with
 /// `BEGIN IMMEDIATE`, taking the write lock up front: a transaction that read first and asked
-/// for the lock later could fail with a busy error that waiting cannot cure.
+/// for the lock later could fail with a busy error that waiting cannot cure. A write that waits
+/// longer than the busy timeout fails with [`Error::Busy`], which writes nothing; trying again
+/// is always safe. A call whose future is dropped before its answer still runs to its end.
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
-    place: Place,
+    /// Jobs for the thread that owns the connection; `None` only while the store is dropped.
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    place: Arc<Place>,
 }
+
+/// Work for the connection's thread. It sends its own answer, so one kind of job serves the
+/// async methods (a oneshot) and the blocking ones (a std channel).
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// How to open a [`SqliteStore`]. `OpenOptions::default()` is what [`SqliteStore::open`] uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +148,38 @@ impl Place {
         &self.path
     }
 
+    /// The answer to a call whose job never answered: it panicked on the connection's thread
+    /// (which carries on with the next job).
+    fn stopped(&self, action: &'static str) -> Error {
+        Error::Database {
+            path: self.path.clone(),
+            action,
+            source: "the call panicked on the thread that owns the connection".into(),
+        }
+    }
+
+    /// Adds the position and name of the change that failed.
+    fn change_error(&self, fail: Fail, index: usize, change: &'static str) -> Error {
+        match fail {
+            Fail::Refused(reason) => Error::Refused {
+                index,
+                change,
+                reason,
+            },
+            Fail::AlreadyActive { task, execution } => Error::AlreadyActive {
+                index,
+                task,
+                execution,
+            },
+            Fail::AlreadyFinished { execution, state } => Error::AlreadyFinished {
+                index,
+                execution,
+                state,
+            },
+            other => self.error("applying changes", other),
+        }
+    }
+
     /// Turns an internal failure that is not tied to one change of a batch into an [`Error`].
     pub(crate) fn error(&self, action: &'static str, fail: Fail) -> Error {
         let path = self.path.clone();
@@ -157,7 +203,7 @@ impl Place {
                 source: Box::new(e),
             },
             Fail::Corrupt(detail) => Error::Corrupt { path, detail },
-            // Refusals arise only while applying a batch, where `SqliteStore::change_fail` maps
+            // Refusals arise only while applying a batch, where `Place::change_error` maps
             // them with the change's index before they could reach here; index 0 is the only
             // sensible fallback.
             Fail::Refused(reason) => Error::Refused {
@@ -236,9 +282,24 @@ impl SqliteStore {
             .map_err(db("configuring the query planner"))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate::run(&mut conn, &place)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("agentgrid-db".into())
+            .spawn(move || {
+                // Ends when the store is dropped: the last sender goes and `recv` fails.
+                while let Ok(job) = queue.recv() {
+                    job(&mut conn);
+                }
+            })
+            .map_err(|e| Error::Database {
+                path: path.to_owned(),
+                action: "starting the database thread",
+                source: Box::new(e),
+            })?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
-            place,
+            jobs: Some(jobs),
+            thread: Some(thread),
+            place: Arc::new(place),
         })
     }
 
@@ -249,95 +310,114 @@ impl SqliteStore {
 
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<i64, Error> {
-        let conn = self.lock();
-        migrate::current_version(&conn).map_err(|e| self.fail(e, "reading the schema version"))
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.submit(move |conn, place| {
+            let _ = reply.send(
+                migrate::current_version(conn)
+                    .map_err(|e| place.error("reading the schema version", e)),
+            );
+        });
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(self.place.stopped("reading the schema version")))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while the lock was held cannot leave a transaction half-done: a dropped
-        // transaction rolls back. So the connection is still sound and the poison is ignored.
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn fail(&self, fail: Fail, action: &'static str) -> Error {
-        self.place.error(action, fail)
-    }
-
-    /// Adds the position and name of the change that failed.
-    fn change_fail(&self, fail: Fail, index: usize, change: &'static str) -> Error {
-        match fail {
-            Fail::Refused(reason) => Error::Refused {
-                index,
-                change,
-                reason,
-            },
-            Fail::AlreadyActive { task, execution } => Error::AlreadyActive {
-                index,
-                task,
-                execution,
-            },
-            Fail::AlreadyFinished { execution, state } => Error::AlreadyFinished {
-                index,
-                execution,
-                state,
-            },
-            other => self.fail(other, "applying changes"),
+    /// Sends `job` to the connection's thread. A panic in the job is caught there, so the
+    /// thread outlives it; the job's answer channel is dropped unanswered and the caller
+    /// learns of it. (A transaction open at the panic is rolled back as it unwinds.)
+    fn submit(&self, job: impl FnOnce(&mut Connection, &Place) + Send + 'static) {
+        let place = Arc::clone(&self.place);
+        let job: Job = Box::new(move |conn| {
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn, &place)));
+        });
+        if let Some(jobs) = &self.jobs {
+            // A send fails only when the thread has gone, which the unanswered job reports.
+            let _ = jobs.send(job);
         }
     }
 
-    fn read<T>(
+    /// Runs `job` on the connection's thread and awaits its answer.
+    async fn run<T: Send + 'static>(
         &self,
         action: &'static str,
-        f: impl FnOnce(&Connection) -> Result<T, Fail>,
+        job: impl FnOnce(&mut Connection, &Place) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let conn = self.lock();
-        f(&conn).map_err(|e| self.fail(e, action))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(move |conn, place| {
+            let _ = reply.send(job(conn, place));
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(self.place.stopped(action)))
     }
 
-    fn apply_sync(
+    /// Runs a read on the connection's thread.
+    async fn read<T: Send + 'static>(
         &self,
-        actor: &str,
-        now: Timestamp,
-        changes: Vec<Change>,
-    ) -> Result<Applied, Error> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.fail(e.into(), "starting a write transaction"))?;
-        let mut batch = apply::Batch::new(&tx, actor, now);
-        for (index, change) in changes.into_iter().enumerate() {
-            let name = change.name();
-            // On error the transaction is dropped unfinished, which rolls the whole batch back.
-            batch
-                .apply(change)
-                .map_err(|e| self.change_fail(e, index, name))?;
-        }
-        batch
-            .write_back()
-            .map_err(|e| self.fail(e, "applying changes"))?;
-        let read_back = |batch: &apply::Batch<'_>| -> Result<Applied, Fail> {
-            let mut tasks = Vec::with_capacity(batch.tasks.len());
-            for &id in &batch.tasks {
-                tasks.extend(rows::load_task(&tx, id)?);
-            }
-            let mut executions = Vec::with_capacity(batch.executions.len());
-            for &id in &batch.executions {
-                executions.extend(rows::load_execution(&tx, id)?);
-            }
-            Ok(Applied {
-                events: Vec::new(),
-                tasks,
-                executions,
-            })
-        };
-        let mut applied = read_back(&batch).map_err(|e| self.fail(e, "applying changes"))?;
-        applied.events = std::mem::take(&mut batch.events);
-        tx.commit()
-            .map_err(|e| self.fail(e.into(), "committing changes"))?;
-        Ok(applied)
+        action: &'static str,
+        f: impl FnOnce(&Connection) -> Result<T, Fail> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.run(action, move |conn, place| {
+            f(conn).map_err(|e| place.error(action, e))
+        })
+        .await
     }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Closing the queue lets the thread finish the jobs already sent and close the
+        // connection, which checkpoints the WAL when no other connection is open. Waiting for
+        // it means a file dropped here can be opened, copied or removed at once.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Applies one batch in one `BEGIN IMMEDIATE` transaction on `conn`.
+fn apply_batch(
+    conn: &mut Connection,
+    place: &Place,
+    actor: &str,
+    now: Timestamp,
+    changes: Vec<Change>,
+) -> Result<Applied, Error> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| place.error("starting a write transaction", e.into()))?;
+    let mut batch = apply::Batch::new(&tx, actor, now);
+    for (index, change) in changes.into_iter().enumerate() {
+        let name = change.name();
+        // On error the transaction is dropped unfinished, which rolls the whole batch back.
+        batch
+            .apply(change)
+            .map_err(|e| place.change_error(e, index, name))?;
+    }
+    batch
+        .write_back()
+        .map_err(|e| place.error("applying changes", e))?;
+    let read_back = |batch: &apply::Batch<'_>| -> Result<Applied, Fail> {
+        let mut tasks = Vec::with_capacity(batch.tasks.len());
+        for &id in &batch.tasks {
+            tasks.extend(rows::load_task(&tx, id)?);
+        }
+        let mut executions = Vec::with_capacity(batch.executions.len());
+        for &id in &batch.executions {
+            executions.extend(rows::load_execution(&tx, id)?);
+        }
+        Ok(Applied {
+            events: Vec::new(),
+            tasks,
+            executions,
+        })
+    };
+    let mut applied = read_back(&batch).map_err(|e| place.error("applying changes", e))?;
+    applied.events = std::mem::take(&mut batch.events);
+    tx.commit()
+        .map_err(|e| place.error("committing changes", e.into()))?;
+    Ok(applied)
 }
 
 /// Builds the query for a task filter. Values are bound, never spliced into the SQL.
@@ -418,20 +498,26 @@ impl Store for SqliteStore {
         now: Timestamp,
         changes: Vec<Change>,
     ) -> Result<Applied, Error> {
-        self.apply_sync(actor, now, changes)
+        let actor = actor.to_owned();
+        self.run("applying changes", move |conn, place| {
+            apply_batch(conn, place, &actor, now, changes)
+        })
+        .await
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<Task>, Error> {
-        self.read("reading a task", |c| rows::load_task(c, id))
+        self.read("reading a task", move |c| rows::load_task(c, id))
+            .await
     }
 
     async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error> {
         let (sql, values) = task_query(filter);
-        self.read("listing tasks", |c| {
+        self.read("listing tasks", move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
     async fn children(&self, id: TaskId) -> Result<Vec<Task>, Error> {
@@ -443,32 +529,41 @@ impl Store for SqliteStore {
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, Error> {
-        self.read("reading an execution", |c| rows::load_execution(c, id))
+        self.read("reading an execution", move |c| rows::load_execution(c, id))
+            .await
     }
 
     async fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<Execution>, Error> {
         let (sql, values) = execution_query(filter);
-        self.read("listing executions", |c| {
+        self.read("listing executions", move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(values), rows::execution_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
+        .await
     }
 
     async fn events_after(&self, seq: u64, limit: u32) -> Result<Vec<Event>, Error> {
-        self.read("reading events", |c| rows::events_after(c, seq, limit))
+        self.read("reading events", move |c| rows::events_after(c, seq, limit))
+            .await
     }
 
     async fn entity_events(&self, entity: EntityKind, id: i64) -> Result<Vec<Event>, Error> {
-        self.read("reading events", |c| rows::entity_events(c, entity, id))
+        self.read("reading events", move |c| {
+            rows::entity_events(c, entity, id)
+        })
+        .await
     }
 
     async fn last_seq(&self) -> Result<u64, Error> {
         self.read("reading the last event number", rows::last_seq)
+            .await
     }
 
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error> {
-        self.read("summing model usage", |c| usage::total(c, scope))
+        let scope = scope.clone();
+        self.read("summing model usage", move |c| usage::total(c, &scope))
+            .await
     }
 
     async fn providers(&self) -> Result<Vec<crate::ProviderStanding>, Error> {
@@ -495,7 +590,9 @@ impl Store for SqliteStore {
         &self,
         scope: &UsageScope,
     ) -> Result<Vec<(String, ModelUsage)>, Error> {
-        self.read("summing model usage", |c| usage::by_model(c, scope))
+        let scope = scope.clone();
+        self.read("summing model usage", move |c| usage::by_model(c, &scope))
+            .await
     }
 
     async fn call_key(

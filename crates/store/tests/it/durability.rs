@@ -140,7 +140,8 @@ async fn a_writer_held_up_by_another_process_gives_up_with_a_clear_error() {
     let err = store.apply("cli", T0, comment()).await.unwrap_err();
     assert!(matches!(err, Error::Busy { waited_ms: 200, .. }), "{err:?}");
     assert!(
-        err.to_string().contains("stayed locked by another process"),
+        err.to_string()
+            .contains("the database is locked by another process"),
         "{err}"
     );
     // Readers are not held up by a writer in WAL mode.
@@ -148,6 +149,71 @@ async fn a_writer_held_up_by_another_process_gives_up_with_a_clear_error() {
 
     holder.execute_batch("COMMIT").unwrap();
     store.apply("cli", T0, comment()).await.unwrap();
+}
+
+/// The connection lives on a thread of its own: a write that waits for another process's lock
+/// must leave the async runtime free, even one with a single thread.
+#[test]
+fn a_write_waiting_for_the_lock_leaves_the_runtime_free() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(&dir);
+        let options = OpenOptions {
+            busy_timeout: Duration::from_secs(20),
+        };
+        let store = std::sync::Arc::new(SqliteStore::open_with(&path, &options).unwrap());
+        let id = create_titled(&store, "a").await;
+
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let write = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .apply(
+                        "cli",
+                        T0,
+                        vec![Change::Comment {
+                            id,
+                            text: "written once the lock is released".into(),
+                        }],
+                    )
+                    .await
+            }
+        });
+        // Timers keep firing on the runtime's one thread while the write waits.
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "ten 20 ms timers took {:?}: the runtime was blocked",
+            started.elapsed()
+        );
+        assert!(!write.is_finished(), "the write should still be waiting");
+        // Other calls on the same store wait behind the write, in order, without blocking
+        // the runtime either; reads from another connection are not held up at all.
+        let reader = SqliteStore::open(&path).unwrap();
+        assert_eq!(reader.task(id).await.unwrap().unwrap().title, "a");
+
+        holder.execute_batch("ROLLBACK").unwrap();
+        write.await.unwrap().unwrap();
+        let events = store
+            .entity_events(domain::EntityKind::Task, id.0)
+            .await
+            .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| format!("{:?}", e.kind).contains("written once the lock")),
+            "{events:?}"
+        );
+    });
 }
 
 #[tokio::test]
