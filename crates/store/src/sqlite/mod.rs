@@ -584,6 +584,7 @@ impl Store for SqliteStore {
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
+        .await
     }
 
     async fn model_usage_by_model(
@@ -601,10 +602,17 @@ impl Store for SqliteStore {
         op: &str,
         key: &str,
     ) -> Result<Option<KeyedCall>, Error> {
-        self.read("reading a call key", |c| steps::call_key(c, task, op, key))
+        let (op, key) = (op.to_owned(), key.to_owned());
+        self.read("reading a call key", move |c| {
+            steps::call_key(c, task, &op, &key)
+        })
+        .await
     }
 
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error> {
-        self.read("listing merges", |c| steps::unfinished_merges(c, parent))
+        self.read("listing merges", move |c| {
+            steps::unfinished_merges(c, parent)
+        })
+        .await
     }
 }
