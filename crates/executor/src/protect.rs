@@ -11,8 +11,8 @@
 //!   so that adding a dependency stays allowed.
 //! - *Planted files* the agent added that a runner or the interpreter would execute on its own:
 //!   a new `conftest.py`, `sitecustomize.py`/`usercustomize.py`, `.pth` files, compiled
-//!   `.pyc` files outside `__pycache__`, a module named after a standard-library module in a
-//!   directory that is not a package (it is first on `sys.path` when a script or `-m` runs from
+//!   `.pyc` files outside `__pycache__`, a module or package named after a standard-library
+//!   module or a runner started with `python -m`, in a directory that is not a package (it is first on `sys.path` when a script or `-m` runs from
 //!   there), new runner configuration, and anything under `node_modules/`.
 //!
 //! Everything here is pure: it reads the list of changes and answers.
@@ -76,6 +76,9 @@ pub struct Protection {
     /// `None`: the default groups (and the pytest tables of `pyproject.toml`); otherwise the
     /// manifest's own globs.
     pub globs: Option<Vec<String>>,
+    /// Top-level modules the validators run with `python -m`: the runner itself, which a
+    /// module of that name at the top of the tree would replace.
+    pub run_modules: Vec<String>,
 }
 
 impl Protection {
@@ -90,9 +93,16 @@ impl Protection {
                 }
             }
         }
+        let mut run_modules: Vec<String> = Vec::new();
+        for module in validator_argvs.iter().flat_map(|argv| python_modules(argv)) {
+            if !run_modules.contains(&module) {
+                run_modules.push(module);
+            }
+        }
         Protection {
             validator_files,
             globs,
+            run_modules,
         }
     }
 
@@ -179,14 +189,21 @@ pub fn pytest_tables_added(path: &str, now: &str) -> Option<Finding> {
 
 /// Files the agent added that a runner or the interpreter would run by themselves.
 /// `is_package(dir)` says whether the commit has `<dir>/__init__.py` (`dir` is `""` for the top).
-pub fn planted_files(changes: &[Change], is_package: impl Fn(&str) -> bool) -> Vec<Finding> {
+/// `run_modules` are the modules the validators run with `python -m`, shadowed like the
+/// standard library's.
+pub fn planted_files(
+    changes: &[Change],
+    run_modules: &[String],
+    is_package: impl Fn(&str) -> bool,
+) -> Vec<Finding> {
     let mut found = Vec::new();
     for change in changes.iter().filter(|c| c.kind == ChangeKind::Added) {
         let path = change.path.as_str();
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((dir, name)) => (dir, name),
-            None => ("", path),
-        };
+        let (dir, name) = split_dir(path);
+        let shadowed = module_of(dir, name).filter(|(stem, within)| {
+            (STDLIB_MODULES.binary_search(stem).is_ok() || run_modules.iter().any(|m| m == stem))
+                && !is_package(within)
+        });
         let why = if path.split('/').any(|c| c == "node_modules") {
             Some("node_modules is never committed; the validators get the owner's through validation.share".to_string())
         } else if name == "conftest.py" {
@@ -197,16 +214,23 @@ pub fn planted_files(changes: &[Change], is_package: impl Fn(&str) -> bool) -> V
             Some("a .pth file runs code at Python start-up".into())
         } else if name.ends_with(".pyc") && !path.split('/').any(|c| c == "__pycache__") {
             Some("a compiled .pyc outside __pycache__ is imported in place of source".into())
-        } else if let Some(stem) = name.strip_suffix(".py")
-            && STDLIB_MODULES.binary_search(&stem).is_ok()
-            && !is_package(dir)
-        {
+        } else if let Some((stem, within)) = shadowed {
+            let whose = if STDLIB_MODULES.binary_search(&stem).is_ok() {
+                "the standard library's"
+            } else {
+                "the validators' runner"
+            };
+            let shown = if name == "__init__.py" {
+                format!("the package {dir}/")
+            } else {
+                name.to_string()
+            };
             Some(format!(
-                "{name} shadows the standard library's `{stem}` for whatever runs from {}",
-                if dir.is_empty() {
+                "{shown} shadows {whose} `{stem}` for whatever runs from {}",
+                if within.is_empty() {
                     "the top of the repository"
                 } else {
-                    dir
+                    within
                 }
             ))
         } else if RUNNER_CONFIG.iter().any(|g| glob_match(g, path)) {
@@ -222,6 +246,82 @@ pub fn planted_files(changes: &[Change], is_package: impl Fn(&str) -> bool) -> V
         }
     }
     found
+}
+
+fn split_dir(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// The top-level module a file of `dir` named `name` is imported as, and the directory on
+/// `sys.path` it is found from: `json.py` and `json.cpython-311-x86_64-linux-gnu.so` are
+/// `json`, and so is the package `json/__init__.py`, found from the directory above.
+fn module_of<'a>(dir: &'a str, name: &'a str) -> Option<(&'a str, &'a str)> {
+    if name == "__init__.py" {
+        if dir.is_empty() {
+            return None;
+        }
+        let (parent, package) = split_dir(dir);
+        return Some((package, parent));
+    }
+    if let Some(stem) = name.strip_suffix(".py") {
+        return Some((stem, dir));
+    }
+    if name.ends_with(".so") {
+        return name.split('.').next().map(|stem| (stem, dir));
+    }
+    None
+}
+
+/// The top-level modules `python -m` runs in `argv`'s commands (`pytest` of `python3 -m
+/// pytest -q`, `unittest` of `python -m unittest.main`).
+fn python_modules(argv: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for words in commands_of(argv) {
+        let mut words = words
+            .into_iter()
+            .skip_while(|w| w.contains('=') && !w.starts_with('='));
+        let Some(program) = words.next() else {
+            continue;
+        };
+        if !program
+            .rsplit('/')
+            .next()
+            .unwrap_or(&program)
+            .starts_with("python")
+        {
+            continue;
+        }
+        while let Some(word) = words.next() {
+            if word == "-c" || !word.starts_with('-') {
+                break;
+            }
+            if word == "-X" || word == "-W" {
+                // Their argument is not the script.
+                words.next();
+                continue;
+            }
+            if word == "-m" {
+                if let Some(module) = words.next() {
+                    let top = module.split('.').next().unwrap_or_default().to_string();
+                    if !top.is_empty() {
+                        found.push(top);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// The simple commands of a validator's argv: those of its shell line, or the argv itself.
+fn commands_of(argv: &[String]) -> Vec<Vec<String>> {
+    match argv {
+        [sh, flag, line, ..] if (sh == "sh" || sh.ends_with("/sh")) && flag == "-c" => {
+            simple_commands(line)
+        }
+        _ => vec![argv.to_vec()],
+    }
 }
 
 /// The text of every `[tool.pytest…]` table, trimmed line by line, in order.
@@ -246,12 +346,7 @@ fn pytest_tables(text: &str) -> Vec<String> {
 /// `node_modules/.bin/jest`), or the script an interpreter is given (`python3 run_tests.py`).
 /// Files a command only writes (`> report.txt`) are outputs, not the validator's own.
 fn validator_words(argv: &[String]) -> Vec<String> {
-    let commands = match argv {
-        [sh, flag, line, ..] if (sh == "sh" || sh.ends_with("/sh")) && flag == "-c" => {
-            simple_commands(line)
-        }
-        _ => vec![argv.to_vec()],
-    };
+    let commands = commands_of(argv);
     let mut found = Vec::new();
     for words in commands {
         let mut words = words
@@ -868,7 +963,7 @@ mod tests {
             added("pkg/json.py"),
             added("textkit/report.py"),
         ];
-        let found = planted_files(&changes, |dir| dir == "pkg");
+        let found = planted_files(&changes, &[], |dir| dir == "pkg");
         let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -891,7 +986,51 @@ mod tests {
         );
         // A modified file is the protection's business, not this one's.
         assert!(
-            planted_files(&[change(ChangeKind::Modified, "conftest.py")], |_| false).is_empty()
+            planted_files(&[change(ChangeKind::Modified, "conftest.py")], &[], |_| {
+                false
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn packages_extensions_and_the_runner_itself_are_shadows_too() {
+        let added = |p: &str| change(ChangeKind::Added, p);
+        let p = Protection::new(
+            &[sh(
+                "python3 -m pytest -q tests && python3 -X dev -m unittest.main",
+            )],
+            None,
+        );
+        assert_eq!(p.run_modules, ["pytest", "unittest"]);
+        let changes = [
+            added("unittest/__init__.py"),
+            added("email/__init__.py"),
+            added("json.cpython-311-x86_64-linux-gnu.so"),
+            added("pytest.py"),
+            added("pytest/__init__.py"),
+            added("src/pytest.abi3.so"),
+            // Fine: a package inside a package, an ordinary package, a new `tests` package.
+            added("pkg/json/__init__.py"),
+            added("textkit/__init__.py"),
+            added("tests/__init__.py"),
+        ];
+        let found = planted_files(&changes, &p.run_modules, |dir| dir == "pkg");
+        let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "unittest/__init__.py",
+                "email/__init__.py",
+                "json.cpython-311-x86_64-linux-gnu.so",
+                "pytest.py",
+                "pytest/__init__.py",
+                "src/pytest.abi3.so",
+            ]
+        );
+        assert_eq!(
+            found[3].message,
+            "pytest.py may not be added (pytest.py shadows the validators' runner `pytest` for whatever runs from the top of the repository): remove it"
         );
     }
 }
