@@ -40,8 +40,19 @@ sys.exit(0 if result.wasSuccessful() else 1)
 /// `script` and is judged by `validators` (YAML list items), with `validation` more keys of
 /// the validation block and `spec` more of the agent's spec.
 pub(crate) fn project(script: &str, validators: &str, validation: &str, spec: &str) -> Repo {
+    project_limited(script, validators, validation, spec, 1)
+}
+
+/// [`project`] with an agent given `iterations` iterations.
+pub(crate) fn project_limited(
+    script: &str,
+    validators: &str,
+    validation: &str,
+    spec: &str,
+    iterations: u32,
+) -> Repo {
     let agent_spec = format!(
-        "  routing: {{default: true}}\n  limits: {{max_iterations: 1, max_attempts: 1}}\n{spec}  validation:\n    validators:\n{validators}{validation}"
+        "  routing: {{default: true}}\n  limits: {{max_iterations: {iterations}, max_attempts: 1}}\n{spec}  validation:\n    validators:\n{validators}{validation}"
     );
     let repo = Repo::with_agents(&[("coder", &agent("coder", script, &agent_spec))]);
     std::fs::write(repo.path().join(".agentgrid/config.yaml"), FAST_CONFIG).unwrap();

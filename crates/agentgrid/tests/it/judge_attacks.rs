@@ -3,7 +3,7 @@
 //! the same name, getting round the protected tests by a rename or a link, and (a hole still
 //! open) patching the runner's assertions from the code under test.
 
-use crate::judge::{assert_refused, project, run_task, write};
+use crate::judge::{assert_refused, project, project_limited, run_task, write};
 
 /// A fake summary, the one unittest writes on success.
 const FAKE_UNITTEST: &str =
@@ -143,4 +143,41 @@ fn the_owners_shared_runner_judges_the_unchanged_suite() {
     assert_eq!(repo.task_state(1), "failed", "{output}");
     let show = repo.ok(&["task", "show", "1"]);
     assert!(show.contains("FAIL: test_add"), "{show}");
+}
+
+#[test]
+fn links_the_code_under_test_leaves_in_the_judge_tree_lead_nothing_outside_it() {
+    // The code under test runs in the judge tree and may leave anything there: a tracked
+    // directory replaced by a link, an untracked link. The next checkout, made by the engine as
+    // root, must neither write through the first nor let clean-up follow the second.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("marker"), "kept\n").unwrap();
+    let calc = format!(
+        "import os\nimport shutil\nif os.path.isdir('tests') and not os.path.islink('tests'):\n    shutil.rmtree('tests')\n    os.symlink('{out}', 'tests')\n    os.symlink('{out}', 'escape')\n    print('links made')\n\n\ndef add(a, b):\n    return a - b\n",
+        out = outside.path().display()
+    );
+    let repo = project_limited(
+        &write("calc.py", &calc),
+        "      - name: tests\n        run: \"python3 run_tests.py\"\n",
+        "",
+        "",
+        2,
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_eq!(repo.task_state(1), "failed", "{output}");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(show.contains("iteration 2"), "{show}");
+    // The code under test could make its links (so the checkout after them was tested).
+    let logs = repo.ok(&["logs", "1"]);
+    assert!(logs.contains("links made"), "{show}\n{logs}");
+    let mut left: Vec<String> = std::fs::read_dir(outside.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["marker"], "{output}");
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("marker")).unwrap(),
+        "kept\n"
+    );
 }
