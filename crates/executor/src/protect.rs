@@ -201,8 +201,10 @@ pub fn planted_files(
         let path = change.path.as_str();
         let (dir, name) = split_dir(path);
         let shadowed = module_of(dir, name).filter(|(stem, within)| {
+            // The top of the tree is on `sys.path` under `python -m` and for a script run from
+            // there, whether or not it holds an `__init__.py`.
             (STDLIB_MODULES.binary_search(stem).is_ok() || run_modules.iter().any(|m| m == stem))
-                && !is_package(within)
+                && (within.is_empty() || !is_package(within))
         });
         let why = if path.split('/').any(|c| c == "node_modules") {
             Some("node_modules is never committed; the validators get the owner's through validation.share".to_string())
@@ -1015,7 +1017,9 @@ mod tests {
             added("textkit/__init__.py"),
             added("tests/__init__.py"),
         ];
-        let found = planted_files(&changes, &p.run_modules, |dir| dir == "pkg");
+        let found = planted_files(&changes, &p.run_modules, |dir| {
+            dir == "pkg" || dir.is_empty()
+        });
         let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,

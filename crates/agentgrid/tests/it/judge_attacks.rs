@@ -181,3 +181,18 @@ fn links_the_code_under_test_leaves_in_the_judge_tree_lead_nothing_outside_it() 
         "kept\n"
     );
 }
+
+#[test]
+fn an_init_at_the_top_does_not_excuse_a_shadowing_module_there() {
+    // A module in a package is imported under the package's name, so a `json.py` there is
+    // fine; but the top of the tree is on sys.path under `python -m` whether or not an
+    // `__init__.py` makes it look like a package.
+    let script = write("__init__.py", "") + &write("unittest.py", FAKE_UNITTEST);
+    let repo = project(&script, UNITTEST, "", "");
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "unittest.py may not be added (unittest.py shadows the standard library's `unittest` for whatever runs from the top of the repository)",
+    );
+}
