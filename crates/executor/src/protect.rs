@@ -39,6 +39,7 @@ const DEFAULT_GROUPS: &[Group] = &[
             "**/*.spec.*",
             "**/__tests__/**",
             "**/conftest.py",
+            "**/tests.py",
         ],
     },
     Group {

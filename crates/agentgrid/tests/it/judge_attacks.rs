@@ -196,3 +196,28 @@ fn an_init_at_the_top_does_not_excuse_a_shadowing_module_there() {
         "unittest.py may not be added (unittest.py shadows the standard library's `unittest` for whatever runs from the top of the repository)",
     );
 }
+
+#[test]
+fn an_edited_django_style_tests_module_is_refused() {
+    // `app/tests.py` is where Django and many unittest projects keep their suite; none of the
+    // other default globs names it.
+    let suite = "import unittest\n\nfrom calc import add\n\n\nclass AppTest(unittest.TestCase):\n    def test_add(self):\n        self.assertEqual(add(2, 2), 4)\n";
+    let edited = suite.replace("add(2, 2), 4", "add(2, 2), 0");
+    let repo = project(
+        &write("app/tests.py", &edited),
+        "      - name: tests\n        run: \"python3 -m unittest -v app.tests\"\n        score: unittest\n",
+        "",
+        "",
+    );
+    std::fs::create_dir_all(repo.path().join("app")).unwrap();
+    std::fs::write(repo.path().join("app/__init__.py"), "").unwrap();
+    std::fs::write(repo.path().join("app/tests.py"), suite).unwrap();
+    repo.git(&["add", "app"]);
+    repo.git(&["commit", "-q", "-m", "the app's suite"]);
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "app/tests.py is protected (existing tests) and was changed",
+    );
+}
