@@ -120,13 +120,9 @@ pub(crate) async fn judge_branch(
             findings.extend(found);
         }
     }
-    findings.extend(protect::planted_files(
-        &changes,
-        &protection.run_modules,
-        |dir| {
-            std::fs::symlink_metadata(tree.join(dir).join("__init__.py")).is_ok_and(|m| m.is_file())
-        },
-    ));
+    findings.extend(protect::planted_files(&changes, &protection, |dir| {
+        std::fs::symlink_metadata(tree.join(dir).join("__init__.py")).is_ok_and(|m| m.is_file())
+    }));
     if !findings.is_empty() {
         return Ok(refusal(&findings, &base));
     }

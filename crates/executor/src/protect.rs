@@ -107,6 +107,16 @@ impl Protection {
         }
     }
 
+    /// Whether Python puts `dir` first on `sys.path` for a validator: the top of the tree, or
+    /// the directory of a script one runs.
+    pub fn runs_from(&self, dir: &str) -> bool {
+        dir.is_empty()
+            || self
+                .validator_files
+                .iter()
+                .any(|f| f.ends_with(".py") && f.rsplit_once('/').is_some_and(|(d, _)| d == dir))
+    }
+
     /// Whether nothing at all is protected (`protect: []`).
     pub fn is_off(&self) -> bool {
         self.globs.as_ref().is_some_and(Vec::is_empty)
@@ -190,22 +200,22 @@ pub fn pytest_tables_added(path: &str, now: &str) -> Option<Finding> {
 
 /// Files the agent added that a runner or the interpreter would run by themselves.
 /// `is_package(dir)` says whether the commit has `<dir>/__init__.py` (`dir` is `""` for the top).
-/// `run_modules` are the modules the validators run with `python -m`, shadowed like the
-/// standard library's.
+/// The modules the validators run with `python -m` are shadowed like the standard library's.
 pub fn planted_files(
     changes: &[Change],
-    run_modules: &[String],
+    protection: &Protection,
     is_package: impl Fn(&str) -> bool,
 ) -> Vec<Finding> {
+    let run_modules = &protection.run_modules;
     let mut found = Vec::new();
     for change in changes.iter().filter(|c| c.kind == ChangeKind::Added) {
         let path = change.path.as_str();
         let (dir, name) = split_dir(path);
         let shadowed = module_of(dir, name).filter(|(stem, within)| {
-            // The top of the tree is on `sys.path` under `python -m` and for a script run from
-            // there, whether or not it holds an `__init__.py`.
+            // The top of the tree is on `sys.path` under `python -m`, and so is the directory
+            // of a script a validator runs, whether or not it holds an `__init__.py`.
             (STDLIB_MODULES.binary_search(stem).is_ok() || run_modules.iter().any(|m| m == stem))
-                && (within.is_empty() || !is_package(within))
+                && (protection.runs_from(within) || !is_package(within))
         });
         let why = if path.split('/').any(|c| c == "node_modules") {
             Some("node_modules is never committed; the validators get the owner's through validation.share".to_string())
@@ -966,7 +976,7 @@ mod tests {
             added("pkg/json.py"),
             added("textkit/report.py"),
         ];
-        let found = planted_files(&changes, &[], |dir| dir == "pkg");
+        let found = planted_files(&changes, &Protection::new(&[], None), |dir| dir == "pkg");
         let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -989,9 +999,11 @@ mod tests {
         );
         // A modified file is the protection's business, not this one's.
         assert!(
-            planted_files(&[change(ChangeKind::Modified, "conftest.py")], &[], |_| {
-                false
-            })
+            planted_files(
+                &[change(ChangeKind::Modified, "conftest.py")],
+                &Protection::new(&[], None),
+                |_| { false }
+            )
             .is_empty()
         );
     }
@@ -1001,7 +1013,7 @@ mod tests {
         let added = |p: &str| change(ChangeKind::Added, p);
         let p = Protection::new(
             &[sh(
-                "python3 -m pytest -q tests && python3 -X dev -m unittest.main",
+                "python3 -m pytest -q tests && python3 -X dev -m unittest.main && python3 scripts/check.py",
             )],
             None,
         );
@@ -1013,14 +1025,13 @@ mod tests {
             added("pytest.py"),
             added("pytest/__init__.py"),
             added("src/pytest.abi3.so"),
+            added("scripts/json.py"),
             // Fine: a package inside a package, an ordinary package, a new `tests` package.
             added("pkg/json/__init__.py"),
             added("textkit/__init__.py"),
             added("tests/__init__.py"),
         ];
-        let found = planted_files(&changes, &p.run_modules, |dir| {
-            dir == "pkg" || dir.is_empty()
-        });
+        let found = planted_files(&changes, &p, |dir| ["pkg", "", "scripts"].contains(&dir));
         let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -1031,6 +1042,7 @@ mod tests {
                 "pytest.py",
                 "pytest/__init__.py",
                 "src/pytest.abi3.so",
+                "scripts/json.py",
             ]
         );
         assert_eq!(

@@ -221,3 +221,28 @@ fn an_edited_django_style_tests_module_is_refused() {
         "app/tests.py is protected (existing tests) and was changed",
     );
 }
+
+#[test]
+fn a_shadowing_module_beside_the_validators_script_is_refused_in_a_package_too() {
+    // `python3 scripts/run_tests.py` puts scripts/ first on sys.path; that scripts/ is also a
+    // package (it has an `__init__.py`) does not change what `import unittest` finds there.
+    let runner = "import sys\nimport unittest\n\nsuite = unittest.defaultTestLoader.discover('tests', top_level_dir='.')\nsys.exit(0 if unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful() else 1)\n";
+    let fake = "import sys\nprint('no tests were run')\nsys.exit(0)\n";
+    let repo = project(
+        &write("scripts/unittest.py", fake),
+        "      - name: tests\n        run: \"python3 scripts/run_tests.py\"\n",
+        "",
+        "",
+    );
+    std::fs::create_dir_all(repo.path().join("scripts")).unwrap();
+    std::fs::write(repo.path().join("scripts/__init__.py"), "").unwrap();
+    std::fs::write(repo.path().join("scripts/run_tests.py"), runner).unwrap();
+    repo.git(&["add", "scripts"]);
+    repo.git(&["commit", "-q", "-m", "the owner's runner"]);
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "scripts/unittest.py may not be added (unittest.py shadows the standard library's `unittest` for whatever runs from scripts)",
+    );
+}
