@@ -337,21 +337,51 @@ fn commands_of(argv: &[String]) -> Vec<Vec<String>> {
     }
 }
 
-/// The text of every `[tool.pytest…]` table, trimmed line by line, in order.
+/// Every line that may configure pytest, trimmed, in order: those of `[tool.pytest…]` tables,
+/// and also of whatever else could hold them in TOML: the root table and `[tool]` (dotted
+/// keys, `pytest.ini_options.addopts = …`), and a header spelled with escapes
+/// (`["\u0074ool"…]`). Other tables (`[project]`, `[tool.ruff]`) may change freely. Headers
+/// inside multi-line strings are not headers.
 fn pytest_tables(text: &str) -> Vec<String> {
     let mut tables = Vec::new();
-    let mut inside = false;
+    let mut inside = true;
+    let mut in_string: Option<&str> = None;
     for line in text.lines() {
         let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let name = trimmed.trim_start_matches('[').trim_start();
-            inside = name.starts_with("tool.pytest") || name.starts_with("\"tool\".pytest");
+        if in_string.is_none() && trimmed.starts_with('[') {
+            inside = may_configure_pytest(trimmed);
+        }
+        for delimiter in ["\"\"\"", "'''"] {
+            if in_string.is_none_or(|d| d == delimiter) && line.matches(delimiter).count() % 2 == 1
+            {
+                in_string = match in_string {
+                    Some(_) => None,
+                    None => Some(delimiter),
+                };
+            }
         }
         if inside && !trimmed.is_empty() && !trimmed.starts_with('#') {
             tables.push(trimmed.to_string());
         }
     }
     tables
+}
+
+/// Whether the table a header line opens may hold pytest's configuration.
+fn may_configure_pytest(header: &str) -> bool {
+    let name = header.trim_start_matches('[');
+    let name = name.split(']').next().unwrap_or_default();
+    if name.contains('\\') {
+        return true;
+    }
+    let mut keys = name
+        .split('.')
+        .map(|k| k.trim().trim_matches(|c| c == '"' || c == '\''));
+    match (keys.next(), keys.next()) {
+        (Some("tool"), None) => true,
+        (Some("tool"), Some(tool)) => tool.starts_with("pytest"),
+        _ => false,
+    }
 }
 
 /// The files a validator's command runs: for each simple command (of `sh -c <line>`, split at
@@ -954,6 +984,25 @@ mod tests {
         );
         assert!(pytest_tables_added("pyproject.toml", added).is_some());
         assert!(pytest_tables_added("pyproject.toml", "[project]\nname = \"x\"\n").is_none());
+        // Other spellings of the same table count too; other tools' tables do not.
+        for spelled in [
+            "[tool]\npytest.ini_options.addopts = \"-k nothing\"\n",
+            "tool.pytest.ini_options.addopts = \"-k nothing\"\n",
+            "[\"\\u0074ool\".pytest.ini_options]\naddopts = \"-k nothing\"\n",
+            "[ 'tool' . 'pytest' . ini_options ]\naddopts = \"-k nothing\"\n",
+            "[tool.pytest.ini_options]\nx = \"\"\"\n[project]\n\"\"\"\naddopts = \"-k nothing\"\n",
+        ] {
+            let now = format!("{spelled}[project]\nname = \"x\"\n[tool.ruff]\nline-length = 100\n");
+            let then = "[project]\nname = \"x\"\n[tool.ruff]\nline-length = 100\n";
+            assert!(
+                pytest_tables_added("pyproject.toml", &now).is_some(),
+                "{now}"
+            );
+            let changed = pytest_tables_changed("pyproject.toml", then, &now);
+            assert!(changed.is_some(), "{now}");
+        }
+        let ruff = "[project]\nname = \"x\"\n[tool.ruff]\nline-length = 120\n";
+        assert!(pytest_tables_added("pyproject.toml", ruff).is_none());
     }
 
     #[test]

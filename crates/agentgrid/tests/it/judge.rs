@@ -92,7 +92,7 @@ pub(crate) fn write(path: &str, content: &str) -> String {
 
 /// Whether pytest is installed for a python3 outside the home directories (which the sandbox
 /// hides).
-fn pytest_installed() -> bool {
+pub(crate) fn pytest_installed() -> bool {
     let path: Vec<String> = std::env::var("PATH")
         .unwrap_or_default()
         .split(':')

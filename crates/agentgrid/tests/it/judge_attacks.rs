@@ -3,7 +3,7 @@
 //! the same name, getting round the protected tests by a rename or a link, and (a hole still
 //! open) patching the runner's assertions from the code under test.
 
-use crate::judge::{assert_refused, project, project_limited, run_task, write};
+use crate::judge::{assert_refused, project, project_limited, pytest_installed, run_task, write};
 
 /// A fake summary, the one unittest writes on success.
 const FAKE_UNITTEST: &str =
@@ -244,5 +244,30 @@ fn a_shadowing_module_beside_the_validators_script_is_refused_in_a_package_too()
         &repo,
         &output,
         "scripts/unittest.py may not be added (unittest.py shadows the standard library's `unittest` for whatever runs from scripts)",
+    );
+}
+
+#[test]
+fn pytest_configuration_spelled_as_dotted_keys_is_refused() {
+    // TOML lets `[tool]` with a dotted key stand for `[tool.pytest.ini_options]`; pytest reads
+    // both the same, so both are the runner's configuration.
+    if !pytest_installed() {
+        return;
+    }
+    let script = write(
+        "pyproject.toml",
+        "[project]\nname = \"calc\"\n\n[tool]\npytest.ini_options.addopts = \"--deselect tests/test_calc.py::CalcTest::test_add\"\n",
+    );
+    let repo = project(
+        &script,
+        "      - name: pytest\n        run: \"python3 -m pytest -q tests\"\n        score: pytest\n",
+        "",
+        "",
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "pyproject.toml is new and configures pytest",
     );
 }
