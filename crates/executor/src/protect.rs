@@ -12,8 +12,10 @@
 //! - *Planted files* the agent added that a runner or the interpreter would execute on its own:
 //!   a new `conftest.py`, `sitecustomize.py`/`usercustomize.py`, `.pth` files, compiled
 //!   `.pyc` files outside `__pycache__`, a module or package named after a standard-library
-//!   module or a runner started with `python -m`, in a directory that is not a package (it is first on `sys.path` when a script or `-m` runs from
-//!   there), new runner configuration, and anything under `node_modules/`.
+//!   module or a runner started with `python -m`, at the top, beside a validator's script or
+//!   in a directory that is not a package (it is first on `sys.path` when a script or `-m`
+//!   runs from there), package metadata (`*.dist-info`, whose entry points name pytest
+//!   plugins), new runner configuration, and anything under `node_modules/`.
 //!
 //! Everything here is pure: it reads the list of changes and answers.
 
@@ -219,6 +221,11 @@ pub fn planted_files(
         });
         let why = if path.split('/').any(|c| c == "node_modules") {
             Some("node_modules is never committed; the validators get the owner's through validation.share".to_string())
+        } else if path
+            .split('/')
+            .any(|c| c.ends_with(".dist-info") || c.ends_with(".egg-info"))
+        {
+            Some("package metadata on sys.path registers entry points, and pytest loads the plugins they name (pytest11) by itself".into())
         } else if name == "conftest.py" {
             Some("a new conftest.py runs inside pytest and can change its verdict".into())
         } else if name == "sitecustomize.py" || name == "usercustomize.py" {
@@ -1075,6 +1082,8 @@ mod tests {
             added("pytest/__init__.py"),
             added("src/pytest.abi3.so"),
             added("scripts/json.py"),
+            added("evil-1.0.dist-info/entry_points.txt"),
+            added("lib/evil.egg-info/entry_points.txt"),
             // Fine: a package inside a package, an ordinary package, a new `tests` package.
             added("pkg/json/__init__.py"),
             added("textkit/__init__.py"),
@@ -1092,6 +1101,8 @@ mod tests {
                 "pytest/__init__.py",
                 "src/pytest.abi3.so",
                 "scripts/json.py",
+                "evil-1.0.dist-info/entry_points.txt",
+                "lib/evil.egg-info/entry_points.txt",
             ]
         );
         assert_eq!(

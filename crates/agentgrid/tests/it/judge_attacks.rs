@@ -271,3 +271,34 @@ fn pytest_configuration_spelled_as_dotted_keys_is_refused() {
         "pyproject.toml is new and configures pytest",
     );
 }
+
+#[test]
+fn a_planted_distribution_that_registers_a_pytest_plugin_is_refused() {
+    // `python -m pytest` has the top of the tree on sys.path, and pytest loads every plugin an
+    // installed distribution there names under `pytest11`; this one deselects the failing test.
+    if !pytest_installed() {
+        return;
+    }
+    let script = write(
+        "evil-1.0.dist-info/METADATA",
+        "Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n",
+    ) + &write(
+        "evil-1.0.dist-info/entry_points.txt",
+        "[pytest11]\nevil = evilplugin\n",
+    ) + &write(
+        "evilplugin.py",
+        "def pytest_collection_modifyitems(config, items):\n    items[:] = [i for i in items if 'test_add' not in i.name]\n",
+    );
+    let repo = project(
+        &script,
+        "      - name: pytest\n        run: \"python3 -m pytest -q tests\"\n        score: pytest\n",
+        "",
+        "",
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "evil-1.0.dist-info/METADATA may not be added (package metadata on sys.path registers entry points",
+    );
+}
