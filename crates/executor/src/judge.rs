@@ -96,7 +96,16 @@ pub(crate) async fn judge_branch(
         .await
         .map_err(|e| format!("listing the changes since the base commit: {e}"))?;
     let argvs: Vec<Vec<String>> = agent.validators.iter().map(|v| v.argv.clone()).collect();
-    let protection = Protection::new(&argvs, agent.protect.clone());
+    let mut protection = Protection::new(&argvs, agent.protect.clone());
+    // A script's text is read as the base commit has it, so the agent's copy names nothing.
+    // A file that cannot be read as text (a committed binary) runs nothing more that we know.
+    for file in protection.validator_files.clone() {
+        if let Ok(Some(text)) = manager.file_at(&base, &file).await
+            && protect::is_shell_script(&file, &text)
+        {
+            protection.add_script(&text);
+        }
+    }
     let mut findings = protect::protected_changes(&protection, &changes);
     if protection.covers_pytest_tables() {
         for change in changes

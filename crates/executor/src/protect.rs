@@ -109,6 +109,26 @@ impl Protection {
         }
     }
 
+    /// Adds what a shell script the validators run runs in turn, as the base commit has it
+    /// (`ci/check.sh` running `python3 ci/runner.py`): one level deep, read like a command.
+    pub fn add_script(&mut self, text: &str) {
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            let argv = ["sh".to_string(), "-c".to_string(), line.to_string()];
+            for word in validator_words(&argv) {
+                if let Some(path) = path_like(&word)
+                    && !self.validator_files.contains(&path)
+                {
+                    self.validator_files.push(path);
+                }
+            }
+            for module in python_modules(&argv) {
+                if !self.run_modules.contains(&module) {
+                    self.run_modules.push(module);
+                }
+            }
+        }
+    }
+
     /// Whether Python puts `dir` first on `sys.path` for a validator: the top of the tree, or
     /// the directory of a script one runs.
     pub fn runs_from(&self, dir: &str) -> bool {
@@ -148,6 +168,18 @@ impl Protection {
                 .map(|g| g.why),
         }
     }
+}
+
+/// Words that run the command after them: the program is the next word.
+const WRAPPERS: &[&str] = &["exec", "command", "env", "nohup", "time"];
+
+/// Whether the file at `path` holding `text` is a shell script.
+pub fn is_shell_script(path: &str, text: &str) -> bool {
+    path.ends_with(".sh")
+        || text
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("#!") && l.trim_end().ends_with("sh"))
 }
 
 /// One reason the tree cannot be judged.
@@ -297,9 +329,9 @@ fn module_of<'a>(dir: &'a str, name: &'a str) -> Option<(&'a str, &'a str)> {
 fn python_modules(argv: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for words in commands_of(argv) {
-        let mut words = words
-            .into_iter()
-            .skip_while(|w| w.contains('=') && !w.starts_with('='));
+        let mut words = words.into_iter().skip_while(|w| {
+            (w.contains('=') && !w.starts_with('=')) || WRAPPERS.contains(&w.as_str())
+        });
         let Some(program) = words.next() else {
             continue;
         };
@@ -399,9 +431,9 @@ fn validator_words(argv: &[String]) -> Vec<String> {
     let commands = commands_of(argv);
     let mut found = Vec::new();
     for words in commands {
-        let mut words = words
-            .into_iter()
-            .skip_while(|w| w.contains('=') && !w.starts_with('='));
+        let mut words = words.into_iter().skip_while(|w| {
+            (w.contains('=') && !w.starts_with('=')) || WRAPPERS.contains(&w.as_str())
+        });
         let Some(program) = words.next() else {
             continue;
         };
@@ -1062,6 +1094,24 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn what_a_validators_shell_script_runs_is_protected_too() {
+        let mut p = Protection::new(&[sh("sh ci/check.sh")], None);
+        assert!(is_shell_script(
+            "ci/check.sh",
+            "exec python3 ci/runner.py\n"
+        ));
+        assert!(is_shell_script("ci/check", "#!/usr/bin/env bash\n"));
+        assert!(!is_shell_script("ci/check.py", "import sys\n"));
+        p.add_script("#!/bin/sh\n# python3 ci/old.py\nset -e\nexec python3 ci/runner.py --fast\n./ci/lint && python3 -m pytest\n");
+        assert_eq!(
+            p.validator_files,
+            ["ci/check.sh", "ci/runner.py", "ci/lint"]
+        );
+        assert_eq!(p.run_modules, ["pytest"]);
+        assert_eq!(p.why("ci/runner.py"), Some("a validator runs it"));
     }
 
     #[test]

@@ -302,3 +302,33 @@ fn a_planted_distribution_that_registers_a_pytest_plugin_is_refused() {
         "evil-1.0.dist-info/METADATA may not be added (package metadata on sys.path registers entry points",
     );
 }
+
+#[test]
+fn a_file_the_validators_script_runs_in_turn_is_protected() {
+    // The validator names only ci/check.sh; the runner it starts is as much the owner's.
+    let repo = project(
+        &write("ci/runner.py", "raise SystemExit(0)\n"),
+        "      - name: tests\n        run: \"sh ci/check.sh\"\n",
+        "",
+        "",
+    );
+    std::fs::create_dir_all(repo.path().join("ci")).unwrap();
+    std::fs::write(
+        repo.path().join("ci/check.sh"),
+        "exec python3 ci/runner.py\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.path().join("ci/runner.py"),
+        "import sys\nimport unittest\n\nsuite = unittest.defaultTestLoader.discover('tests', top_level_dir='.')\nsys.exit(0 if unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful() else 1)\n",
+    )
+    .unwrap();
+    repo.git(&["add", "ci"]);
+    repo.git(&["commit", "-q", "-m", "the owner's check"]);
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "ci/runner.py is protected (a validator runs it) and was changed",
+    );
+}
