@@ -332,3 +332,26 @@ fn a_file_the_validators_script_runs_in_turn_is_protected() {
         "ci/runner.py is protected (a validator runs it) and was changed",
     );
 }
+
+#[test]
+#[ignore = "known hole (named in ARCHITECTURE.md's known gaps): a new test module may name plugins in pytest_plugins, and a plugin's hooks reach the whole session (this one deselects the owner's failing test); reading the module's text cannot settle it, as any code can set the attribute"]
+fn a_new_test_naming_a_plugin_that_deselects_the_failing_test_does_not_pass() {
+    if !pytest_installed() {
+        return;
+    }
+    let script = write(
+        "tests/helper_plugin.py",
+        "def pytest_collection_modifyitems(config, items):\n    items[:] = [i for i in items if 'test_add' not in i.name]\n",
+    ) + &write(
+        "tests/test_new.py",
+        "pytest_plugins = ['tests.helper_plugin']\n\n\ndef test_new():\n    pass\n",
+    );
+    let repo = project(
+        &script,
+        "      - name: pytest\n        run: \"python3 -m pytest -q tests\"\n        score: pytest\n",
+        "",
+        "",
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_eq!(repo.task_state(1), "failed", "{output}");
+}
