@@ -258,6 +258,8 @@ pub fn planted_files(
             .any(|c| c.ends_with(".dist-info") || c.ends_with(".egg-info"))
         {
             Some("package metadata on sys.path registers entry points, and pytest loads the plugins they name (pytest11) by itself".into())
+        } else if protection.validator_files.iter().any(|f| f == path) {
+            Some("a validator runs it, and what the validators run is the owner's".into())
         } else if name == "conftest.py" {
             Some("a new conftest.py runs inside pytest and can change its verdict".into())
         } else if name == "sitecustomize.py" || name == "usercustomize.py" {
@@ -441,6 +443,28 @@ fn validator_words(argv: &[String]) -> Vec<String> {
             found.push(program.clone());
         }
         let name = program.rsplit('/').next().unwrap_or(&program);
+        if name == "make" || name == "gmake" {
+            // What make runs is in its makefile: any of the names it looks for, in `-C`'s
+            // directory, or the one `-f` names.
+            let words: Vec<String> = words.collect();
+            let dir = words
+                .iter()
+                .position(|w| w == "-C")
+                .and_then(|i| words.get(i + 1))
+                .map(|d| format!("{}/", d.trim_end_matches('/')))
+                .unwrap_or_default();
+            for makefile in ["GNUmakefile", "makefile", "Makefile"] {
+                found.push(format!("{dir}{makefile}"));
+            }
+            if let Some(file) = words
+                .iter()
+                .position(|w| w == "-f")
+                .and_then(|i| words.get(i + 1))
+            {
+                found.push(format!("{dir}{file}"));
+            }
+            continue;
+        }
         let interpreter = ["sh", "bash", "dash", "node", "ruby", "perl", "php"].contains(&name)
             || name.starts_with("python");
         if interpreter {
@@ -930,6 +954,9 @@ mod tests {
             [
                 "run_tests.py",
                 "scripts/check.sh",
+                "GNUmakefile",
+                "makefile",
+                "Makefile",
                 "node_modules/.bin/jest",
                 "ci/run checks.sh"
             ]
@@ -1112,6 +1139,21 @@ mod tests {
         );
         assert_eq!(p.run_modules, ["pytest"]);
         assert_eq!(p.why("ci/runner.py"), Some("a validator runs it"));
+    }
+
+    #[test]
+    fn make_protects_its_makefiles_and_refuses_one_it_would_read_first() {
+        let p = Protection::new(&[sh("make -C sub test && make -f ci.mk check")], None);
+        for path in ["sub/Makefile", "sub/GNUmakefile", "ci.mk", "Makefile"] {
+            assert_eq!(p.why(path), Some("a validator runs it"), "{path}");
+        }
+        let found = planted_files(&[change(ChangeKind::Added, "GNUmakefile")], &p, |_| false);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].message.contains("a validator runs it"),
+            "{}",
+            found[0].message
+        );
     }
 
     #[test]

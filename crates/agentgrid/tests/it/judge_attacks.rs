@@ -355,3 +355,27 @@ fn a_new_test_naming_a_plugin_that_deselects_the_failing_test_does_not_pass() {
     let output = run_task(&repo, "Fix add");
     assert_eq!(repo.task_state(1), "failed", "{output}");
 }
+
+#[test]
+fn a_makefile_that_make_reads_before_the_owners_is_refused() {
+    // GNU make reads GNUmakefile before Makefile: a new one replaces the owner's `test` target.
+    let repo = project(
+        &write("GNUmakefile", "test:\n\t@echo all tests passed\n"),
+        "      - name: tests\n        run: \"make -s test\"\n",
+        "",
+        "",
+    );
+    std::fs::write(
+        repo.path().join("Makefile"),
+        "test:\n\tpython3 run_tests.py\n",
+    )
+    .unwrap();
+    repo.git(&["add", "Makefile"]);
+    repo.git(&["commit", "-q", "-m", "the owner's makefile"]);
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "GNUmakefile may not be added (a validator runs it, and what the validators run is the owner's)",
+    );
+}
