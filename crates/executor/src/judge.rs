@@ -129,6 +129,22 @@ pub(crate) async fn judge_branch(
             findings.extend(found);
         }
     }
+    if protection.runs_npm && !protection.is_off() {
+        for change in changes.iter().filter(|c| {
+            c.kind != ChangeKind::Added
+                && (c.path == "package.json" || c.path.ends_with("/package.json"))
+        }) {
+            let read = |at: String| async move {
+                manager
+                    .file_at(&at, &change.path)
+                    .await
+                    .map_err(|e| format!("reading {}: {e}", change.path))
+            };
+            let then = read(base.clone()).await?.unwrap_or_default();
+            let now = read(commit.clone()).await?.unwrap_or_default();
+            findings.extend(protect::npm_scripts_changed(&change.path, &then, &now));
+        }
+    }
     findings.extend(protect::planted_files(&changes, &protection, |dir| {
         std::fs::symlink_metadata(tree.join(dir).join("__init__.py")).is_ok_and(|m| m.is_file())
     }));

@@ -82,6 +82,9 @@ pub struct Protection {
     /// Top-level modules the validators run with `python -m`: the runner itself, which a
     /// module of that name at the top of the tree would replace.
     pub run_modules: Vec<String>,
+    /// Whether a validator runs a package manager's scripts (`npm test`): then the `scripts`
+    /// of `package.json` and `.npmrc` (which names the shell they run in) are the owner's.
+    pub runs_npm: bool,
 }
 
 impl Protection {
@@ -102,10 +105,19 @@ impl Protection {
                 run_modules.push(module);
             }
         }
+        let runs_npm = validator_argvs
+            .iter()
+            .flat_map(|a| commands_of(a))
+            .any(|words| {
+                words.iter().find(|w| !before_program(w)).is_some_and(|p| {
+                    ["npm", "yarn", "pnpm"].contains(&p.rsplit('/').next().unwrap_or(p))
+                })
+            });
         Protection {
             validator_files,
             globs,
             run_modules,
+            runs_npm,
         }
     }
 
@@ -157,6 +169,9 @@ impl Protection {
         if self.validator_files.iter().any(|f| f == path) {
             return Some("a validator runs it");
         }
+        if self.runs_npm && (path == ".npmrc" || path.ends_with("/.npmrc")) {
+            return Some("the package manager's configuration");
+        }
         match &self.globs {
             Some(globs) => globs
                 .iter()
@@ -172,6 +187,12 @@ impl Protection {
 
 /// Words that run the command after them: the program is the next word.
 const WRAPPERS: &[&str] = &["exec", "command", "env", "nohup", "time"];
+
+/// Whether a word of a simple command comes before its program: an assignment (`CI=1`) or a
+/// wrapper.
+fn before_program(word: &str) -> bool {
+    (word.contains('=') && !word.starts_with('=')) || WRAPPERS.contains(&word)
+}
 
 /// Whether the file at `path` holding `text` is a shell script.
 pub fn is_shell_script(path: &str, text: &str) -> bool {
@@ -222,6 +243,22 @@ pub fn pytest_tables_changed(path: &str, base: &str, now: &str) -> Option<Findin
     })
 }
 
+/// The finding for a `package.json` whose `scripts` differ from the base commit's (a file
+/// that no longer reads as JSON differs too).
+pub fn npm_scripts_changed(path: &str, base: &str, now: &str) -> Option<Finding> {
+    let scripts = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| v.get("scripts").cloned())
+    };
+    (scripts(base) != scripts(now)).then(|| Finding {
+        path: path.to_string(),
+        message: format!(
+            "the scripts of {path} are protected (a validator runs them) and were changed: restore them; the rest of the file may change"
+        ),
+    })
+}
+
 /// The finding for a new `pyproject.toml` that configures pytest.
 pub fn pytest_tables_added(path: &str, now: &str) -> Option<Finding> {
     (!pytest_tables(now).is_empty()).then(|| Finding {
@@ -258,6 +295,8 @@ pub fn planted_files(
             .any(|c| c.ends_with(".dist-info") || c.ends_with(".egg-info"))
         {
             Some("package metadata on sys.path registers entry points, and pytest loads the plugins they name (pytest11) by itself".into())
+        } else if protection.runs_npm && name == ".npmrc" {
+            Some("a new .npmrc can change the shell the package manager runs scripts in".into())
         } else if protection.validator_files.iter().any(|f| f == path) {
             Some("a validator runs it, and what the validators run is the owner's".into())
         } else if name == "conftest.py" {
@@ -331,9 +370,7 @@ fn module_of<'a>(dir: &'a str, name: &'a str) -> Option<(&'a str, &'a str)> {
 fn python_modules(argv: &[String]) -> Vec<String> {
     let mut found = Vec::new();
     for words in commands_of(argv) {
-        let mut words = words.into_iter().skip_while(|w| {
-            (w.contains('=') && !w.starts_with('=')) || WRAPPERS.contains(&w.as_str())
-        });
+        let mut words = words.into_iter().skip_while(|w| before_program(w));
         let Some(program) = words.next() else {
             continue;
         };
@@ -433,9 +470,7 @@ fn validator_words(argv: &[String]) -> Vec<String> {
     let commands = commands_of(argv);
     let mut found = Vec::new();
     for words in commands {
-        let mut words = words.into_iter().skip_while(|w| {
-            (w.contains('=') && !w.starts_with('=')) || WRAPPERS.contains(&w.as_str())
-        });
+        let mut words = words.into_iter().skip_while(|w| before_program(w));
         let Some(program) = words.next() else {
             continue;
         };
@@ -1139,6 +1174,22 @@ mod tests {
         );
         assert_eq!(p.run_modules, ["pytest"]);
         assert_eq!(p.why("ci/runner.py"), Some("a validator runs it"));
+    }
+
+    #[test]
+    fn npm_scripts_and_npmrc_are_the_owners_when_a_validator_runs_npm() {
+        let p = Protection::new(&[sh("CI=1 npm test --silent")], None);
+        assert!(p.runs_npm);
+        assert!(!Protection::new(&[sh("python3 run_tests.py")], None).runs_npm);
+        let base = "{\"name\": \"x\", \"scripts\": {\"test\": \"jest\"}, \"dependencies\": {}}";
+        let deps = base.replace("{}}", "{\"left-pad\": \"1\"}}");
+        assert!(npm_scripts_changed("package.json", base, &deps).is_none());
+        let faked = base.replace("jest", "true");
+        assert!(npm_scripts_changed("package.json", base, &faked).is_some());
+        assert!(npm_scripts_changed("package.json", base, "{not json").is_some());
+        assert_eq!(p.why(".npmrc"), Some("the package manager's configuration"));
+        let found = planted_files(&[change(ChangeKind::Added, ".npmrc")], &p, |_| false);
+        assert_eq!(found.len(), 1);
     }
 
     #[test]

@@ -379,3 +379,51 @@ fn a_makefile_that_make_reads_before_the_owners_is_refused() {
         "GNUmakefile may not be added (a validator runs it, and what the validators run is the owner's)",
     );
 }
+
+#[test]
+fn an_edited_npm_test_script_is_refused() {
+    // `npm test` runs package.json's scripts.test: the script is the validator's own.
+    let repo = project(
+        "sed -i 's/python3 run_tests.py/echo all tests passed/' package.json; ",
+        "      - name: tests\n        run: \"npm test --silent\"\n",
+        "",
+        "",
+    );
+    std::fs::write(
+        repo.path().join("package.json"),
+        "{\n  \"name\": \"calc\",\n  \"version\": \"1.0.0\",\n  \"scripts\": {\"test\": \"python3 run_tests.py\"}\n}\n",
+    )
+    .unwrap();
+    repo.git(&["add", "package.json"]);
+    repo.git(&["commit", "-q", "-m", "the owner's npm scripts"]);
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "the scripts of package.json are protected (a validator runs them) and were changed",
+    );
+}
+
+#[test]
+fn the_owners_npm_script_fails_the_unchanged_suite_and_new_dependencies_stay_allowed() {
+    // The same validator with the scripts untouched and a dependency added: npm runs the
+    // owner's suite, which fails, and no check stands in the way of the dependency.
+    let repo = project(
+        "sed -i 's/\"version\": \"1.0.0\",/\"version\": \"1.0.0\", \"dependencies\": {},/' package.json; ",
+        "      - name: tests\n        run: \"npm test --silent\"\n",
+        "",
+        "",
+    );
+    std::fs::write(
+        repo.path().join("package.json"),
+        "{\n  \"name\": \"calc\",\n  \"version\": \"1.0.0\",\n  \"scripts\": {\"test\": \"python3 run_tests.py\"}\n}\n",
+    )
+    .unwrap();
+    repo.git(&["add", "package.json"]);
+    repo.git(&["commit", "-q", "-m", "the owner's npm scripts"]);
+    let output = run_task(&repo, "Fix add");
+    assert_eq!(repo.task_state(1), "failed", "{output}");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(!show.contains("judged files failed"), "{show}");
+    assert!(show.contains("FAIL: test_add"), "{show}");
+}
