@@ -297,7 +297,10 @@ pub fn planted_files(
             Some("package metadata on sys.path registers entry points, and pytest loads the plugins they name (pytest11) by itself".into())
         } else if protection.runs_npm && name == ".npmrc" {
             Some("a new .npmrc can change the shell the package manager runs scripts in".into())
-        } else if protection.validator_files.iter().any(|f| f == path) {
+        } else if ["GNUmakefile", "makefile", "Makefile"].contains(&name)
+            && protection.validator_files.iter().any(|f| f == path)
+        {
+            // make reads the first of these it finds, so a new one replaces the owner's.
             Some("a validator runs it, and what the validators run is the owner's".into())
         } else if name == "conftest.py" {
             Some("a new conftest.py runs inside pytest and can change its verdict".into())
