@@ -96,7 +96,16 @@ pub(crate) async fn judge_branch(
         .await
         .map_err(|e| format!("listing the changes since the base commit: {e}"))?;
     let argvs: Vec<Vec<String>> = agent.validators.iter().map(|v| v.argv.clone()).collect();
-    let protection = Protection::new(&argvs, agent.protect.clone());
+    let mut protection = Protection::new(&argvs, agent.protect.clone());
+    // A script's text is read as the base commit has it, so the agent's copy names nothing.
+    // A file that cannot be read as text (a committed binary) runs nothing more that we know.
+    for file in protection.validator_files.clone() {
+        if let Ok(Some(text)) = manager.file_at(&base, &file).await
+            && protect::is_shell_script(&file, &text)
+        {
+            protection.add_script(&text);
+        }
+    }
     let mut findings = protect::protected_changes(&protection, &changes);
     if protection.covers_pytest_tables() {
         for change in changes
@@ -120,7 +129,23 @@ pub(crate) async fn judge_branch(
             findings.extend(found);
         }
     }
-    findings.extend(protect::planted_files(&changes, |dir| {
+    if protection.runs_npm && !protection.is_off() {
+        for change in changes.iter().filter(|c| {
+            c.kind != ChangeKind::Added
+                && (c.path == "package.json" || c.path.ends_with("/package.json"))
+        }) {
+            let read = |at: String| async move {
+                manager
+                    .file_at(&at, &change.path)
+                    .await
+                    .map_err(|e| format!("reading {}: {e}", change.path))
+            };
+            let then = read(base.clone()).await?.unwrap_or_default();
+            let now = read(commit.clone()).await?.unwrap_or_default();
+            findings.extend(protect::npm_scripts_changed(&change.path, &then, &now));
+        }
+    }
+    findings.extend(protect::planted_files(&changes, &protection, |dir| {
         std::fs::symlink_metadata(tree.join(dir).join("__init__.py")).is_ok_and(|m| m.is_file())
     }));
     if !findings.is_empty() {

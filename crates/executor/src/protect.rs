@@ -11,9 +11,11 @@
 //!   so that adding a dependency stays allowed.
 //! - *Planted files* the agent added that a runner or the interpreter would execute on its own:
 //!   a new `conftest.py`, `sitecustomize.py`/`usercustomize.py`, `.pth` files, compiled
-//!   `.pyc` files outside `__pycache__`, a module named after a standard-library module in a
-//!   directory that is not a package (it is first on `sys.path` when a script or `-m` runs from
-//!   there), new runner configuration, and anything under `node_modules/`.
+//!   `.pyc` files outside `__pycache__`, a module or package named after a standard-library
+//!   module or a runner started with `python -m`, at the top, beside a validator's script or
+//!   in a directory that is not a package (it is first on `sys.path` when a script or `-m`
+//!   runs from there), package metadata (`*.dist-info`, whose entry points name pytest
+//!   plugins), new runner configuration, and anything under `node_modules/`.
 //!
 //! Everything here is pure: it reads the list of changes and answers.
 
@@ -39,6 +41,7 @@ const DEFAULT_GROUPS: &[Group] = &[
             "**/*.spec.*",
             "**/__tests__/**",
             "**/conftest.py",
+            "**/tests.py",
         ],
     },
     Group {
@@ -76,6 +79,12 @@ pub struct Protection {
     /// `None`: the default groups (and the pytest tables of `pyproject.toml`); otherwise the
     /// manifest's own globs.
     pub globs: Option<Vec<String>>,
+    /// Top-level modules the validators run with `python -m`: the runner itself, which a
+    /// module of that name at the top of the tree would replace.
+    pub run_modules: Vec<String>,
+    /// Whether a validator runs a package manager's scripts (`npm test`): then the `scripts`
+    /// of `package.json` and `.npmrc` (which names the shell they run in) are the owner's.
+    pub runs_npm: bool,
 }
 
 impl Protection {
@@ -90,10 +99,56 @@ impl Protection {
                 }
             }
         }
+        let mut run_modules: Vec<String> = Vec::new();
+        for module in validator_argvs.iter().flat_map(|argv| python_modules(argv)) {
+            if !run_modules.contains(&module) {
+                run_modules.push(module);
+            }
+        }
+        let runs_npm = validator_argvs
+            .iter()
+            .flat_map(|a| commands_of(a))
+            .any(|words| {
+                words.iter().find(|w| !before_program(w)).is_some_and(|p| {
+                    ["npm", "yarn", "pnpm"].contains(&p.rsplit('/').next().unwrap_or(p))
+                })
+            });
         Protection {
             validator_files,
             globs,
+            run_modules,
+            runs_npm,
         }
+    }
+
+    /// Adds what a shell script the validators run runs in turn, as the base commit has it
+    /// (`ci/check.sh` running `python3 ci/runner.py`): one level deep, read like a command.
+    pub fn add_script(&mut self, text: &str) {
+        for line in text.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+            let argv = ["sh".to_string(), "-c".to_string(), line.to_string()];
+            for word in validator_words(&argv) {
+                if let Some(path) = path_like(&word)
+                    && !self.validator_files.contains(&path)
+                {
+                    self.validator_files.push(path);
+                }
+            }
+            for module in python_modules(&argv) {
+                if !self.run_modules.contains(&module) {
+                    self.run_modules.push(module);
+                }
+            }
+        }
+    }
+
+    /// Whether Python puts `dir` first on `sys.path` for a validator: the top of the tree, or
+    /// the directory of a script one runs.
+    pub fn runs_from(&self, dir: &str) -> bool {
+        dir.is_empty()
+            || self
+                .validator_files
+                .iter()
+                .any(|f| f.ends_with(".py") && f.rsplit_once('/').is_some_and(|(d, _)| d == dir))
     }
 
     /// Whether nothing at all is protected (`protect: []`).
@@ -114,6 +169,9 @@ impl Protection {
         if self.validator_files.iter().any(|f| f == path) {
             return Some("a validator runs it");
         }
+        if self.runs_npm && (path == ".npmrc" || path.ends_with("/.npmrc")) {
+            return Some("the package manager's configuration");
+        }
         match &self.globs {
             Some(globs) => globs
                 .iter()
@@ -125,6 +183,24 @@ impl Protection {
                 .map(|g| g.why),
         }
     }
+}
+
+/// Words that run the command after them: the program is the next word.
+const WRAPPERS: &[&str] = &["exec", "command", "env", "nohup", "time"];
+
+/// Whether a word of a simple command comes before its program: an assignment (`CI=1`) or a
+/// wrapper.
+fn before_program(word: &str) -> bool {
+    (word.contains('=') && !word.starts_with('=')) || WRAPPERS.contains(&word)
+}
+
+/// Whether the file at `path` holding `text` is a shell script.
+pub fn is_shell_script(path: &str, text: &str) -> bool {
+    path.ends_with(".sh")
+        || text
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("#!") && l.trim_end().ends_with("sh"))
 }
 
 /// One reason the tree cannot be judged.
@@ -167,6 +243,22 @@ pub fn pytest_tables_changed(path: &str, base: &str, now: &str) -> Option<Findin
     })
 }
 
+/// The finding for a `package.json` whose `scripts` differ from the base commit's (a file
+/// that no longer reads as JSON differs too).
+pub fn npm_scripts_changed(path: &str, base: &str, now: &str) -> Option<Finding> {
+    let scripts = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| v.get("scripts").cloned())
+    };
+    (scripts(base) != scripts(now)).then(|| Finding {
+        path: path.to_string(),
+        message: format!(
+            "the scripts of {path} are protected (a validator runs them) and were changed: restore them; the rest of the file may change"
+        ),
+    })
+}
+
 /// The finding for a new `pyproject.toml` that configures pytest.
 pub fn pytest_tables_added(path: &str, now: &str) -> Option<Finding> {
     (!pytest_tables(now).is_empty()).then(|| Finding {
@@ -179,16 +271,37 @@ pub fn pytest_tables_added(path: &str, now: &str) -> Option<Finding> {
 
 /// Files the agent added that a runner or the interpreter would run by themselves.
 /// `is_package(dir)` says whether the commit has `<dir>/__init__.py` (`dir` is `""` for the top).
-pub fn planted_files(changes: &[Change], is_package: impl Fn(&str) -> bool) -> Vec<Finding> {
+/// The modules the validators run with `python -m` are shadowed like the standard library's.
+pub fn planted_files(
+    changes: &[Change],
+    protection: &Protection,
+    is_package: impl Fn(&str) -> bool,
+) -> Vec<Finding> {
+    let run_modules = &protection.run_modules;
     let mut found = Vec::new();
     for change in changes.iter().filter(|c| c.kind == ChangeKind::Added) {
         let path = change.path.as_str();
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((dir, name)) => (dir, name),
-            None => ("", path),
-        };
+        let (dir, name) = split_dir(path);
+        let shadowed = module_of(dir, name).filter(|(stem, within)| {
+            // The top of the tree is on `sys.path` under `python -m`, and so is the directory
+            // of a script a validator runs, whether or not it holds an `__init__.py`.
+            (STDLIB_MODULES.binary_search(stem).is_ok() || run_modules.iter().any(|m| m == stem))
+                && (protection.runs_from(within) || !is_package(within))
+        });
         let why = if path.split('/').any(|c| c == "node_modules") {
             Some("node_modules is never committed; the validators get the owner's through validation.share".to_string())
+        } else if path
+            .split('/')
+            .any(|c| c.ends_with(".dist-info") || c.ends_with(".egg-info"))
+        {
+            Some("package metadata on sys.path registers entry points, and pytest loads the plugins they name (pytest11) by itself".into())
+        } else if protection.runs_npm && name == ".npmrc" {
+            Some("a new .npmrc can change the shell the package manager runs scripts in".into())
+        } else if ["GNUmakefile", "makefile", "Makefile"].contains(&name)
+            && protection.validator_files.iter().any(|f| f == path)
+        {
+            // make reads the first of these it finds, so a new one replaces the owner's.
+            Some("a validator runs it, and what the validators run is the owner's".into())
         } else if name == "conftest.py" {
             Some("a new conftest.py runs inside pytest and can change its verdict".into())
         } else if name == "sitecustomize.py" || name == "usercustomize.py" {
@@ -197,16 +310,23 @@ pub fn planted_files(changes: &[Change], is_package: impl Fn(&str) -> bool) -> V
             Some("a .pth file runs code at Python start-up".into())
         } else if name.ends_with(".pyc") && !path.split('/').any(|c| c == "__pycache__") {
             Some("a compiled .pyc outside __pycache__ is imported in place of source".into())
-        } else if let Some(stem) = name.strip_suffix(".py")
-            && STDLIB_MODULES.binary_search(&stem).is_ok()
-            && !is_package(dir)
-        {
+        } else if let Some((stem, within)) = shadowed {
+            let whose = if STDLIB_MODULES.binary_search(&stem).is_ok() {
+                "the standard library's"
+            } else {
+                "the validators' runner"
+            };
+            let shown = if name == "__init__.py" {
+                format!("the package {dir}/")
+            } else {
+                name.to_string()
+            };
             Some(format!(
-                "{name} shadows the standard library's `{stem}` for whatever runs from {}",
-                if dir.is_empty() {
+                "{shown} shadows {whose} `{stem}` for whatever runs from {}",
+                if within.is_empty() {
                     "the top of the repository"
                 } else {
-                    dir
+                    within
                 }
             ))
         } else if RUNNER_CONFIG.iter().any(|g| glob_match(g, path)) {
@@ -224,15 +344,102 @@ pub fn planted_files(changes: &[Change], is_package: impl Fn(&str) -> bool) -> V
     found
 }
 
-/// The text of every `[tool.pytest…]` table, trimmed line by line, in order.
+fn split_dir(path: &str) -> (&str, &str) {
+    path.rsplit_once('/').unwrap_or(("", path))
+}
+
+/// The top-level module a file of `dir` named `name` is imported as, and the directory on
+/// `sys.path` it is found from: `json.py` and `json.cpython-311-x86_64-linux-gnu.so` are
+/// `json`, and so is the package `json/__init__.py`, found from the directory above.
+fn module_of<'a>(dir: &'a str, name: &'a str) -> Option<(&'a str, &'a str)> {
+    if name == "__init__.py" {
+        if dir.is_empty() {
+            return None;
+        }
+        let (parent, package) = split_dir(dir);
+        return Some((package, parent));
+    }
+    if let Some(stem) = name.strip_suffix(".py") {
+        return Some((stem, dir));
+    }
+    if name.ends_with(".so") {
+        return name.split('.').next().map(|stem| (stem, dir));
+    }
+    None
+}
+
+/// The top-level modules `python -m` runs in `argv`'s commands (`pytest` of `python3 -m
+/// pytest -q`, `unittest` of `python -m unittest.main`).
+fn python_modules(argv: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for words in commands_of(argv) {
+        let mut words = words.into_iter().skip_while(|w| before_program(w));
+        let Some(program) = words.next() else {
+            continue;
+        };
+        if !program
+            .rsplit('/')
+            .next()
+            .unwrap_or(&program)
+            .starts_with("python")
+        {
+            continue;
+        }
+        while let Some(word) = words.next() {
+            if word == "-c" || !word.starts_with('-') {
+                break;
+            }
+            if word == "-X" || word == "-W" {
+                // Their argument is not the script.
+                words.next();
+                continue;
+            }
+            if word == "-m" {
+                if let Some(module) = words.next() {
+                    let top = module.split('.').next().unwrap_or_default().to_string();
+                    if !top.is_empty() {
+                        found.push(top);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// The simple commands of a validator's argv: those of its shell line, or the argv itself.
+fn commands_of(argv: &[String]) -> Vec<Vec<String>> {
+    match argv {
+        [sh, flag, line, ..] if (sh == "sh" || sh.ends_with("/sh")) && flag == "-c" => {
+            simple_commands(line)
+        }
+        _ => vec![argv.to_vec()],
+    }
+}
+
+/// Every line that may configure pytest, trimmed, in order: those of `[tool.pytest…]` tables,
+/// and also of whatever else could hold them in TOML: the root table and `[tool]` (dotted
+/// keys, `pytest.ini_options.addopts = …`), and a header spelled with escapes
+/// (`["\u0074ool"…]`). Other tables (`[project]`, `[tool.ruff]`) may change freely. Headers
+/// inside multi-line strings are not headers.
 fn pytest_tables(text: &str) -> Vec<String> {
     let mut tables = Vec::new();
-    let mut inside = false;
+    let mut inside = true;
+    let mut in_string: Option<&str> = None;
     for line in text.lines() {
         let trimmed = line.trim();
-        if trimmed.starts_with('[') {
-            let name = trimmed.trim_start_matches('[').trim_start();
-            inside = name.starts_with("tool.pytest") || name.starts_with("\"tool\".pytest");
+        if in_string.is_none() && trimmed.starts_with('[') {
+            inside = may_configure_pytest(trimmed);
+        }
+        for delimiter in ["\"\"\"", "'''"] {
+            if in_string.is_none_or(|d| d == delimiter) && line.matches(delimiter).count() % 2 == 1
+            {
+                in_string = match in_string {
+                    Some(_) => None,
+                    None => Some(delimiter),
+                };
+            }
         }
         if inside && !trimmed.is_empty() && !trimmed.starts_with('#') {
             tables.push(trimmed.to_string());
@@ -241,22 +448,32 @@ fn pytest_tables(text: &str) -> Vec<String> {
     tables
 }
 
+/// Whether the table a header line opens may hold pytest's configuration.
+fn may_configure_pytest(header: &str) -> bool {
+    let name = header.trim_start_matches('[');
+    let name = name.split(']').next().unwrap_or_default();
+    if name.contains('\\') {
+        return true;
+    }
+    let mut keys = name
+        .split('.')
+        .map(|k| k.trim().trim_matches(|c| c == '"' || c == '\''));
+    match (keys.next(), keys.next()) {
+        (Some("tool"), None) => true,
+        (Some("tool"), Some(tool)) => tool.starts_with("pytest"),
+        _ => false,
+    }
+}
+
 /// The files a validator's command runs: for each simple command (of `sh -c <line>`, split at
 /// `;`, `&&`, `||`, `|` and parentheses), the program when it is a path (`./scripts/check.sh`,
 /// `node_modules/.bin/jest`), or the script an interpreter is given (`python3 run_tests.py`).
 /// Files a command only writes (`> report.txt`) are outputs, not the validator's own.
 fn validator_words(argv: &[String]) -> Vec<String> {
-    let commands = match argv {
-        [sh, flag, line, ..] if (sh == "sh" || sh.ends_with("/sh")) && flag == "-c" => {
-            simple_commands(line)
-        }
-        _ => vec![argv.to_vec()],
-    };
+    let commands = commands_of(argv);
     let mut found = Vec::new();
     for words in commands {
-        let mut words = words
-            .into_iter()
-            .skip_while(|w| w.contains('=') && !w.starts_with('='));
+        let mut words = words.into_iter().skip_while(|w| before_program(w));
         let Some(program) = words.next() else {
             continue;
         };
@@ -264,6 +481,28 @@ fn validator_words(argv: &[String]) -> Vec<String> {
             found.push(program.clone());
         }
         let name = program.rsplit('/').next().unwrap_or(&program);
+        if name == "make" || name == "gmake" {
+            // What make runs is in its makefile: any of the names it looks for, in `-C`'s
+            // directory, or the one `-f` names.
+            let words: Vec<String> = words.collect();
+            let dir = words
+                .iter()
+                .position(|w| w == "-C")
+                .and_then(|i| words.get(i + 1))
+                .map(|d| format!("{}/", d.trim_end_matches('/')))
+                .unwrap_or_default();
+            for makefile in ["GNUmakefile", "makefile", "Makefile"] {
+                found.push(format!("{dir}{makefile}"));
+            }
+            if let Some(file) = words
+                .iter()
+                .position(|w| w == "-f")
+                .and_then(|i| words.get(i + 1))
+            {
+                found.push(format!("{dir}{file}"));
+            }
+            continue;
+        }
         let interpreter = ["sh", "bash", "dash", "node", "ruby", "perl", "php"].contains(&name)
             || name.starts_with("python");
         if interpreter {
@@ -753,6 +992,9 @@ mod tests {
             [
                 "run_tests.py",
                 "scripts/check.sh",
+                "GNUmakefile",
+                "makefile",
+                "Makefile",
                 "node_modules/.bin/jest",
                 "ci/run checks.sh"
             ]
@@ -846,6 +1088,25 @@ mod tests {
         );
         assert!(pytest_tables_added("pyproject.toml", added).is_some());
         assert!(pytest_tables_added("pyproject.toml", "[project]\nname = \"x\"\n").is_none());
+        // Other spellings of the same table count too; other tools' tables do not.
+        for spelled in [
+            "[tool]\npytest.ini_options.addopts = \"-k nothing\"\n",
+            "tool.pytest.ini_options.addopts = \"-k nothing\"\n",
+            "[\"\\u0074ool\".pytest.ini_options]\naddopts = \"-k nothing\"\n",
+            "[ 'tool' . 'pytest' . ini_options ]\naddopts = \"-k nothing\"\n",
+            "[tool.pytest.ini_options]\nx = \"\"\"\n[project]\n\"\"\"\naddopts = \"-k nothing\"\n",
+        ] {
+            let now = format!("{spelled}[project]\nname = \"x\"\n[tool.ruff]\nline-length = 100\n");
+            let then = "[project]\nname = \"x\"\n[tool.ruff]\nline-length = 100\n";
+            assert!(
+                pytest_tables_added("pyproject.toml", &now).is_some(),
+                "{now}"
+            );
+            let changed = pytest_tables_changed("pyproject.toml", then, &now);
+            assert!(changed.is_some(), "{now}");
+        }
+        let ruff = "[project]\nname = \"x\"\n[tool.ruff]\nline-length = 120\n";
+        assert!(pytest_tables_added("pyproject.toml", ruff).is_none());
     }
 
     #[test]
@@ -868,7 +1129,7 @@ mod tests {
             added("pkg/json.py"),
             added("textkit/report.py"),
         ];
-        let found = planted_files(&changes, |dir| dir == "pkg");
+        let found = planted_files(&changes, &Protection::new(&[], None), |dir| dir == "pkg");
         let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -891,7 +1152,108 @@ mod tests {
         );
         // A modified file is the protection's business, not this one's.
         assert!(
-            planted_files(&[change(ChangeKind::Modified, "conftest.py")], |_| false).is_empty()
+            planted_files(
+                &[change(ChangeKind::Modified, "conftest.py")],
+                &Protection::new(&[], None),
+                |_| { false }
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn what_a_validators_shell_script_runs_is_protected_too() {
+        let mut p = Protection::new(&[sh("sh ci/check.sh")], None);
+        assert!(is_shell_script(
+            "ci/check.sh",
+            "exec python3 ci/runner.py\n"
+        ));
+        assert!(is_shell_script("ci/check", "#!/usr/bin/env bash\n"));
+        assert!(!is_shell_script("ci/check.py", "import sys\n"));
+        p.add_script("#!/bin/sh\n# python3 ci/old.py\nset -e\nexec python3 ci/runner.py --fast\n./ci/lint && python3 -m pytest\n");
+        assert_eq!(
+            p.validator_files,
+            ["ci/check.sh", "ci/runner.py", "ci/lint"]
+        );
+        assert_eq!(p.run_modules, ["pytest"]);
+        assert_eq!(p.why("ci/runner.py"), Some("a validator runs it"));
+    }
+
+    #[test]
+    fn npm_scripts_and_npmrc_are_the_owners_when_a_validator_runs_npm() {
+        let p = Protection::new(&[sh("CI=1 npm test --silent")], None);
+        assert!(p.runs_npm);
+        assert!(!Protection::new(&[sh("python3 run_tests.py")], None).runs_npm);
+        let base = "{\"name\": \"x\", \"scripts\": {\"test\": \"jest\"}, \"dependencies\": {}}";
+        let deps = base.replace("{}}", "{\"left-pad\": \"1\"}}");
+        assert!(npm_scripts_changed("package.json", base, &deps).is_none());
+        let faked = base.replace("jest", "true");
+        assert!(npm_scripts_changed("package.json", base, &faked).is_some());
+        assert!(npm_scripts_changed("package.json", base, "{not json").is_some());
+        assert_eq!(p.why(".npmrc"), Some("the package manager's configuration"));
+        let found = planted_files(&[change(ChangeKind::Added, ".npmrc")], &p, |_| false);
+        assert_eq!(found.len(), 1);
+    }
+
+    #[test]
+    fn make_protects_its_makefiles_and_refuses_one_it_would_read_first() {
+        let p = Protection::new(&[sh("make -C sub test && make -f ci.mk check")], None);
+        for path in ["sub/Makefile", "sub/GNUmakefile", "ci.mk", "Makefile"] {
+            assert_eq!(p.why(path), Some("a validator runs it"), "{path}");
+        }
+        let found = planted_files(&[change(ChangeKind::Added, "GNUmakefile")], &p, |_| false);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].message.contains("a validator runs it"),
+            "{}",
+            found[0].message
+        );
+    }
+
+    #[test]
+    fn packages_extensions_and_the_runner_itself_are_shadows_too() {
+        let added = |p: &str| change(ChangeKind::Added, p);
+        let p = Protection::new(
+            &[sh(
+                "python3 -m pytest -q tests && python3 -X dev -m unittest.main && python3 scripts/check.py",
+            )],
+            None,
+        );
+        assert_eq!(p.run_modules, ["pytest", "unittest"]);
+        let changes = [
+            added("unittest/__init__.py"),
+            added("email/__init__.py"),
+            added("json.cpython-311-x86_64-linux-gnu.so"),
+            added("pytest.py"),
+            added("pytest/__init__.py"),
+            added("src/pytest.abi3.so"),
+            added("scripts/json.py"),
+            added("evil-1.0.dist-info/entry_points.txt"),
+            added("lib/evil.egg-info/entry_points.txt"),
+            // Fine: a package inside a package, an ordinary package, a new `tests` package.
+            added("pkg/json/__init__.py"),
+            added("textkit/__init__.py"),
+            added("tests/__init__.py"),
+        ];
+        let found = planted_files(&changes, &p, |dir| ["pkg", "", "scripts"].contains(&dir));
+        let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "unittest/__init__.py",
+                "email/__init__.py",
+                "json.cpython-311-x86_64-linux-gnu.so",
+                "pytest.py",
+                "pytest/__init__.py",
+                "src/pytest.abi3.so",
+                "scripts/json.py",
+                "evil-1.0.dist-info/entry_points.txt",
+                "lib/evil.egg-info/entry_points.txt",
+            ]
+        );
+        assert_eq!(
+            found[3].message,
+            "pytest.py may not be added (pytest.py shadows the validators' runner `pytest` for whatever runs from the top of the repository): remove it"
         );
     }
 }

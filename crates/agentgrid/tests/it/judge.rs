@@ -39,9 +39,20 @@ sys.exit(0 if result.wasSuccessful() else 1)
 /// A project holding the owner's calc module, failing suite and runner, whose one agent runs
 /// `script` and is judged by `validators` (YAML list items), with `validation` more keys of
 /// the validation block and `spec` more of the agent's spec.
-fn project(script: &str, validators: &str, validation: &str, spec: &str) -> Repo {
+pub(crate) fn project(script: &str, validators: &str, validation: &str, spec: &str) -> Repo {
+    project_limited(script, validators, validation, spec, 1)
+}
+
+/// [`project`] with an agent given `iterations` iterations.
+pub(crate) fn project_limited(
+    script: &str,
+    validators: &str,
+    validation: &str,
+    spec: &str,
+    iterations: u32,
+) -> Repo {
     let agent_spec = format!(
-        "  routing: {{default: true}}\n  limits: {{max_iterations: 1, max_attempts: 1}}\n{spec}  validation:\n    validators:\n{validators}{validation}"
+        "  routing: {{default: true}}\n  limits: {{max_iterations: {iterations}, max_attempts: 1}}\n{spec}  validation:\n    validators:\n{validators}{validation}"
     );
     let repo = Repo::with_agents(&[("coder", &agent("coder", script, &agent_spec))]);
     std::fs::write(repo.path().join(".agentgrid/config.yaml"), FAST_CONFIG).unwrap();
@@ -61,14 +72,14 @@ fn project(script: &str, validators: &str, validation: &str, spec: &str) -> Repo
 }
 
 /// Adds a task and runs the engine until every task has ended.
-fn run_task(repo: &Repo, title: &str) -> String {
+pub(crate) fn run_task(repo: &Repo, title: &str) -> String {
     repo.ok(&["task", "add", title]);
     let out = repo.run(&["run"]);
     stdout(&out) + &stderr(&out)
 }
 
 /// One shell line that writes `path` with `content`, each line a single-quoted word.
-fn write(path: &str, content: &str) -> String {
+pub(crate) fn write(path: &str, content: &str) -> String {
     let words: Vec<String> = content
         .lines()
         .map(|l| format!("'{}'", l.replace('\'', r"'\''")))
@@ -81,7 +92,7 @@ fn write(path: &str, content: &str) -> String {
 
 /// Whether pytest is installed for a python3 outside the home directories (which the sandbox
 /// hides).
-fn pytest_installed() -> bool {
+pub(crate) fn pytest_installed() -> bool {
     let path: Vec<String> = std::env::var("PATH")
         .unwrap_or_default()
         .split(':')
@@ -103,7 +114,7 @@ fn pytest_installed() -> bool {
 
 /// Runs the attack and checks that the task failed with `reason` in `task show`, and that no
 /// validator ran (`refused`) or that they ran and failed.
-fn assert_refused(repo: &Repo, output: &str, reason: &str) {
+pub(crate) fn assert_refused(repo: &Repo, output: &str, reason: &str) {
     assert_eq!(repo.task_state(1), "failed", "{output}");
     let show = repo.ok(&["task", "show", "1"]);
     assert!(show.contains(reason), "task show lacks `{reason}`:\n{show}");

@@ -11,6 +11,7 @@ mod git_drivers;
 mod git_escape;
 mod idempotent;
 mod judge;
+mod judge_attacks;
 mod lies;
 mod merges;
 mod quota;
