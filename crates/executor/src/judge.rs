@@ -106,6 +106,12 @@ pub(crate) async fn judge_branch(
             protection.add_script(&text);
         }
     }
+    protection.add_runner_dependencies();
+    // What the owner shares (a vendored runner, a virtualenv's packages) is imported from
+    // outside the tree; a new module of the same name first on `sys.path` would replace it.
+    for module in shared_modules(job, manager) {
+        protection.add_run_module(&module);
+    }
     let mut findings = protect::protected_changes(&protection, &changes);
     if protection.covers_pytest_tables() {
         for change in changes
@@ -190,6 +196,55 @@ pub(crate) async fn judge_branch(
     )
     .await
     .map_err(|e| format!("validation: {e}"))
+}
+
+/// The top-level Python module names in the shared paths of the main checkout (the owner's,
+/// read on the host): `owner_runner` for `vendor/owner_runner.py`, `pluggy` for
+/// `.venv/lib/python3.11/site-packages/pluggy/`. A bounded walk: shared trees can be large.
+fn shared_modules(job: &ExecutionJob, manager: &Workspaces) -> Vec<String> {
+    const MAX_ENTRIES: usize = 50_000;
+    let repo_root = &manager.config().repo_root;
+    let mut modules = Vec::new();
+    let mut seen = 0usize;
+    let mut pending: Vec<(PathBuf, usize)> = job
+        .agent
+        .share
+        .iter()
+        .map(|entry| (repo_root.join(entry), 0))
+        .collect();
+    while let Some((dir, depth)) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        // Top-level modules are those of a shared directory itself (`vendor/`) or of a
+        // site-packages directory under it; a file deeper in a package is no module of its own.
+        let holds_modules = depth == 0
+            || dir
+                .file_name()
+                .is_some_and(|n| n == "site-packages" || n == "dist-packages");
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_ENTRIES {
+                return modules;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if holds_modules && entry.path().join("__init__.py").is_file() {
+                    modules.push(name.clone());
+                }
+                // A virtualenv keeps its packages a few levels down (lib/pythonX.Y/site-packages).
+                if depth < 4 && !name.starts_with('.') && name != "__pycache__" {
+                    pending.push((entry.path(), depth + 1));
+                }
+            } else if holds_modules && let Some(stem) = name.strip_suffix(".py") {
+                modules.push(stem.to_string());
+            }
+        }
+    }
+    modules
 }
 
 /// Puts a link to each shared path of the main checkout into the tree, in place of whatever

@@ -121,6 +121,26 @@ impl Protection {
         }
     }
 
+    /// Adds the modules a runner the validators start imports by itself (pytest's own
+    /// libraries), which a module of that name first on `sys.path` would replace as surely as
+    /// the runner.
+    pub fn add_runner_dependencies(&mut self) {
+        if !self.run_modules.iter().any(|m| m == "pytest") {
+            return;
+        }
+        for module in PYTEST_DEPENDENCIES {
+            self.add_run_module(module);
+        }
+    }
+
+    /// Adds a module the validators import from outside the tree (a top-level name of a
+    /// `validation.share` path): a new one of that name first on `sys.path` shadows it.
+    pub fn add_run_module(&mut self, module: &str) {
+        if !module.is_empty() && !self.run_modules.iter().any(|m| m == module) {
+            self.run_modules.push(module.to_string());
+        }
+    }
+
     /// Adds what a shell script the validators run runs in turn, as the base commit has it
     /// (`ci/check.sh` running `python3 ci/runner.py`): one level deep, read like a command.
     pub fn add_script(&mut self, text: &str) {
@@ -626,6 +646,20 @@ fn component_match(glob: &[u8], name: &[u8]) -> bool {
 
 /// Python 3.11's `sys.stdlib_module_names`, sorted: a top-level module a planted file of the
 /// same name would shadow.
+/// What pytest imports of its own at start-up, before any test runs.
+const PYTEST_DEPENDENCIES: &[&str] = &[
+    "_pytest",
+    "attr",
+    "attrs",
+    "colorama",
+    "exceptiongroup",
+    "iniconfig",
+    "packaging",
+    "pluggy",
+    "py",
+    "tomli",
+];
+
 const STDLIB_MODULES: &[&str] = &[
     "__future__",
     "_abc",

@@ -88,7 +88,6 @@ fn code_under_test_that_disarms_the_assertions_does_not_pass() {
 }
 
 #[test]
-#[ignore = "known hole: `python -m` puts the top of the tree first on sys.path, so a new top-level module named like one the runner itself imports from an installed or shared location (pytest's pluggy, iniconfig, _pytest) replaces it; only the standard library and the -m module are refused"]
 fn a_planted_module_shadowing_a_dependency_of_the_runner_is_refused() {
     // The owner's runner, installed in the main checkout and never committed, reports through
     // a library of its own, as pytest does through pluggy.
