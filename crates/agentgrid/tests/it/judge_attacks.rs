@@ -92,25 +92,7 @@ fn a_planted_module_shadowing_a_dependency_of_the_runner_is_refused() {
     // The owner's runner, installed in the main checkout and never committed, reports through
     // a library of its own, as pytest does through pluggy.
     let fake = "import sys\nsys.stderr.write('Ran 2 tests in 0.001s\\n\\nOK\\n')\nsys.exit(0)\n";
-    let repo = project(
-        &write("owner_report.py", fake),
-        "      - name: tests\n        run: \"PYTHONPATH=vendor python3 -m owner_runner\"\n        score: unittest\n",
-        "    share: [vendor]\n",
-        "",
-    );
-    let vendor = repo.path().join("vendor");
-    std::fs::create_dir_all(&vendor).unwrap();
-    std::fs::write(
-        vendor.join("owner_runner.py"),
-        "import unittest\nimport owner_report\n\nowner_report.main()\n",
-    )
-    .unwrap();
-    std::fs::write(
-        vendor.join("owner_report.py"),
-        "import sys\nimport unittest\n\n\ndef main():\n    suite = unittest.defaultTestLoader.discover('tests', top_level_dir='.')\n    ok = unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful()\n    sys.exit(0 if ok else 1)\n",
-    )
-    .unwrap();
-    std::fs::write(repo.path().join(".git/info/exclude"), "vendor/\n").unwrap();
+    let repo = project_with_owners_runner(&write("owner_report.py", fake));
     let output = run_task(&repo, "Fix add");
     assert_eq!(repo.task_state(1), "failed", "{output}");
 }
@@ -119,25 +101,7 @@ fn a_planted_module_shadowing_a_dependency_of_the_runner_is_refused() {
 fn the_owners_shared_runner_judges_the_unchanged_suite() {
     // The same runner as above, with no plant: the owner's failing suite fails the task, so
     // the run above passing is the plant's doing.
-    let repo = project(
-        "echo '# untouched' >> calc.py; ",
-        "      - name: tests\n        run: \"PYTHONPATH=vendor python3 -m owner_runner\"\n        score: unittest\n",
-        "    share: [vendor]\n",
-        "",
-    );
-    let vendor = repo.path().join("vendor");
-    std::fs::create_dir_all(&vendor).unwrap();
-    std::fs::write(
-        vendor.join("owner_runner.py"),
-        "import unittest\nimport owner_report\n\nowner_report.main()\n",
-    )
-    .unwrap();
-    std::fs::write(
-        vendor.join("owner_report.py"),
-        "import sys\nimport unittest\n\n\ndef main():\n    suite = unittest.defaultTestLoader.discover('tests', top_level_dir='.')\n    ok = unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful()\n    sys.exit(0 if ok else 1)\n",
-    )
-    .unwrap();
-    std::fs::write(repo.path().join(".git/info/exclude"), "vendor/\n").unwrap();
+    let repo = project_with_owners_runner("echo '# untouched' >> calc.py; ");
     let output = run_task(&repo, "Fix add");
     assert_eq!(repo.task_state(1), "failed", "{output}");
     let show = repo.ok(&["task", "show", "1"]);
@@ -425,4 +389,30 @@ fn the_owners_npm_script_fails_the_unchanged_suite_and_new_dependencies_stay_all
     let show = repo.ok(&["task", "show", "1"]);
     assert!(!show.contains("judged files failed"), "{show}");
     assert!(show.contains("FAIL: test_add"), "{show}");
+}
+
+/// A project whose validator is the owner's own runner, vendored in the main checkout (never
+/// committed) and shared into the judge tree; it reports through a library of its own,
+/// `owner_report`, as pytest does through pluggy.
+fn project_with_owners_runner(agent: &str) -> crate::support::Repo {
+    let repo = project(
+        agent,
+        "      - name: tests\n        run: \"PYTHONPATH=vendor python3 -m owner_runner\"\n        score: unittest\n",
+        "    share: [vendor]\n",
+        "",
+    );
+    let vendor = repo.path().join("vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    std::fs::write(
+        vendor.join("owner_runner.py"),
+        "import unittest\nimport owner_report\n\nowner_report.main()\n",
+    )
+    .unwrap();
+    std::fs::write(
+        vendor.join("owner_report.py"),
+        "import sys\nimport unittest\n\n\ndef main():\n    suite = unittest.defaultTestLoader.discover('tests', top_level_dir='.')\n    ok = unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful()\n    sys.exit(0 if ok else 1)\n",
+    )
+    .unwrap();
+    std::fs::write(repo.path().join(".git/info/exclude"), "vendor/\n").unwrap();
+    repo
 }
