@@ -70,6 +70,11 @@ pub enum Error {
     #[error("waiting for process {pid} failed: {reason}")]
     Wait { pid: i32, reason: String },
 
+    /// The work this child belonged to was asked to stop (see [`crate::cancellable`]): it was
+    /// not started, or its group was ended.
+    #[error("`{program}` was stopped: the work it belonged to was cancelled")]
+    Cancelled { program: String },
+
     #[error("cannot start `{program}` in its sandbox: {source}")]
     Sandbox {
         program: String,

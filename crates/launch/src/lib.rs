@@ -19,6 +19,9 @@
 //!   [`Output`].
 //! - [`kill_group`], [`terminate_group`], [`group_alive`] and [`process_start_time`] act on
 //!   process groups and pids, also ones recorded before a restart.
+//! - [`cancellable`] with a [`CancellationToken`]: every child started inside belongs to the
+//!   token; once it is cancelled nothing new starts and a short command's group is ended at
+//!   once (the kill fails closed: SIGKILL follows a short SIGTERM).
 //!
 //! The key decision: the child is reaped by us with `waitid(WNOWAIT)` followed by `wait4`, not by
 //! tokio. Waiting without reaping first keeps the child's pid, and so its group id, reserved
@@ -37,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cancel;
 mod error;
 mod group;
 mod output;
@@ -46,6 +50,9 @@ mod sandboxed;
 mod spec;
 mod start;
 
+pub use cancel::{
+    CANCEL_GRACE, CancellationToken, cancellable, cancelled, current, is_cancelled, shielded,
+};
 pub use error::Error;
 pub use group::{
     group_alive, group_members, kill_group, process_alive, process_start_time, terminate_group,

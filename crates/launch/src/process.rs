@@ -297,7 +297,16 @@ impl std::fmt::Debug for Process {
 }
 
 /// Starts `spec` and streams its output as `output` says. Returns once the child runs.
+///
+/// Inside a cancelled [`crate::cancellable`] scope nothing starts ([`Error::Cancelled`]); a
+/// child that runs when the scope is cancelled is the caller's to stop (see
+/// [`crate::cancelled`]), with the grace it owes it.
 pub fn spawn(spec: LaunchSpec, output: OutputSpec) -> Result<Process, Error> {
+    if crate::cancel::is_cancelled() {
+        return Err(Error::Cancelled {
+            program: spec.program,
+        });
+    }
     let (log, logged) = match output.log_file {
         Some(path) => match check_log(&path) {
             Ok(Some(file)) => {

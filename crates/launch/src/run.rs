@@ -61,11 +61,22 @@ impl Output {
 
 /// Runs `spec` to its end, keeping the last `capture_limit` bytes of each of its output streams.
 /// After `timeout` the whole group is terminated (SIGTERM, then SIGKILL) and `timed_out` is set.
+///
+/// Inside a [`crate::cancellable`] scope, nothing starts once the scope is cancelled, and a
+/// cancel while the command runs ends its group at once ([`crate::CANCEL_GRACE`]); both are
+/// [`Error::Cancelled`].
 pub async fn run(
     spec: LaunchSpec,
     timeout: Duration,
     capture_limit: usize,
 ) -> Result<Output, Error> {
+    let cancel = crate::cancel::current();
+    if cancel.as_ref().is_some_and(|t| t.is_cancelled()) {
+        return Err(Error::Cancelled {
+            program: spec.program,
+        });
+    }
+    let program = spec.program.clone();
     let child = start(spec)?;
     let pid = child.pid;
     let finished = child.finished.clone();
@@ -79,13 +90,35 @@ pub async fn run(
         },
     )?;
 
-    let (raw, timed_out) = match tokio::time::timeout(timeout, &mut watched.exit).await {
-        Ok(result) => (result, false),
-        Err(_) => {
-            if !finished.load(std::sync::atomic::Ordering::SeqCst) {
-                crate::terminate_group(pid, TERM_GRACE).await;
+    let cancelled = async {
+        match &cancel {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    let (raw, timed_out) = tokio::select! {
+        ended = tokio::time::timeout(timeout, &mut watched.exit) => match ended {
+            Ok(result) => (result, false),
+            Err(_) => {
+                if !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                    crate::terminate_group(pid, TERM_GRACE).await;
+                }
+                (watched.exit.await, true)
             }
-            (watched.exit.await, true)
+        },
+        () = cancelled => {
+            // Fail closed: the group goes whatever the command was doing, and what it did is
+            // no answer to anyone.
+            if !finished.load(std::sync::atomic::Ordering::SeqCst)
+                && !crate::terminate_group(pid, crate::CANCEL_GRACE).await
+            {
+                tracing::warn!(pid, program, "a cancelled command's group is still alive after SIGKILL");
+            }
+            let _ = watched.exit.await;
+            if !wait_gone(pid, SETTLE_GRACE).await {
+                tracing::warn!(pid, "processes of the group are still alive after SIGKILL");
+            }
+            return Err(Error::Cancelled { program });
         }
     };
     let raw = match raw {

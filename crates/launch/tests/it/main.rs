@@ -608,3 +608,98 @@ fn a_child_started_outside_a_runtime_is_watched_by_a_thread() {
         ]
     );
 }
+
+/// Waits until `path` holds a pid (written by the child once it runs).
+async fn pid_in(path: &Path) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            return pid;
+        }
+        assert!(start.elapsed() < DEADLINE, "the child never wrote its pid");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_ends_a_running_command_and_its_group_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    // The grandchild ignores SIGTERM: only the SIGKILL that follows ends it.
+    let script = format!(
+        "sh -c 'trap \"\" TERM; sleep 100' & echo $! > {}.tmp; mv {0}.tmp {0}; sleep 100",
+        pids.display()
+    );
+    let token = launch::CancellationToken::new();
+    let running = tokio::spawn(launch::cancellable(
+        token.clone(),
+        run(sh(&script, dir.path()), Duration::from_secs(100), 1024),
+    ));
+    let grandchild = pid_in(&pids).await;
+    let asked = std::time::Instant::now();
+    token.cancel();
+    let result = tokio::time::timeout(DEADLINE, running)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(result, Err(Error::Cancelled { ref program }) if program == "sh"),
+        "{result:?}"
+    );
+    assert!(
+        asked.elapsed() < launch::CANCEL_GRACE + Duration::from_secs(2),
+        "the cancel took {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        !process_alive(grandchild),
+        "a grandchild that ignores SIGTERM survived the cancel"
+    );
+}
+
+#[tokio::test]
+async fn nothing_starts_in_a_cancelled_scope_but_a_shielded_step_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = launch::CancellationToken::new();
+    token.cancel();
+    let marker = dir.path().join("ran");
+    let touch = sh(&format!("touch {}", marker.display()), dir.path());
+    let refused = launch::cancellable(token.clone(), run(touch.clone(), DEADLINE, 1024)).await;
+    assert!(
+        matches!(refused, Err(Error::Cancelled { .. })),
+        "{refused:?}"
+    );
+    let spawned = launch::cancellable(token.clone(), async {
+        spawn(touch.clone(), OutputSpec::default())
+    })
+    .await;
+    assert!(
+        matches!(spawned, Err(Error::Cancelled { .. })),
+        "{spawned:?}"
+    );
+    assert!(!marker.exists(), "a child started after the cancel");
+    assert!(launch::cancellable(token.clone(), async { launch::is_cancelled() }).await);
+    assert!(
+        !launch::is_cancelled(),
+        "outside any scope nothing is cancelled"
+    );
+
+    let shielded = launch::cancellable(token, launch::shielded(run(touch, DEADLINE, 1024)))
+        .await
+        .unwrap();
+    assert!(shielded.success(), "{shielded:?}");
+    assert!(marker.exists(), "the shielded step ran");
+}
+
+#[tokio::test]
+async fn an_uncancelled_scope_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = launch::CancellationToken::new();
+    let out = launch::cancellable(token, run(sh("echo fine", dir.path()), DEADLINE, 1024))
+        .await
+        .unwrap();
+    assert!(out.success() && out.stdout == "fine\n", "{out:?}");
+}
