@@ -192,14 +192,23 @@ impl Engine {
     /// and wake one up. As a task, the loop and the executions it spawns share workers.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<RunSummary, Error> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut serving = tokio::spawn(self.serve(async move {
-            // A dropped sender means the caller is gone: stop as for a shutdown.
-            let _ = stop_rx.await;
-        }));
+        // The engine's own cancellation: every child the loop starts itself (hooks, merges,
+        // removals, recovery's commits) belongs to it, so a shutdown ends them at once even while
+        // the loop is inside one of them. Executions run in tasks of their own, each with its
+        // own scope, which the loop's stop reaches.
+        let cancel = launch::CancellationToken::new();
+        let mut serving = tokio::spawn(launch::cancellable(
+            cancel.clone(),
+            self.serve(async move {
+                // A dropped sender means the caller is gone: stop as for a shutdown.
+                let _ = stop_rx.await;
+            }),
+        ));
         tokio::pin!(shutdown);
         let joined = tokio::select! {
             joined = &mut serving => joined,
             _ = &mut shutdown => {
+                cancel.cancel();
                 let _ = stop_tx.send(());
                 serving.await
             }

@@ -14,7 +14,12 @@
 //!
 //! The executor never writes the store and never decides a task's fate: it reports facts, the
 //! engine records them and the scheduler judges. The engine stops an execution through the
-//! [`StopReason`] watch channel; the executor then winds the process group down.
+//! [`StopReason`] watch channel. That one signal reaches every step: the execution runs inside a
+//! `launch::cancellable` scope that the stop cancels, so a hook, a git command of a checkout or
+//! a commit, a judge-tree checkout or a validator running then has its process group ended at
+//! once and nothing new starts; the agent gets its grace period. No iteration starts after a
+//! stop, and an execution stopped in any step ends in the stop's state (`cancelled` for a
+//! shutdown), never as failed.
 
 mod judge;
 mod parsers;
@@ -39,4 +44,7 @@ pub enum Error {
     Config(String),
     #[error("validator `{name}` could not run: {message}")]
     Validator { name: String, message: String },
+    /// The execution was stopped while a validator ran: no verdict, passed or failed.
+    #[error("validator `{name}` was stopped before it ended: the execution was stopped")]
+    Cancelled { name: String },
 }

@@ -245,8 +245,34 @@ pub async fn run_execution(
     updates: mpsc::UnboundedSender<Update>,
 ) {
     let id = job.id;
-    let (state, exit_code, usage, summary) = match execute(&job, &shared, stop, &updates).await {
+    // The stop reaches every step through one token: a stop on the watch cancels it, and every
+    // child the execution starts belongs to it (see `launch::cancellable`).
+    let cancel = launch::CancellationToken::new();
+    let relay = relay_stop(stop.clone(), cancel.clone());
+    let work = launch::cancellable(
+        cancel.clone(),
+        execute(&job, &shared, stop.clone(), &updates),
+    );
+    let ended = tokio::select! {
+        ended = work => ended,
+        never = relay => match never {},
+    };
+    let (state, exit_code, usage, summary) = match ended {
         Ok(end) => end,
+        // A step that failed because the execution was stopped ends as the stop says: a
+        // shutdown during a validator, a hook or a commit leaves the task to run again.
+        Err((_, message)) if cancel.is_cancelled() => {
+            let reason = stop_reason(&stop);
+            let why = shared
+                .stop_summary()
+                .unwrap_or_else(|| format!("stopped ({})", reason.state()));
+            (
+                reason.state(),
+                None,
+                Usage::default(),
+                Some(format!("{why} while {message}")),
+            )
+        }
         Err((state, message)) => (state, None, Usage::default(), Some(message)),
     };
     let _ = updates.send(Update::Finished {
@@ -260,10 +286,32 @@ pub async fn run_execution(
 
 type End = (ExecutionState, Option<i32>, Usage, Option<String>);
 
+/// Cancels `cancel` once the engine asks the execution to stop (or is gone); never ends.
+async fn relay_stop(
+    mut stop: watch::Receiver<Option<StopReason>>,
+    cancel: launch::CancellationToken,
+) -> std::convert::Infallible {
+    loop {
+        if stop.borrow_and_update().is_some() {
+            break;
+        }
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    cancel.cancel();
+    std::future::pending().await
+}
+
+/// Why the execution was stopped: what the engine said, or a cancel when it is gone.
+fn stop_reason(stop: &watch::Receiver<Option<StopReason>>) -> StopReason {
+    stop.borrow().unwrap_or(StopReason::Cancelled)
+}
+
 async fn execute(
     job: &ExecutionJob,
     shared: &ExecutionShared,
-    mut stop: watch::Receiver<Option<StopReason>>,
+    stop: watch::Receiver<Option<StopReason>>,
     updates: &mpsc::UnboundedSender<Update>,
 ) -> Result<End, (ExecutionState, String)> {
     let id = job.id;
@@ -342,6 +390,14 @@ async fn execute(
     // execution that makes no progress stops instead of burning its remaining iterations.
     let mut last_failure: Option<(String, String)> = None;
     for iteration in 1..=max_iterations {
+        // No iteration starts after a stop: the one before ended with the stop's state, or
+        // the stop came while its validators ran and ended them.
+        if launch::is_cancelled() {
+            return Err((
+                ExecutionState::Cancelled,
+                format!("starting iteration {iteration}"),
+            ));
+        }
         context.iteration = iteration;
         let prompt = manifest::render_prompt(&agent.prompt, &context)
             .map_err(|e| fail("rendering the prompt", &e))?;
@@ -390,11 +446,10 @@ async fn execute(
                     Some(_) => shared.touch(job.clock.now()),
                     None => lines_open = false,
                 },
-                changed = stop.changed(), if stopped.is_none() => {
-                    stopped = if changed.is_err() { Some(StopReason::Cancelled) } else { *stop.borrow() };
-                    if stopped.is_some() {
-                        launch::terminate_group(pid, job.grace).await;
-                    }
+                () = launch::cancelled(), if stopped.is_none() => {
+                    // The agent, unlike a hook or a validator, gets its grace period.
+                    stopped = Some(stop_reason(&stop));
+                    launch::terminate_group(pid, job.grace).await;
                 }
             }
         };
@@ -416,7 +471,16 @@ async fn execute(
                 "agentgrid: task #{} execution #{id} iteration {iteration}",
                 job.task
             );
-            match manager.commit_all(w, &message).await {
+            let commit = manager.commit_all(w, &message);
+            let committed = match stopped {
+                // A timeout, a stall or a budget ends this execution, not the engine: what the
+                // agent left is kept on its branch. After a shutdown's stop the commit takes the
+                // cancellation like every step; the task runs again and its next execution's
+                // first commit (or recovery) takes what is left.
+                Some(reason) if reason != StopReason::Cancelled => launch::shielded(commit).await,
+                _ => commit.await,
+            };
+            match committed {
                 Ok(Some(commit)) => {
                     changed = true;
                     send(Update::Committed {
@@ -493,6 +557,9 @@ async fn execute(
                 )),
             );
             break;
+        }
+        if launch::is_cancelled() {
+            return Err((ExecutionState::Cancelled, "about to validate".into()));
         }
         send(Update::Validating { id, iteration });
         // Validators judge the agent's work, so they get none of its powers (no token, control
@@ -578,12 +645,14 @@ async fn execute(
         send(Update::NextIteration { id });
     }
 
+    // after_run is best effort: the work is already committed and judged, so a stop skips it
+    // or ends it, and the execution's outcome stands.
     if let Some((manager, w)) = &ws
+        && !launch::is_cancelled()
         && let Err(e) = manager
             .run_hook(w, HookKind::AfterRun, &hook_env, hook_sandbox.as_ref())
             .await
     {
-        // after_run is best effort: the work is already committed and judged.
         tracing::warn!(execution = %id, "after_run hook failed: {e}");
     }
     drop(channel);

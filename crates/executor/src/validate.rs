@@ -300,6 +300,15 @@ async fn run_one(
             };
             (facts, status, out.wall_ms)
         }
+        // A stop is no verdict on the work: the validation ends without one.
+        Err(launch::Error::Cancelled { .. }) => {
+            if let Some(stash) = stashed {
+                stash.restore(cwd);
+            }
+            return Err(Error::Cancelled {
+                name: v.name.clone(),
+            });
+        }
         // A validator that cannot even start (its program is missing) is a failed check,
         // recorded like any other, not a broken execution.
         Err(e) => {

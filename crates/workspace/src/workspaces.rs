@@ -272,7 +272,10 @@ impl Workspaces {
         if let Err(e) = hooked {
             let path_arg = ws.path.to_string_lossy().into_owned();
             let _admin = self.admin.lock().await;
-            if let Err(undo) = git_ok(repo, &["worktree", "remove", "--force", &path_arg]).await {
+            // Undone even when the hook failed because the work was cancelled: a checkout whose
+            // after_create never finished must not be taken for a ready one next time.
+            let args = ["worktree", "remove", "--force", &path_arg];
+            if let Err(undo) = launch::shielded(git_ok(repo, &args)).await {
                 tracing::warn!(error = %undo, "cannot undo the checkout after a failed after_create hook");
             }
             return Err(e);

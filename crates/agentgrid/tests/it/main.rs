@@ -2,6 +2,7 @@
 
 mod bounds;
 mod budget;
+mod cancel;
 mod cli;
 mod control;
 mod crash;

@@ -47,6 +47,11 @@ impl Engine {
             .filter(|m| retry_failed || m.failed.is_none())
         {
             let (outcome, tree_changed) = self.merge_child(&manager, merge.child).await;
+            if launch::is_cancelled() {
+                // The engine is stopping: a merge cut short is no failure of the parent. It
+                // stays due, and the next start undoes what is half done and makes it.
+                break;
+            }
             changed += u32::from(tree_changed);
             let change = Change::FinishMerge {
                 child: merge.child,
