@@ -323,7 +323,7 @@ impl Engine {
                             // One already over budget ends as such, grace or not.
                             let reason = match active.budget_exceeded {
                                 Some(_) => StopReason::BudgetExceeded,
-                                None => StopReason::Cancelled,
+                                None => StopReason::Shutdown,
                             };
                             let _ = active.stop.send(Some(reason));
                         }

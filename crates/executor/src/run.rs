@@ -91,7 +91,10 @@ pub struct ExecutionJob {
 pub enum StopReason {
     TimedOut,
     Stalled,
+    /// The task was cancelled (from the CLI): this execution is over.
     Cancelled,
+    /// The engine is stopping: the execution ends as cancelled and its task runs again later.
+    Shutdown,
     /// The model gateway refused a request over budget.
     BudgetExceeded,
 }
@@ -101,7 +104,7 @@ impl StopReason {
         match self {
             StopReason::TimedOut => ExecutionState::TimedOut,
             StopReason::Stalled => ExecutionState::Stalled,
-            StopReason::Cancelled => ExecutionState::Cancelled,
+            StopReason::Cancelled | StopReason::Shutdown => ExecutionState::Cancelled,
             StopReason::BudgetExceeded => ExecutionState::BudgetExceeded,
         }
     }
@@ -303,9 +306,9 @@ async fn relay_stop(
     std::future::pending().await
 }
 
-/// Why the execution was stopped: what the engine said, or a cancel when it is gone.
+/// Why the execution was stopped: what the engine said, or a shutdown when it is gone.
 fn stop_reason(stop: &watch::Receiver<Option<StopReason>>) -> StopReason {
-    stop.borrow().unwrap_or(StopReason::Cancelled)
+    stop.borrow().unwrap_or(StopReason::Shutdown)
 }
 
 async fn execute(
@@ -473,11 +476,11 @@ async fn execute(
             );
             let commit = manager.commit_all(w, &message);
             let committed = match stopped {
-                // A timeout, a stall or a budget ends this execution, not the engine: what the
-                // agent left is kept on its branch. After a shutdown's stop the commit takes the
-                // cancellation like every step; the task runs again and its next execution's
-                // first commit (or recovery) takes what is left.
-                Some(reason) if reason != StopReason::Cancelled => launch::shielded(commit).await,
+                // A timeout, a stall, a budget or a cancel ends this execution, not the engine:
+                // what the agent left is kept on its branch. After a shutdown's stop the commit
+                // takes the cancellation like every step; the task runs again and its next
+                // execution's first commit (or recovery) takes what is left.
+                Some(reason) if reason != StopReason::Shutdown => launch::shielded(commit).await,
                 _ => commit.await,
             };
             match committed {

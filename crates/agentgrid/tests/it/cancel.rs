@@ -269,24 +269,7 @@ fn sigterm_during_before_remove_ends_the_hook_and_the_next_run_removes_the_workt
 #[test]
 fn sigterm_during_a_commit_ends_git_and_the_next_run_commits_the_work() {
     let marker = held_sleep(6);
-    let home = tempfile::tempdir().unwrap();
-    let held_once = home.path().join("held");
-    // In a script of its own: every host git command carries the filter's definition on its
-    // command line, which must not hold the marker.
-    let filter = home.path().join("slow-filter.sh");
-    std::fs::write(
-        &filter,
-        format!(
-            "if [ ! -e {0} ]; then touch {0}; sh -c '{marker}'; fi\ncat\n",
-            held_once.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        home.path().join(".gitconfig"),
-        format!("[filter \"slow\"]\n\tclean = sh {}\n", filter.display()),
-    )
-    .unwrap();
+    let (home, held_once) = slow_filter_home("clean", &marker);
     let agent_script = format!("{AGENT}; echo data > data.slow");
     let spec = format!("  routing: {{default: true}}\n{LIMITS}");
     let repo = Repo::with_agents(&[("coder", &agent("coder", &agent_script, &spec))]);
@@ -314,4 +297,58 @@ fn sigterm_during_a_commit_ends_git_and_the_next_run_commits_the_work() {
     let data = repo.git(&["show", "agentgrid/task-1:data.slow"]);
     assert_eq!(data, "data\n");
     assert!(!worktree(&repo).exists(), "the worktree was removed");
+}
+
+/// A home whose git configuration defines the trusted driver `slow`: its `kind` filter (`clean`
+/// or `smudge`) runs `marker` the first time it runs, then passes the content through.
+fn slow_filter_home(kind: &str, marker: &str) -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().unwrap();
+    let held_once = home.path().join("held");
+    // In a script of its own: every host git command carries the filter's definition on its
+    // command line, which must not hold the marker.
+    let filter = home.path().join("slow-filter.sh");
+    std::fs::write(
+        &filter,
+        format!(
+            "if [ ! -e {0} ]; then touch {0}; sh -c '{marker}'; fi\ncat\n",
+            held_once.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".gitconfig"),
+        format!("[filter \"slow\"]\n\t{kind} = sh {}\n", filter.display()),
+    )
+    .unwrap();
+    (home, held_once)
+}
+
+/// Workspace preparation is held by a smudge filter on a file the main branch holds: `git
+/// worktree add` runs it while it checks the task's branch out.
+#[test]
+fn sigterm_during_workspace_preparation_ends_the_checkout_and_the_next_run_makes_it() {
+    let marker = held_sleep(7);
+    let (home, held_once) = slow_filter_home("smudge", &marker);
+    let spec = format!("  routing: {{default: true}}\n{LIMITS}");
+    let repo = Repo::with_agents(&[("coder", &agent("coder", AGENT, &spec))]);
+    std::fs::write(repo.path().join(".gitattributes"), "*.slow filter=slow\n").unwrap();
+    std::fs::write(repo.path().join("seed.slow"), "seed\n").unwrap();
+    repo.git(&["add", ".gitattributes", "seed.slow"]);
+    repo.git(&["commit", "-q", "-m", "slow files"]);
+    let config = config("  workspace: {git: {drivers: [slow]}}\n");
+    std::fs::write(repo.path().join(".agentgrid/config.yaml"), &config).unwrap();
+    repo.ok(&["task", "add", "Do the work"]);
+
+    stop_during(start(&repo, Some(home.path())), &marker);
+    assert!(held_once.exists(), "the checkout's filter ran");
+    left_to_run_again(&repo, 0);
+
+    let mut engine = start(&repo, Some(home.path()));
+    let status = engine.0.wait().unwrap();
+    assert!(status.success(), "the second run: {status}");
+    assert_eq!(repo.task_state(1), "done", "{:?}", executions(&repo));
+    let seed = repo.git(&["show", "agentgrid/task-1:seed.slow"]);
+    assert_eq!(seed, "seed\n", "the checkout was complete");
+    let work = repo.git(&["show", "agentgrid/task-1:work.txt"]);
+    assert_eq!(work, "1\n");
 }
