@@ -21,7 +21,7 @@
 //! `xargs` process; setting up the project and checking the result afterwards are not timed.
 //!
 //! The gateway's added latency comes from the gateway crate's `gateway_latency` example (see
-//! `gateway.rs`).
+//! `gateway.rs`); restart after `kill -9` and the engine's memory are measured by `restart.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 
 use crate::gateway::{self, Latency};
+use crate::restart;
 use crate::sandboxed::{self, Baseline};
 
 /// Executions at once, on both sides.
@@ -44,13 +45,13 @@ pub struct Options {
     check: bool,
     /// A binary to measure instead of building the workspace's, e.g. an older build.
     agentgrid: Option<PathBuf>,
-    /// The parts to run: `a`, `b`, `c`, `gateway`. Empty means all.
+    /// The parts to run: `a`, `b`, `c`, `gateway`, `restart`, `memory`. Empty means all.
     only: Vec<String>,
     /// Measured requests per kind and side in the gateway measurement.
     requests: usize,
 }
 
-const PARTS: [&str; 4] = ["a", "b", "c", "gateway"];
+const PARTS: [&str; 6] = ["a", "b", "c", "gateway", "restart", "memory"];
 
 impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -216,6 +217,24 @@ pub fn run(options: Options) -> anyhow::Result<bool> {
         print_latency(&latency);
         all_met &= latency.met();
     }
+    if options.wants("restart") || options.wants("memory") {
+        let bin = agentgrid_bin(&options)?;
+        let base = bench_dir(&options)?;
+        if options.wants("restart") {
+            println!();
+            let executions = if options.quick { 50 } else { 500 };
+            let measured = restart::restart(&bin, &base, executions)?;
+            measured.print();
+            all_met &= measured.met();
+        }
+        if options.wants("memory") {
+            println!();
+            let tasks = if options.quick { 10_000 } else { 100_000 };
+            let measured = restart::memory(&bin, &base, tasks)?;
+            measured.print();
+            all_met &= measured.met();
+        }
+    }
     if options.quick {
         println!("(--quick: too few tasks and requests for numbers worth recording)");
     }
@@ -227,18 +246,8 @@ fn run_scenarios(options: &Options, scenarios: &[Scenario]) -> anyhow::Result<bo
     for tool in ["git", "xargs", "sh", "true"] {
         which(tool).with_context(|| format!("the bench needs `{tool}` on PATH"))?;
     }
-    let bin = match &options.agentgrid {
-        Some(path) => path
-            .canonicalize()
-            .with_context(|| format!("--agentgrid {}: no such binary", path.display()))?,
-        None => build_agentgrid()?,
-    };
-    let base = match &options.dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir(),
-    };
-    std::fs::create_dir_all(&base)
-        .with_context(|| format!("cannot create the bench directory {}", base.display()))?;
+    let bin = agentgrid_bin(options)?;
+    let base = bench_dir(options)?;
 
     println!(
         "agentgrid bench: concurrency {CONCURRENCY}, durable store on, median of {} run(s)",
@@ -418,6 +427,27 @@ fn print_columns<const N: usize>(header: &[String; N], body: &[[String; N]]) {
     }
 }
 
+/// The binary to measure: `--agentgrid`, or the workspace's, built in release mode.
+fn agentgrid_bin(options: &Options) -> anyhow::Result<PathBuf> {
+    match &options.agentgrid {
+        Some(path) => path
+            .canonicalize()
+            .with_context(|| format!("--agentgrid {}: no such binary", path.display())),
+        None => build_agentgrid(),
+    }
+}
+
+/// Where the temporary projects go: `--dir`, or the system's temporary directory.
+fn bench_dir(options: &Options) -> anyhow::Result<PathBuf> {
+    let base = match &options.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&base)
+        .with_context(|| format!("cannot create the bench directory {}", base.display()))?;
+    Ok(base)
+}
+
 /// Builds agentgrid in release mode and returns the path of the binary cargo reports.
 fn build_agentgrid() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -462,7 +492,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// A fresh directory holding `repo/`, a git repository with one commit.
-fn fresh_repo(base: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+pub(crate) fn fresh_repo(base: &Path) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
     let dir = tempfile::Builder::new()
         .prefix("agentgrid-bench-")
         .tempdir_in(base)
@@ -712,7 +742,7 @@ git worktree remove "$path" || git worktree remove "$path"
 "#;
 
 /// A command with none of the caller's agentgrid or git overrides in its environment.
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     for var in [
         "AGENTGRID_PROJECT",
@@ -734,7 +764,7 @@ fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
 }
 
 /// Runs to the end and returns stdout; a failure carries stderr.
-fn ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
+pub(crate) fn ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     cmd.stdin(Stdio::null());
     check(
         cmd.output().with_context(|| format!("cannot run {what}"))?,
@@ -742,7 +772,7 @@ fn ok(cmd: &mut Command, what: &str) -> anyhow::Result<String> {
     )
 }
 
-fn ok_with_input(cmd: &mut Command, what: &str, input: &[u8]) -> anyhow::Result<String> {
+pub(crate) fn ok_with_input(cmd: &mut Command, what: &str, input: &[u8]) -> anyhow::Result<String> {
     use std::io::Write;
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -857,6 +887,8 @@ mod tests {
         assert!(some.wants("c") && some.wants("gateway"));
         assert!(!some.wants("a") && !some.wants("b"));
         assert!(parse(&["--only", "a,d"]).is_err());
+        let ours = parse(&["--only", "restart,memory"]).unwrap();
+        assert!(ours.wants("restart") && ours.wants("memory") && !ours.wants("a"));
         assert_eq!(all.requests, 2000);
         assert_eq!(parse(&["--quick"]).unwrap().requests, 200);
         assert_eq!(parse(&["--requests", "50"]).unwrap().requests, 50);

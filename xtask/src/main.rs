@@ -4,7 +4,8 @@
 //! Commands:
 //! - `bench`: times agentgrid's dispatch of no-op executions, plain, in git worktrees and in the
 //!   default sandbox, against the same commands run by `xargs -P2`, and measures the latency
-//!   the model gateway adds (see `bench.rs` and BENCHMARKS.md).
+//!   the model gateway adds, restart after `kill -9` with live sandboxes and the engine's
+//!   memory (see `bench.rs`, `restart.rs` and BENCHMARKS.md).
 //! - `layers`: checks the crates' dependencies against the layering table of ARCHITECTURE.md
 //!   (see `layers.rs`).
 
@@ -16,6 +17,7 @@
 mod bench;
 mod gateway;
 mod layers;
+mod restart;
 mod sandboxed;
 
 use std::process::ExitCode;
@@ -27,7 +29,8 @@ commands:
                     latency the model gateway adds
       --quick         fewer tasks and requests and one run, for a smoke test
       --runs N        runs of each side per scenario; the median counts (default 3)
-      --only LIST     run only these parts, comma-separated: a, b, c, gateway (default all)
+      --only LIST     run only these parts, comma-separated: a, b, c, gateway, restart,
+                      memory (default all)
       --requests N    measured requests per kind in the gateway part (default 2000)
       --dir DIR       make the temporary projects under DIR (default: the system temp dir)
       --check         exit with 1 when a target (scenario A, scenario C, gateway) is missed

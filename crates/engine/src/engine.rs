@@ -1425,10 +1425,25 @@ impl Engine {
             .await?;
         // The dead engine may not have recorded every pid it started, so find the orphans by
         // what every agent process carries: this project and its execution id.
-        let ids: Vec<ExecutionId> = orphans.iter().map(|e| e.id).collect();
-        let groups = orphan_groups(&self.options.project_dir, &ids);
-        for pgid in &groups {
-            launch::terminate_group(*pgid, self.setup.grace.min(StdDuration::from_secs(5))).await;
+        // Every group is asked to stop at once and watched with one /proc scan per round, so
+        // 500 lost executions wind down in the time of the slowest, not of all in a row. The
+        // scans are blocking IO and run on the blocking pool.
+        let ids: BTreeSet<ExecutionId> = orphans.iter().map(|e| e.id).collect();
+        let project = self.options.project_dir.clone();
+        let groups: Vec<i32> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || orphan_groups(&project, &ids))
+                .await
+                .map_err(|e| Error::Io(format!("finding the processes of lost executions: {e}")))?
+                .into_iter()
+                .collect()
+        };
+        let left =
+            launch::terminate_groups(&groups, self.setup.grace.min(StdDuration::from_secs(5)))
+                .await;
+        if !left.is_empty() {
+            tracing::warn!(groups = ?left, "process groups of lost executions outlived SIGKILL");
         }
         // A merge cut short leaves conflict markers and a half-merged index in the parent's
         // worktree, which the commits below would take for work: it is undone first.
@@ -1729,46 +1744,40 @@ fn set_state(id: ExecutionId, to: ExecutionState) -> Change {
 
 /// Process groups of live processes that belong to one of `ids` in this project, found by the
 /// `AGENTGRID_PROJECT` and `AGENTGRID_EXECUTION_ID` every execution's processes carry. Matching
-/// both means a reused pid or another project's agent is never touched.
-fn orphan_groups(project: &std::path::Path, ids: &[ExecutionId]) -> BTreeSet<i32> {
+/// both means a reused pid or another project's agent is never touched. One scan of /proc
+/// serves every id; blocking, so the caller runs it off the async threads.
+fn orphan_groups(project: &std::path::Path, ids: &BTreeSet<ExecutionId>) -> BTreeSet<i32> {
     let mut groups = BTreeSet::new();
     if ids.is_empty() {
         return groups;
     }
     let project_var = format!("AGENTGRID_PROJECT={}", project.display());
-    let id_vars: Vec<String> = ids
-        .iter()
-        .map(|id| format!("AGENTGRID_EXECUTION_ID={id}"))
-        .collect();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return groups;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-        let ours = vars.contains(&project_var.as_bytes())
-            && id_vars.iter().any(|v| vars.contains(&v.as_bytes()));
-        if !ours {
+    let id_prefix: &[u8] = b"AGENTGRID_EXECUTION_ID=";
+    let table = launch::procfs::scan();
+    // A process's group is known before its environment is read: a group already taken needs
+    // no second look, and a zombie runs nothing.
+    for entry in table.entries().iter().filter(|e| e.live() && e.pgid > 1) {
+        if groups.contains(&entry.pgid) {
             continue;
         }
-        // Field 5 of /proc/<pid>/stat is the process group; the name before it may hold spaces.
-        let pgid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<i32>().ok())
-            });
-        if let Some(pgid) = pgid.filter(|g| *g > 1) {
-            groups.insert(pgid);
+        let Some(environ) = launch::procfs::environ(entry.pid) else {
+            continue;
+        };
+        let mut in_project = false;
+        let mut lost = false;
+        for var in environ.split(|b| *b == 0) {
+            if var == project_var.as_bytes() {
+                in_project = true;
+            } else if let Some(id) = var.strip_prefix(id_prefix) {
+                // Only the exact form the executor writes counts (no `007` for 7).
+                lost = std::str::from_utf8(id)
+                    .ok()
+                    .and_then(|text| text.parse::<i64>().ok().filter(|n| n.to_string() == text))
+                    .is_some_and(|n| ids.contains(&ExecutionId(n)));
+            }
+        }
+        if in_project && lost {
+            groups.insert(entry.pgid);
         }
     }
     groups

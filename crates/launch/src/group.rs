@@ -8,6 +8,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::Error;
+use crate::procfs::{self, ProcTable};
 
 /// How often [`terminate_group`] looks whether the group is gone.
 const POLL: Duration = Duration::from_millis(20);
@@ -37,89 +38,98 @@ pub fn kill_group(pgid: i32, signal: Signal) -> Result<(), Error> {
 /// of descriptors, say, or /proc unreadable), the group counts as alive: every kill path acts
 /// on this answer, and taking a group for gone when it is not would let it outlive its kill.
 pub fn group_alive(pgid: i32) -> bool {
-    if pgid <= 1 {
+    if pgid <= 1 || killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
         return false;
     }
-    if killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
-        return false;
-    }
-    live_members(pgid).is_none_or(|members| !members.is_empty())
+    alive_in(&procfs::scan(), pgid)
 }
 
 /// The live (not zombie) processes of group `pgid`, from /proc; empty when /proc cannot be
 /// read.
 pub fn group_members(pgid: i32) -> Vec<i32> {
-    live_members(pgid).unwrap_or_default()
+    let table = procfs::scan();
+    table.live_members(pgid).map(|e| e.pid).collect()
 }
 
-/// The live members of group `pgid`, or `None` when /proc could not say: the directory or a
-/// process's stat could not be read for another reason than the process being gone.
-fn live_members(pgid: i32) -> Option<Vec<i32>> {
-    let entries = std::fs::read_dir("/proc").ok()?;
-    let mut members = Vec::new();
-    for entry in entries {
-        let entry = entry.ok()?;
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Ok(text) => {
-                if parse_stat(&text)
-                    .is_some_and(|f| f.pgrp == pgid && !matches!(f.state, 'Z' | 'X'))
-                {
-                    members.push(pid);
-                }
-            }
-            // It ended between the listing and the read.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ESRCH)) => {}
-            Err(_) => return None,
-        }
-    }
-    Some(members)
+/// Whether group `pgid` may still be alive by `table`: not when the kernel has no such group,
+/// and yes whenever the table cannot rule it out (see [`group_alive`]).
+fn alive_in(table: &ProcTable, pgid: i32) -> bool {
+    pgid > 1 && killpg(Pid::from_raw(pgid), None) != Err(Errno::ESRCH) && table.group_may_live(pgid)
 }
 
 /// Whether `pid` names a live process (not a zombie).
 pub fn process_alive(pid: i32) -> bool {
-    pid > 0 && stat_fields(pid).is_some_and(|f| !matches!(f.state, 'Z' | 'X'))
+    procfs::entry(pid).is_some_and(|e| e.live())
 }
 
 /// Asks group `pgid` to stop with SIGTERM (and SIGCONT, so that a stopped process can act on
 /// it), waits up to `grace` for it to vanish, then sends SIGKILL. Returns whether the group is
 /// gone at the end.
 pub async fn terminate_group(pgid: i32, grace: Duration) -> bool {
-    if !group_alive(pgid) {
+    if pgid <= 1 || killpg(Pid::from_raw(pgid), None) == Err(Errno::ESRCH) {
         return true;
     }
-    if kill_group(pgid, Signal::SIGTERM).is_err() {
-        // Asking failed for a reason other than the group being gone: do not ask, end it.
-        let _ = kill_group(pgid, Signal::SIGKILL);
-        return wait_gone(pgid, KILL_GRACE).await;
-    }
-    let _ = kill_group(pgid, Signal::SIGCONT);
-    if wait_gone(pgid, grace).await {
-        return true;
-    }
-    tracing::debug!(pgid, "process group ignored SIGTERM; sending SIGKILL");
-    let _ = kill_group(pgid, Signal::SIGKILL);
-    wait_gone(pgid, KILL_GRACE).await
+    terminate_groups(&[pgid], grace).await.is_empty()
 }
 
 /// Waits up to `within` for every live member of group `pgid` to vanish; true if they did.
 pub(crate) async fn wait_gone(pgid: i32, within: Duration) -> bool {
+    wait_all_gone(&[pgid], within).await.is_empty()
+}
+
+/// Ends every group of `pgids` at once: SIGTERM (and SIGCONT) to all, then one /proc scan per
+/// round for all of them, SIGKILL to each that outlives `grace`, and a last wait for the
+/// kernel to finish those off. Returns the groups that could not be shown gone (empty when
+/// every one ended); a group /proc cannot speak for counts as alive.
+///
+/// However many groups there are, nothing waits for one group at a time: 500 groups cost the
+/// same rounds of scanning as one.
+pub async fn terminate_groups(pgids: &[i32], grace: Duration) -> Vec<i32> {
+    let pgids: Vec<i32> = pgids.iter().copied().filter(|g| *g > 1).collect();
+    let mut asked = Vec::with_capacity(pgids.len());
+    let mut forced = Vec::new();
+    for &pgid in &pgids {
+        if kill_group(pgid, Signal::SIGTERM).is_ok() {
+            let _ = kill_group(pgid, Signal::SIGCONT);
+            asked.push(pgid);
+        } else {
+            // Asking failed for a reason other than the group being gone: do not ask, end it.
+            let _ = kill_group(pgid, Signal::SIGKILL);
+            forced.push(pgid);
+        }
+    }
+    let stubborn = wait_all_gone(&asked, grace).await;
+    if !stubborn.is_empty() {
+        tracing::debug!(groups = ?stubborn, "process groups ignored SIGTERM; sending SIGKILL");
+    }
+    for &pgid in &stubborn {
+        let _ = kill_group(pgid, Signal::SIGKILL);
+    }
+    forced.extend(stubborn);
+    wait_all_gone(&forced, KILL_GRACE).await
+}
+
+/// Waits up to `within` for every group of `pgids` to vanish, scanning /proc once per round
+/// off the async threads; returns those still (possibly) alive at the end.
+async fn wait_all_gone(pgids: &[i32], within: Duration) -> Vec<i32> {
+    let mut left: Vec<i32> = pgids.to_vec();
+    if left.is_empty() {
+        return left;
+    }
     let deadline = Instant::now() + within;
     // A killed group is usually gone within a millisecond (a sandbox's init finishing its
     // exit): look again soon at first, then back off to the usual poll.
     let mut pause = Duration::from_micros(250);
     loop {
-        if !group_alive(pgid) {
-            return true;
+        // The kernel's answer is cheap and exact for groups with no process at all (not even
+        // a zombie); only the rest need the scan.
+        left.retain(|&pgid| killpg(Pid::from_raw(pgid), None) != Err(Errno::ESRCH));
+        if !left.is_empty() {
+            let table = procfs::scan_blocking().await;
+            left.retain(|&pgid| alive_in(&table, pgid));
         }
-        if Instant::now() >= deadline {
-            return false;
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
         }
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         pause = (pause * 2).min(POLL);
@@ -129,49 +139,12 @@ pub(crate) async fn wait_gone(pgid: i32, within: Duration) -> bool {
 /// The start time of `pid` in clock ticks since boot (field 22 of /proc/<pid>/stat). A pid
 /// recorded together with this value names the same process later only if both still match.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    stat_fields(pid).map(|f| f.start_time)
-}
-
-struct Stat {
-    state: char,
-    pgrp: i32,
-    start_time: u64,
-}
-
-fn stat_fields(pid: i32) -> Option<Stat> {
-    if pid <= 0 {
-        return None;
-    }
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
-}
-
-/// Parses /proc/<pid>/stat. The command name (field 2) is in parentheses and may itself hold
-/// spaces and parentheses, so the fields are counted from the last `)`.
-fn parse_stat(text: &str) -> Option<Stat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `fields[0]` is field 3 of the file.
-    let field = |n: usize| fields.get(n - 3).copied();
-    Some(Stat {
-        state: field(3)?.chars().next()?,
-        pgrp: field(5)?.parse().ok()?,
-        start_time: field(22)?.parse().ok()?,
-    })
+    procfs::entry(pid).map(|e| e.start_time)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_stat_with_a_tricky_command_name() {
-        let line = "42 (a) b (c) S 1 40 40 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 987654 1000 10";
-        let stat = parse_stat(line).unwrap();
-        assert_eq!(stat.state, 'S');
-        assert_eq!(stat.pgrp, 40);
-        assert_eq!(stat.start_time, 987654);
-    }
 
     #[test]
     fn own_process_has_a_start_time_and_bad_pids_have_none() {

@@ -18,10 +18,14 @@
 //! - [`run`] runs a short command to its end under a timeout and returns its captured
 //!   [`Output`].
 //! - [`kill_group`], [`terminate_group`], [`group_alive`] and [`process_start_time`] act on
-//!   process groups and pids, also ones recorded before a restart.
+//!   process groups and pids, also ones recorded before a restart; [`terminate_groups`] ends
+//!   many groups at once with one /proc scan per round for all of them.
 //! - [`cancellable`] with a [`CancellationToken`]: every child started inside belongs to the
 //!   token; once it is cancelled nothing new starts and a short command's group is ended at
 //!   once (the kill fails closed: SIGKILL follows a short SIGTERM).
+//! - [`procfs`] is the one reader of the host's process table: every question about other
+//!   processes (group members, an execution's processes, who uses a directory) is answered
+//!   from one scan of /proc, made off the async threads.
 //!
 //! The key decision: the child is reaped by us with `waitid(WNOWAIT)` followed by `wait4`, not by
 //! tokio. Waiting without reaping first keeps the child's pid, and so its group id, reserved
@@ -45,6 +49,7 @@ mod error;
 mod group;
 mod output;
 mod process;
+pub mod procfs;
 mod run;
 mod sandboxed;
 mod spec;
@@ -56,6 +61,7 @@ pub use cancel::{
 pub use error::Error;
 pub use group::{
     group_alive, group_members, kill_group, process_alive, process_start_time, terminate_group,
+    terminate_groups,
 };
 pub use nix::sys::signal::Signal;
 pub use output::{OutputLine, Stream};

@@ -53,7 +53,7 @@ mod judge;
 mod quota;
 mod workspaces;
 
-pub use busy::processes_using;
+pub use busy::{processes_using, processes_using_blocking};
 pub use config::{Hook, HookKind, Hooks, WorkspaceConfig};
 pub use drivers::{Driver, DriverSource, TrustedDrivers, trusted_drivers, valid_driver_name};
 pub use error::Error;

@@ -10,7 +10,7 @@ use domain::TaskId;
 use launch::LaunchSpec;
 use launch::sandbox::SandboxSpec;
 
-use crate::busy::processes_using;
+use crate::busy::processes_using_blocking;
 use crate::git::{
     WorktreeEntry, discover_common_dir, failure, git, git_ok, parse_worktree_list, split_z,
     transient,
@@ -534,7 +534,7 @@ impl Workspaces {
             git_ok(repo, &["worktree", "prune"]).await?;
             return Ok(RemoveOutcome::AlreadyGone);
         }
-        let pids = processes_using(&ws.path);
+        let pids = processes_using_blocking(&ws.path).await;
         if !pids.is_empty() {
             return Ok(RemoveOutcome::Busy { pids });
         }
@@ -558,7 +558,7 @@ impl Workspaces {
                 .await?;
             // The hook may have started something that still runs there. (Without a hook the
             // scan above stands: it reads every process's links in /proc, not a cheap look.)
-            let pids = processes_using(&ws.path);
+            let pids = processes_using_blocking(&ws.path).await;
             if !pids.is_empty() {
                 return Ok(RemoveOutcome::Busy { pids });
             }

@@ -535,6 +535,58 @@ async fn terminate_group_falls_back_to_sigkill() {
     assert_eq!(process_start_time(pid), None);
 }
 
+/// Many groups end together: the stubborn ones cost one grace period between them, not one
+/// each, and every group is gone at the end.
+#[tokio::test]
+async fn terminate_groups_ends_many_groups_in_one_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let grace = Duration::from_millis(1500);
+    let mut polite = Vec::new();
+    let mut stubborn = Vec::new();
+    for _ in 0..8 {
+        polite.push(spawn(sh("sleep 100", dir.path()), OutputSpec::default()).unwrap());
+    }
+    for _ in 0..4 {
+        let (tx, mut rx) = mpsc::channel(16);
+        let output = OutputSpec {
+            line_tx: Some(tx),
+            ..OutputSpec::default()
+        };
+        let process = spawn(
+            sh("trap '' TERM; echo ready; sleep 100", dir.path()),
+            output,
+        )
+        .unwrap();
+        assert_eq!(next_line(&mut rx).await.text, "ready");
+        stubborn.push(process);
+    }
+    let groups: Vec<i32> = polite.iter().chain(&stubborn).map(|p| p.pgid()).collect();
+    let started = std::time::Instant::now();
+    let left = launch::terminate_groups(&groups, grace).await;
+    let took = started.elapsed();
+    assert!(left.is_empty(), "groups left alive: {left:?}");
+    assert!(groups.iter().all(|&g| !group_alive(g)));
+    // Four stubborn groups one after another would take four grace periods (6 s).
+    assert!(
+        took < grace * 2 + Duration::from_millis(500),
+        "winding down 12 groups took {took:?}"
+    );
+    for process in polite {
+        let exit = tokio::time::timeout(DEADLINE, process.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.signal, Some(Signal::SIGTERM as i32));
+    }
+    for process in stubborn {
+        let exit = tokio::time::timeout(DEADLINE, process.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exit.signal, Some(Signal::SIGKILL as i32));
+    }
+}
+
 #[tokio::test]
 async fn terminate_group_on_a_polite_group_needs_only_sigterm() {
     let dir = tempfile::tempdir().unwrap();
