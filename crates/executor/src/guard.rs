@@ -13,7 +13,8 @@
 //!   `PYTHONPATH` and a `usercustomize.py` in the user site of `PYTHONUSERBASE` (so that a
 //!   command that sets its own `PYTHONPATH` still loads it). Shown read-only to validators.
 //! - `guard-report/`: one JSON file per interpreter, emptied before each validator runs and
-//!   read after it, the only place in the sandbox writable besides the tree.
+//!   read after it; besides the tree (and the sandbox's private temporary directories), the
+//!   only place the validators may write.
 //!
 //! [`problem`] turns the reports into a reason to fail: a replaced runner function, a plugin
 //! from a file the agent added or changed, a test run that never reached Python's normal

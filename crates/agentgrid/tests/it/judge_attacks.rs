@@ -398,15 +398,15 @@ fn a_new_test_naming_a_plugin_that_deselects_the_failing_test_does_not_pass() {
 
 #[test]
 fn a_test_module_that_unregisters_the_guard_does_not_pass() {
-    // No plugin of its own: a new test module, collected before the owner's, takes the
-    // failing test out of the owner's class and the guard's plugin out of pytest, which would
-    // otherwise count the passes and see the session end.
+    // No plugin of its own: a new test module, collected before the owner's, makes the
+    // failing test of the owner's class pass and takes the guard's plugin out of pytest,
+    // which would otherwise count the passes and see the session end.
     if !pytest_installed() {
         return;
     }
     let script = write(
         "tests/test_a_new.py",
-        "import gc\n\nfrom _pytest.config import Config\n\nfrom tests import test_calc\n\ndel test_calc.CalcTest.test_add\nfor config in [o for o in gc.get_objects() if isinstance(o, Config)]:\n    config.pluginmanager.unregister(name='agentgrid_guard')\n\n\ndef test_new():\n    pass\n",
+        "import gc\n\nfrom _pytest.config import Config\n\nfrom tests import test_calc\n\ntest_calc.CalcTest.test_add = test_calc.CalcTest.test_zero\nfor config in [o for o in gc.get_objects() if isinstance(o, Config)]:\n    config.pluginmanager.unregister(name='agentgrid_guard')\n\n\ndef test_new():\n    pass\n",
     );
     let repo = project(
         &script,
@@ -416,6 +416,23 @@ fn a_test_module_that_unregisters_the_guard_does_not_pass() {
     );
     let output = run_task(&repo, "Fix add");
     assert_guarded(&repo, &output, "the guard's plugin was removed");
+}
+
+#[test]
+fn a_new_test_module_that_removes_the_owners_failing_test_does_not_pass() {
+    // Discovered before the owner's module, it imports that module and deletes the failing
+    // test from its class: unittest then runs, and passes, only what is left.
+    let script = write(
+        "tests/test_a_new.py",
+        "from tests import test_calc\n\ndel test_calc.CalcTest.test_add\n",
+    );
+    let repo = project(&script, UNITTEST, "", "");
+    let output = run_task(&repo, "Fix add");
+    assert_guarded(
+        &repo,
+        &output,
+        "the owner's test tests.test_calc.CalcTest.test_add was removed while the tests ran",
+    );
 }
 
 #[test]

@@ -10,6 +10,8 @@ runner's process, so the guard watches what that code could do to the verdict:
   replacement of any of them is found after each test and at the end;
 - a pytest plugin loaded from a file the agent added or changed since the task's base commit
   is recorded;
+- the test methods of the owner's unittest classes (those of files the agent did not touch)
+  are recorded as their class bodies define them, and one removed later is found;
 - the runner's own outcomes (passed, failed, errors) are counted as the runner reports them.
 
 Each interpreter writes what it saw to a file of its own in the report directory the engine
@@ -96,6 +98,7 @@ _originals = {}
 _guarded_classes = {}
 _pytest_originals = {}
 _pytest_classes = {}
+_owners_tests = {}
 _depth = [0]
 _pytest_depth = [0]
 
@@ -151,6 +154,11 @@ def _snapshot(module_names, originals, guarded_classes):
 def check(session=True):
     """Finds what was replaced since the snapshot; each finding is recorded once. Without
     `session`, pytest's snapshot is left out: after its session it no longer holds."""
+    for cls, (shown, names) in list(_owners_tests.items()):
+        now = vars(cls)
+        for key in names:
+            if key not in now:
+                _tamper("the owner's test %s.%s was removed while the tests ran" % (shown, key))
     stores = [(_originals, _guarded_classes)]
     if session:
         stores.append((_pytest_originals, _pytest_classes))
@@ -242,6 +250,23 @@ def _wrap_unittest():
     bracket("startTestRun", 1)
     bracket("stopTestRun", -1)
 
+    # The owner's test classes, as their class bodies defined them: code under test that ran
+    # later (a module they import, a new test module) could take a failing test out of its
+    # class or replace it with one that passes.
+    original_init_subclass = vars(unittest.TestCase)["__init_subclass__"].__func__
+
+    def init_subclass(cls, *args, **kwargs):
+        original_init_subclass(cls, *args, **kwargs)
+        module = sys.modules.get(cls.__module__)
+        path = getattr(module, "__file__", None)
+        if not path or _inside_tree(path) is None or _inside_changed(path):
+            return
+        # Names only: class decorators (`mock.patch`) wrap test methods after the body ran.
+        names = [key for key, value in vars(cls).items() if key.startswith("test") and callable(value)]
+        _owners_tests[cls] = (cls.__module__ + "." + cls.__qualname__, names)
+
+    unittest.TestCase.__init_subclass__ = classmethod(init_subclass)
+
     def entering(owner, name):
         original = getattr(owner, name)
 
@@ -312,13 +337,19 @@ def _pytest_counts():
     return _state["pytest"]
 
 
-def _inside_changed(path):
-    if not path:
-        return None
+def _inside_tree(path):
     real = os.path.realpath(path)
     if real != _TREE and not real.startswith(_TREE + os.sep):
         return None
-    relative = os.path.relpath(real, _TREE)
+    return os.path.relpath(real, _TREE)
+
+
+def _inside_changed(path):
+    if not path:
+        return None
+    relative = _inside_tree(path)
+    if relative is None:
+        return None
     candidates = {relative}
     if relative.endswith(".pyc"):
         candidates.add(relative[:-1])
