@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use domain::event::ValidatorResult;
 use workspace::{ChangeKind, JudgeTree, Workspace, Workspaces};
 
+use crate::guard::Guard;
 use crate::protect::{self, Finding, Protection};
 use crate::run::{ExecutionJob, sandbox_for, sandbox_places, validator_environment};
-use crate::validate::{OUTPUT_TAIL_BYTES, Validation, Verdict, output_tail, run_validators};
+use crate::validate::{OUTPUT_TAIL_BYTES, Validation, Verdict, output_tail, run_guarded};
 
 /// The name the refusal goes under in the evidence, beside the validators' own names.
 pub const CHECK_NAME: &str = "judged files";
@@ -159,6 +160,13 @@ pub(crate) async fn judge_branch(
     }
 
     let shared = share(job, manager, &tree)?;
+    let changed: Vec<String> = changes
+        .iter()
+        .filter(|c| c.kind != ChangeKind::Deleted)
+        .map(|c| c.path.clone())
+        .collect();
+    let guard = Guard::prepare(&judge_dir(&job.state_dir, job.task), &tree, &changed)
+        .map_err(|e| format!("writing agentgrid's guard for the validators: {e}"))?;
     let mut env = validator_environment(job, &tree);
     // Bytecode is neither written nor read from the tree: a planted `__pycache__/*.pyc` would
     // otherwise be imported in place of its source. The prefix is a directory nobody writes.
@@ -172,10 +180,11 @@ pub(crate) async fn judge_branch(
     ] {
         launch::set_var(&mut env, key.into(), value);
     }
+    guard.set_env(&mut env);
     let sandbox = agent.sandbox.enabled.then(|| {
         // The binary stays visible (it is the sandbox helper); without a token and a socket
         // it can do nothing for a validator. The agent's worktree is hidden with every other.
-        let mut expose = vec![job.agentgrid_bin.clone()];
+        let mut expose = vec![job.agentgrid_bin.clone(), guard.shown()];
         expose.extend(shared);
         let mut places = sandbox_places(job, &tree, &expose);
         places.git = None;
@@ -185,14 +194,16 @@ pub(crate) async fn judge_branch(
             spec.network = launch::sandbox::NetworkMode::None;
         }
         spec.gateway = None;
+        spec.writable.push(guard.writable());
         spec
     });
-    run_validators(
+    run_guarded(
         &agent.validators,
         agent.threshold,
         &tree,
         &env,
         sandbox.as_ref(),
+        Some(&guard),
     )
     .await
     .map_err(|e| format!("validation: {e}"))

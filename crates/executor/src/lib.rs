@@ -8,7 +8,9 @@
 //! their own that holds no token, no control socket and no gateway, in a sandbox without the
 //! gateway, on a checkout of the commit the engine made for them (never the agent's worktree),
 //! after refusing changes to protected files and planted files that would run inside a test
-//! runner. A failed validation feeds the tail of the validators' output into the next
+//! runner, and with agentgrid's guard in every Python interpreter they start, whose own count
+//! of the tests outweighs what the code under test can make the runner print or exit with
+//! (`guard`). A failed validation feeds the tail of the validators' output into the next
 //! iteration's prompt. It reports each step to
 //! the engine as an [`Update`] and ends with [`Update::Finished`].
 //!
@@ -21,6 +23,7 @@
 //! stop, and an execution stopped in any step ends in the stop's state (`cancelled` for a
 //! shutdown), never as failed.
 
+mod guard;
 mod judge;
 mod parsers;
 mod protect;

@@ -322,6 +322,11 @@ pub fn planted_files(
         {
             // make reads the first of these it finds, so a new one replaces the owner's.
             Some("a validator runs it, and what the validators run is the owner's".into())
+        } else if module_of(dir, name).is_some_and(|(stem, _)| stem == crate::guard::MODULE) {
+            Some(format!(
+                "{} is the name of agentgrid's own guard for test runners",
+                crate::guard::MODULE
+            ))
         } else if name == "conftest.py" {
             Some("a new conftest.py runs inside pytest and can change its verdict".into())
         } else if name == "sitecustomize.py" || name == "usercustomize.py" {
@@ -426,6 +431,17 @@ fn python_modules(argv: &[String]) -> Vec<String> {
         }
     }
     found
+}
+
+/// Whether one of `argv`'s commands starts a Python interpreter (`python3 …`, `pytest`).
+pub(crate) fn runs_python(argv: &[String]) -> bool {
+    commands_of(argv).into_iter().any(|words| {
+        let Some(program) = words.into_iter().find(|w| !before_program(w)) else {
+            return false;
+        };
+        let name = program.rsplit('/').next().unwrap_or(&program).to_string();
+        name.starts_with("python") || name == "pytest" || name == "py.test"
+    })
 }
 
 /// The simple commands of a validator's argv: those of its shell line, or the argv itself.
@@ -1193,6 +1209,41 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn a_module_named_like_the_guard_is_refused_anywhere() {
+        let added = |p: &str| change(ChangeKind::Added, p);
+        let changes = [
+            added("agentgrid_guard.py"),
+            added("pkg/agentgrid_guard.py"),
+            added("agentgrid_guard/__init__.py"),
+            added("tests/agentgrid_guard_test.py"),
+        ];
+        let found = planted_files(&changes, &Protection::new(&[], None), |_| true);
+        let paths: Vec<_> = found.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "agentgrid_guard.py",
+                "pkg/agentgrid_guard.py",
+                "agentgrid_guard/__init__.py"
+            ]
+        );
+    }
+
+    #[test]
+    fn commands_that_start_python_themselves_are_known() {
+        assert!(runs_python(&sh("python3 -m pytest -q")));
+        assert!(runs_python(&sh(
+            "PYTHONPATH=vendor python3 -m owner_runner"
+        )));
+        assert!(runs_python(&sh(
+            "make lint && /usr/bin/python3.11 run_tests.py"
+        )));
+        assert!(runs_python(&sh("pytest -q tests")));
+        assert!(!runs_python(&sh("tox -e py311")));
+        assert!(!runs_python(&sh("npm test")));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use domain::event::{TestCounts, ValidatorResult};
 use regex::Regex;
 
 use crate::Error;
+use crate::guard::{self, Guard};
 use crate::parsers::{Runner, junit};
 
 /// How a validator's output becomes a score.
@@ -218,9 +219,22 @@ pub async fn run_validators(
     env: &[(String, String)],
     sandbox: Option<&launch::sandbox::SandboxSpec>,
 ) -> Result<Validation, Error> {
+    run_guarded(validators, threshold, cwd, env, sandbox, None).await
+}
+
+/// [`run_validators`] with agentgrid's guard in every Python interpreter they start (`env`
+/// and `sandbox` already name it): its reports of each run are part of that run's verdict.
+pub(crate) async fn run_guarded(
+    validators: &[Validator],
+    threshold: f64,
+    cwd: &Path,
+    env: &[(String, String)],
+    sandbox: Option<&launch::sandbox::SandboxSpec>,
+    guard: Option<&Guard>,
+) -> Result<Validation, Error> {
     let mut verdicts = Vec::with_capacity(validators.len());
     for v in validators {
-        verdicts.push(run_one(v, cwd, env, sandbox).await?);
+        verdicts.push(run_one(v, cwd, env, sandbox, guard).await?);
     }
     Ok(weigh(verdicts, threshold))
 }
@@ -266,6 +280,7 @@ async fn run_one(
     cwd: &Path,
     env: &[(String, String)],
     sandbox: Option<&launch::sandbox::SandboxSpec>,
+    guard: Option<&Guard>,
 ) -> Result<Verdict, Error> {
     let Some((program, args)) = v.argv.split_first() else {
         return Err(Error::Config(format!(
@@ -284,6 +299,9 @@ async fn run_one(
         .with_env_exactly(env.to_vec());
     if let Some(sandbox) = sandbox {
         spec = spec.with_sandbox(sandbox.clone());
+    }
+    if let Some(guard) = guard {
+        guard.clear();
     }
     let started = Instant::now();
     let (mut facts, status, duration_ms) = match launch::run(spec, v.timeout, 256 * 1024).await {
@@ -327,7 +345,21 @@ async fn run_one(
     if let Some(stash) = stashed {
         stash.restore(cwd);
     }
-    let judgement = judge(&v.rule, &facts);
+    let mut judgement = judge(&v.rule, &facts);
+    if let Some(guard) = guard {
+        // A run that already failed keeps its own reason; one that passed must also satisfy
+        // the guard, since its exit status and summary come from the code under test's process.
+        // Only a command that starts Python itself must leave a report: a runner started by
+        // another tool (tox, nox) may get an environment without the guard.
+        let required = crate::protect::runs_python(&v.argv);
+        if judgement.failure.is_none()
+            && let Some(why) = guard::problem(&guard.reports(), required, judgement.counts.as_ref())
+        {
+            judgement.score = 0.0;
+            judgement.failure = Some(why);
+        }
+        guard.clear();
+    }
     Ok(Verdict {
         result: ValidatorResult {
             name: v.name.clone(),

@@ -121,6 +121,15 @@ pub(crate) fn assert_refused(repo: &Repo, output: &str, reason: &str) {
     assert!(show.contains("judged files failed"), "{show}");
 }
 
+/// Checks that the task failed because agentgrid's guard in the validator's interpreter found
+/// `reason`: the validators ran (no file was refused) and the guard's finding is the reason.
+pub(crate) fn assert_guarded(repo: &Repo, output: &str, reason: &str) {
+    assert_eq!(repo.task_state(1), "failed", "{output}");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(show.contains(reason), "task show lacks `{reason}`:\n{show}");
+    assert!(!show.contains("judged files failed"), "{show}");
+}
+
 #[test]
 fn a_planted_unittest_module_is_refused() {
     // Without the check, `-m unittest` would import this from the top of the tree and report

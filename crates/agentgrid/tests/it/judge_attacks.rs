@@ -1,9 +1,12 @@
 //! Attacks on the judges through the real binary, as an agent facing the owner's failing suite
 //! would make them: replacing the runner or the standard library with a package or a module of
-//! the same name, getting round the protected tests by a rename or a link, and (a hole still
-//! open) patching the runner's assertions from the code under test.
+//! the same name, getting round the protected tests by a rename or a link, and, from the code
+//! under test inside the runner's process, disarming the assertions, loading a plugin, forging
+//! the summary and leaving early, or silencing agentgrid's guard.
 
-use crate::judge::{assert_refused, project, project_limited, pytest_installed, run_task, write};
+use crate::judge::{
+    assert_guarded, assert_refused, project, project_limited, pytest_installed, run_task, write,
+};
 
 /// A fake summary, the one unittest writes on success.
 const FAKE_UNITTEST: &str =
@@ -79,12 +82,83 @@ fn an_existing_test_turned_into_a_link_to_a_passing_one_is_refused() {
 }
 
 #[test]
-#[ignore = "known hole: the code under test runs inside the runner's process, so calc.py can replace unittest.TestCase.assertEqual with a no-op and the owner's unchanged suite reports a genuine OK; counting the base commit's tests in a report the runner writes would not catch this, as every test still runs and passes"]
 fn code_under_test_that_disarms_the_assertions_does_not_pass() {
+    // The code under test runs inside the runner's process: without the guard, the owner's
+    // unchanged suite would run and report a genuine OK.
     let calc = "import unittest\nunittest.TestCase.assertEqual = lambda self, first, second, msg=None: None\n\n\ndef add(a, b):\n    return a - b\n";
     let repo = project(&write("calc.py", calc), UNITTEST, "", "");
     let output = run_task(&repo, "Fix add");
-    assert_eq!(repo.task_state(1), "failed", "{output}");
+    assert_guarded(
+        &repo,
+        &output,
+        "unittest.case.TestCase.assertEqual was replaced while the tests ran",
+    );
+}
+
+#[test]
+fn a_forged_summary_and_an_early_exit_do_not_pass() {
+    // Imported while unittest discovers the tests: prints the summary unittest prints on
+    // success, where the rule reads it, and leaves with 0 before the runner reports.
+    let calc = "import os\nimport sys\nsys.stderr.write('Ran 2 tests in 0.001s\\n\\nOK\\n')\nsys.stderr.flush()\nos._exit(0)\n\n\ndef add(a, b):\n    return a - b\n";
+    let repo = project(&write("calc.py", calc), UNITTEST, "", "");
+    let output = run_task(&repo, "Fix add");
+    assert_guarded(&repo, &output, "without Python's normal shutdown");
+}
+
+#[test]
+fn an_exit_hook_that_leaves_with_success_does_not_pass() {
+    // The owner's runner fails and calls sys.exit(1); an exit hook registered by the code
+    // under test runs before the interpreter ends and replaces that status with 0.
+    let calc = "import atexit\nimport os\n\n\natexit.register(lambda: os._exit(0))\n\n\ndef add(a, b):\n    return a - b\n";
+    let repo = project(
+        &write("calc.py", calc),
+        "      - name: tests\n        run: \"python3 run_tests.py\"\n",
+        "",
+        "",
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_guarded(&repo, &output, "without Python's normal shutdown");
+}
+
+#[test]
+fn a_replaced_sys_exit_does_not_pass() {
+    // The owner's runner ends with sys.exit(1); replaced, it returns and the process ends
+    // with 0, while the runner counted the failure.
+    let calc = "import sys\nsys.exit = lambda *args: None\n\n\ndef add(a, b):\n    return a - b\n";
+    let repo = project(
+        &write("calc.py", calc),
+        "      - name: tests\n        run: \"python3 run_tests.py\"\n",
+        "",
+        "",
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_guarded(&repo, &output, "counted 1 failed");
+}
+
+#[test]
+fn deleting_the_guards_report_does_not_pass() {
+    // The code under test can find the guard and empty its report directory before leaving
+    // early; no report from a validator that runs Python is a failure too.
+    let calc = "import os\nimport sys\nimport agentgrid_guard\nfor name in os.listdir(agentgrid_guard.REPORT_DIR):\n    os.remove(os.path.join(agentgrid_guard.REPORT_DIR, name))\nsys.stderr.write('Ran 2 tests in 0.001s\\n\\nOK\\n')\nsys.stderr.flush()\nos._exit(0)\n\n\ndef add(a, b):\n    return a - b\n";
+    let repo = project(&write("calc.py", calc), UNITTEST, "", "");
+    let output = run_task(&repo, "Fix add");
+    assert_guarded(&repo, &output, "report is missing");
+}
+
+#[test]
+fn a_planted_module_named_like_the_guard_is_refused() {
+    let repo = project(
+        &write("agentgrid_guard.py", "def install():\n    pass\n"),
+        UNITTEST,
+        "",
+        "",
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_refused(
+        &repo,
+        &output,
+        "agentgrid_guard.py may not be added (agentgrid_guard is the name of agentgrid's own guard for test runners)",
+    );
 }
 
 #[test]
@@ -297,7 +371,6 @@ fn a_file_the_validators_script_runs_in_turn_is_protected() {
 }
 
 #[test]
-#[ignore = "known hole (named in ARCHITECTURE.md's known gaps): a new test module may name plugins in pytest_plugins, and a plugin's hooks reach the whole session (this one deselects the owner's failing test); reading the module's text cannot settle it, as any code can set the attribute"]
 fn a_new_test_naming_a_plugin_that_deselects_the_failing_test_does_not_pass() {
     if !pytest_installed() {
         return;
@@ -316,7 +389,50 @@ fn a_new_test_naming_a_plugin_that_deselects_the_failing_test_does_not_pass() {
         "",
     );
     let output = run_task(&repo, "Fix add");
-    assert_eq!(repo.task_state(1), "failed", "{output}");
+    assert_guarded(
+        &repo,
+        &output,
+        "pytest loaded tests/helper_plugin.py as a plugin",
+    );
+}
+
+#[test]
+fn a_test_module_that_unregisters_the_guard_does_not_pass() {
+    // No plugin of its own: a new test module, collected before the owner's, makes the
+    // failing test of the owner's class pass and takes the guard's plugin out of pytest,
+    // which would otherwise count the passes and see the session end.
+    if !pytest_installed() {
+        return;
+    }
+    let script = write(
+        "tests/test_a_new.py",
+        "import gc\n\nfrom _pytest.config import Config\n\nfrom tests import test_calc\n\ntest_calc.CalcTest.test_add = test_calc.CalcTest.test_zero\nfor config in [o for o in gc.get_objects() if isinstance(o, Config)]:\n    config.pluginmanager.unregister(name='agentgrid_guard')\n\n\ndef test_new():\n    pass\n",
+    );
+    let repo = project(
+        &script,
+        "      - name: pytest\n        run: \"python3 -m pytest -q tests\"\n        score: pytest\n",
+        "",
+        "",
+    );
+    let output = run_task(&repo, "Fix add");
+    assert_guarded(&repo, &output, "the guard's plugin was removed");
+}
+
+#[test]
+fn a_new_test_module_that_removes_the_owners_failing_test_does_not_pass() {
+    // Discovered before the owner's module, it imports that module and deletes the failing
+    // test from its class: unittest then runs, and passes, only what is left.
+    let script = write(
+        "tests/test_a_new.py",
+        "from tests import test_calc\n\ndel test_calc.CalcTest.test_add\n",
+    );
+    let repo = project(&script, UNITTEST, "", "");
+    let output = run_task(&repo, "Fix add");
+    assert_guarded(
+        &repo,
+        &output,
+        "the owner's test tests.test_calc.CalcTest.test_add was removed while the tests ran",
+    );
 }
 
 #[test]
