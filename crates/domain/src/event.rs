@@ -27,7 +27,8 @@ impl EntityKind {
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Event {
-    /// Global position in the log, from 1, without gaps.
+    /// Global position in the log, from 1, growing with every event (without gaps in SQLite;
+    /// readers rely only on its order).
     pub seq: u64,
     pub at: Timestamp,
     pub entity: EntityKind,
@@ -125,6 +126,10 @@ pub enum EventKind {
     ExecutionProcessStarted {
         pid: i32,
         iteration: u32,
+        /// Where the process's output goes, when the start names a new place for it. Absent
+        /// from events written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_path: Option<String>,
     },
     ExecutionProcessExited {
         iteration: u32,
@@ -149,6 +154,10 @@ pub enum EventKind {
         usage: Usage,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         summary: Option<String>,
+        /// The exit code the finish reported, if any; one recorded by an earlier process exit
+        /// stands when this is absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
     },
     /// One model request the execution's agent made through the model gateway: the tokens it
     /// used and what they cost by the node's price table.
@@ -287,7 +296,7 @@ impl EventKind {
                 Some(r) => format!("{from} → {to}: {r}"),
                 None => format!("{from} → {to}"),
             },
-            EventKind::ExecutionProcessStarted { pid, iteration } => {
+            EventKind::ExecutionProcessStarted { pid, iteration, .. } => {
                 format!("iteration {iteration} started, pid {pid}")
             }
             EventKind::ExecutionProcessExited {

@@ -3,9 +3,10 @@
 //!
 //! Everything the system knows lives here. The engine, the scheduler and the CLI never write
 //! rows directly; they describe what should happen as a list of [`Change`]s and hand it to
-//! [`Store::apply`]. The store checks each change against the current projection (a task state
-//! machine transition, a dependency cycle, a second claim on a task), updates the projection
-//! and appends one or more [`domain::Event`]s, all in one transaction. The reading side,
+//! [`Store::apply`]. The rules (a task state machine transition, a dependency cycle, a second
+//! claim on a task) are the `tracker` crate's: the store loads what each change touches,
+//! lets `tracker::decide` judge it, appends the events at each entity's next version and
+//! writes the projection `tracker::evolve` leaves, all in one transaction. The reading side,
 //! [`Store::task`], [`Store::tasks`], [`Store::events_after`] and friends, returns the domain
 //! types; [`Store::model_usage`] sums the tokens and cost the model gateway recorded per
 //! execution, task tree or agent.
@@ -47,10 +48,8 @@ mod sqlite;
 mod usage;
 
 pub use backend::Store;
-pub use change::{
-    Applied, Change, ExecutionFilter, KeyedCall, Merge, MergeResult, ProviderStanding, TaskEdit,
-    TaskFilter,
-};
+pub use change::{Applied, ExecutionFilter, KeyedCall, Merge, ProviderStanding, TaskFilter};
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
+pub use tracker::{Change, MergeResult, TaskEdit};
 pub use usage::{ModelUsage, UsageScope};

@@ -388,33 +388,17 @@ fn apply_batch(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| place.error("starting a write transaction", e.into()))?;
     let mut batch = apply::Batch::new(&tx, actor, now);
-    for (index, change) in changes.into_iter().enumerate() {
-        let name = change.name();
+    for (index, change) in changes.iter().enumerate() {
         // On error the transaction is dropped unfinished, which rolls the whole batch back.
         batch
-            .apply(change)
-            .map_err(|e| place.change_error(e, index, name))?;
+            .apply(index, change)
+            .map_err(|e| place.change_error(e, index, change.name()))?;
     }
-    batch
-        .write_back()
-        .map_err(|e| place.error("applying changes", e))?;
-    let read_back = |batch: &apply::Batch<'_>| -> Result<Applied, Fail> {
-        let mut tasks = Vec::with_capacity(batch.tasks.len());
-        for &id in &batch.tasks {
-            tasks.extend(rows::load_task(&tx, id)?);
-        }
-        let mut executions = Vec::with_capacity(batch.executions.len());
-        for &id in &batch.executions {
-            executions.extend(rows::load_execution(&tx, id)?);
-        }
-        Ok(Applied {
-            events: Vec::new(),
-            tasks,
-            executions,
-        })
-    };
-    let mut applied = read_back(&batch).map_err(|e| place.error("applying changes", e))?;
-    applied.events = std::mem::take(&mut batch.events);
+    batch.write_back().map_err(|(e, index)| match index {
+        Some(index) => place.change_error(e, index, changes[index].name()),
+        None => place.error("applying changes", e),
+    })?;
+    let applied = batch.applied();
     tx.commit()
         .map_err(|e| place.error("committing changes", e.into()))?;
     Ok(applied)

@@ -50,6 +50,20 @@ impl From<serde_json::Error> for Fail {
     }
 }
 
+impl From<tracker::Refusal> for Fail {
+    fn from(refusal: tracker::Refusal) -> Self {
+        match refusal {
+            tracker::Refusal::Rule(reason) => Fail::Refused(reason),
+            tracker::Refusal::AlreadyActive { task, execution } => {
+                Fail::AlreadyActive { task, execution }
+            }
+            tracker::Refusal::AlreadyFinished { execution, state } => {
+                Fail::AlreadyFinished { execution, state }
+            }
+        }
+    }
+}
+
 pub(crate) fn refused<T>(reason: impl Into<String>) -> Result<T, Fail> {
     Err(Fail::Refused(reason.into()))
 }
@@ -208,16 +222,17 @@ pub(crate) fn active_execution_of(
         .map(ExecutionId))
 }
 
-/// Inserts a new task row and returns its id. The caller fixes `root` for a top-level task,
-/// whose root is its own id and so is not known before the insert.
-pub(crate) fn insert_task(conn: &Connection, task: &Task) -> Result<TaskId, Fail> {
+/// Inserts a new task row under the id the rules gave it.
+pub(crate) fn insert_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO tasks (title, body, labels, priority, state, parent, root, depth, agent, \
+        "INSERT INTO tasks (id, title, body, labels, priority, state, parent, root, depth, agent, \
          created_at, updated_at, nudged_at, not_before, attempts, continuations, executions, \
-         summary, branch) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+         summary, branch, merge_failed) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19, ?20)",
     )?;
     stmt.execute(params![
+        task.id.0,
         task.title,
         task.body,
         serde_json::to_string(&task.labels)?,
@@ -236,8 +251,32 @@ pub(crate) fn insert_task(conn: &Connection, task: &Task) -> Result<TaskId, Fail
         task.executions,
         task.summary,
         task.branch,
+        task.merge_failed,
     ])?;
-    Ok(TaskId(conn.last_insert_rowid()))
+    Ok(())
+}
+
+/// The tables whose ids the rules hand out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IdTable {
+    Tasks,
+    Executions,
+}
+
+/// The id the next row of `table` gets: one more than any it ever had, as SQLite's
+/// AUTOINCREMENT would choose (ids of deleted rows are not used again).
+pub(crate) fn next_id(conn: &Connection, table: IdTable) -> Result<i64, Fail> {
+    let sql = match table {
+        IdTable::Tasks => {
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'tasks'), 0), \
+             COALESCE((SELECT MAX(id) FROM tasks), 0)) + 1"
+        }
+        IdTable::Executions => {
+            "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0), \
+             COALESCE((SELECT MAX(id) FROM executions), 0)) + 1"
+        }
+    };
+    Ok(conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?)
 }
 
 /// Writes the columns of a task row that change over its life, except `state`.
@@ -278,33 +317,6 @@ pub(crate) fn save_task_state(conn: &Connection, id: TaskId, state: TaskState) -
     Ok(())
 }
 
-/// Makes a new top-level task its own root, which needs its id and so follows the insert.
-pub(crate) fn make_own_root(conn: &Connection, id: TaskId) -> Result<(), Fail> {
-    let mut stmt = conn.prepare_cached("UPDATE tasks SET root = id WHERE id = ?1")?;
-    stmt.execute([id.0])?;
-    Ok(())
-}
-
-pub(crate) fn has_dependency(
-    conn: &Connection,
-    task: TaskId,
-    blocked_by: TaskId,
-) -> Result<bool, Fail> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM task_deps WHERE task_id = ?1 AND blocked_by = ?2)",
-    )?;
-    Ok(stmt.query_row([task.0, blocked_by.0], |r| r.get(0))?)
-}
-
-/// The tasks `task` is directly blocked by.
-pub(crate) fn dependencies(conn: &Connection, task: TaskId) -> Result<Vec<TaskId>, Fail> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT blocked_by FROM task_deps WHERE task_id = ?1 ORDER BY blocked_by",
-    )?;
-    let rows = stmt.query_map([task.0], |r| r.get(0))?;
-    Ok(rows.map(|r| r.map(TaskId)).collect::<Result<_, _>>()?)
-}
-
 pub(crate) fn insert_dependency(
     conn: &Connection,
     task: TaskId,
@@ -327,14 +339,15 @@ pub(crate) fn delete_dependency(
     Ok(())
 }
 
-/// Inserts a new execution row and returns its id.
-pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Result<ExecutionId> {
+/// Inserts a new execution row under the id the rules gave it.
+pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO executions (task_id, kind, agent, attempt, iteration, state, queued_at, \
+        "INSERT INTO executions (id, task_id, kind, agent, attempt, iteration, state, queued_at, \
          started_at, ended_at, pid, exit_code, score, wall_ms, cpu_ms, summary, log_path) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?;
     stmt.execute(params![
+        e.id.0,
         e.task_id.0,
         e.kind.as_str(),
         e.agent,
@@ -352,7 +365,7 @@ pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Re
         e.summary,
         e.log_path,
     ])?;
-    Ok(ExecutionId(conn.last_insert_rowid()))
+    Ok(())
 }
 
 /// Writes the columns of an execution row that change over its life, except `state`, for the

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::rows::{Fail, refused, signed};
 use crate::{ModelUsage, UsageScope};
 
-/// What [`crate::Change::RecordModelUsage`] asks for, checked and ready to insert.
+/// One model request to record, as the rules accepted it.
 pub(crate) struct NewUsage {
     pub execution: ExecutionId,
     pub model: String,
@@ -15,21 +15,6 @@ pub(crate) struct NewUsage {
     pub output_tokens: u64,
     pub cached_tokens: u64,
     pub cost_micros: u64,
-}
-
-/// Checks a usage record against the rules that do not need the database.
-pub(crate) fn check(usage: &NewUsage) -> Result<(), Fail> {
-    if usage.model.trim().is_empty() {
-        return refused("model usage needs the model alias the request named");
-    }
-    if usage.cached_tokens > usage.input_tokens {
-        return refused(format!(
-            "model usage says {} cached tokens but only {} input tokens: cached tokens are a \
-             part of the input tokens",
-            usage.cached_tokens, usage.input_tokens
-        ));
-    }
-    Ok(())
 }
 
 /// Inserts one usage row, copying the task, its root and the agent from the execution.

@@ -270,6 +270,7 @@ async fn an_execution_runs_its_whole_lifecycle() {
                     cpu_ms: 1200
                 },
                 summary: Some("exports CSV".into()),
+                exit_code: None,
             },
         ]
     );

@@ -1,0 +1,256 @@
+//! The write vocabulary of the tracker: the changes a caller asks for.
+
+use domain::event::ValidatorResult;
+use domain::{
+    ExecutionId, ExecutionKind, ExecutionState, NewTask, TaskId, TaskState, Timestamp, Usage,
+};
+
+/// One requested change to the tracker. A batch of them is applied atomically by
+/// a store's `apply`; each is checked against the state left by the changes
+/// before it in the same batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Create a task (state Open) with its dependencies.
+    CreateTask(NewTask),
+    /// Create a sub-task under an idempotency key of its parent (`new.parent`). Refused when
+    /// the parent already made a sub-task under this key: the store's `call_key` says which one.
+    CreateKeyedTask {
+        new: NewTask,
+        key: String,
+    },
+    /// Change the fields a person may edit.
+    EditTask {
+        id: TaskId,
+        edit: TaskEdit,
+    },
+    /// Move a task through its state machine. A `reason` given when entering Blocked or a
+    /// terminal state becomes the task's summary.
+    SetTaskState {
+        id: TaskId,
+        to: TaskState,
+        reason: Option<String>,
+    },
+    /// What an execution's end makes of its task: like [`Change::SetTaskState`], but only
+    /// while the task is still running. Refused when it is not (cancelled by a person while the
+    /// execution ended, say): the end must not undo what happened to the task meanwhile.
+    SettleTask {
+        id: TaskId,
+        to: TaskState,
+        reason: Option<String>,
+    },
+    /// `id` cannot start before `blocked_by` is done.
+    AddDependency {
+        id: TaskId,
+        blocked_by: TaskId,
+    },
+    RemoveDependency {
+        id: TaskId,
+        blocked_by: TaskId,
+    },
+    /// Ask the scheduler to look at the task soon.
+    Nudge {
+        id: TaskId,
+    },
+    /// A note on the task by the batch's actor.
+    Comment {
+        id: TaskId,
+        text: String,
+    },
+    /// A comment under an idempotency key of the task; refused when the task already has a
+    /// comment under this key.
+    KeyedComment {
+        id: TaskId,
+        text: String,
+        key: String,
+    },
+    /// The merge of a done sub-task's branch into its parent's, due since the child was done,
+    /// was carried out: merged (or nothing to merge), or failed. A failure is recorded on the
+    /// parent (`Task::merge_failed`) until a later merge of the same child succeeds.
+    FinishMerge {
+        child: TaskId,
+        outcome: MergeResult,
+    },
+    /// The scheduler's bookkeeping: backoff and counters.
+    ScheduleTask {
+        id: TaskId,
+        not_before: Option<Timestamp>,
+        attempts: u32,
+        continuations: u32,
+        reason: Option<String>,
+    },
+    SetBranch {
+        id: TaskId,
+        branch: String,
+    },
+    /// The agent says the task is complete; becomes the task's summary.
+    ClaimCompletion {
+        id: TaskId,
+        summary: String,
+    },
+    /// Claim the task for a new execution: the task goes to Running, the execution is Queued.
+    CreateExecution {
+        task_id: TaskId,
+        kind: ExecutionKind,
+        agent: String,
+        attempt: u32,
+    },
+    /// Move an execution between active states. Terminal states go through `FinishExecution`.
+    SetExecutionState {
+        id: ExecutionId,
+        to: ExecutionState,
+        reason: Option<String>,
+    },
+    ProcessStarted {
+        id: ExecutionId,
+        pid: i32,
+        iteration: u32,
+        log_path: Option<String>,
+    },
+    ProcessExited {
+        id: ExecutionId,
+        iteration: u32,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    Validated {
+        id: ExecutionId,
+        iteration: u32,
+        score: f64,
+        passed: bool,
+        results: Vec<ValidatorResult>,
+    },
+    Committed {
+        id: ExecutionId,
+        branch: String,
+        commit: String,
+    },
+    /// Record the outcome of an execution, once.
+    FinishExecution {
+        id: ExecutionId,
+        state: ExecutionState,
+        exit_code: Option<i32>,
+        usage: Usage,
+        summary: Option<String>,
+    },
+    /// One model request of the execution's agent, as the model gateway measured it. Accepted
+    /// on a finished execution too, since a stream may end after its execution did and the
+    /// tokens were spent all the same.
+    RecordModelUsage {
+        id: ExecutionId,
+        /// The model alias the agent asked for.
+        model: String,
+        /// Every input token, the cached ones included.
+        input_tokens: u64,
+        output_tokens: u64,
+        /// The part of `input_tokens` read from the provider's cache.
+        cached_tokens: u64,
+        /// Millionths of a dollar.
+        cost_micros: u64,
+    },
+    /// The model gateway waits before retrying a request of the execution's agent that the
+    /// provider refused as rate limited or overloaded. An event only; no projection changes.
+    RecordModelWaiting {
+        id: ExecutionId,
+        model: String,
+        /// The refused attempt, from 1.
+        attempt: u32,
+        delay_ms: u64,
+        /// The provider's HTTP status.
+        status: u16,
+    },
+    /// A request of the execution's agent was answered by the alias's fallback. An event only.
+    RecordModelFallback {
+        id: ExecutionId,
+        model: String,
+        fallback: String,
+        reason: String,
+    },
+    /// A provider refused the execution's request for a used-up quota and is paused until
+    /// `until`. Accepted on a finished execution too, like usage.
+    PauseProvider {
+        id: ExecutionId,
+        provider: String,
+        until: Timestamp,
+        reason: String,
+    },
+    /// The pause a request of the execution started has ended.
+    ResumeProvider {
+        id: ExecutionId,
+        provider: String,
+    },
+    /// A provider's limit on requests under way changed; `None` lifts it.
+    ThrottleProvider {
+        id: ExecutionId,
+        provider: String,
+        limit: Option<u32>,
+    },
+}
+
+impl Change {
+    /// The stable snake_case name used in error messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::CreateTask(_) => "create_task",
+            Change::CreateKeyedTask { .. } => "create_keyed_task",
+            Change::KeyedComment { .. } => "keyed_comment",
+            Change::FinishMerge { .. } => "finish_merge",
+            Change::EditTask { .. } => "edit_task",
+            Change::SetTaskState { .. } => "set_task_state",
+            Change::SettleTask { .. } => "settle_task",
+            Change::AddDependency { .. } => "add_dependency",
+            Change::RemoveDependency { .. } => "remove_dependency",
+            Change::Nudge { .. } => "nudge",
+            Change::Comment { .. } => "comment",
+            Change::ScheduleTask { .. } => "schedule_task",
+            Change::SetBranch { .. } => "set_branch",
+            Change::ClaimCompletion { .. } => "claim_completion",
+            Change::CreateExecution { .. } => "create_execution",
+            Change::SetExecutionState { .. } => "set_execution_state",
+            Change::ProcessStarted { .. } => "process_started",
+            Change::ProcessExited { .. } => "process_exited",
+            Change::Validated { .. } => "validated",
+            Change::Committed { .. } => "committed",
+            Change::FinishExecution { .. } => "finish_execution",
+            Change::RecordModelUsage { .. } => "record_model_usage",
+            Change::RecordModelWaiting { .. } => "record_model_waiting",
+            Change::RecordModelFallback { .. } => "record_model_fallback",
+            Change::PauseProvider { .. } => "pause_provider",
+            Change::ResumeProvider { .. } => "resume_provider",
+            Change::ThrottleProvider { .. } => "throttle_provider",
+        }
+    }
+}
+
+/// How the merge of a sub-task's branch into its parent's ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeResult {
+    /// The merge commit, or none when there was nothing new (or nothing to merge).
+    Merged {
+        commit: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+/// The editable fields of a task; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskEdit {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub labels: Option<Vec<String>>,
+    pub priority: Option<i32>,
+    /// `Some(None)` clears the assignment.
+    pub agent: Option<Option<String>>,
+}
+
+impl TaskEdit {
+    /// True when the edit would change no field at all.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.body.is_none()
+            && self.labels.is_none()
+            && self.priority.is_none()
+            && self.agent.is_none()
+    }
+}

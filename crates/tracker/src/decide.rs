@@ -1,0 +1,845 @@
+//! The rules: what each [`Change`] needs to look at ([`wants`]) and what it makes happen, or why
+//! it is refused ([`decide`]).
+
+use std::collections::{HashMap, VecDeque};
+
+use domain::{
+    EventKind, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId,
+    TaskState, Timestamp,
+};
+
+use crate::refusal::refused;
+use crate::{Change, Entry, Event, Key, KeyUse, MergeResult, Refusal, State, TaskEdit};
+
+/// The op under which a keyed sub-task creation records its key.
+pub const SUBTASK_CREATE: &str = "subtask_create";
+/// The op under which a keyed comment records its key.
+pub const COMMENT: &str = "comment";
+
+/// One change to decide, with who asks for it and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Command<'a> {
+    /// Who caused it: `cli`, `engine`, `execution:<id>`; named by nudge and comment events.
+    pub actor: &'a str,
+    pub now: Timestamp,
+    pub change: &'a Change,
+}
+
+/// The keys [`decide`] reads for `change`, given what `state` already holds.
+///
+/// Some of them depend on what was loaded (the parent named by a merge, the tasks along a
+/// dependency path), so a backend loads the keys the state does not know and calls this
+/// again, until every key it returns is known; then [`decide`] has all it needs.
+pub fn wants(state: &State, change: &Change) -> Vec<Key> {
+    let mut keys = Vec::new();
+    match change {
+        Change::CreateTask(new) => new_task_keys(new, &mut keys),
+        Change::CreateKeyedTask { new, key } => {
+            if let Some(parent) = new.parent {
+                keys.push(Key::CallKey {
+                    task: parent,
+                    op: SUBTASK_CREATE.into(),
+                    key: key.clone(),
+                });
+            }
+            new_task_keys(new, &mut keys);
+        }
+        Change::KeyedComment { id, key, .. } => {
+            keys.push(Key::CallKey {
+                task: *id,
+                op: COMMENT.into(),
+                key: key.clone(),
+            });
+            keys.push(Key::Task(*id));
+        }
+        Change::FinishMerge { child, .. } => {
+            keys.push(Key::Merge(*child));
+            if let Some(merge) = state.merge(*child) {
+                keys.push(Key::Task(merge.parent));
+                keys.push(Key::MergesInto(merge.parent));
+            }
+        }
+        Change::SetTaskState { id, to, .. } | Change::SettleTask { id, to, .. } => {
+            keys.push(Key::Task(*id));
+            // A done sub-task makes its parent's merge due, which touches the parent.
+            if *to == TaskState::Done
+                && let Some(parent) = state.task(*id).and_then(|t| t.parent)
+            {
+                keys.push(Key::Task(parent));
+            }
+        }
+        Change::AddDependency { id, blocked_by } => {
+            keys.push(Key::Task(*id));
+            keys.push(Key::Task(*blocked_by));
+            // Every task reachable from `blocked_by`: a path back to `id` would be a cycle.
+            let mut seen = std::collections::HashSet::from([*blocked_by]);
+            let mut queue = VecDeque::from([*blocked_by]);
+            while let Some(current) = queue.pop_front() {
+                let Some(task) = state.task(current) else {
+                    keys.push(Key::Task(current));
+                    continue;
+                };
+                for &next in &task.blocked_by {
+                    if seen.insert(next) {
+                        queue.push_back(next);
+                    }
+                }
+            }
+        }
+        Change::EditTask { id, .. }
+        | Change::RemoveDependency { id, .. }
+        | Change::Nudge { id }
+        | Change::Comment { id, .. }
+        | Change::ScheduleTask { id, .. }
+        | Change::SetBranch { id, .. }
+        | Change::ClaimCompletion { id, .. } => keys.push(Key::Task(*id)),
+        Change::CreateExecution { task_id, .. } => {
+            keys.push(Key::Task(*task_id));
+            keys.push(Key::ActiveOf(*task_id));
+            keys.push(Key::NextExecutionId);
+        }
+        Change::SetExecutionState { id, .. }
+        | Change::ProcessStarted { id, .. }
+        | Change::ProcessExited { id, .. }
+        | Change::Validated { id, .. }
+        | Change::Committed { id, .. }
+        | Change::FinishExecution { id, .. }
+        | Change::RecordModelUsage { id, .. }
+        | Change::RecordModelWaiting { id, .. }
+        | Change::RecordModelFallback { id, .. }
+        | Change::PauseProvider { id, .. }
+        | Change::ResumeProvider { id, .. }
+        | Change::ThrottleProvider { id, .. } => keys.push(Key::Execution(*id)),
+    }
+    keys
+}
+
+fn new_task_keys(new: &NewTask, keys: &mut Vec<Key>) {
+    if let Some(parent) = new.parent {
+        keys.push(Key::Task(parent));
+    }
+    keys.extend(new.blocked_by.iter().map(|&dep| Key::Task(dep)));
+    keys.push(Key::NextTaskId);
+}
+
+/// Decides one change against `state`: the events it makes, in order, or why it is refused.
+///
+/// `state` must know every key [`wants`] names for the change; what it does not hold is taken
+/// not to exist. Pure: the same state and command always give the same answer.
+pub fn decide(state: &State, command: &Command<'_>) -> Result<Vec<Event>, Refusal> {
+    let mut d = Decision {
+        state,
+        now: command.now,
+        actor: command.actor,
+        events: Vec::new(),
+    };
+    d.change(command.change)?;
+    Ok(d.events)
+}
+
+struct Decision<'s> {
+    state: &'s State,
+    now: Timestamp,
+    actor: &'s str,
+    events: Vec<Event>,
+}
+
+impl Decision<'_> {
+    fn task_event(&mut self, id: TaskId, kind: EventKind) {
+        self.events
+            .push(Event::Logged(Entry::task(id, self.now, kind)));
+    }
+
+    fn execution_event(&mut self, id: ExecutionId, kind: EventKind) {
+        self.events
+            .push(Event::Logged(Entry::execution(id, self.now, kind)));
+    }
+
+    fn task(&self, id: TaskId) -> Result<&Task, Refusal> {
+        match self.state.task(id) {
+            Some(task) => Ok(task),
+            None => refused(format!("task #{id} does not exist")),
+        }
+    }
+
+    fn execution(&self, id: ExecutionId) -> Result<&Execution, Refusal> {
+        match self.state.execution(id) {
+            Some(e) => Ok(e),
+            None => refused(format!("execution #{id} does not exist")),
+        }
+    }
+
+    /// The execution, which must still be active for `what` to be recorded on it.
+    fn active_execution(&self, id: ExecutionId, what: &str) -> Result<&Execution, Refusal> {
+        let e = self.execution(id)?;
+        if e.state.is_terminal() {
+            return refused(format!(
+                "execution #{id} already finished as {}, so {what} cannot be recorded on it",
+                e.state
+            ));
+        }
+        Ok(e)
+    }
+
+    fn change(&mut self, change: &Change) -> Result<(), Refusal> {
+        match change {
+            Change::CreateTask(new) => self.create_task(new).map(|_| ()),
+            Change::CreateKeyedTask { new, key } => {
+                let Some(parent) = new.parent else {
+                    return refused(
+                        "a task created under a key must be a sub-task: name its parent",
+                    );
+                };
+                self.check_key_unused(parent, SUBTASK_CREATE, key)?;
+                let id = self.create_task(new)?;
+                self.key_used(parent, SUBTASK_CREATE, key, Some(id));
+                Ok(())
+            }
+            Change::KeyedComment { id, text, key } => {
+                self.check_key_unused(*id, COMMENT, key)?;
+                self.comment(*id, text)?;
+                self.key_used(*id, COMMENT, key, None);
+                Ok(())
+            }
+            Change::FinishMerge { child, outcome } => self.finish_merge(*child, outcome),
+            Change::EditTask { id, edit } => self.edit_task(*id, edit),
+            Change::SetTaskState { id, to, reason } => self.set_task_state(*id, *to, reason),
+            Change::SettleTask { id, to, reason } => {
+                let state = self.task(*id)?.state;
+                if state != TaskState::Running {
+                    return refused(format!(
+                        "task #{id} is {state}, no longer running, so the end of its execution \
+                         leaves it as it is"
+                    ));
+                }
+                self.set_task_state(*id, *to, reason)
+            }
+            Change::AddDependency { id, blocked_by } => self.add_dependency(*id, *blocked_by),
+            Change::RemoveDependency { id, blocked_by } => {
+                let task = self.task(*id)?;
+                if !task.blocked_by.contains(blocked_by) {
+                    return refused(format!(
+                        "task #{id} is not blocked by #{blocked_by}, so there is nothing to remove"
+                    ));
+                }
+                let kind = EventKind::TaskDependencyRemoved {
+                    blocked_by: *blocked_by,
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::Nudge { id } => {
+                let task = self.task(*id)?;
+                if task.state.is_terminal() {
+                    return refused(format!(
+                        "task #{id} is {}, so there is nothing to nudge",
+                        task.state
+                    ));
+                }
+                let by = self.actor.to_owned();
+                self.task_event(*id, EventKind::TaskNudged { by });
+                Ok(())
+            }
+            Change::Comment { id, text } => self.comment(*id, text),
+            Change::ScheduleTask {
+                id,
+                not_before,
+                attempts,
+                continuations,
+                reason,
+            } => {
+                self.task(*id)?;
+                let kind = EventKind::TaskScheduled {
+                    not_before: *not_before,
+                    attempts: *attempts,
+                    continuations: *continuations,
+                    reason: reason.clone(),
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::SetBranch { id, branch } => {
+                if branch.trim().is_empty() {
+                    return refused("a branch name cannot be empty");
+                }
+                self.task(*id)?;
+                let kind = EventKind::TaskBranchSet {
+                    branch: branch.clone(),
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::ClaimCompletion { id, summary } => {
+                if summary.trim().is_empty() {
+                    return refused("a completion claim needs a summary of what was done");
+                }
+                self.task(*id)?;
+                let kind = EventKind::TaskCompletionClaimed {
+                    summary: summary.clone(),
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::CreateExecution {
+                task_id,
+                kind,
+                agent,
+                attempt,
+            } => self.create_execution(*task_id, *kind, agent, *attempt),
+            Change::SetExecutionState { id, to, reason } => {
+                let e = self.execution(*id)?;
+                if to.is_terminal() && e.state.is_active() {
+                    return refused(format!(
+                        "execution #{id} can only become {to} through finish_execution, which \
+                         also records its usage and outcome"
+                    ));
+                }
+                check_execution_transition(e, *to)?;
+                let kind = EventKind::ExecutionStateChanged {
+                    from: e.state,
+                    to: *to,
+                    reason: reason.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::ProcessStarted {
+                id,
+                pid,
+                iteration,
+                log_path,
+            } => {
+                let e = self.active_execution(*id, "a process start")?;
+                if *iteration == 0 || *iteration < e.iteration {
+                    return refused(format!(
+                        "execution #{id} is on iteration {}, so a process cannot start iteration \
+                         {iteration}: iterations count from 1 and never go back",
+                        e.iteration
+                    ));
+                }
+                let kind = EventKind::ExecutionProcessStarted {
+                    pid: *pid,
+                    iteration: *iteration,
+                    log_path: log_path.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::ProcessExited {
+                id,
+                iteration,
+                exit_code,
+                signal,
+            } => {
+                let e = self.active_execution(*id, "a process exit")?;
+                check_iteration(e, *iteration, "exit")?;
+                let kind = EventKind::ExecutionProcessExited {
+                    iteration: *iteration,
+                    exit_code: *exit_code,
+                    signal: *signal,
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::Validated {
+                id,
+                iteration,
+                score,
+                passed,
+                results,
+            } => {
+                let e = self.active_execution(*id, "a validation")?;
+                check_iteration(e, *iteration, "validation")?;
+                if !(0.0..=1.0).contains(score) {
+                    return refused(format!(
+                        "the validation score {score} is out of range: scores go from 0 to 1"
+                    ));
+                }
+                let kind = EventKind::ExecutionValidated {
+                    iteration: *iteration,
+                    score: *score,
+                    passed: *passed,
+                    results: results.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::Committed { id, branch, commit } => {
+                if branch.trim().is_empty() || commit.trim().is_empty() {
+                    return refused("a commit needs both a branch name and a commit id");
+                }
+                self.active_execution(*id, "a commit")?;
+                let kind = EventKind::ExecutionCommitted {
+                    branch: branch.clone(),
+                    commit: commit.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::FinishExecution {
+                id,
+                state,
+                exit_code,
+                usage,
+                summary,
+            } => {
+                let e = self.execution(*id)?;
+                if e.state.is_terminal() {
+                    return Err(Refusal::AlreadyFinished {
+                        execution: *id,
+                        state: e.state,
+                    });
+                }
+                if state.is_active() {
+                    return refused(format!(
+                        "execution #{id} cannot finish as {state}: that state is not an outcome; \
+                         finish with one of {}",
+                        terminal_execution_states()
+                    ));
+                }
+                check_execution_transition(e, *state)?;
+                let (from, kind) = (e.state, e.kind);
+                self.execution_event(
+                    *id,
+                    EventKind::ExecutionStateChanged {
+                        from,
+                        to: *state,
+                        reason: None,
+                    },
+                );
+                self.execution_event(
+                    *id,
+                    EventKind::ExecutionFinished {
+                        kind,
+                        state: *state,
+                        usage: *usage,
+                        summary: summary.clone(),
+                        exit_code: *exit_code,
+                    },
+                );
+                Ok(())
+            }
+            Change::RecordModelUsage {
+                id,
+                model,
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+                cost_micros,
+            } => {
+                if model.trim().is_empty() {
+                    return refused("model usage needs the model alias the request named");
+                }
+                if cached_tokens > input_tokens {
+                    return refused(format!(
+                        "model usage says {cached_tokens} cached tokens but only {input_tokens} \
+                         input tokens: cached tokens are a part of the input tokens"
+                    ));
+                }
+                // Accepted on a finished execution too: the tokens were spent all the same.
+                self.execution(*id)?;
+                let kind = EventKind::ExecutionModelUsage {
+                    model: model.clone(),
+                    input_tokens: *input_tokens,
+                    output_tokens: *output_tokens,
+                    cached_tokens: *cached_tokens,
+                    cost_micros: *cost_micros,
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::RecordModelWaiting {
+                id,
+                model,
+                attempt,
+                delay_ms,
+                status,
+            } => {
+                self.execution(*id)?;
+                let kind = EventKind::ExecutionModelWaiting {
+                    model: model.clone(),
+                    attempt: *attempt,
+                    delay_ms: *delay_ms,
+                    status: *status,
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::RecordModelFallback {
+                id,
+                model,
+                fallback,
+                reason,
+            } => {
+                self.execution(*id)?;
+                let kind = EventKind::ExecutionModelFallback {
+                    model: model.clone(),
+                    fallback: fallback.clone(),
+                    reason: reason.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::PauseProvider {
+                id,
+                provider,
+                until,
+                reason,
+            } => {
+                self.execution(*id)?;
+                let kind = EventKind::ProviderPaused {
+                    provider: provider.clone(),
+                    until: *until,
+                    reason: reason.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::ResumeProvider { id, provider } => {
+                self.execution(*id)?;
+                let kind = EventKind::ProviderResumed {
+                    provider: provider.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::ThrottleProvider {
+                id,
+                provider,
+                limit,
+            } => {
+                self.execution(*id)?;
+                let kind = EventKind::ProviderThrottled {
+                    provider: provider.clone(),
+                    limit: *limit,
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+        }
+    }
+
+    fn check_key_unused(&self, task: TaskId, op: &str, key: &str) -> Result<(), Refusal> {
+        if key.trim().is_empty() {
+            return refused("an idempotency key cannot be empty");
+        }
+        if self.state.call_key(task, op, key).is_some() {
+            return refused(format!(
+                "task #{task} already made a {op} call under the key {key:?}; a call under a \
+                 used key changes nothing"
+            ));
+        }
+        Ok(())
+    }
+
+    fn key_used(&mut self, task: TaskId, op: &'static str, key: &str, result: Option<TaskId>) {
+        self.events.push(Event::KeyUsed(KeyUse {
+            task,
+            op,
+            key: key.to_owned(),
+            result,
+            at: self.now,
+        }));
+    }
+
+    fn create_task(&mut self, new: &NewTask) -> Result<TaskId, Refusal> {
+        new.check().or_else(refused)?;
+        check_agent_name(new.agent.as_deref())?;
+        let id = self.state.next_task_id();
+        let (root, depth) = match new.parent {
+            Some(parent_id) => {
+                let Some(parent) = self.state.task(parent_id) else {
+                    return refused(format!("the parent task #{parent_id} does not exist"));
+                };
+                if parent.state.is_terminal() {
+                    return refused(format!(
+                        "the parent task #{parent_id} is {}, so no sub-task can be added under \
+                         it",
+                        parent.state
+                    ));
+                }
+                (parent.root, parent.depth + 1)
+            }
+            // A top-level task is its own root.
+            None => (id, 0),
+        };
+        let mut new = new.clone();
+        new.blocked_by.sort();
+        new.blocked_by.dedup();
+        for &dep in &new.blocked_by {
+            if self.state.task(dep).is_none() {
+                return refused(format!("task #{dep}, named in blocked_by, does not exist"));
+            }
+        }
+        // A new task has no dependents yet, so its dependencies cannot close a cycle.
+        let task = Task::new(id, new, root, depth, self.now);
+        self.task_event(id, EventKind::TaskCreated { task });
+        Ok(id)
+    }
+
+    fn edit_task(&mut self, id: TaskId, edit: &TaskEdit) -> Result<(), Refusal> {
+        if edit.is_empty() {
+            return refused(
+                "the edit changes nothing: give a new title, body, labels, priority or agent",
+            );
+        }
+        let task = self.task(id)?;
+        if let Some(agent) = &edit.agent {
+            check_agent_name(agent.as_deref())?;
+        }
+        // The edited task must pass the same checks as a new one.
+        let as_new = NewTask {
+            title: edit.title.clone().unwrap_or_else(|| task.title.clone()),
+            body: String::new(),
+            labels: edit.labels.clone().unwrap_or_else(|| task.labels.clone()),
+            priority: edit.priority.unwrap_or(task.priority),
+            parent: None,
+            blocked_by: Vec::new(),
+            agent: None,
+        };
+        as_new.check().or_else(refused)?;
+        let TaskEdit {
+            title,
+            body,
+            labels,
+            priority,
+            agent,
+        } = edit.clone();
+        let kind = EventKind::TaskEdited {
+            title,
+            body,
+            labels,
+            priority,
+            agent,
+        };
+        self.task_event(id, kind);
+        Ok(())
+    }
+
+    fn set_task_state(
+        &mut self,
+        id: TaskId,
+        to: TaskState,
+        reason: &Option<String>,
+    ) -> Result<(), Refusal> {
+        let task = self.task(id)?;
+        let from = task.state;
+        if !from.can_transition_to(to) {
+            let next: Vec<&str> = TaskState::ALL
+                .into_iter()
+                .filter(|s| from.can_transition_to(*s))
+                .map(|s| s.as_str())
+                .collect();
+            let options = if next.is_empty() {
+                format!("{from} is final")
+            } else {
+                format!("from {from} it can go to {}", next.join(", "))
+            };
+            return refused(format!(
+                "task #{id} cannot go from {from} to {to}; {options}"
+            ));
+        }
+        let parent = task.parent;
+        let reason = reason.clone();
+        self.task_event(id, EventKind::TaskStateChanged { from, to, reason });
+        // A done sub-task's branch is due to be merged into its parent's. The step is recorded
+        // with the state that makes it due, so no crash can lose it.
+        if to == TaskState::Done
+            && let Some(parent) = parent
+        {
+            self.task_event(parent, EventKind::TaskMergePending { child: id });
+        }
+        Ok(())
+    }
+
+    fn add_dependency(&mut self, id: TaskId, blocked_by: TaskId) -> Result<(), Refusal> {
+        let task = self.task(id)?;
+        self.task(blocked_by)?;
+        if id == blocked_by {
+            return refused(format!("task #{id} cannot be blocked by itself"));
+        }
+        if task.blocked_by.contains(&blocked_by) {
+            return refused(format!("task #{id} is already blocked by #{blocked_by}"));
+        }
+        if let Some(path) = self.dependency_path(blocked_by, id) {
+            let mut cycle = vec![format!("#{id}")];
+            cycle.extend(path.iter().map(|t| format!("#{t}")));
+            return refused(format!(
+                "task #{id} cannot be blocked by #{blocked_by}: that would make a dependency \
+                 cycle {} (each waits for the next), and none of them could ever start",
+                cycle.join(" → ")
+            ));
+        }
+        self.task_event(id, EventKind::TaskDependencyAdded { blocked_by });
+        Ok(())
+    }
+
+    /// The chain of `blocked_by` edges leading from `from` to `to`, both included, if any.
+    /// Breadth-first, so the cycle named in a refusal is a shortest one.
+    fn dependency_path(&self, from: TaskId, to: TaskId) -> Option<Vec<TaskId>> {
+        let mut came_from: HashMap<TaskId, TaskId> = HashMap::new();
+        let mut queue = VecDeque::from([from]);
+        while let Some(current) = queue.pop_front() {
+            if current == to {
+                let mut path = vec![to];
+                let mut at = to;
+                while at != from {
+                    at = came_from[&at];
+                    path.push(at);
+                }
+                path.reverse();
+                return Some(path);
+            }
+            let Some(task) = self.state.task(current) else {
+                continue;
+            };
+            for &next in &task.blocked_by {
+                if next != from && !came_from.contains_key(&next) {
+                    came_from.insert(next, current);
+                    queue.push_back(next);
+                }
+            }
+        }
+        None
+    }
+
+    fn comment(&mut self, id: TaskId, text: &str) -> Result<(), Refusal> {
+        if text.trim().is_empty() {
+            return refused("a comment needs some text");
+        }
+        domain::text::check_size("comment", text, domain::text::MAX_COMMENT_BYTES)
+            .or_else(refused)?;
+        self.task(id)?;
+        let kind = EventKind::TaskCommented {
+            author: self.actor.to_owned(),
+            text: text.to_owned(),
+        };
+        self.task_event(id, kind);
+        Ok(())
+    }
+
+    fn create_execution(
+        &mut self,
+        task_id: TaskId,
+        kind: ExecutionKind,
+        agent: &str,
+        attempt: u32,
+    ) -> Result<(), Refusal> {
+        if agent.trim().is_empty() {
+            return refused("an execution needs the name of the agent that runs it");
+        }
+        if attempt == 0 {
+            return refused("attempts count from 1: the first try of a task is attempt 1");
+        }
+        let task = self.task(task_id)?;
+        // The active execution is reported first: it is the real reason a second claim fails,
+        // while the task state (running) would only be a symptom of it.
+        if let Some(execution) = self.state.active_execution_of(task_id) {
+            return Err(Refusal::AlreadyActive {
+                task: task_id,
+                execution,
+            });
+        }
+        let needed = match kind {
+            ExecutionKind::Work => TaskState::Open,
+            ExecutionKind::Resume => TaskState::Waiting,
+        };
+        if task.state != needed {
+            return refused(format!(
+                "a {kind} execution needs task #{task_id} to be {needed}, but it is {}",
+                task.state
+            ));
+        }
+        let id = self.state.next_execution_id();
+        let execution = Execution::queued(id, task_id, kind, agent.to_owned(), attempt, self.now);
+        let from = task.state;
+        let reason = Some(format!("{kind} execution #{id} queued"));
+        self.task_event(
+            task_id,
+            EventKind::TaskStateChanged {
+                from,
+                to: TaskState::Running,
+                reason,
+            },
+        );
+        self.execution_event(id, EventKind::ExecutionCreated { execution });
+        Ok(())
+    }
+
+    fn finish_merge(&mut self, child: TaskId, outcome: &MergeResult) -> Result<(), Refusal> {
+        let Some(merge) = self.state.merge(child) else {
+            return refused(format!(
+                "no merge of sub-task #{child} is due: it is not done, or it is merged already"
+            ));
+        };
+        let parent = merge.parent;
+        let kind = match outcome {
+            MergeResult::Merged { commit } => EventKind::TaskMerged {
+                child,
+                commit: commit.clone(),
+            },
+            MergeResult::Failed { reason } => {
+                if reason.trim().is_empty() {
+                    return refused("a failed merge needs a reason");
+                }
+                EventKind::TaskMergeFailed {
+                    child,
+                    reason: reason.clone(),
+                }
+            }
+        };
+        self.task(parent)?;
+        self.task_event(parent, kind);
+        Ok(())
+    }
+}
+
+fn check_iteration(e: &Execution, iteration: u32, what: &str) -> Result<(), Refusal> {
+    if iteration != e.iteration {
+        return refused(format!(
+            "execution #{} is on iteration {}, but the {what} reported is for iteration \
+             {iteration}",
+            e.id, e.iteration
+        ));
+    }
+    Ok(())
+}
+
+fn check_execution_transition(e: &Execution, to: ExecutionState) -> Result<(), Refusal> {
+    if e.state.can_transition_to(to) {
+        return Ok(());
+    }
+    let from = e.state;
+    let next: Vec<&str> = ExecutionState::ALL
+        .into_iter()
+        .filter(|s| from.can_transition_to(*s))
+        .map(|s| s.as_str())
+        .collect();
+    let options = if next.is_empty() {
+        format!("{from} is final")
+    } else {
+        format!("from {from} it can go to {}", next.join(", "))
+    };
+    refused(format!(
+        "execution #{} cannot go from {from} to {to}; {options}",
+        e.id
+    ))
+}
+
+fn terminal_execution_states() -> String {
+    ExecutionState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_agent_name(agent: Option<&str>) -> Result<(), Refusal> {
+    match agent {
+        Some(name) if name.trim().is_empty() => {
+            refused("an agent name cannot be empty: name an agent, or leave the task unassigned")
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,306 @@
+//! What the rules look at: the tasks, executions, merges and call keys a batch touches, with
+//! the version of every entity, and the keys a backend loads to fill it.
+
+use std::collections::{HashMap, HashSet};
+
+use domain::{EntityKind, EventKind, Execution, ExecutionId, Task, TaskId};
+
+use crate::Entry;
+
+/// Something [`crate::decide`] may need to look at, named so that a backend can load it.
+///
+/// [`crate::wants`] lists the keys a change needs; a backend loads those the [`State`] does not
+/// know yet (see [`State::knows`]) and asks again, since what a change needs can depend on
+/// what was loaded (the parent of a merge, the tasks along a dependency path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    /// One task, or the fact that it does not exist.
+    Task(TaskId),
+    /// One execution, or the fact that it does not exist.
+    Execution(ExecutionId),
+    /// The active execution of a task, if it has one: a backend loads it as an execution and
+    /// marks the task with [`State::load_active_of`].
+    ActiveOf(TaskId),
+    /// Whether `task` made an `op` call under `key`, and what it produced.
+    CallKey {
+        task: TaskId,
+        op: String,
+        key: String,
+    },
+    /// The merge of a done sub-task that has not succeeded yet, if there is one.
+    Merge(TaskId),
+    /// Every merge into a parent that has not succeeded yet.
+    MergesInto(TaskId),
+    /// The id the next created task gets.
+    NextTaskId,
+    /// The id the next created execution gets.
+    NextExecutionId,
+}
+
+/// The merge of a done sub-task's branch into its parent's, as a recorded step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeStep {
+    pub parent: TaskId,
+    pub status: MergeStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeStatus {
+    /// Due since the child was done, never tried.
+    Pending,
+    /// The last try failed, for this reason.
+    Failed(String),
+    /// Merged, or nothing to merge.
+    Done,
+}
+
+/// The entities the rules decide on, as the batch has left them so far.
+///
+/// A *partial* state (what a store builds per batch) knows only what was loaded into it and
+/// what the batch's own events made; a *complete* state (a fold of a whole log, or the model in
+/// tests) knows everything, so whatever it does not hold does not exist.
+///
+/// Each entity's *version* is the number of its events in the log: the `entity_seq` of its
+/// last event, 0 before the first. The next event of an entity must be appended at version + 1,
+/// which is how a backend notices a writer that changed the entity behind its back.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct State {
+    complete: bool,
+    tasks: HashMap<TaskId, Option<Task>>,
+    executions: HashMap<ExecutionId, Option<Execution>>,
+    active_known: HashSet<TaskId>,
+    /// Merges by child. `None`: no merge of that child is due (never done, or merged already).
+    merges: HashMap<TaskId, Option<MergeStep>>,
+    merges_known: HashSet<TaskId>,
+    /// What each keyed call produced (`Some(result)`) or that the key is unused (`None`).
+    call_keys: HashMap<(TaskId, String, String), Option<Option<TaskId>>>,
+    versions: HashMap<(EntityKind, i64), u64>,
+    next_task_id: Option<TaskId>,
+    next_execution_id: Option<ExecutionId>,
+}
+
+impl State {
+    /// A state that knows everything: empty, it is the empty tracker, and every id starts at 1.
+    pub fn complete() -> State {
+        State {
+            complete: true,
+            next_task_id: Some(TaskId(1)),
+            next_execution_id: Some(ExecutionId(1)),
+            ..State::default()
+        }
+    }
+
+    /// A state that knows only what is loaded into it.
+    pub fn partial() -> State {
+        State::default()
+    }
+
+    /// True when the rules may read `key` from this state without loading it first.
+    pub fn knows(&self, key: &Key) -> bool {
+        if self.complete {
+            return true;
+        }
+        match key {
+            Key::Task(id) => self.tasks.contains_key(id),
+            Key::Execution(id) => self.executions.contains_key(id),
+            Key::ActiveOf(task) => self.active_known.contains(task),
+            Key::CallKey { task, op, key } => {
+                self.call_keys
+                    .contains_key(&(*task, op.clone(), key.clone()))
+            }
+            Key::Merge(child) => self.merges.contains_key(child),
+            Key::MergesInto(parent) => self.merges_known.contains(parent),
+            Key::NextTaskId => self.next_task_id.is_some(),
+            Key::NextExecutionId => self.next_execution_id.is_some(),
+        }
+    }
+
+    pub fn task(&self, id: TaskId) -> Option<&Task> {
+        self.tasks.get(&id).and_then(Option::as_ref)
+    }
+
+    pub fn execution(&self, id: ExecutionId) -> Option<&Execution> {
+        self.executions.get(&id).and_then(Option::as_ref)
+    }
+
+    /// Every task this state holds, in no particular order.
+    pub fn tasks(&self) -> impl Iterator<Item = &Task> {
+        self.tasks.values().flatten()
+    }
+
+    /// Every execution this state holds, in no particular order.
+    pub fn executions(&self) -> impl Iterator<Item = &Execution> {
+        self.executions.values().flatten()
+    }
+
+    /// The task's execution in an active state, if any (the lowest id, should there ever be
+    /// two). Needs [`Key::ActiveOf`].
+    pub fn active_execution_of(&self, task: TaskId) -> Option<ExecutionId> {
+        self.executions()
+            .filter(|e| e.task_id == task && e.state.is_active())
+            .map(|e| e.id)
+            .min()
+    }
+
+    /// The merge of `child` that has not succeeded yet. Needs [`Key::Merge`].
+    pub fn merge(&self, child: TaskId) -> Option<&MergeStep> {
+        self.merges
+            .get(&child)
+            .and_then(Option::as_ref)
+            .filter(|m| m.status != MergeStatus::Done)
+    }
+
+    /// Why merges into `parent` failed, child by child in id order. Needs
+    /// [`Key::MergesInto`].
+    pub fn failed_merges_into(&self, parent: TaskId) -> Vec<(TaskId, &str)> {
+        let mut failed: Vec<(TaskId, &str)> = self
+            .merges
+            .iter()
+            .filter_map(|(child, m)| match m {
+                Some(MergeStep {
+                    parent: p,
+                    status: MergeStatus::Failed(why),
+                }) if *p == parent => Some((*child, why.as_str())),
+                _ => None,
+            })
+            .collect();
+        failed.sort();
+        failed
+    }
+
+    /// Every merge into `parent` that has not succeeded yet, by child in id order.
+    pub fn unfinished_merges_into(&self, parent: TaskId) -> Vec<(TaskId, &MergeStep)> {
+        let mut merges: Vec<(TaskId, &MergeStep)> = self
+            .merges
+            .iter()
+            .filter_map(|(child, m)| m.as_ref().map(|m| (*child, m)))
+            .filter(|(_, m)| m.parent == parent && m.status != MergeStatus::Done)
+            .collect();
+        merges.sort_by_key(|(child, _)| *child);
+        merges
+    }
+
+    /// What `task`'s `op` call under `key` produced, or `None` when the key is unused. Needs
+    /// [`Key::CallKey`].
+    pub fn call_key(&self, task: TaskId, op: &str, key: &str) -> Option<Option<TaskId>> {
+        self.call_keys
+            .get(&(task, op.to_owned(), key.to_owned()))
+            .copied()
+            .flatten()
+    }
+
+    pub fn next_task_id(&self) -> TaskId {
+        self.next_task_id.unwrap_or(TaskId(1))
+    }
+
+    pub fn next_execution_id(&self) -> ExecutionId {
+        self.next_execution_id.unwrap_or(ExecutionId(1))
+    }
+
+    /// The version an entity is at before `entry` is appended to it: known, or 0 for the event
+    /// that creates it. `None` when the backend must read it from its log first (and tell it
+    /// with [`State::load_version`]).
+    pub fn version_before(&self, entry: &Entry) -> Option<u64> {
+        if let Some(v) = self.versions.get(&(entry.entity, entry.id)) {
+            return Some(*v);
+        }
+        let creates = matches!(
+            entry.kind,
+            EventKind::TaskCreated { .. } | EventKind::ExecutionCreated { .. }
+        );
+        (creates || self.complete).then_some(0)
+    }
+
+    /// The version of an entity, if known.
+    pub fn version(&self, entity: EntityKind, id: i64) -> Option<u64> {
+        self.versions.get(&(entity, id)).copied()
+    }
+
+    pub fn load_task(&mut self, id: TaskId, task: Option<Task>) {
+        self.tasks.entry(id).or_insert(task);
+    }
+
+    pub fn load_execution(&mut self, id: ExecutionId, execution: Option<Execution>) {
+        self.executions.entry(id).or_insert(execution);
+    }
+
+    /// Records that the active execution of `task` (if it has one) was loaded.
+    pub fn load_active_of(&mut self, task: TaskId) {
+        self.active_known.insert(task);
+    }
+
+    pub fn load_call_key(
+        &mut self,
+        task: TaskId,
+        op: &str,
+        key: &str,
+        made: Option<Option<TaskId>>,
+    ) {
+        self.call_keys
+            .entry((task, op.to_owned(), key.to_owned()))
+            .or_insert(made);
+    }
+
+    pub fn load_merge(&mut self, child: TaskId, merge: Option<MergeStep>) {
+        self.merges.entry(child).or_insert(merge);
+    }
+
+    /// Records that every unfinished merge into `parent` was loaded with
+    /// [`State::load_merge`].
+    pub fn load_merges_into(&mut self, parent: TaskId) {
+        self.merges_known.insert(parent);
+    }
+
+    pub fn load_next_task_id(&mut self, id: TaskId) {
+        self.next_task_id.get_or_insert(id);
+    }
+
+    pub fn load_next_execution_id(&mut self, id: ExecutionId) {
+        self.next_execution_id.get_or_insert(id);
+    }
+
+    pub fn load_version(&mut self, entity: EntityKind, id: i64, version: u64) {
+        self.versions.entry((entity, id)).or_insert(version);
+    }
+
+    // The parts `evolve` writes.
+
+    pub(crate) fn task_mut(&mut self, id: TaskId) -> Option<&mut Task> {
+        self.tasks.get_mut(&id).and_then(Option::as_mut)
+    }
+
+    pub(crate) fn execution_mut(&mut self, id: ExecutionId) -> Option<&mut Execution> {
+        self.executions.get_mut(&id).and_then(Option::as_mut)
+    }
+
+    pub(crate) fn put_task(&mut self, task: Task) {
+        if let Some(next) = &mut self.next_task_id {
+            *next = (*next).max(TaskId(task.id.0 + 1));
+        }
+        self.tasks.insert(task.id, Some(task));
+    }
+
+    pub(crate) fn put_execution(&mut self, execution: Execution) {
+        if let Some(next) = &mut self.next_execution_id {
+            *next = (*next).max(ExecutionId(execution.id.0 + 1));
+        }
+        self.executions.insert(execution.id, Some(execution));
+    }
+
+    pub(crate) fn put_merge(&mut self, child: TaskId, merge: MergeStep) {
+        self.merges.insert(child, Some(merge));
+    }
+
+    pub(crate) fn merge_entry(&mut self, child: TaskId) -> Option<&mut MergeStep> {
+        self.merges.get_mut(&child).and_then(Option::as_mut)
+    }
+
+    pub(crate) fn put_call_key(&mut self, task: TaskId, op: &str, key: &str, made: Option<TaskId>) {
+        self.call_keys
+            .insert((task, op.to_owned(), key.to_owned()), Some(made));
+    }
+
+    pub(crate) fn bump_version(&mut self, entity: EntityKind, id: i64) {
+        *self.versions.entry((entity, id)).or_insert(0) += 1;
+    }
+}

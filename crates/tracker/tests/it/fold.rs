@@ -1,0 +1,470 @@
+//! Properties over random command sequences: the state the rules build equals the fold of the
+//! events they emitted, a state loaded piece by piece decides exactly as the whole tracker
+//! does, and no sequence ever gives a task two active executions.
+
+use domain::{
+    EntityKind, ExecutionId, ExecutionKind, ExecutionState, NewTask, TaskId, TaskState, Timestamp,
+    Usage,
+};
+use proptest::prelude::*;
+use tracker::{
+    Change, Command, Event, Key, MergeResult, MergeStatus, MergeStep, State, TaskEdit, decide,
+    evolve, wants,
+};
+
+use crate::T0;
+
+const IDS: i64 = 4;
+
+fn task_id() -> impl Strategy<Value = TaskId> {
+    (1..=IDS).prop_map(TaskId)
+}
+
+fn execution_id() -> impl Strategy<Value = ExecutionId> {
+    (1..=IDS).prop_map(ExecutionId)
+}
+
+fn task_state() -> impl Strategy<Value = TaskState> {
+    proptest::sample::select(TaskState::ALL.to_vec())
+}
+
+fn execution_state() -> impl Strategy<Value = ExecutionState> {
+    proptest::sample::select(ExecutionState::ALL.to_vec())
+}
+
+fn reason() -> impl Strategy<Value = Option<String>> {
+    proptest::option::of(proptest::sample::select(vec![
+        "why".to_string(),
+        " ".into(),
+    ]))
+}
+
+fn key() -> impl Strategy<Value = String> {
+    proptest::sample::select(vec!["k1".to_string(), "k2".into(), "".into()])
+}
+
+fn new_task() -> impl Strategy<Value = NewTask> {
+    (
+        proptest::option::weighted(0.3, task_id()),
+        proptest::collection::vec(task_id(), 0..2),
+        0..6i32,
+    )
+        .prop_map(|(parent, blocked_by, priority)| NewTask {
+            parent,
+            blocked_by,
+            priority,
+            ..NewTask::titled("t")
+        })
+}
+
+/// Changes over a few ids, so that they often meet the same tasks and executions.
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => new_task().prop_map(Change::CreateTask),
+        1 => (new_task(), key()).prop_map(|(new, key)| Change::CreateKeyedTask { new, key }),
+        1 => (task_id(), key()).prop_map(|(id, key)| Change::KeyedComment { id, text: "c".into(), key }),
+        1 => (task_id(), proptest::option::of(0..6i32)).prop_map(|(id, priority)| Change::EditTask {
+            id,
+            edit: TaskEdit { priority, ..TaskEdit::default() }
+        }),
+        2 => (task_id(), task_state(), reason())
+            .prop_map(|(id, to, reason)| Change::SetTaskState { id, to, reason }),
+        2 => (task_id(), task_state(), reason())
+            .prop_map(|(id, to, reason)| Change::SettleTask { id, to, reason }),
+        2 => (task_id(), task_id()).prop_map(|(id, blocked_by)| Change::AddDependency { id, blocked_by }),
+        1 => (task_id(), task_id())
+            .prop_map(|(id, blocked_by)| Change::RemoveDependency { id, blocked_by }),
+        1 => task_id().prop_map(|id| Change::Nudge { id }),
+        1 => task_id().prop_map(|id| Change::Comment { id, text: "note".into() }),
+        1 => (task_id(), 0..3u32).prop_map(|(id, attempts)| Change::ScheduleTask {
+            id,
+            not_before: Some(Timestamp(T0.0 + 10)),
+            attempts,
+            continuations: 1,
+            reason: None,
+        }),
+        1 => task_id().prop_map(|id| Change::SetBranch { id, branch: format!("b{id}") }),
+        1 => task_id().prop_map(|id| Change::ClaimCompletion { id, summary: "done".into() }),
+        1 => (task_id(), any::<bool>()).prop_map(|(child, ok)| Change::FinishMerge {
+            child,
+            outcome: if ok {
+                MergeResult::Merged { commit: None }
+            } else {
+                MergeResult::Failed { reason: "conflict".into() }
+            },
+        }),
+        3 => (task_id(), proptest::bool::weighted(0.8), 0..3u32).prop_map(|(task_id, work, attempt)| {
+            Change::CreateExecution {
+                task_id,
+                kind: if work { ExecutionKind::Work } else { ExecutionKind::Resume },
+                agent: "coder".into(),
+                attempt,
+            }
+        }),
+        3 => (execution_id(), execution_state(), reason())
+            .prop_map(|(id, to, reason)| Change::SetExecutionState { id, to, reason }),
+        1 => (execution_id(), 0..3u32).prop_map(|(id, iteration)| Change::ProcessStarted {
+            id,
+            pid: 7,
+            iteration,
+            log_path: Some(format!("/log/{iteration}")),
+        }),
+        1 => (execution_id(), 0..3u32, proptest::option::of(0..3i32)).prop_map(
+            |(id, iteration, exit_code)| Change::ProcessExited { id, iteration, exit_code, signal: None }
+        ),
+        1 => (execution_id(), 0..3u32).prop_map(|(id, iteration)| Change::Validated {
+            id,
+            iteration,
+            score: 0.5,
+            passed: true,
+            results: vec![],
+        }),
+        1 => execution_id().prop_map(|id| Change::Committed {
+            id,
+            branch: "b".into(),
+            commit: "c".into()
+        }),
+        3 => (execution_id(), execution_state(), proptest::option::of(0..3i32)).prop_map(
+            |(id, state, exit_code)| Change::FinishExecution {
+                id,
+                state,
+                exit_code,
+                usage: Usage { wall_ms: 1, cpu_ms: 1 },
+                summary: None,
+            }
+        ),
+        1 => (execution_id(), 0..3u64).prop_map(|(id, cached)| Change::RecordModelUsage {
+            id,
+            model: "m".into(),
+            input_tokens: 1,
+            output_tokens: 1,
+            cached_tokens: cached,
+            cost_micros: 1,
+        }),
+        1 => execution_id().prop_map(|id| Change::ResumeProvider { id, provider: "p".into() }),
+    ]
+}
+
+/// Batches of one to three changes, each batch at its own time.
+/// Batches of one change mostly, since a refused change rolls its whole batch back.
+fn batches() -> impl Strategy<Value = Vec<Vec<Change>>> {
+    let batch = prop_oneof![
+        4 => proptest::collection::vec(change(), 1..2),
+        1 => proptest::collection::vec(change(), 2..4),
+    ];
+    proptest::collection::vec(batch, 1..60)
+}
+
+/// Loads `key` from the whole tracker into a partial state, as a backend reads its tables.
+fn load(partial: &mut State, whole: &State, key: &Key) {
+    match key {
+        Key::Task(id) => partial.load_task(*id, whole.task(*id).cloned()),
+        Key::Execution(id) => partial.load_execution(*id, whole.execution(*id).cloned()),
+        Key::ActiveOf(task) => {
+            if let Some(id) = whole.active_execution_of(*task) {
+                partial.load_execution(id, whole.execution(id).cloned());
+            }
+            partial.load_active_of(*task);
+        }
+        Key::CallKey { task, op, key } => {
+            partial.load_call_key(*task, op, key, whole.call_key(*task, op, key));
+        }
+        Key::Merge(child) => partial.load_merge(*child, whole.merge(*child).cloned()),
+        Key::MergesInto(parent) => {
+            for (child, merge) in whole.unfinished_merges_into(*parent) {
+                partial.load_merge(child, Some(merge.clone()));
+            }
+            partial.load_merges_into(*parent);
+        }
+        Key::NextTaskId => partial.load_next_task_id(whole.next_task_id()),
+        Key::NextExecutionId => partial.load_next_execution_id(whole.next_execution_id()),
+    }
+}
+
+fn fold(events: &[Event]) -> State {
+    let mut state = State::complete();
+    for event in events {
+        evolve(&mut state, event);
+    }
+    state
+}
+
+/// Points a random change at what exists: ids name existing tasks and executions, and four
+/// times in five a state change goes where the state machine allows. Random changes on random
+/// ids would otherwise nearly all be refused and reach little of the tracker.
+fn steer(state: &State, change: &Change) -> Change {
+    let mut tasks: Vec<TaskId> = state.tasks().map(|t| t.id).collect();
+    let mut executions: Vec<ExecutionId> = state.executions().map(|e| e.id).collect();
+    tasks.sort();
+    executions.sort();
+    let task = |id: &mut TaskId| {
+        if !tasks.is_empty() {
+            *id = tasks[id.0 as usize % tasks.len()];
+        }
+    };
+    let execution = |id: &mut ExecutionId| {
+        if !executions.is_empty() {
+            *id = executions[id.0 as usize % executions.len()];
+        }
+    };
+    fn pick<T: Copy + PartialEq>(all: &[T], wanted: T, allowed: impl Fn(T) -> bool) -> T {
+        let at = all.iter().position(|s| *s == wanted).unwrap_or(0);
+        let next: Vec<T> = all.iter().copied().filter(|s| allowed(*s)).collect();
+        if next.is_empty() || at % 5 == 0 {
+            wanted
+        } else {
+            next[at % next.len()]
+        }
+    }
+    let mut change = change.clone();
+    match &mut change {
+        Change::CreateTask(new) | Change::CreateKeyedTask { new, .. } => {
+            if let Some(parent) = &mut new.parent {
+                task(parent);
+            }
+            new.blocked_by.iter_mut().for_each(task);
+        }
+        Change::AddDependency { id, blocked_by } | Change::RemoveDependency { id, blocked_by } => {
+            task(id);
+            task(blocked_by);
+        }
+        Change::SetTaskState { id, to, .. } | Change::SettleTask { id, to, .. } => {
+            task(id);
+            if let Some(from) = state.task(*id).map(|t| t.state) {
+                *to = pick(&TaskState::ALL, *to, |s| from.can_transition_to(s));
+            }
+        }
+        Change::KeyedComment { id, .. }
+        | Change::EditTask { id, .. }
+        | Change::Nudge { id }
+        | Change::Comment { id, .. }
+        | Change::ScheduleTask { id, .. }
+        | Change::SetBranch { id, .. }
+        | Change::ClaimCompletion { id, .. }
+        | Change::FinishMerge { child: id, .. }
+        | Change::CreateExecution { task_id: id, .. } => task(id),
+        Change::SetExecutionState { id, to, .. } => {
+            execution(id);
+            if let Some(from) = state.execution(*id).map(|e| e.state) {
+                *to = pick(&ExecutionState::ALL, *to, |s| {
+                    s.is_active() && from.can_transition_to(s)
+                });
+            }
+        }
+        Change::FinishExecution { id, state: to, .. } => {
+            execution(id);
+            if let Some(from) = state.execution(*id).map(|e| e.state) {
+                *to = pick(&ExecutionState::ALL, *to, |s| from.can_transition_to(s));
+            }
+        }
+        Change::ProcessStarted { id, .. }
+        | Change::ProcessExited { id, .. }
+        | Change::Validated { id, .. }
+        | Change::Committed { id, .. }
+        | Change::RecordModelUsage { id, .. }
+        | Change::RecordModelWaiting { id, .. }
+        | Change::RecordModelFallback { id, .. }
+        | Change::PauseProvider { id, .. }
+        | Change::ResumeProvider { id, .. }
+        | Change::ThrottleProvider { id, .. } => execution(id),
+    }
+    change
+}
+
+/// What a simulation met: how many changes were accepted, and the refusals by kind.
+#[derive(Debug, Default)]
+struct Met {
+    accepted: usize,
+    refused: Vec<String>,
+}
+
+/// Decides `batches` on the whole tracker and, batch by batch, on a partial state loaded from it
+/// as a backend would; checks that both agree, that the tracker's state is the fold of every
+/// event, and that no task ever has two active executions.
+fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
+    let mut met = Met::default();
+    let mut whole = State::complete();
+    let mut log: Vec<Event> = Vec::new();
+    // A few tasks to start from, one of them a sub-task and one claimed, so that the random
+    // changes meet something from the first one on.
+    let seed = [
+        Change::CreateTask(NewTask::titled("a")),
+        Change::CreateTask(NewTask::titled("b")),
+        Change::CreateTask(NewTask {
+            parent: Some(TaskId(1)),
+            ..NewTask::titled("c")
+        }),
+        Change::CreateExecution {
+            task_id: TaskId(2),
+            kind: ExecutionKind::Work,
+            agent: "coder".into(),
+            attempt: 1,
+        },
+    ];
+    for change in &seed {
+        let command = Command {
+            actor: "prop",
+            now: T0,
+            change,
+        };
+        for event in decide(&whole, &command).expect("the seed is allowed") {
+            evolve(&mut whole, &event);
+            log.push(event);
+        }
+    }
+    for (n, batch) in batches.iter().enumerate() {
+        let now = Timestamp(T0.0 + n as i64);
+        let mut ahead = whole.clone();
+        let mut partial = State::partial();
+        let mut batch_events = Vec::new();
+        let mut refused = false;
+        for change in batch {
+            let change = &steer(&ahead, change);
+            loop {
+                let missing: Vec<Key> = wants(&partial, change)
+                    .into_iter()
+                    .filter(|k| !partial.knows(k))
+                    .collect();
+                if missing.is_empty() {
+                    break;
+                }
+                for key in &missing {
+                    load(&mut partial, &whole, key);
+                }
+            }
+            let command = Command {
+                actor: "prop",
+                now,
+                change,
+            };
+            let from_whole = decide(&ahead, &command);
+            let from_partial = decide(&partial, &command);
+            prop_assert_eq!(&from_partial, &from_whole, "{:?}", change);
+            let events = match from_partial {
+                Ok(events) => events,
+                Err(refusal) => {
+                    met.refused.push(refusal.to_string());
+                    refused = true;
+                    break;
+                }
+            };
+            met.accepted += 1;
+            for event in &events {
+                if let Event::Logged(entry) = event {
+                    let v = partial
+                        .version_before(entry)
+                        .unwrap_or_else(|| whole.version(entry.entity, entry.id).unwrap_or(0));
+                    partial.load_version(entry.entity, entry.id, v);
+                    prop_assert_eq!(Some(v), ahead.version_before(entry));
+                }
+                evolve(&mut partial, event);
+                evolve(&mut ahead, event);
+            }
+            batch_events.extend(events);
+        }
+        if refused {
+            // The whole batch is rolled back: `whole` stays as it was.
+            continue;
+        }
+        // Everything the partial state holds is what the whole tracker now says.
+        for task in partial.tasks() {
+            prop_assert_eq!(Some(task), ahead.task(task.id));
+        }
+        for e in partial.executions() {
+            prop_assert_eq!(Some(e), ahead.execution(e.id));
+        }
+        whole = ahead;
+        log.extend(batch_events);
+        for task in whole.tasks() {
+            let active = whole
+                .executions()
+                .filter(|e| e.task_id == task.id && e.state.is_active())
+                .count();
+            prop_assert!(
+                active <= 1,
+                "task #{} has {} active executions",
+                task.id,
+                active
+            );
+            let created = whole.executions().filter(|e| e.task_id == task.id).count();
+            prop_assert_eq!(task.executions as usize, created);
+        }
+    }
+    prop_assert_eq!(fold(&log), whole);
+    Ok(met)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn projection_is_the_fold_of_the_events(batches in batches()) {
+        simulate(&batches)?;
+    }
+}
+
+/// The property above is only as good as what its random batches reach: over a fixed run of
+/// them, most changes must be allowed and every rule that guards a claim, an end, a cycle, a
+/// key or a merge must have refused something.
+#[test]
+fn the_random_batches_reach_the_rules_that_matter() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut met = Met::default();
+    for _ in 0..200 {
+        let batches = batches().new_tree(&mut runner).unwrap().current();
+        let one = simulate(&batches).unwrap();
+        met.accepted += one.accepted;
+        met.refused.extend(one.refused);
+    }
+    let refused = met.refused.len();
+    assert!(
+        met.accepted > refused,
+        "{} accepted, {refused} refused",
+        met.accepted
+    );
+    for words in [
+        "already has an active execution",
+        "a finished execution cannot be finished again",
+        "dependency cycle",
+        "under a used key changes nothing",
+        "no merge of sub-task",
+        "no longer running",
+        "cannot go from",
+        "iterations count from 1",
+    ] {
+        assert!(
+            met.refused.iter().any(|r| r.contains(words)),
+            "no refusal says {words:?}"
+        );
+    }
+}
+
+#[test]
+fn a_fold_of_a_log_replays_merges_and_versions() {
+    let mut w = crate::World::new();
+    let parent = w.titled("parent");
+    let child = w.sub_task("child", parent);
+    w.claim(child);
+    w.ok(Change::SettleTask {
+        id: child,
+        to: TaskState::Done,
+        reason: None,
+    });
+    w.ok(Change::FinishMerge {
+        child,
+        outcome: MergeResult::Failed {
+            reason: "conflict".into(),
+        },
+    });
+    let folded = fold(&w.log);
+    assert_eq!(folded, w.state);
+    assert_eq!(
+        folded.merge(child),
+        Some(&MergeStep {
+            parent,
+            status: MergeStatus::Failed("conflict".into())
+        })
+    );
+    assert_eq!(folded.version(EntityKind::Task, parent.0), Some(3));
+}
