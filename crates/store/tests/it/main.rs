@@ -5,6 +5,7 @@ mod events;
 mod executions;
 mod tasks;
 mod usage;
+mod views;
 
 use std::path::PathBuf;
 
