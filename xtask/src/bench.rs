@@ -48,9 +48,11 @@ pub struct Options {
     only: Vec<String>,
     /// Measured requests per kind and side in the gateway measurement.
     requests: usize,
+    /// An older build to time side by side in the views part.
+    before: Option<PathBuf>,
 }
 
-const PARTS: [&str; 4] = ["a", "b", "c", "gateway"];
+const PARTS: [&str; 5] = ["a", "b", "c", "gateway", "views"];
 
 impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -62,6 +64,7 @@ impl Options {
             agentgrid: None,
             only: Vec::new(),
             requests: 0,
+            before: None,
         };
         let number = |flag: &str, value: Option<&String>| -> anyhow::Result<usize> {
             let value = value.with_context(|| format!("{flag} needs a number, e.g. {flag} 5"))?;
@@ -81,6 +84,10 @@ impl Options {
                 "--dir" => {
                     let value = args.next().context("--dir needs a directory")?;
                     options.dir = Some(PathBuf::from(value));
+                }
+                "--before" => {
+                    let value = args.next().context("--before needs the path of a binary")?;
+                    options.before = Some(PathBuf::from(value));
                 }
                 "--agentgrid" => {
                     let value = args
@@ -216,6 +223,27 @@ pub fn run(options: Options) -> anyhow::Result<bool> {
         print_latency(&latency);
         all_met &= latency.met();
     }
+    if options.wants("views") {
+        if !scenarios.is_empty() || options.wants("gateway") {
+            println!();
+        }
+        let bin = binary(&options)?;
+        let before = match &options.before {
+            Some(path) => Some(
+                path.canonicalize()
+                    .with_context(|| format!("--before {}: no such binary", path.display()))?,
+            ),
+            None => None,
+        };
+        let runs = if options.quick { 5 } else { options.runs * 10 };
+        all_met &= crate::views::run(
+            &bin,
+            before.as_deref(),
+            &bench_dir(&options)?,
+            crate::views::Size::new(options.quick),
+            runs,
+        )?;
+    }
     if options.quick {
         println!("(--quick: too few tasks and requests for numbers worth recording)");
     }
@@ -227,18 +255,8 @@ fn run_scenarios(options: &Options, scenarios: &[Scenario]) -> anyhow::Result<bo
     for tool in ["git", "xargs", "sh", "true"] {
         which(tool).with_context(|| format!("the bench needs `{tool}` on PATH"))?;
     }
-    let bin = match &options.agentgrid {
-        Some(path) => path
-            .canonicalize()
-            .with_context(|| format!("--agentgrid {}: no such binary", path.display()))?,
-        None => build_agentgrid()?,
-    };
-    let base = match &options.dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir(),
-    };
-    std::fs::create_dir_all(&base)
-        .with_context(|| format!("cannot create the bench directory {}", base.display()))?;
+    let bin = binary(options)?;
+    let base = bench_dir(options)?;
 
     println!(
         "agentgrid bench: concurrency {CONCURRENCY}, durable store on, median of {} run(s)",
@@ -416,6 +434,27 @@ fn print_columns<const N: usize>(header: &[String; N], body: &[[String; N]]) {
     for row in body {
         line(row);
     }
+}
+
+/// The binary to measure: `--agentgrid`, or the workspace's, built in release mode.
+fn binary(options: &Options) -> anyhow::Result<PathBuf> {
+    match &options.agentgrid {
+        Some(path) => path
+            .canonicalize()
+            .with_context(|| format!("--agentgrid {}: no such binary", path.display())),
+        None => build_agentgrid(),
+    }
+}
+
+/// Where the bench makes its temporary projects, created if missing.
+fn bench_dir(options: &Options) -> anyhow::Result<PathBuf> {
+    let base = match &options.dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&base)
+        .with_context(|| format!("cannot create the bench directory {}", base.display()))?;
+    Ok(base)
 }
 
 /// Builds agentgrid in release mode and returns the path of the binary cargo reports.
@@ -712,7 +751,7 @@ git worktree remove "$path" || git worktree remove "$path"
 "#;
 
 /// A command with none of the caller's agentgrid or git overrides in its environment.
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     for var in [
         "AGENTGRID_PROJECT",
@@ -726,7 +765,7 @@ fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
     ok(
         command("git").args(args).current_dir(repo),
         &format!("git {}", args.join(" ")),

@@ -4,7 +4,8 @@
 //! Commands:
 //! - `bench`: times agentgrid's dispatch of no-op executions, plain, in git worktrees and in the
 //!   default sandbox, against the same commands run by `xargs -P2`, and measures the latency
-//!   the model gateway adds (see `bench.rs` and BENCHMARKS.md).
+//!   the model gateway adds (see `bench.rs` and BENCHMARKS.md), and what `status` and `task
+//!   list --limit` cost on a store of 100,000 tasks (`views.rs`).
 //! - `layers`: checks the crates' dependencies against the layering table of ARCHITECTURE.md
 //!   (see `layers.rs`).
 
@@ -17,6 +18,7 @@ mod bench;
 mod gateway;
 mod layers;
 mod sandboxed;
+mod views;
 
 use std::process::ExitCode;
 
@@ -27,11 +29,13 @@ commands:
                     latency the model gateway adds
       --quick         fewer tasks and requests and one run, for a smoke test
       --runs N        runs of each side per scenario; the median counts (default 3)
-      --only LIST     run only these parts, comma-separated: a, b, c, gateway (default all)
+      --only LIST     run only these parts, comma-separated: a, b, c, gateway, views
+                      (default all)
       --requests N    measured requests per kind in the gateway part (default 2000)
       --dir DIR       make the temporary projects under DIR (default: the system temp dir)
       --check         exit with 1 when a target (scenario A, scenario C, gateway) is missed
       --agentgrid BIN measure this binary instead of building the workspace's
+      --before BIN    in the views part, time this older build side by side
   layers            check that every crate depends only on crates the layering table of
                     ARCHITECTURE.md allows
   help              print this text";
