@@ -49,9 +49,11 @@ pub struct Options {
     only: Vec<String>,
     /// Measured requests per kind and side in the gateway measurement.
     requests: usize,
+    /// An older build to time side by side in the views part.
+    before: Option<PathBuf>,
 }
 
-const PARTS: [&str; 6] = ["a", "b", "c", "gateway", "restart", "memory"];
+const PARTS: [&str; 7] = ["a", "b", "c", "gateway", "restart", "memory", "views"];
 
 impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -63,6 +65,7 @@ impl Options {
             agentgrid: None,
             only: Vec::new(),
             requests: 0,
+            before: None,
         };
         let number = |flag: &str, value: Option<&String>| -> anyhow::Result<usize> {
             let value = value.with_context(|| format!("{flag} needs a number, e.g. {flag} 5"))?;
@@ -82,6 +85,10 @@ impl Options {
                 "--dir" => {
                     let value = args.next().context("--dir needs a directory")?;
                     options.dir = Some(PathBuf::from(value));
+                }
+                "--before" => {
+                    let value = args.next().context("--before needs the path of a binary")?;
+                    options.before = Some(PathBuf::from(value));
                 }
                 "--agentgrid" => {
                     let value = args
@@ -234,6 +241,27 @@ pub fn run(options: Options) -> anyhow::Result<bool> {
             measured.print();
             all_met &= measured.met();
         }
+    }
+    if options.wants("views") {
+        if !scenarios.is_empty() || options.wants("gateway") {
+            println!();
+        }
+        let bin = agentgrid_bin(&options)?;
+        let before = match &options.before {
+            Some(path) => Some(
+                path.canonicalize()
+                    .with_context(|| format!("--before {}: no such binary", path.display()))?,
+            ),
+            None => None,
+        };
+        let runs = if options.quick { 5 } else { options.runs * 10 };
+        all_met &= crate::views::run(
+            &bin,
+            before.as_deref(),
+            &bench_dir(&options)?,
+            crate::views::Size::new(options.quick),
+            runs,
+        )?;
     }
     if options.quick {
         println!("(--quick: too few tasks and requests for numbers worth recording)");
@@ -756,7 +784,7 @@ pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
     ok(
         command("git").args(args).current_dir(repo),
         &format!("git {}", args.join(" ")),

@@ -4,8 +4,9 @@
 //! Commands:
 //! - `bench`: times agentgrid's dispatch of no-op executions, plain, in git worktrees and in the
 //!   default sandbox, against the same commands run by `xargs -P2`, and measures the latency
-//!   the model gateway adds, restart after `kill -9` with live sandboxes and the engine's
-//!   memory (see `bench.rs`, `restart.rs` and BENCHMARKS.md).
+//!   the model gateway adds, restart after `kill -9` with live sandboxes, the engine's
+//!   memory, and what `status` and `task list --limit` cost on a store of 100,000 tasks
+//!   (see `bench.rs`, `restart.rs`, `views.rs` and BENCHMARKS.md).
 //! - `layers`: checks the crates' dependencies against the layering table of ARCHITECTURE.md
 //!   (see `layers.rs`).
 
@@ -19,6 +20,7 @@ mod gateway;
 mod layers;
 mod restart;
 mod sandboxed;
+mod views;
 
 use std::process::ExitCode;
 
@@ -30,11 +32,12 @@ commands:
       --quick         fewer tasks and requests and one run, for a smoke test
       --runs N        runs of each side per scenario; the median counts (default 3)
       --only LIST     run only these parts, comma-separated: a, b, c, gateway, restart,
-                      memory (default all)
+                      memory, views (default all)
       --requests N    measured requests per kind in the gateway part (default 2000)
       --dir DIR       make the temporary projects under DIR (default: the system temp dir)
       --check         exit with 1 when a target (scenario A, scenario C, gateway) is missed
       --agentgrid BIN measure this binary instead of building the workspace's
+      --before BIN    in the views part, time this older build side by side
   layers            check that every crate depends only on crates the layering table of
                     ARCHITECTURE.md allows
   help              print this text";

@@ -124,6 +124,9 @@ pub enum TaskCommand {
         /// Only sub-tasks of this task.
         #[arg(long, value_name = "ID")]
         parent: Option<TaskId>,
+        /// Only the newest N matching tasks (still listed oldest first).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
         #[arg(long)]
         json: bool,
     },

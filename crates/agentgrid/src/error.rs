@@ -35,6 +35,15 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     if let Some(e) = cause.downcast_ref::<store::Error>() {
         return Some(store_kind(e));
     }
+    if let Some(e) = cause.downcast_ref::<app::Error>() {
+        return match e {
+            app::Error::Invalid(_) => Some(exit::USAGE),
+            // Transparent, so the store's error is not a separate link of the chain.
+            app::Error::Store(e) => Some(store_kind(e)),
+            // The store's error is the next link and decides.
+            app::Error::NothingImported(_) => None,
+        };
+    }
     if let Some(e) = cause.downcast_ref::<engine::Error>() {
         return Some(match e {
             // The README's promise: a second engine is a request that changed nothing.

@@ -54,6 +54,14 @@ impl Project {
         Ok(Arc::new(store))
     }
 
+    /// The application layer on the project's database and the system clock.
+    pub async fn app(&self) -> anyhow::Result<app::App> {
+        Ok(app::App::new(
+            self.store().await?,
+            Arc::new(domain::SystemClock),
+        ))
+    }
+
     /// The manifests, or every problem in them as file:line:col lines.
     pub fn manifests(&self) -> anyhow::Result<manifest::Project> {
         manifest::load_project(&self.state_dir).map_err(|diagnostics| {

@@ -1,7 +1,7 @@
 //! The `Store` trait: the one interface the rest of agentgrid uses to record and read state.
 
 use async_trait::async_trait;
-use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, Timestamp};
+use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp};
 
 use crate::{
     Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, TaskFilter, UsageScope,
@@ -71,4 +71,44 @@ pub trait Store: Send + Sync + 'static {
     /// Merges of done sub-tasks that have not succeeded yet (never tried, or failed), into
     /// `parent` or, with `None`, into any task; ordered by child.
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error>;
+
+    // The views. Each reads what it returns and no more (an index, a `LIMIT`), so that `status`
+    // and `task list --limit` cost in proportion to what they show, not to every task ever
+    // made. The defaults compute the same answers from the lists above, for stores (and test
+    // doubles) that have nothing better.
+
+    /// How many tasks are in each state, ordered by state name; states without tasks are left
+    /// out.
+    async fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, Error> {
+        let mut counts: std::collections::BTreeMap<&'static str, (TaskState, u64)> =
+            std::collections::BTreeMap::new();
+        for task in self.tasks(&TaskFilter::default()).await? {
+            counts
+                .entry(task.state.as_str())
+                .or_insert((task.state, 0))
+                .1 += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
+
+    /// The `limit` newest tasks (highest ids) matching `filter`, handed back in ascending id
+    /// order like [`Store::tasks`].
+    async fn newest_tasks(&self, filter: &TaskFilter, limit: u32) -> Result<Vec<Task>, Error> {
+        let mut tasks = self.tasks(filter).await?;
+        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(tasks.split_off(tasks.len().saturating_sub(keep)))
+    }
+
+    /// The `limit` newest tasks on which a merge of a sub-task failed (`Task::merge_failed`),
+    /// in ascending id order.
+    async fn tasks_with_failed_merge(&self, limit: u32) -> Result<Vec<Task>, Error> {
+        let mut tasks: Vec<Task> = self
+            .tasks(&TaskFilter::default())
+            .await?
+            .into_iter()
+            .filter(|t| t.merge_failed.is_some())
+            .collect();
+        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(tasks.split_off(tasks.len().saturating_sub(keep)))
+    }
 }

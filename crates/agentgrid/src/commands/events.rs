@@ -3,7 +3,7 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use domain::{EntityKind, ExecutionId, TaskId};
+use domain::{ExecutionId, TaskId};
 
 use crate::project::Project;
 use crate::user_error;
@@ -15,17 +15,22 @@ pub async fn events(
     task: Option<TaskId>,
     json: bool,
 ) -> anyhow::Result<u8> {
-    let store = project.store().await?;
+    let app = project.app().await?;
+    let actor = app::Actor::command_line();
     let mut seq = from;
     loop {
-        let batch = store.events_after(seq, 1000).await?;
-        for event in &batch {
-            seq = event.seq;
-            if let Some(t) = task
-                && !(event.entity == EntityKind::Task && event.entity_id == t.0)
-            {
-                continue;
-            }
+        let page = app
+            .ask(
+                &actor,
+                app::Events {
+                    task,
+                    after: seq,
+                    limit: 1000,
+                },
+            )
+            .await?;
+        seq = page.next;
+        for event in &page.events {
             let line = if json {
                 serde_json::to_string(event)?
             } else {
@@ -44,7 +49,7 @@ pub async fn events(
                 return Ok(crate::exit::OK);
             }
         }
-        if batch.len() < 1000 {
+        if page.at_end {
             if !follow {
                 return Ok(crate::exit::OK);
             }

@@ -1,28 +1,14 @@
-//! `agentgrid status`.
+//! `agentgrid status`: renders the application layer's status view, and warns about the
+//! project's manifests that opt out of isolation.
 
-use std::collections::BTreeMap;
-
-use domain::{EntityKind, EventKind, ExecutionKind, TaskId, TaskState};
-use store::{ExecutionFilter, TaskFilter};
+use app::{Actor, ProviderLine, Status};
 
 use crate::output::{clip, json, table};
 use crate::project::Project;
 
 pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
-    let store = project.store().await?;
-    let tasks = store.tasks(&TaskFilter::default()).await?;
-    let active = store
-        .executions(&ExecutionFilter {
-            active_only: true,
-            ..Default::default()
-        })
-        .await?;
-    let mut counts: BTreeMap<String, usize> =
-        TaskState::ALL.iter().map(|s| (s.to_string(), 0)).collect();
-    for t in &tasks {
-        *counts.entry(t.state.to_string()).or_default() += 1;
-    }
-    let recent = store.executions(&ExecutionFilter::default()).await?;
+    let app = project.app().await?;
+    let view = app.ask(&Actor::command_line(), Status::default()).await?;
     // Agents that run with less isolation than the default, chosen explicitly in their manifest.
     let loaded = manifest::load_project(&project.state_dir).ok();
     let relaxed: Vec<(String, Vec<&'static str>)> = match &loaded {
@@ -39,15 +25,13 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         .as_ref()
         .map(|loaded| loaded.config.workspace.hooks.on_host())
         .unwrap_or_default();
-    let providers = provider_standing(store.as_ref()).await?;
     if as_json {
-        // Each execution with its model use, so scripts see cost per execution at a glance.
-        let mut executions = Vec::with_capacity(recent.len());
-        for e in &recent {
-            let usage = store
-                .model_usage(&store::UsageScope::Execution(e.id))
-                .await?;
-            let mut value = serde_json::to_value(e)?;
+        // The newest executions with their model use, so scripts see cost per execution at a
+        // glance.
+        let mut executions = Vec::with_capacity(view.recent.len());
+        for e in &view.recent {
+            let usage = &e.usage;
+            let mut value = serde_json::to_value(&e.execution)?;
             value["model_usage"] = serde_json::json!({
                 "requests": usage.requests,
                 "input_tokens": usage.input_tokens,
@@ -62,17 +46,18 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             .iter()
             .map(|(name, r)| (name.clone(), serde_json::json!(r)))
             .collect();
+        let active: Vec<&domain::Execution> = view.active.iter().map(|a| &a.execution).collect();
         json(&serde_json::json!({
-            "tasks": counts,
+            "tasks": view.tasks,
             "active_executions": active,
             "executions": executions,
             "sandbox_relaxations": unsandboxed,
             "host_hooks": host_hooks,
-            "merge_failed": tasks
+            "merge_failed": view.merge_failed
                 .iter()
                 .filter_map(|t| Some(serde_json::json!({ "task": t.id, "reason": t.merge_failed.as_deref()? })))
                 .collect::<Vec<_>>(),
-            "providers": providers.iter().map(ProviderLine::json).collect::<Vec<_>>(),
+            "providers": view.providers.iter().map(provider_json).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -85,7 +70,8 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     for hook in &host_hooks {
         outln!("warning: the {hook} hook runs on the host, outside the sandbox (host: true)");
     }
-    let line: Vec<String> = counts
+    let line: Vec<String> = view
+        .tasks
         .iter()
         .filter(|(_, n)| **n > 0)
         .map(|(s, n)| format!("{n} {s}"))
@@ -98,37 +84,37 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             line.join(", ")
         }
     );
-    for p in &providers {
-        outln!("{}", p.human());
+    for p in &view.providers {
+        outln!("{}", provider_human(p));
     }
-    if active.is_empty() {
+    if view.active.is_empty() {
         outln!("no execution is running");
     } else {
         outln!("running:");
-        let mut rows: Vec<Vec<String>> = Vec::with_capacity(active.len());
-        for e in &active {
-            let why = match e.kind {
-                ExecutionKind::Resume => wake_reason(store.as_ref(), e.task_id).await?,
-                ExecutionKind::Work => None,
-            };
-            rows.push(vec![
-                e.id.to_string(),
-                format!("#{}", e.task_id),
-                e.kind.to_string(),
-                e.agent.clone(),
-                e.state.to_string(),
-                e.iteration.to_string(),
-                clip(why.as_deref().unwrap_or(""), 100),
-            ]);
-        }
+        let rows: Vec<Vec<String>> = view
+            .active
+            .iter()
+            .map(|a| {
+                let e = &a.execution;
+                vec![
+                    e.id.to_string(),
+                    format!("#{}", e.task_id),
+                    e.kind.to_string(),
+                    e.agent.clone(),
+                    e.state.to_string(),
+                    e.iteration.to_string(),
+                    clip(a.why.as_deref().unwrap_or(""), 100),
+                ]
+            })
+            .collect();
         table(
             &["EXEC", "TASK", "KIND", "AGENT", "STATE", "ITER", "WHY"],
             &rows,
         );
     }
-    let attention: Vec<Vec<String>> = tasks
+    let attention: Vec<Vec<String>> = view
+        .attention
         .iter()
-        .filter(|t| matches!(t.state, TaskState::Blocked | TaskState::Failed))
         .map(|t| {
             vec![
                 format!("#{}", t.id),
@@ -142,8 +128,15 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     if !attention.is_empty() {
         outln!("needs a person:");
         table(&["TASK", "STATE", "WHY"], &attention);
+        let left_out = view.attention_total.saturating_sub(attention.len() as u64);
+        if left_out > 0 {
+            outln!(
+                "… and {left_out} older: see `agentgrid task list --state failed --state blocked`"
+            );
+        }
     }
-    let unmerged: Vec<Vec<String>> = tasks
+    let unmerged: Vec<Vec<String>> = view
+        .merge_failed
         .iter()
         .filter_map(|t| {
             let why = t.merge_failed.as_deref()?;
@@ -158,7 +151,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         outln!("merge failed (the task cannot be done until its sub-tasks' work is merged):");
         table(&["TASK", "STATE", "WHY"], &unmerged);
     }
-    if let Some((v, r)) = super::verdicts::last_failure(&*store, &recent).await? {
+    if let Some((v, r)) = &view.last_failure {
         outln!(
             "last failed validator: `{}` on task #{} (execution {}, iteration {}): {}",
             super::verdicts::printable(&r.name),
@@ -174,77 +167,27 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     Ok(crate::exit::OK)
 }
 
-/// A model provider that is paused or throttled now.
-struct ProviderLine {
-    name: String,
-    paused: Option<(domain::Timestamp, String)>,
-    concurrency: Option<u32>,
+fn provider_json(p: &ProviderLine) -> serde_json::Value {
+    serde_json::json!({
+        "name": p.name,
+        "paused_until": p.paused.as_ref().map(|(until, _)| until.to_rfc3339()),
+        "pause_reason": p.paused.as_ref().map(|(_, why)| why),
+        "concurrency": p.concurrency,
+    })
 }
 
-impl ProviderLine {
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "name": self.name,
-            "paused_until": self.paused.as_ref().map(|(until, _)| until.to_rfc3339()),
-            "pause_reason": self.paused.as_ref().map(|(_, why)| why),
-            "concurrency": self.concurrency,
-        })
+fn provider_human(p: &ProviderLine) -> String {
+    let mut parts = Vec::new();
+    if let Some((until, why)) = &p.paused {
+        parts.push(format!(
+            "paused until {until} ({}); its agents get no tasks meanwhile",
+            crate::output::one_line(why)
+        ));
     }
-
-    fn human(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some((until, why)) = &self.paused {
-            parts.push(format!(
-                "paused until {until} ({}); its agents get no tasks meanwhile",
-                crate::output::one_line(why)
-            ));
-        }
-        if let Some(n) = self.concurrency {
-            parts.push(format!(
-                "rate limited: at most {n} requests under way for a while"
-            ));
-        }
-        format!("provider {}: {}", self.name, parts.join("; "))
+    if let Some(n) = p.concurrency {
+        parts.push(format!(
+            "rate limited: at most {n} requests under way for a while"
+        ));
     }
-}
-
-/// The providers paused (a pause not yet over by the system clock) or throttled now.
-async fn provider_standing(store: &dyn store::Store) -> anyhow::Result<Vec<ProviderLine>> {
-    let now = domain::Clock::now(&domain::SystemClock);
-    Ok(store
-        .providers()
-        .await?
-        .into_iter()
-        .map(|p| ProviderLine {
-            paused: p
-                .paused_until
-                .filter(|until| *until > now)
-                .map(|until| (until, p.pause_reason.unwrap_or_default())),
-            concurrency: p.concurrency,
-            name: p.name,
-        })
-        .filter(|p| p.paused.is_some() || p.concurrency.is_some())
-        .collect())
-}
-
-/// Why the scheduler started a task's current execution, when it said: the engine's note
-/// recorded just before the claim (a resume woken by a failed sub-task, a run that validates a
-/// parent's merged tree).
-async fn wake_reason(store: &dyn store::Store, task: TaskId) -> anyhow::Result<Option<String>> {
-    let events = store.entity_events(EntityKind::Task, task.0).await?;
-    let Some(claimed) = events.iter().rposition(|e| {
-        matches!(
-            e.kind,
-            EventKind::TaskStateChanged {
-                to: TaskState::Running,
-                ..
-            }
-        )
-    }) else {
-        return Ok(None);
-    };
-    Ok(claimed.checked_sub(1).and_then(|i| match &events[i].kind {
-        EventKind::TaskCommented { author, text } if author == "engine" => Some(text.clone()),
-        _ => None,
-    }))
+    format!("provider {}: {}", p.name, parts.join("; "))
 }

@@ -1,29 +1,21 @@
-//! `agentgrid task …`: the local tracker.
+//! `agentgrid task …`: the local tracker's face. The rules live in the application layer
+//! (`app`); this module turns arguments into its commands and queries and prints the answers.
 
-use domain::{EntityKind, NewTask, Task, TaskId, TaskState};
-use store::{Change, ExecutionFilter, Store, TaskEdit, TaskFilter};
+use app::{
+    Actor, AddDependency, AddTask, Cancel, Comment, EditTask, Import, Nudge, RemoveDependency,
+    Reopen, TaskList, TaskShow,
+};
+use domain::{NewTask, Task};
+use store::TaskFilter;
 
 use crate::cli::{DepCommand, TaskCommand};
 use crate::output::{block, clip, json, one_line, table};
 use crate::project::Project;
 use crate::{exit, user_error};
 
-const ACTOR: &str = "cli";
-
 pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
-    let store = project.store().await?;
-    let now = domain::Clock::now(&domain::SystemClock);
-    let apply = |changes: Vec<Change>| {
-        let store = store.clone();
-        async move {
-            store
-                .apply(ACTOR, now, changes)
-                .await
-                // Kept whole: its kind decides the exit status (a busy database is no wrong
-                // request), and its sources are shown.
-                .map_err(anyhow::Error::new)
-        }
-    };
+    let app = project.app().await?;
+    let actor = Actor::command_line();
     match cmd {
         TaskCommand::Add(args) => {
             let new = NewTask {
@@ -35,14 +27,9 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 blocked_by: args.blocked_by,
                 agent: args.agent,
             };
-            new.check().map_err(user_error)?;
-            let applied = apply(vec![Change::CreateTask(new)]).await?;
-            let task = applied
-                .tasks
-                .last()
-                .ok_or_else(|| anyhow::anyhow!("the store created no task"))?;
+            let task = app.execute(&actor, AddTask(new)).await?;
             if args.json {
-                json(task)?;
+                json(&task)?;
             } else {
                 outln!("created task #{}: {}", task.id, one_line(&task.title));
             }
@@ -52,28 +39,27 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             json: as_json,
         } => {
             let (source, text) = read_input(&file)?;
-            let lines = parse_import(&source, &text).map_err(user_error)?;
-            if lines.is_empty() {
+            let tasks = app
+                .execute(
+                    &actor,
+                    Import {
+                        source: source.clone(),
+                        text,
+                    },
+                )
+                .await?;
+            if tasks.is_empty() {
                 outln!("no tasks to import: {source} has no task lines");
                 return Ok(exit::OK);
             }
-            let (numbers, changes): (Vec<usize>, Vec<Change>) = lines
-                .into_iter()
-                .map(|(n, task)| (n, Change::CreateTask(task)))
-                .unzip();
-            // One transaction: either every line becomes a task or none does.
-            let applied = store
-                .apply(ACTOR, now, changes)
-                .await
-                .map_err(|e| import_refused(&source, &numbers, e))?;
             if as_json {
-                json(&applied.tasks)?;
+                json(&tasks)?;
             } else {
-                let first = applied.tasks.first().map(|t| t.id);
-                let last = applied.tasks.last().map(|t| t.id);
+                let first = tasks.first().map(|t| t.id);
+                let last = tasks.last().map(|t| t.id);
                 match (first, last) {
                     (Some(a), Some(b)) if a != b => {
-                        outln!("imported {} tasks: #{a} to #{b}", applied.tasks.len())
+                        outln!("imported {} tasks: #{a} to #{b}", tasks.len())
                     }
                     (Some(a), _) => outln!("imported 1 task: #{a}"),
                     _ => outln!("imported no tasks"),
@@ -84,6 +70,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             state,
             label,
             parent,
+            limit,
             json: as_json,
         } => {
             let filter = TaskFilter {
@@ -92,42 +79,35 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 parent: parent.map(Some),
                 root: None,
             };
-            let tasks = store.tasks(&filter).await?;
+            let page = app.ask(&actor, TaskList { filter, limit }).await?;
             if as_json {
-                json(&tasks)?;
-            } else if tasks.is_empty() {
+                json(&page.tasks)?;
+            } else if page.tasks.is_empty() {
                 outln!("no tasks: add one with `agentgrid task add \"…\"`");
             } else {
-                print_tasks(&tasks);
+                print_tasks(&page.tasks);
+                if page.more {
+                    outln!(
+                        "(the newest {} shown; older tasks match: raise --limit)",
+                        page.tasks.len()
+                    );
+                }
             }
         }
         TaskCommand::Show { id, json: as_json } => {
-            let task = find(&*store, id).await?;
-            let children = store.children(id).await?;
-            let executions = store
-                .executions(&ExecutionFilter {
-                    task: Some(id),
-                    ..Default::default()
-                })
-                .await?;
-            let events = store.entity_events(EntityKind::Task, id.0).await?;
-            let mut validations = Vec::new();
-            for e in &executions {
-                validations.extend(super::verdicts::of_execution(&*store, e).await?);
-            }
+            let detail = app.ask(&actor, TaskShow { id }).await?;
             if as_json {
-                json(
-                    &serde_json::json!({"task": task, "children": children, "executions": executions, "validations": validations, "events": events}),
-                )?;
+                json(&detail)?;
             } else {
-                print_task(&task);
-                if !children.is_empty() {
+                print_task(&detail.task);
+                if !detail.children.is_empty() {
                     outln!("\nsub-tasks:");
-                    print_tasks(&children);
+                    print_tasks(&detail.children);
                 }
-                if !executions.is_empty() {
+                if !detail.executions.is_empty() {
                     outln!("\nexecutions:");
-                    let rows: Vec<Vec<String>> = executions
+                    let rows: Vec<Vec<String>> = detail
+                        .executions
                         .iter()
                         .map(|e| {
                             vec![
@@ -149,14 +129,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                         &rows,
                     );
                 }
-                if !validations.is_empty() {
+                if !detail.validations.is_empty() {
                     outln!("\nvalidation:");
-                    for v in &validations {
+                    for v in &detail.validations {
                         super::verdicts::print(v, "  ", 12);
                     }
                 }
                 outln!("\nhistory:");
-                for e in events {
+                for e in &detail.events {
                     outln!(
                         "  {:>6}  {}  {}  {}",
                         e.seq,
@@ -168,39 +148,16 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             }
         }
         TaskCommand::Edit(args) => {
-            let task = find(&*store, args.id).await?;
-            let labels = if args.add_labels.is_empty() && args.remove_labels.is_empty() {
-                None
-            } else {
-                let mut labels: Vec<String> = task
-                    .labels
-                    .iter()
-                    .filter(|l| !args.remove_labels.contains(l))
-                    .cloned()
-                    .collect();
-                for l in args.add_labels {
-                    if !labels.contains(&l) {
-                        labels.push(l);
-                    }
-                }
-                Some(labels)
-            };
-            let edit = TaskEdit {
+            let edit = EditTask {
+                id: args.id,
                 title: args.title,
                 body: args.body,
-                labels,
+                add_labels: args.add_labels,
+                remove_labels: args.remove_labels,
                 priority: args.priority,
-                agent: args
-                    .agent
-                    .map(|a| if a.is_empty() { None } else { Some(a) }),
+                agent: args.agent,
             };
-            if edit.is_empty() {
-                return Err(user_error(
-                    "nothing to change: pass --title, --body, --add-label, --remove-label, --priority or --agent",
-                ));
-            }
-            let applied = apply(vec![Change::EditTask { id: args.id, edit }]).await?;
-            let task = applied.tasks.last().cloned().unwrap_or(task);
+            let task = app.execute(&actor, edit).await?;
             if args.json {
                 json(&task)?;
             } else {
@@ -208,99 +165,46 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             }
         }
         TaskCommand::Cancel { id, reason } => {
-            let task = find(&*store, id).await?;
-            if task.state.is_terminal() {
-                return Err(user_error(format!("task #{id} is already {}", task.state)));
-            }
-            // The task and every open task below it, deepest first, in one transaction.
-            let mut changes = Vec::new();
-            let mut stack = vec![id];
-            let mut order = Vec::new();
-            while let Some(t) = stack.pop() {
-                order.push(t);
-                for child in store.children(t).await? {
-                    stack.push(child.id);
-                }
-            }
-            let reason = reason.unwrap_or_else(|| "cancelled from the command line".into());
-            for t in order.into_iter().rev() {
-                let state = find(&*store, t).await?.state;
-                if !state.is_terminal() && state.can_transition_to(TaskState::Cancelled) {
-                    changes.push(Change::SetTaskState {
-                        id: t,
-                        to: TaskState::Cancelled,
-                        reason: Some(reason.clone()),
-                    });
-                }
-            }
-            let n = changes.len();
-            apply(changes).await?;
+            let cancel = Cancel {
+                ids: vec![id],
+                cascade: true,
+                reason,
+            };
+            let cancelled = app.execute(&actor, cancel).await?;
+            let below = cancelled.sub_tasks(1);
             outln!(
                 "cancelled task #{id}{}",
-                if n > 1 {
-                    format!(" and {} sub-task(s)", n - 1)
+                if below > 0 {
+                    format!(" and {below} sub-task(s)")
                 } else {
                     String::new()
                 }
             );
         }
         TaskCommand::Reopen { id } => {
-            let task = find(&*store, id).await?;
-            if !task.state.can_transition_to(TaskState::Open) || task.state == TaskState::Running {
-                return Err(user_error(format!(
-                    "task #{id} is {}; only failed, cancelled or blocked tasks can be reopened",
-                    task.state
-                )));
-            }
-            apply(vec![Change::SetTaskState {
-                id,
-                to: TaskState::Open,
-                reason: Some("reopened".into()),
-            }])
-            .await?;
+            app.execute(&actor, Reopen { id }).await?;
             outln!("reopened task #{id}");
         }
         TaskCommand::Nudge { id } => {
-            apply(vec![Change::Nudge { id }]).await?;
+            app.execute(&actor, Nudge { id }).await?;
             outln!("nudged task #{id}: it runs as soon as caps and guards allow");
         }
         TaskCommand::Comment { id, text } => {
-            apply(vec![Change::Comment { id, text }]).await?;
+            app.execute(&actor, Comment { id, text }).await?;
             outln!("commented on task #{id}");
         }
         TaskCommand::Dep(DepCommand::Add { task, blocker }) => {
-            apply(vec![Change::AddDependency {
-                id: task,
-                blocked_by: blocker,
-            }])
-            .await?;
+            app.execute(&actor, AddDependency { task, blocker }).await?;
             outln!("task #{task} now waits for #{blocker}");
         }
         TaskCommand::Dep(DepCommand::Rm { task, blocker }) => {
-            apply(vec![Change::RemoveDependency {
-                id: task,
-                blocked_by: blocker,
-            }])
-            .await?;
+            app.execute(&actor, RemoveDependency { task, blocker })
+                .await?;
             outln!("task #{task} no longer waits for #{blocker}");
         }
     }
     Ok(exit::OK)
 }
-
-/// The fields a task line may carry: those of [`NewTask`].
-const IMPORT_FIELDS: &[&str] = &[
-    "title",
-    "body",
-    "labels",
-    "priority",
-    "parent",
-    "blocked_by",
-    "agent",
-];
-
-/// At most this many bad lines are listed; a file that is wrong throughout needs no more.
-const IMPORT_ERRORS_SHOWN: usize = 20;
 
 /// The text to import and a name for it in messages.
 fn read_input(file: &std::path::Path) -> anyhow::Result<(String, String)> {
@@ -320,84 +224,6 @@ fn read_input(file: &std::path::Path) -> anyhow::Result<(String, String)> {
         })?;
         Ok((file.display().to_string(), text))
     }
-}
-
-/// Parses and checks every line before anything is written. Blank lines are skipped; each other
-/// line must be one JSON object with the fields of a task. Returns the tasks with their line
-/// numbers (from 1), or one message listing every bad line.
-pub fn parse_import(source: &str, text: &str) -> Result<Vec<(usize, NewTask)>, String> {
-    let mut tasks = Vec::new();
-    let mut problems = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_task_line(line) {
-            Ok(task) => tasks.push((number, task)),
-            Err(why) => problems.push(format!("{source}:{number}: {why}")),
-        }
-    }
-    if problems.is_empty() {
-        return Ok(tasks);
-    }
-    let count = problems.len();
-    let mut message =
-        format!("{count} line(s) of {source} are not valid tasks, so nothing was imported:\n");
-    for problem in problems.iter().take(IMPORT_ERRORS_SHOWN) {
-        message.push_str("  ");
-        message.push_str(problem);
-        message.push('\n');
-    }
-    if count > IMPORT_ERRORS_SHOWN {
-        message.push_str(&format!("  … and {} more\n", count - IMPORT_ERRORS_SHOWN));
-    }
-    message.push_str(
-        "each line must be a JSON object like {\"title\": \"Add CSV export\", \"labels\": [\"backend\"]}",
-    );
-    Err(message)
-}
-
-fn parse_task_line(line: &str) -> Result<NewTask, String> {
-    let value: serde_json::Value =
-        serde_json::from_str(line).map_err(|e| format!("not valid JSON ({e})"))?;
-    let Some(object) = value.as_object() else {
-        return Err("expected a JSON object with at least a \"title\"".into());
-    };
-    // serde would ignore a misspelt field silently; a task quietly missing its labels is worse
-    // than an error.
-    if let Some(unknown) = object.keys().find(|k| !IMPORT_FIELDS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown field `{unknown}`: a task line may have {}",
-            IMPORT_FIELDS.join(", ")
-        ));
-    }
-    let task: NewTask = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    task.check()?;
-    if task.agent.as_deref().is_some_and(|a| a.trim().is_empty()) {
-        return Err("`agent` is empty: name an agent or leave the field out".into());
-    }
-    Ok(task)
-}
-
-/// A batch the store refused names the change by its index; the user knows it by its line.
-fn import_refused(source: &str, numbers: &[usize], error: store::Error) -> anyhow::Error {
-    let line = error.change_index().and_then(|i| numbers.get(i));
-    match (line, &error) {
-        (Some(line), store::Error::Refused { reason, .. }) => {
-            user_error(format!("{source}:{line}: {reason}; nothing was imported"))
-        }
-        (Some(line), _) => user_error(format!("{source}:{line}: {error}; nothing was imported")),
-        (None, _) => anyhow::Error::new(error).context("nothing was imported"),
-    }
-}
-
-async fn find(store: &dyn Store, id: TaskId) -> anyhow::Result<Task> {
-    store.task(id).await?.ok_or_else(|| {
-        user_error(format!(
-            "task #{id} does not exist: see `agentgrid task list`"
-        ))
-    })
 }
 
 pub fn print_tasks(tasks: &[Task]) {

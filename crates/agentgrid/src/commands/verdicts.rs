@@ -1,64 +1,13 @@
 //! The validators' evidence as `task show`, `logs` and `status` print it.
 
-use domain::event::ValidatorResult;
-use domain::{EntityKind, EventKind, Execution, ExecutionId, TaskId};
-use serde::Serialize;
-use store::Store;
-
-/// One validation of one iteration, as recorded in the execution's events.
-#[derive(Debug, Clone, Serialize)]
-pub struct Validation {
-    pub execution: ExecutionId,
-    pub task: TaskId,
-    pub iteration: u32,
-    pub score: f64,
-    pub passed: bool,
-    pub results: Vec<ValidatorResult>,
-}
+pub use app::Validation;
 
 /// Every validation an execution recorded, in order.
-pub async fn of_execution(store: &dyn Store, e: &Execution) -> anyhow::Result<Vec<Validation>> {
-    let events = store.entity_events(EntityKind::Execution, e.id.0).await?;
-    Ok(events
-        .into_iter()
-        .filter_map(|ev| match ev.kind {
-            EventKind::ExecutionValidated {
-                iteration,
-                score,
-                passed,
-                results,
-            } => Some(Validation {
-                execution: e.id,
-                task: e.task_id,
-                iteration,
-                score,
-                passed,
-                results,
-            }),
-            _ => None,
-        })
-        .collect())
-}
-
-/// How many executions `status` looks back through for the last failed validator.
-const STATUS_LOOKBACK: usize = 20;
-
-/// The most recent failed validator among the newest executions, with its validation.
-pub async fn last_failure(
-    store: &dyn Store,
-    executions: &[Execution],
-) -> anyhow::Result<Option<(Validation, ValidatorResult)>> {
-    let mut newest: Vec<&Execution> = executions.iter().collect();
-    newest.sort_by_key(|e| std::cmp::Reverse(e.id));
-    for e in newest.into_iter().take(STATUS_LOOKBACK) {
-        let validations = of_execution(store, e).await?;
-        for v in validations.iter().rev() {
-            if let Some(r) = v.results.iter().find(|r| !r.passed) {
-                return Ok(Some((v.clone(), r.clone())));
-            }
-        }
-    }
-    Ok(None)
+pub async fn of_execution(
+    store: &dyn store::Store,
+    e: &domain::Execution,
+) -> anyhow::Result<Vec<Validation>> {
+    Ok(app::of_execution(store, e).await?)
 }
 
 /// Prints one validation: its outcome, then each validator's verdict with its command and

@@ -442,3 +442,37 @@ fn a_run_records_every_step_of_an_execution_as_an_event_in_order() {
     assert_eq!(repo.task_state(1), "done");
     assert_eq!(repo.task_state(2), "done");
 }
+
+#[test]
+fn a_task_list_with_a_limit_shows_the_newest_and_says_more_match() {
+    let repo = Repo::new();
+    repo.ok(&["init"]);
+    let lines: String = (1..=5)
+        .map(|i| format!("{{\"title\": \"task {i}\"}}\n"))
+        .collect();
+    let file = repo.path().join("tasks.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    repo.ok(&["task", "import", file.to_str().unwrap()]);
+    let listed = repo.json(&["task", "list", "--limit", "2", "--json"]);
+    let ids: Vec<u64> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [4, 5]);
+    let text = repo.ok(&["task", "list", "--limit", "2"]);
+    assert!(
+        text.contains("task 5") && !text.contains("task 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("(the newest 2 shown; older tasks match: raise --limit)"),
+        "{text}"
+    );
+    let all = repo.ok(&["task", "list", "--limit", "5"]);
+    assert!(
+        all.contains("task 1") && !all.contains("older tasks match"),
+        "{all}"
+    );
+}

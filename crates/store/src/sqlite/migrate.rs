@@ -24,6 +24,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/0004_no_progress.sql")),
     (5, include_str!("../../migrations/0005_keys_and_merges.sql")),
     (6, include_str!("../../migrations/0006_providers.sql")),
+    (7, include_str!("../../migrations/0007_views.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, mpsc};
 
 use async_trait::async_trait;
-use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, Timestamp};
+use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp};
 use rusqlite::config::DbConfig;
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params_from_iter};
@@ -404,8 +404,9 @@ fn apply_batch(
     Ok(applied)
 }
 
-/// Builds the query for a task filter. Values are bound, never spliced into the SQL.
-fn task_query(filter: &TaskFilter) -> (String, Vec<Value>) {
+/// Builds the query for a task filter, of the `newest` matching tasks when given. Values are
+/// bound, never spliced into the SQL.
+fn task_query(filter: &TaskFilter, newest: Option<u32>) -> (String, Vec<Value>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     if !filter.states.is_empty() {
@@ -439,10 +440,19 @@ fn task_query(filter: &TaskFilter) -> (String, Vec<Value>) {
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    (
-        format!("SELECT {TASK_COLUMNS} FROM tasks{condition} ORDER BY id"),
-        values,
-    )
+    let sql = match newest {
+        // Walked backwards along the primary key (or the state index of migration 7), so the
+        // query stops after `limit` rows; handed back oldest first like every other list.
+        Some(limit) => {
+            values.push(Value::Integer(i64::from(limit)));
+            format!(
+                "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks{condition} \
+                 ORDER BY id DESC LIMIT ?) ORDER BY id"
+            )
+        }
+        None => format!("SELECT {TASK_COLUMNS} FROM tasks{condition} ORDER BY id"),
+    };
+    (sql, values)
 }
 
 fn execution_query(filter: &ExecutionFilter) -> (String, Vec<Value>) {
@@ -495,7 +505,7 @@ impl Store for SqliteStore {
     }
 
     async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error> {
-        let (sql, values) = task_query(filter);
+        let (sql, values) = task_query(filter, None);
         self.read("listing tasks", move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
@@ -596,6 +606,54 @@ impl Store for SqliteStore {
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error> {
         self.read("listing merges", move |c| {
             steps::unfinished_merges(c, parent)
+        })
+        .await
+    }
+
+    async fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, Error> {
+        self.read("counting tasks", |c| {
+            // Answered from the `tasks_by_state` index alone (migration 7).
+            let mut stmt = c.prepare_cached(
+                "SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let state: String = r.get(0)?;
+                let count: i64 = r.get(1)?;
+                Ok((state, count))
+            })?;
+            let mut counts = Vec::new();
+            for row in rows {
+                let (state, count) = row?;
+                let state: TaskState = state
+                    .parse()
+                    .map_err(|e: String| Fail::Corrupt(format!("a task's state: {e}")))?;
+                counts.push((state, u64::try_from(count).unwrap_or(0)));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn newest_tasks(&self, filter: &TaskFilter, limit: u32) -> Result<Vec<Task>, Error> {
+        let (sql, values) = task_query(filter, Some(limit));
+        self.read("listing tasks", move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn tasks_with_failed_merge(&self, limit: u32) -> Result<Vec<Task>, Error> {
+        self.read("listing failed merges", move |c| {
+            // The condition of the partial index `tasks_merge_failed` (migration 7).
+            let sql = format!(
+                "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks WHERE merge_failed IS NOT NULL \
+                 ORDER BY id DESC LIMIT ?1) ORDER BY id"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -6,6 +6,7 @@ mod events;
 mod executions;
 mod tasks;
 mod usage;
+mod views;
 
 use std::path::PathBuf;
 

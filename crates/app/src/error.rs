@@ -1,0 +1,24 @@
+//! What can go wrong with a command or a query.
+
+/// Why a command or query failed. In every case nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request itself was wrong: an unknown task, a change the tracker's rules forbid, a
+    /// bad line in an import. The message says what and what to do instead.
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed or refused the batch; its error says which (a refusal, a busy
+    /// database, a broken file).
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    /// An import the store refused as a whole, for a reason not tied to one of its lines.
+    #[error("nothing was imported")]
+    NothingImported(#[source] store::Error),
+}
+
+impl Error {
+    /// Whether the request was wrong (as opposed to the store failing under it).
+    pub fn is_invalid_request(&self) -> bool {
+        matches!(self, Error::Invalid(_))
+    }
+}

@@ -1,0 +1,321 @@
+//! The queries: the status and task views and the event log, each reading what it shows and
+//! no more.
+
+use std::collections::BTreeMap;
+
+use domain::event::ValidatorResult;
+use domain::{EntityKind, Event, EventKind, Execution, ExecutionKind, Task, TaskId, TaskState};
+use serde::Serialize;
+use store::{ExecutionFilter, ModelUsage, TaskFilter, UsageScope};
+
+use crate::{Actor, App, Error, Query, Validation};
+
+/// What is going on: tasks by state, what runs, what needs a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status {
+    /// How many of the newest executions to show (with their model use) and to look through
+    /// for the last failed validator.
+    pub recent: u32,
+    /// How many of the newest blocked or failed tasks, and of tasks with a failed merge, to
+    /// show.
+    pub attention: u32,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status {
+            recent: 20,
+            attention: 20,
+        }
+    }
+}
+
+/// The answer to [`Status`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusView {
+    /// How many tasks are in each state, every state named (with 0), by name.
+    pub tasks: BTreeMap<String, u64>,
+    /// Every execution in an active state, oldest first.
+    pub active: Vec<ActiveExecution>,
+    /// The newest executions, oldest first, with their model use.
+    pub recent: Vec<ExecutionUsage>,
+    /// The newest blocked and failed tasks, oldest first.
+    pub attention: Vec<Task>,
+    /// How many tasks are blocked or failed in all.
+    pub attention_total: u64,
+    /// The newest tasks on which the merge of a sub-task failed, oldest first.
+    pub merge_failed: Vec<Task>,
+    /// Model providers paused or throttled now.
+    pub providers: Vec<ProviderLine>,
+    /// The last failed validator among the recent executions.
+    pub last_failure: Option<(Validation, ValidatorResult)>,
+}
+
+/// An execution under way, and why the scheduler started it when it said.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActiveExecution {
+    pub execution: Execution,
+    /// The engine's note recorded just before the claim of a resume (a resume woken by a
+    /// failed sub-task, a run that validates a parent's merged tree).
+    pub why: Option<String>,
+}
+
+/// An execution with the sums of its model requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionUsage {
+    pub execution: Execution,
+    pub usage: ModelUsage,
+}
+
+/// A model provider that is paused or throttled now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderLine {
+    pub name: String,
+    /// Until when, and why; only a pause not yet over by the app's clock.
+    pub paused: Option<(domain::Timestamp, String)>,
+    /// The lowered limit on requests under way.
+    pub concurrency: Option<u32>,
+}
+
+#[async_trait::async_trait]
+impl Query for Status {
+    type Output = StatusView;
+
+    async fn run(self, app: &App, _actor: &Actor) -> Result<StatusView, Error> {
+        let store = app.store.as_ref();
+        let mut tasks: BTreeMap<String, u64> =
+            TaskState::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+        let mut attention_total = 0;
+        for (state, n) in store.task_counts().await? {
+            tasks.insert(state.to_string(), n);
+            if needs_a_person(state) {
+                attention_total += n;
+            }
+        }
+        let active_executions = store
+            .executions(&ExecutionFilter {
+                active_only: true,
+                ..Default::default()
+            })
+            .await?;
+        let mut active = Vec::with_capacity(active_executions.len());
+        for execution in active_executions {
+            let why = match execution.kind {
+                ExecutionKind::Resume => wake_reason(store, execution.task_id).await?,
+                ExecutionKind::Work => None,
+            };
+            active.push(ActiveExecution { execution, why });
+        }
+        let newest = store
+            .executions(&ExecutionFilter {
+                limit: Some(self.recent),
+                ..Default::default()
+            })
+            .await?;
+        let last_failure = crate::last_failure(store, &newest).await?;
+        let mut recent = Vec::with_capacity(newest.len());
+        for execution in newest {
+            let usage = store
+                .model_usage(&UsageScope::Execution(execution.id))
+                .await?;
+            recent.push(ExecutionUsage { execution, usage });
+        }
+        // One state at a time: each walks its part of the state index backwards and stops at
+        // the limit, where a query for both states at once would sort every match.
+        let mut attention = Vec::new();
+        for state in TaskState::ALL.into_iter().filter(|s| needs_a_person(*s)) {
+            let filter = TaskFilter {
+                states: vec![state],
+                ..TaskFilter::default()
+            };
+            attention.extend(store.newest_tasks(&filter, self.attention).await?);
+        }
+        attention.sort_by_key(|t| t.id);
+        let keep = usize::try_from(self.attention).unwrap_or(usize::MAX);
+        let attention = attention.split_off(attention.len().saturating_sub(keep));
+        let merge_failed = store.tasks_with_failed_merge(self.attention).await?;
+        let now = app.now();
+        let providers = store
+            .providers()
+            .await?
+            .into_iter()
+            .map(|p| ProviderLine {
+                paused: p
+                    .paused_until
+                    .filter(|until| *until > now)
+                    .map(|until| (until, p.pause_reason.unwrap_or_default())),
+                concurrency: p.concurrency,
+                name: p.name,
+            })
+            .filter(|p| p.paused.is_some() || p.concurrency.is_some())
+            .collect();
+        Ok(StatusView {
+            tasks,
+            active,
+            recent,
+            attention,
+            attention_total,
+            merge_failed,
+            providers,
+            last_failure,
+        })
+    }
+}
+
+/// The states in which a task waits for a person: blocked (it asked) or failed.
+fn needs_a_person(state: TaskState) -> bool {
+    matches!(state, TaskState::Blocked | TaskState::Failed)
+}
+
+/// Why the scheduler started a task's current execution, when it said: the engine's comment
+/// recorded just before the claim.
+async fn wake_reason(store: &dyn store::Store, task: TaskId) -> Result<Option<String>, Error> {
+    let events = store.entity_events(EntityKind::Task, task.0).await?;
+    let Some(claimed) = events.iter().rposition(|e| {
+        matches!(
+            e.kind,
+            EventKind::TaskStateChanged {
+                to: TaskState::Running,
+                ..
+            }
+        )
+    }) else {
+        return Ok(None);
+    };
+    Ok(claimed.checked_sub(1).and_then(|i| match &events[i].kind {
+        EventKind::TaskCommented { author, text } if author == "engine" => Some(text.clone()),
+        _ => None,
+    }))
+}
+
+/// The tasks matching a filter: all of them, or the newest `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskList {
+    pub filter: TaskFilter,
+    /// At most this many, the newest (highest ids); `None` lists every match.
+    pub limit: Option<u32>,
+}
+
+/// The answer to [`TaskList`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    /// Oldest first.
+    pub tasks: Vec<Task>,
+    /// Whether older tasks match that the limit left out.
+    pub more: bool,
+}
+
+#[async_trait::async_trait]
+impl Query for TaskList {
+    type Output = TaskPage;
+
+    async fn run(self, app: &App, _actor: &Actor) -> Result<TaskPage, Error> {
+        let Some(limit) = self.limit else {
+            let tasks = app.store.tasks(&self.filter).await?;
+            return Ok(TaskPage { tasks, more: false });
+        };
+        // One more than asked tells whether there are more, without counting them all.
+        let mut tasks = app
+            .store
+            .newest_tasks(&self.filter, limit.saturating_add(1))
+            .await?;
+        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = tasks.len() > keep;
+        if more {
+            tasks.remove(0);
+        }
+        Ok(TaskPage { tasks, more })
+    }
+}
+
+/// One task with its sub-tasks, executions, validations and history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskShow {
+    pub id: TaskId,
+}
+
+/// The answer to [`TaskShow`]; serialized as `task show --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskDetail {
+    pub task: Task,
+    pub children: Vec<Task>,
+    pub executions: Vec<Execution>,
+    pub validations: Vec<Validation>,
+    pub events: Vec<Event>,
+}
+
+#[async_trait::async_trait]
+impl Query for TaskShow {
+    type Output = TaskDetail;
+
+    async fn run(self, app: &App, _actor: &Actor) -> Result<TaskDetail, Error> {
+        let store = app.store.as_ref();
+        let task = app.find(self.id).await?;
+        let children = store.children(self.id).await?;
+        let executions = store
+            .executions(&ExecutionFilter {
+                task: Some(self.id),
+                ..Default::default()
+            })
+            .await?;
+        let events = store.entity_events(EntityKind::Task, self.id.0).await?;
+        let mut validations = Vec::new();
+        for e in &executions {
+            validations.extend(crate::of_execution(store, e).await?);
+        }
+        Ok(TaskDetail {
+            task,
+            children,
+            executions,
+            validations,
+            events,
+        })
+    }
+}
+
+/// Events of the log after a position: of every entity, or of one task only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Events {
+    /// Only this task's own events, read by the task rather than by scanning the log.
+    pub task: Option<TaskId>,
+    /// The global `seq` to read after; 0 reads from the start.
+    pub after: u64,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// The answer to [`Events`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// The position to ask from next.
+    pub next: u64,
+    /// Whether the page reached the end of what there is now.
+    pub at_end: bool,
+}
+
+#[async_trait::async_trait]
+impl Query for Events {
+    type Output = EventPage;
+
+    async fn run(self, app: &App, _actor: &Actor) -> Result<EventPage, Error> {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let events: Vec<Event> = match self.task {
+            None => app.store.events_after(self.after, self.limit).await?,
+            Some(task) => app
+                .store
+                .entity_events(EntityKind::Task, task.0)
+                .await?
+                .into_iter()
+                .filter(|e| e.seq > self.after)
+                .take(limit)
+                .collect(),
+        };
+        let next = events.last().map_or(self.after, |e| e.seq);
+        Ok(EventPage {
+            at_end: events.len() < limit,
+            events,
+            next,
+        })
+    }
+}

@@ -1,0 +1,133 @@
+//! The view queries: counts by state and the newest rows of a list, read without loading every
+//! task.
+
+use domain::{NewTask, TaskState};
+use store::{Change, Store, TaskFilter};
+
+use crate::{T0, create, create_titled, fresh, sub_task};
+
+fn ids(tasks: Vec<domain::Task>) -> Vec<i64> {
+    tasks.into_iter().map(|t| t.id.0).collect()
+}
+
+#[tokio::test]
+async fn counts_by_state_leave_out_empty_states() {
+    let (_dir, store) = fresh();
+    assert!(store.task_counts().await.unwrap().is_empty());
+    let mut failed = Vec::new();
+    for i in 0..5 {
+        let id = create_titled(&store, &format!("task {i}")).await;
+        if i % 2 == 0 {
+            failed.push(Change::SetTaskState {
+                id,
+                to: TaskState::Failed,
+                reason: None,
+            });
+        }
+    }
+    store.apply("engine", T0, failed).await.unwrap();
+    assert_eq!(
+        store.task_counts().await.unwrap(),
+        vec![(TaskState::Failed, 3), (TaskState::Open, 2)]
+    );
+}
+
+#[tokio::test]
+async fn the_newest_tasks_come_oldest_first_and_honour_the_filter() {
+    let (_dir, store) = fresh();
+    for i in 1..=6 {
+        let labels = if i % 2 == 0 {
+            vec!["ui".into()]
+        } else {
+            vec![]
+        };
+        create(
+            &store,
+            NewTask {
+                labels,
+                ..NewTask::titled(format!("task {i}"))
+            },
+        )
+        .await;
+    }
+    let all = TaskFilter::default();
+    assert_eq!(ids(store.newest_tasks(&all, 3).await.unwrap()), [4, 5, 6]);
+    assert_eq!(
+        ids(store.newest_tasks(&all, 100).await.unwrap()),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert!(store.newest_tasks(&all, 0).await.unwrap().is_empty());
+    let ui = TaskFilter {
+        label: Some("ui".into()),
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(store.newest_tasks(&ui, 2).await.unwrap()), [4, 6]);
+    store
+        .apply(
+            "engine",
+            T0,
+            vec![Change::SetTaskState {
+                id: domain::TaskId(2),
+                to: TaskState::Cancelled,
+                reason: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let cancelled = TaskFilter {
+        states: vec![TaskState::Cancelled],
+        ..TaskFilter::default()
+    };
+    assert_eq!(ids(store.newest_tasks(&cancelled, 5).await.unwrap()), [2]);
+}
+
+#[tokio::test]
+async fn only_tasks_with_a_failed_merge_are_listed_as_such() {
+    let (_dir, store) = fresh();
+    let parent = create_titled(&store, "Big job").await;
+    let part = create(&store, sub_task("A part", parent)).await.id;
+    create_titled(&store, "Unrelated").await;
+    assert!(store.tasks_with_failed_merge(10).await.unwrap().is_empty());
+    for to in [TaskState::Running, TaskState::Done] {
+        let change = Change::SetTaskState {
+            id: part,
+            to,
+            reason: None,
+        };
+        store.apply("engine", T0, vec![change]).await.unwrap();
+    }
+    let failed = Change::FinishMerge {
+        child: part,
+        outcome: store::MergeResult::Failed {
+            reason: "conflicts in a.txt".into(),
+        },
+    };
+    store.apply("engine", T0, vec![failed]).await.unwrap();
+    let listed = store.tasks_with_failed_merge(10).await.unwrap();
+    assert_eq!(ids(listed.clone()), [parent.0]);
+    assert_eq!(
+        listed[0].merge_failed.as_deref(),
+        Some("sub-task #2: conflicts in a.txt")
+    );
+    assert!(store.tasks_with_failed_merge(0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_views_read_indexes_not_the_whole_table() {
+    let (dir, store) = fresh();
+    create_titled(&store, "one").await;
+    drop(store);
+    let raw = rusqlite::Connection::open(crate::db_path(&dir)).unwrap();
+    let plan = |sql: &str| -> String {
+        let mut stmt = raw.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    };
+    let counts = plan("SELECT state, COUNT(*) FROM tasks GROUP BY state ORDER BY state");
+    assert!(counts.contains("COVERING INDEX tasks_by_state"), "{counts}");
+    let merges =
+        plan("SELECT id FROM tasks WHERE merge_failed IS NOT NULL ORDER BY id DESC LIMIT 5");
+    assert!(merges.contains("tasks_merge_failed"), "{merges}");
+    let one_state = plan("SELECT id FROM tasks WHERE state IN ('failed') ORDER BY id DESC LIMIT 5");
+    assert!(one_state.contains("tasks_by_state"), "{one_state}");
+}
