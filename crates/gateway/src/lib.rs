@@ -79,6 +79,7 @@ mod provider;
 mod registry;
 mod retry;
 mod server;
+mod translate;
 mod wire;
 
 pub use config::{

@@ -122,7 +122,7 @@ impl Shared {
             let (candidate, index) = self.models.get(next?)?;
             let upstream = &self.providers[*index];
             if identity.allows(&candidate.alias)
-                && speaks(upstream.kind, api)
+                && (speaks(upstream.kind, api) || translates(upstream.kind, api))
                 && upstream.state.paused(now).is_none()
             {
                 return Some((candidate, *index));
@@ -712,7 +712,14 @@ async fn call_model(
     };
     let (mut route, mut provider_index) = (route, *provider_index);
     let upstream = &shared.providers[provider_index];
-    if !speaks(upstream.kind, api) {
+    if api.is_free() && translates(upstream.kind, api) {
+        // OpenAI has no token counting endpoint: the gateway's own estimate answers.
+        return json_response(
+            200,
+            &json!({"totalTokens": estimate_input_tokens(body.len())}),
+        );
+    }
+    if !speaks(upstream.kind, api) && !translates(upstream.kind, api) {
         return refuse(
             shape,
             Refusal::BadRequest,
@@ -759,7 +766,7 @@ async fn call_model(
             Ok(sent) => sent.response,
             Err(message) => return unreachable_provider(shape, upstream, &message),
         };
-        let (mut out, response) = match answer_head(shape, upstream, response).await {
+        let (mut out, response) = match answer_head(shape, upstream, response, false).await {
             Ok(head) => head,
             Err(refused) => return refused,
         };
@@ -813,6 +820,9 @@ async fn call_model(
     };
     loop {
         let upstream = &shared.providers[provider_index];
+        // A Gemini request to an OpenAI-shaped provider goes as Chat Completions.
+        let translate = translates(upstream.kind, api);
+        let wire_api = if translate { Api::Chat } else { api };
         let estimate = Estimate {
             input_tokens: estimate_input_tokens(body.len()),
             requested_output: request.output_cap_for(api),
@@ -856,14 +866,31 @@ async fn call_model(
                 _ => "max_tokens",
             },
         });
-        let upstream_body = Bytes::from(match shape {
-            Shape::Gemini => request.rewrite_gemini(cap.map(|c| c.tokens)),
-            _ => request.rewrite(&route.upstream_model, ask_usage, cap),
-        });
+        let upstream_body = match shape {
+            Shape::Gemini if translate => match crate::translate::chat_request(
+                &body,
+                &route.upstream_model,
+                request.stream,
+                cap.map(|c| c.tokens),
+                upstream.kind == ProviderKind::OpenAi,
+            ) {
+                Ok(translated) => Bytes::from(translated),
+                Err(message) => {
+                    shared
+                        .registry
+                        .settle(&mut { reservation }, &Totals::default());
+                    return refuse(shape, Refusal::BadRequest, &message);
+                }
+            },
+            Shape::Gemini => Bytes::from(request.rewrite_gemini(cap.map(|c| c.tokens))),
+            _ => Bytes::from(request.rewrite(&route.upstream_model, ask_usage, cap)),
+        };
         let job = Job {
             shared: Arc::clone(&shared),
             identity: Arc::clone(&identity),
-            api,
+            api: wire_api,
+            agent_api: api,
+            translate,
             shape,
             provider: provider_index,
             alias: route.alias.clone(),
@@ -871,7 +898,7 @@ async fn call_model(
             url: format!(
                 "{}{}",
                 upstream.base_url,
-                api.upstream_path(&route.upstream_model)
+                wire_api.upstream_path(&route.upstream_model)
             ),
             headers: upstream_headers(upstream, &headers),
             body: upstream_body,
@@ -941,6 +968,7 @@ async fn answer_head(
     shape: Shape,
     upstream: &Upstream,
     response: reqwest::Response,
+    translate: bool,
 ) -> Result<(Response, reqwest::Response), Response> {
     let status = response.status();
     if matches!(status.as_u16(), 401 | 403) {
@@ -970,7 +998,20 @@ async fn answer_head(
         }
     }
     if !status.is_success() {
-        *out.body_mut() = Body::from(scrub(response, upstream.key.as_ref()).await);
+        let scrubbed = scrub(response, upstream.key.as_ref()).await;
+        *out.body_mut() = Body::from(if translate {
+            out.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Bytes::from(crate::translate::gemini_body(
+                status.as_u16(),
+                &scrubbed,
+                "",
+            ))
+        } else {
+            scrubbed
+        });
         return Err(out);
     }
     Ok((out, response))
@@ -980,7 +1021,12 @@ async fn answer_head(
 struct Job {
     shared: Arc<Shared>,
     identity: Arc<Identity>,
+    /// The API the provider is called with.
     api: Api,
+    /// The API the agent called, whose shape the answer takes.
+    agent_api: Api,
+    /// The answer is translated from `api` to `agent_api` on its way.
+    translate: bool,
     shape: Shape,
     provider: usize,
     alias: String,
@@ -1090,17 +1136,18 @@ impl Job {
                 return;
             }
         };
-        let (mut out, response) = match answer_head(self.shape, upstream, response).await {
-            Ok(head) => head,
-            Err(refused) => {
-                // Providers do not bill refused requests.
-                shared
-                    .registry
-                    .settle(&mut self.reservation, &Totals::default());
-                let _ = head.send(answer(refused));
-                return;
-            }
-        };
+        let (mut out, response) =
+            match answer_head(self.shape, upstream, response, self.translate).await {
+                Ok(head) => head,
+                Err(refused) => {
+                    // Providers do not bill refused requests.
+                    shared
+                        .registry
+                        .settle(&mut self.reservation, &Totals::default());
+                    let _ = head.send(answer(refused));
+                    return;
+                }
+            };
         let events = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -1115,12 +1162,20 @@ impl Job {
             self.prices,
             self.reservation,
         );
+        let translator = self.translate.then(|| {
+            if events {
+                Translator::Stream(crate::translate::ChatToGemini::new(&self.alias))
+            } else {
+                Translator::Json(Vec::new(), self.alias.clone())
+            }
+        });
         let relay = Relay {
             body: Box::pin(response.bytes_stream()),
             meter: Some(meter),
             permit: Some(permit),
             place,
-            api: self.api,
+            api: self.agent_api,
+            translator,
             events,
             limits: shared.limits,
             deadline: self.deadline,
@@ -1165,6 +1220,14 @@ impl Job {
     }
 }
 
+/// How an answer is translated on its way to the agent.
+enum Translator {
+    /// Event by event, as the stream passes.
+    Stream(crate::translate::ChatToGemini),
+    /// Gathered whole, then translated: the body and the alias the agent asked for.
+    Json(Vec<u8>, String),
+}
+
 type UpstreamBody = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// The answer's body on its way to the agent, metered as it passes, polled by the agent's
@@ -1181,7 +1244,10 @@ struct Relay {
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The place among the provider's requests under way, held as long.
     place: Option<Place>,
+    /// The agent's API: a cut answer ends with an error in its shape.
     api: Api,
+    /// Set when the answer is translated into the agent's API on its way.
+    translator: Option<Translator>,
     events: bool,
     limits: Limits,
     deadline: tokio::time::Instant,
@@ -1232,6 +1298,20 @@ impl futures::Stream for Relay {
                             meter.finish(None);
                         }
                     }
+                    match this.translator.as_mut() {
+                        Some(Translator::Stream(t)) => {
+                            let out = t.push(&chunk);
+                            if out.is_empty() {
+                                continue;
+                            }
+                            return Poll::Ready(Some(Ok(Bytes::from(out))));
+                        }
+                        Some(Translator::Json(whole, _)) => {
+                            whole.extend_from_slice(&chunk);
+                            continue;
+                        }
+                        None => {}
+                    }
                     if this.events {
                         return Poll::Ready(Some(Ok(chunk)));
                     }
@@ -1245,6 +1325,16 @@ impl futures::Stream for Relay {
                     this.place = None;
                     if let Some(mut meter) = this.meter.take() {
                         meter.finish(None);
+                    }
+                    let rest = match this.translator.take() {
+                        Some(Translator::Stream(mut t)) => t.finish(),
+                        Some(Translator::Json(whole, model)) => {
+                            crate::translate::gemini_body(200, &whole, &model)
+                        }
+                        None => Vec::new(),
+                    };
+                    if !rest.is_empty() {
+                        this.held = Some(Bytes::from(rest));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -1335,6 +1425,13 @@ fn speaks(kind: ProviderKind, api: Api) -> bool {
             Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens
         ),
     }
+}
+
+/// Whether a request on `api` reaches a provider of `kind` through translation: Gemini
+/// requests to OpenAI and OpenAI-compatible providers.
+fn translates(kind: ProviderKind, api: Api) -> bool {
+    api.shape() == Shape::Gemini
+        && matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible)
 }
 
 fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {

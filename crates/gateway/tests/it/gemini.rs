@@ -466,3 +466,86 @@ async fn an_unknown_path_is_a_404_in_the_callers_format_naming_the_endpoints() {
     }
     assert!(s.fixture.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_gemini_caller_is_answered_by_an_openai_provider_through_translation() {
+    let mut s = gemini_setup(
+        vec![
+            Step::reply("plain answer", 11, 2, 0),
+            Step::reply("streamed answer here", 13, 3, 4),
+            Step::call("", "write_file", json!({"path": "b.txt"}), 17, 5),
+        ],
+        Budgets::default(),
+    )
+    .await;
+    let mut body = contents("Say hello");
+    body["systemInstruction"] = json!({"parts": [{"text": "Be brief."}]});
+    let response = s.gemini("gpt:generateContent", &body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let answer = json_of(response).await;
+    assert_eq!(text_of(&answer), "plain answer");
+    assert_eq!(answer["usageMetadata"]["promptTokenCount"], 11);
+    let usage = usage_of(s.notice().await);
+    assert_eq!((usage.input_tokens, usage.output_tokens), (11, 2));
+    let sent = &s.fixture.requests()[0];
+    assert_eq!(sent.path, "/v1/chat/completions");
+    let sent = sent.json().unwrap();
+    assert_eq!(sent["model"], "gpt-upstream-1");
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(
+        sent["messages"][1],
+        json!({"role": "user", "content": "Say hello"})
+    );
+
+    let response = s
+        .gemini("gpt:streamGenerateContent?alt=sse", &contents("Stream"))
+        .send()
+        .await
+        .unwrap();
+    let chunks = events(&response.text().await.unwrap());
+    let text: String = chunks.iter().map(text_of).collect();
+    assert_eq!(text, "streamed answer here");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(last["usageMetadata"]["cachedContentTokenCount"], 4);
+    let usage = usage_of(s.notice().await);
+    assert_eq!(
+        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (13, 3, 4)
+    );
+    assert!(usage.complete);
+    assert_eq!(s.fixture.requests()[1].json().unwrap()["stream"], true);
+
+    let mut first = contents("Write b.txt");
+    first["tools"] = json!([{"functionDeclarations": [{
+        "name": "write_file",
+        "parametersJsonSchema": {"type": "object", "properties": {"path": {"type": "string"}}}
+    }]}]);
+    let response = s
+        .gemini("gpt:streamGenerateContent?alt=sse", &first)
+        .send()
+        .await
+        .unwrap();
+    let chunks = events(&response.text().await.unwrap());
+    let call = &chunks.last().unwrap()["candidates"][0]["content"]["parts"][0]["functionCall"];
+    assert_eq!(
+        *call,
+        json!({"name": "write_file", "args": {"path": "b.txt"}})
+    );
+    let sent = s.fixture.requests()[2].json().unwrap();
+    assert_eq!(sent["tools"][0]["function"]["name"], "write_file");
+    usage_of(s.notice().await);
+
+    // countTokens has no OpenAI counterpart: the gateway's estimate answers, nothing upstream.
+    let counted = s
+        .gemini("gpt:countTokens", &contents("count"))
+        .send()
+        .await
+        .unwrap();
+    assert!(json_of(counted).await["totalTokens"].as_u64().unwrap() > 0);
+    assert_eq!(s.fixture.requests().len(), 3);
+    s.assert_key_handling();
+}
