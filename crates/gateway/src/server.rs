@@ -132,8 +132,8 @@ impl Shared {
         None
     }
 
-    /// The alias a request for `model`, which matches no alias, goes to: the execution's own
-    /// (the first it may use), else the node's default. `None` when there is none it may use.
+    /// The alias a request whose model matches no alias goes to: the execution's own (the
+    /// first it may use), else the node's default. `None` when there is none it may use.
     fn mapped_alias(&self, identity: &Identity) -> Option<&str> {
         let own = identity.models.as_ref().and_then(|list| list.first());
         let alias = own.or(self.default_alias.as_ref())?;

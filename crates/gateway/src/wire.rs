@@ -970,4 +970,73 @@ mod tests {
         assert_eq!(anthropic["error"]["type"], "authentication_error");
         assert_eq!(anthropic["error"]["message"], "who?");
     }
+
+    #[test]
+    fn gemini_usage_is_final_on_the_chunk_with_a_finish_reason_and_counts_thoughts_as_output() {
+        let mut reader = UsageReader::default();
+        reader.read_event(
+            Api::StreamGenerate,
+            br#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":50,"totalTokenCount":50}}"#,
+        );
+        assert!(!reader.complete, "running usage is not the last word");
+        reader.read_event(
+            Api::StreamGenerate,
+            br#"{"candidates":[{"content":{"parts":[{"text":"b"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":7,"thoughtsTokenCount":5,"cachedContentTokenCount":20}}"#,
+        );
+        assert!(reader.complete);
+        assert_eq!(
+            reader.counts(),
+            Some(Counts {
+                input: 50,
+                output: 12,
+                cached: 20
+            })
+        );
+        let mut whole = UsageReader::default();
+        whole.read_body(
+            Api::Generate,
+            br#"{"candidates":[],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1}}"#,
+        );
+        assert!(whole.complete);
+        assert_eq!(whole.counts().map(|c| c.output), Some(1));
+    }
+
+    #[test]
+    fn a_gemini_body_keeps_everything_but_the_nested_cap() {
+        let body = br#"{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"temperature":1,"maxOutputTokens":900}}"#;
+        let request = Request::parse_gemini(body, "gem".into(), true).unwrap();
+        assert_eq!(request.output_cap_for(Api::StreamGenerate), Some(900));
+        let out: Value = serde_json::from_slice(&request.rewrite_gemini(Some(40))).unwrap();
+        assert_eq!(
+            out,
+            json!({"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"temperature":1,"maxOutputTokens":40}})
+        );
+        assert_eq!(request.rewrite_gemini(None), body.to_vec());
+        let bare = Request::parse_gemini(br#"{"contents":[]}"#, "gem".into(), false).unwrap();
+        assert_eq!(bare.output_cap_for(Api::Generate), None);
+        let out: Value = serde_json::from_slice(&bare.rewrite_gemini(Some(8))).unwrap();
+        assert_eq!(out["generationConfig"]["maxOutputTokens"], 8);
+        assert_eq!(
+            Api::StreamGenerate.upstream_path("gemini-2.5-pro"),
+            "/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
+    }
+
+    #[test]
+    fn gemini_refusals_and_cut_streams_take_geminis_error_shape() {
+        let budget = Refusal::Budget.body(Shape::Gemini, "over");
+        assert_eq!(
+            budget,
+            json!({"error": {"code": 429, "message": "over", "status": "RESOURCE_EXHAUSTED"}})
+        );
+        assert_eq!(Refusal::NoSuchPath.status(Shape::Gemini), 404);
+        assert_eq!(
+            Refusal::NoSuchPath.body(Shape::OpenAi, "no")["error"]["code"],
+            "unknown_url"
+        );
+        let cut = String::from_utf8(stream_error(Api::StreamGenerate, "timeout", "cut")).unwrap();
+        let data: Value = serde_json::from_str(cut.trim().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["error"]["message"], "cut");
+        assert_eq!(data["error"]["status"], "DEADLINE_EXCEEDED");
+    }
 }
