@@ -228,10 +228,15 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
             None => None,
         };
         let base = p.base_url.trim_end_matches('/');
-        let base_url = if base.ends_with("/v1") {
+        // Gemini's paths hang off `/v1beta`; the others' off `/v1`.
+        let version = match p.kind {
+            manifest::ProviderKind::Gemini => "/v1beta",
+            _ => "/v1",
+        };
+        let base_url = if base.ends_with(version) || base.ends_with("/v1") {
             base.to_string()
         } else {
-            format!("{base}/v1")
+            format!("{base}{version}")
         };
         providers.push(gateway::Provider {
             name: name.clone(),
@@ -239,6 +244,7 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
                 manifest::ProviderKind::Openai => gateway::ProviderKind::OpenAi,
                 manifest::ProviderKind::Anthropic => gateway::ProviderKind::Anthropic,
                 manifest::ProviderKind::OpenaiCompatible => gateway::ProviderKind::OpenAiCompatible,
+                manifest::ProviderKind::Gemini => gateway::ProviderKind::Gemini,
             },
             base_url,
             api_key,

@@ -99,6 +99,9 @@ pub enum ProviderKind {
     Anthropic,
     /// Any endpoint that speaks OpenAI's formats, such as Ollama or vLLM; the key is optional.
     OpenAiCompatible,
+    /// Google's Gemini API: `generateContent`, `streamGenerateContent` and `countTokens`, key
+    /// as `x-goog-api-key`.
+    Gemini,
 }
 
 impl ProviderKind {
@@ -107,6 +110,7 @@ impl ProviderKind {
             ProviderKind::OpenAi => "openai",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::OpenAiCompatible => "openai_compatible",
+            ProviderKind::Gemini => "gemini",
         }
     }
 }
@@ -118,8 +122,10 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     /// The URL the API paths hang off, with its version prefix: `https://api.openai.com/v1`,
-    /// `https://api.anthropic.com/v1`, `http://127.0.0.1:11434/v1`. The gateway appends
-    /// `/chat/completions`, `/responses`, `/messages` or `/messages/count_tokens`.
+    /// `https://api.anthropic.com/v1`, `http://127.0.0.1:11434/v1`,
+    /// `https://generativelanguage.googleapis.com/v1beta`. The gateway appends
+    /// `/chat/completions`, `/responses`, `/messages`, `/messages/count_tokens` or
+    /// `/models/{model}:{method}`.
     pub base_url: String,
     /// The real key, sent only upstream. `None` for local endpoints that need none.
     pub api_key: Option<ApiKey>,

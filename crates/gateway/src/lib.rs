@@ -2,9 +2,11 @@
 //!
 //! Agents get a base URL and an "API key" that is really their execution's token. The gateway
 //! speaks the wire formats agent CLIs use (OpenAI Chat Completions and Responses, Anthropic
-//! Messages and `count_tokens`, streaming or not), checks the token, maps the requested model
-//! alias to a configured provider and model, injects the real provider key, and streams the
-//! answer back as it arrives. Budgets hold while requests are under way: at admission each
+//! Messages and `count_tokens`, the Gemini API's `generateContent`, `streamGenerateContent` and
+//! `countTokens`, streaming or not), checks the token, maps the requested model alias to a
+//! configured provider and model (a name matching no alias goes to the execution's alias),
+//! injects the real provider key, and streams the answer back as it arrives. Gemini requests
+//! reach OpenAI-shaped providers by translation into Chat Completions and back. Budgets hold while requests are under way: at admission each
 //! request reserves its estimated input (a token per three bytes of body) plus its output cap
 //! against the execution's, the tree's and the agent's daily budget at once, and the cap is set
 //! or lowered to what the tightest of them has room for; the reservation is settled to the
@@ -79,6 +81,7 @@ mod provider;
 mod registry;
 mod retry;
 mod server;
+mod translate;
 mod wire;
 
 pub use config::{

@@ -161,7 +161,8 @@ pub struct Identity {
     pub root: TaskId,
     pub agent: String,
     pub budgets: Budgets,
-    /// The model aliases this execution may use; `None` allows every alias.
+    /// The model aliases this execution may use; `None` allows every alias. The first is the
+    /// execution's own alias, which a model name matching no alias is mapped to.
     pub models: Option<Vec<String>>,
     pub baseline: Baseline,
 }

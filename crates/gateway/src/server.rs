@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
@@ -24,7 +24,9 @@ use crate::notice::{Fallback, Notice, ProviderPaused, ProviderThrottled, Waiting
 use crate::provider::{Place, ProviderState};
 use crate::registry::{Admission, Estimate, Identity, Registry, Reservation, Totals};
 use crate::retry;
-use crate::wire::{Api, OutputCap, Refusal, Request, Shape, estimate_input_tokens, stream_error};
+use crate::wire::{
+    Api, ENDPOINTS, OutputCap, Refusal, Request, Shape, estimate_input_tokens, stream_error,
+};
 use crate::{Error, Provider};
 
 /// The Anthropic API version sent when the agent names none.
@@ -77,6 +79,9 @@ pub(crate) struct Shared {
     providers: Vec<Upstream>,
     /// Alias → (route, index into `providers`).
     models: HashMap<String, (ModelRoute, usize)>,
+    /// The alias a model name that matches none is mapped to, for executions that name no
+    /// alias of their own: the alias `default`, or the only alias there is.
+    default_alias: Option<String>,
     retry: RetryPolicy,
     throttle: Throttle,
     max_request_bytes: usize,
@@ -117,7 +122,7 @@ impl Shared {
             let (candidate, index) = self.models.get(next?)?;
             let upstream = &self.providers[*index];
             if identity.allows(&candidate.alias)
-                && speaks(upstream.kind, api)
+                && (speaks(upstream.kind, api) || translates(upstream.kind, api))
                 && upstream.state.paused(now).is_none()
             {
                 return Some((candidate, *index));
@@ -125,6 +130,15 @@ impl Shared {
             next = candidate.fallback.as_deref();
         }
         None
+    }
+
+    /// The alias a request whose model matches no alias goes to: the execution's own (the
+    /// first it may use), else the node's default. `None` when there is none it may use.
+    fn mapped_alias(&self, identity: &Identity) -> Option<&str> {
+        let own = identity.models.as_ref().and_then(|list| list.first());
+        let alias = own.or(self.default_alias.as_ref())?;
+        let (alias, _) = self.models.get_key_value(alias)?;
+        identity.allows(alias).then_some(alias.as_str())
     }
 
     pub(crate) fn notify(&self, notice: Notice) {
@@ -263,6 +277,13 @@ impl Gateway {
                 state: Arc::new(ProviderState::new()),
             })
             .collect();
+        let default_alias = match options.models.as_slice() {
+            [only] => Some(only.alias.clone()),
+            many => many
+                .iter()
+                .find(|m| m.alias == "default")
+                .map(|m| m.alias.clone()),
+        };
         let models = options
             .models
             .into_iter()
@@ -282,6 +303,7 @@ impl Gateway {
                 client,
                 providers,
                 models,
+                default_alias,
                 retry: options.retry,
                 throttle: options.throttle,
                 max_request_bytes: options.max_request_bytes,
@@ -478,6 +500,15 @@ pub fn app(gateway: Gateway) -> Router {
             post(|s: State<Arc<Shared>>, h: HeaderMap, b: Body| call(s.0, Api::CountTokens, h, b)),
         )
         .route("/v1/models", get(list_models))
+        .route("/v1beta/models", get(list_models))
+        .route(
+            "/v1beta/models/{target}",
+            post(
+                |s: State<Arc<Shared>>, t: UrlPath<String>, u: Uri, h: HeaderMap, b: Body| {
+                    gemini_call(s.0, t.0, u, h, b)
+                },
+            ),
+        )
         .fallback(not_found)
         // The body is read with its own limit below, to answer in the provider's shape.
         .layer(DefaultBodyLimit::disable())
@@ -498,8 +529,9 @@ fn refuse(shape: Shape, refusal: Refusal, message: &str) -> Response {
     json_response(refusal.status(shape), &refusal.body(shape, message))
 }
 
-/// The token an agent presents: `Authorization: Bearer …` (OpenAI clients) or `x-api-key`
-/// (Anthropic clients).
+/// The token an agent presents: `Authorization: Bearer …` (OpenAI clients), `x-api-key`
+/// (Anthropic clients) or `x-goog-api-key` (Gemini clients; the `key=` query parameter is
+/// read by [`gemini_call`]).
 fn token_of(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -511,15 +543,52 @@ fn token_of(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim);
     bearer
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
         .filter(|t| !t.is_empty())
+}
+
+/// The `key` parameter of a query string, as Gemini clients may send their key.
+fn query_key(uri: &Uri) -> Option<String> {
+    let query = uri.query()?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| *name == "key")
+        .map(|(_, value)| percent_decode(value))
+        .filter(|v| !v.is_empty())
+}
+
+/// Decodes `%XX` escapes and `+`; a malformed escape is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|_| bytes[i] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (escaped, bytes[i]) {
+            (Some(byte), _) => {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+            (None, b'+') => out.push(b' '),
+            (None, byte) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The identity behind the request's token, or why there is none.
 fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Arc<Identity>, &'static str> {
     let Some(token) = token_of(headers) else {
         return Err(
-            "no API key was given: send the execution's token as `Authorization: Bearer …` or \
-             `x-api-key`",
+            "no API key was given: send the execution's token as `Authorization: Bearer …`, \
+             `x-api-key` or `x-goog-api-key`",
         );
     };
     shared.registry.identity(token).ok_or(
@@ -537,7 +606,50 @@ async fn read_body(body: Body, limit: usize, shape: Shape) -> Result<Bytes, Resp
     })
 }
 
+/// A Gemini call: `/v1beta/models/{model}:{method}`, the key in `x-goog-api-key` or `key=`.
+async fn gemini_call(
+    shared: Arc<Shared>,
+    target: String,
+    uri: Uri,
+    mut headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let shape = Shape::Gemini;
+    let Some((model, api)) = target
+        .split_once(':')
+        .and_then(|(model, method)| Some((model, Api::gemini_method(method)?)))
+    else {
+        return refuse(
+            shape,
+            Refusal::NoSuchPath,
+            &format!(
+                "the model gateway does not serve POST {}; it serves {ENDPOINTS}",
+                uri.path()
+            ),
+        );
+    };
+    if token_of(&headers).is_none()
+        && let Some(key) = query_key(&uri).and_then(|k| HeaderValue::from_str(&k).ok())
+    {
+        headers.insert("x-goog-api-key", key);
+    }
+    let model = model.strip_prefix("models/").unwrap_or(model).to_owned();
+    call_model(shared, api, Some(model), headers, body).await
+}
+
 async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> Response {
+    call_model(shared, api, None, headers, body).await
+}
+
+/// One model request. `path_model` is the model a Gemini path names; the other APIs name it
+/// in the body.
+async fn call_model(
+    shared: Arc<Shared>,
+    api: Api,
+    path_model: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let shape = api.shape();
     let identity = match authenticate(&shared, &headers) {
         Ok(identity) => identity,
@@ -547,14 +659,39 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
         Ok(body) => body,
         Err(response) => return response,
     };
-    let request = match Request::parse(&body) {
+    let parsed = match path_model {
+        Some(model) => Request::parse_gemini(&body, model, api == Api::StreamGenerate),
+        None => Request::parse(&body),
+    };
+    let request = match parsed {
         Ok(request) => request,
         Err(message) => return refuse(shape, Refusal::BadRequest, &message),
     };
-    let route = shared
+    let mut route = shared
         .models
         .get(&request.model)
         .filter(|_| identity.allows(&request.model));
+    if !shared.models.contains_key(&request.model)
+        && let Some(alias) = shared.mapped_alias(&identity)
+    {
+        // Agent CLIs ask for their own vendor's model names (`gemini-2.5-pro`,
+        // `claude-opus-…`) unless told otherwise: those go to the execution's alias, and the
+        // mapping is recorded like a fallback.
+        let reason = format!(
+            "the model `{}` matches no alias; it was mapped to the execution's alias `{alias}`",
+            request.model
+        );
+        tracing::info!(execution = %identity.execution, "{reason}");
+        if !api.is_free() {
+            shared.notify(Notice::Fallback(Fallback {
+                execution: identity.execution,
+                model: request.model.clone(),
+                fallback: alias.to_owned(),
+                reason,
+            }));
+        }
+        route = shared.models.get(alias);
+    }
     let Some((route, provider_index)) = route else {
         let mut visible: Vec<&str> = shared
             .models
@@ -575,7 +712,14 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
     };
     let (mut route, mut provider_index) = (route, *provider_index);
     let upstream = &shared.providers[provider_index];
-    if !speaks(upstream.kind, api) {
+    if api.is_free() && translates(upstream.kind, api) {
+        // OpenAI has no token counting endpoint: the gateway's own estimate answers.
+        return json_response(
+            200,
+            &json!({"totalTokens": estimate_input_tokens(body.len())}),
+        );
+    }
+    if !speaks(upstream.kind, api) && !translates(upstream.kind, api) {
         return refuse(
             shape,
             Refusal::BadRequest,
@@ -588,17 +732,25 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
                 api.describe(),
                 match upstream.kind {
                     ProviderKind::Anthropic => "/v1/messages",
+                    ProviderKind::Gemini => "/v1beta/models/{model}:streamGenerateContent",
                     _ => "/v1/chat/completions or /v1/responses",
                 }
             ),
         );
     }
     let ask_usage = api == Api::Chat && request.stream;
-    if api == Api::CountTokens {
+    if api.is_free() {
         let outgoing = upstream_headers(upstream, &headers);
-        let url = format!("{}{}", upstream.base_url, api.upstream_path());
+        let url = format!(
+            "{}{}",
+            upstream.base_url,
+            api.upstream_path(&route.upstream_model)
+        );
         // Free: neither reserved nor metered.
-        let body = Bytes::from(request.rewrite(&route.upstream_model, false, None));
+        let body = Bytes::from(match shape {
+            Shape::Gemini => request.rewrite_gemini(None),
+            _ => request.rewrite(&route.upstream_model, false, None),
+        });
         let response = match forward(
             &shared,
             &identity,
@@ -614,7 +766,7 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
             Ok(sent) => sent.response,
             Err(message) => return unreachable_provider(shape, upstream, &message),
         };
-        let (mut out, response) = match answer_head(shape, upstream, response).await {
+        let (mut out, response) = match answer_head(shape, upstream, response, false).await {
             Ok(head) => head,
             Err(refused) => return refused,
         };
@@ -668,9 +820,12 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
     };
     loop {
         let upstream = &shared.providers[provider_index];
+        // A Gemini request to an OpenAI-shaped provider goes as Chat Completions.
+        let translate = translates(upstream.kind, api);
+        let wire_api = if translate { Api::Chat } else { api };
         let estimate = Estimate {
             input_tokens: estimate_input_tokens(body.len()),
-            requested_output: request.output_cap(api.cap_fields()),
+            requested_output: request.output_cap_for(api),
             default_output: shared.limits.max_output_tokens,
             prices: route.prices,
         };
@@ -711,16 +866,40 @@ async fn call(shared: Arc<Shared>, api: Api, headers: HeaderMap, body: Body) -> 
                 _ => "max_tokens",
             },
         });
-        let upstream_body = Bytes::from(request.rewrite(&route.upstream_model, ask_usage, cap));
+        let upstream_body = match shape {
+            Shape::Gemini if translate => match crate::translate::chat_request(
+                &body,
+                &route.upstream_model,
+                request.stream,
+                cap.map(|c| c.tokens),
+                upstream.kind == ProviderKind::OpenAi,
+            ) {
+                Ok(translated) => Bytes::from(translated),
+                Err(message) => {
+                    shared
+                        .registry
+                        .settle(&mut { reservation }, &Totals::default());
+                    return refuse(shape, Refusal::BadRequest, &message);
+                }
+            },
+            Shape::Gemini => Bytes::from(request.rewrite_gemini(cap.map(|c| c.tokens))),
+            _ => Bytes::from(request.rewrite(&route.upstream_model, ask_usage, cap)),
+        };
         let job = Job {
             shared: Arc::clone(&shared),
             identity: Arc::clone(&identity),
-            api,
+            api: wire_api,
+            agent_api: api,
+            translate,
             shape,
             provider: provider_index,
             alias: route.alias.clone(),
             prices: route.prices,
-            url: format!("{}{}", upstream.base_url, api.upstream_path()),
+            url: format!(
+                "{}{}",
+                upstream.base_url,
+                wire_api.upstream_path(&route.upstream_model)
+            ),
             headers: upstream_headers(upstream, &headers),
             body: upstream_body,
             reservation,
@@ -789,6 +968,7 @@ async fn answer_head(
     shape: Shape,
     upstream: &Upstream,
     response: reqwest::Response,
+    translate: bool,
 ) -> Result<(Response, reqwest::Response), Response> {
     let status = response.status();
     if matches!(status.as_u16(), 401 | 403) {
@@ -818,7 +998,20 @@ async fn answer_head(
         }
     }
     if !status.is_success() {
-        *out.body_mut() = Body::from(scrub(response, upstream.key.as_ref()).await);
+        let scrubbed = scrub(response, upstream.key.as_ref()).await;
+        *out.body_mut() = Body::from(if translate {
+            out.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Bytes::from(crate::translate::gemini_body(
+                status.as_u16(),
+                &scrubbed,
+                "",
+            ))
+        } else {
+            scrubbed
+        });
         return Err(out);
     }
     Ok((out, response))
@@ -828,7 +1021,12 @@ async fn answer_head(
 struct Job {
     shared: Arc<Shared>,
     identity: Arc<Identity>,
+    /// The API the provider is called with.
     api: Api,
+    /// The API the agent called, whose shape the answer takes.
+    agent_api: Api,
+    /// The answer is translated from `api` to `agent_api` on its way.
+    translate: bool,
     shape: Shape,
     provider: usize,
     alias: String,
@@ -938,17 +1136,18 @@ impl Job {
                 return;
             }
         };
-        let (mut out, response) = match answer_head(self.shape, upstream, response).await {
-            Ok(head) => head,
-            Err(refused) => {
-                // Providers do not bill refused requests.
-                shared
-                    .registry
-                    .settle(&mut self.reservation, &Totals::default());
-                let _ = head.send(answer(refused));
-                return;
-            }
-        };
+        let (mut out, response) =
+            match answer_head(self.shape, upstream, response, self.translate).await {
+                Ok(head) => head,
+                Err(refused) => {
+                    // Providers do not bill refused requests.
+                    shared
+                        .registry
+                        .settle(&mut self.reservation, &Totals::default());
+                    let _ = head.send(answer(refused));
+                    return;
+                }
+            };
         let events = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -963,12 +1162,20 @@ impl Job {
             self.prices,
             self.reservation,
         );
+        let translator = self.translate.then(|| {
+            if events {
+                Translator::Stream(crate::translate::ChatToGemini::new(&self.alias))
+            } else {
+                Translator::Json(Vec::new(), self.alias.clone())
+            }
+        });
         let relay = Relay {
             body: Box::pin(response.bytes_stream()),
             meter: Some(meter),
             permit: Some(permit),
             place,
-            api: self.api,
+            api: self.agent_api,
+            translator,
             events,
             limits: shared.limits,
             deadline: self.deadline,
@@ -1013,6 +1220,14 @@ impl Job {
     }
 }
 
+/// How an answer is translated on its way to the agent.
+enum Translator {
+    /// Event by event, as the stream passes.
+    Stream(crate::translate::ChatToGemini),
+    /// Gathered whole, then translated: the body and the alias the agent asked for.
+    Json(Vec<u8>, String),
+}
+
 type UpstreamBody = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// The answer's body on its way to the agent, metered as it passes, polled by the agent's
@@ -1029,7 +1244,10 @@ struct Relay {
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// The place among the provider's requests under way, held as long.
     place: Option<Place>,
+    /// The agent's API: a cut answer ends with an error in its shape.
     api: Api,
+    /// Set when the answer is translated into the agent's API on its way.
+    translator: Option<Translator>,
     events: bool,
     limits: Limits,
     deadline: tokio::time::Instant,
@@ -1080,6 +1298,20 @@ impl futures::Stream for Relay {
                             meter.finish(None);
                         }
                     }
+                    match this.translator.as_mut() {
+                        Some(Translator::Stream(t)) => {
+                            let out = t.push(&chunk);
+                            if out.is_empty() {
+                                continue;
+                            }
+                            return Poll::Ready(Some(Ok(Bytes::from(out))));
+                        }
+                        Some(Translator::Json(whole, _)) => {
+                            whole.extend_from_slice(&chunk);
+                            continue;
+                        }
+                        None => {}
+                    }
                     if this.events {
                         return Poll::Ready(Some(Ok(chunk)));
                     }
@@ -1093,6 +1325,16 @@ impl futures::Stream for Relay {
                     this.place = None;
                     if let Some(mut meter) = this.meter.take() {
                         meter.finish(None);
+                    }
+                    let rest = match this.translator.take() {
+                        Some(Translator::Stream(mut t)) => t.finish(),
+                        Some(Translator::Json(whole, model)) => {
+                            crate::translate::gemini_body(200, &whole, &model)
+                        }
+                        None => Vec::new(),
+                    };
+                    if !rest.is_empty() {
+                        this.held = Some(Bytes::from(rest));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -1178,7 +1420,18 @@ fn speaks(kind: ProviderKind, api: Api) -> bool {
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
             matches!(api, Api::Chat | Api::Responses)
         }
+        ProviderKind::Gemini => matches!(
+            api,
+            Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens
+        ),
     }
+}
+
+/// Whether a request on `api` reaches a provider of `kind` through translation: Gemini
+/// requests to OpenAI and OpenAI-compatible providers.
+fn translates(kind: ProviderKind, api: Api) -> bool {
+    api.shape() == Shape::Gemini
+        && matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible)
 }
 
 fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {
@@ -1208,6 +1461,12 @@ fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {
                 // Marked sensitive so that no Debug output of the request ever shows it.
                 key.set_sensitive(true);
                 out.insert("x-api-key", key);
+            }
+        }
+        ProviderKind::Gemini => {
+            if let Some(mut key) = key {
+                key.set_sensitive(true);
+                out.insert("x-goog-api-key", key);
             }
         }
         ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
@@ -1441,13 +1700,33 @@ async fn scrub(response: reqwest::Response, key: Option<&ApiKey>) -> Bytes {
     Bytes::from(text.replace(key, "<redacted>"))
 }
 
-async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    // Anthropic clients send `anthropic-version`; they get Anthropic's list shape.
-    let shape = if headers.contains_key("anthropic-version") {
+/// Whose wire format a request that reached no model route speaks, from what its client sends:
+/// Anthropic clients send `anthropic-version`, Gemini clients `x-goog-api-key` or `key=` and
+/// use `/v1beta` paths.
+fn caller_shape(uri: &Uri, headers: &HeaderMap) -> Shape {
+    if headers.contains_key("anthropic-version") {
         Shape::Anthropic
+    } else if headers.contains_key("x-goog-api-key")
+        || query_key(uri).is_some()
+        || uri.path().starts_with("/v1beta/")
+    {
+        Shape::Gemini
     } else {
         Shape::OpenAi
-    };
+    }
+}
+
+async fn list_models(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    mut headers: HeaderMap,
+) -> Response {
+    let shape = caller_shape(&uri, &headers);
+    if token_of(&headers).is_none()
+        && let Some(key) = query_key(&uri).and_then(|k| HeaderValue::from_str(&k).ok())
+    {
+        headers.insert("x-goog-api-key", key);
+    }
     let identity = match authenticate(&shared, &headers) {
         Ok(identity) => identity,
         Err(message) => return refuse(shape, Refusal::Unauthenticated, message),
@@ -1474,20 +1753,25 @@ async fn list_models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> R
             "first_id": aliases.first(),
             "last_id": aliases.last()
         }),
+        Shape::Gemini => json!({
+            "models": aliases.iter().map(|a| json!({
+                "name": format!("models/{a}"), "displayName": a,
+                "supportedGenerationMethods": [
+                    "generateContent", "streamGenerateContent", "countTokens"
+                ]
+            })).collect::<Vec<_>>()
+        }),
     };
     json_response(200, &body)
 }
 
-async fn not_found(headers: HeaderMap) -> Response {
-    let shape = if headers.contains_key("anthropic-version") {
-        Shape::Anthropic
-    } else {
-        Shape::OpenAi
-    };
+async fn not_found(method: axum::http::Method, uri: Uri, headers: HeaderMap) -> Response {
     refuse(
-        shape,
-        Refusal::UnknownModel,
-        "the model gateway serves /v1/chat/completions, /v1/responses, /v1/messages, \
-         /v1/messages/count_tokens and /v1/models only",
+        caller_shape(&uri, &headers),
+        Refusal::NoSuchPath,
+        &format!(
+            "the model gateway does not serve {method} {}; it serves {ENDPOINTS}",
+            uri.path()
+        ),
     )
 }

@@ -1,6 +1,8 @@
 //! The providers' wire formats as far as the gateway needs them: reading `model` and `stream`
 //! from a request and rewriting it for upstream, error bodies in each provider's shape, and
-//! reading token usage from JSON bodies and stream events.
+//! reading token usage from JSON bodies and stream events. Gemini's API names the model and
+//! whether to stream in the URL (`/v1beta/models/{model}:streamGenerateContent?alt=sse`), and
+//! nests its output cap in `generationConfig.maxOutputTokens`.
 
 use std::fmt;
 
@@ -20,16 +22,26 @@ pub enum Api {
     Messages,
     /// Anthropic `count_tokens`: free, so neither metered nor checked against budgets.
     CountTokens,
+    /// Gemini `generateContent`: one JSON answer.
+    Generate,
+    /// Gemini `streamGenerateContent?alt=sse`: server-sent events, each a whole
+    /// `GenerateContentResponse`.
+    StreamGenerate,
+    /// Gemini `countTokens`: free, like Anthropic's.
+    GeminiCountTokens,
 }
 
 impl Api {
-    /// The path under the provider's base URL.
-    pub fn upstream_path(self) -> &'static str {
+    /// The path and query under the provider's base URL, for the provider's model `model`.
+    pub fn upstream_path(self, model: &str) -> String {
         match self {
-            Api::Chat => "/chat/completions",
-            Api::Responses => "/responses",
-            Api::Messages => "/messages",
-            Api::CountTokens => "/messages/count_tokens",
+            Api::Chat => "/chat/completions".into(),
+            Api::Responses => "/responses".into(),
+            Api::Messages => "/messages".into(),
+            Api::CountTokens => "/messages/count_tokens".into(),
+            Api::Generate => format!("/models/{model}:generateContent"),
+            Api::StreamGenerate => format!("/models/{model}:streamGenerateContent?alt=sse"),
+            Api::GeminiCountTokens => format!("/models/{model}:countTokens"),
         }
     }
 
@@ -37,16 +49,23 @@ impl Api {
         match self {
             Api::Chat | Api::Responses => Shape::OpenAi,
             Api::Messages | Api::CountTokens => Shape::Anthropic,
+            Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens => Shape::Gemini,
         }
     }
 
-    /// The request fields that cap the output tokens in this API.
+    /// Free calls: neither reserved nor metered.
+    pub fn is_free(self) -> bool {
+        matches!(self, Api::CountTokens | Api::GeminiCountTokens)
+    }
+
+    /// The top-level request fields that cap the output tokens in this API. Gemini's cap is
+    /// nested and read by [`Request::output_cap_for`].
     pub fn cap_fields(self) -> &'static [&'static str] {
         match self {
             Api::Chat => &["max_completion_tokens", "max_tokens"],
             Api::Responses => &["max_output_tokens"],
             Api::Messages => &["max_tokens"],
-            Api::CountTokens => &[],
+            Api::CountTokens | Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens => &[],
         }
     }
 
@@ -56,15 +75,37 @@ impl Api {
             Api::Responses => "OpenAI Responses API (/v1/responses)",
             Api::Messages => "Anthropic Messages API (/v1/messages)",
             Api::CountTokens => "Anthropic token counting API (/v1/messages/count_tokens)",
+            Api::Generate => "Gemini API (/v1beta/models/{model}:generateContent)",
+            Api::StreamGenerate => "Gemini API (/v1beta/models/{model}:streamGenerateContent)",
+            Api::GeminiCountTokens => {
+                "Gemini token counting API (/v1beta/models/{model}:countTokens)"
+            }
+        }
+    }
+
+    /// The Gemini API for the method after the colon in `/v1beta/models/{model}:{method}`.
+    pub fn gemini_method(method: &str) -> Option<Api> {
+        match method {
+            "generateContent" => Some(Api::Generate),
+            "streamGenerateContent" => Some(Api::StreamGenerate),
+            "countTokens" => Some(Api::GeminiCountTokens),
+            _ => None,
         }
     }
 }
+
+/// Every endpoint the gateway serves, named in the 404 for any other path.
+pub const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/responses, POST /v1/messages, \
+     POST /v1/messages/count_tokens, GET /v1/models, and the Gemini API's POST \
+     /v1beta/models/{model}:generateContent, :streamGenerateContent?alt=sse and :countTokens";
 
 /// Whose error shape an answer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
     OpenAi,
     Anthropic,
+    /// Gemini: `{"error": {"code", "message", "status"}}` with Google's canonical status names.
+    Gemini,
 }
 
 /// Why the gateway itself refuses a request.
@@ -86,6 +127,8 @@ pub enum Refusal {
     Busy,
     /// The alias's provider is paused after a used-up quota, and no fallback can take it.
     Paused,
+    /// The path is none the gateway serves.
+    NoSuchPath,
 }
 
 impl Refusal {
@@ -96,7 +139,9 @@ impl Refusal {
             // nearest match, `billing_error`, is 402, which its clients do not retry.
             (Refusal::Budget | Refusal::Paused, Shape::OpenAi) => 429,
             (Refusal::Budget | Refusal::Paused, Shape::Anthropic) => 402,
-            (Refusal::UnknownModel, _) => 404,
+            // Gemini reports a used-up quota as 429 `RESOURCE_EXHAUSTED`.
+            (Refusal::Budget | Refusal::Paused, Shape::Gemini) => 429,
+            (Refusal::UnknownModel | Refusal::NoSuchPath, _) => 404,
             (Refusal::BadRequest, _) => 400,
             (Refusal::TooLarge, _) => 413,
             (Refusal::Upstream, _) => 502,
@@ -114,6 +159,7 @@ impl Refusal {
                         ("insufficient_quota", json!("insufficient_quota"))
                     }
                     Refusal::UnknownModel => ("invalid_request_error", json!("model_not_found")),
+                    Refusal::NoSuchPath => ("invalid_request_error", json!("unknown_url")),
                     Refusal::BadRequest | Refusal::TooLarge => {
                         ("invalid_request_error", Value::Null)
                     }
@@ -126,7 +172,7 @@ impl Refusal {
                 let kind = match self {
                     Refusal::Unauthenticated => "authentication_error",
                     Refusal::Budget | Refusal::Paused => "billing_error",
-                    Refusal::UnknownModel => "not_found_error",
+                    Refusal::UnknownModel | Refusal::NoSuchPath => "not_found_error",
                     Refusal::BadRequest => "invalid_request_error",
                     Refusal::TooLarge => "request_too_large",
                     Refusal::Upstream => "api_error",
@@ -134,8 +180,23 @@ impl Refusal {
                 };
                 json!({"type": "error", "error": {"type": kind, "message": message}})
             }
+            Shape::Gemini => {
+                let status = match self {
+                    Refusal::Unauthenticated => "UNAUTHENTICATED",
+                    Refusal::Budget | Refusal::Paused | Refusal::Busy => "RESOURCE_EXHAUSTED",
+                    Refusal::UnknownModel | Refusal::NoSuchPath => "NOT_FOUND",
+                    Refusal::BadRequest | Refusal::TooLarge => "INVALID_ARGUMENT",
+                    Refusal::Upstream => "UNAVAILABLE",
+                };
+                gemini_error(self.status(shape), message, status)
+            }
         }
     }
+}
+
+/// Gemini's error body.
+pub fn gemini_error(code: u16, message: &str, status: &str) -> Value {
+    json!({"error": {"code": code, "message": message, "status": status}})
 }
 
 /// One token per this many bytes of request body: the input estimate a reservation is made
@@ -193,6 +254,82 @@ impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
 }
 
 impl<'a> Request<'a> {
+    /// Reads a Gemini body's top level: the model and whether to stream come from the path.
+    pub fn parse_gemini(
+        body: &'a [u8],
+        model: String,
+        stream: bool,
+    ) -> Result<Request<'a>, String> {
+        let Fields(fields) = serde_json::from_slice(body)
+            .map_err(|e| format!("the request body is not a JSON object: {e}"))?;
+        Ok(Request {
+            fields,
+            model,
+            stream,
+        })
+    }
+
+    /// The last value of the top-level field `name`.
+    pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// The output cap the request names in `api`'s field for it, if any.
+    pub fn output_cap_for(&self, api: Api) -> Option<u64> {
+        match api.shape() {
+            Shape::Gemini => self
+                .raw("generationConfig")
+                .and_then(|v| serde_json::from_str::<GenerationConfigCap>(v.get()).ok())
+                .and_then(|c| c.max_output_tokens),
+            _ => self.output_cap(api.cap_fields()),
+        }
+    }
+
+    /// A Gemini body for upstream: the model is in the URL, so the body is copied as it came
+    /// except for `generationConfig.maxOutputTokens`, set to `cap` when there is one.
+    pub fn rewrite_gemini(&self, cap: Option<u64>) -> Vec<u8> {
+        let size = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>();
+        let mut out = Vec::with_capacity(size + 64);
+        out.push(b'{');
+        let mut saw_config = false;
+        for (index, (key, value)) in self.fields.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_json_string(&mut out, key);
+            out.push(b':');
+            match (key.as_str(), cap) {
+                ("generationConfig", Some(tokens)) => {
+                    saw_config = true;
+                    let mut config =
+                        serde_json::from_str::<serde_json::Map<String, Value>>(value.get())
+                            .unwrap_or_default();
+                    config.insert("maxOutputTokens".into(), Value::from(tokens));
+                    out.extend_from_slice(Value::Object(config).to_string().as_bytes());
+                }
+                _ => out.extend_from_slice(value.get().as_bytes()),
+            }
+        }
+        if let Some(tokens) = cap.filter(|_| !saw_config) {
+            if !self.fields.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(
+                format!(r#""generationConfig":{{"maxOutputTokens":{tokens}}}"#).as_bytes(),
+            );
+        }
+        out.push(b'}');
+        out
+    }
+
     /// Reads the body's top level. The error is a sentence for the agent.
     pub fn parse(body: &'a [u8]) -> Result<Request<'a>, String> {
         let Fields(fields) = serde_json::from_slice(body)
@@ -294,6 +431,12 @@ impl<'a> Request<'a> {
     }
 }
 
+#[derive(Deserialize)]
+struct GenerationConfigCap {
+    #[serde(rename = "maxOutputTokens", default)]
+    max_output_tokens: Option<u64>,
+}
+
 /// A stream event telling the agent that the gateway cut its response, in the API's own error
 /// event shape, so its client reports an error instead of taking the text for complete.
 pub fn stream_error(api: Api, code: &str, message: &str) -> Vec<u8> {
@@ -309,6 +452,11 @@ pub fn stream_error(api: Api, code: &str, message: &str) -> Vec<u8> {
         Api::Messages | Api::CountTokens => (
             Some("error"),
             json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+        ),
+        // Gemini's clients read an `error` object in a stream chunk as the stream's failure.
+        Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens => (
+            None,
+            json!({"error": {"code": 504, "message": message, "status": "DEADLINE_EXCEEDED", "details": [{"reason": code}]}}),
         ),
     };
     let mut out = Vec::new();
@@ -407,6 +555,36 @@ struct AnthropicEvent {
     usage: Option<AnthropicUsage>,
 }
 
+/// Gemini's `usageMetadata`: `promptTokenCount` includes the cached part, and thinking is
+/// billed as output beside `candidatesTokenCount`.
+#[derive(Deserialize)]
+struct GeminiUsage {
+    #[serde(rename = "promptTokenCount", default)]
+    prompt: u64,
+    #[serde(rename = "candidatesTokenCount", default)]
+    candidates: u64,
+    #[serde(rename = "thoughtsTokenCount", default)]
+    thoughts: u64,
+    #[serde(rename = "cachedContentTokenCount", default)]
+    cached: u64,
+    #[serde(rename = "toolUsePromptTokenCount", default)]
+    tool_use_prompt: u64,
+}
+
+#[derive(Deserialize)]
+struct GeminiCandidate {
+    #[serde(rename = "finishReason", default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GeminiResponse {
+    #[serde(rename = "usageMetadata", default)]
+    usage: Option<GeminiUsage>,
+    #[serde(default)]
+    candidates: Option<Vec<GeminiCandidate>>,
+}
+
 /// Usage gathered from one response, JSON body or stream, as it passes.
 #[derive(Debug, Default)]
 pub struct UsageReader {
@@ -462,6 +640,22 @@ impl UsageReader {
         self.complete = true;
     }
 
+    /// A Gemini response or stream chunk: each carries the running usage, and the one whose
+    /// candidate has a `finishReason` carries the final figure.
+    fn gemini_response(&mut self, response: GeminiResponse) {
+        if let Some(u) = response.usage {
+            self.openai = Some(Counts {
+                input: u.prompt.saturating_add(u.tool_use_prompt),
+                output: u.candidates.saturating_add(u.thoughts),
+                cached: u.cached,
+            });
+            let finished = response
+                .candidates
+                .is_some_and(|c| c.iter().any(|c| c.finish_reason.is_some()));
+            self.complete = self.complete || finished;
+        }
+    }
+
     /// Reads a complete, non-streamed response body.
     pub fn read_body(&mut self, api: Api, body: &[u8]) {
         match api {
@@ -481,7 +675,15 @@ impl UsageReader {
                     self.complete = true;
                 }
             }
-            Api::CountTokens => {}
+            Api::Generate | Api::StreamGenerate => {
+                if let Ok(response) = serde_json::from_slice::<GeminiResponse>(body) {
+                    let had_usage = response.usage.is_some();
+                    self.gemini_response(response);
+                    // A whole answer's usage is final even without a finish reason.
+                    self.complete = self.complete || had_usage;
+                }
+            }
+            Api::CountTokens | Api::GeminiCountTokens => {}
         }
     }
 
@@ -525,7 +727,12 @@ impl UsageReader {
                     }
                 }
             }
-            Api::CountTokens => {}
+            Api::Generate | Api::StreamGenerate => {
+                if let Ok(response) = serde_json::from_slice::<GeminiResponse>(data) {
+                    self.gemini_response(response);
+                }
+            }
+            Api::CountTokens | Api::GeminiCountTokens => {}
         }
     }
 
@@ -762,5 +969,74 @@ mod tests {
         assert_eq!(anthropic["type"], "error");
         assert_eq!(anthropic["error"]["type"], "authentication_error");
         assert_eq!(anthropic["error"]["message"], "who?");
+    }
+
+    #[test]
+    fn gemini_usage_is_final_on_the_chunk_with_a_finish_reason_and_counts_thoughts_as_output() {
+        let mut reader = UsageReader::default();
+        reader.read_event(
+            Api::StreamGenerate,
+            br#"{"candidates":[{"content":{"parts":[{"text":"a"}]}}],"usageMetadata":{"promptTokenCount":50,"totalTokenCount":50}}"#,
+        );
+        assert!(!reader.complete, "running usage is not the last word");
+        reader.read_event(
+            Api::StreamGenerate,
+            br#"{"candidates":[{"content":{"parts":[{"text":"b"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":7,"thoughtsTokenCount":5,"cachedContentTokenCount":20}}"#,
+        );
+        assert!(reader.complete);
+        assert_eq!(
+            reader.counts(),
+            Some(Counts {
+                input: 50,
+                output: 12,
+                cached: 20
+            })
+        );
+        let mut whole = UsageReader::default();
+        whole.read_body(
+            Api::Generate,
+            br#"{"candidates":[],"usageMetadata":{"promptTokenCount":3,"candidatesTokenCount":1}}"#,
+        );
+        assert!(whole.complete);
+        assert_eq!(whole.counts().map(|c| c.output), Some(1));
+    }
+
+    #[test]
+    fn a_gemini_body_keeps_everything_but_the_nested_cap() {
+        let body = br#"{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"temperature":1,"maxOutputTokens":900}}"#;
+        let request = Request::parse_gemini(body, "gem".into(), true).unwrap();
+        assert_eq!(request.output_cap_for(Api::StreamGenerate), Some(900));
+        let out: Value = serde_json::from_slice(&request.rewrite_gemini(Some(40))).unwrap();
+        assert_eq!(
+            out,
+            json!({"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"temperature":1,"maxOutputTokens":40}})
+        );
+        assert_eq!(request.rewrite_gemini(None), body.to_vec());
+        let bare = Request::parse_gemini(br#"{"contents":[]}"#, "gem".into(), false).unwrap();
+        assert_eq!(bare.output_cap_for(Api::Generate), None);
+        let out: Value = serde_json::from_slice(&bare.rewrite_gemini(Some(8))).unwrap();
+        assert_eq!(out["generationConfig"]["maxOutputTokens"], 8);
+        assert_eq!(
+            Api::StreamGenerate.upstream_path("gemini-2.5-pro"),
+            "/models/gemini-2.5-pro:streamGenerateContent?alt=sse"
+        );
+    }
+
+    #[test]
+    fn gemini_refusals_and_cut_streams_take_geminis_error_shape() {
+        let budget = Refusal::Budget.body(Shape::Gemini, "over");
+        assert_eq!(
+            budget,
+            json!({"error": {"code": 429, "message": "over", "status": "RESOURCE_EXHAUSTED"}})
+        );
+        assert_eq!(Refusal::NoSuchPath.status(Shape::Gemini), 404);
+        assert_eq!(
+            Refusal::NoSuchPath.body(Shape::OpenAi, "no")["error"]["code"],
+            "unknown_url"
+        );
+        let cut = String::from_utf8(stream_error(Api::StreamGenerate, "timeout", "cut")).unwrap();
+        let data: Value = serde_json::from_str(cut.trim().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(data["error"]["message"], "cut");
+        assert_eq!(data["error"]["status"], "DEADLINE_EXCEEDED");
     }
 }

@@ -19,6 +19,8 @@ pub enum ProviderKind {
     Anthropic,
     /// Any server speaking OpenAI's formats (Ollama, vLLM, LiteLLM …).
     OpenaiCompatible,
+    /// Google's Gemini API (https://generativelanguage.googleapis.com), key in GEMINI_API_KEY.
+    Gemini,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -202,8 +204,9 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                     Some("openai") => Some(ProviderKind::Openai),
                     Some("anthropic") => Some(ProviderKind::Anthropic),
                     Some("openai-compatible") => Some(ProviderKind::OpenaiCompatible),
+                    Some("gemini") => Some(ProviderKind::Gemini),
                     Some(other) => {
-                        cx.error(k, &pf.path("kind"), format!("expected one of `openai`, `anthropic`, `openai-compatible`, found `{other}`"));
+                        cx.error(k, &pf.path("kind"), format!("expected one of `openai`, `anthropic`, `openai-compatible`, `gemini`, found `{other}`"));
                         None
                     }
                     None => None,

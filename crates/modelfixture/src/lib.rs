@@ -1,6 +1,7 @@
-//! A scripted model server for tests: it speaks the OpenAI Chat Completions, OpenAI Responses
-//! and Anthropic Messages wire formats, streaming or not, and answers from a script instead of
-//! a model.
+//! A scripted model server for tests: it speaks the OpenAI Chat Completions, OpenAI Responses,
+//! Anthropic Messages and Gemini (`generateContent`, `streamGenerateContent?alt=sse`,
+//! `countTokens` under `/v1beta/models/`) wire formats, streaming or not, and answers from a
+//! script instead of a model, function calls included.
 //!
 //! The model gateway, its budgets, its usage accounting and its rate-limit handling are tested
 //! end to end against this server instead of a paid API. A [`Script`] is a list of [`Step`]s,
@@ -39,6 +40,6 @@ mod server;
 mod wire;
 
 pub use error::Error;
-pub use script::{Script, Step};
+pub use script::{Script, Step, ToolCall};
 pub use server::{Fixture, FixtureOptions, Recorded, spawn, spawn_with};
 pub use wire::{Api, error_body};

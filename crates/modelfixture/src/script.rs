@@ -73,6 +73,26 @@ pub struct Step {
     /// delta before the fixture sent the last, without relying on timing.
     #[serde(default)]
     pub gate: bool,
+    /// A function call the model makes after its text, for agents' tool-call turns. Sent in
+    /// the Gemini (`functionCall` part, `finishReason: STOP`), Chat Completions (`tool_calls`,
+    /// `finish_reason: tool_calls`) and Anthropic Messages (`tool_use` block, `stop_reason:
+    /// tool_use`) formats.
+    #[serde(default)]
+    pub tool_call: Option<ToolCall>,
+}
+
+/// One function call in a scripted reply.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCall {
+    pub name: String,
+    /// The call's arguments, a JSON object.
+    #[serde(default = "empty_object")]
+    pub arguments: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 impl Step {
@@ -84,6 +104,23 @@ impl Step {
             output_tokens,
             cached_tokens,
             ..Step::default()
+        }
+    }
+
+    /// A reply that calls the function `name` with `arguments` after `text`.
+    pub fn call(
+        text: &str,
+        name: &str,
+        arguments: serde_json::Value,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Step {
+        Step {
+            tool_call: Some(ToolCall {
+                name: name.to_owned(),
+                arguments,
+            }),
+            ..Step::reply(text, input_tokens, output_tokens, 0)
         }
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -25,8 +25,9 @@ const MAX_BODY: usize = 64 * 1024 * 1024;
 /// How a fixture listens and whom it lets in.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct FixtureOptions {
-    /// When set, every request must carry this key as `Authorization: Bearer …` or
-    /// `x-api-key`, like a real provider; others get 401 in the route's error shape.
+    /// When set, every request must carry this key as `Authorization: Bearer …`, `x-api-key`
+    /// or (Gemini) `x-goog-api-key` or `key=`, like a real provider; others get 401 in the
+    /// route's error shape.
     pub api_key: Option<String>,
     /// The port on 127.0.0.1; 0 picks a free one.
     pub port: u16,
@@ -266,6 +267,7 @@ fn router(shared: Arc<Shared>) -> Router {
             ),
         )
         .route("/v1/messages/count_tokens", post(count_tokens))
+        .route("/v1beta/models/{target}", post(gemini))
         .route("/v1/models", get(models))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
@@ -289,10 +291,19 @@ fn record(shared: &Shared, method: &Method, uri: &Uri, headers: &HeaderMap, body
     });
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+fn authorized(shared: &Shared, headers: &HeaderMap, uri: &Uri) -> bool {
     let Some(key) = &shared.api_key else {
         return true;
     };
+    let google = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok());
+    let in_query = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair.strip_prefix("key=") == Some(key.as_str()));
+    if google == Some(key.as_str()) || in_query {
+        return true;
+    }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -330,6 +341,56 @@ fn next_step(shared: &Shared) -> Option<(u64, Step)> {
     Some((id, step))
 }
 
+/// A Gemini call, `/v1beta/models/{model}:{method}`: the model and whether to stream are in
+/// the path.
+async fn gemini(
+    State(shared): State<Arc<Shared>>,
+    Path(target): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (model, call) = target.split_once(':').unwrap_or((&target, ""));
+    let model = Some(model.to_owned());
+    match call {
+        "generateContent" => {
+            model_call_as(shared, Api::Generate, model, method, uri, headers, body).await
+        }
+        "streamGenerateContent" => {
+            model_call_as(
+                shared,
+                Api::StreamGenerate,
+                model,
+                method,
+                uri,
+                headers,
+                body,
+            )
+            .await
+        }
+        "countTokens" => {
+            record(&shared, &method, &uri, &headers, &body);
+            if !authorized(&shared, &headers, &uri) {
+                return error(Api::Generate, 401, "API key not valid");
+            }
+            if serde_json::from_slice::<Value>(&body).is_err() {
+                return error(Api::Generate, 400, "the body is not JSON");
+            }
+            let tokens = (body.len() as u64 / 4).max(1);
+            json_response(StatusCode::OK, &json!({ "totalTokens": tokens }))
+        }
+        other => {
+            record(&shared, &method, &uri, &headers, &body);
+            error(
+                Api::Generate,
+                404,
+                &format!("the fixture has no Gemini method `{other}`"),
+            )
+        }
+    }
+}
+
 async fn model_call(
     shared: Arc<Shared>,
     api: Api,
@@ -338,20 +399,39 @@ async fn model_call(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    model_call_as(shared, api, None, method, uri, headers, body).await
+}
+
+/// One model call; `path_model` is the model a Gemini path names.
+async fn model_call_as(
+    shared: Arc<Shared>,
+    api: Api,
+    path_model: Option<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     record(&shared, &method, &uri, &headers, &body);
     let under_way = UnderWay::new(&shared);
-    if !authorized(&shared, &headers) {
+    if !authorized(&shared, &headers, &uri) {
         return error(api, 401, "invalid api key");
     }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return error(api, 400, &format!("the body is not JSON: {e}")),
     };
-    let model = request["model"]
-        .as_str()
-        .unwrap_or("fixture-model")
-        .to_owned();
-    let stream = request["stream"].as_bool().unwrap_or(false);
+    let model = path_model.unwrap_or_else(|| {
+        request["model"]
+            .as_str()
+            .unwrap_or("fixture-model")
+            .to_owned()
+    });
+    let stream = match api {
+        Api::StreamGenerate => true,
+        Api::Generate => false,
+        _ => request["stream"].as_bool().unwrap_or(false),
+    };
     let include_usage = request["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
@@ -359,6 +439,7 @@ async fn model_call(
     let cap = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
         .iter()
         .filter_map(|field| request[field].as_u64())
+        .chain(request["generationConfig"]["maxOutputTokens"].as_u64())
         .min();
     let Some((id, mut step)) = next_step(&shared) else {
         let count = lock(&shared.requests).len();
@@ -461,7 +542,7 @@ async fn count_tokens(
     body: Bytes,
 ) -> Response {
     record(&shared, &method, &uri, &headers, &body);
-    if !authorized(&shared, &headers) {
+    if !authorized(&shared, &headers, &uri) {
         return error(Api::Messages, 401, "invalid x-api-key");
     }
     if serde_json::from_slice::<Value>(&body).is_err() {
@@ -479,7 +560,7 @@ async fn models(
     headers: HeaderMap,
 ) -> Response {
     record(&shared, &method, &uri, &headers, &Bytes::new());
-    if !authorized(&shared, &headers) {
+    if !authorized(&shared, &headers, &uri) {
         return error(Api::Chat, 401, "invalid api key");
     }
     json_response(

@@ -1,5 +1,5 @@
-//! The three wire formats the fixture speaks: bodies, stream events and error shapes, built the
-//! way OpenAI and Anthropic send them.
+//! The wire formats the fixture speaks: bodies, stream events and error shapes, built the way
+//! OpenAI, Anthropic and Google's Gemini API send them.
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -15,6 +15,10 @@ pub enum Api {
     Responses,
     /// Anthropic Messages, `POST /v1/messages`.
     Messages,
+    /// Gemini, `POST /v1beta/models/{model}:generateContent`.
+    Generate,
+    /// Gemini, `POST /v1beta/models/{model}:streamGenerateContent?alt=sse`.
+    StreamGenerate,
 }
 
 /// A fixed creation time, so answers are reproducible.
@@ -69,10 +73,89 @@ impl Reply<'_> {
         })
     }
 
+    fn call_arguments(&self) -> Option<(&str, String)> {
+        self.step
+            .tool_call
+            .as_ref()
+            .map(|c| (c.name.as_str(), c.arguments.to_string()))
+    }
+
+    fn chat_tool_calls(&self) -> Value {
+        match self.call_arguments() {
+            Some((name, arguments)) => json!([{
+                "id": format!("call_fixture_{}", self.id),
+                "type": "function",
+                "function": {"name": name, "arguments": arguments}
+            }]),
+            None => Value::Null,
+        }
+    }
+
+    fn gemini_usage(&self, final_counts: bool) -> Value {
+        let s = self.step;
+        let output = if final_counts { s.output_tokens } else { 0 };
+        json!({
+            "promptTokenCount": s.input_tokens,
+            "candidatesTokenCount": output,
+            "totalTokenCount": s.input_tokens + output,
+            "cachedContentTokenCount": s.cached_tokens
+        })
+    }
+
+    fn gemini_chunk(&self, parts: Value, finish: bool) -> Value {
+        let mut candidate = json!({
+            "content": {"role": "model", "parts": parts},
+            "index": 0
+        });
+        if finish {
+            candidate["finishReason"] = json!("STOP");
+        }
+        json!({
+            "candidates": [candidate],
+            "usageMetadata": self.gemini_usage(finish),
+            "modelVersion": self.model,
+            "responseId": format!("fixture-{}", self.id)
+        })
+    }
+
+    fn gemini_call_part(&self) -> Option<Value> {
+        self.step
+            .tool_call
+            .as_ref()
+            .map(|c| json!({"functionCall": {"name": c.name, "args": c.arguments}}))
+    }
+
     /// The whole answer of a request that did not ask to stream.
     pub fn body(&self, api: Api) -> Value {
         let text = &self.step.reply;
         match api {
+            Api::Generate | Api::StreamGenerate => {
+                let mut parts = Vec::new();
+                if !text.is_empty() {
+                    parts.push(json!({"text": text}));
+                }
+                parts.extend(self.gemini_call_part());
+                self.gemini_chunk(Value::Array(parts), true)
+            }
+            Api::Chat if self.step.tool_call.is_some() => json!({
+                "id": format!("chatcmpl-fixture-{}", self.id),
+                "object": "chat.completion",
+                "created": CREATED,
+                "model": self.model,
+                "choices": [{
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": if text.is_empty() { Value::Null } else { json!(text) },
+                        "tool_calls": self.chat_tool_calls(),
+                        "refusal": null
+                    },
+                    "logprobs": null,
+                    "finish_reason": "tool_calls"
+                }],
+                "usage": self.chat_usage(),
+                "system_fingerprint": null
+            }),
             Api::Chat => json!({
                 "id": format!("chatcmpl-fixture-{}", self.id),
                 "object": "chat.completion",
@@ -93,12 +176,25 @@ impl Reply<'_> {
                 "type": "message",
                 "role": "assistant",
                 "model": self.model,
-                "content": [{"type": "text", "text": text}],
-                "stop_reason": "end_turn",
+                "content": self.messages_content(),
+                "stop_reason": if self.step.tool_call.is_some() { "tool_use" } else { "end_turn" },
                 "stop_sequence": null,
                 "usage": self.anthropic_usage(self.step.output_tokens)
             }),
         }
+    }
+
+    fn messages_content(&self) -> Value {
+        let mut content = vec![json!({"type": "text", "text": self.step.reply})];
+        if let Some(call) = &self.step.tool_call {
+            content.push(json!({
+                "type": "tool_use",
+                "id": format!("toolu_fixture_{}", self.id),
+                "name": call.name,
+                "input": call.arguments
+            }));
+        }
+        Value::Array(content)
     }
 
     fn response_object(&self, status: &str, text: Option<&str>) -> Value {
@@ -149,6 +245,26 @@ impl Reply<'_> {
             Api::Chat => self.chat_stream(&pieces, include_usage),
             Api::Responses => self.responses_stream(&pieces),
             Api::Messages => self.messages_stream(&pieces),
+            Api::Generate | Api::StreamGenerate => self.gemini_stream(&pieces),
+        }
+    }
+
+    /// Gemini streams whole `GenerateContentResponse`s, each with the running usage; the last
+    /// has the finish reason, the final usage and any function call.
+    fn gemini_stream(&self, pieces: &[&str]) -> Stream {
+        let event = |value: Value| Bytes::from(format!("data: {value}\r\n\r\n"));
+        let deltas = pieces
+            .iter()
+            .map(|p| event(self.gemini_chunk(json!([{"text": p}]), false)))
+            .collect();
+        let last = match self.gemini_call_part() {
+            Some(call) => json!([call]),
+            None => json!([{"text": ""}]),
+        };
+        Stream {
+            head: Vec::new(),
+            deltas,
+            tail: vec![event(self.gemini_chunk(last, true))],
         }
     }
 
@@ -188,7 +304,30 @@ impl Reply<'_> {
                 )
             })
             .collect();
-        let mut tail = vec![self.chat_chunk(choice(json!({}), json!("stop")), include_usage, None)];
+        let mut tail = Vec::new();
+        let mut finish = "stop";
+        if let Some((name, arguments)) = self.call_arguments() {
+            finish = "tool_calls";
+            let id = format!("call_fixture_{}", self.id);
+            tail.push(self.chat_chunk(
+                choice(
+                    json!({"tool_calls": [{"index": 0, "id": id, "type": "function",
+                        "function": {"name": name, "arguments": ""}}]}),
+                    Value::Null,
+                ),
+                include_usage,
+                None,
+            ));
+            tail.push(self.chat_chunk(
+                choice(
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
+                    Value::Null,
+                ),
+                include_usage,
+                None,
+            ));
+        }
+        tail.push(self.chat_chunk(choice(json!({}), json!(finish)), include_usage, None));
         if include_usage {
             tail.push(self.chat_chunk(json!([]), true, Some(self.chat_usage())));
         }
@@ -303,17 +442,32 @@ impl Reply<'_> {
                 )
             })
             .collect();
-        let tail = vec![
-            event("content_block_stop", json!({"index": 0})),
+        let mut tail = vec![event("content_block_stop", json!({"index": 0}))];
+        let mut stop = "end_turn";
+        if let Some(call) = &self.step.tool_call {
+            stop = "tool_use";
+            tail.push(event(
+                "content_block_start",
+                json!({"index": 1, "content_block": {"type": "tool_use",
+                    "id": format!("toolu_fixture_{}", self.id), "name": call.name, "input": {}}}),
+            ));
+            tail.push(event(
+                "content_block_delta",
+                json!({"index": 1, "delta": {"type": "input_json_delta",
+                    "partial_json": call.arguments.to_string()}}),
+            ));
+            tail.push(event("content_block_stop", json!({"index": 1})));
+        }
+        tail.extend([
             event(
                 "message_delta",
                 json!({
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                    "delta": {"stop_reason": stop, "stop_sequence": null},
                     "usage": {"output_tokens": self.step.output_tokens}
                 }),
             ),
             event("message_stop", json!({})),
-        ];
+        ]);
         Stream { head, deltas, tail }
     }
 }
@@ -353,6 +507,7 @@ pub fn error_body_with(api: Api, status: u16, message: &str, code: Option<&str>)
                 body["error"]["code"] = json!(code);
             }
             Api::Messages => body["error"]["type"] = json!(code),
+            Api::Generate | Api::StreamGenerate => body["error"]["status"] = json!(code),
         }
     }
     body
@@ -383,6 +538,19 @@ fn plain_error_body(api: Api, status: u16, message: &str) -> Value {
                 _ => "invalid_request_error",
             };
             json!({"type": "error", "error": {"type": kind, "message": message}})
+        }
+        Api::Generate | Api::StreamGenerate => {
+            let status_name = match status {
+                400 => "INVALID_ARGUMENT",
+                401 => "UNAUTHENTICATED",
+                403 => "PERMISSION_DENIED",
+                404 => "NOT_FOUND",
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                504 => "DEADLINE_EXCEEDED",
+                _ => "INTERNAL",
+            };
+            json!({"error": {"code": status, "message": message, "status": status_name}})
         }
     }
 }
@@ -466,5 +634,41 @@ mod tests {
         assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
         assert!(text.contains("event: response.completed\n"));
         assert!(text.contains("\"cached_tokens\":1"));
+    }
+
+    #[test]
+    fn gemini_streams_whole_responses_and_ends_with_the_call_and_final_usage() {
+        let step = Step::call("let me", "write_file", json!({"path": "a"}), 9, 4);
+        let reply = Reply {
+            id: 3,
+            model: "gem",
+            step: &step,
+        };
+        let stream = reply.stream(Api::StreamGenerate, false);
+        assert!(stream.head.is_empty());
+        assert_eq!(stream.deltas.len(), 2);
+        let text = text_of(&stream);
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+        let last: Value =
+            serde_json::from_str(text.trim_end().rsplit("data: ").next().unwrap()).unwrap();
+        let candidate = &last["candidates"][0];
+        assert_eq!(candidate["finishReason"], "STOP");
+        assert_eq!(
+            candidate["content"]["parts"][0]["functionCall"]["name"],
+            "write_file"
+        );
+        assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 4);
+        assert_eq!(last["usageMetadata"]["promptTokenCount"], 9);
+        let chat = reply.body(Api::Chat);
+        assert_eq!(chat["choices"][0]["finish_reason"], "tool_calls");
+        assert_eq!(
+            chat["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+            r#"{"path":"a"}"#
+        );
+        let messages = reply.body(Api::Messages);
+        assert_eq!(messages["stop_reason"], "tool_use");
+        assert_eq!(messages["content"][1]["input"]["path"], "a");
+        let error = error_body_with(Api::Generate, 429, "slow down", None);
+        assert_eq!(error["error"]["status"], "RESOURCE_EXHAUSTED");
     }
 }

@@ -4,6 +4,7 @@
 mod apis;
 mod auth;
 mod budgets;
+mod gemini;
 mod quota;
 mod reservations;
 mod retries;

@@ -161,8 +161,10 @@ async fn unknown_models_wrong_apis_and_bad_bodies_get_clear_answers() {
         error["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("serves /v1/chat")
+            .contains("does not serve POST /v1/embeddings; it serves POST /v1/chat"),
+        "{error}"
     );
+    assert_eq!(error["error"]["code"], "unknown_url", "{error}");
     assert!(s.fixture.requests().is_empty());
 }
 

@@ -590,7 +590,7 @@ fn broken_models_point_at_the_problem() {
     check(
         CONFIG_FILE,
         &with("kind: anthropic,", "kind: claude,"),
-        "8:25: spec.models.providers.anthropic.kind: expected one of `openai`, `anthropic`, `openai-compatible`, found `claude`",
+        "8:25: spec.models.providers.anthropic.kind: expected one of `openai`, `anthropic`, `openai-compatible`, `gemini`, found `claude`",
     );
     check(
         CONFIG_FILE,
