@@ -1,6 +1,7 @@
 //! The service loop: decide, act, record, wait.
 
 mod calls;
+mod held;
 mod jobs;
 mod merges;
 
@@ -23,6 +24,7 @@ use tokio::sync::{mpsc, watch};
 use workspace::Workspaces;
 
 use crate::{Error, Setup};
+use held::{Held, Taken, WRITE_BEHIND};
 use jobs::{JobContext, Jobs, Removal, Work};
 
 /// Whether `run` returns once there is nothing left to do.
@@ -107,13 +109,9 @@ pub struct Engine {
     /// Something the scheduler looks at changed since it last decided. Deciding walks every
     /// task, so the loop decides only when this is set or the scheduler's wake-up is due.
     dirty: bool,
-    /// Executor updates reported but not yet written: see [`WRITE_BEHIND`].
-    pending: Vec<Change>,
-    /// Ended executions not yet written, each with what its end makes of its task: see
-    /// [`Engine::hold`]. Written before anything else the engine writes.
-    ends: Vec<Vec<Change>>,
-    /// When `pending` and `ends` must be written at the latest.
-    flush_at: Option<Instant>,
+    /// Executor updates and ended executions not yet written: see `held.rs`. Held ends are
+    /// written before anything else the engine writes.
+    held: Held,
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
     recheck_at: Option<Instant>,
@@ -151,14 +149,6 @@ const REMOVAL_RETRY: StdDuration = StdDuration::from_secs(1);
 
 /// How often changes written by other processes (the CLI) are picked up.
 const FOLLOW_INTERVAL: StdDuration = StdDuration::from_millis(250);
-
-/// How long an execution's progress updates (preparing, running, process started and exited,
-/// validated) may wait before they are written. They are written together with the execution's
-/// end when it comes sooner, which makes a short execution cost one transaction instead of four
-/// or five. Nothing depends on them being written sooner: the engine keeps the live state in
-/// memory, a crash finds the execution active either way, and every change still becomes an
-/// event in the same transaction as its projection.
-const WRITE_BEHIND: StdDuration = StdDuration::from_millis(50);
 
 /// The longest the engine waits, when it stops, for the gateway to settle answers it is still
 /// reading after their agents left.
@@ -204,9 +194,7 @@ impl Engine {
             own_seqs: BTreeSet::new(),
             summary: RunSummary::default(),
             dirty: true,
-            pending: Vec::new(),
-            ends: Vec::new(),
-            flush_at: None,
+            held: Held::default(),
             recheck_at: None,
             busy_worktrees: BTreeSet::new(),
             removals_tried: None,
@@ -335,7 +323,10 @@ impl Engine {
                     + until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
                 let recheck = self.recheck_at.filter(|_| !stopping);
                 let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
-                for at in [self.flush_at, recheck, budget_stop].into_iter().flatten() {
+                for at in [self.held.due(), recheck, budget_stop]
+                    .into_iter()
+                    .flatten()
+                {
                     deadline = deadline.min(at);
                 }
                 nap.as_mut().reset(deadline.into());
@@ -377,7 +368,7 @@ impl Engine {
                 // is held back together with the claims it makes, so flushing now would cost a
                 // transaction of its own.
                 let deciding_next = self.dirty && !stopping;
-                if !deciding_next && self.flush_at.is_some_and(|at| Instant::now() >= at) {
+                if !deciding_next && self.held.is_due(Instant::now()) {
                     self.flush().await?;
                 }
                 if last_follow.elapsed() >= FOLLOW_INTERVAL {
@@ -509,7 +500,7 @@ impl Engine {
         self.dirty = again;
         // Ends the decision did not take along with a claim are written now: an ended
         // execution waits for no more than the decision that follows it.
-        if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+        if self.held.is_due(Instant::now()) {
             self.flush().await?;
         }
         Ok(decision.next_wakeup)
@@ -790,14 +781,14 @@ impl Engine {
         });
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
-        let (progress, ends) = self.take_held();
-        let mut batch = joined(&progress, &ends);
+        let taken = self.held.take();
+        let mut batch = taken.joined();
         batch.extend(claim.iter().cloned());
         let mut result = apply_waiting(&*self.store, "engine", || now, batch).await;
-        if result.is_err() && !(progress.is_empty() && ends.is_empty()) {
+        if result.is_err() && !taken.is_empty() {
             // Any part may be what failed: record the held changes on their own first, then
             // try the claim alone.
-            self.write_held(progress, ends).await?;
+            self.write_held(taken).await?;
             result = apply_waiting(&*self.store, "engine", || now, claim).await;
         }
         let applied = match result {
@@ -908,11 +899,12 @@ impl Engine {
     /// Takes in a batch of executor updates. Progress is held back for at most [`WRITE_BEHIND`];
     /// an execution's end is written at once, together with everything held back.
     async fn record_updates(&mut self, batch: Vec<Update>) -> Result<(), Error> {
+        let now = Instant::now();
         for update in batch {
             match update {
-                Update::Preparing { id } => {
-                    self.pending.push(set_state(id, ExecutionState::Preparing))
-                }
+                Update::Preparing { id } => self
+                    .held
+                    .progress(set_state(id, ExecutionState::Preparing), now),
                 Update::Workspace {
                     id: _,
                     task,
@@ -924,7 +916,8 @@ impl Engine {
                         .task(task)
                         .is_some_and(|t| t.branch.as_deref() != Some(&branch))
                     {
-                        self.pending.push(Change::SetBranch { id: task, branch });
+                        self.held
+                            .progress(Change::SetBranch { id: task, branch }, now);
                     }
                 }
                 Update::ProcessStarted {
@@ -934,19 +927,23 @@ impl Engine {
                     log_path,
                 } => {
                     if iteration == 1 {
-                        self.pending.push(set_state(id, ExecutionState::Running));
+                        self.held
+                            .progress(set_state(id, ExecutionState::Running), now);
                     }
-                    self.pending.push(Change::ProcessStarted {
-                        id,
-                        pid,
-                        iteration,
-                        log_path: Some(log_path),
-                    });
+                    self.held.progress(
+                        Change::ProcessStarted {
+                            id,
+                            pid,
+                            iteration,
+                            log_path: Some(log_path),
+                        },
+                        now,
+                    );
                     // A process now runs against its timeout and stall limits, so the scheduler
                     // must plan when to look at it; but not at once. Most short processes end
                     // within WRITE_BEHIND, and their end makes the scheduler look anyway, so
                     // deciding now would be wasted. At worst a kill comes WRITE_BEHIND late.
-                    self.recheck_at.get_or_insert(Instant::now() + WRITE_BEHIND);
+                    self.recheck_at.get_or_insert(now + WRITE_BEHIND);
                 }
                 Update::ProcessExited {
                     id,
@@ -954,16 +951,19 @@ impl Engine {
                     exit_code,
                     signal,
                 } => {
-                    self.pending.push(Change::ProcessExited {
-                        id,
-                        iteration,
-                        exit_code,
-                        signal,
-                    });
+                    self.held.progress(
+                        Change::ProcessExited {
+                            id,
+                            iteration,
+                            exit_code,
+                            signal,
+                        },
+                        now,
+                    );
                 }
-                Update::Validating { id, .. } => {
-                    self.pending.push(set_state(id, ExecutionState::Validating))
-                }
+                Update::Validating { id, .. } => self
+                    .held
+                    .progress(set_state(id, ExecutionState::Validating), now),
                 Update::Validated {
                     id,
                     iteration,
@@ -974,20 +974,23 @@ impl Engine {
                     if let Some(active) = self.active.get_mut(&id) {
                         active.validated = passed;
                     }
-                    self.pending.push(Change::Validated {
-                        id,
-                        iteration,
-                        score,
-                        passed,
-                        results,
-                    });
+                    self.held.progress(
+                        Change::Validated {
+                            id,
+                            iteration,
+                            score,
+                            passed,
+                            results,
+                        },
+                        now,
+                    );
                 }
-                Update::NextIteration { id } => {
-                    self.pending.push(set_state(id, ExecutionState::Running))
-                }
-                Update::Committed { id, branch, commit } => {
-                    self.pending.push(Change::Committed { id, branch, commit })
-                }
+                Update::NextIteration { id } => self
+                    .held
+                    .progress(set_state(id, ExecutionState::Running), now),
+                Update::Committed { id, branch, commit } => self
+                    .held
+                    .progress(Change::Committed { id, branch, commit }, now),
                 Update::Finished {
                     id,
                     state,
@@ -999,24 +1002,13 @@ impl Engine {
                 }
             }
         }
-        if !self.pending.is_empty() && self.flush_at.is_none() {
-            self.flush_at = Some(Instant::now() + WRITE_BEHIND);
-        }
         Ok(())
     }
 
     /// Writes everything held back so far: progress, then ends.
     async fn flush(&mut self) -> Result<(), Error> {
-        let (progress, ends) = self.take_held();
-        self.write_held(progress, ends).await
-    }
-
-    fn take_held(&mut self) -> (Vec<Change>, Vec<Vec<Change>>) {
-        self.flush_at = None;
-        (
-            std::mem::take(&mut self.pending),
-            std::mem::take(&mut self.ends),
-        )
+        let taken = self.held.take();
+        self.write_held(taken).await
     }
 
     /// Writes held progress and ends, in one transaction when it can. Otherwise progress goes
@@ -1024,20 +1016,16 @@ impl Engine {
     /// end whose task changed meanwhile (a cancel from the CLI) is recorded without what it
     /// would have made of the task, which is reloaded from the store. An end that cannot be
     /// recorded at all is an error: the engine must not go on as if the execution ran.
-    async fn write_held(
-        &mut self,
-        progress: Vec<Change>,
-        ends: Vec<Vec<Change>>,
-    ) -> Result<(), Error> {
-        if progress.is_empty() && ends.is_empty() {
+    async fn write_held(&mut self, taken: Taken) -> Result<(), Error> {
+        if taken.is_empty() {
             return Ok(());
         }
-        match self.apply("engine", joined(&progress, &ends)).await {
+        match self.apply("engine", taken.joined()).await {
             Ok(_) => return Ok(()),
             Err(e) => tracing::debug!("writing held changes together failed: {e}"),
         }
-        self.apply_tolerant(progress).await?;
-        for end in ends {
+        self.apply_tolerant(taken.progress).await?;
+        for end in taken.ends {
             if self.apply("engine", end.clone()).await.is_ok() {
                 continue;
             }
@@ -1191,7 +1179,7 @@ impl Engine {
         // An ended task's branch is merged into its parent and its worktree removed by a job,
         // which reads the store: the end is written first. Until the job reports, the parent
         // is busy, so its resume finds the merge done.
-        self.ends.push(changes);
+        self.held.end(changes, Instant::now());
         self.flush().await?;
         self.after_task_ended(task_id);
         Ok(())
@@ -1257,8 +1245,7 @@ impl Engine {
                 _ => {}
             }
         }
-        self.ends.push(changes);
-        self.flush_at = Some(Instant::now());
+        self.held.end(changes, Instant::now());
     }
 
     /// What becomes of a running task when its execution ends, as changes to record with the
@@ -1789,15 +1776,6 @@ async fn apply_waiting(
             }
         }
     }
-}
-
-/// Held progress, then held ends, as one batch.
-fn joined(progress: &[Change], ends: &[Vec<Change>]) -> Vec<Change> {
-    progress
-        .iter()
-        .chain(ends.iter().flatten())
-        .cloned()
-        .collect()
 }
 
 fn set_state(id: ExecutionId, to: ExecutionState) -> Change {
