@@ -1,6 +1,8 @@
 //! The service loop: decide, act, record, wait.
 
 mod calls;
+mod held;
+mod jobs;
 mod merges;
 
 use std::collections::{BTreeSet, HashMap};
@@ -22,6 +24,8 @@ use tokio::sync::{mpsc, watch};
 use workspace::Workspaces;
 
 use crate::{Error, Setup};
+use held::{Held, Taken, WRITE_BEHIND};
+use jobs::{JobContext, Jobs, Removal, Work};
 
 /// Whether `run` returns once there is nothing left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,13 +109,9 @@ pub struct Engine {
     /// Something the scheduler looks at changed since it last decided. Deciding walks every
     /// task, so the loop decides only when this is set or the scheduler's wake-up is due.
     dirty: bool,
-    /// Executor updates reported but not yet written: see [`WRITE_BEHIND`].
-    pending: Vec<Change>,
-    /// Ended executions not yet written, each with what its end makes of its task: see
-    /// [`Engine::hold`]. Written before anything else the engine writes.
-    ends: Vec<Vec<Change>>,
-    /// When `pending` and `ends` must be written at the latest.
-    flush_at: Option<Instant>,
+    /// Executor updates and ended executions not yet written: see `held.rs`. Held ends are
+    /// written before anything else the engine writes.
+    held: Held,
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
     recheck_at: Option<Instant>,
@@ -122,6 +122,26 @@ pub struct Engine {
     /// For each paused provider, the execution whose request started the pause: its end is
     /// recorded there.
     paused_by: HashMap<String, ExecutionId>,
+    /// Merges and worktree removals running off the loop: see `jobs.rs`.
+    jobs: Jobs,
+    /// Where jobs report; taken by the loop when it starts.
+    job_reports: Option<mpsc::UnboundedReceiver<jobs::Report>>,
+    /// Ended executions whose end waits for the merges into their task that the end asked for
+    /// (see [`Engine::finish`]), by task.
+    parked: HashMap<TaskId, ParkedEnd>,
+    /// Shutdown was asked for: no new execution starts, and no new worktree removal.
+    stopping: bool,
+}
+
+/// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
+/// before its task is settled, so that its validators' verdict is not taken for a tree that
+/// changed under them. The execution's processes are gone and its token revoked; the store
+/// still calls it active until the end is written, so a crash meanwhile finds it lost.
+struct ParkedEnd {
+    finish: Change,
+    end: ExecutionEnd,
+    /// Merges made for it so far that changed the task's tree.
+    changed: u32,
 }
 
 /// How often the worktrees that were busy are tried again.
@@ -129,14 +149,6 @@ const REMOVAL_RETRY: StdDuration = StdDuration::from_secs(1);
 
 /// How often changes written by other processes (the CLI) are picked up.
 const FOLLOW_INTERVAL: StdDuration = StdDuration::from_millis(250);
-
-/// How long an execution's progress updates (preparing, running, process started and exited,
-/// validated) may wait before they are written. They are written together with the execution's
-/// end when it comes sooner, which makes a short execution cost one transaction instead of four
-/// or five. Nothing depends on them being written sooner: the engine keeps the live state in
-/// memory, a crash finds the execution active either way, and every change still becomes an
-/// event in the same transaction as its projection.
-const WRITE_BEHIND: StdDuration = StdDuration::from_millis(50);
 
 /// The longest the engine waits, when it stops, for the gateway to settle answers it is still
 /// reading after their agents left.
@@ -160,6 +172,15 @@ impl Engine {
             .workspace
             .clone()
             .map(|cfg| Arc::new(Workspaces::new(cfg)));
+        let (report_tx, report_rx) = mpsc::unbounded_channel();
+        let context = workspaces.clone().map(|workspaces| JobContext {
+            store: store.clone(),
+            workspaces,
+            agents: setup.agents.clone(),
+            state_dir: options.state_dir.clone(),
+            run_dir: options.run_dir.clone(),
+            agentgrid_bin: options.agentgrid_bin.clone(),
+        });
         Engine {
             gateway: None,
             store,
@@ -173,13 +194,15 @@ impl Engine {
             own_seqs: BTreeSet::new(),
             summary: RunSummary::default(),
             dirty: true,
-            pending: Vec::new(),
-            ends: Vec::new(),
-            flush_at: None,
+            held: Held::default(),
             recheck_at: None,
             busy_worktrees: BTreeSet::new(),
             removals_tried: None,
             paused_by: HashMap::new(),
+            jobs: Jobs::new(context, report_tx),
+            job_reports: Some(report_rx),
+            parked: HashMap::new(),
+            stopping: false,
         }
     }
 
@@ -252,6 +275,7 @@ impl Engine {
                 ))
             })?,
         );
+        let mut job_rx = self.job_reports.take().expect("an engine serves once");
         tokio::pin!(shutdown);
         let mut stopping = false;
         let mut last_follow = Instant::now();
@@ -268,12 +292,16 @@ impl Engine {
                 if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
                     wakeup = self.decide_and_act(now, &update_tx, &control).await?;
                 }
-                if stopping && self.active.is_empty() {
+                // Jobs in flight are waited for: a merge is a recorded step that should end
+                // before the engine does, and a job cannot be cut short without leaving its
+                // hook's processes behind. (Removals not yet started are left to the next start.)
+                if stopping && self.active.is_empty() && self.jobs.is_empty() {
                     break;
                 }
                 if !stopping
                     && self.options.mode == RunMode::UntilIdle
                     && self.active.is_empty()
+                    && self.jobs.is_empty()
                     && wakeup.is_none()
                 {
                     self.flush().await?;
@@ -295,7 +323,10 @@ impl Engine {
                     + until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
                 let recheck = self.recheck_at.filter(|_| !stopping);
                 let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
-                for at in [self.flush_at, recheck, budget_stop].into_iter().flatten() {
+                for at in [self.held.due(), recheck, budget_stop]
+                    .into_iter()
+                    .flatten()
+                {
                     deadline = deadline.min(at);
                 }
                 nap.as_mut().reset(deadline.into());
@@ -308,6 +339,7 @@ impl Engine {
                         self.record_updates(batch).await?;
                     }
                     Some(call) = call_rx.recv() => self.answer_call(call).await?,
+                    Some(report) = job_rx.recv() => self.job_done(report).await?,
                     Some(notice) = notice_rx.recv() => {
                         let mut batch = vec![notice];
                         while let Ok(more) = notice_rx.try_recv() {
@@ -318,6 +350,8 @@ impl Engine {
                     _ = &mut nap => {}
                     _ = &mut shutdown, if !stopping => {
                         stopping = true;
+                        self.stopping = true;
+                        self.jobs.drop_queued_removals();
                         self.summary.interrupted = true;
                         for active in self.active.values() {
                             // One already over budget ends as such, grace or not.
@@ -334,13 +368,13 @@ impl Engine {
                 // is held back together with the claims it makes, so flushing now would cost a
                 // transaction of its own.
                 let deciding_next = self.dirty && !stopping;
-                if !deciding_next && self.flush_at.is_some_and(|at| Instant::now() >= at) {
+                if !deciding_next && self.held.is_due(Instant::now()) {
                     self.flush().await?;
                 }
                 if last_follow.elapsed() >= FOLLOW_INTERVAL {
                     self.follow().await?;
                     last_follow = Instant::now();
-                    self.retry_removals().await;
+                    self.retry_removals();
                 }
             }
             Ok::<(), Error>(())
@@ -459,14 +493,14 @@ impl Engine {
                         }],
                     )
                     .await?;
-                    self.after_task_ended(task).await;
+                    self.after_task_ended(task);
                 }
             }
         }
         self.dirty = again;
         // Ends the decision did not take along with a claim are written now: an ended
         // execution waits for no more than the decision that follows it.
-        if self.flush_at.is_some_and(|at| Instant::now() >= at) {
+        if self.held.is_due(Instant::now()) {
             self.flush().await?;
         }
         Ok(decision.next_wakeup)
@@ -701,6 +735,7 @@ impl Engine {
 
     /// Keeps the snapshot's active list (which the scheduler reads) in step with live state.
     fn refresh_active_view(&mut self) {
+        self.snapshot.busy_workspaces = self.jobs.busy();
         self.snapshot.active.clear();
         for (id, a) in &self.active {
             self.snapshot.active.push(ActiveExecution {
@@ -746,14 +781,14 @@ impl Engine {
         });
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
-        let (progress, ends) = self.take_held();
-        let mut batch = joined(&progress, &ends);
+        let taken = self.held.take();
+        let mut batch = taken.joined();
         batch.extend(claim.iter().cloned());
         let mut result = apply_waiting(&*self.store, "engine", || now, batch).await;
-        if result.is_err() && !(progress.is_empty() && ends.is_empty()) {
+        if result.is_err() && !taken.is_empty() {
             // Any part may be what failed: record the held changes on their own first, then
             // try the claim alone.
-            self.write_held(progress, ends).await?;
+            self.write_held(taken).await?;
             result = apply_waiting(&*self.store, "engine", || now, claim).await;
         }
         let applied = match result {
@@ -864,11 +899,12 @@ impl Engine {
     /// Takes in a batch of executor updates. Progress is held back for at most [`WRITE_BEHIND`];
     /// an execution's end is written at once, together with everything held back.
     async fn record_updates(&mut self, batch: Vec<Update>) -> Result<(), Error> {
+        let now = Instant::now();
         for update in batch {
             match update {
-                Update::Preparing { id } => {
-                    self.pending.push(set_state(id, ExecutionState::Preparing))
-                }
+                Update::Preparing { id } => self
+                    .held
+                    .progress(set_state(id, ExecutionState::Preparing), now),
                 Update::Workspace {
                     id: _,
                     task,
@@ -880,7 +916,8 @@ impl Engine {
                         .task(task)
                         .is_some_and(|t| t.branch.as_deref() != Some(&branch))
                     {
-                        self.pending.push(Change::SetBranch { id: task, branch });
+                        self.held
+                            .progress(Change::SetBranch { id: task, branch }, now);
                     }
                 }
                 Update::ProcessStarted {
@@ -890,19 +927,23 @@ impl Engine {
                     log_path,
                 } => {
                     if iteration == 1 {
-                        self.pending.push(set_state(id, ExecutionState::Running));
+                        self.held
+                            .progress(set_state(id, ExecutionState::Running), now);
                     }
-                    self.pending.push(Change::ProcessStarted {
-                        id,
-                        pid,
-                        iteration,
-                        log_path: Some(log_path),
-                    });
+                    self.held.progress(
+                        Change::ProcessStarted {
+                            id,
+                            pid,
+                            iteration,
+                            log_path: Some(log_path),
+                        },
+                        now,
+                    );
                     // A process now runs against its timeout and stall limits, so the scheduler
                     // must plan when to look at it; but not at once. Most short processes end
                     // within WRITE_BEHIND, and their end makes the scheduler look anyway, so
                     // deciding now would be wasted. At worst a kill comes WRITE_BEHIND late.
-                    self.recheck_at.get_or_insert(Instant::now() + WRITE_BEHIND);
+                    self.recheck_at.get_or_insert(now + WRITE_BEHIND);
                 }
                 Update::ProcessExited {
                     id,
@@ -910,16 +951,19 @@ impl Engine {
                     exit_code,
                     signal,
                 } => {
-                    self.pending.push(Change::ProcessExited {
-                        id,
-                        iteration,
-                        exit_code,
-                        signal,
-                    });
+                    self.held.progress(
+                        Change::ProcessExited {
+                            id,
+                            iteration,
+                            exit_code,
+                            signal,
+                        },
+                        now,
+                    );
                 }
-                Update::Validating { id, .. } => {
-                    self.pending.push(set_state(id, ExecutionState::Validating))
-                }
+                Update::Validating { id, .. } => self
+                    .held
+                    .progress(set_state(id, ExecutionState::Validating), now),
                 Update::Validated {
                     id,
                     iteration,
@@ -930,20 +974,23 @@ impl Engine {
                     if let Some(active) = self.active.get_mut(&id) {
                         active.validated = passed;
                     }
-                    self.pending.push(Change::Validated {
-                        id,
-                        iteration,
-                        score,
-                        passed,
-                        results,
-                    });
+                    self.held.progress(
+                        Change::Validated {
+                            id,
+                            iteration,
+                            score,
+                            passed,
+                            results,
+                        },
+                        now,
+                    );
                 }
-                Update::NextIteration { id } => {
-                    self.pending.push(set_state(id, ExecutionState::Running))
-                }
-                Update::Committed { id, branch, commit } => {
-                    self.pending.push(Change::Committed { id, branch, commit })
-                }
+                Update::NextIteration { id } => self
+                    .held
+                    .progress(set_state(id, ExecutionState::Running), now),
+                Update::Committed { id, branch, commit } => self
+                    .held
+                    .progress(Change::Committed { id, branch, commit }, now),
                 Update::Finished {
                     id,
                     state,
@@ -955,24 +1002,13 @@ impl Engine {
                 }
             }
         }
-        if !self.pending.is_empty() && self.flush_at.is_none() {
-            self.flush_at = Some(Instant::now() + WRITE_BEHIND);
-        }
         Ok(())
     }
 
     /// Writes everything held back so far: progress, then ends.
     async fn flush(&mut self) -> Result<(), Error> {
-        let (progress, ends) = self.take_held();
-        self.write_held(progress, ends).await
-    }
-
-    fn take_held(&mut self) -> (Vec<Change>, Vec<Vec<Change>>) {
-        self.flush_at = None;
-        (
-            std::mem::take(&mut self.pending),
-            std::mem::take(&mut self.ends),
-        )
+        let taken = self.held.take();
+        self.write_held(taken).await
     }
 
     /// Writes held progress and ends, in one transaction when it can. Otherwise progress goes
@@ -980,20 +1016,16 @@ impl Engine {
     /// end whose task changed meanwhile (a cancel from the CLI) is recorded without what it
     /// would have made of the task, which is reloaded from the store. An end that cannot be
     /// recorded at all is an error: the engine must not go on as if the execution ran.
-    async fn write_held(
-        &mut self,
-        progress: Vec<Change>,
-        ends: Vec<Vec<Change>>,
-    ) -> Result<(), Error> {
-        if progress.is_empty() && ends.is_empty() {
+    async fn write_held(&mut self, taken: Taken) -> Result<(), Error> {
+        if taken.is_empty() {
             return Ok(());
         }
-        match self.apply("engine", joined(&progress, &ends)).await {
+        match self.apply("engine", taken.joined()).await {
             Ok(_) => return Ok(()),
             Err(e) => tracing::debug!("writing held changes together failed: {e}"),
         }
-        self.apply_tolerant(progress).await?;
-        for end in ends {
+        self.apply_tolerant(taken.progress).await?;
+        for end in taken.ends {
             if self.apply("engine", end.clone()).await.is_ok() {
                 continue;
             }
@@ -1061,31 +1093,75 @@ impl Engine {
             (Some((why, _)), None) => Some(why.clone()),
             (None, s) => s,
         };
-        let now = self.clock.now();
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;
-        let mut changes = vec![Change::FinishExecution {
+        let finish = Change::FinishExecution {
             id,
             state,
             exit_code,
             usage,
             summary: summary.clone(),
-        }];
-        // Sub-tasks that were done while this execution ran are merged only now that its
-        // processes are gone (and merges that failed before are tried again), so its
-        // validators did not judge the tree the task now has. The merges come before the task
-        // is settled, which may end it.
-        let merged = self.run_merges(task_id, true).await;
+        };
         let end = ExecutionEnd {
             kind: active.execution.kind,
             agent: active.execution.agent.clone(),
             state,
-            validated: active.validated && merged == 0,
+            validated: active.validated,
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
             failure: summary,
             provider_paused: paused.map(|(_, until)| until),
         };
+        // Sub-tasks that were done while this execution ran are merged only now that its
+        // processes are gone (and merges that failed before are tried again), so its
+        // validators did not judge the tree the task now has. The merges come before the task
+        // is settled, which may end it: the end waits for them, off the loop.
+        if self.merges_due(task_id).await {
+            self.parked.insert(
+                task_id,
+                ParkedEnd {
+                    finish,
+                    end,
+                    changed: 0,
+                },
+            );
+            self.request_job(
+                task_id,
+                Work {
+                    merges: Some(true),
+                    remove: false,
+                },
+            );
+            return Ok(());
+        }
+        self.conclude(task_id, finish, end).await
+    }
+
+    /// Whether merges into `task` are due (failed ones included), when there are worktrees.
+    async fn merges_due(&self, task: TaskId) -> bool {
+        if self.workspaces.is_none() {
+            return false;
+        }
+        match self.store.unfinished_merges(Some(task)).await {
+            Ok(due) => !due.is_empty(),
+            Err(e) => {
+                tracing::warn!(task = %task, "cannot read the merges due: {e}");
+                false
+            }
+        }
+    }
+
+    /// Settles the task of an ended execution and records the end. The end is held for the
+    /// decision that follows (see [`Engine::hold`]) unless workspace work must follow it, in
+    /// which case it is written at once with whatever else is held back.
+    async fn conclude(
+        &mut self,
+        task_id: TaskId,
+        finish: Change,
+        end: ExecutionEnd,
+    ) -> Result<(), Error> {
+        let now = self.clock.now();
+        let mut changes = vec![finish];
         let (settle, ended) = self.settle(task_id, &end, now);
         changes.extend(settle);
         self.dirty = true;
@@ -1100,11 +1176,47 @@ impl Engine {
             self.hold(changes);
             return Ok(());
         }
-        // An ended task's branch is merged and its worktree removed before anything else is
-        // decided (a parent's resume must find the merge done), so its end is written now.
-        self.ends.push(changes);
+        // An ended task's branch is merged into its parent and its worktree removed by a job,
+        // which reads the store: the end is written first. Until the job reports, the parent
+        // is busy, so its resume finds the merge done.
+        self.held.end(changes, Instant::now());
         self.flush().await?;
-        self.after_task_ended(task_id).await;
+        self.after_task_ended(task_id);
+        Ok(())
+    }
+
+    /// A job reported: records its merges and what became of the worktree, starts the work
+    /// queued behind it, and settles an end that waited for it.
+    async fn job_done(&mut self, report: jobs::Report) -> Result<(), Error> {
+        let task = report.task;
+        self.dirty = true;
+        self.record_merges(&report).await;
+        match &report.removal {
+            Some(Removal::Busy) => {
+                self.busy_worktrees.insert(task);
+            }
+            Some(Removal::Removed | Removal::Kept(_)) | None => {
+                // Kept for a person (uncommitted work, a failing hook): not tried again.
+                if report.removal.is_some() {
+                    self.busy_worktrees.remove(&task);
+                }
+            }
+        }
+        if let Some(parked) = self.parked.get_mut(&task) {
+            parked.changed += report.tree_changes();
+        }
+        if let Some(next) = self.jobs.finished(task) {
+            self.start_job(task, next);
+            // A merge asked for meanwhile is one more the parked end must wait for.
+            if self.jobs.is_busy(task) {
+                return Ok(());
+            }
+        }
+        if let Some(parked) = self.parked.remove(&task) {
+            let mut end = parked.end;
+            end.validated &= parked.changed == 0;
+            self.conclude(task, parked.finish, end).await?;
+        }
         Ok(())
     }
 
@@ -1133,8 +1245,7 @@ impl Engine {
                 _ => {}
             }
         }
-        self.ends.push(changes);
-        self.flush_at = Some(Instant::now());
+        self.held.end(changes, Instant::now());
     }
 
     /// What becomes of a running task when its execution ends, as changes to record with the
@@ -1170,65 +1281,64 @@ impl Engine {
     }
 
     /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
-    /// remove the worktree (its branch and commits stay).
-    async fn after_task_ended(&mut self, task_id: TaskId) {
-        let Some(manager) = self.workspaces.clone() else {
+    /// remove the worktree (its branch and commits stay). Both run as jobs.
+    fn after_task_ended(&mut self, task_id: TaskId) {
+        if self.workspaces.is_none() {
             return;
-        };
-        let Some(task) = self.snapshot.task(task_id).cloned() else {
-            return;
-        };
-        if let Some(parent) = task.parent {
-            self.run_merges(parent, false).await;
         }
-        let Some(branch) = task.branch.clone() else {
+        let Some(task) = self.snapshot.task(task_id) else {
             return;
         };
-        let ws_path = manager.path_of(task_id);
-        if ws_path.exists() {
-            let ws = workspace::Workspace {
-                task: task_id,
-                path: ws_path,
-                branch,
-                created: false,
-            };
-            let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
-            self.remove_worktree(&manager, &ws, hook_sandbox.as_ref())
-                .await;
-        } else {
-            self.remove_judge_tree(task_id);
+        let (parent, branch) = (task.parent, task.branch.is_some());
+        if let Some(parent) = parent {
+            self.request_merges(parent, false);
+        }
+        if branch {
+            self.request_job(
+                task_id,
+                Work {
+                    merges: None,
+                    remove: true,
+                },
+            );
         }
     }
 
-    /// Removes an ended task's worktree. One that a process still works in is remembered and
-    /// tried again on later turns (see [`Engine::retry_removals`]); should this engine stop
-    /// first, the next one finds the worktree of an ended task at its start and removes it.
-    async fn remove_worktree(
-        &mut self,
-        manager: &Workspaces,
-        ws: &workspace::Workspace,
-        sandbox: Option<&launch::sandbox::SandboxSpec>,
-    ) {
-        match manager.remove(ws, sandbox).await {
-            Ok(workspace::RemoveOutcome::Busy { pids }) => {
-                tracing::debug!(task = %ws.task, ?pids, "workspace busy; removal retried later");
-                self.busy_worktrees.insert(ws.task);
-            }
-            Ok(workspace::RemoveOutcome::Removed | workspace::RemoveOutcome::AlreadyGone) => {
-                self.busy_worktrees.remove(&ws.task);
-                self.remove_judge_tree(ws.task);
-            }
-            Err(e) => {
-                // Uncommitted work or a failing hook: left for a person, not retried.
-                self.busy_worktrees.remove(&ws.task);
-                tracing::warn!(task = %ws.task, "workspace kept: {e}");
-            }
+    /// Starts `work` on the worktree of `task` as a job, or queues it behind the job already
+    /// working there. While stopping, a removal alone is left for the next start.
+    fn request_job(&mut self, task: TaskId, work: Work) {
+        if self.stopping && work.merges.is_none() {
+            return;
         }
+        if !self.jobs.queue_behind(task, work) {
+            self.start_job(task, work);
+        }
+    }
+
+    /// Starts a job with what the snapshot knows now of `task` and its sub-tasks.
+    fn start_job(&mut self, task_id: TaskId, mut work: Work) {
+        let Some(task) = self.snapshot.task(task_id).cloned() else {
+            return;
+        };
+        // A task reopened since the removal was asked for works in its worktree again.
+        work.remove &= task.state.is_terminal();
+        if work.merges.is_none() && (self.stopping || !work.remove) {
+            return;
+        }
+        let children = match work.merges {
+            Some(_) => self.snapshot.children_of(task_id).cloned().collect(),
+            None => Vec::new(),
+        };
+        self.jobs.start(jobs::Job {
+            task,
+            children,
+            work,
+        });
     }
 
     /// Tries again to remove the worktrees that were busy, at most once per
     /// [`REMOVAL_RETRY`]: each try reads every process's links in /proc.
-    async fn retry_removals(&mut self) {
+    fn retry_removals(&mut self) {
         if self.busy_worktrees.is_empty()
             || self
                 .removals_tried
@@ -1237,79 +1347,22 @@ impl Engine {
             return;
         }
         self.removals_tried = Some(Instant::now());
-        let Some(manager) = self.workspaces.clone() else {
-            return;
-        };
         for task_id in std::mem::take(&mut self.busy_worktrees) {
             // A task reopened meanwhile works in its worktree again.
-            let Some(task) = self.snapshot.task(task_id).cloned() else {
-                continue;
-            };
-            let Some(branch) = task.branch.clone().filter(|_| task.state.is_terminal()) else {
-                continue;
-            };
-            let ws = workspace::Workspace {
-                task: task_id,
-                path: manager.path_of(task_id),
-                branch,
-                created: false,
-            };
-            let hook_sandbox = self.hook_sandbox(task_id, &manager).await;
-            self.remove_worktree(&manager, &ws, hook_sandbox.as_ref())
-                .await;
+            let ended = self
+                .snapshot
+                .task(task_id)
+                .is_some_and(|t| t.state.is_terminal() && t.branch.is_some());
+            if ended {
+                self.request_job(
+                    task_id,
+                    Work {
+                        merges: None,
+                        remove: true,
+                    },
+                );
+            }
         }
-    }
-
-    /// The tree the task's validators judged goes with its worktree; the base commit recorded
-    /// beside it stays, for a task that is reopened.
-    fn remove_judge_tree(&self, task_id: TaskId) {
-        let judge =
-            workspace::JudgeTree::new(executor::judge_dir(&self.options.state_dir, task_id));
-        if let Err(e) = judge.remove() {
-            tracing::warn!(task = %task_id, "judge tree kept: {e}");
-        }
-    }
-
-    /// The sandbox for a hook the engine runs outside any execution (`before_remove`, and
-    /// `after_create` when a merge checks a parent's worktree out again): the profile of the
-    /// agent that ran the task last, which is what its workspace's code ran under. When that
-    /// agent is not known (no execution, or its manifest is gone), the default profile.
-    async fn hook_sandbox(
-        &self,
-        task_id: TaskId,
-        manager: &Workspaces,
-    ) -> Option<launch::sandbox::SandboxSpec> {
-        let last = self
-            .store
-            .executions(&ExecutionFilter {
-                task: Some(task_id),
-                active_only: false,
-                limit: Some(1),
-            })
-            .await
-            .ok()
-            .and_then(|mut executions| executions.pop());
-        let default = manifest::SandboxProfile::default();
-        let profile = last
-            .and_then(|e| self.setup.agents.get(&e.agent))
-            .map_or(&default, |agent| &agent.sandbox);
-        let places = executor::SandboxPlaces {
-            workspace: manager.path_of(task_id),
-            state_dir: self.options.state_dir.clone(),
-            run_dir: self.options.run_dir.clone(),
-            main_checkout: Some(manager.config().repo_root.clone()),
-            worktrees: Some(manager.config().root.clone()),
-            git: executor::worktree_git(&manager.config().repo_root, &manager.path_of(task_id)),
-            expose: Vec::new(),
-            helper: self.options.agentgrid_bin.clone(),
-            gateway: None,
-            // The hook's own timeout stops it; this holds should the engine be gone.
-            wall_time: Some(domain::Duration::from_millis(
-                (manager.config().hook_timeout + std::time::Duration::from_secs(60)).as_millis()
-                    as u64,
-            )),
-        };
-        executor::hook_sandbox_for(profile, &places)
     }
 
     /// Tells each running execution how many sub-tasks of its task are open, which is what
@@ -1491,7 +1544,7 @@ impl Engine {
         // Merges recorded as due (into parents whose execution was lost, or cut short by the
         // crash) are made now that no execution runs.
         for parent in merges_due {
-            self.run_merges(parent, false).await;
+            self.request_merges(parent, false);
         }
         // Sockets of executions that no longer exist.
         if let Ok(entries) = std::fs::read_dir(&self.options.run_dir) {
@@ -1516,7 +1569,7 @@ impl Engine {
                     tracing::warn!(task = %ws.task, "could not commit what was left in a finished task's workspace: {e}");
                     continue;
                 }
-                self.after_task_ended(ws.task).await;
+                self.after_task_ended(ws.task);
             }
         }
         Ok(())
@@ -1723,15 +1776,6 @@ async fn apply_waiting(
             }
         }
     }
-}
-
-/// Held progress, then held ends, as one batch.
-fn joined(progress: &[Change], ends: &[Vec<Change>]) -> Vec<Change> {
-    progress
-        .iter()
-        .chain(ends.iter().flatten())
-        .cloned()
-        .collect()
 }
 
 fn set_state(id: ExecutionId, to: ExecutionState) -> Change {

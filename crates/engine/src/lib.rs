@@ -18,6 +18,10 @@
 //! re-queued without losing an attempt. Whatever the agent left in the worktree is committed to
 //! the task branch, after a merge into it that the crash cut short is undone; merges recorded as
 //! due are then made. So nothing is lost, and no claim ever runs twice at the same time.
+//!
+//! Architecture invariant: the loop does no slow work. Merges, hooks and worktree removals run
+//! as background jobs whose reports come back as inputs (`engine/jobs.rs`); what must wait for
+//! them waits by state (the snapshot's `busy_workspaces`), never by blocking the loop.
 
 mod engine;
 mod lock;

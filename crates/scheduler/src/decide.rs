@@ -117,7 +117,10 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             (r.task, ExecutionKind::Resume, Some(r.agent), r.reason)
         } else {
             let task = open.next().expect("peeked");
-            if counts.busy_tasks.contains(&task.id) || !snapshot.dependencies_done(task) {
+            if counts.busy_tasks.contains(&task.id)
+                || !snapshot.dependencies_done(task)
+                || parent_busy(task, snapshot)
+            {
                 continue;
             }
             if let Some(at) = task.not_before
@@ -166,6 +169,13 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         });
     }
     decision
+}
+
+/// A sub-task starts from its parent's branch, so it waits while done siblings' work is being
+/// merged into that branch: a sub-task blocked by a sibling must find the sibling's work there.
+fn parent_busy(task: &Task, snapshot: &Snapshot) -> bool {
+    task.parent
+        .is_some_and(|p| snapshot.busy_workspaces.contains(&p))
 }
 
 /// When the first of the agent's providers comes back, while every one of them is paused.
@@ -270,7 +280,13 @@ impl<'a> Counts<'a> {
     fn from_snapshot(snapshot: &'a Snapshot, config: &'a Config, now: Timestamp) -> Self {
         let mut counts = Counts {
             active: snapshot.active.len() as u32,
-            busy_tasks: snapshot.active.iter().map(|e| e.task).collect(),
+            // A task with an execution, or with its worktree in the engine's hands, is busy.
+            busy_tasks: snapshot
+                .active
+                .iter()
+                .map(|e| e.task)
+                .chain(snapshot.busy_workspaces.iter().copied())
+                .collect(),
             per_agent: HashMap::new(),
             per_label: HashMap::new(),
             tree_dispatched: HashMap::new(),

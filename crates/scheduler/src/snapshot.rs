@@ -43,6 +43,13 @@ pub struct Snapshot {
     pub recent_dispatches: Vec<Timestamp>,
     /// Model providers paused after a used-up quota, with when each pause ends.
     pub paused_providers: std::collections::BTreeMap<String, Timestamp>,
+    /// Tasks whose worktree the engine works on outside any execution: merging done sub-tasks
+    /// into it, or removing it after the task ended. Such a task is neither dispatched, resumed
+    /// nor closed until that work reports back, so that a parent's resume finds its children's
+    /// work merged, a parent is not closed while a merge into it is under way, and a reopened
+    /// task does not start in a worktree that is being removed. Its open sub-tasks wait too:
+    /// they start from its branch, which must hold their done siblings' work first.
+    pub busy_workspaces: BTreeSet<TaskId>,
 }
 
 /// The order in which ready tasks run: priority (smaller first), nudged before not nudged, then

@@ -19,6 +19,7 @@ mod quota;
 mod restart;
 mod run;
 mod sandbox_escape;
+mod slow_work;
 mod splits;
 mod store_lock;
 mod support;

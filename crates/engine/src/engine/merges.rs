@@ -3,7 +3,8 @@
 //! The store records a merge as due (`merges` row, `task_merge_pending` on the parent) in the
 //! transaction that makes the child done. The engine carries it out whenever the parent is idle:
 //! at once when no execution of the parent runs, otherwise when that execution ends (no git
-//! command runs under an agent at work). The outcome is recorded as `task_merged` or
+//! command runs under an agent at work). The git work runs as a job off the loop (`jobs.rs`);
+//! the loop records its outcome, and the parent is busy for the scheduler until then. The outcome is recorded as `task_merged` or
 //! `task_merge_failed`; a failed merge stands on the parent (`Task::merge_failed`), which keeps
 //! it from being done, and is tried again after each execution of the parent (a person who
 //! merged by hand and reopened the parent, or a resume that changed the tree, may have made it
@@ -16,116 +17,143 @@
 
 use std::collections::BTreeSet;
 
-use domain::{TaskId, TaskState};
+use domain::{Task, TaskId, TaskState};
 use store::{Change, MergeResult};
-use workspace::{MergeOutcome, Workspaces};
+use workspace::MergeOutcome;
 
 use super::Engine;
+use super::jobs::{Job, JobContext, Report, Work};
 use crate::Error;
 
+/// In a job: makes the merges due into `job.task` (with `retry_failed`, those that failed too),
+/// each with its outcome and whether it changed the parent's tree. Records nothing: the loop
+/// records the report.
+pub(super) async fn make_merges(
+    context: &JobContext,
+    job: &Job,
+    retry_failed: bool,
+) -> Vec<(TaskId, MergeResult, bool)> {
+    let parent = &job.task;
+    let due = match context.store.unfinished_merges(Some(parent.id)).await {
+        Ok(due) => due,
+        Err(e) => {
+            tracing::warn!(task = %parent.id, "cannot read the merges due: {e}");
+            return Vec::new();
+        }
+    };
+    let mut made = Vec::new();
+    for merge in due
+        .into_iter()
+        .filter(|m| retry_failed || m.failed.is_none())
+    {
+        let known = job.children.iter().find(|c| c.id == merge.child).cloned();
+        // A child whose end the snapshot had not seen when the job started is read from the
+        // store: taking it for absent would record its merge as made with nothing merged.
+        let child = match known {
+            Some(child) => Some(child),
+            None => context.store.task(merge.child).await.ok().flatten(),
+        };
+        let (outcome, changed) = match child {
+            Some(child) => merge_child(context, parent, &child).await,
+            None => (MergeResult::Merged { commit: None }, false),
+        };
+        if launch::is_cancelled() {
+            // The engine is stopping: a merge cut short is no failure of the parent. It stays
+            // due, and the next start undoes what is half done and makes it.
+            break;
+        }
+        made.push((merge.child, outcome, changed));
+    }
+    made
+}
+
+/// Merges the branch of the done sub-task `task` into its parent's: what to record, and
+/// whether the parent's tree changed.
+async fn merge_child(context: &JobContext, parent: &Task, task: &Task) -> (MergeResult, bool) {
+    let nothing = (MergeResult::Merged { commit: None }, false);
+    // No branch on either side: nothing was worked on in a worktree. A done parent's branch
+    // never changes again (it cannot have a sub-task done after it, but a merge recorded as
+    // due before a crash may find it so). A failed or cancelled parent still gets the work,
+    // so that a person who reopens it finds it there.
+    let (Some(branch), Some(_)) = (task.branch.clone(), parent.branch.clone()) else {
+        return nothing;
+    };
+    if parent.state == TaskState::Done {
+        return nothing;
+    }
+    let manager = &context.workspaces;
+    let message = format!(
+        "agentgrid: merge #{} {} into #{}",
+        task.id, task.title, parent.id
+    );
+    let hook_sandbox = super::jobs::hook_sandbox(context, parent.id).await;
+    let parent_ws = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
+        Ok(ws) => ws,
+        Err(e) => {
+            let reason = format!("the worktree to merge {branch} into is not there: {e}");
+            return (MergeResult::Failed { reason }, false);
+        }
+    };
+    let merged = match manager.abort_interrupted_merge(&parent_ws).await {
+        Ok(_) => manager.merge_branch(&parent_ws, &branch, &message).await,
+        Err(e) => Err(e),
+    };
+    match merged {
+        Ok(MergeOutcome::Merged { commit }) => (
+            MergeResult::Merged {
+                commit: Some(commit),
+            },
+            true,
+        ),
+        Ok(MergeOutcome::UpToDate) => nothing,
+        Ok(MergeOutcome::Conflict { files }) => {
+            let reason = format!(
+                "merging {branch} conflicts in {}; the merge was undone",
+                files.join(", ")
+            );
+            (MergeResult::Failed { reason }, false)
+        }
+        Err(e) => (
+            MergeResult::Failed {
+                reason: format!("merging {branch} failed: {e}"),
+            },
+            false,
+        ),
+    }
+}
+
 impl Engine {
-    /// Carries out the merges due into `parent` (with `retry_failed`, those that failed too),
-    /// unless an execution of the parent runs: its end does them. Returns how many changed
-    /// the parent's tree.
-    pub(super) async fn run_merges(&mut self, parent: TaskId, retry_failed: bool) -> u32 {
-        let Some(manager) = self.workspaces.clone() else {
-            return 0;
-        };
-        if self.active.values().any(|a| a.execution.task_id == parent) {
-            return 0;
-        }
-        let due = match self.store.unfinished_merges(Some(parent)).await {
-            Ok(due) => due,
-            Err(e) => {
-                tracing::warn!(task = %parent, "cannot read the merges due: {e}");
-                return 0;
-            }
-        };
-        let mut changed = 0;
-        for merge in due
-            .into_iter()
-            .filter(|m| retry_failed || m.failed.is_none())
+    /// Asks for the merges due into `parent` (with `retry_failed`, those that failed too),
+    /// unless an execution of the parent runs: its end asks for them. A parent that has ended
+    /// keeps no worktree, so the job removes the one the merges checked out again.
+    pub(super) fn request_merges(&mut self, parent: TaskId, retry_failed: bool) {
+        if self.workspaces.is_none() || self.active.values().any(|a| a.execution.task_id == parent)
         {
-            let (outcome, tree_changed) = self.merge_child(&manager, merge.child).await;
-            if launch::is_cancelled() {
-                // The engine is stopping: a merge cut short is no failure of the parent. It
-                // stays due, and the next start undoes what is half done and makes it.
-                break;
-            }
-            changed += u32::from(tree_changed);
-            let change = Change::FinishMerge {
-                child: merge.child,
-                outcome,
-            };
-            if let Err(e) = self.apply("engine", vec![change]).await {
-                tracing::warn!(task = %parent, child = %merge.child, "cannot record a merge: {e}");
-            }
+            return;
         }
-        changed
+        let ended = self
+            .snapshot
+            .task(parent)
+            .is_some_and(|t| t.state.is_terminal());
+        self.request_job(
+            parent,
+            Work {
+                merges: Some(retry_failed),
+                remove: ended,
+            },
+        );
     }
 
-    /// Merges the branch of the done sub-task `child` into its parent's: what to record, and
-    /// whether the parent's tree changed.
-    async fn merge_child(&mut self, manager: &Workspaces, child: TaskId) -> (MergeResult, bool) {
-        let nothing = (MergeResult::Merged { commit: None }, false);
-        let Some(task) = self.snapshot.task(child).cloned() else {
-            return nothing;
-        };
-        let Some(parent) = task.parent.and_then(|p| self.snapshot.task(p)).cloned() else {
-            return nothing;
-        };
-        // No branch on either side: nothing was worked on in a worktree. A done parent's branch
-        // never changes again (it cannot have a sub-task done after it, but a merge recorded as
-        // due before a crash may find it so). A failed or cancelled parent still gets the work,
-        // so that a person who reopens it finds it there.
-        let (Some(branch), Some(_)) = (task.branch.clone(), parent.branch.clone()) else {
-            return nothing;
-        };
-        if parent.state == TaskState::Done {
-            return nothing;
-        }
-        let message = format!(
-            "agentgrid: merge #{} {} into #{}",
-            task.id, task.title, parent.id
-        );
-        let hook_sandbox = self.hook_sandbox(parent.id, manager).await;
-        let parent_ws = match manager.ensure(parent.id, None, hook_sandbox.as_ref()).await {
-            Ok(ws) => ws,
-            Err(e) => {
-                let reason = format!("the worktree to merge {branch} into is not there: {e}");
-                return (MergeResult::Failed { reason }, false);
+    /// Records what a job made of the merges into its task: each outcome as the step's end.
+    pub(super) async fn record_merges(&mut self, report: &Report) {
+        for (child, outcome, _) in &report.merges {
+            let change = Change::FinishMerge {
+                child: *child,
+                outcome: outcome.clone(),
+            };
+            if let Err(e) = self.apply("engine", vec![change]).await {
+                tracing::warn!(task = %report.task, child = %child, "cannot record a merge: {e}");
             }
-        };
-        let merged = match manager.abort_interrupted_merge(&parent_ws).await {
-            Ok(_) => manager.merge_branch(&parent_ws, &branch, &message).await,
-            Err(e) => Err(e),
-        };
-        // A parent that has ended keeps no worktree: the merge is on its branch.
-        if parent.state.is_terminal() {
-            self.remove_worktree(manager, &parent_ws, hook_sandbox.as_ref())
-                .await;
-        }
-        match merged {
-            Ok(MergeOutcome::Merged { commit }) => (
-                MergeResult::Merged {
-                    commit: Some(commit),
-                },
-                true,
-            ),
-            Ok(MergeOutcome::UpToDate) => nothing,
-            Ok(MergeOutcome::Conflict { files }) => {
-                let reason = format!(
-                    "merging {branch} conflicts in {}; the merge was undone",
-                    files.join(", ")
-                );
-                (MergeResult::Failed { reason }, false)
-            }
-            Err(e) => (
-                MergeResult::Failed {
-                    reason: format!("merging {branch} failed: {e}"),
-                },
-                false,
-            ),
         }
     }
 

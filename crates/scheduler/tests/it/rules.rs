@@ -122,6 +122,50 @@ fn a_task_with_an_active_execution_is_never_dispatched_again() {
 }
 
 #[test]
+fn a_task_whose_worktree_is_being_worked_on_waits_for_that_work() {
+    // A merge into the parent is under way: its resume waits for it, and so does closing it.
+    let parent = in_state(task(1), TaskState::Waiting);
+    let kid = in_state(child(2, &parent), TaskState::Done);
+    let c = config(vec![worker()]);
+    let mut s = world(vec![parent.clone(), kid.clone()]);
+    s.busy_workspaces.insert(TaskId(1));
+    let d = decide(&s, &c, T0);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert_eq!(d.next_wakeup, None, "the work's report wakes the engine");
+    let mut only_work = worker();
+    only_work.kinds = vec![ExecutionKind::Work];
+    let closing = config(vec![only_work]);
+    assert!(decide(&s, &closing, T0).actions.is_empty());
+    s.busy_workspaces.clear();
+    assert_eq!(dispatched(&s, &c, T0), vec![1]);
+    assert_eq!(decide(&s, &closing, T0).actions.len(), 1);
+
+    // A sub-task starts from its parent's branch: it waits while a sibling's work is merged
+    // into it (a sub-task blocked by that sibling must find its work there).
+    let mut s = world(vec![
+        parent.clone(),
+        kid,
+        in_state(child(3, &parent), TaskState::Open),
+    ]);
+    s.busy_workspaces.insert(TaskId(1));
+    assert!(dispatched(&s, &c, T0).is_empty());
+    s.busy_workspaces.clear();
+    assert_eq!(dispatched(&s, &c, T0), vec![3], "the parent waits for it");
+
+    // A reopened task whose old worktree is being removed does not start in it yet; the
+    // others still run, and the one held back takes no room from them.
+    let mut s = world(vec![task(3), task(4)]);
+    s.busy_workspaces.insert(TaskId(3));
+    let one = Config {
+        global_concurrency: 1,
+        ..config(vec![worker()])
+    };
+    assert_eq!(dispatched(&s, &one, T0), vec![4]);
+    s.busy_workspaces.clear();
+    assert_eq!(dispatched(&s, &one, T0), vec![3]);
+}
+
+#[test]
 fn an_unroutable_task_waits() {
     let mut picky = AgentPolicy::new("picky");
     picky.labels = vec!["frontend".into()];

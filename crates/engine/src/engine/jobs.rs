@@ -1,0 +1,305 @@
+//! Slow workspace work (merges into a parent, hooks, worktree removal) as background jobs.
+//!
+//! The loop answers agents' calls, records executors' updates and dispatches; none of that may
+//! wait for git or for a `before_remove` hook that sleeps. So everything the engine does to a
+//! worktree outside an execution runs as a job on the runtime, and its result comes back to the
+//! loop as a [`Report`] on a channel, like an executor's update. The loop records what the
+//! report says (merges are recorded steps, see `merges.rs`); the job itself writes nothing.
+//!
+//! Ordering is held by state, not by waiting: a task with a job in flight (or queued) is in
+//! the snapshot's `busy_workspaces`, which the scheduler never dispatches, resumes or closes.
+//! So a parent's resume finds its children merged, a parent is not closed while a child's
+//! merge runs, and a reopened task does not start in a worktree that is being removed.
+//!
+//! Decision: at most one job per task's worktree at a time; work asked for meanwhile is queued
+//! and joined (a second merge request while one runs means "look again when it is done", since
+//! the running one may have read the due merges before the new one was recorded). Jobs for
+//! different tasks run side by side: the workspace manager serialises what git needs serialised.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use domain::{Task, TaskId};
+use store::{ExecutionFilter, MergeResult, Store};
+use tokio::sync::mpsc;
+use workspace::Workspaces;
+
+use executor::AgentRun;
+
+/// What a job needs, shared by every job of one engine.
+pub(super) struct JobContext {
+    pub store: Arc<dyn Store>,
+    pub workspaces: Arc<Workspaces>,
+    pub agents: HashMap<String, Arc<AgentRun>>,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    pub agentgrid_bin: PathBuf,
+}
+
+/// What a job does to one task's worktree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Work {
+    /// Make the merges due into this task; `Some(true)` tries those that failed before too.
+    pub merges: Option<bool>,
+    /// Remove the worktree afterwards (the task has ended), with the tree its validators judged.
+    pub remove: bool,
+}
+
+impl Work {
+    /// Both works in one: whatever either asks for.
+    fn join(self, other: Work) -> Work {
+        let merges = match (self.merges, other.merges) {
+            (None, m) | (m, None) => m,
+            (Some(a), Some(b)) => Some(a || b),
+        };
+        Work {
+            merges,
+            remove: self.remove || other.remove,
+        }
+    }
+}
+
+/// A job as the loop hands it over: the work and what the snapshot knew when it started.
+pub(super) struct Job {
+    /// The task whose worktree the job works on.
+    pub task: Task,
+    /// Its sub-tasks, for the merges (one recorded as due later is read from the store).
+    pub children: Vec<Task>,
+    pub work: Work,
+}
+
+/// What became of a worktree removal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Removal {
+    /// Gone (or it was already), its branch kept.
+    Removed,
+    /// A process still works in it: tried again later.
+    Busy,
+    /// Kept for a person: uncommitted work, or a hook that failed.
+    Kept(String),
+}
+
+/// A job's result, for the loop to record.
+#[derive(Debug)]
+pub(super) struct Report {
+    pub task: TaskId,
+    /// Each merge made into the task, with its outcome and whether it changed the task's tree.
+    pub merges: Vec<(TaskId, MergeResult, bool)>,
+    pub removal: Option<Removal>,
+}
+
+impl Report {
+    /// How many merges changed the task's tree.
+    pub fn tree_changes(&self) -> u32 {
+        self.merges
+            .iter()
+            .filter(|(_, _, changed)| *changed)
+            .count() as u32
+    }
+}
+
+/// The jobs of one engine: those in flight and the work queued behind them.
+pub(super) struct Jobs {
+    context: Option<Arc<JobContext>>,
+    reports: mpsc::UnboundedSender<Report>,
+    in_flight: HashMap<TaskId, tokio::task::JoinHandle<()>>,
+    queued: BTreeMap<TaskId, Work>,
+}
+
+impl Jobs {
+    /// Jobs that report on `reports`; with no workspace manager there is never any.
+    pub fn new(context: Option<JobContext>, reports: mpsc::UnboundedSender<Report>) -> Jobs {
+        Jobs {
+            context: context.map(Arc::new),
+            reports,
+            in_flight: HashMap::new(),
+            queued: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.in_flight.is_empty() && self.queued.is_empty()
+    }
+
+    /// Whether a job works on (or waits to work on) the worktree of `task`.
+    pub fn is_busy(&self, task: TaskId) -> bool {
+        self.in_flight.contains_key(&task) || self.queued.contains_key(&task)
+    }
+
+    /// Every task with a job in flight or queued.
+    pub fn busy(&self) -> BTreeSet<TaskId> {
+        self.in_flight
+            .keys()
+            .chain(self.queued.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Queues `work` behind the job in flight for `task`; false (nothing queued) when there is
+    /// none, in which case the caller starts a job with [`Jobs::start`].
+    pub fn queue_behind(&mut self, task: TaskId, work: Work) -> bool {
+        if !self.in_flight.contains_key(&task) {
+            return false;
+        }
+        let joined = self.queued.get(&task).map_or(work, |q| q.join(work));
+        self.queued.insert(task, joined);
+        true
+    }
+
+    /// Starts a job; its report comes back on the channel.
+    pub fn start(&mut self, job: Job) {
+        let Some(context) = self.context.clone() else {
+            return;
+        };
+        let task = job.task.id;
+        let reports = self.reports.clone();
+        // A spawned task leaves the loop's cancellation scope behind: the job takes the
+        // engine's token along, so that a shutdown ends its hooks and git commands too.
+        let token = launch::current();
+        let handle = tokio::spawn(async move {
+            let work = run(&context, job);
+            let report = match token {
+                Some(token) => launch::cancellable(token, work).await,
+                None => work.await,
+            };
+            // A closed channel means the engine is gone: nobody needs the report.
+            let _ = reports.send(report);
+        });
+        self.in_flight.insert(task, handle);
+    }
+
+    /// The job for `task` reported: what was queued behind it, to start next.
+    pub fn finished(&mut self, task: TaskId) -> Option<Work> {
+        self.in_flight.remove(&task);
+        self.queued.remove(&task)
+    }
+
+    /// Forgets queued work that only removes worktrees: on stopping, the next start removes
+    /// the worktrees of ended tasks anyway.
+    pub fn drop_queued_removals(&mut self) {
+        self.queued.retain(|_, work| work.merges.is_some());
+    }
+}
+
+/// Carries out one job: the merges first, then the removal.
+async fn run(context: &JobContext, job: Job) -> Report {
+    let mut report = Report {
+        task: job.task.id,
+        merges: Vec::new(),
+        removal: None,
+    };
+    if let Some(retry_failed) = job.work.merges {
+        report.merges = super::merges::make_merges(context, &job, retry_failed).await;
+    }
+    if job.work.remove {
+        report.removal = remove(context, &job.task).await;
+    }
+    report
+}
+
+/// Removes an ended task's worktree (running `before_remove`), then the tree its validators
+/// judged; `None` when the task never had a branch, so nothing was ever checked out.
+async fn remove(context: &JobContext, task: &Task) -> Option<Removal> {
+    let branch = task.branch.clone()?;
+    let manager = &context.workspaces;
+    let path = manager.path_of(task.id);
+    if path.exists() {
+        let ws = workspace::Workspace {
+            task: task.id,
+            path,
+            branch,
+            created: false,
+        };
+        let sandbox = hook_sandbox(context, task.id).await;
+        match manager.remove(&ws, sandbox.as_ref()).await {
+            Ok(workspace::RemoveOutcome::Busy { pids }) => {
+                tracing::debug!(task = %task.id, ?pids, "workspace busy; removal retried later");
+                return Some(Removal::Busy);
+            }
+            Ok(workspace::RemoveOutcome::Removed | workspace::RemoveOutcome::AlreadyGone) => {}
+            Err(e) => {
+                tracing::warn!(task = %task.id, "workspace kept: {e}");
+                return Some(Removal::Kept(e.to_string()));
+            }
+        }
+    }
+    // The base commit recorded beside the judged tree stays, for a task that is reopened.
+    let judge = workspace::JudgeTree::new(executor::judge_dir(&context.state_dir, task.id));
+    if let Err(e) = judge.remove() {
+        tracing::warn!(task = %task.id, "judge tree kept: {e}");
+    }
+    Some(Removal::Removed)
+}
+
+/// The sandbox for a hook the engine runs outside any execution (`before_remove`, and
+/// `after_create` when a merge checks a parent's worktree out again): the profile of the agent
+/// that ran the task last, which is what its workspace's code ran under. When that agent is not
+/// known (no execution, or its manifest is gone), the default profile.
+pub(super) async fn hook_sandbox(
+    context: &JobContext,
+    task_id: TaskId,
+) -> Option<launch::sandbox::SandboxSpec> {
+    let manager = &context.workspaces;
+    let last = context
+        .store
+        .executions(&ExecutionFilter {
+            task: Some(task_id),
+            active_only: false,
+            limit: Some(1),
+        })
+        .await
+        .ok()
+        .and_then(|mut executions| executions.pop());
+    let default = manifest::SandboxProfile::default();
+    let profile = last
+        .and_then(|e| context.agents.get(&e.agent))
+        .map_or(&default, |agent| &agent.sandbox);
+    let places = executor::SandboxPlaces {
+        workspace: manager.path_of(task_id),
+        state_dir: context.state_dir.clone(),
+        run_dir: context.run_dir.clone(),
+        main_checkout: Some(manager.config().repo_root.clone()),
+        worktrees: Some(manager.config().root.clone()),
+        git: executor::worktree_git(&manager.config().repo_root, &manager.path_of(task_id)),
+        expose: Vec::new(),
+        helper: context.agentgrid_bin.clone(),
+        gateway: None,
+        // The hook's own timeout stops it; this holds should the engine be gone.
+        wall_time: Some(domain::Duration::from_millis(
+            (manager.config().hook_timeout + std::time::Duration::from_secs(60)).as_millis() as u64,
+        )),
+    };
+    executor::hook_sandbox_for(profile, &places)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Work;
+
+    #[test]
+    fn joined_work_asks_for_whatever_either_asked_for() {
+        let merge = Work {
+            merges: Some(false),
+            remove: false,
+        };
+        let retry = Work {
+            merges: Some(true),
+            remove: false,
+        };
+        let remove = Work {
+            merges: None,
+            remove: true,
+        };
+        assert_eq!(
+            merge.join(remove),
+            Work {
+                merges: Some(false),
+                remove: true
+            }
+        );
+        assert_eq!(merge.join(retry).merges, Some(true));
+        assert_eq!(remove.join(remove), remove);
+        assert_eq!(Work::default().join(Work::default()), Work::default());
+    }
+}
