@@ -40,6 +40,10 @@ pub(crate) struct Batch<'c> {
     stored_execution_states: HashMap<ExecutionId, ExecutionState>,
     /// The last `entity_seq` used per entity in this batch.
     entity_seqs: HashMap<(EntityKind, i64), u64>,
+    /// Each row as this batch last wrote it to the database (inserted or written back), so
+    /// that the batch's answer need not read back what it has just written.
+    written_tasks: HashMap<TaskId, Task>,
+    written_executions: HashMap<ExecutionId, Execution>,
 }
 
 impl<'c> Batch<'c> {
@@ -56,6 +60,38 @@ impl<'c> Batch<'c> {
             stored_task_states: HashMap::new(),
             stored_execution_states: HashMap::new(),
             entity_seqs: HashMap::new(),
+            written_tasks: HashMap::new(),
+            written_executions: HashMap::new(),
+        }
+    }
+
+    /// The task row as the database now holds it, from what this batch wrote where it can.
+    pub(crate) fn written_task(&self, id: TaskId) -> Result<Option<Task>, Fail> {
+        match self.written_tasks.get(&id) {
+            Some(task) => {
+                debug_assert_eq!(
+                    Some(task),
+                    rows::load_task(self.conn, id)?.as_ref(),
+                    "the batch's copy of task #{id} differs from its row"
+                );
+                Ok(Some(task.clone()))
+            }
+            None => rows::load_task(self.conn, id),
+        }
+    }
+
+    /// The execution row as the database now holds it, from what this batch wrote where it can.
+    pub(crate) fn written_execution(&self, id: ExecutionId) -> Result<Option<Execution>, Fail> {
+        match self.written_executions.get(&id) {
+            Some(e) => {
+                debug_assert_eq!(
+                    Some(e),
+                    rows::load_execution(self.conn, id)?.as_ref(),
+                    "the batch's copy of execution #{id} differs from its row"
+                );
+                Ok(Some(e.clone()))
+            }
+            None => rows::load_execution(self.conn, id),
         }
     }
 
@@ -70,6 +106,7 @@ impl<'c> Batch<'c> {
                 self.stored_task_states.insert(task.id, task.state);
             }
             rows::save_task(self.conn, &task)?;
+            self.written_tasks.insert(task.id, task);
         }
         let mut executions: Vec<Execution> =
             self.dirty_executions.drain().map(|(_, e)| e).collect();
@@ -80,6 +117,7 @@ impl<'c> Batch<'c> {
                 self.stored_execution_states.insert(e.id, e.state);
             }
             rows::save_execution(self.conn, &e)?;
+            self.written_executions.insert(e.id, e);
         }
         Ok(())
     }
@@ -589,6 +627,9 @@ impl<'c> Batch<'c> {
         }
         self.touch_task(task.id);
         let id = task.id;
+        self.written_tasks.insert(id, task.clone());
+        // A new id (ids are never reused) has no events yet: no need to ask for its last one.
+        self.entity_seqs.insert((EntityKind::Task, id.0), 0);
         self.emit(EntityKind::Task, id.0, EventKind::TaskCreated { task })?;
         Ok(id)
     }
@@ -863,6 +904,8 @@ impl<'c> Batch<'c> {
         let id = execution.id;
         self.stored_execution_states.insert(id, execution.state);
         self.touch_execution(id);
+        self.written_executions.insert(id, execution.clone());
+        self.entity_seqs.insert((EntityKind::Execution, id.0), 0);
         self.emit(
             EntityKind::Execution,
             id.0,
