@@ -8,7 +8,8 @@ mod usage;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 
 use async_trait::async_trait;
 use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp};
@@ -92,16 +93,23 @@ fn switch_to_wal(conn: &Connection, timeout: std::time::Duration) -> rusqlite::R
 
 /// The SQLite implementation of [`Store`].
 ///
-/// The connection belongs to a thread of its own, and every call is a job sent to that thread,
-/// whose answer the async method awaits. SQLite calls block: for well under a millisecond
-/// usually, but for as long as the busy timeout when another process holds the write lock (a
-/// long `task import`, a database browser). On the caller's thread that would stall an async
-/// worker, and with it every task scheduled there; on its own thread it stalls nothing but the
-/// store's callers, which await it. One thread serves reads and writes in order, so a read sent
-/// after a write sees it. The hand-off wakes two threads per call, which on a small virtual
-/// machine costs a few tens of microseconds (see the `store_latency` example). rusqlite was
-/// chosen over sqlx for SQLite because its transactions are synchronous and cheap: a batch is
-/// one job, while sqlx's driver hops threads for every statement.
+/// The connection is served by a thread of its own: a call is a job sent to that thread, whose
+/// answer the async method awaits. SQLite calls block: for well under a millisecond usually,
+/// but for as long as the busy timeout when another process holds the write lock (a long `task
+/// import`, a database browser). On the caller's thread that would stall an async worker, and
+/// with it every task scheduled there; on its own thread it stalls nothing but the store's
+/// callers, which await it. The thread serves jobs in order, so a read sent after a write sees
+/// it. The hand-off wakes two threads per call, which on a small virtual machine costs a few
+/// tens of microseconds (see the `store_latency` example), as much as a small batch itself.
+///
+/// So a batch that can take the write lock at once is applied on the caller's thread instead:
+/// when no job is queued for the thread and the connection is free, [`Store::apply`] tries
+/// `BEGIN IMMEDIATE` without waiting, and only when another process holds the lock does the
+/// batch go to the thread, which waits for it as before. Once the lock is held nothing in the
+/// batch waits for another process (in WAL mode readers never block the writer, and the
+/// automatic checkpoint after a commit is passive), so no async worker is stalled by another
+/// process. rusqlite was chosen over sqlx for SQLite because its transactions are synchronous
+/// and cheap: a batch is one job, while sqlx's driver hops threads for every statement.
 ///
 /// Several processes open the same file at once (the engine and CLI commands). The file is in
 /// WAL mode so readers never block the writer, and every write transaction starts with
@@ -110,10 +118,19 @@ fn switch_to_wal(conn: &Connection, timeout: std::time::Duration) -> rusqlite::R
 /// longer than the busy timeout fails with [`Error::Busy`], which writes nothing; trying again
 /// is always safe. A call whose future is dropped before its answer still runs to its end.
 pub struct SqliteStore {
-    /// Jobs for the thread that owns the connection; `None` only while the store is dropped.
+    /// Jobs for the thread that serves the connection; `None` only while the store is dropped.
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<std::thread::JoinHandle<()>>,
     place: Arc<Place>,
+    shared: Arc<Shared>,
+}
+
+/// The connection, and how many jobs wait for the thread or run there.
+struct Shared {
+    conn: Mutex<Connection>,
+    /// Counted up before a job is sent and down once it ran: while it is above zero, a batch
+    /// on the caller's thread could overtake a call made before it.
+    queued: AtomicUsize,
 }
 
 /// Work for the connection's thread. It sends its own answer, so one kind of job serves the
@@ -282,13 +299,24 @@ impl SqliteStore {
             .map_err(db("configuring the query planner"))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate::run(&mut conn, &place)?;
+        let shared = Arc::new(Shared {
+            conn: Mutex::new(conn),
+            queued: AtomicUsize::new(0),
+        });
         let (jobs, queue) = mpsc::channel::<Job>();
+        let served = Arc::clone(&shared);
+        let busy_timeout = options.busy_timeout;
         let thread = std::thread::Builder::new()
             .name("agentgrid-db".into())
             .spawn(move || {
                 // Ends when the store is dropped: the last sender goes and `recv` fails.
                 while let Ok(job) = queue.recv() {
+                    let mut conn = served.lock();
+                    // A batch tried on a caller's thread may have left it at zero.
+                    let _ = conn.busy_timeout(busy_timeout);
                     job(&mut conn);
+                    drop(conn);
+                    served.queued.fetch_sub(1, Ordering::SeqCst);
                 }
             })
             .map_err(|e| Error::Database {
@@ -300,6 +328,7 @@ impl SqliteStore {
             jobs: Some(jobs),
             thread: Some(thread),
             place: Arc::new(place),
+            shared,
         })
     }
 
@@ -331,9 +360,56 @@ impl SqliteStore {
             let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn, &place)));
         });
         if let Some(jobs) = &self.jobs {
+            self.shared.queued.fetch_add(1, Ordering::SeqCst);
             // A send fails only when the thread has gone, which the unanswered job reports.
-            let _ = jobs.send(job);
+            if jobs.send(job).is_err() {
+                self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            }
         }
+    }
+
+    /// Applies `changes` on the caller's thread if that needs no waiting: nothing is queued
+    /// for the connection's thread, the connection is free, and the write lock can be taken at
+    /// once. Otherwise hands `changes` back, to be sent to the thread.
+    fn apply_here(
+        &self,
+        actor: &str,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Result<Result<Applied, Error>, Vec<Change>> {
+        if self.shared.queued.load(Ordering::SeqCst) != 0 {
+            return Err(changes);
+        }
+        let mut conn = match self.shared.conn.try_lock() {
+            Ok(conn) => conn,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Err(changes),
+        };
+        // The lock is tried without SQLite's busy wait; the thread waits for it instead.
+        if conn.busy_timeout(std::time::Duration::ZERO).is_err() {
+            return Err(changes);
+        }
+        let place = &self.place;
+        let begun = conn.transaction_with_behavior(TransactionBehavior::Immediate);
+        let tx = match begun {
+            Ok(tx) => tx,
+            // The thread sets the busy timeout again before each of its jobs.
+            Err(e) => {
+                return match e.sqlite_error_code() {
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Err(changes),
+                    _ => Ok(Err(place.error("starting a write transaction", e.into()))),
+                };
+            }
+        };
+        if let Err(e) = tx.busy_timeout(place.busy_timeout) {
+            return Ok(Err(place.error("setting the busy timeout", e.into())));
+        }
+        // As on the thread, a panic in the batch is an error for the caller, and the
+        // transaction is rolled back as it unwinds.
+        let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            fill_batch(tx, place, actor, now, changes)
+        }));
+        Ok(applied.unwrap_or_else(|_| Err(place.stopped("applying changes"))))
     }
 
     /// Runs `job` on the connection's thread and awaits its answer.
@@ -364,6 +440,14 @@ impl SqliteStore {
     }
 }
 
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // Jobs catch their own panics, so the lock is never poisoned by one; if it were, the
+        // connection is still sound (SQLite rolls back an unfinished transaction).
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Closing the queue lets the thread finish the jobs already sent and close the
@@ -387,6 +471,17 @@ fn apply_batch(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| place.error("starting a write transaction", e.into()))?;
+    fill_batch(tx, place, actor, now, changes)
+}
+
+/// Applies one batch in `tx`, a write transaction just begun, and commits it.
+fn fill_batch(
+    tx: rusqlite::Transaction<'_>,
+    place: &Place,
+    actor: &str,
+    now: Timestamp,
+    changes: Vec<Change>,
+) -> Result<Applied, Error> {
     let mut batch = apply::Batch::new(&tx, actor, now);
     for (index, change) in changes.iter().enumerate() {
         // On error the transaction is dropped unfinished, which rolls the whole batch back.
@@ -492,6 +587,10 @@ impl Store for SqliteStore {
         now: Timestamp,
         changes: Vec<Change>,
     ) -> Result<Applied, Error> {
+        let changes = match self.apply_here(actor, now, changes) {
+            Ok(applied) => return applied,
+            Err(changes) => changes,
+        };
         let actor = actor.to_owned();
         self.run("applying changes", move |conn, place| {
             apply_batch(conn, place, &actor, now, changes)
