@@ -75,7 +75,7 @@ fn a_database_from_a_newer_build_is_refused() {
             err,
             Error::TooNew {
                 found: 999,
-                known: 8,
+                known: 7,
                 ..
             }
         ),
