@@ -125,7 +125,7 @@ pub enum TaskCommand {
         #[arg(long, value_name = "ID")]
         parent: Option<TaskId>,
         /// Only the newest N matching tasks (still listed oldest first).
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         limit: Option<u32>,
         #[arg(long)]
         json: bool,

@@ -475,4 +475,8 @@ fn a_task_list_with_a_limit_shows_the_newest_and_says_more_match() {
         all.contains("task 1") && !all.contains("older tasks match"),
         "{all}"
     );
+    // A limit of nothing would list nothing and then suggest adding a task: refused instead.
+    let zero = repo.run(&["task", "list", "--limit", "0"]);
+    assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
+    assert!(stderr(&zero).contains("--limit"), "{}", stderr(&zero));
 }
