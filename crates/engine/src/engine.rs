@@ -601,8 +601,11 @@ impl Engine {
         vec![
             ("OPENAI_BASE_URL".into(), format!("{origin}/v1")),
             ("OPENAI_API_KEY".into(), token.to_string()),
-            ("ANTHROPIC_BASE_URL".into(), origin),
+            ("ANTHROPIC_BASE_URL".into(), origin.clone()),
             ("ANTHROPIC_API_KEY".into(), token.to_string()),
+            // Gemini clients add the API version to the origin themselves.
+            ("GOOGLE_GEMINI_BASE_URL".into(), origin),
+            ("GEMINI_API_KEY".into(), token.to_string()),
         ]
     }
 

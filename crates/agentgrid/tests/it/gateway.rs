@@ -28,6 +28,9 @@ calls = [
     (anthropic + "/v1/messages", {"model": "claude", "stream": True, "max_tokens": 64,
         "messages": [{"role": "user", "content": "hi"}]},
         {"x-api-key": akey, "anthropic-version": "2023-06-01"}),
+    (os.environ.get("GOOGLE_GEMINI_BASE_URL", "") + "/v1beta/models/gpt:streamGenerateContent?alt=sse",
+        {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        {"x-goog-api-key": os.environ.get("GEMINI_API_KEY", "")}),
 ]
 out = []
 for url, body, headers in calls[: int(sys.argv[1])]:
@@ -158,6 +161,40 @@ fn a_sandboxed_agent_reaches_all_three_apis_and_never_sees_the_key() {
         );
         assert!(!auth.contains(&token), "the token never goes upstream");
     }
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
+fn a_sandboxed_gemini_client_finds_the_gateway_in_its_own_variables() {
+    // The Gemini call goes to an OpenAI-compatible alias: the gateway translates it.
+    let script = Script::new(vec![
+        Step::reply("chat says hello", 11, 4, 0),
+        Step::reply("responses say hello", 12, 5, 2),
+        Step::reply("messages say hello", 13, 6, 3),
+        Step::reply("gemini says hello", 14, 7, 0),
+    ]);
+    let (_rt, _fixture, repo) = setup(4, script, "");
+    let out = run_with_key(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "done");
+    let transcript = repo.git(&["show", "agentgrid/task-1:transcript.txt"]);
+    assert!(
+        transcript.contains("gemini") && transcript.contains("candidates"),
+        "the Gemini stream came back in Gemini's shape: {transcript}"
+    );
+    let env = repo.git(&["show", "agentgrid/task-1:env.txt"]);
+    let token = env
+        .lines()
+        .find_map(|l| l.strip_prefix("OPENAI_API_KEY="))
+        .expect("the execution's token");
+    assert!(env.contains(&format!("GEMINI_API_KEY={token}")), "{env}");
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with("GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:")),
+        "{env}"
+    );
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 4, "{usage}");
     assert_no_key_anywhere(&repo);
 }
 
