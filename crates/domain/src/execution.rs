@@ -7,6 +7,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ExecutionId, TaskId, Timestamp, TransitionError};
 
+/// Whether trying a failed execution again could go differently.
+///
+/// Most failures are worth another attempt after a backoff: the agent crashed, its validators
+/// failed, a provider was down. A failure of the project's configuration is not: a command
+/// that does not exist, an interpreter the sandbox hides, a repository without commits or a
+/// base branch that is not there fail the same way on every attempt, so the task waits for a
+/// person who changes the configuration instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum FailureClass {
+    /// Another attempt, after the backoff, may succeed.
+    #[default]
+    Transient,
+    /// Only a change to the configuration (a manifest, the repository, the environment) helps.
+    Configuration,
+}
+
 /// Why an execution was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -36,7 +36,7 @@ pub mod text;
 pub mod time;
 
 pub use event::{EntityKind, Event, EventKind};
-pub use execution::{Execution, ExecutionKind, ExecutionState, Usage};
+pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
 pub use ids::{ExecutionId, TaskId};
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};

@@ -1000,8 +1000,10 @@ impl Engine {
                     exit_code,
                     usage,
                     summary,
+                    class,
                 } => {
-                    self.finish(id, state, exit_code, usage, summary).await?;
+                    self.finish(id, state, exit_code, usage, summary, class)
+                        .await?;
                 }
             }
         }
@@ -1058,6 +1060,7 @@ impl Engine {
         exit_code: Option<i32>,
         usage: domain::Usage,
         summary: Option<String>,
+        class: domain::FailureClass,
     ) -> Result<(), Error> {
         let Some(active) = self.active.remove(&id) else {
             return Ok(());
@@ -1114,6 +1117,7 @@ impl Engine {
             blocked: flags.blocked.clone(),
             failure: summary,
             provider_paused: paused.map(|(_, until)| until),
+            class,
         };
         // Sub-tasks that were done while this execution ran are merged only now that its
         // processes are gone (and merges that failed before are tried again), so its
@@ -1539,6 +1543,7 @@ impl Engine {
                 blocked: None,
                 failure: None,
                 provider_paused: None,
+                class: domain::FailureClass::Transient,
             };
             changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use control::ControlHub;
 use domain::event::ValidatorResult;
-use domain::{Clock, ExecutionId, ExecutionKind, ExecutionState, TaskId, Timestamp, Usage};
+use domain::{
+    Clock, ExecutionId, ExecutionKind, ExecutionState, FailureClass, TaskId, Timestamp, Usage,
+};
 use tokio::sync::{mpsc, watch};
 use workspace::{HookKind, Workspace, Workspaces};
 
@@ -236,6 +238,8 @@ pub enum Update {
         exit_code: Option<i32>,
         usage: Usage,
         summary: Option<String>,
+        /// Whether another attempt could go differently; see [`FailureClass`].
+        class: FailureClass,
     },
 }
 
@@ -260,11 +264,12 @@ pub async fn run_execution(
         ended = work => ended,
         never = relay => match never {},
     };
+    let mut class = FailureClass::Transient;
     let (state, exit_code, usage, summary) = match ended {
         Ok(end) => end,
         // A step that failed because the execution was stopped ends as the stop says: a
         // shutdown during a validator, a hook or a commit leaves the task to run again.
-        Err((_, message)) if cancel.is_cancelled() => {
+        Err(Failure { message, .. }) if cancel.is_cancelled() => {
             let reason = stop_reason(&stop);
             let why = shared
                 .stop_summary()
@@ -276,7 +281,10 @@ pub async fn run_execution(
                 Some(format!("{why} while {message}")),
             )
         }
-        Err((state, message)) => (state, None, Usage::default(), Some(message)),
+        Err(failure) => {
+            class = failure.class;
+            (failure.state, None, Usage::default(), Some(failure.message))
+        }
     };
     let _ = updates.send(Update::Finished {
         id,
@@ -284,10 +292,54 @@ pub async fn run_execution(
         exit_code,
         usage,
         summary,
+        class,
     });
 }
 
 type End = (ExecutionState, Option<i32>, Usage, Option<String>);
+
+/// Why an execution ended before its agent could finish: the state it ends in, the reason,
+/// and whether trying again could go differently.
+struct Failure {
+    state: ExecutionState,
+    message: String,
+    class: FailureClass,
+}
+
+impl From<(ExecutionState, String)> for Failure {
+    fn from((state, message): (ExecutionState, String)) -> Failure {
+        Failure {
+            state,
+            message,
+            class: FailureClass::Transient,
+        }
+    }
+}
+
+impl Failure {
+    /// A failure that only a change to the configuration can mend.
+    fn configuration(message: String) -> Failure {
+        Failure {
+            state: ExecutionState::Failed,
+            message,
+            class: FailureClass::Configuration,
+        }
+    }
+}
+
+/// Whether a workspace that could not be prepared failed for a reason of the project's
+/// configuration: a repository without commits, or a base ref that is not there (the start
+/// point of a task with no parent branch to start from).
+fn workspace_failure(e: &workspace::Error, start_from: Option<&str>) -> Failure {
+    let message = format!("preparing the workspace: {e}");
+    match e {
+        workspace::Error::NoCommits { .. } => Failure::configuration(message),
+        workspace::Error::UnknownStartPoint { .. } if start_from.is_none() => {
+            Failure::configuration(message)
+        }
+        _ => (ExecutionState::Failed, message).into(),
+    }
+}
 
 /// Cancels `cancel` once the engine asks the execution to stop (or is gone); never ends.
 async fn relay_stop(
@@ -316,7 +368,7 @@ async fn execute(
     shared: &ExecutionShared,
     stop: watch::Receiver<Option<StopReason>>,
     updates: &mpsc::UnboundedSender<Update>,
-) -> Result<End, (ExecutionState, String)> {
+) -> Result<End, Failure> {
     let id = job.id;
     let send = |u: Update| {
         let _ = updates.send(u);
@@ -336,7 +388,7 @@ async fn execute(
             let ws = manager
                 .ensure(job.task, start_from.as_deref(), hook_sandbox.as_ref())
                 .await
-                .map_err(|e| fail("preparing the workspace", &e))?;
+                .map_err(|e| workspace_failure(&e, start_from.as_deref()))?;
             send(Update::Workspace {
                 id,
                 task: job.task,
@@ -399,7 +451,8 @@ async fn execute(
             return Err((
                 ExecutionState::Cancelled,
                 format!("starting iteration {iteration}"),
-            ));
+            )
+                .into());
         }
         context.iteration = iteration;
         let prompt = manifest::render_prompt(&agent.prompt, &context)
@@ -413,6 +466,7 @@ async fn execute(
         }
         let spec = launch_spec(agent, &context, &prompt, &cwd, &base, iteration)
             .map_err(|e| (ExecutionState::Failed, e))?;
+        preflight(&spec, sandbox.as_ref()).map_err(Failure::configuration)?;
         let spec = match &sandbox {
             Some(sandbox) => spec.with_sandbox(sandbox.clone()),
             None => spec,
@@ -493,7 +547,7 @@ async fn execute(
                     })
                 }
                 Ok(None) => {}
-                Err(e) => return Err(fail("committing the agent's work", &e)),
+                Err(e) => return Err(fail("committing the agent's work", &e).into()),
             }
         }
         if let Some(reason) = stopped {
@@ -562,7 +616,7 @@ async fn execute(
             break;
         }
         if launch::is_cancelled() {
-            return Err((ExecutionState::Cancelled, "about to validate".into()));
+            return Err((ExecutionState::Cancelled, "about to validate".to_string()).into());
         }
         send(Update::Validating { id, iteration });
         // Validators judge the agent's work, so they get none of its powers (no token, control
@@ -771,6 +825,29 @@ fn hook_environment(job: &ExecutionJob, base: &[(String, String)]) -> Vec<(Strin
         })
         .cloned()
         .collect()
+}
+
+/// Checks that the agent's program and the interpreter of its `#!` line will be found and
+/// that its sandbox shows them, before anything starts: a command with a typo or an
+/// interpreter under a hidden home fails the same way on every attempt, and inside the sandbox
+/// the kernel would only say that the script is missing.
+fn preflight(
+    spec: &launch::LaunchSpec,
+    sandbox: Option<&launch::sandbox::SandboxSpec>,
+) -> Result<(), String> {
+    let path = spec.env_value("PATH").unwrap_or("");
+    let home = spec.env_value("HOME").map(Path::new);
+    launch::preflight::check_program(
+        &spec.program,
+        launch::preflight::Surroundings {
+            cwd: &spec.cwd,
+            path,
+            sandbox,
+            home,
+        },
+    )
+    .map(drop)
+    .map_err(|e| format!("cannot start the agent: {e}"))
 }
 
 fn launch_spec(

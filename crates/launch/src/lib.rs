@@ -48,6 +48,7 @@ mod cancel;
 mod error;
 mod group;
 mod output;
+pub mod preflight;
 mod process;
 pub mod procfs;
 mod run;

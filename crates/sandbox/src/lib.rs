@@ -59,6 +59,7 @@ pub mod selftest;
 mod spec;
 mod sys;
 mod view;
+mod visible;
 
 pub use confine::rlimit_table;
 pub use error::Error;
@@ -74,3 +75,4 @@ pub use spec::{
     SPEC_VAR, SandboxSpec, helper_command,
 };
 pub use view::SYSTEM;
+pub use visible::{Visibility, visibility};

@@ -50,7 +50,7 @@ pub const SYSTEM: &[&str] = &[
 /// runtime sockets, shared temporary directories and password hashes. Outside the [`SYSTEM`]
 /// trees they are absent anyway; naming them here makes a path that leads into them through
 /// a link refused, and hides the ones inside a visible tree.
-const ALWAYS_HIDDEN: &[&str] = &[
+pub(crate) const ALWAYS_HIDDEN: &[&str] = &[
     "/home",
     "/root",
     "/run",

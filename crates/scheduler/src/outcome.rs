@@ -1,6 +1,6 @@
 //! What becomes of a task when one of its executions ends: done, split, retried, blocked, failed.
 
-use domain::{ExecutionKind, ExecutionState, Task, TaskState, Timestamp};
+use domain::{ExecutionKind, ExecutionState, FailureClass, Task, TaskState, Timestamp};
 
 use crate::{Completion, Config};
 
@@ -26,6 +26,9 @@ pub struct ExecutionEnd {
     /// quota) until this time: a failure then is the provider's, not the agent's, so it costs
     /// no attempt and the task runs again after the pause. `failure` says why.
     pub provider_paused: Option<Timestamp>,
+    /// Whether another attempt could go differently. A failure of the configuration fails the
+    /// task at once, whatever attempts are left: it would fail the same way after any backoff.
+    pub class: FailureClass,
 }
 
 /// The task's next state and scheduling bookkeeping.
@@ -144,6 +147,20 @@ fn plan_after(
         // attempts are left. What was stuck was the agent's course within one execution, whose
         // every iteration carried the context of the ones before; a new execution starts the
         // agent afresh on the committed tree, so it may take another way.
+        _ if end.class == FailureClass::Configuration => {
+            let what = end.failure.clone().unwrap_or_else(|| end.state.to_string());
+            return plan(
+                TaskState::Failed,
+                None,
+                task.attempts + 1,
+                0,
+                format!(
+                    "{what}; not retried, as only a change to the configuration helps: reopen \
+                     #{} once it is fixed",
+                    task.id
+                ),
+            );
+        }
         _ => {
             // A resume woken by a failed sub-task that fails itself decided nothing, and the task
             // cannot be done while that sub-task stands: trying it again would only fail again.

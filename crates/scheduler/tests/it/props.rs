@@ -219,6 +219,7 @@ fn simulate(world: &World, roomy: bool) -> Result<Snapshot, TestCaseError> {
                 blocked: None,
                 failure: None,
                 provider_paused: None,
+                class: domain::FailureClass::Transient,
             };
             let plan = after_execution(&task, &kids, &end, config, now);
             prop_assert!(

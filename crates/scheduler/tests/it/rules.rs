@@ -1,6 +1,9 @@
 //! One test per scheduling rule.
 
-use domain::{Duration, ExecutionId, ExecutionKind, ExecutionState, TaskId, TaskState, Timestamp};
+use domain::{
+    Duration, ExecutionId, ExecutionKind, ExecutionState, FailureClass, TaskId, TaskState,
+    Timestamp,
+};
 use scheduler::{
     Action, AgentPolicy, Completion, Config, ExecutionEnd, Guards, KillReason, after_execution,
     decide,
@@ -354,6 +357,7 @@ fn end(kind: ExecutionKind, state: ExecutionState) -> ExecutionEnd {
         blocked: None,
         failure: None,
         provider_paused: None,
+        class: FailureClass::Transient,
     }
 }
 
@@ -418,6 +422,60 @@ fn failures_back_off_exponentially_then_fail_the_task() {
         "{}",
         last.reason
     );
+}
+
+#[test]
+fn a_configuration_failure_fails_the_task_at_once_without_backoff() {
+    let mut agent = worker();
+    agent.max_attempts = 5;
+    let c = config(vec![agent]);
+    let e = ExecutionEnd {
+        failure: Some(
+            "starting the agent: cannot start `claud`: no executable of that name".into(),
+        ),
+        class: FailureClass::Configuration,
+        ..end(ExecutionKind::Work, ExecutionState::Failed)
+    };
+    let plan = after_execution(&task(1), &[], &e, &c, T0);
+    assert_eq!(
+        (plan.to, plan.attempts, plan.not_before),
+        (TaskState::Failed, 1, None),
+        "four attempts are left, but none could go differently"
+    );
+    assert!(
+        plan.reason.starts_with("starting the agent: cannot start `claud`")
+            && plan.reason.contains("not retried, as only a change to the configuration helps: reopen #1 once it is fixed"),
+        "the reason says what failed and what a person does: {}",
+        plan.reason
+    );
+    // The same failure for a resume fails it too, rather than waiting to be woken again.
+    let resume = ExecutionEnd {
+        kind: ExecutionKind::Resume,
+        ..e.clone()
+    };
+    let plan = after_execution(&in_state(task(1), TaskState::Running), &[], &resume, &c, T0);
+    assert_eq!(plan.to, TaskState::Failed);
+    // A transient failure of the same agent is still retried after the backoff.
+    let transient = ExecutionEnd {
+        class: FailureClass::Transient,
+        ..e
+    };
+    let plan = after_execution(&task(1), &[], &transient, &c, T0);
+    assert_eq!(plan.to, TaskState::Open);
+    assert!(plan.not_before.is_some());
+}
+
+#[test]
+fn a_configuration_failure_is_not_what_a_cancel_or_a_lost_execution_means() {
+    let c = config(vec![worker()]);
+    for state in [ExecutionState::Cancelled, ExecutionState::Lost] {
+        let e = ExecutionEnd {
+            class: FailureClass::Configuration,
+            ..end(ExecutionKind::Work, state)
+        };
+        let plan = after_execution(&task(1), &[], &e, &c, T0);
+        assert_eq!((plan.to, plan.attempts), (TaskState::Open, 0), "{state}");
+    }
 }
 
 #[test]
