@@ -7,6 +7,7 @@
 // First, so that its macros are known in the modules below.
 #[macro_use]
 mod output;
+mod checks;
 mod cli;
 mod commands;
 mod error;

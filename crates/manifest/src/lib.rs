@@ -63,7 +63,7 @@ pub use error::Error;
 pub use models::{
     Budget, Budgets, ModelAlias, ModelLimits, ModelRetry, Models, Prices, Provider, ProviderKind,
 };
-pub use project::{Agent, Project, load_project, parse_agents, parse_config};
+pub use project::{Agent, Project, load_project, locate, parse_agents, parse_config};
 pub use sandbox::{FilesystemMode, NetworkMode, ResourceLimits, SandboxProfile};
 pub use schema::json_schema;
 pub use template::{

@@ -247,3 +247,42 @@ fn check_unique_names(documents: &[(PathBuf, AgentDocument)], diagnostics: &mut 
         }
     }
 }
+
+/// Where the setting at `path` (keys from the document's top, such as `["spec", "runtime",
+/// "command"]`) is written in `file`: in its only document, or, with `agent`, in the document
+/// of the agent of that name. For problems found only after loading (a command the host does
+/// not have), so they point at the line to change. `None` when the file cannot be read or the
+/// setting is not written there (a default).
+pub fn locate(file: &Path, agent: Option<&str>, path: &[&str]) -> Option<crate::Place> {
+    let source = std::fs::read_to_string(file).ok()?;
+    let docs = parse_documents(&source).ok()?;
+    let doc = match agent {
+        None => docs.first()?,
+        Some(name) => docs.iter().find(|d| {
+            child(d, "metadata")
+                .and_then(|m| child(m, "name"))
+                .is_some_and(|n| matches!(&n.value, crate::yaml::Value::Str(s) if s == name))
+        })?,
+    };
+    let mut node = doc;
+    for key in path {
+        node = child(node, key)?;
+    }
+    Some(crate::Place {
+        file: file.to_path_buf(),
+        line: node.line,
+        column: node.column,
+    })
+}
+
+/// The value under `key` of a mapping node, or the element at index `key` of a sequence.
+fn child<'a>(node: &'a crate::yaml::Node, key: &str) -> Option<&'a crate::yaml::Node> {
+    match &node.value {
+        crate::yaml::Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, crate::yaml::Value::Str(s) if s == key))
+            .map(|(_, v)| v),
+        crate::yaml::Value::Seq(items) => items.get(key.parse::<usize>().ok()?),
+        _ => None,
+    }
+}

@@ -54,6 +54,10 @@ struct Report<'a> {
     /// Only inside a project whose manifests load.
     #[serde(skip_serializing_if = "Option::is_none")]
     git_drivers: Option<Vec<GitDriver>>,
+    /// What `validate` finds beyond the manifests (commands, interpreters, the repository,
+    /// keys, ignored manifests); only inside a project whose manifests load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    project: Option<Vec<crate::checks::Finding>>,
 }
 
 /// The project's trusted git drivers, each looked up as `agentgrid run` does at setup.
@@ -116,13 +120,22 @@ pub async fn doctor(json: bool, project: Option<crate::project::Project>) -> any
         None => None,
     };
     let drivers_ok = git_drivers.iter().flatten().all(|d| d.ok);
-    let healthy = profiles[0].ok && smoke_test.ok && unix_sockets.ok && drivers_ok;
+    let findings = match project.as_ref().map(|p| (p, p.manifests())) {
+        Some((p, Ok(manifests))) => Some(crate::checks::project(&p.root, &manifests).await),
+        _ => None,
+    };
+    let project_ok = findings
+        .iter()
+        .flatten()
+        .all(|f| f.severity != crate::checks::Severity::Error);
+    let healthy = profiles[0].ok && smoke_test.ok && unix_sockets.ok && drivers_ok && project_ok;
     let report = Report {
         support: &support,
         profiles,
         unix_sockets,
         smoke_test,
         git_drivers,
+        project: findings,
     };
     if json {
         crate::output::json(&report)?;
@@ -288,6 +301,25 @@ fn print_report(report: &Report) {
                 Some(problem) => {
                     outln!("Git driver `{}`: {} {problem}", driver.name, mark(false))
                 }
+            }
+        }
+    }
+    if let Some(findings) = &report.project {
+        outln!();
+        if findings.is_empty() {
+            outln!(
+                "Project: {} every agent's command and interpreter found, the base ref exists, \
+                 keys set",
+                mark(true)
+            );
+        } else {
+            outln!("Project:");
+            for f in findings {
+                outln!(
+                    "  {} {}",
+                    mark(f.severity != crate::checks::Severity::Error),
+                    domain::text::one_line(&f.render())
+                );
             }
         }
     }

@@ -31,7 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs { execution, follow } => {
             events::logs(&Project::find(project)?, execution, follow).await
         }
-        Command::Validate { json } => validate::validate(&Project::find(project)?, json),
+        Command::Validate { json } => validate::validate(&Project::find(project)?, json).await,
         Command::Schema => {
             outln!(
                 "{}",

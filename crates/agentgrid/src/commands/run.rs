@@ -144,6 +144,12 @@ pub async fn run_engine(
             project.state_dir.display()
         )));
     }
+    // Differences between the checkout and what agents will see: said, not refused.
+    if progress {
+        for warning in crate::checks::start_warnings(&project.root, &manifests).await {
+            eprintln!("warning: {}", domain::text::one_line(&warning.message));
+        }
+    }
     let mut setup = engine::setup_from_project(&manifests, &project.root)?;
     engine::resolve_git_drivers(&manifests, &project.root, &mut setup).await?;
     let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;

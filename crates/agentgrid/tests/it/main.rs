@@ -15,6 +15,7 @@ mod judge;
 mod judge_attacks;
 mod lies;
 mod merges;
+mod mistakes;
 mod quota;
 mod restart;
 mod run;

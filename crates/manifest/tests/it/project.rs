@@ -154,3 +154,28 @@ fn an_unreadable_file_is_reported_as_a_whole() {
         "{d}"
     );
 }
+
+#[test]
+fn a_setting_is_located_in_its_agents_document_or_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("agents.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata: {name: one}\nspec:\n  runtime: {command: [a]}\n---\napiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: two\nspec:\n  runtime:\n    command:\n      - claud\n      - -p\n",
+    )
+    .unwrap();
+    let place = manifest::locate(&file, Some("two"), &["spec", "runtime", "command", "0"]).unwrap();
+    assert_eq!((place.line, place.column), (14, 9));
+    let place = manifest::locate(&file, Some("one"), &["spec", "runtime", "command"]).unwrap();
+    assert_eq!(place.line, 5);
+    assert_eq!(manifest::locate(&file, Some("three"), &["spec"]), None);
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        "kind: Config\nspec:\n  workspace:\n    base: trunk\n",
+    )
+    .unwrap();
+    let place = manifest::locate(&config, None, &["spec", "workspace", "base"]).unwrap();
+    assert_eq!((place.line, place.column), (4, 11));
+    assert_eq!(manifest::locate(&config, None, &["spec", "models"]), None);
+}

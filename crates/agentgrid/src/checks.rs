@@ -1,0 +1,385 @@
+//! Mistakes caught before anything runs: what `validate` and `doctor` report beside the
+//! manifests' own problems, and what `run` warns about at start.
+//!
+//! Each of these would otherwise show up late and look like something else: a command with a
+//! typo or an interpreter the sandbox hides fails every attempt of every task, a base branch
+//! that is not there fails every checkout, an unset key stops `run`, uncommitted changes are
+//! silently left out of the agents' worktrees. A finding is an *error* when `run` cannot work
+//! with it and a *warning* when it may be what the person wants.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use manifest::Place;
+use serde::Serialize;
+
+/// How bad a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// `run` cannot work with it: validate exits non-zero.
+    Error,
+    /// May be fine; said so that it is not a surprise.
+    Warning,
+}
+
+/// One mistake found, where it comes from (a manifest setting when there is one) and what to
+/// do, in its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The manifest file, or the repository when the setting is not written anywhere.
+    pub file: PathBuf,
+    /// 1-based; 0 when the finding concerns the file (or the repository) as a whole.
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl Finding {
+    fn at(severity: Severity, place: Option<Place>, fallback: &Path, message: String) -> Finding {
+        let place = place.unwrap_or(Place {
+            file: fallback.to_path_buf(),
+            line: 0,
+            column: 0,
+        });
+        Finding {
+            severity,
+            file: place.file,
+            line: place.line,
+            column: place.column,
+            message,
+        }
+    }
+
+    /// The finding as `validate` prints it: `file:line:col: warning: message`.
+    pub fn render(&self) -> String {
+        let what = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        if self.line == 0 {
+            format!("{}: {what}: {}", self.file.display(), self.message)
+        } else {
+            format!(
+                "{}:{}:{}: {what}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+}
+
+/// Every check `validate` and `doctor` make on a project whose manifests load.
+pub async fn project(root: &Path, manifests: &manifest::Project) -> Vec<Finding> {
+    let mut found = Vec::new();
+    let config_file = manifests.root.join("config.yaml");
+    let head = repository(root, manifests, &config_file, &mut found).await;
+    for agent in &manifests.agents {
+        if let Some(f) = command(root, manifests, agent) {
+            found.push(f);
+        }
+    }
+    keys(manifests, &config_file, &mut found);
+    found.extend(ignored_manifests(root, manifests).await);
+    if head.is_some() {
+        found.extend(start_warnings(root, manifests).await);
+    }
+    found
+}
+
+/// The repository has a commit, and the configured base ref names one. Returns HEAD's commit.
+async fn repository(
+    root: &Path,
+    manifests: &manifest::Project,
+    config_file: &Path,
+    found: &mut Vec<Finding>,
+) -> Option<String> {
+    let head = git(root, &["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]).await;
+    let Some(head) = head else {
+        found.push(Finding::at(
+            Severity::Error,
+            None,
+            root,
+            "the repository has no commits, and agents start from one: make a first commit \
+             (`git add -A && git commit -m start`)"
+                .into(),
+        ));
+        return None;
+    };
+    let base = &manifests.config.workspace.base;
+    if manifests.config.workspace.enabled
+        && git(
+            root,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &format!("{base}^{{commit}}"),
+            ],
+        )
+        .await
+        .is_none()
+    {
+        let branches = git(
+            root,
+            &["for-each-ref", "--format=%(refname:short)", "refs/heads"],
+        )
+        .await
+        .unwrap_or_default();
+        let branches: Vec<&str> = branches.lines().take(5).collect();
+        found.push(Finding::at(
+            Severity::Error,
+            manifest::locate(config_file, None, &["spec", "workspace", "base"]),
+            config_file,
+            format!(
+                "workspace.base is `{base}`, which names no branch, tag or commit in this \
+                 repository{}: set it to one that exists, or create it (`git branch {base}`)",
+                if branches.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (its branches: {})", branches.join(", "))
+                }
+            ),
+        ));
+    }
+    Some(head)
+}
+
+/// The agent's command resolves, and the interpreter of its `#!` line exists and is visible in
+/// the agent's sandbox, as the executor checks before it starts the agent.
+fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) -> Option<Finding> {
+    let spec = agent.spec();
+    let program = spec.runtime.command.first()?;
+    // A templated program is known only per task.
+    if program.contains("{{") || program.contains("{%") {
+        return None;
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let sandbox = (spec.sandbox.enabled
+        && spec.sandbox.filesystem != manifest::FilesystemMode::None)
+        .then(|| {
+            // The agent works in a worktree of its own; the main checkout and the state
+            // directory are hidden (see the executor's `sandbox_for`).
+            let mut view =
+                launch::sandbox::SandboxSpec::new(manifests.workspace_root().join("task"));
+            view.hide.push(root.to_path_buf());
+            view
+        });
+    let problem = launch::preflight::check_program(
+        program,
+        launch::preflight::Surroundings {
+            cwd: root,
+            path: &path,
+            sandbox: sandbox.as_ref(),
+            home: home.as_deref(),
+        },
+    )
+    .err()?;
+    let mut message = format!("agent `{}`: {problem}", agent.name);
+    if program.contains('/') && !Path::new(program).is_absolute() {
+        message.push_str(" (a relative command is taken from the task's worktree)");
+    }
+    Some(Finding::at(
+        Severity::Error,
+        manifest::locate(
+            &agent.source,
+            Some(&agent.name),
+            &["spec", "runtime", "command", "0"],
+        ),
+        &agent.source,
+        message,
+    ))
+}
+
+/// Every provider key the config names is set in this environment. `run` refuses to start
+/// without one as soon as any model alias exists; with none, the gateway is not started and
+/// an unset key is only a warning.
+fn keys(manifests: &manifest::Project, config_file: &Path, found: &mut Vec<Finding>) {
+    let models = &manifests.config.models;
+    for (name, provider) in &models.providers {
+        let Some(var) = &provider.api_key_env else {
+            continue;
+        };
+        if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
+            continue;
+        }
+        let used_by: Vec<&str> = models
+            .aliases
+            .iter()
+            .filter(|(_, a)| a.provider == *name)
+            .map(|(alias, _)| alias.as_str())
+            .collect();
+        let (severity, consequence) = if !models.aliases.is_empty() {
+            (
+                Severity::Error,
+                if used_by.is_empty() {
+                    "`agentgrid run` refuses to start without it".to_string()
+                } else {
+                    format!(
+                        "the model aliases {} use it, and `agentgrid run` refuses to start \
+                         without it",
+                        used_by.join(", ")
+                    )
+                },
+            )
+        } else {
+            (Severity::Warning, "no model alias uses it yet".to_string())
+        };
+        found.push(Finding::at(
+            severity,
+            manifest::locate(
+                config_file,
+                None,
+                &["spec", "models", "providers", name, "api_key_env"],
+            ),
+            config_file,
+            format!(
+                "model provider `{name}` takes its key from {var}, which is not set in this \
+                 environment ({consequence}): export {var} before `agentgrid run`"
+            ),
+        ));
+    }
+}
+
+/// Manifests that the repository's ignore rules hide: a clean clone would not have them.
+async fn ignored_manifests(root: &Path, manifests: &manifest::Project) -> Vec<Finding> {
+    let mut files: Vec<PathBuf> = vec![manifests.root.join("config.yaml")];
+    files.extend(manifests.agents.iter().map(|a| a.source.clone()));
+    files.sort();
+    files.dedup();
+    let mut found = Vec::new();
+    for file in files.iter().filter(|f| f.exists()) {
+        let Ok(relative) = file.strip_prefix(root) else {
+            continue;
+        };
+        let relative = relative.to_string_lossy();
+        if git(root, &["check-ignore", "--quiet", "--", &relative])
+            .await
+            .is_some()
+        {
+            found.push(Finding::at(
+                Severity::Warning,
+                None,
+                file,
+                format!(
+                    "`{relative}` is ignored by the repository's .gitignore, so it is never \
+                     committed and a clean clone runs without it: add `!{relative}` to \
+                     .gitignore (or un-ignore .agentgrid/*.yaml), then commit it"
+                ),
+            ));
+        }
+    }
+    found
+}
+
+/// What `run` says at start: differences between the checkout and what the agents will see.
+pub async fn start_warnings(root: &Path, manifests: &manifest::Project) -> Vec<Finding> {
+    let mut found = Vec::new();
+    if !manifests.config.workspace.enabled {
+        return found;
+    }
+    let head = git(
+        root,
+        &["rev-parse", "--verify", "--quiet", "--short", "HEAD"],
+    )
+    .await;
+    let Some(head) = head else {
+        return found;
+    };
+    let changes = git(
+        root,
+        &["status", "--porcelain", "--", ".", ":(exclude).agentgrid"],
+    )
+    .await
+    .unwrap_or_default();
+    if !changes.trim().is_empty() {
+        found.push(Finding::at(
+            Severity::Warning,
+            None,
+            root,
+            format!(
+                "agents start from HEAD {}; uncommitted changes are not in their worktrees \
+                 ({} changed path(s)): commit what the agents need",
+                head.trim(),
+                changes.lines().count()
+            ),
+        ));
+    }
+    if root.join(".gitmodules").exists() {
+        found.push(Finding::at(
+            Severity::Warning,
+            None,
+            &root.join(".gitmodules"),
+            "the repository has submodules, which are not initialised in the agents' \
+             worktrees (they are empty there): add `git submodule update --init` to \
+             workspace.hooks.after_create if the agents need them"
+                .into(),
+        ));
+    }
+    let sandboxed = manifests.agents.iter().any(|a| {
+        a.spec().sandbox.enabled && a.spec().sandbox.filesystem != manifest::FilesystemMode::None
+    });
+    if sandboxed && let Some(place) = hidden_home(root) {
+        found.push(Finding::at(
+            Severity::Warning,
+            None,
+            root,
+            format!(
+                "the project lies inside `{}`, which the sandbox hides: agents see their own \
+                 worktree and the system trees, not the main checkout nor anything else there \
+                 (a .venv, node_modules, toolchains in the home)",
+                place.display()
+            ),
+        ));
+    }
+    found
+}
+
+/// The home directory the project lies in, when the sandbox hides it. Temporary directories
+/// are hidden too, but nothing of a person's setup lives there, so they go unmentioned.
+fn hidden_home(root: &Path) -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let view = launch::sandbox::SandboxSpec::new("/nonexistent/agentgrid-workspace");
+    match launch::sandbox::visibility(&view, home.as_deref(), root) {
+        launch::sandbox::Visibility::Hidden {
+            hidden_by: Some(place),
+            ..
+        } if !["/tmp", "/var/tmp"].iter().any(|t| {
+            Path::new(t)
+                .canonicalize()
+                .is_ok_and(|t| place.starts_with(t))
+        }) =>
+        {
+            Some(place)
+        }
+        _ => None,
+    }
+}
+
+/// Runs git on the host as the project does (its hardened environment: no system or global
+/// configuration, no hooks, no fsmonitor), in `root`. Its standard output on success.
+async fn git(root: &Path, args: &[&str]) -> Option<String> {
+    let mut spec = launch::LaunchSpec::new("git", root);
+    spec.env = workspace::git_env();
+    spec.args = [
+        "-c",
+        "core.fsmonitor=false",
+        "-c",
+        "core.hooksPath=/dev/null",
+        "-C",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([root.display().to_string()])
+    .chain(args.iter().map(|s| s.to_string()))
+    .collect();
+    let out = launch::run(spec, Duration::from_secs(30), 1 << 20)
+        .await
+        .ok()?;
+    out.success().then_some(out.stdout)
+}
