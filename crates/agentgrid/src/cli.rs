@@ -95,6 +95,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script.
+    ///
+    /// bash: `agentgrid completions bash > ~/.local/share/bash-completion/completions/agentgrid`;
+    /// zsh: `agentgrid completions zsh > ~/.zfunc/_agentgrid` (with `~/.zfunc` in `fpath`);
+    /// fish: `agentgrid completions fish > ~/.config/fish/completions/agentgrid.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or write one page per command into a directory.
+    Man {
+        /// Write `agentgrid.1`, `agentgrid-task.1`, `agentgrid-task-add.1`, … here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ mod doctor;
 mod events;
 mod init;
 mod run;
+mod shell;
 mod status;
 mod task;
 mod validate;
@@ -42,5 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::Doctor { json } => doctor::doctor(json, Project::find(project).ok()).await,
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
     }
 }
