@@ -28,6 +28,9 @@ pub mod exit {
     /// Nothing changed, for a reason outside the request: the database was locked by another
     /// process, or the host refused a write. The same request may succeed later (`EX_TEMPFAIL`).
     pub const TRY_AGAIN: u8 = 75;
+    /// `run` was stopped by force (a second Ctrl-C): its executions were killed and nothing
+    /// more was written; the next `run` recovers them (128 + SIGINT, as shells report it).
+    pub const FORCED: u8 = 130;
 }
 
 pub use error::{UserError, user_error};

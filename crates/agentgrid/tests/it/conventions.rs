@@ -92,3 +92,143 @@ fn the_manual_page_renders_with_every_command() {
     assert!(add.contains("agentgrid task add"), "{add}");
     assert!(add.contains("\\-\\-label"), "{add}");
 }
+
+/// A `run` whose output goes to files, killed if the test ends first.
+struct Running {
+    child: std::process::Child,
+    stderr: std::path::PathBuf,
+    _logs: tempfile::TempDir,
+}
+
+impl Running {
+    fn start(repo: &Repo, args: &[&str]) -> Running {
+        let logs = tempfile::tempdir().unwrap();
+        let stderr = logs.path().join("stderr");
+        let child = repo
+            .cmd(args)
+            .stdout(std::fs::File::create(logs.path().join("stdout")).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        Running {
+            child,
+            stderr,
+            _logs: logs,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    fn exited_within(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Processes anywhere on the machine whose command line holds `marker`.
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn a_second_ctrl_c_forces_the_stop_and_the_next_run_recovers() {
+    use nix::sys::signal::Signal;
+    use std::time::Duration;
+    // The first execution ignores SIGTERM and would hold the stop for the whole minute of
+    // grace; a later one does the work at once.
+    let marker = format!("sleep 47.{}", std::process::id() % 1000);
+    let script = format!(
+        "if [ \"$AGENTGRID_EXECUTION_ID\" = 1 ]; then trap '' TERM; {marker}; fi; echo done > work.txt"
+    );
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", &script, "  routing: {default: true}\n"),
+    )]);
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  shutdown_grace: 60s\n",
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Do the work"]);
+    let mut run = Running::start(&repo, &["run"]);
+    wait_for(Duration::from_secs(60), "the agent to run", || {
+        processes_with(&marker) > 0
+    });
+
+    run.signal(Signal::SIGINT);
+    wait_for(
+        Duration::from_secs(10),
+        "the first Ctrl-C's message",
+        || run.stderr().contains("Ctrl-C again to force"),
+    );
+    let first = run.stderr();
+    assert!(
+        first.contains("waiting for 1 execution(s) to wind down"),
+        "{first}"
+    );
+    assert!(
+        run.exited_within(Duration::from_secs(1)).is_none(),
+        "the graceful stop waits for the agent that ignores SIGTERM: {first}"
+    );
+
+    run.signal(Signal::SIGINT);
+    let status = run
+        .exited_within(Duration::from_secs(10))
+        .expect("a second Ctrl-C ends run promptly");
+    let errors = run.stderr();
+    assert_eq!(status.code(), Some(130), "{errors}");
+    assert!(
+        errors.contains("killing execution(s) 1 (task #1, coder)"),
+        "{errors}"
+    );
+    assert!(errors.contains("#1 go back to open"), "{errors}");
+    assert_eq!(processes_with(&marker), 0, "the agent was killed");
+    assert_eq!(
+        repo.json(&["status", "--json"])["active_executions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "nothing was written: the store is as a crash leaves it"
+    );
+
+    let out = repo.ok(&["run"]);
+    assert!(out.contains("1 recovered after a crash"), "{out}");
+    assert_eq!(repo.task_state(1), "done");
+    let lost = repo
+        .ok(&["events", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "execution_finished" && e["state"] == "lost")
+        .count();
+    assert_eq!(lost, 1, "the killed execution was wound down as lost");
+}
