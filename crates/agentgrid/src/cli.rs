@@ -153,16 +153,35 @@ pub enum TaskCommand {
     },
     /// Change a task's title, body, labels, priority or agent.
     Edit(TaskEditArgs),
-    /// Cancel a task and its open sub-tasks; a running execution is stopped.
+    /// Cancel tasks and their open sub-tasks; a running execution is stopped.
+    ///
+    /// Each id is reported on its own: one that cannot be cancelled does not stop the others,
+    /// but makes the exit status non-zero.
     Cancel {
-        id: TaskId,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TaskId>,
         #[arg(long)]
         reason: Option<String>,
+        /// One result per id as a JSON array.
+        #[arg(long)]
+        json: bool,
     },
-    /// Put a failed, cancelled or blocked task back to open.
-    Reopen { id: TaskId },
-    /// Ask that a task run sooner (a hint: caps and guards still apply).
-    Nudge { id: TaskId },
+    /// Put failed, cancelled or blocked tasks back to open (each id on its own, as `cancel`).
+    Reopen {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TaskId>,
+        /// One result per id as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask that tasks run sooner (a hint: caps and guards still apply; each id on its own).
+    Nudge {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TaskId>,
+        /// One result per id as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Add a comment to a task.
     Comment { id: TaskId, text: String },
     /// Manage blocked-by dependencies.

@@ -232,3 +232,77 @@ fn a_second_ctrl_c_forces_the_stop_and_the_next_run_recovers() {
         .count();
     assert_eq!(lost, 1, "the killed execution was wound down as lost");
 }
+
+#[test]
+fn several_ids_are_each_reported_and_one_bad_id_stops_none() {
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "true", "  routing: {default: true}\n"),
+    )]);
+    for title in ["one", "two", "three"] {
+        repo.ok(&["task", "add", title]);
+    }
+    repo.ok(&["task", "add", "below one", "--parent", "1"]);
+
+    let out = repo.run(&["task", "cancel", "1", "999", "2", "4"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains("cancelled task #1 and 1 sub-task(s)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("cancelled task #2"),
+        "the id after the bad one: {said}"
+    );
+    assert!(
+        said.contains("#4 was cancelled with a task above it"),
+        "{said}"
+    );
+    assert!(
+        stderr(&out).contains("#999 does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    for (id, state) in [
+        (1, "cancelled"),
+        (2, "cancelled"),
+        (3, "open"),
+        (4, "cancelled"),
+    ] {
+        assert_eq!(repo.task_state(id), state, "task {id}");
+    }
+
+    // Reopen: #3 is open already, the others go back; JSON has one result per id, in order.
+    let out = repo.run(&["task", "reopen", "1", "3", "2", "--json"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    let results: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let results = results.as_array().unwrap();
+    let ids: Vec<i64> = results.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [1, 3, 2]);
+    let oks: Vec<bool> = results.iter().map(|r| r["ok"].as_bool().unwrap()).collect();
+    assert_eq!(oks, [true, false, true], "{results:?}");
+    assert!(
+        results[1]["message"].as_str().unwrap().contains("#3"),
+        "{results:?}"
+    );
+    assert_eq!(repo.task_state(1), "open");
+    assert_eq!(repo.task_state(2), "open");
+
+    let results = repo.json(&["task", "nudge", "1", "2", "1", "--json"]);
+    assert_eq!(
+        results.as_array().unwrap().len(),
+        2,
+        "a repeated id once: {results}"
+    );
+    assert!(results.as_array().unwrap().iter().all(|r| r["ok"] == true));
+
+    let cancelled = repo.json(&["task", "cancel", "3", "--json"]);
+    assert_eq!(
+        cancelled[0]["cancelled"],
+        serde_json::json!([3]),
+        "{cancelled}"
+    );
+    let out = repo.run(&["task", "cancel"]);
+    assert_eq!(out.status.code(), Some(2), "an id is required");
+}
