@@ -134,8 +134,9 @@ pub enum TaskCommand {
         /// Only tasks in this state (repeatable).
         #[arg(long, value_name = "STATE")]
         state: Vec<TaskState>,
-        #[arg(long, value_name = "LABEL")]
-        label: Option<String>,
+        /// Only tasks carrying this label (repeatable: every one given).
+        #[arg(long = "label", short = 'l', value_name = "LABEL")]
+        labels: Vec<String>,
         /// Only sub-tasks of this task.
         #[arg(long, value_name = "ID")]
         parent: Option<TaskId>,
@@ -221,8 +222,10 @@ pub struct TaskEditArgs {
     pub title: Option<String>,
     #[arg(long)]
     pub body: Option<String>,
-    #[arg(long = "add-label", value_name = "LABEL")]
+    /// Add a label (repeatable), as `task add --label`.
+    #[arg(long = "label", short = 'l', alias = "add-label", value_name = "LABEL")]
     pub add_labels: Vec<String>,
+    /// Remove a label (repeatable).
     #[arg(long = "remove-label", value_name = "LABEL")]
     pub remove_labels: Vec<String>,
     #[arg(long)]

@@ -18,6 +18,9 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
     let actor = Actor::command_line();
     match cmd {
         TaskCommand::Add(args) => {
+            if let Some(agent) = &args.agent {
+                known_agent(project, agent, "nothing was created")?;
+            }
             let new = NewTask {
                 title: args.title,
                 body: args.body,
@@ -68,14 +71,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         }
         TaskCommand::List {
             state,
-            label,
+            labels,
             parent,
             limit,
             json: as_json,
         } => {
             let filter = TaskFilter {
                 states: state,
-                label,
+                labels,
                 parent: parent.map(Some),
                 root: None,
             };
@@ -148,6 +151,10 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             }
         }
         TaskCommand::Edit(args) => {
+            // `--agent ''` routes by labels again and names no agent.
+            if let Some(agent) = args.agent.as_deref().filter(|a| !a.is_empty()) {
+                known_agent(project, agent, "nothing was changed")?;
+            }
             let edit = EditTask {
                 id: args.id,
                 title: args.title,
@@ -239,6 +246,31 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Refuses an agent name that no manifest of the project defines, listing the ones that are
+/// defined: a task assigned to a typo would wait for ever, routed to nobody.
+fn known_agent(project: &Project, name: &str, unchanged: &str) -> anyhow::Result<()> {
+    let manifests = project.manifests()?;
+    if manifests.agent(name).is_some() {
+        return Ok(());
+    }
+    let names: Vec<String> = manifests.agents.iter().map(|a| a.name.clone()).collect();
+    let dir = project.state_dir.join("agents");
+    Err(user_error(if names.is_empty() {
+        format!(
+            "no agent named `{}`: the project defines no agents; add one under {}/ (see `agentgrid init`); {unchanged}",
+            one_line(name),
+            dir.display()
+        )
+    } else {
+        format!(
+            "no agent named `{}`: the project's agents are {} (defined in {}/); {unchanged}",
+            one_line(name),
+            names.join(", "),
+            dir.display()
+        )
+    }))
 }
 
 /// What a command given several ids did with one of them.

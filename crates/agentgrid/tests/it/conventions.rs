@@ -306,3 +306,99 @@ fn several_ids_are_each_reported_and_one_bad_id_stops_none() {
     let out = repo.run(&["task", "cancel"]);
     assert_eq!(out.status.code(), Some(2), "an id is required");
 }
+
+#[test]
+fn labels_take_the_same_flags_everywhere() {
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "true", "  routing: {default: true}\n"),
+    )]);
+    repo.ok(&["task", "add", "one", "--label", "ui", "-l", "db"]);
+    repo.ok(&["task", "add", "two", "--label", "ui"]);
+    repo.ok(&["task", "add", "three"]);
+    let ids = |args: &[&str]| -> Vec<i64> {
+        let mut all = vec!["task", "list", "--json"];
+        all.extend_from_slice(args);
+        repo.json(&all)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&["--label", "ui"]), [1, 2]);
+    assert_eq!(
+        ids(&["--label", "ui", "--label", "db"]),
+        [1],
+        "every label given"
+    );
+    assert_eq!(ids(&["-l", "db"]), [1]);
+
+    // `task edit` adds with --label and removes with --remove-label; the old --add-label is
+    // still understood.
+    repo.ok(&["task", "edit", "3", "--label", "docs", "-l", "ui"]);
+    repo.ok(&[
+        "task",
+        "edit",
+        "3",
+        "--add-label",
+        "later",
+        "--remove-label",
+        "ui",
+    ]);
+    let shown = repo.json(&["task", "show", "3", "--json"]);
+    assert_eq!(
+        shown["task"]["labels"],
+        serde_json::json!(["docs", "later"])
+    );
+    let help = repo.ok(&["task", "edit", "--help"]);
+    assert!(
+        help.contains("--label") && help.contains("--remove-label"),
+        "{help}"
+    );
+    assert!(
+        !help.contains("--add-label"),
+        "the old spelling is hidden: {help}"
+    );
+}
+
+#[test]
+fn an_unknown_agent_is_refused_with_the_agents_listed() {
+    let repo = Repo::with_agents(&[
+        (
+            "coder",
+            &agent("coder", "true", "  routing: {default: true}\n"),
+        ),
+        ("reviewer", &agent("reviewer", "true", "")),
+    ]);
+    let before = repo.ok(&["events", "--json"]);
+    let out = repo.run(&["task", "add", "Fix it", "--agent", "codr"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("no agent named `codr`"), "{said}");
+    assert!(
+        said.contains("coder, reviewer"),
+        "the agents are listed: {said}"
+    );
+    assert!(said.contains("nothing was created"), "{said}");
+    assert_eq!(
+        repo.ok(&["events", "--json"]),
+        before,
+        "nothing was written"
+    );
+    assert!(repo.tasks().is_empty());
+
+    let task = repo.json(&["task", "add", "Review it", "--agent", "reviewer", "--json"]);
+    assert_eq!(task["agent"], "reviewer");
+    let out = repo.run(&["task", "edit", "1", "--agent", "nobody"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("coder, reviewer"), "{}", stderr(&out));
+    assert_eq!(
+        repo.tasks()[0]["agent"],
+        "reviewer",
+        "the edit changed nothing"
+    );
+    // An empty name routes by labels again.
+    repo.ok(&["task", "edit", "1", "--agent", ""]);
+    assert!(repo.tasks()[0]["agent"].is_null());
+}
