@@ -45,12 +45,22 @@ pub enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Show it again every --interval seconds: redrawn in place on a terminal, one block
+        /// after another otherwise, until Ctrl-C or the reader goes away.
+        #[arg(long, short)]
+        watch: bool,
+        /// Seconds between two views with --watch.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0, requires = "watch", value_parser = interval)]
+        interval: f64,
     },
     /// Print the event log, optionally from a position and following new events.
     Events {
         /// Start after this sequence number (0 = from the beginning).
-        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        #[arg(long, default_value_t = 0, value_name = "SEQ", conflicts_with = "tail")]
         from: u64,
+        /// Only the last N events (of the task, with --task); with --follow, then the new ones.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
         /// Keep printing new events as they are recorded (Ctrl-C to stop).
         #[arg(long, short)]
         follow: bool,
@@ -67,6 +77,9 @@ pub enum Command {
         /// Keep printing as the execution writes, until it ends.
         #[arg(long, short)]
         follow: bool,
+        /// One JSON object per line of the log: {"execution", "line", "offset", "text"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Check the config and agent manifests; every problem is reported as file:line:col.
     Validate {
@@ -293,4 +306,18 @@ pub enum CtlSubtask {
         #[arg(long)]
         key: Option<String>,
     },
+}
+
+/// An interval a person means: at least a tenth of a second, at most a day.
+fn interval(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (say 2 or 0.5)"))?;
+    if (0.1..=86_400.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "{seconds} s is out of range: give 0.1 to 86400 seconds"
+        ))
+    }
 }

@@ -97,7 +97,7 @@ fn the_manual_page_renders_with_every_command() {
 struct Running {
     child: std::process::Child,
     stderr: std::path::PathBuf,
-    _logs: tempfile::TempDir,
+    logs: tempfile::TempDir,
 }
 
 impl Running {
@@ -113,12 +113,16 @@ impl Running {
         Running {
             child,
             stderr,
-            _logs: logs,
+            logs,
         }
     }
 
     fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("stdout")).unwrap_or_default()
     }
 
     fn signal(&self, signal: nix::sys::signal::Signal) {
@@ -401,4 +405,132 @@ fn an_unknown_agent_is_refused_with_the_agents_listed() {
     // An empty name routes by labels again.
     repo.ok(&["task", "edit", "1", "--agent", ""]);
     assert!(repo.tasks()[0]["agent"].is_null());
+}
+
+/// The `seq` of each event `events ARGS --json` prints.
+fn seqs(repo: &Repo, args: &[&str]) -> Vec<u64> {
+    let mut all = vec!["events", "--json"];
+    all.extend_from_slice(args);
+    repo.ok(&all)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn events_tail_shows_the_last_events_and_follows_from_there() {
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "true", "  routing: {default: true}\n"),
+    )]);
+    for i in 1..=5 {
+        repo.ok(&["task", "add", &format!("task {i}")]);
+    }
+    repo.ok(&["task", "comment", "2", "first"]);
+    repo.ok(&["task", "comment", "2", "second"]);
+    let all = seqs(&repo, &[]);
+    assert_eq!(all.len(), 7);
+    assert_eq!(seqs(&repo, &["--tail", "3"]), all[4..].to_vec());
+    assert_eq!(
+        seqs(&repo, &["--tail", "100"]),
+        all,
+        "fewer than asked: all of them"
+    );
+    // With --task: that task's last events, not the log's.
+    let of_two = seqs(&repo, &["--task", "2"]);
+    assert_eq!(of_two.len(), 3);
+    assert_eq!(
+        seqs(&repo, &["--tail", "2", "--task", "2"]),
+        of_two[1..].to_vec()
+    );
+    let human = repo.ok(&["events", "--tail", "1"]);
+    assert_eq!(human.lines().count(), 1);
+    assert!(human.contains("second"), "{human}");
+
+    // --follow: the tail, then what comes after it, once.
+    let follow = Running::start(&repo, &["events", "--tail", "1", "--follow", "--json"]);
+    let printed = || follow.stdout();
+    wait_for(std::time::Duration::from_secs(10), "the tail", || {
+        printed().lines().count() == 1
+    });
+    repo.ok(&["task", "comment", "1", "later"]);
+    wait_for(std::time::Duration::from_secs(10), "the new event", || {
+        printed().lines().count() == 2
+    });
+    let lines: Vec<serde_json::Value> = printed()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["seq"], all[6]);
+    assert_eq!(lines[1]["text"], "later", "{lines:?}");
+    follow.signal(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn logs_json_prints_one_object_per_line_of_the_log() {
+    let script = "echo 'first line'; printf 'with \\033[2J escape\\n' >&2; printf 'no newline'";
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", script, "  routing: {default: true}\n"),
+    )]);
+    repo.ok(&["task", "add", "Say things"]);
+    repo.ok(&["run"]);
+    let plain = repo.ok(&["logs", "1"]);
+    let out = repo.ok(&["logs", "1", "--json"]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let texts: Vec<&str> = lines.iter().map(|l| l["text"].as_str().unwrap()).collect();
+    assert!(texts.contains(&"first line"), "{texts:?}");
+    assert!(texts.contains(&"with \u{1b}[2J escape"), "{texts:?}");
+    assert!(!out.contains('\u{1b}'), "JSON escapes the escape: {out}");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["execution"], 1);
+        assert_eq!(line["line"], i as u64 + 1);
+        // Each offset is where the line starts in the log, as `logs` prints it.
+        let offset = line["offset"].as_u64().unwrap() as usize;
+        assert!(
+            plain.as_bytes()[offset..].starts_with(line["text"].as_str().unwrap().as_bytes()),
+            "line {i} at {offset}: {plain:?}"
+        );
+    }
+    assert!(!out.contains("--- validators ---"), "{out}");
+}
+
+#[test]
+fn status_watch_shows_the_view_again_with_what_changed() {
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "true", "  routing: {default: true}\n"),
+    )]);
+    repo.ok(&["task", "add", "one"]);
+    let watch = Running::start(&repo, &["status", "--watch", "--interval", "0.2"]);
+    let printed = || watch.stdout();
+    wait_for(std::time::Duration::from_secs(10), "a first view", || {
+        printed().contains("tasks: 1 open")
+    });
+    repo.ok(&["task", "add", "two"]);
+    wait_for(std::time::Duration::from_secs(10), "a later view", || {
+        printed().contains("tasks: 2 open")
+    });
+    let text = printed();
+    drop(watch);
+    assert!(
+        text.matches("--- status at ").count() >= 2,
+        "plain blocks one after another into a file: {text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "no screen control into a file: {text}"
+    );
+    let out = repo.run(&["status", "--interval", "1"]);
+    assert_eq!(out.status.code(), Some(2), "--interval needs --watch");
+    let out = repo.run(&["status", "--watch", "--interval", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("0.1 to 86400"), "{}", stderr(&out));
 }
