@@ -16,6 +16,9 @@ pub struct Cli {
     /// The project directory (default: the nearest directory upwards that has .agentgrid/).
     #[arg(long, global = true, env = "AGENTGRID_PROJECT", value_name = "DIR")]
     pub project: Option<PathBuf>,
+    /// Colour: `auto` on a terminal unless NO_COLOR is set (CLICOLOR_FORCE=1 forces it).
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: crate::output::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         launch::sandbox::selftest_main();
     }
     let args = cli::Cli::parse();
+    output::init_color(args.color);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AGENTGRID_LOG")
@@ -68,13 +69,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(commands::run(args));
     // Output cut short by anything but a reader that left makes an incomplete answer.
     if let Some(failure) = output::finish() {
-        eprintln!("error: {failure}");
+        eprintln!("{} {failure}", output::error_prefix());
         return ExitCode::from(exit::FAILED);
     }
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {}", error::describe(&err));
+            eprintln!("{} {}", output::error_prefix(), error::describe(&err));
             ExitCode::from(error::exit_code(&err))
         }
     }

@@ -156,8 +156,8 @@ pub async fn run_engine(
     let printer = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
             if progress && let Some(line) = progress_line(&event) {
-                // Titles and reasons in it come from agents.
-                outln!("{}", domain::text::one_line(&line));
+                // Titles and reasons in it come from agents: escaped first, coloured after.
+                outln!("{}", marked(&domain::text::one_line(&line)));
             }
         }
     });
@@ -293,6 +293,17 @@ async fn force_stop(store: &dyn store::Store, project_dir: &std::path::Path) {
     engine::kill_executions(project_dir, &ids).await;
     let _ = crate::output::finish();
     std::process::exit(i32::from(crate::exit::FORCED));
+}
+
+/// A progress line with its leading ✓ or ✗ coloured.
+fn marked(line: &str) -> String {
+    use crate::output::Style;
+    for (mark, style) in [("✓", Style::Good), ("✗", Style::Bad)] {
+        if let Some(rest) = line.strip_prefix(mark) {
+            return format!("{}{rest}", style.paint(mark));
+        }
+    }
+    line.to_string()
 }
 
 /// The events worth a line while the engine runs.

@@ -63,12 +63,16 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     }
     for (name, relaxations) in &relaxed {
         outln!(
-            "warning: agent {name} runs with {}",
+            "{} agent {name} runs with {}",
+            crate::output::warning_prefix(),
             relaxations.join(" and ")
         );
     }
     for hook in &host_hooks {
-        outln!("warning: the {hook} hook runs on the host, outside the sandbox (host: true)");
+        outln!(
+            "{} the {hook} hook runs on the host, outside the sandbox (host: true)",
+            crate::output::warning_prefix()
+        );
     }
     let line: Vec<String> = view
         .tasks

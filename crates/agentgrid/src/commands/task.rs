@@ -328,10 +328,15 @@ fn report_each(results: &[IdResult], as_json: bool) -> anyhow::Result<u8> {
             if r.ok {
                 outln!("{}", r.message);
             } else if r.message.contains(&format!("#{}", r.id)) {
-                eprintln!("error: {}", r.message);
+                eprintln!("{} {}", crate::output::error_prefix(), r.message);
             } else {
                 // Every line names its id, so that a failure among many is found.
-                eprintln!("error: task #{}: {}", r.id, r.message);
+                eprintln!(
+                    "{} task #{}: {}",
+                    crate::output::error_prefix(),
+                    r.id,
+                    r.message
+                );
             }
         }
     }

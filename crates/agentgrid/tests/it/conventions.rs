@@ -534,3 +534,63 @@ fn status_watch_shows_the_view_again_with_what_changed() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("0.1 to 86400"), "{}", stderr(&out));
 }
+
+#[test]
+fn colour_on_request_and_never_into_pipes_or_under_no_color() {
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "true", "  routing: {default: true}\n"),
+    )]);
+    repo.ok(&["task", "add", "one"]);
+    repo.ok(&["task", "add", "two"]);
+    repo.ok(&["task", "cancel", "2"]);
+    const ESC: char = '\u{1b}';
+    let listed = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = repo.cmd(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    // Into a pipe, by default: plain.
+    let plain = listed(&["task", "list"], &[]);
+    assert!(!stdout(&plain).contains(ESC), "{}", stdout(&plain));
+    let always = listed(&["task", "list", "--color", "always"], &[("NO_COLOR", "1")]);
+    let coloured = stdout(&always);
+    assert!(
+        coloured.contains("\u{1b}[2mcancelled\u{1b}[0m"),
+        "{coloured:?}"
+    );
+    // The colour codes do not move the columns: without them the text is the plain one.
+    assert_eq!(
+        coloured.replace("\u{1b}[2m", "").replace("\u{1b}[0m", ""),
+        stdout(&plain)
+    );
+    let forced = listed(&["task", "list"], &[("CLICOLOR_FORCE", "1")]);
+    assert!(
+        stdout(&forced).contains(ESC),
+        "CLICOLOR_FORCE colours a pipe"
+    );
+    let no_color = listed(
+        &["task", "list"],
+        &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")],
+    );
+    assert!(!stdout(&no_color).contains(ESC), "NO_COLOR wins under auto");
+    let never = listed(
+        &["task", "list", "--color", "never"],
+        &[("CLICOLOR_FORCE", "1")],
+    );
+    assert!(!stdout(&never).contains(ESC));
+    // Errors on standard error too, and the flag goes anywhere on the line.
+    let error = listed(&["--color", "always", "task", "show", "99"], &[]);
+    assert!(
+        stderr(&error).starts_with("\u{1b}[1;31merror:\u{1b}[0m"),
+        "{}",
+        stderr(&error)
+    );
+    let error = listed(&["task", "show", "99"], &[]);
+    assert!(stderr(&error).starts_with("error: "), "{}", stderr(&error));
+    // run's marks.
+    let run = stdout(&listed(&["run", "--color", "always"], &[]));
+    assert!(run.contains("\u{1b}[32m✓\u{1b}[0m #1 done"), "{run:?}");
+}
