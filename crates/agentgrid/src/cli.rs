@@ -16,6 +16,9 @@ pub struct Cli {
     /// The project directory (default: the nearest directory upwards that has .agentgrid/).
     #[arg(long, global = true, env = "AGENTGRID_PROJECT", value_name = "DIR")]
     pub project: Option<PathBuf>,
+    /// Colour: `auto` on a terminal unless NO_COLOR is set (CLICOLOR_FORCE=1 forces it).
+    #[arg(long, global = true, value_enum, default_value_t, value_name = "WHEN")]
+    pub color: crate::output::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -45,12 +48,22 @@ pub enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Show it again every --interval seconds: redrawn in place on a terminal, one block
+        /// after another otherwise, until Ctrl-C or the reader goes away.
+        #[arg(long, short)]
+        watch: bool,
+        /// Seconds between two views with --watch.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0, requires = "watch", value_parser = interval)]
+        interval: f64,
     },
     /// Print the event log, optionally from a position and following new events.
     Events {
         /// Start after this sequence number (0 = from the beginning).
-        #[arg(long, default_value_t = 0, value_name = "SEQ")]
+        #[arg(long, default_value_t = 0, value_name = "SEQ", conflicts_with = "tail")]
         from: u64,
+        /// Only the last N events (of the task, with --task); with --follow, then the new ones.
+        #[arg(long, value_name = "N")]
+        tail: Option<u32>,
         /// Keep printing new events as they are recorded (Ctrl-C to stop).
         #[arg(long, short)]
         follow: bool,
@@ -67,6 +80,9 @@ pub enum Command {
         /// Keep printing as the execution writes, until it ends.
         #[arg(long, short)]
         follow: bool,
+        /// One JSON object per line of the log: {"execution", "line", "offset", "text"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Check the config and agent manifests; every problem is reported as file:line:col.
     Validate {
@@ -95,6 +111,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script.
+    ///
+    /// bash: `agentgrid completions bash > ~/.local/share/bash-completion/completions/agentgrid`;
+    /// zsh: `agentgrid completions zsh > ~/.zfunc/_agentgrid` (with `~/.zfunc` in `fpath`);
+    /// fish: `agentgrid completions fish > ~/.config/fish/completions/agentgrid.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, or write one page per command into a directory.
+    Man {
+        /// Write `agentgrid.1`, `agentgrid-task.1`, `agentgrid-task-add.1`, … here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,8 +150,9 @@ pub enum TaskCommand {
         /// Only tasks in this state (repeatable).
         #[arg(long, value_name = "STATE")]
         state: Vec<TaskState>,
-        #[arg(long, value_name = "LABEL")]
-        label: Option<String>,
+        /// Only tasks carrying this label (repeatable: every one given).
+        #[arg(long = "label", short = 'l', value_name = "LABEL")]
+        labels: Vec<String>,
         /// Only sub-tasks of this task.
         #[arg(long, value_name = "ID")]
         parent: Option<TaskId>,
@@ -138,16 +170,35 @@ pub enum TaskCommand {
     },
     /// Change a task's title, body, labels, priority or agent.
     Edit(TaskEditArgs),
-    /// Cancel a task and its open sub-tasks; a running execution is stopped.
+    /// Cancel tasks and their open sub-tasks; a running execution is stopped.
+    ///
+    /// Each id is reported on its own: one that cannot be cancelled does not stop the others,
+    /// but makes the exit status non-zero.
     Cancel {
-        id: TaskId,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TaskId>,
         #[arg(long)]
         reason: Option<String>,
+        /// One result per id as a JSON array.
+        #[arg(long)]
+        json: bool,
     },
-    /// Put a failed, cancelled or blocked task back to open.
-    Reopen { id: TaskId },
-    /// Ask that a task run sooner (a hint: caps and guards still apply).
-    Nudge { id: TaskId },
+    /// Put failed, cancelled or blocked tasks back to open (each id on its own, as `cancel`).
+    Reopen {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TaskId>,
+        /// One result per id as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask that tasks run sooner (a hint: caps and guards still apply; each id on its own).
+    Nudge {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TaskId>,
+        /// One result per id as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Add a comment to a task.
     Comment { id: TaskId, text: String },
     /// Manage blocked-by dependencies.
@@ -187,8 +238,10 @@ pub struct TaskEditArgs {
     pub title: Option<String>,
     #[arg(long)]
     pub body: Option<String>,
-    #[arg(long = "add-label", value_name = "LABEL")]
+    /// Add a label (repeatable), as `task add --label`.
+    #[arg(long = "label", short = 'l', alias = "add-label", value_name = "LABEL")]
     pub add_labels: Vec<String>,
+    /// Remove a label (repeatable).
     #[arg(long = "remove-label", value_name = "LABEL")]
     pub remove_labels: Vec<String>,
     #[arg(long)]
@@ -256,4 +309,18 @@ pub enum CtlSubtask {
         #[arg(long)]
         key: Option<String>,
     },
+}
+
+/// An interval a person means: at least a tenth of a second, at most a day.
+fn interval(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds (say 2 or 0.5)"))?;
+    if (0.1..=86_400.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!(
+            "{seconds} s is out of range: give 0.1 to 86400 seconds"
+        ))
+    }
 }

@@ -29,6 +29,9 @@ pub mod exit {
     /// Nothing changed, for a reason outside the request: the database was locked by another
     /// process, or the host refused a write. The same request may succeed later (`EX_TEMPFAIL`).
     pub const TRY_AGAIN: u8 = 75;
+    /// `run` was stopped by force (a second Ctrl-C): its executions were killed and nothing
+    /// more was written; the next `run` recovers them (128 + SIGINT, as shells report it).
+    pub const FORCED: u8 = 130;
 }
 
 pub use error::{UserError, user_error};
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         launch::sandbox::selftest_main();
     }
     let args = cli::Cli::parse();
+    output::init_color(args.color);
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AGENTGRID_LOG")
@@ -66,13 +70,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(commands::run(args));
     // Output cut short by anything but a reader that left makes an incomplete answer.
     if let Some(failure) = output::finish() {
-        eprintln!("error: {failure}");
+        eprintln!("{} {failure}", output::error_prefix());
         return ExitCode::from(exit::FAILED);
     }
     match result {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            eprintln!("error: {}", error::describe(&err));
+            eprintln!("{} {}", output::error_prefix(), error::describe(&err));
             ExitCode::from(error::exit_code(&err))
         }
     }

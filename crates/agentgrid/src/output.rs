@@ -6,6 +6,11 @@
 //! instead: once standard output is closed (`EPIPE`) the rest is dropped quietly, and the
 //! command finishes with its own exit status. Commands that could go on for ever (`--follow`)
 //! ask [`closed`] and stop. clippy's `print_stdout` keeps `println!` out of the crate.
+//!
+//! Colour is decided once per stream ([`init_color`]) and used only where it helps a reader
+//! find something: task states in tables, the ✓/✗ marks of `run`, `error:` and `warning:`.
+//! Colour codes are added after the text is escaped and measured, so agents' text never
+//! carries a code of its own and columns stay aligned.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -21,6 +26,117 @@ macro_rules! outln {
     ($($arg:tt)*) => {
         $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
     };
+}
+
+/// Whether standard output, and standard error, get colour codes.
+static COLOR_OUT: AtomicBool = AtomicBool::new(false);
+static COLOR_ERR: AtomicBool = AtomicBool::new(false);
+
+/// `--color`: `auto` colours a stream that is a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+/// Whether a stream gets colour: `--color always|never` decides; under `auto`, `NO_COLOR`
+/// (any non-empty value) turns it off, then `CLICOLOR_FORCE` (non-empty, not `0`) turns it
+/// on, then a terminal does.
+pub fn wants_color(
+    choice: ColorChoice,
+    no_color: Option<&str>,
+    clicolor_force: Option<&str>,
+    terminal: bool,
+) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            if no_color.is_some_and(|v| !v.is_empty()) {
+                false
+            } else if clicolor_force.is_some_and(|v| !v.is_empty() && v != "0") {
+                true
+            } else {
+                terminal
+            }
+        }
+    }
+}
+
+/// Decides colour for standard output and standard error from `choice` and the environment.
+pub fn init_color(choice: ColorChoice) {
+    use std::io::IsTerminal;
+    let no_color = std::env::var("NO_COLOR").ok();
+    let force = std::env::var("CLICOLOR_FORCE").ok();
+    let decide = |terminal| wants_color(choice, no_color.as_deref(), force.as_deref(), terminal);
+    COLOR_OUT.store(decide(std::io::stdout().is_terminal()), Ordering::Relaxed);
+    COLOR_ERR.store(decide(std::io::stderr().is_terminal()), Ordering::Relaxed);
+}
+
+/// The few styles agentgrid uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Good,
+    Bad,
+    Attention,
+    Busy,
+    Quiet,
+}
+
+impl Style {
+    fn code(self) -> &'static str {
+        match self {
+            Style::Good => "32",
+            Style::Bad => "1;31",
+            Style::Attention => "33",
+            Style::Busy => "36",
+            Style::Quiet => "2",
+        }
+    }
+
+    /// `text` in this style on standard output, or as it is without colour there.
+    pub fn paint(self, text: &str) -> String {
+        paint(COLOR_OUT.load(Ordering::Relaxed), self, text)
+    }
+
+    /// `text` in this style on standard error.
+    pub fn paint_err(self, text: &str) -> String {
+        paint(COLOR_ERR.load(Ordering::Relaxed), self, text)
+    }
+}
+
+fn paint(on: bool, style: Style, text: &str) -> String {
+    if on {
+        format!("\x1b[{}m{text}\x1b[0m", style.code())
+    } else {
+        text.to_string()
+    }
+}
+
+/// The style of a task or execution state as the tables show it, if it has one.
+pub fn state_style(state: &str) -> Option<Style> {
+    Some(match state {
+        "done" | "succeeded" => Style::Good,
+        "failed" | "lost" | "timed_out" | "stalled" | "budget_exceeded" | "no_progress" => {
+            Style::Bad
+        }
+        "blocked" | "merge_failed" => Style::Attention,
+        "running" | "preparing" | "validating" => Style::Busy,
+        "cancelled" => Style::Quiet,
+        _ => return None,
+    })
+}
+
+/// `error: ` for a line on standard error.
+pub fn error_prefix() -> String {
+    Style::Bad.paint_err("error:")
+}
+
+/// `warning: ` for a line on standard output.
+pub fn warning_prefix() -> String {
+    Style::Attention.paint("warning:")
 }
 
 /// Set once a write to standard output failed: nothing more is written.
@@ -98,20 +214,28 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
             }
         }
     }
-    let line = |cells: Vec<&str>| {
+    // A STATE column is coloured by state, after the cell is padded to its plain width.
+    let state_column = header.iter().position(|h| *h == "STATE");
+    let line = |cells: Vec<&str>, painted: bool| {
         let mut out = String::new();
         for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                out.push_str(cell);
+            let last = i + 1 == cells.len();
+            let pad = if last {
+                0
             } else {
-                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+                widths[i].saturating_sub(cell.chars().count()) + 2
+            };
+            match state_style(cell).filter(|_| painted && state_column == Some(i)) {
+                Some(style) => out.push_str(&style.paint(cell)),
+                None => out.push_str(cell),
             }
+            out.push_str(&" ".repeat(pad));
         }
         outln!("{}", out.trim_end());
     };
-    line(header.to_vec());
+    line(header.to_vec(), false);
     for row in &rows {
-        line(row.iter().map(String::as_str).collect());
+        line(row.iter().map(String::as_str).collect(), true);
     }
 }
 
@@ -135,5 +259,29 @@ pub fn clip(text: &str, max: usize) -> String {
     } else {
         let cut: String = text.chars().take(max.saturating_sub(1)).collect();
         format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ColorChoice, wants_color};
+
+    #[test]
+    fn colour_follows_the_flag_then_no_color_then_clicolor_force_then_the_terminal() {
+        use ColorChoice::*;
+        assert!(wants_color(Always, Some("1"), None, false));
+        assert!(!wants_color(Never, None, Some("1"), true));
+        assert!(wants_color(Auto, None, None, true));
+        assert!(!wants_color(Auto, None, None, false));
+        assert!(
+            !wants_color(Auto, Some("1"), Some("1"), true),
+            "NO_COLOR wins"
+        );
+        assert!(
+            wants_color(Auto, Some(""), None, true),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(wants_color(Auto, None, Some("1"), false));
+        assert!(!wants_color(Auto, None, Some("0"), false));
     }
 }

@@ -44,6 +44,7 @@ mod command;
 mod error;
 mod import;
 mod query;
+mod tail;
 mod validation;
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub use query::{
     ActiveExecution, EventPage, Events, ExecutionUsage, ProviderLine, Status, StatusView,
     TaskDetail, TaskList, TaskPage, TaskShow,
 };
+pub use tail::{EventTail, TailEvents};
 pub use validation::{Validation, last_failure, of_execution};
 
 /// Who a command or query is carried out for. Recorded with every event it causes, and the

@@ -1798,7 +1798,10 @@ fn set_state(id: ExecutionId, to: ExecutionState) -> Change {
 /// `AGENTGRID_PROJECT` and `AGENTGRID_EXECUTION_ID` every execution's processes carry. Matching
 /// both means a reused pid or another project's agent is never touched. One scan of /proc
 /// serves every id; blocking, so the caller runs it off the async threads.
-fn orphan_groups(project: &std::path::Path, ids: &BTreeSet<ExecutionId>) -> BTreeSet<i32> {
+pub(crate) fn orphan_groups(
+    project: &std::path::Path,
+    ids: &BTreeSet<ExecutionId>,
+) -> BTreeSet<i32> {
     let mut groups = BTreeSet::new();
     if ids.is_empty() {
         return groups;

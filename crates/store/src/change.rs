@@ -55,8 +55,8 @@ pub struct TaskFilter {
     pub states: Vec<TaskState>,
     /// `Some(None)`: only top-level tasks; `Some(Some(p))`: only children of `p`.
     pub parent: Option<Option<TaskId>>,
-    /// Only tasks carrying this label.
-    pub label: Option<String>,
+    /// Only tasks carrying every one of these labels; empty means any labels.
+    pub labels: Vec<String>,
     /// Only tasks in the tree under this root (the root included).
     pub root: Option<TaskId>,
 }

@@ -8,16 +8,40 @@ use domain::{ExecutionId, TaskId};
 use crate::project::Project;
 use crate::user_error;
 
+/// Where `events` begins.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// After this `seq` (0: from the beginning).
+    After(u64),
+    /// With the last N events.
+    Tail(u32),
+}
+
 pub async fn events(
     project: &Project,
-    from: u64,
+    start: Start,
     follow: bool,
     task: Option<TaskId>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let app = project.app().await?;
     let actor = app::Actor::command_line();
-    let mut seq = from;
+    let mut seq = match start {
+        Start::After(from) => from,
+        Start::Tail(count) => {
+            let tail = app.ask(&actor, app::TailEvents { task, count }).await?;
+            for event in &tail.events {
+                outln!("{}", event_line(event, json)?);
+                if crate::output::closed() {
+                    return Ok(crate::exit::OK);
+                }
+            }
+            if !follow {
+                return Ok(crate::exit::OK);
+            }
+            tail.next
+        }
+    };
     loop {
         let page = app
             .ask(
@@ -31,20 +55,7 @@ pub async fn events(
             .await?;
         seq = page.next;
         for event in &page.events {
-            let line = if json {
-                serde_json::to_string(event)?
-            } else {
-                format!(
-                    "{:>6}  {}  {} {:<5} {:<24} {}",
-                    event.seq,
-                    event.at,
-                    event.entity.as_str(),
-                    event.entity_id,
-                    domain::text::one_line(&event.actor),
-                    domain::text::one_line(&event.kind.describe())
-                )
-            };
-            outln!("{line}");
+            outln!("{}", event_line(event, json)?);
             if crate::output::closed() {
                 return Ok(crate::exit::OK);
             }
@@ -58,7 +69,29 @@ pub async fn events(
     }
 }
 
-pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> anyhow::Result<u8> {
+/// One event as `events` prints it: a JSON object, or a line of columns.
+fn event_line(event: &domain::Event, json: bool) -> anyhow::Result<String> {
+    Ok(if json {
+        serde_json::to_string(event)?
+    } else {
+        format!(
+            "{:>6}  {}  {} {:<5} {:<24} {}",
+            event.seq,
+            event.at,
+            event.entity.as_str(),
+            event.entity_id,
+            domain::text::one_line(&event.actor),
+            domain::text::one_line(&event.kind.describe())
+        )
+    })
+}
+
+pub async fn logs(
+    project: &Project,
+    execution: ExecutionId,
+    follow: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
     let store = project.store().await?;
     let exec = store.execution(execution).await?.ok_or_else(|| {
         user_error(format!(
@@ -78,8 +111,9 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
     let mut offset = 0u64;
     // An agent's output may hold escapes meant for the operator's terminal: on a terminal they
     // are shown, not obeyed. Into a pipe or a file the log goes byte for byte.
-    let mut escaper =
-        std::io::IsTerminal::is_terminal(&std::io::stdout()).then(TerminalEscaper::default);
+    let mut escaper = (!json && std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .then(TerminalEscaper::default);
+    let mut lines = json.then(|| JsonLines::new(execution));
     loop {
         // Checked before reading, so the last read after the end sees everything it wrote.
         let running = follow
@@ -97,6 +131,12 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
                     break;
                 }
                 offset += n as u64;
+                if let Some(lines) = lines.as_mut() {
+                    if !lines.feed(&buf[..n])? {
+                        return Ok(crate::exit::OK);
+                    }
+                    continue;
+                }
                 let shown = match escaper.as_mut() {
                     Some(escaper) => std::borrow::Cow::Owned(escaper.escape(&buf[..n])),
                     None => std::borrow::Cow::Borrowed(&buf[..n]),
@@ -110,7 +150,9 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
             // has none, which is not an error.
             if exec.state.is_terminal() {
                 eprintln!("execution {execution} printed nothing");
-                print_validations(&*store, &exec).await?;
+                if !json {
+                    print_validations(&*store, &exec).await?;
+                }
                 return Ok(crate::exit::OK);
             }
             return Err(user_error(format!(
@@ -122,9 +164,72 @@ pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> an
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    if let Some(lines) = lines.as_mut() {
+        // A last line without its newline (the log of a process killed mid-line).
+        lines.finish()?;
+        // Each line of standard output is one log line: what judged the execution is in
+        // `task show --json` and the events.
+        return Ok(crate::exit::OK);
+    }
     // The agent's log holds the agent's output; what judged it is in the events.
     print_validations(&*store, &exec).await?;
     Ok(crate::exit::OK)
+}
+
+/// The log as JSON lines. The log is the execution's output line by line (both streams, in
+/// the order written, with agentgrid's own `[agentgrid: …]` notes), so a line's fields are
+/// where it is: its number from 1 and its byte offset in the log, and its text (invalid UTF-8
+/// replaced; JSON escapes every control character, so nothing reaches a terminal raw).
+struct JsonLines {
+    execution: ExecutionId,
+    line: u64,
+    offset: u64,
+    partial: Vec<u8>,
+}
+
+impl JsonLines {
+    fn new(execution: ExecutionId) -> JsonLines {
+        JsonLines {
+            execution,
+            line: 0,
+            offset: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Prints every whole line `chunk` completes; false once standard output is closed.
+    fn feed(&mut self, chunk: &[u8]) -> anyhow::Result<bool> {
+        self.partial.extend_from_slice(chunk);
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.print(&line[..end])?;
+            self.offset += line.len() as u64;
+            if crate::output::closed() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if !self.partial.is_empty() {
+            let rest = std::mem::take(&mut self.partial);
+            self.print(&rest)?;
+        }
+        Ok(())
+    }
+
+    fn print(&mut self, text: &[u8]) -> anyhow::Result<()> {
+        self.line += 1;
+        let value = serde_json::json!({
+            "execution": self.execution,
+            "line": self.line,
+            "offset": self.offset,
+            "text": String::from_utf8_lossy(text),
+        });
+        outln!("{}", serde_json::to_string(&value)?);
+        Ok(())
+    }
 }
 
 async fn print_validations(

@@ -7,6 +7,7 @@ mod doctor;
 mod events;
 mod init;
 mod run;
+mod shell;
 mod status;
 mod task;
 mod validate;
@@ -21,16 +22,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
         Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
         Command::Run { forever, quiet } => run::run(&Project::find(project)?, forever, quiet).await,
-        Command::Status { json } => status::status(&Project::find(project)?, json).await,
+        Command::Status {
+            json,
+            watch,
+            interval,
+        } => {
+            let project = Project::find(project)?;
+            if watch {
+                status::watch(&project, json, std::time::Duration::from_secs_f64(interval)).await
+            } else {
+                status::status(&project, json).await
+            }
+        }
         Command::Events {
             from,
+            tail,
             follow,
             task,
             json,
-        } => events::events(&Project::find(project)?, from, follow, task, json).await,
-        Command::Logs { execution, follow } => {
-            events::logs(&Project::find(project)?, execution, follow).await
+        } => {
+            let start = match tail {
+                Some(count) => events::Start::Tail(count),
+                None => events::Start::After(from),
+            };
+            events::events(&Project::find(project)?, start, follow, task, json).await
         }
+        Command::Logs {
+            execution,
+            follow,
+            json,
+        } => events::logs(&Project::find(project)?, execution, follow, json).await,
         Command::Validate { json } => validate::validate(&Project::find(project)?, json).await,
         Command::Schema => {
             outln!(
@@ -42,5 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::Doctor { json } => doctor::doctor(json, Project::find(project).ok()).await,
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { dir } => shell::man(dir.as_deref()),
     }
 }

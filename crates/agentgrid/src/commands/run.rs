@@ -155,12 +155,15 @@ pub async fn run_engine(
     let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;
     check_boundary(project, &setup, progress).await?;
     let store = project.store().await?;
+    // The signal handler reads the store on a connection of its own, so that it can answer
+    // while the engine's is busy.
+    let signals = shutdown_signal(project.store().await?, project.root.clone());
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let printer = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
             if progress && let Some(line) = progress_line(&event) {
-                // Titles and reasons in it come from agents.
-                outln!("{}", domain::text::one_line(&line));
+                // Titles and reasons in it come from agents: escaped first, coloured after.
+                outln!("{}", marked(&domain::text::one_line(&line)));
             }
         }
     });
@@ -174,7 +177,7 @@ pub async fn run_engine(
         events: progress.then_some(events_tx),
     };
     let engine = Engine::new(store, Arc::new(SystemClock), setup, options);
-    let summary = engine.run(shutdown_signal()).await?;
+    let summary = engine.run(signals).await?;
     let _ = printer.await;
     Ok(summary)
 }
@@ -229,8 +232,9 @@ async fn check_boundary(
     Ok(())
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Resolves on the first SIGINT or SIGTERM, saying what the stop waits for; a second signal
+/// forces the stop (see [`force_stop`]).
+async fn shutdown_signal(store: Arc<dyn store::Store>, project_dir: std::path::PathBuf) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -242,7 +246,70 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
-    eprintln!("stopping: no new executions; running ones get their grace period");
+    let running = active_executions(&*store).await.len();
+    eprintln!(
+        "stopping: no new executions; waiting for {running} execution(s) to wind down within their grace period; Ctrl-C again to force"
+    );
+    // The handlers stay installed for the rest of the process, so the second signal reaches
+    // this task rather than the default action.
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        force_stop(&*store, &project_dir).await;
+    });
+}
+
+/// What the store calls active right now, oldest first. A store that cannot be read counts as
+/// none: the stop goes on either way.
+async fn active_executions(store: &dyn store::Store) -> Vec<domain::Execution> {
+    store
+        .executions(&store::ExecutionFilter {
+            active_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_default()
+}
+
+/// The second signal: says what is left behind, kills every running execution's process
+/// group and exits at once, writing nothing. The store is then as a crash leaves it, which the
+/// next `agentgrid run` recovers (the crash rule): the work left in each worktree is committed
+/// to its branch, the executions end as `lost`, and their tasks go back without an attempt
+/// counted.
+async fn force_stop(store: &dyn store::Store, project_dir: &std::path::Path) {
+    let active = active_executions(store).await;
+    if active.is_empty() {
+        eprintln!("forcing the stop: no execution is running; exiting now");
+    } else {
+        let killed: Vec<String> = active
+            .iter()
+            .map(|e| format!("{} (task #{}, {})", e.id, e.task_id, one_line(&e.agent)))
+            .collect();
+        let tasks: std::collections::BTreeSet<String> =
+            active.iter().map(|e| format!("#{}", e.task_id)).collect();
+        eprintln!(
+            "forcing the stop: killing execution(s) {}; task(s) {} go back to open (or waiting, for a resume) when the next `agentgrid run` recovers them, with the work in their worktrees committed and no attempt counted",
+            killed.join(", "),
+            tasks.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let ids = active.iter().map(|e| e.id).collect();
+    engine::kill_executions(project_dir, &ids).await;
+    let _ = crate::output::finish();
+    std::process::exit(i32::from(crate::exit::FORCED));
+}
+
+/// A progress line with its leading ✓ or ✗ coloured.
+fn marked(line: &str) -> String {
+    use crate::output::Style;
+    for (mark, style) in [("✓", Style::Good), ("✗", Style::Bad)] {
+        if let Some(rest) = line.strip_prefix(mark) {
+            return format!("{}{rest}", style.paint(mark));
+        }
+    }
+    line.to_string()
 }
 
 /// The events worth a line while the engine runs.

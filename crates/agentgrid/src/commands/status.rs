@@ -63,12 +63,16 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     }
     for (name, relaxations) in &relaxed {
         outln!(
-            "warning: agent {name} runs with {}",
+            "{} agent {name} runs with {}",
+            crate::output::warning_prefix(),
             relaxations.join(" and ")
         );
     }
     for hook in &host_hooks {
-        outln!("warning: the {hook} hook runs on the host, outside the sandbox (host: true)");
+        outln!(
+            "{} the {hook} hook runs on the host, outside the sandbox (host: true)",
+            crate::output::warning_prefix()
+        );
     }
     let line: Vec<String> = view
         .tasks
@@ -165,6 +169,42 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// `status --watch`: the view again every `interval`. On a terminal each view replaces the
+/// last (cursor home, screen cleared); into a pipe or a file the views follow one another, each
+/// under a line with its time, so that nothing is lost to a reader that keeps everything. Ends
+/// when standard output closes, or on Ctrl-C (the default action of SIGINT).
+pub async fn watch(
+    project: &Project,
+    as_json: bool,
+    interval: std::time::Duration,
+) -> anyhow::Result<u8> {
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let at = domain::Clock::now(&domain::SystemClock);
+        if terminal {
+            crate::output::bytes(b"\x1b[H\x1b[2J");
+            outln!(
+                "every {:.1}s, at {at}; Ctrl-C to stop\n",
+                interval.as_secs_f64()
+            );
+        } else {
+            outln!("--- status at {at} ---");
+        }
+        status(project, as_json).await?;
+        if crate::output::closed() {
+            return Ok(crate::exit::OK);
+        }
+        if !terminal {
+            outln!();
+        }
+        // Buffered output reaches a pipe's reader now, not after the next view.
+        if !crate::output::bytes(b"") {
+            return Ok(crate::exit::OK);
+        }
+        tokio::time::sleep(interval).await;
+    }
 }
 
 fn provider_json(p: &ProviderLine) -> serde_json::Value {

@@ -5,7 +5,7 @@ use app::{
     Actor, AddDependency, AddTask, Cancel, Comment, EditTask, Import, Nudge, RemoveDependency,
     Reopen, TaskList, TaskShow,
 };
-use domain::{NewTask, Task};
+use domain::{NewTask, Task, TaskId};
 use store::TaskFilter;
 
 use crate::cli::{DepCommand, TaskCommand};
@@ -18,6 +18,9 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
     let actor = Actor::command_line();
     match cmd {
         TaskCommand::Add(args) => {
+            if let Some(agent) = &args.agent {
+                known_agent(project, agent, "nothing was created")?;
+            }
             let new = NewTask {
                 title: args.title,
                 body: args.body,
@@ -68,14 +71,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         }
         TaskCommand::List {
             state,
-            label,
+            labels,
             parent,
             limit,
             json: as_json,
         } => {
             let filter = TaskFilter {
                 states: state,
-                label,
+                labels,
                 parent: parent.map(Some),
                 root: None,
             };
@@ -148,6 +151,10 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             }
         }
         TaskCommand::Edit(args) => {
+            // `--agent ''` routes by labels again and names no agent.
+            if let Some(agent) = args.agent.as_deref().filter(|a| !a.is_empty()) {
+                known_agent(project, agent, "nothing was changed")?;
+            }
             let edit = EditTask {
                 id: args.id,
                 title: args.title,
@@ -164,30 +171,65 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 outln!("updated task #{}", task.id);
             }
         }
-        TaskCommand::Cancel { id, reason } => {
-            let cancel = Cancel {
-                ids: vec![id],
-                cascade: true,
-                reason,
-            };
-            let cancelled = app.execute(&actor, cancel).await?;
-            let below = cancelled.sub_tasks(1);
-            outln!(
-                "cancelled task #{id}{}",
-                if below > 0 {
-                    format!(" and {below} sub-task(s)")
-                } else {
-                    String::new()
+        TaskCommand::Cancel { ids, reason, json } => {
+            // A task cancelled with an earlier id's tree is not cancelled twice.
+            let gone = std::cell::RefCell::new(std::collections::BTreeSet::new());
+            let results = each_id(ids, |id| {
+                let (app, actor, reason, gone) = (&app, &actor, reason.clone(), &gone);
+                async move {
+                    let done_already = gone.borrow().contains(&id);
+                    if done_already {
+                        return Ok((
+                            format!("task #{id} was cancelled with a task above it"),
+                            Vec::new(),
+                        ));
+                    }
+                    let cancel = Cancel {
+                        ids: vec![id],
+                        cascade: true,
+                        reason,
+                    };
+                    let cancelled = app.execute(actor, cancel).await?;
+                    gone.borrow_mut().extend(cancelled.tasks.iter().copied());
+                    let below = cancelled.sub_tasks(1);
+                    let message = format!(
+                        "cancelled task #{id}{}",
+                        if below > 0 {
+                            format!(" and {below} sub-task(s)")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    Ok((message, cancelled.tasks))
                 }
-            );
+            })
+            .await;
+            return report_each(&results, json);
         }
-        TaskCommand::Reopen { id } => {
-            app.execute(&actor, Reopen { id }).await?;
-            outln!("reopened task #{id}");
+        TaskCommand::Reopen { ids, json } => {
+            let results = each_id(ids, |id| {
+                let (app, actor) = (&app, &actor);
+                async move {
+                    app.execute(actor, Reopen { id }).await?;
+                    Ok((format!("reopened task #{id}"), Vec::new()))
+                }
+            })
+            .await;
+            return report_each(&results, json);
         }
-        TaskCommand::Nudge { id } => {
-            app.execute(&actor, Nudge { id }).await?;
-            outln!("nudged task #{id}: it runs as soon as caps and guards allow");
+        TaskCommand::Nudge { ids, json } => {
+            let results = each_id(ids, |id| {
+                let (app, actor) = (&app, &actor);
+                async move {
+                    app.execute(actor, Nudge { id }).await?;
+                    Ok((
+                        format!("nudged task #{id}: it runs as soon as caps and guards allow"),
+                        Vec::new(),
+                    ))
+                }
+            })
+            .await;
+            return report_each(&results, json);
         }
         TaskCommand::Comment { id, text } => {
             app.execute(&actor, Comment { id, text }).await?;
@@ -204,6 +246,101 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// Refuses an agent name that no manifest of the project defines, listing the ones that are
+/// defined: a task assigned to a typo would wait for ever, routed to nobody.
+fn known_agent(project: &Project, name: &str, unchanged: &str) -> anyhow::Result<()> {
+    let manifests = project.manifests()?;
+    if manifests.agent(name).is_some() {
+        return Ok(());
+    }
+    let names: Vec<String> = manifests.agents.iter().map(|a| a.name.clone()).collect();
+    let dir = project.state_dir.join("agents");
+    Err(user_error(if names.is_empty() {
+        format!(
+            "no agent named `{}`: the project defines no agents; add one under {}/ (see `agentgrid init`); {unchanged}",
+            one_line(name),
+            dir.display()
+        )
+    } else {
+        format!(
+            "no agent named `{}`: the project's agents are {} (defined in {}/); {unchanged}",
+            one_line(name),
+            names.join(", "),
+            dir.display()
+        )
+    }))
+}
+
+/// What a command given several ids did with one of them.
+#[derive(Debug, serde::Serialize)]
+struct IdResult {
+    id: TaskId,
+    ok: bool,
+    /// What was done, or what was wrong and what to do.
+    message: String,
+    /// `cancel` only: every task cancelled for this id, its sub-tasks included, deepest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cancelled: Vec<TaskId>,
+    /// The exit status this id alone would have given.
+    #[serde(skip)]
+    exit: u8,
+}
+
+/// Runs `one` for each id (repeated ids once, in the order given), on to the next whatever it
+/// answered.
+async fn each_id<F, Fut>(ids: Vec<TaskId>, mut one: F) -> Vec<IdResult>
+where
+    F: FnMut(TaskId) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(String, Vec<TaskId>)>>,
+{
+    let mut seen = std::collections::BTreeSet::new();
+    let mut results = Vec::with_capacity(ids.len());
+    for id in ids.into_iter().filter(|id| seen.insert(*id)) {
+        results.push(match one(id).await {
+            Ok((message, touched)) => IdResult {
+                id,
+                ok: true,
+                message,
+                cancelled: touched,
+                exit: exit::OK,
+            },
+            Err(e) => IdResult {
+                id,
+                ok: false,
+                message: crate::error::describe(&e),
+                cancelled: Vec::new(),
+                exit: crate::error::exit_code(&e),
+            },
+        });
+    }
+    results
+}
+
+/// Prints one line per id (failures on standard error) or the JSON array; the exit status is
+/// the first failure's.
+fn report_each(results: &[IdResult], as_json: bool) -> anyhow::Result<u8> {
+    if as_json {
+        json(results)?;
+    } else {
+        for r in results {
+            if r.ok {
+                outln!("{}", r.message);
+            } else if r.message.contains(&format!("#{}", r.id)) {
+                eprintln!("{} {}", crate::output::error_prefix(), r.message);
+            } else {
+                // Every line names its id, so that a failure among many is found.
+                eprintln!(
+                    "{} task #{}: {}",
+                    crate::output::error_prefix(),
+                    r.id,
+                    r.message
+                );
+            }
+        }
+    }
+    Ok(results.iter().find(|r| !r.ok).map_or(exit::OK, |r| r.exit))
 }
 
 /// The text to import and a name for it in messages.

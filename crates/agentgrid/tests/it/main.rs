@@ -5,6 +5,7 @@ mod budget;
 mod cancel;
 mod cli;
 mod control;
+mod conventions;
 mod crash;
 mod escape;
 mod gateway;

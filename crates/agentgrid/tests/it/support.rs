@@ -66,6 +66,9 @@ impl Repo {
         cmd.args(args)
             .current_dir(self.path())
             .env_remove("AGENTGRID_PROJECT")
+            // Colour is chosen by the environment too; tests that want it say so.
+            .env_remove("NO_COLOR")
+            .env_remove("CLICOLOR_FORCE")
             .stdin(Stdio::null());
         cmd
     }

@@ -522,7 +522,7 @@ fn task_query(filter: &TaskFilter, newest: Option<u32>) -> (String, Vec<Value>) 
             values.push(Value::Integer(parent.0));
         }
     }
-    if let Some(label) = &filter.label {
+    for label in &filter.labels {
         clauses.push("EXISTS (SELECT 1 FROM json_each(tasks.labels) l WHERE l.value = ?)".into());
         values.push(Value::Text(label.clone()));
     }

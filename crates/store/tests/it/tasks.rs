@@ -317,22 +317,31 @@ async fn task_filters_select_by_state_and_label() {
         vec![a, b, c]
     );
     let ui = TaskFilter {
-        label: Some("ui".into()),
+        labels: vec!["ui".into()],
         ..TaskFilter::default()
     };
     assert_eq!(ids(store.tasks(&ui).await.unwrap()), vec![a, b]);
     let open_ui = TaskFilter {
-        label: Some("ui".into()),
+        labels: vec!["ui".into()],
         ..open
     };
     assert_eq!(ids(store.tasks(&open_ui).await.unwrap()), vec![a]);
     let none = TaskFilter {
-        label: Some("u".into()),
+        labels: vec!["u".into()],
         ..TaskFilter::default()
     };
     assert!(
         store.tasks(&none).await.unwrap().is_empty(),
         "labels match whole, not by prefix"
+    );
+    let db_and_ui = TaskFilter {
+        labels: vec!["ui".into(), "db".into()],
+        ..TaskFilter::default()
+    };
+    assert_eq!(
+        ids(store.tasks(&db_and_ui).await.unwrap()),
+        vec![b],
+        "several labels: tasks carrying every one"
     );
 }
 

@@ -58,7 +58,7 @@ async fn the_newest_tasks_come_oldest_first_and_honour_the_filter() {
     );
     assert!(store.newest_tasks(&all, 0).await.unwrap().is_empty());
     let ui = TaskFilter {
-        label: Some("ui".into()),
+        labels: vec!["ui".into()],
         ..TaskFilter::default()
     };
     assert_eq!(ids(store.newest_tasks(&ui, 2).await.unwrap()), [4, 6]);
