@@ -58,8 +58,8 @@ pub use command::{
 pub use error::Error;
 pub use import::parse_import;
 pub use query::{
-    ActiveExecution, EventPage, Events, ExecutionUsage, ProviderLine, Status, StatusView,
-    TaskDetail, TaskList, TaskPage, TaskShow,
+    ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
+    StatusView, TaskDetail, TaskList, TaskPage, TaskShow, Timer, TimerKind,
 };
 pub use validation::{Validation, last_failure, of_execution};
 
@@ -147,7 +147,8 @@ impl App {
         query.run(self, actor).await
     }
 
-    fn now(&self) -> Timestamp {
+    /// The app's clock.
+    pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 

@@ -81,9 +81,24 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             };
             let page = app.ask(&actor, TaskList { filter, limit }).await?;
             if as_json {
-                json(&page.tasks)?;
+                // Each task with the timer it waits for (`null` for none), its time in RFC 3339.
+                let mut tasks = Vec::with_capacity(page.tasks.len());
+                for t in &page.tasks {
+                    let mut value = serde_json::to_value(t)?;
+                    value["timer"] = serde_json::to_value(app::Timer::of(t))?;
+                    tasks.push(value);
+                }
+                json(&tasks)?;
             } else if page.tasks.is_empty() {
                 outln!("no tasks: add one with `agentgrid task add \"…\"`");
+            } else if page.tasks.iter().any(|t| app::Timer::of(t).is_some()) {
+                print_tasks_with_timers(&page.tasks, app.now());
+                if page.more {
+                    outln!(
+                        "(the newest {} shown; older tasks match: raise --limit)",
+                        page.tasks.len()
+                    );
+                }
             } else {
                 print_tasks(&page.tasks);
                 if page.more {
@@ -243,6 +258,31 @@ pub fn print_tasks(tasks: &[Task]) {
         })
         .collect();
     table(&["ID", "STATE", "PRI", "PARENT", "LABELS", "TITLE"], &rows);
+}
+
+/// The task table with a NEXT column saying when each task with a timer runs.
+fn print_tasks_with_timers(tasks: &[Task], now: domain::Timestamp) {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.state.to_string(),
+                t.priority.to_string(),
+                t.parent
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                t.labels.join(","),
+                app::Timer::of(t)
+                    .map_or_else(|| "-".into(), |timer| crate::when::timer(&timer, now)),
+                clip(&t.title, 60),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATE", "PRI", "PARENT", "LABELS", "NEXT", "TITLE"],
+        &rows,
+    );
 }
 
 fn print_task(t: &Task) {

@@ -25,3 +25,4 @@ mod store_lock;
 mod support;
 mod text;
 mod verdict;
+mod visible;
