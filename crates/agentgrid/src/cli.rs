@@ -61,6 +61,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Tokens and cost of the model requests agents made through the gateway, with totals.
+    Usage {
+        /// Sum per task, per tree (a task with all its sub-tasks), per agent or per UTC day.
+        #[arg(long, value_enum, default_value_t = UsageBy::Task)]
+        by: UsageBy,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a task's work changed: its branch against the commit it started from.
+    Diff {
+        task: TaskId,
+        /// Only the files changed and how much.
+        #[arg(long)]
+        stat: bool,
+    },
     /// Print an execution's output log.
     Logs {
         execution: ExecutionId,
@@ -95,6 +110,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How `agentgrid usage` groups the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsageBy {
+    Task,
+    Tree,
+    Agent,
+    Day,
 }
 
 #[derive(Debug, Subcommand)]

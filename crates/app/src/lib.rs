@@ -14,7 +14,8 @@
 //!   goes through [`App::execute`] with one, so authorization has one place to live.
 //! - [`Command`] and [`Query`]: the commands ([`AddTask`], [`EditTask`], [`Cancel`], [`Reopen`],
 //!   [`Nudge`], [`Comment`], [`Import`], [`AddDependency`], [`RemoveDependency`]) and the queries
-//!   ([`Status`], [`TaskList`], [`TaskShow`], [`Events`]), each with its own result type.
+//!   ([`Status`], [`TaskList`], [`TaskShow`], [`Events`], [`Usage`]), each with its own result
+//!   type.
 //! - [`Error`]: a wrong request ([`Error::Invalid`], which changed nothing) or the store's error.
 //!
 //! The key design decision: views cost what they show. A query reads counts by SQL aggregate,
@@ -44,6 +45,7 @@ mod command;
 mod error;
 mod import;
 mod query;
+mod usage;
 mod validation;
 
 use std::sync::Arc;
@@ -61,6 +63,7 @@ pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
     StatusView, TaskDetail, TaskList, TaskPage, TaskShow, Timer, TimerKind,
 };
+pub use usage::{Usage, UsageReport, UsageRow, UsageSums};
 pub use validation::{Validation, last_failure, of_execution};
 
 /// Who a command or query is carried out for. Recorded with every event it causes, and the

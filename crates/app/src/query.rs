@@ -343,6 +343,10 @@ pub struct TaskDetail {
     pub children: Vec<Task>,
     pub executions: Vec<Execution>,
     pub validations: Vec<Validation>,
+    /// The newest of `validations`: what the validators said last.
+    pub last_validation: Option<Validation>,
+    /// The model requests of all the task's executions (not its sub-tasks'), summed.
+    pub usage: crate::UsageSums,
     pub events: Vec<Event>,
 }
 
@@ -362,14 +366,18 @@ impl Query for TaskShow {
             .await?;
         let events = store.entity_events(EntityKind::Task, self.id.0).await?;
         let mut validations = Vec::new();
+        let mut usage = crate::UsageSums::default();
         for e in &executions {
             validations.extend(crate::of_execution(store, e).await?);
+            usage.add(&store.model_usage(&UsageScope::Execution(e.id)).await?);
         }
         Ok(TaskDetail {
             task,
             children,
             executions,
+            last_validation: validations.last().cloned(),
             validations,
+            usage,
             events,
         })
     }

@@ -3,12 +3,14 @@
 mod boundary;
 mod ctl;
 mod demo;
+mod diff;
 mod doctor;
 mod events;
 mod init;
 mod run;
 mod status;
 mod task;
+mod usage;
 mod validate;
 mod verdicts;
 
@@ -28,6 +30,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             task,
             json,
         } => events::events(&Project::find(project)?, from, follow, task, json).await,
+        Command::Usage { by, json } => usage::usage(&Project::find(project)?, by, json).await,
+        Command::Diff { task, stat } => diff::diff(&Project::find(project)?, task, stat).await,
         Command::Logs { execution, follow } => {
             events::logs(&Project::find(project)?, execution, follow).await
         }

@@ -111,10 +111,64 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         }
         TaskCommand::Show { id, json: as_json } => {
             let detail = app.ask(&actor, TaskShow { id }).await?;
+            let distance = branch_distance(project, &detail.task).await;
             if as_json {
-                json(&detail)?;
+                let mut value = serde_json::to_value(&detail)?;
+                value["branch_distance"] = match &distance {
+                    Some((base, d)) => serde_json::json!({
+                        "base": base,
+                        "ahead": d.ahead,
+                        "behind": d.behind,
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                json(&value)?;
             } else {
                 print_task(&detail.task);
+                if let Some((base, d)) = &distance {
+                    outln!(
+                        "  distance:  {} commit(s) ahead of {base}, {} behind",
+                        d.ahead,
+                        d.behind
+                    );
+                }
+                let u = &detail.usage;
+                if u.requests > 0 {
+                    outln!(
+                        "  cost:      {} ({} request(s); tokens: {} in, {} of them cached, {} out)",
+                        u.cost,
+                        u.requests,
+                        u.input_tokens,
+                        u.cached_tokens,
+                        u.output_tokens
+                    );
+                }
+                if let Some(v) = &detail.last_validation {
+                    outln!(
+                        "\nlast validation (execution {}, iteration {}): {}, score {:.2}",
+                        v.execution,
+                        v.iteration,
+                        if v.passed { "passed" } else { "failed" },
+                        v.score
+                    );
+                    let rows: Vec<Vec<String>> = v
+                        .results
+                        .iter()
+                        .map(|r| {
+                            let result = match (r.timed_out, r.passed) {
+                                (true, _) => "timed out",
+                                (false, true) => "passed",
+                                (false, false) => "failed",
+                            };
+                            vec![
+                                r.name.clone(),
+                                format!("{:.2}", r.score),
+                                result.to_string(),
+                            ]
+                        })
+                        .collect();
+                    table(&["VALIDATOR", "SCORE", "RESULT"], &rows);
+                }
                 if !detail.children.is_empty() {
                     outln!("\nsub-tasks:");
                     print_tasks(&detail.children);
@@ -258,6 +312,32 @@ pub fn print_tasks(tasks: &[Task]) {
         })
         .collect();
     table(&["ID", "STATE", "PRI", "PARENT", "LABELS", "TITLE"], &rows);
+}
+
+/// How far the task's branch is from its base, and the base's name; `None` when the task has
+/// no branch yet or the branch cannot be read (the rest of `task show` stands without it).
+async fn branch_distance(project: &Project, task: &Task) -> Option<(String, workspace::Distance)> {
+    task.branch.as_ref()?;
+    let manager = super::diff::workspaces(project).await.ok().flatten()?;
+    if super::diff::readable_branch(&manager, task)
+        .await
+        .ok()?
+        .is_some()
+    {
+        return None;
+    }
+    let distance = match manager.distance(task.id, task.parent).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(task = %task.id, "cannot tell how far the branch is from its base: {e}");
+            return None;
+        }
+    };
+    let base = match task.parent {
+        Some(parent) => workspace::Workspaces::branch_name(parent),
+        None => manager.config().base.clone(),
+    };
+    Some((base, distance))
 }
 
 /// The task table with a NEXT column saying when each task with a timer runs.

@@ -153,6 +153,20 @@ fn status_forgets_a_failed_validator_once_the_task_is_done() {
     );
     let status = repo.ok(&["status"]);
     assert!(!status.contains("last failed validator"), "{status}");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(
+        show.contains("last validation (execution 1, iteration 2): passed, score 1.00"),
+        "{show}"
+    );
+    assert!(
+        show.contains("VALIDATOR")
+            && show
+                .lines()
+                .any(|l| l.starts_with("second") && l.ends_with("passed")),
+        "{show}"
+    );
+    let json = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(json["last_validation"]["iteration"], 2, "{json}");
 }
 
 #[test]
@@ -197,4 +211,164 @@ fn a_done_tasks_judge_base_is_pruned_at_its_end_and_at_start() {
         judges.join("task-2.base").exists(),
         "a failed task's base stays for a reopen"
     );
+}
+
+/// Calls the chat API once, without streaming.
+const CALL_ONCE: &str = r#"import json, os, urllib.request
+base, key = os.environ["OPENAI_BASE_URL"], os.environ["OPENAI_API_KEY"]
+body = {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}
+req = urllib.request.Request(base + "/chat/completions", data=json.dumps(body).encode(),
+    headers={"content-type": "application/json", "authorization": "Bearer " + key})
+with urllib.request.urlopen(req, timeout=20) as r:
+    r.read()
+"#;
+
+const MODEL_KEY: &str = "sk-real-node-key-visible";
+
+#[test]
+fn usage_sums_the_metering_by_task_tree_agent_and_day_and_task_show_names_the_cost() {
+    let steps = vec![modelfixture::Step::reply("ok", 100, 10, 40); 10];
+    let (_rt, _fixture, repo) = ModelProject {
+        agent_py: CALL_ONCE,
+        args: "",
+        extra_spec: "",
+        config: &|url: &str| {
+            let origin = url.trim_end_matches("/v1");
+            format!(
+                "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  models:\n    providers:\n      fx: {{kind: openai-compatible, base_url: \"{origin}\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      gpt: {{provider: fx, model: fx-gpt, prices: {{input: 2, output: 8}}}}\n"
+            )
+        },
+        key: MODEL_KEY,
+        task: "parent",
+    }
+    .build(modelfixture::Script::new(steps));
+    repo.ok(&["task", "add", "child", "--parent", "1"]);
+    repo.ok(&["task", "add", "alone"]);
+    let out = repo
+        .cmd(&["run"])
+        .env("FIXTURE_KEY", MODEL_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    let by = |group: &str| repo.json(&["usage", "--by", group, "--json"]);
+    let requests = |report: &serde_json::Value, key: &str| {
+        report["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .map_or(0, |r| r["requests"].as_u64().unwrap())
+    };
+    let tasks = by("task");
+    let total = tasks["total"]["requests"].as_u64().unwrap();
+    assert!(total >= 3, "one request per task at least: {tasks}");
+    for key in ["#1", "#2", "#3"] {
+        assert!(requests(&tasks, key) >= 1, "{key}: {tasks}");
+    }
+    assert_eq!(tasks["rows"][0]["title"], "parent", "{tasks}");
+    assert_eq!(
+        tasks["total"]["input_tokens"].as_u64().unwrap(),
+        100 * total,
+        "{tasks}"
+    );
+    assert!(
+        tasks["total"]["cost_micros"].as_u64().unwrap() > 0,
+        "{tasks}"
+    );
+
+    let trees = by("tree");
+    assert_eq!(
+        requests(&trees, "#1"),
+        requests(&tasks, "#1") + requests(&tasks, "#2"),
+        "a tree sums the parent with its sub-task: {trees}"
+    );
+    assert_eq!(requests(&trees, "#2"), 0, "a sub-task is no tree: {trees}");
+    assert_eq!(requests(&trees, "#3"), requests(&tasks, "#3"));
+    let agents = by("agent");
+    assert_eq!(requests(&agents, "caller"), total, "{agents}");
+    let days = by("day");
+    assert_eq!(days["total"], tasks["total"], "{days}");
+    let day = days["rows"][0]["key"].as_str().unwrap();
+    assert!(day.len() == 10 && day.as_bytes()[4] == b'-', "{days}");
+
+    let table = repo.ok(&["usage", "--by", "tree"]);
+    assert!(
+        table.contains("TREE") && table.contains("COST") && table.contains("total"),
+        "{table}"
+    );
+    let show = repo.json(&["task", "show", "3", "--json"]);
+    assert_eq!(show["usage"]["requests"], requests(&tasks, "#3"), "{show}");
+    let human = repo.ok(&["task", "show", "3"]);
+    assert!(
+        human.contains("  cost:      $") && human.contains("tokens: 100 in, 40 of them cached"),
+        "{human}"
+    );
+}
+
+#[test]
+fn usage_without_requests_says_where_they_come_from() {
+    let repo = project("true", "", FAST_CONFIG);
+    let out = repo.ok(&["usage"]);
+    assert!(out.contains("no model requests recorded"), "{out}");
+    let json = repo.json(&["usage", "--by", "day", "--json"]);
+    assert_eq!(json["rows"], serde_json::json!([]));
+    assert_eq!(json["total"]["requests"], 0);
+}
+
+#[test]
+fn diff_shows_the_branch_against_its_base_and_task_show_its_distance() {
+    // The agent also names a diff driver in its .gitattributes: host git runs no driver the
+    // worktree names (`--no-ext-diff`, no configuration from the worktree).
+    let repo = project(
+        "echo hello > new.txt; echo '* diff=evil' > .gitattributes",
+        "",
+        FAST_CONFIG,
+    );
+    repo.ok(&["task", "add", "greet"]);
+    repo.ok(&["task", "add", "not yet", "--label", "nobody-takes-this"]);
+    let none = repo.run(&["diff", "2"]);
+    assert_eq!(none.status.code(), Some(2), "{}", stderr(&none));
+    assert!(
+        stderr(&none).contains("task #2 has no branch yet"),
+        "{}",
+        stderr(&none)
+    );
+    let missing = repo.run(&["diff", "9"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("task #9 does not exist"));
+
+    repo.ok(&["task", "cancel", "2"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    // The checkout's HEAD (the default base) moves on after the task started.
+    std::fs::write(repo.path().join("later.txt"), "later\n").unwrap();
+    repo.git(&["add", "later.txt"]);
+    repo.git(&["commit", "-q", "-m", "later on main"]);
+
+    let patch = repo.ok(&["diff", "1"]);
+    assert!(
+        patch.contains("+++ b/new.txt") && patch.contains("+hello"),
+        "{patch}"
+    );
+    assert!(
+        !patch.contains("later.txt"),
+        "main's own commits are not the task's: {patch}"
+    );
+    let stat = repo.ok(&["diff", "1", "--stat"]);
+    assert!(
+        stat.contains("new.txt") && stat.contains("files changed") && !stat.contains("+hello"),
+        "{stat}"
+    );
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(
+        show.contains("distance:  1 commit(s) ahead of HEAD, 1 behind"),
+        "{show}"
+    );
+    let json = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(json["branch_distance"]["ahead"], 1, "{json}");
+    assert_eq!(json["branch_distance"]["behind"], 1, "{json}");
+    assert_eq!(json["branch_distance"]["base"], "HEAD", "{json}");
+    let json = repo.json(&["task", "show", "2", "--json"]);
+    assert!(json["branch_distance"].is_null(), "{json}");
 }
