@@ -40,6 +40,11 @@ pub enum Command {
         /// Print only the closing summary.
         #[arg(long, short)]
         quiet: bool,
+        /// When standard error is not a terminal, print a status line (elapsed time, running,
+        /// queued and waiting tasks, spend) every SECS seconds; 0 prints none. On a terminal
+        /// the line is redrawn in place every second instead.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        status_every: u64,
     },
     /// Show tasks by state, running executions and anything stuck.
     Status {

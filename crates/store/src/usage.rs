@@ -17,6 +17,8 @@ pub enum UsageScope {
         from: Timestamp,
         until: Timestamp,
     },
+    /// Every request recorded at or after this time: what a run has spent so far.
+    Since(Timestamp),
 }
 
 /// Sums over a set of model requests. Token counts follow the gateway's convention:

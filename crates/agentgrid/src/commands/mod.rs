@@ -8,6 +8,7 @@ mod doctor;
 mod events;
 mod init;
 mod run;
+mod run_status;
 mod status;
 mod task;
 mod usage;
@@ -22,7 +23,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
         Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
-        Command::Run { forever, quiet } => run::run(&Project::find(project)?, forever, quiet).await,
+        Command::Run {
+            forever,
+            quiet,
+            status_every,
+        } => run::run(&Project::find(project)?, forever, quiet, status_every).await,
         Command::Status { json } => status::status(&Project::find(project)?, json).await,
         Command::Events {
             from,

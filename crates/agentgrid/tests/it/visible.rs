@@ -372,3 +372,88 @@ fn diff_shows_the_branch_against_its_base_and_task_show_its_distance() {
     let json = repo.json(&["task", "show", "2", "--json"]);
     assert!(json["branch_distance"].is_null(), "{json}");
 }
+
+/// Clears the terminal's current line: how the status line is redrawn in place.
+const CLEAR: &str = "\r\x1b[2K";
+
+#[test]
+fn run_redraws_a_status_line_in_place_on_a_terminal() {
+    use std::io::Read;
+    let repo = project("sleep 3", "", FAST_CONFIG);
+    repo.ok(&["task", "add", "slow"]);
+    repo.ok(&["task", "add", "later", "--blocked-by", "1"]);
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut engine = repo
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::from(pty.slave.try_clone().unwrap()))
+        .stderr(std::process::Stdio::from(pty.slave))
+        .spawn()
+        .unwrap();
+    // The terminal's other end, read until the engine has gone (EIO once no writer is left).
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let status = engine.wait().unwrap();
+    let screen = reader.join().unwrap();
+    assert!(status.success(), "{screen}");
+    // Redrawn in place while the first task ran: one running, one queued behind it.
+    let drawn: Vec<&str> = screen
+        .split(CLEAR)
+        .skip(1)
+        .filter(|s| s.contains(" elapsed · "))
+        .collect();
+    assert!(drawn.len() >= 2, "redrawn at least twice: {screen:?}");
+    assert!(
+        drawn.iter().any(|l| l.starts_with("0:0")
+            && l.contains("1 running · 1 queued · 0 waiting · $0.0000 spent")),
+        "{screen:?}"
+    );
+    // A progress line is printed on a cleared line, never after the status text.
+    for piece in screen.split("\r\n").flat_map(|line| line.split(CLEAR)) {
+        assert!(
+            !(piece.contains(" spent") && piece.contains('#')),
+            "a progress line ran into the status line: {piece:?}"
+        );
+    }
+    assert!(
+        screen.contains(&format!(" spent{CLEAR}✓ #1 done")),
+        "the line is cleared before a progress line: {screen:?}"
+    );
+    // Cleared at the end: the summary follows a cleared line, and no status text after it.
+    let last_clear = screen.rfind(CLEAR).unwrap();
+    let after = &screen[last_clear + CLEAR.len()..];
+    assert!(!after.contains(" elapsed · "), "{after:?}");
+    assert!(after.contains("execution(s) started"), "{after:?}");
+}
+
+#[test]
+fn run_prints_plain_status_lines_when_not_on_a_terminal() {
+    let repo = project("sleep 2.5", "", FAST_CONFIG);
+    repo.ok(&["task", "add", "slow"]);
+    let out = repo.run(&["run", "--status-every", "1"]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    assert!(!err.contains(CLEAR) && !err.contains('\r'), "{err:?}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(" elapsed · ")).collect();
+    assert!(lines.len() >= 2, "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("1 running · 0 queued · 0 waiting")),
+        "{err}"
+    );
+    // The default, on a pipe, is one line a minute: none in a run this short.
+    let repo = project("true", "", FAST_CONFIG);
+    repo.ok(&["task", "add", "quick"]);
+    let out = repo.run(&["run"]);
+    assert!(!stderr(&out).contains(" elapsed · "), "{}", stderr(&out));
+}

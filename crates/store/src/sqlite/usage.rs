@@ -77,6 +77,7 @@ fn condition(scope: &UsageScope) -> (&'static str, Vec<Value>) {
                 Value::Integer(until.0),
             ],
         ),
+        UsageScope::Since(from) => ("at >= ?", vec![Value::Integer(from.0)]),
     }
 }
 
