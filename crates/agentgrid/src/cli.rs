@@ -43,6 +43,11 @@ pub enum Command {
         /// Print only the closing summary.
         #[arg(long, short)]
         quiet: bool,
+        /// When standard error is not a terminal, print a status line (elapsed time, running,
+        /// queued and waiting tasks, spend) every SECS seconds; 0 prints none. On a terminal
+        /// the line is redrawn in place every second instead.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        status_every: u64,
     },
     /// Show tasks by state, running executions and anything stuck.
     Status {
@@ -73,6 +78,21 @@ pub enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
+    },
+    /// Tokens and cost of the model requests agents made through the gateway, with totals.
+    Usage {
+        /// Sum per task, per tree (a task with all its sub-tasks), per agent or per UTC day.
+        #[arg(long, value_enum, default_value_t = UsageBy::Task)]
+        by: UsageBy,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a task's work changed: its branch against the commit it started from.
+    Diff {
+        task: TaskId,
+        /// Only the files changed and how much.
+        #[arg(long)]
+        stat: bool,
     },
     /// Print an execution's output log.
     Logs {
@@ -126,6 +146,15 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+}
+
+/// How `agentgrid usage` groups the requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UsageBy {
+    Task,
+    Tree,
+    Agent,
+    Day,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ mod cli;
 mod commands;
 mod error;
 mod project;
+mod when;
 
 use std::process::ExitCode;
 

@@ -14,7 +14,8 @@
 //!   goes through [`App::execute`] with one, so authorization has one place to live.
 //! - [`Command`] and [`Query`]: the commands ([`AddTask`], [`EditTask`], [`Cancel`], [`Reopen`],
 //!   [`Nudge`], [`Comment`], [`Import`], [`AddDependency`], [`RemoveDependency`]) and the queries
-//!   ([`Status`], [`TaskList`], [`TaskShow`], [`Events`]), each with its own result type.
+//!   ([`Status`], [`TaskList`], [`TaskShow`], [`Events`], [`Usage`]), each with its own result
+//!   type.
 //! - [`Error`]: a wrong request ([`Error::Invalid`], which changed nothing) or the store's error.
 //!
 //! The key design decision: views cost what they show. A query reads counts by SQL aggregate,
@@ -45,6 +46,7 @@ mod error;
 mod import;
 mod query;
 mod tail;
+mod usage;
 mod validation;
 
 use std::sync::Arc;
@@ -59,10 +61,11 @@ pub use command::{
 pub use error::Error;
 pub use import::parse_import;
 pub use query::{
-    ActiveExecution, EventPage, Events, ExecutionUsage, ProviderLine, Status, StatusView,
-    TaskDetail, TaskList, TaskPage, TaskShow,
+    ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
+    StatusView, TaskDetail, TaskList, TaskPage, TaskShow, Timer, TimerKind,
 };
 pub use tail::{EventTail, TailEvents};
+pub use usage::{Usage, UsageReport, UsageRow, UsageSums};
 pub use validation::{Validation, last_failure, of_execution};
 
 /// Who a command or query is carried out for. Recorded with every event it causes, and the
@@ -149,7 +152,8 @@ impl App {
         query.run(self, actor).await
     }
 
-    fn now(&self) -> Timestamp {
+    /// The app's clock.
+    pub fn now(&self) -> Timestamp {
         self.clock.now()
     }
 

@@ -19,6 +19,10 @@ pub struct Status {
     /// How many of the newest blocked or failed tasks, and of tasks with a failed merge, to
     /// show.
     pub attention: u32,
+    /// How many timers (the soonest) to show.
+    pub timers: u32,
+    /// Whether an engine runs, as the face found out (the engine's lock is not the store's).
+    pub engine: EngineState,
 }
 
 impl Default for Status {
@@ -26,7 +30,82 @@ impl Default for Status {
         Status {
             recent: 20,
             attention: 20,
+            timers: 20,
+            engine: EngineState::Unknown,
         }
+    }
+}
+
+/// Whether an engine works on the project now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum EngineState {
+    /// Not asked: the executions the store calls active are shown as they are recorded.
+    #[default]
+    Unknown,
+    /// An engine holds the project's lock.
+    Running {
+        pid: Option<u32>,
+        #[serde(serialize_with = "rfc3339_opt")]
+        since: Option<domain::Timestamp>,
+    },
+    /// No engine holds the lock: every execution the store still calls active belongs to an
+    /// engine that is gone, and the next run recovers it (the crash rule).
+    Stopped,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &domain::Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339())
+}
+
+fn rfc3339_opt<S: serde::Serializer>(
+    t: &Option<domain::Timestamp>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&t.to_rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Why a task does not run before a time the scheduler holds it to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// An open task after a failed attempt, waiting out its backoff.
+    Retry,
+    /// An open task after a clean exit that did not finish it, waiting before it goes on.
+    Continuation,
+    /// A waiting parent whose resume is due at this time.
+    Resume,
+}
+
+/// A time a task waits for: the next try of an open task, the resume of a waiting one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Timer {
+    pub task: TaskId,
+    pub kind: TimerKind,
+    /// When; possibly past already (the engine takes it at its next turn, or none runs).
+    /// Serialized as an RFC 3339 time.
+    #[serde(serialize_with = "rfc3339")]
+    pub at: domain::Timestamp,
+}
+
+impl Timer {
+    /// The timer a task holds now, if any.
+    pub fn of(task: &Task) -> Option<Timer> {
+        let at = task.not_before?;
+        let kind = match task.state {
+            TaskState::Waiting => TimerKind::Resume,
+            TaskState::Open if task.attempts > 0 => TimerKind::Retry,
+            TaskState::Open => TimerKind::Continuation,
+            _ => return None,
+        };
+        Some(Timer {
+            task: task.id,
+            kind,
+            at,
+        })
     }
 }
 
@@ -47,8 +126,15 @@ pub struct StatusView {
     pub merge_failed: Vec<Task>,
     /// Model providers paused or throttled now.
     pub providers: Vec<ProviderLine>,
-    /// The last failed validator among the recent executions.
+    /// The last failed validator among the recent executions that still matters (see
+    /// [`crate::last_failure`]).
     pub last_failure: Option<(Validation, ValidatorResult)>,
+    /// The soonest timers of open and waiting tasks, soonest first.
+    pub timers: Vec<Timer>,
+    /// What the face found out about the engine, as asked.
+    pub engine: EngineState,
+    /// The app's clock when the view was read, to tell "in 8 m" from.
+    pub now: domain::Timestamp,
 }
 
 /// An execution under way, and why the scheduler started it when it said.
@@ -58,6 +144,9 @@ pub struct ActiveExecution {
     /// The engine's note recorded just before the claim of a resume (a resume woken by a
     /// failed sub-task, a run that validates a parent's merged tree).
     pub why: Option<String>,
+    /// No engine runs: the execution was cut off when its engine died, and the next run
+    /// recovers it.
+    pub interrupted: bool,
 }
 
 /// An execution with the sums of its model requests.
@@ -104,7 +193,11 @@ impl Query for Status {
                 ExecutionKind::Resume => wake_reason(store, execution.task_id).await?,
                 ExecutionKind::Work => None,
             };
-            active.push(ActiveExecution { execution, why });
+            active.push(ActiveExecution {
+                execution,
+                why,
+                interrupted: self.engine == EngineState::Stopped,
+            });
         }
         let newest = store
             .executions(&ExecutionFilter {
@@ -149,7 +242,16 @@ impl Query for Status {
             })
             .filter(|p| p.paused.is_some() || p.concurrency.is_some())
             .collect();
+        let timers = store
+            .tasks_with_timers(self.timers)
+            .await?
+            .iter()
+            .filter_map(Timer::of)
+            .collect();
         Ok(StatusView {
+            timers,
+            engine: self.engine,
+            now,
             tasks,
             active,
             recent,
@@ -241,6 +343,10 @@ pub struct TaskDetail {
     pub children: Vec<Task>,
     pub executions: Vec<Execution>,
     pub validations: Vec<Validation>,
+    /// The newest of `validations`: what the validators said last.
+    pub last_validation: Option<Validation>,
+    /// The model requests of all the task's executions (not its sub-tasks'), summed.
+    pub usage: crate::UsageSums,
     pub events: Vec<Event>,
 }
 
@@ -260,14 +366,18 @@ impl Query for TaskShow {
             .await?;
         let events = store.entity_events(EntityKind::Task, self.id.0).await?;
         let mut validations = Vec::new();
+        let mut usage = crate::UsageSums::default();
         for e in &executions {
             validations.extend(crate::of_execution(store, e).await?);
+            usage.add(&store.model_usage(&UsageScope::Execution(e.id)).await?);
         }
         Ok(TaskDetail {
             task,
             children,
             executions,
+            last_validation: validations.last().cloned(),
             validations,
+            usage,
             events,
         })
     }

@@ -43,16 +43,37 @@ pub async fn of_execution(
         .collect())
 }
 
-/// The most recent failed validator among `executions`, newest first, with its validation.
+/// The most recent failed validator among `executions` that still matters, newest first,
+/// with its validation. A failure stops mattering once its task is done or cancelled, or once a
+/// later validation of the same task passed: a project whose tasks all ended well shows none.
 pub async fn last_failure(
     store: &dyn Store,
     executions: &[Execution],
 ) -> Result<Option<(Validation, ValidatorResult)>, store::Error> {
     let mut newest: Vec<&Execution> = executions.iter().collect();
     newest.sort_by_key(|e| std::cmp::Reverse(e.id));
+    // Tasks whose older failures are answered: ended well, or passed since.
+    let mut settled: Vec<TaskId> = Vec::new();
     for e in newest {
+        if settled.contains(&e.task_id) {
+            continue;
+        }
+        let ended_well = store.task(e.task_id).await?.is_none_or(|t| {
+            matches!(
+                t.state,
+                domain::TaskState::Done | domain::TaskState::Cancelled
+            )
+        });
+        if ended_well {
+            settled.push(e.task_id);
+            continue;
+        }
         let validations = of_execution(store, e).await?;
         for v in validations.iter().rev() {
+            if v.passed {
+                settled.push(e.task_id);
+                break;
+            }
             if let Some(r) = v.results.iter().find(|r| !r.passed) {
                 return Ok(Some((v.clone(), r.clone())));
             }

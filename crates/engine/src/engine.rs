@@ -4,6 +4,7 @@ mod calls;
 mod held;
 mod jobs;
 mod merges;
+mod prune;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -1554,6 +1555,7 @@ impl Engine {
         for parent in merges_due {
             self.request_merges(parent, false);
         }
+        prune::judge_bases(self.store.as_ref(), &self.options.state_dir).await;
         // Sockets of executions that no longer exist.
         if let Ok(entries) = std::fs::read_dir(&self.options.run_dir) {
             for entry in entries.flatten() {

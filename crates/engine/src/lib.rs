@@ -31,7 +31,7 @@ mod setup;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use force::kill_executions;
-pub use lock::EngineLock;
+pub use lock::{EngineLock, LockHolder};
 pub use runtime_dir::runtime_dir;
 pub use setup::{Setup, resolve_git_drivers, setup_from_project};
 

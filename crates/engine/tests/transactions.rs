@@ -56,6 +56,12 @@ impl Store for Recording {
     async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error> {
         self.inner.tasks(filter).await
     }
+    async fn model_usage_grouped(
+        &self,
+        by: store::UsageGroup,
+    ) -> Result<Vec<store::UsageGroupSum>, Error> {
+        self.inner.model_usage_grouped(by).await
+    }
     async fn children(&self, id: TaskId) -> Result<Vec<Task>, Error> {
         self.inner.children(id).await
     }

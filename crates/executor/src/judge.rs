@@ -37,7 +37,46 @@ pub fn judge_dir(state_dir: &Path, task: domain::TaskId) -> PathBuf {
 }
 
 fn base_file(job: &ExecutionJob) -> PathBuf {
-    judges_dir(job).join(format!("task-{}.base", job.task))
+    base_file_of(&job.state_dir, job.task)
+}
+
+/// Where the task's base commit is recorded.
+pub fn base_file_of(state_dir: &Path, task: domain::TaskId) -> PathBuf {
+    state_dir.join("judges").join(format!("task-{task}.base"))
+}
+
+/// The tasks that have a base commit recorded under `state_dir`, from the file names.
+pub fn recorded_bases(state_dir: &Path) -> Vec<domain::TaskId> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("judges")) else {
+        return Vec::new();
+    };
+    let mut tasks: Vec<domain::TaskId> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let id = name
+                .to_str()?
+                .strip_prefix("task-")?
+                .strip_suffix(".base")?;
+            // Only the names this module writes: digits, no sign, no leading zero.
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || id.starts_with('0') {
+                return None;
+            }
+            id.parse().ok().map(domain::TaskId)
+        })
+        .collect();
+    tasks.sort();
+    tasks
+}
+
+/// Forgets the base commit of a task that ended for good (done: no person can reopen it).
+/// A failed, cancelled or blocked task keeps its base, since a reopened one is judged against
+/// the same commit.
+pub fn forget_base(state_dir: &Path, task: domain::TaskId) -> std::io::Result<()> {
+    match std::fs::remove_file(base_file_of(state_dir, task)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The task's base commit: the one recorded, or, the first time, where its branch forked from

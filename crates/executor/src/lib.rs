@@ -30,7 +30,7 @@ mod protect;
 mod run;
 mod validate;
 
-pub use judge::{CHECK_NAME, judge_dir};
+pub use judge::{CHECK_NAME, base_file_of, forget_base, judge_dir, recorded_bases};
 pub use parsers::{Runner, Summary, junit};
 pub use run::{
     AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, StdinMode, StopReason, Update,

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp};
 
 use crate::{
-    Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, TaskFilter, UsageScope,
+    Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, TaskFilter, UsageGroup,
+    UsageGroupSum, UsageScope,
 };
 
 /// A durable event log with projections of tasks, dependencies and executions.
@@ -54,6 +55,10 @@ pub trait Store: Send + Sync + 'static {
     /// all zero when there are none.
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error>;
 
+    /// Every model request recorded, summed per group (a task, a tree, an agent or a UTC
+    /// day), in the order of the group's key.
+    async fn model_usage_grouped(&self, by: UsageGroup) -> Result<Vec<UsageGroupSum>, Error>;
+
     /// Every provider the engine ever paused or throttled, by name.
     async fn providers(&self) -> Result<Vec<crate::ProviderStanding>, Error>;
 
@@ -97,6 +102,24 @@ pub trait Store: Send + Sync + 'static {
         let mut tasks = self.tasks(filter).await?;
         let keep = usize::try_from(limit).unwrap_or(usize::MAX);
         Ok(tasks.split_off(tasks.len().saturating_sub(keep)))
+    }
+
+    /// The `limit` open and waiting tasks with a timer (`Task::not_before`: a retry's backoff,
+    /// a continuation's delay, a parent's resume), soonest first.
+    async fn tasks_with_timers(&self, limit: u32) -> Result<Vec<Task>, Error> {
+        let filter = TaskFilter {
+            states: vec![domain::TaskState::Open, domain::TaskState::Waiting],
+            ..TaskFilter::default()
+        };
+        let mut tasks: Vec<Task> = self
+            .tasks(&filter)
+            .await?
+            .into_iter()
+            .filter(|t| t.not_before.is_some())
+            .collect();
+        tasks.sort_by_key(|t| (t.not_before, t.id));
+        tasks.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(tasks)
     }
 
     /// The `limit` newest tasks on which a merge of a sub-task failed (`Task::merge_failed`),

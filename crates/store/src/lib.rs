@@ -52,4 +52,4 @@ pub use change::{Applied, ExecutionFilter, KeyedCall, Merge, ProviderStanding, T
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
 pub use tracker::{Change, MergeResult, TaskEdit};
-pub use usage::{ModelUsage, UsageScope};
+pub use usage::{ModelUsage, UsageGroup, UsageGroupSum, UsageKey, UsageScope};

@@ -17,6 +17,8 @@ pub enum UsageScope {
         from: Timestamp,
         until: Timestamp,
     },
+    /// Every request recorded at or after this time: what a run has spent so far.
+    Since(Timestamp),
 }
 
 /// Sums over a set of model requests. Token counts follow the gateway's convention:
@@ -38,4 +40,33 @@ impl ModelUsage {
     pub fn tokens(&self) -> u64 {
         self.input_tokens.saturating_add(self.output_tokens)
     }
+}
+
+/// How [`Store::model_usage_grouped`](crate::Store::model_usage_grouped) groups requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGroup {
+    /// By the task the execution worked on.
+    Task,
+    /// By the root of the task's tree: a parent summed with all its sub-tasks.
+    Tree,
+    /// By the agent that ran the execution.
+    Agent,
+    /// By the UTC day the request was recorded on.
+    Day,
+}
+
+/// The sums of one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageGroupSum {
+    pub key: UsageKey,
+    pub usage: ModelUsage,
+}
+
+/// What a group of [`UsageGroupSum`] stands for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum UsageKey {
+    Task(TaskId),
+    Agent(String),
+    /// The first millisecond of the UTC day.
+    Day(Timestamp),
 }

@@ -115,7 +115,8 @@ fn evolve_task(task: &mut domain::Task, kind: &EventKind, at: domain::Timestamp)
         EventKind::TaskStateChanged { from, to, reason } => {
             task.state = *to;
             // A person reopening a stopped task gives it a fresh start: the retry and
-            // continuation limits count from zero again.
+            // continuation limits count from zero again, and the backoff or resume timer of
+            // its last life is forgotten, so the task runs as soon as an engine can take it.
             if *to == TaskState::Open
                 && matches!(
                     from,
@@ -124,6 +125,7 @@ fn evolve_task(task: &mut domain::Task, kind: &EventKind, at: domain::Timestamp)
             {
                 task.attempts = 0;
                 task.continuations = 0;
+                task.not_before = None;
             }
             if (to.is_terminal() || *to == TaskState::Blocked) && reason.is_some() {
                 task.summary.clone_from(reason);

@@ -3,13 +3,16 @@
 mod boundary;
 mod ctl;
 mod demo;
+mod diff;
 mod doctor;
 mod events;
 mod init;
 mod run;
 mod shell;
+mod run_status;
 mod status;
 mod task;
+mod usage;
 mod validate;
 mod verdicts;
 
@@ -21,7 +24,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
         Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
-        Command::Run { forever, quiet } => run::run(&Project::find(project)?, forever, quiet).await,
+        Command::Run {
+            forever,
+            quiet,
+            status_every,
+        } => run::run(&Project::find(project)?, forever, quiet, status_every).await,
         Command::Status {
             json,
             watch,
@@ -47,6 +54,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             events::events(&Project::find(project)?, start, follow, task, json).await
         }
+        Command::Usage { by, json } => usage::usage(&Project::find(project)?, by, json).await,
+        Command::Diff { task, stat } => diff::diff(&Project::find(project)?, task, stat).await,
         Command::Logs {
             execution,
             follow,

@@ -6,11 +6,22 @@ use domain::{Event, EventKind, SystemClock, TaskState};
 use engine::{Engine, EngineLock, EngineOptions, RunMode, RunSummary};
 use tokio::sync::mpsc;
 
+use super::run_status::{Mode, StatusLine};
 use crate::output::{clip, one_line, table};
 use crate::project::Project;
 
-pub async fn run(project: &Project, forever: bool, quiet: bool) -> anyhow::Result<u8> {
-    let summary = run_engine(
+pub async fn run(
+    project: &Project,
+    forever: bool,
+    quiet: bool,
+    status_every: u64,
+) -> anyhow::Result<u8> {
+    let status = if quiet {
+        Mode::Off
+    } else {
+        Mode::detect(status_every)
+    };
+    let summary = run_engine_with_status(
         project,
         if forever {
             RunMode::Forever
@@ -18,6 +29,7 @@ pub async fn run(project: &Project, forever: bool, quiet: bool) -> anyhow::Resul
             RunMode::UntilIdle
         },
         !quiet,
+        status,
     )
     .await?;
     print_summary(project, &summary, quiet).await
@@ -137,6 +149,16 @@ pub async fn run_engine(
     mode: RunMode,
     progress: bool,
 ) -> anyhow::Result<RunSummary> {
+    run_engine_with_status(project, mode, progress, Mode::Off).await
+}
+
+/// [`run_engine`] with a status line kept up to date meanwhile (see `run_status.rs`).
+async fn run_engine_with_status(
+    project: &Project,
+    mode: RunMode,
+    progress: bool,
+    status: Mode,
+) -> anyhow::Result<RunSummary> {
     let manifests = project.manifests()?;
     if manifests.agents.is_empty() {
         return Err(crate::user_error(format!(
@@ -159,11 +181,14 @@ pub async fn run_engine(
     // while the engine's is busy.
     let signals = shutdown_signal(project.store().await?, project.root.clone());
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let status_line = StatusLine::default();
+    let ticker = tokio::spawn(status_line.clone().run(store.clone(), status));
+    let above = status_line.clone();
     let printer = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
             if progress && let Some(line) = progress_line(&event) {
                 // Titles and reasons in it come from agents: escaped first, coloured after.
-                outln!("{}", marked(&domain::text::one_line(&line)));
+                above.above(|| outln!("{}", marked(&domain::text::one_line(&line))));
             }
         }
     });
@@ -177,9 +202,12 @@ pub async fn run_engine(
         events: progress.then_some(events_tx),
     };
     let engine = Engine::new(store, Arc::new(SystemClock), setup, options);
-    let summary = engine.run(signals).await?;
+    let summary = engine.run(signals).await;
+    ticker.abort();
+    let _ = ticker.await;
     let _ = printer.await;
-    Ok(summary)
+    status_line.clear();
+    Ok(summary?)
 }
 
 /// Before any agent runs in a sandbox: the boundary's self-test, once. A boundary that leaks,

@@ -1,14 +1,37 @@
 //! `agentgrid status`: renders the application layer's status view, and warns about the
 //! project's manifests that opt out of isolation.
 
-use app::{Actor, ProviderLine, Status};
+use app::{Actor, EngineState, ProviderLine, Status};
 
 use crate::output::{clip, json, table};
 use crate::project::Project;
 
+/// What a person reads beside executions the store calls active when no engine runs.
+pub const INTERRUPTED: &str = "interrupted (engine gone; the next run recovers them)";
+
+/// Whether an engine holds the project's lock, read without disturbing it.
+pub fn engine_state(project: &Project) -> EngineState {
+    match engine::EngineLock::holder(&project.state_dir.join("engine.lock")) {
+        Ok(Some(holder)) => EngineState::Running {
+            pid: holder.pid,
+            since: holder.since,
+        },
+        Ok(None) => EngineState::Stopped,
+        // A lock file that cannot be read says nothing either way.
+        Err(e) => {
+            tracing::warn!("cannot tell whether an engine runs: {e}");
+            EngineState::Unknown
+        }
+    }
+}
+
 pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     let app = project.app().await?;
-    let view = app.ask(&Actor::command_line(), Status::default()).await?;
+    let query = Status {
+        engine: engine_state(project),
+        ..Status::default()
+    };
+    let view = app.ask(&Actor::command_line(), query).await?;
     // Agents that run with less isolation than the default, chosen explicitly in their manifest.
     let loaded = manifest::load_project(&project.state_dir).ok();
     let relaxed: Vec<(String, Vec<&'static str>)> = match &loaded {
@@ -46,9 +69,16 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             .iter()
             .map(|(name, r)| (name.clone(), serde_json::json!(r)))
             .collect();
-        let active: Vec<&domain::Execution> = view.active.iter().map(|a| &a.execution).collect();
+        let mut active = Vec::with_capacity(view.active.len());
+        for a in &view.active {
+            let mut value = serde_json::to_value(&a.execution)?;
+            value["interrupted"] = serde_json::json!(a.interrupted);
+            active.push(value);
+        }
         json(&serde_json::json!({
             "tasks": view.tasks,
+            "engine": view.engine,
+            "timers": view.timers,
             "active_executions": active,
             "executions": executions,
             "sandbox_relaxations": unsandboxed,
@@ -88,13 +118,17 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             line.join(", ")
         }
     );
+    if let Some(line) = crate::when::engine(&view.engine, view.now) {
+        outln!("{line}");
+    }
     for p in &view.providers {
         outln!("{}", provider_human(p));
     }
+    let interrupted = view.active.iter().any(|a| a.interrupted);
     if view.active.is_empty() {
         outln!("no execution is running");
     } else {
-        outln!("running:");
+        outln!("{}:", if interrupted { INTERRUPTED } else { "running" });
         let rows: Vec<Vec<String>> = view
             .active
             .iter()
@@ -105,7 +139,11 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                     format!("#{}", e.task_id),
                     e.kind.to_string(),
                     e.agent.clone(),
-                    e.state.to_string(),
+                    if a.interrupted {
+                        "interrupted".to_string()
+                    } else {
+                        e.state.to_string()
+                    },
                     e.iteration.to_string(),
                     clip(a.why.as_deref().unwrap_or(""), 100),
                 ]
@@ -115,6 +153,15 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &["EXEC", "TASK", "KIND", "AGENT", "STATE", "ITER", "WHY"],
             &rows,
         );
+    }
+    if !view.timers.is_empty() {
+        outln!("timers:");
+        let rows: Vec<Vec<String>> = view
+            .timers
+            .iter()
+            .map(|t| vec![format!("#{}", t.task), crate::when::timer(t, view.now)])
+            .collect();
+        table(&["TASK", "WHEN"], &rows);
     }
     let attention: Vec<Vec<String>> = view
         .attention

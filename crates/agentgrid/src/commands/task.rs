@@ -84,9 +84,24 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             };
             let page = app.ask(&actor, TaskList { filter, limit }).await?;
             if as_json {
-                json(&page.tasks)?;
+                // Each task with the timer it waits for (`null` for none), its time in RFC 3339.
+                let mut tasks = Vec::with_capacity(page.tasks.len());
+                for t in &page.tasks {
+                    let mut value = serde_json::to_value(t)?;
+                    value["timer"] = serde_json::to_value(app::Timer::of(t))?;
+                    tasks.push(value);
+                }
+                json(&tasks)?;
             } else if page.tasks.is_empty() {
                 outln!("no tasks: add one with `agentgrid task add \"…\"`");
+            } else if page.tasks.iter().any(|t| app::Timer::of(t).is_some()) {
+                print_tasks_with_timers(&page.tasks, app.now());
+                if page.more {
+                    outln!(
+                        "(the newest {} shown; older tasks match: raise --limit)",
+                        page.tasks.len()
+                    );
+                }
             } else {
                 print_tasks(&page.tasks);
                 if page.more {
@@ -99,10 +114,64 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         }
         TaskCommand::Show { id, json: as_json } => {
             let detail = app.ask(&actor, TaskShow { id }).await?;
+            let distance = branch_distance(project, &detail.task).await;
             if as_json {
-                json(&detail)?;
+                let mut value = serde_json::to_value(&detail)?;
+                value["branch_distance"] = match &distance {
+                    Some((base, d)) => serde_json::json!({
+                        "base": base,
+                        "ahead": d.ahead,
+                        "behind": d.behind,
+                    }),
+                    None => serde_json::Value::Null,
+                };
+                json(&value)?;
             } else {
                 print_task(&detail.task);
+                if let Some((base, d)) = &distance {
+                    outln!(
+                        "  distance:  {} commit(s) ahead of {base}, {} behind",
+                        d.ahead,
+                        d.behind
+                    );
+                }
+                let u = &detail.usage;
+                if u.requests > 0 {
+                    outln!(
+                        "  cost:      {} ({} request(s); tokens: {} in, {} of them cached, {} out)",
+                        u.cost,
+                        u.requests,
+                        u.input_tokens,
+                        u.cached_tokens,
+                        u.output_tokens
+                    );
+                }
+                if let Some(v) = &detail.last_validation {
+                    outln!(
+                        "\nlast validation (execution {}, iteration {}): {}, score {:.2}",
+                        v.execution,
+                        v.iteration,
+                        if v.passed { "passed" } else { "failed" },
+                        v.score
+                    );
+                    let rows: Vec<Vec<String>> = v
+                        .results
+                        .iter()
+                        .map(|r| {
+                            let result = match (r.timed_out, r.passed) {
+                                (true, _) => "timed out",
+                                (false, true) => "passed",
+                                (false, false) => "failed",
+                            };
+                            vec![
+                                r.name.clone(),
+                                format!("{:.2}", r.score),
+                                result.to_string(),
+                            ]
+                        })
+                        .collect();
+                    table(&["VALIDATOR", "SCORE", "RESULT"], &rows);
+                }
                 if !detail.children.is_empty() {
                     outln!("\nsub-tasks:");
                     print_tasks(&detail.children);
@@ -380,6 +449,57 @@ pub fn print_tasks(tasks: &[Task]) {
         })
         .collect();
     table(&["ID", "STATE", "PRI", "PARENT", "LABELS", "TITLE"], &rows);
+}
+
+/// How far the task's branch is from its base, and the base's name; `None` when the task has
+/// no branch yet or the branch cannot be read (the rest of `task show` stands without it).
+async fn branch_distance(project: &Project, task: &Task) -> Option<(String, workspace::Distance)> {
+    task.branch.as_ref()?;
+    let manager = super::diff::workspaces(project).await.ok().flatten()?;
+    if super::diff::readable_branch(&manager, task)
+        .await
+        .ok()?
+        .is_some()
+    {
+        return None;
+    }
+    let distance = match manager.distance(task.id, task.parent).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(task = %task.id, "cannot tell how far the branch is from its base: {e}");
+            return None;
+        }
+    };
+    let base = match task.parent {
+        Some(parent) => workspace::Workspaces::branch_name(parent),
+        None => manager.config().base.clone(),
+    };
+    Some((base, distance))
+}
+
+/// The task table with a NEXT column saying when each task with a timer runs.
+fn print_tasks_with_timers(tasks: &[Task], now: domain::Timestamp) {
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.state.to_string(),
+                t.priority.to_string(),
+                t.parent
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                t.labels.join(","),
+                app::Timer::of(t)
+                    .map_or_else(|| "-".into(), |timer| crate::when::timer(&timer, now)),
+                clip(&t.title, 60),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "STATE", "PRI", "PARENT", "LABELS", "NEXT", "TITLE"],
+        &rows,
+    );
 }
 
 fn print_task(t: &Task) {

@@ -27,3 +27,4 @@ mod store_lock;
 mod support;
 mod text;
 mod verdict;
+mod visible;

@@ -86,6 +86,7 @@ async fn status_counts_every_state_and_lists_only_the_newest_that_need_a_person(
             Status {
                 recent: 5,
                 attention: 8,
+                ..Status::default()
             },
         )
         .await
@@ -146,6 +147,7 @@ async fn status_shows_active_executions_and_the_newest_ones_with_their_model_use
             Status {
                 recent: 2,
                 attention: 10,
+                ..Status::default()
             },
         )
         .await
@@ -205,6 +207,78 @@ async fn status_names_the_last_failed_validator_and_only_pauses_not_yet_over() {
     f.clock.set(domain::Timestamp(until.0 + 1));
     let view = f.app.ask(&ada(), Status::default()).await.unwrap();
     assert!(view.providers.is_empty(), "{:?}", view.providers);
+}
+
+#[tokio::test]
+async fn status_shows_timers_the_engine_and_only_failures_that_still_matter() {
+    let f = fixture();
+    let ids = tasks(&f.store, 2).await;
+    let e = execution(&f.store, ids[0]).await;
+    let validated = |iteration, passed| Change::Validated {
+        id: e,
+        iteration,
+        score: if passed { 1.0 } else { 0.0 },
+        passed,
+        results: vec![
+            serde_json::from_value(serde_json::json!({
+                "name": "tests", "score": 0.0, "passed": passed, "weight": 1.0,
+            }))
+            .unwrap(),
+        ],
+    };
+    f.store
+        .apply("engine", T0, vec![validated(1, false)])
+        .await
+        .unwrap();
+    let view = f.app.ask(&ada(), Status::default()).await.unwrap();
+    assert!(view.last_failure.is_some(), "a failure while the task runs");
+    f.store
+        .apply(
+            "engine",
+            T0,
+            vec![
+                Change::ProcessStarted {
+                    id: e,
+                    pid: 43,
+                    iteration: 2,
+                    log_path: None,
+                },
+                validated(2, true),
+            ],
+        )
+        .await
+        .unwrap();
+    let view = f.app.ask(&ada(), Status::default()).await.unwrap();
+    assert!(view.last_failure.is_none(), "answered by a later pass");
+    assert!(!view.active[0].interrupted, "not asked: shown as recorded");
+
+    let at = domain::Timestamp(T0.0 + 480_000);
+    let retry = Change::ScheduleTask {
+        id: ids[1],
+        not_before: Some(at),
+        attempts: 1,
+        continuations: 0,
+        reason: None,
+    };
+    f.store.apply("engine", T0, vec![retry]).await.unwrap();
+    let stopped = Status {
+        engine: app::EngineState::Stopped,
+        ..Status::default()
+    };
+    let view = f.app.ask(&ada(), stopped).await.unwrap();
+    assert_eq!(
+        view.timers,
+        [app::Timer {
+            task: ids[1],
+            kind: app::TimerKind::Retry,
+            at
+        }]
+    );
+    assert!(
+        view.active[0].interrupted,
+        "no engine: the execution is cut off"
+    );
+    assert_eq!(view.engine, app::EngineState::Stopped);
 }
 
 #[tokio::test]

@@ -659,6 +659,14 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn model_usage_grouped(
+        &self,
+        by: crate::UsageGroup,
+    ) -> Result<Vec<crate::UsageGroupSum>, Error> {
+        self.read("summing model usage", move |c| usage::grouped(c, by))
+            .await
+    }
+
     async fn providers(&self) -> Result<Vec<crate::ProviderStanding>, Error> {
         self.read("reading providers", |c| {
             let mut stmt = c.prepare_cached(
@@ -738,6 +746,21 @@ impl Store for SqliteStore {
         self.read("listing tasks", move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn tasks_with_timers(&self, limit: u32) -> Result<Vec<Task>, Error> {
+        self.read("listing timers", move |c| {
+            // Reads the open and waiting tasks along the state index (migration 7): the cost
+            // grows with the backlog, not with every task ever made.
+            let sql = format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE (state = 'open' OR state = 'waiting') \
+                 AND not_before IS NOT NULL ORDER BY not_before, id LIMIT ?1"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await

@@ -5,7 +5,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::rows::{Fail, refused, signed};
-use crate::{ModelUsage, UsageScope};
+use crate::{ModelUsage, UsageGroup, UsageGroupSum, UsageKey, UsageScope};
 
 /// One model request to record, as the rules accepted it.
 pub(crate) struct NewUsage {
@@ -77,6 +77,7 @@ fn condition(scope: &UsageScope) -> (&'static str, Vec<Value>) {
                 Value::Integer(until.0),
             ],
         ),
+        UsageScope::Since(from) => ("at >= ?", vec![Value::Integer(from.0)]),
     }
 }
 
@@ -113,6 +114,30 @@ pub(crate) fn by_model(
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(values), |r| {
         Ok((r.get::<_, String>(0)?, sums_from_row(r, 1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(crate) fn grouped(conn: &Connection, by: UsageGroup) -> Result<Vec<UsageGroupSum>, Fail> {
+    // `at` is never negative, so integer division floors it to the day's first millisecond.
+    let key = match by {
+        UsageGroup::Task => "task_id",
+        UsageGroup::Tree => "root",
+        UsageGroup::Agent => "agent",
+        UsageGroup::Day => "(at / 86400000) * 86400000",
+    };
+    let sql = format!("SELECT {key} AS k, {SUMS} FROM model_usage GROUP BY k ORDER BY k");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map([], |r| {
+        let key = match by {
+            UsageGroup::Task | UsageGroup::Tree => UsageKey::Task(domain::TaskId(r.get(0)?)),
+            UsageGroup::Agent => UsageKey::Agent(r.get(0)?),
+            UsageGroup::Day => UsageKey::Day(domain::Timestamp(r.get::<_, i64>(0)?)),
+        };
+        Ok(UsageGroupSum {
+            key,
+            usage: sums_from_row(r, 1)?,
+        })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

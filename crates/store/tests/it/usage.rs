@@ -415,3 +415,73 @@ async fn provider_pauses_and_throttles_are_events_and_a_standing() {
     assert!(err.to_string().contains("pause_provider"), "{err}");
     assert_eq!(store.providers().await.unwrap()[1].paused_until, None);
 }
+
+#[tokio::test]
+async fn usage_is_grouped_by_task_tree_agent_and_utc_day() {
+    use store::{UsageGroup, UsageKey};
+    let (_dir, store) = fresh();
+    let parent = create_titled(&store, "parent").await;
+    let child = create(&store, sub_task("child", parent)).await.id;
+    let other = create_titled(&store, "other").await;
+    let (a, b, c) = (
+        start(&store, parent, "claude").await,
+        start(&store, child, "codex").await,
+        start(&store, other, "claude").await,
+    );
+    // T0's day, the same day later, and the next day.
+    let day0 = Timestamp(T0.0 - T0.0.rem_euclid(DAY_MS));
+    record(&store, T0, used(a, "sonnet", 10, 1, 0, 100)).await;
+    record(
+        &store,
+        Timestamp(day0.0 + DAY_MS - 1),
+        used(b, "gpt", 20, 2, 5, 200),
+    )
+    .await;
+    record(
+        &store,
+        Timestamp(day0.0 + DAY_MS),
+        used(c, "sonnet", 40, 4, 0, 400),
+    )
+    .await;
+    let grouped = |by| {
+        let store = &store;
+        async move {
+            store
+                .model_usage_grouped(by)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.key, s.usage.requests, s.usage.cost_micros))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        grouped(UsageGroup::Task).await,
+        [
+            (UsageKey::Task(parent), 1, 100),
+            (UsageKey::Task(child), 1, 200),
+            (UsageKey::Task(other), 1, 400)
+        ]
+    );
+    assert_eq!(
+        grouped(UsageGroup::Tree).await,
+        [
+            (UsageKey::Task(parent), 2, 300),
+            (UsageKey::Task(other), 1, 400)
+        ]
+    );
+    assert_eq!(
+        grouped(UsageGroup::Agent).await,
+        [
+            (UsageKey::Agent("claude".into()), 2, 500),
+            (UsageKey::Agent("codex".into()), 1, 200)
+        ]
+    );
+    assert_eq!(
+        grouped(UsageGroup::Day).await,
+        [
+            (UsageKey::Day(day0), 2, 300),
+            (UsageKey::Day(Timestamp(day0.0 + DAY_MS)), 1, 400)
+        ]
+    );
+}

@@ -269,6 +269,47 @@ fn reopening_a_stopped_task_resets_its_counters() {
 }
 
 #[test]
+fn reopening_a_stopped_task_clears_its_backoff() {
+    for stopped in [TaskState::Failed, TaskState::Cancelled, TaskState::Blocked] {
+        let mut w = World::new();
+        let (task, e) = running(&mut w);
+        w.ok(finish(e, ExecutionState::Failed, Some(1)));
+        // A backoff an hour long, left on the task when it stopped.
+        w.ok(Change::ScheduleTask {
+            id: task,
+            not_before: Some(Timestamp(T0.0 + 3_600_000)),
+            attempts: 1,
+            continuations: 0,
+            reason: None,
+        });
+        w.ok(set(task, stopped));
+        assert_eq!(w.task(task).not_before, Some(Timestamp(T0.0 + 3_600_000)));
+        w.ok(set(task, TaskState::Open));
+        assert_eq!(
+            w.task(task).not_before,
+            None,
+            "a task reopened from {stopped} must not wait out its old backoff"
+        );
+    }
+}
+
+#[test]
+fn a_retry_keeps_its_backoff() {
+    let mut w = World::new();
+    let (task, e) = running(&mut w);
+    w.ok(finish(e, ExecutionState::Failed, Some(1)));
+    w.ok(Change::ScheduleTask {
+        id: task,
+        not_before: Some(Timestamp(T0.0 + 60_000)),
+        attempts: 1,
+        continuations: 0,
+        reason: None,
+    });
+    w.ok(set(task, TaskState::Open));
+    assert_eq!(w.task(task).not_before, Some(Timestamp(T0.0 + 60_000)));
+}
+
+#[test]
 fn an_end_settles_a_task_only_while_it_runs() {
     let mut w = World::new();
     let (task, _) = running(&mut w);
