@@ -78,9 +78,12 @@ pub async fn project(root: &Path, manifests: &manifest::Project) -> Vec<Finding>
     let config_file = manifests.root.join("config.yaml");
     let head = repository(root, manifests, &config_file, &mut found).await;
     for agent in &manifests.agents {
-        if let Some(f) = command(root, manifests, agent) {
-            found.push(f);
+        match command(root, manifests, agent) {
+            Some(f) => found.push(f),
+            None if head.is_some() => found.extend(uncommitted_command(root, agent).await),
+            None => {}
         }
+        found.extend(shell_command(root, manifests, agent));
     }
     keys(manifests, &config_file, &mut found);
     found.extend(ignored_manifests(root, manifests).await);
@@ -158,18 +161,7 @@ fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) 
     if program.contains("{{") || program.contains("{%") {
         return None;
     }
-    let path = std::env::var("PATH").unwrap_or_default();
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let sandbox = (spec.sandbox.enabled
-        && spec.sandbox.filesystem != manifest::FilesystemMode::None)
-        .then(|| {
-            // The agent works in a worktree of its own; the main checkout and the state
-            // directory are hidden (see the executor's `sandbox_for`).
-            let mut view =
-                launch::sandbox::SandboxSpec::new(manifests.workspace_root().join("task"));
-            view.hide.push(root.to_path_buf());
-            view
-        });
+    let (path, home, sandbox) = surroundings(root, manifests, agent);
     let problem = launch::preflight::check_program(
         program,
         launch::preflight::Surroundings {
@@ -193,6 +185,153 @@ fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) 
         ),
         &agent.source,
         message,
+    ))
+}
+
+/// What the agent's program is looked up with: the engine's `PATH` and `$HOME`, and the view
+/// of its sandbox. The agent works in a worktree of its own; the main checkout and the state
+/// directory are hidden (see the executor's `sandbox_for`).
+fn surroundings(
+    root: &Path,
+    manifests: &manifest::Project,
+    agent: &manifest::Agent,
+) -> (
+    String,
+    Option<PathBuf>,
+    Option<launch::sandbox::SandboxSpec>,
+) {
+    let profile = &agent.spec().sandbox;
+    let sandbox =
+        (profile.enabled && profile.filesystem != manifest::FilesystemMode::None).then(|| {
+            let mut view =
+                launch::sandbox::SandboxSpec::new(manifests.workspace_root().join("task"));
+            view.hide.push(root.to_path_buf());
+            view
+        });
+    (
+        std::env::var("PATH").unwrap_or_default(),
+        std::env::var_os("HOME").map(PathBuf::from),
+        sandbox,
+    )
+}
+
+/// Words a shell line may start with that are not a program to look up.
+const SHELL_WORDS: &[&str] = &[
+    "!",
+    ".",
+    ":",
+    "[",
+    "[[",
+    "alias",
+    "break",
+    "case",
+    "cd",
+    "command",
+    "continue",
+    "echo",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "false",
+    "for",
+    "if",
+    "printf",
+    "read",
+    "return",
+    "set",
+    "shift",
+    "source",
+    "test",
+    "trap",
+    "true",
+    "ulimit",
+    "umask",
+    "unset",
+    "until",
+    "wait",
+    "while",
+    "{",
+    "(",
+    "agentgrid",
+];
+
+/// The program a `sh -c "…"` command starts with (`init` writes agents that way): a warning,
+/// not an error, since a shell line may define or install what it runs.
+fn shell_command(
+    root: &Path,
+    manifests: &manifest::Project,
+    agent: &manifest::Agent,
+) -> Option<Finding> {
+    let command = &agent.spec().runtime.command;
+    let shell = Path::new(command.first()?).file_name()?.to_str()?;
+    if !matches!(shell, "sh" | "bash" | "dash" | "zsh") || command.get(1)? != "-c" {
+        return None;
+    }
+    let line = command.get(2)?;
+    let mut words = line.split_whitespace();
+    let mut first = words.next()?;
+    if first == "exec" {
+        first = words.next()?;
+    }
+    let plain = first
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'));
+    if !plain || SHELL_WORDS.contains(&first) {
+        return None;
+    }
+    let (path, home, sandbox) = surroundings(root, manifests, agent);
+    let problem = launch::preflight::check_by_name(
+        first,
+        launch::preflight::Surroundings {
+            cwd: root,
+            path: &path,
+            sandbox: sandbox.as_ref(),
+            home: home.as_deref(),
+        },
+    )
+    .err()?;
+    Some(Finding::at(
+        Severity::Warning,
+        manifest::locate(
+            &agent.source,
+            Some(&agent.name),
+            &["spec", "runtime", "command", "2"],
+        ),
+        &agent.source,
+        format!(
+            "agent `{}`: its shell line starts with `{first}`, which will not run: {problem}",
+            agent.name
+        ),
+    ))
+}
+
+/// A relative command that exists in the checkout but is not committed: the task's worktree,
+/// made from a commit, will not have it.
+async fn uncommitted_command(root: &Path, agent: &manifest::Agent) -> Option<Finding> {
+    let program = agent.spec().runtime.command.first()?;
+    if !program.contains('/') || Path::new(program).is_absolute() || program.contains("{{") {
+        return None;
+    }
+    let committed = git(root, &["ls-tree", "--name-only", "HEAD", "--", program])
+        .await
+        .is_some_and(|out| !out.trim().is_empty());
+    if committed {
+        return None;
+    }
+    Some(Finding::at(
+        Severity::Error,
+        manifest::locate(
+            &agent.source,
+            Some(&agent.name),
+            &["spec", "runtime", "command", "0"],
+        ),
+        &agent.source,
+        format!(
+            "agent `{}`: `{program}` is not committed, and the task's worktree holds only what \
+             is: commit it (`git add {program} && git commit`)",
+            agent.name
+        ),
     ))
 }
 

@@ -56,6 +56,29 @@ pub enum Problem {
     },
 }
 
+/// A program a shell line names, which the shell looks up on the `PATH` of the view it runs
+/// in: in a sandbox, only the directories the sandbox shows count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{name}` is found only at `{}`, which the sandbox hides ({place}): install it in a system \
+     tree, or give the agent `sandbox: {{filesystem: none}}` knowingly",
+    found.display()
+)]
+pub struct HiddenOnPath {
+    pub name: String,
+    pub found: PathBuf,
+    pub place: String,
+}
+
+/// Why a program named in a shell line will not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ByName {
+    #[error(transparent)]
+    Program(Problem),
+    #[error(transparent)]
+    Hidden(HiddenOnPath),
+}
+
 /// Where a program will be looked for and what it will see: its working directory, the `PATH`
 /// it is given, and the sandbox it runs in (with the `$HOME` that sandbox hides), if any.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +160,53 @@ pub fn check_program(program: &str, around: Surroundings<'_>) -> Result<Found, P
         }),
         None => Err(check_shown(&found, first, around).unwrap_err()),
     }
+}
+
+/// Checks a program that a shell line runs by `name` (`sh -c "aider --yes …"`): the first
+/// executable of that name on the `PATH` that the sandbox shows, and its `#!` interpreter.
+pub fn check_by_name(name: &str, around: Surroundings<'_>) -> Result<Found, ByName> {
+    let candidates: Vec<PathBuf> = around
+        .path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .filter(|c| executable(c))
+        .collect();
+    let Some(first) = candidates.first() else {
+        return Err(ByName::Program(Problem::NotFound {
+            program: name.to_string(),
+            path: around.path.to_string(),
+        }));
+    };
+    let shown = |c: &PathBuf| match around.sandbox {
+        None => Visibility::Shown,
+        Some(spec) => sandbox::visibility(spec, around.home, c),
+    };
+    let Some(found) = candidates.iter().find(|c| shown(c) == Visibility::Shown) else {
+        let place = match shown(first) {
+            Visibility::Hidden {
+                real,
+                hidden_by: Some(place),
+            } => format!(
+                "it is `{}`, inside the hidden `{}`",
+                real.display(),
+                place.display()
+            ),
+            Visibility::Hidden { real, .. } => {
+                format!(
+                    "it is `{}`, outside every tree the sandbox shows",
+                    real.display()
+                )
+            }
+            _ => "it cannot be read".into(),
+        };
+        return Err(ByName::Hidden(HiddenOnPath {
+            name: name.to_string(),
+            found: first.clone(),
+            place,
+        }));
+    };
+    check_program(&found.display().to_string(), around).map_err(ByName::Program)
 }
 
 fn check_shown(
@@ -286,6 +356,16 @@ mod tests {
         let err =
             check_program("./env.py", around(workspace.path(), &path, Some(&spec))).unwrap_err();
         assert!(matches!(err, Problem::InterpreterHidden { .. }), "{err}");
+        // A shell line's program is looked up among what the sandbox shows.
+        let err =
+            check_by_name("python3", around(workspace.path(), &path, Some(&spec))).unwrap_err();
+        assert!(matches!(err, ByName::Hidden(_)), "{err}");
+        let both = format!("{path}:/bin");
+        assert!(check_by_name("sh", around(workspace.path(), &both, Some(&spec))).is_ok());
+        assert!(matches!(
+            check_by_name("no-such-tool", around(workspace.path(), &both, Some(&spec))),
+            Err(ByName::Program(Problem::NotFound { .. }))
+        ));
         // Without the sandbox, the same interpreter is fine.
         assert!(
             check_program(

@@ -153,6 +153,9 @@ fn validate_says_when_the_repository_has_no_commits() {
 fn a_typo_in_the_command_fails_the_task_at_once_and_it_needs_a_person() {
     let repo = Repo::with_agents(&[("coder", &typo_agent("coder", "claud-cod"))]);
     std::fs::write(repo.path().join(".agentgrid/config.yaml"), RETRYING_CONFIG).unwrap();
+    std::fs::write(repo.path().join(".gitmodules"), "[submodule \"vendor\"]\n").unwrap();
+    repo.git(&["add", ".gitmodules"]);
+    repo.git(&["commit", "-q", "-m", "a submodule"]);
     std::fs::write(repo.path().join("notes.txt"), "not committed\n").unwrap();
     repo.ok(&["task", "add", "Fix the bug"]);
     let out = repo.cmd(&["run"]).env("PATH", PATH).output().unwrap();
@@ -166,6 +169,10 @@ fn a_typo_in_the_command_fails_the_task_at_once_and_it_needs_a_person() {
         err.contains("warning: agents start from HEAD ")
             && err.contains("uncommitted changes are not in their worktrees"),
         "run warns about the dirty tree at start:\n{err}"
+    );
+    assert!(
+        err.contains("warning: the repository has submodules, which are not initialised in the agents' worktrees"),
+        "{err}"
     );
     let show = repo.json(&["task", "show", "1", "--json"]);
     assert_eq!(show["task"]["state"], "failed");
@@ -240,5 +247,40 @@ fn doctor_reports_the_same_mistakes_inside_a_project() {
             && text.contains("✗")
             && text.contains("coder.yaml:8:15: error: agent `coder`"),
         "{text}"
+    );
+}
+
+#[test]
+fn validate_says_when_a_relative_command_is_not_committed() {
+    let repo = Repo::with_agents(&[("coder", &typo_agent("coder", "./agent.sh"))]);
+    let script = repo.path().join("agent.sh");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = repo.cmd(&["validate"]).env("PATH", PATH).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(":8:15: error: agent `coder`: `./agent.sh` is not committed"),
+        "{err}"
+    );
+    repo.git(&["add", "agent.sh"]);
+    repo.git(&["commit", "-q", "-m", "the agent"]);
+    let out = repo.cmd(&["validate"]).env("PATH", PATH).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn validate_warns_when_a_shell_line_starts_with_a_program_that_is_missing() {
+    // The shape `init` writes: `sh -c "aider …"`.
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "aidr --yes-always", "  routing: {default: true}\n"),
+    )]);
+    let out = repo.cmd(&["validate"]).env("PATH", PATH).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "a warning only: {err}");
+    assert!(
+        err.contains(":8:27: warning: agent `coder`: its shell line starts with `aidr`, which will not run: `aidr` is on no directory of the PATH"),
+        "{err}"
     );
 }
