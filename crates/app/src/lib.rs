@@ -43,6 +43,7 @@
 mod command;
 mod error;
 mod import;
+mod land;
 mod query;
 mod validation;
 
@@ -57,6 +58,7 @@ pub use command::{
 };
 pub use error::Error;
 pub use import::parse_import;
+pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use query::{
     ActiveExecution, EventPage, Events, ExecutionUsage, ProviderLine, Status, StatusView,
     TaskDetail, TaskList, TaskPage, TaskShow,

@@ -24,11 +24,13 @@
 //! them waits by state (the snapshot's `busy_workspaces`), never by blocking the loop.
 
 mod engine;
+mod land;
 mod lock;
 mod runtime_dir;
 mod setup;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
+pub use land::LocalLander;
 pub use lock::EngineLock;
 pub use runtime_dir::runtime_dir;
 pub use setup::{Setup, resolve_git_drivers, setup_from_project};

@@ -470,9 +470,12 @@ async fn execute(
 
         let mut changed = false;
         if let Some((manager, w)) = &ws {
-            let message = format!(
-                "agentgrid: task #{} execution #{id} iteration {iteration}",
-                job.task
+            let message = workspace::message::iteration(
+                &job.context.task.title,
+                job.task,
+                id,
+                iteration,
+                &agent.name,
             );
             let commit = manager.commit_all(w, &message);
             let committed = match stopped {

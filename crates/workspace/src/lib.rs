@@ -39,7 +39,7 @@
 //! let ws = workspaces.ensure(TaskId(7), None, None).await?;
 //! assert_eq!(ws.branch, "agentgrid/task-7");
 //! // ... the agent works in ws.path ...
-//! let commit = workspaces.commit_all(&ws, "task 7: add CSV export").await?;
+//! let commit = workspaces.commit_all(&ws, "Add CSV export\n\nAgentgrid-Task: 7\n").await?;
 //! # Ok(()) }
 //! ```
 
@@ -50,6 +50,8 @@ mod error;
 mod git;
 mod guard;
 mod judge;
+mod land;
+pub mod message;
 mod quota;
 mod workspaces;
 
@@ -59,5 +61,6 @@ pub use drivers::{Driver, DriverSource, TrustedDrivers, trusted_drivers, valid_d
 pub use error::Error;
 pub use git::git_env;
 pub use judge::{Change, ChangeKind, JudgeTree};
+pub use land::{MainCheckout, Prepared};
 pub use quota::{Measured, OverQuota, Quota, measure};
 pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};

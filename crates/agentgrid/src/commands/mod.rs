@@ -6,6 +6,7 @@ mod demo;
 mod doctor;
 mod events;
 mod init;
+mod land;
 mod run;
 mod status;
 mod task;
@@ -21,6 +22,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
         Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
         Command::Run { forever, quiet } => run::run(&Project::find(project)?, forever, quiet).await,
+        Command::Land {
+            task,
+            strategy,
+            dry_run,
+            json,
+        } => land::land(&Project::find(project)?, task, strategy, dry_run, json).await,
         Command::Status { json } => status::status(&Project::find(project)?, json).await,
         Command::Events {
             from,
