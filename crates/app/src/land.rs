@@ -27,6 +27,8 @@ pub struct LandRequest {
     pub strategy: LandStrategy,
     /// The agents that worked on the task's tree, oldest first, each once.
     pub agents: Vec<String>,
+    /// The agent of the task's own last execution: its validators judge the landed tree.
+    pub judge: Option<String>,
 }
 
 /// A land commit, made and ready to be published.
@@ -155,10 +157,21 @@ impl Command for Land {
             })
             .await?;
         let agents = agents_of(app, &tree).await?;
+        let judge = app
+            .store
+            .executions(&ExecutionFilter {
+                task: Some(task.id),
+                ..ExecutionFilter::default()
+            })
+            .await?
+            .into_iter()
+            .max_by_key(|e| e.id)
+            .map(|e| e.agent);
         let request = LandRequest {
             task: task.clone(),
             strategy,
             agents,
+            judge,
         };
         let ready = match self
             .lander

@@ -2,7 +2,11 @@
 //! the object store alone, the base ref moved with the value it held, and the main checkout
 //! brought along when it has the base branch checked out and nothing changed in it.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use executor::AgentRun;
 
 use app::{LandRequest, Lander, Prepared, Ready};
 use domain::LandStrategy;
@@ -13,15 +17,84 @@ use workspace::{MainCheckout, Workspaces};
 pub struct LocalLander {
     workspaces: Arc<Workspaces>,
     strategy: LandStrategy,
+    judges: Judges,
+}
+
+/// What the validators of a land run with: the agents as the manifests define them (never as
+/// anything in the tree says) and the places their sandboxes are made from.
+pub struct Judges {
+    pub agents: HashMap<String, Arc<AgentRun>>,
+    pub project_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub run_dir: PathBuf,
+    /// The agentgrid binary: the sandbox helper.
+    pub agentgrid_bin: PathBuf,
+    pub grace: std::time::Duration,
 }
 
 impl LocalLander {
     /// `strategy` is the project's `land.strategy`.
-    pub fn new(workspaces: Arc<Workspaces>, strategy: LandStrategy) -> LocalLander {
+    pub fn new(workspaces: Arc<Workspaces>, strategy: LandStrategy, judges: Judges) -> LocalLander {
         LocalLander {
             workspaces,
             strategy,
+            judges,
         }
+    }
+
+    /// Runs the validators of the agent that worked on the task last on the landed commit,
+    /// as a verdict of its own would; `Some(reason)` when they fail.
+    async fn judge(
+        &self,
+        request: &LandRequest,
+        old: &str,
+        new: &str,
+    ) -> Result<Option<String>, String> {
+        let Some(name) = &request.judge else {
+            return Ok(None);
+        };
+        let Some(agent) = self.judges.agents.get(name) else {
+            return Ok(Some(format!(
+                "the agent `{name}` that worked on #{} is no longer defined, so its validators \
+                 cannot judge the landed tree",
+                request.task.id
+            )));
+        };
+        if agent.validators.is_empty() {
+            // Its clean exit was the evidence; there is nothing to run again.
+            return Ok(None);
+        }
+        let j = &self.judges;
+        let judge_dir = executor::land_judge_dir(&j.state_dir, request.task.id);
+        let site = executor::Site {
+            task: request.task.id,
+            execution: None,
+            agent,
+            workspaces: Some(&self.workspaces),
+            project_dir: &j.project_dir,
+            state_dir: &j.state_dir,
+            run_dir: &j.run_dir,
+            agentgrid_bin: &j.agentgrid_bin,
+            grace: j.grace,
+            gateway: None,
+            judge_dir: judge_dir.clone(),
+        };
+        let verdict = executor::judge_commit(&site, &self.workspaces, old, new).await;
+        if let Err(e) = workspace::JudgeTree::new(&judge_dir).remove() {
+            tracing::warn!("could not remove the land's judge tree: {e}");
+        }
+        let validation = verdict?;
+        if validation.passed {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "the validators of `{name}` failed on the landed tree ({}); nothing was changed\n{}",
+            validation
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("score {:.2}", validation.score)),
+            validation.feedback().trim_end()
+        )))
     }
 
     /// Refuses while the main checkout has the base checked out with changes in tracked files:
@@ -85,6 +158,9 @@ impl Lander for LocalLander {
             .map_err(|e| e.to_string())?;
         Ok(match prepared {
             workspace::Prepared::Ready { old, new } => {
+                if let Some(reason) = self.judge(request, &old, &new).await? {
+                    return Ok(Prepared::Refused { reason });
+                }
                 if main == MainCheckout::Clean
                     && let Err(e) = ws.check_main_update(&old, &new).await
                 {

@@ -30,7 +30,7 @@ mod runtime_dir;
 mod setup;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
-pub use land::LocalLander;
+pub use land::{Judges, LocalLander};
 pub use lock::EngineLock;
 pub use runtime_dir::runtime_dir;
 pub use setup::{Setup, resolve_git_drivers, setup_from_project};

@@ -24,9 +24,18 @@ pub async fn land(
         ));
     };
     let strategy = strategy.as_deref().and_then(LandStrategy::parse);
+    let judges = engine::Judges {
+        agents: setup.agents.clone(),
+        project_dir: project.root.clone(),
+        state_dir: project.state_dir.clone(),
+        run_dir: engine::runtime_dir(&project.state_dir),
+        agentgrid_bin: std::env::current_exe()?,
+        grace: setup.grace,
+    };
     let lander = engine::LocalLander::new(
         Arc::new(workspace::Workspaces::new(config)),
         manifests.config.land.strategy,
+        judges,
     );
     let app = project.app().await?;
     let landed = app

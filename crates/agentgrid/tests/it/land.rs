@@ -250,3 +250,141 @@ fn a_task_that_is_not_done_does_not_land() {
         stderr(&out)
     );
 }
+
+#[test]
+fn validators_failing_on_the_landed_tree_refuse_the_land() {
+    // The validator passes on the task's branch, but the base gained a file meanwhile that
+    // makes it fail on the merged tree: the land is refused with its result, nothing moves.
+    let script = "echo work > out.txt";
+    let spec = "  routing: {default: true}\n  limits: {max_attempts: 1}\n  validation:\n    validators:\n      - name: no-legacy\n        run: \"test ! -e legacy.txt || (echo 'legacy.txt is back' && exit 1)\"\n";
+    let repo = Repo::with_agents(&[("checked", &agent("checked", script, spec))]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "agentgrid init"]);
+    repo.ok(&["task", "add", "Do the work"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    std::fs::write(repo.path().join("legacy.txt"), "old\n").unwrap();
+    repo.git(&["add", "legacy.txt"]);
+    repo.git(&["commit", "-q", "-m", "bring legacy back"]);
+    let before = rev(&repo, "main");
+
+    let out = repo.run(&["land", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("the validators of `checked` failed on the landed tree"),
+        "{err}"
+    );
+    assert!(
+        err.contains("legacy.txt is back"),
+        "the validator's output is shown: {err}"
+    );
+    assert_eq!(rev(&repo, "main"), before, "nothing moved");
+    assert!(land_events(&repo, 1).is_empty());
+
+    // Without the file in the way, the same validators pass on the landed tree.
+    repo.git(&["rm", "-q", "legacy.txt"]);
+    repo.git(&["commit", "-q", "-m", "legacy goes again"]);
+    repo.ok(&["land", "1"]);
+    assert_eq!(repo.git(&["show", "main:out.txt"]), "work\n");
+}
+
+#[test]
+fn landing_a_parent_lands_its_whole_tree_once() {
+    use crate::idempotent::{LEAF, project};
+    let planner = "agentgrid ctl subtask create 'a part' -l leaf >/dev/null && sh scripts/wait-for-children.sh";
+    let repo = project(planner, "", LEAF);
+    repo.ok(&["task", "add", "Big job", "--label", "big"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert_eq!(repo.task_state(2), "done");
+    let json = repo.json(&["land", "1", "--json"]);
+    assert_eq!(json["outcome"], "landed", "{json}");
+    assert_eq!(json["tree"], serde_json::json!([2]));
+    assert_eq!(repo.git(&["show", "main:part-2.txt"]), "2\n");
+    // The sub-task came with it: it does not land again.
+    let again = repo.run(&["land", "2"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already landed at"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(stderr(&again).contains("with #1"), "{}", stderr(&again));
+    let events = land_events(&repo, 2);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["root"], 1);
+}
+
+#[test]
+fn a_hostile_branch_runs_nothing_on_the_host_while_it_lands() {
+    // The agent's branch names filter, diff and merge drivers in `.gitattributes`; the user's
+    // global git configuration defines a filter of that name and a hooks path, and the
+    // repository has hooks. Landing (merge, judge, ref move, checkout update) runs none.
+    let marks = tempfile::tempdir().unwrap();
+    let mark = |name: &str| marks.path().join(name);
+    let script =
+        "printf '* filter=evil diff=evil merge=evil\\n' > .gitattributes; echo work > out.txt";
+    let spec = "  routing: {default: true}\n  limits: {max_attempts: 1}\n";
+    let repo = Repo::with_agents(&[("hostile", &agent("hostile", script, spec))]);
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "agentgrid init"]);
+    repo.ok(&["task", "add", "Innocent work"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    assert!(
+        repo.git(&["show", "agentgrid/task-1:.gitattributes"])
+            .contains("filter=evil")
+    );
+
+    let home = tempfile::tempdir().unwrap();
+    let hooks = marks.path().join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let touch = |name: &str| format!("sh -c 'touch {}; cat'", mark(name).display());
+    std::fs::write(
+        home.path().join(".gitconfig"),
+        format!(
+            "[filter \"evil\"]\n\tsmudge = {}\n\tclean = {}\n[merge \"evil\"]\n\tdriver = {}\n[core]\n\thooksPath = {}\n",
+            touch("smudge"),
+            touch("clean"),
+            touch("merge"),
+            hooks.display()
+        ),
+    )
+    .unwrap();
+    let repo_hooks = repo.path().join(".git/hooks");
+    for dir in [&hooks, &repo_hooks] {
+        for hook in [
+            "reference-transaction",
+            "post-checkout",
+            "post-merge",
+            "post-commit",
+        ] {
+            let path = dir.join(hook);
+            std::fs::write(
+                &path,
+                format!("#!/bin/sh\ntouch {}\n", mark(hook).display()),
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    let out = repo
+        .cmd(&["land", "1"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join("out.txt")).unwrap(),
+        "work\n",
+        "the main checkout was brought to the landed commit"
+    );
+    let ran: Vec<String> = std::fs::read_dir(marks.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "hooks")
+        .collect();
+    assert!(ran.is_empty(), "ran on the host during the land: {ran:?}");
+}
