@@ -49,6 +49,21 @@ pub enum Command {
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         status_every: u64,
     },
+    /// Bring a done task's branch into the base branch (merge, squash or rebase), with a
+    /// commit message made from the task. Refuses when the main checkout has uncommitted
+    /// changes on the base branch; a conflict becomes a task for an agent.
+    Land {
+        /// The done task whose work lands (a parent lands its whole tree).
+        task: TaskId,
+        /// How the branch lands (default: `land.strategy` in config.yaml, else merge).
+        #[arg(long, value_parser = ["merge", "squash", "rebase"])]
+        strategy: Option<String>,
+        /// Make and check the land commit, but move nothing and record nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show tasks by state, running executions and anything stuck.
     Status {
         #[arg(long)]

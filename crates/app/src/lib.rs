@@ -44,6 +44,7 @@
 mod command;
 mod error;
 mod import;
+mod land;
 mod query;
 mod tail;
 mod usage;
@@ -60,6 +61,7 @@ pub use command::{
 };
 pub use error::Error;
 pub use import::parse_import;
+pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
     StatusView, TaskDetail, TaskList, TaskPage, TaskShow, Timer, TimerKind,

@@ -114,6 +114,29 @@ pub enum EventKind {
         child: TaskId,
         reason: String,
     },
+    /// A land of the task's branch on the base branch began: the land commit `new` is made
+    /// and judged, and the base ref `base` still holds `old`. Written before the ref moves, so
+    /// that a crash in between is found and finished (or forgotten) from the ref itself.
+    TaskLandStarted {
+        strategy: crate::LandStrategy,
+        base: String,
+        old: String,
+        new: String,
+    },
+    /// The base ref moved from `old` to `new`: the task's work is on the base branch. On a
+    /// sub-task of a landed tree, `root` names the task whose land brought it.
+    TaskLanded {
+        strategy: crate::LandStrategy,
+        base: String,
+        old: String,
+        new: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        root: Option<TaskId>,
+    },
+    /// A land that began was forgotten: the base ref never moved.
+    TaskLandAbandoned {
+        reason: String,
+    },
     ExecutionCreated {
         execution: Execution,
     },
@@ -227,6 +250,9 @@ impl EventKind {
             EventKind::TaskMergePending { .. } => "task_merge_pending",
             EventKind::TaskMerged { .. } => "task_merged",
             EventKind::TaskMergeFailed { .. } => "task_merge_failed",
+            EventKind::TaskLandStarted { .. } => "task_land_started",
+            EventKind::TaskLanded { .. } => "task_landed",
+            EventKind::TaskLandAbandoned { .. } => "task_land_abandoned",
             EventKind::ExecutionCreated { .. } => "execution_created",
             EventKind::ExecutionStateChanged { .. } => "execution_state_changed",
             EventKind::ExecutionProcessStarted { .. } => "execution_process_started",
@@ -288,6 +314,27 @@ impl EventKind {
             EventKind::TaskMergeFailed { child, reason } => {
                 format!("merge of #{child} failed: {reason}")
             }
+            EventKind::TaskLandStarted {
+                strategy,
+                base,
+                old,
+                new,
+            } => format!(
+                "land ({strategy}) on {base} started: {} → {}",
+                short(old),
+                short(new)
+            ),
+            EventKind::TaskLanded {
+                strategy,
+                base,
+                new,
+                root,
+                ..
+            } => match root {
+                Some(root) => format!("landed on {base} at {} with #{root}", short(new)),
+                None => format!("landed ({strategy}) on {base} at {}", short(new)),
+            },
+            EventKind::TaskLandAbandoned { reason } => format!("land abandoned: {reason}"),
             EventKind::ExecutionCreated { execution } => format!(
                 "{} execution of #{} by {} (attempt {})",
                 execution.kind, execution.task_id, execution.agent, execution.attempt
@@ -370,6 +417,11 @@ impl EventKind {
             },
         }
     }
+}
+
+/// The first seven characters of a commit id, as git abbreviates it.
+pub fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(7)]
 }
 
 /// Millionths of a dollar written as dollars with four decimals, such as `$0.0123`.

@@ -30,6 +30,7 @@
 pub mod event;
 pub mod execution;
 pub mod ids;
+pub mod land;
 pub mod size;
 pub mod task;
 pub mod text;
@@ -38,6 +39,7 @@ pub mod time;
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
 pub use ids::{ExecutionId, TaskId};
+pub use land::LandStrategy;
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};
 pub use time::{Clock, Duration, ManualClock, SystemClock, Timestamp};

@@ -1521,8 +1521,7 @@ impl Engine {
                         branch,
                         created: false,
                     };
-                    let message =
-                        format!("agentgrid: work left by lost execution #{}", execution.id);
+                    let message = workspace::message::recovered(&task.title, task.id, execution.id);
                     if let Err(e) = manager.commit_all(&ws, &message).await {
                         tracing::warn!(task = %task.id, "could not commit what a lost execution left: {e}");
                     }
@@ -1567,14 +1566,14 @@ impl Engine {
         if let Some(manager) = self.workspaces.clone() {
             let worktrees = manager.list().await.unwrap_or_default();
             for ws in worktrees {
-                let ended = self
+                let Some(task) = self
                     .snapshot
                     .task(ws.task)
-                    .is_some_and(|t| t.state.is_terminal());
-                if !ended {
+                    .filter(|t| t.state.is_terminal())
+                else {
                     continue;
-                }
-                let message = format!("agentgrid: work left in the workspace of #{}", ws.task);
+                };
+                let message = workspace::message::left_over(&task.title, ws.task);
                 if let Err(e) = manager.commit_all(&ws, &message).await {
                     tracing::warn!(task = %ws.task, "could not commit what was left in a finished task's workspace: {e}");
                     continue;

@@ -25,12 +25,14 @@
 
 mod engine;
 mod force;
+mod land;
 mod lock;
 mod runtime_dir;
 mod setup;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use force::kill_executions;
+pub use land::{Judges, LocalLander};
 pub use lock::{EngineLock, LockHolder};
 pub use runtime_dir::runtime_dir;
 pub use setup::{Setup, resolve_git_drivers, setup_from_project};

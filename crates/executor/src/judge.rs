@@ -21,14 +21,21 @@ use workspace::{ChangeKind, JudgeTree, Workspace, Workspaces};
 
 use crate::guard::Guard;
 use crate::protect::{self, Finding, Protection};
-use crate::run::{ExecutionJob, sandbox_for, sandbox_places, validator_environment};
+use crate::run::AgentRun;
+use crate::run::{ExecutionJob, Site, sandbox_for, sandbox_places, validator_environment};
 use crate::validate::{OUTPUT_TAIL_BYTES, Validation, Verdict, output_tail, run_guarded};
 
 /// The name the refusal goes under in the evidence, beside the validators' own names.
 pub const CHECK_NAME: &str = "judged files";
 
-fn judges_dir(job: &ExecutionJob) -> PathBuf {
-    job.state_dir.join("judges")
+fn judges_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("judges")
+}
+
+/// Where the validators of a land of the task judge the landed commit: apart from the
+/// executions' judge tree, which the engine may be removing as the land runs.
+pub fn land_judge_dir(state_dir: &Path, task: domain::TaskId) -> PathBuf {
+    state_dir.join("judges").join(format!("land-{task}"))
 }
 
 /// Where the task's judge tree lives.
@@ -89,12 +96,7 @@ pub(crate) async fn base_commit(
     // The judge trees lie inside the main checkout's `.agentgrid`; they ignore themselves, so
     // that the owner's `git status` and `git add -A` never see them, in projects made before
     // they existed too.
-    let ignore = judges_dir(job).join(".gitignore");
-    if !ignore.exists() {
-        std::fs::create_dir_all(judges_dir(job))
-            .and_then(|()| std::fs::write(&ignore, "*\n"))
-            .map_err(|e| format!("preparing {}: {e}", judges_dir(job).display()))?;
-    }
+    ignore_judges(&job.state_dir)?;
     let file = base_file(job);
     if let Ok(text) = std::fs::read_to_string(&file) {
         let text = text.trim();
@@ -111,6 +113,19 @@ pub(crate) async fn base_commit(
     Ok(base)
 }
 
+/// Makes the judge trees ignore themselves, so that the owner's `git status` and `git add -A`
+/// never see them.
+fn ignore_judges(state_dir: &Path) -> Result<(), String> {
+    let dir = judges_dir(state_dir);
+    let ignore = dir.join(".gitignore");
+    if !ignore.exists() {
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&ignore, "*\n"))
+            .map_err(|e| format!("preparing {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Checks and validates what the task's branch holds now.
 pub(crate) async fn judge_branch(
     job: &ExecutionJob,
@@ -118,13 +133,27 @@ pub(crate) async fn judge_branch(
     ws: &Workspace,
     start_from: Option<&str>,
 ) -> Result<Validation, String> {
-    let agent = &job.agent;
     let base = base_commit(job, manager, start_from).await?;
     let commit = manager
         .branch_commit(ws.task)
         .await
         .map_err(|e| format!("reading the task's branch: {e}"))?;
-    let judge = JudgeTree::new(judge_dir(&job.state_dir, job.task));
+    judge_commit(&job.site(), manager, &base, &commit).await
+}
+
+/// Checks and validates `commit` exactly as an execution's verdict does, with the changes
+/// since `base` checked first: for a land, the landed commit, judged against the base it
+/// lands on. The validators come from `site.agent` (the manifests), never from the tree.
+pub async fn judge_commit(
+    site: &Site<'_>,
+    manager: &Workspaces,
+    base: &str,
+    commit: &str,
+) -> Result<Validation, String> {
+    let agent = site.agent;
+    let (base, commit) = (base.to_string(), commit.to_string());
+    ignore_judges(site.state_dir)?;
+    let judge = JudgeTree::new(site.judge_dir.clone());
     manager
         .check_out_for_judging(&judge, &commit)
         .await
@@ -149,7 +178,7 @@ pub(crate) async fn judge_branch(
     protection.add_runner_dependencies();
     // What the owner shares (a vendored runner, a virtualenv's packages) is imported from
     // outside the tree; a new module of the same name first on `sys.path` would replace it.
-    for module in shared_modules(job, manager) {
+    for module in shared_modules(agent, manager) {
         protection.add_run_module(&module);
     }
     let mut findings = protect::protected_changes(&protection, &changes);
@@ -198,15 +227,15 @@ pub(crate) async fn judge_branch(
         return Ok(refusal(&findings, &base));
     }
 
-    let shared = share(job, manager, &tree)?;
+    let shared = share(agent, manager, &tree)?;
     let changed: Vec<String> = changes
         .iter()
         .filter(|c| c.kind != ChangeKind::Deleted)
         .map(|c| c.path.clone())
         .collect();
-    let guard = Guard::prepare(&judge_dir(&job.state_dir, job.task), &tree, &changed)
+    let guard = Guard::prepare(&site.judge_dir, &tree, &changed)
         .map_err(|e| format!("writing agentgrid's guard for the validators: {e}"))?;
-    let mut env = validator_environment(job, &tree);
+    let mut env = validator_environment(site, &tree);
     // Bytecode is neither written nor read from the tree: a planted `__pycache__/*.pyc` would
     // otherwise be imported in place of its source. The prefix is a directory nobody writes.
     for (key, value) in [
@@ -214,7 +243,10 @@ pub(crate) async fn judge_branch(
         ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
         (
             "PYTHONPYCACHEPREFIX",
-            judges_dir(job).join("no-pycache").display().to_string(),
+            judges_dir(site.state_dir)
+                .join("no-pycache")
+                .display()
+                .to_string(),
         ),
     ] {
         launch::set_var(&mut env, key.into(), value);
@@ -223,9 +255,9 @@ pub(crate) async fn judge_branch(
     let sandbox = agent.sandbox.enabled.then(|| {
         // The binary stays visible (it is the sandbox helper); without a token and a socket
         // it can do nothing for a validator. The agent's worktree is hidden with every other.
-        let mut expose = vec![job.agentgrid_bin.clone(), guard.shown()];
+        let mut expose = vec![site.agentgrid_bin.to_path_buf(), guard.shown()];
         expose.extend(shared);
-        let mut places = sandbox_places(job, &tree, &expose);
+        let mut places = sandbox_places(site, &tree, &expose);
         places.git = None;
         places.gateway = None;
         let mut spec = sandbox_for(&agent.sandbox, &places);
@@ -251,13 +283,12 @@ pub(crate) async fn judge_branch(
 /// The top-level Python module names in the shared paths of the main checkout (the owner's,
 /// read on the host): `owner_runner` for `vendor/owner_runner.py`, `pluggy` for
 /// `.venv/lib/python3.11/site-packages/pluggy/`. A bounded walk: shared trees can be large.
-fn shared_modules(job: &ExecutionJob, manager: &Workspaces) -> Vec<String> {
+fn shared_modules(agent: &AgentRun, manager: &Workspaces) -> Vec<String> {
     const MAX_ENTRIES: usize = 50_000;
     let repo_root = &manager.config().repo_root;
     let mut modules = Vec::new();
     let mut seen = 0usize;
-    let mut pending: Vec<(PathBuf, usize)> = job
-        .agent
+    let mut pending: Vec<(PathBuf, usize)> = agent
         .share
         .iter()
         .map(|entry| (repo_root.join(entry), 0))
@@ -299,10 +330,10 @@ fn shared_modules(job: &ExecutionJob, manager: &Workspaces) -> Vec<String> {
 
 /// Puts a link to each shared path of the main checkout into the tree, in place of whatever
 /// the commit has there, and returns the main checkout's paths (to be shown read-only).
-fn share(job: &ExecutionJob, manager: &Workspaces, tree: &Path) -> Result<Vec<PathBuf>, String> {
+fn share(agent: &AgentRun, manager: &Workspaces, tree: &Path) -> Result<Vec<PathBuf>, String> {
     let repo_root = &manager.config().repo_root;
     let mut shown = Vec::new();
-    for entry in &job.agent.share {
+    for entry in &agent.share {
         let source = repo_root.join(entry);
         let Ok(source) = source.canonicalize() else {
             tracing::warn!(path = %source.display(), "validation.share names a path the main checkout does not have");

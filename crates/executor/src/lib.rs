@@ -30,11 +30,13 @@ mod protect;
 mod run;
 mod validate;
 
-pub use judge::{CHECK_NAME, base_file_of, forget_base, judge_dir, recorded_bases};
+pub use judge::{
+    CHECK_NAME, base_file_of, forget_base, judge_commit, judge_dir, land_judge_dir, recorded_bases,
+};
 pub use parsers::{Runner, Summary, junit};
 pub use run::{
-    AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, StdinMode, StopReason, Update,
-    hook_sandbox_for, new_token, run_execution, sandbox_for, worktree_git,
+    AgentRun, ExecutionJob, ExecutionShared, Runtime, SandboxPlaces, Site, StdinMode, StopReason,
+    Update, hook_sandbox_for, new_token, run_execution, sandbox_for, worktree_git,
 };
 pub use validate::{
     Judgement, OUTPUT_TAIL_BYTES, RunFacts, ScoreRule, Validation, Validator, Verdict, judge,

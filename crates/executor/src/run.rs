@@ -380,7 +380,7 @@ async fn execute(
     // Hooks run the workspace's code (the agent's Makefile, say), so they are confined like the
     // agent, but they are not the agent: no token, no control socket, no model gateway.
     let hook_sandbox = job.workspace.as_ref().and_then(|(manager, _)| {
-        let places = sandbox_places(job, &manager.path_of(job.task), &[]);
+        let places = sandbox_places(&job.site(), &manager.path_of(job.task), &[]);
         hook_sandbox_for(&job.agent.sandbox, &places)
     });
     let ws: Option<(&Workspaces, Workspace)> = match &job.workspace {
@@ -524,9 +524,12 @@ async fn execute(
 
         let mut changed = false;
         if let Some((manager, w)) = &ws {
-            let message = format!(
-                "agentgrid: task #{} execution #{id} iteration {iteration}",
-                job.task
+            let message = workspace::message::iteration(
+                &job.context.task.title,
+                job.task,
+                id,
+                iteration,
+                &agent.name,
             );
             let commit = manager.commit_all(w, &message);
             let committed = match stopped {
@@ -645,7 +648,7 @@ async fn execute(
                     &agent.validators,
                     agent.threshold,
                     &cwd,
-                    &validator_environment(job, &cwd),
+                    &validator_environment(&job.site(), &cwd),
                     validator_sandbox.as_ref(),
                 )
                 .await
@@ -770,23 +773,26 @@ fn base_environment(
 /// only those that say whose processes these are (so that a restarted engine finds and stops
 /// them as it does the agent's). No token, no control socket, no prompt file, no model
 /// variables; nothing from the agent's runtime environment (`PYTHONPATH`, `NODE_PATH`, …).
-pub(crate) fn validator_environment(job: &ExecutionJob, cwd: &Path) -> Vec<(String, String)> {
+pub(crate) fn validator_environment(site: &Site<'_>, cwd: &Path) -> Vec<(String, String)> {
     let mut env = launch::base_env();
-    let bin_dir = job.agentgrid_bin.parent().map(Path::to_path_buf);
+    let bin_dir = site.agentgrid_bin.parent().map(Path::to_path_buf);
     let path = env
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let roots: Vec<PathBuf> = [Some(cwd.to_path_buf()), Some(job.project_dir.clone())]
-        .into_iter()
-        .flatten()
-        .flat_map(|p| {
-            let real = p.canonicalize().ok();
-            [Some(p), real]
-        })
-        .flatten()
-        .collect();
+    let roots: Vec<PathBuf> = [
+        Some(cwd.to_path_buf()),
+        Some(site.project_dir.to_path_buf()),
+    ]
+    .into_iter()
+    .flatten()
+    .flat_map(|p| {
+        let real = p.canonicalize().ok();
+        [Some(p), real]
+    })
+    .flatten()
+    .collect();
     let kept: Vec<&str> = path
         .split(':')
         .filter(|entry| {
@@ -803,11 +809,13 @@ pub(crate) fn validator_environment(job: &ExecutionJob, cwd: &Path) -> Vec<(Stri
         kept.join(":")
     };
     launch::set_var(&mut env, "PATH".into(), path);
-    let vars = [
-        ("AGENTGRID_PROJECT", job.project_dir.display().to_string()),
-        ("AGENTGRID_TASK_ID", job.task.to_string()),
-        ("AGENTGRID_EXECUTION_ID", job.id.to_string()),
+    let mut vars = vec![
+        ("AGENTGRID_PROJECT", site.project_dir.display().to_string()),
+        ("AGENTGRID_TASK_ID", site.task.to_string()),
     ];
+    if let Some(id) = site.execution {
+        vars.push(("AGENTGRID_EXECUTION_ID", id.to_string()));
+    }
     for (k, v) in vars {
         launch::set_var(&mut env, k.into(), v);
     }
@@ -1004,36 +1012,76 @@ fn sandbox_spec(
     cwd: &Path,
     expose: &[PathBuf],
 ) -> launch::sandbox::SandboxSpec {
-    sandbox_for(&job.agent.sandbox, &sandbox_places(job, cwd, expose))
+    sandbox_for(
+        &job.agent.sandbox,
+        &sandbox_places(&job.site(), cwd, expose),
+    )
 }
 
-pub(crate) fn sandbox_places(job: &ExecutionJob, cwd: &Path, expose: &[PathBuf]) -> SandboxPlaces {
-    let manager = job.workspace.as_ref().map(|(manager, _)| manager);
+/// Where an execution's processes, or a land's validators, run: what their sandbox's places
+/// and their environment are made from.
+#[derive(Clone)]
+pub struct Site<'a> {
+    pub task: TaskId,
+    /// `None` for the validators of a land, which belong to no execution.
+    pub execution: Option<ExecutionId>,
+    pub agent: &'a AgentRun,
+    pub workspaces: Option<&'a Workspaces>,
+    pub project_dir: &'a Path,
+    pub state_dir: &'a Path,
+    pub run_dir: &'a Path,
+    pub agentgrid_bin: &'a Path,
+    pub grace: Duration,
+    pub gateway: Option<&'a (PathBuf, u16)>,
+    /// Where the judge tree and its guard live (`judges/task-<id>` for an execution).
+    pub judge_dir: PathBuf,
+}
+
+impl ExecutionJob {
+    pub(crate) fn site(&self) -> Site<'_> {
+        Site {
+            task: self.task,
+            execution: Some(self.id),
+            agent: &self.agent,
+            workspaces: self.workspace.as_ref().map(|(manager, _)| manager.as_ref()),
+            project_dir: &self.project_dir,
+            state_dir: &self.state_dir,
+            run_dir: &self.run_dir,
+            agentgrid_bin: &self.agentgrid_bin,
+            grace: self.grace,
+            gateway: self.gateway.as_ref(),
+            judge_dir: crate::judge::judge_dir(&self.state_dir, self.task),
+        }
+    }
+}
+
+pub(crate) fn sandbox_places(site: &Site<'_>, cwd: &Path, expose: &[PathBuf]) -> SandboxPlaces {
+    let manager = site.workspaces;
     let repo_root = manager.map(|m| m.config().repo_root.clone());
     // The spec travels with one sandbox for the agent and its validators alike, so its limit
     // is the longest either may run.
-    let longest = job
+    let longest = site
         .agent
         .validators
         .iter()
         .map(|v| v.timeout)
-        .chain([job.agent.timeout.as_std()])
+        .chain([site.agent.timeout.as_std()])
         .max()
         .unwrap_or_default();
     SandboxPlaces {
         workspace: cwd.to_path_buf(),
-        state_dir: job.state_dir.clone(),
-        run_dir: job.run_dir.clone(),
+        state_dir: site.state_dir.to_path_buf(),
+        run_dir: site.run_dir.to_path_buf(),
         main_checkout: repo_root.clone(),
         worktrees: manager.map(|m| m.config().root.clone()),
         git: repo_root
             .as_deref()
             .and_then(|root| worktree_git(root, cwd)),
         expose: expose.to_vec(),
-        helper: job.agentgrid_bin.clone(),
-        gateway: job.gateway.clone(),
+        helper: site.agentgrid_bin.to_path_buf(),
+        gateway: site.gateway.cloned(),
         wall_time: Some(domain::Duration::from_millis(
-            (longest + job.grace + WALL_TIME_MARGIN).as_millis() as u64,
+            (longest + site.grace + WALL_TIME_MARGIN).as_millis() as u64,
         )),
     }
 }

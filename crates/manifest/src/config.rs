@@ -53,6 +53,17 @@ pub struct ConfigSpec {
     pub models: crate::models::Models,
     /// Limits on model use.
     pub budgets: crate::models::Budgets,
+    /// How `agentgrid land` brings a done task's branch into the base branch.
+    pub land: Land,
+}
+
+/// How done tasks land on the base branch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Land {
+    /// `merge` (a merge commit), `squash` (one commit) or `rebase` (the branch's commits
+    /// replayed); `agentgrid land --strategy` overrides it.
+    pub strategy: domain::LandStrategy,
 }
 
 impl Default for ConfigSpec {
@@ -67,6 +78,7 @@ impl Default for ConfigSpec {
             shutdown_grace: Duration::from_secs(10),
             models: crate::models::Models::default(),
             budgets: crate::models::Budgets::default(),
+            land: Land::default(),
         }
     }
 }
@@ -343,7 +355,9 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "shutdown_grace",
     "models",
     "budgets",
+    "land",
 ];
+pub(crate) const LAND_FIELDS: &[&str] = &["strategy"];
 pub(crate) const CONCURRENCY_FIELDS: &[&str] = &["global", "per_label"];
 pub(crate) const RETRY_FIELDS: &[&str] = &["base_delay", "max_delay"];
 pub(crate) const CONTINUATION_FIELDS: &[&str] = &["delay", "max"];
@@ -504,6 +518,28 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
                 before_remove: line(cx, "before_remove"),
                 timeout: positive_duration(cx, &h, "timeout", Hooks::default().timeout),
             };
+        }
+    }
+
+    if let Some(n) = f.value("land")
+        && let Some(l) = cx.fields(n, &f.path("land"), LAND_FIELDS)
+        && let Some(text) = l.get::<String>(cx, "strategy")
+    {
+        match domain::LandStrategy::parse(&text) {
+            Some(strategy) => spec.land.strategy = strategy,
+            None => {
+                let names: Vec<String> = domain::LandStrategy::ALL
+                    .iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect();
+                if let Some(node) = l.value("strategy") {
+                    cx.error(
+                        node,
+                        &l.path("strategy"),
+                        format!("expected one of {}, found `{text}`", names.join(", ")),
+                    );
+                }
+            }
         }
     }
 

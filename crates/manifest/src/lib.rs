@@ -56,7 +56,7 @@ pub use agent::{
 };
 pub use config::{
     Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, GitDriver, Guards, Hook,
-    HookCommand, Hooks, Resume, Retry, WorkspaceConfig, WorkspaceGit, WorkspaceQuota,
+    HookCommand, Hooks, Land, Resume, Retry, WorkspaceConfig, WorkspaceGit, WorkspaceQuota,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, Place};
 pub use error::Error;

@@ -1,11 +1,13 @@
 //! The `Store` trait: the one interface the rest of agentgrid uses to record and read state.
 
 use async_trait::async_trait;
-use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp};
+use domain::{
+    EntityKind, Event, EventKind, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp,
+};
 
 use crate::{
-    Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, TaskFilter, UsageGroup,
-    UsageGroupSum, UsageScope,
+    Applied, Change, Error, ExecutionFilter, KeyedCall, Land, Merge, ModelUsage, TaskFilter,
+    UsageGroup, UsageGroupSum, UsageScope,
 };
 
 /// A durable event log with projections of tasks, dependencies and executions.
@@ -76,6 +78,53 @@ pub trait Store: Send + Sync + 'static {
     /// Merges of done sub-tasks that have not succeeded yet (never tried, or failed), into
     /// `parent` or, with `None`, into any task; ordered by child.
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error>;
+
+    /// The land of `task`, under way or done, if there is one. The default folds the task's
+    /// events, for stores (and test doubles) that keep no table of lands.
+    async fn land(&self, task: TaskId) -> Result<Option<Land>, Error> {
+        let events = self.entity_events(EntityKind::Task, task.0).await?;
+        let mut land = None;
+        for event in events {
+            match event.kind {
+                EventKind::TaskLandStarted {
+                    strategy,
+                    base,
+                    old,
+                    new,
+                } => {
+                    land = Some(Land {
+                        task,
+                        landed: false,
+                        strategy,
+                        base,
+                        old,
+                        new,
+                        root: None,
+                    })
+                }
+                EventKind::TaskLanded {
+                    strategy,
+                    base,
+                    old,
+                    new,
+                    root,
+                } => {
+                    land = Some(Land {
+                        task,
+                        landed: true,
+                        strategy,
+                        base,
+                        old,
+                        new,
+                        root,
+                    })
+                }
+                EventKind::TaskLandAbandoned { .. } => land = None,
+                _ => {}
+            }
+        }
+        Ok(land)
+    }
 
     // The views. Each reads what it returns and no more (an index, a `LIMIT`), so that `status`
     // and `task list --limit` cost in proportion to what they show, not to every task ever

@@ -36,6 +36,22 @@ pub struct Merge {
     pub failed: Option<String>,
 }
 
+/// The land of a task's branch on the base branch, as recorded (see [`Change::StartLand`]).
+///
+/// [`Change::StartLand`]: crate::Change::StartLand
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Land {
+    pub task: TaskId,
+    /// The ref moved; otherwise the land is under way (or was cut short by a crash).
+    pub landed: bool,
+    pub strategy: domain::LandStrategy,
+    pub base: String,
+    pub old: String,
+    pub new: String,
+    /// For a sub-task landed with its tree, the task whose land brought it.
+    pub root: Option<TaskId>,
+}
+
 /// What one successful batch did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {

@@ -2,7 +2,8 @@
 
 use domain::event::ValidatorResult;
 use domain::{
-    ExecutionId, ExecutionKind, ExecutionState, NewTask, TaskId, TaskState, Timestamp, Usage,
+    ExecutionId, ExecutionKind, ExecutionState, LandStrategy, NewTask, TaskId, TaskState,
+    Timestamp, Usage,
 };
 
 /// One requested change to the tracker. A batch of them is applied atomically by
@@ -69,6 +70,28 @@ pub enum Change {
     FinishMerge {
         child: TaskId,
         outcome: MergeResult,
+    },
+    /// A land of a done task's branch begins: `new` is the land commit, `base` the ref that
+    /// holds `old` and is about to move. Refused while another land of the task is under way
+    /// and once the task is landed.
+    StartLand {
+        id: TaskId,
+        strategy: LandStrategy,
+        base: String,
+        old: String,
+        new: String,
+    },
+    /// The land under way ended: the ref moved (`landed`), or it never will (`reason` says why).
+    FinishLand {
+        id: TaskId,
+        landed: bool,
+        reason: Option<String>,
+    },
+    /// A done sub-task of `root`'s tree came to the base branch with `root`'s land, which this
+    /// batch (or an earlier one) finished. Nothing happens to a task landed already.
+    MarkLanded {
+        id: TaskId,
+        root: TaskId,
     },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
@@ -194,6 +217,9 @@ impl Change {
             Change::CreateKeyedTask { .. } => "create_keyed_task",
             Change::KeyedComment { .. } => "keyed_comment",
             Change::FinishMerge { .. } => "finish_merge",
+            Change::StartLand { .. } => "start_land",
+            Change::FinishLand { .. } => "finish_land",
+            Change::MarkLanded { .. } => "mark_landed",
             Change::EditTask { .. } => "edit_task",
             Change::SetTaskState { .. } => "set_task_state",
             Change::SettleTask { .. } => "settle_task",

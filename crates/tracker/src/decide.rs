@@ -9,7 +9,7 @@ use domain::{
 };
 
 use crate::refusal::refused;
-use crate::{Change, Entry, Event, Key, KeyUse, MergeResult, Refusal, State, TaskEdit};
+use crate::{Change, Entry, Event, Key, KeyUse, LandStatus, MergeResult, Refusal, State, TaskEdit};
 
 /// The op under which a keyed sub-task creation records its key.
 pub const SUBTASK_CREATE: &str = "subtask_create";
@@ -58,6 +58,15 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
                 keys.push(Key::Task(merge.parent));
                 keys.push(Key::MergesInto(merge.parent));
             }
+        }
+        Change::StartLand { id, .. } | Change::FinishLand { id, .. } => {
+            keys.push(Key::Task(*id));
+            keys.push(Key::Land(*id));
+        }
+        Change::MarkLanded { id, root } => {
+            keys.push(Key::Task(*id));
+            keys.push(Key::Land(*id));
+            keys.push(Key::Land(*root));
         }
         Change::SetTaskState { id, to, .. } | Change::SettleTask { id, to, .. } => {
             keys.push(Key::Task(*id));
@@ -202,6 +211,105 @@ impl Decision<'_> {
                 Ok(())
             }
             Change::FinishMerge { child, outcome } => self.finish_merge(*child, outcome),
+            Change::StartLand {
+                id,
+                strategy,
+                base,
+                old,
+                new,
+            } => {
+                let task = self.task(*id)?;
+                if task.state != TaskState::Done {
+                    return refused(format!(
+                        "task #{id} is {}, not done: only a done task's work lands",
+                        task.state
+                    ));
+                }
+                match self.state.land(*id) {
+                    Some(land) if land.status == LandStatus::Landed => {
+                        return refused(format!(
+                            "task #{id} is already landed at {} on {}",
+                            domain::event::short(&land.new),
+                            land.base
+                        ));
+                    }
+                    Some(_) => {
+                        return refused(format!(
+                            "a land of task #{id} is already under way; `agentgrid land {id}` \
+                             finishes or forgets it"
+                        ));
+                    }
+                    None => {}
+                }
+                if [base, old, new].iter().any(|s| s.trim().is_empty()) {
+                    return refused("a land names its base ref, old and new commits");
+                }
+                let kind = EventKind::TaskLandStarted {
+                    strategy: *strategy,
+                    base: base.clone(),
+                    old: old.clone(),
+                    new: new.clone(),
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::FinishLand { id, landed, reason } => {
+                self.task(*id)?;
+                let Some(land) = self
+                    .state
+                    .land(*id)
+                    .filter(|l| l.status == LandStatus::Started)
+                    .cloned()
+                else {
+                    return refused(format!("no land of task #{id} is under way"));
+                };
+                let kind = if *landed {
+                    EventKind::TaskLanded {
+                        strategy: land.strategy,
+                        base: land.base,
+                        old: land.old,
+                        new: land.new,
+                        root: None,
+                    }
+                } else {
+                    let reason = reason.clone().unwrap_or_default();
+                    if reason.trim().is_empty() {
+                        return refused("an abandoned land needs a reason");
+                    }
+                    EventKind::TaskLandAbandoned { reason }
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::MarkLanded { id, root } => {
+                let task = self.task(*id)?;
+                if task.state != TaskState::Done {
+                    return refused(format!(
+                        "task #{id} is {}, not done, so it did not land with #{root}",
+                        task.state
+                    ));
+                }
+                let Some(land) = self
+                    .state
+                    .land(*root)
+                    .filter(|l| l.status == LandStatus::Landed)
+                    .cloned()
+                else {
+                    return refused(format!("task #{root} is not landed"));
+                };
+                if self.state.land(*id).is_some() {
+                    return Ok(());
+                }
+                let kind = EventKind::TaskLanded {
+                    strategy: land.strategy,
+                    base: land.base,
+                    old: land.old,
+                    new: land.new,
+                    root: Some(*root),
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
             Change::EditTask { id, edit } => self.edit_task(*id, edit),
             Change::SetTaskState { id, to, reason } => self.set_task_state(*id, *to, reason),
             Change::SettleTask { id, to, reason } => {

@@ -3,7 +3,7 @@
 
 use domain::{EventKind, ExecutionState, TaskId, TaskState};
 
-use crate::{Entry, Event, MergeStatus, MergeStep, State};
+use crate::{Entry, Event, LandStatus, LandStep, MergeStatus, MergeStep, State};
 
 /// Applies one event to `state`. Events that [`crate::decide`] emitted always apply; an event
 /// about an entity the state does not hold changes only the entity's version.
@@ -69,6 +69,34 @@ fn evolve_entry(state: &mut State, entry: &Entry) {
                 parent.updated_at = at;
             }
         }
+        EventKind::TaskLandStarted {
+            strategy,
+            base,
+            old,
+            new,
+        }
+        | EventKind::TaskLanded {
+            strategy,
+            base,
+            old,
+            new,
+            ..
+        } => {
+            let (status, root) = match &entry.kind {
+                EventKind::TaskLanded { root, .. } => (LandStatus::Landed, *root),
+                _ => (LandStatus::Started, None),
+            };
+            let step = LandStep {
+                status,
+                strategy: *strategy,
+                base: base.clone(),
+                old: old.clone(),
+                new: new.clone(),
+                root,
+            };
+            state.put_land(task_id, Some(step));
+        }
+        EventKind::TaskLandAbandoned { .. } => state.put_land(task_id, None),
         kind if kind_is_task(kind) => {
             if let Some(task) = state.task_mut(task_id) {
                 evolve_task(task, kind, at);

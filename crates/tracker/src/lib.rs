@@ -53,4 +53,4 @@ pub use decide::{COMMENT, Command, SUBTASK_CREATE, decide, wants};
 pub use event::{Entry, Event, KeyUse};
 pub use evolve::evolve;
 pub use refusal::Refusal;
-pub use state::{Key, MergeStatus, MergeStep, State};
+pub use state::{Key, LandStatus, LandStep, MergeStatus, MergeStep, State};

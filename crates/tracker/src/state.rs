@@ -31,6 +31,8 @@ pub enum Key {
     Merge(TaskId),
     /// Every merge into a parent that has not succeeded yet.
     MergesInto(TaskId),
+    /// The land of a task's branch on the base branch: under way, done, or none.
+    Land(TaskId),
     /// The id the next created task gets.
     NextTaskId,
     /// The id the next created execution gets.
@@ -54,6 +56,27 @@ pub enum MergeStatus {
     Done,
 }
 
+/// The land of a task's branch on the base branch, as a recorded step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandStep {
+    pub status: LandStatus,
+    pub strategy: domain::LandStrategy,
+    /// The ref that moves (`refs/heads/main`).
+    pub base: String,
+    /// What the ref held before, and the land commit.
+    pub old: String,
+    pub new: String,
+    /// For a sub-task landed with its tree, the task whose land brought it.
+    pub root: Option<TaskId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LandStatus {
+    /// Recorded before the ref moves; finished or forgotten from what the ref holds.
+    Started,
+    Landed,
+}
+
 /// The entities the rules decide on, as the batch has left them so far.
 ///
 /// A *partial* state (what a store builds per batch) knows only what was loaded into it and
@@ -72,6 +95,8 @@ pub struct State {
     /// Merges by child. `None`: no merge of that child is due (never done, or merged already).
     merges: HashMap<TaskId, Option<MergeStep>>,
     merges_known: HashSet<TaskId>,
+    /// Lands by task. `None`: never landed, no land under way.
+    lands: HashMap<TaskId, Option<LandStep>>,
     /// What each keyed call produced (`Some(result)`) or that the key is unused (`None`).
     call_keys: HashMap<(TaskId, String, String), Option<Option<TaskId>>>,
     versions: HashMap<(EntityKind, i64), u64>,
@@ -110,6 +135,7 @@ impl State {
             }
             Key::Merge(child) => self.merges.contains_key(child),
             Key::MergesInto(parent) => self.merges_known.contains(parent),
+            Key::Land(task) => self.lands.contains_key(task),
             Key::NextTaskId => self.next_task_id.is_some(),
             Key::NextExecutionId => self.next_execution_id.is_some(),
         }
@@ -249,6 +275,19 @@ impl State {
     /// [`State::load_merge`].
     pub fn load_merges_into(&mut self, parent: TaskId) {
         self.merges_known.insert(parent);
+    }
+
+    /// The land of `task`, under way or done. Needs [`Key::Land`].
+    pub fn land(&self, task: TaskId) -> Option<&LandStep> {
+        self.lands.get(&task).and_then(Option::as_ref)
+    }
+
+    pub fn load_land(&mut self, task: TaskId, land: Option<LandStep>) {
+        self.lands.entry(task).or_insert(land);
+    }
+
+    pub(crate) fn put_land(&mut self, task: TaskId, land: Option<LandStep>) {
+        self.lands.insert(task, land);
     }
 
     pub fn load_next_task_id(&mut self, id: TaskId) {

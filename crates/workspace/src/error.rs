@@ -31,6 +31,28 @@ pub enum Error {
     )]
     NotARepository { repo: PathBuf, output: String },
 
+    #[error(
+        "cannot land on the base branch `{base}`: {why}; set workspace.base in \
+         .agentgrid/config.yaml to the branch tasks land on"
+    )]
+    NoBaseBranch { base: String, why: String },
+
+    #[error(
+        "the base branch `{branch}` is checked out in another worktree at `{path}`; landing \
+         would leave that checkout behind its branch: switch it to another branch first"
+    )]
+    BaseCheckedOutElsewhere { branch: String, path: PathBuf },
+
+    #[error(
+        "`{reference}` moved while landing (expected {expected}, found {found}); nothing was \
+         changed: land again"
+    )]
+    BaseMoved {
+        reference: String,
+        expected: String,
+        found: String,
+    },
+
     #[error("the repository `{repo}` has no commits: make a first commit, then try again")]
     NoCommits { repo: PathBuf },
 

@@ -39,7 +39,7 @@
 //! let ws = workspaces.ensure(TaskId(7), None, None).await?;
 //! assert_eq!(ws.branch, "agentgrid/task-7");
 //! // ... the agent works in ws.path ...
-//! let commit = workspaces.commit_all(&ws, "task 7: add CSV export").await?;
+//! let commit = workspaces.commit_all(&ws, "Add CSV export\n\nAgentgrid-Task: 7\n").await?;
 //! # Ok(()) }
 //! ```
 
@@ -51,6 +51,8 @@ mod git;
 mod guard;
 mod inspect;
 mod judge;
+mod land;
+pub mod message;
 mod quota;
 mod workspaces;
 
@@ -61,5 +63,6 @@ pub use error::Error;
 pub use git::git_env;
 pub use inspect::Distance;
 pub use judge::{Change, ChangeKind, JudgeTree};
+pub use land::{MainCheckout, Prepared};
 pub use quota::{Measured, OverQuota, Quota, measure};
 pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};

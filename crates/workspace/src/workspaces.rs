@@ -848,7 +848,7 @@ fn same_path(a: &Path, b: &Path) -> bool {
 
 /// The file names in `git status --porcelain -z` output. A rename or copy is followed by its
 /// old name as an entry of its own, which is skipped.
-fn status_files(text: &str) -> Vec<String> {
+pub(crate) fn status_files(text: &str) -> Vec<String> {
     let mut files = Vec::new();
     let mut entries = text.split('\0').filter(|e| !e.is_empty());
     while let Some(entry) = entries.next() {

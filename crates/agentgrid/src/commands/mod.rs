@@ -7,6 +7,7 @@ mod diff;
 mod doctor;
 mod events;
 mod init;
+mod land;
 mod run;
 mod shell;
 mod run_status;
@@ -41,6 +42,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
                 status::status(&project, json).await
             }
         }
+        Command::Land {
+            task,
+            strategy,
+            dry_run,
+            json,
+        } => land::land(&Project::find(project)?, task, strategy, dry_run, json).await,
         Command::Events {
             from,
             tail,

@@ -479,7 +479,14 @@ fn an_agent_that_commits_by_itself_keeps_its_commits_on_its_branch() {
     let log = repo.git(&["log", "--format=%s", "main..agentgrid/task-1"]);
     let subjects: Vec<&str> = log.lines().collect();
     assert_eq!(subjects.len(), 2, "{log}");
-    assert!(subjects[0].starts_with("agentgrid: task #1"), "{log}");
+    // The engine's commit is named after the task; its ids are in trailers.
+    assert_eq!(subjects[0], "Commit by yourself", "{log}");
+    let trailers = repo.git(&["log", "-1", "--format=%(trailers)", "agentgrid/task-1"]);
+    assert!(trailers.contains("Agentgrid-Task: 1\n"), "{trailers}");
+    assert!(
+        trailers.contains("Agentgrid-Agent: committer\n"),
+        "{trailers}"
+    );
     assert_eq!(subjects[1], "by the agent");
     assert_eq!(
         repo.git(&["show", "agentgrid/task-1:more.txt"]).trim(),

@@ -14,6 +14,7 @@ mod git_escape;
 mod idempotent;
 mod judge;
 mod judge_attacks;
+mod land;
 mod lies;
 mod merges;
 mod mistakes;

@@ -1,6 +1,7 @@
 //! Tests of the application layer against a real SQLite store in a temporary directory.
 
 mod commands;
+mod land;
 mod views;
 
 use std::sync::Arc;

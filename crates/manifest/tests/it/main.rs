@@ -60,6 +60,8 @@ spec:
     base: HEAD
     hooks: {after_create: "", before_run: "", after_run: "", before_remove: "", timeout: 2m}   # each optional shell line
   shutdown_grace: 10s
+  land:
+    strategy: merge
 "#;
 
 /// The smallest valid agent: everything else takes its default.

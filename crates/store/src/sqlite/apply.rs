@@ -164,6 +164,10 @@ impl<'c> Batch<'c> {
                 }
                 self.state.load_merges_into(parent);
             }
+            Key::Land(task) => {
+                let land = steps::land(self.conn, task)?.map(land_step);
+                self.state.load_land(task, land);
+            }
             Key::NextTaskId => {
                 let next = rows::next_id(self.conn, rows::IdTable::Tasks)?;
                 self.state.load_next_task_id(TaskId(next));
@@ -283,6 +287,22 @@ impl<'c> Batch<'c> {
             EventKind::TaskMergeFailed { child, reason } => {
                 steps::finish_merge(self.conn, child, Some(&reason), at)
             }
+            EventKind::TaskLandStarted { .. } | EventKind::TaskLanded { .. } => {
+                let task = TaskId(id);
+                let land = self.state.land(task).map(|step| crate::Land {
+                    task,
+                    landed: step.status == tracker::LandStatus::Landed,
+                    strategy: step.strategy,
+                    base: step.base.clone(),
+                    old: step.old.clone(),
+                    new: step.new.clone(),
+                    root: step.root,
+                });
+                steps::save_land(self.conn, task, land.as_ref(), at)
+            }
+            EventKind::TaskLandAbandoned { .. } => {
+                steps::save_land(self.conn, TaskId(id), None, at)
+            }
             EventKind::ExecutionModelUsage {
                 model,
                 input_tokens,
@@ -367,11 +387,29 @@ fn writes_side_table(kind: &EventKind) -> bool {
         EventKind::TaskMergePending { .. }
             | EventKind::TaskMerged { .. }
             | EventKind::TaskMergeFailed { .. }
+            | EventKind::TaskLandStarted { .. }
+            | EventKind::TaskLanded { .. }
+            | EventKind::TaskLandAbandoned { .. }
             | EventKind::ExecutionModelUsage { .. }
             | EventKind::ProviderPaused { .. }
             | EventKind::ProviderResumed { .. }
             | EventKind::ProviderThrottled { .. }
     )
+}
+
+fn land_step(land: crate::Land) -> tracker::LandStep {
+    tracker::LandStep {
+        status: if land.landed {
+            tracker::LandStatus::Landed
+        } else {
+            tracker::LandStatus::Started
+        },
+        strategy: land.strategy,
+        base: land.base,
+        old: land.old,
+        new: land.new,
+        root: land.root,
+    }
 }
 
 fn merge_step(merge: crate::Merge) -> MergeStep {

@@ -710,6 +710,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn land(&self, task: TaskId) -> Result<Option<crate::Land>, Error> {
+        self.read("reading a land", move |c| steps::land(c, task))
+            .await
+    }
+
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error> {
         self.read("listing merges", move |c| {
             steps::unfinished_merges(c, parent)

@@ -5,7 +5,7 @@ use domain::{TaskId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::Fail;
-use crate::{KeyedCall, Merge};
+use crate::{KeyedCall, Land, Merge};
 
 pub(crate) fn call_key(
     conn: &Connection,
@@ -109,5 +109,58 @@ fn merge_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Merge> {
         child: TaskId(row.get(0)?),
         parent: TaskId(row.get(1)?),
         failed: (state == "failed").then(|| reason.unwrap_or_default()),
+    })
+}
+
+/// The land of `task`, under way or done, if there is one.
+pub(crate) fn land(conn: &Connection, task: TaskId) -> Result<Option<Land>, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT task_id, state, strategy, base_ref, old_commit, new_commit, root FROM lands \
+         WHERE task_id = ?1",
+    )?;
+    Ok(stmt.query_row([task.0], land_from_row).optional()?)
+}
+
+/// Writes the land of `task` as it now stands; `None` forgets it.
+pub(crate) fn save_land(
+    conn: &Connection,
+    task: TaskId,
+    land: Option<&Land>,
+    now: Timestamp,
+) -> Result<(), Fail> {
+    let Some(land) = land else {
+        conn.prepare_cached("DELETE FROM lands WHERE task_id = ?1")?
+            .execute([task.0])?;
+        return Ok(());
+    };
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO lands (task_id, state, strategy, base_ref, old_commit, new_commit, root, \
+             updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (task_id) DO UPDATE SET state = ?2, strategy = ?3, base_ref = ?4, \
+             old_commit = ?5, new_commit = ?6, root = ?7, updated_at = ?8",
+    )?;
+    stmt.execute(params![
+        task.0,
+        if land.landed { "landed" } else { "started" },
+        land.strategy.as_str(),
+        land.base,
+        land.old,
+        land.new,
+        land.root.map(|r| r.0),
+        now.0
+    ])?;
+    Ok(())
+}
+
+fn land_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Land> {
+    let strategy: String = row.get(2)?;
+    Ok(Land {
+        task: TaskId(row.get(0)?),
+        landed: row.get::<_, String>(1)? == "landed",
+        strategy: domain::LandStrategy::parse(&strategy).unwrap_or_default(),
+        base: row.get(3)?,
+        old: row.get(4)?,
+        new: row.get(5)?,
+        root: row.get::<_, Option<i64>>(6)?.map(TaskId),
     })
 }

@@ -176,6 +176,7 @@ fn load(partial: &mut State, whole: &State, key: &Key) {
             }
             partial.load_merges_into(*parent);
         }
+        Key::Land(task) => partial.load_land(*task, whole.land(*task).cloned()),
         Key::NextTaskId => partial.load_next_task_id(whole.next_task_id()),
         Key::NextExecutionId => partial.load_next_execution_id(whole.next_execution_id()),
     }
@@ -224,6 +225,10 @@ fn steer(state: &State, change: &Change) -> Change {
             }
             new.blocked_by.iter_mut().for_each(task);
         }
+        Change::MarkLanded { id, root } => {
+            task(id);
+            task(root);
+        }
         Change::AddDependency { id, blocked_by } | Change::RemoveDependency { id, blocked_by } => {
             task(id);
             task(blocked_by);
@@ -242,6 +247,8 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::SetBranch { id, .. }
         | Change::ClaimCompletion { id, .. }
         | Change::FinishMerge { child: id, .. }
+        | Change::StartLand { id, .. }
+        | Change::FinishLand { id, .. }
         | Change::CreateExecution { task_id: id, .. } => task(id),
         Change::SetExecutionState { id, to, .. } => {
             execution(id);
