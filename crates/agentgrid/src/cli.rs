@@ -95,6 +95,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The built-in agent (`runtime: {type: builtin}`), which the engine starts inside the
+    /// execution's sandbox: reads the prompt on stdin, works through the model gateway named
+    /// by ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY, prints one JSON line per step.
+    #[command(name = "__agent-builtin", hide = true)]
+    AgentBuiltin {
+        /// The model alias to ask the gateway for (default: `default`, which the gateway maps
+        /// to the execution's alias when no alias has that name).
+        #[arg(long, value_name = "ALIAS")]
+        model: Option<String>,
+        /// Model turns before the agent gives up.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        max_turns: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+mod agent_builtin;
 mod boundary;
 mod ctl;
 mod demo;
@@ -41,6 +42,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Demo { dir } => demo::demo(dir).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
+        Command::AgentBuiltin { model, max_turns } => {
+            agent_builtin::agent_builtin(model, max_turns).await
+        }
         Command::Doctor { json } => doctor::doctor(json, Project::find(project).ok()).await,
     }
 }
