@@ -80,6 +80,10 @@ pub enum Command {
         /// Build the demo here and keep it for inspection (default: a temporary directory).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Which agents work the issues: `scripted` (shell scripts playing the agents) or
+        /// `builtin` (the built-in agent, against a scripted model served by the demo).
+        #[arg(long, value_enum, default_value = "scripted", value_name = "KIND")]
+        agents: crate::commands::DemoAgents,
     },
     /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
     #[command(subcommand)]

@@ -4,6 +4,7 @@ mod agent_builtin;
 mod boundary;
 mod ctl;
 mod demo;
+mod demo_builtin;
 mod doctor;
 mod events;
 mod init;
@@ -12,6 +13,8 @@ mod status;
 mod task;
 mod validate;
 mod verdicts;
+
+pub use demo::DemoAgents;
 
 use crate::cli::{Cli, Command};
 use crate::project::Project;
@@ -40,7 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(crate::exit::OK)
         }
-        Command::Demo { dir } => demo::demo(dir).await,
+        Command::Demo { dir, agents } => demo::demo(dir, agents).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::AgentBuiltin { model, max_turns } => {
             agent_builtin::agent_builtin(model, max_turns).await

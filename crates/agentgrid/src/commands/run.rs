@@ -137,6 +137,17 @@ pub async fn run_engine(
     mode: RunMode,
     progress: bool,
 ) -> anyhow::Result<RunSummary> {
+    run_engine_with(project, mode, progress, |_| {}).await
+}
+
+/// [`run_engine`], with `prepare` given the setup the manifests made before the engine starts
+/// (the demo hands its in-process model's key to the gateway this way).
+pub async fn run_engine_with(
+    project: &Project,
+    mode: RunMode,
+    progress: bool,
+    prepare: impl FnOnce(&mut engine::Setup),
+) -> anyhow::Result<RunSummary> {
     let manifests = project.manifests()?;
     if manifests.agents.is_empty() {
         return Err(crate::user_error(format!(
@@ -145,6 +156,7 @@ pub async fn run_engine(
         )));
     }
     let mut setup = engine::setup_from_project(&manifests, &project.root)?;
+    prepare(&mut setup);
     engine::resolve_git_drivers(&manifests, &project.root, &mut setup).await?;
     let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;
     check_boundary(project, &setup, progress).await?;

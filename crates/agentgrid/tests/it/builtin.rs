@@ -299,3 +299,66 @@ fn an_api_error_fails_the_execution_with_the_reason() {
     let last = events.last().unwrap();
     assert_eq!(last["type"], "error", "{events:?}");
 }
+
+#[test]
+fn the_demo_runs_with_the_builtin_agent_against_its_scripted_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("demo");
+    let out = command(bin())
+        .args([
+            "demo",
+            "--agents",
+            "builtin",
+            "--dir",
+            target.to_str().unwrap(),
+        ])
+        .env_remove("AGENTGRID_PROJECT")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("every issue is done"), "{text}");
+    assert!(
+        text.contains("iteration 1: validation failed"),
+        "the first slug fix fails and is fed back: {text}"
+    );
+    assert!(text.contains("resume execution"), "{text}");
+    let agentgrid = |args: &[&str]| {
+        let out = command(bin())
+            .args(args)
+            .current_dir(&target)
+            .env_remove("AGENTGRID_PROJECT")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let worker = std::fs::read_to_string(target.join(".agentgrid/agents/worker.yaml")).unwrap();
+    assert!(worker.contains("type: builtin"), "{worker}");
+    assert!(!target.join("agent-scripts").exists());
+
+    // The code came from the model's tool calls, and the parent's branch has it all.
+    let git = |args: &[&str]| {
+        let out = command("git")
+            .args(args)
+            .current_dir(&target)
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    assert!(git(&["show", "agentgrid/task-3:textkit/report.py"]).contains("def report(text)"));
+    assert!(
+        git(&["show", "agentgrid/task-2:textkit/__init__.py"])
+            .contains("return \"-\".join(text.lower().split())")
+    );
+    // Every execution went through the gateway and was metered.
+    let status: serde_json::Value =
+        serde_json::from_str(&agentgrid(&["status", "--json"])).unwrap();
+    let executions = status["executions"].as_array().unwrap();
+    assert_eq!(executions.len(), 6, "{status}");
+    for e in executions {
+        assert!(e["model_usage"]["requests"].as_u64().unwrap() > 0, "{e}");
+    }
+    let log = agentgrid(&["logs", "1"]);
+    assert!(log.contains("\"name\":\"write_file\""), "{log}");
+}
