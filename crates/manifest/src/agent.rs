@@ -363,12 +363,18 @@ pub(crate) const VALIDATOR_FIELDS: &[&str] = &[
 pub(crate) struct AgentDocument {
     pub name: Option<(String, usize, usize)>,
     pub manifest: Option<AgentManifest>,
+    /// Where `spec.runtime` and `spec.runtime.model` are, for the checks against the config
+    /// (a built-in agent's alias must exist and speak its wire format).
+    pub runtime_at: Option<(usize, usize)>,
+    pub model_at: Option<(usize, usize)>,
 }
 
 pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
     let mut doc = AgentDocument {
         name: None,
         manifest: None,
+        runtime_at: None,
+        model_at: None,
     };
     let Some(f) = cx.fields(node, "", MANIFEST_FIELDS) else {
         return doc;
@@ -390,6 +396,11 @@ pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
     if !header {
         return doc;
     }
+    let runtime = f.value("spec").and_then(|s| child(s, "runtime", cx.source));
+    doc.runtime_at = runtime.map(|n| (n.line, n.column));
+    doc.model_at = runtime
+        .and_then(|r| child(r, "model", cx.source))
+        .map(|n| (n.line, n.column));
     let spec = match f.value("spec") {
         Some(s) => decode_spec(cx, s, "spec"),
         None => {
@@ -453,6 +464,17 @@ pub(crate) fn valid_name(name: &str) -> bool {
     first_ok
         && name.len() <= 63
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The value under `key` of a mapping node, without checking anything (the decoder does).
+fn child<'n>(node: &'n Node, key: &str, source: &str) -> Option<&'n Node> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.scalar_text(source).as_deref() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
 }
 
 fn decode_agent_metadata(

@@ -10,10 +10,10 @@ use crate::support::*;
 
 const REAL_KEY: &str = "sk-real-builtin-key-4d2b8e";
 
-fn config(fixture_url: &str) -> String {
+fn config(fixture_url: &str, budgets: &str) -> String {
     let origin = fixture_url.trim_end_matches("/v1");
     format!(
-        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry: {{base_delay: 100ms, max_delay: 200ms}}\n  models:\n    providers:\n      fx: {{kind: anthropic, base_url: \"{origin}\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      claude: {{provider: fx, model: fx-claude, prices: {{input: 3, output: 15}}}}\n"
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  retry: {{base_delay: 100ms, max_delay: 200ms}}\n  models:\n    providers:\n      fx: {{kind: anthropic, base_url: \"{origin}\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      claude: {{provider: fx, model: fx-claude, prices: {{input: 3, output: 15}}}}\n{budgets}"
     )
 }
 
@@ -29,6 +29,14 @@ fn setup(
     script: impl FnOnce(&std::path::Path) -> Vec<Step>,
     extra_spec: &str,
 ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
+    setup_with_budgets(script, extra_spec, "")
+}
+
+fn setup_with_budgets(
+    script: impl FnOnce(&std::path::Path) -> Vec<Step>,
+    extra_spec: &str,
+    budgets: &str,
+) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
     let repo = Repo::with_agents(&[("builtin", &builtin_agent(extra_spec))]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fixture = runtime
@@ -42,7 +50,7 @@ fn setup(
         .unwrap();
     std::fs::write(
         repo.path().join(".agentgrid/config.yaml"),
-        config(&fixture.base_url()),
+        config(&fixture.base_url(), budgets),
     )
     .unwrap();
     repo.ok(&["task", "add", "Write the greeting"]);
@@ -298,6 +306,35 @@ fn an_api_error_fails_the_execution_with_the_reason() {
     let events = log_events(&repo);
     let last = events.last().unwrap();
     assert_eq!(last["type"], "error", "{events:?}");
+}
+
+#[test]
+fn a_budget_refusal_by_the_gateway_ends_the_loop_with_the_reason() {
+    // The provider counts far more input than the request's size suggests, so the next
+    // request does not fit the execution's budget and the gateway refuses it.
+    let steps = vec![
+        Step::call(
+            "",
+            "write_file",
+            json!({"path": "a.txt", "content": "a"}),
+            4_990,
+            5,
+        ),
+        Step::reply("never sent", 1, 1, 0),
+    ];
+    let budgets = "  budgets:\n    per_execution: {tokens: 5000}\n";
+    let (_rt, fixture, repo) = setup_with_budgets(|_| steps, "", budgets);
+    let out = run(&repo);
+    assert_eq!(bodies(&fixture).len(), 1, "{}", stdout(&out));
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["executions"][0]["state"], "budget_exceeded", "{show}");
+    // The agent itself stopped and said why, rather than being killed.
+    let events = log_events(&repo);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error", "{events:?}");
+    let message = last["message"].as_str().unwrap();
+    assert!(message.contains("budget"), "{message}");
+    assert_eq!(last["usage"]["input_tokens"], 4_990);
 }
 
 #[test]
