@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::Error;
 use crate::event::{Event, shown_args};
-use crate::model::{Model, Usage};
+use crate::model::{Call, Model, Usage};
 use crate::tools::Tools;
 
 /// What the system prompt tells the model about its place.
@@ -15,6 +15,51 @@ const SYSTEM: &str = "You are a coding agent working in a git worktree (the work
 Use the tools to read, change and test the code; paths are relative to the workspace, which you \
 cannot leave. Your changes are committed for you when you finish, and validators judge them. \
 When the work is done, answer with a short summary and no tool call.";
+
+/// The most tool calls of one answer that are run; the rest are answered with an error, so
+/// one answer cannot make the loop do unbounded work.
+pub const MAX_CALLS_PER_TURN: usize = 64;
+
+/// Runs the calls of one answer in order and returns their `tool_result` blocks, emitting a
+/// `tool` event for each. Calls past [`MAX_CALLS_PER_TURN`] are answered without being run.
+pub async fn answer_calls(
+    tools: &Tools,
+    calls: &[Call],
+    turn: u32,
+    emit: &mut dyn FnMut(&Event),
+) -> Vec<Value> {
+    let mut results = Vec::new();
+    for (index, call) in calls.iter().enumerate() {
+        let started = Instant::now();
+        let outcome = if index < MAX_CALLS_PER_TURN {
+            tools.call(&call.name, &call.input).await
+        } else {
+            crate::Outcome {
+                ok: false,
+                text: format!(
+                    "not run: an answer may make at most {MAX_CALLS_PER_TURN} tool calls"
+                ),
+            }
+        };
+        emit(&Event::Tool {
+            turn,
+            id: call.id.clone(),
+            name: crate::tools::cut_chars(&call.name, 64),
+            args: shown_args(&call.input),
+            ok: outcome.ok,
+            result_bytes: outcome.text.len(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            error: (!outcome.ok).then(|| crate::tools::cut_chars(&outcome.text, 300)),
+        });
+        results.push(json!({
+            "type": "tool_result",
+            "tool_use_id": call.id,
+            "content": outcome.text,
+            "is_error": !outcome.ok,
+        }));
+    }
+    results
+}
 
 /// How the loop runs.
 #[derive(Debug, Clone)]
@@ -85,27 +130,7 @@ pub async fn run(
             });
         }
         messages.push(json!({"role": "assistant", "content": reply.content}));
-        let mut results = Vec::new();
-        for call in &reply.calls {
-            let started = Instant::now();
-            let outcome = tools.call(&call.name, &call.input).await;
-            emit(&Event::Tool {
-                turn: turns,
-                id: call.id.clone(),
-                name: crate::tools::cut_chars(&call.name, 64),
-                args: shown_args(&call.input),
-                ok: outcome.ok,
-                result_bytes: outcome.text.len(),
-                duration_ms: started.elapsed().as_millis() as u64,
-                error: (!outcome.ok).then(|| crate::tools::cut_chars(&outcome.text, 300)),
-            });
-            results.push(json!({
-                "type": "tool_result",
-                "tool_use_id": call.id,
-                "content": outcome.text,
-                "is_error": !outcome.ok,
-            }));
-        }
+        let results = answer_calls(tools, &reply.calls, turns, emit).await;
         messages.push(json!({"role": "user", "content": results}));
     };
     match &result {

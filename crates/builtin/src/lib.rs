@@ -36,7 +36,7 @@ mod event;
 pub mod model;
 mod tools;
 
-pub use agent::{Finished, LoopOptions, run};
+pub use agent::{Finished, LoopOptions, MAX_CALLS_PER_TURN, answer_calls, run};
 pub use confine::{PathError, Workspace};
 pub use error::Error;
 pub use event::Event;
