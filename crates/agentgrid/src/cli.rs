@@ -131,6 +131,10 @@ pub enum Command {
         /// Build the demo here and keep it for inspection (default: a temporary directory).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Which agents work the issues: `scripted` (shell scripts playing the agents) or
+        /// `builtin` (the built-in agent, against a scripted model served by the demo).
+        #[arg(long, value_enum, default_value = "scripted", value_name = "KIND")]
+        agents: crate::commands::DemoAgents,
     },
     /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
     #[command(subcommand)]
@@ -145,6 +149,19 @@ pub enum Command {
     Doctor {
         #[arg(long)]
         json: bool,
+    },
+    /// The built-in agent (`runtime: {type: builtin}`), which the engine starts inside the
+    /// execution's sandbox: reads the prompt on stdin, works through the model gateway named
+    /// by ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY, prints one JSON line per step.
+    #[command(name = "__agent-builtin", hide = true)]
+    AgentBuiltin {
+        /// The model alias to ask the gateway for (default: `default`, which the gateway maps
+        /// to the execution's alias when no alias has that name).
+        #[arg(long, value_name = "ALIAS")]
+        model: Option<String>,
+        /// Model turns before the agent gives up.
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        max_turns: u32,
     },
     /// Print a shell completion script.
     ///

@@ -99,7 +99,10 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         let run = AgentRun {
             name: m.metadata.name.clone(),
             runtime: Runtime {
-                argv: s.runtime.command.clone(),
+                argv: match s.runtime.kind {
+                    manifest::RuntimeKind::Command => s.runtime.command.clone(),
+                    manifest::RuntimeKind::Builtin => builtin_argv(s.runtime.model.as_deref()),
+                },
                 env: s
                     .runtime
                     .env
@@ -185,6 +188,21 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         gateway,
         budgets,
     })
+}
+
+/// The built-in agent is the agentgrid binary itself, found first on the agent's `PATH` (the
+/// executor puts the binary's directory there and shows the binary inside the sandbox). The
+/// alias is passed as an argument, and arguments are templates, so it is quoted as a literal.
+fn builtin_argv(model: Option<&str>) -> Vec<String> {
+    let mut argv = vec!["agentgrid".to_string(), "__agent-builtin".to_string()];
+    if let Some(model) = model {
+        argv.push("--model".into());
+        argv.push(format!(
+            "{{{{ {} }}}}",
+            serde_json::to_string(model).unwrap_or_default()
+        ));
+    }
+    argv
 }
 
 fn hook(h: &manifest::Hook) -> workspace::Hook {

@@ -97,12 +97,25 @@ fn default_prompt() -> String {
 /// How the agent process is started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// A command agent needs its command; the built-in one takes none (nor `stdin`), and only it
+// takes `model`: the decoder's rules, said to editors.
+#[schemars(extend(
+    "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
+    "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
+    "else" = {"required": ["command"], "not": {"required": ["model"]}}
+))]
 pub struct Runtime {
     #[serde(rename = "type", default)]
     pub kind: RuntimeKind,
     /// The program and its arguments; each element is a template that also sees `prompt`.
+    /// Required for `type: command`; refused for `type: builtin`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
+    /// For `type: builtin`: the model alias the agent asks the gateway for (default: the
+    /// execution's alias, which the gateway picks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Extra environment; values are templates. Names starting with AGENTGRID_ are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -116,6 +129,9 @@ pub enum RuntimeKind {
     /// Run `command` as a child process.
     #[default]
     Command,
+    /// agentgrid's own tool-using model loop (`agentgrid __agent-builtin`), run in the
+    /// sandbox like any agent and talking to the model gateway.
+    Builtin,
 }
 
 /// What the agent process reads on its standard input.
@@ -321,7 +337,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "completion",
     "sandbox",
 ];
-pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin"];
+pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin", "model"];
 pub(crate) const ROUTING_FIELDS: &[&str] = &["labels", "capabilities", "default", "kinds"];
 pub(crate) const LIMITS_FIELDS: &[&str] = &[
     "timeout",
@@ -347,12 +363,18 @@ pub(crate) const VALIDATOR_FIELDS: &[&str] = &[
 pub(crate) struct AgentDocument {
     pub name: Option<(String, usize, usize)>,
     pub manifest: Option<AgentManifest>,
+    /// Where `spec.runtime` and `spec.runtime.model` are, for the checks against the config
+    /// (a built-in agent's alias must exist and speak its wire format).
+    pub runtime_at: Option<(usize, usize)>,
+    pub model_at: Option<(usize, usize)>,
 }
 
 pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
     let mut doc = AgentDocument {
         name: None,
         manifest: None,
+        runtime_at: None,
+        model_at: None,
     };
     let Some(f) = cx.fields(node, "", MANIFEST_FIELDS) else {
         return doc;
@@ -374,6 +396,11 @@ pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
     if !header {
         return doc;
     }
+    let runtime = f.value("spec").and_then(|s| child(s, "runtime", cx.source));
+    doc.runtime_at = runtime.map(|n| (n.line, n.column));
+    doc.model_at = runtime
+        .and_then(|r| child(r, "model", cx.source))
+        .map(|n| (n.line, n.column));
     let spec = match f.value("spec") {
         Some(s) => decode_spec(cx, s, "spec"),
         None => {
@@ -437,6 +464,17 @@ pub(crate) fn valid_name(name: &str) -> bool {
     first_ok
         && name.len() <= 63
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The value under `key` of a mapping node, without checking anything (the decoder does).
+fn child<'n>(node: &'n Node, key: &str, source: &str) -> Option<&'n Node> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.scalar_text(source).as_deref() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
 }
 
 fn decode_agent_metadata(
@@ -516,6 +554,18 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
         .value("sandbox")
         .and_then(|n| crate::sandbox::decode_sandbox(cx, n, &f.path("sandbox")))
         .unwrap_or_default();
+    if let (Some(runtime), Some(node)) = (&runtime, f.value("runtime"))
+        && runtime.kind == RuntimeKind::Builtin
+        && sandbox.enabled
+        && sandbox.network == crate::sandbox::NetworkMode::None
+    {
+        cx.error(
+            node,
+            &f.path("runtime"),
+            "the built-in agent talks to the model gateway, which `sandbox.network: none` cuts \
+             off; add `sandbox: {network: gateway}` (and a `models:` section in the config)",
+        );
+    }
     Some(AgentSpec {
         sandbox,
         completion,
@@ -537,16 +587,41 @@ fn default_limits(has_validators: bool) -> Limits {
 
 fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     let f = cx.fields(node, path, RUNTIME_FIELDS)?;
+    let mut kind = RuntimeKind::Command;
     if let Some(n) = f.value("type")
-        && let Some(kind) = String::decode(cx, n, &f.path("type"))
-        && kind != "command"
+        && let Some(name) = String::decode(cx, n, &f.path("type"))
     {
-        cx.error(
-            n,
-            &f.path("type"),
-            format!("expected `command` (the only runtime type), found `{kind}`"),
-        );
+        match name.as_str() {
+            "command" => {}
+            "builtin" => kind = RuntimeKind::Builtin,
+            other => cx.error(
+                n,
+                &f.path("type"),
+                format!("expected `command` or `builtin`, found `{other}`"),
+            ),
+        }
     }
+    let model = match f.value("model") {
+        None => None,
+        Some(n) => {
+            let model = String::decode(cx, n, &f.path("model"));
+            if kind != RuntimeKind::Builtin {
+                cx.error(
+                    n,
+                    &f.path("model"),
+                    "`model` is for `type: builtin`; a command agent names its model in its own \
+                     arguments",
+                );
+            } else if model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+                cx.error(
+                    n,
+                    &f.path("model"),
+                    "the model alias is empty; name an alias of `models.aliases` or leave `model` out",
+                );
+            }
+            model
+        }
+    };
     let stdin = match f.value("stdin") {
         None => StdinMode::None,
         Some(n) => match String::decode(cx, n, &f.path("stdin")).as_deref() {
@@ -567,6 +642,30 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
         .and_then(|n| decode_env(cx, n, &f.path("env")))
         .unwrap_or_default();
 
+    if kind == RuntimeKind::Builtin {
+        // The built-in agent is agentgrid's own program and always reads the prompt on its
+        // standard input; a command or stdin setting would be silently ignored, so it is
+        // refused instead.
+        for field in ["command", "stdin"] {
+            if let Some(n) = f.value(field) {
+                cx.error(
+                    n,
+                    &f.path(field),
+                    format!(
+                        "`{field}` is not used with `type: builtin` (agentgrid runs its own agent, \
+                         which reads the prompt itself); remove it"
+                    ),
+                );
+            }
+        }
+        return Some(Runtime {
+            kind,
+            command: Vec::new(),
+            model,
+            env,
+            stdin: StdinMode::Prompt,
+        });
+    }
     let example = r#"command: ["my-agent", "--prompt-file", "$AGENTGRID_PROMPT_FILE"]"#;
     let command_path = f.path("command");
     let Some(command_node) = f.value("command") else {
@@ -604,6 +703,7 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     Some(Runtime {
         kind: RuntimeKind::Command,
         command,
+        model: None,
         env,
         stdin,
     })

@@ -93,6 +93,7 @@ pub fn load_project(agentgrid_dir: &Path) -> Result<Project, Diagnostics> {
         }
     }
     check_unique_names(&documents, &mut diagnostics);
+    check_builtin_models(&documents, &config, &mut diagnostics);
 
     if !diagnostics.is_empty() {
         return Err(Diagnostics::sorted(diagnostics));
@@ -224,6 +225,65 @@ fn agent_files(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
 
 /// Agent names are unique across the project; each repeat is reported where it appears, with
 /// the place of the first.
+/// A built-in agent speaks Anthropic Messages to the gateway, so the alias it asks for must
+/// exist and be served by an `anthropic` provider; without an alias, the node must have one.
+/// Otherwise every request would fail at run time with a model error.
+fn check_builtin_models(
+    documents: &[(PathBuf, AgentDocument)],
+    config: &ConfigSpec,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let aliases = &config.models.aliases;
+    for (file, doc) in documents {
+        let Some(manifest) = &doc.manifest else {
+            continue;
+        };
+        let runtime = &manifest.spec.runtime;
+        if runtime.kind != crate::RuntimeKind::Builtin {
+            continue;
+        }
+        let (line, column) = doc.model_at.or(doc.runtime_at).unwrap_or((1, 1));
+        let known = aliases.keys().cloned().collect::<Vec<_>>().join(", ");
+        // Without a model the gateway takes the alias `default`, else the only alias.
+        let chosen = match &runtime.model {
+            Some(alias) => Ok(alias.clone()),
+            None if aliases.contains_key("default") => Ok("default".to_string()),
+            None if aliases.len() == 1 => Ok(known.clone()),
+            None if aliases.is_empty() => Err(
+                "spec.runtime: the built-in agent needs a model: add a `models:` section with an \
+                 alias to config.yaml"
+                    .to_string(),
+            ),
+            None => Err(format!(
+                "spec.runtime: the built-in agent needs `model:` to name one of the aliases \
+                 ({known}), since none is called `default`"
+            )),
+        };
+        let problem = match chosen {
+            Err(problem) => Some(problem),
+            Ok(alias) => match aliases.get(&alias) {
+                None => Some(format!(
+                    "spec.runtime.model: `{alias}` is not an alias of `models.aliases` in \
+                     config.yaml (aliases: {})",
+                    if known.is_empty() { "none" } else { &known }
+                )),
+                Some(route) => match config.models.providers.get(&route.provider) {
+                    Some(p) if p.kind != crate::ProviderKind::Anthropic => Some(format!(
+                        "spec.runtime: the built-in agent speaks Anthropic Messages, but the \
+                         alias `{alias}` is served by the provider `{}`, which is not `kind: \
+                         anthropic`; pick an alias of an anthropic provider",
+                        route.provider
+                    )),
+                    _ => None,
+                },
+            },
+        };
+        if let Some(problem) = problem {
+            diagnostics.push(Diagnostic::new(file, line, column, problem));
+        }
+    }
+}
+
 fn check_unique_names(documents: &[(PathBuf, AgentDocument)], diagnostics: &mut Vec<Diagnostic>) {
     let mut seen: Vec<(&str, &Path, usize, usize)> = Vec::new();
     for (file, doc) in documents {

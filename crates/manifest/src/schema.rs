@@ -111,7 +111,13 @@ mod tests {
             defs["Guards"]["properties"]["max_executions_per_tree"]["default"],
             200
         );
-        let required = defs["Runtime"]["required"].as_array().unwrap();
-        assert_eq!(required, &vec![serde_json::json!("command")]);
+        // `command` is required except for the built-in runtime, which refuses it.
+        let runtime = &defs["Runtime"];
+        assert_eq!(runtime["if"]["properties"]["type"]["const"], "builtin");
+        assert_eq!(runtime["else"]["required"], serde_json::json!(["command"]));
+        assert_eq!(
+            runtime["then"]["not"]["anyOf"][0]["required"],
+            serde_json::json!(["command"])
+        );
     }
 }

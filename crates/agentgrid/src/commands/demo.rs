@@ -175,18 +175,34 @@ fi
 /// would, so every worktree has them and the sandbox needs no exception to reach them.
 const SCRIPTS_DIR: &str = "agent-scripts";
 
-fn worker_yaml(script: &str) -> String {
+/// Which agents the demo runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DemoAgents {
+    /// Shell scripts that play the agents.
+    Scripted,
+    /// The built-in agent, against a scripted model served by the demo itself.
+    Builtin,
+}
+
+fn worker_runtime(script: &str) -> String {
+    format!(
+        "  runtime:\n    type: command\n    command: [\"sh\", \"{script}\", \"{{{{ task.labels | join(',') }}}}\"]\n"
+    )
+}
+
+fn planner_runtime(script: &str) -> String {
+    format!("  runtime:\n    type: command\n    command: [\"sh\", \"{script}\"]\n")
+}
+
+fn worker_yaml(runtime: &str) -> String {
     format!(
         r#"apiVersion: agentgrid.dev/v1
 kind: Agent
 metadata:
   name: worker
 spec:
-  description: Scripted worker that writes code for demo tasks.
-  runtime:
-    type: command
-    command: ["sh", "{script}", "{{{{ task.labels | join(',') }}}}"]
-  prompt: |
+  description: Worker that writes code for demo tasks.
+{runtime}  prompt: |
     Task #{{{{ task.id }}}}: {{{{ task.title }}}}
     {{% if feedback %}}The last iteration failed validation:
     {{{{ feedback }}}}{{% endif %}}
@@ -208,18 +224,15 @@ spec:
     )
 }
 
-fn planner_yaml(script: &str) -> String {
+fn planner_yaml(runtime: &str) -> String {
     format!(
         r#"apiVersion: agentgrid.dev/v1
 kind: Agent
 metadata:
   name: planner
 spec:
-  description: Scripted planner that splits epics and closes them when their sub-tasks are done.
-  runtime:
-    type: command
-    command: ["sh", "{script}"]
-  prompt: "Plan task #{{{{ task.id }}}}: {{{{ task.title }}}}"
+  description: Planner that splits epics and closes them when their sub-tasks are done.
+{runtime}  prompt: "Plan task #{{{{ task.id }}}}: {{{{ task.title }}}}"
   routing:
     labels: [epic]
   limits:
@@ -229,7 +242,7 @@ spec:
     )
 }
 
-pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
+pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8> {
     let started = Instant::now();
     let (root, _temp) = match dir {
         Some(d) => {
@@ -249,7 +262,25 @@ pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
         }
     };
     outln!("demo project: {}", root.display());
-    build_project(&root).await?;
+    // The built-in agent's model: served here, for as long as the demo runs.
+    let fixture = match agents {
+        DemoAgents::Scripted => None,
+        DemoAgents::Builtin => Some(
+            modelfixture::spawn_with(
+                super::demo_builtin::script(),
+                modelfixture::FixtureOptions {
+                    api_key: Some(super::demo_builtin::KEY.into()),
+                    port: 0,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot start the demo's scripted model: {e}"))?,
+        ),
+    };
+    let origin = fixture
+        .as_ref()
+        .map(|f| f.base_url().trim_end_matches("/v1").to_string());
+    build_project(&root, origin.as_deref()).await?;
     let project = Project {
         root: root.clone(),
         state_dir: root.join(STATE_DIR),
@@ -286,7 +317,12 @@ pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
         )
         .await?;
     outln!("3 issues filed; running the agents\n");
-    let summary = super::run::run_engine(&project, RunMode::UntilIdle, true).await?;
+    let summary = super::run::run_engine_with(&project, RunMode::UntilIdle, true, super::run_status::Mode::Off, |setup| {
+        if fixture.is_some() {
+            super::demo_builtin::give_key(setup);
+        }
+    })
+    .await?;
     let code = super::run::print_summary(&project, &summary, false).await?;
     let tasks = store.tasks(&store::TaskFilter::default()).await?;
     let all_done = tasks.iter().all(|t| t.state == TaskState::Done);
@@ -321,7 +357,9 @@ impl Drop for TempDir {
     }
 }
 
-async fn build_project(root: &Path) -> anyhow::Result<()> {
+/// Writes the demo repository; with `model` (the scripted model's origin) its agents are the
+/// built-in agent instead of the shell scripts.
+async fn build_project(root: &Path, model: Option<&str>) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("textkit"))?;
     std::fs::create_dir_all(root.join("tests"))?;
     std::fs::write(root.join("run_tests.py"), RUN_TESTS)?;
@@ -333,9 +371,11 @@ async fn build_project(root: &Path) -> anyhow::Result<()> {
         root.join("README.md"),
         "# textkit\n\nA tiny library the agentgrid demo works on. Tests: `python3 run_tests.py`.\n",
     )?;
-    std::fs::create_dir_all(root.join(SCRIPTS_DIR))?;
-    std::fs::write(root.join(SCRIPTS_DIR).join("worker.sh"), WORKER_SH)?;
-    std::fs::write(root.join(SCRIPTS_DIR).join("planner.sh"), PLANNER_SH)?;
+    if model.is_none() {
+        std::fs::create_dir_all(root.join(SCRIPTS_DIR))?;
+        std::fs::write(root.join(SCRIPTS_DIR).join("worker.sh"), WORKER_SH)?;
+        std::fs::write(root.join(SCRIPTS_DIR).join("planner.sh"), PLANNER_SH)?;
+    }
     git(root, &["init", "-q", "-b", "main"]).await?;
     git(root, &["add", "-A"]).await?;
     git(root, &["commit", "-q", "-m", "textkit: first version"]).await?;
@@ -346,15 +386,21 @@ async fn build_project(root: &Path) -> anyhow::Result<()> {
     let config = CONFIG_YAML
         .replace("base_delay: 10s", "base_delay: 1s")
         .replace("delay: 1s\n    max: 3", "delay: 200ms\n    max: 3");
+    let (config, worker, planner) = match model {
+        None => (
+            config,
+            worker_runtime(&format!("{SCRIPTS_DIR}/worker.sh")),
+            planner_runtime(&format!("{SCRIPTS_DIR}/planner.sh")),
+        ),
+        Some(origin) => (
+            super::demo_builtin::config(&config, origin),
+            super::demo_builtin::runtime_yaml(),
+            super::demo_builtin::runtime_yaml(),
+        ),
+    };
     std::fs::write(state.join("config.yaml"), config)?;
-    std::fs::write(
-        state.join("agents/worker.yaml"),
-        worker_yaml(&format!("{SCRIPTS_DIR}/worker.sh")),
-    )?;
-    std::fs::write(
-        state.join("agents/planner.yaml"),
-        planner_yaml(&format!("{SCRIPTS_DIR}/planner.sh")),
-    )?;
+    std::fs::write(state.join("agents/worker.yaml"), worker_yaml(&worker))?;
+    std::fs::write(state.join("agents/planner.yaml"), planner_yaml(&planner))?;
     store::SqliteStore::open(&state.join(DATABASE))?;
     manifest::load_project(&state)
         .map_err(|d| anyhow::anyhow!("the demo's own manifests are invalid:\n{d}"))?;

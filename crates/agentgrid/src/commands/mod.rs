@@ -1,9 +1,11 @@
 //! One module per command; `run` dispatches.
 
+mod agent_builtin;
 mod boundary;
 mod ctl;
 mod demo;
 mod diff;
+mod demo_builtin;
 mod doctor;
 mod events;
 mod init;
@@ -16,6 +18,8 @@ mod task;
 mod usage;
 mod validate;
 mod verdicts;
+
+pub use demo::DemoAgents;
 
 use crate::cli::{Cli, Command};
 use crate::project::Project;
@@ -76,8 +80,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(crate::exit::OK)
         }
-        Command::Demo { dir } => demo::demo(dir).await,
+        Command::Demo { dir, agents } => demo::demo(dir, agents).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
+        Command::AgentBuiltin { model, max_turns } => {
+            agent_builtin::agent_builtin(model, max_turns).await
+        }
         Command::Doctor { json } => doctor::doctor(json, Project::find(project).ok()).await,
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { dir } => shell::man(dir.as_deref()),

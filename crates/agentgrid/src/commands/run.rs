@@ -21,7 +21,7 @@ pub async fn run(
     } else {
         Mode::detect(status_every)
     };
-    let summary = run_engine_with_status(
+    let summary = run_engine_with(
         project,
         if forever {
             RunMode::Forever
@@ -30,6 +30,7 @@ pub async fn run(
         },
         !quiet,
         status,
+        |_| {},
     )
     .await?;
     print_summary(project, &summary, quiet).await
@@ -143,21 +144,16 @@ pub async fn print_summary(
     })
 }
 
-/// Runs the engine on `project` until idle or a signal, printing progress when asked.
-pub async fn run_engine(
-    project: &Project,
-    mode: RunMode,
-    progress: bool,
-) -> anyhow::Result<RunSummary> {
-    run_engine_with_status(project, mode, progress, Mode::Off).await
-}
-
-/// [`run_engine`] with a status line kept up to date meanwhile (see `run_status.rs`).
-async fn run_engine_with_status(
+/// Runs the engine on `project` until idle or a signal, printing progress when asked, with a
+/// status line kept up to date meanwhile (see `run_status.rs`), and with
+/// `prepare` given the setup the manifests made before the engine starts (the demo hands its
+/// in-process model's key to the gateway this way).
+pub async fn run_engine_with(
     project: &Project,
     mode: RunMode,
     progress: bool,
     status: Mode,
+    prepare: impl FnOnce(&mut engine::Setup),
 ) -> anyhow::Result<RunSummary> {
     let manifests = project.manifests()?;
     if manifests.agents.is_empty() {
@@ -173,6 +169,7 @@ async fn run_engine_with_status(
         }
     }
     let mut setup = engine::setup_from_project(&manifests, &project.root)?;
+    prepare(&mut setup);
     engine::resolve_git_drivers(&manifests, &project.root, &mut setup).await?;
     let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;
     check_boundary(project, &setup, progress).await?;

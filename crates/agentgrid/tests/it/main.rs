@@ -2,6 +2,7 @@
 
 mod bounds;
 mod budget;
+mod builtin;
 mod cancel;
 mod cli;
 mod control;

@@ -111,7 +111,7 @@ fn broken_agents_point_at_the_problem() {
         // Unknown fields, with the allowed ones.
         (
             agent("    command:", "    comand:"),
-            "7:5: spec.runtime: unknown field `comand` (did you mean `command`?); allowed fields here: type, command, env, stdin",
+            "7:5: spec.runtime: unknown field `comand` (did you mean `command`?); allowed fields here: type, command, env, stdin, model",
         ),
         (
             agent("  limits:", "  limit:"),
@@ -184,7 +184,7 @@ fn broken_agents_point_at_the_problem() {
         ),
         (
             agent("    command:", "    type: docker\n    command:"),
-            "7:11: spec.runtime.type: expected `command` (the only runtime type), found `docker`",
+            "7:11: spec.runtime.type: expected `command` or `builtin`, found `docker`",
         ),
         // Validation.
         (
@@ -755,4 +755,59 @@ fn model_fallbacks_and_quota_pauses_parse_and_bad_ones_are_named() {
         &with_aliases("").replacen("quota_pause: 15m", "quota_pause: soon", 1),
         "8:118: spec.models.providers.anthropic.quota_pause: `soon` is not a duration",
     );
+}
+
+/// `AGENT` with the built-in runtime in place of the command; `runtime` replaces its fields.
+fn builtin_agent(runtime: &str, sandbox: &str) -> String {
+    agent(
+        "  runtime:\n    command: [my-agent, \"{{ task.id }}\"]",
+        &format!("  runtime:\n{runtime}{sandbox}"),
+    )
+}
+
+#[test]
+fn builtin_runtimes_parse_and_misuse_is_named() {
+    let gateway = "  sandbox: {network: gateway}\n";
+    let agents = parse_agents(
+        &builtin_agent("    type: builtin\n    model: claude\n", gateway),
+        Path::new(AGENT_FILE),
+    )
+    .unwrap();
+    let runtime = &agents[0].manifest.spec.runtime;
+    assert_eq!(runtime.kind, manifest::RuntimeKind::Builtin);
+    assert_eq!(runtime.model.as_deref(), Some("claude"));
+    assert!(runtime.command.is_empty());
+    // Without a model the gateway picks the execution's alias.
+    let agents = parse_agents(
+        &builtin_agent("    type: builtin\n", gateway),
+        Path::new(AGENT_FILE),
+    )
+    .unwrap();
+    assert_eq!(agents[0].manifest.spec.runtime.model, None);
+
+    let cases: Vec<(String, &str)> = vec![
+        (
+            builtin_agent("    type: builtin\n    command: [my-agent]\n", gateway),
+            "8:14: spec.runtime.command: `command` is not used with `type: builtin`",
+        ),
+        (
+            builtin_agent("    type: builtin\n    stdin: prompt\n", gateway),
+            "8:12: spec.runtime.stdin: `stdin` is not used with `type: builtin`",
+        ),
+        (
+            builtin_agent("    type: builtin\n    model: \"\"\n", gateway),
+            "8:12: spec.runtime.model: the model alias is empty",
+        ),
+        (
+            builtin_agent("    command: [my-agent]\n    model: claude\n", ""),
+            "8:12: spec.runtime.model: `model` is for `type: builtin`",
+        ),
+        (
+            builtin_agent("    type: builtin\n", ""),
+            "7:5: spec.runtime: the built-in agent talks to the model gateway, which `sandbox.network: none` cuts off",
+        ),
+    ];
+    for (input, expected) in cases {
+        check(AGENT_FILE, &input, expected);
+    }
 }

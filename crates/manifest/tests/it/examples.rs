@@ -25,6 +25,7 @@ fn expected_full_agent() -> AgentManifest {
                     "-c".into(),
                     "my-agent --prompt-file \"$AGENTGRID_PROMPT_FILE\"".into(),
                 ],
+                model: None,
                 env: BTreeMap::from([("MY_VAR".into(), "{{ task.id }}".into())]),
                 stdin: StdinMode::None,
             },

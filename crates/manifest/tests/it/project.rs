@@ -179,3 +179,63 @@ fn a_setting_is_located_in_its_agents_document_or_the_config() {
     assert_eq!((place.line, place.column), (4, 11));
     assert_eq!(manifest::locate(&config, None, &["spec", "models"]), None);
 }
+
+/// A project with one built-in agent (`runtime` is its runtime section's body) and `models` as
+/// the config's models section.
+fn builtin_project(
+    runtime: &str,
+    models: &str,
+) -> Result<manifest::Project, manifest::Diagnostics> {
+    let agent = format!(
+        "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: b\nspec:\n  runtime:\n    type: builtin\n{runtime}  sandbox: {{network: gateway}}\n"
+    );
+    let config = format!("apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n{models}");
+    let (repo, root) = project(&[("agents/b.yaml", &agent), ("config.yaml", &config)]);
+    let result = load_project(&root);
+    drop(repo);
+    result
+}
+
+#[test]
+fn a_builtin_agent_needs_an_anthropic_alias_the_config_has() {
+    let models = "  models:\n    providers:\n      a: {kind: anthropic, base_url: \"http://x\", api_key_env: K}\n      o: {kind: openai, base_url: \"http://y\", api_key_env: K}\n    aliases:\n      claude: {provider: a, model: c}\n      gpt: {provider: o, model: g}\n";
+    let ok = |runtime: &str, models: &str| {
+        if let Err(e) = builtin_project(runtime, models) {
+            panic!("{runtime} should load: {e}");
+        }
+    };
+    let problem = |runtime: &str, models: &str| -> (usize, usize, String) {
+        let err = builtin_project(runtime, models).expect_err(runtime);
+        assert_eq!(err.len(), 1, "{err}");
+        let d = &err.0[0];
+        (d.line, d.column, d.message.clone())
+    };
+    ok("    model: claude\n", models);
+    // Alone, an alias is the gateway's choice; so is one called `default`.
+    ok(
+        "",
+        "  models:\n    providers:\n      a: {kind: anthropic, base_url: \"http://x\", api_key_env: K}\n    aliases:\n      only: {provider: a, model: c}\n",
+    );
+
+    let (line, column, message) = problem("    model: claud\n", models);
+    assert_eq!((line, column), (8, 12));
+    assert!(
+        message.contains(
+            "`claud` is not an alias of `models.aliases` in config.yaml (aliases: claude, gpt)"
+        ),
+        "{message}"
+    );
+    let (_, _, message) = problem("    model: gpt\n", models);
+    assert!(
+        message.contains("served by the provider `o`, which is not `kind: anthropic`"),
+        "{message}"
+    );
+    let (line, column, message) = problem("", models);
+    assert_eq!((line, column), (7, 5));
+    assert!(
+        message.contains("needs `model:` to name one of the aliases (claude, gpt)"),
+        "{message}"
+    );
+    let (_, _, message) = problem("", "");
+    assert!(message.contains("add a `models:` section"), "{message}");
+}
