@@ -1,4 +1,4 @@
-//! Identifiers of tasks and executions.
+//! Identifiers of tasks, executions and approvals.
 //!
 //! Both are positive integers allocated by the store. They are distinct types so a task id can
 //! never be passed where an execution id is expected.
@@ -57,6 +57,7 @@ macro_rules! id_type {
 
 id_type!(TaskId, "T", "task");
 id_type!(ExecutionId, "E", "execution");
+id_type!(ApprovalId, "A", "approval");
 
 #[cfg(test)]
 mod tests {

@@ -1,10 +1,14 @@
 //! The `Store` trait: the one interface the rest of agentgrid uses to record and read state.
 
 use async_trait::async_trait;
-use domain::{EntityKind, Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp};
+use domain::{
+    Approval, ApprovalId, EntityKind, Event, Execution, ExecutionId, Task, TaskId, TaskState,
+    Timestamp,
+};
 
 use crate::{
-    Applied, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage, TaskFilter, UsageScope,
+    Applied, ApprovalFilter, Change, Error, ExecutionFilter, KeyedCall, Merge, ModelUsage,
+    TaskFilter, UsageScope,
 };
 
 /// A durable event log with projections of tasks, dependencies and executions.
@@ -71,6 +75,12 @@ pub trait Store: Send + Sync + 'static {
     /// Merges of done sub-tasks that have not succeeded yet (never tried, or failed), into
     /// `parent` or, with `None`, into any task; ordered by child.
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error>;
+
+    /// One approval, or `None` when no approval has this id.
+    async fn approval(&self, id: ApprovalId) -> Result<Option<Approval>, Error>;
+
+    /// The approvals `filter` selects, newest first.
+    async fn approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, Error>;
 
     // The views. Each reads what it returns and no more (an index, a `LIMIT`), so that `status`
     // and `task list --limit` cost in proportion to what they show, not to every task ever
