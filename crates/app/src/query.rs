@@ -49,6 +49,8 @@ pub struct StatusView {
     pub providers: Vec<ProviderLine>,
     /// The last failed validator among the recent executions.
     pub last_failure: Option<(Validation, ValidatorResult)>,
+    /// The newest pending approvals (at most `attention`), newest first.
+    pub approvals: Vec<domain::Approval>,
 }
 
 /// An execution under way, and why the scheduler started it when it said.
@@ -149,7 +151,14 @@ impl Query for Status {
             })
             .filter(|p| p.paused.is_some() || p.concurrency.is_some())
             .collect();
+        let pending = store::ApprovalFilter {
+            state: Some(domain::ApprovalState::Pending),
+            task: None,
+            limit: Some(self.attention),
+        };
+        let approvals = store.approvals(&pending).await?;
         Ok(StatusView {
+            approvals,
             tasks,
             active,
             recent,

@@ -46,7 +46,7 @@ macro_rules! id_type {
                 match digits.parse::<i64>() {
                     Ok(n) if n > 0 => Ok($name(n)),
                     _ => Err(format!(
-                        "`{s}` is not a {} id: expected a positive number such as 12",
+                        "`{s}` is not {} id: expected a positive number such as 12",
                         $what
                     )),
                 }
@@ -55,9 +55,9 @@ macro_rules! id_type {
     };
 }
 
-id_type!(TaskId, "T", "task");
-id_type!(ExecutionId, "E", "execution");
-id_type!(ApprovalId, "A", "approval");
+id_type!(TaskId, "T", "a task");
+id_type!(ExecutionId, "E", "an execution");
+id_type!(ApprovalId, "A", "an approval");
 
 #[cfg(test)]
 mod tests {

@@ -71,8 +71,8 @@ pub enum Change {
         child: TaskId,
         outcome: MergeResult,
     },
-    /// Ask a person to approve the task's work. Refused while the task has an approval
-    /// pending: a task waits for one decision at a time.
+    /// Ask a person to approve the task's work. A task waits for one decision at a time: an
+    /// agent's request is refused while one is pending, and the policy's makes nothing then.
     RequestApproval {
         task: TaskId,
         source: ApprovalSource,

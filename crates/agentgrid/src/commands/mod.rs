@@ -1,5 +1,7 @@
 //! One module per command; `run` dispatches.
 
+mod approvals;
+mod approvals_tui;
 mod boundary;
 mod ctl;
 mod demo;
@@ -40,6 +42,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(crate::exit::OK)
         }
         Command::Demo { dir } => demo::demo(dir).await,
+        Command::Approvals { command } => {
+            approvals::approvals(&Project::find(project)?, command).await
+        }
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::Doctor { json } => doctor::doctor(json, Project::find(project).ok()).await,
     }

@@ -132,6 +132,7 @@ fn the_full_config_example_parses_to_its_values() {
         shutdown_grace: Duration::from_secs(10),
         models: manifest::Models::default(),
         budgets: manifest::Budgets::default(),
+        approvals: manifest::Approvals::default(),
     };
     assert_eq!(config, expected);
     // Apart from the per-label limit, the example spells out the defaults.

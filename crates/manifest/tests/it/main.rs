@@ -60,6 +60,7 @@ spec:
     base: HEAD
     hooks: {after_create: "", before_run: "", after_run: "", before_remove: "", timeout: 2m}   # each optional shell line
   shutdown_grace: 10s
+  approvals: {before_land: false, require_labels: []}   # true: every done task waits for a person
 "#;
 
 /// The smallest valid agent: everything else takes its default.

@@ -90,9 +90,20 @@ fn each_source_asks_only_in_its_state_and_one_at_a_time() {
     let why = w.refused(request(TaskId(99), ApprovalSource::Policy));
     assert_eq!(why, "task #99 does not exist");
 
-    let task = done_with_approval(&mut w);
-    let why = w.refused(request(task, ApprovalSource::Policy));
+    let task = w.titled("plan");
+    w.claim(task);
+    w.ok(request(task, ApprovalSource::Agent));
+    let why = w.refused(request(task, ApprovalSource::Agent));
     assert!(why.contains("already waits for approval #1"), "{why}");
+    // The policy's request, made in the batch that ends the task, finds the pending one
+    // standing for it and makes nothing, so that the end is never rolled back.
+    w.ok(Change::SettleTask {
+        id: task,
+        to: TaskState::Done,
+        reason: None,
+    });
+    assert!(w.ok(request(task, ApprovalSource::Policy)).is_empty());
+    assert_eq!(w.state.approvals().count(), 1);
 }
 
 #[test]
