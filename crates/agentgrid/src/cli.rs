@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use domain::{ExecutionId, TaskId, TaskState};
+use domain::{ApprovalId, ExecutionId, TaskId, TaskState};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -135,6 +135,15 @@ pub enum Command {
         /// `builtin` (the built-in agent, against a scripted model served by the demo).
         #[arg(long, value_enum, default_value = "scripted", value_name = "KIND")]
         agents: crate::commands::DemoAgents,
+    },
+    /// The approval queue: work waiting for a person's decision.
+    ///
+    /// Without a subcommand on a terminal it opens the interactive queue (arrows to move,
+    /// Enter for the detail and diff, `a` approve, `r` reject with feedback, `?` help, `q`
+    /// quit); elsewhere it prints the pending list.
+    Approvals {
+        #[command(subcommand)]
+        command: Option<ApprovalsCommand>,
     },
     /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
     #[command(subcommand)]
@@ -315,6 +324,47 @@ pub struct TaskEditArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// List approvals, newest first: the pending ones, or with --all every one.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one approval: the task and its sub-tasks, the validators, the cost, the diff stats.
+    Show {
+        id: ApprovalId,
+        /// Print the diff of the task's branch too.
+        #[arg(long)]
+        diff: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve the work.
+    Approve {
+        id: ApprovalId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send the work back with feedback for the next execution; the task is reopened.
+    Reject {
+        id: ApprovalId,
+        #[arg(long)]
+        feedback: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a question about the work instead of deciding; the approval stays pending.
+    Ask {
+        id: ApprovalId,
+        question: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DepCommand {
     /// TASK waits until BLOCKER is done.
     Add { task: TaskId, blocker: TaskId },
@@ -345,10 +395,25 @@ pub enum CtlCommand {
         #[arg(long)]
         key: Option<String>,
     },
+    /// Ask a person to approve the work before it goes on.
+    #[command(subcommand)]
+    Approval(CtlApproval),
     /// Ask that a task run sooner.
     Nudge { task: TaskId },
     /// Print the current task, its parent and sub-tasks as JSON.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlApproval {
+    /// Ask for a person's decision, then exit: the task waits blocked (no process, no tokens)
+    /// until it is approved (the task runs again) or rejected with feedback (it runs again
+    /// with the feedback). Prints the approval's id.
+    Request {
+        /// What the person is to approve: what was done, what comes next.
+        #[arg(long)]
+        summary: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

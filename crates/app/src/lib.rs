@@ -16,6 +16,8 @@
 //!   [`Nudge`], [`Comment`], [`Import`], [`AddDependency`], [`RemoveDependency`]) and the queries
 //!   ([`Status`], [`TaskList`], [`TaskShow`], [`Events`], [`Usage`]), each with its own result
 //!   type.
+//! - The approval queue: [`DecideApproval`] and [`AskApproval`], [`ApprovalList`] and
+//!   [`ApprovalShow`], and [`App::latest_rejection_feedback`] for the next prompt.
 //! - [`Error`]: a wrong request ([`Error::Invalid`], which changed nothing) or the store's error.
 //!
 //! The key design decision: views cost what they show. A query reads counts by SQL aggregate,
@@ -41,6 +43,7 @@
 //! # });
 //! ```
 
+mod approvals;
 mod command;
 mod error;
 mod import;
@@ -55,6 +58,10 @@ use std::sync::Arc;
 use domain::{Clock, ExecutionId, Timestamp};
 use store::Store;
 
+pub use approvals::{
+    ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval,
+    Question, UsageLine, ValidatorSummary,
+};
 pub use command::{
     AddDependency, AddTask, Cancel, Cancelled, Comment, EditTask, Import, Nudge, RemoveDependency,
     Reopen,

@@ -135,6 +135,8 @@ pub struct StatusView {
     pub engine: EngineState,
     /// The app's clock when the view was read, to tell "in 8 m" from.
     pub now: domain::Timestamp,
+    /// The newest pending approvals (at most `attention`), newest first.
+    pub approvals: Vec<domain::Approval>,
 }
 
 /// An execution under way, and why the scheduler started it when it said.
@@ -242,6 +244,12 @@ impl Query for Status {
             })
             .filter(|p| p.paused.is_some() || p.concurrency.is_some())
             .collect();
+        let pending = store::ApprovalFilter {
+            state: Some(domain::ApprovalState::Pending),
+            task: None,
+            limit: Some(self.attention),
+        };
+        let approvals = store.approvals(&pending).await?;
         let timers = store
             .tasks_with_timers(self.timers)
             .await?
@@ -249,6 +257,7 @@ impl Query for Status {
             .filter_map(Timer::of)
             .collect();
         Ok(StatusView {
+            approvals,
             timers,
             engine: self.engine,
             now,

@@ -152,6 +152,9 @@ impl Limits {
             Op::Block { reason } => {
                 self.check_text("the reason", "--reason", reason, self.max_text_bytes)
             }
+            Op::ApprovalRequest { summary } => {
+                self.check_text("the summary", "--summary", summary, self.max_text_bytes)
+            }
             Op::Comment { text, key } => {
                 check_key(key.as_deref())?;
                 self.check_text("the comment", "its text", text, self.max_text_bytes)

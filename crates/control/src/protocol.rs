@@ -35,6 +35,9 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
     },
+    /// Ask a person to approve the work so far; the execution should exit after it, and its
+    /// task waits blocked for the decision.
+    ApprovalRequest { summary: String },
     /// Ask that a task run sooner.
     Nudge { task: TaskId },
     /// The execution's task, its parent and its sub-tasks.
@@ -48,6 +51,7 @@ impl Op {
             Op::Complete { .. } => "complete",
             Op::Block { .. } => "block",
             Op::Comment { .. } => "comment",
+            Op::ApprovalRequest { .. } => "approval_request",
             Op::Nudge { .. } => "nudge",
             Op::Status => "status",
         }

@@ -562,7 +562,9 @@ async fn answer(
     }
     let counted = match request.op {
         Op::SubtaskCreate { .. } => Some(Counted::Subtask),
-        Op::Comment { .. } | Op::Block { .. } => Some(Counted::Comment),
+        Op::Comment { .. } | Op::Block { .. } | Op::ApprovalRequest { .. } => {
+            Some(Counted::Comment)
+        }
         _ => None,
     };
     let (reply, answer) = oneshot::channel();
@@ -633,7 +635,7 @@ fn admit_call(
     entry.calls += 1;
     limits.check(&request.op)?;
     match request.op {
-        Op::Comment { .. } | Op::Block { .. } => {
+        Op::Comment { .. } | Op::Block { .. } | Op::ApprovalRequest { .. } => {
             if entry.comments >= limits.max_comments_per_execution {
                 return Err(format!(
                     "execution #{} has made {} comments, the most allowed ({} comments per \

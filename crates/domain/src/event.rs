@@ -6,7 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Execution, ExecutionKind, ExecutionState, Task, TaskId, TaskState, Timestamp, Usage};
+use crate::{
+    ApprovalId, ApprovalSource, Decision, Execution, ExecutionId, ExecutionKind, ExecutionState,
+    Task, TaskId, TaskState, Timestamp, Usage,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -137,6 +140,27 @@ pub enum EventKind {
     TaskLandAbandoned {
         reason: String,
     },
+    /// A person's approval of the task's work was asked for (by the policy or the agent).
+    TaskApprovalRequested {
+        approval: ApprovalId,
+        source: ApprovalSource,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        execution: Option<ExecutionId>,
+        summary: String,
+    },
+    /// A person decided on the approval; `by` is who, as the store records actors.
+    TaskApprovalDecided {
+        approval: ApprovalId,
+        by: String,
+        #[serde(flatten)]
+        decision: Decision,
+    },
+    /// A person asked a question about the approval instead of deciding; it stays pending.
+    TaskApprovalQuestioned {
+        approval: ApprovalId,
+        by: String,
+        question: String,
+    },
     ExecutionCreated {
         execution: Execution,
     },
@@ -253,6 +277,9 @@ impl EventKind {
             EventKind::TaskLandStarted { .. } => "task_land_started",
             EventKind::TaskLanded { .. } => "task_landed",
             EventKind::TaskLandAbandoned { .. } => "task_land_abandoned",
+            EventKind::TaskApprovalRequested { .. } => "task_approval_requested",
+            EventKind::TaskApprovalDecided { .. } => "task_approval_decided",
+            EventKind::TaskApprovalQuestioned { .. } => "task_approval_questioned",
             EventKind::ExecutionCreated { .. } => "execution_created",
             EventKind::ExecutionStateChanged { .. } => "execution_state_changed",
             EventKind::ExecutionProcessStarted { .. } => "execution_process_started",
@@ -335,6 +362,27 @@ impl EventKind {
                 None => format!("landed ({strategy}) on {base} at {}", short(new)),
             },
             EventKind::TaskLandAbandoned { reason } => format!("land abandoned: {reason}"),
+            EventKind::TaskApprovalRequested {
+                approval,
+                source,
+                summary,
+                ..
+            } => format!("approval #{approval} requested by the {source}: {summary}"),
+            EventKind::TaskApprovalDecided {
+                approval,
+                by,
+                decision,
+            } => match decision {
+                Decision::Approve => format!("approval #{approval} approved by {by}"),
+                Decision::Reject { feedback } => {
+                    format!("approval #{approval} rejected by {by}: {feedback}")
+                }
+            },
+            EventKind::TaskApprovalQuestioned {
+                approval,
+                by,
+                question,
+            } => format!("approval #{approval}: {by} asks: {question}"),
             EventKind::ExecutionCreated { execution } => format!(
                 "{} execution of #{} by {} (attempt {})",
                 execution.kind, execution.task_id, execution.agent, execution.attempt

@@ -1,4 +1,4 @@
-//! Identifiers of tasks and executions.
+//! Identifiers of tasks, executions and approvals.
 //!
 //! Both are positive integers allocated by the store. They are distinct types so a task id can
 //! never be passed where an execution id is expected.
@@ -46,7 +46,7 @@ macro_rules! id_type {
                 match digits.parse::<i64>() {
                     Ok(n) if n > 0 => Ok($name(n)),
                     _ => Err(format!(
-                        "`{s}` is not a {} id: expected a positive number such as 12",
+                        "`{s}` is not {} id: expected a positive number such as 12",
                         $what
                     )),
                 }
@@ -55,8 +55,9 @@ macro_rules! id_type {
     };
 }
 
-id_type!(TaskId, "T", "task");
-id_type!(ExecutionId, "E", "execution");
+id_type!(TaskId, "T", "a task");
+id_type!(ExecutionId, "E", "an execution");
+id_type!(ApprovalId, "A", "an approval");
 
 #[cfg(test)]
 mod tests {

@@ -27,6 +27,7 @@
 //! assert!(ExecutionState::Running.can_transition_to(ExecutionState::Validating));
 //! ```
 
+pub mod approval;
 pub mod event;
 pub mod execution;
 pub mod ids;
@@ -36,9 +37,10 @@ pub mod task;
 pub mod text;
 pub mod time;
 
+pub use approval::{Approval, ApprovalSource, ApprovalState, Decision};
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
-pub use ids::{ExecutionId, TaskId};
+pub use ids::{ApprovalId, ExecutionId, TaskId};
 pub use land::LandStrategy;
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};

@@ -69,6 +69,7 @@ pub const TRANSITIONS: &[(TaskState, TaskState, &str)] = {
         (Blocked, Cancelled, "cancelled"),
         (Failed, Open, "reopened by a person"),
         (Cancelled, Open, "reopened by a person"),
+        (Done, Open, "a person rejected its approval"),
     ]
 };
 
@@ -309,6 +310,7 @@ mod tests {
             (Blocked, Cancelled),
             (Failed, Open),
             (Cancelled, Open),
+            (Done, Open),
         ];
         for from in TaskState::ALL {
             for to in TaskState::ALL {
@@ -324,9 +326,11 @@ mod tests {
     }
 
     #[test]
-    fn done_is_final_and_terminal_states_are_the_three() {
+    fn done_leaves_only_for_open_and_terminal_states_are_the_three() {
+        // A rejected approval is the one way out of done (the tracker allows it for nothing
+        // else), and it goes back to open, never to running or a verdict.
         for to in TaskState::ALL {
-            assert!(!Done.can_transition_to(to));
+            assert_eq!(Done.can_transition_to(to), to == Open, "done -> {to}");
         }
         let terminal: Vec<_> = TaskState::ALL
             .into_iter()

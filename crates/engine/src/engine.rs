@@ -1,5 +1,6 @@
 //! The service loop: decide, act, record, wait.
 
+mod approvals;
 mod calls;
 mod held;
 mod jobs;
@@ -485,15 +486,13 @@ impl Engine {
                 Action::CloseParent { task, to, reason } => {
                     again = true;
                     self.flush().await?;
-                    self.apply(
-                        "engine",
-                        vec![Change::SetTaskState {
-                            id: task,
-                            to,
-                            reason: Some(reason),
-                        }],
-                    )
-                    .await?;
+                    let mut close = vec![Change::SetTaskState {
+                        id: task,
+                        to,
+                        reason: Some(reason),
+                    }];
+                    self.ask_policy_approvals(&mut close);
+                    self.apply("engine", close).await?;
                     self.after_task_ended(task);
                 }
             }
@@ -1172,6 +1171,7 @@ impl Engine {
         let mut changes = vec![finish];
         let (settle, ended) = self.settle(task_id, &end, now);
         changes.extend(settle);
+        self.ask_policy_approvals(&mut changes);
         self.dirty = true;
         let task_ended = ended
             || self
@@ -1671,6 +1671,10 @@ impl Engine {
                 Ok(serde_json::json!({ "blocked": true }))
             }
             Op::Comment { text, key } => self.comment(task_id, &actor, text, key).await,
+            Op::ApprovalRequest { summary } => {
+                self.request_approval(&task, &actor, &shared, execution, summary)
+                    .await
+            }
             Op::Nudge { task } => {
                 self.apply(&actor, vec![Change::Nudge { id: task }])
                     .await

@@ -25,6 +25,8 @@ pub struct Setup {
     pub gateway: Option<gateway::Options>,
     /// Model budgets, applied to every execution.
     pub budgets: gateway::Budgets,
+    /// Which done tasks wait for a person's approval.
+    pub approvals: manifest::Approvals,
 }
 
 /// Converts a loaded project. `repo_root` is the git repository the worktrees come from.
@@ -181,6 +183,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         agent_day: limit(&spec.budgets.per_agent_per_day),
     };
     Ok(Setup {
+        approvals: spec.approvals.clone(),
         config,
         agents,
         workspace,

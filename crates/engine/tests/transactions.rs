@@ -104,6 +104,15 @@ impl Store for Recording {
     async fn providers(&self) -> Result<Vec<store::ProviderStanding>, Error> {
         self.inner.providers().await
     }
+    async fn approval(&self, id: domain::ApprovalId) -> Result<Option<domain::Approval>, Error> {
+        self.inner.approval(id).await
+    }
+    async fn approvals(
+        &self,
+        filter: &store::ApprovalFilter,
+    ) -> Result<Vec<domain::Approval>, Error> {
+        self.inner.approvals(filter).await
+    }
 }
 
 fn write(path: &Path, text: &str) {

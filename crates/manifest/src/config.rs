@@ -53,6 +53,8 @@ pub struct ConfigSpec {
     pub models: crate::models::Models,
     /// Limits on model use.
     pub budgets: crate::models::Budgets,
+    /// Which finished work waits for a person's approval.
+    pub approvals: Approvals,
     /// How `agentgrid land` brings a done task's branch into the base branch.
     pub land: Land,
 }
@@ -79,6 +81,7 @@ impl Default for ConfigSpec {
             models: crate::models::Models::default(),
             budgets: crate::models::Budgets::default(),
             land: Land::default(),
+            approvals: Approvals::default(),
         }
     }
 }
@@ -135,6 +138,25 @@ impl Default for Continuation {
             delay: Duration::from_secs(1),
             max: 3,
         }
+    }
+}
+
+/// The approval policy: which top-level tasks, once done, wait for a person's decision
+/// (`agentgrid approvals`) before their work lands.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Approvals {
+    /// Every top-level task that ends done.
+    pub before_land: bool,
+    /// Only top-level tasks carrying one of these labels.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub require_labels: Vec<String>,
+}
+
+impl Approvals {
+    /// Whether a done top-level task with these labels waits for a person.
+    pub fn wants(&self, labels: &[String]) -> bool {
+        self.before_land || labels.iter().any(|l| self.require_labels.contains(l))
     }
 }
 
@@ -356,8 +378,10 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "models",
     "budgets",
     "land",
+    "approvals",
 ];
 pub(crate) const LAND_FIELDS: &[&str] = &["strategy"];
+pub(crate) const APPROVALS_FIELDS: &[&str] = &["before_land", "require_labels"];
 pub(crate) const CONCURRENCY_FIELDS: &[&str] = &["global", "per_label"];
 pub(crate) const RETRY_FIELDS: &[&str] = &["base_delay", "max_delay"];
 pub(crate) const CONTINUATION_FIELDS: &[&str] = &["delay", "max"];
@@ -465,6 +489,33 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
         && let Some(r) = cx.fields(n, &f.path("resume"), RESUME_FIELDS)
     {
         spec.resume.interval = positive_duration(cx, &r, "interval", Resume::default().interval);
+    }
+
+    if let Some(n) = f.value("approvals")
+        && let Some(a) = cx.fields(n, &f.path("approvals"), APPROVALS_FIELDS)
+    {
+        spec.approvals.before_land = a.or(cx, "before_land", false);
+        if let Some(list) = a.value("require_labels") {
+            let path = a.path("require_labels");
+            spec.approvals.require_labels = Vec::decode(cx, list, &path).unwrap_or_default();
+            if let Value::Seq(items) = &list.value {
+                for (i, item) in items.iter().enumerate() {
+                    let label = item.scalar_text(cx.source).unwrap_or_default();
+                    if let Err(message) = domain::task::check_label(&label) {
+                        cx.error(item, &format!("{path}[{i}]"), message);
+                    } else if spec.approvals.require_labels[..i].contains(&label) {
+                        cx.error(
+                            item,
+                            &format!("{path}[{i}]"),
+                            format!("`{label}` is listed twice; list each label once"),
+                        );
+                    }
+                }
+            }
+            if spec.approvals.before_land && !spec.approvals.require_labels.is_empty() {
+                cx.error(list, &path, "has no effect while before_land is true, which asks for an approval of every top-level task: remove one of the two");
+            }
+        }
     }
 
     if let Some(n) = f.value("guards")

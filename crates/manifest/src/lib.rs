@@ -55,8 +55,9 @@ pub use agent::{
     Routing, Runtime, RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
 };
 pub use config::{
-    Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, GitDriver, Guards, Hook,
-    HookCommand, Hooks, Land, Resume, Retry, WorkspaceConfig, WorkspaceGit, WorkspaceQuota,
+    Approvals, Concurrency, ConfigManifest, ConfigMetadata, ConfigSpec, Continuation, GitDriver,
+    Guards, Hook, HookCommand, Hooks, Land, Resume, Retry, WorkspaceConfig, WorkspaceGit,
+    WorkspaceQuota,
 };
 pub use diagnostic::{Diagnostic, Diagnostics, Place};
 pub use error::Error;

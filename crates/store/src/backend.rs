@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 use domain::{
-    EntityKind, Event, EventKind, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp,
+    Approval, ApprovalId, EntityKind, Event, EventKind, Execution, ExecutionId, Task, TaskId,
+    TaskState, Timestamp,
 };
 
 use crate::{
-    Applied, Change, Error, ExecutionFilter, KeyedCall, Land, Merge, ModelUsage, TaskFilter,
-    UsageGroup, UsageGroupSum, UsageScope,
+    Applied, ApprovalFilter, Change, Error, ExecutionFilter, KeyedCall, Land, Merge, ModelUsage,
+    TaskFilter, UsageGroup, UsageGroupSum, UsageScope,
 };
 
 /// A durable event log with projections of tasks, dependencies and executions.
@@ -125,6 +126,12 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(land)
     }
+
+    /// One approval, or `None` when no approval has this id.
+    async fn approval(&self, id: ApprovalId) -> Result<Option<Approval>, Error>;
+
+    /// The approvals `filter` selects, newest first.
+    async fn approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, Error>;
 
     // The views. Each reads what it returns and no more (an index, a `LIMIT`), so that `status`
     // and `task list --limit` cost in proportion to what they show, not to every task ever

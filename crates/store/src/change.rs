@@ -1,7 +1,9 @@
 //! The store's read and write vocabulary: what applying a batch produced and what queries
 //! select. The changes themselves are the tracker's ([`tracker::Change`]), re-exported here.
 
-use domain::{Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp};
+use domain::{
+    Approval, ApprovalState, Event, Execution, ExecutionId, Task, TaskId, TaskState, Timestamp,
+};
 
 /// A provider's standing as last recorded: see [`Change::PauseProvider`] and
 /// [`Change::ThrottleProvider`].
@@ -62,6 +64,17 @@ pub struct Applied {
     pub tasks: Vec<Task>,
     /// The final state of every execution the batch touched, in the order first touched.
     pub executions: Vec<Execution>,
+    /// The final state of every approval the batch requested or decided, by id.
+    pub approvals: Vec<Approval>,
+}
+
+/// Which approvals [`Store::approvals`](crate::Store::approvals) returns, newest first. The
+/// default selects all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApprovalFilter {
+    pub state: Option<ApprovalState>,
+    pub task: Option<TaskId>,
+    pub limit: Option<u32>,
 }
 
 /// Which tasks [`Store::tasks`](crate::Store::tasks) returns. The default selects all.

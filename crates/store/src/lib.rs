@@ -48,7 +48,9 @@ mod sqlite;
 mod usage;
 
 pub use backend::Store;
-pub use change::{Applied, ExecutionFilter, KeyedCall, Land, Merge, ProviderStanding, TaskFilter};
+pub use change::{
+    Applied, ApprovalFilter, ExecutionFilter, KeyedCall, Land, Merge, ProviderStanding, TaskFilter,
+};
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
 pub use tracker::{Change, MergeResult, TaskEdit};

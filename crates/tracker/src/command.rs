@@ -2,8 +2,8 @@
 
 use domain::event::ValidatorResult;
 use domain::{
-    ExecutionId, ExecutionKind, ExecutionState, LandStrategy, NewTask, TaskId, TaskState,
-    Timestamp, Usage,
+    ApprovalId, ApprovalSource, Decision, ExecutionId, ExecutionKind, ExecutionState, LandStrategy,
+    NewTask, TaskId, TaskState, Timestamp, Usage,
 };
 
 /// One requested change to the tracker. A batch of them is applied atomically by
@@ -92,6 +92,26 @@ pub enum Change {
     MarkLanded {
         id: TaskId,
         root: TaskId,
+    },
+    /// Ask a person to approve the task's work. A task waits for one decision at a time: an
+    /// agent's request is refused while one is pending, and the policy's makes nothing then.
+    RequestApproval {
+        task: TaskId,
+        source: ApprovalSource,
+        execution: Option<ExecutionId>,
+        summary: String,
+    },
+    /// A person's decision on a pending approval, made once. A rejection reopens the task (a
+    /// done or blocked one), and an approval the agent asked for reopens its blocked task so
+    /// that the work goes on, in the same transaction as the decision.
+    DecideApproval {
+        id: ApprovalId,
+        decision: Decision,
+    },
+    /// A question about a pending approval; it stays pending.
+    AskApproval {
+        id: ApprovalId,
+        question: String,
     },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
@@ -227,6 +247,9 @@ impl Change {
             Change::RemoveDependency { .. } => "remove_dependency",
             Change::Nudge { .. } => "nudge",
             Change::Comment { .. } => "comment",
+            Change::RequestApproval { .. } => "request_approval",
+            Change::DecideApproval { .. } => "decide_approval",
+            Change::AskApproval { .. } => "ask_approval",
             Change::ScheduleTask { .. } => "schedule_task",
             Change::SetBranch { .. } => "set_branch",
             Change::ClaimCompletion { .. } => "claim_completion",

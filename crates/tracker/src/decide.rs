@@ -4,8 +4,9 @@
 use std::collections::{HashMap, VecDeque};
 
 use domain::{
-    EventKind, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId,
-    TaskState, Timestamp,
+    Approval, ApprovalId, ApprovalSource, ApprovalState, Decision as ApprovalDecision, EventKind,
+    Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId, TaskState,
+    Timestamp,
 };
 
 use crate::refusal::refused;
@@ -93,6 +94,17 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
                         queue.push_back(next);
                     }
                 }
+            }
+        }
+        Change::RequestApproval { task, .. } => {
+            keys.push(Key::Task(*task));
+            keys.push(Key::PendingApprovalOf(*task));
+            keys.push(Key::NextApprovalId);
+        }
+        Change::DecideApproval { id, .. } | Change::AskApproval { id, .. } => {
+            keys.push(Key::Approval(*id));
+            if let Some(approval) = state.approval(*id) {
+                keys.push(Key::Task(approval.task_id));
             }
         }
         Change::EditTask { id, .. }
@@ -311,7 +323,23 @@ impl Decision<'_> {
                 Ok(())
             }
             Change::EditTask { id, edit } => self.edit_task(*id, edit),
-            Change::SetTaskState { id, to, reason } => self.set_task_state(*id, *to, reason),
+            Change::SetTaskState { id, to, reason } => {
+                if *to == TaskState::Open && self.task(*id)?.state == TaskState::Done {
+                    return refused(format!(
+                        "task #{id} is done; a done task goes back to open only when a person \
+                         rejects its approval (`agentgrid approvals reject`)"
+                    ));
+                }
+                self.set_task_state(*id, *to, reason)
+            }
+            Change::RequestApproval {
+                task,
+                source,
+                execution,
+                summary,
+            } => self.request_approval(*task, *source, *execution, summary),
+            Change::DecideApproval { id, decision } => self.decide_approval(*id, decision),
+            Change::AskApproval { id, question } => self.ask_approval(*id, question),
             Change::SettleTask { id, to, reason } => {
                 let state = self.task(*id)?.state;
                 if state != TaskState::Running {
@@ -721,6 +749,146 @@ impl Decision<'_> {
             agent,
         };
         self.task_event(id, kind);
+        Ok(())
+    }
+
+    fn request_approval(
+        &mut self,
+        task_id: TaskId,
+        source: ApprovalSource,
+        execution: Option<ExecutionId>,
+        summary: &str,
+    ) -> Result<(), Refusal> {
+        let task = self.task(task_id)?;
+        // The agent asks while it works; the policy asks about work that is done.
+        let expected = match source {
+            ApprovalSource::Agent => TaskState::Running,
+            ApprovalSource::Policy => TaskState::Done,
+        };
+        if task.state != expected {
+            return refused(format!(
+                "task #{task_id} is {}, so the {source} cannot ask for its approval: the {source} \
+                 asks while the task is {expected}",
+                task.state
+            ));
+        }
+        if let Some(pending) = self.state.pending_approval_of(task_id) {
+            // The policy asks as the task ends done, in the batch of that end: an approval
+            // already pending stands for it, and refusing would roll the end back.
+            if source == ApprovalSource::Policy {
+                return Ok(());
+            }
+            return refused(format!(
+                "task #{task_id} already waits for approval #{}; a task waits for one decision at \
+                 a time",
+                pending.id
+            ));
+        }
+        let approval = self.state.next_approval_id();
+        let kind = EventKind::TaskApprovalRequested {
+            approval,
+            source,
+            execution,
+            summary: summary.to_owned(),
+        };
+        self.task_event(task_id, kind);
+        Ok(())
+    }
+
+    /// The approval, which must still be pending for `what`.
+    fn pending_approval(&self, id: ApprovalId, what: &str) -> Result<&Approval, Refusal> {
+        let Some(approval) = self.state.approval(id) else {
+            return refused(format!(
+                "approval #{id} does not exist: see `agentgrid approvals list`"
+            ));
+        };
+        if approval.state != ApprovalState::Pending {
+            let by = approval.decided_by.as_deref().unwrap_or("someone");
+            return refused(format!(
+                "approval #{id} was already {} by {by}, so it cannot {what}: a decision is made \
+                 once",
+                approval.state
+            ));
+        }
+        Ok(approval)
+    }
+
+    fn decide_approval(
+        &mut self,
+        id: ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<(), Refusal> {
+        let what = match decision {
+            ApprovalDecision::Approve => "be approved",
+            ApprovalDecision::Reject { .. } => "be rejected",
+        };
+        let approval = self.pending_approval(id, what)?;
+        let (task_id, source) = (approval.task_id, approval.source);
+        let task = self.task(task_id)?;
+        if task.state == TaskState::Running {
+            return refused(format!(
+                "task #{task_id} is still running; decide on approval #{id} once its execution \
+                 has ended"
+            ));
+        }
+        if let ApprovalDecision::Reject { feedback } = decision
+            && feedback.trim().is_empty()
+        {
+            return refused("a rejection needs feedback: say what the next execution must change");
+        }
+        // What the decision does to the task: a rejection sends the work back, and an approval
+        // the agent waited for lets it go on. Any other state (a person reopened or cancelled
+        // the task meanwhile) is left as it is.
+        let reopen = match decision {
+            ApprovalDecision::Reject { feedback } => match task.state {
+                TaskState::Done if task.parent.is_some() => {
+                    return refused(format!(
+                        "task #{task_id} is a done sub-task whose work is merged into #{}; reject \
+                         the parent's work instead",
+                        task.parent.unwrap_or(task_id)
+                    ));
+                }
+                TaskState::Done | TaskState::Blocked => {
+                    Some(format!("rejected in approval #{id}: {feedback}"))
+                }
+                _ => None,
+            },
+            ApprovalDecision::Approve => (source == ApprovalSource::Agent
+                && task.state == TaskState::Blocked)
+                .then(|| format!("approved in approval #{id}")),
+        };
+        let from = task.state;
+        self.task_event(
+            task_id,
+            EventKind::TaskApprovalDecided {
+                approval: id,
+                by: self.actor.to_owned(),
+                decision: decision.clone(),
+            },
+        );
+        if let Some(reason) = reopen {
+            let kind = EventKind::TaskStateChanged {
+                from,
+                to: TaskState::Open,
+                reason: Some(reason),
+            };
+            self.task_event(task_id, kind);
+        }
+        Ok(())
+    }
+
+    fn ask_approval(&mut self, id: ApprovalId, question: &str) -> Result<(), Refusal> {
+        if question.trim().is_empty() {
+            return refused("a question cannot be empty");
+        }
+        let task_id = self.pending_approval(id, "be asked about")?.task_id;
+        self.task(task_id)?;
+        let kind = EventKind::TaskApprovalQuestioned {
+            approval: id,
+            by: self.actor.to_owned(),
+            question: question.to_owned(),
+        };
+        self.task_event(task_id, kind);
         Ok(())
     }
 

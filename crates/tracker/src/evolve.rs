@@ -97,6 +97,46 @@ fn evolve_entry(state: &mut State, entry: &Entry) {
             state.put_land(task_id, Some(step));
         }
         EventKind::TaskLandAbandoned { .. } => state.put_land(task_id, None),
+        EventKind::TaskApprovalRequested {
+            approval,
+            source,
+            execution,
+            summary,
+        } => {
+            state.put_approval(domain::Approval {
+                id: *approval,
+                task_id,
+                source: *source,
+                execution_id: *execution,
+                summary: summary.clone(),
+                state: domain::ApprovalState::Pending,
+                requested_at: at,
+                decided_at: None,
+                decided_by: None,
+                feedback: None,
+            });
+            if let Some(task) = state.task_mut(task_id) {
+                task.updated_at = at;
+            }
+        }
+        EventKind::TaskApprovalDecided {
+            approval,
+            by,
+            decision,
+        } => {
+            if let Some(a) = state.approval_mut(*approval) {
+                a.state = decision.outcome();
+                a.decided_at = Some(at);
+                a.decided_by = Some(by.clone());
+                a.feedback = match decision {
+                    domain::Decision::Reject { feedback } => Some(feedback.clone()),
+                    domain::Decision::Approve => None,
+                };
+            }
+            if let Some(task) = state.task_mut(task_id) {
+                task.updated_at = at;
+            }
+        }
         kind if kind_is_task(kind) => {
             if let Some(task) = state.task_mut(task_id) {
                 evolve_task(task, kind, at);
@@ -148,7 +188,7 @@ fn evolve_task(task: &mut domain::Task, kind: &EventKind, at: domain::Timestamp)
             if *to == TaskState::Open
                 && matches!(
                     from,
-                    TaskState::Failed | TaskState::Cancelled | TaskState::Blocked
+                    TaskState::Failed | TaskState::Cancelled | TaskState::Blocked | TaskState::Done
                 )
             {
                 task.attempts = 0;

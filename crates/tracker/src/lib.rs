@@ -2,7 +2,9 @@
 //!
 //! Every write to agentgrid's tracker is a [`Change`]: create a task, move it through its
 //! states, claim it for an execution, record that execution's progress and end, merge a done
-//! sub-task into its parent. Whether a change is allowed, and what it makes happen, is decided
+//! sub-task into its parent, ask a person to approve a task's work and record the decision
+//! (once: a decided approval is never decided again, and a rejection reopens the task in the
+//! same transaction). Whether a change is allowed, and what it makes happen, is decided
 //! here and nowhere else, by two pure functions:
 //!
 //! - [`decide`]`(&State, &Command) -> Result<Vec<Event>, Refusal>` checks one change against

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use domain::{EntityKind, EventKind, Execution, ExecutionId, Task, TaskId};
+use domain::{Approval, ApprovalId, EntityKind, EventKind, Execution, ExecutionId, Task, TaskId};
 
 use crate::Entry;
 
@@ -33,6 +33,13 @@ pub enum Key {
     MergesInto(TaskId),
     /// The land of a task's branch on the base branch: under way, done, or none.
     Land(TaskId),
+    /// One approval, or the fact that it does not exist.
+    Approval(ApprovalId),
+    /// The pending approval of a task, if it has one: a backend loads it with
+    /// [`State::load_approval`] and marks the task with [`State::load_pending_approval_of`].
+    PendingApprovalOf(TaskId),
+    /// The id the next requested approval gets.
+    NextApprovalId,
     /// The id the next created task gets.
     NextTaskId,
     /// The id the next created execution gets.
@@ -99,6 +106,9 @@ pub struct State {
     lands: HashMap<TaskId, Option<LandStep>>,
     /// What each keyed call produced (`Some(result)`) or that the key is unused (`None`).
     call_keys: HashMap<(TaskId, String, String), Option<Option<TaskId>>>,
+    approvals: HashMap<ApprovalId, Option<Approval>>,
+    pending_known: HashSet<TaskId>,
+    next_approval_id: Option<ApprovalId>,
     versions: HashMap<(EntityKind, i64), u64>,
     next_task_id: Option<TaskId>,
     next_execution_id: Option<ExecutionId>,
@@ -111,6 +121,7 @@ impl State {
             complete: true,
             next_task_id: Some(TaskId(1)),
             next_execution_id: Some(ExecutionId(1)),
+            next_approval_id: Some(ApprovalId(1)),
             ..State::default()
         }
     }
@@ -136,6 +147,9 @@ impl State {
             Key::Merge(child) => self.merges.contains_key(child),
             Key::MergesInto(parent) => self.merges_known.contains(parent),
             Key::Land(task) => self.lands.contains_key(task),
+            Key::Approval(id) => self.approvals.contains_key(id),
+            Key::PendingApprovalOf(task) => self.pending_known.contains(task),
+            Key::NextApprovalId => self.next_approval_id.is_some(),
             Key::NextTaskId => self.next_task_id.is_some(),
             Key::NextExecutionId => self.next_execution_id.is_some(),
         }
@@ -215,6 +229,26 @@ impl State {
             .flatten()
     }
 
+    pub fn approval(&self, id: ApprovalId) -> Option<&Approval> {
+        self.approvals.get(&id).and_then(Option::as_ref)
+    }
+
+    /// Every approval this state holds, in no particular order.
+    pub fn approvals(&self) -> impl Iterator<Item = &Approval> {
+        self.approvals.values().flatten()
+    }
+
+    /// The task's pending approval, if any. Needs [`Key::PendingApprovalOf`].
+    pub fn pending_approval_of(&self, task: TaskId) -> Option<&Approval> {
+        self.approvals()
+            .filter(|a| a.task_id == task && a.state == domain::ApprovalState::Pending)
+            .min_by_key(|a| a.id)
+    }
+
+    pub fn next_approval_id(&self) -> ApprovalId {
+        self.next_approval_id.unwrap_or(ApprovalId(1))
+    }
+
     pub fn next_task_id(&self) -> TaskId {
         self.next_task_id.unwrap_or(TaskId(1))
     }
@@ -290,6 +324,19 @@ impl State {
         self.lands.insert(task, land);
     }
 
+    pub fn load_approval(&mut self, id: ApprovalId, approval: Option<Approval>) {
+        self.approvals.entry(id).or_insert(approval);
+    }
+
+    /// Records that the pending approval of `task` (if it has one) was loaded.
+    pub fn load_pending_approval_of(&mut self, task: TaskId) {
+        self.pending_known.insert(task);
+    }
+
+    pub fn load_next_approval_id(&mut self, id: ApprovalId) {
+        self.next_approval_id.get_or_insert(id);
+    }
+
     pub fn load_next_task_id(&mut self, id: TaskId) {
         self.next_task_id.get_or_insert(id);
     }
@@ -324,6 +371,17 @@ impl State {
             *next = (*next).max(ExecutionId(execution.id.0 + 1));
         }
         self.executions.insert(execution.id, Some(execution));
+    }
+
+    pub(crate) fn put_approval(&mut self, approval: Approval) {
+        if let Some(next) = &mut self.next_approval_id {
+            *next = (*next).max(ApprovalId(approval.id.0 + 1));
+        }
+        self.approvals.insert(approval.id, Some(approval));
+    }
+
+    pub(crate) fn approval_mut(&mut self, id: ApprovalId) -> Option<&mut Approval> {
+        self.approvals.get_mut(&id).and_then(Option::as_mut)
     }
 
     pub(crate) fn put_merge(&mut self, child: TaskId, merge: MergeStep) {

@@ -15,6 +15,8 @@
 //!   sub-task's branch in ([`MergeOutcome`]), and [`Workspaces::remove`] cleans up
 //!   ([`RemoveOutcome`]).
 //! - [`Workspace`]: one task's worktree, path and branch.
+//! - [`Review`]: what a task's branch changed, per file and as a patch, for a person deciding
+//!   on an approval ([`Workspaces::review`]).
 //!
 //! The key decision: removal is conservative and branches are permanent. A worktree is only
 //! removed when no process has its working directory or an open file inside it and nothing is
@@ -54,6 +56,7 @@ mod judge;
 mod land;
 pub mod message;
 mod quota;
+mod review;
 mod workspaces;
 
 pub use busy::{processes_using, processes_using_blocking};
@@ -65,4 +68,5 @@ pub use inspect::Distance;
 pub use judge::{Change, ChangeKind, JudgeTree};
 pub use land::{MainCheckout, Prepared};
 pub use quota::{Measured, OverQuota, Quota, measure};
+pub use review::{FileStat, Review};
 pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};

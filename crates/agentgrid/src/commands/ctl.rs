@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use control::Op;
 
-use crate::cli::{CtlCommand, CtlSubtask};
+use crate::cli::{CtlApproval, CtlCommand, CtlSubtask};
 use crate::user_error;
 
 pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
@@ -34,6 +34,7 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         CtlCommand::Complete { summary } => Op::Complete { summary },
         CtlCommand::Block { reason } => Op::Block { reason },
         CtlCommand::Comment { text, key } => Op::Comment { text, key },
+        CtlCommand::Approval(CtlApproval::Request { summary }) => Op::ApprovalRequest { summary },
         CtlCommand::Nudge { task } => Op::Nudge { task },
         CtlCommand::Status => Op::Status,
     };

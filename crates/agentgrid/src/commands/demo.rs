@@ -317,11 +317,17 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
         )
         .await?;
     outln!("3 issues filed; running the agents\n");
-    let summary = super::run::run_engine_with(&project, RunMode::UntilIdle, true, super::run_status::Mode::Off, |setup| {
-        if fixture.is_some() {
-            super::demo_builtin::give_key(setup);
-        }
-    })
+    let summary = super::run::run_engine_with(
+        &project,
+        RunMode::UntilIdle,
+        true,
+        super::run_status::Mode::Off,
+        |setup| {
+            if fixture.is_some() {
+                super::demo_builtin::give_key(setup);
+            }
+        },
+    )
     .await?;
     let code = super::run::print_summary(&project, &summary, false).await?;
     let tasks = store.tasks(&store::TaskFilter::default()).await?;

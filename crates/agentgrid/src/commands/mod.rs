@@ -1,18 +1,20 @@
 //! One module per command; `run` dispatches.
 
 mod agent_builtin;
+mod approvals;
+mod approvals_tui;
 mod boundary;
 mod ctl;
 mod demo;
-mod diff;
 mod demo_builtin;
+mod diff;
 mod doctor;
 mod events;
 mod init;
 mod land;
 mod run;
-mod shell;
 mod run_status;
+mod shell;
 mod status;
 mod task;
 mod usage;
@@ -81,6 +83,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(crate::exit::OK)
         }
         Command::Demo { dir, agents } => demo::demo(dir, agents).await,
+        Command::Approvals { command } => {
+            approvals::approvals(&Project::find(project)?, command).await
+        }
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::AgentBuiltin { model, max_turns } => {
             agent_builtin::agent_builtin(model, max_turns).await

@@ -88,6 +88,13 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 .filter_map(|t| Some(serde_json::json!({ "task": t.id, "reason": t.merge_failed.as_deref()? })))
                 .collect::<Vec<_>>(),
             "providers": view.providers.iter().map(provider_json).collect::<Vec<_>>(),
+            "approvals": view.approvals.iter().map(|a| serde_json::json!({
+                "id": a.id,
+                "task": a.task_id,
+                "source": a.source,
+                "requested_at": a.requested_at,
+                "age": super::approvals::age(a.requested_at, super::approvals::now()),
+            })).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -185,6 +192,24 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "… and {left_out} older: see `agentgrid task list --state failed --state blocked`"
             );
         }
+    }
+    if !view.approvals.is_empty() {
+        let now = super::approvals::now();
+        let rows: Vec<Vec<String>> = view
+            .approvals
+            .iter()
+            .map(|a| {
+                vec![
+                    a.id.to_string(),
+                    format!("#{}", a.task_id),
+                    a.source.to_string(),
+                    super::approvals::age(a.requested_at, now),
+                    clip(&a.summary, 100),
+                ]
+            })
+            .collect();
+        outln!("waiting for approval (see `agentgrid approvals`):");
+        table(&["APPROVAL", "TASK", "ASKED BY", "AGE", "SUMMARY"], &rows);
     }
     let unmerged: Vec<Vec<String>> = view
         .merge_failed

@@ -197,3 +197,127 @@ impl ModelProject<'_> {
         (runtime, fixture, repo)
     }
 }
+
+/// The real binary on a pseudo-terminal of 120 columns by 32 rows, as a person at a terminal
+/// runs it, with a terminal emulator (`vt100`) keeping the screen it draws.
+pub struct Pty {
+    master: std::fs::File,
+    child: std::process::Child,
+    screen: std::sync::Arc<std::sync::Mutex<vt100::Parser>>,
+}
+
+impl Repo {
+    pub fn pty(&self, args: &[&str]) -> Pty {
+        use std::os::unix::process::CommandExt;
+        let size = nix::pty::Winsize {
+            ws_row: 32,
+            ws_col: 120,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).unwrap();
+        let slave = pty.slave;
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .current_dir(self.path())
+            .env_remove("AGENTGRID_PROJECT")
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec: the child gets a session
+        // of its own with the terminal as its controlling terminal, as a login shell would.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                libc::ioctl(0, libc::TIOCSCTTY, 0);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap();
+        // The slave's copies in `cmd` close with it, so the master reads EOF (EIO) once the
+        // child is gone.
+        drop(cmd);
+        let master = std::fs::File::from(pty.master);
+        let (rows, cols) = (
+            std::num::NonZeroU16::new(32),
+            std::num::NonZeroU16::new(120),
+        );
+        let parser = vt100::Parser::new(rows.unwrap(), cols.unwrap(), 0);
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(parser));
+        let mut reader = master.try_clone().unwrap();
+        let feed = screen.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                feed.lock().unwrap().process(&buf[..n]);
+            }
+        });
+        Pty {
+            master,
+            child,
+            screen,
+        }
+    }
+}
+
+impl Pty {
+    /// Types `keys` (raw bytes: `\r` is Enter, `\x1b[B` the down arrow).
+    pub fn send(&mut self, keys: &str) {
+        use std::io::Write;
+        self.master.write_all(keys.as_bytes()).unwrap();
+        self.master.flush().unwrap();
+    }
+
+    /// What the screen shows now.
+    pub fn screen(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    /// Waits until the screen shows `text`, and returns the screen.
+    pub fn wait_for(&self, text: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the screen never showed {text:?}; it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the program to end and returns its exit code.
+    pub fn wait(mut self) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                panic!(
+                    "the program did not end; the screen shows:\n{}",
+                    self.screen()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Pty {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,5 +1,6 @@
 //! Tests of the application layer against a real SQLite store in a temporary directory.
 
+mod approvals;
 mod commands;
 mod land;
 mod views;

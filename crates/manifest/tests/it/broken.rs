@@ -811,3 +811,48 @@ fn builtin_runtimes_parse_and_misuse_is_named() {
         check(AGENT_FILE, &input, expected);
     }
 }
+
+#[test]
+fn a_broken_approval_policy_points_at_the_problem() {
+    let with = |policy: &str| format!("{CONFIG}  approvals: {policy}\n");
+    let cases = [
+        (
+            with("{before_land: yes please}"),
+            "6:28: spec.approvals.before_land: expected",
+        ),
+        (
+            with("{require_labels: [review, \"two words\"]}"),
+            "6:40: spec.approvals.require_labels[1]: label `two words` is not allowed",
+        ),
+        (
+            with("{require_labels: [review, review]}"),
+            "6:40: spec.approvals.require_labels[1]: `review` is listed twice",
+        ),
+        (
+            with("{before_land: true, require_labels: [review]}"),
+            "6:50: spec.approvals.require_labels: has no effect while before_land is true",
+        ),
+        (
+            with("{befor_land: true}"),
+            "6:15: spec.approvals: unknown field `befor_land` (did you mean `before_land`?)",
+        ),
+    ];
+    for (input, expected) in &cases {
+        check(CONFIG_FILE, input, expected);
+    }
+}
+
+#[test]
+fn an_approval_policy_names_the_tasks_that_wait() {
+    let input = format!("{CONFIG}  approvals: {{require_labels: [review]}}\n");
+    let config = parse_config(&input, Path::new(CONFIG_FILE)).unwrap();
+    let policy = &config.approvals;
+    assert!(policy.wants(&["review".to_string()]));
+    assert!(!policy.wants(&["docs".to_string()]));
+    let every = manifest::Approvals {
+        before_land: true,
+        require_labels: Vec::new(),
+    };
+    assert!(every.wants(&[]));
+    assert!(!manifest::Approvals::default().wants(&["review".to_string()]));
+}

@@ -136,6 +136,7 @@ fn the_full_config_example_parses_to_its_values() {
         land: manifest::Land {
             strategy: domain::LandStrategy::Merge,
         },
+        approvals: manifest::Approvals::default(),
     };
     assert_eq!(config, expected);
     // Apart from the per-label limit, the example spells out the defaults.

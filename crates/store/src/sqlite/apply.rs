@@ -37,6 +37,8 @@ pub(crate) struct Batch<'c> {
     /// The tasks and executions the batch touched, in the order first touched.
     tasks: Vec<TaskId>,
     executions: Vec<ExecutionId>,
+    /// The approvals the batch requested or decided.
+    approvals: Vec<domain::ApprovalId>,
 }
 
 impl<'c> Batch<'c> {
@@ -53,6 +55,7 @@ impl<'c> Batch<'c> {
             events: Vec::new(),
             tasks: Vec::new(),
             executions: Vec::new(),
+            approvals: Vec::new(),
         }
     }
 
@@ -98,6 +101,12 @@ impl<'c> Batch<'c> {
             }
             if let EventKind::ExecutionCreated { execution } = &entry.kind {
                 self.created_executions.insert(execution.id, index);
+            }
+            if let EventKind::TaskApprovalRequested { approval, .. }
+            | EventKind::TaskApprovalDecided { approval, .. } = &entry.kind
+                && !self.approvals.contains(approval)
+            {
+                self.approvals.push(*approval);
             }
             self.touch(entry.entity, entry.id);
             tracker::evolve(&mut self.state, &event);
@@ -167,6 +176,20 @@ impl<'c> Batch<'c> {
             Key::Land(task) => {
                 let land = steps::land(self.conn, task)?.map(land_step);
                 self.state.load_land(task, land);
+            }
+            Key::Approval(id) => {
+                let approval = steps::approval(self.conn, id)?;
+                self.state.load_approval(id, approval);
+            }
+            Key::PendingApprovalOf(task) => {
+                if let Some(a) = steps::pending_approval_of(self.conn, task)? {
+                    self.state.load_approval(a.id, Some(a));
+                }
+                self.state.load_pending_approval_of(task);
+            }
+            Key::NextApprovalId => {
+                let next = steps::next_approval_id(self.conn)?;
+                self.state.load_next_approval_id(domain::ApprovalId(next));
             }
             Key::NextTaskId => {
                 let next = rows::next_id(self.conn, rows::IdTable::Tasks)?;
@@ -267,6 +290,13 @@ impl<'c> Batch<'c> {
         }
         for side in std::mem::take(&mut self.side) {
             self.write_side(side).map_err(|f| (f, None))?;
+        }
+        // After the tasks and executions they point at.
+        self.approvals.sort();
+        for id in &self.approvals {
+            if let Some(a) = self.state.approval(*id) {
+                steps::save_approval(self.conn, a).map_err(|f| (f, None))?;
+            }
         }
         Ok(())
     }
@@ -373,6 +403,11 @@ impl<'c> Batch<'c> {
                 .executions
                 .iter()
                 .filter_map(|&id| state.execution(id).cloned())
+                .collect(),
+            approvals: self
+                .approvals
+                .iter()
+                .filter_map(|&id| state.approval(id).cloned())
                 .collect(),
             events: self.events,
         }

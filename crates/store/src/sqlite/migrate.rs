@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/0005_keys_and_merges.sql")),
     (6, include_str!("../../migrations/0006_providers.sql")),
     (7, include_str!("../../migrations/0007_views.sql")),
+    (8, include_str!("../../migrations/0008_approvals.sql")),
     (9, include_str!("../../migrations/0009_lands.sql")),
 ];
 

@@ -715,6 +715,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn approval(&self, id: domain::ApprovalId) -> Result<Option<domain::Approval>, Error> {
+        self.read("reading an approval", move |c| steps::approval(c, id))
+            .await
+    }
+
+    async fn approvals(
+        &self,
+        filter: &crate::ApprovalFilter,
+    ) -> Result<Vec<domain::Approval>, Error> {
+        let filter = *filter;
+        self.read("listing approvals", move |c| steps::approvals(c, &filter))
+            .await
+    }
+
     async fn unfinished_merges(&self, parent: Option<TaskId>) -> Result<Vec<Merge>, Error> {
         self.read("listing merges", move |c| {
             steps::unfinished_merges(c, parent)

@@ -1,11 +1,11 @@
-//! Rows of recorded steps: the idempotency keys of agents' calls and the merges of done
-//! sub-tasks into their parents.
+//! Rows of recorded steps: the idempotency keys of agents' calls, the merges of done
+//! sub-tasks into their parents, and approvals.
 
-use domain::{TaskId, Timestamp};
+use domain::{Approval, ApprovalId, ApprovalSource, ApprovalState, TaskId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::Fail;
-use crate::{KeyedCall, Land, Merge};
+use crate::{ApprovalFilter, KeyedCall, Land, Merge};
 
 pub(crate) fn call_key(
     conn: &Connection,
@@ -152,6 +152,55 @@ pub(crate) fn save_land(
     Ok(())
 }
 
+const APPROVAL_COLUMNS: &str = "id, task_id, source, execution_id, summary, state, requested_at, \
+     decided_at, decided_by, feedback";
+
+pub(crate) fn approval(conn: &Connection, id: ApprovalId) -> Result<Option<Approval>, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"
+    ))?;
+    Ok(stmt.query_row([id.0], approval_from_row).optional()?)
+}
+
+pub(crate) fn pending_approval_of(
+    conn: &Connection,
+    task: TaskId,
+) -> Result<Option<Approval>, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task_id = ?1 AND state = 'pending'"
+    ))?;
+    Ok(stmt.query_row([task.0], approval_from_row).optional()?)
+}
+
+pub(crate) fn next_approval_id(conn: &Connection) -> Result<i64, Fail> {
+    let mut stmt = conn.prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM approvals")?;
+    Ok(stmt.query_row([], |r| r.get(0))?)
+}
+
+/// Writes an approval as the batch left it: a new row, or the decision on an existing one.
+pub(crate) fn save_approval(conn: &Connection, a: &Approval) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO approvals (id, task_id, source, execution_id, summary, state, requested_at,
+             decided_at, decided_by, feedback)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (id) DO UPDATE SET state = ?6, decided_at = ?8, decided_by = ?9,
+             feedback = ?10",
+    )?;
+    stmt.execute(params![
+        a.id.0,
+        a.task_id.0,
+        a.source.as_str(),
+        a.execution_id.map(|e| e.0),
+        a.summary,
+        a.state.as_str(),
+        a.requested_at.0,
+        a.decided_at.map(|t| t.0),
+        a.decided_by,
+        a.feedback,
+    ])?;
+    Ok(())
+}
+
 fn land_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Land> {
     let strategy: String = row.get(2)?;
     Ok(Land {
@@ -162,5 +211,67 @@ fn land_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Land> {
         old: row.get(4)?,
         new: row.get(5)?,
         root: row.get::<_, Option<i64>>(6)?.map(TaskId),
+    })
+}
+
+/// The approvals `filter` selects, newest first, at most `filter.limit`.
+pub(crate) fn approvals(conn: &Connection, filter: &ApprovalFilter) -> Result<Vec<Approval>, Fail> {
+    let limit = filter.limit.map_or(-1, i64::from);
+    let state = filter.state.map(ApprovalState::as_str);
+    let task = filter.task.map(|t| t.0);
+    // Each arm names its condition plainly so that SQLite picks the index for it.
+    let rows = match (state, task) {
+        (Some(state), Some(task)) => conn
+            .prepare_cached(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task_id = ?1 AND state = ?2 \
+                 ORDER BY id DESC LIMIT ?3"
+            ))?
+            .query_map(params![task, state, limit], approval_from_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        (Some(state), None) => conn
+            .prepare_cached(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE state = ?1 \
+                 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(params![state, limit], approval_from_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, Some(task)) => conn
+            .prepare_cached(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE task_id = ?1 \
+                 ORDER BY id DESC LIMIT ?2"
+            ))?
+            .query_map(params![task, limit], approval_from_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, None) => conn
+            .prepare_cached(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals ORDER BY id DESC LIMIT ?1"
+            ))?
+            .query_map(params![limit], approval_from_row)?
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(rows)
+}
+
+fn approval_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
+    let bad = |column: usize, value: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("unknown approval value `{value}`").into(),
+        )
+    };
+    let source: String = row.get(2)?;
+    let state: String = row.get(5)?;
+    Ok(Approval {
+        id: ApprovalId(row.get(0)?),
+        task_id: TaskId(row.get(1)?),
+        source: ApprovalSource::parse(&source).ok_or_else(|| bad(2, source.clone()))?,
+        execution_id: row.get::<_, Option<i64>>(3)?.map(domain::ExecutionId),
+        summary: row.get(4)?,
+        state: ApprovalState::parse(&state).ok_or_else(|| bad(5, state.clone()))?,
+        requested_at: Timestamp(row.get(6)?),
+        decided_at: row.get::<_, Option<i64>>(7)?.map(Timestamp),
+        decided_by: row.get(8)?,
+        feedback: row.get(9)?,
     })
 }

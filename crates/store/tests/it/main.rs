@@ -1,5 +1,6 @@
 //! Integration tests of the store against real SQLite files in temporary directories.
 
+mod approvals;
 mod conformance;
 mod durability;
 mod events;

@@ -1,10 +1,11 @@
 //! Properties over random command sequences: the state the rules build equals the fold of the
 //! events they emitted, a state loaded piece by piece decides exactly as the whole tracker
-//! does, and no sequence ever gives a task two active executions.
+//! does, no sequence ever gives a task two active executions, and no approval is ever decided
+//! twice.
 
 use domain::{
-    EntityKind, ExecutionId, ExecutionKind, ExecutionState, NewTask, TaskId, TaskState, Timestamp,
-    Usage,
+    ApprovalId, ApprovalSource, ApprovalState, Decision, EntityKind, EventKind, ExecutionId,
+    ExecutionKind, ExecutionState, NewTask, TaskId, TaskState, Timestamp, Usage,
 };
 use proptest::prelude::*;
 use tracker::{
@@ -142,7 +143,25 @@ fn change() -> impl Strategy<Value = Change> {
             cost_micros: 1,
         }),
         1 => execution_id().prop_map(|id| Change::ResumeProvider { id, provider: "p".into() }),
+        1 => (task_id(), any::<bool>()).prop_map(|(task, agent)| Change::RequestApproval {
+            task,
+            source: if agent { ApprovalSource::Agent } else { ApprovalSource::Policy },
+            execution: None,
+            summary: "look".into(),
+        }),
+        1 => (approval_id(), 0..3u8).prop_map(|(id, pick)| match pick {
+            0 => Change::DecideApproval { id, decision: Decision::Approve },
+            1 => Change::DecideApproval {
+                id,
+                decision: Decision::Reject { feedback: "again".into() },
+            },
+            _ => Change::AskApproval { id, question: "why?".into() },
+        }),
     ]
+}
+
+fn approval_id() -> impl Strategy<Value = ApprovalId> {
+    (1..=IDS).prop_map(ApprovalId)
 }
 
 /// Batches of one to three changes, each batch at its own time.
@@ -177,6 +196,14 @@ fn load(partial: &mut State, whole: &State, key: &Key) {
             partial.load_merges_into(*parent);
         }
         Key::Land(task) => partial.load_land(*task, whole.land(*task).cloned()),
+        Key::Approval(id) => partial.load_approval(*id, whole.approval(*id).cloned()),
+        Key::PendingApprovalOf(task) => {
+            if let Some(a) = whole.pending_approval_of(*task) {
+                partial.load_approval(a.id, Some(a.clone()));
+            }
+            partial.load_pending_approval_of(*task);
+        }
+        Key::NextApprovalId => partial.load_next_approval_id(whole.next_approval_id()),
         Key::NextTaskId => partial.load_next_task_id(whole.next_task_id()),
         Key::NextExecutionId => partial.load_next_execution_id(whole.next_execution_id()),
     }
@@ -196,6 +223,8 @@ fn fold(events: &[Event]) -> State {
 fn steer(state: &State, change: &Change) -> Change {
     let mut tasks: Vec<TaskId> = state.tasks().map(|t| t.id).collect();
     let mut executions: Vec<ExecutionId> = state.executions().map(|e| e.id).collect();
+    let mut approvals: Vec<ApprovalId> = state.approvals().map(|a| a.id).collect();
+    approvals.sort();
     tasks.sort();
     executions.sort();
     let task = |id: &mut TaskId| {
@@ -250,6 +279,22 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::StartLand { id, .. }
         | Change::FinishLand { id, .. }
         | Change::CreateExecution { task_id: id, .. } => task(id),
+        Change::RequestApproval {
+            task: id, source, ..
+        } => {
+            task(id);
+            // Four times in five the source that may ask in the task's state asks.
+            match state.task(*id).map(|t| t.state) {
+                Some(TaskState::Running) if id.0 % 5 != 0 => *source = ApprovalSource::Agent,
+                Some(TaskState::Done) if id.0 % 5 != 0 => *source = ApprovalSource::Policy,
+                _ => {}
+            }
+        }
+        Change::DecideApproval { id, .. } | Change::AskApproval { id, .. } => {
+            if !approvals.is_empty() {
+                *id = approvals[id.0 as usize % approvals.len()];
+            }
+        }
         Change::SetExecutionState { id, to, .. } => {
             execution(id);
             if let Some(from) = state.execution(*id).map(|e| e.state) {
@@ -380,6 +425,9 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
         for e in partial.executions() {
             prop_assert_eq!(Some(e), ahead.execution(e.id));
         }
+        for a in partial.approvals() {
+            prop_assert_eq!(Some(a), ahead.approval(a.id));
+        }
         whole = ahead;
         log.extend(batch_events);
         for task in whole.tasks() {
@@ -396,6 +444,32 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
             let created = whole.executions().filter(|e| e.task_id == task.id).count();
             prop_assert_eq!(task.executions as usize, created);
         }
+    }
+    // Nothing is decided twice, every decision is on the record once, and a task waits for
+    // one decision at a time.
+    let mut decided = std::collections::HashMap::new();
+    for event in &log {
+        if let Event::Logged(entry) = event
+            && let EventKind::TaskApprovalDecided { approval, .. } = &entry.kind
+        {
+            *decided.entry(*approval).or_insert(0) += 1;
+        }
+    }
+    for approval in whole.approvals() {
+        let times = decided.get(&approval.id).copied().unwrap_or(0);
+        prop_assert_eq!(times, usize::from(approval.state != ApprovalState::Pending));
+    }
+    for task in whole.tasks() {
+        let pending = whole
+            .approvals()
+            .filter(|a| a.task_id == task.id && a.state == ApprovalState::Pending)
+            .count();
+        prop_assert!(
+            pending <= 1,
+            "task #{} waits for {} approvals",
+            task.id,
+            pending
+        );
     }
     prop_assert_eq!(fold(&log), whole);
     Ok(met)
@@ -439,6 +513,8 @@ fn the_random_batches_reach_the_rules_that_matter() {
         "no longer running",
         "cannot go from",
         "iterations count from 1",
+        "a decision is made once",
+        "one decision at a time",
     ] {
         assert!(
             met.refused.iter().any(|r| r.contains(words)),

@@ -1,5 +1,6 @@
 //! Tests of the tracker's rules: one per rule family, and properties over random commands.
 
+mod approvals;
 mod fold;
 mod rules;
 

@@ -1,0 +1,409 @@
+//! `agentgrid approvals …`: the approval queue's face. The rules and views live in the
+//! application layer; this module adds the diff (read with the workspace's host git), prints
+//! the answers and, on a terminal, opens the interactive queue (`approvals_tui`).
+
+use std::io::IsTerminal;
+
+use app::{
+    Actor, App, ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval,
+    DecideApproval,
+};
+use domain::{Approval, ApprovalId, ApprovalState, Decision, Timestamp};
+use serde::Serialize;
+use workspace::{Review, WorkspaceConfig, Workspaces};
+
+use crate::cli::ApprovalsCommand;
+use crate::exit;
+use crate::output::{block, clip, json, one_line, table};
+use crate::project::Project;
+
+/// How much of a diff `show --diff` and the detail view hold.
+pub(super) const MAX_PATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// One row of the queue with the diff stats of the task's branch, when there is a branch to
+/// read.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct Row {
+    #[serde(flatten)]
+    pub line: ApprovalLine,
+    pub diff: Option<DiffStat>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(super) struct DiffStat {
+    pub files: usize,
+    pub added: u64,
+    pub removed: u64,
+}
+
+impl From<&Review> for DiffStat {
+    fn from(r: &Review) -> DiffStat {
+        let (added, removed) = r.totals();
+        DiffStat {
+            files: r.files.len(),
+            added,
+            removed,
+        }
+    }
+}
+
+/// What the queue reads from: the application layer, and the project's repository for diffs.
+pub(super) struct Queue {
+    pub app: App,
+    pub workspaces: Option<Workspaces>,
+}
+
+impl Queue {
+    pub(super) async fn open(project: &Project) -> anyhow::Result<Queue> {
+        Ok(Queue {
+            app: project.app().await?,
+            workspaces: workspaces(project),
+        })
+    }
+
+    /// The diff of the task's branch, `None` without worktrees or a branch to compare.
+    pub(super) async fn review(&self, task: domain::TaskId, patch: usize) -> Option<Review> {
+        self.workspaces.as_ref()?.review(task, patch).await.ok()
+    }
+
+    pub(super) async fn rows(&self, state: Option<ApprovalState>) -> anyhow::Result<Vec<Row>> {
+        let query = ApprovalList {
+            state,
+            ..ApprovalList::default()
+        };
+        let lines = self.app.ask(&Actor::command_line(), query).await?;
+        let mut rows = Vec::with_capacity(lines.len());
+        for line in lines {
+            let diff = self
+                .review(line.approval.task_id, 0)
+                .await
+                .as_ref()
+                .map(DiffStat::from);
+            rows.push(Row { line, diff });
+        }
+        Ok(rows)
+    }
+
+    pub(super) async fn detail(
+        &self,
+        id: ApprovalId,
+    ) -> anyhow::Result<(ApprovalDetail, Option<Review>)> {
+        let detail = self
+            .app
+            .ask(&Actor::command_line(), ApprovalShow { id })
+            .await?;
+        let review = self.review(detail.task.id, MAX_PATCH_BYTES).await;
+        Ok((detail, review))
+    }
+
+    pub(super) async fn decide(
+        &self,
+        id: ApprovalId,
+        decision: Decision,
+    ) -> anyhow::Result<Approval> {
+        Ok(self
+            .app
+            .execute(&Actor::command_line(), DecideApproval { id, decision })
+            .await?)
+    }
+}
+
+/// The project's worktree settings, enough to read a task's branch; `None` when worktrees are
+/// off or the manifests cannot be read (the queue then shows no diffs).
+fn workspaces(project: &Project) -> Option<Workspaces> {
+    let manifests = manifest::load_project(&project.state_dir).ok()?;
+    let ws = &manifests.config.workspace;
+    if !ws.enabled {
+        return None;
+    }
+    let root = if ws.root.is_absolute() {
+        ws.root.clone()
+    } else {
+        project.root.join(&ws.root)
+    };
+    Some(Workspaces::new(WorkspaceConfig {
+        repo_root: project.root.clone(),
+        root,
+        base: ws.base.clone(),
+        hooks: workspace::Hooks::default(),
+        hook_timeout: std::time::Duration::from_secs(60),
+        quota: workspace::Quota::default(),
+        drivers: workspace::TrustedDrivers::default(),
+    }))
+}
+
+pub async fn approvals(project: &Project, cmd: Option<ApprovalsCommand>) -> anyhow::Result<u8> {
+    let queue = Queue::open(project).await?;
+    let actor = Actor::command_line();
+    let Some(cmd) = cmd else {
+        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            return super::approvals_tui::run(queue).await;
+        }
+        let rows = queue.rows(Some(ApprovalState::Pending)).await?;
+        print_rows(&rows, now());
+        outln!(
+            "(not a terminal: run `agentgrid approvals` in one for the interactive queue, or \
+             use `agentgrid approvals show|approve|reject|ask ID`)"
+        );
+        return Ok(exit::OK);
+    };
+    match cmd {
+        ApprovalsCommand::List { all, json: as_json } => {
+            let state = (!all).then_some(ApprovalState::Pending);
+            let rows = queue.rows(state).await?;
+            if as_json {
+                json(&rows)?;
+            } else {
+                print_rows(&rows, now());
+            }
+        }
+        ApprovalsCommand::Show {
+            id,
+            diff,
+            json: as_json,
+        } => {
+            let (detail, review) = queue.detail(id).await?;
+            if as_json {
+                let mut value = serde_json::to_value(&detail)?;
+                value["diff"] = serde_json::to_value(review.as_ref().map(DiffStat::from))?;
+                if diff {
+                    value["patch"] = serde_json::json!(review.as_ref().map(|r| &r.patch));
+                }
+                json(&value)?;
+            } else {
+                print_detail(&detail, review.as_ref(), now());
+                if diff {
+                    match &review {
+                        Some(r) => {
+                            outln!("\ndiff {}..{}:", short(&r.base), short(&r.head));
+                            block(&r.patch, "  ");
+                            if r.truncated {
+                                outln!("  (cut at {MAX_PATCH_BYTES} bytes)");
+                            }
+                        }
+                        None => outln!("\nno diff: the task has no branch to compare"),
+                    }
+                }
+            }
+        }
+        ApprovalsCommand::Approve { id, json: as_json } => {
+            let decided = queue.decide(id, Decision::Approve).await?;
+            if as_json {
+                json(&decided)?;
+            } else {
+                outln!("approved #{id} (task #{})", decided.task_id);
+            }
+        }
+        ApprovalsCommand::Reject {
+            id,
+            feedback,
+            json: as_json,
+        } => {
+            let decided = queue.decide(id, Decision::Reject { feedback }).await?;
+            if as_json {
+                json(&decided)?;
+            } else {
+                outln!(
+                    "rejected #{id}: task #{} is reopened with the feedback",
+                    decided.task_id
+                );
+            }
+        }
+        ApprovalsCommand::Ask {
+            id,
+            question,
+            json: as_json,
+        } => {
+            queue
+                .app
+                .execute(&actor, AskApproval { id, question })
+                .await?;
+            if as_json {
+                json(&serde_json::json!({ "approval": id, "asked": true }))?;
+            } else {
+                outln!("asked about #{id}; it stays pending");
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub(super) fn now() -> Timestamp {
+    use domain::Clock;
+    domain::SystemClock.now()
+}
+
+/// How long ago, in the largest unit: `45s`, `12m`, `3h`, `2d`.
+pub(super) fn age(since: Timestamp, now: Timestamp) -> String {
+    let secs = (now.0 - since.0).max(0) / 1000;
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// The summary columns of a row, in the order of [`HEADER`].
+pub(super) fn cells(row: &Row, now: Timestamp) -> Vec<String> {
+    let line = &row.line;
+    let a = &line.approval;
+    vec![
+        a.id.to_string(),
+        format!("#{}", a.task_id),
+        clip(&line.title, 40),
+        line.agent.clone().unwrap_or_else(|| "-".into()),
+        age(a.requested_at, now),
+        match &line.validators {
+            Some(v) => format!("{}/{} ({:.2})", v.passed, v.total, v.score),
+            None => "-".into(),
+        },
+        match &row.diff {
+            Some(d) => format!("+{} -{}", d.added, d.removed),
+            None => "-".into(),
+        },
+        domain::event::dollars(line.usage.cost_micros),
+        a.state.to_string(),
+    ]
+}
+
+pub(super) const HEADER: [&str; 9] = [
+    "ID",
+    "TASK",
+    "TITLE",
+    "AGENT",
+    "AGE",
+    "VALIDATORS",
+    "DIFF",
+    "COST",
+    "STATE",
+];
+
+fn print_rows(rows: &[Row], now: Timestamp) {
+    if rows.is_empty() {
+        outln!("no approvals are waiting");
+        return;
+    }
+    let cells: Vec<Vec<String>> = rows.iter().map(|r| cells(r, now)).collect();
+    table(&HEADER, &cells);
+}
+
+/// The detail of an approval as lines of text, shared by `show` and the interactive queue.
+/// Every text an agent wrote is escaped.
+pub(super) fn detail_lines(
+    detail: &ApprovalDetail,
+    review: Option<&Review>,
+    now: Timestamp,
+) -> Vec<String> {
+    let a = &detail.line.approval;
+    let mut out = vec![
+        format!(
+            "approval #{} · {} · asked by the {} {} ago",
+            a.id,
+            a.state,
+            a.source,
+            age(a.requested_at, now)
+        ),
+        format!(
+            "task #{}: {} ({})",
+            detail.task.id,
+            one_line(&detail.task.title),
+            detail.task.state
+        ),
+    ];
+    if let Some(by) = &a.decided_by {
+        out.push(format!("decided by {}", one_line(by)));
+    }
+    if let Some(feedback) = &a.feedback {
+        out.push(format!("feedback: {}", one_line(feedback)));
+    }
+    out.push(String::new());
+    out.push("summary:".into());
+    out.extend(
+        domain::text::multi_line(&a.summary)
+            .lines()
+            .map(|l| format!("  {l}")),
+    );
+    if !detail.children.is_empty() {
+        out.push(String::new());
+        out.push("sub-tasks:".into());
+        for c in &detail.children {
+            out.push(format!("  #{} {} ({})", c.id, one_line(&c.title), c.state));
+        }
+    }
+    out.push(String::new());
+    if detail.results.is_empty() {
+        out.push("validators: none ran".into());
+    } else {
+        out.push("validators:".into());
+        for r in &detail.results {
+            let counts = r
+                .counts
+                .as_ref()
+                .map(|c| {
+                    format!(
+                        ", {} passed, {} failed, {} errors, {} skipped",
+                        c.passed, c.failed, c.errors, c.skipped
+                    )
+                })
+                .unwrap_or_default();
+            out.push(format!(
+                "  {} {} score {:.2}{counts}",
+                if r.passed { "pass" } else { "FAIL" },
+                one_line(&r.name),
+                r.score
+            ));
+        }
+    }
+    let u = &detail.line.usage;
+    out.push(format!(
+        "cost so far: {} ({} requests, {} tokens in, {} out)",
+        domain::event::dollars(u.cost_micros),
+        u.requests,
+        u.input_tokens,
+        u.output_tokens
+    ));
+    match review {
+        Some(r) => {
+            let (added, removed) = r.totals();
+            out.push(format!(
+                "diff: {} files, +{added} -{removed}",
+                r.files.len()
+            ));
+            for f in &r.files {
+                let counts = match (f.added, f.removed) {
+                    (Some(a), Some(d)) => format!("+{a} -{d}"),
+                    _ => "binary".into(),
+                };
+                out.push(format!("  {counts:>12}  {}", one_line(&f.path)));
+            }
+        }
+        None => out.push("diff: none (no branch to compare)".into()),
+    }
+    if !detail.questions.is_empty() {
+        out.push(String::new());
+        out.push("questions:".into());
+        for q in &detail.questions {
+            out.push(format!(
+                "  {} ({} ago): {}",
+                one_line(&q.by),
+                age(q.at, now),
+                one_line(&q.text)
+            ));
+        }
+    }
+    out.push(String::new());
+    out.push("preview:".into());
+    out.extend(detail.preview.iter().map(|p| format!("  {p}")));
+    out
+}
+
+fn print_detail(detail: &ApprovalDetail, review: Option<&Review>, now: Timestamp) {
+    for line in detail_lines(detail, review, now) {
+        outln!("{line}");
+    }
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
