@@ -40,6 +40,7 @@
 //! # });
 //! ```
 
+mod agent_events;
 mod command;
 mod error;
 mod import;
@@ -51,6 +52,7 @@ use std::sync::Arc;
 use domain::{Clock, ExecutionId, Timestamp};
 use store::Store;
 
+pub use agent_events::{AgentRecord, AgentSummary, agent_events};
 pub use command::{
     AddDependency, AddTask, Cancel, Cancelled, Comment, EditTask, Import, Nudge, RemoveDependency,
     Reopen,

@@ -241,6 +241,8 @@ pub struct TaskDetail {
     pub children: Vec<Task>,
     pub executions: Vec<Execution>,
     pub validations: Vec<Validation>,
+    /// What each execution's agent CLI said it did, for the executions that said anything.
+    pub agents: Vec<crate::AgentSummary>,
     pub events: Vec<Event>,
 }
 
@@ -260,14 +262,18 @@ impl Query for TaskShow {
             .await?;
         let events = store.entity_events(EntityKind::Task, self.id.0).await?;
         let mut validations = Vec::new();
+        let mut agents = Vec::new();
         for e in &executions {
             validations.extend(crate::of_execution(store, e).await?);
+            let records = crate::agent_events(store, e.id).await?;
+            agents.extend(crate::AgentSummary::of(e.id, &records));
         }
         Ok(TaskDetail {
             task,
             children,
             executions,
             validations,
+            agents,
             events,
         })
     }

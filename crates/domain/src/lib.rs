@@ -27,6 +27,7 @@
 //! assert!(ExecutionState::Running.can_transition_to(ExecutionState::Validating));
 //! ```
 
+pub mod agent;
 pub mod event;
 pub mod execution;
 pub mod ids;
@@ -35,6 +36,7 @@ pub mod task;
 pub mod text;
 pub mod time;
 
+pub use agent::AgentEvent;
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, Usage};
 pub use ids::{ExecutionId, TaskId};

@@ -26,6 +26,7 @@
 mod engine;
 mod lock;
 mod runtime_dir;
+mod runtimes;
 mod setup;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};

@@ -99,6 +99,8 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         let run = AgentRun {
             name: m.metadata.name.clone(),
             runtime: Runtime {
+                kind: s.runtime.kind,
+                model: crate::runtimes::model_alias(&m.metadata.name, &s.runtime, &spec.models)?,
                 argv: s.runtime.command.clone(),
                 env: s
                     .runtime

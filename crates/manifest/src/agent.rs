@@ -101,8 +101,14 @@ pub struct Runtime {
     #[serde(rename = "type", default)]
     pub kind: RuntimeKind,
     /// The program and its arguments; each element is a template that also sees `prompt`.
-    #[schemars(length(min = 1))]
+    /// Required for `type: command`. For a CLI's type it is optional: the CLI's usual program
+    /// name when absent, and whatever is given comes before the arguments agentgrid adds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub command: Vec<String>,
+    /// For a CLI's type: the model alias (of the config's `models.aliases`) it asks for.
+    /// When absent, the alias `default`, else the only alias.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Extra environment; values are templates. Names starting with AGENTGRID_ are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
@@ -116,6 +122,32 @@ pub enum RuntimeKind {
     /// Run `command` as a child process.
     #[default]
     Command,
+    /// Claude Code (`claude -p`), its `stream-json` output read as events.
+    Claude,
+}
+
+impl RuntimeKind {
+    /// Every type with the name the manifest gives it.
+    pub const NAMES: &[(&str, RuntimeKind)] = &[
+        ("command", RuntimeKind::Command),
+        ("claude", RuntimeKind::Claude),
+    ];
+
+    /// The name the manifest gives this type.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Command => "command",
+            RuntimeKind::Claude => "claude",
+        }
+    }
+
+    /// The program a CLI's type runs when `command` names none.
+    pub fn default_program(self) -> Option<&'static str> {
+        match self {
+            RuntimeKind::Command => None,
+            RuntimeKind::Claude => Some("claude"),
+        }
+    }
 }
 
 /// What the agent process reads on its standard input.
@@ -321,7 +353,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "completion",
     "sandbox",
 ];
-pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin"];
+pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "model", "env", "stdin"];
 pub(crate) const ROUTING_FIELDS: &[&str] = &["labels", "capabilities", "default", "kinds"];
 pub(crate) const LIMITS_FIELDS: &[&str] = &[
     "timeout",
@@ -537,16 +569,40 @@ fn default_limits(has_validators: bool) -> Limits {
 
 fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     let f = cx.fields(node, path, RUNTIME_FIELDS)?;
+    let mut kind = RuntimeKind::Command;
     if let Some(n) = f.value("type")
-        && let Some(kind) = String::decode(cx, n, &f.path("type"))
-        && kind != "command"
+        && let Some(name) = String::decode(cx, n, &f.path("type"))
     {
-        cx.error(
-            n,
-            &f.path("type"),
-            format!("expected `command` (the only runtime type), found `{kind}`"),
-        );
+        match RuntimeKind::NAMES.iter().find(|(known, _)| *known == name) {
+            Some((_, known)) => kind = *known,
+            None => {
+                let names: Vec<String> = RuntimeKind::NAMES
+                    .iter()
+                    .map(|(known, _)| format!("`{known}`"))
+                    .collect();
+                cx.error(
+                    n,
+                    &f.path("type"),
+                    format!("expected one of {}, found `{name}`", names.join(", ")),
+                );
+            }
+        }
     }
+    let model = match f.value("model") {
+        None => None,
+        Some(n) => {
+            let model = String::decode(cx, n, &f.path("model"));
+            if kind == RuntimeKind::Command && model.is_some() {
+                cx.error(
+                    n,
+                    &f.path("model"),
+                    "`model` is for a CLI's runtime type (such as `claude`); a `command` \
+                     runtime picks its model itself: drop `model` or set `type`",
+                );
+            }
+            model
+        }
+    };
     let stdin = match f.value("stdin") {
         None => StdinMode::None,
         Some(n) => match String::decode(cx, n, &f.path("stdin")).as_deref() {
@@ -570,6 +626,15 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     let example = r#"command: ["my-agent", "--prompt-file", "$AGENTGRID_PROMPT_FILE"]"#;
     let command_path = f.path("command");
     let Some(command_node) = f.value("command") else {
+        if kind != RuntimeKind::Command {
+            return Some(Runtime {
+                kind,
+                command: Vec::new(),
+                model,
+                env,
+                stdin,
+            });
+        }
         f.missing(cx, "command", example);
         return None;
     };
@@ -602,8 +667,9 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
         }
     }
     Some(Runtime {
-        kind: RuntimeKind::Command,
+        kind,
         command,
+        model,
         env,
         stdin,
     })

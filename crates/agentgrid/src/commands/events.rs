@@ -58,13 +58,34 @@ pub async fn events(
     }
 }
 
-pub async fn logs(project: &Project, execution: ExecutionId, follow: bool) -> anyhow::Result<u8> {
+pub async fn logs(
+    project: &Project,
+    execution: ExecutionId,
+    follow: bool,
+    raw: bool,
+) -> anyhow::Result<u8> {
     let store = project.store().await?;
     let exec = store.execution(execution).await?.ok_or_else(|| {
         user_error(format!(
             "execution {execution} does not exist: see `agentgrid status`"
         ))
     })?;
+    if !raw && !follow {
+        // A known CLI's output is read into events; those are what a person wants to read.
+        let records = app::agent_events(&*store, execution).await?;
+        if !records.is_empty() {
+            for r in &records {
+                outln!(
+                    "[iteration {}] {}",
+                    r.iteration,
+                    domain::text::one_line(&r.event.describe())
+                );
+            }
+            outln!("(the CLI's own output: agentgrid logs {execution} --raw)");
+            print_validations(&*store, &exec).await?;
+            return Ok(crate::exit::OK);
+        }
+    }
     let path = exec
         .log_path
         .clone()

@@ -28,9 +28,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             task,
             json,
         } => events::events(&Project::find(project)?, from, follow, task, json).await,
-        Command::Logs { execution, follow } => {
-            events::logs(&Project::find(project)?, execution, follow).await
-        }
+        Command::Logs {
+            execution,
+            follow,
+            raw,
+        } => events::logs(&Project::find(project)?, execution, follow, raw).await,
         Command::Validate { json } => validate::validate(&Project::find(project)?, json),
         Command::Schema => {
             outln!(

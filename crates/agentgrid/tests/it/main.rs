@@ -16,6 +16,7 @@ mod judge_attacks;
 mod lies;
 mod merges;
 mod quota;
+mod real_cli;
 mod restart;
 mod run;
 mod sandbox_escape;

@@ -111,7 +111,7 @@ fn broken_agents_point_at_the_problem() {
         // Unknown fields, with the allowed ones.
         (
             agent("    command:", "    comand:"),
-            "7:5: spec.runtime: unknown field `comand` (did you mean `command`?); allowed fields here: type, command, env, stdin",
+            "7:5: spec.runtime: unknown field `comand` (did you mean `command`?); allowed fields here: type, command, model, env, stdin",
         ),
         (
             agent("  limits:", "  limit:"),
@@ -184,7 +184,11 @@ fn broken_agents_point_at_the_problem() {
         ),
         (
             agent("    command:", "    type: docker\n    command:"),
-            "7:11: spec.runtime.type: expected `command` (the only runtime type), found `docker`",
+            "7:11: spec.runtime.type: expected one of `command`, `claude`, found `docker`",
+        ),
+        (
+            agent("    command:", "    model: fast\n    command:"),
+            "7:12: spec.runtime.model: `model` is for a CLI's runtime type (such as `claude`)",
         ),
         // Validation.
         (
