@@ -377,6 +377,16 @@ async fn execute(
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
     let hook_env = hook_environment(job, &base);
+    let adapter = crate::runtime::adapter(job.agent.runtime.kind);
+    // A known CLI keeps its state and configuration in its HOME: a directory of this execution
+    // alone, so that a feedback iteration can resume the session the one before left there.
+    let agent_home = match &adapter {
+        Some(_) => Some(
+            crate::runtime::AgentHome::create(&job.run_dir, id)
+                .map_err(|e| fail("making the agent's home directory", &e))?,
+        ),
+        None => None,
+    };
     // An agent whose manifest says `sandbox: {enabled: false}` runs with nothing at all.
     let sandbox = job.agent.sandbox.enabled.then(|| {
         let expose = [
@@ -384,7 +394,10 @@ async fn execute(
             prompt_file.clone(),
             job.agentgrid_bin.clone(),
         ];
-        sandbox_spec(job, &cwd, &expose)
+        let mut spec = sandbox_spec(job, &cwd, &expose);
+        spec.writable
+            .extend(agent_home.as_ref().map(|h| h.path().to_path_buf()));
+        spec
     });
 
     if let Some((manager, w)) = &ws {
@@ -403,7 +416,6 @@ async fn execute(
     // The last failed validation: its reason and what identifies the failure, so that an
     // execution that makes no progress stops instead of burning its remaining iterations.
     let mut last_failure: Option<(String, String)> = None;
-    let adapter = crate::runtime::adapter(agent.runtime.kind);
     let mut agent_events = crate::runtime::EventSink::default();
     for iteration in 1..=max_iterations {
         // No iteration starts after a stop: the one before ended with the stop's state, or
@@ -431,6 +443,7 @@ async fn execute(
         let invocation = crate::runtime::Invocation {
             model: agent.runtime.model.as_deref(),
             resume: session.as_deref(),
+            home: agent_home.as_ref().map(|h| h.path()),
         };
         let mut parser = adapter.as_ref().map(|a| a.parser());
         let spec = launch_spec(
@@ -883,6 +896,9 @@ fn launch_spec(
             argv.push(adapter.program().to_string());
         }
         argv.extend(adapter.args(invocation));
+        if let Some(home) = invocation.home {
+            launch::set_var(&mut env, "HOME".into(), home.display().to_string());
+        }
         for (k, v) in adapter.env() {
             launch::set_var(&mut env, k, v);
         }

@@ -13,7 +13,10 @@
 
 mod claude;
 
-use domain::{AgentEvent, Timestamp};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use domain::{AgentEvent, ExecutionId, Timestamp};
 use manifest::RuntimeKind;
 
 pub use claude::Claude;
@@ -25,6 +28,8 @@ pub struct Invocation<'a> {
     pub model: Option<&'a str>,
     /// The CLI session of an earlier iteration of this execution, to resume.
     pub resume: Option<&'a str>,
+    /// The CLI's HOME: private to the execution, writable inside its sandbox.
+    pub home: Option<&'a std::path::Path>,
 }
 
 /// One agent CLI, driven non-interactively.
@@ -57,6 +62,38 @@ pub fn adapter(kind: RuntimeKind) -> Option<Box<dyn Adapter>> {
     match kind {
         RuntimeKind::Command => None,
         RuntimeKind::Claude => Some(Box::new(Claude)),
+    }
+}
+
+/// The HOME of a known CLI for one execution, in the engine's run directory (hidden from every
+/// other sandbox), removed with everything in it when the execution ends.
+#[derive(Debug)]
+pub struct AgentHome {
+    path: PathBuf,
+}
+
+impl AgentHome {
+    /// Makes the directory afresh, owner-only: anything an earlier engine left there under the
+    /// same execution id is the agent's and is removed first.
+    pub fn create(run_dir: &Path, execution: ExecutionId) -> std::io::Result<AgentHome> {
+        let path = run_dir.join(format!("{execution}-home"));
+        match std::fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(AgentHome { path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for AgentHome {
+    fn drop(&mut self) {
+        // `remove_dir_all` does not follow the links the agent may have left inside.
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -49,6 +49,16 @@ fn project(
     program: &std::path::Path,
     script: Script,
 ) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
+    project_with(runtime_type, program, script, "")
+}
+
+/// Like [`project`], with more of the agent's manifest spec.
+fn project_with(
+    runtime_type: &str,
+    program: &std::path::Path,
+    script: Script,
+    extra_spec: &str,
+) -> (tokio::runtime::Runtime, modelfixture::Fixture, Repo) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fixture = runtime
         .block_on(modelfixture::spawn_with(
@@ -60,7 +70,7 @@ fn project(
         ))
         .unwrap();
     let manifest = format!(
-        "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: coder\nspec:\n  runtime:\n    type: {runtime_type}\n    command: [\"{}\"]\n  routing: {{default: true}}\n  sandbox: {{network: gateway}}\n  limits: {{max_attempts: 1, timeout: 3m}}\n",
+        "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: coder\nspec:\n  runtime:\n    type: {runtime_type}\n    command: [\"{}\"]\n  routing: {{default: true}}\n  sandbox: {{network: gateway}}\n  limits: {{max_attempts: 1, max_iterations: 2, timeout: 3m}}\n{extra_spec}",
         program.display()
     );
     let repo = Repo::with_agents(&[("coder", &manifest)]);
@@ -215,4 +225,77 @@ fn claude_code_reporting_an_api_error_fails_the_execution_with_the_reason() {
         "{events:?}"
     );
     assert_no_key_anywhere(&repo);
+}
+
+#[test]
+fn claude_code_resumes_its_session_when_validation_sends_it_round_again() {
+    let Some(claude) = installed("claude", "claude") else {
+        return;
+    };
+    let bash = |text: &str| serde_json::json!({"command": format!("printf '{text}\\n' > hello.txt"), "description": "write"});
+    let script = Script::new(vec![
+        Step::call("Writing.", "Bash", bash("first"), 100, 10),
+        Step::reply("Wrote the first draft.", 120, 10, 0),
+        Step::call("Fixing.", "Bash", bash("second"), 140, 10),
+        Step::reply("Wrote the second draft.", 160, 10, 0),
+    ]);
+    let validator = "  validation:\n    validators:\n      - {name: second, run: \"grep -q second hello.txt\"}\n";
+    let (_rt, fixture, repo) = project_with("claude", &claude, script, validator);
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "done", "{}", stdout(&out));
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "second\n"
+    );
+    // The second iteration's first request carries the first iteration's conversation: the
+    // CLI resumed its session (kept in the execution's own HOME) instead of starting over.
+    let requests: Vec<serde_json::Value> =
+        fixture.requests().iter().filter_map(|r| r.json()).collect();
+    let third = requests
+        .iter()
+        .filter(|b| b["messages"].is_array())
+        .nth(2)
+        .expect("a third model request");
+    let history = third["messages"].to_string();
+    assert!(history.contains("Wrote the first draft."), "{history}");
+    assert!(history.contains("did not pass validation"), "{history}");
+    let sessions: Vec<String> = agent_events(&repo)
+        .iter()
+        .filter(|e| e["kind"] == "session")
+        .filter_map(|e| e["id"].as_str().map(String::from))
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+}
+
+/// A CLI that exits 0 after saying in its own output that it failed (what several CLIs do on
+/// an authentication error) has not done the work: the execution fails with what it said.
+/// The "CLI" is a script printing Claude Code's stream-json, so this runs everywhere.
+#[test]
+fn a_cli_that_reports_an_error_and_exits_0_fails_with_its_reason() {
+    let script = "#!/bin/sh\ncat >/dev/null\necho '{\"type\":\"system\",\"subtype\":\"init\",\"session_id\":\"s-9\"}'\necho 'not json at all'\necho '{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":true,\"result\":\"Not logged in\"}'\nexit 0\n";
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("claude");
+    std::fs::write(&program, script).unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (_rt, _fixture, repo) = project("claude", &program, Script::new(vec![]));
+    let out = run(&repo);
+    assert!(!out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "failed");
+    let execution = &repo.json(&["status", "--json"])["executions"][0];
+    assert_eq!(execution["state"], "failed", "{execution}");
+    assert!(
+        execution["summary"].as_str().is_some_and(|s| s
+            .contains("reported an error: Not logged in")
+            && s.contains("exited with 0")),
+        "{execution}"
+    );
+    let logs = repo.ok(&["logs", "1"]);
+    assert!(logs.contains("session s-9"), "{logs}");
+    assert!(logs.contains("failed: Not logged in"), "{logs}");
+    assert!(repo.ok(&["logs", "1", "--raw"]).contains("not json at all"));
 }

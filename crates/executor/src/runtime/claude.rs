@@ -311,6 +311,7 @@ mod tests {
         let args = Claude.args(&Invocation {
             model: Some("fast"),
             resume: Some("s-1"),
+            home: None,
         });
         let joined = args.join(" ");
         assert!(
