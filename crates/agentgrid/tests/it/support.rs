@@ -66,6 +66,11 @@ impl Repo {
         cmd.args(args)
             .current_dir(self.path())
             .env_remove("AGENTGRID_PROJECT")
+            // `init` writes a `models:` section for a key it finds; a test gets one only when
+            // it sets the key itself.
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("GEMINI_API_KEY")
             .stdin(Stdio::null());
         cmd
     }
