@@ -109,15 +109,19 @@ pub enum Command {
         #[arg(long)]
         stat: bool,
     },
-    /// Print an execution's output log.
+    /// Print what an execution's agent did: its CLI's events readably when it is a known CLI,
+    /// else its output log.
     Logs {
         execution: ExecutionId,
-        /// Keep printing as the execution writes, until it ends.
+        /// Keep printing the output log as the execution writes, until it ends.
         #[arg(long, short)]
         follow: bool,
         /// One JSON object per line of the log: {"execution", "line", "offset", "text"}.
         #[arg(long)]
         json: bool,
+        /// The output log as the agent printed it, even for a known CLI.
+        #[arg(long)]
+        raw: bool,
     },
     /// Check the config and agent manifests; every problem is reported as file:line:col.
     Validate {

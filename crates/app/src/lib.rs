@@ -43,6 +43,7 @@
 //! # });
 //! ```
 
+mod agent_events;
 mod approvals;
 mod command;
 mod error;
@@ -58,6 +59,7 @@ use std::sync::Arc;
 use domain::{Clock, ExecutionId, Timestamp};
 use store::Store;
 
+pub use agent_events::{AgentRecord, AgentSummary, agent_events};
 pub use approvals::{
     ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval,
     Question, UsageLine, ValidatorSummary,

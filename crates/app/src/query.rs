@@ -356,6 +356,8 @@ pub struct TaskDetail {
     pub last_validation: Option<Validation>,
     /// The model requests of all the task's executions (not its sub-tasks'), summed.
     pub usage: crate::UsageSums,
+    /// What each execution's agent CLI said it did, for the executions that said anything.
+    pub agents: Vec<crate::AgentSummary>,
     pub events: Vec<Event>,
 }
 
@@ -376,9 +378,12 @@ impl Query for TaskShow {
         let events = store.entity_events(EntityKind::Task, self.id.0).await?;
         let mut validations = Vec::new();
         let mut usage = crate::UsageSums::default();
+        let mut agents = Vec::new();
         for e in &executions {
             validations.extend(crate::of_execution(store, e).await?);
             usage.add(&store.model_usage(&UsageScope::Execution(e.id)).await?);
+            let records = crate::agent_events(store, e.id).await?;
+            agents.extend(crate::AgentSummary::of(e.id, &records));
         }
         Ok(TaskDetail {
             task,
@@ -387,6 +392,7 @@ impl Query for TaskShow {
             last_validation: validations.last().cloned(),
             validations,
             usage,
+            agents,
             events,
         })
     }

@@ -255,6 +255,12 @@ pub enum EventKind {
         #[serde(default)]
         limit: Option<u32>,
     },
+    /// What the execution's agent CLI said it did, read from its machine output.
+    ExecutionAgentEvent {
+        /// The iteration whose process said it.
+        iteration: u32,
+        event: crate::AgentEvent,
+    },
 }
 
 impl EventKind {
@@ -293,6 +299,7 @@ impl EventKind {
             EventKind::ProviderPaused { .. } => "provider_paused",
             EventKind::ProviderResumed { .. } => "provider_resumed",
             EventKind::ProviderThrottled { .. } => "provider_throttled",
+            EventKind::ExecutionAgentEvent { .. } => "execution_agent_event",
         }
     }
 
@@ -457,6 +464,9 @@ impl EventKind {
                 reason,
             } => format!("provider {provider} paused until {until} ({reason})"),
             EventKind::ProviderResumed { provider } => format!("provider {provider} resumed"),
+            EventKind::ExecutionAgentEvent { iteration, event } => {
+                format!("agent (iteration {iteration}) {}", event.describe())
+            }
             EventKind::ProviderThrottled { provider, limit } => match limit {
                 Some(n) => format!(
                     "provider {provider} rate limited: at most {n} requests under way for a while"

@@ -27,6 +27,7 @@
 //! assert!(ExecutionState::Running.can_transition_to(ExecutionState::Validating));
 //! ```
 
+pub mod agent;
 pub mod approval;
 pub mod event;
 pub mod execution;
@@ -37,6 +38,7 @@ pub mod task;
 pub mod text;
 pub mod time;
 
+pub use agent::AgentEvent;
 pub use approval::{Approval, ApprovalSource, ApprovalState, Decision};
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};

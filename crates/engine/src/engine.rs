@@ -994,6 +994,18 @@ impl Engine {
                 Update::Committed { id, branch, commit } => self
                     .held
                     .progress(Change::Committed { id, branch, commit }, now),
+                Update::Agent {
+                    id,
+                    iteration,
+                    event,
+                } => self.held.progress(
+                    Change::RecordAgentEvent {
+                        id,
+                        iteration,
+                        event,
+                    },
+                    now,
+                ),
                 Update::Finished {
                     id,
                     state,

@@ -28,6 +28,7 @@ mod force;
 mod land;
 mod lock;
 mod runtime_dir;
+mod runtimes;
 mod setup;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};

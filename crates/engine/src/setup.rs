@@ -101,9 +101,13 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         let run = AgentRun {
             name: m.metadata.name.clone(),
             runtime: Runtime {
+                kind: s.runtime.kind,
+                model: crate::runtimes::model_alias(&m.metadata.name, &s.runtime, &spec.models)?,
                 argv: match s.runtime.kind {
-                    manifest::RuntimeKind::Command => s.runtime.command.clone(),
                     manifest::RuntimeKind::Builtin => builtin_argv(s.runtime.model.as_deref()),
+                    manifest::RuntimeKind::Command | manifest::RuntimeKind::Claude => {
+                        s.runtime.command.clone()
+                    }
                 },
                 env: s
                     .runtime

@@ -28,6 +28,7 @@ mod judge;
 mod parsers;
 mod protect;
 mod run;
+pub mod runtime;
 mod validate;
 
 pub use judge::{

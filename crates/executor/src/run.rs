@@ -25,12 +25,17 @@ pub enum StdinMode {
     Prompt,
 }
 
-/// The `command` runtime: an argv and extra environment, each element a template.
+/// How the agent is started: an argv and extra environment, each element a template, and for
+/// a known CLI (`kind` other than `command`) the adapter's arguments and reading of its output.
 #[derive(Debug, Clone)]
 pub struct Runtime {
+    pub kind: manifest::RuntimeKind,
+    /// For a known CLI, may be empty: the adapter's program then.
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub stdin: StdinMode,
+    /// The model alias a known CLI asks for.
+    pub model: Option<String>,
 }
 
 /// Everything about the agent that running it needs.
@@ -232,6 +237,12 @@ pub enum Update {
         branch: String,
         commit: String,
     },
+    /// What the agent's CLI said it did, read from its output (bounded, capped in number).
+    Agent {
+        id: ExecutionId,
+        iteration: u32,
+        event: domain::AgentEvent,
+    },
     Finished {
         id: ExecutionId,
         state: ExecutionState,
@@ -418,6 +429,16 @@ async fn execute(
     let prompt_file = job.run_dir.join(format!("{id}-prompt.md"));
     let base = base_environment(job, &cwd, &socket, &token, &prompt_file);
     let hook_env = hook_environment(job, &base);
+    let adapter = crate::runtime::adapter(job.agent.runtime.kind);
+    // A known CLI keeps its state and configuration in its HOME: a directory of this execution
+    // alone, so that a feedback iteration can resume the session the one before left there.
+    let agent_home = match &adapter {
+        Some(_) => Some(
+            crate::runtime::AgentHome::create(&job.run_dir, id)
+                .map_err(|e| fail("making the agent's home directory", &e))?,
+        ),
+        None => None,
+    };
     // An agent whose manifest says `sandbox: {enabled: false}` runs with nothing at all.
     let sandbox = job.agent.sandbox.enabled.then(|| {
         let expose = [
@@ -425,7 +446,10 @@ async fn execute(
             prompt_file.clone(),
             job.agentgrid_bin.clone(),
         ];
-        sandbox_spec(job, &cwd, &expose)
+        let mut spec = sandbox_spec(job, &cwd, &expose);
+        spec.writable
+            .extend(agent_home.as_ref().map(|h| h.path().to_path_buf()));
+        spec
     });
 
     if let Some((manager, w)) = &ws {
@@ -444,6 +468,7 @@ async fn execute(
     // The last failed validation: its reason and what identifies the failure, so that an
     // execution that makes no progress stops instead of burning its remaining iterations.
     let mut last_failure: Option<(String, String)> = None;
+    let mut agent_events = crate::runtime::EventSink::default();
     for iteration in 1..=max_iterations {
         // No iteration starts after a stop: the one before ended with the stop's state, or
         // the stop came while its validators ran and ended them.
@@ -464,8 +489,26 @@ async fn execute(
                 .await
                 .map_err(|e| fail("checking the workspace's git metadata", &e))?;
         }
-        let spec = launch_spec(agent, &context, &prompt, &cwd, &base, iteration)
-            .map_err(|e| (ExecutionState::Failed, e))?;
+        // A feedback iteration resumes the CLI's session, so it keeps what it learned and the
+        // context is not paid for twice.
+        agent_events.next_iteration();
+        let session = agent_events.session.clone();
+        let invocation = crate::runtime::Invocation {
+            model: agent.runtime.model.as_deref(),
+            resume: session.as_deref(),
+            home: agent_home.as_ref().map(|h| h.path()),
+        };
+        let mut parser = adapter.as_ref().map(|a| a.parser());
+        let spec = launch_spec(
+            agent,
+            adapter.as_deref().map(|a| (a, &invocation)),
+            &context,
+            &prompt,
+            &cwd,
+            &base,
+            iteration,
+        )
+        .map_err(|e| (ExecutionState::Failed, e))?;
         preflight(&spec, sandbox.as_ref()).map_err(Failure::configuration)?;
         let spec = match &sandbox {
             Some(sandbox) => spec.with_sandbox(sandbox.clone()),
@@ -478,6 +521,12 @@ async fn execute(
             launch::OutputSpec {
                 log_file: Some(job.log_path.clone()),
                 line_tx: Some(line_tx),
+                // A CLI's JSON line holds whole tool results; cut short it is not JSON.
+                max_line_bytes: if adapter.is_some() {
+                    1 << 20
+                } else {
+                    launch::OutputSpec::default().max_line_bytes
+                },
                 ..Default::default()
             },
         )
@@ -500,7 +549,19 @@ async fn execute(
             tokio::select! {
                 exit = &mut wait => break exit,
                 line = line_rx.recv(), if lines_open => match line {
-                    Some(_) => shared.touch(job.clock.now()),
+                    Some(line) => {
+                        let now = job.clock.now();
+                        shared.touch(now);
+                        if let Some(parser) = parser.as_mut()
+                            && line.stream == launch::Stream::Stdout
+                        {
+                            for event in parser.line(&line.text, now) {
+                                if let Some(event) = agent_events.take(event) {
+                                    send(Update::Agent { id, iteration, event });
+                                }
+                            }
+                        }
+                    }
                     None => lines_open = false,
                 },
                 () = launch::cancelled(), if stopped.is_none() => {
@@ -512,6 +573,29 @@ async fn execute(
         };
         shared.iteration_started.store(0, Ordering::Relaxed);
         let exit = exit.map_err(|e| fail("waiting for the agent", &e))?;
+        // Lines still buffered when the process ended are the CLI's last word (its result).
+        while let Ok(line) = line_rx.try_recv() {
+            if let Some(parser) = parser.as_mut()
+                && line.stream == launch::Stream::Stdout
+            {
+                for event in parser.line(&line.text, job.clock.now()) {
+                    if let Some(event) = agent_events.take(event) {
+                        send(Update::Agent {
+                            id,
+                            iteration,
+                            event,
+                        });
+                    }
+                }
+            }
+        }
+        if let Some(event) = agent_events.dropped() {
+            send(Update::Agent {
+                id,
+                iteration,
+                event,
+            });
+        }
         usage.wall_ms += exit.wall_ms;
         usage.cpu_ms += exit.cpu_ms;
         exit_code = exit.code;
@@ -569,6 +653,18 @@ async fn execute(
             end = (
                 ExecutionState::Failed,
                 Some(format!("{why}; the agent {}", exit.describe())),
+            );
+            break;
+        }
+        if let Some(why) = &agent_events.failure {
+            // The CLI's own report outweighs its exit status: an API or authentication error
+            // with exit 0 is not work done.
+            end = (
+                ExecutionState::Failed,
+                Some(format!(
+                    "the agent's CLI reported an error: {why} (the agent {})",
+                    exit.describe()
+                )),
             );
             break;
         }
@@ -860,6 +956,10 @@ fn preflight(
 
 fn launch_spec(
     agent: &AgentRun,
+    adapter: Option<(
+        &dyn crate::runtime::Adapter,
+        &crate::runtime::Invocation<'_>,
+    )>,
     context: &manifest::PromptContext,
     prompt: &str,
     cwd: &Path,
@@ -869,16 +969,37 @@ fn launch_spec(
     let render = |t: &str| {
         manifest::render_arg(t, context, prompt).map_err(|e| format!("rendering the command: {e}"))
     };
-    let argv: Vec<String> = agent
+    let mut argv: Vec<String> = agent
         .runtime
         .argv
         .iter()
         .map(|a| render(a))
         .collect::<Result<_, _>>()?;
+    let mut env = base.to_vec();
+    if let Some((adapter, invocation)) = adapter {
+        if argv.is_empty() {
+            argv.push(adapter.program().to_string());
+        }
+        argv.extend(adapter.args(invocation));
+        if let Some(home) = invocation.home {
+            launch::set_var(&mut env, "HOME".into(), home.display().to_string());
+        }
+        for (k, v) in adapter.env() {
+            launch::set_var(&mut env, k, v);
+        }
+    }
+    if adapter.is_some()
+        && let Some(program) = argv.first_mut()
+        && program.contains('/')
+        && let Ok(real) = std::fs::canonicalize(&*program)
+    {
+        // npm installs a CLI as a link in `node_modules/.bin`; the sandbox shows the program's
+        // real file, not the link's directory.
+        *program = real.display().to_string();
+    }
     let Some((program, args)) = argv.split_first() else {
         return Err(format!("agent `{}` has an empty command", agent.name));
     };
-    let mut env = base.to_vec();
     for (k, v) in &agent.runtime.env {
         launch::set_var(&mut env, k.clone(), render(v)?);
     }
@@ -890,7 +1011,11 @@ fn launch_spec(
     let mut spec = launch::LaunchSpec::new(program.clone(), cwd)
         .args(args.iter().cloned())
         .with_env_exactly(env);
-    if agent.runtime.stdin == StdinMode::Prompt {
+    let prompt_on_stdin = match adapter {
+        Some((adapter, _)) => adapter.prompt_on_stdin(),
+        None => agent.runtime.stdin == StdinMode::Prompt,
+    };
+    if prompt_on_stdin {
         spec = spec.with_stdin(prompt.as_bytes().to_vec());
     }
     Ok(spec)

@@ -97,23 +97,29 @@ fn default_prompt() -> String {
 /// How the agent process is started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-// A command agent needs its command; the built-in one takes none (nor `stdin`), and only it
-// takes `model`: the decoder's rules, said to editors.
+// A command agent needs its command and takes no `model`; the built-in one takes no command
+// (nor `stdin`); a CLI's type may name either: the decoder's rules, said to editors.
 #[schemars(extend(
     "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
     "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
-    "else" = {"required": ["command"], "not": {"required": ["model"]}}
+    "else" = {
+        "if": {"required": ["type"], "properties": {"type": {"const": "claude"}}},
+        "then": {"not": {"required": ["stdin"]}},
+        "else": {"required": ["command"], "not": {"required": ["model"]}}
+    }
 ))]
 pub struct Runtime {
     #[serde(rename = "type", default)]
     pub kind: RuntimeKind,
     /// The program and its arguments; each element is a template that also sees `prompt`.
-    /// Required for `type: command`; refused for `type: builtin`.
+    /// Required for `type: command`; refused for `type: builtin`. For a CLI's type it is
+    /// optional: the CLI's usual program name when absent, and whatever is given comes before
+    /// the arguments agentgrid adds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
-    /// For `type: builtin`: the model alias the agent asks the gateway for (default: the
-    /// execution's alias, which the gateway picks).
+    /// For `type: builtin` or a CLI's type: the model alias (of the config's `models.aliases`)
+    /// it asks the gateway for. When absent, the alias `default`, else the only alias.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// Extra environment; values are templates. Names starting with AGENTGRID_ are reserved.
@@ -132,6 +138,34 @@ pub enum RuntimeKind {
     /// agentgrid's own tool-using model loop (`agentgrid __agent-builtin`), run in the
     /// sandbox like any agent and talking to the model gateway.
     Builtin,
+    /// Claude Code (`claude -p`), its `stream-json` output read as events.
+    Claude,
+}
+
+impl RuntimeKind {
+    /// Every type with the name the manifest gives it.
+    pub const NAMES: &[(&str, RuntimeKind)] = &[
+        ("command", RuntimeKind::Command),
+        ("builtin", RuntimeKind::Builtin),
+        ("claude", RuntimeKind::Claude),
+    ];
+
+    /// The name the manifest gives this type.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Command => "command",
+            RuntimeKind::Builtin => "builtin",
+            RuntimeKind::Claude => "claude",
+        }
+    }
+
+    /// The program a CLI's type runs when `command` names none.
+    pub fn default_program(self) -> Option<&'static str> {
+        match self {
+            RuntimeKind::Command | RuntimeKind::Builtin => None,
+            RuntimeKind::Claude => Some("claude"),
+        }
+    }
 }
 
 /// What the agent process reads on its standard input.
@@ -591,26 +625,31 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     if let Some(n) = f.value("type")
         && let Some(name) = String::decode(cx, n, &f.path("type"))
     {
-        match name.as_str() {
-            "command" => {}
-            "builtin" => kind = RuntimeKind::Builtin,
-            other => cx.error(
-                n,
-                &f.path("type"),
-                format!("expected `command` or `builtin`, found `{other}`"),
-            ),
+        match RuntimeKind::NAMES.iter().find(|(known, _)| *known == name) {
+            Some((_, known)) => kind = *known,
+            None => {
+                let names: Vec<String> = RuntimeKind::NAMES
+                    .iter()
+                    .map(|(known, _)| format!("`{known}`"))
+                    .collect();
+                cx.error(
+                    n,
+                    &f.path("type"),
+                    format!("expected one of {}, found `{name}`", names.join(", ")),
+                );
+            }
         }
     }
     let model = match f.value("model") {
         None => None,
         Some(n) => {
             let model = String::decode(cx, n, &f.path("model"));
-            if kind != RuntimeKind::Builtin {
+            if kind == RuntimeKind::Command {
                 cx.error(
                     n,
                     &f.path("model"),
-                    "`model` is for `type: builtin`; a command agent names its model in its own \
-                     arguments",
+                    "`model` is for `type: builtin` or a CLI's runtime type (such as `claude`); a \
+                     `command` runtime picks its model itself: drop `model` or set `type`",
                 );
             } else if model.as_deref().is_some_and(|m| m.trim().is_empty()) {
                 cx.error(
@@ -669,6 +708,15 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     let example = r#"command: ["my-agent", "--prompt-file", "$AGENTGRID_PROMPT_FILE"]"#;
     let command_path = f.path("command");
     let Some(command_node) = f.value("command") else {
+        if kind != RuntimeKind::Command {
+            return Some(Runtime {
+                kind,
+                command: Vec::new(),
+                model,
+                env,
+                stdin,
+            });
+        }
         f.missing(cx, "command", example);
         return None;
     };
@@ -701,9 +749,9 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
         }
     }
     Some(Runtime {
-        kind: RuntimeKind::Command,
+        kind,
         command,
-        model: None,
+        model,
         env,
         stdin,
     })

@@ -111,10 +111,16 @@ mod tests {
             defs["Guards"]["properties"]["max_executions_per_tree"]["default"],
             200
         );
-        // `command` is required except for the built-in runtime, which refuses it.
+        // `command` is required only for the `command` runtime; the built-in one refuses it and
+        // a CLI's type has a program of its own.
         let runtime = &defs["Runtime"];
+        assert!(runtime["required"].is_null(), "{runtime}");
+        assert!(runtime["properties"]["model"].is_object());
         assert_eq!(runtime["if"]["properties"]["type"]["const"], "builtin");
-        assert_eq!(runtime["else"]["required"], serde_json::json!(["command"]));
+        assert_eq!(
+            runtime["else"]["else"]["required"],
+            serde_json::json!(["command"])
+        );
         assert_eq!(
             runtime["then"]["not"]["anyOf"][0]["required"],
             serde_json::json!(["command"])

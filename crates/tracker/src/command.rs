@@ -201,6 +201,12 @@ pub enum Change {
         /// The provider's HTTP status.
         status: u16,
     },
+    /// What the execution's agent CLI said it did. An event only.
+    RecordAgentEvent {
+        id: ExecutionId,
+        iteration: u32,
+        event: domain::AgentEvent,
+    },
     /// A request of the execution's agent was answered by the alias's fallback. An event only.
     RecordModelFallback {
         id: ExecutionId,
@@ -263,6 +269,7 @@ impl Change {
             Change::RecordModelUsage { .. } => "record_model_usage",
             Change::RecordModelWaiting { .. } => "record_model_waiting",
             Change::RecordModelFallback { .. } => "record_model_fallback",
+            Change::RecordAgentEvent { .. } => "record_agent_event",
             Change::PauseProvider { .. } => "pause_provider",
             Change::ResumeProvider { .. } => "resume_provider",
             Change::ThrottleProvider { .. } => "throttle_provider",

@@ -128,6 +128,7 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
         | Change::RecordModelUsage { id, .. }
         | Change::RecordModelWaiting { id, .. }
         | Change::RecordModelFallback { id, .. }
+        | Change::RecordAgentEvent { id, .. }
         | Change::PauseProvider { id, .. }
         | Change::ResumeProvider { id, .. }
         | Change::ThrottleProvider { id, .. } => keys.push(Key::Execution(*id)),
@@ -612,6 +613,19 @@ impl Decision<'_> {
                     model: model.clone(),
                     fallback: fallback.clone(),
                     reason: reason.clone(),
+                };
+                self.execution_event(*id, kind);
+                Ok(())
+            }
+            Change::RecordAgentEvent {
+                id,
+                iteration,
+                event,
+            } => {
+                self.execution(*id)?;
+                let kind = EventKind::ExecutionAgentEvent {
+                    iteration: *iteration,
+                    event: event.clone().bounded(),
                 };
                 self.execution_event(*id, kind);
                 Ok(())

@@ -91,6 +91,7 @@ pub async fn logs(
     execution: ExecutionId,
     follow: bool,
     json: bool,
+    raw: bool,
 ) -> anyhow::Result<u8> {
     let store = project.store().await?;
     let exec = store.execution(execution).await?.ok_or_else(|| {
@@ -98,6 +99,22 @@ pub async fn logs(
             "execution {execution} does not exist: see `agentgrid status`"
         ))
     })?;
+    if !raw && !follow && !json {
+        // A known CLI's output is read into events; those are what a person wants to read.
+        let records = app::agent_events(&*store, execution).await?;
+        if !records.is_empty() {
+            for r in &records {
+                outln!(
+                    "[iteration {}] {}",
+                    r.iteration,
+                    domain::text::one_line(&r.event.describe())
+                );
+            }
+            outln!("(the CLI's own output: agentgrid logs {execution} --raw)");
+            print_validations(&*store, &exec).await?;
+            return Ok(crate::exit::OK);
+        }
+    }
     let path = exec
         .log_path
         .clone()

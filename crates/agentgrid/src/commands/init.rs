@@ -70,48 +70,122 @@ Your changes are committed for you when you exit.
 struct KnownCli {
     binary: &'static str,
     name: &'static str,
-    command: &'static str,
-    stdin: &'static str,
+    /// The runtime's lines under `runtime:`: a CLI's type, or a `command` with its `stdin`.
+    runtime: &'static str,
 }
 
 const KNOWN_CLIS: &[KnownCli] = &[
     KnownCli {
         binary: "claude",
         name: "claude",
-        command: r#"["claude", "-p", "--permission-mode", "acceptEdits"]"#,
-        stdin: "prompt",
+        // The adapter adds `-p`, stream-json output, the model alias and the permission mode.
+        runtime: "    type: claude\n",
     },
     KnownCli {
         binary: "codex",
         name: "codex",
-        command: r#"["codex", "exec", "--full-auto", "-"]"#,
-        stdin: "prompt",
+        runtime: r#"    type: command
+    # agentgrid's sandbox confines the agent, so Codex's own sandbox and approvals are off.
+    command: ["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "-"]
+    stdin: prompt
+"#,
     },
     KnownCli {
         binary: "aider",
         name: "aider",
-        command: r#"["sh", "-c", "aider --yes-always --no-auto-commits --message-file \"$AGENTGRID_PROMPT_FILE\""]"#,
-        stdin: "none",
+        runtime: r#"    type: command
+    command: ["sh", "-c", "aider --yes-always --no-auto-commits --message-file \"$AGENTGRID_PROMPT_FILE\""]
+    stdin: none
+"#,
     },
     KnownCli {
         binary: "gemini",
         name: "gemini",
-        command: r#"["gemini", "--yolo"]"#,
-        stdin: "prompt",
+        runtime: r#"    type: command
+    command: ["gemini", "--yolo"]
+    stdin: prompt
+"#,
     },
     KnownCli {
         binary: "opencode",
         name: "opencode",
-        command: r#"["sh", "-c", "opencode run \"$(cat \"$AGENTGRID_PROMPT_FILE\")\""]"#,
-        stdin: "none",
+        runtime: r#"    type: command
+    command: ["sh", "-c", "opencode run \"$(cat \"$AGENTGRID_PROMPT_FILE\")\""]
+    stdin: none
+"#,
     },
 ];
+
+/// The template agent written when no CLI is found: it cannot succeed and says what to edit.
+const TEMPLATE_RUNTIME: &str = r#"    type: command
+    # Each element is a template; `{{ prompt }}` is the rendered prompt. The prompt is also in
+    # the file named by $AGENTGRID_PROMPT_FILE.
+    command: ["sh", "-c", "echo 'edit .agentgrid/agents/worker.yaml: set runtime.command to your agent CLI' >&2; exit 1"]
+    stdin: none
+"#;
+
+/// A provider whose key is in the environment, and the model alias `init` writes for it.
+struct KeyedProvider {
+    env: &'static str,
+    name: &'static str,
+    kind: &'static str,
+    base_url: &'static str,
+    model: &'static str,
+}
+
+/// In the order `init` prefers them when several keys are set.
+const KEYED_PROVIDERS: &[KeyedProvider] = &[
+    KeyedProvider {
+        env: "ANTHROPIC_API_KEY",
+        name: "anthropic",
+        kind: "anthropic",
+        base_url: "https://api.anthropic.com",
+        model: "claude-sonnet-4-5",
+    },
+    KeyedProvider {
+        env: "OPENAI_API_KEY",
+        name: "openai",
+        kind: "openai",
+        base_url: "https://api.openai.com",
+        model: "gpt-5",
+    },
+    KeyedProvider {
+        env: "GEMINI_API_KEY",
+        name: "gemini",
+        kind: "gemini",
+        base_url: "https://generativelanguage.googleapis.com",
+        model: "gemini-2.5-pro",
+    },
+];
+
+/// The config's `models:` section for the first provider whose key the environment has; the
+/// key stays in the engine's environment, the manifest names only the variable.
+fn models_yaml(has_key: impl Fn(&str) -> bool) -> Option<String> {
+    let p = KEYED_PROVIDERS.iter().find(|p| has_key(p.env))?;
+    Some(format!(
+        r#"  models:               # agents reach models only through agentgrid's gateway
+    providers:
+      {name}: {{kind: {kind}, base_url: "{base_url}", api_key_env: {env}}}
+    aliases:
+      default:           # the alias agents ask for when their manifest names none
+        provider: {name}
+        model: {model}
+        prices: {{input: 0, output: 0}}   # US dollars per million tokens: set them for costs
+"#,
+        name = p.name,
+        kind = p.kind,
+        base_url = p.base_url,
+        env = p.env,
+        model = p.model,
+    ))
+}
 
 fn agent_yaml(
     name: &str,
     description: &str,
-    command: &str,
-    stdin: &str,
+    runtime: &str,
+    routing: &str,
+    network: &str,
     max_attempts: u32,
 ) -> String {
     let prompt: String = PROMPT
@@ -132,15 +206,10 @@ metadata:
 spec:
   description: "{description}"
   runtime:
-    type: command
-    # Each element is a template; `{{{{ prompt }}}}` is the rendered prompt. The prompt is also in
-    # the file named by $AGENTGRID_PROMPT_FILE.
-    command: {command}
-    stdin: {stdin}
-  prompt: |
+{runtime}  prompt: |
 {prompt}  routing:
-    default: true        # takes every task no other agent matches
-  limits:
+{routing}  sandbox:
+{network}  limits:
     timeout: 30m
     stall_timeout: 5m
     max_attempts: {max_attempts}
@@ -175,38 +244,57 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
         }
         Ok(())
     };
-    write(state.join("config.yaml"), CONFIG_YAML)?;
+    let models = models_yaml(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
+    let config = match &models {
+        Some(models) => format!("{CONFIG_YAML}{models}"),
+        None => CONFIG_YAML.to_string(),
+    };
+    write(state.join("config.yaml"), &config)?;
     write(state.join(".gitignore"), GITIGNORE)?;
     let has_agents = std::fs::read_dir(&agents)?.flatten().any(|e| {
         e.path()
             .extension()
             .is_some_and(|x| x == "yaml" || x == "yml")
     });
-    let found = KNOWN_CLIS.iter().find(|c| on_path(c.binary));
+    let found: Vec<&KnownCli> = KNOWN_CLIS.iter().filter(|c| on_path(c.binary)).collect();
     if !has_agents {
-        match found {
-            Some(cli) => write(
+        for (i, cli) in found.iter().enumerate() {
+            // The first CLI found takes every task; the others take the tasks labelled with
+            // their name.
+            let routing = if i == 0 {
+                "    default: true        # takes every task no other agent matches\n".to_string()
+            } else {
+                format!(
+                    "    labels: [{}]       # takes the tasks labelled so\n",
+                    cli.name
+                )
+            };
+            write(
                 agents.join(format!("{}.yaml", cli.name)),
                 &agent_yaml(
                     cli.name,
                     &format!("Runs the {} CLI found on PATH.", cli.binary),
-                    cli.command,
-                    cli.stdin,
+                    cli.runtime,
+                    &routing,
+                    "    network: gateway     # the model gateway is the only place it can reach\n",
                     3,
                 ),
-            )?,
-            None => write(
+            )?;
+        }
+        if found.is_empty() {
+            write(
                 agents.join("worker.yaml"),
                 &agent_yaml(
                     "worker",
                     "A template: replace the command with your agent CLI (claude, codex, aider, …).",
-                    r#"["sh", "-c", "echo 'edit .agentgrid/agents/worker.yaml: set runtime.command to your agent CLI' >&2; exit 1"]"#,
-                    "none",
+                    TEMPLATE_RUNTIME,
+                    "    default: true        # takes every task no other agent matches\n",
+                    "    network: none        # `gateway` once models are set up in config.yaml\n",
                     // The template cannot succeed; one attempt shows its message without waiting
                     // through retries.
                     1,
                 ),
-            )?,
+            )?;
         }
     }
     // Opening the store creates the database and runs its migrations.
@@ -222,9 +310,14 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
         "database {}",
         db.strip_prefix(&root).unwrap_or(&db).display()
     );
-    if !has_agents && found.is_none() {
+    if !has_agents && found.is_empty() {
         outln!(
             "\nNo agent CLI (claude, codex, aider, gemini, opencode) is on PATH: edit .agentgrid/agents/worker.yaml."
+        );
+    }
+    if models.is_none() {
+        outln!(
+            "\nNo model key (ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY) is set: add a provider under `models:` in .agentgrid/config.yaml, or set a key and run init again in a fresh project."
         );
     }
     outln!("\nNext: agentgrid task add \"…\" && agentgrid run");

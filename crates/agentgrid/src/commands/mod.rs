@@ -73,7 +73,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             execution,
             follow,
             json,
-        } => events::logs(&Project::find(project)?, execution, follow, json).await,
+            raw,
+        } => events::logs(&Project::find(project)?, execution, follow, json, raw).await,
         Command::Validate { json } => validate::validate(&Project::find(project)?, json).await,
         Command::Schema => {
             outln!(

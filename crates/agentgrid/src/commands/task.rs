@@ -207,6 +207,12 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                         super::verdicts::print(v, "  ", 12);
                     }
                 }
+                if !detail.agents.is_empty() {
+                    outln!("\nagent:");
+                    for a in &detail.agents {
+                        print_agent_summary(a);
+                    }
+                }
                 outln!("\nhistory:");
                 for e in &detail.events {
                     outln!(
@@ -536,5 +542,30 @@ fn print_task(t: &Task) {
     if !t.body.is_empty() {
         outln!();
         block(&t.body, "  ");
+    }
+}
+
+/// One execution's agent events in a few lines: the session, what it did, what it said last.
+fn print_agent_summary(a: &app::AgentSummary) {
+    let session = a
+        .session
+        .as_deref()
+        .map(|s| format!(", session {}", one_line(s)))
+        .unwrap_or_default();
+    outln!(
+        "  execution {}: {} messages, tool calls: {} ({} failed), reported {} tokens in, {} out{session}",
+        a.execution,
+        a.messages,
+        a.tool_calls,
+        a.failed_tool_calls,
+        a.reported_tokens.0,
+        a.reported_tokens.1
+    );
+    for e in &a.errors {
+        outln!("    error: {}", one_line(&clip(e, 200)));
+    }
+    if let Some((text, failed)) = &a.result {
+        let what = if *failed { "failed" } else { "result" };
+        outln!("    {what}: {}", one_line(&clip(text, 200)));
     }
 }

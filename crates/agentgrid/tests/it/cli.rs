@@ -246,6 +246,63 @@ fn init_writes_an_agent_for_a_cli_it_finds_on_path() {
     repo.ok(&["validate"]);
 }
 
+/// A fake CLI named `binary` in `dir`: it only has to exist for `init` to find it.
+fn fake_cli(dir: &std::path::Path, binary: &str) {
+    let fake = dir.join(binary);
+    std::fs::write(&fake, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
+    let repo = Repo::new();
+    let bin_dir = tempfile::tempdir().unwrap();
+    fake_cli(bin_dir.path(), "claude");
+    fake_cli(bin_dir.path(), "codex");
+    let path = format!("{}:/usr/bin:/bin", bin_dir.path().display());
+    let out = repo
+        .cmd(&["init"])
+        .env("PATH", &path)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env("ANTHROPIC_API_KEY", "sk-test-not-written")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let agents = repo.path().join(".agentgrid/agents");
+    let claude = std::fs::read_to_string(agents.join("claude.yaml")).unwrap();
+    assert!(claude.contains("type: claude"), "{claude}");
+    assert!(claude.contains("network: gateway"), "{claude}");
+    assert!(claude.contains("default: true"), "{claude}");
+    let codex = std::fs::read_to_string(agents.join("codex.yaml")).unwrap();
+    assert!(!codex.contains("--full-auto"), "{codex}");
+    assert!(codex.contains("labels: [codex]"), "{codex}");
+    let config = std::fs::read_to_string(repo.path().join(".agentgrid/config.yaml")).unwrap();
+    assert!(
+        config.contains("kind: anthropic") && config.contains("api_key_env: ANTHROPIC_API_KEY"),
+        "{config}"
+    );
+    assert!(
+        !config.contains("sk-test-not-written"),
+        "the key itself is never written"
+    );
+    repo.ok(&["validate"]);
+
+    // Without any key there is no `models:` section, and init says what to do.
+    let bare = Repo::new();
+    let out = bare
+        .cmd(&["init"])
+        .env("PATH", &path)
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("No model key"), "{}", stdout(&out));
+    let config = std::fs::read_to_string(bare.path().join(".agentgrid/config.yaml")).unwrap();
+    assert!(!config.contains("models:"), "{config}");
+}
+
 #[test]
 fn events_resume_from_any_position() {
     let repo = Repo::new();

@@ -21,6 +21,7 @@ mod lies;
 mod merges;
 mod mistakes;
 mod quota;
+mod real_cli;
 mod restart;
 mod run;
 mod sandbox_escape;

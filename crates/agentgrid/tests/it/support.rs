@@ -69,6 +69,11 @@ impl Repo {
             // Colour is chosen by the environment too; tests that want it say so.
             .env_remove("NO_COLOR")
             .env_remove("CLICOLOR_FORCE")
+            // `init` writes a `models:` section for a key it finds; a test gets one only when
+            // it sets the key itself.
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("GEMINI_API_KEY")
             .stdin(Stdio::null());
         cmd
     }

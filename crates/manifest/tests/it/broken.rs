@@ -184,7 +184,11 @@ fn broken_agents_point_at_the_problem() {
         ),
         (
             agent("    command:", "    type: docker\n    command:"),
-            "7:11: spec.runtime.type: expected `command` or `builtin`, found `docker`",
+            "7:11: spec.runtime.type: expected one of `command`, `builtin`, `claude`, found `docker`",
+        ),
+        (
+            agent("    command:", "    model: fast\n    command:"),
+            "7:12: spec.runtime.model: `model` is for `type: builtin` or a CLI's runtime type (such as `claude`)",
         ),
         // Validation.
         (

@@ -306,3 +306,17 @@ fn a_file_can_hold_several_agents() {
     let names: Vec<_> = agents.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["worker", "second"]);
 }
+
+#[test]
+fn a_cli_runtime_needs_no_command_and_names_its_model() {
+    let yaml = "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: coder\nspec:\n  runtime:\n    type: claude\n    model: fast\n";
+    let agent = parse_agents(yaml, Path::new("coder.yaml"))
+        .unwrap()
+        .remove(0);
+    let runtime = &agent.spec().runtime;
+    assert_eq!(runtime.kind, RuntimeKind::Claude);
+    assert!(runtime.command.is_empty());
+    assert_eq!(runtime.model.as_deref(), Some("fast"));
+    assert_eq!(RuntimeKind::Claude.default_program(), Some("claude"));
+    assert_eq!(RuntimeKind::Command.default_program(), None);
+}

@@ -316,6 +316,7 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::RecordModelUsage { id, .. }
         | Change::RecordModelWaiting { id, .. }
         | Change::RecordModelFallback { id, .. }
+        | Change::RecordAgentEvent { id, .. }
         | Change::PauseProvider { id, .. }
         | Change::ResumeProvider { id, .. }
         | Change::ThrottleProvider { id, .. } => execution(id),
