@@ -145,7 +145,20 @@ pub enum TaskCommand {
         reason: Option<String>,
     },
     /// Put a failed, cancelled or blocked task back to open.
-    Reopen { id: TaskId },
+    Reopen {
+        id: TaskId,
+        /// What the next execution should do differently: it reaches the agent's prompt in
+        /// `{{ feedback }}`, labelled as yours.
+        #[arg(long, value_name = "TEXT")]
+        feedback: Option<String>,
+    },
+    /// Answer the question a blocked task's agent asked (`ctl block`) and reopen the task: the
+    /// next execution's prompt has the answer in `{{ answer }}`.
+    Answer {
+        id: TaskId,
+        /// The answer, as the agent should read it.
+        text: String,
+    },
     /// Ask that a task run sooner (a hint: caps and guards still apply).
     Nudge { id: TaskId },
     /// Add a comment to a task.
@@ -215,16 +228,21 @@ pub enum CtlCommand {
     Subtask(CtlSubtask),
     /// Claim the task is complete (the validators still decide).
     Complete {
+        /// What was done, in a sentence or two; it becomes the task's summary once the
+        /// validators pass.
         #[arg(long)]
         summary: String,
     },
-    /// Say the task cannot go on without a person, and why.
+    /// Say the task cannot go on without a person, and why. The task is blocked when the agent
+    /// exits; a person's `agentgrid task answer` reaches the next execution as `{{ answer }}`.
     Block {
+        /// The question or decision a person must answer, in full: it is all they see.
         #[arg(long)]
         reason: String,
     },
     /// Comment on the current task.
     Comment {
+        /// The comment, recorded with this execution as its author.
         text: String,
         /// Record the comment once: a second comment under the same key on this task is
         /// dropped (an agent run again repeats its steps without repeating its comments).
@@ -232,28 +250,40 @@ pub enum CtlCommand {
         key: Option<String>,
     },
     /// Ask that a task run sooner.
-    Nudge { task: TaskId },
-    /// Print the current task, its parent and sub-tasks as JSON.
+    Nudge {
+        /// The task to run sooner (a hint: caps and guards still apply).
+        task: TaskId,
+    },
+    /// Print the current task, its parent and sub-tasks, and what people said to it (comments,
+    /// feedback, the answer to its last question) as JSON.
     Status,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum CtlSubtask {
+    /// Create a sub-task of the current task and print its id. The current task then waits
+    /// for its sub-tasks when the agent exits, and is resumed when they end.
     Create {
+        /// A short sentence saying what the sub-task should do.
         title: String,
+        /// The details: what to do, where, and how to tell it is done.
         #[arg(long, default_value = "")]
         body: String,
-        #[arg(long = "label", short = 'l')]
+        /// A label (repeatable). `needs:X` asks for an agent with capability X.
+        #[arg(long = "label", short = 'l', value_name = "LABEL")]
         labels: Vec<String>,
+        /// It waits until this task is done (repeatable): a sibling, by the id its create
+        /// printed.
         #[arg(long = "blocked-by", value_name = "ID")]
         blocked_by: Vec<TaskId>,
-        #[arg(long, short)]
+        /// 0 (urgent) to 4 (someday); the current task's priority when left out.
+        #[arg(long, short, value_name = "N")]
         priority: Option<i32>,
         /// Create the sub-task once: a second create under the same key prints the id of the
         /// sub-task the first made and changes nothing. Without it the key is the title, body
         /// and labels, so an agent run again finds the sub-tasks it made before; give distinct
         /// keys to make two sub-tasks alike on purpose.
-        #[arg(long)]
+        #[arg(long, value_name = "KEY")]
         key: Option<String>,
     },
 }

@@ -2,8 +2,8 @@
 //! (`app`); this module turns arguments into its commands and queries and prints the answers.
 
 use app::{
-    Actor, AddDependency, AddTask, Cancel, Comment, EditTask, Import, Nudge, RemoveDependency,
-    Reopen, TaskList, TaskShow,
+    Actor, AddDependency, AddTask, Answer, Cancel, Comment, EditTask, Import, Nudge,
+    RemoveDependency, Reopen, TaskList, TaskShow,
 };
 use domain::{NewTask, Task};
 use store::TaskFilter;
@@ -79,11 +79,25 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 parent: parent.map(Some),
                 root: None,
             };
-            let page = app.ask(&actor, TaskList { filter, limit }).await?;
+            let page = app
+                .ask(
+                    &actor,
+                    TaskList {
+                        filter: filter.clone(),
+                        limit,
+                    },
+                )
+                .await?;
             if as_json {
                 json(&page.tasks)?;
             } else if page.tasks.is_empty() {
-                outln!("no tasks: add one with `agentgrid task add \"…\"`");
+                // Adding a task is the way on only for a project that has none at all.
+                let any = app.store().task_counts().await?.iter().any(|(_, n)| *n > 0);
+                if any {
+                    outln!("{}", no_match(&filter));
+                } else {
+                    outln!("no tasks: add one with `agentgrid task add \"…\"`");
+                }
             } else {
                 print_tasks(&page.tasks);
                 if page.more {
@@ -181,9 +195,18 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 }
             );
         }
-        TaskCommand::Reopen { id } => {
-            app.execute(&actor, Reopen { id }).await?;
-            outln!("reopened task #{id}");
+        TaskCommand::Reopen { id, feedback } => {
+            let with_feedback = feedback.is_some();
+            app.execute(&actor, Reopen { id, feedback }).await?;
+            if with_feedback {
+                outln!("reopened task #{id}: its next execution gets your feedback");
+            } else {
+                outln!("reopened task #{id}");
+            }
+        }
+        TaskCommand::Answer { id, text } => {
+            app.execute(&actor, Answer { id, text }).await?;
+            outln!("answered task #{id} and reopened it: its next execution gets your answer");
         }
         TaskCommand::Nudge { id } => {
             app.execute(&actor, Nudge { id }).await?;
@@ -280,4 +303,24 @@ fn print_task(t: &Task) {
         outln!();
         block(&t.body, "  ");
     }
+}
+
+/// What an empty `task list` found, in the words of its filter: "no failed tasks", "no open or
+/// blocked tasks labelled ui under #3".
+fn no_match(filter: &TaskFilter) -> String {
+    let mut text = String::from("no ");
+    let states: Vec<String> = filter.states.iter().map(|s| s.to_string()).collect();
+    match states.split_last() {
+        None => {}
+        Some((last, [])) => text.push_str(&format!("{last} ")),
+        Some((last, rest)) => text.push_str(&format!("{} or {last} ", rest.join(", "))),
+    }
+    text.push_str("tasks");
+    if let Some(label) = &filter.label {
+        text.push_str(&format!(" labelled {}", one_line(label)));
+    }
+    if let Some(Some(parent)) = filter.parent {
+        text.push_str(&format!(" under #{parent}"));
+    }
+    text
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
 
+mod answers;
 mod bounds;
 mod budget;
 mod cancel;
@@ -24,4 +25,5 @@ mod splits;
 mod store_lock;
 mod support;
 mod text;
+mod truth;
 mod verdict;
