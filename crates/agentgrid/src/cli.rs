@@ -261,6 +261,10 @@ pub enum TaskCommand {
     Reopen {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<TaskId>,
+        /// What the next execution should do differently: it reaches the agent's prompt in
+        /// `{{ feedback }}`, labelled as yours.
+        #[arg(long, value_name = "TEXT")]
+        feedback: Option<String>,
         /// One result per id as a JSON array.
         #[arg(long)]
         json: bool,
@@ -272,6 +276,13 @@ pub enum TaskCommand {
         /// One result per id as a JSON array.
         #[arg(long)]
         json: bool,
+    },
+    /// Answer the question a blocked task's agent asked (`ctl block`) and reopen the task: the
+    /// next execution's prompt has the answer in `{{ answer }}`.
+    Answer {
+        id: TaskId,
+        /// The answer, as the agent should read it.
+        text: String,
     },
     /// Add a comment to a task.
     Comment { id: TaskId, text: String },
@@ -383,16 +394,21 @@ pub enum CtlCommand {
     Subtask(CtlSubtask),
     /// Claim the task is complete (the validators still decide).
     Complete {
+        /// What was done, in a sentence or two; it becomes the task's summary once the
+        /// validators pass.
         #[arg(long)]
         summary: String,
     },
-    /// Say the task cannot go on without a person, and why.
+    /// Say the task cannot go on without a person, and why. The task is blocked when the agent
+    /// exits; a person's `agentgrid task answer` reaches the next execution as `{{ answer }}`.
     Block {
+        /// The question or decision a person must answer, in full: it is all they see.
         #[arg(long)]
         reason: String,
     },
     /// Comment on the current task.
     Comment {
+        /// The comment, recorded with this execution as its author.
         text: String,
         /// Record the comment once: a second comment under the same key on this task is
         /// dropped (an agent run again repeats its steps without repeating its comments).
@@ -403,8 +419,12 @@ pub enum CtlCommand {
     #[command(subcommand)]
     Approval(CtlApproval),
     /// Ask that a task run sooner.
-    Nudge { task: TaskId },
-    /// Print the current task, its parent and sub-tasks as JSON.
+    Nudge {
+        /// The task to run sooner (a hint: caps and guards still apply).
+        task: TaskId,
+    },
+    /// Print the current task, its parent and sub-tasks, and what people said to it (comments,
+    /// feedback, the answer to its last question) as JSON.
     Status,
 }
 
@@ -422,21 +442,29 @@ pub enum CtlApproval {
 
 #[derive(Debug, Subcommand)]
 pub enum CtlSubtask {
+    /// Create a sub-task of the current task and print its id. The current task then waits
+    /// for its sub-tasks when the agent exits, and is resumed when they end.
     Create {
+        /// A short sentence saying what the sub-task should do.
         title: String,
+        /// The details: what to do, where, and how to tell it is done.
         #[arg(long, default_value = "")]
         body: String,
-        #[arg(long = "label", short = 'l')]
+        /// A label (repeatable). `needs:X` asks for an agent with capability X.
+        #[arg(long = "label", short = 'l', value_name = "LABEL")]
         labels: Vec<String>,
+        /// It waits until this task is done (repeatable): a sibling, by the id its create
+        /// printed.
         #[arg(long = "blocked-by", value_name = "ID")]
         blocked_by: Vec<TaskId>,
-        #[arg(long, short)]
+        /// 0 (urgent) to 4 (someday); the current task's priority when left out.
+        #[arg(long, short, value_name = "N")]
         priority: Option<i32>,
         /// Create the sub-task once: a second create under the same key prints the id of the
         /// sub-task the first made and changes nothing. Without it the key is the title, body
         /// and labels, so an agent run again finds the sub-tasks it made before; give distinct
         /// keys to make two sub-tasks alike on purpose.
-        #[arg(long)]
+        #[arg(long, value_name = "KEY")]
         key: Option<String>,
     },
 }

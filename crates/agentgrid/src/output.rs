@@ -218,18 +218,31 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     let state_column = header.iter().position(|h| *h == "STATE");
     let line = |cells: Vec<&str>, painted: bool| {
         let mut out = String::new();
+        let mut indent = 0;
         for (i, cell) in cells.iter().enumerate() {
             let last = i + 1 == cells.len();
-            let pad = if last {
-                0
-            } else {
-                widths[i].saturating_sub(cell.chars().count()) + 2
+            let painted_cell = |text: &str| match state_style(cell)
+                .filter(|_| painted && state_column == Some(i))
+            {
+                Some(style) => style.paint(text),
+                None => text.to_string(),
             };
-            match state_style(cell).filter(|_| painted && state_column == Some(i)) {
-                Some(style) => out.push_str(&style.paint(cell)),
-                None => out.push_str(cell),
+            if last {
+                // The last column (a reason, a title) wraps rather than being cut: the useful
+                // part of a reason is often its end ("… (attempt 3 of 3)").
+                let mut pieces = wrap(cell, LAST_COLUMN_WIDTH).into_iter();
+                out.push_str(&painted_cell(&pieces.next().unwrap_or_default()));
+                for piece in pieces {
+                    out.push('\n');
+                    out.push_str(&" ".repeat(indent));
+                    out.push_str(&piece);
+                }
+            } else {
+                out.push_str(&painted_cell(cell));
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                out.push_str(&" ".repeat(pad));
+                indent += widths[i] + 2;
             }
-            out.push_str(&" ".repeat(pad));
         }
         outln!("{}", out.trim_end());
     };
@@ -237,6 +250,38 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     for row in &rows {
         line(row.iter().map(String::as_str).collect(), true);
     }
+}
+
+/// How wide the last column of a table runs before it wraps onto the next line.
+const LAST_COLUMN_WIDTH: usize = 100;
+
+/// `text` in lines of at most `width` characters, broken at spaces where there are some and
+/// inside a word longer than a line.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split(' ') {
+        let mut word: Vec<char> = word.chars().collect();
+        while word.len() > width {
+            if !current.is_empty() {
+                lines.push(std::mem::take(&mut current));
+            }
+            lines.push(word.drain(..width).collect());
+        }
+        let word: String = word.into_iter().collect();
+        let used = current.chars().count();
+        if used > 0 && used + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(&word);
+    }
+    if !current.is_empty() || lines.is_empty() {
+        lines.push(current);
+    }
+    lines
 }
 
 /// Prints text someone else wrote (a body, a comment) as a block: control characters escaped and

@@ -161,10 +161,22 @@ impl Command for Cancel {
     }
 }
 
-/// Put a failed, cancelled or blocked task back to open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Put a failed, cancelled or blocked task back to open, optionally with a person's feedback
+/// on its work. The feedback is recorded (with the actor) in the same transaction as the
+/// reopen, and reaches the task's next execution in its prompt's `feedback`, labelled as the
+/// actor's. The one way back to open with feedback: a face that rejects work with feedback
+/// reopens through this command.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reopen {
     pub id: TaskId,
+    pub feedback: Option<String>,
+}
+
+impl Reopen {
+    /// A reopen without feedback.
+    pub fn task(id: TaskId) -> Reopen {
+        Reopen { id, feedback: None }
+    }
 }
 
 #[async_trait::async_trait]
@@ -180,12 +192,58 @@ impl Command for Reopen {
                 task.state
             )));
         }
-        let change = Change::SetTaskState {
+        let mut changes = Vec::with_capacity(2);
+        let reason = match self.feedback {
+            Some(text) => {
+                changes.push(Change::Feedback { id, text });
+                "reopened with feedback"
+            }
+            None => "reopened",
+        };
+        changes.push(Change::SetTaskState {
             id,
             to: TaskState::Open,
-            reason: Some("reopened".into()),
-        };
-        app.apply(actor, vec![change]).await?;
+            reason: Some(reason.into()),
+        });
+        app.apply(actor, changes).await?;
+        Ok(())
+    }
+}
+
+/// Answer the question a blocked task's agent asked (`ctl block`) and reopen the task, in one
+/// transaction. The answer reaches the next execution's prompt as `answer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub id: TaskId,
+    pub text: String,
+}
+
+#[async_trait::async_trait]
+impl Command for Answer {
+    type Output = ();
+
+    async fn run(self, app: &App, actor: &Actor) -> Result<(), Error> {
+        let id = self.id;
+        let task = app.find(id).await?;
+        if task.state != TaskState::Blocked {
+            return Err(Error::Invalid(format!(
+                "task #{id} is {}, not blocked: it asked no question to answer; use `agentgrid \
+                 task comment` to tell its agent something, or `agentgrid task reopen --feedback`",
+                task.state
+            )));
+        }
+        let changes = vec![
+            Change::Answer {
+                id,
+                text: self.text,
+            },
+            Change::SetTaskState {
+                id,
+                to: TaskState::Open,
+                reason: Some("answered".into()),
+            },
+        ];
+        app.apply(actor, changes).await?;
         Ok(())
     }
 }
@@ -294,7 +352,7 @@ impl Command for Import {
             .into_iter()
             .map(|(n, task)| (n, Change::CreateTask(task)))
             .unzip();
-        match app.apply(actor, changes).await {
+        match app.apply_batch(actor, changes).await {
             Ok(applied) => Ok(applied.tasks),
             // A batch the store refused names the change by its index; the user knows it by
             // its line.

@@ -12,10 +12,10 @@
 //! - [`App`]: the store and the clock, cheap to share.
 //! - [`Actor`]: who asks — a person, an execution (an agent's call) or the engine. Every command
 //!   goes through [`App::execute`] with one, so authorization has one place to live.
-//! - [`Command`] and [`Query`]: the commands ([`AddTask`], [`EditTask`], [`Cancel`], [`Reopen`],
-//!   [`Nudge`], [`Comment`], [`Import`], [`AddDependency`], [`RemoveDependency`]) and the queries
-//!   ([`Status`], [`TaskList`], [`TaskShow`], [`Events`], [`Usage`]), each with its own result
-//!   type.
+//! - [`Command`] and [`Query`]: the commands ([`AddTask`], [`EditTask`], [`Cancel`], [`Reopen`]
+//!   (with a person's feedback or without), [`Answer`], [`Nudge`], [`Comment`], [`Import`],
+//!   [`AddDependency`], [`RemoveDependency`]) and the queries ([`Status`], [`TaskList`],
+//!   [`TaskShow`], [`Events`], [`Usage`]), each with its own result type.
 //! - The approval queue: [`DecideApproval`] and [`AskApproval`], [`ApprovalList`] and
 //!   [`ApprovalShow`], and [`App::latest_rejection_feedback`] for the next prompt.
 //! - [`Error`]: a wrong request ([`Error::Invalid`], which changed nothing) or the store's error.
@@ -65,8 +65,8 @@ pub use approvals::{
     Question, UsageLine, ValidatorSummary,
 };
 pub use command::{
-    AddDependency, AddTask, Cancel, Cancelled, Comment, EditTask, Import, Nudge, RemoveDependency,
-    Reopen,
+    AddDependency, AddTask, Answer, Cancel, Cancelled, Comment, EditTask, Import, Nudge,
+    RemoveDependency, Reopen,
 };
 pub use error::Error;
 pub use import::parse_import;
@@ -168,8 +168,26 @@ impl App {
         self.clock.now()
     }
 
-    /// Applies one batch for `actor` at the clock's time.
+    /// Applies one batch for `actor` at the clock's time. A change the tracker's rules refuse
+    /// is named in the words of the request ("creating the task was refused: …"), not by the
+    /// store's internal name and position.
     async fn apply(
+        &self,
+        actor: &Actor,
+        changes: Vec<store::Change>,
+    ) -> Result<store::Applied, Error> {
+        let doing: Vec<&'static str> = changes.iter().map(store::Change::doing).collect();
+        match self.apply_batch(actor, changes).await {
+            Err(store::Error::Refused { index, reason, .. }) => Err(Error::Invalid(format!(
+                "{} was refused: {reason}",
+                doing.get(index).copied().unwrap_or("the change")
+            ))),
+            other => Ok(other?),
+        }
+    }
+
+    /// Applies one batch for `actor` at the clock's time, with the store's own error.
+    async fn apply_batch(
         &self,
         actor: &Actor,
         changes: Vec<store::Change>,

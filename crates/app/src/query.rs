@@ -427,14 +427,35 @@ impl Query for Events {
         let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
         let events: Vec<Event> = match self.task {
             None => app.store.events_after(self.after, self.limit).await?,
-            Some(task) => app
-                .store
-                .entity_events(EntityKind::Task, task.0)
-                .await?
-                .into_iter()
-                .filter(|e| e.seq > self.after)
-                .take(limit)
-                .collect(),
+            Some(task) => {
+                // A task's history is its own events and those of its executions, in log order.
+                if app.store.task(task).await?.is_none() {
+                    return Err(Error::Invalid(format!(
+                        "no task {task}: see `agentgrid task list`"
+                    )));
+                }
+                let mut events = app.store.entity_events(EntityKind::Task, task.0).await?;
+                let executions = app
+                    .store
+                    .executions(&store::ExecutionFilter {
+                        task: Some(task),
+                        ..Default::default()
+                    })
+                    .await?;
+                for execution in executions {
+                    events.extend(
+                        app.store
+                            .entity_events(EntityKind::Execution, execution.id.0)
+                            .await?,
+                    );
+                }
+                events.sort_by_key(|e| e.seq);
+                events
+                    .into_iter()
+                    .filter(|e| e.seq > self.after)
+                    .take(limit)
+                    .collect()
+            }
         };
         let next = events.last().map_or(self.after, |e| e.seq);
         Ok(EventPage {

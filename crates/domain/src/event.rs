@@ -83,6 +83,18 @@ pub enum EventKind {
         author: String,
         text: String,
     },
+    /// A person's answer to the question the task's agent asked with `ctl block`. It reaches
+    /// the next execution's prompt as `answer`.
+    TaskAnswered {
+        author: String,
+        text: String,
+    },
+    /// A person's feedback on the task's work (a reopen with feedback, an approval rejected
+    /// with it). It reaches the next execution's prompt in `feedback`, labelled as theirs.
+    TaskFeedbackGiven {
+        author: String,
+        text: String,
+    },
     /// The scheduler's bookkeeping on a task: backoff, attempt and continuation counters.
     TaskScheduled {
         not_before: Option<Timestamp>,
@@ -274,6 +286,8 @@ impl EventKind {
             EventKind::TaskDependencyRemoved { .. } => "task_dependency_removed",
             EventKind::TaskNudged { .. } => "task_nudged",
             EventKind::TaskCommented { .. } => "task_commented",
+            EventKind::TaskAnswered { .. } => "task_answered",
+            EventKind::TaskFeedbackGiven { .. } => "task_feedback_given",
             EventKind::TaskScheduled { .. } => "task_scheduled",
             EventKind::TaskBranchSet { .. } => "task_branch_set",
             EventKind::TaskCompletionClaimed { .. } => "task_completion_claimed",
@@ -323,6 +337,10 @@ impl EventKind {
             }
             EventKind::TaskNudged { by } => format!("nudged by {by}"),
             EventKind::TaskCommented { author, text } => format!("{author}: {text}"),
+            EventKind::TaskAnswered { author, text } => format!("{author} answered: {text}"),
+            EventKind::TaskFeedbackGiven { author, text } => {
+                format!("{author} gave feedback: {text}")
+            }
             EventKind::TaskScheduled {
                 not_before,
                 attempts,
@@ -417,8 +435,9 @@ impl EventKind {
                 results,
             } => {
                 let mut line = format!(
-                    "iteration {iteration} validation {} (score {score:.2})",
-                    if *passed { "passed" } else { "failed" }
+                    "iteration {iteration} validation {} (score {})",
+                    if *passed { "passed" } else { "failed" },
+                    crate::text::score(*score)
                 );
                 // The failing validators and why, so that the log says more than a number.
                 for r in results.iter().filter(|r| !r.passed) {
@@ -534,7 +553,11 @@ impl ValidatorResult {
     /// One human line: name, verdict, score, counts and the reason.
     pub fn describe(&self) -> String {
         let verdict = if self.passed { "passed" } else { "failed" };
-        let mut line = format!("{} {verdict} (score {:.2}", self.name, self.score);
+        let mut line = format!(
+            "{} {verdict} (score {}",
+            self.name,
+            crate::text::score(self.score)
+        );
         if let Some(c) = &self.counts {
             line.push_str(&format!(", {c}"));
         }

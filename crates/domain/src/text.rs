@@ -18,6 +18,40 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The longest comment accepted, in bytes.
 pub const MAX_COMMENT_BYTES: usize = 64 * 1024;
 
+/// A validation score with two decimals, or more when two would round a score below 1 up to
+/// `1.00`: a score short of full marks never reads as full marks.
+pub fn score(score: f64) -> String {
+    let mut precision = 2;
+    while precision < 6
+        && score < 1.0
+        && format!("{score:.precision$}")
+            .parse::<f64>()
+            .unwrap_or(score)
+            >= 1.0
+    {
+        precision += 1;
+    }
+    format!("{score:.precision$}")
+}
+
+/// A validation score next to its threshold, with as many decimals as it takes for the text
+/// to tell the truth: a score below the threshold never reads as one that meets it (`0.999` is
+/// not printed as `1.00`). A failing score says it is below: "score 0.999 < threshold 1.00".
+pub fn score_against(score: f64, threshold: f64) -> String {
+    let shown = |precision: usize| format!("{score:.precision$}");
+    let mut precision = 2;
+    // The validators' own tolerance: a sum such as 0.1 + 0.2 meets a threshold it reaches.
+    let below = score + 1e-9 < threshold;
+    while precision < 6 && below && shown(precision).parse::<f64>().unwrap_or(score) >= threshold {
+        precision += 1;
+    }
+    if below {
+        format!("score {} < threshold {threshold:.2}", shown(precision))
+    } else {
+        format!("score {}", shown(precision))
+    }
+}
+
 /// Whether `c` must never reach a terminal as it is: C0 and C1 controls, DEL, and the
 /// bidirectional embedding, override and isolate characters.
 fn is_unsafe(c: char) -> bool {
@@ -133,6 +167,18 @@ mod tests {
                 .unwrap_err()
                 .contains("501 bytes")
         );
+    }
+
+    #[test]
+    fn a_score_below_the_threshold_never_reads_as_meeting_it() {
+        assert_eq!(score_against(0.999, 1.0), "score 0.999 < threshold 1.00");
+        assert_eq!(score_against(0.5, 1.0), "score 0.50 < threshold 1.00");
+        assert_eq!(score_against(1.0, 1.0), "score 1.00");
+        assert_eq!(score_against(0.8, 0.75), "score 0.80");
+        assert_eq!(score_against(0.7499, 0.75), "score 0.7499 < threshold 0.75");
+        assert_eq!(score(0.9999), "0.9999");
+        assert_eq!(score(0.5), "0.50");
+        assert_eq!(score(1.0), "1.00");
     }
 
     #[test]

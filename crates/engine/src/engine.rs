@@ -6,6 +6,7 @@ mod held;
 mod jobs;
 mod merges;
 mod prune;
+mod said;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -826,13 +827,16 @@ impl Engine {
             .clone();
         let parent = task.parent.and_then(|p| self.snapshot.task(p)).cloned();
         let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
+        let said = said::said_to(&*self.store, task_id).await?;
         let context = PromptContext {
             task: TaskView::from(&task),
             parent: parent.as_ref().map(TaskView::from),
             children: children.into_iter().map(TaskView::from).collect(),
             attempt,
             iteration: 1,
-            feedback: None,
+            feedback: said.feedback_text(),
+            comments: said.comments_text(),
+            answer: said.answer_text(),
             execution: ExecutionView {
                 id: execution.id,
                 kind,
@@ -1696,12 +1700,21 @@ impl Engine {
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-                Ok(serde_json::json!({
+                let said = said::said_to(&*self.store, task_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let mut status = serde_json::json!({
                     "task": task,
                     "parent": parent,
                     "children": children,
                     "execution": self.active.get(&execution).map(|a| &a.execution),
-                }))
+                });
+                if let (Some(status), serde_json::Value::Object(said)) =
+                    (status.as_object_mut(), said.json())
+                {
+                    status.extend(said);
+                }
+                Ok(status)
             }
         }
     }

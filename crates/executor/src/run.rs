@@ -681,10 +681,13 @@ async fn execute(
             } else {
                 last
             };
-            end = (
-                ExecutionState::Failed,
-                Some(format!("agent {}; last output: {last}", exit.describe())),
-            );
+            // An agent that printed nothing gets no empty "last output:" to puzzle over.
+            let what = if last.is_empty() {
+                format!("agent {} and printed nothing", exit.describe())
+            } else {
+                format!("agent {}; last output: {last}", exit.describe())
+            };
+            end = (ExecutionState::Failed, Some(what));
             break;
         }
         let flags = shared.flags();
@@ -765,7 +768,10 @@ async fn execute(
         if validation.passed {
             end = (
                 ExecutionState::Succeeded,
-                Some(format!("validation passed (score {:.2})", validation.score)),
+                Some(format!(
+                    "validation passed ({})",
+                    domain::text::score_against(validation.score, agent.threshold)
+                )),
             );
             break;
         }
@@ -773,9 +779,8 @@ async fn execute(
             end = (
                 ExecutionState::Failed,
                 Some(format!(
-                    "validation failed after {max_iterations} iterations (score {:.2}, threshold {:.2}): {}",
-                    validation.score,
-                    agent.threshold,
+                    "validation failed after {max_iterations} iterations ({}): {}",
+                    domain::text::score_against(validation.score, agent.threshold),
                     validation.reason.as_deref().unwrap_or("no reason given")
                 )),
             );
@@ -797,7 +802,14 @@ async fn execute(
             break;
         }
         last_failure = Some((reason, signature));
-        context.feedback = Some(validation.feedback());
+        // A person's feedback stays in front of the validators' word on later iterations.
+        context.feedback = Some(match &job.context.feedback {
+            Some(person) => format!(
+                "{person}\n\nThe validators on iteration {iteration}:\n{}",
+                validation.feedback()
+            ),
+            None => validation.feedback(),
+        });
         send(Update::NextIteration { id });
     }
 

@@ -257,13 +257,20 @@ pub fn weigh(verdicts: Vec<Verdict>, threshold: f64) -> Validation {
     // A tiny tolerance so 0.1 + 0.2-style sums still meet a threshold they reach exactly.
     let score_met = score + 1e-9 >= threshold;
     let reason = match failed_required {
-        Some(v) => Some(format!(
-            "validator `{}` failed: {}",
-            v.result.name,
-            v.result.reason.as_deref().unwrap_or("no reason given")
-        )),
+        // A validator that ran out of time did not find the work wrong: it says so.
+        Some(v) => Some(match v.result.reason.as_deref() {
+            Some(r) if r.starts_with("timed out") => {
+                format!("validator `{}` {r}", v.result.name)
+            }
+            r => format!(
+                "validator `{}` failed: {}",
+                v.result.name,
+                r.unwrap_or("no reason given")
+            ),
+        }),
         None if !score_met => Some(format!(
-            "score {score:.2} is below the threshold {threshold:.2}"
+            "score {} is below the threshold {threshold:.2}",
+            domain::text::score(score)
         )),
         None => None,
     };

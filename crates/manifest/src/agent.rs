@@ -23,8 +23,14 @@ This task is part of #{{ parent.id }}: {{ parent.title }}
 {% endif %}{% if children %}
 Its sub-tasks so far:
 {% for child in children %}- #{{ child.id }} {{ child.title }} ({{ child.state }}){% if child.summary %}: {{ child.summary }}{% endif %}
-{% endfor %}{% endif %}{% if feedback %}
-The previous iteration did not pass validation:
+{% endfor %}{% endif %}{% if answer %}
+You asked a person a question; their answer:
+{{ answer }}
+{% endif %}{% if comments %}
+Comments on the task since your last execution:
+{{ comments }}
+{% endif %}{% if feedback %}
+Feedback on the work so far:
 {{ feedback }}
 {% endif %}";
 

@@ -9,6 +9,7 @@ pub fn json_schema() -> serde_json::Value {
     let mut generator = SchemaSettings::draft2020_12().into_generator();
     let agent = generator.subschema_for::<AgentManifest>();
     let config = generator.subschema_for::<ConfigManifest>();
+    let context = generator.subschema_for::<crate::PromptContext>();
     let definitions = generator.take_definitions(true);
     serde_json::json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -16,6 +17,9 @@ pub fn json_schema() -> serde_json::Value {
         "title": "agentgrid manifest",
         "description": "An agent (.agentgrid/agents/*.yaml, kind Agent) or the project settings (.agentgrid/config.yaml, kind Config).",
         "oneOf": [agent, config],
+        // Not a manifest: what `spec.prompt` and the runtime's argument and environment
+        // templates can use (those add `prompt`, the rendered prompt), for editors and docs.
+        "x-promptContext": context,
         "$defs": definitions,
     })
 }
@@ -92,6 +96,29 @@ mod tests {
             in_decoder.sort();
             assert_eq!(in_schema, in_decoder, "fields of {name}");
         }
+    }
+
+    /// The prompt context in the schema names exactly what templates may use.
+    #[test]
+    fn the_prompt_context_is_in_the_schema() {
+        let schema = json_schema();
+        assert_eq!(schema["x-promptContext"]["$ref"], "#/$defs/PromptContext");
+        let props = schema["$defs"]["PromptContext"]["properties"]
+            .as_object()
+            .unwrap();
+        let mut in_schema: Vec<&str> = props.keys().map(String::as_str).collect();
+        let mut names = crate::CONTEXT_NAMES.to_vec();
+        in_schema.sort();
+        names.sort();
+        assert_eq!(in_schema, names);
+        let task = schema["$defs"]["TaskView"]["properties"]
+            .as_object()
+            .unwrap();
+        let mut fields: Vec<&str> = task.keys().map(String::as_str).collect();
+        let mut known = crate::TASK_FIELDS.to_vec();
+        fields.sort();
+        known.sort();
+        assert_eq!(fields, known);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::Error;
 
 /// What a template knows about a task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct TaskView {
     pub id: TaskId,
     pub title: String,
@@ -45,7 +45,7 @@ impl From<&Task> for TaskView {
 }
 
 /// What a template knows about the execution it runs in.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ExecutionView {
     pub id: ExecutionId,
     /// `work` or `resume`.
@@ -63,7 +63,7 @@ impl From<&Execution> for ExecutionView {
 
 /// Everything a prompt template can use. Argument and environment templates see the same names
 /// plus `prompt`, the rendered prompt text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PromptContext {
     pub task: TaskView,
     pub parent: Option<TaskView>,
@@ -72,21 +72,30 @@ pub struct PromptContext {
     pub attempt: u32,
     /// Which generate → validate pass runs now (1-based).
     pub iteration: u32,
-    /// What the validators said about the previous iteration, if it failed.
+    /// What the execution should do differently: a person's feedback given with a reopen
+    /// (labelled with who gave it and when) and, from the second iteration on, what the
+    /// validators said about the previous one when it failed.
     pub feedback: Option<String>,
+    /// The comments on the task since the agent's last execution started, one per line with
+    /// author and time; agents' own comments are left out.
+    pub comments: Option<String>,
+    /// A person's answer to the question the task's agent last asked with `ctl block`.
+    pub answer: Option<String>,
     pub execution: ExecutionView,
     /// The name of the agent that runs.
     pub agent: String,
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 8] = [
+pub const CONTEXT_NAMES: [&str; 10] = [
     "task",
     "parent",
     "children",
     "attempt",
     "iteration",
     "feedback",
+    "comments",
+    "answer",
     "execution",
     "agent",
 ];
@@ -127,6 +136,8 @@ impl PromptContext {
             attempt: 1,
             iteration: 2,
             feedback: Some("tests: 1 of 3 failed".into()),
+            comments: Some("ada at 2026-01-02T03:04:05Z: keep the old format too".into()),
+            answer: Some("use the standard library's csv module".into()),
             execution: ExecutionView {
                 id: ExecutionId(5),
                 kind: ExecutionKind::Work,
@@ -146,6 +157,8 @@ impl PromptContext {
         ctx.children.clear();
         ctx.iteration = 1;
         ctx.feedback = None;
+        ctx.comments = None;
+        ctx.answer = None;
         ctx
     }
 }

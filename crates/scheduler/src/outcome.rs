@@ -244,7 +244,9 @@ fn plan_after(
                     format!("all {} sub-tasks are done", children.len())
                 }
                 (ExecutionKind::Work, true) => "validated".to_string(),
-                (ExecutionKind::Work, false) => "exited cleanly (no validators)".to_string(),
+                (ExecutionKind::Work, false) => {
+                    "no validators (the agent's exit status decided)".to_string()
+                }
             };
             plan(TaskState::Done, None, task.attempts, 0, reason)
         }

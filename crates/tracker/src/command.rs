@@ -57,6 +57,16 @@ pub enum Change {
         id: TaskId,
         text: String,
     },
+    /// The batch's actor answers the question the task's agent asked (`ctl block`).
+    Answer {
+        id: TaskId,
+        text: String,
+    },
+    /// The batch's actor gives feedback on the task's work, for its next execution.
+    Feedback {
+        id: TaskId,
+        text: String,
+    },
     /// A comment under an idempotency key of the task; refused when the task already has a
     /// comment under this key.
     KeyedComment {
@@ -256,6 +266,8 @@ impl Change {
             Change::RequestApproval { .. } => "request_approval",
             Change::DecideApproval { .. } => "decide_approval",
             Change::AskApproval { .. } => "ask_approval",
+            Change::Answer { .. } => "answer",
+            Change::Feedback { .. } => "feedback",
             Change::ScheduleTask { .. } => "schedule_task",
             Change::SetBranch { .. } => "set_branch",
             Change::ClaimCompletion { .. } => "claim_completion",
@@ -273,6 +285,47 @@ impl Change {
             Change::PauseProvider { .. } => "pause_provider",
             Change::ResumeProvider { .. } => "resume_provider",
             Change::ThrottleProvider { .. } => "throttle_provider",
+        }
+    }
+
+    /// What the change does, in the words of the person who asked for it: "creating the task"
+    /// where [`name`](Change::name) says `create_task`. Used to say what was refused.
+    pub fn doing(&self) -> &'static str {
+        match self {
+            Change::CreateTask(_) | Change::CreateKeyedTask { .. } => "creating the task",
+            Change::KeyedComment { .. } | Change::Comment { .. } => "adding the comment",
+            Change::Answer { .. } => "recording the answer",
+            Change::Feedback { .. } => "recording the feedback",
+            Change::FinishMerge { .. } => "recording the merge",
+            Change::StartLand { .. } => "starting the land",
+            Change::FinishLand { .. } => "finishing the land",
+            Change::MarkLanded { .. } => "marking the task landed",
+            Change::RequestApproval { .. } => "asking for an approval",
+            Change::DecideApproval { .. } => "deciding the approval",
+            Change::AskApproval { .. } => "asking about the approval",
+            Change::RecordAgentEvent { .. } => "recording the agent's event",
+            Change::EditTask { .. } => "editing the task",
+            Change::SetTaskState { .. } | Change::SettleTask { .. } => "changing the task's state",
+            Change::AddDependency { .. } => "adding the dependency",
+            Change::RemoveDependency { .. } => "removing the dependency",
+            Change::Nudge { .. } => "nudging the task",
+            Change::ScheduleTask { .. } => "scheduling the task",
+            Change::SetBranch { .. } => "setting the task's branch",
+            Change::ClaimCompletion { .. } => "claiming completion",
+            Change::CreateExecution { .. } => "starting an execution",
+            Change::SetExecutionState { .. } => "changing the execution's state",
+            Change::ProcessStarted { .. } | Change::ProcessExited { .. } => {
+                "recording the agent's process"
+            }
+            Change::Validated { .. } => "recording the validation",
+            Change::Committed { .. } => "recording the commit",
+            Change::FinishExecution { .. } => "finishing the execution",
+            Change::RecordModelUsage { .. }
+            | Change::RecordModelWaiting { .. }
+            | Change::RecordModelFallback { .. } => "recording model usage",
+            Change::PauseProvider { .. }
+            | Change::ResumeProvider { .. }
+            | Change::ThrottleProvider { .. } => "changing the provider's standing",
         }
     }
 }

@@ -111,6 +111,8 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
         | Change::RemoveDependency { id, .. }
         | Change::Nudge { id }
         | Change::Comment { id, .. }
+        | Change::Answer { id, .. }
+        | Change::Feedback { id, .. }
         | Change::ScheduleTask { id, .. }
         | Change::SetBranch { id, .. }
         | Change::ClaimCompletion { id, .. } => keys.push(Key::Task(*id)),
@@ -378,6 +380,12 @@ impl Decision<'_> {
                 Ok(())
             }
             Change::Comment { id, text } => self.comment(*id, text),
+            Change::Answer { id, text } => self.said(*id, "an answer", text, |author, text| {
+                EventKind::TaskAnswered { author, text }
+            }),
+            Change::Feedback { id, text } => self.said(*id, "feedback", text, |author, text| {
+                EventKind::TaskFeedbackGiven { author, text }
+            }),
             Change::ScheduleTask {
                 id,
                 not_before,
@@ -1005,6 +1013,25 @@ impl Decision<'_> {
             text: text.to_owned(),
         };
         self.task_event(id, kind);
+        Ok(())
+    }
+
+    /// What the actor says to the task's agents (an answer, feedback): text like a comment's,
+    /// on a task that exists.
+    fn said(
+        &mut self,
+        id: TaskId,
+        what: &str,
+        text: &str,
+        kind: impl FnOnce(String, String) -> EventKind,
+    ) -> Result<(), Refusal> {
+        if text.trim().is_empty() {
+            return refused(format!("{what} needs some text"));
+        }
+        domain::text::check_size(what, text, domain::text::MAX_COMMENT_BYTES).or_else(refused)?;
+        self.task(id)?;
+        let event = kind(self.actor.to_owned(), text.to_owned());
+        self.task_event(id, event);
         Ok(())
     }
 

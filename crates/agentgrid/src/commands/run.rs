@@ -127,6 +127,14 @@ pub async fn print_summary(
         }
     );
     if !quiet {
+        // The rest of the project is counted, not listed: a run reports its own work.
+        let total: u64 = store.task_counts().await?.iter().map(|(_, n)| n).sum();
+        let others = total.saturating_sub(tasks.len() as u64);
+        if others > 0 {
+            outln!(
+                "{others} other task(s) in the project were not touched by this run (agentgrid task list)"
+            );
+        }
         for (task, why) in summary.stuck.iter().take(SUMMARY_LINES) {
             outln!("#{task} cannot run: {}", one_line(why));
         }
@@ -178,12 +186,20 @@ pub async fn run_engine_with(
     // while the engine's is busy.
     let signals = shutdown_signal(project.store().await?, project.root.clone());
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<Event>();
+    let mut judging = Judging {
+        agents: setup
+            .agents
+            .values()
+            .map(|a| (a.name.clone(), (a.threshold, a.max_iterations)))
+            .collect(),
+        executions: std::collections::HashMap::new(),
+    };
     let status_line = StatusLine::default();
     let ticker = tokio::spawn(status_line.clone().run(store.clone(), status));
     let above = status_line.clone();
     let printer = tokio::spawn(async move {
         while let Some(event) = events_rx.recv().await {
-            if progress && let Some(line) = progress_line(&event) {
+            if progress && let Some(line) = judging.progress_line(&event) {
                 // Titles and reasons in it come from agents: escaped first, coloured after.
                 above.above(|| outln!("{}", marked(&domain::text::one_line(&line))));
             }
@@ -337,7 +353,79 @@ fn marked(line: &str) -> String {
     line.to_string()
 }
 
-/// The events worth a line while the engine runs.
+/// What the progress lines need to know to say what a validation means: each agent's threshold
+/// and iteration limit, and which agent runs each execution (from its creation event).
+struct Judging {
+    agents: std::collections::HashMap<String, (f64, u32)>,
+    executions: std::collections::HashMap<i64, String>,
+}
+
+impl Judging {
+    /// The events worth a line while the engine runs.
+    fn progress_line(&mut self, event: &Event) -> Option<String> {
+        if let EventKind::ExecutionCreated { execution } = &event.kind {
+            self.executions
+                .insert(execution.id.0, execution.agent.clone());
+        }
+        if let EventKind::ExecutionValidated {
+            iteration,
+            score,
+            passed,
+            results,
+        } = &event.kind
+        {
+            let limits = self
+                .executions
+                .get(&event.entity_id)
+                .and_then(|agent| self.agents.get(agent))
+                .copied();
+            return Some(validation_line(
+                event.entity_id,
+                *iteration,
+                *score,
+                *passed,
+                results,
+                limits,
+            ));
+        }
+        progress_line(event)
+    }
+}
+
+/// One validation's line: the score shown so that it never looks like it met a threshold it
+/// missed, and "feeding back" only when another iteration will hear it.
+fn validation_line(
+    execution: i64,
+    iteration: u32,
+    score: f64,
+    passed: bool,
+    results: &[domain::event::ValidatorResult],
+    limits: Option<(f64, u32)>,
+) -> String {
+    let score = match limits {
+        Some((threshold, _)) => domain::text::score_against(score, threshold),
+        None => format!("score {}", domain::text::score(score)),
+    };
+    let verdict = match (passed, limits) {
+        (true, _) => "passed",
+        (false, Some((_, max))) if iteration >= max => "failed on the last iteration",
+        (false, Some(_)) => "failed, feeding back",
+        (false, None) => "failed",
+    };
+    let mut line =
+        format!("  execution {execution} iteration {iteration}: validation {verdict} ({score})");
+    for r in results.iter().filter(|r| !r.passed) {
+        match r.reason.as_deref() {
+            Some(reason) if reason.starts_with("timed out") => {
+                line.push_str(&format!("; validator {} {reason}", r.name))
+            }
+            reason => line.push_str(&format!("; {}: {}", r.name, reason.unwrap_or("failed"))),
+        }
+    }
+    line
+}
+
+/// The events worth a line while the engine runs, that need nothing but the event.
 fn progress_line(event: &Event) -> Option<String> {
     let id = event.entity_id;
     match &event.kind {
@@ -367,29 +455,6 @@ fn progress_line(event: &Event) -> Option<String> {
             "▶ #{} {} execution {} by {} (attempt {})",
             execution.task_id, execution.kind, execution.id, execution.agent, execution.attempt
         )),
-        EventKind::ExecutionValidated {
-            iteration,
-            score,
-            passed,
-            results,
-        } => {
-            let mut line = format!(
-                "  execution {id} iteration {iteration}: validation {} (score {score:.2})",
-                if *passed {
-                    "passed"
-                } else {
-                    "failed, feeding back"
-                }
-            );
-            for r in results.iter().filter(|r| !r.passed) {
-                line.push_str(&format!(
-                    "; {}: {}",
-                    r.name,
-                    r.reason.as_deref().unwrap_or("failed")
-                ));
-            }
-            Some(line)
-        }
         EventKind::ExecutionFinished { state, .. } => Some(format!("  execution {id} {state}")),
         _ => None,
     }

@@ -24,6 +24,10 @@ pub fn engine_state(project: &Project) -> EngineState {
         }
     }
 }
+/// How much of a reason the WHY columns show. The column wraps, so a reason is cut only past
+/// several lines: a parent's names its failed sub-tasks with their own reasons, and the end of
+/// a failure's reason says which attempt it was.
+const WHY_CHARS: usize = 600;
 
 pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     let app = project.app().await?;
@@ -152,7 +156,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                         e.state.to_string()
                     },
                     e.iteration.to_string(),
-                    clip(a.why.as_deref().unwrap_or(""), 100),
+                    clip(a.why.as_deref().unwrap_or(""), WHY_CHARS),
                 ]
             })
             .collect();
@@ -177,9 +181,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             vec![
                 format!("#{}", t.id),
                 t.state.to_string(),
-                // A parent's reason names its failed sub-tasks, their own reasons and the ones
-                // left open, so it gets more room than a title.
-                clip(t.summary.as_deref().unwrap_or(""), 240),
+                clip(t.summary.as_deref().unwrap_or(""), WHY_CHARS),
             ]
         })
         .collect();
@@ -219,7 +221,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             Some(vec![
                 format!("#{}", t.id),
                 t.state.to_string(),
-                clip(why, 240),
+                clip(why, WHY_CHARS),
             ])
         })
         .collect();

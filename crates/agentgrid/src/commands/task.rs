@@ -2,8 +2,8 @@
 //! (`app`); this module turns arguments into its commands and queries and prints the answers.
 
 use app::{
-    Actor, AddDependency, AddTask, Cancel, Comment, EditTask, Import, Nudge, RemoveDependency,
-    Reopen, TaskList, TaskShow,
+    Actor, AddDependency, AddTask, Answer, Cancel, Comment, EditTask, Import, Nudge,
+    RemoveDependency, Reopen, TaskList, TaskShow,
 };
 use domain::{NewTask, Task, TaskId};
 use store::TaskFilter;
@@ -82,7 +82,15 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 parent: parent.map(Some),
                 root: None,
             };
-            let page = app.ask(&actor, TaskList { filter, limit }).await?;
+            let page = app
+                .ask(
+                    &actor,
+                    TaskList {
+                        filter: filter.clone(),
+                        limit,
+                    },
+                )
+                .await?;
             if as_json {
                 // Each task with the timer it waits for (`null` for none), its time in RFC 3339.
                 let mut tasks = Vec::with_capacity(page.tasks.len());
@@ -93,7 +101,13 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 }
                 json(&tasks)?;
             } else if page.tasks.is_empty() {
-                outln!("no tasks: add one with `agentgrid task add \"…\"`");
+                // Adding a task is the way on only for a project that has none at all.
+                let any = app.store().task_counts().await?.iter().any(|(_, n)| *n > 0);
+                if any {
+                    outln!("{}", no_match(&filter));
+                } else {
+                    outln!("no tasks: add one with `agentgrid task add \"…\"`");
+                }
             } else if page.tasks.iter().any(|t| app::Timer::of(t).is_some()) {
                 print_tasks_with_timers(&page.tasks, app.now());
                 if page.more {
@@ -281,16 +295,30 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             .await;
             return report_each(&results, json);
         }
-        TaskCommand::Reopen { ids, json } => {
+        TaskCommand::Reopen {
+            ids,
+            feedback,
+            json,
+        } => {
             let results = each_id(ids, |id| {
-                let (app, actor) = (&app, &actor);
+                let (app, actor, feedback) = (&app, &actor, feedback.clone());
                 async move {
-                    app.execute(actor, Reopen { id }).await?;
-                    Ok((format!("reopened task #{id}"), Vec::new()))
+                    let with_feedback = feedback.is_some();
+                    app.execute(actor, Reopen { id, feedback }).await?;
+                    let said = if with_feedback {
+                        format!("reopened task #{id}: its next execution gets your feedback")
+                    } else {
+                        format!("reopened task #{id}")
+                    };
+                    Ok((said, Vec::new()))
                 }
             })
             .await;
             return report_each(&results, json);
+        }
+        TaskCommand::Answer { id, text } => {
+            app.execute(&actor, Answer { id, text }).await?;
+            outln!("answered task #{id} and reopened it: its next execution gets your answer");
         }
         TaskCommand::Nudge { ids, json } => {
             let results = each_id(ids, |id| {
@@ -568,4 +596,27 @@ fn print_agent_summary(a: &app::AgentSummary) {
         let what = if *failed { "failed" } else { "result" };
         outln!("    {what}: {}", one_line(&clip(text, 200)));
     }
+}
+
+/// What an empty `task list` found, in the words of its filter: "no failed tasks", "no open or
+/// blocked tasks labelled ui under #3".
+fn no_match(filter: &TaskFilter) -> String {
+    let mut text = String::from("no ");
+    let states: Vec<String> = filter.states.iter().map(|s| s.to_string()).collect();
+    match states.split_last() {
+        None => {}
+        Some((last, [])) => text.push_str(&format!("{last} ")),
+        Some((last, rest)) => text.push_str(&format!("{} or {last} ", rest.join(", "))),
+    }
+    text.push_str("tasks");
+    if !filter.labels.is_empty() {
+        text.push_str(&format!(
+            " labelled {}",
+            one_line(&filter.labels.join(" and "))
+        ));
+    }
+    if let Some(Some(parent)) = filter.parent {
+        text.push_str(&format!(" under #{parent}"));
+    }
+    text
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
 
+mod answers;
 mod approvals;
 mod bounds;
 mod budget;
@@ -30,5 +31,6 @@ mod splits;
 mod store_lock;
 mod support;
 mod text;
+mod truth;
 mod verdict;
 mod visible;

@@ -51,7 +51,7 @@ async fn a_command_records_its_actor_and_a_bad_one_writes_nothing() {
     };
     let message = invalid(f.app.execute(&ada(), AddTask(bad)).await);
     assert!(message.contains("priority 9 is out of range"), "{message}");
-    let unknown = invalid(f.app.execute(&ada(), Reopen { id: TaskId(42) }).await);
+    let unknown = invalid(f.app.execute(&ada(), Reopen::task(TaskId(42))).await);
     assert_eq!(
         unknown,
         "task #42 does not exist: see `agentgrid task list`"
@@ -127,7 +127,7 @@ async fn cancel_without_cascade_leaves_the_sub_tasks_alone() {
 async fn only_failed_cancelled_or_blocked_tasks_are_reopened() {
     let f = fixture();
     let id = add(&f.app, "Flaky", None).await;
-    let message = invalid(f.app.execute(&ada(), Reopen { id }).await);
+    let message = invalid(f.app.execute(&ada(), Reopen::task(id)).await);
     assert_eq!(
         message,
         "task #1 is open; only failed, cancelled or blocked tasks can be reopened"
@@ -138,7 +138,7 @@ async fn only_failed_cancelled_or_blocked_tasks_are_reopened() {
         reason: Some("tests failed".into()),
     };
     f.store.apply("engine", T0, vec![fail]).await.unwrap();
-    f.app.execute(&ada(), Reopen { id }).await.unwrap();
+    f.app.execute(&ada(), Reopen::task(id)).await.unwrap();
     assert_eq!(state(&f.store, id).await, TaskState::Open);
 }
 

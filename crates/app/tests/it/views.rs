@@ -367,7 +367,21 @@ async fn a_task_shows_its_executions_and_history_and_events_page_by_task() {
         .await
         .unwrap();
     assert!(rest.at_end);
-    assert_eq!(1 + rest.events.len(), detail.events.len());
+    // A task's events page through its own and its execution's, in log order.
+    let executions = rest
+        .events
+        .iter()
+        .filter(|ev| ev.entity == domain::EntityKind::Execution)
+        .count();
+    assert!(executions >= 2, "{:?}", rest.events);
+    assert!(rest.events.iter().all(|ev| ev.entity_id
+        == if ev.entity == domain::EntityKind::Execution {
+            e.0
+        } else {
+            ids[1].0
+        }));
+    assert_eq!(1 + rest.events.len(), detail.events.len() + executions);
+    assert!(rest.events.windows(2).all(|w| w[0].seq < w[1].seq));
     assert!(rest.events.iter().all(|ev| ev.seq > first.next));
     assert!(
         all.events.len() > detail.events.len(),

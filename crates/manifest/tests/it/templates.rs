@@ -25,6 +25,8 @@ fn context() -> PromptContext {
         attempt: 1,
         iteration: 1,
         feedback: None,
+        comments: None,
+        answer: None,
         execution: ExecutionView {
             id: ExecutionId(3),
             kind: ExecutionKind::Work,

@@ -77,6 +77,8 @@ fn change() -> impl Strategy<Value = Change> {
             .prop_map(|(id, blocked_by)| Change::RemoveDependency { id, blocked_by }),
         1 => task_id().prop_map(|id| Change::Nudge { id }),
         1 => task_id().prop_map(|id| Change::Comment { id, text: "note".into() }),
+        1 => task_id().prop_map(|id| Change::Answer { id, text: "sqlite".into() }),
+        1 => task_id().prop_map(|id| Change::Feedback { id, text: "smaller".into() }),
         1 => (task_id(), 0..3u32).prop_map(|(id, attempts)| Change::ScheduleTask {
             id,
             not_before: Some(Timestamp(T0.0 + 10)),
@@ -272,6 +274,8 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::EditTask { id, .. }
         | Change::Nudge { id }
         | Change::Comment { id, .. }
+        | Change::Answer { id, .. }
+        | Change::Feedback { id, .. }
         | Change::ScheduleTask { id, .. }
         | Change::SetBranch { id, .. }
         | Change::ClaimCompletion { id, .. }

@@ -417,6 +417,63 @@ fn dependencies_refuse_themselves_duplicates_and_cycles() {
 }
 
 #[test]
+fn answers_and_feedback_are_recorded_with_their_author_and_check_their_text() {
+    let mut w = World::new();
+    let task = w.titled("t");
+    w.actor = "ada";
+    let events = w.ok(Change::Answer {
+        id: task,
+        text: "sqlite".into(),
+    });
+    let Event::Logged(entry) = &events[0] else {
+        panic!("a log entry")
+    };
+    assert_eq!(
+        entry.kind,
+        EventKind::TaskAnswered {
+            author: "ada".into(),
+            text: "sqlite".into()
+        }
+    );
+    let events = w.ok(Change::Feedback {
+        id: task,
+        text: "smaller steps".into(),
+    });
+    let Event::Logged(entry) = &events[0] else {
+        panic!("a log entry")
+    };
+    assert_eq!(
+        entry.kind,
+        EventKind::TaskFeedbackGiven {
+            author: "ada".into(),
+            text: "smaller steps".into()
+        }
+    );
+    assert_eq!(
+        w.refused(Change::Answer {
+            id: task,
+            text: " ".into()
+        }),
+        "an answer needs some text"
+    );
+    assert_eq!(
+        w.refused(Change::Feedback {
+            id: TaskId(9),
+            text: "x".into()
+        }),
+        "task #9 does not exist"
+    );
+    let huge = "x".repeat(domain::text::MAX_COMMENT_BYTES + 1);
+    assert!(
+        w.refused(Change::Feedback {
+            id: task,
+            text: huge
+        })
+        .contains("feedback")
+    );
+}
+
+#[test]
 fn nudges_comments_and_bookkeeping_check_their_input() {
     let mut w = World::new();
     let task = w.titled("t");
