@@ -71,6 +71,12 @@ pub(crate) async fn said_to(store: &dyn Store, task: TaskId) -> Result<Said, sto
             EventKind::TaskFeedbackGiven { author, text } => {
                 said.feedback.push(remark(author, text));
             }
+            // A rejected approval's feedback is a person's word on the work like any other.
+            EventKind::TaskApprovalDecided {
+                by,
+                decision: domain::Decision::Reject { feedback },
+                ..
+            } => said.feedback.push(remark(by, feedback)),
             EventKind::TaskAnswered { author, text } => said.answer = Some(remark(author, text)),
             _ => {}
         }
