@@ -286,7 +286,14 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         !config.contains("sk-test-not-written"),
         "the key itself is never written"
     );
-    repo.ok(&["validate"]);
+    // What init wrote passes validate where the CLIs and the key are, as they were for init.
+    let out = repo
+        .cmd(&["validate"])
+        .env("PATH", &path)
+        .env("ANTHROPIC_API_KEY", "sk-test-not-written")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
 
     // Without any key there is no `models:` section, and init says what to do.
     let bare = Repo::new();

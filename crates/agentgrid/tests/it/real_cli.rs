@@ -259,7 +259,7 @@ fn claude_code_resumes_its_session_when_validation_sends_it_round_again() {
         .expect("a third model request");
     let history = third["messages"].to_string();
     assert!(history.contains("Wrote the first draft."), "{history}");
-    assert!(history.contains("did not pass validation"), "{history}");
+    assert!(history.contains("Feedback on the work so far"), "{history}");
     let sessions: Vec<String> = agent_events(&repo)
         .iter()
         .filter(|e| e["kind"] == "session")
