@@ -151,3 +151,37 @@ fn a_reopen_with_feedback_reaches_the_next_execution_beside_the_validators_word(
     let events = repo.ok(&["events", "--task", "1"]);
     assert!(events.contains("cli gave feedback: try harder"), "{events}");
 }
+
+#[test]
+fn a_rejected_approvals_feedback_reaches_the_next_execution() {
+    let repo = project(
+        "echo work > work.txt; agentgrid ctl complete --summary 'did it'",
+        "",
+    );
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        format!("{FAST_CONFIG}  approvals: {{require_labels: [review]}}\n"),
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Write the work", "--label", "review"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    repo.ok(&[
+        "approvals",
+        "reject",
+        "1",
+        "--feedback",
+        "name the file results.txt",
+    ]);
+    assert_eq!(repo.task_state(1), "open");
+    repo.ok(&["run"]);
+
+    let prompts = seen(&repo, "prompt-");
+    assert_eq!(prompts.len(), 2, "{prompts:?}");
+    assert!(!prompts[0].contains("results.txt"), "{}", prompts[0]);
+    assert!(
+        prompts[1].contains("name the file results.txt") && prompts[1].contains("cli"),
+        "the rejection's feedback, with who gave it, is in the next prompt: {}",
+        prompts[1]
+    );
+}
