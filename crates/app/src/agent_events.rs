@@ -42,6 +42,7 @@ pub struct AgentSummary {
     /// The last final result: its text and whether the CLI called it a failure.
     pub result: Option<(String, bool)>,
     pub errors: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 impl AgentSummary {
@@ -59,6 +60,7 @@ impl AgentSummary {
             reported_tokens: (0, 0),
             result: None,
             errors: Vec::new(),
+            warnings: Vec::new(),
         };
         for r in records {
             match &r.event {
@@ -77,6 +79,7 @@ impl AgentSummary {
                     s.reported_tokens.1 += output_tokens;
                 }
                 AgentEvent::Error { message } => s.errors.push(message.clone()),
+                AgentEvent::Warning { message } => s.warnings.push(message.clone()),
                 AgentEvent::Result { text, is_error } => s.result = Some((text.clone(), *is_error)),
                 AgentEvent::Dropped { .. } => {}
             }

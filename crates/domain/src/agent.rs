@@ -43,6 +43,9 @@ pub enum AgentEvent {
     },
     /// The CLI reported an error: authentication, the API, a tool, its own.
     Error { message: String },
+    /// Something worth a look that is not a failure: a CLI's own warning, or agentgrid's
+    /// finding that the CLI's usage disagrees with the gateway's metering.
+    Warning { message: String },
     /// The CLI's final word on the iteration.
     Result {
         text: String,
@@ -76,6 +79,9 @@ impl AgentEvent {
                 duration_ms,
             },
             AgentEvent::Error { message } => AgentEvent::Error {
+                message: cut(message),
+            },
+            AgentEvent::Warning { message } => AgentEvent::Warning {
                 message: cut(message),
             },
             AgentEvent::Result { text, is_error } => AgentEvent::Result {
@@ -131,6 +137,7 @@ impl AgentEvent {
                 "reports {input_tokens} input tokens ({cached_tokens} cached), {output_tokens} output"
             ),
             AgentEvent::Error { message } => format!("error: {}", line(message)),
+            AgentEvent::Warning { message } => format!("warning: {}", line(message)),
             AgentEvent::Result { text, is_error } => {
                 let what = if *is_error { "failed" } else { "result" };
                 format!("{what}: {}", line(text))

@@ -105,9 +105,8 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
                 model: crate::runtimes::model_alias(&m.metadata.name, &s.runtime, &spec.models)?,
                 argv: match s.runtime.kind {
                     manifest::RuntimeKind::Builtin => builtin_argv(s.runtime.model.as_deref()),
-                    manifest::RuntimeKind::Command | manifest::RuntimeKind::Claude => {
-                        s.runtime.command.clone()
-                    }
+                    // A CLI's type with no command runs the adapter's program.
+                    _ => s.runtime.command.clone(),
                 },
                 env: s
                     .runtime

@@ -468,7 +468,10 @@ async fn execute(
     // The last failed validation: its reason and what identifies the failure, so that an
     // execution that makes no progress stops instead of burning its remaining iterations.
     let mut last_failure: Option<(String, String)> = None;
-    let mut agent_events = crate::runtime::EventSink::default();
+    let mut agent_events = match &adapter {
+        Some(a) if a.usage_is_running_total() => crate::runtime::EventSink::with_running_totals(),
+        _ => crate::runtime::EventSink::default(),
+    };
     for iteration in 1..=max_iterations {
         // No iteration starts after a stop: the one before ended with the stop's state, or
         // the stop came while its validators ran and ended them.
@@ -998,6 +1001,14 @@ fn launch_spec(
         }
         for (k, v) in adapter.env() {
             launch::set_var(&mut env, k, v);
+        }
+        if let Some(home) = invocation.home {
+            let more = adapter
+                .prepare_home(home, &env)
+                .map_err(|e| format!("writing the agent CLI's configuration: {e}"))?;
+            for (k, v) in more {
+                launch::set_var(&mut env, k, v);
+            }
         }
     }
     if adapter.is_some()

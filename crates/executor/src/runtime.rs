@@ -12,6 +12,7 @@
 //! ([`AgentEvent::bounded`], [`EventSink`]).
 
 mod claude;
+mod codex;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use domain::{AgentEvent, ExecutionId, Timestamp};
 use manifest::RuntimeKind;
 
 pub use claude::Claude;
+pub use codex::Codex;
 
 /// What one iteration's start needs to know beyond the adapter itself.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +51,22 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
 
     /// A fresh reader of one process's output.
     fn parser(&self) -> Box<dyn Parser>;
+
+    /// Whether the CLI's usage events count everything since its session began rather than
+    /// one run's use, so that a resumed session reports the earlier iterations again.
+    fn usage_is_running_total(&self) -> bool {
+        false
+    }
+
+    /// Writes the configuration the CLI reads from its HOME, before each iteration, given the
+    /// environment it will run with; returns more environment to set (after [`Adapter::env`]).
+    fn prepare_home(
+        &self,
+        _home: &Path,
+        _env: &[(String, String)],
+    ) -> std::io::Result<Vec<(String, String)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Reads one process's output, a line at a time, into events.
@@ -63,6 +81,7 @@ pub fn adapter(kind: RuntimeKind) -> Option<Box<dyn Adapter>> {
     match kind {
         RuntimeKind::Command | RuntimeKind::Builtin => None,
         RuntimeKind::Claude => Some(Box::new(Claude)),
+        RuntimeKind::Codex => Some(Box::new(Codex)),
     }
 }
 
@@ -108,9 +127,20 @@ pub struct EventSink {
     pub session: Option<String>,
     /// The first failure the CLI reported in the current iteration.
     pub failure: Option<String>,
+    /// For a CLI whose usage is a running total, the last total it reported.
+    running_total: Option<(u64, u64, u64)>,
 }
 
 impl EventSink {
+    /// The sink of a CLI whose usage events are running totals of its session: each is
+    /// recorded as what it adds to the one before, so the recorded usage adds up to the total.
+    pub fn with_running_totals() -> EventSink {
+        EventSink {
+            running_total: Some((0, 0, 0)),
+            ..EventSink::default()
+        }
+    }
+
     /// Starts a new iteration: its failures and usage are its own; the session carries over.
     pub fn next_iteration(&mut self) {
         self.failure = None;
@@ -118,7 +148,22 @@ impl EventSink {
 
     /// Takes in one event; returns what to record, if anything (nothing past the cap).
     pub fn take(&mut self, event: AgentEvent) -> Option<AgentEvent> {
-        let event = event.bounded();
+        let mut event = event.bounded();
+        if let (
+            Some(last),
+            AgentEvent::Usage {
+                input_tokens,
+                output_tokens,
+                cached_tokens,
+            },
+        ) = (&mut self.running_total, &mut event)
+        {
+            let total = (*input_tokens, *output_tokens, *cached_tokens);
+            *input_tokens = total.0.saturating_sub(last.0);
+            *output_tokens = total.1.saturating_sub(last.1);
+            *cached_tokens = total.2.saturating_sub(last.2);
+            *last = total;
+        }
         match &event {
             AgentEvent::Session { id } => self.session = Some(id.clone()),
             other => {
@@ -171,5 +216,22 @@ mod tests {
         sink.next_iteration();
         assert_eq!(sink.failure, None);
         assert_eq!(sink.session.as_deref(), Some("s-1"));
+    }
+
+    #[test]
+    fn running_totals_are_recorded_as_increments() {
+        let usage = |input_tokens, output_tokens, cached_tokens| AgentEvent::Usage {
+            input_tokens,
+            output_tokens,
+            cached_tokens,
+        };
+        let mut sink = EventSink::with_running_totals();
+        assert_eq!(sink.take(usage(200, 20, 10)), Some(usage(200, 20, 10)));
+        sink.next_iteration();
+        assert_eq!(sink.take(usage(450, 50, 10)), Some(usage(250, 30, 0)));
+        // Usage that is per run is recorded as it is.
+        let mut plain = EventSink::default();
+        plain.take(usage(200, 20, 10));
+        assert_eq!(plain.take(usage(450, 50, 10)), Some(usage(450, 50, 10)));
     }
 }

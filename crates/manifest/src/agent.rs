@@ -109,7 +109,7 @@ fn default_prompt() -> String {
     "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
     "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
     "else" = {
-        "if": {"required": ["type"], "properties": {"type": {"const": "claude"}}},
+        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex"]}}},
         "then": {"not": {"required": ["stdin"]}},
         "else": {"required": ["command"], "not": {"required": ["model"]}}
     }
@@ -146,6 +146,8 @@ pub enum RuntimeKind {
     Builtin,
     /// Claude Code (`claude -p`), its `stream-json` output read as events.
     Claude,
+    /// Codex (`codex exec --json`), its JSON lines read as events.
+    Codex,
 }
 
 impl RuntimeKind {
@@ -154,6 +156,7 @@ impl RuntimeKind {
         ("command", RuntimeKind::Command),
         ("builtin", RuntimeKind::Builtin),
         ("claude", RuntimeKind::Claude),
+        ("codex", RuntimeKind::Codex),
     ];
 
     /// The name the manifest gives this type.
@@ -162,6 +165,7 @@ impl RuntimeKind {
             RuntimeKind::Command => "command",
             RuntimeKind::Builtin => "builtin",
             RuntimeKind::Claude => "claude",
+            RuntimeKind::Codex => "codex",
         }
     }
 
@@ -170,6 +174,7 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Command | RuntimeKind::Builtin => None,
             RuntimeKind::Claude => Some("claude"),
+            RuntimeKind::Codex => Some("codex"),
         }
     }
 }

@@ -75,8 +75,9 @@ pub struct Step {
     pub gate: bool,
     /// A function call the model makes after its text, for agents' tool-call turns. Sent in
     /// the Gemini (`functionCall` part, `finishReason: STOP`), Chat Completions (`tool_calls`,
-    /// `finish_reason: tool_calls`) and Anthropic Messages (`tool_use` block, `stop_reason:
-    /// tool_use`) formats.
+    /// `finish_reason: tool_calls`), Anthropic Messages (`tool_use` block, `stop_reason:
+    /// tool_use`) and OpenAI Responses (a `function_call` output item after the message, what
+    /// Codex runs its `exec_command` tool on) formats.
     #[serde(default)]
     pub tool_call: Option<ToolCall>,
 }

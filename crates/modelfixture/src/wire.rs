@@ -199,7 +199,11 @@ impl Reply<'_> {
 
     fn response_object(&self, status: &str, text: Option<&str>) -> Value {
         let output = match text {
-            Some(text) => json!([self.response_message(text, "completed")]),
+            Some(text) => {
+                let mut items = vec![self.response_message(text, "completed")];
+                items.extend(self.response_call("completed"));
+                Value::Array(items)
+            }
             None => json!([]),
         };
         let usage = if status == "completed" {
@@ -219,6 +223,20 @@ impl Reply<'_> {
             "parallel_tool_calls": true,
             "usage": usage
         })
+    }
+
+    /// The scripted call as a Responses `function_call` output item, which Codex answers by
+    /// running its tool and sending the `function_call_output` in the next request.
+    fn response_call(&self, status: &str) -> Option<Value> {
+        let (name, arguments) = self.call_arguments()?;
+        Some(json!({
+            "type": "function_call",
+            "id": format!("fc_fixture_{}", self.id),
+            "call_id": format!("call_fixture_{}", self.id),
+            "name": name,
+            "arguments": if status == "completed" { arguments } else { String::new() },
+            "status": status
+        }))
     }
 
     fn response_message(&self, text: &str, status: &str) -> Value {
@@ -378,7 +396,7 @@ impl Reply<'_> {
                 )
             })
             .collect();
-        let tail = vec![
+        let mut tail = vec![
             event(
                 "response.output_text.done",
                 json!({
@@ -397,11 +415,34 @@ impl Reply<'_> {
                 "response.output_item.done",
                 json!({"output_index": 0, "item": self.response_message(text, "completed")}),
             ),
-            event(
-                "response.completed",
-                json!({"response": self.response_object("completed", Some(text))}),
-            ),
         ];
+        if let (Some(started), Some(done)) = (
+            self.response_call("in_progress"),
+            self.response_call("completed"),
+        ) {
+            let call_id = done["id"].clone();
+            let arguments = done["arguments"].clone();
+            tail.push(event(
+                "response.output_item.added",
+                json!({"output_index": 1, "item": started}),
+            ));
+            tail.push(event(
+                "response.function_call_arguments.delta",
+                json!({"item_id": call_id, "output_index": 1, "delta": arguments}),
+            ));
+            tail.push(event(
+                "response.function_call_arguments.done",
+                json!({"item_id": call_id, "output_index": 1, "arguments": arguments}),
+            ));
+            tail.push(event(
+                "response.output_item.done",
+                json!({"output_index": 1, "item": done}),
+            ));
+        }
+        tail.extend([event(
+            "response.completed",
+            json!({"response": self.response_object("completed", Some(text))}),
+        )]);
         Stream { head, deltas, tail }
     }
 
@@ -567,6 +608,50 @@ mod tests {
             .chain(&stream.tail)
             .map(|b| String::from_utf8(b.to_vec()).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn responses_carry_the_call_as_a_function_call_item_after_the_message() {
+        let step = Step::call(
+            "Writing.",
+            "exec_command",
+            json!({"cmd": "printf hi > hello.txt"}),
+            100,
+            10,
+        );
+        let reply = Reply {
+            id: 3,
+            model: "m",
+            step: &step,
+        };
+        let output = &reply.body(Api::Responses)["output"];
+        assert_eq!(output[0]["type"], "message");
+        assert_eq!(output[1]["type"], "function_call");
+        assert_eq!(output[1]["name"], "exec_command");
+        assert_eq!(output[1]["call_id"], "call_fixture_3");
+        assert_eq!(output[1]["arguments"], r#"{"cmd":"printf hi > hello.txt"}"#);
+        let stream = text_of(&reply.stream(Api::Responses, false));
+        let events: Vec<Value> = stream
+            .split("\n\n")
+            .filter_map(|e| e.split_once("data: "))
+            .map(|(_, data)| serde_json::from_str(data).unwrap())
+            .collect();
+        let done: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_item.done")
+            .collect();
+        assert_eq!(done.len(), 2, "{stream}");
+        assert_eq!(done[1]["item"]["type"], "function_call");
+        assert_eq!(done[1]["output_index"], 1);
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "response.completed");
+        assert_eq!(last["response"]["output"][1]["call_id"], "call_fixture_3");
+        // The numbering stays in order with the call's events in it.
+        let numbers: Vec<u64> = events
+            .iter()
+            .map(|e| e["sequence_number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers, (0..events.len() as u64).collect::<Vec<_>>());
     }
 
     #[test]

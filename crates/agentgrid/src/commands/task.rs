@@ -592,6 +592,9 @@ fn print_agent_summary(a: &app::AgentSummary) {
     for e in &a.errors {
         outln!("    error: {}", one_line(&clip(e, 200)));
     }
+    for w in &a.warnings {
+        outln!("    warning: {}", one_line(&clip(w, 200)));
+    }
     if let Some((text, failed)) = &a.result {
         let what = if *failed { "failed" } else { "result" };
         outln!("    {what}: {}", one_line(&clip(text, 200)));

@@ -14,8 +14,15 @@ use crate::support::*;
 
 const REAL_KEY: &str = "sk-real-cli-key-41c9d2e7a0";
 
+mod codex;
+
 /// The CLI's program, or `None` (after saying why) when it is not installed and need not be.
 fn installed(cli: &str, program: &str) -> Option<PathBuf> {
+    installed_at(cli, &format!(".bin/{program}"))
+}
+
+/// Like [`installed`], for a program at `path` under the prefix's `node_modules`.
+fn installed_at(cli: &str, path: &str) -> Option<PathBuf> {
     let required = std::env::var("AGENTGRID_TEST_CLIS")
         .unwrap_or_default()
         .split(',')
@@ -23,7 +30,7 @@ fn installed(cli: &str, program: &str) -> Option<PathBuf> {
     let reason = match std::env::var_os("AGENTGRID_TEST_CLI_DIR") {
         None => "AGENTGRID_TEST_CLI_DIR is not set (.ci/run installs the CLIs and sets it)".into(),
         Some(dir) => {
-            let path = PathBuf::from(dir).join("node_modules/.bin").join(program);
+            let path = PathBuf::from(dir).join("node_modules").join(path);
             if path.exists() {
                 return Some(path);
             }
@@ -37,8 +44,13 @@ fn installed(cli: &str, program: &str) -> Option<PathBuf> {
 
 fn config(fixture_url: &str) -> String {
     let origin = fixture_url.trim_end_matches("/v1");
+    config_for("anthropic", origin, "sonnet", "fx-claude")
+}
+
+/// A config whose one provider is the fixture, speaking `kind` at `base_url`, with one alias.
+fn config_for(kind: &str, base_url: &str, alias: &str, model: &str) -> String {
     format!(
-        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  models:\n    providers:\n      fx: {{kind: anthropic, base_url: \"{origin}\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      sonnet: {{provider: fx, model: fx-claude, prices: {{input: 3, output: 15}}}}\n"
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  models:\n    providers:\n      fx: {{kind: {kind}, base_url: \"{base_url}\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      {alias}: {{provider: fx, model: {model}, prices: {{input: 3, output: 15}}}}\n"
     )
 }
 
@@ -74,11 +86,11 @@ fn project_with(
         program.display()
     );
     let repo = Repo::with_agents(&[("coder", &manifest)]);
-    std::fs::write(
-        repo.path().join(".agentgrid/config.yaml"),
-        config(&fixture.base_url()),
-    )
-    .unwrap();
+    let config = match runtime_type {
+        "codex" => config_for("openai", &fixture.base_url(), "fast", "fx-gpt"),
+        _ => config(&fixture.base_url()),
+    };
+    std::fs::write(repo.path().join(".agentgrid/config.yaml"), config).unwrap();
     repo.ok(&["task", "add", "Write hello.txt"]);
     (runtime, fixture, repo)
 }
