@@ -81,6 +81,8 @@ struct Active {
     /// Set when the gateway refused a request of the execution because its provider is
     /// paused: the pause's description and end.
     provider_paused: Option<(String, Timestamp)>,
+    /// What the agent's CLI said it used, checked against the metering when it ends.
+    reported_usage: crate::usage_check::Reported,
 }
 
 /// The model gateway the engine owns while it runs, and how agents reach it.
@@ -897,6 +899,7 @@ impl Engine {
                 budget_stop_at: None,
                 validated: false,
                 provider_paused: None,
+                reported_usage: Default::default(),
             },
         );
         self.sync_open_children();
@@ -1002,14 +1005,19 @@ impl Engine {
                     id,
                     iteration,
                     event,
-                } => self.held.progress(
-                    Change::RecordAgentEvent {
-                        id,
-                        iteration,
-                        event,
-                    },
-                    now,
-                ),
+                } => {
+                    if let Some(active) = self.active.get_mut(&id) {
+                        active.reported_usage.add(iteration, &event);
+                    }
+                    self.held.progress(
+                        Change::RecordAgentEvent {
+                            id,
+                            iteration,
+                            event,
+                        },
+                        now,
+                    )
+                }
                 Update::Finished {
                     id,
                     state,
@@ -1092,6 +1100,17 @@ impl Engine {
                     .registry
                     .over_budget(&active.token)
                     .map(|b| b.reason);
+            }
+            let metered = gateway.registry.execution_totals(id);
+            if let Some((iteration, event)) =
+                crate::usage_check::mismatch(&active.reported_usage, &metered)
+            {
+                let change = Change::RecordAgentEvent {
+                    id,
+                    iteration,
+                    event,
+                };
+                self.held.progress(change, Instant::now());
             }
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);

@@ -30,6 +30,7 @@ mod lock;
 mod runtime_dir;
 mod runtimes;
 mod setup;
+mod usage_check;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use force::kill_executions;
