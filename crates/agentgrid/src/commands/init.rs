@@ -84,11 +84,9 @@ const KNOWN_CLIS: &[KnownCli] = &[
     KnownCli {
         binary: "codex",
         name: "codex",
-        runtime: r#"    type: command
-    # agentgrid's sandbox confines the agent, so Codex's own sandbox and approvals are off.
-    command: ["codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "-"]
-    stdin: prompt
-"#,
+        // The adapter adds `exec --json`, the model alias, Codex's sandbox and approvals off
+        // (agentgrid's sandbox is the one), and a provider for the gateway in its own HOME.
+        runtime: "    type: codex\n",
     },
     KnownCli {
         binary: "aider",
@@ -146,7 +144,8 @@ const KEYED_PROVIDERS: &[KeyedProvider] = &[
         env: "OPENAI_API_KEY",
         name: "openai",
         kind: "openai",
-        base_url: "https://api.openai.com",
+        // OpenAI's paths hang off the version prefix.
+        base_url: "https://api.openai.com/v1",
         model: "gpt-5",
     },
     KeyedProvider {

@@ -276,6 +276,8 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
     assert!(claude.contains("default: true"), "{claude}");
     let codex = std::fs::read_to_string(agents.join("codex.yaml")).unwrap();
     assert!(!codex.contains("--full-auto"), "{codex}");
+    assert!(codex.contains("type: codex"), "{codex}");
+    assert!(codex.contains("network: gateway"), "{codex}");
     assert!(codex.contains("labels: [codex]"), "{codex}");
     let config = std::fs::read_to_string(repo.path().join(".agentgrid/config.yaml")).unwrap();
     assert!(
@@ -291,6 +293,31 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         .cmd(&["validate"])
         .env("PATH", &path)
         .env("ANTHROPIC_API_KEY", "sk-test-not-written")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // With only OpenAI's key, the provider is OpenAI's, at its versioned base URL, which
+    // is what the codex agent's Responses requests go to.
+    let openai = Repo::new();
+    let out = openai
+        .cmd(&["init"])
+        .env("PATH", &path)
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("GEMINI_API_KEY")
+        .env("OPENAI_API_KEY", "sk-test-not-written")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(openai.path().join(".agentgrid/config.yaml")).unwrap();
+    assert!(
+        config.contains(r#"openai: {kind: openai, base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}"#),
+        "{config}"
+    );
+    let out = openai
+        .cmd(&["validate"])
+        .env("PATH", &path)
+        .env("OPENAI_API_KEY", "sk-test-not-written")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
