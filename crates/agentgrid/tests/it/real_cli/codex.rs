@@ -113,6 +113,10 @@ fn codex_writes_a_file_with_its_own_tool_through_the_gateway() {
 
     let show = repo.ok(&["task", "show", "1"]);
     assert!(show.contains("tool calls: 1"), "{show}");
+    assert!(
+        show.contains("(2 request(s); tokens: 280 in, 0 of them cached, 30 out)"),
+        "{show}"
+    );
     let logs = repo.ok(&["logs", "1"]);
     assert!(logs.contains("tool command("), "{logs}");
     assert!(
