@@ -243,7 +243,8 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
         }
         Ok(())
     };
-    let models = models_yaml(|var| std::env::var_os(var).is_some_and(|v| !v.is_empty()));
+    let has_key = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    let models = models_yaml(has_key);
     let config = match &models {
         Some(models) => format!("{CONFIG_YAML}{models}"),
         None => CONFIG_YAML.to_string(),
@@ -312,6 +313,19 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
     if !has_agents && found.is_empty() {
         outln!(
             "\nNo agent CLI (claude, codex, aider, gemini, opencode) is on PATH: edit .agentgrid/agents/worker.yaml."
+        );
+    }
+    let provider_kind = KEYED_PROVIDERS
+        .iter()
+        .find(|p| has_key(p.env))
+        .map(|p| p.kind);
+    if !has_agents
+        && found.iter().any(|c| c.binary == "codex")
+        && provider_kind.is_some_and(|kind| kind != "openai")
+    {
+        // Codex speaks only the Responses API, which the gateway serves from OpenAI providers.
+        outln!(
+            "\nCodex reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the codex agent its alias as `runtime.model`)."
         );
     }
     if models.is_none() {

@@ -269,6 +269,12 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    // Codex cannot use the Anthropic provider, and init says what it needs instead.
+    assert!(
+        stdout(&out).contains("Codex reaches models only through an `openai` provider"),
+        "{}",
+        stdout(&out)
+    );
     let agents = repo.path().join(".agentgrid/agents");
     let claude = std::fs::read_to_string(agents.join("claude.yaml")).unwrap();
     assert!(claude.contains("type: claude"), "{claude}");
@@ -309,6 +315,7 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("Codex reaches"), "{}", stdout(&out));
     let config = std::fs::read_to_string(openai.path().join(".agentgrid/config.yaml")).unwrap();
     assert!(
         config.contains(r#"openai: {kind: openai, base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}"#),
