@@ -18,6 +18,7 @@ mod idempotent;
 mod judge;
 mod judge_attacks;
 mod land;
+mod land_after;
 mod lies;
 mod merges;
 mod mistakes;
