@@ -10,6 +10,7 @@ mod cli;
 mod control;
 mod conventions;
 mod crash;
+mod demo_approval;
 mod escape;
 mod gateway;
 mod git_drivers;
