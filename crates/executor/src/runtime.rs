@@ -12,6 +12,7 @@
 //! ([`AgentEvent::bounded`], [`EventSink`]).
 
 mod claude;
+mod parked;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use domain::{AgentEvent, ExecutionId, Timestamp};
 use manifest::RuntimeKind;
 
 pub use claude::Claude;
+pub use parked::{forget_parked, parked_home};
 
 /// What one iteration's start needs to know beyond the adapter itself.
 #[derive(Debug, Clone, Default)]

@@ -23,6 +23,7 @@ mod land_after;
 mod lies;
 mod merges;
 mod mistakes;
+mod park;
 mod quota;
 mod real_cli;
 mod restart;

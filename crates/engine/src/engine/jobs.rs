@@ -231,6 +231,10 @@ async fn remove(context: &JobContext, task: &Task) -> Option<Removal> {
         tracing::warn!(task = %task.id, "judge tree kept: {e}");
     }
     super::prune::after_end(context.store.as_ref(), &context.state_dir, task).await;
+    // A session parked at a gate is resumed only by the task's next execution; there is none.
+    if let Err(e) = executor::runtime::forget_parked(&context.run_dir, task.id) {
+        tracing::warn!(task = %task.id, "parked agent home kept: {e}");
+    }
     Some(Removal::Removed)
 }
 
