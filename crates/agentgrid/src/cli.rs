@@ -362,11 +362,12 @@ pub enum ApprovalsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Send the work back with feedback for the next execution; the task is reopened.
+    /// Send the work back with feedback for the next execution; the task is reopened. Without
+    /// --feedback, on a terminal, $VISUAL or $EDITOR opens for it.
     Reject {
         id: ApprovalId,
         #[arg(long)]
-        feedback: String,
+        feedback: Option<String>,
         #[arg(long)]
         json: bool,
     },

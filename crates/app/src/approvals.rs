@@ -7,29 +7,61 @@
 //! validators' verdicts of the execution under review, and what the tree cost so far. The
 //! diff is read by the face with the workspace's host git, since this layer does no git.
 
+use std::sync::Arc;
+
 use domain::event::ValidatorResult;
 use domain::{
-    Approval, ApprovalId, ApprovalState, Decision, EntityKind, EventKind, Task, TaskId, Timestamp,
+    Approval, ApprovalId, ApprovalState, Decision, EntityKind, EventKind, Task, TaskId, TaskState,
+    Timestamp,
 };
 use serde::Serialize;
 use store::{ApprovalFilter, Change, ModelUsage, UsageScope};
 
-use crate::{Actor, App, Command, Error, Query};
+use crate::{Actor, App, Command, Error, Land, Landed, Lander, Query};
 
 /// Decide on a pending approval: approve it, or reject it with feedback for the next
 /// execution (which reopens the task).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct DecideApproval {
     pub id: ApprovalId,
     pub decision: Decision,
+    /// Lands an approved done task's work at once (the project's `approvals.land_after`);
+    /// `None` leaves landing to `agentgrid land`.
+    pub land_after: Option<Arc<dyn Lander>>,
+}
+
+impl std::fmt::Debug for DecideApproval {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecideApproval")
+            .field("id", &self.id)
+            .field("decision", &self.decision)
+            .field("land_after", &self.land_after.is_some())
+            .finish()
+    }
+}
+
+/// What a decision did: the approval as decided and, when the policy lands approved work,
+/// how that land went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub approval: Approval,
+    pub land: Option<LandAfter>,
+}
+
+/// The land that followed an approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LandAfter {
+    /// Landed, already there, or a conflict handed to a task (see [`Landed`]).
+    Landed(Landed),
+    /// Not landed, for this reason; nothing moved, and the reason is on the task.
+    Failed(String),
 }
 
 #[async_trait::async_trait]
 impl Command for DecideApproval {
-    /// The approval as decided.
-    type Output = Approval;
+    type Output = Decided;
 
-    async fn run(self, app: &App, actor: &Actor) -> Result<Approval, Error> {
+    async fn run(self, app: &App, actor: &Actor) -> Result<Decided, Error> {
         find(app, self.id).await?;
         if let Decision::Reject { feedback } = &self.decision
             && feedback.trim().is_empty()
@@ -50,17 +82,67 @@ impl Command for DecideApproval {
             .into_iter()
             .find(|a| a.id == self.id)
             .ok_or_else(|| Error::Invalid(format!("approval #{} was not decided", self.id)))?;
-        land_after_approval(app, &decided).await?;
-        Ok(decided)
+        let land = match self.land_after {
+            Some(lander) => land_after_approval(app, actor, &decided, lander).await?,
+            None => None,
+        };
+        Ok(Decided {
+            approval: decided,
+            land,
+        })
     }
 }
 
-/// Where an approved task's work will be landed once the project's policy asks for it
-/// (`approvals.land_after_approval`, with the `land` command of the application layer). An
-/// approval is recorded whatever happens here: landing is a step of its own, and a land that
-/// fails must leave the decision standing.
-async fn land_after_approval(_app: &App, _approval: &Approval) -> Result<(), Error> {
-    Ok(())
+/// Lands the work of an approved done task (an approval the policy asked for). The approval
+/// is recorded whatever happens here: landing is a step of its own, and a land that fails
+/// leaves the decision standing, the base where it was, and the reason on the task, where the
+/// next person to look finds it.
+async fn land_after_approval(
+    app: &App,
+    actor: &Actor,
+    approval: &Approval,
+    lander: Arc<dyn Lander>,
+) -> Result<Option<LandAfter>, Error> {
+    if approval.state != ApprovalState::Approved {
+        return Ok(None);
+    }
+    let task = app.find(approval.task_id).await?;
+    // An agent's request approves a plan mid-work: the task runs again, nothing lands yet.
+    if task.state != TaskState::Done {
+        return Ok(None);
+    }
+    let land = Land {
+        task: task.id,
+        strategy: None,
+        dry_run: false,
+        lander,
+    };
+    let note = match land.run(app, actor).await {
+        Ok(landed) => {
+            if let Landed::Conflict {
+                files, task: made, ..
+            } = &landed
+            {
+                let by = made
+                    .map(|t| format!("; task #{t} resolves them"))
+                    .unwrap_or_default();
+                let text = format!(
+                    "approval #{} was approved, but landing conflicts in {}{by}",
+                    approval.id,
+                    files.join(", ")
+                );
+                app.apply(actor, vec![Change::Comment { id: task.id, text }])
+                    .await?;
+            }
+            return Ok(Some(LandAfter::Landed(landed)));
+        }
+        Err(Error::Invalid(why)) => why,
+        Err(other) => other.to_string(),
+    };
+    let text = format!("approval #{} was approved, but {note}", approval.id);
+    app.apply(actor, vec![Change::Comment { id: task.id, text }])
+        .await?;
+    Ok(Some(LandAfter::Failed(note)))
 }
 
 /// Ask a question about a pending approval instead of deciding; it is recorded on the task

@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use domain::{LandStrategy, NewTask, Task, TaskId, TaskState};
-use store::{Change, ExecutionFilter, TaskFilter};
+use domain::{ApprovalId, ApprovalState, LandStrategy, NewTask, Task, TaskId, TaskState};
+use store::{ApprovalFilter, Change, ExecutionFilter, TaskEdit, TaskFilter};
 
 use crate::{Actor, App, Command, Error};
 
@@ -134,6 +134,13 @@ impl Command for Land {
             return Err(Error::Invalid(format!(
                 "task #{} is {}: only a done task lands (see `agentgrid task show {}`)",
                 task.id, task.state, task.id
+            )));
+        }
+        if let Some(pending) = pending_approval(app, task.id).await? {
+            return Err(Error::Invalid(format!(
+                "task #{} waits for approval #{pending}, so it does not land yet: decide it \
+                 first (`agentgrid approvals show {pending}`)",
+                task.id
             )));
         }
         settle_interrupted(app, actor, &task, self.lander.as_ref()).await?;
@@ -359,7 +366,25 @@ async fn agents_of(app: &App, tree: &[Task]) -> Result<Vec<String>, Error> {
     Ok(agents)
 }
 
-/// Makes the task that asks an agent to resolve the conflicts of landing `task`.
+/// The approval `task` waits for, if any: a person has yet to say whether its work lands.
+async fn pending_approval(app: &App, task: TaskId) -> Result<Option<ApprovalId>, Error> {
+    let filter = ApprovalFilter {
+        state: Some(ApprovalState::Pending),
+        task: Some(task),
+        limit: Some(1),
+    };
+    Ok(app.store.approvals(&filter).await?.first().map(|a| a.id))
+}
+
+/// The title of the task that resolves the conflicts of landing `task`: also how a later land
+/// of the same task finds it.
+fn conflict_title(task: TaskId) -> String {
+    format!("Resolve conflicts landing #{task}")
+}
+
+/// The task that asks an agent to resolve the conflicts of landing `task`. A land that
+/// conflicts again while such a task is still open updates that one (its body names the files
+/// of the latest try) instead of making a second task for the same work.
 async fn conflict_task(
     app: &App,
     actor: &Actor,
@@ -380,7 +405,40 @@ async fn conflict_task(
          then lands that work.\n",
         task.id
     ));
-    let mut new = NewTask::titled(format!("Resolve conflicts landing #{}", task.id));
+    let title = conflict_title(task.id);
+    let open = app
+        .store
+        .tasks(&TaskFilter {
+            labels: vec![CONFLICT_LABEL.to_string()],
+            ..TaskFilter::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|t| !t.state.is_terminal() && t.title == title)
+        .min_by_key(|t| t.id);
+    if let Some(found) = open {
+        let mut changes = Vec::new();
+        if found.body != body {
+            changes.push(Change::EditTask {
+                id: found.id,
+                edit: TaskEdit {
+                    body: Some(body),
+                    ..TaskEdit::default()
+                },
+            });
+        }
+        changes.push(Change::Comment {
+            id: found.id,
+            text: format!(
+                "landing #{} conflicted again, in {}",
+                task.id,
+                files.join(", ")
+            ),
+        });
+        app.apply(actor, changes).await?;
+        return Ok(found.id);
+    }
+    let mut new = NewTask::titled(title);
     new.body = body;
     let mut labels = task.labels.clone();
     if !labels.iter().any(|l| l == CONFLICT_LABEL) {

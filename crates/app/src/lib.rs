@@ -61,8 +61,8 @@ use store::Store;
 
 pub use agent_events::{AgentRecord, AgentSummary, agent_events};
 pub use approvals::{
-    ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval,
-    Question, UsageLine, ValidatorSummary,
+    ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval, Decided,
+    LandAfter, Question, UsageLine, ValidatorSummary,
 };
 pub use command::{
     AddDependency, AddTask, Answer, Cancel, Cancelled, Comment, EditTask, Import, Nudge,

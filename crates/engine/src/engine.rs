@@ -880,6 +880,7 @@ impl Engine {
             model_env: self.model_env(&token),
             token: token.clone(),
             control: control.clone(),
+            resume: self.parked_session(task_id, execution.id).await,
         };
         tokio::spawn(executor::run_execution(
             job,

@@ -91,6 +91,8 @@ pub struct ExecutionJob {
     pub token: String,
     /// The engine's control socket, on which the execution gets a path of its own.
     pub control: Arc<ControlHub>,
+    /// The CLI session an earlier execution of the task parked at a gate, to resume.
+    pub resume: Option<String>,
 }
 
 /// Why the engine stops an execution.
@@ -122,6 +124,9 @@ impl StopReason {
 pub struct ControlFlags {
     pub claimed: Option<String>,
     pub blocked: Option<String>,
+    /// The agent asked for an approval (`ctl approval request`): its CLI session is parked
+    /// for the execution after the decision.
+    pub gate: bool,
     pub children_created: u32,
 }
 
@@ -432,12 +437,20 @@ async fn execute(
     let adapter = crate::runtime::adapter(job.agent.runtime.kind);
     // A known CLI keeps its state and configuration in its HOME: a directory of this execution
     // alone, so that a feedback iteration can resume the session the one before left there.
-    let agent_home = match &adapter {
-        Some(_) => Some(
+    // After a gate, the home the session was parked in, when it is still there.
+    let adopted = match (&adapter, &job.resume) {
+        (Some(_), Some(_)) => crate::runtime::AgentHome::adopt(&job.run_dir, job.task, id)
+            .map_err(|e| fail("taking back the agent's parked home", &e))?,
+        _ => None,
+    };
+    let resume = adopted.is_some().then(|| job.resume.clone()).flatten();
+    let agent_home = match (&adapter, adopted) {
+        (Some(_), Some(home)) => Some(home),
+        (Some(_), None) => Some(
             crate::runtime::AgentHome::create(&job.run_dir, id)
                 .map_err(|e| fail("making the agent's home directory", &e))?,
         ),
-        None => None,
+        (None, _) => None,
     };
     // An agent whose manifest says `sandbox: {enabled: false}` runs with nothing at all.
     let sandbox = job.agent.sandbox.enabled.then(|| {
@@ -472,6 +485,8 @@ async fn execute(
         Some(a) if a.usage_is_running_total() => crate::runtime::EventSink::with_running_totals(),
         _ => crate::runtime::EventSink::default(),
     };
+    // The first iteration resumes the parked session; later ones resume the latest.
+    agent_events.session = resume;
     for iteration in 1..=max_iterations {
         // No iteration starts after a stop: the one before ended with the stop's state, or
         // the stop came while its validators ran and ended them.
@@ -828,6 +843,15 @@ async fn execute(
     }
     drop(channel);
     let _ = std::fs::remove_file(&prompt_file);
+    // An agent that stopped at a gate keeps its session for the execution after the decision.
+    if shared.flags().gate
+        && end.0 == ExecutionState::Succeeded
+        && agent_events.session.is_some()
+        && let Some(home) = agent_home
+        && let Err(e) = home.park(&job.run_dir, job.task)
+    {
+        tracing::warn!(execution = %id, "the agent's session could not be parked: {e}");
+    }
     Ok((end.0, exit_code, usage, end.1))
 }
 

@@ -13,6 +13,7 @@
 
 mod claude;
 mod codex;
+mod parked;
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use manifest::RuntimeKind;
 
 pub use claude::Claude;
 pub use codex::Codex;
+pub use parked::{forget_parked, parked_home};
 
 /// What one iteration's start needs to know beyond the adapter itself.
 #[derive(Debug, Clone, Default)]

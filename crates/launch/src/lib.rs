@@ -17,6 +17,7 @@
 //!   CPU and wall time and the tail of the output.
 //! - [`run`] runs a short command to its end under a timeout and returns its captured
 //!   [`Output`].
+//! - [`run_interactive`] runs a person's own tool (their editor) on the terminal and waits.
 //! - [`kill_group`], [`terminate_group`], [`group_alive`] and [`process_start_time`] act on
 //!   process groups and pids, also ones recorded before a restart; [`terminate_groups`] ends
 //!   many groups at once with one /proc scan per round for all of them.
@@ -47,6 +48,7 @@
 mod cancel;
 mod error;
 mod group;
+mod interactive;
 mod output;
 pub mod preflight;
 mod process;
@@ -64,6 +66,7 @@ pub use group::{
     group_alive, group_members, kill_group, process_alive, process_start_time, terminate_group,
     terminate_groups,
 };
+pub use interactive::run_interactive;
 pub use nix::sys::signal::Signal;
 pub use output::{OutputLine, Stream};
 pub use process::{Exit, LOG_TAIL_BYTES, MAX_LOG_BYTES, OutputSpec, Process, spawn};

@@ -151,6 +151,9 @@ pub struct Approvals {
     /// Only top-level tasks carrying one of these labels.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub require_labels: Vec<String>,
+    /// Land a done task's work on the base branch (as `agentgrid land` does, with
+    /// `land.strategy`) as soon as a person approves it.
+    pub land_after: bool,
 }
 
 impl Approvals {
@@ -381,7 +384,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "approvals",
 ];
 pub(crate) const LAND_FIELDS: &[&str] = &["strategy"];
-pub(crate) const APPROVALS_FIELDS: &[&str] = &["before_land", "require_labels"];
+pub(crate) const APPROVALS_FIELDS: &[&str] = &["before_land", "require_labels", "land_after"];
 pub(crate) const CONCURRENCY_FIELDS: &[&str] = &["global", "per_label"];
 pub(crate) const RETRY_FIELDS: &[&str] = &["base_delay", "max_delay"];
 pub(crate) const CONTINUATION_FIELDS: &[&str] = &["delay", "max"];
@@ -495,6 +498,7 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
         && let Some(a) = cx.fields(n, &f.path("approvals"), APPROVALS_FIELDS)
     {
         spec.approvals.before_land = a.or(cx, "before_land", false);
+        spec.approvals.land_after = a.or(cx, "land_after", false);
         if let Some(list) = a.value("require_labels") {
             let path = a.path("require_labels");
             spec.approvals.require_labels = Vec::decode(cx, list, &path).unwrap_or_default();

@@ -105,6 +105,8 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
             keys.push(Key::Approval(*id));
             if let Some(approval) = state.approval(*id) {
                 keys.push(Key::Task(approval.task_id));
+                // A rejection may not send back work that already landed.
+                keys.push(Key::Land(approval.task_id));
             }
         }
         Change::EditTask { id, .. }
@@ -868,6 +870,16 @@ impl Decision<'_> {
                         "task #{task_id} is a done sub-task whose work is merged into #{}; reject \
                          the parent's work instead",
                         task.parent.unwrap_or(task_id)
+                    ));
+                }
+                TaskState::Done if self.state.land(task_id).is_some() => {
+                    // The judge compares a reopened task's work with where its branch forked,
+                    // which after a land is the landed commit itself: the work would look
+                    // empty. Landed work is changed by new work, not by a rejection.
+                    return refused(format!(
+                        "task #{task_id} is already landed, so approval #{id} cannot send its \
+                         work back; approve it, and add a task for the change \
+                         (`agentgrid task add`)"
                     ));
                 }
                 TaskState::Done | TaskState::Blocked => {

@@ -3,12 +3,13 @@
 //! the answers and, on a terminal, opens the interactive queue (`approvals_tui`).
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 
 use app::{
     Actor, App, ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval,
-    DecideApproval,
+    DecideApproval, Decided, LandAfter, Landed, Lander,
 };
-use domain::{Approval, ApprovalId, ApprovalState, Decision, Timestamp};
+use domain::{ApprovalId, ApprovalState, Decision, Timestamp};
 use serde::Serialize;
 use workspace::{Review, WorkspaceConfig, Workspaces};
 
@@ -51,13 +52,23 @@ impl From<&Review> for DiffStat {
 pub(super) struct Queue {
     pub app: App,
     pub workspaces: Option<Workspaces>,
+    /// The project, when its policy lands approved work (`approvals.land_after`): the lander
+    /// is made from it for each approval.
+    land_after: Option<Project>,
 }
 
 impl Queue {
     pub(super) async fn open(project: &Project) -> anyhow::Result<Queue> {
+        let land_after = manifest::load_project(&project.state_dir)
+            .is_ok_and(|m| m.config.approvals.land_after)
+            .then(|| Project {
+                root: project.root.clone(),
+                state_dir: project.state_dir.clone(),
+            });
         Ok(Queue {
             app: project.app().await?,
             workspaces: workspaces(project),
+            land_after,
         })
     }
 
@@ -100,12 +111,71 @@ impl Queue {
         &self,
         id: ApprovalId,
         decision: Decision,
-    ) -> anyhow::Result<Approval> {
-        Ok(self
-            .app
-            .execute(&Actor::command_line(), DecideApproval { id, decision })
-            .await?)
+    ) -> anyhow::Result<Decided> {
+        // Only an approval lands; the lander (the manifests' agents, the workspaces) is made
+        // before anything is decided, so that a broken setup refuses and changes nothing.
+        let land_after = match (&self.land_after, &decision) {
+            (Some(project), Decision::Approve) => {
+                let lander: Arc<dyn Lander> = Arc::new(super::land::local_lander(project).await?);
+                Some(lander)
+            }
+            _ => None,
+        };
+        let command = DecideApproval {
+            id,
+            decision,
+            land_after,
+        };
+        Ok(self.app.execute(&Actor::command_line(), command).await?)
     }
+
+    /// The feedback for a rejection of `id`, written in the person's editor; `None` when they
+    /// left it empty.
+    pub(super) async fn feedback_in_editor(
+        &self,
+        editor: String,
+        id: ApprovalId,
+    ) -> anyhow::Result<Option<String>> {
+        let (detail, _) = self.detail(id).await?;
+        let (task, title) = (detail.task.id, detail.task.title);
+        tokio::task::spawn_blocking(move || {
+            let about = super::feedback_editor::About {
+                approval: id,
+                task,
+                title: &title,
+            };
+            super::feedback_editor::write_feedback(&editor, &about)
+        })
+        .await?
+    }
+}
+
+/// What an approval's decision says on one line, with how its land went when one followed.
+pub(super) fn decided_line(decided: &Decided) -> String {
+    let a = &decided.approval;
+    match (a.state, &decided.land) {
+        (ApprovalState::Rejected, _) => format!(
+            "rejected #{}: task #{} is reopened with the feedback",
+            a.id, a.task_id
+        ),
+        (state, None) => format!("{state} #{} (task #{})", a.id, a.task_id),
+        (state, Some(LandAfter::Landed(landed))) => {
+            let said = super::land::landed_lines(a.task_id, landed).join("; ");
+            format!("{state} #{} (task #{}): {said}", a.id, a.task_id)
+        }
+        (state, Some(LandAfter::Failed(why))) => format!(
+            "{state} #{} (task #{}), but it was not landed: {why}",
+            a.id, a.task_id
+        ),
+    }
+}
+
+/// Whether the land that followed a decision (if any) failed to bring the work in.
+pub(super) fn land_failed(decided: &Decided) -> bool {
+    matches!(
+        decided.land,
+        Some(LandAfter::Failed(_)) | Some(LandAfter::Landed(Landed::Conflict { .. }))
+    )
 }
 
 /// The project's worktree settings, enough to read a task's branch; `None` when worktrees are
@@ -188,10 +258,9 @@ pub async fn approvals(project: &Project, cmd: Option<ApprovalsCommand>) -> anyh
         }
         ApprovalsCommand::Approve { id, json: as_json } => {
             let decided = queue.decide(id, Decision::Approve).await?;
-            if as_json {
-                json(&decided)?;
-            } else {
-                outln!("approved #{id} (task #{})", decided.task_id);
+            print_decided(&decided, as_json)?;
+            if land_failed(&decided) {
+                return Ok(exit::FAILED);
             }
         }
         ApprovalsCommand::Reject {
@@ -199,15 +268,18 @@ pub async fn approvals(project: &Project, cmd: Option<ApprovalsCommand>) -> anyh
             feedback,
             json: as_json,
         } => {
+            let feedback = match feedback {
+                Some(text) => text,
+                None => match asked_in_editor(&queue, id).await? {
+                    Some(text) => text,
+                    None => {
+                        outln!("the feedback was empty: approval #{id} stays pending");
+                        return Ok(exit::OK);
+                    }
+                },
+            };
             let decided = queue.decide(id, Decision::Reject { feedback }).await?;
-            if as_json {
-                json(&decided)?;
-            } else {
-                outln!(
-                    "rejected #{id}: task #{} is reopened with the feedback",
-                    decided.task_id
-                );
-            }
+            print_decided(&decided, as_json)?;
         }
         ApprovalsCommand::Ask {
             id,
@@ -226,6 +298,46 @@ pub async fn approvals(project: &Project, cmd: Option<ApprovalsCommand>) -> anyh
         }
     }
     Ok(exit::OK)
+}
+
+/// The feedback of `approvals reject ID` without `--feedback`: written in the person's editor
+/// when there is a person at a terminal and an editor to open.
+async fn asked_in_editor(queue: &Queue, id: ApprovalId) -> anyhow::Result<Option<String>> {
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        return Err(crate::user_error(
+            "a rejection needs feedback: give --feedback TEXT (off a terminal no editor opens \
+             for it)",
+        ));
+    }
+    let Some(editor) = super::feedback_editor::chosen() else {
+        return Err(crate::user_error(
+            "a rejection needs feedback: give --feedback TEXT, or set $VISUAL or $EDITOR to \
+             write it in your editor",
+        ));
+    };
+    queue.feedback_in_editor(editor, id).await
+}
+
+fn print_decided(decided: &Decided, as_json: bool) -> anyhow::Result<()> {
+    if !as_json {
+        outln!("{}", decided_line(decided));
+        return Ok(());
+    }
+    let mut value = serde_json::to_value(&decided.approval)?;
+    if let Some(land) = &decided.land {
+        value["land"] = match land {
+            LandAfter::Landed(landed) => serde_json::json!({
+                "outcome": match landed {
+                    Landed::Moved { .. } => "landed",
+                    Landed::UpToDate { .. } => "up_to_date",
+                    Landed::Conflict { .. } => "conflict",
+                },
+                "said": super::land::landed_lines(decided.approval.task_id, landed),
+            }),
+            LandAfter::Failed(why) => serde_json::json!({ "outcome": "failed", "reason": why }),
+        };
+    }
+    json(&value)
 }
 
 pub(super) fn now() -> Timestamp {

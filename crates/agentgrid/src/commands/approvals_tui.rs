@@ -1,8 +1,9 @@
 //! The interactive approval queue: `agentgrid approvals` on a terminal.
 //!
 //! A list of pending approvals with their summary columns, a detail view with the diff, and
-//! the decisions: `a` approves, `r` opens a text box for the feedback of a rejection, `?`
-//! shows the keys, `q` quits. Every decision goes through the same application command as
+//! the decisions: `a` approves (and lands the work when the policy says so), `r` opens the
+//! person's editor for the feedback of a rejection (a text box when no `$VISUAL`/`$EDITOR` is
+//! set), `?` shows the keys, `q` quits. Every decision goes through the same application command as
 //! `agentgrid approvals approve|reject`, so the rules (a decision is made once) are the same,
 //! and a refusal is shown on the status line instead of ending the program. Agent text is
 //! escaped before it reaches the screen, like everywhere else agentgrid prints it.
@@ -15,7 +16,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row as TableRow, Table, TableState};
 use ratatui::{DefaultTerminal, Frame};
 
-use super::approvals::{HEADER, Queue, Row, cells, detail_lines, now};
+use super::approvals::{HEADER, Queue, Row, cells, decided_line, detail_lines, now};
+use super::feedback_editor;
 use crate::exit;
 use crate::output::{multi_line, one_line};
 
@@ -24,7 +26,8 @@ const HELP: &[&str] = &[
     "PgUp/PgDn      scroll a page in the detail",
     "Enter          open the selected approval: detail and diff",
     "a              approve",
-    "r              reject: type the feedback, Enter sends it, Esc cancels",
+    "r              reject: write the feedback in $VISUAL/$EDITOR (empty cancels),",
+    "               or, with neither set, type it here: Enter sends it, Esc cancels",
     "g              reload the queue",
     "Esc            back to the list",
     "?              this help",
@@ -153,7 +156,10 @@ async fn handle(
         }
         KeyCode::Char('r') => {
             if let Some(id) = screen.selected() {
-                screen.feedback = Some((id, String::new()));
+                match feedback_editor::chosen() {
+                    Some(editor) => reject_in_editor(queue, screen, terminal, editor, id).await?,
+                    None => screen.feedback = Some((id, String::new())),
+                }
             }
         }
         KeyCode::Enter | KeyCode::Right => {
@@ -202,6 +208,29 @@ fn move_by(screen: &mut Screen, by: isize) {
     }
 }
 
+/// A rejection whose feedback is written in the person's editor: the queue leaves the
+/// terminal to it and comes back when it ends. Empty feedback cancels the rejection.
+async fn reject_in_editor(
+    queue: &Queue,
+    screen: &mut Screen,
+    terminal: &mut DefaultTerminal,
+    editor: String,
+    id: ApprovalId,
+) -> anyhow::Result<()> {
+    ratatui::restore();
+    let written = queue.feedback_in_editor(editor, id).await;
+    // A new terminal starts from empty buffers, so the next draw repaints the whole screen.
+    *terminal = ratatui::init();
+    match written {
+        Ok(Some(feedback)) => decide(queue, screen, id, Decision::Reject { feedback }).await?,
+        Ok(None) => {
+            screen.status = format!("the feedback was empty: approval #{id} stays pending");
+        }
+        Err(e) => screen.status = format!("not decided: {e:#}"),
+    }
+    Ok(())
+}
+
 async fn decide(
     queue: &Queue,
     screen: &mut Screen,
@@ -209,15 +238,7 @@ async fn decide(
     decision: Decision,
 ) -> anyhow::Result<()> {
     screen.status = match queue.decide(id, decision).await {
-        Ok(a) => match a.state {
-            ApprovalState::Rejected => {
-                format!(
-                    "rejected #{id}: task #{} is reopened with the feedback",
-                    a.task_id
-                )
-            }
-            state => format!("{state} #{id} (task #{})", a.task_id),
-        },
+        Ok(decided) => decided_line(&decided),
         // A refusal (decided meanwhile by someone else, say) is news, not the end.
         Err(e) => format!("not decided: {e:#}"),
     };

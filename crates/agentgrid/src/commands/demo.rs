@@ -55,6 +55,21 @@ def word_count(text):
     """Counts whitespace-separated words."""
     return len(text.split())
 EOF
+  if grep -q "^Feedback from " "$AGENTGRID_PROMPT_FILE"; then
+    # Sent back by a person: their words are in the prompt; answer them with a test.
+    echo "worker: a person sent the work back:"
+    sed -n '/^Feedback from /,/^$/p' "$AGENTGRID_PROMPT_FILE" | sed 's/^/worker:   /'
+    cat > tests/test_wordcount_spacing.py <<'EOF'
+import unittest
+
+from textkit.wordcount import word_count
+
+
+class WordCountSpacingTest(unittest.TestCase):
+    def test_tabs_and_newlines_separate_words(self):
+        self.assertEqual(word_count("one\ttwo\nthree"), 3)
+EOF
+  fi
   cat > tests/test_wordcount.py <<'EOF'
 import unittest
 
@@ -171,6 +186,9 @@ sys.exit(0 if all(s == "done" for s in states) else 1)
 fi
 "#;
 
+/// The label of the demo's task that waits for a person's approval before it lands.
+const REVIEW_LABEL: &str = "review";
+
 /// The scripted agents live in the demo repository itself, as a project's own agent tooling
 /// would, so every worktree has them and the sandbox needs no exception to reach them.
 const SCRIPTS_DIR: &str = "agent-scripts";
@@ -204,7 +222,7 @@ spec:
   description: Worker that writes code for demo tasks.
 {runtime}  prompt: |
     Task #{{{{ task.id }}}}: {{{{ task.title }}}}
-    {{% if feedback %}}The last iteration failed validation:
+    {{% if feedback %}}Feedback on the work so far:
     {{{{ feedback }}}}{{% endif %}}
   routing:
     default: true
@@ -301,7 +319,7 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
                 task(
                     "Add word count",
                     "textkit.wordcount.word_count(text) with tests",
-                    &["demo:wordcount"],
+                    &["demo:wordcount", REVIEW_LABEL],
                 ),
                 task(
                     "Slugs must be lowercase",
@@ -341,10 +359,32 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
             "some issues did not finish (see above)"
         }
     );
+    let pending = store::ApprovalFilter {
+        state: Some(domain::ApprovalState::Pending),
+        task: None,
+        limit: None,
+    };
+    let waiting = match store.approvals(&pending).await?.len() {
+        0 => None,
+        1 => Some("an approval waits".to_string()),
+        n => Some(format!("{n} approvals wait")),
+    };
     if _temp.is_none() {
         outln!(
             "inspect it: cd {} && agentgrid task list && git branch --list 'agentgrid/*'",
             root.display()
+        );
+        if let Some(waiting) = &waiting {
+            outln!(
+                "{waiting} for you; approving lands the work on main, rejecting \
+                 sends it back with your feedback:\n  cd {} && agentgrid approvals",
+                root.display()
+            );
+        }
+    } else if let Some(waiting) = &waiting {
+        outln!(
+            "{waiting} for a person; to decide it, keep the project with \
+             `agentgrid demo --dir DIR`, then: cd DIR && agentgrid approvals"
         );
     }
     Ok(if all_done && code == crate::exit::OK {
@@ -404,6 +444,9 @@ async fn build_project(root: &Path, model: Option<&str>) -> anyhow::Result<()> {
             super::demo_builtin::runtime_yaml(),
         ),
     };
+    // The word count waits for a person, and their approval lands it.
+    let config =
+        format!("{config}  approvals: {{require_labels: [{REVIEW_LABEL}], land_after: true}}\n");
     std::fs::write(state.join("config.yaml"), config)?;
     std::fs::write(state.join("agents/worker.yaml"), worker_yaml(&worker))?;
     std::fs::write(state.join("agents/planner.yaml"), planner_yaml(&planner))?;

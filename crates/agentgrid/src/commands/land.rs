@@ -8,13 +8,9 @@ use domain::{LandStrategy, TaskId};
 use crate::project::Project;
 use crate::user_error;
 
-pub async fn land(
-    project: &Project,
-    task: TaskId,
-    strategy: Option<String>,
-    dry_run: bool,
-    as_json: bool,
-) -> anyhow::Result<u8> {
+/// The project's local git lander, as `land` and the approval queue's `approvals.land_after`
+/// use it: the manifests' agents judge the landed tree, `land.strategy` is the default.
+pub(super) async fn local_lander(project: &Project) -> anyhow::Result<engine::LocalLander> {
     let manifests = project.manifests()?;
     let mut setup = engine::setup_from_project(&manifests, &project.root)?;
     engine::resolve_git_drivers(&manifests, &project.root, &mut setup).await?;
@@ -23,7 +19,6 @@ pub async fn land(
             "workspaces are off (workspace.enabled: false), so tasks have no branches to land",
         ));
     };
-    let strategy = strategy.as_deref().and_then(LandStrategy::parse);
     let judges = engine::Judges {
         agents: setup.agents.clone(),
         project_dir: project.root.clone(),
@@ -32,11 +27,22 @@ pub async fn land(
         agentgrid_bin: std::env::current_exe()?,
         grace: setup.grace,
     };
-    let lander = engine::LocalLander::new(
+    Ok(engine::LocalLander::new(
         Arc::new(workspace::Workspaces::new(config)),
         manifests.config.land.strategy,
         judges,
-    );
+    ))
+}
+
+pub async fn land(
+    project: &Project,
+    task: TaskId,
+    strategy: Option<String>,
+    dry_run: bool,
+    as_json: bool,
+) -> anyhow::Result<u8> {
+    let strategy = strategy.as_deref().and_then(LandStrategy::parse);
+    let lander = local_lander(project).await?;
     let app = project.app().await?;
     let landed = app
         .execute(
@@ -82,7 +88,16 @@ pub async fn land(
         outln!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(code);
     }
+    for line in landed_lines(task, &landed) {
+        outln!("{line}");
+    }
+    Ok(code)
+}
+
+/// What a land did, in words: the first line says it all (the approval queue shows only that).
+pub(super) fn landed_lines(task: TaskId, landed: &Landed) -> Vec<String> {
     let base_name = |base: &str| base.strip_prefix("refs/heads/").unwrap_or(base).to_string();
+    let mut lines = Vec::new();
     match landed {
         Landed::Moved {
             strategy,
@@ -92,39 +107,39 @@ pub async fn land(
             dry_run,
             tree,
         } => {
-            let verb = if dry_run { "would land" } else { "landed" };
-            outln!(
+            let verb = if *dry_run { "would land" } else { "landed" };
+            lines.push(format!(
                 "#{task} {verb} on {} ({strategy}): {} → {}",
-                base_name(&base),
-                domain::event::short(&old),
-                domain::event::short(&new)
-            );
+                base_name(base),
+                domain::event::short(old),
+                domain::event::short(new)
+            ));
             if !tree.is_empty() {
                 let ids: Vec<String> = tree.iter().map(|t| format!("#{t}")).collect();
-                outln!("with its sub-tasks {}", ids.join(", "));
+                lines.push(format!("with its sub-tasks {}", ids.join(", ")));
             }
         }
-        Landed::UpToDate { base, commit } => outln!(
+        Landed::UpToDate { base, commit } => lines.push(format!(
             "#{task}: {} already holds its work (at {}); recorded as landed",
-            base_name(&base),
-            domain::event::short(&commit)
-        ),
+            base_name(base),
+            domain::event::short(commit)
+        )),
         Landed::Conflict {
             base,
             files,
             task: made,
         } => {
-            outln!(
+            lines.push(format!(
                 "#{task} conflicts with {} in {}; {} is unchanged",
-                base_name(&base),
+                base_name(base),
                 files.join(", "),
-                base_name(&base)
-            );
-            match made {
-                Some(id) => outln!("made task #{id} for an agent to resolve the conflicts"),
-                None => outln!("(dry run: no task made)"),
-            }
+                base_name(base)
+            ));
+            lines.push(match made {
+                Some(id) => format!("task #{id} is for an agent to resolve the conflicts"),
+                None => "(dry run: no task made)".to_string(),
+            });
         }
     }
-    Ok(code)
+    lines
 }

@@ -10,6 +10,7 @@ mod demo_builtin;
 mod diff;
 mod doctor;
 mod events;
+mod feedback_editor;
 mod init;
 mod land;
 mod run;

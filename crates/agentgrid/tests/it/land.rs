@@ -236,6 +236,28 @@ fn a_conflicting_second_land_makes_a_task_and_leaves_the_base_alone() {
         "{task}"
     );
     assert_eq!(task["state"], "open");
+
+    // Landing it again while that task is open updates it instead of opening a second one.
+    let out = repo.run(&["land", "2", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["conflict_task"].as_u64(), Some(made), "{json}");
+    let resolving: Vec<_> = repo
+        .tasks()
+        .into_iter()
+        .filter(|t| t["title"] == "Resolve conflicts landing #2")
+        .collect();
+    assert_eq!(
+        resolving.len(),
+        1,
+        "one task resolves the conflict: {resolving:?}"
+    );
+    let events = repo.ok(&["events", "--task", &made.to_string()]);
+    assert!(
+        events.contains("landing #2 conflicted again, in same.txt"),
+        "{events}"
+    );
+    assert_eq!(rev(&repo, "main"), landed, "the base is still unchanged");
 }
 
 #[test]

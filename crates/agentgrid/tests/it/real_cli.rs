@@ -312,3 +312,58 @@ fn a_cli_that_reports_an_error_and_exits_0_fails_with_its_reason() {
     assert!(logs.contains("failed: Not logged in"), "{logs}");
     assert!(repo.ok(&["logs", "1", "--raw"]).contains("not json at all"));
 }
+
+#[test]
+fn claude_code_parked_at_an_approval_resumes_its_session_in_the_next_engine() {
+    let Some(claude) = installed("claude", "claude") else {
+        return;
+    };
+    let ask = serde_json::json!({
+        "command": "agentgrid ctl approval request --summary 'plan: write hello.txt'",
+        "description": "ask a person",
+    });
+    let write =
+        serde_json::json!({"command": "printf 'resumed\\n' > hello.txt", "description": "write"});
+    let script = Script::new(vec![
+        Step::call("Asking first.", "Bash", ask, 100, 10),
+        Step::reply("Waiting for the decision on the plan.", 120, 10, 0),
+        Step::call("Approved; writing.", "Bash", write, 140, 10),
+        Step::reply("Wrote hello.txt.", 160, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project("claude", &claude, script);
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "blocked", "{}", stdout(&out));
+
+    // The engine is gone while the person decides; a new one resumes the session.
+    repo.ok(&["approvals", "approve", "1"]);
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "done", "{}", stdout(&out));
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "resumed\n"
+    );
+    // The second execution's first request carries the first one's conversation.
+    let requests: Vec<serde_json::Value> =
+        fixture.requests().iter().filter_map(|r| r.json()).collect();
+    let third = requests
+        .iter()
+        .filter(|b| b["messages"].is_array())
+        .nth(2)
+        .expect("a third model request");
+    let history = third["messages"].to_string();
+    assert!(
+        history.contains("Waiting for the decision on the plan."),
+        "{history}"
+    );
+    let sessions: Vec<String> = agent_events(&repo)
+        .iter()
+        .filter(|e| e["kind"] == "session")
+        .filter_map(|e| e["id"].as_str().map(String::from))
+        .collect();
+    assert!(
+        sessions.len() >= 2 && sessions.iter().all(|s| *s == sessions[0]),
+        "one session across both executions: {sessions:?}"
+    );
+}

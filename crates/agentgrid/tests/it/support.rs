@@ -213,6 +213,11 @@ pub struct Pty {
 
 impl Repo {
     pub fn pty(&self, args: &[&str]) -> Pty {
+        self.pty_with_env(args, &[])
+    }
+
+    /// [`Repo::pty`] with these variables set; the person's own editor is never inherited.
+    pub fn pty_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Pty {
         use std::os::unix::process::CommandExt;
         let size = nix::pty::Winsize {
             ws_row: 32,
@@ -227,6 +232,9 @@ impl Repo {
             .current_dir(self.path())
             .env_remove("AGENTGRID_PROJECT")
             .env("TERM", "xterm-256color")
+            .env_remove("VISUAL")
+            .env_remove("EDITOR")
+            .envs(env.iter().copied())
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
             .stderr(Stdio::from(slave));

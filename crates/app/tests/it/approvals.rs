@@ -132,10 +132,12 @@ async fn a_rejection_reopens_the_task_and_its_feedback_is_found_for_the_next_pro
         decision: Decision::Reject {
             feedback: "quote commas".into(),
         },
+        land_after: None,
     };
     let decided = f.app.execute(&ada(), reject).await.unwrap();
-    assert_eq!(decided.state, ApprovalState::Rejected);
-    assert_eq!(decided.decided_by.as_deref(), Some("ada"));
+    assert_eq!(decided.approval.state, ApprovalState::Rejected);
+    assert_eq!(decided.land, None);
+    assert_eq!(decided.approval.decided_by.as_deref(), Some("ada"));
     assert_eq!(
         f.store.task(task).await.unwrap().unwrap().state,
         TaskState::Open
@@ -165,6 +167,7 @@ async fn bad_decisions_are_refused_and_change_nothing() {
     let unknown = DecideApproval {
         id: ApprovalId(5),
         decision: Decision::Approve,
+        land_after: None,
     };
     match f.app.execute(&ada(), unknown).await {
         Err(Error::Invalid(m)) => assert!(m.contains("approval #5 does not exist"), "{m}"),
@@ -175,6 +178,7 @@ async fn bad_decisions_are_refused_and_change_nothing() {
         decision: Decision::Reject {
             feedback: " ".into(),
         },
+        land_after: None,
     };
     match f.app.execute(&ada(), empty).await {
         Err(Error::Invalid(m)) => assert!(m.contains("--feedback"), "{m}"),
@@ -190,8 +194,10 @@ async fn bad_decisions_are_refused_and_change_nothing() {
     let approve = DecideApproval {
         id: ApprovalId(1),
         decision: Decision::Approve,
+        land_after: None,
     };
-    f.app.execute(&ada(), approve.clone()).await.unwrap();
+    let decided = f.app.execute(&ada(), approve.clone()).await.unwrap();
+    assert_eq!(decided.land, None, "no policy, no land");
     let err = f
         .app
         .execute(&app::Actor::person("bob"), approve)

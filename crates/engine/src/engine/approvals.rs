@@ -3,11 +3,12 @@
 //! with no process and no tokens, until a person decides.
 //!
 //! The decision itself is a person's (`agentgrid approvals`); the tracker reopens the task
-//! when it must, and the engine, following the store, runs it again then.
+//! when it must, and the engine, following the store, runs it again then, resuming the CLI
+//! session the gated execution parked (see `executor::runtime::parked_home`).
 
-use domain::{ApprovalSource, ApprovalState, Task, TaskState};
+use domain::{ApprovalSource, ApprovalState, ExecutionId, Task, TaskId, TaskState};
 use executor::ExecutionShared;
-use store::{ApprovalFilter, Change};
+use store::{ApprovalFilter, Change, ExecutionFilter};
 
 use super::Engine;
 
@@ -104,12 +105,62 @@ impl Engine {
                 (id, false)
             }
         };
-        shared.update_flags(|f| f.blocked = Some(format!("waiting for approval #{id}")));
+        shared.update_flags(|f| {
+            f.blocked = Some(format!("waiting for approval #{id}"));
+            f.gate = true;
+        });
         Ok(serde_json::json!({
             "approval": id,
             "existed": existed,
             "note": "exit now: the task waits for a person's decision, and runs again after it",
         }))
+    }
+}
+
+impl Engine {
+    /// The CLI session to resume in `task`'s next execution: the one its previous execution
+    /// reported, when that execution stopped at a gate (asked for an approval) that a person
+    /// has decided since. `None` starts afresh; so does any trouble reading the record, since
+    /// a new session loses only the CLI's memory, never work.
+    pub(super) async fn parked_session(&self, task: TaskId, next: ExecutionId) -> Option<String> {
+        let executions = self
+            .store
+            .executions(&ExecutionFilter {
+                task: Some(task),
+                ..ExecutionFilter::default()
+            })
+            .await
+            .ok()?;
+        let previous = executions
+            .into_iter()
+            .filter(|e| e.id < next)
+            .max_by_key(|e| e.id)?;
+        let decided = ApprovalFilter {
+            state: None,
+            task: Some(task),
+            limit: None,
+        };
+        let gated = self
+            .store
+            .approvals(&decided)
+            .await
+            .ok()?
+            .into_iter()
+            .any(|a| {
+                a.source == ApprovalSource::Agent
+                    && a.execution_id == Some(previous.id)
+                    && a.state != ApprovalState::Pending
+            });
+        if !gated {
+            return None;
+        }
+        let records = app::agent_events(self.store.as_ref(), previous.id)
+            .await
+            .ok()?;
+        records.into_iter().rev().find_map(|r| match r.event {
+            domain::AgentEvent::Session { id } => Some(id),
+            _ => None,
+        })
     }
 }
 

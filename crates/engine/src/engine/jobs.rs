@@ -225,12 +225,16 @@ async fn remove(context: &JobContext, task: &Task) -> Option<Removal> {
         }
     }
     // The base commit recorded beside the judged tree stays for a task that may be reopened;
-    // a done one never runs again.
+    // a done one runs again only if its pending approval is rejected.
     let judge = workspace::JudgeTree::new(executor::judge_dir(&context.state_dir, task.id));
     if let Err(e) = judge.remove() {
         tracing::warn!(task = %task.id, "judge tree kept: {e}");
     }
-    super::prune::after_end(&context.state_dir, task);
+    super::prune::after_end(context.store.as_ref(), &context.state_dir, task).await;
+    // A session parked at a gate is resumed only by the task's next execution; there is none.
+    if let Err(e) = executor::runtime::forget_parked(&context.run_dir, task.id) {
+        tracing::warn!(task = %task.id, "parked agent home kept: {e}");
+    }
     Some(Removal::Removed)
 }
 

@@ -856,7 +856,24 @@ fn an_approval_policy_names_the_tasks_that_wait() {
     let every = manifest::Approvals {
         before_land: true,
         require_labels: Vec::new(),
+        land_after: false,
     };
     assert!(every.wants(&[]));
     assert!(!manifest::Approvals::default().wants(&["review".to_string()]));
+    assert!(
+        !policy.land_after,
+        "landing after an approval is asked for, not assumed"
+    );
+    let input = format!("{CONFIG}  approvals: {{before_land: true, land_after: true}}\n");
+    assert!(
+        parse_config(&input, Path::new(CONFIG_FILE))
+            .unwrap()
+            .approvals
+            .land_after
+    );
+    check(
+        CONFIG_FILE,
+        &format!("{CONFIG}  approvals: {{land_after: maybe}}\n"),
+        "6:27: spec.approvals.land_after: expected true or false",
+    );
 }

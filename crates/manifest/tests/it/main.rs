@@ -62,7 +62,7 @@ spec:
   shutdown_grace: 10s
   land:
     strategy: merge
-  approvals: {before_land: false, require_labels: []}   # true: every done task waits for a person
+  approvals: {before_land: false, require_labels: [], land_after: false}   # true: every done task waits for a person
 "#;
 
 /// The smallest valid agent: everything else takes its default.

@@ -278,3 +278,32 @@ fn a_question_is_recorded_and_the_approval_stays_pending() {
     );
     assert_eq!(w.task(task).state, TaskState::Done);
 }
+
+#[test]
+fn landed_work_cannot_be_sent_back_by_a_rejection_but_can_be_approved() {
+    let mut w = World::new();
+    let task = done_with_approval(&mut w);
+    w.ok(Change::StartLand {
+        id: task,
+        strategy: domain::LandStrategy::Merge,
+        base: "refs/heads/main".into(),
+        old: "a".repeat(40),
+        new: "b".repeat(40),
+    });
+    w.ok(Change::FinishLand {
+        id: task,
+        landed: true,
+        reason: None,
+    });
+    let why = w.refused(reject(ApprovalId(1), "redo it"));
+    assert!(why.contains("is already landed"), "{why}");
+    assert!(why.contains("agentgrid task add"), "{why}");
+    assert_eq!(w.task(task).state, TaskState::Done);
+    assert_eq!(
+        w.state.approval(ApprovalId(1)).unwrap().state,
+        ApprovalState::Pending,
+        "a refused rejection decides nothing"
+    );
+    let events = w.ok(approve(ApprovalId(1)));
+    assert_eq!(kinds(&events), ["task_approval_decided"]);
+}
