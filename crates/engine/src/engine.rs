@@ -23,9 +23,10 @@ use executor::{ExecutionJob, ExecutionShared, StopReason, Update};
 use manifest::{ExecutionView, PromptContext, TaskView};
 use scheduler::{Action, ActiveExecution, ExecutionEnd, KillReason, Snapshot};
 use store::{Change, ExecutionFilter, Store, TaskFilter};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use workspace::Workspaces;
 
+use crate::bus::{self, Bus};
 use crate::{Error, Setup};
 use held::{Held, Taken, WRITE_BEHIND};
 use jobs::{JobContext, Jobs, Removal, Work};
@@ -67,7 +68,8 @@ pub struct RunSummary {
 struct Active {
     execution: Execution,
     shared: Arc<ExecutionShared>,
-    stop: watch::Sender<Option<StopReason>>,
+    /// How to ask it to stop (see `bus.rs`).
+    stop: bus::Started,
     kill_requested: bool,
     /// The execution's token, registered with the model gateway while it runs.
     token: String,
@@ -270,7 +272,7 @@ impl Engine {
         self.start_gateway(notice_tx).await?;
         self.restore_pauses().await?;
 
-        let (update_tx, mut update_rx) = mpsc::unbounded_channel::<Update>();
+        let (bus, mut update_rx) = bus::InProcess::new();
         let (call_tx, mut call_rx) = mpsc::channel::<ControlCall>(64);
         let control = Arc::new(
             ControlHub::bind(&self.options.run_dir, call_tx).map_err(|e| {
@@ -295,7 +297,7 @@ impl Engine {
                 let now = self.clock.now();
                 let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
                 if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
-                    wakeup = self.decide_and_act(now, &update_tx, &control).await?;
+                    wakeup = self.decide_and_act(now, &bus, &control).await?;
                 }
                 // Jobs in flight are waited for: a merge is a recorded step that should end
                 // before the engine does, and a job cannot be cut short without leaving its
@@ -364,7 +366,7 @@ impl Engine {
                                 Some(_) => StopReason::BudgetExceeded,
                                 None => StopReason::Shutdown,
                             };
-                            let _ = active.stop.send(Some(reason));
+                            active.stop.stop(reason);
                         }
                     }
                 }
@@ -428,7 +430,7 @@ impl Engine {
     async fn decide_and_act(
         &mut self,
         now: Timestamp,
-        update_tx: &mpsc::UnboundedSender<Update>,
+        bus: &dyn Bus,
         control: &Arc<ControlHub>,
     ) -> Result<Option<Timestamp>, Error> {
         self.snapshot
@@ -458,7 +460,7 @@ impl Engine {
                         attempt,
                         reason,
                     };
-                    let started = self.dispatch(claim, now, update_tx, control).await?;
+                    let started = self.dispatch(claim, now, bus, control).await?;
                     again |= !started;
                 }
                 Action::Kill { execution, reason } => {
@@ -469,7 +471,7 @@ impl Engine {
                             KillReason::TimedOut => StopReason::TimedOut,
                             KillReason::Stalled => StopReason::Stalled,
                         };
-                        let _ = active.stop.send(Some(reason));
+                        active.stop.stop(reason);
                     }
                 }
                 Action::FailTask { task, reason } => {
@@ -734,7 +736,7 @@ impl Engine {
         for active in self.active.values_mut() {
             if active.budget_stop_at.is_some_and(|at| at <= now) {
                 active.budget_stop_at = None;
-                let _ = active.stop.send(Some(StopReason::BudgetExceeded));
+                active.stop.stop(StopReason::BudgetExceeded);
             }
         }
     }
@@ -760,7 +762,7 @@ impl Engine {
         &mut self,
         claim: Claim,
         now: Timestamp,
-        update_tx: &mpsc::UnboundedSender<Update>,
+        bus: &dyn Bus,
         control: &Arc<ControlHub>,
     ) -> Result<bool, Error> {
         let Claim {
@@ -856,7 +858,6 @@ impl Engine {
         }
         let shared = Arc::new(ExecutionShared::default());
         shared.touch(now);
-        let (stop_tx, stop_rx) = watch::channel(None);
         let job = ExecutionJob {
             id: execution.id,
             task: task_id,
@@ -882,18 +883,13 @@ impl Engine {
             control: control.clone(),
             resume: self.parked_session(task_id, execution.id).await,
         };
-        tokio::spawn(executor::run_execution(
-            job,
-            shared.clone(),
-            stop_rx,
-            update_tx.clone(),
-        ));
+        let stop = bus.start(job, shared.clone());
         self.active.insert(
             execution.id,
             Active {
                 execution,
                 shared,
-                stop: stop_tx,
+                stop,
                 kill_requested: false,
                 token,
                 budget_exceeded: None,
@@ -1502,7 +1498,7 @@ impl Engine {
                     self.snapshot.insert(task);
                     if cancelled {
                         for active in self.active.values().filter(|a| a.execution.task_id == id) {
-                            let _ = active.stop.send(Some(StopReason::Cancelled));
+                            active.stop.stop(StopReason::Cancelled);
                         }
                     }
                 }

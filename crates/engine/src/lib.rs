@@ -23,6 +23,7 @@
 //! as background jobs whose reports come back as inputs (`engine/jobs.rs`); what must wait for
 //! them waits by state (the snapshot's `busy_workspaces`), never by blocking the loop.
 
+mod bus;
 mod engine;
 mod force;
 mod land;

@@ -37,28 +37,8 @@ pub(super) struct JobContext {
     pub agentgrid_bin: PathBuf,
 }
 
-/// What a job does to one task's worktree.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct Work {
-    /// Make the merges due into this task; `Some(true)` tries those that failed before too.
-    pub merges: Option<bool>,
-    /// Remove the worktree afterwards (the task has ended), with the tree its validators judged.
-    pub remove: bool,
-}
-
-impl Work {
-    /// Both works in one: whatever either asks for.
-    fn join(self, other: Work) -> Work {
-        let merges = match (self.merges, other.merges) {
-            (None, m) | (m, None) => m,
-            (Some(a), Some(b)) => Some(a || b),
-        };
-        Work {
-            merges,
-            remove: self.remove || other.remove,
-        }
-    }
-}
+// What a job does and what became of a removal are the core's types: one concept, one type.
+pub(super) use engine_core::{Removal, Work};
 
 /// A job as the loop hands it over: the work and what the snapshot knew when it started.
 pub(super) struct Job {
@@ -67,17 +47,6 @@ pub(super) struct Job {
     /// Its sub-tasks, for the merges (one recorded as due later is read from the store).
     pub children: Vec<Task>,
     pub work: Work,
-}
-
-/// What became of a worktree removal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Removal {
-    /// Gone (or it was already), its branch kept.
-    Removed,
-    /// A process still works in it: tried again later.
-    Busy,
-    /// Kept for a person: uncommitted work, or a hook that failed.
-    Kept(String),
 }
 
 /// A job's result, for the loop to record.
@@ -277,35 +246,4 @@ pub(super) async fn hook_sandbox(
         )),
     };
     executor::hook_sandbox_for(profile, &places)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Work;
-
-    #[test]
-    fn joined_work_asks_for_whatever_either_asked_for() {
-        let merge = Work {
-            merges: Some(false),
-            remove: false,
-        };
-        let retry = Work {
-            merges: Some(true),
-            remove: false,
-        };
-        let remove = Work {
-            merges: None,
-            remove: true,
-        };
-        assert_eq!(
-            merge.join(remove),
-            Work {
-                merges: Some(false),
-                remove: true
-            }
-        );
-        assert_eq!(merge.join(retry).merges, Some(true));
-        assert_eq!(remove.join(remove), remove);
-        assert_eq!(Work::default().join(Work::default()), Work::default());
-    }
 }

@@ -1,0 +1,1128 @@
+//! [`Core`]: the engine's in-memory view and what it does with each input.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use domain::{
+    Duration, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId,
+    TaskState, Timestamp,
+};
+use scheduler::{Action, ActiveExecution, Config, ExecutionEnd, KillReason, Snapshot};
+use tracker::Change;
+
+use crate::effect::{Effect, PersistId, PersistMode, StopReason};
+use crate::held::Held;
+use crate::input::{CallOp, Finished, Input, JobReport, Outcome, Removal, Update, Written};
+use crate::jobs::{JobBook, Work};
+
+/// What the core must know of its surroundings, fixed for its life.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Tasks work in git worktrees: ended tasks are merged into their parents and removed.
+    pub workspaces: bool,
+    /// How long progress updates may wait before they are written.
+    pub write_behind: Duration,
+    /// How often a worktree that was busy is tried again.
+    pub removal_retry: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            workspaces: true,
+            write_behind: Duration::from_millis(50),
+            removal_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// An execution the core has started and not yet seen end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    pub execution: Execution,
+    pub kill_requested: bool,
+    /// The last validation passed.
+    pub validated: bool,
+    pub iteration_started_at: Option<Timestamp>,
+    pub last_activity_at: Timestamp,
+    /// `ctl complete` and `ctl block`, as the core answered them.
+    pub claimed_complete: Option<String>,
+    pub blocked: Option<String>,
+    /// When the core first asked it to stop.
+    pub stop_asked_at: Option<Timestamp>,
+}
+
+/// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
+/// before its task is settled, so that its validators' verdict is not taken for a tree that
+/// changed under them. The store still calls the execution active until the end is written, so
+/// a crash meanwhile finds it lost.
+#[derive(Debug, Clone, PartialEq)]
+struct Parked {
+    finish: Change,
+    end: ExecutionEnd,
+    /// Merges made for it so far that changed the task's tree.
+    changed: u32,
+}
+
+/// What to do when a write the core asked for comes back.
+#[derive(Debug, Clone, PartialEq)]
+enum Then {
+    Nothing,
+    /// A claim (with, when `held` is not empty, what was held and went first in its batch).
+    Claim {
+        task: TaskId,
+        agent: String,
+        kind: ExecutionKind,
+        attempt: u32,
+        held: Vec<Change>,
+        claim: Vec<Change>,
+    },
+    /// An ended task's end is written: its workspace work may start.
+    TaskEnded(TaskId),
+    /// A job's merges are recorded: the rest of its report follows.
+    JobRecorded {
+        task: TaskId,
+        removal: Option<Removal>,
+        changed: u32,
+    },
+    /// Answer a call; for a sub-task, with the one the write created.
+    Reply {
+        call: u64,
+        execution: ExecutionId,
+        subtask_of: Option<TaskId>,
+        flag: Option<Flag>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Flag {
+    Blocked(String),
+    Claimed(String),
+}
+
+/// Recovery that waits for the processes of lost executions to be gone.
+#[derive(Debug, Clone, PartialEq)]
+struct Recovery {
+    orphans: Vec<Execution>,
+    merges_due: BTreeSet<TaskId>,
+    worktrees: Vec<TaskId>,
+}
+
+/// The engine as a state machine. See the crate's documentation.
+#[derive(Debug, Clone)]
+pub struct Core {
+    config: Config,
+    options: Options,
+    snapshot: Snapshot,
+    running: BTreeMap<ExecutionId, Running>,
+    held: Held,
+    parked: BTreeMap<TaskId, Parked>,
+    jobs: JobBook,
+    /// Ended tasks whose worktree could not be removed because a process worked in it.
+    busy_worktrees: BTreeSet<TaskId>,
+    removals_tried: Option<Timestamp>,
+    pending: BTreeMap<PersistId, Then>,
+    next_persist: u64,
+    recovery: Option<Recovery>,
+    /// Reloads asked for and not yet answered.
+    reloads: u32,
+    /// [`Input::Recover`] has come: until then the core only learns tasks, and decides nothing.
+    recovering_started: bool,
+    stopping: bool,
+    /// Something the scheduler looks at changed since it last decided.
+    dirty: bool,
+    /// The scheduler's last requested wake-up.
+    wakeup: Option<Timestamp>,
+    /// When the scheduler must look again, for a process that started since it last decided.
+    recheck_at: Option<Timestamp>,
+    /// The last wake-up handed to the runner.
+    armed: Option<Timestamp>,
+    /// The time of the input being handled.
+    now: Timestamp,
+    /// Executions started and lost executions wound down, for the closing summary.
+    pub started: u32,
+    pub recovered: u32,
+}
+
+impl Core {
+    pub fn new(config: Config, options: Options) -> Core {
+        Core {
+            config,
+            options,
+            snapshot: Snapshot::default(),
+            running: BTreeMap::new(),
+            held: Held::default(),
+            parked: BTreeMap::new(),
+            jobs: JobBook::default(),
+            busy_worktrees: BTreeSet::new(),
+            removals_tried: None,
+            pending: BTreeMap::new(),
+            next_persist: 0,
+            recovery: None,
+            recovering_started: false,
+            reloads: 0,
+            stopping: false,
+            dirty: true,
+            wakeup: None,
+            recheck_at: None,
+            armed: None,
+            now: Timestamp(0),
+            started: 0,
+            recovered: 0,
+        }
+    }
+
+    /// The scheduler's view, as the core keeps it.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    pub fn snapshot_mut(&mut self) -> &mut Snapshot {
+        &mut self.snapshot
+    }
+
+    pub fn running(&self) -> &BTreeMap<ExecutionId, Running> {
+        &self.running
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether stopping is under way.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Whether a job works on (or waits to work on) the worktree of `task`.
+    pub fn job_busy(&self, task: TaskId) -> bool {
+        self.jobs.is_busy(task)
+    }
+
+    /// Whether an execution's end waits for a merge into its task.
+    pub fn is_parked(&self, task: TaskId) -> bool {
+        self.parked.contains_key(&task)
+    }
+
+    /// Stopping has finished: nothing runs, no job or write is under way, nothing is held.
+    pub fn is_done(&self) -> bool {
+        self.stopping && self.is_quiet() && self.held.is_empty()
+    }
+
+    /// No execution runs and no job, write or recovery is under way.
+    pub fn is_quiet(&self) -> bool {
+        self.running.is_empty()
+            && self.jobs.is_empty()
+            && self.pending.is_empty()
+            && self.reloads == 0
+            && self.recovery.is_none()
+            && self.recovering_started
+    }
+
+    /// Nothing runs, nothing is due and the scheduler has nothing to do at `now`: a run that
+    /// ends when idle may end.
+    pub fn is_idle(&mut self, now: Timestamp) -> bool {
+        if !self.is_quiet() || !self.held.is_empty() || self.wakeup.is_some() {
+            return false;
+        }
+        self.refresh_active_view();
+        let decision = scheduler::decide(&self.snapshot, &self.config, now);
+        decision.actions.is_empty() && decision.next_wakeup.is_none()
+    }
+
+    /// Takes in the executor's view of a running execution's timers, which it keeps itself.
+    pub fn observe(
+        &mut self,
+        id: ExecutionId,
+        iteration_started_at: Option<Timestamp>,
+        last_activity_at: Timestamp,
+    ) {
+        if let Some(r) = self.running.get_mut(&id) {
+            r.iteration_started_at = iteration_started_at;
+            r.last_activity_at = r.last_activity_at.max(last_activity_at);
+        }
+    }
+
+    /// How many sub-tasks of `task` are open, which makes a clean exit a split or not.
+    pub fn open_children(&self, task: TaskId) -> u32 {
+        self.snapshot
+            .children_of(task)
+            .filter(|c| !c.state.is_terminal())
+            .count() as u32
+    }
+
+    /// Takes one input at `now` and says what to do about it.
+    pub fn handle(&mut self, input: Input, now: Timestamp) -> Vec<Effect> {
+        let mut out = Vec::new();
+        self.now = now;
+        match input {
+            Input::Tick => {}
+            Input::Update(update) => self.update(update, now, &mut out),
+            Input::Call {
+                call,
+                execution,
+                op,
+            } => self.call(call, execution, op, now, &mut out),
+            Input::Changed(tasks) => self.changed(tasks, now, &mut out),
+            Input::Reloaded(tasks) => {
+                self.reloads = self.reloads.saturating_sub(1);
+                self.changed(tasks, now, &mut out);
+            }
+            Input::Persisted { id, outcome } => self.persisted(id, outcome, &mut out),
+            Input::JobReported(report) => self.job_reported(report, now, &mut out),
+            Input::Terminated => self.terminated(now, &mut out),
+            Input::Recover {
+                orphans,
+                merges_due,
+                worktrees,
+            } => self.recover(orphans, merges_due, worktrees, &mut out),
+            Input::Shutdown => self.shutdown(now, &mut out),
+        }
+        self.step(now, &mut out);
+        out
+    }
+
+    /// After every input: decide when due, write what is held when due, arm the next wake-up.
+    /// Nothing is decided while a write is outstanding or recovery runs: the next decision is
+    /// made on what the store said.
+    fn step(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        if self.pending.is_empty()
+            && self.reloads == 0
+            && self.recovery.is_none()
+            && self.recovering_started
+        {
+            let recheck_due = self.recheck_at.is_some_and(|at| at <= now);
+            let wakeup_due = self.wakeup.is_some_and(|at| at <= now);
+            if !self.stopping && (self.dirty || recheck_due || wakeup_due) {
+                self.decide(now, out);
+            }
+            if self.pending.is_empty() && self.held.is_due(now) {
+                self.flush(Then::Nothing, out);
+            }
+            self.retry_removals(now, out);
+        }
+        if self.stopping && self.is_quiet() && !self.held.is_empty() {
+            self.flush(Then::Nothing, out);
+        }
+        let wake = [
+            self.wakeup.filter(|_| !self.stopping),
+            self.recheck_at.filter(|_| !self.stopping),
+            self.held.due(),
+            (!self.busy_worktrees.is_empty())
+                .then(|| {
+                    self.removals_tried
+                        .map_or(now, |at| at.plus(self.options.removal_retry))
+                })
+                .filter(|_| !self.stopping),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if wake != self.armed {
+            self.armed = wake;
+            if let Some(at) = wake {
+                out.push(Effect::Wake { at });
+            }
+        }
+    }
+
+    fn persist(
+        &mut self,
+        changes: Vec<Change>,
+        mode: PersistMode,
+        then: Then,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = PersistId(self.next_persist);
+        self.next_persist += 1;
+        self.pending.insert(id, then);
+        out.push(Effect::Persist { id, changes, mode });
+    }
+
+    /// Writes everything held back so far.
+    fn flush(&mut self, then: Then, out: &mut Vec<Effect>) {
+        if self.held.is_empty() {
+            if then != Then::Nothing {
+                // Nothing to write: what was to follow the write follows now.
+                self.after_write(then, Outcome::Written(Written::default()), out);
+            }
+            return;
+        }
+        let batch = self.held.take();
+        self.persist(batch, PersistMode::Held, then, out);
+    }
+
+    fn refresh_active_view(&mut self) {
+        self.snapshot.busy_workspaces = self.jobs.busy();
+        self.snapshot.active.clear();
+        for (id, r) in &self.running {
+            self.snapshot.active.push(ActiveExecution {
+                id: *id,
+                task: r.execution.task_id,
+                agent: r.execution.agent.clone(),
+                kind: r.execution.kind,
+                iteration_started_at: r.iteration_started_at,
+                last_activity_at: r.last_activity_at,
+                kill_requested: r.kill_requested,
+            });
+        }
+    }
+
+    fn decide(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        self.snapshot
+            .recent_dispatches
+            .retain(|t| now.since(*t) < Duration::from_secs(60));
+        self.refresh_active_view();
+        self.recheck_at = None;
+        let decision = scheduler::decide(&self.snapshot, &self.config, now);
+        // A decision that only dispatched has already counted its dispatches; anything else it
+        // did can make other tasks ready, so the scheduler looks again.
+        let mut again = false;
+        for action in decision.actions {
+            match action {
+                Action::Dispatch {
+                    task,
+                    agent,
+                    kind,
+                    attempt,
+                    reason,
+                } => {
+                    let mut claim: Vec<Change> = reason
+                        .map(|text| Change::Comment { id: task, text })
+                        .into_iter()
+                        .collect();
+                    claim.push(Change::CreateExecution {
+                        task_id: task,
+                        kind,
+                        agent: agent.clone(),
+                        attempt,
+                    });
+                    // What is held back goes into the claim's transaction, before the claim:
+                    // one commit instead of two.
+                    let held = self.held.take();
+                    let batch: Vec<Change> = held.iter().chain(&claim).cloned().collect();
+                    let then = Then::Claim {
+                        task,
+                        agent,
+                        kind,
+                        attempt,
+                        held,
+                        claim,
+                    };
+                    self.persist(batch, PersistMode::Whole, then, out);
+                }
+                Action::Kill { execution, reason } => {
+                    again = true;
+                    let reason = match reason {
+                        KillReason::TimedOut => StopReason::TimedOut,
+                        KillReason::Stalled => StopReason::Stalled,
+                    };
+                    self.stop(execution, reason, now, out);
+                    if let Some(r) = self.running.get_mut(&execution) {
+                        r.kill_requested = true;
+                    }
+                }
+                Action::FailTask { task, reason } => {
+                    again = true;
+                    // Ends held back come first in the log: this decision was made on them.
+                    self.flush(Then::Nothing, out);
+                    let change = Change::SetTaskState {
+                        id: task,
+                        to: TaskState::Failed,
+                        reason: Some(reason),
+                    };
+                    self.persist(vec![change], PersistMode::Whole, Then::Nothing, out);
+                }
+                Action::CloseParent { task, to, reason } => {
+                    again = true;
+                    self.flush(Then::Nothing, out);
+                    let change = Change::SetTaskState {
+                        id: task,
+                        to,
+                        reason: Some(reason),
+                    };
+                    self.persist(vec![change], PersistMode::Whole, Then::TaskEnded(task), out);
+                }
+            }
+        }
+        self.dirty = again;
+        self.wakeup = decision.next_wakeup;
+    }
+
+    fn stop(&mut self, id: ExecutionId, reason: StopReason, now: Timestamp, out: &mut Vec<Effect>) {
+        if let Some(r) = self.running.get_mut(&id) {
+            r.stop_asked_at.get_or_insert(now);
+            out.push(Effect::Stop {
+                execution: id,
+                reason,
+            });
+        }
+    }
+
+    fn update(&mut self, update: Update, now: Timestamp, out: &mut Vec<Effect>) {
+        let behind = self.options.write_behind;
+        match update {
+            Update::Progress { id, change } => {
+                if self.running.contains_key(&id) {
+                    self.held.progress(change, now, behind);
+                }
+            }
+            Update::ProcessStarted { id, at, change } => {
+                let Some(r) = self.running.get_mut(&id) else {
+                    return;
+                };
+                r.iteration_started_at = Some(at);
+                r.last_activity_at = r.last_activity_at.max(at);
+                self.held.progress(change, now, behind);
+                // A process now runs against its timeout and stall limits, so the scheduler must
+                // plan when to look at it; but not at once: most short processes end within the
+                // write-behind delay, and their end makes the scheduler look anyway.
+                self.recheck_at.get_or_insert(now.plus(behind));
+            }
+            Update::Validated { id, passed, change } => {
+                let Some(r) = self.running.get_mut(&id) else {
+                    return;
+                };
+                r.validated = passed;
+                r.iteration_started_at = None;
+                self.held.progress(change, now, behind);
+            }
+            Update::Branch { task, branch } => {
+                if self
+                    .snapshot
+                    .task(task)
+                    .is_some_and(|t| t.branch.as_deref() != Some(&branch))
+                {
+                    self.held
+                        .progress(Change::SetBranch { id: task, branch }, now, behind);
+                }
+            }
+            Update::Activity { id, at } => {
+                if let Some(r) = self.running.get_mut(&id) {
+                    r.last_activity_at = r.last_activity_at.max(at);
+                }
+            }
+            Update::Finished(finished) => self.finish(finished, now, out),
+        }
+    }
+
+    /// Finishes an execution and settles its task, or parks the end behind the merges due into
+    /// its task (they are made only now that its processes are gone).
+    fn finish(&mut self, f: Finished, now: Timestamp, out: &mut Vec<Effect>) {
+        let Some(r) = self.running.remove(&f.id) else {
+            return;
+        };
+        out.push(Effect::Revoke { execution: f.id });
+        let task = r.execution.task_id;
+        let finish = Change::FinishExecution {
+            id: f.id,
+            state: f.state,
+            exit_code: f.exit_code,
+            usage: f.usage,
+            summary: f.summary.clone(),
+        };
+        let end = ExecutionEnd {
+            kind: r.execution.kind,
+            agent: r.execution.agent.clone(),
+            state: f.state,
+            validated: r.validated,
+            claimed_complete: f.claimed_complete.or(r.claimed_complete),
+            blocked: f.blocked.or(r.blocked),
+            failure: f.summary,
+            provider_paused: f.provider_paused,
+            class: f.class,
+        };
+        if self.options.workspaces && f.merges_due {
+            self.parked.insert(
+                task,
+                Parked {
+                    finish,
+                    end,
+                    changed: 0,
+                },
+            );
+            self.request_job(
+                task,
+                Work {
+                    merges: Some(true),
+                    remove: false,
+                },
+                out,
+            );
+            return;
+        }
+        self.conclude(task, finish, end, now, out);
+    }
+
+    /// Records an end with what it makes of its task. It waits for the decision that follows
+    /// unless workspace work must follow it, in which case it is written at once (the job reads
+    /// the store).
+    fn conclude(
+        &mut self,
+        task: TaskId,
+        finish: Change,
+        end: ExecutionEnd,
+        now: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        let mut changes = vec![finish];
+        let (settle, ended) = self.settle(task, &end, now);
+        changes.extend(settle);
+        self.dirty = true;
+        let task_ended = ended
+            || self
+                .snapshot
+                .task(task)
+                .is_some_and(|t| t.state.is_terminal());
+        self.hold(changes, now);
+        if task_ended && self.options.workspaces {
+            self.flush(Then::TaskEnded(task), out);
+        }
+    }
+
+    /// Holds an end back with the task's new state and schedule already in the snapshot the
+    /// next decision looks at; the store's rows replace them when the changes are written.
+    fn hold(&mut self, changes: Vec<Change>, now: Timestamp) {
+        for change in &changes {
+            match change {
+                Change::SettleTask { id, to, .. } => {
+                    self.snapshot.update(*id, |task| task.state = *to);
+                }
+                Change::ScheduleTask {
+                    id,
+                    not_before,
+                    attempts,
+                    continuations,
+                    ..
+                } => {
+                    self.snapshot.update(*id, |task| {
+                        task.not_before = *not_before;
+                        task.attempts = *attempts;
+                        task.continuations = *continuations;
+                    });
+                }
+                _ => {}
+            }
+        }
+        self.held.end(changes, now);
+    }
+
+    /// What becomes of a running task when its execution ends (the scheduler decides), and
+    /// whether the task ended. A task no longer running (cancelled meanwhile) is left alone.
+    fn settle(&self, task_id: TaskId, end: &ExecutionEnd, now: Timestamp) -> (Vec<Change>, bool) {
+        let Some(task) = self
+            .snapshot
+            .task(task_id)
+            .filter(|t| t.state == TaskState::Running)
+        else {
+            return (Vec::new(), false);
+        };
+        let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
+        let plan = scheduler::after_execution(task, &children, end, &self.config, now);
+        let mut changes = vec![Change::SettleTask {
+            id: task_id,
+            to: plan.to,
+            reason: Some(plan.reason.clone()),
+        }];
+        if (plan.not_before, plan.attempts, plan.continuations)
+            != (task.not_before, task.attempts, task.continuations)
+        {
+            changes.push(Change::ScheduleTask {
+                id: task_id,
+                not_before: plan.not_before,
+                attempts: plan.attempts,
+                continuations: plan.continuations,
+                reason: None,
+            });
+        }
+        (changes, plan.to.is_terminal())
+    }
+
+    /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
+    /// remove the worktree (its branch stays). Both are jobs.
+    fn after_task_ended(&mut self, task_id: TaskId, out: &mut Vec<Effect>) {
+        if !self.options.workspaces {
+            return;
+        }
+        let Some(task) = self.snapshot.task(task_id) else {
+            return;
+        };
+        let (parent, branch) = (task.parent, task.branch.is_some());
+        if let Some(parent) = parent {
+            self.request_merges(parent, false, out);
+        }
+        if branch {
+            self.request_job(task_id, Work::REMOVE, out);
+        }
+    }
+
+    /// Asks for the merges due into `parent`, unless an execution of the parent runs: its end
+    /// asks for them. A parent that has ended keeps no worktree, so the job removes the one the
+    /// merges checked out again.
+    pub(crate) fn request_merges(
+        &mut self,
+        parent: TaskId,
+        retry_failed: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        if !self.options.workspaces || self.running.values().any(|r| r.execution.task_id == parent)
+        {
+            return;
+        }
+        let ended = self
+            .snapshot
+            .task(parent)
+            .is_some_and(|t| t.state.is_terminal());
+        self.request_job(
+            parent,
+            Work {
+                merges: Some(retry_failed),
+                remove: ended,
+            },
+            out,
+        );
+    }
+
+    /// Starts `work` on the worktree of `task`, or queues it behind the job already there.
+    /// While stopping, a removal alone is left for the next start.
+    fn request_job(&mut self, task: TaskId, work: Work, out: &mut Vec<Effect>) {
+        if self.stopping && work.merges.is_none() {
+            return;
+        }
+        if !self.jobs.queue_behind(task, work) {
+            self.start_job(task, work, out);
+        }
+    }
+
+    fn start_job(&mut self, task_id: TaskId, mut work: Work, out: &mut Vec<Effect>) {
+        let Some(task) = self.snapshot.task(task_id).cloned() else {
+            return;
+        };
+        // A task reopened since the removal was asked for works in its worktree again.
+        work.remove &= task.state.is_terminal();
+        if work.merges.is_none() && (self.stopping || !work.remove) {
+            return;
+        }
+        let children = match work.merges {
+            Some(_) => self.snapshot.children_of(task_id).cloned().collect(),
+            None => Vec::new(),
+        };
+        self.jobs.started(task_id);
+        out.push(Effect::StartJob {
+            task,
+            children,
+            work,
+        });
+    }
+
+    fn retry_removals(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        if self.stopping
+            || self.busy_worktrees.is_empty()
+            || self
+                .removals_tried
+                .is_some_and(|at| now < at.plus(self.options.removal_retry))
+        {
+            return;
+        }
+        self.removals_tried = Some(now);
+        for task_id in std::mem::take(&mut self.busy_worktrees) {
+            let ended = self
+                .snapshot
+                .task(task_id)
+                .is_some_and(|t| t.state.is_terminal() && t.branch.is_some());
+            if ended {
+                self.request_job(task_id, Work::REMOVE, out);
+            }
+        }
+    }
+
+    fn job_reported(&mut self, report: JobReport, now: Timestamp, out: &mut Vec<Effect>) {
+        self.dirty = true;
+        let changed = report.tree_changes();
+        if report.merges.is_empty() {
+            self.job_settled(report.task, report.removal, changed, now, out);
+            return;
+        }
+        // The merges are recorded first: what the parked end makes of the task depends on
+        // whether one failed (`Task::merge_failed`).
+        let changes = report
+            .merges
+            .into_iter()
+            .map(|(child, outcome, _)| Change::FinishMerge { child, outcome })
+            .collect();
+        let then = Then::JobRecorded {
+            task: report.task,
+            removal: report.removal,
+            changed,
+        };
+        self.persist(changes, PersistMode::Tolerant, then, out);
+    }
+
+    /// A job's report is recorded: starts the work queued behind it, and settles an end that
+    /// waited for it.
+    fn job_settled(
+        &mut self,
+        task: TaskId,
+        removal: Option<Removal>,
+        changed: u32,
+        now: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        match removal {
+            Some(Removal::Busy) => {
+                self.busy_worktrees.insert(task);
+            }
+            Some(Removal::Removed | Removal::Kept(_)) => {
+                self.busy_worktrees.remove(&task);
+            }
+            None => {}
+        }
+        if let Some(parked) = self.parked.get_mut(&task) {
+            parked.changed += changed;
+        }
+        if let Some(next) = self.jobs.finished(task) {
+            self.start_job(task, next, out);
+            // A merge asked for meanwhile is one more the parked end must wait for.
+            if self.jobs.is_busy(task) {
+                return;
+            }
+        }
+        if let Some(parked) = self.parked.remove(&task) {
+            let mut end = parked.end;
+            end.validated &= parked.changed == 0;
+            self.conclude(task, parked.finish, end, now, out);
+        }
+    }
+
+    fn call(
+        &mut self,
+        call: u64,
+        execution: ExecutionId,
+        op: CallOp,
+        now: Timestamp,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(r) = self.running.get_mut(&execution) else {
+            out.push(Effect::Reply {
+                call,
+                result: Err(format!(
+                    "execution #{execution} has ended; its token is no longer valid"
+                )),
+            });
+            return;
+        };
+        r.last_activity_at = r.last_activity_at.max(now);
+        let task_id = r.execution.task_id;
+        let Some(task) = self.snapshot.task(task_id).cloned() else {
+            out.push(Effect::Reply {
+                call,
+                result: Err("the execution's task is gone".into()),
+            });
+            return;
+        };
+        self.dirty = true;
+        // Held progress is written first, so that the agent and the store agree on where the
+        // execution stands.
+        self.flush(Then::Nothing, out);
+        let reply = |subtask_of, flag| Then::Reply {
+            call,
+            execution,
+            subtask_of,
+            flag,
+        };
+        let (change, then) = match op {
+            CallOp::SubtaskCreate { title, key } => {
+                let existing = self.snapshot.children_of(task_id).count() as u32;
+                if let Err(why) = scheduler::guards::check_new_child(&task, existing, &self.config)
+                {
+                    out.push(Effect::Reply {
+                        call,
+                        result: Err(why),
+                    });
+                    return;
+                }
+                let new = NewTask {
+                    parent: Some(task_id),
+                    priority: task.priority,
+                    ..NewTask::titled(title)
+                };
+                (
+                    Change::CreateKeyedTask { new, key },
+                    reply(Some(task_id), None),
+                )
+            }
+            CallOp::Block { reason } => (
+                Change::Comment {
+                    id: task_id,
+                    text: format!("blocked: {reason}"),
+                },
+                reply(None, Some(Flag::Blocked(reason))),
+            ),
+            CallOp::Comment { text } => (Change::Comment { id: task_id, text }, reply(None, None)),
+            CallOp::Complete { summary } => (
+                Change::ClaimCompletion {
+                    id: task_id,
+                    summary: summary.clone(),
+                },
+                reply(None, Some(Flag::Claimed(summary))),
+            ),
+        };
+        self.persist(vec![change], PersistMode::Whole, then, out);
+    }
+
+    fn changed(&mut self, tasks: Vec<Task>, now: Timestamp, out: &mut Vec<Effect>) {
+        for task in tasks {
+            self.dirty = true;
+            let (id, cancelled) = (task.id, task.state == TaskState::Cancelled);
+            self.snapshot.insert(task);
+            if cancelled {
+                let stops: Vec<ExecutionId> = self
+                    .running
+                    .values()
+                    .filter(|r| r.execution.task_id == id)
+                    .map(|r| r.execution.id)
+                    .collect();
+                for execution in stops {
+                    self.stop(execution, StopReason::Cancelled, now, out);
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self, task: TaskId, out: &mut Vec<Effect>) {
+        self.reloads += 1;
+        out.push(Effect::Reload { tasks: vec![task] });
+    }
+
+    fn absorb(&mut self, written: &Written) {
+        if !written.tasks.is_empty() {
+            self.dirty = true;
+        }
+        for task in &written.tasks {
+            self.snapshot.insert(task.clone());
+        }
+        for execution in &written.executions {
+            if let Some(r) = self.running.get_mut(&execution.id) {
+                r.execution = execution.clone();
+            }
+        }
+    }
+
+    fn persisted(&mut self, id: PersistId, outcome: Outcome, out: &mut Vec<Effect>) {
+        let Some(then) = self.pending.remove(&id) else {
+            return;
+        };
+        if let Outcome::Written(written) = &outcome {
+            self.absorb(written);
+        }
+        self.after_write(then, outcome, out);
+    }
+
+    fn after_write(&mut self, then: Then, outcome: Outcome, out: &mut Vec<Effect>) {
+        match (then, outcome) {
+            (Then::Nothing, Outcome::Written(_)) => {}
+            (Then::Nothing, Outcome::Refused(_)) => self.dirty = true,
+            (
+                Then::Claim {
+                    task,
+                    agent,
+                    kind,
+                    attempt,
+                    ..
+                },
+                Outcome::Written(written),
+            ) => {
+                // The batch may have touched ended executions too; the claim is the task's
+                // active one.
+                let Some(execution) = written
+                    .executions
+                    .iter()
+                    .rev()
+                    .find(|e| e.task_id == task && e.state.is_active())
+                    .cloned()
+                else {
+                    self.dirty = true;
+                    return;
+                };
+                let now = self.now;
+                self.snapshot.recent_dispatches.push(now);
+                self.started += 1;
+                let id = execution.id;
+                self.running.insert(
+                    id,
+                    Running {
+                        execution,
+                        kill_requested: false,
+                        validated: false,
+                        iteration_started_at: None,
+                        last_activity_at: now,
+                        claimed_complete: None,
+                        blocked: None,
+                        stop_asked_at: None,
+                    },
+                );
+                out.push(Effect::Start {
+                    execution: id,
+                    task,
+                    agent,
+                    kind,
+                    attempt,
+                });
+            }
+            (
+                Then::Claim {
+                    task,
+                    agent,
+                    kind,
+                    attempt,
+                    held,
+                    claim,
+                },
+                Outcome::Refused(_),
+            ) => {
+                self.dirty = true;
+                if held.is_empty() {
+                    // Someone else changed the task first (a cancel from the CLI): take the
+                    // store's word.
+                    self.reload(task, out);
+                    return;
+                }
+                // Any part may be what failed: the held changes on their own, then the claim.
+                self.persist(held, PersistMode::Held, Then::Nothing, out);
+                let then = Then::Claim {
+                    task,
+                    agent,
+                    kind,
+                    attempt,
+                    held: Vec::new(),
+                    claim: claim.clone(),
+                };
+                self.persist(claim, PersistMode::Whole, then, out);
+            }
+            (Then::TaskEnded(task), Outcome::Written(_)) => self.after_task_ended(task, out),
+            (Then::TaskEnded(task), Outcome::Refused(_)) => {
+                self.dirty = true;
+                self.reload(task, out);
+            }
+            (
+                Then::JobRecorded {
+                    task,
+                    removal,
+                    changed,
+                },
+                _,
+            ) => {
+                self.job_settled(task, removal, changed, self.now, out);
+            }
+            (
+                Then::Reply {
+                    call,
+                    execution,
+                    subtask_of,
+                    flag,
+                },
+                outcome,
+            ) => {
+                let result = match outcome {
+                    Outcome::Refused(why) => Err(why),
+                    Outcome::Written(written) => {
+                        if let Some(r) = self.running.get_mut(&execution) {
+                            match flag {
+                                Some(Flag::Blocked(reason)) => r.blocked = Some(reason),
+                                Some(Flag::Claimed(summary)) => r.claimed_complete = Some(summary),
+                                None => {}
+                            }
+                        }
+                        match subtask_of {
+                            Some(parent) => written
+                                .tasks
+                                .iter()
+                                .find(|t| t.parent == Some(parent))
+                                .map(|t| Some(t.id))
+                                .ok_or_else(|| "no task created".to_string()),
+                            None => Ok(None),
+                        }
+                    }
+                };
+                out.push(Effect::Reply { call, result });
+            }
+        }
+    }
+
+    fn recover(
+        &mut self,
+        orphans: Vec<Execution>,
+        merges_due: BTreeSet<TaskId>,
+        worktrees: Vec<TaskId>,
+        out: &mut Vec<Effect>,
+    ) {
+        self.recovering_started = true;
+        out.push(Effect::Terminate {
+            executions: orphans.iter().map(|e| e.id).collect(),
+        });
+        self.recovery = Some(Recovery {
+            orphans,
+            merges_due,
+            worktrees,
+        });
+    }
+
+    /// The processes of lost executions are gone: each is wound down as lost and its task
+    /// settled; merges left due are made, and the worktrees of tasks that ended just before the
+    /// crash are finished with.
+    fn terminated(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        let Some(recovery) = self.recovery.take() else {
+            return;
+        };
+        for execution in recovery.orphans {
+            let mut changes = vec![Change::FinishExecution {
+                id: execution.id,
+                state: ExecutionState::Lost,
+                exit_code: None,
+                usage: execution.usage,
+                summary: Some("the engine running it stopped; it was wound down on restart".into()),
+            }];
+            let end = ExecutionEnd {
+                kind: execution.kind,
+                agent: execution.agent.clone(),
+                state: ExecutionState::Lost,
+                validated: false,
+                claimed_complete: None,
+                blocked: None,
+                failure: None,
+                provider_paused: None,
+                class: domain::FailureClass::Transient,
+            };
+            let (settle, _) = self.settle(execution.task_id, &end, now);
+            changes.extend(settle);
+            // Written as an end: a task cancelled since it was read keeps its state, and the
+            // execution is recorded as lost all the same.
+            self.persist(changes, PersistMode::Held, Then::Nothing, out);
+            self.recovered += 1;
+        }
+        for parent in recovery.merges_due {
+            self.request_merges(parent, false, out);
+        }
+        for task in recovery.worktrees {
+            if self
+                .snapshot
+                .task(task)
+                .is_some_and(|t| t.state.is_terminal())
+            {
+                self.after_task_ended(task, out);
+            }
+        }
+        self.dirty = true;
+    }
+
+    fn shutdown(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.jobs.drop_queued_removals();
+        let ids: Vec<ExecutionId> = self.running.keys().copied().collect();
+        for id in ids {
+            self.stop(id, StopReason::Shutdown, now, out);
+        }
+    }
+}
