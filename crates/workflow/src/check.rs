@@ -14,7 +14,7 @@ pub struct Known {
 }
 
 /// Where in a definition a problem is, for the manifest to turn into `file:line:col`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Where {
     Start,
     /// The state as a whole (its name).

@@ -68,6 +68,9 @@ pub enum StateKind {
     Parallel { branches: Vec<String> },
     /// Start another workflow on the same task; the state ends with its outcome.
     Workflow { workflow: String },
+    /// Land the task's branch on the base branch (`agentgrid land`); it succeeds when the base
+    /// branch moved.
+    Land,
     /// The instance ends here.
     End { outcome: Outcome },
 }

@@ -73,6 +73,10 @@ pub enum Command {
         state: String,
         workflow: String,
     },
+    Land {
+        visit: u32,
+        state: String,
+    },
     /// Send `TimedOut { visit }` after `secs` seconds, unless the visit is over by then.
     ArmTimer {
         visit: u32,
@@ -80,9 +84,14 @@ pub enum Command {
         secs: u64,
     },
     /// Stop what the visit started: it timed out.
-    Cancel { visit: u32, state: String },
+    Cancel {
+        visit: u32,
+        state: String,
+    },
     /// The run is over.
-    Finish { outcome: Outcome },
+    Finish {
+        outcome: Outcome,
+    },
 }
 
 /// How a state ended, as its transitions see it.
@@ -147,6 +156,7 @@ pub fn step(def: &Definition, instance: &Instance, input: Input) -> (Instance, V
                 }
                 StateKind::Agent { .. }
                 | StateKind::Command { .. }
+                | StateKind::Land
                 | StateKind::Workflow { .. } => {
                     if next.position.as_deref() != Some(state.as_str()) {
                         return (next, commands);
@@ -335,6 +345,10 @@ fn work_of(def: &Definition, name: &str, visit: u32, commands: &mut Vec<Command>
             visit,
             state: state_name,
             workflow: workflow.clone(),
+        },
+        StateKind::Land => Command::Land {
+            visit,
+            state: state_name,
         },
         StateKind::Parallel { .. } | StateKind::End { .. } => return,
     });

@@ -26,14 +26,9 @@ pub fn review_loop() -> Definition {
             .on(Transition::to("land").when(When::Approved))
             .on(Transition::to("code").when(When::Rejected).max(1))
             .on(Transition::to("failed")),
-            State::new(
-                "land",
-                StateKind::Command {
-                    run: vec!["land".into()],
-                },
-            )
-            .on(Transition::to("done").when(When::Succeeded))
-            .on(Transition::to("failed")),
+            State::new("land", StateKind::Land)
+                .on(Transition::to("done").when(When::Succeeded))
+                .on(Transition::to("failed")),
             end("done", Outcome::Succeeded),
             end("failed", Outcome::Failed),
         ],

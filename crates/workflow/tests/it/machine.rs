@@ -291,3 +291,21 @@ fn awaiting_names_what_the_current_visit_waits_for() {
     assert_eq!(half.awaiting(&def), vec![started[1].clone()]);
     assert!(Instance::default().awaiting(&def).is_empty());
 }
+
+#[test]
+fn an_approval_lands_the_work() {
+    let (instance, commands) = run(vec![
+        Input::Start,
+        Input::ended(1, "code", Outcome::Succeeded),
+        scored(2, "qa", 0.9),
+        decided(3, true),
+    ]);
+    assert_eq!(instance.position.as_deref(), Some("land"));
+    assert_eq!(
+        commands,
+        vec![Command::Land {
+            visit: 4,
+            state: "land".into()
+        }]
+    );
+}
