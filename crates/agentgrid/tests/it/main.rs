@@ -34,3 +34,4 @@ mod text;
 mod truth;
 mod verdict;
 mod visible;
+mod workflows;
