@@ -31,10 +31,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 agent: args.agent,
             };
             let task = app.execute(&actor, AddTask(new)).await?;
+            let started = super::workflow::start_by_label(project, &task).await?;
             if args.json {
                 json(&task)?;
             } else {
                 outln!("created task #{}: {}", task.id, one_line(&task.title));
+                if let Some((run, name)) = started {
+                    outln!("started workflow run W{run} of `{name}` by its label");
+                }
             }
         }
         TaskCommand::Import {

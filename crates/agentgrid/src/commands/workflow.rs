@@ -125,6 +125,53 @@ async fn show(project: &Project, id: WorkflowId, as_json: bool) -> anyhow::Resul
     Ok(exit::OK)
 }
 
+/// Starts the first workflow (in file order) whose `spec.labels` names one of the new task's
+/// labels, and says which. Manifests that do not load start nothing, with a warning: the task
+/// itself was made either way.
+pub(super) async fn start_by_label(
+    project: &Project,
+    task: &domain::Task,
+) -> anyhow::Result<Option<(WorkflowId, String)>> {
+    if task.labels.is_empty() {
+        return Ok(None);
+    }
+    let loaded = match manifest::load_project(&project.state_dir) {
+        Ok(loaded) => loaded,
+        Err(diagnostics) => {
+            eprintln!(
+                "{}the manifests have problems, so no workflow was started by label on task #{}                  (see `agentgrid validate`; then `agentgrid workflow start`): {}",
+                crate::output::warning_prefix(),
+                task.id,
+                domain::text::one_line(&diagnostics.to_string())
+            );
+            return Ok(None);
+        }
+    };
+    let Some(found) = loaded
+        .workflows
+        .iter()
+        .find(|w| w.labels.iter().any(|l| task.labels.contains(l)))
+    else {
+        return Ok(None);
+    };
+    let change = Change::StartWorkflow {
+        task: task.id,
+        name: found.name.clone(),
+        definition: found.definition.clone(),
+    };
+    let applied = project
+        .store()
+        .await?
+        .apply("cli", SystemClock.now(), vec![change])
+        .await?;
+    Ok(applied.events.iter().find_map(|e| match &e.kind {
+        domain::EventKind::TaskWorkflowStarted { workflow, .. } => {
+            Some((*workflow, found.name.clone()))
+        }
+        _ => None,
+    }))
+}
+
 /// The runs of a task, for `task show`.
 pub(super) async fn of_task(store: &dyn Store, task: TaskId) -> anyhow::Result<Vec<WorkflowRun>> {
     let filter = WorkflowFilter {

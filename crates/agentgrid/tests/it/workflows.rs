@@ -114,3 +114,22 @@ fn a_broken_workflow_is_reported_at_its_line_and_nothing_starts() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn a_task_added_with_a_workflow_label_starts_that_workflow() {
+    let repo = project();
+    let text = repo.ok(&["task", "add", "Import CSV", "--label", "reviewed"]);
+    assert!(
+        text.contains("created task #2")
+            && text.contains("started workflow run W1 of `review` by its label"),
+        "{text}"
+    );
+    let runs = repo.json(&["workflow", "list", "--json"]);
+    assert_eq!(runs[0]["task"], 2, "{runs}");
+    assert_eq!(runs[0]["position"], "code");
+
+    // Without the label, or with a label no workflow names, nothing starts.
+    repo.ok(&["task", "add", "Fix a typo", "--label", "docs"]);
+    let runs = repo.json(&["workflow", "list", "--all", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+}
