@@ -149,6 +149,10 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<ApprovalsCommand>,
     },
+    /// Durable workflows (`kind: Workflow` in .agentgrid/workflows/): start one on a task,
+    /// list the runs, show where one is and what it did.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
     /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
     #[command(subcommand)]
     Ctl(CtlCommand),
@@ -375,6 +379,30 @@ pub enum ApprovalsCommand {
     Ask {
         id: ApprovalId,
         question: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Start the workflow NAME on TASK; a task runs one workflow at a time.
+    Start {
+        task: TaskId,
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the workflow runs that have not finished, or with --all every one.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one run: where it is, its blackboard and its history.
+    Show {
+        id: domain::WorkflowId,
         #[arg(long)]
         json: bool,
     },

@@ -173,6 +173,23 @@ pub enum EventKind {
         by: String,
         question: String,
     },
+    /// A run of the workflow `name` began on the task; `definition` is the workflow as it was
+    /// then (the `workflow` crate's `Definition`), so the run never changes under a later edit.
+    TaskWorkflowStarted {
+        workflow: crate::WorkflowId,
+        name: String,
+        definition: serde_json::Value,
+    },
+    /// A workflow run took one input (the `workflow` crate's `Input`); `position` and `status`
+    /// are where it is after it, `note` what happened, for people reading the log.
+    TaskWorkflowStepped {
+        workflow: crate::WorkflowId,
+        input: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position: Option<String>,
+        status: String,
+        note: String,
+    },
     ExecutionCreated {
         execution: Execution,
     },
@@ -300,6 +317,8 @@ impl EventKind {
             EventKind::TaskApprovalRequested { .. } => "task_approval_requested",
             EventKind::TaskApprovalDecided { .. } => "task_approval_decided",
             EventKind::TaskApprovalQuestioned { .. } => "task_approval_questioned",
+            EventKind::TaskWorkflowStarted { .. } => "task_workflow_started",
+            EventKind::TaskWorkflowStepped { .. } => "task_workflow_stepped",
             EventKind::ExecutionCreated { .. } => "execution_created",
             EventKind::ExecutionStateChanged { .. } => "execution_state_changed",
             EventKind::ExecutionProcessStarted { .. } => "execution_process_started",
@@ -408,6 +427,19 @@ impl EventKind {
                 by,
                 question,
             } => format!("approval #{approval}: {by} asks: {question}"),
+            EventKind::TaskWorkflowStarted { workflow, name, .. } => {
+                format!("workflow run W{workflow} of `{name}` started")
+            }
+            EventKind::TaskWorkflowStepped {
+                workflow,
+                position,
+                status,
+                note,
+                ..
+            } => match position {
+                Some(p) => format!("workflow run W{workflow} at `{p}` ({status}): {note}"),
+                None => format!("workflow run W{workflow} ({status}): {note}"),
+            },
             EventKind::ExecutionCreated { execution } => format!(
                 "{} execution of #{} by {} (attempt {})",
                 execution.kind, execution.task_id, execution.agent, execution.attempt

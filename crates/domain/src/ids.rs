@@ -1,4 +1,4 @@
-//! Identifiers of tasks, executions and approvals.
+//! Identifiers of tasks, executions, approvals and workflow runs.
 //!
 //! Both are positive integers allocated by the store. They are distinct types so a task id can
 //! never be passed where an execution id is expected.
@@ -58,6 +58,7 @@ macro_rules! id_type {
 id_type!(TaskId, "T", "a task");
 id_type!(ExecutionId, "E", "an execution");
 id_type!(ApprovalId, "A", "an approval");
+id_type!(WorkflowId, "W", "a workflow run");
 
 #[cfg(test)]
 mod tests {

@@ -42,7 +42,7 @@ pub use agent::AgentEvent;
 pub use approval::{Approval, ApprovalSource, ApprovalState, Decision};
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
-pub use ids::{ApprovalId, ExecutionId, TaskId};
+pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId};
 pub use land::LandStrategy;
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};

@@ -113,6 +113,18 @@ impl Store for Recording {
     ) -> Result<Vec<domain::Approval>, Error> {
         self.inner.approvals(filter).await
     }
+    async fn workflow_run(
+        &self,
+        id: domain::WorkflowId,
+    ) -> Result<Option<store::WorkflowRun>, Error> {
+        self.inner.workflow_run(id).await
+    }
+    async fn workflow_runs(
+        &self,
+        filter: &store::WorkflowFilter,
+    ) -> Result<Vec<store::WorkflowRun>, Error> {
+        self.inner.workflow_runs(filter).await
+    }
 }
 
 fn write(path: &Path, text: &str) {

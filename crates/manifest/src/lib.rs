@@ -6,7 +6,8 @@
 //! [`ConfigSpec`] and a list of [`Agent`]s, each holding its [`AgentManifest`] with every default
 //! filled in. Templates in an agent (its prompt, command arguments and environment values) are
 //! rendered with [`render_prompt`] and [`render_arg`] against a [`PromptContext`].
-//! [`json_schema`] describes both manifest kinds for editors.
+//! [`json_schema`] describes both manifest kinds for editors. `workflows/*.yaml` hold `kind:
+//! Workflow` documents, decoded into the [`Workflow`]s of the project (see the `workflow` crate).
 //!
 //! The key decision is that a manifest is never deserialized straight into its Rust types. The
 //! YAML is parsed into a tree of nodes that know their line and column, and hand-written decoders
@@ -48,6 +49,7 @@ mod project;
 mod sandbox;
 mod schema;
 mod template;
+mod workflow;
 mod yaml;
 
 pub use agent::{
@@ -64,10 +66,13 @@ pub use error::Error;
 pub use models::{
     Budget, Budgets, ModelAlias, ModelLimits, ModelRetry, Models, Prices, Provider, ProviderKind,
 };
-pub use project::{Agent, Project, load_project, locate, parse_agents, parse_config};
+pub use project::{
+    Agent, Project, load_project, locate, parse_agents, parse_config, parse_workflows,
+};
 pub use sandbox::{FilesystemMode, NetworkMode, ResourceLimits, SandboxProfile};
 pub use schema::json_schema;
 pub use template::{
     CONTEXT_NAMES, EXECUTION_FIELDS, ExecutionView, PromptContext, TASK_FIELDS, TaskView,
     render_arg, render_prompt,
 };
+pub use workflow::{EXAMPLE_WORKFLOW, Workflow};

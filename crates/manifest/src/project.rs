@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::agent::{AgentDocument, AgentManifest, AgentSpec, decode_agent};
 use crate::config::{ConfigSpec, decode_config};
 use crate::decode::Cx;
+use crate::workflow::{Workflow, WorkflowDocument, check_workflows, workflows_from};
 use crate::yaml::parse_documents;
 use crate::{Diagnostic, Diagnostics};
 
@@ -16,6 +17,8 @@ pub struct Project {
     pub config: ConfigSpec,
     /// Every agent, ordered by file name and then by position in the file.
     pub agents: Vec<Agent>,
+    /// Every workflow of `workflows/*.yaml`, ordered the same way.
+    pub workflows: Vec<Workflow>,
     /// The `.agentgrid` directory.
     pub root: PathBuf,
 }
@@ -23,6 +26,10 @@ pub struct Project {
 impl Project {
     pub fn agent(&self, name: &str) -> Option<&Agent> {
         self.agents.iter().find(|a| a.name == name)
+    }
+
+    pub fn workflow(&self, name: &str) -> Option<&Workflow> {
+        self.workflows.iter().find(|w| w.name == name)
     }
 
     /// The repository the project lives in: the parent of the `.agentgrid` directory.
@@ -94,6 +101,12 @@ pub fn load_project(agentgrid_dir: &Path) -> Result<Project, Diagnostics> {
     }
     check_unique_names(&documents, &mut diagnostics);
     check_builtin_models(&documents, &config, &mut diagnostics);
+    let workflows = read_workflows(&agentgrid_dir.join("workflows"), &mut diagnostics);
+    let agent_names = documents
+        .iter()
+        .filter_map(|(_, d)| d.name.as_ref().map(|n| n.0.clone()))
+        .collect();
+    check_workflows(&workflows, agent_names, &mut diagnostics);
 
     if !diagnostics.is_empty() {
         return Err(Diagnostics::sorted(diagnostics));
@@ -112,8 +125,40 @@ pub fn load_project(agentgrid_dir: &Path) -> Result<Project, Diagnostics> {
     Ok(Project {
         config,
         agents,
+        workflows: workflows.into_iter().filter_map(|d| d.workflow).collect(),
         root: agentgrid_dir.to_path_buf(),
     })
+}
+
+fn read_workflows(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<WorkflowDocument> {
+    let mut out = Vec::new();
+    for file in agent_files(dir, diagnostics) {
+        match std::fs::read_to_string(&file) {
+            Ok(source) => out.extend(workflows_from(&source, &file, diagnostics)),
+            Err(err) => diagnostics.push(Diagnostic::whole_file(
+                &file,
+                format!("cannot read the file: {err}"),
+            )),
+        }
+    }
+    out
+}
+
+/// Checks the text of one workflow file against the agents named in `agents`; `file` is used
+/// in the diagnostics. A sub-workflow may only name a workflow of the same file.
+pub fn parse_workflows(
+    source: &str,
+    file: &Path,
+    agents: &[&str],
+) -> Result<Vec<Workflow>, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    let documents = workflows_from(source, file, &mut diagnostics);
+    let agents = agents.iter().map(|a| a.to_string()).collect();
+    check_workflows(&documents, agents, &mut diagnostics);
+    if !diagnostics.is_empty() {
+        return Err(Diagnostics::sorted(diagnostics));
+    }
+    Ok(documents.into_iter().filter_map(|d| d.workflow).collect())
 }
 
 /// Checks the text of a config file; `file` is only used in the diagnostics. An empty text
@@ -201,7 +246,7 @@ fn agents_from(source: &str, file: &Path, diagnostics: &mut Vec<Diagnostic>) -> 
     out
 }
 
-/// The YAML files of the agents directory, sorted by name.
+/// The YAML files of a manifest directory (`agents`, `workflows`), sorted by name.
 fn agent_files(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,

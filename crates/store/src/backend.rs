@@ -133,6 +133,18 @@ pub trait Store: Send + Sync + 'static {
     /// The approvals `filter` selects, newest first.
     async fn approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, Error>;
 
+    /// One workflow run, or `None` when no run has this id.
+    async fn workflow_run(
+        &self,
+        id: domain::WorkflowId,
+    ) -> Result<Option<tracker::WorkflowRun>, Error>;
+
+    /// The workflow runs `filter` selects, oldest first.
+    async fn workflow_runs(
+        &self,
+        filter: &crate::WorkflowFilter,
+    ) -> Result<Vec<tracker::WorkflowRun>, Error>;
+
     // The views. Each reads what it returns and no more (an index, a `LIMIT`), so that `status`
     // and `task list --limit` cost in proportion to what they show, not to every task ever
     // made. The defaults compute the same answers from the lists above, for stores (and test

@@ -77,6 +77,15 @@ pub struct ApprovalFilter {
     pub limit: Option<u32>,
 }
 
+/// Which workflow runs [`Store::workflow_runs`](crate::Store::workflow_runs) returns, oldest
+/// first. The default selects all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkflowFilter {
+    pub task: Option<TaskId>,
+    /// Only the runs that have not finished.
+    pub running: bool,
+}
+
 /// Which tasks [`Store::tasks`](crate::Store::tasks) returns. The default selects all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskFilter {

@@ -50,8 +50,9 @@ mod usage;
 pub use backend::Store;
 pub use change::{
     Applied, ApprovalFilter, ExecutionFilter, KeyedCall, Land, Merge, ProviderStanding, TaskFilter,
+    WorkflowFilter,
 };
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
-pub use tracker::{Change, MergeResult, TaskEdit};
+pub use tracker::{Change, MergeResult, TaskEdit, WorkflowRun};
 pub use usage::{ModelUsage, UsageGroup, UsageGroupSum, UsageKey, UsageScope};

@@ -123,6 +123,19 @@ pub enum Change {
         id: ApprovalId,
         question: String,
     },
+    /// Start a run of the workflow `name` (`definition`, as the manifest says it now) on the
+    /// task and enter its first state. Refused while the task has a run that has not finished.
+    StartWorkflow {
+        task: TaskId,
+        name: String,
+        definition: workflow::Definition,
+    },
+    /// Give a workflow run one input. Refused when the run is over or the input changes
+    /// nothing (a visit that is over, a decision taken already): each input is taken once.
+    StepWorkflow {
+        id: domain::WorkflowId,
+        input: workflow::Input,
+    },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
         id: TaskId,
@@ -264,6 +277,8 @@ impl Change {
             Change::Nudge { .. } => "nudge",
             Change::Comment { .. } => "comment",
             Change::RequestApproval { .. } => "request_approval",
+            Change::StartWorkflow { .. } => "start_workflow",
+            Change::StepWorkflow { .. } => "step_workflow",
             Change::DecideApproval { .. } => "decide_approval",
             Change::AskApproval { .. } => "ask_approval",
             Change::Answer { .. } => "answer",
@@ -301,6 +316,8 @@ impl Change {
             Change::FinishLand { .. } => "finishing the land",
             Change::MarkLanded { .. } => "marking the task landed",
             Change::RequestApproval { .. } => "asking for an approval",
+            Change::StartWorkflow { .. } => "starting the workflow",
+            Change::StepWorkflow { .. } => "moving the workflow on",
             Change::DecideApproval { .. } => "deciding the approval",
             Change::AskApproval { .. } => "asking about the approval",
             Change::RecordAgentEvent { .. } => "recording the agent's event",

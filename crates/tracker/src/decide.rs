@@ -96,6 +96,17 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
                 }
             }
         }
+        Change::StartWorkflow { task, .. } => {
+            keys.push(Key::Task(*task));
+            keys.push(Key::WorkflowsOf(*task));
+            keys.push(Key::NextWorkflowId);
+        }
+        Change::StepWorkflow { id, .. } => {
+            keys.push(Key::Workflow(*id));
+            if let Some(run) = state.workflow(*id) {
+                keys.push(Key::Task(run.task_id));
+            }
+        }
         Change::RequestApproval { task, .. } => {
             keys.push(Key::Task(*task));
             keys.push(Key::PendingApprovalOf(*task));
@@ -344,6 +355,21 @@ impl Decision<'_> {
                 summary,
             } => self.request_approval(*task, *source, *execution, summary),
             Change::DecideApproval { id, decision } => self.decide_approval(*id, decision),
+            Change::StartWorkflow {
+                task,
+                name,
+                definition,
+            } => {
+                for kind in crate::workflows::start(self.state, *task, name, definition)? {
+                    self.task_event(*task, kind);
+                }
+                Ok(())
+            }
+            Change::StepWorkflow { id, input } => {
+                let (task, kind) = crate::workflows::step(self.state, *id, input)?;
+                self.task_event(task, kind);
+                Ok(())
+            }
             Change::AskApproval { id, question } => self.ask_approval(*id, question),
             Change::SettleTask { id, to, reason } => {
                 let state = self.task(*id)?.state;

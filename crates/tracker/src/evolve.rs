@@ -137,6 +137,9 @@ fn evolve_entry(state: &mut State, entry: &Entry) {
                 task.updated_at = at;
             }
         }
+        kind @ (EventKind::TaskWorkflowStarted { .. } | EventKind::TaskWorkflowStepped { .. }) => {
+            crate::workflows::evolve(state, task_id, at, kind)
+        }
         kind if kind_is_task(kind) => {
             if let Some(task) = state.task_mut(task_id) {
                 evolve_task(task, kind, at);

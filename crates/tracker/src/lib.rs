@@ -49,6 +49,7 @@ mod event;
 mod evolve;
 mod refusal;
 mod state;
+mod workflows;
 
 pub use command::{Change, MergeResult, TaskEdit};
 pub use decide::{COMMENT, Command, SUBTASK_CREATE, decide, wants};
@@ -56,3 +57,4 @@ pub use event::{Entry, Event, KeyUse};
 pub use evolve::evolve;
 pub use refusal::Refusal;
 pub use state::{Key, LandStatus, LandStep, MergeStatus, MergeStep, State};
+pub use workflows::WorkflowRun;

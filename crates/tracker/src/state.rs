@@ -40,6 +40,13 @@ pub enum Key {
     PendingApprovalOf(TaskId),
     /// The id the next requested approval gets.
     NextApprovalId,
+    /// One workflow run, or the fact that it does not exist.
+    Workflow(domain::WorkflowId),
+    /// Every workflow run of a task: a backend loads each with [`State::load_workflow`] and
+    /// marks the task with [`State::load_workflows_of`].
+    WorkflowsOf(TaskId),
+    /// The id the next started workflow run gets.
+    NextWorkflowId,
     /// The id the next created task gets.
     NextTaskId,
     /// The id the next created execution gets.
@@ -109,6 +116,9 @@ pub struct State {
     approvals: HashMap<ApprovalId, Option<Approval>>,
     pending_known: HashSet<TaskId>,
     next_approval_id: Option<ApprovalId>,
+    workflows: HashMap<domain::WorkflowId, Option<crate::WorkflowRun>>,
+    workflows_known: HashSet<TaskId>,
+    next_workflow_id: Option<domain::WorkflowId>,
     versions: HashMap<(EntityKind, i64), u64>,
     next_task_id: Option<TaskId>,
     next_execution_id: Option<ExecutionId>,
@@ -122,6 +132,7 @@ impl State {
             next_task_id: Some(TaskId(1)),
             next_execution_id: Some(ExecutionId(1)),
             next_approval_id: Some(ApprovalId(1)),
+            next_workflow_id: Some(domain::WorkflowId(1)),
             ..State::default()
         }
     }
@@ -150,6 +161,9 @@ impl State {
             Key::Approval(id) => self.approvals.contains_key(id),
             Key::PendingApprovalOf(task) => self.pending_known.contains(task),
             Key::NextApprovalId => self.next_approval_id.is_some(),
+            Key::Workflow(id) => self.workflows.contains_key(id),
+            Key::WorkflowsOf(task) => self.workflows_known.contains(task),
+            Key::NextWorkflowId => self.next_workflow_id.is_some(),
             Key::NextTaskId => self.next_task_id.is_some(),
             Key::NextExecutionId => self.next_execution_id.is_some(),
         }
@@ -247,6 +261,46 @@ impl State {
 
     pub fn next_approval_id(&self) -> ApprovalId {
         self.next_approval_id.unwrap_or(ApprovalId(1))
+    }
+
+    pub fn workflow(&self, id: domain::WorkflowId) -> Option<&crate::WorkflowRun> {
+        self.workflows.get(&id).and_then(Option::as_ref)
+    }
+
+    /// Every workflow run this state holds, in no particular order.
+    pub fn workflows(&self) -> impl Iterator<Item = &crate::WorkflowRun> {
+        self.workflows.values().flatten()
+    }
+
+    pub fn next_workflow_id(&self) -> domain::WorkflowId {
+        self.next_workflow_id.unwrap_or(domain::WorkflowId(1))
+    }
+
+    pub fn load_workflow(&mut self, id: domain::WorkflowId, run: Option<crate::WorkflowRun>) {
+        self.workflows.entry(id).or_insert(run);
+    }
+
+    /// Records that every workflow run of `task` was loaded.
+    pub fn load_workflows_of(&mut self, task: TaskId) {
+        self.workflows_known.insert(task);
+    }
+
+    pub fn load_next_workflow_id(&mut self, id: domain::WorkflowId) {
+        self.next_workflow_id.get_or_insert(id);
+    }
+
+    pub(crate) fn put_workflow(&mut self, run: crate::WorkflowRun) {
+        if let Some(next) = &mut self.next_workflow_id {
+            *next = (*next).max(domain::WorkflowId(run.id.0 + 1));
+        }
+        self.workflows.insert(run.id, Some(run));
+    }
+
+    pub(crate) fn workflow_mut(
+        &mut self,
+        id: domain::WorkflowId,
+    ) -> Option<&mut crate::WorkflowRun> {
+        self.workflows.get_mut(&id).and_then(Option::as_mut)
     }
 
     pub fn next_task_id(&self) -> TaskId {

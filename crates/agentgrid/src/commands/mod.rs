@@ -21,6 +21,7 @@ mod task;
 mod usage;
 mod validate;
 mod verdicts;
+mod workflow;
 
 pub use demo::DemoAgents;
 
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
         Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
+        Command::Workflow(cmd) => workflow::workflow(&Project::find(project)?, cmd).await,
         Command::Run {
             forever,
             quiet,

@@ -31,10 +31,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 agent: args.agent,
             };
             let task = app.execute(&actor, AddTask(new)).await?;
+            let started = super::workflow::start_by_label(project, &task).await?;
             if args.json {
                 json(&task)?;
             } else {
                 outln!("created task #{}: {}", task.id, one_line(&task.title));
+                if let Some((run, name)) = started {
+                    outln!("started workflow run W{run} of `{name}` by its label");
+                }
             }
         }
         TaskCommand::Import {
@@ -129,8 +133,10 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
         TaskCommand::Show { id, json: as_json } => {
             let detail = app.ask(&actor, TaskShow { id }).await?;
             let distance = branch_distance(project, &detail.task).await;
+            let runs = super::workflow::of_task(&*project.store().await?, id).await?;
             if as_json {
                 let mut value = serde_json::to_value(&detail)?;
+                value["workflows"] = runs.iter().map(super::workflow::run_json).collect();
                 value["branch_distance"] = match &distance {
                     Some((base, d)) => serde_json::json!({
                         "base": base,
@@ -185,6 +191,10 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                         })
                         .collect();
                     table(&["VALIDATOR", "SCORE", "RESULT"], &rows);
+                }
+                for run in &runs {
+                    outln!();
+                    super::workflow::print_run(run);
                 }
                 if !detail.children.is_empty() {
                     outln!("\nsub-tasks:");

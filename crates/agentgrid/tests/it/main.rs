@@ -37,3 +37,4 @@ mod text;
 mod truth;
 mod verdict;
 mod visible;
+mod workflows;

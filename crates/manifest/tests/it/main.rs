@@ -6,6 +6,7 @@ mod examples;
 mod project;
 mod schema;
 mod templates;
+mod workflows;
 
 /// The agent example from the manifest documentation, verbatim.
 pub const FULL_AGENT: &str = r#"apiVersion: agentgrid.dev/v1

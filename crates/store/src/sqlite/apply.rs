@@ -39,6 +39,8 @@ pub(crate) struct Batch<'c> {
     executions: Vec<ExecutionId>,
     /// The approvals the batch requested or decided.
     approvals: Vec<domain::ApprovalId>,
+    /// The workflow runs the batch started or moved on.
+    workflows: Vec<domain::WorkflowId>,
 }
 
 impl<'c> Batch<'c> {
@@ -56,6 +58,7 @@ impl<'c> Batch<'c> {
             tasks: Vec::new(),
             executions: Vec::new(),
             approvals: Vec::new(),
+            workflows: Vec::new(),
         }
     }
 
@@ -107,6 +110,12 @@ impl<'c> Batch<'c> {
                 && !self.approvals.contains(approval)
             {
                 self.approvals.push(*approval);
+            }
+            if let EventKind::TaskWorkflowStarted { workflow, .. }
+            | EventKind::TaskWorkflowStepped { workflow, .. } = &entry.kind
+                && !self.workflows.contains(workflow)
+            {
+                self.workflows.push(*workflow);
             }
             self.touch(entry.entity, entry.id);
             tracker::evolve(&mut self.state, &event);
@@ -190,6 +199,24 @@ impl<'c> Batch<'c> {
             Key::NextApprovalId => {
                 let next = steps::next_approval_id(self.conn)?;
                 self.state.load_next_approval_id(domain::ApprovalId(next));
+            }
+            Key::Workflow(id) => {
+                let run = super::workflows::run(self.conn, id)?;
+                self.state.load_workflow(id, run);
+            }
+            Key::WorkflowsOf(task) => {
+                let filter = crate::WorkflowFilter {
+                    task: Some(task),
+                    running: false,
+                };
+                for run in super::workflows::runs(self.conn, &filter)? {
+                    self.state.load_workflow(run.id, Some(run));
+                }
+                self.state.load_workflows_of(task);
+            }
+            Key::NextWorkflowId => {
+                let next = super::workflows::next_id(self.conn)?;
+                self.state.load_next_workflow_id(domain::WorkflowId(next));
             }
             Key::NextTaskId => {
                 let next = rows::next_id(self.conn, rows::IdTable::Tasks)?;
@@ -296,6 +323,12 @@ impl<'c> Batch<'c> {
         for id in &self.approvals {
             if let Some(a) = self.state.approval(*id) {
                 steps::save_approval(self.conn, a).map_err(|f| (f, None))?;
+            }
+        }
+        self.workflows.sort();
+        for id in &self.workflows {
+            if let Some(run) = self.state.workflow(*id) {
+                super::workflows::save(self.conn, run).map_err(|f| (f, None))?;
             }
         }
         Ok(())

@@ -5,6 +5,7 @@ mod migrate;
 mod rows;
 mod steps;
 mod usage;
+mod workflows;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -718,6 +719,25 @@ impl Store for SqliteStore {
     async fn approval(&self, id: domain::ApprovalId) -> Result<Option<domain::Approval>, Error> {
         self.read("reading an approval", move |c| steps::approval(c, id))
             .await
+    }
+
+    async fn workflow_run(
+        &self,
+        id: domain::WorkflowId,
+    ) -> Result<Option<tracker::WorkflowRun>, Error> {
+        self.read("reading a workflow run", move |c| workflows::run(c, id))
+            .await
+    }
+
+    async fn workflow_runs(
+        &self,
+        filter: &crate::WorkflowFilter,
+    ) -> Result<Vec<tracker::WorkflowRun>, Error> {
+        let filter = *filter;
+        self.read("listing workflow runs", move |c| {
+            workflows::runs(c, &filter)
+        })
+        .await
     }
 
     async fn approvals(

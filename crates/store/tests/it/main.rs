@@ -8,6 +8,7 @@ mod executions;
 mod tasks;
 mod usage;
 mod views;
+mod workflows;
 
 use std::path::PathBuf;
 

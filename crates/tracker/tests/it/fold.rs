@@ -62,6 +62,19 @@ fn new_task() -> impl Strategy<Value = NewTask> {
 fn change() -> impl Strategy<Value = Change> {
     prop_oneof![
         3 => new_task().prop_map(Change::CreateTask),
+        1 => task_id().prop_map(|task| Change::StartWorkflow {
+            task,
+            name: "check".into(),
+            definition: crate::workflows::definition(),
+        }),
+        2 => (1..4i64, 0..4u32, any::<bool>()).prop_map(|(id, visit, ok)| Change::StepWorkflow {
+            id: domain::WorkflowId(id),
+            input: workflow::Input::ended(visit, "test", if ok {
+                workflow::Outcome::Succeeded
+            } else {
+                workflow::Outcome::Failed
+            }),
+        }),
         1 => (new_task(), key()).prop_map(|(new, key)| Change::CreateKeyedTask { new, key }),
         1 => (task_id(), key()).prop_map(|(id, key)| Change::KeyedComment { id, text: "c".into(), key }),
         1 => (task_id(), proptest::option::of(0..6i32)).prop_map(|(id, priority)| Change::EditTask {
@@ -206,6 +219,14 @@ fn load(partial: &mut State, whole: &State, key: &Key) {
             partial.load_pending_approval_of(*task);
         }
         Key::NextApprovalId => partial.load_next_approval_id(whole.next_approval_id()),
+        Key::Workflow(id) => partial.load_workflow(*id, whole.workflow(*id).cloned()),
+        Key::WorkflowsOf(task) => {
+            for run in whole.workflows().filter(|r| r.task_id == *task) {
+                partial.load_workflow(run.id, Some(run.clone()));
+            }
+            partial.load_workflows_of(*task);
+        }
+        Key::NextWorkflowId => partial.load_next_workflow_id(whole.next_workflow_id()),
         Key::NextTaskId => partial.load_next_task_id(whole.next_task_id()),
         Key::NextExecutionId => partial.load_next_execution_id(whole.next_execution_id()),
     }
@@ -282,7 +303,9 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::FinishMerge { child: id, .. }
         | Change::StartLand { id, .. }
         | Change::FinishLand { id, .. }
-        | Change::CreateExecution { task_id: id, .. } => task(id),
+        | Change::CreateExecution { task_id: id, .. }
+        | Change::StartWorkflow { task: id, .. } => task(id),
+        Change::StepWorkflow { .. } => {}
         Change::RequestApproval {
             task: id, source, ..
         } => {

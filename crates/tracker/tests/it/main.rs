@@ -3,6 +3,7 @@
 mod approvals;
 mod fold;
 mod rules;
+mod workflows;
 
 use domain::{Execution, ExecutionId, ExecutionKind, NewTask, Task, TaskId, Timestamp};
 use tracker::{Change, Command, Event, Refusal, State, decide, evolve};
