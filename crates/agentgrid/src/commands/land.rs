@@ -79,7 +79,7 @@ pub async fn land(
                 "conflict_task": made,
             }),
         };
-        outln!("{}", serde_json::to_string_pretty(&value)?);
+        crate::output::json(&value)?;
         return Ok(code);
     }
     let base_name = |base: &str| base.strip_prefix("refs/heads/").unwrap_or(base).to_string();

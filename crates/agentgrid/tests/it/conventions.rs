@@ -594,3 +594,57 @@ fn colour_on_request_and_never_into_pipes_or_under_no_color() {
     let run = stdout(&listed(&["run", "--color", "always"], &[]));
     assert!(run.contains("\u{1b}[32m✓\u{1b}[0m #1 done"), "{run:?}");
 }
+
+#[test]
+fn parse_errors_and_help_follow_the_colour_choice() {
+    let repo = Repo::new();
+    const ESC: char = '\u{1b}';
+    let said = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = repo.cmd(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), stderr(&out), stdout(&out))
+    };
+    // A misspelt flag, into a pipe: coloured only when asked for.
+    let (code, always, _) = said(&["--color", "always", "status", "--jsn"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        always.contains("--jsn") && always.contains(ESC),
+        "{always:?}"
+    );
+    let (_, equals, _) = said(&["status", "--jsn", "--color=always"], &[]);
+    assert!(
+        equals.contains(ESC),
+        "the flag counts after the mistake too: {equals:?}"
+    );
+    let (code, never, _) = said(
+        &["status", "--jsn", "--color", "never"],
+        &[("CLICOLOR_FORCE", "1")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(never.contains("--jsn") && !never.contains(ESC), "{never:?}");
+    let (_, no_color, _) = said(
+        &["status", "--jsn"],
+        &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")],
+    );
+    assert!(
+        no_color.contains("--jsn") && !no_color.contains(ESC),
+        "{no_color:?}"
+    );
+    let (_, forced, _) = said(&["status", "--jsn"], &[("CLICOLOR_FORCE", "1")]);
+    assert!(
+        forced.contains(ESC),
+        "CLICOLOR_FORCE colours a pipe: {forced:?}"
+    );
+    // Help is clap's too.
+    let (code, _, help) = said(&["--color", "always", "task", "--help"], &[]);
+    assert_eq!(code, Some(0));
+    assert!(help.contains(ESC), "{help:?}");
+    let (_, _, help) = said(
+        &["task", "--help"],
+        &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")],
+    );
+    assert!(help.contains("Usage") && !help.contains(ESC), "{help:?}");
+}
