@@ -648,3 +648,67 @@ fn parse_errors_and_help_follow_the_colour_choice() {
     );
     assert!(help.contains("Usage") && !help.contains(ESC), "{help:?}");
 }
+
+#[test]
+fn an_import_naming_an_unknown_agent_is_refused_by_line_and_imports_nothing() {
+    let repo = Repo::with_agents(&[
+        (
+            "coder",
+            &agent("coder", "true", "  routing: {default: true}\n"),
+        ),
+        ("reviewer", &agent("reviewer", "true", "")),
+    ]);
+    let file = repo.path().join("tasks.jsonl");
+    std::fs::write(
+        &file,
+        "{\"title\": \"One\", \"agent\": \"coder\"}\n\n{\"title\": \"Two\", \"agent\": \"reviwer\"}\n{\"title\": \"Three\"}\n{\"title\": \"Four\", \"agent\": \"nobody\"}\n",
+    )
+    .unwrap();
+    let before = repo.ok(&["events", "--json"]);
+    let out = repo.run(&["task", "import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let said = stderr(&out);
+    let place = file.display().to_string();
+    assert!(
+        said.contains(&format!("{place}:3: no agent named `reviwer`")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{place}:5: no agent named `nobody`")),
+        "{said}"
+    );
+    assert!(
+        !said.contains(":1:"),
+        "the known agent is not named: {said}"
+    );
+    assert!(said.contains("coder, reviewer"), "{said}");
+    assert!(said.contains("nothing was imported"), "{said}");
+    assert_eq!(
+        repo.ok(&["events", "--json"]),
+        before,
+        "nothing was written"
+    );
+
+    // With the names right, the same lines import, each with its agent.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("reviwer", "reviewer")
+        .replace("nobody", "coder");
+    std::fs::write(&file, text).unwrap();
+    let tasks = repo.json(&["task", "import", file.to_str().unwrap(), "--json"]);
+    let agents: Vec<&serde_json::Value> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["agent"])
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            &serde_json::json!("coder"),
+            &serde_json::json!("reviewer"),
+            &serde_json::Value::Null,
+            &serde_json::json!("coder")
+        ]
+    );
+}
