@@ -712,3 +712,42 @@ fn an_import_naming_an_unknown_agent_is_refused_by_line_and_imports_nothing() {
         ]
     );
 }
+
+#[test]
+fn status_watch_redraws_one_view_in_place_on_a_terminal() {
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "true", "  routing: {default: true}\n"),
+    )]);
+    repo.ok(&["task", "add", "one"]);
+    let mut watch = repo.pty(&["status", "--watch", "--interval", "0.2"]);
+    watch.wait_for("tasks: 1 open");
+    // Several views go by before the change, and more after it.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    repo.ok(&["task", "add", "two"]);
+    watch.wait_for("tasks: 2 open");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let screen = watch.wait_for("tasks: 2 open");
+    assert_eq!(
+        screen.matches("tasks: ").count(),
+        1,
+        "one view on the screen, not a scroll of copies:\n{screen}"
+    );
+    assert_eq!(screen.matches("Ctrl-C to stop").count(), 1, "{screen}");
+    assert!(
+        !screen.contains("1 open"),
+        "the old view is gone:\n{screen}"
+    );
+    assert!(
+        !screen.contains("--- status at "),
+        "the plain separators are for pipes:\n{screen}"
+    );
+    // Ctrl-C at the terminal ends it.
+    watch.send("\u{3}");
+    let code = watch.wait();
+    assert_ne!(
+        code,
+        Some(0),
+        "stopped by the interrupt, not ended by itself"
+    );
+}
