@@ -52,6 +52,21 @@ impl Finding {
         }
     }
 
+    /// The place and the message, for a line that says its severity itself.
+    pub fn render_place(&self) -> String {
+        if self.line == 0 {
+            format!("{}: {}", self.file.display(), self.message)
+        } else {
+            format!(
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+
     /// The finding as `validate` prints it: `file:line:col: warning: message`.
     pub fn render(&self) -> String {
         let what = match self.severity {

@@ -139,6 +139,11 @@ pub fn warning_prefix() -> String {
     Style::Attention.paint("warning:")
 }
 
+/// `warning: ` for a line on standard error.
+pub fn warning_prefix_err() -> String {
+    Style::Attention.paint_err("warning:")
+}
+
 /// Set once a write to standard output failed: nothing more is written.
 static CLOSED: AtomicBool = AtomicBool::new(false);
 

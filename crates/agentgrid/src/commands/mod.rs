@@ -13,6 +13,7 @@ mod events;
 mod init;
 mod land;
 mod run;
+mod run_checks;
 mod run_status;
 mod shell;
 mod status;
