@@ -47,7 +47,16 @@ fn init_creates_the_project_and_is_idempotent() {
         config, "apiVersion: agentgrid.dev/v1\nkind: Config\nspec: {}\n",
         "init never overwrites"
     );
-    repo.ok(&["validate"]);
+    // The manifests load; an example agent left as init wrote it is named as still to be set
+    // (see mistakes.rs), one init wrote for a CLI it found passes.
+    let out = repo.run(&["validate"]);
+    let err = stderr(&out);
+    assert!(
+        out.status.success()
+            || (err.contains("the manifests themselves are valid")
+                && err.contains("still the example")),
+        "{err}"
+    );
 }
 
 #[test]

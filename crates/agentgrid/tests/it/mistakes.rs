@@ -335,3 +335,33 @@ fn run_names_the_mistakes_validate_finds_at_its_start() {
     assert_eq!(show["task"]["state"], "failed");
     assert_eq!(show["executions"].as_array().unwrap().len(), 1, "{show}");
 }
+
+#[test]
+fn the_example_agent_left_as_init_wrote_it_is_named_before_it_fails() {
+    let repo = Repo::new();
+    // No agent CLI on this PATH, so init writes its example agent.
+    let out = repo.cmd(&["init"]).env("PATH", PATH).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = repo.cmd(&["validate"]).env("PATH", PATH).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("worker.yaml:")
+            && err.contains("error: agent `worker` is still the example `agentgrid init` wrote")
+            && err.contains("set runtime.command to the program that runs your agent"),
+        "{err}"
+    );
+    // Once the command is the user's, the finding goes.
+    let manifest = repo.path().join(".agentgrid/agents/worker.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let start = text.find("    command: [").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let fixed = format!("{}    command: [\"true\"]{}", &text[..start], &text[end..]);
+    std::fs::write(&manifest, fixed).unwrap();
+    let out = repo.cmd(&["validate"]).env("PATH", PATH).output().unwrap();
+    assert!(
+        !stderr(&out).contains("still the example"),
+        "{}",
+        stderr(&out)
+    );
+}
