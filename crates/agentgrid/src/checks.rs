@@ -52,6 +52,21 @@ impl Finding {
         }
     }
 
+    /// The place and the message, for a line that says its severity itself.
+    pub fn render_place(&self) -> String {
+        if self.line == 0 {
+            format!("{}: {}", self.file.display(), self.message)
+        } else {
+            format!(
+                "{}:{}:{}: {}",
+                self.file.display(),
+                self.line,
+                self.column,
+                self.message
+            )
+        }
+    }
+
     /// The finding as `validate` prints it: `file:line:col: warning: message`.
     pub fn render(&self) -> String {
         let what = match self.severity {
@@ -78,6 +93,7 @@ pub async fn project(root: &Path, manifests: &manifest::Project) -> Vec<Finding>
     let config_file = manifests.root.join("config.yaml");
     let head = repository(root, manifests, &config_file, &mut found).await;
     for agent in &manifests.agents {
+        found.extend(still_the_template(agent));
         match command(root, manifests, agent) {
             Some(f) => found.push(f),
             None if head.is_some() => found.extend(uncommitted_command(root, agent).await),
@@ -185,6 +201,34 @@ fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) 
         ),
         &agent.source,
         message,
+    ))
+}
+
+/// What the example agent `agentgrid init` writes says in its command, when no agent CLI was
+/// found to write a real one.
+const TEMPLATE_MARK: &str = "set runtime.command to your agent CLI";
+
+/// The example agent left as `init` wrote it: its command only says to replace it and exits
+/// 1, which the engine would take for a failure worth retrying.
+fn still_the_template(agent: &manifest::Agent) -> Option<Finding> {
+    let spec = agent.spec();
+    let at = spec
+        .runtime
+        .command
+        .iter()
+        .position(|word| word.contains(TEMPLATE_MARK))?;
+    Some(Finding::at(
+        Severity::Error,
+        manifest::locate(
+            &agent.source,
+            Some(&agent.name),
+            &["spec", "runtime", "command", &at.to_string()],
+        ),
+        &agent.source,
+        format!(
+            "agent `{}` is still the example `agentgrid init` wrote, whose command only fails: set runtime.command to the program that runs your agent (or `runtime: {{type: claude}}` for Claude Code; see the README's runtimes), or remove the file",
+            agent.name
+        ),
     ))
 }
 

@@ -11,12 +11,12 @@ mod checks;
 mod cli;
 mod commands;
 mod error;
+mod fields;
+mod parse;
 mod project;
 mod when;
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// Exit codes a script can rely on.
 pub mod exit {
@@ -48,8 +48,11 @@ fn main() -> ExitCode {
     if launch::sandbox::is_selftest_invocation() {
         launch::sandbox::selftest_main();
     }
-    let args = cli::Cli::parse();
+    let (args, fields) = parse::parse();
     output::init_color(args.color);
+    if let Some(selection) = fields {
+        output::select_fields(selection);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AGENTGRID_LOG")

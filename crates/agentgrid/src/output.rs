@@ -139,6 +139,11 @@ pub fn warning_prefix() -> String {
     Style::Attention.paint("warning:")
 }
 
+/// `warning: ` for a line on standard error.
+pub fn warning_prefix_err() -> String {
+    Style::Attention.paint_err("warning:")
+}
+
 /// Set once a write to standard output failed: nothing more is written.
 static CLOSED: AtomicBool = AtomicBool::new(false);
 
@@ -292,8 +297,40 @@ pub fn block(text: &str, indent: &str) {
     }
 }
 
+/// The `--fields` of this run, set once before the command runs.
+static FIELDS: std::sync::OnceLock<crate::fields::Selection> = std::sync::OnceLock::new();
+
+/// Prints only these fields in every JSON value that follows (`--fields`).
+pub fn select_fields(selection: crate::fields::Selection) {
+    let _ = FIELDS.set(selection);
+}
+
+/// `value` as JSON text, with only the selected fields when `--fields` chose some. Without
+/// a selection the value is written as it serializes, in its own field order.
+pub fn json_text<T: Serialize + ?Sized>(value: &T, pretty: bool) -> serde_json::Result<String> {
+    let write = |v: &serde_json::Value| {
+        if pretty {
+            serde_json::to_string_pretty(v)
+        } else {
+            serde_json::to_string(v)
+        }
+    };
+    match FIELDS.get() {
+        Some(selection) => write(&selection.apply(&serde_json::to_value(value)?)),
+        None if pretty => serde_json::to_string_pretty(value),
+        None => serde_json::to_string(value),
+    }
+}
+
+/// Prints a command's JSON answer.
 pub fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    outln!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", json_text(value, true)?);
+    Ok(())
+}
+
+/// Prints one JSON line of a stream (`events --json`, `logs --json`).
+pub fn json_line<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    outln!("{}", json_text(value, false)?);
     Ok(())
 }
 

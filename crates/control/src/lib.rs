@@ -29,6 +29,7 @@
 mod client;
 mod limits;
 mod protocol;
+pub mod refusal;
 mod server;
 
 pub use client::call;

@@ -553,9 +553,11 @@ async fn answer(
             ));
         }
     };
+    let call = crate::refusal::call_name(&request.op);
+    let refused = |why: String| Response::error(crate::refusal::for_agent(call, &why));
     let (execution, pause) = match admit_call(shared, connection, &request) {
         Ok(admitted) => admitted,
-        Err(message) => return Response::error(message),
+        Err(message) => return refused(message),
     };
     if !pause.is_zero() {
         tokio::time::sleep(pause).await;
@@ -590,7 +592,7 @@ async fn answer(
             }
             Response::ok(data)
         }
-        Ok(Err(message)) => Response::error(message),
+        Ok(Err(message)) => refused(message),
         Err(_) => Response::error("the engine dropped the call; try again"),
     }
 }

@@ -6,6 +6,7 @@ mod held;
 mod jobs;
 mod merges;
 mod prune;
+mod refusals;
 mod said;
 
 use std::collections::{BTreeSet, HashMap};
@@ -1680,7 +1681,7 @@ impl Engine {
                     }],
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(refusals::reason)?;
                 shared.update_flags(|f| f.claimed = Some(summary));
                 Ok(
                     serde_json::json!({ "claimed": true, "note": "validators decide whether the task is done" }),
@@ -1698,7 +1699,7 @@ impl Engine {
                     }],
                 )
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(refusals::reason)?;
                 shared.update_flags(|f| f.blocked = Some(reason));
                 Ok(serde_json::json!({ "blocked": true }))
             }
@@ -1710,7 +1711,7 @@ impl Engine {
             Op::Nudge { task } => {
                 self.apply(&actor, vec![Change::Nudge { id: task }])
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(refusals::reason)?;
                 Ok(serde_json::json!({ "nudged": task }))
             }
             Op::Status => {
@@ -1718,7 +1719,7 @@ impl Engine {
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
                 let said = said::said_to(&*self.store, task_id)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(refusals::reason)?;
                 let mut status = serde_json::json!({
                     "task": task,
                     "parent": parent,

@@ -72,7 +72,7 @@ pub async fn events(
 /// One event as `events` prints it: a JSON object, or a line of columns.
 fn event_line(event: &domain::Event, json: bool) -> anyhow::Result<String> {
     Ok(if json {
-        serde_json::to_string(event)?
+        crate::output::json_text(event, false)?
     } else {
         format!(
             "{:>6}  {}  {} {:<5} {:<24} {}",
@@ -244,8 +244,7 @@ impl JsonLines {
             "offset": self.offset,
             "text": String::from_utf8_lossy(text),
         });
-        outln!("{}", serde_json::to_string(&value)?);
-        Ok(())
+        crate::output::json_line(&value)
     }
 }
 

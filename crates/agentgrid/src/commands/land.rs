@@ -85,7 +85,7 @@ pub async fn land(
                 "conflict_task": made,
             }),
         };
-        outln!("{}", serde_json::to_string_pretty(&value)?);
+        crate::output::json(&value)?;
         return Ok(code);
     }
     for line in landed_lines(task, &landed) {

@@ -14,6 +14,7 @@ mod feedback_editor;
 mod init;
 mod land;
 mod run;
+mod run_checks;
 mod run_status;
 mod shell;
 mod status;

@@ -170,11 +170,12 @@ pub async fn run_engine_with(
             project.state_dir.display()
         )));
     }
-    // Differences between the checkout and what agents will see: said, not refused.
+    // What `validate` finds is said before anything runs: mistakes in the configuration
+    // (the tasks they concern fail at once when their turn comes, without retrying) and
+    // differences between the checkout and what agents will see. Said, not refused, so that
+    // the agents the mistakes do not concern still work.
     if progress {
-        for warning in crate::checks::start_warnings(&project.root, &manifests).await {
-            eprintln!("warning: {}", domain::text::one_line(&warning.message));
-        }
+        super::run_checks::say_findings(project, &manifests).await;
     }
     let mut setup = engine::setup_from_project(&manifests, &project.root)?;
     prepare(&mut setup);

@@ -3,13 +3,10 @@
 
 use std::path::Path;
 
-use clap::CommandFactory;
-
-use crate::cli::Cli;
 use crate::user_error;
 
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
-    let mut cmd = Cli::command();
+    let mut cmd = crate::parse::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "agentgrid", &mut script);
     crate::output::bytes(&script);
@@ -19,7 +16,7 @@ pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<u8> {
 /// The top page on standard output, or with `dir` one page per command and sub-command
 /// (`agentgrid-task-add.1`), named as `man` finds them under `man1/`.
 pub fn man(dir: Option<&Path>) -> anyhow::Result<u8> {
-    let cmd = Cli::command();
+    let cmd = crate::parse::command();
     let Some(dir) = dir else {
         let mut page = Vec::new();
         page_of(cmd).render(&mut page)?;

@@ -46,6 +46,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             json: as_json,
         } => {
             let (source, text) = read_input(&file)?;
+            known_agents_of_import(project, &source, &text)?;
             let tasks = app
                 .execute(
                     &actor,
@@ -384,6 +385,51 @@ fn known_agent(project: &Project, name: &str, unchanged: &str) -> anyhow::Result
             dir.display()
         )
     }))
+}
+
+/// Refuses an import whose lines name an agent the project does not define, naming each such
+/// line, as `task add --agent` refuses one. Lines that are wrong in another way are left to the
+/// import itself, which reports them all.
+fn known_agents_of_import(project: &Project, source: &str, text: &str) -> anyhow::Result<()> {
+    let Ok(lines) = app::parse_import(source, text) else {
+        return Ok(());
+    };
+    let named: Vec<(usize, String)> = lines
+        .into_iter()
+        .filter_map(|(line, task)| Some((line, task.agent?)))
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let manifests = project.manifests()?;
+    let unknown: Vec<String> = named
+        .iter()
+        .filter(|(_, agent)| manifests.agent(agent).is_none())
+        .map(|(line, agent)| format!("  {source}:{line}: no agent named `{}`", one_line(agent)))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = manifests.agents.iter().map(|a| a.name.clone()).collect();
+    let dir = project.state_dir.join("agents");
+    let agents = if names.is_empty() {
+        format!(
+            "the project defines no agents; add one under {}/ (see `agentgrid init`)",
+            dir.display()
+        )
+    } else {
+        format!(
+            "the project's agents are {} (defined in {}/)",
+            names.join(", "),
+            dir.display()
+        )
+    };
+    Err(user_error(format!(
+        "{} line(s) of {source} name an unknown agent, so nothing was imported:\n{}\n{agents}; \
+         name one of them, or leave `agent` out to route by labels",
+        unknown.len(),
+        unknown.join("\n")
+    )))
 }
 
 /// What a command given several ids did with one of them.

@@ -167,3 +167,53 @@ fn a_blocked_task_waits_for_a_person() {
     let status = repo.ok(&["status"]);
     assert!(status.contains("needs a person"), "{status}");
 }
+
+#[test]
+fn refusals_name_the_call_why_and_what_to_do_in_the_agents_terms() {
+    // Each call is wrong in its own way; the agent's output log keeps what it was told.
+    let script = "for args in 'subtask create Part --blocked-by 999' 'nudge 999' 'subtask create \"\"' 'complete --summary \" \"' 'approval request --summary \"\"' 'block --reason \"\"'; do eval agentgrid ctl $args; echo \"exit=$?\"; done";
+    let repo = Repo::with_agents(&[(
+        "picky",
+        &agent(
+            "picky",
+            script,
+            "  routing: {default: true}\n  limits: {max_attempts: 1}\n",
+        ),
+    )]);
+    repo.ok(&["task", "add", "Make mistakes"]);
+    repo.ok(&["run"]);
+    let log = repo.ok(&["logs", "1", "--raw"]);
+    assert_eq!(log.matches("exit=2").count(), 6, "{log}");
+    let said: Vec<&str> = log.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(said.len(), 6, "{log}");
+    for line in &said {
+        assert!(
+            line.starts_with("error: `agentgrid ctl "),
+            "the call is named: {line}"
+        );
+        assert!(line.contains("` was refused: "), "{line}");
+        for internal in ["change 0", "create_keyed_task", "(nudge)", "create_task"] {
+            assert!(
+                !line.contains(internal),
+                "no internal name `{internal}`: {line}"
+            );
+        }
+    }
+    let expect = [
+        "`agentgrid ctl subtask create` was refused: task #999, named in blocked_by, does not exist; no sub-task was created; `agentgrid ctl status` shows your task",
+        "`agentgrid ctl nudge` was refused: task #999 does not exist; nothing was nudged; `agentgrid ctl status` shows",
+        "`agentgrid ctl subtask create` was refused: ",
+        "`agentgrid ctl complete` was refused: say what was done: --summary must not be empty; no completion was claimed",
+        "`agentgrid ctl approval request` was refused: say what a person is to approve: --summary must not be empty; no approval was requested",
+        "`agentgrid ctl block` was refused: say what a person must decide: --reason must not be empty; the task is not blocked",
+    ];
+    for (line, expected) in said.iter().zip(expect) {
+        assert!(line.contains(expected), "expected {expected:?} in {line:?}");
+    }
+    assert!(
+        said[2].contains("title"),
+        "why an empty title is refused: {}",
+        said[2]
+    );
+    assert_eq!(repo.tasks().len(), 1, "no sub-task was created");
+}

@@ -594,3 +594,160 @@ fn colour_on_request_and_never_into_pipes_or_under_no_color() {
     let run = stdout(&listed(&["run", "--color", "always"], &[]));
     assert!(run.contains("\u{1b}[32m✓\u{1b}[0m #1 done"), "{run:?}");
 }
+
+#[test]
+fn parse_errors_and_help_follow_the_colour_choice() {
+    let repo = Repo::new();
+    const ESC: char = '\u{1b}';
+    let said = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = repo.cmd(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        (out.status.code(), stderr(&out), stdout(&out))
+    };
+    // A misspelt flag, into a pipe: coloured only when asked for.
+    let (code, always, _) = said(&["--color", "always", "status", "--jsn"], &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        always.contains("--jsn") && always.contains(ESC),
+        "{always:?}"
+    );
+    let (_, equals, _) = said(&["status", "--jsn", "--color=always"], &[]);
+    assert!(
+        equals.contains(ESC),
+        "the flag counts after the mistake too: {equals:?}"
+    );
+    let (code, never, _) = said(
+        &["status", "--jsn", "--color", "never"],
+        &[("CLICOLOR_FORCE", "1")],
+    );
+    assert_eq!(code, Some(2));
+    assert!(never.contains("--jsn") && !never.contains(ESC), "{never:?}");
+    let (_, no_color, _) = said(
+        &["status", "--jsn"],
+        &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")],
+    );
+    assert!(
+        no_color.contains("--jsn") && !no_color.contains(ESC),
+        "{no_color:?}"
+    );
+    let (_, forced, _) = said(&["status", "--jsn"], &[("CLICOLOR_FORCE", "1")]);
+    assert!(
+        forced.contains(ESC),
+        "CLICOLOR_FORCE colours a pipe: {forced:?}"
+    );
+    // Help is clap's too.
+    let (code, _, help) = said(&["--color", "always", "task", "--help"], &[]);
+    assert_eq!(code, Some(0));
+    assert!(help.contains(ESC), "{help:?}");
+    let (_, _, help) = said(
+        &["task", "--help"],
+        &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")],
+    );
+    assert!(help.contains("Usage") && !help.contains(ESC), "{help:?}");
+}
+
+#[test]
+fn an_import_naming_an_unknown_agent_is_refused_by_line_and_imports_nothing() {
+    let repo = Repo::with_agents(&[
+        (
+            "coder",
+            &agent("coder", "true", "  routing: {default: true}\n"),
+        ),
+        ("reviewer", &agent("reviewer", "true", "")),
+    ]);
+    let file = repo.path().join("tasks.jsonl");
+    std::fs::write(
+        &file,
+        "{\"title\": \"One\", \"agent\": \"coder\"}\n\n{\"title\": \"Two\", \"agent\": \"reviwer\"}\n{\"title\": \"Three\"}\n{\"title\": \"Four\", \"agent\": \"nobody\"}\n",
+    )
+    .unwrap();
+    let before = repo.ok(&["events", "--json"]);
+    let out = repo.run(&["task", "import", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let said = stderr(&out);
+    let place = file.display().to_string();
+    assert!(
+        said.contains(&format!("{place}:3: no agent named `reviwer`")),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{place}:5: no agent named `nobody`")),
+        "{said}"
+    );
+    assert!(
+        !said.contains(":1:"),
+        "the known agent is not named: {said}"
+    );
+    assert!(said.contains("coder, reviewer"), "{said}");
+    assert!(said.contains("nothing was imported"), "{said}");
+    assert_eq!(
+        repo.ok(&["events", "--json"]),
+        before,
+        "nothing was written"
+    );
+
+    // With the names right, the same lines import, each with its agent.
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("reviwer", "reviewer")
+        .replace("nobody", "coder");
+    std::fs::write(&file, text).unwrap();
+    let tasks = repo.json(&["task", "import", file.to_str().unwrap(), "--json"]);
+    let agents: Vec<&serde_json::Value> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["agent"])
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            &serde_json::json!("coder"),
+            &serde_json::json!("reviewer"),
+            &serde_json::Value::Null,
+            &serde_json::json!("coder")
+        ]
+    );
+}
+
+#[test]
+fn status_watch_redraws_one_view_in_place_on_a_terminal() {
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent("coder", "true", "  routing: {default: true}\n"),
+    )]);
+    repo.ok(&["task", "add", "one"]);
+    let mut watch = repo.pty(&["status", "--watch", "--interval", "0.2"]);
+    watch.wait_for("tasks: 1 open");
+    // Several views go by before the change, and more after it.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    repo.ok(&["task", "add", "two"]);
+    watch.wait_for("tasks: 2 open");
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let screen = watch.wait_for("tasks: 2 open");
+    assert_eq!(
+        screen.matches("tasks: ").count(),
+        1,
+        "one view on the screen, not a scroll of copies:\n{screen}"
+    );
+    assert_eq!(screen.matches("Ctrl-C to stop").count(), 1, "{screen}");
+    assert!(
+        !screen.contains("1 open"),
+        "the old view is gone:\n{screen}"
+    );
+    assert!(
+        !screen.contains("--- status at "),
+        "the plain separators are for pipes:\n{screen}"
+    );
+    // Ctrl-C at the terminal ends it.
+    watch.send("\u{3}");
+    let code = watch.wait();
+    assert_ne!(
+        code,
+        Some(0),
+        "stopped by the interrupt, not ended by itself"
+    );
+}

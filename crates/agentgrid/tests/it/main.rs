@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
 
+mod agent_side;
 mod answers;
 mod approvals;
 mod bounds;
@@ -16,6 +17,7 @@ mod gateway;
 mod git_drivers;
 mod git_escape;
 mod idempotent;
+mod json_doc;
 mod judge;
 mod judge_attacks;
 mod land;

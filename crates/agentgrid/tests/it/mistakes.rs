@@ -284,3 +284,84 @@ fn validate_warns_when_a_shell_line_starts_with_a_program_that_is_missing() {
         "{err}"
     );
 }
+
+#[test]
+fn run_names_the_mistakes_validate_finds_at_its_start() {
+    // A new user's first run: a typo in the command, a base branch that is not there, and a
+    // change not committed.
+    let repo = Repo::with_agents(&[("coder", &typo_agent("coder", "claud-cod"))]);
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        format!("{RETRYING_CONFIG}  workspace: {{base: trunk}}\n"),
+    )
+    .unwrap();
+    std::fs::write(repo.path().join("README.md"), "# changed, not committed\n").unwrap();
+    repo.ok(&["task", "add", "Fix the bug"]);
+    let out = repo.cmd(&["run"]).env("PATH", PATH).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    let typo = lines
+        .iter()
+        .position(|l| {
+            l.starts_with("error: ")
+                && l.contains(
+                    "coder.yaml:8:15: agent `coder`: `claud-cod` is on no directory of the PATH",
+                )
+                && l.contains("fix its name")
+        })
+        .unwrap_or_else(|| panic!("the typo is named with its place:\n{err}"));
+    let base = lines
+        .iter()
+        .position(|l| {
+            l.starts_with("error: ")
+                && l.contains("config.yaml:")
+                && l.contains("workspace.base is `trunk`, which names no branch")
+                && l.contains("(its branches: main)")
+        })
+        .unwrap_or_else(|| panic!("the missing base is named with its place:\n{err}"));
+    let meaning = lines
+        .iter()
+        .position(|l| l.contains("2 problem(s) in the configuration") && l.contains("task reopen"))
+        .unwrap_or_else(|| panic!("what the problems mean for the run:\n{err}"));
+    assert!(typo.max(base) < meaning, "{err}");
+    assert!(
+        err.contains("warning: agents start from HEAD ")
+            && err.contains("uncommitted changes are not in their worktrees"),
+        "{err}"
+    );
+    // The task met the mistake once and was not retried.
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["task"]["state"], "failed");
+    assert_eq!(show["executions"].as_array().unwrap().len(), 1, "{show}");
+}
+
+#[test]
+fn the_example_agent_left_as_init_wrote_it_is_named_before_it_fails() {
+    let repo = Repo::new();
+    // No agent CLI on this PATH, so init writes its example agent.
+    let out = repo.cmd(&["init"]).env("PATH", PATH).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = repo.cmd(&["validate"]).env("PATH", PATH).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("worker.yaml:")
+            && err.contains("error: agent `worker` is still the example `agentgrid init` wrote")
+            && err.contains("set runtime.command to the program that runs your agent"),
+        "{err}"
+    );
+    // Once the command is the user's, the finding goes.
+    let manifest = repo.path().join(".agentgrid/agents/worker.yaml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let start = text.find("    command: [").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let fixed = format!("{}    command: [\"true\"]{}", &text[..start], &text[end..]);
+    std::fs::write(&manifest, fixed).unwrap();
+    let out = repo.cmd(&["validate"]).env("PATH", PATH).output().unwrap();
+    assert!(
+        !stderr(&out).contains("still the example"),
+        "{}",
+        stderr(&out)
+    );
+}

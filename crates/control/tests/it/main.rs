@@ -62,7 +62,12 @@ async fn calls_with_the_right_token_reach_the_engine_and_others_do_not() {
     let engine_says_no = blocking_call(path.clone(), "secret", Op::Nudge { task: TaskId(404) })
         .await
         .unwrap_err();
-    assert_eq!(engine_says_no.to_string(), "task #404 does not exist");
+    // The engine's reason reaches the agent as the refusal of the call it made.
+    assert_eq!(
+        engine_says_no.to_string(),
+        "`agentgrid ctl nudge` was refused: task #404 does not exist; nothing was nudged; \
+         `agentgrid ctl status` shows your task, its parent and its sub-tasks with their ids"
+    );
 
     endpoint.close();
     assert!(!path.exists(), "closing removes the execution's path");

@@ -74,7 +74,7 @@ impl Engine {
             .store
             .approvals(&pending)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(super::refusals::reason)?
             .into_iter()
             .next();
         let (id, existed) = match found {
@@ -96,7 +96,7 @@ impl Engine {
                 let applied = self
                     .apply(actor, vec![change])
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(super::refusals::reason)?;
                 let id = applied
                     .approvals
                     .first()

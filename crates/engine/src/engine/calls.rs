@@ -51,7 +51,7 @@ impl Engine {
             .store
             .call_key(task.id, SUBTASK_CREATE, &key)
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(super::refusals::reason)?
         {
             let Some(id) = found.result else {
                 return Err("the key was used by a call that made no sub-task".into());
@@ -74,7 +74,7 @@ impl Engine {
         let applied = self
             .apply(actor, vec![Change::CreateKeyedTask { new, key }])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(super::refusals::reason)?;
         shared.update_flags(|f| f.children_created += 1);
         let created = applied
             .tasks
@@ -100,7 +100,7 @@ impl Engine {
                     .store
                     .call_key(task, COMMENT, &key)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(super::refusals::reason)?;
                 if found.is_some() {
                     return Ok(serde_json::json!({ "commented": false, "existed": true }));
                 }
@@ -113,7 +113,7 @@ impl Engine {
         };
         self.apply(actor, vec![change])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(super::refusals::reason)?;
         Ok(serde_json::json!({ "commented": true }))
     }
 }

@@ -1,0 +1,60 @@
+//! How a refused control call reads to the agent that made it.
+//!
+//! An agent sees only what `agentgrid ctl` prints, and acts on it: a refusal must say which of
+//! its calls was refused, why in its own terms (the task ids it passed, the flag it left
+//! empty), what was left unchanged and where to look before calling again. Every refusal, the
+//! server's own (a token, a limit) and the engine's, is worded here as the call's.
+
+use crate::Op;
+
+/// The command an agent typed for `op`, as it reads in a message.
+pub fn call_name(op: &Op) -> &'static str {
+    match op {
+        Op::SubtaskCreate { .. } => "agentgrid ctl subtask create",
+        Op::Complete { .. } => "agentgrid ctl complete",
+        Op::Block { .. } => "agentgrid ctl block",
+        Op::Comment { .. } => "agentgrid ctl comment",
+        Op::ApprovalRequest { .. } => "agentgrid ctl approval request",
+        Op::Nudge { .. } => "agentgrid ctl nudge",
+        Op::Status => "agentgrid ctl status",
+    }
+}
+
+/// What the refusal left as it was, and where the agent can look before it calls again.
+fn next_step(call: &str) -> &'static str {
+    match call {
+        "agentgrid ctl subtask create" => {
+            "no sub-task was created; `agentgrid ctl status` shows your task, its parent and its sub-tasks with their ids"
+        }
+        "agentgrid ctl nudge" => {
+            "nothing was nudged; `agentgrid ctl status` shows your task, its parent and its sub-tasks with their ids"
+        }
+        "agentgrid ctl complete" => "no completion was claimed",
+        "agentgrid ctl block" => "the task is not blocked",
+        "agentgrid ctl comment" => "no comment was recorded",
+        "agentgrid ctl approval request" => "no approval was requested",
+        _ => "nothing was changed",
+    }
+}
+
+/// The refusal of `call` for `why`, as the agent reads it.
+pub fn for_agent(call: &str, why: &str) -> String {
+    format!("`{call}` was refused: {why}; {}", next_step(call))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_call_and_what_was_left_unchanged() {
+        let op = Op::Nudge {
+            task: domain::TaskId(9),
+        };
+        assert_eq!(
+            for_agent(call_name(&op), "task #9 does not exist"),
+            "`agentgrid ctl nudge` was refused: task #9 does not exist; nothing was nudged; \
+             `agentgrid ctl status` shows your task, its parent and its sub-tasks with their ids"
+        );
+    }
+}
