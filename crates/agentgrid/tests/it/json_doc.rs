@@ -173,6 +173,29 @@ fn every_command_prints_the_fields_its_json_documents() {
     let doctor = repo.run(&["doctor", "--json"]);
     expect("doctor", serde_json::from_slice(&doctor.stdout).unwrap());
 
+    // Workflow runs, in a project of their own with the README's review workflow.
+    let coder = agent("coder", "true", "  routing: {default: true}\n");
+    let tester = agent("tester", "true", "");
+    let flows = Repo::with_agents(&[("coder", &coder), ("tester", &tester)]);
+    let dir = flows.path().join(".agentgrid/workflows");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("review.yaml"), manifest::EXAMPLE_WORKFLOW).unwrap();
+    flows.ok(&["task", "add", "Add CSV export"]);
+    expect(
+        "workflow start",
+        flows.json(&["workflow", "start", "1", "review", "--json"]),
+    );
+    let runs = flows.json(&["workflow", "list", "--json"]);
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    expect("workflow list", runs);
+    expect(
+        "workflow show",
+        flows.json(&["workflow", "show", "W1", "--json"]),
+    );
+    let task = flows.json(&["task", "show", "1", "--json"]);
+    assert_eq!(task["workflows"][0]["position"], "code", "{task}");
+    expect("task show", task);
+
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(
         checked, documented,
