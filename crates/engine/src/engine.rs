@@ -782,6 +782,7 @@ impl Engine {
             kind,
             agent: agent_name.to_string(),
             attempt,
+            lease: None,
         });
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.

@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../../migrations/0007_views.sql")),
     (8, include_str!("../../migrations/0008_approvals.sql")),
     (9, include_str!("../../migrations/0009_lands.sql")),
+    (10, include_str!("../../migrations/0010_leases.sql")),
 ];
 
 /// The newest schema version this build knows.

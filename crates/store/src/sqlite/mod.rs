@@ -193,6 +193,12 @@ impl Place {
                 execution,
                 state,
             },
+            Fail::Stale { execution, why } => Error::Stale {
+                index,
+                change,
+                execution,
+                why,
+            },
             other => self.error("applying changes", other),
         }
     }
@@ -237,6 +243,12 @@ impl Place {
                 index: 0,
                 execution,
                 state,
+            },
+            Fail::Stale { execution, why } => Error::Stale {
+                index: 0,
+                change: "unknown",
+                execution,
+                why,
             },
         }
     }

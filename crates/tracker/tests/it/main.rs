@@ -86,6 +86,7 @@ impl World {
             kind: ExecutionKind::Work,
             agent: "coder".into(),
             attempt: 1,
+            lease: None,
         });
         id
     }
