@@ -21,6 +21,7 @@ mod land;
 mod lies;
 mod merges;
 mod mistakes;
+mod nodes;
 mod quota;
 mod real_cli;
 mod restart;

@@ -8,7 +8,7 @@ mod usage;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 
 use async_trait::async_trait;
@@ -131,6 +131,9 @@ struct Shared {
     /// Counted up before a job is sent and down once it ran: while it is above zero, a batch
     /// on the caller's thread could overtake a call made before it.
     queued: AtomicUsize,
+    /// `PRAGMA data_version` when [`Store::written_elsewhere`] last read it: it changes when
+    /// another connection commits, and never for this connection's own writes.
+    data_version: AtomicI64,
 }
 
 /// Work for the connection's thread. It sends its own answer, so one kind of job serves the
@@ -312,6 +315,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate::run(&mut conn, &place)?;
         let shared = Arc::new(Shared {
+            data_version: AtomicI64::new(0),
             conn: Mutex::new(conn),
             queued: AtomicUsize::new(0),
         });
@@ -663,6 +667,21 @@ impl Store for SqliteStore {
     async fn last_seq(&self) -> Result<u64, Error> {
         self.read("reading the last event number", rows::last_seq)
             .await
+    }
+
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let mut wal = self.place.path.clone().into_os_string();
+        wal.push("-wal");
+        vec![self.place.path.clone(), PathBuf::from(wal)]
+    }
+
+    async fn written_elsewhere(&self) -> Result<bool, Error> {
+        let shared = Arc::clone(&self.shared);
+        self.read("reading the data version", move |c| {
+            let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            Ok(shared.data_version.swap(version, Ordering::Relaxed) != version)
+        })
+        .await
     }
 
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error> {

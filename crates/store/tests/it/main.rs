@@ -8,6 +8,7 @@ mod executions;
 mod tasks;
 mod usage;
 mod views;
+mod watch;
 
 use std::path::PathBuf;
 

@@ -2,6 +2,7 @@
 
 mod approvals;
 mod fold;
+mod leases;
 mod rules;
 
 use domain::{Execution, ExecutionId, ExecutionKind, NewTask, Task, TaskId, Timestamp};
