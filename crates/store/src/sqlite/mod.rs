@@ -676,12 +676,21 @@ impl Store for SqliteStore {
     }
 
     async fn written_elsewhere(&self) -> Result<bool, Error> {
-        let shared = Arc::clone(&self.shared);
-        self.read("reading the data version", move |c| {
+        fn check(c: &Connection, shared: &Shared) -> Result<bool, Fail> {
             let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
             Ok(shared.data_version.swap(version, Ordering::Relaxed) != version)
-        })
-        .await
+        }
+        const ACTION: &str = "reading the data version";
+        // The engine asks after each burst of its own writes, so the question is answered on
+        // the caller's thread when the connection is free: it waits for no other process (a
+        // WAL read never blocks), and the hand-off to the thread would cost more than it.
+        if self.shared.queued.load(Ordering::SeqCst) == 0
+            && let Ok(conn) = self.shared.conn.try_lock()
+        {
+            return check(&conn, &self.shared).map_err(|e| self.place.error(ACTION, e));
+        }
+        let shared = Arc::clone(&self.shared);
+        self.read(ACTION, move |c| check(c, &shared)).await
     }
 
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error> {
