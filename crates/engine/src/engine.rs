@@ -1086,11 +1086,18 @@ impl Engine {
             let (finish, settle): (Vec<Change>, Vec<Change>) = end
                 .into_iter()
                 .partition(|c| matches!(c, Change::FinishExecution { .. }));
+            let finished = finish.iter().find_map(|c| match c {
+                Change::FinishExecution { id, .. } => Some(*id),
+                _ => None,
+            });
             match self.apply("engine", finish).await {
                 // Another engine recorded the execution lost and its task goes on there: what
                 // this one saw of it is not the record any more.
                 Err(Error::Store(e)) if e.is_stale() => {
                     tracing::warn!("an execution's end is not recorded: {e}");
+                    if let (Some(leases), Some(id)) = (&mut self.leases, finished) {
+                        leases.ended(id);
+                    }
                     continue;
                 }
                 other => other?,

@@ -70,16 +70,15 @@ impl Leases {
         true
     }
 
-    /// The renewals of the leases of `live` executions held by this node, as one batch.
-    pub fn renewals<'e>(
-        &self,
-        live: impl Iterator<Item = &'e Execution>,
-        now: Timestamp,
-    ) -> Vec<Change> {
-        live.filter(|e| e.lease.as_ref().is_some_and(|l| l.node == self.node))
-            .map(|e| Change::RenewLease {
-                id: e.id,
-                fence: e.fence,
+    /// The renewals of the leases of every execution this node claimed whose end is not
+    /// written yet (running, or ended and waiting to be recorded), as one batch.
+    pub fn renewals(&self, now: Timestamp) -> Vec<Change> {
+        let mut ids: Vec<(&ExecutionId, &(TaskId, Fence))> = self.fences.iter().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|(id, (_, fence))| Change::RenewLease {
+                id: *id,
+                fence: *fence,
                 until: now.plus(self.length),
             })
             .collect()
@@ -225,18 +224,16 @@ mod tests {
     }
 
     #[test]
-    fn renewals_come_every_third_of_the_lease_for_this_nodes_executions_only() {
+    fn renewals_come_every_third_of_the_lease_for_executions_not_yet_recorded_ended() {
         let (mut leases, start) = leases();
         assert_eq!(leases.interval(), StdDuration::from_secs(10));
         assert!(!leases.take_due(start));
         assert!(leases.take_due(start + StdDuration::from_secs(10)));
         assert_eq!(leases.due(), start + StdDuration::from_secs(20));
-        let live = [
-            execution(1, 1, Some("here"), 5_000),
-            execution(2, 2, Some("there"), 5_000),
-            execution(3, 3, None, 0),
-        ];
-        let renewals = leases.renewals(live.iter(), Timestamp(1_000));
+        leases.claimed(&execution(1, 1, Some("here"), 5_000));
+        leases.claimed(&execution(2, 2, Some("here"), 5_000));
+        leases.ended(ExecutionId(2));
+        let renewals = leases.renewals(Timestamp(1_000));
         assert_eq!(
             renewals,
             vec![Change::RenewLease {

@@ -26,14 +26,14 @@ impl Engine {
         self.lose_expired_elsewhere(now).await
     }
 
-    /// One batch for every live execution; when a renewal in it is refused (another engine
+    /// One batch for every execution whose end is not recorded yet; when a renewal in it is refused (another engine
     /// recorded that execution lost), each goes on its own, and an execution whose renewal is
     /// refused as stale is stopped: its work can no longer be recorded.
     async fn renew_leases(&mut self, now: Timestamp) -> Result<(), Error> {
         let Some(leases) = &self.leases else {
             return Ok(());
         };
-        let renewals = leases.renewals(self.active.values().map(|a| &a.execution), now);
+        let renewals = leases.renewals(now);
         if renewals.is_empty() {
             return Ok(());
         }
@@ -48,6 +48,9 @@ impl Engine {
                 Ok(_) => {}
                 Err(Error::Store(e)) if e.is_stale() => {
                     tracing::warn!(execution = %id, "another engine took this execution's claim ({e}); stopping it");
+                    if let Some(leases) = &mut self.leases {
+                        leases.ended(id);
+                    }
                     if let Some(active) = self.active.get(&id) {
                         let _ = active.stop.send(Some(StopReason::Cancelled));
                     }
