@@ -410,6 +410,7 @@ fn claim(task: TaskId, attempt: u32) -> Change {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt,
+        lease: None,
     }
 }
 

@@ -62,7 +62,8 @@ fn store_kind(e: &store::Error) -> u8 {
         // Refused inside the transaction, so nothing of the batch was written.
         store::Error::Refused { .. }
         | store::Error::AlreadyActive { .. }
-        | store::Error::AlreadyFinished { .. } => exit::USAGE,
+        | store::Error::AlreadyFinished { .. }
+        | store::Error::Stale { .. } => exit::USAGE,
         // Another process holds the database, or the host refused a write: the same request
         // can succeed later.
         store::Error::Busy { .. } | store::Error::Database { .. } => exit::TRY_AGAIN,

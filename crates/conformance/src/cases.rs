@@ -12,6 +12,13 @@ use store::{Applied, Change, Error, ExecutionFilter, MergeResult, Store, TaskFil
 
 use crate::Fresh;
 
+mod leases;
+pub use leases::{
+    a_claim_carries_its_node_lease_and_fencing_token, a_lease_is_renewed_only_by_its_live_holder,
+    a_renewal_and_an_expiry_race_to_one_outcome, a_stale_token_writes_nothing,
+    nodes_recover_only_each_others_expired_executions,
+};
+
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 async fn apply(store: &dyn Store, changes: Vec<Change>) -> Applied {
@@ -39,6 +46,7 @@ fn claim(task_id: TaskId) -> Change {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt: 1,
+        lease: None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! its own way; what it can get wrong is persisting: a batch that is not all-or-nothing, a
 //! second claim that slips past under concurrency, a log that cannot be resumed, versions with
 //! gaps, a key or a merge step that is lost, sums that do not add up, a projection that drifts
-//! from its events. Each case here checks one of those through the [`store::Store`] trait
+//! from its events, a lease or fencing token that does not hold. Each case here checks one of those through the [`store::Store`] trait
 //! alone, so the same cases run against SQLite today and PostgreSQL later.
 //!
 //! The principal items:
@@ -64,6 +64,11 @@ macro_rules! suite {
             model_usage_adds_up_per_execution_tree_and_model,
             provider_standings_follow_their_events,
             the_projection_is_the_fold_of_the_log,
+            a_claim_carries_its_node_lease_and_fencing_token,
+            a_lease_is_renewed_only_by_its_live_holder,
+            a_stale_token_writes_nothing,
+            nodes_recover_only_each_others_expired_executions,
+            a_renewal_and_an_expiry_race_to_one_outcome,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

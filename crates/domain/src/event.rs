@@ -290,6 +290,10 @@ pub enum EventKind {
         iteration: u32,
         event: crate::AgentEvent,
     },
+    /// The engine holding the execution's claim renewed its lease (see [`crate::lease`]).
+    ExecutionLeaseRenewed {
+        until: Timestamp,
+    },
 }
 
 impl EventKind {
@@ -333,6 +337,7 @@ impl EventKind {
             EventKind::ProviderResumed { .. } => "provider_resumed",
             EventKind::ProviderThrottled { .. } => "provider_throttled",
             EventKind::ExecutionAgentEvent { .. } => "execution_agent_event",
+            EventKind::ExecutionLeaseRenewed { .. } => "execution_lease_renewed",
         }
     }
 
@@ -524,6 +529,7 @@ impl EventKind {
                 ),
                 None => format!("provider {provider} no longer throttled"),
             },
+            EventKind::ExecutionLeaseRenewed { until } => format!("lease renewed until {until}"),
         }
     }
 }

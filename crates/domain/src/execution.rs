@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ExecutionId, TaskId, Timestamp, TransitionError};
+use crate::{ExecutionId, Fence, Lease, TaskId, Timestamp, TransitionError};
 
 /// Whether trying a failed execution again could go differently.
 ///
@@ -256,6 +256,13 @@ pub struct Execution {
     /// What happened, in one line: the agent's summary, a failure reason, a validator verdict.
     pub summary: Option<String>,
     pub log_path: Option<String>,
+    /// The engine that claimed it and until when the claim holds; `None` for an execution
+    /// claimed without one (by a store older than leases), which only a restart recovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// Its fencing token: see [`crate::lease`]. 0 for an execution claimed before tokens.
+    #[serde(default)]
+    pub fence: Fence,
 }
 
 impl Execution {
@@ -284,6 +291,8 @@ impl Execution {
             usage: Usage::default(),
             summary: None,
             log_path: None,
+            lease: None,
+            fence: 0,
         }
     }
 }

@@ -12,7 +12,8 @@
 //!   [`task::TRANSITIONS`].
 //! - [`Execution`]: one short-lived run of an agent on a task, of kind [`ExecutionKind::Work`] or
 //!   [`ExecutionKind::Resume`]. Its lifecycle is [`ExecutionState`], listed in
-//!   [`execution::TRANSITIONS`].
+//!   [`execution::TRANSITIONS`]. Its claim carries a [`Lease`] (the [`NodeId`] of the engine
+//!   that runs it, and until when) and a [`Fence`] token.
 //! - [`Event`]: an append-only record of one state change. The store writes each event in the
 //!   same transaction as the projection it changes, so the log and the tables never disagree.
 //!
@@ -33,6 +34,7 @@ pub mod event;
 pub mod execution;
 pub mod ids;
 pub mod land;
+pub mod lease;
 pub mod size;
 pub mod task;
 pub mod text;
@@ -44,6 +46,7 @@ pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
 pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId};
 pub use land::LandStrategy;
+pub use lease::{Fence, Lease, NodeId};
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};
 pub use time::{Clock, Duration, ManualClock, SystemClock, Timestamp};

@@ -4,6 +4,7 @@ mod approvals;
 mod calls;
 mod held;
 mod jobs;
+mod leases;
 mod merges;
 mod prune;
 mod refusals;
@@ -139,6 +140,9 @@ pub struct Engine {
     parked: HashMap<TaskId, ParkedEnd>,
     /// Shutdown was asked for: no new execution starts, and no new worktree removal.
     stopping: bool,
+    /// This node's leases and fencing tokens; set when the engine starts serving, once the
+    /// node id is read from the state directory.
+    leases: Option<crate::lease::Leases>,
 }
 
 /// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
@@ -154,9 +158,6 @@ struct ParkedEnd {
 
 /// How often the worktrees that were busy are tried again.
 const REMOVAL_RETRY: StdDuration = StdDuration::from_secs(1);
-
-/// How often changes written by other processes (the CLI) are picked up.
-const FOLLOW_INTERVAL: StdDuration = StdDuration::from_millis(250);
 
 /// The longest the engine waits, when it stops, for the gateway to settle answers it is still
 /// reading after their agents left.
@@ -211,6 +212,7 @@ impl Engine {
             job_reports: Some(report_rx),
             parked: HashMap::new(),
             stopping: false,
+            leases: None,
         }
     }
 
@@ -264,6 +266,13 @@ impl Engine {
                     self.options.state_dir.display()
                 ))
             })?;
+        let node = crate::node::node_id(&self.options.state_dir)?;
+        tracing::info!(%node, "this engine's node id");
+        self.leases = Some(crate::lease::Leases::new(
+            node,
+            self.setup.lease,
+            Instant::now(),
+        ));
         self.followed_seq = self.store.last_seq().await?;
         for task in self.store.tasks(&TaskFilter::default()).await? {
             self.snapshot.insert(task);
@@ -286,11 +295,11 @@ impl Engine {
         let mut job_rx = self.job_reports.take().expect("an engine serves once");
         tokio::pin!(shutdown);
         let mut stopping = false;
-        let mut last_follow = Instant::now();
+        let mut follower = crate::watch::Follower::new(&self.store.watched_files(), Instant::now());
         // The scheduler's last requested wake-up.
         let mut wakeup: Option<Timestamp> = None;
         // One timer for the whole loop, moved as needed, rather than a new one on every turn.
-        let nap = tokio::time::sleep(FOLLOW_INTERVAL);
+        let nap = tokio::time::sleep(crate::watch::POLL);
         tokio::pin!(nap);
         let served = async {
             loop {
@@ -323,22 +332,34 @@ impl Engine {
                 }
                 // While stopping nothing is decided, so neither the scheduler's wake-up nor a
                 // recheck may cut the nap short.
-                let until_wakeup = wakeup
+                let scheduled = wakeup
                     .filter(|_| !stopping)
-                    .map(|w| w.since(now).as_std())
-                    .unwrap_or(FOLLOW_INTERVAL);
-                let mut deadline = Instant::now()
-                    + until_wakeup.min(FOLLOW_INTERVAL.saturating_sub(last_follow.elapsed()));
+                    .map(|w| Instant::now() + w.since(now).as_std());
+                let mut deadline = follower.deadline();
+                let removal = (!self.busy_worktrees.is_empty()).then(|| {
+                    self.removals_tried
+                        .map_or(Instant::now(), |at| at + REMOVAL_RETRY)
+                });
                 let recheck = self.recheck_at.filter(|_| !stopping);
                 let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
-                for at in [self.held.due(), recheck, budget_stop]
-                    .into_iter()
-                    .flatten()
+                let lease_due = self.leases.as_ref().map(|l| l.due());
+                for at in [
+                    self.held.due(),
+                    recheck,
+                    budget_stop,
+                    lease_due,
+                    scheduled,
+                    removal,
+                ]
+                .into_iter()
+                .flatten()
                 {
                     deadline = deadline.min(at);
                 }
                 nap.as_mut().reset(deadline.into());
+                let mut woke = false;
                 tokio::select! {
+                    _ = follower.changed() => woke = true,
                     Some(update) = update_rx.recv() => {
                         let mut batch = vec![update];
                         while let Ok(more) = update_rx.try_recv() {
@@ -379,11 +400,18 @@ impl Engine {
                 if !deciding_next && self.held.is_due(Instant::now()) {
                     self.flush().await?;
                 }
-                if last_follow.elapsed() >= FOLLOW_INTERVAL {
-                    self.follow().await?;
-                    last_follow = Instant::now();
-                    self.retry_removals();
+                if woke {
+                    follower.woke(Instant::now());
                 }
+                self.tend_leases().await?;
+                match follower.due(Instant::now()) {
+                    crate::watch::Due::Poll => self.follow().await?,
+                    crate::watch::Due::Check if self.store.written_elsewhere().await? => {
+                        self.follow().await?
+                    }
+                    _ => {}
+                }
+                self.retry_removals();
             }
             Ok::<(), Error>(())
         }
@@ -787,12 +815,14 @@ impl Engine {
             kind,
             agent: agent_name.to_string(),
             attempt,
+            lease: self.leases.as_ref().map(|l| l.first(now)),
         });
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
         let taken = self.held.take();
         let mut batch = taken.joined();
         batch.extend(claim.iter().cloned());
+        let batch = self.fenced("engine", batch);
         let mut result = apply_waiting(&*self.store, "engine", || now, batch).await;
         if result.is_err() && !taken.is_empty() {
             // Any part may be what failed: record the held changes on their own first, then
@@ -822,6 +852,9 @@ impl Engine {
         else {
             return Ok(false);
         };
+        if let Some(leases) = &mut self.leases {
+            leases.claimed(&execution);
+        }
         self.snapshot.recent_dispatches.push(now);
         self.summary.executions_started += 1;
 
@@ -1059,7 +1092,22 @@ impl Engine {
             let (finish, settle): (Vec<Change>, Vec<Change>) = end
                 .into_iter()
                 .partition(|c| matches!(c, Change::FinishExecution { .. }));
-            self.apply("engine", finish).await?;
+            let finished = finish.iter().find_map(|c| match c {
+                Change::FinishExecution { id, .. } => Some(*id),
+                _ => None,
+            });
+            match self.apply("engine", finish).await {
+                // Another engine recorded the execution lost and its task goes on there: what
+                // this one saw of it is not the record any more.
+                Err(Error::Store(e)) if e.is_stale() => {
+                    tracing::warn!("an execution's end is not recorded: {e}");
+                    if let (Some(leases), Some(id)) = (&mut self.leases, finished) {
+                        leases.ended(id);
+                    }
+                    continue;
+                }
+                other => other?,
+            };
             for change in settle {
                 if let Change::SettleTask { id, .. } = change
                     && let Some(task) = self.store.task(id).await?
@@ -1437,10 +1485,19 @@ impl Engine {
     }
 
     async fn apply(&mut self, actor: &str, changes: Vec<Change>) -> Result<store::Applied, Error> {
+        let changes = self.fenced(actor, changes);
         let clock = &self.clock;
         let applied = apply_waiting(&*self.store, actor, || clock.now(), changes).await?;
         self.absorb(&applied);
         Ok(applied)
+    }
+
+    /// `changes` with what executions make of them under their fencing tokens.
+    fn fenced(&self, actor: &str, changes: Vec<Change>) -> Vec<Change> {
+        match &self.leases {
+            Some(leases) => leases.fence(actor, changes),
+            None => changes,
+        }
     }
 
     /// Takes what the store now says about the touched tasks into the snapshot.
@@ -1455,6 +1512,11 @@ impl Engine {
         for execution in &applied.executions {
             if let Some(active) = self.active.get_mut(&execution.id) {
                 active.execution = execution.clone();
+            }
+            if execution.state.is_terminal()
+                && let Some(leases) = &mut self.leases
+            {
+                leases.ended(execution.id);
             }
         }
         for event in &applied.events {
@@ -1517,6 +1579,12 @@ impl Engine {
                 ..ExecutionFilter::default()
             })
             .await?;
+        // Only this node's executions (and those claimed before leases) are known dead here;
+        // another node's are left to their lease, and taken once it has run out.
+        let orphans: Vec<Execution> = match &self.leases {
+            Some(leases) => orphans.into_iter().filter(|e| leases.is_own(e)).collect(),
+            None => orphans,
+        };
         // The dead engine may not have recorded every pid it started, so find the orphans by
         // what every agent process carries: this project and its execution id.
         // Every group is asked to stop at once and watched with one /proc scan per round, so
@@ -1582,6 +1650,7 @@ impl Engine {
             self.apply("engine", changes).await?;
             self.summary.recovered += 1;
         }
+        self.lose_expired_elsewhere(self.clock.now()).await?;
         // Merges recorded as due (into parents whose execution was lost, or cut short by the
         // crash) are made now that no execution runs.
         for parent in merges_due {

@@ -11,8 +11,12 @@
 //! and what an ended execution means for its task are answered by the `scheduler` crate; the
 //! engine only keeps the in-memory [`scheduler::Snapshot`] true and carries out the answers.
 //!
-//! Crash rule (see ARCHITECTURE.md): one engine per project, held by a lock file. On start, every
-//! execution the store still calls active belongs to a dead engine. Its process group, if still
+//! Crash rule (see ARCHITECTURE.md): one engine per project, held by a lock file. Every claim
+//! records this engine's node id and a lease it renews while the execution runs (`lease.rs`),
+//! and what an execution writes goes under its fencing token, which the rules refuse once the
+//! claim is lost. Another node's execution is recorded lost only once its lease ran out. On
+//! start, every execution of this node the store still calls active belongs to a dead engine.
+//! Its process group, if still
 //! alive and verifiably that execution's (by `AGENTGRID_EXECUTION_ID` in its environment), is
 //! terminated first; then, in one transaction, the execution is finished as `lost` and its task
 //! re-queued without losing an attempt. Whatever the agent left in the worktree is committed to
@@ -27,16 +31,20 @@ mod bus;
 mod engine;
 mod force;
 mod land;
+mod lease;
 mod lock;
+mod node;
 mod runtime_dir;
 mod runtimes;
 mod setup;
 mod usage_check;
+mod watch;
 
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use force::kill_executions;
 pub use land::{Judges, LocalLander};
 pub use lock::{EngineLock, LockHolder};
+pub use node::{NODE_FILE, node_id, read_node_id};
 pub use runtime_dir::runtime_dir;
 pub use setup::{Setup, resolve_git_drivers, setup_from_project};
 

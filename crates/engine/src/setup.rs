@@ -21,6 +21,8 @@ pub struct Setup {
     /// `None` when workspaces are disabled: agents run in the project directory.
     pub workspace: Option<WorkspaceConfig>,
     pub grace: StdDuration,
+    /// How long an execution's claim holds without a renewal (`spec.lease`).
+    pub lease: domain::Duration,
     /// The model gateway's settings, when the node configures any model alias.
     pub gateway: Option<gateway::Options>,
     /// Model budgets, applied to every execution.
@@ -191,6 +193,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         agents,
         workspace,
         grace: spec.shutdown_grace.as_std(),
+        lease: spec.lease,
         gateway,
         budgets,
     })

@@ -49,6 +49,10 @@ pub struct ConfigSpec {
     pub workspace: WorkspaceConfig,
     /// How long running agents get to stop after a shutdown request before they are killed.
     pub shutdown_grace: Duration,
+    /// How long an execution's claim holds without a renewal. The engine renews the leases of
+    /// its live executions every third of it; another engine sharing the store records an
+    /// execution lost only once its lease ran out.
+    pub lease: Duration,
     /// Model providers, aliases and prices for the model gateway.
     pub models: crate::models::Models,
     /// Limits on model use.
@@ -68,6 +72,13 @@ pub struct Land {
     pub strategy: domain::LandStrategy,
 }
 
+/// The default of `spec.lease`: long enough that a busy engine renews in time, short enough
+/// that another engine takes over a stopped one's tasks within half a minute.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
+/// The shortest `spec.lease`: renewals come every third of it, and each is a write.
+pub const MIN_LEASE: Duration = Duration::from_secs(3);
+
 impl Default for ConfigSpec {
     fn default() -> Self {
         ConfigSpec {
@@ -78,6 +89,7 @@ impl Default for ConfigSpec {
             guards: Guards::default(),
             workspace: WorkspaceConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            lease: DEFAULT_LEASE,
             models: crate::models::Models::default(),
             budgets: crate::models::Budgets::default(),
             land: Land::default(),
@@ -378,6 +390,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "guards",
     "workspace",
     "shutdown_grace",
+    "lease",
     "models",
     "budgets",
     "land",
@@ -600,6 +613,22 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
 
     if let Some(grace) = f.get::<Duration>(cx, "shutdown_grace") {
         spec.shutdown_grace = grace;
+    }
+    if let Some(lease) = f.get::<Duration>(cx, "lease") {
+        if lease < MIN_LEASE
+            && let Some(at) = f.value("lease")
+        {
+            cx.error(
+                at,
+                &f.path("lease"),
+                format!(
+                    "{lease} is shorter than {MIN_LEASE}; the engine renews a lease every third \
+                     of it, so give it at least {MIN_LEASE}"
+                ),
+            );
+        } else {
+            spec.lease = lease;
+        }
     }
     if let Some(n) = f.value("models") {
         spec.models = crate::models::decode_models(cx, n, &f.path("models")).unwrap_or_default();

@@ -52,6 +52,7 @@ fn main() {
                         kind: ExecutionKind::Work,
                         agent: "noop".into(),
                         attempt: 1,
+                        lease: None,
                     }],
                 )
                 .await

@@ -54,6 +54,20 @@ pub trait Store: Send + Sync + 'static {
     /// The global `seq` of the newest event, 0 for an empty log.
     async fn last_seq(&self) -> Result<u64, Error>;
 
+    /// The files another process's write changes, for a follower that watches them (inotify)
+    /// instead of polling [`Store::events_after`]. Empty for a backend without local files,
+    /// whose followers poll.
+    fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
+
+    /// Whether another connection committed since the last call (the first call says true): a
+    /// cheap check that skips reading the log when a watched file changed for this store's own
+    /// writes. A backend that cannot tell says true.
+    async fn written_elsewhere(&self) -> Result<bool, Error> {
+        Ok(true)
+    }
+
     /// The sums of the model requests recorded by [`Change::RecordModelUsage`] in `scope`;
     /// all zero when there are none.
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error>;

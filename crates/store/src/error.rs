@@ -41,6 +41,20 @@ pub enum Error {
         state: ExecutionState,
     },
 
+    /// A change made under an execution's fencing token, after that execution lost its claim
+    /// on its task (recorded lost, or its task claimed again): the worker that sent it is
+    /// stale, and nothing of its batch was written.
+    #[error(
+        "change {index} ({change}) was refused: execution #{execution} no longer holds the claim \
+         on its task ({why}), so its changes are refused"
+    )]
+    Stale {
+        index: usize,
+        change: &'static str,
+        execution: ExecutionId,
+        why: String,
+    },
+
     /// The file's schema is newer than this build understands.
     #[error(
         "the database {path} has schema version {found}, but this build of agentgrid knows only \
@@ -93,12 +107,19 @@ impl Error {
         matches!(self, Error::Busy { .. })
     }
 
+    /// The change was refused because the execution it was made for lost its claim: see
+    /// [`Error::Stale`].
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Error::Stale { .. })
+    }
+
     /// For a refused change, the position of that change in its batch.
     pub fn change_index(&self) -> Option<usize> {
         match self {
             Error::Refused { index, .. }
             | Error::AlreadyActive { index, .. }
-            | Error::AlreadyFinished { index, .. } => Some(*index),
+            | Error::AlreadyFinished { index, .. }
+            | Error::Stale { index, .. } => Some(*index),
             _ => None,
         }
     }

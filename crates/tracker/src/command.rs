@@ -2,8 +2,8 @@
 
 use domain::event::ValidatorResult;
 use domain::{
-    ApprovalId, ApprovalSource, Decision, ExecutionId, ExecutionKind, ExecutionState, LandStrategy,
-    NewTask, TaskId, TaskState, Timestamp, Usage,
+    ApprovalId, ApprovalSource, Decision, ExecutionId, ExecutionKind, ExecutionState, Fence,
+    LandStrategy, Lease, NewTask, TaskId, TaskState, Timestamp, Usage,
 };
 
 /// One requested change to the tracker. A batch of them is applied atomically by
@@ -154,11 +154,35 @@ pub enum Change {
         summary: String,
     },
     /// Claim the task for a new execution: the task goes to Running, the execution is Queued.
+    /// The execution's fencing token is the task's claim count after this claim; its first
+    /// `lease` comes with the claim, so a claim costs no write of its own for it.
     CreateExecution {
         task_id: TaskId,
         kind: ExecutionKind,
         agent: String,
         attempt: u32,
+        lease: Option<Lease>,
+    },
+    /// A change made on behalf of a running execution, under its fencing token. Refused, with
+    /// nothing of `change` decided, once the execution no longer holds its task's claim: it was
+    /// recorded lost, or its task was claimed again since.
+    Fenced {
+        execution: ExecutionId,
+        fence: Fence,
+        change: Box<Change>,
+    },
+    /// The holder of an active execution's lease extends it to `until`. Refused for an
+    /// execution that ended (lost included) or under a token that is not its own.
+    RenewLease {
+        id: ExecutionId,
+        fence: Fence,
+        until: Timestamp,
+    },
+    /// Record as lost an active execution whose lease ran out: the engine holding it stopped
+    /// renewing it. Refused while the lease still holds, so no engine can take another's live
+    /// execution from it.
+    LoseExpired {
+        id: ExecutionId,
     },
     /// Move an execution between active states. Terminal states go through `FinishExecution`.
     SetExecutionState {
@@ -287,6 +311,9 @@ impl Change {
             Change::SetBranch { .. } => "set_branch",
             Change::ClaimCompletion { .. } => "claim_completion",
             Change::CreateExecution { .. } => "create_execution",
+            Change::Fenced { change, .. } => change.name(),
+            Change::RenewLease { .. } => "renew_lease",
+            Change::LoseExpired { .. } => "lose_expired",
             Change::SetExecutionState { .. } => "set_execution_state",
             Change::ProcessStarted { .. } => "process_started",
             Change::ProcessExited { .. } => "process_exited",
@@ -330,6 +357,9 @@ impl Change {
             Change::SetBranch { .. } => "setting the task's branch",
             Change::ClaimCompletion { .. } => "claiming completion",
             Change::CreateExecution { .. } => "starting an execution",
+            Change::Fenced { change, .. } => change.doing(),
+            Change::RenewLease { .. } => "renewing the execution's lease",
+            Change::LoseExpired { .. } => "recording the execution lost",
             Change::SetExecutionState { .. } => "changing the execution's state",
             Change::ProcessStarted { .. } | Change::ProcessExited { .. } => {
                 "recording the agent's process"

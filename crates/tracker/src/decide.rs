@@ -134,6 +134,19 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
             keys.push(Key::ActiveOf(*task_id));
             keys.push(Key::NextExecutionId);
         }
+        Change::Fenced {
+            execution, change, ..
+        } => {
+            keys.push(Key::Execution(*execution));
+            // The task's claim count says whether the token is still the current one.
+            if let Some(e) = state.execution(*execution) {
+                keys.push(Key::Task(e.task_id));
+            }
+            keys.extend(wants(state, change));
+        }
+        Change::RenewLease { id, .. } | Change::LoseExpired { id } => {
+            keys.push(Key::Execution(*id))
+        }
         Change::SetExecutionState { id, .. }
         | Change::ProcessStarted { id, .. }
         | Change::ProcessExited { id, .. }
@@ -174,11 +187,11 @@ pub fn decide(state: &State, command: &Command<'_>) -> Result<Vec<Event>, Refusa
     Ok(d.events)
 }
 
-struct Decision<'s> {
-    state: &'s State,
-    now: Timestamp,
-    actor: &'s str,
-    events: Vec<Event>,
+pub(crate) struct Decision<'s> {
+    pub(crate) state: &'s State,
+    pub(crate) now: Timestamp,
+    pub(crate) actor: &'s str,
+    pub(crate) events: Vec<Event>,
 }
 
 impl Decision<'_> {
@@ -187,19 +200,19 @@ impl Decision<'_> {
             .push(Event::Logged(Entry::task(id, self.now, kind)));
     }
 
-    fn execution_event(&mut self, id: ExecutionId, kind: EventKind) {
+    pub(crate) fn execution_event(&mut self, id: ExecutionId, kind: EventKind) {
         self.events
             .push(Event::Logged(Entry::execution(id, self.now, kind)));
     }
 
-    fn task(&self, id: TaskId) -> Result<&Task, Refusal> {
+    pub(crate) fn task(&self, id: TaskId) -> Result<&Task, Refusal> {
         match self.state.task(id) {
             Some(task) => Ok(task),
             None => refused(format!("task #{id} does not exist")),
         }
     }
 
-    fn execution(&self, id: ExecutionId) -> Result<&Execution, Refusal> {
+    pub(crate) fn execution(&self, id: ExecutionId) -> Result<&Execution, Refusal> {
         match self.state.execution(id) {
             Some(e) => Ok(e),
             None => refused(format!("execution #{id} does not exist")),
@@ -207,7 +220,11 @@ impl Decision<'_> {
     }
 
     /// The execution, which must still be active for `what` to be recorded on it.
-    fn active_execution(&self, id: ExecutionId, what: &str) -> Result<&Execution, Refusal> {
+    pub(crate) fn active_execution(
+        &self,
+        id: ExecutionId,
+        what: &str,
+    ) -> Result<&Execution, Refusal> {
         let e = self.execution(id)?;
         if e.state.is_terminal() {
             return refused(format!(
@@ -218,7 +235,7 @@ impl Decision<'_> {
         Ok(e)
     }
 
-    fn change(&mut self, change: &Change) -> Result<(), Refusal> {
+    pub(crate) fn change(&mut self, change: &Change) -> Result<(), Refusal> {
         match change {
             Change::CreateTask(new) => self.create_task(new).map(|_| ()),
             Change::CreateKeyedTask { new, key } => {
@@ -458,7 +475,15 @@ impl Decision<'_> {
                 kind,
                 agent,
                 attempt,
-            } => self.create_execution(*task_id, *kind, agent, *attempt),
+                lease,
+            } => self.create_execution(*task_id, *kind, agent, *attempt, lease.as_ref()),
+            Change::Fenced {
+                execution,
+                fence,
+                change,
+            } => self.fenced(*execution, *fence, change),
+            Change::RenewLease { id, fence, until } => self.renew_lease(*id, *fence, *until),
+            Change::LoseExpired { id } => self.lose_expired(*id),
             Change::SetExecutionState { id, to, reason } => {
                 let e = self.execution(*id)?;
                 if to.is_terminal() && e.state.is_active() {
@@ -1079,6 +1104,7 @@ impl Decision<'_> {
         kind: ExecutionKind,
         agent: &str,
         attempt: u32,
+        lease: Option<&domain::Lease>,
     ) -> Result<(), Refusal> {
         if agent.trim().is_empty() {
             return refused("an execution needs the name of the agent that runs it");
@@ -1105,8 +1131,19 @@ impl Decision<'_> {
                 task.state
             ));
         }
+        if let Some(lease) = lease
+            && lease.expired(self.now)
+        {
+            return refused(format!(
+                "a claim's lease must end after the claim is made, but it ends at {}",
+                lease.until
+            ));
+        }
         let id = self.state.next_execution_id();
-        let execution = Execution::queued(id, task_id, kind, agent.to_owned(), attempt, self.now);
+        let mut execution =
+            Execution::queued(id, task_id, kind, agent.to_owned(), attempt, self.now);
+        execution.lease = lease.cloned();
+        execution.fence = task.executions + 1;
         let from = task.state;
         let reason = Some(format!("{kind} execution #{id} queued"));
         self.task_event(

@@ -253,6 +253,11 @@ fn evolve_execution(e: &mut domain::Execution, kind: &EventKind, at: domain::Tim
             e.pid = None;
         }
         EventKind::ExecutionValidated { score, .. } => e.score = Some(*score),
+        EventKind::ExecutionLeaseRenewed { until } => {
+            if let Some(lease) = &mut e.lease {
+                lease.until = *until;
+            }
+        }
         EventKind::ExecutionFinished {
             usage,
             summary,

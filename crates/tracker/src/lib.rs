@@ -47,6 +47,7 @@ mod command;
 mod decide;
 mod event;
 mod evolve;
+mod lease;
 mod refusal;
 mod state;
 mod workflows;

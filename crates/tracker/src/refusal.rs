@@ -27,6 +27,13 @@ pub enum Refusal {
         execution: ExecutionId,
         state: ExecutionState,
     },
+    /// A change under a fencing token that no longer holds its task's claim: the worker that
+    /// sent it lost its lease, and nothing it asks for is recorded any more.
+    #[error(
+        "execution #{execution} no longer holds the claim on its task ({why}), so its changes \
+         are refused"
+    )]
+    Stale { execution: ExecutionId, why: String },
 }
 
 pub(crate) fn refused<T>(reason: impl Into<String>) -> Result<T, Refusal> {

@@ -58,6 +58,10 @@ struct Report<'a> {
     /// keys, ignored manifests); only inside a project whose manifests load.
     #[serde(skip_serializing_if = "Option::is_none")]
     project: Option<Vec<crate::checks::Finding>>,
+    /// The node id the project's engine records on its claims; only inside a project, and
+    /// `null` before its first run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<Option<domain::NodeId>>,
 }
 
 /// The project's trusted git drivers, each looked up as `agentgrid run` does at setup.
@@ -136,6 +140,7 @@ pub async fn doctor(json: bool, project: Option<crate::project::Project>) -> any
         smoke_test,
         git_drivers,
         project: findings,
+        node: project.as_ref().map(super::status::node_id),
     };
     if json {
         crate::output::json(&report)?;
@@ -215,6 +220,13 @@ fn mark(ok: bool) -> &'static str {
 }
 
 fn print_report(report: &Report) {
+    match &report.node {
+        Some(Some(node)) => {
+            outln!("Node: {node} (recorded on every execution this engine claims)\n")
+        }
+        Some(None) => outln!("Node: not chosen yet (the first `agentgrid run` chooses one)\n"),
+        None => {}
+    }
     outln!("Sandbox mechanisms on this host:");
     let rows: Vec<Vec<String>> = Mechanism::ALL
         .iter()

@@ -42,6 +42,7 @@ spec:
       drivers: []        # filter/diff/merge drivers host git may run, as your ~/.gitconfig
                          # defines them: [lfs] for a repository that uses git-lfs
   shutdown_grace: 10s
+  lease: 30s             # an execution's claim; renewed every third of it while it runs
 "#;
 
 const GITIGNORE: &str = "# Runtime state of agentgrid; the YAML files are meant to be committed.\nagentgrid.db*\nengine.lock\nlogs/\nrun/\nworkspaces/\n";

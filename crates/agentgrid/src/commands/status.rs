@@ -24,6 +24,15 @@ pub fn engine_state(project: &Project) -> EngineState {
         }
     }
 }
+/// This project's node id, as the engine chose it; `None` before the first `run`. A broken id
+/// file is reported and shown as none: `run` refuses it with the same message.
+pub fn node_id(project: &Project) -> Option<domain::NodeId> {
+    engine::read_node_id(&project.state_dir).unwrap_or_else(|e| {
+        tracing::warn!("{e}");
+        None
+    })
+}
+
 /// How much of a reason the WHY columns show. The column wraps, so a reason is cut only past
 /// several lines: a parent's names its failed sub-tasks with their own reasons, and the end of
 /// a failure's reason says which attempt it was.
@@ -82,6 +91,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         json(&serde_json::json!({
             "tasks": view.tasks,
             "engine": view.engine,
+            "node": node_id(project),
             "timers": view.timers,
             "active_executions": active,
             "executions": executions,
@@ -131,6 +141,10 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     );
     if let Some(line) = crate::when::engine(&view.engine, view.now) {
         outln!("{line}");
+    }
+    match node_id(project) {
+        Some(node) => outln!("node: {node}"),
+        None => outln!("node: not chosen yet (the first `agentgrid run` chooses one)"),
     }
     for p in &view.providers {
         outln!("{}", provider_human(p));

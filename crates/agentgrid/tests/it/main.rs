@@ -26,6 +26,7 @@ mod lies;
 mod merges;
 mod mistakes;
 mod park;
+mod nodes;
 mod quota;
 mod real_cli;
 mod restart;

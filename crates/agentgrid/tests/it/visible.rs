@@ -38,8 +38,10 @@ fn a_task_in_backoff_shows_its_next_try_and_a_reopen_runs_it_at_once() {
         SLOW_RETRY,
     );
     repo.ok(&["task", "add", "flaky"]);
+    // `--forever`: the engine notices the cancel below at once, and run-until-idle would end
+    // there, with nothing left to do, before the reopen is written.
     let mut engine = repo
-        .cmd(&["run"])
+        .cmd(&["run", "--forever"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -84,6 +86,11 @@ fn a_task_in_backoff_shows_its_next_try_and_a_reopen_runs_it_at_once() {
         "the reopened task to run without waiting out its old backoff",
         || repo.task_state(1) == "done",
     );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(engine.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = engine.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let after = repo.ok(&["status"]);

@@ -24,6 +24,7 @@ async fn reviewed_task(f: &crate::Fixture) -> TaskId {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt: 1,
+        lease: None,
     };
     let e = f
         .store

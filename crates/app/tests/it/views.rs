@@ -32,6 +32,7 @@ async fn execution(store: &store::SqliteStore, task: TaskId) -> ExecutionId {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt: 1,
+        lease: None,
     };
     let id = store
         .apply("engine", T0, vec![claim])

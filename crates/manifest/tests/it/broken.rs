@@ -425,6 +425,10 @@ fn broken_configs_point_at_the_problem() {
             "6:19: spec.shutdown_grace: `soon` is not a duration",
         ),
         (
+            format!("{CONFIG}  lease: 1s\n"),
+            "6:10: spec.lease: 1s is shorter than 3s; the engine renews a lease every third of it",
+        ),
+        (
             format!("{CONFIG}  workspace: {{root: \"\"}}\n"),
             "6:21: spec.workspace.root: is empty; remove the field to use the default",
         ),

@@ -131,6 +131,7 @@ fn the_full_config_example_parses_to_its_values() {
             git: manifest::WorkspaceGit::default(),
         },
         shutdown_grace: Duration::from_secs(10),
+        lease: Duration::from_secs(30),
         models: manifest::Models::default(),
         budgets: manifest::Budgets::default(),
         land: manifest::Land {

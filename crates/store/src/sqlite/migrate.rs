@@ -28,6 +28,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/0008_approvals.sql")),
     (9, include_str!("../../migrations/0009_lands.sql")),
     (10, include_str!("../../migrations/0010_workflow_runs.sql")),
+    (11, include_str!("../../migrations/0011_leases.sql")),
 ];
 
 /// The newest schema version this build knows.

@@ -9,7 +9,7 @@ mod workflows;
 
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 
 use async_trait::async_trait;
@@ -132,6 +132,9 @@ struct Shared {
     /// Counted up before a job is sent and down once it ran: while it is above zero, a batch
     /// on the caller's thread could overtake a call made before it.
     queued: AtomicUsize,
+    /// `PRAGMA data_version` when [`Store::written_elsewhere`] last read it: it changes when
+    /// another connection commits, and never for this connection's own writes.
+    data_version: AtomicI64,
 }
 
 /// Work for the connection's thread. It sends its own answer, so one kind of job serves the
@@ -194,6 +197,12 @@ impl Place {
                 execution,
                 state,
             },
+            Fail::Stale { execution, why } => Error::Stale {
+                index,
+                change,
+                execution,
+                why,
+            },
             other => self.error("applying changes", other),
         }
     }
@@ -238,6 +247,12 @@ impl Place {
                 index: 0,
                 execution,
                 state,
+            },
+            Fail::Stale { execution, why } => Error::Stale {
+                index: 0,
+                change: "unknown",
+                execution,
+                why,
             },
         }
     }
@@ -301,6 +316,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate::run(&mut conn, &place)?;
         let shared = Arc::new(Shared {
+            data_version: AtomicI64::new(0),
             conn: Mutex::new(conn),
             queued: AtomicUsize::new(0),
         });
@@ -652,6 +668,30 @@ impl Store for SqliteStore {
     async fn last_seq(&self) -> Result<u64, Error> {
         self.read("reading the last event number", rows::last_seq)
             .await
+    }
+
+    fn watched_files(&self) -> Vec<PathBuf> {
+        let mut wal = self.place.path.clone().into_os_string();
+        wal.push("-wal");
+        vec![self.place.path.clone(), PathBuf::from(wal)]
+    }
+
+    async fn written_elsewhere(&self) -> Result<bool, Error> {
+        fn check(c: &Connection, shared: &Shared) -> Result<bool, Fail> {
+            let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            Ok(shared.data_version.swap(version, Ordering::Relaxed) != version)
+        }
+        const ACTION: &str = "reading the data version";
+        // The engine asks after each burst of its own writes, so the question is answered on
+        // the caller's thread when the connection is free: it waits for no other process (a
+        // WAL read never blocks), and the hand-off to the thread would cost more than it.
+        if self.shared.queued.load(Ordering::SeqCst) == 0
+            && let Ok(conn) = self.shared.conn.try_lock()
+        {
+            return check(&conn, &self.shared).map_err(|e| self.place.error(ACTION, e));
+        }
+        let shared = Arc::clone(&self.shared);
+        self.read(ACTION, move |c| check(c, &shared)).await
     }
 
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error> {

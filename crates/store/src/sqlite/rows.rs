@@ -29,6 +29,10 @@ pub(crate) enum Fail {
         execution: ExecutionId,
         state: ExecutionState,
     },
+    Stale {
+        execution: ExecutionId,
+        why: String,
+    },
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -60,6 +64,7 @@ impl From<tracker::Refusal> for Fail {
             tracker::Refusal::AlreadyFinished { execution, state } => {
                 Fail::AlreadyFinished { execution, state }
             }
+            tracker::Refusal::Stale { execution, why } => Fail::Stale { execution, why },
         }
     }
 }
@@ -77,7 +82,8 @@ pub(crate) const TASK_COLUMNS: &str = "id, title, body, labels, priority, state,
 
 /// The columns of an execution row, in the order [`execution_from_row`] reads them.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, task_id, kind, agent, attempt, iteration, state, \
-     queued_at, started_at, ended_at, pid, exit_code, score, wall_ms, cpu_ms, summary, log_path";
+     queued_at, started_at, ended_at, pid, exit_code, score, wall_ms, cpu_ms, summary, log_path, \
+     lease_node, lease_until, fence";
 
 const EVENT_COLUMNS: &str = "seq, at, entity, entity_id, entity_seq, actor, data";
 
@@ -101,6 +107,26 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::
 
 fn timestamp(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Timestamp>> {
     Ok(row.get::<_, Option<i64>>(idx)?.map(Timestamp))
+}
+
+/// The lease in columns `idx` (its node) and `idx + 1` (its end): both or neither.
+fn lease(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<domain::Lease>> {
+    let node: Option<String> = row.get(idx)?;
+    let until = timestamp(row, idx + 1)?;
+    match (node, until) {
+        (None, None) => Ok(None),
+        (Some(node), Some(until)) => {
+            let node = node.parse().map_err(|e: String| {
+                rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, e.into())
+            })?;
+            Ok(Some(domain::Lease { node, until }))
+        }
+        _ => Err(rusqlite::Error::FromSqlConversionFailure(
+            idx,
+            Type::Text,
+            "a lease needs both its node and its end".into(),
+        )),
+    }
 }
 
 fn unsigned(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
@@ -163,6 +189,8 @@ pub(crate) fn execution_from_row(row: &Row<'_>) -> rusqlite::Result<Execution> {
         },
         summary: row.get(15)?,
         log_path: row.get(16)?,
+        lease: lease(row, 17)?,
+        fence: row.get(19)?,
     })
 }
 
@@ -343,8 +371,10 @@ pub(crate) fn delete_dependency(
 pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO executions (id, task_id, kind, agent, attempt, iteration, state, queued_at, \
-         started_at, ended_at, pid, exit_code, score, wall_ms, cpu_ms, summary, log_path) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+         started_at, ended_at, pid, exit_code, score, wall_ms, cpu_ms, summary, log_path, \
+         lease_node, lease_until, fence) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+         ?19, ?20)",
     )?;
     stmt.execute(params![
         e.id.0,
@@ -364,6 +394,9 @@ pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Re
         signed(e.usage.cpu_ms),
         e.summary,
         e.log_path,
+        e.lease.as_ref().map(|l| l.node.as_str()),
+        e.lease.as_ref().map(|l| l.until.0),
+        e.fence,
     ])?;
     Ok(())
 }
@@ -373,8 +406,8 @@ pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Re
 pub(crate) fn save_execution(conn: &Connection, e: &Execution) -> Result<(), Fail> {
     let mut stmt = conn.prepare_cached(
         "UPDATE executions SET iteration = ?2, started_at = ?3, ended_at = ?4, pid = ?5, \
-         exit_code = ?6, score = ?7, wall_ms = ?8, cpu_ms = ?9, summary = ?10, log_path = ?11 \
-         WHERE id = ?1",
+         exit_code = ?6, score = ?7, wall_ms = ?8, cpu_ms = ?9, summary = ?10, log_path = ?11, \
+         lease_until = ?12 WHERE id = ?1",
     )?;
     stmt.execute(params![
         e.id.0,
@@ -388,6 +421,7 @@ pub(crate) fn save_execution(conn: &Connection, e: &Execution) -> Result<(), Fai
         signed(e.usage.cpu_ms),
         e.summary,
         e.log_path,
+        e.lease.as_ref().map(|l| l.until.0),
     ])?;
     Ok(())
 }

@@ -20,6 +20,7 @@ async fn done_with_approval(store: &SqliteStore) -> domain::TaskId {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt: 1,
+        lease: None,
     };
     let applied = store.apply("engine", T0, vec![claim]).await.unwrap();
     let execution = applied.executions[0].id;
@@ -183,6 +184,7 @@ async fn approvals_are_listed_newest_first_by_state_and_task() {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt: 1,
+        lease: None,
     };
     store.apply("engine", T0, vec![claim]).await.unwrap();
     let ask = Change::RequestApproval {

@@ -37,6 +37,7 @@ async fn history(store: &store::SqliteStore) {
                 kind: ExecutionKind::Work,
                 agent: "claude".into(),
                 attempt: 1,
+                lease: None,
             }],
         )
         .await

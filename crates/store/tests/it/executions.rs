@@ -17,6 +17,7 @@ fn work(task_id: TaskId) -> Change {
         kind: ExecutionKind::Work,
         agent: "claude".into(),
         attempt: 1,
+        lease: None,
     }
 }
 
@@ -507,6 +508,7 @@ async fn execution_rules_are_enforced() {
                 kind: ExecutionKind::Resume,
                 agent: "claude".into(),
                 attempt: 1,
+                lease: None,
             },
             format!("a resume execution needs task #{other} to be waiting, but it is open"),
         ),
@@ -516,6 +518,7 @@ async fn execution_rules_are_enforced() {
                 kind: ExecutionKind::Work,
                 agent: "claude".into(),
                 attempt: 0,
+                lease: None,
             },
             "attempts count from 1".into(),
         ),
@@ -649,6 +652,7 @@ async fn a_resume_execution_needs_a_waiting_task() {
                 kind: ExecutionKind::Resume,
                 agent: "claude".into(),
                 attempt: 1,
+                lease: None,
             }],
         )
         .await
@@ -801,6 +805,7 @@ fn lifecycle_then_retry(task_id: TaskId, first: ExecutionId) -> Vec<Change> {
             kind: ExecutionKind::Work,
             agent: "claude".into(),
             attempt: 2,
+            lease: None,
         },
     ]
 }

@@ -9,6 +9,7 @@ mod tasks;
 mod usage;
 mod views;
 mod workflows;
+mod watch;
 
 use std::path::PathBuf;
 

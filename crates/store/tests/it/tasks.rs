@@ -665,6 +665,7 @@ async fn a_change_sees_the_effects_of_earlier_changes_in_its_batch() {
                     kind: ExecutionKind::Work,
                     agent: "claude".into(),
                     attempt: 1,
+                    lease: None,
                 },
             ],
         )

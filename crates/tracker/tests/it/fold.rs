@@ -5,12 +5,12 @@
 
 use domain::{
     ApprovalId, ApprovalSource, ApprovalState, Decision, EntityKind, EventKind, ExecutionId,
-    ExecutionKind, ExecutionState, NewTask, TaskId, TaskState, Timestamp, Usage,
+    ExecutionKind, ExecutionState, Lease, NewTask, TaskId, TaskState, Timestamp, Usage,
 };
 use proptest::prelude::*;
 use tracker::{
-    Change, Command, Event, Key, MergeResult, MergeStatus, MergeStep, State, TaskEdit, decide,
-    evolve, wants,
+    Change, Command, Event, Key, MergeResult, MergeStatus, MergeStep, Refusal, State, TaskEdit,
+    decide, evolve, wants,
 };
 
 use crate::T0;
@@ -109,14 +109,25 @@ fn change() -> impl Strategy<Value = Change> {
                 MergeResult::Failed { reason: "conflict".into() }
             },
         }),
-        3 => (task_id(), proptest::bool::weighted(0.8), 0..3u32).prop_map(|(task_id, work, attempt)| {
+        3 => (task_id(), proptest::bool::weighted(0.8), 0..3u32, proptest::option::of(lease()))
+            .prop_map(|(task_id, work, attempt, lease)| {
             Change::CreateExecution {
                 task_id,
                 kind: if work { ExecutionKind::Work } else { ExecutionKind::Resume },
                 agent: "coder".into(),
                 attempt,
+                lease,
             }
         }),
+        2 => (execution_id(), 0..4u32, execution_change()).prop_map(|(execution, fence, change)| {
+            Change::Fenced { execution, fence, change: Box::new(change) }
+        }),
+        1 => (execution_id(), 0..4u32, 0..60i64).prop_map(|(id, fence, end)| Change::RenewLease {
+            id,
+            fence,
+            until: Timestamp(T0.0 + end),
+        }),
+        1 => execution_id().prop_map(|id| Change::LoseExpired { id }),
         3 => (execution_id(), execution_state(), reason())
             .prop_map(|(id, to, reason)| Change::SetExecutionState { id, to, reason }),
         1 => (execution_id(), 0..3u32).prop_map(|(id, iteration)| Change::ProcessStarted {
@@ -171,6 +182,43 @@ fn change() -> impl Strategy<Value = Change> {
                 decision: Decision::Reject { feedback: "again".into() },
             },
             _ => Change::AskApproval { id, question: "why?".into() },
+        }),
+    ]
+}
+
+/// A lease of node `a` or `b` ending up to sixty batches after it is taken, so that some run
+/// out.
+fn lease() -> impl Strategy<Value = Lease> {
+    (any::<bool>(), 0..60i64).prop_map(|(a, end)| Lease {
+        node: if a { "a" } else { "b" }.parse().unwrap(),
+        until: Timestamp(T0.0 + end),
+    })
+}
+
+/// What an execution's worker sends under its fencing token: its progress, its end, and what
+/// that end makes of its task.
+fn execution_change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (execution_id(), execution_state()).prop_map(|(id, to)| Change::SetExecutionState {
+            id,
+            to,
+            reason: None
+        }),
+        (execution_id(), execution_state()).prop_map(|(id, state)| Change::FinishExecution {
+            id,
+            state,
+            exit_code: None,
+            usage: Usage::default(),
+            summary: None,
+        }),
+        (task_id(), task_state()).prop_map(|(id, to)| Change::SettleTask {
+            id,
+            to,
+            reason: None
+        }),
+        task_id().prop_map(|id| Change::Comment {
+            id,
+            text: "late".into()
         }),
     ]
 }
@@ -336,6 +384,52 @@ fn steer(state: &State, change: &Change) -> Change {
                 *to = pick(&ExecutionState::ALL, *to, |s| from.can_transition_to(s));
             }
         }
+        Change::Fenced {
+            execution: id,
+            fence,
+            change: inner,
+        } => {
+            execution(id);
+            // Three times in four the token is the execution's own (0 never is); the inner
+            // change is about the execution or its task, as a worker's would be.
+            if let Some(e) = state.execution(*id) {
+                if *fence != 0 {
+                    *fence = e.fence;
+                }
+                let task_state = state.task(e.task_id).map(|t| t.state);
+                match &mut **inner {
+                    Change::SetExecutionState { id: of, to, .. } => {
+                        *of = e.id;
+                        *to = pick(&ExecutionState::ALL, *to, |s| {
+                            s.is_active() && e.state.can_transition_to(s)
+                        });
+                    }
+                    Change::FinishExecution {
+                        id: of, state: to, ..
+                    } => {
+                        *of = e.id;
+                        *to = pick(&ExecutionState::ALL, *to, |s| e.state.can_transition_to(s));
+                    }
+                    Change::SettleTask { id: of, to, .. } => {
+                        *of = e.task_id;
+                        if let Some(from) = task_state {
+                            *to = pick(&TaskState::ALL, *to, |s| from.can_transition_to(s));
+                        }
+                    }
+                    Change::Comment { id: of, .. } => *of = e.task_id,
+                    _ => {}
+                }
+            }
+        }
+        Change::RenewLease { id, fence, .. } => {
+            execution(id);
+            if let Some(e) = state.execution(*id)
+                && !fence.is_multiple_of(5)
+            {
+                *fence = e.fence;
+            }
+        }
+        Change::LoseExpired { id } => execution(id),
         Change::ProcessStarted { id, .. }
         | Change::ProcessExited { id, .. }
         | Change::Validated { id, .. }
@@ -379,6 +473,7 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
             kind: ExecutionKind::Work,
             agent: "coder".into(),
             attempt: 1,
+            lease: None,
         },
     ];
     for change in &seed {
@@ -399,7 +494,18 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
         let mut batch_events = Vec::new();
         let mut refused = false;
         for change in batch {
-            let change = &steer(&ahead, change);
+            let mut steered = steer(&ahead, change);
+            // Leases are drawn as offsets from T0; they count from the batch's time instead,
+            // so that most claims and renewals are allowed and some run out later.
+            match &mut steered {
+                Change::CreateExecution {
+                    lease: Some(Lease { until, .. }),
+                    ..
+                }
+                | Change::RenewLease { until, .. } => *until = Timestamp(now.0 + until.0 - T0.0),
+                _ => {}
+            }
+            let change = &steered;
             loop {
                 let missing: Vec<Key> = wants(&partial, change)
                     .into_iter()
@@ -420,6 +526,35 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
             let from_whole = decide(&ahead, &command);
             let from_partial = decide(&partial, &command);
             prop_assert_eq!(&from_partial, &from_whole, "{:?}", change);
+            // A worker that lost its claim writes nothing, whatever it sends.
+            if let Change::Fenced {
+                execution, fence, ..
+            } = change
+                && let Some(e) = ahead.execution(*execution)
+            {
+                let claims = ahead.task(e.task_id).map(|t| t.executions);
+                let holds =
+                    e.fence == *fence && e.state != ExecutionState::Lost && claims == Some(*fence);
+                if !holds {
+                    prop_assert!(
+                        matches!(from_whole, Err(Refusal::Stale { .. })),
+                        "a stale token was not refused: {:?} gave {:?}",
+                        change,
+                        from_whole
+                    );
+                }
+            }
+            // No execution is taken from a holder whose lease still holds.
+            if let Change::LoseExpired { id } = change
+                && from_whole.is_ok()
+            {
+                let lease = ahead.execution(*id).and_then(|e| e.lease.clone());
+                prop_assert!(
+                    lease.is_some_and(|l| l.until <= now),
+                    "execution #{} was lost while its lease held",
+                    id
+                );
+            }
             let events = match from_partial {
                 Ok(events) => events,
                 Err(refusal) => {
@@ -471,6 +606,15 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
             );
             let created = whole.executions().filter(|e| e.task_id == task.id).count();
             prop_assert_eq!(task.executions as usize, created);
+            // Tokens count a task's claims: 1, 2, 3... in the order of the claims.
+            let mut fences: Vec<(ExecutionId, u32)> = whole
+                .executions()
+                .filter(|e| e.task_id == task.id)
+                .map(|e| (e.id, e.fence))
+                .collect();
+            fences.sort();
+            let counted: Vec<u32> = (1..=fences.len() as u32).collect();
+            prop_assert_eq!(fences.iter().map(|f| f.1).collect::<Vec<_>>(), counted);
         }
     }
     // Nothing is decided twice, every decision is on the record once, and a task waits for
@@ -543,6 +687,9 @@ fn the_random_batches_reach_the_rules_that_matter() {
         "iterations count from 1",
         "a decision is made once",
         "one decision at a time",
+        "no longer holds the claim",
+        "that lease runs out",
+        "was claimed without a lease",
     ] {
         assert!(
             met.refused.iter().any(|r| r.contains(words)),

@@ -2,6 +2,7 @@
 
 mod approvals;
 mod fold;
+mod leases;
 mod rules;
 mod workflows;
 
@@ -87,6 +88,7 @@ impl World {
             kind: ExecutionKind::Work,
             agent: "coder".into(),
             attempt: 1,
+            lease: None,
         });
         id
     }

@@ -553,6 +553,7 @@ fn a_claim_runs_the_task_and_clears_its_nudge_and_backoff() {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt: 2,
+        lease: None,
     });
     assert_eq!(kinds(&events), ["task_state_changed", "execution_created"]);
     let t = w.task(task);
@@ -572,6 +573,7 @@ fn a_task_has_at_most_one_active_execution() {
         kind: ExecutionKind::Work,
         agent: "coder".into(),
         attempt: 1,
+        lease: None,
     };
     let refusal = w.apply(second.clone()).unwrap_err();
     assert_eq!(
@@ -596,6 +598,7 @@ fn a_claim_needs_an_agent_an_attempt_and_the_right_task_state() {
         kind,
         agent: agent.into(),
         attempt,
+        lease: None,
     };
     assert_eq!(
         w.refused(claim(ExecutionKind::Work, "", 1)),

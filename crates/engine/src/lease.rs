@@ -1,0 +1,337 @@
+//! The leases of this node's live executions: when they are renewed, when other nodes'
+//! executions are looked at for leases that ran out, and the fencing of what executions write.
+//!
+//! A claim takes its first lease in the claim itself, so a short execution costs no write for
+//! its lease. Every third of the lease's length, all live executions' leases are renewed in one
+//! batch (one store call, however many run). As often, the active executions of other nodes are
+//! read and the ones whose lease ran out are recorded lost, which puts their tasks back through
+//! the normal rules; the rules refuse that while a lease holds, so a slow read here can never
+//! take a live execution from its node.
+//!
+//! Fencing: every change an execution's worker or agent causes is sent as
+//! [`Change::Fenced`] under the execution's token ([`fence`]), so that once another engine
+//! recorded the execution lost, nothing this engine still says about it is written.
+
+use std::collections::HashMap;
+use std::time::{Duration as StdDuration, Instant};
+
+use domain::{Duration, Execution, ExecutionId, Fence, Lease, NodeId, TaskId, Timestamp};
+use store::Change;
+
+/// The leases this engine holds and the timer that renews them.
+#[derive(Debug)]
+pub(crate) struct Leases {
+    node: NodeId,
+    length: Duration,
+    /// The token of each execution whose changes are fenced, by execution and by task. An
+    /// execution stays here until its end is written.
+    fences: HashMap<ExecutionId, (TaskId, Fence)>,
+    by_task: HashMap<TaskId, ExecutionId>,
+    /// When the next renewal and look at other nodes' leases are due.
+    due: Instant,
+}
+
+impl Leases {
+    pub fn new(node: NodeId, length: Duration, now: Instant) -> Leases {
+        let mut leases = Leases {
+            node,
+            length,
+            fences: HashMap::new(),
+            by_task: HashMap::new(),
+            due: now,
+        };
+        leases.due = now + leases.interval();
+        leases
+    }
+
+    /// How often leases are renewed: a third of their length, so that two renewals in a row
+    /// can be late (a busy store, a stalled disk) before a lease runs out.
+    pub fn interval(&self) -> StdDuration {
+        self.length.as_std() / 3
+    }
+
+    /// The lease a claim made at `now` takes.
+    pub fn first(&self, now: Timestamp) -> Lease {
+        Lease::starting(self.node.clone(), now, self.length)
+    }
+
+    /// When the loop must wake for [`Leases::take_due`] at the latest.
+    pub fn due(&self) -> Instant {
+        self.due
+    }
+
+    /// Whether renewing (and looking at other nodes' leases) is due at `now`; if so, the next
+    /// time is set an interval on.
+    pub fn take_due(&mut self, now: Instant) -> bool {
+        if now < self.due {
+            return false;
+        }
+        self.due = now + self.interval();
+        true
+    }
+
+    /// The renewals of the leases of every execution this node claimed whose end is not
+    /// written yet (running, or ended and waiting to be recorded), as one batch.
+    pub fn renewals(&self, now: Timestamp) -> Vec<Change> {
+        let mut ids: Vec<(&ExecutionId, &(TaskId, Fence))> = self.fences.iter().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|(id, (_, fence))| Change::RenewLease {
+                id: *id,
+                fence: *fence,
+                until: now.plus(self.length),
+            })
+            .collect()
+    }
+
+    /// Other nodes' executions among `active` whose lease ran out at `now`. An execution
+    /// without a lease, or one of this node, is never among them: this node's own are found by
+    /// the scan at start.
+    pub fn expired_elsewhere<'e>(
+        &self,
+        active: impl Iterator<Item = &'e Execution>,
+        now: Timestamp,
+    ) -> Vec<&'e Execution> {
+        active
+            .filter(|e| {
+                e.lease
+                    .as_ref()
+                    .is_some_and(|l| l.node != self.node && l.expired(now))
+            })
+            .collect()
+    }
+
+    /// Whether `execution` is this node's to recover at start by itself: claimed here, or
+    /// claimed without a lease (by an engine older than leases, which only a restart recovers).
+    pub fn is_own(&self, execution: &Execution) -> bool {
+        execution.lease.as_ref().is_none_or(|l| l.node == self.node)
+    }
+
+    /// From now on, the changes of `execution` are fenced under its token.
+    pub fn claimed(&mut self, execution: &Execution) {
+        self.fences
+            .insert(execution.id, (execution.task_id, execution.fence));
+        self.by_task.insert(execution.task_id, execution.id);
+    }
+
+    /// The end of `execution` is written: nothing more of it will be.
+    pub fn ended(&mut self, execution: ExecutionId) {
+        if let Some((task, _)) = self.fences.remove(&execution)
+            && self.by_task.get(&task) == Some(&execution)
+        {
+            self.by_task.remove(&task);
+        }
+    }
+
+    /// `changes` with each one an execution makes wrapped in its fencing token: see [`fence`].
+    pub fn fence(&self, actor: &str, changes: Vec<Change>) -> Vec<Change> {
+        fence(
+            changes,
+            agent_execution(actor),
+            |id| self.fences.get(&id).copied(),
+            |task| {
+                self.by_task
+                    .get(&task)
+                    .and_then(|id| self.fences.get(id).map(|(_, f)| (*id, *f)))
+            },
+        )
+    }
+}
+
+/// The execution an actor named `agent:<name>#<id>` (an agent's control call) speaks for.
+pub(crate) fn agent_execution(actor: &str) -> Option<ExecutionId> {
+    let rest = actor.strip_prefix("agent:")?;
+    let (_, id) = rest.rsplit_once('#')?;
+    id.parse().ok().map(ExecutionId)
+}
+
+/// Wraps each change an execution makes in [`Change::Fenced`] with its token:
+/// - every change of an agent's call (`caller`), whatever it names;
+/// - a change that names an execution with a token (`fence_of`): its progress and its end;
+/// - a change of a task that settles or schedules it, or sets its branch, while one of its
+///   executions has a token (`fence_of_task`): what an execution's end makes of its task.
+///
+/// Anything else (a person's change, the scheduler's own bookkeeping on tasks nothing runs
+/// on, a claim) goes as it is.
+fn fence(
+    changes: Vec<Change>,
+    caller: Option<ExecutionId>,
+    fence_of: impl Fn(ExecutionId) -> Option<(TaskId, Fence)>,
+    fence_of_task: impl Fn(TaskId) -> Option<(ExecutionId, Fence)>,
+) -> Vec<Change> {
+    changes
+        .into_iter()
+        .map(|change| {
+            let holder = match (&change, caller) {
+                (Change::Fenced { .. }, _) => None,
+                (_, Some(id)) => fence_of(id).map(|(_, f)| (id, f)),
+                (
+                    Change::SetExecutionState { id, .. }
+                    | Change::ProcessStarted { id, .. }
+                    | Change::ProcessExited { id, .. }
+                    | Change::Validated { id, .. }
+                    | Change::Committed { id, .. }
+                    | Change::RecordAgentEvent { id, .. }
+                    | Change::FinishExecution { id, .. },
+                    None,
+                ) => fence_of(*id).map(|(_, f)| (*id, f)),
+                (
+                    Change::SettleTask { id, .. }
+                    | Change::ScheduleTask { id, .. }
+                    | Change::SetBranch { id, .. },
+                    None,
+                ) => fence_of_task(*id),
+                _ => None,
+            };
+            match holder {
+                Some((execution, fence)) => Change::Fenced {
+                    execution,
+                    fence,
+                    change: Box::new(change),
+                },
+                None => change,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{ExecutionKind, ExecutionState, TaskState};
+
+    fn leases() -> (Leases, Instant) {
+        let now = Instant::now();
+        let node: NodeId = "here".parse().unwrap();
+        (Leases::new(node, Duration::from_secs(30), now), now)
+    }
+
+    fn execution(id: i64, task: i64, node: Option<&str>, until: i64) -> Execution {
+        let mut e = Execution::queued(
+            ExecutionId(id),
+            TaskId(task),
+            ExecutionKind::Work,
+            "coder".into(),
+            1,
+            Timestamp(0),
+        );
+        e.fence = 3;
+        e.lease = node.map(|n| Lease {
+            node: n.parse().unwrap(),
+            until: Timestamp(until),
+        });
+        e
+    }
+
+    #[test]
+    fn renewals_come_every_third_of_the_lease_for_executions_not_yet_recorded_ended() {
+        let (mut leases, start) = leases();
+        assert_eq!(leases.interval(), StdDuration::from_secs(10));
+        assert!(!leases.take_due(start));
+        assert!(leases.take_due(start + StdDuration::from_secs(10)));
+        assert_eq!(leases.due(), start + StdDuration::from_secs(20));
+        leases.claimed(&execution(1, 1, Some("here"), 5_000));
+        leases.claimed(&execution(2, 2, Some("here"), 5_000));
+        leases.ended(ExecutionId(2));
+        let renewals = leases.renewals(Timestamp(1_000));
+        assert_eq!(
+            renewals,
+            vec![Change::RenewLease {
+                id: ExecutionId(1),
+                fence: 3,
+                until: Timestamp(31_000)
+            }]
+        );
+    }
+
+    #[test]
+    fn only_other_nodes_expired_leases_are_taken() {
+        let (leases, _) = leases();
+        let active = [
+            execution(1, 1, Some("here"), 1_000),
+            execution(2, 2, Some("there"), 1_000),
+            execution(3, 3, Some("there"), 9_000),
+            execution(4, 4, None, 0),
+        ];
+        let expired: Vec<ExecutionId> = leases
+            .expired_elsewhere(active.iter(), Timestamp(1_000))
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(expired, vec![ExecutionId(2)]);
+        let own: Vec<bool> = active.iter().map(|e| leases.is_own(e)).collect();
+        assert_eq!(own, vec![true, false, false, true]);
+    }
+
+    #[test]
+    fn an_executions_changes_go_under_its_token_and_others_do_not() {
+        let (mut leases, _) = leases();
+        leases.claimed(&execution(7, 2, Some("here"), 1));
+        let end = vec![
+            Change::FinishExecution {
+                id: ExecutionId(7),
+                state: ExecutionState::Succeeded,
+                exit_code: Some(0),
+                usage: domain::Usage::default(),
+                summary: None,
+            },
+            Change::SettleTask {
+                id: TaskId(2),
+                to: TaskState::Done,
+                reason: None,
+            },
+            Change::SettleTask {
+                id: TaskId(5),
+                to: TaskState::Done,
+                reason: None,
+            },
+            Change::Nudge { id: TaskId(2) },
+        ];
+        let fenced = leases.fence("engine", end);
+        let tokens: Vec<Option<(ExecutionId, Fence)>> = fenced
+            .iter()
+            .map(|c| match c {
+                Change::Fenced {
+                    execution, fence, ..
+                } => Some((*execution, *fence)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            tokens,
+            vec![
+                Some((ExecutionId(7), 3)),
+                Some((ExecutionId(7), 3)),
+                None,
+                None
+            ]
+        );
+        // An agent's call is fenced whatever it names; an unknown caller's is not.
+        let call = vec![Change::Nudge { id: TaskId(9) }];
+        assert!(matches!(
+            leases.fence("agent:coder#7", call.clone())[0],
+            Change::Fenced {
+                execution: ExecutionId(7),
+                fence: 3,
+                ..
+            }
+        ));
+        assert_eq!(leases.fence("agent:coder#8", call.clone()), call);
+        leases.ended(ExecutionId(7));
+        let settle = vec![Change::SettleTask {
+            id: TaskId(2),
+            to: TaskState::Open,
+            reason: None,
+        }];
+        assert_eq!(leases.fence("engine", settle.clone()), settle);
+    }
+
+    #[test]
+    fn an_agent_actor_names_its_execution() {
+        assert_eq!(agent_execution("agent:coder#12"), Some(ExecutionId(12)));
+        assert_eq!(agent_execution("agent:a#b#3"), Some(ExecutionId(3)));
+        assert_eq!(agent_execution("engine"), None);
+        assert_eq!(agent_execution("agent:coder"), None);
+        assert_eq!(agent_execution("cli#4"), None);
+    }
+}
