@@ -395,6 +395,9 @@ impl Core {
                         kind,
                         agent: agent.clone(),
                         attempt,
+                        // The core does not model node leases yet: its claims are this
+                        // node's, recovered by the local fast path.
+                        lease: None,
                     });
                     // What is held back goes into the claim's transaction, before the claim:
                     // one commit instead of two.

@@ -52,7 +52,7 @@ impl Engine {
                         leases.ended(id);
                     }
                     if let Some(active) = self.active.get(&id) {
-                        let _ = active.stop.send(Some(StopReason::Cancelled));
+                        active.stop.stop(StopReason::Cancelled);
                     }
                 }
                 Err(e) => tracing::warn!(execution = %id, "could not renew the lease: {e}"),
