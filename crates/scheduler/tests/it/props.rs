@@ -313,7 +313,7 @@ fn check_indexes(
 /// The rules for parents: a task is done only when every sub-task is done (and, closed from the
 /// evidence, only when the agent working on it has no validators to run on the merged tree);
 /// and in a world with room, a parent whose sub-task failed is acted on at once.
-fn check_parents(
+pub(crate) fn check_parents(
     s: &Snapshot,
     config: &Config,
     decision: &scheduler::Decision,
@@ -380,7 +380,7 @@ fn check_parents(
     Ok(())
 }
 
-fn check_decision(
+pub(crate) fn check_decision(
     s: &Snapshot,
     config: &Config,
     decision: &scheduler::Decision,
