@@ -15,7 +15,7 @@
 //! - [`Command`] and [`Query`]: the commands ([`AddTask`], [`EditTask`], [`Cancel`], [`Reopen`]
 //!   (with a person's feedback or without), [`Answer`], [`Nudge`], [`Comment`], [`Import`],
 //!   [`AddDependency`], [`RemoveDependency`]) and the queries ([`Status`], [`TaskList`],
-//!   [`TaskShow`], [`Events`], [`Usage`]), each with its own result type.
+//!   [`TaskListPage`], [`TaskShow`], [`Events`], [`Usage`]), each with its own result type.
 //! - The approval queue: [`DecideApproval`] and [`AskApproval`], [`ApprovalList`] and
 //!   [`ApprovalShow`], and [`App::latest_rejection_feedback`] for the next prompt.
 //! - [`Error`]: a wrong request ([`Error::Invalid`], which changed nothing) or the store's error.
@@ -73,7 +73,7 @@ pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
-    StatusView, TaskDetail, TaskList, TaskPage, TaskShow, Timer, TimerKind,
+    StatusView, TaskDetail, TaskList, TaskListPage, TaskPage, TaskShow, Timer, TimerKind,
 };
 pub use tail::{EventTail, TailEvents};
 pub use usage::{Usage, UsageReport, UsageRow, UsageSums};

@@ -19,6 +19,7 @@ mod judge;
 mod judge_attacks;
 mod land;
 mod lies;
+mod listing;
 mod merges;
 mod mistakes;
 mod quota;
