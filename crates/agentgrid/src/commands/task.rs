@@ -293,7 +293,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             return report_each(&results, json);
         }
         TaskCommand::Comment { id, text } => {
-            app.execute(&actor, Comment { id, text }).await?;
+            app.execute(&actor, Comment::new(id, text)).await?;
             outln!("commented on task #{id}");
         }
         TaskCommand::Dep(DepCommand::Add { task, blocker }) => {

@@ -167,3 +167,70 @@ fn a_blocked_task_waits_for_a_person() {
     let status = repo.ok(&["status"]);
     assert!(status.contains("needs a person"), "{status}");
 }
+
+#[test]
+fn an_agents_call_and_a_persons_command_meet_the_same_rules_and_record_their_actor() {
+    // The agent nudges a task that does not exist, then comments and nudges its sibling.
+    let script = "agentgrid ctl nudge 99 2>> \"$OUT\"; echo \"exit=$?\" >> \"$OUT\"; \
+                  agentgrid ctl comment 'halfway there' && agentgrid ctl nudge 2";
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let manifest = agent(
+        "caller",
+        script,
+        "  routing: {labels: [calls]}\n  sandbox: {filesystem: none, network: host}\n",
+    )
+    .replace(
+        "    command:",
+        &format!(
+            "    env: {{OUT: \"{}\"}}\n    command:",
+            out_file.path().display()
+        ),
+    );
+    let repo = Repo::with_agents(&[
+        ("caller", &manifest),
+        (
+            "worker",
+            &agent("worker", "true", "  routing: {default: true}\n"),
+        ),
+    ]);
+    repo.ok(&["task", "add", "Make calls", "--label", "calls"]);
+    repo.ok(&["task", "add", "Sibling"]);
+    repo.ok(&["run"]);
+
+    let by_agent = std::fs::read_to_string(out_file.path()).unwrap();
+    assert!(by_agent.contains("exit=2"), "{by_agent}");
+    let by_person = repo.run(&["task", "nudge", "99"]);
+    assert_eq!(by_person.status.code(), Some(2));
+    // The refusal is the application layer's, word for word, whoever asks.
+    let reason = stderr(&by_person)
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    assert!(reason.contains("#99"), "{reason}");
+    assert!(
+        by_agent.contains(&reason),
+        "the agent heard {by_agent:?}, a person {reason:?}"
+    );
+
+    let events = |task: &str| -> Vec<serde_json::Value> {
+        repo.ok(&["events", "--task", task, "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let agent_actor = "agent:caller#1";
+    assert!(
+        events("1").iter().any(|e| e["type"] == "task_commented"
+            && e["text"] == "halfway there"
+            && e["actor"] == agent_actor),
+        "{:?}",
+        events("1")
+    );
+    assert!(
+        events("2")
+            .iter()
+            .any(|e| e["type"] == "task_nudged" && e["actor"] == agent_actor),
+        "{:?}",
+        events("2")
+    );
+}
