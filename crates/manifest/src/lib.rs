@@ -51,7 +51,7 @@ mod template;
 mod yaml;
 
 pub use agent::{
-    API_VERSION, AgentManifest, AgentMetadata, AgentSpec, CompletionMode, DEFAULT_PROMPT, Limits,
+    API_VERSION, AgentManifest, AgentMetadata, AgentSpec, Completion, DEFAULT_PROMPT, Limits,
     Routing, Runtime, RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
 };
 pub use config::{

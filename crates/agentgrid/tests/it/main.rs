@@ -15,6 +15,7 @@ mod gateway;
 mod git_drivers;
 mod git_escape;
 mod idempotent;
+mod init_defaults;
 mod judge;
 mod judge_attacks;
 mod land;
