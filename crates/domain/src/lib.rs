@@ -45,7 +45,7 @@ pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
 pub use ids::{ApprovalId, ExecutionId, TaskId};
 pub use land::LandStrategy;
-pub use policy::{Completion, Guards, RetryPolicy};
+pub use policy::{Completion, FilesystemMode, Guards, NetworkMode, RetryPolicy};
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};
 pub use time::{Clock, Duration, ManualClock, SystemClock, Timestamp};

@@ -71,3 +71,33 @@ impl RetryPolicy {
         delay.min(self.max_delay)
     }
 }
+
+/// What a sandboxed execution may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilesystemMode {
+    /// The workspace (and the `writable` paths) are writable; the system is read-only; home
+    /// directories, `/run`, `/tmp` and the `hide` paths are replaced by empty directories.
+    #[default]
+    WorkspaceWrite,
+    /// As `workspace-write`, but the workspace is read-only too: only a private `/tmp`, the
+    /// private home and the `writable` paths can be written.
+    ReadOnly,
+    /// No filesystem isolation: the host's filesystem as it is (only `/proc` is private).
+    /// Must be chosen explicitly; shown in `agentgrid status`.
+    None,
+}
+
+/// What a sandboxed execution may reach over the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// An empty network namespace (loopback down) and no IP sockets at all.
+    #[default]
+    None,
+    /// Only agentgrid's own gateways: a network namespace with loopback only, where a relay
+    /// listens on `127.0.0.1:<port>` and forwards each connection to the gateway's socket.
+    Gateway,
+    /// The host's network, unchanged. Must be chosen explicitly; shown in `agentgrid status`.
+    Host,
+}
