@@ -5,7 +5,7 @@
 //! decision is checked against what the rules promise, and once the script is over the world
 //! must settle with nothing left that could still run.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use domain::{
     Duration, ExecutionId, ExecutionKind, ExecutionState, FailureClass, NewTask, Task, TaskId,
@@ -18,6 +18,7 @@ use scheduler::{
 };
 
 use crate::props::{check_decision, check_parents};
+use crate::world::{push_linked, start_split};
 
 const LABELS: [&str; 4] = ["a", "b", "needs:x", "needs:y"];
 const PROVIDERS: [&str; 2] = ["p0", "p1"];
@@ -160,35 +161,17 @@ fn arb_world() -> impl Strategy<Value = World> {
         let mut built: Vec<Task> = Vec::new();
         for (i, (labels, priority, parent, deps, assigned, failed)) in tasks.into_iter().enumerate()
         {
-            let id = TaskId(i as i64 + 1);
-            let mut new = NewTask::titled(format!("t{id}"));
+            let mut new = NewTask::titled(format!("t{}", i + 1));
             new.labels = labels.into_iter().map(|l| LABELS[l].to_string()).collect();
             new.priority = priority;
             new.agent = assigned.map(|a| names.get(a).cloned().unwrap_or("ghost".into()));
-            // Parents and dependencies point only at earlier tasks: no cycles.
-            let parent = parent.filter(|p| *p < i).map(|p| built[p].clone());
-            new.parent = parent.as_ref().map(|p| p.id);
-            new.blocked_by = deps
-                .into_iter()
-                .filter(|d| *d < i)
-                .map(|d| TaskId(d as i64 + 1))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let (root, depth) = parent.as_ref().map_or((id, 0), |p| (p.root, p.depth + 1));
-            let mut task = Task::new(id, new, root, depth, Timestamp(i as i64));
+            let task = push_linked(&mut built, new, parent, deps);
             if failed > 0 {
                 task.attempts = failed;
                 task.not_before = Some(start.plus(config.retry.backoff(failed)));
             }
-            built.push(task);
         }
-        let parents: HashSet<TaskId> = built.iter().filter_map(|t| t.parent).collect();
-        for t in &mut built {
-            if parents.contains(&t.id) {
-                t.state = TaskState::Waiting;
-            }
-        }
+        start_split(&mut built);
         World {
             config,
             tasks: built,
@@ -507,8 +490,10 @@ fn check_families(
                     !busy_workspace(*task),
                     "{task} dispatched while its worktree is busy"
                 );
+                // Work starts from the parent's branch, which must hold the done siblings'
+                // work first; a resume goes on in the worktree the task already has.
                 prop_assert!(
-                    t.parent.is_none_or(|p| !busy_workspace(p)),
+                    *kind == ExecutionKind::Resume || t.parent.is_none_or(|p| !busy_workspace(p)),
                     "{task} dispatched while its parent's branch is being merged into"
                 );
                 let expected = match kind {
