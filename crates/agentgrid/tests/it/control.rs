@@ -5,6 +5,20 @@
 
 use crate::support::*;
 
+/// An agent routed by `routing` whose script reports to the file `$OUT`, shared with the test,
+/// so it opts out of the sandbox's filesystem explicitly.
+fn reporting_agent(name: &str, script: &str, routing: &str, out: &std::path::Path) -> String {
+    agent(
+        name,
+        script,
+        &format!("  routing: {routing}\n  sandbox: {{filesystem: none, network: host}}\n"),
+    )
+    .replace(
+        "    command:",
+        &format!("    env: {{OUT: \"{}\"}}\n    command:", out.display()),
+    )
+}
+
 #[test]
 fn an_agent_splits_its_task_and_a_resume_closes_it() {
     let planner = "if [ $AGENTGRID_EXECUTION_KIND = work ]; then a=$(agentgrid ctl subtask create 'part one' -l part); agentgrid ctl subtask create 'part two' -l part --blocked-by $a; else agentgrid ctl complete --summary 'parts done'; fi";
@@ -48,18 +62,7 @@ fn invalid_calls_are_refused_with_a_reason_and_change_nothing() {
     // Every call below is wrong; the agent records each refusal and its exit code.
     let script = "for args in 'subtask create x --blocked-by 999' 'nudge 999' 'subtask create \"\"' 'complete --summary \"\"'; do eval agentgrid ctl $args >> \"$OUT\" 2>&1; echo \"exit=$?\" >> \"$OUT\"; done";
     let out_file = tempfile::NamedTempFile::new().unwrap();
-    let manifest = agent(
-        "picky",
-        script,
-        "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
-    )
-    .replace(
-        "    command:",
-        &format!(
-            "    env: {{OUT: \"{}\"}}\n    command:",
-            out_file.path().display()
-        ),
-    );
+    let manifest = reporting_agent("picky", script, "{default: true}", out_file.path());
     let repo = Repo::with_agents(&[("picky", &manifest)]);
     repo.ok(&["task", "add", "Make mistakes"]);
     let before: Vec<_> = repo.tasks();
@@ -174,18 +177,7 @@ fn an_agents_call_and_a_persons_command_meet_the_same_rules_and_record_their_act
     let script = "agentgrid ctl nudge 99 2>> \"$OUT\"; echo \"exit=$?\" >> \"$OUT\"; \
                   agentgrid ctl comment 'halfway there' && agentgrid ctl nudge 2";
     let out_file = tempfile::NamedTempFile::new().unwrap();
-    let manifest = agent(
-        "caller",
-        script,
-        "  routing: {labels: [calls]}\n  sandbox: {filesystem: none, network: host}\n",
-    )
-    .replace(
-        "    command:",
-        &format!(
-            "    env: {{OUT: \"{}\"}}\n    command:",
-            out_file.path().display()
-        ),
-    );
+    let manifest = reporting_agent("caller", script, "{labels: [calls]}", out_file.path());
     let repo = Repo::with_agents(&[
         ("caller", &manifest),
         (
