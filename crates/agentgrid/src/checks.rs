@@ -177,17 +177,9 @@ fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) 
     if program.contains("{{") || program.contains("{%") {
         return None;
     }
-    let (path, home, sandbox) = surroundings(root, manifests, agent);
-    let problem = launch::preflight::check_program(
-        program,
-        launch::preflight::Surroundings {
-            cwd: root,
-            path: &path,
-            sandbox: sandbox.as_ref(),
-            home: home.as_deref(),
-        },
-    )
-    .err()?;
+    let problem = preflight(root, manifests, agent, |around| {
+        launch::preflight::check_program(program, around).err()
+    })?;
     let mut message = format!("agent `{}`: {problem}", agent.name);
     if program.contains('/') && !Path::new(program).is_absolute() {
         message.push_str(" (a relative command is taken from the task's worktree)");
@@ -230,6 +222,22 @@ fn still_the_template(agent: &manifest::Agent) -> Option<Finding> {
             agent.name
         ),
     ))
+}
+
+/// Runs one of launch's preflight checks in the surroundings the agent's processes will have.
+fn preflight<T>(
+    root: &Path,
+    manifests: &manifest::Project,
+    agent: &manifest::Agent,
+    check: impl FnOnce(launch::preflight::Surroundings<'_>) -> Option<T>,
+) -> Option<T> {
+    let (path, home, sandbox) = surroundings(root, manifests, agent);
+    check(launch::preflight::Surroundings {
+        cwd: root,
+        path: &path,
+        sandbox: sandbox.as_ref(),
+        home: home.as_deref(),
+    })
 }
 
 /// What the agent's program is looked up with: the engine's `PATH` and `$HOME`, and the view
@@ -324,17 +332,9 @@ fn shell_command(
     if !plain || SHELL_WORDS.contains(&first) {
         return None;
     }
-    let (path, home, sandbox) = surroundings(root, manifests, agent);
-    let problem = launch::preflight::check_by_name(
-        first,
-        launch::preflight::Surroundings {
-            cwd: root,
-            path: &path,
-            sandbox: sandbox.as_ref(),
-            home: home.as_deref(),
-        },
-    )
-    .err()?;
+    let problem = preflight(root, manifests, agent, |around| {
+        launch::preflight::check_by_name(first, around).err()
+    })?;
     Some(Finding::at(
         Severity::Warning,
         manifest::locate(

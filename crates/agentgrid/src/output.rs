@@ -207,53 +207,114 @@ pub use domain::text::{multi_line, one_line};
 /// Prints rows as left-aligned columns under a header. Every cell is shown with its control
 /// characters escaped: cells hold titles and reasons that agents wrote.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|row| row.iter().map(|c| one_line(c).into_owned()).collect())
-        .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (i, cell) in row.iter().enumerate() {
-            if i < widths.len() {
-                widths[i] = widths[i].max(cell.chars().count());
-            }
+    Table::new(header).rows(rows);
+}
+
+/// A table printed in batches as its rows are read, for lists too long to hold at once. The
+/// first batch sets the widths of the columns (with the header); a later cell wider than its
+/// column pushes the rest of its row right rather than realigning what is already printed.
+pub struct Table {
+    header: Vec<String>,
+    /// Set, and the header printed, by the first batch.
+    widths: Option<Vec<usize>>,
+}
+
+impl Table {
+    pub fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            widths: None,
         }
     }
-    // A STATE column is coloured by state, after the cell is padded to its plain width.
-    let state_column = header.iter().position(|h| *h == "STATE");
-    let line = |cells: Vec<&str>, painted: bool| {
-        let mut out = String::new();
-        let mut indent = 0;
-        for (i, cell) in cells.iter().enumerate() {
-            let last = i + 1 == cells.len();
-            let painted_cell = |text: &str| match state_style(cell)
-                .filter(|_| painted && state_column == Some(i))
-            {
+
+    /// Prints `rows`, after the header when they are the first.
+    pub fn rows(&mut self, rows: &[Vec<String>]) {
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|row| row.iter().map(|c| one_line(c).into_owned()).collect())
+            .collect();
+        let header: Vec<&str> = self.header.iter().map(String::as_str).collect();
+        let widths = match &self.widths {
+            Some(widths) => widths.clone(),
+            None => {
+                let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+                for row in &rows {
+                    for (i, cell) in row.iter().enumerate() {
+                        if i < widths.len() {
+                            widths[i] = widths[i].max(cell.chars().count());
+                        }
+                    }
+                }
+                print_row(&header, &widths, None, false);
+                self.widths = Some(widths.clone());
+                widths
+            }
+        };
+        // A STATE column is coloured by state, after the cell is padded to its plain width.
+        let state_column = header.iter().position(|h| *h == "STATE");
+        for row in &rows {
+            let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+            print_row(&cells, &widths, state_column, true);
+        }
+    }
+}
+
+fn print_row(cells: &[&str], widths: &[usize], state_column: Option<usize>, painted: bool) {
+    let mut out = String::new();
+    let mut indent = 0;
+    for (i, cell) in cells.iter().enumerate() {
+        let last = i + 1 == cells.len();
+        let painted_cell =
+            |text: &str| match state_style(cell).filter(|_| painted && state_column == Some(i)) {
                 Some(style) => style.paint(text),
                 None => text.to_string(),
             };
-            if last {
-                // The last column (a reason, a title) wraps rather than being cut: the useful
-                // part of a reason is often its end ("… (attempt 3 of 3)").
-                let mut pieces = wrap(cell, LAST_COLUMN_WIDTH).into_iter();
-                out.push_str(&painted_cell(&pieces.next().unwrap_or_default()));
-                for piece in pieces {
-                    out.push('\n');
-                    out.push_str(&" ".repeat(indent));
-                    out.push_str(&piece);
-                }
-            } else {
-                out.push_str(&painted_cell(cell));
-                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
-                out.push_str(&" ".repeat(pad));
-                indent += widths[i] + 2;
+        if last {
+            // The last column (a reason, a title) wraps rather than being cut: the useful
+            // part of a reason is often its end ("… (attempt 3 of 3)").
+            let mut pieces = wrap(cell, LAST_COLUMN_WIDTH).into_iter();
+            out.push_str(&painted_cell(&pieces.next().unwrap_or_default()));
+            for piece in pieces {
+                out.push('\n');
+                out.push_str(&" ".repeat(indent));
+                out.push_str(&piece);
             }
+        } else {
+            let width = widths.get(i).copied().unwrap_or(0);
+            out.push_str(&painted_cell(cell));
+            let pad = width.saturating_sub(cell.chars().count()) + 2;
+            out.push_str(&" ".repeat(pad));
+            indent += width.max(cell.chars().count()) + 2;
         }
-        outln!("{}", out.trim_end());
-    };
-    line(header.to_vec(), false);
-    for row in &rows {
-        line(row.iter().map(String::as_str).collect(), true);
+    }
+    outln!("{}", out.trim_end());
+}
+
+/// A JSON array printed element by element as they are read, pretty-printed exactly as
+/// [`json`] prints a whole array, so that a list too long to hold at once is still one valid
+/// document.
+#[derive(Default)]
+pub struct JsonArray {
+    started: bool,
+}
+
+impl JsonArray {
+    pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(value)?;
+        let lead = if self.started { ",\n" } else { "[\n" };
+        self.started = true;
+        let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+        write_out(format_args!("{lead}{}", indented.join("\n")));
+        Ok(())
+    }
+
+    /// Closes the array (`[]` when nothing was pushed).
+    pub fn finish(self) {
+        if self.started {
+            outln!("\n]");
+        } else {
+            outln!("[]");
+        }
     }
 }
 

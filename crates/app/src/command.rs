@@ -265,24 +265,52 @@ impl Command for Nudge {
     }
 }
 
-/// A note on a task by the actor.
+/// A note on a task by the actor. Under an idempotency key it is made once: a second comment
+/// under the same key records nothing. Without one, the same words said twice are two
+/// comments, since they may be news twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Comment {
     pub id: TaskId,
     pub text: String,
+    pub key: Option<String>,
+}
+
+impl Comment {
+    /// A comment without a key.
+    pub fn new(id: TaskId, text: impl Into<String>) -> Comment {
+        Comment {
+            id,
+            text: text.into(),
+            key: None,
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Command for Comment {
-    type Output = ();
+    /// Whether the comment was recorded: false when its key was used before.
+    type Output = bool;
 
-    async fn run(self, app: &App, actor: &Actor) -> Result<(), Error> {
-        let change = Change::Comment {
-            id: self.id,
-            text: self.text,
+    async fn run(self, app: &App, actor: &Actor) -> Result<bool, Error> {
+        app.authorize_task(actor, self.id).await?;
+        let change = match self.key {
+            None => Change::Comment {
+                id: self.id,
+                text: self.text,
+            },
+            Some(key) => {
+                if crate::agent_calls::comment_key_used(app, self.id, &key).await? {
+                    return Ok(false);
+                }
+                Change::KeyedComment {
+                    id: self.id,
+                    text: self.text,
+                    key,
+                }
+            }
         };
         app.apply(actor, vec![change]).await?;
-        Ok(())
+        Ok(true)
     }
 }
 

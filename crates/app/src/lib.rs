@@ -15,7 +15,10 @@
 //! - [`Command`] and [`Query`]: the commands ([`AddTask`], [`EditTask`], [`Cancel`], [`Reopen`]
 //!   (with a person's feedback or without), [`Answer`], [`Nudge`], [`Comment`], [`Import`],
 //!   [`AddDependency`], [`RemoveDependency`]) and the queries ([`Status`], [`TaskList`],
-//!   [`TaskShow`], [`Events`], [`Usage`]), each with its own result type.
+//!   [`TaskListPage`], [`TaskShow`], [`Events`], [`Usage`]), each with its own result type.
+//! - An agent's control calls: [`ClaimCompletion`], [`Block`], [`CreateSubtask`],
+//!   [`RequestApproval`], with [`Comment`] and [`Nudge`]; an execution changes only its own
+//!   task (a nudge may name any).
 //! - The approval queue: [`DecideApproval`] and [`AskApproval`], [`ApprovalList`] and
 //!   [`ApprovalShow`], and [`App::latest_rejection_feedback`] for the next prompt.
 //! - [`Error`]: a wrong request ([`Error::Invalid`], which changed nothing) or the store's error.
@@ -43,6 +46,7 @@
 //! # });
 //! ```
 
+mod agent_calls;
 mod agent_events;
 mod approvals;
 mod command;
@@ -59,6 +63,10 @@ use std::sync::Arc;
 use domain::{Clock, ExecutionId, Timestamp};
 use store::Store;
 
+pub use agent_calls::{
+    Block, ClaimCompletion, CreateSubtask, RequestApproval, SUBTASK_CREATE as SUBTASK_CREATE_OP,
+    Subtask,
+};
 pub use agent_events::{AgentRecord, AgentSummary, agent_events};
 pub use approvals::{
     ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval, Decided,
@@ -73,7 +81,7 @@ pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
-    StatusView, TaskDetail, TaskList, TaskPage, TaskShow, Timer, TimerKind,
+    StatusView, TaskDetail, TaskList, TaskListPage, TaskPage, TaskShow, Timer, TimerKind,
 };
 pub use tail::{EventTail, TailEvents};
 pub use usage::{Usage, UsageReport, UsageRow, UsageSums};
@@ -134,6 +142,22 @@ pub trait Query: Send {
 pub struct App {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// How commands' batches reach the store, when not simply applied once.
+    writer: Option<Arc<dyn Writer>>,
+}
+
+/// How the batches of commands are written, for a face that must do more than apply them
+/// once: the engine waits out a database another process holds (it cannot refuse an agent's
+/// call for that) and takes what was written into its own view of the tasks.
+#[async_trait::async_trait]
+pub trait Writer: Send + Sync {
+    async fn apply(
+        &self,
+        store: &dyn Store,
+        actor: &str,
+        now: Timestamp,
+        changes: Vec<store::Change>,
+    ) -> Result<store::Applied, store::Error>;
 }
 
 impl std::fmt::Debug for App {
@@ -144,7 +168,19 @@ impl std::fmt::Debug for App {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> App {
-        App { store, clock }
+        App {
+            store,
+            clock,
+            writer: None,
+        }
+    }
+
+    /// The same app, writing every command's batch through `writer`.
+    pub fn with_writer(self, writer: Arc<dyn Writer>) -> App {
+        App {
+            writer: Some(writer),
+            ..self
+        }
     }
 
     /// The store, for what the application layer does not cover yet.
@@ -192,9 +228,15 @@ impl App {
         actor: &Actor,
         changes: Vec<store::Change>,
     ) -> Result<store::Applied, store::Error> {
-        self.store
-            .apply(&actor.recorded_as(), self.now(), changes)
-            .await
+        let now = self.now();
+        match &self.writer {
+            Some(writer) => {
+                writer
+                    .apply(&*self.store, &actor.recorded_as(), now, changes)
+                    .await
+            }
+            None => self.store.apply(&actor.recorded_as(), now, changes).await,
+        }
     }
 
     /// The task, or a request error naming it.

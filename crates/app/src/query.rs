@@ -303,7 +303,8 @@ async fn wake_reason(store: &dyn store::Store, task: TaskId) -> Result<Option<St
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskList {
     pub filter: TaskFilter,
-    /// At most this many, the newest (highest ids); `None` lists every match.
+    /// At most this many, the newest (highest ids); `None` lists every match, all held at
+    /// once (a face that prints every match as it goes walks [`TaskListPage`] instead).
     pub limit: Option<u32>,
 }
 
@@ -336,6 +337,29 @@ impl Query for TaskList {
             tasks.remove(0);
         }
         Ok(TaskPage { tasks, more })
+    }
+}
+
+/// One page of every task matching a filter, in id order: at most `size` tasks with ids above
+/// `after`. A face that lists every match walks these pages, asking again after the last id it
+/// got until a page comes back short, and prints as it goes, so it never holds more than one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskListPage {
+    pub filter: TaskFilter,
+    pub after: Option<TaskId>,
+    pub size: u32,
+}
+
+#[async_trait::async_trait]
+impl Query for TaskListPage {
+    /// Oldest first; shorter than `size` only at the end of the list.
+    type Output = Vec<Task>;
+
+    async fn run(self, app: &App, _actor: &Actor) -> Result<Vec<Task>, Error> {
+        Ok(app
+            .store
+            .tasks_after(&self.filter, self.after, self.size)
+            .await?)
     }
 }
 

@@ -35,6 +35,7 @@ pub mod execution;
 pub mod ids;
 pub mod land;
 pub mod lease;
+pub mod policy;
 pub mod size;
 pub mod task;
 pub mod text;
@@ -47,6 +48,7 @@ pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usag
 pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId};
 pub use land::LandStrategy;
 pub use lease::{Fence, Lease, NodeId};
+pub use policy::{Completion, FilesystemMode, Guards, NetworkMode, RetryPolicy};
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};
 pub use time::{Clock, Duration, ManualClock, SystemClock, Timestamp};

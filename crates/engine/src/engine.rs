@@ -1712,7 +1712,10 @@ impl Engine {
         };
         let shared = active.shared.clone();
         let task_id = active.execution.task_id;
-        let actor = format!("agent:{}#{}", active.execution.agent, execution);
+        let actor = app::Actor::Execution {
+            id: execution,
+            agent: active.execution.agent.clone(),
+        };
         shared.touch(self.clock.now());
         let task = self
             .snapshot
@@ -1739,50 +1742,15 @@ impl Engine {
                 self.create_subtask(&task, &actor, &shared, call).await
             }
             Op::Complete { summary } => {
-                if summary.trim().is_empty() {
-                    return Err("say what was done: --summary must not be empty".into());
-                }
-                self.apply(
-                    &actor,
-                    vec![Change::ClaimCompletion {
-                        id: task_id,
-                        summary: summary.clone(),
-                    }],
-                )
-                .await
-                .map_err(refusals::reason)?;
-                shared.update_flags(|f| f.claimed = Some(summary));
-                Ok(
-                    serde_json::json!({ "claimed": true, "note": "validators decide whether the task is done" }),
-                )
+                self.claim_completion(task_id, &actor, &shared, summary)
+                    .await
             }
-            Op::Block { reason } => {
-                if reason.trim().is_empty() {
-                    return Err("say what a person must decide: --reason must not be empty".into());
-                }
-                self.apply(
-                    &actor,
-                    vec![Change::Comment {
-                        id: task_id,
-                        text: format!("blocked: {reason}"),
-                    }],
-                )
-                .await
-                .map_err(refusals::reason)?;
-                shared.update_flags(|f| f.blocked = Some(reason));
-                Ok(serde_json::json!({ "blocked": true }))
-            }
+            Op::Block { reason } => self.block(task_id, &actor, &shared, reason).await,
             Op::Comment { text, key } => self.comment(task_id, &actor, text, key).await,
             Op::ApprovalRequest { summary } => {
-                self.request_approval(&task, &actor, &shared, execution, summary)
-                    .await
+                self.request_approval(&task, &actor, &shared, summary).await
             }
-            Op::Nudge { task } => {
-                self.apply(&actor, vec![Change::Nudge { id: task }])
-                    .await
-                    .map_err(refusals::reason)?;
-                Ok(serde_json::json!({ "nudged": task }))
-            }
+            Op::Nudge { task } => self.nudge(&actor, task).await,
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();

@@ -19,7 +19,7 @@ use domain::{Duration, Execution, ExecutionId, Fence, Lease, NodeId, TaskId, Tim
 use store::Change;
 
 /// The leases this engine holds and the timer that renews them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Leases {
     node: NodeId,
     length: Duration,

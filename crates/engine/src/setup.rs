@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 
 use executor::{AgentRun, Runner, Runtime, ScoreRule, StdinMode, Validator};
 use manifest::{Project, ScoreMethod};
-use scheduler::{AgentPolicy, Completion, Config, Guards, RetryPolicy};
+use scheduler::{AgentPolicy, Config};
 use workspace::{Hooks, WorkspaceConfig};
 
 use crate::Error;
@@ -49,10 +49,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             max_attempts: s.limits.max_attempts,
             timeout: s.limits.timeout,
             stall_timeout: s.limits.stall_timeout,
-            completion: match s.completion {
-                manifest::CompletionMode::Exit => Completion::Exit,
-                manifest::CompletionMode::Claim => Completion::Claim,
-            },
+            completion: s.completion,
             validators: !s.validation.validators.is_empty(),
             // An agent may ask for any alias, so it is held back only while every provider
             // serving one is paused.
@@ -135,20 +132,11 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
     let config = Config {
         global_concurrency: spec.concurrency.global.max(1),
         per_label: spec.concurrency.per_label.clone(),
-        retry: RetryPolicy {
-            base_delay: spec.retry.base_delay,
-            max_delay: spec.retry.max_delay,
-        },
+        retry: spec.retry,
         continuation_delay: spec.continuation.delay,
         max_continuations: spec.continuation.max,
         resume_interval: spec.resume.interval,
-        guards: Guards {
-            max_depth: spec.guards.max_depth,
-            max_children: spec.guards.max_children,
-            max_executions_per_task: spec.guards.max_executions_per_task,
-            max_executions_per_tree: spec.guards.max_executions_per_tree,
-            max_new_executions_per_minute: spec.guards.max_new_executions_per_minute,
-        },
+        guards: spec.guards,
         agents: policies,
     };
     let ws = &spec.workspace;

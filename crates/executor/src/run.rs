@@ -1115,16 +1115,8 @@ pub fn sandbox_for(
 ) -> launch::sandbox::SandboxSpec {
     use launch::sandbox as sb;
     let mut spec = sb::SandboxSpec::new(&places.workspace);
-    spec.filesystem = match profile.filesystem {
-        manifest::FilesystemMode::WorkspaceWrite => sb::FilesystemMode::WorkspaceWrite,
-        manifest::FilesystemMode::ReadOnly => sb::FilesystemMode::ReadOnly,
-        manifest::FilesystemMode::None => sb::FilesystemMode::None,
-    };
-    spec.network = match profile.network {
-        manifest::NetworkMode::None => sb::NetworkMode::None,
-        manifest::NetworkMode::Gateway => sb::NetworkMode::Gateway,
-        manifest::NetworkMode::Host => sb::NetworkMode::Host,
-    };
+    spec.filesystem = profile.filesystem;
+    spec.network = profile.network;
     if spec.network == sb::NetworkMode::Gateway
         && let Some((socket, port)) = &places.gateway
     {

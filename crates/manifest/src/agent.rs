@@ -78,23 +78,14 @@ pub struct AgentSpec {
     pub validation: Validation,
     /// How the agent says it is finished.
     #[serde(default)]
-    pub completion: CompletionMode,
+    pub completion: Completion,
     /// What the agent's processes may see, write, reach and use.
     #[serde(default)]
     pub sandbox: crate::sandbox::SandboxProfile,
 }
 
-/// How an agent says it has finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CompletionMode {
-    /// A clean exit whose validators pass finishes the task.
-    #[default]
-    Exit,
-    /// The agent must also run `agentgrid ctl complete`; a clean exit without it runs the agent
-    /// again shortly (a continuation), as CLIs that work in turns need.
-    Claim,
-}
+/// How an agent says it has finished: one type with the scheduler's.
+pub use domain::Completion;
 
 fn default_prompt() -> String {
     DEFAULT_PROMPT.to_string()
@@ -581,17 +572,17 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
         None => Some(default_limits(has_validators)),
     };
     let completion = match f.value("completion") {
-        None => CompletionMode::Exit,
+        None => Completion::Exit,
         Some(n) => match String::decode(cx, n, &f.path("completion")).as_deref() {
-            Some("exit") | None => CompletionMode::Exit,
-            Some("claim") => CompletionMode::Claim,
+            Some("exit") | None => Completion::Exit,
+            Some("claim") => Completion::Claim,
             Some(other) => {
                 cx.error(
                     n,
                     &f.path("completion"),
                     format!("expected `exit` or `claim`, found `{other}`"),
                 );
-                CompletionMode::Exit
+                Completion::Exit
             }
         },
     };

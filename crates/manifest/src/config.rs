@@ -117,22 +117,8 @@ impl Default for Concurrency {
     }
 }
 
-/// Backoff after a failed attempt: doubling from `base_delay`, capped at `max_delay`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Retry {
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            base_delay: Duration::from_secs(10),
-            max_delay: Duration::from_mins(5),
-        }
-    }
-}
+/// Backoff after a failed attempt: one type with the scheduler's, and one default.
+pub use domain::RetryPolicy as Retry;
 
 /// What happens when an agent exits cleanly but leaves its task open.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -191,28 +177,8 @@ impl Default for Resume {
     }
 }
 
-/// Limits that stop runaway task trees.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct Guards {
-    pub max_depth: u32,
-    pub max_children: u32,
-    pub max_executions_per_task: u32,
-    pub max_executions_per_tree: u32,
-    pub max_new_executions_per_minute: u32,
-}
-
-impl Default for Guards {
-    fn default() -> Self {
-        Guards {
-            max_depth: 3,
-            max_children: 20,
-            max_executions_per_task: 20,
-            max_executions_per_tree: 200,
-            max_new_executions_per_minute: 120,
-        }
-    }
-}
+/// Limits that stop runaway task trees: one type with the scheduler's, and one default.
+pub use domain::Guards;
 
 /// Git worktrees for executions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -53,7 +53,7 @@ mod workflow;
 mod yaml;
 
 pub use agent::{
-    API_VERSION, AgentManifest, AgentMetadata, AgentSpec, CompletionMode, DEFAULT_PROMPT, Limits,
+    API_VERSION, AgentManifest, AgentMetadata, AgentSpec, Completion, DEFAULT_PROMPT, Limits,
     Routing, Runtime, RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
 };
 pub use config::{

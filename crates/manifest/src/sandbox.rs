@@ -8,31 +8,8 @@ use crate::agent::at_least_one;
 use crate::decode::{Cx, Decode};
 use crate::yaml::Node;
 
-/// Where an execution may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum FilesystemMode {
-    /// The workspace is writable; the rest of the system is read-only and private files are hidden.
-    #[default]
-    WorkspaceWrite,
-    /// Nothing is writable but a private /tmp.
-    ReadOnly,
-    /// No filesystem isolation at all. Must be chosen explicitly; shown in `agentgrid status`.
-    None,
-}
-
-/// What an execution may reach over the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetworkMode {
-    /// No network at all.
-    #[default]
-    None,
-    /// Only agentgrid's own gateways, through a relay on loopback.
-    Gateway,
-    /// The host's network. Must be chosen explicitly; shown in `agentgrid status`.
-    Host,
-}
+/// Where an execution may write, and what it may reach: one type each with the sandbox's.
+pub use domain::{FilesystemMode, NetworkMode};
 
 /// Resource limits of one execution's processes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

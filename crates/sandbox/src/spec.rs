@@ -16,34 +16,8 @@ pub const SPEC_VAR: &str = "AGENTGRID_SANDBOX_SPEC";
 /// The first argument that makes the agentgrid binary act as the sandbox helper.
 pub const HELPER_ARG: &str = "__sandbox";
 
-/// What the sandboxed program may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FilesystemMode {
-    /// The workspace (and the `writable` paths) are writable; the system is read-only; home
-    /// directories, `/run`, `/tmp` and the `hide` paths are replaced by empty directories.
-    #[default]
-    WorkspaceWrite,
-    /// As `workspace-write`, but the workspace is read-only too: only a private `/tmp`, the
-    /// private home and the `writable` paths can be written.
-    ReadOnly,
-    /// No filesystem isolation: the host's filesystem as it is (only `/proc` is private).
-    None,
-}
-
-/// What the sandboxed program may reach over the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum NetworkMode {
-    /// An empty network namespace (loopback down) and no IP sockets at all.
-    #[default]
-    None,
-    /// A network namespace with loopback only, where a relay listens on `127.0.0.1:<port>` and
-    /// forwards each connection to agentgrid's gateway socket (see [`GatewayRelay`]).
-    Gateway,
-    /// The host's network, unchanged.
-    Host,
-}
+/// What the sandboxed program may write and reach: one type each with the manifest's.
+pub use domain::{FilesystemMode, NetworkMode};
 
 /// The relay of [`NetworkMode::Gateway`]: connections to `127.0.0.1:<port>` inside the sandbox
 /// are forwarded to the Unix socket `socket` outside it.

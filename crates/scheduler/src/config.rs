@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+pub use domain::{Completion, Guards, RetryPolicy};
 use domain::{Duration, ExecutionKind};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,68 +39,6 @@ impl Default for Config {
             agents: Vec::new(),
         }
     }
-}
-
-/// Capped exponential backoff: `base * 2^(attempt-1)`, at most `max`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            base_delay: Duration::from_secs(10),
-            max_delay: Duration::from_mins(5),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The wait before the next try after `failed_attempts` failures (1 = the first failure).
-    pub fn backoff(&self, failed_attempts: u32) -> Duration {
-        let exponent = failed_attempts.saturating_sub(1).min(32);
-        let delay = self.base_delay.saturating_mul(1u64 << exponent);
-        delay.min(self.max_delay)
-    }
-}
-
-/// Limits that stop a runaway tree of agents: too deep, too wide, too many runs, too fast.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Guards {
-    /// Deepest allowed sub-task (a top-level task has depth 0).
-    pub max_depth: u32,
-    /// Most sub-tasks one task may have.
-    pub max_children: u32,
-    pub max_executions_per_task: u32,
-    /// Executions summed over a whole tree (a top-level task and all below it).
-    pub max_executions_per_tree: u32,
-    /// New executions started in any 60-second window.
-    pub max_new_executions_per_minute: u32,
-}
-
-impl Default for Guards {
-    fn default() -> Self {
-        Guards {
-            max_depth: 3,
-            max_children: 20,
-            max_executions_per_task: 20,
-            max_executions_per_tree: 200,
-            max_new_executions_per_minute: 120,
-        }
-    }
-}
-
-/// How an agent says it has finished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Completion {
-    /// A clean exit whose validators pass finishes the task.
-    #[default]
-    Exit,
-    /// The agent must also call `agentgrid ctl complete`; a clean exit without it is a
-    /// continuation (the agent runs again shortly), as agent CLIs that work in turns need.
-    Claim,
 }
 
 /// What the scheduler needs to know about one agent.

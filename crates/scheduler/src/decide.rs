@@ -20,7 +20,13 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 ///
 /// The walk stops when the global cap or the rate guard is reached: nothing further could start
 /// before an execution ends or the rate window moves, and either makes the engine decide again.
-/// So a decision costs in proportion to the tasks ahead of the cap, not to all open tasks.
+///
+/// Cost: O(running + waiting tasks and their sub-tasks + open tasks walked), each open task
+/// walked costing its dependencies and the routing over the agents. Done, failed, cancelled,
+/// blocked and running tasks are never walked. The open tasks walked are those ahead of the
+/// point where the global cap or the rate guard stops the walk; a task passed over for another
+/// reason (its dependencies, its backoff, an agent or label cap, no agent to take it) does not
+/// stop it, so while the global cap has room every open task is walked.
 pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision {
     let mut decision = Decision::default();
     plan_kills(snapshot, config, now, &mut decision);

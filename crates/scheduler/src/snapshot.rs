@@ -23,9 +23,10 @@ pub struct ActiveExecution {
 /// Everything `decide` looks at. The engine keeps it up to date in memory.
 ///
 /// Besides the tasks it keeps three indexes, updated on every [`Snapshot::insert`] and
-/// [`Snapshot::update`], so that a decision costs in proportion to what could run rather than to
-/// every task ever created: the open tasks in the order they run, the waiting ones, and each
-/// task's children. Done tasks stay (dependencies point at them) but are never walked.
+/// [`Snapshot::update`], so that a decision costs in proportion to the open, waiting and
+/// running tasks rather than to every task ever created (see [`decide`](crate::decide)): the
+/// open tasks in the order they run, the waiting ones, and each task's children. Done tasks
+/// stay (dependencies point at them) but are never walked.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// All tasks the engine knows, terminal ones included.

@@ -186,6 +186,23 @@ pub trait Store: Send + Sync + 'static {
         Ok(tasks.split_off(tasks.len().saturating_sub(keep)))
     }
 
+    /// One page of a walk over the tasks matching `filter` in id order: at most `limit` of
+    /// them, with ids above `after` (from the first when `None`). A caller that lists every
+    /// task asks again after the last id it got, until a page comes back short, so no more
+    /// than one page is ever held (keyset pagination: each page starts where the last ended,
+    /// at a cost that does not grow with how far the walk has come).
+    async fn tasks_after(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<Vec<Task>, Error> {
+        let mut tasks = self.tasks(filter).await?;
+        tasks.retain(|t| after.is_none_or(|a| t.id > a));
+        tasks.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(tasks)
+    }
+
     /// The `limit` open and waiting tasks with a timer (`Task::not_before`: a retry's backoff,
     /// a continuation's delay, a parent's resume), soonest first.
     async fn tasks_with_timers(&self, limit: u32) -> Result<Vec<Task>, Error> {

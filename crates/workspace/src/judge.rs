@@ -72,16 +72,8 @@ impl JudgeTree {
 impl Workspaces {
     /// The commit the task's branch points at.
     pub async fn branch_commit(&self, task: TaskId) -> Result<String, Error> {
-        let repository = self.repository().await?;
-        let target = repository.target(&self.config().repo_root);
-        let spec = format!("refs/heads/{}^{{commit}}", Self::branch_name(task));
-        Ok(git_ok(
-            target,
-            &["rev-parse", "--verify", "--end-of-options", &spec],
-        )
-        .await?
-        .trim()
-        .to_string())
+        self.ref_commit(&format!("refs/heads/{}", Self::branch_name(task)))
+            .await
     }
 
     /// Where the task's branch left what it started from (`start_from`, a parent's branch, or

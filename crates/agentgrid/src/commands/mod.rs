@@ -19,6 +19,7 @@ mod run_status;
 mod shell;
 mod status;
 mod task;
+mod task_list;
 mod usage;
 mod validate;
 mod verdicts;

@@ -3,7 +3,7 @@
 
 use app::{
     Actor, AddDependency, AddTask, Answer, Cancel, Comment, EditTask, Import, Nudge,
-    RemoveDependency, Reopen, TaskList, TaskShow,
+    RemoveDependency, Reopen, TaskShow,
 };
 use domain::{NewTask, Task, TaskId};
 use store::TaskFilter;
@@ -87,49 +87,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 parent: parent.map(Some),
                 root: None,
             };
-            let page = app
-                .ask(
-                    &actor,
-                    TaskList {
-                        filter: filter.clone(),
-                        limit,
-                    },
-                )
-                .await?;
-            if as_json {
-                // Each task with the timer it waits for (`null` for none), its time in RFC 3339.
-                let mut tasks = Vec::with_capacity(page.tasks.len());
-                for t in &page.tasks {
-                    let mut value = serde_json::to_value(t)?;
-                    value["timer"] = serde_json::to_value(app::Timer::of(t))?;
-                    tasks.push(value);
-                }
-                json(&tasks)?;
-            } else if page.tasks.is_empty() {
-                // Adding a task is the way on only for a project that has none at all.
-                let any = app.store().task_counts().await?.iter().any(|(_, n)| *n > 0);
-                if any {
-                    outln!("{}", no_match(&filter));
-                } else {
-                    outln!("no tasks: add one with `agentgrid task add \"…\"`");
-                }
-            } else if page.tasks.iter().any(|t| app::Timer::of(t).is_some()) {
-                print_tasks_with_timers(&page.tasks, app.now());
-                if page.more {
-                    outln!(
-                        "(the newest {} shown; older tasks match: raise --limit)",
-                        page.tasks.len()
-                    );
-                }
-            } else {
-                print_tasks(&page.tasks);
-                if page.more {
-                    outln!(
-                        "(the newest {} shown; older tasks match: raise --limit)",
-                        page.tasks.len()
-                    );
-                }
-            }
+            super::task_list::list(&app, &actor, filter, limit, as_json).await?;
         }
         TaskCommand::Show { id, json: as_json } => {
             let detail = app.ask(&actor, TaskShow { id }).await?;
@@ -199,7 +157,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 }
                 if !detail.children.is_empty() {
                     outln!("\nsub-tasks:");
-                    print_tasks(&detail.children);
+                    super::task_list::print_tasks(&detail.children);
                 }
                 if !detail.executions.is_empty() {
                     outln!("\nexecutions:");
@@ -346,7 +304,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             return report_each(&results, json);
         }
         TaskCommand::Comment { id, text } => {
-            app.execute(&actor, Comment { id, text }).await?;
+            app.execute(&actor, Comment::new(id, text)).await?;
             outln!("commented on task #{id}");
         }
         TaskCommand::Dep(DepCommand::Add { task, blocker }) => {
@@ -522,25 +480,6 @@ fn read_input(file: &std::path::Path) -> anyhow::Result<(String, String)> {
     }
 }
 
-pub fn print_tasks(tasks: &[Task]) {
-    let rows: Vec<Vec<String>> = tasks
-        .iter()
-        .map(|t| {
-            vec![
-                t.id.to_string(),
-                t.state.to_string(),
-                t.priority.to_string(),
-                t.parent
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                t.labels.join(","),
-                clip(&t.title, 60),
-            ]
-        })
-        .collect();
-    table(&["ID", "STATE", "PRI", "PARENT", "LABELS", "TITLE"], &rows);
-}
-
 /// How far the task's branch is from its base, and the base's name; `None` when the task has
 /// no branch yet or the branch cannot be read (the rest of `task show` stands without it).
 async fn branch_distance(project: &Project, task: &Task) -> Option<(String, workspace::Distance)> {
@@ -565,31 +504,6 @@ async fn branch_distance(project: &Project, task: &Task) -> Option<(String, work
         None => manager.config().base.clone(),
     };
     Some((base, distance))
-}
-
-/// The task table with a NEXT column saying when each task with a timer runs.
-fn print_tasks_with_timers(tasks: &[Task], now: domain::Timestamp) {
-    let rows: Vec<Vec<String>> = tasks
-        .iter()
-        .map(|t| {
-            vec![
-                t.id.to_string(),
-                t.state.to_string(),
-                t.priority.to_string(),
-                t.parent
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                t.labels.join(","),
-                app::Timer::of(t)
-                    .map_or_else(|| "-".into(), |timer| crate::when::timer(&timer, now)),
-                clip(&t.title, 60),
-            ]
-        })
-        .collect();
-    table(
-        &["ID", "STATE", "PRI", "PARENT", "LABELS", "NEXT", "TITLE"],
-        &rows,
-    );
 }
 
 fn print_task(t: &Task) {
@@ -659,7 +573,7 @@ fn print_agent_summary(a: &app::AgentSummary) {
 
 /// What an empty `task list` found, in the words of its filter: "no failed tasks", "no open or
 /// blocked tasks labelled ui under #3".
-fn no_match(filter: &TaskFilter) -> String {
+pub(super) fn no_match(filter: &TaskFilter) -> String {
     let mut text = String::from("no ");
     let states: Vec<String> = filter.states.iter().map(|s| s.to_string()).collect();
     match states.split_last() {

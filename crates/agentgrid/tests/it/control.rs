@@ -5,6 +5,20 @@
 
 use crate::support::*;
 
+/// An agent routed by `routing` whose script reports to the file `$OUT`, shared with the test,
+/// so it opts out of the sandbox's filesystem explicitly.
+fn reporting_agent(name: &str, script: &str, routing: &str, out: &std::path::Path) -> String {
+    agent(
+        name,
+        script,
+        &format!("  routing: {routing}\n  sandbox: {{filesystem: none, network: host}}\n"),
+    )
+    .replace(
+        "    command:",
+        &format!("    env: {{OUT: \"{}\"}}\n    command:", out.display()),
+    )
+}
+
 #[test]
 fn an_agent_splits_its_task_and_a_resume_closes_it() {
     let planner = "if [ $AGENTGRID_EXECUTION_KIND = work ]; then a=$(agentgrid ctl subtask create 'part one' -l part); agentgrid ctl subtask create 'part two' -l part --blocked-by $a; else agentgrid ctl complete --summary 'parts done'; fi";
@@ -48,18 +62,7 @@ fn invalid_calls_are_refused_with_a_reason_and_change_nothing() {
     // Every call below is wrong; the agent records each refusal and its exit code.
     let script = "for args in 'subtask create x --blocked-by 999' 'nudge 999' 'subtask create \"\"' 'complete --summary \"\"'; do eval agentgrid ctl $args >> \"$OUT\" 2>&1; echo \"exit=$?\" >> \"$OUT\"; done";
     let out_file = tempfile::NamedTempFile::new().unwrap();
-    let manifest = agent(
-        "picky",
-        script,
-        "  routing: {default: true}\n  sandbox: {filesystem: none, network: host}\n",
-    )
-    .replace(
-        "    command:",
-        &format!(
-            "    env: {{OUT: \"{}\"}}\n    command:",
-            out_file.path().display()
-        ),
-    );
+    let manifest = reporting_agent("picky", script, "{default: true}", out_file.path());
     let repo = Repo::with_agents(&[("picky", &manifest)]);
     repo.ok(&["task", "add", "Make mistakes"]);
     let before: Vec<_> = repo.tasks();
@@ -216,4 +219,60 @@ fn refusals_name_the_call_why_and_what_to_do_in_the_agents_terms() {
         said[2]
     );
     assert_eq!(repo.tasks().len(), 1, "no sub-task was created");
+}
+
+#[test]
+fn an_agents_call_and_a_persons_command_meet_the_same_rules_and_record_their_actor() {
+    // The agent nudges a task that does not exist, then comments and nudges its sibling.
+    let script = "agentgrid ctl nudge 99 2>> \"$OUT\"; echo \"exit=$?\" >> \"$OUT\"; \
+                  agentgrid ctl comment 'halfway there' && agentgrid ctl nudge 2";
+    let out_file = tempfile::NamedTempFile::new().unwrap();
+    let manifest = reporting_agent("caller", script, "{labels: [calls]}", out_file.path());
+    let repo = Repo::with_agents(&[
+        ("caller", &manifest),
+        (
+            "worker",
+            &agent("worker", "true", "  routing: {default: true}\n"),
+        ),
+    ]);
+    repo.ok(&["task", "add", "Make calls", "--label", "calls"]);
+    repo.ok(&["task", "add", "Sibling"]);
+    repo.ok(&["run"]);
+
+    let by_agent = std::fs::read_to_string(out_file.path()).unwrap();
+    assert!(by_agent.contains("exit=2"), "{by_agent}");
+    let by_person = repo.run(&["task", "nudge", "99"]);
+    assert_eq!(by_person.status.code(), Some(2));
+    // The refusal is the application layer's, word for word, whoever asks.
+    let reason = stderr(&by_person)
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string();
+    assert!(reason.contains("#99"), "{reason}");
+    assert!(
+        by_agent.contains(&reason),
+        "the agent heard {by_agent:?}, a person {reason:?}"
+    );
+
+    let events = |task: &str| -> Vec<serde_json::Value> {
+        repo.ok(&["events", "--task", task, "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let agent_actor = "agent:caller#1";
+    assert!(
+        events("1").iter().any(|e| e["type"] == "task_commented"
+            && e["text"] == "halfway there"
+            && e["actor"] == agent_actor),
+        "{:?}",
+        events("1")
+    );
+    assert!(
+        events("2")
+            .iter()
+            .any(|e| e["type"] == "task_nudged" && e["actor"] == agent_actor),
+        "{:?}",
+        events("2")
+    );
 }

@@ -17,6 +17,16 @@ fn project(script: &str, extra_spec: &str, config: &str) -> Repo {
     repo
 }
 
+/// A project whose one agent runs `script` (with `extra_spec`) under the fast retry, with one
+/// task titled `title` run to done.
+fn done_once(script: &str, extra_spec: &str, title: &str) -> Repo {
+    let repo = project(script, extra_spec, FAST_CONFIG);
+    repo.ok(&["task", "add", title]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    repo
+}
+
 fn task_json(repo: &Repo, id: u64) -> serde_json::Value {
     repo.tasks()
         .into_iter()
@@ -145,14 +155,11 @@ fn after_a_kill_the_dead_engines_executions_show_as_interrupted() {
 #[test]
 fn status_forgets_a_failed_validator_once_the_task_is_done() {
     // Iteration 1 fails its validator, iteration 2 passes.
-    let repo = project(
+    let repo = done_once(
         "echo $AGENTGRID_ITERATION > it.txt",
         "  limits: {max_iterations: 2, max_attempts: 1}\n  validation:\n    validators:\n      - name: second\n        run: \"grep -q 2 it.txt\"\n",
-        FAST_CONFIG,
+        "twice",
     );
-    repo.ok(&["task", "add", "twice"]);
-    repo.ok(&["run"]);
-    assert_eq!(repo.task_state(1), "done");
     let show = repo.json(&["task", "show", "1", "--json"]);
     assert_eq!(
         show["validations"][0]["passed"], false,
@@ -178,14 +185,11 @@ fn status_forgets_a_failed_validator_once_the_task_is_done() {
 
 #[test]
 fn a_done_tasks_judge_base_is_pruned_at_its_end_and_at_start() {
-    let repo = project(
+    let repo = done_once(
         "echo work > work.txt",
         "  validation:\n    validators:\n      - name: present\n        run: \"test -f work.txt\"\n",
-        FAST_CONFIG,
+        "done soon",
     );
-    repo.ok(&["task", "add", "done soon"]);
-    repo.ok(&["run"]);
-    assert_eq!(repo.task_state(1), "done");
     let judges = repo.path().join(".agentgrid/judges");
     assert!(judges.is_dir(), "the validators ran on a judge tree");
     assert!(

@@ -29,19 +29,14 @@ fn invalid(result: Result<impl std::fmt::Debug, Error>) -> String {
 async fn a_command_records_its_actor_and_a_bad_one_writes_nothing() {
     let f = fixture();
     let id = add(&f.app, "Add CSV export", None).await;
-    let agent = Actor::Execution {
-        id: domain::ExecutionId(5),
-        agent: "coder".into(),
-    };
-    let comment = Comment {
-        id,
-        text: "halfway".into(),
-    };
+    let agent = running(&f.store, id).await;
+    let seq = f.store.last_seq().await.unwrap();
+    let comment = Comment::new(id, "halfway");
     f.app.execute(&agent, comment).await.unwrap();
     f.app.execute(&Actor::Engine, Nudge { id }).await.unwrap();
-    let events = f.store.events_after(0, 10).await.unwrap();
+    let events = f.store.events_after(seq, 10).await.unwrap();
     let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
-    assert_eq!(actors, ["ada", "agent:coder#5", "engine"]);
+    assert_eq!(actors, ["agent:coder#1", "engine"]);
     assert!(events.iter().all(|e| e.at == T0), "{events:?}");
 
     let seq = f.store.last_seq().await.unwrap();
@@ -57,6 +52,68 @@ async fn a_command_records_its_actor_and_a_bad_one_writes_nothing() {
         "task #42 does not exist: see `agentgrid task list`"
     );
     assert_eq!(f.store.last_seq().await.unwrap(), seq);
+}
+
+/// Claims `task` for an execution of `coder`, as the engine does, and names it as an actor.
+async fn running(store: &store::SqliteStore, task: TaskId) -> Actor {
+    let claim = Change::CreateExecution {
+        task_id: task,
+        kind: domain::ExecutionKind::Work,
+        agent: "coder".into(),
+        attempt: 1,
+        lease: None,
+    };
+    let applied = store.apply("engine", T0, vec![claim]).await.unwrap();
+    Actor::Execution {
+        id: applied.executions[0].id,
+        agent: "coder".into(),
+    }
+}
+
+#[tokio::test]
+async fn an_execution_changes_only_its_own_task_and_is_refused_as_a_person_is() {
+    let f = fixture();
+    let own = add(&f.app, "Its own", None).await;
+    let other = add(&f.app, "Someone else's", None).await;
+    let agent = running(&f.store, own).await;
+    let seq = f.store.last_seq().await.unwrap();
+
+    let refused = invalid(
+        f.app
+            .execute(&agent, Comment::new(other, "I was here"))
+            .await,
+    );
+    assert_eq!(
+        refused,
+        format!("execution #1 works on task #{own} and may not change task #{other}")
+    );
+    let claim = app::ClaimCompletion {
+        task: other,
+        summary: "done".into(),
+    };
+    assert!(invalid(f.app.execute(&agent, claim).await).contains("may not change"));
+
+    // The tracker's rules answer an agent's nudge and a person's in the same words.
+    let by_agent = invalid(f.app.execute(&agent, Nudge { id: TaskId(99) }).await);
+    let by_person = invalid(f.app.execute(&ada(), Nudge { id: TaskId(99) }).await);
+    assert_eq!(by_agent, by_person);
+    assert!(by_agent.contains("#99"), "{by_agent}");
+    assert_eq!(
+        f.store.last_seq().await.unwrap(),
+        seq,
+        "nothing was written"
+    );
+
+    // Its own task it may change, under its own name; a keyed comment is made once.
+    let keyed = Comment {
+        key: Some("key:progress".into()),
+        ..Comment::new(own, "halfway")
+    };
+    assert!(f.app.execute(&agent, keyed.clone()).await.unwrap());
+    assert!(!f.app.execute(&agent, keyed).await.unwrap());
+    let events = f.store.events_after(seq, 10).await.unwrap();
+    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors, ["agent:coder#1"]);
 }
 
 #[tokio::test]

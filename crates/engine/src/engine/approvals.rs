@@ -57,54 +57,20 @@ impl Engine {
     pub(super) async fn request_approval(
         &mut self,
         task: &Task,
-        actor: &str,
+        actor: &app::Actor,
         shared: &ExecutionShared,
-        execution: domain::ExecutionId,
         summary: String,
     ) -> Result<serde_json::Value, String> {
         if summary.trim().is_empty() {
             return Err("say what a person is to approve: --summary must not be empty".into());
         }
-        let pending = ApprovalFilter {
-            state: Some(ApprovalState::Pending),
-            task: Some(task.id),
-            limit: Some(1),
+        let request = app::RequestApproval {
+            task: task.id,
+            summary,
         };
-        let found = self
-            .store
-            .approvals(&pending)
-            .await
-            .map_err(super::refusals::reason)?
-            .into_iter()
-            .next();
-        let (id, existed) = match found {
-            Some(a) if a.source == ApprovalSource::Agent => (a.id, true),
-            Some(a) => {
-                return Err(format!(
-                    "task #{} already waits for approval #{}; a task waits for one decision at a \
-                     time",
-                    task.id, a.id
-                ));
-            }
-            None => {
-                let change = Change::RequestApproval {
-                    task: task.id,
-                    source: ApprovalSource::Agent,
-                    execution: Some(execution),
-                    summary,
-                };
-                let applied = self
-                    .apply(actor, vec![change])
-                    .await
-                    .map_err(super::refusals::reason)?;
-                let id = applied
-                    .approvals
-                    .first()
-                    .map(|a| a.id)
-                    .ok_or("no approval was recorded")?;
-                (id, false)
-            }
-        };
+        let (id, existed) = self.command(actor, request).await?;
+        // The execution stops at a gate: its CLI session is parked for the run after the
+        // decision.
         shared.update_flags(|f| {
             f.blocked = Some(format!("waiting for approval #{id}"));
             f.gate = true;

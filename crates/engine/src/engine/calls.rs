@@ -13,15 +13,14 @@
 //! other. Comments are deduplicated only under an explicit key: the same words said twice may be
 //! news twice.
 
-use domain::{NewTask, Task, TaskId};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use app::{Actor, App};
+use domain::{NewTask, Task, TaskId, Timestamp};
 use executor::ExecutionShared;
-use store::Change;
+use store::{Applied, Change, Store};
 
 use super::Engine;
-
-/// The op names under which keys are recorded, as the store keeps them.
-const SUBTASK_CREATE: &str = "subtask_create";
-const COMMENT: &str = "comment";
 
 /// The arguments of a `subtask create` call.
 pub(super) struct SubtaskCall {
@@ -33,12 +32,71 @@ pub(super) struct SubtaskCall {
     pub key: Option<String>,
 }
 
+/// How the engine writes the batches of the application layer's commands: waiting out a
+/// database another process holds, as for its own batches, and keeping what was written so
+/// that the engine takes it into its view before the agent hears the answer.
+#[derive(Default)]
+struct Recorder {
+    /// The engine's leases when it holds any: what an execution's call writes carries its
+    /// fencing token, so a call from an execution that lost its lease is refused.
+    leases: Option<crate::lease::Leases>,
+    applied: Mutex<Vec<Applied>>,
+}
+
+#[async_trait::async_trait]
+impl app::Writer for Recorder {
+    async fn apply(
+        &self,
+        store: &dyn Store,
+        actor: &str,
+        now: Timestamp,
+        changes: Vec<Change>,
+    ) -> Result<Applied, store::Error> {
+        let changes = match &self.leases {
+            Some(leases) => leases.fence(actor, changes),
+            None => changes,
+        };
+        let applied = super::apply_waiting(store, actor, || now, changes).await?;
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(applied.clone());
+        Ok(applied)
+    }
+}
+
 impl Engine {
+    /// Runs an agent's call as the application layer's command, the one path every face's
+    /// changes take (and where an execution is held to its own task), then takes what it wrote
+    /// into the snapshot. The refusal is the agent's answer.
+    pub(super) async fn command<C: app::Command>(
+        &mut self,
+        actor: &Actor,
+        command: C,
+    ) -> Result<C::Output, String> {
+        let recorder = Arc::new(Recorder {
+            leases: self.leases.clone(),
+            applied: Mutex::default(),
+        });
+        let app = App::new(self.store.clone(), self.clock.clone()).with_writer(recorder.clone());
+        let result = app.execute(actor, command).await;
+        let applied = std::mem::take(
+            &mut *recorder
+                .applied
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for batch in &applied {
+            self.absorb(batch);
+        }
+        result.map_err(super::refusals::of_command)
+    }
+
     /// Creates a sub-task of `task`, or finds the one made before under the same key.
     pub(super) async fn create_subtask(
         &mut self,
         task: &Task,
-        actor: &str,
+        actor: &Actor,
         shared: &ExecutionShared,
         call: SubtaskCall,
     ) -> Result<serde_json::Value, String> {
@@ -46,21 +104,6 @@ impl Engine {
             Some(k) => format!("key:{k}"),
             None => content_key(&call.title, &call.body, &call.labels),
         };
-        // A key already used answers before any limit is checked: it creates nothing.
-        if let Some(found) = self
-            .store
-            .call_key(task.id, SUBTASK_CREATE, &key)
-            .await
-            .map_err(super::refusals::reason)?
-        {
-            let Some(id) = found.result else {
-                return Err("the key was used by a call that made no sub-task".into());
-            };
-            let title = self.snapshot.task(id).map(|t| t.title.clone());
-            return Ok(serde_json::json!({ "id": id, "title": title, "existed": true }));
-        }
-        let existing = self.snapshot.children_of(task.id).count() as u32;
-        scheduler::guards::check_new_child(task, existing, &self.setup.config)?;
         let new = NewTask {
             title: call.title,
             body: call.body,
@@ -70,51 +113,99 @@ impl Engine {
             blocked_by: call.blocked_by,
             agent: None,
         };
-        new.check()?;
-        let applied = self
-            .apply(actor, vec![Change::CreateKeyedTask { new, key }])
+        // A key already used answers before any limit is checked: it creates nothing. So the
+        // runaway guards, which need the engine's counts, are checked only for a new key.
+        let used = self
+            .store
+            .call_key(task.id, app::SUBTASK_CREATE_OP, &key)
             .await
-            .map_err(super::refusals::reason)?;
-        shared.update_flags(|f| f.children_created += 1);
-        let created = applied
-            .tasks
-            .iter()
-            .find(|t| t.parent == Some(task.id))
-            .ok_or("no task created")?;
-        Ok(serde_json::json!({ "id": created.id, "title": created.title, "existed": false }))
+            .map_err(|e| e.to_string())?;
+        if used.is_none() {
+            let existing = self.snapshot.children_of(task.id).count() as u32;
+            scheduler::guards::check_new_child(task, existing, &self.setup.config)?;
+        }
+        let made = self.command(actor, app::CreateSubtask { new, key }).await?;
+        if !made.existed {
+            shared.update_flags(|f| f.children_created += 1);
+        }
+        let title = made
+            .task
+            .as_ref()
+            .map(|t| t.title.clone())
+            .or_else(|| self.snapshot.task(made.id).map(|t| t.title.clone()));
+        Ok(serde_json::json!({ "id": made.id, "title": title, "existed": made.existed }))
     }
 
     /// Records a comment on `task`, once per key when the call names one.
     pub(super) async fn comment(
         &mut self,
         task: TaskId,
-        actor: &str,
+        actor: &Actor,
         text: String,
         key: Option<String>,
     ) -> Result<serde_json::Value, String> {
-        let change = match key {
-            None => Change::Comment { id: task, text },
-            Some(key) => {
-                let key = format!("key:{key}");
-                let found = self
-                    .store
-                    .call_key(task, COMMENT, &key)
-                    .await
-                    .map_err(super::refusals::reason)?;
-                if found.is_some() {
-                    return Ok(serde_json::json!({ "commented": false, "existed": true }));
-                }
-                Change::KeyedComment {
-                    id: task,
-                    text,
-                    key,
-                }
-            }
+        let comment = app::Comment {
+            id: task,
+            text,
+            key: key.map(|k| format!("key:{k}")),
         };
-        self.apply(actor, vec![change])
-            .await
-            .map_err(super::refusals::reason)?;
-        Ok(serde_json::json!({ "commented": true }))
+        if self.command(actor, comment).await? {
+            Ok(serde_json::json!({ "commented": true }))
+        } else {
+            Ok(serde_json::json!({ "commented": false, "existed": true }))
+        }
+    }
+
+    /// `ctl complete`: the claim is recorded; the validators still decide.
+    pub(super) async fn claim_completion(
+        &mut self,
+        task: TaskId,
+        actor: &Actor,
+        shared: &ExecutionShared,
+        summary: String,
+    ) -> Result<serde_json::Value, String> {
+        if summary.trim().is_empty() {
+            return Err("say what was done: --summary must not be empty".into());
+        }
+        let claim = app::ClaimCompletion {
+            task,
+            summary: summary.clone(),
+        };
+        self.command(actor, claim).await?;
+        shared.update_flags(|f| f.claimed = Some(summary));
+        Ok(
+            serde_json::json!({ "claimed": true, "note": "validators decide whether the task is done" }),
+        )
+    }
+
+    /// `ctl block`: the reason is recorded now; the task is blocked when the execution ends.
+    pub(super) async fn block(
+        &mut self,
+        task: TaskId,
+        actor: &Actor,
+        shared: &ExecutionShared,
+        reason: String,
+    ) -> Result<serde_json::Value, String> {
+        if reason.trim().is_empty() {
+            return Err("say what a person must decide: --reason must not be empty".into());
+        }
+        let block = app::Block {
+            task,
+            reason: reason.clone(),
+        };
+        self.command(actor, block).await?;
+        shared.update_flags(|f| f.blocked = Some(reason));
+        Ok(serde_json::json!({ "blocked": true }))
+    }
+
+    /// `ctl nudge`: any task may be nudged; caps and guards still apply.
+    pub(super) async fn nudge(
+        &mut self,
+        actor: &Actor,
+        task: TaskId,
+    ) -> Result<serde_json::Value, String> {
+        self.command(actor, app::Nudge { id: task }).await?;
+        Ok(serde_json::json!({ "nudged": task }))
     }
 }
 

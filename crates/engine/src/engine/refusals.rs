@@ -26,6 +26,15 @@ pub(super) fn reason(error: impl Into<Error>) -> String {
     }
 }
 
+/// Why the application layer refused an agent's call: its own words, or the store's reason
+/// without the store's names.
+pub(super) fn of_command(error: app::Error) -> String {
+    match error {
+        app::Error::Store(e) => reason(e),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,7 +64,7 @@ fn expected_full_agent() -> AgentManifest {
                 share: Vec::new(),
                 protect: None,
             },
-            completion: manifest::CompletionMode::Exit,
+            completion: manifest::Completion::Exit,
             sandbox: manifest::SandboxProfile::default(),
         },
     }

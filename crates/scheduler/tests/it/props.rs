@@ -8,6 +8,8 @@ use domain::{
     Timestamp,
 };
 use proptest::prelude::*;
+
+use crate::world::{push_linked, start_split};
 use scheduler::{
     Action, ActiveExecution, AgentPolicy, Config, ExecutionEnd, Guards, Snapshot, after_execution,
     decide,
@@ -87,29 +89,12 @@ fn arb_world() -> impl Strategy<Value = World> {
             };
             let mut built: Vec<Task> = Vec::new();
             for (i, (labels, priority, parent, deps)) in tasks.into_iter().enumerate() {
-                let id = TaskId(i as i64 + 1);
-                let mut new = NewTask::titled(format!("t{}", id));
+                let mut new = NewTask::titled(format!("t{}", i + 1));
                 new.labels = labels.into_iter().map(|l| LABELS[l].to_string()).collect();
                 new.priority = priority;
-                // Parents and dependencies point only at earlier tasks, so the graphs have no cycles.
-                let parent = parent.filter(|p| *p < i).map(|p| built[p].clone());
-                new.parent = parent.as_ref().map(|p| p.id);
-                new.blocked_by = deps
-                    .into_iter()
-                    .filter(|d| *d < i)
-                    .map(|d| TaskId(d as i64 + 1))
-                    .collect();
-                new.blocked_by.dedup();
-                let (root, depth) = parent.as_ref().map_or((id, 0), |p| (p.root, p.depth + 1));
-                built.push(Task::new(id, new, root, depth, Timestamp(i as i64)));
+                push_linked(&mut built, new, parent, deps);
             }
-            // A task with sub-tasks starts out split, waiting for them.
-            let parents: HashSet<TaskId> = built.iter().filter_map(|t| t.parent).collect();
-            for t in &mut built {
-                if parents.contains(&t.id) {
-                    t.state = TaskState::Waiting;
-                }
-            }
+            start_split(&mut built);
             World {
                 config,
                 tasks: built,
@@ -313,7 +298,7 @@ fn check_indexes(
 /// The rules for parents: a task is done only when every sub-task is done (and, closed from the
 /// evidence, only when the agent working on it has no validators to run on the merged tree);
 /// and in a world with room, a parent whose sub-task failed is acted on at once.
-fn check_parents(
+pub(crate) fn check_parents(
     s: &Snapshot,
     config: &Config,
     decision: &scheduler::Decision,
@@ -380,7 +365,7 @@ fn check_parents(
     Ok(())
 }
 
-fn check_decision(
+pub(crate) fn check_decision(
     s: &Snapshot,
     config: &Config,
     decision: &scheduler::Decision,

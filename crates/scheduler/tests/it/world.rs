@@ -73,3 +73,39 @@ pub fn run(s: &mut Snapshot, exec: i64, task: i64, agent: &str, started: Timesta
         kill_requested: false,
     });
 }
+
+/// Adds `new` as the next task of a generated world, under the earlier task at `parent` and
+/// blocked by the earlier ones at `deps` (positions). Parents and dependencies point only at
+/// earlier tasks, so the graphs have no cycles. Returns the task as added.
+pub fn push_linked(
+    built: &mut Vec<Task>,
+    mut new: NewTask,
+    parent: Option<usize>,
+    deps: Vec<usize>,
+) -> &mut Task {
+    let i = built.len();
+    let id = TaskId(i as i64 + 1);
+    let parent = parent.filter(|p| *p < i).map(|p| &built[p]);
+    new.parent = parent.map(|p| p.id);
+    new.blocked_by = deps
+        .into_iter()
+        .filter(|d| *d < i)
+        .map(|d| TaskId(d as i64 + 1))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let (root, depth) = parent.map_or((id, 0), |p| (p.root, p.depth + 1));
+    built.push(Task::new(id, new, root, depth, Timestamp(i as i64)));
+    built.last_mut().expect("just added")
+}
+
+/// A task with sub-tasks starts out split, waiting for them.
+pub fn start_split(tasks: &mut [Task]) {
+    let parents: std::collections::HashSet<TaskId> =
+        tasks.iter().filter_map(|t| t.parent).collect();
+    for t in tasks {
+        if parents.contains(&t.id) {
+            t.state = TaskState::Waiting;
+        }
+    }
+}

@@ -455,6 +455,17 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// The tasks of a filtered list that `rows` selects, in id order.
+    async fn task_rows(&self, filter: &TaskFilter, rows: TaskRows) -> Result<Vec<Task>, Error> {
+        let (sql, values) = task_query(filter, rows);
+        self.read("listing tasks", move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
 }
 
 impl Shared {
@@ -518,9 +529,23 @@ fn fill_batch(
 
 /// Builds the query for a task filter, of the `newest` matching tasks when given. Values are
 /// bound, never spliced into the SQL.
-fn task_query(filter: &TaskFilter, newest: Option<u32>) -> (String, Vec<Value>) {
+/// Which rows of a filtered task list a query reads.
+enum TaskRows {
+    /// Every match.
+    All,
+    /// The `n` newest matches.
+    Newest(u32),
+    /// At most `n` matches with ids above the first field's: one page of a keyset walk.
+    After(Option<TaskId>, u32),
+}
+
+fn task_query(filter: &TaskFilter, rows: TaskRows) -> (String, Vec<Value>) {
     let mut clauses: Vec<String> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
+    if let TaskRows::After(Some(after), _) = rows {
+        clauses.push("id > ?".into());
+        values.push(Value::Integer(after.0));
+    }
     if !filter.states.is_empty() {
         let marks = vec!["?"; filter.states.len()].join(", ");
         clauses.push(format!("state IN ({marks})"));
@@ -552,17 +577,22 @@ fn task_query(filter: &TaskFilter, newest: Option<u32>) -> (String, Vec<Value>) 
     } else {
         format!(" WHERE {}", clauses.join(" AND "))
     };
-    let sql = match newest {
+    let sql = match rows {
         // Walked backwards along the primary key (or the state index of migration 7), so the
         // query stops after `limit` rows; handed back oldest first like every other list.
-        Some(limit) => {
+        TaskRows::Newest(limit) => {
             values.push(Value::Integer(i64::from(limit)));
             format!(
                 "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks{condition} \
                  ORDER BY id DESC LIMIT ?) ORDER BY id"
             )
         }
-        None => format!("SELECT {TASK_COLUMNS} FROM tasks{condition} ORDER BY id"),
+        // Starts along the same key where the last page ended, so every page costs alike.
+        TaskRows::After(_, limit) => {
+            values.push(Value::Integer(i64::from(limit)));
+            format!("SELECT {TASK_COLUMNS} FROM tasks{condition} ORDER BY id LIMIT ?")
+        }
+        TaskRows::All => format!("SELECT {TASK_COLUMNS} FROM tasks{condition} ORDER BY id"),
     };
     (sql, values)
 }
@@ -621,13 +651,7 @@ impl Store for SqliteStore {
     }
 
     async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error> {
-        let (sql, values) = task_query(filter, None);
-        self.read("listing tasks", move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.task_rows(filter, TaskRows::All).await
     }
 
     async fn children(&self, id: TaskId) -> Result<Vec<Task>, Error> {
@@ -821,13 +845,16 @@ impl Store for SqliteStore {
     }
 
     async fn newest_tasks(&self, filter: &TaskFilter, limit: u32) -> Result<Vec<Task>, Error> {
-        let (sql, values) = task_query(filter, Some(limit));
-        self.read("listing tasks", move |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(params_from_iter(values), rows::task_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
+        self.task_rows(filter, TaskRows::Newest(limit)).await
+    }
+
+    async fn tasks_after(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: u32,
+    ) -> Result<Vec<Task>, Error> {
+        self.task_rows(filter, TaskRows::After(after, limit)).await
     }
 
     async fn tasks_with_timers(&self, limit: u32) -> Result<Vec<Task>, Error> {

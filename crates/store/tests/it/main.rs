@@ -8,8 +8,8 @@ mod executions;
 mod tasks;
 mod usage;
 mod views;
-mod workflows;
 mod watch;
+mod workflows;
 
 use std::path::PathBuf;
 

@@ -82,6 +82,57 @@ async fn the_newest_tasks_come_oldest_first_and_honour_the_filter() {
 }
 
 #[tokio::test]
+async fn pages_after_an_id_walk_a_filtered_list_in_order_without_gaps() {
+    let (_dir, store) = fresh();
+    for i in 1..=7 {
+        let labels = if i % 3 == 0 {
+            vec![]
+        } else {
+            vec!["ui".into()]
+        };
+        create(
+            &store,
+            NewTask {
+                labels,
+                ..NewTask::titled(format!("task {i}"))
+            },
+        )
+        .await;
+    }
+    let ui = TaskFilter {
+        labels: vec!["ui".into()],
+        ..TaskFilter::default()
+    };
+    let mut walked = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.tasks_after(&ui, after, 2).await.unwrap();
+        assert!(page.len() <= 2, "a page holds at most its limit");
+        after = page.last().map(|t| t.id);
+        let short = page.len() < 2;
+        walked.extend(ids(page));
+        if short {
+            break;
+        }
+    }
+    assert_eq!(walked, [1, 2, 4, 5, 7]);
+    assert_eq!(
+        ids(store
+            .tasks_after(&ui, Some(domain::TaskId(2)), 10)
+            .await
+            .unwrap()),
+        [4, 5, 7]
+    );
+    assert!(
+        store
+            .tasks_after(&ui, Some(domain::TaskId(7)), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn only_tasks_with_a_failed_merge_are_listed_as_such() {
     let (_dir, store) = fresh();
     let parent = create_titled(&store, "Big job").await;
