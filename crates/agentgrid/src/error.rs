@@ -37,7 +37,7 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     }
     if let Some(e) = cause.downcast_ref::<app::Error>() {
         return match e {
-            app::Error::Invalid(_) => Some(exit::USAGE),
+            app::Error::Invalid(_) | app::Error::Refused { .. } => Some(exit::USAGE),
             // Transparent, so the store's error is not a separate link of the chain.
             app::Error::Store(e) => Some(store_kind(e)),
             // The store's error is the next link and decides.

@@ -7,6 +7,11 @@ pub enum Error {
     /// bad line in an import. The message says what and what to do instead.
     #[error("{0}")]
     Invalid(String),
+    /// The tracker's rules refused a change of the request: what was being done (in the words
+    /// of the request: "creating the task") and the rules' reason, kept apart so that each
+    /// face can word it for its reader.
+    #[error("{doing} was refused: {reason}")]
+    Refused { doing: &'static str, reason: String },
     /// The store failed or refused the batch; its error says which (a refusal, a busy
     /// database, a broken file).
     #[error(transparent)]
@@ -19,6 +24,6 @@ pub enum Error {
 impl Error {
     /// Whether the request was wrong (as opposed to the store failing under it).
     pub fn is_invalid_request(&self) -> bool {
-        matches!(self, Error::Invalid(_))
+        matches!(self, Error::Invalid(_) | Error::Refused { .. })
     }
 }

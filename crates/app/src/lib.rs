@@ -214,10 +214,10 @@ impl App {
     ) -> Result<store::Applied, Error> {
         let doing: Vec<&'static str> = changes.iter().map(store::Change::doing).collect();
         match self.apply_batch(actor, changes).await {
-            Err(store::Error::Refused { index, reason, .. }) => Err(Error::Invalid(format!(
-                "{} was refused: {reason}",
-                doing.get(index).copied().unwrap_or("the change")
-            ))),
+            Err(store::Error::Refused { index, reason, .. }) => Err(Error::Refused {
+                doing: doing.get(index).copied().unwrap_or("the change"),
+                reason,
+            }),
             other => Ok(other?),
         }
     }

@@ -243,11 +243,14 @@ fn an_agents_call_and_a_persons_command_meet_the_same_rules_and_record_their_act
     assert!(by_agent.contains("exit=2"), "{by_agent}");
     let by_person = repo.run(&["task", "nudge", "99"]);
     assert_eq!(by_person.status.code(), Some(2));
-    // The refusal is the application layer's, word for word, whoever asks.
-    let reason = stderr(&by_person)
+    // The rules' reason is the application layer's, word for word, whoever asks; each face
+    // words the rest for its reader.
+    let said = stderr(&by_person);
+    let reason = said
         .trim()
-        .trim_start_matches("error: ")
-        .to_string();
+        .split_once("was refused: ")
+        .map(|(_, why)| why.to_string())
+        .unwrap_or_else(|| panic!("a person is told why: {said}"));
     assert!(reason.contains("#99"), "{reason}");
     assert!(
         by_agent.contains(&reason),

@@ -31,6 +31,7 @@ pub(super) fn reason(error: impl Into<Error>) -> String {
 pub(super) fn of_command(error: app::Error) -> String {
     match error {
         app::Error::Store(e) => reason(e),
+        app::Error::Refused { reason, .. } => reason,
         other => other.to_string(),
     }
 }
