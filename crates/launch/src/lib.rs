@@ -35,6 +35,9 @@
 //! Because the whole group dies when the direct child exits, the output pipes always reach end
 //! of file and the reading finishes. One watcher per child reads both pipes and notices the exit
 //! through a pidfd: a task of the caller's tokio runtime, or one thread outside a runtime.
+//! The child itself is started with `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own,
+//! which puts back only the signals in [`signals::HANDLED`] instead of all 64 as glibc's
+//! `posix_spawn` does.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), launch::Error> {
@@ -47,6 +50,7 @@
 
 mod cancel;
 mod error;
+mod exec;
 mod group;
 mod interactive;
 mod output;
@@ -55,6 +59,7 @@ mod process;
 pub mod procfs;
 mod run;
 mod sandboxed;
+pub mod signals;
 mod spec;
 mod start;
 

@@ -248,10 +248,7 @@ fn find(program: &str, cwd: &Path, path: &str) -> Option<PathBuf> {
         };
         return executable(&p).then_some(p);
     }
-    path.split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
-        .find(|c| executable(c))
+    crate::spec::find_on_path(program, path)
 }
 
 fn executable(path: &Path) -> bool {

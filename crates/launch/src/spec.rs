@@ -114,23 +114,29 @@ impl LaunchSpec {
             };
         }
         let search = self.env_value("PATH").unwrap_or("");
-        if let Some(found) = recently_found(search, &self.program) {
-            return Ok(found);
-        }
-        // Empty PATH entries traditionally mean the current directory; skipping them keeps a
-        // stray `::` from running whatever happens to lie in the workspace.
-        let found = search
-            .split(':')
-            .filter(|dir| !dir.is_empty())
-            .map(|dir| Path::new(dir).join(&self.program))
-            .find(|candidate| is_executable(candidate))
-            .ok_or_else(|| Error::ProgramNotFound {
-                program: self.program.clone(),
-                path: search.to_string(),
-            })?;
-        remember_found(search, &self.program, &found);
-        Ok(found)
+        find_on_path(&self.program, search).ok_or_else(|| Error::ProgramNotFound {
+            program: self.program.clone(),
+            path: search.to_string(),
+        })
     }
+}
+
+/// The first executable named `program` in a directory of `search` (a `PATH` value), the
+/// lookup of [`LaunchSpec::resolve_program`] and of the pre-flight check, which run one after
+/// the other for every execution and so share what was found.
+pub(crate) fn find_on_path(program: &str, search: &str) -> Option<PathBuf> {
+    if let Some(found) = recently_found(search, program) {
+        return Some(found);
+    }
+    // Empty PATH entries traditionally mean the current directory; skipping them keeps a
+    // stray `::` from running whatever happens to lie in the workspace.
+    let found = search
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| is_executable(candidate))?;
+    remember_found(search, program, &found);
+    Some(found)
 }
 
 /// Where a program name was last found on a `PATH`, and when. Looking a name up costs one

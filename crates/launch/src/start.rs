@@ -2,16 +2,19 @@
 //!
 //! Both [`crate::spawn`] and [`crate::run`] come through [`start`], so whatever must hold for
 //! every child (a clean environment, its own process group, and the sandbox) is applied
-//! here once. [`watch`] then reads both of the child's pipes and reaps it, waiting on the two
+//! here once; the system calls of the start itself are [`crate::exec`]'s. [`watch`] then reads both of the child's pipes and reaps it, waiting on the two
 //! pipes and on a pidfd of the child at once: as a task of the caller's tokio runtime, or else
 //! on one thread, instead of three threads (two blocking readers and a blocking reaper).
 //! Starting and ending threads, and waking one another, is a large part of what a short child
 //! costs.
 
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::{ChildStderr, ChildStdout, Stdio};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -25,7 +28,7 @@ use tokio::io::Interest;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyMutGuard};
 use tokio::sync::oneshot;
 
-use crate::{Error, LaunchSpec, StdinSpec, Stream};
+use crate::{Error, LaunchSpec, StdinSpec, Stream, exec};
 
 /// How the direct child ended, as the reaper saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,8 +43,10 @@ pub(crate) struct RawExit {
 pub(crate) struct Started {
     pub pid: i32,
     pub started: Instant,
-    stdout: ChildStdout,
-    stderr: ChildStderr,
+    /// The kernel's handle on the child, made by the clone itself where the kernel can.
+    pidfd: Option<OwnedFd>,
+    stdout: File,
+    stderr: File,
     /// Set once the direct child has exited and its group was killed, just before the child is
     /// reaped. After that its pid may be reused, so nothing may signal the group any more.
     pub finished: Arc<AtomicBool>,
@@ -49,7 +54,6 @@ pub(crate) struct Started {
 
 /// Starts `spec` in its own process group with exactly its environment. Nothing reads its
 /// output or reaps it until [`watch`] is called, which the caller does at once.
-#[allow(clippy::disallowed_methods)] // This is the one function allowed to create a Command.
 pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
     if !spec.cwd.is_dir() {
         return Err(Error::CwdMissing {
@@ -60,76 +64,61 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
     let program = spec.resolve_program()?;
     // With a sandbox, the helper starts in the program's place and becomes it.
     let helper = crate::sandboxed::helper(&spec, &program)?;
-    let mut command = match &helper {
-        Some(h) => {
-            let mut command = std::process::Command::new(&h.helper);
-            command.args(&h.args);
-            command
-        }
-        None => {
-            let mut command = std::process::Command::new(&program);
-            command.arg0(&spec.program).args(&spec.args);
-            command
-        }
+    let helper_path = match &helper {
+        Some(h) => Some(helper_path(&spec, &h.helper)?),
+        None => None,
     };
-    command
-        .current_dir(&spec.cwd)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .envs(helper.iter().map(|h| (h.env.0.as_str(), h.env.1.as_str())))
-        .stdin(match spec.stdin {
-            StdinSpec::Null => Stdio::null(),
-            StdinSpec::Bytes(_) => Stdio::piped(),
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A group of its own lets the whole tree be signalled at once, so nothing the child
-        // starts can outlive it unnoticed.
-        .process_group(0);
-    if let Some(limits) = spec
+    let (path, argv) = match (&helper, &helper_path) {
+        (Some(h), Some(path)) => (
+            path.as_path(),
+            std::iter::once(h.helper.as_os_str())
+                .chain(h.args.iter().map(OsStr::new))
+                .collect(),
+        ),
+        _ => (
+            program.as_path(),
+            std::iter::once(OsStr::new(&spec.program))
+                .chain(spec.args.iter().map(OsStr::new))
+                .collect(),
+        ),
+    };
+    // Later entries win, and the child sees them sorted by name.
+    let env: BTreeMap<&str, &str> = spec
+        .env
+        .iter()
+        .chain(helper.iter().map(|h| &h.env))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    // No isolation was asked for, so no helper runs; the limits are set in the child before it
+    // executes the program. A profile that wants neither isolation nor limits says
+    // `sandbox: {enabled: false}` and has no sandbox spec at all.
+    let rlimits = spec
         .sandbox
         .as_ref()
         .filter(|s| !s.uses_namespaces())
-        .map(|s| &s.limits)
-    {
-        // No isolation was asked for, so no helper runs; the limits are set in the child before
-        // it executes the program. A pre-exec hook makes the spawn a full fork of this process,
-        // which costs more than the fast path; a profile that wants neither isolation nor limits
-        // says `sandbox: {enabled: false}` and has no sandbox spec at all.
-        let table = sandbox::rlimit_table(limits);
-        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
-        // which is async-signal-safe, over a table built before the fork; it allocates nothing.
-        unsafe {
-            command.pre_exec(move || {
-                for (resource, soft, hard) in &table {
-                    nix::sys::resource::setrlimit(*resource, *soft, *hard)
-                        .map_err(std::io::Error::from)?;
-                }
-                Ok(())
-            });
-        }
-    }
-    let spawn_error = |source| Error::Spawn {
+        .map(|s| sandbox::rlimit_table(&s.limits))
+        .unwrap_or_default();
+    let request = exec::Request {
+        path,
+        argv,
+        env: env
+            .iter()
+            .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+            .collect(),
+        cwd: &spec.cwd,
+        stdin_pipe: matches!(spec.stdin, StdinSpec::Bytes(_)),
+        rlimits: &rlimits,
+    };
+    let spawned = exec::spawn(&request).map_err(|source| Error::Spawn {
         program: spec.program.clone(),
         cwd: spec.cwd.clone(),
         source,
-    };
-    let mut child = command.spawn().map_err(spawn_error)?;
+    });
+    drop(request);
+    let child = spawned?;
     let started = Instant::now();
-    let pid = child.id() as i32;
-    let stdin = child.stdin.take();
-    let pipes = child.stdout.take().zip(child.stderr.take());
-    // The Child handle is dropped without waiting: the thread of [`watch`] owns the waiting, and
-    // dropping a std Child neither kills nor reaps it.
-    drop(child);
-
-    let Some((stdout, stderr)) = pipes else {
-        abandon(pid);
-        return Err(spawn_error(io::Error::other(
-            "the output pipes were not created",
-        )));
-    };
-    if let (Some(mut input), StdinSpec::Bytes(bytes)) = (stdin, spec.stdin) {
+    let pid = child.pid;
+    if let (Some(mut input), StdinSpec::Bytes(bytes)) = (child.stdin, spec.stdin) {
         // A thread of its own, so that a child that reads slowly (or not at all) cannot block
         // the caller; a child that exits early just makes the write fail, which is fine.
         let writer = thread::Builder::new()
@@ -149,10 +138,22 @@ pub(crate) fn start(spec: LaunchSpec) -> Result<Started, Error> {
     Ok(Started {
         pid,
         started,
-        stdout,
-        stderr,
+        pidfd: child.pidfd,
+        stdout: child.stdout,
+        stderr: child.stderr,
         finished: Arc::new(AtomicBool::new(false)),
     })
+}
+
+/// Where the sandbox helper is: a name without a `/` is looked up along the spec's `PATH`,
+/// as for any program; a path is taken as it is (relative ones from the child's directory).
+fn helper_path(spec: &LaunchSpec, helper: &Path) -> Result<PathBuf, Error> {
+    if helper.as_os_str().as_bytes().contains(&b'/') {
+        return Ok(helper.to_path_buf());
+    }
+    LaunchSpec::new(helper.to_string_lossy(), &spec.cwd)
+        .with_env_exactly(spec.env.clone())
+        .resolve_program()
 }
 
 /// Receives a watched child's output as the watcher reads it.
@@ -182,13 +183,14 @@ pub(crate) fn watch(child: Started, sink: impl OutputSink) -> Result<Watch, Erro
     let Started {
         pid,
         started,
+        pidfd,
         stdout,
         stderr,
         finished,
     } = child;
     let (exit_tx, exit) = oneshot::channel();
     let (drained_tx, drained) = oneshot::channel();
-    let mut pidfd = pidfd_open(pid);
+    let mut pidfd = pidfd.or_else(|| pidfd_open(pid));
     let (mut stdout, mut stderr) = (stdout, stderr);
     if let Some(fd) = pidfd.take() {
         match tokio::runtime::Handle::try_current() {
@@ -268,11 +270,11 @@ struct Reaped {
 /// The watcher as a task: the child's pidfd and pipes, registered with the runtime.
 struct AsyncWatch {
     pidfd: Option<AsyncFd<OwnedFd>>,
-    stdout: Option<AsyncFd<ChildStdout>>,
-    stderr: Option<AsyncFd<ChildStderr>>,
+    stdout: Option<AsyncFd<File>>,
+    stderr: Option<AsyncFd<File>>,
 }
 
-type Unregistered = (OwnedFd, ChildStdout, ChildStderr);
+type Unregistered = (OwnedFd, File, File);
 
 impl AsyncWatch {
     /// Registers the three descriptors with the runtime's reactor, or hands them back when it
@@ -280,8 +282,8 @@ impl AsyncWatch {
     fn register(
         handle: &tokio::runtime::Handle,
         pidfd: OwnedFd,
-        stdout: ChildStdout,
-        stderr: ChildStderr,
+        stdout: File,
+        stderr: File,
     ) -> Result<AsyncWatch, Unregistered> {
         let _entered = handle.enter();
         // SAFETY (all three registrations): each object owns its descriptor, which stays open and
@@ -413,8 +415,8 @@ struct Watcher {
     pidfd: Option<OwnedFd>,
     exit_tx: Option<oneshot::Sender<Result<RawExit, String>>>,
     drained_tx: Option<oneshot::Sender<()>>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
+    stdout: Option<File>,
+    stderr: Option<File>,
 }
 
 impl Watcher {

@@ -1,6 +1,7 @@
 //! Integration tests of the launch crate, with real processes.
 
 mod sandboxed;
+mod spawn;
 
 use std::path::Path;
 use std::time::Duration;
