@@ -880,6 +880,7 @@ impl Engine {
                 kind,
             },
             agent: agent_name.to_string(),
+            agency: self.setup.agencies.view_for(agent_name),
         };
         let workspace = self
             .workspaces
