@@ -198,6 +198,8 @@ fn within_agency<'a>(
         .iter()
         .map(String::as_str)
         .filter(|l| !l.starts_with(NEEDS_PREFIX) && !l.starts_with(ROLE_PREFIX))
+        // The labels that brought the task to the agency say nothing about who in it fits.
+        .filter(|l| !agency.labels.iter().any(|a| a == l))
         .collect();
     // The specialists that could take the task at all: the role asked for, an agent that runs
     // the kind. Capabilities and room decide among them.
