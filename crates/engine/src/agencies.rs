@@ -58,7 +58,8 @@ impl Agencies {
             match std::fs::read(path) {
                 Ok(bytes) => {
                     let cut = bytes.len() > CONTEXT_FILE_LIMIT;
-                    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(CONTEXT_FILE_LIMIT)]);
+                    let text =
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(CONTEXT_FILE_LIMIT)]);
                     context.push_str(&text);
                     if !text.ends_with('\n') {
                         context.push('\n');

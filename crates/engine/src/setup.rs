@@ -181,7 +181,11 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
     // An agency with `policies.approval` sends its done top-level work to a person: the tasks
     // carrying its labels wait, as `approvals.require_labels` makes them.
     let mut approvals = spec.approvals.clone();
-    for agency in project.agencies.iter().filter(|a| a.spec().policies.approval) {
+    for agency in project
+        .agencies
+        .iter()
+        .filter(|a| a.spec().policies.approval)
+    {
         for label in &agency.spec().labels {
             if !approvals.require_labels.contains(label) {
                 approvals.require_labels.push(label.clone());

@@ -30,10 +30,10 @@ use domain::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::Diagnostic;
 use crate::agent::{API_VERSION, AgentDocument, MANIFEST_FIELDS, check_header, valid_name};
 use crate::decode::{Cx, Decode, Fields};
 use crate::yaml::{Node, Value, parse_documents};
-use crate::Diagnostic;
 
 /// A group of agents that takes one kind of work: a coordinator plus specialists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -216,6 +216,9 @@ pub(crate) const LIMITS_FIELDS: &[&str] = &["concurrency"];
 pub(crate) const POLICIES_FIELDS: &[&str] = &["handoffs", "approval"];
 pub(crate) const HANDOFF_FIELDS: &[&str] = &["from", "to"];
 
+/// A line and a column.
+type At = (usize, usize);
+
 /// Where each reference of a decoded agency is written, for the checks across files.
 #[derive(Debug, Default)]
 pub(crate) struct AgencyPlaces {
@@ -224,7 +227,7 @@ pub(crate) struct AgencyPlaces {
     /// Per specialist: its agent and its role.
     pub specialists: Vec<((usize, usize), (usize, usize))>,
     /// Per handoff rule: its `from` and each of its `to`.
-    pub handoffs: Vec<((usize, usize), Vec<(usize, usize)>)>,
+    pub handoffs: Vec<(At, Vec<At>)>,
     pub context: Vec<(usize, usize)>,
 }
 
@@ -444,11 +447,7 @@ fn context_path_problem(path: &str) -> Option<String> {
     None
 }
 
-fn decode_specialist(
-    cx: &mut Cx,
-    node: &Node,
-    path: &str,
-) -> Option<(Specialist, (usize, usize), (usize, usize))> {
+fn decode_specialist(cx: &mut Cx, node: &Node, path: &str) -> Option<(Specialist, At, At)> {
     let f = cx.fields(node, path, SPECIALIST_FIELDS)?;
     let agent_at = f.value("agent").map(at).unwrap_or(at(node));
     let role_at = f.value("role").map(at).unwrap_or(at(node));
@@ -603,8 +602,11 @@ pub(crate) fn check_agencies(
             continue;
         };
         let spec = agency.spec();
-        let mut members: Vec<(&str, (usize, usize), &str)> =
-            vec![(&spec.coordinator, doc.places.coordinator, "spec.coordinator")];
+        let mut members: Vec<(&str, (usize, usize), &str)> = vec![(
+            &spec.coordinator,
+            doc.places.coordinator,
+            "spec.coordinator",
+        )];
         for (i, s) in spec.specialists.iter().enumerate() {
             let place = doc.places.specialists.get(i).map(|p| p.0).unwrap_or((1, 1));
             members.push((&s.agent, place, "spec.specialists"));

@@ -79,7 +79,11 @@ pub const AGENCY_TEMPLATES: &[AgencyTemplate] = &[
         capabilities: &["code"],
         specialists: &[
             ("developer", "implements features with tests", &["feature"]),
-            ("bugfixer", "reproduces a bug with a test, then fixes it", &["bug"]),
+            (
+                "bugfixer",
+                "reproduces a bug with a test, then fixes it",
+                &["bug"],
+            ),
         ],
         hands_to: &["qa", "security", "docs"],
         validator: ("tests", TESTS),
@@ -90,7 +94,11 @@ pub const AGENCY_TEMPLATES: &[AgencyTemplate] = &[
         description: "Tests the work of others and reports the bugs it finds.",
         labels: &["qa", "test", "review"],
         capabilities: &["testing"],
-        specialists: &[("tester", "writes tests that try to break the change", &["test"])],
+        specialists: &[(
+            "tester",
+            "writes tests that try to break the change",
+            &["test"],
+        )],
         hands_to: &["code"],
         validator: ("tests", TESTS),
         standards: "A bug report names the steps, what happened and what was expected.\nTests cover the edges: empty input, large input, bad input.\n",
@@ -100,7 +108,11 @@ pub const AGENCY_TEMPLATES: &[AgencyTemplate] = &[
         description: "Builds, CI, packaging and deployment.",
         labels: &["devops", "ci", "deploy", "infra"],
         capabilities: &["ci", "docker", "shell"],
-        specialists: &[("engineer", "changes build, CI and deployment files", &["ci"])],
+        specialists: &[(
+            "engineer",
+            "changes build, CI and deployment files",
+            &["ci"],
+        )],
         hands_to: &["security", "code"],
         validator: (
             "scripts",
@@ -113,7 +125,11 @@ pub const AGENCY_TEMPLATES: &[AgencyTemplate] = &[
         description: "Reviews changes for vulnerabilities and leaked secrets.",
         labels: &["security", "audit", "vulnerability"],
         capabilities: &["security-review"],
-        specialists: &[("auditor", "reviews code for vulnerabilities and fixes them", &["audit"])],
+        specialists: &[(
+            "auditor",
+            "reviews code for vulnerabilities and fixes them",
+            &["audit"],
+        )],
         hands_to: &["code", "devops"],
         validator: (
             "no-secrets",
@@ -126,7 +142,11 @@ pub const AGENCY_TEMPLATES: &[AgencyTemplate] = &[
         description: "Writes and updates the documentation.",
         labels: &["docs", "documentation"],
         capabilities: &["writing"],
-        specialists: &[("writer", "writes READMEs, guides and reference pages", &["writing"])],
+        specialists: &[(
+            "writer",
+            "writes READMEs, guides and reference pages",
+            &["writing"],
+        )],
         hands_to: &["code"],
         validator: (
             "markdown",
@@ -175,7 +195,12 @@ Your changes are committed for you when you exit.
 impl AgencyTemplate {
     /// The files of this template as agency `name` (its agents are `NAME-lead` and
     /// `NAME-ROLE`), for `runtime`, handing off only to the agencies in `present`.
-    pub fn files(&self, name: &str, runtime: TemplateRuntime, present: &[&str]) -> Vec<TemplateFile> {
+    pub fn files(
+        &self,
+        name: &str,
+        runtime: TemplateRuntime,
+        present: &[&str],
+    ) -> Vec<TemplateFile> {
         let lead = format!("{name}-lead");
         let mut files = Vec::new();
         let context = format!("context/{name}.md");
@@ -205,7 +230,9 @@ impl AgencyTemplate {
             .copied()
             .filter(|t| present.contains(t) && *t != name)
             .collect();
-        let mut policies = String::from("  policies:\n    approval: false    # true: its done top-level work waits for a person\n");
+        let mut policies = String::from(
+            "  policies:\n    approval: false    # true: its done top-level work waits for a person\n",
+        );
         if !targets.is_empty() {
             policies.push_str("    handoffs:\n");
             for (role, _) in roles.clone() {

@@ -843,7 +843,9 @@ fn named(cx: &mut Cx, f: &Fields, name: &str, what: &str) -> Option<String> {
             cx.error(
                 n,
                 &f.path(name),
-                format!("`{value}` is not a valid {what} name: use lowercase letters, digits and dashes"),
+                format!(
+                    "`{value}` is not a valid {what} name: use lowercase letters, digits and dashes"
+                ),
             );
         }
         return None;

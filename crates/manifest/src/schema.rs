@@ -77,9 +77,15 @@ pub(crate) fn decoder_fields() -> Vec<(String, &'static [&'static str])> {
         (name::<crate::Budgets>(), crate::models::BUDGETS_FIELDS),
         (name::<crate::Budget>(), crate::models::BUDGET_FIELDS),
         (name::<AgencyManifest>(), agent::MANIFEST_FIELDS),
-        (name::<crate::AgencyMetadata>(), crate::agency::METADATA_FIELDS),
+        (
+            name::<crate::AgencyMetadata>(),
+            crate::agency::METADATA_FIELDS,
+        ),
         (name::<crate::AgencySpec>(), crate::agency::SPEC_FIELDS),
-        (name::<crate::Specialist>(), crate::agency::SPECIALIST_FIELDS),
+        (
+            name::<crate::Specialist>(),
+            crate::agency::SPECIALIST_FIELDS,
+        ),
         (name::<crate::AgencyLimits>(), crate::agency::LIMITS_FIELDS),
         (name::<crate::Policies>(), crate::agency::POLICIES_FIELDS),
         (name::<crate::HandoffRule>(), crate::agency::HANDOFF_FIELDS),

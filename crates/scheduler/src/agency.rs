@@ -230,7 +230,12 @@ impl Call {
         });
         let bids: Vec<String> = self
             .bids()
-            .map(|b| format!("{} (confidence {:.2}, cost {:.2})", b.agent, b.confidence, b.cost))
+            .map(|b| {
+                format!(
+                    "{} (confidence {:.2}, cost {:.2})",
+                    b.agent, b.confidence, b.cost
+                )
+            })
             .collect();
         let award = match best {
             Some(bid) => Award {
@@ -291,13 +296,24 @@ mod tests {
     fn the_best_bid_wins_once_everyone_answered() {
         let mut c = call();
         c.answer("a", bid("a", 0.5, 1.0), Timestamp(1_000)).unwrap();
-        assert_eq!(c.close(Timestamp(1_001), "lead"), None, "b has not answered");
+        assert_eq!(
+            c.close(Timestamp(1_001), "lead"),
+            None,
+            "b has not answered"
+        );
         c.answer("b", bid("b", 0.9, 3.0), Timestamp(1_002)).unwrap();
         let award = c.close(Timestamp(1_002), "lead").unwrap().clone();
         assert_eq!(award.agent, "b");
         assert!(!award.fallback);
-        assert!(award.reason.contains("the best of 2 bid(s)"), "{}", award.reason);
-        assert_eq!(c.answer("a", None, Timestamp(1_003)), Err(Refusal::AlreadyAwarded));
+        assert!(
+            award.reason.contains("the best of 2 bid(s)"),
+            "{}",
+            award.reason
+        );
+        assert_eq!(
+            c.answer("a", None, Timestamp(1_003)),
+            Err(Refusal::AlreadyAwarded)
+        );
     }
 
     #[test]
@@ -319,8 +335,15 @@ mod tests {
         let award = c.close(Timestamp(31_000), "lead").unwrap().clone();
         assert_eq!(award.agent, "lead");
         assert!(award.fallback);
-        assert!(award.reason.contains("no bid came before the deadline"), "{}", award.reason);
-        assert_eq!(c.answer("a", bid("a", 1.0, 1.0), Timestamp(31_000)), Err(Refusal::AlreadyAwarded));
+        assert!(
+            award.reason.contains("no bid came before the deadline"),
+            "{}",
+            award.reason
+        );
+        assert_eq!(
+            c.answer("a", bid("a", 1.0, 1.0), Timestamp(31_000)),
+            Err(Refusal::AlreadyAwarded)
+        );
     }
 
     #[test]

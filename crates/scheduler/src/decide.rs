@@ -151,7 +151,8 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             });
             continue;
         }
-        let Some(routed) = routed.or_else(|| assign(task, kind, config, &|a| counts.load(a), now).ok())
+        let Some(routed) =
+            routed.or_else(|| assign(task, kind, config, &|a| counts.load(a), now).ok())
         else {
             continue;
         };

@@ -161,7 +161,11 @@ fn agency_capabilities<'a>(agency: &'a AgencyPolicy, config: &'a Config) -> Vec<
 /// The agency that accepts the task: one whose labels the task carries, or whose capabilities
 /// cover every `needs:`; the one with the most labels matched wins, ties go to the first
 /// declared. An agency that lacks a capability the task needs never takes it.
-fn accepting_agency<'a>(task: &Task, needs: &[&str], config: &'a Config) -> Option<&'a AgencyPolicy> {
+fn accepting_agency<'a>(
+    task: &Task,
+    needs: &[&str],
+    config: &'a Config,
+) -> Option<&'a AgencyPolicy> {
     let mut best: Option<(&AgencyPolicy, usize)> = None;
     for agency in &config.agencies {
         let caps = agency_capabilities(agency, config);
@@ -273,7 +277,14 @@ fn within_agency<'a>(
                 deadline,
             );
             for (s, agent, caps) in &invited {
-                let bid = rule_bid(s, caps, needs, &wanted, load(&agent.name), agent.concurrency);
+                let bid = rule_bid(
+                    s,
+                    caps,
+                    needs,
+                    &wanted,
+                    load(&agent.name),
+                    agent.concurrency,
+                );
                 // Each invited agent answers once, before the deadline, and the call is open.
                 let _ = call.answer(&s.agent, bid, now);
             }

@@ -63,7 +63,14 @@ pub async fn agency(project: &Project, command: AgencyCommand) -> anyhow::Result
                 })
                 .collect();
             crate::output::table(
-                &["AGENCY", "COORDINATOR", "SPECIALISTS", "LABELS", "ROUTING", "CAP"],
+                &[
+                    "AGENCY",
+                    "COORDINATOR",
+                    "SPECIALISTS",
+                    "LABELS",
+                    "ROUTING",
+                    "CAP",
+                ],
                 &rows,
             );
             Ok(crate::exit::OK)
@@ -77,7 +84,11 @@ pub async fn agency(project: &Project, command: AgencyCommand) -> anyhow::Result
                 let known: Vec<&str> = manifests.agencies.iter().map(|a| a.name.as_str()).collect();
                 return Err(user_error(format!(
                     "no agency `{name}` (agencies: {}); `agentgrid agency list` shows them",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 )));
             };
             if as_json {
@@ -86,7 +97,13 @@ pub async fn agency(project: &Project, command: AgencyCommand) -> anyhow::Result
             }
             let s = a.spec();
             outln!("agency {}: {}", a.name, s.description);
-            outln!("  file:         {}", a.source.strip_prefix(&project.root).unwrap_or(&a.source).display());
+            outln!(
+                "  file:         {}",
+                a.source
+                    .strip_prefix(&project.root)
+                    .unwrap_or(&a.source)
+                    .display()
+            );
             outln!("  coordinator:  {}", s.coordinator);
             for sp in &s.specialists {
                 outln!(
@@ -100,14 +117,25 @@ pub async fn agency(project: &Project, command: AgencyCommand) -> anyhow::Result
                     }
                 );
             }
-            outln!("  accepts:      labels [{}], capabilities [{}]", s.labels.join(", "), s.capabilities.join(", "));
-            outln!("  routing:      {}{}", s.routing.name(), match s.routing {
-                manifest::AgencyRouting::ContractNet => format!(" (bids close after {})", s.bid_deadline),
-                manifest::AgencyRouting::Rule => String::new(),
-            });
+            outln!(
+                "  accepts:      labels [{}], capabilities [{}]",
+                s.labels.join(", "),
+                s.capabilities.join(", ")
+            );
+            outln!(
+                "  routing:      {}{}",
+                s.routing.name(),
+                match s.routing {
+                    manifest::AgencyRouting::ContractNet =>
+                        format!(" (bids close after {})", s.bid_deadline),
+                    manifest::AgencyRouting::Rule => String::new(),
+                }
+            );
             outln!(
                 "  cap:          {}",
-                s.limits.concurrency.map_or("none".to_string(), |c| format!("{c} execution(s) at once"))
+                s.limits
+                    .concurrency
+                    .map_or("none".to_string(), |c| format!("{c} execution(s) at once"))
             );
             if !s.context.is_empty() {
                 outln!("  context:      {}", s.context.join(", "));
@@ -157,7 +185,8 @@ fn existing_agencies(state_dir: &Path) -> Vec<String> {
         .filter_map(|e| {
             let path = e.path();
             let ext = path.extension()?;
-            (ext == "yaml" || ext == "yml").then(|| path.file_stem()?.to_str().map(str::to_string))?
+            (ext == "yaml" || ext == "yml")
+                .then(|| path.file_stem()?.to_str().map(str::to_string))?
         })
         .collect();
     names.sort();
@@ -168,9 +197,15 @@ fn existing_agencies(state_dir: &Path) -> Vec<String> {
 /// on PATH (claude, then codex), else a command to fill in.
 fn runtime_for(asked: Option<&str>) -> anyhow::Result<manifest::TemplateRuntime> {
     if let Some(name) = asked {
-        let names: Vec<&str> = manifest::TemplateRuntime::NAMES.iter().map(|(n, _)| *n).collect();
+        let names: Vec<&str> = manifest::TemplateRuntime::NAMES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
         return manifest::TemplateRuntime::parse(name).ok_or_else(|| {
-            user_error(format!("`{name}` is not a runtime of the templates; use one of {}", names.join(", ")))
+            user_error(format!(
+                "`{name}` is not a runtime of the templates; use one of {}",
+                names.join(", ")
+            ))
         });
     }
     let on_path = |binary: &str| {
@@ -207,8 +242,13 @@ pub fn write_agencies(
     for (name, template) in chosen {
         let valid = !name.is_empty()
             && name.len() <= 58
-            && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !valid {
             return Err(user_error(format!(
                 "`{name}` is not a valid agency name: use lowercase letters, digits and dashes (at most 58, so that its agents' names fit)"
@@ -222,7 +262,10 @@ pub fn write_agencies(
         })?;
         files.extend(t.files(name, runtime, present));
     }
-    let mut written = Written { made: Vec::new(), kept: Vec::new() };
+    let mut written = Written {
+        made: Vec::new(),
+        kept: Vec::new(),
+    };
     for f in files {
         let path = state_dir.join(&f.path);
         if path.exists() {
@@ -230,9 +273,11 @@ pub fn write_agencies(
             continue;
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        std::fs::write(&path, &f.text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, &f.text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         written.made.push(path);
     }
     Ok(written)

@@ -303,15 +303,14 @@ pub async fn init(
             )?;
         }
     }
-    let chosen: Vec<(&str, &str)> = agencies
-        .iter()
-        .map(|a| (a.as_str(), a.as_str()))
-        .collect();
+    let chosen: Vec<(&str, &str)> = agencies.iter().map(|a| (a.as_str(), a.as_str())).collect();
     let seeded = if chosen.is_empty() {
         None
     } else {
         let names: Vec<&str> = chosen.iter().map(|(n, _)| *n).collect();
-        Some(super::agency::write_agencies(&state, &chosen, runtime, &names)?)
+        Some(super::agency::write_agencies(
+            &state, &chosen, runtime, &names,
+        )?)
     };
     // Opening the store creates the database and runs its migrations.
     let db = state.join(DATABASE);

@@ -57,7 +57,11 @@ fn two_agencies(code_extra: &str) -> Repo {
         agency("qa", "qa", "qa-lead", "[{agent: tester, role: tester}]", ""),
     )
     .unwrap();
-    std::fs::write(repo.path().join("STANDARDS.md"), "Every change has a test.\n").unwrap();
+    std::fs::write(
+        repo.path().join("STANDARDS.md"),
+        "Every change has a test.\n",
+    )
+    .unwrap();
     repo.git(&["add", "-A"]);
     repo.git(&["commit", "-q", "-m", "agencies"]);
     repo
@@ -79,12 +83,23 @@ fn tasks_by_label_end_on_their_agencys_agents() {
     repo.ok(&["validate"]);
     repo.ok(&["task", "add", "Add CSV export", "--label", "code"]);
     repo.ok(&["task", "add", "Test the export", "--label", "qa"]);
-    repo.ok(&["task", "add", "Fix the crash", "--label", "code", "--label", "role:bugfixer"]);
+    repo.ok(&[
+        "task",
+        "add",
+        "Fix the crash",
+        "--label",
+        "code",
+        "--label",
+        "role:bugfixer",
+    ]);
     repo.ok(&["task", "add", "Write the docs", "--label", "docs"]);
 
     // Before the run, `task show` says where each would go, and why the docs task waits.
     let text = repo.ok(&["task", "show", "1"]);
-    assert!(text.contains("routing:   agency code, agent coder"), "{text}");
+    assert!(
+        text.contains("routing:   agency code, agent coder"),
+        "{text}"
+    );
     let waits = repo.json(&["task", "show", "4", "--json"]);
     let why = waits["routing"]["waits"].as_str().unwrap();
     assert!(why.contains("no agency accepts it"), "{why}");
@@ -92,7 +107,10 @@ fn tasks_by_label_end_on_their_agencys_agents() {
 
     let out = repo.run(&["run"]);
     let summary = stdout(&out);
-    assert!(summary.contains("#4"), "the stuck task is reported: {summary}");
+    assert!(
+        summary.contains("#4"),
+        "the stuck task is reported: {summary}"
+    );
 
     assert_eq!(executions_of(&repo, 1), ["coder"]);
     assert_eq!(executions_of(&repo, 2), ["tester"]);
@@ -103,14 +121,26 @@ fn tasks_by_label_end_on_their_agencys_agents() {
 
     // The routing is in the task's history.
     let text = repo.ok(&["task", "show", "1"]);
-    assert!(text.contains("routed to agency `code`: its developer `coder`"), "{text}");
+    assert!(
+        text.contains("routed to agency `code`: its developer `coder`"),
+        "{text}"
+    );
     let text = repo.ok(&["task", "show", "4"]);
-    assert!(text.contains("waits:     no agent runs work executions for labels [docs]"), "{text}");
+    assert!(
+        text.contains("waits:     no agent runs work executions for labels [docs]"),
+        "{text}"
+    );
 
     // The agent's prompt had its agency, its role and the agency's standards.
     let prompt = repo.git(&["show", "agentgrid/task-1:prompt-1.txt"]);
-    assert!(prompt.contains("You are the developer of code."), "{prompt}");
-    assert!(prompt.contains("## STANDARDS.md\nEvery change has a test."), "{prompt}");
+    assert!(
+        prompt.contains("You are the developer of code."),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("## STANDARDS.md\nEvery change has a test."),
+        "{prompt}"
+    );
     let prompt = repo.git(&["show", "agentgrid/task-2:prompt-2.txt"]);
     assert!(prompt.contains("You are the tester of qa."), "{prompt}");
 
@@ -136,7 +166,9 @@ fn a_contract_net_agency_records_its_award_and_falls_back_to_its_coordinator() {
     assert_eq!(executions_of(&repo, 2), ["code-lead"]);
     let events = repo.ok(&["events", "--task", "2"]);
     assert!(
-        events.contains("all 2 invited agent(s) declined; its coordinator `code-lead` takes the task"),
+        events.contains(
+            "all 2 invited agent(s) declined; its coordinator `code-lead` takes the task"
+        ),
         "{events}"
     );
 }
@@ -159,12 +191,18 @@ fn an_agency_cap_holds_while_the_engine_runs() {
     for i in 1..=3u64 {
         let show = repo.json(&["task", "show", &i.to_string(), "--json"]);
         let e = &show["executions"][0];
-        spans.push((e["queued_at"].as_i64().unwrap(), e["ended_at"].as_i64().unwrap()));
+        spans.push((
+            e["queued_at"].as_i64().unwrap(),
+            e["ended_at"].as_i64().unwrap(),
+        ));
         assert_eq!(repo.task_state(i), "done");
     }
     spans.sort();
     for pair in spans.windows(2) {
-        assert!(pair[1].0 >= pair[0].1, "two executions of the agency overlapped: {spans:?}");
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two executions of the agency overlapped: {spans:?}"
+        );
     }
 }
 
@@ -179,15 +217,35 @@ fn seeded_agencies_are_written_validated_listed_and_shown() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let out = stdout(&out);
-    assert!(out.contains("created .agentgrid/agencies/code.yaml"), "{out}");
-    assert!(out.contains("created .agentgrid/agents/qa-tester.yaml"), "{out}");
-    assert!(validate(&repo).status.success(), "{}", stderr(&validate(&repo)));
+    assert!(
+        out.contains("created .agentgrid/agencies/code.yaml"),
+        "{out}"
+    );
+    assert!(
+        out.contains("created .agentgrid/agents/qa-tester.yaml"),
+        "{out}"
+    );
+    assert!(
+        validate(&repo).status.success(),
+        "{}",
+        stderr(&validate(&repo))
+    );
     let out = repo.ok(&["agency", "add", "docs", "--runtime", "builtin"]);
-    assert!(out.contains("created .agentgrid/agents/docs-writer.yaml"), "{out}");
-    assert!(validate(&repo).status.success(), "{}", stderr(&validate(&repo)));
+    assert!(
+        out.contains("created .agentgrid/agents/docs-writer.yaml"),
+        "{out}"
+    );
+    assert!(
+        validate(&repo).status.success(),
+        "{}",
+        stderr(&validate(&repo))
+    );
     // Added again: every file is kept.
     let out = repo.ok(&["agency", "add", "docs", "--runtime", "builtin"]);
-    assert!(out.contains("kept    .agentgrid/agencies/docs.yaml"), "{out}");
+    assert!(
+        out.contains("kept    .agentgrid/agencies/docs.yaml"),
+        "{out}"
+    );
     assert!(!out.contains("created"), "{out}");
 
     let list = repo.json(&["agency", "list", "--json"]);
@@ -202,7 +260,11 @@ fn seeded_agencies_are_written_validated_listed_and_shown() {
     assert!(text.contains("code-lead"), "{text}");
     let code = repo.json(&["agency", "show", "code", "--json"]);
     assert_eq!(code["specialists"][0]["role"], "developer", "{code}");
-    assert_eq!(code["handoffs"][0]["to"], serde_json::json!(["qa"]), "{code}");
+    assert_eq!(
+        code["handoffs"][0]["to"],
+        serde_json::json!(["qa"]),
+        "{code}"
+    );
     let text = repo.ok(&["agency", "show", "qa"]);
     assert!(text.contains("specialist:   qa-tester (tester)"), "{text}");
 
@@ -212,11 +274,17 @@ fn seeded_agencies_are_written_validated_listed_and_shown() {
     assert!(stderr(&out).contains("there is no agency template `kitchen`; the templates are code, qa, devops, security, docs"), "{}", stderr(&out));
     assert!(!repo.path().join(".agentgrid/agencies/ops.yaml").exists());
     let out = repo.run(&["agency", "show", "ops"]);
-    assert!(stderr(&out).contains("no agency `ops` (agencies: code, docs, qa)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no agency `ops` (agencies: code, docs, qa)"),
+        "{}",
+        stderr(&out)
+    );
 
     // A broken reference is reported at its place by `validate`.
     let path = repo.path().join(".agentgrid/agents/qa-tester.yaml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("role: tester", "role: boss");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("role: tester", "role: boss");
     std::fs::write(&path, text).unwrap();
     let out = validate(&repo);
     assert_eq!(out.status.code(), Some(1));

@@ -58,9 +58,15 @@ fn project(files: &[(&str, String)]) -> (tempfile::TempDir, PathBuf) {
 fn agents() -> Vec<(&'static str, String)> {
     vec![
         ("agents/code-lead.yaml", agent("code-lead", "")),
-        ("agents/coder.yaml", agent("coder", "  agency: code\n  role: developer\n")),
+        (
+            "agents/coder.yaml",
+            agent("coder", "  agency: code\n  role: developer\n"),
+        ),
         ("agents/fixer.yaml", agent("fixer", "")),
-        ("agents/qa-lead.yaml", agent("qa-lead", "  agency: qa\n  role: coordinator\n")),
+        (
+            "agents/qa-lead.yaml",
+            agent("qa-lead", "  agency: qa\n  role: coordinator\n"),
+        ),
     ]
 }
 
@@ -103,7 +109,10 @@ fn the_example_agency_loads_with_its_members() {
     assert_eq!(spec.bid_deadline, domain::Duration::from_secs(45));
     assert_eq!(spec.limits.concurrency, Some(2));
     assert!(spec.policies.approval);
-    assert_eq!(p.agency_of("fixer").map(|(a, r)| (a.name.as_str(), r)), Some(("code", "bugfixer")));
+    assert_eq!(
+        p.agency_of("fixer").map(|(a, r)| (a.name.as_str(), r)),
+        Some(("code", "bugfixer"))
+    );
     assert_eq!(p.agency_of("qa-lead").map(|(_, r)| r), Some("coordinator"));
     assert!(p.agency_of("nobody").is_none());
 }
@@ -113,48 +122,75 @@ fn a_member_that_is_not_an_agent_is_named_with_the_agents_there_are() {
     let broken = CODE_AGENCY.replace("agent: fixer", "agent: fixr");
     assert_eq!(
         problems(&[("agencies/code.yaml", broken)]),
-        ["agencies/code.yaml:9:15: spec.specialists: `fixr` is not an agent of the project (agents: code-lead, coder, fixer, qa-lead); add .agentgrid/agents/fixr.yaml or name an existing agent"]
+        [
+            "agencies/code.yaml:9:15: spec.specialists: `fixr` is not an agent of the project (agents: code-lead, coder, fixer, qa-lead); add .agentgrid/agents/fixr.yaml or name an existing agent"
+        ]
     );
     let broken = CODE_AGENCY.replace("coordinator: code-lead", "coordinator: boss");
     let got = problems(&[("agencies/code.yaml", broken)]);
-    assert!(got[0].starts_with("agencies/code.yaml:6:16: spec.coordinator: `boss` is not an agent"), "{got:?}");
+    assert!(
+        got[0].starts_with("agencies/code.yaml:6:16: spec.coordinator: `boss` is not an agent"),
+        "{got:?}"
+    );
 }
 
 #[test]
 fn an_agent_in_two_agencies_is_refused_where_it_is_listed_again() {
-    let qa = QA_AGENCY.replace("labels: [qa]", "labels: [qa]\n  specialists: [{agent: fixer, role: tester}]");
+    let qa = QA_AGENCY.replace(
+        "labels: [qa]",
+        "labels: [qa]\n  specialists: [{agent: fixer, role: tester}]",
+    );
     assert_eq!(
         problems(&[("agencies/qa.yaml", qa)]),
-        ["agencies/qa.yaml:7:25: spec.specialists: `fixer` is already in the agency `code` at agencies/code.yaml:9:15; an agent belongs to one agency at most: remove it from one of them or copy it under another name"]
+        [
+            "agencies/qa.yaml:7:25: spec.specialists: `fixer` is already in the agency `code` at agencies/code.yaml:9:15; an agent belongs to one agency at most: remove it from one of them or copy it under another name"
+        ]
     );
 }
 
 #[test]
 fn an_agents_agency_and_role_must_match_the_agency() {
-    let got = problems(&[("agents/coder.yaml", agent("coder", "  agency: qa\n  role: developer\n"))]);
+    let got = problems(&[(
+        "agents/coder.yaml",
+        agent("coder", "  agency: qa\n  role: developer\n"),
+    )]);
     assert_eq!(
         got,
-        ["agents/coder.yaml:8:11: spec.agency: the agent says it belongs to `qa`, but the agency `code` lists it; make the two agree"]
+        [
+            "agents/coder.yaml:8:11: spec.agency: the agent says it belongs to `qa`, but the agency `code` lists it; make the two agree"
+        ]
     );
-    let got = problems(&[("agents/coder.yaml", agent("coder", "  agency: code\n  role: tester\n"))]);
+    let got = problems(&[(
+        "agents/coder.yaml",
+        agent("coder", "  agency: code\n  role: tester\n"),
+    )]);
     assert_eq!(
         got,
-        ["agents/coder.yaml:9:9: spec.role: `tester` is not a role of the agency `code` (roles: coordinator, developer, bugfixer); the agency gives `coder` the role `developer`"]
+        [
+            "agents/coder.yaml:9:9: spec.role: `tester` is not a role of the agency `code` (roles: coordinator, developer, bugfixer); the agency gives `coder` the role `developer`"
+        ]
     );
     let got = problems(&[("agents/coder.yaml", agent("coder", "  agency: ops\n"))]);
     assert_eq!(
         got,
-        ["agents/coder.yaml:8:11: spec.agency: `ops` is not an agency of the project (agencies: code, qa); add .agentgrid/agencies/ops.yaml or name an existing one"]
+        [
+            "agents/coder.yaml:8:11: spec.agency: `ops` is not an agency of the project (agencies: code, qa); add .agentgrid/agencies/ops.yaml or name an existing one"
+        ]
     );
     let got = problems(&[("agents/fixer.yaml", agent("fixer", "  agency: qa\n"))]);
     assert!(got[0].contains("but the agency `code` lists it"), "{got:?}");
     let got = problems(&[("agents/solo.yaml", agent("solo", "  agency: qa\n"))]);
     assert_eq!(
         got,
-        ["agents/solo.yaml:8:11: spec.agency: the agency `qa` does not list `solo`; add it to the agency's `specialists` (with its role) or as its `coordinator`"]
+        [
+            "agents/solo.yaml:8:11: spec.agency: the agency `qa` does not list `solo`; add it to the agency's `specialists` (with its role) or as its `coordinator`"
+        ]
     );
     let got = problems(&[("agents/solo.yaml", agent("solo", "  role: tester\n"))]);
-    assert!(got[0].starts_with("agents/solo.yaml:8:9: spec.role: `solo` is in no agency"), "{got:?}");
+    assert!(
+        got[0].starts_with("agents/solo.yaml:8:9: spec.role: `solo` is in no agency"),
+        "{got:?}"
+    );
 }
 
 #[test]
@@ -193,7 +229,12 @@ fn the_fields_of_an_agency_are_checked_in_one_pass() {
     assert!(got[0].contains("the agency accepts no work"), "{got:?}");
     let twice = QA_AGENCY.to_string();
     let got = problems(&[("agencies/qa2.yaml", twice)]);
-    assert!(got[0].starts_with("agencies/qa2.yaml:3:18: metadata.name: the agency name `qa` is already used at"), "{got:?}");
+    assert!(
+        got[0].starts_with(
+            "agencies/qa2.yaml:3:18: metadata.name: the agency name `qa` is already used at"
+        ),
+        "{got:?}"
+    );
 }
 
 const CONFIG_WITH_MODELS: &str = "apiVersion: agentgrid.dev/v1
@@ -215,9 +256,17 @@ fn every_template_validates_for_every_runtime() {
     assert_eq!(all, ["code", "qa", "devops", "security", "docs"]);
     for (runtime_name, runtime) in manifest::TemplateRuntime::NAMES {
         for present in [vec![], all.clone()] {
-            let names: Vec<&str> = if present.is_empty() { all.clone() } else { vec!["all"] };
+            let names: Vec<&str> = if present.is_empty() {
+                all.clone()
+            } else {
+                vec!["all"]
+            };
             for only in names {
-                let chosen: Vec<&str> = if only == "all" { all.clone() } else { vec![only] };
+                let chosen: Vec<&str> = if only == "all" {
+                    all.clone()
+                } else {
+                    vec![only]
+                };
                 let mut files = vec![("config.yaml".to_string(), CONFIG_WITH_MODELS.to_string())];
                 for t in &chosen {
                     let template = manifest::agency_template(t).unwrap();
@@ -228,9 +277,8 @@ fn every_template_validates_for_every_runtime() {
                 let refs: Vec<(&str, String)> =
                     files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
                 let (_repo, root) = project(&refs);
-                let p = load_project(&root).unwrap_or_else(|d| {
-                    panic!("{runtime_name} {chosen:?}:\n{d}")
-                });
+                let p = load_project(&root)
+                    .unwrap_or_else(|d| panic!("{runtime_name} {chosen:?}:\n{d}"));
                 assert_eq!(p.agencies.len(), chosen.len());
                 for agency in &p.agencies {
                     let lead = format!("{}-lead", agency.name);
@@ -239,11 +287,18 @@ fn every_template_validates_for_every_runtime() {
                     for (member, role) in agency.members() {
                         let a = p.agent(member).unwrap();
                         assert_eq!(a.spec().role.as_deref(), Some(role));
-                        assert!(!a.spec().validation.validators.is_empty(), "{member} has validators");
+                        assert!(
+                            !a.spec().validation.validators.is_empty(),
+                            "{member} has validators"
+                        );
                         assert!(a.spec().prompt.contains("agency.context"));
                     }
                     if chosen.len() > 1 {
-                        assert!(!agency.spec().policies.handoffs.is_empty(), "{} hands off", agency.name);
+                        assert!(
+                            !agency.spec().policies.handoffs.is_empty(),
+                            "{} hands off",
+                            agency.name
+                        );
                     }
                 }
             }
@@ -265,9 +320,13 @@ fn every_template_validates_for_every_runtime() {
 #[test]
 fn the_agency_context_reaches_the_prompt() {
     let mut ctx = manifest::PromptContext::sample();
-    let prompt = "{% if agency %}{{ agency.role }} of {{ agency.name }}:\n{{ agency.context }}{% endif %}";
+    let prompt =
+        "{% if agency %}{{ agency.role }} of {{ agency.name }}:\n{{ agency.context }}{% endif %}";
     let out = manifest::render_prompt(prompt, &ctx).unwrap();
-    assert_eq!(out, "developer of code:\n## docs/standards.md\nEvery change comes with a test.\n");
+    assert_eq!(
+        out,
+        "developer of code:\n## docs/standards.md\nEvery change comes with a test.\n"
+    );
     ctx.agency = None;
     assert_eq!(manifest::render_prompt(prompt, &ctx).unwrap(), "");
 }

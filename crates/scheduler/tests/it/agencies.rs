@@ -84,7 +84,10 @@ fn needs_pick_the_agency_and_the_capable_specialist() {
     assert_eq!(routed(&c, &["needs:python"], &|_| 0).unwrap(), "code-lead");
     // QA is asked for, but it cannot do rust, and Code carries no `qa` label... Code still
     // covers the need, so it takes it.
-    assert_eq!(routed(&c, &["qa", "needs:rust"], &|_| 0).unwrap(), "rustacean");
+    assert_eq!(
+        routed(&c, &["qa", "needs:rust"], &|_| 0).unwrap(),
+        "rustacean"
+    );
 }
 
 #[test]
@@ -94,8 +97,14 @@ fn a_role_label_picks_the_role() {
         .specialists
         .push(SpecialistPolicy::new("tester", "reviewer"));
     c.agencies[1].specialists.clear();
-    assert_eq!(routed(&c, &["code", "role:reviewer"], &|_| 0).unwrap(), "tester");
-    assert_eq!(routed(&c, &["code", "role:nobody"], &|_| 0).unwrap(), "code-lead");
+    assert_eq!(
+        routed(&c, &["code", "role:reviewer"], &|_| 0).unwrap(),
+        "tester"
+    );
+    assert_eq!(
+        routed(&c, &["code", "role:nobody"], &|_| 0).unwrap(),
+        "code-lead"
+    );
 }
 
 #[test]
@@ -105,7 +114,10 @@ fn tasks_no_agency_accepts_go_outside_or_wait_and_say_why() {
     c.agents.retain(|a| a.name != "loner");
     let why = routed(&c, &["docs", "needs:go"], &|_| 0).unwrap_err();
     assert!(why.contains("no agency accepts it"), "{why}");
-    assert!(why.contains("code (labels [code], capabilities [rust])"), "{why}");
+    assert!(
+        why.contains("code (labels [code], capabilities [rust])"),
+        "{why}"
+    );
     // In a decision, it is simply not dispatched.
     let s = world(vec![labelled(task(1), &["docs"])]);
     assert!(decide(&s, &c, T0).actions.is_empty());
@@ -120,7 +132,10 @@ fn the_reason_of_the_routing_goes_with_the_dispatch() {
         Action::Dispatch { agent, reason, .. } => {
             assert_eq!(agent, "tester");
             let reason = reason.as_deref().unwrap();
-            assert!(reason.contains("routed to agency `qa`: its tester `tester`"), "{reason}");
+            assert!(
+                reason.contains("routed to agency `qa`: its tester `tester`"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -151,13 +166,20 @@ fn contract_net_awards_the_best_bid_and_falls_back_to_the_coordinator() {
     let r = assign(&t, ExecutionKind::Work, &c, &|_| 0, T0).unwrap();
     assert_eq!(r.agent.name, "rustacean", "same confidence, lower cost");
     let reason = r.reason.unwrap();
-    assert!(reason.contains("awarded to `rustacean`, the best of 2 bid(s)"), "{reason}");
+    assert!(
+        reason.contains("awarded to `rustacean`, the best of 2 bid(s)"),
+        "{reason}"
+    );
     // A task that needs what nobody has: every specialist declines, the coordinator takes it.
     c.agencies[0].capabilities = vec!["python".into()];
     let t = labelled(task(2), &["needs:python"]);
     let r = assign(&t, ExecutionKind::Work, &c, &|_| 0, T0).unwrap();
     assert_eq!(r.agent.name, "code-lead");
-    assert!(r.reason.unwrap().contains("all 2 invited agent(s) declined"));
+    assert!(
+        r.reason
+            .unwrap()
+            .contains("all 2 invited agent(s) declined")
+    );
 }
 
 #[test]
@@ -355,7 +377,10 @@ fn a_dead_agency_member_does_not_stop_the_others() {
     // waits with the reason; a task for another agency still runs.
     let mut c = two_agencies();
     c.agents[0].kinds = vec![ExecutionKind::Resume];
-    let mut s = world(vec![labelled(task(1), &["code"]), labelled(task(2), &["qa"])]);
+    let mut s = world(vec![
+        labelled(task(1), &["code"]),
+        labelled(task(2), &["qa"]),
+    ]);
     s.active.push(ActiveExecution {
         id: ExecutionId(9),
         task: TaskId(99),
@@ -371,5 +396,8 @@ fn a_dead_agency_member_does_not_stop_the_others() {
     assert_eq!(agents, ["tester"]);
     let busy = |a: &str| u32::from(a == "coder");
     let why = routed(&c, &["code"], &busy).unwrap_err();
-    assert!(why.contains("its coordinator `code-lead` does not run work executions"), "{why}");
+    assert!(
+        why.contains("its coordinator `code-lead` does not run work executions"),
+        "{why}"
+    );
 }
