@@ -136,6 +136,17 @@ pub enum Change {
         id: domain::WorkflowId,
         input: workflow::Input,
     },
+    /// The engine begins carrying out `command`, one the run's current visit waits for
+    /// ([`workflow::Instance::awaiting`]). Refused when the visit is over or the command was
+    /// begun already: a command is carried out once per visit. What the rules do along with
+    /// it: a gate's approval is requested, an agent state's task is assigned (and reopened when
+    /// it ended, for the workflow only) or its sub-task made, a timer's deadline recorded, a
+    /// sub-workflow (`child`: its name and definition, as the manifest says it now) started.
+    BeginWorkflowCommand {
+        id: domain::WorkflowId,
+        command: workflow::Command,
+        child: Option<(String, workflow::Definition)>,
+    },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
         id: TaskId,
@@ -303,6 +314,7 @@ impl Change {
             Change::RequestApproval { .. } => "request_approval",
             Change::StartWorkflow { .. } => "start_workflow",
             Change::StepWorkflow { .. } => "step_workflow",
+            Change::BeginWorkflowCommand { .. } => "begin_workflow_command",
             Change::DecideApproval { .. } => "decide_approval",
             Change::AskApproval { .. } => "ask_approval",
             Change::Answer { .. } => "answer",
@@ -345,6 +357,7 @@ impl Change {
             Change::RequestApproval { .. } => "asking for an approval",
             Change::StartWorkflow { .. } => "starting the workflow",
             Change::StepWorkflow { .. } => "moving the workflow on",
+            Change::BeginWorkflowCommand { .. } => "carrying out a workflow step",
             Change::DecideApproval { .. } => "deciding the approval",
             Change::AskApproval { .. } => "asking about the approval",
             Change::RecordAgentEvent { .. } => "recording the agent's event",

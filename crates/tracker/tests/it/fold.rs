@@ -353,7 +353,7 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::FinishLand { id, .. }
         | Change::CreateExecution { task_id: id, .. }
         | Change::StartWorkflow { task: id, .. } => task(id),
-        Change::StepWorkflow { .. } => {}
+        Change::StepWorkflow { .. } | Change::BeginWorkflowCommand { .. } => {}
         Change::RequestApproval {
             task: id, source, ..
         } => {
