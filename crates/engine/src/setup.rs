@@ -29,6 +29,10 @@ pub struct Setup {
     pub budgets: gateway::Budgets,
     /// Which done tasks wait for a person's approval.
     pub approvals: manifest::Approvals,
+    /// The project's workflows by name, for the sub-workflows a run starts.
+    pub workflows: HashMap<String, workflow::Definition>,
+    /// How a workflow's `land` state lands (`land.strategy`).
+    pub land_strategy: domain::LandStrategy,
 }
 
 /// Converts a loaded project. `repo_root` is the git repository the worktrees come from.
@@ -177,6 +181,12 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
     };
     Ok(Setup {
         approvals: spec.approvals.clone(),
+        workflows: project
+            .workflows
+            .iter()
+            .map(|w| (w.name.clone(), w.definition.clone()))
+            .collect(),
+        land_strategy: spec.land.strategy,
         config,
         agents,
         workspace,

@@ -351,7 +351,10 @@ impl Decision<'_> {
                 );
                 // The rule a workflow's visit alone may break: a task that ended (a review
                 // loop's second round on done work) runs again, with fresh counters.
-                if matches!(from, TaskState::Done | TaskState::Failed | TaskState::Blocked) {
+                if matches!(
+                    from,
+                    TaskState::Done | TaskState::Failed | TaskState::Blocked
+                ) {
                     self.task_event(
                         task_id,
                         EventKind::TaskStateChanged {

@@ -198,6 +198,26 @@ pub(super) fn print_run(run: &WorkflowRun) {
     for (key, value) in &i.blackboard {
         outln!("  {key} = {}", domain::text::one_line(&value.to_string()));
     }
+    if let Some(p) = &run.parent {
+        outln!(
+            "  started by W{} at `{}` (visit {})",
+            p.run,
+            p.state,
+            p.visit
+        );
+    }
+    let waiting = run.begun.iter().filter(|b| {
+        b.visit == i.visit && !i.is_finished() && !matches!(i.branches.get(&b.state), Some(Some(_)))
+    });
+    for b in waiting {
+        let what = match (b.approval, b.subtask, b.deadline) {
+            (Some(a), _, _) => format!("waits for approval #{a}"),
+            (_, Some(t), _) => format!("runs its agent on sub-task #{t}"),
+            (_, _, Some(d)) => format!("times out at {}", d.to_rfc3339()),
+            _ => format!("{} under way", b.command.replace('_', " ")),
+        };
+        outln!("  now: `{}` {what}", b.state);
+    }
     for entry in &i.history {
         outln!(
             "  {:>3}  {:<12} {}",
@@ -206,6 +226,85 @@ pub(super) fn print_run(run: &WorkflowRun) {
             domain::text::one_line(&entry.note)
         );
     }
+}
+
+/// A run waiting at a gate: an approval a person decides, or a timer alone.
+pub(super) struct Gate {
+    pub run: WorkflowId,
+    pub name: String,
+    pub task: TaskId,
+    pub state: String,
+    pub approval: Option<domain::ApprovalId>,
+    pub deadline: Option<Timestamp>,
+    pub since: Timestamp,
+}
+
+/// The running runs that wait at a gate, for `status`: the visit's approval, or a timer that
+/// is all the visit waits for besides.
+pub(super) async fn gates(store: &dyn Store) -> anyhow::Result<Vec<Gate>> {
+    let filter = WorkflowFilter {
+        task: None,
+        running: true,
+    };
+    let mut gates = Vec::new();
+    for run in store.workflow_runs(&filter).await? {
+        let visit = run.instance.visit;
+        let of_visit: Vec<_> = run.begun.iter().filter(|b| b.visit == visit).collect();
+        let approval = of_visit.iter().find(|b| b.approval.is_some());
+        let timer = of_visit.iter().find(|b| b.deadline.is_some());
+        let only_timer = of_visit.iter().all(|b| b.command == "arm_timer");
+        let (state, since) = match (approval, timer) {
+            (Some(b), _) => (b.state.clone(), b.at),
+            (None, Some(b)) if only_timer => (b.state.clone(), b.at),
+            _ => continue,
+        };
+        gates.push(Gate {
+            run: run.id,
+            name: run.name.clone(),
+            task: run.task_id,
+            state,
+            approval: approval.and_then(|b| b.approval),
+            deadline: timer.and_then(|b| b.deadline),
+            since,
+        });
+    }
+    Ok(gates)
+}
+
+pub(super) fn gate_line(gate: &Gate, now: Timestamp) -> String {
+    let mut on = Vec::new();
+    if let Some(a) = gate.approval {
+        on.push(format!("approval #{a}"));
+    }
+    if let Some(d) = gate.deadline {
+        on.push(if d > now {
+            format!("times out in {}", age(d, now))
+        } else {
+            "timed out, taken at the engine's next turn".to_string()
+        });
+    }
+    format!(
+        "W{} of `{}` on #{} waits at `{}` ({}) for {}",
+        gate.run,
+        gate.name,
+        gate.task,
+        gate.state,
+        on.join(", "),
+        age(now, gate.since)
+    )
+}
+
+pub(super) fn gate_json(gate: &Gate, now: Timestamp) -> serde_json::Value {
+    json!({
+        "run": gate.run,
+        "workflow": gate.name,
+        "task": gate.task,
+        "state": gate.state,
+        "approval": gate.approval,
+        "deadline": gate.deadline.map(|d| d.to_rfc3339()),
+        "since": gate.since.to_rfc3339(),
+        "age": age(now, gate.since),
+    })
 }
 
 pub(super) fn run_json(run: &WorkflowRun) -> serde_json::Value {
@@ -220,6 +319,16 @@ pub(super) fn run_json(run: &WorkflowRun) -> serde_json::Value {
         "blackboard": run.instance.blackboard,
         "budgets_used": run.instance.taken,
         "history": run.instance.history,
+        "begun": run.begun.iter().map(|b| json!({
+            "visit": b.visit,
+            "state": b.state,
+            "command": b.command,
+            "at": b.at.to_rfc3339(),
+            "deadline": b.deadline.map(|d| d.to_rfc3339()),
+            "approval": b.approval,
+            "subtask": b.subtask,
+        })).collect::<Vec<_>>(),
+        "parent": run.parent.as_ref().map(|p| json!({"run": p.run, "visit": p.visit, "state": p.state})),
         "started_at": run.started_at.to_rfc3339(),
         "updated_at": run.updated_at.to_rfc3339(),
     })

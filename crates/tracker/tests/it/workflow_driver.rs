@@ -4,7 +4,9 @@
 
 use domain::{ApprovalSource, Decision, TaskState, WorkflowId};
 use tracker::Change;
-use workflow::{Command, Definition, Input, Outcome, State as Step, StateKind, Target, Transition, When};
+use workflow::{
+    Command, Definition, Input, Outcome, State as Step, StateKind, Target, Transition, When,
+};
 
 use crate::World;
 
@@ -78,7 +80,10 @@ fn a_command_is_begun_once_per_visit_and_only_while_its_visit_waits() {
     w.ok(begin(run_agent(1)));
     assert_eq!(w.task(task).agent.as_deref(), Some("coder"));
     let again = w.refused(begin(run_agent(1)));
-    assert!(again.contains("already began run_agent for `code` in visit 1"), "{again}");
+    assert!(
+        again.contains("already began run_agent for `code` in visit 1"),
+        "{again}"
+    );
     let wrong = w.refused(begin(run_agent(2)));
     assert!(wrong.contains("does not wait for this command"), "{wrong}");
     let run = w.state.workflow(WorkflowId(1)).unwrap();
@@ -217,7 +222,10 @@ fn a_sub_workflow_runs_beside_its_parent_and_its_end_is_the_parents_input() {
         name: "review".into(),
         definition: review(),
     });
-    assert!(second.contains("already runs the workflow `outer` (W1)"), "{second}");
+    assert!(
+        second.contains("already runs the workflow `outer` (W1)"),
+        "{second}"
+    );
 
     // The child's agent ends as failed and no transition applies: the child fails, and so
     // does the parent's visit, in the same batch.
