@@ -130,6 +130,13 @@ pub enum Change {
         name: String,
         definition: workflow::Definition,
     },
+    /// [`Change::StartWorkflow`] on the task the change before it in the batch created: a
+    /// task added with a workflow's label and the workflow's run are one batch, so a crash
+    /// between them cannot leave the labelled task without its run.
+    StartWorkflowOnNewest {
+        name: String,
+        definition: workflow::Definition,
+    },
     /// Give a workflow run one input. Refused when the run is over or the input changes
     /// nothing (a visit that is over, a decision taken already): each input is taken once.
     StepWorkflow {
@@ -313,6 +320,7 @@ impl Change {
             Change::Comment { .. } => "comment",
             Change::RequestApproval { .. } => "request_approval",
             Change::StartWorkflow { .. } => "start_workflow",
+            Change::StartWorkflowOnNewest { .. } => "start_workflow_on_newest",
             Change::StepWorkflow { .. } => "step_workflow",
             Change::BeginWorkflowCommand { .. } => "begin_workflow_command",
             Change::DecideApproval { .. } => "decide_approval",
@@ -355,7 +363,9 @@ impl Change {
             Change::FinishLand { .. } => "finishing the land",
             Change::MarkLanded { .. } => "marking the task landed",
             Change::RequestApproval { .. } => "asking for an approval",
-            Change::StartWorkflow { .. } => "starting the workflow",
+            Change::StartWorkflow { .. } | Change::StartWorkflowOnNewest { .. } => {
+                "starting the workflow"
+            }
             Change::StepWorkflow { .. } => "moving the workflow on",
             Change::BeginWorkflowCommand { .. } => "carrying out a workflow step",
             Change::DecideApproval { .. } => "deciding the approval",

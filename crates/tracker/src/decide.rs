@@ -111,6 +111,14 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
                 }
             }
         }
+        Change::StartWorkflowOnNewest { .. } => {
+            keys.push(Key::NextTaskId);
+            if let Some(task) = newest_task(state) {
+                keys.push(Key::Task(task));
+                keys.push(Key::WorkflowsOf(task));
+            }
+            keys.push(Key::NextWorkflowId);
+        }
         Change::BeginWorkflowCommand { id, .. } => {
             keys.push(Key::Workflow(*id));
             if let Some(run) = state.workflow(*id) {
@@ -184,6 +192,15 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
         | Change::ThrottleProvider { id, .. } => keys.push(Key::Execution(*id)),
     }
     keys
+}
+
+/// The task created last, by the id the next one would get; `None` before any.
+fn newest_task(state: &State) -> Option<TaskId> {
+    if !state.knows(&Key::NextTaskId) {
+        return None;
+    }
+    let next = state.next_task_id();
+    (next.0 > 1).then(|| TaskId(next.0 - 1))
 }
 
 fn new_task_keys(new: &NewTask, keys: &mut Vec<Key>) {
@@ -401,6 +418,15 @@ impl Decision<'_> {
             } => {
                 for kind in crate::workflows::start(self.state, *task, name, definition, None)? {
                     self.task_event(*task, kind);
+                }
+                Ok(())
+            }
+            Change::StartWorkflowOnNewest { name, definition } => {
+                let Some(task) = newest_task(self.state) else {
+                    return refused("no task was created before the workflow's start");
+                };
+                for kind in crate::workflows::start(self.state, task, name, definition, None)? {
+                    self.task_event(task, kind);
                 }
                 Ok(())
             }

@@ -125,51 +125,47 @@ async fn show(project: &Project, id: WorkflowId, as_json: bool) -> anyhow::Resul
     Ok(exit::OK)
 }
 
-/// Starts the first workflow (in file order) whose `spec.labels` names one of the new task's
-/// labels, and says which. Manifests that do not load start nothing, with a warning: the task
-/// itself was made either way.
-pub(super) async fn start_by_label(
+/// The first workflow (in file order) whose `spec.labels` names one of a new task's labels,
+/// to start in the task's own batch. Manifests that do not load start nothing, with a
+/// warning: the task itself is made either way.
+pub(super) fn by_label(
     project: &Project,
-    task: &domain::Task,
-) -> anyhow::Result<Option<(WorkflowId, String)>> {
-    if task.labels.is_empty() {
-        return Ok(None);
+    labels: &[String],
+) -> Option<(String, workflow::Definition)> {
+    if labels.is_empty() {
+        return None;
     }
     let loaded = match manifest::load_project(&project.state_dir) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             eprintln!(
-                "{}the manifests have problems, so no workflow was started by label on task #{}                  (see `agentgrid validate`; then `agentgrid workflow start`): {}",
+                "{}the manifests have problems, so no workflow is started by label on the new \
+                 task (see `agentgrid validate`; then `agentgrid workflow start`): {}",
                 crate::output::warning_prefix(),
-                task.id,
                 domain::text::one_line(&diagnostics.to_string())
             );
-            return Ok(None);
+            return None;
         }
     };
-    let Some(found) = loaded
+    loaded
         .workflows
         .iter()
-        .find(|w| w.labels.iter().any(|l| task.labels.contains(l)))
-    else {
-        return Ok(None);
+        .find(|w| w.labels.iter().any(|l| labels.contains(l)))
+        .map(|w| (w.name.clone(), w.definition.clone()))
+}
+
+/// Every workflow that labels start, with its labels, in file order: for `task import`.
+/// Manifests that do not load give none (the tasks are imported either way).
+pub(super) fn label_starts(project: &Project) -> Vec<(Vec<String>, String, workflow::Definition)> {
+    let Ok(loaded) = manifest::load_project(&project.state_dir) else {
+        return Vec::new();
     };
-    let change = Change::StartWorkflow {
-        task: task.id,
-        name: found.name.clone(),
-        definition: found.definition.clone(),
-    };
-    let applied = project
-        .store()
-        .await?
-        .apply("cli", SystemClock.now(), vec![change])
-        .await?;
-    Ok(applied.events.iter().find_map(|e| match &e.kind {
-        domain::EventKind::TaskWorkflowStarted { workflow, .. } => {
-            Some((*workflow, found.name.clone()))
-        }
-        _ => None,
-    }))
+    loaded
+        .workflows
+        .iter()
+        .filter(|w| !w.labels.is_empty())
+        .map(|w| (w.labels.clone(), w.name.clone(), w.definition.clone()))
+        .collect()
 }
 
 /// The runs of a task, for `task show`.

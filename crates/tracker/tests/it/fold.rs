@@ -353,7 +353,9 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::FinishLand { id, .. }
         | Change::CreateExecution { task_id: id, .. }
         | Change::StartWorkflow { task: id, .. } => task(id),
-        Change::StepWorkflow { .. } | Change::BeginWorkflowCommand { .. } => {}
+        Change::StepWorkflow { .. }
+        | Change::BeginWorkflowCommand { .. }
+        | Change::StartWorkflowOnNewest { .. } => {}
         Change::RequestApproval {
             task: id, source, ..
         } => {

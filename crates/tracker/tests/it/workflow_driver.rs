@@ -243,3 +243,21 @@ fn a_sub_workflow_runs_beside_its_parent_and_its_end_is_the_parents_input() {
     let parent = w.state.workflow(WorkflowId(1)).unwrap();
     assert_eq!(parent.instance.outcome(), Some(Outcome::Failed));
 }
+
+#[test]
+fn a_start_on_the_newest_task_goes_with_its_creation() {
+    let mut w = World::new();
+    let refused = w.refused(Change::StartWorkflowOnNewest {
+        name: "review".into(),
+        definition: review(),
+    });
+    assert!(refused.contains("no task was created"), "{refused}");
+    let task = w.titled("t");
+    w.ok(Change::StartWorkflowOnNewest {
+        name: "review".into(),
+        definition: review(),
+    });
+    let run = w.state.workflow(WorkflowId(1)).unwrap();
+    assert_eq!(run.task_id, task);
+    assert_eq!(run.instance.position.as_deref(), Some("code"));
+}
