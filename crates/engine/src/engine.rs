@@ -1766,6 +1766,7 @@ impl Engine {
                 self.request_approval(&task, &actor, &shared, summary).await
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
+            Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();

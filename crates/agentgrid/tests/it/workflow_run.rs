@@ -356,3 +356,42 @@ fn kill_9_at_random_moments_finishes_the_run_with_no_command_twice_for_a_visit()
         .count();
     assert_eq!(backs, 3, "{lines:#?}");
 }
+
+#[test]
+fn an_agent_starts_a_workflow_on_its_own_task_and_an_unknown_one_is_refused() {
+    let starter = agent(
+        "starter",
+        "agentgrid ctl workflow start smok 2> refused.txt; \
+         agentgrid ctl workflow start smoke > started.json; \
+         agentgrid ctl complete --summary 'started the smoke test'",
+        "  routing: {default: true}\n",
+    );
+    let repo = Repo::with_agents(&[("starter", &starter)]);
+    let dir = repo.path().join(".agentgrid/workflows");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("smoke.yaml"),
+        format!("apiVersion: agentgrid.dev/v1\nkind: Workflow\nmetadata: {{name: smoke}}\nspec:\n{SMOKE}"),
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Check it"]);
+    repo.ok(&["run"]);
+
+    let runs = repo.json(&["workflow", "list", "--all", "--json"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["task"], 1);
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:?}");
+    let refused = repo.git(&["show", "agentgrid/task-1:refused.txt"]);
+    assert!(
+        refused.contains("no workflow is called `smok` (workflows: smoke)"),
+        "{refused}"
+    );
+    let started = repo.git(&["show", "agentgrid/task-1:started.json"]);
+    assert!(started.contains("\"run\": 1"), "{started}");
+    let events = repo.ok(&["events", "--task", "1"]);
+    assert!(
+        events.contains("agent:starter#1") && events.contains("workflow run W1 of `smoke` started"),
+        "{events}"
+    );
+}

@@ -393,6 +393,49 @@ impl Engine {
         Ok(true)
     }
 
+    /// `ctl workflow start NAME`: starts one of the project's workflows on the execution's own
+    /// task (the call names no other), as the execution.
+    pub(super) async fn start_workflow_call(
+        &mut self,
+        task: TaskId,
+        actor: &app::Actor,
+        name: &str,
+    ) -> Result<serde_json::Value, String> {
+        let Some(definition) = self.setup.workflows.get(name).cloned() else {
+            let mut names: Vec<&str> = self.setup.workflows.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            return Err(format!(
+                "no workflow is called `{name}` (workflows: {})",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        };
+        let change = Change::StartWorkflow {
+            task,
+            name: name.to_string(),
+            definition,
+        };
+        let applied = match self.apply(&actor.recorded_as(), vec![change]).await {
+            Ok(applied) => applied,
+            Err(Error::Store(store::Error::Refused { reason, .. })) => return Err(reason),
+            Err(e) => return Err(e.to_string()),
+        };
+        let run = applied.events.iter().find_map(|e| match &e.kind {
+            domain::EventKind::TaskWorkflowStarted { workflow, .. } => Some(*workflow),
+            _ => None,
+        });
+        self.workflows.looked = None;
+        Ok(serde_json::json!({
+            "run": run,
+            "task": task,
+            "workflow": name,
+            "note": "the engine carries the run out; exit when your own work is done",
+        }))
+    }
+
     /// Takes the end of work run off the loop.
     pub(super) async fn workflow_report(&mut self, report: Report) -> Result<(), Error> {
         if self.workflows.in_flight.remove(&report.key).is_none() {
