@@ -612,10 +612,7 @@ async fn command_outcome(
         .await
         .map_err(|e| format!("{place}: {e}"))?
         .ok_or_else(|| format!("{place}: task #{} does not exist", work.task))?;
-    let start_from = match task.parent {
-        Some(parent) => Some(workspace::Workspaces::branch_name(parent)),
-        None => None,
-    };
+    let start_from = task.parent.map(workspace::Workspaces::branch_name);
     let ws = context
         .workspaces
         .ensure(work.task, start_from.as_deref(), Some(&sandbox))
