@@ -105,6 +105,8 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
             keys.push(Key::Workflow(*id));
             if let Some(run) = state.workflow(*id) {
                 keys.push(Key::Task(run.task_id));
+                // A gate that times out takes its approval out of the queue.
+                keys.push(Key::PendingApprovalOf(run.task_id));
                 // A child's end is its parent's input, in the same batch.
                 if let Some(parent) = &run.parent {
                     keys.push(Key::Workflow(parent.run));

@@ -170,6 +170,29 @@ pub(crate) fn step_and_parent(
         return Ok(events);
     };
     let after = workflow::step(&run.definition, &run.instance, input.clone()).0;
+    // A gate that timed out takes its approval out of the queue: nobody is left to decide it
+    // for, and the task's next gate could not ask while it is pending.
+    if let Input::TimedOut { visit } = input
+        && let Some(pending) = state.pending_approval_of(run.task_id)
+        && run
+            .begun
+            .iter()
+            .any(|b| b.visit == *visit && b.approval == Some(pending.id))
+    {
+        events.push((
+            run.task_id,
+            EventKind::TaskApprovalDecided {
+                approval: pending.id,
+                by: "workflow".to_string(),
+                decision: ApprovalDecision::Reject {
+                    feedback: format!(
+                        "workflow run W{id} timed out at `{}` (visit {visit}) before a decision",
+                        run.instance.position.as_deref().unwrap_or("-")
+                    ),
+                },
+            },
+        ));
+    }
     if let (Some(outcome), Some(parent)) = (after.outcome(), &run.parent) {
         let input = Input::ended(parent.visit, &parent.state, outcome);
         if let Ok(up) = step(state, parent.run, &input) {

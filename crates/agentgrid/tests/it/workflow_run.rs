@@ -276,6 +276,13 @@ fn a_timeout_fires_after_a_restart() {
         "{lines:#?}"
     );
     assert_eq!(run["status"], "failed");
+    // Its approval left the queue with it, and a person's late decision is refused.
+    assert_eq!(
+        repo.json(&["approvals", "list", "--json"]),
+        serde_json::json!([])
+    );
+    let late = repo.run(&["approvals", "approve", "1"]);
+    assert_eq!(late.status.code(), Some(2), "{}", stdout(&late));
 }
 
 const TORTURE: &str = "  start: s1
@@ -329,6 +336,13 @@ fn kill_9_at_random_moments_finishes_the_run_with_no_command_twice_for_a_visit()
     let lines = history(&run);
     assert_eq!(run["status"], "succeeded", "{lines:#?}");
     assert!(kills > 0, "the engine was killed at least once");
+    let events = repo.ok(&["events", "--task", "1"]);
+    eprintln!(
+        "{kills} kills; {} visits cut short by them",
+        events
+            .matches("was cut short when the engine stopped")
+            .count()
+    );
 
     // Every command ran at most once per visit of its state (a visit cut short by a kill
     // ended as failed rather than running twice), and at least once per visit that succeeded.

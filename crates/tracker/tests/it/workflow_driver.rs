@@ -261,3 +261,38 @@ fn a_start_on_the_newest_task_goes_with_its_creation() {
     assert_eq!(run.task_id, task);
     assert_eq!(run.instance.position.as_deref(), Some("code"));
 }
+
+#[test]
+fn a_gate_that_times_out_takes_its_approval_out_of_the_queue() {
+    let mut w = World::new();
+    let task = w.titled("t");
+    let mut def = review();
+    def.start = "gate".into();
+    def.states[1] = def.states[1].clone().timeout(60);
+    def.states[1]
+        .on
+        .push(Transition::to("done").when(When::TimedOut));
+    w.ok(Change::StartWorkflow {
+        task,
+        name: "review".into(),
+        definition: def,
+    });
+    w.ok(begin(Command::RequestApproval {
+        visit: 1,
+        state: "gate".into(),
+        summary: "ship it?".into(),
+    }));
+    let id = w.state.pending_approval_of(task).unwrap().id;
+    w.ok(Change::StepWorkflow {
+        id: WorkflowId(1),
+        input: Input::TimedOut { visit: 1 },
+    });
+    assert!(w.state.pending_approval_of(task).is_none());
+    let late = w.refused(Change::DecideApproval {
+        id,
+        decision: Decision::Approve,
+    });
+    assert!(late.contains("already rejected by workflow"), "{late}");
+    let run = w.state.workflow(WorkflowId(1)).unwrap();
+    assert_eq!(run.instance.outcome(), Some(Outcome::Succeeded));
+}
