@@ -490,9 +490,23 @@ pub enum CtlCommand {
         /// The task to run sooner (a hint: caps and guards still apply).
         task: TaskId,
     },
+    /// Start a workflow on the current task.
+    #[command(subcommand)]
+    Workflow(CtlWorkflow),
     /// Print the current task, its parent and sub-tasks, and what people said to it (comments,
     /// feedback, the answer to its last question) as JSON.
     Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlWorkflow {
+    /// Start the workflow NAME (one of the project's `kind: Workflow` manifests) on the current
+    /// task; the engine carries it out. Refused while the task runs another workflow. Prints
+    /// the run's id and first state as JSON.
+    Start {
+        /// The workflow's name (`metadata.name`).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

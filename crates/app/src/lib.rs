@@ -73,8 +73,8 @@ pub use approvals::{
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
 pub use command::{
-    AddDependency, AddTask, Answer, Cancel, Cancelled, Comment, EditTask, Import, Nudge,
-    RemoveDependency, Reopen,
+    AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,
+    Import, Nudge, RemoveDependency, Reopen,
 };
 pub use error::Error;
 pub use import::parse_import;

@@ -159,6 +159,9 @@ impl Limits {
                 check_key(key.as_deref())?;
                 self.check_text("the comment", "its text", text, self.max_text_bytes)
             }
+            Op::WorkflowStart { name } => {
+                self.check_text("the workflow's name", "NAME", name, self.max_title_chars)
+            }
             Op::Nudge { .. } | Op::Status => Ok(()),
         }
     }

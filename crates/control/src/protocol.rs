@@ -40,6 +40,8 @@ pub enum Op {
     ApprovalRequest { summary: String },
     /// Ask that a task run sooner.
     Nudge { task: TaskId },
+    /// Start the workflow `name` (one the project defines) on the execution's own task.
+    WorkflowStart { name: String },
     /// The execution's task, its parent and its sub-tasks.
     Status,
 }
@@ -53,6 +55,7 @@ impl Op {
             Op::Comment { .. } => "comment",
             Op::ApprovalRequest { .. } => "approval_request",
             Op::Nudge { .. } => "nudge",
+            Op::WorkflowStart { .. } => "workflow_start",
             Op::Status => "status",
         }
     }

@@ -16,6 +16,7 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::Comment { .. } => "agentgrid ctl comment",
         Op::ApprovalRequest { .. } => "agentgrid ctl approval request",
         Op::Nudge { .. } => "agentgrid ctl nudge",
+        Op::WorkflowStart { .. } => "agentgrid ctl workflow start",
         Op::Status => "agentgrid ctl status",
     }
 }
@@ -33,6 +34,7 @@ fn next_step(call: &str) -> &'static str {
         "agentgrid ctl block" => "the task is not blocked",
         "agentgrid ctl comment" => "no comment was recorded",
         "agentgrid ctl approval request" => "no approval was requested",
+        "agentgrid ctl workflow start" => "no workflow was started",
         _ => "nothing was changed",
     }
 }

@@ -657,7 +657,7 @@ fn admit_call(
             }
             entry.subtasks += 1;
         }
-        Op::Complete { .. } | Op::Nudge { .. } | Op::Status => {}
+        Op::Complete { .. } | Op::Nudge { .. } | Op::WorkflowStart { .. } | Op::Status => {}
     }
     Ok((entry.id, pace(entry, limits)))
 }

@@ -179,6 +179,26 @@ pub enum EventKind {
         workflow: crate::WorkflowId,
         name: String,
         definition: serde_json::Value,
+        /// The run whose workflow state started this one, and the visit of that state: this
+        /// run's end is that visit's input.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<crate::WorkflowParent>,
+    },
+    /// The engine began carrying out a command of a workflow run's visit (the `workflow`
+    /// crate's `Command`, by its kind): recorded before it acts, so that no command is carried
+    /// out twice for one visit, a restart included. `deadline` is a timer's, `approval` the
+    /// approval a gate asked for, `subtask` the sub-task an agent state made.
+    TaskWorkflowBegun {
+        workflow: crate::WorkflowId,
+        visit: u32,
+        state: String,
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<Timestamp>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval: Option<ApprovalId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subtask: Option<TaskId>,
     },
     /// A workflow run took one input (the `workflow` crate's `Input`); `position` and `status`
     /// are where it is after it, `note` what happened, for people reading the log.
@@ -323,6 +343,7 @@ impl EventKind {
             EventKind::TaskApprovalQuestioned { .. } => "task_approval_questioned",
             EventKind::TaskWorkflowStarted { .. } => "task_workflow_started",
             EventKind::TaskWorkflowStepped { .. } => "task_workflow_stepped",
+            EventKind::TaskWorkflowBegun { .. } => "task_workflow_begun",
             EventKind::ExecutionCreated { .. } => "execution_created",
             EventKind::ExecutionStateChanged { .. } => "execution_state_changed",
             EventKind::ExecutionProcessStarted { .. } => "execution_process_started",
@@ -435,6 +456,13 @@ impl EventKind {
             EventKind::TaskWorkflowStarted { workflow, name, .. } => {
                 format!("workflow run W{workflow} of `{name}` started")
             }
+            EventKind::TaskWorkflowBegun {
+                workflow,
+                visit,
+                state,
+                command,
+                ..
+            } => format!("workflow run W{workflow} began {command} for `{state}` (visit {visit})"),
             EventKind::TaskWorkflowStepped {
                 workflow,
                 position,

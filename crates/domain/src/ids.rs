@@ -80,3 +80,14 @@ mod tests {
         }
     }
 }
+
+/// The state visit of a workflow run that started another run (a `workflow` state): the child's
+/// end is the input of that visit.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct WorkflowParent {
+    pub run: WorkflowId,
+    pub visit: u32,
+    pub state: String,
+}

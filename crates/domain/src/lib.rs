@@ -45,7 +45,7 @@ pub use agent::AgentEvent;
 pub use approval::{Approval, ApprovalSource, ApprovalState, Decision};
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
-pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId};
+pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId, WorkflowParent};
 pub use land::LandStrategy;
 pub use lease::{Fence, Lease, NodeId};
 pub use policy::{Completion, FilesystemMode, Guards, NetworkMode, RetryPolicy};

@@ -31,6 +31,10 @@ pub struct Setup {
     pub approvals: manifest::Approvals,
     /// Each agency member's agency, role and context files, for its prompts.
     pub agencies: crate::Agencies,
+    /// The project's workflows by name, for the sub-workflows a run starts.
+    pub workflows: HashMap<String, workflow::Definition>,
+    /// How a workflow's `land` state lands (`land.strategy`).
+    pub land_strategy: domain::LandStrategy,
 }
 
 /// Converts a loaded project. `repo_root` is the git repository the worktrees come from.
@@ -195,6 +199,12 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
     Ok(Setup {
         approvals,
         agencies: crate::Agencies::from_project(project, repo_root),
+        workflows: project
+            .workflows
+            .iter()
+            .map(|w| (w.name.clone(), w.definition.clone()))
+            .collect(),
+        land_strategy: spec.land.strategy,
         config,
         agents,
         workspace,

@@ -130,6 +130,7 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         } else {
             let task = open.next().expect("peeked");
             if counts.busy_tasks.contains(&task.id)
+                || snapshot.workflow_held.contains(&task.id)
                 || !snapshot.dependencies_done(task)
                 || parent_busy(task, snapshot)
             {

@@ -137,7 +137,9 @@ fn evolve_entry(state: &mut State, entry: &Entry) {
                 task.updated_at = at;
             }
         }
-        kind @ (EventKind::TaskWorkflowStarted { .. } | EventKind::TaskWorkflowStepped { .. }) => {
+        kind @ (EventKind::TaskWorkflowStarted { .. }
+        | EventKind::TaskWorkflowStepped { .. }
+        | EventKind::TaskWorkflowBegun { .. }) => {
             crate::workflows::evolve(state, task_id, at, kind)
         }
         kind if kind_is_task(kind) => {

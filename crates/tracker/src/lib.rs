@@ -58,4 +58,4 @@ pub use event::{Entry, Event, KeyUse};
 pub use evolve::evolve;
 pub use refusal::Refusal;
 pub use state::{Key, LandStatus, LandStep, MergeStatus, MergeStep, State};
-pub use workflows::WorkflowRun;
+pub use workflows::{Begun, WorkflowRun, command_kind, command_visit, outcome_of};

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use control::Op;
 
-use crate::cli::{CtlApproval, CtlCommand, CtlSubtask};
+use crate::cli::{CtlApproval, CtlCommand, CtlSubtask, CtlWorkflow};
 use crate::user_error;
 
 pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
@@ -36,6 +36,7 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         CtlCommand::Comment { text, key } => Op::Comment { text, key },
         CtlCommand::Approval(CtlApproval::Request { summary }) => Op::ApprovalRequest { summary },
         CtlCommand::Nudge { task } => Op::Nudge { task },
+        CtlCommand::Workflow(CtlWorkflow::Start { name }) => Op::WorkflowStart { name },
         CtlCommand::Status => Op::Status,
     };
     let is_create = matches!(op, Op::SubtaskCreate { .. });

@@ -61,6 +61,8 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         .as_ref()
         .map(|loaded| loaded.config.workspace.hooks.on_host())
         .unwrap_or_default();
+    let gates = super::workflow::gates(&*project.store().await?).await?;
+    let gate_now = domain::Clock::now(&domain::SystemClock);
     if as_json {
         // The newest executions with their model use, so scripts see cost per execution at a
         // glance.
@@ -109,6 +111,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "requested_at": a.requested_at,
                 "age": super::approvals::age(a.requested_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
+            "workflow_gates": gates.iter().map(|g| super::workflow::gate_json(g, gate_now)).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -243,6 +246,12 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             .collect();
         outln!("waiting for approval (see `agentgrid approvals`):");
         table(&["APPROVAL", "TASK", "ASKED BY", "AGE", "SUMMARY"], &rows);
+    }
+    if !gates.is_empty() {
+        outln!("workflow runs waiting at a gate (see `agentgrid workflow show`):");
+        for gate in &gates {
+            outln!("  {}", super::workflow::gate_line(gate, gate_now));
+        }
     }
     let unmerged: Vec<Vec<String>> = view
         .merge_failed

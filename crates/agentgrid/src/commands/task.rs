@@ -2,8 +2,8 @@
 //! (`app`); this module turns arguments into its commands and queries and prints the answers.
 
 use app::{
-    Actor, AddDependency, AddTask, Answer, Cancel, Comment, EditTask, Import, Nudge,
-    RemoveDependency, Reopen, TaskShow,
+    Actor, AddDependency, Answer, Cancel, Comment, EditTask, Import, Nudge, RemoveDependency,
+    Reopen, TaskShow,
 };
 use domain::{NewTask, Task, TaskId};
 use store::TaskFilter;
@@ -30,13 +30,16 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 blocked_by: args.blocked_by,
                 agent: args.agent,
             };
-            let task = app.execute(&actor, AddTask(new)).await?;
-            let started = super::workflow::start_by_label(project, &task).await?;
+            let workflow = super::workflow::by_label(project, &new.labels);
+            let name = workflow.as_ref().map(|(name, _)| name.clone());
+            let (task, run) = app
+                .execute(&actor, app::AddTaskWithWorkflow { new, workflow })
+                .await?;
             if args.json {
                 json(&task)?;
             } else {
                 outln!("created task #{}: {}", task.id, one_line(&task.title));
-                if let Some((run, name)) = started {
+                if let (Some(run), Some(name)) = (run, name) {
                     outln!("started workflow run W{run} of `{name}` by its label");
                 }
             }
@@ -53,6 +56,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                     Import {
                         source: source.clone(),
                         text,
+                        by_label: super::workflow::label_starts(project),
                     },
                 )
                 .await?;

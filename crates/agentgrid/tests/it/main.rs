@@ -43,4 +43,5 @@ mod text;
 mod truth;
 mod verdict;
 mod visible;
+mod workflow_run;
 mod workflows;

@@ -112,7 +112,8 @@ impl<'c> Batch<'c> {
                 self.approvals.push(*approval);
             }
             if let EventKind::TaskWorkflowStarted { workflow, .. }
-            | EventKind::TaskWorkflowStepped { workflow, .. } = &entry.kind
+            | EventKind::TaskWorkflowStepped { workflow, .. }
+            | EventKind::TaskWorkflowBegun { workflow, .. } = &entry.kind
                 && !self.workflows.contains(workflow)
             {
                 self.workflows.push(*workflow);

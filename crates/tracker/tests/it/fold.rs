@@ -370,6 +370,7 @@ fn steer(state: &State, change: &Change) -> Change {
                 *id = run;
             }
         }
+        Change::BeginWorkflowCommand { .. } | Change::StartWorkflowOnNewest { .. } => {}
         Change::RequestApproval {
             task: id, source, ..
         } => {

@@ -4,6 +4,7 @@ mod approvals;
 mod fold;
 mod leases;
 mod rules;
+mod workflow_driver;
 mod workflows;
 
 use domain::{Execution, ExecutionId, ExecutionKind, NewTask, Task, TaskId, Timestamp};
