@@ -529,7 +529,15 @@ async fn execute(
         .map_err(|e| (ExecutionState::Failed, e))?;
         preflight(&spec, sandbox.as_ref()).map_err(Failure::configuration)?;
         let spec = match &sandbox {
-            Some(sandbox) => spec.with_sandbox(sandbox.clone()),
+            Some(sandbox) => {
+                let mut sandbox = sandbox.clone();
+                if let Some(adapter) = &adapter {
+                    sandbox
+                        .expose
+                        .extend(adapter.shown_with(Path::new(&spec.program)));
+                }
+                spec.with_sandbox(sandbox)
+            }
             None => spec,
         };
 
@@ -1035,21 +1043,29 @@ fn launch_spec(
             }
         }
     }
-    if adapter.is_some()
+    for (k, v) in &agent.runtime.env {
+        launch::set_var(&mut env, k.clone(), render(v)?);
+    }
+    if let Some((adapter, _)) = adapter
         && let Some(program) = argv.first_mut()
-        && program.contains('/')
-        && let Ok(real) = std::fs::canonicalize(&*program)
     {
-        // npm installs a CLI as a link in `node_modules/.bin`; the sandbox shows the program's
-        // real file, not the link's directory.
-        *program = real.display().to_string();
+        // npm installs a CLI as a link in `node_modules/.bin`, and Codex's as a node wrapper:
+        // the sandbox runs the real file (looked up on the PATH the agent will have), or the
+        // binary behind the wrapper. A program not found is left to launch, which says so.
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or("", |(_, v)| v.as_str());
+        match crate::runtime::resolve_program(adapter, program, cwd, path) {
+            Ok(real) => *program = real.display().to_string(),
+            Err(crate::runtime::ProgramProblem::NotFound { .. }) => {}
+            Err(problem) => return Err(format!("agent `{}`: {problem}", agent.name)),
+        }
     }
     let Some((program, args)) = argv.split_first() else {
         return Err(format!("agent `{}` has an empty command", agent.name));
     };
-    for (k, v) in &agent.runtime.env {
-        launch::set_var(&mut env, k.clone(), render(v)?);
-    }
     launch::set_var(
         &mut env,
         "AGENTGRID_ITERATION".into(),

@@ -15,6 +15,7 @@ use crate::support::*;
 const REAL_KEY: &str = "sk-real-cli-key-41c9d2e7a0";
 
 mod codex;
+mod npm_install;
 mod usage_check;
 
 /// The CLI's program, or `None` (after saying why) when it is not installed and need not be.

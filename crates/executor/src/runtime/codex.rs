@@ -35,6 +35,10 @@ impl Adapter for Codex {
         "codex"
     }
 
+    fn package(&self) -> &'static str {
+        "@openai/codex"
+    }
+
     fn args(&self, invocation: &Invocation<'_>) -> Vec<String> {
         let mut args: Vec<String> = [
             "exec",
@@ -74,6 +78,12 @@ impl Adapter for Codex {
 
     fn usage_is_running_total(&self) -> bool {
         true
+    }
+
+    /// `@openai/codex` installs a node script that execs the binary of its platform package;
+    /// the sandbox runs that binary directly.
+    fn native_program(&self, program: &Path) -> Result<Option<std::path::PathBuf>, String> {
+        super::npm::codex_native(program)
     }
 
     fn prepare_home(
