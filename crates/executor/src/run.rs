@@ -669,7 +669,10 @@ async fn execute(
                 .unwrap_or_else(|| format!("stopped ({})", reason.state()));
             end = (
                 reason.state(),
-                Some(format!("{why}; the agent {}", exit.describe())),
+                Some(format!(
+                    "{why}; the agent {}",
+                    described(&exit, adapter.as_deref())
+                )),
             );
             break;
         }
@@ -678,7 +681,10 @@ async fn execute(
             // to end by itself: no validator and no further iteration runs.
             end = (
                 ExecutionState::Failed,
-                Some(format!("{why}; the agent {}", exit.describe())),
+                Some(format!(
+                    "{why}; the agent {}",
+                    described(&exit, adapter.as_deref())
+                )),
             );
             break;
         }
@@ -689,7 +695,7 @@ async fn execute(
                 ExecutionState::Failed,
                 Some(format!(
                     "the agent's CLI reported an error: {why} (the agent {})",
-                    exit.describe()
+                    described(&exit, adapter.as_deref())
                 )),
             );
             break;
@@ -709,9 +715,15 @@ async fn execute(
             };
             // An agent that printed nothing gets no empty "last output:" to puzzle over.
             let what = if last.is_empty() {
-                format!("agent {} and printed nothing", exit.describe())
+                format!(
+                    "agent {} and printed nothing",
+                    described(&exit, adapter.as_deref())
+                )
             } else {
-                format!("agent {}; last output: {last}", exit.describe())
+                format!(
+                    "agent {}; last output: {last}",
+                    described(&exit, adapter.as_deref())
+                )
             };
             end = (ExecutionState::Failed, Some(what));
             break;
@@ -999,6 +1011,14 @@ fn preflight(
     )
     .map(drop)
     .map_err(|e| format!("cannot start the agent: {e}"))
+}
+
+/// How the agent's process ended, with what its CLI says the exit status means.
+fn described(exit: &launch::Exit, adapter: Option<&dyn crate::runtime::Adapter>) -> String {
+    match exit.code.zip(adapter).and_then(|(c, a)| a.exit_meaning(c)) {
+        Some(meaning) => format!("{} ({meaning})", exit.describe()),
+        None => exit.describe(),
+    }
 }
 
 fn launch_spec(

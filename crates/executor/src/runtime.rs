@@ -13,6 +13,7 @@
 
 mod claude;
 mod codex;
+mod gemini;
 mod npm;
 mod parked;
 
@@ -24,6 +25,7 @@ use manifest::RuntimeKind;
 
 pub use claude::Claude;
 pub use codex::Codex;
+pub use gemini::Gemini;
 pub use parked::{forget_parked, parked_home};
 
 /// What one iteration's start needs to know beyond the adapter itself.
@@ -72,6 +74,11 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
         npm::installed_package(program).into_iter().collect()
     }
 
+    /// What an exit status of the CLI's own means, said after it ("exited with 41 (…)").
+    fn exit_meaning(&self, _code: i32) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the CLI's usage events count everything since its session began rather than
     /// one run's use, so that a resumed session reports the earlier iterations again.
     fn usage_is_running_total(&self) -> bool {
@@ -102,6 +109,7 @@ pub fn adapter(kind: RuntimeKind) -> Option<Box<dyn Adapter>> {
         RuntimeKind::Command | RuntimeKind::Builtin => None,
         RuntimeKind::Claude => Some(Box::new(Claude)),
         RuntimeKind::Codex => Some(Box::new(Codex)),
+        RuntimeKind::Gemini => Some(Box::new(Gemini)),
     }
 }
 

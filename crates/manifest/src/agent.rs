@@ -100,7 +100,7 @@ fn default_prompt() -> String {
     "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
     "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
     "else" = {
-        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex"]}}},
+        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex", "gemini"]}}},
         "then": {"not": {"required": ["stdin"]}},
         "else": {"required": ["command"], "not": {"required": ["model"]}}
     }
@@ -139,6 +139,8 @@ pub enum RuntimeKind {
     Claude,
     /// Codex (`codex exec --json`), its JSON lines read as events.
     Codex,
+    /// Gemini CLI (`gemini --output-format stream-json`), its JSON lines read as events.
+    Gemini,
 }
 
 impl RuntimeKind {
@@ -148,6 +150,7 @@ impl RuntimeKind {
         ("builtin", RuntimeKind::Builtin),
         ("claude", RuntimeKind::Claude),
         ("codex", RuntimeKind::Codex),
+        ("gemini", RuntimeKind::Gemini),
     ];
 
     /// The name the manifest gives this type.
@@ -157,6 +160,7 @@ impl RuntimeKind {
             RuntimeKind::Builtin => "builtin",
             RuntimeKind::Claude => "claude",
             RuntimeKind::Codex => "codex",
+            RuntimeKind::Gemini => "gemini",
         }
     }
 
@@ -166,6 +170,7 @@ impl RuntimeKind {
             RuntimeKind::Command | RuntimeKind::Builtin => None,
             RuntimeKind::Claude => Some("claude"),
             RuntimeKind::Codex => Some("codex"),
+            RuntimeKind::Gemini => Some("gemini"),
         }
     }
 }

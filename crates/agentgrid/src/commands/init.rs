@@ -100,10 +100,9 @@ const KNOWN_CLIS: &[KnownCli] = &[
     KnownCli {
         binary: "gemini",
         name: "gemini",
-        runtime: r#"    type: command
-    command: ["gemini", "--yolo"]
-    stdin: prompt
-"#,
+        // The adapter adds stream-json output, the model alias, approvals off, and settings
+        // in its own HOME that select the gateway's key and turn off telemetry and updates.
+        runtime: "    type: gemini\n",
     },
     KnownCli {
         binary: "opencode",
@@ -327,6 +326,16 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
         // Codex speaks only the Responses API, which the gateway serves from OpenAI providers.
         outln!(
             "\nCodex reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the codex agent its alias as `runtime.model`)."
+        );
+    }
+    if !has_agents
+        && found.iter().any(|c| c.binary == "gemini")
+        && provider_kind == Some("anthropic")
+    {
+        // The gateway serves the Gemini API from Gemini providers, and from OpenAI ones by
+        // translating it; not from Anthropic's.
+        outln!(
+            "\nGemini CLI reaches models only through a `gemini` or OpenAI provider: set GEMINI_API_KEY or OPENAI_API_KEY (or add such a provider and give the gemini agent its alias as `runtime.model`)."
         );
     }
     if models.is_none() {

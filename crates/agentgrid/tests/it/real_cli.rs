@@ -15,6 +15,7 @@ use crate::support::*;
 const REAL_KEY: &str = "sk-real-cli-key-41c9d2e7a0";
 
 mod codex;
+mod gemini;
 mod npm_install;
 mod usage_check;
 
@@ -90,6 +91,13 @@ fn project_with(
     let repo = Repo::with_agents(&[("coder", &manifest)]);
     let config = match runtime_type {
         "codex" => config_for("openai", &fixture.base_url(), "fast", "fx-gpt"),
+        // Gemini's paths hang off the origin (`/v1beta/models/…`).
+        "gemini" => config_for(
+            "gemini",
+            fixture.base_url().trim_end_matches("/v1"),
+            "fast",
+            "fx-gem",
+        ),
         _ => config(&fixture.base_url()),
     };
     std::fs::write(repo.path().join(".agentgrid/config.yaml"), config).unwrap();
