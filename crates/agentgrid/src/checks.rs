@@ -170,9 +170,9 @@ async fn repository(
 
 /// The agent's command resolves, and the interpreter of its `#!` line exists and is visible in
 /// the agent's sandbox, as the executor checks before it starts the agent. For a known CLI
-/// (`runtime.type` claude, codex, gemini) the program is the manifest's `command` or the CLI's
-/// usual name, and it is found as the executor finds it: links followed, a wrapper replaced by
-/// the binary it starts ([`executor::runtime::resolve_program`]).
+/// (`runtime.type` claude, codex, gemini, opencode) the program is the manifest's `command` or
+/// the CLI's usual name, and it is found as the executor finds it: links followed, a wrapper
+/// replaced by the binary it starts ([`executor::runtime::resolve_program`]).
 fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) -> Option<Finding> {
     let spec = agent.spec();
     let adapter = executor::runtime::adapter(spec.runtime.kind);

@@ -1056,7 +1056,7 @@ fn launch_spec(
         }
         if let Some(home) = invocation.home {
             let more = adapter
-                .prepare_home(home, &env)
+                .prepare_home(home, &env, invocation)
                 .map_err(|e| format!("writing the agent CLI's configuration: {e}"))?;
             for (k, v) in more {
                 launch::set_var(&mut env, k, v);

@@ -15,6 +15,7 @@ mod claude;
 mod codex;
 mod gemini;
 mod npm;
+mod opencode;
 mod parked;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -26,6 +27,7 @@ use manifest::RuntimeKind;
 pub use claude::Claude;
 pub use codex::Codex;
 pub use gemini::Gemini;
+pub use opencode::OpenCode;
 pub use parked::{forget_parked, parked_home};
 
 /// What one iteration's start needs to know beyond the adapter itself.
@@ -86,11 +88,13 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
     }
 
     /// Writes the configuration the CLI reads from its HOME, before each iteration, given the
-    /// environment it will run with; returns more environment to set (after [`Adapter::env`]).
+    /// environment it will run with and the invocation (the model alias it asks for); returns
+    /// more environment to set (after [`Adapter::env`]).
     fn prepare_home(
         &self,
         _home: &Path,
         _env: &[(String, String)],
+        _invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
         Ok(Vec::new())
     }
@@ -110,6 +114,7 @@ pub fn adapter(kind: RuntimeKind) -> Option<Box<dyn Adapter>> {
         RuntimeKind::Claude => Some(Box::new(Claude)),
         RuntimeKind::Codex => Some(Box::new(Codex)),
         RuntimeKind::Gemini => Some(Box::new(Gemini)),
+        RuntimeKind::Opencode => Some(Box::new(OpenCode)),
     }
 }
 

@@ -100,7 +100,7 @@ fn default_prompt() -> String {
     "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
     "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
     "else" = {
-        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex", "gemini"]}}},
+        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex", "gemini", "opencode"]}}},
         "then": {"not": {"required": ["stdin"]}},
         "else": {"required": ["command"], "not": {"required": ["model"]}}
     }
@@ -141,6 +141,8 @@ pub enum RuntimeKind {
     Codex,
     /// Gemini CLI (`gemini --output-format stream-json`), its JSON lines read as events.
     Gemini,
+    /// OpenCode (`opencode run --format json`), its JSON lines read as events.
+    Opencode,
 }
 
 impl RuntimeKind {
@@ -151,6 +153,7 @@ impl RuntimeKind {
         ("claude", RuntimeKind::Claude),
         ("codex", RuntimeKind::Codex),
         ("gemini", RuntimeKind::Gemini),
+        ("opencode", RuntimeKind::Opencode),
     ];
 
     /// The name the manifest gives this type.
@@ -161,6 +164,7 @@ impl RuntimeKind {
             RuntimeKind::Claude => "claude",
             RuntimeKind::Codex => "codex",
             RuntimeKind::Gemini => "gemini",
+            RuntimeKind::Opencode => "opencode",
         }
     }
 
@@ -171,6 +175,7 @@ impl RuntimeKind {
             RuntimeKind::Claude => Some("claude"),
             RuntimeKind::Codex => Some("codex"),
             RuntimeKind::Gemini => Some("gemini"),
+            RuntimeKind::Opencode => Some("opencode"),
         }
     }
 }

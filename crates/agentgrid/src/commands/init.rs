@@ -107,10 +107,9 @@ const KNOWN_CLIS: &[KnownCli] = &[
     KnownCli {
         binary: "opencode",
         name: "opencode",
-        runtime: r#"    type: command
-    command: ["sh", "-c", "opencode run \"$(cat \"$AGENTGRID_PROMPT_FILE\")\""]
-    stdin: none
-"#,
+        // The adapter adds `run --format json`, the model alias, and a provider for the
+        // gateway in its own HOME.
+        runtime: "    type: opencode\n",
     },
 ];
 
@@ -336,6 +335,16 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
         // translating it; not from Anthropic's.
         outln!(
             "\nGemini CLI reaches models only through a `gemini` or OpenAI provider: set GEMINI_API_KEY or OPENAI_API_KEY (or add such a provider and give the gemini agent its alias as `runtime.model`)."
+        );
+    }
+    if !has_agents
+        && found.iter().any(|c| c.binary == "opencode")
+        && provider_kind.is_some_and(|kind| kind != "openai")
+    {
+        // agentgrid gives OpenCode an OpenAI-compatible provider: Chat Completions, which the
+        // gateway serves from OpenAI providers only.
+        outln!(
+            "\nOpenCode reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the opencode agent its alias as `runtime.model`)."
         );
     }
     if models.is_none() {

@@ -269,6 +269,7 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
     fake_cli(bin_dir.path(), "claude");
     fake_cli(bin_dir.path(), "codex");
     fake_cli(bin_dir.path(), "gemini");
+    fake_cli(bin_dir.path(), "opencode");
     let path = format!("{}:/usr/bin:/bin", bin_dir.path().display());
     let out = repo
         .cmd(&["init"])
@@ -292,6 +293,13 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         stdout(&out)
     );
     let agents = repo.path().join(".agentgrid/agents");
+    assert!(
+        stdout(&out).contains("OpenCode reaches models only through an `openai` provider"),
+        "{}",
+        stdout(&out)
+    );
+    let opencode = std::fs::read_to_string(agents.join("opencode.yaml")).unwrap();
+    assert!(opencode.contains("type: opencode"), "{opencode}");
     let gemini = std::fs::read_to_string(agents.join("gemini.yaml")).unwrap();
     assert!(gemini.contains("type: gemini"), "{gemini}");
     assert!(!gemini.contains("--yolo"), "{gemini}");

@@ -17,6 +17,7 @@ const REAL_KEY: &str = "sk-real-cli-key-41c9d2e7a0";
 mod codex;
 mod gemini;
 mod npm_install;
+mod opencode;
 mod usage_check;
 
 /// The CLI's program, or `None` (after saying why) when it is not installed and need not be.
@@ -90,7 +91,7 @@ fn project_with(
     );
     let repo = Repo::with_agents(&[("coder", &manifest)]);
     let config = match runtime_type {
-        "codex" => config_for("openai", &fixture.base_url(), "fast", "fx-gpt"),
+        "codex" | "opencode" => config_for("openai", &fixture.base_url(), "fast", "fx-gpt"),
         // Gemini's paths hang off the origin (`/v1beta/models/…`).
         "gemini" => config_for(
             "gemini",

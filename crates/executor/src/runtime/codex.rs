@@ -90,6 +90,7 @@ impl Adapter for Codex {
         &self,
         home: &Path,
         env: &[(String, String)],
+        _invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
         let codex_home = home.join(".codex");
         std::fs::create_dir_all(&codex_home)?;
@@ -477,7 +478,9 @@ mod tests {
                 "execution-token-1".to_string(),
             ),
         ];
-        let extra = Codex.prepare_home(home.path(), &env).unwrap();
+        let extra = Codex
+            .prepare_home(home.path(), &env, &Invocation::default())
+            .unwrap();
         let codex_home = home.path().join(".codex");
         assert_eq!(
             extra,

@@ -85,6 +85,7 @@ impl Adapter for Gemini {
         &self,
         home: &Path,
         _env: &[(String, String)],
+        _invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
         let dir = home.join(".gemini");
         std::fs::create_dir_all(&dir)?;
@@ -442,7 +443,9 @@ mod tests {
             "GEMINI_API_KEY".to_string(),
             "execution-token-1".to_string(),
         )];
-        let extra = Gemini.prepare_home(home.path(), &env).unwrap();
+        let extra = Gemini
+            .prepare_home(home.path(), &env, &Invocation::default())
+            .unwrap();
         let dir = home.path().join(".gemini");
         assert!(extra.contains(&("GEMINI_CLI_HOME".into(), home.path().display().to_string())));
         assert!(extra.contains(&(
