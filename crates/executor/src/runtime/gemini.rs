@@ -114,6 +114,8 @@ impl Adapter for Gemini {
             44 => Some("Gemini CLI: its sandbox failed"),
             52 => Some("Gemini CLI: its configuration is invalid"),
             53 => Some("Gemini CLI: the session's turn limit was reached"),
+            54 => Some("Gemini CLI: a tool failed fatally"),
+            55 => Some("Gemini CLI: the workspace is not trusted"),
             130 => Some("Gemini CLI: cancelled"),
             _ => None,
         }
