@@ -106,7 +106,7 @@ fn default_prompt() -> String {
     "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
     "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
     "else" = {
-        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex"]}}},
+        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex", "gemini", "opencode"]}}},
         "then": {"not": {"required": ["stdin"]}},
         "else": {"required": ["command"], "not": {"required": ["model"]}}
     }
@@ -145,6 +145,10 @@ pub enum RuntimeKind {
     Claude,
     /// Codex (`codex exec --json`), its JSON lines read as events.
     Codex,
+    /// Gemini CLI (`gemini --output-format stream-json`), its JSON lines read as events.
+    Gemini,
+    /// OpenCode (`opencode run --format json`), its JSON lines read as events.
+    Opencode,
 }
 
 impl RuntimeKind {
@@ -154,6 +158,8 @@ impl RuntimeKind {
         ("builtin", RuntimeKind::Builtin),
         ("claude", RuntimeKind::Claude),
         ("codex", RuntimeKind::Codex),
+        ("gemini", RuntimeKind::Gemini),
+        ("opencode", RuntimeKind::Opencode),
     ];
 
     /// The name the manifest gives this type.
@@ -163,6 +169,8 @@ impl RuntimeKind {
             RuntimeKind::Builtin => "builtin",
             RuntimeKind::Claude => "claude",
             RuntimeKind::Codex => "codex",
+            RuntimeKind::Gemini => "gemini",
+            RuntimeKind::Opencode => "opencode",
         }
     }
 
@@ -172,6 +180,8 @@ impl RuntimeKind {
             RuntimeKind::Command | RuntimeKind::Builtin => None,
             RuntimeKind::Claude => Some("claude"),
             RuntimeKind::Codex => Some("codex"),
+            RuntimeKind::Gemini => Some("gemini"),
+            RuntimeKind::Opencode => Some("opencode"),
         }
     }
 }

@@ -100,18 +100,16 @@ const KNOWN_CLIS: &[KnownCli] = &[
     KnownCli {
         binary: "gemini",
         name: "gemini",
-        runtime: r#"    type: command
-    command: ["gemini", "--yolo"]
-    stdin: prompt
-"#,
+        // The adapter adds stream-json output, the model alias, approvals off, and settings
+        // in its own HOME that select the gateway's key and turn off telemetry and updates.
+        runtime: "    type: gemini\n",
     },
     KnownCli {
         binary: "opencode",
         name: "opencode",
-        runtime: r#"    type: command
-    command: ["sh", "-c", "opencode run \"$(cat \"$AGENTGRID_PROMPT_FILE\")\""]
-    stdin: none
-"#,
+        // The adapter adds `run --format json`, the model alias, and a provider for the
+        // gateway in its own HOME.
+        runtime: "    type: opencode\n",
     },
 ];
 
@@ -344,6 +342,26 @@ pub async fn init(
         // Codex speaks only the Responses API, which the gateway serves from OpenAI providers.
         outln!(
             "\nCodex reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the codex agent its alias as `runtime.model`)."
+        );
+    }
+    if !has_agents
+        && found.iter().any(|c| c.binary == "gemini")
+        && provider_kind == Some("anthropic")
+    {
+        // The gateway serves the Gemini API from Gemini providers, and from OpenAI ones by
+        // translating it; not from Anthropic's.
+        outln!(
+            "\nGemini CLI reaches models only through a `gemini` or OpenAI provider: set GEMINI_API_KEY or OPENAI_API_KEY (or add such a provider and give the gemini agent its alias as `runtime.model`)."
+        );
+    }
+    if !has_agents
+        && found.iter().any(|c| c.binary == "opencode")
+        && provider_kind.is_some_and(|kind| kind != "openai")
+    {
+        // agentgrid gives OpenCode an OpenAI-compatible provider: Chat Completions, which the
+        // gateway serves from OpenAI providers only.
+        outln!(
+            "\nOpenCode reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the opencode agent its alias as `runtime.model`)."
         );
     }
     if models.is_none() {
