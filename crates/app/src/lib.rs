@@ -53,6 +53,7 @@ mod command;
 mod error;
 mod import;
 mod land;
+mod messages;
 mod query;
 mod tail;
 mod usage;
@@ -79,6 +80,10 @@ pub use command::{
 pub use error::Error;
 pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
+pub use messages::{
+    AckMessage, INBOX_LIMIT, MessageList, MessageShow, ReadInbox, SendMessage, Sent, SweepMessages,
+    inbox_text,
+};
 pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
     StatusView, TaskDetail, TaskList, TaskListPage, TaskPage, TaskShow, Timer, TimerKind,

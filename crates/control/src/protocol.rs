@@ -42,6 +42,25 @@ pub enum Op {
     Nudge { task: TaskId },
     /// The execution's task, its parent and its sub-tasks.
     Status,
+    /// Send a typed message (`to` as `agent:NAME`, `execution:ID`, `broadcast`, …; `type` as
+    /// `STATUS`, `QUESTION`, …; `payload` a JSON object of the type's shape).
+    MsgSend {
+        to: String,
+        #[serde(rename = "type")]
+        kind: String,
+        payload: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlation: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
+        /// Time to live in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
+    },
+    /// The open messages for this execution; each shown is recorded as delivered to it.
+    MsgInbox,
+    /// Acknowledge a message delivered to this execution, once.
+    MsgAck { id: domain::MessageId },
 }
 
 impl Op {
@@ -54,6 +73,9 @@ impl Op {
             Op::ApprovalRequest { .. } => "approval_request",
             Op::Nudge { .. } => "nudge",
             Op::Status => "status",
+            Op::MsgSend { .. } => "msg_send",
+            Op::MsgInbox => "msg_inbox",
+            Op::MsgAck { .. } => "msg_ack",
         }
     }
 }

@@ -17,6 +17,9 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::ApprovalRequest { .. } => "agentgrid ctl approval request",
         Op::Nudge { .. } => "agentgrid ctl nudge",
         Op::Status => "agentgrid ctl status",
+        Op::MsgSend { .. } => "agentgrid ctl msg send",
+        Op::MsgInbox => "agentgrid ctl msg inbox",
+        Op::MsgAck { .. } => "agentgrid ctl msg ack",
     }
 }
 
@@ -33,6 +36,10 @@ fn next_step(call: &str) -> &'static str {
         "agentgrid ctl block" => "the task is not blocked",
         "agentgrid ctl comment" => "no comment was recorded",
         "agentgrid ctl approval request" => "no approval was requested",
+        "agentgrid ctl msg send" => "no message was sent",
+        "agentgrid ctl msg ack" => {
+            "nothing was acknowledged; `agentgrid ctl msg inbox` shows your open messages with their ids"
+        }
         _ => "nothing was changed",
     }
 }

@@ -657,7 +657,13 @@ fn admit_call(
             }
             entry.subtasks += 1;
         }
-        Op::Complete { .. } | Op::Nudge { .. } | Op::Status => {}
+        // Messages are counted by the tracker, per execution and across restarts.
+        Op::Complete { .. }
+        | Op::Nudge { .. }
+        | Op::Status
+        | Op::MsgSend { .. }
+        | Op::MsgInbox
+        | Op::MsgAck { .. } => {}
     }
     Ok((entry.id, pace(entry, limits)))
 }

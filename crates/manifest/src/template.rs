@@ -81,13 +81,17 @@ pub struct PromptContext {
     pub comments: Option<String>,
     /// A person's answer to the question the task's agent last asked with `ctl block`.
     pub answer: Option<String>,
+    /// The open messages for this execution when it started, one a line, most urgent first
+    /// (`M3 QUESTION from agent:planner#2: {"text": …}`); each is recorded as delivered and
+    /// is acknowledged with `agentgrid ctl msg ack M3`.
+    pub inbox: Option<String>,
     pub execution: ExecutionView,
     /// The name of the agent that runs.
     pub agent: String,
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 10] = [
+pub const CONTEXT_NAMES: [&str; 11] = [
     "task",
     "parent",
     "children",
@@ -96,6 +100,7 @@ pub const CONTEXT_NAMES: [&str; 10] = [
     "feedback",
     "comments",
     "answer",
+    "inbox",
     "execution",
     "agent",
 ];
@@ -138,6 +143,9 @@ impl PromptContext {
             feedback: Some("tests: 1 of 3 failed".into()),
             comments: Some("ada at 2026-01-02T03:04:05Z: keep the old format too".into()),
             answer: Some("use the standard library's csv module".into()),
+            inbox: Some(
+                r#"M3 QUESTION from agent:reviewer#9: {"text":"keep the header row?"}"#.into(),
+            ),
             execution: ExecutionView {
                 id: ExecutionId(5),
                 kind: ExecutionKind::Work,
@@ -159,6 +167,7 @@ impl PromptContext {
         ctx.feedback = None;
         ctx.comments = None;
         ctx.answer = None;
+        ctx.inbox = None;
         ctx
     }
 }

@@ -13,6 +13,7 @@ mod events;
 mod feedback_editor;
 mod init;
 mod land;
+mod msg;
 mod run;
 mod run_checks;
 mod run_status;
@@ -92,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Approvals { command } => {
             approvals::approvals(&Project::find(project)?, command).await
         }
+        Command::Msg(cmd) => msg::msg(&Project::find(project)?, cmd).await,
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::AgentBuiltin { model, max_turns } => {
             agent_builtin::agent_builtin(model, max_turns).await

@@ -196,6 +196,31 @@ fn every_command_prints_the_fields_its_json_documents() {
     assert_eq!(task["workflows"][0]["position"], "code", "{task}");
     expect("task show", task);
 
+    // Messages, between a person and the people's mailbox.
+    expect(
+        "msg send",
+        repo.json(&[
+            "msg",
+            "send",
+            "--to",
+            "people",
+            "--type",
+            "ALERT",
+            "--payload",
+            r#"{"text": "disk full"}"#,
+            "--correlation",
+            "c-1",
+            "--ttl",
+            "1h",
+            "--task",
+            "1",
+            "--json",
+        ]),
+    );
+    expect("msg list", repo.json(&["msg", "list", "--json"]));
+    expect("msg show", repo.json(&["msg", "show", "M1", "--json"]));
+    expect("msg ack", repo.json(&["msg", "ack", "M1", "--json"]));
+
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(
         checked, documented,
