@@ -176,8 +176,8 @@ fn change() -> impl Strategy<Value = Change> {
             execution: None,
             summary: "look".into(),
         }),
-        1 => message_change(),
-        2 => (approval_id(), 0..3u8).prop_map(|(id, pick)| match pick {
+        2 => message_change(),
+        1 => (approval_id(), 0..3u8).prop_map(|(id, pick)| match pick {
             0 => Change::DecideApproval { id, decision: Decision::Approve },
             1 => Change::DecideApproval {
                 id,
