@@ -142,3 +142,146 @@ fn hostile_messages_are_refused_and_change_nothing() {
     assert_eq!(all.len(), 100, "only the flood's first hundred were sent");
     assert!(all.iter().all(|m| m["sender_execution"] == 2));
 }
+
+/// Torture: the engine is killed with SIGKILL at random moments while agents read, send and
+/// acknowledge messages, then started again, until every task is done. On the record: every
+/// message a person sent is delivered at least once and acknowledged once, no message is
+/// acknowledged twice, none is delivered after its time to live ran out, and none for one
+/// execution reaches another. `MSG_TORTURE_SEED=N` replays the kill times of a failure.
+#[test]
+fn messages_survive_kill_9_of_the_engine() {
+    const TASKS: usize = 16;
+    const FROM_PEOPLE: usize = 12;
+    let seed: u64 = std::env::var("MSG_TORTURE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+        });
+    let mut rng = seed;
+    let mut next = move |below: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % below
+    };
+    // Each agent acknowledges what its inbox shows, tells the other agents something (now and
+    // then with a short time to live), and leaves a note for its own execution that nobody
+    // acknowledges: it must die with the execution, never reach the next one.
+    let script = "out=$(agentgrid ctl msg inbox 2>/dev/null); \
+        for id in $(printf '%s' \"$out\" | grep -o '\"id\": [0-9]*' | grep -o '[0-9]*'); do agentgrid ctl msg ack $id >/dev/null 2>&1; done; \
+        ttl=''; if [ $((AGENTGRID_TASK_ID % 3)) = 0 ]; then ttl='--ttl 300ms'; fi; \
+        agentgrid ctl msg send --to agent:w --type STATUS --payload \"{\\\"text\\\": \\\"from $AGENTGRID_TASK_ID\\\"}\" $ttl >/dev/null 2>&1; \
+        agentgrid ctl msg send --to execution:$AGENTGRID_EXECUTION_ID --type HEARTBEAT --payload '{}' >/dev/null 2>&1; \
+        sleep 0.2; echo $AGENTGRID_TASK_ID > done.txt";
+    let repo = Repo::with_agents(&[("w", &agent("w", script, "  routing: {default: true}\n"))]);
+    for i in 1..=TASKS {
+        repo.ok(&["task", "add", &format!("task {i}")]);
+    }
+    for i in 1..=FROM_PEOPLE {
+        let payload = format!(r#"{{"text": "note {i}"}}"#);
+        repo.ok(&[
+            "msg",
+            "send",
+            "--to",
+            "agent:w",
+            "--type",
+            "STATUS",
+            "--payload",
+            &payload,
+            "--priority",
+            "urgent",
+        ]);
+    }
+    let mut kills = 0;
+    for _ in 0..3 {
+        let mut engine = repo
+            .cmd(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300 + next(1200)));
+        if engine.try_wait().unwrap().is_none() {
+            engine.kill().unwrap(); // SIGKILL: no cleanup of any kind.
+            kills += 1;
+        }
+        engine.wait().unwrap();
+    }
+    repo.ok(&["run"]);
+    let tasks = repo.tasks();
+    assert!(
+        tasks.iter().all(|t| t["state"] == "done"),
+        "seed {seed}: {tasks:?}"
+    );
+
+    let events: Vec<serde_json::Value> = repo
+        .ok(&["events", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let all = messages(&repo);
+    let by_id: std::collections::HashMap<i64, &serde_json::Value> =
+        all.iter().map(|m| (m["id"].as_i64().unwrap(), m)).collect();
+    let mut delivered: std::collections::HashMap<i64, u32> = Default::default();
+    let mut acked: std::collections::HashMap<i64, u32> = Default::default();
+    for e in events.iter().filter(|e| e["entity"] == "message") {
+        let id = e["entity_id"].as_i64().unwrap();
+        let m = by_id[&id];
+        match e["type"].as_str().unwrap() {
+            "message_delivered" => {
+                *delivered.entry(id).or_default() += 1;
+                if let Some(until) = m["expires_at"].as_i64() {
+                    assert!(
+                        e["at"].as_i64().unwrap() < until,
+                        "seed {seed}: M{id} delivered after its time to live: {e}"
+                    );
+                }
+                if let Some(to) = m["receiver"].as_str().unwrap().strip_prefix("execution:") {
+                    assert_eq!(
+                        e["execution"].to_string(),
+                        to,
+                        "seed {seed}: M{id} reached another execution"
+                    );
+                }
+            }
+            "message_acked" => *acked.entry(id).or_default() += 1,
+            _ => {}
+        }
+    }
+    assert!(
+        acked.values().all(|n| *n == 1),
+        "seed {seed}: a message was acknowledged twice: {acked:?}"
+    );
+    for m in all.iter().filter(|m| m["sender"] == "cli") {
+        let id = m["id"].as_i64().unwrap();
+        assert!(
+            delivered.get(&id).copied().unwrap_or(0) >= 1,
+            "seed {seed}: M{id} was never delivered"
+        );
+        assert_eq!(m["state"], "acked", "seed {seed}: {m}");
+    }
+    // The notes each execution left for itself were never delivered to another; those whose
+    // execution ended before a sweep are dead letters naming it.
+    let swept = all
+        .iter()
+        .filter(|m| m["type"] == "HEARTBEAT" && m["state"] == "dead")
+        .count();
+    assert!(
+        swept > 0,
+        "seed {seed}: no note to an ended execution was swept"
+    );
+    assert!(
+        kills > 0,
+        "seed {seed}: the engine was never killed mid-run"
+    );
+    eprintln!(
+        "seed {seed}: {kills} kills, {} messages, {} deliveries, {} acknowledged, {swept} swept",
+        all.len(),
+        delivered.values().sum::<u32>(),
+        acked.len()
+    );
+}
