@@ -157,6 +157,11 @@ pub enum Command {
     /// its history, acknowledge one sent to people.
     #[command(subcommand)]
     Msg(MsgCommand),
+    /// Questions agents escalated to people: list the unanswered ones, answer one.
+    Escalations {
+        #[command(subcommand)]
+        command: Option<EscalationsCommand>,
+    },
     /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
     #[command(subcommand)]
     Ctl(CtlCommand),
@@ -413,6 +418,23 @@ pub enum WorkflowCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum EscalationsCommand {
+    /// The escalations not answered yet, oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer an escalation: the answer reaches the asking task's next execution, and a task
+    /// blocked to wait for it runs again.
+    Answer {
+        id: domain::MessageId,
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum MsgCommand {
     /// Send a typed message; prints its id.
     Send {
@@ -521,6 +543,16 @@ pub enum CtlCommand {
     /// Send, read and acknowledge typed messages.
     #[command(subcommand)]
     Msg(CtlMsg),
+    /// Ask a person a question you cannot answer yourself; prints the escalation's id. It is
+    /// shown by `agentgrid status` until answered, and the answer reaches this task's next
+    /// execution in its inbox. Block (`ctl block`) to wait for it.
+    Escalate {
+        /// low, normal, high or critical.
+        #[arg(long, default_value = "normal")]
+        severity: String,
+        /// The question, in full: it is all the person sees.
+        text: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,6 +51,7 @@ mod agent_events;
 mod approvals;
 mod command;
 mod error;
+mod escalations;
 mod import;
 mod land;
 mod messages;
@@ -78,6 +79,7 @@ pub use command::{
     RemoveDependency, Reopen,
 };
 pub use error::Error;
+pub use escalations::{AnswerEscalation, Answered, Escalate, EscalationList};
 pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use messages::{

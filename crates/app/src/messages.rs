@@ -81,6 +81,7 @@ impl Command for ReadInbox {
         let e = app.active_execution(self.execution).await?;
         let mut receivers = vec![
             Receiver::Agent(e.agent.clone()).to_string(),
+            Receiver::Task(e.task_id).to_string(),
             Receiver::Broadcast.to_string(),
         ];
         receivers.extend(self.also);

@@ -171,6 +171,9 @@ impl Limits {
                 }
                 Ok(())
             }
+            Op::Escalate { text, .. } => {
+                self.check_text("the question", "its text", text, self.max_text_bytes)
+            }
             Op::Nudge { .. } | Op::Status | Op::MsgInbox | Op::MsgAck { .. } => Ok(()),
         }
     }

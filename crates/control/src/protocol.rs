@@ -61,6 +61,9 @@ pub enum Op {
     MsgInbox,
     /// Acknowledge a message delivered to this execution, once.
     MsgAck { id: domain::MessageId },
+    /// Ask up the line (a person today) a question the agent cannot answer; the answer comes
+    /// to the task's next execution.
+    Escalate { severity: String, text: String },
 }
 
 impl Op {
@@ -76,6 +79,7 @@ impl Op {
             Op::MsgSend { .. } => "msg_send",
             Op::MsgInbox => "msg_inbox",
             Op::MsgAck { .. } => "msg_ack",
+            Op::Escalate { .. } => "escalate",
         }
     }
 }

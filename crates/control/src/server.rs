@@ -663,7 +663,8 @@ fn admit_call(
         | Op::Status
         | Op::MsgSend { .. }
         | Op::MsgInbox
-        | Op::MsgAck { .. } => {}
+        | Op::MsgAck { .. }
+        | Op::Escalate { .. } => {}
     }
     Ok((entry.id, pace(entry, limits)))
 }

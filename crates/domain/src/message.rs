@@ -53,7 +53,12 @@ pub enum MessageType {
     Results,
     Alert,
     Heartbeat,
+    /// An agent stuck at a question it cannot answer: to its coordinator, then a person.
+    Escalation,
 }
+
+/// How urgent an escalation is, as its payload's `severity` says.
+pub const SEVERITIES: [&str; 4] = ["low", "normal", "high", "critical"];
 
 /// How a payload field must look.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +70,7 @@ enum Field {
 }
 
 impl MessageType {
-    pub const ALL: [MessageType; 10] = [
+    pub const ALL: [MessageType; 11] = [
         MessageType::Task,
         MessageType::Status,
         MessageType::Question,
@@ -76,6 +81,7 @@ impl MessageType {
         MessageType::Results,
         MessageType::Alert,
         MessageType::Heartbeat,
+        MessageType::Escalation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +96,7 @@ impl MessageType {
             MessageType::Results => "RESULTS",
             MessageType::Alert => "ALERT",
             MessageType::Heartbeat => "HEARTBEAT",
+            MessageType::Escalation => "ESCALATION",
         }
     }
 
@@ -111,6 +118,7 @@ impl MessageType {
             MessageType::Results => &[("summary", Text, true), ("items", List, false)],
             MessageType::Alert => &[("text", Text, true), ("level", Text, false)],
             MessageType::Heartbeat => &[("note", Text, false)],
+            MessageType::Escalation => &[("text", Text, true), ("severity", Text, true)],
         }
     }
 
@@ -216,6 +224,16 @@ pub fn check_payload(kind: MessageType, payload: &serde_json::Value) -> Result<(
             return Err(format!("`{name}` of a {kind} payload must be {shape}"));
         }
     }
+    if kind == MessageType::Escalation
+        && let Some(severity) = object.get("severity").and_then(|v| v.as_str())
+        && !SEVERITIES.contains(&severity)
+    {
+        return Err(format!(
+            "`{}` is not a severity: {}",
+            clip(severity, 40),
+            SEVERITIES.join(", ")
+        ));
+    }
     Ok(())
 }
 
@@ -233,6 +251,8 @@ pub enum Receiver {
     Broadcast,
     /// One execution and no other: never a later execution of the same task.
     Execution(ExecutionId),
+    /// Whichever execution of the task reads it next (an answer to its agent's question).
+    Task(TaskId),
     /// The people who run the project (`agentgrid msg list`).
     People,
 }
@@ -261,6 +281,7 @@ impl fmt::Display for Receiver {
             Receiver::Topic(n) => write!(f, "topic:{n}"),
             Receiver::Broadcast => f.write_str("broadcast"),
             Receiver::Execution(id) => write!(f, "execution:{id}"),
+            Receiver::Task(id) => write!(f, "task:{id}"),
             Receiver::People => f.write_str("people"),
         }
     }
@@ -274,7 +295,7 @@ impl FromStr for Receiver {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         let usage = "a receiver is agent:NAME, role:NAME, agency:NAME, topic:NAME, broadcast, \
-                     execution:ID or people";
+                     execution:ID, task:ID or people";
         match s {
             "broadcast" => return Ok(Receiver::Broadcast),
             "people" => return Ok(Receiver::People),
@@ -286,6 +307,10 @@ impl FromStr for Receiver {
         if kind == "execution" {
             let id = rest.parse::<ExecutionId>()?;
             return Ok(Receiver::Execution(id));
+        }
+        if kind == "task" {
+            let id = rest.parse::<TaskId>()?;
+            return Ok(Receiver::Task(id));
         }
         let named: fn(String) -> Receiver = match kind {
             "agent" => Receiver::Agent,
@@ -564,6 +589,7 @@ mod tests {
             "topic:builds/main",
             "broadcast",
             "execution:7",
+            "task:3",
             "people",
         ] {
             let r: Receiver = s.parse().unwrap();
@@ -591,11 +617,20 @@ mod tests {
             ),
             (MessageType::Heartbeat, json!({})),
             (MessageType::Alert, json!({"text": "disk", "level": "high"})),
+            (
+                MessageType::Escalation,
+                json!({"text": "which DB?", "severity": "high"}),
+            ),
         ];
         for (kind, payload) in ok {
             assert_eq!(check_payload(kind, &payload), Ok(()), "{kind} {payload}");
         }
         let bad = [
+            (
+                MessageType::Escalation,
+                json!({"text": "x", "severity": "dire"}),
+                "not a severity",
+            ),
             (MessageType::Task, json!({}), "needs `title`"),
             (MessageType::Task, json!("text"), "is a JSON object"),
             (MessageType::Status, json!({"text": ""}), "non-empty string"),

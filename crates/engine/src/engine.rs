@@ -1754,7 +1754,7 @@ impl Engine {
                 self.request_approval(&task, &actor, &shared, summary).await
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
-            op @ (Op::MsgSend { .. } | Op::MsgInbox | Op::MsgAck { .. }) => {
+            op @ (Op::MsgSend { .. } | Op::MsgInbox | Op::MsgAck { .. } | Op::Escalate { .. }) => {
                 self.msg_call(execution, &actor, op).await
             }
             Op::Status => {

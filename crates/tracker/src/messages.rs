@@ -44,6 +44,9 @@ pub(crate) fn wants(state: &State, change: &crate::Change, keys: &mut Vec<Key>) 
             if let Some(task) = new.task {
                 keys.push(Key::Task(task));
             }
+            if let Receiver::Task(task) = new.receiver {
+                keys.push(Key::Task(task));
+            }
             if let Some(fp) = new.fingerprint() {
                 // An expired alert found open is closed before the new one is sent.
                 if let Some(e) = state.open_alert(&fp).and_then(|m| m.sender_execution) {
@@ -152,6 +155,9 @@ impl Decision<'_> {
             None => None,
         };
         if let Some(task) = new.task {
+            self.task(task)?;
+        }
+        if let Receiver::Task(task) = new.receiver {
             self.task(task)?;
         }
         if let Some(to) = new.receiver.execution() {
@@ -329,6 +335,7 @@ fn check_receiver(
 ) -> Result<(), Refusal> {
     let ok = match receiver {
         Receiver::Execution(x) => *x == execution.id,
+        Receiver::Task(t) => *t == execution.task_id,
         Receiver::Agent(name) => *name == execution.agent,
         Receiver::People => false,
         Receiver::Role(_) | Receiver::Agency(_) | Receiver::Topic(_) | Receiver::Broadcast => true,

@@ -94,6 +94,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             approvals::approvals(&Project::find(project)?, command).await
         }
         Command::Msg(cmd) => msg::msg(&Project::find(project)?, cmd).await,
+        Command::Escalations { command } => {
+            msg::escalations(&Project::find(project)?, command).await
+        }
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::AgentBuiltin { model, max_turns } => {
             agent_builtin::agent_builtin(model, max_turns).await

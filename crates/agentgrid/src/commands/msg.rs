@@ -5,7 +5,7 @@ use app::{AckMessage, Actor, MessageList, MessageShow, SendMessage, SweepMessage
 use domain::{Message, MessageState, MessageType, NewMessage, Priority, Receiver};
 use store::MessageFilter;
 
-use crate::cli::MsgCommand;
+use crate::cli::{EscalationsCommand, MsgCommand};
 use crate::output::{block, json, one_line, table};
 use crate::project::Project;
 use crate::{exit, user_error};
@@ -146,6 +146,68 @@ pub async fn msg(project: &Project, command: MsgCommand) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
     }
+}
+
+pub async fn escalations(
+    project: &Project,
+    command: Option<EscalationsCommand>,
+) -> anyhow::Result<u8> {
+    let app = project.app().await?;
+    let actor = Actor::command_line();
+    match command.unwrap_or(EscalationsCommand::List { json: false }) {
+        EscalationsCommand::List { json: as_json } => {
+            let open = app.ask(&actor, app::EscalationList { limit: 200 }).await?;
+            if as_json {
+                json(&open)?;
+            } else if open.is_empty() {
+                outln!("no escalation waits for an answer");
+            } else {
+                let now = super::approvals::now();
+                let rows: Vec<Vec<String>> = open.iter().map(|m| escalation_row(m, now)).collect();
+                table(
+                    &["ID", "TASK", "SEVERITY", "FROM", "AGE", "QUESTION"],
+                    &rows,
+                );
+            }
+            Ok(exit::OK)
+        }
+        EscalationsCommand::Answer {
+            id,
+            text,
+            json: as_json,
+        } => {
+            let answered = app
+                .execute(&actor, app::AnswerEscalation { id, text })
+                .await?;
+            if as_json {
+                json(&serde_json::json!({
+                    "escalation": answered.escalation,
+                    "answer": answered.answer,
+                }))?;
+            } else {
+                outln!(
+                    "M{} answered (M{} to {})",
+                    answered.escalation.id,
+                    answered.answer.id,
+                    answered.answer.receiver
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// One unanswered escalation as `status` and `escalations` show it.
+pub(super) fn escalation_row(m: &Message, now: domain::Timestamp) -> Vec<String> {
+    let severity = m.payload["severity"].as_str().unwrap_or_default();
+    vec![
+        format!("M{}", m.id),
+        m.task_id.map(|t| format!("#{t}")).unwrap_or_default(),
+        one_line(severity).into_owned(),
+        one_line(&m.sender).into_owned(),
+        super::approvals::age(m.created_at, now),
+        crate::output::clip(&m.headline(), 80),
+    ]
 }
 
 fn row(m: &Message) -> Vec<String> {

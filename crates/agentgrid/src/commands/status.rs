@@ -109,6 +109,15 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "requested_at": a.requested_at,
                 "age": super::approvals::age(a.requested_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
+            "escalations": view.escalations.iter().map(|m| serde_json::json!({
+                "id": m.id,
+                "task": m.task_id,
+                "severity": m.payload["severity"],
+                "question": m.payload["text"],
+                "from": m.sender,
+                "sent_at": m.created_at,
+                "age": super::approvals::age(m.created_at, super::approvals::now()),
+            })).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -226,6 +235,19 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             .collect();
         outln!("waiting for approval (see `agentgrid approvals`):");
         table(&["APPROVAL", "TASK", "ASKED BY", "AGE", "SUMMARY"], &rows);
+    }
+    if !view.escalations.is_empty() {
+        let now = super::approvals::now();
+        let rows: Vec<Vec<String>> = view
+            .escalations
+            .iter()
+            .map(|m| super::msg::escalation_row(m, now))
+            .collect();
+        outln!("escalated, waiting for an answer (see `agentgrid escalations answer`):");
+        table(
+            &["ID", "TASK", "SEVERITY", "FROM", "AGE", "QUESTION"],
+            &rows,
+        );
     }
     let unmerged: Vec<Vec<String>> = view
         .merge_failed

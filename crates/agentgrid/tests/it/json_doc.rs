@@ -220,6 +220,29 @@ fn every_command_prints_the_fields_its_json_documents() {
     expect("msg list", repo.json(&["msg", "list", "--json"]));
     expect("msg show", repo.json(&["msg", "show", "M1", "--json"]));
     expect("msg ack", repo.json(&["msg", "ack", "M1", "--json"]));
+    repo.ok(&[
+        "msg",
+        "send",
+        "--to",
+        "people",
+        "--type",
+        "ESCALATION",
+        "--payload",
+        r#"{"text": "Which database?", "severity": "high"}"#,
+        "--task",
+        "1",
+    ]);
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(status["escalations"][0]["id"], 2, "{status}");
+    expect("status", status);
+    expect(
+        "escalations list",
+        repo.json(&["escalations", "list", "--json"]),
+    );
+    expect(
+        "escalations answer",
+        repo.json(&["escalations", "answer", "M2", "PostgreSQL", "--json"]),
+    );
 
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(

@@ -285,3 +285,67 @@ fn messages_survive_kill_9_of_the_engine() {
         acked.len()
     );
 }
+
+/// An agent stuck at a question escalates it and blocks; `status` shows the escalation with
+/// its age; a person's answer reopens the task and reaches its next execution's inbox.
+#[test]
+fn an_escalation_is_shown_until_answered_and_the_answer_reaches_the_agent() {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let script = "cat \"$AGENTGRID_PROMPT_FILE\" >> \"$OUT\"; echo '--- end of prompt' >> \"$OUT\"; \
+        if grep -q 'ANSWER from' \"$AGENTGRID_PROMPT_FILE\"; then \
+          agentgrid ctl complete --summary 'used the answer'; \
+        else \
+          agentgrid ctl escalate --severity critical 'Which database should the export read?' >> \"$OUT\"; \
+          agentgrid ctl escalate --severity dire 'x' >> \"$OUT\" 2>&1; echo \"dire=$?\" >> \"$OUT\"; \
+          agentgrid ctl block --reason 'escalated'; \
+        fi";
+    let repo = project(script, out.path());
+    repo.ok(&["task", "add", "Add an export"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "blocked");
+    let log = std::fs::read_to_string(out.path()).unwrap();
+    assert!(
+        log.contains("dire=2") && log.contains("not a severity"),
+        "{log}"
+    );
+
+    let status = repo.json(&["status", "--json"]);
+    let escalations = status["escalations"].as_array().unwrap();
+    assert_eq!(escalations.len(), 1, "{status}");
+    assert_eq!(escalations[0]["severity"], "critical");
+    assert_eq!(escalations[0]["task"], 1);
+    assert_eq!(escalations[0]["from"], "agent:coder#1");
+    assert!(escalations[0]["age"].is_string(), "{status}");
+    let human = repo.ok(&["status"]);
+    assert!(
+        human.contains("Which database should the export read?"),
+        "{human}"
+    );
+    let id = escalations[0]["id"].as_i64().unwrap().to_string();
+
+    repo.ok(&["escalations", "answer", &id, "Read from PostgreSQL"]);
+    assert_eq!(
+        repo.task_state(1),
+        "open",
+        "the answer reopens the blocked task"
+    );
+    let refused = repo.run(&["escalations", "answer", &id, "again"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        repo.json(&["status", "--json"])["escalations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "done");
+    let log = std::fs::read_to_string(out.path()).unwrap();
+    let second = log.split("--- end of prompt").nth(1).unwrap();
+    assert!(
+        second.contains(&format!(
+            r#"ANSWER from cli (high) [re M{id}]: {{"text":"Read from PostgreSQL"}}"#
+        )),
+        "the answer is in the next prompt: {second}"
+    );
+}

@@ -54,6 +54,15 @@ impl Engine {
                 let acked = self.command(actor, app::AckMessage { id }).await?;
                 Ok(serde_json::json!({ "acked": acked.id }))
             }
+            Op::Escalate { severity, text } => {
+                let escalate = app::Escalate {
+                    severity,
+                    text,
+                    task: None,
+                };
+                let sent = self.command(actor, escalate).await?;
+                Ok(serde_json::json!({ "id": sent.id }))
+            }
             other => Err(format!("`{}` is not a message call", other.name())),
         }
     }
