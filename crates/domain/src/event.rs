@@ -16,6 +16,7 @@ use crate::{
 pub enum EntityKind {
     Task,
     Execution,
+    Message,
 }
 
 impl EntityKind {
@@ -23,6 +24,7 @@ impl EntityKind {
         match self {
             EntityKind::Task => "task",
             EntityKind::Execution => "execution",
+            EntityKind::Message => "message",
         }
     }
 }
@@ -314,6 +316,26 @@ pub enum EventKind {
     ExecutionLeaseRenewed {
         until: Timestamp,
     },
+    /// A message was sent (see [`crate::message`]); the event of the message that creates it.
+    MessageSent {
+        message: crate::Message,
+    },
+    /// An alert identical to this open one was sent again and folded into it.
+    MessageCoalesced {
+        by: String,
+    },
+    /// The message was shown to the execution (in its prompt's inbox or `ctl msg inbox`).
+    MessageDelivered {
+        execution: ExecutionId,
+    },
+    /// The message was acknowledged, once; `by` names who did.
+    MessageAcked {
+        by: String,
+    },
+    /// The message will never be delivered, for `reason`.
+    MessageDeadLettered {
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -359,6 +381,11 @@ impl EventKind {
             EventKind::ProviderThrottled { .. } => "provider_throttled",
             EventKind::ExecutionAgentEvent { .. } => "execution_agent_event",
             EventKind::ExecutionLeaseRenewed { .. } => "execution_lease_renewed",
+            EventKind::MessageSent { .. } => "message_sent",
+            EventKind::MessageCoalesced { .. } => "message_coalesced",
+            EventKind::MessageDelivered { .. } => "message_delivered",
+            EventKind::MessageAcked { .. } => "message_acked",
+            EventKind::MessageDeadLettered { .. } => "message_dead_lettered",
         }
     }
 
@@ -558,6 +585,19 @@ impl EventKind {
                 None => format!("provider {provider} no longer throttled"),
             },
             EventKind::ExecutionLeaseRenewed { until } => format!("lease renewed until {until}"),
+            EventKind::MessageSent { message } => format!(
+                "{} from {} to {}: {}",
+                message.kind,
+                message.sender,
+                message.receiver,
+                message.headline()
+            ),
+            EventKind::MessageCoalesced { by } => format!("the same alert again, from {by}"),
+            EventKind::MessageDelivered { execution } => {
+                format!("delivered to execution #{execution}")
+            }
+            EventKind::MessageAcked { by } => format!("acknowledged by {by}"),
+            EventKind::MessageDeadLettered { reason } => format!("dead letter: {reason}"),
         }
     }
 }

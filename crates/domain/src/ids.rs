@@ -55,6 +55,8 @@ macro_rules! id_type {
     };
 }
 
+pub(crate) use id_type;
+
 id_type!(TaskId, "T", "a task");
 id_type!(ExecutionId, "E", "an execution");
 id_type!(ApprovalId, "A", "an approval");

@@ -5,6 +5,7 @@ mod calls;
 mod held;
 mod jobs;
 mod leases;
+mod mail;
 mod merges;
 mod prune;
 mod refusals;
@@ -872,6 +873,7 @@ impl Engine {
         }
         self.snapshot.recent_dispatches.push(now);
         self.summary.executions_started += 1;
+        let inbox = self.prompt_inbox(&execution).await;
 
         let task = self
             .snapshot
@@ -890,6 +892,7 @@ impl Engine {
             feedback: said.feedback_text(),
             comments: said.comments_text(),
             answer: said.answer_text(),
+            inbox,
             execution: ExecutionView {
                 id: execution.id,
                 kind,
@@ -1768,6 +1771,9 @@ impl Engine {
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
             Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,
+            op @ (Op::MsgSend { .. } | Op::MsgInbox | Op::MsgAck { .. } | Op::Escalate { .. }) => {
+                self.msg_call(execution, &actor, op).await
+            }
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();

@@ -32,6 +32,9 @@ Comments on the task since your last execution:
 {% endif %}{% if feedback %}
 Feedback on the work so far:
 {{ feedback }}
+{% endif %}{% if inbox %}
+Messages for you (acknowledge each with `agentgrid ctl msg ack ID` once handled):
+{{ inbox }}
 {% endif %}";
 
 /// An agent: a command that works on tasks, how tasks reach it, and how its work is judged.

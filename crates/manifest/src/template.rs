@@ -91,6 +91,10 @@ pub struct PromptContext {
     pub comments: Option<String>,
     /// A person's answer to the question the task's agent last asked with `ctl block`.
     pub answer: Option<String>,
+    /// The open messages for this execution when it started, one a line, most urgent first
+    /// (`M3 QUESTION from agent:planner#2: {"text": …}`); each is recorded as delivered and
+    /// is acknowledged with `agentgrid ctl msg ack M3`.
+    pub inbox: Option<String>,
     pub execution: ExecutionView,
     /// The name of the agent that runs.
     pub agent: String,
@@ -99,7 +103,7 @@ pub struct PromptContext {
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 11] = [
+pub const CONTEXT_NAMES: [&str; 12] = [
     "task",
     "parent",
     "children",
@@ -108,6 +112,7 @@ pub const CONTEXT_NAMES: [&str; 11] = [
     "feedback",
     "comments",
     "answer",
+    "inbox",
     "execution",
     "agent",
     "agency",
@@ -151,6 +156,9 @@ impl PromptContext {
             feedback: Some("tests: 1 of 3 failed".into()),
             comments: Some("ada at 2026-01-02T03:04:05Z: keep the old format too".into()),
             answer: Some("use the standard library's csv module".into()),
+            inbox: Some(
+                r#"M3 QUESTION from agent:reviewer#9: {"text":"keep the header row?"}"#.into(),
+            ),
             execution: ExecutionView {
                 id: ExecutionId(5),
                 kind: ExecutionKind::Work,
@@ -178,6 +186,7 @@ impl PromptContext {
         ctx.comments = None;
         ctx.answer = None;
         ctx.agency = None;
+        ctx.inbox = None;
         ctx
     }
 }

@@ -154,6 +154,29 @@ pub enum Change {
         command: workflow::Command,
         child: Option<(String, workflow::Definition)>,
     },
+    /// Send a message (see `domain::message`). An alert identical to an open one is folded
+    /// into it instead.
+    SendMessage(domain::NewMessage),
+    /// The message was shown to execution `to`, which must be one it is for and active.
+    DeliverMessage {
+        id: domain::MessageId,
+        to: ExecutionId,
+    },
+    /// Acknowledge a message, once: by the execution it was delivered to, or (`by: None`) by
+    /// the batch's actor, a person.
+    AckMessage {
+        id: domain::MessageId,
+        by: Option<ExecutionId>,
+    },
+    /// An open message whose time to live ran out becomes a dead letter.
+    ExpireMessage {
+        id: domain::MessageId,
+    },
+    /// An open message becomes a dead letter for `reason` (its execution ended, say).
+    DeadLetter {
+        id: domain::MessageId,
+        reason: String,
+    },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
         id: TaskId,
@@ -327,6 +350,11 @@ impl Change {
             Change::AskApproval { .. } => "ask_approval",
             Change::Answer { .. } => "answer",
             Change::Feedback { .. } => "feedback",
+            Change::SendMessage(_) => "send_message",
+            Change::DeliverMessage { .. } => "deliver_message",
+            Change::AckMessage { .. } => "ack_message",
+            Change::ExpireMessage { .. } => "expire_message",
+            Change::DeadLetter { .. } => "dead_letter",
             Change::ScheduleTask { .. } => "schedule_task",
             Change::SetBranch { .. } => "set_branch",
             Change::ClaimCompletion { .. } => "claim_completion",
@@ -376,6 +404,10 @@ impl Change {
             Change::AddDependency { .. } => "adding the dependency",
             Change::RemoveDependency { .. } => "removing the dependency",
             Change::Nudge { .. } => "nudging the task",
+            Change::SendMessage(_) => "sending the message",
+            Change::DeliverMessage { .. } => "delivering the message",
+            Change::AckMessage { .. } => "acknowledging the message",
+            Change::ExpireMessage { .. } | Change::DeadLetter { .. } => "recording the dead letter",
             Change::ScheduleTask { .. } => "scheduling the task",
             Change::SetBranch { .. } => "setting the task's branch",
             Change::ClaimCompletion { .. } => "claiming completion",

@@ -135,6 +135,11 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
                 ]);
             }
         }
+        Change::SendMessage(_)
+        | Change::DeliverMessage { .. }
+        | Change::AckMessage { .. }
+        | Change::ExpireMessage { .. }
+        | Change::DeadLetter { .. } => crate::messages::wants(state, change, &mut keys),
         Change::RequestApproval { task, .. } => {
             keys.push(Key::Task(*task));
             keys.push(Key::PendingApprovalOf(*task));
@@ -442,6 +447,11 @@ impl Decision<'_> {
                 self.begin_workflow_command(*id, command, child.as_ref())
             }
             Change::AskApproval { id, question } => self.ask_approval(*id, question),
+            Change::SendMessage(new) => self.send_message(new),
+            Change::DeliverMessage { id, to } => self.deliver_message(*id, *to),
+            Change::AckMessage { id, by } => self.ack_message(*id, *by),
+            Change::ExpireMessage { id } => self.expire_message(*id),
+            Change::DeadLetter { id, reason } => self.dead_letter(*id, reason),
             Change::SettleTask { id, to, reason } => {
                 let state = self.task(*id)?.state;
                 if state != TaskState::Running {

@@ -14,6 +14,7 @@ mod events;
 mod feedback_editor;
 mod init;
 mod land;
+mod msg;
 mod run;
 mod run_checks;
 mod run_status;
@@ -97,6 +98,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo { dir, agents } => demo::demo(dir, agents).await,
         Command::Approvals { command } => {
             approvals::approvals(&Project::find(project)?, command).await
+        }
+        Command::Msg(cmd) => msg::msg(&Project::find(project)?, cmd).await,
+        Command::Escalations { command } => {
+            msg::escalations(&Project::find(project)?, command).await
         }
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::AgentBuiltin { model, max_turns } => {

@@ -112,6 +112,15 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "age": super::approvals::age(a.requested_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
             "workflow_gates": gates.iter().map(|g| super::workflow::gate_json(g, gate_now)).collect::<Vec<_>>(),
+            "escalations": view.escalations.iter().map(|m| serde_json::json!({
+                "id": m.id,
+                "task": m.task_id,
+                "severity": m.payload["severity"],
+                "question": m.payload["text"],
+                "from": m.sender,
+                "sent_at": m.created_at,
+                "age": super::approvals::age(m.created_at, super::approvals::now()),
+            })).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -252,6 +261,19 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         for gate in &gates {
             outln!("  {}", super::workflow::gate_line(gate, gate_now));
         }
+    }
+    if !view.escalations.is_empty() {
+        let now = super::approvals::now();
+        let rows: Vec<Vec<String>> = view
+            .escalations
+            .iter()
+            .map(|m| super::msg::escalation_row(m, now))
+            .collect();
+        outln!("escalated, waiting for an answer (see `agentgrid escalations answer`):");
+        table(
+            &["ID", "TASK", "SEVERITY", "FROM", "AGE", "QUESTION"],
+            &rows,
+        );
     }
     let unmerged: Vec<Vec<String>> = view
         .merge_failed

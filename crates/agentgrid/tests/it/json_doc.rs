@@ -206,6 +206,53 @@ fn every_command_prints_the_fields_its_json_documents() {
     let task = flows.json(&["task", "show", "2", "--json"]);
     assert_eq!(task["routing"]["agency"], "qa", "{task}");
     expect("task show", task);
+    // Messages, between a person and the people's mailbox.
+    expect(
+        "msg send",
+        repo.json(&[
+            "msg",
+            "send",
+            "--to",
+            "people",
+            "--type",
+            "ALERT",
+            "--payload",
+            r#"{"text": "disk full"}"#,
+            "--correlation",
+            "c-1",
+            "--ttl",
+            "1h",
+            "--task",
+            "1",
+            "--json",
+        ]),
+    );
+    expect("msg list", repo.json(&["msg", "list", "--json"]));
+    expect("msg show", repo.json(&["msg", "show", "M1", "--json"]));
+    expect("msg ack", repo.json(&["msg", "ack", "M1", "--json"]));
+    repo.ok(&[
+        "msg",
+        "send",
+        "--to",
+        "people",
+        "--type",
+        "ESCALATION",
+        "--payload",
+        r#"{"text": "Which database?", "severity": "high"}"#,
+        "--task",
+        "1",
+    ]);
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(status["escalations"][0]["id"], 2, "{status}");
+    expect("status", status);
+    expect(
+        "escalations list",
+        repo.json(&["escalations", "list", "--json"]),
+    );
+    expect(
+        "escalations answer",
+        repo.json(&["escalations", "answer", "M2", "PostgreSQL", "--json"]),
+    );
 
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(

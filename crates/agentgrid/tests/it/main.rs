@@ -27,6 +27,7 @@ mod land_after;
 mod lies;
 mod listing;
 mod merges;
+mod messages;
 mod mistakes;
 mod nodes;
 mod park;

@@ -27,6 +27,7 @@ fn context() -> PromptContext {
         feedback: None,
         comments: None,
         answer: None,
+        inbox: None,
         execution: ExecutionView {
             id: ExecutionId(3),
             kind: ExecutionKind::Work,

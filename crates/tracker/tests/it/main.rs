@@ -3,6 +3,7 @@
 mod approvals;
 mod fold;
 mod leases;
+mod messages;
 mod rules;
 mod workflow_driver;
 mod workflows;
