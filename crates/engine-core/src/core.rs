@@ -585,59 +585,14 @@ impl Core {
     /// Holds an end back with the task's new state and schedule already in the snapshot the
     /// next decision looks at; the store's rows replace them when the changes are written.
     fn hold(&mut self, changes: Vec<Change>, now: Timestamp) {
-        for change in &changes {
-            match change {
-                Change::SettleTask { id, to, .. } => {
-                    self.snapshot.update(*id, |task| task.state = *to);
-                }
-                Change::ScheduleTask {
-                    id,
-                    not_before,
-                    attempts,
-                    continuations,
-                    ..
-                } => {
-                    self.snapshot.update(*id, |task| {
-                        task.not_before = *not_before;
-                        task.attempts = *attempts;
-                        task.continuations = *continuations;
-                    });
-                }
-                _ => {}
-            }
-        }
+        crate::ending::hold_in_view(&mut self.snapshot, &changes);
         self.held.end(changes, now);
     }
 
     /// What becomes of a running task when its execution ends (the scheduler decides), and
     /// whether the task ended. A task no longer running (cancelled meanwhile) is left alone.
     fn settle(&self, task_id: TaskId, end: &ExecutionEnd, now: Timestamp) -> (Vec<Change>, bool) {
-        let Some(task) = self
-            .snapshot
-            .task(task_id)
-            .filter(|t| t.state == TaskState::Running)
-        else {
-            return (Vec::new(), false);
-        };
-        let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-        let plan = scheduler::after_execution(task, &children, end, &self.config, now);
-        let mut changes = vec![Change::SettleTask {
-            id: task_id,
-            to: plan.to,
-            reason: Some(plan.reason.clone()),
-        }];
-        if (plan.not_before, plan.attempts, plan.continuations)
-            != (task.not_before, task.attempts, task.continuations)
-        {
-            changes.push(Change::ScheduleTask {
-                id: task_id,
-                not_before: plan.not_before,
-                attempts: plan.attempts,
-                continuations: plan.continuations,
-                reason: None,
-            });
-        }
-        (changes, plan.to.is_terminal())
+        crate::ending::settle(&self.snapshot, &self.config, task_id, end, now)
     }
 
     /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
@@ -1082,19 +1037,9 @@ impl Core {
                 state: ExecutionState::Lost,
                 exit_code: None,
                 usage: execution.usage,
-                summary: Some("the engine running it stopped; it was wound down on restart".into()),
+                summary: Some(crate::ending::LOST_ON_RESTART.into()),
             }];
-            let end = ExecutionEnd {
-                kind: execution.kind,
-                agent: execution.agent.clone(),
-                state: ExecutionState::Lost,
-                validated: false,
-                claimed_complete: None,
-                blocked: None,
-                failure: None,
-                provider_paused: None,
-                class: domain::FailureClass::Transient,
-            };
+            let end = crate::ending::lost(&execution);
             let (settle, _) = self.settle(execution.task_id, &end, now);
             changes.extend(settle);
             // Written as an end: a task cancelled since it was read keeps its state, and the

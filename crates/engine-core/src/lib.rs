@@ -25,6 +25,7 @@
 //! write will say.
 
 mod core;
+pub mod ending;
 mod effect;
 mod held;
 mod input;

@@ -1161,25 +1161,15 @@ impl Engine {
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
         }
-        // An agent that ends on its own after a request was refused over budget ended because
-        // of the budget, however it exited; only a cancel says otherwise.
-        let (state, summary) = match (&over, state) {
-            (Some(reason), state) if state != ExecutionState::Cancelled => {
-                (ExecutionState::BudgetExceeded, Some(reason.clone()))
-            }
-            _ => (state, summary),
-        };
-        // A failure after a request was refused for a paused provider is the provider's: the
-        // pause is named first, and the attempt does not count (see `ExecutionEnd`).
         let paused = active
             .provider_paused
-            .clone()
-            .filter(|_| !matches!(state, ExecutionState::Succeeded | ExecutionState::Cancelled));
-        let summary = match (&paused, summary) {
-            (Some((why, _)), Some(s)) => Some(format!("{why}; {s}")),
-            (Some((why, _)), None) => Some(why.clone()),
-            (None, s) => s,
-        };
+            .as_ref()
+            .map(|(why, until)| (why.as_str(), *until));
+        let engine_core::ending::Verdict {
+            state,
+            summary,
+            provider_paused,
+        } = engine_core::ending::verdict(state, summary, over.as_deref(), paused);
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;
         let finish = Change::FinishExecution {
@@ -1197,7 +1187,7 @@ impl Engine {
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
             failure: summary,
-            provider_paused: paused.map(|(_, until)| until),
+            provider_paused,
             class,
         };
         // Sub-tasks that were done while this execution ran are merged only now that its
@@ -1313,27 +1303,7 @@ impl Engine {
     /// new state and schedule already in the snapshot that decision looks at. The store's
     /// rows replace them when the changes are written.
     fn hold(&mut self, changes: Vec<Change>) {
-        for change in &changes {
-            match change {
-                Change::SettleTask { id, to, .. } => {
-                    self.snapshot.update(*id, |task| task.state = *to);
-                }
-                Change::ScheduleTask {
-                    id,
-                    not_before,
-                    attempts,
-                    continuations,
-                    ..
-                } => {
-                    self.snapshot.update(*id, |task| {
-                        task.not_before = *not_before;
-                        task.attempts = *attempts;
-                        task.continuations = *continuations;
-                    });
-                }
-                _ => {}
-            }
-        }
+        engine_core::ending::hold_in_view(&mut self.snapshot, &changes);
         self.held.end(changes, Instant::now());
     }
 
@@ -1341,32 +1311,7 @@ impl Engine {
     /// execution's end (the scheduler decides; see `after_execution`), and whether the task ended.
     /// A task that is no longer running (cancelled meanwhile) is left as it is.
     fn settle(&self, task_id: TaskId, end: &ExecutionEnd, now: Timestamp) -> (Vec<Change>, bool) {
-        let Some(task) = self
-            .snapshot
-            .task(task_id)
-            .filter(|t| t.state == TaskState::Running)
-        else {
-            return (Vec::new(), false);
-        };
-        let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-        let plan = scheduler::after_execution(task, &children, end, &self.setup.config, now);
-        let mut changes = vec![Change::SettleTask {
-            id: task_id,
-            to: plan.to,
-            reason: Some(plan.reason.clone()),
-        }];
-        if (plan.not_before, plan.attempts, plan.continuations)
-            != (task.not_before, task.attempts, task.continuations)
-        {
-            changes.push(Change::ScheduleTask {
-                id: task_id,
-                not_before: plan.not_before,
-                attempts: plan.attempts,
-                continuations: plan.continuations,
-                reason: None,
-            });
-        }
-        (changes, plan.to.is_terminal())
+        engine_core::ending::settle(&self.snapshot, &self.setup.config, task_id, end, now)
     }
 
     /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
@@ -1633,19 +1578,9 @@ impl Engine {
                 state: ExecutionState::Lost,
                 exit_code: None,
                 usage: execution.usage,
-                summary: Some("the engine running it stopped; it was wound down on restart".into()),
+                summary: Some(engine_core::ending::LOST_ON_RESTART.into()),
             }];
-            let end = ExecutionEnd {
-                kind: execution.kind,
-                agent: execution.agent.clone(),
-                state: ExecutionState::Lost,
-                validated: false,
-                claimed_complete: None,
-                blocked: None,
-                failure: None,
-                provider_paused: None,
-                class: domain::FailureClass::Transient,
-            };
+            let end = engine_core::ending::lost(&execution);
             changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;
             self.summary.recovered += 1;

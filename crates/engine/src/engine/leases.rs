@@ -2,9 +2,8 @@
 //! batch, recording other nodes' executions lost once their lease ran out, and stopping an
 //! execution whose claim another engine took.
 
-use domain::{ExecutionState, FailureClass, Timestamp};
+use domain::Timestamp;
 use executor::StopReason;
-use scheduler::ExecutionEnd;
 use store::{Change, ExecutionFilter};
 
 use super::Engine;
@@ -80,17 +79,7 @@ impl Engine {
             .cloned()
             .collect();
         for execution in expired {
-            let end = ExecutionEnd {
-                kind: execution.kind,
-                agent: execution.agent.clone(),
-                state: ExecutionState::Lost,
-                validated: false,
-                claimed_complete: None,
-                blocked: None,
-                failure: None,
-                provider_paused: None,
-                class: FailureClass::Transient,
-            };
+            let end = engine_core::ending::lost(&execution);
             // The task as the store has it now: the other node may have changed it last.
             if let Some(task) = self.store.task(execution.task_id).await? {
                 self.snapshot.insert(task);
