@@ -13,6 +13,7 @@ use crate::effect::{Effect, PersistId, PersistMode, StopReason};
 use crate::held::Held;
 use crate::input::{CallOp, Finished, Input, JobReport, Outcome, Removal, Update, Written};
 use crate::jobs::{JobBook, Work};
+use crate::spending::{Notice, Spending};
 
 /// What the core must know of its surroundings, fixed for its life.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +116,8 @@ pub struct Core {
     snapshot: Snapshot,
     running: BTreeMap<ExecutionId, Running>,
     held: Held,
+    /// What the model gateway said of running executions, and the provider pauses.
+    spending: Spending,
     parked: BTreeMap<TaskId, Parked>,
     jobs: JobBook,
     /// Ended tasks whose worktree could not be removed because a process worked in it.
@@ -151,6 +154,7 @@ impl Core {
             snapshot: Snapshot::default(),
             running: BTreeMap::new(),
             held: Held::default(),
+            spending: Spending::default(),
             parked: BTreeMap::new(),
             jobs: JobBook::default(),
             busy_worktrees: BTreeSet::new(),
@@ -262,6 +266,7 @@ impl Core {
                 execution,
                 op,
             } => self.call(call, execution, op, now, &mut out),
+            Input::Notice(notice) => self.notice(notice, now, &mut out),
             Input::Changed(tasks) => self.changed(tasks, now, &mut out),
             Input::Reloaded(tasks) => {
                 self.reloads = self.reloads.saturating_sub(1);
@@ -300,6 +305,9 @@ impl Core {
             }
             self.retry_removals(now, out);
         }
+        for execution in self.spending.take_stops(now) {
+            self.stop(execution, StopReason::BudgetExceeded, now, out);
+        }
         if self.stopping && self.is_quiet() && !self.held.is_empty() {
             self.flush(Then::Nothing, out);
         }
@@ -307,6 +315,7 @@ impl Core {
             self.wakeup.filter(|_| !self.stopping),
             self.recheck_at.filter(|_| !self.stopping),
             self.held.due(),
+            self.spending.stop_due(),
             (!self.busy_worktrees.is_empty())
                 .then(|| {
                     self.removals_tried
@@ -371,6 +380,10 @@ impl Core {
         self.snapshot
             .recent_dispatches
             .retain(|t| now.since(*t) < Duration::from_secs(60));
+        let resumed = self.spending.end_pauses(&mut self.snapshot, now);
+        if !resumed.is_empty() {
+            self.persist(resumed, PersistMode::Tolerant, Then::Nothing, out);
+        }
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.config, now);
@@ -516,22 +529,25 @@ impl Core {
         };
         out.push(Effect::Revoke { execution: f.id });
         let task = r.execution.task_id;
+        let verdict = self
+            .spending
+            .ended(f.id, f.state, f.summary, f.metered_over);
         let finish = Change::FinishExecution {
             id: f.id,
-            state: f.state,
+            state: verdict.state,
             exit_code: f.exit_code,
             usage: f.usage,
-            summary: f.summary.clone(),
+            summary: verdict.summary.clone(),
         };
         let end = ExecutionEnd {
             kind: r.execution.kind,
             agent: r.execution.agent.clone(),
-            state: f.state,
+            state: verdict.state,
             validated: r.validated,
             claimed_complete: f.claimed_complete.or(r.claimed_complete),
             blocked: f.blocked.or(r.blocked),
-            failure: f.summary,
-            provider_paused: f.provider_paused,
+            failure: verdict.summary,
+            provider_paused: verdict.provider_paused,
             class: f.class,
         };
         if self.options.workspaces && f.merges_due {
@@ -827,6 +843,31 @@ impl Core {
         self.persist(vec![change], PersistMode::Whole, then, out);
     }
 
+    /// A gateway notice: recorded, and for a budget used up, the execution marked to end as
+    /// over budget (see `spending.rs`).
+    fn notice(&mut self, notice: Notice, now: Timestamp, out: &mut Vec<Effect>) {
+        let running = &self.running;
+        let noticed =
+            self.spending
+                .notice(notice, |id| running.contains_key(&id), &mut self.snapshot, now);
+        if let Some(id) = noticed.activity
+            && let Some(r) = self.running.get_mut(&id)
+        {
+            r.last_activity_at = r.last_activity_at.max(now);
+        }
+        if let Some((id, _)) = noticed.over_budget
+            && let Some(r) = self.running.get_mut(&id)
+        {
+            // No timeout or stall kill either: this execution ends as over budget.
+            r.kill_requested = true;
+            self.dirty = true;
+        }
+        self.dirty |= noticed.dirty;
+        if let Some(change) = noticed.record {
+            self.persist(vec![change], PersistMode::Tolerant, Then::Nothing, out);
+        }
+    }
+
     fn changed(&mut self, tasks: Vec<Task>, now: Timestamp, out: &mut Vec<Effect>) {
         for task in tasks {
             self.dirty = true;
@@ -1070,7 +1111,12 @@ impl Core {
         self.jobs.drop_queued_removals();
         let ids: Vec<ExecutionId> = self.running.keys().copied().collect();
         for id in ids {
-            self.stop(id, StopReason::Shutdown, now, out);
+            // One already over budget ends as such, grace or not.
+            let reason = match self.spending.over_budget(id) {
+                Some(_) => StopReason::BudgetExceeded,
+                None => StopReason::Shutdown,
+            };
+            self.stop(id, reason, now, out);
         }
     }
 }

@@ -30,6 +30,7 @@ mod effect;
 mod held;
 mod input;
 mod jobs;
+pub mod spending;
 
 pub use crate::core::{Core, Options, Running};
 pub use effect::{Effect, PersistId, PersistMode, StopReason};
@@ -38,3 +39,4 @@ pub use input::{
     CallOp, CallResult, Finished, Input, JobReport, Outcome, Removal, Update, Written,
 };
 pub use jobs::Work;
+pub use spending::{BUDGET_GRACE, Notice};

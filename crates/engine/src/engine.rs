@@ -6,6 +6,7 @@ mod held;
 mod jobs;
 mod leases;
 mod merges;
+mod notices;
 mod prune;
 mod refusals;
 mod said;
@@ -75,16 +76,8 @@ struct Active {
     kill_requested: bool,
     /// The execution's token, registered with the model gateway while it runs.
     token: String,
-    /// Set when the model gateway refused a request over budget, with its reason.
-    budget_exceeded: Option<String>,
-    /// When an execution over budget is stopped if it has not ended by itself: see
-    /// [`BUDGET_GRACE`].
-    budget_stop_at: Option<Instant>,
     /// The last validation of the execution passed.
     validated: bool,
-    /// Set when the gateway refused a request of the execution because its provider is
-    /// paused: the pause's description and end.
-    provider_paused: Option<(String, Timestamp)>,
     /// What the agent's CLI said it used, checked against the metering when it ends.
     reported_usage: crate::usage_check::Reported,
 }
@@ -128,9 +121,9 @@ pub struct Engine {
     busy_worktrees: BTreeSet<TaskId>,
     /// When removing them was last tried.
     removals_tried: Option<Instant>,
-    /// For each paused provider, the execution whose request started the pause: its end is
-    /// recorded there.
-    paused_by: HashMap<String, ExecutionId>,
+    /// What the model gateway said of running executions, and the provider pauses: see
+    /// `notices.rs`.
+    spending: engine_core::spending::Spending,
     /// Merges and worktree removals running off the loop: see `jobs.rs`.
     jobs: Jobs,
     /// Where jobs report; taken by the loop when it starts.
@@ -162,13 +155,6 @@ const REMOVAL_RETRY: StdDuration = StdDuration::from_secs(1);
 /// The longest the engine waits, when it stops, for the gateway to settle answers it is still
 /// reading after their agents left.
 const GATEWAY_SETTLE: StdDuration = StdDuration::from_secs(10);
-
-/// How long an agent whose model request was refused over budget has to end by itself before
-/// it is stopped. The refusal reaches the agent in its provider's error shape at the same moment
-/// the engine hears of it; an agent CLI prints the error and exits, and stopping it at once would
-/// race that and lose its last words. It can make no more model requests meanwhile: the gateway
-/// refuses every one.
-const BUDGET_GRACE: StdDuration = StdDuration::from_secs(2);
 
 impl Engine {
     pub fn new(
@@ -207,7 +193,7 @@ impl Engine {
             recheck_at: None,
             busy_worktrees: BTreeSet::new(),
             removals_tried: None,
-            paused_by: HashMap::new(),
+            spending: Default::default(),
             jobs: Jobs::new(context, report_tx),
             job_reports: Some(report_rx),
             parked: HashMap::new(),
@@ -341,7 +327,10 @@ impl Engine {
                         .map_or(Instant::now(), |at| at + REMOVAL_RETRY)
                 });
                 let recheck = self.recheck_at.filter(|_| !stopping);
-                let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
+                let budget_stop = self
+                    .spending
+                    .stop_due()
+                    .map(|at| Instant::now() + at.since(self.clock.now()).as_std());
                 let lease_due = self.leases.as_ref().map(|l| l.due());
                 for at in [
                     self.held.due(),
@@ -384,7 +373,7 @@ impl Engine {
                         self.summary.interrupted = true;
                         for active in self.active.values() {
                             // One already over budget ends as such, grace or not.
-                            let reason = match active.budget_exceeded {
+                            let reason = match self.spending.over_budget(active.execution.id) {
                                 Some(_) => StopReason::BudgetExceeded,
                                 None => StopReason::Shutdown,
                             };
@@ -643,133 +632,6 @@ impl Engine {
         ]
     }
 
-    /// Records what the gateway reports: usage and waits become events; a budget running out
-    /// ends the execution as `budget_exceeded`, after [`BUDGET_GRACE`] at the latest.
-    async fn record_notices(&mut self, notices: Vec<gateway::Notice>) -> Result<(), Error> {
-        let mut changes = Vec::new();
-        for notice in notices {
-            match notice {
-                gateway::Notice::Usage(u) => changes.push(Change::RecordModelUsage {
-                    id: u.execution,
-                    model: u.model,
-                    input_tokens: u.input_tokens,
-                    output_tokens: u.output_tokens,
-                    cached_tokens: u.cached_tokens,
-                    cost_micros: u.cost_micros,
-                }),
-                gateway::Notice::Waiting(w) => {
-                    if let Some(active) = self.active.get(&w.execution) {
-                        // Waiting out a rate limit is not a stall.
-                        active.shared.touch(self.clock.now());
-                    }
-                    changes.push(Change::RecordModelWaiting {
-                        id: w.execution,
-                        model: w.model,
-                        attempt: w.attempt,
-                        delay_ms: w.delay.as_millis(),
-                        status: w.status,
-                    });
-                }
-                gateway::Notice::ProviderPaused(p) => {
-                    self.snapshot
-                        .paused_providers
-                        .insert(p.provider.clone(), p.until);
-                    self.paused_by.insert(p.provider.clone(), p.execution);
-                    self.dirty = true;
-                    changes.push(Change::PauseProvider {
-                        id: p.execution,
-                        provider: p.provider,
-                        until: p.until,
-                        reason: p.reason,
-                    });
-                }
-                gateway::Notice::PausedRefusal(p) => {
-                    if let Some(active) = self.active.get_mut(&p.execution) {
-                        active.provider_paused = Some((p.describe(), p.until));
-                    }
-                }
-                gateway::Notice::Fallback(f) => changes.push(Change::RecordModelFallback {
-                    id: f.execution,
-                    model: f.model,
-                    fallback: f.fallback,
-                    reason: f.reason,
-                }),
-                gateway::Notice::ProviderThrottled(t) => changes.push(Change::ThrottleProvider {
-                    id: t.execution,
-                    provider: t.provider,
-                    limit: t.limit,
-                }),
-                gateway::Notice::BudgetExceeded(b) => {
-                    if let Some(active) = self.active.get_mut(&b.execution) {
-                        // No timeout or stall kill either: this execution ends as over budget.
-                        active.kill_requested = true;
-                        active.budget_exceeded = Some(b.reason.clone());
-                        active.shared.set_stop_summary(b.reason.clone());
-                        active.budget_stop_at = Some(Instant::now() + BUDGET_GRACE);
-                    }
-                }
-            }
-        }
-        self.apply_tolerant(changes).await
-    }
-
-    /// Records the end of every provider pause that is over by `now`; the gateway lets the
-    /// provider's requests through again by the same clock.
-    async fn end_pauses(&mut self, now: Timestamp) -> Result<(), Error> {
-        let ended: Vec<String> = self
-            .snapshot
-            .paused_providers
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(name, _)| name.clone())
-            .collect();
-        let mut changes = Vec::new();
-        for provider in ended {
-            self.snapshot.paused_providers.remove(&provider);
-            if let Some(id) = self.paused_by.remove(&provider) {
-                changes.push(Change::ResumeProvider { id, provider });
-            }
-        }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.apply_tolerant(changes).await
-    }
-
-    /// Pauses recorded by an engine that stopped before they ended hold on: in the
-    /// scheduler's view and at the gateway.
-    async fn restore_pauses(&mut self) -> Result<(), Error> {
-        for standing in self.store.providers().await? {
-            let (Some(until), Some(id)) = (standing.paused_until, standing.paused_by) else {
-                continue;
-            };
-            if let Some(gateway) = &self.gateway {
-                gateway.handle.pause_provider(
-                    &standing.name,
-                    until,
-                    standing.pause_reason.as_deref().unwrap_or("quota"),
-                );
-            }
-            self.snapshot
-                .paused_providers
-                .insert(standing.name.clone(), until);
-            // One already over is recorded as ended at the first decision.
-            self.paused_by.insert(standing.name, id);
-        }
-        Ok(())
-    }
-
-    /// Stops the executions over budget whose grace has run out.
-    fn stop_over_budget(&mut self) {
-        let now = Instant::now();
-        for active in self.active.values_mut() {
-            if active.budget_stop_at.is_some_and(|at| at <= now) {
-                active.budget_stop_at = None;
-                active.stop.stop(StopReason::BudgetExceeded);
-            }
-        }
-    }
-
     /// Keeps the snapshot's active list (which the scheduler reads) in step with live state.
     fn refresh_active_view(&mut self) {
         self.snapshot.busy_workspaces = self.jobs.busy();
@@ -926,10 +788,7 @@ impl Engine {
                 stop,
                 kill_requested: false,
                 token,
-                budget_exceeded: None,
-                budget_stop_at: None,
                 validated: false,
-                provider_paused: None,
                 reported_usage: Default::default(),
             },
         );
@@ -1139,14 +998,12 @@ impl Engine {
         // made no request after that (the gateway refuses only the next one). Its requests'
         // reservations were settled before their answers reached the agent, so the totals
         // already count every answer it saw.
-        let mut over = active.budget_exceeded.clone();
+        let mut metered_over = None;
         if let Some(gateway) = &self.gateway {
-            if over.is_none() {
-                over = gateway
-                    .registry
-                    .over_budget(&active.token)
-                    .map(|b| b.reason);
-            }
+            metered_over = gateway
+                .registry
+                .over_budget(&active.token)
+                .map(|b| b.reason);
             let metered = gateway.registry.execution_totals(id);
             if let Some((iteration, event)) =
                 crate::usage_check::mismatch(&active.reported_usage, &metered)
@@ -1161,15 +1018,11 @@ impl Engine {
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
         }
-        let paused = active
-            .provider_paused
-            .as_ref()
-            .map(|(why, until)| (why.as_str(), *until));
         let engine_core::ending::Verdict {
             state,
             summary,
             provider_paused,
-        } = engine_core::ending::verdict(state, summary, over.as_deref(), paused);
+        } = self.spending.ended(id, state, summary, metered_over);
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;
         let finish = Change::FinishExecution {
