@@ -26,6 +26,7 @@
 
 mod core;
 pub mod ending;
+pub mod lease;
 mod effect;
 mod held;
 mod input;

@@ -135,7 +135,7 @@ pub struct Engine {
     stopping: bool,
     /// This node's leases and fencing tokens; set when the engine starts serving, once the
     /// node id is read from the state directory.
-    leases: Option<crate::lease::Leases>,
+    leases: Option<engine_core::lease::Leases>,
 }
 
 /// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
@@ -254,10 +254,10 @@ impl Engine {
             })?;
         let node = crate::node::node_id(&self.options.state_dir)?;
         tracing::info!(%node, "this engine's node id");
-        self.leases = Some(crate::lease::Leases::new(
+        self.leases = Some(engine_core::lease::Leases::new(
             node,
             self.setup.lease,
-            Instant::now(),
+            self.clock.now(),
         ));
         self.followed_seq = self.store.last_seq().await?;
         for task in self.store.tasks(&TaskFilter::default()).await? {
@@ -331,7 +331,10 @@ impl Engine {
                     .spending
                     .stop_due()
                     .map(|at| Instant::now() + at.since(self.clock.now()).as_std());
-                let lease_due = self.leases.as_ref().map(|l| l.due());
+                let lease_due = self
+                    .leases
+                    .as_ref()
+                    .map(|l| Instant::now() + l.due().since(self.clock.now()).as_std());
                 for at in [
                     self.held.due(),
                     recheck,

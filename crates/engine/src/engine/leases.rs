@@ -1,4 +1,4 @@
-//! The engine's side of leases (see `crate::lease`): renewing its live executions' leases in one
+//! The engine's side of leases (see `engine_core::lease`): renewing its live executions' leases in one
 //! batch, recording other nodes' executions lost once their lease ran out, and stopping an
 //! execution whose claim another engine took.
 
@@ -17,7 +17,7 @@ impl Engine {
         let due = self
             .leases
             .as_mut()
-            .is_some_and(|l| l.take_due(std::time::Instant::now()));
+            .is_some_and(|l| l.take_due(now));
         if !due {
             return Ok(());
         }
