@@ -30,7 +30,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             workspaces: true,
-            write_behind: Duration::from_millis(50),
+            write_behind: crate::held::WRITE_BEHIND,
             removal_retry: Duration::from_secs(1),
         }
     }
@@ -148,12 +148,13 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: Config, options: Options) -> Core {
+        let held = Held::new(options.write_behind);
         Core {
             config,
             options,
             snapshot: Snapshot::default(),
             running: BTreeMap::new(),
-            held: Held::default(),
+            held,
             spending: Spending::default(),
             parked: BTreeMap::new(),
             jobs: JobBook::default(),
@@ -479,7 +480,7 @@ impl Core {
         match update {
             Update::Progress { id, change } => {
                 if self.running.contains_key(&id) {
-                    self.held.progress(change, now, behind);
+                    self.held.progress(change, now);
                 }
             }
             Update::ProcessStarted { id, at, change } => {
@@ -488,7 +489,7 @@ impl Core {
                 };
                 r.iteration_started_at = Some(at);
                 r.last_activity_at = r.last_activity_at.max(at);
-                self.held.progress(change, now, behind);
+                self.held.progress(change, now);
                 // A process now runs against its timeout and stall limits, so the scheduler must
                 // plan when to look at it; but not at once: most short processes end within the
                 // write-behind delay, and their end makes the scheduler look anyway.
@@ -500,7 +501,7 @@ impl Core {
                 };
                 r.validated = passed;
                 r.iteration_started_at = None;
-                self.held.progress(change, now, behind);
+                self.held.progress(change, now);
             }
             Update::Branch { task, branch } => {
                 if self
@@ -509,7 +510,7 @@ impl Core {
                     .is_some_and(|t| t.branch.as_deref() != Some(&branch))
                 {
                     self.held
-                        .progress(Change::SetBranch { id: task, branch }, now, behind);
+                        .progress(Change::SetBranch { id: task, branch }, now);
                 }
             }
             Update::Activity { id, at } => {

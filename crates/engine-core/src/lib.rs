@@ -35,7 +35,7 @@ pub mod spending;
 
 pub use crate::core::{Core, Options, Running};
 pub use effect::{Effect, PersistId, PersistMode, StopReason};
-pub use held::Held;
+pub use held::{Held, Taken, WRITE_BEHIND};
 pub use input::{
     CallOp, CallResult, Finished, Input, JobReport, Outcome, Removal, Update, Written,
 };

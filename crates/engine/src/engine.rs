@@ -2,7 +2,6 @@
 
 mod approvals;
 mod calls;
-mod held;
 mod jobs;
 mod leases;
 mod merges;
@@ -31,7 +30,7 @@ use workspace::Workspaces;
 
 use crate::bus::{self, Bus};
 use crate::{Error, Setup};
-use held::{Held, Taken, WRITE_BEHIND};
+use engine_core::{Held, Taken, WRITE_BEHIND};
 use jobs::{JobContext, Jobs, Removal, Work};
 
 /// Whether `run` returns once there is nothing left to do.
@@ -111,12 +110,12 @@ pub struct Engine {
     /// Something the scheduler looks at changed since it last decided. Deciding walks every
     /// task, so the loop decides only when this is set or the scheduler's wake-up is due.
     dirty: bool,
-    /// Executor updates and ended executions not yet written: see `held.rs`. Held ends are
-    /// written before anything else the engine writes.
+    /// Executor updates and ended executions not yet written: see `engine_core::Held`. Held
+    /// ends are written before anything else the engine writes.
     held: Held,
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
-    recheck_at: Option<Instant>,
+    recheck_at: Option<Timestamp>,
     /// Ended tasks whose worktree could not be removed because a process worked in it.
     busy_worktrees: BTreeSet<TaskId>,
     /// When removing them was last tried.
@@ -291,7 +290,7 @@ impl Engine {
             loop {
                 self.sync_open_children();
                 let now = self.clock.now();
-                let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
+                let recheck_due = self.recheck_at.is_some_and(|at| now >= at);
                 if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
                     wakeup = self.decide_and_act(now, &bus, &control).await?;
                 }
@@ -326,17 +325,14 @@ impl Engine {
                     self.removals_tried
                         .map_or(Instant::now(), |at| at + REMOVAL_RETRY)
                 });
-                let recheck = self.recheck_at.filter(|_| !stopping);
-                let budget_stop = self
-                    .spending
-                    .stop_due()
-                    .map(|at| Instant::now() + at.since(self.clock.now()).as_std());
-                let lease_due = self
-                    .leases
-                    .as_ref()
-                    .map(|l| Instant::now() + l.due().since(self.clock.now()).as_std());
+                // The engine's clock's times, as deadlines for the nap.
+                let clock_now = self.clock.now();
+                let instant = |at: Timestamp| Instant::now() + at.since(clock_now).as_std();
+                let recheck = self.recheck_at.filter(|_| !stopping).map(instant);
+                let budget_stop = self.spending.stop_due().map(instant);
+                let lease_due = self.leases.as_ref().map(|l| instant(l.due()));
                 for at in [
-                    self.held.due(),
+                    self.held.due().map(instant),
                     recheck,
                     budget_stop,
                     lease_due,
@@ -389,7 +385,7 @@ impl Engine {
                 // is held back together with the claims it makes, so flushing now would cost a
                 // transaction of its own.
                 let deciding_next = self.dirty && !stopping;
-                if !deciding_next && self.held.is_due(Instant::now()) {
+                if !deciding_next && self.held.is_due(self.clock.now()) {
                     self.flush().await?;
                 }
                 if woke {
@@ -526,7 +522,7 @@ impl Engine {
         self.dirty = again;
         // Ends the decision did not take along with a claim are written now: an ended
         // execution waits for no more than the decision that follows it.
-        if self.held.is_due(Instant::now()) {
+        if self.held.is_due(self.clock.now()) {
             self.flush().await?;
         }
         Ok(decision.next_wakeup)
@@ -684,7 +680,7 @@ impl Engine {
         });
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
-        let taken = self.held.take();
+        let taken = self.held.take_apart();
         let mut batch = taken.joined();
         batch.extend(claim.iter().cloned());
         let batch = self.fenced("engine", batch);
@@ -802,7 +798,7 @@ impl Engine {
     /// Takes in a batch of executor updates. Progress is held back for at most [`WRITE_BEHIND`];
     /// an execution's end is written at once, together with everything held back.
     async fn record_updates(&mut self, batch: Vec<Update>) -> Result<(), Error> {
-        let now = Instant::now();
+        let now = self.clock.now();
         for update in batch {
             match update {
                 Update::Preparing { id } => self
@@ -846,7 +842,7 @@ impl Engine {
                     // must plan when to look at it; but not at once. Most short processes end
                     // within WRITE_BEHIND, and their end makes the scheduler look anyway, so
                     // deciding now would be wasted. At worst a kill comes WRITE_BEHIND late.
-                    self.recheck_at.get_or_insert(now + WRITE_BEHIND);
+                    self.recheck_at.get_or_insert(now.plus(WRITE_BEHIND));
                 }
                 Update::ProcessExited {
                     id,
@@ -929,7 +925,7 @@ impl Engine {
 
     /// Writes everything held back so far: progress, then ends.
     async fn flush(&mut self) -> Result<(), Error> {
-        let taken = self.held.take();
+        let taken = self.held.take_apart();
         self.write_held(taken).await
     }
 
@@ -1016,7 +1012,7 @@ impl Engine {
                     iteration,
                     event,
                 };
-                self.held.progress(change, Instant::now());
+                self.held.progress(change, self.clock.now());
             }
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
@@ -1114,7 +1110,7 @@ impl Engine {
         // An ended task's branch is merged into its parent and its worktree removed by a job,
         // which reads the store: the end is written first. Until the job reports, the parent
         // is busy, so its resume finds the merge done.
-        self.held.end(changes, Instant::now());
+        self.held.end(changes, self.clock.now());
         self.flush().await?;
         self.after_task_ended(task_id);
         Ok(())
@@ -1160,7 +1156,7 @@ impl Engine {
     /// rows replace them when the changes are written.
     fn hold(&mut self, changes: Vec<Change>) {
         engine_core::ending::hold_in_view(&mut self.snapshot, &changes);
-        self.held.end(changes, Instant::now());
+        self.held.end(changes, self.clock.now());
     }
 
     /// What becomes of a running task when its execution ends, as changes to record with the
