@@ -39,5 +39,5 @@ pub use held::{Held, Taken, WRITE_BEHIND};
 pub use input::{
     CallOp, CallResult, Finished, Input, JobReport, Outcome, Removal, Update, Written,
 };
-pub use jobs::Work;
+pub use jobs::{JobBook, Work};
 pub use spending::{BUDGET_GRACE, Notice};
