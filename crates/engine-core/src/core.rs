@@ -14,6 +14,7 @@ use crate::held::Held;
 use crate::input::{CallOp, Finished, Input, JobReport, Outcome, Removal, Update, Written};
 use crate::jobs::{JobBook, Work};
 use crate::spending::{Notice, Spending};
+use crate::worktrees::{BusyWorktrees, Parking};
 
 /// What the core must know of its surroundings, fixed for its life.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,7 +32,7 @@ impl Default for Options {
         Options {
             workspaces: true,
             write_behind: crate::held::WRITE_BEHIND,
-            removal_retry: Duration::from_secs(1),
+            removal_retry: crate::worktrees::REMOVAL_RETRY,
         }
     }
 }
@@ -50,18 +51,6 @@ pub struct Running {
     pub blocked: Option<String>,
     /// When the core first asked it to stop.
     pub stop_asked_at: Option<Timestamp>,
-}
-
-/// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
-/// before its task is settled, so that its validators' verdict is not taken for a tree that
-/// changed under them. The store still calls the execution active until the end is written, so
-/// a crash meanwhile finds it lost.
-#[derive(Debug, Clone, PartialEq)]
-struct Parked {
-    finish: Change,
-    end: ExecutionEnd,
-    /// Merges made for it so far that changed the task's tree.
-    changed: u32,
 }
 
 /// What to do when a write the core asked for comes back.
@@ -118,11 +107,11 @@ pub struct Core {
     held: Held,
     /// What the model gateway said of running executions, and the provider pauses.
     spending: Spending,
-    parked: BTreeMap<TaskId, Parked>,
+    /// Ends that wait for the merges into their task.
+    parked: Parking,
     jobs: JobBook,
     /// Ended tasks whose worktree could not be removed because a process worked in it.
-    busy_worktrees: BTreeSet<TaskId>,
-    removals_tried: Option<Timestamp>,
+    busy_worktrees: BusyWorktrees,
     pending: BTreeMap<PersistId, Then>,
     next_persist: u64,
     recovery: Option<Recovery>,
@@ -156,10 +145,9 @@ impl Core {
             running: BTreeMap::new(),
             held,
             spending: Spending::default(),
-            parked: BTreeMap::new(),
+            parked: Parking::default(),
             jobs: JobBook::default(),
-            busy_worktrees: BTreeSet::new(),
-            removals_tried: None,
+            busy_worktrees: BusyWorktrees::default(),
             pending: BTreeMap::new(),
             next_persist: 0,
             recovery: None,
@@ -205,7 +193,7 @@ impl Core {
 
     /// Whether an execution's end waits for a merge into its task.
     pub fn is_parked(&self, task: TaskId) -> bool {
-        self.parked.contains_key(&task)
+        self.parked.is_parked(task)
     }
 
     /// Stopping has finished: nothing runs, no job or write is under way, nothing is held.
@@ -317,11 +305,8 @@ impl Core {
             self.recheck_at.filter(|_| !self.stopping),
             self.held.due(),
             self.spending.stop_due(),
-            (!self.busy_worktrees.is_empty())
-                .then(|| {
-                    self.removals_tried
-                        .map_or(now, |at| at.plus(self.options.removal_retry))
-                })
+            self.busy_worktrees
+                .due(self.options.removal_retry, now)
                 .filter(|_| !self.stopping),
         ]
         .into_iter()
@@ -400,19 +385,9 @@ impl Core {
                     attempt,
                     reason,
                 } => {
-                    let mut claim: Vec<Change> = reason
-                        .map(|text| Change::Comment { id: task, text })
-                        .into_iter()
-                        .collect();
-                    claim.push(Change::CreateExecution {
-                        task_id: task,
-                        kind,
-                        agent: agent.clone(),
-                        attempt,
-                        // The core does not model node leases yet: its claims are this
-                        // node's, recovered by the local fast path.
-                        lease: None,
-                    });
+                    // The core does not model node leases yet: its claims are this node's,
+                    // recovered by the local fast path.
+                    let claim = crate::claims::claim(task, &agent, kind, attempt, reason, None);
                     // What is held back goes into the claim's transaction, before the claim:
                     // one commit instead of two.
                     let held = self.held.take();
@@ -533,33 +508,18 @@ impl Core {
         let verdict = self
             .spending
             .ended(f.id, f.state, f.summary, f.metered_over);
-        let finish = Change::FinishExecution {
-            id: f.id,
-            state: verdict.state,
+        let (finish, end) = crate::ending::Ended {
+            verdict,
             exit_code: f.exit_code,
             usage: f.usage,
-            summary: verdict.summary.clone(),
-        };
-        let end = ExecutionEnd {
-            kind: r.execution.kind,
-            agent: r.execution.agent.clone(),
-            state: verdict.state,
             validated: r.validated,
             claimed_complete: f.claimed_complete.or(r.claimed_complete),
             blocked: f.blocked.or(r.blocked),
-            failure: verdict.summary,
-            provider_paused: verdict.provider_paused,
             class: f.class,
-        };
+        }
+        .record(&r.execution);
         if self.options.workspaces && f.merges_due {
-            self.parked.insert(
-                task,
-                Parked {
-                    finish,
-                    end,
-                    changed: 0,
-                },
-            );
+            self.parked.park(task, finish, end);
             self.request_job(
                 task,
                 Work {
@@ -584,15 +544,9 @@ impl Core {
         now: Timestamp,
         out: &mut Vec<Effect>,
     ) {
-        let mut changes = vec![finish];
-        let (settle, ended) = self.settle(task, &end, now);
-        changes.extend(settle);
+        let (changes, task_ended) =
+            crate::ending::conclude(&self.snapshot, &self.config, task, finish, &end, now);
         self.dirty = true;
-        let task_ended = ended
-            || self
-                .snapshot
-                .task(task)
-                .is_some_and(|t| t.state.is_terminal());
         self.hold(changes, now);
         if task_ended && self.options.workspaces {
             self.flush(Then::TaskEnded(task), out);
@@ -690,16 +644,13 @@ impl Core {
     }
 
     fn retry_removals(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        if self.stopping
-            || self.busy_worktrees.is_empty()
-            || self
-                .removals_tried
-                .is_some_and(|at| now < at.plus(self.options.removal_retry))
-        {
+        if self.stopping {
             return;
         }
-        self.removals_tried = Some(now);
-        for task_id in std::mem::take(&mut self.busy_worktrees) {
+        for task_id in self
+            .busy_worktrees
+            .take_due(self.options.removal_retry, now)
+        {
             let ended = self
                 .snapshot
                 .task(task_id)
@@ -742,18 +693,8 @@ impl Core {
         now: Timestamp,
         out: &mut Vec<Effect>,
     ) {
-        match removal {
-            Some(Removal::Busy) => {
-                self.busy_worktrees.insert(task);
-            }
-            Some(Removal::Removed | Removal::Kept(_)) => {
-                self.busy_worktrees.remove(&task);
-            }
-            None => {}
-        }
-        if let Some(parked) = self.parked.get_mut(&task) {
-            parked.changed += changed;
-        }
+        self.busy_worktrees.removal(task, removal.as_ref());
+        self.parked.merged(task, changed);
         if let Some(next) = self.jobs.finished(task) {
             self.start_job(task, next, out);
             // A merge asked for meanwhile is one more the parked end must wait for.
@@ -761,10 +702,8 @@ impl Core {
                 return;
             }
         }
-        if let Some(parked) = self.parked.remove(&task) {
-            let mut end = parked.end;
-            end.validated &= parked.changed == 0;
-            self.conclude(task, parked.finish, end, now, out);
+        if let Some((finish, end)) = self.parked.release(task) {
+            self.conclude(task, finish, end, now, out);
         }
     }
 

@@ -4,6 +4,7 @@
 
 use domain::{
     ApprovalSource, Execution, ExecutionState, FailureClass, Task, TaskId, TaskState, Timestamp,
+    Usage,
 };
 use scheduler::{Config, ExecutionEnd, Snapshot};
 use tracker::Change;
@@ -46,6 +47,62 @@ pub fn settle(
         });
     }
     (changes, plan.to.is_terminal())
+}
+
+/// How an execution ended, as its runner saw it and the gateway judged it: what is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub verdict: Verdict,
+    pub exit_code: Option<i32>,
+    pub usage: Usage,
+    /// The last validation passed.
+    pub validated: bool,
+    /// The agent's `ctl complete` summary and `ctl block` reason.
+    pub claimed_complete: Option<String>,
+    pub blocked: Option<String>,
+    pub class: FailureClass,
+}
+
+impl Ended {
+    /// The end of `execution` as the change that records it and what the scheduler judges.
+    pub fn record(self, execution: &Execution) -> (Change, ExecutionEnd) {
+        let finish = Change::FinishExecution {
+            id: execution.id,
+            state: self.verdict.state,
+            exit_code: self.exit_code,
+            usage: self.usage,
+            summary: self.verdict.summary.clone(),
+        };
+        let end = ExecutionEnd {
+            kind: execution.kind,
+            agent: execution.agent.clone(),
+            state: self.verdict.state,
+            validated: self.validated,
+            claimed_complete: self.claimed_complete,
+            blocked: self.blocked,
+            failure: self.verdict.summary,
+            provider_paused: self.verdict.provider_paused,
+            class: self.class,
+        };
+        (finish, end)
+    }
+}
+
+/// An end concluded: `finish` with what it makes of its task, and whether the task has ended
+/// (by this end, or before it: a task cancelled meanwhile), so that its workspace work follows.
+pub fn conclude(
+    snapshot: &Snapshot,
+    config: &Config,
+    task: TaskId,
+    finish: Change,
+    end: &ExecutionEnd,
+    now: Timestamp,
+) -> (Vec<Change>, bool) {
+    let mut changes = vec![finish];
+    let (settle, ended) = settle(snapshot, config, task, end, now);
+    changes.extend(settle);
+    let task_ended = ended || snapshot.task(task).is_some_and(|t| t.state.is_terminal());
+    (changes, task_ended)
 }
 
 /// Takes an end's new task state and schedule into the view the next decision looks at, before

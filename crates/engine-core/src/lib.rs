@@ -24,6 +24,7 @@
 //! scheduler's caps and "one active execution per task" hold without the core guessing what a
 //! write will say.
 
+pub mod claims;
 mod core;
 pub mod ending;
 pub mod lease;
@@ -32,6 +33,7 @@ mod held;
 mod input;
 mod jobs;
 pub mod spending;
+pub mod worktrees;
 
 pub use crate::core::{Core, Options, Running};
 pub use effect::{Effect, PersistId, PersistMode, StopReason};

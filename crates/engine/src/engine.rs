@@ -31,7 +31,7 @@ use workspace::Workspaces;
 use crate::bus::{self, Bus};
 use crate::{Error, Setup};
 use engine_core::{Held, Taken, WRITE_BEHIND};
-use jobs::{JobContext, Jobs, Removal, Work};
+use jobs::{JobContext, Jobs, Work};
 
 /// Whether `run` returns once there is nothing left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +117,7 @@ pub struct Engine {
     /// last decided: see `record_updates`.
     recheck_at: Option<Timestamp>,
     /// Ended tasks whose worktree could not be removed because a process worked in it.
-    busy_worktrees: BTreeSet<TaskId>,
-    /// When removing them was last tried.
-    removals_tried: Option<Instant>,
+    busy_worktrees: engine_core::worktrees::BusyWorktrees,
     /// What the model gateway said of running executions, and the provider pauses: see
     /// `notices.rs`.
     spending: engine_core::spending::Spending,
@@ -128,8 +126,8 @@ pub struct Engine {
     /// Where jobs report; taken by the loop when it starts.
     job_reports: Option<mpsc::UnboundedReceiver<jobs::Report>>,
     /// Ended executions whose end waits for the merges into their task that the end asked for
-    /// (see [`Engine::finish`]), by task.
-    parked: HashMap<TaskId, ParkedEnd>,
+    /// (see [`Engine::finish`]).
+    parked: engine_core::worktrees::Parking,
     /// Shutdown was asked for: no new execution starts, and no new worktree removal.
     stopping: bool,
     /// This node's leases and fencing tokens; set when the engine starts serving, once the
@@ -137,19 +135,8 @@ pub struct Engine {
     leases: Option<engine_core::lease::Leases>,
 }
 
-/// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
-/// before its task is settled, so that its validators' verdict is not taken for a tree that
-/// changed under them. The execution's processes are gone and its token revoked; the store
-/// still calls it active until the end is written, so a crash meanwhile finds it lost.
-struct ParkedEnd {
-    finish: Change,
-    end: ExecutionEnd,
-    /// Merges made for it so far that changed the task's tree.
-    changed: u32,
-}
-
 /// How often the worktrees that were busy are tried again.
-const REMOVAL_RETRY: StdDuration = StdDuration::from_secs(1);
+const REMOVAL_RETRY: domain::Duration = engine_core::worktrees::REMOVAL_RETRY;
 
 /// The longest the engine waits, when it stops, for the gateway to settle answers it is still
 /// reading after their agents left.
@@ -190,12 +177,11 @@ impl Engine {
             dirty: true,
             held: Held::default(),
             recheck_at: None,
-            busy_worktrees: BTreeSet::new(),
-            removals_tried: None,
+            busy_worktrees: Default::default(),
             spending: Default::default(),
             jobs: Jobs::new(context, report_tx),
             job_reports: Some(report_rx),
-            parked: HashMap::new(),
+            parked: Default::default(),
             stopping: false,
             leases: None,
         }
@@ -321,14 +307,14 @@ impl Engine {
                     .filter(|_| !stopping)
                     .map(|w| Instant::now() + w.since(now).as_std());
                 let mut deadline = follower.deadline();
-                let removal = (!self.busy_worktrees.is_empty()).then(|| {
-                    self.removals_tried
-                        .map_or(Instant::now(), |at| at + REMOVAL_RETRY)
-                });
                 // The engine's clock's times, as deadlines for the nap.
                 let clock_now = self.clock.now();
                 let instant = |at: Timestamp| Instant::now() + at.since(clock_now).as_std();
                 let recheck = self.recheck_at.filter(|_| !stopping).map(instant);
+                let removal = self
+                    .busy_worktrees
+                    .due(REMOVAL_RETRY, clock_now)
+                    .map(instant);
                 let budget_stop = self.spending.stop_due().map(instant);
                 let lease_due = self.leases.as_ref().map(|l| instant(l.due()));
                 for at in [
@@ -666,18 +652,8 @@ impl Engine {
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
             return Ok(false);
         };
-        // Why the scheduler runs it now, when it said, goes on the task just before the claim.
-        let mut claim: Vec<Change> = reason
-            .map(|text| Change::Comment { id: task_id, text })
-            .into_iter()
-            .collect();
-        claim.push(Change::CreateExecution {
-            task_id,
-            kind,
-            agent: agent_name.to_string(),
-            attempt,
-            lease: self.leases.as_ref().map(|l| l.first(now)),
-        });
+        let lease = self.leases.as_ref().map(|l| l.first(now));
+        let claim = engine_core::claims::claim(task_id, agent_name, kind, attempt, reason, lease);
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
         let taken = self.held.take_apart();
@@ -1017,44 +993,25 @@ impl Engine {
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
         }
-        let engine_core::ending::Verdict {
-            state,
-            summary,
-            provider_paused,
-        } = self.spending.ended(id, state, summary, metered_over);
+        let verdict = self.spending.ended(id, state, summary, metered_over);
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;
-        let finish = Change::FinishExecution {
-            id,
-            state,
+        let (finish, end) = engine_core::ending::Ended {
+            verdict,
             exit_code,
             usage,
-            summary: summary.clone(),
-        };
-        let end = ExecutionEnd {
-            kind: active.execution.kind,
-            agent: active.execution.agent.clone(),
-            state,
             validated: active.validated,
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
-            failure: summary,
-            provider_paused,
             class,
-        };
+        }
+        .record(&active.execution);
         // Sub-tasks that were done while this execution ran are merged only now that its
         // processes are gone (and merges that failed before are tried again), so its
         // validators did not judge the tree the task now has. The merges come before the task
         // is settled, which may end it: the end waits for them, off the loop.
         if self.merges_due(task_id).await {
-            self.parked.insert(
-                task_id,
-                ParkedEnd {
-                    finish,
-                    end,
-                    changed: 0,
-                },
-            );
+            self.parked.park(task_id, finish, end);
             self.request_job(
                 task_id,
                 Work {
@@ -1091,16 +1048,16 @@ impl Engine {
         end: ExecutionEnd,
     ) -> Result<(), Error> {
         let now = self.clock.now();
-        let mut changes = vec![finish];
-        let (settle, ended) = self.settle(task_id, &end, now);
-        changes.extend(settle);
+        let (mut changes, task_ended) = engine_core::ending::conclude(
+            &self.snapshot,
+            &self.setup.config,
+            task_id,
+            finish,
+            &end,
+            now,
+        );
         self.ask_policy_approvals(&mut changes);
         self.dirty = true;
-        let task_ended = ended
-            || self
-                .snapshot
-                .task(task_id)
-                .is_some_and(|t| t.state.is_terminal());
         if !(task_ended && self.workspaces.is_some()) {
             // Nothing has to happen between this end and the next decision, so the end waits
             // for it (see `dispatch`).
@@ -1122,20 +1079,8 @@ impl Engine {
         let task = report.task;
         self.dirty = true;
         self.record_merges(&report).await;
-        match &report.removal {
-            Some(Removal::Busy) => {
-                self.busy_worktrees.insert(task);
-            }
-            Some(Removal::Removed | Removal::Kept(_)) | None => {
-                // Kept for a person (uncommitted work, a failing hook): not tried again.
-                if report.removal.is_some() {
-                    self.busy_worktrees.remove(&task);
-                }
-            }
-        }
-        if let Some(parked) = self.parked.get_mut(&task) {
-            parked.changed += report.tree_changes();
-        }
+        self.busy_worktrees.removal(task, report.removal.as_ref());
+        self.parked.merged(task, report.tree_changes());
         if let Some(next) = self.jobs.finished(task) {
             self.start_job(task, next);
             // A merge asked for meanwhile is one more the parked end must wait for.
@@ -1143,10 +1088,8 @@ impl Engine {
                 return Ok(());
             }
         }
-        if let Some(parked) = self.parked.remove(&task) {
-            let mut end = parked.end;
-            end.validated &= parked.changed == 0;
-            self.conclude(task, parked.finish, end).await?;
+        if let Some((finish, end)) = self.parked.release(task) {
+            self.conclude(task, finish, end).await?;
         }
         Ok(())
     }
@@ -1225,15 +1168,8 @@ impl Engine {
     /// Tries again to remove the worktrees that were busy, at most once per
     /// [`REMOVAL_RETRY`]: each try reads every process's links in /proc.
     fn retry_removals(&mut self) {
-        if self.busy_worktrees.is_empty()
-            || self
-                .removals_tried
-                .is_some_and(|at| at.elapsed() < REMOVAL_RETRY)
-        {
-            return;
-        }
-        self.removals_tried = Some(Instant::now());
-        for task_id in std::mem::take(&mut self.busy_worktrees) {
+        let now = self.clock.now();
+        for task_id in self.busy_worktrees.take_due(REMOVAL_RETRY, now) {
             // A task reopened meanwhile works in its worktree again.
             let ended = self
                 .snapshot
