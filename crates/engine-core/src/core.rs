@@ -787,9 +787,12 @@ impl Core {
     /// over budget (see `spending.rs`).
     fn notice(&mut self, notice: Notice, now: Timestamp, out: &mut Vec<Effect>) {
         let running = &self.running;
-        let noticed =
-            self.spending
-                .notice(notice, |id| running.contains_key(&id), &mut self.snapshot, now);
+        let noticed = self.spending.notice(
+            notice,
+            |id| running.contains_key(&id),
+            &mut self.snapshot,
+            now,
+        );
         if let Some(id) = noticed.activity
             && let Some(r) = self.running.get_mut(&id)
         {

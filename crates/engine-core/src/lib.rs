@@ -26,12 +26,12 @@
 
 pub mod claims;
 mod core;
-pub mod ending;
-pub mod lease;
 mod effect;
+pub mod ending;
 mod held;
 mod input;
 mod jobs;
+pub mod lease;
 pub mod spending;
 pub mod worktrees;
 

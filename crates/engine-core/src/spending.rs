@@ -206,7 +206,11 @@ impl Spending {
         summary: Option<String>,
         metered_over: Option<String>,
     ) -> Verdict {
-        let over = self.over.remove(&execution).map(|o| o.reason).or(metered_over);
+        let over = self
+            .over
+            .remove(&execution)
+            .map(|o| o.reason)
+            .or(metered_over);
         let refused = self.refused.remove(&execution);
         verdict(
             state,

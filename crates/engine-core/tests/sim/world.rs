@@ -1114,7 +1114,9 @@ impl World {
                 && e.state.is_terminal()
                 && !matches!(
                     e.state,
-                    ExecutionState::BudgetExceeded | ExecutionState::Cancelled | ExecutionState::Lost
+                    ExecutionState::BudgetExceeded
+                        | ExecutionState::Cancelled
+                        | ExecutionState::Lost
                 )
             {
                 return Err(self.fail(format!(

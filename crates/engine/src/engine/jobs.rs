@@ -39,8 +39,8 @@ pub(super) struct JobContext {
 
 // What a job does, what it reports and what became of a removal are the core's types, and so
 // is the book of jobs in flight and work queued: one concept, one type.
-pub(super) use engine_core::{JobReport as Report, Removal, Work};
 use engine_core::JobBook;
+pub(super) use engine_core::{JobReport as Report, Removal, Work};
 
 /// A job as the loop hands it over: the work and what the snapshot knew when it started.
 pub(super) struct Job {

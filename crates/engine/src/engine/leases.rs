@@ -14,10 +14,7 @@ impl Engine {
     /// that is due.
     pub(super) async fn tend_leases(&mut self) -> Result<(), Error> {
         let now = self.clock.now();
-        let due = self
-            .leases
-            .as_mut()
-            .is_some_and(|l| l.take_due(now));
+        let due = self.leases.as_mut().is_some_and(|l| l.take_due(now));
         if !due {
             return Ok(());
         }
