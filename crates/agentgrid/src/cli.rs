@@ -31,7 +31,17 @@ pub enum Command {
         /// Where to set up (default: the current directory's git repository).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Also write these seed agencies with their agents: code, qa, devops, security, docs.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        agencies: Vec<String>,
+        /// The runtime the agencies' agents use: builtin, claude, codex or command (default:
+        /// claude or codex when on PATH, else a command to fill in).
+        #[arg(long, value_name = "RUNTIME", requires = "agencies")]
+        runtime: Option<String>,
     },
+    /// Agencies (`kind: Agency` in .agentgrid/agencies/): add a seed one, list them, show one.
+    #[command(subcommand)]
+    Agency(AgencyCommand),
     /// Create, list, inspect and change tasks.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -293,6 +303,34 @@ pub enum TaskCommand {
     /// Manage blocked-by dependencies.
     #[command(subcommand)]
     Dep(DepCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgencyCommand {
+    /// Write a seed agency (its manifest, its agents and a context file); existing files are
+    /// kept.
+    Add {
+        /// The agency's name; its agents are NAME-lead and NAME-ROLE.
+        name: String,
+        /// The seed to start from: code, qa, devops, security or docs (default: NAME).
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
+        /// The runtime its agents use: builtin, claude, codex or command (default: claude or
+        /// codex when on PATH, else a command to fill in).
+        #[arg(long, value_name = "RUNTIME")]
+        runtime: Option<String>,
+    },
+    /// The project's agencies.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One agency: its members and roles, what it accepts, its cap, routing and policies.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -299,8 +299,10 @@ pub struct JsonArray {
 }
 
 impl JsonArray {
+    /// Prints one element; `--fields` selects inside each element, as it does in an array
+    /// printed whole.
     pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(value)?;
+        let text = json_text(value, true)?;
         let lead = if self.started { ",\n" } else { "[\n" };
         self.started = true;
         let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();

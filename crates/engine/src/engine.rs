@@ -717,6 +717,7 @@ impl Engine {
                 kind,
             },
             agent: agent_name.to_string(),
+            agency: self.setup.agencies.view_for(agent_name),
         };
         let workspace = self
             .workspaces

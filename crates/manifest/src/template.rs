@@ -61,6 +61,16 @@ impl From<&Execution> for ExecutionView {
     }
 }
 
+/// What a template knows about the agency of the agent that runs.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct AgencyView {
+    pub name: String,
+    /// The agent's role in it (`coordinator` for its coordinator).
+    pub role: String,
+    /// The text of the agency's context files (standards, memory), each under a line naming it.
+    pub context: String,
+}
+
 /// Everything a prompt template can use. Argument and environment templates see the same names
 /// plus `prompt`, the rendered prompt text.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -84,10 +94,12 @@ pub struct PromptContext {
     pub execution: ExecutionView,
     /// The name of the agent that runs.
     pub agent: String,
+    /// The agent's agency, when it is in one.
+    pub agency: Option<AgencyView>,
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 10] = [
+pub const CONTEXT_NAMES: [&str; 11] = [
     "task",
     "parent",
     "children",
@@ -98,6 +110,7 @@ pub const CONTEXT_NAMES: [&str; 10] = [
     "answer",
     "execution",
     "agent",
+    "agency",
 ];
 /// The fields of a [`TaskView`].
 pub const TASK_FIELDS: [&str; 9] = [
@@ -143,6 +156,11 @@ impl PromptContext {
                 kind: ExecutionKind::Work,
             },
             agent: "worker".into(),
+            agency: Some(AgencyView {
+                name: "code".into(),
+                role: "developer".into(),
+                context: "## docs/standards.md\nEvery change comes with a test.\n".into(),
+            }),
         }
     }
 
@@ -159,6 +177,7 @@ impl PromptContext {
         ctx.feedback = None;
         ctx.comments = None;
         ctx.answer = None;
+        ctx.agency = None;
         ctx
     }
 }

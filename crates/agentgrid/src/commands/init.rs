@@ -224,7 +224,11 @@ spec:
     )
 }
 
-pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
+pub async fn init(
+    dir: Option<&Path>,
+    agencies: &[String],
+    runtime: Option<&str>,
+) -> anyhow::Result<u8> {
     let start = match dir {
         Some(d) => d.to_path_buf(),
         None => std::env::current_dir()?,
@@ -282,7 +286,8 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
                 ),
             )?;
         }
-        if found.is_empty() {
+        // Seeded agencies bring agents of their own; the example that only fails is left out.
+        if found.is_empty() && agencies.is_empty() {
             write(
                 agents.join("worker.yaml"),
                 &agent_yaml(
@@ -298,6 +303,15 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
             )?;
         }
     }
+    let chosen: Vec<(&str, &str)> = agencies.iter().map(|a| (a.as_str(), a.as_str())).collect();
+    let seeded = if chosen.is_empty() {
+        None
+    } else {
+        let names: Vec<&str> = chosen.iter().map(|(n, _)| *n).collect();
+        Some(super::agency::write_agencies(
+            &state, &chosen, runtime, &names,
+        )?)
+    };
     // Opening the store creates the database and runs its migrations.
     let db = state.join(DATABASE);
     store::SqliteStore::open(&db)?;
@@ -307,11 +321,14 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
     for p in &kept {
         outln!("kept    {}", p.strip_prefix(&root).unwrap_or(p).display());
     }
+    if let Some(seeded) = &seeded {
+        super::agency::report(&root, seeded);
+    }
     outln!(
         "database {}",
         db.strip_prefix(&root).unwrap_or(&db).display()
     );
-    if !has_agents && found.is_empty() {
+    if !has_agents && found.is_empty() && agencies.is_empty() {
         outln!(
             "\nNo agent CLI (claude, codex, aider, gemini, opencode) is on PATH: edit .agentgrid/agents/worker.yaml."
         );

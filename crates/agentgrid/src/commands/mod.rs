@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+mod agency;
 mod agent_builtin;
 mod approvals;
 mod approvals_tui;
@@ -33,7 +34,12 @@ use crate::project::Project;
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let project = cli.project.as_deref();
     match cli.command {
-        Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
+        Command::Init {
+            dir,
+            agencies,
+            runtime,
+        } => init::init(dir.as_deref().or(project), &agencies, runtime.as_deref()).await,
+        Command::Agency(cmd) => agency::agency(&Project::find(project)?, cmd).await,
         Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
         Command::Workflow(cmd) => workflow::workflow(&Project::find(project)?, cmd).await,
         Command::Run {

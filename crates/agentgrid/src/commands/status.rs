@@ -163,7 +163,10 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                     e.id.to_string(),
                     format!("#{}", e.task_id),
                     e.kind.to_string(),
-                    e.agent.clone(),
+                    match loaded.as_ref().and_then(|l| l.agency_of(&e.agent)) {
+                        Some((agency, _)) => format!("{} ({})", e.agent, agency.name),
+                        None => e.agent.clone(),
+                    },
                     if a.interrupted {
                         "interrupted".to_string()
                     } else {
@@ -178,6 +181,20 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &["EXEC", "TASK", "KIND", "AGENT", "STATE", "ITER", "WHY"],
             &rows,
         );
+    }
+    // Each agency's running executions against its cap.
+    for agency in loaded.iter().flat_map(|l| l.agencies.iter()) {
+        let running = view
+            .active
+            .iter()
+            .filter(|a| agency.role_of(&a.execution.agent).is_some())
+            .count();
+        let cap = agency
+            .spec()
+            .limits
+            .concurrency
+            .map_or(String::new(), |c| format!(" of at most {c}"));
+        outln!("agency {}: {running} running{cap}", agency.name);
     }
     if !view.timers.is_empty() {
         outln!("timers:");

@@ -196,6 +196,17 @@ fn every_command_prints_the_fields_its_json_documents() {
     assert_eq!(task["workflows"][0]["position"], "code", "{task}");
     expect("task show", task);
 
+    // Agencies, seeded in the same project; a task no agent takes says why it waits.
+    flows.ok(&["agency", "add", "qa", "--runtime", "command"]);
+    expect("agency list", flows.json(&["agency", "list", "--json"]));
+    let qa = flows.json(&["agency", "show", "qa", "--json"]);
+    assert_eq!(qa["coordinator"], "qa-lead", "{qa}");
+    expect("agency show", qa);
+    flows.ok(&["task", "add", "Test the export", "--label", "qa"]);
+    let task = flows.json(&["task", "show", "2", "--json"]);
+    assert_eq!(task["routing"]["agency"], "qa", "{task}");
+    expect("task show", task);
+
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(
         checked, documented,

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
 
+mod agencies;
 mod agent_side;
 mod answers;
 mod approvals;

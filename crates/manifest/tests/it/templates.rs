@@ -32,6 +32,7 @@ fn context() -> PromptContext {
             kind: ExecutionKind::Work,
         },
         agent: "worker".into(),
+        agency: None,
     }
 }
 

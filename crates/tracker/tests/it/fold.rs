@@ -109,7 +109,7 @@ fn change() -> impl Strategy<Value = Change> {
                 MergeResult::Failed { reason: "conflict".into() }
             },
         }),
-        3 => (task_id(), proptest::bool::weighted(0.8), 0..3u32, proptest::option::of(lease()))
+        3 => (task_id(), proptest::bool::weighted(0.8), 0..4u32, proptest::option::weighted(0.8, lease()))
             .prop_map(|(task_id, work, attempt, lease)| {
             Change::CreateExecution {
                 task_id,
@@ -353,7 +353,23 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::FinishLand { id, .. }
         | Change::CreateExecution { task_id: id, .. }
         | Change::StartWorkflow { task: id, .. } => task(id),
-        Change::StepWorkflow { .. } => {}
+        Change::StepWorkflow { id, input } => {
+            // Mostly an existing run, and three times in four the visit it waits on.
+            let mut runs: Vec<_> = state
+                .workflows()
+                .map(|r| (r.id, r.instance.visit))
+                .collect();
+            runs.sort();
+            if !runs.is_empty() {
+                let (run, visit) = runs[id.0 as usize % runs.len()];
+                if let workflow::Input::Ended { visit: v, .. } = input
+                    && !v.is_multiple_of(4)
+                {
+                    *v = visit;
+                }
+                *id = run;
+            }
+        }
         Change::RequestApproval {
             task: id, source, ..
         } => {
