@@ -13,6 +13,8 @@ use crate::effect::{Effect, PersistId, PersistMode, StopReason};
 use crate::held::Held;
 use crate::input::{CallOp, Finished, Input, JobReport, Outcome, Removal, Update, Written};
 use crate::jobs::{JobBook, Work};
+use crate::spending::{Notice, Spending};
+use crate::worktrees::{BusyWorktrees, Parking};
 
 /// What the core must know of its surroundings, fixed for its life.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,8 +31,8 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             workspaces: true,
-            write_behind: Duration::from_millis(50),
-            removal_retry: Duration::from_secs(1),
+            write_behind: crate::held::WRITE_BEHIND,
+            removal_retry: crate::worktrees::REMOVAL_RETRY,
         }
     }
 }
@@ -49,18 +51,6 @@ pub struct Running {
     pub blocked: Option<String>,
     /// When the core first asked it to stop.
     pub stop_asked_at: Option<Timestamp>,
-}
-
-/// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
-/// before its task is settled, so that its validators' verdict is not taken for a tree that
-/// changed under them. The store still calls the execution active until the end is written, so
-/// a crash meanwhile finds it lost.
-#[derive(Debug, Clone, PartialEq)]
-struct Parked {
-    finish: Change,
-    end: ExecutionEnd,
-    /// Merges made for it so far that changed the task's tree.
-    changed: u32,
 }
 
 /// What to do when a write the core asked for comes back.
@@ -115,11 +105,13 @@ pub struct Core {
     snapshot: Snapshot,
     running: BTreeMap<ExecutionId, Running>,
     held: Held,
-    parked: BTreeMap<TaskId, Parked>,
+    /// What the model gateway said of running executions, and the provider pauses.
+    spending: Spending,
+    /// Ends that wait for the merges into their task.
+    parked: Parking,
     jobs: JobBook,
     /// Ended tasks whose worktree could not be removed because a process worked in it.
-    busy_worktrees: BTreeSet<TaskId>,
-    removals_tried: Option<Timestamp>,
+    busy_worktrees: BusyWorktrees,
     pending: BTreeMap<PersistId, Then>,
     next_persist: u64,
     recovery: Option<Recovery>,
@@ -145,16 +137,17 @@ pub struct Core {
 
 impl Core {
     pub fn new(config: Config, options: Options) -> Core {
+        let held = Held::new(options.write_behind);
         Core {
             config,
             options,
             snapshot: Snapshot::default(),
             running: BTreeMap::new(),
-            held: Held::default(),
-            parked: BTreeMap::new(),
+            held,
+            spending: Spending::default(),
+            parked: Parking::default(),
             jobs: JobBook::default(),
-            busy_worktrees: BTreeSet::new(),
-            removals_tried: None,
+            busy_worktrees: BusyWorktrees::default(),
             pending: BTreeMap::new(),
             next_persist: 0,
             recovery: None,
@@ -200,7 +193,7 @@ impl Core {
 
     /// Whether an execution's end waits for a merge into its task.
     pub fn is_parked(&self, task: TaskId) -> bool {
-        self.parked.contains_key(&task)
+        self.parked.is_parked(task)
     }
 
     /// Stopping has finished: nothing runs, no job or write is under way, nothing is held.
@@ -262,6 +255,7 @@ impl Core {
                 execution,
                 op,
             } => self.call(call, execution, op, now, &mut out),
+            Input::Notice(notice) => self.notice(notice, now, &mut out),
             Input::Changed(tasks) => self.changed(tasks, now, &mut out),
             Input::Reloaded(tasks) => {
                 self.reloads = self.reloads.saturating_sub(1);
@@ -300,6 +294,9 @@ impl Core {
             }
             self.retry_removals(now, out);
         }
+        for execution in self.spending.take_stops(now) {
+            self.stop(execution, StopReason::BudgetExceeded, now, out);
+        }
         if self.stopping && self.is_quiet() && !self.held.is_empty() {
             self.flush(Then::Nothing, out);
         }
@@ -307,11 +304,9 @@ impl Core {
             self.wakeup.filter(|_| !self.stopping),
             self.recheck_at.filter(|_| !self.stopping),
             self.held.due(),
-            (!self.busy_worktrees.is_empty())
-                .then(|| {
-                    self.removals_tried
-                        .map_or(now, |at| at.plus(self.options.removal_retry))
-                })
+            self.spending.stop_due(),
+            self.busy_worktrees
+                .due(self.options.removal_retry, now)
                 .filter(|_| !self.stopping),
         ]
         .into_iter()
@@ -371,6 +366,10 @@ impl Core {
         self.snapshot
             .recent_dispatches
             .retain(|t| now.since(*t) < Duration::from_secs(60));
+        let resumed = self.spending.end_pauses(&mut self.snapshot, now);
+        if !resumed.is_empty() {
+            self.persist(resumed, PersistMode::Tolerant, Then::Nothing, out);
+        }
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.config, now);
@@ -386,19 +385,9 @@ impl Core {
                     attempt,
                     reason,
                 } => {
-                    let mut claim: Vec<Change> = reason
-                        .map(|text| Change::Comment { id: task, text })
-                        .into_iter()
-                        .collect();
-                    claim.push(Change::CreateExecution {
-                        task_id: task,
-                        kind,
-                        agent: agent.clone(),
-                        attempt,
-                        // The core does not model node leases yet: its claims are this
-                        // node's, recovered by the local fast path.
-                        lease: None,
-                    });
+                    // The core does not model node leases yet: its claims are this node's,
+                    // recovered by the local fast path.
+                    let claim = crate::claims::claim(task, &agent, kind, attempt, reason, None);
                     // What is held back goes into the claim's transaction, before the claim:
                     // one commit instead of two.
                     let held = self.held.take();
@@ -466,7 +455,7 @@ impl Core {
         match update {
             Update::Progress { id, change } => {
                 if self.running.contains_key(&id) {
-                    self.held.progress(change, now, behind);
+                    self.held.progress(change, now);
                 }
             }
             Update::ProcessStarted { id, at, change } => {
@@ -475,7 +464,7 @@ impl Core {
                 };
                 r.iteration_started_at = Some(at);
                 r.last_activity_at = r.last_activity_at.max(at);
-                self.held.progress(change, now, behind);
+                self.held.progress(change, now);
                 // A process now runs against its timeout and stall limits, so the scheduler must
                 // plan when to look at it; but not at once: most short processes end within the
                 // write-behind delay, and their end makes the scheduler look anyway.
@@ -487,7 +476,7 @@ impl Core {
                 };
                 r.validated = passed;
                 r.iteration_started_at = None;
-                self.held.progress(change, now, behind);
+                self.held.progress(change, now);
             }
             Update::Branch { task, branch } => {
                 if self
@@ -496,7 +485,7 @@ impl Core {
                     .is_some_and(|t| t.branch.as_deref() != Some(&branch))
                 {
                     self.held
-                        .progress(Change::SetBranch { id: task, branch }, now, behind);
+                        .progress(Change::SetBranch { id: task, branch }, now);
                 }
             }
             Update::Activity { id, at } => {
@@ -516,33 +505,21 @@ impl Core {
         };
         out.push(Effect::Revoke { execution: f.id });
         let task = r.execution.task_id;
-        let finish = Change::FinishExecution {
-            id: f.id,
-            state: f.state,
+        let verdict = self
+            .spending
+            .ended(f.id, f.state, f.summary, f.metered_over);
+        let (finish, end) = crate::ending::Ended {
+            verdict,
             exit_code: f.exit_code,
             usage: f.usage,
-            summary: f.summary.clone(),
-        };
-        let end = ExecutionEnd {
-            kind: r.execution.kind,
-            agent: r.execution.agent.clone(),
-            state: f.state,
             validated: r.validated,
             claimed_complete: f.claimed_complete.or(r.claimed_complete),
             blocked: f.blocked.or(r.blocked),
-            failure: f.summary,
-            provider_paused: f.provider_paused,
             class: f.class,
-        };
+        }
+        .record(&r.execution);
         if self.options.workspaces && f.merges_due {
-            self.parked.insert(
-                task,
-                Parked {
-                    finish,
-                    end,
-                    changed: 0,
-                },
-            );
+            self.parked.park(task, finish, end);
             self.request_job(
                 task,
                 Work {
@@ -567,15 +544,9 @@ impl Core {
         now: Timestamp,
         out: &mut Vec<Effect>,
     ) {
-        let mut changes = vec![finish];
-        let (settle, ended) = self.settle(task, &end, now);
-        changes.extend(settle);
+        let (changes, task_ended) =
+            crate::ending::conclude(&self.snapshot, &self.config, task, finish, &end, now);
         self.dirty = true;
-        let task_ended = ended
-            || self
-                .snapshot
-                .task(task)
-                .is_some_and(|t| t.state.is_terminal());
         self.hold(changes, now);
         if task_ended && self.options.workspaces {
             self.flush(Then::TaskEnded(task), out);
@@ -585,59 +556,14 @@ impl Core {
     /// Holds an end back with the task's new state and schedule already in the snapshot the
     /// next decision looks at; the store's rows replace them when the changes are written.
     fn hold(&mut self, changes: Vec<Change>, now: Timestamp) {
-        for change in &changes {
-            match change {
-                Change::SettleTask { id, to, .. } => {
-                    self.snapshot.update(*id, |task| task.state = *to);
-                }
-                Change::ScheduleTask {
-                    id,
-                    not_before,
-                    attempts,
-                    continuations,
-                    ..
-                } => {
-                    self.snapshot.update(*id, |task| {
-                        task.not_before = *not_before;
-                        task.attempts = *attempts;
-                        task.continuations = *continuations;
-                    });
-                }
-                _ => {}
-            }
-        }
+        crate::ending::hold_in_view(&mut self.snapshot, &changes);
         self.held.end(changes, now);
     }
 
     /// What becomes of a running task when its execution ends (the scheduler decides), and
     /// whether the task ended. A task no longer running (cancelled meanwhile) is left alone.
     fn settle(&self, task_id: TaskId, end: &ExecutionEnd, now: Timestamp) -> (Vec<Change>, bool) {
-        let Some(task) = self
-            .snapshot
-            .task(task_id)
-            .filter(|t| t.state == TaskState::Running)
-        else {
-            return (Vec::new(), false);
-        };
-        let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-        let plan = scheduler::after_execution(task, &children, end, &self.config, now);
-        let mut changes = vec![Change::SettleTask {
-            id: task_id,
-            to: plan.to,
-            reason: Some(plan.reason.clone()),
-        }];
-        if (plan.not_before, plan.attempts, plan.continuations)
-            != (task.not_before, task.attempts, task.continuations)
-        {
-            changes.push(Change::ScheduleTask {
-                id: task_id,
-                not_before: plan.not_before,
-                attempts: plan.attempts,
-                continuations: plan.continuations,
-                reason: None,
-            });
-        }
-        (changes, plan.to.is_terminal())
+        crate::ending::settle(&self.snapshot, &self.config, task_id, end, now)
     }
 
     /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
@@ -718,16 +644,13 @@ impl Core {
     }
 
     fn retry_removals(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        if self.stopping
-            || self.busy_worktrees.is_empty()
-            || self
-                .removals_tried
-                .is_some_and(|at| now < at.plus(self.options.removal_retry))
-        {
+        if self.stopping {
             return;
         }
-        self.removals_tried = Some(now);
-        for task_id in std::mem::take(&mut self.busy_worktrees) {
+        for task_id in self
+            .busy_worktrees
+            .take_due(self.options.removal_retry, now)
+        {
             let ended = self
                 .snapshot
                 .task(task_id)
@@ -770,18 +693,8 @@ impl Core {
         now: Timestamp,
         out: &mut Vec<Effect>,
     ) {
-        match removal {
-            Some(Removal::Busy) => {
-                self.busy_worktrees.insert(task);
-            }
-            Some(Removal::Removed | Removal::Kept(_)) => {
-                self.busy_worktrees.remove(&task);
-            }
-            None => {}
-        }
-        if let Some(parked) = self.parked.get_mut(&task) {
-            parked.changed += changed;
-        }
+        self.busy_worktrees.removal(task, removal.as_ref());
+        self.parked.merged(task, changed);
         if let Some(next) = self.jobs.finished(task) {
             self.start_job(task, next, out);
             // A merge asked for meanwhile is one more the parked end must wait for.
@@ -789,10 +702,8 @@ impl Core {
                 return;
             }
         }
-        if let Some(parked) = self.parked.remove(&task) {
-            let mut end = parked.end;
-            end.validated &= parked.changed == 0;
-            self.conclude(task, parked.finish, end, now, out);
+        if let Some((finish, end)) = self.parked.release(task) {
+            self.conclude(task, finish, end, now, out);
         }
     }
 
@@ -870,6 +781,34 @@ impl Core {
             ),
         };
         self.persist(vec![change], PersistMode::Whole, then, out);
+    }
+
+    /// A gateway notice: recorded, and for a budget used up, the execution marked to end as
+    /// over budget (see `spending.rs`).
+    fn notice(&mut self, notice: Notice, now: Timestamp, out: &mut Vec<Effect>) {
+        let running = &self.running;
+        let noticed = self.spending.notice(
+            notice,
+            |id| running.contains_key(&id),
+            &mut self.snapshot,
+            now,
+        );
+        if let Some(id) = noticed.activity
+            && let Some(r) = self.running.get_mut(&id)
+        {
+            r.last_activity_at = r.last_activity_at.max(now);
+        }
+        if let Some((id, _)) = noticed.over_budget
+            && let Some(r) = self.running.get_mut(&id)
+        {
+            // No timeout or stall kill either: this execution ends as over budget.
+            r.kill_requested = true;
+            self.dirty = true;
+        }
+        self.dirty |= noticed.dirty;
+        if let Some(change) = noticed.record {
+            self.persist(vec![change], PersistMode::Tolerant, Then::Nothing, out);
+        }
     }
 
     fn changed(&mut self, tasks: Vec<Task>, now: Timestamp, out: &mut Vec<Effect>) {
@@ -1082,19 +1021,9 @@ impl Core {
                 state: ExecutionState::Lost,
                 exit_code: None,
                 usage: execution.usage,
-                summary: Some("the engine running it stopped; it was wound down on restart".into()),
+                summary: Some(crate::ending::LOST_ON_RESTART.into()),
             }];
-            let end = ExecutionEnd {
-                kind: execution.kind,
-                agent: execution.agent.clone(),
-                state: ExecutionState::Lost,
-                validated: false,
-                claimed_complete: None,
-                blocked: None,
-                failure: None,
-                provider_paused: None,
-                class: domain::FailureClass::Transient,
-            };
+            let end = crate::ending::lost(&execution);
             let (settle, _) = self.settle(execution.task_id, &end, now);
             changes.extend(settle);
             // Written as an end: a task cancelled since it was read keeps its state, and the
@@ -1125,7 +1054,12 @@ impl Core {
         self.jobs.drop_queued_removals();
         let ids: Vec<ExecutionId> = self.running.keys().copied().collect();
         for id in ids {
-            self.stop(id, StopReason::Shutdown, now, out);
+            // One already over budget ends as such, grace or not.
+            let reason = match self.spending.over_budget(id) {
+                Some(_) => StopReason::BudgetExceeded,
+                None => StopReason::Shutdown,
+            };
+            self.stop(id, reason, now, out);
         }
     }
 }

@@ -33,6 +33,9 @@ pub enum StopReason {
     Cancelled,
     /// The engine is stopping.
     Shutdown,
+    /// A request was refused over budget and the agent did not end within
+    /// [`crate::BUDGET_GRACE`] (or the engine is stopping meanwhile).
+    BudgetExceeded,
 }
 
 /// One thing for the runner to do. Effects are performed in the order they are returned.

@@ -22,6 +22,8 @@ pub enum Input {
         execution: ExecutionId,
         op: CallOp,
     },
+    /// The model gateway's news about an execution's requests.
+    Notice(crate::spending::Notice),
     /// Tasks as the store has them now, written by another process.
     Changed(Vec<Task>),
     /// The tasks of an [`crate::Effect::Reload`], as the store has them now.
@@ -83,9 +85,10 @@ pub struct Finished {
     /// see set them.
     pub claimed_complete: Option<String>,
     pub blocked: Option<String>,
-    /// A model request was refused because its provider is paused until then: the failure is
-    /// the provider's (see `scheduler::ExecutionEnd::provider_paused`).
-    pub provider_paused: Option<Timestamp>,
+    /// The gateway's metering says the execution's requests used a budget up, though no
+    /// request of it was refused (the gateway refuses only the next one): the reason. A refusal
+    /// comes as [`crate::Notice::BudgetExceeded`] instead.
+    pub metered_over: Option<String>,
     /// Merges into the execution's task are due (the store's `merges`), so its end waits for
     /// them. The runner reads it; the core cannot know of merges recorded by other processes.
     pub merges_due: bool,
@@ -103,7 +106,7 @@ impl Finished {
             class: FailureClass::Transient,
             claimed_complete: None,
             blocked: None,
-            provider_paused: None,
+            metered_over: None,
             merges_due: false,
         }
     }

@@ -33,9 +33,10 @@ impl Work {
     }
 }
 
-/// Jobs in flight and the work queued behind them, by task.
+/// Jobs in flight and the work queued behind them, by task: the book both the core and the
+/// engine's runner keep.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct JobBook {
+pub struct JobBook {
     in_flight: BTreeSet<TaskId>,
     queued: BTreeMap<TaskId, Work>,
 }

@@ -24,16 +24,22 @@
 //! scheduler's caps and "one active execution per task" hold without the core guessing what a
 //! write will say.
 
+pub mod claims;
 mod core;
 mod effect;
+pub mod ending;
 mod held;
 mod input;
 mod jobs;
+pub mod lease;
+pub mod spending;
+pub mod worktrees;
 
 pub use crate::core::{Core, Options, Running};
 pub use effect::{Effect, PersistId, PersistMode, StopReason};
-pub use held::Held;
+pub use held::{Held, Taken, WRITE_BEHIND};
 pub use input::{
     CallOp, CallResult, Finished, Input, JobReport, Outcome, Removal, Update, Written,
 };
-pub use jobs::Work;
+pub use jobs::{JobBook, Work};
+pub use spending::{BUDGET_GRACE, Notice};

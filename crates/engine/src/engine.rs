@@ -2,11 +2,11 @@
 
 mod approvals;
 mod calls;
-mod held;
 mod jobs;
 mod leases;
 mod mail;
 mod merges;
+mod notices;
 mod prune;
 mod refusals;
 mod said;
@@ -32,8 +32,8 @@ use workspace::Workspaces;
 
 use crate::bus::{self, Bus};
 use crate::{Error, Setup};
-use held::{Held, Taken, WRITE_BEHIND};
-use jobs::{JobContext, Jobs, Removal, Work};
+use engine_core::{Held, Taken, WRITE_BEHIND};
+use jobs::{JobContext, Jobs, Work};
 
 /// Whether `run` returns once there is nothing left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,16 +77,8 @@ struct Active {
     kill_requested: bool,
     /// The execution's token, registered with the model gateway while it runs.
     token: String,
-    /// Set when the model gateway refused a request over budget, with its reason.
-    budget_exceeded: Option<String>,
-    /// When an execution over budget is stopped if it has not ended by itself: see
-    /// [`BUDGET_GRACE`].
-    budget_stop_at: Option<Instant>,
     /// The last validation of the execution passed.
     validated: bool,
-    /// Set when the gateway refused a request of the execution because its provider is
-    /// paused: the pause's description and end.
-    provider_paused: Option<(String, Timestamp)>,
     /// What the agent's CLI said it used, checked against the metering when it ends.
     reported_usage: crate::usage_check::Reported,
 }
@@ -120,59 +112,39 @@ pub struct Engine {
     /// Something the scheduler looks at changed since it last decided. Deciding walks every
     /// task, so the loop decides only when this is set or the scheduler's wake-up is due.
     dirty: bool,
-    /// Executor updates and ended executions not yet written: see `held.rs`. Held ends are
-    /// written before anything else the engine writes.
+    /// Executor updates and ended executions not yet written: see `engine_core::Held`. Held
+    /// ends are written before anything else the engine writes.
     held: Held,
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
-    recheck_at: Option<Instant>,
+    recheck_at: Option<Timestamp>,
     /// Ended tasks whose worktree could not be removed because a process worked in it.
-    busy_worktrees: BTreeSet<TaskId>,
-    /// When removing them was last tried.
-    removals_tried: Option<Instant>,
-    /// For each paused provider, the execution whose request started the pause: its end is
-    /// recorded there.
-    paused_by: HashMap<String, ExecutionId>,
+    busy_worktrees: engine_core::worktrees::BusyWorktrees,
+    /// What the model gateway said of running executions, and the provider pauses: see
+    /// `notices.rs`.
+    spending: engine_core::spending::Spending,
     /// Merges and worktree removals running off the loop: see `jobs.rs`.
     jobs: Jobs,
     /// Where jobs report; taken by the loop when it starts.
     job_reports: Option<mpsc::UnboundedReceiver<jobs::Report>>,
     /// Ended executions whose end waits for the merges into their task that the end asked for
-    /// (see [`Engine::finish`]), by task.
-    parked: HashMap<TaskId, ParkedEnd>,
+    /// (see [`Engine::finish`]).
+    parked: engine_core::worktrees::Parking,
     /// Shutdown was asked for: no new execution starts, and no new worktree removal.
     stopping: bool,
     /// This node's leases and fencing tokens; set when the engine starts serving, once the
     /// node id is read from the state directory.
-    leases: Option<crate::lease::Leases>,
+    leases: Option<engine_core::lease::Leases>,
     /// What the engine carries out for workflow runs: see `workflows.rs`.
     workflows: workflows::Driver,
 }
 
-/// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
-/// before its task is settled, so that its validators' verdict is not taken for a tree that
-/// changed under them. The execution's processes are gone and its token revoked; the store
-/// still calls it active until the end is written, so a crash meanwhile finds it lost.
-struct ParkedEnd {
-    finish: Change,
-    end: ExecutionEnd,
-    /// Merges made for it so far that changed the task's tree.
-    changed: u32,
-}
-
 /// How often the worktrees that were busy are tried again.
-const REMOVAL_RETRY: StdDuration = StdDuration::from_secs(1);
+const REMOVAL_RETRY: domain::Duration = engine_core::worktrees::REMOVAL_RETRY;
 
 /// The longest the engine waits, when it stops, for the gateway to settle answers it is still
 /// reading after their agents left.
 const GATEWAY_SETTLE: StdDuration = StdDuration::from_secs(10);
-
-/// How long an agent whose model request was refused over budget has to end by itself before
-/// it is stopped. The refusal reaches the agent in its provider's error shape at the same moment
-/// the engine hears of it; an agent CLI prints the error and exits, and stopping it at once would
-/// race that and lose its last words. It can make no more model requests meanwhile: the gateway
-/// refuses every one.
-const BUDGET_GRACE: StdDuration = StdDuration::from_secs(2);
 
 impl Engine {
     pub fn new(
@@ -209,12 +181,11 @@ impl Engine {
             dirty: true,
             held: Held::default(),
             recheck_at: None,
-            busy_worktrees: BTreeSet::new(),
-            removals_tried: None,
-            paused_by: HashMap::new(),
+            busy_worktrees: Default::default(),
+            spending: Default::default(),
             jobs: Jobs::new(context, report_tx),
             job_reports: Some(report_rx),
-            parked: HashMap::new(),
+            parked: Default::default(),
             stopping: false,
             leases: None,
             workflows: workflows::Driver::new(),
@@ -273,10 +244,10 @@ impl Engine {
             })?;
         let node = crate::node::node_id(&self.options.state_dir)?;
         tracing::info!(%node, "this engine's node id");
-        self.leases = Some(crate::lease::Leases::new(
+        self.leases = Some(engine_core::lease::Leases::new(
             node,
             self.setup.lease,
-            Instant::now(),
+            self.clock.now(),
         ));
         self.followed_seq = self.store.last_seq().await?;
         for task in self.store.tasks(&TaskFilter::default()).await? {
@@ -314,7 +285,7 @@ impl Engine {
                     self.drive_workflows(false).await?;
                 }
                 let now = self.clock.now();
-                let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
+                let recheck_due = self.recheck_at.is_some_and(|at| now >= at);
                 if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
                     wakeup = self.decide_and_act(now, &bus, &control).await?;
                 }
@@ -347,17 +318,20 @@ impl Engine {
                     .filter(|_| !stopping)
                     .map(|w| Instant::now() + w.since(now).as_std());
                 let mut deadline = follower.deadline();
-                let removal = (!self.busy_worktrees.is_empty()).then(|| {
-                    self.removals_tried
-                        .map_or(Instant::now(), |at| at + REMOVAL_RETRY)
-                });
-                let recheck = self.recheck_at.filter(|_| !stopping);
-                let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
-                let lease_due = self.leases.as_ref().map(|l| l.due());
+                // The engine's clock's times, as deadlines for the nap.
+                let clock_now = self.clock.now();
+                let instant = |at: Timestamp| Instant::now() + at.since(clock_now).as_std();
+                let recheck = self.recheck_at.filter(|_| !stopping).map(instant);
+                let removal = self
+                    .busy_worktrees
+                    .due(REMOVAL_RETRY, clock_now)
+                    .map(instant);
+                let budget_stop = self.spending.stop_due().map(instant);
+                let lease_due = self.leases.as_ref().map(|l| instant(l.due()));
                 let workflows_due = self.workflows.due(now).filter(|_| !stopping);
                 for at in [
                     workflows_due,
-                    self.held.due(),
+                    self.held.due().map(instant),
                     recheck,
                     budget_stop,
                     lease_due,
@@ -399,7 +373,7 @@ impl Engine {
                         self.summary.interrupted = true;
                         for active in self.active.values() {
                             // One already over budget ends as such, grace or not.
-                            let reason = match active.budget_exceeded {
+                            let reason = match self.spending.over_budget(active.execution.id) {
                                 Some(_) => StopReason::BudgetExceeded,
                                 None => StopReason::Shutdown,
                             };
@@ -412,7 +386,7 @@ impl Engine {
                 // is held back together with the claims it makes, so flushing now would cost a
                 // transaction of its own.
                 let deciding_next = self.dirty && !stopping;
-                if !deciding_next && self.held.is_due(Instant::now()) {
+                if !deciding_next && self.held.is_due(self.clock.now()) {
                     self.flush().await?;
                 }
                 if woke {
@@ -549,7 +523,7 @@ impl Engine {
         self.dirty = again;
         // Ends the decision did not take along with a claim are written now: an ended
         // execution waits for no more than the decision that follows it.
-        if self.held.is_due(Instant::now()) {
+        if self.held.is_due(self.clock.now()) {
             self.flush().await?;
         }
         Ok(decision.next_wakeup)
@@ -658,133 +632,6 @@ impl Engine {
         ]
     }
 
-    /// Records what the gateway reports: usage and waits become events; a budget running out
-    /// ends the execution as `budget_exceeded`, after [`BUDGET_GRACE`] at the latest.
-    async fn record_notices(&mut self, notices: Vec<gateway::Notice>) -> Result<(), Error> {
-        let mut changes = Vec::new();
-        for notice in notices {
-            match notice {
-                gateway::Notice::Usage(u) => changes.push(Change::RecordModelUsage {
-                    id: u.execution,
-                    model: u.model,
-                    input_tokens: u.input_tokens,
-                    output_tokens: u.output_tokens,
-                    cached_tokens: u.cached_tokens,
-                    cost_micros: u.cost_micros,
-                }),
-                gateway::Notice::Waiting(w) => {
-                    if let Some(active) = self.active.get(&w.execution) {
-                        // Waiting out a rate limit is not a stall.
-                        active.shared.touch(self.clock.now());
-                    }
-                    changes.push(Change::RecordModelWaiting {
-                        id: w.execution,
-                        model: w.model,
-                        attempt: w.attempt,
-                        delay_ms: w.delay.as_millis(),
-                        status: w.status,
-                    });
-                }
-                gateway::Notice::ProviderPaused(p) => {
-                    self.snapshot
-                        .paused_providers
-                        .insert(p.provider.clone(), p.until);
-                    self.paused_by.insert(p.provider.clone(), p.execution);
-                    self.dirty = true;
-                    changes.push(Change::PauseProvider {
-                        id: p.execution,
-                        provider: p.provider,
-                        until: p.until,
-                        reason: p.reason,
-                    });
-                }
-                gateway::Notice::PausedRefusal(p) => {
-                    if let Some(active) = self.active.get_mut(&p.execution) {
-                        active.provider_paused = Some((p.describe(), p.until));
-                    }
-                }
-                gateway::Notice::Fallback(f) => changes.push(Change::RecordModelFallback {
-                    id: f.execution,
-                    model: f.model,
-                    fallback: f.fallback,
-                    reason: f.reason,
-                }),
-                gateway::Notice::ProviderThrottled(t) => changes.push(Change::ThrottleProvider {
-                    id: t.execution,
-                    provider: t.provider,
-                    limit: t.limit,
-                }),
-                gateway::Notice::BudgetExceeded(b) => {
-                    if let Some(active) = self.active.get_mut(&b.execution) {
-                        // No timeout or stall kill either: this execution ends as over budget.
-                        active.kill_requested = true;
-                        active.budget_exceeded = Some(b.reason.clone());
-                        active.shared.set_stop_summary(b.reason.clone());
-                        active.budget_stop_at = Some(Instant::now() + BUDGET_GRACE);
-                    }
-                }
-            }
-        }
-        self.apply_tolerant(changes).await
-    }
-
-    /// Records the end of every provider pause that is over by `now`; the gateway lets the
-    /// provider's requests through again by the same clock.
-    async fn end_pauses(&mut self, now: Timestamp) -> Result<(), Error> {
-        let ended: Vec<String> = self
-            .snapshot
-            .paused_providers
-            .iter()
-            .filter(|(_, until)| **until <= now)
-            .map(|(name, _)| name.clone())
-            .collect();
-        let mut changes = Vec::new();
-        for provider in ended {
-            self.snapshot.paused_providers.remove(&provider);
-            if let Some(id) = self.paused_by.remove(&provider) {
-                changes.push(Change::ResumeProvider { id, provider });
-            }
-        }
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.apply_tolerant(changes).await
-    }
-
-    /// Pauses recorded by an engine that stopped before they ended hold on: in the
-    /// scheduler's view and at the gateway.
-    async fn restore_pauses(&mut self) -> Result<(), Error> {
-        for standing in self.store.providers().await? {
-            let (Some(until), Some(id)) = (standing.paused_until, standing.paused_by) else {
-                continue;
-            };
-            if let Some(gateway) = &self.gateway {
-                gateway.handle.pause_provider(
-                    &standing.name,
-                    until,
-                    standing.pause_reason.as_deref().unwrap_or("quota"),
-                );
-            }
-            self.snapshot
-                .paused_providers
-                .insert(standing.name.clone(), until);
-            // One already over is recorded as ended at the first decision.
-            self.paused_by.insert(standing.name, id);
-        }
-        Ok(())
-    }
-
-    /// Stops the executions over budget whose grace has run out.
-    fn stop_over_budget(&mut self) {
-        let now = Instant::now();
-        for active in self.active.values_mut() {
-            if active.budget_stop_at.is_some_and(|at| at <= now) {
-                active.budget_stop_at = None;
-                active.stop.stop(StopReason::BudgetExceeded);
-            }
-        }
-    }
-
     /// Keeps the snapshot's active list (which the scheduler reads) in step with live state.
     fn refresh_active_view(&mut self) {
         self.snapshot.busy_workspaces = self.jobs.busy();
@@ -821,21 +668,11 @@ impl Engine {
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
             return Ok(false);
         };
-        // Why the scheduler runs it now, when it said, goes on the task just before the claim.
-        let mut claim: Vec<Change> = reason
-            .map(|text| Change::Comment { id: task_id, text })
-            .into_iter()
-            .collect();
-        claim.push(Change::CreateExecution {
-            task_id,
-            kind,
-            agent: agent_name.to_string(),
-            attempt,
-            lease: self.leases.as_ref().map(|l| l.first(now)),
-        });
+        let lease = self.leases.as_ref().map(|l| l.first(now));
+        let claim = engine_core::claims::claim(task_id, agent_name, kind, attempt, reason, lease);
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
-        let taken = self.held.take();
+        let taken = self.held.take_apart();
         let mut batch = taken.joined();
         batch.extend(claim.iter().cloned());
         let batch = self.fenced("engine", batch);
@@ -945,10 +782,7 @@ impl Engine {
                 stop,
                 kill_requested: false,
                 token,
-                budget_exceeded: None,
-                budget_stop_at: None,
                 validated: false,
-                provider_paused: None,
                 reported_usage: Default::default(),
             },
         );
@@ -959,7 +793,7 @@ impl Engine {
     /// Takes in a batch of executor updates. Progress is held back for at most [`WRITE_BEHIND`];
     /// an execution's end is written at once, together with everything held back.
     async fn record_updates(&mut self, batch: Vec<Update>) -> Result<(), Error> {
-        let now = Instant::now();
+        let now = self.clock.now();
         for update in batch {
             match update {
                 Update::Preparing { id } => self
@@ -1003,7 +837,7 @@ impl Engine {
                     // must plan when to look at it; but not at once. Most short processes end
                     // within WRITE_BEHIND, and their end makes the scheduler look anyway, so
                     // deciding now would be wasted. At worst a kill comes WRITE_BEHIND late.
-                    self.recheck_at.get_or_insert(now + WRITE_BEHIND);
+                    self.recheck_at.get_or_insert(now.plus(WRITE_BEHIND));
                 }
                 Update::ProcessExited {
                     id,
@@ -1086,7 +920,7 @@ impl Engine {
 
     /// Writes everything held back so far: progress, then ends.
     async fn flush(&mut self) -> Result<(), Error> {
-        let taken = self.held.take();
+        let taken = self.held.take_apart();
         self.write_held(taken).await
     }
 
@@ -1158,14 +992,12 @@ impl Engine {
         // made no request after that (the gateway refuses only the next one). Its requests'
         // reservations were settled before their answers reached the agent, so the totals
         // already count every answer it saw.
-        let mut over = active.budget_exceeded.clone();
+        let mut metered_over = None;
         if let Some(gateway) = &self.gateway {
-            if over.is_none() {
-                over = gateway
-                    .registry
-                    .over_budget(&active.token)
-                    .map(|b| b.reason);
-            }
+            metered_over = gateway
+                .registry
+                .over_budget(&active.token)
+                .map(|b| b.reason);
             let metered = gateway.registry.execution_totals(id);
             if let Some((iteration, event)) =
                 crate::usage_check::mismatch(&active.reported_usage, &metered)
@@ -1175,63 +1007,30 @@ impl Engine {
                     iteration,
                     event,
                 };
-                self.held.progress(change, Instant::now());
+                self.held.progress(change, self.clock.now());
             }
             // From here on the token opens nothing: not the control socket, not the models.
             gateway.registry.revoke(&active.token);
         }
-        // An agent that ends on its own after a request was refused over budget ended because
-        // of the budget, however it exited; only a cancel says otherwise.
-        let (state, summary) = match (&over, state) {
-            (Some(reason), state) if state != ExecutionState::Cancelled => {
-                (ExecutionState::BudgetExceeded, Some(reason.clone()))
-            }
-            _ => (state, summary),
-        };
-        // A failure after a request was refused for a paused provider is the provider's: the
-        // pause is named first, and the attempt does not count (see `ExecutionEnd`).
-        let paused = active
-            .provider_paused
-            .clone()
-            .filter(|_| !matches!(state, ExecutionState::Succeeded | ExecutionState::Cancelled));
-        let summary = match (&paused, summary) {
-            (Some((why, _)), Some(s)) => Some(format!("{why}; {s}")),
-            (Some((why, _)), None) => Some(why.clone()),
-            (None, s) => s,
-        };
+        let verdict = self.spending.ended(id, state, summary, metered_over);
         let flags = active.shared.flags();
         let task_id = active.execution.task_id;
-        let finish = Change::FinishExecution {
-            id,
-            state,
+        let (finish, end) = engine_core::ending::Ended {
+            verdict,
             exit_code,
             usage,
-            summary: summary.clone(),
-        };
-        let end = ExecutionEnd {
-            kind: active.execution.kind,
-            agent: active.execution.agent.clone(),
-            state,
             validated: active.validated,
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
-            failure: summary,
-            provider_paused: paused.map(|(_, until)| until),
             class,
-        };
+        }
+        .record(&active.execution);
         // Sub-tasks that were done while this execution ran are merged only now that its
         // processes are gone (and merges that failed before are tried again), so its
         // validators did not judge the tree the task now has. The merges come before the task
         // is settled, which may end it: the end waits for them, off the loop.
         if self.merges_due(task_id).await {
-            self.parked.insert(
-                task_id,
-                ParkedEnd {
-                    finish,
-                    end,
-                    changed: 0,
-                },
-            );
+            self.parked.park(task_id, finish, end);
             self.request_job(
                 task_id,
                 Work {
@@ -1268,16 +1067,16 @@ impl Engine {
         end: ExecutionEnd,
     ) -> Result<(), Error> {
         let now = self.clock.now();
-        let mut changes = vec![finish];
-        let (settle, ended) = self.settle(task_id, &end, now);
-        changes.extend(settle);
+        let (mut changes, task_ended) = engine_core::ending::conclude(
+            &self.snapshot,
+            &self.setup.config,
+            task_id,
+            finish,
+            &end,
+            now,
+        );
         self.ask_policy_approvals(&mut changes);
         self.dirty = true;
-        let task_ended = ended
-            || self
-                .snapshot
-                .task(task_id)
-                .is_some_and(|t| t.state.is_terminal());
         if !(task_ended && self.workspaces.is_some()) {
             // Nothing has to happen between this end and the next decision, so the end waits
             // for it (see `dispatch`).
@@ -1287,7 +1086,7 @@ impl Engine {
         // An ended task's branch is merged into its parent and its worktree removed by a job,
         // which reads the store: the end is written first. Until the job reports, the parent
         // is busy, so its resume finds the merge done.
-        self.held.end(changes, Instant::now());
+        self.held.end(changes, self.clock.now());
         self.flush().await?;
         self.after_task_ended(task_id);
         Ok(())
@@ -1299,20 +1098,8 @@ impl Engine {
         let task = report.task;
         self.dirty = true;
         self.record_merges(&report).await;
-        match &report.removal {
-            Some(Removal::Busy) => {
-                self.busy_worktrees.insert(task);
-            }
-            Some(Removal::Removed | Removal::Kept(_)) | None => {
-                // Kept for a person (uncommitted work, a failing hook): not tried again.
-                if report.removal.is_some() {
-                    self.busy_worktrees.remove(&task);
-                }
-            }
-        }
-        if let Some(parked) = self.parked.get_mut(&task) {
-            parked.changed += report.tree_changes();
-        }
+        self.busy_worktrees.removal(task, report.removal.as_ref());
+        self.parked.merged(task, report.tree_changes());
         if let Some(next) = self.jobs.finished(task) {
             self.start_job(task, next);
             // A merge asked for meanwhile is one more the parked end must wait for.
@@ -1320,10 +1107,8 @@ impl Engine {
                 return Ok(());
             }
         }
-        if let Some(parked) = self.parked.remove(&task) {
-            let mut end = parked.end;
-            end.validated &= parked.changed == 0;
-            self.conclude(task, parked.finish, end).await?;
+        if let Some((finish, end)) = self.parked.release(task) {
+            self.conclude(task, finish, end).await?;
         }
         Ok(())
     }
@@ -1332,60 +1117,15 @@ impl Engine {
     /// new state and schedule already in the snapshot that decision looks at. The store's
     /// rows replace them when the changes are written.
     fn hold(&mut self, changes: Vec<Change>) {
-        for change in &changes {
-            match change {
-                Change::SettleTask { id, to, .. } => {
-                    self.snapshot.update(*id, |task| task.state = *to);
-                }
-                Change::ScheduleTask {
-                    id,
-                    not_before,
-                    attempts,
-                    continuations,
-                    ..
-                } => {
-                    self.snapshot.update(*id, |task| {
-                        task.not_before = *not_before;
-                        task.attempts = *attempts;
-                        task.continuations = *continuations;
-                    });
-                }
-                _ => {}
-            }
-        }
-        self.held.end(changes, Instant::now());
+        engine_core::ending::hold_in_view(&mut self.snapshot, &changes);
+        self.held.end(changes, self.clock.now());
     }
 
     /// What becomes of a running task when its execution ends, as changes to record with the
     /// execution's end (the scheduler decides; see `after_execution`), and whether the task ended.
     /// A task that is no longer running (cancelled meanwhile) is left as it is.
     fn settle(&self, task_id: TaskId, end: &ExecutionEnd, now: Timestamp) -> (Vec<Change>, bool) {
-        let Some(task) = self
-            .snapshot
-            .task(task_id)
-            .filter(|t| t.state == TaskState::Running)
-        else {
-            return (Vec::new(), false);
-        };
-        let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-        let plan = scheduler::after_execution(task, &children, end, &self.setup.config, now);
-        let mut changes = vec![Change::SettleTask {
-            id: task_id,
-            to: plan.to,
-            reason: Some(plan.reason.clone()),
-        }];
-        if (plan.not_before, plan.attempts, plan.continuations)
-            != (task.not_before, task.attempts, task.continuations)
-        {
-            changes.push(Change::ScheduleTask {
-                id: task_id,
-                not_before: plan.not_before,
-                attempts: plan.attempts,
-                continuations: plan.continuations,
-                reason: None,
-            });
-        }
-        (changes, plan.to.is_terminal())
+        engine_core::ending::settle(&self.snapshot, &self.setup.config, task_id, end, now)
     }
 
     /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
@@ -1447,15 +1187,8 @@ impl Engine {
     /// Tries again to remove the worktrees that were busy, at most once per
     /// [`REMOVAL_RETRY`]: each try reads every process's links in /proc.
     fn retry_removals(&mut self) {
-        if self.busy_worktrees.is_empty()
-            || self
-                .removals_tried
-                .is_some_and(|at| at.elapsed() < REMOVAL_RETRY)
-        {
-            return;
-        }
-        self.removals_tried = Some(Instant::now());
-        for task_id in std::mem::take(&mut self.busy_worktrees) {
+        let now = self.clock.now();
+        for task_id in self.busy_worktrees.take_due(REMOVAL_RETRY, now) {
             // A task reopened meanwhile works in its worktree again.
             let ended = self
                 .snapshot
@@ -1652,19 +1385,9 @@ impl Engine {
                 state: ExecutionState::Lost,
                 exit_code: None,
                 usage: execution.usage,
-                summary: Some("the engine running it stopped; it was wound down on restart".into()),
+                summary: Some(engine_core::ending::LOST_ON_RESTART.into()),
             }];
-            let end = ExecutionEnd {
-                kind: execution.kind,
-                agent: execution.agent.clone(),
-                state: ExecutionState::Lost,
-                validated: false,
-                claimed_complete: None,
-                blocked: None,
-                failure: None,
-                provider_paused: None,
-                class: domain::FailureClass::Transient,
-            };
+            let end = engine_core::ending::lost(&execution);
             changes.extend(self.settle(execution.task_id, &end, self.clock.now()).0);
             self.apply("engine", changes).await?;
             self.summary.recovered += 1;

@@ -12,9 +12,9 @@
 //! engine only keeps the in-memory [`scheduler::Snapshot`] true and carries out the answers.
 //!
 //! Crash rule (see ARCHITECTURE.md): one engine per project, held by a lock file. Every claim
-//! records this engine's node id and a lease it renews while the execution runs (`lease.rs`),
-//! and what an execution writes goes under its fencing token, which the rules refuse once the
-//! claim is lost. Another node's execution is recorded lost only once its lease ran out. On
+//! records this engine's node id and a lease it renews while the execution runs
+//! (`engine_core::lease`), and what an execution writes goes under its fencing token, which the
+//! rules refuse once the claim is lost. Another node's execution is recorded lost only once its lease ran out. On
 //! start, every execution of this node the store still calls active belongs to a dead engine.
 //! Its process group, if still
 //! alive and verifiably that execution's (by `AGENTGRID_EXECUTION_ID` in its environment), is
@@ -32,7 +32,6 @@ mod bus;
 mod engine;
 mod force;
 mod land;
-mod lease;
 mod lock;
 mod node;
 mod runtime_dir;

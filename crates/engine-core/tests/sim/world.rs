@@ -9,8 +9,8 @@ use domain::{
     Duration, ExecutionId, ExecutionKind, ExecutionState, NewTask, TaskId, TaskState, Timestamp,
 };
 use engine_core::{
-    CallOp, Core, Effect, Finished, Input, JobReport, Options, Outcome, PersistMode, Removal,
-    StopReason, Update, Work,
+    BUDGET_GRACE, CallOp, Core, Effect, Finished, Input, JobReport, Notice, Options, Outcome,
+    PersistMode, Removal, StopReason, Update, Work,
 };
 use scheduler::{AgentPolicy, Config, RetryPolicy};
 use tracker::{Change, MergeResult, MergeStatus};
@@ -134,6 +134,12 @@ pub struct World {
     busy_chance: u32,
     /// Tasks seen cancelled by the core, with when.
     cancels_seen: BTreeMap<TaskId, Timestamp>,
+    /// Executions the core heard were refused over budget while they ran, with when.
+    over_seen: BTreeMap<ExecutionId, Timestamp>,
+    /// Executions the core asked to stop, for whatever reason.
+    stops_asked: BTreeSet<ExecutionId>,
+    /// When the core last handled an input: time it has seen pass.
+    last_handled: Timestamp,
     shutdown_at: Option<Timestamp>,
     /// When the core took the shutdown in (the runner may have been waiting for a write).
     shutdown_seen: Option<Timestamp>,
@@ -190,6 +196,9 @@ impl World {
             crash_chance,
             busy_chance,
             cancels_seen: BTreeMap::new(),
+            over_seen: BTreeMap::new(),
+            stops_asked: BTreeSet::new(),
+            last_handled: Timestamp(0),
             shutdown_at: None,
             shutdown_seen: None,
             calls: BTreeMap::new(),
@@ -342,7 +351,14 @@ impl World {
         self.pump()
     }
 
+    /// Takes the effects of an input the core has just handled at `self.now`.
     fn push_effects(&mut self, effects: Vec<Effect>) {
+        self.last_handled = self.now;
+        for effect in &effects {
+            if let Effect::Stop { execution, .. } = effect {
+                self.stops_asked.insert(*execution);
+            }
+        }
         for effect in effects.into_iter().rev() {
             self.stack.push_front(effect);
         }
@@ -371,6 +387,13 @@ impl World {
             // period to end.
             if input == Input::Shutdown {
                 self.shutdown_seen = Some(now);
+            }
+            // From the moment the core hears an execution is over budget, it has the budget's
+            // grace and then the stop's to end.
+            if let Input::Notice(Notice::BudgetExceeded { execution, .. }) = &input
+                && self.core_mut().running().contains_key(execution)
+            {
+                self.over_seen.entry(*execution).or_insert(now);
             }
             if let Input::Changed(tasks) | Input::Reloaded(tasks) = &input {
                 for task in tasks.iter().filter(|t| t.state == TaskState::Cancelled) {
@@ -694,6 +717,32 @@ impl World {
             },
         );
         self.worktrees.insert(task);
+        // The gateway refuses a request over budget now and then; the agent may end by itself
+        // after the refusal, or go on until it is stopped.
+        if self.rng.below(100) < 15 {
+            let ms = 5 + self.rng.below(200);
+            let generation = self.generation;
+            self.after(
+                ms,
+                Event::Deliver {
+                    generation,
+                    input: Input::Notice(Notice::BudgetExceeded {
+                        execution,
+                        reason: "the task tree's budget of $1.00 is used up".into(),
+                    }),
+                },
+            );
+            if self.rng.below(2) == 0 {
+                let ms = ms + self.rng.below(3_000);
+                self.after(
+                    ms,
+                    Event::Agent {
+                        execution,
+                        step: AgentStep::End(ExecutionState::Failed),
+                    },
+                );
+            }
+        }
         let ms = 1 + self.rng.below(20);
         self.after(
             ms,
@@ -713,10 +762,12 @@ impl World {
             return;
         }
         proc.stop_asked_at = Some(self.now);
+        self.note(format!("execution #{execution} asked to stop ({reason:?})"));
         let state = match reason {
             StopReason::TimedOut => ExecutionState::TimedOut,
             StopReason::Stalled => ExecutionState::Stalled,
             StopReason::Cancelled | StopReason::Shutdown => ExecutionState::Cancelled,
+            StopReason::BudgetExceeded => ExecutionState::BudgetExceeded,
         };
         // Some agents end at SIGTERM, the rest at SIGKILL when the grace runs out.
         let ms = self.rng.below(GRACE.0 + 1);
@@ -795,6 +846,25 @@ impl World {
                         change,
                     },
                 );
+                if self.rng.below(100) < 30 {
+                    let usage = Change::RecordModelUsage {
+                        id: execution,
+                        model: "fast".into(),
+                        input_tokens: 100,
+                        output_tokens: 20,
+                        cached_tokens: 0,
+                        cost_micros: 150,
+                    };
+                    let ms = self.rng.below(100);
+                    let generation = proc.generation;
+                    self.after(
+                        ms,
+                        Event::Deliver {
+                            generation,
+                            input: Input::Notice(Notice::Record(usage)),
+                        },
+                    );
+                }
                 let ms = 5 + self.rng.below(150);
                 match proc.behaviour {
                     Behaviour::Succeed => self.after(
@@ -1022,6 +1092,37 @@ impl World {
             {
                 return Err(self.fail(format!(
                     "execution #{id} of cancelled task #{task} still runs past the grace period"
+                )));
+            }
+        }
+        // An execution over budget is asked to stop by the first input the core handles once
+        // the budget's grace is out (it then ends within the stop's grace, checked as it ends);
+        // it is recorded as over budget unless a cancel or a crash ended it first.
+        let running = self.core.as_ref().map(Core::running);
+        for (id, seen) in &self.over_seen {
+            if self.last_handled >= seen.plus(BUDGET_GRACE)
+                && running.is_some_and(|r| r.contains_key(id))
+                && !self.stops_asked.contains(id)
+            {
+                return Err(self.fail(format!(
+                    "execution #{id} was refused over budget at {} ms and the core, at {} ms, \
+                     has not asked it to stop: the budget's grace is {} ms",
+                    seen.0, self.last_handled.0, BUDGET_GRACE.0
+                )));
+            }
+            if let Some(e) = state.execution(*id)
+                && e.state.is_terminal()
+                && !matches!(
+                    e.state,
+                    ExecutionState::BudgetExceeded
+                        | ExecutionState::Cancelled
+                        | ExecutionState::Lost
+                )
+            {
+                return Err(self.fail(format!(
+                    "execution #{id} was refused over budget but is recorded {}: an execution \
+                     over budget ends as such",
+                    e.state
                 )));
             }
         }

@@ -6,7 +6,7 @@
 //! when it must, and the engine, following the store, runs it again then, resuming the CLI
 //! session the gated execution parked (see `executor::runtime::parked_home`).
 
-use domain::{ApprovalSource, ApprovalState, ExecutionId, Task, TaskId, TaskState};
+use domain::{ApprovalSource, ApprovalState, ExecutionId, Task, TaskId};
 use executor::ExecutionShared;
 use store::{ApprovalFilter, Change, ExecutionFilter};
 
@@ -17,38 +17,8 @@ impl Engine {
     /// and the policy names, in the same batch, so that a crash never leaves a done task the
     /// policy wanted a person to see without its request.
     pub(super) fn ask_policy_approvals(&self, changes: &mut Vec<Change>) {
-        let execution = changes.iter().find_map(|c| match c {
-            Change::FinishExecution { id, .. } => Some(*id),
-            _ => None,
-        });
-        let asks: Vec<Change> = changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::SettleTask {
-                    id,
-                    to: TaskState::Done,
-                    reason,
-                }
-                | Change::SetTaskState {
-                    id,
-                    to: TaskState::Done,
-                    reason,
-                } => Some((*id, reason)),
-                _ => None,
-            })
-            .filter_map(|(id, reason)| {
-                let task = self.snapshot.task(id)?;
-                (task.parent.is_none() && self.setup.approvals.wants(&task.labels)).then(|| {
-                    Change::RequestApproval {
-                        task: id,
-                        source: ApprovalSource::Policy,
-                        execution,
-                        summary: policy_summary(task, reason.as_deref()),
-                    }
-                })
-            })
-            .collect();
-        changes.extend(asks);
+        let policy = &self.setup.approvals;
+        engine_core::ending::ask_approvals(&self.snapshot, |labels| policy.wants(labels), changes);
     }
 
     /// `ctl approval request`: records the agent's request and marks the execution so that its
@@ -128,13 +98,4 @@ impl Engine {
             _ => None,
         })
     }
-}
-
-/// What the queue shows for a task the policy asks about: the agent's own summary of the work
-/// when it claimed completion, or why the task is done.
-fn policy_summary(task: &Task, reason: Option<&str>) -> String {
-    task.summary
-        .clone()
-        .or_else(|| reason.map(str::to_owned))
-        .unwrap_or_else(|| "done".to_owned())
 }

@@ -39,7 +39,7 @@ pub(super) struct SubtaskCall {
 struct Recorder {
     /// The engine's leases when it holds any: what an execution's call writes carries its
     /// fencing token, so a call from an execution that lost its lease is refused.
-    leases: Option<crate::lease::Leases>,
+    leases: Option<engine_core::lease::Leases>,
     applied: Mutex<Vec<Applied>>,
 }
 

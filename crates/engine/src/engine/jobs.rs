@@ -16,12 +16,12 @@
 //! the running one may have read the due merges before the new one was recorded). Jobs for
 //! different tasks run side by side: the workspace manager serialises what git needs serialised.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use domain::{Task, TaskId};
-use store::{ExecutionFilter, MergeResult, Store};
+use store::{ExecutionFilter, Store};
 use tokio::sync::mpsc;
 use workspace::Workspaces;
 
@@ -37,8 +37,10 @@ pub(super) struct JobContext {
     pub agentgrid_bin: PathBuf,
 }
 
-// What a job does and what became of a removal are the core's types: one concept, one type.
-pub(super) use engine_core::{Removal, Work};
+// What a job does, what it reports and what became of a removal are the core's types, and so
+// is the book of jobs in flight and work queued: one concept, one type.
+use engine_core::JobBook;
+pub(super) use engine_core::{JobReport as Report, Removal, Work};
 
 /// A job as the loop hands it over: the work and what the snapshot knew when it started.
 pub(super) struct Job {
@@ -49,31 +51,11 @@ pub(super) struct Job {
     pub work: Work,
 }
 
-/// A job's result, for the loop to record.
-#[derive(Debug)]
-pub(super) struct Report {
-    pub task: TaskId,
-    /// Each merge made into the task, with its outcome and whether it changed the task's tree.
-    pub merges: Vec<(TaskId, MergeResult, bool)>,
-    pub removal: Option<Removal>,
-}
-
-impl Report {
-    /// How many merges changed the task's tree.
-    pub fn tree_changes(&self) -> u32 {
-        self.merges
-            .iter()
-            .filter(|(_, _, changed)| *changed)
-            .count() as u32
-    }
-}
-
 /// The jobs of one engine: those in flight and the work queued behind them.
 pub(super) struct Jobs {
     context: Option<Arc<JobContext>>,
     reports: mpsc::UnboundedSender<Report>,
-    in_flight: HashMap<TaskId, tokio::task::JoinHandle<()>>,
-    queued: BTreeMap<TaskId, Work>,
+    book: JobBook,
 }
 
 impl Jobs {
@@ -82,38 +64,28 @@ impl Jobs {
         Jobs {
             context: context.map(Arc::new),
             reports,
-            in_flight: HashMap::new(),
-            queued: BTreeMap::new(),
+            book: JobBook::default(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.in_flight.is_empty() && self.queued.is_empty()
+        self.book.is_empty()
     }
 
     /// Whether a job works on (or waits to work on) the worktree of `task`.
     pub fn is_busy(&self, task: TaskId) -> bool {
-        self.in_flight.contains_key(&task) || self.queued.contains_key(&task)
+        self.book.is_busy(task)
     }
 
     /// Every task with a job in flight or queued.
     pub fn busy(&self) -> BTreeSet<TaskId> {
-        self.in_flight
-            .keys()
-            .chain(self.queued.keys())
-            .copied()
-            .collect()
+        self.book.busy()
     }
 
     /// Queues `work` behind the job in flight for `task`; false (nothing queued) when there is
     /// none, in which case the caller starts a job with [`Jobs::start`].
     pub fn queue_behind(&mut self, task: TaskId, work: Work) -> bool {
-        if !self.in_flight.contains_key(&task) {
-            return false;
-        }
-        let joined = self.queued.get(&task).map_or(work, |q| q.join(work));
-        self.queued.insert(task, joined);
-        true
+        self.book.queue_behind(task, work)
     }
 
     /// Starts a job; its report comes back on the channel.
@@ -126,7 +98,7 @@ impl Jobs {
         // A spawned task leaves the loop's cancellation scope behind: the job takes the
         // engine's token along, so that a shutdown ends its hooks and git commands too.
         let token = launch::current();
-        let handle = tokio::spawn(async move {
+        tokio::spawn(async move {
             let work = run(&context, job);
             let report = match token {
                 Some(token) => launch::cancellable(token, work).await,
@@ -135,19 +107,18 @@ impl Jobs {
             // A closed channel means the engine is gone: nobody needs the report.
             let _ = reports.send(report);
         });
-        self.in_flight.insert(task, handle);
+        self.book.started(task);
     }
 
     /// The job for `task` reported: what was queued behind it, to start next.
     pub fn finished(&mut self, task: TaskId) -> Option<Work> {
-        self.in_flight.remove(&task);
-        self.queued.remove(&task)
+        self.book.finished(task)
     }
 
     /// Forgets queued work that only removes worktrees: on stopping, the next start removes
     /// the worktrees of ended tasks anyway.
     pub fn drop_queued_removals(&mut self) {
-        self.queued.retain(|_, work| work.merges.is_some());
+        self.book.drop_queued_removals();
     }
 }
 

@@ -1,10 +1,9 @@
-//! The engine's side of leases (see `crate::lease`): renewing its live executions' leases in one
+//! The engine's side of leases (see `engine_core::lease`): renewing its live executions' leases in one
 //! batch, recording other nodes' executions lost once their lease ran out, and stopping an
 //! execution whose claim another engine took.
 
-use domain::{ExecutionState, FailureClass, Timestamp};
+use domain::Timestamp;
 use executor::StopReason;
-use scheduler::ExecutionEnd;
 use store::{Change, ExecutionFilter};
 
 use super::Engine;
@@ -15,10 +14,7 @@ impl Engine {
     /// that is due.
     pub(super) async fn tend_leases(&mut self) -> Result<(), Error> {
         let now = self.clock.now();
-        let due = self
-            .leases
-            .as_mut()
-            .is_some_and(|l| l.take_due(std::time::Instant::now()));
+        let due = self.leases.as_mut().is_some_and(|l| l.take_due(now));
         if !due {
             return Ok(());
         }
@@ -80,17 +76,7 @@ impl Engine {
             .cloned()
             .collect();
         for execution in expired {
-            let end = ExecutionEnd {
-                kind: execution.kind,
-                agent: execution.agent.clone(),
-                state: ExecutionState::Lost,
-                validated: false,
-                claimed_complete: None,
-                blocked: None,
-                failure: None,
-                provider_paused: None,
-                class: FailureClass::Transient,
-            };
+            let end = engine_core::ending::lost(&execution);
             // The task as the store has it now: the other node may have changed it last.
             if let Some(task) = self.store.task(execution.task_id).await? {
                 self.snapshot.insert(task);

@@ -11,43 +11,45 @@
 //! Fencing: every change an execution's worker or agent causes is sent as
 //! [`Change::Fenced`] under the execution's token ([`fence`]), so that once another engine
 //! recorded the execution lost, nothing this engine still says about it is written.
+//!
+//! Pure, on the injected clock: the engine's runner holds one and performs what it says (the
+//! renewal batch, the read of other nodes' executions, the writes under their tokens).
 
-use std::collections::HashMap;
-use std::time::{Duration as StdDuration, Instant};
+use std::collections::BTreeMap;
 
 use domain::{Duration, Execution, ExecutionId, Fence, Lease, NodeId, TaskId, Timestamp};
-use store::Change;
+use tracker::Change;
 
 /// The leases this engine holds and the timer that renews them.
 #[derive(Debug, Clone)]
-pub(crate) struct Leases {
+pub struct Leases {
     node: NodeId,
     length: Duration,
     /// The token of each execution whose changes are fenced, by execution and by task. An
     /// execution stays here until its end is written.
-    fences: HashMap<ExecutionId, (TaskId, Fence)>,
-    by_task: HashMap<TaskId, ExecutionId>,
-    /// When the next renewal and look at other nodes' leases are due.
-    due: Instant,
+    fences: BTreeMap<ExecutionId, (TaskId, Fence)>,
+    by_task: BTreeMap<TaskId, ExecutionId>,
+    /// When the next renewal and look at other nodes' leases are due, by the injected clock.
+    due: Timestamp,
 }
 
 impl Leases {
-    pub fn new(node: NodeId, length: Duration, now: Instant) -> Leases {
+    pub fn new(node: NodeId, length: Duration, now: Timestamp) -> Leases {
         let mut leases = Leases {
             node,
             length,
-            fences: HashMap::new(),
-            by_task: HashMap::new(),
+            fences: BTreeMap::new(),
+            by_task: BTreeMap::new(),
             due: now,
         };
-        leases.due = now + leases.interval();
+        leases.due = now.plus(leases.interval());
         leases
     }
 
     /// How often leases are renewed: a third of their length, so that two renewals in a row
     /// can be late (a busy store, a stalled disk) before a lease runs out.
-    pub fn interval(&self) -> StdDuration {
-        self.length.as_std() / 3
+    pub fn interval(&self) -> Duration {
+        Duration(self.length.0 / 3)
     }
 
     /// The lease a claim made at `now` takes.
@@ -56,17 +58,17 @@ impl Leases {
     }
 
     /// When the loop must wake for [`Leases::take_due`] at the latest.
-    pub fn due(&self) -> Instant {
+    pub fn due(&self) -> Timestamp {
         self.due
     }
 
     /// Whether renewing (and looking at other nodes' leases) is due at `now`; if so, the next
     /// time is set an interval on.
-    pub fn take_due(&mut self, now: Instant) -> bool {
+    pub fn take_due(&mut self, now: Timestamp) -> bool {
         if now < self.due {
             return false;
         }
-        self.due = now + self.interval();
+        self.due = now.plus(self.interval());
         true
     }
 
@@ -200,8 +202,8 @@ mod tests {
     use super::*;
     use domain::{ExecutionKind, ExecutionState, TaskState};
 
-    fn leases() -> (Leases, Instant) {
-        let now = Instant::now();
+    fn leases() -> (Leases, Timestamp) {
+        let now = Timestamp(1_000_000);
         let node: NodeId = "here".parse().unwrap();
         (Leases::new(node, Duration::from_secs(30), now), now)
     }
@@ -226,10 +228,10 @@ mod tests {
     #[test]
     fn renewals_come_every_third_of_the_lease_for_executions_not_yet_recorded_ended() {
         let (mut leases, start) = leases();
-        assert_eq!(leases.interval(), StdDuration::from_secs(10));
+        assert_eq!(leases.interval(), Duration::from_secs(10));
         assert!(!leases.take_due(start));
-        assert!(leases.take_due(start + StdDuration::from_secs(10)));
-        assert_eq!(leases.due(), start + StdDuration::from_secs(20));
+        assert!(leases.take_due(start.plus(Duration::from_secs(10))));
+        assert_eq!(leases.due(), start.plus(Duration::from_secs(20)));
         leases.claimed(&execution(1, 1, Some("here"), 5_000));
         leases.claimed(&execution(2, 2, Some("here"), 5_000));
         leases.ended(ExecutionId(2));
