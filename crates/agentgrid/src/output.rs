@@ -300,7 +300,7 @@ pub struct JsonArray {
 
 impl JsonArray {
     pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> anyhow::Result<()> {
-        let text = serde_json::to_string_pretty(value)?;
+        let text = json_text(value, true)?;
         let lead = if self.started { ",\n" } else { "[\n" };
         self.started = true;
         let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
