@@ -35,6 +35,7 @@ pub mod execution;
 pub mod ids;
 pub mod land;
 pub mod lease;
+pub mod model;
 pub mod policy;
 pub mod size;
 pub mod task;
@@ -48,6 +49,7 @@ pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usag
 pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId};
 pub use land::LandStrategy;
 pub use lease::{Fence, Lease, NodeId};
+pub use model::{ModelUsage, ProviderKind};
 pub use policy::{Completion, FilesystemMode, Guards, NetworkMode, RetryPolicy};
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};

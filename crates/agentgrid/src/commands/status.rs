@@ -66,16 +66,8 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         // glance.
         let mut executions = Vec::with_capacity(view.recent.len());
         for e in &view.recent {
-            let usage = &e.usage;
             let mut value = serde_json::to_value(&e.execution)?;
-            value["model_usage"] = serde_json::json!({
-                "requests": usage.requests,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "cost_micros": usage.cost_micros,
-                "cost": domain::event::dollars(usage.cost_micros),
-            });
+            value["model_usage"] = serde_json::to_value(app::UsageSums::from(e.usage))?;
             executions.push(value);
         }
         let unsandboxed: serde_json::Map<String, serde_json::Value> = relaxed

@@ -115,14 +115,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                     );
                 }
                 let u = &detail.usage;
-                if u.requests > 0 {
+                if u.counts.requests > 0 {
                     outln!(
                         "  cost:      {} ({} request(s); tokens: {} in, {} of them cached, {} out)",
                         u.cost,
-                        u.requests,
-                        u.input_tokens,
-                        u.cached_tokens,
-                        u.output_tokens
+                        u.counts.requests,
+                        u.counts.input_tokens,
+                        u.counts.cached_tokens,
+                        u.counts.output_tokens
                     );
                 }
                 if let Some(v) = &detail.last_validation {
