@@ -42,6 +42,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     let app = project.app().await?;
     let query = Status {
         engine: engine_state(project),
+        node: node_id(project),
         ..Status::default()
     };
     let view = app.ask(&Actor::command_line(), query).await?;
@@ -78,6 +79,13 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         for a in &view.active {
             let mut value = serde_json::to_value(&a.execution)?;
             value["interrupted"] = serde_json::json!(a.interrupted);
+            value["elsewhere"] = match &a.elsewhere {
+                Some(lease) => serde_json::json!({
+                    "node": lease.node,
+                    "lease_left_ms": lease.until.0.saturating_sub(view.now.0),
+                }),
+                None => serde_json::Value::Null,
+            };
             active.push(value);
         }
         json(&serde_json::json!({
@@ -156,7 +164,14 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                     format!("#{}", e.task_id),
                     e.kind.to_string(),
                     e.agent.clone(),
-                    if a.interrupted {
+                    if let Some(lease) = &a.elsewhere {
+                        format!(
+                            "{} on node {} (lease {} s left)",
+                            e.state,
+                            lease.node,
+                            (lease.until.0.saturating_sub(view.now.0) + 999) / 1000
+                        )
+                    } else if a.interrupted {
                         "interrupted".to_string()
                     } else {
                         e.state.to_string()
