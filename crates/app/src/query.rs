@@ -491,7 +491,7 @@ impl Query for Events {
             Some(task) => {
                 // A task's history is its own events and those of its executions, in log order.
                 if app.store.task(task).await?.is_none() {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::invalid(format!(
                         "no task {task}: see `agentgrid task list`"
                     )));
                 }
