@@ -130,7 +130,8 @@ mod tests {
             "{}",
             describe(&err)
         );
-        let bad = std::str::from_utf8(b"\xff").unwrap_err();
+        let bytes = vec![b'a', 0xff];
+        let bad = std::str::from_utf8(&bytes).unwrap_err();
         let err = anyhow::Error::new(app::Error::invalid_because("f:1:1", bad));
         assert_eq!(exit_code(&err), exit::USAGE);
         assert!(
