@@ -169,31 +169,103 @@ async fn repository(
 }
 
 /// The agent's command resolves, and the interpreter of its `#!` line exists and is visible in
-/// the agent's sandbox, as the executor checks before it starts the agent.
+/// the agent's sandbox, as the executor checks before it starts the agent. For a known CLI
+/// (`runtime.type` claude, codex, gemini, opencode) the program is the manifest's `command` or
+/// the CLI's usual name, and it is found as the executor finds it: links followed, a wrapper
+/// replaced by the binary it starts ([`executor::runtime::resolve_program`]).
 fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) -> Option<Finding> {
     let spec = agent.spec();
-    let program = spec.runtime.command.first()?;
+    let adapter = executor::runtime::adapter(spec.runtime.kind);
+    let given = spec.runtime.command.first();
+    let program = match (given, &adapter) {
+        (Some(program), _) => program.clone(),
+        (None, Some(adapter)) => adapter.program().to_string(),
+        (None, None) => return None,
+    };
     // A templated program is known only per task.
     if program.contains("{{") || program.contains("{%") {
         return None;
     }
+    let at = |path: &[&str]| manifest::locate(&agent.source, Some(&agent.name), path);
+    let error = |place, message| Some(Finding::at(Severity::Error, place, &agent.source, message));
+    let mut checked = program.clone();
+    if let Some(adapter) = &adapter {
+        let (path, _, _) = surroundings(root, manifests, agent);
+        match executor::runtime::resolve_program(adapter.as_ref(), &program, root, &path) {
+            Ok(real) => checked = real.display().to_string(),
+            Err(executor::runtime::ProgramProblem::NotFound { path, .. }) if given.is_none() => {
+                return error(
+                    at(&["spec", "runtime", "type"]),
+                    format!(
+                        "agent `{}` runs `{}`, but `{program}` is on no directory of the PATH \
+                         (`{path}`) and `runtime.command` is not set: install it (`npm install \
+                         -g {}`), or set `runtime.command` to the program's full path",
+                        agent.name,
+                        spec.runtime.kind.name(),
+                        adapter.package()
+                    ),
+                );
+            }
+            // Said below, as for any command.
+            Err(executor::runtime::ProgramProblem::NotFound { .. }) => {}
+            Err(problem @ executor::runtime::ProgramProblem::Wrapper(_)) => {
+                let place = match given {
+                    Some(_) => at(&["spec", "runtime", "command", "0"]),
+                    None => at(&["spec", "runtime", "type"]),
+                };
+                return error(place, format!("agent `{}`: {problem}", agent.name));
+            }
+        }
+    }
     let problem = preflight(root, manifests, agent, |around| {
-        launch::preflight::check_program(program, around).err()
+        launch::preflight::check_program(&checked, around).err()
     })?;
     let mut message = format!("agent `{}`: {problem}", agent.name);
-    if program.contains('/') && !Path::new(program).is_absolute() {
+    if program.contains('/') && !Path::new(&program).is_absolute() {
         message.push_str(" (a relative command is taken from the task's worktree)");
     }
-    Some(Finding::at(
-        Severity::Error,
-        manifest::locate(
-            &agent.source,
-            Some(&agent.name),
-            &["spec", "runtime", "command", "0"],
-        ),
-        &agent.source,
-        message,
-    ))
+    let place = match given {
+        Some(_) => at(&["spec", "runtime", "command", "0"]),
+        None => at(&["spec", "runtime", "type"]),
+    };
+    error(place, message)
+}
+
+/// The program a known CLI's agent will run, as `validate` and `doctor` name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentProgram {
+    pub agent: String,
+    /// The runtime type (`claude`, `codex`, `gemini`).
+    pub runtime: &'static str,
+    /// The file the sandbox runs: links followed, a wrapper replaced by the binary it starts.
+    pub program: PathBuf,
+}
+
+/// The programs of the agents that run a known CLI and whose program is found.
+pub fn programs(root: &Path, manifests: &manifest::Project) -> Vec<AgentProgram> {
+    let mut found = Vec::new();
+    for agent in &manifests.agents {
+        let spec = agent.spec();
+        let Some(adapter) = executor::runtime::adapter(spec.runtime.kind) else {
+            continue;
+        };
+        let program = match spec.runtime.command.first() {
+            Some(p) if p.contains("{{") || p.contains("{%") => continue,
+            Some(p) => p.clone(),
+            None => adapter.program().to_string(),
+        };
+        let (path, _, _) = surroundings(root, manifests, agent);
+        if let Ok(real) =
+            executor::runtime::resolve_program(adapter.as_ref(), &program, root, &path)
+        {
+            found.push(AgentProgram {
+                agent: agent.name.clone(),
+                runtime: spec.runtime.kind.name(),
+                program: real,
+            });
+        }
+    }
+    found
 }
 
 /// What the example agent `agentgrid init` writes says in its command, when no agent CLI was

@@ -31,7 +31,17 @@ pub enum Command {
         /// Where to set up (default: the current directory's git repository).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Also write these seed agencies with their agents: code, qa, devops, security, docs.
+        #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+        agencies: Vec<String>,
+        /// The runtime the agencies' agents use: builtin, claude, codex or command (default:
+        /// claude or codex when on PATH, else a command to fill in).
+        #[arg(long, value_name = "RUNTIME", requires = "agencies")]
+        runtime: Option<String>,
     },
+    /// Agencies (`kind: Agency` in .agentgrid/agencies/): add a seed one, list them, show one.
+    #[command(subcommand)]
+    Agency(AgencyCommand),
     /// Create, list, inspect and change tasks.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -153,6 +163,15 @@ pub enum Command {
     /// list the runs, show where one is and what it did.
     #[command(subcommand)]
     Workflow(WorkflowCommand),
+    /// Durable typed messages between agents and people: send one, list them, show one with
+    /// its history, acknowledge one sent to people.
+    #[command(subcommand)]
+    Msg(MsgCommand),
+    /// Questions agents escalated to people: list the unanswered ones, answer one.
+    Escalations {
+        #[command(subcommand)]
+        command: Option<EscalationsCommand>,
+    },
     /// Commands for agents inside an execution (they use AGENTGRID_CONTROL_SOCKET and AGENTGRID_TOKEN).
     #[command(subcommand)]
     Ctl(CtlCommand),
@@ -295,6 +314,34 @@ pub enum TaskCommand {
     Dep(DepCommand),
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AgencyCommand {
+    /// Write a seed agency (its manifest, its agents and a context file); existing files are
+    /// kept.
+    Add {
+        /// The agency's name; its agents are NAME-lead and NAME-ROLE.
+        name: String,
+        /// The seed to start from: code, qa, devops, security or docs (default: NAME).
+        #[arg(long, value_name = "T")]
+        template: Option<String>,
+        /// The runtime its agents use: builtin, claude, codex or command (default: claude or
+        /// codex when on PATH, else a command to fill in).
+        #[arg(long, value_name = "RUNTIME")]
+        runtime: Option<String>,
+    },
+    /// The project's agencies.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One agency: its members and roles, what it accepts, its cap, routing and policies.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct TaskAdd {
     /// A short sentence saying what should be done.
@@ -409,6 +456,82 @@ pub enum WorkflowCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum EscalationsCommand {
+    /// The escalations not answered yet, oldest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer an escalation: the answer reaches the asking task's next execution, and a task
+    /// blocked to wait for it runs again.
+    Answer {
+        id: domain::MessageId,
+        text: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MsgCommand {
+    /// Send a typed message; prints its id.
+    Send {
+        /// Who it is for: agent:NAME, role:NAME, agency:NAME, topic:NAME, broadcast,
+        /// execution:ID (that execution only) or people.
+        #[arg(long)]
+        to: String,
+        /// TASK, STATUS, QUESTION, ANSWER, COMPLETE, BLOCKED, HANDOFF, RESULTS, ALERT or
+        /// HEARTBEAT.
+        #[arg(long = "type")]
+        kind: String,
+        /// The payload, a JSON object of the type's shape (STATUS: {"text": "…"}).
+        #[arg(long)]
+        payload: String,
+        #[arg(long)]
+        correlation: Option<String>,
+        /// low, normal, high or urgent.
+        #[arg(long)]
+        priority: Option<String>,
+        /// How long it may wait to be acknowledged (30s, 10m, 2h).
+        #[arg(long)]
+        ttl: Option<domain::Duration>,
+        /// The task it is about.
+        #[arg(long)]
+        task: Option<TaskId>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List messages, newest first (what expired or can no longer be delivered is recorded as
+    /// a dead letter first).
+    List {
+        /// pending, delivered, acked or dead.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        task: Option<TaskId>,
+        /// Only those for this receiver (agent:NAME, people, …).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one message and its history.
+    Show {
+        id: domain::MessageId,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge a message, once.
+    Ack {
+        id: domain::MessageId,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum DepCommand {
     /// TASK waits until BLOCKER is done.
     Add { task: TaskId, blocker: TaskId },
@@ -452,9 +575,70 @@ pub enum CtlCommand {
         /// The task to run sooner (a hint: caps and guards still apply).
         task: TaskId,
     },
+    /// Start a workflow on the current task.
+    #[command(subcommand)]
+    Workflow(CtlWorkflow),
     /// Print the current task, its parent and sub-tasks, and what people said to it (comments,
     /// feedback, the answer to its last question) as JSON.
     Status,
+    /// Send, read and acknowledge typed messages.
+    #[command(subcommand)]
+    Msg(CtlMsg),
+    /// Ask a person a question you cannot answer yourself; prints the escalation's id. It is
+    /// shown by `agentgrid status` until answered, and the answer reaches this task's next
+    /// execution in its inbox. Block (`ctl block`) to wait for it.
+    Escalate {
+        /// low, normal, high or critical.
+        #[arg(long, default_value = "normal")]
+        severity: String,
+        /// The question, in full: it is all the person sees.
+        text: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlMsg {
+    /// Send a typed message; prints its id.
+    Send {
+        /// Who it is for: agent:NAME, role:NAME, agency:NAME, topic:NAME, broadcast,
+        /// execution:ID (that execution only) or people.
+        #[arg(long)]
+        to: String,
+        /// TASK, STATUS, QUESTION, ANSWER, COMPLETE, BLOCKED, HANDOFF, RESULTS, ALERT or
+        /// HEARTBEAT.
+        #[arg(long = "type")]
+        kind: String,
+        /// The payload, a JSON object of the type's shape (STATUS: {"text": "…"}).
+        #[arg(long)]
+        payload: String,
+        /// The id of the conversation it belongs to.
+        #[arg(long)]
+        correlation: Option<String>,
+        /// low, normal, high or urgent.
+        #[arg(long)]
+        priority: Option<String>,
+        /// How long it may wait to be acknowledged (30s, 10m, 2h).
+        #[arg(long)]
+        ttl: Option<domain::Duration>,
+    },
+    /// Print the open messages for this execution as JSON; each is recorded as delivered.
+    Inbox,
+    /// Acknowledge a message delivered to this execution, once.
+    Ack {
+        /// The message's id (M3 or 3).
+        id: domain::MessageId,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlWorkflow {
+    /// Start the workflow NAME (one of the project's `kind: Workflow` manifests) on the current
+    /// task; the engine carries it out. Refused while the task runs another workflow. Prints
+    /// the run's id and first state as JSON.
+    Start {
+        /// The workflow's name (`metadata.name`).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -299,6 +299,8 @@ pub struct JsonArray {
 }
 
 impl JsonArray {
+    /// Prints one element; `--fields` selects inside each element, as it does in an array
+    /// printed whole.
     pub fn push<T: Serialize + ?Sized>(&mut self, value: &T) -> anyhow::Result<()> {
         let text = json_text(value, true)?;
         let lead = if self.started { ",\n" } else { "[\n" };

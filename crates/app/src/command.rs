@@ -32,6 +32,41 @@ impl Command for AddTask {
     }
 }
 
+/// Create a task and start the workflow its labels name (`workflow`: its name and its
+/// definition as the manifest says it now), in one batch: a crash cannot leave the labelled
+/// task without its run. `None` is [`AddTask`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddTaskWithWorkflow {
+    pub new: NewTask,
+    pub workflow: Option<(String, workflow::Definition)>,
+}
+
+#[async_trait::async_trait]
+impl Command for AddTaskWithWorkflow {
+    /// The task as stored, and the run started on it.
+    type Output = (Task, Option<domain::WorkflowId>);
+
+    async fn run(self, app: &App, actor: &Actor) -> Result<Self::Output, Error> {
+        self.new.check().map_err(Error::invalid)?;
+        let mut changes = vec![Change::CreateTask(self.new)];
+        if let Some((name, definition)) = self.workflow {
+            changes.push(Change::StartWorkflowOnNewest { name, definition });
+        }
+        let applied = app.apply(actor, changes).await?;
+        let run = applied.events.iter().find_map(|e| match &e.kind {
+            domain::EventKind::TaskWorkflowStarted { workflow, .. } => Some(*workflow),
+            _ => None,
+        });
+        // Both changes are the new task's: it is the one task the batch touched.
+        let task = applied
+            .tasks
+            .last()
+            .cloned()
+            .ok_or_else(|| Error::invalid("the store created no task"))?;
+        Ok((task, run))
+    }
+}
+
 /// Change the fields a person may edit. Labels are added and removed rather than replaced, so
 /// two edits of different labels do not undo each other.
 #[derive(Debug, Clone, PartialEq)]
@@ -358,11 +393,14 @@ impl Command for RemoveDependency {
 
 /// Many tasks from JSON lines, all or nothing: every line is checked first (see
 /// [`parse_import`](crate::parse_import)), then all are created in one transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Import {
     /// A name for the text in messages: a file name, or "standard input".
     pub source: String,
     pub text: String,
+    /// The workflows that labels start, in file order, each with its labels: a task whose
+    /// labels name one starts the first such, in the import's batch.
+    pub by_label: Vec<(Vec<String>, String, workflow::Definition)>,
 }
 
 #[async_trait::async_trait]
@@ -376,12 +414,33 @@ impl Command for Import {
         if lines.is_empty() {
             return Ok(Vec::new());
         }
-        let (numbers, changes): (Vec<usize>, Vec<Change>) = lines
-            .into_iter()
-            .map(|(n, task)| (n, Change::CreateTask(task)))
-            .unzip();
+        let mut numbers = Vec::new();
+        let mut changes = Vec::new();
+        for (n, task) in lines {
+            let start = self
+                .by_label
+                .iter()
+                .find(|(labels, _, _)| labels.iter().any(|l| task.labels.contains(l)))
+                .map(|(_, name, definition)| Change::StartWorkflowOnNewest {
+                    name: name.clone(),
+                    definition: definition.clone(),
+                });
+            numbers.push(n);
+            changes.push(Change::CreateTask(task));
+            if let Some(start) = start {
+                numbers.push(n);
+                changes.push(start);
+            }
+        }
         match app.apply_batch(actor, changes).await {
-            Ok(applied) => Ok(applied.tasks),
+            Ok(applied) => {
+                let mut seen = std::collections::HashSet::new();
+                Ok(applied
+                    .tasks
+                    .into_iter()
+                    .filter(|t| seen.insert(t.id))
+                    .collect())
+            }
             // A batch the store refused names the change by its index; the user knows it by
             // its line.
             Err(error) => {

@@ -51,8 +51,10 @@ mod agent_events;
 mod approvals;
 mod command;
 mod error;
+mod escalations;
 mod import;
 mod land;
+mod messages;
 mod query;
 mod tail;
 mod usage;
@@ -73,12 +75,17 @@ pub use approvals::{
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
 pub use command::{
-    AddDependency, AddTask, Answer, Cancel, Cancelled, Comment, EditTask, Import, Nudge,
-    RemoveDependency, Reopen,
+    AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,
+    Import, Nudge, RemoveDependency, Reopen,
 };
 pub use error::Error;
+pub use escalations::{AnswerEscalation, Answered, Escalate, EscalationList};
 pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
+pub use messages::{
+    AckMessage, INBOX_LIMIT, MessageList, MessageShow, ReadInbox, SendMessage, Sent, SweepMessages,
+    inbox_text,
+};
 pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
     StatusView, TaskDetail, TaskList, TaskListPage, TaskPage, TaskShow, Timer, TimerKind,

@@ -141,6 +141,8 @@ pub struct StatusView {
     pub now: domain::Timestamp,
     /// The newest pending approvals (at most `attention`), newest first.
     pub approvals: Vec<domain::Approval>,
+    /// The escalations no person answered yet (at most `attention`), oldest first.
+    pub escalations: Vec<domain::Message>,
 }
 
 /// An execution under way, and why the scheduler started it when it said.
@@ -287,6 +289,7 @@ impl Query for Status {
             limit: Some(self.attention),
         };
         let approvals = store.approvals(&pending).await?;
+        let escalations = crate::escalations::open_escalations(app, self.attention).await?;
         let timers = store
             .tasks_with_timers(self.timers)
             .await?
@@ -295,6 +298,7 @@ impl Query for Status {
             .collect();
         Ok(StatusView {
             approvals,
+            escalations,
             timers,
             engine: self.engine,
             now,

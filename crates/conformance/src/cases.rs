@@ -13,10 +13,16 @@ use store::{Applied, Change, Error, ExecutionFilter, MergeResult, Store, TaskFil
 use crate::Fresh;
 
 mod leases;
+mod messages;
 pub use leases::{
     a_claim_carries_its_node_lease_and_fencing_token, a_lease_is_renewed_only_by_its_live_holder,
     a_renewal_and_an_expiry_race_to_one_outcome, a_stale_token_writes_nothing,
     nodes_recover_only_each_others_expired_executions,
+};
+pub use messages::{
+    a_flooding_sender_is_bounded_across_batches, a_message_persists_and_is_acknowledged_once,
+    identical_alerts_open_once, inboxes_and_sweeps_follow_receivers_and_time,
+    racing_acknowledgements_take_one,
 };
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);

@@ -69,6 +69,11 @@ macro_rules! suite {
             a_stale_token_writes_nothing,
             nodes_recover_only_each_others_expired_executions,
             a_renewal_and_an_expiry_race_to_one_outcome,
+            a_message_persists_and_is_acknowledged_once,
+            racing_acknowledgements_take_one,
+            identical_alerts_open_once,
+            inboxes_and_sweeps_follow_receivers_and_time,
+            a_flooding_sender_is_bounded_across_batches,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

@@ -159,7 +159,25 @@ impl Limits {
                 check_key(key.as_deref())?;
                 self.check_text("the comment", "its text", text, self.max_text_bytes)
             }
-            Op::Nudge { .. } | Op::Status => Ok(()),
+            Op::WorkflowStart { name } => {
+                self.check_text("the workflow's name", "NAME", name, self.max_title_chars)
+            }
+            Op::MsgSend { payload, .. } => {
+                let bytes = payload.to_string().len();
+                let max = domain::message::limits::PAYLOAD_BYTES;
+                if bytes > max {
+                    return Err(format!(
+                        "the payload is {bytes} bytes long; at most {} are allowed: shorten \
+                         --payload",
+                        size(max)
+                    ));
+                }
+                Ok(())
+            }
+            Op::Escalate { text, .. } => {
+                self.check_text("the question", "its text", text, self.max_text_bytes)
+            }
+            Op::Nudge { .. } | Op::Status | Op::MsgInbox | Op::MsgAck { .. } => Ok(()),
         }
     }
 

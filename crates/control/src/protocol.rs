@@ -40,8 +40,32 @@ pub enum Op {
     ApprovalRequest { summary: String },
     /// Ask that a task run sooner.
     Nudge { task: TaskId },
+    /// Start the workflow `name` (one the project defines) on the execution's own task.
+    WorkflowStart { name: String },
     /// The execution's task, its parent and its sub-tasks.
     Status,
+    /// Send a typed message (`to` as `agent:NAME`, `execution:ID`, `broadcast`, …; `type` as
+    /// `STATUS`, `QUESTION`, …; `payload` a JSON object of the type's shape).
+    MsgSend {
+        to: String,
+        #[serde(rename = "type")]
+        kind: String,
+        payload: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        correlation: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        priority: Option<String>,
+        /// Time to live in milliseconds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
+    },
+    /// The open messages for this execution; each shown is recorded as delivered to it.
+    MsgInbox,
+    /// Acknowledge a message delivered to this execution, once.
+    MsgAck { id: domain::MessageId },
+    /// Ask up the line (a person today) a question the agent cannot answer; the answer comes
+    /// to the task's next execution.
+    Escalate { severity: String, text: String },
 }
 
 impl Op {
@@ -53,7 +77,12 @@ impl Op {
             Op::Comment { .. } => "comment",
             Op::ApprovalRequest { .. } => "approval_request",
             Op::Nudge { .. } => "nudge",
+            Op::WorkflowStart { .. } => "workflow_start",
             Op::Status => "status",
+            Op::MsgSend { .. } => "msg_send",
+            Op::MsgInbox => "msg_inbox",
+            Op::MsgAck { .. } => "msg_ack",
+            Op::Escalate { .. } => "escalate",
         }
     }
 }

@@ -16,7 +16,12 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::Comment { .. } => "agentgrid ctl comment",
         Op::ApprovalRequest { .. } => "agentgrid ctl approval request",
         Op::Nudge { .. } => "agentgrid ctl nudge",
+        Op::WorkflowStart { .. } => "agentgrid ctl workflow start",
         Op::Status => "agentgrid ctl status",
+        Op::MsgSend { .. } => "agentgrid ctl msg send",
+        Op::MsgInbox => "agentgrid ctl msg inbox",
+        Op::MsgAck { .. } => "agentgrid ctl msg ack",
+        Op::Escalate { .. } => "agentgrid ctl escalate",
     }
 }
 
@@ -33,6 +38,12 @@ fn next_step(call: &str) -> &'static str {
         "agentgrid ctl block" => "the task is not blocked",
         "agentgrid ctl comment" => "no comment was recorded",
         "agentgrid ctl approval request" => "no approval was requested",
+        "agentgrid ctl workflow start" => "no workflow was started",
+        "agentgrid ctl msg send" => "no message was sent",
+        "agentgrid ctl escalate" => "nothing was escalated",
+        "agentgrid ctl msg ack" => {
+            "nothing was acknowledged; `agentgrid ctl msg inbox` shows your open messages with their ids"
+        }
         _ => "nothing was changed",
     }
 }

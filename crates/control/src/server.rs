@@ -657,7 +657,15 @@ fn admit_call(
             }
             entry.subtasks += 1;
         }
-        Op::Complete { .. } | Op::Nudge { .. } | Op::Status => {}
+        // Messages are counted by the tracker, per execution and across restarts.
+        Op::Complete { .. }
+        | Op::Nudge { .. }
+        | Op::Status
+        | Op::WorkflowStart { .. }
+        | Op::MsgSend { .. }
+        | Op::MsgInbox
+        | Op::MsgAck { .. }
+        | Op::Escalate { .. } => {}
     }
     Ok((entry.id, pace(entry, limits)))
 }

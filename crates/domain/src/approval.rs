@@ -19,6 +19,8 @@ pub enum ApprovalSource {
     Policy,
     /// The agent, with `agentgrid ctl approval request`; its task waits blocked meanwhile.
     Agent,
+    /// An approval state of a workflow run on the task: the decision is the run's input.
+    Workflow,
 }
 
 impl ApprovalSource {
@@ -26,6 +28,7 @@ impl ApprovalSource {
         match self {
             ApprovalSource::Policy => "policy",
             ApprovalSource::Agent => "agent",
+            ApprovalSource::Workflow => "workflow",
         }
     }
 
@@ -34,6 +37,7 @@ impl ApprovalSource {
         match s {
             "policy" => Some(ApprovalSource::Policy),
             "agent" => Some(ApprovalSource::Agent),
+            "workflow" => Some(ApprovalSource::Workflow),
             _ => None,
         }
     }
@@ -131,7 +135,11 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in [ApprovalSource::Policy, ApprovalSource::Agent] {
+        for s in [
+            ApprovalSource::Policy,
+            ApprovalSource::Agent,
+            ApprovalSource::Workflow,
+        ] {
             assert_eq!(ApprovalSource::parse(s.as_str()), Some(s));
         }
         for s in [

@@ -16,6 +16,7 @@ use crate::{
 pub enum EntityKind {
     Task,
     Execution,
+    Message,
 }
 
 impl EntityKind {
@@ -23,6 +24,7 @@ impl EntityKind {
         match self {
             EntityKind::Task => "task",
             EntityKind::Execution => "execution",
+            EntityKind::Message => "message",
         }
     }
 }
@@ -179,6 +181,26 @@ pub enum EventKind {
         workflow: crate::WorkflowId,
         name: String,
         definition: serde_json::Value,
+        /// The run whose workflow state started this one, and the visit of that state: this
+        /// run's end is that visit's input.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<crate::WorkflowParent>,
+    },
+    /// The engine began carrying out a command of a workflow run's visit (the `workflow`
+    /// crate's `Command`, by its kind): recorded before it acts, so that no command is carried
+    /// out twice for one visit, a restart included. `deadline` is a timer's, `approval` the
+    /// approval a gate asked for, `subtask` the sub-task an agent state made.
+    TaskWorkflowBegun {
+        workflow: crate::WorkflowId,
+        visit: u32,
+        state: String,
+        command: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<Timestamp>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        approval: Option<ApprovalId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subtask: Option<TaskId>,
     },
     /// A workflow run took one input (the `workflow` crate's `Input`); `position` and `status`
     /// are where it is after it, `note` what happened, for people reading the log.
@@ -294,6 +316,26 @@ pub enum EventKind {
     ExecutionLeaseRenewed {
         until: Timestamp,
     },
+    /// A message was sent (see [`crate::message`]); the event of the message that creates it.
+    MessageSent {
+        message: crate::Message,
+    },
+    /// An alert identical to this open one was sent again and folded into it.
+    MessageCoalesced {
+        by: String,
+    },
+    /// The message was shown to the execution (in its prompt's inbox or `ctl msg inbox`).
+    MessageDelivered {
+        execution: ExecutionId,
+    },
+    /// The message was acknowledged, once; `by` names who did.
+    MessageAcked {
+        by: String,
+    },
+    /// The message will never be delivered, for `reason`.
+    MessageDeadLettered {
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -323,6 +365,7 @@ impl EventKind {
             EventKind::TaskApprovalQuestioned { .. } => "task_approval_questioned",
             EventKind::TaskWorkflowStarted { .. } => "task_workflow_started",
             EventKind::TaskWorkflowStepped { .. } => "task_workflow_stepped",
+            EventKind::TaskWorkflowBegun { .. } => "task_workflow_begun",
             EventKind::ExecutionCreated { .. } => "execution_created",
             EventKind::ExecutionStateChanged { .. } => "execution_state_changed",
             EventKind::ExecutionProcessStarted { .. } => "execution_process_started",
@@ -338,6 +381,11 @@ impl EventKind {
             EventKind::ProviderThrottled { .. } => "provider_throttled",
             EventKind::ExecutionAgentEvent { .. } => "execution_agent_event",
             EventKind::ExecutionLeaseRenewed { .. } => "execution_lease_renewed",
+            EventKind::MessageSent { .. } => "message_sent",
+            EventKind::MessageCoalesced { .. } => "message_coalesced",
+            EventKind::MessageDelivered { .. } => "message_delivered",
+            EventKind::MessageAcked { .. } => "message_acked",
+            EventKind::MessageDeadLettered { .. } => "message_dead_lettered",
         }
     }
 
@@ -435,6 +483,13 @@ impl EventKind {
             EventKind::TaskWorkflowStarted { workflow, name, .. } => {
                 format!("workflow run W{workflow} of `{name}` started")
             }
+            EventKind::TaskWorkflowBegun {
+                workflow,
+                visit,
+                state,
+                command,
+                ..
+            } => format!("workflow run W{workflow} began {command} for `{state}` (visit {visit})"),
             EventKind::TaskWorkflowStepped {
                 workflow,
                 position,
@@ -530,6 +585,19 @@ impl EventKind {
                 None => format!("provider {provider} no longer throttled"),
             },
             EventKind::ExecutionLeaseRenewed { until } => format!("lease renewed until {until}"),
+            EventKind::MessageSent { message } => format!(
+                "{} from {} to {}: {}",
+                message.kind,
+                message.sender,
+                message.receiver,
+                message.headline()
+            ),
+            EventKind::MessageCoalesced { by } => format!("the same alert again, from {by}"),
+            EventKind::MessageDelivered { execution } => {
+                format!("delivered to execution #{execution}")
+            }
+            EventKind::MessageAcked { by } => format!("acknowledged by {by}"),
+            EventKind::MessageDeadLettered { reason } => format!("dead letter: {reason}"),
         }
     }
 }

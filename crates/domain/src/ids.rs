@@ -55,6 +55,8 @@ macro_rules! id_type {
     };
 }
 
+pub(crate) use id_type;
+
 id_type!(TaskId, "T", "a task");
 id_type!(ExecutionId, "E", "an execution");
 id_type!(ApprovalId, "A", "an approval");
@@ -79,4 +81,15 @@ mod tests {
             assert!(err.contains("is not a task id"), "{err}");
         }
     }
+}
+
+/// The state visit of a workflow run that started another run (a `workflow` state): the child's
+/// end is the input of that visit.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+pub struct WorkflowParent {
+    pub run: WorkflowId,
+    pub visit: u32,
+    pub state: String,
 }

@@ -5,10 +5,12 @@ mod calls;
 mod held;
 mod jobs;
 mod leases;
+mod mail;
 mod merges;
 mod prune;
 mod refusals;
 mod said;
+mod workflows;
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -143,6 +145,8 @@ pub struct Engine {
     /// This node's leases and fencing tokens; set when the engine starts serving, once the
     /// node id is read from the state directory.
     leases: Option<crate::lease::Leases>,
+    /// What the engine carries out for workflow runs: see `workflows.rs`.
+    workflows: workflows::Driver,
 }
 
 /// An execution's end that waits for a merge job: the sub-tasks done while it ran are merged
@@ -213,6 +217,7 @@ impl Engine {
             parked: HashMap::new(),
             stopping: false,
             leases: None,
+            workflows: workflows::Driver::new(),
         }
     }
 
@@ -293,6 +298,7 @@ impl Engine {
             })?,
         );
         let mut job_rx = self.job_reports.take().expect("an engine serves once");
+        let mut workflow_rx = self.workflows.take_reports();
         tokio::pin!(shutdown);
         let mut stopping = false;
         let mut follower = crate::watch::Follower::new(&self.store.watched_files(), Instant::now());
@@ -304,6 +310,9 @@ impl Engine {
         let served = async {
             loop {
                 self.sync_open_children();
+                if !stopping {
+                    self.drive_workflows(false).await?;
+                }
                 let now = self.clock.now();
                 let recheck_due = self.recheck_at.is_some_and(|at| Instant::now() >= at);
                 if !stopping && (self.dirty || recheck_due || wakeup.is_some_and(|w| w <= now)) {
@@ -319,11 +328,13 @@ impl Engine {
                     && self.options.mode == RunMode::UntilIdle
                     && self.active.is_empty()
                     && self.jobs.is_empty()
+                    && !self.workflows.busy()
                     && wakeup.is_none()
                 {
                     self.flush().await?;
                     self.follow().await?;
-                    if self.decide_is_idle(self.clock.now()) {
+                    self.drive_workflows(true).await?;
+                    if !self.workflows.busy() && self.decide_is_idle(self.clock.now()) {
                         self.summary.stuck = self.stuck_tasks();
                         break;
                     }
@@ -343,7 +354,9 @@ impl Engine {
                 let recheck = self.recheck_at.filter(|_| !stopping);
                 let budget_stop = self.active.values().filter_map(|a| a.budget_stop_at).min();
                 let lease_due = self.leases.as_ref().map(|l| l.due());
+                let workflows_due = self.workflows.due(now).filter(|_| !stopping);
                 for at in [
+                    workflows_due,
                     self.held.due(),
                     recheck,
                     budget_stop,
@@ -369,6 +382,7 @@ impl Engine {
                     }
                     Some(call) = call_rx.recv() => self.answer_call(call).await?,
                     Some(report) = job_rx.recv() => self.job_done(report).await?,
+                    Some(report) = workflow_rx.recv() => self.workflow_report(report).await?,
                     Some(notice) = notice_rx.recv() => {
                         let mut batch = vec![notice];
                         while let Ok(more) = notice_rx.try_recv() {
@@ -381,6 +395,7 @@ impl Engine {
                         stopping = true;
                         self.stopping = true;
                         self.jobs.drop_queued_removals();
+                        self.workflows.stop_all();
                         self.summary.interrupted = true;
                         for active in self.active.values() {
                             // One already over budget ends as such, grace or not.
@@ -763,6 +778,7 @@ impl Engine {
     /// Keeps the snapshot's active list (which the scheduler reads) in step with live state.
     fn refresh_active_view(&mut self) {
         self.snapshot.busy_workspaces = self.jobs.busy();
+        self.snapshot.workflow_held = self.workflows.held();
         self.snapshot.active.clear();
         for (id, a) in &self.active {
             self.snapshot.active.push(ActiveExecution {
@@ -847,6 +863,7 @@ impl Engine {
         }
         self.snapshot.recent_dispatches.push(now);
         self.summary.executions_started += 1;
+        let inbox = self.prompt_inbox(&execution).await;
 
         let task = self
             .snapshot
@@ -865,11 +882,13 @@ impl Engine {
             feedback: said.feedback_text(),
             comments: said.comments_text(),
             answer: said.answer_text(),
+            inbox,
             execution: ExecutionView {
                 id: execution.id,
                 kind,
             },
             agent: agent_name.to_string(),
+            agency: self.setup.agencies.view_for(agent_name),
         };
         let workspace = self
             .workspaces
@@ -1741,6 +1760,10 @@ impl Engine {
                 self.request_approval(&task, &actor, &shared, summary).await
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
+            Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,
+            op @ (Op::MsgSend { .. } | Op::MsgInbox | Op::MsgAck { .. } | Op::Escalate { .. }) => {
+                self.msg_call(execution, &actor, op).await
+            }
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();

@@ -27,6 +27,7 @@
 //! as background jobs whose reports come back as inputs (`engine/jobs.rs`); what must wait for
 //! them waits by state (the snapshot's `busy_workspaces`), never by blocking the loop.
 
+mod agencies;
 mod bus;
 mod engine;
 mod force;
@@ -40,6 +41,7 @@ mod setup;
 mod usage_check;
 mod watch;
 
+pub use agencies::Agencies;
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use force::kill_executions;
 pub use land::{Judges, LocalLander};

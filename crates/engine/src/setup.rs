@@ -29,6 +29,12 @@ pub struct Setup {
     pub budgets: gateway::Budgets,
     /// Which done tasks wait for a person's approval.
     pub approvals: manifest::Approvals,
+    /// Each agency member's agency, role and context files, for its prompts.
+    pub agencies: crate::Agencies,
+    /// The project's workflows by name, for the sub-workflows a run starts.
+    pub workflows: HashMap<String, workflow::Definition>,
+    /// How a workflow's `land` state lands (`land.strategy`).
+    pub land_strategy: domain::LandStrategy,
 }
 
 /// Converts a loaded project. `repo_root` is the git repository the worktrees come from.
@@ -138,6 +144,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         resume_interval: spec.resume.interval,
         guards: spec.guards,
         agents: policies,
+        agencies: crate::agencies::policies(project),
     };
     let ws = &spec.workspace;
     let workspace = ws.enabled.then(|| {
@@ -175,8 +182,29 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         tree: limit(&spec.budgets.per_tree),
         agent_day: limit(&spec.budgets.per_agent_per_day),
     };
+    // An agency with `policies.approval` sends its done top-level work to a person: the tasks
+    // carrying its labels wait, as `approvals.require_labels` makes them.
+    let mut approvals = spec.approvals.clone();
+    for agency in project
+        .agencies
+        .iter()
+        .filter(|a| a.spec().policies.approval)
+    {
+        for label in &agency.spec().labels {
+            if !approvals.require_labels.contains(label) {
+                approvals.require_labels.push(label.clone());
+            }
+        }
+    }
     Ok(Setup {
-        approvals: spec.approvals.clone(),
+        approvals,
+        agencies: crate::Agencies::from_project(project, repo_root),
+        workflows: project
+            .workflows
+            .iter()
+            .map(|w| (w.name.clone(), w.definition.clone()))
+            .collect(),
+        land_strategy: spec.land.strategy,
         config,
         agents,
         workspace,

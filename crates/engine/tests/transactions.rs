@@ -53,6 +53,28 @@ impl Store for Recording {
     async fn task(&self, id: TaskId) -> Result<Option<Task>, Error> {
         self.inner.task(id).await
     }
+    async fn message(&self, id: domain::MessageId) -> Result<Option<domain::Message>, Error> {
+        self.inner.message(id).await
+    }
+    async fn messages(&self, filter: &store::MessageFilter) -> Result<Vec<domain::Message>, Error> {
+        self.inner.messages(filter).await
+    }
+    async fn inbox(
+        &self,
+        receivers: &[String],
+        execution: Option<domain::ExecutionId>,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<domain::Message>, Error> {
+        self.inner.inbox(receivers, execution, now, limit).await
+    }
+    async fn messages_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<store::MessageSweep>, Error> {
+        self.inner.messages_due(now, limit).await
+    }
     async fn tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, Error> {
         self.inner.tasks(filter).await
     }

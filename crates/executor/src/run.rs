@@ -529,7 +529,15 @@ async fn execute(
         .map_err(|e| (ExecutionState::Failed, e))?;
         preflight(&spec, sandbox.as_ref()).map_err(Failure::configuration)?;
         let spec = match &sandbox {
-            Some(sandbox) => spec.with_sandbox(sandbox.clone()),
+            Some(sandbox) => {
+                let mut sandbox = sandbox.clone();
+                if let Some(adapter) = &adapter {
+                    sandbox
+                        .expose
+                        .extend(adapter.shown_with(Path::new(&spec.program)));
+                }
+                spec.with_sandbox(sandbox)
+            }
             None => spec,
         };
 
@@ -661,7 +669,10 @@ async fn execute(
                 .unwrap_or_else(|| format!("stopped ({})", reason.state()));
             end = (
                 reason.state(),
-                Some(format!("{why}; the agent {}", exit.describe())),
+                Some(format!(
+                    "{why}; the agent {}",
+                    described(&exit, adapter.as_deref())
+                )),
             );
             break;
         }
@@ -670,7 +681,10 @@ async fn execute(
             // to end by itself: no validator and no further iteration runs.
             end = (
                 ExecutionState::Failed,
-                Some(format!("{why}; the agent {}", exit.describe())),
+                Some(format!(
+                    "{why}; the agent {}",
+                    described(&exit, adapter.as_deref())
+                )),
             );
             break;
         }
@@ -681,7 +695,7 @@ async fn execute(
                 ExecutionState::Failed,
                 Some(format!(
                     "the agent's CLI reported an error: {why} (the agent {})",
-                    exit.describe()
+                    described(&exit, adapter.as_deref())
                 )),
             );
             break;
@@ -701,9 +715,15 @@ async fn execute(
             };
             // An agent that printed nothing gets no empty "last output:" to puzzle over.
             let what = if last.is_empty() {
-                format!("agent {} and printed nothing", exit.describe())
+                format!(
+                    "agent {} and printed nothing",
+                    described(&exit, adapter.as_deref())
+                )
             } else {
-                format!("agent {}; last output: {last}", exit.describe())
+                format!(
+                    "agent {}; last output: {last}",
+                    described(&exit, adapter.as_deref())
+                )
             };
             end = (ExecutionState::Failed, Some(what));
             break;
@@ -993,6 +1013,14 @@ fn preflight(
     .map_err(|e| format!("cannot start the agent: {e}"))
 }
 
+/// How the agent's process ended, with what its CLI says the exit status means.
+fn described(exit: &launch::Exit, adapter: Option<&dyn crate::runtime::Adapter>) -> String {
+    match exit.code.zip(adapter).and_then(|(c, a)| a.exit_meaning(c)) {
+        Some(meaning) => format!("{} ({meaning})", exit.describe()),
+        None => exit.describe(),
+    }
+}
+
 fn launch_spec(
     agent: &AgentRun,
     adapter: Option<(
@@ -1028,28 +1056,36 @@ fn launch_spec(
         }
         if let Some(home) = invocation.home {
             let more = adapter
-                .prepare_home(home, &env)
+                .prepare_home(home, &env, invocation)
                 .map_err(|e| format!("writing the agent CLI's configuration: {e}"))?;
             for (k, v) in more {
                 launch::set_var(&mut env, k, v);
             }
         }
     }
-    if adapter.is_some()
+    for (k, v) in &agent.runtime.env {
+        launch::set_var(&mut env, k.clone(), render(v)?);
+    }
+    if let Some((adapter, _)) = adapter
         && let Some(program) = argv.first_mut()
-        && program.contains('/')
-        && let Ok(real) = std::fs::canonicalize(&*program)
     {
-        // npm installs a CLI as a link in `node_modules/.bin`; the sandbox shows the program's
-        // real file, not the link's directory.
-        *program = real.display().to_string();
+        // npm installs a CLI as a link in `node_modules/.bin`, and Codex's as a node wrapper:
+        // the sandbox runs the real file (looked up on the PATH the agent will have), or the
+        // binary behind the wrapper. A program not found is left to launch, which says so.
+        let path = env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or("", |(_, v)| v.as_str());
+        match crate::runtime::resolve_program(adapter, program, cwd, path) {
+            Ok(real) => *program = real.display().to_string(),
+            Err(crate::runtime::ProgramProblem::NotFound { .. }) => {}
+            Err(problem) => return Err(format!("agent `{}`: {problem}", agent.name)),
+        }
     }
     let Some((program, args)) = argv.split_first() else {
         return Err(format!("agent `{}` has an empty command", agent.name));
     };
-    for (k, v) in &agent.runtime.env {
-        launch::set_var(&mut env, k.clone(), render(v)?);
-    }
     launch::set_var(
         &mut env,
         "AGENTGRID_ITERATION".into(),

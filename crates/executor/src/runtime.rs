@@ -13,6 +13,9 @@
 
 mod claude;
 mod codex;
+mod gemini;
+mod npm;
+mod opencode;
 mod parked;
 
 use std::os::unix::fs::DirBuilderExt;
@@ -23,6 +26,8 @@ use manifest::RuntimeKind;
 
 pub use claude::Claude;
 pub use codex::Codex;
+pub use gemini::Gemini;
+pub use opencode::OpenCode;
 pub use parked::{forget_parked, parked_home};
 
 /// What one iteration's start needs to know beyond the adapter itself.
@@ -41,6 +46,9 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
     /// The CLI's usual program name, run when the manifest's `command` names none.
     fn program(&self) -> &'static str;
 
+    /// The npm package the CLI is installed from, for the hint when it is not found.
+    fn package(&self) -> &'static str;
+
     /// The arguments agentgrid adds after the manifest's own.
     fn args(&self, invocation: &Invocation<'_>) -> Vec<String>;
 
@@ -54,6 +62,25 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
     /// A fresh reader of one process's output.
     fn parser(&self) -> Box<dyn Parser>;
 
+    /// The program to run in place of `program` (a real path, links followed) when that is
+    /// only a wrapper that would start another: `Ok(None)` runs `program` itself; an error
+    /// says why the program behind the wrapper cannot be found and what to do.
+    fn native_program(&self, _program: &Path) -> Result<Option<PathBuf>, String> {
+        Ok(None)
+    }
+
+    /// What the sandbox shows read-only beside `program` (the file [`resolve_program`] chose):
+    /// by default the npm package it was installed in, whose other files a bundled CLI loads
+    /// at run time.
+    fn shown_with(&self, program: &Path) -> Vec<PathBuf> {
+        npm::installed_package(program).into_iter().collect()
+    }
+
+    /// What an exit status of the CLI's own means, said after it ("exited with 41 (…)").
+    fn exit_meaning(&self, _code: i32) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the CLI's usage events count everything since its session began rather than
     /// one run's use, so that a resumed session reports the earlier iterations again.
     fn usage_is_running_total(&self) -> bool {
@@ -61,11 +88,13 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
     }
 
     /// Writes the configuration the CLI reads from its HOME, before each iteration, given the
-    /// environment it will run with; returns more environment to set (after [`Adapter::env`]).
+    /// environment it will run with and the invocation (the model alias it asks for); returns
+    /// more environment to set (after [`Adapter::env`]).
     fn prepare_home(
         &self,
         _home: &Path,
         _env: &[(String, String)],
+        _invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
         Ok(Vec::new())
     }
@@ -84,6 +113,54 @@ pub fn adapter(kind: RuntimeKind) -> Option<Box<dyn Adapter>> {
         RuntimeKind::Command | RuntimeKind::Builtin => None,
         RuntimeKind::Claude => Some(Box::new(Claude)),
         RuntimeKind::Codex => Some(Box::new(Codex)),
+        RuntimeKind::Gemini => Some(Box::new(Gemini)),
+        RuntimeKind::Opencode => Some(Box::new(OpenCode)),
+    }
+}
+
+/// Why a known CLI's program cannot be run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgramProblem {
+    /// `program` is no executable file (it holds a `/`) or on no directory of `path`.
+    NotFound { program: String, path: String },
+    /// It is a wrapper whose real program is missing; the message says what to do.
+    Wrapper(String),
+}
+
+impl std::fmt::Display for ProgramProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProgramProblem::NotFound { program, .. } if program.contains('/') => {
+                write!(f, "`{program}` is not an executable file")
+            }
+            ProgramProblem::NotFound { program, path } => {
+                write!(f, "`{program}` is on no directory of the PATH (`{path}`)")
+            }
+            ProgramProblem::Wrapper(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The file a known CLI's agent runs for `program` (the manifest's first word of `command`,
+/// or the CLI's usual name): found as launch finds it (on `path`, or against `cwd`), links
+/// followed — the sandbox shows the program's real file, not the link's directory — and,
+/// for a wrapper that only starts another program, that program
+/// ([`Adapter::native_program`]).
+pub fn resolve_program(
+    adapter: &dyn Adapter,
+    program: &str,
+    cwd: &Path,
+    path: &str,
+) -> Result<PathBuf, ProgramProblem> {
+    let found = npm::find(program, cwd, path).ok_or_else(|| ProgramProblem::NotFound {
+        program: program.to_string(),
+        path: path.to_string(),
+    })?;
+    let real = std::fs::canonicalize(&found).unwrap_or(found);
+    match adapter.native_program(&real) {
+        Ok(Some(native)) => Ok(native),
+        Ok(None) => Ok(real),
+        Err(why) => Err(ProgramProblem::Wrapper(why)),
     }
 }
 

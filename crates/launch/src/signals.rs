@@ -20,12 +20,15 @@
 /// - `SIGPIPE`: ignored by the Rust runtime from the start, so writes to a closed pipe fail
 ///   with an error instead of killing us.
 /// - `SIGSEGV`, `SIGBUS`: caught by the Rust runtime to report a stack overflow.
-pub const HANDLED: [libc::c_int; 5] = [
+/// - `SIGWINCH`: the interactive screens (`agentgrid approvals`, `status --watch`) redraw on
+///   it, and they land work (which runs git) while they are open.
+pub const HANDLED: [libc::c_int; 6] = [
     libc::SIGINT,
     libc::SIGTERM,
     libc::SIGPIPE,
     libc::SIGSEGV,
     libc::SIGBUS,
+    libc::SIGWINCH,
 ];
 
 /// The signals that have a handler in this process but are not in [`HANDLED`]. Costs one

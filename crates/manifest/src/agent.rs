@@ -32,6 +32,9 @@ Comments on the task since your last execution:
 {% endif %}{% if feedback %}
 Feedback on the work so far:
 {{ feedback }}
+{% endif %}{% if inbox %}
+Messages for you (acknowledge each with `agentgrid ctl msg ack ID` once handled):
+{{ inbox }}
 {% endif %}";
 
 /// An agent: a command that works on tasks, how tasks reach it, and how its work is judged.
@@ -82,6 +85,12 @@ pub struct AgentSpec {
     /// What the agent's processes may see, write, reach and use.
     #[serde(default)]
     pub sandbox: crate::sandbox::SandboxProfile,
+    /// The agency the agent belongs to; the agency must list it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency: Option<String>,
+    /// The agent's role in its agency (`coordinator` for its coordinator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// How an agent says it has finished: one type with the scheduler's.
@@ -100,7 +109,7 @@ fn default_prompt() -> String {
     "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
     "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
     "else" = {
-        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex"]}}},
+        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex", "gemini", "opencode"]}}},
         "then": {"not": {"required": ["stdin"]}},
         "else": {"required": ["command"], "not": {"required": ["model"]}}
     }
@@ -139,6 +148,10 @@ pub enum RuntimeKind {
     Claude,
     /// Codex (`codex exec --json`), its JSON lines read as events.
     Codex,
+    /// Gemini CLI (`gemini --output-format stream-json`), its JSON lines read as events.
+    Gemini,
+    /// OpenCode (`opencode run --format json`), its JSON lines read as events.
+    Opencode,
 }
 
 impl RuntimeKind {
@@ -148,6 +161,8 @@ impl RuntimeKind {
         ("builtin", RuntimeKind::Builtin),
         ("claude", RuntimeKind::Claude),
         ("codex", RuntimeKind::Codex),
+        ("gemini", RuntimeKind::Gemini),
+        ("opencode", RuntimeKind::Opencode),
     ];
 
     /// The name the manifest gives this type.
@@ -157,6 +172,8 @@ impl RuntimeKind {
             RuntimeKind::Builtin => "builtin",
             RuntimeKind::Claude => "claude",
             RuntimeKind::Codex => "codex",
+            RuntimeKind::Gemini => "gemini",
+            RuntimeKind::Opencode => "opencode",
         }
     }
 
@@ -166,6 +183,8 @@ impl RuntimeKind {
             RuntimeKind::Command | RuntimeKind::Builtin => None,
             RuntimeKind::Claude => Some("claude"),
             RuntimeKind::Codex => Some("codex"),
+            RuntimeKind::Gemini => Some("gemini"),
+            RuntimeKind::Opencode => Some("opencode"),
         }
     }
 }
@@ -372,6 +391,8 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "validation",
     "completion",
     "sandbox",
+    "agency",
+    "role",
 ];
 pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin", "model"];
 pub(crate) const ROUTING_FIELDS: &[&str] = &["labels", "capabilities", "default", "kinds"];
@@ -403,6 +424,9 @@ pub(crate) struct AgentDocument {
     /// (a built-in agent's alias must exist and speak its wire format).
     pub runtime_at: Option<(usize, usize)>,
     pub model_at: Option<(usize, usize)>,
+    /// Where `spec.agency` and `spec.role` are, for the checks against the agencies.
+    pub agency_at: Option<(usize, usize)>,
+    pub role_at: Option<(usize, usize)>,
 }
 
 pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
@@ -411,6 +435,8 @@ pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
         manifest: None,
         runtime_at: None,
         model_at: None,
+        agency_at: None,
+        role_at: None,
     };
     let Some(f) = cx.fields(node, "", MANIFEST_FIELDS) else {
         return doc;
@@ -436,6 +462,13 @@ pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
     doc.runtime_at = runtime.map(|n| (n.line, n.column));
     doc.model_at = runtime
         .and_then(|r| child(r, "model", cx.source))
+        .map(|n| (n.line, n.column));
+    let spec_node = f.value("spec");
+    doc.agency_at = spec_node
+        .and_then(|s| child(s, "agency", cx.source))
+        .map(|n| (n.line, n.column));
+    doc.role_at = spec_node
+        .and_then(|s| child(s, "role", cx.source))
         .map(|n| (n.line, n.column));
     let spec = match f.value("spec") {
         Some(s) => decode_spec(cx, s, "spec"),
@@ -602,7 +635,11 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
              off; add `sandbox: {network: gateway}` (and a `models:` section in the config)",
         );
     }
+    let agency = named(cx, &f, "agency", "agency");
+    let role = named(cx, &f, "role", "role");
     Some(AgentSpec {
+        agency,
+        role,
         sandbox,
         completion,
         description,
@@ -811,8 +848,26 @@ fn decode_routing(cx: &mut Cx, node: &Node, path: &str) -> Option<Routing> {
     })
 }
 
+/// An optional name field (`agency`, `role`): lowercase letters, digits and dashes.
+fn named(cx: &mut Cx, f: &Fields, name: &str, what: &str) -> Option<String> {
+    let value: String = f.get(cx, name)?;
+    if !valid_name(&value) {
+        if let Some(n) = f.value(name) {
+            cx.error(
+                n,
+                &f.path(name),
+                format!(
+                    "`{value}` is not a valid {what} name: use lowercase letters, digits and dashes"
+                ),
+            );
+        }
+        return None;
+    }
+    Some(value)
+}
+
 /// A list of task labels (or capabilities, which appear in labels as `needs:X`).
-fn checked_labels(cx: &mut Cx, f: &Fields, name: &str, what: &str) -> Vec<String> {
+pub(crate) fn checked_labels(cx: &mut Cx, f: &Fields, name: &str, what: &str) -> Vec<String> {
     let Some(n) = f.value(name) else {
         return Vec::new();
     };

@@ -6,8 +6,10 @@
 //! [`ConfigSpec`] and a list of [`Agent`]s, each holding its [`AgentManifest`] with every default
 //! filled in. Templates in an agent (its prompt, command arguments and environment values) are
 //! rendered with [`render_prompt`] and [`render_arg`] against a [`PromptContext`].
-//! [`json_schema`] describes both manifest kinds for editors. `workflows/*.yaml` hold `kind:
-//! Workflow` documents, decoded into the [`Workflow`]s of the project (see the `workflow` crate).
+//! [`json_schema`] describes the manifest kinds for editors. `workflows/*.yaml` hold `kind:
+//! Workflow` documents, decoded into the [`Workflow`]s of the project (see the `workflow` crate);
+//! `agencies/*.yaml` hold `kind: Agency` documents, the [`Agency`]s: a coordinator agent and its
+//! specialists, checked against the agents' own `agency:` and `role:`.
 //!
 //! The key decision is that a manifest is never deserialized straight into its Rust types. The
 //! YAML is parsed into a tree of nodes that know their line and column, and hand-written decoders
@@ -39,6 +41,8 @@
 //! assert!(errors.to_string().starts_with("worker.yaml:7:11: spec.prompt: the template uses `task.titel`"));
 //! ```
 
+mod agency;
+mod agency_templates;
 mod agent;
 mod config;
 mod decode;
@@ -52,6 +56,14 @@ mod template;
 mod workflow;
 mod yaml;
 
+pub use agency::{
+    Agency, AgencyLimits, AgencyManifest, AgencyMetadata, AgencyRouting, AgencySpec,
+    COORDINATOR_ROLE, HandoffRule, Policies, Specialist,
+};
+pub use agency_templates::{
+    AGENCY_TEMPLATES, AgencyTemplate, TemplateFile, TemplateRuntime, agency_template,
+    agency_template_names,
+};
 pub use agent::{
     API_VERSION, AgentManifest, AgentMetadata, AgentSpec, Completion, DEFAULT_PROMPT, Limits,
     Routing, Runtime, RuntimeKind, ScoreMethod, StdinMode, Validation, Validator,
@@ -72,7 +84,7 @@ pub use project::{
 pub use sandbox::{FilesystemMode, NetworkMode, ResourceLimits, SandboxProfile};
 pub use schema::json_schema;
 pub use template::{
-    CONTEXT_NAMES, EXECUTION_FIELDS, ExecutionView, PromptContext, TASK_FIELDS, TaskView,
-    render_arg, render_prompt,
+    AgencyView, CONTEXT_NAMES, EXECUTION_FIELDS, ExecutionView, PromptContext, TASK_FIELDS,
+    TaskView, render_arg, render_prompt,
 };
 pub use workflow::{EXAMPLE_WORKFLOW, Workflow};

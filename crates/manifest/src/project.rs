@@ -3,6 +3,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
+use crate::agency::{Agency, AgencyDocument, AgentRefs, agencies_from, check_agencies};
 use crate::agent::{AgentDocument, AgentManifest, AgentSpec, decode_agent};
 use crate::config::{ConfigSpec, decode_config};
 use crate::decode::Cx;
@@ -19,6 +20,8 @@ pub struct Project {
     pub agents: Vec<Agent>,
     /// Every workflow of `workflows/*.yaml`, ordered the same way.
     pub workflows: Vec<Workflow>,
+    /// Every agency of `agencies/*.yaml`, ordered the same way.
+    pub agencies: Vec<Agency>,
     /// The `.agentgrid` directory.
     pub root: PathBuf,
 }
@@ -30,6 +33,17 @@ impl Project {
 
     pub fn workflow(&self, name: &str) -> Option<&Workflow> {
         self.workflows.iter().find(|w| w.name == name)
+    }
+
+    pub fn agency(&self, name: &str) -> Option<&Agency> {
+        self.agencies.iter().find(|a| a.name == name)
+    }
+
+    /// The agency that lists `agent` (as coordinator or specialist), with its role there.
+    pub fn agency_of(&self, agent: &str) -> Option<(&Agency, &str)> {
+        self.agencies
+            .iter()
+            .find_map(|a| a.role_of(agent).map(|role| (a, role)))
     }
 
     /// The repository the project lives in: the parent of the `.agentgrid` directory.
@@ -107,6 +121,12 @@ pub fn load_project(agentgrid_dir: &Path) -> Result<Project, Diagnostics> {
         .filter_map(|(_, d)| d.name.as_ref().map(|n| n.0.clone()))
         .collect();
     check_workflows(&workflows, agent_names, &mut diagnostics);
+    let agencies = read_agencies(&agentgrid_dir.join("agencies"), &mut diagnostics);
+    let refs: Vec<AgentRefs> = documents
+        .iter()
+        .filter_map(|(file, doc)| AgentRefs::of(file, doc))
+        .collect();
+    check_agencies(&agencies, &refs, &mut diagnostics);
 
     if !diagnostics.is_empty() {
         return Err(Diagnostics::sorted(diagnostics));
@@ -126,8 +146,23 @@ pub fn load_project(agentgrid_dir: &Path) -> Result<Project, Diagnostics> {
         config,
         agents,
         workflows: workflows.into_iter().filter_map(|d| d.workflow).collect(),
+        agencies: agencies.into_iter().filter_map(|d| d.agency).collect(),
         root: agentgrid_dir.to_path_buf(),
     })
+}
+
+fn read_agencies(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<AgencyDocument> {
+    let mut out = Vec::new();
+    for file in agent_files(dir, diagnostics) {
+        match std::fs::read_to_string(&file) {
+            Ok(source) => out.extend(agencies_from(&source, &file, diagnostics)),
+            Err(err) => diagnostics.push(Diagnostic::whole_file(
+                &file,
+                format!("cannot read the file: {err}"),
+            )),
+        }
+    }
+    out
 }
 
 fn read_workflows(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<WorkflowDocument> {

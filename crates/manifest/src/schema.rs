@@ -2,21 +2,22 @@
 
 use schemars::generate::SchemaSettings;
 
-use crate::{AgentManifest, ConfigManifest};
+use crate::{AgencyManifest, AgentManifest, ConfigManifest};
 
 /// One schema accepting either manifest kind, with a definition for each.
 pub fn json_schema() -> serde_json::Value {
     let mut generator = SchemaSettings::draft2020_12().into_generator();
     let agent = generator.subschema_for::<AgentManifest>();
     let config = generator.subschema_for::<ConfigManifest>();
+    let agency = generator.subschema_for::<AgencyManifest>();
     let context = generator.subschema_for::<crate::PromptContext>();
     let definitions = generator.take_definitions(true);
     serde_json::json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://agentgrid.dev/schema/agentgrid.schema.json",
         "title": "agentgrid manifest",
-        "description": "An agent (.agentgrid/agents/*.yaml, kind Agent) or the project settings (.agentgrid/config.yaml, kind Config).",
-        "oneOf": [agent, config],
+        "description": "An agent (.agentgrid/agents/*.yaml, kind Agent), the project settings (.agentgrid/config.yaml, kind Config) or an agency (.agentgrid/agencies/*.yaml, kind Agency).",
+        "oneOf": [agent, config, agency],
         // Not a manifest: what `spec.prompt` and the runtime's argument and environment
         // templates can use (those add `prompt`, the rendered prompt), for editors and docs.
         "x-promptContext": context,
@@ -75,6 +76,19 @@ pub(crate) fn decoder_fields() -> Vec<(String, &'static [&'static str])> {
         ),
         (name::<crate::Budgets>(), crate::models::BUDGETS_FIELDS),
         (name::<crate::Budget>(), crate::models::BUDGET_FIELDS),
+        (name::<AgencyManifest>(), agent::MANIFEST_FIELDS),
+        (
+            name::<crate::AgencyMetadata>(),
+            crate::agency::METADATA_FIELDS,
+        ),
+        (name::<crate::AgencySpec>(), crate::agency::SPEC_FIELDS),
+        (
+            name::<crate::Specialist>(),
+            crate::agency::SPECIALIST_FIELDS,
+        ),
+        (name::<crate::AgencyLimits>(), crate::agency::LIMITS_FIELDS),
+        (name::<crate::Policies>(), crate::agency::POLICIES_FIELDS),
+        (name::<crate::HandoffRule>(), crate::agency::HANDOFF_FIELDS),
     ]
 }
 

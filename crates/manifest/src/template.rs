@@ -61,6 +61,16 @@ impl From<&Execution> for ExecutionView {
     }
 }
 
+/// What a template knows about the agency of the agent that runs.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct AgencyView {
+    pub name: String,
+    /// The agent's role in it (`coordinator` for its coordinator).
+    pub role: String,
+    /// The text of the agency's context files (standards, memory), each under a line naming it.
+    pub context: String,
+}
+
 /// Everything a prompt template can use. Argument and environment templates see the same names
 /// plus `prompt`, the rendered prompt text.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -81,13 +91,19 @@ pub struct PromptContext {
     pub comments: Option<String>,
     /// A person's answer to the question the task's agent last asked with `ctl block`.
     pub answer: Option<String>,
+    /// The open messages for this execution when it started, one a line, most urgent first
+    /// (`M3 QUESTION from agent:planner#2: {"text": …}`); each is recorded as delivered and
+    /// is acknowledged with `agentgrid ctl msg ack M3`.
+    pub inbox: Option<String>,
     pub execution: ExecutionView,
     /// The name of the agent that runs.
     pub agent: String,
+    /// The agent's agency, when it is in one.
+    pub agency: Option<AgencyView>,
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 10] = [
+pub const CONTEXT_NAMES: [&str; 12] = [
     "task",
     "parent",
     "children",
@@ -96,8 +112,10 @@ pub const CONTEXT_NAMES: [&str; 10] = [
     "feedback",
     "comments",
     "answer",
+    "inbox",
     "execution",
     "agent",
+    "agency",
 ];
 /// The fields of a [`TaskView`].
 pub const TASK_FIELDS: [&str; 9] = [
@@ -138,11 +156,19 @@ impl PromptContext {
             feedback: Some("tests: 1 of 3 failed".into()),
             comments: Some("ada at 2026-01-02T03:04:05Z: keep the old format too".into()),
             answer: Some("use the standard library's csv module".into()),
+            inbox: Some(
+                r#"M3 QUESTION from agent:reviewer#9: {"text":"keep the header row?"}"#.into(),
+            ),
             execution: ExecutionView {
                 id: ExecutionId(5),
                 kind: ExecutionKind::Work,
             },
             agent: "worker".into(),
+            agency: Some(AgencyView {
+                name: "code".into(),
+                role: "developer".into(),
+                context: "## docs/standards.md\nEvery change comes with a test.\n".into(),
+            }),
         }
     }
 
@@ -159,6 +185,8 @@ impl PromptContext {
         ctx.feedback = None;
         ctx.comments = None;
         ctx.answer = None;
+        ctx.agency = None;
+        ctx.inbox = None;
         ctx
     }
 }

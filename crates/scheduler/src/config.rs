@@ -24,6 +24,8 @@ pub struct Config {
     pub guards: Guards,
     /// In the order they were declared; ties in routing go to the earlier one.
     pub agents: Vec<AgentPolicy>,
+    /// Groups of agents tasks are routed to by capability first; in the order declared.
+    pub agencies: Vec<crate::AgencyPolicy>,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             resume_interval: Duration::from_mins(10),
             guards: Guards::default(),
             agents: Vec::new(),
+            agencies: Vec::new(),
         }
     }
 }
@@ -91,6 +94,11 @@ impl AgentPolicy {
 impl Config {
     pub fn agent(&self, name: &str) -> Option<&AgentPolicy> {
         self.agents.iter().find(|a| a.name == name)
+    }
+
+    /// The agency `agent` is a member of, if any.
+    pub fn agency_of(&self, agent: &str) -> Option<&crate::AgencyPolicy> {
+        self.agencies.iter().find(|a| a.has_member(agent))
     }
 }
 

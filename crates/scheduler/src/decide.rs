@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use domain::{Duration, ExecutionKind, Task, TaskId, TaskState, Timestamp};
 
 use crate::outcome::unfinished_children;
-use crate::routing::route;
+use crate::routing::{Routed, assign};
 use crate::snapshot::{Action, Decision, KillReason, RunOrder, Snapshot};
 use crate::{AgentPolicy, Config};
 
@@ -55,11 +55,17 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             }
             continue;
         }
-        let (agent, reason) = match route(task, ExecutionKind::Resume, config) {
-            Ok(agent) => (
-                agent,
-                unfinished.map(|why| format!("resumed at once: {why}")),
-            ),
+        let (routed, reason) = match assign(
+            task,
+            ExecutionKind::Resume,
+            config,
+            &|a| counts.load(a),
+            now,
+        ) {
+            Ok(routed) => {
+                let reason = unfinished.map(|why| format!("resumed at once: {why}"));
+                (routed, reason)
+            }
             Err(_) => {
                 // No agent resumes this task, so the evidence decides: a sub-task that failed
                 // fails it at once (the open ones are left to run).
@@ -77,15 +83,15 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
                 // Every sub-task is done. An agent with validators must see them pass on the
                 // merged tree first, so the agent that works on the task runs once more, as a
                 // resume; without validators the sub-tasks' evidence is all there is.
-                match route(task, ExecutionKind::Work, config) {
-                    Ok(agent) if agent.validators => (
-                        agent,
-                        Some(format!(
+                match assign(task, ExecutionKind::Work, config, &|a| counts.load(a), now) {
+                    Ok(routed) if routed.agent.validators => {
+                        let why = format!(
                             "all {} sub-tasks are done; {}'s validators judge the merged tree",
                             kids.len(),
-                            agent.name
-                        )),
-                    ),
+                            routed.agent.name
+                        );
+                        (routed, Some(why))
+                    }
                     // A sub-task's work that could not be merged keeps the task from being
                     // done; it waits for a person, and `run` reports it as stuck.
                     _ if task.merge_failed.is_some() => continue,
@@ -103,7 +109,7 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         resumes.push(Resume {
             order: RunOrder::of(task),
             task,
-            agent,
+            routed,
             reason,
         });
     }
@@ -120,10 +126,11 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         };
         let (task, kind, routed, reason) = if resume_first {
             let r = resumes.next().expect("peeked");
-            (r.task, ExecutionKind::Resume, Some(r.agent), r.reason)
+            (r.task, ExecutionKind::Resume, Some(r.routed), r.reason)
         } else {
             let task = open.next().expect("peeked");
             if counts.busy_tasks.contains(&task.id)
+                || snapshot.workflow_held.contains(&task.id)
                 || !snapshot.dependencies_done(task)
                 || parent_busy(task, snapshot)
             {
@@ -145,9 +152,12 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             });
             continue;
         }
-        let Some(agent) = routed.or_else(|| route(task, kind, config).ok()) else {
+        let Some(routed) =
+            routed.or_else(|| assign(task, kind, config, &|a| counts.load(a), now).ok())
+        else {
             continue;
         };
+        let agent = routed.agent;
         if let Some(until) = paused_until(agent, snapshot, now) {
             // Its models would only be refused: it waits for the first provider to come back.
             decision.wake_at(until);
@@ -162,10 +172,18 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         if counts.active >= config.global_concurrency {
             break;
         }
-        if !counts.agent_has_room(agent) || !counts.labels_have_room(task, config) {
+        if !counts.agent_has_room(agent)
+            || !counts.labels_have_room(task, config)
+            || !counts.agency_has_room(routed.agency)
+        {
             continue;
         }
         counts.take(task, agent, config, now);
+        // How the agency chose the agent goes with any other reason into the task's history.
+        let reason = match (reason, routed.reason) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         decision.actions.push(Action::Dispatch {
             task: task.id,
             agent: agent.name.clone(),
@@ -206,7 +224,7 @@ fn paused_until(agent: &AgentPolicy, snapshot: &Snapshot, now: Timestamp) -> Opt
 struct Resume<'a> {
     order: RunOrder,
     task: &'a Task,
-    agent: &'a AgentPolicy,
+    routed: Routed<'a>,
     reason: Option<String>,
 }
 
@@ -277,6 +295,8 @@ struct Counts<'a> {
     busy_tasks: HashSet<TaskId>,
     per_agent: HashMap<&'a str, u32>,
     per_label: HashMap<&'a str, u32>,
+    /// Executions of each agency's agents.
+    per_agency: HashMap<&'a str, u32>,
     /// Executions this decision dispatched, per tree root (the snapshot counts the earlier ones).
     tree_dispatched: HashMap<TaskId, u32>,
     recent_dispatches: Vec<Timestamp>,
@@ -295,6 +315,7 @@ impl<'a> Counts<'a> {
                 .collect(),
             per_agent: HashMap::new(),
             per_label: HashMap::new(),
+            per_agency: HashMap::new(),
             tree_dispatched: HashMap::new(),
             recent_dispatches: snapshot
                 .recent_dispatches
@@ -305,6 +326,9 @@ impl<'a> Counts<'a> {
         };
         for exec in &snapshot.active {
             *counts.per_agent.entry(exec.agent.as_str()).or_default() += 1;
+            if let Some(agency) = config.agency_of(&exec.agent) {
+                *counts.per_agency.entry(agency.name.as_str()).or_default() += 1;
+            }
             if let Some(task) = snapshot.task(exec.task) {
                 counts.count_labels(task, config);
             }
@@ -322,6 +346,18 @@ impl<'a> Counts<'a> {
                 *self.per_label.entry(name.as_str()).or_default() += 1;
             }
         }
+    }
+
+    /// The executions `agent` runs now, this decision's dispatches included.
+    fn load(&self, agent: &str) -> u32 {
+        self.per_agent.get(agent).copied().unwrap_or(0)
+    }
+
+    fn agency_has_room(&self, agency: Option<&crate::AgencyPolicy>) -> bool {
+        agency.is_none_or(|a| {
+            let running = self.per_agency.get(a.name.as_str()).copied().unwrap_or(0);
+            a.concurrency.is_none_or(|cap| running < cap)
+        })
     }
 
     fn agent_has_room(&self, agent: &AgentPolicy) -> bool {
@@ -346,6 +382,9 @@ impl<'a> Counts<'a> {
         self.active += 1;
         self.busy_tasks.insert(task.id);
         *self.per_agent.entry(agent.name.as_str()).or_default() += 1;
+        if let Some(agency) = config.agency_of(&agent.name) {
+            *self.per_agency.entry(agency.name.as_str()).or_default() += 1;
+        }
         self.count_labels(task, config);
         *self.tree_dispatched.entry(task.root).or_default() += 1;
         self.recent_dispatches.push(now);

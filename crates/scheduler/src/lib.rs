@@ -19,7 +19,11 @@
 //!   agent resumes is closed from the evidence, or run once more by its work agent as a resume
 //!   when that agent has validators.
 //! - Ready tasks go in order of priority, then nudged first, then age.
-//! - Caps: global, per agent, per label. Guards: depth, executions per task and per tree, new
+//! - Agencies come first in routing: a task goes to the agency whose labels or capabilities
+//!   accept it, then to a specialist by role, capability and load (by rule, or by a contract
+//!   net: bids by rule, the best one awarded), else to the agency's coordinator; a task no
+//!   agency accepts goes to the agents outside agencies.
+//! - Caps: global, per agent, per agency, per label. Guards: depth, executions per task and per tree, new
 //!   executions per minute. A capped task waits; a task past a guard fails with the reason.
 //!
 //! ```
@@ -33,6 +37,7 @@
 //! assert!(matches!(&decision.actions[0], Action::Dispatch { agent, .. } if agent == "worker"));
 //! ```
 
+pub mod agency;
 mod config;
 mod decide;
 pub mod guards;
@@ -40,8 +45,9 @@ mod outcome;
 pub mod routing;
 mod snapshot;
 
+pub use agency::{AgencyPolicy, RoutingMode, SpecialistPolicy};
 pub use config::{AgentPolicy, Completion, Config, Guards, RetryPolicy};
 pub use decide::decide;
 pub use outcome::{ExecutionEnd, TaskPlan, after_execution};
-pub use routing::route;
+pub use routing::{Routed, assign, route};
 pub use snapshot::{Action, ActiveExecution, Decision, KillReason, Snapshot};

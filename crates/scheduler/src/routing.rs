@@ -1,18 +1,48 @@
-//! Which agent takes a task: an explicit assignment, else the best label match, else a default.
+//! Which agent takes a task: an explicit assignment; else the agency that accepts it (by labels
+//! and `needs:` capabilities) and, inside it, a specialist by role, capability and load, or
+//! the agency's coordinator; else, among the agents outside agencies, the best label match,
+//! else a default.
 
-use domain::{ExecutionKind, Task};
+use domain::{ExecutionKind, Task, Timestamp};
 
-use crate::{AgentPolicy, Config};
+use crate::agency::{Call, RoutingMode, rule_bid};
+use crate::{AgencyPolicy, AgentPolicy, Config};
 
 /// The prefix of a task label that asks for a capability: `needs:python`.
 pub const NEEDS_PREFIX: &str = "needs:";
+/// The prefix of a task label that asks for a role in its agency: `role:tester`.
+pub const ROLE_PREFIX: &str = "role:";
 
-/// The agent that should run `kind` on `task`, or why there is none.
+/// Where routing sent a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed<'a> {
+    pub agent: &'a AgentPolicy,
+    /// The agency the agent is in, if any (its cap holds).
+    pub agency: Option<&'a AgencyPolicy>,
+    /// How the agency chose the agent, for the task's history; `None` outside agencies.
+    pub reason: Option<String>,
+}
+
+/// The agent that should run `kind` on `task`, or why there is none, as if no agent were busy.
 pub fn route<'a>(
     task: &Task,
     kind: ExecutionKind,
     config: &'a Config,
 ) -> Result<&'a AgentPolicy, String> {
+    assign(task, kind, config, &|_| 0, Timestamp(0)).map(|r| r.agent)
+}
+
+/// Routes `task` for `kind`, with `load(agent)` the executions each agent runs now (a
+/// specialist at its cap is passed over for another, or for its coordinator). `now` opens a
+/// contract net's call for proposals; with bids made by rule every invited agent answers at
+/// once, so the call is awarded in the same decision.
+pub fn assign<'a>(
+    task: &Task,
+    kind: ExecutionKind,
+    config: &'a Config,
+    load: &dyn Fn(&str) -> u32,
+    now: Timestamp,
+) -> Result<Routed<'a>, String> {
     if let Some(name) = &task.agent {
         let agent = config
             .agent(name)
@@ -22,18 +52,32 @@ pub fn route<'a>(
                 "assigned agent `{name}` does not run {kind} executions"
             ));
         }
-        return Ok(agent);
+        return Ok(Routed {
+            agent,
+            agency: config.agency_of(name),
+            reason: None,
+        });
     }
     let needs: Vec<&str> = task
         .labels
         .iter()
         .filter_map(|l| l.strip_prefix(NEEDS_PREFIX))
         .collect();
+    if let Some(agency) = accepting_agency(task, &needs, config) {
+        return within_agency(task, kind, config, agency, &needs, load, now);
+    }
+    let outside = |a: &&AgentPolicy| config.agency_of(&a.name).is_none();
     let capable = |a: &&AgentPolicy| {
         a.kinds.contains(&kind) && needs.iter().all(|n| a.capabilities.iter().any(|c| c == n))
     };
     let mut best: Option<(&AgentPolicy, usize)> = None;
-    for agent in config.agents.iter().filter(|a| !a.default).filter(capable) {
+    for agent in config
+        .agents
+        .iter()
+        .filter(outside)
+        .filter(|a| !a.default)
+        .filter(capable)
+    {
         let score = if agent.labels.is_empty() {
             0
         } else {
@@ -52,11 +96,20 @@ pub fn route<'a>(
             best = Some((agent, score));
         }
     }
-    if let Some((agent, _)) = best {
-        return Ok(agent);
-    }
-    if let Some(agent) = config.agents.iter().filter(|a| a.default).find(capable) {
-        return Ok(agent);
+    let outside_agent = best.map(|(a, _)| a).or_else(|| {
+        config
+            .agents
+            .iter()
+            .filter(outside)
+            .filter(|a| a.default)
+            .find(capable)
+    });
+    if let Some(agent) = outside_agent {
+        return Ok(Routed {
+            agent,
+            agency: None,
+            reason: None,
+        });
     }
     let mut why = format!(
         "no agent runs {kind} executions for labels [{}]",
@@ -65,7 +118,194 @@ pub fn route<'a>(
     if !needs.is_empty() {
         why.push_str(&format!(" needing capabilities [{}]", needs.join(", ")));
     }
+    if !config.agencies.is_empty() {
+        let offers: Vec<String> = config
+            .agencies
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} (labels [{}], capabilities [{}])",
+                    a.name,
+                    a.labels.join(", "),
+                    agency_capabilities(a, config).join(", ")
+                )
+            })
+            .collect();
+        why.push_str(&format!(
+            ": no agency accepts it (agencies: {}) and no agent outside them takes it; give the \
+             task a label an agency accepts, or add the capability to an agency",
+            offers.join("; ")
+        ));
+    }
     Err(why)
+}
+
+/// Everything an agency covers: its own capabilities and those of its members.
+fn agency_capabilities<'a>(agency: &'a AgencyPolicy, config: &'a Config) -> Vec<&'a str> {
+    let mut caps: Vec<&str> = agency.capabilities.iter().map(String::as_str).collect();
+    for s in &agency.specialists {
+        caps.extend(s.capabilities.iter().map(String::as_str));
+    }
+    let members = std::iter::once(agency.coordinator.as_str())
+        .chain(agency.specialists.iter().map(|s| s.agent.as_str()));
+    for member in members {
+        if let Some(agent) = config.agent(member) {
+            caps.extend(agent.capabilities.iter().map(String::as_str));
+        }
+    }
+    caps.sort_unstable();
+    caps.dedup();
+    caps
+}
+
+/// The agency that accepts the task: one whose labels the task carries, or whose capabilities
+/// cover every `needs:`; the one with the most labels matched wins, ties go to the first
+/// declared. An agency that lacks a capability the task needs never takes it.
+fn accepting_agency<'a>(
+    task: &Task,
+    needs: &[&str],
+    config: &'a Config,
+) -> Option<&'a AgencyPolicy> {
+    let mut best: Option<(&AgencyPolicy, usize)> = None;
+    for agency in &config.agencies {
+        let caps = agency_capabilities(agency, config);
+        if !needs.iter().all(|n| caps.contains(n)) {
+            continue;
+        }
+        let matched = agency
+            .labels
+            .iter()
+            .filter(|l| task.labels.contains(l))
+            .count();
+        if matched == 0 && needs.is_empty() {
+            continue;
+        }
+        if best.is_none_or(|(_, s)| matched > s) {
+            best = Some((agency, matched));
+        }
+    }
+    best.map(|(a, _)| a)
+}
+
+fn within_agency<'a>(
+    task: &Task,
+    kind: ExecutionKind,
+    config: &'a Config,
+    agency: &'a AgencyPolicy,
+    needs: &[&str],
+    load: &dyn Fn(&str) -> u32,
+    now: Timestamp,
+) -> Result<Routed<'a>, String> {
+    let role = task.labels.iter().find_map(|l| l.strip_prefix(ROLE_PREFIX));
+    let wanted: Vec<&str> = task
+        .labels
+        .iter()
+        .map(String::as_str)
+        .filter(|l| !l.starts_with(NEEDS_PREFIX) && !l.starts_with(ROLE_PREFIX))
+        // The labels that brought the task to the agency say nothing about who in it fits.
+        .filter(|l| !agency.labels.iter().any(|a| a == l))
+        .collect();
+    // The specialists that could take the task at all: the role asked for, an agent that runs
+    // the kind. Capabilities and room decide among them.
+    let invited: Vec<(&crate::SpecialistPolicy, &AgentPolicy, Vec<&str>)> = agency
+        .specialists
+        .iter()
+        .filter(|s| role.is_none_or(|r| r == s.role))
+        .filter_map(|s| {
+            let agent = config.agent(&s.agent)?;
+            if !agent.kinds.contains(&kind) {
+                return None;
+            }
+            let mut caps: Vec<&str> = s.capabilities.iter().map(String::as_str).collect();
+            caps.extend(agent.capabilities.iter().map(String::as_str));
+            caps.extend(agent.labels.iter().map(String::as_str));
+            Some((s, agent, caps))
+        })
+        .collect();
+    let coordinator = config
+        .agent(&agency.coordinator)
+        .filter(|a| a.kinds.contains(&kind));
+    let to_coordinator = |why: String| match coordinator {
+        Some(agent) => Ok(Routed {
+            agent,
+            agency: Some(agency),
+            reason: Some(why),
+        }),
+        None => Err(format!(
+            "agency `{}` accepts it, but {why} and its coordinator `{}` does not run {kind} \
+             executions",
+            agency.name, agency.coordinator
+        )),
+    };
+    match agency.mode {
+        RoutingMode::Rule => {
+            let best = invited
+                .iter()
+                .filter(|(_, agent, caps)| {
+                    needs.iter().all(|n| caps.contains(n))
+                        && agent.concurrency.is_none_or(|cap| load(&agent.name) < cap)
+                })
+                // The least loaded; on a tie the one declared first.
+                .min_by_key(|(_, agent, _)| load(&agent.name));
+            match best {
+                Some((s, agent, _)) => Ok(Routed {
+                    agent,
+                    agency: Some(agency),
+                    reason: Some(format!(
+                        "routed to agency `{}`: its {} `{}` (load {})",
+                        agency.name,
+                        s.role,
+                        agent.name,
+                        load(&agent.name)
+                    )),
+                }),
+                None => to_coordinator(format!(
+                    "routed to agency `{}`: no specialist{} with room has the capabilities \
+                     [{}]; its coordinator `{}` takes it",
+                    agency.name,
+                    role.map(|r| format!(" of role `{r}`")).unwrap_or_default(),
+                    needs.join(", "),
+                    agency.coordinator
+                )),
+            }
+        }
+        RoutingMode::ContractNet { deadline } => {
+            let mut call = Call::open(
+                agency.name.clone(),
+                invited.iter().map(|(s, ..)| s.agent.clone()).collect(),
+                now,
+                deadline,
+            );
+            for (s, agent, caps) in &invited {
+                let bid = rule_bid(
+                    s,
+                    caps,
+                    needs,
+                    &wanted,
+                    load(&agent.name),
+                    agent.concurrency,
+                );
+                // Each invited agent answers once, before the deadline, and the call is open.
+                let _ = call.answer(&s.agent, bid, now);
+            }
+            // Every invited agent has answered, so the call is awarded now.
+            let award = call
+                .close(now, &agency.coordinator)
+                .cloned()
+                .expect("a call every invited agent answered is awarded");
+            if award.fallback {
+                return to_coordinator(award.reason);
+            }
+            let agent = config
+                .agent(&award.agent)
+                .expect("only agents of the config are invited");
+            Ok(Routed {
+                agent,
+                agency: Some(agency),
+                reason: Some(award.reason),
+            })
+        }
+    }
 }
 
 #[cfg(test)]

@@ -159,6 +159,31 @@ pub trait Store: Send + Sync + 'static {
         filter: &crate::WorkflowFilter,
     ) -> Result<Vec<tracker::WorkflowRun>, Error>;
 
+    /// One message, or `None` when no message has this id.
+    async fn message(&self, id: domain::MessageId) -> Result<Option<domain::Message>, Error>;
+
+    /// The messages `filter` selects, newest first.
+    async fn messages(&self, filter: &crate::MessageFilter) -> Result<Vec<domain::Message>, Error>;
+
+    /// At most `limit` open messages that an execution answering to `receivers` (and, with
+    /// `execution`, that execution itself) may read at `now`: within their time to live, the
+    /// most urgent first, then the oldest. Reading records nothing; a delivery is a change.
+    async fn inbox(
+        &self,
+        receivers: &[String],
+        execution: Option<ExecutionId>,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<domain::Message>, Error>;
+
+    /// At most `limit` open messages that can never be delivered at `now` (expired, or their
+    /// execution ended), for a sweep to record as dead letters.
+    async fn messages_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::MessageSweep>, Error>;
+
     // The views. Each reads what it returns and no more (an index, a `LIMIT`), so that `status`
     // and `task list --limit` cost in proportion to what they show, not to every task ever
     // made. The defaults compute the same answers from the lists above, for stores (and test

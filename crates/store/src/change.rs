@@ -54,6 +54,57 @@ pub struct Land {
     pub root: Option<TaskId>,
 }
 
+/// Which messages [`Store::messages`] lists.
+///
+/// [`Store::messages`]: crate::Store::messages
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    pub state: Option<domain::MessageState>,
+    pub task: Option<TaskId>,
+    pub receiver: Option<domain::Receiver>,
+    pub limit: Option<u32>,
+}
+
+/// An open message that can never be delivered, as [`Store::messages_due`] finds it.
+///
+/// [`Store::messages_due`]: crate::Store::messages_due
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageSweep {
+    /// Its time to live ran out.
+    Expired(domain::MessageId),
+    /// The execution it is for ended, as `state`.
+    ExecutionEnded {
+        id: domain::MessageId,
+        execution: ExecutionId,
+        state: String,
+    },
+}
+
+impl MessageSweep {
+    pub fn id(&self) -> domain::MessageId {
+        match self {
+            MessageSweep::Expired(id) | MessageSweep::ExecutionEnded { id, .. } => *id,
+        }
+    }
+
+    /// The change that records it: an expiry, or a dead letter naming the execution.
+    pub fn change(&self) -> crate::Change {
+        match self {
+            MessageSweep::Expired(id) => crate::Change::ExpireMessage { id: *id },
+            MessageSweep::ExecutionEnded {
+                id,
+                execution,
+                state,
+            } => crate::Change::DeadLetter {
+                id: *id,
+                reason: format!(
+                    "execution #{execution} it was for ended ({state}) before acknowledging it"
+                ),
+            },
+        }
+    }
+}
+
 /// What one successful batch did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Applied {
@@ -66,6 +117,8 @@ pub struct Applied {
     pub executions: Vec<Execution>,
     /// The final state of every approval the batch requested or decided, by id.
     pub approvals: Vec<Approval>,
+    /// The final state of every message the batch sent or changed, by id.
+    pub messages: Vec<domain::Message>,
 }
 
 /// Which approvals [`Store::approvals`](crate::Store::approvals) returns, newest first. The

@@ -130,11 +130,52 @@ pub enum Change {
         name: String,
         definition: workflow::Definition,
     },
+    /// [`Change::StartWorkflow`] on the task the change before it in the batch created: a
+    /// task added with a workflow's label and the workflow's run are one batch, so a crash
+    /// between them cannot leave the labelled task without its run.
+    StartWorkflowOnNewest {
+        name: String,
+        definition: workflow::Definition,
+    },
     /// Give a workflow run one input. Refused when the run is over or the input changes
     /// nothing (a visit that is over, a decision taken already): each input is taken once.
     StepWorkflow {
         id: domain::WorkflowId,
         input: workflow::Input,
+    },
+    /// The engine begins carrying out `command`, one the run's current visit waits for
+    /// ([`workflow::Instance::awaiting`]). Refused when the visit is over or the command was
+    /// begun already: a command is carried out once per visit. What the rules do along with
+    /// it: a gate's approval is requested, an agent state's task is assigned (and reopened when
+    /// it ended, for the workflow only) or its sub-task made, a timer's deadline recorded, a
+    /// sub-workflow (`child`: its name and definition, as the manifest says it now) started.
+    BeginWorkflowCommand {
+        id: domain::WorkflowId,
+        command: workflow::Command,
+        child: Option<(String, workflow::Definition)>,
+    },
+    /// Send a message (see `domain::message`). An alert identical to an open one is folded
+    /// into it instead.
+    SendMessage(domain::NewMessage),
+    /// The message was shown to execution `to`, which must be one it is for and active.
+    DeliverMessage {
+        id: domain::MessageId,
+        to: ExecutionId,
+    },
+    /// Acknowledge a message, once: by the execution it was delivered to, or (`by: None`) by
+    /// the batch's actor, a person.
+    AckMessage {
+        id: domain::MessageId,
+        by: Option<ExecutionId>,
+    },
+    /// An open message whose time to live ran out becomes a dead letter.
+    ExpireMessage {
+        id: domain::MessageId,
+    },
+    /// An open message becomes a dead letter for `reason` (its execution ended, say).
+    DeadLetter {
+        id: domain::MessageId,
+        reason: String,
     },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
@@ -302,11 +343,18 @@ impl Change {
             Change::Comment { .. } => "comment",
             Change::RequestApproval { .. } => "request_approval",
             Change::StartWorkflow { .. } => "start_workflow",
+            Change::StartWorkflowOnNewest { .. } => "start_workflow_on_newest",
             Change::StepWorkflow { .. } => "step_workflow",
+            Change::BeginWorkflowCommand { .. } => "begin_workflow_command",
             Change::DecideApproval { .. } => "decide_approval",
             Change::AskApproval { .. } => "ask_approval",
             Change::Answer { .. } => "answer",
             Change::Feedback { .. } => "feedback",
+            Change::SendMessage(_) => "send_message",
+            Change::DeliverMessage { .. } => "deliver_message",
+            Change::AckMessage { .. } => "ack_message",
+            Change::ExpireMessage { .. } => "expire_message",
+            Change::DeadLetter { .. } => "dead_letter",
             Change::ScheduleTask { .. } => "schedule_task",
             Change::SetBranch { .. } => "set_branch",
             Change::ClaimCompletion { .. } => "claim_completion",
@@ -343,8 +391,11 @@ impl Change {
             Change::FinishLand { .. } => "finishing the land",
             Change::MarkLanded { .. } => "marking the task landed",
             Change::RequestApproval { .. } => "asking for an approval",
-            Change::StartWorkflow { .. } => "starting the workflow",
+            Change::StartWorkflow { .. } | Change::StartWorkflowOnNewest { .. } => {
+                "starting the workflow"
+            }
             Change::StepWorkflow { .. } => "moving the workflow on",
+            Change::BeginWorkflowCommand { .. } => "carrying out a workflow step",
             Change::DecideApproval { .. } => "deciding the approval",
             Change::AskApproval { .. } => "asking about the approval",
             Change::RecordAgentEvent { .. } => "recording the agent's event",
@@ -353,6 +404,10 @@ impl Change {
             Change::AddDependency { .. } => "adding the dependency",
             Change::RemoveDependency { .. } => "removing the dependency",
             Change::Nudge { .. } => "nudging the task",
+            Change::SendMessage(_) => "sending the message",
+            Change::DeliverMessage { .. } => "delivering the message",
+            Change::AckMessage { .. } => "acknowledging the message",
+            Change::ExpireMessage { .. } | Change::DeadLetter { .. } => "recording the dead letter",
             Change::ScheduleTask { .. } => "scheduling the task",
             Change::SetBranch { .. } => "setting the task's branch",
             Change::ClaimCompletion { .. } => "claiming completion",

@@ -105,8 +105,41 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
             keys.push(Key::Workflow(*id));
             if let Some(run) = state.workflow(*id) {
                 keys.push(Key::Task(run.task_id));
+                // A gate that times out takes its approval out of the queue.
+                keys.push(Key::PendingApprovalOf(run.task_id));
+                // A child's end is its parent's input, in the same batch.
+                if let Some(parent) = &run.parent {
+                    keys.push(Key::Workflow(parent.run));
+                }
             }
         }
+        Change::StartWorkflowOnNewest { .. } => {
+            keys.push(Key::NextTaskId);
+            if let Some(task) = newest_task(state) {
+                keys.push(Key::Task(task));
+                keys.push(Key::WorkflowsOf(task));
+            }
+            keys.push(Key::NextWorkflowId);
+        }
+        Change::BeginWorkflowCommand { id, .. } => {
+            keys.push(Key::Workflow(*id));
+            if let Some(run) = state.workflow(*id) {
+                let task = run.task_id;
+                keys.extend([
+                    Key::Task(task),
+                    Key::WorkflowsOf(task),
+                    Key::PendingApprovalOf(task),
+                    Key::NextApprovalId,
+                    Key::NextTaskId,
+                    Key::NextWorkflowId,
+                ]);
+            }
+        }
+        Change::SendMessage(_)
+        | Change::DeliverMessage { .. }
+        | Change::AckMessage { .. }
+        | Change::ExpireMessage { .. }
+        | Change::DeadLetter { .. } => crate::messages::wants(state, change, &mut keys),
         Change::RequestApproval { task, .. } => {
             keys.push(Key::Task(*task));
             keys.push(Key::PendingApprovalOf(*task));
@@ -118,6 +151,10 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
                 keys.push(Key::Task(approval.task_id));
                 // A rejection may not send back work that already landed.
                 keys.push(Key::Land(approval.task_id));
+                // A workflow's gate: the decision is its run's input.
+                if approval.source == ApprovalSource::Workflow {
+                    keys.push(Key::WorkflowsOf(approval.task_id));
+                }
             }
         }
         Change::EditTask { id, .. }
@@ -164,6 +201,15 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
     keys
 }
 
+/// The task created last, by the id the next one would get; `None` before any.
+fn newest_task(state: &State) -> Option<TaskId> {
+    if !state.knows(&Key::NextTaskId) {
+        return None;
+    }
+    let next = state.next_task_id();
+    (next.0 > 1).then(|| TaskId(next.0 - 1))
+}
+
 fn new_task_keys(new: &NewTask, keys: &mut Vec<Key>) {
     if let Some(parent) = new.parent {
         keys.push(Key::Task(parent));
@@ -195,7 +241,7 @@ pub(crate) struct Decision<'s> {
 }
 
 impl Decision<'_> {
-    fn task_event(&mut self, id: TaskId, kind: EventKind) {
+    pub(crate) fn task_event(&mut self, id: TaskId, kind: EventKind) {
         self.events
             .push(Event::Logged(Entry::task(id, self.now, kind)));
     }
@@ -377,17 +423,35 @@ impl Decision<'_> {
                 name,
                 definition,
             } => {
-                for kind in crate::workflows::start(self.state, *task, name, definition)? {
+                for kind in crate::workflows::start(self.state, *task, name, definition, None)? {
                     self.task_event(*task, kind);
                 }
                 Ok(())
             }
-            Change::StepWorkflow { id, input } => {
-                let (task, kind) = crate::workflows::step(self.state, *id, input)?;
-                self.task_event(task, kind);
+            Change::StartWorkflowOnNewest { name, definition } => {
+                let Some(task) = newest_task(self.state) else {
+                    return refused("no task was created before the workflow's start");
+                };
+                for kind in crate::workflows::start(self.state, task, name, definition, None)? {
+                    self.task_event(task, kind);
+                }
                 Ok(())
             }
+            Change::StepWorkflow { id, input } => {
+                for (task, kind) in crate::workflows::step_and_parent(self.state, *id, input)? {
+                    self.task_event(task, kind);
+                }
+                Ok(())
+            }
+            Change::BeginWorkflowCommand { id, command, child } => {
+                self.begin_workflow_command(*id, command, child.as_ref())
+            }
             Change::AskApproval { id, question } => self.ask_approval(*id, question),
+            Change::SendMessage(new) => self.send_message(new),
+            Change::DeliverMessage { id, to } => self.deliver_message(*id, *to),
+            Change::AckMessage { id, by } => self.ack_message(*id, *by),
+            Change::ExpireMessage { id } => self.expire_message(*id),
+            Change::DeadLetter { id, reason } => self.dead_letter(*id, reason),
             Change::SettleTask { id, to, reason } => {
                 let state = self.task(*id)?.state;
                 if state != TaskState::Running {
@@ -753,7 +817,7 @@ impl Decision<'_> {
         }));
     }
 
-    fn create_task(&mut self, new: &NewTask) -> Result<TaskId, Refusal> {
+    pub(crate) fn create_task(&mut self, new: &NewTask) -> Result<TaskId, Refusal> {
         new.check().or_else(refused)?;
         check_agent_name(new.agent.as_deref())?;
         let id = self.state.next_task_id();
@@ -788,7 +852,7 @@ impl Decision<'_> {
         Ok(id)
     }
 
-    fn edit_task(&mut self, id: TaskId, edit: &TaskEdit) -> Result<(), Refusal> {
+    pub(crate) fn edit_task(&mut self, id: TaskId, edit: &TaskEdit) -> Result<(), Refusal> {
         if edit.is_empty() {
             return refused(
                 "the edit changes nothing: give a new title, body, labels, priority or agent",
@@ -827,7 +891,7 @@ impl Decision<'_> {
         Ok(())
     }
 
-    fn request_approval(
+    pub(crate) fn request_approval(
         &mut self,
         task_id: TaskId,
         source: ApprovalSource,
@@ -839,6 +903,8 @@ impl Decision<'_> {
         let expected = match source {
             ApprovalSource::Agent => TaskState::Running,
             ApprovalSource::Policy => TaskState::Done,
+            // A workflow's gate asks between the run's steps, whatever the task's state.
+            ApprovalSource::Workflow => task.state,
         };
         if task.state != expected {
             return refused(format!(
@@ -900,6 +966,9 @@ impl Decision<'_> {
         let approval = self.pending_approval(id, what)?;
         let (task_id, source) = (approval.task_id, approval.source);
         let task = self.task(task_id)?;
+        if source == ApprovalSource::Workflow {
+            return self.decide_workflow_gate(id, task_id, decision);
+        }
         if task.state == TaskState::Running {
             return refused(format!(
                 "task #{task_id} is still running; decide on approval #{id} once its execution \
@@ -977,7 +1046,7 @@ impl Decision<'_> {
         Ok(())
     }
 
-    fn set_task_state(
+    pub(crate) fn set_task_state(
         &mut self,
         id: TaskId,
         to: TaskState,

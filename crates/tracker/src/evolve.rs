@@ -20,6 +20,10 @@ pub fn evolve(state: &mut State, event: &Event) {
 }
 
 fn evolve_entry(state: &mut State, entry: &Entry) {
+    if entry.entity == domain::EntityKind::Message {
+        crate::messages::evolve(state, entry);
+        return;
+    }
     let at = entry.at;
     let task_id = TaskId(entry.id);
     let execution_id = domain::ExecutionId(entry.id);
@@ -137,7 +141,9 @@ fn evolve_entry(state: &mut State, entry: &Entry) {
                 task.updated_at = at;
             }
         }
-        kind @ (EventKind::TaskWorkflowStarted { .. } | EventKind::TaskWorkflowStepped { .. }) => {
+        kind @ (EventKind::TaskWorkflowStarted { .. }
+        | EventKind::TaskWorkflowStepped { .. }
+        | EventKind::TaskWorkflowBegun { .. }) => {
             crate::workflows::evolve(state, task_id, at, kind)
         }
         kind if kind_is_task(kind) => {

@@ -47,6 +47,15 @@ pub enum Key {
     WorkflowsOf(TaskId),
     /// The id the next started workflow run gets.
     NextWorkflowId,
+    /// One message, or the fact that it does not exist.
+    Message(domain::MessageId),
+    /// The id the next sent message gets.
+    NextMessageId,
+    /// The open alert with this fingerprint, if there is one: a backend loads it with
+    /// [`State::load_message`] and marks the fingerprint with [`State::load_open_alert`].
+    OpenAlert(String),
+    /// How many messages an execution sent, and how many of them are open.
+    SentBy(ExecutionId),
     /// The id the next created task gets.
     NextTaskId,
     /// The id the next created execution gets.
@@ -119,6 +128,10 @@ pub struct State {
     workflows: HashMap<domain::WorkflowId, Option<crate::WorkflowRun>>,
     workflows_known: HashSet<TaskId>,
     next_workflow_id: Option<domain::WorkflowId>,
+    messages: HashMap<domain::MessageId, Option<domain::Message>>,
+    open_alerts_known: HashSet<String>,
+    sent_by: HashMap<ExecutionId, crate::Sent>,
+    next_message_id: Option<domain::MessageId>,
     versions: HashMap<(EntityKind, i64), u64>,
     next_task_id: Option<TaskId>,
     next_execution_id: Option<ExecutionId>,
@@ -133,6 +146,7 @@ impl State {
             next_execution_id: Some(ExecutionId(1)),
             next_approval_id: Some(ApprovalId(1)),
             next_workflow_id: Some(domain::WorkflowId(1)),
+            next_message_id: Some(domain::MessageId(1)),
             ..State::default()
         }
     }
@@ -164,6 +178,10 @@ impl State {
             Key::Workflow(id) => self.workflows.contains_key(id),
             Key::WorkflowsOf(task) => self.workflows_known.contains(task),
             Key::NextWorkflowId => self.next_workflow_id.is_some(),
+            Key::Message(id) => self.messages.contains_key(id),
+            Key::NextMessageId => self.next_message_id.is_some(),
+            Key::OpenAlert(fp) => self.open_alerts_known.contains(fp),
+            Key::SentBy(e) => self.sent_by.contains_key(e),
             Key::NextTaskId => self.next_task_id.is_some(),
             Key::NextExecutionId => self.next_execution_id.is_some(),
         }
@@ -303,6 +321,77 @@ impl State {
         self.workflows.get_mut(&id).and_then(Option::as_mut)
     }
 
+    pub fn message(&self, id: domain::MessageId) -> Option<&domain::Message> {
+        self.messages.get(&id).and_then(Option::as_ref)
+    }
+
+    /// Every message this state holds, in no particular order.
+    pub fn messages(&self) -> impl Iterator<Item = &domain::Message> {
+        self.messages.values().flatten()
+    }
+
+    /// The open alert with fingerprint `fp` (the lowest id, should there be two). Needs
+    /// [`Key::OpenAlert`].
+    pub fn open_alert(&self, fp: &str) -> Option<&domain::Message> {
+        self.messages()
+            .filter(|m| m.state.is_open() && m.fingerprint.as_deref() == Some(fp))
+            .min_by_key(|m| m.id)
+    }
+
+    /// What execution `e` has sent. Needs [`Key::SentBy`]. A partial state counts from what
+    /// was loaded and what its batch did since; a message closed in the batch before the counts
+    /// were loaded is counted open once more, which errs on the side of refusing.
+    pub fn sent_by(&self, e: ExecutionId) -> crate::Sent {
+        if self.complete {
+            let mine = self.messages().filter(|m| m.sender_execution == Some(e));
+            return mine.fold(crate::Sent::default(), |s, m| crate::Sent {
+                open: s.open + u32::from(m.state.is_open()),
+                total: s.total + 1,
+            });
+        }
+        self.sent_by.get(&e).copied().unwrap_or_default()
+    }
+
+    pub fn next_message_id(&self) -> domain::MessageId {
+        self.next_message_id.unwrap_or(domain::MessageId(1))
+    }
+
+    pub fn load_message(&mut self, id: domain::MessageId, message: Option<domain::Message>) {
+        self.messages.entry(id).or_insert(message);
+    }
+
+    /// Records that the open alert with fingerprint `fp` (if there is one) was loaded.
+    pub fn load_open_alert(&mut self, fp: &str) {
+        self.open_alerts_known.insert(fp.to_owned());
+    }
+
+    pub fn load_sent_by(&mut self, e: ExecutionId, sent: crate::Sent) {
+        self.sent_by.entry(e).or_insert(sent);
+    }
+
+    pub fn load_next_message_id(&mut self, id: domain::MessageId) {
+        self.next_message_id.get_or_insert(id);
+    }
+
+    pub(crate) fn put_message(&mut self, message: domain::Message) {
+        if let Some(next) = &mut self.next_message_id {
+            *next = (*next).max(domain::MessageId(message.id.0 + 1));
+        }
+        self.messages.insert(message.id, Some(message));
+    }
+
+    pub(crate) fn message_mut(&mut self, id: domain::MessageId) -> Option<&mut domain::Message> {
+        self.messages.get_mut(&id).and_then(Option::as_mut)
+    }
+
+    /// Moves the loaded counts of `e` by `open` and `total`; nothing when they were not loaded.
+    pub(crate) fn count_sent(&mut self, e: ExecutionId, open: i32, total: u32) {
+        if let Some(sent) = self.sent_by.get_mut(&e) {
+            sent.open = sent.open.saturating_add_signed(open);
+            sent.total += total;
+        }
+    }
+
     pub fn next_task_id(&self) -> TaskId {
         self.next_task_id.unwrap_or(TaskId(1))
     }
@@ -320,7 +409,9 @@ impl State {
         }
         let creates = matches!(
             entry.kind,
-            EventKind::TaskCreated { .. } | EventKind::ExecutionCreated { .. }
+            EventKind::TaskCreated { .. }
+                | EventKind::ExecutionCreated { .. }
+                | EventKind::MessageSent { .. }
         );
         (creates || self.complete).then_some(0)
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use control::Op;
 
-use crate::cli::{CtlApproval, CtlCommand, CtlSubtask};
+use crate::cli::{CtlApproval, CtlCommand, CtlMsg, CtlSubtask, CtlWorkflow};
 use crate::user_error;
 
 pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
@@ -36,7 +36,33 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         CtlCommand::Comment { text, key } => Op::Comment { text, key },
         CtlCommand::Approval(CtlApproval::Request { summary }) => Op::ApprovalRequest { summary },
         CtlCommand::Nudge { task } => Op::Nudge { task },
+        CtlCommand::Workflow(CtlWorkflow::Start { name }) => Op::WorkflowStart { name },
         CtlCommand::Status => Op::Status,
+        CtlCommand::Msg(CtlMsg::Send {
+            to,
+            kind,
+            payload,
+            correlation,
+            priority,
+            ttl,
+        }) => {
+            let payload: serde_json::Value = serde_json::from_str(&payload).map_err(|e| {
+                user_error(format!(
+                    "--payload is not JSON ({e}): give a JSON object such as '{{\"text\": \"halfway\"}}'"
+                ))
+            })?;
+            Op::MsgSend {
+                to,
+                kind,
+                payload,
+                correlation,
+                priority,
+                ttl_ms: ttl.map(|t| t.as_millis()),
+            }
+        }
+        CtlCommand::Msg(CtlMsg::Inbox) => Op::MsgInbox,
+        CtlCommand::Msg(CtlMsg::Ack { id }) => Op::MsgAck { id },
+        CtlCommand::Escalate { severity, text } => Op::Escalate { severity, text },
     };
     let is_create = matches!(op, Op::SubtaskCreate { .. });
     match control::call(&socket, &token, &op) {

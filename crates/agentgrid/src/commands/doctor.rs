@@ -58,6 +58,10 @@ struct Report<'a> {
     /// keys, ignored manifests); only inside a project whose manifests load.
     #[serde(skip_serializing_if = "Option::is_none")]
     project: Option<Vec<crate::checks::Finding>>,
+    /// The file each agent that runs a known CLI will run; only inside a project whose
+    /// manifests load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    programs: Option<Vec<crate::checks::AgentProgram>>,
     /// The node id the project's engine records on its claims; only inside a project, and
     /// `null` before its first run.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,9 +128,12 @@ pub async fn doctor(json: bool, project: Option<crate::project::Project>) -> any
         None => None,
     };
     let drivers_ok = git_drivers.iter().flatten().all(|d| d.ok);
-    let findings = match project.as_ref().map(|p| (p, p.manifests())) {
-        Some((p, Ok(manifests))) => Some(crate::checks::project(&p.root, &manifests).await),
-        _ => None,
+    let (findings, programs) = match project.as_ref().map(|p| (p, p.manifests())) {
+        Some((p, Ok(manifests))) => (
+            Some(crate::checks::project(&p.root, &manifests).await),
+            Some(crate::checks::programs(&p.root, &manifests)),
+        ),
+        _ => (None, None),
     };
     let project_ok = findings
         .iter()
@@ -140,6 +147,7 @@ pub async fn doctor(json: bool, project: Option<crate::project::Project>) -> any
         smoke_test,
         git_drivers,
         project: findings,
+        programs,
         node: project.as_ref().map(super::status::node_id),
     };
     if json {
@@ -334,6 +342,14 @@ fn print_report(report: &Report) {
                 );
             }
         }
+    }
+    for p in report.programs.iter().flatten() {
+        outln!(
+            "  agent `{}` ({}) runs {}",
+            p.agent,
+            p.runtime,
+            domain::text::one_line(&p.program.display().to_string())
+        );
     }
     if !report.support.available(Mechanism::MemoryCgroup)
         || !report.support.available(Mechanism::PidsCgroup)

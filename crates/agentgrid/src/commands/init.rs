@@ -100,18 +100,16 @@ const KNOWN_CLIS: &[KnownCli] = &[
     KnownCli {
         binary: "gemini",
         name: "gemini",
-        runtime: r#"    type: command
-    command: ["gemini", "--yolo"]
-    stdin: prompt
-"#,
+        // The adapter adds stream-json output, the model alias, approvals off, and settings
+        // in its own HOME that select the gateway's key and turn off telemetry and updates.
+        runtime: "    type: gemini\n",
     },
     KnownCli {
         binary: "opencode",
         name: "opencode",
-        runtime: r#"    type: command
-    command: ["sh", "-c", "opencode run \"$(cat \"$AGENTGRID_PROMPT_FILE\")\""]
-    stdin: none
-"#,
+        // The adapter adds `run --format json`, the model alias, and a provider for the
+        // gateway in its own HOME.
+        runtime: "    type: opencode\n",
     },
 ];
 
@@ -224,7 +222,11 @@ spec:
     )
 }
 
-pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
+pub async fn init(
+    dir: Option<&Path>,
+    agencies: &[String],
+    runtime: Option<&str>,
+) -> anyhow::Result<u8> {
     let start = match dir {
         Some(d) => d.to_path_buf(),
         None => std::env::current_dir()?,
@@ -282,7 +284,8 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
                 ),
             )?;
         }
-        if found.is_empty() {
+        // Seeded agencies bring agents of their own; the example that only fails is left out.
+        if found.is_empty() && agencies.is_empty() {
             write(
                 agents.join("worker.yaml"),
                 &agent_yaml(
@@ -298,6 +301,15 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
             )?;
         }
     }
+    let chosen: Vec<(&str, &str)> = agencies.iter().map(|a| (a.as_str(), a.as_str())).collect();
+    let seeded = if chosen.is_empty() {
+        None
+    } else {
+        let names: Vec<&str> = chosen.iter().map(|(n, _)| *n).collect();
+        Some(super::agency::write_agencies(
+            &state, &chosen, runtime, &names,
+        )?)
+    };
     // Opening the store creates the database and runs its migrations.
     let db = state.join(DATABASE);
     store::SqliteStore::open(&db)?;
@@ -307,11 +319,14 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
     for p in &kept {
         outln!("kept    {}", p.strip_prefix(&root).unwrap_or(p).display());
     }
+    if let Some(seeded) = &seeded {
+        super::agency::report(&root, seeded);
+    }
     outln!(
         "database {}",
         db.strip_prefix(&root).unwrap_or(&db).display()
     );
-    if !has_agents && found.is_empty() {
+    if !has_agents && found.is_empty() && agencies.is_empty() {
         outln!(
             "\nNo agent CLI (claude, codex, aider, gemini, opencode) is on PATH: edit .agentgrid/agents/worker.yaml."
         );
@@ -327,6 +342,26 @@ pub async fn init(dir: Option<&Path>) -> anyhow::Result<u8> {
         // Codex speaks only the Responses API, which the gateway serves from OpenAI providers.
         outln!(
             "\nCodex reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the codex agent its alias as `runtime.model`)."
+        );
+    }
+    if !has_agents
+        && found.iter().any(|c| c.binary == "gemini")
+        && provider_kind == Some("anthropic")
+    {
+        // The gateway serves the Gemini API from Gemini providers, and from OpenAI ones by
+        // translating it; not from Anthropic's.
+        outln!(
+            "\nGemini CLI reaches models only through a `gemini` or OpenAI provider: set GEMINI_API_KEY or OPENAI_API_KEY (or add such a provider and give the gemini agent its alias as `runtime.model`)."
+        );
+    }
+    if !has_agents
+        && found.iter().any(|c| c.binary == "opencode")
+        && provider_kind.is_some_and(|kind| kind != "openai")
+    {
+        // agentgrid gives OpenCode an OpenAI-compatible provider: Chat Completions, which the
+        // gateway serves from OpenAI providers only.
+        outln!(
+            "\nOpenCode reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the opencode agent its alias as `runtime.model`)."
         );
     }
     if models.is_none() {

@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+mod agency;
 mod agent_builtin;
 mod approvals;
 mod approvals_tui;
@@ -13,6 +14,7 @@ mod events;
 mod feedback_editor;
 mod init;
 mod land;
+mod msg;
 mod run;
 mod run_checks;
 mod run_status;
@@ -33,7 +35,12 @@ use crate::project::Project;
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let project = cli.project.as_deref();
     match cli.command {
-        Command::Init { dir } => init::init(dir.as_deref().or(project)).await,
+        Command::Init {
+            dir,
+            agencies,
+            runtime,
+        } => init::init(dir.as_deref().or(project), &agencies, runtime.as_deref()).await,
+        Command::Agency(cmd) => agency::agency(&Project::find(project)?, cmd).await,
         Command::Task(cmd) => task::task(&Project::find(project)?, cmd).await,
         Command::Workflow(cmd) => workflow::workflow(&Project::find(project)?, cmd).await,
         Command::Run {
@@ -91,6 +98,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo { dir, agents } => demo::demo(dir, agents).await,
         Command::Approvals { command } => {
             approvals::approvals(&Project::find(project)?, command).await
+        }
+        Command::Msg(cmd) => msg::msg(&Project::find(project)?, cmd).await,
+        Command::Escalations { command } => {
+            msg::escalations(&Project::find(project)?, command).await
         }
         Command::Ctl(cmd) => ctl::ctl(cmd),
         Command::AgentBuiltin { model, max_turns } => {

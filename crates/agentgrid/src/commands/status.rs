@@ -62,6 +62,8 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         .as_ref()
         .map(|loaded| loaded.config.workspace.hooks.on_host())
         .unwrap_or_default();
+    let gates = super::workflow::gates(&*project.store().await?).await?;
+    let gate_now = domain::Clock::now(&domain::SystemClock);
     if as_json {
         // The newest executions with their model use, so scripts see cost per execution at a
         // glance.
@@ -108,6 +110,16 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "source": a.source,
                 "requested_at": a.requested_at,
                 "age": super::approvals::age(a.requested_at, super::approvals::now()),
+            })).collect::<Vec<_>>(),
+            "workflow_gates": gates.iter().map(|g| super::workflow::gate_json(g, gate_now)).collect::<Vec<_>>(),
+            "escalations": view.escalations.iter().map(|m| serde_json::json!({
+                "id": m.id,
+                "task": m.task_id,
+                "severity": m.payload["severity"],
+                "question": m.payload["text"],
+                "from": m.sender,
+                "sent_at": m.created_at,
+                "age": super::approvals::age(m.created_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
         }))?;
         return Ok(crate::exit::OK);
@@ -163,7 +175,10 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                     e.id.to_string(),
                     format!("#{}", e.task_id),
                     e.kind.to_string(),
-                    e.agent.clone(),
+                    match loaded.as_ref().and_then(|l| l.agency_of(&e.agent)) {
+                        Some((agency, _)) => format!("{} ({})", e.agent, agency.name),
+                        None => e.agent.clone(),
+                    },
                     if let Some(lease) = &a.elsewhere {
                         format!(
                             "{} on node {} (lease {} s left)",
@@ -185,6 +200,20 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &["EXEC", "TASK", "KIND", "AGENT", "STATE", "ITER", "WHY"],
             &rows,
         );
+    }
+    // Each agency's running executions against its cap.
+    for agency in loaded.iter().flat_map(|l| l.agencies.iter()) {
+        let running = view
+            .active
+            .iter()
+            .filter(|a| agency.role_of(&a.execution.agent).is_some())
+            .count();
+        let cap = agency
+            .spec()
+            .limits
+            .concurrency
+            .map_or(String::new(), |c| format!(" of at most {c}"));
+        outln!("agency {}: {running} running{cap}", agency.name);
     }
     if !view.timers.is_empty() {
         outln!("timers:");
@@ -233,6 +262,25 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             .collect();
         outln!("waiting for approval (see `agentgrid approvals`):");
         table(&["APPROVAL", "TASK", "ASKED BY", "AGE", "SUMMARY"], &rows);
+    }
+    if !gates.is_empty() {
+        outln!("workflow runs waiting at a gate (see `agentgrid workflow show`):");
+        for gate in &gates {
+            outln!("  {}", super::workflow::gate_line(gate, gate_now));
+        }
+    }
+    if !view.escalations.is_empty() {
+        let now = super::approvals::now();
+        let rows: Vec<Vec<String>> = view
+            .escalations
+            .iter()
+            .map(|m| super::msg::escalation_row(m, now))
+            .collect();
+        outln!("escalated, waiting for an answer (see `agentgrid escalations answer`):");
+        table(
+            &["ID", "TASK", "SEVERITY", "FROM", "AGE", "QUESTION"],
+            &rows,
+        );
     }
     let unmerged: Vec<Vec<String>> = view
         .merge_failed

@@ -2,8 +2,8 @@
 //! (`app`); this module turns arguments into its commands and queries and prints the answers.
 
 use app::{
-    Actor, AddDependency, AddTask, Answer, Cancel, Comment, EditTask, Import, Nudge,
-    RemoveDependency, Reopen, TaskShow,
+    Actor, AddDependency, Answer, Cancel, Comment, EditTask, Import, Nudge, RemoveDependency,
+    Reopen, TaskShow,
 };
 use domain::{NewTask, Task, TaskId};
 use store::TaskFilter;
@@ -30,13 +30,16 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 blocked_by: args.blocked_by,
                 agent: args.agent,
             };
-            let task = app.execute(&actor, AddTask(new)).await?;
-            let started = super::workflow::start_by_label(project, &task).await?;
+            let workflow = super::workflow::by_label(project, &new.labels);
+            let name = workflow.as_ref().map(|(name, _)| name.clone());
+            let (task, run) = app
+                .execute(&actor, app::AddTaskWithWorkflow { new, workflow })
+                .await?;
             if args.json {
                 json(&task)?;
             } else {
                 outln!("created task #{}: {}", task.id, one_line(&task.title));
-                if let Some((run, name)) = started {
+                if let (Some(run), Some(name)) = (run, name) {
                     outln!("started workflow run W{run} of `{name}` by its label");
                 }
             }
@@ -53,6 +56,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                     Import {
                         source: source.clone(),
                         text,
+                        by_label: super::workflow::label_starts(project),
                     },
                 )
                 .await?;
@@ -93,8 +97,18 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
             let detail = app.ask(&actor, TaskShow { id }).await?;
             let distance = branch_distance(project, &detail.task).await;
             let runs = super::workflow::of_task(&*project.store().await?, id).await?;
+            let routing = routing_of(project, &detail.task);
             if as_json {
                 let mut value = serde_json::to_value(&detail)?;
+                value["routing"] = match &routing {
+                    None => serde_json::Value::Null,
+                    Some(Ok((agent, agency))) => {
+                        serde_json::json!({"agent": agent, "agency": agency, "waits": null})
+                    }
+                    Some(Err(why)) => {
+                        serde_json::json!({"agent": null, "agency": null, "waits": why})
+                    }
+                };
                 value["workflows"] = runs.iter().map(super::workflow::run_json).collect();
                 value["branch_distance"] = match &distance {
                     Some((base, d)) => serde_json::json!({
@@ -107,6 +121,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                 json(&value)?;
             } else {
                 print_task(&detail.task);
+                match &routing {
+                    Some(Ok((agent, Some(agency)))) => {
+                        outln!("  routing:   agency {agency}, agent {agent} (when nothing is busy)")
+                    }
+                    Some(Ok((agent, None))) => outln!("  routing:   agent {agent}"),
+                    Some(Err(why)) => outln!("  waits:     {why}"),
+                    None => {}
+                }
                 if let Some((base, d)) = &distance {
                     outln!(
                         "  distance:  {} commit(s) ahead of {base}, {} behind",
@@ -609,4 +631,29 @@ pub(super) fn no_match(filter: &TaskFilter) -> String {
         text.push_str(&format!(" under #{parent}"));
     }
     text
+}
+
+/// Where an open task would go now, by the same rules the scheduler routes with (as if no
+/// agent were busy): the agent and its agency, or why nothing takes it. `None` for a task
+/// that is not open, or when the manifests do not load (`validate` says why).
+fn routing_of(
+    project: &Project,
+    task: &domain::Task,
+) -> Option<Result<(String, Option<String>), String>> {
+    if task.state != domain::TaskState::Open {
+        return None;
+    }
+    let manifests = project.manifests().ok()?;
+    let setup = engine::setup_from_project(&manifests, &project.root).ok()?;
+    let config = &setup.config;
+    Some(
+        scheduler::assign(
+            task,
+            domain::ExecutionKind::Work,
+            config,
+            &|_| 0,
+            domain::Timestamp(0),
+        )
+        .map(|r| (r.agent.name.clone(), r.agency.map(|a| a.name.clone()))),
+    )
 }

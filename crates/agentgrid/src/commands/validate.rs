@@ -8,6 +8,7 @@ pub async fn validate(project: &Project, json: bool) -> anyhow::Result<u8> {
     match manifest::load_project(&project.state_dir) {
         Ok(loaded) => {
             let findings = crate::checks::project(&project.root, &loaded).await;
+            let programs = crate::checks::programs(&project.root, &loaded);
             let errors = findings
                 .iter()
                 .filter(|f| f.severity == Severity::Error)
@@ -20,6 +21,7 @@ pub async fn validate(project: &Project, json: bool) -> anyhow::Result<u8> {
                     "agents": loaded.agents.iter().map(|a| a.manifest.metadata.name.clone()).collect::<Vec<_>>(),
                     "problems": findings.iter().filter(|f| f.severity == Severity::Error).map(problem).collect::<Vec<_>>(),
                     "warnings": findings.iter().filter(|f| f.severity == Severity::Warning).map(problem).collect::<Vec<_>>(),
+                    "programs": programs,
                 }))?;
                 return Ok(if ok {
                     crate::exit::OK
@@ -29,6 +31,14 @@ pub async fn validate(project: &Project, json: bool) -> anyhow::Result<u8> {
             }
             for finding in &findings {
                 eprintln!("{}", domain::text::one_line(&finding.render()));
+            }
+            for p in &programs {
+                outln!(
+                    "agent `{}` ({}) runs {}",
+                    p.agent,
+                    p.runtime,
+                    domain::text::one_line(&p.program.display().to_string())
+                );
             }
             if loaded.agents.is_empty() {
                 outln!(

@@ -125,51 +125,47 @@ async fn show(project: &Project, id: WorkflowId, as_json: bool) -> anyhow::Resul
     Ok(exit::OK)
 }
 
-/// Starts the first workflow (in file order) whose `spec.labels` names one of the new task's
-/// labels, and says which. Manifests that do not load start nothing, with a warning: the task
-/// itself was made either way.
-pub(super) async fn start_by_label(
+/// The first workflow (in file order) whose `spec.labels` names one of a new task's labels,
+/// to start in the task's own batch. Manifests that do not load start nothing, with a
+/// warning: the task itself is made either way.
+pub(super) fn by_label(
     project: &Project,
-    task: &domain::Task,
-) -> anyhow::Result<Option<(WorkflowId, String)>> {
-    if task.labels.is_empty() {
-        return Ok(None);
+    labels: &[String],
+) -> Option<(String, workflow::Definition)> {
+    if labels.is_empty() {
+        return None;
     }
     let loaded = match manifest::load_project(&project.state_dir) {
         Ok(loaded) => loaded,
         Err(diagnostics) => {
             eprintln!(
-                "{}the manifests have problems, so no workflow was started by label on task #{}                  (see `agentgrid validate`; then `agentgrid workflow start`): {}",
+                "{}the manifests have problems, so no workflow is started by label on the new \
+                 task (see `agentgrid validate`; then `agentgrid workflow start`): {}",
                 crate::output::warning_prefix(),
-                task.id,
                 domain::text::one_line(&diagnostics.to_string())
             );
-            return Ok(None);
+            return None;
         }
     };
-    let Some(found) = loaded
+    loaded
         .workflows
         .iter()
-        .find(|w| w.labels.iter().any(|l| task.labels.contains(l)))
-    else {
-        return Ok(None);
+        .find(|w| w.labels.iter().any(|l| labels.contains(l)))
+        .map(|w| (w.name.clone(), w.definition.clone()))
+}
+
+/// Every workflow that labels start, with its labels, in file order: for `task import`.
+/// Manifests that do not load give none (the tasks are imported either way).
+pub(super) fn label_starts(project: &Project) -> Vec<(Vec<String>, String, workflow::Definition)> {
+    let Ok(loaded) = manifest::load_project(&project.state_dir) else {
+        return Vec::new();
     };
-    let change = Change::StartWorkflow {
-        task: task.id,
-        name: found.name.clone(),
-        definition: found.definition.clone(),
-    };
-    let applied = project
-        .store()
-        .await?
-        .apply("cli", SystemClock.now(), vec![change])
-        .await?;
-    Ok(applied.events.iter().find_map(|e| match &e.kind {
-        domain::EventKind::TaskWorkflowStarted { workflow, .. } => {
-            Some((*workflow, found.name.clone()))
-        }
-        _ => None,
-    }))
+    loaded
+        .workflows
+        .iter()
+        .filter(|w| !w.labels.is_empty())
+        .map(|w| (w.labels.clone(), w.name.clone(), w.definition.clone()))
+        .collect()
 }
 
 /// The runs of a task, for `task show`.
@@ -198,6 +194,26 @@ pub(super) fn print_run(run: &WorkflowRun) {
     for (key, value) in &i.blackboard {
         outln!("  {key} = {}", domain::text::one_line(&value.to_string()));
     }
+    if let Some(p) = &run.parent {
+        outln!(
+            "  started by W{} at `{}` (visit {})",
+            p.run,
+            p.state,
+            p.visit
+        );
+    }
+    let waiting = run.begun.iter().filter(|b| {
+        b.visit == i.visit && !i.is_finished() && !matches!(i.branches.get(&b.state), Some(Some(_)))
+    });
+    for b in waiting {
+        let what = match (b.approval, b.subtask, b.deadline) {
+            (Some(a), _, _) => format!("waits for approval #{a}"),
+            (_, Some(t), _) => format!("runs its agent on sub-task #{t}"),
+            (_, _, Some(d)) => format!("times out at {}", d.to_rfc3339()),
+            _ => format!("{} under way", b.command.replace('_', " ")),
+        };
+        outln!("  now: `{}` {what}", b.state);
+    }
     for entry in &i.history {
         outln!(
             "  {:>3}  {:<12} {}",
@@ -206,6 +222,85 @@ pub(super) fn print_run(run: &WorkflowRun) {
             domain::text::one_line(&entry.note)
         );
     }
+}
+
+/// A run waiting at a gate: an approval a person decides, or a timer alone.
+pub(super) struct Gate {
+    pub run: WorkflowId,
+    pub name: String,
+    pub task: TaskId,
+    pub state: String,
+    pub approval: Option<domain::ApprovalId>,
+    pub deadline: Option<Timestamp>,
+    pub since: Timestamp,
+}
+
+/// The running runs that wait at a gate, for `status`: the visit's approval, or a timer that
+/// is all the visit waits for besides.
+pub(super) async fn gates(store: &dyn Store) -> anyhow::Result<Vec<Gate>> {
+    let filter = WorkflowFilter {
+        task: None,
+        running: true,
+    };
+    let mut gates = Vec::new();
+    for run in store.workflow_runs(&filter).await? {
+        let visit = run.instance.visit;
+        let of_visit: Vec<_> = run.begun.iter().filter(|b| b.visit == visit).collect();
+        let approval = of_visit.iter().find(|b| b.approval.is_some());
+        let timer = of_visit.iter().find(|b| b.deadline.is_some());
+        let only_timer = of_visit.iter().all(|b| b.command == "arm_timer");
+        let (state, since) = match (approval, timer) {
+            (Some(b), _) => (b.state.clone(), b.at),
+            (None, Some(b)) if only_timer => (b.state.clone(), b.at),
+            _ => continue,
+        };
+        gates.push(Gate {
+            run: run.id,
+            name: run.name.clone(),
+            task: run.task_id,
+            state,
+            approval: approval.and_then(|b| b.approval),
+            deadline: timer.and_then(|b| b.deadline),
+            since,
+        });
+    }
+    Ok(gates)
+}
+
+pub(super) fn gate_line(gate: &Gate, now: Timestamp) -> String {
+    let mut on = Vec::new();
+    if let Some(a) = gate.approval {
+        on.push(format!("approval #{a}"));
+    }
+    if let Some(d) = gate.deadline {
+        on.push(if d > now {
+            format!("times out in {}", age(d, now))
+        } else {
+            "timed out, taken at the engine's next turn".to_string()
+        });
+    }
+    format!(
+        "W{} of `{}` on #{} waits at `{}` ({}) for {}",
+        gate.run,
+        gate.name,
+        gate.task,
+        gate.state,
+        on.join(", "),
+        age(now, gate.since)
+    )
+}
+
+pub(super) fn gate_json(gate: &Gate, now: Timestamp) -> serde_json::Value {
+    json!({
+        "run": gate.run,
+        "workflow": gate.name,
+        "task": gate.task,
+        "state": gate.state,
+        "approval": gate.approval,
+        "deadline": gate.deadline.map(|d| d.to_rfc3339()),
+        "since": gate.since.to_rfc3339(),
+        "age": age(now, gate.since),
+    })
 }
 
 pub(super) fn run_json(run: &WorkflowRun) -> serde_json::Value {
@@ -220,6 +315,16 @@ pub(super) fn run_json(run: &WorkflowRun) -> serde_json::Value {
         "blackboard": run.instance.blackboard,
         "budgets_used": run.instance.taken,
         "history": run.instance.history,
+        "begun": run.begun.iter().map(|b| json!({
+            "visit": b.visit,
+            "state": b.state,
+            "command": b.command,
+            "at": b.at.to_rfc3339(),
+            "deadline": b.deadline.map(|d| d.to_rfc3339()),
+            "approval": b.approval,
+            "subtask": b.subtask,
+        })).collect::<Vec<_>>(),
+        "parent": run.parent.as_ref().map(|p| json!({"run": p.run, "visit": p.visit, "state": p.state})),
         "started_at": run.started_at.to_rfc3339(),
         "updated_at": run.updated_at.to_rfc3339(),
     })

@@ -268,6 +268,8 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
     let bin_dir = tempfile::tempdir().unwrap();
     fake_cli(bin_dir.path(), "claude");
     fake_cli(bin_dir.path(), "codex");
+    fake_cli(bin_dir.path(), "gemini");
+    fake_cli(bin_dir.path(), "opencode");
     let path = format!("{}:/usr/bin:/bin", bin_dir.path().display());
     let out = repo
         .cmd(&["init"])
@@ -284,7 +286,24 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         "{}",
         stdout(&out)
     );
+    assert!(
+        stdout(&out)
+            .contains("Gemini CLI reaches models only through a `gemini` or OpenAI provider"),
+        "{}",
+        stdout(&out)
+    );
     let agents = repo.path().join(".agentgrid/agents");
+    assert!(
+        stdout(&out).contains("OpenCode reaches models only through an `openai` provider"),
+        "{}",
+        stdout(&out)
+    );
+    let opencode = std::fs::read_to_string(agents.join("opencode.yaml")).unwrap();
+    assert!(opencode.contains("type: opencode"), "{opencode}");
+    let gemini = std::fs::read_to_string(agents.join("gemini.yaml")).unwrap();
+    assert!(gemini.contains("type: gemini"), "{gemini}");
+    assert!(!gemini.contains("--yolo"), "{gemini}");
+    assert!(gemini.contains("network: gateway"), "{gemini}");
     let claude = std::fs::read_to_string(agents.join("claude.yaml")).unwrap();
     assert!(claude.contains("type: claude"), "{claude}");
     assert!(claude.contains("network: gateway"), "{claude}");
@@ -325,6 +344,11 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("Codex reaches"), "{}", stdout(&out));
+    assert!(
+        !stdout(&out).contains("Gemini CLI reaches"),
+        "{}",
+        stdout(&out)
+    );
     let config = std::fs::read_to_string(openai.path().join(".agentgrid/config.yaml")).unwrap();
     assert!(
         config.contains(r#"openai: {kind: openai, base_url: "https://api.openai.com/v1", api_key_env: OPENAI_API_KEY}"#),

@@ -196,6 +196,64 @@ fn every_command_prints_the_fields_its_json_documents() {
     assert_eq!(task["workflows"][0]["position"], "code", "{task}");
     expect("task show", task);
 
+    // Agencies, seeded in the same project; a task no agent takes says why it waits.
+    flows.ok(&["agency", "add", "qa", "--runtime", "command"]);
+    expect("agency list", flows.json(&["agency", "list", "--json"]));
+    let qa = flows.json(&["agency", "show", "qa", "--json"]);
+    assert_eq!(qa["coordinator"], "qa-lead", "{qa}");
+    expect("agency show", qa);
+    flows.ok(&["task", "add", "Test the export", "--label", "qa"]);
+    let task = flows.json(&["task", "show", "2", "--json"]);
+    assert_eq!(task["routing"]["agency"], "qa", "{task}");
+    expect("task show", task);
+    // Messages, between a person and the people's mailbox.
+    expect(
+        "msg send",
+        repo.json(&[
+            "msg",
+            "send",
+            "--to",
+            "people",
+            "--type",
+            "ALERT",
+            "--payload",
+            r#"{"text": "disk full"}"#,
+            "--correlation",
+            "c-1",
+            "--ttl",
+            "1h",
+            "--task",
+            "1",
+            "--json",
+        ]),
+    );
+    expect("msg list", repo.json(&["msg", "list", "--json"]));
+    expect("msg show", repo.json(&["msg", "show", "M1", "--json"]));
+    expect("msg ack", repo.json(&["msg", "ack", "M1", "--json"]));
+    repo.ok(&[
+        "msg",
+        "send",
+        "--to",
+        "people",
+        "--type",
+        "ESCALATION",
+        "--payload",
+        r#"{"text": "Which database?", "severity": "high"}"#,
+        "--task",
+        "1",
+    ]);
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(status["escalations"][0]["id"], 2, "{status}");
+    expect("status", status);
+    expect(
+        "escalations list",
+        repo.json(&["escalations", "list", "--json"]),
+    );
+    expect(
+        "escalations answer",
+        repo.json(&["escalations", "answer", "M2", "PostgreSQL", "--json"]),
+    );
+
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(
         checked, documented,

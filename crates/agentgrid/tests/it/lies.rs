@@ -300,6 +300,8 @@ fn init_writes_the_defaults_it_says_it_writes() {
         validation: Default::default(),
         completion: Default::default(),
         sandbox: Default::default(),
+        agency: None,
+        role: None,
     };
     assert_eq!(spec, &expected);
 }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `agentgrid` binary on real git repositories in temp dirs.
 
+mod agencies;
 mod agent_side;
 mod answers;
 mod approvals;
@@ -26,6 +27,7 @@ mod land_after;
 mod lies;
 mod listing;
 mod merges;
+mod messages;
 mod mistakes;
 mod nodes;
 mod park;
@@ -42,4 +44,5 @@ mod text;
 mod truth;
 mod verdict;
 mod visible;
+mod workflow_run;
 mod workflows;

@@ -15,6 +15,9 @@ use crate::support::*;
 const REAL_KEY: &str = "sk-real-cli-key-41c9d2e7a0";
 
 mod codex;
+mod gemini;
+mod npm_install;
+mod opencode;
 mod usage_check;
 
 /// The CLI's program, or `None` (after saying why) when it is not installed and need not be.
@@ -88,7 +91,14 @@ fn project_with(
     );
     let repo = Repo::with_agents(&[("coder", &manifest)]);
     let config = match runtime_type {
-        "codex" => config_for("openai", &fixture.base_url(), "fast", "fx-gpt"),
+        "codex" | "opencode" => config_for("openai", &fixture.base_url(), "fast", "fx-gpt"),
+        // Gemini's paths hang off the origin (`/v1beta/models/…`).
+        "gemini" => config_for(
+            "gemini",
+            fixture.base_url().trim_end_matches("/v1"),
+            "fast",
+            "fx-gem",
+        ),
         _ => config(&fixture.base_url()),
     };
     std::fs::write(repo.path().join(".agentgrid/config.yaml"), config).unwrap();

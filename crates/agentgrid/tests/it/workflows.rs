@@ -133,3 +133,29 @@ fn a_task_added_with_a_workflow_label_starts_that_workflow() {
     let runs = repo.json(&["workflow", "list", "--all", "--json"]);
     assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
 }
+
+#[test]
+fn imported_tasks_with_a_workflow_label_start_it_in_the_import_batch() {
+    let repo = project();
+    let file = repo.path().join("tasks.jsonl");
+    std::fs::write(
+        &file,
+        "{\"title\": \"Import CSV\", \"labels\": [\"reviewed\"]}\n{\"title\": \"Fix a typo\"}\n",
+    )
+    .unwrap();
+    repo.ok(&["task", "import", file.to_str().unwrap()]);
+    let runs = repo.json(&["workflow", "list", "--json"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["task"], 2);
+    // The task's creation and its run's start are one transaction: the same batch of events.
+    let events: Vec<serde_json::Value> = repo
+        .ok(&["events", "--json", "--task", "2"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let at: Vec<_> = events.iter().map(|e| e["at"].clone()).collect();
+    assert_eq!(events[0]["type"], "task_created", "{events:?}");
+    assert_eq!(events[1]["type"], "task_workflow_started", "{events:?}");
+    assert_eq!(at[0], at[1], "{events:?}");
+}

@@ -234,6 +234,7 @@ async fn an_import_is_checked_whole_and_refusals_name_the_line() {
     let empty = Import {
         source: "tasks.jsonl".into(),
         text: "\n  \n".into(),
+        by_label: Vec::new(),
     };
     assert!(f.app.execute(&ada(), empty).await.unwrap().is_empty());
     assert_eq!(f.store.last_seq().await.unwrap(), 0);
@@ -242,6 +243,7 @@ async fn an_import_is_checked_whole_and_refusals_name_the_line() {
         source: "tasks.jsonl".into(),
         text: "{\"title\": \"ok\"}\n{\"titel\": \"typo\"}\n{\"title\": \"x\", \"agent\": \" \"}\n"
             .into(),
+        by_label: Vec::new(),
     };
     let message = invalid(f.app.execute(&ada(), bad).await);
     assert!(message.contains("2 line(s) of tasks.jsonl"), "{message}");
@@ -258,6 +260,7 @@ async fn an_import_is_checked_whole_and_refusals_name_the_line() {
     let refused = Import {
         source: "tasks.jsonl".into(),
         text: "{\"title\": \"ok\"}\n\n{\"title\": \"orphan\", \"parent\": 99}\n".into(),
+        by_label: Vec::new(),
     };
     let message = invalid(f.app.execute(&ada(), refused).await);
     assert!(message.starts_with("tasks.jsonl:3: "), "{message}");
@@ -267,6 +270,7 @@ async fn an_import_is_checked_whole_and_refusals_name_the_line() {
     let good = Import {
         source: "tasks.jsonl".into(),
         text: "{\"title\": \"one\"}\n{\"title\": \"two\", \"parent\": 1}\n".into(),
+        by_label: Vec::new(),
     };
     let tasks = f.app.execute(&ada(), good).await.unwrap();
     let ids: Vec<i64> = tasks.iter().map(|t| t.id.0).collect();

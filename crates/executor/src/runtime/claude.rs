@@ -22,6 +22,10 @@ impl Adapter for Claude {
         "claude"
     }
 
+    fn package(&self) -> &'static str {
+        "@anthropic-ai/claude-code"
+    }
+
     fn args(&self, invocation: &Invocation<'_>) -> Vec<String> {
         let mut args: Vec<String> = [
             "-p",

@@ -35,6 +35,10 @@ impl Adapter for Codex {
         "codex"
     }
 
+    fn package(&self) -> &'static str {
+        "@openai/codex"
+    }
+
     fn args(&self, invocation: &Invocation<'_>) -> Vec<String> {
         let mut args: Vec<String> = [
             "exec",
@@ -76,10 +80,17 @@ impl Adapter for Codex {
         true
     }
 
+    /// `@openai/codex` installs a node script that execs the binary of its platform package;
+    /// the sandbox runs that binary directly.
+    fn native_program(&self, program: &Path) -> Result<Option<std::path::PathBuf>, String> {
+        super::npm::codex_native(program)
+    }
+
     fn prepare_home(
         &self,
         home: &Path,
         env: &[(String, String)],
+        _invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
         let codex_home = home.join(".codex");
         std::fs::create_dir_all(&codex_home)?;
@@ -467,7 +478,9 @@ mod tests {
                 "execution-token-1".to_string(),
             ),
         ];
-        let extra = Codex.prepare_home(home.path(), &env).unwrap();
+        let extra = Codex
+            .prepare_home(home.path(), &env, &Invocation::default())
+            .unwrap();
         let codex_home = home.path().join(".codex");
         assert_eq!(
             extra,

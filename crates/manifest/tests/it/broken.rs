@@ -184,7 +184,7 @@ fn broken_agents_point_at_the_problem() {
         ),
         (
             agent("    command:", "    type: docker\n    command:"),
-            "7:11: spec.runtime.type: expected one of `command`, `builtin`, `claude`, `codex`, found `docker`",
+            "7:11: spec.runtime.type: expected one of `command`, `builtin`, `claude`, `codex`, `gemini`, `opencode`, found `docker`",
         ),
         (
             agent("    command:", "    model: fast\n    command:"),
@@ -347,7 +347,7 @@ fn broken_agents_point_at_the_problem() {
                 "  limits:",
                 "  prompt: |\n    Task {{ task.id }}\n    Fix {{ bug }}\n  limits:",
             ),
-            "10:5: spec.prompt: the template uses `bug`, which is not defined; the template can use task, parent, children, attempt, iteration, feedback, comments, answer, execution, agent",
+            "10:5: spec.prompt: the template uses `bug`, which is not defined; the template can use task, parent, children, attempt, iteration, feedback, comments, answer, inbox, execution, agent",
         ),
         (
             agent("  limits:", "  prompt: \"Here: {{ prompt }}\"\n  limits:"),

@@ -66,6 +66,8 @@ fn expected_full_agent() -> AgentManifest {
             },
             completion: manifest::Completion::Exit,
             sandbox: manifest::SandboxProfile::default(),
+            agency: None,
+            role: None,
         },
     }
 }

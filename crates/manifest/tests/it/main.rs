@@ -1,6 +1,7 @@
 //! Integration tests of the manifest crate: the documented examples, broken manifests, templates,
 //! whole projects on disk, and the committed JSON schema.
 
+mod agencies;
 mod broken;
 mod examples;
 mod project;

@@ -32,7 +32,14 @@ fn the_schema_covers_both_manifest_kinds() {
         .iter()
         .map(|s| s["$ref"].as_str().unwrap())
         .collect();
-    assert_eq!(refs, ["#/$defs/AgentManifest", "#/$defs/ConfigManifest"]);
+    assert_eq!(
+        refs,
+        [
+            "#/$defs/AgentManifest",
+            "#/$defs/ConfigManifest",
+            "#/$defs/AgencyManifest"
+        ]
+    );
     assert_eq!(
         schema["$defs"]["AgentManifest"]["additionalProperties"],
         false

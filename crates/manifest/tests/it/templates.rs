@@ -27,11 +27,13 @@ fn context() -> PromptContext {
         feedback: None,
         comments: None,
         answer: None,
+        inbox: None,
         execution: ExecutionView {
             id: ExecutionId(3),
             kind: ExecutionKind::Work,
         },
         agent: "worker".into(),
+        agency: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tests of the scheduler's rules (one case each) and of its properties under random worlds.
 
+mod agencies;
 mod families;
 mod props;
 mod rules;

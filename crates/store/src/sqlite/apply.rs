@@ -41,6 +41,8 @@ pub(crate) struct Batch<'c> {
     approvals: Vec<domain::ApprovalId>,
     /// The workflow runs the batch started or moved on.
     workflows: Vec<domain::WorkflowId>,
+    /// The messages the batch sent or changed.
+    messages: Vec<domain::MessageId>,
 }
 
 impl<'c> Batch<'c> {
@@ -59,6 +61,7 @@ impl<'c> Batch<'c> {
             executions: Vec::new(),
             approvals: Vec::new(),
             workflows: Vec::new(),
+            messages: Vec::new(),
         }
     }
 
@@ -112,7 +115,8 @@ impl<'c> Batch<'c> {
                 self.approvals.push(*approval);
             }
             if let EventKind::TaskWorkflowStarted { workflow, .. }
-            | EventKind::TaskWorkflowStepped { workflow, .. } = &entry.kind
+            | EventKind::TaskWorkflowStepped { workflow, .. }
+            | EventKind::TaskWorkflowBegun { workflow, .. } = &entry.kind
                 && !self.workflows.contains(workflow)
             {
                 self.workflows.push(*workflow);
@@ -143,6 +147,9 @@ impl<'c> Batch<'c> {
             EntityKind::Task if !self.tasks.contains(&TaskId(id)) => self.tasks.push(TaskId(id)),
             EntityKind::Execution if !self.executions.contains(&ExecutionId(id)) => {
                 self.executions.push(ExecutionId(id));
+            }
+            EntityKind::Message if !self.messages.contains(&domain::MessageId(id)) => {
+                self.messages.push(domain::MessageId(id));
             }
             _ => {}
         }
@@ -217,6 +224,24 @@ impl<'c> Batch<'c> {
             Key::NextWorkflowId => {
                 let next = super::workflows::next_id(self.conn)?;
                 self.state.load_next_workflow_id(domain::WorkflowId(next));
+            }
+            Key::Message(id) => {
+                let message = super::messages::message(self.conn, id)?;
+                self.state.load_message(id, message);
+            }
+            Key::NextMessageId => {
+                let next = super::messages::next_id(self.conn)?;
+                self.state.load_next_message_id(domain::MessageId(next));
+            }
+            Key::OpenAlert(fp) => {
+                if let Some(m) = super::messages::open_alert(self.conn, &fp)? {
+                    self.state.load_message(m.id, Some(m));
+                }
+                self.state.load_open_alert(&fp);
+            }
+            Key::SentBy(e) => {
+                let sent = super::messages::sent_by(self.conn, e)?;
+                self.state.load_sent_by(e, sent);
             }
             Key::NextTaskId => {
                 let next = rows::next_id(self.conn, rows::IdTable::Tasks)?;
@@ -324,6 +349,17 @@ impl<'c> Batch<'c> {
             if let Some(a) = self.state.approval(*id) {
                 steps::save_approval(self.conn, a).map_err(|f| (f, None))?;
             }
+        }
+        // Dead letters and acknowledgements first, so that a new alert never meets the open one
+        // it replaces in the unique index of open alerts.
+        let mut messages: Vec<&domain::Message> = self
+            .messages
+            .iter()
+            .filter_map(|id| self.state.message(*id))
+            .collect();
+        messages.sort_by_key(|m| (m.state.is_open(), m.id));
+        for m in messages {
+            super::messages::save(self.conn, m).map_err(|f| (f, None))?;
         }
         self.workflows.sort();
         for id in &self.workflows {
@@ -441,6 +477,11 @@ impl<'c> Batch<'c> {
                 .approvals
                 .iter()
                 .filter_map(|&id| state.approval(id).cloned())
+                .collect(),
+            messages: self
+                .messages
+                .iter()
+                .filter_map(|&id| state.message(id).cloned())
                 .collect(),
             events: self.events,
         }

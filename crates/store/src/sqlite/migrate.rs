@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/0009_lands.sql")),
     (10, include_str!("../../migrations/0010_workflow_runs.sql")),
     (11, include_str!("../../migrations/0011_leases.sql")),
+    (12, include_str!("../../migrations/0012_messages.sql")),
+    (
+        14,
+        include_str!("../../migrations/0014_workflow_driver.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

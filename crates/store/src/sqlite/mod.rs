@@ -1,6 +1,7 @@
 //! `SqliteStore`: the [`Store`] on one SQLite file, shared by the engine and CLI processes.
 
 mod apply;
+mod messages;
 mod migrate;
 mod rows;
 mod steps;
@@ -783,6 +784,42 @@ impl Store for SqliteStore {
     async fn approval(&self, id: domain::ApprovalId) -> Result<Option<domain::Approval>, Error> {
         self.read("reading an approval", move |c| steps::approval(c, id))
             .await
+    }
+
+    async fn message(&self, id: domain::MessageId) -> Result<Option<domain::Message>, Error> {
+        self.read("reading a message", move |c| messages::message(c, id))
+            .await
+    }
+
+    async fn messages(&self, filter: &crate::MessageFilter) -> Result<Vec<domain::Message>, Error> {
+        let filter = filter.clone();
+        self.read("listing messages", move |c| messages::list(c, &filter))
+            .await
+    }
+
+    async fn inbox(
+        &self,
+        receivers: &[String],
+        execution: Option<ExecutionId>,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<domain::Message>, Error> {
+        let receivers = receivers.to_vec();
+        self.read("reading an inbox", move |c| {
+            messages::inbox(c, &receivers, execution, now, limit)
+        })
+        .await
+    }
+
+    async fn messages_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<crate::MessageSweep>, Error> {
+        self.read("finding messages to sweep", move |c| {
+            messages::due(c, now, limit)
+        })
+        .await
     }
 
     async fn workflow_run(

@@ -198,6 +198,7 @@ fn entity_from_str(idx: usize, text: &str) -> rusqlite::Result<EntityKind> {
     match text {
         "task" => Ok(EntityKind::Task),
         "execution" => Ok(EntityKind::Execution),
+        "message" => Ok(EntityKind::Message),
         other => Err(rusqlite::Error::FromSqlConversionFailure(
             idx,
             Type::Text,

@@ -1,4 +1,4 @@
-//! Rows of workflow runs (migration 12): the projection of each run's events.
+//! Rows of workflow runs (migrations 10 and 14): the projection of each run's events.
 
 use domain::{TaskId, Timestamp, WorkflowId};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -7,7 +7,8 @@ use tracker::WorkflowRun;
 use super::rows::Fail;
 use crate::WorkflowFilter;
 
-const COLUMNS: &str = "id, task_id, name, steps, definition, instance, started_at, updated_at";
+const COLUMNS: &str =
+    "id, task_id, name, steps, definition, instance, started_at, updated_at, begun, parent";
 
 pub(crate) fn run(conn: &Connection, id: WorkflowId) -> Result<Option<WorkflowRun>, Fail> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -57,6 +58,13 @@ pub(crate) fn save(conn: &Connection, run: &WorkflowRun) -> Result<(), Fail> {
     let json = |e: serde_json::Error| Fail::Corrupt(format!("a workflow run does not encode: {e}"));
     let definition = serde_json::to_string(&run.definition).map_err(json)?;
     let instance = serde_json::to_string(&run.instance).map_err(json)?;
+    let begun = serde_json::to_string(&run.begun).map_err(json)?;
+    let parent = run
+        .parent
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(json)?;
     // `not started` is never stored: a start enters the first state in the same batch.
     let status = match run.instance.status {
         workflow::Status::Finished { outcome } => outcome.as_str(),
@@ -64,10 +72,10 @@ pub(crate) fn save(conn: &Connection, run: &WorkflowRun) -> Result<(), Fail> {
     };
     let mut stmt = conn.prepare_cached(
         "INSERT INTO workflow_runs (id, task_id, name, status, position, steps, definition,
-             instance, started_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             instance, started_at, updated_at, begun, parent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
          ON CONFLICT (id) DO UPDATE SET status = ?4, position = ?5, steps = ?6, instance = ?8,
-             updated_at = ?10",
+             updated_at = ?10, begun = ?11",
     )?;
     stmt.execute(params![
         run.id.0,
@@ -80,6 +88,8 @@ pub(crate) fn save(conn: &Connection, run: &WorkflowRun) -> Result<(), Fail> {
         instance,
         run.started_at.0,
         run.updated_at.0,
+        begun,
+        parent,
     ])?;
     Ok(())
 }
@@ -94,6 +104,8 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRun> {
     };
     let definition: String = row.get(4)?;
     let instance: String = row.get(5)?;
+    let begun: String = row.get(8)?;
+    let parent: Option<String> = row.get(9)?;
     Ok(WorkflowRun {
         id: WorkflowId(row.get(0)?),
         task_id: TaskId(row.get(1)?),
@@ -103,5 +115,10 @@ fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WorkflowRun> {
         instance: serde_json::from_str(&instance).map_err(|e| json(5, e.to_string()))?,
         started_at: Timestamp(row.get(6)?),
         updated_at: Timestamp(row.get(7)?),
+        begun: serde_json::from_str(&begun).map_err(|e| json(8, e.to_string()))?,
+        parent: parent
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| json(9, e.to_string()))?,
     })
 }

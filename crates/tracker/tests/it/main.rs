@@ -3,7 +3,9 @@
 mod approvals;
 mod fold;
 mod leases;
+mod messages;
 mod rules;
+mod workflow_driver;
 mod workflows;
 
 use domain::{Execution, ExecutionId, ExecutionKind, NewTask, Task, TaskId, Timestamp};

@@ -1,4 +1,4 @@
-//! Codex (`@openai/codex`, its native binary) end to end: its `exec_command` tool makes the
+//! Codex (`@openai/codex`, found through its npm wrapper and run as its native binary) end to end: its `exec_command` tool makes the
 //! file, its JSON lines become events, its failures fail the execution and a feedback
 //! iteration resumes its thread.
 
@@ -6,23 +6,10 @@ use modelfixture::{Script, Step};
 
 use super::*;
 
-/// The native binary of the npm package: the JS wrapper would need node inside the sandbox
-/// only to start it.
+/// Codex as npm installs it: `.bin/codex` is the package's node wrapper, and agentgrid runs
+/// the native binary of its platform package instead (the sandbox needs no node for it).
 fn codex() -> Option<PathBuf> {
-    let triple = if cfg!(target_arch = "aarch64") {
-        "aarch64-unknown-linux-musl"
-    } else {
-        "x86_64-unknown-linux-musl"
-    };
-    let package = if cfg!(target_arch = "aarch64") {
-        "codex-linux-arm64"
-    } else {
-        "codex-linux-x64"
-    };
-    installed_at(
-        "codex",
-        &format!("@openai/{package}/vendor/{triple}/bin/codex"),
-    )
+    installed("codex", "codex")
 }
 
 fn write_with(text: &str) -> serde_json::Value {

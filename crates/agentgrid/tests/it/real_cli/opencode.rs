@@ -1,0 +1,174 @@
+//! OpenCode (`opencode-ai`, a native binary) end to end against the scripted model server
+//! speaking Chat Completions behind the gateway: its bash tool makes the file, its JSON events
+//! become events, its usage is metered, its failures fail the execution, a feedback iteration
+//! resumes its session, and it never sees the real key.
+
+use modelfixture::{Script, Step};
+
+use super::*;
+
+fn opencode() -> Option<PathBuf> {
+    installed("opencode", "opencode")
+}
+
+fn bash(command: &str) -> serde_json::Value {
+    serde_json::json!({"command": command, "description": "run a command"})
+}
+
+/// The chat requests the fixture received, as JSON.
+fn chats(fixture: &modelfixture::Fixture) -> Vec<serde_json::Value> {
+    fixture
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/chat/completions"))
+        .filter_map(|r| r.json())
+        .collect()
+}
+
+#[test]
+fn opencode_writes_a_file_with_its_own_tool_through_the_gateway() {
+    let Some(opencode) = opencode() else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::call(
+            "I will write the file.",
+            "bash",
+            bash("printf 'hello from opencode\\n' > hello.txt; env > seen-env.txt"),
+            120,
+            20,
+        ),
+        Step::reply("Done: wrote hello.txt.", 160, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project("opencode", &opencode, script);
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "hello from opencode\n"
+    );
+
+    let events = agent_events(&repo);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["kind"].as_str()).collect();
+    for kind in ["session", "message", "tool_call", "usage", "result"] {
+        assert!(kinds.contains(&kind), "no {kind} among {events:?}");
+    }
+    let call = events.iter().find(|e| e["kind"] == "tool_call").unwrap();
+    assert_eq!(call["name"], "bash", "{call}");
+    assert!(
+        call["arguments"].as_str().unwrap().contains("hello.txt"),
+        "{call}"
+    );
+    assert_eq!(call["failed"], false, "{call}");
+    let result = events.iter().find(|e| e["kind"] == "result").unwrap();
+    assert_eq!(result["is_error"], false);
+    assert_eq!(result["text"], "Done: wrote hello.txt.");
+
+    // The requests went through the gateway and were metered; what OpenCode reported agrees.
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 280, "{usage}");
+    assert_eq!(usage["output_tokens"], 30, "{usage}");
+    let reported: u64 = events
+        .iter()
+        .filter(|e| e["kind"] == "usage")
+        .map(|e| e["input_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reported, 280, "{events:?}");
+    let requests = chats(&fixture);
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests.iter().all(|b| b["model"] == "fx-gpt"),
+        "{requests:?}"
+    );
+
+    // What it saw: the gateway and an execution token, never the real key.
+    let env = repo.git(&["show", "agentgrid/task-1:seen-env.txt"]);
+    let token = env
+        .lines()
+        .find_map(|l| l.strip_prefix("OPENAI_API_KEY="))
+        .unwrap_or_else(|| panic!("no OPENAI_API_KEY in {env}"));
+    assert!(!token.is_empty() && token != REAL_KEY, "{env}");
+    assert!(!env.contains(REAL_KEY), "{env}");
+
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(show.contains("tool calls: 1"), "{show}");
+    assert!(repo.ok(&["logs", "1"]).contains("tool bash("));
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
+fn opencode_reporting_an_api_error_fails_the_execution_with_the_reason() {
+    let Some(opencode) = opencode() else {
+        return;
+    };
+    let script = Script {
+        steps: vec![Step {
+            status: Some(401),
+            error_message: Some("scripted invalid key".into()),
+            ..Step::default()
+        }],
+        repeat: true,
+    };
+    let (_rt, _fixture, repo) = project("opencode", &opencode, script);
+    let out = run(&repo);
+    assert!(!out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "failed");
+    let execution = &repo.json(&["status", "--json"])["executions"][0];
+    assert_eq!(execution["state"], "failed", "{execution}");
+    let summary = execution["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("the agent's CLI reported an error"),
+        "{summary}"
+    );
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
+fn opencode_resumes_its_session_when_validation_sends_it_round_again() {
+    let Some(opencode) = opencode() else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::call("Writing.", "bash", bash("echo first > hello.txt"), 100, 10),
+        Step::reply("Wrote the first draft.", 120, 10, 0),
+        Step::call("Fixing.", "bash", bash("echo second > hello.txt"), 140, 10),
+        Step::reply("Wrote the second draft.", 160, 10, 0),
+    ]);
+    let validator = "  validation:\n    validators:\n      - {name: second, run: \"grep -q second hello.txt\"}\n";
+    let (_rt, fixture, repo) = project_with("opencode", &opencode, script, validator);
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "done", "{}", stdout(&out));
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "second\n"
+    );
+    let requests = chats(&fixture);
+    let history = requests.get(2).expect("a third model request")["messages"].to_string();
+    assert!(history.contains("Wrote the first draft."), "{history}");
+    assert!(history.contains("Feedback on the work so far"), "{history}");
+    let events = agent_events(&repo);
+    let sessions: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "session")
+        .filter_map(|e| e["id"].as_str())
+        .collect();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[0], sessions[1], "the same session, resumed");
+    let reported: u64 = events
+        .iter()
+        .filter(|e| e["kind"] == "usage")
+        .map(|e| e["input_tokens"].as_u64().unwrap())
+        .sum();
+    let metered = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(metered["input_tokens"], 520, "{metered}");
+    assert_eq!(reported, 520, "{events:?}");
+}

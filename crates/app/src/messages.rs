@@ -1,0 +1,271 @@
+//! Messages between agents, coordinators and people: sending, reading an inbox (which records
+//! each delivery), acknowledging, sweeping what can never be delivered, and the views.
+//!
+//! The rule about who may write to whom lives here: an agent writes to agents, roles,
+//! agencies, topics, everyone and people freely, but to one execution only when it works on
+//! the same task, its parent or one of its sub-tasks; it reads only its own inbox and
+//! acknowledges only what was delivered to it. Everything else (payload shapes, bounds per
+//! sender, coalescing, fencing and time to live) is the tracker's.
+
+use domain::{EntityKind, Event, ExecutionId, Message, MessageId, NewMessage, Receiver};
+use store::{Change, MessageFilter};
+
+use crate::{Actor, App, Command, Error, Query};
+
+/// How many messages one inbox read shows at most.
+pub const INBOX_LIMIT: u32 = 20;
+
+/// Send a message. An agent's is sent from its execution, about its task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendMessage {
+    pub message: NewMessage,
+}
+
+/// What a send did: the message, and whether it was folded into an identical open alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sent {
+    pub message: Message,
+    pub coalesced: bool,
+}
+
+#[async_trait::async_trait]
+impl Command for SendMessage {
+    type Output = Sent;
+
+    async fn run(self, app: &App, actor: &Actor) -> Result<Sent, Error> {
+        let mut message = self.message;
+        if let Actor::Execution { id, .. } = actor {
+            let sender = app.active_execution(*id).await?;
+            message.sender_execution = Some(*id);
+            message.task = Some(sender.task_id);
+            if let Receiver::Execution(to) = message.receiver {
+                app.authorize_execution_receiver(&sender, to).await?;
+            }
+        }
+        let applied = app.apply(actor, vec![Change::SendMessage(message)]).await?;
+        let coalesced = applied
+            .events
+            .iter()
+            .any(|e| e.kind.name() == "message_coalesced");
+        let message = applied
+            .messages
+            .into_iter()
+            .find(|m| m.state.is_open())
+            .ok_or_else(|| Error::invalid("the message was not recorded"))?;
+        Ok(Sent { message, coalesced })
+    }
+}
+
+/// Read the open messages for an execution, recording each as delivered to it: those for
+/// its agent, for everyone, for `also` (its role, agency and topics), and for the execution
+/// itself. Most urgent first, at most [`INBOX_LIMIT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadInbox {
+    pub execution: ExecutionId,
+    pub also: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl Command for ReadInbox {
+    type Output = Vec<Message>;
+
+    async fn run(self, app: &App, actor: &Actor) -> Result<Vec<Message>, Error> {
+        if let Actor::Execution { id, .. } = actor
+            && *id != self.execution
+        {
+            return Err(Error::invalid(format!(
+                "execution #{id} may read only its own inbox, not execution #{}'s",
+                self.execution
+            )));
+        }
+        let e = app.active_execution(self.execution).await?;
+        let mut receivers = vec![
+            Receiver::Agent(e.agent.clone()).to_string(),
+            Receiver::Task(e.task_id).to_string(),
+            Receiver::Broadcast.to_string(),
+        ];
+        receivers.extend(self.also);
+        // A message may end between the read and the write (acknowledged or swept by another
+        // process): the batch is refused as a whole, and read again.
+        let mut tries = 0;
+        loop {
+            let now = app.now();
+            let open = app
+                .store
+                .inbox(&receivers, Some(e.id), now, INBOX_LIMIT)
+                .await?;
+            if open.is_empty() {
+                return Ok(Vec::new());
+            }
+            let changes = open
+                .iter()
+                .map(|m| Change::DeliverMessage { id: m.id, to: e.id })
+                .collect();
+            match app.apply_batch(actor, changes).await {
+                Ok(applied) => {
+                    let mut shown: Vec<Message> = applied
+                        .messages
+                        .into_iter()
+                        .filter(|m| m.delivered_to == Some(e.id) && m.state.is_open())
+                        .collect();
+                    shown.sort_by_key(|m| (std::cmp::Reverse(m.priority), m.id));
+                    return Ok(shown);
+                }
+                Err(store::Error::Refused { .. }) if tries < 3 => tries += 1,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+/// Acknowledge a message, once. An agent acknowledges what was delivered to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckMessage {
+    pub id: MessageId,
+}
+
+#[async_trait::async_trait]
+impl Command for AckMessage {
+    type Output = Message;
+
+    async fn run(self, app: &App, actor: &Actor) -> Result<Message, Error> {
+        let by = match actor {
+            Actor::Execution { id, .. } => Some(*id),
+            _ => None,
+        };
+        let applied = app
+            .apply(actor, vec![Change::AckMessage { id: self.id, by }])
+            .await?;
+        applied
+            .messages
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::invalid("the acknowledgement was not recorded"))
+    }
+}
+
+/// Record as dead letters the open messages that can never be delivered: expired, or for an
+/// execution that ended. Returns how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepMessages {
+    pub limit: u32,
+}
+
+#[async_trait::async_trait]
+impl Command for SweepMessages {
+    type Output = usize;
+
+    async fn run(self, app: &App, actor: &Actor) -> Result<usize, Error> {
+        if let Actor::Execution { .. } = actor {
+            return Err(Error::invalid("an agent does not sweep the mailboxes"));
+        }
+        let due = app.store.messages_due(app.now(), self.limit).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let changes = due.iter().map(store::MessageSweep::change).collect();
+        app.apply(actor, changes).await?;
+        Ok(due.len())
+    }
+}
+
+/// The messages a filter selects, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageList {
+    pub filter: MessageFilter,
+}
+
+#[async_trait::async_trait]
+impl Query for MessageList {
+    type Output = Vec<Message>;
+
+    async fn run(self, app: &App, _actor: &Actor) -> Result<Vec<Message>, Error> {
+        Ok(app.store.messages(&self.filter).await?)
+    }
+}
+
+/// One message with its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageShow {
+    pub id: MessageId,
+}
+
+#[async_trait::async_trait]
+impl Query for MessageShow {
+    type Output = (Message, Vec<Event>);
+
+    async fn run(self, app: &App, _actor: &Actor) -> Result<(Message, Vec<Event>), Error> {
+        let Some(message) = app.store.message(self.id).await? else {
+            return Err(Error::invalid(format!(
+                "message M{} does not exist: see `agentgrid msg list`",
+                self.id
+            )));
+        };
+        let events = app
+            .store
+            .entity_events(EntityKind::Message, self.id.0)
+            .await?;
+        Ok((message, events))
+    }
+}
+
+/// An inbox as a prompt shows it: one message a line, most urgent first, with its id to
+/// acknowledge it by. `None` when it is empty.
+pub fn inbox_text(messages: &[Message]) -> Option<String> {
+    if messages.is_empty() {
+        return None;
+    }
+    let lines: Vec<String> = messages
+        .iter()
+        .map(|m| {
+            let mut line = format!("M{} {} from {}", m.id, m.kind, m.sender);
+            if m.priority != domain::Priority::Normal {
+                line.push_str(&format!(" ({})", m.priority));
+            }
+            if let Some(c) = &m.correlation {
+                line.push_str(&format!(" [re {}]", domain::text::one_line(c)));
+            }
+            line.push_str(&format!(": {}", m.payload));
+            line
+        })
+        .collect();
+    Some(lines.join("\n"))
+}
+
+impl App {
+    /// The execution, which must exist and be active.
+    async fn active_execution(&self, id: ExecutionId) -> Result<domain::Execution, Error> {
+        match self.store.execution(id).await? {
+            Some(e) if e.state.is_active() => Ok(e),
+            Some(_) => Err(Error::invalid(format!(
+                "execution #{id} has ended; its token is no longer valid"
+            ))),
+            None => Err(Error::invalid(format!("execution #{id} does not exist"))),
+        }
+    }
+
+    /// An agent writes to one execution only within its family of tasks: its own task, its
+    /// parent, its sub-tasks.
+    async fn authorize_execution_receiver(
+        &self,
+        sender: &domain::Execution,
+        to: ExecutionId,
+    ) -> Result<(), Error> {
+        let Some(receiver) = self.store.execution(to).await? else {
+            return Err(Error::invalid(format!("execution #{to} does not exist")));
+        };
+        if receiver.task_id == sender.task_id {
+            return Ok(());
+        }
+        let mine = self.find(sender.task_id).await?;
+        let theirs = self.find(receiver.task_id).await?;
+        if mine.parent == Some(theirs.id) || theirs.parent == Some(mine.id) {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "execution #{} works on task #{} and may not write to execution #{to} of task #{}, \
+             which is neither its task, its parent nor one of its sub-tasks",
+            sender.id, sender.task_id, receiver.task_id
+        )))
+    }
+}
