@@ -53,7 +53,9 @@ pub struct Options {
     before: Option<PathBuf>,
 }
 
-const PARTS: [&str; 7] = ["a", "b", "c", "gateway", "restart", "memory", "views"];
+const PARTS: [&str; 8] = [
+    "a", "b", "c", "gateway", "restart", "memory", "views", "leases",
+];
 
 impl Options {
     pub fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -262,6 +264,12 @@ pub fn run(options: Options) -> anyhow::Result<bool> {
             crate::views::Size::new(options.quick),
             runs,
         )?;
+    }
+    if options.wants("leases") {
+        println!();
+        let executions = if options.quick { 50 } else { 500 };
+        let rounds = if options.quick { 5 } else { options.runs * 10 };
+        crate::leases::measure(&bench_dir(&options)?, executions, rounds)?.print();
     }
     if options.quick {
         println!("(--quick: too few tasks and requests for numbers worth recording)");

@@ -18,6 +18,7 @@
 mod bench;
 mod gateway;
 mod layers;
+mod leases;
 mod restart;
 mod sandboxed;
 mod views;

@@ -254,7 +254,7 @@ fn ms(d: Duration) -> String {
 }
 
 /// The value below which a share `q` of the samples lie (nearest rank).
-fn percentile(samples: &[Duration], q: f64) -> Duration {
+pub(crate) fn percentile(samples: &[Duration], q: f64) -> Duration {
     let mut sorted = samples.to_vec();
     sorted.sort();
     if sorted.is_empty() {

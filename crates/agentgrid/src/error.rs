@@ -37,7 +37,11 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<u8> {
     }
     if let Some(e) = cause.downcast_ref::<app::Error>() {
         return match e {
-            app::Error::Invalid(_) | app::Error::Refused { .. } => Some(exit::USAGE),
+            // A store's error as the cause decides (a busy database is no wrong request).
+            app::Error::Invalid {
+                cause: Some(cause), ..
+            } if cause.is::<store::Error>() => None,
+            app::Error::Invalid { .. } | app::Error::Refused { .. } => Some(exit::USAGE),
             // Transparent, so the store's error is not a separate link of the chain.
             app::Error::Store(e) => Some(store_kind(e)),
             // The store's error is the next link and decides.
@@ -110,6 +114,31 @@ mod tests {
         assert_eq!(exit_code(&in_engine), exit::TRY_AGAIN);
         assert_eq!(exit_code(&user_error("bad").context("outer")), exit::USAGE);
         assert_eq!(exit_code(&anyhow::anyhow!("plain")), exit::FAILED);
+    }
+
+    #[test]
+    fn an_invalid_request_keeps_its_cause_and_a_store_cause_decides_the_exit() {
+        let busy = store::Error::Busy {
+            path: "db".into(),
+            action: "writing",
+            waited_ms: 5,
+        };
+        let err = anyhow::Error::new(app::Error::invalid_because("tasks.jsonl:3", busy));
+        assert_eq!(exit_code(&err), exit::TRY_AGAIN);
+        assert!(
+            describe(&err).starts_with("tasks.jsonl:3: caused by "),
+            "{}",
+            describe(&err)
+        );
+        let bytes = vec![b'a', 0xff];
+        let bad = std::str::from_utf8(&bytes).unwrap_err();
+        let err = anyhow::Error::new(app::Error::invalid_because("f:1:1", bad));
+        assert_eq!(exit_code(&err), exit::USAGE);
+        assert!(
+            describe(&err).contains("invalid utf-8"),
+            "{}",
+            describe(&err)
+        );
     }
 
     #[test]

@@ -24,14 +24,14 @@ impl App {
         let execution = self.store.execution(*id).await?;
         match execution {
             Some(e) if e.task_id == task && e.state.is_active() => Ok(()),
-            Some(e) if e.task_id == task => Err(Error::Invalid(format!(
+            Some(e) if e.task_id == task => Err(Error::invalid(format!(
                 "execution #{id} has ended; its token is no longer valid"
             ))),
-            Some(e) => Err(Error::Invalid(format!(
+            Some(e) => Err(Error::invalid(format!(
                 "execution #{id} works on task #{} and may not change task #{task}",
                 e.task_id
             ))),
-            None => Err(Error::Invalid(format!("execution #{id} does not exist"))),
+            None => Err(Error::invalid(format!("execution #{id} does not exist"))),
         }
     }
 }
@@ -50,8 +50,8 @@ impl Command for ClaimCompletion {
 
     async fn run(self, app: &App, actor: &Actor) -> Result<(), Error> {
         if self.summary.trim().is_empty() {
-            return Err(Error::Invalid(
-                "say what was done: --summary must not be empty".into(),
+            return Err(Error::invalid(
+                "say what was done: --summary must not be empty",
             ));
         }
         app.authorize_task(actor, self.task).await?;
@@ -78,8 +78,8 @@ impl Command for Block {
 
     async fn run(self, app: &App, actor: &Actor) -> Result<(), Error> {
         if self.reason.trim().is_empty() {
-            return Err(Error::Invalid(
-                "say what a person must decide: --reason must not be empty".into(),
+            return Err(Error::invalid(
+                "say what a person must decide: --reason must not be empty",
             ));
         }
         app.authorize_task(actor, self.task).await?;
@@ -118,7 +118,7 @@ impl Command for CreateSubtask {
         let parent = self
             .new
             .parent
-            .ok_or_else(|| Error::Invalid("a sub-task needs a parent".into()))?;
+            .ok_or_else(|| Error::invalid("a sub-task needs a parent"))?;
         app.authorize_task(actor, parent).await?;
         // A key already used answers before anything is checked: it creates nothing.
         if let Some(found) = app
@@ -127,7 +127,7 @@ impl Command for CreateSubtask {
             .await?
         {
             let id = found.result.ok_or_else(|| {
-                Error::Invalid("the key was used by a call that made no sub-task".into())
+                Error::invalid("the key was used by a call that made no sub-task")
             })?;
             let task = app.store.task(id).await?;
             return Ok(Subtask {
@@ -136,7 +136,7 @@ impl Command for CreateSubtask {
                 existed: true,
             });
         }
-        self.new.check().map_err(Error::Invalid)?;
+        self.new.check().map_err(Error::invalid)?;
         let change = Change::CreateKeyedTask {
             new: self.new,
             key: self.key,
@@ -146,7 +146,7 @@ impl Command for CreateSubtask {
             .tasks
             .into_iter()
             .find(|t| t.parent == Some(parent))
-            .ok_or_else(|| Error::Invalid("the store created no sub-task".into()))?;
+            .ok_or_else(|| Error::invalid("the store created no sub-task"))?;
         Ok(Subtask {
             id: created.id,
             task: Some(created),
@@ -171,8 +171,8 @@ impl Command for RequestApproval {
 
     async fn run(self, app: &App, actor: &Actor) -> Result<(ApprovalId, bool), Error> {
         if self.summary.trim().is_empty() {
-            return Err(Error::Invalid(
-                "say what a person is to approve: --summary must not be empty".into(),
+            return Err(Error::invalid(
+                "say what a person is to approve: --summary must not be empty",
             ));
         }
         app.authorize_task(actor, self.task).await?;
@@ -184,7 +184,7 @@ impl Command for RequestApproval {
         match app.store.approvals(&pending).await?.into_iter().next() {
             Some(a) if a.source == ApprovalSource::Agent => return Ok((a.id, true)),
             Some(a) => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::invalid(format!(
                     "task #{} already waits for approval #{}; a task waits for one decision at \
                      a time",
                     self.task, a.id
@@ -207,7 +207,7 @@ impl Command for RequestApproval {
             .approvals
             .first()
             .map(|a| a.id)
-            .ok_or_else(|| Error::Invalid("no approval was recorded".into()))?;
+            .ok_or_else(|| Error::invalid("no approval was recorded"))?;
         Ok((id, false))
     }
 }

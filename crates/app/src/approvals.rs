@@ -66,10 +66,9 @@ impl Command for DecideApproval {
         if let Decision::Reject { feedback } = &self.decision
             && feedback.trim().is_empty()
         {
-            return Err(Error::Invalid(
+            return Err(Error::invalid(
                 "a rejection needs feedback: say what the next execution must change \
-                 (--feedback TEXT)"
-                    .into(),
+                 (--feedback TEXT)",
             ));
         }
         let change = Change::DecideApproval {
@@ -81,7 +80,7 @@ impl Command for DecideApproval {
             .approvals
             .into_iter()
             .find(|a| a.id == self.id)
-            .ok_or_else(|| Error::Invalid(format!("approval #{} was not decided", self.id)))?;
+            .ok_or_else(|| Error::invalid(format!("approval #{} was not decided", self.id)))?;
         let land = match self.land_after {
             Some(lander) => land_after_approval(app, actor, &decided, lander).await?,
             None => None,
@@ -136,7 +135,7 @@ async fn land_after_approval(
             }
             return Ok(Some(LandAfter::Landed(landed)));
         }
-        Err(Error::Invalid(why)) => why,
+        Err(Error::Invalid { message, .. }) => message,
         Err(other) => other.to_string(),
     };
     let text = format!("approval #{} was approved, but {note}", approval.id);
@@ -160,8 +159,8 @@ impl Command for AskApproval {
     async fn run(self, app: &App, actor: &Actor) -> Result<(), Error> {
         find(app, self.id).await?;
         if self.question.trim().is_empty() {
-            return Err(Error::Invalid(
-                "the question is empty: say what you want to know".into(),
+            return Err(Error::invalid(
+                "the question is empty: say what you want to know",
             ));
         }
         let change = Change::AskApproval {
@@ -175,7 +174,7 @@ impl Command for AskApproval {
 
 async fn find(app: &App, id: ApprovalId) -> Result<Approval, Error> {
     app.store.approval(id).await?.ok_or_else(|| {
-        Error::Invalid(format!(
+        Error::invalid(format!(
             "approval #{id} does not exist: see `agentgrid approvals list`"
         ))
     })

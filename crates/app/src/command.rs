@@ -22,13 +22,13 @@ impl Command for AddTask {
     type Output = Task;
 
     async fn run(self, app: &App, actor: &Actor) -> Result<Task, Error> {
-        self.0.check().map_err(Error::Invalid)?;
+        self.0.check().map_err(Error::invalid)?;
         let applied = app.apply(actor, vec![Change::CreateTask(self.0)]).await?;
         applied
             .tasks
             .last()
             .cloned()
-            .ok_or_else(|| Error::Invalid("the store created no task".into()))
+            .ok_or_else(|| Error::invalid("the store created no task"))
     }
 }
 
@@ -47,7 +47,7 @@ impl Command for AddTaskWithWorkflow {
     type Output = (Task, Option<domain::WorkflowId>);
 
     async fn run(self, app: &App, actor: &Actor) -> Result<Self::Output, Error> {
-        self.new.check().map_err(Error::Invalid)?;
+        self.new.check().map_err(Error::invalid)?;
         let mut changes = vec![Change::CreateTask(self.new)];
         if let Some((name, definition)) = self.workflow {
             changes.push(Change::StartWorkflowOnNewest { name, definition });
@@ -62,7 +62,7 @@ impl Command for AddTaskWithWorkflow {
             .tasks
             .last()
             .cloned()
-            .ok_or_else(|| Error::Invalid("the store created no task".into()))?;
+            .ok_or_else(|| Error::invalid("the store created no task"))?;
         Ok((task, run))
     }
 }
@@ -113,8 +113,8 @@ impl Command for EditTask {
                 .map(|a| if a.is_empty() { None } else { Some(a) }),
         };
         if edit.is_empty() {
-            return Err(Error::Invalid(
-                "nothing to change: pass --title, --body, --add-label, --remove-label, --priority or --agent".into(),
+            return Err(Error::invalid(
+                "nothing to change: pass --title, --body, --add-label, --remove-label, --priority or --agent",
             ));
         }
         let applied = app
@@ -162,7 +162,7 @@ impl Command for Cancel {
         for &id in &self.ids {
             let task = app.find(id).await?;
             if task.state.is_terminal() {
-                return Err(Error::Invalid(format!(
+                return Err(Error::invalid(format!(
                     "task #{id} is already {}",
                     task.state
                 )));
@@ -222,7 +222,7 @@ impl Command for Reopen {
         let id = self.id;
         let task = app.find(id).await?;
         if !task.state.can_transition_to(TaskState::Open) || task.state == TaskState::Running {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "task #{id} is {}; only failed, cancelled or blocked tasks can be reopened",
                 task.state
             )));
@@ -261,7 +261,7 @@ impl Command for Answer {
         let id = self.id;
         let task = app.find(id).await?;
         if task.state != TaskState::Blocked {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "task #{id} is {}, not blocked: it asked no question to answer; use `agentgrid \
                  task comment` to tell its agent something, or `agentgrid task reopen --feedback`",
                 task.state
@@ -410,7 +410,7 @@ impl Command for Import {
 
     async fn run(self, app: &App, actor: &Actor) -> Result<Vec<Task>, Error> {
         let source = self.source;
-        let lines = crate::parse_import(&source, &self.text).map_err(Error::Invalid)?;
+        let lines = crate::parse_import(&source, &self.text).map_err(Error::invalid)?;
         if lines.is_empty() {
             return Ok(Vec::new());
         }
@@ -447,11 +447,12 @@ impl Command for Import {
                 let line = error.change_index().and_then(|i| numbers.get(i));
                 Err(match (line, &error) {
                     (Some(line), store::Error::Refused { reason, .. }) => {
-                        Error::Invalid(format!("{source}:{line}: {reason}; nothing was imported"))
+                        Error::invalid(format!("{source}:{line}: {reason}; nothing was imported"))
                     }
-                    (Some(line), _) => {
-                        Error::Invalid(format!("{source}:{line}: {error}; nothing was imported"))
-                    }
+                    (Some(line), _) => Error::invalid_because(
+                        format!("{source}:{line}: nothing was imported"),
+                        error,
+                    ),
                     (None, _) => Error::NothingImported(error),
                 })
             }

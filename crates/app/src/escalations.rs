@@ -62,24 +62,24 @@ impl Command for AnswerEscalation {
 
     async fn run(self, app: &App, actor: &Actor) -> Result<Answered, Error> {
         if let Actor::Execution { .. } = actor {
-            return Err(Error::Invalid(
-                "escalations are answered by people: `agentgrid escalations answer`".into(),
+            return Err(Error::invalid(
+                "escalations are answered by people: `agentgrid escalations answer`",
             ));
         }
         let id = self.id;
         let Some(m) = app.store.message(id).await? else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "escalation M{id} does not exist: see `agentgrid escalations`"
             )));
         };
         if m.kind != MessageType::Escalation {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "message M{id} is a {}, not an escalation: see `agentgrid escalations`",
                 m.kind
             )));
         }
         let Some(task) = m.task_id else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "escalation M{id} names no task, so there is nobody to answer; acknowledge it \
                  with `agentgrid msg ack M{id}`"
             )));
@@ -116,7 +116,7 @@ impl Command for AnswerEscalation {
         }
         match (escalation, answer) {
             (Some(escalation), Some(answer)) => Ok(Answered { escalation, answer }),
-            _ => Err(Error::Invalid("the answer was not recorded".into())),
+            _ => Err(Error::invalid("the answer was not recorded")),
         }
     }
 }

@@ -131,13 +131,13 @@ impl Command for Land {
     async fn run(self, app: &App, actor: &Actor) -> Result<Landed, Error> {
         let task = app.find(self.task).await?;
         if task.state != TaskState::Done {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "task #{} is {}: only a done task lands (see `agentgrid task show {}`)",
                 task.id, task.state, task.id
             )));
         }
         if let Some(pending) = pending_approval(app, task.id).await? {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "task #{} waits for approval #{pending}, so it does not land yet: decide it \
                  first (`agentgrid approvals show {pending}`)",
                 task.id
@@ -146,7 +146,7 @@ impl Command for Land {
         settle_interrupted(app, actor, &task, self.lander.as_ref()).await?;
         if let Some(land) = app.store.land(task.id).await? {
             let via = land.root.map(|r| format!(" with #{r}")).unwrap_or_default();
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "task #{} is already landed at {} on {}{via}",
                 task.id,
                 domain::event::short(&land.new),
@@ -184,11 +184,11 @@ impl Command for Land {
             .lander
             .prepare(&request)
             .await
-            .map_err(Error::Invalid)?
+            .map_err(Error::invalid)?
         {
             Prepared::Ready(ready) => ready,
             Prepared::Refused { reason } => {
-                return Err(Error::Invalid(format!(
+                return Err(Error::invalid(format!(
                     "task #{} was not landed: {reason}",
                     task.id
                 )));
@@ -266,7 +266,7 @@ impl Command for Land {
                 }],
             )
             .await?;
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "task #{} was not landed: {why}",
                 task.id
             )));
@@ -306,7 +306,7 @@ async fn settle_interrupted(
     let moved = lander
         .holds(&land.base, &land.new)
         .await
-        .map_err(Error::Invalid)?;
+        .map_err(Error::invalid)?;
     let mut changes = vec![Change::FinishLand {
         id: task.id,
         landed: moved,
@@ -446,11 +446,11 @@ async fn conflict_task(
     }
     new.labels = labels;
     new.agent = task.agent.clone();
-    new.check().map_err(Error::Invalid)?;
+    new.check().map_err(Error::invalid)?;
     let applied = app.apply(actor, vec![Change::CreateTask(new)]).await?;
     applied
         .tasks
         .last()
         .map(|t| t.id)
-        .ok_or_else(|| Error::Invalid("the store created no task".into()))
+        .ok_or_else(|| Error::invalid("the store created no task"))
 }

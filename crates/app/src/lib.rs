@@ -249,7 +249,7 @@ impl App {
     /// The task, or a request error naming it.
     async fn find(&self, id: domain::TaskId) -> Result<domain::Task, Error> {
         self.store.task(id).await?.ok_or_else(|| {
-            Error::Invalid(format!(
+            Error::invalid(format!(
                 "task #{id} does not exist: see `agentgrid task list`"
             ))
         })

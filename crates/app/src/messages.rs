@@ -51,7 +51,7 @@ impl Command for SendMessage {
             .messages
             .into_iter()
             .find(|m| m.state.is_open())
-            .ok_or_else(|| Error::Invalid("the message was not recorded".into()))?;
+            .ok_or_else(|| Error::invalid("the message was not recorded"))?;
         Ok(Sent { message, coalesced })
     }
 }
@@ -73,7 +73,7 @@ impl Command for ReadInbox {
         if let Actor::Execution { id, .. } = actor
             && *id != self.execution
         {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "execution #{id} may read only its own inbox, not execution #{}'s",
                 self.execution
             )));
@@ -140,7 +140,7 @@ impl Command for AckMessage {
             .messages
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Invalid("the acknowledgement was not recorded".into()))
+            .ok_or_else(|| Error::invalid("the acknowledgement was not recorded"))
     }
 }
 
@@ -157,9 +157,7 @@ impl Command for SweepMessages {
 
     async fn run(self, app: &App, actor: &Actor) -> Result<usize, Error> {
         if let Actor::Execution { .. } = actor {
-            return Err(Error::Invalid(
-                "an agent does not sweep the mailboxes".into(),
-            ));
+            return Err(Error::invalid("an agent does not sweep the mailboxes"));
         }
         let due = app.store.messages_due(app.now(), self.limit).await?;
         if due.is_empty() {
@@ -198,7 +196,7 @@ impl Query for MessageShow {
 
     async fn run(self, app: &App, _actor: &Actor) -> Result<(Message, Vec<Event>), Error> {
         let Some(message) = app.store.message(self.id).await? else {
-            return Err(Error::Invalid(format!(
+            return Err(Error::invalid(format!(
                 "message M{} does not exist: see `agentgrid msg list`",
                 self.id
             )));
@@ -239,10 +237,10 @@ impl App {
     async fn active_execution(&self, id: ExecutionId) -> Result<domain::Execution, Error> {
         match self.store.execution(id).await? {
             Some(e) if e.state.is_active() => Ok(e),
-            Some(_) => Err(Error::Invalid(format!(
+            Some(_) => Err(Error::invalid(format!(
                 "execution #{id} has ended; its token is no longer valid"
             ))),
-            None => Err(Error::Invalid(format!("execution #{id} does not exist"))),
+            None => Err(Error::invalid(format!("execution #{id} does not exist"))),
         }
     }
 
@@ -254,7 +252,7 @@ impl App {
         to: ExecutionId,
     ) -> Result<(), Error> {
         let Some(receiver) = self.store.execution(to).await? else {
-            return Err(Error::Invalid(format!("execution #{to} does not exist")));
+            return Err(Error::invalid(format!("execution #{to} does not exist")));
         };
         if receiver.task_id == sender.task_id {
             return Ok(());
@@ -264,7 +262,7 @@ impl App {
         if mine.parent == Some(theirs.id) || theirs.parent == Some(mine.id) {
             return Ok(());
         }
-        Err(Error::Invalid(format!(
+        Err(Error::invalid(format!(
             "execution #{} works on task #{} and may not write to execution #{to} of task #{}, \
              which is neither its task, its parent nor one of its sub-tasks",
             sender.id, sender.task_id, receiver.task_id

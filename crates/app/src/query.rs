@@ -11,7 +11,7 @@ use store::{ExecutionFilter, ModelUsage, TaskFilter, UsageScope};
 use crate::{Actor, App, Error, Query, Validation};
 
 /// What is going on: tasks by state, what runs, what needs a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     /// How many of the newest executions to show (with their model use) and to look through
     /// for the last failed validator.
@@ -23,6 +23,9 @@ pub struct Status {
     pub timers: u32,
     /// Whether an engine runs, as the face found out (the engine's lock is not the store's).
     pub engine: EngineState,
+    /// This machine's node id, the one its engine's leases carry; `None` before its first run.
+    /// An execution whose lease another node holds, not expired, runs there.
+    pub node: Option<domain::NodeId>,
 }
 
 impl Default for Status {
@@ -32,6 +35,7 @@ impl Default for Status {
             attention: 20,
             timers: 20,
             engine: EngineState::Unknown,
+            node: None,
         }
     }
 }
@@ -148,9 +152,40 @@ pub struct ActiveExecution {
     /// The engine's note recorded just before the claim of a resume (a resume woken by a
     /// failed sub-task, a run that validates a parent's merged tree).
     pub why: Option<String>,
-    /// No engine runs: the execution was cut off when its engine died, and the next run
-    /// recovers it.
+    /// No engine runs it: its engine died (this machine's stopped, or another node's lease
+    /// expired), and the next run recovers it.
     pub interrupted: bool,
+    /// The lease of another node, not expired: the execution runs on that node.
+    pub elsewhere: Option<domain::Lease>,
+}
+
+impl ActiveExecution {
+    /// Where `execution` runs, as seen from the machine whose node id is `node` and whose own
+    /// engine is in state `engine`: on another node while that node's lease holds, else here,
+    /// or nowhere (interrupted) when this engine is stopped or the other node's lease expired.
+    pub fn placed(
+        execution: Execution,
+        why: Option<String>,
+        node: Option<&domain::NodeId>,
+        engine: EngineState,
+        now: domain::Timestamp,
+    ) -> ActiveExecution {
+        let foreign = execution
+            .lease
+            .as_ref()
+            .filter(|lease| Some(&lease.node) != node);
+        let (interrupted, elsewhere) = match foreign {
+            Some(lease) if !lease.expired(now) => (false, Some(lease.clone())),
+            Some(_) => (true, None),
+            None => (engine == EngineState::Stopped, None),
+        };
+        ActiveExecution {
+            execution,
+            why,
+            interrupted,
+            elsewhere,
+        }
+    }
 }
 
 /// An execution with the sums of its model requests.
@@ -197,11 +232,13 @@ impl Query for Status {
                 ExecutionKind::Resume => wake_reason(store, execution.task_id).await?,
                 ExecutionKind::Work => None,
             };
-            active.push(ActiveExecution {
+            active.push(ActiveExecution::placed(
                 execution,
                 why,
-                interrupted: self.engine == EngineState::Stopped,
-            });
+                self.node.as_ref(),
+                self.engine,
+                app.now(),
+            ));
         }
         let newest = store
             .executions(&ExecutionFilter {
@@ -458,7 +495,7 @@ impl Query for Events {
             Some(task) => {
                 // A task's history is its own events and those of its executions, in log order.
                 if app.store.task(task).await?.is_none() {
-                    return Err(Error::Invalid(format!(
+                    return Err(Error::invalid(format!(
                         "no task {task}: see `agentgrid task list`"
                     )));
                 }

@@ -37,27 +37,20 @@ pub struct UsageRow {
     pub usage: UsageSums,
 }
 
-/// A [`ModelUsage`] as the views print it: tokens, and the cost in micro-dollars and dollars.
+/// A [`ModelUsage`] as the views print it: the sums, and the cost in dollars besides.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageSums {
-    pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cost_micros: u64,
+    #[serde(flatten)]
+    pub counts: ModelUsage,
     /// Dollars as `$1.2345`, for reading; `cost_micros` is exact.
     pub cost: String,
 }
 
 impl From<ModelUsage> for UsageSums {
-    fn from(u: ModelUsage) -> UsageSums {
+    fn from(counts: ModelUsage) -> UsageSums {
         UsageSums {
-            requests: u.requests,
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cached_tokens: u.cached_tokens,
-            cost_micros: u.cost_micros,
-            cost: domain::event::dollars(u.cost_micros),
+            counts,
+            cost: domain::event::dollars(counts.cost_micros),
         }
     }
 }
@@ -70,12 +63,8 @@ impl Default for UsageSums {
 
 impl UsageSums {
     pub(crate) fn add(&mut self, u: &ModelUsage) {
-        self.requests = self.requests.saturating_add(u.requests);
-        self.input_tokens = self.input_tokens.saturating_add(u.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(u.output_tokens);
-        self.cached_tokens = self.cached_tokens.saturating_add(u.cached_tokens);
-        self.cost_micros = self.cost_micros.saturating_add(u.cost_micros);
-        self.cost = domain::event::dollars(self.cost_micros);
+        self.counts.add(u);
+        self.cost = domain::event::dollars(self.counts.cost_micros);
     }
 }
 

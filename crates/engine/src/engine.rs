@@ -593,13 +593,6 @@ impl Engine {
                 until,
             })
             .await?;
-        let totals = |u: store::ModelUsage| gateway::Totals {
-            requests: u.requests,
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cached_tokens: u.cached_tokens,
-            cost_micros: u.cost_micros,
-        };
         Ok(gateway::Identity {
             execution: execution.id,
             task: task.id,
@@ -607,10 +600,7 @@ impl Engine {
             agent: execution.agent.clone(),
             budgets: self.setup.budgets,
             models: None,
-            baseline: gateway::Baseline {
-                tree: totals(tree),
-                agent_day: totals(agent_day),
-            },
+            baseline: gateway::Baseline { tree, agent_day },
         })
     }
 

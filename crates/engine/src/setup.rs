@@ -283,12 +283,7 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
         };
         providers.push(gateway::Provider {
             name: name.clone(),
-            kind: match p.kind {
-                manifest::ProviderKind::Openai => gateway::ProviderKind::OpenAi,
-                manifest::ProviderKind::Anthropic => gateway::ProviderKind::Anthropic,
-                manifest::ProviderKind::OpenaiCompatible => gateway::ProviderKind::OpenAiCompatible,
-                manifest::ProviderKind::Gemini => gateway::ProviderKind::Gemini,
-            },
+            kind: p.kind,
             base_url,
             api_key,
             quota_pause: p.quota_pause,

@@ -44,7 +44,7 @@ impl Reported {
 /// to record it under; `None` when they agree or the CLI reported nothing to compare.
 pub(crate) fn mismatch(
     reported: &Reported,
-    metered: &gateway::Totals,
+    metered: &domain::ModelUsage,
 ) -> Option<(u32, AgentEvent)> {
     let iteration = reported.iteration?;
     let apart = |said: u64, counted: u64| {
@@ -83,11 +83,11 @@ mod tests {
                 cached_tokens: 0,
             },
         );
-        let metered = gateway::Totals {
+        let metered = domain::ModelUsage {
             requests: 3,
             input_tokens: counted.0,
             output_tokens: counted.1,
-            ..gateway::Totals::default()
+            ..domain::ModelUsage::default()
         };
         let found = mismatch(&reported, &metered);
         assert_eq!(
@@ -123,9 +123,9 @@ mod tests {
     fn nothing_is_compared_when_the_cli_reported_nothing() {
         let mut reported = Reported::default();
         reported.add(1, &AgentEvent::Message { text: "hi".into() });
-        let metered = gateway::Totals {
+        let metered = domain::ModelUsage {
             input_tokens: 900,
-            ..gateway::Totals::default()
+            ..domain::ModelUsage::default()
         };
         assert_eq!(mismatch(&reported, &metered), None);
     }

@@ -90,30 +90,8 @@ impl Default for Limits {
     }
 }
 
-/// Which wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ProviderKind {
-    /// OpenAI: Chat Completions and Responses, key as `Authorization: Bearer`.
-    OpenAi,
-    /// Anthropic: Messages and `count_tokens`, key as `x-api-key`.
-    Anthropic,
-    /// Any endpoint that speaks OpenAI's formats, such as Ollama or vLLM; the key is optional.
-    OpenAiCompatible,
-    /// Google's Gemini API: `generateContent`, `streamGenerateContent` and `countTokens`, key
-    /// as `x-goog-api-key`.
-    Gemini,
-}
-
-impl ProviderKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProviderKind::OpenAi => "openai",
-            ProviderKind::Anthropic => "anthropic",
-            ProviderKind::OpenAiCompatible => "openai_compatible",
-            ProviderKind::Gemini => "gemini",
-        }
-    }
-}
+/// Which wire format a provider speaks: the manifest's type too.
+pub use domain::ProviderKind;
 
 /// One upstream provider.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::config::Prices;
 use crate::notice::{Notice, UsageRecord};
-use crate::registry::{Identity, Reservation, Totals};
+use crate::registry::{Identity, ModelUsage, Reservation};
 use crate::server::Shared;
 use crate::wire::{Api, UsageReader, estimate_input_tokens};
 
@@ -168,7 +168,7 @@ impl Meter {
         };
         let cached = counted.cached.min(input);
         let cost_micros = self.prices.cost_micros(input, output, cached);
-        let totals = Totals {
+        let totals = ModelUsage {
             requests: 1,
             input_tokens: input,
             output_tokens: output,

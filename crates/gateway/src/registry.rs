@@ -22,39 +22,8 @@ fn day_of(at: Timestamp) -> i64 {
     at.0.div_euclid(DAY_MS)
 }
 
-/// Sums of model requests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cost_micros: u64,
-}
-
-impl Totals {
-    /// Input plus output tokens: what a token budget counts.
-    pub fn tokens(&self) -> u64 {
-        self.input_tokens.saturating_add(self.output_tokens)
-    }
-
-    fn add(&mut self, other: &Totals) {
-        self.requests = self.requests.saturating_add(other.requests);
-        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
-        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
-        self.cost_micros = self.cost_micros.saturating_add(other.cost_micros);
-    }
-
-    /// Each field the larger of the two: both are lower bounds of what was really used.
-    fn raise_to(&mut self, other: &Totals) {
-        self.requests = self.requests.max(other.requests);
-        self.input_tokens = self.input_tokens.max(other.input_tokens);
-        self.output_tokens = self.output_tokens.max(other.output_tokens);
-        self.cached_tokens = self.cached_tokens.max(other.cached_tokens);
-        self.cost_micros = self.cost_micros.max(other.cost_micros);
-    }
-}
+/// Sums of model requests: the one type the store and the views use too.
+pub use domain::ModelUsage;
 
 /// A cap on tokens, on cost, on both or on neither.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,7 +41,7 @@ impl Limit {
     }
 
     /// Why `used` has gone over this limit (more than it, not merely all of it), or `None`.
-    fn exceeded(&self, used: &Totals) -> Option<String> {
+    fn exceeded(&self, used: &ModelUsage) -> Option<String> {
         if let Some(max) = self.max_tokens
             && used.tokens() > max
         {
@@ -94,7 +63,7 @@ impl Limit {
     }
 
     /// Why a request of `input` estimated input tokens cannot be admitted under this limit.
-    fn short_of(&self, used: &Totals, input: u64) -> String {
+    fn short_of(&self, used: &ModelUsage, input: u64) -> String {
         if let Some(why) = self.reached(used) {
             return why;
         }
@@ -115,7 +84,7 @@ impl Limit {
     }
 
     /// Why `used` has reached this limit, or `None` while there is room left.
-    fn reached(&self, used: &Totals) -> Option<String> {
+    fn reached(&self, used: &ModelUsage) -> Option<String> {
         if let Some(max) = self.max_tokens
             && used.tokens() >= max
         {
@@ -148,8 +117,8 @@ pub struct Budgets {
 /// budgets hold across engine restarts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Baseline {
-    pub tree: Totals,
-    pub agent_day: Totals,
+    pub tree: ModelUsage,
+    pub agent_day: ModelUsage,
 }
 
 /// Who a token belongs to. The engine registers one per execution.
@@ -179,7 +148,7 @@ impl Identity {
 /// What a budget scope has used, and what the requests under way in it have reserved.
 #[derive(Debug, Default, Clone, Copy)]
 struct Account {
-    used: Totals,
+    used: ModelUsage,
     /// Tokens and cost reserved by admitted requests that have not been settled yet.
     reserved_tokens: u64,
     reserved_cost: u64,
@@ -379,7 +348,7 @@ impl Registry {
     }
 
     /// What the execution's requests used since it was registered.
-    pub fn execution_totals(&self, execution: ExecutionId) -> Totals {
+    pub fn execution_totals(&self, execution: ExecutionId) -> ModelUsage {
         self.lock()
             .executions
             .get(&execution)
@@ -389,7 +358,7 @@ impl Registry {
 
     /// What the tree used, as far as this registry knows (baselines included), while any of
     /// its executions is registered.
-    pub fn tree_totals(&self, root: TaskId) -> Totals {
+    pub fn tree_totals(&self, root: TaskId) -> ModelUsage {
         self.lock()
             .trees
             .get(&root)
@@ -398,7 +367,7 @@ impl Registry {
     }
 
     /// What the agent used today (UTC), baselines included.
-    pub fn agent_day_totals(&self, agent: &str) -> Totals {
+    pub fn agent_day_totals(&self, agent: &str) -> ModelUsage {
         let today = day_of(self.clock.now());
         self.lock()
             .agent_days
@@ -409,7 +378,7 @@ impl Registry {
 
     /// Adds one request's usage to the execution's, the tree's and the agent's day totals.
     #[cfg(test)]
-    pub(crate) fn record(&self, identity: &Identity, used: &Totals) {
+    pub(crate) fn record(&self, identity: &Identity, used: &ModelUsage) {
         let today = day_of(self.clock.now());
         let mut state = self.lock();
         add_usage(&mut state, identity, today, used);
@@ -545,11 +514,11 @@ impl Registry {
     }
 
     /// Replaces a reservation by what the request really used, once; later calls do nothing.
-    pub(crate) fn settle(&self, reservation: &mut Reservation, used: &Totals) {
+    pub(crate) fn settle(&self, reservation: &mut Reservation, used: &ModelUsage) {
         self.release(reservation, Some(used));
     }
 
-    fn release(&self, reservation: &mut Reservation, used: Option<&Totals>) {
+    fn release(&self, reservation: &mut Reservation, used: Option<&ModelUsage>) {
         if std::mem::replace(&mut reservation.settled, true) {
             return;
         }
@@ -637,7 +606,7 @@ impl Registry {
     }
 }
 
-fn add_usage(state: &mut State, identity: &Identity, today: i64, used: &Totals) {
+fn add_usage(state: &mut State, identity: &Identity, today: i64, used: &ModelUsage) {
     if let Some(account) = state.executions.get_mut(&identity.execution) {
         account.used.add(used);
     }
@@ -668,8 +637,8 @@ mod tests {
         }
     }
 
-    fn used(tokens: u64, cost: u64) -> Totals {
-        Totals {
+    fn used(tokens: u64, cost: u64) -> ModelUsage {
+        ModelUsage {
             requests: 1,
             input_tokens: tokens,
             output_tokens: 0,
@@ -740,7 +709,10 @@ mod tests {
             over.reason
         );
         assert_eq!(registry.tree_totals(TaskId(20)).cost_micros, 1_000);
-        assert_eq!(registry.execution_totals(ExecutionId(3)), Totals::default());
+        assert_eq!(
+            registry.execution_totals(ExecutionId(3)),
+            ModelUsage::default()
+        );
     }
 
     #[test]
@@ -770,7 +742,7 @@ mod tests {
         let (_, end) = day_bounds(T0);
         clock.set(end);
         assert!(registry.check(&a).is_ok(), "a new day, a new budget");
-        assert_eq!(registry.agent_day_totals("claude"), Totals::default());
+        assert_eq!(registry.agent_day_totals("claude"), ModelUsage::default());
     }
 
     #[test]
@@ -810,7 +782,10 @@ mod tests {
         assert_eq!(registry.revoke("tok-a"), Some(a.clone()));
         assert!(registry.identity("tok-a").is_none());
         assert_eq!(registry.revoke("tok-a"), None);
-        assert_eq!(registry.execution_totals(ExecutionId(1)), Totals::default());
+        assert_eq!(
+            registry.execution_totals(ExecutionId(1)),
+            ModelUsage::default()
+        );
         // A stream that ends after the revoke is still counted for the agent's day.
         registry.record(&a, &used(5, 1));
         assert_eq!(registry.agent_day_totals("claude").requests, 2);

@@ -22,7 +22,7 @@ use crate::config::{ApiKey, Limits, ModelRoute, Options, ProviderKind, RetryPoli
 use crate::meter::Meter;
 use crate::notice::{Fallback, Notice, ProviderPaused, ProviderThrottled, Waiting};
 use crate::provider::{Place, ProviderState};
-use crate::registry::{Admission, Estimate, Identity, Registry, Reservation, Totals};
+use crate::registry::{Admission, Estimate, Identity, ModelUsage, Registry, Reservation};
 use crate::retry;
 use crate::wire::{
     Api, ENDPOINTS, OutputCap, Refusal, Request, Shape, estimate_input_tokens, stream_error,
@@ -878,7 +878,7 @@ async fn call_model(
                 Err(message) => {
                     shared
                         .registry
-                        .settle(&mut { reservation }, &Totals::default());
+                        .settle(&mut { reservation }, &ModelUsage::default());
                     return refuse(shape, Refusal::BadRequest, &message);
                 }
             },
@@ -1088,7 +1088,7 @@ impl Job {
                 // Providers do not bill refused requests.
                 shared
                     .registry
-                    .settle(&mut self.reservation, &Totals::default());
+                    .settle(&mut self.reservation, &ModelUsage::default());
                 let reason = paused.describe();
                 let _ = head.send(JobEnd::OutOfQuota { permit, reason });
                 return;
@@ -1104,7 +1104,7 @@ impl Job {
                         // generic refused-key answer would mislead: the pause is named instead.
                         shared
                             .registry
-                            .settle(&mut self.reservation, &Totals::default());
+                            .settle(&mut self.reservation, &ModelUsage::default());
                         let _ = head.send(answer(quota_refusal(self.shape, &message)));
                         return;
                     }
@@ -1115,7 +1115,7 @@ impl Job {
                 // Nothing reached the provider, or it answered nothing: nothing to charge.
                 shared
                     .registry
-                    .settle(&mut self.reservation, &Totals::default());
+                    .settle(&mut self.reservation, &ModelUsage::default());
                 let _ = head.send(answer(unreachable_provider(self.shape, upstream, &message)));
                 return;
             }
@@ -1143,7 +1143,7 @@ impl Job {
                     // Providers do not bill refused requests.
                     shared
                         .registry
-                        .settle(&mut self.reservation, &Totals::default());
+                        .settle(&mut self.reservation, &ModelUsage::default());
                     let _ = head.send(answer(refused));
                     return;
                 }
@@ -1195,7 +1195,7 @@ impl Job {
     /// Settles a reservation whose answer was never read, at these counts.
     fn charge_unread(&mut self, input: u64, output: u64) {
         let cost_micros = self.prices.cost_micros(input, output, 0);
-        let totals = Totals {
+        let totals = ModelUsage {
             requests: 1,
             input_tokens: input,
             output_tokens: output,

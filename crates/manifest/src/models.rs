@@ -11,17 +11,8 @@ use crate::agent::{at_least_one, positive_duration};
 use crate::decode::{Cx, Decode};
 use crate::yaml::{Node, Value};
 
-/// Which wire format a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    Openai,
-    Anthropic,
-    /// Any server speaking OpenAI's formats (Ollama, vLLM, LiteLLM …).
-    OpenaiCompatible,
-    /// Google's Gemini API (https://generativelanguage.googleapis.com), key in GEMINI_API_KEY.
-    Gemini,
-}
+/// Which wire format a provider speaks: the gateway's type too.
+pub use domain::ProviderKind;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -201,13 +192,22 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
             };
             let kind = match pf.value("kind") {
                 Some(k) => match String::decode(cx, k, &pf.path("kind")).as_deref() {
-                    Some("openai") => Some(ProviderKind::Openai),
-                    Some("anthropic") => Some(ProviderKind::Anthropic),
-                    Some("openai-compatible") => Some(ProviderKind::OpenaiCompatible),
-                    Some("gemini") => Some(ProviderKind::Gemini),
-                    Some(other) => {
-                        cx.error(k, &pf.path("kind"), format!("expected one of `openai`, `anthropic`, `openai-compatible`, `gemini`, found `{other}`"));
-                        None
+                    Some(name) => {
+                        let kind = ProviderKind::ALL
+                            .into_iter()
+                            .find(|kind| kind.manifest_name() == name);
+                        if kind.is_none() {
+                            let known: Vec<String> = ProviderKind::ALL
+                                .iter()
+                                .map(|kind| format!("`{}`", kind.manifest_name()))
+                                .collect();
+                            cx.error(
+                                k,
+                                &pf.path("kind"),
+                                format!("expected one of {}, found `{name}`", known.join(", ")),
+                            );
+                        }
+                        kind
                     }
                     None => None,
                 },

@@ -21,26 +21,8 @@ pub enum UsageScope {
     Since(Timestamp),
 }
 
-/// Sums over a set of model requests. Token counts follow the gateway's convention:
-/// `input_tokens` counts every input token and `cached_tokens` is the part of them read from
-/// the provider's cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ModelUsage {
-    /// How many requests were recorded.
-    pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    /// Millionths of a dollar.
-    pub cost_micros: u64,
-}
-
-impl ModelUsage {
-    /// Input and output tokens together: what a token budget counts.
-    pub fn tokens(&self) -> u64 {
-        self.input_tokens.saturating_add(self.output_tokens)
-    }
-}
+/// Sums over a set of model requests: one type for the store, the gateway and the views.
+pub use domain::ModelUsage;
 
 /// How [`Store::model_usage_grouped`](crate::Store::model_usage_grouped) groups requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,6 +42,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     let app = project.app().await?;
     let query = Status {
         engine: engine_state(project),
+        node: node_id(project),
         ..Status::default()
     };
     let view = app.ask(&Actor::command_line(), query).await?;
@@ -68,16 +69,8 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         // glance.
         let mut executions = Vec::with_capacity(view.recent.len());
         for e in &view.recent {
-            let usage = &e.usage;
             let mut value = serde_json::to_value(&e.execution)?;
-            value["model_usage"] = serde_json::json!({
-                "requests": usage.requests,
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_tokens": usage.cached_tokens,
-                "cost_micros": usage.cost_micros,
-                "cost": domain::event::dollars(usage.cost_micros),
-            });
+            value["model_usage"] = serde_json::to_value(app::UsageSums::from(e.usage))?;
             executions.push(value);
         }
         let unsandboxed: serde_json::Map<String, serde_json::Value> = relaxed
@@ -88,6 +81,13 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         for a in &view.active {
             let mut value = serde_json::to_value(&a.execution)?;
             value["interrupted"] = serde_json::json!(a.interrupted);
+            value["elsewhere"] = match &a.elsewhere {
+                Some(lease) => serde_json::json!({
+                    "node": lease.node,
+                    "lease_left_ms": lease.until.0.saturating_sub(view.now.0),
+                }),
+                None => serde_json::Value::Null,
+            };
             active.push(value);
         }
         json(&serde_json::json!({
@@ -179,7 +179,14 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                         Some((agency, _)) => format!("{} ({})", e.agent, agency.name),
                         None => e.agent.clone(),
                     },
-                    if a.interrupted {
+                    if let Some(lease) = &a.elsewhere {
+                        format!(
+                            "{} on node {} (lease {} s left)",
+                            e.state,
+                            lease.node,
+                            (lease.until.0.saturating_sub(view.now.0) + 999) / 1000
+                        )
+                    } else if a.interrupted {
                         "interrupted".to_string()
                     } else {
                         e.state.to_string()

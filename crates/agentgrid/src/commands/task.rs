@@ -137,14 +137,14 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                     );
                 }
                 let u = &detail.usage;
-                if u.requests > 0 {
+                if u.counts.requests > 0 {
                     outln!(
                         "  cost:      {} ({} request(s); tokens: {} in, {} of them cached, {} out)",
                         u.cost,
-                        u.requests,
-                        u.input_tokens,
-                        u.cached_tokens,
-                        u.output_tokens
+                        u.counts.requests,
+                        u.counts.input_tokens,
+                        u.counts.cached_tokens,
+                        u.counts.output_tokens
                     );
                 }
                 if let Some(v) = &detail.last_validation {
@@ -492,14 +492,31 @@ fn read_input(file: &std::path::Path) -> anyhow::Result<(String, String)> {
             .map_err(|e| user_error(format!("cannot read standard input: {e}")))?;
         Ok(("standard input".into(), text))
     } else {
-        let text = std::fs::read_to_string(file).map_err(|e| {
+        let bytes = std::fs::read(file).map_err(|e| {
             user_error(format!(
                 "cannot read {}: {e}; give a file of JSON lines, or `-` for standard input",
                 file.display()
             ))
         })?;
-        Ok((file.display().to_string(), text))
+        let name = file.display().to_string();
+        let text = utf8_text(&name, bytes)?;
+        Ok((name, text))
     }
+}
+
+/// `bytes` as text, or an error naming the line and column of the first byte that is not
+/// UTF-8, with the decoder's own error as its cause.
+fn utf8_text(name: &str, bytes: Vec<u8>) -> Result<String, app::Error> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = 1 + good.iter().filter(|&&b| b == b'\n').count();
+        let line_start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let column = 1 + String::from_utf8_lossy(&good[line_start..]).chars().count();
+        app::Error::invalid_because(
+            format!("{name}:{line}:{column}: not UTF-8 text, so nothing was imported"),
+            e.utf8_error(),
+        )
+    })
 }
 
 /// How far the task's branch is from its base, and the base's name; `None` when the task has

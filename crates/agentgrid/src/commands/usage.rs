@@ -39,10 +39,10 @@ pub async fn usage(project: &Project, by: UsageBy, as_json: bool) -> anyhow::Res
             row.push(clip(title.unwrap_or(""), 40));
         }
         row.extend([
-            u.requests.to_string(),
-            u.input_tokens.to_string(),
-            u.cached_tokens.to_string(),
-            u.output_tokens.to_string(),
+            u.counts.requests.to_string(),
+            u.counts.input_tokens.to_string(),
+            u.counts.cached_tokens.to_string(),
+            u.counts.output_tokens.to_string(),
             u.cost.clone(),
         ]);
         row

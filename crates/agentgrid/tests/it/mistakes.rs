@@ -365,3 +365,24 @@ fn the_example_agent_left_as_init_wrote_it_is_named_before_it_fails() {
         stderr(&out)
     );
 }
+
+/// An import file that is not UTF-8 is refused with the file, line and column of the first bad
+/// byte (what and where) followed by the decoder's own error (why), and imports nothing.
+#[test]
+fn an_import_that_is_not_utf8_names_the_line_and_column_and_the_cause() {
+    let repo = Repo::with_agents(&[("writer", &agent("writer", "true", ""))]);
+    std::fs::write(
+        repo.path().join("tasks.jsonl"),
+        b"{\"title\": \"fine\"}\n{\"title\": \"b\xffd\"}\n",
+    )
+    .unwrap();
+    let out = repo.run(&["task", "import", "tasks.jsonl"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tasks.jsonl:2:13: not UTF-8 text, so nothing was imported: caused by invalid utf-8 sequence"),
+        "{err}"
+    );
+    let tasks = repo.json(&["task", "list", "--json"]);
+    assert_eq!(tasks, serde_json::json!([]), "nothing was imported");
+}

@@ -125,3 +125,66 @@ fn another_node_s_live_execution_is_left_alone_and_its_expired_one_taken_over() 
     assert_eq!(active[0]["lease"]["node"], "far-away");
     assert!(repo.ok(&["status"]).contains(&format!("node: {node}")));
 }
+
+/// With no engine running here, `status` tells an execution that another node runs (its lease
+/// held, not expired) from one whose node is gone (its lease expired): only the second is
+/// interrupted; the first is shown on its node with how long its lease still holds.
+#[test]
+fn status_shows_another_node_s_live_execution_on_that_node_and_only_an_expired_one_interrupted() {
+    let repo = quick_repo();
+    repo.ok(&["task", "add", "held elsewhere"]);
+    repo.ok(&["task", "add", "abandoned elsewhere"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&repo.path().join(".agentgrid/agentgrid.db")).unwrap();
+        let now = SystemClock.now();
+        let claim = |task, node: &str, from, secs| Change::CreateExecution {
+            task_id: TaskId(task),
+            kind: ExecutionKind::Work,
+            agent: "quick".into(),
+            attempt: 1,
+            lease: Some(Lease::starting(
+                node.parse().unwrap(),
+                from,
+                domain::Duration::from_secs(secs),
+            )),
+        };
+        store
+            .apply("node far-away", now, vec![claim(1, "far-away", now, 3600)])
+            .await
+            .unwrap();
+        let earlier = domain::Timestamp(now.0 - 60_000);
+        store
+            .apply("node gone", earlier, vec![claim(2, "gone", earlier, 30)])
+            .await
+            .unwrap();
+    });
+
+    let status = repo.json(&["status", "--json"]);
+    let active = status["active_executions"].as_array().unwrap();
+    assert_eq!(active.len(), 2, "{status}");
+    let held = &active[0];
+    assert_eq!(held["task_id"], 1, "{status}");
+    assert_eq!(held["interrupted"], false, "{status}");
+    assert_eq!(held["elsewhere"]["node"], "far-away", "{status}");
+    let left = held["elsewhere"]["lease_left_ms"].as_i64().unwrap();
+    assert!(left > 3_000_000 && left <= 3_600_000, "{status}");
+    let gone = &active[1];
+    assert_eq!(gone["task_id"], 2, "{status}");
+    assert_eq!(gone["interrupted"], true, "{status}");
+    assert!(gone["elsewhere"].is_null(), "{status}");
+
+    let human = repo.ok(&["status"]);
+    let row = |task: &str| {
+        human
+            .lines()
+            .find(|l| l.contains(task) && l.contains("quick"))
+            .unwrap_or_else(|| panic!("no row for {task}:\n{human}"))
+            .to_string()
+    };
+    let held_row = row("#1");
+    assert!(held_row.contains("on node far-away (lease"), "{human}");
+    assert!(held_row.contains("s left)"), "{human}");
+    assert!(!held_row.contains("interrupted"), "{human}");
+    assert!(row("#2").contains("interrupted"), "{human}");
+}

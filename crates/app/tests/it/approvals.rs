@@ -171,7 +171,9 @@ async fn bad_decisions_are_refused_and_change_nothing() {
         land_after: None,
     };
     match f.app.execute(&ada(), unknown).await {
-        Err(Error::Invalid(m)) => assert!(m.contains("approval #5 does not exist"), "{m}"),
+        Err(Error::Invalid { message: m, .. }) => {
+            assert!(m.contains("approval #5 does not exist"), "{m}")
+        }
         other => panic!("{other:?}"),
     }
     let empty = DecideApproval {
@@ -182,7 +184,7 @@ async fn bad_decisions_are_refused_and_change_nothing() {
         land_after: None,
     };
     match f.app.execute(&ada(), empty).await {
-        Err(Error::Invalid(m)) => assert!(m.contains("--feedback"), "{m}"),
+        Err(Error::Invalid { message: m, .. }) => assert!(m.contains("--feedback"), "{m}"),
         other => panic!("{other:?}"),
     }
     let question = AskApproval {

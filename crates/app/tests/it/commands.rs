@@ -20,7 +20,7 @@ async fn state(store: &store::SqliteStore, id: TaskId) -> TaskState {
 
 fn invalid(result: Result<impl std::fmt::Debug, Error>) -> String {
     match result {
-        Err(e @ (Error::Invalid(_) | Error::Refused { .. })) => e.to_string(),
+        Err(e @ (Error::Invalid { .. } | Error::Refused { .. })) => e.to_string(),
         other => panic!("expected a refused request, got {other:?}"),
     }
 }

@@ -2,7 +2,7 @@
 //! once, and totals are kept per execution, tree and agent-day.
 
 use domain::ExecutionId;
-use gateway::{Baseline, BudgetScope, Budgets, Limit, Notice, Totals, day_bounds};
+use gateway::{Baseline, BudgetScope, Budgets, Limit, ModelUsage, Notice, day_bounds};
 use modelfixture::Step;
 
 use crate::{
@@ -130,7 +130,7 @@ async fn executions_of_one_tree_share_its_cost_budget_and_totals_add_up() {
     let first = registry.execution_totals(ExecutionId(1));
     assert_eq!(
         first,
-        Totals {
+        ModelUsage {
             requests: 1,
             input_tokens: 600,
             output_tokens: 50,
@@ -164,8 +164,8 @@ async fn an_agent_day_budget_counts_what_the_store_knew_and_resets_the_next_day(
     let mut s = Setup::new(vec![Step::reply("tomorrow", 10, 10, 0)], Budgets::default()).await;
     let mut late = identity(5, 5, "night-owl", daily);
     late.baseline = Baseline {
-        tree: Totals::default(),
-        agent_day: Totals {
+        tree: ModelUsage::default(),
+        agent_day: ModelUsage {
             requests: 40,
             input_tokens: 900,
             output_tokens: 100,
