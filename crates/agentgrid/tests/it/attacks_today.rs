@@ -80,3 +80,63 @@ fn an_agency_context_symlink_out_of_the_repository_is_not_read() {
         "{prompt}"
     );
 }
+
+/// A CLI-runtime agent owns its HOME while it runs; between iterations the engine writes the
+/// CLI's configuration there again. An agent that replaced that file with a symlink to a host
+/// file must not get the host file overwritten by the engine.
+fn home_config_is_not_written_through_a_symlink(runtime: &str, config: &str) {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, "host file\n").unwrap();
+    let script = format!(
+        "if [ -f iter1 ]; then touch fixed; else touch iter1; rm -f \"$HOME/{config}\"; ln -s '{}' \"$HOME/{config}\"; fi",
+        victim.display()
+    );
+    let manifest = format!(
+        "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: coder\nspec:\n  runtime:\n    type: {runtime}\n    command: [\"sh\", \"-c\", {script:?}]\n  routing: {{default: true}}\n  limits: {{max_iterations: 2, max_attempts: 1}}\n  validation:\n    validators:\n      - {{name: fixed, run: \"test -f fixed\"}}\n"
+    );
+    let repo = Repo::with_agents(&[("coder", &manifest)]);
+    let kind = if runtime == "gemini" {
+        "gemini"
+    } else {
+        "openai"
+    };
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        format!("apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  models:\n    providers:\n      fx: {{kind: {kind}, base_url: \"http://127.0.0.1:9\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      fast: {{provider: fx, model: m, prices: {{input: 3, output: 15}}}}\n"),
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Fix it"]);
+    let out = repo
+        .cmd(&["run"])
+        .env("FIXTURE_KEY", "sk-fixture")
+        .output()
+        .unwrap();
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(
+        show.contains("iteration 2"),
+        "a second iteration ran: {}\n{}\n{show}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "host file\n",
+        "the engine wrote {runtime}'s configuration through the agent's symlink"
+    );
+}
+
+#[test]
+fn a_gemini_agent_cannot_make_the_engine_write_through_a_symlink_in_its_home() {
+    home_config_is_not_written_through_a_symlink("gemini", ".gemini/settings.json");
+}
+
+#[test]
+fn an_opencode_agent_cannot_make_the_engine_write_through_a_symlink_in_its_home() {
+    home_config_is_not_written_through_a_symlink("opencode", ".config/opencode/opencode.json");
+}
+
+#[test]
+fn a_codex_agent_cannot_make_the_engine_write_through_a_symlink_in_its_home() {
+    home_config_is_not_written_through_a_symlink("codex", ".codex/config.toml");
+}
