@@ -2,8 +2,8 @@
 //! each delivery), acknowledging, sweeping what can never be delivered, and the views.
 //!
 //! The rule about who may write to whom lives here: an agent writes to agents, roles,
-//! agencies, topics, everyone and people freely, but to one execution only when it works on
-//! the same task, its parent or one of its sub-tasks; it reads only its own inbox and
+//! agencies, topics, everyone and people freely, but to one execution or one task (`task:ID`)
+//! only when it works on the same task, its parent or one of its sub-tasks; it reads only its own inbox and
 //! acknowledges only what was delivered to it. Everything else (payload shapes, bounds per
 //! sender, coalescing, fencing and time to live) is the tracker's.
 
@@ -38,8 +38,10 @@ impl Command for SendMessage {
             let sender = app.active_execution(*id).await?;
             message.sender_execution = Some(*id);
             message.task = Some(sender.task_id);
-            if let Receiver::Execution(to) = message.receiver {
-                app.authorize_execution_receiver(&sender, to).await?;
+            match message.receiver {
+                Receiver::Execution(to) => app.authorize_execution_receiver(&sender, to).await?,
+                Receiver::Task(to) => app.authorize_task_receiver(&sender, to).await?,
+                _ => {}
             }
         }
         let applied = app.apply(actor, vec![Change::SendMessage(message)]).await?;
@@ -256,12 +258,7 @@ impl App {
         let Some(receiver) = self.store.execution(to).await? else {
             return Err(Error::Invalid(format!("execution #{to} does not exist")));
         };
-        if receiver.task_id == sender.task_id {
-            return Ok(());
-        }
-        let mine = self.find(sender.task_id).await?;
-        let theirs = self.find(receiver.task_id).await?;
-        if mine.parent == Some(theirs.id) || theirs.parent == Some(mine.id) {
+        if self.in_family(sender.task_id, receiver.task_id).await? {
             return Ok(());
         }
         Err(Error::Invalid(format!(
@@ -269,5 +266,32 @@ impl App {
              which is neither its task, its parent nor one of its sub-tasks",
             sender.id, sender.task_id, receiver.task_id
         )))
+    }
+
+    /// A message to `task:ID` reaches whichever execution of that task reads next, so an agent
+    /// writes to a task under the same rule as to one of its executions.
+    async fn authorize_task_receiver(
+        &self,
+        sender: &domain::Execution,
+        to: domain::TaskId,
+    ) -> Result<(), Error> {
+        if self.in_family(sender.task_id, to).await? {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "execution #{} works on task #{} and may not write to task #{to}, which is neither \
+             its task, its parent nor one of its sub-tasks",
+            sender.id, sender.task_id
+        )))
+    }
+
+    /// Whether `theirs` is `mine`, its parent or one of its sub-tasks.
+    async fn in_family(&self, mine: domain::TaskId, theirs: domain::TaskId) -> Result<bool, Error> {
+        if mine == theirs {
+            return Ok(true);
+        }
+        let mine = self.find(mine).await?;
+        let theirs = self.find(theirs).await?;
+        Ok(mine.parent == Some(theirs.id) || theirs.parent == Some(mine.id))
     }
 }

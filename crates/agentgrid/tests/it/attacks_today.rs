@@ -140,3 +140,32 @@ fn an_opencode_agent_cannot_make_the_engine_write_through_a_symlink_in_its_home(
 fn a_codex_agent_cannot_make_the_engine_write_through_a_symlink_in_its_home() {
     home_config_is_not_written_through_a_symlink("codex", ".codex/config.toml");
 }
+
+/// `task:ID` reaches whichever execution of that task reads next: an agent writes there only
+/// within its family of tasks, as it does to one execution, not into an unrelated task's prompt.
+#[test]
+fn an_agent_cannot_write_into_an_unrelated_tasks_inbox() {
+    let script = "if [ \"$AGENTGRID_TASK_ID\" = 1 ]; then agentgrid ctl msg send --to task:2 --type STATUS --payload '{\"text\": \"INJECTED\"}' > sent.txt 2>&1; echo \"rc=$?\" >> sent.txt; agentgrid ctl msg send --to task:1 --type STATUS --payload '{\"text\": \"mine\"}' >> sent.txt 2>&1; echo \"rc=$?\" >> sent.txt; fi";
+    let repo = Repo::with_agents(&[(
+        "coder",
+        &agent(
+            "coder",
+            script,
+            "  routing: {default: true}\n  limits: {max_attempts: 1}\n",
+        ),
+    )]);
+    repo.ok(&["task", "add", "One"]);
+    repo.ok(&["task", "add", "Two"]);
+    repo.ok(&["run"]);
+    let sent = repo.git(&["show", "agentgrid/task-1:sent.txt"]);
+    assert!(
+        sent.contains("may not write to task #2") && sent.contains("rc=2"),
+        "{sent}"
+    );
+    assert!(
+        sent.trim_end().ends_with("rc=0"),
+        "its own task is fine: {sent}"
+    );
+    let list = repo.ok(&["msg", "list", "--json"]);
+    assert!(!list.contains("INJECTED"), "{list}");
+}
