@@ -126,6 +126,39 @@ fn read_context_file(root: &Path, rel: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The scheduler's view of every agency, in the order the project declares them.
+pub fn policies(project: &Project) -> Vec<AgencyPolicy> {
+    project
+        .agencies
+        .iter()
+        .map(|a| {
+            let spec = a.spec();
+            AgencyPolicy {
+                name: a.name.clone(),
+                labels: spec.labels.clone(),
+                capabilities: spec.capabilities.clone(),
+                coordinator: spec.coordinator.clone(),
+                specialists: spec
+                    .specialists
+                    .iter()
+                    .map(|s| SpecialistPolicy {
+                        capabilities: s.capabilities.clone(),
+                        cost: s.cost,
+                        ..SpecialistPolicy::new(s.agent.clone(), s.role.clone())
+                    })
+                    .collect(),
+                concurrency: spec.limits.concurrency,
+                mode: match spec.routing {
+                    AgencyRouting::Rule => RoutingMode::Rule,
+                    AgencyRouting::ContractNet => RoutingMode::ContractNet {
+                        deadline: spec.bid_deadline,
+                    },
+                },
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,37 +199,4 @@ mod tests {
         let err = read_context_file(&root, Path::new("fifo")).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
     }
-}
-
-/// The scheduler's view of every agency, in the order the project declares them.
-pub fn policies(project: &Project) -> Vec<AgencyPolicy> {
-    project
-        .agencies
-        .iter()
-        .map(|a| {
-            let spec = a.spec();
-            AgencyPolicy {
-                name: a.name.clone(),
-                labels: spec.labels.clone(),
-                capabilities: spec.capabilities.clone(),
-                coordinator: spec.coordinator.clone(),
-                specialists: spec
-                    .specialists
-                    .iter()
-                    .map(|s| SpecialistPolicy {
-                        capabilities: s.capabilities.clone(),
-                        cost: s.cost,
-                        ..SpecialistPolicy::new(s.agent.clone(), s.role.clone())
-                    })
-                    .collect(),
-                concurrency: spec.limits.concurrency,
-                mode: match spec.routing {
-                    AgencyRouting::Rule => RoutingMode::Rule,
-                    AgencyRouting::ContractNet => RoutingMode::ContractNet {
-                        deadline: spec.bid_deadline,
-                    },
-                },
-            }
-        })
-        .collect()
 }
