@@ -229,7 +229,12 @@ pub fn inbox_text(messages: &[Message]) -> Option<String> {
             if let Some(c) = &m.correlation {
                 line.push_str(&format!(" [re {}]", domain::text::one_line(c)));
             }
-            line.push_str(&format!(": {}", m.payload));
+            // JSON escapes the C0 controls only: C1 controls, bidi overrides and U+2028/U+2029
+            // in the payload's strings could still start a line of their own in the prompt.
+            line.push_str(&format!(
+                ": {}",
+                domain::text::one_line(&m.payload.to_string())
+            ));
             line
         })
         .collect();
