@@ -205,3 +205,52 @@ fn a_message_cannot_break_out_of_its_line_in_the_next_prompt() {
         "a terminal escape reached the prompt: {prompt}"
     );
 }
+
+/// An agent starts a workflow on its own task, in a loop: one run at a time; the run's command
+/// state runs sandboxed, with agentgrid's environment only (no execution token), and cannot
+/// write to the host.
+#[test]
+fn an_agents_workflow_runs_once_at_a_time_sandboxed_and_without_its_token() {
+    let outside = tempfile::tempdir().unwrap();
+    let marker = outside.path().join("written-by-the-workflow");
+    let starter = agent(
+        "starter",
+        "ok=0; for i in 1 2 3 4 5 6 7 8 9 10; do agentgrid ctl workflow start probe >/dev/null 2>>refused.txt && ok=$((ok+1)); done; echo \"started=$ok\" > started.txt; agentgrid ctl complete --summary started",
+        "  routing: {default: true}\n",
+    );
+    let repo = Repo::with_agents(&[("starter", &starter)]);
+    let dir = repo.path().join(".agentgrid/workflows");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("probe.yaml"),
+        format!(
+            "apiVersion: agentgrid.dev/v1\nkind: Workflow\nmetadata: {{name: probe}}\nspec:\n  start: probe\n  states:\n    probe:\n      run: [sh, -c, 'sleep 1; env | sort; touch {} && echo WROTE-THE-HOST; exit 1']\n      on: [{{when: succeeded, to: ok}}, {{to: bad}}]\n    ok: {{end: succeeded}}\n    bad: {{end: failed}}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    repo.ok(&["task", "add", "Probe"]);
+    repo.ok(&["run"]);
+
+    let started = repo.git(&["show", "agentgrid/task-1:started.txt"]);
+    assert_eq!(started.trim(), "started=1", "one run at a time per task");
+    let refused = repo.git(&["show", "agentgrid/task-1:refused.txt"]);
+    assert!(
+        refused.contains("a task runs one workflow at a time"),
+        "{refused}"
+    );
+    let runs = repo.json(&["workflow", "list", "--all", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
+    let run = repo.json(&["workflow", "show", "W1", "--json"]);
+    let notes = format!("{run}\n{}", repo.ok(&["events", "--task", "1", "--json"]));
+    assert!(
+        !marker.exists(),
+        "the workflow's command wrote to the host: {notes}"
+    );
+    assert!(!notes.contains("AGENTGRID_TOKEN"), "{notes}");
+    assert!(!notes.contains("AGENTGRID_SOCKET"), "{notes}");
+    assert!(
+        notes.contains("AGENTGRID_TASK_ID=1") || notes.contains("sandbox"),
+        "the command ran (sandboxed) or was refused for want of a sandbox: {notes}"
+    );
+}
