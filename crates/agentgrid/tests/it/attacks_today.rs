@@ -254,3 +254,41 @@ fn an_agents_workflow_runs_once_at_a_time_sandboxed_and_without_its_token() {
         "the command ran (sandboxed) or was refused for want of a sandbox: {notes}"
     );
 }
+
+/// An agent acknowledges only messages meant for it: not another agent's, not one for an
+/// execution of another task, and it reads only its own inbox.
+#[test]
+fn an_agent_cannot_acknowledge_or_read_another_agents_messages() {
+    let thief = agent(
+        "thief",
+        "for m in M1 M2; do agentgrid ctl msg ack $m >> acks.txt 2>&1; echo \"rc=$?\" >> acks.txt; done; agentgrid ctl msg inbox > inbox.txt 2>&1; agentgrid ctl complete --summary tried",
+        "  routing: {default: true}\n",
+    );
+    let victim = agent("victim", "agentgrid ctl complete --summary idle", "");
+    let repo = Repo::with_agents(&[("thief", &thief), ("victim", &victim)]);
+    repo.ok(&["task", "add", "Steal", "--agent", "thief"]);
+    repo.ok(&["task", "add", "Work", "--agent", "victim"]);
+    for to in ["agent:victim", "task:2"] {
+        repo.ok(&[
+            "msg",
+            "send",
+            "--to",
+            to,
+            "--type",
+            "STATUS",
+            "--payload",
+            r#"{"text": "SECRET-NOTE"}"#,
+        ]);
+    }
+    repo.ok(&["run"]);
+    let acks = repo.git(&["show", "agentgrid/task-1:acks.txt"]);
+    assert!(!acks.contains("rc=0"), "{acks}");
+    assert!(acks.contains("is for agent:victim"), "{acks}");
+    assert!(acks.contains("is for task:2"), "{acks}");
+    let inbox = repo.git(&["show", "agentgrid/task-1:inbox.txt"]);
+    assert!(!inbox.contains("SECRET-NOTE"), "{inbox}");
+    let list = repo.json(&["msg", "list", "--json"]);
+    for m in list.as_array().unwrap() {
+        assert_ne!(m["state"], "acked", "{m}");
+    }
+}
