@@ -2,8 +2,8 @@
 //! each delivery), acknowledging, sweeping what can never be delivered, and the views.
 //!
 //! The rule about who may write to whom lives here: an agent writes to agents, roles,
-//! agencies, topics, everyone and people freely, but to one execution only when it works on
-//! the same task, its parent or one of its sub-tasks; it reads only its own inbox and
+//! agencies, topics, everyone and people freely, but to one execution or one task (`task:ID`)
+//! only when it works on the same task, its parent or one of its sub-tasks; it reads only its own inbox and
 //! acknowledges only what was delivered to it. Everything else (payload shapes, bounds per
 //! sender, coalescing, fencing and time to live) is the tracker's.
 
@@ -38,8 +38,10 @@ impl Command for SendMessage {
             let sender = app.active_execution(*id).await?;
             message.sender_execution = Some(*id);
             message.task = Some(sender.task_id);
-            if let Receiver::Execution(to) = message.receiver {
-                app.authorize_execution_receiver(&sender, to).await?;
+            match message.receiver {
+                Receiver::Execution(to) => app.authorize_execution_receiver(&sender, to).await?,
+                Receiver::Task(to) => app.authorize_task_receiver(&sender, to).await?,
+                _ => {}
             }
         }
         let applied = app.apply(actor, vec![Change::SendMessage(message)]).await?;
@@ -225,7 +227,12 @@ pub fn inbox_text(messages: &[Message]) -> Option<String> {
             if let Some(c) = &m.correlation {
                 line.push_str(&format!(" [re {}]", domain::text::one_line(c)));
             }
-            line.push_str(&format!(": {}", m.payload));
+            // JSON escapes the C0 controls only: C1 controls, bidi overrides and U+2028/U+2029
+            // in the payload's strings could still start a line of their own in the prompt.
+            line.push_str(&format!(
+                ": {}",
+                domain::text::one_line(&m.payload.to_string())
+            ));
             line
         })
         .collect();
@@ -254,12 +261,7 @@ impl App {
         let Some(receiver) = self.store.execution(to).await? else {
             return Err(Error::invalid(format!("execution #{to} does not exist")));
         };
-        if receiver.task_id == sender.task_id {
-            return Ok(());
-        }
-        let mine = self.find(sender.task_id).await?;
-        let theirs = self.find(receiver.task_id).await?;
-        if mine.parent == Some(theirs.id) || theirs.parent == Some(mine.id) {
+        if self.in_family(sender.task_id, receiver.task_id).await? {
             return Ok(());
         }
         Err(Error::invalid(format!(
@@ -267,5 +269,32 @@ impl App {
              which is neither its task, its parent nor one of its sub-tasks",
             sender.id, sender.task_id, receiver.task_id
         )))
+    }
+
+    /// A message to `task:ID` reaches whichever execution of that task reads next, so an agent
+    /// writes to a task under the same rule as to one of its executions.
+    async fn authorize_task_receiver(
+        &self,
+        sender: &domain::Execution,
+        to: domain::TaskId,
+    ) -> Result<(), Error> {
+        if self.in_family(sender.task_id, to).await? {
+            return Ok(());
+        }
+        Err(Error::Invalid(format!(
+            "execution #{} works on task #{} and may not write to task #{to}, which is neither \
+             its task, its parent nor one of its sub-tasks",
+            sender.id, sender.task_id
+        )))
+    }
+
+    /// Whether `theirs` is `mine`, its parent or one of its sub-tasks.
+    async fn in_family(&self, mine: domain::TaskId, theirs: domain::TaskId) -> Result<bool, Error> {
+        if mine == theirs {
+            return Ok(true);
+        }
+        let mine = self.find(mine).await?;
+        let theirs = self.find(theirs).await?;
+        Ok(mine.parent == Some(theirs.id) || theirs.parent == Some(mine.id))
     }
 }

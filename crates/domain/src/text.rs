@@ -55,7 +55,9 @@ pub fn score_against(score: f64, threshold: f64) -> String {
 /// Whether `c` must never reach a terminal as it is: C0 and C1 controls, DEL, and the
 /// bidirectional embedding, override and isolate characters.
 fn is_unsafe(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    // U+2028 and U+2029 are not control characters, but break a line for many readers.
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{2028}' | '\u{2029}')
 }
 
 /// The text with every control character escaped (`\n`, `\t`, `\x1b`, `\u{202e}`), for a value
@@ -145,6 +147,11 @@ mod tests {
             "red \\x1b[31mtext\\x1b]0;owned\\x07"
         );
         assert_eq!(one_line("a\nb\rc\td"), "a\\nb\\rc\\td");
+        for separator in ['\u{2028}', '\u{2029}', '\u{85}'] {
+            let text = format!("a{separator}b");
+            assert!(!one_line(&text).contains(separator), "{separator:?}");
+            assert!(!multi_line(&text).contains(separator), "{separator:?}");
+        }
         assert_eq!(multi_line("a\nb\rc\td\x1b"), "a\nb\\rc\td\\x1b");
         assert_eq!(one_line("\u{9b}31m"), "\\x9b31m", "C1 controls too");
         assert_eq!(one_line("abc\u{202e}fed"), "abc\\u{202e}fed");

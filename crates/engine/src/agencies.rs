@@ -14,13 +14,15 @@ const CONTEXT_FILE_LIMIT: usize = 64 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct Agencies {
     members: HashMap<String, Member>,
+    /// The repository root the context paths are relative to.
+    root: PathBuf,
 }
 
 #[derive(Debug, Clone)]
 struct Member {
     agency: String,
     role: String,
-    /// Each file's path as written and where it is on disk.
+    /// Each file's path as written and that path relative to the repository root.
     context: Vec<(String, PathBuf)>,
 }
 
@@ -32,7 +34,7 @@ impl Agencies {
                 .spec()
                 .context
                 .iter()
-                .map(|p| (p.clone(), repo_root.join(p)))
+                .map(|p| (p.clone(), PathBuf::from(p)))
                 .collect();
             for (agent, role) in agency.members() {
                 members.insert(
@@ -45,7 +47,10 @@ impl Agencies {
                 );
             }
         }
-        Agencies { members }
+        // The checked-out tree holds files agents wrote (merged work), so a context file is
+        // read only inside it: the root as it really is, with no link followed out of it.
+        let root = std::fs::canonicalize(repo_root).unwrap_or_else(|_| repo_root.to_path_buf());
+        Agencies { members, root }
     }
 
     /// What `agent`'s prompt sees of its agency, read now so that memory files written by an
@@ -55,7 +60,7 @@ impl Agencies {
         let mut context = String::new();
         for (name, path) in &member.context {
             context.push_str(&format!("## {name}\n"));
-            match std::fs::read(path) {
+            match read_context_file(&self.root, path) {
                 Ok(bytes) => {
                     let cut = bytes.len() > CONTEXT_FILE_LIMIT;
                     let text =
@@ -77,6 +82,48 @@ impl Agencies {
             context,
         })
     }
+}
+
+/// Reads at most one byte past [`CONTEXT_FILE_LIMIT`] of the context file `rel` under `root`,
+/// which files an agent wrote may have reached (merged work in the checked-out tree): the file
+/// must really be inside `root` (no symlink, of the file or a directory above it, leads out),
+/// be a regular file (not a FIFO, which would block the engine, nor a device such as
+/// `/dev/zero`, which never ends), and is opened without following a final symlink and without
+/// blocking, then checked again through the descriptor so that a swap after the check is caught.
+fn read_context_file(root: &Path, rel: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let outside = || {
+        Error::new(
+            ErrorKind::PermissionDenied,
+            "it leads out of the repository (a symlink); only files inside it are read",
+        )
+    };
+    let real = std::fs::canonicalize(root.join(rel))?;
+    if !real.starts_with(root) {
+        return Err(outside());
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&real)?;
+    if !file.metadata()?.is_file() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file; only regular files are read",
+        ));
+    }
+    {
+        use std::os::fd::AsRawFd;
+        let opened = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        if !opened.starts_with(root) {
+            return Err(outside());
+        }
+    }
+    let mut bytes = Vec::new();
+    file.take(CONTEXT_FILE_LIMIT as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The scheduler's view of every agency, in the order the project declares them.
@@ -110,4 +157,46 @@ pub fn policies(project: &Project) -> Vec<AgencyPolicy> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        (dir, root)
+    }
+
+    #[test]
+    fn a_regular_file_inside_is_read_and_bounded() {
+        let (_dir, root) = root();
+        std::fs::write(root.join("a.md"), vec![b'x'; CONTEXT_FILE_LIMIT * 3]).unwrap();
+        let bytes = read_context_file(&root, Path::new("a.md")).unwrap();
+        assert_eq!(bytes.len(), CONTEXT_FILE_LIMIT + 1);
+        std::fs::create_dir(root.join("docs")).unwrap();
+        std::os::unix::fs::symlink("../a.md", root.join("docs/link.md")).unwrap();
+        assert!(read_context_file(&root, Path::new("docs/link.md")).is_ok());
+    }
+
+    #[test]
+    fn links_out_fifos_and_devices_are_refused_without_blocking() {
+        let (_dir, root) = root();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.join("file")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("dir")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", root.join("zero")).unwrap();
+        for name in ["file", "dir/secret", "zero"] {
+            let err = read_context_file(&root, Path::new(name)).unwrap_err();
+            assert!(
+                err.to_string().contains("out of the repository"),
+                "{name}: {err}"
+            );
+        }
+        nix::unistd::mkfifo(&root.join("fifo"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let err = read_context_file(&root, Path::new("fifo")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
 }

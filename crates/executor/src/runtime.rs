@@ -100,6 +100,49 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Writes a CLI's configuration file at `rel` (a relative path of plain names) under an
+/// execution's `home`. The agent owns that home while it runs and the engine writes there
+/// again before each iteration, so nothing the agent left there is followed: a symlink or file
+/// where a directory belongs, and whatever is at the file's place, are removed first, and the
+/// file is created anew, refusing a final symlink.
+pub(crate) fn write_home_file(home: &Path, rel: &str, contents: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let rel = Path::new(rel);
+    let mut at = home.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    let Some((file, dirs)) = parts.split_last() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "a configuration file needs a name",
+        ));
+    };
+    for part in dirs {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(_) => std::fs::remove_file(&at)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::create_dir(&at)?;
+    }
+    at.push(file);
+    match std::fs::symlink_metadata(&at) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(&at)?,
+        Ok(_) => std::fs::remove_file(&at)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(&at)?;
+    out.write_all(contents)?;
+    Ok(at)
+}
+
 /// Reads one process's output, a line at a time, into events.
 pub trait Parser: Send {
     /// The events one line of standard output says; `at` is when it arrived.

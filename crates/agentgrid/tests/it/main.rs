@@ -4,6 +4,7 @@ mod agencies;
 mod agent_side;
 mod answers;
 mod approvals;
+mod attacks_today;
 mod bounds;
 mod budget;
 mod builtin;

@@ -93,13 +93,12 @@ impl Adapter for Codex {
         _invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
         let codex_home = home.join(".codex");
-        std::fs::create_dir_all(&codex_home)?;
         let base_url = env
             .iter()
             .rev()
             .find(|(k, _)| k == "OPENAI_BASE_URL")
             .map(|(_, v)| v.as_str());
-        std::fs::write(codex_home.join("config.toml"), config_toml(base_url))?;
+        super::write_home_file(home, ".codex/config.toml", config_toml(base_url).as_bytes())?;
         Ok(vec![(
             "CODEX_HOME".to_string(),
             codex_home.display().to_string(),

@@ -87,11 +87,8 @@ impl Adapter for Gemini {
         _env: &[(String, String)],
         _invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
-        let dir = home.join(".gemini");
-        std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("settings.json"), SETTINGS)?;
-        let system = dir.join("system-settings.json");
-        std::fs::write(&system, "{}\n")?;
+        super::write_home_file(home, ".gemini/settings.json", SETTINGS.as_bytes())?;
+        let system = super::write_home_file(home, ".gemini/system-settings.json", b"{}\n")?;
         Ok(vec![
             // Where it keeps `.gemini` (settings, sessions, history): the execution's HOME,
             // whatever the engine's environment said.

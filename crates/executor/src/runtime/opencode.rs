@@ -90,15 +90,16 @@ impl Adapter for OpenCode {
         env: &[(String, String)],
         invocation: &Invocation<'_>,
     ) -> std::io::Result<Vec<(String, String)>> {
-        let dir = home.join(".config").join("opencode");
-        std::fs::create_dir_all(&dir)?;
         let base_url = env
             .iter()
             .rev()
             .find(|(k, _)| k == "OPENAI_BASE_URL")
             .map_or("", |(_, v)| v.as_str());
-        let file = dir.join("opencode.json");
-        std::fs::write(&file, config(base_url, invocation.model))?;
+        let file = super::write_home_file(
+            home,
+            ".config/opencode/opencode.json",
+            config(base_url, invocation.model).as_bytes(),
+        )?;
         Ok(vec![
             ("OPENCODE_CONFIG".into(), file.display().to_string()),
             // Its state and caches: the execution's HOME, whatever the engine's XDG dirs.
