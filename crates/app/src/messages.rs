@@ -281,7 +281,7 @@ impl App {
         if self.in_family(sender.task_id, to).await? {
             return Ok(());
         }
-        Err(Error::Invalid(format!(
+        Err(Error::invalid(format!(
             "execution #{} works on task #{} and may not write to task #{to}, which is neither \
              its task, its parent nor one of its sub-tasks",
             sender.id, sender.task_id
