@@ -137,3 +137,70 @@ fn aider_reporting_an_api_error_fails_the_execution_with_the_reason() {
     );
     assert_no_key_anywhere(&repo);
 }
+
+/// An Aider whose virtualenv was made from an interpreter under the home (pyenv's, say): the
+/// sandbox shows the virtualenv, not that interpreter, and `validate` says so before any run.
+/// The virtualenv is made by hand, so this runs everywhere.
+#[test]
+fn validate_names_an_aider_interpreter_under_a_hidden_home() {
+    let home = tempfile::tempdir().unwrap();
+    let tools = tempfile::tempdir().unwrap();
+    let base = home.path().join(".pyenv/versions/3.11.7/bin");
+    std::fs::create_dir_all(&base).unwrap();
+    let python = base.join("python3.11");
+    std::fs::write(&python, "#!/bin/sh\nexit 0\n").unwrap();
+    let venv = tools.path().join("aider-venv");
+    std::fs::create_dir_all(venv.join("bin")).unwrap();
+    std::fs::write(
+        venv.join("pyvenv.cfg"),
+        format!("home = {}\n", base.display()),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&python, venv.join("bin/python3")).unwrap();
+    let aider = venv.join("bin/aider");
+    std::fs::write(
+        &aider,
+        format!("#!{}\nimport aider\n", venv.join("bin/python3").display()),
+    )
+    .unwrap();
+    for file in [&python, &aider] {
+        std::fs::set_permissions(file, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
+    let manifest = format!(
+        "apiVersion: agentgrid.dev/v1\nkind: Agent\nmetadata:\n  name: coder\nspec:\n  runtime:\n    type: aider\n    command: [\"{}\"]\n  routing: {{default: true}}\n  sandbox: {{network: gateway}}\n",
+        aider.display()
+    );
+    let repo = Repo::with_agents(&[("coder", &manifest)]);
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        config_for("openai", "http://127.0.0.1:9/v1", "fast", "fx-gpt"),
+    )
+    .unwrap();
+    let out = repo
+        .cmd(&["validate"])
+        .env("HOME", home.path())
+        .env("FIXTURE_KEY", REAL_KEY)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("which the sandbox hides")
+            && err.contains(&format!(
+                "it is `{}`, inside the hidden",
+                python.canonicalize().unwrap().display()
+            )),
+        "{err}"
+    );
+    // Made from a system interpreter, the same virtualenv is fine.
+    std::fs::remove_file(venv.join("bin/python3")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", venv.join("bin/python3")).unwrap();
+    let out = repo
+        .cmd(&["validate"])
+        .env("HOME", home.path())
+        .env("FIXTURE_KEY", REAL_KEY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
