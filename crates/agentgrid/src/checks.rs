@@ -170,7 +170,7 @@ async fn repository(
 
 /// The agent's command resolves, and the interpreter of its `#!` line exists and is visible in
 /// the agent's sandbox, as the executor checks before it starts the agent. For a known CLI
-/// (`runtime.type` claude, codex, gemini, opencode) the program is the manifest's `command` or
+/// (`runtime.type` claude, codex, gemini, aider, opencode) the program is the manifest's `command` or
 /// the CLI's usual name, and it is found as the executor finds it: links followed, a wrapper
 /// replaced by the binary it starts ([`executor::runtime::resolve_program`]).
 fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) -> Option<Finding> {
@@ -198,11 +198,11 @@ fn command(root: &Path, manifests: &manifest::Project, agent: &manifest::Agent) 
                     at(&["spec", "runtime", "type"]),
                     format!(
                         "agent `{}` runs `{}`, but `{program}` is on no directory of the PATH \
-                         (`{path}`) and `runtime.command` is not set: install it (`npm install \
-                         -g {}`), or set `runtime.command` to the program's full path",
+                         (`{path}`) and `runtime.command` is not set: install it (`{}`), or \
+                         set `runtime.command` to the program's full path",
                         agent.name,
                         spec.runtime.kind.name(),
-                        adapter.package()
+                        adapter.install_hint()
                     ),
                 );
             }

@@ -615,6 +615,17 @@ async fn execute(
                 }
             }
         }
+        if let Some(parser) = parser.as_mut() {
+            for event in parser.finish() {
+                if let Some(event) = agent_events.take(event) {
+                    send(Update::Agent {
+                        id,
+                        iteration,
+                        event,
+                    });
+                }
+            }
+        }
         if let Some(event) = agent_events.dropped() {
             send(Update::Agent {
                 id,

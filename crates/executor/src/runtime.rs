@@ -11,6 +11,7 @@
 //! not the JSON it expects, and every event is bounded before it is recorded
 //! ([`AgentEvent::bounded`], [`EventSink`]).
 
+mod aider;
 mod claude;
 mod codex;
 mod gemini;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use domain::{AgentEvent, ExecutionId, Timestamp};
 use manifest::RuntimeKind;
 
+pub use aider::{Aider, virtualenv_of};
 pub use claude::Claude;
 pub use codex::Codex;
 pub use gemini::Gemini;
@@ -46,8 +48,13 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
     /// The CLI's usual program name, run when the manifest's `command` names none.
     fn program(&self) -> &'static str;
 
-    /// The npm package the CLI is installed from, for the hint when it is not found.
+    /// The package the CLI is installed from (npm's, or PyPI's for Aider).
     fn package(&self) -> &'static str;
+
+    /// The command that installs the CLI, for the hint when it is not found.
+    fn install_hint(&self) -> String {
+        format!("npm install -g {}", self.package())
+    }
 
     /// The arguments agentgrid adds after the manifest's own.
     fn args(&self, invocation: &Invocation<'_>) -> Vec<String>;
@@ -147,6 +154,12 @@ pub(crate) fn write_home_file(home: &Path, rel: &str, contents: &[u8]) -> std::i
 pub trait Parser: Send {
     /// The events one line of standard output says; `at` is when it arrived.
     fn line(&mut self, line: &str, at: Timestamp) -> Vec<AgentEvent>;
+
+    /// The events the end of the output says (for a CLI whose last word is only that it
+    /// stopped printing).
+    fn finish(&mut self) -> Vec<AgentEvent> {
+        Vec::new()
+    }
 }
 
 /// The adapter of a runtime type; `None` for `command` and for the built-in agent (whose JSON
@@ -154,6 +167,7 @@ pub trait Parser: Send {
 pub fn adapter(kind: RuntimeKind) -> Option<Box<dyn Adapter>> {
     match kind {
         RuntimeKind::Command | RuntimeKind::Builtin => None,
+        RuntimeKind::Aider => Some(Box::new(Aider)),
         RuntimeKind::Claude => Some(Box::new(Claude)),
         RuntimeKind::Codex => Some(Box::new(Codex)),
         RuntimeKind::Gemini => Some(Box::new(Gemini)),

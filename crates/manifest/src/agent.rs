@@ -109,7 +109,7 @@ fn default_prompt() -> String {
     "if" = {"required": ["type"], "properties": {"type": {"const": "builtin"}}},
     "then" = {"not": {"anyOf": [{"required": ["command"]}, {"required": ["stdin"]}]}},
     "else" = {
-        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex", "gemini", "opencode"]}}},
+        "if": {"required": ["type"], "properties": {"type": {"enum": ["claude", "codex", "gemini", "aider", "opencode"]}}},
         "then": {"not": {"required": ["stdin"]}},
         "else": {"required": ["command"], "not": {"required": ["model"]}}
     }
@@ -152,6 +152,8 @@ pub enum RuntimeKind {
     Gemini,
     /// OpenCode (`opencode run --format json`), its JSON lines read as events.
     Opencode,
+    /// Aider (`aider --message-file`), its plain text output read as events.
+    Aider,
 }
 
 impl RuntimeKind {
@@ -163,6 +165,7 @@ impl RuntimeKind {
         ("codex", RuntimeKind::Codex),
         ("gemini", RuntimeKind::Gemini),
         ("opencode", RuntimeKind::Opencode),
+        ("aider", RuntimeKind::Aider),
     ];
 
     /// The name the manifest gives this type.
@@ -174,6 +177,7 @@ impl RuntimeKind {
             RuntimeKind::Codex => "codex",
             RuntimeKind::Gemini => "gemini",
             RuntimeKind::Opencode => "opencode",
+            RuntimeKind::Aider => "aider",
         }
     }
 
@@ -185,6 +189,7 @@ impl RuntimeKind {
             RuntimeKind::Codex => Some("codex"),
             RuntimeKind::Gemini => Some("gemini"),
             RuntimeKind::Opencode => Some("opencode"),
+            RuntimeKind::Aider => Some("aider"),
         }
     }
 }

@@ -92,10 +92,9 @@ const KNOWN_CLIS: &[KnownCli] = &[
     KnownCli {
         binary: "aider",
         name: "aider",
-        runtime: r#"    type: command
-    command: ["sh", "-c", "aider --yes-always --no-auto-commits --message-file \"$AGENTGRID_PROMPT_FILE\""]
-    stdin: none
-"#,
+        // The adapter adds `--message-file` on stdin, `--yes-always`, `--no-git`, its update
+        // checks and analytics off, and the alias as `openai/ALIAS` at the gateway.
+        runtime: "    type: aider\n",
     },
     KnownCli {
         binary: "gemini",
@@ -362,6 +361,16 @@ pub async fn init(
         // gateway serves from OpenAI providers only.
         outln!(
             "\nOpenCode reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the opencode agent its alias as `runtime.model`)."
+        );
+    }
+    if !has_agents
+        && found.iter().any(|c| c.binary == "aider")
+        && provider_kind.is_some_and(|kind| kind != "openai")
+    {
+        // agentgrid points Aider at the gateway as an OpenAI-compatible API: Chat
+        // Completions, which the gateway serves from OpenAI providers only.
+        outln!(
+            "\nAider reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the aider agent its alias as `runtime.model`)."
         );
     }
     if models.is_none() {

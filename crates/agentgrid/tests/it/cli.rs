@@ -251,8 +251,9 @@ fn init_writes_an_agent_for_a_cli_it_finds_on_path() {
     assert!(out.status.success(), "{}", stderr(&out));
     let manifest =
         std::fs::read_to_string(repo.path().join(".agentgrid/agents/aider.yaml")).unwrap();
-    assert!(manifest.contains("aider --yes-always"), "{manifest}");
-    repo.ok(&["validate"]);
+    assert!(manifest.contains("type: aider"), "{manifest}");
+    let out = repo.cmd(&["validate"]).env("PATH", &path).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 /// A fake CLI named `binary` in `dir`: it only has to exist for `init` to find it.
@@ -270,6 +271,7 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
     fake_cli(bin_dir.path(), "codex");
     fake_cli(bin_dir.path(), "gemini");
     fake_cli(bin_dir.path(), "opencode");
+    fake_cli(bin_dir.path(), "aider");
     let path = format!("{}:/usr/bin:/bin", bin_dir.path().display());
     let out = repo
         .cmd(&["init"])
@@ -295,6 +297,11 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
     let agents = repo.path().join(".agentgrid/agents");
     assert!(
         stdout(&out).contains("OpenCode reaches models only through an `openai` provider"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("Aider reaches models only through an `openai` provider"),
         "{}",
         stdout(&out)
     );

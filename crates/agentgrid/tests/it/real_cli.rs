@@ -14,6 +14,7 @@ use crate::support::*;
 
 const REAL_KEY: &str = "sk-real-cli-key-41c9d2e7a0";
 
+mod aider;
 mod codex;
 mod gemini;
 mod npm_install;
@@ -91,7 +92,9 @@ fn project_with(
     );
     let repo = Repo::with_agents(&[("coder", &manifest)]);
     let config = match runtime_type {
-        "codex" | "opencode" => config_for("openai", &fixture.base_url(), "fast", "fx-gpt"),
+        "codex" | "opencode" | "aider" => {
+            config_for("openai", &fixture.base_url(), "fast", "fx-gpt")
+        }
         // Gemini's paths hang off the origin (`/v1beta/models/…`).
         "gemini" => config_for(
             "gemini",

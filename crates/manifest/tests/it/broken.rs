@@ -184,7 +184,7 @@ fn broken_agents_point_at_the_problem() {
         ),
         (
             agent("    command:", "    type: docker\n    command:"),
-            "7:11: spec.runtime.type: expected one of `command`, `builtin`, `claude`, `codex`, `gemini`, `opencode`, found `docker`",
+            "7:11: spec.runtime.type: expected one of `command`, `builtin`, `claude`, `codex`, `gemini`, `opencode`, `aider`, found `docker`",
         ),
         (
             agent("    command:", "    model: fast\n    command:"),
