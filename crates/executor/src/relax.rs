@@ -36,7 +36,8 @@ impl Guarded {
                 .git
                 .as_ref()
                 .map(|g| g.common_dir.clone())
-                .or_else(|| places.main_checkout.as_ref().map(|m| m.join(".git"))),
+                .or_else(|| places.main_checkout.as_ref().map(|m| m.join(".git")))
+                .or_else(|| Some(places.workspace.join(".git"))),
             worktrees: places.worktrees.clone(),
             home: std::env::var_os("HOME").map(PathBuf::from),
         }

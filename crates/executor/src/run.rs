@@ -393,6 +393,11 @@ async fn execute(
         |what: &str, e: &dyn std::fmt::Display| (ExecutionState::Failed, format!("{what}: {e}"));
     send(Update::Preparing { id });
 
+    // The manifest's own relaxations, before anything (a hook included) runs with them.
+    let places = sandbox_places(&job.site(), &job.project_dir, &[]);
+    crate::relax::check_profile(&job.agent.sandbox, &crate::relax::Guarded::of(&places))
+        .map_err(Failure::configuration)?;
+
     // Hooks run the workspace's code (the agent's Makefile, say), so they are confined like the
     // agent, but they are not the agent: no token, no control socket, no model gateway.
     let hook_sandbox = job.workspace.as_ref().and_then(|(manager, _)| {
@@ -464,12 +469,6 @@ async fn execute(
             .extend(agent_home.as_ref().map(|h| h.path().to_path_buf()));
         spec
     });
-
-    if sandbox.is_some() {
-        let places = sandbox_places(&job.site(), &cwd, &[]);
-        crate::relax::check_profile(&job.agent.sandbox, &crate::relax::Guarded::of(&places))
-            .map_err(Failure::configuration)?;
-    }
 
     if let Some((manager, w)) = &ws {
         manager
