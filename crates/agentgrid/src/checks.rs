@@ -100,6 +100,8 @@ pub async fn project(root: &Path, manifests: &manifest::Project) -> Vec<Finding>
             None => {}
         }
         found.extend(shell_command(root, manifests, agent));
+        found.extend(relaxations(root, manifests, agent));
+        found.extend(hidden_program(root, manifests, agent));
     }
     keys(manifests, &config_file, &mut found);
     found.extend(ignored_manifests(root, manifests).await);
@@ -330,6 +332,8 @@ fn surroundings(
             let mut view =
                 launch::sandbox::SandboxSpec::new(manifests.workspace_root().join("task"));
             view.hide.push(root.to_path_buf());
+            view.expose.extend(profile.expose.iter().cloned());
+            view.writable.extend(profile.writable.iter().cloned());
             view
         });
     (
@@ -337,6 +341,103 @@ fn surroundings(
         std::env::var_os("HOME").map(PathBuf::from),
         sandbox,
     )
+}
+
+/// Each `sandbox.expose` and `sandbox.writable` path exists as given and is none of the places
+/// the sandbox hides for the engine's sake (see [`executor::relax`]); the executor refuses to
+/// start the agent otherwise.
+fn relaxations(
+    root: &Path,
+    manifests: &manifest::Project,
+    agent: &manifest::Agent,
+) -> Vec<Finding> {
+    let profile = &agent.spec().sandbox;
+    if !profile.enabled || profile.filesystem == manifest::FilesystemMode::None {
+        return Vec::new();
+    }
+    let guarded = executor::relax::Guarded {
+        state_dir: manifests.root.clone(),
+        main_checkout: Some(root.to_path_buf()),
+        git_dir: Some(root.join(".git")),
+        worktrees: Some(manifests.workspace_root()),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+    };
+    let all = (profile
+        .expose
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ("expose", i, p)))
+    .chain(
+        profile
+            .writable
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ("writable", i, p)),
+    );
+    all.filter_map(|(field, i, path)| {
+        let reason = executor::relax::refused(field, path, &guarded)?;
+        Some(Finding::at(
+            Severity::Error,
+            manifest::locate(
+                &agent.source,
+                Some(&agent.name),
+                &["spec", "sandbox", field, &i.to_string()],
+            ),
+            &agent.source,
+            format!("agent `{}`: {reason}", agent.name),
+        ))
+    })
+    .collect()
+}
+
+/// The agent's program itself lies in a place the sandbox hides (a CLI installed under the
+/// home directory): the sandbox binds that one file, not the files beside it, which a
+/// toolchain's binary usually needs (its libraries, its packages). A warning, since a single
+/// static binary runs as it is.
+fn hidden_program(
+    root: &Path,
+    manifests: &manifest::Project,
+    agent: &manifest::Agent,
+) -> Option<Finding> {
+    let spec = agent.spec();
+    let given = spec.runtime.command.first()?;
+    if given.contains("{{") || given.contains("{%") {
+        return None;
+    }
+    let (program, hidden) = preflight(root, manifests, agent, |around| {
+        let found = launch::preflight::check_program(given, around).ok()?;
+        let view = around.sandbox?;
+        match launch::sandbox::visibility(view, around.home, &found.program) {
+            launch::sandbox::Visibility::Hidden { real, hidden_by } => {
+                Some((found.program, (real, hidden_by)))
+            }
+            _ => None,
+        }
+    })?;
+    let (real, hidden_by) = hidden;
+    let place = match &hidden_by {
+        Some(place) => format!("inside the hidden `{}`", place.display()),
+        None => "outside every tree the sandbox shows".to_string(),
+    };
+    let suggest = launch::preflight::expose_hint(&real, hidden_by.as_deref());
+    Some(Finding::at(
+        Severity::Warning,
+        manifest::locate(
+            &agent.source,
+            Some(&agent.name),
+            &["spec", "runtime", "command", "0"],
+        ),
+        &agent.source,
+        format!(
+            "agent `{}`: its program `{}` is `{}`, {place}; the sandbox shows that file alone, \
+             not the files beside it: if it needs them, add `sandbox: {{expose: [{}]}}` to the \
+             agent's manifest",
+            agent.name,
+            program.display(),
+            real.display(),
+            suggest.display()
+        ),
+    ))
 }
 
 /// Words a shell line may start with that are not a program to look up.

@@ -27,6 +27,7 @@ mod guard;
 mod judge;
 mod parsers;
 mod protect;
+pub mod relax;
 mod run;
 pub mod runtime;
 mod validate;

@@ -393,6 +393,11 @@ async fn execute(
         |what: &str, e: &dyn std::fmt::Display| (ExecutionState::Failed, format!("{what}: {e}"));
     send(Update::Preparing { id });
 
+    // The manifest's own relaxations, before anything (a hook included) runs with them.
+    let places = sandbox_places(&job.site(), &job.project_dir, &[]);
+    crate::relax::check_profile(&job.agent.sandbox, &crate::relax::Guarded::of(&places))
+        .map_err(Failure::configuration)?;
+
     // Hooks run the workspace's code (the agent's Makefile, say), so they are confined like the
     // agent, but they are not the agent: no token, no control socket, no model gateway.
     let hook_sandbox = job.workspace.as_ref().and_then(|(manager, _)| {
@@ -1178,6 +1183,11 @@ pub fn sandbox_for(
     spec.hide.extend(places.worktrees.clone());
     spec.git = places.git.clone();
     spec.expose = places.expose.clone();
+    // The manifest's own relaxations (`sandbox.expose`, `sandbox.writable`), checked by
+    // `validate`; the view binds each at its real place and refuses one that leads, through a
+    // link, into a hidden place.
+    spec.expose.extend(profile.expose.iter().cloned());
+    spec.writable.extend(profile.writable.iter().cloned());
     spec.limits = sb::Limits {
         memory: Some(profile.limits.memory),
         processes: Some(u64::from(profile.limits.processes)),
@@ -1192,7 +1202,7 @@ pub fn sandbox_for(
 
 /// The sandbox a workspace hook runs in: the agent's profile (`None` when the agent's manifest
 /// turns the sandbox off), showing nothing back inside the hidden places but the agentgrid
-/// binary, and with no model gateway relay, since a hook has no token to use it with.
+/// binary and the profile's own `expose` and `writable` paths, and with no model gateway relay, since a hook has no token to use it with.
 pub fn hook_sandbox_for(
     profile: &manifest::SandboxProfile,
     places: &SandboxPlaces,

@@ -41,18 +41,23 @@ pub enum Problem {
 
     #[error(
         "`{}` needs the interpreter `{}` (its `#!` line), which the sandbox hides ({}): the \
-         sandbox shows only the system trees ({}) and the workspace, so use an interpreter \
-         installed there, or give the agent `sandbox: {{filesystem: none}}` knowingly",
+         sandbox shows only the system trees ({}), the workspace and the paths the agent's \
+         manifest exposes, so add `sandbox: {{expose: [{}]}}` to the agent's manifest to show \
+         that toolchain read-only, use an interpreter installed in the system trees, or give \
+         the agent `sandbox: {{filesystem: none}}` knowingly",
         program.display(),
         interpreter.display(),
         place,
-        sandbox::SYSTEM.join(", ")
+        sandbox::SYSTEM.join(", "),
+        suggest.display()
     )]
     InterpreterHidden {
         program: PathBuf,
         interpreter: PathBuf,
         /// Where it really is and the hidden place that holds it, in words.
         place: String,
+        /// The directory to expose: see [`expose_hint`].
+        suggest: PathBuf,
     },
 }
 
@@ -60,14 +65,42 @@ pub enum Problem {
 /// in: in a sandbox, only the directories the sandbox shows count.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{name}` is found only at `{}`, which the sandbox hides ({place}): install it in a system \
-     tree, or give the agent `sandbox: {{filesystem: none}}` knowingly",
-    found.display()
+    "`{name}` is found only at `{}`, which the sandbox hides ({place}): add `sandbox: \
+     {{expose: [{}]}}` to the agent's manifest to show that toolchain read-only, install it in \
+     a system tree, or give the agent `sandbox: {{filesystem: none}}` knowingly",
+    found.display(),
+    suggest.display()
 )]
 pub struct HiddenOnPath {
     pub name: String,
     pub found: PathBuf,
     pub place: String,
+    /// The directory to expose: see [`expose_hint`].
+    pub suggest: PathBuf,
+}
+
+/// The directory to offer as `sandbox.expose` for a hidden file at `real` (a real path):
+/// the directory right inside the hidden place that holds it (`~/.pyenv` for
+/// `~/.pyenv/versions/3.12/bin/python3`, since a toolchain needs the files beside its binary),
+/// or right inside the top-level directory when no hidden place holds it (`/opt/tool`). The
+/// file itself when it lies directly in that place.
+pub fn expose_hint(real: &Path, hidden_by: Option<&Path>) -> PathBuf {
+    let top;
+    let base = match hidden_by {
+        Some(place) if real.starts_with(place) => place,
+        _ => {
+            top = real.components().take(2).collect::<PathBuf>();
+            &top
+        }
+    };
+    match real
+        .strip_prefix(base)
+        .ok()
+        .and_then(|rest| rest.components().next())
+    {
+        Some(first) => base.join(first),
+        None => real.to_path_buf(),
+    }
 }
 
 /// Why a program named in a shell line will not run.
@@ -200,10 +233,15 @@ pub fn check_by_name(name: &str, around: Surroundings<'_>) -> Result<Found, ByNa
             }
             _ => "it cannot be read".into(),
         };
+        let suggest = match shown(first) {
+            Visibility::Hidden { real, hidden_by } => expose_hint(&real, hidden_by.as_deref()),
+            _ => first.clone(),
+        };
         return Err(ByName::Hidden(HiddenOnPath {
             name: name.to_string(),
             found: first.clone(),
             place,
+            suggest,
         }));
     };
     check_program(&found.display().to_string(), around).map_err(ByName::Program)
@@ -222,6 +260,7 @@ fn check_shown(
         Visibility::Hidden { real, hidden_by } => Err(Problem::InterpreterHidden {
             program: program.to_path_buf(),
             interpreter: interpreter.to_path_buf(),
+            suggest: expose_hint(&real, hidden_by.as_deref()),
             place: match hidden_by {
                 Some(place) => format!(
                     "it is `{}`, inside the hidden `{}`",
@@ -370,6 +409,26 @@ mod tests {
                 around(workspace.path(), "/usr/bin:/bin", None)
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn the_offered_exposure_is_the_toolchain_not_the_hidden_place() {
+        let home = Path::new("/home/me");
+        assert_eq!(
+            expose_hint(
+                Path::new("/home/me/.pyenv/versions/3.12/bin/python3.12"),
+                Some(home)
+            ),
+            PathBuf::from("/home/me/.pyenv")
+        );
+        assert_eq!(
+            expose_hint(Path::new("/home/me/python3"), Some(home)),
+            PathBuf::from("/home/me/python3")
+        );
+        assert_eq!(
+            expose_hint(Path::new("/opt/tool/bin/node"), None),
+            PathBuf::from("/opt/tool")
         );
     }
 }

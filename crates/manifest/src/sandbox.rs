@@ -1,5 +1,7 @@
 //! The agent's sandbox profile: what it may see and write, what it may reach, what it may use.
 
+use std::path::PathBuf;
+
 use domain::{ByteSize, Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,12 @@ pub struct SandboxProfile {
     pub filesystem: FilesystemMode,
     pub network: NetworkMode,
     pub limits: ResourceLimits,
+    /// Host paths shown read-only inside, at the same place (a toolchain under the home
+    /// directory, say). Absolute; each one is a relaxation, shown in `agentgrid status`.
+    pub expose: Vec<PathBuf>,
+    /// Host paths the agent may write, at the same place (a package cache, say). Absolute;
+    /// each one is a relaxation, shown in `agentgrid status`.
+    pub writable: Vec<PathBuf>,
 }
 
 impl Default for SandboxProfile {
@@ -57,28 +65,45 @@ impl Default for SandboxProfile {
             filesystem: FilesystemMode::default(),
             network: NetworkMode::default(),
             limits: ResourceLimits::default(),
+            expose: Vec::new(),
+            writable: Vec::new(),
         }
     }
 }
 
 impl SandboxProfile {
     /// The profile's opt-outs of isolation, in words for `status` and warnings.
-    pub fn relaxations(&self) -> Vec<&'static str> {
+    pub fn relaxations(&self) -> Vec<String> {
         if !self.enabled {
-            return vec!["no sandbox at all (no isolation and no limits)"];
+            return vec!["no sandbox at all (no isolation and no limits)".into()];
         }
         let mut out = Vec::new();
         if self.filesystem == FilesystemMode::None {
-            out.push("filesystem: none (no filesystem isolation)");
+            out.push("filesystem: none (no filesystem isolation)".into());
         }
         if self.network == NetworkMode::Host {
-            out.push("network: host (full network access)");
+            out.push("network: host (full network access)".into());
+        }
+        if self.filesystem != FilesystemMode::None {
+            for path in &self.expose {
+                out.push(format!("expose: {} (read-only)", path.display()));
+            }
+            for path in &self.writable {
+                out.push(format!("writable: {} (read-write)", path.display()));
+            }
         }
         out
     }
 }
 
-pub(crate) const SANDBOX_FIELDS: &[&str] = &["enabled", "filesystem", "network", "limits"];
+pub(crate) const SANDBOX_FIELDS: &[&str] = &[
+    "enabled",
+    "filesystem",
+    "network",
+    "limits",
+    "expose",
+    "writable",
+];
 pub(crate) const SANDBOX_LIMITS_FIELDS: &[&str] =
     &["memory", "processes", "open_files", "file_size", "cpu_time"];
 
@@ -154,5 +179,45 @@ pub(crate) fn decode_sandbox(cx: &mut Cx, node: &Node, path: &str) -> Option<San
             cpu_time: crate::agent::positive_duration(cx, &l, "cpu_time", d.cpu_time),
         };
     }
+    profile.expose = paths(cx, &f, "expose");
+    profile.writable = paths(cx, &f, "writable");
     Some(profile)
+}
+
+/// A list of host paths: each absolute and in its plain form (no `..`), since the sandbox
+/// binds it at the same place. Whether it exists and may be shown is the host's to say
+/// (`agentgrid validate`).
+fn paths(cx: &mut Cx, f: &crate::decode::Fields<'_>, name: &str) -> Vec<PathBuf> {
+    let Some(node) = f.value(name) else {
+        return Vec::new();
+    };
+    let path = f.path(name);
+    let crate::yaml::Value::Seq(items) = &node.value else {
+        cx.expected(node, &path, "a list of absolute paths such as [/opt/tools]");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let Some(text) = String::decode(cx, item, &at) else {
+            continue;
+        };
+        let p = PathBuf::from(&text);
+        if !p.is_absolute() {
+            cx.error(
+                item,
+                &at,
+                format!("`{text}` is not an absolute path; give the host path from `/`"),
+            );
+        } else if p.components().any(|c| c == std::path::Component::ParentDir) {
+            cx.error(
+                item,
+                &at,
+                format!("`{text}` contains `..`; give the path in its plain form"),
+            );
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

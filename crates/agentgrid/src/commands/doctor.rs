@@ -62,6 +62,10 @@ struct Report<'a> {
     /// manifests load.
     #[serde(skip_serializing_if = "Option::is_none")]
     programs: Option<Vec<crate::checks::AgentProgram>>,
+    /// By agent name, the sandbox settings its manifest relaxes (as in `status --json`); only
+    /// inside a project whose manifests load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sandbox_relaxations: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// The node id the project's engine records on its claims; only inside a project, and
     /// `null` before its first run.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -128,12 +132,20 @@ pub async fn doctor(json: bool, project: Option<crate::project::Project>) -> any
         None => None,
     };
     let drivers_ok = git_drivers.iter().flatten().all(|d| d.ok);
-    let (findings, programs) = match project.as_ref().map(|p| (p, p.manifests())) {
+    let (findings, programs, relaxations) = match project.as_ref().map(|p| (p, p.manifests())) {
         Some((p, Ok(manifests))) => (
             Some(crate::checks::project(&p.root, &manifests).await),
             Some(crate::checks::programs(&p.root, &manifests)),
+            Some(
+                manifests
+                    .agents
+                    .iter()
+                    .map(|a| (a.name.clone(), a.spec().sandbox.relaxations()))
+                    .filter(|(_, r)| !r.is_empty())
+                    .collect(),
+            ),
         ),
-        _ => (None, None),
+        _ => (None, None, None),
     };
     let project_ok = findings
         .iter()
@@ -148,6 +160,7 @@ pub async fn doctor(json: bool, project: Option<crate::project::Project>) -> any
         git_drivers,
         project: findings,
         programs,
+        sandbox_relaxations: relaxations,
         node: project.as_ref().map(super::status::node_id),
     };
     if json {
@@ -321,6 +334,19 @@ fn print_report(report: &Report) {
                 Some(problem) => {
                     outln!("Git driver `{}`: {} {problem}", driver.name, mark(false))
                 }
+            }
+        }
+    }
+    if let Some(relaxed) = &report.sandbox_relaxations {
+        outln!();
+        if relaxed.is_empty() {
+            outln!("Agent sandboxes: every agent runs in the default view (nothing exposed)");
+        } else {
+            outln!("Agent sandboxes (relaxations their manifests choose):");
+        }
+        for (agent, relaxations) in relaxed {
+            for relaxation in relaxations {
+                outln!("  ! {agent}: {relaxation}");
             }
         }
     }

@@ -48,7 +48,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     let view = app.ask(&Actor::command_line(), query).await?;
     // Agents that run with less isolation than the default, chosen explicitly in their manifest.
     let loaded = manifest::load_project(&project.state_dir).ok();
-    let relaxed: Vec<(String, Vec<&'static str>)> = match &loaded {
+    let relaxed: Vec<(String, Vec<String>)> = match &loaded {
         Some(loaded) => loaded
             .agents
             .iter()

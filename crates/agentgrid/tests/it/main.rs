@@ -15,6 +15,7 @@ mod conventions;
 mod crash;
 mod demo_approval;
 mod escape;
+mod expose;
 mod gateway;
 mod git_drivers;
 mod git_escape;

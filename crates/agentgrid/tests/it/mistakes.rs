@@ -113,7 +113,10 @@ fn validate_reports_an_interpreter_the_sandbox_hides_and_ignored_manifests() {
         err.contains(":8:15: error: agent `coder`:")
             && err.contains(&format!("needs the interpreter `{}`", python.display()))
             && err.contains("which the sandbox hides")
-            && err.contains("use an interpreter installed there"),
+            && err.contains(&format!(
+                "add `sandbox: {{expose: [{}]}}`",
+                tools.path().canonicalize().unwrap().display()
+            )),
         "{err}"
     );
     assert!(

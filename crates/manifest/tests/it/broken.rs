@@ -540,6 +540,27 @@ fn broken_sandbox_profiles_point_at_the_problem() {
         &with("    limits: {cpu: 1m}\n"),
         "11:14: spec.sandbox.limits: unknown field `cpu`",
     );
+    check(
+        AGENT_FILE,
+        &with(
+            "    expose: [/opt/tools, opt/other]
+",
+        ),
+        "11:26: spec.sandbox.expose[1]: `opt/other` is not an absolute path",
+    );
+    check(
+        AGENT_FILE,
+        &with(
+            "    writable: [/var/cache/../../etc]
+",
+        ),
+        "11:16: spec.sandbox.writable[0]: `/var/cache/../../etc` contains `..`",
+    );
+    check(
+        AGENT_FILE,
+        &with("    writable: /var/cache\n"),
+        "11:15: spec.sandbox.writable: expected a list of absolute paths",
+    );
 }
 
 #[test]
@@ -561,6 +582,21 @@ fn sandbox_profiles_parse_with_defaults_and_name_their_relaxations() {
     assert_eq!(
         sandbox.relaxations(),
         vec!["network: host (full network access)"]
+    );
+    let input = agent(
+        "  limits:\n    timeout: 30m\n",
+        "  limits:\n    timeout: 30m\n  sandbox:\n    expose: [/opt/tools]\n    writable:\n      - /var/cache/pip\n",
+    );
+    let agents = parse_agents(&input, Path::new(AGENT_FILE)).unwrap();
+    let sandbox = &agents[0].manifest.spec.sandbox;
+    assert_eq!(sandbox.expose, vec![Path::new("/opt/tools")]);
+    assert_eq!(sandbox.writable, vec![Path::new("/var/cache/pip")]);
+    assert_eq!(
+        sandbox.relaxations(),
+        vec![
+            "expose: /opt/tools (read-only)",
+            "writable: /var/cache/pip (read-write)"
+        ]
     );
 }
 
