@@ -31,7 +31,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Diagnostic;
-use crate::agent::{API_VERSION, AgentDocument, MANIFEST_FIELDS, check_header, valid_name};
+use crate::agent::{
+    API_VERSION, AgentDocument, MANIFEST_FIELDS, check_header, metadata_name, valid_name,
+};
 use crate::decode::{Cx, Decode, Fields};
 use crate::yaml::{Node, Value, parse_documents};
 
@@ -284,27 +286,7 @@ fn decode_agency(cx: &mut Cx, node: &Node) -> AgencyDocument {
     ) {
         return doc;
     }
-    let name = f.value("metadata").and_then(|m| {
-        let mf = cx.fields(m, "metadata", METADATA_FIELDS)?;
-        let node = mf.value("name");
-        let name: String = mf.required(cx, "name", "name: code")?;
-        let node = node?;
-        if !valid_name(&name) {
-            cx.error(
-                node,
-                "metadata.name",
-                format!(
-                    "`{name}` is not a valid agency name: use lowercase letters, digits and \
-                     dashes, such as `code`"
-                ),
-            );
-            return None;
-        }
-        Some((name, node.line, node.column))
-    });
-    if f.value("metadata").is_none() {
-        f.missing(cx, "metadata", "metadata: {name: code}");
-    }
+    let name = metadata_name(cx, &f, METADATA_FIELDS, "agency", "code");
     doc.name = name.clone();
     if let Some((_, line, column)) = &name {
         doc.places.name = (*line, *column);

@@ -493,6 +493,37 @@ pub(crate) fn decode_agent(cx: &mut Cx, node: &Node) -> AgentDocument {
     doc
 }
 
+/// The `metadata.name` of a manifest of `kind` (`agency`, `workflow`) with its place, reading only
+/// `fields` in `metadata`; every mistake is reported with `example` as the name to give.
+pub(crate) fn metadata_name(
+    cx: &mut Cx,
+    f: &Fields,
+    fields: &[&str],
+    kind: &str,
+    example: &str,
+) -> Option<(String, usize, usize)> {
+    let Some(m) = f.value("metadata") else {
+        f.missing(cx, "metadata", &format!("metadata: {{name: {example}}}"));
+        return None;
+    };
+    let mf = cx.fields(m, "metadata", fields)?;
+    let node = mf.value("name");
+    let name: String = mf.required(cx, "name", &format!("name: {example}"))?;
+    let node = node?;
+    if !valid_name(&name) {
+        cx.error(
+            node,
+            "metadata.name",
+            format!(
+                "`{name}` is not a valid {kind} name: use lowercase letters, digits and dashes, \
+                 such as `{example}`"
+            ),
+        );
+        return None;
+    }
+    Some((name, node.line, node.column))
+}
+
 /// Checks `apiVersion` and `kind`. Returns false when the document is of another kind.
 pub(crate) fn check_header(cx: &mut Cx, f: &Fields, kind: &str, other_kind_hint: &str) -> bool {
     match f.value("apiVersion") {

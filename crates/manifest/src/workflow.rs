@@ -36,7 +36,7 @@ use workflow::{
 };
 
 use crate::Diagnostic;
-use crate::agent::{MANIFEST_FIELDS, check_header, valid_name};
+use crate::agent::{MANIFEST_FIELDS, check_header, metadata_name};
 use crate::decode::{Cx, Decode, Fields};
 use crate::yaml::{Node, Value, parse_documents};
 
@@ -211,27 +211,7 @@ fn decode_workflow(cx: &mut Cx, node: &Node) -> WorkflowDocument {
     ) {
         return doc;
     }
-    let name = f.value("metadata").and_then(|m| {
-        let mf = cx.fields(m, "metadata", &["name", "labels"])?;
-        let node = mf.value("name");
-        let name: String = mf.required(cx, "name", "name: review")?;
-        let node = node?;
-        if !valid_name(&name) {
-            cx.error(
-                node,
-                "metadata.name",
-                format!(
-                    "`{name}` is not a valid workflow name: use lowercase letters, digits and \
-                     dashes, such as `review`"
-                ),
-            );
-            return None;
-        }
-        Some((name, node.line, node.column))
-    });
-    if f.value("metadata").is_none() {
-        f.missing(cx, "metadata", "metadata: {name: review}");
-    }
+    let name = metadata_name(cx, &f, &["name", "labels"], "workflow", "review");
     doc.name = name.clone();
     let Some(spec) = f.value("spec") else {
         f.missing(cx, "spec", "spec: {start: code, states: {...}}");

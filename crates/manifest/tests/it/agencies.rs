@@ -330,3 +330,25 @@ fn the_agency_context_reaches_the_prompt() {
     ctx.agency = None;
     assert_eq!(manifest::render_prompt(prompt, &ctx).unwrap(), "");
 }
+
+#[test]
+fn a_bad_or_missing_agency_name_is_reported_at_its_place_with_an_example() {
+    let bad = QA_AGENCY.replace("name: qa", "name: Q_A");
+    let found = problems(&[("agencies/qa.yaml", bad)]);
+    assert!(
+        found.contains(
+            &"agencies/qa.yaml:3:18: metadata.name: `Q_A` is not a valid agency name: use \
+              lowercase letters, digits and dashes, such as `code`"
+                .to_string()
+        ),
+        "{found:?}"
+    );
+    let nameless = QA_AGENCY.replace("metadata: {name: qa}\n", "");
+    let found = problems(&[("agencies/qa.yaml", nameless)]);
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("agencies/qa.yaml:") && p.contains("metadata: {name: code}")),
+        "{found:?}"
+    );
+}
