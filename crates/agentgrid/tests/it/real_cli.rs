@@ -59,6 +59,49 @@ fn config_for(kind: &str, base_url: &str, alias: &str, model: &str) -> String {
     )
 }
 
+/// What every CLI must do when its provider refuses every request (HTTP 401, which the gateway
+/// passes on as it is, never retried): the run fails, the execution is `failed` with the CLI's
+/// reason (`says_status`: naming the status), the CLI's own result event says it was an error
+/// when it has one (`result_event`), and the real key is found nowhere the agent could see.
+fn an_api_error_fails_the_execution(
+    runtime_type: &str,
+    program: &std::path::Path,
+    says_status: bool,
+    result_event: bool,
+) {
+    let script = Script {
+        steps: vec![Step {
+            status: Some(401),
+            error_message: Some("scripted invalid key".into()),
+            ..Step::default()
+        }],
+        repeat: true,
+    };
+    let (_rt, _fixture, repo) = project(runtime_type, program, script);
+    let out = run(&repo);
+    assert!(!out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "failed");
+    let status = repo.json(&["status", "--json"]);
+    let execution = &status["executions"][0];
+    assert_eq!(execution["state"], "failed", "{execution}");
+    let summary = execution["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("the agent's CLI reported an error")
+            && (!says_status || summary.contains("401")),
+        "{summary}"
+    );
+    if result_event {
+        let events = agent_events(&repo);
+        assert!(
+            events
+                .iter()
+                .any(|e| e["kind"] == "result" && e["is_error"] == true),
+            "{events:?}"
+        );
+    }
+    assert_no_key_anywhere(&repo);
+}
+
 /// A project whose one agent runs the CLI at `program` with `runtime_type`, sandboxed with the
 /// gateway, and one task; the fixture answers `script`.
 fn project(
@@ -222,35 +265,7 @@ fn claude_code_reporting_an_api_error_fails_the_execution_with_the_reason() {
     let Some(claude) = installed("claude", "claude") else {
         return;
     };
-    // Every request is refused; the gateway passes a 401 on as it is (never retried).
-    let script = Script {
-        steps: vec![Step {
-            status: Some(401),
-            error_message: Some("scripted invalid key".into()),
-            ..Step::default()
-        }],
-        repeat: true,
-    };
-    let (_rt, _fixture, repo) = project("claude", &claude, script);
-    let out = run(&repo);
-    assert!(!out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(repo.task_state(1), "failed");
-    let status = repo.json(&["status", "--json"]);
-    let execution = &status["executions"][0];
-    assert_eq!(execution["state"], "failed", "{execution}");
-    let summary = execution["summary"].as_str().unwrap_or_default();
-    assert!(
-        summary.contains("the agent's CLI reported an error") && summary.contains("401"),
-        "{summary}"
-    );
-    let events = agent_events(&repo);
-    assert!(
-        events
-            .iter()
-            .any(|e| e["kind"] == "result" && e["is_error"] == true),
-        "{events:?}"
-    );
-    assert_no_key_anywhere(&repo);
+    an_api_error_fails_the_execution("claude", &claude, true, true);
 }
 
 #[test]

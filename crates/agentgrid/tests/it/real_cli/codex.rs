@@ -119,33 +119,7 @@ fn codex_reporting_an_api_error_fails_the_execution_with_the_reason() {
     let Some(codex) = codex() else {
         return;
     };
-    let script = Script {
-        steps: vec![Step {
-            status: Some(401),
-            error_message: Some("scripted invalid key".into()),
-            ..Step::default()
-        }],
-        repeat: true,
-    };
-    let (_rt, _fixture, repo) = project("codex", &codex, script);
-    let out = run(&repo);
-    assert!(!out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(repo.task_state(1), "failed");
-    let execution = &repo.json(&["status", "--json"])["executions"][0];
-    assert_eq!(execution["state"], "failed", "{execution}");
-    let summary = execution["summary"].as_str().unwrap_or_default();
-    assert!(
-        summary.contains("the agent's CLI reported an error") && summary.contains("401"),
-        "{summary}"
-    );
-    let events = agent_events(&repo);
-    assert!(
-        events
-            .iter()
-            .any(|e| e["kind"] == "result" && e["is_error"] == true),
-        "{events:?}"
-    );
-    assert_no_key_anywhere(&repo);
+    an_api_error_fails_the_execution("codex", &codex, true, true);
 }
 
 #[test]

@@ -109,26 +109,7 @@ fn opencode_reporting_an_api_error_fails_the_execution_with_the_reason() {
     let Some(opencode) = opencode() else {
         return;
     };
-    let script = Script {
-        steps: vec![Step {
-            status: Some(401),
-            error_message: Some("scripted invalid key".into()),
-            ..Step::default()
-        }],
-        repeat: true,
-    };
-    let (_rt, _fixture, repo) = project("opencode", &opencode, script);
-    let out = run(&repo);
-    assert!(!out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
-    assert_eq!(repo.task_state(1), "failed");
-    let execution = &repo.json(&["status", "--json"])["executions"][0];
-    assert_eq!(execution["state"], "failed", "{execution}");
-    let summary = execution["summary"].as_str().unwrap_or_default();
-    assert!(
-        summary.contains("the agent's CLI reported an error"),
-        "{summary}"
-    );
-    assert_no_key_anywhere(&repo);
+    an_api_error_fails_the_execution("opencode", &opencode, false, false);
 }
 
 #[test]
