@@ -35,7 +35,7 @@ use crate::agent::{
     API_VERSION, AgentDocument, MANIFEST_FIELDS, check_header, metadata_name, valid_name,
 };
 use crate::decode::{Cx, Decode, Fields};
-use crate::yaml::{Node, Value, parse_documents};
+use crate::yaml::{Node, Value};
 
 /// A group of agents that takes one kind of work: a coordinator plus specialists.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -246,22 +246,7 @@ pub(crate) fn agencies_from(
     file: &Path,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<AgencyDocument> {
-    let docs = match parse_documents(source) {
-        Ok(docs) => docs,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                file,
-                e.line,
-                e.column,
-                format!("YAML syntax error: {}", e.message),
-            ));
-            return Vec::new();
-        }
-    };
-    let mut cx = Cx::new(file, source);
-    let out = docs.iter().map(|doc| decode_agency(&mut cx, doc)).collect();
-    diagnostics.extend(cx.diagnostics);
-    out
+    crate::decode::each_document(source, file, diagnostics, decode_agency)
 }
 
 fn at(node: &Node) -> (usize, usize) {

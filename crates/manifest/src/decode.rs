@@ -14,6 +14,43 @@ use crate::Diagnostic;
 use crate::template::{Names, check_template};
 use crate::yaml::{Node, Value};
 
+/// The YAML documents of `source`, or `None` with the syntax error reported at its place.
+pub(crate) fn documents(
+    source: &str,
+    file: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Vec<Node>> {
+    match crate::yaml::parse_documents(source) {
+        Ok(docs) => Some(docs),
+        Err(e) => {
+            diagnostics.push(Diagnostic::new(
+                file,
+                e.line,
+                e.column,
+                format!("YAML syntax error: {}", e.message),
+            ));
+            None
+        }
+    }
+}
+
+/// Every document of one manifest file, each decoded by `decode`; the file's problems go to
+/// `diagnostics`.
+pub(crate) fn each_document<T>(
+    source: &str,
+    file: &Path,
+    diagnostics: &mut Vec<Diagnostic>,
+    mut decode: impl FnMut(&mut Cx, &Node) -> T,
+) -> Vec<T> {
+    let Some(docs) = documents(source, file, diagnostics) else {
+        return Vec::new();
+    };
+    let mut cx = Cx::new(file, source);
+    let out = docs.iter().map(|doc| decode(&mut cx, doc)).collect();
+    diagnostics.extend(cx.diagnostics);
+    out
+}
+
 /// The file being decoded and the problems found in it so far.
 pub(crate) struct Cx<'s> {
     pub file: &'s Path,

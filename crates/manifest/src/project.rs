@@ -234,17 +234,8 @@ pub fn parse_agents(source: &str, file: &Path) -> Result<Vec<Agent>, Diagnostics
 }
 
 fn config_from(source: &str, file: &Path, diagnostics: &mut Vec<Diagnostic>) -> ConfigSpec {
-    let docs = match parse_documents(source) {
-        Ok(docs) => docs,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                file,
-                e.line,
-                e.column,
-                format!("YAML syntax error: {}", e.message),
-            ));
-            return ConfigSpec::default();
-        }
+    let Some(docs) = crate::decode::documents(source, file, diagnostics) else {
+        return ConfigSpec::default();
     };
     let Some(first) = docs.first() else {
         return ConfigSpec::default();
@@ -263,22 +254,7 @@ fn config_from(source: &str, file: &Path, diagnostics: &mut Vec<Diagnostic>) -> 
 }
 
 fn agents_from(source: &str, file: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<AgentDocument> {
-    let docs = match parse_documents(source) {
-        Ok(docs) => docs,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                file,
-                e.line,
-                e.column,
-                format!("YAML syntax error: {}", e.message),
-            ));
-            return Vec::new();
-        }
-    };
-    let mut cx = Cx::new(file, source);
-    let out = docs.iter().map(|doc| decode_agent(&mut cx, doc)).collect();
-    diagnostics.extend(cx.diagnostics);
-    out
+    crate::decode::each_document(source, file, diagnostics, decode_agent)
 }
 
 /// The YAML files of a manifest directory (`agents`, `workflows`), sorted by name.

@@ -38,7 +38,7 @@ use workflow::{
 use crate::Diagnostic;
 use crate::agent::{MANIFEST_FIELDS, check_header, metadata_name};
 use crate::decode::{Cx, Decode, Fields};
-use crate::yaml::{Node, Value, parse_documents};
+use crate::yaml::{Node, Value};
 
 /// The example the README shows: code, QA until clean, a person's approval, land.
 pub const EXAMPLE_WORKFLOW: &str = include_str!("../workflows/review.yaml");
@@ -77,25 +77,7 @@ pub(crate) fn workflows_from(
     file: &Path,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<WorkflowDocument> {
-    let docs = match parse_documents(source) {
-        Ok(docs) => docs,
-        Err(e) => {
-            diagnostics.push(Diagnostic::new(
-                file,
-                e.line,
-                e.column,
-                format!("YAML syntax error: {}", e.message),
-            ));
-            return Vec::new();
-        }
-    };
-    let mut cx = Cx::new(file, source);
-    let out = docs
-        .iter()
-        .map(|doc| decode_workflow(&mut cx, doc))
-        .collect();
-    diagnostics.extend(cx.diagnostics);
-    out
+    crate::decode::each_document(source, file, diagnostics, decode_workflow)
 }
 
 /// The checks across a project's workflows: unique names, the graph of each against the
