@@ -53,7 +53,10 @@ pub fn visibility(spec: &SandboxSpec, home: Option<&Path>, path: &Path) -> Visib
         )
         .chain(spec.hide.iter().cloned())
         .map(|p| real_of(&p))
-        .find(|p| real.starts_with(p));
+        .filter(|p| real.starts_with(p))
+        // The innermost place: a home inside `/tmp` is named as the home, so that what is
+        // offered to expose is the toolchain right inside it, not the whole home.
+        .max_by_key(|p| p.components().count());
     if let Some(place) = hidden {
         return Visibility::Hidden {
             real,
@@ -112,6 +115,23 @@ mod tests {
         assert_eq!(
             visibility(&exposed, Some(home.path()), &tool),
             Visibility::Shown
+        );
+    }
+
+    #[test]
+    fn a_home_inside_the_temporary_directory_is_named_as_the_home() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap().join("home");
+        std::fs::create_dir_all(home.join(".nvm/bin")).unwrap();
+        let node = home.join(".nvm/bin/node");
+        std::fs::write(&node, "").unwrap();
+        let spec = SandboxSpec::new("/nonexistent/agentgrid-workspace");
+        assert_eq!(
+            visibility(&spec, Some(&home), &node),
+            Visibility::Hidden {
+                real: node.clone(),
+                hidden_by: Some(home.clone()),
+            }
         );
     }
 }
