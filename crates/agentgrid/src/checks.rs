@@ -21,6 +21,8 @@ pub enum Severity {
     Error,
     /// May be fine; said so that it is not a surprise.
     Warning,
+    /// Something the person may want to add (a toolchain to expose); only `validate` says it.
+    Suggestion,
 }
 
 /// One mistake found, where it comes from (a manifest setting when there is one) and what to
@@ -37,7 +39,12 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn at(severity: Severity, place: Option<Place>, fallback: &Path, message: String) -> Finding {
+    pub(crate) fn at(
+        severity: Severity,
+        place: Option<Place>,
+        fallback: &Path,
+        message: String,
+    ) -> Finding {
         let place = place.unwrap_or(Place {
             file: fallback.to_path_buf(),
             line: 0,
@@ -72,6 +79,7 @@ impl Finding {
         let what = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Suggestion => "suggestion",
         };
         if self.line == 0 {
             format!("{}: {what}: {}", self.file.display(), self.message)
@@ -326,21 +334,28 @@ fn surroundings(
     Option<PathBuf>,
     Option<launch::sandbox::SandboxSpec>,
 ) {
-    let profile = &agent.spec().sandbox;
-    let sandbox =
-        (profile.enabled && profile.filesystem != manifest::FilesystemMode::None).then(|| {
-            let mut view =
-                launch::sandbox::SandboxSpec::new(manifests.workspace_root().join("task"));
-            view.hide.push(root.to_path_buf());
-            view.expose.extend(profile.expose.iter().cloned());
-            view.writable.extend(profile.writable.iter().cloned());
-            view
-        });
     (
         std::env::var("PATH").unwrap_or_default(),
         std::env::var_os("HOME").map(PathBuf::from),
-        sandbox,
+        agent_view(root, manifests, agent),
     )
+}
+
+/// The view of the agent's sandbox as far as host paths go, or `None` when its filesystem is
+/// not isolated.
+pub(crate) fn agent_view(
+    root: &Path,
+    manifests: &manifest::Project,
+    agent: &manifest::Agent,
+) -> Option<launch::sandbox::SandboxSpec> {
+    let profile = &agent.spec().sandbox;
+    (profile.enabled && profile.filesystem != manifest::FilesystemMode::None).then(|| {
+        let mut view = launch::sandbox::SandboxSpec::new(manifests.workspace_root().join("task"));
+        view.hide.push(root.to_path_buf());
+        view.expose.extend(profile.expose.iter().cloned());
+        view.writable.extend(profile.writable.iter().cloned());
+        view
+    })
 }
 
 /// Each `sandbox.expose` and `sandbox.writable` path exists as given and is none of the places

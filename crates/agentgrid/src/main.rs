@@ -14,6 +14,7 @@ mod error;
 mod fields;
 mod parse;
 mod project;
+mod toolchains;
 mod when;
 
 use std::process::ExitCode;

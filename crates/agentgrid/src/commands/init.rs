@@ -73,6 +73,8 @@ struct KnownCli {
     name: &'static str,
     /// The runtime's lines under `runtime:`: a CLI's type, or a `command` with its `stdin`.
     runtime: &'static str,
+    /// The runtime type, whose adapter finds the program and what the sandbox shows with it.
+    kind: manifest::RuntimeKind,
 }
 
 const KNOWN_CLIS: &[KnownCli] = &[
@@ -81,6 +83,7 @@ const KNOWN_CLIS: &[KnownCli] = &[
         name: "claude",
         // The adapter adds `-p`, stream-json output, the model alias and the permission mode.
         runtime: "    type: claude\n",
+        kind: manifest::RuntimeKind::Claude,
     },
     KnownCli {
         binary: "codex",
@@ -88,13 +91,15 @@ const KNOWN_CLIS: &[KnownCli] = &[
         // The adapter adds `exec --json`, the model alias, Codex's sandbox and approvals off
         // (agentgrid's sandbox is the one), and a provider for the gateway in its own HOME.
         runtime: "    type: codex\n",
+        kind: manifest::RuntimeKind::Codex,
     },
     KnownCli {
         binary: "aider",
         name: "aider",
-        // The adapter adds `--message-file` on stdin, `--yes-always`, `--no-git`, its update
+        // The adapter adds `--message-file` with the prompt file, `--yes-always`, `--no-git`, its update
         // checks and analytics off, and the alias as `openai/ALIAS` at the gateway.
         runtime: "    type: aider\n",
+        kind: manifest::RuntimeKind::Aider,
     },
     KnownCli {
         binary: "gemini",
@@ -102,6 +107,7 @@ const KNOWN_CLIS: &[KnownCli] = &[
         // The adapter adds stream-json output, the model alias, approvals off, and settings
         // in its own HOME that select the gateway's key and turn off telemetry and updates.
         runtime: "    type: gemini\n",
+        kind: manifest::RuntimeKind::Gemini,
     },
     KnownCli {
         binary: "opencode",
@@ -109,6 +115,7 @@ const KNOWN_CLIS: &[KnownCli] = &[
         // The adapter adds `run --format json`, the model alias, and a provider for the
         // gateway in its own HOME.
         runtime: "    type: opencode\n",
+        kind: manifest::RuntimeKind::Opencode,
     },
 ];
 
@@ -259,6 +266,7 @@ pub async fn init(
             .is_some_and(|x| x == "yaml" || x == "yml")
     });
     let found: Vec<&KnownCli> = KNOWN_CLIS.iter().filter(|c| on_path(c.binary)).collect();
+    let mut notes: Vec<String> = Vec::new();
     if !has_agents {
         for (i, cli) in found.iter().enumerate() {
             // The first CLI found takes every task; the others take the tasks labelled with
@@ -271,14 +279,29 @@ pub async fn init(
                     cli.name
                 )
             };
+            // What the sandbox would hide that the CLI needs (its interpreter) or may need
+            // (the toolchains of the PATH), written as `sandbox.expose` entries.
+            let offer = executor::runtime::adapter(cli.kind)
+                .map(|adapter| crate::toolchains::Offer::for_cli(&root, &state, adapter.as_ref()))
+                .unwrap_or_default();
+            let file = agents.join(format!("{}.yaml", cli.name));
+            notes.extend(
+                offer
+                    .notes(cli.binary, file.strip_prefix(&root).unwrap_or(&file))
+                    .into_iter()
+                    .map(|n| format!("{}: {n}", cli.name)),
+            );
             write(
-                agents.join(format!("{}.yaml", cli.name)),
+                file,
                 &agent_yaml(
                     cli.name,
                     &format!("Runs the {} CLI found on PATH.", cli.binary),
                     cli.runtime,
                     &routing,
-                    "    network: gateway     # the model gateway is the only place it can reach\n",
+                    &format!(
+                        "    network: gateway     # the model gateway is the only place it can reach\n{}",
+                        offer.yaml(cli.binary)
+                    ),
                     3,
                 ),
             )?;
@@ -317,6 +340,9 @@ pub async fn init(
     }
     for p in &kept {
         outln!("kept    {}", p.strip_prefix(&root).unwrap_or(p).display());
+    }
+    for note in &notes {
+        outln!("{}", domain::text::one_line(note));
     }
     if let Some(seeded) = &seeded {
         super::agency::report(&root, seeded);

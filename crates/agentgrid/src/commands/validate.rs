@@ -7,7 +7,8 @@ use crate::project::Project;
 pub async fn validate(project: &Project, json: bool) -> anyhow::Result<u8> {
     match manifest::load_project(&project.state_dir) {
         Ok(loaded) => {
-            let findings = crate::checks::project(&project.root, &loaded).await;
+            let mut findings = crate::checks::project(&project.root, &loaded).await;
+            findings.extend(crate::toolchains::suggestions(&project.root, &loaded));
             let programs = crate::checks::programs(&project.root, &loaded);
             let errors = findings
                 .iter()
@@ -21,6 +22,7 @@ pub async fn validate(project: &Project, json: bool) -> anyhow::Result<u8> {
                     "agents": loaded.agents.iter().map(|a| a.manifest.metadata.name.clone()).collect::<Vec<_>>(),
                     "problems": findings.iter().filter(|f| f.severity == Severity::Error).map(problem).collect::<Vec<_>>(),
                     "warnings": findings.iter().filter(|f| f.severity == Severity::Warning).map(problem).collect::<Vec<_>>(),
+                    "suggestions": findings.iter().filter(|f| f.severity == Severity::Suggestion).map(problem).collect::<Vec<_>>(),
                     "programs": programs,
                 }))?;
                 return Ok(if ok {
@@ -64,7 +66,7 @@ pub async fn validate(project: &Project, json: bool) -> anyhow::Result<u8> {
                     .map(|d| serde_json::json!({"file": d.file, "line": d.line, "column": d.column, "message": d.message}))
                     .collect();
                 crate::output::json(
-                    &serde_json::json!({"ok": false, "problems": problems, "warnings": []}),
+                    &serde_json::json!({"ok": false, "problems": problems, "warnings": [], "suggestions": []}),
                 )?;
             } else {
                 eprintln!("{diagnostics}");

@@ -43,6 +43,7 @@ mod splits;
 mod store_lock;
 mod support;
 mod text;
+mod toolchains;
 mod truth;
 mod verdict;
 mod visible;
