@@ -520,6 +520,7 @@ async fn execute(
             model: agent.runtime.model.as_deref(),
             resume: session.as_deref(),
             home: agent_home.as_ref().map(|h| h.path()),
+            prompt_file: Some(&prompt_file),
         };
         let mut parser = adapter.as_ref().map(|a| a.parser());
         let spec = launch_spec(

@@ -41,6 +41,9 @@ pub struct Invocation<'a> {
     pub resume: Option<&'a str>,
     /// The CLI's HOME: private to the execution, writable inside its sandbox.
     pub home: Option<&'a std::path::Path>,
+    /// The file holding this iteration's rendered prompt, shown read-only inside the sandbox:
+    /// for a CLI that reads its message from a file rather than from standard input.
+    pub prompt_file: Option<&'a std::path::Path>,
 }
 
 /// One agent CLI, driven non-interactively.

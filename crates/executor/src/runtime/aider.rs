@@ -1,5 +1,11 @@
-//! Aider (the PyPI package `aider-chat`, 0.86): one `--message` run, the prompt read from
-//! standard input (`--message-file /dev/stdin`), its plain text output read as events.
+//! Aider (the PyPI package `aider-chat`, 0.86): one `--message` run, the prompt read from the
+//! execution's prompt file (`--message-file`), its plain text output read as events.
+//!
+//! The prompt file, not standard input: inside the sandbox, under a root engine, the agent's
+//! identity may not reopen the engine's pipe through `/dev/stdin` (EACCES), and Aider then
+//! falls back to reading its chat from standard input a line at a time — so only the prompt's
+//! first line was the message, and a feedback iteration's feedback never reached the model.
+//! Aider has no session to resume, so that file is the only way the feedback gets there.
 //!
 //! Aider is a Python program in a virtualenv: the sandbox shows that virtualenv (the directory
 //! with `pyvenv.cfg` above the program) read-only beside it, since the view shows nothing under
@@ -50,27 +56,30 @@ impl Adapter for Aider {
     }
 
     fn args(&self, invocation: &Invocation<'_>) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--message-file",
-            "/dev/stdin",
-            "--yes-always",
-            "--no-git",
-            "--no-auto-commits",
-            "--no-dirty-commits",
-            "--no-check-update",
-            "--no-analytics",
-            "--no-show-release-notes",
-            "--no-show-model-warnings",
-            "--no-pretty",
-            "--no-stream",
-            "--no-fancy-input",
-            "--no-detect-urls",
-            "--no-suggest-shell-commands",
-            "--map-tokens",
-            "0",
-        ]
-        .map(String::from)
-        .to_vec();
+        let message = invocation
+            .prompt_file
+            .map_or_else(|| "/dev/stdin".to_string(), |p| p.display().to_string());
+        let mut args: Vec<String> = vec!["--message-file".to_string(), message];
+        args.extend(
+            [
+                "--yes-always",
+                "--no-git",
+                "--no-auto-commits",
+                "--no-dirty-commits",
+                "--no-check-update",
+                "--no-analytics",
+                "--no-show-release-notes",
+                "--no-show-model-warnings",
+                "--no-pretty",
+                "--no-stream",
+                "--no-fancy-input",
+                "--no-detect-urls",
+                "--no-suggest-shell-commands",
+                "--map-tokens",
+                "0",
+            ]
+            .map(String::from),
+        );
         if let Some(model) = invocation.model {
             args.extend(["--model".into(), format!("openai/{model}")]);
         }
@@ -91,7 +100,9 @@ impl Adapter for Aider {
     }
 
     fn prompt_on_stdin(&self) -> bool {
-        true
+        // The prompt goes in the message file (see the module's doc); standard input stays
+        // empty, so nothing more is read as chat.
+        false
     }
 
     fn parser(&self) -> Box<dyn Parser> {
@@ -464,13 +475,15 @@ mod tests {
     fn the_arguments_ask_for_the_alias_as_an_openai_model_and_keep_aider_out_of_git() {
         let args = Aider.args(&Invocation {
             model: Some("fast"),
+            prompt_file: Some(Path::new("/run/agentgrid/prompt-7.md")),
             ..Invocation::default()
         });
         let line = args.join(" ");
         assert!(
-            line.starts_with("--message-file /dev/stdin --yes-always --no-git "),
+            line.starts_with("--message-file /run/agentgrid/prompt-7.md --yes-always --no-git "),
             "{line}"
         );
+        assert!(!Aider.prompt_on_stdin());
         assert!(line.ends_with("--model openai/fast"), "{line}");
         for flag in ["--no-auto-commits", "--no-check-update", "--no-analytics"] {
             assert!(args.iter().any(|a| a == flag), "{line}");

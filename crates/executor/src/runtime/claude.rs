@@ -316,6 +316,7 @@ mod tests {
             model: Some("fast"),
             resume: Some("s-1"),
             home: None,
+            prompt_file: None,
         });
         let joined = args.join(" ");
         assert!(

@@ -449,6 +449,7 @@ mod tests {
             model: Some("fast"),
             resume: None,
             home: None,
+            prompt_file: None,
         });
         let joined = fresh.join(" ");
         assert!(joined.starts_with("exec --json"), "{joined}");
@@ -460,6 +461,7 @@ mod tests {
             model: Some("fast"),
             resume: Some("t-1"),
             home: None,
+            prompt_file: None,
         });
         assert!(resumed.join(" ").ends_with("--model fast resume t-1 -"));
     }

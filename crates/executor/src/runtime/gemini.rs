@@ -415,6 +415,7 @@ mod tests {
             model: Some("fast"),
             resume: None,
             home: None,
+            prompt_file: None,
         });
         assert_eq!(
             fresh.join(" "),
@@ -424,6 +425,7 @@ mod tests {
             model: Some("fast"),
             resume: Some("s-1"),
             home: None,
+            prompt_file: None,
         });
         assert!(resumed.join(" ").ends_with("--model fast --resume s-1"));
         assert!(Gemini.prompt_on_stdin());

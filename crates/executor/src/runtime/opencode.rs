@@ -370,6 +370,7 @@ mod tests {
             model: Some("fast"),
             resume: Some("ses_1"),
             home: None,
+            prompt_file: None,
         });
         assert_eq!(
             args.join(" "),

@@ -106,6 +106,56 @@ fn aider_writes_a_file_with_its_edit_format_through_the_gateway() {
     assert_no_key_anywhere(&repo);
 }
 
+/// Aider has no session to resume: a validation-feedback iteration is a fresh process, so the
+/// validator's feedback must reach the model in the prompt itself (its message on stdin).
+#[test]
+fn aider_gets_the_validators_feedback_in_its_next_iteration_prompt() {
+    let Some(aider) = aider() else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::reply("First draft.\n\nhello.txt\n```\nfirst\n```\n", 100, 10, 0),
+        Step::reply("Fixed.\n\nhello.txt\n```\nsecond\n```\n", 140, 10, 0),
+    ]);
+    let validator = "  validation:\n    validators:\n      - {name: second, run: \"grep -q second hello.txt || { echo 'hello.txt must say second-7f3a'; exit 1; }\"}\n";
+    let (_rt, fixture, repo) = project_with("aider", &aider, script, validator);
+    let out = run(&repo);
+    assert!(
+        out.status.success(),
+        "{}\n{}\n{}\n{:?}",
+        stdout(&out),
+        stderr(&out),
+        repo.ok(&["logs", "1", "--raw"]),
+        chats(&fixture)
+    );
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "second\n"
+    );
+    let requests = chats(&fixture);
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    // The first request knows nothing of a verdict; the second carries the failed
+    // validator's name and what it printed, in the prompt Aider was given.
+    let first = requests[0]["messages"].to_string();
+    assert!(!first.contains("second-7f3a"), "{first}");
+    let second = requests[1]["messages"].to_string();
+    assert!(second.contains("Feedback on the work so far"), "{second}");
+    assert!(
+        second.contains("hello.txt must say second-7f3a"),
+        "{second}"
+    );
+    // No session was recorded or resumed: there is none to resume.
+    let events = agent_events(&repo);
+    assert!(!events.iter().any(|e| e["kind"] == "session"), "{events:?}");
+}
+
 #[test]
 fn aider_reporting_an_api_error_fails_the_execution_with_the_reason() {
     let Some(aider) = aider() else {
