@@ -153,3 +153,60 @@ fn opencode_resumes_its_session_when_validation_sends_it_round_again() {
     assert_eq!(metered["input_tokens"], 520, "{metered}");
     assert_eq!(reported, 520, "{events:?}");
 }
+
+#[test]
+fn opencode_over_its_task_budget_is_stopped_during_the_run() {
+    let Some(opencode) = opencode() else {
+        return;
+    };
+    // The first answer spends nearly all of the task tree's budget; OpenCode's next request
+    // (with the tool's result) cannot be reserved and is refused before it reaches the
+    // provider, so the run stops there with the budget's reason.
+    let script = Script::new(vec![
+        Step::call(
+            "Writing.",
+            "bash",
+            bash("echo over budget > hello.txt"),
+            59_000,
+            30,
+        ),
+        Step::reply("Never said.", 100, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project("opencode", &opencode, script);
+    let config = repo.path().join(".agentgrid/config.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("  budgets:\n    per_tree: {tokens: 60000}\n");
+    std::fs::write(&config, text).unwrap();
+    let out = run(&repo);
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    let execution = &show["executions"][0];
+    assert_eq!(
+        execution["state"],
+        "budget_exceeded",
+        "{execution}\n{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    let summary = execution["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("task tree budget of 60000 tokens") && summary.contains("59030 used"),
+        "{execution}"
+    );
+    // One request reached the provider; the second was refused at the gateway.
+    assert_eq!(chats(&fixture).len(), 1, "{:?}", chats(&fixture));
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 1, "{usage}");
+    assert_eq!(usage["input_tokens"], 59_000, "{usage}");
+    assert_eq!(usage["output_tokens"], 30, "{usage}");
+    let spent = usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap();
+    assert!(
+        spent <= 60_000,
+        "the spend stays within the budget: {usage}"
+    );
+    // The command the first answer asked for ran before the stop, and its file is kept.
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "over budget\n"
+    );
+    assert_no_key_anywhere(&repo);
+}
