@@ -541,6 +541,7 @@ async fn execute(
                     sandbox
                         .expose
                         .extend(adapter.shown_with(Path::new(&spec.program)));
+                    sandbox.hide.extend(adapter.hidden_with());
                 }
                 spec.with_sandbox(sandbox)
             }

@@ -86,6 +86,13 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
         npm::installed_package(program).into_iter().collect()
     }
 
+    /// Host paths the sandbox hides from the CLI although they lie in a tree it shows: the
+    /// CLI's system-wide configuration under `/etc`, which would otherwise override the
+    /// settings agentgrid writes for each execution.
+    fn hidden_with(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+
     /// What an exit status of the CLI's own means, said after it ("exited with 41 (…)").
     fn exit_meaning(&self, _code: i32) -> Option<&'static str> {
         None

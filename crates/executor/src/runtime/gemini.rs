@@ -8,7 +8,10 @@
 //! that does, with usage statistics, telemetry, update checks and folder trust off and the
 //! CLI's own retries off (the gateway already waits out rate limits; ten retries with backoff
 //! would hide a refusal from the stall timeout). The host's system settings
-//! (`/etc/gemini-cli/settings.json`) are replaced by an empty file of the execution's.
+//! (`/etc/gemini-cli/settings.json`) are replaced by an empty file of the execution's, and the
+//! host's whole `/etc/gemini-cli` is hidden in the sandbox: Gemini CLI reads admin policies
+//! from `/etc/gemini-cli/policies` (no variable moves that directory), which would override
+//! every other setting, and the sandbox shows the host's `/etc` otherwise.
 //!
 //! The stream is one JSON object per line: `init` (the session id, which `--resume` takes),
 //! `message` (the user's prompt, then the assistant's text in `delta` pieces), `tool_use`
@@ -24,6 +27,10 @@ use domain::{AgentEvent, Timestamp};
 use serde_json::Value;
 
 use super::{Adapter, Invocation, Parser};
+
+/// Where Gemini CLI 0.61 reads system settings and admin policies on Linux
+/// (`Storage.getSystemConfigDir`).
+const SYSTEM_CONFIG_DIR: &str = "/etc/gemini-cli";
 
 /// The Gemini CLI adapter.
 #[derive(Debug, Clone, Copy, Default)]
@@ -102,6 +109,10 @@ impl Adapter for Gemini {
                 system.display().to_string(),
             ),
         ])
+    }
+
+    fn hidden_with(&self) -> Vec<std::path::PathBuf> {
+        vec![std::path::PathBuf::from(SYSTEM_CONFIG_DIR)]
     }
 
     fn exit_meaning(&self, code: i32) -> Option<&'static str> {
@@ -429,6 +440,11 @@ mod tests {
         });
         assert!(resumed.join(" ").ends_with("--model fast --resume s-1"));
         assert!(Gemini.prompt_on_stdin());
+        // The host's system settings and admin policies are hidden, whatever they hold.
+        assert_eq!(
+            Gemini.hidden_with(),
+            vec![std::path::PathBuf::from("/etc/gemini-cli")]
+        );
         assert!(!Gemini.usage_is_running_total());
         assert_eq!(
             Gemini.exit_meaning(41),

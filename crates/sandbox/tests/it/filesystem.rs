@@ -91,6 +91,33 @@ fn hidden_paths_home_and_tmp_appear_empty_and_private() {
     assert_eq!(fs::read_dir(home.path()).unwrap().count(), 1);
 }
 
+/// A hidden path inside a system tree the view shows (a CLI's system-wide configuration in
+/// `/etc`, which the agent must not read) is empty inside, and the rest of the tree stays.
+/// Planting such a directory would take a write to the host's `/etc`, so the test hides one
+/// that is there already.
+#[test]
+fn a_hidden_directory_inside_a_system_tree_is_empty_inside() {
+    let Some(dir) = ["/etc/apt", "/etc/ssl", "/etc/default", "/etc/security"]
+        .iter()
+        .map(Path::new)
+        .find(|d| fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()))
+    else {
+        eprintln!("skipped: no populated directory of /etc to hide on this host");
+        return;
+    };
+    let ws = scratch();
+    let mut spec = spec(ws.path());
+    spec.hide = vec![canonical(dir)];
+    let script = format!(
+        "ls -A {dir} | wc -l; head -c 0 /etc/passwd && echo SYSTEM-READ",
+        dir = dir.display()
+    );
+    let run = run(&spec, &script, &[]);
+    assert!(run.ok(), "{run:#?}");
+    assert_eq!(run.stdout.lines().next(), Some("0"), "{run:#?}");
+    assert!(run.stdout.contains("SYSTEM-READ"), "{run:#?}");
+}
+
 #[test]
 fn symlinks_lead_nowhere_the_sandbox_cannot_go() {
     let ws = scratch();
