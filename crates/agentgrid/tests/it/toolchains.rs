@@ -197,3 +197,62 @@ fn a_workspace_hook_runs_an_exposed_toolchain_and_cannot_see_a_hidden_one() {
     // On the host the hidden one is there: the sandbox, not the test, kept it out.
     assert!(python.exists());
 }
+
+/// Aider in a virtualenv under the home, made from pyenv's interpreter: the adapter shows the
+/// virtualenv itself, so `init` exposes only the interpreter it was made from and offers
+/// nothing for the virtualenv's `bin` on the PATH.
+#[test]
+fn init_exposes_the_interpreter_an_aider_virtualenv_was_made_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().canonicalize().unwrap().join("home");
+    let python = home.join(".pyenv/versions/3.11.7/bin/python3.11");
+    executable(&python, "#!/bin/sh\nexit 0\n");
+    let venv = home.join(".local/aider");
+    std::fs::create_dir_all(venv.join("bin")).unwrap();
+    std::fs::write(
+        venv.join("pyvenv.cfg"),
+        format!("home = {}\n", python.parent().unwrap().display()),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&python, venv.join("bin/python3")).unwrap();
+    executable(
+        &venv.join("bin/aider"),
+        &format!("#!{}\nimport aider\n", venv.join("bin/python3").display()),
+    );
+    let path = format!("{}:/usr/bin:/bin", venv.join("bin").display());
+    let repo = Repo::new();
+    let init = |args: &[&str]| {
+        repo.cmd(args)
+            .env("HOME", &home)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let out = init(&["init"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    let pyenv = home.join(".pyenv");
+    assert!(
+        said.contains(&format!(
+            "aider: `aider` runs on `{}`, which the sandbox hides: .agentgrid/agents/aider.yaml exposes `{}` read-only",
+            venv.join("bin/python3").display(),
+            pyenv.display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains("toolchains on your PATH"), "{said}");
+    let manifest =
+        std::fs::read_to_string(repo.path().join(".agentgrid/agents/aider.yaml")).unwrap();
+    assert!(
+        manifest.contains(&format!("      - \"{}\"\n", pyenv.display())),
+        "{manifest}"
+    );
+    assert!(
+        !manifest.contains(&format!("- \"{}", home.join(".local").display())),
+        "the virtualenv is not offered: {manifest}"
+    );
+    let out = init(&["validate", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["suggestions"], serde_json::json!([]), "{report}");
+}
