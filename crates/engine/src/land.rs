@@ -196,6 +196,20 @@ impl Lander for LocalLander {
         Ok(())
     }
 
+    async fn catch_up(&self, base: &str, old: &str, new: &str) -> Result<(), String> {
+        let ws = &self.workspaces;
+        let main = ws.main_checkout(base).await.map_err(|e| e.to_string())?;
+        if main == MainCheckout::Elsewhere {
+            return Ok(());
+        }
+        // A two-tree `read-tree -m -u` as `publish` runs it: it moves only files that still
+        // hold `old`'s content and refuses where the checkout has changes of its own, so a
+        // checkout that did follow, or was edited since, is left as it is.
+        ws.update_main_checkout(old, new)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn holds(&self, base: &str, commit: &str) -> Result<bool, String> {
         self.workspaces
             .is_ancestor(commit, base)
