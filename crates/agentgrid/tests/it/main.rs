@@ -46,5 +46,7 @@ mod text;
 mod truth;
 mod verdict;
 mod visible;
+mod workflow_held;
 mod workflow_run;
+mod workflow_torture;
 mod workflows;
