@@ -327,27 +327,20 @@ async fn settle_interrupted(
             )
         }),
     }];
-    // The base moved but the checkout may not have followed: left so, it would look like
-    // uncommitted work and refuse every later land. A checkout that cannot follow (its own
-    // changes are in the way) keeps them, and the next land's refusal names them.
-    let caught_up = match moved {
-        true => lander
-            .catch_up(&land.base, &land.old, &land.new)
-            .await
-            .err(),
-        false => None,
-    };
-    if let Some(why) = caught_up {
-        changes.push(Change::Comment {
-            id: task.id,
-            text: format!(
-                "the interrupted land of task #{} moved {}, but the main checkout could not \
-                 be brought along: {why}",
-                task.id, land.base
-            ),
-        });
-    }
     if moved {
+        // The base moved but the checkout may not have followed: left so, it would look like
+        // uncommitted work and refuse every later land. A checkout that cannot follow (its
+        // own changes are in the way) keeps them, and the next land's refusal names them.
+        if let Err(why) = lander.catch_up(&land.base, &land.old, &land.new).await {
+            changes.push(Change::Comment {
+                id: task.id,
+                text: format!(
+                    "the interrupted land of task #{} moved {}, but the main checkout could \
+                     not be brought along: {why}",
+                    task.id, land.base
+                ),
+            });
+        }
         let tree = app
             .store
             .tasks(&TaskFilter {
