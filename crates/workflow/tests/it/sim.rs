@@ -518,7 +518,7 @@ fn every_seed_finishes_once_replays_as_it_ran_and_begins_nothing_twice() {
 #[test]
 fn a_runner_that_forgets_its_begins_is_caught() {
     let caught = (1..200).any(|seed| {
-        std::panic::catch_unwind(|| {
+        let outcome = std::panic::catch_unwind(|| {
             let mut sim = Sim::new(seed);
             sim.offer(Input::Start);
             for _ in 0..STEPS {
@@ -531,8 +531,14 @@ fn a_runner_that_forgets_its_begins_is_caught() {
                     }
                 }
             }
-        })
-        .is_err()
+        });
+        let Err(panic) = outcome else { return false };
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            message.contains("was carried out 2 times"),
+            "seed {seed} failed otherwise: {message}"
+        );
+        true
     });
     assert!(caught, "no seed noticed a command begun twice");
 }
