@@ -78,6 +78,15 @@ pub trait Lander: Send + Sync {
     /// Whether `base` holds `commit` (is it, or descends from it): how a land cut short is
     /// settled.
     async fn holds(&self, base: &str, commit: &str) -> Result<bool, String>;
+
+    /// Brings the main checkout along after a land cut short between moving `base` from `old`
+    /// to `new` and updating the checkout (a crash in between): what `publish` would have
+    /// done next. Refuses, touching nothing, where the checkout holds changes of its own. A
+    /// lander with no checkout (a pull request) has nothing to do.
+    async fn catch_up(&self, base: &str, old: &str, new: &str) -> Result<(), String> {
+        let _ = (base, old, new);
+        Ok(())
+    }
 }
 
 /// Land a done task's branch on the base branch.
@@ -319,6 +328,19 @@ async fn settle_interrupted(
         }),
     }];
     if moved {
+        // The base moved but the checkout may not have followed: left so, it would look like
+        // uncommitted work and refuse every later land. A checkout that cannot follow (its
+        // own changes are in the way) keeps them, and the next land's refusal names them.
+        if let Err(why) = lander.catch_up(&land.base, &land.old, &land.new).await {
+            changes.push(Change::Comment {
+                id: task.id,
+                text: format!(
+                    "the interrupted land of task #{} moved {}, but the main checkout could \
+                     not be brought along: {why}",
+                    task.id, land.base
+                ),
+            });
+        }
         let tree = app
             .store
             .tasks(&TaskFilter {

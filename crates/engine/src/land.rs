@@ -196,6 +196,26 @@ impl Lander for LocalLander {
         Ok(())
     }
 
+    async fn catch_up(&self, base: &str, old: &str, new: &str) -> Result<(), String> {
+        let ws = &self.workspaces;
+        let main = ws.main_checkout(base).await.map_err(|e| e.to_string())?;
+        // A checkout that followed the base, or that moved on since (a commit, a switch), is
+        // left as it is: only the state the crash leaves is caught up.
+        if main == MainCheckout::Elsewhere
+            || !ws
+                .main_checkout_lags(base, old, new)
+                .await
+                .map_err(|e| e.to_string())?
+        {
+            return Ok(());
+        }
+        // A two-tree `read-tree -m -u` as `publish` runs it: it refuses, touching nothing,
+        // where a file in the checkout holds changes of its own.
+        ws.update_main_checkout(old, new)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn holds(&self, base: &str, commit: &str) -> Result<bool, String> {
         self.workspaces
             .is_ancestor(commit, base)

@@ -36,7 +36,9 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
     // due ones join the walk over open tasks in run order.
     let mut resumes: Vec<Resume> = Vec::new();
     for task in snapshot.waiting() {
-        if counts.busy_tasks.contains(&task.id) {
+        // A workflow run's task is resumed (or closed) only by the run: a split under an agent
+        // state whose visit is over must not start an execution outside any visit.
+        if counts.busy_tasks.contains(&task.id) || snapshot.workflow_held.contains(&task.id) {
             continue;
         }
         let kids: Vec<&Task> = snapshot.children_of(task.id).collect();

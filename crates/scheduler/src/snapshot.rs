@@ -51,8 +51,8 @@ pub struct Snapshot {
     /// task does not start in a worktree that is being removed. Its open sub-tasks wait too:
     /// they start from its branch, which must hold their done siblings' work first.
     pub busy_workspaces: BTreeSet<TaskId>,
-    /// Open tasks a workflow run holds: the run says when an agent runs on them (an agent state
-    /// of its current visit), so the scheduler never dispatches them otherwise.
+    /// Tasks a workflow run holds: the run says when an agent runs on them (an agent state of
+    /// its current visit), so the scheduler never dispatches, resumes or closes them otherwise.
     pub workflow_held: BTreeSet<TaskId>,
 }
 

@@ -60,4 +60,6 @@ pub use evolve::evolve;
 pub use messages::Sent;
 pub use refusal::Refusal;
 pub use state::{Key, LandStatus, LandStep, MergeStatus, MergeStep, State};
-pub use workflows::{Begun, WorkflowRun, command_kind, command_visit, outcome_of};
+pub use workflows::{
+    Begun, MAX_FINISHED_RUNS_PER_TASK, WorkflowRun, command_kind, command_visit, outcome_of,
+};

@@ -17,6 +17,11 @@ use crate::State;
 use crate::decide::Decision;
 use crate::refusal::{Refusal, refused};
 
+/// The most finished workflow runs (sub-workflows included) one task keeps: a start past it,
+/// by a person, an agent or a `workflow` state, is refused. A review loop that goes round a
+/// few times needs a handful; a hundred is far past any real use and still cheap to load.
+pub const MAX_FINISHED_RUNS_PER_TASK: usize = 100;
+
 /// One run of a workflow on a task, as recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkflowRun {
@@ -122,6 +127,18 @@ pub(crate) fn start(
             "task #{task} already runs the workflow `{}` (W{}); a task runs one workflow at a \
              time",
             run.name, run.id
+        ));
+    }
+    // Every run of a task is kept and loaded whenever the task starts one, so an agent or a
+    // script that starts workflows in a loop must meet a bound, not fill the store.
+    let finished = state
+        .workflows()
+        .filter(|r| r.task_id == task && r.instance.is_finished())
+        .count();
+    if finished >= MAX_FINISHED_RUNS_PER_TASK {
+        return refused(format!(
+            "task #{task} has finished {finished} workflow runs, the most one task keeps \
+             ({MAX_FINISHED_RUNS_PER_TASK}); add a new task for more work"
         ));
     }
     let id = state.next_workflow_id();

@@ -238,6 +238,34 @@ impl Workspaces {
         Ok(())
     }
 
+    /// Whether the main checkout stands where a land cut short between moving the base and
+    /// updating the checkout leaves it: `base_ref` at `new`, the index still `old`'s tree.
+    pub async fn main_checkout_lags(
+        &self,
+        base_ref: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, Error> {
+        if self.ref_commit(base_ref).await? != new {
+            return Ok(false);
+        }
+        let repository = self.repository().await?;
+        let main = self.main_target(&repository.common_dir, &self.config().repo_root);
+        let same = git(
+            main.target(),
+            &[
+                "diff-index",
+                "--cached",
+                "--quiet",
+                "--end-of-options",
+                old,
+                "--",
+            ],
+        )
+        .await?;
+        Ok(same.success())
+    }
+
     /// Brings the main checkout's index and files from `old` to `new`, after its branch moved.
     pub async fn update_main_checkout(&self, old: &str, new: &str) -> Result<(), Error> {
         let repository = self.repository().await?;

@@ -47,5 +47,7 @@ mod toolchains;
 mod truth;
 mod verdict;
 mod visible;
+mod workflow_held;
 mod workflow_run;
+mod workflow_torture;
 mod workflows;

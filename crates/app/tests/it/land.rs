@@ -16,6 +16,8 @@ struct Scripted {
     holds: bool,
     fail_publish: bool,
     published: Mutex<Vec<Ready>>,
+    /// The main checkout's catch-ups asked for: base, old, new.
+    caught_up: Mutex<Vec<(String, String, String)>>,
 }
 
 #[async_trait::async_trait]
@@ -42,6 +44,12 @@ impl Lander for Scripted {
 
     async fn holds(&self, _base: &str, _commit: &str) -> Result<bool, String> {
         Ok(self.holds)
+    }
+
+    async fn catch_up(&self, base: &str, old: &str, new: &str) -> Result<(), String> {
+        let asked = (base.to_string(), old.to_string(), new.to_string());
+        self.caught_up.lock().unwrap().push(asked);
+        Ok(())
     }
 }
 
@@ -112,6 +120,16 @@ async fn a_land_cut_short_after_the_ref_moved_is_finished_and_not_made_again() {
         lander.published.lock().unwrap().is_empty(),
         "nothing moves twice"
     );
+    // The crash may have come before the main checkout followed the base: it is brought
+    // along from the recorded old commit to the new one.
+    assert_eq!(
+        *lander.caught_up.lock().unwrap(),
+        [(
+            "refs/heads/main".to_string(),
+            "0".repeat(40),
+            "9".repeat(40)
+        )]
+    );
     assert_eq!(
         land_kinds(&f, id).await,
         ["task_land_started", "task_landed"]
@@ -132,6 +150,10 @@ async fn a_land_cut_short_before_the_ref_moved_is_forgotten_and_made_anew() {
     assert_eq!(strategy, LandStrategy::Squash, "the lander's default");
     assert_eq!(new, "2".repeat(40));
     assert_eq!(lander.published.lock().unwrap().len(), 1);
+    assert!(
+        lander.caught_up.lock().unwrap().is_empty(),
+        "a base that never moved has no checkout to bring along"
+    );
     assert_eq!(
         land_kinds(&f, id).await,
         [

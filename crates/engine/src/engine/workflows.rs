@@ -222,6 +222,19 @@ impl Engine {
                 if self.workflows.in_flight.contains_key(&key) {
                     return Ok(false);
                 }
+                // A land is recorded in the store when it moves the base: one cut short after
+                // that took effect, and its visit succeeded.
+                if let Command::Land { .. } = command
+                    && let Some(landed) = landed_by_run(&*self.store, run).await?
+                {
+                    let input = Input::ended(*visit, state, Outcome::Succeeded);
+                    let note = format!(
+                        "workflow run W{}: `{state}` (visit {visit}) was cut short when the engine \
+                         stopped, after {landed}",
+                        run.id
+                    );
+                    return self.step_run(run.id, run.task_id, input, Some(note)).await;
+                }
                 // Begun, and nothing of this engine runs it: an engine that stopped began it.
                 // It may have had its effect, so it is not carried out again.
                 let input = Input::ended(*visit, state, Outcome::Failed);
@@ -374,9 +387,24 @@ impl Engine {
                 let app = app::App::new(self.store.clone(), self.clock.clone());
                 let tx = self.workflows.reports.clone();
                 let (id, task, visit, state) = (run.id, run.task_id, *visit, state.clone());
+                let (store, run) = (self.store.clone(), run.clone());
                 tokio::spawn(async move {
                     let landed = launch::cancellable(cancel, land(app, lander, task)).await;
-                    let (outcome, note) = landed;
+                    let (outcome, note) = match landed {
+                        // A try that a stop cut short may have landed, or left a land that
+                        // this try settled as landed; either way the work is on the base.
+                        (Outcome::Failed, note) => match landed_by_run(&*store, &run).await {
+                            Ok(Some(landed)) => (
+                                Outcome::Succeeded,
+                                Some(format!(
+                                    "workflow run W{id}: `{state}` (visit {visit}): an earlier try \
+                                 of the run landed it: {landed}"
+                                )),
+                            ),
+                            _ => (Outcome::Failed, note),
+                        },
+                        succeeded => succeeded,
+                    };
                     let _ = tx.send(Report {
                         key,
                         run: id,
@@ -702,4 +730,34 @@ async fn land(
             Some(format!("the land of task #{task} failed: {e}")),
         ),
     }
+}
+
+/// Whether the task of `run` landed since the run first began a land, and how it reads: a land
+/// the run asked for took effect even when its report never came back (a stop cut it short
+/// after the base moved). A land from before the run's first try is not its work: landing
+/// again is refused then, and so is the visit.
+async fn landed_by_run(
+    store: &dyn store::Store,
+    run: &WorkflowRun,
+) -> Result<Option<String>, store::Error> {
+    let Some(first) = run
+        .begun
+        .iter()
+        .filter(|b| b.command == "land")
+        .map(|b| b.at)
+        .min()
+    else {
+        return Ok(None);
+    };
+    let events = store
+        .entity_events(domain::EntityKind::Task, run.task_id.0)
+        .await?;
+    Ok(events.iter().rev().find_map(|e| match &e.kind {
+        domain::EventKind::TaskLanded { base, new, .. } if e.at >= first => Some(format!(
+            "task #{} landed at {} on {base}",
+            run.task_id,
+            domain::event::short(new)
+        )),
+        _ => None,
+    }))
 }

@@ -125,6 +125,26 @@ fn a_task_with_an_active_execution_is_never_dispatched_again() {
 }
 
 #[test]
+fn a_task_a_workflow_run_holds_is_neither_dispatched_resumed_nor_closed() {
+    // Open and ready, or waiting with its sub-task done: the run decides when an agent runs
+    // on it, so the scheduler leaves it alone; the same tasks unheld run.
+    let parent = in_state(task(1), TaskState::Waiting);
+    let kid = in_state(child(2, &parent), TaskState::Done);
+    let c = config(vec![worker()]);
+    let mut only_work = worker();
+    only_work.kinds = vec![ExecutionKind::Work];
+    let closing = config(vec![only_work]);
+    let mut s = world(vec![parent, kid, task(3)]);
+    s.workflow_held.extend([TaskId(1), TaskId(3)]);
+    let d = decide(&s, &c, T0);
+    assert!(d.actions.is_empty(), "{d:?}");
+    assert!(decide(&s, &closing, T0).actions.is_empty());
+    s.workflow_held.clear();
+    assert_eq!(dispatched(&s, &c, T0), vec![1, 3]);
+    assert_eq!(decide(&s, &closing, T0).actions.len(), 2);
+}
+
+#[test]
 fn a_task_whose_worktree_is_being_worked_on_waits_for_that_work() {
     // A merge into the parent is under way: its resume waits for it, and so does closing it.
     let parent = in_state(task(1), TaskState::Waiting);

@@ -126,3 +126,37 @@ async fn the_database_holds_one_running_run_per_task() {
     );
     assert!(second.unwrap_err().to_string().contains("UNIQUE"));
 }
+
+#[tokio::test]
+async fn a_task_keeps_a_bounded_number_of_finished_runs() {
+    let (_dir, store) = fresh();
+    let task = crate::create_titled(&store, "looped").await;
+    let bound = tracker::MAX_FINISHED_RUNS_PER_TASK;
+    for n in 1..=bound {
+        let decided = Change::StepWorkflow {
+            id: WorkflowId(n as i64),
+            input: Input::Decided {
+                visit: 1,
+                approved: true,
+                feedback: None,
+            },
+        };
+        store
+            .apply("cli", T0, vec![start(task), decided])
+            .await
+            .unwrap();
+    }
+    // The runs are loaded from the database, not kept in memory: the bound holds there.
+    let before = store.events_after(0, 10_000).await.unwrap().len();
+    let err = store.apply("cli", T0, vec![start(task)]).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "task #{task} has finished {bound} workflow runs, the most one task keeps ({bound})"
+        )),
+        "{err}"
+    );
+    assert!(matches!(err, store::Error::Refused { .. }), "{err:?}");
+    assert_eq!(store.events_after(0, 10_000).await.unwrap().len(), before);
+    let other = crate::create_titled(&store, "fresh").await;
+    store.apply("cli", T0, vec![start(other)]).await.unwrap();
+}

@@ -146,3 +146,28 @@ fn the_run_is_the_fold_of_its_log() {
         definition()
     );
 }
+
+#[test]
+fn a_task_keeps_a_bounded_number_of_finished_runs() {
+    let mut w = World::new();
+    let task = w.titled("t");
+    let other = w.titled("u");
+    let bound = tracker::MAX_FINISHED_RUNS_PER_TASK;
+    for n in 1..=bound {
+        w.ok(start(task));
+        w.ok(input(
+            WorkflowId(n as i64),
+            Input::ended(1, "test", Outcome::Succeeded),
+        ));
+    }
+    let refusal = w.refused(start(task));
+    assert_eq!(
+        refusal,
+        format!(
+            "task #{task} has finished {bound} workflow runs, the most one task keeps ({bound}); \
+             add a new task for more work"
+        )
+    );
+    // The bound is the task's own (`refused` checks that nothing changed).
+    w.ok(start(other));
+}

@@ -4,3 +4,4 @@ mod check;
 mod fixtures;
 mod machine;
 mod replay;
+mod sim;

@@ -804,3 +804,54 @@ async fn a_judge_tree_holds_exactly_the_commit_whatever_was_done_to_it() {
     judge.remove().unwrap();
     assert!(!judge.dir.exists());
 }
+
+/// The checkout a land leaves when a crash comes between moving the base and updating the
+/// checkout: `main` at the land commit, the index and files still the old commit's.
+#[tokio::test]
+async fn a_main_checkout_left_behind_by_a_land_is_seen_and_brought_along() {
+    let dir = repo().await;
+    let repo = dir.path();
+    let ws = workspaces(repo, Hooks::default());
+    let old = git(repo, &["rev-parse", "HEAD"]).await;
+    git(repo, &["checkout", "-q", "-b", "work"]).await;
+    std::fs::write(repo.join("landed.txt"), "landed\n").unwrap();
+    git(repo, &["add", "landed.txt"]).await;
+    git(repo, &["commit", "-q", "-m", "the work"]).await;
+    let new = git(repo, &["rev-parse", "HEAD"]).await;
+    git(repo, &["checkout", "-q", "main"]).await;
+    ws.move_ref("refs/heads/main", &old, &new, "a land cut short")
+        .await
+        .unwrap();
+    assert!(matches!(
+        ws.main_checkout("refs/heads/main").await.unwrap(),
+        workspace::MainCheckout::Dirty { .. }
+    ));
+    assert!(
+        ws.main_checkout_lags("refs/heads/main", &old, &new)
+            .await
+            .unwrap()
+    );
+
+    ws.update_main_checkout(&old, &new).await.unwrap();
+    assert_eq!(
+        ws.main_checkout("refs/heads/main").await.unwrap(),
+        workspace::MainCheckout::Clean
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("landed.txt")).unwrap(),
+        "landed\n"
+    );
+    // A checkout that followed, or that moved on since, does not lag.
+    assert!(
+        !ws.main_checkout_lags("refs/heads/main", &old, &new)
+            .await
+            .unwrap()
+    );
+    std::fs::write(repo.join("README.md"), "edited\n").unwrap();
+    git(repo, &["commit", "-q", "-am", "later"]).await;
+    assert!(
+        !ws.main_checkout_lags("refs/heads/main", &old, &new)
+            .await
+            .unwrap()
+    );
+}
