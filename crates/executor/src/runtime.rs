@@ -340,6 +340,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_cli_with_a_system_configuration_under_etc_has_it_hidden() {
+        // The host's own settings for a CLI (managed settings, admin policies, system config)
+        // may carry credentials or override the gateway: each adapter hides its directory.
+        for (kind, dir) in [
+            (RuntimeKind::Claude, "/etc/claude-code"),
+            (RuntimeKind::Codex, "/etc/codex"),
+            (RuntimeKind::Gemini, "/etc/gemini-cli"),
+            (RuntimeKind::Opencode, "/etc/opencode"),
+        ] {
+            let adapter = adapter(kind).unwrap();
+            assert_eq!(adapter.hidden_with(), vec![PathBuf::from(dir)], "{kind:?}");
+        }
+        assert!(adapter(RuntimeKind::Aider).unwrap().hidden_with().is_empty());
+    }
+
+    #[test]
     fn the_sink_keeps_the_session_and_the_first_failure_and_caps_the_count() {
         let mut sink = EventSink::default();
         assert!(

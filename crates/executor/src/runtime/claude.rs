@@ -70,6 +70,13 @@ impl Adapter for Claude {
         true
     }
 
+    /// Claude Code's managed settings (`managed-settings.json`, `managed-mcp.json`) can set environment
+    /// variables, an API key helper and MCP servers for interactive use on this host: none of it
+    /// may reach an agent, which runs on the settings agentgrid writes.
+    fn hidden_with(&self) -> Vec<std::path::PathBuf> {
+        vec![std::path::PathBuf::from("/etc/claude-code")]
+    }
+
     fn parser(&self) -> Box<dyn Parser> {
         Box::new(StreamJson::default())
     }

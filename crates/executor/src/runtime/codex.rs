@@ -72,6 +72,12 @@ impl Adapter for Codex {
         true
     }
 
+    /// Codex's system `config.toml`, `managed_config.toml` and `requirements.toml` would override
+    /// the provider and sandbox settings agentgrid gives it, and may name credentials of this host.
+    fn hidden_with(&self) -> Vec<std::path::PathBuf> {
+        vec![std::path::PathBuf::from("/etc/codex")]
+    }
+
     fn parser(&self) -> Box<dyn Parser> {
         Box::new(ExecJson::default())
     }

@@ -80,6 +80,11 @@ impl Adapter for OpenCode {
         true
     }
 
+    /// OpenCode's system-wide configuration would override the provider agentgrid writes for it.
+    fn hidden_with(&self) -> Vec<std::path::PathBuf> {
+        vec![std::path::PathBuf::from("/etc/opencode")]
+    }
+
     fn parser(&self) -> Box<dyn Parser> {
         Box::new(RunJson::default())
     }
