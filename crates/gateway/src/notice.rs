@@ -109,6 +109,8 @@ pub enum BudgetScope {
     Tree,
     /// All executions of the agent on this UTC day.
     AgentDay,
+    /// All executions of the agents of one agency on this UTC day.
+    AgencyDay,
 }
 
 impl BudgetScope {
@@ -117,6 +119,7 @@ impl BudgetScope {
             BudgetScope::Execution => "execution",
             BudgetScope::Tree => "task tree",
             BudgetScope::AgentDay => "agent's daily",
+            BudgetScope::AgencyDay => "agency's daily",
         }
     }
 }
