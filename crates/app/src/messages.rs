@@ -49,6 +49,31 @@ impl Command for SendMessage {
                  message",
             ));
         }
+        // A coordinator's `ANSWER` correlated with an escalation waiting for it answers that
+        // escalation: acknowledged, the answer to the asking task, its task reopened.
+        if let Actor::Execution { .. } = actor
+            && self.message.kind == domain::MessageType::Answer
+            && let Some(id) = self
+                .message
+                .correlation
+                .as_deref()
+                .and_then(|c| c.parse::<MessageId>().ok())
+            && let Some(m) = app.store.message(id).await?
+            && m.kind == domain::MessageType::Escalation
+            && matches!(m.receiver, Receiver::Role(_))
+        {
+            domain::message::check_payload(self.message.kind, &self.message.payload)
+                .map_err(Error::invalid)?;
+            let text = self.message.payload["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let answered = crate::AnswerEscalation { id, text }.run(app, actor).await?;
+            return Ok(Sent {
+                message: answered.answer,
+                coalesced: false,
+            });
+        }
         send(app, actor, self.message).await
     }
 }
