@@ -33,6 +33,9 @@ pub struct Setup {
     pub agencies: crate::Agencies,
     /// Who is in which agency with which role and follows which topics, for delivery.
     pub directory: Arc<app::Directory>,
+    /// Each agency's per-tree budget (`spec.budgets.per_tree`), for its agents' gateway
+    /// identities.
+    pub agency_tree_budgets: HashMap<String, gateway::Limit>,
     /// The project's workflows by name, for the sub-workflows a run starts.
     pub workflows: HashMap<String, workflow::Definition>,
     /// How a workflow's `land` state lands (`land.strategy`).
@@ -202,6 +205,11 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
         approvals,
         agencies: crate::Agencies::from_project(project, repo_root),
         directory: Arc::new(crate::agencies::directory(project)),
+        agency_tree_budgets: project
+            .agencies
+            .iter()
+            .map(|a| (a.name.clone(), limit(&a.spec().budgets.per_tree)))
+            .collect(),
         workflows: project
             .workflows
             .iter()

@@ -111,6 +111,8 @@ pub enum BudgetScope {
     AgentDay,
     /// All executions of the agents of one agency on this UTC day.
     AgencyDay,
+    /// The task tree, as an agency's per-tree budget bounds it for its agents.
+    AgencyTree,
 }
 
 impl BudgetScope {
@@ -120,6 +122,7 @@ impl BudgetScope {
             BudgetScope::Tree => "task tree",
             BudgetScope::AgentDay => "agent's daily",
             BudgetScope::AgencyDay => "agency's daily",
+            BudgetScope::AgencyTree => "agency's task tree",
         }
     }
 }

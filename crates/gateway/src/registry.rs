@@ -138,11 +138,14 @@ pub struct Identity {
     pub agency: Option<AgencyBudget>,
 }
 
-/// An agency's daily budget, shared by every execution of its agents on one UTC day.
+/// An agency's budgets: its daily one, shared by every execution of its agents on one UTC
+/// day, and its task tree one, the most a tree may have spent for the agency's agents to
+/// spend more in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgencyBudget {
     pub name: String,
     pub day: Limit,
+    pub tree: Limit,
     /// What the store holds for the agency's agents today when the execution starts.
     pub baseline: ModelUsage,
 }
@@ -478,6 +481,11 @@ impl Registry {
                 &agency.day,
                 *state.agency_days.get(key).unwrap_or(&zero),
             ));
+            scopes.push((
+                BudgetScope::AgencyTree,
+                &agency.tree,
+                *state.trees.get(&identity.root).unwrap_or(&zero),
+            ));
         }
         let limited = scopes.iter().any(|(_, limit, _)| !limit.is_unlimited());
         let input = estimate.input_tokens;
@@ -632,6 +640,11 @@ impl Registry {
                     .get(&(agency.name.clone(), today))
                     .unwrap_or(&zero),
             ));
+            scopes.push((
+                BudgetScope::AgencyTree,
+                &agency.tree,
+                state.trees.get(&identity.root).unwrap_or(&zero),
+            ));
         }
         let made_requests = own.used.requests > 0;
         scopes
@@ -672,6 +685,9 @@ fn scope_name(identity: &Identity, scope: BudgetScope) -> String {
     match (scope, &identity.agency) {
         (BudgetScope::AgencyDay, Some(agency)) => {
             format!("the agency {}'s daily budget", agency.name)
+        }
+        (BudgetScope::AgencyTree, Some(agency)) => {
+            format!("the agency {}'s task tree budget", agency.name)
         }
         _ => format!("the {} budget", scope.as_str()),
     }
@@ -837,6 +853,7 @@ mod tests {
                     max_tokens: Some(100),
                     max_cost_micros: None,
                 },
+                tree: Limit::default(),
                 baseline: used(baseline, 0),
             });
             i
@@ -866,6 +883,36 @@ mod tests {
         let (_, end) = day_bounds(T0);
         clock.set(end);
         assert!(registry.check(&lead).is_ok(), "a new day, a new budget");
+    }
+
+    #[test]
+    fn an_agency_tree_budget_bounds_its_agents_in_a_tree_and_nobody_else() {
+        let registry = Registry::new(Arc::new(ManualClock::new(T0)));
+        let mut coder = identity(1, 10, "coder", Budgets::default());
+        coder.agency = Some(AgencyBudget {
+            name: "code".into(),
+            day: Limit::default(),
+            tree: Limit {
+                max_tokens: None,
+                max_cost_micros: Some(1_000),
+            },
+            baseline: ModelUsage::default(),
+        });
+        // Another agent in the same tree, outside the agency.
+        let helper = identity(2, 10, "helper", Budgets::default());
+        registry.register("tok-1", coder.clone());
+        registry.register("tok-2", helper.clone());
+        registry.record(&helper, &used(10, 1_000));
+        let (over, _) = registry.check(&coder).unwrap_err();
+        assert_eq!(over.scope, BudgetScope::AgencyTree);
+        assert_eq!(
+            over.reason,
+            "the agency code's task tree budget of $0.0010 is used up ($0.0010 spent)"
+        );
+        assert!(
+            registry.check(&helper).is_ok(),
+            "the agency's budget is its own"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //!   routing: rule                     # rule | contract-net
 //!   bid_deadline: 30s                 # contract net: how long a call for proposals stays open
 //!   escalation_deadline: 10m          # a specialist's escalation left open this long goes up
-//!   budgets: {per_day: {cost: 20.0, tokens: 2000000}}   # all its agents' model use together
+//!   budgets: {per_day: {cost: 20.0, tokens: 2000000}, per_tree: {cost: 5.0}}
 //!   policies:
 //!     handoffs: [{from: developer, to: [qa]}]
 //!     approval: true                  # its done top-level work waits for a person
@@ -111,6 +111,9 @@ pub struct AgencyBudgets {
     /// the gateway refuses the agents' model requests and no task of the agency is started
     /// until the next day.
     pub per_day: crate::models::Budget,
+    /// Per task tree: the most a tree may have used (by any agent) for the agency's agents
+    /// to make more requests in it; the gateway refuses them past it.
+    pub per_tree: crate::models::Budget,
 }
 
 fn default_escalation_deadline() -> Duration {
@@ -237,7 +240,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "escalation_deadline",
     "budgets",
 ];
-pub(crate) const BUDGETS_FIELDS: &[&str] = &["per_day"];
+pub(crate) const BUDGETS_FIELDS: &[&str] = &["per_day", "per_tree"];
 pub(crate) const METADATA_FIELDS: &[&str] = &["name"];
 pub(crate) const SPECIALIST_FIELDS: &[&str] = &["agent", "role", "capabilities", "cost"];
 pub(crate) const LIMITS_FIELDS: &[&str] = &["concurrency"];
@@ -416,6 +419,10 @@ fn decode_spec(cx: &mut Cx, node: &Node, places: &mut AgencyPlaces) -> Option<Ag
                 per_day: bf
                     .value("per_day")
                     .map(|d| crate::models::decode_budget(cx, d, "spec.budgets.per_day"))
+                    .unwrap_or_default(),
+                per_tree: bf
+                    .value("per_tree")
+                    .map(|d| crate::models::decode_budget(cx, d, "spec.budgets.per_tree"))
                     .unwrap_or_default(),
             },
         },

@@ -108,6 +108,10 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                     "tokens": b.tokens,
                     "cost": b.cost,
                 })),
+                "budget_per_tree": a.per_tree.as_ref().map(|b| serde_json::json!({
+                    "tokens": b.tokens,
+                    "cost": b.cost,
+                })),
             })).collect::<Vec<_>>(),
             "host_hooks": host_hooks,
             "merge_failed": view.merge_failed
@@ -407,6 +411,7 @@ struct AgencyLine {
     /// What its agents used of models today (UTC).
     spent: domain::ModelUsage,
     budget: Option<manifest::Budget>,
+    per_tree: Option<manifest::Budget>,
     /// Whether the budget is used up: no task of the agency starts.
     over: bool,
 }
@@ -450,7 +455,10 @@ async fn agency_lines(
                 || b.cost
                     .is_some_and(|c| spent.cost_micros >= engine::dollars_to_micros(c))
         });
+        let per_tree = &agency.spec().budgets.per_tree;
+        let per_tree = (per_tree.tokens.is_some() || per_tree.cost.is_some()).then_some(*per_tree);
         lines.push(AgencyLine {
+            per_tree,
             name: agency.name.clone(),
             running,
             concurrency: agency.spec().limits.concurrency,

@@ -551,3 +551,49 @@ fn an_agencys_daily_budget_holds_during_a_run_and_then_starts_nothing() {
         "{human}"
     );
 }
+
+#[test]
+fn the_engines_tick_makes_expired_messages_dead_letters_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = organisation(dir.path(), "");
+    let sent = repo.ok(&[
+        "msg",
+        "send",
+        "--to",
+        "role:developer",
+        "--type",
+        "STATUS",
+        "--payload",
+        r#"{"text": "soon stale"}"#,
+        "--ttl",
+        "1s",
+    ]);
+    assert_eq!(sent.trim(), "M1");
+    // No task runs: only the tick can see the time to live run out. `msg show` reads without
+    // sweeping, so the dead letter it shows is the engine's.
+    let mut engine = repo
+        .cmd(&["run", "--forever"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut shown = serde_json::Value::Null;
+    wait_for(
+        std::time::Duration::from_secs(30),
+        "the dead letter",
+        || {
+            shown = repo.json(&["msg", "show", "M1", "--json"]);
+            shown["message"]["state"] == "dead"
+        },
+    );
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+    let reason = shown["message"]["dead_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("expired: its time to live ran out at "),
+        "{reason}"
+    );
+    let last = shown["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "message_dead_lettered", "{shown}");
+    assert_eq!(last["actor"], "engine", "{shown}");
+}

@@ -8,8 +8,8 @@ use domain::ModelUsage;
 use super::{Engine, Error};
 
 impl Engine {
-    /// The gateway's account for `agent`'s agency, when that agency has a daily budget: its
-    /// limit and what the store holds of its agents' use today.
+    /// The gateway's accounts for `agent`'s agency, when that agency has a budget: its limits
+    /// and what the store holds of its agents' use today.
     pub(super) async fn agency_budget(
         &self,
         agent: &str,
@@ -21,7 +21,13 @@ impl Engine {
             return Ok(None);
         };
         let budget = policy.day_budget;
-        if budget == scheduler::DayBudget::default() {
+        let tree = self
+            .setup
+            .agency_tree_budgets
+            .get(name)
+            .copied()
+            .unwrap_or_default();
+        if budget == scheduler::DayBudget::default() && tree.is_unlimited() {
             return Ok(None);
         }
         Ok(Some(gateway::AgencyBudget {
@@ -30,6 +36,7 @@ impl Engine {
                 max_tokens: budget.tokens,
                 max_cost_micros: budget.cost_micros,
             },
+            tree,
             baseline: self.agency_spend_today(name).await?,
         }))
     }

@@ -357,7 +357,7 @@ fn a_bad_or_missing_agency_name_is_reported_at_its_place_with_an_example() {
 fn an_agencys_deadline_and_budget_and_an_agents_topics_load_and_bad_ones_are_placed() {
     let code = CODE_AGENCY.replace(
         "  bid_deadline: 45s\n",
-        "  bid_deadline: 45s\n  escalation_deadline: 2m\n  budgets: {per_day: {cost: 5.5, tokens: 1000}}\n",
+        "  bid_deadline: 45s\n  escalation_deadline: 2m\n  budgets: {per_day: {cost: 5.5, tokens: 1000}, per_tree: {tokens: 500}}\n",
     );
     let mut files = agents();
     files.retain(|(p, _)| *p != "agents/coder.yaml");
@@ -376,6 +376,7 @@ fn an_agencys_deadline_and_budget_and_an_agents_topics_load_and_bad_ones_are_pla
     assert_eq!(spec.escalation_deadline, domain::Duration::from_secs(120));
     assert_eq!(spec.budgets.per_day.cost, Some(5.5));
     assert_eq!(spec.budgets.per_day.tokens, Some(1000));
+    assert_eq!(spec.budgets.per_tree.tokens, Some(500));
     assert_eq!(
         p.agency("qa").unwrap().spec().escalation_deadline,
         domain::Duration::from_secs(600),
