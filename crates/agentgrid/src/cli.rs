@@ -476,8 +476,8 @@ pub enum EscalationsCommand {
 pub enum MsgCommand {
     /// Send a typed message; prints its id.
     Send {
-        /// Who it is for: agent:NAME, role:NAME, agency:NAME, topic:NAME, broadcast,
-        /// execution:ID (that execution only) or people.
+        /// Who it is for: agent:NAME, role:NAME (a role of your own agency), agency:NAME,
+        /// topic:NAME, broadcast, execution:ID (that execution only) or people.
         #[arg(long)]
         to: String,
         /// TASK, STATUS, QUESTION, ANSWER, COMPLETE, BLOCKED, HANDOFF, RESULTS, ALERT or
