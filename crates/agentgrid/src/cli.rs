@@ -476,8 +476,8 @@ pub enum EscalationsCommand {
 pub enum MsgCommand {
     /// Send a typed message; prints its id.
     Send {
-        /// Who it is for: agent:NAME, role:NAME, agency:NAME, topic:NAME, broadcast,
-        /// execution:ID (that execution only) or people.
+        /// Who it is for: agent:NAME, role:NAME (a role of your own agency), agency:NAME,
+        /// topic:NAME, broadcast, execution:ID (that execution only) or people.
         #[arg(long)]
         to: String,
         /// TASK, STATUS, QUESTION, ANSWER, COMPLETE, BLOCKED, HANDOFF, RESULTS, ALERT or
@@ -584,14 +584,37 @@ pub enum CtlCommand {
     /// Send, read and acknowledge typed messages.
     #[command(subcommand)]
     Msg(CtlMsg),
-    /// Ask a person a question you cannot answer yourself; prints the escalation's id. It is
-    /// shown by `agentgrid status` until answered, and the answer reaches this task's next
-    /// execution in its inbox. Block (`ctl block`) to wait for it.
+    /// Ask up the line a question you cannot answer yourself; prints the escalation's id. A
+    /// specialist of an agency asks its coordinator (who is woken to answer it), anyone else
+    /// asks people. It is shown by `agentgrid status` until answered, and the answer reaches
+    /// this task's next execution in its inbox. Block (`ctl block`) to wait for it. A
+    /// coordinator sends an escalation it cannot answer on to people with `--up M`.
     Escalate {
         /// low, normal, high or critical.
         #[arg(long, default_value = "normal")]
         severity: String,
-        /// The question, in full: it is all the person sees.
+        /// The question, in full: it is all the person sees. With `--up`, a note for the
+        /// people it goes to.
+        #[arg(required_unless_present = "up")]
+        text: Option<String>,
+        /// A coordinator: send this escalation (addressed to you) on up to people.
+        #[arg(long, value_name = "M")]
+        up: Option<domain::MessageId>,
+    },
+    /// A coordinator's answers to the escalations of its agency's specialists.
+    #[command(subcommand)]
+    Escalation(CtlEscalation),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlEscalation {
+    /// Answer an escalation addressed to you: it is acknowledged, the answer reaches the
+    /// asking task's next execution, and a task that blocked to wait for it is reopened.
+    Answer {
+        /// The escalation's id (M3 or 3).
+        id: domain::MessageId,
+        /// The answer, in full.
+        #[arg(long)]
         text: String,
     },
 }

@@ -54,12 +54,15 @@ impl Project {
         Ok(Arc::new(store))
     }
 
-    /// The application layer on the project's database and the system clock.
+    /// The application layer on the project's database and the system clock, knowing the
+    /// agencies, roles and topics of the manifests (none when they do not load: `validate`
+    /// says why, and nothing that needs them is let through unchecked by the agents' side).
     pub async fn app(&self) -> anyhow::Result<app::App> {
-        Ok(app::App::new(
-            self.store().await?,
-            Arc::new(domain::SystemClock),
-        ))
+        let app = app::App::new(self.store().await?, Arc::new(domain::SystemClock));
+        Ok(match manifest::load_project(&self.state_dir) {
+            Ok(project) => app.with_directory(Arc::new(engine::directory(&project))),
+            Err(_) => app,
+        })
     }
 
     /// The manifests, or every problem in them as file:line:col lines.

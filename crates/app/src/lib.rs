@@ -50,6 +50,7 @@ mod agent_calls;
 mod agent_events;
 mod approvals;
 mod command;
+mod directory;
 mod error;
 mod escalations;
 mod import;
@@ -78,8 +79,13 @@ pub use command::{
     AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,
     Import, Nudge, RemoveDependency, Reopen,
 };
+pub use directory::{
+    AgencyEntry, COORDINATOR_ROLE, DEFAULT_ESCALATION_DEADLINE, Directory, TOPICS_PER_AGENT,
+};
 pub use error::Error;
-pub use escalations::{AnswerEscalation, Answered, Escalate, EscalationList};
+pub use escalations::{
+    AnswerEscalation, Answered, Escalate, EscalateOverdue, EscalateUp, Escalated, EscalationList,
+};
 pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use messages::{
@@ -151,6 +157,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     /// How commands' batches reach the store, when not simply applied once.
     writer: Option<Arc<dyn Writer>>,
+    /// Who is who in the agencies, for delivery by role, agency and topic.
+    directory: Arc<Directory>,
 }
 
 /// How the batches of commands are written, for a face that must do more than apply them
@@ -179,7 +187,18 @@ impl App {
             store,
             clock,
             writer: None,
+            directory: Arc::default(),
         }
+    }
+
+    /// The same app, knowing the project's agencies, roles and topics.
+    pub fn with_directory(self, directory: Arc<Directory>) -> App {
+        App { directory, ..self }
+    }
+
+    /// The agencies, roles and topics this app knows.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
     }
 
     /// The same app, writing every command's batch through `writer`.

@@ -1,11 +1,18 @@
 //! Messages between agents, coordinators and people: sending, reading an inbox (which records
 //! each delivery), acknowledging, sweeping what can never be delivered, and the views.
 //!
-//! The rule about who may write to whom lives here: an agent writes to agents, roles,
-//! agencies, topics, everyone and people freely, but to one execution or one task (`task:ID`)
-//! only when it works on the same task, its parent or one of its sub-tasks; it reads only its own inbox and
-//! acknowledges only what was delivered to it. Everything else (payload shapes, bounds per
-//! sender, coalescing, fencing and time to live) is the tracker's.
+//! The rule about who may write to whom lives here: an agent writes to agents, agencies,
+//! topics, everyone and people freely, to the roles of its own agency only (`role:R` is
+//! stored as `role:AGENCY/R`, see [`Directory`](crate::Directory)), but to one execution or
+//! one task (`task:ID`) only when it works on the same task, its parent or one of its
+//! sub-tasks; it sends an `ESCALATION` only through [`Escalate`](crate::Escalate). It reads
+//! only its own inbox: its agent's, task's and execution's messages, everyone's, and those for
+//! its agency, role and topics. Acknowledgement: a message to an agent, a task, a role or an
+//! agency is acknowledged once, by any one of its readers (a job for whoever takes it); an
+//! execution acknowledges only a message it is a reader of and that was delivered to it.
+//! Announcements (topics, broadcast) are never acknowledged: every reader sees them until
+//! their time to live ends. Everything else (payload shapes, bounds per sender, coalescing,
+//! fencing and time to live) is the tracker's.
 
 use domain::{EntityKind, Event, ExecutionId, Message, MessageId, NewMessage, Receiver};
 use store::{Change, MessageFilter};
@@ -33,38 +40,100 @@ impl Command for SendMessage {
     type Output = Sent;
 
     async fn run(self, app: &App, actor: &Actor) -> Result<Sent, Error> {
-        let mut message = self.message;
-        if let Actor::Execution { id, .. } = actor {
-            let sender = app.active_execution(*id).await?;
-            message.sender_execution = Some(*id);
-            message.task = Some(sender.task_id);
-            match message.receiver {
-                Receiver::Execution(to) => app.authorize_execution_receiver(&sender, to).await?,
-                Receiver::Task(to) => app.authorize_task_receiver(&sender, to).await?,
-                _ => {}
-            }
+        if let Actor::Execution { .. } = actor
+            && self.message.kind == domain::MessageType::Escalation
+        {
+            return Err(Error::invalid(
+                "an agent escalates with `agentgrid ctl escalate`, which sends the question up \
+                 its line (its coordinator, then people); an ESCALATION cannot be sent as a \
+                 message",
+            ));
         }
-        let applied = app.apply(actor, vec![Change::SendMessage(message)]).await?;
-        let coalesced = applied
-            .events
-            .iter()
-            .any(|e| e.kind.name() == "message_coalesced");
-        let message = applied
-            .messages
-            .into_iter()
-            .find(|m| m.state.is_open())
-            .ok_or_else(|| Error::invalid("the message was not recorded"))?;
-        Ok(Sent { message, coalesced })
+        // A coordinator's `ANSWER` correlated with an escalation waiting for it answers that
+        // escalation: acknowledged, the answer to the asking task, its task reopened.
+        if let Actor::Execution { .. } = actor
+            && self.message.kind == domain::MessageType::Answer
+            && let Some(id) = self
+                .message
+                .correlation
+                .as_deref()
+                .and_then(|c| c.parse::<MessageId>().ok())
+            && let Some(m) = app.store.message(id).await?
+            && m.kind == domain::MessageType::Escalation
+            && matches!(m.receiver, Receiver::Role(_))
+        {
+            domain::message::check_payload(self.message.kind, &self.message.payload)
+                .map_err(Error::invalid)?;
+            let text = self.message.payload["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let answered = crate::AnswerEscalation { id, text }.run(app, actor).await?;
+            return Ok(Sent {
+                message: answered.answer,
+                coalesced: false,
+            });
+        }
+        send(app, actor, self.message).await
     }
 }
 
+/// Sends `message` for `actor` under the rules of who may write to whom; an escalation too.
+pub(crate) async fn send(app: &App, actor: &Actor, message: NewMessage) -> Result<Sent, Error> {
+    Ok(send_with(app, actor, message, Vec::new()).await?.sent)
+}
+
+/// What [`send_with`] did: the send, and the tasks its other changes wrote.
+pub(crate) struct SentWith {
+    pub sent: Sent,
+    pub tasks: Vec<domain::Task>,
+}
+
+/// [`send`], with `more` changes in the same batch after the message.
+pub(crate) async fn send_with(
+    app: &App,
+    actor: &Actor,
+    mut message: NewMessage,
+    more: Vec<Change>,
+) -> Result<SentWith, Error> {
+    let mut agent = None;
+    if let Actor::Execution { id, .. } = actor {
+        let sender = app.active_execution(*id).await?;
+        message.sender_execution = Some(*id);
+        message.task = Some(sender.task_id);
+        match message.receiver {
+            Receiver::Execution(to) => app.authorize_execution_receiver(&sender, to).await?,
+            Receiver::Task(to) => app.authorize_task_receiver(&sender, to).await?,
+            _ => {}
+        }
+        agent = Some(sender.agent);
+    }
+    message.receiver = app.directory.resolve(agent.as_deref(), message.receiver)?;
+    let mut changes = vec![Change::SendMessage(message)];
+    changes.extend(more);
+    let applied = app.apply(actor, changes).await?;
+    let coalesced = applied
+        .events
+        .iter()
+        .any(|e| e.kind.name() == "message_coalesced");
+    let message = applied
+        .messages
+        .into_iter()
+        .find(|m| m.state.is_open())
+        .ok_or_else(|| Error::invalid("the message was not recorded"))?;
+    Ok(SentWith {
+        sent: Sent { message, coalesced },
+        tasks: applied.tasks,
+    })
+}
+
 /// Read the open messages for an execution, recording each as delivered to it: those for
-/// its agent, for everyone, for `also` (its role, agency and topics), and for the execution
-/// itself. Most urgent first, at most [`INBOX_LIMIT`].
+/// its agent, its task, for everyone, for its agency, role and topics (the app's
+/// [`Directory`](crate::Directory)), and for the execution itself. Most urgent first, at most
+/// [`INBOX_LIMIT`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadInbox {
     pub execution: ExecutionId,
-    pub also: Vec<String>,
 }
 
 #[async_trait::async_trait]
@@ -86,7 +155,12 @@ impl Command for ReadInbox {
             Receiver::Task(e.task_id).to_string(),
             Receiver::Broadcast.to_string(),
         ];
-        receivers.extend(self.also);
+        receivers.extend(
+            app.directory
+                .receivers_of(&e.agent)
+                .iter()
+                .map(ToString::to_string),
+        );
         // A message may end between the read and the write (acknowledged or swept by another
         // process): the batch is refused as a whole, and read again.
         let mut tries = 0;
@@ -135,6 +209,9 @@ impl Command for AckMessage {
             Actor::Execution { id, .. } => Some(*id),
             _ => None,
         };
+        if let Some(e) = by {
+            app.check_reader(self.id, e).await?;
+        }
         let applied = app
             .apply(actor, vec![Change::AckMessage { id: self.id, by }])
             .await?;
@@ -240,6 +317,57 @@ pub fn inbox_text(messages: &[Message]) -> Option<String> {
 }
 
 impl App {
+    /// An execution acknowledges (or answers) only a message it is a reader of, while it is
+    /// active, and only once the message was delivered to it: a stale execution, or one of an
+    /// agent outside the role, agency or topic, cannot.
+    pub(crate) async fn check_reader(
+        &self,
+        id: MessageId,
+        e: ExecutionId,
+    ) -> Result<Message, Error> {
+        let execution = self.active_execution(e).await?;
+        let Some(m) = self.store.message(id).await? else {
+            return Err(Error::invalid(format!(
+                "message M{id} does not exist: see `agentgrid ctl msg inbox`"
+            )));
+        };
+        let reader = match &m.receiver {
+            Receiver::Agent(name) => *name == execution.agent,
+            Receiver::Task(t) => *t == execution.task_id,
+            Receiver::Execution(x) => *x == execution.id,
+            Receiver::People => false,
+            Receiver::Broadcast => true,
+            other => self.directory.eligible(&execution.agent, other),
+        };
+        if !reader {
+            return Err(Error::invalid(format!(
+                "message M{id} is for {}, and agent {} of execution #{e} is not one of its \
+                 readers",
+                m.receiver, execution.agent
+            )));
+        }
+        // An announcement is the tracker's to refuse, and so is a message that is over
+        // (acknowledged, dead), in its own words.
+        if m.receiver.is_announcement() || !m.state.is_open() {
+            return Ok(m);
+        }
+        let delivered = self
+            .store
+            .entity_events(EntityKind::Message, id.0)
+            .await?
+            .iter()
+            .any(|ev| {
+                matches!(&ev.kind, domain::EventKind::MessageDelivered { execution } if *execution == e)
+            });
+        if !delivered {
+            return Err(Error::invalid(format!(
+                "message M{id} was never delivered to execution #{e}; read it with \
+                 `agentgrid ctl msg inbox` first"
+            )));
+        }
+        Ok(m)
+    }
+
     /// The execution, which must exist and be active.
     async fn active_execution(&self, id: ExecutionId) -> Result<domain::Execution, Error> {
         match self.store.execution(id).await? {

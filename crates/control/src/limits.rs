@@ -177,6 +177,13 @@ impl Limits {
             Op::Escalate { text, .. } => {
                 self.check_text("the question", "its text", text, self.max_text_bytes)
             }
+            Op::EscalateUp { note, .. } => match note {
+                Some(note) => self.check_text("the note", "--note", note, self.max_text_bytes),
+                None => Ok(()),
+            },
+            Op::EscalationAnswer { text, .. } => {
+                self.check_text("the answer", "--text", text, self.max_text_bytes)
+            }
             Op::Nudge { .. } | Op::Status | Op::MsgInbox | Op::MsgAck { .. } => Ok(()),
         }
     }

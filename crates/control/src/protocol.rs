@@ -63,9 +63,18 @@ pub enum Op {
     MsgInbox,
     /// Acknowledge a message delivered to this execution, once.
     MsgAck { id: domain::MessageId },
-    /// Ask up the line (a person today) a question the agent cannot answer; the answer comes
-    /// to the task's next execution.
+    /// Ask up the line a question the agent cannot answer: a specialist's goes to its
+    /// agency's coordinator, anyone else's to people; the answer comes to the task's next
+    /// execution.
     Escalate { severity: String, text: String },
+    /// A coordinator sends an escalation it cannot answer on up, to people.
+    EscalateUp {
+        id: domain::MessageId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// A coordinator answers an escalation addressed to it.
+    EscalationAnswer { id: domain::MessageId, text: String },
 }
 
 impl Op {
@@ -83,6 +92,8 @@ impl Op {
             Op::MsgInbox => "msg_inbox",
             Op::MsgAck { .. } => "msg_ack",
             Op::Escalate { .. } => "escalate",
+            Op::EscalateUp { .. } => "escalate_up",
+            Op::EscalationAnswer { .. } => "escalation_answer",
         }
     }
 }

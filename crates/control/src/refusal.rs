@@ -22,6 +22,8 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::MsgInbox => "agentgrid ctl msg inbox",
         Op::MsgAck { .. } => "agentgrid ctl msg ack",
         Op::Escalate { .. } => "agentgrid ctl escalate",
+        Op::EscalateUp { .. } => "agentgrid ctl escalate --up",
+        Op::EscalationAnswer { .. } => "agentgrid ctl escalation answer",
     }
 }
 
@@ -40,7 +42,8 @@ fn next_step(call: &str) -> &'static str {
         "agentgrid ctl approval request" => "no approval was requested",
         "agentgrid ctl workflow start" => "no workflow was started",
         "agentgrid ctl msg send" => "no message was sent",
-        "agentgrid ctl escalate" => "nothing was escalated",
+        "agentgrid ctl escalate" | "agentgrid ctl escalate --up" => "nothing was escalated",
+        "agentgrid ctl escalation answer" => "nothing was answered",
         "agentgrid ctl msg ack" => {
             "nothing was acknowledged; `agentgrid ctl msg inbox` shows your open messages with their ids"
         }

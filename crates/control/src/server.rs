@@ -665,7 +665,9 @@ fn admit_call(
         | Op::MsgSend { .. }
         | Op::MsgInbox
         | Op::MsgAck { .. }
-        | Op::Escalate { .. } => {}
+        | Op::Escalate { .. }
+        | Op::EscalateUp { .. }
+        | Op::EscalationAnswer { .. } => {}
     }
     Ok((entry.id, pace(entry, limits)))
 }

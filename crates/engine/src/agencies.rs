@@ -126,6 +126,30 @@ fn read_context_file(root: &Path, rel: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Who is who for delivery and escalation: each agency's members and roles, its coordinator
+/// and escalation deadline, and the topics each agent follows.
+pub fn directory(project: &Project) -> app::Directory {
+    let mut directory = app::Directory::known();
+    for a in &project.agencies {
+        let spec = a.spec();
+        let specialists: Vec<(String, String)> = spec
+            .specialists
+            .iter()
+            .map(|s| (s.agent.clone(), s.role.clone()))
+            .collect();
+        directory.add_agency(
+            &a.name,
+            &spec.coordinator,
+            &specialists,
+            spec.escalation_deadline,
+        );
+    }
+    for agent in &project.agents {
+        directory.subscribe(&agent.manifest.metadata.name, &agent.manifest.spec.topics);
+    }
+    directory
+}
+
 /// The scheduler's view of every agency, in the order the project declares them.
 pub fn policies(project: &Project) -> Vec<AgencyPolicy> {
     project
@@ -148,6 +172,14 @@ pub fn policies(project: &Project) -> Vec<AgencyPolicy> {
                     })
                     .collect(),
                 concurrency: spec.limits.concurrency,
+                day_budget: scheduler::DayBudget {
+                    tokens: spec.budgets.per_day.tokens,
+                    cost_micros: spec
+                        .budgets
+                        .per_day
+                        .cost
+                        .map(crate::setup::dollars_to_micros),
+                },
                 mode: match spec.routing {
                     AgencyRouting::Rule => RoutingMode::Rule,
                     AgencyRouting::ContractNet => RoutingMode::ContractNet {

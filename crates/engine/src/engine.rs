@@ -1,7 +1,9 @@
 //! The service loop: decide, act, record, wait.
 
+mod agency_budgets;
 mod approvals;
 mod calls;
+mod deliver;
 mod jobs;
 mod leases;
 mod mail;
@@ -137,6 +139,8 @@ pub struct Engine {
     leases: Option<engine_core::lease::Leases>,
     /// What the engine carries out for workflow runs: see `workflows.rs`.
     workflows: workflows::Driver,
+    /// When the mailboxes are next swept and escalations checked: see `deliver.rs`.
+    mail: deliver::MailTick,
 }
 
 /// How often the worktrees that were busy are tried again.
@@ -189,6 +193,7 @@ impl Engine {
             stopping: false,
             leases: None,
             workflows: workflows::Driver::new(),
+            mail: Default::default(),
         }
     }
 
@@ -257,6 +262,8 @@ impl Engine {
         let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<gateway::Notice>();
         self.start_gateway(notice_tx).await?;
         self.restore_pauses().await?;
+        // The agencies' spend is known before the first decision.
+        self.tend_mail().await;
 
         let (bus, mut update_rx) = bus::InProcess::new();
         let (call_tx, mut call_rx) = mpsc::channel::<ControlCall>(64);
@@ -335,6 +342,7 @@ impl Engine {
                     recheck,
                     budget_stop,
                     lease_due,
+                    self.mail.due().map(instant),
                     scheduled,
                     removal,
                 ]
@@ -393,6 +401,7 @@ impl Engine {
                     follower.woke(Instant::now());
                 }
                 self.tend_leases().await?;
+                self.tend_mail().await;
                 match follower.due(Instant::now()) {
                     crate::watch::Due::Poll => self.follow().await?,
                     crate::watch::Due::Check if self.store.written_elsewhere().await? => {
@@ -601,6 +610,7 @@ impl Engine {
             budgets: self.setup.budgets,
             models: None,
             baseline: gateway::Baseline { tree, agent_day },
+            agency: self.agency_budget(&execution.agent).await?,
         })
     }
 
@@ -1484,9 +1494,12 @@ impl Engine {
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
             Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,
-            op @ (Op::MsgSend { .. } | Op::MsgInbox | Op::MsgAck { .. } | Op::Escalate { .. }) => {
-                self.msg_call(execution, &actor, op).await
-            }
+            op @ (Op::MsgSend { .. }
+            | Op::MsgInbox
+            | Op::MsgAck { .. }
+            | Op::Escalate { .. }
+            | Op::EscalateUp { .. }
+            | Op::EscalationAnswer { .. }) => self.msg_call(execution, &actor, op).await,
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();

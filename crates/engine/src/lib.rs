@@ -40,14 +40,14 @@ mod setup;
 mod usage_check;
 mod watch;
 
-pub use agencies::Agencies;
+pub use agencies::{Agencies, directory};
 pub use engine::{Engine, EngineOptions, RunMode, RunSummary};
 pub use force::kill_executions;
 pub use land::{Judges, LocalLander};
 pub use lock::{EngineLock, LockHolder};
 pub use node::{NODE_FILE, node_id, read_node_id};
 pub use runtime_dir::runtime_dir;
-pub use setup::{Setup, resolve_git_drivers, setup_from_project};
+pub use setup::{Setup, dollars_to_micros, resolve_git_drivers, setup_from_project};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -31,6 +31,11 @@ pub struct Setup {
     pub approvals: manifest::Approvals,
     /// Each agency member's agency, role and context files, for its prompts.
     pub agencies: crate::Agencies,
+    /// Who is in which agency with which role and follows which topics, for delivery.
+    pub directory: Arc<app::Directory>,
+    /// Each agency's per-tree budget (`spec.budgets.per_tree`), for its agents' gateway
+    /// identities.
+    pub agency_tree_budgets: HashMap<String, gateway::Limit>,
     /// The project's workflows by name, for the sub-workflows a run starts.
     pub workflows: HashMap<String, workflow::Definition>,
     /// How a workflow's `land` state lands (`land.strategy`).
@@ -199,6 +204,12 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
     Ok(Setup {
         approvals,
         agencies: crate::Agencies::from_project(project, repo_root),
+        directory: Arc::new(crate::agencies::directory(project)),
+        agency_tree_budgets: project
+            .agencies
+            .iter()
+            .map(|a| (a.name.clone(), limit(&a.spec().budgets.per_tree)))
+            .collect(),
         workflows: project
             .workflows
             .iter()
@@ -249,7 +260,8 @@ fn model_providers(models: &manifest::Models) -> Vec<String> {
     providers
 }
 
-fn dollars_to_micros(dollars: f64) -> u64 {
+/// Dollars as millionths of a dollar, the unit budgets and usage are counted in.
+pub fn dollars_to_micros(dollars: f64) -> u64 {
     (dollars * 1_000_000.0).round().max(0.0) as u64
 }
 

@@ -179,6 +179,7 @@ async fn main() {
                 budgets,
                 models: None,
                 baseline: Baseline::default(),
+                agency: None,
             },
         );
     }

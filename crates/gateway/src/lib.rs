@@ -94,7 +94,8 @@ pub use notice::{
     Waiting,
 };
 pub use registry::{
-    Baseline, Budgets, Identity, Limit, MIN_OUTPUT_TOKENS, ModelUsage, Registry, day_bounds,
+    AgencyBudget, Baseline, Budgets, Identity, Limit, MIN_OUTPUT_TOKENS, ModelUsage, Registry,
+    day_bounds,
 };
 pub use server::{Gateway, Listen, Local, Server, app};
 pub use wire::{BYTES_PER_TOKEN, estimate_input_tokens};

@@ -109,6 +109,10 @@ pub enum BudgetScope {
     Tree,
     /// All executions of the agent on this UTC day.
     AgentDay,
+    /// All executions of the agents of one agency on this UTC day.
+    AgencyDay,
+    /// The task tree, as an agency's per-tree budget bounds it for its agents.
+    AgencyTree,
 }
 
 impl BudgetScope {
@@ -117,6 +121,8 @@ impl BudgetScope {
             BudgetScope::Execution => "execution",
             BudgetScope::Tree => "task tree",
             BudgetScope::AgentDay => "agent's daily",
+            BudgetScope::AgencyDay => "agency's daily",
+            BudgetScope::AgencyTree => "agency's task tree",
         }
     }
 }

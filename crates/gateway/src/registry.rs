@@ -134,6 +134,20 @@ pub struct Identity {
     /// execution's own alias, which a model name matching no alias is mapped to.
     pub models: Option<Vec<String>>,
     pub baseline: Baseline,
+    /// The agency the agent is in, when that agency has a daily budget.
+    pub agency: Option<AgencyBudget>,
+}
+
+/// An agency's budgets: its daily one, shared by every execution of its agents on one UTC
+/// day, and its task tree one, the most a tree may have spent for the agency's agents to
+/// spend more in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgencyBudget {
+    pub name: String,
+    pub day: Limit,
+    pub tree: Limit,
+    /// What the store holds for the agency's agents today when the execution starts.
+    pub baseline: ModelUsage,
 }
 
 impl Identity {
@@ -244,6 +258,7 @@ struct State {
     executions: HashMap<ExecutionId, Account>,
     trees: HashMap<TaskId, Account>,
     agent_days: HashMap<(String, i64), Account>,
+    agency_days: HashMap<(String, i64), Account>,
     /// Executions already reported as over budget, so the engine hears it once.
     exceeded: HashSet<ExecutionId>,
     /// Reservations not yet settled, over every execution.
@@ -311,9 +326,20 @@ impl Registry {
             .or_default()
             .used
             .raise_to(&identity.baseline.agent_day);
+        if let Some(agency) = &identity.agency {
+            state
+                .agency_days
+                .entry((agency.name.clone(), today))
+                .or_default()
+                .used
+                .raise_to(&agency.baseline);
+        }
         // Days before today can no longer be charged; forgetting them keeps the table small.
         state
             .agent_days
+            .retain(|(_, day), account| *day >= today || account.holders > 0);
+        state
+            .agency_days
             .retain(|(_, day), account| *day >= today || account.holders > 0);
         state.executions.entry(identity.execution).or_default();
         state.tokens.insert(token.into(), Arc::new(identity));
@@ -376,6 +402,16 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// What the agency's agents used today (UTC), baselines included.
+    pub fn agency_day_totals(&self, agency: &str) -> ModelUsage {
+        let today = day_of(self.clock.now());
+        self.lock()
+            .agency_days
+            .get(&(agency.to_owned(), today))
+            .map(|a| a.used)
+            .unwrap_or_default()
+    }
+
     /// Adds one request's usage to the execution's, the tree's and the agent's day totals.
     #[cfg(test)]
     pub(crate) fn record(&self, identity: &Identity, used: &ModelUsage) {
@@ -421,7 +457,8 @@ impl Registry {
         let mut state = self.lock();
         let zero = Account::default();
         let day_key = (identity.agent.clone(), today);
-        let scopes = [
+        let agency_key = identity.agency.as_ref().map(|a| (a.name.clone(), today));
+        let mut scopes = vec![
             (
                 BudgetScope::Execution,
                 &identity.budgets.execution,
@@ -438,6 +475,18 @@ impl Registry {
                 *state.agent_days.get(&day_key).unwrap_or(&zero),
             ),
         ];
+        if let (Some(agency), Some(key)) = (&identity.agency, &agency_key) {
+            scopes.push((
+                BudgetScope::AgencyDay,
+                &agency.day,
+                *state.agency_days.get(key).unwrap_or(&zero),
+            ));
+            scopes.push((
+                BudgetScope::AgencyTree,
+                &agency.tree,
+                *state.trees.get(&identity.root).unwrap_or(&zero),
+            ));
+        }
         let limited = scopes.iter().any(|(_, limit, _)| !limit.is_unlimited());
         let input = estimate.input_tokens;
         let mut cap = estimate.requested_output;
@@ -461,8 +510,8 @@ impl Registry {
                 short.iter().find(|(_, _, account)| account.holders == 0)
             {
                 let reason = format!(
-                    "the {} budget of {}",
-                    scope.as_str(),
+                    "{} of {}",
+                    scope_name(identity, *scope),
                     limit.short_of(&account.used, input)
                 );
                 let first = state.exceeded.insert(identity.execution);
@@ -500,6 +549,9 @@ impl Registry {
             .entry(day_key)
             .or_default()
             .hold(tokens, cost);
+        if let Some(key) = agency_key {
+            state.agency_days.entry(key).or_default().hold(tokens, cost);
+        }
         state.outstanding += 1;
         Admission::Granted(Reservation {
             identity: Arc::clone(identity),
@@ -539,6 +591,13 @@ impl Registry {
             {
                 account.release(tokens, cost);
             }
+            if let Some(agency) = &identity.agency
+                && let Some(account) = state
+                    .agency_days
+                    .get_mut(&(agency.name.clone(), reservation.day))
+            {
+                account.release(tokens, cost);
+            }
             if let Some(used) = used {
                 add_usage(&mut state, &identity, today, used);
             }
@@ -556,7 +615,7 @@ impl Registry {
         let identity = state.tokens.get(token)?;
         let own = state.executions.get(&identity.execution)?;
         let zero = Account::default();
-        let scopes = [
+        let mut scopes = vec![
             (BudgetScope::Execution, &identity.budgets.execution, own),
             (
                 BudgetScope::Tree,
@@ -572,6 +631,21 @@ impl Registry {
                     .unwrap_or(&zero),
             ),
         ];
+        if let Some(agency) = &identity.agency {
+            scopes.push((
+                BudgetScope::AgencyDay,
+                &agency.day,
+                state
+                    .agency_days
+                    .get(&(agency.name.clone(), today))
+                    .unwrap_or(&zero),
+            ));
+            scopes.push((
+                BudgetScope::AgencyTree,
+                &agency.tree,
+                state.trees.get(&identity.root).unwrap_or(&zero),
+            ));
+        }
         let made_requests = own.used.requests > 0;
         scopes
             .iter()
@@ -580,7 +654,7 @@ impl Registry {
                 limit.exceeded(&account.used).map(|why| BudgetExceeded {
                     execution: identity.execution,
                     scope: *scope,
-                    reason: format!("the {} budget of {why}", scope.as_str()),
+                    reason: format!("{} of {why}", scope_name(identity, *scope)),
                 })
             })
     }
@@ -606,7 +680,28 @@ impl Registry {
     }
 }
 
+/// A scope as a refusal names it: "the task tree budget", "the agency code's daily budget".
+fn scope_name(identity: &Identity, scope: BudgetScope) -> String {
+    match (scope, &identity.agency) {
+        (BudgetScope::AgencyDay, Some(agency)) => {
+            format!("the agency {}'s daily budget", agency.name)
+        }
+        (BudgetScope::AgencyTree, Some(agency)) => {
+            format!("the agency {}'s task tree budget", agency.name)
+        }
+        _ => format!("the {} budget", scope.as_str()),
+    }
+}
+
 fn add_usage(state: &mut State, identity: &Identity, today: i64, used: &ModelUsage) {
+    if let Some(agency) = &identity.agency {
+        state
+            .agency_days
+            .entry((agency.name.clone(), today))
+            .or_default()
+            .used
+            .add(used);
+    }
     if let Some(account) = state.executions.get_mut(&identity.execution) {
         account.used.add(used);
     }
@@ -634,6 +729,7 @@ mod tests {
             budgets,
             models: None,
             baseline: Baseline::default(),
+            agency: None,
         }
     }
 
@@ -743,6 +839,80 @@ mod tests {
         clock.set(end);
         assert!(registry.check(&a).is_ok(), "a new day, a new budget");
         assert_eq!(registry.agent_day_totals("claude"), ModelUsage::default());
+    }
+
+    #[test]
+    fn an_agency_day_budget_is_shared_by_its_agents_and_names_the_agency() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let registry = Registry::new(clock.clone());
+        let member = |execution: i64, agent: &str, baseline: u64| {
+            let mut i = identity(execution, execution * 10, agent, Budgets::default());
+            i.agency = Some(AgencyBudget {
+                name: "code".into(),
+                day: Limit {
+                    max_tokens: Some(100),
+                    max_cost_micros: None,
+                },
+                tree: Limit::default(),
+                baseline: used(baseline, 0),
+            });
+            i
+        };
+        // The store already holds 30 tokens of the agency's today.
+        let coder = member(1, "coder", 30);
+        let lead = member(2, "code-lead", 30);
+        let outsider = identity(3, 30, "loner", Budgets::default());
+        registry.register("tok-1", coder.clone());
+        registry.register("tok-2", lead.clone());
+        registry.register("tok-3", outsider.clone());
+        assert_eq!(registry.agency_day_totals("code").tokens(), 30);
+        registry.record(&coder, &used(80, 0));
+        assert_eq!(registry.agency_day_totals("code").tokens(), 110);
+        let (over, first) = registry.check(&lead).unwrap_err();
+        assert_eq!(over.scope, BudgetScope::AgencyDay);
+        assert!(first);
+        assert_eq!(
+            over.reason,
+            "the agency code's daily budget of 100 tokens is used up (110 used)"
+        );
+        assert!(registry.check(&outsider).is_ok(), "outside the agency");
+        assert_eq!(
+            registry.over_budget("tok-1").map(|o| o.scope),
+            Some(BudgetScope::AgencyDay)
+        );
+        let (_, end) = day_bounds(T0);
+        clock.set(end);
+        assert!(registry.check(&lead).is_ok(), "a new day, a new budget");
+    }
+
+    #[test]
+    fn an_agency_tree_budget_bounds_its_agents_in_a_tree_and_nobody_else() {
+        let registry = Registry::new(Arc::new(ManualClock::new(T0)));
+        let mut coder = identity(1, 10, "coder", Budgets::default());
+        coder.agency = Some(AgencyBudget {
+            name: "code".into(),
+            day: Limit::default(),
+            tree: Limit {
+                max_tokens: None,
+                max_cost_micros: Some(1_000),
+            },
+            baseline: ModelUsage::default(),
+        });
+        // Another agent in the same tree, outside the agency.
+        let helper = identity(2, 10, "helper", Budgets::default());
+        registry.register("tok-1", coder.clone());
+        registry.register("tok-2", helper.clone());
+        registry.record(&helper, &used(10, 1_000));
+        let (over, _) = registry.check(&coder).unwrap_err();
+        assert_eq!(over.scope, BudgetScope::AgencyTree);
+        assert_eq!(
+            over.reason,
+            "the agency code's task tree budget of $0.0010 is used up ($0.0010 spent)"
+        );
+        assert!(
+            registry.check(&helper).is_ok(),
+            "the agency's budget is its own"
+        );
     }
 
     #[test]

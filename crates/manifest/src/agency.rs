@@ -18,6 +18,8 @@
 //!   limits: {concurrency: 2}          # executions of its agents at once
 //!   routing: rule                     # rule | contract-net
 //!   bid_deadline: 30s                 # contract net: how long a call for proposals stays open
+//!   escalation_deadline: 10m          # a specialist's escalation left open this long goes up
+//!   budgets: {per_day: {cost: 20.0, tokens: 2000000}, per_tree: {cost: 5.0}}
 //!   policies:
 //!     handoffs: [{from: developer, to: [qa]}]
 //!     approval: true                  # its done top-level work waits for a person
@@ -92,6 +94,30 @@ pub struct AgencySpec {
     pub bid_deadline: Duration,
     #[serde(default)]
     pub policies: Policies,
+    /// How long the coordinator may leave a specialist's escalation open before it goes up
+    /// to people by itself.
+    #[serde(default = "default_escalation_deadline")]
+    pub escalation_deadline: Duration,
+    /// Model spend of the agency's agents together, held by the gateway during their runs.
+    #[serde(default)]
+    pub budgets: AgencyBudgets,
+}
+
+/// An agency's budgets: what all its agents' model requests together may use.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgencyBudgets {
+    /// Per UTC day: tokens (input plus output) and/or cost in US dollars. Once it is used up
+    /// the gateway refuses the agents' model requests and no task of the agency is started
+    /// until the next day.
+    pub per_day: crate::models::Budget,
+    /// Per task tree: the most a tree may have used (by any agent) for the agency's agents
+    /// to make more requests in it; the gateway refuses them past it.
+    pub per_tree: crate::models::Budget,
+}
+
+fn default_escalation_deadline() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_bid_deadline() -> Duration {
@@ -211,7 +237,10 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "routing",
     "bid_deadline",
     "policies",
+    "escalation_deadline",
+    "budgets",
 ];
+pub(crate) const BUDGETS_FIELDS: &[&str] = &["per_day", "per_tree"];
 pub(crate) const METADATA_FIELDS: &[&str] = &["name"];
 pub(crate) const SPECIALIST_FIELDS: &[&str] = &["agent", "role", "capabilities", "cost"];
 pub(crate) const LIMITS_FIELDS: &[&str] = &["concurrency"];
@@ -382,6 +411,28 @@ fn decode_spec(cx: &mut Cx, node: &Node, places: &mut AgencyPlaces) -> Option<Ag
         None => Policies::default(),
         Some(n) => decode_policies(cx, n, places).unwrap_or_default(),
     };
+    let budgets = match f.value("budgets") {
+        None => AgencyBudgets::default(),
+        Some(n) => match cx.fields(n, "spec.budgets", BUDGETS_FIELDS) {
+            None => AgencyBudgets::default(),
+            Some(bf) => AgencyBudgets {
+                per_day: bf
+                    .value("per_day")
+                    .map(|d| crate::models::decode_budget(cx, d, "spec.budgets.per_day"))
+                    .unwrap_or_default(),
+                per_tree: bf
+                    .value("per_tree")
+                    .map(|d| crate::models::decode_budget(cx, d, "spec.budgets.per_tree"))
+                    .unwrap_or_default(),
+            },
+        },
+    };
+    let escalation_deadline = crate::agent::positive_duration(
+        cx,
+        &f,
+        "escalation_deadline",
+        default_escalation_deadline(),
+    );
     if !complete {
         return None;
     }
@@ -396,6 +447,8 @@ fn decode_spec(cx: &mut Cx, node: &Node, places: &mut AgencyPlaces) -> Option<Ag
         routing,
         bid_deadline,
         policies,
+        escalation_deadline,
+        budgets,
     })
 }
 

@@ -91,6 +91,10 @@ pub struct AgentSpec {
     /// The agent's role in its agency (`coordinator` for its coordinator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The topics whose messages (`topic:NAME` announcements) its executions read in their
+    /// inbox; at most 32.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
 }
 
 /// How an agent says it has finished: one type with the scheduler's.
@@ -398,6 +402,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "sandbox",
     "agency",
     "role",
+    "topics",
 ];
 pub(crate) const RUNTIME_FIELDS: &[&str] = &["type", "command", "env", "stdin", "model"];
 pub(crate) const ROUTING_FIELDS: &[&str] = &["labels", "capabilities", "default", "kinds"];
@@ -673,9 +678,11 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
     }
     let agency = named(cx, &f, "agency", "agency");
     let role = named(cx, &f, "role", "role");
+    let topics = decode_topics(cx, &f);
     Some(AgentSpec {
         agency,
         role,
+        topics,
         sandbox,
         completion,
         description,
@@ -685,6 +692,50 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<AgentSpec> {
         limits: limits.unwrap_or_else(|| default_limits(has_validators)),
         validation,
     })
+}
+
+/// The most topics an agent may follow.
+pub const MAX_TOPICS: usize = 32;
+
+/// `topics:`: each a name a message can be addressed to (`topic:NAME`), none twice.
+fn decode_topics(cx: &mut Cx, f: &Fields) -> Vec<String> {
+    let Some(n) = f.value("topics") else {
+        return Vec::new();
+    };
+    let path = f.path("topics");
+    let topics: Vec<String> = Vec::decode(cx, n, &path).unwrap_or_default();
+    let Value::Seq(items) = &n.value else {
+        return topics;
+    };
+    if items.len() > MAX_TOPICS {
+        cx.error(
+            n,
+            &path,
+            format!(
+                "{} topics; an agent follows at most {MAX_TOPICS}: drop some, or have one \
+                 broader topic",
+                items.len()
+            ),
+        );
+    }
+    for (i, item) in items.iter().enumerate() {
+        let Value::Str(topic) = &item.value else {
+            continue;
+        };
+        if let Err(problem) = format!("topic:{topic}").parse::<domain::Receiver>() {
+            cx.error(item, &format!("{path}[{i}]"), problem);
+        } else if items[..i]
+            .iter()
+            .any(|x| matches!(&x.value, Value::Str(t) if t == topic))
+        {
+            cx.error(
+                item,
+                &format!("{path}[{i}]"),
+                format!("`{topic}` is listed twice; list each topic once"),
+            );
+        }
+    }
+    topics
 }
 
 fn default_limits(has_validators: bool) -> Limits {

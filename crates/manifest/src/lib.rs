@@ -57,7 +57,7 @@ mod workflow;
 mod yaml;
 
 pub use agency::{
-    Agency, AgencyLimits, AgencyManifest, AgencyMetadata, AgencyRouting, AgencySpec,
+    Agency, AgencyBudgets, AgencyLimits, AgencyManifest, AgencyMetadata, AgencyRouting, AgencySpec,
     COORDINATOR_ROLE, HandoffRule, Policies, Specialist,
 };
 pub use agency_templates::{

@@ -415,7 +415,7 @@ fn check_fallbacks(
     }
 }
 
-fn decode_budget(cx: &mut Cx, node: &Node, path: &str) -> Budget {
+pub(crate) fn decode_budget(cx: &mut Cx, node: &Node, path: &str) -> Budget {
     let Some(f) = cx.fields(node, path, BUDGET_FIELDS) else {
         return Budget::default();
     };

@@ -23,6 +23,37 @@ pub struct AgencyPolicy {
     /// Most executions of the agency's agents at once.
     pub concurrency: Option<u32>,
     pub mode: RoutingMode,
+    /// What the agency's agents together may use of models per UTC day; none starts once it
+    /// is used up ([`Snapshot::agency_spend`](crate::Snapshot)).
+    pub day_budget: DayBudget,
+}
+
+/// A daily budget: tokens and cost in millionths of a dollar; `None` limits nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DayBudget {
+    pub tokens: Option<u64>,
+    pub cost_micros: Option<u64>,
+}
+
+impl DayBudget {
+    /// Why `used` has used this budget up, or `None` while there is room.
+    pub fn spent(&self, used: &domain::ModelUsage) -> Option<String> {
+        if let Some(max) = self.tokens
+            && used.tokens() >= max
+        {
+            return Some(format!("{max} tokens a day ({} used today)", used.tokens()));
+        }
+        if let Some(max) = self.cost_micros
+            && used.cost_micros >= max
+        {
+            return Some(format!(
+                "{} a day ({} spent today)",
+                domain::event::dollars(max),
+                domain::event::dollars(used.cost_micros)
+            ));
+        }
+        None
+    }
 }
 
 impl AgencyPolicy {
@@ -35,6 +66,7 @@ impl AgencyPolicy {
             specialists: Vec::new(),
             concurrency: None,
             mode: RoutingMode::Rule,
+            day_budget: DayBudget::default(),
         }
     }
 

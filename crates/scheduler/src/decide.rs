@@ -177,6 +177,7 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
         if !counts.agent_has_room(agent)
             || !counts.labels_have_room(task, config)
             || !counts.agency_has_room(routed.agency)
+            || agency_budget_spent(routed.agency, snapshot).is_some()
         {
             continue;
         }
@@ -202,6 +203,21 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
 fn parent_busy(task: &Task, snapshot: &Snapshot) -> bool {
     task.parent
         .is_some_and(|p| snapshot.busy_workspaces.contains(&p))
+}
+
+/// Why the agency's daily budget is used up, or `None` (also outside agencies). The task waits:
+/// the budget comes back with the next day, and what the agency's running executions spend
+/// meanwhile is the gateway's to hold.
+pub fn agency_budget_spent(
+    agency: Option<&crate::AgencyPolicy>,
+    snapshot: &Snapshot,
+) -> Option<String> {
+    let agency = agency?;
+    let used = snapshot.agency_spend.get(&agency.name)?;
+    agency
+        .day_budget
+        .spent(used)
+        .map(|why| format!("agency {}'s daily budget of {why} is used up", agency.name))
 }
 
 /// When the first of the agent's providers comes back, while every one of them is paused.

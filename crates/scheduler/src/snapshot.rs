@@ -54,6 +54,9 @@ pub struct Snapshot {
     /// Tasks a workflow run holds: the run says when an agent runs on them (an agent state of
     /// its current visit), so the scheduler never dispatches, resumes or closes them otherwise.
     pub workflow_held: BTreeSet<TaskId>,
+    /// What each agency's agents used of models today (UTC), as the engine last read it: an
+    /// agency whose `day_budget` this reaches gets no new execution.
+    pub agency_spend: std::collections::BTreeMap<String, domain::ModelUsage>,
 }
 
 /// The order in which ready tasks run: priority (smaller first), nudged before not nudged, then

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use control::Op;
 
-use crate::cli::{CtlApproval, CtlCommand, CtlMsg, CtlSubtask, CtlWorkflow};
+use crate::cli::{CtlApproval, CtlCommand, CtlEscalation, CtlMsg, CtlSubtask, CtlWorkflow};
 use crate::user_error;
 
 pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
@@ -62,7 +62,20 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         }
         CtlCommand::Msg(CtlMsg::Inbox) => Op::MsgInbox,
         CtlCommand::Msg(CtlMsg::Ack { id }) => Op::MsgAck { id },
-        CtlCommand::Escalate { severity, text } => Op::Escalate { severity, text },
+        CtlCommand::Escalate {
+            up: Some(id), text, ..
+        } => Op::EscalateUp { id, note: text },
+        CtlCommand::Escalate {
+            severity,
+            text,
+            up: None,
+        } => Op::Escalate {
+            severity,
+            text: text.unwrap_or_default(),
+        },
+        CtlCommand::Escalation(CtlEscalation::Answer { id, text }) => {
+            Op::EscalationAnswer { id, text }
+        }
     };
     let is_create = matches!(op, Op::SubtaskCreate { .. });
     match control::call(&socket, &token, &op) {

@@ -165,7 +165,7 @@ pub async fn escalations(
                 let now = super::approvals::now();
                 let rows: Vec<Vec<String>> = open.iter().map(|m| escalation_row(m, now)).collect();
                 table(
-                    &["ID", "TASK", "SEVERITY", "FROM", "AGE", "QUESTION"],
+                    &["ID", "TASK", "SEVERITY", "FROM", "AT", "AGE", "QUESTION"],
                     &rows,
                 );
             }
@@ -205,6 +205,7 @@ pub(super) fn escalation_row(m: &Message, now: domain::Timestamp) -> Vec<String>
         m.task_id.map(|t| format!("#{t}")).unwrap_or_default(),
         one_line(severity).into_owned(),
         one_line(&m.sender).into_owned(),
+        m.receiver.to_string(),
         super::approvals::age(m.created_at, now),
         crate::output::clip(&m.headline(), 80),
     ]

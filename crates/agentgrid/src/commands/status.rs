@@ -63,6 +63,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         .map(|loaded| loaded.config.workspace.hooks.on_host())
         .unwrap_or_default();
     let gates = super::workflow::gates(&*project.store().await?).await?;
+    let agencies = agency_lines(project, loaded.as_ref(), &view).await?;
     let gate_now = domain::Clock::now(&domain::SystemClock);
     if as_json {
         // The newest executions with their model use, so scripts see cost per execution at a
@@ -98,6 +99,20 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             "active_executions": active,
             "executions": executions,
             "sandbox_relaxations": unsandboxed,
+            "agencies": agencies.iter().map(|a| serde_json::json!({
+                "name": a.name,
+                "running": a.running,
+                "concurrency": a.concurrency,
+                "spent_today": app::UsageSums::from(a.spent),
+                "budget_per_day": a.budget.as_ref().map(|b| serde_json::json!({
+                    "tokens": b.tokens,
+                    "cost": b.cost,
+                })),
+                "budget_per_tree": a.per_tree.as_ref().map(|b| serde_json::json!({
+                    "tokens": b.tokens,
+                    "cost": b.cost,
+                })),
+            })).collect::<Vec<_>>(),
             "host_hooks": host_hooks,
             "merge_failed": view.merge_failed
                 .iter()
@@ -118,6 +133,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "severity": m.payload["severity"],
                 "question": m.payload["text"],
                 "from": m.sender,
+                "at": m.receiver,
                 "sent_at": m.created_at,
                 "age": super::approvals::age(m.created_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
@@ -201,19 +217,31 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &rows,
         );
     }
-    // Each agency's running executions against its cap.
-    for agency in loaded.iter().flat_map(|l| l.agencies.iter()) {
-        let running = view
-            .active
-            .iter()
-            .filter(|a| agency.role_of(&a.execution.agent).is_some())
-            .count();
-        let cap = agency
-            .spec()
-            .limits
+    // Each agency's running executions against its cap, and its spend today against its
+    // daily budget.
+    for a in &agencies {
+        let cap = a
             .concurrency
             .map_or(String::new(), |c| format!(" of at most {c}"));
-        outln!("agency {}: {running} running{cap}", agency.name);
+        let spend = match &a.budget {
+            Some(b) => {
+                let mut parts = Vec::new();
+                if let Some(cost) = b.cost {
+                    parts.push(format!(
+                        "{} of {}",
+                        domain::event::dollars(a.spent.cost_micros),
+                        domain::event::dollars(engine::dollars_to_micros(cost))
+                    ));
+                }
+                if let Some(tokens) = b.tokens {
+                    parts.push(format!("{} of {tokens} tokens", a.spent.tokens()));
+                }
+                let over = if a.over { ", used up" } else { "" };
+                format!("; spent today {}{over}", parts.join(", "))
+            }
+            None => String::new(),
+        };
+        outln!("agency {}: {} running{cap}{spend}", a.name, a.running);
     }
     if !view.timers.is_empty() {
         outln!("timers:");
@@ -278,7 +306,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             .collect();
         outln!("escalated, waiting for an answer (see `agentgrid escalations answer`):");
         table(
-            &["ID", "TASK", "SEVERITY", "FROM", "AGE", "QUESTION"],
+            &["ID", "TASK", "SEVERITY", "FROM", "AT", "AGE", "QUESTION"],
             &rows,
         );
     }
@@ -373,4 +401,71 @@ fn provider_human(p: &ProviderLine) -> String {
         ));
     }
     format!("provider {}: {}", p.name, parts.join("; "))
+}
+
+/// One agency as `status` shows it.
+struct AgencyLine {
+    name: String,
+    running: usize,
+    concurrency: Option<u32>,
+    /// What its agents used of models today (UTC).
+    spent: domain::ModelUsage,
+    budget: Option<manifest::Budget>,
+    per_tree: Option<manifest::Budget>,
+    /// Whether the budget is used up: no task of the agency starts.
+    over: bool,
+}
+
+/// Each agency of the manifests with its running executions and, when it has a daily budget,
+/// what its agents spent today (one indexed read per member).
+async fn agency_lines(
+    project: &Project,
+    loaded: Option<&manifest::Project>,
+    view: &app::StatusView,
+) -> anyhow::Result<Vec<AgencyLine>> {
+    let Some(loaded) = loaded else {
+        return Ok(Vec::new());
+    };
+    let store = project.store().await?;
+    let (from, until) = gateway::day_bounds(domain::Clock::now(&domain::SystemClock));
+    let mut lines = Vec::new();
+    for agency in &loaded.agencies {
+        let running = view
+            .active
+            .iter()
+            .filter(|a| agency.role_of(&a.execution.agent).is_some())
+            .count();
+        let per_day = &agency.spec().budgets.per_day;
+        let budget = (per_day.tokens.is_some() || per_day.cost.is_some()).then_some(*per_day);
+        let mut spent = domain::ModelUsage::default();
+        if budget.is_some() {
+            for (agent, _) in agency.members() {
+                let used = store
+                    .model_usage(&store::UsageScope::Agent {
+                        agent: agent.to_string(),
+                        from,
+                        until,
+                    })
+                    .await?;
+                spent.add(&used);
+            }
+        }
+        let over = budget.as_ref().is_some_and(|b| {
+            b.tokens.is_some_and(|t| spent.tokens() >= t)
+                || b.cost
+                    .is_some_and(|c| spent.cost_micros >= engine::dollars_to_micros(c))
+        });
+        let per_tree = &agency.spec().budgets.per_tree;
+        let per_tree = (per_tree.tokens.is_some() || per_tree.cost.is_some()).then_some(*per_tree);
+        lines.push(AgencyLine {
+            per_tree,
+            name: agency.name.clone(),
+            running,
+            concurrency: agency.spec().limits.concurrency,
+            spent,
+            budget,
+            over,
+        });
+    }
+    Ok(lines)
 }

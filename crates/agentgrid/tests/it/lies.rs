@@ -302,6 +302,7 @@ fn init_writes_the_defaults_it_says_it_writes() {
         sandbox: Default::default(),
         agency: None,
         role: None,
+        topics: Vec::new(),
     };
     assert_eq!(spec, &expected);
 }

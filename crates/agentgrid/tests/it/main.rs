@@ -13,6 +13,7 @@ mod cli;
 mod control;
 mod conventions;
 mod crash;
+mod deliver;
 mod demo_approval;
 mod escape;
 mod expose;

@@ -2,6 +2,7 @@
 
 mod approvals;
 mod commands;
+mod deliver;
 mod land;
 mod views;
 

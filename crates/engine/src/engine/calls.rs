@@ -78,7 +78,9 @@ impl Engine {
             leases: self.leases.clone(),
             applied: Mutex::default(),
         });
-        let app = App::new(self.store.clone(), self.clock.clone()).with_writer(recorder.clone());
+        let app = App::new(self.store.clone(), self.clock.clone())
+            .with_writer(recorder.clone())
+            .with_directory(self.setup.directory.clone());
         let result = app.execute(actor, command).await;
         let applied = std::mem::take(
             &mut *recorder

@@ -43,10 +43,7 @@ impl Engine {
                 }))
             }
             Op::MsgInbox => {
-                let inbox = app::ReadInbox {
-                    execution,
-                    also: Vec::new(),
-                };
+                let inbox = app::ReadInbox { execution };
                 let messages = self.command(actor, inbox).await?;
                 Ok(serde_json::json!({ "messages": messages }))
             }
@@ -61,7 +58,23 @@ impl Engine {
                     task: None,
                 };
                 let sent = self.command(actor, escalate).await?;
-                Ok(serde_json::json!({ "id": sent.id }))
+                Ok(serde_json::json!({
+                    "id": sent.message.id,
+                    "to": sent.message.receiver,
+                    "woke": sent.woke,
+                }))
+            }
+            Op::EscalateUp { id, note } => {
+                let up = self.command(actor, app::EscalateUp { id, note }).await?;
+                Ok(serde_json::json!({ "id": up.id, "to": up.receiver }))
+            }
+            Op::EscalationAnswer { id, text } => {
+                let answer = app::AnswerEscalation { id, text };
+                let answered = self.command(actor, answer).await?;
+                Ok(serde_json::json!({
+                    "answered": answered.escalation.id,
+                    "answer": answered.answer.id,
+                }))
             }
             other => Err(format!("`{}` is not a message call", other.name())),
         }
@@ -80,7 +93,6 @@ impl Engine {
         }
         let inbox = app::ReadInbox {
             execution: execution.id,
-            also: Vec::new(),
         };
         match self.command(&Actor::Engine, inbox).await {
             Ok(messages) => app::inbox_text(&messages),

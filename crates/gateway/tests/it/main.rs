@@ -55,6 +55,7 @@ pub fn identity(execution: i64, root: i64, agent: &str, budgets: Budgets) -> Ide
         budgets,
         models: None,
         baseline: Baseline::default(),
+        agency: None,
     }
 }
 

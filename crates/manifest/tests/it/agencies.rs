@@ -352,3 +352,62 @@ fn a_bad_or_missing_agency_name_is_reported_at_its_place_with_an_example() {
         "{found:?}"
     );
 }
+
+#[test]
+fn an_agencys_deadline_and_budget_and_an_agents_topics_load_and_bad_ones_are_placed() {
+    let code = CODE_AGENCY.replace(
+        "  bid_deadline: 45s\n",
+        "  bid_deadline: 45s\n  escalation_deadline: 2m\n  budgets: {per_day: {cost: 5.5, tokens: 1000}, per_tree: {tokens: 500}}\n",
+    );
+    let mut files = agents();
+    files.retain(|(p, _)| *p != "agents/coder.yaml");
+    files.push((
+        "agents/coder.yaml",
+        agent(
+            "coder",
+            "  agency: code\n  role: developer\n  topics: [builds, releases/main]\n",
+        ),
+    ));
+    files.push(("agencies/code.yaml", code.clone()));
+    files.push(("agencies/qa.yaml", QA_AGENCY.to_string()));
+    let (_repo, root) = project(&files);
+    let p = load_project(&root).unwrap();
+    let spec = p.agency("code").unwrap().spec();
+    assert_eq!(spec.escalation_deadline, domain::Duration::from_secs(120));
+    assert_eq!(spec.budgets.per_day.cost, Some(5.5));
+    assert_eq!(spec.budgets.per_day.tokens, Some(1000));
+    assert_eq!(spec.budgets.per_tree.tokens, Some(500));
+    assert_eq!(
+        p.agency("qa").unwrap().spec().escalation_deadline,
+        domain::Duration::from_secs(600),
+        "ten minutes unless set"
+    );
+    let coder = p.agents.iter().find(|a| a.name == "coder").unwrap();
+    assert_eq!(coder.manifest.spec.topics, ["builds", "releases/main"]);
+
+    let got = problems(&[
+        (
+            "agents/coder.yaml",
+            agent(
+                "coder",
+                "  agency: code\n  role: developer\n  topics: [builds, \"no way\", builds]\n",
+            ),
+        ),
+        (
+            "agencies/code.yaml",
+            code.replace("cost: 5.5", "cost: -1")
+                .replace("escalation_deadline: 2m", "escalation_deadline: 0s"),
+        ),
+    ]);
+    let text = got.join("\n");
+    assert!(
+        text.contains("spec.topics[1]: `no way` is not a topic name"),
+        "{text}"
+    );
+    assert!(
+        text.contains("spec.topics[2]: `builds` is listed twice; list each topic once"),
+        "{text}"
+    );
+    assert!(text.contains("spec.escalation_deadline"), "{text}");
+    assert!(text.contains("spec.budgets.per_day.cost"), "{text}");
+}

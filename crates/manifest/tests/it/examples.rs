@@ -68,6 +68,7 @@ fn expected_full_agent() -> AgentManifest {
             sandbox: manifest::SandboxProfile::default(),
             agency: None,
             role: None,
+            topics: Vec::new(),
         },
     }
 }

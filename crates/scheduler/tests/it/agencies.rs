@@ -156,6 +156,49 @@ fn an_agency_cap_holds_across_its_agents() {
 }
 
 #[test]
+fn an_agency_whose_daily_budget_is_spent_starts_nothing_and_the_others_go_on() {
+    let mut c = two_agencies();
+    c.agencies[0].day_budget = scheduler::DayBudget {
+        tokens: Some(1000),
+        cost_micros: Some(2_000_000),
+    };
+    let mut s = world(vec![
+        labelled(task(1), &["code"]),
+        labelled(task(2), &["qa"]),
+    ]);
+    let spend = |tokens: u64, cost_micros: u64| domain::ModelUsage {
+        input_tokens: tokens,
+        cost_micros,
+        requests: 1,
+        ..Default::default()
+    };
+    // Under the budget: both start.
+    s.agency_spend.insert("code".into(), spend(999, 1_999_999));
+    let d = decide(&s, &c, T0);
+    let agents: Vec<&str> = d.dispatches().map(|(_, a, _)| a).collect();
+    assert_eq!(agents, ["coder", "tester"]);
+    // The cost is used up: Code's task waits, QA's starts, and nothing wakes the loop for it.
+    s.agency_spend.insert("code".into(), spend(10, 2_000_000));
+    let d = decide(&s, &c, T0);
+    let agents: Vec<&str> = d.dispatches().map(|(_, a, _)| a).collect();
+    assert_eq!(agents, ["tester"]);
+    assert_eq!(d.next_wakeup, None);
+    let code = c.agencies.first();
+    assert_eq!(
+        scheduler::agency_budget_spent(code, &s).as_deref(),
+        Some("agency code's daily budget of $2.0000 a day ($2.0000 spent today) is used up")
+    );
+    // The tokens are used up as well: still nothing for Code.
+    s.agency_spend.insert("code".into(), spend(1000, 0));
+    let d = decide(&s, &c, T0);
+    assert_eq!(d.dispatches().count(), 1);
+    // A budget left unset limits nothing, however much was spent.
+    c.agencies[0].day_budget = scheduler::DayBudget::default();
+    let d = decide(&s, &c, T0);
+    assert_eq!(d.dispatches().count(), 2);
+}
+
+#[test]
 fn contract_net_awards_the_best_bid_and_falls_back_to_the_coordinator() {
     let mut c = two_agencies();
     c.agencies[0].mode = RoutingMode::ContractNet {
