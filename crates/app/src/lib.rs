@@ -49,6 +49,7 @@
 mod agent_calls;
 mod agent_events;
 mod approvals;
+mod blackboard;
 mod command;
 mod error;
 mod escalations;
@@ -74,6 +75,7 @@ pub use approvals::{
     ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval, Decided,
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
+pub use blackboard::{Blackboard, ReadBlackboard, WriteBlackboard};
 pub use command::{
     AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,
     Import, Nudge, RemoveDependency, Reopen,

@@ -1,6 +1,7 @@
 //! The service loop: decide, act, record, wait.
 
 mod approvals;
+mod blackboard;
 mod calls;
 mod jobs;
 mod leases;
@@ -726,6 +727,7 @@ impl Engine {
             },
             agent: agent_name.to_string(),
             agency: self.setup.agencies.view_for(agent_name),
+            workflow: self.workflow_view(&task, agent_name).await,
         };
         let workspace = self
             .workspaces
@@ -1484,6 +1486,9 @@ impl Engine {
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
             Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,
+            op @ (Op::BlackboardSet { .. } | Op::BlackboardGet { .. } | Op::BlackboardList) => {
+                self.blackboard_call(task_id, &actor, op).await
+            }
             op @ (Op::MsgSend { .. } | Op::MsgInbox | Op::MsgAck { .. } | Op::Escalate { .. }) => {
                 self.msg_call(execution, &actor, op).await
             }
