@@ -60,6 +60,7 @@ mod query;
 mod tail;
 mod usage;
 mod validation;
+mod workflow_land;
 
 use std::sync::Arc;
 
@@ -95,6 +96,7 @@ pub use query::{
 pub use tail::{EventTail, TailEvents};
 pub use usage::{Usage, UsageReport, UsageRow, UsageSums};
 pub use validation::{Validation, last_failure, of_execution};
+pub use workflow_land::{LandWorkflowState, awaited_land};
 
 /// Who a command or query is carried out for. Recorded with every event it causes, and the
 /// subject of authorization once there is some.

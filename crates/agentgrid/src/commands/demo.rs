@@ -224,6 +224,7 @@ if out=$(python3 run_tests.py 2>&1); then
   echo "tester: $(echo "$out" | tail -n 1): no bugs"
   agentgrid ctl blackboard set bugs 0 >/dev/null
   agentgrid ctl blackboard set findings "none: every test passes" >/dev/null
+  agentgrid ctl complete --summary "QA found no bugs: $(echo "$out" | tail -n 1)" >/dev/null
 else
   bugs=$(echo "$out" | grep -c '^FAIL: ' || true)
   findings=$(python3 -c '
@@ -236,6 +237,7 @@ print(f"word_count({a!r}) gave {w(a)}, expected 3; word_count({b!r}) gave {w(b)}
   echo "tester:   $findings"
   agentgrid ctl blackboard set bugs "$bugs" >/dev/null
   agentgrid ctl blackboard set findings "$findings" >/dev/null
+  agentgrid ctl complete --summary "QA found $bugs bugs: $findings" >/dev/null
 fi
 "#;
 
@@ -317,9 +319,11 @@ spec:
 {runtime}  prompt: |
     Task #{{{{ task.id }}}}: {{{{ task.title }}}}
     {{% if feedback %}}Feedback on the work so far:
-    {{{{ feedback }}}}{{% endif %}}
-    {{% if workflow and workflow.blackboard %}}What the workflow's blackboard holds:
-    {{{{ workflow.blackboard }}}}{{% endif %}}
+    {{{{ feedback }}}}
+
+    {{% endif %}}{{% if workflow and workflow.blackboard %}}What the workflow's blackboard holds:
+    {{{{ workflow.blackboard }}}}
+    {{% endif %}}
   routing:
     default: true
   limits:
@@ -452,6 +456,7 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
     )
     .await?;
     let code = super::run::print_summary(&project, &summary, false).await?;
+    print_workflows(&*store).await?;
     let tasks = store.tasks(&store::TaskFilter::default()).await?;
     let all_done = tasks.iter().all(|t| t.state == TaskState::Done);
     outln!(
@@ -496,6 +501,40 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
     } else {
         crate::exit::FAILED
     })
+}
+
+/// The way each workflow run went: the states it entered in order, and what its agents wrote
+/// on its blackboard on the way (QA's bugs), so the review loop reads at a glance.
+async fn print_workflows(store: &dyn store::Store) -> anyhow::Result<()> {
+    let all = store::WorkflowFilter {
+        task: None,
+        running: false,
+    };
+    for run in store.workflow_runs(&all).await? {
+        let history = &run.instance.history;
+        let path: Vec<&str> = history
+            .iter()
+            .filter(|e| e.note == "entered")
+            .map(|e| e.state.as_str())
+            .collect();
+        outln!(
+            "\nworkflow run W{} of `{}` on #{}: {} ({})",
+            run.id,
+            run.name,
+            run.task_id,
+            path.join(" → "),
+            run.instance.status.as_str()
+        );
+        for entry in history.iter().filter(|e| e.note.starts_with("set ")) {
+            outln!(
+                "  {} (visit {}) wrote {}",
+                entry.state,
+                entry.visit,
+                domain::text::one_line(entry.note.trim_start_matches("set "))
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Removes the temporary demo directory when the demo ends.
