@@ -112,7 +112,8 @@ fn check_blackboard_key(key: &str) -> Result<(), String> {
     let chars = key.chars().count();
     if chars == 0 || chars > MAX_BLACKBOARD_KEY_CHARS || key.chars().any(char::is_control) {
         return Err(format!(
-            "a blackboard key is 1 to {MAX_BLACKBOARD_KEY_CHARS} characters without control              characters, as the workflow declares it; this one is {chars} long"
+            "a blackboard key is 1 to {MAX_BLACKBOARD_KEY_CHARS} characters without control \
+             characters, as the workflow declares it; this one is {chars} long"
         ));
     }
     Ok(())

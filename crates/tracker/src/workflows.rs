@@ -517,11 +517,13 @@ impl Decision<'_> {
         let Some((run, visit, name, agent, begun_at)) = visit_of else {
             let Some(run) = runs.first() else {
                 return refused(format!(
-                    "task #{task} runs no workflow, so execution #{execution} has no blackboard                      to write"
+                    "task #{task} runs no workflow, so execution #{execution} has no blackboard \
+                     to write"
                 ));
             };
             return refused(format!(
-                "workflow run W{} is at `{}` (visit {}), which runs no agent on task #{task}:                  only the agent of the current visit writes the blackboard",
+                "workflow run W{} is at `{}` (visit {}), which runs no agent on task #{task}: \
+                 only the agent of the current visit writes the blackboard",
                 run.id,
                 run.instance.position.as_deref().unwrap_or("the start"),
                 run.instance.visit
@@ -529,7 +531,8 @@ impl Decision<'_> {
         };
         if e.agent != agent || e.queued_at < begun_at {
             return refused(format!(
-                "execution #{execution} (`{}`) was not started by `{name}` (visit {visit}) of                  workflow run W{}: only that visit's agent `{agent}` writes the blackboard",
+                "execution #{execution} (`{}`) was not started by `{name}` (visit {visit}) of \
+                 workflow run W{}: only that visit's agent `{agent}` writes the blackboard",
                 e.agent, run.id
             ));
         }
