@@ -604,6 +604,10 @@ pub enum CtlCommand {
     /// A coordinator's answers to the escalations of its agency's specialists.
     #[command(subcommand)]
     Escalation(CtlEscalation),
+    /// Read and write the blackboard of the workflow run of the current task: typed values
+    /// (`spec.blackboard` of the workflow) that the states after yours read.
+    #[command(subcommand)]
+    Blackboard(CtlBlackboard),
 }
 
 #[derive(Debug, Subcommand)]
@@ -617,6 +621,26 @@ pub enum CtlEscalation {
         #[arg(long)]
         text: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlBlackboard {
+    /// Print one value (nothing when it was never written): `bugs=$(agentgrid ctl blackboard
+    /// get bugs)`.
+    Get {
+        /// A key the workflow declares.
+        key: String,
+    },
+    /// Write one value; only the agent of the run's current visit may. Refused, changing
+    /// nothing, for a key the workflow does not declare or a value of another type.
+    Set {
+        /// A key the workflow declares.
+        key: String,
+        /// The value, read as the key's type: an int in decimal, true or false, or text.
+        value: String,
+    },
+    /// Print the run's blackboard as JSON: its keys with their types, and the values.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -49,6 +49,7 @@
 mod agent_calls;
 mod agent_events;
 mod approvals;
+mod blackboard;
 mod command;
 mod directory;
 mod error;
@@ -60,6 +61,7 @@ mod query;
 mod tail;
 mod usage;
 mod validation;
+mod workflow_land;
 
 use std::sync::Arc;
 
@@ -75,6 +77,7 @@ pub use approvals::{
     ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval, Decided,
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
+pub use blackboard::{Blackboard, ReadBlackboard, WriteBlackboard};
 pub use command::{
     AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,
     Import, Nudge, RemoveDependency, Reopen,
@@ -99,6 +102,7 @@ pub use query::{
 pub use tail::{EventTail, TailEvents};
 pub use usage::{Usage, UsageReport, UsageRow, UsageSums};
 pub use validation::{Validation, last_failure, of_execution};
+pub use workflow_land::{LandWorkflowState, awaited_land};
 
 /// Who a command or query is carried out for. Recorded with every event it causes, and the
 /// subject of authorization once there is some.

@@ -103,6 +103,22 @@ fn size(bytes: usize) -> String {
     }
 }
 
+/// The longest blackboard key, in characters; the workflow's own rules say the same.
+pub const MAX_BLACKBOARD_KEY_CHARS: usize = 64;
+
+/// A blackboard key is short and printable: the definition declares every key, so a longer
+/// one can only be wrong.
+fn check_blackboard_key(key: &str) -> Result<(), String> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > MAX_BLACKBOARD_KEY_CHARS || key.chars().any(char::is_control) {
+        return Err(format!(
+            "a blackboard key is 1 to {MAX_BLACKBOARD_KEY_CHARS} characters without control \
+             characters, as the workflow declares it; this one is {chars} long"
+        ));
+    }
+    Ok(())
+}
+
 impl Limits {
     /// Refuses a call whose fields are over their limits, saying which and by how much.
     pub fn check(&self, op: &Op) -> Result<(), String> {
@@ -184,7 +200,16 @@ impl Limits {
             Op::EscalationAnswer { text, .. } => {
                 self.check_text("the answer", "--text", text, self.max_text_bytes)
             }
-            Op::Nudge { .. } | Op::Status | Op::MsgInbox | Op::MsgAck { .. } => Ok(()),
+            Op::BlackboardSet { key, value } => {
+                check_blackboard_key(key)?;
+                self.check_text("the value", "VALUE", value, self.max_text_bytes)
+            }
+            Op::BlackboardGet { key } => check_blackboard_key(key),
+            Op::Nudge { .. }
+            | Op::Status
+            | Op::MsgInbox
+            | Op::MsgAck { .. }
+            | Op::BlackboardList => Ok(()),
         }
     }
 

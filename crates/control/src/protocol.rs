@@ -42,6 +42,13 @@ pub enum Op {
     Nudge { task: TaskId },
     /// Start the workflow `name` (one the project defines) on the execution's own task.
     WorkflowStart { name: String },
+    /// Write `value` (read as the key's declared type) to the blackboard of the workflow run
+    /// whose current visit runs this execution's agent.
+    BlackboardSet { key: String, value: String },
+    /// One value of the blackboard of the workflow run of the execution's task.
+    BlackboardGet { key: String },
+    /// The blackboard of the workflow run of the execution's task: keys, types and values.
+    BlackboardList,
     /// The execution's task, its parent and its sub-tasks.
     Status,
     /// Send a typed message (`to` as `agent:NAME`, `execution:ID`, `broadcast`, …; `type` as
@@ -87,6 +94,9 @@ impl Op {
             Op::ApprovalRequest { .. } => "approval_request",
             Op::Nudge { .. } => "nudge",
             Op::WorkflowStart { .. } => "workflow_start",
+            Op::BlackboardSet { .. } => "blackboard_set",
+            Op::BlackboardGet { .. } => "blackboard_get",
+            Op::BlackboardList => "blackboard_list",
             Op::Status => "status",
             Op::MsgSend { .. } => "msg_send",
             Op::MsgInbox => "msg_inbox",

@@ -17,6 +17,9 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::ApprovalRequest { .. } => "agentgrid ctl approval request",
         Op::Nudge { .. } => "agentgrid ctl nudge",
         Op::WorkflowStart { .. } => "agentgrid ctl workflow start",
+        Op::BlackboardSet { .. } => "agentgrid ctl blackboard set",
+        Op::BlackboardGet { .. } => "agentgrid ctl blackboard get",
+        Op::BlackboardList => "agentgrid ctl blackboard list",
         Op::Status => "agentgrid ctl status",
         Op::MsgSend { .. } => "agentgrid ctl msg send",
         Op::MsgInbox => "agentgrid ctl msg inbox",
@@ -41,6 +44,9 @@ fn next_step(call: &str) -> &'static str {
         "agentgrid ctl comment" => "no comment was recorded",
         "agentgrid ctl approval request" => "no approval was requested",
         "agentgrid ctl workflow start" => "no workflow was started",
+        "agentgrid ctl blackboard set" => {
+            "the blackboard is as it was; `agentgrid ctl blackboard list` shows its keys, types and values"
+        }
         "agentgrid ctl msg send" => "no message was sent",
         "agentgrid ctl escalate" | "agentgrid ctl escalate --up" => "nothing was escalated",
         "agentgrid ctl escalation answer" => "nothing was answered",

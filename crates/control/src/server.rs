@@ -662,6 +662,9 @@ fn admit_call(
         | Op::Nudge { .. }
         | Op::Status
         | Op::WorkflowStart { .. }
+        | Op::BlackboardSet { .. }
+        | Op::BlackboardGet { .. }
+        | Op::BlackboardList
         | Op::MsgSend { .. }
         | Op::MsgInbox
         | Op::MsgAck { .. }

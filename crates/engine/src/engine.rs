@@ -2,6 +2,7 @@
 
 mod agency_budgets;
 mod approvals;
+mod blackboard;
 mod calls;
 mod deliver;
 mod jobs;
@@ -736,6 +737,7 @@ impl Engine {
             },
             agent: agent_name.to_string(),
             agency: self.setup.agencies.view_for(agent_name),
+            workflow: self.workflow_view(&task, agent_name).await,
         };
         let workspace = self
             .workspaces
@@ -1494,6 +1496,9 @@ impl Engine {
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
             Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,
+            op @ (Op::BlackboardSet { .. } | Op::BlackboardGet { .. } | Op::BlackboardList) => {
+                self.blackboard_call(task_id, &actor, op).await
+            }
             op @ (Op::MsgSend { .. }
             | Op::MsgInbox
             | Op::MsgAck { .. }

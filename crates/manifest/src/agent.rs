@@ -35,6 +35,9 @@ Feedback on the work so far:
 {% endif %}{% if inbox %}
 Messages for you (acknowledge each with `agentgrid ctl msg ack ID` once handled):
 {{ inbox }}
+{% endif %}{% if workflow and workflow.blackboard %}
+The workflow `{{ workflow.name }}` runs you as its state `{{ workflow.state }}`; its blackboard holds:
+{{ workflow.blackboard }}
 {% endif %}";
 
 /// An agent: a command that works on tasks, how tasks reach it, and how its work is judged.

@@ -85,6 +85,6 @@ pub use sandbox::{FilesystemMode, NetworkMode, ResourceLimits, SandboxProfile};
 pub use schema::json_schema;
 pub use template::{
     AgencyView, CONTEXT_NAMES, EXECUTION_FIELDS, ExecutionView, PromptContext, TASK_FIELDS,
-    TaskView, render_arg, render_prompt,
+    TaskView, WORKFLOW_FIELDS, WorkflowView, render_arg, render_prompt,
 };
 pub use workflow::{EXAMPLE_WORKFLOW, Workflow};

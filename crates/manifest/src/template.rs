@@ -71,6 +71,22 @@ pub struct AgencyView {
     pub context: String,
 }
 
+/// What a template knows about the workflow run whose agent state started the execution.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct WorkflowView {
+    /// The run's id (`W1` is 1).
+    pub run: u64,
+    /// The workflow's name (`metadata.name`).
+    pub name: String,
+    /// The state whose agent runs now, and its visit (the number of the state entry).
+    pub state: String,
+    pub visit: u32,
+    /// The blackboard's values when the execution started, one `key = value` a line (strings
+    /// quoted): what the states before wrote (QA's bugs, say). Empty until something is
+    /// written; read the latest with `agentgrid ctl blackboard list`.
+    pub blackboard: Option<String>,
+}
+
 /// Everything a prompt template can use. Argument and environment templates see the same names
 /// plus `prompt`, the rendered prompt text.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
@@ -100,10 +116,12 @@ pub struct PromptContext {
     pub agent: String,
     /// The agent's agency, when it is in one.
     pub agency: Option<AgencyView>,
+    /// The workflow run, when a workflow's agent state started this execution.
+    pub workflow: Option<WorkflowView>,
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 12] = [
+pub const CONTEXT_NAMES: [&str; 13] = [
     "task",
     "parent",
     "children",
@@ -116,6 +134,7 @@ pub const CONTEXT_NAMES: [&str; 12] = [
     "execution",
     "agent",
     "agency",
+    "workflow",
 ];
 /// The fields of a [`TaskView`].
 pub const TASK_FIELDS: [&str; 9] = [
@@ -129,6 +148,8 @@ pub const TASK_FIELDS: [&str; 9] = [
     "summary",
     "merge_failed",
 ];
+/// The fields of a [`WorkflowView`].
+pub const WORKFLOW_FIELDS: [&str; 5] = ["run", "name", "state", "visit", "blackboard"];
 /// The fields of an [`ExecutionView`].
 pub const EXECUTION_FIELDS: [&str; 2] = ["id", "kind"];
 
@@ -169,6 +190,13 @@ impl PromptContext {
                 role: "developer".into(),
                 context: "## docs/standards.md\nEvery change comes with a test.\n".into(),
             }),
+            workflow: Some(WorkflowView {
+                run: 1,
+                name: "review".into(),
+                state: "code".into(),
+                visit: 3,
+                blackboard: Some("bugs = 1".into()),
+            }),
         }
     }
 
@@ -187,6 +215,7 @@ impl PromptContext {
         ctx.answer = None;
         ctx.agency = None;
         ctx.inbox = None;
+        ctx.workflow = None;
         ctx
     }
 }
@@ -236,6 +265,7 @@ impl Names {
         match (top, parts.next()) {
             ("task" | "parent", Some(field)) => TASK_FIELDS.contains(&field),
             ("execution", Some(field)) => EXECUTION_FIELDS.contains(&field),
+            ("workflow", Some(field)) => WORKFLOW_FIELDS.contains(&field),
             _ => true,
         }
     }
@@ -249,6 +279,9 @@ impl Names {
             }
             "execution" if path.contains('.') => {
                 format!("`execution` has {}", EXECUTION_FIELDS.join(", "))
+            }
+            "workflow" if path.contains('.') => {
+                format!("`workflow` has {}", WORKFLOW_FIELDS.join(", "))
             }
             // A field of something the template made itself, most often a loop variable over
             // `children`, which holds tasks.

@@ -235,10 +235,39 @@ fn decode_workflow(cx: &mut Cx, node: &Node) -> WorkflowDocument {
     doc
 }
 
+/// The most keys a workflow's blackboard declares.
+pub const MAX_BLACKBOARD_KEYS: usize = 32;
+
 fn decode_blackboard(cx: &mut Cx, s: &Fields) -> BTreeMap<String, ValueType> {
     let types: BTreeMap<String, String> = s.or(cx, "blackboard", BTreeMap::new());
     let mut out = BTreeMap::new();
+    // Agents write the blackboard: the number of its keys and their length bound what a
+    // run can be made to hold.
+    if types.len() > MAX_BLACKBOARD_KEYS {
+        let at = s.value("blackboard").expect("decoded from it");
+        cx.error(
+            at,
+            "spec.blackboard",
+            format!(
+                "{} keys; a blackboard has at most {MAX_BLACKBOARD_KEYS}",
+                types.len()
+            ),
+        );
+    }
     for (key, ty) in types {
+        if key.chars().count() > workflow::MAX_KEY_CHARS {
+            let at = s.value("blackboard").expect("decoded from it");
+            cx.error(
+                at,
+                "spec.blackboard",
+                format!(
+                    "a key is at most {} characters long; shorten `{}…`",
+                    workflow::MAX_KEY_CHARS,
+                    key.chars().take(20).collect::<String>()
+                ),
+            );
+            continue;
+        }
         let ty = match ty.as_str() {
             "string" => ValueType::String,
             "int" => ValueType::Int,

@@ -154,6 +154,15 @@ pub enum Change {
         command: workflow::Command,
         child: Option<(String, workflow::Definition)>,
     },
+    /// The agent of execution `execution` writes `text`, read as the declared type of `key`,
+    /// to the blackboard of the workflow run whose current visit runs it (an agent state on
+    /// its task, or on the sub-task the state made). Refused for any other execution, an
+    /// undeclared key, a value of another type or too long: see [`workflow::check_value`].
+    WriteBlackboard {
+        execution: ExecutionId,
+        key: String,
+        text: String,
+    },
     /// Send a message (see `domain::message`). An alert identical to an open one is folded
     /// into it instead.
     SendMessage(domain::NewMessage),
@@ -346,6 +355,7 @@ impl Change {
             Change::StartWorkflowOnNewest { .. } => "start_workflow_on_newest",
             Change::StepWorkflow { .. } => "step_workflow",
             Change::BeginWorkflowCommand { .. } => "begin_workflow_command",
+            Change::WriteBlackboard { .. } => "write_blackboard",
             Change::DecideApproval { .. } => "decide_approval",
             Change::AskApproval { .. } => "ask_approval",
             Change::Answer { .. } => "answer",
@@ -396,6 +406,7 @@ impl Change {
             }
             Change::StepWorkflow { .. } => "moving the workflow on",
             Change::BeginWorkflowCommand { .. } => "carrying out a workflow step",
+            Change::WriteBlackboard { .. } => "writing the blackboard",
             Change::DecideApproval { .. } => "deciding the approval",
             Change::AskApproval { .. } => "asking about the approval",
             Change::RecordAgentEvent { .. } => "recording the agent's event",

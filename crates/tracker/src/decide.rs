@@ -135,6 +135,18 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
                 ]);
             }
         }
+        Change::WriteBlackboard { execution, .. } => {
+            keys.push(Key::Execution(*execution));
+            if let Some(e) = state.execution(*execution) {
+                keys.push(Key::Task(e.task_id));
+                keys.push(Key::WorkflowsOf(e.task_id));
+                // An agent state with a sub-task target runs on the sub-task: the run is its
+                // parent's.
+                if let Some(parent) = state.task(e.task_id).and_then(|t| t.parent) {
+                    keys.push(Key::WorkflowsOf(parent));
+                }
+            }
+        }
         Change::SendMessage(_)
         | Change::DeliverMessage { .. }
         | Change::AckMessage { .. }
@@ -446,6 +458,11 @@ impl Decision<'_> {
             Change::BeginWorkflowCommand { id, command, child } => {
                 self.begin_workflow_command(*id, command, child.as_ref())
             }
+            Change::WriteBlackboard {
+                execution,
+                key,
+                text,
+            } => self.write_blackboard(*execution, key, text),
             Change::AskApproval { id, question } => self.ask_approval(*id, question),
             Change::SendMessage(new) => self.send_message(new),
             Change::DeliverMessage { id, to } => self.deliver_message(*id, *to),

@@ -7,11 +7,11 @@
 //! can never disagree.
 
 use domain::{
-    ApprovalId, Decision as ApprovalDecision, EventKind, NewTask, TaskId, TaskState, Timestamp,
-    WorkflowId, WorkflowParent,
+    ApprovalId, Decision as ApprovalDecision, EventKind, ExecutionId, NewTask, TaskId, TaskState,
+    Timestamp, WorkflowId, WorkflowParent,
 };
 use serde::{Deserialize, Serialize};
-use workflow::{Command, Definition, Input, Instance, Outcome, Target};
+use workflow::{Command, Definition, Input, Instance, Outcome, Target, Value};
 
 use crate::State;
 use crate::decide::Decision;
@@ -478,6 +478,111 @@ impl Decision<'_> {
         // The mark comes first in the log for everything but a child run, whose start is
         // ordered after it above; the fold needs neither order.
         self.task_event(task_id, begun);
+        Ok(())
+    }
+
+    /// [`crate::Change::WriteBlackboard`]: the one writer of a visit is the execution its agent
+    /// state started, on the task the state runs on, while the visit is current. Everything is
+    /// checked before the run's input is made, so each refusal says what was wrong.
+    pub(crate) fn write_blackboard(
+        &mut self,
+        execution: ExecutionId,
+        key: &str,
+        text: &str,
+    ) -> Result<(), Refusal> {
+        let state = self.state;
+        let Some(e) = state.execution(execution) else {
+            return refused(format!("execution #{execution} does not exist"));
+        };
+        if e.state.is_terminal() {
+            return refused(format!(
+                "execution #{execution} already finished as {}, so it writes no blackboard",
+                e.state
+            ));
+        }
+        let task = e.task_id;
+        let parent = state.task(task).and_then(|t| t.parent);
+        let runs: Vec<&WorkflowRun> = state
+            .workflows()
+            .filter(|r| !r.instance.is_finished())
+            .filter(|r| r.task_id == task || Some(r.task_id) == parent)
+            .collect();
+        let mut visit_of = None;
+        for run in &runs {
+            for command in run.instance.awaiting(&run.definition) {
+                let Command::RunAgent {
+                    visit,
+                    state: name,
+                    agent,
+                    target,
+                } = &command
+                else {
+                    continue;
+                };
+                let Some(begun) = run.begun_for(&command) else {
+                    continue;
+                };
+                let on = match target {
+                    Target::Task => Some(run.task_id),
+                    Target::Subtask { .. } => begun.subtask,
+                };
+                if on == Some(task) {
+                    visit_of = Some((*run, *visit, name.clone(), agent.clone(), begun.at));
+                }
+            }
+        }
+        let Some((run, visit, name, agent, begun_at)) = visit_of else {
+            let Some(run) = runs.first() else {
+                return refused(format!(
+                    "task #{task} runs no workflow, so execution #{execution} has no blackboard \
+                     to write"
+                ));
+            };
+            return refused(format!(
+                "workflow run W{} is at `{}` (visit {}), which runs no agent on task #{task}: \
+                 only the agent of the current visit writes the blackboard",
+                run.id,
+                run.instance.position.as_deref().unwrap_or("the start"),
+                run.instance.visit
+            ));
+        };
+        if e.agent != agent || e.queued_at < begun_at {
+            return refused(format!(
+                "execution #{execution} (`{}`) was not started by `{name}` (visit {visit}) of \
+                 workflow run W{}: only that visit's agent `{agent}` writes the blackboard",
+                e.agent, run.id
+            ));
+        }
+        if key.chars().count() > workflow::MAX_KEY_CHARS {
+            return refused(format!(
+                "a blackboard key is at most {} characters long",
+                workflow::MAX_KEY_CHARS
+            ));
+        }
+        let def = &run.definition;
+        let Some(ty) = def.blackboard.get(key) else {
+            let why = workflow::check_value(def, key, &Value::Bool(false))
+                .expect_err("an undeclared key is refused");
+            return refused(why);
+        };
+        let value = match Value::parse(*ty, text) {
+            Ok(value) => value,
+            Err(why) => {
+                return refused(format!(
+                    "{why}, and the blackboard's `{key}` is of type {}",
+                    ty.as_str()
+                ));
+            }
+        };
+        workflow::check_value(def, key, &value).or_else(refused)?;
+        let input = Input::Set {
+            visit,
+            state: name,
+            key: key.to_string(),
+            value,
+        };
+        let (task_id, event) = step(state, run.id, &input)?;
+        self.task_event(task_id, event);
         Ok(())
     }
 

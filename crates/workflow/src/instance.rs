@@ -90,6 +90,30 @@ impl Value {
     }
 }
 
+impl Value {
+    /// Reads `text` as a value of type `ty`, as a command line gives it: an int in decimal, a
+    /// bool as `true` or `false`, a string as it is.
+    pub fn parse(ty: ValueType, text: &str) -> Result<Value, String> {
+        match ty {
+            ValueType::String => Ok(Value::String(text.to_string())),
+            ValueType::Int => text.trim().parse().map(Value::Int).map_err(|_| {
+                format!(
+                    "`{}` is not an int",
+                    text.chars().take(40).collect::<String>()
+                )
+            }),
+            ValueType::Bool => match text.trim() {
+                "true" => Ok(Value::Bool(true)),
+                "false" => Ok(Value::Bool(false)),
+                _ => Err(format!(
+                    "`{}` is not a bool: say true or false",
+                    text.chars().take(40).collect::<String>()
+                )),
+            },
+        }
+    }
+}
+
 impl std::fmt::Display for Value {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

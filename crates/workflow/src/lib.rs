@@ -7,7 +7,9 @@
 //! run at once and joins them, starts a sub-workflow, or ends the instance. Transitions leave a
 //! state on its outcome (succeeded, failed, timed out), on a score threshold or on the approval
 //! decision; each may carry a budget (`max`), the number of times it may be taken, so that every
-//! loop is bounded. A blackboard of typed values is shared by the states.
+//! loop is bounded. A blackboard of typed values is shared by the states: an agent state's
+//! agent writes it while its visit runs ([`Input::Set`], checked by [`check_value`]), and the
+//! states after it read it.
 //!
 //! The principal types:
 //! - [`Definition`]: the graph, as the manifest decoded it; [`check`] lists its problems.
@@ -48,4 +50,4 @@ mod machine;
 pub use check::{Known, Problem, Where, check};
 pub use definition::{Definition, Outcome, State, StateKind, Target, Transition, ValueType, When};
 pub use instance::{Entry, Instance, Status, Value};
-pub use machine::{Command, Input, replay, step};
+pub use machine::{Command, Input, MAX_KEY_CHARS, MAX_STRING_CHARS, check_value, replay, step};

@@ -32,6 +32,15 @@ pub enum Input {
     },
     /// The timer of a state with a timeout fired.
     TimedOut { visit: u32 },
+    /// The agent of the agent state `state` (or of that branch of a parallel state) wrote one
+    /// blackboard value while its visit runs. The run stays where it is; a value [`check_value`]
+    /// refuses, or a visit or state that is not the current one, changes nothing.
+    Set {
+        visit: u32,
+        state: String,
+        key: String,
+        value: Value,
+    },
 }
 
 impl Input {
@@ -202,6 +211,29 @@ pub fn step(def: &Definition, instance: &Instance, input: Input) -> (Instance, V
                 how,
             };
             leave(def, &mut next, ending, &mut commands);
+        }
+        Input::Set {
+            visit,
+            state,
+            key,
+            value,
+        } => {
+            let Some(kind) = current(def, &next, visit) else {
+                return (next, commands);
+            };
+            let running = match kind {
+                StateKind::Parallel { .. } => next.branches.get(&state) == Some(&None),
+                StateKind::Agent { .. } => next.position.as_deref() == Some(state.as_str()),
+                _ => false,
+            };
+            let is_agent = matches!(
+                def.state(&state).map(|s| &s.kind),
+                Some(StateKind::Agent { .. })
+            );
+            if !running || !is_agent || check_value(def, &key, &value).is_err() {
+                return (next, commands);
+            }
+            write_values(def, &mut next, &state, BTreeMap::from([(key, value)]));
         }
         Input::TimedOut { visit } => {
             if current(def, &next, visit).is_none() {
@@ -418,6 +450,46 @@ fn finish(
         format!("finished: {} ({why})", outcome.as_str()),
     );
     commands.push(Command::Finish { outcome });
+}
+
+/// The longest blackboard key an agent may write, in characters.
+pub const MAX_KEY_CHARS: usize = 64;
+/// The longest string value an agent may write to the blackboard, in characters.
+pub const MAX_STRING_CHARS: usize = 4096;
+
+/// Whether `value` may stand under `key` in the blackboard of `def`: the key is declared, the
+/// value has its type, and a string is at most [`MAX_STRING_CHARS`] long. The refusal says
+/// what to change.
+pub fn check_value(def: &Definition, key: &str, value: &Value) -> Result<(), String> {
+    let Some(ty) = def.blackboard.get(key) else {
+        let known: Vec<&str> = def.blackboard.keys().map(String::as_str).collect();
+        return Err(format!(
+            "the workflow `{}` has no blackboard key `{}` (keys: {})",
+            def.name,
+            key.chars().take(MAX_KEY_CHARS).collect::<String>(),
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    if *ty != value.type_of() {
+        return Err(format!(
+            "the blackboard's `{key}` is of type {}, not {}",
+            ty.as_str(),
+            value.type_of().as_str()
+        ));
+    }
+    if let Value::String(s) = value
+        && s.chars().count() > MAX_STRING_CHARS
+    {
+        return Err(format!(
+            "the value of `{key}` is {} characters long; at most {MAX_STRING_CHARS} are kept",
+            s.chars().count()
+        ));
+    }
+    Ok(())
 }
 
 /// Writes the values whose key the blackboard declares with their type; any other is refused

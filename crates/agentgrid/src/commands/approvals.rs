@@ -55,6 +55,8 @@ pub(super) struct Queue {
     /// The project, when its policy lands approved work (`approvals.land_after`): the lander
     /// is made from it for each approval.
     land_after: Option<Project>,
+    /// The project, for the land state of a workflow whose gate an approval opens.
+    project: Project,
 }
 
 impl Queue {
@@ -69,6 +71,10 @@ impl Queue {
             app: project.app().await?,
             workspaces: workspaces(project),
             land_after,
+            project: Project {
+                root: project.root.clone(),
+                state_dir: project.state_dir.clone(),
+            },
         })
     }
 
@@ -126,7 +132,29 @@ impl Queue {
             decision,
             land_after,
         };
-        Ok(self.app.execute(&Actor::command_line(), command).await?)
+        let mut decided = self.app.execute(&Actor::command_line(), command).await?;
+        if decided.land.is_none() && decided.approval.state == ApprovalState::Approved {
+            decided.land = self.land_workflow_state(decided.approval.task_id).await?;
+        }
+        Ok(decided)
+    }
+
+    /// An approval that moved a workflow run to its land state: the land is carried out here
+    /// and now, as the engine would, so that approving lands the work. Left to the engine
+    /// when one runs (it holds the lock and lands at its next turn) or nothing waits to land.
+    async fn land_workflow_state(&self, task: domain::TaskId) -> anyhow::Result<Option<LandAfter>> {
+        if app::awaited_land(&self.app, task).await?.is_none() {
+            return Ok(None);
+        }
+        let lock = self.project.state_dir.join("engine.lock");
+        let _lock = match engine::EngineLock::acquire(&lock) {
+            Ok(lock) => lock,
+            Err(engine::Error::Locked { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let lander: Arc<dyn Lander> = Arc::new(super::land::local_lander(&self.project).await?);
+        let land = app::LandWorkflowState { task, lander };
+        Ok(self.app.execute(&Actor::command_line(), land).await?)
     }
 
     /// The feedback for a rejection of `id`, written in the person's editor; `None` when they
@@ -154,6 +182,10 @@ impl Queue {
 pub(super) fn decided_line(decided: &Decided) -> String {
     let a = &decided.approval;
     match (a.state, &decided.land) {
+        (ApprovalState::Rejected, _) if a.source == domain::ApprovalSource::Workflow => format!(
+            "rejected #{}: the workflow takes task #{} on, with the feedback for its next agent",
+            a.id, a.task_id
+        ),
         (ApprovalState::Rejected, _) => format!(
             "rejected #{}: task #{} is reopened with the feedback",
             a.id, a.task_id

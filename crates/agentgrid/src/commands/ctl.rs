@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use control::Op;
 
-use crate::cli::{CtlApproval, CtlCommand, CtlEscalation, CtlMsg, CtlSubtask, CtlWorkflow};
+use crate::cli::{
+    CtlApproval, CtlBlackboard, CtlCommand, CtlEscalation, CtlMsg, CtlSubtask, CtlWorkflow,
+};
 use crate::user_error;
 
 pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
@@ -76,7 +78,13 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         CtlCommand::Escalation(CtlEscalation::Answer { id, text }) => {
             Op::EscalationAnswer { id, text }
         }
+        CtlCommand::Blackboard(CtlBlackboard::Get { key }) => Op::BlackboardGet { key },
+        CtlCommand::Blackboard(CtlBlackboard::Set { key, value }) => {
+            Op::BlackboardSet { key, value }
+        }
+        CtlCommand::Blackboard(CtlBlackboard::List) => Op::BlackboardList,
     };
+    let is_get = matches!(op, Op::BlackboardGet { .. });
     let is_create = matches!(op, Op::SubtaskCreate { .. });
     match control::call(&socket, &token, &op) {
         Ok(answer) => {
@@ -88,6 +96,13 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
                         "sub-task #{} existed already under this key; nothing was created",
                         answer["id"]
                     );
+                }
+            } else if is_get {
+                // Scripts capture the value: a string as it is, nothing when it is unset.
+                match &answer["value"] {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::String(s) => outln!("{s}"),
+                    other => outln!("{other}"),
                 }
             } else {
                 outln!("{}", serde_json::to_string_pretty(&answer)?);

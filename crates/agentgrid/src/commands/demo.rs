@@ -50,11 +50,26 @@ labels="$1"
 echo "worker: task $AGENTGRID_TASK_ID iteration $AGENTGRID_ITERATION labels [$labels]"
 case "$labels" in
 *demo:wordcount*)
-  cat > textkit/wordcount.py <<'EOF'
+  # The code state of the review workflow: a first version with a real bug (words split on
+  # single spaces), the fix once QA's findings are in the prompt, and an answer to a person's
+  # feedback with a test.
+  if [ ! -f textkit/wordcount.py ]; then
+    echo "worker: first version of word_count, splitting on spaces"
+    cat > textkit/wordcount.py <<'EOF'
+def word_count(text):
+    """Counts the words of a text."""
+    return len(text.split(" ")) if text else 0
+EOF
+  elif grep -q "^bugs = [1-9]" "$AGENTGRID_PROMPT_FILE"; then
+    echo "worker: QA sent the work back; its findings are in the prompt:"
+    grep -e "^bugs = " -e "^findings = " "$AGENTGRID_PROMPT_FILE" | sed 's/^/worker:   /'
+    echo "worker: fixing word_count to split on runs of whitespace"
+    cat > textkit/wordcount.py <<'EOF'
 def word_count(text):
     """Counts whitespace-separated words."""
     return len(text.split())
 EOF
+  fi
   if grep -q "^Feedback from " "$AGENTGRID_PROMPT_FILE"; then
     # Sent back by a person: their words are in the prompt; answer them with a test.
     echo "worker: a person sent the work back:"
@@ -78,7 +93,7 @@ from textkit.wordcount import word_count
 
 class WordCountTest(unittest.TestCase):
     def test_counts_words(self):
-        self.assertEqual(word_count("one two  three"), 3)
+        self.assertEqual(word_count("one two three"), 3)
 
     def test_empty_text_has_no_words(self):
         self.assertEqual(word_count(""), 0)
@@ -186,8 +201,89 @@ sys.exit(0 if all(s == "done" for s in states) else 1)
 fi
 "#;
 
-/// The label of the demo's task that waits for a person's approval before it lands.
+/// The scripted QA agent of the review workflow: tests the edge cases the coder's tests leave
+/// out, and records what it found on the workflow's blackboard, where the code state's next
+/// prompt reads it. Its score (the share of the suite that passes) decides where the run goes.
+const TESTER_SH: &str = r#"#!/bin/sh
+set -eu
+echo "tester: QA of task $AGENTGRID_TASK_ID: testing runs of spaces and spaces at the ends"
+cat > tests/test_wordcount_qa.py <<'EOF'
+import unittest
+
+from textkit.wordcount import word_count
+
+
+class WordCountQaTest(unittest.TestCase):
+    def test_runs_of_spaces_separate_one_word_from_the_next(self):
+        self.assertEqual(word_count("one two  three"), 3)
+
+    def test_spaces_at_the_ends_are_no_words(self):
+        self.assertEqual(word_count("  one "), 1)
+EOF
+if out=$(python3 run_tests.py 2>&1); then
+  echo "tester: $(echo "$out" | tail -n 1): no bugs"
+  agentgrid ctl blackboard set bugs 0 >/dev/null
+  agentgrid ctl blackboard set findings "none: every test passes" >/dev/null
+  agentgrid ctl complete --summary "QA found no bugs: $(echo "$out" | tail -n 1)" >/dev/null
+else
+  bugs=$(echo "$out" | grep -c '^FAIL: ' || true)
+  findings=$(python3 -c '
+from textkit.wordcount import word_count as w
+a, b = "one two  three", "  one "
+print(f"word_count({a!r}) gave {w(a)}, expected 3; word_count({b!r}) gave {w(b)}, expected 1: "
+      "split on runs of whitespace")
+')
+  echo "tester: $(echo "$out" | tail -n 1): $bugs bugs, sending the work back"
+  echo "tester:   $findings"
+  agentgrid ctl blackboard set bugs "$bugs" >/dev/null
+  agentgrid ctl blackboard set findings "$findings" >/dev/null
+  agentgrid ctl complete --summary "QA found $bugs bugs: $findings" >/dev/null
+fi
+"#;
+
+/// The label of the demo's task that waits for a person's approval before it lands: with the
+/// scripted agents it starts the review workflow, with the built-in agent the approval policy
+/// asks for it.
 const REVIEW_LABEL: &str = "review";
+
+/// The demo's review workflow: the example workflow with the demo's agents and test command.
+fn review_workflow() -> String {
+    manifest::EXAMPLE_WORKFLOW
+        .replace("agent: coder", "agent: worker")
+        .replace("run: [make, test]", "run: [python3, run_tests.py]")
+        .replace("labels: [reviewed]", &format!("labels: [{REVIEW_LABEL}]"))
+}
+
+fn tester_yaml(runtime: &str) -> String {
+    format!(
+        r#"apiVersion: agentgrid.dev/v1
+kind: Agent
+metadata:
+  name: tester
+spec:
+  description: QA that tests edge cases and records the bugs it finds on the workflow's blackboard.
+{runtime}  prompt: "QA task #{{{{ task.id }}}}: {{{{ task.title }}}}"
+  # Only the workflow's `qa` state runs it: no demo task has this label.
+  routing:
+    labels: [qa]
+  limits:
+    timeout: 2m
+    stall_timeout: 1m
+    max_iterations: 1
+    max_attempts: 1
+  validation:
+    # QA's score is the share of the suite that passes; the workflow, not the threshold,
+    # decides what a low one means.
+    threshold: 0.0
+    validators:
+      - name: tests
+        run: "python3 run_tests.py 2>&1"
+        score: passed-failed
+        score_only: true
+        timeout: 1m
+"#,
+    )
+}
 
 /// The scripted agents live in the demo repository itself, as a project's own agent tooling
 /// would, so every worktree has them and the sandbox needs no exception to reach them.
@@ -223,7 +319,11 @@ spec:
 {runtime}  prompt: |
     Task #{{{{ task.id }}}}: {{{{ task.title }}}}
     {{% if feedback %}}Feedback on the work so far:
-    {{{{ feedback }}}}{{% endif %}}
+    {{{{ feedback }}}}
+
+    {{% endif %}}{{% if workflow and workflow.blackboard %}}What the workflow's blackboard holds:
+    {{{{ workflow.blackboard }}}}
+    {{% endif %}}
   routing:
     default: true
   limits:
@@ -311,16 +411,23 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
         t.labels = labels.iter().map(|l| l.to_string()).collect();
         Change::CreateTask(t)
     };
+    let word_count = &["demo:wordcount", REVIEW_LABEL];
+    let labels: Vec<String> = word_count.iter().map(|l| l.to_string()).collect();
+    // The review workflow starts by its label, in the batch that files the task.
+    let review = super::workflow::by_label(&project, &labels)
+        .map(|(name, definition)| Change::StartWorkflowOnNewest { name, definition });
     store
         .apply(
             "demo",
             now,
-            vec![
-                task(
-                    "Add word count",
-                    "textkit.wordcount.word_count(text) with tests",
-                    &["demo:wordcount", REVIEW_LABEL],
-                ),
+            [task(
+                "Add word count",
+                "textkit.wordcount.word_count(text) with tests",
+                word_count,
+            )]
+            .into_iter()
+            .chain(review)
+            .chain([
                 task(
                     "Slugs must be lowercase",
                     "slugify(\"Hello World\") should give hello-world",
@@ -331,7 +438,8 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
                     "Line count plus a report() that uses it. Too big for one go.",
                     &["epic"],
                 ),
-            ],
+            ])
+            .collect(),
         )
         .await?;
     outln!("3 issues filed; running the agents\n");
@@ -348,6 +456,7 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
     )
     .await?;
     let code = super::run::print_summary(&project, &summary, false).await?;
+    print_workflows(&*store).await?;
     let tasks = store.tasks(&store::TaskFilter::default()).await?;
     let all_done = tasks.iter().all(|t| t.state == TaskState::Done);
     outln!(
@@ -394,6 +503,40 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
     })
 }
 
+/// The way each workflow run went: the states it entered in order, and what its agents wrote
+/// on its blackboard on the way (QA's bugs), so the review loop reads at a glance.
+async fn print_workflows(store: &dyn store::Store) -> anyhow::Result<()> {
+    let all = store::WorkflowFilter {
+        task: None,
+        running: false,
+    };
+    for run in store.workflow_runs(&all).await? {
+        let history = &run.instance.history;
+        let path: Vec<&str> = history
+            .iter()
+            .filter(|e| e.note == "entered")
+            .map(|e| e.state.as_str())
+            .collect();
+        outln!(
+            "\nworkflow run W{} of `{}` on #{}: {} ({})",
+            run.id,
+            run.name,
+            run.task_id,
+            path.join(" → "),
+            run.instance.status.as_str()
+        );
+        for entry in history.iter().filter(|e| e.note.starts_with("set ")) {
+            outln!(
+                "  {} (visit {}) wrote {}",
+                entry.state,
+                entry.visit,
+                domain::text::one_line(entry.note.trim_start_matches("set "))
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Removes the temporary demo directory when the demo ends.
 struct TempDir(PathBuf);
 
@@ -421,6 +564,7 @@ async fn build_project(root: &Path, model: Option<&str>) -> anyhow::Result<()> {
         std::fs::create_dir_all(root.join(SCRIPTS_DIR))?;
         std::fs::write(root.join(SCRIPTS_DIR).join("worker.sh"), WORKER_SH)?;
         std::fs::write(root.join(SCRIPTS_DIR).join("planner.sh"), PLANNER_SH)?;
+        std::fs::write(root.join(SCRIPTS_DIR).join("tester.sh"), TESTER_SH)?;
     }
     git(root, &["init", "-q", "-b", "main"]).await?;
     git(root, &["add", "-A"]).await?;
@@ -444,12 +588,25 @@ async fn build_project(root: &Path, model: Option<&str>) -> anyhow::Result<()> {
             super::demo_builtin::runtime_yaml(),
         ),
     };
-    // The word count waits for a person, and their approval lands it.
-    let config =
-        format!("{config}  approvals: {{require_labels: [{REVIEW_LABEL}], land_after: true}}\n");
-    std::fs::write(state.join("config.yaml"), config)?;
     std::fs::write(state.join("agents/worker.yaml"), worker_yaml(&worker))?;
     std::fs::write(state.join("agents/planner.yaml"), planner_yaml(&planner))?;
+    let config = match model {
+        // The word count runs the review workflow: code, QA until clean, the suite, a
+        // person's approval, then the land.
+        None => {
+            std::fs::create_dir_all(state.join("workflows"))?;
+            std::fs::write(state.join("workflows/review.yaml"), review_workflow())?;
+            let tester = planner_runtime(&format!("{SCRIPTS_DIR}/tester.sh"));
+            std::fs::write(state.join("agents/tester.yaml"), tester_yaml(&tester))?;
+            config
+        }
+        // The built-in agent's model is scripted for one execution per task, so there the
+        // word count only waits for a person, and their approval lands it.
+        Some(_) => {
+            format!("{config}  approvals: {{require_labels: [{REVIEW_LABEL}], land_after: true}}\n")
+        }
+    };
+    std::fs::write(state.join("config.yaml"), config)?;
     store::SqliteStore::open(&state.join(DATABASE))?;
     manifest::load_project(&state)
         .map_err(|d| anyhow::anyhow!("the demo's own manifests are invalid:\n{d}"))?;

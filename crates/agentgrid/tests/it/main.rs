@@ -5,6 +5,7 @@ mod agent_side;
 mod answers;
 mod approvals;
 mod attacks_today;
+mod blackboard;
 mod bounds;
 mod budget;
 mod builtin;

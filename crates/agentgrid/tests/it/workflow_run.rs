@@ -121,8 +121,10 @@ fn a_run_through_every_kind_of_state_succeeds_and_lands() {
     assert_eq!(child["status"], "succeeded", "{child}");
     assert_eq!(side_effects(&repo), ["build", "lint", "smoke"]);
 
-    repo.ok(&["approvals", "approve", "1"]);
-    assert_eq!(run_of(&repo, 1)["position"], "land");
+    // With no engine running, approving carries the land state out at once.
+    let approved = repo.ok(&["approvals", "approve", "1"]);
+    assert!(approved.contains("#1 landed on main (merge)"), "{approved}");
+    assert_eq!(run_of(&repo, 1)["position"], "done");
     repo.ok(&["run"]);
     let run = run_of(&repo, 1);
     let lines = history(&run);
@@ -408,4 +410,55 @@ fn an_agent_starts_a_workflow_on_its_own_task_and_an_unknown_one_is_refused() {
         events.contains("agent:starter#1") && events.contains("workflow run W1 of `smoke` started"),
         "{events}"
     );
+}
+
+#[test]
+fn an_approval_while_an_engine_runs_leaves_the_land_to_the_engine() {
+    let spec = "  start: code
+  states:
+    code:
+      agent: coder
+      on: [{when: succeeded, to: approve}, {to: failed}]
+    approve:
+      approval: Ship it?
+      on: [{when: approved, to: land}, {to: failed}]
+    land:
+      land: true
+      on: [{when: succeeded, to: done}, {to: failed}]
+    done: {end: succeeded}
+    failed: {end: failed}
+";
+    let repo = project(&[("ship", spec)]);
+    repo.ok(&["workflow", "start", "1", "ship"]);
+    repo.ok(&["run"]);
+    assert_eq!(run_of(&repo, 1)["position"], "approve");
+    let mut engine = repo
+        .cmd(&["run", "--forever"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "the engine to hold its lock",
+        || repo.ok(&["status"]).contains("engine: running"),
+    );
+    let approved = repo.ok(&["approvals", "approve", "1"]);
+    assert!(
+        approved.contains("approved #1 (task #1)") && !approved.contains("landed"),
+        "the queue leaves the land to the engine: {approved}"
+    );
+    wait_for(Duration::from_secs(30), "the engine to land", || {
+        run_of(&repo, 1)["status"] == "succeeded"
+    });
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+    let events = repo.ok(&["events", "--task", "1"]);
+    assert_eq!(
+        events.matches("began land for `land`").count(),
+        1,
+        "{events}"
+    );
+    let files = repo.git(&["ls-tree", "--name-only", "main"]);
+    assert!(files.contains("work.txt"), "{files}");
 }

@@ -34,6 +34,7 @@ fn context() -> PromptContext {
         },
         agent: "worker".into(),
         agency: None,
+        workflow: None,
     }
 }
 

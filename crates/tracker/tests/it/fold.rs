@@ -562,6 +562,7 @@ fn steer(state: &State, change: &Change) -> Change {
         | Change::PauseProvider { id, .. }
         | Change::ResumeProvider { id, .. }
         | Change::ThrottleProvider { id, .. } => execution(id),
+        Change::WriteBlackboard { execution: id, .. } => execution(id),
     }
     change
 }

@@ -1,6 +1,7 @@
 //! Tests of the tracker's rules: one per rule family, and properties over random commands.
 
 mod approvals;
+mod blackboard;
 mod fold;
 mod leases;
 mod messages;

@@ -309,3 +309,76 @@ fn an_approval_lands_the_work() {
         }]
     );
 }
+
+fn set(visit: u32, state: &str, key: &str, value: Value) -> Input {
+    Input::Set {
+        visit,
+        state: state.into(),
+        key: key.into(),
+        value,
+    }
+}
+
+#[test]
+fn the_running_agent_state_writes_the_blackboard_and_the_run_stays_where_it_is() {
+    let (qa, _) = run(vec![
+        Input::Start,
+        Input::ended(1, "code", Outcome::Succeeded),
+    ]);
+    assert_eq!(qa.position.as_deref(), Some("qa"));
+    let def = review_loop();
+    let (next, commands) = step(&def, &qa, set(2, "qa", "bugs", Value::Int(1)));
+    assert_eq!(commands, vec![]);
+    assert_eq!(next.position.as_deref(), Some("qa"));
+    assert_eq!(next.visit, 2);
+    assert_eq!(next.blackboard.get("bugs"), Some(&Value::Int(1)));
+    assert_eq!(next.history.last().unwrap().note, "set bugs = 1");
+
+    // A visit that is over, another state, an undeclared key and a wrong type change nothing.
+    for input in [
+        set(1, "code", "bugs", Value::Int(2)),
+        set(2, "code", "bugs", Value::Int(2)),
+        set(2, "qa", "colour", Value::String("red".into())),
+        set(2, "qa", "bugs", Value::Bool(true)),
+    ] {
+        assert_eq!(step(&def, &next, input.clone()).0, next, "{input:?}");
+    }
+}
+
+#[test]
+fn only_declared_keys_of_their_type_and_size_pass_the_check() {
+    let def = review_loop();
+    assert_eq!(workflow::check_value(&def, "bugs", &Value::Int(0)), Ok(()));
+    assert_eq!(
+        workflow::check_value(&def, "bugs", &Value::String("1".into())),
+        Err("the blackboard's `bugs` is of type int, not string".to_string())
+    );
+    assert_eq!(
+        workflow::check_value(&def, "colour", &Value::Int(1)),
+        Err("the workflow `review` has no blackboard key `colour` (keys: bugs)".to_string())
+    );
+    let mut def = def;
+    def.blackboard
+        .insert("notes".into(), workflow::ValueType::String);
+    let long = "x".repeat(workflow::MAX_STRING_CHARS + 1);
+    assert_eq!(
+        workflow::check_value(&def, "notes", &Value::String(long)),
+        Err(format!(
+            "the value of `notes` is {} characters long; at most {} are kept",
+            workflow::MAX_STRING_CHARS + 1,
+            workflow::MAX_STRING_CHARS
+        ))
+    );
+    assert_eq!(
+        Value::parse(workflow::ValueType::Int, "12"),
+        Ok(Value::Int(12))
+    );
+    assert_eq!(
+        Value::parse(workflow::ValueType::Int, "many"),
+        Err("`many` is not an int".to_string())
+    );
+    assert_eq!(
+        Value::parse(workflow::ValueType::Bool, "yes"),
+        Err("`yes` is not a bool: say true or false".to_string())
+    );
+}
