@@ -49,8 +49,8 @@ mod usage;
 
 pub use backend::Store;
 pub use change::{
-    Applied, ApprovalFilter, ExecutionFilter, KeyedCall, Land, Merge, MessageFilter, MessageSweep,
-    ProviderStanding, TaskFilter, WorkflowFilter,
+    Applied, ApprovalFilter, AreaLeaseFilter, ExecutionFilter, KeyedCall, Land, Merge,
+    MessageFilter, MessageSweep, ProviderStanding, TaskFilter, WorkflowFilter,
 };
 pub use error::Error;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};

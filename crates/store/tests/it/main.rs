@@ -1,6 +1,7 @@
 //! Integration tests of the store against real SQLite files in temporary directories.
 
 mod approvals;
+mod area_leases;
 mod conformance;
 mod durability;
 mod events;
