@@ -49,6 +49,7 @@
 mod agent_calls;
 mod agent_events;
 mod approvals;
+mod area_leases;
 mod command;
 mod error;
 mod escalations;
@@ -73,6 +74,10 @@ pub use agent_events::{AgentRecord, AgentSummary, agent_events};
 pub use approvals::{
     ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval, Decided,
     LandAfter, Question, UsageLine, ValidatorSummary,
+};
+pub use area_leases::{
+    AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, SweepAreaLeases, TakeAreaLeases,
+    area_waits, parse_area_paths,
 };
 pub use command::{
     AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,

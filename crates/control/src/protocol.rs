@@ -66,6 +66,21 @@ pub enum Op {
     /// Ask up the line (a person today) a question the agent cannot answer; the answer comes
     /// to the task's next execution.
     Escalate { severity: String, text: String },
+    /// Take area leases on paths of the repository (relative, normalised by the engine) for
+    /// `ttl_ms`, for the execution's own task or (`task`) one of its sub-tasks.
+    LeaseTake {
+        paths: Vec<String>,
+        ttl_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+    },
+    /// Release this execution's area leases on `paths`, or every one when `paths` is empty.
+    LeaseRelease {
+        #[serde(default)]
+        paths: Vec<String>,
+    },
+    /// The area leases held now, by every execution.
+    LeaseList,
 }
 
 impl Op {
@@ -83,6 +98,9 @@ impl Op {
             Op::MsgInbox => "msg_inbox",
             Op::MsgAck { .. } => "msg_ack",
             Op::Escalate { .. } => "escalate",
+            Op::LeaseTake { .. } => "lease_take",
+            Op::LeaseRelease { .. } => "lease_release",
+            Op::LeaseList => "lease_list",
         }
     }
 }

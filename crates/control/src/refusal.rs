@@ -22,6 +22,9 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::MsgInbox => "agentgrid ctl msg inbox",
         Op::MsgAck { .. } => "agentgrid ctl msg ack",
         Op::Escalate { .. } => "agentgrid ctl escalate",
+        Op::LeaseTake { .. } => "agentgrid ctl lease take",
+        Op::LeaseRelease { .. } => "agentgrid ctl lease release",
+        Op::LeaseList => "agentgrid ctl lease list",
     }
 }
 

@@ -666,6 +666,8 @@ fn admit_call(
         | Op::MsgInbox
         | Op::MsgAck { .. }
         | Op::Escalate { .. } => {}
+        // Leases are bounded by the tracker: per take and held per execution.
+        Op::LeaseTake { .. } | Op::LeaseRelease { .. } | Op::LeaseList => {}
     }
     Ok((entry.id, pace(entry, limits)))
 }

@@ -1,6 +1,7 @@
 //! The service loop: decide, act, record, wait.
 
 mod approvals;
+mod area_leases;
 mod calls;
 mod jobs;
 mod leases;
@@ -455,6 +456,7 @@ impl Engine {
             .recent_dispatches
             .retain(|t| now.since(*t) < domain::Duration::from_secs(60));
         self.end_pauses(now).await?;
+        self.refresh_area_leases(now).await;
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.setup.config, now);
@@ -1486,6 +1488,9 @@ impl Engine {
             Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,
             op @ (Op::MsgSend { .. } | Op::MsgInbox | Op::MsgAck { .. } | Op::Escalate { .. }) => {
                 self.msg_call(execution, &actor, op).await
+            }
+            op @ (Op::LeaseTake { .. } | Op::LeaseRelease { .. } | Op::LeaseList) => {
+                self.area_lease_call(execution, task_id, &actor, op).await
             }
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));

@@ -54,6 +54,9 @@ pub struct Snapshot {
     /// Open tasks a workflow run holds: the run says when an agent runs on them (an agent state
     /// of its current visit), so the scheduler never dispatches them otherwise.
     pub workflow_held: BTreeSet<TaskId>,
+    /// The area leases held now (see `domain::area`): a task an area is reserved for waits
+    /// while a running execution of another task holds an overlapping lease.
+    pub area_leases: Vec<domain::AreaLease>,
 }
 
 /// The order in which ready tasks run: priority (smaller first), nudged before not nudged, then

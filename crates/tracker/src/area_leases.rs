@@ -132,7 +132,7 @@ impl Decision<'_> {
                     && l.task != task
                     && l.path.overlaps(p)
                     // A reservation waits for the work under way; it never outranks another.
-                    && !(reservation && !l.is_reservation())
+                    && (!reservation || l.is_reservation())
             });
             if let Some(l) = conflict {
                 let what = if l.is_reservation() {

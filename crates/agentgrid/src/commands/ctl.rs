@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use control::Op;
 
-use crate::cli::{CtlApproval, CtlCommand, CtlMsg, CtlSubtask, CtlWorkflow};
+use crate::cli::{CtlApproval, CtlCommand, CtlLease, CtlMsg, CtlSubtask, CtlWorkflow};
 use crate::user_error;
 
 pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
@@ -63,6 +63,13 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         CtlCommand::Msg(CtlMsg::Inbox) => Op::MsgInbox,
         CtlCommand::Msg(CtlMsg::Ack { id }) => Op::MsgAck { id },
         CtlCommand::Escalate { severity, text } => Op::Escalate { severity, text },
+        CtlCommand::Lease(CtlLease::Take { paths, ttl, task }) => Op::LeaseTake {
+            paths,
+            ttl_ms: ttl.as_millis(),
+            task,
+        },
+        CtlCommand::Lease(CtlLease::Release { paths }) => Op::LeaseRelease { paths },
+        CtlCommand::Lease(CtlLease::List) => Op::LeaseList,
     };
     let is_create = matches!(op, Op::SubtaskCreate { .. });
     match control::call(&socket, &token, &op) {

@@ -3,7 +3,7 @@
 
 use app::{Actor, EngineState, ProviderLine, Status};
 
-use crate::output::{clip, json, table};
+use crate::output::{clip, json, one_line, table};
 use crate::project::Project;
 
 /// What a person reads beside executions the store calls active when no engine runs.
@@ -121,6 +121,8 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "sent_at": m.created_at,
                 "age": super::approvals::age(m.created_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
+            "area_leases": view.area_leases,
+            "area_waits": view.area_waits,
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -281,6 +283,15 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &["ID", "TASK", "SEVERITY", "FROM", "AGE", "QUESTION"],
             &rows,
         );
+    }
+    if !view.area_leases.is_empty() {
+        outln!(
+            "area leases: {} held (see `agentgrid leases`)",
+            view.area_leases.len()
+        );
+    }
+    for w in &view.area_waits {
+        outln!("task #{} {}", w.task, one_line(&w.reason));
     }
     let unmerged: Vec<Vec<String>> = view
         .merge_failed

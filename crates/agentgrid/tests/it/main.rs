@@ -4,6 +4,7 @@ mod agencies;
 mod agent_side;
 mod answers;
 mod approvals;
+mod area_leases;
 mod attacks_today;
 mod bounds;
 mod budget;

@@ -827,7 +827,7 @@ impl Store for SqliteStore {
         &self,
         filter: &crate::AreaLeaseFilter,
     ) -> Result<Vec<domain::AreaLease>, Error> {
-        let filter = filter.clone();
+        let filter = *filter;
         self.read("listing area leases", move |c| {
             area_leases::list(c, &filter)
         })
