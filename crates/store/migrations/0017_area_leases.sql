@@ -23,3 +23,6 @@ CREATE INDEX area_leases_held_expiring ON area_leases (expires_at) WHERE state =
 -- Agency metrics measure handoffs from their events; a partial index finds those few among
 -- every event without costing the other appends anything.
 CREATE INDEX events_handed_off ON events (entity_id, at) WHERE type = 'task_handed_off';
+
+-- And the answered escalations of a task, without reading every message.
+CREATE INDEX messages_escalations_by_task ON messages (task_id, state) WHERE type = 'ESCALATION';

@@ -193,6 +193,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// The sums of agency metrics per agent, of the tasks updated (and executions queued) at or
+    /// after `since`. Stores without them have none.
+    async fn agent_metrics(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<crate::AgentMetrics>, Error> {
+        let _ = since;
+        Ok(Vec::new())
+    }
+
     /// At most `limit` held area leases whose time ran out at `now`, for a sweep to record.
     async fn area_leases_due(
         &self,

@@ -44,6 +44,7 @@
 mod backend;
 mod change;
 mod error;
+mod metrics;
 mod sqlite;
 mod usage;
 
@@ -53,6 +54,7 @@ pub use change::{
     MessageFilter, MessageSweep, ProviderStanding, TaskFilter, WorkflowFilter,
 };
 pub use error::Error;
+pub use metrics::AgentMetrics;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
 pub use tracker::{Change, MergeResult, TaskEdit, WorkflowRun};
 pub use usage::{ModelUsage, UsageGroup, UsageGroupSum, UsageKey, UsageScope};

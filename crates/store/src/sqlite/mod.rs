@@ -2,6 +2,7 @@
 
 mod apply;
 mod area_leases;
+mod metrics;
 mod messages;
 mod migrate;
 mod rows;
@@ -830,6 +831,16 @@ impl Store for SqliteStore {
         let filter = *filter;
         self.read("listing area leases", move |c| {
             area_leases::list(c, &filter)
+        })
+        .await
+    }
+
+    async fn agent_metrics(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<crate::AgentMetrics>, Error> {
+        self.read("summing the agency metrics", move |c| {
+            metrics::agent_metrics(c, since)
         })
         .await
     }

@@ -5,6 +5,7 @@ mod area_leases;
 mod conformance;
 mod durability;
 mod events;
+mod metrics;
 mod executions;
 mod tasks;
 mod usage;
