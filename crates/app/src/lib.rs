@@ -56,6 +56,7 @@ mod escalations;
 mod import;
 mod land;
 mod messages;
+mod metrics;
 mod query;
 mod tail;
 mod usage;
@@ -91,6 +92,7 @@ pub use messages::{
     AckMessage, INBOX_LIMIT, MessageList, MessageShow, ReadInbox, SendMessage, Sent, SweepMessages,
     inbox_text,
 };
+pub use metrics::{Metrics, MetricsReport, MetricsRow};
 pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
     StatusView, TaskDetail, TaskList, TaskListPage, TaskPage, TaskShow, Timer, TimerKind,

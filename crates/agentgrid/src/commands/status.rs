@@ -123,6 +123,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             })).collect::<Vec<_>>(),
             "area_leases": view.area_leases,
             "area_waits": view.area_waits,
+            "metrics": status_metrics(project).await?.map(|m| m.total),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -284,6 +285,13 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &rows,
         );
     }
+    if let Some(line) = status_metrics(project)
+        .await?
+        .as_ref()
+        .and_then(super::metrics::brief)
+    {
+        outln!("{line}");
+    }
     if !view.area_leases.is_empty() {
         outln!(
             "area leases: {} held (see `agentgrid leases`)",
@@ -323,6 +331,16 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// The metrics totals `status` shows briefly.
+async fn status_metrics(project: &Project) -> anyhow::Result<Option<app::MetricsReport>> {
+    let app = project.app().await?;
+    let query = app::Metrics {
+        since: None,
+        agencies: super::metrics::agencies_of(project),
+    };
+    Ok(Some(app.ask(&Actor::command_line(), query).await?))
 }
 
 /// `status --watch`: the view again every `interval`. On a terminal each view replaces the

@@ -275,6 +275,8 @@ fn every_command_prints_the_fields_its_json_documents() {
         "{events:?}"
     );
     expect("events", Value::Array(events));
+    expect("metrics", leased.json(&["metrics", "--json"]));
+    expect("status", leased.json(&["status", "--json"]));
 
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(

@@ -31,6 +31,7 @@ mod lies;
 mod listing;
 mod merges;
 mod messages;
+mod metrics;
 mod mistakes;
 mod nodes;
 mod park;

@@ -2,8 +2,8 @@
 
 mod apply;
 mod area_leases;
-mod metrics;
 mod messages;
+mod metrics;
 mod migrate;
 mod rows;
 mod steps;

@@ -30,17 +30,19 @@ async fn run_done(
         attempt: 1,
         lease: None,
     };
-    let e = store.apply("engine", at(start), vec![claim]).await.unwrap().executions[0].id;
+    let e = store
+        .apply("engine", at(start), vec![claim])
+        .await
+        .unwrap()
+        .executions[0]
+        .id;
     start_process(store, e, start + 500).await;
     let end = vec![
         Change::FinishExecution {
             id: e,
             state: ExecutionState::Succeeded,
             exit_code: Some(0),
-            usage: Usage {
-                wall_ms,
-                cpu_ms: 1,
-            },
+            usage: Usage { wall_ms, cpu_ms: 1 },
             summary: None,
         },
         Change::SettleTask {
@@ -85,7 +87,10 @@ async fn approval(store: &SqliteStore, task: TaskId, when: i64, decision: Decisi
     let applied = store.apply("engine", at(when), vec![ask]).await.unwrap();
     let id: ApprovalId = applied.approvals[0].id;
     let decide = Change::DecideApproval { id, decision };
-    store.apply("ada", at(when + 10), vec![decide]).await.unwrap();
+    store
+        .apply("ada", at(when + 10), vec![decide])
+        .await
+        .unwrap();
 }
 
 /// Appends a `task_handed_off` event as the handoff change will, straight into the log.
@@ -105,10 +110,16 @@ fn hand_off(dir: &tempfile::TempDir, task: TaskId, when: i64) {
 #[tokio::test]
 async fn metrics_add_up_exactly_on_a_scripted_history() {
     let (dir, store) = fresh();
-    let t1 = crate::create(&store, NewTask::titled("rejected first")).await.id;
-    let t2 = crate::create(&store, NewTask::titled("with feedback")).await.id;
+    let t1 = crate::create(&store, NewTask::titled("rejected first"))
+        .await
+        .id;
+    let t2 = crate::create(&store, NewTask::titled("with feedback"))
+        .await
+        .id;
     let t3 = crate::create(&store, NewTask::titled("unaided")).await.id;
-    let t4 = crate::create(&store, NewTask::titled("handed to QA")).await.id;
+    let t4 = crate::create(&store, NewTask::titled("handed to QA"))
+        .await
+        .id;
 
     // #1: done, rejected (reopened), done again, approved: helped, not first pass.
     let e1 = run_done(&store, t1, "coder", 0, 4_000).await;
@@ -151,7 +162,12 @@ async fn metrics_add_up_exactly_on_a_scripted_history() {
         attempt: 1,
         lease: None,
     };
-    let e4 = store.apply("engine", at(21_000), vec![claim]).await.unwrap().executions[0].id;
+    let e4 = store
+        .apply("engine", at(21_000), vec![claim])
+        .await
+        .unwrap()
+        .executions[0]
+        .id;
     start_process(&store, e4, 22_500).await;
 
     let got = store.agent_metrics(None).await.unwrap();
