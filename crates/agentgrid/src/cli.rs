@@ -214,6 +214,25 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Area leases: the paths of the repository agents hold (`ctl lease take`) so that two
+    /// agents do not work on the same files at once, and the tasks waiting for an area.
+    Leases {
+        /// Every lease, ended ones included, newest first (at most 200).
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Agency metrics: per agency and per agent, done tasks without human help, first-pass
+    /// approvals, mean handoff time, cost and wall time per done task, executions per task.
+    Metrics {
+        /// Only tasks done and executions started at or after this time: an RFC 3339 time
+        /// (2026-12-01T00:00:00Z) or a duration back from now (7d, 12h).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How `agentgrid usage` groups the requests.
@@ -608,6 +627,10 @@ pub enum CtlCommand {
     /// (`spec.blackboard` of the workflow) that the states after yours read.
     #[command(subcommand)]
     Blackboard(CtlBlackboard),
+    /// Lease areas of the repository (files or directories) so that no other agent works on
+    /// them meanwhile.
+    #[command(subcommand)]
+    Lease(CtlLease),
 }
 
 #[derive(Debug, Subcommand)]
@@ -621,6 +644,30 @@ pub enum CtlEscalation {
         #[arg(long)]
         text: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlLease {
+    /// Take leases on PATHS (relative to the repository's root) for --ttl; prints them as
+    /// JSON. Refused, naming the holder and when its lease expires, when a path overlaps
+    /// another execution's lease. Leases end with this execution.
+    Take {
+        /// Files or directories, such as `src/db` (at most 16).
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// How long the leases hold unless released or renewed (30s, 10m; at most 1h).
+        #[arg(long)]
+        ttl: domain::Duration,
+        /// Reserve the areas for this sub-task of the current task instead (a coordinator's
+        /// lease): the scheduler holds the sub-task back while another task's agent holds an
+        /// overlapping lease.
+        #[arg(long, value_name = "ID")]
+        task: Option<TaskId>,
+    },
+    /// Release this execution's leases on PATHS, or every one of them.
+    Release { paths: Vec<String> },
+    /// Print the leases held now, by every execution, as JSON.
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -50,6 +50,7 @@ mod agent_calls;
 mod agent_events;
 mod approvals;
 mod blackboard;
+mod area_leases;
 mod command;
 mod directory;
 mod error;
@@ -57,6 +58,7 @@ mod escalations;
 mod import;
 mod land;
 mod messages;
+mod metrics;
 mod query;
 mod tail;
 mod usage;
@@ -78,6 +80,10 @@ pub use approvals::{
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
 pub use blackboard::{Blackboard, ReadBlackboard, WriteBlackboard};
+pub use area_leases::{
+    AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, SweepAreaLeases, TakeAreaLeases,
+    area_waits, parse_area_paths,
+};
 pub use command::{
     AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,
     Import, Nudge, RemoveDependency, Reopen,
@@ -95,6 +101,7 @@ pub use messages::{
     AckMessage, INBOX_LIMIT, MessageList, MessageShow, ReadInbox, SendMessage, Sent, SweepMessages,
     inbox_text,
 };
+pub use metrics::{Metrics, MetricsReport, MetricsRow};
 pub use query::{
     ActiveExecution, EngineState, EventPage, Events, ExecutionUsage, ProviderLine, Status,
     StatusView, TaskDetail, TaskList, TaskListPage, TaskPage, TaskShow, Timer, TimerKind,

@@ -143,6 +143,10 @@ pub struct StatusView {
     pub approvals: Vec<domain::Approval>,
     /// The escalations no person answered yet (at most `attention`), oldest first.
     pub escalations: Vec<domain::Message>,
+    /// The area leases held now, in id order (few: bounded per execution).
+    pub area_leases: Vec<domain::AreaLease>,
+    /// Open tasks the scheduler holds back for an area leased to another task.
+    pub area_waits: Vec<crate::AreaWait>,
 }
 
 /// An execution under way, and why the scheduler started it when it said.
@@ -296,7 +300,16 @@ impl Query for Status {
             .iter()
             .filter_map(Timer::of)
             .collect();
+        let area_leases = store
+            .area_leases(&store::AreaLeaseFilter::default())
+            .await?
+            .into_iter()
+            .filter(|l| l.live(now))
+            .collect();
+        let area_waits = crate::area_waits(app).await?;
         Ok(StatusView {
+            area_leases,
+            area_waits,
             approvals,
             escalations,
             timers,
@@ -424,6 +437,9 @@ pub struct TaskDetail {
     /// What each execution's agent CLI said it did, for the executions that said anything.
     pub agents: Vec<crate::AgentSummary>,
     pub events: Vec<Event>,
+    /// The live area leases held for the task, and why it waits for an area, if it does.
+    pub area_leases: Vec<domain::AreaLease>,
+    pub area_wait: Option<crate::AreaWait>,
 }
 
 #[async_trait::async_trait]
@@ -450,7 +466,28 @@ impl Query for TaskShow {
             let records = crate::agent_events(store, e.id).await?;
             agents.extend(crate::AgentSummary::of(e.id, &records));
         }
+        let now = app.now();
+        let for_task = store::AreaLeaseFilter {
+            task: Some(self.id),
+            ..store::AreaLeaseFilter::default()
+        };
+        let area_leases = store
+            .area_leases(&for_task)
+            .await?
+            .into_iter()
+            .filter(|l| l.live(now))
+            .collect();
+        let area_wait = if task.state == TaskState::Open {
+            crate::area_waits(app)
+                .await?
+                .into_iter()
+                .find(|w| w.task == self.id)
+        } else {
+            None
+        };
         Ok(TaskDetail {
+            area_leases,
+            area_wait,
             task,
             children,
             executions,

@@ -205,11 +205,31 @@ impl Limits {
                 self.check_text("the value", "VALUE", value, self.max_text_bytes)
             }
             Op::BlackboardGet { key } => check_blackboard_key(key),
+            Op::LeaseTake { paths, .. } | Op::LeaseRelease { paths } => {
+                let limits = domain::area::limits::PATHS_PER_TAKE;
+                if paths.len() > limits {
+                    return Err(format!(
+                        "a lease names {} paths; at most {limits} are allowed",
+                        paths.len()
+                    ));
+                }
+                for p in paths {
+                    if p.len() > domain::area::limits::PATH_BYTES {
+                        return Err(format!(
+                            "a leased path is {} bytes long; at most {} are allowed",
+                            p.len(),
+                            domain::area::limits::PATH_BYTES
+                        ));
+                    }
+                }
+                Ok(())
+            }
             Op::Nudge { .. }
             | Op::Status
             | Op::MsgInbox
             | Op::MsgAck { .. }
-            | Op::BlackboardList => Ok(()),
+            | Op::BlackboardList
+            | Op::LeaseList => Ok(()),
         }
     }
 

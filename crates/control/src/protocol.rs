@@ -82,6 +82,21 @@ pub enum Op {
     },
     /// A coordinator answers an escalation addressed to it.
     EscalationAnswer { id: domain::MessageId, text: String },
+    /// Take area leases on paths of the repository (relative, normalised by the engine) for
+    /// `ttl_ms`, for the execution's own task or (`task`) one of its sub-tasks.
+    LeaseTake {
+        paths: Vec<String>,
+        ttl_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskId>,
+    },
+    /// Release this execution's area leases on `paths`, or every one when `paths` is empty.
+    LeaseRelease {
+        #[serde(default)]
+        paths: Vec<String>,
+    },
+    /// The area leases held now, by every execution.
+    LeaseList,
 }
 
 impl Op {
@@ -104,6 +119,9 @@ impl Op {
             Op::Escalate { .. } => "escalate",
             Op::EscalateUp { .. } => "escalate_up",
             Op::EscalationAnswer { .. } => "escalation_answer",
+            Op::LeaseTake { .. } => "lease_take",
+            Op::LeaseRelease { .. } => "lease_release",
+            Op::LeaseList => "lease_list",
         }
     }
 }

@@ -27,6 +27,9 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::Escalate { .. } => "agentgrid ctl escalate",
         Op::EscalateUp { .. } => "agentgrid ctl escalate --up",
         Op::EscalationAnswer { .. } => "agentgrid ctl escalation answer",
+        Op::LeaseTake { .. } => "agentgrid ctl lease take",
+        Op::LeaseRelease { .. } => "agentgrid ctl lease release",
+        Op::LeaseList => "agentgrid ctl lease list",
     }
 }
 

@@ -671,6 +671,8 @@ fn admit_call(
         | Op::Escalate { .. }
         | Op::EscalateUp { .. }
         | Op::EscalationAnswer { .. } => {}
+        // Leases are bounded by the tracker: per take and held per execution.
+        Op::LeaseTake { .. } | Op::LeaseRelease { .. } | Op::LeaseList => {}
     }
     Ok((entry.id, pace(entry, limits)))
 }

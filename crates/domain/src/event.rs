@@ -316,6 +316,22 @@ pub enum EventKind {
     ExecutionLeaseRenewed {
         until: Timestamp,
     },
+    /// The execution took an area lease (see [`crate::area`]), for its task or a sub-task's.
+    ExecutionAreaLeaseTaken {
+        lease: crate::AreaLease,
+    },
+    /// The execution's area lease ended before its time: released by the agent, or because
+    /// the execution ended.
+    ExecutionAreaLeaseReleased {
+        lease: crate::AreaLeaseId,
+        path: crate::AreaPath,
+        reason: String,
+    },
+    /// The execution's area lease ran out of time.
+    ExecutionAreaLeaseExpired {
+        lease: crate::AreaLeaseId,
+        path: crate::AreaPath,
+    },
     /// A message was sent (see [`crate::message`]); the event of the message that creates it.
     MessageSent {
         message: crate::Message,
@@ -381,6 +397,9 @@ impl EventKind {
             EventKind::ProviderThrottled { .. } => "provider_throttled",
             EventKind::ExecutionAgentEvent { .. } => "execution_agent_event",
             EventKind::ExecutionLeaseRenewed { .. } => "execution_lease_renewed",
+            EventKind::ExecutionAreaLeaseTaken { .. } => "execution_area_lease_taken",
+            EventKind::ExecutionAreaLeaseReleased { .. } => "execution_area_lease_released",
+            EventKind::ExecutionAreaLeaseExpired { .. } => "execution_area_lease_expired",
             EventKind::MessageSent { .. } => "message_sent",
             EventKind::MessageCoalesced { .. } => "message_coalesced",
             EventKind::MessageDelivered { .. } => "message_delivered",
@@ -585,6 +604,18 @@ impl EventKind {
                 None => format!("provider {provider} no longer throttled"),
             },
             EventKind::ExecutionLeaseRenewed { until } => format!("lease renewed until {until}"),
+            EventKind::ExecutionAreaLeaseTaken { lease } => format!(
+                "area lease L{} on {} for task #{} until {}",
+                lease.id, lease.path, lease.task, lease.expires_at
+            ),
+            EventKind::ExecutionAreaLeaseReleased {
+                lease,
+                path,
+                reason,
+            } => format!("area lease L{lease} on {path} released: {reason}"),
+            EventKind::ExecutionAreaLeaseExpired { lease, path } => {
+                format!("area lease L{lease} on {path} expired")
+            }
             EventKind::MessageSent { message } => format!(
                 "{} from {} to {}: {}",
                 message.kind,

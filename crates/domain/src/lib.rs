@@ -30,6 +30,7 @@
 
 pub mod agent;
 pub mod approval;
+pub mod area;
 pub mod event;
 pub mod execution;
 pub mod ids;
@@ -45,6 +46,7 @@ pub mod time;
 
 pub use agent::AgentEvent;
 pub use approval::{Approval, ApprovalSource, ApprovalState, Decision};
+pub use area::{AreaLease, AreaLeaseId, AreaLeaseState, AreaPath};
 pub use event::{EntityKind, Event, EventKind};
 pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
 pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId, WorkflowParent};

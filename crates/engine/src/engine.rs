@@ -3,6 +3,7 @@
 mod agency_budgets;
 mod approvals;
 mod blackboard;
+mod area_leases;
 mod calls;
 mod deliver;
 mod jobs;
@@ -465,6 +466,7 @@ impl Engine {
             .recent_dispatches
             .retain(|t| now.since(*t) < domain::Duration::from_secs(60));
         self.end_pauses(now).await?;
+        self.refresh_area_leases(now).await;
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.setup.config, now);
@@ -1505,6 +1507,9 @@ impl Engine {
             | Op::Escalate { .. }
             | Op::EscalateUp { .. }
             | Op::EscalationAnswer { .. }) => self.msg_call(execution, &actor, op).await,
+            op @ (Op::LeaseTake { .. } | Op::LeaseRelease { .. } | Op::LeaseList) => {
+                self.area_lease_call(execution, task_id, &actor, op).await
+            }
             Op::Status => {
                 let parent = task.parent.and_then(|p| self.snapshot.task(p));
                 let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();

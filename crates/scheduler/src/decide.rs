@@ -147,6 +147,11 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             }
             (task, ExecutionKind::Work, None, None)
         };
+        if let Some(until) = area_wait(task, snapshot, now) {
+            // It runs when that lease ends: released, expired, or with its execution.
+            decision.wake_at(until);
+            continue;
+        }
         if let Some(reason) = guard_violation(task, snapshot, &counts, config) {
             decision.actions.push(Action::FailTask {
                 task: task.id,
@@ -218,6 +223,16 @@ pub fn agency_budget_spent(
         .day_budget
         .spent(used)
         .map(|why| format!("agency {}'s daily budget of {why} is used up", agency.name))
+}
+
+/// Until when the task waits for an area reserved for it (`domain::area::waits_for`): an
+/// overlapping lease of a running execution of another task.
+fn area_wait(task: &Task, snapshot: &Snapshot, now: Timestamp) -> Option<Timestamp> {
+    if snapshot.area_leases.is_empty() {
+        return None;
+    }
+    let running = |e| snapshot.active.iter().any(|a| a.id == e);
+    domain::area::waits_for(task.id, &snapshot.area_leases, running, now).map(|(_, until)| until)
 }
 
 /// When the first of the agent's providers comes back, while every one of them is paused.

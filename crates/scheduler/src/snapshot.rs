@@ -57,6 +57,9 @@ pub struct Snapshot {
     /// What each agency's agents used of models today (UTC), as the engine last read it: an
     /// agency whose `day_budget` this reaches gets no new execution.
     pub agency_spend: std::collections::BTreeMap<String, domain::ModelUsage>,
+    /// The area leases held now (see `domain::area`): a task an area is reserved for waits
+    /// while a running execution of another task holds an overlapping lease.
+    pub area_leases: Vec<domain::AreaLease>,
 }
 
 /// The order in which ready tasks run: priority (smaller first), nudged before not nudged, then

@@ -184,6 +184,35 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<crate::MessageSweep>, Error>;
 
+    /// The area leases `filter` selects (see `domain::area`). Stores without them hold none.
+    async fn area_leases(
+        &self,
+        filter: &crate::AreaLeaseFilter,
+    ) -> Result<Vec<domain::AreaLease>, Error> {
+        let _ = filter;
+        Ok(Vec::new())
+    }
+
+    /// The sums of agency metrics per agent, of the tasks updated (and executions queued) at or
+    /// after `since`. Stores without them have none.
+    async fn agent_metrics(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<crate::AgentMetrics>, Error> {
+        let _ = since;
+        Ok(Vec::new())
+    }
+
+    /// At most `limit` held area leases whose time ran out at `now`, for a sweep to record.
+    async fn area_leases_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<domain::AreaLease>, Error> {
+        let _ = (now, limit);
+        Ok(Vec::new())
+    }
+
     // The views. Each reads what it returns and no more (an index, a `LIMIT`), so that `status`
     // and `task list --limit` cost in proportion to what they show, not to every task ever
     // made. The defaults compute the same answers from the lists above, for stores (and test

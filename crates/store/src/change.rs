@@ -119,6 +119,18 @@ pub struct Applied {
     pub approvals: Vec<Approval>,
     /// The final state of every message the batch sent or changed, by id.
     pub messages: Vec<domain::Message>,
+    /// The final state of every area lease the batch took or ended, by id.
+    pub area_leases: Vec<domain::AreaLease>,
+}
+
+/// Which area leases [`Store::area_leases`](crate::Store::area_leases) returns: the held ones
+/// (in id order), or with `ended` every one, newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AreaLeaseFilter {
+    pub execution: Option<ExecutionId>,
+    pub task: Option<TaskId>,
+    pub ended: bool,
+    pub limit: Option<u32>,
 }
 
 /// Which approvals [`Store::approvals`](crate::Store::approvals) returns, newest first. The

@@ -44,15 +44,17 @@
 mod backend;
 mod change;
 mod error;
+mod metrics;
 mod sqlite;
 mod usage;
 
 pub use backend::Store;
 pub use change::{
-    Applied, ApprovalFilter, ExecutionFilter, KeyedCall, Land, Merge, MessageFilter, MessageSweep,
-    ProviderStanding, TaskFilter, WorkflowFilter,
+    Applied, ApprovalFilter, AreaLeaseFilter, ExecutionFilter, KeyedCall, Land, Merge,
+    MessageFilter, MessageSweep, ProviderStanding, TaskFilter, WorkflowFilter,
 };
 pub use error::Error;
+pub use metrics::AgentMetrics;
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
 pub use tracker::{Change, MergeResult, TaskEdit, WorkflowRun};
 pub use usage::{ModelUsage, UsageGroup, UsageGroupSum, UsageKey, UsageScope};

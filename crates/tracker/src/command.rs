@@ -186,6 +186,25 @@ pub enum Change {
         id: domain::MessageId,
         reason: String,
     },
+    /// Execution `execution` takes area leases on `paths` for `ttl` (see `domain::area`), for
+    /// its own task or (`for_task`) one of its task's sub-tasks. All or none: one refused path
+    /// refuses the batch. The same path for the same task again renews it.
+    TakeAreaLeases {
+        execution: ExecutionId,
+        for_task: Option<TaskId>,
+        paths: Vec<domain::AreaPath>,
+        ttl: domain::Duration,
+    },
+    /// Execution `execution` releases its area leases on `paths` (every one it holds when
+    /// `paths` is empty). Refused when it holds none on a path named.
+    ReleaseAreaLeases {
+        execution: ExecutionId,
+        paths: Vec<domain::AreaPath>,
+    },
+    /// A held area lease whose time ran out is recorded expired.
+    ExpireAreaLease {
+        id: domain::AreaLeaseId,
+    },
     /// The scheduler's bookkeeping: backoff and counters.
     ScheduleTask {
         id: TaskId,
@@ -365,6 +384,9 @@ impl Change {
             Change::AckMessage { .. } => "ack_message",
             Change::ExpireMessage { .. } => "expire_message",
             Change::DeadLetter { .. } => "dead_letter",
+            Change::TakeAreaLeases { .. } => "take_area_leases",
+            Change::ReleaseAreaLeases { .. } => "release_area_leases",
+            Change::ExpireAreaLease { .. } => "expire_area_lease",
             Change::ScheduleTask { .. } => "schedule_task",
             Change::SetBranch { .. } => "set_branch",
             Change::ClaimCompletion { .. } => "claim_completion",
@@ -419,6 +441,9 @@ impl Change {
             Change::DeliverMessage { .. } => "delivering the message",
             Change::AckMessage { .. } => "acknowledging the message",
             Change::ExpireMessage { .. } | Change::DeadLetter { .. } => "recording the dead letter",
+            Change::TakeAreaLeases { .. } => "taking the area lease",
+            Change::ReleaseAreaLeases { .. } => "releasing the area lease",
+            Change::ExpireAreaLease { .. } => "recording the area lease expired",
             Change::ScheduleTask { .. } => "scheduling the task",
             Change::SetBranch { .. } => "setting the task's branch",
             Change::ClaimCompletion { .. } => "claiming completion",

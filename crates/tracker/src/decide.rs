@@ -152,6 +152,9 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
         | Change::AckMessage { .. }
         | Change::ExpireMessage { .. }
         | Change::DeadLetter { .. } => crate::messages::wants(state, change, &mut keys),
+        Change::TakeAreaLeases { .. }
+        | Change::ReleaseAreaLeases { .. }
+        | Change::ExpireAreaLease { .. } => crate::area_leases::wants(state, change, &mut keys),
         Change::RequestApproval { task, .. } => {
             keys.push(Key::Task(*task));
             keys.push(Key::PendingApprovalOf(*task));
@@ -193,15 +196,16 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
             }
             keys.extend(wants(state, change));
         }
-        Change::RenewLease { id, .. } | Change::LoseExpired { id } => {
-            keys.push(Key::Execution(*id))
+        Change::RenewLease { id, .. } => keys.push(Key::Execution(*id)),
+        Change::LoseExpired { id } => {
+            keys.push(Key::Execution(*id));
+            crate::area_leases::wants(state, change, &mut keys);
         }
         Change::SetExecutionState { id, .. }
         | Change::ProcessStarted { id, .. }
         | Change::ProcessExited { id, .. }
         | Change::Validated { id, .. }
         | Change::Committed { id, .. }
-        | Change::FinishExecution { id, .. }
         | Change::RecordModelUsage { id, .. }
         | Change::RecordModelWaiting { id, .. }
         | Change::RecordModelFallback { id, .. }
@@ -209,6 +213,11 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
         | Change::PauseProvider { id, .. }
         | Change::ResumeProvider { id, .. }
         | Change::ThrottleProvider { id, .. } => keys.push(Key::Execution(*id)),
+        Change::FinishExecution { id, .. } => {
+            keys.push(Key::Execution(*id));
+            // The area leases it holds die with it.
+            crate::area_leases::wants(state, change, &mut keys);
+        }
     }
     keys
 }
@@ -469,6 +478,16 @@ impl Decision<'_> {
             Change::AckMessage { id, by } => self.ack_message(*id, *by),
             Change::ExpireMessage { id } => self.expire_message(*id),
             Change::DeadLetter { id, reason } => self.dead_letter(*id, reason),
+            Change::TakeAreaLeases {
+                execution,
+                for_task,
+                paths,
+                ttl,
+            } => self.take_area_leases(*execution, *for_task, paths, *ttl),
+            Change::ReleaseAreaLeases { execution, paths } => {
+                self.release_area_leases(*execution, paths)
+            }
+            Change::ExpireAreaLease { id } => self.expire_area_lease(*id),
             Change::SettleTask { id, to, reason } => {
                 let state = self.task(*id)?.state;
                 if state != TaskState::Running {
@@ -564,7 +583,11 @@ impl Decision<'_> {
                 change,
             } => self.fenced(*execution, *fence, change),
             Change::RenewLease { id, fence, until } => self.renew_lease(*id, *fence, *until),
-            Change::LoseExpired { id } => self.lose_expired(*id),
+            Change::LoseExpired { id } => {
+                self.lose_expired(*id)?;
+                self.release_on_end(*id, "lost");
+                Ok(())
+            }
             Change::SetExecutionState { id, to, reason } => {
                 let e = self.execution(*id)?;
                 if to.is_terminal() && e.state.is_active() {
@@ -696,6 +719,7 @@ impl Decision<'_> {
                         exit_code: *exit_code,
                     },
                 );
+                self.release_on_end(*id, state.as_str());
                 Ok(())
             }
             Change::RecordModelUsage {

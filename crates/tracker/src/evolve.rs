@@ -24,6 +24,9 @@ fn evolve_entry(state: &mut State, entry: &Entry) {
         crate::messages::evolve(state, entry);
         return;
     }
+    if crate::area_leases::evolve(state, entry) {
+        return;
+    }
     let at = entry.at;
     let task_id = TaskId(entry.id);
     let execution_id = domain::ExecutionId(entry.id);

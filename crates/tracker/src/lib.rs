@@ -43,6 +43,7 @@
 //! assert_eq!(refusal.to_string(), "task #1 cannot go from open to done; from open it can go to running, failed, cancelled");
 //! ```
 
+mod area_leases;
 mod command;
 mod decide;
 mod event;

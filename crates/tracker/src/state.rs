@@ -56,6 +56,14 @@ pub enum Key {
     OpenAlert(String),
     /// How many messages an execution sent, and how many of them are open.
     SentBy(ExecutionId),
+    /// Every live-or-unrecorded held area lease, of every execution: a backend loads each with
+    /// [`State::load_area_lease`] and marks them known with [`State::load_held_area_leases`].
+    HeldAreaLeases,
+    /// The held area leases of one execution: loaded like [`Key::HeldAreaLeases`], marked with
+    /// [`State::load_area_leases_of`].
+    AreaLeasesOf(ExecutionId),
+    /// The id the next area lease gets.
+    NextAreaLeaseId,
     /// The id the next created task gets.
     NextTaskId,
     /// The id the next created execution gets.
@@ -132,6 +140,10 @@ pub struct State {
     open_alerts_known: HashSet<String>,
     sent_by: HashMap<ExecutionId, crate::Sent>,
     next_message_id: Option<domain::MessageId>,
+    area_leases: HashMap<domain::AreaLeaseId, domain::AreaLease>,
+    held_area_leases_known: bool,
+    area_leases_of_known: HashSet<ExecutionId>,
+    next_area_lease_id: Option<domain::AreaLeaseId>,
     versions: HashMap<(EntityKind, i64), u64>,
     next_task_id: Option<TaskId>,
     next_execution_id: Option<ExecutionId>,
@@ -147,6 +159,7 @@ impl State {
             next_approval_id: Some(ApprovalId(1)),
             next_workflow_id: Some(domain::WorkflowId(1)),
             next_message_id: Some(domain::MessageId(1)),
+            next_area_lease_id: Some(domain::AreaLeaseId(1)),
             ..State::default()
         }
     }
@@ -182,6 +195,11 @@ impl State {
             Key::NextMessageId => self.next_message_id.is_some(),
             Key::OpenAlert(fp) => self.open_alerts_known.contains(fp),
             Key::SentBy(e) => self.sent_by.contains_key(e),
+            Key::HeldAreaLeases => self.held_area_leases_known,
+            Key::AreaLeasesOf(e) => {
+                self.held_area_leases_known || self.area_leases_of_known.contains(e)
+            }
+            Key::NextAreaLeaseId => self.next_area_lease_id.is_some(),
             Key::NextTaskId => self.next_task_id.is_some(),
             Key::NextExecutionId => self.next_execution_id.is_some(),
         }
@@ -390,6 +408,57 @@ impl State {
             sent.open = sent.open.saturating_add_signed(open);
             sent.total += total;
         }
+    }
+
+    /// The held area leases this state knows of (expired ones not yet recorded included), in
+    /// id order. Needs [`Key::HeldAreaLeases`] for all of them, [`Key::AreaLeasesOf`] for one
+    /// execution's.
+    pub fn held_area_leases(&self) -> Vec<&domain::AreaLease> {
+        let mut held: Vec<&domain::AreaLease> = self
+            .area_leases
+            .values()
+            .filter(|l| l.state == domain::AreaLeaseState::Held)
+            .collect();
+        held.sort_by_key(|l| l.id);
+        held
+    }
+
+    pub fn area_lease(&self, id: domain::AreaLeaseId) -> Option<&domain::AreaLease> {
+        self.area_leases.get(&id)
+    }
+
+    pub fn next_area_lease_id(&self) -> domain::AreaLeaseId {
+        self.next_area_lease_id.unwrap_or(domain::AreaLeaseId(1))
+    }
+
+    pub fn load_area_lease(&mut self, lease: domain::AreaLease) {
+        self.area_leases.entry(lease.id).or_insert(lease);
+    }
+
+    pub fn load_held_area_leases(&mut self) {
+        self.held_area_leases_known = true;
+    }
+
+    pub fn load_area_leases_of(&mut self, e: ExecutionId) {
+        self.area_leases_of_known.insert(e);
+    }
+
+    pub fn load_next_area_lease_id(&mut self, id: domain::AreaLeaseId) {
+        self.next_area_lease_id.get_or_insert(id);
+    }
+
+    pub(crate) fn put_area_lease(&mut self, lease: domain::AreaLease) {
+        if let Some(next) = &mut self.next_area_lease_id {
+            *next = (*next).max(domain::AreaLeaseId(lease.id.0 + 1));
+        }
+        self.area_leases.insert(lease.id, lease);
+    }
+
+    pub(crate) fn area_lease_mut(
+        &mut self,
+        id: domain::AreaLeaseId,
+    ) -> Option<&mut domain::AreaLease> {
+        self.area_leases.get_mut(&id)
     }
 
     pub fn next_task_id(&self) -> TaskId {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use control::Op;
 
 use crate::cli::{
-    CtlApproval, CtlBlackboard, CtlCommand, CtlEscalation, CtlMsg, CtlSubtask, CtlWorkflow,
+    CtlApproval, CtlBlackboard, CtlCommand, CtlEscalation, CtlLease, CtlMsg, CtlSubtask,
+    CtlWorkflow,
 };
 use crate::user_error;
 
@@ -83,6 +84,13 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
             Op::BlackboardSet { key, value }
         }
         CtlCommand::Blackboard(CtlBlackboard::List) => Op::BlackboardList,
+        CtlCommand::Lease(CtlLease::Take { paths, ttl, task }) => Op::LeaseTake {
+            paths,
+            ttl_ms: ttl.as_millis(),
+            task,
+        },
+        CtlCommand::Lease(CtlLease::Release { paths }) => Op::LeaseRelease { paths },
+        CtlCommand::Lease(CtlLease::List) => Op::LeaseList,
     };
     let is_get = matches!(op, Op::BlackboardGet { .. });
     let is_create = matches!(op, Op::SubtaskCreate { .. });

@@ -14,6 +14,8 @@ mod events;
 mod feedback_editor;
 mod init;
 mod land;
+mod leases;
+mod metrics;
 mod msg;
 mod run;
 mod run_checks;
@@ -110,5 +112,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Doctor { json } => doctor::doctor(json, Project::find(project).ok()).await,
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { dir } => shell::man(dir.as_deref()),
+        Command::Leases { all, json } => leases::leases(&Project::find(project)?, all, json).await,
+        Command::Metrics { since, json } => {
+            metrics::metrics(&Project::find(project)?, since.as_deref(), json).await
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use app::{Actor, EngineState, ProviderLine, Status};
 
-use crate::output::{clip, json, table};
+use crate::output::{clip, json, one_line, table};
 use crate::project::Project;
 
 /// What a person reads beside executions the store calls active when no engine runs.
@@ -137,6 +137,9 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "sent_at": m.created_at,
                 "age": super::approvals::age(m.created_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
+            "area_leases": view.area_leases,
+            "area_waits": view.area_waits,
+            "metrics": status_metrics(project).await?.map(|m| m.total),
         }))?;
         return Ok(crate::exit::OK);
     }
@@ -310,6 +313,22 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &rows,
         );
     }
+    if let Some(line) = status_metrics(project)
+        .await?
+        .as_ref()
+        .and_then(super::metrics::brief)
+    {
+        outln!("{line}");
+    }
+    if !view.area_leases.is_empty() {
+        outln!(
+            "area leases: {} held (see `agentgrid leases`)",
+            view.area_leases.len()
+        );
+    }
+    for w in &view.area_waits {
+        outln!("task #{} {}", w.task, one_line(&w.reason));
+    }
     let unmerged: Vec<Vec<String>> = view
         .merge_failed
         .iter()
@@ -340,6 +359,16 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
         );
     }
     Ok(crate::exit::OK)
+}
+
+/// The metrics totals `status` shows briefly.
+async fn status_metrics(project: &Project) -> anyhow::Result<Option<app::MetricsReport>> {
+    let app = project.app().await?;
+    let query = app::Metrics {
+        since: None,
+        agencies: super::metrics::agencies_of(project),
+    };
+    Ok(Some(app.ask(&Actor::command_line(), query).await?))
 }
 
 /// `status --watch`: the view again every `interval`. On a terminal each view replaces the

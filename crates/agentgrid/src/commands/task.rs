@@ -129,6 +129,18 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                     Some(Err(why)) => outln!("  waits:     {why}"),
                     None => {}
                 }
+                if let Some(wait) = &detail.area_wait {
+                    outln!("  waits:     {}", crate::output::one_line(&wait.reason));
+                }
+                for l in &detail.area_leases {
+                    outln!(
+                        "  area:      {} (L{}, held by execution #{} until {})",
+                        crate::output::one_line(l.path.as_str()),
+                        l.id,
+                        l.execution,
+                        l.expires_at.to_rfc3339()
+                    );
+                }
                 if let Some((base, d)) = &distance {
                     outln!(
                         "  distance:  {} commit(s) ahead of {base}, {} behind",

@@ -254,6 +254,30 @@ fn every_command_prints_the_fields_its_json_documents() {
         repo.json(&["escalations", "answer", "M2", "PostgreSQL", "--json"]),
     );
 
+    // Area leases, taken by an agent that ends (so one is released) in a project of its own.
+    let leaser = agent(
+        "leaser",
+        "agentgrid ctl lease take src docs --ttl 10m && agentgrid ctl lease release docs",
+        "  routing: {default: true}\n",
+    );
+    let leased = Repo::with_agents(&[("leaser", &leaser)]);
+    leased.ok(&["task", "add", "Lease an area"]);
+    leased.ok(&["run"]);
+    let all = leased.json(&["leases", "--all", "--json"]);
+    assert_eq!(all["leases"].as_array().map(Vec::len), Some(2), "{all}");
+    expect("leases", all);
+    expect("leases", leased.json(&["leases", "--json"]));
+    let events = lines(&leased.ok(&["events", "--json"]));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "execution_area_lease_taken"),
+        "{events:?}"
+    );
+    expect("events", Value::Array(events));
+    expect("metrics", leased.json(&["metrics", "--json"]));
+    expect("status", leased.json(&["status", "--json"]));
+
     let documented: BTreeSet<String> = doc.commands.keys().cloned().collect();
     assert_eq!(
         checked, documented,

@@ -43,6 +43,8 @@ pub(crate) struct Batch<'c> {
     workflows: Vec<domain::WorkflowId>,
     /// The messages the batch sent or changed.
     messages: Vec<domain::MessageId>,
+    /// The area leases the batch took or ended.
+    area_leases: Vec<domain::AreaLeaseId>,
 }
 
 impl<'c> Batch<'c> {
@@ -62,6 +64,7 @@ impl<'c> Batch<'c> {
             approvals: Vec::new(),
             workflows: Vec::new(),
             messages: Vec::new(),
+            area_leases: Vec::new(),
         }
     }
 
@@ -120,6 +123,15 @@ impl<'c> Batch<'c> {
                 && !self.workflows.contains(workflow)
             {
                 self.workflows.push(*workflow);
+            }
+            if let EventKind::ExecutionAreaLeaseTaken {
+                lease: domain::AreaLease { id, .. },
+            }
+            | EventKind::ExecutionAreaLeaseReleased { lease: id, .. }
+            | EventKind::ExecutionAreaLeaseExpired { lease: id, .. } = &entry.kind
+                && !self.area_leases.contains(id)
+            {
+                self.area_leases.push(*id);
             }
             self.touch(entry.entity, entry.id);
             tracker::evolve(&mut self.state, &event);
@@ -243,6 +255,23 @@ impl<'c> Batch<'c> {
                 let sent = super::messages::sent_by(self.conn, e)?;
                 self.state.load_sent_by(e, sent);
             }
+            Key::HeldAreaLeases => {
+                for lease in super::area_leases::held(self.conn)? {
+                    self.state.load_area_lease(lease);
+                }
+                self.state.load_held_area_leases();
+            }
+            Key::AreaLeasesOf(e) => {
+                for lease in super::area_leases::held_by(self.conn, e)? {
+                    self.state.load_area_lease(lease);
+                }
+                self.state.load_area_leases_of(e);
+            }
+            Key::NextAreaLeaseId => {
+                let next = super::area_leases::next_id(self.conn)?;
+                self.state
+                    .load_next_area_lease_id(domain::AreaLeaseId(next));
+            }
             Key::NextTaskId => {
                 let next = rows::next_id(self.conn, rows::IdTable::Tasks)?;
                 self.state.load_next_task_id(TaskId(next));
@@ -360,6 +389,13 @@ impl<'c> Batch<'c> {
         messages.sort_by_key(|m| (m.state.is_open(), m.id));
         for m in messages {
             super::messages::save(self.conn, m).map_err(|f| (f, None))?;
+        }
+        // After the executions and tasks they point at.
+        self.area_leases.sort();
+        for id in &self.area_leases {
+            if let Some(l) = self.state.area_lease(*id) {
+                super::area_leases::save(self.conn, l).map_err(|f| (f, None))?;
+            }
         }
         self.workflows.sort();
         for id in &self.workflows {
@@ -482,6 +518,11 @@ impl<'c> Batch<'c> {
                 .messages
                 .iter()
                 .filter_map(|&id| state.message(id).cloned())
+                .collect(),
+            area_leases: self
+                .area_leases
+                .iter()
+                .filter_map(|&id| state.area_lease(id).cloned())
                 .collect(),
             events: self.events,
         }

@@ -1,7 +1,9 @@
 //! `SqliteStore`: the [`Store`] on one SQLite file, shared by the engine and CLI processes.
 
 mod apply;
+mod area_leases;
 mod messages;
+mod metrics;
 mod migrate;
 mod rows;
 mod steps;
@@ -818,6 +820,38 @@ impl Store for SqliteStore {
     ) -> Result<Vec<crate::MessageSweep>, Error> {
         self.read("finding messages to sweep", move |c| {
             messages::due(c, now, limit)
+        })
+        .await
+    }
+
+    async fn area_leases(
+        &self,
+        filter: &crate::AreaLeaseFilter,
+    ) -> Result<Vec<domain::AreaLease>, Error> {
+        let filter = *filter;
+        self.read("listing area leases", move |c| {
+            area_leases::list(c, &filter)
+        })
+        .await
+    }
+
+    async fn agent_metrics(
+        &self,
+        since: Option<Timestamp>,
+    ) -> Result<Vec<crate::AgentMetrics>, Error> {
+        self.read("summing the agency metrics", move |c| {
+            metrics::agent_metrics(c, since)
+        })
+        .await
+    }
+
+    async fn area_leases_due(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<domain::AreaLease>, Error> {
+        self.read("finding area leases that ran out", move |c| {
+            area_leases::due(c, now, limit)
         })
         .await
     }

@@ -1,10 +1,12 @@
 //! Integration tests of the store against real SQLite files in temporary directories.
 
 mod approvals;
+mod area_leases;
 mod conformance;
 mod durability;
 mod events;
 mod executions;
+mod metrics;
 mod tasks;
 mod usage;
 mod views;
