@@ -52,6 +52,7 @@ mod approvals;
 mod command;
 mod error;
 mod escalations;
+mod handoffs;
 mod import;
 mod land;
 mod messages;
@@ -80,6 +81,7 @@ pub use command::{
 };
 pub use error::Error;
 pub use escalations::{AnswerEscalation, Answered, Escalate, EscalationList};
+pub use handoffs::{HandOff, HandedOff, HandoffRecord, handoff_text, handoffs_of};
 pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use messages::{

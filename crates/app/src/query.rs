@@ -424,6 +424,8 @@ pub struct TaskDetail {
     /// What each execution's agent CLI said it did, for the executions that said anything.
     pub agents: Vec<crate::AgentSummary>,
     pub events: Vec<Event>,
+    /// Its handoffs between agencies and roles, oldest first (from its events).
+    pub handoffs: Vec<crate::HandoffRecord>,
 }
 
 #[async_trait::async_trait]
@@ -450,6 +452,7 @@ impl Query for TaskShow {
             let records = crate::agent_events(store, e.id).await?;
             agents.extend(crate::AgentSummary::of(e.id, &records));
         }
+        let handoffs = crate::handoffs_of(&events);
         Ok(TaskDetail {
             task,
             children,
@@ -459,6 +462,7 @@ impl Query for TaskShow {
             usage,
             agents,
             events,
+            handoffs,
         })
     }
 }

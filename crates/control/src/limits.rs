@@ -174,6 +174,35 @@ impl Limits {
                 }
                 Ok(())
             }
+            Op::Handoff {
+                to,
+                summary,
+                artifacts,
+            } => {
+                self.check_text("the receiver", "--to", to, self.max_title_chars)?;
+                let max = domain::handoff::limits::SUMMARY_BYTES.min(self.max_text_bytes);
+                self.check_text("the summary", "--summary", summary, max)?;
+                let most = domain::handoff::limits::ARTIFACTS;
+                if artifacts.len() > most {
+                    return Err(format!(
+                        "the handoff names {} artifacts; at most {most} are allowed: name the \
+                         directory that holds them instead",
+                        artifacts.len()
+                    ));
+                }
+                let longest = domain::handoff::limits::ARTIFACT_PATH_BYTES;
+                for path in artifacts {
+                    if path.len() > longest || path.chars().any(char::is_control) {
+                        return Err(format!(
+                            "the artifact {:?} is not allowed: a path is at most {} without \
+                             control characters",
+                            path.chars().take(40).collect::<String>(),
+                            size(longest)
+                        ));
+                    }
+                }
+                Ok(())
+            }
             Op::Escalate { text, .. } => {
                 self.check_text("the question", "its text", text, self.max_text_bytes)
             }

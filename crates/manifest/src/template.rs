@@ -95,6 +95,9 @@ pub struct PromptContext {
     /// (`M3 QUESTION from agent:planner#2: {"text": …}`); each is recorded as delivered and
     /// is acknowledged with `agentgrid ctl msg ack M3`.
     pub inbox: Option<String>,
+    /// The handoff that opened this part of the task (`ctl handoff`): who handed it over, the
+    /// summary and the artifacts (paths in the branch); `None` when no handoff did.
+    pub handoff: Option<String>,
     pub execution: ExecutionView,
     /// The name of the agent that runs.
     pub agent: String,
@@ -103,7 +106,7 @@ pub struct PromptContext {
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 12] = [
+pub const CONTEXT_NAMES: [&str; 13] = [
     "task",
     "parent",
     "children",
@@ -113,6 +116,7 @@ pub const CONTEXT_NAMES: [&str; 12] = [
     "comments",
     "answer",
     "inbox",
+    "handoff",
     "execution",
     "agent",
     "agency",
@@ -159,6 +163,11 @@ impl PromptContext {
             inbox: Some(
                 r#"M3 QUESTION from agent:reviewer#9: {"text":"keep the header row?"}"#.into(),
             ),
+            handoff: Some(
+                "Handed off by code/developer (agent coder, execution #4) to qa:\nThe export \
+                 is written; test it.\nArtifacts (paths in the branch): NOTES.md"
+                    .into(),
+            ),
             execution: ExecutionView {
                 id: ExecutionId(5),
                 kind: ExecutionKind::Work,
@@ -187,6 +196,7 @@ impl PromptContext {
         ctx.answer = None;
         ctx.agency = None;
         ctx.inbox = None;
+        ctx.handoff = None;
         ctx
     }
 }

@@ -63,8 +63,12 @@ pub fn assign<'a>(
         .iter()
         .filter_map(|l| l.strip_prefix(NEEDS_PREFIX))
         .collect();
+    if let Some(target) = &task.handoff {
+        return handed_to(task, kind, config, target, &needs, load, now);
+    }
     if let Some(agency) = accepting_agency(task, &needs, config) {
-        return within_agency(task, kind, config, agency, &needs, load, now);
+        let role = task.labels.iter().find_map(|l| l.strip_prefix(ROLE_PREFIX));
+        return within_agency(task, kind, config, agency, role, &needs, load, now);
     }
     let outside = |a: &&AgentPolicy| config.agency_of(&a.name).is_none();
     let capable = |a: &&AgentPolicy| {
@@ -187,16 +191,51 @@ fn accepting_agency<'a>(
     best.map(|(a, _)| a)
 }
 
+/// Routes a task a handoff sent to `target`: inside the receiving agency, to the role the
+/// handoff named, else to the role the task's labels ask for when the agency has it, else to
+/// any specialist fit for the task, else to its coordinator. The agency's labels need not
+/// match the task's: the handoff is what brought the task there.
+fn handed_to<'a>(
+    task: &Task,
+    kind: ExecutionKind,
+    config: &'a Config,
+    target: &domain::HandoffTarget,
+    needs: &[&str],
+    load: &dyn Fn(&str) -> u32,
+    now: Timestamp,
+) -> Result<Routed<'a>, String> {
+    let Some(agency) = config.agencies.iter().find(|a| a.name == target.agency) else {
+        return Err(format!(
+            "handed off to agency `{}`, which is not defined: add it under \
+             .agentgrid/agencies/, or assign the task to an agent (task edit --agent)",
+            target.agency
+        ));
+    };
+    let role = target.role.as_deref().or_else(|| {
+        task.labels
+            .iter()
+            .find_map(|l| l.strip_prefix(ROLE_PREFIX))
+            .filter(|r| agency.specialists.iter().any(|s| s.role == *r))
+    });
+    let mut routed = within_agency(task, kind, config, agency, role, needs, load, now)?;
+    routed.reason = Some(format!(
+        "handed off to {target}: {}",
+        routed.reason.as_deref().unwrap_or("its part opens")
+    ));
+    Ok(routed)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn within_agency<'a>(
     task: &Task,
     kind: ExecutionKind,
     config: &'a Config,
     agency: &'a AgencyPolicy,
+    role: Option<&str>,
     needs: &[&str],
     load: &dyn Fn(&str) -> u32,
     now: Timestamp,
 ) -> Result<Routed<'a>, String> {
-    let role = task.labels.iter().find_map(|l| l.strip_prefix(ROLE_PREFIX));
     let wanted: Vec<&str> = task
         .labels
         .iter()

@@ -63,6 +63,15 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         CtlCommand::Msg(CtlMsg::Inbox) => Op::MsgInbox,
         CtlCommand::Msg(CtlMsg::Ack { id }) => Op::MsgAck { id },
         CtlCommand::Escalate { severity, text } => Op::Escalate { severity, text },
+        CtlCommand::Handoff {
+            to,
+            summary,
+            artifacts,
+        } => Op::Handoff {
+            to,
+            summary,
+            artifacts,
+        },
     };
     let is_create = matches!(op, Op::SubtaskCreate { .. });
     match control::call(&socket, &token, &op) {

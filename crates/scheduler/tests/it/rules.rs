@@ -355,6 +355,7 @@ fn end(kind: ExecutionKind, state: ExecutionState) -> ExecutionEnd {
         validated: false,
         claimed_complete: None,
         blocked: None,
+        handed_off: None,
         failure: None,
         provider_paused: None,
         class: FailureClass::Transient,
