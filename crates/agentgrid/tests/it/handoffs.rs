@@ -250,3 +250,157 @@ fn code_hands_to_qa_qa_hands_back_with_bugs_and_the_validators_decide() {
         serde_json::json!({"agency": "code"})
     );
 }
+
+/// Runs `agentgrid ctl handoff ARGS…` and keeps its refusal (or `ok`) in `r-NAME.txt`.
+const TRY: &str = r#"try() { name=$1; shift; if agentgrid ctl handoff "$@" > /dev/null 2> "r-$name.txt"; then echo ok > "r-$name.txt"; fi; }
+"#;
+
+#[test]
+fn refused_handoffs_say_what_to_do_and_change_nothing() {
+    let coder = format!(
+        r#"{TRY}ln -s /etc/passwd passwd-link
+mkdir -p notes && echo 'read me' > notes/NOTES.md
+try unknown --to nowhere --summary s
+try forbidden --to ops --summary s
+try badrole --to qa/reviewer --summary s
+try self-role --to role:developer --summary s
+try self-agency --to code --summary s
+try escape --to qa --summary s --artifact ../../etc/passwd
+try absolute --to qa --summary s --artifact /etc/passwd
+try link --to qa --summary s --artifact passwd-link
+try missing --to qa --summary s --artifact nope.md
+try big --to qa --summary "$(printf '%0120000d' 0)"
+try empty --to qa --summary ' '
+try ok --to qa --summary 'over to you' --artifact notes/NOTES.md
+try twice --to qa --summary again
+if agentgrid ctl complete --summary done 2> r-complete.txt; then echo ok > r-complete.txt; fi
+rm passwd-link"#
+    );
+    let repo = two_agencies(&coder, "", "exit 0", "");
+    let loner = agent(
+        "loner",
+        "agentgrid ctl handoff --to qa --summary s 2> r-loner.txt; exit 0",
+        "  routing: {labels: [misc]}\n",
+    );
+    std::fs::write(repo.path().join(".agentgrid/agents/loner.yaml"), loner).unwrap();
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "loner"]);
+    repo.ok(&["task", "add", "Add CSV export", "--label", "code"]);
+    repo.ok(&["task", "add", "Tidy up", "--label", "misc"]);
+    repo.ok(&["run"]);
+
+    let said =
+        |task: u64, name: &str| repo.git(&["show", &format!("agentgrid/task-{task}:r-{name}.txt")]);
+    let expect = |name: &str, words: &[&str]| {
+        let text = said(1, name);
+        for w in words {
+            assert!(text.contains(w), "{name}: expected {w:?} in {text}");
+        }
+    };
+    expect(
+        "unknown",
+        &[
+            "there is no agency `nowhere`",
+            "the agencies are: code, ops, qa",
+        ],
+    );
+    expect(
+        "forbidden",
+        &[
+            "agency `code` does not let its developers hand off to agency `ops`",
+            "add `{from: developer, to: [ops]}` to spec.policies.handoffs in",
+            "code.yaml",
+        ],
+    );
+    expect(
+        "badrole",
+        &["agency `qa` has no role `reviewer`", "coordinator, tester"],
+    );
+    expect(
+        "self-role",
+        &["is your own part (agent `coder`, code/developer)"],
+    );
+    expect("self-agency", &["is your own part"]);
+    expect("escape", &["leads out of the worktree"]);
+    expect("absolute", &["is absolute"]);
+    expect("link", &["symbolic link"]);
+    expect("missing", &["does not exist in the worktree"]);
+    expect("big", &["the summary is 120000 bytes long; at most 16 KiB"]);
+    expect("empty", &["--summary must not be empty"]);
+    assert_eq!(said(1, "ok"), "ok\n");
+    expect("twice", &["already handed the task off to qa"]);
+    expect(
+        "complete",
+        &["handed the task off to qa, so it can no longer claim completion"],
+    );
+    let loner = said(2, "loner");
+    assert!(loner.contains("agent `loner` is in no agency"), "{loner}");
+
+    // Only the accepted handoff is recorded; no refusal wrote anything.
+    let events = events_of(&repo, 1);
+    let handoffs = of_type(&events, "task_handed_off");
+    assert_eq!(handoffs.len(), 1, "{events:?}");
+    assert_eq!(
+        handoffs[0]["artifacts"],
+        serde_json::json!(["notes/NOTES.md"])
+    );
+    assert!(of_type(&events, "task_completion_claimed").is_empty());
+    assert!(of_type(&events_of(&repo, 2), "task_handed_off").is_empty());
+    // The handoff was never completion: the receiver's part ran and finished the task.
+    assert_eq!(agents_of(&repo, 1), ["coder", "tester"]);
+    assert_eq!(repo.task_state(1), "done");
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["task"]["handoffs"], 1);
+}
+
+#[test]
+fn a_handoff_loop_stops_at_the_budget_and_is_told_to_escalate() {
+    let coder = "agentgrid ctl handoff --to qa --summary ping 2> refusal.txt || agentgrid ctl block --reason \"$(cat refusal.txt)\"";
+    let tester = "agentgrid ctl handoff --to code --summary pong";
+    let repo = two_agencies(coder, "", tester, "  handoffs_per_task: 2\n");
+    repo.ok(&["task", "add", "Ping pong", "--label", "code"]);
+    repo.run(&["run"]);
+
+    assert_eq!(agents_of(&repo, 1), ["coder", "tester", "coder"]);
+    assert_eq!(repo.task_state(1), "blocked");
+    let refusal = repo.git(&["show", "agentgrid/task-1:refusal.txt"]);
+    assert!(
+        refusal.contains(
+            "task #1 has been handed off 2 time(s), the most its handoff budget allows \
+             (handoffs_per_task: 2 in .agentgrid/config.yaml)"
+        ),
+        "{refusal}"
+    );
+    assert!(refusal.contains("escalate instead"), "{refusal}");
+    let events = events_of(&repo, 1);
+    assert_eq!(of_type(&events, "task_handed_off").len(), 2);
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["task"]["handoffs"], 2);
+}
+
+#[test]
+fn a_handoff_whose_execution_fails_does_not_take_effect() {
+    // The first attempt hands off and then fails; the retry finds its work and completes.
+    let coder = "if [ -f first.txt ]; then agentgrid ctl complete --summary done; else echo 1 > first.txt; agentgrid ctl handoff --to qa --summary 'test it'; exit 3; fi";
+    let repo = two_agencies(coder, "", "exit 0", "");
+    repo.ok(&["task", "add", "Add CSV export", "--label", "code"]);
+    repo.ok(&["run"]);
+
+    assert_eq!(agents_of(&repo, 1), ["coder", "coder"]);
+    assert_eq!(repo.task_state(1), "done");
+    let events = events_of(&repo, 1);
+    assert_eq!(of_type(&events, "task_handed_off").len(), 1);
+    let voided = of_type(&events, "task_handoff_voided");
+    assert_eq!(voided.len(), 1, "{events:?}");
+    assert_eq!(voided[0]["execution"], 1);
+    assert_eq!(voided[0]["restore"], Value::Null);
+    let text = repo.ok(&["task", "show", "1"]);
+    assert!(
+        text.contains(
+            "code/developer → qa (execution 1) [did not take effect: the execution ended failed"
+        ),
+        "{text}"
+    );
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(show["task"]["handoff"], Value::Null);
+}
