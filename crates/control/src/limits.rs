@@ -274,6 +274,30 @@ mod tests {
     }
 
     #[test]
+    fn a_handoff_is_bounded_in_its_summary_and_its_artifacts() {
+        let limits = Limits::default();
+        let handoff = |summary: usize, artifacts: usize, path: usize| Op::Handoff {
+            to: "qa".into(),
+            summary: "s".repeat(summary),
+            artifacts: vec!["p".repeat(path); artifacts],
+        };
+        assert_eq!(limits.check(&handoff(8 * 1024, 16, 256)), Ok(()));
+        let err = limits.check(&handoff(8 * 1024 + 1, 0, 1)).unwrap_err();
+        assert!(err.contains("at most 8 KiB"), "{err}");
+        let err = limits.check(&handoff(1, 17, 1)).unwrap_err();
+        assert!(err.contains("at most 16 are allowed"), "{err}");
+        let err = limits.check(&handoff(1, 1, 257)).unwrap_err();
+        assert!(err.contains("at most 256 bytes"), "{err}");
+        // The largest handoff fits the HANDOFF message that carries it.
+        let payload = serde_json::json!({
+            "summary": "s".repeat(8 * 1024),
+            "artifacts": vec!["p".repeat(256); 16],
+            "notes": "handed off by a-long-agency-name/a-long-role-name to another-agency/role",
+        });
+        assert!(payload.to_string().len() <= domain::message::limits::PAYLOAD_BYTES);
+    }
+
+    #[test]
     fn titles_are_one_line_of_plain_text() {
         let limits = Limits::default();
         let err = limits.check(&titled("two\nlines")).unwrap_err();

@@ -38,12 +38,13 @@ pub struct HandedOff {
 /// The bounds on one handoff, checked before anything is written: the agent chooses every
 /// byte of it, and all of it is kept in the log and shown to the next prompt.
 pub mod limits {
-    /// The summary, in bytes.
-    pub const SUMMARY_BYTES: usize = 16 * 1024;
+    /// The summary, in bytes. With the artifacts it fits the `HANDOFF` message's payload
+    /// (`message::limits::PAYLOAD_BYTES`), which carries both.
+    pub const SUMMARY_BYTES: usize = 8 * 1024;
     /// Artifacts named by one handoff.
-    pub const ARTIFACTS: usize = 32;
+    pub const ARTIFACTS: usize = 16;
     /// One artifact's path, in bytes.
-    pub const ARTIFACT_PATH_BYTES: usize = 512;
+    pub const ARTIFACT_PATH_BYTES: usize = 256;
     /// The handoffs a task may have when the configuration says nothing.
     pub const DEFAULT_PER_TASK: u32 = 6;
 }

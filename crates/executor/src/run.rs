@@ -753,8 +753,9 @@ async fn execute(
             || shared.open_children() > 0
             || agent.validators.is_empty()
         {
-            // A block is its own result, and so is a split: sub-tasks still open when the agent
-            // exits, which the tree is not finished without. Sub-tasks the agent waited for
+            // A block is its own result, and so is a handoff (the receiver's part is judged, not
+            // this one) and a split: sub-tasks still open when the agent exits, which the tree
+            // is not finished without. Sub-tasks the agent waited for
             // until they ended split nothing: the work goes on to its validators. With no
             // validators the clean exit is the only evidence there is.
             let handed = flags

@@ -386,6 +386,64 @@ mod tests {
     }
 
     #[test]
+    fn a_handed_off_task_goes_to_the_receiving_part_whatever_its_labels() {
+        use crate::{AgencyPolicy, SpecialistPolicy};
+        let mut code = AgencyPolicy::new("code", "code-lead");
+        code.labels = vec!["code".into()];
+        code.specialists = vec![SpecialistPolicy::new("coder", "developer")];
+        let mut qa = AgencyPolicy::new("qa", "qa-lead");
+        qa.labels = vec!["qa".into()];
+        qa.specialists = vec![
+            SpecialistPolicy::new("tester", "tester"),
+            SpecialistPolicy::new("auditor", "auditor"),
+        ];
+        let config = Config {
+            agents: ["code-lead", "coder", "qa-lead", "tester", "auditor"]
+                .iter()
+                .map(|n| agent(n, &[], &[], false))
+                .collect(),
+            agencies: vec![code, qa],
+            ..Config::default()
+        };
+        let to = |agency: &str, role: Option<&str>, labels: &[&str]| {
+            let mut t = task(labels);
+            t.handoff = Some(domain::HandoffTarget {
+                agency: agency.into(),
+                role: role.map(str::to_string),
+            });
+            assign(&t, ExecutionKind::Work, &config, &|_| 0, Timestamp(0))
+                .map(|r| (r.agent.name.clone(), r.reason.unwrap_or_default()))
+        };
+        // The task's labels bring it to Code; the handoff sends it to QA's auditor.
+        let (agent, reason) = to("qa", Some("auditor"), &["code"]).unwrap();
+        assert_eq!(agent, "auditor");
+        assert!(
+            reason.starts_with("handed off to qa/auditor: routed to agency `qa`"),
+            "{reason}"
+        );
+        // Without a role: the task's role label when the agency has it, else any specialist.
+        assert_eq!(
+            to("qa", None, &["code", "role:auditor"]).unwrap().0,
+            "auditor"
+        );
+        assert_eq!(
+            to("qa", None, &["code", "role:developer"]).unwrap().0,
+            "tester"
+        );
+        // The coordinator's role goes to the coordinator.
+        assert_eq!(
+            to("code", Some("coordinator"), &["qa"]).unwrap().0,
+            "code-lead"
+        );
+        // An agency the configuration no longer has is named as such.
+        let err = to("ops", None, &["code"]).unwrap_err();
+        assert!(
+            err.contains("handed off to agency `ops`, which is not defined"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn most_matching_labels_wins_and_ties_go_to_the_first_declared() {
         let agents = || {
             vec![

@@ -325,7 +325,7 @@ rm passwd-link"#
     expect("absolute", &["is absolute"]);
     expect("link", &["symbolic link"]);
     expect("missing", &["does not exist in the worktree"]);
-    expect("big", &["the summary is 120000 bytes long; at most 16 KiB"]);
+    expect("big", &["the summary is 120000 bytes long; at most 8 KiB"]);
     expect("empty", &["--summary must not be empty"]);
     assert_eq!(said(1, "ok"), "ok\n");
     expect("twice", &["already handed the task off to qa"]);
