@@ -209,7 +209,7 @@ pub(super) fn resolve(
         .policies
         .handoffs
         .iter()
-        .any(|rule| rule.from == role && rule.to.iter().any(|a| *a == target.name));
+        .any(|rule| rule.from == role && rule.to.contains(&target.name));
     if !allowed {
         return Err(format!(
             "agency `{}` does not let its {role}s hand off to agency `{}`: add \
