@@ -631,6 +631,22 @@ pub enum CtlCommand {
     /// them meanwhile.
     #[command(subcommand)]
     Lease(CtlLease),
+    /// Hand your part of the task to another agency or role, then exit: the task's next
+    /// execution is the receiver's, and its prompt's `{{ handoff }}` carries your summary and
+    /// artifacts. A handoff is never completion; your agency's `policies.handoffs` must allow
+    /// it, and a task has at most `handoffs_per_task` of them.
+    Handoff {
+        /// The receiver: AGENCY, AGENCY/ROLE, or role:ROLE in your own agency.
+        #[arg(long)]
+        to: String,
+        /// What the receiver is to do, and what you found (the bugs, the open questions).
+        #[arg(long)]
+        summary: String,
+        /// A file or directory of your worktree the receiver should read (committed to the
+        /// task's branch when you exit); repeat for more.
+        #[arg(long = "artifact")]
+        artifacts: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -55,6 +55,7 @@ mod command;
 mod directory;
 mod error;
 mod escalations;
+mod handoffs;
 mod import;
 mod land;
 mod messages;
@@ -95,6 +96,7 @@ pub use error::Error;
 pub use escalations::{
     AnswerEscalation, Answered, Escalate, EscalateOverdue, EscalateUp, Escalated, EscalationList,
 };
+pub use handoffs::{HandOff, HandedOff, HandoffRecord, handoff_text, handoffs_of};
 pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use messages::{

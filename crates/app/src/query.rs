@@ -440,6 +440,8 @@ pub struct TaskDetail {
     /// The live area leases held for the task, and why it waits for an area, if it does.
     pub area_leases: Vec<domain::AreaLease>,
     pub area_wait: Option<crate::AreaWait>,
+    /// Its handoffs between agencies and roles, oldest first (from its events).
+    pub handoffs: Vec<crate::HandoffRecord>,
 }
 
 #[async_trait::async_trait]
@@ -485,6 +487,7 @@ impl Query for TaskShow {
         } else {
             None
         };
+        let handoffs = crate::handoffs_of(&events);
         Ok(TaskDetail {
             area_leases,
             area_wait,
@@ -496,6 +499,7 @@ impl Query for TaskShow {
             usage,
             agents,
             events,
+            handoffs,
         })
     }
 }

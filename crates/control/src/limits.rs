@@ -190,6 +190,35 @@ impl Limits {
                 }
                 Ok(())
             }
+            Op::Handoff {
+                to,
+                summary,
+                artifacts,
+            } => {
+                self.check_text("the receiver", "--to", to, self.max_title_chars)?;
+                let max = domain::handoff::limits::SUMMARY_BYTES.min(self.max_text_bytes);
+                self.check_text("the summary", "--summary", summary, max)?;
+                let most = domain::handoff::limits::ARTIFACTS;
+                if artifacts.len() > most {
+                    return Err(format!(
+                        "the handoff names {} artifacts; at most {most} are allowed: name the \
+                         directory that holds them instead",
+                        artifacts.len()
+                    ));
+                }
+                let longest = domain::handoff::limits::ARTIFACT_PATH_BYTES;
+                for path in artifacts {
+                    if path.len() > longest || path.chars().any(char::is_control) {
+                        return Err(format!(
+                            "the artifact {:?} is not allowed: a path is at most {} without \
+                             control characters",
+                            path.chars().take(40).collect::<String>(),
+                            size(longest)
+                        ));
+                    }
+                }
+                Ok(())
+            }
             Op::Escalate { text, .. } => {
                 self.check_text("the question", "its text", text, self.max_text_bytes)
             }
@@ -294,6 +323,30 @@ mod tests {
         assert!(err.contains("200 characters"), "{err}");
         // Characters, not bytes: a title in another script is not cut shorter.
         assert_eq!(limits.check(&titled(&"é".repeat(200))), Ok(()));
+    }
+
+    #[test]
+    fn a_handoff_is_bounded_in_its_summary_and_its_artifacts() {
+        let limits = Limits::default();
+        let handoff = |summary: usize, artifacts: usize, path: usize| Op::Handoff {
+            to: "qa".into(),
+            summary: "s".repeat(summary),
+            artifacts: vec!["p".repeat(path); artifacts],
+        };
+        assert_eq!(limits.check(&handoff(8 * 1024, 16, 256)), Ok(()));
+        let err = limits.check(&handoff(8 * 1024 + 1, 0, 1)).unwrap_err();
+        assert!(err.contains("at most 8 KiB"), "{err}");
+        let err = limits.check(&handoff(1, 17, 1)).unwrap_err();
+        assert!(err.contains("at most 16 are allowed"), "{err}");
+        let err = limits.check(&handoff(1, 1, 257)).unwrap_err();
+        assert!(err.contains("at most 256 bytes"), "{err}");
+        // The largest handoff fits the HANDOFF message that carries it.
+        let payload = serde_json::json!({
+            "summary": "s".repeat(8 * 1024),
+            "artifacts": vec!["p".repeat(256); 16],
+            "notes": "handed off by a-long-agency-name/a-long-role-name to another-agency/role",
+        });
+        assert!(payload.to_string().len() <= domain::message::limits::PAYLOAD_BYTES);
     }
 
     #[test]

@@ -38,6 +38,15 @@ pub enum Op {
     /// Ask a person to approve the work so far; the execution should exit after it, and its
     /// task waits blocked for the decision.
     ApprovalRequest { summary: String },
+    /// Hand the execution's part of its task to another agency or role (`to`: `AGENCY`,
+    /// `AGENCY/ROLE` or `role:ROLE` in the agent's own agency), with a summary and paths in
+    /// the branch for the receiver; the execution should exit after it.
+    Handoff {
+        to: String,
+        summary: String,
+        #[serde(default)]
+        artifacts: Vec<String>,
+    },
     /// Ask that a task run sooner.
     Nudge { task: TaskId },
     /// Start the workflow `name` (one the project defines) on the execution's own task.
@@ -107,6 +116,7 @@ impl Op {
             Op::Block { .. } => "block",
             Op::Comment { .. } => "comment",
             Op::ApprovalRequest { .. } => "approval_request",
+            Op::Handoff { .. } => "handoff",
             Op::Nudge { .. } => "nudge",
             Op::WorkflowStart { .. } => "workflow_start",
             Op::BlackboardSet { .. } => "blackboard_set",

@@ -15,6 +15,7 @@ pub fn call_name(op: &Op) -> &'static str {
         Op::Block { .. } => "agentgrid ctl block",
         Op::Comment { .. } => "agentgrid ctl comment",
         Op::ApprovalRequest { .. } => "agentgrid ctl approval request",
+        Op::Handoff { .. } => "agentgrid ctl handoff",
         Op::Nudge { .. } => "agentgrid ctl nudge",
         Op::WorkflowStart { .. } => "agentgrid ctl workflow start",
         Op::BlackboardSet { .. } => "agentgrid ctl blackboard set",

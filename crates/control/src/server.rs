@@ -659,6 +659,7 @@ fn admit_call(
         }
         // Messages are counted by the tracker, per execution and across restarts.
         Op::Complete { .. }
+        | Op::Handoff { .. }
         | Op::Nudge { .. }
         | Op::Status
         | Op::WorkflowStart { .. }

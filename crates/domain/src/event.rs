@@ -112,6 +112,30 @@ pub enum EventKind {
     TaskCompletionClaimed {
         summary: String,
     },
+    /// An agent handed its part of the task to another agency or role (`ctl handoff`),
+    /// recorded the moment the handoff is accepted. Its part ends with its execution; the
+    /// receiver's part opens when that execution exits cleanly.
+    TaskHandedOff {
+        from_agency: String,
+        from_role: String,
+        to_agency: String,
+        #[serde(default)]
+        to_role: Option<String>,
+        summary: String,
+        /// Paths in the task's branch, relative to the worktree's root.
+        #[serde(default)]
+        artifacts: Vec<String>,
+        execution: ExecutionId,
+    },
+    /// The handoff `execution` made did not take effect: the execution did not exit cleanly,
+    /// so the sender's part goes on (retried as its failure allows).
+    TaskHandoffVoided {
+        execution: ExecutionId,
+        /// The part the task is back in (`None`: routed by its labels).
+        #[serde(default)]
+        restore: Option<crate::HandoffTarget>,
+        reason: String,
+    },
     /// On a parent: its sub-task `child` is done, and the child's branch is due to be merged
     /// into the parent's. Written in the transaction that makes the child done, so a crash
     /// before the merge leaves the record of what is still to do.
@@ -370,6 +394,8 @@ impl EventKind {
             EventKind::TaskScheduled { .. } => "task_scheduled",
             EventKind::TaskBranchSet { .. } => "task_branch_set",
             EventKind::TaskCompletionClaimed { .. } => "task_completion_claimed",
+            EventKind::TaskHandedOff { .. } => "task_handed_off",
+            EventKind::TaskHandoffVoided { .. } => "task_handoff_voided",
             EventKind::TaskMergePending { .. } => "task_merge_pending",
             EventKind::TaskMerged { .. } => "task_merged",
             EventKind::TaskMergeFailed { .. } => "task_merge_failed",
@@ -449,6 +475,25 @@ impl EventKind {
             }
             EventKind::TaskBranchSet { branch } => format!("works on branch {branch}"),
             EventKind::TaskCompletionClaimed { summary } => format!("agent claims done: {summary}"),
+            EventKind::TaskHandedOff {
+                from_agency,
+                from_role,
+                to_agency,
+                to_role,
+                summary,
+                ..
+            } => {
+                let to = match to_role {
+                    Some(role) => format!("{to_agency}/{role}"),
+                    None => to_agency.clone(),
+                };
+                format!("handed off by {from_agency}/{from_role} to {to}: {summary}")
+            }
+            EventKind::TaskHandoffVoided {
+                execution, reason, ..
+            } => {
+                format!("the handoff of execution #{execution} did not take effect: {reason}")
+            }
             EventKind::TaskMergePending { child } => format!("merge of #{child} pending"),
             EventKind::TaskMerged { child, commit } => match commit {
                 Some(c) => format!("merged #{child} ({})", &c[..c.len().min(10)]),

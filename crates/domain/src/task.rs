@@ -182,6 +182,17 @@ pub struct Task {
     /// executions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_failed: Option<String>,
+    /// The part of the task open now when a handoff opened it (`ctl handoff`): routing sends
+    /// the task's next execution there. `None` routes by the task's labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<crate::HandoffTarget>,
+    /// Handoffs accepted on this task so far, which its handoff budget bounds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub handoffs: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Task {
@@ -209,6 +220,8 @@ impl Task {
             summary: None,
             branch: None,
             merge_failed: None,
+            handoff: None,
+            handoffs: 0,
         }
     }
 }

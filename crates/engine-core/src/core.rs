@@ -515,6 +515,7 @@ impl Core {
             validated: r.validated,
             claimed_complete: f.claimed_complete.or(r.claimed_complete),
             blocked: f.blocked.or(r.blocked),
+            handed_off: None,
             class: f.class,
         }
         .record(&r.execution);

@@ -60,6 +60,8 @@ pub struct Ended {
     /// The agent's `ctl complete` summary and `ctl block` reason.
     pub claimed_complete: Option<String>,
     pub blocked: Option<String>,
+    /// The agent's `ctl handoff`, if it made one.
+    pub handed_off: Option<scheduler::HandedOff>,
     pub class: FailureClass,
 }
 
@@ -80,6 +82,7 @@ impl Ended {
             validated: self.validated,
             claimed_complete: self.claimed_complete,
             blocked: self.blocked,
+            handed_off: self.handed_off,
             failure: self.verdict.summary,
             provider_paused: self.verdict.provider_paused,
             class: self.class,
@@ -98,8 +101,31 @@ pub fn conclude(
     end: &ExecutionEnd,
     now: Timestamp,
 ) -> (Vec<Change>, bool) {
+    let execution = match &finish {
+        Change::FinishExecution { id, .. } => Some(*id),
+        _ => None,
+    };
     let mut changes = vec![finish];
     let (settle, ended) = settle(snapshot, config, task, end, now);
+    // A handoff takes effect only with a clean exit: otherwise the sender's part goes on, and
+    // the task's routing goes back to what it was before the handoff.
+    if let (Some(handed), Some(execution)) = (&end.handed_off, execution)
+        && end.state != ExecutionState::Succeeded
+    {
+        changes.push(Change::VoidHandoff {
+            id: task,
+            execution,
+            restore: handed.restore.clone(),
+            reason: format!(
+                "the execution ended {}{}",
+                end.state,
+                end.failure
+                    .as_deref()
+                    .map(|f| format!(": {f}"))
+                    .unwrap_or_default()
+            ),
+        });
+    }
     changes.extend(settle);
     let task_ended = ended || snapshot.task(task).is_some_and(|t| t.state.is_terminal());
     (changes, task_ended)
@@ -141,6 +167,7 @@ pub fn lost(execution: &Execution) -> ExecutionEnd {
         validated: false,
         claimed_complete: None,
         blocked: None,
+        handed_off: None,
         failure: None,
         provider_paused: None,
         class: FailureClass::Transient,

@@ -133,6 +133,7 @@ mod tests {
             validated: true,
             claimed_complete: None,
             blocked: None,
+            handed_off: None,
             failure: None,
             provider_paused: None,
             class: FailureClass::Transient,

@@ -16,6 +16,8 @@ pub struct Agencies {
     members: HashMap<String, Member>,
     /// The repository root the context paths are relative to.
     root: PathBuf,
+    /// The agencies as declared, for their handoff policies.
+    declared: Vec<manifest::Agency>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +52,16 @@ impl Agencies {
         // The checked-out tree holds files agents wrote (merged work), so a context file is
         // read only inside it: the root as it really is, with no link followed out of it.
         let root = std::fs::canonicalize(repo_root).unwrap_or_else(|_| repo_root.to_path_buf());
-        Agencies { members, root }
+        Agencies {
+            members,
+            root,
+            declared: project.agencies.clone(),
+        }
+    }
+
+    /// The agencies as the project declares them, in order.
+    pub fn declared(&self) -> &[manifest::Agency] {
+        &self.declared
     }
 
     /// What `agent`'s prompt sees of its agency, read now so that memory files written by an

@@ -6,6 +6,7 @@ mod blackboard;
 mod area_leases;
 mod calls;
 mod deliver;
+mod handoff;
 mod jobs;
 mod leases;
 mod mail;
@@ -733,6 +734,7 @@ impl Engine {
             comments: said.comments_text(),
             answer: said.answer_text(),
             inbox,
+            handoff: self.prompt_handoff(&task).await,
             execution: ExecutionView {
                 id: execution.id,
                 kind,
@@ -1026,6 +1028,7 @@ impl Engine {
             validated: active.validated,
             claimed_complete: flags.claimed.clone(),
             blocked: flags.blocked.clone(),
+            handed_off: flags.handed_off.clone(),
             class,
         }
         .record(&active.execution);
@@ -1468,6 +1471,9 @@ impl Engine {
             .task(task_id)
             .cloned()
             .ok_or("the execution's task is gone")?;
+        if let Some(why) = handoff::refused_after_handoff(&shared, &op) {
+            return Err(why);
+        }
         match op {
             Op::SubtaskCreate {
                 title,
@@ -1495,6 +1501,18 @@ impl Engine {
             Op::Comment { text, key } => self.comment(task_id, &actor, text, key).await,
             Op::ApprovalRequest { summary } => {
                 self.request_approval(&task, &actor, &shared, summary).await
+            }
+            Op::Handoff {
+                to,
+                summary,
+                artifacts,
+            } => {
+                let call = handoff::HandoffCall {
+                    to,
+                    summary,
+                    artifacts,
+                };
+                self.hand_off(&task, &actor, &shared, call).await
             }
             Op::Nudge { task } => self.nudge(&actor, task).await,
             Op::WorkflowStart { name } => self.start_workflow_call(task_id, &actor, &name).await,

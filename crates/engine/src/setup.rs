@@ -40,6 +40,8 @@ pub struct Setup {
     pub workflows: HashMap<String, workflow::Definition>,
     /// How a workflow's `land` state lands (`land.strategy`).
     pub land_strategy: domain::LandStrategy,
+    /// The most handoffs one task may have (`handoffs_per_task`).
+    pub handoffs_per_task: u32,
 }
 
 /// Converts a loaded project. `repo_root` is the git repository the worktrees come from.
@@ -216,6 +218,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
             .map(|w| (w.name.clone(), w.definition.clone()))
             .collect(),
         land_strategy: spec.land.strategy,
+        handoffs_per_task: spec.handoffs_per_task,
         config,
         agents,
         workspace,

@@ -127,6 +127,9 @@ pub struct ControlFlags {
     /// The agent asked for an approval (`ctl approval request`): its CLI session is parked
     /// for the execution after the decision.
     pub gate: bool,
+    /// The agent handed its part of the task off (`ctl handoff`): a clean exit opens the
+    /// receiver's part, and no validator runs, since a handoff is never completion.
+    pub handed_off: Option<domain::handoff::HandedOff>,
     pub children_created: u32,
 }
 
@@ -747,13 +750,22 @@ async fn execute(
             break;
         }
         let flags = shared.flags();
-        if flags.blocked.is_some() || shared.open_children() > 0 || agent.validators.is_empty() {
-            // A block is its own result, and so is a split: sub-tasks still open when the agent
-            // exits, which the tree is not finished without. Sub-tasks the agent waited for
+        if flags.blocked.is_some()
+            || flags.handed_off.is_some()
+            || shared.open_children() > 0
+            || agent.validators.is_empty()
+        {
+            // A block is its own result, and so is a handoff (the receiver's part is judged, not
+            // this one) and a split: sub-tasks still open when the agent exits, which the tree
+            // is not finished without. Sub-tasks the agent waited for
             // until they ended split nothing: the work goes on to its validators. With no
             // validators the clean exit is the only evidence there is.
-            let summary = flags
-                .claimed
+            let handed = flags
+                .handed_off
+                .as_ref()
+                .map(|h| format!("handed off to {}", h.to));
+            let summary = handed
+                .or(flags.claimed)
                 .or(flags.blocked)
                 .unwrap_or_else(|| "agent exited cleanly".into());
             end = (ExecutionState::Succeeded, Some(summary));

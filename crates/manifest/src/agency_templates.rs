@@ -183,11 +183,16 @@ Sub-tasks so far:
 {% endfor %}{% endif %}{% if answer %}
 A person answered your question:
 {{ answer }}
+{% endif %}{% if handoff %}
+This part of the task was handed to you:
+{{ handoff }}
 {% endif %}{% if feedback %}
 Your previous attempt did not pass validation. Fix this:
 {{ feedback }}
 {% endif %}
 When you are done, run `agentgrid ctl complete --summary "<what you did>"`.
+If another agency should take it from here (your agency's policies say which), run
+`agentgrid ctl handoff --to AGENCY --summary "<what they should do>" --artifact PATH` and exit.
 If you cannot go on without a person, run `agentgrid ctl block --reason "<question>"`.
 Your changes are committed for you when you exit.
 "#;

@@ -32,6 +32,9 @@ Comments on the task since your last execution:
 {% endif %}{% if feedback %}
 Feedback on the work so far:
 {{ feedback }}
+{% endif %}{% if handoff %}
+This part of the task was handed to you:
+{{ handoff }}
 {% endif %}{% if inbox %}
 Messages for you (acknowledge each with `agentgrid ctl msg ack ID` once handled):
 {{ inbox }}

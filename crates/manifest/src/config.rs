@@ -61,6 +61,9 @@ pub struct ConfigSpec {
     pub approvals: Approvals,
     /// How `agentgrid land` brings a done task's branch into the base branch.
     pub land: Land,
+    /// The most handoffs (`ctl handoff`) one task may have; past it a handoff is refused and
+    /// the agent is told to escalate. 0 turns handoffs off.
+    pub handoffs_per_task: u32,
 }
 
 /// How done tasks land on the base branch.
@@ -94,6 +97,7 @@ impl Default for ConfigSpec {
             budgets: crate::models::Budgets::default(),
             land: Land::default(),
             approvals: Approvals::default(),
+            handoffs_per_task: domain::handoff::limits::DEFAULT_PER_TASK,
         }
     }
 }
@@ -361,6 +365,7 @@ pub(crate) const SPEC_FIELDS: &[&str] = &[
     "budgets",
     "land",
     "approvals",
+    "handoffs_per_task",
 ];
 pub(crate) const LAND_FIELDS: &[&str] = &["strategy"];
 pub(crate) const APPROVALS_FIELDS: &[&str] = &["before_land", "require_labels", "land_after"];
@@ -577,6 +582,9 @@ fn decode_spec(cx: &mut Cx, node: &Node, path: &str) -> Option<ConfigSpec> {
         }
     }
 
+    if let Some(n) = f.get::<u32>(cx, "handoffs_per_task") {
+        spec.handoffs_per_task = n;
+    }
     if let Some(grace) = f.get::<Duration>(cx, "shutdown_grace") {
         spec.shutdown_grace = grace;
     }

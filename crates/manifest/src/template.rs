@@ -111,6 +111,9 @@ pub struct PromptContext {
     /// (`M3 QUESTION from agent:planner#2: {"text": …}`); each is recorded as delivered and
     /// is acknowledged with `agentgrid ctl msg ack M3`.
     pub inbox: Option<String>,
+    /// The handoff that opened this part of the task (`ctl handoff`): who handed it over, the
+    /// summary and the artifacts (paths in the branch); `None` when no handoff did.
+    pub handoff: Option<String>,
     pub execution: ExecutionView,
     /// The name of the agent that runs.
     pub agent: String,
@@ -121,7 +124,7 @@ pub struct PromptContext {
 }
 
 /// The top-level names of [`PromptContext`], as templates see them.
-pub const CONTEXT_NAMES: [&str; 13] = [
+pub const CONTEXT_NAMES: [&str; 14] = [
     "task",
     "parent",
     "children",
@@ -131,6 +134,7 @@ pub const CONTEXT_NAMES: [&str; 13] = [
     "comments",
     "answer",
     "inbox",
+    "handoff",
     "execution",
     "agent",
     "agency",
@@ -180,6 +184,11 @@ impl PromptContext {
             inbox: Some(
                 r#"M3 QUESTION from agent:reviewer#9: {"text":"keep the header row?"}"#.into(),
             ),
+            handoff: Some(
+                "Handed off by code/developer (agent coder, execution #4) to qa:\nThe export \
+                 is written; test it.\nArtifacts (paths in the branch): NOTES.md"
+                    .into(),
+            ),
             execution: ExecutionView {
                 id: ExecutionId(5),
                 kind: ExecutionKind::Work,
@@ -216,6 +225,7 @@ impl PromptContext {
         ctx.agency = None;
         ctx.inbox = None;
         ctx.workflow = None;
+        ctx.handoff = None;
         ctx
     }
 }

@@ -48,6 +48,6 @@ mod snapshot;
 pub use agency::{AgencyPolicy, DayBudget, RoutingMode, SpecialistPolicy};
 pub use config::{AgentPolicy, Completion, Config, Guards, RetryPolicy};
 pub use decide::{agency_budget_spent, decide};
-pub use outcome::{ExecutionEnd, TaskPlan, after_execution};
+pub use outcome::{ExecutionEnd, HandedOff, TaskPlan, after_execution};
 pub use routing::{Routed, assign, route};
 pub use snapshot::{Action, ActiveExecution, Decision, KillReason, Snapshot};

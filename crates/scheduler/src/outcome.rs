@@ -20,6 +20,10 @@ pub struct ExecutionEnd {
     pub claimed_complete: Option<String>,
     /// The agent's `ctl block` reason, if it called it.
     pub blocked: Option<String>,
+    /// Where the agent's `ctl handoff` sent the task, if it called it. A clean exit after it
+    /// opens the receiver's part (the task goes back to open, routed there); a handoff is never
+    /// completion.
+    pub handed_off: Option<HandedOff>,
     /// A one-line reason for a failure, shown on the task.
     pub failure: Option<String>,
     /// A model request of the execution was refused because its provider is paused (a used-up
@@ -30,6 +34,8 @@ pub struct ExecutionEnd {
     /// task at once, whatever attempts are left: it would fail the same way after any backoff.
     pub class: FailureClass,
 }
+
+pub use domain::handoff::HandedOff;
 
 /// The task's next state and scheduling bookkeeping.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +109,18 @@ fn plan_after(
             task.attempts,
             0,
             format!("blocked: {reason}"),
+        );
+    }
+    if let Some(HandedOff { to, .. }) = &end.handed_off
+        && end.state == ExecutionState::Succeeded
+    {
+        // The receiver's part starts afresh: the sender's failed attempts are not its own.
+        return plan(
+            TaskState::Open,
+            None,
+            0,
+            0,
+            format!("handed off to {to}; its part opens"),
         );
     }
     let running_children = children.iter().filter(|c| !c.state.is_terminal()).count();

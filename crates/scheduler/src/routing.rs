@@ -63,8 +63,12 @@ pub fn assign<'a>(
         .iter()
         .filter_map(|l| l.strip_prefix(NEEDS_PREFIX))
         .collect();
+    if let Some(target) = &task.handoff {
+        return handed_to(task, kind, config, target, &needs, load, now);
+    }
     if let Some(agency) = accepting_agency(task, &needs, config) {
-        return within_agency(task, kind, config, agency, &needs, load, now);
+        let role = task.labels.iter().find_map(|l| l.strip_prefix(ROLE_PREFIX));
+        return within_agency(task, kind, config, agency, role, &needs, load, now);
     }
     let outside = |a: &&AgentPolicy| config.agency_of(&a.name).is_none();
     let capable = |a: &&AgentPolicy| {
@@ -187,16 +191,51 @@ fn accepting_agency<'a>(
     best.map(|(a, _)| a)
 }
 
+/// Routes a task a handoff sent to `target`: inside the receiving agency, to the role the
+/// handoff named, else to the role the task's labels ask for when the agency has it, else to
+/// any specialist fit for the task, else to its coordinator. The agency's labels need not
+/// match the task's: the handoff is what brought the task there.
+fn handed_to<'a>(
+    task: &Task,
+    kind: ExecutionKind,
+    config: &'a Config,
+    target: &domain::HandoffTarget,
+    needs: &[&str],
+    load: &dyn Fn(&str) -> u32,
+    now: Timestamp,
+) -> Result<Routed<'a>, String> {
+    let Some(agency) = config.agencies.iter().find(|a| a.name == target.agency) else {
+        return Err(format!(
+            "handed off to agency `{}`, which is not defined: add it under \
+             .agentgrid/agencies/, or assign the task to an agent (task edit --agent)",
+            target.agency
+        ));
+    };
+    let role = target.role.as_deref().or_else(|| {
+        task.labels
+            .iter()
+            .find_map(|l| l.strip_prefix(ROLE_PREFIX))
+            .filter(|r| agency.specialists.iter().any(|s| s.role == *r))
+    });
+    let mut routed = within_agency(task, kind, config, agency, role, needs, load, now)?;
+    routed.reason = Some(format!(
+        "handed off to {target}: {}",
+        routed.reason.as_deref().unwrap_or("its part opens")
+    ));
+    Ok(routed)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn within_agency<'a>(
     task: &Task,
     kind: ExecutionKind,
     config: &'a Config,
     agency: &'a AgencyPolicy,
+    role: Option<&str>,
     needs: &[&str],
     load: &dyn Fn(&str) -> u32,
     now: Timestamp,
 ) -> Result<Routed<'a>, String> {
-    let role = task.labels.iter().find_map(|l| l.strip_prefix(ROLE_PREFIX));
     let wanted: Vec<&str> = task
         .labels
         .iter()
@@ -344,6 +383,64 @@ mod tests {
             (Err(err), Err(want)) => assert!(err.contains(want), "{err}"),
             (got, want) => panic!("got {got:?}, want {want:?}"),
         }
+    }
+
+    #[test]
+    fn a_handed_off_task_goes_to_the_receiving_part_whatever_its_labels() {
+        use crate::{AgencyPolicy, SpecialistPolicy};
+        let mut code = AgencyPolicy::new("code", "code-lead");
+        code.labels = vec!["code".into()];
+        code.specialists = vec![SpecialistPolicy::new("coder", "developer")];
+        let mut qa = AgencyPolicy::new("qa", "qa-lead");
+        qa.labels = vec!["qa".into()];
+        qa.specialists = vec![
+            SpecialistPolicy::new("tester", "tester"),
+            SpecialistPolicy::new("auditor", "auditor"),
+        ];
+        let config = Config {
+            agents: ["code-lead", "coder", "qa-lead", "tester", "auditor"]
+                .iter()
+                .map(|n| agent(n, &[], &[], false))
+                .collect(),
+            agencies: vec![code, qa],
+            ..Config::default()
+        };
+        let to = |agency: &str, role: Option<&str>, labels: &[&str]| {
+            let mut t = task(labels);
+            t.handoff = Some(domain::HandoffTarget {
+                agency: agency.into(),
+                role: role.map(str::to_string),
+            });
+            assign(&t, ExecutionKind::Work, &config, &|_| 0, Timestamp(0))
+                .map(|r| (r.agent.name.clone(), r.reason.unwrap_or_default()))
+        };
+        // The task's labels bring it to Code; the handoff sends it to QA's auditor.
+        let (agent, reason) = to("qa", Some("auditor"), &["code"]).unwrap();
+        assert_eq!(agent, "auditor");
+        assert!(
+            reason.starts_with("handed off to qa/auditor: routed to agency `qa`"),
+            "{reason}"
+        );
+        // Without a role: the task's role label when the agency has it, else any specialist.
+        assert_eq!(
+            to("qa", None, &["code", "role:auditor"]).unwrap().0,
+            "auditor"
+        );
+        assert_eq!(
+            to("qa", None, &["code", "role:developer"]).unwrap().0,
+            "tester"
+        );
+        // The coordinator's role goes to the coordinator.
+        assert_eq!(
+            to("code", Some("coordinator"), &["qa"]).unwrap().0,
+            "code-lead"
+        );
+        // An agency the configuration no longer has is named as such.
+        let err = to("ops", None, &["code"]).unwrap_err();
+        assert!(
+            err.contains("handed off to agency `ops`, which is not defined"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use domain::event::ValidatorResult;
 use domain::{
     ApprovalId, ApprovalSource, Decision, ExecutionId, ExecutionKind, ExecutionState, Fence,
-    LandStrategy, Lease, NewTask, TaskId, TaskState, Timestamp, Usage,
+    HandoffTarget, LandStrategy, Lease, NewTask, TaskId, TaskState, Timestamp, Usage,
 };
 
 /// One requested change to the tracker. A batch of them is applied atomically by
@@ -222,6 +222,26 @@ pub enum Change {
         id: TaskId,
         summary: String,
     },
+    /// The running `execution` hands its part of task `id` to `to`: refused unless the
+    /// execution is the task's active one and the task has had fewer than `budget` handoffs.
+    /// The task's next execution is routed to `to` (see `domain::handoff`).
+    HandOff {
+        id: TaskId,
+        execution: ExecutionId,
+        from: HandoffTarget,
+        to: HandoffTarget,
+        summary: String,
+        artifacts: Vec<String>,
+        budget: u32,
+    },
+    /// The handoff `execution` made on task `id` does not take effect (the execution did not
+    /// exit cleanly): the task goes back to the part it was in before, `restore`.
+    VoidHandoff {
+        id: TaskId,
+        execution: ExecutionId,
+        restore: Option<HandoffTarget>,
+        reason: String,
+    },
     /// Claim the task for a new execution: the task goes to Running, the execution is Queued.
     /// The execution's fencing token is the task's claim count after this claim; its first
     /// `lease` comes with the claim, so a claim costs no write of its own for it.
@@ -390,6 +410,8 @@ impl Change {
             Change::ScheduleTask { .. } => "schedule_task",
             Change::SetBranch { .. } => "set_branch",
             Change::ClaimCompletion { .. } => "claim_completion",
+            Change::HandOff { .. } => "hand_off",
+            Change::VoidHandoff { .. } => "void_handoff",
             Change::CreateExecution { .. } => "create_execution",
             Change::Fenced { change, .. } => change.name(),
             Change::RenewLease { .. } => "renew_lease",
@@ -447,6 +469,8 @@ impl Change {
             Change::ScheduleTask { .. } => "scheduling the task",
             Change::SetBranch { .. } => "setting the task's branch",
             Change::ClaimCompletion { .. } => "claiming completion",
+            Change::HandOff { .. } => "handing the task off",
+            Change::VoidHandoff { .. } => "voiding the handoff",
             Change::CreateExecution { .. } => "starting an execution",
             Change::Fenced { change, .. } => change.doing(),
             Change::RenewLease { .. } => "renewing the execution's lease",

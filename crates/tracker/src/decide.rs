@@ -181,6 +181,10 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
         | Change::ScheduleTask { id, .. }
         | Change::SetBranch { id, .. }
         | Change::ClaimCompletion { id, .. } => keys.push(Key::Task(*id)),
+        Change::HandOff { id, execution, .. } | Change::VoidHandoff { id, execution, .. } => {
+            keys.push(Key::Task(*id));
+            keys.push(Key::Execution(*execution));
+        }
         Change::CreateExecution { task_id, .. } => {
             keys.push(Key::Task(*task_id));
             keys.push(Key::ActiveOf(*task_id));
@@ -566,6 +570,67 @@ impl Decision<'_> {
                 self.task(*id)?;
                 let kind = EventKind::TaskCompletionClaimed {
                     summary: summary.clone(),
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::HandOff {
+                id,
+                execution,
+                from,
+                to,
+                summary,
+                artifacts,
+                budget,
+            } => {
+                let task = self.task(*id)?;
+                if task.state != TaskState::Running {
+                    return refused(format!(
+                        "task #{id} is {}, so its work cannot be handed off",
+                        task.state
+                    ));
+                }
+                if task.handoffs >= *budget {
+                    return refused(format!(
+                        "task #{id} has been handed off {} times, the most its handoff budget \
+                         allows (handoffs_per_task: {budget} in .agentgrid/config.yaml)",
+                        task.handoffs
+                    ));
+                }
+                let e = self.active_execution(*execution, "a handoff")?;
+                if e.task_id != *id {
+                    return refused(format!(
+                        "execution #{execution} works on task #{}, not #{id}",
+                        e.task_id
+                    ));
+                }
+                if summary.trim().is_empty() {
+                    return refused("a handoff needs a summary for the receiver");
+                }
+                let kind = EventKind::TaskHandedOff {
+                    from_agency: from.agency.clone(),
+                    from_role: from.role.clone().unwrap_or_default(),
+                    to_agency: to.agency.clone(),
+                    to_role: to.role.clone(),
+                    summary: summary.clone(),
+                    artifacts: artifacts.clone(),
+                    execution: *execution,
+                };
+                self.task_event(*id, kind);
+                Ok(())
+            }
+            Change::VoidHandoff {
+                id,
+                execution,
+                restore,
+                reason,
+            } => {
+                self.task(*id)?;
+                self.execution(*execution)?;
+                let kind = EventKind::TaskHandoffVoided {
+                    execution: *execution,
+                    restore: restore.clone(),
+                    reason: reason.clone(),
                 };
                 self.task_event(*id, kind);
                 Ok(())

@@ -231,6 +231,16 @@ fn evolve_task(task: &mut domain::Task, kind: &EventKind, at: domain::Timestamp)
         }
         EventKind::TaskBranchSet { branch } => task.branch = Some(branch.clone()),
         EventKind::TaskCompletionClaimed { summary } => task.summary = Some(summary.clone()),
+        EventKind::TaskHandedOff {
+            to_agency, to_role, ..
+        } => {
+            task.handoffs += 1;
+            task.handoff = Some(domain::HandoffTarget {
+                agency: to_agency.clone(),
+                role: to_role.clone(),
+            });
+        }
+        EventKind::TaskHandoffVoided { restore, .. } => task.handoff.clone_from(restore),
         // A comment changes only the time the task last changed.
         _ => {}
     }

@@ -91,6 +91,15 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
         },
         CtlCommand::Lease(CtlLease::Release { paths }) => Op::LeaseRelease { paths },
         CtlCommand::Lease(CtlLease::List) => Op::LeaseList,
+        CtlCommand::Handoff {
+            to,
+            summary,
+            artifacts,
+        } => Op::Handoff {
+            to,
+            summary,
+            artifacts,
+        },
     };
     let is_get = matches!(op, Op::BlackboardGet { .. });
     let is_create = matches!(op, Op::SubtaskCreate { .. });

@@ -189,6 +189,7 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                     outln!();
                     super::workflow::print_run(run);
                 }
+                print_handoffs(&detail.handoffs);
                 if !detail.children.is_empty() {
                     outln!("\nsub-tasks:");
                     super::task_list::print_tasks(&detail.children);
@@ -591,6 +592,36 @@ fn print_task(t: &Task) {
     if !t.body.is_empty() {
         outln!();
         block(&t.body, "  ");
+    }
+}
+
+/// Who handed the task to whom and when, with the summary and artifacts (agent text, so each
+/// is one escaped line).
+fn print_handoffs(handoffs: &[app::HandoffRecord]) {
+    if handoffs.is_empty() {
+        return;
+    }
+    outln!("\nhandoffs:");
+    for h in handoffs {
+        let void = match &h.voided {
+            Some(why) => format!(" [did not take effect: {}]", one_line(&clip(why, 80))),
+            None => String::new(),
+        };
+        outln!(
+            "  {}  {} (execution {}){void}: {}",
+            h.at.to_rfc3339(),
+            one_line(&h.route()),
+            h.execution,
+            one_line(&clip(&h.summary, 200))
+        );
+        if !h.artifacts.is_empty() {
+            let paths: Vec<String> = h
+                .artifacts
+                .iter()
+                .map(|a| one_line(a).into_owned())
+                .collect();
+            outln!("    artifacts: {}", paths.join(", "));
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod expose;
 mod gateway;
 mod git_drivers;
 mod git_escape;
+mod handoffs;
 mod idempotent;
 mod init_defaults;
 mod json_doc;

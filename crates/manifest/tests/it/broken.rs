@@ -347,7 +347,7 @@ fn broken_agents_point_at_the_problem() {
                 "  limits:",
                 "  prompt: |\n    Task {{ task.id }}\n    Fix {{ bug }}\n  limits:",
             ),
-            "10:5: spec.prompt: the template uses `bug`, which is not defined; the template can use task, parent, children, attempt, iteration, feedback, comments, answer, inbox, execution, agent",
+            "10:5: spec.prompt: the template uses `bug`, which is not defined; the template can use task, parent, children, attempt, iteration, feedback, comments, answer, inbox, handoff, execution, agent",
         ),
         (
             agent("  limits:", "  prompt: \"Here: {{ prompt }}\"\n  limits:"),

@@ -141,6 +141,7 @@ fn the_full_config_example_parses_to_its_values() {
             strategy: domain::LandStrategy::Merge,
         },
         approvals: manifest::Approvals::default(),
+        handoffs_per_task: 6,
     };
     assert_eq!(config, expected);
     // Apart from the per-label limit, the example spells out the defaults.

@@ -28,6 +28,7 @@ fn context() -> PromptContext {
         comments: None,
         answer: None,
         inbox: None,
+        handoff: None,
         execution: ExecutionView {
             id: ExecutionId(3),
             kind: ExecutionKind::Work,

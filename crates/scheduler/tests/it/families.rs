@@ -375,6 +375,7 @@ impl<'w> Sim<'w> {
             validated: matches!(outcome, Outcome::Succeeded) && judged,
             claimed_complete: None,
             blocked: matches!(outcome, Outcome::Blocked).then(|| "which database?".to_string()),
+            handed_off: None,
             failure: None,
             provider_paused: None,
             class: FailureClass::Transient,

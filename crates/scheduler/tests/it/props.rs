@@ -202,6 +202,7 @@ fn simulate(world: &World, roomy: bool) -> Result<Snapshot, TestCaseError> {
                 validated,
                 claimed_complete: None,
                 blocked: None,
+                handed_off: None,
                 failure: None,
                 provider_paused: None,
                 class: domain::FailureClass::Transient,

@@ -375,6 +375,7 @@ fn end(kind: ExecutionKind, state: ExecutionState) -> ExecutionEnd {
         validated: false,
         claimed_complete: None,
         blocked: None,
+        handed_off: None,
         failure: None,
         provider_paused: None,
         class: FailureClass::Transient,
@@ -1013,4 +1014,36 @@ fn a_failure_under_a_provider_pause_costs_no_attempt_and_runs_after_it() {
         ..end
     };
     assert_eq!(after_execution(&t, &[], &plain, &c, T0).attempts, 3);
+}
+
+#[test]
+fn a_clean_exit_after_a_handoff_opens_the_receivers_part_and_is_never_done() {
+    let mut t = in_state(task(1), TaskState::Running);
+    t.attempts = 2;
+    let c = config(vec![worker()]);
+    let handed = scheduler::HandedOff {
+        to: domain::HandoffTarget {
+            agency: "qa".into(),
+            role: Some("tester".into()),
+        },
+        restore: None,
+    };
+    // Even validated and claimed complete, a handoff is not completion.
+    let e = ExecutionEnd {
+        handed_off: Some(handed.clone()),
+        claimed_complete: Some("done".into()),
+        ..validated(ExecutionKind::Work, "worker")
+    };
+    let plan = after_execution(&t, &[], &e, &c, T0);
+    assert_eq!(plan.to, TaskState::Open);
+    assert_eq!((plan.attempts, plan.continuations), (0, 0));
+    assert_eq!(plan.reason, "handed off to qa/tester; its part opens");
+    // A failed exit is a failure like any other: the handoff does not take effect.
+    let failed = ExecutionEnd {
+        handed_off: Some(handed),
+        ..end(ExecutionKind::Work, ExecutionState::Failed)
+    };
+    let plan = after_execution(&t, &[], &failed, &c, T0);
+    assert_ne!(plan.reason, "handed off to qa/tester; its part opens");
+    assert_eq!(plan.attempts, 3);
 }

@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/0014_workflow_driver.sql"),
     ),
+    (15, include_str!("../../migrations/0015_handoffs.sql")),
     (17, include_str!("../../migrations/0017_area_leases.sql")),
 ];
 

@@ -78,7 +78,8 @@ pub(crate) fn refused<T>(reason: impl Into<String>) -> Result<T, Fail> {
 pub(crate) const TASK_COLUMNS: &str = "id, title, body, labels, priority, state, parent, root, \
      depth, agent, created_at, updated_at, nudged_at, not_before, attempts, continuations, \
      executions, summary, branch, merge_failed, \
-     (SELECT json_group_array(d.blocked_by) FROM task_deps d WHERE d.task_id = tasks.id)";
+     (SELECT json_group_array(d.blocked_by) FROM task_deps d WHERE d.task_id = tasks.id), \
+     handoff, handoffs";
 
 /// The columns of an execution row, in the order [`execution_from_row`] reads them.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, task_id, kind, agent, attempt, iteration, state, \
@@ -165,6 +166,12 @@ pub(crate) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         summary: row.get(17)?,
         branch: row.get(18)?,
         merge_failed: row.get(19)?,
+        handoff: row
+            .get::<_, Option<String>>(21)?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(21, Type::Text, e.into()))?,
+        handoffs: row.get(22)?,
     })
 }
 
@@ -256,9 +263,9 @@ pub(crate) fn insert_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO tasks (id, title, body, labels, priority, state, parent, root, depth, agent, \
          created_at, updated_at, nudged_at, not_before, attempts, continuations, executions, \
-         summary, branch, merge_failed) \
+         summary, branch, merge_failed, handoff, handoffs) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-         ?19, ?20)",
+         ?19, ?20, ?21, ?22)",
     )?;
     stmt.execute(params![
         task.id.0,
@@ -281,8 +288,19 @@ pub(crate) fn insert_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
         task.summary,
         task.branch,
         task.merge_failed,
+        handoff_json(task)?,
+        task.handoffs,
     ])?;
     Ok(())
+}
+
+/// The task's open part after a handoff, as its column holds it.
+fn handoff_json(task: &Task) -> Result<Option<String>, Fail> {
+    Ok(task
+        .handoff
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?)
 }
 
 /// The tables whose ids the rules hand out.
@@ -318,7 +336,8 @@ pub(crate) fn save_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
     let mut stmt = conn.prepare_cached(
         "UPDATE tasks SET title = ?2, body = ?3, labels = ?4, priority = ?5, agent = ?6, \
          updated_at = ?7, nudged_at = ?8, not_before = ?9, attempts = ?10, continuations = ?11, \
-         executions = ?12, summary = ?13, branch = ?14, merge_failed = ?15 WHERE id = ?1",
+         executions = ?12, summary = ?13, branch = ?14, merge_failed = ?15, handoff = ?16, \
+         handoffs = ?17 WHERE id = ?1",
     )?;
     stmt.execute(params![
         task.id.0,
@@ -336,6 +355,8 @@ pub(crate) fn save_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
         task.summary,
         task.branch,
         task.merge_failed,
+        handoff_json(task)?,
+        task.handoffs,
     ])?;
     Ok(())
 }

@@ -485,6 +485,15 @@ fn steer(state: &State, change: &Change) -> Change {
             }
         }
         Change::BeginWorkflowCommand { .. } | Change::StartWorkflowOnNewest { .. } => {}
+        Change::HandOff {
+            id, execution: e, ..
+        }
+        | Change::VoidHandoff {
+            id, execution: e, ..
+        } => {
+            task(id);
+            execution(e);
+        }
         Change::RequestApproval {
             task: id, source, ..
         } => {

@@ -813,3 +813,60 @@ fn a_partial_state_names_what_to_load() {
     assert!(!partial.knows(&Key::ActiveOf(c)));
     assert!(partial.knows(&Key::Task(a)));
 }
+
+#[test]
+fn a_handoff_is_recorded_on_a_running_task_within_its_budget_and_voided_back() {
+    let mut w = World::new();
+    let (task, e) = running(&mut w);
+    let part = |agency: &str, role: Option<&str>| domain::HandoffTarget {
+        agency: agency.into(),
+        role: role.map(str::to_string),
+    };
+    let hand_on = |id: TaskId, budget: u32| Change::HandOff {
+        id,
+        execution: e,
+        from: part("code", Some("developer")),
+        to: part("qa", Some("tester")),
+        summary: "test it".into(),
+        artifacts: vec!["NOTES.md".into()],
+        budget,
+    };
+    let hand = |budget: u32| hand_on(task, budget);
+    assert_eq!(
+        w.refused(hand(0)),
+        "task #1 has been handed off 0 times, the most its handoff budget allows \
+         (handoffs_per_task: 0 in .agentgrid/config.yaml)"
+    );
+    let events = w.ok(hand(2));
+    assert_eq!(kinds(&events), ["task_handed_off"]);
+    assert_eq!(w.task(task).handoffs, 1);
+    assert_eq!(w.task(task).handoff, Some(part("qa", Some("tester"))));
+    w.ok(hand(2));
+    assert!(
+        w.refused(hand(2))
+            .starts_with("task #1 has been handed off 2 times")
+    );
+    // Another task's execution cannot hand this one off.
+    let other = w.titled("other");
+    assert_eq!(
+        w.refused(hand_on(other, 9)),
+        "task #2 is open, so its work cannot be handed off"
+    );
+    // A void puts back the part the task was in.
+    w.ok(Change::VoidHandoff {
+        id: task,
+        execution: e,
+        restore: None,
+        reason: "the execution ended failed".into(),
+    });
+    assert_eq!(w.task(task).handoff, None);
+    assert_eq!(w.task(task).handoffs, 2, "a voided handoff still counts");
+    // Once the execution ended, it hands nothing off.
+    w.ok(finish(e, ExecutionState::Failed, Some(1)));
+    assert!(
+        w.refused(hand(9))
+            .contains("already finished as failed, so a handoff cannot be recorded"),
+        "{}",
+        w.refused(hand(9))
+    );
+}
