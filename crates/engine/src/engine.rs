@@ -140,6 +140,8 @@ pub struct Engine {
     /// This node's leases and fencing tokens; set when the engine starts serving, once the
     /// node id is read from the state directory.
     leases: Option<engine_core::lease::Leases>,
+    /// The round of lease renewals written beside the loop: see `leases.rs`.
+    renewing: leases::Renewing,
     /// What the engine carries out for workflow runs: see `workflows.rs`.
     workflows: workflows::Driver,
     /// When the mailboxes are next swept and escalations checked: see `deliver.rs`.
@@ -195,6 +197,7 @@ impl Engine {
             parked: Default::default(),
             stopping: false,
             leases: None,
+            renewing: leases::Renewing::new(),
             workflows: workflows::Driver::new(),
             mail: Default::default(),
         }
@@ -280,6 +283,7 @@ impl Engine {
         );
         let mut job_rx = self.job_reports.take().expect("an engine serves once");
         let mut workflow_rx = self.workflows.take_reports();
+        let mut renewal_rx = self.renewing.take_reports();
         tokio::pin!(shutdown);
         let mut stopping = false;
         let mut follower = crate::watch::Follower::new(&self.store.watched_files(), Instant::now());
@@ -368,6 +372,7 @@ impl Engine {
                     Some(call) = call_rx.recv() => self.answer_call(call).await?,
                     Some(report) = job_rx.recv() => self.job_done(report).await?,
                     Some(report) = workflow_rx.recv() => self.workflow_report(report).await?,
+                    Some(renewed) = renewal_rx.recv() => self.renewed(renewed),
                     Some(notice) = notice_rx.recv() => {
                         let mut batch = vec![notice];
                         while let Ok(more) = notice_rx.try_recv() {

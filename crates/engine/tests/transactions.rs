@@ -1,9 +1,11 @@
 //! How the engine groups its changes into store transactions. Each transaction is a commit, the
 //! largest share of what a short execution costs, so the engine writes an execution's end
-//! together with the claim of the execution that takes its place.
+//! together with the claim of the execution that takes its place. The leases' renewals are
+//! written beside the loop, which goes on writing ends and claims meanwhile.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::{
@@ -23,6 +25,13 @@ struct Recording {
     /// A task that "someone else" cancels just before the first end of an execution is
     /// written, as `agentgrid task cancel` can do at any moment.
     cancel_before_end: Mutex<Option<TaskId>>,
+    /// How long the first batch of lease renewals takes before it is written, as a round of
+    /// 500 renewals takes 25-40 ms on a real store; taken by that batch.
+    slow_renewal: Mutex<Option<Duration>>,
+    /// When that batch began and when it was written.
+    renewal_window: Mutex<Option<(Instant, Instant)>>,
+    /// When each batch other than that one was written, with its changes' names.
+    written_at: Mutex<Vec<(Instant, Vec<&'static str>)>>,
 }
 
 #[async_trait]
@@ -38,6 +47,18 @@ impl Store for Recording {
             .contains(&"finish_execution")
             .then(|| self.cancel_before_end.lock().unwrap().take())
             .flatten();
+        let slow = names
+            .contains(&"renew_lease")
+            .then(|| self.slow_renewal.lock().unwrap().take())
+            .flatten();
+        if let Some(hold) = slow {
+            let began = Instant::now();
+            tokio::time::sleep(hold).await;
+            let applied = self.inner.apply(actor, now, changes).await;
+            *self.renewal_window.lock().unwrap() = Some((began, Instant::now()));
+            self.batches.lock().unwrap().push(names);
+            return applied;
+        }
         if let Some(task) = cancel {
             let cancel = Change::SetTaskState {
                 id: task,
@@ -47,6 +68,10 @@ impl Store for Recording {
             self.inner.apply("cli", now, vec![cancel]).await.unwrap();
         }
         let applied = self.inner.apply(actor, now, changes).await?;
+        self.written_at
+            .lock()
+            .unwrap()
+            .push((Instant::now(), names.clone()));
         self.batches.lock().unwrap().push(names);
         Ok(applied)
     }
@@ -184,11 +209,24 @@ async fn run_cancelling(
     tasks: usize,
     cancel_before_end: Option<TaskId>,
 ) -> (Arc<Recording>, Vec<Task>) {
+    run_with(dir, setup, tasks, cancel_before_end, None).await
+}
+
+async fn run_with(
+    dir: &Path,
+    setup: engine::Setup,
+    tasks: usize,
+    cancel_before_end: Option<TaskId>,
+    slow_renewal: Option<Duration>,
+) -> (Arc<Recording>, Vec<Task>) {
     let state = dir.join(".agentgrid");
     let store = Arc::new(Recording {
         inner: SqliteStore::open(&state.join("agentgrid.db")).unwrap(),
         batches: Mutex::new(Vec::new()),
         cancel_before_end: Mutex::new(cancel_before_end),
+        slow_renewal: Mutex::new(slow_renewal),
+        renewal_window: Mutex::new(None),
+        written_at: Mutex::new(Vec::new()),
     });
     let new = (1..=tasks)
         .map(|i| Change::CreateTask(NewTask::titled(format!("task {i}"))))
@@ -235,6 +273,52 @@ async fn an_execution_end_shares_its_transaction_with_the_next_claim() {
     assert!(
         !ends[3].contains(&"create_execution"),
         "nothing was left to claim: {batches:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_loop_records_ends_and_claims_while_leases_are_renewed() {
+    // Leases renewed every 100 ms; the first round takes 600 ms to be written, while
+    // executions of 200 ms each end and the next are claimed. The loop must not wait for it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = project(dir.path(), "\"sleep\", \"0.2\"");
+    setup.lease = domain::Duration::from_millis(300);
+    let hold = Duration::from_millis(600);
+    let (store, tasks) = run_with(dir.path(), setup, 5, None, Some(hold)).await;
+    assert!(
+        tasks.iter().all(|t| t.state == TaskState::Done),
+        "{tasks:#?}"
+    );
+    let (began, written) = store
+        .renewal_window
+        .lock()
+        .unwrap()
+        .expect("a round of renewals was written");
+    let meanwhile: Vec<Vec<&str>> = store
+        .written_at
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(at, _)| *at > began && *at < written)
+        .map(|(_, names)| names.clone())
+        .collect();
+    assert!(
+        meanwhile.iter().any(|b| b.contains(&"finish_execution")),
+        "an end was written while the renewal was: {meanwhile:?}"
+    );
+    assert!(
+        meanwhile.iter().any(|b| b.contains(&"create_execution")),
+        "a claim was written while the renewal was: {meanwhile:?}"
+    );
+    // The late renewal found executions that had ended meanwhile; none was stopped for it:
+    // every task ran once and succeeded.
+    let executions = store.executions(&ExecutionFilter::default()).await.unwrap();
+    assert_eq!(executions.len(), 5, "{executions:#?}");
+    assert!(
+        executions
+            .iter()
+            .all(|e| e.state == domain::ExecutionState::Succeeded),
+        "{executions:#?}"
     );
 }
 

@@ -319,7 +319,7 @@ impl AsyncWatch {
         drained_tx: oneshot::Sender<()>,
         mut sink: impl OutputSink,
     ) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; FIRST_READ_BUFFER];
         let mut reaped = Some(reaped);
         let mut drained_tx = Some(drained_tx);
         while self.pidfd.is_some() || self.stdout.is_some() || self.stderr.is_some() {
@@ -376,16 +376,29 @@ async fn readable<T: AsRawFd>(
 /// Reads what a ready pipe holds into `sink`; true once it reached end of file or failed. A
 /// child that writes without pause gets a few reads per turn, so the other pipe and its exit
 /// are still looked at.
+/// The size the buffer for a child's pipes starts at in a runtime, and the size it grows to
+/// once a read fills it. Most short processes print little or nothing (the first read of a
+/// silent one finds the end of the pipe), and zeroing 64 KiB for every child was about a
+/// twentieth of the engine's instructions in scenario A of `cargo xtask bench`.
+const FIRST_READ_BUFFER: usize = 1024;
+const READ_BUFFER: usize = 64 * 1024;
+
 fn read_ready<T: Read + AsRawFd>(
     guard: &mut AsyncFdReadyMutGuard<'_, T>,
     stream: Stream,
     sink: &mut impl OutputSink,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
 ) -> bool {
     for _ in 0..16 {
         match guard.try_io(|inner| inner.get_mut().read(buf)) {
             Ok(Ok(0)) => return true,
-            Ok(Ok(n)) => sink.data(stream, &buf[..n]),
+            Ok(Ok(n)) => {
+                sink.data(stream, &buf[..n]);
+                // A full buffer means more is coming: read it in larger pieces.
+                if n == buf.len() && buf.len() < READ_BUFFER {
+                    buf.resize(READ_BUFFER, 0);
+                }
+            }
             Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
             Ok(Err(_)) => return true,
             // Drained for now: the reactor says when more comes.
@@ -421,7 +434,7 @@ struct Watcher {
 
 impl Watcher {
     fn run(mut self, mut sink: impl OutputSink) {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; READ_BUFFER];
         loop {
             let mut fds: Vec<libc::pollfd> = Vec::with_capacity(3);
             let mut watch = |fd: RawFd| {

@@ -59,6 +59,11 @@ impl Engine {
     /// has decided since. `None` starts afresh; so does any trouble reading the record, since
     /// a new session loses only the CLI's memory, never work.
     pub(super) async fn parked_session(&self, task: TaskId, next: ExecutionId) -> Option<String> {
+        // A task's first execution (its claim count is 1) has none before it to resume, and
+        // most executions are first ones: no read of the store for them.
+        if self.snapshot.task(task).is_some_and(|t| t.executions <= 1) {
+            return None;
+        }
         let executions = self
             .store
             .executions(&ExecutionFilter {
