@@ -49,8 +49,8 @@
 mod agent_calls;
 mod agent_events;
 mod approvals;
-mod blackboard;
 mod area_leases;
+mod blackboard;
 mod command;
 mod directory;
 mod error;
@@ -80,11 +80,11 @@ pub use approvals::{
     ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval, Decided,
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
-pub use blackboard::{Blackboard, ReadBlackboard, WriteBlackboard};
 pub use area_leases::{
     AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, SweepAreaLeases, TakeAreaLeases,
     area_waits, parse_area_paths,
 };
+pub use blackboard::{Blackboard, ReadBlackboard, WriteBlackboard};
 pub use command::{
     AddDependency, AddTask, AddTaskWithWorkflow, Answer, Cancel, Cancelled, Comment, EditTask,
     Import, Nudge, RemoveDependency, Reopen,

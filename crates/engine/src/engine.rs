@@ -2,8 +2,8 @@
 
 mod agency_budgets;
 mod approvals;
-mod blackboard;
 mod area_leases;
+mod blackboard;
 mod calls;
 mod deliver;
 mod handoff;

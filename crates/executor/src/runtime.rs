@@ -352,7 +352,12 @@ mod tests {
             let adapter = adapter(kind).unwrap();
             assert_eq!(adapter.hidden_with(), vec![PathBuf::from(dir)], "{kind:?}");
         }
-        assert!(adapter(RuntimeKind::Aider).unwrap().hidden_with().is_empty());
+        assert!(
+            adapter(RuntimeKind::Aider)
+                .unwrap()
+                .hidden_with()
+                .is_empty()
+        );
     }
 
     #[test]
