@@ -149,6 +149,10 @@ pub enum Command {
         /// `builtin` (the built-in agent, against a scripted model served by the demo).
         #[arg(long, value_enum, default_value = "scripted", value_name = "KIND")]
         agents: crate::commands::DemoAgents,
+        /// Run the agencies demo instead: Code and QA agencies hand one task back and forth,
+        /// a question is escalated and answered, a person approves, and the metrics print.
+        #[arg(long, conflicts_with = "agents")]
+        agencies: bool,
     },
     /// The approval queue: work waiting for a person's decision.
     ///

@@ -13,7 +13,7 @@ use super::init::CONFIG_YAML;
 use crate::project::{DATABASE, Project, STATE_DIR};
 use crate::user_error;
 
-const RUN_TESTS: &str = r#""""Runs the test suite and prints the summary line validators read: `N passed, M failed`."""
+pub(super) const RUN_TESTS: &str = r#""""Runs the test suite and prints the summary line validators read: `N passed, M failed`."""
 import sys
 import unittest
 
@@ -24,7 +24,7 @@ print(f"{result.testsRun - failed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 "#;
 
-const TEXTKIT_INIT: &str = r#""""textkit: small text utilities."""
+pub(super) const TEXTKIT_INIT: &str = r#""""textkit: small text utilities."""
 
 
 def slugify(text):
@@ -32,7 +32,7 @@ def slugify(text):
     return "-".join(text.split())
 "#;
 
-const TEST_SLUGIFY: &str = r#"import unittest
+pub(super) const TEST_SLUGIFY: &str = r#"import unittest
 
 from textkit import slugify
 
@@ -287,7 +287,7 @@ spec:
 
 /// The scripted agents live in the demo repository itself, as a project's own agent tooling
 /// would, so every worktree has them and the sandbox needs no exception to reach them.
-const SCRIPTS_DIR: &str = "agent-scripts";
+pub(super) const SCRIPTS_DIR: &str = "agent-scripts";
 
 /// Which agents the demo runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -362,23 +362,7 @@ spec:
 
 pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8> {
     let started = Instant::now();
-    let (root, _temp) = match dir {
-        Some(d) => {
-            if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
-                return Err(user_error(format!(
-                    "{} is not empty: give `agentgrid demo --dir` a new or empty directory",
-                    d.display()
-                )));
-            }
-            std::fs::create_dir_all(&d)?;
-            (d.canonicalize()?, None)
-        }
-        None => {
-            let t = std::env::temp_dir().join(format!("agentgrid-demo-{}", std::process::id()));
-            std::fs::create_dir_all(&t)?;
-            (t.clone(), Some(TempDir(t)))
-        }
-    };
+    let (root, _temp) = demo_dir(dir)?;
     outln!("demo project: {}", root.display());
     // The built-in agent's model: served here, for as long as the demo runs.
     let fixture = match agents {
@@ -503,6 +487,28 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
     })
 }
 
+/// The demo's directory: `dir` when given (new or empty, kept), else a temporary one removed
+/// when the returned guard drops.
+pub(super) fn demo_dir(dir: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<TempDir>)> {
+    Ok(match dir {
+        Some(d) => {
+            if d.exists() && std::fs::read_dir(&d)?.next().is_some() {
+                return Err(user_error(format!(
+                    "{} is not empty: give `agentgrid demo --dir` a new or empty directory",
+                    d.display()
+                )));
+            }
+            std::fs::create_dir_all(&d)?;
+            (d.canonicalize()?, None)
+        }
+        None => {
+            let t = std::env::temp_dir().join(format!("agentgrid-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&t)?;
+            (t.clone(), Some(TempDir(t)))
+        }
+    })
+}
+
 /// The way each workflow run went: the states it entered in order, and what its agents wrote
 /// on its blackboard on the way (QA's bugs), so the review loop reads at a glance.
 async fn print_workflows(store: &dyn store::Store) -> anyhow::Result<()> {
@@ -538,7 +544,7 @@ async fn print_workflows(store: &dyn store::Store) -> anyhow::Result<()> {
 }
 
 /// Removes the temporary demo directory when the demo ends.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(PathBuf);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -613,7 +619,7 @@ async fn build_project(root: &Path, model: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+pub(super) async fn git(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
     let spec = launch::LaunchSpec::new("git", dir)
         .args(args.iter().copied())
         .with_env("GIT_AUTHOR_NAME", "agentgrid demo")

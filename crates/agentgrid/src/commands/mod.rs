@@ -7,6 +7,7 @@ mod approvals_tui;
 mod boundary;
 mod ctl;
 mod demo;
+mod demo_agencies;
 mod demo_builtin;
 mod diff;
 mod doctor;
@@ -97,7 +98,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(crate::exit::OK)
         }
-        Command::Demo { dir, agents } => demo::demo(dir, agents).await,
+        Command::Demo {
+            agencies: true,
+            dir,
+            ..
+        } => demo_agencies::demo(dir).await,
+        Command::Demo { dir, agents, .. } => demo::demo(dir, agents).await,
         Command::Approvals { command } => {
             approvals::approvals(&Project::find(project)?, command).await
         }
