@@ -16,6 +16,7 @@ mod control;
 mod conventions;
 mod crash;
 mod deliver;
+mod demo_agencies;
 mod demo_approval;
 mod escape;
 mod expose;
