@@ -7,7 +7,7 @@
 //! read. Agents are named in `Co-authored-by:` trailers with a fixed address form,
 //! [`agent_address`], under the reserved `.invalid` domain, so that no mail ever goes anywhere.
 
-use domain::{ExecutionId, TaskId, WorkflowId};
+use domain::{ExecutionId, TaskId};
 
 /// The longest subject line made from a title; git tools show about this much.
 const SUBJECT_CHARS: usize = 72;
@@ -68,14 +68,6 @@ pub fn recovered(title: &str, task: TaskId, execution: ExecutionId) -> String {
 pub fn left_over(title: &str, task: TaskId) -> String {
     format!(
         "{} (work left in the workspace)\n\nAgentgrid-Task: {task}\n",
-        subject(title)
-    )
-}
-
-/// The message of a commit of what a workflow's command state changed in the worktree.
-pub fn workflow_command(title: &str, task: TaskId, run: WorkflowId, state: &str) -> String {
-    format!(
-        "{} (workflow run W{run}, `{state}`)\n\nAgentgrid-Task: {task}\n",
         subject(title)
     )
 }

@@ -65,9 +65,6 @@ pub(super) struct Driver {
     /// is its workflow's, run by the scheduler only when a visit says so, before and after the
     /// run's end alike, so that the run leaves it where its last state left it.
     owned: Option<BTreeSet<TaskId>>,
-    /// Held while a command's changes are committed: the branches of a parallel state share
-    /// their task's worktree, and two commits at once would race for its index.
-    commits: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The end of work the driver ran off the loop: the input for its visit.
@@ -91,7 +88,6 @@ impl Driver {
             next_deadline: None,
             held: BTreeSet::new(),
             owned: None,
-            commits: Arc::default(),
         }
     }
 
@@ -375,7 +371,6 @@ impl Engine {
                     argv: argv.clone(),
                     timeout,
                     task: run.task_id,
-                    commits: self.workflows.commits.clone(),
                 };
                 let context = self.job_context();
                 let tx = self.workflows.reports.clone();
@@ -600,7 +595,6 @@ struct CommandWork {
     argv: Vec<String>,
     timeout: StdDuration,
     task: TaskId,
-    commits: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Runs a workflow's command in its task's worktree, in the sandbox a hook gets: the profile
@@ -674,25 +668,7 @@ async fn command_outcome(
         .with_env_exactly(env)
         .with_sandbox(sandbox);
     match launch::run(spec, work.timeout, COMMAND_OUTPUT).await {
-        Ok(out) if out.success() => {
-            // What the command changed (a formatter's rewrite, a generated file) is the task's
-            // work: committed to its branch now, through the same checked commit as an
-            // agent's, so that a land state after it lands it.
-            let message =
-                workspace::message::workflow_command(&task.title, work.task, work.run, &work.state);
-            let one_at_a_time = work.commits.lock().await;
-            let committed = context.workspaces.commit_all(&ws, &message).await;
-            drop(one_at_a_time);
-            match committed {
-                Ok(_) => Ok((Outcome::Succeeded, None)),
-                Err(e) => Ok((
-                    Outcome::Failed,
-                    Some(format!(
-                        "{place}: what the command changed was not committed: {e}"
-                    )),
-                )),
-            }
-        }
+        Ok(out) if out.success() => Ok((Outcome::Succeeded, None)),
         Ok(out) => {
             let tail = executor::output_tail(&out.stdout, &out.stderr, 2000);
             Ok((
