@@ -125,6 +125,22 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A workflow run's history (`workflow show --json`) as `state: note` lines.
+pub fn history(run: &serde_json::Value) -> Vec<String> {
+    run["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["state"].as_str().unwrap(),
+                e["note"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

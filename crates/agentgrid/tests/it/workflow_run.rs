@@ -38,21 +38,6 @@ fn run_of(repo: &Repo, id: u32) -> serde_json::Value {
     repo.json(&["workflow", "show", &format!("W{id}"), "--json"])
 }
 
-fn history(run: &serde_json::Value) -> Vec<String> {
-    run["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e["state"].as_str().unwrap(),
-                e["note"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 /// The lines the commands appended to `side.log` in task #1's worktree.
 fn side_effects(repo: &Repo) -> Vec<String> {
     let file = repo.path().join(".agentgrid/workspaces/task-1/side.log");

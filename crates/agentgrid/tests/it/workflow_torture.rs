@@ -273,21 +273,6 @@ fn count(lines: &[String], state: &str, prefix: &str) -> usize {
     lines.iter().filter(|l| l.starts_with(&start)).count()
 }
 
-fn history(run: &serde_json::Value) -> Vec<String> {
-    run["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            format!(
-                "{}: {}",
-                e["state"].as_str().unwrap(),
-                e["note"].as_str().unwrap()
-            )
-        })
-        .collect()
-}
-
 fn check(repo: &Repo, seed: u64, decided: &Decisions) {
     let runs = runs(repo);
     let events: Vec<serde_json::Value> = repo
