@@ -754,20 +754,28 @@ fn default_limits(has_validators: bool) -> Limits {
 fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     let f = cx.fields(node, path, RUNTIME_FIELDS)?;
     let mut kind = RuntimeKind::Command;
+    // With a type that is not known, what the other fields need is not known either: only the
+    // type is reported, not a `command` that a CLI's type would not need.
+    let mut unknown_type = false;
     if let Some(n) = f.value("type")
         && let Some(name) = String::decode(cx, n, &f.path("type"))
     {
         match RuntimeKind::NAMES.iter().find(|(known, _)| *known == name) {
             Some((_, known)) => kind = *known,
             None => {
-                let names: Vec<String> = RuntimeKind::NAMES
-                    .iter()
-                    .map(|(known, _)| format!("`{known}`"))
-                    .collect();
+                unknown_type = true;
+                let known: Vec<&str> = RuntimeKind::NAMES.iter().map(|(k, _)| *k).collect();
+                let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                let guess = crate::decode::closest(&name, &known)
+                    .map(|g| format!(" (did you mean `{g}`?)"))
+                    .unwrap_or_default();
                 cx.error(
                     n,
                     &f.path("type"),
-                    format!("expected one of {}, found `{name}`", names.join(", ")),
+                    format!(
+                        "expected one of {}, found `{name}`{guess}",
+                        names.join(", ")
+                    ),
                 );
             }
         }
@@ -776,7 +784,7 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
         None => None,
         Some(n) => {
             let model = String::decode(cx, n, &f.path("model"));
-            if kind == RuntimeKind::Command {
+            if kind == RuntimeKind::Command && !unknown_type {
                 cx.error(
                     n,
                     &f.path("model"),
@@ -840,6 +848,9 @@ fn decode_runtime(cx: &mut Cx, node: &Node, path: &str) -> Option<Runtime> {
     let example = r#"command: ["my-agent", "--prompt-file", "$AGENTGRID_PROMPT_FILE"]"#;
     let command_path = f.path("command");
     let Some(command_node) = f.value("command") else {
+        if unknown_type {
+            return None;
+        }
         if kind != RuntimeKind::Command {
             return Some(Runtime {
                 kind,

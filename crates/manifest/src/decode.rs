@@ -218,7 +218,7 @@ pub(crate) fn join(path: &str, name: &str) -> String {
 }
 
 /// The allowed name nearest to a misspelt one, if it is close enough to be a plausible typo.
-fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
     allowed
         .iter()
         .map(|a| (edit_distance(name, a), *a))

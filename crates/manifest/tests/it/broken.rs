@@ -70,6 +70,24 @@ fn check(file: &str, input: &str, expected: &str) {
     );
 }
 
+/// A misspelt runtime type is the one problem reported, with the type it was likely meant to
+/// be: what a `command` runtime needs is not asked of a runtime whose type is unknown.
+#[test]
+fn a_misspelt_runtime_type_is_one_problem_with_a_guess() {
+    let input = agent(
+        "    command: [my-agent, \"{{ task.id }}\"]",
+        "    type: claud\n    model: sonnet",
+    );
+    let all = diagnostics(AGENT_FILE, &input);
+    let texts: Vec<String> = all.iter().map(|d| d.to_string()).collect();
+    assert_eq!(texts.len(), 1, "{texts:#?}");
+    assert!(
+        texts[0].contains("7:11: spec.runtime.type: expected one of")
+            && texts[0].ends_with("found `claud` (did you mean `claude`?)"),
+        "{texts:#?}"
+    );
+}
+
 #[test]
 fn the_bases_are_valid() {
     parse_agents(AGENT, Path::new(AGENT_FILE)).unwrap();
