@@ -28,6 +28,7 @@ pub mod claims;
 mod core;
 mod effect;
 pub mod ending;
+pub mod finalize;
 mod held;
 mod input;
 mod jobs;
