@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use domain::{
-    Duration, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId,
-    TaskState, Timestamp,
+    Duration, Execution, ExecutionId, ExecutionState, NewTask, Task, TaskId, TaskState, Timestamp,
 };
-use scheduler::{Action, ActiveExecution, Config, ExecutionEnd, KillReason, Snapshot};
+use scheduler::{ActiveExecution, Config, ExecutionEnd, Snapshot};
 use tracker::Change;
 
+use crate::claims::{Claim, Refused};
+use crate::decision::Act;
 use crate::effect::{Effect, PersistId, PersistMode, StopReason};
 use crate::finalize::{Finalizer, JobStart, Next};
 use crate::held::Held;
@@ -59,15 +60,8 @@ pub struct Running {
 #[derive(Debug, Clone, PartialEq)]
 enum Then {
     Nothing,
-    /// A claim (with, when `held` is not empty, what was held and went first in its batch).
-    Claim {
-        task: TaskId,
-        agent: String,
-        kind: ExecutionKind,
-        attempt: u32,
-        held: Vec<Change>,
-        claim: Vec<Change>,
-    },
+    /// A claim (with what was held and went first in its batch).
+    Claim(Claim),
     /// An ended task's end is written: its workspace work may start.
     TaskEnded(TaskId),
     /// A job's merges are recorded: the rest of its report follows.
@@ -359,9 +353,7 @@ impl Core {
     }
 
     fn decide(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        self.snapshot
-            .recent_dispatches
-            .retain(|t| now.since(*t) < Duration::from_secs(60));
+        crate::decision::forget_old_dispatches(&mut self.snapshot, now);
         let resumed = self.spending.end_pauses(&mut self.snapshot, now);
         if !resumed.is_empty() {
             self.persist(resumed, PersistMode::Tolerant, Then::Nothing, out);
@@ -369,71 +361,41 @@ impl Core {
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.config, now);
-        // A decision that only dispatched has already counted its dispatches; anything else it
-        // did can make other tasks ready, so the scheduler looks again.
-        let mut again = false;
-        for action in decision.actions {
-            match action {
-                Action::Dispatch {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    reason,
-                } => {
-                    // The core does not model node leases yet: its claims are this node's,
-                    // recovered by the local fast path.
-                    let claim = crate::claims::claim(task, &agent, kind, attempt, reason, None);
-                    // What is held back goes into the claim's transaction, before the claim:
-                    // one commit instead of two.
-                    let held = self.held.take();
-                    let batch: Vec<Change> = held.iter().chain(&claim).cloned().collect();
-                    let then = Then::Claim {
-                        task,
-                        agent,
-                        kind,
-                        attempt,
-                        held,
-                        claim,
-                    };
-                    self.persist(batch, PersistMode::Whole, then, out);
+        // The core does not model node leases yet: its claims are this node's, recovered by
+        // the local fast path.
+        let cx = crate::decision::Context {
+            can_run: &|_| true,
+            lease: &|| None,
+            approvals: &NO_POLICY,
+        };
+        let acts = crate::decision::acts(decision, &self.snapshot, &mut self.held, &cx);
+        for act in acts.acts {
+            match act {
+                Act::Claim(claim) => {
+                    let batch = claim.batch();
+                    self.persist(batch, PersistMode::Whole, Then::Claim(claim), out);
                 }
-                Action::Kill { execution, reason } => {
-                    again = true;
-                    let reason = match reason {
-                        KillReason::TimedOut => StopReason::TimedOut,
-                        KillReason::Stalled => StopReason::Stalled,
-                    };
+                Act::Stop { execution, reason } => {
                     self.stop(execution, reason, now, out);
                     if let Some(r) = self.running.get_mut(&execution) {
                         r.kill_requested = true;
                     }
                 }
-                Action::FailTask { task, reason } => {
-                    again = true;
-                    // Ends held back come first in the log: this decision was made on them.
-                    self.flush(Then::Nothing, out);
-                    let change = Change::SetTaskState {
-                        id: task,
-                        to: TaskState::Failed,
-                        reason: Some(reason),
-                    };
-                    self.persist(vec![change], PersistMode::Whole, Then::Nothing, out);
-                }
-                Action::CloseParent { task, to, reason } => {
-                    again = true;
-                    self.flush(Then::Nothing, out);
-                    let change = Change::SetTaskState {
-                        id: task,
-                        to,
-                        reason: Some(reason),
-                    };
-                    self.persist(vec![change], PersistMode::Whole, Then::TaskEnded(task), out);
+                Act::Write {
+                    held,
+                    changes,
+                    ended,
+                } => {
+                    if !held.is_empty() {
+                        self.persist(held.joined(), PersistMode::Held, Then::Nothing, out);
+                    }
+                    let then = ended.map_or(Then::Nothing, Then::TaskEnded);
+                    self.persist(changes, PersistMode::Whole, then, out);
                 }
             }
         }
-        self.dirty = again;
-        self.wakeup = decision.next_wakeup;
+        self.dirty = acts.again;
+        self.wakeup = acts.next_wakeup;
     }
 
     fn stop(&mut self, id: ExecutionId, reason: StopReason, now: Timestamp, out: &mut Vec<Effect>) {
@@ -788,30 +750,13 @@ impl Core {
         match (then, outcome) {
             (Then::Nothing, Outcome::Written(_)) => {}
             (Then::Nothing, Outcome::Refused(_)) => self.dirty = true,
-            (
-                Then::Claim {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    ..
-                },
-                Outcome::Written(written),
-            ) => {
-                // The batch may have touched ended executions too; the claim is the task's
-                // active one.
-                let Some(execution) = written
-                    .executions
-                    .iter()
-                    .rev()
-                    .find(|e| e.task_id == task && e.state.is_active())
-                    .cloned()
+            (Then::Claim(claim), Outcome::Written(written)) => {
+                let now = self.now;
+                let Some(execution) = claim.claimed(&mut self.snapshot, &written.executions, now)
                 else {
                     self.dirty = true;
                     return;
                 };
-                let now = self.now;
-                self.snapshot.recent_dispatches.push(now);
                 self.started += 1;
                 let id = execution.id;
                 self.running.insert(
@@ -829,41 +774,22 @@ impl Core {
                 );
                 out.push(Effect::Start {
                     execution: id,
-                    task,
-                    agent,
-                    kind,
-                    attempt,
+                    task: claim.task,
+                    agent: claim.agent,
+                    kind: claim.kind,
+                    attempt: claim.attempt,
                 });
             }
-            (
-                Then::Claim {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    held,
-                    claim,
-                },
-                Outcome::Refused(_),
-            ) => {
+            (Then::Claim(claim), Outcome::Refused(_)) => {
                 self.dirty = true;
-                if held.is_empty() {
-                    // Someone else changed the task first (a cancel from the CLI): take the
-                    // store's word.
-                    self.reload(task, out);
-                    return;
+                match claim.refused() {
+                    Refused::Reload(task) => self.reload(task, out),
+                    Refused::Apart { held, claim } => {
+                        self.persist(held.joined(), PersistMode::Held, Then::Nothing, out);
+                        let batch = claim.batch();
+                        self.persist(batch, PersistMode::Whole, Then::Claim(claim), out);
+                    }
                 }
-                // Any part may be what failed: the held changes on their own, then the claim.
-                self.persist(held, PersistMode::Held, Then::Nothing, out);
-                let then = Then::Claim {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    held: Vec::new(),
-                    claim: claim.clone(),
-                };
-                self.persist(claim, PersistMode::Whole, then, out);
             }
             (Then::TaskEnded(task), Outcome::Written(_)) => self.after_task_ended(task, out),
             (Then::TaskEnded(task), Outcome::Refused(_)) => {

@@ -26,6 +26,7 @@
 
 pub mod claims;
 mod core;
+pub mod decision;
 mod effect;
 pub mod ending;
 pub mod finalize;

@@ -1,5 +1,6 @@
 //! The service loop: decide, act, record, wait.
 
+mod acts;
 mod agency_budgets;
 mod approvals;
 mod area_leases;
@@ -30,7 +31,7 @@ use domain::{
 };
 use executor::{ExecutionJob, ExecutionShared, StopReason, Update};
 use manifest::{ExecutionView, PromptContext, TaskView};
-use scheduler::{Action, ActiveExecution, ExecutionEnd, KillReason, Snapshot};
+use scheduler::{ActiveExecution, ExecutionEnd, Snapshot};
 use store::{Change, ExecutionFilter, Store, TaskFilter};
 use tokio::sync::mpsc;
 use workspace::Workspaces;
@@ -463,75 +464,18 @@ impl Engine {
         bus: &dyn Bus,
         control: &Arc<ControlHub>,
     ) -> Result<Option<Timestamp>, Error> {
-        self.snapshot
-            .recent_dispatches
-            .retain(|t| now.since(*t) < domain::Duration::from_secs(60));
+        engine_core::decision::forget_old_dispatches(&mut self.snapshot, now);
         self.end_pauses(now).await?;
         self.refresh_area_leases(now).await;
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.setup.config, now);
-        // A decision that only dispatched has already counted its dispatches; anything else it
-        // did (a dispatch refused, a task failed or closed) can make other tasks ready, so the
-        // scheduler looks again on the next turn.
-        let mut again = false;
-        for action in decision.actions {
-            match action {
-                Action::Dispatch {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    reason,
-                } => {
-                    let claim = Claim {
-                        task,
-                        agent,
-                        kind,
-                        attempt,
-                        reason,
-                    };
-                    let started = self.dispatch(claim, now, bus, control).await?;
-                    again |= !started;
-                }
-                Action::Kill { execution, reason } => {
-                    again = true;
-                    if let Some(active) = self.active.get_mut(&execution) {
-                        active.kill_requested = true;
-                        let reason = match reason {
-                            KillReason::TimedOut => StopReason::TimedOut,
-                            KillReason::Stalled => StopReason::Stalled,
-                        };
-                        active.stop.stop(reason);
-                    }
-                }
-                Action::FailTask { task, reason } => {
-                    again = true;
-                    // Ends held back come first in the log: this decision was made on them.
-                    self.flush().await?;
-                    self.apply(
-                        "engine",
-                        vec![Change::SetTaskState {
-                            id: task,
-                            to: TaskState::Failed,
-                            reason: Some(reason),
-                        }],
-                    )
-                    .await?;
-                }
-                Action::CloseParent { task, to, reason } => {
-                    again = true;
-                    self.flush().await?;
-                    let mut close = vec![Change::SetTaskState {
-                        id: task,
-                        to,
-                        reason: Some(reason),
-                    }];
-                    self.ask_policy_approvals(&mut close);
-                    self.apply("engine", close).await?;
-                    self.after_task_ended(task);
-                }
-            }
+        let acts = self.acts(decision, now);
+        // A claim that comes to nothing (refused, or no execution made) can make other tasks
+        // ready too, so the scheduler looks again on the next turn.
+        let mut again = acts.again;
+        for act in acts.acts {
+            again |= !self.perform(act, now, bus, control).await?;
         }
         self.dirty = again;
         // Ends the decision did not take along with a claim are written now: an ended
@@ -539,7 +483,7 @@ impl Engine {
         if self.held.is_due(self.clock.now()) {
             self.flush().await?;
         }
-        Ok(decision.next_wakeup)
+        Ok(acts.next_wakeup)
     }
 
     /// Starts the model gateway when the node configures models: on a Unix socket in the run
@@ -656,63 +600,51 @@ impl Engine {
 
     async fn dispatch(
         &mut self,
-        claim: Claim,
+        claim: engine_core::claims::Claim,
         now: Timestamp,
         bus: &dyn Bus,
         control: &Arc<ControlHub>,
     ) -> Result<bool, Error> {
-        let Claim {
-            task: task_id,
-            agent: agent_name,
-            kind,
-            attempt,
-            reason,
-        } = claim;
+        let (task_id, kind, attempt) = (claim.task, claim.kind, claim.attempt);
+        let agent_name = claim.agent.clone();
         let agent_name = agent_name.as_str();
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
+            // The decision leaves such a dispatch out; what it held is written all the same.
+            self.write_held(claim.held).await?;
             return Ok(false);
         };
-        let lease = self.leases.as_ref().map(|l| l.first(now));
-        let claim = engine_core::claims::claim(task_id, agent_name, kind, attempt, reason, lease);
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
-        let taken = self.held.take_apart();
-        let mut batch = taken.joined();
-        batch.extend(claim.iter().cloned());
-        let batch = self.fenced("engine", batch);
-        let mut result = apply_waiting(&*self.store, "engine", || now, batch).await;
-        if result.is_err() && !taken.is_empty() {
-            // Any part may be what failed: record the held changes on their own first, then
-            // try the claim alone.
-            self.write_held(taken).await?;
-            result = apply_waiting(&*self.store, "engine", || now, claim).await;
-        }
-        let applied = match result {
-            Ok(applied) => applied,
-            Err(e) => {
-                // Someone else changed the task first (a cancel from the CLI): take the store's word.
-                tracing::warn!(task = %task_id, "not dispatched: {e}");
-                if let Some(task) = self.store.task(task_id).await? {
-                    self.snapshot.insert(task);
-                }
-                return Ok(false);
+        let mut claim = claim;
+        let applied = loop {
+            let batch = self.fenced("engine", claim.batch());
+            match apply_waiting(&*self.store, "engine", || now, batch).await {
+                Ok(applied) => break applied,
+                Err(e) => match claim.refused() {
+                    engine_core::claims::Refused::Apart { held, claim: alone } => {
+                        tracing::debug!(task = %task_id, "a claim with held changes failed: {e}");
+                        self.write_held(held).await?;
+                        claim = alone;
+                    }
+                    engine_core::claims::Refused::Reload(_) => {
+                        // Someone else changed the task first (a cancel from the CLI): take
+                        // the store's word.
+                        tracing::warn!(task = %task_id, "not dispatched: {e}");
+                        if let Some(task) = self.store.task(task_id).await? {
+                            self.snapshot.insert(task);
+                        }
+                        return Ok(false);
+                    }
+                },
             }
         };
         self.absorb(&applied);
-        // The batch may have touched ended executions too; the claim is the task's active one.
-        let Some(execution) = applied
-            .executions
-            .iter()
-            .rev()
-            .find(|e| e.task_id == task_id && e.state.is_active())
-            .cloned()
-        else {
+        let Some(execution) = claim.claimed(&mut self.snapshot, &applied.executions, now) else {
             return Ok(false);
         };
         if let Some(leases) = &mut self.leases {
             leases.claimed(&execution);
         }
-        self.snapshot.recent_dispatches.push(now);
         self.summary.executions_started += 1;
         let inbox = self.prompt_inbox(&execution).await;
 
@@ -1508,15 +1440,6 @@ impl Engine {
         }
         stuck
     }
-}
-
-/// A dispatch the scheduler asked for.
-struct Claim {
-    task: TaskId,
-    agent: String,
-    kind: ExecutionKind,
-    attempt: u32,
-    reason: Option<String>,
 }
 
 /// Applies `changes`, waiting out another process's hold on the write lock for as long as it
