@@ -2,9 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::{
-    Duration, Execution, ExecutionId, ExecutionState, NewTask, Task, TaskId, TaskState, Timestamp,
-};
+use domain::{Duration, Execution, ExecutionId, ExecutionState, NewTask, Task, TaskId, Timestamp};
 use scheduler::{ActiveExecution, Config, ExecutionEnd, Snapshot};
 use tracker::Change;
 
@@ -701,18 +699,14 @@ impl Core {
     fn changed(&mut self, tasks: Vec<Task>, now: Timestamp, out: &mut Vec<Effect>) {
         for task in tasks {
             self.dirty = true;
-            let (id, cancelled) = (task.id, task.state == TaskState::Cancelled);
+            let running = self
+                .running
+                .values()
+                .map(|r| (r.execution.id, r.execution.task_id));
+            let stops = crate::stops::on_change(&task, running);
             self.snapshot.insert(task);
-            if cancelled {
-                let stops: Vec<ExecutionId> = self
-                    .running
-                    .values()
-                    .filter(|r| r.execution.task_id == id)
-                    .map(|r| r.execution.id)
-                    .collect();
-                for execution in stops {
-                    self.stop(execution, StopReason::Cancelled, now, out);
-                }
+            for (execution, reason) in stops {
+                self.stop(execution, reason, now, out);
             }
         }
     }
@@ -903,13 +897,8 @@ impl Core {
         }
         self.stopping = true;
         self.finalizer.stop();
-        let ids: Vec<ExecutionId> = self.running.keys().copied().collect();
-        for id in ids {
-            // One already over budget ends as such, grace or not.
-            let reason = match self.spending.over_budget(id) {
-                Some(_) => StopReason::BudgetExceeded,
-                None => StopReason::Shutdown,
-            };
+        let stops = crate::stops::at_shutdown(&self.spending, self.running.keys().copied());
+        for (id, reason) in stops {
             self.stop(id, reason, now, out);
         }
     }

@@ -35,6 +35,7 @@ mod input;
 mod jobs;
 pub mod lease;
 pub mod spending;
+pub mod stops;
 pub mod worktrees;
 
 pub use crate::core::{Core, Options, Running};

@@ -29,7 +29,7 @@ use domain::{
     Clock, EntityKind, Event, Execution, ExecutionId, ExecutionKind, ExecutionState, Task, TaskId,
     TaskState, Timestamp,
 };
-use executor::{ExecutionJob, ExecutionShared, StopReason, Update};
+use executor::{ExecutionJob, ExecutionShared, Update};
 use manifest::{ExecutionView, PromptContext, TaskView};
 use scheduler::{ActiveExecution, ExecutionEnd, Snapshot};
 use store::{Change, ExecutionFilter, Store, TaskFilter};
@@ -383,13 +383,9 @@ impl Engine {
                         self.jobs.finalizer.stop();
                         self.workflows.stop_all();
                         self.summary.interrupted = true;
-                        for active in self.active.values() {
-                            // One already over budget ends as such, grace or not.
-                            let reason = match self.spending.over_budget(active.execution.id) {
-                                Some(_) => StopReason::BudgetExceeded,
-                                None => StopReason::Shutdown,
-                            };
-                            active.stop.stop(reason);
+                        let running = self.active.keys().copied();
+                        for (id, reason) in engine_core::stops::at_shutdown(&self.spending, running) {
+                            self.stop_execution(id, reason);
                         }
                     }
                 }
@@ -1163,12 +1159,14 @@ impl Engine {
             for id in touched {
                 if let Some(task) = self.store.task(id).await? {
                     self.dirty = true;
-                    let cancelled = task.state == TaskState::Cancelled;
+                    let running = self
+                        .active
+                        .values()
+                        .map(|a| (a.execution.id, a.execution.task_id));
+                    let stops = engine_core::stops::on_change(&task, running);
                     self.snapshot.insert(task);
-                    if cancelled {
-                        for active in self.active.values().filter(|a| a.execution.task_id == id) {
-                            active.stop.stop(StopReason::Cancelled);
-                        }
+                    for (execution, reason) in stops {
+                        self.stop_execution(execution, reason);
                     }
                 }
             }

@@ -71,3 +71,17 @@ pub(super) fn stop_reason(reason: engine_core::StopReason) -> executor::StopReas
         Core::BudgetExceeded => Executor::BudgetExceeded,
     }
 }
+
+impl Engine {
+    /// Asks a running execution to stop, for a reason the core gave; one no longer running is
+    /// left be.
+    pub(super) fn stop_execution(
+        &self,
+        execution: domain::ExecutionId,
+        reason: engine_core::StopReason,
+    ) {
+        if let Some(active) = self.active.get(&execution) {
+            active.stop.stop(stop_reason(reason));
+        }
+    }
+}
