@@ -1,7 +1,11 @@
-//! A claim as it is written, the same for [`crate::Core`] and the engine's runner.
+//! A claim as it is written, the same for [`crate::Core`] and the engine's runner: its changes,
+//! the held writes that go before it, what to do when it is refused, and the execution it made.
 
-use domain::{ExecutionKind, Lease, TaskId};
+use domain::{Execution, ExecutionKind, Lease, TaskId, Timestamp};
+use scheduler::Snapshot;
 use tracker::Change;
+
+use crate::held::Taken;
 
 /// The changes that claim `task` for a new execution of `agent`: why the scheduler runs it now,
 /// when it said (on the task, just before the claim), then the execution with its first lease
@@ -28,4 +32,66 @@ pub fn claim(
         lease,
     });
     claim
+}
+
+/// A claim as the scheduler's dispatch makes it: what was held back goes first in its
+/// transaction (one commit instead of two), the claim after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub task: TaskId,
+    pub agent: String,
+    pub kind: ExecutionKind,
+    pub attempt: u32,
+    /// Progress and ends held back when the claim was made (the ends of executions that made
+    /// room for this one among them).
+    pub held: Taken,
+    /// The claim's own changes ([`claim`]).
+    pub changes: Vec<Change>,
+}
+
+/// What to do when a claim's batch was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refused {
+    /// Someone else changed the task first (a cancel from the CLI): read it again and take the
+    /// store's word. Nothing is decided until then, or the same claim would be made again.
+    Reload(TaskId),
+    /// Any part may be what failed: write what was held on its own (piecewise, as held
+    /// writes are), then try the claim alone.
+    Apart { held: Taken, claim: Claim },
+}
+
+impl Claim {
+    /// Everything the claim writes, in one transaction: what was held, then the claim.
+    pub fn batch(&self) -> Vec<Change> {
+        let mut batch = self.held.joined();
+        batch.extend(self.changes.iter().cloned());
+        batch
+    }
+
+    /// The claim's batch was refused as a whole.
+    pub fn refused(mut self) -> Refused {
+        if self.held.is_empty() {
+            return Refused::Reload(self.task);
+        }
+        let held = std::mem::take(&mut self.held);
+        Refused::Apart { held, claim: self }
+    }
+
+    /// The claim was written: the execution it made (the batch may have touched ended
+    /// executions too; the claim is the task's active one), counted among the recent
+    /// dispatches. `None` when the write made none.
+    pub fn claimed(
+        &self,
+        snapshot: &mut Snapshot,
+        executions: &[Execution],
+        now: Timestamp,
+    ) -> Option<Execution> {
+        let execution = executions
+            .iter()
+            .rev()
+            .find(|e| e.task_id == self.task && e.state.is_active())
+            .cloned()?;
+        snapshot.recent_dispatches.push(now);
+        Some(execution)
+    }
 }

@@ -2,19 +2,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use domain::{
-    Duration, Execution, ExecutionId, ExecutionKind, ExecutionState, NewTask, Task, TaskId,
-    TaskState, Timestamp,
-};
-use scheduler::{Action, ActiveExecution, Config, ExecutionEnd, KillReason, Snapshot};
+use domain::{Duration, Execution, ExecutionId, ExecutionState, NewTask, Task, TaskId, Timestamp};
+use scheduler::{ActiveExecution, Config, ExecutionEnd, Snapshot};
 use tracker::Change;
 
+use crate::claims::{Claim, Refused};
+use crate::decision::Act;
 use crate::effect::{Effect, PersistId, PersistMode, StopReason};
+use crate::finalize::{Finalizer, JobStart, Next};
 use crate::held::Held;
 use crate::input::{CallOp, Finished, Input, JobReport, Outcome, Removal, Update, Written};
-use crate::jobs::{JobBook, Work};
 use crate::spending::{Notice, Spending};
-use crate::worktrees::{BusyWorktrees, Parking};
+
+/// The core asks no approvals of its own: its `Options` carry no policy.
+const NO_POLICY: fn(&[String]) -> bool = |_| false;
 
 /// What the core must know of its surroundings, fixed for its life.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,15 +58,8 @@ pub struct Running {
 #[derive(Debug, Clone, PartialEq)]
 enum Then {
     Nothing,
-    /// A claim (with, when `held` is not empty, what was held and went first in its batch).
-    Claim {
-        task: TaskId,
-        agent: String,
-        kind: ExecutionKind,
-        attempt: u32,
-        held: Vec<Change>,
-        claim: Vec<Change>,
-    },
+    /// A claim (with what was held and went first in its batch).
+    Claim(Claim),
     /// An ended task's end is written: its workspace work may start.
     TaskEnded(TaskId),
     /// A job's merges are recorded: the rest of its report follows.
@@ -107,11 +101,8 @@ pub struct Core {
     held: Held,
     /// What the model gateway said of running executions, and the provider pauses.
     spending: Spending,
-    /// Ends that wait for the merges into their task.
-    parked: Parking,
-    jobs: JobBook,
-    /// Ended tasks whose worktree could not be removed because a process worked in it.
-    busy_worktrees: BusyWorktrees,
+    /// Workspace jobs, ends parked behind the merges into their task, worktrees that were busy.
+    finalizer: Finalizer,
     pending: BTreeMap<PersistId, Then>,
     next_persist: u64,
     recovery: Option<Recovery>,
@@ -138,6 +129,7 @@ pub struct Core {
 impl Core {
     pub fn new(config: Config, options: Options) -> Core {
         let held = Held::new(options.write_behind);
+        let finalizer = Finalizer::new(options.workspaces);
         Core {
             config,
             options,
@@ -145,9 +137,7 @@ impl Core {
             running: BTreeMap::new(),
             held,
             spending: Spending::default(),
-            parked: Parking::default(),
-            jobs: JobBook::default(),
-            busy_worktrees: BusyWorktrees::default(),
+            finalizer,
             pending: BTreeMap::new(),
             next_persist: 0,
             recovery: None,
@@ -188,12 +178,12 @@ impl Core {
 
     /// Whether a job works on (or waits to work on) the worktree of `task`.
     pub fn job_busy(&self, task: TaskId) -> bool {
-        self.jobs.is_busy(task)
+        self.finalizer.is_busy(task)
     }
 
     /// Whether an execution's end waits for a merge into its task.
     pub fn is_parked(&self, task: TaskId) -> bool {
-        self.parked.is_parked(task)
+        self.finalizer.is_parked(task)
     }
 
     /// Stopping has finished: nothing runs, no job or write is under way, nothing is held.
@@ -204,7 +194,7 @@ impl Core {
     /// No execution runs and no job, write or recovery is under way.
     pub fn is_quiet(&self) -> bool {
         self.running.is_empty()
-            && self.jobs.is_empty()
+            && self.finalizer.is_empty()
             && self.pending.is_empty()
             && self.reloads == 0
             && self.recovery.is_none()
@@ -305,9 +295,7 @@ impl Core {
             self.recheck_at.filter(|_| !self.stopping),
             self.held.due(),
             self.spending.stop_due(),
-            self.busy_worktrees
-                .due(self.options.removal_retry, now)
-                .filter(|_| !self.stopping),
+            self.finalizer.removal_due(self.options.removal_retry, now),
         ]
         .into_iter()
         .flatten()
@@ -347,7 +335,7 @@ impl Core {
     }
 
     fn refresh_active_view(&mut self) {
-        self.snapshot.busy_workspaces = self.jobs.busy();
+        self.snapshot.busy_workspaces = self.finalizer.busy();
         self.snapshot.active.clear();
         for (id, r) in &self.running {
             self.snapshot.active.push(ActiveExecution {
@@ -363,9 +351,7 @@ impl Core {
     }
 
     fn decide(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        self.snapshot
-            .recent_dispatches
-            .retain(|t| now.since(*t) < Duration::from_secs(60));
+        crate::decision::forget_old_dispatches(&mut self.snapshot, now);
         let resumed = self.spending.end_pauses(&mut self.snapshot, now);
         if !resumed.is_empty() {
             self.persist(resumed, PersistMode::Tolerant, Then::Nothing, out);
@@ -373,71 +359,41 @@ impl Core {
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.config, now);
-        // A decision that only dispatched has already counted its dispatches; anything else it
-        // did can make other tasks ready, so the scheduler looks again.
-        let mut again = false;
-        for action in decision.actions {
-            match action {
-                Action::Dispatch {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    reason,
-                } => {
-                    // The core does not model node leases yet: its claims are this node's,
-                    // recovered by the local fast path.
-                    let claim = crate::claims::claim(task, &agent, kind, attempt, reason, None);
-                    // What is held back goes into the claim's transaction, before the claim:
-                    // one commit instead of two.
-                    let held = self.held.take();
-                    let batch: Vec<Change> = held.iter().chain(&claim).cloned().collect();
-                    let then = Then::Claim {
-                        task,
-                        agent,
-                        kind,
-                        attempt,
-                        held,
-                        claim,
-                    };
-                    self.persist(batch, PersistMode::Whole, then, out);
+        // The core does not model node leases yet: its claims are this node's, recovered by
+        // the local fast path.
+        let cx = crate::decision::Context {
+            can_run: &|_| true,
+            lease: &|| None,
+            approvals: &NO_POLICY,
+        };
+        let acts = crate::decision::acts(decision, &self.snapshot, &mut self.held, &cx);
+        for act in acts.acts {
+            match act {
+                Act::Claim(claim) => {
+                    let batch = claim.batch();
+                    self.persist(batch, PersistMode::Whole, Then::Claim(claim), out);
                 }
-                Action::Kill { execution, reason } => {
-                    again = true;
-                    let reason = match reason {
-                        KillReason::TimedOut => StopReason::TimedOut,
-                        KillReason::Stalled => StopReason::Stalled,
-                    };
+                Act::Stop { execution, reason } => {
                     self.stop(execution, reason, now, out);
                     if let Some(r) = self.running.get_mut(&execution) {
                         r.kill_requested = true;
                     }
                 }
-                Action::FailTask { task, reason } => {
-                    again = true;
-                    // Ends held back come first in the log: this decision was made on them.
-                    self.flush(Then::Nothing, out);
-                    let change = Change::SetTaskState {
-                        id: task,
-                        to: TaskState::Failed,
-                        reason: Some(reason),
-                    };
-                    self.persist(vec![change], PersistMode::Whole, Then::Nothing, out);
-                }
-                Action::CloseParent { task, to, reason } => {
-                    again = true;
-                    self.flush(Then::Nothing, out);
-                    let change = Change::SetTaskState {
-                        id: task,
-                        to,
-                        reason: Some(reason),
-                    };
-                    self.persist(vec![change], PersistMode::Whole, Then::TaskEnded(task), out);
+                Act::Write {
+                    held,
+                    changes,
+                    ended,
+                } => {
+                    if !held.is_empty() {
+                        self.persist(held.joined(), PersistMode::Held, Then::Nothing, out);
+                    }
+                    let then = ended.map_or(Then::Nothing, Then::TaskEnded);
+                    self.persist(changes, PersistMode::Whole, then, out);
                 }
             }
         }
-        self.dirty = again;
-        self.wakeup = decision.next_wakeup;
+        self.dirty = acts.again;
+        self.wakeup = acts.next_wakeup;
     }
 
     fn stop(&mut self, id: ExecutionId, reason: StopReason, now: Timestamp, out: &mut Vec<Effect>) {
@@ -519,46 +475,44 @@ impl Core {
             class: f.class,
         }
         .record(&r.execution);
-        if self.options.workspaces && f.merges_due {
-            self.parked.park(task, finish, end);
-            self.request_job(
-                task,
-                Work {
-                    merges: Some(true),
-                    remove: false,
-                },
-                out,
-            );
-            return;
-        }
-        self.conclude(task, finish, end, now, out);
+        let next = self.finalizer.ended(
+            &self.snapshot,
+            &self.config,
+            task,
+            (finish, end),
+            f.merges_due,
+            now,
+            &NO_POLICY,
+        );
+        self.follow_up(next, now, out);
     }
 
-    /// Records an end with what it makes of its task. It waits for the decision that follows
-    /// unless workspace work must follow it, in which case it is written at once (the job reads
+    /// Starts the jobs the finalizer asks for and records the end it concluded: held for the
+    /// decision that follows, or written at once when workspace work follows it (the job reads
     /// the store).
-    fn conclude(
-        &mut self,
-        task: TaskId,
-        finish: Change,
-        end: ExecutionEnd,
-        now: Timestamp,
-        out: &mut Vec<Effect>,
-    ) {
-        let (changes, task_ended) =
-            crate::ending::conclude(&self.snapshot, &self.config, task, finish, &end, now);
-        self.dirty = true;
-        self.hold(changes, now);
-        if task_ended && self.options.workspaces {
-            self.flush(Then::TaskEnded(task), out);
+    fn follow_up(&mut self, next: Next, now: Timestamp, out: &mut Vec<Effect>) {
+        self.start_jobs(next.jobs, out);
+        if let Some(concluded) = next.concluded {
+            self.dirty = true;
+            if let Some(task) = concluded.hold(&mut self.snapshot, &mut self.held, now) {
+                self.flush(Then::TaskEnded(task), out);
+            }
         }
     }
 
-    /// Holds an end back with the task's new state and schedule already in the snapshot the
-    /// next decision looks at; the store's rows replace them when the changes are written.
-    fn hold(&mut self, changes: Vec<Change>, now: Timestamp) {
-        crate::ending::hold_in_view(&mut self.snapshot, &changes);
-        self.held.end(changes, now);
+    fn start_jobs(&mut self, jobs: Vec<JobStart>, out: &mut Vec<Effect>) {
+        for JobStart {
+            task,
+            children,
+            work,
+        } in jobs
+        {
+            out.push(Effect::StartJob {
+                task,
+                children,
+                work,
+            });
+        }
     }
 
     /// What becomes of a running task when its execution ends (the scheduler decides), and
@@ -567,99 +521,31 @@ impl Core {
         crate::ending::settle(&self.snapshot, &self.config, task_id, end, now)
     }
 
-    /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
-    /// remove the worktree (its branch stays). Both are jobs.
-    fn after_task_ended(&mut self, task_id: TaskId, out: &mut Vec<Effect>) {
-        if !self.options.workspaces {
-            return;
-        }
-        let Some(task) = self.snapshot.task(task_id) else {
-            return;
-        };
-        let (parent, branch) = (task.parent, task.branch.is_some());
-        if let Some(parent) = parent {
-            self.request_merges(parent, false, out);
-        }
-        if branch {
-            self.request_job(task_id, Work::REMOVE, out);
-        }
-    }
-
-    /// Asks for the merges due into `parent`, unless an execution of the parent runs: its end
-    /// asks for them. A parent that has ended keeps no worktree, so the job removes the one the
-    /// merges checked out again.
-    pub(crate) fn request_merges(
-        &mut self,
-        parent: TaskId,
-        retry_failed: bool,
-        out: &mut Vec<Effect>,
-    ) {
-        if !self.options.workspaces || self.running.values().any(|r| r.execution.task_id == parent)
-        {
-            return;
-        }
-        let ended = self
-            .snapshot
-            .task(parent)
-            .is_some_and(|t| t.state.is_terminal());
-        self.request_job(
-            parent,
-            Work {
-                merges: Some(retry_failed),
-                remove: ended,
-            },
-            out,
-        );
-    }
-
-    /// Starts `work` on the worktree of `task`, or queues it behind the job already there.
-    /// While stopping, a removal alone is left for the next start.
-    fn request_job(&mut self, task: TaskId, work: Work, out: &mut Vec<Effect>) {
-        if self.stopping && work.merges.is_none() {
-            return;
-        }
-        if !self.jobs.queue_behind(task, work) {
-            self.start_job(task, work, out);
-        }
-    }
-
-    fn start_job(&mut self, task_id: TaskId, mut work: Work, out: &mut Vec<Effect>) {
-        let Some(task) = self.snapshot.task(task_id).cloned() else {
-            return;
-        };
-        // A task reopened since the removal was asked for works in its worktree again.
-        work.remove &= task.state.is_terminal();
-        if work.merges.is_none() && (self.stopping || !work.remove) {
-            return;
-        }
-        let children = match work.merges {
-            Some(_) => self.snapshot.children_of(task_id).cloned().collect(),
-            None => Vec::new(),
-        };
-        self.jobs.started(task_id);
-        out.push(Effect::StartJob {
-            task,
-            children,
-            work,
+    /// A task reached a terminal state and the store says so: its workspace work follows.
+    fn after_task_ended(&mut self, task: TaskId, out: &mut Vec<Effect>) {
+        let running = &self.running;
+        let jobs = self.finalizer.task_ended(&self.snapshot, task, &|t| {
+            running.values().any(|r| r.execution.task_id == t)
         });
+        self.start_jobs(jobs, out);
+    }
+
+    /// Asks for the merges due into `parent`, unless an execution of the parent runs.
+    fn request_merges(&mut self, parent: TaskId, retry_failed: bool, out: &mut Vec<Effect>) {
+        let running = &self.running;
+        let jobs = self
+            .finalizer
+            .request_merges(&self.snapshot, parent, retry_failed, &|t| {
+                running.values().any(|r| r.execution.task_id == t)
+            });
+        self.start_jobs(jobs, out);
     }
 
     fn retry_removals(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
-        if self.stopping {
-            return;
-        }
-        for task_id in self
-            .busy_worktrees
-            .take_due(self.options.removal_retry, now)
-        {
-            let ended = self
-                .snapshot
-                .task(task_id)
-                .is_some_and(|t| t.state.is_terminal() && t.branch.is_some());
-            if ended {
-                self.request_job(task_id, Work::REMOVE, out);
-            }
-        }
+        let jobs = self
+            .finalizer
+            .retry_removals(&self.snapshot, self.options.removal_retry, now);
+        self.start_jobs(jobs, out);
     }
 
     fn job_reported(&mut self, report: JobReport, now: Timestamp, out: &mut Vec<Effect>) {
@@ -694,18 +580,16 @@ impl Core {
         now: Timestamp,
         out: &mut Vec<Effect>,
     ) {
-        self.busy_worktrees.removal(task, removal.as_ref());
-        self.parked.merged(task, changed);
-        if let Some(next) = self.jobs.finished(task) {
-            self.start_job(task, next, out);
-            // A merge asked for meanwhile is one more the parked end must wait for.
-            if self.jobs.is_busy(task) {
-                return;
-            }
-        }
-        if let Some((finish, end)) = self.parked.release(task) {
-            self.conclude(task, finish, end, now, out);
-        }
+        let next = self.finalizer.job_settled(
+            &self.snapshot,
+            &self.config,
+            task,
+            removal.as_ref(),
+            changed,
+            now,
+            &NO_POLICY,
+        );
+        self.follow_up(next, now, out);
     }
 
     fn call(
@@ -815,18 +699,14 @@ impl Core {
     fn changed(&mut self, tasks: Vec<Task>, now: Timestamp, out: &mut Vec<Effect>) {
         for task in tasks {
             self.dirty = true;
-            let (id, cancelled) = (task.id, task.state == TaskState::Cancelled);
+            let running = self
+                .running
+                .values()
+                .map(|r| (r.execution.id, r.execution.task_id));
+            let stops = crate::stops::on_change(&task, running);
             self.snapshot.insert(task);
-            if cancelled {
-                let stops: Vec<ExecutionId> = self
-                    .running
-                    .values()
-                    .filter(|r| r.execution.task_id == id)
-                    .map(|r| r.execution.id)
-                    .collect();
-                for execution in stops {
-                    self.stop(execution, StopReason::Cancelled, now, out);
-                }
+            for (execution, reason) in stops {
+                self.stop(execution, reason, now, out);
             }
         }
     }
@@ -864,30 +744,13 @@ impl Core {
         match (then, outcome) {
             (Then::Nothing, Outcome::Written(_)) => {}
             (Then::Nothing, Outcome::Refused(_)) => self.dirty = true,
-            (
-                Then::Claim {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    ..
-                },
-                Outcome::Written(written),
-            ) => {
-                // The batch may have touched ended executions too; the claim is the task's
-                // active one.
-                let Some(execution) = written
-                    .executions
-                    .iter()
-                    .rev()
-                    .find(|e| e.task_id == task && e.state.is_active())
-                    .cloned()
+            (Then::Claim(claim), Outcome::Written(written)) => {
+                let now = self.now;
+                let Some(execution) = claim.claimed(&mut self.snapshot, &written.executions, now)
                 else {
                     self.dirty = true;
                     return;
                 };
-                let now = self.now;
-                self.snapshot.recent_dispatches.push(now);
                 self.started += 1;
                 let id = execution.id;
                 self.running.insert(
@@ -905,41 +768,22 @@ impl Core {
                 );
                 out.push(Effect::Start {
                     execution: id,
-                    task,
-                    agent,
-                    kind,
-                    attempt,
+                    task: claim.task,
+                    agent: claim.agent,
+                    kind: claim.kind,
+                    attempt: claim.attempt,
                 });
             }
-            (
-                Then::Claim {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    held,
-                    claim,
-                },
-                Outcome::Refused(_),
-            ) => {
+            (Then::Claim(claim), Outcome::Refused(_)) => {
                 self.dirty = true;
-                if held.is_empty() {
-                    // Someone else changed the task first (a cancel from the CLI): take the
-                    // store's word.
-                    self.reload(task, out);
-                    return;
+                match claim.refused() {
+                    Refused::Reload(task) => self.reload(task, out),
+                    Refused::Apart { held, claim } => {
+                        self.persist(held.joined(), PersistMode::Held, Then::Nothing, out);
+                        let batch = claim.batch();
+                        self.persist(batch, PersistMode::Whole, Then::Claim(claim), out);
+                    }
                 }
-                // Any part may be what failed: the held changes on their own, then the claim.
-                self.persist(held, PersistMode::Held, Then::Nothing, out);
-                let then = Then::Claim {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    held: Vec::new(),
-                    claim: claim.clone(),
-                };
-                self.persist(claim, PersistMode::Whole, then, out);
             }
             (Then::TaskEnded(task), Outcome::Written(_)) => self.after_task_ended(task, out),
             (Then::TaskEnded(task), Outcome::Refused(_)) => {
@@ -1052,14 +896,9 @@ impl Core {
             return;
         }
         self.stopping = true;
-        self.jobs.drop_queued_removals();
-        let ids: Vec<ExecutionId> = self.running.keys().copied().collect();
-        for id in ids {
-            // One already over budget ends as such, grace or not.
-            let reason = match self.spending.over_budget(id) {
-                Some(_) => StopReason::BudgetExceeded,
-                None => StopReason::Shutdown,
-            };
+        self.finalizer.stop();
+        let stops = crate::stops::at_shutdown(&self.spending, self.running.keys().copied());
+        for (id, reason) in stops {
             self.stop(id, reason, now, out);
         }
     }

@@ -26,13 +26,16 @@
 
 pub mod claims;
 mod core;
+pub mod decision;
 mod effect;
 pub mod ending;
+pub mod finalize;
 mod held;
 mod input;
 mod jobs;
 pub mod lease;
 pub mod spending;
+pub mod stops;
 pub mod worktrees;
 
 pub use crate::core::{Core, Options, Running};

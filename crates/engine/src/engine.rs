@@ -1,5 +1,6 @@
 //! The service loop: decide, act, record, wait.
 
+mod acts;
 mod agency_budgets;
 mod approvals;
 mod area_leases;
@@ -28,9 +29,9 @@ use domain::{
     Clock, EntityKind, Event, Execution, ExecutionId, ExecutionKind, ExecutionState, Task, TaskId,
     TaskState, Timestamp,
 };
-use executor::{ExecutionJob, ExecutionShared, StopReason, Update};
+use executor::{ExecutionJob, ExecutionShared, Update};
 use manifest::{ExecutionView, PromptContext, TaskView};
-use scheduler::{Action, ActiveExecution, ExecutionEnd, KillReason, Snapshot};
+use scheduler::{ActiveExecution, ExecutionEnd, Snapshot};
 use store::{Change, ExecutionFilter, Store, TaskFilter};
 use tokio::sync::mpsc;
 use workspace::Workspaces;
@@ -38,7 +39,7 @@ use workspace::Workspaces;
 use crate::bus::{self, Bus};
 use crate::{Error, Setup};
 use engine_core::{Held, Taken, WRITE_BEHIND};
-use jobs::{JobContext, Jobs, Work};
+use jobs::{JobContext, Jobs};
 
 /// Whether `run` returns once there is nothing left to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,18 +124,14 @@ pub struct Engine {
     /// When the scheduler must look again at the latest, for a process that started since it
     /// last decided: see `record_updates`.
     recheck_at: Option<Timestamp>,
-    /// Ended tasks whose worktree could not be removed because a process worked in it.
-    busy_worktrees: engine_core::worktrees::BusyWorktrees,
     /// What the model gateway said of running executions, and the provider pauses: see
     /// `notices.rs`.
     spending: engine_core::spending::Spending,
-    /// Merges and worktree removals running off the loop: see `jobs.rs`.
+    /// Merges and worktree removals running off the loop, and the ends parked behind merges:
+    /// see `jobs.rs`.
     jobs: Jobs,
     /// Where jobs report; taken by the loop when it starts.
     job_reports: Option<mpsc::UnboundedReceiver<jobs::Report>>,
-    /// Ended executions whose end waits for the merges into their task that the end asked for
-    /// (see [`Engine::finish`]).
-    parked: engine_core::worktrees::Parking,
     /// Shutdown was asked for: no new execution starts, and no new worktree removal.
     stopping: bool,
     /// This node's leases and fencing tokens; set when the engine starts serving, once the
@@ -190,11 +187,9 @@ impl Engine {
             dirty: true,
             held: Held::default(),
             recheck_at: None,
-            busy_worktrees: Default::default(),
             spending: Default::default(),
             jobs: Jobs::new(context, report_tx),
             job_reports: Some(report_rx),
-            parked: Default::default(),
             stopping: false,
             leases: None,
             renewing: leases::Renewing::new(),
@@ -337,8 +332,9 @@ impl Engine {
                 let instant = |at: Timestamp| Instant::now() + at.since(clock_now).as_std();
                 let recheck = self.recheck_at.filter(|_| !stopping).map(instant);
                 let removal = self
-                    .busy_worktrees
-                    .due(REMOVAL_RETRY, clock_now)
+                    .jobs
+                    .finalizer
+                    .removal_due(REMOVAL_RETRY, clock_now)
                     .map(instant);
                 let budget_stop = self.spending.stop_due().map(instant);
                 let lease_due = self.leases.as_ref().map(|l| instant(l.due()));
@@ -384,16 +380,12 @@ impl Engine {
                     _ = &mut shutdown, if !stopping => {
                         stopping = true;
                         self.stopping = true;
-                        self.jobs.drop_queued_removals();
+                        self.jobs.finalizer.stop();
                         self.workflows.stop_all();
                         self.summary.interrupted = true;
-                        for active in self.active.values() {
-                            // One already over budget ends as such, grace or not.
-                            let reason = match self.spending.over_budget(active.execution.id) {
-                                Some(_) => StopReason::BudgetExceeded,
-                                None => StopReason::Shutdown,
-                            };
-                            active.stop.stop(reason);
+                        let running = self.active.keys().copied();
+                        for (id, reason) in engine_core::stops::at_shutdown(&self.spending, running) {
+                            self.stop_execution(id, reason);
                         }
                     }
                 }
@@ -468,75 +460,18 @@ impl Engine {
         bus: &dyn Bus,
         control: &Arc<ControlHub>,
     ) -> Result<Option<Timestamp>, Error> {
-        self.snapshot
-            .recent_dispatches
-            .retain(|t| now.since(*t) < domain::Duration::from_secs(60));
+        engine_core::decision::forget_old_dispatches(&mut self.snapshot, now);
         self.end_pauses(now).await?;
         self.refresh_area_leases(now).await;
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.setup.config, now);
-        // A decision that only dispatched has already counted its dispatches; anything else it
-        // did (a dispatch refused, a task failed or closed) can make other tasks ready, so the
-        // scheduler looks again on the next turn.
-        let mut again = false;
-        for action in decision.actions {
-            match action {
-                Action::Dispatch {
-                    task,
-                    agent,
-                    kind,
-                    attempt,
-                    reason,
-                } => {
-                    let claim = Claim {
-                        task,
-                        agent,
-                        kind,
-                        attempt,
-                        reason,
-                    };
-                    let started = self.dispatch(claim, now, bus, control).await?;
-                    again |= !started;
-                }
-                Action::Kill { execution, reason } => {
-                    again = true;
-                    if let Some(active) = self.active.get_mut(&execution) {
-                        active.kill_requested = true;
-                        let reason = match reason {
-                            KillReason::TimedOut => StopReason::TimedOut,
-                            KillReason::Stalled => StopReason::Stalled,
-                        };
-                        active.stop.stop(reason);
-                    }
-                }
-                Action::FailTask { task, reason } => {
-                    again = true;
-                    // Ends held back come first in the log: this decision was made on them.
-                    self.flush().await?;
-                    self.apply(
-                        "engine",
-                        vec![Change::SetTaskState {
-                            id: task,
-                            to: TaskState::Failed,
-                            reason: Some(reason),
-                        }],
-                    )
-                    .await?;
-                }
-                Action::CloseParent { task, to, reason } => {
-                    again = true;
-                    self.flush().await?;
-                    let mut close = vec![Change::SetTaskState {
-                        id: task,
-                        to,
-                        reason: Some(reason),
-                    }];
-                    self.ask_policy_approvals(&mut close);
-                    self.apply("engine", close).await?;
-                    self.after_task_ended(task);
-                }
-            }
+        let acts = self.acts(decision, now);
+        // A claim that comes to nothing (refused, or no execution made) can make other tasks
+        // ready too, so the scheduler looks again on the next turn.
+        let mut again = acts.again;
+        for act in acts.acts {
+            again |= !self.perform(act, now, bus, control).await?;
         }
         self.dirty = again;
         // Ends the decision did not take along with a claim are written now: an ended
@@ -544,7 +479,7 @@ impl Engine {
         if self.held.is_due(self.clock.now()) {
             self.flush().await?;
         }
-        Ok(decision.next_wakeup)
+        Ok(acts.next_wakeup)
     }
 
     /// Starts the model gateway when the node configures models: on a Unix socket in the run
@@ -661,63 +596,51 @@ impl Engine {
 
     async fn dispatch(
         &mut self,
-        claim: Claim,
+        claim: engine_core::claims::Claim,
         now: Timestamp,
         bus: &dyn Bus,
         control: &Arc<ControlHub>,
     ) -> Result<bool, Error> {
-        let Claim {
-            task: task_id,
-            agent: agent_name,
-            kind,
-            attempt,
-            reason,
-        } = claim;
+        let (task_id, kind, attempt) = (claim.task, claim.kind, claim.attempt);
+        let agent_name = claim.agent.clone();
         let agent_name = agent_name.as_str();
         let Some(agent) = self.setup.agents.get(agent_name).cloned() else {
+            // The decision leaves such a dispatch out; what it held is written all the same.
+            self.write_held(claim.held).await?;
             return Ok(false);
         };
-        let lease = self.leases.as_ref().map(|l| l.first(now));
-        let claim = engine_core::claims::claim(task_id, agent_name, kind, attempt, reason, lease);
         // What is held back (progress, and the ends of executions that made room for this one)
         // goes into the claim's transaction, before the claim: one commit instead of two.
-        let taken = self.held.take_apart();
-        let mut batch = taken.joined();
-        batch.extend(claim.iter().cloned());
-        let batch = self.fenced("engine", batch);
-        let mut result = apply_waiting(&*self.store, "engine", || now, batch).await;
-        if result.is_err() && !taken.is_empty() {
-            // Any part may be what failed: record the held changes on their own first, then
-            // try the claim alone.
-            self.write_held(taken).await?;
-            result = apply_waiting(&*self.store, "engine", || now, claim).await;
-        }
-        let applied = match result {
-            Ok(applied) => applied,
-            Err(e) => {
-                // Someone else changed the task first (a cancel from the CLI): take the store's word.
-                tracing::warn!(task = %task_id, "not dispatched: {e}");
-                if let Some(task) = self.store.task(task_id).await? {
-                    self.snapshot.insert(task);
-                }
-                return Ok(false);
+        let mut claim = claim;
+        let applied = loop {
+            let batch = self.fenced("engine", claim.batch());
+            match apply_waiting(&*self.store, "engine", || now, batch).await {
+                Ok(applied) => break applied,
+                Err(e) => match claim.refused() {
+                    engine_core::claims::Refused::Apart { held, claim: alone } => {
+                        tracing::debug!(task = %task_id, "a claim with held changes failed: {e}");
+                        self.write_held(held).await?;
+                        claim = alone;
+                    }
+                    engine_core::claims::Refused::Reload(_) => {
+                        // Someone else changed the task first (a cancel from the CLI): take
+                        // the store's word.
+                        tracing::warn!(task = %task_id, "not dispatched: {e}");
+                        if let Some(task) = self.store.task(task_id).await? {
+                            self.snapshot.insert(task);
+                        }
+                        return Ok(false);
+                    }
+                },
             }
         };
         self.absorb(&applied);
-        // The batch may have touched ended executions too; the claim is the task's active one.
-        let Some(execution) = applied
-            .executions
-            .iter()
-            .rev()
-            .find(|e| e.task_id == task_id && e.state.is_active())
-            .cloned()
-        else {
+        let Some(execution) = claim.claimed(&mut self.snapshot, &applied.executions, now) else {
             return Ok(false);
         };
         if let Some(leases) = &mut self.leases {
             leases.claimed(&execution);
         }
-        self.snapshot.recent_dispatches.push(now);
         self.summary.executions_started += 1;
         let inbox = self.prompt_inbox(&execution).await;
 
@@ -1037,22 +960,20 @@ impl Engine {
             class,
         }
         .record(&active.execution);
-        // Sub-tasks that were done while this execution ran are merged only now that its
-        // processes are gone (and merges that failed before are tried again), so its
-        // validators did not judge the tree the task now has. The merges come before the task
-        // is settled, which may end it: the end waits for them, off the loop.
-        if self.merges_due(task_id).await {
-            self.parked.park(task_id, finish, end);
-            self.request_job(
-                task_id,
-                Work {
-                    merges: Some(true),
-                    remove: false,
-                },
-            );
-            return Ok(());
-        }
-        self.conclude(task_id, finish, end).await
+        // Merges due into the task park the end until they are made (see
+        // `engine_core::finalize`); whether any are is the store's to say.
+        let merges_due = self.merges_due(task_id).await;
+        let policy = &self.setup.approvals;
+        let next = self.jobs.finalizer.ended(
+            &self.snapshot,
+            &self.setup.config,
+            task_id,
+            (finish, end),
+            merges_due,
+            self.clock.now(),
+            &|labels| policy.wants(labels),
+        );
+        self.conclude(next).await
     }
 
     /// Whether merges into `task` are due (failed ones included), when there are worktrees.
@@ -1069,68 +990,39 @@ impl Engine {
         }
     }
 
-    /// Settles the task of an ended execution and records the end. The end is held for the
-    /// decision that follows (see [`Engine::hold`]) unless workspace work must follow it, in
-    /// which case it is written at once with whatever else is held back.
-    async fn conclude(
-        &mut self,
-        task_id: TaskId,
-        finish: Change,
-        end: ExecutionEnd,
-    ) -> Result<(), Error> {
-        let now = self.clock.now();
-        let (mut changes, task_ended) = engine_core::ending::conclude(
-            &self.snapshot,
-            &self.setup.config,
-            task_id,
-            finish,
-            &end,
-            now,
-        );
-        self.ask_policy_approvals(&mut changes);
-        self.dirty = true;
-        if !(task_ended && self.workspaces.is_some()) {
-            // Nothing has to happen between this end and the next decision, so the end waits
-            // for it (see `dispatch`).
-            self.hold(changes);
+    /// Starts the jobs the finalizer asks for and records the end it concluded. The end is
+    /// held for the decision that follows (see `dispatch`) unless workspace work must follow it,
+    /// in which case it is written at once with whatever else is held back: the job reads the
+    /// store. Until the job reports, the task is busy, so a parent's resume finds the merge done.
+    async fn conclude(&mut self, next: engine_core::finalize::Next) -> Result<(), Error> {
+        let Some(concluded) = self.jobs.follow(next) else {
             return Ok(());
+        };
+        self.dirty = true;
+        let now = self.clock.now();
+        if let Some(task) = concluded.hold(&mut self.snapshot, &mut self.held, now) {
+            self.flush().await?;
+            self.after_task_ended(task);
         }
-        // An ended task's branch is merged into its parent and its worktree removed by a job,
-        // which reads the store: the end is written first. Until the job reports, the parent
-        // is busy, so its resume finds the merge done.
-        self.held.end(changes, self.clock.now());
-        self.flush().await?;
-        self.after_task_ended(task_id);
         Ok(())
     }
 
     /// A job reported: records its merges and what became of the worktree, starts the work
     /// queued behind it, and settles an end that waited for it.
     async fn job_done(&mut self, report: jobs::Report) -> Result<(), Error> {
-        let task = report.task;
         self.dirty = true;
         self.record_merges(&report).await;
-        self.busy_worktrees.removal(task, report.removal.as_ref());
-        self.parked.merged(task, report.tree_changes());
-        if let Some(next) = self.jobs.finished(task) {
-            self.start_job(task, next);
-            // A merge asked for meanwhile is one more the parked end must wait for.
-            if self.jobs.is_busy(task) {
-                return Ok(());
-            }
-        }
-        if let Some((finish, end)) = self.parked.release(task) {
-            self.conclude(task, finish, end).await?;
-        }
-        Ok(())
-    }
-
-    /// Holds an execution's end back for the decision that follows at once, with the task's
-    /// new state and schedule already in the snapshot that decision looks at. The store's
-    /// rows replace them when the changes are written.
-    fn hold(&mut self, changes: Vec<Change>) {
-        engine_core::ending::hold_in_view(&mut self.snapshot, &changes);
-        self.held.end(changes, self.clock.now());
+        let policy = &self.setup.approvals;
+        let next = self.jobs.finalizer.job_settled(
+            &self.snapshot,
+            &self.setup.config,
+            report.task,
+            report.removal.as_ref(),
+            report.tree_changes(),
+            self.clock.now(),
+            &|labels| policy.wants(labels),
+        );
+        self.conclude(next).await
     }
 
     /// What becomes of a running task when its execution ends, as changes to record with the
@@ -1143,79 +1035,25 @@ impl Engine {
     /// A task reached a terminal state: bring a done sub-task's branch into its parent, and
     /// remove the worktree (its branch and commits stay). Both run as jobs.
     fn after_task_ended(&mut self, task_id: TaskId) {
-        if self.workspaces.is_none() {
-            return;
-        }
-        let Some(task) = self.snapshot.task(task_id) else {
-            return;
-        };
-        let (parent, branch) = (task.parent, task.branch.is_some());
-        if let Some(parent) = parent {
-            self.request_merges(parent, false);
-        }
-        if branch {
-            self.request_job(
-                task_id,
-                Work {
-                    merges: None,
-                    remove: true,
-                },
-            );
-        }
-    }
-
-    /// Starts `work` on the worktree of `task` as a job, or queues it behind the job already
-    /// working there. While stopping, a removal alone is left for the next start.
-    fn request_job(&mut self, task: TaskId, work: Work) {
-        if self.stopping && work.merges.is_none() {
-            return;
-        }
-        if !self.jobs.queue_behind(task, work) {
-            self.start_job(task, work);
-        }
-    }
-
-    /// Starts a job with what the snapshot knows now of `task` and its sub-tasks.
-    fn start_job(&mut self, task_id: TaskId, mut work: Work) {
-        let Some(task) = self.snapshot.task(task_id).cloned() else {
-            return;
-        };
-        // A task reopened since the removal was asked for works in its worktree again.
-        work.remove &= task.state.is_terminal();
-        if work.merges.is_none() && (self.stopping || !work.remove) {
-            return;
-        }
-        let children = match work.merges {
-            Some(_) => self.snapshot.children_of(task_id).cloned().collect(),
-            None => Vec::new(),
-        };
-        self.jobs.start(jobs::Job {
-            task,
-            children,
-            work,
-        });
+        let active = &self.active;
+        let jobs = self
+            .jobs
+            .finalizer
+            .task_ended(&self.snapshot, task_id, &|t| {
+                active.values().any(|a| a.execution.task_id == t)
+            });
+        self.jobs.start(jobs);
     }
 
     /// Tries again to remove the worktrees that were busy, at most once per
     /// [`REMOVAL_RETRY`]: each try reads every process's links in /proc.
     fn retry_removals(&mut self) {
         let now = self.clock.now();
-        for task_id in self.busy_worktrees.take_due(REMOVAL_RETRY, now) {
-            // A task reopened meanwhile works in its worktree again.
-            let ended = self
-                .snapshot
-                .task(task_id)
-                .is_some_and(|t| t.state.is_terminal() && t.branch.is_some());
-            if ended {
-                self.request_job(
-                    task_id,
-                    Work {
-                        merges: None,
-                        remove: true,
-                    },
-                );
-            }
-        }
+        let jobs = self
+            .jobs
+            .finalizer
+            .retry_removals(&self.snapshot, REMOVAL_RETRY, now);
+        self.jobs.start(jobs);
     }
 
     /// Tells each running execution how many sub-tasks of its task are open, which is what
@@ -1321,12 +1159,14 @@ impl Engine {
             for id in touched {
                 if let Some(task) = self.store.task(id).await? {
                     self.dirty = true;
-                    let cancelled = task.state == TaskState::Cancelled;
+                    let running = self
+                        .active
+                        .values()
+                        .map(|a| (a.execution.id, a.execution.task_id));
+                    let stops = engine_core::stops::on_change(&task, running);
                     self.snapshot.insert(task);
-                    if cancelled {
-                        for active in self.active.values().filter(|a| a.execution.task_id == id) {
-                            active.stop.stop(StopReason::Cancelled);
-                        }
+                    for (execution, reason) in stops {
+                        self.stop_execution(execution, reason);
                     }
                 }
             }
@@ -1598,15 +1438,6 @@ impl Engine {
         }
         stuck
     }
-}
-
-/// A dispatch the scheduler asked for.
-struct Claim {
-    task: TaskId,
-    agent: String,
-    kind: ExecutionKind,
-    attempt: u32,
-    reason: Option<String>,
 }
 
 /// Applies `changes`, waiting out another process's hold on the write lock for as long as it

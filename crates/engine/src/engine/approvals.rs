@@ -8,19 +8,11 @@
 
 use domain::{ApprovalSource, ApprovalState, ExecutionId, Task, TaskId};
 use executor::ExecutionShared;
-use store::{ApprovalFilter, Change, ExecutionFilter};
+use store::{ApprovalFilter, ExecutionFilter};
 
 use super::Engine;
 
 impl Engine {
-    /// Adds the policy's approval request to `changes` for each top-level task they make done
-    /// and the policy names, in the same batch, so that a crash never leaves a done task the
-    /// policy wanted a person to see without its request.
-    pub(super) fn ask_policy_approvals(&self, changes: &mut Vec<Change>) {
-        let policy = &self.setup.approvals;
-        engine_core::ending::ask_approvals(&self.snapshot, |labels| policy.wants(labels), changes);
-    }
-
     /// `ctl approval request`: records the agent's request and marks the execution so that its
     /// end leaves the task blocked until the decision. A request made again by a later run of
     /// the same step (a rerun after a crash) finds the pending one.

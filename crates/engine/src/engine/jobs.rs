@@ -38,62 +38,56 @@ pub(super) struct JobContext {
 }
 
 // What a job does, what it reports and what became of a removal are the core's types, and so
-// is the book of jobs in flight and work queued: one concept, one type.
-use engine_core::JobBook;
-pub(super) use engine_core::{JobReport as Report, Removal, Work};
+// is the book of jobs in flight, work queued and ends parked behind merges: one concept, one
+// type, and the rules of which work follows an end live once, in `engine_core::finalize`.
+pub(super) use engine_core::finalize::JobStart as Job;
+use engine_core::finalize::{Concluded, Finalizer, Next};
+pub(super) use engine_core::{JobReport as Report, Removal};
 
-/// A job as the loop hands it over: the work and what the snapshot knew when it started.
-pub(super) struct Job {
-    /// The task whose worktree the job works on.
-    pub task: Task,
-    /// Its sub-tasks, for the merges (one recorded as due later is read from the store).
-    pub children: Vec<Task>,
-    pub work: Work,
-}
-
-/// The jobs of one engine: those in flight and the work queued behind them.
+/// The jobs of one engine: the core's [`Finalizer`] says which work follows an end and keeps
+/// the book; this spawns the jobs it asks for, as soon as it asks.
 pub(super) struct Jobs {
     context: Option<Arc<JobContext>>,
     reports: mpsc::UnboundedSender<Report>,
-    book: JobBook,
+    pub finalizer: Finalizer,
 }
 
 impl Jobs {
     /// Jobs that report on `reports`; with no workspace manager there is never any.
     pub fn new(context: Option<JobContext>, reports: mpsc::UnboundedSender<Report>) -> Jobs {
         Jobs {
+            finalizer: Finalizer::new(context.is_some()),
             context: context.map(Arc::new),
             reports,
-            book: JobBook::default(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.book.is_empty()
-    }
-
-    /// Whether a job works on (or waits to work on) the worktree of `task`.
-    pub fn is_busy(&self, task: TaskId) -> bool {
-        self.book.is_busy(task)
+        self.finalizer.is_empty()
     }
 
     /// Every task with a job in flight or queued.
     pub fn busy(&self) -> BTreeSet<TaskId> {
-        self.book.busy()
+        self.finalizer.busy()
     }
 
-    /// Queues `work` behind the job in flight for `task`; false (nothing queued) when there is
-    /// none, in which case the caller starts a job with [`Jobs::start`].
-    pub fn queue_behind(&mut self, task: TaskId, work: Work) -> bool {
-        self.book.queue_behind(task, work)
+    /// Starts what the finalizer asked for, and hands back the end it concluded, if any.
+    pub fn follow(&mut self, next: Next) -> Option<Concluded> {
+        self.start(next.jobs);
+        next.concluded
     }
 
-    /// Starts a job; its report comes back on the channel.
-    pub fn start(&mut self, job: Job) {
+    /// Starts jobs; their reports come back on the channel.
+    pub fn start(&mut self, jobs: Vec<Job>) {
+        for job in jobs {
+            self.spawn(job);
+        }
+    }
+
+    fn spawn(&mut self, job: Job) {
         let Some(context) = self.context.clone() else {
             return;
         };
-        let task = job.task.id;
         let reports = self.reports.clone();
         // A spawned task leaves the loop's cancellation scope behind: the job takes the
         // engine's token along, so that a shutdown ends its hooks and git commands too.
@@ -107,18 +101,6 @@ impl Jobs {
             // A closed channel means the engine is gone: nobody needs the report.
             let _ = reports.send(report);
         });
-        self.book.started(task);
-    }
-
-    /// The job for `task` reported: what was queued behind it, to start next.
-    pub fn finished(&mut self, task: TaskId) -> Option<Work> {
-        self.book.finished(task)
-    }
-
-    /// Forgets queued work that only removes worktrees: on stopping, the next start removes
-    /// the worktrees of ended tasks anyway.
-    pub fn drop_queued_removals(&mut self) {
-        self.book.drop_queued_removals();
     }
 }
 

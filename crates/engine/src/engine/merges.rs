@@ -22,7 +22,7 @@ use store::{Change, MergeResult};
 use workspace::MergeOutcome;
 
 use super::Engine;
-use super::jobs::{Job, JobContext, Report, Work};
+use super::jobs::{Job, JobContext, Report};
 use crate::Error;
 
 /// In a job: makes the merges due into `job.task` (with `retry_failed`, those that failed too),
@@ -124,24 +124,16 @@ async fn merge_child(context: &JobContext, parent: &Task, task: &Task) -> (Merge
 
 impl Engine {
     /// Asks for the merges due into `parent` (with `retry_failed`, those that failed too),
-    /// unless an execution of the parent runs: its end asks for them. A parent that has ended
-    /// keeps no worktree, so the job removes the one the merges checked out again.
+    /// unless an execution of the parent runs (see `engine_core::finalize`).
     pub(super) fn request_merges(&mut self, parent: TaskId, retry_failed: bool) {
-        if self.workspaces.is_none() || self.active.values().any(|a| a.execution.task_id == parent)
-        {
-            return;
-        }
-        let ended = self
-            .snapshot
-            .task(parent)
-            .is_some_and(|t| t.state.is_terminal());
-        self.request_job(
-            parent,
-            Work {
-                merges: Some(retry_failed),
-                remove: ended,
-            },
-        );
+        let active = &self.active;
+        let jobs = self
+            .jobs
+            .finalizer
+            .request_merges(&self.snapshot, parent, retry_failed, &|t| {
+                active.values().any(|a| a.execution.task_id == t)
+            });
+        self.jobs.start(jobs);
     }
 
     /// Records what a job made of the merges into its task: each outcome as the step's end.
