@@ -910,7 +910,7 @@ async fn call_model(
                 upstream.base_url,
                 plan.provider.upstream_path(&route.upstream_model)
             ),
-            headers: upstream_headers(upstream, &headers),
+            headers: planned_headers(&plan, upstream, &headers),
             body: upstream_body,
             reservation,
             deadline,
@@ -1395,6 +1395,21 @@ impl Drop for Relay {
             }
         });
     }
+}
+
+/// The provider's request headers for a request on `plan`. A translated request carries none
+/// of the caller's API headers (`anthropic-version`, `anthropic-beta`, `openai-beta`, `accept`):
+/// they were meant for the caller's API, and a beta the caller asked for could change the
+/// answer into a shape the translation does not know.
+fn planned_headers(plan: &Plan, upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {
+    if plan.passes_through() {
+        return upstream_headers(upstream, incoming);
+    }
+    let mut kept = HeaderMap::new();
+    if let Some(agent) = incoming.get(header::USER_AGENT) {
+        kept.insert(header::USER_AGENT, agent.clone());
+    }
+    upstream_headers(upstream, &kept)
 }
 
 fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {

@@ -722,3 +722,29 @@ async fn a_pair_with_no_way_there_is_refused_naming_the_way_in() {
     );
     assert!(s.fixture.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_translated_request_carries_none_of_the_callers_api_headers() {
+    let mut s = setup(vec![Step::reply("fine", 5, 1, 0)]).await;
+    // A hostile caller picks an Anthropic version and beta for a request it sends as Chat,
+    // and a key of its own beside its token.
+    let response = s
+        .post(
+            "/chat/completions",
+            Some(TOKEN),
+            &chat_body("sonnet", false),
+        )
+        .header("anthropic-version", "1999-01-01")
+        .header("anthropic-beta", "some-beta-2099")
+        .header("x-api-key", "agent-chosen-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = &s.fixture.requests()[0];
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.header("anthropic-beta"), None);
+    assert_eq!(sent.header("x-api-key"), Some(REAL_KEY));
+    assert!(!sent.contains("agent-chosen-key"));
+    usage_of(s.notice().await);
+}
