@@ -191,6 +191,68 @@ fn opencode_reaches_an_anthropic_provider_through_the_gateways_translation() {
 }
 
 #[test]
+fn opencode_reaches_a_gemini_provider_through_the_gateways_translation() {
+    let Some(opencode) = opencode() else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::call(
+            "I will write the file.",
+            "bash",
+            bash("printf 'hello via gemini\\n' > hello.txt"),
+            120,
+            20,
+        ),
+        Step::reply("Done: wrote hello.txt.", 160, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project("opencode", &opencode, script);
+    // The only provider speaks the Gemini API; OpenCode speaks Chat Completions.
+    let origin = fixture.base_url().trim_end_matches("/v1").to_owned();
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        config_for("gemini", &origin, "fast", "fx-gem"),
+    )
+    .unwrap();
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "hello via gemini\n"
+    );
+    let requests = fixture.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path == "/v1beta/models/fx-gem:streamGenerateContent"
+                && r.header("x-goog-api-key") == Some(REAL_KEY)),
+        "{requests:?}"
+    );
+    // The tool's result went back as a functionResponse named after the call.
+    let second = requests[1].json().unwrap();
+    let response = second["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["parts"].as_array().into_iter().flatten())
+        .find_map(|p| p.get("functionResponse"))
+        .unwrap_or_else(|| panic!("no functionResponse in {second}"));
+    assert_eq!(response["name"], "bash", "{second}");
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 280, "{usage}");
+    assert_eq!(usage["output_tokens"], 30, "{usage}");
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
 fn opencode_reporting_an_api_error_fails_the_execution_with_the_reason() {
     let Some(opencode) = opencode() else {
         return;
