@@ -4,13 +4,28 @@
 //!
 //! Gemini's function calls need carry no id, so a `tool` message's result is sent under the
 //! name of the call its `tool_call_id` names, and calls coming back get ids of the gateway's
-//! making (`call_1`, `call_2` … within the answer) unless Gemini gave its own.
+//! making (`call_1`, `call_2` … within the answer) unless Gemini gave its own. A call's
+//! `thoughtSignature`, which Gemini wants back with the call on later turns, rides in the id
+//! after [`SIGNED`], the one place a Chat client keeps and returns unchanged.
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
 use super::plan::{Lines, chat_error, emit_chat};
+
+/// Separates a call id from the `thoughtSignature` carried in it.
+const SIGNED: &str = "~ts~";
+
+/// The Chat id of a Gemini call: its own id, else the `n`th of the answer, with its signature.
+fn call_id(call: Call, n: u64) -> (String, String, String) {
+    let id = call.id.unwrap_or_else(|| format!("call_{n}"));
+    let id = match call.signature {
+        Some(signature) => format!("{id}{SIGNED}{signature}"),
+        None => id,
+    };
+    (id, call.name, call.arguments)
+}
 
 /// The `generateContent` body for a Chat Completions request; `cap` is the budget's output
 /// cap, if one is set.
@@ -55,7 +70,12 @@ pub(crate) fn generate_request(chat: &[u8], cap: Option<u64>) -> Result<Vec<u8>,
                         .and_then(|a| serde_json::from_str::<Value>(a).ok())
                         .filter(Value::is_object)
                         .unwrap_or_else(|| json!({}));
-                    parts.push(json!({"functionCall": {"name": name, "args": args}}));
+                    let mut part = json!({"functionCall": {"name": name, "args": args}});
+                    let id = call.get("id").and_then(Value::as_str).unwrap_or_default();
+                    if let Some((_, signature)) = id.split_once(SIGNED) {
+                        part["thoughtSignature"] = json!(signature);
+                    }
+                    parts.push(part);
                 }
                 ("model", parts)
             }
@@ -243,8 +263,16 @@ fn openai_error(value: &Value) -> Value {
     chat_error(message, kind, code)
 }
 
+/// One function call of a Gemini answer.
+struct Call {
+    id: Option<String>,
+    name: String,
+    arguments: String,
+    signature: Option<String>,
+}
+
 /// The text and function calls of a response's first candidate; thoughts are left out.
-fn candidate_parts(response: &Value) -> (String, Vec<(Option<String>, String, String)>) {
+fn candidate_parts(response: &Value) -> (String, Vec<Call>) {
     let mut text = String::new();
     let mut calls = Vec::new();
     let parts = response.pointer("/candidates/0/content/parts");
@@ -255,17 +283,23 @@ fn candidate_parts(response: &Value) -> (String, Vec<(Option<String>, String, St
         if let Some(t) = part.get("text").and_then(Value::as_str) {
             text.push_str(t);
         } else if let Some(call) = part.get("functionCall") {
-            calls.push((
-                call.get("id").and_then(Value::as_str).map(str::to_owned),
-                call.get("name")
+            calls.push(Call {
+                id: call.get("id").and_then(Value::as_str).map(str::to_owned),
+                name: call
+                    .get("name")
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned(),
-                call.get("args")
+                arguments: call
+                    .get("args")
                     .cloned()
                     .unwrap_or_else(|| json!({}))
                     .to_string(),
-            ));
+                signature: part
+                    .get("thoughtSignature")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            });
         }
     }
     (text, calls)
@@ -281,9 +315,10 @@ pub(crate) fn chat_body(status: u16, body: &[u8], model: &str) -> Vec<u8> {
     let calls: Vec<Value> = calls
         .into_iter()
         .enumerate()
-        .map(|(n, (id, name, arguments))| {
+        .map(|(n, call)| {
+            let (id, name, arguments) = call_id(call, n as u64 + 1);
             json!({
-                "id": id.unwrap_or_else(|| format!("call_{}", n + 1)), "type": "function",
+                "id": id, "type": "function",
                 "function": {"name": name, "arguments": arguments}
             })
         })
@@ -403,11 +438,12 @@ impl GeminiToChat {
         if !text.is_empty() {
             emit_chat(out, &self.chunk(json!({"content": text}), None));
         }
-        for (id, name, arguments) in calls {
+        for call in calls {
             self.calls += 1;
+            let (id, name, arguments) = call_id(call, self.calls);
             let delta = json!({"tool_calls": [{
                 "index": self.calls - 1,
-                "id": id.unwrap_or_else(|| format!("call_{}", self.calls)),
+                "id": id,
                 "type": "function",
                 "function": {"name": name, "arguments": arguments}
             }]});
@@ -521,6 +557,33 @@ mod tests {
         assert_eq!(
             chunks[4]["usage"]["prompt_tokens_details"]["cached_tokens"],
             1
+        );
+    }
+
+    #[test]
+    fn a_calls_thought_signature_goes_out_in_its_id_and_back_on_the_call() {
+        let answer = json!({"candidates": [{"content": {"parts": [
+            {"functionCall": {"name": "w", "args": {}}, "thoughtSignature": "c2ln+/="}
+        ]}, "finishReason": "STOP"}]});
+        let out: Value =
+            serde_json::from_slice(&chat_body(200, answer.to_string().as_bytes(), "a")).unwrap();
+        let call = &out["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["id"], "call_1~ts~c2ln+/=");
+        let next = json!({"model": "a", "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "{\"ok\":true}"}
+        ]});
+        let sent: Value =
+            serde_json::from_slice(&generate_request(next.to_string().as_bytes(), None).unwrap())
+                .unwrap();
+        assert_eq!(
+            sent["contents"][1]["parts"][0],
+            json!({"functionCall": {"name": "w", "args": {}}, "thoughtSignature": "c2ln+/="})
+        );
+        assert_eq!(
+            sent["contents"][2]["parts"][0]["functionResponse"],
+            json!({"name": "w", "response": {"ok": true}})
         );
     }
 
