@@ -5,8 +5,10 @@
 //! Messages and `count_tokens`, the Gemini API's `generateContent`, `streamGenerateContent` and
 //! `countTokens`, streaming or not), checks the token, maps the requested model alias to a
 //! configured provider and model (a name matching no alias goes to the execution's alias),
-//! injects the real provider key, and streams the answer back as it arrives. Gemini requests
-//! reach OpenAI-shaped providers by translation into Chat Completions and back. Budgets hold while requests are under way: at admission each
+//! injects the real provider key, and streams the answer back as it arrives. A request whose
+//! provider speaks another API is translated, in at most two hops through Chat Completions
+//! (the caller's API into Chat, Chat into the provider's), and its answer back the same way,
+//! chunk by chunk. Budgets hold while requests are under way: at admission each
 //! request reserves its estimated input (a token per three bytes of body) plus its output cap
 //! against the execution's, the tree's and the agent's daily budget at once, and the cap is set
 //! or lowered to what the tightest of them has room for; the reservation is settled to the

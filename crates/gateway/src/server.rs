@@ -24,6 +24,7 @@ use crate::notice::{Fallback, Notice, ProviderPaused, ProviderThrottled, Waiting
 use crate::provider::{Place, ProviderState};
 use crate::registry::{Admission, Estimate, Identity, ModelUsage, Registry, Reservation};
 use crate::retry;
+use crate::translate::{Answer, Plan};
 use crate::wire::{
     Api, ENDPOINTS, OutputCap, Refusal, Request, Shape, estimate_input_tokens, stream_error,
 };
@@ -122,7 +123,7 @@ impl Shared {
             let (candidate, index) = self.models.get(next?)?;
             let upstream = &self.providers[*index];
             if identity.allows(&candidate.alias)
-                && (speaks(upstream.kind, api) || translates(upstream.kind, api))
+                && Plan::new(upstream.kind, api, false).is_some()
                 && upstream.state.paused(now).is_none()
             {
                 return Some((candidate, *index));
@@ -712,14 +713,7 @@ async fn call_model(
     };
     let (mut route, mut provider_index) = (route, *provider_index);
     let upstream = &shared.providers[provider_index];
-    if api.is_free() && translates(upstream.kind, api) {
-        // OpenAI has no token counting endpoint: the gateway's own estimate answers.
-        return json_response(
-            200,
-            &json!({"totalTokens": estimate_input_tokens(body.len())}),
-        );
-    }
-    if !speaks(upstream.kind, api) && !translates(upstream.kind, api) {
+    let Some(plan) = Plan::new(upstream.kind, api, request.stream) else {
         return refuse(
             shape,
             Refusal::BadRequest,
@@ -736,6 +730,14 @@ async fn call_model(
                     _ => "/v1/chat/completions or /v1/responses",
                 }
             ),
+        );
+    };
+    if api.is_free() && !plan.passes_through() {
+        // A provider of another API has no token counting of this one: the gateway's own
+        // estimate answers.
+        return json_response(
+            200,
+            &json!({"totalTokens": estimate_input_tokens(body.len())}),
         );
     }
     let ask_usage = api == Api::Chat && request.stream;
@@ -766,7 +768,7 @@ async fn call_model(
             Ok(sent) => sent.response,
             Err(message) => return unreachable_provider(shape, upstream, &message),
         };
-        let (mut out, response) = match answer_head(shape, upstream, response, false).await {
+        let (mut out, response) = match answer_head(shape, upstream, response, None).await {
             Ok(head) => head,
             Err(refused) => return refused,
         };
@@ -820,9 +822,18 @@ async fn call_model(
     };
     loop {
         let upstream = &shared.providers[provider_index];
-        // A Gemini request to an OpenAI-shaped provider goes as Chat Completions.
-        let translate = translates(upstream.kind, api);
-        let wire_api = if translate { Api::Chat } else { api };
+        // A fallback's provider may speak another API: the way there is planned anew.
+        let Some(plan) = Plan::new(upstream.kind, api, request.stream) else {
+            return refuse(
+                shape,
+                Refusal::BadRequest,
+                &format!(
+                    "the provider `{}` cannot be reached over the {}",
+                    upstream.name,
+                    api.describe()
+                ),
+            );
+        };
         let estimate = Estimate {
             input_tokens: estimate_input_tokens(body.len()),
             requested_output: request.output_cap_for(api),
@@ -867,12 +878,13 @@ async fn call_model(
             },
         });
         let upstream_body = match shape {
-            Shape::Gemini if translate => match crate::translate::chat_request(
+            _ if !plan.passes_through() => match plan.request(
                 &body,
                 &route.upstream_model,
                 request.stream,
                 cap.map(|c| c.tokens),
                 upstream.kind == ProviderKind::OpenAi,
+                shared.limits.max_output_tokens,
             ) {
                 Ok(translated) => Bytes::from(translated),
                 Err(message) => {
@@ -888,9 +900,7 @@ async fn call_model(
         let job = Job {
             shared: Arc::clone(&shared),
             identity: Arc::clone(&identity),
-            api: wire_api,
-            agent_api: api,
-            translate,
+            plan,
             shape,
             provider: provider_index,
             alias: route.alias.clone(),
@@ -898,9 +908,9 @@ async fn call_model(
             url: format!(
                 "{}{}",
                 upstream.base_url,
-                wire_api.upstream_path(&route.upstream_model)
+                plan.provider.upstream_path(&route.upstream_model)
             ),
-            headers: upstream_headers(upstream, &headers),
+            headers: planned_headers(&plan, upstream, &headers),
             body: upstream_body,
             reservation,
             deadline,
@@ -968,7 +978,7 @@ async fn answer_head(
     shape: Shape,
     upstream: &Upstream,
     response: reqwest::Response,
-    translate: bool,
+    plan: Option<&Plan>,
 ) -> Result<(Response, reqwest::Response), Response> {
     let status = response.status();
     if matches!(status.as_u16(), 401 | 403) {
@@ -999,18 +1009,16 @@ async fn answer_head(
     }
     if !status.is_success() {
         let scrubbed = scrub(response, upstream.key.as_ref()).await;
-        *out.body_mut() = Body::from(if translate {
-            out.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            Bytes::from(crate::translate::gemini_body(
-                status.as_u16(),
-                &scrubbed,
-                "",
-            ))
-        } else {
-            scrubbed
+        *out.body_mut() = Body::from(match plan.filter(|p| !p.passes_through()) {
+            Some(plan) => {
+                // The caller gets the provider's error in its own API's shape.
+                out.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Bytes::from(plan.body(status.as_u16(), &scrubbed, ""))
+            }
+            None => scrubbed,
         });
         return Err(out);
     }
@@ -1021,12 +1029,9 @@ async fn answer_head(
 struct Job {
     shared: Arc<Shared>,
     identity: Arc<Identity>,
-    /// The API the provider is called with.
-    api: Api,
-    /// The API the agent called, whose shape the answer takes.
-    agent_api: Api,
-    /// The answer is translated from `api` to `agent_api` on its way.
-    translate: bool,
+    /// The way between the agent's API, whose shape the answer takes, and the provider's,
+    /// which the meter reads.
+    plan: Plan,
     shape: Shape,
     provider: usize,
     alias: String,
@@ -1137,7 +1142,7 @@ impl Job {
             }
         };
         let (mut out, response) =
-            match answer_head(self.shape, upstream, response, self.translate).await {
+            match answer_head(self.shape, upstream, response, Some(&self.plan)).await {
                 Ok(head) => head,
                 Err(refused) => {
                     // Providers do not bill refused requests.
@@ -1154,7 +1159,7 @@ impl Job {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         let meter = Meter::new(
-            self.api,
+            self.plan.provider,
             events,
             Arc::clone(&shared),
             Arc::clone(&self.identity),
@@ -1162,19 +1167,14 @@ impl Job {
             self.prices,
             self.reservation,
         );
-        let translator = self.translate.then(|| {
-            if events {
-                Translator::Stream(crate::translate::ChatToGemini::new(&self.alias))
-            } else {
-                Translator::Json(Vec::new(), self.alias.clone())
-            }
-        });
+        let translator =
+            (!self.plan.passes_through()).then(|| self.plan.answer(events, &self.alias));
         let relay = Relay {
             body: Box::pin(response.bytes_stream()),
             meter: Some(meter),
             permit: Some(permit),
             place,
-            api: self.agent_api,
+            api: self.plan.caller,
             translator,
             events,
             limits: shared.limits,
@@ -1220,14 +1220,6 @@ impl Job {
     }
 }
 
-/// How an answer is translated on its way to the agent.
-enum Translator {
-    /// Event by event, as the stream passes.
-    Stream(crate::translate::ChatToGemini),
-    /// Gathered whole, then translated: the body and the alias the agent asked for.
-    Json(Vec<u8>, String),
-}
-
 type UpstreamBody = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>;
 
 /// The answer's body on its way to the agent, metered as it passes, polled by the agent's
@@ -1247,7 +1239,7 @@ struct Relay {
     /// The agent's API: a cut answer ends with an error in its shape.
     api: Api,
     /// Set when the answer is translated into the agent's API on its way.
-    translator: Option<Translator>,
+    translator: Option<Answer>,
     events: bool,
     limits: Limits,
     deadline: tokio::time::Instant,
@@ -1298,19 +1290,12 @@ impl futures::Stream for Relay {
                             meter.finish(None);
                         }
                     }
-                    match this.translator.as_mut() {
-                        Some(Translator::Stream(t)) => {
-                            let out = t.push(&chunk);
-                            if out.is_empty() {
-                                continue;
-                            }
-                            return Poll::Ready(Some(Ok(Bytes::from(out))));
-                        }
-                        Some(Translator::Json(whole, _)) => {
-                            whole.extend_from_slice(&chunk);
+                    if let Some(answer) = this.translator.as_mut() {
+                        let out = answer.push(&chunk);
+                        if out.is_empty() {
                             continue;
                         }
-                        None => {}
+                        return Poll::Ready(Some(Ok(Bytes::from(out))));
                     }
                     if this.events {
                         return Poll::Ready(Some(Ok(chunk)));
@@ -1326,13 +1311,11 @@ impl futures::Stream for Relay {
                     if let Some(mut meter) = this.meter.take() {
                         meter.finish(None);
                     }
-                    let rest = match this.translator.take() {
-                        Some(Translator::Stream(mut t)) => t.finish(),
-                        Some(Translator::Json(whole, model)) => {
-                            crate::translate::gemini_body(200, &whole, &model)
-                        }
-                        None => Vec::new(),
-                    };
+                    let rest = this
+                        .translator
+                        .take()
+                        .map(|mut answer| answer.finish())
+                        .unwrap_or_default();
                     if !rest.is_empty() {
                         this.held = Some(Bytes::from(rest));
                     }
@@ -1414,24 +1397,19 @@ impl Drop for Relay {
     }
 }
 
-fn speaks(kind: ProviderKind, api: Api) -> bool {
-    match kind {
-        ProviderKind::Anthropic => matches!(api, Api::Messages | Api::CountTokens),
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-            matches!(api, Api::Chat | Api::Responses)
-        }
-        ProviderKind::Gemini => matches!(
-            api,
-            Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens
-        ),
+/// The provider's request headers for a request on `plan`. A translated request carries none
+/// of the caller's API headers (`anthropic-version`, `anthropic-beta`, `openai-beta`, `accept`):
+/// they were meant for the caller's API, and a beta the caller asked for could change the
+/// answer into a shape the translation does not know.
+fn planned_headers(plan: &Plan, upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {
+    if plan.passes_through() {
+        return upstream_headers(upstream, incoming);
     }
-}
-
-/// Whether a request on `api` reaches a provider of `kind` through translation: Gemini
-/// requests to OpenAI and OpenAI-compatible providers.
-fn translates(kind: ProviderKind, api: Api) -> bool {
-    api.shape() == Shape::Gemini
-        && matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible)
+    let mut kept = HeaderMap::new();
+    if let Some(agent) = incoming.get(header::USER_AGENT) {
+        kept.insert(header::USER_AGENT, agent.clone());
+    }
+    upstream_headers(upstream, &kept)
 }
 
 fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {

@@ -365,38 +365,10 @@ pub async fn init(
         && provider_kind.is_some_and(|kind| kind != "openai")
     {
         // Codex speaks only the Responses API, which the gateway serves from OpenAI providers.
+        // The other CLIs reach every kind of provider: Chat Completions (OpenCode, Aider) and
+        // the Gemini API (Gemini CLI) are translated for Anthropic and Gemini providers.
         outln!(
             "\nCodex reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the codex agent its alias as `runtime.model`)."
-        );
-    }
-    if !has_agents
-        && found.iter().any(|c| c.binary == "gemini")
-        && provider_kind == Some("anthropic")
-    {
-        // The gateway serves the Gemini API from Gemini providers, and from OpenAI ones by
-        // translating it; not from Anthropic's.
-        outln!(
-            "\nGemini CLI reaches models only through a `gemini` or OpenAI provider: set GEMINI_API_KEY or OPENAI_API_KEY (or add such a provider and give the gemini agent its alias as `runtime.model`)."
-        );
-    }
-    if !has_agents
-        && found.iter().any(|c| c.binary == "opencode")
-        && provider_kind.is_some_and(|kind| kind != "openai")
-    {
-        // agentgrid gives OpenCode an OpenAI-compatible provider: Chat Completions, which the
-        // gateway serves from OpenAI providers only.
-        outln!(
-            "\nOpenCode reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the opencode agent its alias as `runtime.model`)."
-        );
-    }
-    if !has_agents
-        && found.iter().any(|c| c.binary == "aider")
-        && provider_kind.is_some_and(|kind| kind != "openai")
-    {
-        // agentgrid points Aider at the gateway as an OpenAI-compatible API: Chat
-        // Completions, which the gateway serves from OpenAI providers only.
-        outln!(
-            "\nAider reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the aider agent its alias as `runtime.model`)."
         );
     }
     if models.is_none() {

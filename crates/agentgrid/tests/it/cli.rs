@@ -288,23 +288,27 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         "{}",
         stdout(&out)
     );
-    assert!(
-        stdout(&out)
-            .contains("Gemini CLI reaches models only through a `gemini` or OpenAI provider"),
-        "{}",
-        stdout(&out)
-    );
+    // The gateway translates Chat Completions (OpenCode, Aider) and the Gemini API (Gemini
+    // CLI) for an Anthropic provider: their agents work as written, with no note.
+    for cli in ["Gemini CLI", "OpenCode", "Aider"] {
+        assert!(
+            !stdout(&out).contains(&format!("{cli} reaches")),
+            "{}",
+            stdout(&out)
+        );
+    }
     let agents = repo.path().join(".agentgrid/agents");
-    assert!(
-        stdout(&out).contains("OpenCode reaches models only through an `openai` provider"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(
-        stdout(&out).contains("Aider reaches models only through an `openai` provider"),
-        "{}",
-        stdout(&out)
-    );
+    for (file, kind) in [
+        ("aider.yaml", "type: aider"),
+        ("opencode.yaml", "type: opencode"),
+        ("gemini.yaml", "type: gemini"),
+    ] {
+        let manifest = std::fs::read_to_string(agents.join(file)).unwrap();
+        assert!(
+            manifest.contains(kind) && manifest.contains("network: gateway"),
+            "{manifest}"
+        );
+    }
     let opencode = std::fs::read_to_string(agents.join("opencode.yaml")).unwrap();
     assert!(opencode.contains("type: opencode"), "{opencode}");
     let gemini = std::fs::read_to_string(agents.join("gemini.yaml")).unwrap();
@@ -368,6 +372,26 @@ fn init_writes_a_working_agent_per_cli_with_the_provider_of_the_key_it_finds() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // With only Gemini's key, the Chat Completions CLIs reach the Gemini provider too.
+    let gemini = Repo::new();
+    let out = gemini
+        .cmd(&["init"])
+        .env("PATH", &path)
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("OPENAI_API_KEY")
+        .env("GEMINI_API_KEY", "sk-test-not-written")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Codex reaches"), "{}", stdout(&out));
+    for cli in ["Gemini CLI", "OpenCode", "Aider"] {
+        assert!(
+            !stdout(&out).contains(&format!("{cli} reaches")),
+            "{}",
+            stdout(&out)
+        );
+    }
 
     // Without any key there is no `models:` section, and init says what to do.
     let bare = Repo::new();

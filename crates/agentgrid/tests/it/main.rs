@@ -50,6 +50,7 @@ mod store_lock;
 mod support;
 mod text;
 mod toolchains;
+mod translated;
 mod truth;
 mod verdict;
 mod visible;

@@ -391,18 +391,17 @@ async fn a_node_alias_named_default_takes_unknown_model_names() {
         .send()
         .await
         .unwrap();
-    // `default` is served by the Gemini provider, which this API cannot reach: the mapping
-    // happened, and the refusal names the way in.
-    assert_eq!(response.status(), 400);
-    let error = json_of(response).await;
-    assert!(
-        error["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("streamGenerateContent"),
-        "{error}"
-    );
+    // `default` is served by the Gemini provider, reached from Chat Completions by
+    // translation: the mapping is recorded, and the answer comes from there.
+    assert_eq!(response.status(), 200);
+    let answer = json_of(response).await;
+    assert_eq!(answer["choices"][0]["message"]["content"], "hi", "{answer}");
     assert!(matches!(s.notice().await, Notice::Fallback(f) if f.fallback == "default"));
+    assert_eq!(usage_of(s.notice().await).model, "default");
+    assert_eq!(
+        s.fixture.requests()[0].path,
+        "/v1beta/models/gemini-upstream-1:generateContent"
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod apis;
 mod auth;
 mod budgets;
 mod gemini;
+mod outbound;
 mod quota;
 mod reservations;
 mod retries;

@@ -126,21 +126,6 @@ async fn unknown_models_wrong_apis_and_bad_bodies_get_clear_answers() {
     let (status, error) = oneshot(
         router.clone(),
         "POST",
-        "/v1/chat/completions",
-        &auth,
-        Some(chat_body("sonnet", false)),
-    )
-    .await;
-    assert_eq!(status, 400);
-    let message = error["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("anthropic provider `anthropic`") && message.contains("/v1/messages"),
-        "{message}"
-    );
-
-    let (status, error) = oneshot(
-        router.clone(),
-        "POST",
         "/v1/responses",
         &auth,
         Some(serde_json::json!({"input": "no model"})),

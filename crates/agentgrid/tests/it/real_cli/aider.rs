@@ -106,6 +106,60 @@ fn aider_writes_a_file_with_its_edit_format_through_the_gateway() {
     assert_no_key_anywhere(&repo);
 }
 
+#[test]
+fn aider_reaches_an_anthropic_provider_through_the_gateways_translation() {
+    let Some(aider) = aider() else {
+        return;
+    };
+    let script = Script::new(vec![Step::reply(
+        "I will write the file.\n\nhello.txt\n```\nhello via anthropic\n```\n",
+        120,
+        20,
+        30,
+    )]);
+    let (_rt, fixture, repo) = project("aider", &aider, script);
+    // The only provider speaks Anthropic Messages; Aider speaks Chat Completions, whole.
+    let origin = fixture.base_url().trim_end_matches("/v1").to_owned();
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        config_for("anthropic", &origin, "fast", "fx-claude"),
+    )
+    .unwrap();
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "hello via anthropic\n"
+    );
+    let requests = fixture.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].path, "/v1/messages");
+    let sent = requests[0].json().unwrap();
+    assert_eq!(sent["model"], "fx-claude", "{sent}");
+    assert!(
+        sent["system"].to_string().len() > 10,
+        "Aider's system prompt: {sent}"
+    );
+    assert!(
+        sent["messages"].to_string().contains("Write hello.txt"),
+        "{sent}"
+    );
+    // Metered on Anthropic's figures, cache reads counted among the input.
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 1, "{usage}");
+    assert_eq!(usage["input_tokens"], 120, "{usage}");
+    assert_eq!(usage["cached_tokens"], 30, "{usage}");
+    assert_eq!(usage["output_tokens"], 20, "{usage}");
+    assert_no_key_anywhere(&repo);
+}
+
 /// Aider has no session to resume: a validation-feedback iteration is a fresh process, so the
 /// validator's feedback must reach the model in the prompt itself (its message on stdin).
 #[test]

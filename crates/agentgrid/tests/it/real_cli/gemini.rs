@@ -172,6 +172,81 @@ fn gemini_writes_a_file_and_runs_a_command_with_its_own_tools_through_the_gatewa
 }
 
 #[test]
+fn gemini_reaches_an_anthropic_provider_through_chat_completions() {
+    let Some(gemini) = gemini() else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::call(
+            "I will write the file.",
+            "write_file",
+            write_file("hello via anthropic"),
+            120,
+            20,
+        ),
+        Step::reply("Done: wrote hello.txt.", 160, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project("gemini", &gemini, script);
+    // The only provider speaks Anthropic Messages: the Gemini API goes there in two hops.
+    let origin = fixture.base_url().trim_end_matches("/v1").to_owned();
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        config_for("anthropic", &origin, "fast", "fx-claude"),
+    )
+    .unwrap();
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "hello via anthropic\n"
+    );
+    let requests: Vec<serde_json::Value> = fixture
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/messages")
+        .filter_map(|r| r.json())
+        .collect();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests.iter().all(|b| b["model"] == "fx-claude"),
+        "{requests:?}"
+    );
+    let blocks: Vec<&serde_json::Value> = requests[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .collect();
+    let call = blocks
+        .iter()
+        .find(|b| b["type"] == "tool_use")
+        .expect("the call");
+    let result = blocks
+        .iter()
+        .find(|b| b["type"] == "tool_result")
+        .expect("its result");
+    assert_eq!(call["name"], "write_file");
+    assert_eq!(result["tool_use_id"], call["id"], "{blocks:?}");
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 280, "{usage}");
+    assert_eq!(usage["output_tokens"], 30, "{usage}");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(
+        show.contains("(2 request(s); tokens: 280 in, 0 of them cached, 30 out)"),
+        "{show}"
+    );
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
 fn gemini_reporting_an_api_error_fails_the_execution_with_the_reason() {
     let Some(gemini) = gemini() else {
         return;

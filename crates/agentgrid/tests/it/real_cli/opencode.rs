@@ -105,6 +105,154 @@ fn opencode_writes_a_file_with_its_own_tool_through_the_gateway() {
 }
 
 #[test]
+fn opencode_reaches_an_anthropic_provider_through_the_gateways_translation() {
+    let Some(opencode) = opencode() else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::call(
+            "I will write the file.",
+            "bash",
+            bash("printf 'hello via anthropic\\n' > hello.txt"),
+            120,
+            20,
+        ),
+        Step::reply("Done: wrote hello.txt.", 160, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project("opencode", &opencode, script);
+    // The only provider speaks Anthropic Messages; OpenCode speaks Chat Completions.
+    let origin = fixture.base_url().trim_end_matches("/v1").to_owned();
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        config_for("anthropic", &origin, "fast", "fx-claude"),
+    )
+    .unwrap();
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "hello via anthropic\n"
+    );
+
+    // Both requests reached the provider as Messages, the tool's result paired with the
+    // provider's own call id.
+    let requests: Vec<serde_json::Value> = fixture
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/messages")
+        .filter_map(|r| r.json())
+        .collect();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests.iter().all(|b| b["model"] == "fx-claude"),
+        "{requests:?}"
+    );
+    assert!(requests.iter().all(|b| b["max_tokens"].as_u64().is_some()));
+    let messages = requests[1]["messages"].as_array().unwrap();
+    let call = messages
+        .iter()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .find(|b| b["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("no tool_use in {messages:?}"));
+    let result = messages
+        .iter()
+        .flat_map(|m| m["content"].as_array().into_iter().flatten())
+        .find(|b| b["type"] == "tool_result")
+        .unwrap_or_else(|| panic!("no tool_result in {messages:?}"));
+    assert_eq!(call["name"], "bash");
+    assert_eq!(result["tool_use_id"], call["id"], "{messages:?}");
+    assert!(
+        fixture
+            .requests()
+            .iter()
+            .all(|r| r.header("x-api-key") == Some(REAL_KEY)),
+        "the real key went as Anthropic's header"
+    );
+
+    // Metered on Anthropic's own figures, and shown by `task show`.
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 280, "{usage}");
+    assert_eq!(usage["output_tokens"], 30, "{usage}");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(
+        show.contains("(2 request(s); tokens: 280 in, 0 of them cached, 30 out)"),
+        "{show}"
+    );
+    assert!(show.contains("tool calls: 1"), "{show}");
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
+fn opencode_reaches_a_gemini_provider_through_the_gateways_translation() {
+    let Some(opencode) = opencode() else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::call(
+            "I will write the file.",
+            "bash",
+            bash("printf 'hello via gemini\\n' > hello.txt"),
+            120,
+            20,
+        ),
+        Step::reply("Done: wrote hello.txt.", 160, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project("opencode", &opencode, script);
+    // The only provider speaks the Gemini API; OpenCode speaks Chat Completions.
+    let origin = fixture.base_url().trim_end_matches("/v1").to_owned();
+    std::fs::write(
+        repo.path().join(".agentgrid/config.yaml"),
+        config_for("gemini", &origin, "fast", "fx-gem"),
+    )
+    .unwrap();
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        repo.task_state(1),
+        "done",
+        "{}\n{}",
+        stdout(&out),
+        repo.ok(&["logs", "1", "--raw"])
+    );
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "hello via gemini\n"
+    );
+    let requests = fixture.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.path == "/v1beta/models/fx-gem:streamGenerateContent"
+                && r.header("x-goog-api-key") == Some(REAL_KEY)),
+        "{requests:?}"
+    );
+    // The tool's result went back as a functionResponse named after the call.
+    let second = requests[1].json().unwrap();
+    let response = second["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["parts"].as_array().into_iter().flatten())
+        .find_map(|p| p.get("functionResponse"))
+        .unwrap_or_else(|| panic!("no functionResponse in {second}"));
+    assert_eq!(response["name"], "bash", "{second}");
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 280, "{usage}");
+    assert_eq!(usage["output_tokens"], 30, "{usage}");
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
 fn opencode_reporting_an_api_error_fails_the_execution_with_the_reason() {
     let Some(opencode) = opencode() else {
         return;

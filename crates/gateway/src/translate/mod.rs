@@ -13,6 +13,12 @@ use serde_json::{Map, Value, json};
 
 use crate::wire::gemini_error;
 
+mod anthropic;
+mod gemini_out;
+mod plan;
+
+pub(crate) use plan::{Answer, Plan};
+
 /// The Chat Completions body for a Gemini request. `cap` is the output cap to set (the
 /// request's own, lowered to the budget's room), `openai` picks OpenAI's cap field over the
 /// older one compatible servers read.
