@@ -5,12 +5,14 @@
 //! Messages and `count_tokens`, the Gemini API's `generateContent`, `streamGenerateContent` and
 //! `countTokens`, streaming or not), checks the token, maps the requested model alias to a
 //! configured provider and model (a name matching no alias goes to the execution's alias),
-//! injects the real provider key, and streams the answer back as it arrives. Gemini requests
-//! reach OpenAI-shaped providers by translation into Chat Completions and back. Budgets hold while requests are under way: at admission each
-//! request reserves its estimated input (a token per three bytes of body) plus its output cap
-//! against the execution's, the tree's and the agent's daily budget at once, and the cap is set
-//! or lowered to what the tightest of them has room for; the reservation is settled to the
-//! provider's own usage when the answer ends, or conservatively when that never comes. An
+//! injects the real provider key, and streams the answer back as it arrives. A request on an
+//! API the provider does not speak (Gemini, Anthropic Messages or Responses to a provider that
+//! speaks Chat Completions) reaches it by translation into Chat Completions and back.
+//! Budgets hold while requests are under way: at admission each request reserves its
+//! estimated input (a token per three bytes of body) plus its output cap against the
+//! execution's, the tree's and the agent's daily budget at once, and the cap is set or lowered
+//! to what the tightest of them has room for; the reservation is settled to the provider's own
+//! usage when the answer ends, or conservatively when that never comes. An
 //! execution has a bounded number of requests under way; answers have idle and total timeouts.
 //! When a provider answers 429, 503 or 529 it waits (honouring `retry-after`) and tries
 //! again, telling the engine about each wait; bursts of 429s lower the provider's limit on
@@ -55,6 +57,7 @@
 //!     base_url: "https://api.anthropic.com/v1".into(),
 //!     api_key: Some(ApiKey::new("sk-ant-example")),
 //!     quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
+//!     responses: false,
 //! };
 //! let sonnet = ModelRoute {
 //!     alias: "sonnet".into(),

@@ -63,6 +63,8 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 struct Upstream {
     name: String,
     kind: ProviderKind,
+    /// An OpenAI-compatible server that serves the Responses API too.
+    responses: bool,
     base_url: String,
     key: Option<ApiKey>,
     quota_pause: domain::Duration,
@@ -122,7 +124,7 @@ impl Shared {
             let (candidate, index) = self.models.get(next?)?;
             let upstream = &self.providers[*index];
             if identity.allows(&candidate.alias)
-                && (speaks(upstream.kind, api) || translates(upstream.kind, api))
+                && (speaks(upstream, api) || translates(upstream, api))
                 && upstream.state.paused(now).is_none()
             {
                 return Some((candidate, *index));
@@ -271,6 +273,7 @@ impl Gateway {
             .map(|p: Provider| Upstream {
                 name: p.name,
                 kind: p.kind,
+                responses: p.responses,
                 base_url: p.base_url.trim_end_matches('/').to_owned(),
                 key: p.api_key,
                 quota_pause: p.quota_pause,
@@ -712,14 +715,12 @@ async fn call_model(
     };
     let (mut route, mut provider_index) = (route, *provider_index);
     let upstream = &shared.providers[provider_index];
-    if api.is_free() && translates(upstream.kind, api) {
+    if api.is_free() && translates(upstream, api) {
         // OpenAI has no token counting endpoint: the gateway's own estimate answers.
-        return json_response(
-            200,
-            &json!({"totalTokens": estimate_input_tokens(body.len())}),
-        );
+        let tokens = estimate_input_tokens(body.len());
+        return json_response(200, &crate::translate::estimated_count(api, tokens));
     }
-    if !speaks(upstream.kind, api) && !translates(upstream.kind, api) {
+    if !speaks(upstream, api) && !translates(upstream, api) {
         return refuse(
             shape,
             Refusal::BadRequest,
@@ -766,7 +767,7 @@ async fn call_model(
             Ok(sent) => sent.response,
             Err(message) => return unreachable_provider(shape, upstream, &message),
         };
-        let (mut out, response) = match answer_head(shape, upstream, response, false).await {
+        let (mut out, response) = match answer_head(shape, upstream, response, None).await {
             Ok(head) => head,
             Err(refused) => return refused,
         };
@@ -820,8 +821,8 @@ async fn call_model(
     };
     loop {
         let upstream = &shared.providers[provider_index];
-        // A Gemini request to an OpenAI-shaped provider goes as Chat Completions.
-        let translate = translates(upstream.kind, api);
+        // A request the provider does not speak goes to it as Chat Completions.
+        let translate = translates(upstream, api);
         let wire_api = if translate { Api::Chat } else { api };
         let estimate = Estimate {
             input_tokens: estimate_input_tokens(body.len()),
@@ -867,7 +868,8 @@ async fn call_model(
             },
         });
         let upstream_body = match shape {
-            Shape::Gemini if translate => match crate::translate::chat_request(
+            _ if translate => match crate::translate::inbound_request(
+                api,
                 &body,
                 &route.upstream_model,
                 request.stream,
@@ -968,7 +970,7 @@ async fn answer_head(
     shape: Shape,
     upstream: &Upstream,
     response: reqwest::Response,
-    translate: bool,
+    translate: Option<Api>,
 ) -> Result<(Response, reqwest::Response), Response> {
     let status = response.status();
     if matches!(status.as_u16(), 401 | 403) {
@@ -999,12 +1001,13 @@ async fn answer_head(
     }
     if !status.is_success() {
         let scrubbed = scrub(response, upstream.key.as_ref()).await;
-        *out.body_mut() = Body::from(if translate {
+        *out.body_mut() = Body::from(if let Some(api) = translate {
             out.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
-            Bytes::from(crate::translate::gemini_body(
+            Bytes::from(crate::translate::inbound_body(
+                api,
                 status.as_u16(),
                 &scrubbed,
                 "",
@@ -1136,18 +1139,24 @@ impl Job {
                 return;
             }
         };
-        let (mut out, response) =
-            match answer_head(self.shape, upstream, response, self.translate).await {
-                Ok(head) => head,
-                Err(refused) => {
-                    // Providers do not bill refused requests.
-                    shared
-                        .registry
-                        .settle(&mut self.reservation, &ModelUsage::default());
-                    let _ = head.send(answer(refused));
-                    return;
-                }
-            };
+        let (mut out, response) = match answer_head(
+            self.shape,
+            upstream,
+            response,
+            self.translate.then_some(self.agent_api),
+        )
+        .await
+        {
+            Ok(head) => head,
+            Err(refused) => {
+                // Providers do not bill refused requests.
+                shared
+                    .registry
+                    .settle(&mut self.reservation, &ModelUsage::default());
+                let _ = head.send(answer(refused));
+                return;
+            }
+        };
         let events = response
             .headers()
             .get(header::CONTENT_TYPE)
@@ -1164,9 +1173,12 @@ impl Job {
         );
         let translator = self.translate.then(|| {
             if events {
-                Translator::Stream(crate::translate::ChatToGemini::new(&self.alias))
+                Translator::Stream(crate::translate::InboundStream::new(
+                    self.agent_api,
+                    &self.alias,
+                ))
             } else {
-                Translator::Json(Vec::new(), self.alias.clone())
+                Translator::Json(Vec::new(), self.alias.clone(), self.agent_api)
             }
         });
         let relay = Relay {
@@ -1223,9 +1235,10 @@ impl Job {
 /// How an answer is translated on its way to the agent.
 enum Translator {
     /// Event by event, as the stream passes.
-    Stream(crate::translate::ChatToGemini),
-    /// Gathered whole, then translated: the body and the alias the agent asked for.
-    Json(Vec<u8>, String),
+    Stream(crate::translate::InboundStream),
+    /// Gathered whole, then translated: the body, the alias the agent asked for, and the
+    /// agent's API.
+    Json(Vec<u8>, String, Api),
 }
 
 type UpstreamBody = std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -1306,7 +1319,7 @@ impl futures::Stream for Relay {
                             }
                             return Poll::Ready(Some(Ok(Bytes::from(out))));
                         }
-                        Some(Translator::Json(whole, _)) => {
+                        Some(Translator::Json(whole, ..)) => {
                             whole.extend_from_slice(&chunk);
                             continue;
                         }
@@ -1328,8 +1341,8 @@ impl futures::Stream for Relay {
                     }
                     let rest = match this.translator.take() {
                         Some(Translator::Stream(mut t)) => t.finish(),
-                        Some(Translator::Json(whole, model)) => {
-                            crate::translate::gemini_body(200, &whole, &model)
+                        Some(Translator::Json(whole, model, api)) => {
+                            crate::translate::inbound_body(api, 200, &whole, &model)
                         }
                         None => Vec::new(),
                     };
@@ -1414,11 +1427,14 @@ impl Drop for Relay {
     }
 }
 
-fn speaks(kind: ProviderKind, api: Api) -> bool {
-    match kind {
+fn speaks(upstream: &Upstream, api: Api) -> bool {
+    match upstream.kind {
         ProviderKind::Anthropic => matches!(api, Api::Messages | Api::CountTokens),
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-            matches!(api, Api::Chat | Api::Responses)
+        ProviderKind::OpenAi => matches!(api, Api::Chat | Api::Responses),
+        // Many local servers (Ollama, llama.cpp) serve Chat Completions only; the provider's
+        // `responses` setting says this one serves the Responses API too.
+        ProviderKind::OpenAiCompatible => {
+            api == Api::Chat || (api == Api::Responses && upstream.responses)
         }
         ProviderKind::Gemini => matches!(
             api,
@@ -1427,11 +1443,10 @@ fn speaks(kind: ProviderKind, api: Api) -> bool {
     }
 }
 
-/// Whether a request on `api` reaches a provider of `kind` through translation: Gemini
-/// requests to OpenAI and OpenAI-compatible providers.
-fn translates(kind: ProviderKind, api: Api) -> bool {
-    api.shape() == Shape::Gemini
-        && matches!(kind, ProviderKind::OpenAi | ProviderKind::OpenAiCompatible)
+/// Whether a request on `api` reaches the provider through translation into Chat
+/// Completions: any request it does not speak, when it speaks Chat Completions.
+fn translates(upstream: &Upstream, api: Api) -> bool {
+    api != Api::Chat && !speaks(upstream, api) && speaks(upstream, Api::Chat)
 }
 
 fn upstream_headers(upstream: &Upstream, incoming: &HeaderMap) -> HeaderMap {

@@ -6,12 +6,19 @@
 //! chunk by chunk, so streaming stays streaming. Function calls go both ways: a `functionCall`
 //! part becomes a `tool_calls` entry and a `functionResponse` a `tool` message, paired by
 //! name in order, since Gemini's parts need carry no call id.
+//!
+//! The same inbound hop for Anthropic Messages and OpenAI Responses callers lives in
+//! `messages` and `responses`; [`inbound_request`], [`inbound_body`] and [`InboundStream`]
+//! pick the translation for the caller's API.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::{Map, Value, json};
 
-use crate::wire::gemini_error;
+use crate::wire::{Api, gemini_error};
+
+mod messages;
+mod responses;
 
 /// The Chat Completions body for a Gemini request. `cap` is the output cap to set (the
 /// request's own, lowered to the budget's room), `openai` picks OpenAI's cap field over the
@@ -401,6 +408,78 @@ impl ChatToGemini {
             && !self.ended
         {
             self.end(Some(usage_metadata(usage)), out);
+        }
+    }
+}
+
+/// The Chat Completions body for a request on `api` (the inbound hop of a translated
+/// request): Gemini, Anthropic Messages and OpenAI Responses requests each have their own
+/// translation; the arguments are those of [`chat_request`].
+pub(crate) fn inbound_request(
+    api: Api,
+    body: &[u8],
+    upstream_model: &str,
+    stream: bool,
+    cap: Option<u64>,
+    openai: bool,
+) -> Result<Vec<u8>, String> {
+    match api {
+        Api::Messages => messages::chat_request(body, upstream_model, stream, cap, openai),
+        Api::Responses => responses::chat_request(body, upstream_model, stream, cap, openai),
+        _ => chat_request(body, upstream_model, stream, cap, openai),
+    }
+}
+
+/// A whole Chat Completions answer (or error body) in the shape of `api`'s answers.
+pub(crate) fn inbound_body(api: Api, status: u16, body: &[u8], model: &str) -> Vec<u8> {
+    match api {
+        Api::Messages | Api::CountTokens => messages::messages_body(status, body, model),
+        Api::Responses => responses::responses_body(status, body, model),
+        _ => gemini_body(status, body, model),
+    }
+}
+
+/// The answer `api`'s free token counting call gets when the provider has none: the
+/// gateway's own estimate, `tokens`.
+pub(crate) fn estimated_count(api: Api, tokens: u64) -> Value {
+    match api {
+        Api::CountTokens => json!({"input_tokens": tokens}),
+        _ => json!({"totalTokens": tokens}),
+    }
+}
+
+/// A Chat Completions event stream turned into `api`'s, chunk by chunk.
+pub(crate) enum InboundStream {
+    Gemini(ChatToGemini),
+    Messages(messages::ChatToMessages),
+    Responses(responses::ChatToResponses),
+}
+
+impl InboundStream {
+    /// The translator for an answer to a caller of `api`, who asked for the alias `model`.
+    pub(crate) fn new(api: Api, model: &str) -> InboundStream {
+        match api {
+            Api::Messages => InboundStream::Messages(messages::ChatToMessages::new(model)),
+            Api::Responses => InboundStream::Responses(responses::ChatToResponses::new(model)),
+            _ => InboundStream::Gemini(ChatToGemini::new(model)),
+        }
+    }
+
+    /// The caller's events for the next piece of the upstream stream.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        match self {
+            InboundStream::Gemini(t) => t.push(chunk),
+            InboundStream::Messages(t) => t.push(chunk),
+            InboundStream::Responses(t) => t.push(chunk),
+        }
+    }
+
+    /// What is still owed when the upstream stream ends.
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        match self {
+            InboundStream::Gemini(t) => t.finish(),
+            InboundStream::Messages(t) => t.finish(),
+            InboundStream::Responses(t) => t.finish(),
         }
     }
 }
