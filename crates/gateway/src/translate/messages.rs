@@ -608,6 +608,24 @@ mod tests {
         assert_eq!(out["stream_options"]["include_usage"], true);
     }
 
+    #[test]
+    fn a_call_whose_arguments_are_no_json_object_keeps_them_as_text() {
+        let chat = json!({"id": "c", "choices": [{"finish_reason": "tool_calls", "message": {
+            "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function",
+                            "function": {"name": "w", "arguments": "not json {"}}]
+        }}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}});
+        let out: Value =
+            serde_json::from_slice(&messages_body(200, chat.to_string().as_bytes(), "m")).unwrap();
+        assert_eq!(out["stop_reason"], "tool_use");
+        assert_eq!(out["content"][0]["id"], "call_1");
+        assert_eq!(
+            out["content"][0]["input"],
+            json!({"arguments": "not json {"})
+        );
+        assert_eq!(out["usage"]["input_tokens"], 3);
+    }
+
     fn events(text: &str) -> Vec<(String, Value)> {
         text.split("\n\n")
             .filter(|e| !e.is_empty())

@@ -645,6 +645,19 @@ mod tests {
         assert!(out.get("store").is_none());
     }
 
+    #[test]
+    fn an_answer_cut_at_its_cap_is_an_incomplete_response() {
+        let chat = json!({"id": "c", "choices": [{"finish_reason": "length",
+            "message": {"content": "half an ans"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 9}});
+        let out: Value =
+            serde_json::from_slice(&responses_body(200, chat.to_string().as_bytes(), "m")).unwrap();
+        assert_eq!(out["status"], "incomplete");
+        assert_eq!(out["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(out["output"][0]["content"][0]["text"], "half an ans");
+        assert_eq!(out["usage"]["total_tokens"], 12);
+    }
+
     fn events(text: &str) -> Vec<(String, Value)> {
         text.split("\n\n")
             .filter(|e| !e.is_empty())

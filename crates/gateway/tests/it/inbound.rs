@@ -519,3 +519,124 @@ async fn count_tokens_for_an_openai_provider_is_the_gateways_estimate() {
     );
     assert!(s.fixture.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_provider_echoing_the_key_in_an_error_is_scrubbed_before_translation() {
+    let echo = Step {
+        error_message: Some(format!("the key {REAL_KEY} is not allowed this model")),
+        ..Step::status(400)
+    };
+    let mut s = setup(vec![echo.clone(), echo], Budgets::default()).await;
+    let messages = json!({"model": "gpt", "max_tokens": 10,
+                          "messages": [{"role": "user", "content": "hi"}]});
+    let response = s
+        .post("/messages", Some(TOKEN), &messages)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    no_key_in(&text);
+    let error: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("<redacted>"),
+        "{error}"
+    );
+    let response = s
+        .post(
+            "/responses",
+            Some(TOKEN),
+            &json!({"model": "local", "input": "hi"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    no_key_in(&response.text().await.unwrap());
+    s.no_notice();
+}
+
+#[tokio::test]
+async fn a_malformed_request_is_refused_in_the_callers_shape_and_nothing_is_held() {
+    let mut s = setup(vec![], Budgets::default()).await;
+    let bad = json!({"model": "gpt", "max_tokens": 10, "messages": "not a list"});
+    let response = s.post("/messages", Some(TOKEN), &bad).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let error = json_of(response).await;
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`messages` must be a list"),
+        "{error}"
+    );
+    let bad = json!({"model": "local", "input": 42});
+    let response = s
+        .post("/responses", Some(TOKEN), &bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error = json_of(response).await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`input` must be a string or a list"),
+        "{error}"
+    );
+    assert!(s.fixture.requests().is_empty());
+    assert_eq!(s.gateway.registry().requests_under_way(), 0);
+    s.no_notice();
+}
+
+#[tokio::test]
+async fn the_budgets_cap_is_written_into_the_provider_side_field() {
+    let budgets = Budgets {
+        execution: Limit {
+            max_tokens: Some(1_000),
+            max_cost_micros: None,
+        },
+        ..Budgets::default()
+    };
+    let mut s = setup(
+        vec![
+            Step::reply("short", 10, 2, 0),
+            Step::reply("short", 10, 2, 0),
+        ],
+        budgets,
+    )
+    .await;
+    // Claude Code asks for far more output than the budget leaves room for.
+    let body = json!({"model": "gpt", "max_tokens": 32_000, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    let response = s
+        .post("/messages", Some(TOKEN), &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap();
+    let sent = s.fixture.requests()[0].json().unwrap();
+    let cap = sent["max_completion_tokens"].as_u64().unwrap();
+    assert!(cap < 1_000, "{sent}");
+    assert!(sent.get("max_tokens").is_none(), "{sent}");
+    usage_of(s.notice().await);
+
+    let body = json!({"model": "local", "max_output_tokens": 32_000, "input": "hi"});
+    s.post("/responses", Some(TOKEN), &body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sent = s.fixture.requests()[1].json().unwrap();
+    assert!(sent["max_tokens"].as_u64().unwrap() < 1_000, "{sent}");
+    assert!(sent.get("max_output_tokens").is_none(), "{sent}");
+    usage_of(s.notice().await);
+}
