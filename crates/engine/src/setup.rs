@@ -302,6 +302,7 @@ fn gateway_options(models: &manifest::Models) -> Result<Option<gateway::Options>
             base_url,
             api_key,
             quota_pause: p.quota_pause,
+            responses: p.responses,
         });
     }
     let routes = models

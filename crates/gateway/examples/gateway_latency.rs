@@ -114,6 +114,7 @@ async fn main() {
         },
         api_key: Some(ApiKey::new(KEY)),
         quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
+        responses: false,
     };
     let prices = Prices {
         input: 3_000_000,

@@ -107,6 +107,11 @@ pub struct Provider {
     pub base_url: String,
     /// The real key, sent only upstream. `None` for local endpoints that need none.
     pub api_key: Option<ApiKey>,
+    /// Whether an `openai_compatible` provider serves the Responses API too (vLLM does;
+    /// Ollama and llama.cpp serve only Chat Completions). When it does not, Responses requests
+    /// reach it translated into Chat Completions. OpenAI itself always serves both; other kinds
+    /// ignore it.
+    pub responses: bool,
     /// How long the provider is paused after it says the account's quota is used up, when it
     /// gives no reset time of its own.
     pub quota_pause: Duration,
@@ -256,6 +261,7 @@ mod tests {
             base_url: "https://api.openai.com/v1".into(),
             api_key: Some(key.clone()),
             quota_pause: DEFAULT_QUOTA_PAUSE,
+            responses: false,
         };
         let shown = format!("{provider:?} {key:?}");
         assert!(!shown.contains("very-secret"), "{shown}");

@@ -57,6 +57,7 @@
 //!     base_url: "https://api.anthropic.com/v1".into(),
 //!     api_key: Some(ApiKey::new("sk-ant-example")),
 //!     quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
+//!     responses: false,
 //! };
 //! let sonnet = ModelRoute {
 //!     alias: "sonnet".into(),

@@ -64,6 +64,8 @@ const MAX_ERROR_BODY: usize = 1024 * 1024;
 struct Upstream {
     name: String,
     kind: ProviderKind,
+    /// An OpenAI-compatible server that serves the Responses API too.
+    responses: bool,
     base_url: String,
     key: Option<ApiKey>,
     quota_pause: domain::Duration,
@@ -123,7 +125,7 @@ impl Shared {
             let (candidate, index) = self.models.get(next?)?;
             let upstream = &self.providers[*index];
             if identity.allows(&candidate.alias)
-                && Plan::new(upstream.kind, api, false).is_some()
+                && Plan::new(upstream.kind, upstream.responses, api, false).is_some()
                 && upstream.state.paused(now).is_none()
             {
                 return Some((candidate, *index));
@@ -272,6 +274,7 @@ impl Gateway {
             .map(|p: Provider| Upstream {
                 name: p.name,
                 kind: p.kind,
+                responses: p.responses,
                 base_url: p.base_url.trim_end_matches('/').to_owned(),
                 key: p.api_key,
                 quota_pause: p.quota_pause,
@@ -713,7 +716,7 @@ async fn call_model(
     };
     let (mut route, mut provider_index) = (route, *provider_index);
     let upstream = &shared.providers[provider_index];
-    let Some(plan) = Plan::new(upstream.kind, api, request.stream) else {
+    let Some(plan) = Plan::new(upstream.kind, upstream.responses, api, request.stream) else {
         return refuse(
             shape,
             Refusal::BadRequest,
@@ -735,10 +738,8 @@ async fn call_model(
     if api.is_free() && !plan.passes_through() {
         // A provider of another API has no token counting of this one: the gateway's own
         // estimate answers.
-        return json_response(
-            200,
-            &json!({"totalTokens": estimate_input_tokens(body.len())}),
-        );
+        let tokens = estimate_input_tokens(body.len());
+        return json_response(200, &crate::translate::estimated_count(api, tokens));
     }
     let ask_usage = api == Api::Chat && request.stream;
     if api.is_free() {
@@ -823,7 +824,7 @@ async fn call_model(
     loop {
         let upstream = &shared.providers[provider_index];
         // A fallback's provider may speak another API: the way there is planned anew.
-        let Some(plan) = Plan::new(upstream.kind, api, request.stream) else {
+        let Some(plan) = Plan::new(upstream.kind, upstream.responses, api, request.stream) else {
             return refuse(
                 shape,
                 Refusal::BadRequest,

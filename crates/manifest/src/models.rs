@@ -28,6 +28,11 @@ pub struct Provider {
     /// used up, when it gives no reset time of its own.
     #[serde(default = "default_quota_pause")]
     pub quota_pause: Duration,
+    /// For an `openai-compatible` provider: whether the server serves the OpenAI Responses API
+    /// too (vLLM does; Ollama and llama.cpp serve only Chat Completions). Without it, Codex's
+    /// Responses requests reach the provider translated into Chat Completions.
+    #[serde(default)]
+    pub responses: bool,
 }
 
 fn default_quota_pause() -> Duration {
@@ -142,7 +147,13 @@ pub(crate) const MODEL_LIMITS_FIELDS: &[&str] = &[
     "drain_timeout",
     "max_output_tokens",
 ];
-pub(crate) const PROVIDER_FIELDS: &[&str] = &["kind", "base_url", "api_key_env", "quota_pause"];
+pub(crate) const PROVIDER_FIELDS: &[&str] = &[
+    "kind",
+    "base_url",
+    "api_key_env",
+    "quota_pause",
+    "responses",
+];
 pub(crate) const ALIAS_FIELDS: &[&str] = &["provider", "model", "prices", "fallback"];
 pub(crate) const PRICES_FIELDS: &[&str] = &["input", "output", "cached_input"];
 pub(crate) const MODEL_RETRY_FIELDS: &[&str] = &["max_attempts", "base_delay", "max_delay"];
@@ -238,6 +249,20 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                 cx.error(n, &pf.path("api_key_env"), "is not an environment variable name: give the name of the variable that holds the key (A-Z, 0-9 and _, such as ANTHROPIC_API_KEY), never the key itself");
             }
             let quota_pause = positive_duration(cx, &pf, "quota_pause", default_quota_pause());
+            let responses = pf.or(cx, "responses", false);
+            if let (true, Some(kind), Some(n)) = (responses, kind, pf.value("responses"))
+                && kind != ProviderKind::OpenAiCompatible
+            {
+                // OpenAI serves both APIs; Anthropic and Gemini serve neither.
+                cx.error(
+                    n,
+                    &pf.path("responses"),
+                    format!(
+                        "only `openai-compatible` providers take `responses`; this one is `{}`",
+                        kind.manifest_name()
+                    ),
+                );
+            }
             if let (Some(kind), Some(base_url)) = (kind, base_url) {
                 models.providers.insert(
                     name,
@@ -246,6 +271,7 @@ pub(crate) fn decode_models(cx: &mut Cx, node: &Node, path: &str) -> Option<Mode
                         base_url,
                         api_key_env,
                         quota_pause,
+                        responses,
                     },
                 );
             }

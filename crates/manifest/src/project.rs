@@ -282,7 +282,8 @@ fn agent_files(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
 /// Agent names are unique across the project; each repeat is reported where it appears, with
 /// the place of the first.
 /// A built-in agent speaks Anthropic Messages to the gateway, so the alias it asks for must
-/// exist and be served by an `anthropic` provider; without an alias, the node must have one.
+/// exist and be served by a provider the gateway reaches with Messages (any but `gemini`);
+/// without an alias, the node must have one.
 /// Otherwise every request would fail at run time with a model error.
 fn check_builtin_models(
     documents: &[(PathBuf, AgentDocument)],
@@ -324,10 +325,13 @@ fn check_builtin_models(
                     if known.is_empty() { "none" } else { &known }
                 )),
                 Some(route) => match config.models.providers.get(&route.provider) {
-                    Some(p) if p.kind != crate::ProviderKind::Anthropic => Some(format!(
-                        "spec.runtime: the built-in agent speaks Anthropic Messages, but the \
-                         alias `{alias}` is served by the provider `{}`, which is not `kind: \
-                         anthropic`; pick an alias of an anthropic provider",
+                    // The gateway serves Messages from OpenAI-shaped providers by way of
+                    // Chat Completions; not yet from Gemini's.
+                    Some(p) if p.kind == crate::ProviderKind::Gemini => Some(format!(
+                        "spec.runtime: the built-in agent speaks Anthropic Messages, which the \
+                         gateway serves from anthropic, openai and openai-compatible providers, \
+                         but the alias `{alias}` is served by the provider `{}`, which is \
+                         `kind: gemini`; pick an alias of another provider",
                         route.provider
                     )),
                     _ => None,

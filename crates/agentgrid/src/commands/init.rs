@@ -356,21 +356,6 @@ pub async fn init(
             "\nNo agent CLI (claude, codex, aider, gemini, opencode) is on PATH: edit .agentgrid/agents/worker.yaml."
         );
     }
-    let provider_kind = KEYED_PROVIDERS
-        .iter()
-        .find(|p| has_key(p.env))
-        .map(|p| p.kind);
-    if !has_agents
-        && found.iter().any(|c| c.binary == "codex")
-        && provider_kind.is_some_and(|kind| kind != "openai")
-    {
-        // Codex speaks only the Responses API, which the gateway serves from OpenAI providers.
-        // The other CLIs reach every kind of provider: Chat Completions (OpenCode, Aider) and
-        // the Gemini API (Gemini CLI) are translated for Anthropic and Gemini providers.
-        outln!(
-            "\nCodex reaches models only through an `openai` provider: set OPENAI_API_KEY (or add an openai provider and give the codex agent its alias as `runtime.model`)."
-        );
-    }
     if models.is_none() {
         outln!(
             "\nNo model key (ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY) is set: add a provider under `models:` in .agentgrid/config.yaml, or set a key and run init again in a fresh project."

@@ -399,3 +399,66 @@ fn the_demo_runs_with_the_builtin_agent_against_its_scripted_model() {
     let log = agentgrid(&["logs", "1"]);
     assert!(log.contains("\"name\":\"write_file\""), "{log}");
 }
+
+#[test]
+fn the_builtin_agent_works_through_an_openai_provider_by_way_of_chat_completions() {
+    let steps = vec![
+        Step::call(
+            "I will write the file.",
+            "write_file",
+            json!({"path": "greeting/hello.txt", "content": "hello world\n"}),
+            20,
+            5,
+        ),
+        Step::reply("The greeting is written.", 30, 4, 0),
+    ];
+    let (_rt, fixture, repo) = setup(|_| steps, "");
+    // The same alias, served by an OpenAI provider: the gateway translates the agent's
+    // Messages into Chat Completions and the answers back.
+    let origin = fixture.base_url().trim_end_matches("/v1").to_owned();
+    let config = format!(
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  models:\n    providers:\n      fx: {{kind: openai, base_url: \"{origin}\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      claude: {{provider: fx, model: fx-gpt, prices: {{input: 3, output: 15}}}}\n"
+    );
+    std::fs::write(repo.path().join(".agentgrid/config.yaml"), config).unwrap();
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "done", "{}", stdout(&out));
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:greeting/hello.txt"]),
+        "hello world\n"
+    );
+    let requests = fixture.requests();
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert_eq!(r.path, "/v1/chat/completions");
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {REAL_KEY}").as_str())
+        );
+    }
+    // The tool's result went back as the `tool` message of the call's id.
+    let second = requests[1].json().unwrap();
+    let messages = second["messages"].as_array().unwrap();
+    let id = messages
+        .iter()
+        .find_map(|m| m["tool_calls"][0]["id"].as_str())
+        .expect("the call is in the history");
+    let result = messages
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("the tool's result");
+    assert_eq!(result["tool_call_id"], id);
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .contains("greeting/hello.txt"),
+        "{result}"
+    );
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 50, "{usage}");
+    assert_eq!(usage["output_tokens"], 9, "{usage}");
+    let show = repo.ok(&["task", "show", "1"]);
+    assert!(show.contains("2 request(s); tokens: 50 in"), "{show}");
+}

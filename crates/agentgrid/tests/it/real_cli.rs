@@ -19,6 +19,7 @@ mod codex;
 mod gemini;
 mod npm_install;
 mod opencode;
+mod translated;
 mod usage_check;
 
 /// The CLI's program, or `None` (after saying why) when it is not installed and need not be.

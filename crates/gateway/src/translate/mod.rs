@@ -6,12 +6,19 @@
 //! chunk by chunk, so streaming stays streaming. Function calls go both ways: a `functionCall`
 //! part becomes a `tool_calls` entry and a `functionResponse` a `tool` message, paired by
 //! name in order, since Gemini's parts need carry no call id.
+//!
+//! The same inbound hop for Anthropic Messages and OpenAI Responses callers lives in
+//! `messages` and `responses`; [`inbound_request`], [`inbound_body`] and [`InboundStream`]
+//! pick the translation for the caller's API.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::{Map, Value, json};
 
-use crate::wire::gemini_error;
+use crate::wire::{Api, gemini_error};
+
+mod messages;
+mod responses;
 
 mod anthropic;
 mod gemini_out;
@@ -408,6 +415,15 @@ impl ChatToGemini {
         {
             self.end(Some(usage_metadata(usage)), out);
         }
+    }
+}
+
+/// The answer `api`'s free token counting call gets when the provider has none: the
+/// gateway's own estimate, `tokens`.
+pub(crate) fn estimated_count(api: Api, tokens: u64) -> Value {
+    match api {
+        Api::CountTokens => json!({"input_tokens": tokens}),
+        _ => json!({"totalTokens": tokens}),
     }
 }
 

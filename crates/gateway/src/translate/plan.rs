@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 use super::anthropic::{self, MessagesToChat};
 use super::gemini_out::{self, GeminiToChat};
+use super::messages::{self, ChatToMessages};
+use super::responses::{self, ChatToResponses};
 use super::{ChatToGemini, chat_request, gemini_body};
 use crate::config::ProviderKind;
 use crate::wire::Api;
@@ -21,6 +23,10 @@ enum Inbound {
     /// Gemini `generateContent` / `streamGenerateContent` (and `countTokens`, answered by the
     /// gateway's estimate).
     Gemini,
+    /// Anthropic Messages (and `count_tokens`, answered by the gateway's estimate).
+    Messages,
+    /// OpenAI Responses.
+    Responses,
 }
 
 /// The hop from Chat Completions to the provider's API.
@@ -43,12 +49,15 @@ pub(crate) struct Plan {
     outbound: Option<Outbound>,
 }
 
-/// Whether `kind` speaks `api` itself.
-fn speaks(kind: ProviderKind, api: Api) -> bool {
+/// Whether `kind` speaks `api` itself; `responses` is an OpenAI-compatible provider's word
+/// that it serves the Responses API too.
+fn speaks(kind: ProviderKind, responses: bool, api: Api) -> bool {
     match kind {
         ProviderKind::Anthropic => matches!(api, Api::Messages | Api::CountTokens),
-        ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => {
-            matches!(api, Api::Chat | Api::Responses)
+        ProviderKind::OpenAi => matches!(api, Api::Chat | Api::Responses),
+        // Many local servers (Ollama, llama.cpp) serve Chat Completions only.
+        ProviderKind::OpenAiCompatible => {
+            api == Api::Chat || (api == Api::Responses && responses)
         }
         ProviderKind::Gemini => matches!(
             api,
@@ -60,8 +69,13 @@ fn speaks(kind: ProviderKind, api: Api) -> bool {
 impl Plan {
     /// The plan for a request on `caller` to a provider of `kind`, or `None` when no way
     /// leads there.
-    pub(crate) fn new(kind: ProviderKind, caller: Api, stream: bool) -> Option<Plan> {
-        if speaks(kind, caller) {
+    pub(crate) fn new(
+        kind: ProviderKind,
+        responses: bool,
+        caller: Api,
+        stream: bool,
+    ) -> Option<Plan> {
+        if speaks(kind, responses, caller) {
             return Some(Plan {
                 caller,
                 provider: caller,
@@ -72,7 +86,8 @@ impl Plan {
         let inbound = match caller {
             Api::Chat => None,
             Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens => Some(Inbound::Gemini),
-            Api::Responses | Api::Messages | Api::CountTokens => return None,
+            Api::Messages | Api::CountTokens => Some(Inbound::Messages),
+            Api::Responses => Some(Inbound::Responses),
         };
         let (provider, outbound) = match kind {
             ProviderKind::OpenAi | ProviderKind::OpenAiCompatible => (Api::Chat, None),
@@ -108,6 +123,12 @@ impl Plan {
         let chat = match self.inbound {
             None => body.to_vec(),
             Some(Inbound::Gemini) => chat_request(body, upstream_model, stream, cap, openai)?,
+            Some(Inbound::Messages) => {
+                messages::chat_request(body, upstream_model, stream, cap, openai)?
+            }
+            Some(Inbound::Responses) => {
+                responses::chat_request(body, upstream_model, stream, cap, openai)?
+            }
         };
         match self.outbound {
             None => Ok(chat),
@@ -128,6 +149,8 @@ impl Plan {
         match self.inbound {
             None => chat,
             Some(Inbound::Gemini) => gemini_body(status, &chat, model),
+            Some(Inbound::Messages) => messages::messages_body(status, &chat, model),
+            Some(Inbound::Responses) => responses::responses_body(status, &chat, model),
         }
     }
 
@@ -146,6 +169,12 @@ impl Plan {
             match self.inbound {
                 None => {}
                 Some(Inbound::Gemini) => hops.push(Hop::ChatToGemini(ChatToGemini::new(model))),
+                Some(Inbound::Messages) => {
+                    hops.push(Hop::ChatToMessages(ChatToMessages::new(model)))
+                }
+                Some(Inbound::Responses) => {
+                    hops.push(Hop::ChatToResponses(ChatToResponses::new(model)))
+                }
             }
         }
         Answer {
@@ -163,6 +192,8 @@ enum Hop {
     MessagesToChat(MessagesToChat),
     GeminiToChat(GeminiToChat),
     ChatToGemini(ChatToGemini),
+    ChatToMessages(ChatToMessages),
+    ChatToResponses(ChatToResponses),
 }
 
 impl Hop {
@@ -171,6 +202,8 @@ impl Hop {
             Hop::MessagesToChat(t) => t.push(chunk),
             Hop::GeminiToChat(t) => t.push(chunk),
             Hop::ChatToGemini(t) => t.push(chunk),
+            Hop::ChatToMessages(t) => t.push(chunk),
+            Hop::ChatToResponses(t) => t.push(chunk),
         }
     }
 
@@ -179,6 +212,8 @@ impl Hop {
             Hop::MessagesToChat(t) => t.finish(),
             Hop::GeminiToChat(t) => t.finish(),
             Hop::ChatToGemini(t) => t.finish(),
+            Hop::ChatToMessages(t) => t.finish(),
+            Hop::ChatToResponses(t) => t.finish(),
         }
     }
 }
@@ -283,13 +318,14 @@ mod tests {
 
     #[test]
     fn a_provider_that_speaks_the_callers_api_gets_it_untouched() {
-        for (kind, api) in [
-            (ProviderKind::OpenAi, Api::Chat),
-            (ProviderKind::OpenAiCompatible, Api::Responses),
-            (ProviderKind::Anthropic, Api::Messages),
-            (ProviderKind::Gemini, Api::StreamGenerate),
+        for (kind, responses, api) in [
+            (ProviderKind::OpenAi, false, Api::Chat),
+            (ProviderKind::OpenAi, false, Api::Responses),
+            (ProviderKind::OpenAiCompatible, true, Api::Responses),
+            (ProviderKind::Anthropic, false, Api::Messages),
+            (ProviderKind::Gemini, false, Api::StreamGenerate),
         ] {
-            let plan = Plan::new(kind, api, true).unwrap();
+            let plan = Plan::new(kind, responses, api, true).unwrap();
             assert!(plan.passes_through(), "{kind:?} {api:?}");
             assert_eq!(plan.provider, api);
         }
@@ -297,7 +333,7 @@ mod tests {
 
     #[test]
     fn other_pairs_go_through_chat_in_at_most_two_hops() {
-        let plan = |kind, api, stream| Plan::new(kind, api, stream).unwrap();
+        let plan = |kind, api, stream| Plan::new(kind, false, api, stream).unwrap();
         assert_eq!(
             plan(ProviderKind::Anthropic, Api::Chat, true).provider,
             Api::Messages
@@ -319,11 +355,41 @@ mod tests {
             plan(ProviderKind::OpenAi, Api::Generate, false).provider,
             Api::Chat
         );
+        // Codex with only an Anthropic key, Claude Code with only a Gemini one, and Codex
+        // against a local server that serves Chat Completions only.
+        let codex = plan(ProviderKind::Anthropic, Api::Responses, true);
+        assert_eq!(
+            (codex.inbound, codex.outbound, codex.provider),
+            (
+                Some(Inbound::Responses),
+                Some(Outbound::Anthropic),
+                Api::Messages
+            )
+        );
+        let claude = plan(ProviderKind::Gemini, Api::Messages, true);
+        assert_eq!(
+            (claude.inbound, claude.outbound, claude.provider),
+            (
+                Some(Inbound::Messages),
+                Some(Outbound::Gemini),
+                Api::StreamGenerate
+            )
+        );
+        let local = plan(ProviderKind::OpenAiCompatible, Api::Responses, true);
+        assert_eq!((local.inbound, local.outbound), (Some(Inbound::Responses), None));
+        assert!(
+            [ProviderKind::OpenAi, ProviderKind::OpenAiCompatible, ProviderKind::Anthropic, ProviderKind::Gemini]
+                .into_iter()
+                .all(|kind| [Api::Chat, Api::Responses, Api::Messages, Api::CountTokens, Api::Generate, Api::StreamGenerate, Api::GeminiCountTokens]
+                    .into_iter()
+                    .all(|api| Plan::new(kind, false, api, true).is_some())),
+            "every caller reaches every provider"
+        );
     }
 
     #[test]
     fn two_hops_compose_a_messages_stream_into_a_gemini_stream() {
-        let plan = Plan::new(ProviderKind::Anthropic, Api::StreamGenerate, true).unwrap();
+        let plan = Plan::new(ProviderKind::Anthropic, false, Api::StreamGenerate, true).unwrap();
         let mut answer = plan.answer(true, "sonnet");
         let stream = [
             r#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":7,"output_tokens":1}}}"#,

@@ -19,6 +19,7 @@ fn with_gemini(options: &mut Options) {
         base_url: base,
         api_key: Some(ApiKey::new(REAL_KEY)),
         quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
+        responses: false,
     });
     options.models.push(ModelRoute {
         alias: "gem".into(),

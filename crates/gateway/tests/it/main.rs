@@ -5,6 +5,7 @@ mod apis;
 mod auth;
 mod budgets;
 mod gemini;
+mod inbound;
 mod outbound;
 mod quota;
 mod reservations;
@@ -67,6 +68,7 @@ pub fn options(fixture_url: &str, key: &str) -> Options {
         base_url: fixture_url.to_owned(),
         api_key: Some(ApiKey::new(key)),
         quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
+        responses: false,
     };
     let route = |alias: &str, provider: &str, upstream: &str| ModelRoute {
         alias: alias.into(),

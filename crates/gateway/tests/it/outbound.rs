@@ -20,6 +20,7 @@ fn with_gemini(options: &mut Options) {
         base_url: base,
         api_key: Some(ApiKey::new(REAL_KEY)),
         quota_pause: gateway::DEFAULT_QUOTA_PAUSE,
+        responses: false,
     });
     options.models.push(ModelRoute {
         alias: "gem".into(),
@@ -702,25 +703,36 @@ async fn a_request_that_cannot_be_translated_is_refused_before_the_provider_and_
 }
 
 #[tokio::test]
-async fn a_pair_with_no_way_there_is_refused_naming_the_way_in() {
-    let s = setup(vec![]).await;
+async fn a_responses_caller_reaches_an_anthropic_provider_in_two_hops() {
+    // Codex with only an Anthropic key: Responses into Chat, Chat into Messages, and the
+    // answer back the same way.
+    let mut s = setup(vec![Step::reply("two hops away", 12, 3, 0)]).await;
     let response = s
         .post(
             "/responses",
             Some(TOKEN),
-            &json!({"model": "sonnet", "input": "hi"}),
+            &json!({"model": "sonnet", "input": "hi", "max_output_tokens": 100}),
         )
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 400);
-    let error = json_of(response).await;
-    let message = error["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("anthropic provider `anthropic`") && message.contains("/v1/messages"),
-        "{message}"
-    );
-    assert!(s.fixture.requests().is_empty());
+    assert_eq!(response.status(), 200);
+    let answer = json_of(response).await;
+    assert_eq!(answer["status"], "completed", "{answer}");
+    let text = answer["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|item| item["content"].as_array().cloned().unwrap_or_default())
+        .filter_map(|part| part["text"].as_str().map(str::to_owned))
+        .collect::<String>();
+    assert_eq!(text, "two hops away", "{answer}");
+    assert!(!answer.to_string().contains(REAL_KEY));
+    let usage = usage_of(s.notice().await);
+    assert_eq!((usage.input_tokens, usage.output_tokens), (12, 3));
+    let sent = &s.fixture.requests()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.json().unwrap()["model"], "claude-upstream-1");
 }
 
 #[tokio::test]

@@ -819,6 +819,33 @@ fn model_fallbacks_and_quota_pauses_parse_and_bad_ones_are_named() {
     );
 }
 
+#[test]
+fn only_an_openai_compatible_provider_may_say_it_serves_the_responses_api() {
+    let local = "      local: {kind: openai-compatible, base_url: http://127.0.0.1:8000/v1, responses: true}\n";
+    let models = MODELS.replacen("    aliases:", &format!("{local}    aliases:"), 1);
+    let spec = parse_config(&format!("{CONFIG}{models}"), Path::new(CONFIG_FILE)).unwrap();
+    assert!(spec.models.providers["local"].responses);
+    assert!(!spec.models.providers["anthropic"].responses);
+    let on_anthropic = MODELS.replacen(
+        "api_key_env: ANTHROPIC_API_KEY}",
+        "api_key_env: ANTHROPIC_API_KEY, responses: true}",
+        1,
+    );
+    check(
+        CONFIG_FILE,
+        &format!("{CONFIG}{on_anthropic}"),
+        "8:116: spec.models.providers.anthropic.responses: only `openai-compatible` providers take `responses`; this one is `anthropic`",
+    );
+    check(
+        CONFIG_FILE,
+        &format!(
+            "{CONFIG}{}",
+            models.replacen("responses: true", "responses: maybe", 1)
+        ),
+        "9:87: spec.models.providers.local.responses: expected true or false",
+    );
+}
+
 /// `AGENT` with the built-in runtime in place of the command; `runtime` replaces its fields.
 fn builtin_agent(runtime: &str, sandbox: &str) -> String {
     agent(

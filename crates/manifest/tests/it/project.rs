@@ -197,7 +197,7 @@ fn builtin_project(
 }
 
 #[test]
-fn a_builtin_agent_needs_an_anthropic_alias_the_config_has() {
+fn a_builtin_agent_needs_an_alias_the_config_has_on_a_provider_it_can_reach() {
     let models = "  models:\n    providers:\n      a: {kind: anthropic, base_url: \"http://x\", api_key_env: K}\n      o: {kind: openai, base_url: \"http://y\", api_key_env: K}\n    aliases:\n      claude: {provider: a, model: c}\n      gpt: {provider: o, model: g}\n";
     let ok = |runtime: &str, models: &str| {
         if let Err(e) = builtin_project(runtime, models) {
@@ -225,9 +225,12 @@ fn a_builtin_agent_needs_an_anthropic_alias_the_config_has() {
         ),
         "{message}"
     );
-    let (_, _, message) = problem("    model: gpt\n", models);
+    // Messages reach an OpenAI provider through Chat Completions; a Gemini one not yet.
+    ok("    model: gpt\n", models);
+    let gemini = "  models:\n    providers:\n      g: {kind: gemini, base_url: \"http://z\", api_key_env: K}\n    aliases:\n      gem: {provider: g, model: m}\n";
+    let (_, _, message) = problem("    model: gem\n", gemini);
     assert!(
-        message.contains("served by the provider `o`, which is not `kind: anthropic`"),
+        message.contains("served by the provider `g`, which is `kind: gemini`"),
         "{message}"
     );
     let (line, column, message) = problem("", models);
