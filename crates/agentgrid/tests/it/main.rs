@@ -53,6 +53,7 @@ mod toolchains;
 mod truth;
 mod verdict;
 mod visible;
+mod workflow_commit;
 mod workflow_held;
 mod workflow_run;
 mod workflow_torture;
