@@ -69,6 +69,8 @@ pub(crate) struct WorkflowDocument {
     pub name: Option<(String, usize, usize)>,
     pub workflow: Option<Workflow>,
     places: BTreeMap<Where, (usize, usize)>,
+    /// Where `spec.labels` is written, when it is.
+    labels_at: Option<(usize, usize)>,
 }
 
 /// Reads the workflow documents of one file.
@@ -148,6 +150,76 @@ pub(crate) fn check_workflows(
     }
 }
 
+/// Refuses a workflow that labels start and that lands (itself or through a sub-workflow)
+/// in a project whose approvals policy lands approved tasks (`approvals.land_after`, with
+/// `before_land` or `require_labels` asking about them). Such a task would be landed twice
+/// over: its agent state makes it done, so the policy asks a person about it, and while that
+/// approval is pending the workflow's land state is refused (a task waiting for an approval
+/// does not land), failing the run; the approval then lands it through `land_after`, or, the
+/// other way round, the workflow's land comes first and the policy's land is refused.
+pub(crate) fn check_land_twice(
+    documents: &[WorkflowDocument],
+    approvals: &crate::config::Approvals,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let asks = approvals.before_land || !approvals.require_labels.is_empty();
+    if !(approvals.land_after && asks) {
+        return;
+    }
+    let by_name: BTreeMap<&str, &Workflow> = documents
+        .iter()
+        .filter_map(|d| d.workflow.as_ref())
+        .map(|w| (w.name.as_str(), w))
+        .collect();
+    for doc in documents {
+        let Some(w) = &doc.workflow else {
+            continue;
+        };
+        if w.labels.is_empty() {
+            continue;
+        }
+        let Some(landing) = landing_state(&w.name, &by_name) else {
+            continue;
+        };
+        let (line, column) = doc.labels_at.unwrap_or((1, 1));
+        diagnostics.push(Diagnostic::new(
+            &doc.file,
+            line,
+            column,
+            format!(
+                "labels: a task these labels start `{}` on is landed by its state {landing},                  and config.yaml's `approvals.land_after: true` lands the same task when a                  person approves it: the policy's pending approval refuses the workflow's land,                  and whichever lands second fails. Land in one place: remove `land_after` from                  .agentgrid/config.yaml (the workflow's own approval and land states decide),                  or remove the land state from the workflow",
+                w.name
+            ),
+        ));
+    }
+}
+
+/// The first land state a workflow reaches, itself or through the sub-workflows it starts
+/// (`` `land` `` or `` `land` of `deploy` ``).
+fn landing_state(name: &str, by_name: &BTreeMap<&str, &Workflow>) -> Option<String> {
+    let mut todo = vec![name.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(next) = todo.pop() {
+        if !seen.insert(next.clone()) {
+            continue;
+        }
+        let Some(w) = by_name.get(next.as_str()) else {
+            continue;
+        };
+        for state in &w.definition.states {
+            match &state.kind {
+                StateKind::Land if next == name => return Some(format!("`{}`", state.name)),
+                StateKind::Land => {
+                    return Some(format!("`{}` of the sub-workflow `{next}`", state.name));
+                }
+                StateKind::Workflow { workflow } => todo.push(workflow.clone()),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// A path of sub-workflow starts from `name` back to itself, longer than one step (a workflow
 /// that starts itself is reported by its own check).
 fn circle_from(name: &str, graph: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
@@ -181,6 +253,7 @@ fn decode_workflow(cx: &mut Cx, node: &Node) -> WorkflowDocument {
         name: None,
         workflow: None,
         places: BTreeMap::new(),
+        labels_at: None,
     };
     let Some(f) = cx.fields(node, "", MANIFEST_FIELDS) else {
         return doc;
@@ -203,6 +276,7 @@ fn decode_workflow(cx: &mut Cx, node: &Node) -> WorkflowDocument {
         return doc;
     };
     let labels: Vec<String> = s.or(cx, "labels", Vec::new());
+    doc.labels_at = s.value("labels").map(|n| (n.line, n.column));
     let blackboard = decode_blackboard(cx, &s);
     let start: Option<String> = s.required(cx, "start", "start: code");
     if let Some(n) = s.value("start") {
