@@ -151,21 +151,17 @@ pub(crate) fn check_workflows(
 }
 
 /// Refuses a workflow that labels start and that lands (itself or through a sub-workflow)
-/// in a project whose approvals policy lands approved tasks (`approvals.land_after`, with
-/// `before_land` or `require_labels` asking about them). Such a task would be landed twice
-/// over: its agent state makes it done, so the policy asks a person about it, and while that
-/// approval is pending the workflow's land state is refused (a task waiting for an approval
-/// does not land), failing the run; the approval then lands it through `land_after`, or, the
-/// other way round, the workflow's land comes first and the policy's land is refused.
-pub(crate) fn check_land_twice(
+/// in a project whose approvals policy asks a person about the same tasks once done
+/// (`approvals.before_land`, or one of the workflow's labels in `require_labels`). The
+/// workflow's agent state makes the task done, so the policy asks about it, and while that
+/// approval is pending the workflow's land is refused (a task waiting for an approval does
+/// not land), failing the run; with `approvals.land_after` the approval then lands the task a
+/// second way.
+pub(crate) fn check_policy_lands(
     documents: &[WorkflowDocument],
     approvals: &crate::config::Approvals,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
-    let asks = approvals.before_land || !approvals.require_labels.is_empty();
-    if !(approvals.land_after && asks) {
-        return;
-    }
     let by_name: BTreeMap<&str, &Workflow> = documents
         .iter()
         .filter_map(|d| d.workflow.as_ref())
@@ -175,19 +171,38 @@ pub(crate) fn check_land_twice(
         let Some(w) = &doc.workflow else {
             continue;
         };
-        if w.labels.is_empty() {
+        let asked: Vec<&String> = w
+            .labels
+            .iter()
+            .filter(|l| approvals.before_land || approvals.require_labels.contains(l))
+            .collect();
+        if asked.is_empty() {
             continue;
         }
         let Some(landing) = landing_state(&w.name, &by_name) else {
             continue;
         };
-        let (line, column) = doc.labels_at.unwrap_or((1, 1));
+        let policy = if approvals.before_land {
+            "`approvals.before_land: true`".to_string()
+        } else {
+            let names: Vec<String> = asked.iter().map(|l| format!("`{l}`")).collect();
+            format!("`approvals.require_labels` ({})", names.join(", "))
+        };
+        let twice = if approvals.land_after {
+            ", and `land_after` lands the task a second way once the person approves"
+        } else {
+            ""
+        };
         diagnostics.push(Diagnostic::new(
             &doc.file,
-            line,
-            column,
+            doc.labels_at.map_or(1, |at| at.0),
+            doc.labels_at.map_or(1, |at| at.1),
             format!(
-                "labels: a task these labels start `{}` on is landed by its state {landing},                  and config.yaml's `approvals.land_after: true` lands the same task when a                  person approves it: the policy's pending approval refuses the workflow's land,                  and whichever lands second fails. Land in one place: remove `land_after` from                  .agentgrid/config.yaml (the workflow's own approval and land states decide),                  or remove the land state from the workflow",
+                "labels: a task these labels start `{}` on is landed by its state {landing}, but \
+                 config.yaml's {policy} makes the same task, once done, wait for a person's \
+                 approval, which refuses the workflow's land and fails the run{twice}. Decide \
+                 in one place: take the label out of the approvals policy (the workflow's own \
+                 approval state asks the person), or remove the land state from the workflow",
                 w.name
             ),
         ));
