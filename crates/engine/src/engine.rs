@@ -579,6 +579,8 @@ impl Engine {
     /// Keeps the snapshot's active list (which the scheduler reads) in step with live state.
     fn refresh_active_view(&mut self) {
         self.snapshot.busy_workspaces = self.jobs.busy();
+        let commands = self.workflows.working_in();
+        self.snapshot.busy_workspaces.extend(commands);
         self.snapshot.workflow_held = self.workflows.held();
         self.snapshot.active.clear();
         for (id, a) in &self.active {

@@ -121,6 +121,7 @@ pub fn load_project(agentgrid_dir: &Path) -> Result<Project, Diagnostics> {
         .filter_map(|(_, d)| d.name.as_ref().map(|n| n.0.clone()))
         .collect();
     check_workflows(&workflows, agent_names, &mut diagnostics);
+    crate::workflow::check_policy_lands(&workflows, &config.approvals, &mut diagnostics);
     let agencies = read_agencies(&agentgrid_dir.join("agencies"), &mut diagnostics);
     let refs: Vec<AgentRefs> = documents
         .iter()

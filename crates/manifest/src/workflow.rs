@@ -69,6 +69,8 @@ pub(crate) struct WorkflowDocument {
     pub name: Option<(String, usize, usize)>,
     pub workflow: Option<Workflow>,
     places: BTreeMap<Where, (usize, usize)>,
+    /// Where `spec.labels` is written, when it is.
+    labels_at: Option<(usize, usize)>,
 }
 
 /// Reads the workflow documents of one file.
@@ -148,6 +150,91 @@ pub(crate) fn check_workflows(
     }
 }
 
+/// Refuses a workflow that labels start and that lands (itself or through a sub-workflow)
+/// in a project whose approvals policy asks a person about the same tasks once done
+/// (`approvals.before_land`, or one of the workflow's labels in `require_labels`). The
+/// workflow's agent state makes the task done, so the policy asks about it, and while that
+/// approval is pending the workflow's land is refused (a task waiting for an approval does
+/// not land), failing the run; with `approvals.land_after` the approval then lands the task a
+/// second way.
+pub(crate) fn check_policy_lands(
+    documents: &[WorkflowDocument],
+    approvals: &crate::config::Approvals,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let by_name: BTreeMap<&str, &Workflow> = documents
+        .iter()
+        .filter_map(|d| d.workflow.as_ref())
+        .map(|w| (w.name.as_str(), w))
+        .collect();
+    for doc in documents {
+        let Some(w) = &doc.workflow else {
+            continue;
+        };
+        let asked: Vec<&String> = w
+            .labels
+            .iter()
+            .filter(|l| approvals.before_land || approvals.require_labels.contains(l))
+            .collect();
+        if asked.is_empty() {
+            continue;
+        }
+        let Some(landing) = landing_state(&w.name, &by_name) else {
+            continue;
+        };
+        let policy = if approvals.before_land {
+            "`approvals.before_land: true`".to_string()
+        } else {
+            let names: Vec<String> = asked.iter().map(|l| format!("`{l}`")).collect();
+            format!("`approvals.require_labels` ({})", names.join(", "))
+        };
+        let twice = if approvals.land_after {
+            ", and `land_after` lands the task a second way once the person approves"
+        } else {
+            ""
+        };
+        diagnostics.push(Diagnostic::new(
+            &doc.file,
+            doc.labels_at.map_or(1, |at| at.0),
+            doc.labels_at.map_or(1, |at| at.1),
+            format!(
+                "labels: a task these labels start `{}` on is landed by its state {landing}, but \
+                 config.yaml's {policy} makes the same task, once done, wait for a person's \
+                 approval, which refuses the workflow's land and fails the run{twice}. Decide \
+                 in one place: take the label out of the approvals policy (the workflow's own \
+                 approval state asks the person), or remove the land state from the workflow",
+                w.name
+            ),
+        ));
+    }
+}
+
+/// The first land state a workflow reaches, itself or through the sub-workflows it starts
+/// (`` `land` `` or `` `land` of `deploy` ``).
+fn landing_state(name: &str, by_name: &BTreeMap<&str, &Workflow>) -> Option<String> {
+    let mut todo = vec![name.to_string()];
+    let mut seen = BTreeSet::new();
+    while let Some(next) = todo.pop() {
+        if !seen.insert(next.clone()) {
+            continue;
+        }
+        let Some(w) = by_name.get(next.as_str()) else {
+            continue;
+        };
+        for state in &w.definition.states {
+            match &state.kind {
+                StateKind::Land if next == name => return Some(format!("`{}`", state.name)),
+                StateKind::Land => {
+                    return Some(format!("`{}` of the sub-workflow `{next}`", state.name));
+                }
+                StateKind::Workflow { workflow } => todo.push(workflow.clone()),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
 /// A path of sub-workflow starts from `name` back to itself, longer than one step (a workflow
 /// that starts itself is reported by its own check).
 fn circle_from(name: &str, graph: &BTreeMap<String, Vec<String>>) -> Option<Vec<String>> {
@@ -181,6 +268,7 @@ fn decode_workflow(cx: &mut Cx, node: &Node) -> WorkflowDocument {
         name: None,
         workflow: None,
         places: BTreeMap::new(),
+        labels_at: None,
     };
     let Some(f) = cx.fields(node, "", MANIFEST_FIELDS) else {
         return doc;
@@ -203,6 +291,7 @@ fn decode_workflow(cx: &mut Cx, node: &Node) -> WorkflowDocument {
         return doc;
     };
     let labels: Vec<String> = s.or(cx, "labels", Vec::new());
+    doc.labels_at = s.value("labels").map(|n| (n.line, n.column));
     let blackboard = decode_blackboard(cx, &s);
     let start: Option<String> = s.required(cx, "start", "start: code");
     if let Some(n) = s.value("start") {

@@ -131,6 +131,12 @@ pub enum Error {
         files: Vec<String>,
     },
 
+    #[error(
+        "work in the worktree of task {wanted} was asked for in the turn held at another \
+         worktree (task {held}'s); nothing was done: take the turn of the worktree you work in"
+    )]
+    WrongTurn { held: TaskId, wanted: TaskId },
+
     #[error("cannot {action} `{path}`: {source}")]
     Io {
         action: &'static str,

@@ -15,6 +15,8 @@
 //!   sub-task's branch in ([`MergeOutcome`]), and [`Workspaces::remove`] cleans up
 //!   ([`RemoveOutcome`]).
 //! - [`Workspace`]: one task's worktree, path and branch.
+//! - [`WorktreeTurn`]: the right to work in one worktree; host-side work there (checkouts,
+//!   commits, merges, removal) takes turns ([`Workspaces::turn`]).
 //! - [`Review`]: what a task's branch changed, per file and as a patch, for a person deciding
 //!   on an approval ([`Workspaces::review`]).
 //!
@@ -57,6 +59,7 @@ mod land;
 pub mod message;
 mod quota;
 mod review;
+mod turn;
 mod workspaces;
 
 pub use busy::{processes_using, processes_using_blocking};
@@ -69,4 +72,5 @@ pub use judge::{Change, ChangeKind, JudgeTree};
 pub use land::{MainCheckout, Prepared};
 pub use quota::{Measured, OverQuota, Quota, measure};
 pub use review::{FileStat, Review};
+pub use turn::WorktreeTurn;
 pub use workspaces::{MergeOutcome, RemoveOutcome, Workspace, Workspaces};

@@ -7,7 +7,7 @@
 //! read. Agents are named in `Co-authored-by:` trailers with a fixed address form,
 //! [`agent_address`], under the reserved `.invalid` domain, so that no mail ever goes anywhere.
 
-use domain::{ExecutionId, TaskId};
+use domain::{ExecutionId, TaskId, WorkflowId};
 
 /// The longest subject line made from a title; git tools show about this much.
 const SUBJECT_CHARS: usize = 72;
@@ -70,6 +70,44 @@ pub fn left_over(title: &str, task: TaskId) -> String {
         "{} (work left in the workspace)\n\nAgentgrid-Task: {task}\n",
         subject(title)
     )
+}
+
+/// The message of a commit of what a workflow's command state changed in the worktree: the
+/// state and its command in the subject (a `make fmt` state reads as such in `git log`), the
+/// whole command and where it came from in the body and trailers.
+pub fn workflow_command(task: TaskId, run: WorkflowId, state: &str, argv: &[String]) -> String {
+    let command = shell_words(argv);
+    format!(
+        "{}\n\nWhat the command `{}` of workflow run W{run} changed.\n\nAgentgrid-Task: {task}\nAgentgrid-Workflow-Run: {run}\nAgentgrid-Workflow-State: {}\n",
+        subject(&format!("{state}: {command}")),
+        one_line(&command),
+        one_line(state),
+    )
+}
+
+/// A command line as a person would type it: words with spaces or quotes in single quotes.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| {
+            let plain = !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Text on one line, so that it can never start a trailer or a paragraph of its own.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// What the commit that lands a task on the base branch says.
@@ -157,6 +195,25 @@ mod tests {
         assert_eq!(
             text,
             "Add CSV export\n\nAgentgrid-Task: 5\nAgentgrid-Execution: 9\nAgentgrid-Iteration: 2\nAgentgrid-Agent: coder\n"
+        );
+    }
+
+    #[test]
+    fn a_workflow_command_commit_names_its_state_and_command() {
+        let argv = ["sh", "-c", "echo lint >> side.log"].map(String::from);
+        let text = workflow_command(TaskId(3), WorkflowId(7), "lint", &argv);
+        assert_eq!(
+            text,
+            "lint: sh -c 'echo lint >> side.log'\n\nWhat the command `sh -c 'echo lint >> side.log'` \
+             of workflow run W7 changed.\n\nAgentgrid-Task: 3\nAgentgrid-Workflow-Run: 7\n\
+             Agentgrid-Workflow-State: lint\n"
+        );
+        // A quote in a word stays readable and the subject stays one bounded line.
+        let argv = ["printf", "it's\nfine"].map(String::from);
+        let text = workflow_command(TaskId(3), WorkflowId(7), "fmt", &argv);
+        assert!(
+            text.starts_with("fmt: printf 'it'\\''s fine'\n\n"),
+            "{text}"
         );
     }
 

@@ -16,6 +16,7 @@ use crate::git::{
     transient,
 };
 use crate::guard::{Head, Repository, TaskGit};
+use crate::turn::WorktreeTurn;
 use crate::{Error, HookKind, WorkspaceConfig};
 
 /// How much of a hook's output is kept for its error message.
@@ -70,8 +71,6 @@ pub struct Workspaces {
     cfg: WorkspaceConfig,
     root: PathBuf,
     admin: Arc<tokio::sync::Mutex<()>>,
-    /// One lock per task, so that two calls for the same task inside this process take turns.
-    task_locks: Mutex<HashMap<TaskId, Arc<tokio::sync::Mutex<()>>>>,
     /// The repository's common git directory, asked of git once (not before every checkout)
     /// and named explicitly to every git command after. Should it stop being a repository, the
     /// next git command fails and says so.
@@ -135,7 +134,6 @@ impl Workspaces {
             cfg,
             root,
             admin,
-            task_locks: Mutex::new(HashMap::new()),
             repository: tokio::sync::OnceCell::new(),
             index_stamps: Mutex::new(HashMap::new()),
         }
@@ -161,14 +159,36 @@ impl Workspaces {
     /// `after_create` runs on every fresh checkout, in `sandbox` (see [`Workspaces::run_hook`]);
     /// if it fails, the checkout is undone (the branch stays) so that the next call tries again.
     /// A worktree found in place gets its `.git` pointer checked and put back.
+    ///
+    /// Takes the worktree's turn for the checkout; [`Workspaces::ensure_in`] is for a caller
+    /// that holds it already.
     pub async fn ensure(
         &self,
         task: TaskId,
         start_from: Option<&str>,
         sandbox: Option<&SandboxSpec>,
     ) -> Result<Workspace, Error> {
-        let lock = self.task_lock(task);
-        let _turn = lock.lock().await;
+        let turn = self.turn(task).await;
+        self.ensure_in(&turn, start_from, sandbox).await
+    }
+
+    /// Waits for the turn at the worktree of `task` (see [`WorktreeTurn`]): while it is held,
+    /// no other host-side work of this process checks that worktree out, commits in it, merges
+    /// into it or removes it. Every method that works in a worktree takes it itself; the `_in`
+    /// methods are for a caller that holds it across several steps.
+    pub async fn turn(&self, task: TaskId) -> WorktreeTurn {
+        WorktreeTurn::take(task, &self.path_of(task)).await
+    }
+
+    /// [`Workspaces::ensure`] for the task of `turn`, which the caller holds.
+    pub async fn ensure_in(
+        &self,
+        turn: &WorktreeTurn,
+        start_from: Option<&str>,
+        sandbox: Option<&SandboxSpec>,
+    ) -> Result<Workspace, Error> {
+        let task = turn.task();
+        self.check_turn(turn, task)?;
         let path = self.path_of(task);
         let branch = Self::branch_name(task);
         let repository = self.repository().await?;
@@ -335,7 +355,22 @@ impl Workspaces {
     /// The commit goes onto the task's own branch or nowhere: `HEAD` of the task's git directory
     /// must name `agentgrid/task-<id>` ([`Error::HeadMoved`] otherwise), and the `.git` pointer is
     /// put back to the engine's git directory first.
+    ///
+    /// Takes the worktree's turn for the whole of it (status, quota, add, commit), so that no
+    /// other host-side work of this process changes the index or the files meanwhile.
     pub async fn commit_all(&self, ws: &Workspace, message: &str) -> Result<Option<String>, Error> {
+        let turn = self.turn(ws.task).await;
+        self.commit_all_in(&turn, ws, message).await
+    }
+
+    /// [`Workspaces::commit_all`] in the turn the caller holds, which must be at `ws`'s task.
+    pub async fn commit_all_in(
+        &self,
+        turn: &WorktreeTurn,
+        ws: &Workspace,
+        message: &str,
+    ) -> Result<Option<String>, Error> {
+        self.check_turn(turn, ws.task)?;
         let git_dir = self.task_git(ws).await?;
         self.trust_index(&git_dir).await?;
         let committed = self.commit_checked(ws, &git_dir, message).await;
@@ -410,6 +445,7 @@ impl Workspaces {
         branch: &str,
         message: &str,
     ) -> Result<MergeOutcome, Error> {
+        let _turn = self.turn(into.task).await;
         let git_dir = self.task_git(into).await?;
         self.trust_index(&git_dir).await?;
         let merged = self.merge_checked(into, &git_dir, branch, message).await;
@@ -495,6 +531,7 @@ impl Workspaces {
     /// files go back to the branch's last commit (`merge --abort`, or `reset --merge` when git
     /// cannot abort); changes the merge did not touch stay. Says whether there was one.
     pub async fn abort_interrupted_merge(&self, ws: &Workspace) -> Result<bool, Error> {
+        let _turn = self.turn(ws.task).await;
         let git_dir = self.task_git(ws).await?;
         let merge_head = git_dir.git_dir.join("MERGE_HEAD");
         if std::fs::symlink_metadata(&merge_head).is_err() {
@@ -525,8 +562,7 @@ impl Workspaces {
         ws: &Workspace,
         sandbox: Option<&SandboxSpec>,
     ) -> Result<RemoveOutcome, Error> {
-        let lock = self.task_lock(ws.task);
-        let _turn = lock.lock().await;
+        let _turn = self.turn(ws.task).await;
         let repository = self.repository().await?;
         let repo = repository.target(&self.cfg.repo_root);
         if !ws.path.exists() {
@@ -695,12 +731,15 @@ impl Workspaces {
         })
     }
 
-    fn task_lock(&self, task: TaskId) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self
-            .task_locks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        locks.entry(task).or_default().clone()
+    /// Refuses work on the worktree of `task` in a turn taken at another worktree.
+    fn check_turn(&self, turn: &WorktreeTurn, task: TaskId) -> Result<(), Error> {
+        if turn.is_at(task, &self.path_of(task)) {
+            return Ok(());
+        }
+        Err(Error::WrongTurn {
+            held: turn.task(),
+            wanted: task,
+        })
     }
 
     /// The repository, found the first time it is needed.

@@ -54,6 +54,7 @@ mod translated;
 mod truth;
 mod verdict;
 mod visible;
+mod workflow_commit;
 mod workflow_held;
 mod workflow_run;
 mod workflow_torture;

@@ -104,7 +104,10 @@ fn a_run_through_every_kind_of_state_succeeds_and_lands() {
     assert_eq!(queue[0]["approval"]["source"], "workflow", "{queue}");
     let child = run_of(&repo, 2);
     assert_eq!(child["status"], "succeeded", "{child}");
-    assert_eq!(side_effects(&repo), ["build", "lint", "smoke"]);
+    // Each command's line was committed as it succeeded (the worktree itself may be gone: the
+    // task was done after `code`, and nothing was left uncommitted to keep it).
+    let side = repo.git(&["show", "agentgrid/task-1:side.log"]);
+    assert_eq!(side.lines().collect::<Vec<_>>(), ["build", "lint", "smoke"]);
 
     // With no engine running, approving carries the land state out at once.
     let approved = repo.ok(&["approvals", "approve", "1"]);
@@ -132,6 +135,22 @@ fn a_run_through_every_kind_of_state_succeeds_and_lands() {
         files.contains("work.txt") && files.contains("docs.md"),
         "{files}"
     );
+    // What the commands changed was committed as each ended, in their order, so the land
+    // brought it too; each commit says which state and command made it.
+    let side = repo.git(&["show", "main:side.log"]);
+    assert_eq!(
+        side.lines().collect::<Vec<_>>(),
+        ["build", "lint", "smoke"],
+        "{side}"
+    );
+    let subjects = repo.git(&["log", "--format=%s", "main"]);
+    for state in ["build", "lint", "smoke"] {
+        let subject = format!("{state}: sh -c 'echo {state} >> side.log'");
+        assert!(
+            subjects.lines().any(|l| l == subject),
+            "`{subject}` is on main: {subjects}"
+        );
+    }
     // The approval was taken once, and the gate's visit ran nothing again.
     let events = repo.ok(&["events", "--task", "1"]);
     assert_eq!(
@@ -165,6 +184,15 @@ fn a_failing_command_takes_the_failed_transition() {
         "{lines:#?}"
     );
     assert_eq!(side_effects(&repo), ["test", "repair"]);
+    // The failed command's change stayed in the worktree, uncommitted, and the next command's
+    // commit took it along with its own.
+    let side = repo.git(&["show", "agentgrid/task-1:side.log"]);
+    assert_eq!(side.lines().collect::<Vec<_>>(), ["test", "repair"]);
+    let subjects = repo.git(&["log", "--format=%s", "main..agentgrid/task-1"]);
+    assert_eq!(
+        subjects.lines().collect::<Vec<_>>(),
+        ["repair: sh -c 'echo repair >> side.log'"]
+    );
     // Why it failed is on the task, with the command's last words.
     let show = repo.ok(&["task", "show", "1"]);
     assert!(
@@ -229,6 +257,9 @@ fn a_loop_ends_when_its_budget_is_spent() {
         "{lines:#?}"
     );
     assert_eq!(side_effects(&repo), ["again", "again", "again"]);
+    // No command succeeded, so nothing was committed.
+    let ahead = repo.git(&["rev-list", "--count", "main..agentgrid/task-1"]);
+    assert_eq!(ahead.trim(), "0");
 }
 
 #[test]
@@ -395,6 +426,73 @@ fn an_agent_starts_a_workflow_on_its_own_task_and_an_unknown_one_is_refused() {
         events.contains("agent:starter#1") && events.contains("workflow run W1 of `smoke` started"),
         "{events}"
     );
+}
+
+#[test]
+fn a_command_of_a_workflow_an_agent_starts_on_its_own_task_commits_after_the_agent() {
+    // The agent goes on writing after it started the workflow: a command that ran or committed
+    // before its execution ended would take its files half written, or come before its lines.
+    let starter = agent(
+        "starter",
+        "echo agent >> side.log; \
+         agentgrid ctl workflow start smoke > started.json; \
+         i=0; while [ $i -lt 300 ]; do echo $i >> late.txt; i=$((i+1)); done; \
+         echo after >> side.log; \
+         agentgrid ctl complete --summary 'started the smoke test'",
+        "  routing: {default: true}\n",
+    );
+    let repo = Repo::with_agents(&[("starter", &starter)]);
+    let dir = repo.path().join(".agentgrid/workflows");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("smoke.yaml"),
+        format!("apiVersion: agentgrid.dev/v1\nkind: Workflow\nmetadata: {{name: smoke}}\nspec:\n{SMOKE}"),
+    )
+    .unwrap();
+    // Five tasks at once, so that a race between the agents' ends and the commands shows.
+    const TASKS: u64 = 5;
+    for n in 1..=TASKS {
+        repo.ok(&["task", "add", &format!("Check it {n}")]);
+    }
+    repo.ok(&["run"]);
+
+    let runs = repo.json(&["workflow", "list", "--all", "--json"]);
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), TASKS as usize, "{runs:?}");
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:#?}");
+    for n in 1..=TASKS {
+        let branch = format!("agentgrid/task-{n}");
+        assert_eq!(repo.task_state(n), "done");
+        // The agent's commit, then the command's, and nothing else.
+        let log = repo.git(&[
+            "log",
+            "--reverse",
+            "--format=%(trailers:key=Agentgrid-Execution,valueonly,separator=)|%(trailers:key=Agentgrid-Workflow-State,valueonly,separator=)",
+            &format!("main..{branch}"),
+        ]);
+        let log: Vec<&str> = log.lines().collect();
+        assert_eq!(log.len(), 2, "task #{n}: {log:?}");
+        assert!(
+            log[0].ends_with('|') && log[0].len() > 1,
+            "task #{n}: the agent's execution commits first: {log:?}"
+        );
+        assert_eq!(log[1], "|smoke", "task #{n}: the command commits last");
+        // The command ran on the agent's finished files, and its commit holds only its line.
+        let side = repo.git(&["show", &format!("{branch}:side.log")]);
+        assert_eq!(
+            side.lines().collect::<Vec<_>>(),
+            ["agent", "after", "smoke"],
+            "task #{n}"
+        );
+        let late = repo.git(&["show", &format!("{branch}~1:late.txt")]);
+        assert_eq!(
+            late.lines().count(),
+            300,
+            "task #{n}: the agent's commit is whole"
+        );
+        let changed = repo.git(&["diff", "--name-only", &format!("{branch}~1"), &branch]);
+        assert_eq!(changed.trim(), "side.log", "task #{n}");
+    }
 }
 
 #[test]

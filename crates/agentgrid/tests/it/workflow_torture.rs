@@ -126,8 +126,9 @@ fn kill_9_torture_of_every_kind_of_state_finishes_each_run_once_and_decides_noth
 /// A project with the agents `coder` (on the task: a side-effect line and the work) and
 /// `writer` (on the sub-task: the docs), the workflows, and one `every` run on each of the
 /// tasks. The side effects go to `side-N.log` in task N's worktree, a file of each task's own so
-/// that the lands do not conflict on it; what the commands leave there is committed to the
-/// task's branch when its worktree is removed, so the branch holds every line.
+/// that the lands do not conflict on it; what a command that succeeded wrote there is committed
+/// to the task's branch as it ends, and what a kill left is committed when the worktree is
+/// removed, so the branch holds every line.
 fn project() -> Repo {
     let coder = agent(
         "coder",
@@ -195,8 +196,8 @@ fn torture(seed: u64) -> usize {
         repo.ok(&["run"]);
     }
     // A land the person's approval carried out in the queue leaves the task's worktree to the
-    // next engine, which commits what the commands left there before removing it: run one, as
-    // a person would, so that the branch holds every line.
+    // next engine, which commits what a command cut short by a kill left there before removing
+    // it: run one, as a person would, so that the branch holds every line.
     repo.ok(&["run"]);
     check(&repo, seed, &decided);
     kills

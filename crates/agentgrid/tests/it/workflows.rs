@@ -159,3 +159,73 @@ fn imported_tasks_with_a_workflow_label_start_it_in_the_import_batch() {
     assert_eq!(events[1]["type"], "task_workflow_started", "{events:?}");
     assert_eq!(at[0], at[1], "{events:?}");
 }
+
+#[test]
+fn a_labelled_workflow_that_lands_is_refused_where_the_approvals_policy_asks_too() {
+    let repo = project();
+    let config = repo.path().join(".agentgrid/config.yaml");
+    let policy = |approvals: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  approvals: {approvals}\n"
+            ),
+        )
+        .unwrap();
+    };
+    // A task labelled `reviewed` runs the review workflow, which lands it; the policy asks a
+    // person about the same done task, which holds the workflow's land back, and would land
+    // it a second time.
+    policy("{require_labels: [reviewed], land_after: true}");
+    let out = repo.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "review.yaml:11:11: labels: a task these labels start `review` on is landed by its \
+             state `land`, but config.yaml's `approvals.require_labels` (`reviewed`) makes the \
+             same task, once done, wait for a person's approval, which refuses the workflow's \
+             land and fails the run, and `land_after` lands the task a second way"
+        ) && err.contains("take the label out of the approvals policy"),
+        "{err}"
+    );
+    // Without `land_after` the pending approval still refuses the workflow's land.
+    policy("{require_labels: [reviewed]}");
+    let err = stderr(&repo.run(&["validate"]));
+    assert!(
+        err.contains("review.yaml:11:11: labels:") && !err.contains("land_after"),
+        "{err}"
+    );
+
+    // So is a land reached through a sub-workflow, with `before_land` asking about every
+    // task; the message names the state.
+    let file = repo.path().join(".agentgrid/workflows/review.yaml");
+    let outer = "apiVersion: agentgrid.dev/v1\nkind: Workflow\nmetadata: {name: outer}\nspec:\n  \
+                 labels: [ship]\n  start: inner\n  states:\n    inner:\n      workflow: review\n      \
+                 on: [{to: done}]\n    done: {end: succeeded}\n";
+    std::fs::write(repo.path().join(".agentgrid/workflows/outer.yaml"), outer).unwrap();
+    let unlabelled = manifest::EXAMPLE_WORKFLOW.replace("  labels: [reviewed]\n", "");
+    std::fs::write(&file, unlabelled).unwrap();
+    policy("{before_land: true, land_after: true}");
+    let out = repo.run(&["validate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "outer.yaml:5:11: labels: a task these labels start `outer` on is landed by its \
+             state `land` of the sub-workflow `review`, but config.yaml's \
+             `approvals.before_land: true`"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("review.yaml"),
+        "an unlabelled workflow is no clash: {err}"
+    );
+
+    // A policy that asks about other labels, or only lands what it asked about, loads.
+    policy("{require_labels: [security], land_after: true}");
+    repo.ok(&["validate"]);
+    policy("{land_after: true}");
+    repo.ok(&["validate"]);
+}

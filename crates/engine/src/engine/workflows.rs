@@ -15,6 +15,11 @@
 //!   with the last execution's score. Until then a run's task is held from the scheduler.
 //! - a command: run in the task's worktree through the launch API, in the sandbox a hook gets
 //!   (never with an execution's token, never unsandboxed), with bounded output, off the loop.
+//!   It begins only once no execution of its task is active, and holds the worktree's turn
+//!   (`workspace::WorktreeTurn`) from its checkout to its commit, while its task is busy for
+//!   the scheduler: no agent writes there while it runs, and what a command that succeeded
+//!   changed is committed to the task's branch (checked as an agent's commit) before its
+//!   visit ends, so a land after it lands it.
 //! - a gate: the approval is requested with the begin; the decision steps the run in the
 //!   tracker, in the decision's batch.
 //! - a sub-workflow: started with the begin; its end steps the parent in the tracker.
@@ -50,7 +55,7 @@ type Key = (WorkflowId, u32, String, &'static str);
 /// begun marks and the deadlines are in the store.
 pub(super) struct Driver {
     /// Commands and lands running off the loop, with how to stop each.
-    in_flight: HashMap<Key, launch::CancellationToken>,
+    in_flight: HashMap<Key, InFlight>,
     reports: mpsc::UnboundedSender<Report>,
     receiver: Option<mpsc::UnboundedReceiver<Report>>,
     /// When the runs were last looked at.
@@ -65,6 +70,13 @@ pub(super) struct Driver {
     /// is its workflow's, run by the scheduler only when a visit says so, before and after the
     /// run's end alike, so that the run leaves it where its last state left it.
     owned: Option<BTreeSet<TaskId>>,
+}
+
+/// Work of a run under way off the loop.
+struct InFlight {
+    cancel: launch::CancellationToken,
+    /// The task whose worktree a command works in (a land works in none).
+    works_in: Option<TaskId>,
 }
 
 /// The end of work the driver ran off the loop: the input for its visit.
@@ -105,11 +117,17 @@ impl Driver {
         self.held.clone()
     }
 
+    /// Tasks whose worktree a command works in: busy for the scheduler, which starts no
+    /// execution there until the command's commit is made.
+    pub(super) fn working_in(&self) -> impl Iterator<Item = TaskId> + '_ {
+        self.in_flight.values().filter_map(|work| work.works_in)
+    }
+
     /// The engine stops: what runs off the loop is stopped with it. Each was begun, so the next
     /// start ends its visit as cut short rather than running it twice.
     pub(super) fn stop_all(&mut self) {
-        for (_, cancel) in self.in_flight.drain() {
-            cancel.cancel();
+        for (_, work) in self.in_flight.drain() {
+            work.cancel.cancel();
         }
     }
 
@@ -198,8 +216,8 @@ impl Engine {
             .cloned()
             .collect();
         for key in over {
-            if let Some(cancel) = self.workflows.in_flight.remove(&key) {
-                cancel.cancel();
+            if let Some(work) = self.workflows.in_flight.remove(&key) {
+                work.cancel.cancel();
             }
         }
         self.stop_timed_out_agents(&runs);
@@ -214,6 +232,17 @@ impl Engine {
         now: Timestamp,
     ) -> Result<bool, Error> {
         let Some(begun) = run.begun_for(command).cloned() else {
+            // A command waits until no execution of its task is active: it would run on files
+            // an agent is still writing, and its commit would take them half done. Nothing is
+            // recorded meanwhile; the end of the execution (and its commit) wakes the driver.
+            if let Command::RunCommand { .. } = command
+                && self
+                    .active
+                    .values()
+                    .any(|a| a.execution.task_id == run.task_id)
+            {
+                return Ok(false);
+            }
             return self.begin(run, command).await;
         };
         let key = key_of(run.id, command);
@@ -362,7 +391,11 @@ impl Engine {
                     .map_or(COMMAND_TIMEOUT, StdDuration::from_secs);
                 let key = key_of(run.id, command);
                 let cancel = launch::CancellationToken::new();
-                self.workflows.in_flight.insert(key.clone(), cancel.clone());
+                let in_flight = InFlight {
+                    cancel: cancel.clone(),
+                    works_in: Some(run.task_id),
+                };
+                self.workflows.in_flight.insert(key.clone(), in_flight);
                 let work = CommandWork {
                     key,
                     run: run.id,
@@ -382,7 +415,11 @@ impl Engine {
             Command::Land { visit, state } => {
                 let key = key_of(run.id, command);
                 let cancel = launch::CancellationToken::new();
-                self.workflows.in_flight.insert(key.clone(), cancel.clone());
+                let in_flight = InFlight {
+                    cancel: cancel.clone(),
+                    works_in: None,
+                };
+                self.workflows.in_flight.insert(key.clone(), in_flight);
                 let lander = self.lander();
                 let app = app::App::new(self.store.clone(), self.clock.clone());
                 let tx = self.workflows.reports.clone();
@@ -641,9 +678,13 @@ async fn command_outcome(
         .map_err(|e| format!("{place}: {e}"))?
         .ok_or_else(|| format!("{place}: task #{} does not exist", work.task))?;
     let start_from = task.parent.map(workspace::Workspaces::branch_name);
+    // The turn is held from the checkout to the commit: no merge into the task, removal of
+    // its worktree or other command of a parallel state works there meanwhile, so the commit
+    // takes what this command changed and nothing half done.
+    let turn = context.workspaces.turn(work.task).await;
     let ws = context
         .workspaces
-        .ensure(work.task, start_from.as_deref(), Some(&sandbox))
+        .ensure_in(&turn, start_from.as_deref(), Some(&sandbox))
         .await
         .map_err(|e| format!("{place}: the task's worktree: {e}"))?;
     if task.branch.is_none() {
@@ -668,7 +709,24 @@ async fn command_outcome(
         .with_env_exactly(env)
         .with_sandbox(sandbox);
     match launch::run(spec, work.timeout, COMMAND_OUTPUT).await {
-        Ok(out) if out.success() => Ok((Outcome::Succeeded, None)),
+        Ok(out) if out.success() => {
+            // What the command changed (a formatter's rewrite, a generated file) is the task's
+            // work: committed to its branch now, through the same checked commit as an
+            // agent's (quota, HEAD, index, the `.git` pointer put back), so that a land state
+            // after it lands it. A refused commit fails the visit and commits nothing.
+            let message =
+                workspace::message::workflow_command(work.task, work.run, &work.state, &work.argv);
+            match context.workspaces.commit_all_in(&turn, &ws, &message).await {
+                Ok(_) => Ok((Outcome::Succeeded, None)),
+                Err(e) => Ok((
+                    Outcome::Failed,
+                    Some(format!(
+                        "{place}: `{}` succeeded, but what it changed was not committed: {e}",
+                        work.argv.join(" ")
+                    )),
+                )),
+            }
+        }
         Ok(out) => {
             let tail = executor::output_tail(&out.stdout, &out.stderr, 2000);
             Ok((

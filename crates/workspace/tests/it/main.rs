@@ -855,3 +855,69 @@ async fn a_main_checkout_left_behind_by_a_land_is_seen_and_brought_along() {
             .unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_in_one_worktree_take_turns_across_managers() {
+    let repo = repo().await;
+    let first = Arc::new(workspaces(repo.path(), Hooks::default()));
+    // A second manager of the same repository in the process takes the same turns.
+    let second = Arc::new(workspaces(repo.path(), Hooks::default()));
+    let ws = first.ensure(TaskId(1), None, None).await.unwrap();
+    let mut commits = Vec::new();
+    for i in 0..8 {
+        std::fs::write(ws.path.join(format!("f{i}.txt")), format!("{i}\n")).unwrap();
+        let manager = Arc::clone(if i % 2 == 0 { &first } else { &second });
+        let ws = ws.clone();
+        commits.push(tokio::spawn(async move {
+            manager.commit_all(&ws, &format!("commit {i}\n")).await
+        }));
+    }
+    // Each commit ran whole, none raced another for the index: all succeeded, and together
+    // they hold every file.
+    for commit in commits {
+        commit.await.unwrap().unwrap();
+    }
+    let files = git(&ws.path, &["ls-tree", "-r", "--name-only", "HEAD"]).await;
+    for i in 0..8 {
+        assert!(files.lines().any(|f| f == format!("f{i}.txt")), "{files}");
+    }
+    assert_eq!(git(&ws.path, &["status", "--porcelain"]).await, "");
+}
+
+#[tokio::test]
+async fn work_in_a_turn_taken_at_another_worktree_is_refused() {
+    let dir = repo().await;
+    let manager = workspaces(dir.path(), Hooks::default());
+    let ws = manager.ensure(TaskId(1), None, None).await.unwrap();
+    std::fs::write(ws.path.join("work.txt"), "work\n").unwrap();
+    let before = git(&ws.path, &["rev-parse", "HEAD"]).await;
+    let other = manager.turn(TaskId(2)).await;
+    let refused = manager.commit_all_in(&other, &ws, "work\n").await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::WrongTurn {
+                held: TaskId(2),
+                wanted: TaskId(1)
+            })
+        ),
+        "{refused:?}"
+    );
+    // A turn of the same task id at another repository's worktree is no turn here either.
+    let elsewhere = repo().await;
+    let foreign = workspaces(elsewhere.path(), Hooks::default());
+    let turn = foreign.turn(TaskId(1)).await;
+    assert!(matches!(
+        manager.commit_all_in(&turn, &ws, "work\n").await,
+        Err(Error::WrongTurn { .. })
+    ));
+    assert!(matches!(
+        manager.ensure_in(&turn, None, None).await,
+        Err(Error::WrongTurn { .. })
+    ));
+    assert_eq!(git(&ws.path, &["rev-parse", "HEAD"]).await, before);
+    // In its own turn the commit is made.
+    let own = manager.turn(TaskId(1)).await;
+    let made = manager.commit_all_in(&own, &ws, "work\n").await.unwrap();
+    assert!(made.is_some());
+}
