@@ -81,8 +81,8 @@ pub use approvals::{
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
 pub use area_leases::{
-    AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, SweepAreaLeases, TakeAreaLeases,
-    area_waits, parse_area_paths,
+    AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, Reserve, SweepAreaLeases,
+    TakeAreaLeases, area_waits, parse_area_paths,
 };
 pub use blackboard::{Blackboard, ReadBlackboard, WriteBlackboard};
 pub use command::{

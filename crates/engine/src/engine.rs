@@ -1487,6 +1487,8 @@ impl Engine {
                 blocked_by,
                 priority,
                 key,
+                areas,
+                lease_ttl_ms,
             } => {
                 let call = calls::SubtaskCall {
                     title,
@@ -1495,6 +1497,8 @@ impl Engine {
                     blocked_by,
                     priority,
                     key,
+                    areas,
+                    lease_ttl_ms,
                 };
                 self.create_subtask(&task, &actor, &shared, call).await
             }
