@@ -399,7 +399,9 @@ fn sub_tasks_made_with_overlapping_areas_never_run_at_once() {
     let reasons: Vec<String> = ended(&repo).into_iter().map(|(_, why)| why).collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
     assert!(
-        reasons.iter().all(|r| r.ends_with("succeeded") && r.starts_with("task #")),
+        reasons
+            .iter()
+            .all(|r| r.ends_with("succeeded") && r.starts_with("task #")),
         "{reasons:?}"
     );
 }
@@ -462,4 +464,53 @@ fn a_refused_reservation_creates_no_sub_task() {
     // Task 3 can never run (no agent has its capability): the engine is stopped here.
     engine.kill().unwrap();
     engine.wait().unwrap();
+}
+
+#[test]
+fn a_sub_task_held_behind_a_one_second_lease_starts_promptly_when_it_runs_out() {
+    let out = tempfile::tempdir().unwrap();
+    // Task 1 leases `src` for one second and stays until task 3 has started (ten seconds at
+    // most); task 2 makes sub-task 3 reserving `src/db`. Without a wake-up at the lease's
+    // expiry, task 3 would start only when task 1 ends, ten seconds later.
+    let script = format!(
+        "case \"$AGENTGRID_TASK_ID:$AGENTGRID_EXECUTION_KIND\" in \
+           1:*) agentgrid ctl lease take src --ttl 1s > \"$OUT/held\" 2>&1; {started} ;; \
+           2:work) {held} agentgrid ctl subtask create 'Migrate' --area src/db > /dev/null ;; \
+           3:*) touch \"$OUT/started\" ;; \
+           *) ;; \
+         esac",
+        held = wait_file("held"),
+        started = wait_file("started"),
+    );
+    let repo = project(&script, out.path());
+    repo.ok(&["task", "add", "Hold src briefly"]);
+    repo.ok(&["task", "add", "Plan the migration"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(3), "done");
+    let log = events(&repo);
+    let taken = log
+        .iter()
+        .find(|e| e["type"] == "execution_area_lease_taken" && e["lease"]["path"] == "src")
+        .expect("task 1's lease");
+    let expires = taken["lease"]["expires_at"].as_i64().unwrap();
+    let claimed = log
+        .iter()
+        .find(|e| e["type"] == "task_state_changed" && e["entity_id"] == 3 && e["to"] == "running")
+        .expect("task 3 ran");
+    let at = claimed["at"].as_i64().unwrap();
+    assert!(
+        at >= expires,
+        "task 3 started at {at}, before the lease ran out at {expires}"
+    );
+    assert!(
+        at - expires < 3_000,
+        "task 3 started {} ms after the lease ran out",
+        at - expires
+    );
+    let end_of_1 = log
+        .iter()
+        .find(|e| e["type"] == "execution_finished" && e["entity_id"] == 1)
+        .map(|e| e["at"].as_i64().unwrap())
+        .unwrap();
+    assert!(at < end_of_1, "task 3 started while task 1 still ran");
 }
