@@ -149,6 +149,10 @@ pub struct StatusView {
     pub area_waits: Vec<crate::AreaWait>,
 }
 
+    /// The newest unfinished tasks a handoff sent to another part (at most `attention`), in
+    /// id order, and how many there are in all.
+    pub handoffs: Vec<crate::OpenHandoff>,
+    pub handoffs_total: u64,
 /// An execution under way, and why the scheduler started it when it said.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ActiveExecution {
@@ -310,7 +314,11 @@ impl Query for Status {
         Ok(StatusView {
             area_leases,
             area_waits,
+        let (handoffs, handoffs_total) =
+            crate::handoffs::open_handoffs(app, self.attention).await?;
             approvals,
+            handoffs,
+            handoffs_total,
             escalations,
             timers,
             engine: self.engine,

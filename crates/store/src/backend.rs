@@ -288,3 +288,17 @@ pub trait Store: Send + Sync + 'static {
         Ok(tasks.split_off(tasks.len().saturating_sub(keep)))
     }
 }
+    /// The `limit` newest unfinished tasks whose open part a handoff chose (`Task::handoff`),
+    /// in ascending id order, and how many such tasks there are in all.
+    async fn tasks_handed_off(&self, limit: u32) -> Result<(Vec<Task>, u64), Error> {
+        let mut tasks: Vec<Task> = self
+            .tasks(&TaskFilter::default())
+            .await?
+            .into_iter()
+            .filter(|t| t.handoff.is_some() && !t.state.is_terminal())
+            .collect();
+        let total = tasks.len() as u64;
+        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok((tasks.split_off(tasks.len().saturating_sub(keep)), total))
+    }
+

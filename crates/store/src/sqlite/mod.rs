@@ -1021,3 +1021,25 @@ impl Store for SqliteStore {
         .await
     }
 }
+    async fn tasks_handed_off(&self, limit: u32) -> Result<(Vec<Task>, u64), Error> {
+        self.read("listing handed-off tasks", move |c| {
+            // Along the state index (migration 7), over the unfinished tasks only: the cost
+            // grows with the backlog, not with every task ever handed off.
+            const OPEN: &str = "state IN ('open', 'running', 'waiting', 'blocked') \
+                                AND handoff IS NOT NULL";
+            let sql = format!(
+                "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks WHERE {OPEN} \
+                 ORDER BY id DESC LIMIT ?1) ORDER BY id"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
+            let tasks: Vec<Task> = rows.collect::<Result<_, _>>()?;
+            let total: i64 =
+                c.query_row(&format!("SELECT COUNT(*) FROM tasks WHERE {OPEN}"), [], |r| {
+                    r.get(0)
+                })?;
+            Ok((tasks, u64::try_from(total).unwrap_or(0)))
+        })
+        .await
+    }
+

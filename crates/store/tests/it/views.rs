@@ -182,3 +182,61 @@ async fn the_views_read_indexes_not_the_whole_table() {
     let one_state = plan("SELECT id FROM tasks WHERE state IN ('failed') ORDER BY id DESC LIMIT 5");
     assert!(one_state.contains("tasks_by_state"), "{one_state}");
 }
+
+#[tokio::test]
+async fn only_unfinished_handed_off_tasks_are_listed_newest_within_the_limit() {
+    let (dir, store) = fresh();
+    let target = |agency: &str| domain::HandoffTarget {
+        agency: agency.into(),
+        role: None,
+    };
+    let mut handed = Vec::new();
+    for i in 0..4 {
+        let id = create_titled(&store, &format!("task {i}")).await;
+        let claim = Change::CreateExecution {
+            task_id: id,
+            kind: domain::ExecutionKind::Work,
+            agent: "coder".into(),
+            attempt: 1,
+            lease: None,
+        };
+        let execution = store.apply("engine", T0, vec![claim]).await.unwrap().executions[0].id;
+        let hand = Change::HandOff {
+            id,
+            execution,
+            from: target("code"),
+            to: target("qa"),
+            summary: "test it".into(),
+            artifacts: vec![],
+            budget: 6,
+        };
+        store.apply("engine", T0, vec![hand]).await.unwrap();
+        handed.push(id);
+    }
+    create_titled(&store, "never handed").await;
+    let done = Change::SetTaskState {
+        id: handed[3],
+        to: TaskState::Done,
+        reason: None,
+    };
+    store.apply("engine", T0, vec![done]).await.unwrap();
+    let (listed, total) = store.tasks_handed_off(2).await.unwrap();
+    assert_eq!(ids(listed.clone()), [handed[1].0, handed[2].0]);
+    assert_eq!(total, 3, "the done one is not open");
+    assert_eq!(listed[0].handoff, Some(target("qa")));
+    assert_eq!(store.tasks_handed_off(0).await.unwrap(), (vec![], 3));
+    drop(store);
+    let raw = rusqlite::Connection::open(crate::db_path(&dir)).unwrap();
+    let mut stmt = raw
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE state IN ('open', 'running', \
+             'waiting', 'blocked') AND handoff IS NOT NULL ORDER BY id DESC LIMIT 5",
+        )
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(plan.join("; ").contains("tasks_by_state"), "{plan:?}");
+}
