@@ -176,6 +176,51 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<domain::Message>, Error>;
 
+    /// The open (pending or delivered) escalations addressed to `receiver`, oldest first, at
+    /// most `limit`: what `status` shows and the engine's tick sends up, read along an index
+    /// of open escalations alone, however many other messages the receiver has.
+    async fn open_escalations(
+        &self,
+        receiver: &domain::Receiver,
+        limit: u32,
+    ) -> Result<Vec<domain::Message>, Error> {
+        let mut open = Vec::new();
+        for state in [domain::MessageState::Pending, domain::MessageState::Delivered] {
+            let filter = crate::MessageFilter {
+                state: Some(state),
+                receiver: Some(receiver.clone()),
+                ..crate::MessageFilter::default()
+            };
+            open.extend(
+                self.messages(&filter)
+                    .await?
+                    .into_iter()
+                    .filter(|m| m.kind == domain::MessageType::Escalation),
+            );
+        }
+        open.sort_by_key(|m| m.id);
+        open.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(open)
+    }
+
+    /// How many escalations are open, at every receiver.
+    async fn open_escalation_count(&self) -> Result<u64, Error> {
+        let mut n = 0;
+        for state in [domain::MessageState::Pending, domain::MessageState::Delivered] {
+            let filter = crate::MessageFilter {
+                state: Some(state),
+                ..crate::MessageFilter::default()
+            };
+            n += self
+                .messages(&filter)
+                .await?
+                .iter()
+                .filter(|m| m.kind == domain::MessageType::Escalation)
+                .count() as u64;
+        }
+        Ok(n)
+    }
+
     /// At most `limit` open messages that can never be delivered at `now` (expired, or their
     /// execution ended), for a sweep to record as dead letters.
     async fn messages_due(
@@ -275,19 +320,6 @@ pub trait Store: Send + Sync + 'static {
         Ok(tasks)
     }
 
-    /// The `limit` newest tasks on which a merge of a sub-task failed (`Task::merge_failed`),
-    /// in ascending id order.
-    async fn tasks_with_failed_merge(&self, limit: u32) -> Result<Vec<Task>, Error> {
-        let mut tasks: Vec<Task> = self
-            .tasks(&TaskFilter::default())
-            .await?
-            .into_iter()
-            .filter(|t| t.merge_failed.is_some())
-            .collect();
-        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
-        Ok(tasks.split_off(tasks.len().saturating_sub(keep)))
-    }
-}
     /// The `limit` newest unfinished tasks whose open part a handoff chose (`Task::handoff`),
     /// in ascending id order, and how many such tasks there are in all.
     async fn tasks_handed_off(&self, limit: u32) -> Result<(Vec<Task>, u64), Error> {
@@ -302,3 +334,16 @@ pub trait Store: Send + Sync + 'static {
         Ok((tasks.split_off(tasks.len().saturating_sub(keep)), total))
     }
 
+    /// The `limit` newest tasks on which a merge of a sub-task failed (`Task::merge_failed`),
+    /// in ascending id order.
+    async fn tasks_with_failed_merge(&self, limit: u32) -> Result<Vec<Task>, Error> {
+        let mut tasks: Vec<Task> = self
+            .tasks(&TaskFilter::default())
+            .await?
+            .into_iter()
+            .filter(|t| t.merge_failed.is_some())
+            .collect();
+        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(tasks.split_off(tasks.len().saturating_sub(keep)))
+    }
+}

@@ -65,10 +65,11 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     let gates = super::workflow::gates(&*project.store().await?).await?;
     let agencies = agency_lines(project, loaded.as_ref(), &view).await?;
     let gate_now = domain::Clock::now(&domain::SystemClock);
-    let handoff_budget = loaded.as_ref().map_or(
-        domain::handoff::limits::DEFAULT_PER_TASK,
-        |l| l.config.handoffs_per_task,
-    );
+    let handoff_budget = loaded
+        .as_ref()
+        .map_or(domain::handoff::limits::DEFAULT_PER_TASK, |l| {
+            l.config.handoffs_per_task
+        });
     if as_json {
         // The newest executions with their model use, so scripts see cost per execution at a
         // glance.
@@ -141,6 +142,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "sent_at": m.created_at,
                 "age": super::approvals::age(m.created_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
+            "escalations_more": view.escalations_total.saturating_sub(view.escalations.len() as u64),
             "area_leases": view.area_leases,
             "area_waits": view.area_waits,
             "handoffs": view.handoffs.iter().map(|h| serde_json::json!({
@@ -327,6 +329,12 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &["ID", "TASK", "SEVERITY", "FROM", "AT", "AGE", "QUESTION"],
             &rows,
         );
+        let more = view
+            .escalations_total
+            .saturating_sub(view.escalations.len() as u64);
+        if more > 0 {
+            outln!("… and {more} newer: see `agentgrid escalations`");
+        }
     }
     if !view.handoffs.is_empty() {
         let now = super::approvals::now();
@@ -345,7 +353,9 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             .collect();
         outln!("handed off, under way in the receiving part (see `agentgrid task show`):");
         table(&["TASK", "STATE", "FROM → TO", "AGE", "HANDOFFS"], &rows);
-        let more = view.handoffs_total.saturating_sub(view.handoffs.len() as u64);
+        let more = view
+            .handoffs_total
+            .saturating_sub(view.handoffs.len() as u64);
         if more > 0 {
             outln!("… and {more} older handed-off tasks");
         }

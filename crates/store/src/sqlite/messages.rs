@@ -165,6 +165,33 @@ pub(crate) fn list(conn: &Connection, filter: &MessageFilter) -> Result<Vec<Mess
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// The condition of the partial index `messages_open_escalations` (migration 18).
+const OPEN_ESCALATION: &str =
+    "type = 'ESCALATION' AND (state = 'pending' OR state = 'delivered')";
+
+/// The open escalations to `receiver`, oldest first, at most `limit`.
+pub(crate) fn open_escalations(
+    conn: &Connection,
+    receiver: &str,
+    limit: u32,
+) -> Result<Vec<Message>, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE receiver = ?1 AND {OPEN_ESCALATION} \
+         ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![receiver, limit], from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// How many escalations are open, at every receiver.
+pub(crate) fn open_escalation_count(conn: &Connection) -> Result<u64, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT COUNT(*) FROM messages WHERE {OPEN_ESCALATION}"
+    ))?;
+    let n: i64 = stmt.query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 /// Writes a message as the batch left it.
 pub(crate) fn save(conn: &Connection, m: &Message) -> Result<(), Fail> {
     let payload = m.payload.to_string();

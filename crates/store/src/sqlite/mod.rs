@@ -874,6 +874,23 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn open_escalations(
+        &self,
+        receiver: &domain::Receiver,
+        limit: u32,
+    ) -> Result<Vec<domain::Message>, Error> {
+        let receiver = receiver.to_string();
+        self.quick_read("reading open escalations", move |c| {
+            messages::open_escalations(c, &receiver, limit)
+        })
+        .await
+    }
+
+    async fn open_escalation_count(&self) -> Result<u64, Error> {
+        self.quick_read("counting open escalations", messages::open_escalation_count)
+            .await
+    }
+
     async fn messages_due(
         &self,
         now: Timestamp,
@@ -1007,20 +1024,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn tasks_with_failed_merge(&self, limit: u32) -> Result<Vec<Task>, Error> {
-        self.read("listing failed merges", move |c| {
-            // The condition of the partial index `tasks_merge_failed` (migration 7).
-            let sql = format!(
-                "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks WHERE merge_failed IS NOT NULL \
-                 ORDER BY id DESC LIMIT ?1) ORDER BY id"
-            );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
-    }
-}
     async fn tasks_handed_off(&self, limit: u32) -> Result<(Vec<Task>, u64), Error> {
         self.read("listing handed-off tasks", move |c| {
             // Along the state index (migration 7), over the unfinished tasks only: the cost
@@ -1043,3 +1046,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn tasks_with_failed_merge(&self, limit: u32) -> Result<Vec<Task>, Error> {
+        self.read("listing failed merges", move |c| {
+            // The condition of the partial index `tasks_merge_failed` (migration 7).
+            let sql = format!(
+                "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks WHERE merge_failed IS NOT NULL \
+                 ORDER BY id DESC LIMIT ?1) ORDER BY id"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}

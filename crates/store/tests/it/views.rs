@@ -200,7 +200,12 @@ async fn only_unfinished_handed_off_tasks_are_listed_newest_within_the_limit() {
             attempt: 1,
             lease: None,
         };
-        let execution = store.apply("engine", T0, vec![claim]).await.unwrap().executions[0].id;
+        let execution = store
+            .apply("engine", T0, vec![claim])
+            .await
+            .unwrap()
+            .executions[0]
+            .id;
         let hand = Change::HandOff {
             id,
             execution,
@@ -239,4 +244,63 @@ async fn only_unfinished_handed_off_tasks_are_listed_newest_within_the_limit() {
         .map(Result::unwrap)
         .collect();
     assert!(plan.join("; ").contains("tasks_by_state"), "{plan:?}");
+}
+
+#[tokio::test]
+async fn open_escalations_are_read_oldest_first_along_their_own_index() {
+    let (dir, store) = fresh();
+    let send = |receiver: domain::Receiver, kind: domain::MessageType| {
+        let payload = match kind {
+            domain::MessageType::Escalation => {
+                serde_json::json!({"text": "which format?", "severity": "high"})
+            }
+            _ => serde_json::json!({"text": "halfway"}),
+        };
+        Change::SendMessage(domain::NewMessage::new(receiver, kind, payload))
+    };
+    let people = domain::Receiver::People;
+    let lead = domain::Receiver::Role("code/coordinator".into());
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        batch.push(send(people.clone(), domain::MessageType::Escalation));
+        batch.push(send(people.clone(), domain::MessageType::Status));
+        if i % 2 == 0 {
+            batch.push(send(lead.clone(), domain::MessageType::Escalation));
+        }
+    }
+    let sent = store.apply("cli", T0, batch).await.unwrap().messages;
+    let escalations: Vec<domain::MessageId> = sent
+        .iter()
+        .filter(|m| m.kind == domain::MessageType::Escalation && m.receiver == people)
+        .map(|m| m.id)
+        .collect();
+    // An answered one is no longer open.
+    let ack = Change::AckMessage {
+        id: escalations[0],
+        by: None,
+    };
+    store.apply("cli", T0, vec![ack]).await.unwrap();
+    let open = store.open_escalations(&people, 3).await.unwrap();
+    let got: Vec<domain::MessageId> = open.iter().map(|m| m.id).collect();
+    assert_eq!(got, escalations[1..4]);
+    assert_eq!(store.open_escalations(&lead, 10).await.unwrap().len(), 3);
+    assert_eq!(store.open_escalation_count().await.unwrap(), 4 + 3);
+    drop(store);
+    let raw = rusqlite::Connection::open(crate::db_path(&dir)).unwrap();
+    let mut stmt = raw
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE receiver = 'people' \
+             AND type = 'ESCALATION' AND (state = 'pending' OR state = 'delivered') \
+             ORDER BY id LIMIT 5",
+        )
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.join("; ").contains("messages_open_escalations"),
+        "{plan:?}"
+    );
 }
