@@ -167,11 +167,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// At most `limit` open messages that an execution answering to `receivers` (and, with
     /// `execution`, that execution itself) may read at `now`: within their time to live, the
-    /// most urgent first, then the oldest. Reading records nothing; a delivery is a change.
+    /// most urgent first, then the oldest; without the announcements agent `reader` has
+    /// acknowledged for itself. Reading records nothing; a delivery is a change.
     async fn inbox(
         &self,
         receivers: &[String],
         execution: Option<ExecutionId>,
+        reader: Option<&str>,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<domain::Message>, Error>;
@@ -185,7 +187,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<domain::Message>, Error> {
         let mut open = Vec::new();
-        for state in [domain::MessageState::Pending, domain::MessageState::Delivered] {
+        for state in [
+            domain::MessageState::Pending,
+            domain::MessageState::Delivered,
+        ] {
             let filter = crate::MessageFilter {
                 state: Some(state),
                 receiver: Some(receiver.clone()),
@@ -206,7 +211,10 @@ pub trait Store: Send + Sync + 'static {
     /// How many escalations are open, at every receiver.
     async fn open_escalation_count(&self) -> Result<u64, Error> {
         let mut n = 0;
-        for state in [domain::MessageState::Pending, domain::MessageState::Delivered] {
+        for state in [
+            domain::MessageState::Pending,
+            domain::MessageState::Delivered,
+        ] {
             let filter = crate::MessageFilter {
                 state: Some(state),
                 ..crate::MessageFilter::default()

@@ -864,12 +864,14 @@ impl Store for SqliteStore {
         &self,
         receivers: &[String],
         execution: Option<ExecutionId>,
+        reader: Option<&str>,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<domain::Message>, Error> {
         let receivers = receivers.to_vec();
+        let reader = reader.map(str::to_string);
         self.quick_read("reading an inbox", move |c| {
-            messages::inbox(c, &receivers, execution, now, limit)
+            messages::inbox(c, &receivers, execution, reader.as_deref(), now, limit)
         })
         .await
     }
@@ -1037,10 +1039,11 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
             let tasks: Vec<Task> = rows.collect::<Result<_, _>>()?;
-            let total: i64 =
-                c.query_row(&format!("SELECT COUNT(*) FROM tasks WHERE {OPEN}"), [], |r| {
-                    r.get(0)
-                })?;
+            let total: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM tasks WHERE {OPEN}"),
+                [],
+                |r| r.get(0),
+            )?;
             Ok((tasks, u64::try_from(total).unwrap_or(0)))
         })
         .await

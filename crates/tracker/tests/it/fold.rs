@@ -355,6 +355,7 @@ fn load(partial: &mut State, whole: &State, key: &Key) {
             partial.load_open_alert(fp);
         }
         Key::SentBy(e) => partial.load_sent_by(*e, whole.sent_by(*e)),
+        Key::ReadBy { id, reader } => partial.load_read_by(*id, reader, whole.read_by(*id, reader)),
         Key::HeldAreaLeases => {
             for l in whole.held_area_leases() {
                 partial.load_area_lease(l.clone());
