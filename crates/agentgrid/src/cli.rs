@@ -793,6 +793,17 @@ pub enum CtlSubtask {
         /// keys to make two sub-tasks alike on purpose.
         #[arg(long, value_name = "KEY")]
         key: Option<String>,
+        /// Reserve this area (a file or directory, such as `src/db`; repeatable) for the
+        /// sub-task, in the same step as its creation: the scheduler never starts it while an
+        /// overlapping area is leased to another running task, nor together with another
+        /// sub-task reserved an overlapping area. Refused, creating nothing, when another
+        /// reservation overlaps. The reservation outlives this execution and ends when the
+        /// sub-task's work succeeds or --lease-ttl runs out.
+        #[arg(long = "area", value_name = "PATH")]
+        areas: Vec<String>,
+        /// How long the reservation holds (30s, 10m; at most and by default 1h).
+        #[arg(long, value_name = "DURATION", requires = "areas")]
+        lease_ttl: Option<domain::Duration>,
     },
 }
 

@@ -93,11 +93,13 @@ impl Command for Block {
 }
 
 /// A sub-task of `new.parent`, made once per idempotency key: a call under a key the parent
-/// already used finds the sub-task it made instead of making another.
+/// already used finds the sub-task it made instead of making another. With `reserve`, the
+/// calling execution's reservation of areas for it is made in the same batch: both or neither.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreateSubtask {
     pub new: NewTask,
     pub key: String,
+    pub reserve: Option<crate::area_leases::Reserve>,
 }
 
 /// What a [`CreateSubtask`] found or made.
@@ -137,11 +139,14 @@ impl Command for CreateSubtask {
             });
         }
         self.new.check().map_err(Error::invalid)?;
-        let change = Change::CreateKeyedTask {
+        let mut changes = vec![Change::CreateKeyedTask {
             new: self.new,
             key: self.key,
-        };
-        let applied = app.apply(actor, vec![change]).await?;
+        }];
+        if let Some(reserve) = self.reserve {
+            changes.push(reserve.change(actor)?);
+        }
+        let applied = app.apply(actor, changes).await?;
         let created = applied
             .tasks
             .into_iter()

@@ -75,6 +75,32 @@ impl Command for TakeAreaLeases {
     }
 }
 
+/// Areas reserved for a sub-task as it is made (`ctl subtask create --area`): see
+/// [`crate::CreateSubtask`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserve {
+    pub paths: Vec<String>,
+    pub ttl: Duration,
+}
+
+impl Reserve {
+    /// The change that reserves the areas for the task the batch's change before it creates.
+    pub(crate) fn change(self, actor: &Actor) -> Result<Change, Error> {
+        let execution = holder(actor, "takes")?;
+        let paths = parse_area_paths(&self.paths)?;
+        if paths.is_empty() {
+            return Err(Error::invalid(
+                "name at least one path to reserve, such as `src/db`",
+            ));
+        }
+        Ok(Change::ReserveAreasOnNewest {
+            execution,
+            paths,
+            ttl: self.ttl,
+        })
+    }
+}
+
 /// Release the execution's area leases on `paths`, or every one it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseAreaLeases {
@@ -170,7 +196,8 @@ impl Query for AreaLeaseList {
 }
 
 /// The open tasks an area reserved for them keeps from starting, by the scheduler's rule
-/// (`domain::area::waits_for`). Reads the held leases and the executions holding them: few.
+/// (`domain::area::waits_for`). Reads the held leases, the executions holding them and the
+/// tasks they are held for: few.
 pub async fn area_waits(app: &App) -> Result<Vec<AreaWait>, Error> {
     let now = app.now();
     let held = app.store.area_leases(&AreaLeaseFilter::default()).await?;
@@ -189,18 +216,20 @@ pub async fn area_waits(app: &App) -> Result<Vec<AreaWait>, Error> {
         .collect();
     tasks.sort();
     tasks.dedup();
+    let mut states = std::collections::BTreeMap::new();
+    for &task in &tasks {
+        if let Some(t) = app.store.task(task).await? {
+            states.insert(task, t.state);
+        }
+    }
+    let task_running = |t| states.get(&t) == Some(&domain::TaskState::Running);
     let mut waits = Vec::new();
     for task in tasks {
-        let open = app
-            .store
-            .task(task)
-            .await?
-            .is_some_and(|t| t.state == domain::TaskState::Open);
-        if !open {
+        if states.get(&task) != Some(&domain::TaskState::Open) {
             continue;
         }
         if let Some((reason, until)) =
-            domain::area::waits_for(task, &held, |e| running.contains(&e), now)
+            domain::area::waits_for(task, &held, |e| running.contains(&e), task_running, now)
         {
             waits.push(AreaWait {
                 task,

@@ -25,7 +25,7 @@ use domain::{
     ExecutionId, Message, MessageId, MessageState, MessageType, NewMessage, NewTask, Priority,
     Receiver, TaskState, Timestamp,
 };
-use store::{Change, ExecutionFilter, MessageFilter};
+use store::{Change, ExecutionFilter};
 
 use crate::{Actor, App, COORDINATOR_ROLE, Command, Error, Query};
 
@@ -144,7 +144,12 @@ impl Command for EscalateOverdue {
         let mut sent = Vec::new();
         for (name, entry) in app.directory.agencies() {
             let receiver = Receiver::Role(format!("{name}/{COORDINATOR_ROLE}"));
-            for m in open_to(app, &receiver).await? {
+            // The oldest are due first: one agency's deadline is the same for all of them.
+            let left = self.limit.saturating_sub(sent.len() as u32);
+            if left == 0 {
+                break;
+            }
+            for m in app.store.open_escalations(&receiver, left).await? {
                 if sent.len() >= self.limit as usize {
                     return Ok(sent);
                 }
@@ -395,35 +400,15 @@ impl Query for EscalationList {
     }
 }
 
-/// The open escalations, with people and at every agency's coordinator, oldest first.
+/// The `limit` oldest open escalations, with people and at every agency's coordinator, oldest
+/// first: at most `limit` read per receiver.
 pub(crate) async fn open_escalations(app: &App, limit: u32) -> Result<Vec<Message>, Error> {
-    let mut open = open_to(app, &Receiver::People).await?;
+    let mut open = app.store.open_escalations(&Receiver::People, limit).await?;
     for (name, _) in app.directory.agencies() {
         let at = Receiver::Role(format!("{name}/{COORDINATOR_ROLE}"));
-        open.extend(open_to(app, &at).await?);
+        open.extend(app.store.open_escalations(&at, limit).await?);
     }
     open.sort_by_key(|m| m.id);
     open.truncate(limit as usize);
-    Ok(open)
-}
-
-/// The open escalations addressed to `receiver`, oldest first.
-async fn open_to(app: &App, receiver: &Receiver) -> Result<Vec<Message>, Error> {
-    let mut open = Vec::new();
-    for state in [MessageState::Pending, MessageState::Delivered] {
-        let filter = MessageFilter {
-            state: Some(state),
-            receiver: Some(receiver.clone()),
-            ..MessageFilter::default()
-        };
-        open.extend(
-            app.store
-                .messages(&filter)
-                .await?
-                .into_iter()
-                .filter(|m| m.kind == MessageType::Escalation),
-        );
-    }
-    open.sort_by_key(|m| m.id);
     Ok(open)
 }

@@ -173,6 +173,45 @@ pub fn handoffs_of(events: &[Event]) -> Vec<HandoffRecord> {
     records
 }
 
+/// An unfinished task whose open part a handoff chose, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpenHandoff {
+    pub task: TaskId,
+    pub state: domain::TaskState,
+    /// The part that handed off, `code/developer`, and the one it handed to, `qa/tester`.
+    pub from: String,
+    pub to: String,
+    /// When the newest handoff that took effect was accepted.
+    pub at: Timestamp,
+    /// The task's handoffs so far, which `handoffs_per_task` bounds.
+    pub handoffs: u32,
+}
+
+/// The `limit` newest unfinished tasks a handoff sent to another part, and how many there are
+/// in all. Reads those tasks and their events: no more than `limit` of each.
+pub(crate) async fn open_handoffs(app: &App, limit: u32) -> Result<(Vec<OpenHandoff>, u64), Error> {
+    let (tasks, total) = app.store.tasks_handed_off(limit).await?;
+    let mut open = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let Some(part) = &task.handoff else { continue };
+        let events = app.store.entity_events(EntityKind::Task, task.id.0).await?;
+        let records = handoffs_of(&events);
+        let last = records.iter().rev().find(|r| r.voided.is_none());
+        open.push(OpenHandoff {
+            task: task.id,
+            state: task.state,
+            from: last.map_or_else(
+                || "?".to_string(),
+                |r| format!("{}/{}", r.from_agency, r.from_role),
+            ),
+            to: part.to_string(),
+            at: last.map_or(task.updated_at, |r| r.at),
+            handoffs: task.handoffs,
+        });
+    }
+    Ok((open, total))
+}
+
 /// What the prompt's `{{ handoff }}` says: the newest handoff of the task that took effect,
 /// `agent_of` names the sending execution's agent when it is known.
 pub fn handoff_text(

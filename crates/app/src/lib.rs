@@ -81,8 +81,8 @@ pub use approvals::{
     LandAfter, Question, UsageLine, ValidatorSummary,
 };
 pub use area_leases::{
-    AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, SweepAreaLeases, TakeAreaLeases,
-    area_waits, parse_area_paths,
+    AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, Reserve, SweepAreaLeases,
+    TakeAreaLeases, area_waits, parse_area_paths,
 };
 pub use blackboard::{Blackboard, ReadBlackboard, WriteBlackboard};
 pub use command::{
@@ -96,7 +96,7 @@ pub use error::Error;
 pub use escalations::{
     AnswerEscalation, Answered, Escalate, EscalateOverdue, EscalateUp, Escalated, EscalationList,
 };
-pub use handoffs::{HandOff, HandedOff, HandoffRecord, handoff_text, handoffs_of};
+pub use handoffs::{HandOff, HandedOff, HandoffRecord, OpenHandoff, handoff_text, handoffs_of};
 pub use import::parse_import;
 pub use land::{CONFLICT_LABEL, Land, LandRequest, Landed, Lander, Prepared, Ready};
 pub use messages::{

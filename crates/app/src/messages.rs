@@ -168,7 +168,7 @@ impl Command for ReadInbox {
             let now = app.now();
             let open = app
                 .store
-                .inbox(&receivers, Some(e.id), now, INBOX_LIMIT)
+                .inbox(&receivers, Some(e.id), Some(&e.agent), now, INBOX_LIMIT)
                 .await?;
             if open.is_empty() {
                 return Ok(Vec::new());
@@ -346,9 +346,9 @@ impl App {
                 m.receiver, execution.agent
             )));
         }
-        // An announcement is the tracker's to refuse, and so is a message that is over
-        // (acknowledged, dead), in its own words.
-        if m.receiver.is_announcement() || !m.state.is_open() {
+        // A message that is over (acknowledged, dead) is the tracker's to refuse, in its own
+        // words.
+        if !m.state.is_open() {
             return Ok(m);
         }
         let delivered = self

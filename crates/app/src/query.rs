@@ -143,10 +143,16 @@ pub struct StatusView {
     pub approvals: Vec<domain::Approval>,
     /// The escalations no person answered yet (at most `attention`), oldest first.
     pub escalations: Vec<domain::Message>,
+    /// How many escalations are open in all.
+    pub escalations_total: u64,
     /// The area leases held now, in id order (few: bounded per execution).
     pub area_leases: Vec<domain::AreaLease>,
     /// Open tasks the scheduler holds back for an area leased to another task.
     pub area_waits: Vec<crate::AreaWait>,
+    /// The newest unfinished tasks a handoff sent to another part (at most `attention`), in
+    /// id order, and how many there are in all.
+    pub handoffs: Vec<crate::OpenHandoff>,
+    pub handoffs_total: u64,
 }
 
 /// An execution under way, and why the scheduler started it when it said.
@@ -294,6 +300,7 @@ impl Query for Status {
         };
         let approvals = store.approvals(&pending).await?;
         let escalations = crate::escalations::open_escalations(app, self.attention).await?;
+        let escalations_total = store.open_escalation_count().await?;
         let timers = store
             .tasks_with_timers(self.timers)
             .await?
@@ -307,11 +314,16 @@ impl Query for Status {
             .filter(|l| l.live(now))
             .collect();
         let area_waits = crate::area_waits(app).await?;
+        let (handoffs, handoffs_total) =
+            crate::handoffs::open_handoffs(app, self.attention).await?;
         Ok(StatusView {
+            handoffs,
+            handoffs_total,
             area_leases,
             area_waits,
             approvals,
             escalations,
+            escalations_total,
             timers,
             engine: self.engine,
             now,

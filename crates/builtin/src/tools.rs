@@ -435,6 +435,8 @@ impl Tools {
                 .map_err(|_| "the argument `blocked_by` must be a list of task ids")?,
                 priority: None,
                 key: optional_string(input, "key")?.map(str::to_string),
+                areas: Vec::new(),
+                lease_ttl_ms: None,
             },
             "complete" => control::Op::Complete {
                 summary: string(input, "summary")?.to_string(),

@@ -71,6 +71,7 @@ macro_rules! suite {
             a_renewal_and_an_expiry_race_to_one_outcome,
             a_message_persists_and_is_acknowledged_once,
             racing_acknowledgements_take_one,
+            an_announcement_is_acknowledged_once_per_reader,
             identical_alerts_open_once,
             inboxes_and_sweeps_follow_receivers_and_time,
             a_flooding_sender_is_bounded_across_batches,

@@ -119,6 +119,27 @@ fn check_blackboard_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The bounds of the paths one call leases or reserves.
+fn check_area_paths(paths: &[String]) -> Result<(), String> {
+    let limits = domain::area::limits::PATHS_PER_TAKE;
+    if paths.len() > limits {
+        return Err(format!(
+            "a lease names {} paths; at most {limits} are allowed",
+            paths.len()
+        ));
+    }
+    for p in paths {
+        if p.len() > domain::area::limits::PATH_BYTES {
+            return Err(format!(
+                "a leased path is {} bytes long; at most {} are allowed",
+                p.len(),
+                domain::area::limits::PATH_BYTES
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Limits {
     /// Refuses a call whose fields are over their limits, saying which and by how much.
     pub fn check(&self, op: &Op) -> Result<(), String> {
@@ -129,9 +150,11 @@ impl Limits {
                 labels,
                 blocked_by,
                 key,
+                areas,
                 ..
             } => {
                 check_key(key.as_deref())?;
+                check_area_paths(areas)?;
                 self.check_title(title)?;
                 self.check_text("the body", "--body", body, self.max_body_bytes)?;
                 if labels.len() > self.max_labels {
@@ -234,25 +257,7 @@ impl Limits {
                 self.check_text("the value", "VALUE", value, self.max_text_bytes)
             }
             Op::BlackboardGet { key } => check_blackboard_key(key),
-            Op::LeaseTake { paths, .. } | Op::LeaseRelease { paths } => {
-                let limits = domain::area::limits::PATHS_PER_TAKE;
-                if paths.len() > limits {
-                    return Err(format!(
-                        "a lease names {} paths; at most {limits} are allowed",
-                        paths.len()
-                    ));
-                }
-                for p in paths {
-                    if p.len() > domain::area::limits::PATH_BYTES {
-                        return Err(format!(
-                            "a leased path is {} bytes long; at most {} are allowed",
-                            p.len(),
-                            domain::area::limits::PATH_BYTES
-                        ));
-                    }
-                }
-                Ok(())
-            }
+            Op::LeaseTake { paths, .. } | Op::LeaseRelease { paths } => check_area_paths(paths),
             Op::Nudge { .. }
             | Op::Status
             | Op::MsgInbox
@@ -307,6 +312,8 @@ mod tests {
             blocked_by: vec![],
             priority: None,
             key: None,
+            areas: vec![],
+            lease_ttl_ms: None,
         }
     }
 

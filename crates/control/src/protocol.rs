@@ -23,6 +23,13 @@ pub enum Op {
         /// from the title, body and labels.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         key: Option<String>,
+        /// Areas reserved for the sub-task in the same transaction as its creation (the
+        /// coordinator's lease of `lease_take --task`), so it never runs without them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        areas: Vec<String>,
+        /// How long the reservation holds; the longest a lease may be taken for when left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lease_ttl_ms: Option<u64>,
     },
     /// Claim the task is complete (validators still decide).
     Complete { summary: String },

@@ -237,13 +237,17 @@ impl AreaLease {
 }
 
 /// Why `task` may not start now: a live lease held for it (a coordinator's reservation)
-/// overlaps a live lease held by a running execution of another task. `running` says whether an
-/// execution is running now. The first such pair, as words a person can act on, and when the
-/// blocking lease runs out.
+/// overlaps a live lease of another task that is being worked on: a lease a running execution
+/// holds for its own task (`running` says whether an execution is running now), or another
+/// reservation whose task runs now (`task_running`, which counts the tasks a decision is
+/// starting as running). A reservation whose task is not running holds nothing back, however
+/// long its coordinator runs: two sub-tasks reserved overlapping areas take turns. The first
+/// such pair, as words a person can act on, and when the blocking lease runs out.
 pub fn waits_for(
     task: TaskId,
     leases: &[AreaLease],
     running: impl Fn(ExecutionId) -> bool,
+    task_running: impl Fn(TaskId) -> bool,
     now: Timestamp,
 ) -> Option<(String, Timestamp)> {
     let mine = leases.iter().filter(|l| l.task == task && l.live(now));
@@ -252,17 +256,28 @@ pub fn waits_for(
             other.live(now)
                 && other.task != task
                 && other.holder_task != task
-                && running(other.execution)
                 && reserved.path.overlaps(&other.path)
+                && if other.is_reservation() {
+                    task_running(other.task)
+                } else {
+                    running(other.execution)
+                }
         });
         if let Some(other) = blocking {
-            let why = format!(
-                "waits for area {}: {} leased to {} until {}",
-                reserved.path,
-                other.path,
-                other.holder(),
-                other.expires_at
-            );
+            let why = if other.is_reservation() {
+                format!(
+                    "waits for area {}: {} reserved for task #{}, which runs now, until {}",
+                    reserved.path, other.path, other.task, other.expires_at
+                )
+            } else {
+                format!(
+                    "waits for area {}: {} leased to {} until {}",
+                    reserved.path,
+                    other.path,
+                    other.holder(),
+                    other.expires_at
+                )
+            };
             return Some((why, other.expires_at));
         }
     }

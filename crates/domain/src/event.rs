@@ -372,6 +372,13 @@ pub enum EventKind {
     MessageAcked {
         by: String,
     },
+    /// An announcement (to a topic or to everyone) was acknowledged by one of its readers,
+    /// agent `reader`, for itself, once; `by` names the execution that did. It stays open for
+    /// the other readers until its time to live ends.
+    MessageReaderAcked {
+        reader: String,
+        by: String,
+    },
     /// The message will never be delivered, for `reason`.
     MessageDeadLettered {
         reason: String,
@@ -430,6 +437,7 @@ impl EventKind {
             EventKind::MessageCoalesced { .. } => "message_coalesced",
             EventKind::MessageDelivered { .. } => "message_delivered",
             EventKind::MessageAcked { .. } => "message_acked",
+            EventKind::MessageReaderAcked { .. } => "message_reader_acked",
             EventKind::MessageDeadLettered { .. } => "message_dead_lettered",
         }
     }
@@ -673,6 +681,9 @@ impl EventKind {
                 format!("delivered to execution #{execution}")
             }
             EventKind::MessageAcked { by } => format!("acknowledged by {by}"),
+            EventKind::MessageReaderAcked { reader, by } => {
+                format!("acknowledged for agent {reader} by {by}")
+            }
             EventKind::MessageDeadLettered { reason } => format!("dead letter: {reason}"),
         }
     }

@@ -258,8 +258,8 @@ pub enum Receiver {
 }
 
 impl Receiver {
-    /// True for the announcements: shown to every reader until their time to live ends, never
-    /// acknowledged.
+    /// True for the announcements: shown to every reader until their time to live ends, or
+    /// until that reader (an agent) acknowledges it for itself.
     pub fn is_announcement(&self) -> bool {
         matches!(self, Receiver::Topic(_) | Receiver::Broadcast)
     }

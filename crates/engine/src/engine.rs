@@ -1329,6 +1329,8 @@ impl Engine {
                 blocked_by,
                 priority,
                 key,
+                areas,
+                lease_ttl_ms,
             } => {
                 let call = calls::SubtaskCall {
                     title,
@@ -1337,6 +1339,8 @@ impl Engine {
                     blocked_by,
                     priority,
                     key,
+                    areas,
+                    lease_ttl_ms,
                 };
                 self.create_subtask(&task, &actor, &shared, call).await
             }

@@ -88,10 +88,13 @@ impl Store for Recording {
         &self,
         receivers: &[String],
         execution: Option<domain::ExecutionId>,
+        reader: Option<&str>,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<domain::Message>, Error> {
-        self.inner.inbox(receivers, execution, now, limit).await
+        self.inner
+            .inbox(receivers, execution, reader, now, limit)
+            .await
     }
     async fn messages_due(
         &self,

@@ -147,7 +147,7 @@ pub fn decide(snapshot: &Snapshot, config: &Config, now: Timestamp) -> Decision 
             }
             (task, ExecutionKind::Work, None, None)
         };
-        if let Some(until) = area_wait(task, snapshot, now) {
+        if let Some(until) = area_wait(task, snapshot, &counts, now) {
             // It runs when that lease ends: released, expired, or with its execution.
             decision.wake_at(until);
             continue;
@@ -226,13 +226,22 @@ pub fn agency_budget_spent(
 }
 
 /// Until when the task waits for an area reserved for it (`domain::area::waits_for`): an
-/// overlapping lease of a running execution of another task.
-fn area_wait(task: &Task, snapshot: &Snapshot, now: Timestamp) -> Option<Timestamp> {
+/// overlapping lease of a running execution of another task, or an overlapping reservation of
+/// another task that runs now, this decision's dispatches included (so two sub-tasks reserved
+/// overlapping areas are never started by the same decision).
+fn area_wait(
+    task: &Task,
+    snapshot: &Snapshot,
+    counts: &Counts<'_>,
+    now: Timestamp,
+) -> Option<Timestamp> {
     if snapshot.area_leases.is_empty() {
         return None;
     }
     let running = |e| snapshot.active.iter().any(|a| a.id == e);
-    domain::area::waits_for(task.id, &snapshot.area_leases, running, now).map(|(_, until)| until)
+    let task_running = |t| counts.busy_tasks.contains(&t);
+    domain::area::waits_for(task.id, &snapshot.area_leases, running, task_running, now)
+        .map(|(_, until)| until)
 }
 
 /// When the first of the agent's providers comes back, while every one of them is paused.

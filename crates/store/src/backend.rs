@@ -167,14 +167,67 @@ pub trait Store: Send + Sync + 'static {
 
     /// At most `limit` open messages that an execution answering to `receivers` (and, with
     /// `execution`, that execution itself) may read at `now`: within their time to live, the
-    /// most urgent first, then the oldest. Reading records nothing; a delivery is a change.
+    /// most urgent first, then the oldest; without the announcements agent `reader` has
+    /// acknowledged for itself. Reading records nothing; a delivery is a change.
     async fn inbox(
         &self,
         receivers: &[String],
         execution: Option<ExecutionId>,
+        reader: Option<&str>,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<domain::Message>, Error>;
+
+    /// The open (pending or delivered) escalations addressed to `receiver`, oldest first, at
+    /// most `limit`: what `status` shows and the engine's tick sends up, read along an index
+    /// of open escalations alone, however many other messages the receiver has.
+    async fn open_escalations(
+        &self,
+        receiver: &domain::Receiver,
+        limit: u32,
+    ) -> Result<Vec<domain::Message>, Error> {
+        let mut open = Vec::new();
+        for state in [
+            domain::MessageState::Pending,
+            domain::MessageState::Delivered,
+        ] {
+            let filter = crate::MessageFilter {
+                state: Some(state),
+                receiver: Some(receiver.clone()),
+                ..crate::MessageFilter::default()
+            };
+            open.extend(
+                self.messages(&filter)
+                    .await?
+                    .into_iter()
+                    .filter(|m| m.kind == domain::MessageType::Escalation),
+            );
+        }
+        open.sort_by_key(|m| m.id);
+        open.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(open)
+    }
+
+    /// How many escalations are open, at every receiver.
+    async fn open_escalation_count(&self) -> Result<u64, Error> {
+        let mut n = 0;
+        for state in [
+            domain::MessageState::Pending,
+            domain::MessageState::Delivered,
+        ] {
+            let filter = crate::MessageFilter {
+                state: Some(state),
+                ..crate::MessageFilter::default()
+            };
+            n += self
+                .messages(&filter)
+                .await?
+                .iter()
+                .filter(|m| m.kind == domain::MessageType::Escalation)
+                .count() as u64;
+        }
+        Ok(n)
+    }
 
     /// At most `limit` open messages that can never be delivered at `now` (expired, or their
     /// execution ended), for a sweep to record as dead letters.
@@ -273,6 +326,20 @@ pub trait Store: Send + Sync + 'static {
         tasks.sort_by_key(|t| (t.not_before, t.id));
         tasks.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(tasks)
+    }
+
+    /// The `limit` newest unfinished tasks whose open part a handoff chose (`Task::handoff`),
+    /// in ascending id order, and how many such tasks there are in all.
+    async fn tasks_handed_off(&self, limit: u32) -> Result<(Vec<Task>, u64), Error> {
+        let mut tasks: Vec<Task> = self
+            .tasks(&TaskFilter::default())
+            .await?
+            .into_iter()
+            .filter(|t| t.handoff.is_some() && !t.state.is_terminal())
+            .collect();
+        let total = tasks.len() as u64;
+        let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok((tasks.split_off(tasks.len().saturating_sub(keep)), total))
     }
 
     /// The `limit` newest tasks on which a merge of a sub-task failed (`Task::merge_failed`),

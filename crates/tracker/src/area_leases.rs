@@ -12,12 +12,19 @@
 //!   reservation for a sub-task is refused only by another reservation (the scheduler holds
 //!   the sub-task back while a running execution's lease overlaps it);
 //! - a lease whose time ran out is recorded expired by the first change that meets it;
-//! - when its execution finishes, whatever the end (lost included), every lease it holds is
-//!   released in the same transaction.
+//! - when its execution finishes, whatever the end (lost included), every lease it holds for
+//!   its own task is released in the same transaction;
+//! - a coordinator's reservation outlives the coordinator's execution (which typically exits
+//!   to wait for its sub-tasks): it ends when its time runs out, when the coordinator releases
+//!   it, or when an execution of the sub-task it reserves for succeeds, since that task's work
+//!   is then over; a failed execution leaves it standing for the retry;
+//! - a sub-task and its reservation can be made in one batch ([`Change::ReserveAreasOnNewest`]
+//!   after the sub-task's creation), so the scheduler never sees the sub-task without it.
 
 use domain::area::limits;
 use domain::{
-    AreaLease, AreaLeaseId, AreaLeaseState, AreaPath, Duration, EventKind, ExecutionId, TaskId,
+    AreaLease, AreaLeaseId, AreaLeaseState, AreaPath, Duration, EventKind, ExecutionId,
+    ExecutionState, TaskId,
 };
 
 use crate::decide::Decision;
@@ -48,9 +55,26 @@ pub(crate) fn wants(state: &State, change: &Change, keys: &mut Vec<Key>) {
         }
         // A lease that ran out is among the held ones until it is recorded.
         Change::ExpireAreaLease { .. } => keys.push(Key::HeldAreaLeases),
-        Change::FinishExecution { id, .. } | Change::LoseExpired { id } => {
-            keys.push(Key::AreaLeasesOf(*id));
+        Change::ReserveAreasOnNewest { execution, .. } => {
+            keys.push(Key::Execution(*execution));
+            if let Some(e) = state.execution(*execution) {
+                keys.push(Key::Task(e.task_id));
+            }
+            keys.push(Key::NextTaskId);
+            if state.knows(&Key::NextTaskId) && state.next_task_id().0 > 1 {
+                keys.push(Key::Task(TaskId(state.next_task_id().0 - 1)));
+            }
+            keys.push(Key::HeldAreaLeases);
+            keys.push(Key::NextAreaLeaseId);
         }
+        Change::FinishExecution { id, state: end, .. } => {
+            keys.push(Key::AreaLeasesOf(*id));
+            // A success ends the reservations made for its task, whoever holds them.
+            if *end == ExecutionState::Succeeded {
+                keys.push(Key::HeldAreaLeases);
+            }
+        }
+        Change::LoseExpired { id } => keys.push(Key::AreaLeasesOf(*id)),
         _ => {}
     }
 }
@@ -201,6 +225,31 @@ impl Decision<'_> {
         Ok(())
     }
 
+    /// [`Change::ReserveAreasOnNewest`]: reserves `paths` for the task created last, which must
+    /// be a sub-task of the execution's task.
+    pub(crate) fn reserve_areas_on_newest(
+        &mut self,
+        execution: ExecutionId,
+        paths: &[AreaPath],
+        ttl: Duration,
+    ) -> Result<(), Refusal> {
+        let holder_task = self.active_execution(execution, "an area lease")?.task_id;
+        let next = self.state.next_task_id();
+        let newest = TaskId(next.0 - 1);
+        let is_sub_task = next.0 > 1
+            && self
+                .state
+                .task(newest)
+                .is_some_and(|t| t.parent == Some(holder_task));
+        if !is_sub_task {
+            return refused(format!(
+                "no sub-task of task #{holder_task} was just created to reserve an area for; \
+                 reserve areas with the sub-task's creation (`ctl subtask create --area`)"
+            ));
+        }
+        self.take_area_leases(execution, Some(newest), paths, ttl)
+    }
+
     pub(crate) fn release_area_leases(
         &mut self,
         execution: ExecutionId,
@@ -276,19 +325,29 @@ impl Decision<'_> {
         Ok(())
     }
 
-    /// After an execution's finish: the leases it held die with it.
-    pub(crate) fn release_on_end(&mut self, execution: ExecutionId, how: &str) {
-        let mine: Vec<(AreaLeaseId, AreaPath)> = self
+    /// After an execution's finish: the leases it held for its own task die with it; its
+    /// reservations for sub-tasks stand until they run out. When it `succeeded`, the
+    /// reservations made for its task end too.
+    pub(crate) fn release_on_end(&mut self, execution: ExecutionId, how: &str, succeeded: bool) {
+        let task = self.state.execution(execution).map(|e| e.task_id);
+        let ending: Vec<(ExecutionId, AreaLeaseId, AreaPath, String)> = self
             .state
             .held_area_leases()
             .into_iter()
-            .filter(|l| l.execution == execution)
-            .map(|l| (l.id, l.path.clone()))
+            .filter_map(|l| {
+                let reason = if l.execution == execution && !l.is_reservation() {
+                    format!("its execution ended as {how}")
+                } else if succeeded && Some(l.task) == task && l.is_reservation() {
+                    format!("task #{}'s execution #{execution} succeeded", l.task)
+                } else {
+                    return None;
+                };
+                Some((l.execution, l.id, l.path.clone(), reason))
+            })
             .collect();
-        for (lease, path) in mine {
-            let reason = format!("its execution ended as {how}");
+        for (holder, lease, path, reason) in ending {
             self.area_event(
-                execution,
+                holder,
                 EventKind::ExecutionAreaLeaseReleased {
                     lease,
                     path,

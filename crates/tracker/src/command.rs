@@ -195,6 +195,14 @@ pub enum Change {
         paths: Vec<domain::AreaPath>,
         ttl: domain::Duration,
     },
+    /// [`Change::TakeAreaLeases`] for the task the change before it in the batch created, which
+    /// must be a sub-task of the execution's task: a sub-task and the areas reserved for it are
+    /// one batch, so the scheduler never sees the sub-task without its reservation.
+    ReserveAreasOnNewest {
+        execution: ExecutionId,
+        paths: Vec<domain::AreaPath>,
+        ttl: domain::Duration,
+    },
     /// Execution `execution` releases its area leases on `paths` (every one it holds when
     /// `paths` is empty). Refused when it holds none on a path named.
     ReleaseAreaLeases {
@@ -405,6 +413,7 @@ impl Change {
             Change::ExpireMessage { .. } => "expire_message",
             Change::DeadLetter { .. } => "dead_letter",
             Change::TakeAreaLeases { .. } => "take_area_leases",
+            Change::ReserveAreasOnNewest { .. } => "reserve_areas_on_newest",
             Change::ReleaseAreaLeases { .. } => "release_area_leases",
             Change::ExpireAreaLease { .. } => "expire_area_lease",
             Change::ScheduleTask { .. } => "schedule_task",
@@ -463,7 +472,9 @@ impl Change {
             Change::DeliverMessage { .. } => "delivering the message",
             Change::AckMessage { .. } => "acknowledging the message",
             Change::ExpireMessage { .. } | Change::DeadLetter { .. } => "recording the dead letter",
-            Change::TakeAreaLeases { .. } => "taking the area lease",
+            Change::TakeAreaLeases { .. } | Change::ReserveAreasOnNewest { .. } => {
+                "taking the area lease"
+            }
             Change::ReleaseAreaLeases { .. } => "releasing the area lease",
             Change::ExpireAreaLease { .. } => "recording the area lease expired",
             Change::ScheduleTask { .. } => "scheduling the task",

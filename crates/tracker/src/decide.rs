@@ -153,6 +153,7 @@ pub fn wants(state: &State, change: &Change) -> Vec<Key> {
         | Change::ExpireMessage { .. }
         | Change::DeadLetter { .. } => crate::messages::wants(state, change, &mut keys),
         Change::TakeAreaLeases { .. }
+        | Change::ReserveAreasOnNewest { .. }
         | Change::ReleaseAreaLeases { .. }
         | Change::ExpireAreaLease { .. } => crate::area_leases::wants(state, change, &mut keys),
         Change::RequestApproval { task, .. } => {
@@ -488,6 +489,11 @@ impl Decision<'_> {
                 paths,
                 ttl,
             } => self.take_area_leases(*execution, *for_task, paths, *ttl),
+            Change::ReserveAreasOnNewest {
+                execution,
+                paths,
+                ttl,
+            } => self.reserve_areas_on_newest(*execution, paths, *ttl),
             Change::ReleaseAreaLeases { execution, paths } => {
                 self.release_area_leases(*execution, paths)
             }
@@ -650,7 +656,7 @@ impl Decision<'_> {
             Change::RenewLease { id, fence, until } => self.renew_lease(*id, *fence, *until),
             Change::LoseExpired { id } => {
                 self.lose_expired(*id)?;
-                self.release_on_end(*id, "lost");
+                self.release_on_end(*id, "lost", false);
                 Ok(())
             }
             Change::SetExecutionState { id, to, reason } => {
@@ -784,7 +790,7 @@ impl Decision<'_> {
                         exit_code: *exit_code,
                     },
                 );
-                self.release_on_end(*id, state.as_str());
+                self.release_on_end(*id, state.as_str(), *state == ExecutionState::Succeeded);
                 Ok(())
             }
             Change::RecordModelUsage {

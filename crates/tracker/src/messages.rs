@@ -10,7 +10,8 @@
 //! - a message to an execution is delivered to that execution only, never to a later one of the
 //!   same task, and only while it is active;
 //! - nothing is delivered or acknowledged once its time to live ran out, and an acknowledgement
-//!   is taken once.
+//!   is taken once: an announcement's (topic, broadcast) once per reading agent, for itself
+//!   only, so that one reader's acknowledgement hides it from no other.
 
 use domain::message::{check_payload, limits};
 use domain::{
@@ -65,6 +66,15 @@ pub(crate) fn wants(state: &State, change: &crate::Change, keys: &mut Vec<Key>) 
             keys.push(Key::Message(*id));
             if let Some(e) = by {
                 keys.push(Key::Execution(*e));
+                // An announcement is acknowledged per reading agent.
+                if let (Some(m), Some(x)) = (state.message(*id), state.execution(*e))
+                    && m.receiver.is_announcement()
+                {
+                    keys.push(Key::ReadBy {
+                        id: *id,
+                        reader: x.agent.clone(),
+                    });
+                }
             }
             sender_of(state, *id, keys);
         }
@@ -260,11 +270,7 @@ impl Decision<'_> {
     ) -> Result<(), Refusal> {
         let m = self.open_message(id, "acknowledged")?;
         if m.receiver.is_announcement() {
-            return refused(format!(
-                "message M{id} to {} is an announcement: it is not acknowledged, it ends with \
-                 its time to live",
-                m.receiver
-            ));
+            return self.ack_announcement(id, by);
         }
         let (receiver, delivered) = (m.receiver.clone(), m.delivered_to);
         if let Some(e) = by {
@@ -279,6 +285,38 @@ impl Decision<'_> {
         }
         let by = self.actor.to_string();
         self.message_event(id, EventKind::MessageAcked { by });
+        Ok(())
+    }
+
+    /// An announcement is acknowledged by each reading agent for itself, through one of its
+    /// executions it was delivered to; it stays open for the others.
+    fn ack_announcement(&mut self, id: MessageId, by: Option<ExecutionId>) -> Result<(), Refusal> {
+        let m = self.open_message(id, "acknowledged")?;
+        let (receiver, deliveries) = (m.receiver.clone(), m.deliveries);
+        let Some(e) = by else {
+            return refused(format!(
+                "message M{id} to {receiver} is an announcement: each agent that reads it \
+                 acknowledges it for itself (`agentgrid ctl msg ack`); it ends with its time \
+                 to live"
+            ));
+        };
+        let execution = self.active_execution(e, "an acknowledgement")?;
+        check_receiver(&receiver, id, execution)?;
+        let reader = execution.agent.clone();
+        if deliveries == 0 {
+            return refused(format!(
+                "message M{id} was never delivered to execution #{e}; read it with \
+                 `agentgrid ctl msg inbox` first"
+            ));
+        }
+        if self.state.read_by(id, &reader) {
+            return refused(format!(
+                "message M{id} was acknowledged already for agent {reader}; an announcement \
+                 is acknowledged once by each agent that reads it"
+            ));
+        }
+        let by = self.actor.to_string();
+        self.message_event(id, EventKind::MessageReaderAcked { reader, by });
         Ok(())
     }
 
@@ -358,6 +396,13 @@ pub(crate) fn evolve(state: &mut State, entry: &Entry) {
             state.count_sent(e, 1, 1);
         }
         state.put_message(message.clone());
+        return;
+    }
+    if let EventKind::MessageReaderAcked { reader, .. } = &entry.kind {
+        state.put_read_by(id, reader);
+        if let Some(m) = state.message_mut(id) {
+            m.updated_at = at;
+        }
         return;
     }
     let Some(m) = state.message_mut(id) else {

@@ -56,6 +56,11 @@ pub enum Key {
     OpenAlert(String),
     /// How many messages an execution sent, and how many of them are open.
     SentBy(ExecutionId),
+    /// Whether agent `reader` acknowledged the announcement `id` for itself.
+    ReadBy {
+        id: domain::MessageId,
+        reader: String,
+    },
     /// Every live-or-unrecorded held area lease, of every execution: a backend loads each with
     /// [`State::load_area_lease`] and marks them known with [`State::load_held_area_leases`].
     HeldAreaLeases,
@@ -139,6 +144,8 @@ pub struct State {
     messages: HashMap<domain::MessageId, Option<domain::Message>>,
     open_alerts_known: HashSet<String>,
     sent_by: HashMap<ExecutionId, crate::Sent>,
+    /// Whether each (announcement, reading agent) was acknowledged.
+    reads: HashMap<(domain::MessageId, String), bool>,
     next_message_id: Option<domain::MessageId>,
     area_leases: HashMap<domain::AreaLeaseId, domain::AreaLease>,
     held_area_leases_known: bool,
@@ -195,6 +202,7 @@ impl State {
             Key::NextMessageId => self.next_message_id.is_some(),
             Key::OpenAlert(fp) => self.open_alerts_known.contains(fp),
             Key::SentBy(e) => self.sent_by.contains_key(e),
+            Key::ReadBy { id, reader } => self.reads.contains_key(&(*id, reader.clone())),
             Key::HeldAreaLeases => self.held_area_leases_known,
             Key::AreaLeasesOf(e) => {
                 self.held_area_leases_known || self.area_leases_of_known.contains(e)
@@ -385,6 +393,23 @@ impl State {
 
     pub fn load_sent_by(&mut self, e: ExecutionId, sent: crate::Sent) {
         self.sent_by.entry(e).or_insert(sent);
+    }
+
+    /// Whether agent `reader` acknowledged the announcement `id` for itself. Needs
+    /// [`Key::ReadBy`].
+    pub fn read_by(&self, id: domain::MessageId, reader: &str) -> bool {
+        self.reads
+            .get(&(id, reader.to_string()))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    pub fn load_read_by(&mut self, id: domain::MessageId, reader: &str, read: bool) {
+        self.reads.entry((id, reader.to_string())).or_insert(read);
+    }
+
+    pub(crate) fn put_read_by(&mut self, id: domain::MessageId, reader: &str) {
+        self.reads.insert((id, reader.to_string()), true);
     }
 
     pub fn load_next_message_id(&mut self, id: domain::MessageId) {

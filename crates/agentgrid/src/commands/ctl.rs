@@ -26,6 +26,8 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
             blocked_by,
             priority,
             key,
+            areas,
+            lease_ttl,
         }) => Op::SubtaskCreate {
             title,
             body,
@@ -33,6 +35,8 @@ pub fn ctl(cmd: CtlCommand) -> anyhow::Result<u8> {
             blocked_by,
             priority,
             key,
+            areas,
+            lease_ttl_ms: lease_ttl.map(|t| t.as_millis()),
         },
         CtlCommand::Complete { summary } => Op::Complete { summary },
         CtlCommand::Block { reason } => Op::Block { reason },

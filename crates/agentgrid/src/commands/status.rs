@@ -65,6 +65,11 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
     let gates = super::workflow::gates(&*project.store().await?).await?;
     let agencies = agency_lines(project, loaded.as_ref(), &view).await?;
     let gate_now = domain::Clock::now(&domain::SystemClock);
+    let handoff_budget = loaded
+        .as_ref()
+        .map_or(domain::handoff::limits::DEFAULT_PER_TASK, |l| {
+            l.config.handoffs_per_task
+        });
     if as_json {
         // The newest executions with their model use, so scripts see cost per execution at a
         // glance.
@@ -137,8 +142,20 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                 "sent_at": m.created_at,
                 "age": super::approvals::age(m.created_at, super::approvals::now()),
             })).collect::<Vec<_>>(),
+            "escalations_more": view.escalations_total.saturating_sub(view.escalations.len() as u64),
             "area_leases": view.area_leases,
             "area_waits": view.area_waits,
+            "handoffs": view.handoffs.iter().map(|h| serde_json::json!({
+                "task": h.task,
+                "state": h.state,
+                "from": h.from,
+                "to": h.to,
+                "at": h.at,
+                "age": super::approvals::age(h.at, super::approvals::now()),
+                "handoffs": h.handoffs,
+                "budget": handoff_budget,
+            })).collect::<Vec<_>>(),
+            "handoffs_more": view.handoffs_total.saturating_sub(view.handoffs.len() as u64),
             "metrics": status_metrics(project).await?.map(|m| m.total),
         }))?;
         return Ok(crate::exit::OK);
@@ -312,6 +329,36 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
             &["ID", "TASK", "SEVERITY", "FROM", "AT", "AGE", "QUESTION"],
             &rows,
         );
+        let more = view
+            .escalations_total
+            .saturating_sub(view.escalations.len() as u64);
+        if more > 0 {
+            outln!("… and {more} newer: see `agentgrid escalations`");
+        }
+    }
+    if !view.handoffs.is_empty() {
+        let now = super::approvals::now();
+        let rows: Vec<Vec<String>> = view
+            .handoffs
+            .iter()
+            .map(|h| {
+                vec![
+                    format!("#{}", h.task),
+                    h.state.to_string(),
+                    format!("{} → {}", one_line(&h.from), one_line(&h.to)),
+                    super::approvals::age(h.at, now),
+                    format!("{} of {handoff_budget}", h.handoffs),
+                ]
+            })
+            .collect();
+        outln!("handed off, under way in the receiving part (see `agentgrid task show`):");
+        table(&["TASK", "STATE", "FROM → TO", "AGE", "HANDOFFS"], &rows);
+        let more = view
+            .handoffs_total
+            .saturating_sub(view.handoffs.len() as u64);
+        if more > 0 {
+            outln!("… and {more} older handed-off tasks");
+        }
     }
     if let Some(line) = status_metrics(project)
         .await?

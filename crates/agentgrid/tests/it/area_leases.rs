@@ -338,3 +338,179 @@ fn leases_die_with_their_execution_after_a_kill_9_of_the_engine() {
     );
     assert_eq!(repo.task_state(1), "done");
 }
+
+/// A sub-task's script that fails loudly when another sub-task is inside the area at the same
+/// time: `mkdir` is atomic, so a second agent inside finds the directory there.
+fn inside_the_area(name: &str) -> String {
+    format!(
+        "echo start >> \"$OUT/{name}\"; \
+         if mkdir \"$OUT/inside\" 2>/dev/null; then \
+           sleep 0.4; rmdir \"$OUT/inside\"; \
+         else echo overlap >> \"$OUT/overlaps\"; fi; \
+         echo end >> \"$OUT/{name}\""
+    )
+}
+
+#[test]
+fn sub_tasks_made_with_overlapping_areas_never_run_at_once() {
+    let out = tempfile::tempdir().unwrap();
+    // The coordinator makes three sub-tasks and exits at once: two reserve overlapping areas,
+    // the third an area beside them. Room for four executions at once.
+    let script = format!(
+        "case \"$AGENTGRID_TASK_ID:$AGENTGRID_EXECUTION_KIND\" in \
+           1:work) \
+             agentgrid ctl subtask create 'Change the schema' --area src --key a >> \"$OUT/made\" 2>&1; \
+             agentgrid ctl subtask create 'Rewrite the queries' --area ./src/db/ --lease-ttl 10m --key b >> \"$OUT/made\" 2>&1; \
+             agentgrid ctl subtask create 'Write the docs' --area docs --key c >> \"$OUT/made\" 2>&1 ;; \
+           2:*) {a} ;; \
+           3:*) {b} ;; \
+           *) ;; \
+         esac",
+        a = inside_the_area("a"),
+        b = inside_the_area("b"),
+    );
+    let repo = project(&script, out.path());
+    repo.ok(&["task", "add", "Plan the storage change"]);
+    repo.ok(&["run"]);
+    assert_eq!(read(out.path(), "made"), "2\n3\n4\n");
+    assert_eq!(read(out.path(), "a"), "start\nend\n");
+    assert_eq!(read(out.path(), "b"), "start\nend\n");
+    assert_eq!(read(out.path(), "overlaps"), "", "the two ran at once");
+    for id in 1..=4 {
+        assert_eq!(repo.task_state(id), "done", "task {id}");
+    }
+
+    // Each sub-task's creation and its reservation are one transaction: the same batch's
+    // events, next to each other in the log.
+    let log = events(&repo);
+    for (task, path) in [(2, "src"), (3, "src/db"), (4, "docs")] {
+        let created = log
+            .iter()
+            .position(|e| e["type"] == "task_created" && e["entity_id"] == task)
+            .unwrap();
+        let reserved = &log[created + 1];
+        assert_eq!(reserved["type"], "execution_area_lease_taken", "{reserved}");
+        assert_eq!(reserved["lease"]["task"], task);
+        assert_eq!(reserved["lease"]["path"], path);
+    }
+    // The reservations outlived the coordinator's first execution and ended with their
+    // sub-tasks' success.
+    assert!(held(&repo).is_empty(), "{:?}", held(&repo));
+    let reasons: Vec<String> = ended(&repo).into_iter().map(|(_, why)| why).collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.ends_with("succeeded") && r.starts_with("task #")),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn a_refused_reservation_creates_no_sub_task() {
+    let out = tempfile::tempdir().unwrap();
+    // Task 1 reserves `src` for its sub-task and waits; task 2 then tries to make sub-tasks
+    // with bad areas and with one overlapping task 1's reservation.
+    let script = format!(
+        "case \"$AGENTGRID_TASK_ID:$AGENTGRID_EXECUTION_KIND\" in \
+           1:work) \
+             agentgrid ctl subtask create 'Hold src' --area src --label needs:never > \"$OUT/held\" 2>&1; \
+             {done} ;; \
+           2:work) {held} ln -s /etc outside; \
+             for a in /etc ../up outside/passwd src/db; do \
+               agentgrid ctl subtask create \"Part $a\" --area \"$a\" >> \"$OUT/log\" 2>&1; \
+               echo \"rc=$?\" >> \"$OUT/log\"; \
+             done; \
+             agentgrid ctl subtask create 'Too long' --area lib --lease-ttl 2h >> \"$OUT/log\" 2>&1; \
+             echo \"rc=$?\" >> \"$OUT/log\"; \
+             rm outside; touch \"$OUT/done\" ;; \
+           *) ;; \
+         esac",
+        held = wait_file("held"),
+        done = wait_file("done"),
+    );
+    let repo = project(&script, out.path());
+    repo.ok(&["task", "add", "Plan one"]);
+    repo.ok(&["task", "add", "Plan two"]);
+    let mut engine = repo
+        .cmd(&["run"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(60), "the refusals", || {
+        out.path().join("done").exists()
+    });
+    let log = read(out.path(), "log");
+    for words in [
+        "the leased path `/etc` is absolute",
+        "the leased path `../up` goes up with `..`",
+        "the leased path outside/passwd runs through the symbolic link outside",
+        "the area src/db overlaps src reserved for task #3 by execution #",
+        "an area lease's time to live is at least 1s and at most 1h",
+    ] {
+        assert!(log.contains(words), "{words:?} in {log}");
+    }
+    assert_eq!(log.matches("rc=2").count(), 5, "{log}");
+    // Only task 1's sub-task was made, and only its reservation is held.
+    let ids: Vec<u64> = repo
+        .tasks()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3], "no refused call made a sub-task");
+    let leases = held(&repo);
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0]["task"], 3);
+    // Task 3 can never run (no agent has its capability): the engine is stopped here.
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+}
+
+#[test]
+fn a_sub_task_held_behind_a_one_second_lease_starts_promptly_when_it_runs_out() {
+    let out = tempfile::tempdir().unwrap();
+    // Task 1 leases `src` for one second and stays until task 3 has started (ten seconds at
+    // most); task 2 makes sub-task 3 reserving `src/db`. Without a wake-up at the lease's
+    // expiry, task 3 would start only when task 1 ends, ten seconds later.
+    let script = format!(
+        "case \"$AGENTGRID_TASK_ID:$AGENTGRID_EXECUTION_KIND\" in \
+           1:*) agentgrid ctl lease take src --ttl 1s > \"$OUT/held\" 2>&1; {started} ;; \
+           2:work) {held} agentgrid ctl subtask create 'Migrate' --area src/db > /dev/null ;; \
+           3:*) touch \"$OUT/started\" ;; \
+           *) ;; \
+         esac",
+        held = wait_file("held"),
+        started = wait_file("started"),
+    );
+    let repo = project(&script, out.path());
+    repo.ok(&["task", "add", "Hold src briefly"]);
+    repo.ok(&["task", "add", "Plan the migration"]);
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(3), "done");
+    let log = events(&repo);
+    let taken = log
+        .iter()
+        .find(|e| e["type"] == "execution_area_lease_taken" && e["lease"]["path"] == "src")
+        .expect("task 1's lease");
+    let expires = taken["lease"]["expires_at"].as_i64().unwrap();
+    let claimed = log
+        .iter()
+        .find(|e| e["type"] == "task_state_changed" && e["entity_id"] == 3 && e["to"] == "running")
+        .expect("task 3 ran");
+    let at = claimed["at"].as_i64().unwrap();
+    assert!(
+        at >= expires,
+        "task 3 started at {at}, before the lease ran out at {expires}"
+    );
+    assert!(
+        at - expires < 3_000,
+        "task 3 started {} ms after the lease ran out",
+        at - expires
+    );
+    let end_of_1 = log
+        .iter()
+        .find(|e| e["type"] == "execution_finished" && e["entity_id"] == 1)
+        .map(|e| e["at"].as_i64().unwrap())
+        .unwrap();
+    assert!(at < end_of_1, "task 3 started while task 1 still ran");
+}

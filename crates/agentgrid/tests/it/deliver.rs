@@ -199,6 +199,7 @@ fn role_agency_and_topic_messages_reach_their_readers_only() {
          big=$(head -c 20000 /dev/zero | tr '\\0' a); \
          agentgrid ctl msg send --to agency:code --type STATUS --payload \"{\\\"text\\\": \\\"$big\\\"}\"; echo \"l-big=$?\"; \
          agentgrid ctl msg ack M3; echo \"l-ann=$?\"; \
+         agentgrid ctl msg ack M3; echo \"l-ann2=$?\"; \
          agentgrid ctl msg ack M2; echo \"l-ack=$?\"; \
          agentgrid ctl msg send --to agency:code --type QUESTION --payload '{\"text\": \"from outside\"}'; echo \"l-agency=$?\"",
     );
@@ -206,7 +207,8 @@ fn role_agency_and_topic_messages_reach_their_readers_only() {
     steps(
         dir.path(),
         3,
-        "agentgrid ctl msg ack M1; echo \"c-ack1=$?\"; agentgrid ctl msg ack M2; echo \"c-ack2=$?\"",
+        "agentgrid ctl msg ack M1; echo \"c-ack1=$?\"; agentgrid ctl msg ack M2; echo \"c-ack2=$?\"; \
+         agentgrid ctl msg ack M3; echo \"c-ann=$?\"",
     );
     // Task 4: Code's coordinator, a reader of the agency's message too, finds it taken.
     steps(
@@ -214,7 +216,7 @@ fn role_agency_and_topic_messages_reach_their_readers_only() {
         4,
         "agentgrid ctl msg ack M2; echo \"lead-ack2=$?\"",
     );
-    for (i, agent) in ["tester", "loner", "coder", "code-lead", "qa-lead"]
+    for (i, agent) in ["tester", "loner", "coder", "code-lead", "qa-lead", "loner"]
         .iter()
         .enumerate()
     {
@@ -246,7 +248,12 @@ fn role_agency_and_topic_messages_reach_their_readers_only() {
             "an agent escalates with `agentgrid ctl escalate`",
         ),
         ("l-big=2", "at most 16 KiB"),
-        ("l-ann=2", "is an announcement: it is not acknowledged"),
+        ("l-ann=0", ""),
+        (
+            "l-ann2=2",
+            "message M3 was acknowledged already for agent loner",
+        ),
+        ("c-ann=0", ""),
         (
             "l-ack=2",
             "message M2 is for agency:code, and agent loner of execution #2 is not one of its readers",
@@ -262,13 +269,21 @@ fn role_agency_and_topic_messages_reach_their_readers_only() {
     // Who read what: M5 is the tester's to its own coordinator, M6 the loner's to Code.
     assert_eq!(inbox_of(dir.path(), 1), [4], "the tester: its agency's");
     assert_eq!(inbox_of(dir.path(), 2), [3], "the loner: its topic's");
-    assert_eq!(inbox_of(dir.path(), 3), [1, 2, 3, 6], "the coder");
+    assert_eq!(
+        inbox_of(dir.path(), 3),
+        [1, 2, 3, 6],
+        "the coder: the loner's acknowledgement of the announcement was its own"
+    );
     assert_eq!(
         inbox_of(dir.path(), 4),
         [6],
         "code's coordinator: the agency's message was taken already"
     );
     assert_eq!(inbox_of(dir.path(), 5), [4, 5], "qa's coordinator");
+    assert!(
+        inbox_of(dir.path(), 6).is_empty(),
+        "the loner again: it acknowledged the announcement for itself"
+    );
 
     let all = messages(&repo);
     assert_eq!(all.len(), 6, "{all:?}");
@@ -277,8 +292,17 @@ fn role_agency_and_topic_messages_reach_their_readers_only() {
     assert_eq!(all[&2]["acked_by"], "agent:coder#3");
     assert_eq!(
         all[&3]["state"], "delivered",
-        "an announcement is never acknowledged"
+        "an announcement stays open for its other readers"
     );
+    let shown = repo.json(&["msg", "show", "M3", "--json"]);
+    let reads: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "message_reader_acked")
+        .map(|e| e["reader"].as_str().unwrap())
+        .collect();
+    assert_eq!(reads, ["loner", "coder"], "{shown}");
     assert_eq!(all[&5]["receiver"], "role:qa/coordinator");
     assert_eq!(all[&6]["receiver"], "agency:code");
 }

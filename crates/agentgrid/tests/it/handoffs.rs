@@ -404,3 +404,49 @@ fn a_handoff_whose_execution_fails_does_not_take_effect() {
     let show = repo.json(&["task", "show", "1", "--json"]);
     assert_eq!(show["task"]["handoff"], Value::Null);
 }
+
+#[test]
+fn status_shows_the_open_handoffs_with_their_age_and_budget() {
+    // Two tasks go from Code to QA; the tester blocks each for a person, so both stay open
+    // in QA's hands. A third task is done and shows no open handoff.
+    let coder = r#"if [ "$AGENTGRID_TASK_ID" = 3 ]; then exit 0; fi
+echo buggy > export.txt
+agentgrid ctl handoff --to qa/tester --summary 'test it' --artifact export.txt"#;
+    let tester = "agentgrid ctl block --reason 'which format is right?'";
+    let repo = two_agencies(coder, "", tester, "  handoffs_per_task: 4\n");
+    for title in ["Export CSV", "Export JSON", "Nothing to hand"] {
+        repo.ok(&["task", "add", title, "--label", "code"]);
+    }
+    repo.ok(&["run"]);
+    assert_eq!(repo.task_state(1), "blocked");
+    assert_eq!(repo.task_state(3), "done");
+
+    let status = repo.json(&["status", "--json"]);
+    let open = status["handoffs"].as_array().unwrap();
+    let tasks: Vec<u64> = open.iter().map(|h| h["task"].as_u64().unwrap()).collect();
+    assert_eq!(tasks, [1, 2], "{status}");
+    assert_eq!(open[0]["from"], "code/developer");
+    assert_eq!(open[0]["to"], "qa/tester");
+    assert_eq!(open[0]["state"], "blocked");
+    assert_eq!(open[0]["handoffs"], 1);
+    assert_eq!(open[0]["budget"], 4);
+    assert!(
+        open[0]["age"].as_str().is_some_and(|a| !a.is_empty()),
+        "{open:?}"
+    );
+    assert_eq!(status["handoffs_more"], 0);
+    let handed = of_type(&events_of(&repo, 1), "task_handed_off")[0]["at"].clone();
+    assert_eq!(open[0]["at"], handed, "the age counts from the handoff");
+
+    let human = repo.ok(&["status"]);
+    assert!(
+        human.contains("handed off, under way in the receiving part"),
+        "{human}"
+    );
+    let row = human
+        .lines()
+        .find(|l| l.starts_with("#1 ") && l.contains("→"))
+        .unwrap_or_else(|| panic!("a row for task 1 in {human}"));
+    assert!(row.contains("code/developer → qa/tester"), "{row}");
+    assert!(row.contains("1 of 4"), "{row}");
+}

@@ -196,6 +196,18 @@ fn messages_survive_kill_9_of_the_engine() {
             "urgent",
         ]);
     }
+    // An announcement: the one agent acknowledges it for itself, once, however often it is
+    // killed, and no later execution of it is shown it again.
+    repo.ok(&[
+        "msg",
+        "send",
+        "--to",
+        "broadcast",
+        "--type",
+        "STATUS",
+        "--payload",
+        r#"{"text": "to everyone"}"#,
+    ]);
     let mut kills = 0;
     for _ in 0..3 {
         let mut engine = repo
@@ -228,6 +240,7 @@ fn messages_survive_kill_9_of_the_engine() {
         all.iter().map(|m| (m["id"].as_i64().unwrap(), m)).collect();
     let mut delivered: std::collections::HashMap<i64, u32> = Default::default();
     let mut acked: std::collections::HashMap<i64, u32> = Default::default();
+    let mut read: std::collections::HashMap<(i64, String), u32> = Default::default();
     for e in events.iter().filter(|e| e["entity"] == "message") {
         let id = e["entity_id"].as_i64().unwrap();
         let m = by_id[&id];
@@ -249,6 +262,10 @@ fn messages_survive_kill_9_of_the_engine() {
                 }
             }
             "message_acked" => *acked.entry(id).or_default() += 1,
+            "message_reader_acked" => {
+                let reader = e["reader"].as_str().unwrap().to_string();
+                *read.entry((id, reader)).or_default() += 1;
+            }
             _ => {}
         }
     }
@@ -262,8 +279,21 @@ fn messages_survive_kill_9_of_the_engine() {
             delivered.get(&id).copied().unwrap_or(0) >= 1,
             "seed {seed}: M{id} was never delivered"
         );
-        assert_eq!(m["state"], "acked", "seed {seed}: {m}");
+        if m["receiver"] == "broadcast" {
+            assert_eq!(
+                read.get(&(id, "w".to_string())),
+                Some(&1),
+                "seed {seed}: the announcement M{id} was not acknowledged once by w: {read:?}"
+            );
+            assert_eq!(m["state"], "delivered", "seed {seed}: {m}");
+        } else {
+            assert_eq!(m["state"], "acked", "seed {seed}: {m}");
+        }
     }
+    assert!(
+        read.values().all(|n| *n == 1),
+        "seed {seed}: an announcement was acknowledged twice by one reader: {read:?}"
+    );
     // The notes each execution left for itself were never delivered to another; those whose
     // execution ended before a sweep are dead letters naming it.
     let swept = all

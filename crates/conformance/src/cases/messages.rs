@@ -1,6 +1,6 @@
 //! Mailboxes: a message persists with its deliveries and is acknowledged once even by racing
-//! callers, identical alerts open once, inboxes and sweeps follow receivers and time, and a
-//! flooding sender is bounded across batches.
+//! callers, an announcement once by each reading agent, identical alerts open once, inboxes and
+//! sweeps follow receivers and time, and a flooding sender is bounded across batches.
 
 use std::sync::Arc;
 
@@ -153,6 +153,88 @@ pub async fn racing_acknowledgements_take_one(fresh: Fresh) {
     assert_eq!(acks, 1);
 }
 
+/// An announcement is acknowledged by each agent that reads it, for itself and once: one
+/// reader's acknowledgement takes it out of that reader's inbox only, and the message stays open
+/// for the others until its time to live ends.
+pub async fn an_announcement_is_acknowledged_once_per_reader(fresh: Fresh) {
+    let store = &*fresh.store;
+    let coder = start(store, create(store, domain::NewTask::titled("a")).await).await;
+    let b = create(store, domain::NewTask::titled("b")).await;
+    let reviewer = apply(
+        store,
+        vec![Change::CreateExecution {
+            task_id: b,
+            kind: domain::ExecutionKind::Work,
+            agent: "reviewer".into(),
+            attempt: 1,
+            lease: None,
+        }],
+    )
+    .await
+    .executions[0]
+        .id;
+    let sent = send(store, status(Receiver::Broadcast, "main is red")).await;
+    let inbox = |agent: &'static str, e: ExecutionId| async move {
+        let receivers = vec![format!("agent:{agent}"), "broadcast".to_string()];
+        store
+            .inbox(&receivers, Some(e), Some(agent), T0, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>()
+    };
+    let ack = |by| Change::AckMessage { id: sent.id, by };
+    let refused = |changes: Vec<Change>| async move {
+        store
+            .apply("conformance", T0, changes)
+            .await
+            .unwrap_err()
+            .to_string()
+    };
+    let err = refused(vec![ack(None)]).await;
+    assert!(
+        err.contains("each agent that reads it acknowledges it"),
+        "{err}"
+    );
+    let err = refused(vec![ack(Some(coder))]).await;
+    assert!(err.contains("was never delivered"), "{err}");
+    for e in [coder, reviewer] {
+        apply(store, vec![Change::DeliverMessage { id: sent.id, to: e }]).await;
+    }
+    apply(store, vec![ack(Some(coder))]).await;
+    let err = refused(vec![ack(Some(coder))]).await;
+    assert!(
+        err.contains("acknowledged already for agent coder"),
+        "{err}"
+    );
+    assert!(inbox("coder", coder).await.is_empty(), "read by the coder");
+    assert_eq!(
+        inbox("reviewer", reviewer).await,
+        [sent.id],
+        "not by the reviewer"
+    );
+    apply(store, vec![ack(Some(reviewer))]).await;
+    assert!(inbox("reviewer", reviewer).await.is_empty());
+    let m = stored(store, sent.id).await;
+    assert!(
+        m.state.is_open(),
+        "still open for later readers: {:?}",
+        m.state
+    );
+    let reads: Vec<String> = store
+        .entity_events(EntityKind::Message, sent.id.0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            domain::EventKind::MessageReaderAcked { reader, .. } => Some(reader),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reads, ["coder", "reviewer"]);
+}
+
 /// Identical alerts sent at once by racing callers open one message; the rest are coalesced
 /// into it. Once it is read, the same alert opens a new one.
 pub async fn identical_alerts_open_once(fresh: Fresh) {
@@ -230,12 +312,18 @@ pub async fn inboxes_and_sweeps_follow_receivers_and_time(fresh: Fresh) {
     )
     .await;
     let receivers = vec!["agent:coder".to_string(), "broadcast".to_string()];
-    let inbox = store.inbox(&receivers, Some(e), T0, 10).await.unwrap();
+    let inbox = store
+        .inbox(&receivers, Some(e), Some("coder"), T0, 10)
+        .await
+        .unwrap();
     let ids: Vec<MessageId> = inbox.iter().map(|m| m.id).collect();
     assert_eq!(ids, vec![urgent.id, agent.id, short.id]);
     assert!(!ids.contains(&other.id));
     let later = T0.plus(Duration::from_secs(5));
-    let inbox = store.inbox(&receivers, Some(e), later, 10).await.unwrap();
+    let inbox = store
+        .inbox(&receivers, Some(e), Some("coder"), later, 10)
+        .await
+        .unwrap();
     assert_eq!(inbox.len(), 2, "the expired one is not shown");
     // The execution ends: what is for it alone can never be read.
     apply_at(

@@ -391,6 +391,8 @@ async fn calls_past_an_executions_limits_are_refused_with_the_limit() {
         blocked_by: vec![],
         priority: None,
         key: None,
+        areas: vec![],
+        lease_ttl_ms: None,
     };
     let forged = conn.call("t", title).await.error.unwrap();
     assert!(forged.contains("control character"), "{forged}");
@@ -477,6 +479,8 @@ async fn a_create_that_found_its_sub_task_takes_nothing_from_the_allowance() {
         blocked_by: vec![],
         priority: None,
         key: Some(key.into()),
+        areas: vec![],
+        lease_ttl_ms: None,
     };
     for _ in 0..3 {
         assert!(conn.call("t", create("seen")).await.ok);

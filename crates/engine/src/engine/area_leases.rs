@@ -33,16 +33,7 @@ impl Engine {
                 ttl_ms,
                 task: for_task,
             } => {
-                let parsed = app::parse_area_paths(&paths).map_err(|e| e.to_string())?;
-                let mut places = vec![self.options.project_dir.clone()];
-                if let Some(ws) = &self.workspaces {
-                    places.push(ws.path_of(task));
-                }
-                for p in &parsed {
-                    for root in &places {
-                        no_link_along(root, p)?;
-                    }
-                }
+                self.check_area_paths(task, &paths)?;
                 let take = app::TakeAreaLeases {
                     paths,
                     ttl: Duration(ttl_ms),
@@ -68,6 +59,22 @@ impl Engine {
             }
             other => Err(format!("`{}` is not a lease call", other.name())),
         }
+    }
+
+    /// Refuses paths that do not parse or run through a symbolic link, in the repository's
+    /// checkout or in the worktree of `task`'s execution.
+    pub(super) fn check_area_paths(&self, task: TaskId, paths: &[String]) -> Result<(), String> {
+        let parsed = app::parse_area_paths(paths).map_err(|e| e.to_string())?;
+        let mut places = vec![self.options.project_dir.clone()];
+        if let Some(ws) = &self.workspaces {
+            places.push(ws.path_of(task));
+        }
+        for p in &parsed {
+            for root in &places {
+                no_link_along(root, p)?;
+            }
+        }
+        Ok(())
     }
 
     /// Records the held leases whose time ran out as expired and gives the scheduler the ones

@@ -30,6 +30,9 @@ pub(super) struct SubtaskCall {
     pub blocked_by: Vec<TaskId>,
     pub priority: Option<i32>,
     pub key: Option<String>,
+    /// Areas reserved for the sub-task as it is made, for `lease_ttl_ms`.
+    pub areas: Vec<String>,
+    pub lease_ttl_ms: Option<u64>,
 }
 
 /// How the engine writes the batches of the application layer's commands: waiting out a
@@ -126,7 +129,21 @@ impl Engine {
             let existing = self.snapshot.children_of(task.id).count() as u32;
             scheduler::guards::check_new_child(task, existing, &self.setup.config)?;
         }
-        let made = self.command(actor, app::CreateSubtask { new, key }).await?;
+        let reserve = if call.areas.is_empty() {
+            None
+        } else {
+            self.check_area_paths(task.id, &call.areas)?;
+            Some(app::Reserve {
+                paths: call.areas,
+                ttl: domain::Duration(
+                    call.lease_ttl_ms
+                        .unwrap_or(domain::area::limits::MAX_TTL_MS),
+                ),
+            })
+        };
+        let made = self
+            .command(actor, app::CreateSubtask { new, key, reserve })
+            .await?;
         if !made.existed {
             shared.update_flags(|f| f.children_created += 1);
         }

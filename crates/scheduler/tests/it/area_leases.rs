@@ -75,6 +75,7 @@ fn a_reserved_task_waits_for_an_overlapping_lease_of_a_running_execution() {
         TaskId(3),
         &s.area_leases,
         |e| s.active.iter().any(|a| a.id == e),
+        |_| false,
         T0,
     )
     .unwrap();
@@ -127,4 +128,63 @@ fn a_lease_for_the_task_itself_or_an_unreserved_task_holds_nothing_back() {
     s.area_leases[0].holder_task = TaskId(3);
     let got = dispatched(&s, T0);
     assert!(got.contains(&3) && got.contains(&4), "{got:?}");
+}
+
+/// Task 2 (the coordinator, execution 20, running or not) reserved `src` for its sub-task 3
+/// until `T0 + 60 s`, `src/db` for its sub-task 4 and `docs` for sub-task 5 until `T0 + 600 s`.
+fn siblings_reserved_overlapping(coordinator_running: bool) -> scheduler::Snapshot {
+    let coordinator = task(2);
+    let mut s = world(vec![
+        coordinator.clone(),
+        child(3, &coordinator),
+        child(4, &coordinator),
+        child(5, &coordinator),
+    ]);
+    if coordinator_running {
+        run(&mut s, 20, 2, "worker", T0);
+    } else {
+        s.update(TaskId(2), |t| t.state = domain::TaskState::Waiting);
+    }
+    let until = T0.plus(Duration::from_secs(600));
+    s.area_leases = vec![
+        lease(1, "src", 20, 2, 3, T0.plus(Duration::from_secs(60))),
+        lease(2, "src/db", 20, 2, 4, until),
+        lease(3, "docs", 20, 2, 5, until),
+    ];
+    s
+}
+
+#[test]
+fn sub_tasks_reserved_overlapping_areas_take_turns_whether_their_coordinator_runs_or_not() {
+    for coordinator_running in [true, false] {
+        let s = siblings_reserved_overlapping(coordinator_running);
+        assert_eq!(
+            dispatched(&s, T0),
+            vec![3, 5],
+            "one decision starts one of the two, and the one beside them \
+             (coordinator running: {coordinator_running})"
+        );
+        let mut s = s;
+        run(&mut s, 30, 3, "worker", T0);
+        let d = decide(&s, &roomy(), T0);
+        let got: Vec<i64> = d.dispatches().map(|(t, _, _)| t.0).collect();
+        assert_eq!(got, vec![5], "task 4 waits while task 3 runs");
+        assert_eq!(
+            d.next_wakeup,
+            Some(T0.plus(Duration::from_secs(60))),
+            "it looks again when task 3's reservation runs out"
+        );
+        let (why, _) = domain::area::waits_for(
+            TaskId(4),
+            &s.area_leases,
+            |e| s.active.iter().any(|a| a.id == e),
+            |t| s.active.iter().any(|a| a.task == t),
+            T0,
+        )
+        .unwrap();
+        assert!(
+            why.starts_with("waits for area src/db: src reserved for task #3, which runs now"),
+            "{why}"
+        );
+    }
 }

@@ -255,6 +255,10 @@ impl<'c> Batch<'c> {
                 let sent = super::messages::sent_by(self.conn, e)?;
                 self.state.load_sent_by(e, sent);
             }
+            Key::ReadBy { id, reader } => {
+                let read = super::messages::read_by(self.conn, id, &reader)?;
+                self.state.load_read_by(id, &reader, read);
+            }
             Key::HeldAreaLeases => {
                 for lease in super::area_leases::held(self.conn)? {
                     self.state.load_area_lease(lease);
@@ -438,6 +442,9 @@ impl<'c> Batch<'c> {
             EventKind::TaskLandAbandoned { .. } => {
                 steps::save_land(self.conn, TaskId(id), None, at)
             }
+            EventKind::MessageReaderAcked { reader, by } => {
+                super::messages::insert_read(self.conn, domain::MessageId(id), &reader, &by, at)
+            }
             EventKind::ExecutionModelUsage {
                 model,
                 input_tokens,
@@ -544,6 +551,7 @@ fn writes_side_table(kind: &EventKind) -> bool {
             | EventKind::ProviderPaused { .. }
             | EventKind::ProviderResumed { .. }
             | EventKind::ProviderThrottled { .. }
+            | EventKind::MessageReaderAcked { .. }
     )
 }
 

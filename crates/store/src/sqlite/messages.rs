@@ -66,6 +66,7 @@ pub(crate) fn inbox(
     conn: &Connection,
     receivers: &[String],
     execution: Option<ExecutionId>,
+    reader: Option<&str>,
     now: Timestamp,
     limit: u32,
 ) -> Result<Vec<Message>, Fail> {
@@ -74,12 +75,15 @@ pub(crate) fn inbox(
     }
     let mut found = Vec::new();
     let live = "(expires_at IS NULL OR expires_at > ?2)";
+    // Only announcements have reads: one the reader acknowledged is not shown to it again.
+    let unread = "NOT EXISTS (SELECT 1 FROM message_reads r \
+                  WHERE r.message_id = messages.id AND r.reader = ?4)";
     for receiver in receivers {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM messages WHERE receiver = ?1 AND {OPEN} AND {live} \
-             ORDER BY priority DESC, id LIMIT ?3"
+             AND {unread} ORDER BY priority DESC, id LIMIT ?3"
         ))?;
-        let rows = stmt.query_map(params![receiver, now.0, limit], from_row)?;
+        let rows = stmt.query_map(params![receiver, now.0, limit, reader], from_row)?;
         for m in rows {
             found.push(m?);
         }
@@ -163,6 +167,57 @@ pub(crate) fn list(conn: &Connection, filter: &MessageFilter) -> Result<Vec<Mess
     let receiver = filter.receiver.as_ref().map(ToString::to_string);
     let rows = stmt.query_map(params![state, task, receiver, limit], from_row)?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Whether agent `reader` acknowledged the announcement `id` for itself.
+pub(crate) fn read_by(conn: &Connection, id: MessageId, reader: &str) -> Result<bool, Fail> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM message_reads WHERE message_id = ?1 AND reader = ?2)",
+    )?;
+    Ok(stmt.query_row(params![id.0, reader], |r| r.get(0))?)
+}
+
+/// Records that agent `reader` acknowledged the announcement `id`; the primary key refuses a
+/// second time, whatever the rules let through.
+pub(crate) fn insert_read(
+    conn: &Connection,
+    id: MessageId,
+    reader: &str,
+    by: &str,
+    at: Timestamp,
+) -> Result<(), Fail> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO message_reads (message_id, reader, acked_by, acked_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    stmt.execute(params![id.0, reader, by, at.0])?;
+    Ok(())
+}
+
+/// The condition of the partial index `messages_open_escalations` (migration 18).
+const OPEN_ESCALATION: &str = "type = 'ESCALATION' AND (state = 'pending' OR state = 'delivered')";
+
+/// The open escalations to `receiver`, oldest first, at most `limit`.
+pub(crate) fn open_escalations(
+    conn: &Connection,
+    receiver: &str,
+    limit: u32,
+) -> Result<Vec<Message>, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE receiver = ?1 AND {OPEN_ESCALATION} \
+         ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![receiver, limit], from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// How many escalations are open, at every receiver.
+pub(crate) fn open_escalation_count(conn: &Connection) -> Result<u64, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT COUNT(*) FROM messages WHERE {OPEN_ESCALATION}"
+    ))?;
+    let n: i64 = stmt.query_row([], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Writes a message as the batch left it.

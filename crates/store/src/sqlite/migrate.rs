@@ -36,6 +36,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (15, include_str!("../../migrations/0015_handoffs.sql")),
     (17, include_str!("../../migrations/0017_area_leases.sql")),
+    (
+        18,
+        include_str!("../../migrations/0018_escalations_and_reads.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

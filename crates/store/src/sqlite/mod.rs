@@ -864,14 +864,33 @@ impl Store for SqliteStore {
         &self,
         receivers: &[String],
         execution: Option<ExecutionId>,
+        reader: Option<&str>,
         now: Timestamp,
         limit: u32,
     ) -> Result<Vec<domain::Message>, Error> {
         let receivers = receivers.to_vec();
+        let reader = reader.map(str::to_string);
         self.quick_read("reading an inbox", move |c| {
-            messages::inbox(c, &receivers, execution, now, limit)
+            messages::inbox(c, &receivers, execution, reader.as_deref(), now, limit)
         })
         .await
+    }
+
+    async fn open_escalations(
+        &self,
+        receiver: &domain::Receiver,
+        limit: u32,
+    ) -> Result<Vec<domain::Message>, Error> {
+        let receiver = receiver.to_string();
+        self.quick_read("reading open escalations", move |c| {
+            messages::open_escalations(c, &receiver, limit)
+        })
+        .await
+    }
+
+    async fn open_escalation_count(&self) -> Result<u64, Error> {
+        self.quick_read("counting open escalations", messages::open_escalation_count)
+            .await
     }
 
     async fn messages_due(
@@ -1003,6 +1022,29 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn tasks_handed_off(&self, limit: u32) -> Result<(Vec<Task>, u64), Error> {
+        self.read("listing handed-off tasks", move |c| {
+            // Along the state index (migration 7), over the unfinished tasks only: the cost
+            // grows with the backlog, not with every task ever handed off.
+            const OPEN: &str = "state IN ('open', 'running', 'waiting', 'blocked') \
+                                AND handoff IS NOT NULL";
+            let sql = format!(
+                "SELECT * FROM (SELECT {TASK_COLUMNS} FROM tasks WHERE {OPEN} \
+                 ORDER BY id DESC LIMIT ?1) ORDER BY id"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map([i64::from(limit)], rows::task_from_row)?;
+            let tasks: Vec<Task> = rows.collect::<Result<_, _>>()?;
+            let total: i64 = c.query_row(
+                &format!("SELECT COUNT(*) FROM tasks WHERE {OPEN}"),
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((tasks, u64::try_from(total).unwrap_or(0)))
         })
         .await
     }

@@ -182,3 +182,125 @@ async fn the_views_read_indexes_not_the_whole_table() {
     let one_state = plan("SELECT id FROM tasks WHERE state IN ('failed') ORDER BY id DESC LIMIT 5");
     assert!(one_state.contains("tasks_by_state"), "{one_state}");
 }
+
+#[tokio::test]
+async fn only_unfinished_handed_off_tasks_are_listed_newest_within_the_limit() {
+    let (dir, store) = fresh();
+    let target = |agency: &str| domain::HandoffTarget {
+        agency: agency.into(),
+        role: None,
+    };
+    let mut handed = Vec::new();
+    for i in 0..4 {
+        let id = create_titled(&store, &format!("task {i}")).await;
+        let claim = Change::CreateExecution {
+            task_id: id,
+            kind: domain::ExecutionKind::Work,
+            agent: "coder".into(),
+            attempt: 1,
+            lease: None,
+        };
+        let execution = store
+            .apply("engine", T0, vec![claim])
+            .await
+            .unwrap()
+            .executions[0]
+            .id;
+        let hand = Change::HandOff {
+            id,
+            execution,
+            from: target("code"),
+            to: target("qa"),
+            summary: "test it".into(),
+            artifacts: vec![],
+            budget: 6,
+        };
+        store.apply("engine", T0, vec![hand]).await.unwrap();
+        handed.push(id);
+    }
+    create_titled(&store, "never handed").await;
+    let done = Change::SetTaskState {
+        id: handed[3],
+        to: TaskState::Done,
+        reason: None,
+    };
+    store.apply("engine", T0, vec![done]).await.unwrap();
+    let (listed, total) = store.tasks_handed_off(2).await.unwrap();
+    assert_eq!(ids(listed.clone()), [handed[1].0, handed[2].0]);
+    assert_eq!(total, 3, "the done one is not open");
+    assert_eq!(listed[0].handoff, Some(target("qa")));
+    assert_eq!(store.tasks_handed_off(0).await.unwrap(), (vec![], 3));
+    drop(store);
+    let raw = rusqlite::Connection::open(crate::db_path(&dir)).unwrap();
+    let mut stmt = raw
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE state IN ('open', 'running', \
+             'waiting', 'blocked') AND handoff IS NOT NULL ORDER BY id DESC LIMIT 5",
+        )
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(plan.join("; ").contains("tasks_by_state"), "{plan:?}");
+}
+
+#[tokio::test]
+async fn open_escalations_are_read_oldest_first_along_their_own_index() {
+    let (dir, store) = fresh();
+    let send = |receiver: domain::Receiver, kind: domain::MessageType| {
+        let payload = match kind {
+            domain::MessageType::Escalation => {
+                serde_json::json!({"text": "which format?", "severity": "high"})
+            }
+            _ => serde_json::json!({"text": "halfway"}),
+        };
+        Change::SendMessage(domain::NewMessage::new(receiver, kind, payload))
+    };
+    let people = domain::Receiver::People;
+    let lead = domain::Receiver::Role("code/coordinator".into());
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        batch.push(send(people.clone(), domain::MessageType::Escalation));
+        batch.push(send(people.clone(), domain::MessageType::Status));
+        if i % 2 == 0 {
+            batch.push(send(lead.clone(), domain::MessageType::Escalation));
+        }
+    }
+    let sent = store.apply("cli", T0, batch).await.unwrap().messages;
+    let escalations: Vec<domain::MessageId> = sent
+        .iter()
+        .filter(|m| m.kind == domain::MessageType::Escalation && m.receiver == people)
+        .map(|m| m.id)
+        .collect();
+    // An answered one is no longer open.
+    let ack = Change::AckMessage {
+        id: escalations[0],
+        by: None,
+    };
+    store.apply("cli", T0, vec![ack]).await.unwrap();
+    let open = store.open_escalations(&people, 3).await.unwrap();
+    let got: Vec<domain::MessageId> = open.iter().map(|m| m.id).collect();
+    assert_eq!(got, escalations[1..4]);
+    assert_eq!(store.open_escalations(&lead, 10).await.unwrap().len(), 3);
+    assert_eq!(store.open_escalation_count().await.unwrap(), 4 + 3);
+    drop(store);
+    let raw = rusqlite::Connection::open(crate::db_path(&dir)).unwrap();
+    let mut stmt = raw
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE receiver = 'people' \
+             AND type = 'ESCALATION' AND (state = 'pending' OR state = 'delivered') \
+             ORDER BY id LIMIT 5",
+        )
+        .unwrap();
+    let plan: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        plan.join("; ").contains("messages_open_escalations"),
+        "{plan:?}"
+    );
+}

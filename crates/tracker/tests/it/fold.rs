@@ -282,6 +282,12 @@ fn area_change() -> impl Strategy<Value = Change> {
                 paths,
                 ttl: domain::Duration::from_secs(secs),
             }),
+        1 => (execution_id(), proptest::collection::vec(path.clone(), 1..3), 1..30u64)
+            .prop_map(|(execution, paths, secs)| Change::ReserveAreasOnNewest {
+                execution,
+                paths,
+                ttl: domain::Duration::from_secs(secs),
+            }),
         2 => (execution_id(), proptest::collection::vec(path, 0..2))
             .prop_map(|(execution, paths)| Change::ReleaseAreaLeases { execution, paths }),
         1 => (1..=IDS).prop_map(|id| Change::ExpireAreaLease { id: domain::AreaLeaseId(id) }),
@@ -349,6 +355,7 @@ fn load(partial: &mut State, whole: &State, key: &Key) {
             partial.load_open_alert(fp);
         }
         Key::SentBy(e) => partial.load_sent_by(*e, whole.sent_by(*e)),
+        Key::ReadBy { id, reader } => partial.load_read_by(*id, reader, whole.read_by(*id, reader)),
         Key::HeldAreaLeases => {
             for l in whole.held_area_leases() {
                 partial.load_area_lease(l.clone());
@@ -611,7 +618,8 @@ fn steer(state: &State, change: &Change) -> Change {
                 task(t);
             }
         }
-        Change::ReleaseAreaLeases { execution: id, .. } => execution(id),
+        Change::ReleaseAreaLeases { execution: id, .. }
+        | Change::ReserveAreasOnNewest { execution: id, .. } => execution(id),
         Change::ExpireAreaLease { .. } => {}
         Change::ProcessStarted { id, .. }
         | Change::ProcessExited { id, .. }
@@ -783,7 +791,8 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
         }
         whole = ahead;
         log.extend(batch_events);
-        // Area leases die with their execution, and two live leases of different executions
+        // Leases for the holder's own task die with their execution (a coordinator's
+        // reservations for sub-tasks outlive it), and two live leases of different executions
         // for their own different tasks never overlap.
         let held = whole.held_area_leases();
         for l in &held {
@@ -791,7 +800,7 @@ fn simulate(batches: &[Vec<Change>]) -> Result<Met, TestCaseError> {
                 .execution(l.execution)
                 .expect("a lease's holder exists");
             prop_assert!(
-                e.state.is_active(),
+                e.state.is_active() || l.is_reservation(),
                 "L{} still held by execution #{} which is {}",
                 l.id,
                 e.id,

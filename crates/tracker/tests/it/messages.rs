@@ -223,22 +223,59 @@ fn an_execution_that_floods_is_refused_at_its_bound() {
 }
 
 #[test]
-fn announcements_are_not_acknowledged_and_end_with_their_time_to_live() {
+fn announcements_are_acknowledged_once_by_each_reader_and_end_with_their_time_to_live() {
     let mut w = World::new();
     let task = w.titled("a");
     let e = w.claim(task);
+    let other = w.titled("b");
+    let reviewer = w.state.next_execution_id();
+    w.ok(Change::CreateExecution {
+        task_id: other,
+        kind: domain::ExecutionKind::Work,
+        agent: "reviewer".into(),
+        attempt: 1,
+        lease: None,
+    });
     let m = send(&mut w, status(Receiver::Broadcast));
     let msg = w.state.message(m).unwrap();
     assert_eq!(
         msg.expires_at,
         Some(Timestamp(w.now.0 + limits::ANNOUNCEMENT_TTL_MS as i64))
     );
+    let refusal = w.refused(Change::AckMessage { id: m, by: Some(e) });
+    assert!(refusal.contains("was never delivered"), "{refusal}");
     for _ in 0..limits::DELIVERIES + 2 {
         w.ok(Change::DeliverMessage { id: m, to: e });
     }
     assert_eq!(w.state.message(m).unwrap().state, MessageState::Delivered);
+    let refusal = w.refused(Change::AckMessage { id: m, by: None });
+    assert!(
+        refusal.contains("is an announcement: each agent that reads it"),
+        "{refusal}"
+    );
+    w.ok(Change::AckMessage { id: m, by: Some(e) });
+    assert!(w.state.read_by(m, "coder"));
+    assert!(!w.state.read_by(m, "reviewer"));
     let refusal = w.refused(Change::AckMessage { id: m, by: Some(e) });
-    assert!(refusal.contains("is an announcement"), "{refusal}");
+    assert!(
+        refusal.contains("acknowledged already for agent coder"),
+        "{refusal}"
+    );
+    // The other reader's acknowledgement is its own, and the message stays open for more.
+    w.ok(Change::DeliverMessage {
+        id: m,
+        to: reviewer,
+    });
+    w.ok(Change::AckMessage {
+        id: m,
+        by: Some(reviewer),
+    });
+    assert!(w.state.read_by(m, "reviewer"));
+    assert_eq!(w.state.message(m).unwrap().state, MessageState::Delivered);
+    // Its time runs out all the same.
+    w.now = Timestamp(w.now.0 + limits::ANNOUNCEMENT_TTL_MS as i64);
+    w.ok(Change::ExpireMessage { id: m });
+    assert_eq!(w.state.message(m).unwrap().state, MessageState::Dead);
 }
 
 #[test]
