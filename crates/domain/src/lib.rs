@@ -55,7 +55,7 @@ pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId, WorkflowParent};
 pub use land::LandStrategy;
 pub use lease::{Fence, Lease, NodeId};
 pub use message::{Message, MessageId, MessageState, MessageType, NewMessage, Priority, Receiver};
-pub use model::{ModelUsage, ProviderKind};
+pub use model::{ModelUsage, ProviderKind, Tokens};
 pub use policy::{Completion, FilesystemMode, Guards, NetworkMode, RetryPolicy};
 pub use size::ByteSize;
 pub use task::{NewTask, Task, TaskState};
