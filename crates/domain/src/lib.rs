@@ -49,7 +49,7 @@ pub use agent::AgentEvent;
 pub use approval::{Approval, ApprovalSource, ApprovalState, Decision};
 pub use area::{AreaLease, AreaLeaseId, AreaLeaseState, AreaPath};
 pub use event::{EntityKind, Event, EventKind};
-pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, Usage};
+pub use execution::{Execution, ExecutionKind, ExecutionState, FailureClass, StopReason, Usage};
 pub use handoff::HandoffTarget;
 pub use ids::{ApprovalId, ExecutionId, TaskId, WorkflowId, WorkflowParent};
 pub use land::LandStrategy;
