@@ -452,9 +452,11 @@ fn run_one(
         Change::RecordModelUsage {
             id,
             model: "default".into(),
-            input_tokens: 1_200,
-            output_tokens: 300,
-            cached_tokens: 800,
+            tokens: domain::Tokens {
+                input: 1_200,
+                output: 300,
+                cached: 800,
+            },
             cost_micros: 4_500,
         },
         Change::ProcessExited {

@@ -1,6 +1,6 @@
 //! What the agents' CLIs said they did, read from the executions' events, and its summary.
 
-use domain::{AgentEvent, EntityKind, EventKind, ExecutionId};
+use domain::{AgentEvent, EntityKind, EventKind, ExecutionId, Tokens};
 use store::Store;
 
 /// One agent event as recorded: its iteration and the event.
@@ -37,8 +37,9 @@ pub struct AgentSummary {
     pub messages: u32,
     pub tool_calls: u32,
     pub failed_tool_calls: u32,
-    /// The CLI's own token count over all iterations: input, output.
-    pub reported_tokens: (u64, u64),
+    /// The CLI's own token count over all iterations. The CLI's output is the agent's, so
+    /// the sum saturates rather than overflow on made-up numbers.
+    pub reported_tokens: Tokens,
     /// The last final result: its text and whether the CLI called it a failure.
     pub result: Option<(String, bool)>,
     pub errors: Vec<String>,
@@ -57,7 +58,7 @@ impl AgentSummary {
             messages: 0,
             tool_calls: 0,
             failed_tool_calls: 0,
-            reported_tokens: (0, 0),
+            reported_tokens: Tokens::default(),
             result: None,
             errors: Vec::new(),
             warnings: Vec::new(),
@@ -73,11 +74,12 @@ impl AgentSummary {
                 AgentEvent::Usage {
                     input_tokens,
                     output_tokens,
-                    ..
-                } => {
-                    s.reported_tokens.0 += input_tokens;
-                    s.reported_tokens.1 += output_tokens;
-                }
+                    cached_tokens,
+                } => s.reported_tokens.add(&Tokens {
+                    input: *input_tokens,
+                    output: *output_tokens,
+                    cached: *cached_tokens,
+                }),
                 AgentEvent::Error { message } => s.errors.push(message.clone()),
                 AgentEvent::Warning { message } => s.warnings.push(message.clone()),
                 AgentEvent::Result { text, is_error } => s.result = Some((text.clone(), *is_error)),

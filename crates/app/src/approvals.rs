@@ -206,8 +206,8 @@ pub struct ApprovalLine {
     pub agent: Option<String>,
     /// The validators' verdict on the work, when any validator ran.
     pub validators: Option<ValidatorSummary>,
-    /// The model use of the task's whole tree so far.
-    pub usage: UsageLine,
+    /// The model use of the task's whole tree so far, as the model gateway recorded it.
+    pub usage: ModelUsage,
 }
 
 /// The validators of the last validation of the execution under review.
@@ -216,26 +216,6 @@ pub struct ValidatorSummary {
     pub passed: usize,
     pub total: usize,
     pub score: f64,
-}
-
-/// Tokens and cost, as the model gateway recorded them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct UsageLine {
-    pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cost_micros: u64,
-}
-
-impl From<ModelUsage> for UsageLine {
-    fn from(u: ModelUsage) -> UsageLine {
-        UsageLine {
-            requests: u.requests,
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cost_micros: u.cost_micros,
-        }
-    }
 }
 
 #[async_trait::async_trait]
@@ -281,10 +261,7 @@ async fn line(
             score: *score,
         })
     });
-    let usage = store
-        .model_usage(&UsageScope::Tree(task.root))
-        .await?
-        .into();
+    let usage = store.model_usage(&UsageScope::Tree(task.root)).await?;
     let agent = execution.map(|e| e.agent).or_else(|| task.agent.clone());
     let line = ApprovalLine {
         title: task.title,

@@ -78,7 +78,7 @@ pub use agent_calls::{
 pub use agent_events::{AgentRecord, AgentSummary, agent_events};
 pub use approvals::{
     ApprovalDetail, ApprovalLine, ApprovalList, ApprovalShow, AskApproval, DecideApproval, Decided,
-    LandAfter, Question, UsageLine, ValidatorSummary,
+    LandAfter, Question, ValidatorSummary,
 };
 pub use area_leases::{
     AreaLeaseList, AreaLeaseView, AreaWait, ReleaseAreaLeases, Reserve, SweepAreaLeases,

@@ -3,11 +3,12 @@
 
 use std::time::Instant;
 
+use domain::Tokens;
 use serde_json::{Value, json};
 
 use crate::Error;
 use crate::event::{Event, shown_args};
-use crate::model::{Call, Model, Usage};
+use crate::model::{Call, Model};
 use crate::tools::Tools;
 
 /// What the system prompt tells the model about its place.
@@ -78,7 +79,7 @@ impl Default for LoopOptions {
 pub struct Finished {
     pub turns: u32,
     pub text: String,
-    pub usage: Usage,
+    pub usage: Tokens,
 }
 
 /// Runs the loop on `prompt`, reporting each step to `emit`. On failure the error event has
@@ -104,7 +105,7 @@ pub async fn run(
         tools: names,
     });
     let mut messages: Vec<Value> = vec![json!({"role": "user", "content": prompt})];
-    let mut usage = Usage::default();
+    let mut usage = Tokens::default();
     let mut turns = 0;
     let result = loop {
         if turns >= options.max_turns {
@@ -115,7 +116,7 @@ pub async fn run(
             Ok(reply) => reply,
             Err(e) => break Err(e),
         };
-        usage.add(reply.usage);
+        usage.add(&reply.usage);
         emit(&Event::Assistant {
             turn: turns,
             text: reply.text.clone(),

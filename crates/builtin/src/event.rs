@@ -2,7 +2,7 @@
 //!
 //! The format (every line has `type`):
 //! - `{"type":"start","model":M,"tools":[…]}` once;
-//! - `{"type":"assistant","turn":N,"text":T,"stop_reason":R,"usage":{"input_tokens":I,"output_tokens":O}}`
+//! - `{"type":"assistant","turn":N,"text":T,"stop_reason":R,"usage":{"input_tokens":I,"output_tokens":O,"cached_tokens":C}}`
 //!   for each answer of the model;
 //! - `{"type":"tool","turn":N,"id":ID,"name":NAME,"args":{…},"ok":B,"result_bytes":S,"duration_ms":D}`
 //!   for each tool call (long string arguments are cut to 200 characters; `error` holds the
@@ -11,10 +11,9 @@
 //! - `{"type":"error","turns":N,"message":M,"usage":{…}}` when the run fails (the same message
 //!   goes to stderr and the exit status is 1).
 
+use domain::Tokens;
 use serde::Serialize;
 use serde_json::Value;
-
-use crate::model::Usage;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -27,7 +26,7 @@ pub enum Event {
         turn: u32,
         text: String,
         stop_reason: String,
-        usage: Usage,
+        usage: Tokens,
     },
     Tool {
         turn: u32,
@@ -43,12 +42,12 @@ pub enum Event {
     Result {
         turns: u32,
         text: String,
-        usage: Usage,
+        usage: Tokens,
     },
     Error {
         turns: u32,
         message: String,
-        usage: Usage,
+        usage: Tokens,
     },
 }
 

@@ -40,5 +40,5 @@ pub use agent::{Finished, LoopOptions, MAX_CALLS_PER_TURN, answer_calls, run};
 pub use confine::{PathError, Workspace};
 pub use error::Error;
 pub use event::Event;
-pub use model::{Model, ModelOptions, Usage};
+pub use model::{Model, ModelOptions};
 pub use tools::{Control, Limits, Outcome, Tools, cut, cut_chars, definitions};

@@ -4,6 +4,7 @@
 //! every block is checked for the shape the loop relies on, and anything else is an error that
 //! names what was wrong instead of a panic or a silent skip.
 
+use domain::Tokens;
 use serde_json::{Value, json};
 
 use crate::Error;
@@ -28,20 +29,6 @@ pub struct ModelOptions {
     pub max_tokens: u64,
 }
 
-/// The tokens one answer used, as the provider reported them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Usage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
-
-impl Usage {
-    pub fn add(&mut self, other: Usage) {
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
-    }
-}
-
 /// One tool call the model asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
@@ -58,7 +45,8 @@ pub struct Reply {
     pub text: String,
     pub calls: Vec<Call>,
     pub stop_reason: String,
-    pub usage: Usage,
+    /// The tokens the answer used, as the provider reported them.
+    pub usage: Tokens,
 }
 
 pub struct Model {
@@ -192,15 +180,17 @@ pub fn parse_reply(value: &Value) -> Result<Reply, Error> {
             _ => {}
         }
     }
-    let usage = Usage {
-        input_tokens: value["usage"]["input_tokens"].as_u64().unwrap_or(0)
-            + value["usage"]["cache_read_input_tokens"]
-                .as_u64()
-                .unwrap_or(0)
-            + value["usage"]["cache_creation_input_tokens"]
-                .as_u64()
-                .unwrap_or(0),
-        output_tokens: value["usage"]["output_tokens"].as_u64().unwrap_or(0),
+    // Anthropic counts the input read from its cache and the input written to it apart from
+    // the rest; agentgrid's convention counts every input token and the cached part besides.
+    // Saturating, since the numbers are the answer's and a huge one must not wrap or panic.
+    let count = |field: &str| value["usage"][field].as_u64().unwrap_or(0);
+    let cached = count("cache_read_input_tokens");
+    let usage = Tokens {
+        input: count("input_tokens")
+            .saturating_add(cached)
+            .saturating_add(count("cache_creation_input_tokens")),
+        output: count("output_tokens"),
+        cached,
     };
     Ok(Reply {
         content: content.clone(),

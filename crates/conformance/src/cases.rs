@@ -504,9 +504,11 @@ pub async fn model_usage_adds_up_per_execution_tree_and_model(fresh: Fresh) {
     let usage = |id, model: &str, input| Change::RecordModelUsage {
         id,
         model: model.into(),
-        input_tokens: input,
-        output_tokens: 10,
-        cached_tokens: 1,
+        tokens: domain::Tokens {
+            input,
+            output: 10,
+            cached: 1,
+        },
         cost_micros: 100,
     };
     apply(store, vec![usage(a, "fast", 5), usage(a, "smart", 7)]).await;

@@ -222,6 +222,32 @@ impl FromStr for ExecutionState {
     }
 }
 
+/// Why the engine stops an execution, and so how the execution ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    TimedOut,
+    Stalled,
+    /// Its task was cancelled (from the CLI or by another process): this execution is over.
+    Cancelled,
+    /// The engine is stopping: the execution ends as cancelled and its task runs again later.
+    Shutdown,
+    /// A request was refused over budget and the agent did not end by itself within the grace
+    /// the core gives it (or the engine is stopping meanwhile).
+    BudgetExceeded,
+}
+
+impl StopReason {
+    /// The state an execution stopped for this reason ends in.
+    pub fn state(self) -> ExecutionState {
+        match self {
+            StopReason::TimedOut => ExecutionState::TimedOut,
+            StopReason::Stalled => ExecutionState::Stalled,
+            StopReason::Cancelled | StopReason::Shutdown => ExecutionState::Cancelled,
+            StopReason::BudgetExceeded => ExecutionState::BudgetExceeded,
+        }
+    }
+}
+
 /// Resources an execution used.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,

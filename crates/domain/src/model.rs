@@ -1,5 +1,6 @@
 //! The vocabulary of model traffic shared by the manifest, the gateway, the store and the views:
-//! which wire format a provider speaks, and the sums of model requests.
+//! which wire format a provider speaks, the tokens of a model answer, and the sums of model
+//! requests.
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +52,46 @@ impl ProviderKind {
     }
 }
 
+/// The tokens of one model answer, or of several added up: what a provider reported, what an
+/// agent's CLI said it used, what the built-in agent counted. The convention is the gateway's:
+/// `input` counts every input token and `cached` is the part of them read from the provider's
+/// cache. Spelled `input_tokens`, `output_tokens` and `cached_tokens` in JSON, as everywhere
+/// else agentgrid prints tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    #[serde(rename = "input_tokens")]
+    pub input: u64,
+    #[serde(rename = "output_tokens")]
+    pub output: u64,
+    #[serde(rename = "cached_tokens")]
+    pub cached: u64,
+}
+
+impl Tokens {
+    /// Input and output tokens together: what a token budget counts.
+    pub fn total(&self) -> u64 {
+        self.input.saturating_add(self.output)
+    }
+
+    /// Adds `other` field by field, saturating: the counts come from the agent or a provider,
+    /// and a made-up huge number must not wrap around to a small one.
+    pub fn add(&mut self, other: &Tokens) {
+        self.input = self.input.saturating_add(other.input);
+        self.output = self.output.saturating_add(other.output);
+        self.cached = self.cached.saturating_add(other.cached);
+    }
+
+    /// What these counts add to `earlier`, field by field, never below zero: the increment of
+    /// a running total that a CLI reports again and again.
+    pub fn since(&self, earlier: &Tokens) -> Tokens {
+        Tokens {
+            input: self.input.saturating_sub(earlier.input),
+            output: self.output.saturating_sub(earlier.output),
+            cached: self.cached.saturating_sub(earlier.cached),
+        }
+    }
+}
+
 /// Sums over a set of model requests: what the gateway counts against budgets, what the store
 /// adds up and what the views print. Token counts follow the gateway's convention:
 /// `input_tokens` counts every input token and `cached_tokens` is the part of them read from the
@@ -67,9 +108,29 @@ pub struct ModelUsage {
 }
 
 impl ModelUsage {
+    /// The sums of one request of these tokens and this cost.
+    pub fn of_request(tokens: Tokens, cost_micros: u64) -> ModelUsage {
+        ModelUsage {
+            requests: 1,
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            cached_tokens: tokens.cached,
+            cost_micros,
+        }
+    }
+
+    /// The token counts of the sums.
+    pub fn counted(&self) -> Tokens {
+        Tokens {
+            input: self.input_tokens,
+            output: self.output_tokens,
+            cached: self.cached_tokens,
+        }
+    }
+
     /// Input and output tokens together: what a token budget counts.
     pub fn tokens(&self) -> u64 {
-        self.input_tokens.saturating_add(self.output_tokens)
+        self.counted().total()
     }
 
     /// Adds `other` field by field, saturating.
@@ -103,6 +164,73 @@ mod tests {
             let back: ProviderKind = serde_json::from_str(&json).unwrap();
             assert_eq!(back, kind);
         }
+    }
+
+    #[test]
+    fn tokens_add_saturating_and_keep_the_json_names_of_the_sums() {
+        let mut a = Tokens {
+            input: u64::MAX - 1,
+            output: 5,
+            cached: 1,
+        };
+        a.add(&Tokens {
+            input: 7,
+            output: 6,
+            cached: 2,
+        });
+        assert_eq!(
+            a,
+            Tokens {
+                input: u64::MAX,
+                output: 11,
+                cached: 3,
+            }
+        );
+        assert_eq!(a.total(), u64::MAX);
+        let earlier = Tokens {
+            input: 10,
+            output: 20,
+            cached: 0,
+        };
+        assert_eq!(
+            Tokens {
+                input: 15,
+                output: 5,
+                cached: 2,
+            }
+            .since(&earlier),
+            Tokens {
+                input: 5,
+                output: 0,
+                cached: 2,
+            }
+        );
+        let json = serde_json::to_value(Tokens {
+            input: 1,
+            output: 2,
+            cached: 3,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"input_tokens": 1, "output_tokens": 2, "cached_tokens": 3})
+        );
+        // The sums spell their tokens the same way, so a view may print either.
+        let sums = serde_json::to_value(ModelUsage::of_request(
+            Tokens {
+                input: 1,
+                output: 2,
+                cached: 3,
+            },
+            9,
+        ))
+        .unwrap();
+        assert_eq!(
+            sums,
+            serde_json::json!({"requests": 1, "input_tokens": 1, "output_tokens": 2,
+                "cached_tokens": 3, "cost_micros": 9})
+        );
+        assert_eq!(ModelUsage::of_request(a, 0).counted(), a);
     }
 
     #[test]

@@ -46,6 +46,22 @@ pub enum Completion {
     Claim,
 }
 
+/// The defaults of the scheduling settings that are plain numbers: the project's `config.yaml`
+/// (`spec.concurrency.global`, `spec.continuation`, `spec.resume`) and the scheduler's own
+/// configuration both start from these, so that neither holds a second default.
+pub mod defaults {
+    use crate::Duration;
+
+    /// Executions at once across the project.
+    pub const GLOBAL_CONCURRENCY: u32 = 2;
+    /// The wait before a task runs again after a clean exit that left it open.
+    pub const CONTINUATION_DELAY: Duration = Duration::from_secs(1);
+    /// Clean exits in a row that may leave a task open before it counts as a failed attempt.
+    pub const MAX_CONTINUATIONS: u32 = 3;
+    /// How often a parent waiting for its sub-tasks is resumed all the same.
+    pub const RESUME_INTERVAL: Duration = Duration::from_mins(10);
+}
+
 /// Backoff after a failed attempt: `base_delay * 2^(attempt-1)`, capped at `max_delay`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]

@@ -24,19 +24,8 @@ pub enum PersistMode {
     Tolerant,
 }
 
-/// Why the core asks an execution to stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    TimedOut,
-    Stalled,
-    /// Its task was cancelled by another process.
-    Cancelled,
-    /// The engine is stopping.
-    Shutdown,
-    /// A request was refused over budget and the agent did not end within
-    /// [`crate::BUDGET_GRACE`] (or the engine is stopping meanwhile).
-    BudgetExceeded,
-}
+/// Why the core asks an execution to stop: the one reason the executor carries out too.
+pub use domain::StopReason;
 
 /// One thing for the runner to do. Effects are performed in the order they are returned.
 // A job's task travels by value: effects are few per input, and boxing it would cost an

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use executor::{AgentRun, Runner, Runtime, ScoreRule, StdinMode, Validator};
+use executor::{AgentRun, Runner, Runtime, ScoreRule, Validator};
 use manifest::{Project, ScoreMethod};
 use scheduler::{AgentPolicy, Config};
 use workspace::{Hooks, WorkspaceConfig};
@@ -126,10 +126,7 @@ pub fn setup_from_project(project: &Project, repo_root: &Path) -> Result<Setup, 
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
-                stdin: match s.runtime.stdin {
-                    manifest::StdinMode::Prompt => StdinMode::Prompt,
-                    _ => StdinMode::None,
-                },
+                stdin: s.runtime.stdin,
             },
             prompt: s.prompt.clone(),
             validators,

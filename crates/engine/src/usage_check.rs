@@ -7,7 +7,7 @@
 //! so that a few tokens of rounding on a small run say nothing) becomes a warning event, which
 //! points at a CLI that reaches a model some other way, or at a miscount on either side.
 
-use domain::AgentEvent;
+use domain::{AgentEvent, Tokens};
 
 /// How far apart, in percent of the larger count, the two may be without a warning.
 pub(crate) const TOLERANCE_PERCENT: u64 = 10;
@@ -18,8 +18,7 @@ pub(crate) const TOLERANCE_TOKENS: u64 = 64;
 /// What one execution's CLI said it used, summed over its usage events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Reported {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
+    pub tokens: Tokens,
     /// The iteration of the last usage event; `None` while the CLI reported none.
     pub iteration: Option<u32>,
 }
@@ -30,11 +29,14 @@ impl Reported {
         if let AgentEvent::Usage {
             input_tokens,
             output_tokens,
-            ..
+            cached_tokens,
         } = event
         {
-            self.input_tokens = self.input_tokens.saturating_add(*input_tokens);
-            self.output_tokens = self.output_tokens.saturating_add(*output_tokens);
+            self.tokens.add(&Tokens {
+                input: *input_tokens,
+                output: *output_tokens,
+                cached: *cached_tokens,
+            });
             self.iteration = Some(iteration);
         }
     }
@@ -52,19 +54,14 @@ pub(crate) fn mismatch(
         let allowed = (said.max(counted) * TOLERANCE_PERCENT / 100).max(TOLERANCE_TOKENS);
         difference > allowed
     };
-    if !apart(reported.input_tokens, metered.input_tokens)
-        && !apart(reported.output_tokens, metered.output_tokens)
-    {
+    let (said, counted) = (reported.tokens, metered.counted());
+    if !apart(said.input, counted.input) && !apart(said.output, counted.output) {
         return None;
     }
     let message = format!(
         "the CLI reported {} input and {} output tokens, but the gateway metered {} input and \
          {} output tokens in {} requests; budgets and costs count the gateway's figures",
-        reported.input_tokens,
-        reported.output_tokens,
-        metered.input_tokens,
-        metered.output_tokens,
-        metered.requests,
+        said.input, said.output, counted.input, counted.output, metered.requests,
     );
     Some((iteration, AgentEvent::Warning { message }))
 }

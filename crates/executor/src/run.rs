@@ -16,14 +16,9 @@ use workspace::{HookKind, Workspace, Workspaces};
 use crate::judge;
 use crate::validate::{Validator, run_validators};
 
-/// How the agent receives its prompt besides the `AGENTGRID_PROMPT_FILE` file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StdinMode {
-    #[default]
-    None,
-    /// The rendered prompt is written to the agent's standard input.
-    Prompt,
-}
+/// How the agent receives its prompt besides the `AGENTGRID_PROMPT_FILE` file: the manifest's
+/// own setting, so the file and the run cannot mean different things by it.
+pub use manifest::StdinMode;
 
 /// How the agent is started: an argv and extra environment, each element a template, and for
 /// a known CLI (`kind` other than `command`) the adapter's arguments and reading of its output.
@@ -95,29 +90,8 @@ pub struct ExecutionJob {
     pub resume: Option<String>,
 }
 
-/// Why the engine stops an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    TimedOut,
-    Stalled,
-    /// The task was cancelled (from the CLI): this execution is over.
-    Cancelled,
-    /// The engine is stopping: the execution ends as cancelled and its task runs again later.
-    Shutdown,
-    /// The model gateway refused a request over budget.
-    BudgetExceeded,
-}
-
-impl StopReason {
-    fn state(self) -> ExecutionState {
-        match self {
-            StopReason::TimedOut => ExecutionState::TimedOut,
-            StopReason::Stalled => ExecutionState::Stalled,
-            StopReason::Cancelled | StopReason::Shutdown => ExecutionState::Cancelled,
-            StopReason::BudgetExceeded => ExecutionState::BudgetExceeded,
-        }
-    }
-}
+/// Why the engine stops an execution: the one reason the core decides and the run carries out.
+pub use domain::StopReason;
 
 /// What the agent said through the control channel during this execution.
 #[derive(Debug, Clone, Default)]

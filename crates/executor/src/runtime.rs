@@ -22,7 +22,7 @@ mod parked;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use domain::{AgentEvent, ExecutionId, Timestamp};
+use domain::{AgentEvent, ExecutionId, Timestamp, Tokens};
 use manifest::RuntimeKind;
 
 pub use aider::{Aider, virtualenv_of};
@@ -274,7 +274,7 @@ pub struct EventSink {
     /// The first failure the CLI reported in the current iteration.
     pub failure: Option<String>,
     /// For a CLI whose usage is a running total, the last total it reported.
-    running_total: Option<(u64, u64, u64)>,
+    running_total: Option<Tokens>,
 }
 
 impl EventSink {
@@ -282,7 +282,7 @@ impl EventSink {
     /// recorded as what it adds to the one before, so the recorded usage adds up to the total.
     pub fn with_running_totals() -> EventSink {
         EventSink {
-            running_total: Some((0, 0, 0)),
+            running_total: Some(Tokens::default()),
             ..EventSink::default()
         }
     }
@@ -304,10 +304,15 @@ impl EventSink {
             },
         ) = (&mut self.running_total, &mut event)
         {
-            let total = (*input_tokens, *output_tokens, *cached_tokens);
-            *input_tokens = total.0.saturating_sub(last.0);
-            *output_tokens = total.1.saturating_sub(last.1);
-            *cached_tokens = total.2.saturating_sub(last.2);
+            let total = Tokens {
+                input: *input_tokens,
+                output: *output_tokens,
+                cached: *cached_tokens,
+            };
+            let added = total.since(last);
+            *input_tokens = added.input;
+            *output_tokens = added.output;
+            *cached_tokens = added.cached;
             *last = total;
         }
         match &event {

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use domain::Tokens;
+
 use crate::config::Prices;
 use crate::notice::{Notice, UsageRecord};
 use crate::registry::{Identity, ModelUsage, Reservation};
@@ -166,15 +168,13 @@ impl Meter {
                 counted.output.max(output_guess),
             )
         };
-        let cached = counted.cached.min(input);
-        let cost_micros = self.prices.cost_micros(input, output, cached);
-        let totals = ModelUsage {
-            requests: 1,
-            input_tokens: input,
-            output_tokens: output,
-            cached_tokens: cached,
-            cost_micros,
+        let tokens = Tokens {
+            input,
+            output,
+            cached: counted.cached.min(input),
         };
+        let cost_micros = self.prices.cost_micros(input, output, tokens.cached);
+        let totals = ModelUsage::of_request(tokens, cost_micros);
         // The engine hears of the usage before the settlement wakes anyone waiting for it, so
         // that an engine waiting for the last settlements before it stops finds the notice.
         self.shared.notify(Notice::Usage(UsageRecord {
@@ -183,9 +183,9 @@ impl Meter {
             root: self.identity.root,
             agent: self.identity.agent.clone(),
             model: self.alias.clone(),
-            input_tokens: totals.input_tokens,
-            output_tokens: totals.output_tokens,
-            cached_tokens: totals.cached_tokens,
+            input_tokens: tokens.input,
+            output_tokens: tokens.output,
+            cached_tokens: tokens.cached,
             cost_micros,
             complete,
         }));

@@ -1,7 +1,7 @@
 //! What the gateway tells the engine: usage per request, waits on rate limits, and refusals
 //! for budget.
 
-use domain::{Duration, ExecutionId, TaskId, Timestamp};
+use domain::{Duration, ExecutionId, ModelUsage, TaskId, Timestamp, Tokens};
 
 /// One message from the gateway to the engine, on the channel given to
 /// [`Gateway::new`](crate::Gateway::new).
@@ -87,6 +87,22 @@ pub struct UsageRecord {
     /// False when the response ended before the provider's final usage report (the agent hung
     /// up mid-stream, or the provider cut it): the counts are what had been reported by then.
     pub complete: bool,
+}
+
+impl UsageRecord {
+    /// The request's tokens.
+    pub fn tokens(&self) -> Tokens {
+        Tokens {
+            input: self.input_tokens,
+            output: self.output_tokens,
+            cached: self.cached_tokens,
+        }
+    }
+
+    /// The request as sums: what a budget or a view adds up.
+    pub fn usage(&self) -> ModelUsage {
+        ModelUsage::of_request(self.tokens(), self.cost_micros)
+    }
 }
 
 /// The gateway waits `delay` before attempt `attempt + 1` of a request.

@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use domain::Tokens;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -472,15 +473,6 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// Token counts in the gateway's convention: `input` counts every input token, `cached` is the
-/// part of it read from the provider's cache.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub input: u64,
-    pub output: u64,
-    pub cached: u64,
-}
-
 #[derive(Deserialize)]
 struct OpenAiUsage {
     #[serde(default)]
@@ -591,7 +583,7 @@ pub struct UsageReader {
     /// Anthropic reports uncached input, cache reads and cache writes apart, and repeats
     /// cumulative counts in later events; the latest value of each wins.
     anthropic: [Option<u64>; 4],
-    openai: Option<Counts>,
+    openai: Option<Tokens>,
     /// Whether the provider's final report (the last usage of the response) arrived.
     pub complete: bool,
 }
@@ -617,7 +609,7 @@ impl UsageReader {
     }
 
     fn openai_usage(&mut self, usage: OpenAiUsage) {
-        self.openai = Some(Counts {
+        self.openai = Some(Tokens {
             input: usage.prompt_tokens,
             output: usage.completion_tokens,
             cached: usage
@@ -629,7 +621,7 @@ impl UsageReader {
     }
 
     fn responses_usage(&mut self, usage: ResponsesUsage) {
-        self.openai = Some(Counts {
+        self.openai = Some(Tokens {
             input: usage.input_tokens,
             output: usage.output_tokens,
             cached: usage
@@ -644,7 +636,7 @@ impl UsageReader {
     /// candidate has a `finishReason` carries the final figure.
     fn gemini_response(&mut self, response: GeminiResponse) {
         if let Some(u) = response.usage {
-            self.openai = Some(Counts {
+            self.openai = Some(Tokens {
                 input: u.prompt.saturating_add(u.tool_use_prompt),
                 output: u.candidates.saturating_add(u.thoughts),
                 cached: u.cached,
@@ -737,7 +729,7 @@ impl UsageReader {
     }
 
     /// The counts seen so far, or `None` when the response reported no usage at all.
-    pub fn counts(&self) -> Option<Counts> {
+    pub fn counts(&self) -> Option<Tokens> {
         if let Some(counts) = self.openai {
             return Some(counts);
         }
@@ -746,7 +738,7 @@ impl UsageReader {
         }
         let get = |slot: usize| self.anthropic[slot].unwrap_or(0);
         let cached = get(A_CACHE_READ);
-        Some(Counts {
+        Some(Tokens {
             input: get(A_INPUT)
                 .saturating_add(cached)
                 .saturating_add(get(A_CACHE_WRITE)),
@@ -839,7 +831,7 @@ mod tests {
         assert!(reader.complete);
         assert_eq!(
             reader.counts(),
-            Some(Counts {
+            Some(Tokens {
                 input: 110,
                 output: 25,
                 cached: 60
@@ -861,7 +853,7 @@ mod tests {
         );
         assert_eq!(
             chat.counts(),
-            Some(Counts {
+            Some(Tokens {
                 input: 9,
                 output: 4,
                 cached: 3
@@ -879,7 +871,7 @@ mod tests {
         );
         assert_eq!(
             responses.counts(),
-            Some(Counts {
+            Some(Tokens {
                 input: 7,
                 output: 2,
                 cached: 5
@@ -986,7 +978,7 @@ mod tests {
         assert!(reader.complete);
         assert_eq!(
             reader.counts(),
-            Some(Counts {
+            Some(Tokens {
                 input: 50,
                 output: 12,
                 cached: 20

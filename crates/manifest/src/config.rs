@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use domain::policy::defaults;
 use domain::{ByteSize, Duration};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -115,7 +116,7 @@ pub struct Concurrency {
 impl Default for Concurrency {
     fn default() -> Self {
         Concurrency {
-            global: 2,
+            global: defaults::GLOBAL_CONCURRENCY,
             per_label: BTreeMap::new(),
         }
     }
@@ -137,8 +138,8 @@ pub struct Continuation {
 impl Default for Continuation {
     fn default() -> Self {
         Continuation {
-            delay: Duration::from_secs(1),
-            max: 3,
+            delay: defaults::CONTINUATION_DELAY,
+            max: defaults::MAX_CONTINUATIONS,
         }
     }
 }
@@ -176,7 +177,7 @@ pub struct Resume {
 impl Default for Resume {
     fn default() -> Self {
         Resume {
-            interval: Duration::from_mins(10),
+            interval: defaults::RESUME_INTERVAL,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use domain::policy::defaults;
 pub use domain::{Completion, Guards, RetryPolicy};
 use domain::{Duration, ExecutionKind};
 
@@ -31,12 +32,12 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            global_concurrency: 2,
+            global_concurrency: defaults::GLOBAL_CONCURRENCY,
             per_label: BTreeMap::new(),
             retry: RetryPolicy::default(),
-            continuation_delay: Duration::from_secs(1),
-            max_continuations: 3,
-            resume_interval: Duration::from_mins(10),
+            continuation_delay: defaults::CONTINUATION_DELAY,
+            max_continuations: defaults::MAX_CONTINUATIONS,
+            resume_interval: defaults::RESUME_INTERVAL,
             guards: Guards::default(),
             agents: Vec::new(),
             agencies: Vec::new(),

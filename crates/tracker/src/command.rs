@@ -326,11 +326,8 @@ pub enum Change {
         id: ExecutionId,
         /// The model alias the agent asked for.
         model: String,
-        /// Every input token, the cached ones included.
-        input_tokens: u64,
-        output_tokens: u64,
-        /// The part of `input_tokens` read from the provider's cache.
-        cached_tokens: u64,
+        /// The request's tokens; `cached` is a part of `input`.
+        tokens: domain::Tokens,
         /// Millionths of a dollar.
         cost_micros: u64,
     },

@@ -796,27 +796,26 @@ impl Decision<'_> {
             Change::RecordModelUsage {
                 id,
                 model,
-                input_tokens,
-                output_tokens,
-                cached_tokens,
+                tokens,
                 cost_micros,
             } => {
                 if model.trim().is_empty() {
                     return refused("model usage needs the model alias the request named");
                 }
-                if cached_tokens > input_tokens {
+                if tokens.cached > tokens.input {
                     return refused(format!(
-                        "model usage says {cached_tokens} cached tokens but only {input_tokens} \
-                         input tokens: cached tokens are a part of the input tokens"
+                        "model usage says {} cached tokens but only {} input tokens: cached \
+                         tokens are a part of the input tokens",
+                        tokens.cached, tokens.input
                     ));
                 }
                 // Accepted on a finished execution too: the tokens were spent all the same.
                 self.execution(*id)?;
                 let kind = EventKind::ExecutionModelUsage {
                     model: model.clone(),
-                    input_tokens: *input_tokens,
-                    output_tokens: *output_tokens,
-                    cached_tokens: *cached_tokens,
+                    input_tokens: tokens.input,
+                    output_tokens: tokens.output,
+                    cached_tokens: tokens.cached,
                     cost_micros: *cost_micros,
                 };
                 self.execution_event(*id, kind);

@@ -638,8 +638,8 @@ fn print_agent_summary(a: &app::AgentSummary) {
         a.messages,
         a.tool_calls,
         a.failed_tool_calls,
-        a.reported_tokens.0,
-        a.reported_tokens.1
+        a.reported_tokens.input,
+        a.reported_tokens.output
     );
     for e in &a.errors {
         outln!("    error: {}", one_line(&clip(e, 200)));

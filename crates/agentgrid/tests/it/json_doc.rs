@@ -333,3 +333,46 @@ fn fields_select_fields_and_paths_and_an_unknown_one_is_refused_first() {
     assert!(stderr(&out).contains("--json"), "{}", stderr(&out));
     assert_eq!(repo.tasks().len(), 2, "nothing was created");
 }
+
+/// The keys of an object, in a set.
+fn keys(value: &Value) -> BTreeSet<String> {
+    value
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {value}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// The sums of model requests are one type in every crate now; the names scripts read from
+/// each view stay what they were, written out here rather than read from docs/json.md, so that
+/// a rename cannot pass by changing the document with the code.
+#[test]
+fn model_usage_prints_the_same_field_names_in_every_view() {
+    let repo = reviewed();
+    let names =
+        |list: &[&str]| -> BTreeSet<String> { list.iter().map(|s| s.to_string()).collect() };
+    let counts = [
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_micros",
+    ];
+    let sums = names(&[&counts[..], &["cost"]].concat());
+
+    let status = repo.json(&["status", "--json"]);
+    assert_eq!(
+        keys(&status["executions"][0]["model_usage"]),
+        sums,
+        "{status}"
+    );
+    let show = repo.json(&["task", "show", "1", "--json"]);
+    assert_eq!(keys(&show["usage"]), sums, "{show}");
+    let usage = repo.json(&["usage", "--json"]);
+    assert_eq!(keys(&usage["total"]), sums, "{usage}");
+    let approvals = repo.json(&["approvals", "list", "--json"]);
+    assert_eq!(keys(&approvals[0]["usage"]), names(&counts), "{approvals}");
+    let approval = repo.json(&["approvals", "show", "1", "--json"]);
+    assert_eq!(keys(&approval["usage"]), names(&counts), "{approval}");
+}

@@ -67,9 +67,11 @@ async fn reviewed_task(f: &crate::Fixture) -> TaskId {
         Change::RecordModelUsage {
             id: e,
             model: "fast".into(),
-            input_tokens: 100,
-            output_tokens: 20,
-            cached_tokens: 0,
+            tokens: domain::Tokens {
+                input: 100,
+                output: 20,
+                cached: 0,
+            },
             cost_micros: 1_500,
         },
         Change::FinishExecution {

@@ -124,9 +124,11 @@ async fn status_shows_active_executions_and_the_newest_ones_with_their_model_use
     let usage = |id, input| Change::RecordModelUsage {
         id,
         model: "default".into(),
-        input_tokens: input,
-        output_tokens: 5,
-        cached_tokens: 0,
+        tokens: domain::Tokens {
+            input,
+            output: 5,
+            cached: 0,
+        },
         cost_micros: 10,
     };
     f.store
@@ -387,5 +389,35 @@ async fn a_task_shows_its_executions_and_history_and_events_page_by_task() {
     assert!(
         all.events.len() > detail.events.len(),
         "the log holds the other task too"
+    );
+}
+
+/// An agent's CLI writes its own usage reports, so a hostile one can claim any number: the
+/// summary `task show` prints saturates instead of overflowing (a panic in a debug build, a
+/// small wrapped number in a release one).
+#[test]
+fn the_summary_of_an_agent_s_reported_usage_saturates_on_made_up_numbers() {
+    let usage = |input_tokens, output_tokens| app::AgentRecord {
+        iteration: 1,
+        event: domain::AgentEvent::Usage {
+            input_tokens,
+            output_tokens,
+            cached_tokens: 0,
+        },
+    };
+    let records = [usage(u64::MAX, 3), usage(u64::MAX, 4), usage(1, u64::MAX)];
+    let summary = app::AgentSummary::of(ExecutionId(1), &records).unwrap();
+    assert_eq!(
+        summary.reported_tokens,
+        domain::Tokens {
+            input: u64::MAX,
+            output: u64::MAX,
+            cached: 0,
+        }
+    );
+    let honest = app::AgentSummary::of(ExecutionId(1), &[usage(10, 3), usage(5, 4)]).unwrap();
+    assert_eq!(
+        (honest.reported_tokens.input, honest.reported_tokens.output),
+        (15, 7)
     );
 }

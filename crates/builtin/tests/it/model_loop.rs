@@ -53,7 +53,7 @@ async fn the_loop_ends_on_an_answer_without_a_tool_call() {
     let done = result.unwrap();
     assert_eq!(done.turns, 2);
     assert_eq!(done.text, "all done");
-    assert_eq!(done.usage.output_tokens, 5);
+    assert_eq!(done.usage.output, 5);
     assert_eq!(std::fs::read_to_string(dir.path().join("f")).unwrap(), "x");
     let kinds: Vec<String> = events
         .iter()
@@ -111,7 +111,30 @@ fn malformed_answers_are_errors_that_say_what_was_wrong() {
     let reply = parse_reply(&json!({"content": [{"type": "thinking", "thinking": "hm"}, {"type": "text", "text": "ok"}]})).unwrap();
     assert_eq!(reply.text, "ok");
     assert_eq!(reply.content.len(), 2);
-    assert_eq!(reply.usage, builtin::Usage::default());
+    assert_eq!(reply.usage, domain::Tokens::default());
+}
+
+#[test]
+fn an_answer_s_usage_is_read_in_the_gateway_s_convention_and_cannot_overflow() {
+    use builtin::model::parse_reply;
+    let reply = parse_reply(&json!({"content": [], "usage": {"input_tokens": 10,
+        "cache_read_input_tokens": 30, "cache_creation_input_tokens": 5, "output_tokens": 7}}))
+    .unwrap();
+    assert_eq!(
+        reply.usage,
+        domain::Tokens {
+            input: 45,
+            output: 7,
+            cached: 30,
+        }
+    );
+    // The numbers are the model side's: huge ones saturate instead of wrapping or panicking.
+    let reply = parse_reply(&json!({"content": [], "usage": {"input_tokens": u64::MAX,
+        "cache_read_input_tokens": u64::MAX, "cache_creation_input_tokens": 1,
+        "output_tokens": u64::MAX}}))
+    .unwrap();
+    assert_eq!(reply.usage.input, u64::MAX);
+    assert_eq!(reply.usage.total(), u64::MAX);
 }
 
 #[tokio::test]

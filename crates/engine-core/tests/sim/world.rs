@@ -853,9 +853,11 @@ impl World {
                     let usage = Change::RecordModelUsage {
                         id: execution,
                         model: "fast".into(),
-                        input_tokens: 100,
-                        output_tokens: 20,
-                        cached_tokens: 0,
+                        tokens: domain::Tokens {
+                            input: 100,
+                            output: 20,
+                            cached: 0,
+                        },
                         cost_micros: 150,
                     };
                     let ms = self.rng.below(100);

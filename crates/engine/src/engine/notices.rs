@@ -15,10 +15,8 @@ fn translate(notice: gateway::Notice) -> Notice {
     match notice {
         gateway::Notice::Usage(u) => Notice::Record(Change::RecordModelUsage {
             id: u.execution,
+            tokens: u.tokens(),
             model: u.model,
-            input_tokens: u.input_tokens,
-            output_tokens: u.output_tokens,
-            cached_tokens: u.cached_tokens,
             cost_micros: u.cost_micros,
         }),
         gateway::Notice::Waiting(w) => Notice::Waiting {

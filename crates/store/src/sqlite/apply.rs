@@ -455,9 +455,11 @@ impl<'c> Batch<'c> {
                 let usage = usage::NewUsage {
                     execution: ExecutionId(id),
                     model,
-                    input_tokens,
-                    output_tokens,
-                    cached_tokens,
+                    tokens: domain::Tokens {
+                        input: input_tokens,
+                        output: output_tokens,
+                        cached: cached_tokens,
+                    },
                     cost_micros,
                 };
                 usage::insert(self.conn, &usage, at)

@@ -1,6 +1,6 @@
 //! Recording model requests and summing them, for the model gateway's accounting.
 
-use domain::ExecutionId;
+use domain::{ExecutionId, Tokens};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
@@ -11,9 +11,7 @@ use crate::{ModelUsage, UsageGroup, UsageGroupSum, UsageKey, UsageScope};
 pub(crate) struct NewUsage {
     pub execution: ExecutionId,
     pub model: String,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
+    pub tokens: Tokens,
     pub cost_micros: u64,
 }
 
@@ -54,9 +52,9 @@ pub(crate) fn insert(
         agent,
         usage.model,
         at.0,
-        signed(usage.input_tokens),
-        signed(usage.output_tokens),
-        signed(usage.cached_tokens),
+        signed(usage.tokens.input),
+        signed(usage.tokens.output),
+        signed(usage.tokens.cached),
         signed(usage.cost_micros),
     ])?;
     Ok(())

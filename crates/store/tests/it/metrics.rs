@@ -126,9 +126,11 @@ async fn metrics_add_up_exactly_on_a_scripted_history() {
     let usage = Change::RecordModelUsage {
         id: e1,
         model: "default".into(),
-        input_tokens: 10,
-        output_tokens: 5,
-        cached_tokens: 0,
+        tokens: domain::Tokens {
+            input: 10,
+            output: 5,
+            cached: 0,
+        },
         cost_micros: 1_500,
     };
     store.apply("gateway", at(900), vec![usage]).await.unwrap();

@@ -33,9 +33,11 @@ fn used(id: ExecutionId, model: &str, input: u64, output: u64, cached: u64, cost
     Change::RecordModelUsage {
         id,
         model: model.into(),
-        input_tokens: input,
-        output_tokens: output,
-        cached_tokens: cached,
+        tokens: domain::Tokens {
+            input,
+            output,
+            cached,
+        },
         cost_micros: cost,
     }
 }

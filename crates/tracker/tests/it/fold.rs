@@ -164,9 +164,11 @@ fn change() -> impl Strategy<Value = Change> {
         1 => (execution_id(), 0..3u64).prop_map(|(id, cached)| Change::RecordModelUsage {
             id,
             model: "m".into(),
-            input_tokens: 1,
-            output_tokens: 1,
-            cached_tokens: cached,
+            tokens: domain::Tokens {
+                input: 1,
+                output: 1,
+                cached,
+            },
             cost_micros: 1,
         }),
         1 => execution_id().prop_map(|id| Change::ResumeProvider { id, provider: "p".into() }),

@@ -734,9 +734,11 @@ fn model_usage_is_checked_and_accepted_after_the_end() {
     let usage = |id, model: &str, input, cached| Change::RecordModelUsage {
         id,
         model: model.into(),
-        input_tokens: input,
-        output_tokens: 1,
-        cached_tokens: cached,
+        tokens: domain::Tokens {
+            input,
+            output: 1,
+            cached,
+        },
         cost_micros: 3,
     };
     assert_eq!(
