@@ -40,7 +40,7 @@ impl Engine {
             Act::Stop { execution, reason } => {
                 if let Some(active) = self.active.get_mut(&execution) {
                     active.kill_requested = true;
-                    active.stop.stop(stop_reason(reason));
+                    active.stop.stop(reason);
                 }
             }
             Act::Write {
@@ -59,19 +59,6 @@ impl Engine {
     }
 }
 
-/// The executor's name for a reason the core gives to stop an execution.
-pub(super) fn stop_reason(reason: engine_core::StopReason) -> executor::StopReason {
-    use engine_core::StopReason as Core;
-    use executor::StopReason as Executor;
-    match reason {
-        Core::TimedOut => Executor::TimedOut,
-        Core::Stalled => Executor::Stalled,
-        Core::Cancelled => Executor::Cancelled,
-        Core::Shutdown => Executor::Shutdown,
-        Core::BudgetExceeded => Executor::BudgetExceeded,
-    }
-}
-
 impl Engine {
     /// Asks a running execution to stop, for a reason the core gave; one no longer running is
     /// left be.
@@ -81,7 +68,7 @@ impl Engine {
         reason: engine_core::StopReason,
     ) {
         if let Some(active) = self.active.get(&execution) {
-            active.stop.stop(stop_reason(reason));
+            active.stop.stop(reason);
         }
     }
 }
