@@ -22,7 +22,6 @@ fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
 #[test]
 fn the_agencies_demo_routes_hands_off_both_ways_escalates_approves_lands_and_prints_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let started = std::time::Instant::now();
     let out = command(bin())
         .args(["demo", "--agencies", "--dir", dir.path().to_str().unwrap()])
         .env_remove("AGENTGRID_PROJECT")
@@ -30,11 +29,6 @@ fn the_agencies_demo_routes_hands_off_both_ways_escalates_approves_lands_and_pri
         .unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
-        "the demo is meant to be quick: {:?}",
-        started.elapsed()
-    );
     assert!(
         text.contains("agencies demo finished in ",)
             && text.contains(
