@@ -21,6 +21,10 @@ pub const NODE_FILE: &str = "node-id";
 pub fn read_node_id(state_dir: &Path) -> Result<Option<NodeId>, Error> {
     let path = state_dir.join(NODE_FILE);
     match std::fs::read_to_string(&path) {
+        // An empty file is what an engine killed between creating the file and writing it
+        // left behind before the file was written whole under another name and then linked:
+        // no id was ever read from it, so none is chosen yet.
+        Ok(text) if text.is_empty() => Ok(None),
         Ok(text) => parse(&path, &text).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::Io(format!("cannot read {}: {e}", path.display()))),
@@ -34,18 +38,27 @@ pub fn node_id(state_dir: &Path) -> Result<NodeId, Error> {
         return Ok(id);
     }
     let path = state_dir.join(NODE_FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+        // See `read_node_id`: an empty file holds no id anybody used.
+        let _ = std::fs::remove_file(&path);
+    }
     let id = fresh_id(&host_name());
-    let created = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path);
-    match created {
-        Ok(mut file) => {
-            file.write_all(format!("{id}\n").as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))?;
-            Ok(id)
-        }
+    // Written whole under a name of its own, then linked into place: a kill at any moment
+    // leaves either no node file or a complete one, and of two engines starting at once the
+    // one whose link fails reads the other's.
+    let staged = state_dir.join(format!(".{NODE_FILE}.{}", std::process::id()));
+    let written = std::fs::File::create(&staged).and_then(|mut file| {
+        file.write_all(format!("{id}\n").as_bytes())?;
+        file.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&staged);
+        return Err(Error::Io(format!("cannot write {}: {e}", staged.display())));
+    }
+    let linked = std::fs::hard_link(&staged, &path);
+    let _ = std::fs::remove_file(&staged);
+    match linked {
+        Ok(()) => Ok(id),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_node_id(state_dir)?
             .ok_or_else(|| Error::Io(format!("{} vanished as it was read", path.display()))),
         Err(e) => Err(Error::Io(format!("cannot create {}: {e}", path.display()))),
@@ -112,6 +125,25 @@ mod tests {
         assert_ne!(fresh_id("h"), fresh_id("h"));
         assert!(fresh_id("").as_str().starts_with("node-"));
         assert!(fresh_id(&"x".repeat(200)).as_str().len() <= NodeId::MAX_LEN);
+    }
+
+    #[test]
+    fn an_empty_node_file_left_by_a_kill_is_replaced_by_a_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(NODE_FILE), "").unwrap();
+        assert_eq!(read_node_id(dir.path()).unwrap(), None);
+        let id = node_id(dir.path()).unwrap();
+        assert_eq!(read_node_id(dir.path()).unwrap(), Some(id.clone()));
+        assert_eq!(node_id(dir.path()).unwrap(), id);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            [std::ffi::OsString::from(NODE_FILE)],
+            "no staged file is left"
+        );
     }
 
     #[test]

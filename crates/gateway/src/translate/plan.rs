@@ -56,9 +56,7 @@ fn speaks(kind: ProviderKind, responses: bool, api: Api) -> bool {
         ProviderKind::Anthropic => matches!(api, Api::Messages | Api::CountTokens),
         ProviderKind::OpenAi => matches!(api, Api::Chat | Api::Responses),
         // Many local servers (Ollama, llama.cpp) serve Chat Completions only.
-        ProviderKind::OpenAiCompatible => {
-            api == Api::Chat || (api == Api::Responses && responses)
-        }
+        ProviderKind::OpenAiCompatible => api == Api::Chat || (api == Api::Responses && responses),
         ProviderKind::Gemini => matches!(
             api,
             Api::Generate | Api::StreamGenerate | Api::GeminiCountTokens
@@ -376,13 +374,29 @@ mod tests {
             )
         );
         let local = plan(ProviderKind::OpenAiCompatible, Api::Responses, true);
-        assert_eq!((local.inbound, local.outbound), (Some(Inbound::Responses), None));
+        assert_eq!(
+            (local.inbound, local.outbound),
+            (Some(Inbound::Responses), None)
+        );
         assert!(
-            [ProviderKind::OpenAi, ProviderKind::OpenAiCompatible, ProviderKind::Anthropic, ProviderKind::Gemini]
-                .into_iter()
-                .all(|kind| [Api::Chat, Api::Responses, Api::Messages, Api::CountTokens, Api::Generate, Api::StreamGenerate, Api::GeminiCountTokens]
-                    .into_iter()
-                    .all(|api| Plan::new(kind, false, api, true).is_some())),
+            [
+                ProviderKind::OpenAi,
+                ProviderKind::OpenAiCompatible,
+                ProviderKind::Anthropic,
+                ProviderKind::Gemini
+            ]
+            .into_iter()
+            .all(|kind| [
+                Api::Chat,
+                Api::Responses,
+                Api::Messages,
+                Api::CountTokens,
+                Api::Generate,
+                Api::StreamGenerate,
+                Api::GeminiCountTokens
+            ]
+            .into_iter()
+            .all(|api| Plan::new(kind, false, api, true).is_some())),
             "every caller reaches every provider"
         );
     }
