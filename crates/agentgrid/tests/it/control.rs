@@ -236,7 +236,9 @@ fn an_agents_call_and_a_persons_command_meet_the_same_rules_and_record_their_act
         ),
     ]);
     repo.ok(&["task", "add", "Make calls", "--label", "calls"]);
-    repo.ok(&["task", "add", "Sibling"]);
+    // The sibling waits for the caller, so that it is still open when the caller nudges it
+    // (a done task has nothing to nudge, and a no-op agent is done in no time).
+    repo.ok(&["task", "add", "Sibling", "--blocked-by", "1"]);
     repo.ok(&["run"]);
 
     let by_agent = std::fs::read_to_string(out_file.path()).unwrap();
