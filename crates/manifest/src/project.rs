@@ -282,9 +282,9 @@ fn agent_files(dir: &Path, diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
 
 /// Agent names are unique across the project; each repeat is reported where it appears, with
 /// the place of the first.
-/// A built-in agent speaks Anthropic Messages to the gateway, so the alias it asks for must
-/// exist and be served by a provider the gateway reaches with Messages (any but `gemini`);
-/// without an alias, the node must have one.
+/// A built-in agent speaks Anthropic Messages to the gateway (which reaches every kind of
+/// provider with them, translating where the provider speaks another API), so the alias it
+/// asks for must exist; without an alias, the node must have one.
 /// Otherwise every request would fail at run time with a model error.
 fn check_builtin_models(
     documents: &[(PathBuf, AgentDocument)],
@@ -319,25 +319,13 @@ fn check_builtin_models(
         };
         let problem = match chosen {
             Err(problem) => Some(problem),
-            Ok(alias) => match aliases.get(&alias) {
-                None => Some(format!(
+            Ok(alias) => (!aliases.contains_key(&alias)).then(|| {
+                format!(
                     "spec.runtime.model: `{alias}` is not an alias of `models.aliases` in \
                      config.yaml (aliases: {})",
                     if known.is_empty() { "none" } else { &known }
-                )),
-                Some(route) => match config.models.providers.get(&route.provider) {
-                    // The gateway serves Messages from OpenAI-shaped providers by way of
-                    // Chat Completions; not yet from Gemini's.
-                    Some(p) if p.kind == crate::ProviderKind::Gemini => Some(format!(
-                        "spec.runtime: the built-in agent speaks Anthropic Messages, which the \
-                         gateway serves from anthropic, openai and openai-compatible providers, \
-                         but the alias `{alias}` is served by the provider `{}`, which is \
-                         `kind: gemini`; pick an alias of another provider",
-                        route.provider
-                    )),
-                    _ => None,
-                },
-            },
+                )
+            }),
         };
         if let Some(problem) = problem {
             diagnostics.push(Diagnostic::new(file, line, column, problem));

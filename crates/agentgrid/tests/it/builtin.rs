@@ -462,3 +462,52 @@ fn the_builtin_agent_works_through_an_openai_provider_by_way_of_chat_completions
     let show = repo.ok(&["task", "show", "1"]);
     assert!(show.contains("2 request(s); tokens: 50 in"), "{show}");
 }
+
+#[test]
+fn the_builtin_agent_works_through_a_gemini_provider_in_two_hops() {
+    let steps = vec![
+        Step::call(
+            "I will write the file.",
+            "write_file",
+            json!({"path": "greeting/hello.txt", "content": "hello world\n"}),
+            20,
+            5,
+        ),
+        Step::reply("The greeting is written.", 30, 4, 0),
+    ];
+    let (_rt, fixture, repo) = setup(|_| steps, "");
+    // The alias served by a Gemini provider: the agent's Messages go into Chat Completions and
+    // on into the Gemini API, and the answers come back the same way.
+    let origin = fixture.base_url().trim_end_matches("/v1").to_owned();
+    let config = format!(
+        "apiVersion: agentgrid.dev/v1\nkind: Config\nspec:\n  models:\n    providers:\n      fx: {{kind: gemini, base_url: \"{origin}/v1beta\", api_key_env: FIXTURE_KEY}}\n    aliases:\n      claude: {{provider: fx, model: fx-gem, prices: {{input: 3, output: 15}}}}\n"
+    );
+    std::fs::write(repo.path().join(".agentgrid/config.yaml"), config).unwrap();
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "done", "{}", stdout(&out));
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:greeting/hello.txt"]),
+        "hello world\n"
+    );
+    let requests = fixture.requests();
+    assert_eq!(requests.len(), 2);
+    for r in &requests {
+        assert!(r.path.starts_with("/v1beta/models/fx-gem:"), "{}", r.path);
+        assert_eq!(r.header("x-goog-api-key"), Some(REAL_KEY));
+    }
+    // The tool's result went back as the function's response, under the call's name.
+    let second = requests[1].json().unwrap();
+    let response = second["contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["parts"].as_array().cloned().unwrap_or_default())
+        .find_map(|p| p.get("functionResponse").cloned())
+        .expect("the tool's result");
+    assert_eq!(response["name"], "write_file", "{response}");
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 50, "{usage}");
+    assert_eq!(usage["output_tokens"], 9, "{usage}");
+}
