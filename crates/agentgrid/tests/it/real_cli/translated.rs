@@ -1,6 +1,7 @@
 //! Real CLIs in front of a provider that does not speak their API: the gateway translates
 //! Claude Code's Anthropic Messages (and Codex's Responses) into Chat Completions for an
-//! `openai` (or `openai-compatible`) provider, and the answers, tool calls included, back.
+//! `openai` (or `openai-compatible`) provider, and on into Anthropic Messages for an
+//! `anthropic` one, and the answers, tool calls included, back.
 
 use modelfixture::{Script, Step};
 
@@ -112,6 +113,44 @@ fn codex_writes_a_file_through_a_compatible_server_that_serves_only_chat_complet
     assert!(!model_requests.is_empty());
     for r in &model_requests {
         assert_eq!(r.path, "/v1/chat/completions", "{:?}", r.path);
+    }
+    let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
+    assert_eq!(usage["requests"], 2, "{usage}");
+    assert_eq!(usage["input_tokens"], 280, "{usage}");
+    assert_eq!(usage["output_tokens"], 30, "{usage}");
+    assert_no_key_anywhere(&repo);
+}
+
+#[test]
+fn codex_writes_a_file_through_an_anthropic_provider_in_two_hops() {
+    // Codex with only an Anthropic key: its Responses go into Chat Completions and on into
+    // Anthropic Messages, and the answers, the tool call included, come back the same way.
+    let Some(codex) = installed("codex", "codex") else {
+        return;
+    };
+    let script = Script::new(vec![
+        Step::call(
+            "I will write the file.",
+            "exec_command",
+            serde_json::json!({"cmd": "printf 'hello from codex via anthropic\\n' > hello.txt"}),
+            120,
+            20,
+        ),
+        Step::reply("Done: wrote hello.txt.", 160, 10, 0),
+    ]);
+    let (_rt, fixture, repo) = project_on("codex", &codex, script, "anthropic");
+    let out = run(&repo);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(repo.task_state(1), "done", "{}", stdout(&out));
+    assert_eq!(
+        repo.git(&["show", "agentgrid/task-1:hello.txt"]),
+        "hello from codex via anthropic\n"
+    );
+    let requests = fixture.requests();
+    let model_requests: Vec<_> = requests.iter().filter(|r| r.path != "/v1/models").collect();
+    assert!(!model_requests.is_empty());
+    for r in &model_requests {
+        assert_eq!(r.path, "/v1/messages", "{:?}", r.path);
     }
     let usage = &repo.json(&["status", "--json"])["executions"][0]["model_usage"];
     assert_eq!(usage["requests"], 2, "{usage}");
