@@ -130,6 +130,9 @@ const TEMPLATE_RUNTIME: &str = r#"    type: command
 /// A provider whose key is in the environment, and the model alias `init` writes for it.
 struct KeyedProvider {
     env: &'static str,
+    /// The variable the provider's own tools read another base URL from (a proxy, a gateway
+    /// of the user's company): when it is set, the provider is written with it.
+    base_url_env: &'static str,
     name: &'static str,
     kind: &'static str,
     base_url: &'static str,
@@ -140,6 +143,7 @@ struct KeyedProvider {
 const KEYED_PROVIDERS: &[KeyedProvider] = &[
     KeyedProvider {
         env: "ANTHROPIC_API_KEY",
+        base_url_env: "ANTHROPIC_BASE_URL",
         name: "anthropic",
         kind: "anthropic",
         base_url: "https://api.anthropic.com",
@@ -147,6 +151,7 @@ const KEYED_PROVIDERS: &[KeyedProvider] = &[
     },
     KeyedProvider {
         env: "OPENAI_API_KEY",
+        base_url_env: "OPENAI_BASE_URL",
         name: "openai",
         kind: "openai",
         // OpenAI's paths hang off the version prefix.
@@ -155,6 +160,7 @@ const KEYED_PROVIDERS: &[KeyedProvider] = &[
     },
     KeyedProvider {
         env: "GEMINI_API_KEY",
+        base_url_env: "GOOGLE_GEMINI_BASE_URL",
         name: "gemini",
         kind: "gemini",
         base_url: "https://generativelanguage.googleapis.com",
@@ -164,8 +170,15 @@ const KEYED_PROVIDERS: &[KeyedProvider] = &[
 
 /// The config's `models:` section for the first provider whose key the environment has; the
 /// key stays in the engine's environment, the manifest names only the variable.
-fn models_yaml(has_key: impl Fn(&str) -> bool) -> Option<String> {
+fn models_yaml(
+    has_key: impl Fn(&str) -> bool,
+    base_url_of: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
     let p = KEYED_PROVIDERS.iter().find(|p| has_key(p.env))?;
+    let base_url = base_url_of(p.base_url_env)
+        .map(|url| url.trim_end_matches('/').to_owned())
+        .filter(|url| usable_base_url(url))
+        .unwrap_or_else(|| p.base_url.to_owned());
     Some(format!(
         r#"  models:               # agents reach models only through agentgrid's gateway
     providers:
@@ -178,10 +191,21 @@ fn models_yaml(has_key: impl Fn(&str) -> bool) -> Option<String> {
 "#,
         name = p.name,
         kind = p.kind,
-        base_url = p.base_url,
+        base_url = base_url,
         env = p.env,
         model = p.model,
     ))
+}
+
+/// Whether `url` may be written into the config as a provider's base URL: an http(s) URL on
+/// one line that needs no quoting in YAML. Anything else is left out (the provider's own
+/// default is written), since `validate` would refuse it later with less context.
+fn usable_base_url(url: &str) -> bool {
+    (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() <= 2048
+        && url
+            .chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\\' | '#' | '{' | '}' | ','))
 }
 
 fn agent_yaml(
@@ -253,7 +277,8 @@ pub async fn init(
         Ok(())
     };
     let has_key = |var: &str| std::env::var_os(var).is_some_and(|v| !v.is_empty());
-    let models = models_yaml(has_key);
+    let base_url_of = |var: &str| std::env::var(var).ok().filter(|v| !v.is_empty());
+    let models = models_yaml(has_key, base_url_of);
     let config = match &models {
         Some(models) => format!("{CONFIG_YAML}{models}"),
         None => CONFIG_YAML.to_string(),

@@ -637,3 +637,42 @@ fn a_task_list_with_a_limit_shows_the_newest_and_says_more_match() {
     assert_eq!(zero.status.code(), Some(2), "{}", stderr(&zero));
     assert!(stderr(&zero).contains("--limit"), "{}", stderr(&zero));
 }
+
+#[test]
+fn init_takes_a_providers_base_url_from_its_usual_variable_and_refuses_a_forged_one() {
+    let init_with = |base_url: &str| {
+        let repo = Repo::new();
+        let out = repo
+            .cmd(&["init"])
+            .env("PATH", "/usr/bin:/bin")
+            .env("ANTHROPIC_API_KEY", "sk-test-not-written")
+            .env("ANTHROPIC_BASE_URL", base_url)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(repo.path().join(".agentgrid/config.yaml")).unwrap()
+    };
+    let config = init_with("https://llm-proxy.example.com/anthropic/");
+    assert!(
+        config.contains(r#"anthropic: {kind: anthropic, base_url: "https://llm-proxy.example.com/anthropic", api_key_env: ANTHROPIC_API_KEY}"#),
+        "{config}"
+    );
+    // A value that would write more YAML than a URL is not written: the provider's own URL is.
+    for forged in [
+        "https://x\", api_key_env: PATH, y: \"",
+        "https://x}\n  evil: 1",
+        "file:///etc/passwd",
+    ] {
+        let config = init_with(forged);
+        assert!(
+            config.contains(
+                r#"base_url: "https://api.anthropic.com", api_key_env: ANTHROPIC_API_KEY}"#
+            ),
+            "{forged:?}: {config}"
+        );
+        assert!(
+            !config.contains("evil") && !config.contains("api_key_env: PATH"),
+            "{config}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ const REAL_KEY: &str = "sk-real-cli-key-41c9d2e7a0";
 mod aider;
 mod codex;
 mod gemini;
+mod new_user;
 mod npm_install;
 mod opencode;
 mod translated;

@@ -74,6 +74,10 @@ impl Repo {
             .env_remove("ANTHROPIC_API_KEY")
             .env_remove("OPENAI_API_KEY")
             .env_remove("GEMINI_API_KEY")
+            // So is the base URL a provider's own tools read.
+            .env_remove("ANTHROPIC_BASE_URL")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("GOOGLE_GEMINI_BASE_URL")
             .stdin(Stdio::null());
         cmd
     }
