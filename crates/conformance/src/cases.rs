@@ -21,8 +21,9 @@ pub use leases::{
 };
 pub use messages::{
     a_flooding_sender_is_bounded_across_batches, a_message_persists_and_is_acknowledged_once,
-    an_announcement_is_acknowledged_once_per_reader, identical_alerts_open_once,
-    inboxes_and_sweeps_follow_receivers_and_time, racing_acknowledgements_take_one,
+    an_announcement_is_acknowledged_once_per_reader, any_open_message_follows_the_messages_states,
+    identical_alerts_open_once, inboxes_and_sweeps_follow_receivers_and_time,
+    racing_acknowledgements_take_one,
 };
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);

@@ -75,6 +75,7 @@ macro_rules! suite {
             identical_alerts_open_once,
             inboxes_and_sweeps_follow_receivers_and_time,
             a_flooding_sender_is_bounded_across_batches,
+            any_open_message_follows_the_messages_states,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

@@ -9,6 +9,7 @@ mod calls;
 mod deliver;
 mod handoff;
 mod jobs;
+mod known;
 mod leases;
 mod mail;
 mod merges;
@@ -141,6 +142,8 @@ pub struct Engine {
     renewing: leases::Renewing,
     /// What the engine carries out for workflow runs: see `workflows.rs`.
     workflows: workflows::Driver,
+    /// What the store is known not to hold, so that the loop need not read it again.
+    known: known::Known,
     /// When the mailboxes are next swept and escalations checked: see `deliver.rs`.
     mail: deliver::MailTick,
 }
@@ -194,6 +197,7 @@ impl Engine {
             leases: None,
             renewing: leases::Renewing::new(),
             workflows: workflows::Driver::new(),
+            known: Default::default(),
             mail: Default::default(),
         }
     }
@@ -357,7 +361,7 @@ impl Engine {
                 nap.as_mut().reset(deadline.into());
                 let mut woke = false;
                 tokio::select! {
-                    _ = follower.changed() => woke = true,
+                    _ = follower.changed(), if !follower.check_pending() => woke = true,
                     Some(update) = update_rx.recv() => {
                         let mut batch = vec![update];
                         while let Ok(more) = update_rx.try_recv() {
@@ -1124,6 +1128,7 @@ impl Engine {
             }
         }
         for event in &applied.events {
+            self.known.observe(event);
             if event.seq == self.followed_seq + 1 && self.own_seqs.is_empty() {
                 // Nobody else wrote in between, so there is nothing to follow up to here: the
                 // log need not be read back just to skip the engine's own events.
@@ -1147,9 +1152,11 @@ impl Engine {
             let mut touched = BTreeSet::new();
             for event in &events {
                 self.followed_seq = event.seq;
+                // The engine's own events were taken in when their batch was absorbed.
                 if self.own_seqs.remove(&event.seq) {
                     continue;
                 }
+                self.known.observe(event);
                 if event.entity == EntityKind::Task {
                     touched.insert(TaskId(event.entity_id));
                 }

@@ -85,6 +85,13 @@ impl Follower {
         }
     }
 
+    /// Whether a check is due soon already: further changes until then ask nothing new, so
+    /// the loop does not wake for each of them (its own commits among them). The watch's queue
+    /// keeps them, and the next wait after the check sees them.
+    pub fn check_pending(&self) -> bool {
+        self.check_at.is_some()
+    }
+
     /// A watched file changed at `now`.
     pub fn woke(&mut self, now: Instant) {
         self.check_at.get_or_insert(now + SETTLE);
@@ -257,11 +264,17 @@ mod tests {
         let mut follower = Follower::new(&[dir.path().join("db")], start);
         assert!(follower.is_watching());
         assert_eq!(follower.deadline(), start + WATCHED_POLL);
+        assert!(!follower.check_pending());
         follower.woke(start);
+        assert!(
+            follower.check_pending(),
+            "later changes need not wake the loop"
+        );
         follower.woke(start + Duration::from_millis(1));
         assert_eq!(follower.deadline(), start + SETTLE);
         assert_eq!(follower.due(start), Due::Nothing);
         assert_eq!(follower.due(start + SETTLE), Due::Check);
+        assert!(!follower.check_pending(), "the next change wakes it again");
         assert_eq!(follower.due(start + SETTLE), Due::Nothing, "asked once");
         assert_eq!(follower.due(start + WATCHED_POLL), Due::Poll);
     }

@@ -68,6 +68,25 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// Whether any message is open (pending or delivered): while none is, no mailbox holds
+    /// anything to show or to sweep, and the engine reads none for a prompt.
+    async fn any_open_message(&self) -> Result<bool, Error> {
+        for state in [
+            domain::MessageState::Pending,
+            domain::MessageState::Delivered,
+        ] {
+            let filter = crate::MessageFilter {
+                state: Some(state),
+                limit: Some(1),
+                ..crate::MessageFilter::default()
+            };
+            if !self.messages(&filter).await?.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The sums of the model requests recorded by [`Change::RecordModelUsage`] in `scope`;
     /// all zero when there are none.
     async fn model_usage(&self, scope: &UsageScope) -> Result<ModelUsage, Error>;

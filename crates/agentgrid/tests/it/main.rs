@@ -29,6 +29,7 @@ mod init_defaults;
 mod json_doc;
 mod judge;
 mod judge_attacks;
+mod known;
 mod land;
 mod land_after;
 mod lies;

@@ -395,3 +395,27 @@ pub async fn a_flooding_sender_is_bounded_across_batches(fresh: Fresh) {
     );
     assert_eq!(store.last_seq().await.unwrap(), seq);
 }
+
+/// `any_open_message` says whether a message is pending or delivered: false on an empty
+/// store, true once one is sent and while it is delivered, false again once it is
+/// acknowledged (the engine skips every mailbox read for a prompt while it says false).
+pub async fn any_open_message_follows_the_messages_states(fresh: Fresh) {
+    let store = &*fresh.store;
+    let open = || async { store.any_open_message().await.expect("the probe reads") };
+    assert!(!open().await, "an empty store has no open message");
+    let task = create(store, domain::NewTask::titled("a")).await;
+    let e = start(store, task).await;
+    let sent = send(store, status(Receiver::Execution(e), "halfway")).await;
+    assert!(open().await, "a pending message is open");
+    apply(store, vec![Change::DeliverMessage { id: sent.id, to: e }]).await;
+    assert!(open().await, "a delivered message is open");
+    apply(
+        store,
+        vec![Change::AckMessage {
+            id: sent.id,
+            by: Some(e),
+        }],
+    )
+    .await;
+    assert!(!open().await, "an acknowledged message is not");
+}

@@ -86,6 +86,12 @@ impl Engine {
             .area_leases
             .iter()
             .any(|l| l.expires_at <= now);
+        // Every change to the leases is an event the engine sees; without one, and with none
+        // due to expire, the snapshot's leases are the store's.
+        if !overdue && self.known.area_leases_current() {
+            return;
+        }
+        self.known.area_leases_looked();
         if overdue
             && let Err(e) = self
                 .command(&Actor::Engine, app::SweepAreaLeases { limit: SWEEP_LIMIT })
@@ -99,7 +105,10 @@ impl Engine {
             .await
         {
             Ok(held) => self.snapshot.area_leases = held,
-            Err(e) => tracing::warn!("reading the area leases failed: {e}"),
+            Err(e) => {
+                self.known.forget();
+                tracing::warn!("reading the area leases failed: {e}");
+            }
         }
     }
 

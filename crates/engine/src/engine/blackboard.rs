@@ -85,6 +85,10 @@ impl Engine {
     /// states before wrote. `None` for an execution no workflow started, or when the store
     /// cannot say (the prompt then goes without it).
     pub(super) async fn workflow_view(&self, task: &Task, agent: &str) -> Option<WorkflowView> {
+        // The driver looked at the top of this turn: no run was running, none began since.
+        if self.workflows.none_running() && self.known.no_new_workflow() {
+            return None;
+        }
         let mut runs = Vec::new();
         for on in std::iter::once(task.id).chain(task.parent) {
             let filter = WorkflowFilter {

@@ -85,6 +85,10 @@ impl Engine {
     /// logged and leaves the prompt without it: the agent can still read it with `ctl msg
     /// inbox`.
     pub(super) async fn prompt_inbox(&mut self, execution: &Execution) -> Option<String> {
+        // No message open anywhere: no inbox holds one, and nothing is there to sweep.
+        if self.known.no_open_message() {
+            return None;
+        }
         if let Err(e) = self
             .command(&Actor::Engine, app::SweepMessages { limit: 100 })
             .await
@@ -94,12 +98,19 @@ impl Engine {
         let inbox = app::ReadInbox {
             execution: execution.id,
         };
-        match self.command(&Actor::Engine, inbox).await {
+        let text = match self.command(&Actor::Engine, inbox).await {
             Ok(messages) => app::inbox_text(&messages),
             Err(e) => {
                 tracing::warn!(execution_id = %execution.id, "reading the inbox failed: {e}");
                 None
             }
+        };
+        // Whether any message is open still, after this sweep and delivery; a failed probe
+        // leaves it unknown, and the next prompt reads again.
+        match self.store.any_open_message().await {
+            Ok(open) => self.known.messages_looked(open),
+            Err(e) => tracing::warn!("looking for open messages failed: {e}"),
         }
+        text
     }
 }

@@ -142,6 +142,11 @@ impl Driver {
         [timer, look].into_iter().flatten().min()
     }
 
+    /// Whether no run was running at the last look.
+    pub(super) fn none_running(&self) -> bool {
+        !self.running
+    }
+
     fn look_is_due(&self, dirty: bool) -> bool {
         dirty || self.looked.is_none_or(|at| at.elapsed() >= LOOK_EVERY)
     }
@@ -151,7 +156,10 @@ impl Engine {
     /// Carries the running workflow runs on: begins what they wait for and gives them the ends
     /// that came. `force` looks even when the last look was a moment ago.
     pub(super) async fn drive_workflows(&mut self, force: bool) -> Result<(), Error> {
-        if !self.workflows.look_is_due(force || self.dirty) {
+        // With no run running and none started since the last look, a change elsewhere cannot
+        // move a run: only the slow look (and a forced one) reads the store then.
+        let quiet = self.workflows.none_running() && self.known.no_new_workflow();
+        if !self.workflows.look_is_due(force || (self.dirty && !quiet)) {
             return Ok(());
         }
         // A step can make new commands due at once (a command state after an agent state):
@@ -179,7 +187,14 @@ impl Engine {
             let owned = self.store.workflow_runs(&all).await?;
             self.workflows.owned = Some(owned.iter().map(|r| r.task_id).collect());
         }
-        let runs = self.store.workflow_runs(&filter).await?;
+        self.known.workflows_looked();
+        let runs = match self.store.workflow_runs(&filter).await {
+            Ok(runs) => runs,
+            Err(e) => {
+                self.known.forget();
+                return Err(e.into());
+            }
+        };
         let now = self.clock.now();
         self.workflows.running = !runs.is_empty();
         self.workflows.next_deadline = None;

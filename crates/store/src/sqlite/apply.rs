@@ -15,6 +15,7 @@ use domain::{EntityKind, Event, EventKind, Execution, ExecutionId, Task, TaskId,
 use rusqlite::Connection;
 use tracker::{Command, Key, MergeStatus, MergeStep, State};
 
+use super::cache::RowCache;
 use super::rows::{self, Fail};
 use super::{steps, usage};
 use crate::Change;
@@ -22,6 +23,8 @@ use crate::Change;
 /// The state of one batch while its changes are applied.
 pub(crate) struct Batch<'c> {
     conn: &'c Connection,
+    /// The rows this connection last committed: read instead of the database when there.
+    cache: &'c RowCache,
     actor: &'c str,
     now: Timestamp,
     state: State,
@@ -34,6 +37,8 @@ pub(crate) struct Batch<'c> {
     /// The events that write tables beside the task and execution rows, in log order.
     side: Vec<tracker::Event>,
     pub(crate) events: Vec<Event>,
+    /// The events decided and not yet appended, with the index of the change that made each.
+    pending: Vec<(usize, rows::NewEvent)>,
     /// The tasks and executions the batch touched, in the order first touched.
     tasks: Vec<TaskId>,
     executions: Vec<ExecutionId>,
@@ -48,9 +53,15 @@ pub(crate) struct Batch<'c> {
 }
 
 impl<'c> Batch<'c> {
-    pub(crate) fn new(conn: &'c Connection, actor: &'c str, now: Timestamp) -> Batch<'c> {
+    pub(crate) fn new(
+        conn: &'c Connection,
+        cache: &'c RowCache,
+        actor: &'c str,
+        now: Timestamp,
+    ) -> Batch<'c> {
         Batch {
             conn,
+            cache,
             actor,
             now,
             state: State::partial(),
@@ -59,6 +70,7 @@ impl<'c> Batch<'c> {
             created_executions: HashMap::new(),
             side: Vec::new(),
             events: Vec::new(),
+            pending: Vec::new(),
             tasks: Vec::new(),
             executions: Vec::new(),
             approvals: Vec::new(),
@@ -100,7 +112,22 @@ impl<'c> Batch<'c> {
             let before = match self.state.version_before(entry) {
                 Some(v) => v,
                 None => {
-                    let v = rows::next_entity_seq(self.conn, entry.entity, entry.id)? - 1;
+                    let v = match self.cache.version(entry.entity, entry.id) {
+                        Some(v) => {
+                            #[cfg(debug_assertions)]
+                            {
+                                let stored =
+                                    rows::next_entity_seq(self.conn, entry.entity, entry.id)? - 1;
+                                assert_eq!(
+                                    v, stored,
+                                    "the cached version of {:?} {} is not the database's",
+                                    entry.entity, entry.id
+                                );
+                            }
+                            v
+                        }
+                        None => rows::next_entity_seq(self.conn, entry.entity, entry.id)? - 1,
+                    };
                     self.state.load_version(entry.entity, entry.id, v);
                     v
                 }
@@ -138,19 +165,30 @@ impl<'c> Batch<'c> {
             let tracker::Event::Logged(entry) = event else {
                 unreachable!("handled above");
             };
-            // The unique index on (entity, entity_id, entity_seq) refuses an event at a version
-            // another writer took: the expected version is checked by the database.
-            let appended = rows::append_event(
-                self.conn,
-                self.actor,
-                entry.at,
-                entry.entity,
-                entry.id,
-                before + 1,
-                entry.kind,
-            )?;
-            self.events.push(appended);
+            // Appended with the batch's others before its rows are written (`write_back`).
+            self.pending.push((
+                index,
+                rows::NewEvent {
+                    at: entry.at,
+                    entity: entry.entity,
+                    entity_id: entry.id,
+                    entity_seq: before + 1,
+                    kind: entry.kind,
+                },
+            ));
         }
+        Ok(())
+    }
+
+    /// Appends the batch's events to the log, in the order they were decided. The unique
+    /// index on (entity, entity_id, entity_seq) refuses an event at a version another writer
+    /// took: the expected version is checked by the database.
+    fn append_events(&mut self) -> Result<(), (Fail, Option<usize>)> {
+        let (indexes, events): (Vec<usize>, Vec<rows::NewEvent>) =
+            std::mem::take(&mut self.pending).into_iter().unzip();
+        let appended = rows::append_events(self.conn, self.actor, events)
+            .map_err(|(e, at)| (e, indexes.get(at).copied()))?;
+        self.events.extend(appended);
         Ok(())
     }
 
@@ -171,7 +209,18 @@ impl<'c> Batch<'c> {
     fn load(&mut self, key: Key) -> Result<(), Fail> {
         match key {
             Key::Task(id) => {
-                let task = rows::load_task(self.conn, id)?;
+                let task = match self.cache.task(id) {
+                    Some(cached) => {
+                        #[cfg(debug_assertions)]
+                        assert_eq!(
+                            rows::load_task(self.conn, id)?.as_ref(),
+                            Some(cached),
+                            "the cached task {id} is not the database's"
+                        );
+                        Some(cached.clone())
+                    }
+                    None => rows::load_task(self.conn, id)?,
+                };
                 if let Some(task) = &task {
                     self.stored_tasks.insert(id, task.clone());
                 }
@@ -289,7 +338,18 @@ impl<'c> Batch<'c> {
     }
 
     fn load_execution(&mut self, id: ExecutionId) -> Result<(), Fail> {
-        let execution = rows::load_execution(self.conn, id)?;
+        let execution = match self.cache.execution(id) {
+            Some(cached) => {
+                #[cfg(debug_assertions)]
+                assert_eq!(
+                    rows::load_execution(self.conn, id)?.as_ref(),
+                    Some(cached),
+                    "the cached execution {id} is not the database's"
+                );
+                Some(cached.clone())
+            }
+            None => rows::load_execution(self.conn, id)?,
+        };
         if let Some(e) = &execution {
             self.stored_executions.insert(id, e.clone());
         }
@@ -300,6 +360,7 @@ impl<'c> Batch<'c> {
     /// Writes every row the batch changed, and returns the change that created an execution
     /// the unique index refused, if one did.
     pub(crate) fn write_back(&mut self) -> Result<(), (Fail, Option<usize>)> {
+        self.append_events()?;
         // In id order, so that every batch takes pages in a predictable order, and parents
         // (older, so lower ids) are written before their sub-tasks.
         let mut tasks = self.tasks.clone();
@@ -505,6 +566,19 @@ impl<'c> Batch<'c> {
 
     /// What the batch did: its events, and the final state of every task and execution it
     /// touched, in the order first touched.
+    /// The rows the batch loaded, as they were: what the cache may keep of those the batch
+    /// did not change, once it committed.
+    pub(crate) fn take_loaded(&mut self) -> (Vec<Task>, Vec<Execution>) {
+        (
+            std::mem::take(&mut self.stored_tasks)
+                .into_values()
+                .collect(),
+            std::mem::take(&mut self.stored_executions)
+                .into_values()
+                .collect(),
+        )
+    }
+
     pub(crate) fn applied(self) -> crate::Applied {
         let state = &self.state;
         crate::Applied {

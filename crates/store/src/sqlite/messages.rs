@@ -53,7 +53,7 @@ pub(crate) fn sent_by(conn: &Connection, e: ExecutionId) -> Result<tracker::Sent
 /// table, which made these reads a seventh of the engine's instructions in scenario A of
 /// `cargo xtask bench`. One probe of the partial index on open messages (every open message is
 /// in it) answers first, and builds none.
-fn any_open(conn: &Connection) -> Result<bool, Fail> {
+pub(crate) fn any_open(conn: &Connection) -> Result<bool, Fail> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT EXISTS (SELECT 1 FROM messages INDEXED BY messages_open_by_receiver          WHERE {OPEN})"
     ))?;

@@ -2,6 +2,7 @@
 
 mod apply;
 mod area_leases;
+mod cache;
 mod messages;
 mod metrics;
 mod migrate;
@@ -138,6 +139,8 @@ struct Shared {
     /// `PRAGMA data_version` when [`Store::written_elsewhere`] last read it: it changes when
     /// another connection commits, and never for this connection's own writes.
     data_version: AtomicI64,
+    /// The rows this connection last committed, for the next batch (see `cache.rs`).
+    rows: Mutex<cache::RowCache>,
 }
 
 /// Work for the connection's thread. It sends its own answer, so one kind of job serves the
@@ -320,6 +323,7 @@ impl SqliteStore {
         migrate::run(&mut conn, &place)?;
         let shared = Arc::new(Shared {
             data_version: AtomicI64::new(0),
+            rows: Mutex::default(),
             conn: Mutex::new(conn),
             queued: AtomicUsize::new(0),
         });
@@ -427,7 +431,7 @@ impl SqliteStore {
         // As on the thread, a panic in the batch is an error for the caller, and the
         // transaction is rolled back as it unwinds.
         let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            fill_batch(tx, place, actor, now, changes)
+            fill_batch(tx, place, &self.shared.rows, actor, now, changes)
         }));
         Ok(applied.unwrap_or_else(|_| Err(place.stopped("applying changes"))))
     }
@@ -551,6 +555,7 @@ impl Drop for SqliteStore {
 fn apply_batch(
     conn: &mut Connection,
     place: &Place,
+    cache: &Mutex<cache::RowCache>,
     actor: &str,
     now: Timestamp,
     changes: Vec<Change>,
@@ -558,18 +563,23 @@ fn apply_batch(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| place.error("starting a write transaction", e.into()))?;
-    fill_batch(tx, place, actor, now, changes)
+    fill_batch(tx, place, cache, actor, now, changes)
 }
 
 /// Applies one batch in `tx`, a write transaction just begun, and commits it.
 fn fill_batch(
     tx: rusqlite::Transaction<'_>,
     place: &Place,
+    cache: &Mutex<cache::RowCache>,
     actor: &str,
     now: Timestamp,
     changes: Vec<Change>,
 ) -> Result<Applied, Error> {
-    let mut batch = apply::Batch::new(&tx, actor, now);
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    cache
+        .check(&tx)
+        .map_err(|e| place.error("reading the data version", e))?;
+    let mut batch = apply::Batch::new(&tx, &cache, actor, now);
     for (index, change) in changes.iter().enumerate() {
         // On error the transaction is dropped unfinished, which rolls the whole batch back.
         batch
@@ -580,9 +590,11 @@ fn fill_batch(
         Some(index) => place.change_error(e, index, changes[index].name()),
         None => place.error("applying changes", e),
     })?;
+    let (read_tasks, read_executions) = batch.take_loaded();
     let applied = batch.applied();
     tx.commit()
         .map_err(|e| place.error("committing changes", e.into()))?;
+    cache.committed(&applied, read_tasks, read_executions);
     Ok(applied)
 }
 
@@ -698,8 +710,9 @@ impl Store for SqliteStore {
             Err(changes) => changes,
         };
         let actor = actor.to_owned();
+        let shared = Arc::clone(&self.shared);
         self.run("applying changes", move |conn, place| {
-            apply_batch(conn, place, &actor, now, changes)
+            apply_batch(conn, place, &shared.rows, &actor, now, changes)
         })
         .await
     }
@@ -766,7 +779,9 @@ impl Store for SqliteStore {
 
     async fn written_elsewhere(&self) -> Result<bool, Error> {
         fn check(c: &Connection, shared: &Shared) -> Result<bool, Fail> {
-            let version: i64 = c.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            let version: i64 = c
+                .prepare_cached("PRAGMA data_version")?
+                .query_row([], |r| r.get(0))?;
             Ok(shared.data_version.swap(version, Ordering::Relaxed) != version)
         }
         const ACTION: &str = "reading the data version";
@@ -886,6 +901,11 @@ impl Store for SqliteStore {
             messages::open_escalations(c, &receiver, limit)
         })
         .await
+    }
+
+    async fn any_open_message(&self) -> Result<bool, Error> {
+        self.quick_read("looking for open messages", messages::any_open)
+            .await
     }
 
     async fn open_escalation_count(&self) -> Result<u64, Error> {

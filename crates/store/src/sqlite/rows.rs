@@ -472,39 +472,119 @@ pub(crate) fn next_entity_seq(
     Ok(next as u64)
 }
 
-/// Appends one event with the next global `seq` and the given `entity_seq` (see
-/// [`next_entity_seq`]).
-pub(crate) fn append_event(
+/// An event a batch decided, not yet in the log.
+pub(crate) struct NewEvent {
+    pub at: Timestamp,
+    pub entity: EntityKind,
+    pub entity_id: i64,
+    pub entity_seq: u64,
+    pub kind: EventKind,
+}
+
+/// The most rows one INSERT of [`append_events`] carries. Chunks are powers of two up to it,
+/// so that a handful of statements, each prepared once, serve every batch.
+const EVENTS_PER_INSERT: usize = 16;
+
+/// Appends `events` in order, a chunk of rows per statement: an engine's batch appends about
+/// ten, and one statement per row cost most of their time in statement overhead (and an
+/// update of the log's sequence counter each). The returned events carry their global `seq`.
+/// On an error the position of the event that failed comes with it.
+pub(crate) fn append_events(
     conn: &Connection,
     actor: &str,
-    at: Timestamp,
-    entity: EntityKind,
-    entity_id: i64,
-    entity_seq: u64,
-    kind: EventKind,
-) -> Result<Event, Fail> {
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (at, entity, entity_id, entity_seq, actor, type, data) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    stmt.execute(params![
-        at.0,
-        entity.as_str(),
-        entity_id,
-        signed(entity_seq),
-        actor,
-        kind.name(),
-        serde_json::to_string(&kind)?,
-    ])?;
-    Ok(Event {
-        seq: conn.last_insert_rowid() as u64,
-        at,
-        entity,
-        entity_id,
-        entity_seq,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Event>, (Fail, usize)> {
+    let mut appended = Vec::with_capacity(events.len());
+    let mut rest = events.into_iter().peekable();
+    while rest.peek().is_some() {
+        let remaining = rest.len();
+        let size = if remaining >= EVENTS_PER_INSERT {
+            EVENTS_PER_INSERT
+        } else {
+            1 << (usize::BITS - 1 - remaining.leading_zeros())
+        };
+        let chunk: Vec<NewEvent> = rest.by_ref().take(size).collect();
+        let first = appended.len();
+        match insert_chunk(conn, actor, &chunk) {
+            Ok(seqs) => {
+                for (new, seq) in chunk.into_iter().zip(seqs) {
+                    appended.push(logged(new, seq, actor));
+                }
+            }
+            // The failed statement changed nothing; row by row, the one that fails is found.
+            Err(_) if chunk.len() > 1 => {
+                for (i, new) in chunk.into_iter().enumerate() {
+                    let seqs = insert_chunk(conn, actor, std::slice::from_ref(&new))
+                        .map_err(|e| (e, first + i))?;
+                    appended.push(logged(new, seqs[0], actor));
+                }
+            }
+            Err(e) => return Err((e, first)),
+        }
+    }
+    Ok(appended)
+}
+
+fn logged(new: NewEvent, seq: u64, actor: &str) -> Event {
+    Event {
+        seq,
+        at: new.at,
+        entity: new.entity,
+        entity_id: new.entity_id,
+        entity_seq: new.entity_seq,
         actor: actor.to_owned(),
-        kind,
-    })
+        kind: new.kind,
+    }
+}
+
+/// One INSERT of `chunk`; the `seq` each row got, in the chunk's order. One statement
+/// inserts its rows one after another, and the log's `seq` (AUTOINCREMENT) gives each the
+/// next number: the chunk's are the last `len` numbers up to the last row's. Debug builds read
+/// each row back by its number to check that.
+fn insert_chunk(conn: &Connection, actor: &str, chunk: &[NewEvent]) -> Result<Vec<u64>, Fail> {
+    let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+    let mut stmt = conn.prepare_cached(&format!(
+        "INSERT INTO events (at, entity, entity_id, entity_seq, actor, type, data) VALUES {rows}"
+    ))?;
+    let data = chunk
+        .iter()
+        .map(|n| serde_json::to_string(&n.kind))
+        .collect::<Result<Vec<_>, _>>()?;
+    let fixed: Vec<(&str, i64, &str)> = chunk
+        .iter()
+        .map(|n| (n.entity.as_str(), signed(n.entity_seq), n.kind.name()))
+        .collect();
+    let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 7);
+    for (i, new) in chunk.iter().enumerate() {
+        let (entity, version, kind) = &fixed[i];
+        values.extend([
+            &new.at.0 as &dyn rusqlite::ToSql,
+            entity,
+            &new.entity_id,
+            version,
+            &actor,
+            kind,
+            &data[i],
+        ]);
+    }
+    stmt.execute(values.as_slice())?;
+    let last = conn.last_insert_rowid() as u64;
+    let first = last + 1 - chunk.len() as u64;
+    let seqs: Vec<u64> = (first..=last).collect();
+    #[cfg(debug_assertions)]
+    for (new, seq) in chunk.iter().zip(&seqs) {
+        let (entity, id, version): (String, i64, i64) = conn.query_row(
+            "SELECT entity, entity_id, entity_seq FROM events WHERE seq = ?1",
+            [signed(*seq)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        assert_eq!(
+            (entity.as_str(), id, version),
+            (new.entity.as_str(), new.entity_id, signed(new.entity_seq)),
+            "event {seq} of a batch is not where its number says"
+        );
+    }
+    Ok(seqs)
 }
 
 pub(crate) fn events_after(conn: &Connection, seq: u64, limit: u32) -> Result<Vec<Event>, Fail> {
