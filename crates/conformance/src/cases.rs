@@ -23,7 +23,7 @@ pub use messages::{
     a_flooding_sender_is_bounded_across_batches, a_message_persists_and_is_acknowledged_once,
     an_announcement_is_acknowledged_once_per_reader, any_open_message_follows_the_messages_states,
     identical_alerts_open_once, inboxes_and_sweeps_follow_receivers_and_time,
-    racing_acknowledgements_take_one,
+    racing_acknowledgements_take_one, remarked_tasks_are_those_with_something_said,
 };
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);

@@ -76,6 +76,7 @@ macro_rules! suite {
             inboxes_and_sweeps_follow_receivers_and_time,
             a_flooding_sender_is_bounded_across_batches,
             any_open_message_follows_the_messages_states,
+            remarked_tasks_are_those_with_something_said,
         );
     };
     (@cases $fresh:path; $($case:ident),* $(,)?) => {

@@ -263,6 +263,13 @@ impl Engine {
         for task in self.store.tasks(&TaskFilter::default()).await? {
             self.snapshot.insert(task);
         }
+        // After the log's position is taken: what is said later is followed from there.
+        match self.store.remarked_tasks().await {
+            Ok(remarked) => self.known.remarks_read(remarked),
+            Err(e) => {
+                tracing::warn!("cannot list the tasks with remarks ({e}); every prompt reads")
+            }
+        }
         self.recover().await?;
         let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<gateway::Notice>();
         self.start_gateway(notice_tx).await?;
@@ -657,7 +664,11 @@ impl Engine {
             .clone();
         let parent = task.parent.and_then(|p| self.snapshot.task(p)).cloned();
         let children: Vec<&Task> = self.snapshot.children_of(task_id).collect();
-        let said = said::said_to(&*self.store, task_id).await?;
+        let said = if self.known.may_have_remarks(task_id) {
+            said::said_to(&*self.store, task_id).await?
+        } else {
+            said::Said::default()
+        };
         let context = PromptContext {
             task: TaskView::from(&task),
             parent: parent.as_ref().map(TaskView::from),

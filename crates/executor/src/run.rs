@@ -1111,8 +1111,14 @@ fn launch_spec(
 /// A fresh execution token: 32 random bytes, hex.
 pub fn new_token() -> String {
     use rand::Rng;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 32] = rand::rng().random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut token = String::with_capacity(64);
+    for b in bytes {
+        token.push(char::from(HEX[usize::from(b >> 4)]));
+        token.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    token
 }
 
 /// Where an execution's sandbox sits: the paths [`sandbox_for`] needs besides the profile.

@@ -68,6 +68,13 @@ pub trait Store: Send + Sync + 'static {
         Ok(true)
     }
 
+    /// The tasks that have any remark: an event that what is said to a task's agent is read
+    /// from (a comment, feedback, an answer, a decided approval). `None` when the backend
+    /// cannot tell cheaply; the engine then reads every task's events for its prompts.
+    async fn remarked_tasks(&self) -> Result<Option<Vec<TaskId>>, Error> {
+        Ok(None)
+    }
+
     /// Whether any message is open (pending or delivered): while none is, no mailbox holds
     /// anything to show or to sweep, and the engine reads none for a prompt.
     async fn any_open_message(&self) -> Result<bool, Error> {

@@ -2,7 +2,8 @@
 //! workflow run), and learns otherwise from the log, whoever wrote it. Each test lets the
 //! engine look and find nothing while a first task runs, writes through a second process (the
 //! CLI) while the engine runs, and checks that the engine acts on it: the next prompt holds
-//! the message; the workflow started meanwhile is carried out to its end.
+//! the message or the comment; the workflow started meanwhile is carried out to its end. What
+//! was said before the engine started is read at its start, and reaches the first prompt.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -19,7 +20,7 @@ fn waiting_agent(name: &str, dir: &Path, routing: &str) -> String {
         name,
         script,
         &format!(
-            "  prompt: \"Task {{{{ task.id }}}}\\n{{% if inbox %}}{{{{ inbox }}}}{{% endif %}}\\n\"\n  sandbox: {{filesystem: none, network: host}}\n{routing}"
+            "  prompt: \"Task {{{{ task.id }}}}\\n{{% if inbox %}}{{{{ inbox }}}}{{% endif %}}\\n{{% if comments %}}{{{{ comments }}}}{{% endif %}}\\n\"\n  sandbox: {{filesystem: none, network: host}}\n{routing}"
         ),
     )
     .replace("  prompt: \"Task {{ task.id }}: {{ task.title }}\"\n", "")
@@ -130,4 +131,31 @@ fn a_workflow_another_process_starts_while_the_engine_runs_is_carried_out() {
     // The run's one visit ran the task's one execution: nothing ran it as a plain task first.
     let task = repo.json(&["task", "show", "2", "--json"]);
     assert_eq!(task["task"]["executions"], 1, "{task}");
+}
+
+#[test]
+fn comments_made_before_the_start_and_while_the_engine_runs_reach_the_prompts() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let worker = waiting_agent("worker", dir, "  routing: {default: true}\n");
+    let repo = Repo::with_agents(&[("worker", &worker)]);
+    one_at_a_time(&repo);
+    repo.ok(&["task", "add", "First"]);
+    repo.ok(&["task", "add", "Second", "--blocked-by", "1"]);
+    repo.ok(&["task", "add", "Third", "--blocked-by", "2"]);
+    repo.ok(&["task", "comment", "1", "said before the start"]);
+    run_writing_meanwhile(&repo, dir, || {
+        repo.ok(&["task", "comment", "2", "said while it ran"]);
+    });
+    assert!(
+        prompt(dir, 1).contains("said before the start"),
+        "the first prompt lacks the comment:\n{}",
+        prompt(dir, 1)
+    );
+    assert!(
+        prompt(dir, 2).contains("said while it ran"),
+        "the second prompt lacks the comment:\n{}",
+        prompt(dir, 2)
+    );
+    assert!(!prompt(dir, 3).contains("said"), "{}", prompt(dir, 3));
 }

@@ -419,3 +419,36 @@ pub async fn any_open_message_follows_the_messages_states(fresh: Fresh) {
     .await;
     assert!(!open().await, "an acknowledged message is not");
 }
+
+/// `remarked_tasks`, where a backend can tell, names exactly the tasks with a comment, an
+/// answer or feedback (what a prompt is told), and none that was only created or worked on.
+pub async fn remarked_tasks_are_those_with_something_said(fresh: Fresh) {
+    let store = &*fresh.store;
+    let quiet = create(store, domain::NewTask::titled("quiet")).await;
+    let commented = create(store, domain::NewTask::titled("commented")).await;
+    let fed_back = create(store, domain::NewTask::titled("fed back")).await;
+    start(store, quiet).await;
+    let remarked = || async { store.remarked_tasks().await.expect("the list reads") };
+    let Some(none) = remarked().await else {
+        // This backend cannot tell; every prompt reads what was said.
+        return;
+    };
+    assert!(none.is_empty(), "nothing was said yet: {none:?}");
+    apply(
+        store,
+        vec![
+            Change::Comment {
+                id: commented,
+                text: "mind the header".into(),
+            },
+            Change::Feedback {
+                id: fed_back,
+                text: "too slow".into(),
+            },
+        ],
+    )
+    .await;
+    let mut found = remarked().await.expect("the backend told before");
+    found.sort();
+    assert_eq!(found, vec![commented, fed_back]);
+}

@@ -11,7 +11,9 @@
 //! commit, as it was for every other change before: a message sent by `agentgrid msg send` in
 //! that window reaches the agent through `ctl msg inbox` rather than its prompt.
 
-use domain::{EntityKind, Event, EventKind};
+use std::collections::HashSet;
+
+use domain::{EntityKind, Event, EventKind, TaskId};
 
 #[derive(Debug, Default)]
 pub(super) struct Known {
@@ -21,6 +23,9 @@ pub(super) struct Known {
     no_new_workflow: bool,
     /// The snapshot's area leases are the store's: none was taken, released or expired since.
     area_leases_current: bool,
+    /// The tasks anything was said to (a comment, feedback, an answer, a decided approval),
+    /// when the store could tell at the start; a prompt reads what was said only for those.
+    remarked: Option<HashSet<TaskId>>,
 }
 
 impl Known {
@@ -28,6 +33,12 @@ impl Known {
     pub fn observe(&mut self, event: &Event) {
         if event.entity == EntityKind::Message {
             self.no_open_message = false;
+        }
+        if event.entity == EntityKind::Task
+            && is_remark(&event.kind)
+            && let Some(remarked) = &mut self.remarked
+        {
+            remarked.insert(TaskId(event.entity_id));
         }
         match event.kind {
             EventKind::TaskWorkflowStarted { .. } => self.no_new_workflow = false,
@@ -65,10 +76,37 @@ impl Known {
         self.area_leases_current = true;
     }
 
-    /// A read that was to refresh what is known failed: nothing is taken for known.
+    /// A read that was to refresh what is known failed: nothing is taken for known. (What was
+    /// said is known from the start on and kept up by every event, so it stays.)
     pub fn forget(&mut self) {
-        *self = Known::default();
+        let remarked = self.remarked.take();
+        *self = Known {
+            remarked,
+            ..Known::default()
+        };
     }
+
+    /// The store's answer at the start: the tasks with a remark, or `None` when it cannot tell.
+    pub fn remarks_read(&mut self, tasks: Option<Vec<TaskId>>) {
+        self.remarked = tasks.map(|t| t.into_iter().collect());
+    }
+
+    /// Whether anything may have been said to `task`: unless the store told at the start and
+    /// no remark came since, its events are read for the prompt.
+    pub fn may_have_remarks(&self, task: TaskId) -> bool {
+        self.remarked.as_ref().is_none_or(|r| r.contains(&task))
+    }
+}
+
+/// The events what is said to a task's agent comes from (see `said.rs`).
+fn is_remark(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::TaskCommented { .. }
+            | EventKind::TaskFeedbackGiven { .. }
+            | EventKind::TaskAnswered { .. }
+            | EventKind::TaskApprovalDecided { .. }
+    )
 }
 
 #[cfg(test)]
@@ -138,6 +176,35 @@ mod tests {
             },
         ));
         assert!(!known.area_leases_current());
+    }
+
+    #[test]
+    fn what_was_said_is_read_unless_the_store_told_and_nothing_came_since() {
+        let mut known = Known::default();
+        assert!(known.may_have_remarks(TaskId(1)), "unknown: read");
+        known.remarks_read(Some(vec![TaskId(2)]));
+        assert!(!known.may_have_remarks(TaskId(1)));
+        assert!(known.may_have_remarks(TaskId(2)));
+        let comment = event(
+            EntityKind::Task,
+            EventKind::TaskCommented {
+                author: "person".into(),
+                text: "hello".into(),
+            },
+        );
+        known.observe(&comment);
+        assert!(known.may_have_remarks(TaskId(1)), "task 1 was commented");
+        known.forget();
+        assert!(
+            known.may_have_remarks(TaskId(1)),
+            "what was said survives a failed read"
+        );
+        assert!(!known.may_have_remarks(TaskId(3)));
+        known.remarks_read(None);
+        assert!(
+            known.may_have_remarks(TaskId(3)),
+            "a store that cannot tell: read"
+        );
     }
 
     #[test]

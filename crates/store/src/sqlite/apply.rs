@@ -375,10 +375,8 @@ impl<'c> Batch<'c> {
                 }
                 Some(old) if old == task => {}
                 Some(old) => {
-                    if old.state != task.state {
-                        rows::save_task_state(self.conn, id, task.state).map_err(|e| (e, None))?;
-                    }
-                    rows::save_task(self.conn, task).map_err(|e| (e, None))?;
+                    let state = (old.state != task.state).then_some(task.state);
+                    rows::save_task(self.conn, task, state).map_err(|e| (e, None))?;
                 }
             }
             let old_deps = self
@@ -426,11 +424,8 @@ impl<'c> Batch<'c> {
                 }
                 Some(old) if old == e => {}
                 Some(old) => {
-                    if old.state != e.state {
-                        rows::save_execution_state(self.conn, id, e.state)
-                            .map_err(|f| (f, None))?;
-                    }
-                    rows::save_execution(self.conn, e).map_err(|f| (f, None))?;
+                    let state = (old.state != e.state).then_some(e.state);
+                    rows::save_execution(self.conn, e, state).map_err(|f| (f, None))?;
                 }
             }
         }

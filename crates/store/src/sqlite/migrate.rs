@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../migrations/0018_escalations_and_reads.sql"),
     ),
+    (19, include_str!("../../migrations/0019_remarks.sql")),
 ];
 
 /// The newest schema version this build knows.

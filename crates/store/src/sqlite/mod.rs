@@ -903,6 +903,13 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn remarked_tasks(&self) -> Result<Option<Vec<TaskId>>, Error> {
+        self.read("listing the tasks with remarks", |c| {
+            rows::remarked_tasks(c).map(Some)
+        })
+        .await
+    }
+
     async fn any_open_message(&self) -> Result<bool, Error> {
         self.quick_read("looking for open messages", messages::any_open)
             .await

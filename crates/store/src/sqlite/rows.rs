@@ -326,44 +326,56 @@ pub(crate) fn next_id(conn: &Connection, table: IdTable) -> Result<i64, Fail> {
     Ok(conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?)
 }
 
-/// Writes the columns of a task row that change over its life, except `state`.
+/// Writes the columns of a task row that change over its life, and `state` when it is given
+/// (it changed).
 ///
-/// Columns that never change (`parent`, `root`, `depth`, `created_at`) and `state` are left out
-/// on purpose: SQLite rewrites the entry of every index whose column is named in an UPDATE,
-/// even when the value stays the same, and each rewritten index page is one more page to write
-/// to the log at commit. State changes go through [`save_task_state`].
-pub(crate) fn save_task(conn: &Connection, task: &Task) -> Result<(), Fail> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE tasks SET title = ?2, body = ?3, labels = ?4, priority = ?5, agent = ?6, \
-         updated_at = ?7, nudged_at = ?8, not_before = ?9, attempts = ?10, continuations = ?11, \
-         executions = ?12, summary = ?13, branch = ?14, merge_failed = ?15, handoff = ?16, \
-         handoffs = ?17 WHERE id = ?1",
-    )?;
-    stmt.execute(params![
-        task.id.0,
-        task.title,
-        task.body,
-        serde_json::to_string(&task.labels)?,
-        task.priority,
-        task.agent,
-        task.updated_at.0,
-        task.nudged_at.map(|t| t.0),
-        task.not_before.map(|t| t.0),
-        task.attempts,
-        task.continuations,
-        task.executions,
-        task.summary,
-        task.branch,
-        task.merge_failed,
-        handoff_json(task)?,
-        task.handoffs,
-    ])?;
-    Ok(())
-}
-
-pub(crate) fn save_task_state(conn: &Connection, id: TaskId, state: TaskState) -> Result<(), Fail> {
-    let mut stmt = conn.prepare_cached("UPDATE tasks SET state = ?2 WHERE id = ?1")?;
-    stmt.execute(params![id.0, state.as_str()])?;
+/// Columns that never change (`parent`, `root`, `depth`, `created_at`) are left out, and
+/// `state` is named only when it changed, on purpose: SQLite rewrites the entry of every index
+/// whose column is named in an UPDATE, even when the value stays the same, and each rewritten
+/// index page is one more page to write to the log at commit.
+pub(crate) fn save_task(
+    conn: &Connection,
+    task: &Task,
+    state: Option<TaskState>,
+) -> Result<(), Fail> {
+    const COLUMNS: &str = "UPDATE tasks SET title = ?2, body = ?3, labels = ?4, priority = ?5, \
+         agent = ?6, updated_at = ?7, nudged_at = ?8, not_before = ?9, attempts = ?10, \
+         continuations = ?11, executions = ?12, summary = ?13, branch = ?14, merge_failed = ?15, \
+         handoff = ?16, handoffs = ?17";
+    let mut stmt = match state {
+        Some(_) => conn.prepare_cached(&format!("{COLUMNS}, state = ?18 WHERE id = ?1"))?,
+        None => conn.prepare_cached(&format!("{COLUMNS} WHERE id = ?1"))?,
+    };
+    let labels = serde_json::to_string(&task.labels)?;
+    let handoff = handoff_json(task)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &task.id.0,
+        &task.title,
+        &task.body,
+        &labels,
+        &task.priority,
+        &task.agent,
+        &task.updated_at.0,
+    ];
+    let nudged_at = task.nudged_at.map(|t| t.0);
+    let not_before = task.not_before.map(|t| t.0);
+    values.extend([
+        &nudged_at as &dyn rusqlite::ToSql,
+        &not_before,
+        &task.attempts,
+        &task.continuations,
+        &task.executions,
+        &task.summary,
+        &task.branch,
+        &task.merge_failed,
+        &handoff,
+        &task.handoffs,
+    ]);
+    let state = state.map(TaskState::as_str);
+    if state.is_some() {
+        values.push(&state);
+    }
+    stmt.execute(values.as_slice())?;
     Ok(())
 }
 
@@ -423,38 +435,44 @@ pub(crate) fn insert_execution(conn: &Connection, e: &Execution) -> rusqlite::Re
     Ok(())
 }
 
-/// Writes the columns of an execution row that change over its life, except `state`, for the
-/// reason given at [`save_task`]. State changes go through [`save_execution_state`].
-pub(crate) fn save_execution(conn: &Connection, e: &Execution) -> Result<(), Fail> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE executions SET iteration = ?2, started_at = ?3, ended_at = ?4, pid = ?5, \
-         exit_code = ?6, score = ?7, wall_ms = ?8, cpu_ms = ?9, summary = ?10, log_path = ?11, \
-         lease_until = ?12 WHERE id = ?1",
-    )?;
-    stmt.execute(params![
-        e.id.0,
-        e.iteration,
-        e.started_at.map(|t| t.0),
-        e.ended_at.map(|t| t.0),
-        e.pid,
-        e.exit_code,
-        e.score,
-        signed(e.usage.wall_ms),
-        signed(e.usage.cpu_ms),
-        e.summary,
-        e.log_path,
-        e.lease.as_ref().map(|l| l.until.0),
-    ])?;
-    Ok(())
-}
-
-pub(crate) fn save_execution_state(
+/// Writes the columns of an execution row that change over its life, and `state` when it is
+/// given (it changed), for the reason given at [`save_task`].
+pub(crate) fn save_execution(
     conn: &Connection,
-    id: ExecutionId,
-    state: ExecutionState,
+    e: &Execution,
+    state: Option<ExecutionState>,
 ) -> Result<(), Fail> {
-    let mut stmt = conn.prepare_cached("UPDATE executions SET state = ?2 WHERE id = ?1")?;
-    stmt.execute(params![id.0, state.as_str()])?;
+    const COLUMNS: &str = "UPDATE executions SET iteration = ?2, started_at = ?3, \
+         ended_at = ?4, pid = ?5, exit_code = ?6, score = ?7, wall_ms = ?8, cpu_ms = ?9, \
+         summary = ?10, log_path = ?11, lease_until = ?12";
+    let mut stmt = match state {
+        Some(_) => conn.prepare_cached(&format!("{COLUMNS}, state = ?13 WHERE id = ?1"))?,
+        None => conn.prepare_cached(&format!("{COLUMNS} WHERE id = ?1"))?,
+    };
+    let started_at = e.started_at.map(|t| t.0);
+    let ended_at = e.ended_at.map(|t| t.0);
+    let wall_ms = signed(e.usage.wall_ms);
+    let cpu_ms = signed(e.usage.cpu_ms);
+    let lease_until = e.lease.as_ref().map(|l| l.until.0);
+    let state = state.map(ExecutionState::as_str);
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &e.id.0,
+        &e.iteration,
+        &started_at,
+        &ended_at,
+        &e.pid,
+        &e.exit_code,
+        &e.score,
+        &wall_ms,
+        &cpu_ms,
+        &e.summary,
+        &e.log_path,
+        &lease_until,
+    ];
+    if state.is_some() {
+        values.push(&state);
+    }
+    stmt.execute(values.as_slice())?;
     Ok(())
 }
 
@@ -470,6 +488,21 @@ pub(crate) fn next_entity_seq(
     )?;
     let next: i64 = stmt.query_row(params![entity.as_str(), entity_id], |r| r.get(0))?;
     Ok(next as u64)
+}
+
+/// The event types the partial index `events_remarks` holds (migration 19): what is said to
+/// a task's agent. The WHERE clause repeats the index's, so that SQLite reads only the index.
+const REMARKS: &str = "entity = 'task' AND (type = 'task_commented' OR type = 'task_feedback_given' \
+     OR type = 'task_answered' OR type = 'task_approval_decided')";
+
+/// Every task with a remark (see [`REMARKS`]), by id.
+pub(crate) fn remarked_tasks(conn: &Connection) -> Result<Vec<TaskId>, Fail> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT DISTINCT entity_id FROM events INDEXED BY events_remarks WHERE {REMARKS} \
+         ORDER BY entity_id"
+    ))?;
+    let rows = stmt.query_map([], |r| r.get(0).map(TaskId))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// An event a batch decided, not yet in the log.

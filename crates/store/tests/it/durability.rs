@@ -14,7 +14,7 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
     assert!(!path.exists());
     let store = SqliteStore::open(&path).unwrap();
     assert!(path.exists(), "open creates the file");
-    assert_eq!(store.schema_version().unwrap(), 18);
+    assert_eq!(store.schema_version().unwrap(), 19);
     let id = create_titled(&store, "persist me").await;
     let failed = store
         .apply(
@@ -39,16 +39,16 @@ async fn data_survives_closing_and_reopening_and_migrations_run_once() {
         let store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.tasks(&TaskFilter::default()).await.unwrap(), tasks);
         assert_eq!(store.events_after(0, 100).await.unwrap(), events);
-        assert_eq!(store.schema_version().unwrap(), 18);
+        assert_eq!(store.schema_version().unwrap(), 19);
     }
 
     let raw = rusqlite::Connection::open(&path).unwrap();
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    // Versions 1 to 12, 14, 15, 17 and 18.
+    // Versions 1 to 12, 14, 15, 17, 18 and 19.
     assert_eq!(
-        applied, 16,
+        applied, 17,
         "each migration is recorded once, however often the file is opened"
     );
     let mode: String = raw
@@ -76,7 +76,7 @@ fn a_database_from_a_newer_build_is_refused() {
             err,
             Error::TooNew {
                 found: 999,
-                known: 18,
+                known: 19,
                 ..
             }
         ),
@@ -111,13 +111,13 @@ fn several_stores_open_a_fresh_file_at_once() {
         })
         .collect();
     for opener in openers {
-        assert_eq!(opener.join().unwrap().unwrap().unwrap(), 18);
+        assert_eq!(opener.join().unwrap().unwrap().unwrap(), 19);
     }
     let raw = rusqlite::Connection::open(&path).unwrap();
     let applied: i64 = raw
         .query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(applied, 16);
+    assert_eq!(applied, 17);
 }
 
 #[tokio::test]
@@ -243,7 +243,7 @@ async fn a_version_2_database_is_rebuilt_keeping_its_rows_ids_and_claims() {
     drop(raw);
 
     let store = SqliteStore::open(&db_path(&dir)).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 18);
+    assert_eq!(store.schema_version().unwrap(), 19);
     let tasks = store.tasks(&TaskFilter::default()).await.unwrap();
     let summary: Vec<_> = tasks
         .iter()
@@ -378,7 +378,7 @@ async fn a_version_3_database_learns_no_progress_keeping_its_rows_ids_and_claims
     drop(raw);
 
     let store = SqliteStore::open(&db_path(&dir)).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 18);
+    assert_eq!(store.schema_version().unwrap(), 19);
     let executions = store.executions(&ExecutionFilter::default()).await.unwrap();
     let rows: Vec<_> = executions
         .iter()

@@ -309,7 +309,7 @@ async fn a_version_1_database_gains_the_usage_table_and_keeps_its_data() {
     drop(raw);
 
     let store = SqliteStore::open(&db_path(&dir)).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 18);
+    assert_eq!(store.schema_version().unwrap(), 19);
     let task = store.task(TaskId(1)).await.unwrap().expect("the old task");
     assert_eq!(task.title, "made before the upgrade");
     let exec = start(&store, task.id, "claude").await;
