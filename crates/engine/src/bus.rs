@@ -54,11 +54,6 @@ impl Bus for InProcess {
             stopped,
             self.updates.clone(),
         ));
-        // A task spawned from a worker waits in that worker's LIFO slot, which no other worker
-        // may take, until the spawning task (the engine's loop) yields. Another spawn pushes the
-        // execution out of the slot into the queue other workers steal from, and wakes an idle
-        // one: the execution starts while the loop goes on with the next decision.
-        tokio::spawn(async {});
         Started { stop }
     }
 }
