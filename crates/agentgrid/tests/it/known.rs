@@ -57,6 +57,21 @@ fn run_writing_meanwhile(repo: &Repo, dir: &Path, meanwhile: impl FnOnce()) {
     assert!(out.status.success(), "run failed: {}", stderr(&out));
 }
 
+/// A project whose one agent, `worker`, keeps its prompts in the returned directory, running
+/// one execution at a time, with `tasks` tasks each blocked by the one before.
+fn one_worker_and_tasks_in_a_row(tasks: u64) -> (tempfile::TempDir, Repo) {
+    let scratch = tempfile::tempdir().unwrap();
+    let worker = waiting_agent("worker", scratch.path(), "  routing: {default: true}\n");
+    let repo = Repo::with_agents(&[("worker", &worker)]);
+    one_at_a_time(&repo);
+    repo.ok(&["task", "add", "Task 1"]);
+    for n in 2..=tasks {
+        let before = (n - 1).to_string();
+        repo.ok(&["task", "add", &format!("Task {n}"), "--blocked-by", &before]);
+    }
+    (scratch, repo)
+}
+
 fn prompt(dir: &Path, execution: u64) -> String {
     std::fs::read_to_string(dir.join(format!("prompt-{execution}")))
         .unwrap_or_else(|e| panic!("no prompt of execution {execution}: {e}"))
@@ -64,13 +79,8 @@ fn prompt(dir: &Path, execution: u64) -> String {
 
 #[test]
 fn a_message_another_process_sends_while_the_engine_runs_reaches_the_next_prompt() {
-    let scratch = tempfile::tempdir().unwrap();
+    let (scratch, repo) = one_worker_and_tasks_in_a_row(2);
     let dir = scratch.path();
-    let worker = waiting_agent("worker", dir, "  routing: {default: true}\n");
-    let repo = Repo::with_agents(&[("worker", &worker)]);
-    one_at_a_time(&repo);
-    repo.ok(&["task", "add", "First"]);
-    repo.ok(&["task", "add", "Second", "--blocked-by", "1"]);
     run_writing_meanwhile(&repo, dir, || {
         repo.ok(&[
             "msg",
@@ -135,14 +145,8 @@ fn a_workflow_another_process_starts_while_the_engine_runs_is_carried_out() {
 
 #[test]
 fn comments_made_before_the_start_and_while_the_engine_runs_reach_the_prompts() {
-    let scratch = tempfile::tempdir().unwrap();
+    let (scratch, repo) = one_worker_and_tasks_in_a_row(3);
     let dir = scratch.path();
-    let worker = waiting_agent("worker", dir, "  routing: {default: true}\n");
-    let repo = Repo::with_agents(&[("worker", &worker)]);
-    one_at_a_time(&repo);
-    repo.ok(&["task", "add", "First"]);
-    repo.ok(&["task", "add", "Second", "--blocked-by", "1"]);
-    repo.ok(&["task", "add", "Third", "--blocked-by", "2"]);
     repo.ok(&["task", "comment", "1", "said before the start"]);
     run_writing_meanwhile(&repo, dir, || {
         repo.ok(&["task", "comment", "2", "said while it ran"]);

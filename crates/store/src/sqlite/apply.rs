@@ -20,6 +20,26 @@ use super::rows::{self, Fail};
 use super::{steps, usage};
 use crate::Change;
 
+/// The row the cache holds, else the database's. Debug builds read the database at every hit
+/// as well and panic when the two differ, so that every test checks the cache.
+fn cached_or_read<T: Clone + PartialEq + std::fmt::Debug>(
+    cached: Option<&T>,
+    read: impl FnOnce() -> Result<Option<T>, Fail>,
+) -> Result<Option<T>, Fail> {
+    let Some(cached) = cached else {
+        return read();
+    };
+    #[cfg(debug_assertions)]
+    assert_eq!(
+        read()?.as_ref(),
+        Some(cached),
+        "a cached row is not the database's"
+    );
+    #[cfg(not(debug_assertions))]
+    let _ = read;
+    Ok(Some(cached.clone()))
+}
+
 /// The state of one batch while its changes are applied.
 pub(crate) struct Batch<'c> {
     conn: &'c Connection,
@@ -209,18 +229,7 @@ impl<'c> Batch<'c> {
     fn load(&mut self, key: Key) -> Result<(), Fail> {
         match key {
             Key::Task(id) => {
-                let task = match self.cache.task(id) {
-                    Some(cached) => {
-                        #[cfg(debug_assertions)]
-                        assert_eq!(
-                            rows::load_task(self.conn, id)?.as_ref(),
-                            Some(cached),
-                            "the cached task {id} is not the database's"
-                        );
-                        Some(cached.clone())
-                    }
-                    None => rows::load_task(self.conn, id)?,
-                };
+                let task = cached_or_read(self.cache.task(id), || rows::load_task(self.conn, id))?;
                 if let Some(task) = &task {
                     self.stored_tasks.insert(id, task.clone());
                 }
@@ -338,18 +347,9 @@ impl<'c> Batch<'c> {
     }
 
     fn load_execution(&mut self, id: ExecutionId) -> Result<(), Fail> {
-        let execution = match self.cache.execution(id) {
-            Some(cached) => {
-                #[cfg(debug_assertions)]
-                assert_eq!(
-                    rows::load_execution(self.conn, id)?.as_ref(),
-                    Some(cached),
-                    "the cached execution {id} is not the database's"
-                );
-                Some(cached.clone())
-            }
-            None => rows::load_execution(self.conn, id)?,
-        };
+        let execution = cached_or_read(self.cache.execution(id), || {
+            rows::load_execution(self.conn, id)
+        })?;
         if let Some(e) = &execution {
             self.stored_executions.insert(id, e.clone());
         }
