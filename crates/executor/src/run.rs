@@ -249,9 +249,10 @@ pub async fn run_execution(
     // child the execution starts belongs to it (see `launch::cancellable`).
     let cancel = launch::CancellationToken::new();
     let relay = relay_stop(stop.clone(), cancel.clone());
+    let preparing = Preparing::new(id, &updates);
     let work = launch::cancellable(
         cancel.clone(),
-        execute(&job, &shared, stop.clone(), &updates),
+        execute(&job, &shared, stop.clone(), &updates, &preparing),
     );
     let ended = tokio::select! {
         ended = work => ended,
@@ -279,6 +280,7 @@ pub async fn run_execution(
             (failure.state, None, Usage::default(), Some(failure.message))
         }
     };
+    preparing.announce();
     let _ = updates.send(Update::Finished {
         id,
         state,
@@ -290,6 +292,33 @@ pub async fn run_execution(
 }
 
 type End = (ExecutionState, Option<i32>, Usage, Option<String>);
+
+/// The execution's `Preparing` update, sent once. With a workspace to prepare it goes at once,
+/// since preparing takes a while; without one it goes just before the process's start (or the
+/// end, if the execution ends before a process starts), where the engine takes both in one
+/// turn of its loop instead of waking for each.
+struct Preparing<'a> {
+    id: ExecutionId,
+    updates: &'a mpsc::UnboundedSender<Update>,
+    sent: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Preparing<'a> {
+    fn new(id: ExecutionId, updates: &'a mpsc::UnboundedSender<Update>) -> Preparing<'a> {
+        Preparing {
+            id,
+            updates,
+            sent: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Sends the update unless it went already.
+    fn announce(&self) {
+        if !self.sent.swap(true, Ordering::Relaxed) {
+            let _ = self.updates.send(Update::Preparing { id: self.id });
+        }
+    }
+}
 
 /// Why an execution ended before its agent could finish: the state it ends in, the reason,
 /// and whether trying again could go differently.
@@ -361,6 +390,7 @@ async fn execute(
     shared: &ExecutionShared,
     stop: watch::Receiver<Option<StopReason>>,
     updates: &mpsc::UnboundedSender<Update>,
+    preparing: &Preparing<'_>,
 ) -> Result<End, Failure> {
     let id = job.id;
     let send = |u: Update| {
@@ -368,7 +398,9 @@ async fn execute(
     };
     let fail =
         |what: &str, e: &dyn std::fmt::Display| (ExecutionState::Failed, format!("{what}: {e}"));
-    send(Update::Preparing { id });
+    if job.workspace.is_some() {
+        preparing.announce();
+    }
 
     // The manifest's own relaxations, before anything (a hook included) runs with them.
     let places = sandbox_places(&job.site(), &job.project_dir, &[]);
@@ -545,6 +577,7 @@ async fn execute(
         let started = job.clock.now();
         shared.touch(started);
         shared.iteration_started.store(started.0, Ordering::Relaxed);
+        preparing.announce();
         send(Update::ProcessStarted {
             id,
             pid,
