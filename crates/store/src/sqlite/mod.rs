@@ -3,6 +3,7 @@
 mod apply;
 mod area_leases;
 mod cache;
+mod checkpoint;
 mod messages;
 mod metrics;
 mod migrate;
@@ -35,7 +36,10 @@ pub const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Pages written to the WAL before a commit copies them back into the database file. Each
 /// checkpoint costs two fsyncs, which dominate the time of small transactions; SQLite's default
 /// of 1000 pages made `apply` about twice as slow. 10000 pages bound the WAL to about 40 MB.
+/// With the checkpoint thread running (`checkpoint.rs`), the commit's own checkpoint is only a
+/// safety net, at [`WAL_AUTOCHECKPOINT_BESIDE`].
 const WAL_AUTOCHECKPOINT: i64 = 10_000;
+const WAL_AUTOCHECKPOINT_BESIDE: i64 = 50_000;
 
 /// Enough room for every statement the store prepares, including a few shapes of task filter.
 const STATEMENT_CACHE: usize = 64;
@@ -141,6 +145,8 @@ struct Shared {
     data_version: AtomicI64,
     /// The rows this connection last committed, for the next batch (see `cache.rs`).
     rows: Mutex<cache::RowCache>,
+    /// Checkpoints beside the writer (see `checkpoint.rs`); taken when the store is dropped.
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 /// Work for the connection's thread. It sends its own answer, so one kind of job serves the
@@ -321,7 +327,13 @@ impl SqliteStore {
             .map_err(db("configuring the query planner"))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate::run(&mut conn, &place)?;
+        let checkpointer = checkpoint::Checkpointer::start(path);
+        if checkpointer.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_BESIDE)
+                .map_err(db("setting the checkpoint interval"))?;
+        }
         let shared = Arc::new(Shared {
+            checkpointer: Mutex::new(checkpointer),
             data_version: AtomicI64::new(0),
             rows: Mutex::default(),
             conn: Mutex::new(conn),
@@ -431,7 +443,7 @@ impl SqliteStore {
         // As on the thread, a panic in the batch is an error for the caller, and the
         // transaction is rolled back as it unwinds.
         let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            fill_batch(tx, place, &self.shared.rows, actor, now, changes)
+            fill_batch(tx, place, &self.shared, actor, now, changes)
         }));
         Ok(applied.unwrap_or_else(|_| Err(place.stopped("applying changes"))))
     }
@@ -541,6 +553,15 @@ impl Shared {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        // The checkpoint thread's connection closes first, so that the writer's is the last
+        // of this store's to close.
+        drop(
+            self.shared
+                .checkpointer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         // Closing the queue lets the thread finish the jobs already sent and close the
         // connection, which checkpoints the WAL when no other connection is open. Waiting for
         // it means a file dropped here can be opened, copied or removed at once.
@@ -555,7 +576,7 @@ impl Drop for SqliteStore {
 fn apply_batch(
     conn: &mut Connection,
     place: &Place,
-    cache: &Mutex<cache::RowCache>,
+    shared: &Shared,
     actor: &str,
     now: Timestamp,
     changes: Vec<Change>,
@@ -563,19 +584,19 @@ fn apply_batch(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| place.error("starting a write transaction", e.into()))?;
-    fill_batch(tx, place, cache, actor, now, changes)
+    fill_batch(tx, place, shared, actor, now, changes)
 }
 
 /// Applies one batch in `tx`, a write transaction just begun, and commits it.
 fn fill_batch(
     tx: rusqlite::Transaction<'_>,
     place: &Place,
-    cache: &Mutex<cache::RowCache>,
+    shared: &Shared,
     actor: &str,
     now: Timestamp,
     changes: Vec<Change>,
 ) -> Result<Applied, Error> {
-    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cache = shared.rows.lock().unwrap_or_else(PoisonError::into_inner);
     cache
         .check(&tx)
         .map_err(|e| place.error("reading the data version", e))?;
@@ -595,6 +616,13 @@ fn fill_batch(
     tx.commit()
         .map_err(|e| place.error("committing changes", e.into()))?;
     cache.committed(&applied, read_tasks, read_executions);
+    if let Some(checkpointer) = &*shared
+        .checkpointer
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+    {
+        checkpointer.committed();
+    }
     Ok(applied)
 }
 
@@ -712,7 +740,7 @@ impl Store for SqliteStore {
         let actor = actor.to_owned();
         let shared = Arc::clone(&self.shared);
         self.run("applying changes", move |conn, place| {
-            apply_batch(conn, place, &shared.rows, &actor, now, changes)
+            apply_batch(conn, place, &shared, &actor, now, changes)
         })
         .await
     }
