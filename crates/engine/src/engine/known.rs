@@ -35,7 +35,7 @@ impl Known {
             self.no_open_message = false;
         }
         if event.entity == EntityKind::Task
-            && is_remark(&event.kind)
+            && super::said::is_remark(&event.kind)
             && let Some(remarked) = &mut self.remarked
         {
             remarked.insert(TaskId(event.entity_id));
@@ -98,17 +98,6 @@ impl Known {
     }
 }
 
-/// The events what is said to a task's agent comes from (see `said.rs`).
-fn is_remark(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::TaskCommented { .. }
-            | EventKind::TaskFeedbackGiven { .. }
-            | EventKind::TaskAnswered { .. }
-            | EventKind::TaskApprovalDecided { .. }
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +115,16 @@ mod tests {
         }
     }
 
+    fn comment() -> Event {
+        event(
+            EntityKind::Task,
+            EventKind::TaskCommented {
+                author: "person".into(),
+                text: "hello".into(),
+            },
+        )
+    }
+
     #[test]
     fn nothing_is_known_before_a_look() {
         let known = Known::default();
@@ -140,13 +139,7 @@ mod tests {
         known.messages_looked(false);
         known.workflows_looked();
         known.area_leases_looked();
-        let unrelated = event(
-            EntityKind::Task,
-            EventKind::TaskCommented {
-                author: "person".into(),
-                text: "hello".into(),
-            },
-        );
+        let unrelated = comment();
         known.observe(&unrelated);
         assert!(known.no_open_message() && known.no_new_workflow());
         assert!(known.area_leases_current());
@@ -185,14 +178,7 @@ mod tests {
         known.remarks_read(Some(vec![TaskId(2)]));
         assert!(!known.may_have_remarks(TaskId(1)));
         assert!(known.may_have_remarks(TaskId(2)));
-        let comment = event(
-            EntityKind::Task,
-            EventKind::TaskCommented {
-                author: "person".into(),
-                text: "hello".into(),
-            },
-        );
-        known.observe(&comment);
+        known.observe(&comment());
         assert!(known.may_have_remarks(TaskId(1)), "task 1 was commented");
         known.forget();
         assert!(

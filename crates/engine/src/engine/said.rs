@@ -35,6 +35,19 @@ pub(crate) struct Said {
 /// The prefix the engine gives a `ctl block` question when it records it as a comment.
 const QUESTION: &str = "blocked: ";
 
+/// Whether an event is one of those [`said_to`] reads what was said from (the partial index
+/// `events_remarks` of the SQLite store holds the same kinds): the engine reads a task's
+/// events for its prompt only once it has seen one.
+pub(crate) fn is_remark(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::TaskCommented { .. }
+            | EventKind::TaskFeedbackGiven { .. }
+            | EventKind::TaskAnswered { .. }
+            | EventKind::TaskApprovalDecided { .. }
+    )
+}
+
 pub(crate) async fn said_to(store: &dyn Store, task: TaskId) -> Result<Said, store::Error> {
     let events = store.entity_events(EntityKind::Task, task.0).await?;
     let mut starts = events.iter().filter(|e| {

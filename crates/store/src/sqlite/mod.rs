@@ -36,10 +36,9 @@ pub const DEFAULT_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Pages written to the WAL before a commit copies them back into the database file. Each
 /// checkpoint costs two fsyncs, which dominate the time of small transactions; SQLite's default
 /// of 1000 pages made `apply` about twice as slow. 10000 pages bound the WAL to about 40 MB.
-/// With the checkpoint thread running (`checkpoint.rs`), the commit's own checkpoint is only a
-/// safety net, at [`WAL_AUTOCHECKPOINT_BESIDE`].
+/// The checkpoint thread (`checkpoint.rs`) copies most pages before this limit comes; the
+/// writer's own checkpoint at it is what lets a continuously written log start over.
 const WAL_AUTOCHECKPOINT: i64 = 10_000;
-const WAL_AUTOCHECKPOINT_BESIDE: i64 = 50_000;
 
 /// Enough room for every statement the store prepares, including a few shapes of task filter.
 const STATEMENT_CACHE: usize = 64;
@@ -145,8 +144,8 @@ struct Shared {
     data_version: AtomicI64,
     /// The rows this connection last committed, for the next batch (see `cache.rs`).
     rows: Mutex<cache::RowCache>,
-    /// Checkpoints beside the writer (see `checkpoint.rs`); taken when the store is dropped.
-    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
+    /// Checkpoints beside the writer (see `checkpoint.rs`), stopped when the store is dropped.
+    checkpoints: checkpoint::Checkpoints,
 }
 
 /// Work for the connection's thread. It sends its own answer, so one kind of job serves the
@@ -327,13 +326,8 @@ impl SqliteStore {
             .map_err(db("configuring the query planner"))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate::run(&mut conn, &place)?;
-        let checkpointer = checkpoint::Checkpointer::start(path);
-        if checkpointer.is_some() {
-            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_BESIDE)
-                .map_err(db("setting the checkpoint interval"))?;
-        }
         let shared = Arc::new(Shared {
-            checkpointer: Mutex::new(checkpointer),
+            checkpoints: checkpoint::Checkpoints::new(path),
             data_version: AtomicI64::new(0),
             rows: Mutex::default(),
             conn: Mutex::new(conn),
@@ -555,13 +549,7 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // The checkpoint thread's connection closes first, so that the writer's is the last
         // of this store's to close.
-        drop(
-            self.shared
-                .checkpointer
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        self.shared.checkpoints.stop();
         // Closing the queue lets the thread finish the jobs already sent and close the
         // connection, which checkpoints the WAL when no other connection is open. Waiting for
         // it means a file dropped here can be opened, copied or removed at once.
@@ -616,13 +604,7 @@ fn fill_batch(
     tx.commit()
         .map_err(|e| place.error("committing changes", e.into()))?;
     cache.committed(&applied, read_tasks, read_executions);
-    if let Some(checkpointer) = &*shared
-        .checkpointer
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-    {
-        checkpointer.committed();
-    }
+    shared.checkpoints.committed();
     Ok(applied)
 }
 
