@@ -427,7 +427,7 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
         )
         .await?;
     outln!("3 issues filed; running the agents\n");
-    let summary = super::run::run_engine_with(
+    let (summary, run_store) = super::run::run_engine_with(
         &project,
         RunMode::UntilIdle,
         true,
@@ -439,7 +439,7 @@ pub async fn demo(dir: Option<PathBuf>, agents: DemoAgents) -> anyhow::Result<u8
         },
     )
     .await?;
-    let code = super::run::print_summary(&project, &summary, false).await?;
+    let code = super::run::print_summary(&*run_store, &summary, false).await?;
     print_workflows(&*store).await?;
     let tasks = store.tasks(&store::TaskFilter::default()).await?;
     let all_done = tasks.iter().all(|t| t.state == TaskState::Done);

@@ -348,7 +348,7 @@ pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
     let mut story = Story::default();
     let mut code = crate::exit::OK;
     for pass in 1..=MAX_PASSES {
-        let summary = super::run::run_engine_with(
+        let (summary, run_store) = super::run::run_engine_with(
             &project,
             RunMode::UntilIdle,
             true,
@@ -356,7 +356,7 @@ pub async fn demo(dir: Option<PathBuf>) -> anyhow::Result<u8> {
             |_| {},
         )
         .await?;
-        code = super::run::print_summary(&project, &summary, false).await?;
+        code = super::run::print_summary(&*run_store, &summary, false).await?;
         // The scripted person: answers what waits for people, then lets the engine go on.
         let open = app.ask(&person, EscalationList { limit: 200 }).await?;
         let for_people: Vec<_> = open

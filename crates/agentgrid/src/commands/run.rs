@@ -21,7 +21,7 @@ pub async fn run(
     } else {
         Mode::detect(status_every)
     };
-    let summary = run_engine_with(
+    let (summary, store) = run_engine_with(
         project,
         if forever {
             RunMode::Forever
@@ -33,7 +33,7 @@ pub async fn run(
         |_| {},
     )
     .await?;
-    print_summary(project, &summary, quiet).await
+    print_summary(&*store, &summary, quiet).await
 }
 
 /// At most this many tasks are listed when a run ends, and at most this many that cannot run.
@@ -44,13 +44,13 @@ const SUMMARY_LINES: usize = 20;
 /// when a task this run touched ended failed; failures left by earlier runs are not its own.
 ///
 /// Built from what the run recorded, so it costs the same on a store of a hundred thousand
-/// tasks as on an empty one.
+/// tasks as on an empty one. `store` is the engine's own, still open: opening the file again
+/// (and closing it, a checkpoint) would cost a run of no-op tasks several milliseconds.
 pub async fn print_summary(
-    project: &Project,
+    store: &dyn store::Store,
     summary: &RunSummary,
     quiet: bool,
 ) -> anyhow::Result<u8> {
-    let store = project.store().await?;
     let mut tasks = Vec::with_capacity(summary.touched.len());
     for id in &summary.touched {
         if let Some(task) = store.task(*id).await? {
@@ -155,14 +155,15 @@ pub async fn print_summary(
 /// Runs the engine on `project` until idle or a signal, printing progress when asked, with a
 /// status line kept up to date meanwhile (see `run_status.rs`), and with
 /// `prepare` given the setup the manifests made before the engine starts (the demo hands its
-/// in-process model's key to the gateway this way).
+/// in-process model's key to the gateway this way). Returns what the run did and the store
+/// it ran on, for the closing summary.
 pub async fn run_engine_with(
     project: &Project,
     mode: RunMode,
     progress: bool,
     status: Mode,
     prepare: impl FnOnce(&mut engine::Setup),
-) -> anyhow::Result<RunSummary> {
+) -> anyhow::Result<(RunSummary, Arc<dyn store::Store>)> {
     let manifests = project.manifests()?;
     if manifests.agents.is_empty() {
         return Err(crate::user_error(format!(
@@ -215,13 +216,13 @@ pub async fn run_engine_with(
         // Without progress lines nobody reads the events, and each one would be copied.
         events: progress.then_some(events_tx),
     };
-    let engine = Engine::new(store, Arc::new(SystemClock), setup, options);
+    let engine = Engine::new(store.clone(), Arc::new(SystemClock), setup, options);
     let summary = engine.run(signals).await;
     ticker.abort();
     let _ = ticker.await;
     let _ = printer.await;
     status_line.clear();
-    Ok(summary?)
+    Ok((summary?, store))
 }
 
 /// Before any agent runs in a sandbox: the boundary's self-test, once. A boundary that leaks,

@@ -135,7 +135,9 @@ pub struct SqliteStore {
 
 /// The connection, and how many jobs wait for the thread or run there.
 struct Shared {
-    conn: Mutex<Connection>,
+    /// Shared with the checkpoint thread, which holds it for the last pass before the log
+    /// starts over (see `checkpoint.rs`).
+    conn: Arc<Mutex<Connection>>,
     /// Counted up before a job is sent and down once it ran: while it is above zero, a batch
     /// on the caller's thread could overtake a call made before it.
     queued: AtomicUsize,
@@ -326,11 +328,12 @@ impl SqliteStore {
             .map_err(db("configuring the query planner"))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrate::run(&mut conn, &place)?;
+        let conn = Arc::new(Mutex::new(conn));
         let shared = Arc::new(Shared {
-            checkpoints: checkpoint::Checkpoints::new(path),
+            checkpoints: checkpoint::Checkpoints::new(path, Arc::clone(&conn)),
             data_version: AtomicI64::new(0),
             rows: Mutex::default(),
-            conn: Mutex::new(conn),
+            conn,
             queued: AtomicUsize::new(0),
         });
         let (jobs, queue) = mpsc::channel::<Job>();
