@@ -48,8 +48,21 @@ impl Project {
     }
 
     pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.open_store(&store::OpenOptions::default())
+    }
+
+    /// The store for the engine, which follows every other process's commits: its own do not
+    /// ring the bell (see `store::bell_path`).
+    pub async fn engine_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.open_store(&store::OpenOptions {
+            ring_bell: false,
+            ..Default::default()
+        })
+    }
+
+    fn open_store(&self, options: &store::OpenOptions) -> anyhow::Result<Arc<dyn Store>> {
         let path = self.state_dir.join(DATABASE);
-        let store = SqliteStore::open(&path)
+        let store = SqliteStore::open_with(&path, options)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         Ok(Arc::new(store))
     }

@@ -1,12 +1,17 @@
 //! Noticing other processes' writes to the store without polling: an inotify watch on the
-//! directory of the store's files (the SQLite database and its write-ahead log).
+//! directory of the store's files (the SQLite database, its write-ahead log and the bell).
 //!
 //! The directory is watched rather than the files, because the log is made and removed as
-//! connections come and go and a watch on a file that is replaced would go quiet. Any change
-//! of a watched file wakes the follower, which then asks the store whether another connection
-//! wrote (`PRAGMA data_version`): the engine's own writes change the same files, and cost no
-//! read of the log that way. Where inotify is not available (or the store has no files), the
-//! engine polls, less often than it did before it watched.
+//! connections come and go and a watch on a file that is replaced would go quiet. What wakes
+//! the follower is a watched file closed after it was opened for writing: every commit of
+//! another process's store rings the bell that way (`store::bell_path`), and a process that
+//! does not (an older binary, a database browser) is noticed when it closes the log. Writes
+//! as such do not wake it: the engine's own commits write the log about thirteen times each,
+//! and the kernel queued an event for every one of them. A wake-up then asks the store
+//! whether another connection wrote (`PRAGMA data_version`). Where inotify is not available
+//! (or the store has no files), the engine polls, less often than it did before it watched;
+//! while it watches, it still reads the log every [`WATCHED_POLL`] for a change the watch
+//! cannot see.
 
 use std::ffi::{CString, OsString};
 use std::io;
@@ -126,9 +131,10 @@ pub(crate) struct StoreWatch {
     names: Vec<OsString>,
 }
 
-/// The events that say a file's content or presence changed. A SQLite commit writes the log
-/// (`IN_MODIFY`); a checkpoint writes the database; a new log is created.
-const MASK: u32 = libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
+/// The events that say another process may have changed a file: the bell rung (or a
+/// connection closed) after a commit, a new log or bell made. Not `IN_MODIFY`, which every
+/// write of the engine's own would raise (see the module's comment).
+const MASK: u32 = libc::IN_CREATE | libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE;
 
 /// Closing an inotify descriptor waits for the kernel to retire its watches (a grace period,
 /// 5-13 ms measured here), so it is closed on a thread of its own: the engine's shutdown goes
@@ -260,6 +266,37 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), watch.changed())
             .await
             .expect("the write to the log wakes it")
+            .unwrap();
+    }
+
+    /// The engine's own commits write the log through a descriptor it keeps open: those
+    /// writes do not wake it. Another process's ring of the bell does.
+    #[tokio::test]
+    async fn writes_through_an_open_log_do_not_wake_it_and_a_ring_does() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let wal = dir.path().join("state.db-wal");
+        let bell = dir.path().join("state.db-bell");
+        let mut log = std::fs::File::create(&wal).unwrap();
+        let watch = StoreWatch::new(&[db, wal, bell.clone()])
+            .unwrap()
+            .expect("a watch");
+        for _ in 0..50 {
+            log.write_all(&[0; 4096]).unwrap();
+        }
+        let quiet = tokio::time::timeout(Duration::from_millis(200), watch.changed()).await;
+        assert!(quiet.is_err(), "a write through the open log woke it");
+        drop(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .open(&bell)
+                .unwrap(),
+        );
+        tokio::time::timeout(Duration::from_secs(10), watch.changed())
+            .await
+            .expect("the ring wakes it")
             .unwrap();
     }
 

@@ -380,3 +380,61 @@ async fn a_task_cancelled_while_its_execution_ends_stays_cancelled() {
     assert_eq!(first[0].state, domain::ExecutionState::Failed);
     assert!(first[0].ended_at.is_some());
 }
+
+/// A commit by a process that keeps the store open (the approvals TUI, a database browser)
+/// wakes the engine at once: the store rings the bell after each commit, while the engine's
+/// own store does not, so that its writes to the log wake nothing. Without the bell only the
+/// slow poll (every ten seconds) would find the task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_by_a_process_that_keeps_the_store_open_wakes_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = project(dir.path(), "\"true\"");
+    let state = dir.path().join(".agentgrid");
+    let path = state.join("agentgrid.db");
+    let quiet = store::OpenOptions {
+        ring_bell: false,
+        ..Default::default()
+    };
+    let engine_store: Arc<dyn Store> = Arc::new(SqliteStore::open_with(&path, &quiet).unwrap());
+    let other = SqliteStore::open(&path).unwrap();
+    let options = EngineOptions {
+        project_dir: dir.path().to_path_buf(),
+        state_dir: state.clone(),
+        run_dir: dir.path().join("run"),
+        agentgrid_bin: "/bin/false".into(),
+        mode: RunMode::Forever,
+        events: None,
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine = Engine::new(engine_store, Arc::new(SystemClock), setup, options);
+    let running = tokio::spawn(engine.run(async {
+        let _ = stopped.await;
+    }));
+    // The engine is idle by now, asleep until something wakes it.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let created = Instant::now();
+    let applied = other
+        .apply(
+            "cli",
+            Timestamp(1),
+            vec![Change::CreateTask(NewTask::titled("from elsewhere"))],
+        )
+        .await
+        .unwrap();
+    let id = applied.tasks[0].id;
+    loop {
+        let task = other.task(id).await.unwrap().unwrap();
+        if task.state == TaskState::Done {
+            break;
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(5),
+            "the task another connection made is still {} after {:?}",
+            task.state,
+            created.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+}

@@ -55,6 +55,6 @@ pub use change::{
 };
 pub use error::Error;
 pub use metrics::AgentMetrics;
-pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore};
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, OpenOptions, SqliteStore, bell_path};
 pub use tracker::{Change, MergeResult, TaskEdit, WorkflowRun};
 pub use usage::{ModelUsage, UsageGroup, UsageGroupSum, UsageKey, UsageScope};

@@ -183,7 +183,7 @@ pub async fn run_engine_with(
     engine::resolve_git_drivers(&manifests, &project.root, &mut setup).await?;
     let _lock = EngineLock::acquire(&project.state_dir.join("engine.lock"))?;
     check_boundary(project, &setup, progress).await?;
-    let store = project.store().await?;
+    let store = project.engine_store().await?;
     // The signal handler reads the store on a connection of its own, so that it can answer
     // while the engine's is busy.
     let signals = shutdown_signal(project.store().await?, project.root.clone());

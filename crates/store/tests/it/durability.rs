@@ -126,6 +126,7 @@ async fn a_writer_held_up_by_another_process_gives_up_with_a_clear_error() {
     let path = db_path(&dir);
     let options = OpenOptions {
         busy_timeout: Duration::from_millis(200),
+        ..OpenOptions::default()
     };
     let store = SqliteStore::open_with(&path, &options).unwrap();
     let id = create_titled(&store, "a").await;
@@ -165,6 +166,7 @@ fn a_write_waiting_for_the_lock_leaves_the_runtime_free() {
         let path = db_path(&dir);
         let options = OpenOptions {
             busy_timeout: Duration::from_secs(20),
+            ..OpenOptions::default()
         };
         let store = std::sync::Arc::new(SqliteStore::open_with(&path, &options).unwrap());
         let id = create_titled(&store, "a").await;
