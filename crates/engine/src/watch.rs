@@ -291,6 +291,7 @@ mod tests {
             std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
+                .truncate(false)
                 .open(&bell)
                 .unwrap(),
         );

@@ -194,6 +194,7 @@ fn ring(path: &Path) {
     let _ = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
+        .truncate(false)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path);
 }
