@@ -250,9 +250,11 @@ pub async fn run_execution(
     let cancel = launch::CancellationToken::new();
     let relay = relay_stop(stop.clone(), cancel.clone());
     let preparing = Preparing::new(id, &updates);
+    // Boxed: the steps' future is several kilobytes, and each move of it on the way into the
+    // scope and the select was a copy of all of it, per execution.
     let work = launch::cancellable(
         cancel.clone(),
-        execute(&job, &shared, stop.clone(), &updates, &preparing),
+        Box::pin(execute(&job, &shared, stop.clone(), &updates, &preparing)),
     );
     let ended = tokio::select! {
         ended = work => ended,

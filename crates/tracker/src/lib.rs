@@ -48,6 +48,7 @@ mod command;
 mod decide;
 mod event;
 mod evolve;
+mod fasthash;
 mod lease;
 mod messages;
 mod refusal;

@@ -1,7 +1,7 @@
 //! What the rules look at: the tasks, executions, merges and call keys a batch touches, with
 //! the version of every entity, and the keys a backend loads to fill it.
 
-use std::collections::{HashMap, HashSet};
+use crate::fasthash::{Map, Set};
 
 use domain::{Approval, ApprovalId, EntityKind, EventKind, Execution, ExecutionId, Task, TaskId};
 
@@ -125,33 +125,33 @@ pub enum LandStatus {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct State {
     complete: bool,
-    tasks: HashMap<TaskId, Option<Task>>,
-    executions: HashMap<ExecutionId, Option<Execution>>,
-    active_known: HashSet<TaskId>,
+    tasks: Map<TaskId, Option<Task>>,
+    executions: Map<ExecutionId, Option<Execution>>,
+    active_known: Set<TaskId>,
     /// Merges by child. `None`: no merge of that child is due (never done, or merged already).
-    merges: HashMap<TaskId, Option<MergeStep>>,
-    merges_known: HashSet<TaskId>,
+    merges: Map<TaskId, Option<MergeStep>>,
+    merges_known: Set<TaskId>,
     /// Lands by task. `None`: never landed, no land under way.
-    lands: HashMap<TaskId, Option<LandStep>>,
+    lands: Map<TaskId, Option<LandStep>>,
     /// What each keyed call produced (`Some(result)`) or that the key is unused (`None`).
-    call_keys: HashMap<(TaskId, String, String), Option<Option<TaskId>>>,
-    approvals: HashMap<ApprovalId, Option<Approval>>,
-    pending_known: HashSet<TaskId>,
+    call_keys: Map<(TaskId, String, String), Option<Option<TaskId>>>,
+    approvals: Map<ApprovalId, Option<Approval>>,
+    pending_known: Set<TaskId>,
     next_approval_id: Option<ApprovalId>,
-    workflows: HashMap<domain::WorkflowId, Option<crate::WorkflowRun>>,
-    workflows_known: HashSet<TaskId>,
+    workflows: Map<domain::WorkflowId, Option<crate::WorkflowRun>>,
+    workflows_known: Set<TaskId>,
     next_workflow_id: Option<domain::WorkflowId>,
-    messages: HashMap<domain::MessageId, Option<domain::Message>>,
-    open_alerts_known: HashSet<String>,
-    sent_by: HashMap<ExecutionId, crate::Sent>,
+    messages: Map<domain::MessageId, Option<domain::Message>>,
+    open_alerts_known: Set<String>,
+    sent_by: Map<ExecutionId, crate::Sent>,
     /// Whether each (announcement, reading agent) was acknowledged.
-    reads: HashMap<(domain::MessageId, String), bool>,
+    reads: Map<(domain::MessageId, String), bool>,
     next_message_id: Option<domain::MessageId>,
-    area_leases: HashMap<domain::AreaLeaseId, domain::AreaLease>,
+    area_leases: Map<domain::AreaLeaseId, domain::AreaLease>,
     held_area_leases_known: bool,
-    area_leases_of_known: HashSet<ExecutionId>,
+    area_leases_of_known: Set<ExecutionId>,
     next_area_lease_id: Option<domain::AreaLeaseId>,
-    versions: HashMap<(EntityKind, i64), u64>,
+    versions: Map<(EntityKind, i64), u64>,
     next_task_id: Option<TaskId>,
     next_execution_id: Option<ExecutionId>,
 }
