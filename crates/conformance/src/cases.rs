@@ -517,12 +517,12 @@ pub async fn model_usage_adds_up_per_execution_tree_and_model(fresh: Fresh) {
     apply(store, vec![usage(b, "fast", 11)]).await;
     let of_a = store.model_usage(&UsageScope::Execution(a)).await.unwrap();
     assert_eq!(
-        (of_a.requests, of_a.input_tokens, of_a.cost_micros),
+        (of_a.requests, of_a.tokens.input, of_a.cost_micros),
         (2, 12, 200)
     );
     let tree = store.model_usage(&UsageScope::Tree(root)).await.unwrap();
     assert_eq!(
-        (tree.requests, tree.input_tokens, tree.output_tokens),
+        (tree.requests, tree.tokens.input, tree.tokens.output),
         (3, 23, 30)
     );
     let by_model = store
@@ -531,7 +531,7 @@ pub async fn model_usage_adds_up_per_execution_tree_and_model(fresh: Fresh) {
         .unwrap();
     let models: Vec<(&str, u64)> = by_model
         .iter()
-        .map(|(m, u)| (m.as_str(), u.input_tokens))
+        .map(|(m, u)| (m.as_str(), u.tokens.input))
         .collect();
     assert_eq!(models, [("fast", 16), ("smart", 7)]);
     let day = store

@@ -93,16 +93,15 @@ impl Tokens {
 }
 
 /// Sums over a set of model requests: what the gateway counts against budgets, what the store
-/// adds up and what the views print. Token counts follow the gateway's convention:
-/// `input_tokens` counts every input token and `cached_tokens` is the part of them read from the
-/// provider's cache.
+/// adds up and what the views print. The tokens follow the gateway's convention (see
+/// [`Tokens`]) and are spelled in JSON next to the other sums, as `input_tokens`,
+/// `output_tokens` and `cached_tokens`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelUsage {
     /// How many requests were recorded.
     pub requests: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
+    #[serde(flatten)]
+    pub tokens: Tokens,
     /// Millionths of a dollar.
     pub cost_micros: u64,
 }
@@ -112,42 +111,24 @@ impl ModelUsage {
     pub fn of_request(tokens: Tokens, cost_micros: u64) -> ModelUsage {
         ModelUsage {
             requests: 1,
-            input_tokens: tokens.input,
-            output_tokens: tokens.output,
-            cached_tokens: tokens.cached,
+            tokens,
             cost_micros,
         }
-    }
-
-    /// The token counts of the sums.
-    pub fn counted(&self) -> Tokens {
-        Tokens {
-            input: self.input_tokens,
-            output: self.output_tokens,
-            cached: self.cached_tokens,
-        }
-    }
-
-    /// Input and output tokens together: what a token budget counts.
-    pub fn tokens(&self) -> u64 {
-        self.counted().total()
     }
 
     /// Adds `other` field by field, saturating.
     pub fn add(&mut self, other: &ModelUsage) {
         self.requests = self.requests.saturating_add(other.requests);
-        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
-        self.cached_tokens = self.cached_tokens.saturating_add(other.cached_tokens);
+        self.tokens.add(&other.tokens);
         self.cost_micros = self.cost_micros.saturating_add(other.cost_micros);
     }
 
     /// Each field the larger of the two: for two lower bounds of what was really used.
     pub fn raise_to(&mut self, other: &ModelUsage) {
         self.requests = self.requests.max(other.requests);
-        self.input_tokens = self.input_tokens.max(other.input_tokens);
-        self.output_tokens = self.output_tokens.max(other.output_tokens);
-        self.cached_tokens = self.cached_tokens.max(other.cached_tokens);
+        self.tokens.input = self.tokens.input.max(other.tokens.input);
+        self.tokens.output = self.tokens.output.max(other.tokens.output);
+        self.tokens.cached = self.tokens.cached.max(other.tokens.cached);
         self.cost_micros = self.cost_micros.max(other.cost_micros);
     }
 }
@@ -230,42 +211,50 @@ mod tests {
             serde_json::json!({"requests": 1, "input_tokens": 1, "output_tokens": 2,
                 "cached_tokens": 3, "cost_micros": 9})
         );
-        assert_eq!(ModelUsage::of_request(a, 0).counted(), a);
+        assert_eq!(ModelUsage::of_request(a, 0).tokens, a);
+        let back: ModelUsage = serde_json::from_value(sums).unwrap();
+        assert_eq!(back.tokens.cached, 3);
     }
 
     #[test]
     fn usage_adds_saturating_and_raises_field_by_field() {
         let mut a = ModelUsage {
             requests: 1,
-            input_tokens: u64::MAX,
-            output_tokens: 5,
-            cached_tokens: 0,
+            tokens: Tokens {
+                input: u64::MAX,
+                output: 5,
+                cached: 0,
+            },
             cost_micros: 7,
         };
         a.add(&ModelUsage {
             requests: 1,
-            input_tokens: 1,
-            output_tokens: 5,
-            cached_tokens: 2,
+            tokens: Tokens {
+                input: 1,
+                output: 5,
+                cached: 2,
+            },
             cost_micros: 3,
         });
         assert_eq!(
             a,
             ModelUsage {
                 requests: 2,
-                input_tokens: u64::MAX,
-                output_tokens: 10,
-                cached_tokens: 2,
+                tokens: Tokens {
+                    input: u64::MAX,
+                    output: 10,
+                    cached: 2,
+                },
                 cost_micros: 10,
             }
         );
-        assert_eq!(a.tokens(), u64::MAX);
+        assert_eq!(a.tokens.total(), u64::MAX);
         let mut b = ModelUsage {
             requests: 3,
             ..ModelUsage::default()
         };
         b.raise_to(&a);
         assert_eq!(b.requests, 3);
-        assert_eq!(b.output_tokens, 10);
+        assert_eq!(b.tokens.output, 10);
     }
 }

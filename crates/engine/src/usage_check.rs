@@ -54,7 +54,7 @@ pub(crate) fn mismatch(
         let allowed = (said.max(counted) * TOLERANCE_PERCENT / 100).max(TOLERANCE_TOKENS);
         difference > allowed
     };
-    let (said, counted) = (reported.tokens, metered.counted());
+    let (said, counted) = (reported.tokens, metered.tokens);
     if !apart(said.input, counted.input) && !apart(said.output, counted.output) {
         return None;
     }
@@ -82,8 +82,11 @@ mod tests {
         );
         let metered = domain::ModelUsage {
             requests: 3,
-            input_tokens: counted.0,
-            output_tokens: counted.1,
+            tokens: Tokens {
+                input: counted.0,
+                output: counted.1,
+                cached: 0,
+            },
             ..domain::ModelUsage::default()
         };
         let found = mismatch(&reported, &metered);
@@ -121,7 +124,10 @@ mod tests {
         let mut reported = Reported::default();
         reported.add(1, &AgentEvent::Message { text: "hi".into() });
         let metered = domain::ModelUsage {
-            input_tokens: 900,
+            tokens: Tokens {
+                input: 900,
+                ..Tokens::default()
+            },
             ..domain::ModelUsage::default()
         };
         assert_eq!(mismatch(&reported, &metered), None);

@@ -183,9 +183,7 @@ impl Meter {
             root: self.identity.root,
             agent: self.identity.agent.clone(),
             model: self.alias.clone(),
-            input_tokens: tokens.input,
-            output_tokens: tokens.output,
-            cached_tokens: tokens.cached,
+            tokens,
             cost_micros,
             complete,
         }));

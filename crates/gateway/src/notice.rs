@@ -77,11 +77,8 @@ pub struct UsageRecord {
     pub agent: String,
     /// The alias the agent asked for.
     pub model: String,
-    /// Every input token, the cached ones included.
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    /// The part of `input_tokens` read from the provider's cache.
-    pub cached_tokens: u64,
+    /// The request's tokens: `input` counts every input token, the cached ones included.
+    pub tokens: Tokens,
     /// Millionths of a dollar, by the alias's prices.
     pub cost_micros: u64,
     /// False when the response ended before the provider's final usage report (the agent hung
@@ -90,18 +87,9 @@ pub struct UsageRecord {
 }
 
 impl UsageRecord {
-    /// The request's tokens.
-    pub fn tokens(&self) -> Tokens {
-        Tokens {
-            input: self.input_tokens,
-            output: self.output_tokens,
-            cached: self.cached_tokens,
-        }
-    }
-
     /// The request as sums: what a budget or a view adds up.
     pub fn usage(&self) -> ModelUsage {
-        ModelUsage::of_request(self.tokens(), self.cost_micros)
+        ModelUsage::of_request(self.tokens, self.cost_micros)
     }
 }
 

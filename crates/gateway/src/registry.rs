@@ -43,11 +43,11 @@ impl Limit {
     /// Why `used` has gone over this limit (more than it, not merely all of it), or `None`.
     fn exceeded(&self, used: &ModelUsage) -> Option<String> {
         if let Some(max) = self.max_tokens
-            && used.tokens() > max
+            && used.tokens.total() > max
         {
             return Some(format!(
                 "{max} tokens was exceeded ({} used)",
-                used.tokens()
+                used.tokens.total()
             ));
         }
         if let Some(max) = self.max_cost_micros
@@ -68,8 +68,17 @@ impl Limit {
             return why;
         }
         let what = match self.max_tokens {
-            Some(max) if used.tokens().saturating_add(input + MIN_OUTPUT_TOKENS) > max => {
-                format!("{max} tokens is nearly used up ({} used)", used.tokens())
+            Some(max)
+                if used
+                    .tokens
+                    .total()
+                    .saturating_add(input + MIN_OUTPUT_TOKENS)
+                    > max =>
+            {
+                format!(
+                    "{max} tokens is nearly used up ({} used)",
+                    used.tokens.total()
+                )
             }
             _ => format!(
                 "{} is nearly used up ({} spent)",
@@ -86,9 +95,12 @@ impl Limit {
     /// Why `used` has reached this limit, or `None` while there is room left.
     fn reached(&self, used: &ModelUsage) -> Option<String> {
         if let Some(max) = self.max_tokens
-            && used.tokens() >= max
+            && used.tokens.total() >= max
         {
-            return Some(format!("{max} tokens is used up ({} used)", used.tokens()));
+            return Some(format!(
+                "{max} tokens is used up ({} used)",
+                used.tokens.total()
+            ));
         }
         if let Some(max) = self.max_cost_micros
             && used.cost_micros >= max
@@ -189,7 +201,11 @@ impl Account {
     fn room_for_output(&self, limit: &Limit, input: u64, prices: &Prices) -> u64 {
         let mut room = u64::MAX;
         if let Some(max) = limit.max_tokens {
-            let committed = self.used.tokens().saturating_add(self.reserved_tokens);
+            let committed = self
+                .used
+                .tokens
+                .total()
+                .saturating_add(self.reserved_tokens);
             room = room.min(max.saturating_sub(committed).saturating_sub(input));
         }
         if let Some(max) = limit.max_cost_micros {
@@ -716,7 +732,7 @@ fn add_usage(state: &mut State, identity: &Identity, today: i64, used: &ModelUsa
 
 #[cfg(test)]
 mod tests {
-    use domain::ManualClock;
+    use domain::{ManualClock, Tokens};
 
     use super::*;
 
@@ -736,9 +752,11 @@ mod tests {
     fn used(tokens: u64, cost: u64) -> ModelUsage {
         ModelUsage {
             requests: 1,
-            input_tokens: tokens,
-            output_tokens: 0,
-            cached_tokens: 0,
+            tokens: Tokens {
+                input: tokens,
+                output: 0,
+                cached: 0,
+            },
             cost_micros: cost,
         }
     }
@@ -865,9 +883,9 @@ mod tests {
         registry.register("tok-1", coder.clone());
         registry.register("tok-2", lead.clone());
         registry.register("tok-3", outsider.clone());
-        assert_eq!(registry.agency_day_totals("code").tokens(), 30);
+        assert_eq!(registry.agency_day_totals("code").tokens.total(), 30);
         registry.record(&coder, &used(80, 0));
-        assert_eq!(registry.agency_day_totals("code").tokens(), 110);
+        assert_eq!(registry.agency_day_totals("code").tokens.total(), 110);
         let (over, first) = registry.check(&lead).unwrap_err();
         assert_eq!(over.scope, BudgetScope::AgencyDay);
         assert!(first);
@@ -928,14 +946,14 @@ mod tests {
         let mut first = identity(1, 10, "claude", budgets);
         first.baseline.tree = used(900, 0);
         registry.register("t1", first.clone());
-        assert_eq!(registry.tree_totals(TaskId(10)).tokens(), 900);
+        assert_eq!(registry.tree_totals(TaskId(10)).tokens.total(), 900);
         registry.record(&first, &used(50, 0));
         // The store has caught up with the first 900 and part of the 50; the baseline for a
         // second execution must not add the 900 again.
         let mut second = identity(2, 10, "claude", budgets);
         second.baseline.tree = used(920, 0);
         registry.register("t2", second.clone());
-        assert_eq!(registry.tree_totals(TaskId(10)).tokens(), 950);
+        assert_eq!(registry.tree_totals(TaskId(10)).tokens.total(), 950);
         registry.record(&second, &used(50, 0));
         assert!(registry.check(&second).is_err());
     }
@@ -1014,7 +1032,10 @@ mod tests {
         registry.settle(&mut first, &used(100, 150));
         registry.settle(&mut first, &used(100, 150));
         assert_eq!(registry.requests_under_way(), 0);
-        assert_eq!(registry.execution_totals(ExecutionId(1)).tokens(), 100);
+        assert_eq!(
+            registry.execution_totals(ExecutionId(1)).tokens.total(),
+            100
+        );
         // 350 micros left: 10 in costs 10, leaving 170 output tokens minus one.
         let second = granted(registry.admit(&a, &estimate(10, None)));
         assert_eq!(second.set_cap, Some(169));

@@ -1195,14 +1195,13 @@ impl Job {
 
     /// Settles a reservation whose answer was never read, at these counts.
     fn charge_unread(&mut self, input: u64, output: u64) {
-        let cost_micros = self.prices.cost_micros(input, output, 0);
-        let totals = ModelUsage {
-            requests: 1,
-            input_tokens: input,
-            output_tokens: output,
-            cached_tokens: 0,
-            cost_micros,
+        let tokens = domain::Tokens {
+            input,
+            output,
+            cached: 0,
         };
+        let cost_micros = self.prices.cost_micros(input, output, 0);
+        let totals = ModelUsage::of_request(tokens, cost_micros);
         // Heard before the settlement wakes a waiter, as in the meter.
         self.shared
             .notify(Notice::Usage(crate::notice::UsageRecord {
@@ -1211,9 +1210,7 @@ impl Job {
                 root: self.identity.root,
                 agent: self.identity.agent.clone(),
                 model: self.alias.clone(),
-                input_tokens: input,
-                output_tokens: output,
-                cached_tokens: 0,
+                tokens,
                 cost_micros,
                 complete: false,
             }));

@@ -39,9 +39,12 @@ impl DayBudget {
     /// Why `used` has used this budget up, or `None` while there is room.
     pub fn spent(&self, used: &domain::ModelUsage) -> Option<String> {
         if let Some(max) = self.tokens
-            && used.tokens() >= max
+            && used.tokens.total() >= max
         {
-            return Some(format!("{max} tokens a day ({} used today)", used.tokens()));
+            return Some(format!(
+                "{max} tokens a day ({} used today)",
+                used.tokens.total()
+            ));
         }
         if let Some(max) = self.cost_micros
             && used.cost_micros >= max

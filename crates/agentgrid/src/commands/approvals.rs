@@ -504,8 +504,8 @@ pub(super) fn detail_lines(
         "cost so far: {} ({} requests, {} tokens in, {} out)",
         domain::event::dollars(u.cost_micros),
         u.requests,
-        u.input_tokens,
-        u.output_tokens
+        u.tokens.input,
+        u.tokens.output
     ));
     match review {
         Some(r) => {

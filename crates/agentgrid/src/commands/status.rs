@@ -254,7 +254,7 @@ pub async fn status(project: &Project, as_json: bool) -> anyhow::Result<u8> {
                     ));
                 }
                 if let Some(tokens) = b.tokens {
-                    parts.push(format!("{} of {tokens} tokens", a.spent.tokens()));
+                    parts.push(format!("{} of {tokens} tokens", a.spent.tokens.total()));
                 }
                 let over = if a.over { ", used up" } else { "" };
                 format!("; spent today {}{over}", parts.join(", "))
@@ -527,7 +527,7 @@ async fn agency_lines(
             }
         }
         let over = budget.as_ref().is_some_and(|b| {
-            b.tokens.is_some_and(|t| spent.tokens() >= t)
+            b.tokens.is_some_and(|t| spent.tokens.total() >= t)
                 || b.cost
                     .is_some_and(|c| spent.cost_micros >= engine::dollars_to_micros(c))
         });

@@ -154,9 +154,9 @@ pub async fn task(project: &Project, cmd: TaskCommand) -> anyhow::Result<u8> {
                         "  cost:      {} ({} request(s); tokens: {} in, {} of them cached, {} out)",
                         u.cost,
                         u.counts.requests,
-                        u.counts.input_tokens,
-                        u.counts.cached_tokens,
-                        u.counts.output_tokens
+                        u.counts.tokens.input,
+                        u.counts.tokens.cached,
+                        u.counts.tokens.output
                     );
                 }
                 if let Some(v) = &detail.last_validation {

@@ -40,9 +40,9 @@ pub async fn usage(project: &Project, by: UsageBy, as_json: bool) -> anyhow::Res
         }
         row.extend([
             u.counts.requests.to_string(),
-            u.counts.input_tokens.to_string(),
-            u.counts.cached_tokens.to_string(),
-            u.counts.output_tokens.to_string(),
+            u.counts.tokens.input.to_string(),
+            u.counts.tokens.cached.to_string(),
+            u.counts.tokens.output.to_string(),
             u.cost.clone(),
         ]);
         row

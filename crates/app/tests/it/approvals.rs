@@ -110,7 +110,7 @@ async fn the_queue_shows_what_a_person_decides_from() {
     let v = line.validators.as_ref().expect("validators ran");
     assert_eq!((v.passed, v.total), (1, 2));
     assert_eq!(line.usage.cost_micros, 1_500);
-    assert_eq!(line.usage.input_tokens, 100);
+    assert_eq!(line.usage.tokens.input, 100);
 
     let detail = f
         .app

@@ -160,7 +160,7 @@ async fn status_shows_active_executions_and_the_newest_ones_with_their_model_use
     let recent: Vec<(ExecutionId, u64)> = view
         .recent
         .iter()
-        .map(|r| (r.execution.id, r.usage.input_tokens))
+        .map(|r| (r.execution.id, r.usage.tokens.input))
         .collect();
     assert_eq!(recent, [(executions[2], 150), (executions[3], 0)]);
     assert_eq!(view.recent[0].usage.requests, 2);

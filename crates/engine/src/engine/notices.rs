@@ -15,7 +15,7 @@ fn translate(notice: gateway::Notice) -> Notice {
     match notice {
         gateway::Notice::Usage(u) => Notice::Record(Change::RecordModelUsage {
             id: u.execution,
-            tokens: u.tokens(),
+            tokens: u.tokens,
             model: u.model,
             cost_micros: u.cost_micros,
         }),

@@ -103,7 +103,7 @@ async fn answers_whole(api: Api) {
     assert_eq!(usage.agent, "claude");
     assert_eq!(usage.model, api.alias());
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (120, 7, 20)
     );
     assert_eq!(usage.cost_micros, COST);
@@ -111,7 +111,7 @@ async fn answers_whole(api: Api) {
     assert!(usage.complete);
     let totals = s.gateway.registry().execution_totals(usage.execution);
     assert_eq!(
-        (totals.requests, totals.tokens(), totals.cost_micros),
+        (totals.requests, totals.tokens.total(), totals.cost_micros),
         (1, 127, COST)
     );
 
@@ -168,7 +168,7 @@ async fn streams_as_produced(api: Api) {
 
     let usage = usage_of(s.notice().await);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (120, 7, 20)
     );
     assert_eq!(usage.cost_micros, COST);
@@ -241,7 +241,7 @@ async fn a_stream_the_agent_abandons_is_still_counted() {
     let usage = usage_of(s.notice().await);
     assert!(usage.complete, "{usage:?}");
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (120, 7, 20)
     );
     assert_eq!(usage.cost_micros, PRICES.cost_micros(120, 7, 20));

@@ -147,7 +147,7 @@ async fn the_gateway_serves_on_a_unix_socket_and_never_on_other_hosts() {
     assert_eq!(response.status(), 200);
     let body = json_of(response).await;
     assert_eq!(body["choices"][0]["message"]["content"], "over a socket");
-    assert_eq!(usage_of(s.notice().await).input_tokens, 3);
+    assert_eq!(usage_of(s.notice().await).tokens.input, 3);
     server.shutdown().await;
     assert!(!socket.exists(), "the socket file is removed on shutdown");
 

@@ -40,7 +40,7 @@ async fn an_execution_over_its_token_budget_is_refused_in_each_shape_and_reporte
         .await
         .unwrap();
     assert_eq!(first.status(), 200);
-    assert_eq!(usage_of(s.notice().await).output_tokens, 20);
+    assert_eq!(usage_of(s.notice().await).tokens.output, 20);
 
     let refused = s
         .post("/chat/completions", Some(TOKEN), &chat_body("gpt", true))
@@ -132,15 +132,17 @@ async fn executions_of_one_tree_share_its_cost_budget_and_totals_add_up() {
         first,
         ModelUsage {
             requests: 1,
-            input_tokens: 600,
-            output_tokens: 50,
-            cached_tokens: 100,
+            tokens: domain::Tokens {
+                input: 600,
+                output: 50,
+                cached: 100,
+            },
             cost_micros: PRICES.cost_micros(600, 50, 100),
         }
     );
     let tree = registry.tree_totals(domain::TaskId(1));
     assert_eq!(
-        (tree.requests, tree.input_tokens, tree.output_tokens),
+        (tree.requests, tree.tokens.input, tree.tokens.output),
         (2, 1000, 100)
     );
     assert_eq!(
@@ -148,8 +150,11 @@ async fn executions_of_one_tree_share_its_cost_budget_and_totals_add_up() {
         PRICES.cost_micros(600, 50, 100) + PRICES.cost_micros(400, 50, 0)
     );
     let claude_today = registry.agent_day_totals("claude");
-    assert_eq!((claude_today.requests, claude_today.tokens()), (2, 660));
-    assert_eq!(registry.agent_day_totals("codex").tokens(), 450);
+    assert_eq!(
+        (claude_today.requests, claude_today.tokens.total()),
+        (2, 660)
+    );
+    assert_eq!(registry.agent_day_totals("codex").tokens.total(), 450);
 }
 
 #[tokio::test]
@@ -167,9 +172,11 @@ async fn an_agent_day_budget_counts_what_the_store_knew_and_resets_the_next_day(
         tree: ModelUsage::default(),
         agent_day: ModelUsage {
             requests: 40,
-            input_tokens: 900,
-            output_tokens: 100,
-            cached_tokens: 0,
+            tokens: domain::Tokens {
+                input: 900,
+                output: 100,
+                cached: 0,
+            },
             cost_micros: 0,
         },
     };

@@ -106,7 +106,7 @@ async fn generate_content_reaches_a_gemini_provider_with_the_real_key_and_is_met
     assert!(!body.to_string().contains(REAL_KEY) && !shown.contains(REAL_KEY));
     let usage = usage_of(s.notice().await);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (30, 4, 10)
     );
     assert!(usage.complete);
@@ -153,7 +153,7 @@ async fn a_stream_with_the_key_in_the_query_passes_event_by_event_and_settles_on
     assert_eq!(text, "one two three");
     assert_eq!(chunks[3]["candidates"][0]["finishReason"], "STOP");
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (12, 3));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (12, 3));
     assert!(usage.complete, "settled on the provider's final figure");
     let request = &s.fixture.requests()[0];
     assert_eq!(
@@ -486,7 +486,7 @@ async fn a_gemini_caller_is_answered_by_an_openai_provider_through_translation()
     assert_eq!(text_of(&answer), "plain answer");
     assert_eq!(answer["usageMetadata"]["promptTokenCount"], 11);
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (11, 2));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (11, 2));
     let sent = &s.fixture.requests()[0];
     assert_eq!(sent.path, "/v1/chat/completions");
     let sent = sent.json().unwrap();
@@ -513,7 +513,7 @@ async fn a_gemini_caller_is_answered_by_an_openai_provider_through_translation()
     assert_eq!(last["usageMetadata"]["cachedContentTokenCount"], 4);
     let usage = usage_of(s.notice().await);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (13, 3, 4)
     );
     assert!(usage.complete);

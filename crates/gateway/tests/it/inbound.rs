@@ -119,7 +119,7 @@ async fn a_messages_caller_reaches_an_openai_provider_with_a_tool_call_turn_and_
     assert_eq!(answer["usage"]["input_tokens"], 40);
     assert_eq!(answer["usage"]["output_tokens"], 6);
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (40, 6));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (40, 6));
     assert!(usage.complete);
 
     let sent = &s.fixture.requests()[0];
@@ -167,9 +167,9 @@ async fn a_messages_caller_reaches_an_openai_provider_with_a_tool_call_turn_and_
         json!({"role": "tool", "tool_call_id": call_id, "content": "wrote 1 file"})
     );
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (55, 2));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (55, 2));
     let totals = s.gateway.registry().execution_totals(usage.execution);
-    assert_eq!((totals.requests, totals.tokens()), (2, 103));
+    assert_eq!((totals.requests, totals.tokens.total()), (2, 103));
     s.assert_key_handling();
 }
 
@@ -254,11 +254,11 @@ async fn a_messages_stream_from_an_openai_provider_is_the_exact_messages_event_s
 
     // Metered from the provider's own Chat Completions stream, and settled.
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (70, 9));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (70, 9));
     assert!(usage.complete);
     assert_eq!(s.gateway.registry().requests_under_way(), 0);
     let totals = s.gateway.registry().execution_totals(usage.execution);
-    assert_eq!(totals.tokens(), 79);
+    assert_eq!(totals.tokens.total(), 79);
     let sent = s.fixture.requests()[0].json().unwrap();
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["stream_options"]["include_usage"], true);
@@ -314,7 +314,7 @@ async fn a_responses_caller_reaches_a_chat_only_compatible_server_with_a_call_an
     assert_eq!(sent["model"], "local-upstream-1");
     // A compatible server reads the older cap field.
     assert_eq!(sent["max_tokens"], 200);
-    assert_eq!(usage_of(s.notice().await).input_tokens, 33);
+    assert_eq!(usage_of(s.notice().await).tokens.input, 33);
 
     // The call's output, streamed this time.
     let second = json!({
@@ -373,7 +373,7 @@ async fn a_responses_caller_reaches_a_chat_only_compatible_server_with_a_call_an
     );
     let usage = usage_of(s.notice().await);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (48, 3, 8)
     );
     assert!(usage.complete);
@@ -421,7 +421,7 @@ async fn a_responses_stream_with_a_function_call_ends_with_the_call_item_and_com
     );
     assert_eq!(completed["response"]["usage"]["output_tokens"], 5);
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (21, 5));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (21, 5));
 }
 
 #[tokio::test]
@@ -496,7 +496,8 @@ async fn upstream_errors_reach_each_caller_in_its_own_shape_with_the_status_kept
         s.gateway
             .registry()
             .execution_totals(domain::ExecutionId(1))
-            .tokens(),
+            .tokens
+            .total(),
         0
     );
     s.assert_key_handling();

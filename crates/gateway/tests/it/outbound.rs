@@ -164,7 +164,7 @@ async fn a_chat_caller_is_answered_by_an_anthropic_provider_whole_and_streamed()
     assert!(!answer.to_string().contains(REAL_KEY) && !shown.contains(REAL_KEY));
     let usage = usage_of(s.notice().await);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (30, 4, 10)
     );
     assert!(usage.complete);
@@ -207,7 +207,7 @@ async fn a_chat_caller_is_answered_by_an_anthropic_provider_whole_and_streamed()
     assert_eq!(last["usage"]["completion_tokens"], 3);
     let usage = usage_of(s.notice().await);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (20, 3, 5)
     );
     assert!(usage.complete, "settled on the provider's own final figure");
@@ -251,7 +251,7 @@ async fn tool_calls_and_their_results_keep_their_ids_through_an_anthropic_provid
         json!({"path": "a.txt"})
     );
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (20, 6));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (20, 6));
     let sent = s.fixture.requests()[0].json().unwrap();
     assert_eq!(sent["tools"][0]["name"], "write_file");
     assert_eq!(
@@ -355,7 +355,7 @@ async fn a_chat_caller_is_answered_by_a_gemini_provider_with_a_tool_call_turn() 
     assert_eq!(answer["model"], "gem");
     let usage = usage_of(s.notice().await);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens, usage.cached_tokens),
+        (usage.tokens.input, usage.tokens.output, usage.tokens.cached),
         (11, 2, 3)
     );
     assert!(usage.complete);
@@ -394,7 +394,7 @@ async fn a_chat_caller_is_answered_by_a_gemini_provider_with_a_tool_call_turn() 
     );
     assert_eq!(chunks.last().unwrap()["usage"]["prompt_tokens"], 17);
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (17, 5));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (17, 5));
     assert!(usage.complete);
     let sent = &s.fixture.requests()[1];
     assert_eq!(
@@ -468,7 +468,7 @@ async fn a_gemini_caller_is_answered_by_an_anthropic_provider_in_two_hops() {
     assert_eq!(last["usageMetadata"]["promptTokenCount"], 25);
     assert_eq!(last["usageMetadata"]["candidatesTokenCount"], 7);
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (25, 7));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (25, 7));
     assert!(usage.complete, "metered on Anthropic's own stream");
     let sent = &s.fixture.requests()[0];
     assert_eq!(sent.path, "/v1/messages");
@@ -599,7 +599,7 @@ async fn upstream_errors_come_back_in_the_callers_shape_with_the_status_kept() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(matches!(s.notice().await, Notice::Waiting(w) if w.status == 429));
-    assert_eq!(usage_of(s.notice().await).output_tokens, 1);
+    assert_eq!(usage_of(s.notice().await).tokens.output, 1);
     s.assert_provider_headers();
 }
 
@@ -729,7 +729,7 @@ async fn a_responses_caller_reaches_an_anthropic_provider_in_two_hops() {
     assert_eq!(text, "two hops away", "{answer}");
     assert!(!answer.to_string().contains(REAL_KEY));
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (12, 3));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (12, 3));
     let sent = &s.fixture.requests()[0];
     assert_eq!(sent.path, "/v1/messages");
     assert_eq!(sent.json().unwrap()["model"], "claude-upstream-1");

@@ -92,7 +92,7 @@ async fn a_used_up_quota_goes_to_the_fallback_at_once_and_burns_no_retry() {
         usage.model, "gpt-backup",
         "charged at the fallback's prices"
     );
-    assert_eq!((usage.input_tokens, usage.output_tokens), (10, 2));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (10, 2));
 
     // While the account is paused its requests go straight to the fallback.
     let response = s

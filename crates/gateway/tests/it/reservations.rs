@@ -82,9 +82,9 @@ async fn twenty_parallel_streams_never_spend_more_than_the_budget() {
     );
     let spent = s.gateway.registry().execution_totals(ExecutionId(1));
     assert!(
-        spent.tokens() <= BUDGET,
+        spent.tokens.total() <= BUDGET,
         "{} tokens spent of {BUDGET}",
-        spent.tokens()
+        spent.tokens.total()
     );
     assert_eq!(spent.requests, ok as u64);
     assert_eq!(s.fixture.requests().len(), ok, "refused requests stay here");
@@ -98,9 +98,9 @@ async fn twenty_parallel_streams_never_spend_more_than_the_budget() {
     assert_eq!(
         usage
             .iter()
-            .map(|u| u.input_tokens + u.output_tokens)
+            .map(|u| u.tokens.input + u.tokens.output)
             .sum::<u64>(),
-        spent.tokens()
+        spent.tokens.total()
     );
     assert!(usage.iter().all(|u| u.complete));
 }
@@ -200,7 +200,7 @@ async fn a_request_waits_for_room_held_by_one_under_way_then_gets_what_is_left()
     let sent = s.fixture.requests()[1].json().unwrap();
     assert_eq!(sent["max_tokens"], 300 - 220 - estimate(&body), "{sent}");
     let spent = s.gateway.registry().execution_totals(ExecutionId(1));
-    assert!(spent.tokens() <= 300, "{spent:?}");
+    assert!(spent.tokens.total() <= 300, "{spent:?}");
 }
 
 #[tokio::test]
@@ -254,7 +254,7 @@ async fn a_stalled_stream_is_cut_by_the_idle_timeout_and_charged_as_reserved() {
     assert!(!usage.complete);
     // The input came with `message_start`; the output is charged at the request's cap.
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens),
+        (usage.tokens.input, usage.tokens.output),
         (30.max(estimate(&body)), 100)
     );
     s.fixture.open_gate();
@@ -282,7 +282,7 @@ async fn an_abandoned_stream_that_never_ends_is_charged_its_reservation() {
     let usage = usage_of(s.notice().await);
     assert!(!usage.complete);
     assert_eq!(
-        (usage.input_tokens, usage.output_tokens),
+        (usage.tokens.input, usage.tokens.output),
         (estimate(&body), 100)
     );
     assert_eq!(s.gateway.registry().requests_under_way(), 0);

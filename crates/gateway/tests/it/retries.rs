@@ -67,7 +67,7 @@ async fn a_rate_limit_with_retry_after_is_waited_out_and_the_request_succeeds() 
         (3, 503, Duration::ZERO)
     );
     let usage = usage_of(s.notice().await);
-    assert_eq!((usage.input_tokens, usage.output_tokens), (12, 3));
+    assert_eq!((usage.tokens.input, usage.tokens.output), (12, 3));
     assert_eq!(s.fixture.requests().len(), 4);
     s.assert_key_handling();
 }

@@ -167,10 +167,12 @@ fn an_agency_whose_daily_budget_is_spent_starts_nothing_and_the_others_go_on() {
         labelled(task(2), &["qa"]),
     ]);
     let spend = |tokens: u64, cost_micros: u64| domain::ModelUsage {
-        input_tokens: tokens,
+        tokens: domain::Tokens {
+            input: tokens,
+            ..Default::default()
+        },
         cost_micros,
         requests: 1,
-        ..Default::default()
     };
     // Under the budget: both start.
     s.agency_spend.insert("code".into(), spend(999, 1_999_999));

@@ -87,9 +87,11 @@ fn sums_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<ModelUsage> {
     };
     Ok(ModelUsage {
         requests: get(0)?,
-        input_tokens: get(1)?,
-        output_tokens: get(2)?,
-        cached_tokens: get(3)?,
+        tokens: Tokens {
+            input: get(1)?,
+            output: get(2)?,
+            cached: get(3)?,
+        },
         cost_micros: get(4)?,
     })
 }

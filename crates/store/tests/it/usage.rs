@@ -49,9 +49,11 @@ async fn record(store: &SqliteStore, at: Timestamp, change: Change) {
 fn sums(requests: u64, input: u64, output: u64, cached: u64, cost: u64) -> ModelUsage {
     ModelUsage {
         requests,
-        input_tokens: input,
-        output_tokens: output,
-        cached_tokens: cached,
+        tokens: domain::Tokens {
+            input,
+            output,
+            cached,
+        },
         cost_micros: cost,
     }
 }
@@ -177,7 +179,7 @@ async fn sums_per_execution_tree_and_agent_day_add_up_the_right_rows() {
             ("sonnet".to_string(), sums(1, 100, 10, 40, 1_000)),
         ]
     );
-    assert_eq!(sums(1, 200, 20, 100, 2_000).tokens(), 220);
+    assert_eq!(sums(1, 200, 20, 100, 2_000).tokens.total(), 220);
 }
 
 #[tokio::test]
