@@ -351,7 +351,7 @@ enum Block {
 #[derive(Default)]
 pub(crate) struct ChatToMessages {
     model: String,
-    line: Vec<u8>,
+    lines: super::plan::Lines,
     started: bool,
     open: Option<Block>,
     blocks: u64,
@@ -372,14 +372,9 @@ impl ChatToMessages {
     /// The Messages events for the next piece of the upstream stream.
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut rest = chunk;
-        while let Some(at) = rest.iter().position(|&b| b == b'\n') {
-            self.line.extend_from_slice(&rest[..at]);
-            rest = &rest[at + 1..];
-            let line = std::mem::take(&mut self.line);
+        for line in self.lines.feed(chunk) {
             self.line_event(&line, &mut out);
         }
-        self.line.extend_from_slice(rest);
         out
     }
 
@@ -387,7 +382,7 @@ impl ChatToMessages {
     /// reason came but neither usage nor `[DONE]` did.
     pub(crate) fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
-        self.line.clear();
+        self.lines = super::plan::Lines::default();
         if !self.ended && self.finish.is_some() {
             self.end(None, &mut out);
         }
@@ -514,11 +509,9 @@ impl ChatToMessages {
         if self.ended {
             return;
         }
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(data) = line.strip_prefix(b"data:") else {
+        let Some(data) = super::plan::data_of(line) else {
             return;
         };
-        let data = data.strip_prefix(b" ").unwrap_or(data);
         if data == b"[DONE]" {
             self.end(None, out);
             return;
