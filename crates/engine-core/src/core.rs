@@ -12,6 +12,7 @@ use crate::effect::{Effect, PersistId, PersistMode, StopReason};
 use crate::finalize::{Finalizer, JobStart, Next};
 use crate::held::Held;
 use crate::input::{CallOp, Finished, Input, JobReport, Outcome, Removal, Update, Written};
+use crate::lease::Leases;
 use crate::spending::{Notice, Spending};
 
 /// The core asks no approvals of its own: its `Options` carry no policy.
@@ -26,6 +27,10 @@ pub struct Options {
     pub write_behind: Duration,
     /// How often a worktree that was busy is tried again.
     pub removal_retry: Duration,
+    /// The node the core claims for and the length of its leases: each claim takes a lease
+    /// and every live execution's lease is renewed a third of the length on (see
+    /// [`crate::lease`]). `None`: claims carry no lease.
+    pub lease: Option<(domain::NodeId, Duration)>,
 }
 
 impl Default for Options {
@@ -34,6 +39,7 @@ impl Default for Options {
             workspaces: true,
             write_behind: crate::held::WRITE_BEHIND,
             removal_retry: crate::worktrees::REMOVAL_RETRY,
+            lease: None,
         }
     }
 }
@@ -103,6 +109,8 @@ pub struct Core {
     spending: Spending,
     /// Workspace jobs, ends parked behind the merges into their task, worktrees that were busy.
     finalizer: Finalizer,
+    /// This node's leases, made at the first input (they start on its time).
+    leases: Option<Leases>,
     pending: BTreeMap<PersistId, Then>,
     next_persist: u64,
     recovery: Option<Recovery>,
@@ -138,6 +146,7 @@ impl Core {
             held,
             spending: Spending::default(),
             finalizer,
+            leases: None,
             pending: BTreeMap::new(),
             next_persist: 0,
             recovery: None,
@@ -237,6 +246,11 @@ impl Core {
     pub fn handle(&mut self, input: Input, now: Timestamp) -> Vec<Effect> {
         let mut out = Vec::new();
         self.now = now;
+        if self.leases.is_none()
+            && let Some((node, length)) = self.options.lease.clone()
+        {
+            self.leases = Some(Leases::new(node, length, now));
+        }
         match input {
             Input::Tick => {}
             Input::Update(update) => self.update(update, now, &mut out),
@@ -290,12 +304,17 @@ impl Core {
         if self.stopping && self.is_quiet() && !self.held.is_empty() {
             self.flush(Then::Nothing, out);
         }
+        self.renew_leases(now, out);
         let wake = [
             self.wakeup.filter(|_| !self.stopping),
             self.recheck_at.filter(|_| !self.stopping),
             self.held.due(),
             self.spending.stop_due(),
             self.finalizer.removal_due(self.options.removal_retry, now),
+            self.leases
+                .as_ref()
+                .filter(|l| l.holds_any())
+                .map(Leases::due),
         ]
         .into_iter()
         .flatten()
@@ -305,6 +324,21 @@ impl Core {
             if let Some(at) = wake {
                 out.push(Effect::Wake { at });
             }
+        }
+    }
+
+    /// When a round is due, the leases of every execution claimed here and not yet ended are
+    /// renewed, one write per batch; a renewal the store refuses (the execution ended
+    /// meanwhile, or another node took it) is dropped, change by change.
+    fn renew_leases(&mut self, now: Timestamp, out: &mut Vec<Effect>) {
+        let Some(leases) = &mut self.leases else {
+            return;
+        };
+        if !leases.holds_any() || !leases.take_due(now) {
+            return;
+        }
+        for batch in leases.renewal_batches(now) {
+            self.persist(batch, PersistMode::Tolerant, Then::Nothing, out);
         }
     }
 
@@ -359,11 +393,10 @@ impl Core {
         self.refresh_active_view();
         self.recheck_at = None;
         let decision = scheduler::decide(&self.snapshot, &self.config, now);
-        // The core does not model node leases yet: its claims are this node's, recovered by
-        // the local fast path.
+        let lease = self.leases.as_ref().map(|l| l.first(now));
         let cx = crate::decision::Context {
             can_run: &|_| true,
-            lease: &|| None,
+            lease: &|| lease.clone(),
             approvals: &NO_POLICY,
         };
         let acts = crate::decision::acts(decision, &self.snapshot, &mut self.held, &cx);
@@ -727,6 +760,11 @@ impl Core {
             if let Some(r) = self.running.get_mut(&execution.id) {
                 r.execution = execution.clone();
             }
+            if execution.state.is_terminal()
+                && let Some(leases) = &mut self.leases
+            {
+                leases.ended(execution.id);
+            }
         }
     }
 
@@ -752,6 +790,9 @@ impl Core {
                     return;
                 };
                 self.started += 1;
+                if let Some(leases) = &mut self.leases {
+                    leases.claimed(&execution);
+                }
                 let id = execution.id;
                 self.running.insert(
                     id,

@@ -104,6 +104,11 @@ impl Leases {
             .collect()
     }
 
+    /// Whether any execution's claim is held here: only then is a round worth waking for.
+    pub fn holds_any(&self) -> bool {
+        !self.fences.is_empty()
+    }
+
     /// Whether this node still holds `execution`'s claim: claimed here and its end not yet
     /// written. A renewal refused for an execution it no longer holds was overtaken by its end.
     pub fn holds(&self, execution: ExecutionId) -> bool {

@@ -65,7 +65,10 @@ fn a_seed_replays_exactly() {
 
 #[test]
 fn a_skipped_merge_is_caught() {
-    let defects = Defects { skip_a_merge: true };
+    let defects = Defects {
+        skip_a_merge: true,
+        ..Defects::default()
+    };
     let found = (0..DEFAULT_SEEDS).find_map(|seed| run(seed, defects).err().map(|r| (seed, r)));
     let Some((seed, report)) = found else {
         panic!("no seed found the skipped merge");
@@ -77,5 +80,23 @@ fn a_skipped_merge_is_caught() {
         "seed {seed} failed for another reason: {first}"
     );
     // The same seed without the defect keeps every invariant: the defect is what it found.
+    run(seed, Defects::default()).unwrap_or_else(|r| panic!("seed {seed} fails anyway: {r}"));
+}
+
+#[test]
+fn renewals_that_are_never_written_are_caught() {
+    let defects = Defects {
+        drop_renewals: true,
+        ..Defects::default()
+    };
+    let found = (0..DEFAULT_SEEDS).find_map(|seed| run(seed, defects).err().map(|r| (seed, r)));
+    let Some((seed, report)) = found else {
+        panic!("no seed found the dropped renewals");
+    };
+    let first = report.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("a running execution's lease is renewed before it runs out"),
+        "seed {seed} failed for another reason: {first}"
+    );
     run(seed, Defects::default()).unwrap_or_else(|r| panic!("seed {seed} fails anyway: {r}"));
 }

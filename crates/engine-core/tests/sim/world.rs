@@ -28,6 +28,14 @@ const FOLLOW: Duration = Duration(250);
 const JOB_MAX: u64 = 60;
 /// Virtual time after which no new fault or task is injected, so that the run can settle.
 const CALM_AFTER: Timestamp = Timestamp(10_000);
+/// The length of the core's leases: short, so that executions that run into their timeout
+/// see their lease renewed, and long enough for writes the store holds up (400 ms each).
+const LEASE: Duration = Duration(2_000);
+
+/// The node the simulated engine claims for.
+fn node() -> domain::NodeId {
+    "sim-node".parse().expect("a node id")
+}
 /// Virtual time by which a run must have settled.
 const SETTLE_BY: Timestamp = Timestamp(90_000);
 
@@ -36,6 +44,8 @@ const SETTLE_BY: Timestamp = Timestamp(90_000);
 pub struct Defects {
     /// The job runner skips the merges of one job, as if the merge effect were dropped.
     pub skip_a_merge: bool,
+    /// The runner drops every lease renewal the core asks to write.
+    pub drop_renewals: bool,
 }
 
 /// What an agent does in one execution.
@@ -317,6 +327,7 @@ impl World {
     fn boot(&mut self) -> Result<(), Violation> {
         let options = Options {
             workspaces: true,
+            lease: Some((node(), LEASE)),
             ..Options::default()
         };
         let mut core = Core::new(self.config.clone(), options);
@@ -528,7 +539,14 @@ impl World {
         let generation = self.generation;
         {
             match effect {
-                Effect::Persist { id, changes, mode } => {
+                Effect::Persist {
+                    id,
+                    mut changes,
+                    mode,
+                } => {
+                    if self.defects.drop_renewals {
+                        changes.retain(|c| !matches!(c, Change::RenewLease { .. }));
+                    }
                     // A crash while stopping ends the run for good: nothing starts it again.
                     let crash = self.crashes_left > 0
                         && self.shutdown_at.is_none()
@@ -1072,6 +1090,26 @@ impl World {
                         "task #{} is done but the work of its sub-task #{} is not merged into \
                          it ({:?}): every child's work is merged before its parent is done",
                         task.id, child.id, step.status
+                    )));
+                }
+            }
+        }
+        // Every execution the live core runs was claimed under this node's lease, and the
+        // lease holds: the core renews it a third of its length on, whatever the store holds
+        // up.
+        if let Some(core) = &self.core {
+            for id in core.running().keys() {
+                let Some(execution) = state.execution(*id).filter(|e| e.state.is_active()) else {
+                    continue;
+                };
+                let Some(lease) = &execution.lease else {
+                    return Err(self.fail(format!("execution #{id} was claimed without a lease")));
+                };
+                if lease.node != node() || lease.expired(self.now) {
+                    return Err(self.fail(format!(
+                        "execution #{id} runs under a lease of {} until {} ms at {} ms: a \
+                         running execution's lease is renewed before it runs out",
+                        lease.node, lease.until.0, self.now.0
                     )));
                 }
             }
