@@ -791,6 +791,12 @@ impl Core {
                 };
                 self.started += 1;
                 if let Some(leases) = &mut self.leases {
+                    // The first claim after none were held starts the renewal timer afresh:
+                    // its lease was just taken, and a round left due while nothing was held
+                    // would renew it at once.
+                    if !leases.holds_any() {
+                        leases.take_due(now);
+                    }
                     leases.claimed(&execution);
                 }
                 let id = execution.id;
