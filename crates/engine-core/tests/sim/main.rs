@@ -63,24 +63,33 @@ fn a_seed_replays_exactly() {
     }
 }
 
+/// Some seed finds `defects`, failing first for the invariant that says `broken`, and the same
+/// seed without them keeps every invariant: the defect is what it found.
+fn caught(defects: Defects, what: &str, broken: &str) {
+    let found = (0..DEFAULT_SEEDS).find_map(|seed| run(seed, defects).err().map(|r| (seed, r)));
+    let Some((seed, report)) = found else {
+        panic!("no seed found {what}");
+    };
+    eprintln!("{what} was found by seed {seed}:\n{report}");
+    let first = report.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(broken),
+        "seed {seed} failed for another reason: {first}"
+    );
+    run(seed, Defects::default()).unwrap_or_else(|r| panic!("seed {seed} fails anyway: {r}"));
+}
+
 #[test]
 fn a_skipped_merge_is_caught() {
     let defects = Defects {
         skip_a_merge: true,
         ..Defects::default()
     };
-    let found = (0..DEFAULT_SEEDS).find_map(|seed| run(seed, defects).err().map(|r| (seed, r)));
-    let Some((seed, report)) = found else {
-        panic!("no seed found the skipped merge");
-    };
-    eprintln!("the skipped merge was found by seed {seed}:\n{report}");
-    let first = report.lines().next().unwrap_or_default();
-    assert!(
-        first.contains("every child's work is merged before its parent is done"),
-        "seed {seed} failed for another reason: {first}"
+    caught(
+        defects,
+        "the skipped merge",
+        "every child's work is merged before its parent is done",
     );
-    // The same seed without the defect keeps every invariant: the defect is what it found.
-    run(seed, Defects::default()).unwrap_or_else(|r| panic!("seed {seed} fails anyway: {r}"));
 }
 
 #[test]
@@ -89,14 +98,9 @@ fn renewals_that_are_never_written_are_caught() {
         drop_renewals: true,
         ..Defects::default()
     };
-    let found = (0..DEFAULT_SEEDS).find_map(|seed| run(seed, defects).err().map(|r| (seed, r)));
-    let Some((seed, report)) = found else {
-        panic!("no seed found the dropped renewals");
-    };
-    let first = report.lines().next().unwrap_or_default();
-    assert!(
-        first.contains("a running execution's lease is renewed before it runs out"),
-        "seed {seed} failed for another reason: {first}"
+    caught(
+        defects,
+        "the dropped renewals",
+        "a running execution's lease is renewed before it runs out",
     );
-    run(seed, Defects::default()).unwrap_or_else(|r| panic!("seed {seed} fails anyway: {r}"));
 }
